@@ -1,0 +1,29 @@
+//! Repli's domain model. Pure: this crate performs no I/O and never reads the clock;
+//! every instant it needs (`now`, a request time) is a parameter.
+//!
+//! - [`insee`]: the INSEE commune code newtype.
+//! - [`reference`]: communes and signed conventions, parsed from CSV text.
+//! - [`crisis`]: one kit loan to one commune and its state machine.
+//! - [`role`]: who may do what (the policy table).
+//! - [`calendar`]: business hours in a time zone, French public holidays.
+//! - [`sla`]: the 48-business-hour promise evaluated for one crisis.
+//! - [`audit`]: audit entries and their hash chain (canonical encoding v1).
+//! - [`text`]: validation of the free text, phone numbers and e-mail addresses people type.
+
+pub mod audit;
+pub mod calendar;
+pub mod crisis;
+pub mod insee;
+pub mod reference;
+pub mod role;
+pub mod sla;
+pub mod text;
+
+pub use audit::{AuditEntry, ChainError};
+pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
+pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
+pub use insee::InseeCode;
+pub use reference::{Commune, Convention, ReferenceError};
+pub use role::{Actor, Permission, Role};
+pub use sla::{SlaStatus, SlaView};
+pub use text::FieldError;

@@ -1,0 +1,149 @@
+//! Roles and the one policy table: which role may do what. Scoping a DGS to their own commune
+//! is checked alongside, by [`Actor::may_see_commune`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::insee::InseeCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Users, tokens, configuration.
+    Admin,
+    /// The metropole's operations team.
+    Ops,
+    /// A commune's directeur général des services, bound to one INSEE code.
+    Dgs,
+    /// Read-only, every commune.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Self::Admin, Self::Ops, Self::Dgs, Self::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Ops => "ops",
+            Self::Dgs => "dgs",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not a role name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role (expected admin, ops, dgs or auditor)")]
+pub struct UnknownRole;
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(UnknownRole)
+    }
+}
+
+/// Everything the API lets someone do. Each route maps to exactly one permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read the list of communes and their convention status.
+    ReadCommunes,
+    /// Read crises (a DGS: their own commune's only).
+    ReadCrises,
+    /// Request a kit (a DGS for their commune; ops on behalf of a DGS who phoned).
+    RequestCrisis,
+    /// Cancel a crisis that has not been provisioned (a DGS: their own).
+    CancelCrisis,
+    /// Activate, reject, drive provisioning, delivery and hand-back.
+    OperateCrisis,
+    /// Read the audit log.
+    ReadAudit,
+}
+
+impl Permission {
+    /// The policy table.
+    pub fn allowed(self, role: Role) -> bool {
+        use Permission as P;
+        use Role as R;
+        match self {
+            P::ReadCommunes | P::ReadCrises => true,
+            P::RequestCrisis | P::CancelCrisis => matches!(role, R::Ops | R::Dgs),
+            P::OperateCrisis => role == R::Ops,
+            P::ReadAudit => matches!(role, R::Ops | R::Auditor | R::Admin),
+        }
+    }
+}
+
+/// Who is acting: an authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user_id: i64,
+    pub name: String,
+    pub role: Role,
+    /// Set for a DGS only: the commune they speak for.
+    pub commune: Option<InseeCode>,
+}
+
+impl Actor {
+    pub fn may(&self, p: Permission) -> bool {
+        p.allowed(self.role)
+    }
+
+    /// A DGS sees only their own commune; every other role sees all.
+    pub fn may_see_commune(&self, insee: &InseeCode) -> bool {
+        match self.role {
+            Role::Dgs => self.commune.as_ref() == Some(insee),
+            Role::Admin | Role::Ops | Role::Auditor => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(role: Role, commune: Option<&str>) -> Actor {
+        Actor { user_id: 1, name: "x".into(), role, commune: commune.map(|c| InseeCode::parse(c).unwrap()) }
+    }
+
+    #[test]
+    fn auditors_never_write() {
+        for p in [Permission::RequestCrisis, Permission::CancelCrisis, Permission::OperateCrisis] {
+            assert!(!p.allowed(Role::Auditor));
+        }
+    }
+
+    #[test]
+    fn only_ops_operate() {
+        for r in Role::ALL {
+            assert_eq!(Permission::OperateCrisis.allowed(r), r == Role::Ops, "{r}");
+        }
+    }
+
+    #[test]
+    fn dgs_is_scoped() {
+        let a = actor(Role::Dgs, Some("13005"));
+        assert!(a.may_see_commune(&InseeCode::parse("13005").unwrap()));
+        assert!(!a.may_see_commune(&InseeCode::parse("13001").unwrap()));
+        assert!(actor(Role::Auditor, None).may_see_commune(&InseeCode::parse("13001").unwrap()));
+        // A DGS record without a commune sees nothing.
+        assert!(!actor(Role::Dgs, None).may_see_commune(&InseeCode::parse("13001").unwrap()));
+    }
+
+    #[test]
+    fn role_strings_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+}

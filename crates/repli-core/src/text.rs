@@ -1,0 +1,171 @@
+//! Validation of what people type: names, free text, phone numbers, e-mail addresses.
+//!
+//! Each validator returns the normalised value or a [`FieldError`] naming the field with a
+//! French message, since the person reading it may be a DGS on a borrowed phone.
+
+use serde::Serialize;
+
+/// One invalid field: its name (as in the API) and a French explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field} : {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { field: field.to_owned(), message: message.into() }
+    }
+}
+
+/// Longest accepted person or place name, in characters.
+pub const NAME_MAX: usize = 120;
+/// Longest accepted free-text field (notes, reasons), in characters.
+pub const NOTE_MAX: usize = 4000;
+
+/// A person's or a site's name: trimmed, 1 to [`NAME_MAX`] characters, no control characters.
+pub fn name(field: &str, value: &str) -> Result<String, FieldError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(FieldError::new(field, "ce champ est obligatoire"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "caractères de contrôle interdits"));
+    }
+    if v.chars().count() > NAME_MAX {
+        return Err(FieldError::new(field, format!("{NAME_MAX} caractères au plus")));
+    }
+    Ok(v.to_owned())
+}
+
+/// Free text (a note, a reason): trimmed, line breaks normalised to `\n`, tabs allowed,
+/// other control characters refused, at most `max` characters. `required` refuses empty text.
+pub fn free_text(field: &str, value: &str, max: usize, required: bool) -> Result<String, FieldError> {
+    let v = value.replace("\r\n", "\n");
+    let v = v.trim();
+    if required && v.is_empty() {
+        return Err(FieldError::new(field, "ce champ est obligatoire"));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldError::new(field, "caractères de contrôle interdits"));
+    }
+    if v.chars().count() > max {
+        return Err(FieldError::new(field, format!("{max} caractères au plus")));
+    }
+    Ok(v.to_owned())
+}
+
+/// A phone number reachable while the commune's own lines may be down: a French national
+/// number (`06 12 34 56 78`, `04.42.00.00.00`) or an international one in E.164 (`+33612345678`).
+/// Returns it in E.164.
+pub fn phone(field: &str, value: &str) -> Result<String, FieldError> {
+    let bad = || {
+        FieldError::new(
+            field,
+            "numéro de téléphone invalide : 10 chiffres commençant par 0, ou format international +33…",
+        )
+    };
+    let v = value.trim();
+    if v.len() > 32 {
+        return Err(bad());
+    }
+    let (plus, rest) = match v.strip_prefix('+') {
+        Some(r) => (true, r),
+        None => (false, v),
+    };
+    let mut digits = String::with_capacity(16);
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '.' | '-' => {}
+            _ => return Err(bad()),
+        }
+    }
+    if plus {
+        // E.164: country code first digit 1-9, 8 to 15 digits in all.
+        if (8..=15).contains(&digits.len()) && !digits.starts_with('0') {
+            return Ok(format!("+{digits}"));
+        }
+        return Err(bad());
+    }
+    if digits.len() == 10 && digits.starts_with('0') && !digits[1..].starts_with('0') {
+        return Ok(format!("+33{}", &digits[1..]));
+    }
+    Err(bad())
+}
+
+/// An e-mail address, checked for shape only (it is out-of-band contact, not a login).
+/// Returned trimmed with the domain lower-cased.
+pub fn email(field: &str, value: &str) -> Result<String, FieldError> {
+    let bad = || FieldError::new(field, "adresse électronique invalide (exemple : prenom.nom@exemple.fr)");
+    let v = value.trim();
+    if v.len() > 254 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad());
+    }
+    let Some((local, domain)) = v.rsplit_once('@') else {
+        return Err(bad());
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') || local.contains(['<', '>', '"', '\'', ',', ';']) {
+        return Err(bad());
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err(bad());
+    }
+    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(name("n", "  Marie Curie ").unwrap(), "Marie Curie");
+        assert!(name("n", "   ").is_err());
+        assert!(name("n", "a\u{1b}[31m").is_err());
+        assert!(name("n", &"é".repeat(NAME_MAX + 1)).is_err());
+        assert_eq!(name("n", &"é".repeat(NAME_MAX)).unwrap().chars().count(), NAME_MAX);
+        // Hostile but printable text is accepted as data; escaping is the renderer's job.
+        assert_eq!(name("n", "<script>alert(1)</script>").unwrap(), "<script>alert(1)</script>");
+    }
+
+    #[test]
+    fn free_texts() {
+        assert_eq!(free_text("t", "a\r\nb\tc", 10, true).unwrap(), "a\nb\tc");
+        assert!(free_text("t", "", 10, true).is_err());
+        assert_eq!(free_text("t", "", 10, false).unwrap(), "");
+        assert!(free_text("t", "a\u{0}b", 10, false).is_err());
+        assert!(free_text("t", &"x".repeat(11), 10, false).is_err());
+    }
+
+    #[test]
+    fn phones() {
+        assert_eq!(phone("p", "06 12 34 56 78").unwrap(), "+33612345678");
+        assert_eq!(phone("p", "04.42.18.19.20").unwrap(), "+33442181920");
+        assert_eq!(phone("p", "+33 6 12 34 56 78").unwrap(), "+33612345678");
+        assert_eq!(phone("p", "+41 22 123 45 67").unwrap(), "+41221234567");
+        for bad in ["", "12345", "0012345678", "+0612345678", "06 12 34 56 7a", "+1234567890123456", "=1+2", "0612345678901234567890123456789012"] {
+            assert!(phone("p", bad).is_err(), "{bad:?} accepted");
+        }
+        let e = phone("contact.phone", "x").unwrap_err();
+        assert_eq!(e.field, "contact.phone");
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(email("e", " DGS@Mairie-Aubagne.FR ").unwrap(), "DGS@mairie-aubagne.fr");
+        for bad in ["", "a", "a@b", "@b.fr", "a b@c.fr", "a@-b.fr", "a@b..fr", "<a>@b.fr", "a@b\n.fr", "a@b_c.fr"] {
+            assert!(email("e", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(email("e", &format!("{}@b.fr", "a".repeat(65))).is_err());
+    }
+}
