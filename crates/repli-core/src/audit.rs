@@ -90,26 +90,58 @@ pub enum ChainError {
     Gap { seq: i64, expected: i64 },
 }
 
-/// Verifies entries given in storage order; returns how many were checked.
-pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Result<u64, ChainError> {
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut expected = 1;
-    let mut n = 0;
-    for e in entries {
-        if e.seq != expected {
-            return Err(ChainError::Gap { seq: e.seq, expected });
+/// Checks entries one at a time, in storage order, so a long chain can be verified page by
+/// page without holding it in memory.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    prev_hash: String,
+    expected: i64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1 }
+    }
+}
+
+impl ChainVerifier {
+    /// Checks the next entry: its sequence number, its link to the previous one, its hash.
+    pub fn push(&mut self, e: &AuditEntry) -> Result<(), ChainError> {
+        if e.seq != self.expected {
+            return Err(ChainError::Gap { seq: e.seq, expected: self.expected });
         }
-        if e.prev_hash != prev {
+        if e.prev_hash != self.prev_hash {
             return Err(ChainError::Broken { seq: e.seq });
         }
         if e.compute_hash() != e.hash {
             return Err(ChainError::Modified { seq: e.seq });
         }
-        prev.clone_from(&e.hash);
-        expected += 1;
-        n += 1;
+        self.prev_hash.clone_from(&e.hash);
+        self.expected += 1;
+        Ok(())
     }
-    Ok(n)
+
+    /// How many entries were verified so far.
+    pub fn count(&self) -> u64 {
+        u64::try_from(self.expected - 1).unwrap_or(0)
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.expected - 1
+    }
+
+    pub fn last_hash(&self) -> &str {
+        &self.prev_hash
+    }
+}
+
+/// Verifies entries given in storage order; returns how many were checked.
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Result<u64, ChainError> {
+    let mut v = ChainVerifier::default();
+    for e in entries {
+        v.push(e)?;
+    }
+    Ok(v.count())
 }
 
 #[cfg(test)]

@@ -19,11 +19,11 @@ pub mod role;
 pub mod sla;
 pub mod text;
 
-pub use audit::{AuditEntry, ChainError};
+pub use audit::{AuditEntry, ChainError, ChainVerifier};
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
 pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
 pub use insee::InseeCode;
 pub use reference::{Commune, Convention, ReferenceError};
-pub use role::{Actor, Permission, Role};
+pub use role::{Actor, AuthMethod, Permission, Role};
 pub use sla::{SlaStatus, SlaView};
 pub use text::FieldError;

@@ -83,6 +83,28 @@ impl Permission {
     }
 }
 
+/// How an actor proved who they are; recorded in every audit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// An API token (CLI, scripts).
+    Token,
+    /// A web session opened with a password.
+    Password,
+    /// Someone with access to the daemon's host and database (e.g. `replid user add`).
+    Local,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Password => "password",
+            Self::Local => "local",
+        }
+    }
+}
+
 /// Who is acting: an authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -91,6 +113,7 @@ pub struct Actor {
     pub role: Role,
     /// Set for a DGS only: the commune they speak for.
     pub commune: Option<InseeCode>,
+    pub auth: AuthMethod,
 }
 
 impl Actor {
@@ -112,7 +135,13 @@ mod tests {
     use super::*;
 
     fn actor(role: Role, commune: Option<&str>) -> Actor {
-        Actor { user_id: 1, name: "x".into(), role, commune: commune.map(|c| InseeCode::parse(c).unwrap()) }
+        Actor {
+            user_id: 1,
+            name: "x".into(),
+            role,
+            commune: commune.map(|c| InseeCode::parse(c).unwrap()),
+            auth: AuthMethod::Token,
+        }
     }
 
     #[test]

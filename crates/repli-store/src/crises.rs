@@ -1,0 +1,447 @@
+//! Crises: creation (with the convention, open-crisis and idempotency checks) and transitions,
+//! each in one write transaction with its audit entry.
+
+use jiff::Timestamp;
+use repli_core::{Actor, CrisisAction, CrisisId, CrisisState, InseeCode};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::audit::{append, NewEntry};
+use crate::time::{self, opt_from_db};
+use crate::{By, Store, StoreError};
+
+/// A validated kit request.
+#[derive(Debug, Clone)]
+pub struct NewCrisis {
+    pub commune: InseeCode,
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub contact_email: Option<String>,
+    pub agents: u32,
+    pub delivery_address: Option<String>,
+    pub notes: String,
+    pub due_at: Timestamp,
+}
+
+/// A crisis as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrisisRecord {
+    pub id: CrisisId,
+    pub commune: InseeCode,
+    pub commune_name: String,
+    pub state: CrisisState,
+    pub requested_at: Timestamp,
+    pub requested_by: String,
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub contact_email: Option<String>,
+    pub agents: u32,
+    pub delivery_address: Option<String>,
+    pub notes: String,
+    pub due_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub provisioning_at: Option<Timestamp>,
+    pub ready_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub handback_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// Which crises to list.
+#[derive(Debug, Clone, Default)]
+pub struct CrisisFilter {
+    pub commune: Option<InseeCode>,
+    pub state: Option<CrisisState>,
+    pub open_only: bool,
+}
+
+
+fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
+    StoreError::Corrupt { column, value: value.to_string() }
+}
+
+fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
+    let id: String = r.try_get("id")?;
+    let commune: String = r.try_get("commune")?;
+    let state: String = r.try_get("state")?;
+    let agents: i64 = r.try_get("agents")?;
+    let requested_at: String = r.try_get("requested_at")?;
+    let due_at: String = r.try_get("due_at")?;
+    let updated_at: String = r.try_get("updated_at")?;
+    Ok(CrisisRecord {
+        id: CrisisId::parse(&id).map_err(|_| corrupt("crises.id", &id))?,
+        commune: InseeCode::parse(&commune).map_err(|_| corrupt("crises.commune", &commune))?,
+        commune_name: r.try_get("commune_name")?,
+        state: state.parse().map_err(|_| corrupt("crises.state", &state))?,
+        requested_at: time::from_db("crises.requested_at", &requested_at)?,
+        requested_by: r.try_get("requested_by_name")?,
+        contact_name: r.try_get("contact_name")?,
+        contact_phone: r.try_get("contact_phone")?,
+        contact_email: r.try_get("contact_email")?,
+        agents: u32::try_from(agents).map_err(|_| corrupt("crises.agents", agents))?,
+        delivery_address: r.try_get("delivery_address")?,
+        notes: r.try_get("notes")?,
+        due_at: time::from_db("crises.due_at", &due_at)?,
+        activated_at: opt_from_db("crises.activated_at", r.try_get("activated_at")?)?,
+        provisioning_at: opt_from_db("crises.provisioning_at", r.try_get("provisioning_at")?)?,
+        ready_at: opt_from_db("crises.ready_at", r.try_get("ready_at")?)?,
+        delivered_at: opt_from_db("crises.delivered_at", r.try_get("delivered_at")?)?,
+        handback_at: opt_from_db("crises.handback_at", r.try_get("handback_at")?)?,
+        closed_at: opt_from_db("crises.closed_at", r.try_get("closed_at")?)?,
+        end_reason: r.try_get("end_reason")?,
+        updated_at: time::from_db("crises.updated_at", &updated_at)?,
+    })
+}
+
+/// The statement that records a transition: one fixed statement per timestamp column.
+fn update_sql(action: CrisisAction) -> &'static str {
+    match action {
+        CrisisAction::Activate => {
+            "UPDATE crises SET state = ?1, activated_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+        CrisisAction::StartProvisioning => {
+            "UPDATE crises SET state = ?1, provisioning_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+        CrisisAction::MarkReady => {
+            "UPDATE crises SET state = ?1, ready_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+        CrisisAction::Deliver => {
+            "UPDATE crises SET state = ?1, delivered_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+        CrisisAction::StartHandback => {
+            "UPDATE crises SET state = ?1, handback_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+        CrisisAction::Close | CrisisAction::Reject | CrisisAction::Cancel => {
+            "UPDATE crises SET state = ?1, closed_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
+        }
+    }
+}
+
+impl Store {
+    /// Records a kit request. With an idempotency key, a repeat of the same request by the same
+    /// user returns the crisis created the first time (`false` = not created now).
+    pub async fn create_crisis(
+        &self,
+        new: &NewCrisis,
+        actor: &Actor,
+        idempotency: Option<(&str, &str)>,
+        now: Timestamp,
+    ) -> Result<(CrisisRecord, bool), StoreError> {
+        let mut tx = self.write.begin().await?;
+        if let Some((key, request_sha256)) = idempotency {
+            let seen: Option<(String, String)> =
+                sqlx::query_as("SELECT request_sha256, crisis_id FROM idempotency_keys WHERE user_id = ? AND key = ?")
+                    .bind(actor.user_id)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some((hash, crisis_id)) = seen {
+                drop(tx);
+                if hash != request_sha256 {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                let id = CrisisId::parse(&crisis_id).map_err(|_| corrupt("idempotency_keys.crisis_id", &crisis_id))?;
+                let existing = self.crisis(&id).await?.ok_or(StoreError::CrisisNotFound(id))?;
+                return Ok((existing, false));
+            }
+        }
+        let insee = new.commune.as_str();
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownCommune(new.commune.clone()));
+        }
+        let signed: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
+        if signed.is_none() {
+            return Err(StoreError::NoConvention(new.commune.clone()));
+        }
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM crises WHERE commune = ? AND state NOT IN ('closed', 'rejected', 'cancelled')",
+        )
+        .bind(insee)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(open) = open {
+            let open = CrisisId::parse(&open).map_err(|_| corrupt("crises.id", &open))?;
+            return Err(StoreError::OpenCrisis { commune: new.commune.clone(), open });
+        }
+        let year = now.to_zoned(jiff::tz::TimeZone::UTC).year();
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM crises WHERE commune = ? AND year = ?")
+            .bind(insee)
+            .bind(i64::from(year))
+            .fetch_one(&mut *tx)
+            .await?;
+        let id = CrisisId::new(&new.commune, year, u32::try_from(seq).map_err(|_| corrupt("crises.seq", seq))?);
+        let at = time::to_db(now);
+        sqlx::query(
+            "INSERT INTO crises (id, commune, year, seq, state, requested_at, requested_by, contact_name, \
+             contact_phone, contact_email, agents, delivery_address, notes, due_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)",
+        )
+        .bind(id.as_str())
+        .bind(insee)
+        .bind(i64::from(year))
+        .bind(seq)
+        .bind(&at)
+        .bind(actor.user_id)
+        .bind(&new.contact_name)
+        .bind(&new.contact_phone)
+        .bind(&new.contact_email)
+        .bind(i64::from(new.agents))
+        .bind(&new.delivery_address)
+        .bind(&new.notes)
+        .bind(time::to_db(new.due_at))
+        .execute(&mut *tx)
+        .await?;
+        if let Some((key, request_sha256)) = idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, key, request_sha256, crisis_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(actor.user_id)
+            .bind(key)
+            .bind(request_sha256)
+            .bind(id.as_str())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Contact details are personal data: the audit entry records that they were given,
+        // not what they are.
+        let details = json!({
+            "agents": new.agents,
+            "due_at": time::to_db(new.due_at),
+            "contact_email_given": new.contact_email.is_some(),
+            "delivery_address_given": new.delivery_address.is_some(),
+        });
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(insee),
+            crisis: Some(id.as_str()),
+            action: "crisis.request",
+            target: id.as_str(),
+            details,
+        };
+        append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        let rec = self.crisis(&id).await?.ok_or(StoreError::CrisisNotFound(id))?;
+        Ok((rec, true))
+    }
+
+    /// Applies `action` to a crisis. Activation re-checks the signed convention.
+    pub async fn transition(
+        &self,
+        id: &CrisisId,
+        action: CrisisAction,
+        reason: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<CrisisRecord, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, String)> = sqlx::query_as("SELECT state, commune FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((state, commune)) = row else {
+            return Err(StoreError::CrisisNotFound(id.clone()));
+        };
+        let from: CrisisState = state.parse().map_err(|_| corrupt("crises.state", &state))?;
+        let to = action.check(from, reason)?;
+        if action == CrisisAction::Activate {
+            let signed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?")
+                .bind(&commune)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if signed.is_none() {
+                let c = InseeCode::parse(&commune).map_err(|_| corrupt("crises.commune", &commune))?;
+                return Err(StoreError::NoConvention(c));
+            }
+        }
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        let done = sqlx::query(update_sql(action))
+            .bind(to.as_str())
+            .bind(time::to_db(now))
+            .bind(if action.requires_reason() { reason } else { None })
+            .bind(id.as_str())
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            // Cannot happen with a single writer; refuse rather than audit a change not made.
+            return Err(StoreError::Transition(repli_core::TransitionError::Illegal { action, from }));
+        }
+        let details = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
+        let action_name = format!("crisis.{}", action.as_str());
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: &action_name,
+            target: id.as_str(),
+            details,
+        };
+        append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        self.crisis(id).await?.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
+    }
+
+    pub async fn crisis(&self, id: &CrisisId) -> Result<Option<CrisisRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.*, c.name AS commune_name, u.name AS requested_by_name FROM crises k \
+             JOIN communes c ON c.insee = k.commune JOIN users u ON u.id = k.requested_by WHERE k.id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Crises matching `f`, newest request first.
+    pub async fn crises(&self, f: &CrisisFilter) -> Result<Vec<CrisisRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.*, c.name AS commune_name, u.name AS requested_by_name FROM crises k \
+             JOIN communes c ON c.insee = k.commune JOIN users u ON u.id = k.requested_by \
+             WHERE (?1 IS NULL OR k.commune = ?1) AND (?2 IS NULL OR k.state = ?2) \
+             AND (?3 = 0 OR k.state NOT IN ('closed', 'rejected', 'cancelled')) \
+             ORDER BY k.requested_at DESC, k.id DESC",
+        )
+        .bind(f.commune.as_ref().map(InseeCode::as_str))
+        .bind(f.state.map(CrisisState::as_str))
+        .bind(f.open_only)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::AuditFilter;
+    use repli_core::{Role, TransitionError};
+
+    fn request(insee: &str) -> NewCrisis {
+        NewCrisis {
+            commune: InseeCode::parse(insee).unwrap(),
+            contact_name: "Anne Martin".into(),
+            contact_phone: "+33612345678".into(),
+            contact_email: None,
+            agents: 20,
+            delivery_address: None,
+            notes: String::new(),
+            due_at: t("2026-11-26T17:00:00Z"),
+        }
+    }
+
+    #[tokio::test]
+    async fn full_lifecycle_is_audited_and_verifies() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let ops = user(&store, Role::Ops, None).await;
+        let (c, created) = store.create_crisis(&request("13005"), &dgs, None, t("2026-11-23T09:00:00Z")).await.unwrap();
+        assert!(created);
+        assert_eq!(c.id.as_str(), "13005-2026-001");
+        assert_eq!(c.state, CrisisState::Requested);
+        assert_eq!(c.requested_by, dgs.name);
+        let mut now = t("2026-11-23T10:00:00Z");
+        for a in [
+            CrisisAction::Activate,
+            CrisisAction::StartProvisioning,
+            CrisisAction::MarkReady,
+            CrisisAction::Deliver,
+            CrisisAction::StartHandback,
+            CrisisAction::Close,
+        ] {
+            store.transition(&c.id, a, None, &ops, now).await.unwrap();
+            now = now + jiff::SignedDuration::from_mins(5);
+        }
+        let done = store.crisis(&c.id).await.unwrap().unwrap();
+        assert_eq!(done.state, CrisisState::Closed);
+        assert_eq!(done.ready_at, Some(t("2026-11-23T10:10:00Z")));
+        let log = store
+            .audit_entries(&AuditFilter { crisis: Some(c.id.to_string()), ..Default::default() })
+            .await
+            .unwrap();
+        let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "crisis.request",
+                "crisis.activate",
+                "crisis.start_provisioning",
+                "crisis.mark_ready",
+                "crisis.deliver",
+                "crisis.start_handback",
+                "crisis.close"
+            ]
+        );
+        assert!(!log[0].details.contains("612345678"), "contact data leaked into the audit log");
+        store.verify_audit().await.unwrap();
+        // The next crisis of the same commune gets the next number.
+        let (c2, _) = store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
+        assert_eq!(c2.id.as_str(), "13005-2026-002");
+    }
+
+    #[tokio::test]
+    async fn refusals_leave_nothing_behind() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let ops = user(&store, Role::Ops, None).await;
+        let now = t("2026-11-23T09:00:00Z");
+        let before = store.verify_audit().await.unwrap();
+        assert!(matches!(
+            store.create_crisis(&request("13055"), &ops, None, now).await,
+            Err(StoreError::NoConvention(_))
+        ));
+        assert!(matches!(
+            store.create_crisis(&request("13999"), &ops, None, now).await,
+            Err(StoreError::UnknownCommune(_))
+        ));
+        assert_eq!(store.verify_audit().await.unwrap(), before);
+        let (c, _) = store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
+        match store.create_crisis(&request("13005"), &ops, None, now).await {
+            Err(StoreError::OpenCrisis { open, .. }) => assert_eq!(open, c.id),
+            other => panic!("{other:?}"),
+        }
+        let e = store.transition(&c.id, CrisisAction::Close, None, &ops, now).await.unwrap_err();
+        assert!(matches!(e, StoreError::Transition(TransitionError::Illegal { from: CrisisState::Requested, .. })));
+        let e = store.transition(&c.id, CrisisAction::Cancel, Some(" "), &dgs, now).await.unwrap_err();
+        assert!(matches!(e, StoreError::Transition(TransitionError::ReasonRequired { .. })));
+        assert_eq!(store.crisis(&c.id).await.unwrap().unwrap().state, CrisisState::Requested);
+        assert_eq!(store.verify_audit().await.unwrap().entries, before.entries + 1);
+        let cancelled = store.transition(&c.id, CrisisAction::Cancel, Some("fausse alerte"), &dgs, now).await.unwrap();
+        assert_eq!(cancelled.end_reason.as_deref(), Some("fausse alerte"));
+        // Cancelled crises no longer block a new request.
+        store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_replay_or_refuse() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let now = t("2026-11-23T09:00:00Z");
+        let (a, created_a) = store.create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now).await.unwrap();
+        let (b, created_b) = store.create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now).await.unwrap();
+        assert!(created_a && !created_b);
+        assert_eq!(a.id, b.id);
+        assert!(matches!(
+            store.create_crisis(&request("13005"), &dgs, Some(("k1", "h2")), now).await,
+            Err(StoreError::IdempotencyMismatch)
+        ));
+        assert_eq!(store.crises(&CrisisFilter::default()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn audit_rows_cannot_be_updated_or_deleted() {
+        let (_d, store) = store().await;
+        let err = sqlx::query("UPDATE audit_log SET actor_name = 'x' WHERE seq = 1").execute(&store.write).await;
+        assert!(err.is_err());
+        let err = sqlx::query("DELETE FROM audit_log").execute(&store.write).await;
+        assert!(err.is_err());
+        store.verify_audit().await.unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! Repli's persistence: one SQLite file through sqlx. This is the only crate that uses sqlx.
+//!
+//! - One writer connection: SQLite serialises writers anyway, and a single connection makes
+//!   every write transaction see the audit chain's latest hash without lock upgrades.
+//! - A small pool of read-only connections for reads (WAL lets them run beside the writer).
+//! - Every state change appends its audit entry in the same transaction ([`audit`]).
+
+mod audit;
+mod crises;
+mod reference;
+mod time;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use repli_core::{ChainError, CrisisId, InseeCode, TransitionError};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlSafeStr;
+
+pub use audit::{AuditFilter, AuditSummary};
+pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
+pub use reference::{CommuneRecord, ReferenceSync};
+pub use time::{from_db as ts_from_db, to_db as ts_to_db};
+pub use users::{NewUser, UserRecord};
+
+/// Everything that can go wrong in the store, with the domain refusals as their own variants
+/// so that the API can map each to its HTTP status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unknown commune {0}")]
+    UnknownCommune(InseeCode),
+    #[error("commune {0} has not signed the loan convention")]
+    NoConvention(InseeCode),
+    #[error("commune {commune} already has an open crisis: {open}")]
+    OpenCrisis { commune: InseeCode, open: CrisisId },
+    #[error("crisis {0} not found")]
+    CrisisNotFound(CrisisId),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    #[error("corrupt value in column {column}: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+    #[error("audit chain does not verify: {0}")]
+    Chain(#[from] ChainError),
+}
+
+/// The database. Cheap to clone (pools are shared handles).
+#[derive(Debug, Clone)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+    path: PathBuf,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file, switches it to WAL and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        migrator().run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await?;
+        tracing::debug!(path = %path.display(), "database open");
+        Ok(Self { write, read, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, waiting for connections to finish (graceful shutdown).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Who an audit entry is attributed to.
+#[derive(Debug, Clone, Copy)]
+pub enum By<'a> {
+    User(&'a repli_core::Actor),
+    /// The daemon itself (reference data sync at start-up).
+    System,
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use jiff::Timestamp;
+    use repli_core::reference::{parse_communes, parse_conventions};
+    use repli_core::{Actor, AuthMethod, Role};
+
+    pub const COMMUNES: &str = "insee,name,population\n13005,Aubagne,47529\n13001,Aix-en-Provence,149695\n13055,Marseille,886040\n";
+    pub const CONVENTIONS: &str = "insee,signed_on,deliberation_ref\n13005,2023-12-14,DCM-2023-187\n13001,2024-02-15,DCM-2024-031\n";
+
+    pub fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    pub async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let communes = parse_communes("c", COMMUNES).unwrap();
+        let conventions = parse_conventions("v", CONVENTIONS, &communes).unwrap();
+        store.sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z")).await.unwrap();
+        (dir, store)
+    }
+
+    pub async fn user(store: &Store, role: Role, commune: Option<&str>) -> Actor {
+        let u = store
+            .create_user(
+                &NewUser {
+                    name: format!("{role} user"),
+                    role,
+                    commune: commune.map(|c| InseeCode::parse(c).unwrap()),
+                    token_sha256: format!("{role}{commune:?}"),
+                    token_expires_at: None,
+                },
+                By::System,
+                t("2026-11-02T08:00:00Z"),
+            )
+            .await
+            .unwrap();
+        Actor { user_id: u.id, name: u.name, role, commune: u.commune, auth: AuthMethod::Token }
+    }
+}
