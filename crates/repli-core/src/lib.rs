@@ -8,11 +8,13 @@
 //! - [`calendar`]: business hours in a time zone, French public holidays.
 //! - [`sla`]: the 48-business-hour promise evaluated for one crisis.
 //! - [`audit`]: audit entries and their hash chain (canonical encoding v1).
+//! - [`fr`]: French formatting of dates, durations and phone numbers.
 //! - [`text`]: validation of the free text, phone numbers and e-mail addresses people type.
 
 pub mod audit;
 pub mod calendar;
 pub mod crisis;
+pub mod fr;
 pub mod insee;
 pub mod reference;
 pub mod role;

@@ -3,10 +3,10 @@
 //! Each validator returns the normalised value or a [`FieldError`] naming the field with a
 //! French message, since the person reading it may be a DGS on a borrowed phone.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One invalid field: its name (as in the API) and a French explanation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{field} : {message}")]
 pub struct FieldError {
     pub field: String,

@@ -1,0 +1,272 @@
+//! `repli demo`: a whole crisis, played as the three roles would, on a fresh in-process replid
+//! with its own SQLite file. Everything goes through the real HTTP API and the typed client.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use jiff::Timestamp;
+use repli_core::{fr, CrisisAction, InseeCode, Role, SlaStatus};
+use repli_proto::api::{Contact, CrisisRequest, CrisisView};
+use repli_proto::Client;
+use replid::clock::{Clock, SystemClock};
+use replid::config::Config;
+use replid::Daemon;
+use serde::Serialize;
+
+use crate::output;
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Folder for the database and documents (default: a new temporary folder, kept).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// INSEE code of the commune hit (it must have signed the convention).
+    #[arg(long, default_value = "13005")]
+    pub commune: InseeCode,
+    /// Number of agents who need an account.
+    #[arg(long, default_value_t = 20)]
+    pub agents: u32,
+    /// Print the timeline on stderr and one JSON summary as the last line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The summary printed at the end (the last line of stdout with `--json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DemoSummary {
+    pub simulation: bool,
+    pub crisis_id: String,
+    pub commune: String,
+    pub commune_name: String,
+    pub requested_at: Timestamp,
+    pub due_at: Timestamp,
+    pub ready_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub sla_status: SlaStatus,
+    pub sla_met: bool,
+    /// Equipment lent and returned (the inventory arrives with its own issue: 0 until then).
+    pub items_lent: u32,
+    pub items_returned: u32,
+    /// Microsoft 365 accounts (the Graph provider arrives with its own issue: 0 until then).
+    pub accounts_created: u32,
+    pub accounts_disabled: u32,
+    pub audit_verified: bool,
+    pub audit_entries: u64,
+    pub database: PathBuf,
+    pub documents_dir: PathBuf,
+}
+
+/// Prints the timeline: to stdout for people, to stderr when stdout carries JSON.
+struct Narrator {
+    json: bool,
+}
+
+impl Narrator {
+    fn say(&self, who: &str, what: &str) {
+        let line = format!("[{}] {who:<12} {what}", now().to_zoned(output::tz()).strftime("%H:%M:%S"));
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+fn prepare_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.to_owned()
+        }
+        None => tempfile::Builder::new()
+            .prefix("repli-demo-")
+            .tempdir_in(crate::default_demo_parent())
+            .context("cannot create a temporary folder")?
+            .keep(),
+    };
+    if dir.join("repli.db").exists() {
+        bail!(
+            "{} already holds a demo database (repli.db): choose another --dir or remove it; nothing was changed",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Runs the demo and returns its summary.
+pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
+    let say = Narrator { json: args.json };
+    let dir = prepare_dir(args.dir.as_deref())?;
+    let db = dir.join("repli.db");
+    let mut config = Config::default();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.database.path.clone_from(&db);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
+    let result = play(&say, &daemon, &dir, args).await;
+    daemon.shutdown().await.context("replid did not stop cleanly")?;
+    result
+}
+
+async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
+    say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
+    say.say("SIMULATION", "aucun tenant Microsoft 365 ni matériel réel n'est touché");
+    let store = &daemon.state().store;
+    let boot = replid::By::System;
+    let t = now();
+    let (_, ops_token) = replid::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
+    let commune = args.commune.clone();
+    let (_, dgs_token) =
+        replid::auth::create_user(store, &format!("DGS de la commune {commune}"), Role::Dgs, Some(commune.clone()), None, boot, t).await?;
+    let (_, auditor_token) = replid::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
+    let anon = Client::new(&daemon.url(), None)?;
+    let dgs = anon.with_token(dgs_token);
+    let ops = anon.with_token(ops_token);
+    let auditor = anon.with_token(auditor_token);
+
+    // The DGS, whose commune mail is down, requests the kit with an out-of-band contact.
+    let info = dgs.commune(commune.as_str()).await.context("commune")?;
+    let req = CrisisRequest {
+        commune: commune.clone(),
+        contact: Contact {
+            name: format!("DGS de {} (contact fictif)", info.name),
+            phone: "06 00 00 00 01".into(),
+            email: Some("dgs.secours@exemple.fr".into()),
+        },
+        agents: args.agents,
+        delivery_address: Some(format!("Hôtel de ville de {}", info.name)),
+        notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
+    };
+    let key = format!("demo-{}", now().as_millisecond());
+    let crisis = dgs.request_crisis(&req, Some(&key)).await.context("request")?;
+    say.say(
+        "DGS",
+        &format!("demande le kit pour {} ({} agents) → crise {}", info.name, crisis.agents, crisis.id),
+    );
+    say.say("", &format!("échéance : {} ({} h ouvrées)", output::when(crisis.sla.due_at), crisis.sla.business_hours));
+    let again = dgs.request_crisis(&req, Some(&key)).await.context("idempotent retry")?;
+    if again.id != crisis.id {
+        bail!("an idempotent retry created a second crisis ({} then {})", crisis.id, again.id);
+    }
+    say.say("DGS", "renvoie la même demande (réseau instable) : même crise, rien en double");
+
+    let conv = info.convention.as_ref().map_or_else(String::new, |c| format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on));
+    let c = ops.act(&crisis.id, CrisisAction::Activate, None).await.context("activate")?;
+    say.say("Ops", &format!("vérifie la convention{conv} et active la crise"));
+    ops.act(&c.id, CrisisAction::StartProvisioning, None).await.context("start provisioning")?;
+    say.say("Ops", "lance la préparation du kit");
+    let c = ops.act(&c.id, CrisisAction::MarkReady, None).await.context("mark ready")?;
+    say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
+    ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
+    say.say("Ops", "livre le kit sur site");
+    ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
+    say.say("Ops", "ouvre la restitution");
+    ops.act(&c.id, CrisisAction::Close, None).await.context("close")?;
+    say.say("Ops", "clôt la crise");
+
+    let verify = auditor.audit_verify().await.context("audit verify")?;
+    say.say(
+        "Auditeur",
+        &if verify.verified {
+            format!("vérifie le journal d'audit : {} entrées, chaîne intacte", verify.entries)
+        } else {
+            format!("journal d'audit NON vérifié : {}", verify.error.as_deref().unwrap_or("?"))
+        },
+    );
+    let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
+    let documents_dir = write_documents(dir, &last)?;
+    say.say("", &format!("documents : {}", documents_dir.display()));
+
+    Ok(DemoSummary {
+        simulation: true,
+        crisis_id: last.id.to_string(),
+        commune: last.commune.to_string(),
+        commune_name: last.commune_name.clone(),
+        requested_at: last.requested_at,
+        due_at: last.sla.due_at,
+        ready_at: last.timeline.ready_at,
+        closed_at: last.timeline.closed_at,
+        sla_status: last.sla.status,
+        sla_met: last.sla.status == SlaStatus::Met,
+        items_lent: 0,
+        items_returned: 0,
+        accounts_created: 0,
+        accounts_disabled: 0,
+        audit_verified: verify.verified,
+        audit_entries: verify.entries,
+        database: daemon.state().store.path().to_owned(),
+        documents_dir,
+    })
+}
+
+/// The crisis record and its chronology, per crisis, under `DIR/documents/ID/`.
+fn write_documents(dir: &Path, c: &CrisisView) -> anyhow::Result<PathBuf> {
+    let out = dir.join("documents").join(c.id.as_str());
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
+    let mut md = Vec::new();
+    writeln!(md, "# Chronologie de la crise {} — {}\n", c.id, md_escape(&c.commune_name))?;
+    writeln!(md, "_Simulation produite par `repli demo`._\n")?;
+    writeln!(md, "- Demande : {}, par {}", output::when(c.requested_at), md_escape(&c.requested_by))?;
+    writeln!(md, "- Échéance ({} h ouvrées) : {}", c.sla.business_hours, output::when(c.sla.due_at))?;
+    writeln!(md, "- Kit prêt : {}", output::opt_when(c.timeline.ready_at))?;
+    writeln!(md, "- SLA : {}", c.sla.status_label)?;
+    writeln!(md, "- Clôture : {}\n", output::opt_when(c.timeline.closed_at))?;
+    writeln!(md, "| # | Quand | Qui | Action |")?;
+    writeln!(md, "|---|---|---|---|")?;
+    for e in &c.history {
+        writeln!(md, "| {} | {} | {} ({}) | `{}` |", e.seq, output::when(e.at), md_escape(&e.actor), e.role, e.action)?;
+    }
+    std::fs::write(out.join("chronologie.md"), md)?;
+    Ok(out)
+}
+
+/// Escapes text placed in Markdown so it cannot break the table or inject markup.
+fn md_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' => {
+                o.push('\\');
+                o.push(ch);
+            }
+            c if c.is_control() => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// `repli demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
+pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let s = run(args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!();
+        println!("Résumé : crise {} ({}) — SLA {} — journal d'audit {}", s.crisis_id, s.commune_name,
+            if s.sla_met { "respecté" } else { "NON respecté" },
+            if s.audit_verified { "vérifié" } else { "NON vérifié" });
+        println!("Base : {}", s.database.display());
+        println!("Documents : {}", s.documents_dir.display());
+    }
+    Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { crate::failure() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_is_escaped() {
+        assert_eq!(md_escape("a|b<script>\n"), "a\\|b\\<script\\> ");
+    }
+}

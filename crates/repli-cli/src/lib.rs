@@ -1,0 +1,215 @@
+//! The `repli` command line, as a library so the end-to-end tests can run its demo.
+//!
+//! Every command except `demo` and `completions` talks to a replid through
+//! [`repli_proto::Client`]: the CLI has no access of its own to the database.
+
+mod commands;
+pub mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use repli_core::{CrisisAction, CrisisState, InseeCode};
+
+pub use commands::run;
+
+/// Default daemon address: replid binds to loopback.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8640";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "repli",
+    version,
+    about = "Repli : kit de repli cyber des communes de la Métropole Aix-Marseille-Provence",
+    long_about = "Repli orchestrates the fallback kit the Métropole Aix-Marseille-Provence lends a commune hit by a \
+                  cyberattack: request, activation, provisioning within 48 business hours, delivery, hand-back."
+)]
+pub struct Cli {
+    /// replid's URL.
+    #[arg(long, global = true, env = "REPLI_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// API token (printed once when the user was created).
+    #[arg(long, global = true, env = "REPLI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The métropole's communes and their loan conventions.
+    #[command(subcommand)]
+    Communes(CommunesCmd),
+    /// Crises: kit requests and their progress.
+    #[command(subcommand)]
+    Crisis(CrisisCmd),
+    /// Hand-back of a kit.
+    #[command(subcommand)]
+    Handback(HandbackCmd),
+    /// Who the token belongs to.
+    Whoami(JsonFlag),
+    /// Play a whole crisis on a fresh in-process replid (simulation).
+    Demo(demo::DemoArgs),
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommunesCmd {
+    /// List the communes with their convention status.
+    List(JsonFlag),
+    /// Show one commune.
+    Show {
+        insee: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrisisCmd {
+    /// Request the kit for a commune.
+    Request(RequestArgs),
+    /// List crises.
+    List {
+        #[arg(long)]
+        commune: Option<InseeCode>,
+        #[arg(long)]
+        state: Option<CrisisStateArg>,
+        /// Only open crises.
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a crisis with its history.
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Activate a requested crisis (ops; the convention is checked).
+    Activate {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Refuse a request (ops).
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Cancel a crisis before anything was provisioned.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Take any action by name (start_provisioning, mark_ready, deliver…).
+    Act {
+        id: String,
+        action: CrisisActionArg,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// INSEE code of the commune.
+    #[arg(long)]
+    pub commune: InseeCode,
+    /// Name of the person to call back (out-of-band).
+    #[arg(long)]
+    pub contact_name: String,
+    /// Out-of-band phone number (mobile), e.g. 06 12 34 56 78.
+    #[arg(long)]
+    pub contact_phone: String,
+    /// Out-of-band e-mail address (not the commune's own mail).
+    #[arg(long)]
+    pub contact_email: Option<String>,
+    /// Number of agents who need an account.
+    #[arg(long)]
+    pub agents: u32,
+    #[arg(long)]
+    pub delivery_address: Option<String>,
+    #[arg(long)]
+    pub notes: Option<String>,
+    /// Makes a retried request safe: the same key returns the same crisis.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandbackCmd {
+    /// Start the hand-back of a ready or delivered kit.
+    Start {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Close the crisis once everything came back.
+    Close {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+/// `CrisisState` for clap.
+#[derive(Debug, Clone, Copy)]
+pub struct CrisisStateArg(pub CrisisState);
+
+impl std::str::FromStr for CrisisStateArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self).map_err(|_| {
+            format!("unknown state; expected one of {}", CrisisState::ALL.map(CrisisState::as_str).join(", "))
+        })
+    }
+}
+
+/// `CrisisAction` for clap.
+#[derive(Debug, Clone, Copy)]
+pub struct CrisisActionArg(pub CrisisAction);
+
+impl std::str::FromStr for CrisisActionArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CrisisAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .map(Self)
+            .ok_or_else(|| format!("unknown action; expected one of {}", CrisisAction::ALL.map(CrisisAction::as_str).join(", ")))
+    }
+}
+
+/// Exit code of a command that ran but found a problem (e.g. a failed verification).
+pub(crate) fn failure() -> ExitCode {
+    ExitCode::FAILURE
+}
+
+/// Where the demo writes its database and documents when no `--dir` is given.
+pub(crate) fn default_demo_parent() -> PathBuf {
+    std::env::temp_dir()
+}

@@ -1,0 +1,172 @@
+//! The JSON documents exchanged with replid. Requests refuse unknown fields.
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use repli_core::{CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, Role, SlaStatus};
+use serde::{Deserialize, Serialize};
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// `GET /api/v1/me`: who the token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: i64,
+    pub name: String,
+    pub role: Role,
+    pub commune: Option<InseeCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConventionView {
+    pub signed_on: Date,
+    pub deliberation_ref: String,
+}
+
+/// A commune and whether it can borrow the kit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommuneView {
+    pub insee: InseeCode,
+    pub name: String,
+    pub population: u32,
+    pub convention: Option<ConventionView>,
+    pub open_crisis: Option<CrisisId>,
+}
+
+/// Out-of-band contact of the person who asked: the commune's own mail and phones may be down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    /// French or E.164 number; stored in E.164.
+    pub phone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `POST /api/v1/crises`: a DGS (or ops on their behalf) requests the kit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrisisRequest {
+    pub commune: InseeCode,
+    pub contact: Contact,
+    /// How many agents need an account (and, up to the pool's limit, a laptop).
+    pub agents: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// `POST /api/v1/crises/{id}/actions/{action}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a crisis stands against the 48-business-hour promise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaView {
+    pub business_hours: u32,
+    pub due_at: Timestamp,
+    pub status: SlaStatus,
+    pub status_label: String,
+    /// Business seconds left before the due instant (0 once stopped or past).
+    pub remaining_seconds: i64,
+    /// Business seconds used so far (until ready, once ready).
+    pub elapsed_seconds: i64,
+}
+
+/// When each stage was reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub activated_at: Option<Timestamp>,
+    pub provisioning_at: Option<Timestamp>,
+    pub ready_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub handback_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+}
+
+/// One audited event of a crisis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub details: serde_json::Value,
+}
+
+/// A crisis: one kit loan to one commune.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrisisView {
+    pub id: CrisisId,
+    pub commune: InseeCode,
+    pub commune_name: String,
+    pub state: CrisisState,
+    pub state_label: String,
+    pub requested_at: Timestamp,
+    pub requested_by: String,
+    pub contact: Contact,
+    pub agents: u32,
+    pub delivery_address: Option<String>,
+    pub notes: String,
+    pub sla: SlaView,
+    pub timeline: Timeline,
+    /// Why it was rejected or cancelled.
+    pub end_reason: Option<String>,
+    /// The actions that can be taken now.
+    pub next_actions: Vec<CrisisAction>,
+    /// The audited events, oldest first (on single-crisis reads only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// `GET /api/v1/crises` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrisisQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<InseeCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CrisisState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
+}
+
+/// `GET /api/v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerifyView {
+    pub verified: bool,
+    pub entries: u64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    /// Why verification failed, naming the first bad sequence number.
+    pub error: Option<String>,
+}
+
+/// An error, as RFC 7807 `application/problem+json`. `detail` is French: a DGS may read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `convention_missing`.
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_state: Option<CrisisState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_crisis: Option<CrisisId>,
+}

@@ -1,0 +1,205 @@
+//! The typed client over reqwest.
+
+use std::time::Duration;
+
+use repli_core::{CrisisAction, CrisisId};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{
+    ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health, Me, Problem,
+};
+use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// replid answered with an error document.
+    #[error("{} ({})", .problem.detail, .problem.code)]
+    Api { status: StatusCode, problem: Box<Problem> },
+    /// replid answered with an error that is not a problem document.
+    #[error("HTTP {status}: {body}")]
+    Http { status: StatusCode, body: String },
+    #[error("cannot reach replid at {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("unexpected answer from replid: {0}")]
+    Decode(String),
+    #[error("invalid server URL `{0}`")]
+    Url(String),
+}
+
+impl ClientError {
+    /// The HTTP status, when replid answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } | Self::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The problem document, when replid sent one.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Self::Api { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one replid, acting with one token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `base` is the daemon's root URL, e.g. `http://127.0.0.1:8640`.
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let mut base = reqwest::Url::parse(base).map_err(|_| ClientError::Url(base.to_owned()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(ClientError::Url(base.to_string()));
+        }
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("repli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
+        Ok(Self { base, http, token })
+    }
+
+    /// The same daemon, another token.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self { base: self.base.clone(), http: self.http.clone(), token: Some(token.into()) }
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
+        let url = self.base.join(path.trim_start_matches('/')).map_err(|_| ClientError::Url(path.to_owned()))?;
+        let mut rb = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        Ok(rb)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
+        let url = self.base.to_string();
+        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(problem) => Err(ClientError::Api { status, problem: Box::new(problem) }),
+            Err(_) => Err(ClientError::Http { status, body: String::from_utf8_lossy(&bytes).chars().take(500).collect() }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path)?).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path)?.json(body)).await
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/healthz").await
+    }
+
+    pub async fn me(&self) -> Result<Me, ClientError> {
+        self.get(&format!("{API_PREFIX}/me")).await
+    }
+
+    pub async fn communes(&self) -> Result<Vec<CommuneView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/communes")).await
+    }
+
+    pub async fn commune(&self, insee: &str) -> Result<CommuneView, ClientError> {
+        // INSEE codes are validated server-side; encode whatever was typed.
+        let seg = urlencode(insee);
+        self.get(&format!("{API_PREFIX}/communes/{seg}")).await
+    }
+
+    /// Requests a kit. With an idempotency key, retrying after a lost answer cannot create a
+    /// second crisis.
+    pub async fn request_crisis(
+        &self,
+        req: &CrisisRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<CrisisView, ClientError> {
+        let mut rb = self.request(Method::POST, &format!("{API_PREFIX}/crises"))?.json(req);
+        if let Some(k) = idempotency_key {
+            rb = rb.header(IDEMPOTENCY_HEADER, k);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn crises(&self, q: &CrisisQuery) -> Result<Vec<CrisisView>, ClientError> {
+        self.send(self.request(Method::GET, &format!("{API_PREFIX}/crises"))?.query(q)).await
+    }
+
+    pub async fn crisis(&self, id: &str) -> Result<CrisisView, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id))).await
+    }
+
+    pub async fn act(&self, id: &CrisisId, action: CrisisAction, reason: Option<&str>) -> Result<CrisisView, ClientError> {
+        let body = ActionRequest { reason: reason.map(str::to_owned) };
+        self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body).await
+    }
+
+    pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {
+        self.get(&format!("{API_PREFIX}/audit/verify")).await
+    }
+
+    /// Sends a raw body to a path: for tests of malformed input.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<serde_json::Value, ClientError> {
+        let rb = self.request(Method::POST, path)?.header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        self.send(rb).await
+    }
+}
+
+/// Percent-encodes one path segment.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(urlencode("13005-2026-001"), "13005-2026-001");
+        assert_eq!(urlencode("../x y"), "..%2Fx%20y");
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        assert!(Client::new("not a url", None).is_err());
+        assert!(Client::new("ftp://host", None).is_err());
+        assert!(Client::new("mailto:x@y.fr", None).is_err());
+        assert_eq!(Client::new("http://127.0.0.1:1/repli", None).unwrap().base_url(), "http://127.0.0.1:1/repli/");
+    }
+}

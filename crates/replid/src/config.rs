@@ -1,0 +1,239 @@
+//! replid's configuration: a TOML file with a version field, unknown keys refused, and an
+//! environment overlay (`REPLI_<SECTION>__<KEY>`) applied before validation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use repli_core::calendar::CalendarSpec;
+use repli_core::sla::DEFAULT_BUSINESS_HOURS;
+use serde::{Deserialize, Serialize};
+
+/// The example configuration, printed by `replid config example`.
+pub const EXAMPLE: &str = include_str!("../replid.example.toml");
+/// The only configuration version this build understands.
+pub const CONFIG_VERSION: u32 = 1;
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "REPLI_";
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("{origin}: unsupported configuration version {found} (this replid reads version {CONFIG_VERSION})")]
+    Version { origin: String, found: u32 },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub reference: ReferenceConfig,
+    #[serde(default)]
+    pub sla: SlaConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("repli.db") }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceConfig {
+    pub communes: Option<PathBuf>,
+    pub conventions: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    pub business_hours: u32,
+    pub calendar: CalendarSpec,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self { business_hours: DEFAULT_BUSINESS_HOURS, calendar: CalendarSpec::default() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            reference: ReferenceConfig::default(),
+            sla: SlaConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or starts from the defaults), applies the environment overlay from `env`
+    /// and validates the result.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let (mut table, origin) = match path {
+            Some(p) => {
+                let meta = std::fs::metadata(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                if meta.len() > MAX_CONFIG_BYTES {
+                    return Err(ConfigError::TooLarge { path: p.to_owned() });
+                }
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                let origin = p.display().to_string();
+                let table = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+                (table, origin)
+            }
+            None => {
+                let mut t = toml::Table::new();
+                t.insert("version".into(), toml::Value::Integer(i64::from(CONFIG_VERSION)));
+                (t, "built-in defaults".to_owned())
+            }
+        };
+        let mut overridden = Vec::new();
+        for (name, value) in env {
+            if let Some(keys) = name.strip_prefix(ENV_PREFIX).filter(|k| k.contains("__")) {
+                overlay(&mut table, keys, &value).map_err(|message| ConfigError::Env { name: name.clone(), message })?;
+                overridden.push(name);
+            }
+        }
+        let origin = if overridden.is_empty() { origin } else { format!("{origin} + {}", overridden.join(", ")) };
+        let found = table.get("version").and_then(toml::Value::as_integer);
+        match found {
+            Some(v) if v == i64::from(CONFIG_VERSION) => {}
+            Some(v) => {
+                return Err(ConfigError::Version { origin, found: u32::try_from(v).unwrap_or(u32::MAX) });
+            }
+            None => return Err(ConfigError::Invalid { origin, message: "missing `version = 1`".into() }),
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        repli_core::BusinessCalendar::from_spec(&self.sla.calendar).map_err(|e| format!("sla.calendar: {e}"))?;
+        if !(1..=1000).contains(&self.sla.business_hours) {
+            return Err("sla.business_hours must be between 1 and 1000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sets `a.b.c` (given as `A__B__C`) in `table`. The value is read as TOML when it parses as a
+/// number, boolean or array, and as a string otherwise.
+fn overlay(table: &mut toml::Table, keys: &str, value: &str) -> Result<(), String> {
+    let path: Vec<String> = keys.split("__").map(str::to_ascii_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        return Err("empty key segment".into());
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, toml::Value::Datetime(_) | toml::Value::Table(_)))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut cur = table;
+    for p in parents {
+        let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    cur.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn example_is_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("replid.toml");
+        std::fs::write(&p, EXAMPLE).unwrap();
+        assert_eq!(Config::load(Some(&p), env(&[])).unwrap(), Config::default());
+        assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_and_is_validated() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("REPLI_SERVER__LISTEN", "127.0.0.1:9999"),
+                ("REPLI_SLA__BUSINESS_HOURS", "24"),
+                ("REPLI_SLA__CALENDAR__WINDOWS", "[\"08:30-12:00\", \"13:30-17:30\"]"),
+                ("REPLI_TOKEN", "ignored: not a config key"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.sla.business_hours, 24);
+        assert_eq!(c.sla.calendar.windows.len(), 2);
+        let e = Config::load(None, env(&[("REPLI_SERVER__LISTNE", "x")])).unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+        let e = Config::load(None, env(&[("REPLI_SLA__CALENDAR__TIME_ZONE", "Mars/Olympus")])).unwrap_err();
+        assert!(e.to_string().contains("Mars/Olympus"), "{e}");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_their_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (text, needle) in [
+            ("version = 2\n", "unsupported configuration version 2"),
+            ("[server]\nlisten = \"127.0.0.1:1\"\n", "missing `version = 1`"),
+            ("version = 1\n[server]\nport = 80\n", "unknown field `port`"),
+            ("version = 1\n[sla]\nbusiness_hours = 0\n", "business_hours"),
+            ("version = = 1", "c.toml"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+        let e = Config::load(Some(&dir.path().join("missing.toml")), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+    }
+}

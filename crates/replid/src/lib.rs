@@ -1,0 +1,190 @@
+//! replid: the daemon. It owns the store, serves the versioned JSON API under `/api/v1`, and
+//! (as later issues land) runs the playbook engine and the scheduler.
+//!
+//! The same [`Daemon`] runs as the `replid` binary, inside `repli demo`, and inside the
+//! end-to-end tests, so all three exercise the real server on a real socket and SQLite file.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Request};
+use axum::Router;
+use repli_core::reference::{parse_communes, parse_conventions, MAX_REFERENCE_BYTES};
+use repli_core::{BusinessCalendar, Commune, Convention};
+pub use repli_store::{By, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// The communes of the métropole, as shipped in `inventory/communes.csv`.
+pub const EMBEDDED_COMMUNES: &str = include_str!("../../../inventory/communes.csv");
+/// The signed conventions, as shipped in `inventory/conventions.csv`.
+pub const EMBEDDED_CONVENTIONS: &str = include_str!("../../../inventory/conventions.csv");
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub calendar: Arc<BusinessCalendar>,
+    pub sla_hours: u32,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read reference file {path}: {message}")]
+    ReferenceFile { path: String, message: String },
+    #[error("invalid reference data:\n{0}")]
+    Reference(#[from] repli_core::ReferenceError),
+    #[error("invalid SLA calendar: {0}")]
+    Calendar(#[from] repli_core::CalendarError),
+    #[error(transparent)]
+    Store(#[from] repli_store::StoreError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), DaemonError> {
+    let Some(p) = path else {
+        return Ok(("built-in".to_owned(), embedded.to_owned()));
+    };
+    let err = |message: String| DaemonError::ReferenceFile { path: p.display().to_string(), message };
+    let len = std::fs::metadata(p).map_err(|e| err(e.to_string()))?.len();
+    if len > MAX_REFERENCE_BYTES as u64 {
+        return Err(err(format!("larger than {MAX_REFERENCE_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| err(e.to_string()))?;
+    Ok((p.display().to_string(), text))
+}
+
+/// Reads and validates the communes and conventions named by the configuration.
+pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>), DaemonError> {
+    let (src, text) = read_reference(config.reference.communes.as_deref(), EMBEDDED_COMMUNES)?;
+    let communes = parse_communes(&format!("{src} communes"), &text)?;
+    let (src, text) = read_reference(config.reference.conventions.as_deref(), EMBEDDED_CONVENTIONS)?;
+    let conventions = parse_conventions(&format!("{src} conventions"), &text, &communes)?;
+    Ok((communes, conventions))
+}
+
+/// Opens the store and brings its reference data up to date with the configuration.
+pub async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, DaemonError> {
+    let (communes, conventions) = load_reference(config)?;
+    let store = Store::open(&config.database.path).await?;
+    let sync = store.sync_reference(&communes, &conventions, now).await?;
+    if !sync.is_empty() {
+        tracing::info!(?sync, "reference data updated");
+    }
+    Ok(store)
+}
+
+/// The application: routes plus the layers every request goes through.
+pub fn app(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), user = tracing::field::Empty)
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    api::routes()
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(trace)
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Daemon {
+    /// Opens the store, binds `config.server.listen` (port 0 picks a free port) and serves
+    /// until [`Daemon::shutdown`].
+    pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, DaemonError> {
+        let (tx, rx) = oneshot::channel::<()>();
+        Self::start_with_shutdown(config, clock, async move {
+            let _ = rx.await;
+        })
+        .await
+        .map(|mut d| {
+            d.shutdown = Some(tx);
+            d
+        })
+    }
+
+    /// Like [`Daemon::start`], stopping gracefully when `signal` completes.
+    pub async fn start_with_shutdown(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Self, DaemonError> {
+        let calendar = Arc::new(BusinessCalendar::from_spec(&config.sla.calendar)?);
+        let store = open_store(config, clock.now()).await?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
+        let state = AppState { store: store.clone(), calendar, sla_hours: config.sla.business_hours, clock };
+        let router = app(state.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+            store.close().await;
+            served.map_err(DaemonError::Serve)
+        });
+        tracing::info!(%addr, db = %config.database.path.display(), "replid listening");
+        Ok(Self { addr, state, shutdown: None, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes the database.
+    pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown signal).
+    pub async fn wait(self) -> Result<(), DaemonError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(DaemonError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}

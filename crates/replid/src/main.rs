@@ -1,0 +1,159 @@
+//! `replid`: the Repli daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use repli_core::{InseeCode, Role};
+use replid::clock::{Clock, SystemClock};
+use replid::config::{Config, EXAMPLE};
+use replid::Daemon;
+
+#[derive(Debug, Parser)]
+#[command(name = "replid", version, about = "Repli daemon: crisis-kit provisioning for the communes of the Métropole Aix-Marseille-Provence")]
+struct Cli {
+    /// Configuration file (TOML). Without it, the built-in defaults (see `replid config example`).
+    #[arg(long, short, global = true, env = "REPLI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Run,
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Local user administration on the daemon's host (writes the database directly).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the example configuration (all defaults, commented).
+    Example,
+    /// Load the configuration (file + environment), validate it and print the result.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user and print their API token, once.
+    Add {
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        name: String,
+        /// Required for a DGS: the INSEE code of their commune.
+        #[arg(long)]
+        commune: Option<InseeCode>,
+        /// Token lifetime in days (default: no expiry).
+        #[arg(long)]
+        expires_days: Option<u16>,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested, finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let load = || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Config(ConfigCommand::Example) => print!("{EXAMPLE}"),
+        Command::Config(ConfigCommand::Check) => {
+            let c = load()?;
+            print!("{}", toml::to_string_pretty(&c).context("cannot print configuration")?);
+        }
+        Command::Run => {
+            let c = load()?;
+            let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
+            eprintln!("replid listening on {}", daemon.url());
+            daemon.wait().await?;
+            tracing::info!("replid stopped");
+        }
+        Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
+            let c = load()?;
+            let clock = SystemClock;
+            let now = clock.now();
+            let store = replid::open_store(&c, now).await?;
+            let expires = match expires_days {
+                Some(d) => Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?),
+                None => None,
+            };
+            let local = repli_core::Actor {
+                user_id: 0,
+                name: whoami(),
+                role: Role::Admin,
+                commune: None,
+                auth: repli_core::AuthMethod::Local,
+            };
+            let created =
+                replid::auth::create_user(&store, &name, role, commune, expires, repli_store::By::User(&local), now).await;
+            store.close().await;
+            let (user, token) = match created {
+                Ok(v) => v,
+                Err(e) => bail!("cannot create user: {e}"),
+            };
+            eprintln!("user {} ({}) created; its token is printed once, below:", user.id, user.role);
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// The local account running the command, for the audit trail.
+fn whoami() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("local:{}", user.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+}
