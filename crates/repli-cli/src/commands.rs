@@ -5,27 +5,37 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::CommandFactory;
 use repli_core::CrisisAction;
-use repli_proto::api::{Contact, CrisisQuery, CrisisRequest, CrisisView};
 use repli_proto::Client;
+use repli_proto::api::{Contact, CrisisQuery, CrisisRequest, CrisisView};
 
-use crate::{demo, output, Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag};
+use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, demo, output};
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let c = Client::new(&cli.server, cli.token.clone())?;
     if cli.token.is_none() {
-        anyhow::bail!("aucun jeton : passez --token ou définissez REPLI_TOKEN (jeton affiché à la création de l'utilisateur)");
+        anyhow::bail!(
+            "aucun jeton : passez --token ou définissez REPLI_TOKEN (jeton affiché à la création de l'utilisateur)"
+        );
     }
     Ok(c)
 }
 
 fn show_crisis(c: &CrisisView, out: JsonFlag) -> anyhow::Result<()> {
-    if out.json { output::print_json(c) } else {
+    if out.json {
+        output::print_json(c)
+    } else {
         output::crisis(c);
         Ok(())
     }
 }
 
-async fn act(cli: &Cli, id: &str, action: CrisisAction, reason: Option<&str>, out: JsonFlag) -> anyhow::Result<()> {
+async fn act(
+    cli: &Cli,
+    id: &str,
+    action: CrisisAction,
+    reason: Option<&str>,
+    out: JsonFlag,
+) -> anyhow::Result<()> {
     let c = client(cli)?;
     let id = repli_core::CrisisId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let view = c.act(&id, action, reason).await?;
@@ -44,47 +54,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if out.json {
                 output::print_json(&me)?;
             } else {
-                let commune = me.commune.as_ref().map_or_else(String::new, |c| format!(", commune {c}"));
-                println!("{} (utilisateur {}, rôle {}{commune})", me.name, me.user_id, me.role);
+                let commune = me
+                    .commune
+                    .as_ref()
+                    .map_or_else(String::new, |c| format!(", commune {c}"));
+                println!(
+                    "{} (utilisateur {}, rôle {}{commune})",
+                    me.name, me.user_id, me.role
+                );
             }
         }
         Command::Communes(CommunesCmd::List(out)) => {
             let list = client(&cli)?.communes().await?;
-            if out.json { output::print_json(&list)? } else { output::communes(&list) }
+            if out.json {
+                output::print_json(&list)?
+            } else {
+                output::communes(&list)
+            }
         }
         Command::Communes(CommunesCmd::Show { insee, out }) => {
             let c = client(&cli)?.commune(insee).await?;
-            if out.json { output::print_json(&c)? } else { output::commune(&c) }
+            if out.json {
+                output::print_json(&c)?
+            } else {
+                output::commune(&c)
+            }
         }
         Command::Crisis(CrisisCmd::Request(a)) => {
             let req = CrisisRequest {
                 commune: a.commune.clone(),
-                contact: Contact { name: a.contact_name.clone(), phone: a.contact_phone.clone(), email: a.contact_email.clone() },
+                contact: Contact {
+                    name: a.contact_name.clone(),
+                    phone: a.contact_phone.clone(),
+                    email: a.contact_email.clone(),
+                },
                 agents: a.agents,
                 delivery_address: a.delivery_address.clone(),
                 notes: a.notes.clone(),
             };
-            let view = client(&cli)?.request_crisis(&req, a.idempotency_key.as_deref()).await?;
+            let view = client(&cli)?
+                .request_crisis(&req, a.idempotency_key.as_deref())
+                .await?;
             if !a.out.json {
-                println!("Demande enregistrée : crise {} — kit dû au plus tard {}.", view.id, output::when(view.sla.due_at));
+                println!(
+                    "Demande enregistrée : crise {} — kit dû au plus tard {}.",
+                    view.id,
+                    output::when(view.sla.due_at)
+                );
             }
             show_crisis(&view, a.out)?;
         }
-        Command::Crisis(CrisisCmd::List { commune, state, open, out }) => {
-            let q = CrisisQuery { commune: commune.clone(), state: state.map(|s| s.0), open: open.then_some(true) };
+        Command::Crisis(CrisisCmd::List {
+            commune,
+            state,
+            open,
+            out,
+        }) => {
+            let q = CrisisQuery {
+                commune: commune.clone(),
+                state: state.map(|s| s.0),
+                open: open.then_some(true),
+            };
             let list = client(&cli)?.crises(&q).await?;
-            if out.json { output::print_json(&list)? } else { output::crises(&list) }
+            if out.json {
+                output::print_json(&list)?
+            } else {
+                output::crises(&list)
+            }
         }
         Command::Crisis(CrisisCmd::Show { id, out }) => {
-            let view = client(&cli)?.crisis(id).await.with_context(|| format!("crise {id}"))?;
+            let view = client(&cli)?
+                .crisis(id)
+                .await
+                .with_context(|| format!("crise {id}"))?;
             show_crisis(&view, *out)?;
         }
-        Command::Crisis(CrisisCmd::Activate { id, out }) => act(&cli, id, CrisisAction::Activate, None, *out).await?,
-        Command::Crisis(CrisisCmd::Reject { id, reason, out }) => act(&cli, id, CrisisAction::Reject, Some(reason), *out).await?,
-        Command::Crisis(CrisisCmd::Cancel { id, reason, out }) => act(&cli, id, CrisisAction::Cancel, Some(reason), *out).await?,
-        Command::Crisis(CrisisCmd::Act { id, action, reason, out }) => act(&cli, id, action.0, reason.as_deref(), *out).await?,
-        Command::Handback(HandbackCmd::Start { id, out }) => act(&cli, id, CrisisAction::StartHandback, None, *out).await?,
-        Command::Handback(HandbackCmd::Close { id, out }) => act(&cli, id, CrisisAction::Close, None, *out).await?,
+        Command::Crisis(CrisisCmd::Activate { id, out }) => {
+            act(&cli, id, CrisisAction::Activate, None, *out).await?
+        }
+        Command::Crisis(CrisisCmd::Reject { id, reason, out }) => {
+            act(&cli, id, CrisisAction::Reject, Some(reason), *out).await?
+        }
+        Command::Crisis(CrisisCmd::Cancel { id, reason, out }) => {
+            act(&cli, id, CrisisAction::Cancel, Some(reason), *out).await?
+        }
+        Command::Crisis(CrisisCmd::Act {
+            id,
+            action,
+            reason,
+            out,
+        }) => act(&cli, id, action.0, reason.as_deref(), *out).await?,
+        Command::Handback(HandbackCmd::Start { id, out }) => {
+            act(&cli, id, CrisisAction::StartHandback, None, *out).await?
+        }
+        Command::Handback(HandbackCmd::Close { id, out }) => {
+            act(&cli, id, CrisisAction::Close, None, *out).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

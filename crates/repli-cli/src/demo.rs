@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use jiff::Timestamp;
-use repli_core::{fr, CrisisAction, InseeCode, Role, SlaStatus};
-use repli_proto::api::{Contact, CrisisRequest, CrisisView};
+use repli_core::{CrisisAction, InseeCode, Role, SlaStatus};
 use repli_proto::Client;
+use repli_proto::api::{Contact, CrisisRequest, CrisisView};
+use replid::Daemon;
 use replid::clock::{Clock, SystemClock};
 use replid::config::Config;
-use replid::Daemon;
 use serde::Serialize;
 
 use crate::output;
@@ -67,7 +67,10 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, who: &str, what: &str) {
-        let line = format!("[{}] {who:<12} {what}", now().to_zoned(output::tz()).strftime("%H:%M:%S"));
+        let line = format!(
+            "[{}] {who:<12} {what}",
+            now().to_zoned(output::tz()).strftime("%H:%M:%S")
+        );
         if self.json {
             eprintln!("{line}");
         } else {
@@ -110,23 +113,69 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.database.path.clone_from(&db);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
+    let daemon = Daemon::start(&config, clock.clone())
+        .await
+        .context("cannot start the in-process replid")?;
     let result = play(&say, &daemon, &dir, args).await;
-    daemon.shutdown().await.context("replid did not stop cleanly")?;
+    daemon
+        .shutdown()
+        .await
+        .context("replid did not stop cleanly")?;
     result
 }
 
-async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
-    say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
-    say.say("SIMULATION", "aucun tenant Microsoft 365 ni matériel réel n'est touché");
+async fn play(
+    say: &Narrator,
+    daemon: &Daemon,
+    dir: &Path,
+    args: &DemoArgs,
+) -> anyhow::Result<DemoSummary> {
+    say.say(
+        "SIMULATION",
+        &format!(
+            "replid sur {} — base {}",
+            daemon.url(),
+            daemon.state().store.path().display()
+        ),
+    );
+    say.say(
+        "SIMULATION",
+        "aucun tenant Microsoft 365 ni matériel réel n'est touché",
+    );
     let store = &daemon.state().store;
     let boot = replid::By::System;
     let t = now();
-    let (_, ops_token) = replid::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
+    let (_, ops_token) = replid::auth::create_user(
+        store,
+        "Cellule d'astreinte DSI métropole",
+        Role::Ops,
+        None,
+        None,
+        boot,
+        t,
+    )
+    .await?;
     let commune = args.commune.clone();
-    let (_, dgs_token) =
-        replid::auth::create_user(store, &format!("DGS de la commune {commune}"), Role::Dgs, Some(commune.clone()), None, boot, t).await?;
-    let (_, auditor_token) = replid::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
+    let (_, dgs_token) = replid::auth::create_user(
+        store,
+        &format!("DGS de la commune {commune}"),
+        Role::Dgs,
+        Some(commune.clone()),
+        None,
+        boot,
+        t,
+    )
+    .await?;
+    let (_, auditor_token) = replid::auth::create_user(
+        store,
+        "Auditeur interne",
+        Role::Auditor,
+        None,
+        None,
+        boot,
+        t,
+    )
+    .await?;
     let anon = Client::new(&daemon.url(), None)?;
     let dgs = anon.with_token(dgs_token);
     let ops = anon.with_token(ops_token);
@@ -146,39 +195,87 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
     };
     let key = format!("demo-{}", now().as_millisecond());
-    let crisis = dgs.request_crisis(&req, Some(&key)).await.context("request")?;
+    let crisis = dgs
+        .request_crisis(&req, Some(&key))
+        .await
+        .context("request")?;
     say.say(
         "DGS",
-        &format!("demande le kit pour {} ({} agents) → crise {}", info.name, crisis.agents, crisis.id),
+        &format!(
+            "demande le kit pour {} ({} agents) → crise {}",
+            info.name, crisis.agents, crisis.id
+        ),
     );
-    say.say("", &format!("échéance : {} ({} h ouvrées)", output::when(crisis.sla.due_at), crisis.sla.business_hours));
-    let again = dgs.request_crisis(&req, Some(&key)).await.context("idempotent retry")?;
+    say.say(
+        "",
+        &format!(
+            "échéance : {} ({} h ouvrées)",
+            output::when(crisis.sla.due_at),
+            crisis.sla.business_hours
+        ),
+    );
+    let again = dgs
+        .request_crisis(&req, Some(&key))
+        .await
+        .context("idempotent retry")?;
     if again.id != crisis.id {
-        bail!("an idempotent retry created a second crisis ({} then {})", crisis.id, again.id);
+        bail!(
+            "an idempotent retry created a second crisis ({} then {})",
+            crisis.id,
+            again.id
+        );
     }
-    say.say("DGS", "renvoie la même demande (réseau instable) : même crise, rien en double");
+    say.say(
+        "DGS",
+        "renvoie la même demande (réseau instable) : même crise, rien en double",
+    );
 
-    let conv = info.convention.as_ref().map_or_else(String::new, |c| format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on));
-    let c = ops.act(&crisis.id, CrisisAction::Activate, None).await.context("activate")?;
-    say.say("Ops", &format!("vérifie la convention{conv} et active la crise"));
-    ops.act(&c.id, CrisisAction::StartProvisioning, None).await.context("start provisioning")?;
+    let conv = info.convention.as_ref().map_or_else(String::new, |c| {
+        format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on)
+    });
+    let c = ops
+        .act(&crisis.id, CrisisAction::Activate, None)
+        .await
+        .context("activate")?;
+    say.say(
+        "Ops",
+        &format!("vérifie la convention{conv} et active la crise"),
+    );
+    ops.act(&c.id, CrisisAction::StartProvisioning, None)
+        .await
+        .context("start provisioning")?;
     say.say("Ops", "lance la préparation du kit");
-    let c = ops.act(&c.id, CrisisAction::MarkReady, None).await.context("mark ready")?;
+    let c = ops
+        .act(&c.id, CrisisAction::MarkReady, None)
+        .await
+        .context("mark ready")?;
     say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
-    ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
+    ops.act(&c.id, CrisisAction::Deliver, None)
+        .await
+        .context("deliver")?;
     say.say("Ops", "livre le kit sur site");
-    ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
+    ops.act(&c.id, CrisisAction::StartHandback, None)
+        .await
+        .context("start hand-back")?;
     say.say("Ops", "ouvre la restitution");
-    ops.act(&c.id, CrisisAction::Close, None).await.context("close")?;
+    ops.act(&c.id, CrisisAction::Close, None)
+        .await
+        .context("close")?;
     say.say("Ops", "clôt la crise");
 
     let verify = auditor.audit_verify().await.context("audit verify")?;
     say.say(
         "Auditeur",
         &if verify.verified {
-            format!("vérifie le journal d'audit : {} entrées, chaîne intacte", verify.entries)
+            format!(
+                "vérifie le journal d'audit : {} entrées, chaîne intacte",
+                verify.entries
+            )
         } else {
-            format!("journal d'audit NON vérifié : {}", verify.error.as_deref().unwrap_or("?"))
+            format!(
+                "journal d'audit NON vérifié : {}",
+                verify.error.as_deref().unwrap_or("?")
+            )
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
@@ -213,17 +310,44 @@ fn write_documents(dir: &Path, c: &CrisisView) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
     let mut md = Vec::new();
-    writeln!(md, "# Chronologie de la crise {} — {}\n", c.id, md_escape(&c.commune_name))?;
+    writeln!(
+        md,
+        "# Chronologie de la crise {} — {}\n",
+        c.id,
+        md_escape(&c.commune_name)
+    )?;
     writeln!(md, "_Simulation produite par `repli demo`._\n")?;
-    writeln!(md, "- Demande : {}, par {}", output::when(c.requested_at), md_escape(&c.requested_by))?;
-    writeln!(md, "- Échéance ({} h ouvrées) : {}", c.sla.business_hours, output::when(c.sla.due_at))?;
+    writeln!(
+        md,
+        "- Demande : {}, par {}",
+        output::when(c.requested_at),
+        md_escape(&c.requested_by)
+    )?;
+    writeln!(
+        md,
+        "- Échéance ({} h ouvrées) : {}",
+        c.sla.business_hours,
+        output::when(c.sla.due_at)
+    )?;
     writeln!(md, "- Kit prêt : {}", output::opt_when(c.timeline.ready_at))?;
     writeln!(md, "- SLA : {}", c.sla.status_label)?;
-    writeln!(md, "- Clôture : {}\n", output::opt_when(c.timeline.closed_at))?;
+    writeln!(
+        md,
+        "- Clôture : {}\n",
+        output::opt_when(c.timeline.closed_at)
+    )?;
     writeln!(md, "| # | Quand | Qui | Action |")?;
     writeln!(md, "|---|---|---|---|")?;
     for e in &c.history {
-        writeln!(md, "| {} | {} | {} ({}) | `{}` |", e.seq, output::when(e.at), md_escape(&e.actor), e.role, e.action)?;
+        writeln!(
+            md,
+            "| {} | {} | {} ({}) | `{}` |",
+            e.seq,
+            output::when(e.at),
+            md_escape(&e.actor),
+            e.role,
+            e.action
+        )?;
     }
     std::fs::write(out.join("chronologie.md"), md)?;
     Ok(out)
@@ -252,13 +376,29 @@ pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         println!();
-        println!("Résumé : crise {} ({}) — SLA {} — journal d'audit {}", s.crisis_id, s.commune_name,
-            if s.sla_met { "respecté" } else { "NON respecté" },
-            if s.audit_verified { "vérifié" } else { "NON vérifié" });
+        println!(
+            "Résumé : crise {} ({}) — SLA {} — journal d'audit {}",
+            s.crisis_id,
+            s.commune_name,
+            if s.sla_met {
+                "respecté"
+            } else {
+                "NON respecté"
+            },
+            if s.audit_verified {
+                "vérifié"
+            } else {
+                "NON vérifié"
+            }
+        );
         println!("Base : {}", s.database.display());
         println!("Documents : {}", s.documents_dir.display());
     }
-    Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { crate::failure() })
+    Ok(if s.sla_met && s.audit_verified {
+        ExitCode::SUCCESS
+    } else {
+        crate::failure()
+    })
 }
 
 #[cfg(test)]

@@ -53,9 +53,7 @@ pub enum Command {
     /// Play a whole crisis on a fresh in-process replid (simulation).
     Demo(demo::DemoArgs),
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -184,7 +182,10 @@ impl std::str::FromStr for CrisisStateArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.parse().map(Self).map_err(|_| {
-            format!("unknown state; expected one of {}", CrisisState::ALL.map(CrisisState::as_str).join(", "))
+            format!(
+                "unknown state; expected one of {}",
+                CrisisState::ALL.map(CrisisState::as_str).join(", ")
+            )
         })
     }
 }
@@ -200,7 +201,12 @@ impl std::str::FromStr for CrisisActionArg {
             .into_iter()
             .find(|a| a.as_str() == s)
             .map(Self)
-            .ok_or_else(|| format!("unknown action; expected one of {}", CrisisAction::ALL.map(CrisisAction::as_str).join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "unknown action; expected one of {}",
+                    CrisisAction::ALL.map(CrisisAction::as_str).join(", ")
+                )
+            })
     }
 }
 

@@ -84,7 +84,9 @@ impl AuditEntry {
 pub enum ChainError {
     #[error("entry {seq}: content does not match its hash (modified)")]
     Modified { seq: i64 },
-    #[error("entry {seq}: previous-hash link broken (an entry was inserted, deleted or reordered before it)")]
+    #[error(
+        "entry {seq}: previous-hash link broken (an entry was inserted, deleted or reordered before it)"
+    )]
     Broken { seq: i64 },
     #[error("entry {seq}: sequence gap, expected {expected} (entries deleted or reordered)")]
     Gap { seq: i64, expected: i64 },
@@ -100,7 +102,10 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1 }
+        Self {
+            prev_hash: GENESIS_HASH.to_owned(),
+            expected: 1,
+        }
     }
 }
 
@@ -108,7 +113,10 @@ impl ChainVerifier {
     /// Checks the next entry: its sequence number, its link to the previous one, its hash.
     pub fn push(&mut self, e: &AuditEntry) -> Result<(), ChainError> {
         if e.seq != self.expected {
-            return Err(ChainError::Gap { seq: e.seq, expected: self.expected });
+            return Err(ChainError::Gap {
+                seq: e.seq,
+                expected: self.expected,
+            });
         }
         if e.prev_hash != self.prev_hash {
             return Err(ChainError::Broken { seq: e.seq });
@@ -136,7 +144,9 @@ impl ChainVerifier {
 }
 
 /// Verifies entries given in storage order; returns how many were checked.
-pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Result<u64, ChainError> {
+pub fn verify_chain<'a>(
+    entries: impl IntoIterator<Item = &'a AuditEntry>,
+) -> Result<u64, ChainError> {
     let mut v = ChainVerifier::default();
     for e in entries {
         v.push(e)?;
@@ -163,7 +173,9 @@ mod tests {
                 action: "crisis.activate".into(),
                 target: "13005-2026-001".into(),
                 details: "{}".into(),
-                prev_hash: out.last().map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
+                prev_hash: out
+                    .last()
+                    .map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
                 hash: String::new(),
             };
             e.hash = e.compute_hash();
@@ -186,11 +198,23 @@ mod tests {
 
         let mut c = chain(5);
         c.remove(2);
-        assert_eq!(verify_chain(&c), Err(ChainError::Gap { seq: 4, expected: 3 }));
+        assert_eq!(
+            verify_chain(&c),
+            Err(ChainError::Gap {
+                seq: 4,
+                expected: 3
+            })
+        );
 
         let mut c = chain(5);
         c.swap(1, 2);
-        assert_eq!(verify_chain(&c), Err(ChainError::Gap { seq: 3, expected: 2 }));
+        assert_eq!(
+            verify_chain(&c),
+            Err(ChainError::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
     }
 
     #[test]

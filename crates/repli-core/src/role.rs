@@ -48,7 +48,10 @@ pub struct UnknownRole;
 impl FromStr for Role {
     type Err = UnknownRole;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(UnknownRole)
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(UnknownRole)
     }
 }
 
@@ -146,7 +149,11 @@ mod tests {
 
     #[test]
     fn auditors_never_write() {
-        for p in [Permission::RequestCrisis, Permission::CancelCrisis, Permission::OperateCrisis] {
+        for p in [
+            Permission::RequestCrisis,
+            Permission::CancelCrisis,
+            Permission::OperateCrisis,
+        ] {
             assert!(!p.allowed(Role::Auditor));
         }
     }

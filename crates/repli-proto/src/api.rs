@@ -1,7 +1,7 @@
 //! The JSON documents exchanged with replid. Requests refuse unknown fields.
 
-use jiff::civil::Date;
 use jiff::Timestamp;
+use jiff::civil::Date;
 use repli_core::{CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, Role, SlaStatus};
 use serde::{Deserialize, Serialize};
 

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use repli_core::{CrisisAction, CrisisId};
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health, Me, Problem,
+    ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health,
+    Me, Problem,
 };
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
@@ -17,7 +18,10 @@ use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 pub enum ClientError {
     /// replid answered with an error document.
     #[error("{} ({})", .problem.detail, .problem.code)]
-    Api { status: StatusCode, problem: Box<Problem> },
+    Api {
+        status: StatusCode,
+        problem: Box<Problem>,
+    },
     /// replid answered with an error that is not a problem document.
     #[error("HTTP {status}: {body}")]
     Http { status: StatusCode, body: String },
@@ -71,13 +75,20 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("repli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
+            .map_err(|e| ClientError::Transport {
+                url: base.to_string(),
+                source: e,
+            })?;
         Ok(Self { base, http, token })
     }
 
     /// The same daemon, another token.
     pub fn with_token(&self, token: impl Into<String>) -> Self {
-        Self { base: self.base.clone(), http: self.http.clone(), token: Some(token.into()) }
+        Self {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: Some(token.into()),
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -85,7 +96,10 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
-        let url = self.base.join(path.trim_start_matches('/')).map_err(|_| ClientError::Url(path.to_owned()))?;
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|_| ClientError::Url(path.to_owned()))?;
         let mut rb = self.http.request(method, url);
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -95,15 +109,30 @@ impl Client {
 
     async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
         let url = self.base.to_string();
-        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.to_string(),
+                source,
+            })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
         }
         match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(problem) => Err(ClientError::Api { status, problem: Box::new(problem) }),
-            Err(_) => Err(ClientError::Http { status, body: String::from_utf8_lossy(&bytes).chars().take(500).collect() }),
+            Ok(problem) => Err(ClientError::Api {
+                status,
+                problem: Box::new(problem),
+            }),
+            Err(_) => Err(ClientError::Http {
+                status,
+                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            }),
         }
     }
 
@@ -111,8 +140,13 @@ impl Client {
         self.send(self.request(Method::GET, path)?).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.send(self.request(Method::POST, path)?.json(body)).await
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path)?.json(body))
+            .await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -140,7 +174,9 @@ impl Client {
         req: &CrisisRequest,
         idempotency_key: Option<&str>,
     ) -> Result<CrisisView, ClientError> {
-        let mut rb = self.request(Method::POST, &format!("{API_PREFIX}/crises"))?.json(req);
+        let mut rb = self
+            .request(Method::POST, &format!("{API_PREFIX}/crises"))?
+            .json(req);
         if let Some(k) = idempotency_key {
             rb = rb.header(IDEMPOTENCY_HEADER, k);
         }
@@ -148,16 +184,29 @@ impl Client {
     }
 
     pub async fn crises(&self, q: &CrisisQuery) -> Result<Vec<CrisisView>, ClientError> {
-        self.send(self.request(Method::GET, &format!("{API_PREFIX}/crises"))?.query(q)).await
+        self.send(
+            self.request(Method::GET, &format!("{API_PREFIX}/crises"))?
+                .query(q),
+        )
+        .await
     }
 
     pub async fn crisis(&self, id: &str) -> Result<CrisisView, ClientError> {
-        self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id))).await
+        self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id)))
+            .await
     }
 
-    pub async fn act(&self, id: &CrisisId, action: CrisisAction, reason: Option<&str>) -> Result<CrisisView, ClientError> {
-        let body = ActionRequest { reason: reason.map(str::to_owned) };
-        self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body).await
+    pub async fn act(
+        &self,
+        id: &CrisisId,
+        action: CrisisAction,
+        reason: Option<&str>,
+    ) -> Result<CrisisView, ClientError> {
+        let body = ActionRequest {
+            reason: reason.map(str::to_owned),
+        };
+        self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body)
+            .await
     }
 
     pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {
@@ -165,8 +214,16 @@ impl Client {
     }
 
     /// Sends a raw body to a path: for tests of malformed input.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<serde_json::Value, ClientError> {
-        let rb = self.request(Method::POST, path)?.header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let rb = self
+            .request(Method::POST, path)?
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
         self.send(rb).await
     }
 }
@@ -184,7 +241,6 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +256,11 @@ mod tests {
         assert!(Client::new("not a url", None).is_err());
         assert!(Client::new("ftp://host", None).is_err());
         assert!(Client::new("mailto:x@y.fr", None).is_err());
-        assert_eq!(Client::new("http://127.0.0.1:1/repli", None).unwrap().base_url(), "http://127.0.0.1:1/repli/");
+        assert_eq!(
+            Client::new("http://127.0.0.1:1/repli", None)
+                .unwrap()
+                .base_url(),
+            "http://127.0.0.1:1/repli/"
+        );
     }
 }

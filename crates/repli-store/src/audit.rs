@@ -5,7 +5,7 @@ use repli_core::audit::{AuditEntry, ChainVerifier, GENESIS_HASH};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::{time, By, Store, StoreError};
+use crate::{By, Store, StoreError, time};
 
 /// What one state change records.
 pub(crate) struct NewEntry<'a> {
@@ -19,10 +19,15 @@ pub(crate) struct NewEntry<'a> {
 
 /// Appends one entry on the given connection, which must be inside the write transaction of
 /// the change it records.
-pub(crate) async fn append(conn: &mut SqliteConnection, e: NewEntry<'_>, now: Timestamp) -> Result<i64, StoreError> {
-    let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+pub(crate) async fn append(
+    conn: &mut SqliteConnection,
+    e: NewEntry<'_>,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
     let (seq, prev_hash) = match last {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS_HASH.to_owned()),
@@ -144,6 +149,10 @@ impl Store {
                 v.push(&entry_from_row(r)?)?;
             }
         }
-        Ok(AuditSummary { entries: v.count(), last_seq: v.last_seq(), last_hash: v.last_hash().to_owned() })
+        Ok(AuditSummary {
+            entries: v.count(),
+            last_seq: v.last_seq(),
+            last_hash: v.last_hash().to_owned(),
+        })
     }
 }

@@ -16,9 +16,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use repli_core::{ChainError, CrisisId, InseeCode, TransitionError};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use audit::{AuditFilter, AuditSummary};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
@@ -91,7 +93,11 @@ impl Store {
             .connect_with(base.read_only(true))
             .await?;
         tracing::debug!(path = %path.display(), "database open");
-        Ok(Self { write, read, path: path.to_owned() })
+        Ok(Self {
+            write,
+            read,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -132,7 +138,10 @@ pub(crate) mod testutil {
         let store = Store::open(&dir.path().join("t.db")).await.unwrap();
         let communes = parse_communes("c", COMMUNES).unwrap();
         let conventions = parse_conventions("v", CONVENTIONS, &communes).unwrap();
-        store.sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z")).await.unwrap();
+        store
+            .sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z"))
+            .await
+            .unwrap();
         (dir, store)
     }
 
@@ -151,6 +160,12 @@ pub(crate) mod testutil {
             )
             .await
             .unwrap();
-        Actor { user_id: u.id, name: u.name, role, commune: u.commune, auth: AuthMethod::Token }
+        Actor {
+            user_id: u.id,
+            name: u.name,
+            role,
+            commune: u.commune,
+            auth: AuthMethod::Token,
+        }
     }
 }

@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use repli_core::{Actor, AuthMethod, InseeCode, Role};
 use serde_json::json;
 
-use crate::audit::{append, NewEntry};
-use crate::{time, By, Store, StoreError};
+use crate::audit::{NewEntry, append};
+use crate::{By, Store, StoreError, time};
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -27,23 +27,32 @@ pub struct UserRecord {
 
 impl Store {
     /// Creates a user with one API token, audited.
-    pub async fn create_user(&self, u: &NewUser, by: By<'_>, now: Timestamp) -> Result<UserRecord, StoreError> {
+    pub async fn create_user(
+        &self,
+        u: &NewUser,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError> {
         let mut tx = self.write.begin().await?;
         if let Some(c) = &u.commune {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?").bind(c.as_str()).fetch_optional(&mut *tx).await?;
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?")
+                .bind(c.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             if known.is_none() {
                 return Err(StoreError::UnknownCommune(c.clone()));
             }
         }
         let created = time::to_db(now);
-        let id: i64 = sqlx::query_scalar("INSERT INTO users (name, role, commune, created_at) VALUES (?, ?, ?, ?) RETURNING id")
-            .bind(&u.name)
-            .bind(u.role.as_str())
-            .bind(u.commune.as_ref().map(InseeCode::as_str))
-            .bind(&created)
-            .fetch_one(&mut *tx)
-            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, role, commune, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(u.commune.as_ref().map(InseeCode::as_str))
+        .bind(&created)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(id)
             .bind(&u.token_sha256)
@@ -63,11 +72,20 @@ impl Store {
         };
         append(&mut tx, e, now).await?;
         tx.commit().await?;
-        Ok(UserRecord { id, name: u.name.clone(), role: u.role, commune: u.commune.clone() })
+        Ok(UserRecord {
+            id,
+            name: u.name.clone(),
+            role: u.role,
+            commune: u.commune.clone(),
+        })
     }
 
     /// The actor holding the token whose SHA-256 is `token_sha256`, if it is valid at `now`.
-    pub async fn actor_by_token(&self, token_sha256: &str, now: Timestamp) -> Result<Option<Actor>, StoreError> {
+    pub async fn actor_by_token(
+        &self,
+        token_sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<Actor>, StoreError> {
         let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
             "SELECT u.id, u.name, u.role, u.commune FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
@@ -79,11 +97,25 @@ impl Store {
         let Some((user_id, name, role, commune)) = row else {
             return Ok(None);
         };
-        let role = role.parse::<Role>().map_err(|_| StoreError::Corrupt { column: "users.role", value: role })?;
+        let role = role.parse::<Role>().map_err(|_| StoreError::Corrupt {
+            column: "users.role",
+            value: role,
+        })?;
         let commune = commune
-            .map(|c| InseeCode::parse(&c).map_err(|_| StoreError::Corrupt { column: "users.commune", value: c }))
+            .map(|c| {
+                InseeCode::parse(&c).map_err(|_| StoreError::Corrupt {
+                    column: "users.commune",
+                    value: c,
+                })
+            })
             .transpose()?;
-        Ok(Some(Actor { user_id, name, role, commune, auth: AuthMethod::Token }))
+        Ok(Some(Actor {
+            user_id,
+            name,
+            role,
+            commune,
+            auth: AuthMethod::Token,
+        }))
     }
 }
 
@@ -102,11 +134,30 @@ mod tests {
             token_sha256: "abc".into(),
             token_expires_at: Some(t("2026-12-01T00:00:00Z")),
         };
-        store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await.unwrap();
-        let a = store.actor_by_token("abc", t("2026-11-20T00:00:00Z")).await.unwrap().unwrap();
+        store
+            .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
+            .await
+            .unwrap();
+        let a = store
+            .actor_by_token("abc", t("2026-11-20T00:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((a.name.as_str(), a.role), ("Claire Ops", Role::Ops));
-        assert!(store.actor_by_token("abc", t("2026-12-01T00:00:00Z")).await.unwrap().is_none());
-        assert!(store.actor_by_token("nope", t("2026-11-20T00:00:00Z")).await.unwrap().is_none());
+        assert!(
+            store
+                .actor_by_token("abc", t("2026-12-01T00:00:00Z"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .actor_by_token("nope", t("2026-11-20T00:00:00Z"))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -119,9 +170,19 @@ mod tests {
             token_sha256: "x".into(),
             token_expires_at: None,
         };
-        assert!(matches!(store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await, Err(StoreError::UnknownCommune(_))));
+        assert!(matches!(
+            store
+                .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
+                .await,
+            Err(StoreError::UnknownCommune(_))
+        ));
         // The schema itself refuses a DGS without a commune.
         u.commune = None;
-        assert!(matches!(store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await, Err(StoreError::Db(_))));
+        assert!(matches!(
+            store
+                .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
+                .await,
+            Err(StoreError::Db(_))
+        ));
     }
 }

@@ -6,17 +6,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use repli_core::{text, CrisisAction, CrisisId, FieldError, InseeCode, Permission, Role};
+use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, Permission, Role, text};
+use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
     ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health, Me,
 };
-use repli_proto::IDEMPOTENCY_HEADER;
 use repli_store::{AuditFilter, CrisisFilter, NewCrisis, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{views, AppState};
+use crate::{AppState, views};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -35,7 +35,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(ApiError::from)
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(ApiError::from)
     }
 }
 
@@ -54,45 +57,78 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound { code: "not_found", detail: "Ressource introuvable.".into() }
+    ApiError::NotFound {
+        code: "not_found",
+        detail: "Ressource introuvable.".into(),
+    }
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r = ApiError::BadRequest { code: "method_not_allowed", detail: "Méthode non autorisée sur cette ressource.".into() }
-        .into_response();
+    let mut r = ApiError::BadRequest {
+        code: "method_not_allowed",
+        detail: "Méthode non autorisée sur cette ressource.".into(),
+    }
+    .into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn me(Authed(a): Authed) -> Json<Me> {
-    Json(Me { user_id: a.user_id, name: a.name, role: a.role, commune: a.commune })
+    Json(Me {
+        user_id: a.user_id,
+        name: a.name,
+        role: a.role,
+        commune: a.commune,
+    })
 }
 
 fn parse_insee(s: &str) -> Result<InseeCode, ApiError> {
-    InseeCode::parse(s).map_err(|e| ApiError::NotFound { code: "unknown_commune", detail: format!("Commune inconnue : {e}.") })
+    InseeCode::parse(s).map_err(|e| ApiError::NotFound {
+        code: "unknown_commune",
+        detail: format!("Commune inconnue : {e}."),
+    })
 }
 
 fn parse_crisis_id(s: &str) -> Result<CrisisId, ApiError> {
     CrisisId::parse(s).map_err(|_| ApiError::crisis_not_found())
 }
 
-async fn list_communes(State(st): State<AppState>, auth: Authed) -> Result<Json<Vec<CommuneView>>, ApiError> {
+async fn list_communes(
+    State(st): State<AppState>,
+    auth: Authed,
+) -> Result<Json<Vec<CommuneView>>, ApiError> {
     let a = auth.require(Permission::ReadCommunes)?;
     let all = st.store.communes().await?;
-    Ok(Json(all.into_iter().filter(|c| a.may_see_commune(&c.commune.insee)).map(views::commune).collect()))
+    Ok(Json(
+        all.into_iter()
+            .filter(|c| a.may_see_commune(&c.commune.insee))
+            .map(views::commune)
+            .collect(),
+    ))
 }
 
-async fn get_commune(State(st): State<AppState>, auth: Authed, Path(insee): Path<String>) -> Result<Json<CommuneView>, ApiError> {
+async fn get_commune(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(insee): Path<String>,
+) -> Result<Json<CommuneView>, ApiError> {
     let a = auth.require(Permission::ReadCommunes)?;
     let insee = parse_insee(&insee)?;
     if !a.may_see_commune(&insee) {
         return Err(StoreError::UnknownCommune(insee).into());
     }
-    let rec = st.store.commune(&insee).await?.ok_or(StoreError::UnknownCommune(insee))?;
+    let rec = st
+        .store
+        .commune(&insee)
+        .await?
+        .ok_or(StoreError::UnknownCommune(insee))?;
     Ok(Json(views::commune(rec)))
 }
 
@@ -105,20 +141,33 @@ async fn list_crises(
     let Query(q) = q?;
     let commune = match (a.role, q.commune) {
         (Role::Dgs, Some(c)) if a.commune.as_ref() != Some(&c) => {
-            return Err(ApiError::Forbidden("Vous ne pouvez consulter que les crises de votre commune."));
+            return Err(ApiError::Forbidden(
+                "Vous ne pouvez consulter que les crises de votre commune.",
+            ));
         }
         (Role::Dgs, _) => a.commune.clone(),
         (_, c) => c,
     };
-    let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false) };
+    let filter = CrisisFilter {
+        commune,
+        state: q.state,
+        open_only: q.open.unwrap_or(false),
+    };
     let now = st.clock.now();
     let records = st.store.crises(&filter).await?;
-    let views = records.into_iter().map(|r| views::crisis(&st, r, Vec::new(), now)).collect::<Result<_, _>>()?;
+    let views = records
+        .into_iter()
+        .map(|r| views::crisis(&st, r, Vec::new(), now))
+        .collect::<Result<_, _>>()?;
     Ok(Json(views))
 }
 
 /// Loads a crisis the actor may see; another commune's crisis does not exist for a DGS.
-async fn visible_crisis(st: &AppState, a: &repli_core::Actor, id: &str) -> Result<repli_store::CrisisRecord, ApiError> {
+async fn visible_crisis(
+    st: &AppState,
+    a: &repli_core::Actor,
+    id: &str,
+) -> Result<repli_store::CrisisRecord, ApiError> {
     let id = parse_crisis_id(id)?;
     match st.store.crisis(&id).await? {
         Some(r) if a.may_see_commune(&r.commune) => Ok(r),
@@ -126,15 +175,26 @@ async fn visible_crisis(st: &AppState, a: &repli_core::Actor, id: &str) -> Resul
     }
 }
 
-async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Result<CrisisView, ApiError> {
+async fn crisis_with_history(
+    st: &AppState,
+    r: repli_store::CrisisRecord,
+) -> Result<CrisisView, ApiError> {
     let history = st
         .store
-        .audit_entries(&AuditFilter { crisis: Some(r.id.to_string()), limit: 10_000, ..Default::default() })
+        .audit_entries(&AuditFilter {
+            crisis: Some(r.id.to_string()),
+            limit: 10_000,
+            ..Default::default()
+        })
         .await?;
     views::crisis(st, r, history, st.clock.now())
 }
 
-async fn get_crisis(State(st): State<AppState>, auth: Authed, Path(id): Path<String>) -> Result<Json<CrisisView>, ApiError> {
+async fn get_crisis(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<CrisisView>, ApiError> {
     let a = auth.require(Permission::ReadCrises)?;
     let r = visible_crisis(&st, a, &id).await?;
     Ok(Json(crisis_with_history(&st, r).await?))
@@ -152,13 +212,34 @@ fn validate(req: &CrisisRequest, due_at: jiff::Timestamp) -> Result<NewCrisis, A
     };
     let contact_name = keep(text::name("contact.name", &req.contact.name));
     let contact_phone = keep(text::phone("contact.phone", &req.contact.phone));
-    let contact_email = req.contact.email.as_deref().map(|e| keep(text::email("contact.email", e)));
-    let delivery_address = req.delivery_address.as_deref().map(|d| keep(text::free_text("delivery_address", d, 500, true)));
-    let notes = keep(text::free_text("notes", req.notes.as_deref().unwrap_or(""), text::NOTE_MAX, false));
+    let contact_email = req
+        .contact
+        .email
+        .as_deref()
+        .map(|e| keep(text::email("contact.email", e)));
+    let delivery_address = req
+        .delivery_address
+        .as_deref()
+        .map(|d| keep(text::free_text("delivery_address", d, 500, true)));
+    let notes = keep(text::free_text(
+        "notes",
+        req.notes.as_deref().unwrap_or(""),
+        text::NOTE_MAX,
+        false,
+    ));
     if !(1..=MAX_AGENTS).contains(&req.agents) {
-        errors.push(FieldError::new("agents", format!("entre 1 et {MAX_AGENTS} agents")));
+        errors.push(FieldError::new(
+            "agents",
+            format!("entre 1 et {MAX_AGENTS} agents"),
+        ));
     }
-    match (contact_name, contact_phone, contact_email, delivery_address, notes) {
+    match (
+        contact_name,
+        contact_phone,
+        contact_email,
+        delivery_address,
+        notes,
+    ) {
         (Some(contact_name), Some(contact_phone), email, address, Some(notes))
             if errors.is_empty() =>
         {
@@ -183,7 +264,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     let bad = || ApiError::BadRequest {
         code: "invalid_idempotency_key",
-        detail: format!("En-tête {IDEMPOTENCY_HEADER} invalide : 1 à {MAX_IDEMPOTENCY_KEY} caractères ASCII visibles."),
+        detail: format!(
+            "En-tête {IDEMPOTENCY_HEADER} invalide : 1 à {MAX_IDEMPOTENCY_KEY} caractères ASCII visibles."
+        ),
     };
     let s = v.to_str().map_err(|_| bad())?;
     if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -200,32 +283,49 @@ async fn create_crisis(
 ) -> Result<Response, ApiError> {
     let a = auth.require(Permission::RequestCrisis)?;
     if !a.may_see_commune(&req.commune) {
-        return Err(ApiError::Forbidden("Vous ne pouvez demander le kit que pour votre commune."));
+        return Err(ApiError::Forbidden(
+            "Vous ne pouvez demander le kit que pour votre commune.",
+        ));
     }
     let key = idempotency_key(&headers)?;
     let now = st.clock.now();
-    let due = st.calendar.add_hours(now, st.sla_hours).map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
+    let due = st
+        .calendar
+        .add_hours(now, st.sla_hours)
+        .map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
     let new = validate(&req, due)?;
     let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
     let idem = key.as_deref().map(|k| (k, request_hash.as_str()));
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
     tracing::info!(crisis = %rec.id, created, "crisis requested");
     let view = crisis_with_history(&st, rec).await?;
-    let mut resp = (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)).into_response();
+    let mut resp = (
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    )
+        .into_response();
     if !created {
-        resp.headers_mut().insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
 
 fn parse_action(s: &str) -> Result<CrisisAction, ApiError> {
-    CrisisAction::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| ApiError::NotFound {
-        code: "unknown_action",
-        detail: format!(
-            "Action inconnue. Actions possibles : {}.",
-            CrisisAction::ALL.map(CrisisAction::as_str).join(", ")
-        ),
-    })
+    CrisisAction::ALL
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| ApiError::NotFound {
+            code: "unknown_action",
+            detail: format!(
+                "Action inconnue. Actions possibles : {}.",
+                CrisisAction::ALL.map(CrisisAction::as_str).join(", ")
+            ),
+        })
 }
 
 async fn act(
@@ -235,25 +335,50 @@ async fn act(
     ApiJson(body): ApiJson<ActionRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     let action = parse_action(&action)?;
-    let permission = if action == CrisisAction::Cancel { Permission::CancelCrisis } else { Permission::OperateCrisis };
+    let permission = if action == CrisisAction::Cancel {
+        Permission::CancelCrisis
+    } else {
+        Permission::OperateCrisis
+    };
     let a = auth.require(permission)?;
     let r = visible_crisis(&st, a, &id).await?;
     let reason = match body.reason.as_deref() {
-        Some(text) => Some(text::free_text("reason", text, text::NOTE_MAX, false).map_err(|e| ApiError::Validation(vec![e]))?),
+        Some(text) => Some(
+            text::free_text("reason", text, text::NOTE_MAX, false)
+                .map_err(|e| ApiError::Validation(vec![e]))?,
+        ),
         None => None,
     };
-    let rec = st.store.transition(&r.id, action, reason.as_deref(), a, st.clock.now()).await?;
+    let rec = st
+        .store
+        .transition(&r.id, action, reason.as_deref(), a, st.clock.now())
+        .await?;
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
     Ok(Json(crisis_with_history(&st, rec).await?))
 }
 
-async fn audit_verify(State(st): State<AppState>, auth: Authed) -> Result<Json<AuditVerifyView>, ApiError> {
+async fn audit_verify(
+    State(st): State<AppState>,
+    auth: Authed,
+) -> Result<Json<AuditVerifyView>, ApiError> {
     auth.require(Permission::ReadAudit)?;
     let view = match st.store.verify_audit().await {
-        Ok(s) => AuditVerifyView { verified: true, entries: s.entries, last_seq: s.last_seq, last_hash: s.last_hash, error: None },
+        Ok(s) => AuditVerifyView {
+            verified: true,
+            entries: s.entries,
+            last_seq: s.last_seq,
+            last_hash: s.last_hash,
+            error: None,
+        },
         Err(StoreError::Chain(e)) => {
             tracing::error!(error = %e, "audit chain does not verify");
-            AuditVerifyView { verified: false, entries: 0, last_seq: 0, last_hash: String::new(), error: Some(e.to_string()) }
+            AuditVerifyView {
+                verified: false,
+                entries: 0,
+                last_seq: 0,
+                last_hash: String::new(),
+                error: Some(e.to_string()),
+            }
         }
         Err(e) => return Err(e.into()),
     };

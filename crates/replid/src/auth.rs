@@ -2,15 +2,15 @@
 //! turns a bearer token into the acting user.
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use jiff::Timestamp;
 use repli_core::{Actor, InseeCode, Permission, Role};
 use repli_store::{By, NewUser, Store, StoreError, UserRecord};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 /// Prefix of every Repli token, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "rpl_";
@@ -54,7 +54,13 @@ pub async fn create_user(
     }
     let name = repli_core::text::name("name", name).map_err(UserError::Name)?;
     let token = generate_token().map_err(UserError::Random)?;
-    let user = NewUser { name, role, commune, token_sha256: token_hash(&token), token_expires_at: expires_at };
+    let user = NewUser {
+        name,
+        role,
+        commune,
+        token_sha256: token_hash(&token),
+        token_expires_at: expires_at,
+    };
     let rec = store.create_user(&user, by, now).await?;
     Ok((rec, token))
 }
@@ -77,8 +83,14 @@ impl Authed {
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthenticated)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated)?;
         let token = value
             .to_str()
             .ok()

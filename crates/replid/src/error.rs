@@ -2,7 +2,7 @@
 //! `detail` is French (a DGS may read it); internal causes are logged, never sent.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_core::{FieldError, TransitionError};
 use repli_proto::api::Problem;
@@ -32,7 +32,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn crisis_not_found() -> Self {
-        Self::NotFound { code: "crisis_not_found", detail: "Crise introuvable.".into() }
+        Self::NotFound {
+            code: "crisis_not_found",
+            detail: "Crise introuvable.".into(),
+        }
     }
 }
 
@@ -67,7 +70,11 @@ impl ApiError {
                     "invalid_fields",
                     format!(
                         "Champs invalides : {}.",
-                        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; ")
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ; ")
                     ),
                 );
                 p.errors.clone_from(errors);
@@ -76,7 +83,10 @@ impl ApiError {
             Self::TooLarge => problem(
                 S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("Requête trop volumineuse : {} octets au plus.", repli_proto::MAX_BODY_BYTES),
+                format!(
+                    "Requête trop volumineuse : {} octets au plus.",
+                    repli_proto::MAX_BODY_BYTES
+                ),
             ),
             Self::MediaType => problem(
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -93,7 +103,8 @@ fn internal() -> Problem {
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        "Erreur interne : l'équipe d'exploitation de la métropole a été prévenue par les journaux.".into(),
+        "Erreur interne : l'équipe d'exploitation de la métropole a été prévenue par les journaux."
+            .into(),
     )
 }
 
@@ -144,7 +155,8 @@ fn store_problem(e: &StoreError) -> Problem {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 impl IntoResponse for ApiError {
@@ -157,7 +169,12 @@ impl IntoResponse for ApiError {
         }
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&p).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -165,7 +182,9 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => Self::MediaType,
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge
+            }
             JsonRejection::JsonDataError(e) => Self::BadRequest {
                 code: "invalid_json_field",
                 // serde names the field: "contact.phone: invalid type…", "unknown field `x`…".
@@ -181,13 +200,22 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::BadRequest { code: "invalid_query", detail: format!("Paramètres invalides : {}", strip_axum_prefix(&r.body_text())) }
+        Self::BadRequest {
+            code: "invalid_query",
+            detail: format!(
+                "Paramètres invalides : {}",
+                strip_axum_prefix(&r.body_text())
+            ),
+        }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
-        Self::NotFound { code: "not_found", detail: "Ressource introuvable.".into() }
+        Self::NotFound {
+            code: "not_found",
+            detail: "Ressource introuvable.".into(),
+        }
     }
 }
 

@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Request};
 use axum::Router;
-use repli_core::reference::{parse_communes, parse_conventions, MAX_REFERENCE_BYTES};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request, header};
+use repli_core::reference::{MAX_REFERENCE_BYTES, parse_communes, parse_conventions};
 use repli_core::{BusinessCalendar, Commune, Convention};
 pub use repli_store::{By, Store};
 use tokio::net::TcpListener;
@@ -49,7 +49,10 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot read reference file {path}: {message}")]
     ReferenceFile { path: String, message: String },
     #[error("invalid reference data:\n{0}")]
@@ -62,11 +65,17 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
-fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), DaemonError> {
+fn read_reference(
+    path: Option<&Path>,
+    embedded: &'static str,
+) -> Result<(String, String), DaemonError> {
     let Some(p) = path else {
         return Ok(("built-in".to_owned(), embedded.to_owned()));
     };
-    let err = |message: String| DaemonError::ReferenceFile { path: p.display().to_string(), message };
+    let err = |message: String| DaemonError::ReferenceFile {
+        path: p.display().to_string(),
+        message,
+    };
     let len = std::fs::metadata(p).map_err(|e| err(e.to_string()))?.len();
     if len > MAX_REFERENCE_BYTES as u64 {
         return Err(err(format!("larger than {MAX_REFERENCE_BYTES} bytes")));
@@ -79,7 +88,10 @@ fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String
 pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>), DaemonError> {
     let (src, text) = read_reference(config.reference.communes.as_deref(), EMBEDDED_COMMUNES)?;
     let communes = parse_communes(&format!("{src} communes"), &text)?;
-    let (src, text) = read_reference(config.reference.conventions.as_deref(), EMBEDDED_CONVENTIONS)?;
+    let (src, text) = read_reference(
+        config.reference.conventions.as_deref(),
+        EMBEDDED_CONVENTIONS,
+    )?;
     let conventions = parse_conventions(&format!("{src} conventions"), &text, &communes)?;
     Ok((communes, conventions))
 }
@@ -105,10 +117,22 @@ pub fn app(state: AppState) -> Router {
     api::routes()
         .with_state(state)
         .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(trace)
 }
 
@@ -146,17 +170,35 @@ impl Daemon {
         let store = open_store(config, clock.now()).await?;
         let listener = TcpListener::bind(config.server.listen)
             .await
-            .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
-        let state = AppState { store: store.clone(), calendar, sla_hours: config.sla.business_hours, clock };
+            .map_err(|source| DaemonError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let state = AppState {
+            store: store.clone(),
+            calendar,
+            sla_hours: config.sla.business_hours,
+            clock,
+        };
         let router = app(state.clone());
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await;
             store.close().await;
             served.map_err(DaemonError::Serve)
         });
         tracing::info!(%addr, db = %config.database.path.display(), "replid listening");
-        Ok(Self { addr, state, shutdown: None, task })
+        Ok(Self {
+            addr,
+            state,
+            shutdown: None,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

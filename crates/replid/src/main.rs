@@ -3,15 +3,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use repli_core::{InseeCode, Role};
+use replid::Daemon;
 use replid::clock::{Clock, SystemClock};
 use replid::config::{Config, EXAMPLE};
-use replid::Daemon;
 
 #[derive(Debug, Parser)]
-#[command(name = "replid", version, about = "Repli daemon: crisis-kit provisioning for the communes of the Métropole Aix-Marseille-Provence")]
+#[command(
+    name = "replid",
+    version,
+    about = "Repli daemon: crisis-kit provisioning for the communes of the Métropole Aix-Marseille-Provence"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in defaults (see `replid config example`).
     #[arg(long, short, global = true, env = "REPLI_CONFIG")]
@@ -69,7 +73,9 @@ enum UserCommand {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -108,27 +114,39 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let load = || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
+    let load =
+        || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
     match cli.command.unwrap_or(Command::Run) {
         Command::Config(ConfigCommand::Example) => print!("{EXAMPLE}"),
         Command::Config(ConfigCommand::Check) => {
             let c = load()?;
-            print!("{}", toml::to_string_pretty(&c).context("cannot print configuration")?);
+            print!(
+                "{}",
+                toml::to_string_pretty(&c).context("cannot print configuration")?
+            );
         }
         Command::Run => {
             let c = load()?;
-            let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
+            let daemon =
+                Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
             eprintln!("replid listening on {}", daemon.url());
             daemon.wait().await?;
             tracing::info!("replid stopped");
         }
-        Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
+        Command::User(UserCommand::Add {
+            role,
+            name,
+            commune,
+            expires_days,
+        }) => {
             let c = load()?;
             let clock = SystemClock;
             let now = clock.now();
             let store = replid::open_store(&c, now).await?;
             let expires = match expires_days {
-                Some(d) => Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?),
+                Some(d) => {
+                    Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?)
+                }
                 None => None,
             };
             let local = repli_core::Actor {
@@ -138,14 +156,25 @@ async fn main() -> anyhow::Result<()> {
                 commune: None,
                 auth: repli_core::AuthMethod::Local,
             };
-            let created =
-                replid::auth::create_user(&store, &name, role, commune, expires, repli_store::By::User(&local), now).await;
+            let created = replid::auth::create_user(
+                &store,
+                &name,
+                role,
+                commune,
+                expires,
+                repli_store::By::User(&local),
+                now,
+            )
+            .await;
             store.close().await;
             let (user, token) = match created {
                 Ok(v) => v,
                 Err(e) => bail!("cannot create user: {e}"),
             };
-            eprintln!("user {} ({}) created; its token is printed once, below:", user.id, user.role);
+            eprintln!(
+                "user {} ({}) created; its token is printed once, below:",
+                user.id, user.role
+            );
             println!("{token}");
         }
     }
@@ -154,6 +183,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// The local account running the command, for the audit trail.
 fn whoami() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    format!("local:{}", user.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "local:{}",
+        user.chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect::<String>()
+    )
 }

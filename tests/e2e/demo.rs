@@ -1,0 +1,72 @@
+//! `repli demo` as a newcomer runs it, and its JSON summary.
+
+use repli_cli::demo::{DemoArgs, run};
+use repli_core::InseeCode;
+
+#[tokio::test]
+async fn the_demo_plays_a_whole_crisis() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: InseeCode::parse("84089").unwrap(),
+        agents: 12,
+        json: true,
+    };
+    let s = run(&args).await.unwrap();
+    assert!(s.sla_met, "{s:?}");
+    assert!(s.audit_verified);
+    assert_eq!(
+        s.crisis_id,
+        format!(
+            "84089-{}-001",
+            s.requested_at.to_zoned(jiff::tz::TimeZone::UTC).year()
+        )
+    );
+    assert!(s.ready_at.is_some() && s.closed_at.is_some());
+    assert!(s.due_at > s.requested_at);
+    assert!(s.database.exists());
+    let chrono = std::fs::read_to_string(s.documents_dir.join("chronologie.md")).unwrap();
+    assert!(
+        chrono.contains("crisis.close") && chrono.contains("Pertuis"),
+        "{chrono}"
+    );
+    // The summary serialises with the documented keys.
+    let v = serde_json::to_value(&s).unwrap();
+    for k in [
+        "crisis_id",
+        "commune",
+        "requested_at",
+        "due_at",
+        "ready_at",
+        "sla_met",
+        "items_lent",
+        "items_returned",
+        "accounts_created",
+        "accounts_disabled",
+        "audit_verified",
+        "documents_dir",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    // A second run in the same folder refuses rather than mixing two demos.
+    let e = run(&args).await.unwrap_err();
+    assert!(e.to_string().contains("already holds"), "{e}");
+}
+
+#[tokio::test]
+async fn the_demo_refuses_a_commune_without_convention() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: InseeCode::parse("13055").unwrap(),
+        agents: 5,
+        json: true,
+    };
+    let e = run(&args).await.unwrap_err();
+    assert!(
+        format!("{e:#}")
+            .to_lowercase()
+            .contains("convention non signée"),
+        "{e:#}"
+    );
+}

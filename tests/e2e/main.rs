@@ -1,0 +1,9 @@
+//! End-to-end tests: one binary, the real daemon on a real socket and SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod access;
+mod bad_input;
+mod daemon;
+mod demo;
+mod lifecycle;

@@ -1,0 +1,109 @@
+//! The test kit shared by the end-to-end tests (see `e2e/`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use repli_core::{InseeCode, Role};
+use repli_proto::Client;
+use repli_proto::api::{Contact, CrisisRequest};
+use replid::Daemon;
+use replid::clock::ManualClock;
+use replid::config::Config;
+
+/// Monday 23 November 2026, 08:00 Europe/Paris.
+pub const MONDAY_8AM: &str = "2026-11-23T07:00:00Z";
+
+/// A running replid on 127.0.0.1:0 with its own SQLite file and a clock the test moves.
+#[derive(Debug)]
+pub struct TestApp {
+    pub daemon: Daemon,
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub anon: Client,
+    pub ops: Client,
+    pub auditor: Client,
+    /// DGS of Aubagne (13005, convention signed).
+    pub dgs: Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.database.path = dir.path().join("repli.db");
+        let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
+        let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
+        let anon = Client::new(&daemon.url(), None).unwrap();
+        let mut app = Self {
+            ops: anon.clone(),
+            auditor: anon.clone(),
+            dgs: anon.clone(),
+            anon,
+            daemon,
+            dir,
+            clock,
+        };
+        app.ops = app.client(Role::Ops, None).await;
+        app.auditor = app.client(Role::Auditor, None).await;
+        app.dgs = app.client(Role::Dgs, Some("13005")).await;
+        app
+    }
+
+    /// A new user of `role` and a client acting as them.
+    pub async fn client(&self, role: Role, commune: Option<&str>) -> Client {
+        let commune = commune.map(|c| InseeCode::parse(c).unwrap());
+        let name = format!("{role} {}", commune.as_ref().map_or("", InseeCode::as_str));
+        let (_, token) = replid::auth::create_user(
+            &self.daemon.state().store,
+            &name,
+            role,
+            commune,
+            None,
+            replid::By::System,
+            self.now(),
+        )
+        .await
+        .unwrap();
+        self.anon.with_token(token)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        use replid::clock::Clock;
+        self.clock.now()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.daemon.url())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("repli.db")
+    }
+}
+
+/// A valid request for `insee`.
+pub fn request(insee: &str) -> CrisisRequest {
+    CrisisRequest {
+        commune: InseeCode::parse(insee).unwrap(),
+        contact: Contact {
+            name: "Anne Martin".into(),
+            phone: "06 12 34 56 78".into(),
+            email: Some("anne.martin@exemple.fr".into()),
+        },
+        agents: 25,
+        delivery_address: Some("Hôtel de ville".into()),
+        notes: None,
+    }
+}
+
+/// Path of a binary built by this workspace (`cargo test` builds them all), next to the test
+/// executable's `deps/` folder.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
