@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use repli_core::{InseeCode, Role};
@@ -100,10 +101,43 @@ pub fn request(insee: &str) -> CrisisRequest {
     }
 }
 
-/// Path of a binary built by this workspace (`cargo test` builds them all), next to the test
-/// executable's `deps/` folder.
+/// Path of one of the workspace's binaries (`replid`, `repli`), building them on first use.
+///
+/// `cargo test` builds only the test-harness versions of other packages' binaries, so the kit
+/// asks the cargo that runs the tests to build the real ones, once per test process, in the
+/// same profile and target folder as the test executable.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .ok_or("test executable outside a target folder")?
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "replid",
+            "-p",
+            "repli-cli",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+        if status.success() {
+            Ok(dir)
+        } else {
+            Err(format!("cargo build of the binaries failed: {status}"))
+        }
+    });
+    match dir {
+        Ok(d) => d.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)),
+        Err(e) => panic!("{e}"),
+    }
 }
