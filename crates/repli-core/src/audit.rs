@@ -1,17 +1,26 @@
-//! Audit entries and their hash chain.
+//! Audit entries, their hash chain, and signed checkpoints.
 //!
 //! Every state change writes one entry in the same database transaction as the change. Each
 //! entry carries the hash of the one before it, and its own hash over a canonical byte encoding
-//! (version 1, documented in docs/AUDIT.md): editing, inserting, deleting or reordering entries
-//! breaks the chain at the first place touched.
+//! (version 1, documented in docs/AUDIT.md). Every so often the daemon signs (seq, hash) with
+//! its Ed25519 key: a checkpoint. Verification names the first bad sequence number and why:
+//! modified, deleted, inserted, reordered, or truncated (entries a checkpoint covers are gone).
 
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version tag of the canonical encoding; part of every hashed byte string.
+/// Version tag of the canonical entry encoding; part of every hashed byte string.
 pub const ENCODING_V1: &[u8] = b"repli-audit-v1";
+/// Version tag of the checkpoint message; part of every signed byte string.
+pub const CHECKPOINT_V1: &[u8] = b"repli-checkpoint-v1";
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// How far from its position a moved entry is looked for when diagnosing a broken chain.
+const MOVE_WINDOW: i64 = 16;
 
 /// One audit entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,11 +32,11 @@ pub struct AuditEntry {
     pub actor_id: i64,
     pub actor_name: String,
     pub actor_role: String,
-    /// How the actor was authenticated: `token`, `password`, `system`.
+    /// How the actor was authenticated: `token`, `password`, `local`, `system`.
     pub auth: String,
     pub commune: Option<String>,
     pub crisis: Option<String>,
-    /// Dotted verb, e.g. `crisis.request`, `crisis.activate`, `reference.sync`.
+    /// Dotted verb, e.g. `crisis.request`, `crisis.activate`, `log.decision`.
     pub action: String,
     pub target: String,
     /// A JSON object, stored and hashed as the exact text written.
@@ -36,68 +45,207 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+fn field(out: &mut impl FnMut(&[u8]), bytes: &[u8]) {
     // u32 length prefix: no field can be confused with its neighbour.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(bytes);
+    out(&len.to_be_bytes());
+    out(bytes);
 }
 
-fn opt(buf: &mut Vec<u8>, v: Option<&str>) {
+fn opt(out: &mut impl FnMut(&[u8]), v: Option<&str>) {
     match v {
-        None => buf.push(0),
+        None => out(&[0]),
         Some(s) => {
-            buf.push(1);
-            field(buf, s.as_bytes());
+            out(&[1]);
+            field(out, s.as_bytes());
         }
     }
 }
 
 impl AuditEntry {
+    /// Feeds the canonical encoding v1 of everything but `hash`, with `seq` given separately
+    /// (so a moved entry can be re-checked at another position).
+    fn encode(&self, seq: i64, out: &mut impl FnMut(&[u8])) {
+        field(out, ENCODING_V1);
+        out(&seq.to_be_bytes());
+        field(out, self.at.as_bytes());
+        out(&self.actor_id.to_be_bytes());
+        field(out, self.actor_name.as_bytes());
+        field(out, self.actor_role.as_bytes());
+        field(out, self.auth.as_bytes());
+        opt(out, self.commune.as_deref());
+        opt(out, self.crisis.as_deref());
+        field(out, self.action.as_bytes());
+        field(out, self.target.as_bytes());
+        field(out, self.details.as_bytes());
+        field(out, self.prev_hash.as_bytes());
+    }
+
     /// The canonical encoding v1 of everything but `hash`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(256 + self.details.len());
-        field(&mut b, ENCODING_V1);
-        b.extend_from_slice(&self.seq.to_be_bytes());
-        field(&mut b, self.at.as_bytes());
-        b.extend_from_slice(&self.actor_id.to_be_bytes());
-        field(&mut b, self.actor_name.as_bytes());
-        field(&mut b, self.actor_role.as_bytes());
-        field(&mut b, self.auth.as_bytes());
-        opt(&mut b, self.commune.as_deref());
-        opt(&mut b, self.crisis.as_deref());
-        field(&mut b, self.action.as_bytes());
-        field(&mut b, self.target.as_bytes());
-        field(&mut b, self.details.as_bytes());
-        field(&mut b, self.prev_hash.as_bytes());
+        self.encode(self.seq, &mut |bytes| b.extend_from_slice(bytes));
         b
+    }
+
+    fn hash_at(&self, seq: i64) -> String {
+        let mut h = Sha256::new();
+        self.encode(seq, &mut |bytes| h.update(bytes));
+        hex::encode(h.finalize())
     }
 
     /// SHA-256 of the canonical bytes, lower-case hex.
     pub fn compute_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_bytes()))
+        self.hash_at(self.seq)
+    }
+
+    /// The position this entry was hashed at, if it is not where it stands now.
+    fn original_seq(&self) -> Option<i64> {
+        (self.seq - MOVE_WINDOW..=self.seq + MOVE_WINDOW)
+            .filter(|&m| m >= 1 && m != self.seq)
+            .find(|&m| self.hash_at(m) == self.hash)
+    }
+}
+
+/// A signed statement that the chain had `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    /// When it was signed (RFC 3339 UTC).
+    pub at: String,
+    /// Hex Ed25519 public key of the signer.
+    pub public_key: String,
+    /// Hex Ed25519 signature over [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed bytes: `field("repli-checkpoint-v1") ‖ seq ‖ field(hash) ‖ field(at)`.
+    pub fn message(seq: i64, hash: &str, at: &str) -> Vec<u8> {
+        let mut b = Vec::with_capacity(128);
+        let mut out = |bytes: &[u8]| b.extend_from_slice(bytes);
+        field(&mut out, CHECKPOINT_V1);
+        out(&seq.to_be_bytes());
+        field(&mut out, hash.as_bytes());
+        field(&mut out, at.as_bytes());
+        b
+    }
+
+    /// Signs (seq, hash) at `at`.
+    pub fn sign(key: &SigningKey, seq: i64, hash: &str, at: &str) -> Self {
+        let sig = key.sign(&Self::message(seq, hash, at));
+        Self {
+            seq,
+            hash: hash.to_owned(),
+            at: at.to_owned(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            signature: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// Checks the signature against `key` (and that the checkpoint names that key).
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        let Ok(sig) = hex::decode(&self.signature) else {
+            return false;
+        };
+        let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+            return false;
+        };
+        self.public_key == hex::encode(key.to_bytes())
+            && key
+                .verify_strict(
+                    &Self::message(self.seq, &self.hash, &self.at),
+                    &Signature::from_bytes(&sig),
+                )
+                .is_ok()
+    }
+}
+
+/// Parses a hex Ed25519 public key.
+pub fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
+    let bytes = hex::decode(hex_key.trim()).ok()?;
+    VerifyingKey::from_bytes(&<[u8; 32]>::try_from(bytes.as_slice()).ok()?).ok()
+}
+
+/// How the chain was tampered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tamper {
+    Modified,
+    Deleted,
+    Inserted,
+    Reordered,
+    Truncated,
+}
+
+impl fmt::Display for Tamper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Modified => "modified",
+            Self::Deleted => "deleted",
+            Self::Inserted => "inserted",
+            Self::Reordered => "reordered",
+            Self::Truncated => "truncated",
+        })
     }
 }
 
 /// Why a chain does not verify, at the first bad sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    #[error("entry {seq}: content does not match its hash (modified)")]
-    Modified { seq: i64 },
-    #[error(
-        "entry {seq}: previous-hash link broken (an entry was inserted, deleted or reordered before it)"
-    )]
-    Broken { seq: i64 },
-    #[error("entry {seq}: sequence gap, expected {expected} (entries deleted or reordered)")]
-    Gap { seq: i64, expected: i64 },
+    #[error("entry {seq}: {kind}: {detail}")]
+    Tampered {
+        seq: i64,
+        kind: Tamper,
+        detail: String,
+    },
+    #[error("checkpoint at entry {seq}: invalid signature for the trusted public key")]
+    BadCheckpoint { seq: i64 },
+}
+
+impl ChainError {
+    fn at(seq: i64, kind: Tamper, detail: impl Into<String>) -> Self {
+        Self::Tampered {
+            seq,
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The first bad sequence number.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Self::Tampered { seq, .. } | Self::BadCheckpoint { seq } => *seq,
+        }
+    }
+
+    pub fn kind(&self) -> Option<Tamper> {
+        match self {
+            Self::Tampered { kind, .. } => Some(*kind),
+            Self::BadCheckpoint { .. } => None,
+        }
+    }
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSummary {
+    pub entries: u64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    /// The last signed checkpoint, if any: everything up to it is covered by a signature.
+    pub last_checkpoint: Option<i64>,
 }
 
 /// Checks entries one at a time, in storage order, so a long chain can be verified page by
-/// page without holding it in memory.
+/// page. Each [`ChainVerifier::push`] is given the entry after it too (when there is one), to
+/// tell an inserted or reordered entry from a modified one.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
     prev_hash: String,
     expected: i64,
+    checkpoints: BTreeMap<i64, Checkpoint>,
 }
 
 impl Default for ChainVerifier {
@@ -105,58 +253,185 @@ impl Default for ChainVerifier {
         Self {
             prev_hash: GENESIS_HASH.to_owned(),
             expected: 1,
+            checkpoints: BTreeMap::new(),
         }
     }
 }
 
 impl ChainVerifier {
-    /// Checks the next entry: its sequence number, its link to the previous one, its hash.
-    pub fn push(&mut self, e: &AuditEntry) -> Result<(), ChainError> {
-        if e.seq != self.expected {
-            return Err(ChainError::Gap {
-                seq: e.seq,
-                expected: self.expected,
-            });
+    /// A verifier that also checks `checkpoints`, each signed by `key`.
+    pub fn with_checkpoints(
+        checkpoints: Vec<Checkpoint>,
+        key: &VerifyingKey,
+    ) -> Result<Self, ChainError> {
+        let mut map = BTreeMap::new();
+        for c in checkpoints {
+            if !c.verify(key) {
+                return Err(ChainError::BadCheckpoint { seq: c.seq });
+            }
+            map.insert(c.seq, c);
         }
-        if e.prev_hash != self.prev_hash {
-            return Err(ChainError::Broken { seq: e.seq });
+        Ok(Self {
+            checkpoints: map,
+            ..Self::default()
+        })
+    }
+
+    /// Checks the next entry: its position, its hash, its link to the previous one, and the
+    /// checkpoint at its position if any. `next` is the entry stored after it.
+    pub fn push(&mut self, e: &AuditEntry, next: Option<&AuditEntry>) -> Result<(), ChainError> {
+        let n = self.expected;
+        if e.seq > n {
+            let last = e.seq - 1;
+            let which = if last == n {
+                format!("entry {n} is")
+            } else {
+                format!("entries {n} to {last} are")
+            };
+            return Err(ChainError::at(
+                n,
+                Tamper::Deleted,
+                format!("{which} missing"),
+            ));
+        }
+        if e.seq < n {
+            return Err(ChainError::at(
+                e.seq,
+                Tamper::Inserted,
+                "duplicate sequence number",
+            ));
         }
         if e.compute_hash() != e.hash {
-            return Err(ChainError::Modified { seq: e.seq });
+            if let Some(m) = e.original_seq() {
+                if m < n {
+                    return Err(ChainError::at(
+                        n - 1,
+                        Tamper::Inserted,
+                        format!(
+                            "entry {} is not original: the original entry {m} now stands at {n}",
+                            n - 1
+                        ),
+                    ));
+                }
+                if next.is_some_and(|x| x.original_seq() == Some(n)) {
+                    return Err(ChainError::at(
+                        n,
+                        Tamper::Reordered,
+                        format!("entries {n} and {m} were swapped"),
+                    ));
+                }
+                return Err(ChainError::at(
+                    n,
+                    Tamper::Deleted,
+                    format!(
+                        "entries {n} to {} were deleted and later entries renumbered",
+                        m - 1
+                    ),
+                ));
+            }
+            if next.is_some_and(|x| x.seq == n + 1 && x.original_seq() == Some(n)) {
+                return Err(ChainError::at(
+                    n,
+                    Tamper::Inserted,
+                    format!("entry {n} was inserted before the original entry {n}"),
+                ));
+            }
+            return Err(ChainError::at(
+                n,
+                Tamper::Modified,
+                "its content does not match its hash",
+            ));
+        }
+        if e.prev_hash != self.prev_hash {
+            return Err(ChainError::at(
+                n - 1,
+                Tamper::Modified,
+                format!(
+                    "entry {} was altered and re-hashed: entry {n} no longer links to it",
+                    n - 1
+                ),
+            ));
+        }
+        if let Some(c) = self.checkpoints.get(&n) {
+            if c.hash != e.hash {
+                return Err(ChainError::at(
+                    n,
+                    Tamper::Modified,
+                    format!(
+                        "the chain up to entry {n} was rewritten after the checkpoint signed at {}",
+                        c.at
+                    ),
+                ));
+            }
         }
         self.prev_hash.clone_from(&e.hash);
         self.expected += 1;
         Ok(())
     }
 
-    /// How many entries were verified so far.
-    pub fn count(&self) -> u64 {
-        u64::try_from(self.expected - 1).unwrap_or(0)
-    }
-
-    pub fn last_seq(&self) -> i64 {
-        self.expected - 1
-    }
-
-    pub fn last_hash(&self) -> &str {
-        &self.prev_hash
+    /// Ends verification: checkpoints beyond the last entry mean entries were cut off the end.
+    pub fn finish(self) -> Result<ChainSummary, ChainError> {
+        let last_seq = self.expected - 1;
+        if let Some((&seq, c)) = self.checkpoints.range(last_seq + 1..).next_back() {
+            return Err(ChainError::at(
+                last_seq + 1,
+                Tamper::Truncated,
+                format!(
+                    "entries {} to {seq}, covered by the checkpoint signed at {}, are missing",
+                    last_seq + 1,
+                    c.at
+                ),
+            ));
+        }
+        Ok(ChainSummary {
+            entries: u64::try_from(last_seq).unwrap_or(0),
+            last_checkpoint: self
+                .checkpoints
+                .range(..=last_seq)
+                .next_back()
+                .map(|(s, _)| *s),
+            last_seq,
+            last_hash: self.prev_hash,
+        })
     }
 }
 
-/// Verifies entries given in storage order; returns how many were checked.
-pub fn verify_chain<'a>(
-    entries: impl IntoIterator<Item = &'a AuditEntry>,
-) -> Result<u64, ChainError> {
-    let mut v = ChainVerifier::default();
-    for e in entries {
-        v.push(e)?;
-    }
-    Ok(v.count())
+/// Verifies entries given in storage order, without checkpoints.
+pub fn verify_chain(entries: &[AuditEntry]) -> Result<ChainSummary, ChainError> {
+    verify_entries(ChainVerifier::default(), entries)
 }
+
+/// Runs `v` over `entries` and finishes it.
+pub fn verify_entries(
+    mut v: ChainVerifier,
+    entries: &[AuditEntry],
+) -> Result<ChainSummary, ChainError> {
+    for (i, e) in entries.iter().enumerate() {
+        v.push(e, entries.get(i + 1))?;
+    }
+    v.finish()
+}
+
+/// Everything an auditor needs to verify the log away from Repli.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBundle {
+    /// `repli-audit-bundle-v1`.
+    pub format: String,
+    /// The daemon's checkpoint public key (hex), as it reported it.
+    pub public_key: Option<String>,
+    pub entries: Vec<AuditEntry>,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+pub const BUNDLE_FORMAT: &str = "repli-audit-bundle-v1";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
 
     fn chain(n: i64) -> Vec<AuditEntry> {
         let mut out: Vec<AuditEntry> = Vec::new();
@@ -171,7 +446,7 @@ mod tests {
                 commune: Some("13005".into()),
                 crisis: None,
                 action: "crisis.activate".into(),
-                target: "13005-2026-001".into(),
+                target: format!("t{seq}"),
                 details: "{}".into(),
                 prev_hash: out
                     .last()
@@ -184,37 +459,110 @@ mod tests {
         out
     }
 
+    fn relink(c: &mut [AuditEntry]) {
+        for i in 0..c.len() {
+            c[i].prev_hash = if i == 0 {
+                GENESIS_HASH.into()
+            } else {
+                c[i - 1].hash.clone()
+            };
+            c[i].hash = c[i].compute_hash();
+        }
+    }
+
+    fn err(c: &[AuditEntry]) -> (i64, Tamper) {
+        let e = verify_chain(c).unwrap_err();
+        (e.seq(), e.kind().unwrap())
+    }
+
     #[test]
     fn intact_chain_verifies() {
-        assert_eq!(verify_chain(&chain(5)), Ok(5));
-        assert_eq!(verify_chain(&[]), Ok(0));
+        assert_eq!(verify_chain(&chain(5)).unwrap().entries, 5);
+        assert_eq!(verify_chain(&[]).unwrap().last_seq, 0);
     }
 
     #[test]
     fn each_tampering_is_named() {
-        let mut c = chain(5);
+        let mut c = chain(8);
         c[2].details = "{\"x\":1}".into();
-        assert_eq!(verify_chain(&c), Err(ChainError::Modified { seq: 3 }));
+        assert_eq!(err(&c), (3, Tamper::Modified));
 
-        let mut c = chain(5);
-        c.remove(2);
-        assert_eq!(
-            verify_chain(&c),
-            Err(ChainError::Gap {
-                seq: 4,
-                expected: 3
-            })
-        );
+        let mut c = chain(8);
+        c.remove(4);
+        assert_eq!(err(&c), (5, Tamper::Deleted));
 
-        let mut c = chain(5);
-        c.swap(1, 2);
-        assert_eq!(
-            verify_chain(&c),
-            Err(ChainError::Gap {
-                seq: 3,
-                expected: 2
-            })
-        );
+        // Deleted, then later entries renumbered to hide the gap.
+        let mut c = chain(8);
+        c.remove(4);
+        for e in &mut c[4..] {
+            e.seq -= 1;
+        }
+        assert_eq!(err(&c), (5, Tamper::Deleted));
+
+        // Inserted with a correct hash by someone who read docs/AUDIT.md, later ones shifted.
+        let mut c = chain(8);
+        let mut forged = c[3].clone();
+        forged.seq = 5;
+        forged.details = "{\"forged\":true}".into();
+        forged.prev_hash = c[3].hash.clone();
+        forged.hash = forged.compute_hash();
+        for e in &mut c[4..] {
+            e.seq += 1;
+        }
+        c.insert(4, forged.clone());
+        assert_eq!(err(&c), (5, Tamper::Inserted));
+        // Inserted naively (hash not recomputed).
+        let mut c2 = c.clone();
+        c2[4].hash = "00".into();
+        assert_eq!(err(&c2), (5, Tamper::Inserted));
+
+        // Two entries swapped.
+        let mut c = chain(8);
+        c.swap(4, 5);
+        c[4].seq = 5;
+        c[5].seq = 6;
+        assert_eq!(err(&c), (5, Tamper::Reordered));
+
+        // Modified and re-hashed: the next entry's link names it.
+        let mut c = chain(8);
+        c[2].details = "{\"x\":1}".into();
+        c[2].hash = c[2].compute_hash();
+        assert_eq!(err(&c), (3, Tamper::Modified));
+    }
+
+    #[test]
+    fn checkpoints_catch_truncation_and_rewrites() {
+        let k = key();
+        let c = chain(10);
+        let cp = |seq: usize| {
+            Checkpoint::sign(&k, c[seq - 1].seq, &c[seq - 1].hash, "2026-11-22T11:00:00Z")
+        };
+        let v = ChainVerifier::with_checkpoints(vec![cp(5), cp(10)], &k.verifying_key()).unwrap();
+        let s = verify_entries(v, &c).unwrap();
+        assert_eq!((s.entries, s.last_checkpoint), (10, Some(10)));
+
+        // Truncated: the last three entries removed; the chain alone would still verify.
+        let v = ChainVerifier::with_checkpoints(vec![cp(5), cp(10)], &k.verifying_key()).unwrap();
+        let e = verify_entries(v, &c[..7]).unwrap_err();
+        assert_eq!((e.seq(), e.kind()), (8, Some(Tamper::Truncated)));
+
+        // Entirely rewritten and re-linked after entry 3: the checkpoint at 5 disagrees.
+        let mut r = c.clone();
+        r[2].details = "{\"x\":1}".into();
+        relink(&mut r);
+        let v = ChainVerifier::with_checkpoints(vec![cp(5)], &k.verifying_key()).unwrap();
+        let e = verify_entries(v, &r).unwrap_err();
+        assert_eq!((e.seq(), e.kind()), (5, Some(Tamper::Modified)));
+
+        // A checkpoint signed by another key, or altered, is refused.
+        let other = SigningKey::from_bytes(&[9u8; 32]);
+        let forged = Checkpoint::sign(&other, 10, &c[9].hash, "2026-11-22T11:00:00Z");
+        assert!(ChainVerifier::with_checkpoints(vec![forged], &k.verifying_key()).is_err());
+        let mut altered = cp(10);
+        altered.seq = 9;
+        assert!(!altered.verify(&k.verifying_key()));
+        assert!(parse_public_key(&hex::encode(k.verifying_key().to_bytes())).is_some());
+        assert!(parse_public_key("zz").is_none());
     }
 
     #[test]
@@ -231,5 +579,10 @@ mod tests {
         let mut d = a.clone();
         d.commune = Some(String::new());
         assert_ne!(c.compute_hash(), d.compute_hash());
+        // The streamed hash is the hash of the canonical bytes.
+        assert_eq!(
+            a.compute_hash(),
+            hex::encode(Sha256::digest(a.canonical_bytes()))
+        );
     }
 }

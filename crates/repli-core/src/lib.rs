@@ -4,6 +4,7 @@
 //! - [`insee`]: the INSEE commune code newtype.
 //! - [`reference`]: communes and signed conventions, parsed from CSV text.
 //! - [`crisis`]: one kit loan to one commune and its state machine.
+//! - [`crisis_log`]: the main courante's entry kinds.
 //! - [`role`]: who may do what (the policy table).
 //! - [`calendar`]: business hours in a time zone, French public holidays.
 //! - [`sla`]: the 48-business-hour promise evaluated for one crisis.
@@ -14,6 +15,7 @@
 pub mod audit;
 pub mod calendar;
 pub mod crisis;
+pub mod crisis_log;
 pub mod fr;
 pub mod insee;
 pub mod reference;
@@ -21,9 +23,12 @@ pub mod role;
 pub mod sla;
 pub mod text;
 
-pub use audit::{AuditEntry, ChainError, ChainVerifier};
+pub use audit::{
+    AuditBundle, AuditEntry, ChainError, ChainSummary, ChainVerifier, Checkpoint, Tamper,
+};
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
 pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
+pub use crisis_log::LogKind;
 pub use insee::InseeCode;
 pub use reference::{Commune, Convention, ReferenceError};
 pub use role::{Actor, AuthMethod, Permission, Role};

@@ -70,6 +70,8 @@ pub enum Permission {
     OperateCrisis,
     /// Read the audit log.
     ReadAudit,
+    /// Write to a crisis's main courante (a DGS: their own).
+    WriteCrisisLog,
 }
 
 impl Permission {
@@ -82,6 +84,7 @@ impl Permission {
             P::RequestCrisis | P::CancelCrisis => matches!(role, R::Ops | R::Dgs),
             P::OperateCrisis => role == R::Ops,
             P::ReadAudit => matches!(role, R::Ops | R::Auditor | R::Admin),
+            P::WriteCrisisLog => matches!(role, R::Ops | R::Dgs),
         }
     }
 }

@@ -1,7 +1,13 @@
-//! Appending to and reading the audit chain.
+//! Appending to and reading the audit chain; signed checkpoints; the main courante.
 
+use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
-use repli_core::audit::{AuditEntry, ChainVerifier, GENESIS_HASH};
+use repli_core::audit::{
+    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainSummary, ChainVerifier, Checkpoint, GENESIS_HASH,
+    parse_public_key,
+};
+use repli_core::{Actor, CrisisId, LogKind};
+use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
@@ -15,64 +21,6 @@ pub(crate) struct NewEntry<'a> {
     pub action: &'a str,
     pub target: &'a str,
     pub details: serde_json::Value,
-}
-
-/// Appends one entry on the given connection, which must be inside the write transaction of
-/// the change it records.
-pub(crate) async fn append(
-    conn: &mut SqliteConnection,
-    e: NewEntry<'_>,
-    now: Timestamp,
-) -> Result<i64, StoreError> {
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (seq, prev_hash) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
-    let (actor_id, actor_name, actor_role, auth) = match e.by {
-        By::User(a) => (a.user_id, a.name.clone(), a.role.as_str(), a.auth.as_str()),
-        By::System => (0, "replid".to_owned(), "system", "system"),
-    };
-    let mut entry = AuditEntry {
-        seq,
-        at: time::to_db(now),
-        actor_id,
-        actor_name,
-        actor_role: actor_role.to_owned(),
-        auth: auth.to_owned(),
-        commune: e.commune.map(str::to_owned),
-        crisis: e.crisis.map(str::to_owned),
-        action: e.action.to_owned(),
-        target: e.target.to_owned(),
-        details: e.details.to_string(),
-        prev_hash,
-        hash: String::new(),
-    };
-    entry.hash = entry.compute_hash();
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, \
-         details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(entry.seq)
-    .bind(&entry.at)
-    .bind(entry.actor_id)
-    .bind(&entry.actor_name)
-    .bind(&entry.actor_role)
-    .bind(&entry.auth)
-    .bind(&entry.commune)
-    .bind(&entry.crisis)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(&entry.details)
-    .bind(&entry.prev_hash)
-    .bind(&entry.hash)
-    .execute(&mut *conn)
-    .await?;
-    tracing::info!(seq, action = e.action, target = e.target, "audit");
-    Ok(seq)
 }
 
 fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
@@ -93,66 +41,362 @@ fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
+fn checkpoint_from_row(r: &SqliteRow) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        seq: r.try_get("seq")?,
+        hash: r.try_get("hash")?,
+        at: r.try_get("at")?,
+        public_key: r.try_get("public_key")?,
+        signature: r.try_get("signature")?,
+    })
+}
+
 /// Filters for reading the log; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub crisis: Option<String>,
     pub commune: Option<String>,
+    /// Actor name, exact.
+    pub actor: Option<String>,
+    /// Action, exact (`crisis.activate`) or a prefix ending in `.` (`crisis.`).
+    pub action: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Only entries after this sequence number (paging).
     pub after_seq: i64,
+    /// At most this many (1 to 10,000; 0 means 1,000).
     pub limit: u32,
 }
 
-/// The result of verifying the whole chain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AuditSummary {
-    pub entries: u64,
-    pub last_seq: i64,
-    pub last_hash: String,
+/// One main-courante entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub kind: LogKind,
+    pub author: String,
+    pub role: String,
+    pub text: String,
 }
 
 /// Rows read per round trip while verifying.
 const VERIFY_PAGE: i64 = 10_000;
 
+const SELECT_ENTRIES: &str = "SELECT seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, \
+     details, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?";
+
 impl Store {
+    /// Appends one entry on `conn`, which must be inside the write transaction of the change it
+    /// records, and signs a checkpoint when one is due.
+    pub(crate) async fn append(
+        &self,
+        conn: &mut SqliteConnection,
+        e: NewEntry<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let (seq, prev_hash) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let (actor_id, actor_name, actor_role, auth) = match e.by {
+            By::User(a) => (a.user_id, a.name.clone(), a.role.as_str(), a.auth.as_str()),
+            By::System => (0, "replid".to_owned(), "system", "system"),
+        };
+        let mut entry = AuditEntry {
+            seq,
+            at: time::to_db(now),
+            actor_id,
+            actor_name,
+            actor_role: actor_role.to_owned(),
+            auth: auth.to_owned(),
+            commune: e.commune.map(str::to_owned),
+            crisis: e.crisis.map(str::to_owned),
+            action: e.action.to_owned(),
+            target: e.target.to_owned(),
+            details: e.details.to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        insert_entry(conn, &entry).await?;
+        tracing::info!(seq, action = e.action, target = e.target, "audit");
+        if let Some(c) = &self.checkpointing {
+            let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+                .fetch_one(&mut *conn)
+                .await?;
+            if seq - last_cp.unwrap_or(0) >= c.every {
+                insert_checkpoint(conn, &Checkpoint::sign(&c.key, seq, &entry.hash, &entry.at))
+                    .await?;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Signs a checkpoint at the last entry if entries were added since the last one (the
+    /// daemon calls this on a timer). Returns the checkpoint's sequence number.
+    pub async fn checkpoint_now(&self, now: Timestamp) -> Result<Option<i64>, StoreError> {
+        let Some(c) = &self.checkpointing else {
+            return Ok(None);
+        };
+        let mut tx = self.write.begin().await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some((seq, hash)) = last.filter(|(s, _)| Some(*s) > last_cp) else {
+            return Ok(None);
+        };
+        insert_checkpoint(
+            &mut tx,
+            &Checkpoint::sign(&c.key, seq, &hash, &time::to_db(now)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    /// The checkpoint public key this store signs with, if any.
+    pub fn checkpoint_public_key(&self) -> Option<String> {
+        self.checkpointing.as_ref().map(|c| c.public_key_hex())
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
     /// Entries matching `f`, in sequence order.
     pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let (action_exact, action_prefix) = match f.action.as_deref() {
+            Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
+            Some(a) => (Some(a.to_owned()), None),
+            None => (None, None),
+        };
+        let limit = match f.limit {
+            0 => 1000,
+            n => n.min(10_000),
+        };
         let rows = sqlx::query(
             "SELECT seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, details, \
              prev_hash, hash FROM audit_log WHERE seq > ?1 AND (?2 IS NULL OR crisis = ?2) \
-             AND (?3 IS NULL OR commune = ?3) ORDER BY seq LIMIT ?4",
+             AND (?3 IS NULL OR commune = ?3) AND (?4 IS NULL OR actor_name = ?4) \
+             AND (?5 IS NULL OR action = ?5) AND (?6 IS NULL OR action LIKE ?6) \
+             AND (?7 IS NULL OR at >= ?7) AND (?8 IS NULL OR at < ?8) ORDER BY seq LIMIT ?9",
         )
         .bind(f.after_seq)
         .bind(&f.crisis)
         .bind(&f.commune)
-        .bind(i64::from(if f.limit == 0 { 1000 } else { f.limit }))
+        .bind(&f.actor)
+        .bind(action_exact)
+        .bind(action_prefix)
+        .bind(f.from.map(time::to_db))
+        .bind(f.to.map(time::to_db))
+        .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(entry_from_row).collect()
     }
 
-    /// Recomputes every hash and link of the chain, reading it page by page.
-    pub async fn verify_audit(&self) -> Result<AuditSummary, StoreError> {
-        let mut v = ChainVerifier::default();
+    /// Recomputes every hash and link of the chain, page by page, and checks the checkpoints
+    /// against `trusted_key` (an auditor's copy of the public key). Without one, the key the
+    /// checkpoints name is used: that still proves the chain matches what was signed, not who
+    /// signed it.
+    pub async fn verify_audit(
+        &self,
+        trusted_key: Option<&VerifyingKey>,
+    ) -> Result<ChainSummary, StoreError> {
+        let checkpoints = self.checkpoints().await?;
+        let key = match (trusted_key, checkpoints.first()) {
+            (Some(k), _) => Some(*k),
+            (None, Some(c)) => parse_public_key(&c.public_key),
+            (None, None) => None,
+        };
+        let mut v = match key {
+            Some(k) => ChainVerifier::with_checkpoints(checkpoints, &k)?,
+            None => ChainVerifier::default(),
+        };
+        let mut after = 0i64;
+        // Each page is read with one extra row, the lookahead for the last entry of the page.
         loop {
-            let rows = sqlx::query(
-                "SELECT seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, details, \
-                 prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
-            )
-            .bind(v.last_seq())
-            .bind(VERIFY_PAGE)
-            .fetch_all(&self.read)
-            .await?;
+            let rows = sqlx::query(SELECT_ENTRIES)
+                .bind(after)
+                .bind(VERIFY_PAGE + 1)
+                .fetch_all(&self.read)
+                .await?;
+            let page = rows
+                .iter()
+                .map(entry_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let take = page
+                .len()
+                .min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
+            for i in 0..take {
+                v.push(&page[i], page.get(i + 1))?;
+            }
+            match page.get(take.saturating_sub(1)) {
+                Some(last) if page.len() > take => after = last.seq,
+                _ => break,
+            }
+        }
+        Ok(v.finish()?)
+    }
+
+    /// The whole log, its checkpoints and the public key: what auditors verify away from Repli.
+    pub async fn audit_bundle(&self) -> Result<AuditBundle, StoreError> {
+        let mut entries = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = sqlx::query(SELECT_ENTRIES)
+                .bind(after)
+                .bind(VERIFY_PAGE)
+                .fetch_all(&self.read)
+                .await?;
             if rows.is_empty() {
                 break;
             }
             for r in &rows {
-                v.push(&entry_from_row(r)?)?;
+                let e = entry_from_row(r)?;
+                after = e.seq;
+                entries.push(e);
             }
         }
-        Ok(AuditSummary {
-            entries: v.count(),
-            last_seq: v.last_seq(),
-            last_hash: v.last_hash().to_owned(),
+        let checkpoints = self.checkpoints().await?;
+        let public_key = self
+            .checkpoint_public_key()
+            .or_else(|| checkpoints.first().map(|c| c.public_key.clone()));
+        Ok(AuditBundle {
+            format: BUNDLE_FORMAT.to_owned(),
+            public_key,
+            entries,
+            checkpoints,
         })
     }
+
+    /// Adds a main-courante entry to an open crisis.
+    pub async fn add_log_entry(
+        &self,
+        id: &CrisisId,
+        kind: LogKind,
+        text: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<LogEntry, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT commune, state FROM crises WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((commune, state)) = row else {
+            return Err(StoreError::CrisisNotFound(id.clone()));
+        };
+        let state: repli_core::CrisisState = state.parse().map_err(|_| StoreError::Corrupt {
+            column: "crises.state",
+            value: state,
+        })?;
+        if !state.is_open() {
+            return Err(StoreError::CrisisEnded {
+                id: id.clone(),
+                state,
+            });
+        }
+        let action = kind.audit_action();
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: &action,
+            target: id.as_str(),
+            details: json!({ "type": kind.as_str(), "text": text }),
+        };
+        let seq = self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(LogEntry {
+            seq,
+            at: time::from_db("audit_log.at", &time::to_db(now))?,
+            kind,
+            author: actor.name.clone(),
+            role: actor.role.as_str().to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// The main courante of a crisis, oldest first.
+    pub async fn log_entries(&self, id: &CrisisId) -> Result<Vec<LogEntry>, StoreError> {
+        let entries = self
+            .audit_entries(&AuditFilter {
+                crisis: Some(id.to_string()),
+                action: Some("log.".into()),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(kind) = LogKind::from_audit_action(&e.action) else {
+                continue;
+            };
+            let d: serde_json::Value =
+                serde_json::from_str(&e.details).map_err(|_| StoreError::Corrupt {
+                    column: "audit_log.details",
+                    value: e.details.clone(),
+                })?;
+            out.push(LogEntry {
+                seq: e.seq,
+                at: time::from_db("audit_log.at", &e.at)?,
+                kind,
+                author: e.actor_name,
+                role: e.actor_role,
+                text: d["text"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+async fn insert_entry(conn: &mut SqliteConnection, e: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, \
+         details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.seq)
+    .bind(&e.at)
+    .bind(e.actor_id)
+    .bind(&e.actor_name)
+    .bind(&e.actor_role)
+    .bind(&e.auth)
+    .bind(&e.commune)
+    .bind(&e.crisis)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.details)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_checkpoint(conn: &mut SqliteConnection, c: &Checkpoint) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES (?, ?, ?, ?, ?)")
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(&c.at)
+        .bind(&c.public_key)
+        .bind(&c.signature)
+        .execute(&mut *conn)
+        .await?;
+    tracing::info!(seq = c.seq, "audit checkpoint signed");
+    Ok(())
 }

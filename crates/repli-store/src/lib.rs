@@ -11,6 +11,9 @@ mod reference;
 mod time;
 mod users;
 
+#[cfg(test)]
+mod tamper_tests;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditFilter, AuditSummary};
+pub use audit::{AuditFilter, LogEntry};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
@@ -52,6 +55,11 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
     #[error("audit chain does not verify: {0}")]
     Chain(#[from] ChainError),
+    #[error("crisis {id} is {state}: its log is closed")]
+    CrisisEnded {
+        id: CrisisId,
+        state: repli_core::CrisisState,
+    },
 }
 
 /// The database. Cheap to clone (pools are shared handles).
@@ -60,21 +68,75 @@ pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
     path: PathBuf,
+    checkpointing: Option<std::sync::Arc<Checkpointing>>,
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let m = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(1, "init", include_str!("../migrations/0001_init.sql")),
+        m(
+            2,
+            "checkpoints",
+            include_str!("../migrations/0002_checkpoints.sql"),
+        ),
+    ])
+}
+
+/// The daemon's checkpoint signing key and how often it signs.
+pub struct Checkpointing {
+    key: ed25519_dalek::SigningKey,
+    /// Sign after this many new entries.
+    pub every: i64,
+}
+
+impl Checkpointing {
+    pub fn new(key: ed25519_dalek::SigningKey, every: u32) -> Self {
+        Self {
+            key,
+            every: i64::from(every.max(1)),
+        }
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex_key(&self.key.verifying_key())
+    }
+}
+
+impl std::fmt::Debug for Checkpointing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret half.
+        f.debug_struct("Checkpointing")
+            .field("public_key", &self.public_key_hex())
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+pub(crate) fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
+    hex::encode(k.to_bytes())
 }
 
 impl Store {
     /// Opens (creating if needed) the database file, switches it to WAL and applies migrations.
+    /// Audit entries are not checkpointed (see [`Store::open_with`]).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, None).await
+    }
+
+    /// Like [`Store::open`], signing checkpoints of the audit chain with `checkpointing`.
+    pub async fn open_with(
+        path: &Path,
+        checkpointing: Option<Checkpointing>,
+    ) -> Result<Self, StoreError> {
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -97,6 +159,33 @@ impl Store {
             write,
             read,
             path: path.to_owned(),
+            checkpointing: checkpointing.map(std::sync::Arc::new),
+        })
+    }
+
+    /// Opens an existing database for reading only: no migration, no write, no file created.
+    /// For offline verification by auditors.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no database file at {}", path.display()),
+            ))));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let read = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            write: read.clone(),
+            read,
+            path: path.to_owned(),
+            checkpointing: None,
         })
     }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::audit::{NewEntry, append};
+use crate::audit::NewEntry;
 use crate::{By, Store, StoreError};
 
 /// A commune as the API shows it: with its convention and open crisis, if any.
@@ -167,7 +167,7 @@ impl Store {
                 target: "communes+conventions",
                 details,
             };
-            append(&mut tx, e, now).await?;
+            self.append(&mut tx, e, now).await?;
         }
         tx.commit().await?;
         Ok(sync)
@@ -220,7 +220,7 @@ mod tests {
         assert!(marseille.convention.is_none());
 
         let communes = parse_communes("c", COMMUNES).unwrap();
-        let before = store.verify_audit().await.unwrap().entries;
+        let before = store.verify_audit(None).await.unwrap().entries;
         let again = store
             .sync_reference(&communes, &[], t("2026-11-03T08:00:00Z"))
             .await
@@ -229,12 +229,12 @@ mod tests {
             again.conventions_removed,
             vec!["13001".to_string(), "13005".to_string()]
         );
-        assert_eq!(store.verify_audit().await.unwrap().entries, before + 1);
+        assert_eq!(store.verify_audit(None).await.unwrap().entries, before + 1);
         let same = store
             .sync_reference(&communes, &[], t("2026-11-03T08:00:00Z"))
             .await
             .unwrap();
         assert!(same.is_empty());
-        assert_eq!(store.verify_audit().await.unwrap().entries, before + 1);
+        assert_eq!(store.verify_audit(None).await.unwrap().entries, before + 1);
     }
 }

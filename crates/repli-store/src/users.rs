@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use repli_core::{Actor, AuthMethod, InseeCode, Role};
 use serde_json::json;
 
-use crate::audit::{NewEntry, append};
+use crate::audit::NewEntry;
 use crate::{By, Store, StoreError, time};
 
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl Store {
             target: &target,
             details,
         };
-        append(&mut tx, e, now).await?;
+        self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(UserRecord {
             id,

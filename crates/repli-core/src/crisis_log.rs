@@ -1,0 +1,113 @@
+//! The main courante: a timestamped, attributed chronology of a crisis (ANSSI crisis guidance),
+//! kept in the audit chain itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of main-courante entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    Information,
+    Demande,
+    Action,
+    Decision,
+    PointDeSituation,
+}
+
+impl LogKind {
+    pub const ALL: [LogKind; 5] = [
+        Self::Information,
+        Self::Demande,
+        Self::Action,
+        Self::Decision,
+        Self::PointDeSituation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Information => "information",
+            Self::Demande => "demande",
+            Self::Action => "action",
+            Self::Decision => "decision",
+            Self::PointDeSituation => "point_de_situation",
+        }
+    }
+
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Information => "Information",
+            Self::Demande => "Demande",
+            Self::Action => "Action",
+            Self::Decision => "Décision",
+            Self::PointDeSituation => "Point de situation",
+        }
+    }
+
+    /// The audit action recording an entry of this kind.
+    pub fn audit_action(self) -> String {
+        format!("log.{}", self.as_str())
+    }
+
+    /// The kind recorded by an audit action, if it is a main-courante entry.
+    pub fn from_audit_action(action: &str) -> Option<Self> {
+        action.strip_prefix("log.").and_then(|k| k.parse().ok())
+    }
+}
+
+impl fmt::Display for LogKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not a main-courante kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("type inconnu : information, demande, action, décision ou point de situation")]
+pub struct UnknownLogKind;
+
+impl FromStr for LogKind {
+    type Err = UnknownLogKind;
+    /// Accepts the API names and the French labels, with or without accents and case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm: String = s
+            .trim()
+            .to_lowercase()
+            .chars()
+            .map(|c| match c {
+                'é' | 'è' | 'ê' => 'e',
+                ' ' | '-' => '_',
+                c => c,
+            })
+            .collect();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == norm)
+            .ok_or(UnknownLogKind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_from_french() {
+        assert_eq!("décision".parse::<LogKind>(), Ok(LogKind::Decision));
+        assert_eq!(
+            "Point de situation".parse::<LogKind>(),
+            Ok(LogKind::PointDeSituation)
+        );
+        assert_eq!(
+            "point_de_situation".parse::<LogKind>(),
+            Ok(LogKind::PointDeSituation)
+        );
+        assert!("rumeur".parse::<LogKind>().is_err());
+        for k in LogKind::ALL {
+            assert_eq!(LogKind::from_audit_action(&k.audit_action()), Some(k));
+        }
+        assert_eq!(LogKind::from_audit_action("crisis.activate"), None);
+    }
+}
