@@ -2,7 +2,10 @@
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use repli_core::{CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, Role, SlaStatus};
+use repli_core::audit::{AuditEntry, Tamper};
+use repli_core::{
+    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LogKind, Role, SlaStatus,
+};
 use serde::{Deserialize, Serialize};
 
 /// `GET /healthz`.
@@ -149,8 +152,69 @@ pub struct AuditVerifyView {
     pub entries: u64,
     pub last_seq: i64,
     pub last_hash: String,
+    /// The last signed checkpoint.
+    pub last_checkpoint: Option<i64>,
+    /// Hex Ed25519 key signing the checkpoints: auditors keep a copy to verify offline.
+    pub public_key: Option<String>,
     /// Why verification failed, naming the first bad sequence number.
     pub error: Option<String>,
+    pub first_bad_seq: Option<i64>,
+    pub tamper: Option<Tamper>,
+}
+
+/// `GET /api/v1/audit/entries` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crisis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Exact action, or a prefix ending in `.` (`crisis.`, `log.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Timestamp>,
+    /// Paging: entries after this sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One page of audit entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// `POST /api/v1/crises/{id}/log`: a main-courante entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntryRequest {
+    /// information, demande, action, décision, point de situation.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+}
+
+/// One main-courante entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntryView {
+    pub seq: i64,
+    pub at: Timestamp,
+    #[serde(rename = "type")]
+    pub kind: LogKind,
+    pub type_label: String,
+    pub author: String,
+    pub role: String,
+    pub text: String,
 }
 
 /// An error, as RFC 7807 `application/problem+json`. `detail` is French: a DGS may read it.

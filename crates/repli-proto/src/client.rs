@@ -7,9 +7,11 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use repli_core::audit::{AuditBundle, AuditEntry};
+
 use crate::api::{
-    ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health,
-    Me, Problem,
+    ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest,
+    CrisisView, Health, LogEntryRequest, LogEntryView, Me, Problem,
 };
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
@@ -211,6 +213,51 @@ impl Client {
 
     pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {
         self.get(&format!("{API_PREFIX}/audit/verify")).await
+    }
+
+    pub async fn audit_entries(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
+        self.send(
+            self.request(Method::GET, &format!("{API_PREFIX}/audit/entries"))?
+                .query(q),
+        )
+        .await
+    }
+
+    /// Every entry matching `q`, following the pages.
+    pub async fn audit_entries_all(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        let mut q = q.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.audit_entries(&q).await?;
+            all.extend(page.entries);
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn audit_bundle(&self) -> Result<AuditBundle, ClientError> {
+        self.get(&format!("{API_PREFIX}/audit/bundle")).await
+    }
+
+    pub async fn crisis_log(&self, id: &str) -> Result<Vec<LogEntryView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/log", urlencode(id)))
+            .await
+    }
+
+    pub async fn add_log(
+        &self,
+        id: &str,
+        kind: &str,
+        text: &str,
+    ) -> Result<LogEntryView, ClientError> {
+        let body = LogEntryRequest {
+            kind: kind.to_owned(),
+            text: text.to_owned(),
+        };
+        self.post(&format!("{API_PREFIX}/crises/{}/log", urlencode(id)), &body)
+            .await
     }
 
     /// Sends a raw body to a path: for tests of malformed input.

@@ -6,10 +6,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, Permission, Role, text};
+use repli_core::audit::AuditBundle;
+use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, LogKind, Permission, Role, text};
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
-    ActionRequest, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health, Me,
+    ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest,
+    CrisisView, Health, LogEntryRequest, LogEntryView, Me,
 };
 use repli_store::{AuditFilter, CrisisFilter, NewCrisis, StoreError};
 use sha2::{Digest, Sha256};
@@ -51,7 +53,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/crises", get(list_crises).post(create_crisis))
         .route("/api/v1/crises/{id}", get(get_crisis))
         .route("/api/v1/crises/{id}/actions/{action}", post(act))
+        .route("/api/v1/crises/{id}/log", get(crisis_log).post(add_log))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/audit/entries", get(audit_entries))
+        .route("/api/v1/audit/bundle", get(audit_bundle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -362,13 +367,18 @@ async fn audit_verify(
     auth: Authed,
 ) -> Result<Json<AuditVerifyView>, ApiError> {
     auth.require(Permission::ReadAudit)?;
-    let view = match st.store.verify_audit().await {
+    let public_key = st.store.checkpoint_public_key();
+    let view = match st.store.verify_audit(None).await {
         Ok(s) => AuditVerifyView {
             verified: true,
             entries: s.entries,
             last_seq: s.last_seq,
             last_hash: s.last_hash,
+            last_checkpoint: s.last_checkpoint,
+            public_key,
             error: None,
+            first_bad_seq: None,
+            tamper: None,
         },
         Err(StoreError::Chain(e)) => {
             tracing::error!(error = %e, "audit chain does not verify");
@@ -377,10 +387,123 @@ async fn audit_verify(
                 entries: 0,
                 last_seq: 0,
                 last_hash: String::new(),
+                last_checkpoint: None,
+                public_key,
                 error: Some(e.to_string()),
+                first_bad_seq: Some(e.seq()),
+                tamper: e.kind(),
             }
         }
         Err(e) => return Err(e.into()),
     };
     Ok(Json(view))
+}
+
+/// Longest filter value accepted in an audit query.
+const MAX_FILTER: usize = 200;
+
+async fn audit_entries(
+    State(st): State<AppState>,
+    auth: Authed,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    auth.require(Permission::ReadAudit)?;
+    let Query(q) = q?;
+    let too_long = [&q.crisis, &q.commune, &q.actor, &q.action]
+        .into_iter()
+        .flatten()
+        .any(|v| v.chars().count() > MAX_FILTER);
+    if too_long {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            detail: format!("Filtre trop long : {MAX_FILTER} caractères au plus."),
+        });
+    }
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let entries = st
+        .store
+        .audit_entries(&AuditFilter {
+            crisis: q.crisis,
+            commune: q.commune,
+            actor: q.actor,
+            action: q.action,
+            from: q.from,
+            to: q.to,
+            after_seq: q.after.unwrap_or(0).max(0),
+            limit,
+        })
+        .await?;
+    let next_after = if entries.len() == limit as usize {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        entries,
+        next_after,
+    }))
+}
+
+async fn audit_bundle(
+    State(st): State<AppState>,
+    auth: Authed,
+) -> Result<Json<AuditBundle>, ApiError> {
+    auth.require(Permission::ReadAudit)?;
+    Ok(Json(st.store.audit_bundle().await?))
+}
+
+fn log_view(e: repli_store::LogEntry) -> LogEntryView {
+    LogEntryView {
+        seq: e.seq,
+        at: e.at,
+        kind: e.kind,
+        type_label: e.kind.label_fr().to_owned(),
+        author: e.author,
+        role: e.role,
+        text: e.text,
+    }
+}
+
+async fn crisis_log(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<LogEntryView>>, ApiError> {
+    let a = auth.require(Permission::ReadCrises)?;
+    let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(
+        st.store
+            .log_entries(&r.id)
+            .await?
+            .into_iter()
+            .map(log_view)
+            .collect(),
+    ))
+}
+
+async fn add_log(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LogEntryRequest>,
+) -> Result<(StatusCode, Json<LogEntryView>), ApiError> {
+    let a = auth.require(Permission::WriteCrisisLog)?;
+    let r = visible_crisis(&st, a, &id).await?;
+    let mut errors = Vec::new();
+    let kind = body
+        .kind
+        .parse::<LogKind>()
+        .map_err(|e| errors.push(FieldError::new("type", e.to_string())))
+        .ok();
+    let entry = text::free_text("text", &body.text, text::NOTE_MAX, true)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(kind), Some(entry)) = (kind, entry) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let e = st
+        .store
+        .add_log_entry(&r.id, kind, &entry, a, st.clock.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(log_view(e))))
 }

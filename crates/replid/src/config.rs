@@ -48,6 +48,46 @@ pub struct Config {
     pub reference: ReferenceConfig,
     #[serde(default)]
     pub sla: SlaConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The Ed25519 checkpoint signing key (created, mode 0600, if missing). Unset: next to
+    /// the database, as `<database>.audit-key`.
+    pub key_file: Option<PathBuf>,
+    /// Sign a checkpoint after this many entries…
+    pub checkpoint_every: u32,
+    /// …and at least this often while entries keep coming.
+    pub checkpoint_minutes: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            checkpoint_every: 100,
+            checkpoint_minutes: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Where the audit signing key lives.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit.key_file.clone().unwrap_or_else(|| {
+            let mut name = self
+                .database
+                .path
+                .file_name()
+                .map(std::ffi::OsStr::to_os_string)
+                .unwrap_or_default();
+            name.push(".audit-key");
+            self.database.path.with_file_name(name)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +149,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             reference: ReferenceConfig::default(),
             sla: SlaConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -200,6 +241,11 @@ impl Config {
             .map_err(|e| format!("sla.calendar: {e}"))?;
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
+        }
+        if !(1..=1_000_000).contains(&self.audit.checkpoint_every)
+            || !(1..=1440).contains(&self.audit.checkpoint_minutes)
+        {
+            return Err("audit.checkpoint_every must be 1 to 1000000 and audit.checkpoint_minutes 1 to 1440".into());
         }
         Ok(())
     }

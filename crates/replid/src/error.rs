@@ -149,6 +149,15 @@ fn store_problem(e: &StoreError) -> Problem {
             "idempotency_key_reused",
             "Cette clé d'idempotence a déjà servi pour une autre demande : utilisez une nouvelle clé.".into(),
         ),
+        StoreError::CrisisEnded { id, state } => {
+            let mut p = problem(
+                S::CONFLICT,
+                "crisis_ended",
+                format!("La crise {id} est {} : sa main courante est fermée.", state.label_fr()),
+            );
+            p.current_state = Some(*state);
+            p
+        }
         StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Chain(_) => internal(),
     }
 }

@@ -5,6 +5,7 @@
 //! end-to-end tests, so all three exercise the real server on a real socket and SQLite file.
 
 pub mod api;
+pub mod audit_key;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -63,6 +64,8 @@ pub enum DaemonError {
     Store(#[from] repli_store::StoreError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    AuditKey(#[from] audit_key::KeyError),
 }
 
 fn read_reference(
@@ -96,10 +99,13 @@ pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>)
     Ok((communes, conventions))
 }
 
-/// Opens the store and brings its reference data up to date with the configuration.
+/// Opens the store (signing audit checkpoints with the configured key) and brings its
+/// reference data up to date with the configuration.
 pub async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, DaemonError> {
     let (communes, conventions) = load_reference(config)?;
-    let store = Store::open(&config.database.path).await?;
+    let key = audit_key::load_or_create(&config.audit_key_path())?;
+    let checkpointing = repli_store::Checkpointing::new(key, config.audit.checkpoint_every);
+    let store = Store::open_with(&config.database.path, Some(checkpointing)).await?;
     let sync = store.sync_reference(&communes, &conventions, now).await?;
     if !sync.is_empty() {
         tracing::info!(?sync, "reference data updated");
@@ -134,6 +140,19 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(trace)
+}
+
+/// Signs a checkpoint every `period` if entries were added since the last one.
+async fn checkpoint_timer(store: Store, clock: Arc<dyn Clock>, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.checkpoint_now(clock.now()).await {
+            tracing::error!(error = %e, "cannot sign an audit checkpoint");
+        }
+    }
 }
 
 /// A running daemon.
@@ -182,13 +201,19 @@ impl Daemon {
             store: store.clone(),
             calendar,
             sla_hours: config.sla.business_hours,
-            clock,
+            clock: clock.clone(),
         };
         let router = app(state.clone());
+        let checkpoints = tokio::spawn(checkpoint_timer(
+            store.clone(),
+            clock,
+            std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
+        ));
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(signal)
                 .await;
+            checkpoints.abort();
             store.close().await;
             served.map_err(DaemonError::Serve)
         });

@@ -1,0 +1,108 @@
+//! The audit checkpoint signing key: 32 random bytes in a file only its owner can read,
+//! created on first start.
+
+use std::io::Write;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the audit key {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the audit key {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the audit key {path} is not 64 hexadecimal characters")]
+    Format { path: String },
+    #[error("no randomness available: {0}")]
+    Random(getrandom::Error),
+}
+
+/// Loads the key at `path`, or creates it (mode 0600) when the file does not exist.
+pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            warn_if_loose(path);
+            let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Format {
+                path: shown.clone(),
+            })?;
+            let seed = <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| KeyError::Format { path: shown })?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
+        Err(source) => Err(KeyError::Read {
+            path: shown,
+            source,
+        }),
+    }
+}
+
+fn create(path: &Path) -> Result<SigningKey, KeyError> {
+    let shown = path.display().to_string();
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(KeyError::Random)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|source| KeyError::Create {
+        path: shown.clone(),
+        source,
+    })?;
+    f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|source| KeyError::Create {
+            path: shown,
+            source,
+        })?;
+    let key = SigningKey::from_bytes(&seed);
+    tracing::info!(path = %path.display(), public_key = %hex::encode(key.verifying_key().to_bytes()), "audit signing key created");
+    Ok(key)
+}
+
+fn warn_if_loose(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the audit signing key is readable by others: chmod 600 it");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let a = load_or_create(&p).unwrap();
+        let b = load_or_create(&p).unwrap();
+        assert_eq!(a.verifying_key(), b.verifying_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        std::fs::write(&p, "not hex").unwrap();
+        assert!(matches!(load_or_create(&p), Err(KeyError::Format { .. })));
+    }
+}
