@@ -36,6 +36,8 @@ impl TestApp {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.database.path = dir.path().join("repli.db");
+        // Checkpoint often, so every test exercises signing.
+        config.audit.checkpoint_every = 5;
         let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
         let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
         let anon = Client::new(&daemon.url(), None).unwrap();

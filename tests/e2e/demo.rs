@@ -50,7 +50,7 @@ async fn the_demo_plays_a_whole_crisis() {
     }
     // A second run in the same folder refuses rather than mixing two demos.
     let e = run(&args).await.unwrap_err();
-    assert!(e.to_string().contains("already holds"), "{e}");
+    assert!(e.to_string().contains("contient déjà"), "{e}");
 }
 
 #[tokio::test]

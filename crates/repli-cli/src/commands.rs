@@ -49,6 +49,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(*shell, &mut Cli::command(), "repli", &mut std::io::stdout());
         }
         Command::Demo(args) => return demo::main(args).await,
+        Command::Audit(cmd) => return crate::audit::run(cmd, || client(&cli)).await,
+        Command::Bench(cmd) => return crate::bench::run(cmd).await,
+        Command::Crisis(CrisisCmd::Log {
+            id,
+            add,
+            kind,
+            text,
+            out,
+        }) => {
+            let c = client(&cli)?;
+            if *add {
+                let (Some(kind), Some(text)) = (kind, text) else {
+                    anyhow::bail!("--add needs --type and the entry's text");
+                };
+                let e = c.add_log(id, kind, text).await?;
+                if out.json {
+                    output::print_json(&e)?;
+                } else {
+                    println!(
+                        "Entrée n° {} ajoutée à la main courante de la crise {id}.",
+                        e.seq
+                    );
+                }
+            } else {
+                let entries = c.crisis_log(id).await?;
+                if out.json {
+                    output::print_json(&entries)?;
+                } else {
+                    output::main_courante(id, &entries);
+                }
+            }
+        }
         Command::Whoami(out) => {
             let me = client(&cli)?.me().await?;
             if out.json {

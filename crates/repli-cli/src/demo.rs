@@ -11,7 +11,7 @@ use clap::Args;
 use jiff::Timestamp;
 use repli_core::{CrisisAction, InseeCode, Role, SlaStatus};
 use repli_proto::Client;
-use repli_proto::api::{Contact, CrisisRequest, CrisisView};
+use repli_proto::api::{Contact, CrisisRequest, CrisisView, LogEntryView};
 use replid::Daemon;
 use replid::clock::{Clock, SystemClock};
 use replid::config::Config;
@@ -56,6 +56,9 @@ pub struct DemoSummary {
     pub accounts_disabled: u32,
     pub audit_verified: bool,
     pub audit_entries: u64,
+    pub audit_last_checkpoint: Option<i64>,
+    /// Hex Ed25519 key signing the checkpoints (`repli audit verify --db … --public-key …`).
+    pub audit_public_key: Option<String>,
     pub database: PathBuf,
     pub documents_dir: PathBuf,
 }
@@ -97,7 +100,8 @@ fn prepare_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     };
     if dir.join("repli.db").exists() {
         bail!(
-            "{} already holds a demo database (repli.db): choose another --dir or remove it; nothing was changed",
+            "{} contient déjà une base de démonstration (repli.db) : choisissez un autre --dir \
+             ou supprimez-la ; rien n'a été modifié",
             dir.display()
         );
     }
@@ -112,6 +116,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     let mut config = Config::default();
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.database.path.clone_from(&db);
+    // A short demo log: sign a checkpoint every 10 entries so the demo shows one.
+    config.audit.checkpoint_every = 10;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::start(&config, clock.clone())
         .await
@@ -229,6 +235,14 @@ async fn play(
         "DGS",
         "renvoie la même demande (réseau instable) : même crise, rien en double",
     );
+    dgs.add_log(
+        crisis.id.as_str(),
+        "information",
+        "Rançongiciel détecté à 7 h 40 : serveurs et messagerie de la mairie arrêtés.",
+    )
+    .await
+    .context("main courante")?;
+    say.say("DGS", "consigne l'attaque dans la main courante");
 
     let conv = info.convention.as_ref().map_or_else(String::new, |c| {
         format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on)
@@ -241,6 +255,14 @@ async fn play(
         "Ops",
         &format!("vérifie la convention{conv} et active la crise"),
     );
+    ops.add_log(
+        c.id.as_str(),
+        "décision",
+        "Kit engagé ; livraison sur site après préparation.",
+    )
+    .await
+    .context("main courante")?;
+    say.say("Ops", "consigne la décision dans la main courante");
     ops.act(&c.id, CrisisAction::StartProvisioning, None)
         .await
         .context("start provisioning")?;
@@ -268,8 +290,12 @@ async fn play(
         "Auditeur",
         &if verify.verified {
             format!(
-                "vérifie le journal d'audit : {} entrées, chaîne intacte",
-                verify.entries
+                "vérifie le journal d'audit : {} entrées, chaîne intacte, {}",
+                verify.entries,
+                verify.last_checkpoint.map_or_else(
+                    || "aucun point de contrôle signé".to_owned(),
+                    |s| format!("dernier point de contrôle signé : n° {s}")
+                )
             )
         } else {
             format!(
@@ -279,7 +305,11 @@ async fn play(
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
-    let documents_dir = write_documents(dir, &last)?;
+    let log = auditor
+        .crisis_log(c.id.as_str())
+        .await
+        .context("main courante")?;
+    let documents_dir = write_documents(dir, &last, &log)?;
     say.say("", &format!("documents : {}", documents_dir.display()));
 
     Ok(DemoSummary {
@@ -299,13 +329,15 @@ async fn play(
         accounts_disabled: 0,
         audit_verified: verify.verified,
         audit_entries: verify.entries,
+        audit_last_checkpoint: verify.last_checkpoint,
+        audit_public_key: verify.public_key.clone(),
         database: daemon.state().store.path().to_owned(),
         documents_dir,
     })
 }
 
 /// The crisis record and its chronology, per crisis, under `DIR/documents/ID/`.
-fn write_documents(dir: &Path, c: &CrisisView) -> anyhow::Result<PathBuf> {
+fn write_documents(dir: &Path, c: &CrisisView, log: &[LogEntryView]) -> anyhow::Result<PathBuf> {
     let out = dir.join("documents").join(c.id.as_str());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
@@ -347,6 +379,18 @@ fn write_documents(dir: &Path, c: &CrisisView) -> anyhow::Result<PathBuf> {
             md_escape(&e.actor),
             e.role,
             e.action
+        )?;
+    }
+    writeln!(md, "\n## Main courante\n")?;
+    for e in log {
+        writeln!(
+            md,
+            "- **{}** — {} — {} ({}) : {}",
+            e.type_label,
+            output::when(e.at),
+            md_escape(&e.author),
+            e.role,
+            md_escape(&e.text)
         )?;
     }
     std::fs::write(out.join("chronologie.md"), md)?;
@@ -392,6 +436,12 @@ pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             }
         );
         println!("Base : {}", s.database.display());
+        if let Some(k) = &s.audit_public_key {
+            println!(
+                "Vérification hors ligne : repli audit verify --db {} --public-key {k}",
+                s.database.display()
+            );
+        }
         println!("Documents : {}", s.documents_dir.display());
     }
     Ok(if s.sla_met && s.audit_verified {

@@ -3,6 +3,8 @@
 //! Every command except `demo` and `completions` talks to a replid through
 //! [`repli_proto::Client`]: the CLI has no access of its own to the database.
 
+pub mod audit;
+mod bench;
 mod commands;
 pub mod demo;
 mod output;
@@ -48,6 +50,12 @@ pub enum Command {
     /// Hand-back of a kit.
     #[command(subcommand)]
     Handback(HandbackCmd),
+    /// The audit log: verify it (online or offline), export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Benchmarks (figures for docs/PERFORMANCE.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Play a whole crisis on a fresh in-process replid (simulation).
@@ -116,6 +124,20 @@ pub enum CrisisCmd {
         id: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The crisis's main courante: list it, or add an entry with --add.
+    Log {
+        id: String,
+        /// Add an entry instead of listing.
+        #[arg(long, requires_all = ["kind", "text"])]
+        add: bool,
+        /// information, demande, action, décision, point de situation.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// The entry's text.
+        text: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },

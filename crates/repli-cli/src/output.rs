@@ -4,7 +4,7 @@ use comfy_table::{ContentArrangement, Table};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use repli_core::fr;
-use repli_proto::api::{CommuneView, CrisisView};
+use repli_proto::api::{CommuneView, CrisisView, LogEntryView};
 use serde::Serialize;
 
 /// Instants are shown in the métropole's time zone.
@@ -183,5 +183,27 @@ pub fn crisis(c: &CrisisView) {
             ]);
         }
         println!("{h}");
+    }
+}
+
+/// The main courante, printable: one block per entry, oldest first.
+pub fn main_courante(id: &str, entries: &[LogEntryView]) {
+    println!("MAIN COURANTE — crise {id}");
+    println!("{}", "=".repeat(60));
+    if entries.is_empty() {
+        println!("(aucune entrée)");
+    }
+    for e in entries {
+        println!(
+            "n° {} — {} — {}",
+            e.seq,
+            when(e.at),
+            e.type_label.to_uppercase()
+        );
+        println!("par {} ({})", e.author, e.role);
+        for line in e.text.lines() {
+            println!("    {line}");
+        }
+        println!("{}", "-".repeat(60));
     }
 }

@@ -143,9 +143,29 @@ pub fn email(field: &str, value: &str) -> Result<String, FieldError> {
     Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
 }
 
+/// A cell safe to put in a CSV file opened by a spreadsheet: text starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return is prefixed with `'` so it is never run as a formula
+/// (OWASP "CSV injection"). Quoting is the CSV writer's job.
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for bad in ["=1+2", "+33612345678", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_cell(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(csv_cell("Aubagne"), "Aubagne");
+        assert_eq!(csv_cell(""), "");
+    }
 
     #[test]
     fn names() {

@@ -23,7 +23,7 @@ pub(crate) struct NewEntry<'a> {
     pub details: serde_json::Value,
 }
 
-fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
+pub(crate) fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         at: r.try_get("at")?,
@@ -79,6 +79,17 @@ pub struct LogEntry {
     pub text: String,
 }
 
+/// An event to record that changes no other table: an external effect (a Graph call summary),
+/// an operator's note. Never a secret or a password.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub commune: Option<String>,
+    pub crisis: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
 /// Rows read per round trip while verifying.
 const VERIFY_PAGE: i64 = 10_000;
 
@@ -94,18 +105,23 @@ impl Store {
         e: NewEntry<'_>,
         now: Timestamp,
     ) -> Result<i64, StoreError> {
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await?;
-        let (seq, prev_hash) = match last {
-            Some((s, h)) => (s + 1, h),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
+        let mut head = ChainHead::load(conn).await?;
+        self.append_at(conn, &mut head, e, now).await
+    }
+
+    /// Appends after `head` (read once per transaction) and moves it forward.
+    async fn append_at(
+        &self,
+        conn: &mut SqliteConnection,
+        head: &mut ChainHead,
+        e: NewEntry<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
         let (actor_id, actor_name, actor_role, auth) = match e.by {
             By::User(a) => (a.user_id, a.name.clone(), a.role.as_str(), a.auth.as_str()),
             By::System => (0, "replid".to_owned(), "system", "system"),
         };
+        let seq = head.seq + 1;
         let mut entry = AuditEntry {
             seq,
             at: time::to_db(now),
@@ -118,22 +134,45 @@ impl Store {
             action: e.action.to_owned(),
             target: e.target.to_owned(),
             details: e.details.to_string(),
-            prev_hash,
+            prev_hash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
         entry.hash = entry.compute_hash();
         insert_entry(conn, &entry).await?;
-        tracing::info!(seq, action = e.action, target = e.target, "audit");
-        if let Some(c) = &self.checkpointing {
-            let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
-                .fetch_one(&mut *conn)
-                .await?;
-            if seq - last_cp.unwrap_or(0) >= c.every {
-                insert_checkpoint(conn, &Checkpoint::sign(&c.key, seq, &entry.hash, &entry.at))
-                    .await?;
-            }
+        tracing::debug!(seq, action = e.action, target = e.target, "audit");
+        if let Some(c) = &self.checkpointing
+            && seq - head.last_checkpoint >= c.every
+        {
+            insert_checkpoint(conn, &Checkpoint::sign(&c.key, seq, &entry.hash, &entry.at)).await?;
+            head.last_checkpoint = seq;
         }
+        head.seq = seq;
+        head.hash = entry.hash;
         Ok(seq)
+    }
+
+    /// Appends `records` in one transaction (all or none). Returns the last sequence number.
+    pub async fn record(
+        &self,
+        records: &[Record],
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut head = ChainHead::load(&mut tx).await?;
+        for r in records {
+            let e = NewEntry {
+                by,
+                commune: r.commune.as_deref(),
+                crisis: r.crisis.as_deref(),
+                action: &r.action,
+                target: &r.target,
+                details: r.details.clone(),
+            };
+            self.append_at(&mut tx, &mut head, e, now).await?;
+        }
+        tx.commit().await?;
+        Ok(head.seq)
     }
 
     /// Signs a checkpoint at the last entry if entries were added since the last one (the
@@ -362,6 +401,31 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// The end of the chain as seen inside a write transaction.
+struct ChainHead {
+    seq: i64,
+    hash: String,
+    last_checkpoint: i64,
+}
+
+impl ChainHead {
+    async fn load(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+            .fetch_one(&mut *conn)
+            .await?;
+        let (seq, hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+        Ok(Self {
+            seq,
+            hash,
+            last_checkpoint: last_cp.unwrap_or(0),
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditFilter, LogEntry};
+pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};

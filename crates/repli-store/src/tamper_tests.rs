@@ -103,40 +103,12 @@ async fn verdict(path: &std::path::Path) -> (i64, Tamper) {
 }
 
 async fn row(c: &mut SqliteConnection, seq: i64) -> AuditEntry {
-    let r: (
-        i64,
-        String,
-        i64,
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        String,
-        String,
-        String,
-    ) = sqlx::query_as("SELECT * FROM audit_log WHERE seq = ?")
+    let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?")
         .bind(seq)
         .fetch_one(&mut *c)
         .await
         .unwrap();
-    AuditEntry {
-        seq: r.0,
-        at: r.1,
-        actor_id: r.2,
-        actor_name: r.3,
-        actor_role: r.4,
-        auth: r.5,
-        commune: r.6,
-        crisis: r.7,
-        action: r.8,
-        target: r.9,
-        details: r.10,
-        prev_hash: r.11,
-        hash: r.12,
-    }
+    crate::audit::entry_from_row(&r).unwrap()
 }
 
 #[tokio::test]

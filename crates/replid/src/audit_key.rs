@@ -75,10 +75,10 @@ fn warn_if_loose(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the audit signing key is readable by others: chmod 600 it");
-            }
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the audit signing key is readable by others: chmod 600 it");
         }
     }
 }

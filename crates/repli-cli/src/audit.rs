@@ -1,0 +1,274 @@
+//! `repli audit`: verify the chain (online, offline on a database file, or on an export
+//! bundle) and export it for auditors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use ed25519_dalek::VerifyingKey;
+use repli_core::audit::{
+    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier,
+    parse_public_key, verify_entries,
+};
+use repli_core::text::csv_cell;
+use repli_proto::Client;
+use repli_proto::api::AuditQuery;
+use repli_store::{Store, StoreError};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Verify the audit chain: on the server, offline on a database file, or on a bundle.
+    Verify(VerifyArgs),
+    /// Export entries (JSON lines or CSV), or the whole log as a verifiable bundle.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify this SQLite file offline, read-only (no daemon needed).
+    #[arg(long, conflicts_with = "bundle")]
+    pub db: Option<PathBuf>,
+    /// Verify an export bundle (`repli audit export --format bundle`).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// The checkpoint public key published to auditors (hex). Without it, the key recorded in
+    /// the log itself is used, which proves integrity but not who signed.
+    #[arg(long)]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    Bundle,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    #[arg(long)]
+    pub crisis: Option<String>,
+    #[arg(long)]
+    pub commune: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Exact action, or a prefix ending in `.` (`crisis.`, `log.`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// From this instant (RFC 3339), inclusive.
+    #[arg(long)]
+    pub from: Option<jiff::Timestamp>,
+    /// Until this instant (RFC 3339), exclusive.
+    #[arg(long)]
+    pub to: Option<jiff::Timestamp>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn trusted_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
+    arg.map(|k| {
+        parse_public_key(k)
+            .context("--public-key is not a hex Ed25519 public key (64 hex characters)")
+    })
+    .transpose()
+}
+
+fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
+    match result {
+        Ok(s) => {
+            match s.last_checkpoint {
+                Some(c) => println!("{} entries verified, last checkpoint at seq {c}", s.entries),
+                None => println!("{} entries verified, no signed checkpoint yet", s.entries),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("audit verification FAILED at seq {}: {e}", e.seq());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Verifies a database file offline.
+pub async fn verify_db(
+    path: &Path,
+    key: Option<&VerifyingKey>,
+) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+    let store = Store::open_read_only(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let r = store.verify_audit(key).await;
+    store.close().await;
+    match r {
+        Ok(s) => Ok(Ok(s)),
+        Err(StoreError::Chain(e)) => Ok(Err(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Verifies a bundle file.
+pub fn verify_bundle(
+    path: &Path,
+    key: Option<&VerifyingKey>,
+) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let b: AuditBundle = serde_json::from_reader(std::io::BufReader::new(f))
+        .with_context(|| format!("{} is not an audit bundle", path.display()))?;
+    if b.format != BUNDLE_FORMAT {
+        bail!(
+            "{}: unsupported bundle format `{}` (expected {BUNDLE_FORMAT})",
+            path.display(),
+            b.format
+        );
+    }
+    let key = match (key, &b.public_key) {
+        (Some(k), _) => Some(*k),
+        (None, Some(k)) => Some(
+            parse_public_key(k).context("the bundle's public key is not a valid Ed25519 key")?,
+        ),
+        (None, None) => None,
+    };
+    let v = match key {
+        Some(k) => match ChainVerifier::with_checkpoints(b.checkpoints, &k) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        },
+        None => ChainVerifier::default(),
+    };
+    Ok(verify_entries(v, &b.entries))
+}
+
+pub async fn run(
+    cmd: &AuditCmd,
+    client: impl FnOnce() -> anyhow::Result<Client>,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCmd::Verify(a) => {
+            let key = trusted_key(a.public_key.as_deref())?;
+            if key.is_none() && (a.db.is_some() || a.bundle.is_some()) {
+                eprintln!(
+                    "note: no --public-key given; checkpoints are checked against the key recorded in the log itself"
+                );
+            }
+            if let Some(db) = &a.db {
+                return Ok(report(verify_db(db, key.as_ref()).await?));
+            }
+            if let Some(b) = &a.bundle {
+                return Ok(report(verify_bundle(b, key.as_ref())?));
+            }
+            let v = client()?.audit_verify().await?;
+            if v.verified {
+                println!(
+                    "{} entries verified, {}",
+                    v.entries,
+                    v.last_checkpoint.map_or_else(
+                        || "no signed checkpoint yet".to_owned(),
+                        |c| format!("last checkpoint at seq {c}")
+                    )
+                );
+                if let Some(k) = v.public_key {
+                    println!("checkpoint public key: {k}");
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("audit verification FAILED: {}", v.error.unwrap_or_default());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditCmd::Export(a) => {
+            let c = client()?;
+            let mut out: Box<dyn Write> = match &a.out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            if a.format == ExportFormat::Bundle {
+                if a.crisis.is_some()
+                    || a.commune.is_some()
+                    || a.actor.is_some()
+                    || a.action.is_some()
+                    || a.from.is_some()
+                    || a.to.is_some()
+                {
+                    bail!(
+                        "a bundle is the whole log (a filtered chain cannot be verified): drop the filters"
+                    );
+                }
+                serde_json::to_writer(&mut out, &c.audit_bundle().await?)?;
+                writeln!(out)?;
+                out.flush()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let q = AuditQuery {
+                crisis: a.crisis.clone(),
+                commune: a.commune.clone(),
+                actor: a.actor.clone(),
+                action: a.action.clone(),
+                from: a.from,
+                to: a.to,
+                after: None,
+                limit: Some(5000),
+            };
+            let entries = c.audit_entries_all(&q).await?;
+            match a.format {
+                ExportFormat::Jsonl => {
+                    for e in &entries {
+                        serde_json::to_writer(&mut out, e)?;
+                        writeln!(out)?;
+                    }
+                }
+                ExportFormat::Csv | ExportFormat::Bundle => write_csv(&mut out, &entries)?,
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Entries as CSV, every text cell neutralised against formula injection.
+pub fn write_csv(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "seq",
+        "at",
+        "actor_id",
+        "actor_name",
+        "actor_role",
+        "auth",
+        "commune",
+        "crisis",
+        "action",
+        "target",
+        "details",
+        "prev_hash",
+        "hash",
+    ])?;
+    for e in entries {
+        let seq = e.seq.to_string();
+        let actor_id = e.actor_id.to_string();
+        w.write_record([
+            seq.as_str(),
+            &csv_cell(&e.at),
+            actor_id.as_str(),
+            &csv_cell(&e.actor_name),
+            &csv_cell(&e.actor_role),
+            &csv_cell(&e.auth),
+            &csv_cell(e.commune.as_deref().unwrap_or("")),
+            &csv_cell(e.crisis.as_deref().unwrap_or("")),
+            &csv_cell(&e.action),
+            &csv_cell(&e.target),
+            &csv_cell(&e.details),
+            &e.prev_hash,
+            &e.hash,
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
