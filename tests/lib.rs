@@ -41,19 +41,29 @@ impl TestApp {
         let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
         let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
         let anon = Client::new(&daemon.url(), None).unwrap();
-        let mut app = Self {
-            ops: anon.clone(),
-            auditor: anon.clone(),
-            dgs: anon.clone(),
-            anon,
-            daemon,
-            dir,
-            clock,
-        };
+        let mut app = Self { ops: anon.clone(), auditor: anon.clone(), dgs: anon.clone(), anon, daemon, dir, clock };
         app.ops = app.client(Role::Ops, None).await;
         app.auditor = app.client(Role::Auditor, None).await;
         app.dgs = app.client(Role::Dgs, Some("13005")).await;
         app
+    }
+
+    /// A new user of `role`: their id and raw API token.
+    pub async fn token(&self, role: Role, commune: Option<&str>) -> (i64, String) {
+        let commune = commune.map(|c| InseeCode::parse(c).unwrap());
+        let name = format!("{role} {}", commune.as_ref().map_or("", InseeCode::as_str));
+        let (user, token) = replid::auth::create_user(
+            &self.daemon.state().store,
+            &name,
+            role,
+            commune,
+            None,
+            replid::By::System,
+            self.now(),
+        )
+        .await
+        .unwrap();
+        (user.id, token)
     }
 
     /// A new user of `role` and a client acting as them.
@@ -112,31 +122,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .ok_or("test executable outside a target folder")?
-            .to_owned();
+        let dir = exe.parent().and_then(|d| d.parent()).ok_or("test executable outside a target folder")?.to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "--bins",
-            "-p",
-            "replid",
-            "-p",
-            "repli-cli",
-        ]);
+        cmd.args(["build", "--quiet", "--bins", "-p", "replid", "-p", "repli-cli"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if status.success() {
-            Ok(dir)
-        } else {
-            Err(format!("cargo build of the binaries failed: {status}"))
-        }
+        if status.success() { Ok(dir) } else { Err(format!("cargo build of the binaries failed: {status}")) }
     });
     match dir {
         Ok(d) => d.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)),

@@ -16,103 +16,204 @@ async fn tokens_are_required_and_checked() {
     assert_eq!(status(app.anon.communes().await), 401);
     let forged = app.anon.with_token(format!("rpl_{}", "0".repeat(64)));
     assert_eq!(status(forged.communes().await), 401);
-    let e = app
-        .anon
-        .with_token("x".repeat(10_000))
-        .me()
-        .await
-        .unwrap_err();
+    let e = app.anon.with_token("x".repeat(10_000)).me().await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 401);
-    assert!(
-        e.problem()
-            .unwrap()
-            .detail
-            .contains("Authentification requise")
-    );
+    assert!(e.problem().unwrap().detail.contains("Authentification requise"));
     let me = app.dgs.me().await.unwrap();
-    assert_eq!(
-        (me.role, me.commune.unwrap().as_str()),
-        (Role::Dgs, "13005")
-    );
+    assert_eq!((me.role, me.commune.unwrap().as_str()), (Role::Dgs, "13005"));
 }
 
 #[tokio::test]
 async fn a_dgs_sees_and_touches_only_their_commune() {
     let app = TestApp::spawn().await;
     let aix: Client = app.client(Role::Dgs, Some("13001")).await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
 
     // Another commune's crisis does not exist for them (no existence leak).
     let e = aix.crisis(c.id.as_str()).await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 404);
     assert_eq!(e.problem().unwrap().code, "crisis_not_found");
-    assert_eq!(
-        status(aix.act(&c.id, CrisisAction::Cancel, Some("x")).await),
-        404
-    );
-    assert_eq!(
-        status(
-            aix.crises(&CrisisQuery {
-                commune: Some(c.commune.clone()),
-                ..Default::default()
-            })
-            .await
-        ),
-        403
-    );
-    assert!(
-        aix.crises(&CrisisQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        status(aix.request_crisis(&request("13005"), None).await),
-        403
-    );
+    assert_eq!(status(aix.act(&c.id, CrisisAction::Cancel, Some("x")).await), 404);
+    assert_eq!(status(aix.crises(&CrisisQuery { commune: Some(c.commune.clone()), ..Default::default() }).await), 403);
+    assert!(aix.crises(&CrisisQuery::default()).await.unwrap().is_empty());
+    assert_eq!(status(aix.request_crisis(&request("13005"), None).await), 403);
     assert_eq!(status(aix.commune("13005").await), 404);
     assert_eq!(aix.communes().await.unwrap().len(), 1);
 
     // Their own: readable, cancellable, not operable.
-    assert_eq!(
-        app.dgs.crises(&CrisisQuery::default()).await.unwrap().len(),
-        1
-    );
-    assert_eq!(
-        status(app.dgs.act(&c.id, CrisisAction::Activate, None).await),
-        403
-    );
+    assert_eq!(app.dgs.crises(&CrisisQuery::default()).await.unwrap().len(), 1);
+    assert_eq!(status(app.dgs.act(&c.id, CrisisAction::Activate, None).await), 403);
     assert_eq!(status(app.dgs.audit_verify().await), 403);
 }
 
 #[tokio::test]
 async fn auditors_read_everything_and_change_nothing() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     assert_eq!(app.auditor.crisis(c.id.as_str()).await.unwrap().id, c.id);
     assert!(app.auditor.audit_verify().await.unwrap().verified);
-    assert_eq!(
-        status(app.auditor.request_crisis(&request("13001"), None).await),
-        403
-    );
+    assert_eq!(status(app.auditor.request_crisis(&request("13001"), None).await), 403);
     for a in CrisisAction::ALL {
-        assert_eq!(
-            status(app.auditor.act(&c.id, a, Some("x")).await),
-            403,
-            "{a}"
-        );
+        assert_eq!(status(app.auditor.act(&c.id, a, Some("x")).await), 403, "{a}");
     }
     let admin = app.client(Role::Admin, None).await;
-    assert_eq!(
-        status(admin.act(&c.id, CrisisAction::Activate, None).await),
-        403
-    );
+    assert_eq!(status(admin.act(&c.id, CrisisAction::Activate, None).await), 403);
+}
+
+/// What a caller gets from a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Served (any status but 401, 403 and 404: a 409 or 422 means the rule let them through).
+    A,
+    /// 403: the role may not.
+    D,
+    /// 404: the resource is hidden from them (another commune's).
+    H,
+    /// 401: no credentials.
+    U,
+}
+use Outcome::{A, D, H, U};
+
+/// The expected matrix, written out by hand (not derived from the policy table it checks).
+/// Columns: anonymous, admin, ops, DGS of the crisis's commune (13005), DGS of another
+/// commune (13001), auditor.
+const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
+    ("GET", "/healthz", [A, A, A, A, A, A]),
+    ("GET", "/api/v1/me", [U, A, A, A, A, A]),
+    ("GET", "/api/v1/communes", [U, A, A, A, A, A]),
+    ("GET", "/api/v1/communes/{insee}", [U, A, A, A, H, A]),
+    ("GET", "/api/v1/crises", [U, D, A, A, A, A]),
+    ("POST", "/api/v1/crises", [U, D, A, A, D, D]),
+    ("GET", "/api/v1/crises/{id}", [U, D, A, A, H, A]),
+    ("POST", "/api/v1/crises/{id}/actions/cancel", [U, D, A, A, H, D]),
+    ("POST", "/api/v1/crises/{id}/actions/{action}", [U, D, A, D, D, D]),
+    ("GET", "/api/v1/crises/{id}/log", [U, D, A, A, H, A]),
+    ("POST", "/api/v1/crises/{id}/log", [U, D, A, A, H, D]),
+    ("GET", "/api/v1/audit/verify", [U, D, D, D, D, A]),
+    ("GET", "/api/v1/audit/entries", [U, D, D, D, D, A]),
+    ("GET", "/api/v1/audit/bundle", [U, D, D, D, D, A]),
+    ("GET", "/api/v1/users", [U, A, D, D, D, D]),
+    ("POST", "/api/v1/users", [U, A, D, D, D, D]),
+    ("POST", "/api/v1/users/{uid}/tokens", [U, A, D, D, D, D]),
+    ("DELETE", "/api/v1/users/{uid}/tokens", [U, A, D, D, D, D]),
+    ("PUT", "/api/v1/users/{uid}/password", [U, A, D, D, D, D]),
+];
+
+fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    match (method, path) {
+        ("POST", "/api/v1/crises") => Some(serde_json::to_value(request("13005")).unwrap()),
+        ("POST", p) if p.contains("/actions/") => Some(json!({ "reason": "matrice d'autorisation" })),
+        ("POST", p) if p.ends_with("/log") => Some(json!({ "type": "information", "text": "x" })),
+        ("POST", "/api/v1/users") => Some(json!({ "name": "Nouvel agent", "role": "ops" })),
+        ("POST", p) if p.ends_with("/tokens") => Some(json!({})),
+        ("PUT", _) => Some(json!({ "login": "agent.matrice", "password": "une phrase de passe longue" })),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn authorization_matrix_covers_every_route() {
+    let specs = replid::api::route_specs();
+    for spec in &specs {
+        let found = MATRIX.iter().any(|(m, p, _)| *m == spec.method.as_str() && *p == spec.path);
+        assert!(found, "route {} {} has no row in the authorization matrix", spec.method, spec.path);
+    }
+    for (m, p, _) in MATRIX {
+        assert!(specs.iter().any(|s| s.method.as_str() == *m && s.path == *p), "stale matrix row {m} {p}");
+    }
+
+    let http = reqwest::Client::new();
+    for (method, path, expected) in MATRIX {
+        // A fresh daemon per route: one route's effects cannot change another's outcome.
+        let app = TestApp::spawn().await;
+        let crisis = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+        let (throwaway, _) = app.token(Role::Ops, None).await;
+        let mut tokens = vec![None];
+        for (role, commune) in [(Role::Admin, None), (Role::Ops, None), (Role::Dgs, Some("13005")), (Role::Dgs, Some("13001")), (Role::Auditor, None)] {
+            tokens.push(Some(app.token(role, commune).await.1));
+        }
+        let url = app.url(
+            &path
+                .replace("{insee}", "13005")
+                .replace("{id}", crisis.id.as_str())
+                .replace("{action}", "activate")
+                .replace("{uid}", &throwaway.to_string()),
+        );
+        for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {
+            let mut rb = http.request(method.parse().unwrap(), &url);
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            if let Some(b) = body_for(method, path) {
+                rb = rb.json(&b);
+            }
+            let status = rb.send().await.unwrap().status().as_u16();
+            let got = match status {
+                401 => U,
+                403 => D,
+                404 => H,
+                _ => A,
+            };
+            let col = ["anonymous", "admin", "ops", "dgs 13005", "dgs 13001", "auditor"][who];
+            assert_eq!(got, *want, "{method} {path} as {col}: HTTP {status}");
+        }
+        app.daemon.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn admins_manage_accounts_through_the_api() {
+    let app = TestApp::spawn().await;
+    let admin = app.client(Role::Admin, None).await;
+    let req = |role, commune: Option<&str>| repli_proto::api::NewUserRequest {
+        name: "Agent de test".into(),
+        role,
+        commune: commune.map(|c| repli_core::InseeCode::parse(c).unwrap()),
+        expires_days: Some(30),
+    };
+    let created = admin.create_user(&req(Role::Dgs, Some("13001"))).await.unwrap();
+    assert!(created.token.token.starts_with("rpl_"));
+    assert!(created.token.expires_at.is_some());
+    let aix = app.anon.with_token(created.token.token.clone());
+    assert_eq!(aix.me().await.unwrap().commune.unwrap().as_str(), "13001");
+
+    // Bad input: DGS without commune, ops with one, unknown commune, empty name.
+    for bad in [req(Role::Dgs, None), req(Role::Ops, Some("13005")), req(Role::Dgs, Some("13999"))] {
+        let e = admin.create_user(&bad).await.unwrap_err();
+        assert!(matches!(e.status().unwrap().as_u16(), 404 | 422), "{e}");
+    }
+    let mut nameless = req(Role::Ops, None);
+    nameless.name = "  ".into();
+    assert_eq!(admin.create_user(&nameless).await.unwrap_err().status().unwrap().as_u16(), 422);
+
+    // Listing shows no secret.
+    let users = admin.users().await.unwrap();
+    let listed = serde_json::to_string(&users).unwrap();
+    assert!(!listed.contains(&created.token.token));
+    assert!(users.iter().any(|u| u.id == created.user.id && u.active_tokens == 1));
+
+    // A second token, then revocation of all: both stop working at once.
+    let second = admin.issue_token(created.user.id, &repli_proto::api::TokenRequest::default()).await.unwrap();
+    let aix2 = app.anon.with_token(second.token);
+    aix2.me().await.unwrap();
+    let r = admin.revoke_tokens(created.user.id).await.unwrap();
+    assert_eq!(r.revoked, 2);
+    assert_eq!(status(aix.me().await), 401);
+    assert_eq!(status(aix2.me().await), 401);
+    assert_eq!(status(admin.revoke_tokens(999_999).await), 404);
+
+    // Web password: policy enforced, login unique, hash never shown.
+    let pw = |login: &str, password: &str| repli_proto::api::PasswordRequest { login: login.into(), password: password.into() };
+    let e = admin.set_password(created.user.id, &pw("dgs.aix", "court")).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors[0].field, "password");
+    let e = admin.set_password(created.user.id, &pw("dgs aix<script>", "une phrase de passe longue")).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors[0].field, "login");
+    let u = admin.set_password(created.user.id, &pw("dgs.aix", "une phrase de passe longue")).await.unwrap();
+    assert!(u.has_password && u.login.as_deref() == Some("dgs.aix"));
+    let e = admin.set_password(app.dgs.me().await.unwrap().user_id, &pw("dgs.aix", "une autre phrase longue")).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors[0].field, "login");
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "user.set_password"));
+    assert!(!serde_json::to_string(&log).unwrap().contains("argon2"), "a password hash reached the audit log");
 }

@@ -10,37 +10,12 @@ use repli_tests::{TestApp, request, workspace_bin};
 #[tokio::test]
 async fn main_courante_is_written_by_ops_and_dgs_and_chained() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     let id = c.id.as_str();
-    app.dgs
-        .add_log(
-            id,
-            "information",
-            "Rançongiciel détecté à 7 h 40 sur le serveur de fichiers.",
-        )
-        .await
-        .unwrap();
-    let d = app
-        .ops
-        .add_log(
-            id,
-            "décision",
-            "Kit de repli engagé : livraison demain 9 h.",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (d.kind, d.type_label.as_str()),
-        (LogKind::Decision, "Décision")
-    );
-    app.ops
-        .add_log(id, "Point de situation", "<script>alert(1)</script> {{x}}")
-        .await
-        .unwrap();
+    app.dgs.add_log(id, "information", "Rançongiciel détecté à 7 h 40 sur le serveur de fichiers.").await.unwrap();
+    let d = app.ops.add_log(id, "décision", "Kit de repli engagé : livraison demain 9 h.").await.unwrap();
+    assert_eq!((d.kind, d.type_label.as_str()), (LogKind::Decision, "Décision"));
+    app.ops.add_log(id, "Point de situation", "<script>alert(1)</script> {{x}}").await.unwrap();
 
     let log = app.auditor.crisis_log(id).await.unwrap();
     assert_eq!(log.len(), 3);
@@ -49,132 +24,57 @@ async fn main_courante_is_written_by_ops_and_dgs_and_chained() {
     assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
 
     // Bad entries: unknown type, empty or oversized text, control characters.
-    for (kind, text) in [
-        ("rumeur", "x"),
-        ("action", "   "),
-        ("action", &"x".repeat(4001)),
-        ("action", "a\u{0}b"),
-    ] {
+    for (kind, text) in [("rumeur", "x"), ("action", "   "), ("action", &"x".repeat(4001)), ("action", "a\u{0}b")] {
         let e = app.ops.add_log(id, kind, text).await.unwrap_err();
         assert_eq!(e.status().unwrap().as_u16(), 422, "{kind} {text:?}");
     }
     // Auditors read, never write; another commune's DGS sees nothing.
-    assert_eq!(
-        app.auditor
-            .add_log(id, "information", "x")
-            .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
-        403
-    );
+    assert_eq!(app.auditor.add_log(id, "information", "x").await.unwrap_err().status().unwrap().as_u16(), 403);
     let aix = app.client(Role::Dgs, Some("13001")).await;
-    assert_eq!(
-        aix.crisis_log(id)
-            .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
-        404
-    );
-    assert_eq!(
-        aix.add_log(id, "information", "x")
-            .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
-        404
-    );
+    assert_eq!(aix.crisis_log(id).await.unwrap_err().status().unwrap().as_u16(), 404);
+    assert_eq!(aix.add_log(id, "information", "x").await.unwrap_err().status().unwrap().as_u16(), 404);
 
     // Once the crisis is over, its log is closed.
-    app.ops
-        .act(&c.id, CrisisAction::Reject, Some("doublon"))
-        .await
-        .unwrap();
-    let e = app
-        .ops
-        .add_log(id, "information", "trop tard")
-        .await
-        .unwrap_err();
+    app.ops.act(&c.id, CrisisAction::Reject, Some("doublon")).await.unwrap();
+    let e = app.ops.add_log(id, "information", "trop tard").await.unwrap_err();
     let p = e.problem().unwrap();
-    assert_eq!(
-        (p.status, p.code.as_str(), p.current_state),
-        (409, "crisis_ended", Some(CrisisState::Rejected))
-    );
+    assert_eq!((p.status, p.code.as_str(), p.current_state), (409, "crisis_ended", Some(CrisisState::Rejected)));
     assert!(app.auditor.audit_verify().await.unwrap().verified);
 }
 
 #[tokio::test]
 async fn auditors_filter_and_page_the_log() {
     let app = TestApp::spawn().await;
-    let a = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
-    let b = app
-        .ops
-        .request_crisis(&request("13001"), None)
-        .await
-        .unwrap();
+    let a = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let b = app.ops.request_crisis(&request("13001"), None).await.unwrap();
     for i in 0..7 {
-        app.ops
-            .add_log(a.id.as_str(), "action", &format!("action {i}"))
-            .await
-            .unwrap();
+        app.ops.add_log(a.id.as_str(), "action", &format!("action {i}")).await.unwrap();
     }
-    app.ops
-        .act(&b.id, CrisisAction::Activate, None)
-        .await
-        .unwrap();
+    app.ops.act(&b.id, CrisisAction::Activate, None).await.unwrap();
 
     let only_a = app
         .auditor
-        .audit_entries_all(&AuditQuery {
-            crisis: Some(a.id.to_string()),
-            limit: Some(3),
-            ..Default::default()
-        })
+        .audit_entries_all(&AuditQuery { crisis: Some(a.id.to_string()), limit: Some(3), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(only_a.len(), 8, "request + 7 log entries, over 3 pages");
-    assert!(
-        only_a
-            .iter()
-            .all(|e| e.crisis.as_deref() == Some(a.id.as_str()))
-    );
+    assert!(only_a.iter().all(|e| e.crisis.as_deref() == Some(a.id.as_str())));
     let page = app
         .auditor
-        .audit_entries(&AuditQuery {
-            crisis: Some(a.id.to_string()),
-            limit: Some(3),
-            ..Default::default()
-        })
+        .audit_entries(&AuditQuery { crisis: Some(a.id.to_string()), limit: Some(3), ..Default::default() })
         .await
         .unwrap();
-    assert_eq!(
-        (page.entries.len(), page.next_after),
-        (3, Some(page.entries[2].seq))
-    );
+    assert_eq!((page.entries.len(), page.next_after), (3, Some(page.entries[2].seq)));
 
     let activations = app
         .auditor
-        .audit_entries_all(&AuditQuery {
-            action: Some("crisis.activate".into()),
-            ..Default::default()
-        })
+        .audit_entries_all(&AuditQuery { action: Some("crisis.activate".into()), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(activations.len(), 1);
     let crisis_events = app
         .auditor
-        .audit_entries_all(&AuditQuery {
-            action: Some("crisis.".into()),
-            ..Default::default()
-        })
+        .audit_entries_all(&AuditQuery { action: Some("crisis.".into()), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(crisis_events.len(), 3);
@@ -190,10 +90,7 @@ async fn auditors_filter_and_page_the_log() {
     assert_eq!(by_commune.len(), 2);
     let future = app
         .auditor
-        .audit_entries_all(&AuditQuery {
-            from: Some("2030-01-01T00:00:00Z".parse().unwrap()),
-            ..Default::default()
-        })
+        .audit_entries_all(&AuditQuery { from: Some("2030-01-01T00:00:00Z".parse().unwrap()), ..Default::default() })
         .await
         .unwrap();
     assert!(future.is_empty());
@@ -201,54 +98,28 @@ async fn auditors_filter_and_page_the_log() {
     // Hostile and oversized filters are refused or harmless.
     let e = app
         .auditor
-        .audit_entries(&AuditQuery {
-            actor: Some("x".repeat(201)),
-            ..Default::default()
-        })
+        .audit_entries(&AuditQuery { actor: Some("x".repeat(201)), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 400);
     let none = app
         .auditor
-        .audit_entries_all(&AuditQuery {
-            actor: Some("' OR 1=1 --".into()),
-            ..Default::default()
-        })
+        .audit_entries_all(&AuditQuery { actor: Some("' OR 1=1 --".into()), ..Default::default() })
         .await
         .unwrap();
     assert!(none.is_empty());
-    assert_eq!(
-        app.dgs
-            .audit_entries(&AuditQuery::default())
-            .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
-        403
-    );
+    assert_eq!(app.dgs.audit_entries(&AuditQuery::default()).await.unwrap_err().status().unwrap().as_u16(), 403);
 }
 
 #[tokio::test]
 async fn bundle_and_database_verify_offline_with_the_published_key() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
-    for a in [
-        CrisisAction::Activate,
-        CrisisAction::StartProvisioning,
-        CrisisAction::MarkReady,
-    ] {
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
         app.ops.act(&c.id, a, None).await.unwrap();
     }
     let v = app.auditor.audit_verify().await.unwrap();
-    let key = v
-        .public_key
-        .clone()
-        .expect("the daemon publishes its checkpoint key");
+    let key = v.public_key.clone().expect("the daemon publishes its checkpoint key");
     assert_eq!(key.len(), 64);
     let bundle = app.auditor.audit_bundle().await.unwrap();
     assert_eq!(bundle.entries.len() as u64, v.entries);
@@ -257,28 +128,10 @@ async fn bundle_and_database_verify_offline_with_the_published_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundle.json");
     std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
-    let repli = |args: &[&str]| {
-        Command::new(workspace_bin("repli"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let out = repli(&[
-        "audit",
-        "verify",
-        "--bundle",
-        path.to_str().unwrap(),
-        "--public-key",
-        &key,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{} entries verified", v.entries))
-    );
+    let repli = |args: &[&str]| Command::new(workspace_bin("repli")).args(args).output().unwrap();
+    let out = repli(&["audit", "verify", "--bundle", path.to_str().unwrap(), "--public-key", &key]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{} entries verified", v.entries)));
 
     // An edited bundle fails, naming the entry.
     let mut edited = bundle.clone();
@@ -287,56 +140,23 @@ async fn bundle_and_database_verify_offline_with_the_published_key() {
     let out = repli(&["audit", "verify", "--bundle", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!("seq {}", edited.entries[3].seq)) && text.contains("modified"),
-        "{text}"
-    );
+    assert!(text.contains(&format!("seq {}", edited.entries[3].seq)) && text.contains("modified"), "{text}");
 
     // The database file itself, offline and read-only, while replid still runs.
     let db = app.db_path();
-    let out = repli(&[
-        "audit",
-        "verify",
-        "--db",
-        db.to_str().unwrap(),
-        "--public-key",
-        &key,
-    ]);
-    assert!(
-        out.status.success(),
-        "{} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = repli(&["audit", "verify", "--db", db.to_str().unwrap(), "--public-key", &key]);
+    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("entries verified"));
     // With someone else's key, the checkpoints are refused.
     let stranger = "11".repeat(32);
-    let out = repli(&[
-        "audit",
-        "verify",
-        "--db",
-        db.to_str().unwrap(),
-        "--public-key",
-        &stranger,
-    ]);
+    let out = repli(&["audit", "verify", "--db", db.to_str().unwrap(), "--public-key", &stranger]);
     assert!(!out.status.success());
     // Bad input: no file, not a bundle, not a key.
-    assert!(
-        !repli(&["audit", "verify", "--db", "/nonexistent/repli.db"])
-            .status
-            .success()
-    );
+    assert!(!repli(&["audit", "verify", "--db", "/nonexistent/repli.db"]).status.success());
     std::fs::write(&path, b"{\"format\":\"something-else\"}").unwrap();
     let out = repli(&["audit", "verify", "--bundle", path.to_str().unwrap()]);
     assert!(!out.status.success());
-    let out = repli(&[
-        "audit",
-        "verify",
-        "--db",
-        db.to_str().unwrap(),
-        "--public-key",
-        "xyz",
-    ]);
+    let out = repli(&["audit", "verify", "--db", db.to_str().unwrap(), "--public-key", "xyz"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
 }

@@ -9,9 +9,7 @@ use repli_tests::{TestApp, request};
 const CRISES: &str = "/api/v1/crises";
 
 fn problem(e: &ClientError) -> (u16, &str, &str) {
-    let p = e
-        .problem()
-        .unwrap_or_else(|| panic!("no problem document: {e}"));
+    let p = e.problem().unwrap_or_else(|| panic!("no problem document: {e}"));
     (p.status, p.code.as_str(), p.detail.as_str())
 }
 
@@ -24,30 +22,16 @@ async fn unknown_and_ineligible_communes() {
     let app = TestApp::spawn().await;
     let before = entries(&app).await;
 
-    let e = app
-        .ops
-        .request_crisis(&request("13999"), None)
-        .await
-        .unwrap_err();
+    let e = app.ops.request_crisis(&request("13999"), None).await.unwrap_err();
     let (status, code, detail) = problem(&e);
     assert_eq!((status, code), (404, "unknown_commune"));
-    assert!(
-        detail.contains("Commune inconnue") && detail.contains("13999"),
-        "{detail}"
-    );
+    assert!(detail.contains("Commune inconnue") && detail.contains("13999"), "{detail}");
 
     // Marseille has not signed the convention.
-    let e = app
-        .ops
-        .request_crisis(&request("13055"), None)
-        .await
-        .unwrap_err();
+    let e = app.ops.request_crisis(&request("13055"), None).await.unwrap_err();
     let (status, code, detail) = problem(&e);
     assert_eq!((status, code), (422, "convention_missing"));
-    assert!(
-        detail.to_lowercase().contains("convention non signée"),
-        "{detail}"
-    );
+    assert!(detail.to_lowercase().contains("convention non signée"), "{detail}");
 
     let e = app.ops.commune("13999").await.unwrap_err();
     assert_eq!(problem(&e).0, 404);
@@ -55,28 +39,14 @@ async fn unknown_and_ineligible_communes() {
     assert_eq!(problem(&e).0, 404);
 
     assert_eq!(entries(&app).await, before, "refusals must not write");
-    assert!(
-        app.ops
-            .crises(&CrisisQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(app.ops.crises(&CrisisQuery::default()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn one_open_crisis_per_commune() {
     let app = TestApp::spawn().await;
-    let first = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
-    let e = app
-        .ops
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap_err();
+    let first = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let e = app.ops.request_crisis(&request("13005"), None).await.unwrap_err();
     let (status, code, detail) = problem(&e);
     assert_eq!((status, code), (409, "open_crisis_exists"));
     assert!(detail.contains(first.id.as_str()), "{detail}");
@@ -86,45 +56,27 @@ async fn one_open_crisis_per_commune() {
 #[tokio::test]
 async fn idempotency_keys() {
     let app = TestApp::spawn().await;
-    let a = app
-        .dgs
-        .request_crisis(&request("13005"), Some("retry-42"))
-        .await
-        .unwrap();
-    let b = app
-        .dgs
-        .request_crisis(&request("13005"), Some("retry-42"))
-        .await
-        .unwrap();
+    let a = app.dgs.request_crisis(&request("13005"), Some("retry-42")).await.unwrap();
+    let b = app.dgs.request_crisis(&request("13005"), Some("retry-42")).await.unwrap();
     assert_eq!(a.id, b.id);
     let before = entries(&app).await;
     let mut other = request("13005");
     other.agents = 3;
-    let e = app
-        .dgs
-        .request_crisis(&other, Some("retry-42"))
-        .await
-        .unwrap_err();
+    let e = app.dgs.request_crisis(&other, Some("retry-42")).await.unwrap_err();
     assert_eq!(problem(&e).1, "idempotency_key_reused");
     for bad in ["x".repeat(129), "with space".into(), "é".into()] {
         let e = app.ops.request_crisis(&request("13001"), Some(&bad)).await;
         // reqwest refuses non-ASCII header values itself; the others reach replid.
         if let Err(e) = e {
             if let Some(p) = e.problem() {
-                assert_eq!(
-                    (p.status, p.code.as_str()),
-                    (400, "invalid_idempotency_key")
-                );
+                assert_eq!((p.status, p.code.as_str()), (400, "invalid_idempotency_key"));
             }
         } else {
             panic!("key {bad:?} accepted");
         }
     }
     assert_eq!(entries(&app).await, before);
-    assert_eq!(
-        app.ops.crises(&CrisisQuery::default()).await.unwrap().len(),
-        1
-    );
+    assert_eq!(app.ops.crises(&CrisisQuery::default()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -135,11 +87,31 @@ async fn malformed_bodies_name_the_problem() {
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (json, b"{".to_vec(), 400, ""),
         (json, b"[]".to_vec(), 400, ""),
-        (json, br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678"},"agents":2,"colour":"red"}"#.to_vec(), 400, "colour"),
-        (json, br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678","fax":"1"},"agents":2}"#.to_vec(), 400, "fax"),
-        (json, br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678"},"agents":"many"}"#.to_vec(), 400, "agents"),
+        (
+            json,
+            br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678"},"agents":2,"colour":"red"}"#.to_vec(),
+            400,
+            "colour",
+        ),
+        (
+            json,
+            br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678","fax":"1"},"agents":2}"#.to_vec(),
+            400,
+            "fax",
+        ),
+        (
+            json,
+            br#"{"commune":"13005","contact":{"name":"A","phone":"0612345678"},"agents":"many"}"#.to_vec(),
+            400,
+            "agents",
+        ),
         (json, br#"{"commune":13005,"contact":{"name":"A","phone":"0612345678"},"agents":2}"#.to_vec(), 400, "commune"),
-        (json, br#"{"commune":"1300","contact":{"name":"A","phone":"0612345678"},"agents":2}"#.to_vec(), 400, "commune"),
+        (
+            json,
+            br#"{"commune":"1300","contact":{"name":"A","phone":"0612345678"},"agents":2}"#.to_vec(),
+            400,
+            "commune",
+        ),
         (json, br#"{"commune":"13005","agents":2}"#.to_vec(), 400, "contact"),
         ("text/plain", br#"{"commune":"13005"}"#.to_vec(), 415, ""),
     ];
@@ -155,11 +127,7 @@ async fn malformed_bodies_name_the_problem() {
         r#"{{"commune":"13005","contact":{{"name":"A","phone":"0612345678"}},"agents":2,"notes":"{}"}}"#,
         "a".repeat(1 << 20)
     );
-    let e = app
-        .dgs
-        .post_raw(CRISES, json, big.into_bytes())
-        .await
-        .unwrap_err();
+    let e = app.dgs.post_raw(CRISES, json, big.into_bytes()).await.unwrap_err();
     assert_eq!(problem(&e).0, 413);
     assert_eq!(entries(&app).await, before);
 }
@@ -178,41 +146,16 @@ async fn every_invalid_field_is_reported_at_once() {
     assert_eq!((p.status, p.code.as_str()), (422, "invalid_fields"));
     let mut fields: Vec<&str> = p.errors.iter().map(|f| f.field.as_str()).collect();
     fields.sort_unstable();
-    assert_eq!(
-        fields,
-        [
-            "agents",
-            "contact.email",
-            "contact.name",
-            "contact.phone",
-            "notes"
-        ]
-    );
-    assert!(
-        p.detail.contains("numéro de téléphone invalide"),
-        "{}",
-        p.detail
-    );
+    assert_eq!(fields, ["agents", "contact.email", "contact.name", "contact.phone", "notes"]);
+    assert!(p.detail.contains("numéro de téléphone invalide"), "{}", p.detail);
 
     r = request("13005");
     r.contact.name = "é".repeat(10_000);
-    assert_eq!(
-        problem(&app.dgs.request_crisis(&r, None).await.unwrap_err()).0,
-        422
-    );
+    assert_eq!(problem(&app.dgs.request_crisis(&r, None).await.unwrap_err()).0, 422);
     r = request("13005");
     r.agents = 501;
-    assert_eq!(
-        problem(&app.dgs.request_crisis(&r, None).await.unwrap_err()).0,
-        422
-    );
-    assert!(
-        app.dgs
-            .crises(&CrisisQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(problem(&app.dgs.request_crisis(&r, None).await.unwrap_err()).0, 422);
+    assert!(app.dgs.crises(&CrisisQuery::default()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -226,52 +169,29 @@ async fn hostile_text_is_stored_as_data() {
     let back = app.ops.crisis(c.id.as_str()).await.unwrap();
     assert_eq!(back.contact.name, r.contact.name);
     assert_eq!(back.notes, format!("{hostile}\nligne 2"));
-    assert_eq!(
-        app.ops.crises(&CrisisQuery::default()).await.unwrap().len(),
-        1
-    );
+    assert_eq!(app.ops.crises(&CrisisQuery::default()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn illegal_transitions_name_the_current_state() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     let before = entries(&app).await;
-    for a in [
-        CrisisAction::Close,
-        CrisisAction::Deliver,
-        CrisisAction::MarkReady,
-        CrisisAction::StartHandback,
-    ] {
+    for a in [CrisisAction::Close, CrisisAction::Deliver, CrisisAction::MarkReady, CrisisAction::StartHandback] {
         let e = app.ops.act(&c.id, a, None).await.unwrap_err();
         let p = e.problem().unwrap();
-        assert_eq!(
-            (p.status, p.code.as_str()),
-            (409, "illegal_transition"),
-            "{a}"
-        );
+        assert_eq!((p.status, p.code.as_str()), (409, "illegal_transition"), "{a}");
         assert_eq!(p.current_state, Some(CrisisState::Requested));
         assert!(p.detail.contains("demandé"), "{}", p.detail);
     }
     assert_eq!(entries(&app).await, before);
-    assert_eq!(
-        app.ops.crisis(c.id.as_str()).await.unwrap().state,
-        CrisisState::Requested
-    );
+    assert_eq!(app.ops.crisis(c.id.as_str()).await.unwrap().state, CrisisState::Requested);
 }
 
 #[tokio::test]
 async fn unknown_routes_actions_and_ids() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     let http = reqwest::Client::new();
     let r = http.get(app.url("/api/v1/nothing")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
@@ -281,20 +201,11 @@ async fn unknown_routes_actions_and_ids() {
     assert_eq!(r.status().as_u16(), 405);
     let e = app
         .ops
-        .post_raw(
-            &format!("{CRISES}/{}/actions/explode", c.id),
-            "application/json",
-            b"{}".to_vec(),
-        )
+        .post_raw(&format!("{CRISES}/{}/actions/explode", c.id), "application/json", b"{}".to_vec())
         .await
         .unwrap_err();
     assert_eq!(problem(&e).1, "unknown_action");
-    for id in [
-        "13005-2026-999",
-        "..%2F..%2Fetc",
-        "13005",
-        "x".repeat(300).as_str(),
-    ] {
+    for id in ["13005-2026-999", "..%2F..%2Fetc", "13005", "x".repeat(300).as_str()] {
         let e = app.ops.crisis(id).await.unwrap_err();
         assert_eq!(problem(&e).0, 404, "{id}");
     }

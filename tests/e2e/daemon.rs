@@ -8,34 +8,18 @@ use repli_tests::workspace_bin;
 
 #[test]
 fn replid_prints_a_valid_example_config() {
-    let out = Command::new(workspace_bin("replid"))
-        .args(["config", "example"])
-        .output()
-        .unwrap();
+    let out = Command::new(workspace_bin("replid")).args(["config", "example"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("version = 1"));
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("replid.toml");
     std::fs::write(&p, &text).unwrap();
-    let check = Command::new(workspace_bin("replid"))
-        .arg("--config")
-        .arg(&p)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let check =
+        Command::new(workspace_bin("replid")).arg("--config").arg(&p).args(["config", "check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     std::fs::write(&p, text.replace("version = 1", "version = 1\nbogus = true")).unwrap();
-    let bad = Command::new(workspace_bin("replid"))
-        .arg("--config")
-        .arg(&p)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
+    let bad = Command::new(workspace_bin("replid")).arg("--config").arg(&p).args(["config", "check"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bogus"));
 }
@@ -46,44 +30,29 @@ fn replid_prints_a_valid_example_config() {
 fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("repli.db");
-    let env = [
-        ("REPLI_DATABASE__PATH", db.to_str().unwrap()),
-        ("REPLI_SERVER__LISTEN", "127.0.0.1:0"),
-    ];
+    let env = [("REPLI_DATABASE__PATH", db.to_str().unwrap()), ("REPLI_SERVER__LISTEN", "127.0.0.1:0")];
 
     let add = Command::new(workspace_bin("replid"))
         .envs(env)
         .args(["user", "add", "--role", "ops", "--name", "Astreinte"])
         .output()
         .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
     assert!(token.starts_with("rpl_"));
 
-    let mut child = Command::new(workspace_bin("replid"))
-        .envs(env)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(workspace_bin("replid")).envs(env).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
-        let line = lines
-            .next()
-            .expect("replid exited before listening")
-            .unwrap();
+        let line = lines.next().expect("replid exited before listening").unwrap();
         if let Some(u) = line.strip_prefix("replid listening on ") {
             break u.to_owned();
         }
     };
     // Keep draining stderr so replid never blocks on a full pipe; collect the log.
-    let log =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
 
     let repli = |args: &[&str]| {
         Command::new(workspace_bin("repli"))
@@ -106,45 +75,28 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
         "3",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["id"],
-        "13005-2026-001".replace("2026", &v["id"].as_str().unwrap()[6..10])
-    );
+    assert_eq!(v["id"], "13005-2026-001".replace("2026", &v["id"].as_str().unwrap()[6..10]));
     let id = v["id"].as_str().unwrap().to_owned();
     let out = repli(&["crisis", "activate", &id]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("activé"));
     let out = repli(&["handback", "close", &id]);
     assert!(!out.status.success(), "close from activated must fail");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("activé"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("activé"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = repli(&["communes", "show", "13055", "--json"]);
     let marseille: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(marseille["convention"].is_null());
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let mut waited = Duration::ZERO;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            waited < Duration::from_secs(20),
-            "replid did not stop after SIGTERM"
-        );
+        assert!(waited < Duration::from_secs(20), "replid did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
         waited += Duration::from_millis(50);
     };
@@ -156,10 +108,7 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn repli_prints_completions_and_refuses_missing_tokens() {
-    let out = Command::new(workspace_bin("repli"))
-        .args(["completions", "bash"])
-        .output()
-        .unwrap();
+    let out = Command::new(workspace_bin("repli")).args(["completions", "bash"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("repli"));
     let out = Command::new(workspace_bin("repli"))

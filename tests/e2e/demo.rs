@@ -15,21 +15,12 @@ async fn the_demo_plays_a_whole_crisis() {
     let s = run(&args).await.unwrap();
     assert!(s.sla_met, "{s:?}");
     assert!(s.audit_verified);
-    assert_eq!(
-        s.crisis_id,
-        format!(
-            "84089-{}-001",
-            s.requested_at.to_zoned(jiff::tz::TimeZone::UTC).year()
-        )
-    );
+    assert_eq!(s.crisis_id, format!("84089-{}-001", s.requested_at.to_zoned(jiff::tz::TimeZone::UTC).year()));
     assert!(s.ready_at.is_some() && s.closed_at.is_some());
     assert!(s.due_at > s.requested_at);
     assert!(s.database.exists());
     let chrono = std::fs::read_to_string(s.documents_dir.join("chronologie.md")).unwrap();
-    assert!(
-        chrono.contains("crisis.close") && chrono.contains("Pertuis"),
-        "{chrono}"
-    );
+    assert!(chrono.contains("crisis.close") && chrono.contains("Pertuis"), "{chrono}");
     // The summary serialises with the documented keys.
     let v = serde_json::to_value(&s).unwrap();
     for k in [
@@ -63,10 +54,5 @@ async fn the_demo_refuses_a_commune_without_convention() {
         json: true,
     };
     let e = run(&args).await.unwrap_err();
-    assert!(
-        format!("{e:#}")
-            .to_lowercase()
-            .contains("convention non signée"),
-        "{e:#}"
-    );
+    assert!(format!("{e:#}").to_lowercase().contains("convention non signée"), "{e:#}");
 }

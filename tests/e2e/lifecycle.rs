@@ -8,11 +8,7 @@ use repli_tests::{TestApp, request};
 #[tokio::test]
 async fn a_crisis_goes_from_request_to_closure() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), Some("k-1"))
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), Some("k-1")).await.unwrap();
     assert_eq!(c.id.as_str(), "13005-2026-001");
     assert_eq!(c.state, CrisisState::Requested);
     assert_eq!(c.contact.phone, "+33612345678", "phone stored in E.164");
@@ -20,14 +16,7 @@ async fn a_crisis_goes_from_request_to_closure() {
     assert_eq!(c.sla.due_at, "2026-11-27T15:00:00Z".parse().unwrap());
     assert_eq!(c.sla.status, SlaStatus::OnTrack);
     assert_eq!(c.sla.remaining_seconds, 48 * 3600);
-    assert_eq!(
-        c.next_actions,
-        [
-            CrisisAction::Activate,
-            CrisisAction::Reject,
-            CrisisAction::Cancel
-        ]
-    );
+    assert_eq!(c.next_actions, [CrisisAction::Activate, CrisisAction::Reject, CrisisAction::Cancel]);
 
     let steps = [
         (CrisisAction::Activate, CrisisState::Activated),
@@ -46,10 +35,7 @@ async fn a_crisis_goes_from_request_to_closure() {
     // Ready after 6 hours of Monday: met, with 6 business hours used.
     assert_eq!(done.sla.status, SlaStatus::Met);
     assert_eq!(done.sla.elapsed_seconds, 6 * 3600);
-    assert_eq!(
-        done.timeline.ready_at,
-        Some("2026-11-23T13:00:00Z".parse().unwrap())
-    );
+    assert_eq!(done.timeline.ready_at, Some("2026-11-23T13:00:00Z".parse().unwrap()));
     let actions: Vec<&str> = done.history.iter().map(|h| h.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -73,86 +59,38 @@ async fn a_crisis_goes_from_request_to_closure() {
 #[tokio::test]
 async fn sla_breach_and_late_readiness_are_reported() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     // Saturday of the next week: past Friday 16:00.
     app.clock.set("2026-11-28T10:00:00Z".parse().unwrap());
     let v = app.ops.crisis(c.id.as_str()).await.unwrap();
     assert_eq!(v.sla.status, SlaStatus::Breached);
     assert_eq!(v.sla.remaining_seconds, 0);
-    for a in [
-        CrisisAction::Activate,
-        CrisisAction::StartProvisioning,
-        CrisisAction::MarkReady,
-    ] {
+    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
         app.ops.act(&c.id, a, None).await.unwrap();
     }
     let v = app.ops.crisis(c.id.as_str()).await.unwrap();
     assert_eq!(v.sla.status, SlaStatus::MetLate);
-    assert_eq!(
-        v.sla.elapsed_seconds,
-        50 * 3600,
-        "Mon–Fri = 50 business hours"
-    );
+    assert_eq!(v.sla.elapsed_seconds, 50 * 3600, "Mon–Fri = 50 business hours");
 }
 
 #[tokio::test]
 async fn cancel_needs_a_reason_and_frees_the_commune() {
     let app = TestApp::spawn().await;
-    let c = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
-    let e = app
-        .dgs
-        .act(&c.id, CrisisAction::Cancel, None)
-        .await
-        .unwrap_err();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let e = app.dgs.act(&c.id, CrisisAction::Cancel, None).await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 422);
     assert_eq!(e.problem().unwrap().code, "reason_required");
     assert_eq!(e.problem().unwrap().errors[0].field, "reason");
-    let v = app
-        .dgs
-        .act(
-            &c.id,
-            CrisisAction::Cancel,
-            Some("fausse alerte, SI rétabli"),
-        )
-        .await
-        .unwrap();
+    let v = app.dgs.act(&c.id, CrisisAction::Cancel, Some("fausse alerte, SI rétabli")).await.unwrap();
     assert_eq!(v.state, CrisisState::Cancelled);
     assert_eq!(v.end_reason.as_deref(), Some("fausse alerte, SI rétabli"));
     assert_eq!(v.sla.status, SlaStatus::NotApplicable);
-    let again = app
-        .dgs
-        .request_crisis(&request("13005"), None)
-        .await
-        .unwrap();
+    let again = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     assert_eq!(again.id.as_str(), "13005-2026-002");
-    let open = app
-        .ops
-        .crises(&CrisisQuery {
-            open: Some(true),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        open.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-        ["13005-2026-002"]
-    );
-    let cancelled = app
-        .ops
-        .crises(&CrisisQuery {
-            state: Some(CrisisState::Cancelled),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let open = app.ops.crises(&CrisisQuery { open: Some(true), ..Default::default() }).await.unwrap();
+    assert_eq!(open.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["13005-2026-002"]);
+    let cancelled =
+        app.ops.crises(&CrisisQuery { state: Some(CrisisState::Cancelled), ..Default::default() }).await.unwrap();
     assert_eq!(cancelled.len(), 1);
 }
 
@@ -160,11 +98,7 @@ async fn cancel_needs_a_reason_and_frees_the_commune() {
 async fn ops_request_on_behalf_of_a_dgs_and_communes_show_open_crises() {
     let app = TestApp::spawn().await;
     // Pertuis is in Vaucluse (84): INSEE codes are strings, not numbers.
-    let c = app
-        .ops
-        .request_crisis(&request("84089"), None)
-        .await
-        .unwrap();
+    let c = app.ops.request_crisis(&request("84089"), None).await.unwrap();
     assert_eq!(c.commune_name, "Pertuis");
     let pertuis = app.ops.commune("84089").await.unwrap();
     assert_eq!(pertuis.open_crisis.as_ref(), Some(&c.id));
@@ -172,10 +106,7 @@ async fn ops_request_on_behalf_of_a_dgs_and_communes_show_open_crises() {
     assert_eq!(all.len(), 92);
     assert!(all.iter().any(|c| c.insee.as_str() == "83120"));
     let signed = all.iter().filter(|c| c.convention.is_some()).count();
-    assert!(
-        (10..92).contains(&signed),
-        "a realistic subset signed: {signed}"
-    );
+    assert!((10..92).contains(&signed), "a realistic subset signed: {signed}");
 }
 
 #[tokio::test]
@@ -184,9 +115,7 @@ async fn concurrent_requests_for_one_commune_create_exactly_one_crisis() {
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let c = app.dgs.clone();
-        tasks.push(tokio::spawn(async move {
-            c.request_crisis(&request("13005"), None).await
-        }));
+        tasks.push(tokio::spawn(async move { c.request_crisis(&request("13005"), None).await }));
     }
     let mut created = 0;
     let mut conflicts = 0;

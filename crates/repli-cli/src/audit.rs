@@ -9,8 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use ed25519_dalek::VerifyingKey;
 use repli_core::audit::{
-    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier,
-    parse_public_key, verify_entries,
+    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier, parse_public_key, verify_entries,
 };
 use repli_core::text::csv_cell;
 use repli_proto::Client;
@@ -71,11 +70,8 @@ pub struct ExportArgs {
 }
 
 fn trusted_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
-    arg.map(|k| {
-        parse_public_key(k)
-            .context("--public-key is not a hex Ed25519 public key (64 hex characters)")
-    })
-    .transpose()
+    arg.map(|k| parse_public_key(k).context("--public-key is not a hex Ed25519 public key (64 hex characters)"))
+        .transpose()
 }
 
 fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
@@ -95,13 +91,8 @@ fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
 }
 
 /// Verifies a database file offline.
-pub async fn verify_db(
-    path: &Path,
-    key: Option<&VerifyingKey>,
-) -> anyhow::Result<Result<ChainSummary, ChainError>> {
-    let store = Store::open_read_only(path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
+pub async fn verify_db(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+    let store = Store::open_read_only(path).await.with_context(|| format!("cannot open {}", path.display()))?;
     let r = store.verify_audit(key).await;
     store.close().await;
     match r {
@@ -112,25 +103,16 @@ pub async fn verify_db(
 }
 
 /// Verifies a bundle file.
-pub fn verify_bundle(
-    path: &Path,
-    key: Option<&VerifyingKey>,
-) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+pub fn verify_bundle(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<Result<ChainSummary, ChainError>> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let b: AuditBundle = serde_json::from_reader(std::io::BufReader::new(f))
         .with_context(|| format!("{} is not an audit bundle", path.display()))?;
     if b.format != BUNDLE_FORMAT {
-        bail!(
-            "{}: unsupported bundle format `{}` (expected {BUNDLE_FORMAT})",
-            path.display(),
-            b.format
-        );
+        bail!("{}: unsupported bundle format `{}` (expected {BUNDLE_FORMAT})", path.display(), b.format);
     }
     let key = match (key, &b.public_key) {
         (Some(k), _) => Some(*k),
-        (None, Some(k)) => Some(
-            parse_public_key(k).context("the bundle's public key is not a valid Ed25519 key")?,
-        ),
+        (None, Some(k)) => Some(parse_public_key(k).context("the bundle's public key is not a valid Ed25519 key")?),
         (None, None) => None,
     };
     let v = match key {
@@ -143,10 +125,7 @@ pub fn verify_bundle(
     Ok(verify_entries(v, &b.entries))
 }
 
-pub async fn run(
-    cmd: &AuditCmd,
-    client: impl FnOnce() -> anyhow::Result<Client>,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify(a) => {
             let key = trusted_key(a.public_key.as_deref())?;
@@ -184,8 +163,7 @@ pub async fn run(
             let c = client()?;
             let mut out: Box<dyn Write> = match &a.out {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
+                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
@@ -197,9 +175,7 @@ pub async fn run(
                     || a.from.is_some()
                     || a.to.is_some()
                 {
-                    bail!(
-                        "a bundle is the whole log (a filtered chain cannot be verified): drop the filters"
-                    );
+                    bail!("a bundle is the whole log (a filtered chain cannot be verified): drop the filters");
                 }
                 serde_json::to_writer(&mut out, &c.audit_bundle().await?)?;
                 writeln!(out)?;

@@ -82,14 +82,8 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).context("no randomness")?;
-    let store = Store::open_with(
-        &db,
-        Some(Checkpointing::new(
-            ed25519_dalek::SigningKey::from_bytes(&seed),
-            1000,
-        )),
-    )
-    .await?;
+    let store =
+        Store::open_with(&db, Some(Checkpointing::new(ed25519_dalek::SigningKey::from_bytes(&seed), 1000))).await?;
     let now: jiff::Timestamp = "2026-11-23T08:00:00Z".parse()?;
     let batch = a.batch.max(1);
 
@@ -118,15 +112,8 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
     let t = Instant::now();
     let chain = repli_core::audit::verify_chain(&bundle.entries)?;
     let chain_seconds = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        chain.entries == u64::from(a.entries),
-        "in-memory verification disagrees"
-    );
-    let bytes: Vec<Vec<u8>> = bundle
-        .entries
-        .iter()
-        .map(repli_core::AuditEntry::canonical_bytes)
-        .collect();
+    anyhow::ensure!(chain.entries == u64::from(a.entries), "in-memory verification disagrees");
+    let bytes: Vec<Vec<u8>> = bundle.entries.iter().map(repli_core::AuditEntry::canonical_bytes).collect();
     let total: u64 = bytes.iter().map(|b| b.len() as u64).sum();
     let t = Instant::now();
     let mut acc = 0u8;
@@ -163,14 +150,8 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string(&f)?);
             } else {
-                println!(
-                    "audit bench: {} entries, {} per transaction",
-                    f.entries, f.batch
-                );
-                println!(
-                    "  append        {:>10.0} entries/s  ({:.2} s)",
-                    f.append_per_second, f.append_seconds
-                );
+                println!("audit bench: {} entries, {} per transaction", f.entries, f.batch);
+                println!("  append        {:>10.0} entries/s  ({:.2} s)", f.append_per_second, f.append_seconds);
                 println!(
                     "  verify        {:>10.0} entries/s  ({:.2} s, SQLite read + canonical encoding + SHA-256 + links)",
                     f.verify_per_second, f.verify_seconds
@@ -183,14 +164,8 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                     "  chain verify  {:>10.0} entries/s  ({:.2} s, entries in memory, as for a bundle)",
                     f.chain_per_second, f.chain_seconds
                 );
-                println!(
-                    "  ratio chain verify / raw SHA-256 = {:.2} (target ≥ 0.5)",
-                    f.ratio
-                );
-                println!(
-                    "  ratio end-to-end verify from SQLite / raw SHA-256 = {:.2}",
-                    f.ratio_from_sqlite
-                );
+                println!("  ratio chain verify / raw SHA-256 = {:.2} (target ≥ 0.5)", f.ratio);
+                println!("  ratio end-to-end verify from SQLite / raw SHA-256 = {:.2}", f.ratio_from_sqlite);
                 println!("  database size {} MB", f.database_bytes / 1_000_000);
             }
             Ok(ExitCode::SUCCESS)

@@ -6,9 +6,9 @@ use anyhow::Context;
 use clap::CommandFactory;
 use repli_core::CrisisAction;
 use repli_proto::Client;
-use repli_proto::api::{Contact, CrisisQuery, CrisisRequest, CrisisView};
+use repli_proto::api::{Contact, CrisisQuery, CrisisRequest, CrisisView, NewUserRequest, PasswordRequest, TokenRequest};
 
-use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, demo, output};
+use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, demo, output};
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let c = Client::new(&cli.server, cli.token.clone())?;
@@ -29,13 +29,7 @@ fn show_crisis(c: &CrisisView, out: JsonFlag) -> anyhow::Result<()> {
     }
 }
 
-async fn act(
-    cli: &Cli,
-    id: &str,
-    action: CrisisAction,
-    reason: Option<&str>,
-    out: JsonFlag,
-) -> anyhow::Result<()> {
+async fn act(cli: &Cli, id: &str, action: CrisisAction, reason: Option<&str>, out: JsonFlag) -> anyhow::Result<()> {
     let c = client(cli)?;
     let id = repli_core::CrisisId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let view = c.act(&id, action, reason).await?;
@@ -51,13 +45,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => return demo::main(args).await,
         Command::Audit(cmd) => return crate::audit::run(cmd, || client(&cli)).await,
         Command::Bench(cmd) => return crate::bench::run(cmd).await,
-        Command::Crisis(CrisisCmd::Log {
-            id,
-            add,
-            kind,
-            text,
-            out,
-        }) => {
+        Command::User(UserCmd::Add { role, name, commune, expires_days, out }) => {
+            let req = NewUserRequest { name: name.clone(), role: *role, commune: commune.clone(), expires_days: *expires_days };
+            let created = client(&cli)?.create_user(&req).await?;
+            if out.json {
+                output::print_json(&created)?;
+            } else {
+                eprintln!("Utilisateur {} ({}) créé. Son jeton, affiché une seule fois :", created.user.id, created.user.role);
+                println!("{}", created.token.token);
+            }
+        }
+        Command::User(UserCmd::List(out)) => {
+            let users = client(&cli)?.users().await?;
+            if out.json { output::print_json(&users)? } else { output::users(&users) }
+        }
+        Command::User(UserCmd::Token { user_id, expires_days, out }) => {
+            let t = client(&cli)?.issue_token(*user_id, &TokenRequest { expires_days: *expires_days }).await?;
+            if out.json {
+                output::print_json(&t)?;
+            } else {
+                eprintln!("Nouveau jeton de l'utilisateur {user_id}, affiché une seule fois :");
+                println!("{}", t.token);
+            }
+        }
+        Command::User(UserCmd::Password { user_id, login }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let u = client(&cli)?.set_password(*user_id, &PasswordRequest { login: login.clone(), password }).await?;
+            println!("Identifiant web « {} » défini pour l'utilisateur {}.", u.login.unwrap_or_default(), u.id);
+        }
+        Command::Token(TokenCmd::Revoke { user_id }) => {
+            let r = client(&cli)?.revoke_tokens(*user_id).await?;
+            println!("{} jeton(s) et session(s) révoqué(s) pour l'utilisateur {}.", r.revoked, r.user_id);
+        }
+        Command::Crisis(CrisisCmd::Log { id, add, kind, text, out }) => {
             let c = client(&cli)?;
             if *add {
                 let (Some(kind), Some(text)) = (kind, text) else {
@@ -67,10 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if out.json {
                     output::print_json(&e)?;
                 } else {
-                    println!(
-                        "Entrée n° {} ajoutée à la main courante de la crise {id}.",
-                        e.seq
-                    );
+                    println!("Entrée n° {} ajoutée à la main courante de la crise {id}.", e.seq);
                 }
             } else {
                 let entries = c.crisis_log(id).await?;
@@ -86,31 +105,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if out.json {
                 output::print_json(&me)?;
             } else {
-                let commune = me
-                    .commune
-                    .as_ref()
-                    .map_or_else(String::new, |c| format!(", commune {c}"));
-                println!(
-                    "{} (utilisateur {}, rôle {}{commune})",
-                    me.name, me.user_id, me.role
-                );
+                let commune = me.commune.as_ref().map_or_else(String::new, |c| format!(", commune {c}"));
+                println!("{} (utilisateur {}, rôle {}{commune})", me.name, me.user_id, me.role);
             }
         }
         Command::Communes(CommunesCmd::List(out)) => {
             let list = client(&cli)?.communes().await?;
-            if out.json {
-                output::print_json(&list)?
-            } else {
-                output::communes(&list)
-            }
+            if out.json { output::print_json(&list)? } else { output::communes(&list) }
         }
         Command::Communes(CommunesCmd::Show { insee, out }) => {
             let c = client(&cli)?.commune(insee).await?;
-            if out.json {
-                output::print_json(&c)?
-            } else {
-                output::commune(&c)
-            }
+            if out.json { output::print_json(&c)? } else { output::commune(&c) }
         }
         Command::Crisis(CrisisCmd::Request(a)) => {
             let req = CrisisRequest {
@@ -124,9 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 delivery_address: a.delivery_address.clone(),
                 notes: a.notes.clone(),
             };
-            let view = client(&cli)?
-                .request_crisis(&req, a.idempotency_key.as_deref())
-                .await?;
+            let view = client(&cli)?.request_crisis(&req, a.idempotency_key.as_deref()).await?;
             if !a.out.json {
                 println!(
                     "Demande enregistrée : crise {} — kit dû au plus tard {}.",
@@ -136,52 +139,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             show_crisis(&view, a.out)?;
         }
-        Command::Crisis(CrisisCmd::List {
-            commune,
-            state,
-            open,
-            out,
-        }) => {
-            let q = CrisisQuery {
-                commune: commune.clone(),
-                state: state.map(|s| s.0),
-                open: open.then_some(true),
-            };
+        Command::Crisis(CrisisCmd::List { commune, state, open, out }) => {
+            let q = CrisisQuery { commune: commune.clone(), state: state.map(|s| s.0), open: open.then_some(true) };
             let list = client(&cli)?.crises(&q).await?;
-            if out.json {
-                output::print_json(&list)?
-            } else {
-                output::crises(&list)
-            }
+            if out.json { output::print_json(&list)? } else { output::crises(&list) }
         }
         Command::Crisis(CrisisCmd::Show { id, out }) => {
-            let view = client(&cli)?
-                .crisis(id)
-                .await
-                .with_context(|| format!("crise {id}"))?;
+            let view = client(&cli)?.crisis(id).await.with_context(|| format!("crise {id}"))?;
             show_crisis(&view, *out)?;
         }
-        Command::Crisis(CrisisCmd::Activate { id, out }) => {
-            act(&cli, id, CrisisAction::Activate, None, *out).await?
-        }
+        Command::Crisis(CrisisCmd::Activate { id, out }) => act(&cli, id, CrisisAction::Activate, None, *out).await?,
         Command::Crisis(CrisisCmd::Reject { id, reason, out }) => {
             act(&cli, id, CrisisAction::Reject, Some(reason), *out).await?
         }
         Command::Crisis(CrisisCmd::Cancel { id, reason, out }) => {
             act(&cli, id, CrisisAction::Cancel, Some(reason), *out).await?
         }
-        Command::Crisis(CrisisCmd::Act {
-            id,
-            action,
-            reason,
-            out,
-        }) => act(&cli, id, action.0, reason.as_deref(), *out).await?,
+        Command::Crisis(CrisisCmd::Act { id, action, reason, out }) => {
+            act(&cli, id, action.0, reason.as_deref(), *out).await?
+        }
         Command::Handback(HandbackCmd::Start { id, out }) => {
             act(&cli, id, CrisisAction::StartHandback, None, *out).await?
         }
-        Command::Handback(HandbackCmd::Close { id, out }) => {
-            act(&cli, id, CrisisAction::Close, None, *out).await?
-        }
+        Command::Handback(HandbackCmd::Close { id, out }) => act(&cli, id, CrisisAction::Close, None, *out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

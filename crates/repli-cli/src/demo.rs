@@ -70,10 +70,7 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, who: &str, what: &str) {
-        let line = format!(
-            "[{}] {who:<12} {what}",
-            now().to_zoned(output::tz()).strftime("%H:%M:%S")
-        );
+        let line = format!("[{}] {who:<12} {what}", now().to_zoned(output::tz()).strftime("%H:%M:%S"));
         if self.json {
             eprintln!("{line}");
         } else {
@@ -119,48 +116,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     // A short demo log: sign a checkpoint every 10 entries so the demo shows one.
     config.audit.checkpoint_every = 10;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let daemon = Daemon::start(&config, clock.clone())
-        .await
-        .context("cannot start the in-process replid")?;
+    let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
     let result = play(&say, &daemon, &dir, args).await;
-    daemon
-        .shutdown()
-        .await
-        .context("replid did not stop cleanly")?;
+    daemon.shutdown().await.context("replid did not stop cleanly")?;
     result
 }
 
-async fn play(
-    say: &Narrator,
-    daemon: &Daemon,
-    dir: &Path,
-    args: &DemoArgs,
-) -> anyhow::Result<DemoSummary> {
-    say.say(
-        "SIMULATION",
-        &format!(
-            "replid sur {} — base {}",
-            daemon.url(),
-            daemon.state().store.path().display()
-        ),
-    );
-    say.say(
-        "SIMULATION",
-        "aucun tenant Microsoft 365 ni matériel réel n'est touché",
-    );
+async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
+    say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
+    say.say("SIMULATION", "aucun tenant Microsoft 365 ni matériel réel n'est touché");
     let store = &daemon.state().store;
     let boot = replid::By::System;
     let t = now();
-    let (_, ops_token) = replid::auth::create_user(
-        store,
-        "Cellule d'astreinte DSI métropole",
-        Role::Ops,
-        None,
-        None,
-        boot,
-        t,
-    )
-    .await?;
+    let (_, ops_token) =
+        replid::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
     let commune = args.commune.clone();
     let (_, dgs_token) = replid::auth::create_user(
         store,
@@ -172,16 +141,8 @@ async fn play(
         t,
     )
     .await?;
-    let (_, auditor_token) = replid::auth::create_user(
-        store,
-        "Auditeur interne",
-        Role::Auditor,
-        None,
-        None,
-        boot,
-        t,
-    )
-    .await?;
+    let (_, auditor_token) =
+        replid::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
     let anon = Client::new(&daemon.url(), None)?;
     let dgs = anon.with_token(dgs_token);
     let ops = anon.with_token(ops_token);
@@ -201,40 +162,14 @@ async fn play(
         notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
     };
     let key = format!("demo-{}", now().as_millisecond());
-    let crisis = dgs
-        .request_crisis(&req, Some(&key))
-        .await
-        .context("request")?;
-    say.say(
-        "DGS",
-        &format!(
-            "demande le kit pour {} ({} agents) → crise {}",
-            info.name, crisis.agents, crisis.id
-        ),
-    );
-    say.say(
-        "",
-        &format!(
-            "échéance : {} ({} h ouvrées)",
-            output::when(crisis.sla.due_at),
-            crisis.sla.business_hours
-        ),
-    );
-    let again = dgs
-        .request_crisis(&req, Some(&key))
-        .await
-        .context("idempotent retry")?;
+    let crisis = dgs.request_crisis(&req, Some(&key)).await.context("request")?;
+    say.say("DGS", &format!("demande le kit pour {} ({} agents) → crise {}", info.name, crisis.agents, crisis.id));
+    say.say("", &format!("échéance : {} ({} h ouvrées)", output::when(crisis.sla.due_at), crisis.sla.business_hours));
+    let again = dgs.request_crisis(&req, Some(&key)).await.context("idempotent retry")?;
     if again.id != crisis.id {
-        bail!(
-            "an idempotent retry created a second crisis ({} then {})",
-            crisis.id,
-            again.id
-        );
+        bail!("an idempotent retry created a second crisis ({} then {})", crisis.id, again.id);
     }
-    say.say(
-        "DGS",
-        "renvoie la même demande (réseau instable) : même crise, rien en double",
-    );
+    say.say("DGS", "renvoie la même demande (réseau instable) : même crise, rien en double");
     dgs.add_log(
         crisis.id.as_str(),
         "information",
@@ -244,45 +179,25 @@ async fn play(
     .context("main courante")?;
     say.say("DGS", "consigne l'attaque dans la main courante");
 
-    let conv = info.convention.as_ref().map_or_else(String::new, |c| {
-        format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on)
-    });
-    let c = ops
-        .act(&crisis.id, CrisisAction::Activate, None)
+    let conv = info
+        .convention
+        .as_ref()
+        .map_or_else(String::new, |c| format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on));
+    let c = ops.act(&crisis.id, CrisisAction::Activate, None).await.context("activate")?;
+    say.say("Ops", &format!("vérifie la convention{conv} et active la crise"));
+    ops.add_log(c.id.as_str(), "décision", "Kit engagé ; livraison sur site après préparation.")
         .await
-        .context("activate")?;
-    say.say(
-        "Ops",
-        &format!("vérifie la convention{conv} et active la crise"),
-    );
-    ops.add_log(
-        c.id.as_str(),
-        "décision",
-        "Kit engagé ; livraison sur site après préparation.",
-    )
-    .await
-    .context("main courante")?;
+        .context("main courante")?;
     say.say("Ops", "consigne la décision dans la main courante");
-    ops.act(&c.id, CrisisAction::StartProvisioning, None)
-        .await
-        .context("start provisioning")?;
+    ops.act(&c.id, CrisisAction::StartProvisioning, None).await.context("start provisioning")?;
     say.say("Ops", "lance la préparation du kit");
-    let c = ops
-        .act(&c.id, CrisisAction::MarkReady, None)
-        .await
-        .context("mark ready")?;
+    let c = ops.act(&c.id, CrisisAction::MarkReady, None).await.context("mark ready")?;
     say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
-    ops.act(&c.id, CrisisAction::Deliver, None)
-        .await
-        .context("deliver")?;
+    ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
     say.say("Ops", "livre le kit sur site");
-    ops.act(&c.id, CrisisAction::StartHandback, None)
-        .await
-        .context("start hand-back")?;
+    ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
     say.say("Ops", "ouvre la restitution");
-    ops.act(&c.id, CrisisAction::Close, None)
-        .await
-        .context("close")?;
+    ops.act(&c.id, CrisisAction::Close, None).await.context("close")?;
     say.say("Ops", "clôt la crise");
 
     let verify = auditor.audit_verify().await.context("audit verify")?;
@@ -298,17 +213,11 @@ async fn play(
                 )
             )
         } else {
-            format!(
-                "journal d'audit NON vérifié : {}",
-                verify.error.as_deref().unwrap_or("?")
-            )
+            format!("journal d'audit NON vérifié : {}", verify.error.as_deref().unwrap_or("?"))
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
-    let log = auditor
-        .crisis_log(c.id.as_str())
-        .await
-        .context("main courante")?;
+    let log = auditor.crisis_log(c.id.as_str()).await.context("main courante")?;
     let documents_dir = write_documents(dir, &last, &log)?;
     say.say("", &format!("documents : {}", documents_dir.display()));
 
@@ -342,44 +251,17 @@ fn write_documents(dir: &Path, c: &CrisisView, log: &[LogEntryView]) -> anyhow::
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
     let mut md = Vec::new();
-    writeln!(
-        md,
-        "# Chronologie de la crise {} — {}\n",
-        c.id,
-        md_escape(&c.commune_name)
-    )?;
+    writeln!(md, "# Chronologie de la crise {} — {}\n", c.id, md_escape(&c.commune_name))?;
     writeln!(md, "_Simulation produite par `repli demo`._\n")?;
-    writeln!(
-        md,
-        "- Demande : {}, par {}",
-        output::when(c.requested_at),
-        md_escape(&c.requested_by)
-    )?;
-    writeln!(
-        md,
-        "- Échéance ({} h ouvrées) : {}",
-        c.sla.business_hours,
-        output::when(c.sla.due_at)
-    )?;
+    writeln!(md, "- Demande : {}, par {}", output::when(c.requested_at), md_escape(&c.requested_by))?;
+    writeln!(md, "- Échéance ({} h ouvrées) : {}", c.sla.business_hours, output::when(c.sla.due_at))?;
     writeln!(md, "- Kit prêt : {}", output::opt_when(c.timeline.ready_at))?;
     writeln!(md, "- SLA : {}", c.sla.status_label)?;
-    writeln!(
-        md,
-        "- Clôture : {}\n",
-        output::opt_when(c.timeline.closed_at)
-    )?;
+    writeln!(md, "- Clôture : {}\n", output::opt_when(c.timeline.closed_at))?;
     writeln!(md, "| # | Quand | Qui | Action |")?;
     writeln!(md, "|---|---|---|---|")?;
     for e in &c.history {
-        writeln!(
-            md,
-            "| {} | {} | {} ({}) | `{}` |",
-            e.seq,
-            output::when(e.at),
-            md_escape(&e.actor),
-            e.role,
-            e.action
-        )?;
+        writeln!(md, "| {} | {} | {} ({}) | `{}` |", e.seq, output::when(e.at), md_escape(&e.actor), e.role, e.action)?;
     }
     writeln!(md, "\n## Main courante\n")?;
     for e in log {
@@ -424,31 +306,16 @@ pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "Résumé : crise {} ({}) — SLA {} — journal d'audit {}",
             s.crisis_id,
             s.commune_name,
-            if s.sla_met {
-                "respecté"
-            } else {
-                "NON respecté"
-            },
-            if s.audit_verified {
-                "vérifié"
-            } else {
-                "NON vérifié"
-            }
+            if s.sla_met { "respecté" } else { "NON respecté" },
+            if s.audit_verified { "vérifié" } else { "NON vérifié" }
         );
         println!("Base : {}", s.database.display());
         if let Some(k) = &s.audit_public_key {
-            println!(
-                "Vérification hors ligne : repli audit verify --db {} --public-key {k}",
-                s.database.display()
-            );
+            println!("Vérification hors ligne : repli audit verify --db {} --public-key {k}", s.database.display());
         }
         println!("Documents : {}", s.documents_dir.display());
     }
-    Ok(if s.sla_met && s.audit_verified {
-        ExitCode::SUCCESS
-    } else {
-        crate::failure()
-    })
+    Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { crate::failure() })
 }
 
 #[cfg(test)]

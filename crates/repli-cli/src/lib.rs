@@ -56,6 +56,12 @@ pub enum Command {
     /// Benchmarks (figures for docs/PERFORMANCE.md).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Accounts (admin): create users, list them, issue tokens, set web passwords.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Play a whole crisis on a fresh in-process replid (simulation).
@@ -181,6 +187,47 @@ pub struct RequestArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user; their API token is printed once.
+    Add {
+        #[arg(long)]
+        role: repli_core::Role,
+        #[arg(long)]
+        name: String,
+        /// Required for a DGS: the INSEE code of their commune.
+        #[arg(long)]
+        commune: Option<InseeCode>,
+        /// Token lifetime in days (default: no expiry).
+        #[arg(long)]
+        expires_days: Option<u16>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List users (never their tokens or passwords).
+    List(JsonFlag),
+    /// Issue another token to a user (printed once).
+    Token {
+        user_id: i64,
+        #[arg(long)]
+        expires_days: Option<u16>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Set a user's web login; the password is read from standard input (one line).
+    Password {
+        user_id: i64,
+        #[arg(long)]
+        login: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Revoke every token and web session of a user.
+    Revoke { user_id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum HandbackCmd {
     /// Start the hand-back of a ready or delivered kit.
     Start {
@@ -204,10 +251,7 @@ impl std::str::FromStr for CrisisStateArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.parse().map(Self).map_err(|_| {
-            format!(
-                "unknown state; expected one of {}",
-                CrisisState::ALL.map(CrisisState::as_str).join(", ")
-            )
+            format!("unknown state; expected one of {}", CrisisState::ALL.map(CrisisState::as_str).join(", "))
         })
     }
 }
@@ -219,16 +263,9 @@ pub struct CrisisActionArg(pub CrisisAction);
 impl std::str::FromStr for CrisisActionArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CrisisAction::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .map(Self)
-            .ok_or_else(|| {
-                format!(
-                    "unknown action; expected one of {}",
-                    CrisisAction::ALL.map(CrisisAction::as_str).join(", ")
-                )
-            })
+        CrisisAction::ALL.into_iter().find(|a| a.as_str() == s).map(Self).ok_or_else(|| {
+            format!("unknown action; expected one of {}", CrisisAction::ALL.map(CrisisAction::as_str).join(", "))
+        })
     }
 }
 

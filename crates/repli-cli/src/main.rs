@@ -6,10 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = repli_cli::Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("erreur : impossible de démarrer le runtime : {e}");

@@ -4,7 +4,7 @@ use comfy_table::{ContentArrangement, Table};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use repli_core::fr;
-use repli_proto::api::{CommuneView, CrisisView, LogEntryView};
+use repli_proto::api::{CommuneView, CrisisView, LogEntryView, UserView};
 use serde::Serialize;
 
 /// Instants are shown in the métropole's time zone.
@@ -27,31 +27,21 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
+    t.set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
     t
 }
 
 pub fn communes(list: &[CommuneView]) {
-    let mut t = table(&[
-        "INSEE",
-        "Commune",
-        "Population",
-        "Convention",
-        "Crise ouverte",
-    ]);
+    let mut t = table(&["INSEE", "Commune", "Population", "Convention", "Crise ouverte"]);
     for c in list {
         t.add_row(vec![
             c.insee.to_string(),
             c.name.clone(),
             c.population.to_string(),
-            c.convention.as_ref().map_or_else(
-                || "non signée".to_owned(),
-                |v| format!("{} ({})", v.signed_on, v.deliberation_ref),
-            ),
-            c.open_crisis
+            c.convention
                 .as_ref()
-                .map_or_else(String::new, ToString::to_string),
+                .map_or_else(|| "non signée".to_owned(), |v| format!("{} ({})", v.signed_on, v.deliberation_ref)),
+            c.open_crisis.as_ref().map_or_else(String::new, ToString::to_string),
         ]);
     }
     println!("{t}");
@@ -66,32 +56,18 @@ pub fn commune(c: &CommuneView) {
         "Convention".to_owned(),
         c.convention.as_ref().map_or_else(
             || "non signée : la commune ne peut pas emprunter le kit".to_owned(),
-            |v| {
-                format!(
-                    "signée le {} (délibération {})",
-                    v.signed_on, v.deliberation_ref
-                )
-            },
+            |v| format!("signée le {} (délibération {})", v.signed_on, v.deliberation_ref),
         ),
     ]);
     t.add_row(vec![
         "Crise ouverte".to_owned(),
-        c.open_crisis
-            .as_ref()
-            .map_or_else(|| "aucune".to_owned(), ToString::to_string),
+        c.open_crisis.as_ref().map_or_else(|| "aucune".to_owned(), ToString::to_string),
     ]);
     println!("{t}");
 }
 
 pub fn crises(list: &[CrisisView]) {
-    let mut t = table(&[
-        "Crise",
-        "Commune",
-        "État",
-        "Demandée",
-        "Échéance SLA",
-        "SLA",
-    ]);
+    let mut t = table(&["Crise", "Commune", "État", "Demandée", "Échéance SLA", "SLA"]);
     for c in list {
         t.add_row(vec![
             c.id.to_string(),
@@ -107,11 +83,7 @@ pub fn crises(list: &[CrisisView]) {
 
 pub fn sla_text(c: &CrisisView) -> String {
     if c.sla.remaining_seconds > 0 {
-        format!(
-            "{} — reste {}",
-            c.sla.status_label,
-            fr::duration(SignedDuration::from_secs(c.sla.remaining_seconds))
-        )
+        format!("{} — reste {}", c.sla.status_label, fr::duration(SignedDuration::from_secs(c.sla.remaining_seconds)))
     } else {
         c.sla.status_label.clone()
     }
@@ -123,31 +95,18 @@ pub fn crisis(c: &CrisisView) {
         ("Crise", c.id.to_string()),
         ("Commune", format!("{} {}", c.commune, c.commune_name)),
         ("État", format!("{} ({})", c.state_label, c.state)),
-        (
-            "Demandée",
-            format!("{} par {}", when(c.requested_at), c.requested_by),
-        ),
+        ("Demandée", format!("{} par {}", when(c.requested_at), c.requested_by)),
         (
             "Contact hors bande",
             format!(
                 "{} — {}{}",
                 c.contact.name,
                 fr::phone(&c.contact.phone),
-                c.contact
-                    .email
-                    .as_deref()
-                    .map_or_else(String::new, |e| format!(" — {e}"))
+                c.contact.email.as_deref().map_or_else(String::new, |e| format!(" — {e}"))
             ),
         ),
         ("Agents", c.agents.to_string()),
-        (
-            "Échéance SLA",
-            format!(
-                "{} ({} h ouvrées)",
-                when(c.sla.due_at),
-                c.sla.business_hours
-            ),
-        ),
+        ("Échéance SLA", format!("{} ({} h ouvrées)", when(c.sla.due_at), c.sla.business_hours)),
         ("SLA", sla_text(c)),
         ("Activée", opt_when(c.timeline.activated_at)),
         ("Prête", opt_when(c.timeline.ready_at)),
@@ -164,23 +123,14 @@ pub fn crisis(c: &CrisisView) {
     if !c.next_actions.is_empty() {
         t.add_row(vec![
             "Actions possibles".to_owned(),
-            c.next_actions
-                .iter()
-                .map(|a| a.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            c.next_actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
         ]);
     }
     println!("{t}");
     if !c.history.is_empty() {
         let mut h = table(&["#", "Quand", "Qui", "Action"]);
         for e in &c.history {
-            h.add_row(vec![
-                e.seq.to_string(),
-                when(e.at),
-                format!("{} ({})", e.actor, e.role),
-                e.action.clone(),
-            ]);
+            h.add_row(vec![e.seq.to_string(), when(e.at), format!("{} ({})", e.actor, e.role), e.action.clone()]);
         }
         println!("{h}");
     }
@@ -194,16 +144,26 @@ pub fn main_courante(id: &str, entries: &[LogEntryView]) {
         println!("(aucune entrée)");
     }
     for e in entries {
-        println!(
-            "n° {} — {} — {}",
-            e.seq,
-            when(e.at),
-            e.type_label.to_uppercase()
-        );
+        println!("n° {} — {} — {}", e.seq, when(e.at), e.type_label.to_uppercase());
         println!("par {} ({})", e.author, e.role);
         for line in e.text.lines() {
             println!("    {line}");
         }
         println!("{}", "-".repeat(60));
     }
+}
+
+pub fn users(list: &[UserView]) {
+    let mut t = table(&["Id", "Nom", "Rôle", "Commune", "Identifiant web", "Jetons actifs"]);
+    for u in list {
+        t.add_row(vec![
+            u.id.to_string(),
+            u.name.clone(),
+            u.role.to_string(),
+            u.commune.as_ref().map_or_else(String::new, ToString::to_string),
+            u.login.clone().unwrap_or_default(),
+            u.active_tokens.to_string(),
+        ]);
+    }
+    println!("{t}");
 }

@@ -105,8 +105,7 @@ impl AuditEntry {
         let mut h = Sha256::new();
         self.encode(self.seq, &mut |bytes| h.update(bytes));
         let mut hex_buf = [0u8; 64];
-        hex::encode_to_slice(h.finalize(), &mut hex_buf).is_ok()
-            && hex_buf.as_slice() == self.hash.as_bytes()
+        hex::encode_to_slice(h.finalize(), &mut hex_buf).is_ok() && hex_buf.as_slice() == self.hash.as_bytes()
     }
 
     /// The position this entry was hashed at, if it is not where it stands now.
@@ -163,12 +162,7 @@ impl Checkpoint {
             return false;
         };
         self.public_key == hex::encode(key.to_bytes())
-            && key
-                .verify_strict(
-                    &Self::message(self.seq, &self.hash, &self.at),
-                    &Signature::from_bytes(&sig),
-                )
-                .is_ok()
+            && key.verify_strict(&Self::message(self.seq, &self.hash, &self.at), &Signature::from_bytes(&sig)).is_ok()
     }
 }
 
@@ -205,22 +199,14 @@ impl fmt::Display for Tamper {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     #[error("entry {seq}: {kind}: {detail}")]
-    Tampered {
-        seq: i64,
-        kind: Tamper,
-        detail: String,
-    },
+    Tampered { seq: i64, kind: Tamper, detail: String },
     #[error("checkpoint at entry {seq}: invalid signature for the trusted public key")]
     BadCheckpoint { seq: i64 },
 }
 
 impl ChainError {
     fn at(seq: i64, kind: Tamper, detail: impl Into<String>) -> Self {
-        Self::Tampered {
-            seq,
-            kind,
-            detail: detail.into(),
-        }
+        Self::Tampered { seq, kind, detail: detail.into() }
     }
 
     /// The first bad sequence number.
@@ -260,20 +246,13 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self {
-            prev_hash: GENESIS_HASH.to_owned(),
-            expected: 1,
-            checkpoints: BTreeMap::new(),
-        }
+        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1, checkpoints: BTreeMap::new() }
     }
 }
 
 impl ChainVerifier {
     /// A verifier that also checks `checkpoints`, each signed by `key`.
-    pub fn with_checkpoints(
-        checkpoints: Vec<Checkpoint>,
-        key: &VerifyingKey,
-    ) -> Result<Self, ChainError> {
+    pub fn with_checkpoints(checkpoints: Vec<Checkpoint>, key: &VerifyingKey) -> Result<Self, ChainError> {
         let mut map = BTreeMap::new();
         for c in checkpoints {
             if !c.verify(key) {
@@ -281,10 +260,7 @@ impl ChainVerifier {
             }
             map.insert(c.seq, c);
         }
-        Ok(Self {
-            checkpoints: map,
-            ..Self::default()
-        })
+        Ok(Self { checkpoints: map, ..Self::default() })
     }
 
     /// Checks the next entry: its position, its hash, its link to the previous one, and the
@@ -293,23 +269,11 @@ impl ChainVerifier {
         let n = self.expected;
         if e.seq > n {
             let last = e.seq - 1;
-            let which = if last == n {
-                format!("entry {n} is")
-            } else {
-                format!("entries {n} to {last} are")
-            };
-            return Err(ChainError::at(
-                n,
-                Tamper::Deleted,
-                format!("{which} missing"),
-            ));
+            let which = if last == n { format!("entry {n} is") } else { format!("entries {n} to {last} are") };
+            return Err(ChainError::at(n, Tamper::Deleted, format!("{which} missing")));
         }
         if e.seq < n {
-            return Err(ChainError::at(
-                e.seq,
-                Tamper::Inserted,
-                "duplicate sequence number",
-            ));
+            return Err(ChainError::at(e.seq, Tamper::Inserted, "duplicate sequence number"));
         }
         if !e.hash_matches() {
             if let Some(m) = e.original_seq() {
@@ -317,26 +281,16 @@ impl ChainVerifier {
                     return Err(ChainError::at(
                         n - 1,
                         Tamper::Inserted,
-                        format!(
-                            "entry {} is not original: the original entry {m} now stands at {n}",
-                            n - 1
-                        ),
+                        format!("entry {} is not original: the original entry {m} now stands at {n}", n - 1),
                     ));
                 }
                 if next.is_some_and(|x| x.original_seq() == Some(n)) {
-                    return Err(ChainError::at(
-                        n,
-                        Tamper::Reordered,
-                        format!("entries {n} and {m} were swapped"),
-                    ));
+                    return Err(ChainError::at(n, Tamper::Reordered, format!("entries {n} and {m} were swapped")));
                 }
                 return Err(ChainError::at(
                     n,
                     Tamper::Deleted,
-                    format!(
-                        "entries {n} to {} were deleted and later entries renumbered",
-                        m - 1
-                    ),
+                    format!("entries {n} to {} were deleted and later entries renumbered", m - 1),
                 ));
             }
             if next.is_some_and(|x| x.seq == n + 1 && x.original_seq() == Some(n)) {
@@ -346,20 +300,13 @@ impl ChainVerifier {
                     format!("entry {n} was inserted before the original entry {n}"),
                 ));
             }
-            return Err(ChainError::at(
-                n,
-                Tamper::Modified,
-                "its content does not match its hash",
-            ));
+            return Err(ChainError::at(n, Tamper::Modified, "its content does not match its hash"));
         }
         if e.prev_hash != self.prev_hash {
             return Err(ChainError::at(
                 n - 1,
                 Tamper::Modified,
-                format!(
-                    "entry {} was altered and re-hashed: entry {n} no longer links to it",
-                    n - 1
-                ),
+                format!("entry {} was altered and re-hashed: entry {n} no longer links to it", n - 1),
             ));
         }
         if let Some(c) = self.checkpoints.get(&n)
@@ -368,10 +315,7 @@ impl ChainVerifier {
             return Err(ChainError::at(
                 n,
                 Tamper::Modified,
-                format!(
-                    "the chain up to entry {n} was rewritten after the checkpoint signed at {}",
-                    c.at
-                ),
+                format!("the chain up to entry {n} was rewritten after the checkpoint signed at {}", c.at),
             ));
         }
         self.prev_hash.clone_from(&e.hash);
@@ -386,20 +330,12 @@ impl ChainVerifier {
             return Err(ChainError::at(
                 last_seq + 1,
                 Tamper::Truncated,
-                format!(
-                    "entries {} to {seq}, covered by the checkpoint signed at {}, are missing",
-                    last_seq + 1,
-                    c.at
-                ),
+                format!("entries {} to {seq}, covered by the checkpoint signed at {}, are missing", last_seq + 1, c.at),
             ));
         }
         Ok(ChainSummary {
             entries: u64::try_from(last_seq).unwrap_or(0),
-            last_checkpoint: self
-                .checkpoints
-                .range(..=last_seq)
-                .next_back()
-                .map(|(s, _)| *s),
+            last_checkpoint: self.checkpoints.range(..=last_seq).next_back().map(|(s, _)| *s),
             last_seq,
             last_hash: self.prev_hash,
         })
@@ -412,10 +348,7 @@ pub fn verify_chain(entries: &[AuditEntry]) -> Result<ChainSummary, ChainError> 
 }
 
 /// Runs `v` over `entries` and finishes it.
-pub fn verify_entries(
-    mut v: ChainVerifier,
-    entries: &[AuditEntry],
-) -> Result<ChainSummary, ChainError> {
+pub fn verify_entries(mut v: ChainVerifier, entries: &[AuditEntry]) -> Result<ChainSummary, ChainError> {
     for (i, e) in entries.iter().enumerate() {
         v.push(e, entries.get(i + 1))?;
     }
@@ -458,9 +391,7 @@ mod tests {
                 action: "crisis.activate".into(),
                 target: format!("t{seq}"),
                 details: "{}".into(),
-                prev_hash: out
-                    .last()
-                    .map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
+                prev_hash: out.last().map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),
                 hash: String::new(),
             };
             e.hash = e.compute_hash();
@@ -471,11 +402,7 @@ mod tests {
 
     fn relink(c: &mut [AuditEntry]) {
         for i in 0..c.len() {
-            c[i].prev_hash = if i == 0 {
-                GENESIS_HASH.into()
-            } else {
-                c[i - 1].hash.clone()
-            };
+            c[i].prev_hash = if i == 0 { GENESIS_HASH.into() } else { c[i - 1].hash.clone() };
             c[i].hash = c[i].compute_hash();
         }
     }
@@ -544,9 +471,7 @@ mod tests {
     fn checkpoints_catch_truncation_and_rewrites() {
         let k = key();
         let c = chain(10);
-        let cp = |seq: usize| {
-            Checkpoint::sign(&k, c[seq - 1].seq, &c[seq - 1].hash, "2026-11-22T11:00:00Z")
-        };
+        let cp = |seq: usize| Checkpoint::sign(&k, c[seq - 1].seq, &c[seq - 1].hash, "2026-11-22T11:00:00Z");
         let v = ChainVerifier::with_checkpoints(vec![cp(5), cp(10)], &k.verifying_key()).unwrap();
         let s = verify_entries(v, &c).unwrap();
         assert_eq!((s.entries, s.last_checkpoint), (10, Some(10)));
@@ -590,9 +515,6 @@ mod tests {
         d.commune = Some(String::new());
         assert_ne!(c.compute_hash(), d.compute_hash());
         // The streamed hash is the hash of the canonical bytes.
-        assert_eq!(
-            a.compute_hash(),
-            hex::encode(Sha256::digest(a.canonical_bytes()))
-        );
+        assert_eq!(a.compute_hash(), hex::encode(Sha256::digest(a.canonical_bytes())));
     }
 }

@@ -32,9 +32,7 @@ impl Default for CalendarSpec {
     fn default() -> Self {
         Self {
             time_zone: "Europe/Paris".into(),
-            workdays: ["mon", "tue", "wed", "thu", "fri"]
-                .map(String::from)
-                .to_vec(),
+            workdays: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
             windows: vec!["08:00-18:00".into()],
             whit_monday_worked: false,
             closures: Vec::new(),
@@ -85,21 +83,15 @@ fn parse_hm(s: &str) -> Option<Time> {
 
 impl BusinessCalendar {
     pub fn from_spec(spec: &CalendarSpec) -> Result<Self, CalendarError> {
-        let tz = TimeZone::get(&spec.time_zone)
-            .map_err(|_| CalendarError::TimeZone(spec.time_zone.clone()))?;
+        let tz = TimeZone::get(&spec.time_zone).map_err(|_| CalendarError::TimeZone(spec.time_zone.clone()))?;
         let mut workdays = [false; 7];
         for d in &spec.workdays {
-            let i = DAY_NAMES
-                .iter()
-                .position(|n| n == d)
-                .ok_or_else(|| CalendarError::Workday(d.clone()))?;
+            let i = DAY_NAMES.iter().position(|n| n == d).ok_or_else(|| CalendarError::Workday(d.clone()))?;
             workdays[i] = true;
         }
         let mut windows = Vec::with_capacity(spec.windows.len());
         for w in &spec.windows {
-            let (a, b) = w
-                .split_once('-')
-                .ok_or_else(|| CalendarError::Window(w.clone()))?;
+            let (a, b) = w.split_once('-').ok_or_else(|| CalendarError::Window(w.clone()))?;
             let (Some(a), Some(b)) = (parse_hm(a), parse_hm(b)) else {
                 return Err(CalendarError::Window(w.clone()));
             };
@@ -151,15 +143,9 @@ impl BusinessCalendar {
             return Ok(Vec::new());
         }
         let at = |t: Time| {
-            self.tz
-                .to_ambiguous_timestamp(date.to_datetime(t))
-                .compatible()
-                .map_err(|_| CalendarError::Range)
+            self.tz.to_ambiguous_timestamp(date.to_datetime(t)).compatible().map_err(|_| CalendarError::Range)
         };
-        self.windows
-            .iter()
-            .map(|&(a, b)| Ok((at(a)?, at(b)?)))
-            .collect()
+        self.windows.iter().map(|&(a, b)| Ok((at(a)?, at(b)?))).collect()
     }
 
     fn local_date(&self, t: Timestamp) -> Date {
@@ -168,11 +154,7 @@ impl BusinessCalendar {
 
     /// The instant `amount` of business time after `start`. A due instant always lies inside
     /// a working window or at its end; adding zero returns `start`.
-    pub fn add(
-        &self,
-        start: Timestamp,
-        amount: SignedDuration,
-    ) -> Result<Timestamp, CalendarError> {
+    pub fn add(&self, start: Timestamp, amount: SignedDuration) -> Result<Timestamp, CalendarError> {
         if amount.is_negative() {
             return Err(CalendarError::Negative);
         }
@@ -204,11 +186,7 @@ impl BusinessCalendar {
     }
 
     /// Business time between `from` and `to` (zero when `to` is not after `from`).
-    pub fn business_time_between(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<SignedDuration, CalendarError> {
+    pub fn business_time_between(&self, from: Timestamp, to: Timestamp) -> Result<SignedDuration, CalendarError> {
         let mut total = SignedDuration::ZERO;
         if to <= from {
             return Ok(total);
@@ -287,11 +265,7 @@ pub fn easter_sunday(year: i16) -> Result<Date, CalendarError> {
 /// The French public holidays of `year`, in date order.
 pub fn french_holidays(year: i16) -> Result<Vec<(Date, Holiday)>, CalendarError> {
     let easter = easter_sunday(year)?;
-    let after_easter = |days: i64| {
-        easter
-            .checked_add(jiff::Span::new().days(days))
-            .map_err(|_| CalendarError::Range)
-    };
+    let after_easter = |days: i64| easter.checked_add(jiff::Span::new().days(days)).map_err(|_| CalendarError::Range);
     let fixed = |m: i8, d: i8| Date::new(year, m, d).map_err(|_| CalendarError::Range);
     let mut v = vec![
         (fixed(1, 1)?, Holiday::NewYear),
@@ -348,10 +322,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn paris(s: &str) -> Timestamp {
-        format!("{s}[Europe/Paris]")
-            .parse::<jiff::Zoned>()
-            .unwrap()
-            .timestamp()
+        format!("{s}[Europe/Paris]").parse::<jiff::Zoned>().unwrap().timestamp()
     }
 
     fn cal() -> BusinessCalendar {
@@ -368,43 +339,25 @@ mod tests {
     #[test]
     fn start_outside_hours_starts_at_next_window() {
         // Friday evening → Monday 08:00 + 10 h = Monday 18:00.
-        assert_eq!(
-            cal().add_hours(paris("2026-11-20T19:30"), 10).unwrap(),
-            paris("2026-11-23T18:00")
-        );
+        assert_eq!(cal().add_hours(paris("2026-11-20T19:30"), 10).unwrap(), paris("2026-11-23T18:00"));
         // Saturday → Monday.
-        assert_eq!(
-            cal().add_hours(paris("2026-11-21T10:00"), 1).unwrap(),
-            paris("2026-11-23T09:00")
-        );
+        assert_eq!(cal().add_hours(paris("2026-11-21T10:00"), 1).unwrap(), paris("2026-11-23T09:00"));
     }
 
     #[test]
     fn year_end_skips_christmas_and_new_year() {
         // Thu 24 Dec 2026 17:00: 1 h that day, 25 Dec holiday, weekend, Mon 28 → Thu 31 (40 h),
         // 1 Jan holiday, weekend, Mon 4 Jan 2027 08:00 + 7 h.
-        assert_eq!(
-            cal().add_hours(paris("2026-12-24T17:00"), 48).unwrap(),
-            paris("2027-01-04T15:00")
-        );
+        assert_eq!(cal().add_hours(paris("2026-12-24T17:00"), 48).unwrap(), paris("2027-01-04T15:00"));
     }
 
     #[test]
     fn split_windows() {
-        let spec = CalendarSpec {
-            windows: vec!["08:30-12:00".into(), "13:30-17:30".into()],
-            ..Default::default()
-        };
+        let spec = CalendarSpec { windows: vec!["08:30-12:00".into(), "13:30-17:30".into()], ..Default::default() };
         let c = BusinessCalendar::from_spec(&spec).unwrap();
         // Mon 16 Nov 2026 11:00: 1 h before lunch, 4 h afternoon, next day 08:30 + 2 h.
-        assert_eq!(
-            c.add_hours(paris("2026-11-16T11:00"), 7).unwrap(),
-            paris("2026-11-17T10:30")
-        );
-        assert_eq!(
-            c.add_hours(paris("2026-11-16T12:30"), 1).unwrap(),
-            paris("2026-11-16T14:30")
-        );
+        assert_eq!(c.add_hours(paris("2026-11-16T11:00"), 7).unwrap(), paris("2026-11-17T10:30"));
+        assert_eq!(c.add_hours(paris("2026-11-16T12:30"), 1).unwrap(), paris("2026-11-16T14:30"));
     }
 
     #[test]
@@ -418,92 +371,52 @@ mod tests {
         let c = BusinessCalendar::from_spec(&spec).unwrap();
         let a = paris("2026-03-29T00:00");
         let b = paris("2026-03-29T23:00");
-        assert_eq!(
-            c.business_time_between(a, b).unwrap(),
-            SignedDuration::from_hours(2)
-        );
+        assert_eq!(c.business_time_between(a, b).unwrap(), SignedDuration::from_hours(2));
         let a = paris("2026-10-25T00:00");
         let b = paris("2026-10-25T23:00");
-        assert_eq!(
-            c.business_time_between(a, b).unwrap(),
-            SignedDuration::from_hours(4)
-        );
+        assert_eq!(c.business_time_between(a, b).unwrap(), SignedDuration::from_hours(4));
     }
 
     #[test]
     fn whit_monday_can_be_worked() {
         let whit = date(2026, 5, 25);
         assert!(!cal().is_business_day(whit));
-        let c = BusinessCalendar::from_spec(&CalendarSpec {
-            whit_monday_worked: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = BusinessCalendar::from_spec(&CalendarSpec { whit_monday_worked: true, ..Default::default() }).unwrap();
         assert!(c.is_business_day(whit));
     }
 
     #[test]
     fn closures_are_skipped() {
-        let c = BusinessCalendar::from_spec(&CalendarSpec {
-            closures: vec![date(2026, 11, 23)],
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(
-            c.add_hours(paris("2026-11-23T09:00"), 1).unwrap(),
-            paris("2026-11-24T09:00")
-        );
+        let c = BusinessCalendar::from_spec(&CalendarSpec { closures: vec![date(2026, 11, 23)], ..Default::default() })
+            .unwrap();
+        assert_eq!(c.add_hours(paris("2026-11-23T09:00"), 1).unwrap(), paris("2026-11-24T09:00"));
     }
 
     #[test]
     fn bad_specs_are_refused() {
         let bad = |s: CalendarSpec| BusinessCalendar::from_spec(&s).unwrap_err();
         assert!(matches!(
-            bad(CalendarSpec {
-                time_zone: "Mars/Olympus".into(),
-                ..Default::default()
-            }),
+            bad(CalendarSpec { time_zone: "Mars/Olympus".into(), ..Default::default() }),
             CalendarError::TimeZone(_)
         ));
         assert!(matches!(
-            bad(CalendarSpec {
-                workdays: vec!["lundi".into()],
-                ..Default::default()
-            }),
+            bad(CalendarSpec { workdays: vec!["lundi".into()], ..Default::default() }),
             CalendarError::Workday(_)
         ));
         assert!(matches!(
-            bad(CalendarSpec {
-                windows: vec!["18:00-08:00".into()],
-                ..Default::default()
-            }),
+            bad(CalendarSpec { windows: vec!["18:00-08:00".into()], ..Default::default() }),
             CalendarError::Window(_)
         ));
         assert!(matches!(
-            bad(CalendarSpec {
-                windows: vec!["8h-12h".into()],
-                ..Default::default()
-            }),
+            bad(CalendarSpec { windows: vec!["8h-12h".into()], ..Default::default() }),
             CalendarError::Window(_)
         ));
         assert!(matches!(
-            bad(CalendarSpec {
-                windows: vec!["08:00-12:00".into(), "11:00-13:00".into()],
-                ..Default::default()
-            }),
+            bad(CalendarSpec { windows: vec!["08:00-12:00".into(), "11:00-13:00".into()], ..Default::default() }),
             CalendarError::Overlap(_)
         ));
-        assert!(matches!(
-            bad(CalendarSpec {
-                workdays: vec![],
-                ..Default::default()
-            }),
-            CalendarError::NoWorkingTime
-        ));
-        assert_eq!(
-            cal().add(paris("2026-11-23T09:00"), SignedDuration::from_secs(-1)),
-            Err(CalendarError::Negative)
-        );
+        assert!(matches!(bad(CalendarSpec { workdays: vec![], ..Default::default() }), CalendarError::NoWorkingTime));
+        assert_eq!(cal().add(paris("2026-11-23T09:00"), SignedDuration::from_secs(-1)), Err(CalendarError::Negative));
     }
 
     #[test]
@@ -541,10 +454,7 @@ mod tests {
             for (d, h) in french_holidays(y).unwrap() {
                 // Ascension on 1 May (2008) is reported as the fixed holiday: both are closed.
                 let found = french_holiday(d).unwrap();
-                assert!(
-                    found == h || matches!(found, Holiday::LabourDay | Holiday::VictoryDay),
-                    "{d}"
-                );
+                assert!(found == h || matches!(found, Holiday::LabourDay | Holiday::VictoryDay), "{d}");
                 assert!(!c.is_business_day(d), "{d} is a working day");
             }
         }

@@ -83,10 +83,7 @@ impl CrisisState {
     /// Whether the kit is (being) prepared or in the commune's hands: the SLA clock stops at
     /// `ready`.
     pub fn is_ready_or_later(self) -> bool {
-        matches!(
-            self,
-            Self::Ready | Self::Delivered | Self::Handback | Self::Closed
-        )
+        matches!(self, Self::Ready | Self::Delivered | Self::Handback | Self::Closed)
     }
 }
 
@@ -104,10 +101,7 @@ pub struct UnknownState;
 impl FromStr for CrisisState {
     type Err = UnknownState;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or(UnknownState)
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or(UnknownState)
     }
 }
 
@@ -174,11 +168,7 @@ impl CrisisAction {
     }
 
     /// Checks the action and its reason together: the one entry point the store uses.
-    pub fn check(
-        self,
-        from: CrisisState,
-        reason: Option<&str>,
-    ) -> Result<CrisisState, TransitionError> {
+    pub fn check(self, from: CrisisState, reason: Option<&str>) -> Result<CrisisState, TransitionError> {
         let to = self.apply(from)?;
         if self.requires_reason() && reason.is_none_or(|r| r.trim().is_empty()) {
             return Err(TransitionError::ReasonRequired { action: self });
@@ -197,10 +187,7 @@ impl fmt::Display for CrisisAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("action « {action} » impossible : la crise est à l'état « {} » ({from})", from.label_fr())]
-    Illegal {
-        action: CrisisAction,
-        from: CrisisState,
-    },
+    Illegal { action: CrisisAction, from: CrisisState },
     #[error("l'action « {action} » exige un motif")]
     ReasonRequired { action: CrisisAction },
 }
@@ -222,13 +209,11 @@ impl CrisisId {
 
     pub fn parse(s: &str) -> Result<Self, InvalidCrisisId> {
         let mut parts = s.splitn(3, '-');
-        let (Some(insee), Some(year), Some(seq)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(insee), Some(year), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(InvalidCrisisId);
         };
-        let digits = |p: &str, min: usize, max: usize| {
-            (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
-        };
+        let digits =
+            |p: &str, min: usize, max: usize| (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
         if InseeCode::parse(insee).is_ok() && digits(year, 4, 4) && digits(seq, 3, 6) {
             Ok(Self(s.to_owned()))
         } else {
@@ -274,44 +259,24 @@ mod tests {
             CrisisAction::StartHandback,
             CrisisAction::Close,
         ];
-        let end = path
-            .iter()
-            .try_fold(CrisisState::Requested, |s, a| a.apply(s))
-            .unwrap();
+        let end = path.iter().try_fold(CrisisState::Requested, |s, a| a.apply(s)).unwrap();
         assert_eq!(end, CrisisState::Closed);
         assert!(!end.is_open());
     }
 
     #[test]
     fn terminal_states_accept_nothing() {
-        for st in [
-            CrisisState::Closed,
-            CrisisState::Rejected,
-            CrisisState::Cancelled,
-        ] {
+        for st in [CrisisState::Closed, CrisisState::Rejected, CrisisState::Cancelled] {
             for a in CrisisAction::ALL {
-                assert_eq!(
-                    a.apply(st),
-                    Err(TransitionError::Illegal {
-                        action: a,
-                        from: st
-                    })
-                );
+                assert_eq!(a.apply(st), Err(TransitionError::Illegal { action: a, from: st }));
             }
         }
     }
 
     #[test]
     fn exactly_the_documented_transitions_are_legal() {
-        let legal: usize = CrisisState::ALL
-            .iter()
-            .map(|s| {
-                CrisisAction::ALL
-                    .iter()
-                    .filter(|a| a.apply(*s).is_ok())
-                    .count()
-            })
-            .sum();
+        let legal: usize =
+            CrisisState::ALL.iter().map(|s| CrisisAction::ALL.iter().filter(|a| a.apply(*s).is_ok()).count()).sum();
         // activate, start_provisioning, mark_ready, deliver, start_handback ×2, close, reject, cancel ×2
         assert_eq!(legal, 10);
     }
@@ -320,18 +285,10 @@ mod tests {
     fn cancel_and_reject_need_a_reason() {
         assert_eq!(
             CrisisAction::Cancel.check(CrisisState::Requested, Some("  ")),
-            Err(TransitionError::ReasonRequired {
-                action: CrisisAction::Cancel
-            })
+            Err(TransitionError::ReasonRequired { action: CrisisAction::Cancel })
         );
-        assert_eq!(
-            CrisisAction::Reject.check(CrisisState::Requested, Some("doublon")),
-            Ok(CrisisState::Rejected)
-        );
-        assert_eq!(
-            CrisisAction::Activate.check(CrisisState::Requested, None),
-            Ok(CrisisState::Activated)
-        );
+        assert_eq!(CrisisAction::Reject.check(CrisisState::Requested, Some("doublon")), Ok(CrisisState::Rejected));
+        assert_eq!(CrisisAction::Activate.check(CrisisState::Requested, None), Ok(CrisisState::Activated));
     }
 
     #[test]
@@ -344,10 +301,7 @@ mod tests {
     fn state_strings_round_trip() {
         for s in CrisisState::ALL {
             assert_eq!(s.as_str().parse::<CrisisState>(), Ok(s));
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         assert!("open".parse::<CrisisState>().is_err());
     }

@@ -18,13 +18,8 @@ pub enum LogKind {
 }
 
 impl LogKind {
-    pub const ALL: [LogKind; 5] = [
-        Self::Information,
-        Self::Demande,
-        Self::Action,
-        Self::Decision,
-        Self::PointDeSituation,
-    ];
+    pub const ALL: [LogKind; 5] =
+        [Self::Information, Self::Demande, Self::Action, Self::Decision, Self::PointDeSituation];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,10 +77,7 @@ impl FromStr for LogKind {
                 c => c,
             })
             .collect();
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == norm)
-            .ok_or(UnknownLogKind)
+        Self::ALL.into_iter().find(|k| k.as_str() == norm).ok_or(UnknownLogKind)
     }
 }
 
@@ -96,14 +88,8 @@ mod tests {
     #[test]
     fn kinds_parse_from_french() {
         assert_eq!("décision".parse::<LogKind>(), Ok(LogKind::Decision));
-        assert_eq!(
-            "Point de situation".parse::<LogKind>(),
-            Ok(LogKind::PointDeSituation)
-        );
-        assert_eq!(
-            "point_de_situation".parse::<LogKind>(),
-            Ok(LogKind::PointDeSituation)
-        );
+        assert_eq!("Point de situation".parse::<LogKind>(), Ok(LogKind::PointDeSituation));
+        assert_eq!("point_de_situation".parse::<LogKind>(), Ok(LogKind::PointDeSituation));
         assert!("rumeur".parse::<LogKind>().is_err());
         for k in LogKind::ALL {
             assert_eq!(LogKind::from_audit_action(&k.audit_action()), Some(k));

@@ -34,19 +34,8 @@ fn weekday(w: Weekday) -> &'static str {
 /// « mercredi 20 mai 2026 à 18 h 00 » in `tz`.
 pub fn datetime(t: Timestamp, tz: &TimeZone) -> String {
     let z = t.to_zoned(tz.clone());
-    let month = MONTHS
-        .get(usize::from(z.month().unsigned_abs()).saturating_sub(1))
-        .copied()
-        .unwrap_or("?");
-    format!(
-        "{} {} {} {} à {} h {:02}",
-        weekday(z.weekday()),
-        z.day(),
-        month,
-        z.year(),
-        z.hour(),
-        z.minute()
-    )
+    let month = MONTHS.get(usize::from(z.month().unsigned_abs()).saturating_sub(1)).copied().unwrap_or("?");
+    format!("{} {} {} {} à {} h {:02}", weekday(z.weekday()), z.day(), month, z.year(), z.hour(), z.minute())
 }
 
 /// « 18 h 00 » in `tz`.
@@ -67,12 +56,7 @@ pub fn phone(e164: &str) -> String {
     match e164.strip_prefix("+33") {
         Some(rest) if rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_digit()) => {
             let national = format!("0{rest}");
-            national
-                .as_bytes()
-                .chunks(2)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
+            national.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
         }
         _ => e164.to_owned(),
     }

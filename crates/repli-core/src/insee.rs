@@ -23,8 +23,7 @@ impl InseeCode {
     pub fn parse(s: &str) -> Result<Self, InvalidInsee> {
         let b = s.as_bytes();
         let ok = b.len() == 5
-            && (b[..2].iter().all(u8::is_ascii_digit)
-                || (b[0] == b'2' && matches!(b[1], b'A' | b'B')))
+            && (b[..2].iter().all(u8::is_ascii_digit) || (b[0] == b'2' && matches!(b[1], b'A' | b'B')))
             && b[2..].iter().all(u8::is_ascii_digit)
             && s != "00000";
         if ok {
@@ -92,18 +91,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_codes() {
-        for c in [
-            "",
-            "1300",
-            "130055",
-            " 13001",
-            "13001 ",
-            "1300A",
-            "2C004",
-            "00000",
-            "１３００１",
-            "13\u{0}01",
-        ] {
+        for c in ["", "1300", "130055", " 13001", "13001 ", "1300A", "2C004", "00000", "１３００１", "13\u{0}01"] {
             assert!(InseeCode::parse(c).is_err(), "{c:?} accepted");
         }
     }
@@ -120,11 +108,6 @@ mod tests {
     fn serde_rejects_numbers_and_bad_strings() {
         assert!(serde_json::from_str::<InseeCode>("13001").is_err());
         assert!(serde_json::from_str::<InseeCode>("\"1300\"").is_err());
-        assert_eq!(
-            serde_json::from_str::<InseeCode>("\"13001\"")
-                .unwrap()
-                .as_str(),
-            "13001"
-        );
+        assert_eq!(serde_json::from_str::<InseeCode>("\"13001\"").unwrap().as_str(), "13001");
     }
 }

@@ -44,14 +44,10 @@ fn records<'a>(
     errors: &'a mut Vec<String>,
 ) -> Vec<(u64, csv::StringRecord)> {
     if text.len() > MAX_REFERENCE_BYTES {
-        errors.push(format!(
-            "{source}: file larger than {MAX_REFERENCE_BYTES} bytes"
-        ));
+        errors.push(format!("{source}: file larger than {MAX_REFERENCE_BYTES} bytes"));
         return Vec::new();
     }
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
     match rdr.headers() {
         Ok(h) if h.iter().map(str::trim).eq(header.iter().copied()) => {}
         Ok(h) => {
@@ -108,40 +104,20 @@ pub fn parse_communes(source: &str, text: &str) -> Result<Vec<Commune>, Referenc
             }
         };
         match r[2].trim().parse::<u32>() {
-            Ok(population) => out.push(Commune {
-                insee,
-                name,
-                population,
-            }),
-            Err(_) => errors.push(format!(
-                "{source}:{line}: population must be a whole number, found `{}`",
-                &r[2]
-            )),
+            Ok(population) => out.push(Commune { insee, name, population }),
+            Err(_) => errors.push(format!("{source}:{line}: population must be a whole number, found `{}`", &r[2])),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ReferenceError { errors })
-    }
+    if errors.is_empty() { Ok(out) } else { Err(ReferenceError { errors }) }
 }
 
 /// Parses `insee,signed_on,deliberation_ref`; every INSEE code must be one of `communes`.
-pub fn parse_conventions(
-    source: &str,
-    text: &str,
-    communes: &[Commune],
-) -> Result<Vec<Convention>, ReferenceError> {
+pub fn parse_conventions(source: &str, text: &str, communes: &[Commune]) -> Result<Vec<Convention>, ReferenceError> {
     let known: HashSet<&InseeCode> = communes.iter().map(|c| &c.insee).collect();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (line, r) in records(
-        source,
-        text,
-        &["insee", "signed_on", "deliberation_ref"],
-        &mut errors,
-    ) {
+    for (line, r) in records(source, text, &["insee", "signed_on", "deliberation_ref"], &mut errors) {
         let insee = match InseeCode::parse(r[0].trim()) {
             Ok(c) => c,
             Err(e) => {
@@ -150,9 +126,7 @@ pub fn parse_conventions(
             }
         };
         if !known.contains(&insee) {
-            errors.push(format!(
-                "{source}:{line}: {insee} is not a commune of the métropole"
-            ));
+            errors.push(format!("{source}:{line}: {insee} is not a commune of the métropole"));
             continue;
         }
         if !seen.insert(insee.clone()) {
@@ -162,27 +136,16 @@ pub fn parse_conventions(
         let signed_on = match r[1].trim().parse::<Date>() {
             Ok(d) => d,
             Err(_) => {
-                errors.push(format!(
-                    "{source}:{line}: signed_on must be a date YYYY-MM-DD, found `{}`",
-                    &r[1]
-                ));
+                errors.push(format!("{source}:{line}: signed_on must be a date YYYY-MM-DD, found `{}`", &r[1]));
                 continue;
             }
         };
         match text::name("deliberation_ref", &r[2]) {
-            Ok(deliberation_ref) => out.push(Convention {
-                insee,
-                signed_on,
-                deliberation_ref,
-            }),
+            Ok(deliberation_ref) => out.push(Convention { insee, signed_on, deliberation_ref }),
             Err(e) => errors.push(format!("{source}:{line}: {e}")),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ReferenceError { errors })
-    }
+    if errors.is_empty() { Ok(out) } else { Err(ReferenceError { errors }) }
 }
 
 #[cfg(test)]
@@ -218,12 +181,8 @@ mod tests {
     #[test]
     fn conventions_must_name_known_communes() {
         let communes = parse_communes("c.csv", COMMUNES).unwrap();
-        let ok = parse_conventions(
-            "v.csv",
-            "insee,signed_on,deliberation_ref\n13005,2023-12-14,DCM-1\n",
-            &communes,
-        )
-        .unwrap();
+        let ok = parse_conventions("v.csv", "insee,signed_on,deliberation_ref\n13005,2023-12-14,DCM-1\n", &communes)
+            .unwrap();
         assert_eq!(ok[0].signed_on, jiff::civil::date(2023, 12, 14));
         let bad = "insee,signed_on,deliberation_ref\n13001,2024-01-01,D\n13005,14/12/2023,D\n84089,2024-01-01,D\n84089,2024-01-02,D\n";
         let e = parse_conventions("v.csv", bad, &communes).unwrap_err();
@@ -233,10 +192,7 @@ mod tests {
 
     #[test]
     fn oversized_file_is_refused() {
-        let big = format!(
-            "insee,name,population\n{}",
-            "13005,A,1\n".repeat(MAX_REFERENCE_BYTES / 8)
-        );
+        let big = format!("insee,name,population\n{}", "13005,A,1\n".repeat(MAX_REFERENCE_BYTES / 8));
         assert!(parse_communes("c.csv", &big).is_err());
     }
 }

@@ -48,16 +48,17 @@ pub struct UnknownRole;
 impl FromStr for Role {
     type Err = UnknownRole;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(UnknownRole)
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(UnknownRole)
     }
 }
 
 /// Everything the API lets someone do. Each route maps to exactly one permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
+    /// Read one's own account (`/me`), sign out.
+    OwnAccount,
+    /// Create users, issue and revoke tokens.
+    ManageUsers,
     /// Read the list of communes and their convention status.
     ReadCommunes,
     /// Read crises (a DGS: their own commune's only).
@@ -79,12 +80,17 @@ impl Permission {
     pub fn allowed(self, role: Role) -> bool {
         use Permission as P;
         use Role as R;
+        // Least privilege: the admin manages accounts and sees no crisis; auditors read
+        // everything and change nothing; only ops operate.
         match self {
-            P::ReadCommunes | P::ReadCrises => true,
-            P::RequestCrisis | P::CancelCrisis => matches!(role, R::Ops | R::Dgs),
+            P::OwnAccount | P::ReadCommunes => true,
+            P::ManageUsers => role == R::Admin,
+            P::ReadCrises => matches!(role, R::Ops | R::Dgs | R::Auditor),
+            P::RequestCrisis | P::CancelCrisis | P::WriteCrisisLog => {
+                matches!(role, R::Ops | R::Dgs)
+            }
             P::OperateCrisis => role == R::Ops,
-            P::ReadAudit => matches!(role, R::Ops | R::Auditor | R::Admin),
-            P::WriteCrisisLog => matches!(role, R::Ops | R::Dgs),
+            P::ReadAudit => role == R::Auditor,
         }
     }
 }
@@ -152,13 +158,18 @@ mod tests {
 
     #[test]
     fn auditors_never_write() {
-        for p in [
-            Permission::RequestCrisis,
-            Permission::CancelCrisis,
-            Permission::OperateCrisis,
-        ] {
+        for p in [Permission::RequestCrisis, Permission::CancelCrisis, Permission::OperateCrisis] {
             assert!(!p.allowed(Role::Auditor));
         }
+    }
+
+    #[test]
+    fn admins_manage_accounts_only() {
+        for p in [Permission::ReadCrises, Permission::RequestCrisis, Permission::OperateCrisis, Permission::ReadAudit] {
+            assert!(!p.allowed(Role::Admin), "{p:?}");
+        }
+        assert!(Permission::ManageUsers.allowed(Role::Admin));
+        assert!(Role::ALL.iter().filter(|r| Permission::ManageUsers.allowed(**r)).count() == 1);
     }
 
     #[test]

@@ -63,16 +63,9 @@ pub fn evaluate(
         None if now > due => SlaStatus::Breached,
         None => SlaStatus::OnTrack,
     };
-    let remaining = if ready_at.is_some() || ended {
-        SignedDuration::ZERO
-    } else {
-        cal.business_time_between(now, due)?
-    };
-    Ok(SlaView {
-        status,
-        remaining,
-        elapsed,
-    })
+    let remaining =
+        if ready_at.is_some() || ended { SignedDuration::ZERO } else { cal.business_time_between(now, due)? };
+    Ok(SlaView { status, remaining, elapsed })
 }
 
 #[cfg(test)]
@@ -80,10 +73,7 @@ mod tests {
     use super::*;
 
     fn paris(s: &str) -> Timestamp {
-        format!("{s}[Europe/Paris]")
-            .parse::<jiff::Zoned>()
-            .unwrap()
-            .timestamp()
+        format!("{s}[Europe/Paris]").parse::<jiff::Zoned>().unwrap().timestamp()
     }
 
     #[test]
@@ -98,28 +88,9 @@ mod tests {
         let v = evaluate(&cal, start, due, None, false, paris("2026-05-21T09:00")).unwrap();
         assert_eq!(v.status, SlaStatus::Breached);
         assert_eq!(v.remaining, SignedDuration::ZERO);
-        let v = evaluate(
-            &cal,
-            start,
-            due,
-            Some(paris("2026-05-15T09:00")),
-            false,
-            paris("2026-06-01T09:00"),
-        )
-        .unwrap();
-        assert_eq!(
-            (v.status, v.elapsed),
-            (SlaStatus::Met, SignedDuration::from_hours(9))
-        );
-        let v = evaluate(
-            &cal,
-            start,
-            due,
-            Some(paris("2026-05-21T09:00")),
-            false,
-            paris("2026-06-01T09:00"),
-        )
-        .unwrap();
+        let v = evaluate(&cal, start, due, Some(paris("2026-05-15T09:00")), false, paris("2026-06-01T09:00")).unwrap();
+        assert_eq!((v.status, v.elapsed), (SlaStatus::Met, SignedDuration::from_hours(9)));
+        let v = evaluate(&cal, start, due, Some(paris("2026-05-21T09:00")), false, paris("2026-06-01T09:00")).unwrap();
         assert_eq!(v.status, SlaStatus::MetLate);
         let v = evaluate(&cal, start, due, None, true, paris("2026-06-01T09:00")).unwrap();
         assert_eq!(v.status, SlaStatus::NotApplicable);

@@ -3,9 +3,7 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 use repli_core::audit::{AuditEntry, Tamper};
-use repli_core::{
-    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LogKind, Role, SlaStatus,
-};
+use repli_core::{CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LogKind, Role, SlaStatus};
 use serde::{Deserialize, Serialize};
 
 /// `GET /healthz`.
@@ -233,4 +231,70 @@ pub struct Problem {
     pub current_state: Option<CrisisState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_crisis: Option<CrisisId>,
+}
+
+/// `POST /api/v1/users` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    pub name: String,
+    pub role: Role,
+    /// Required for a DGS, refused for other roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<InseeCode>,
+    /// Token lifetime in days (default: no expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_days: Option<u16>,
+}
+
+/// A user as admins see it: never a token or a password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub commune: Option<InseeCode>,
+    pub login: Option<String>,
+    pub has_password: bool,
+    pub active_tokens: i64,
+    pub created_at: Option<Timestamp>,
+}
+
+/// `POST /api/v1/users` answer: the user and their first token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub user: UserView,
+    pub token: TokenView,
+}
+
+/// A new token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub user_id: i64,
+    pub token: String,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `POST /api/v1/users/{id}/tokens` (admin).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_days: Option<u16>,
+}
+
+/// `DELETE /api/v1/users/{id}/tokens` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeView {
+    pub user_id: i64,
+    /// Tokens and web sessions revoked.
+    pub revoked: u64,
+}
+
+/// `PUT /api/v1/users/{id}/password` (admin): sets the web login and password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    pub login: String,
+    pub password: String,
 }

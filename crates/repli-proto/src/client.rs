@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 use repli_core::audit::{AuditBundle, AuditEntry};
 
 use crate::api::{
-    ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest,
-    CrisisView, Health, LogEntryRequest, LogEntryView, Me, Problem,
+    ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CreatedUser, CrisisQuery, CrisisRequest,
+    CrisisView, Health, LogEntryRequest, LogEntryView, Me, NewUserRequest, PasswordRequest, Problem, RevokeView,
+    TokenRequest, TokenView, UserView,
 };
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
@@ -20,10 +21,7 @@ use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 pub enum ClientError {
     /// replid answered with an error document.
     #[error("{} ({})", .problem.detail, .problem.code)]
-    Api {
-        status: StatusCode,
-        problem: Box<Problem>,
-    },
+    Api { status: StatusCode, problem: Box<Problem> },
     /// replid answered with an error that is not a problem document.
     #[error("HTTP {status}: {body}")]
     Http { status: StatusCode, body: String },
@@ -77,20 +75,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("repli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::Transport {
-                url: base.to_string(),
-                source: e,
-            })?;
+            .map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
         Ok(Self { base, http, token })
     }
 
     /// The same daemon, another token.
     pub fn with_token(&self, token: impl Into<String>) -> Self {
-        Self {
-            base: self.base.clone(),
-            http: self.http.clone(),
-            token: Some(token.into()),
-        }
+        Self { base: self.base.clone(), http: self.http.clone(), token: Some(token.into()) }
     }
 
     pub fn base_url(&self) -> &str {
@@ -98,10 +89,7 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ClientError> {
-        let url = self
-            .base
-            .join(path.trim_start_matches('/'))
-            .map_err(|_| ClientError::Url(path.to_owned()))?;
+        let url = self.base.join(path.trim_start_matches('/')).map_err(|_| ClientError::Url(path.to_owned()))?;
         let mut rb = self.http.request(method, url);
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -111,30 +99,18 @@ impl Client {
 
     async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
         let url = self.base.to_string();
-        let resp = rb
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport { url, source })?;
+        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: self.base.to_string(),
-                source,
-            })?;
+        let bytes =
+            resp.bytes().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
         }
         match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(problem) => Err(ClientError::Api {
-                status,
-                problem: Box::new(problem),
-            }),
-            Err(_) => Err(ClientError::Http {
-                status,
-                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-            }),
+            Ok(problem) => Err(ClientError::Api { status, problem: Box::new(problem) }),
+            Err(_) => {
+                Err(ClientError::Http { status, body: String::from_utf8_lossy(&bytes).chars().take(500).collect() })
+            }
         }
     }
 
@@ -142,13 +118,8 @@ impl Client {
         self.send(self.request(Method::GET, path)?).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.send(self.request(Method::POST, path)?.json(body))
-            .await
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path)?.json(body)).await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -176,9 +147,7 @@ impl Client {
         req: &CrisisRequest,
         idempotency_key: Option<&str>,
     ) -> Result<CrisisView, ClientError> {
-        let mut rb = self
-            .request(Method::POST, &format!("{API_PREFIX}/crises"))?
-            .json(req);
+        let mut rb = self.request(Method::POST, &format!("{API_PREFIX}/crises"))?.json(req);
         if let Some(k) = idempotency_key {
             rb = rb.header(IDEMPOTENCY_HEADER, k);
         }
@@ -186,16 +155,11 @@ impl Client {
     }
 
     pub async fn crises(&self, q: &CrisisQuery) -> Result<Vec<CrisisView>, ClientError> {
-        self.send(
-            self.request(Method::GET, &format!("{API_PREFIX}/crises"))?
-                .query(q),
-        )
-        .await
+        self.send(self.request(Method::GET, &format!("{API_PREFIX}/crises"))?.query(q)).await
     }
 
     pub async fn crisis(&self, id: &str) -> Result<CrisisView, ClientError> {
-        self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id)))
-            .await
+        self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id))).await
     }
 
     pub async fn act(
@@ -204,11 +168,8 @@ impl Client {
         action: CrisisAction,
         reason: Option<&str>,
     ) -> Result<CrisisView, ClientError> {
-        let body = ActionRequest {
-            reason: reason.map(str::to_owned),
-        };
-        self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body)
-            .await
+        let body = ActionRequest { reason: reason.map(str::to_owned) };
+        self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body).await
     }
 
     pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {
@@ -216,11 +177,7 @@ impl Client {
     }
 
     pub async fn audit_entries(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
-        self.send(
-            self.request(Method::GET, &format!("{API_PREFIX}/audit/entries"))?
-                .query(q),
-        )
-        .await
+        self.send(self.request(Method::GET, &format!("{API_PREFIX}/audit/entries"))?.query(q)).await
     }
 
     /// Every entry matching `q`, following the pages.
@@ -241,23 +198,33 @@ impl Client {
         self.get(&format!("{API_PREFIX}/audit/bundle")).await
     }
 
-    pub async fn crisis_log(&self, id: &str) -> Result<Vec<LogEntryView>, ClientError> {
-        self.get(&format!("{API_PREFIX}/crises/{}/log", urlencode(id)))
-            .await
+    pub async fn create_user(&self, req: &NewUserRequest) -> Result<CreatedUser, ClientError> {
+        self.post(&format!("{API_PREFIX}/users"), req).await
     }
 
-    pub async fn add_log(
-        &self,
-        id: &str,
-        kind: &str,
-        text: &str,
-    ) -> Result<LogEntryView, ClientError> {
-        let body = LogEntryRequest {
-            kind: kind.to_owned(),
-            text: text.to_owned(),
-        };
-        self.post(&format!("{API_PREFIX}/crises/{}/log", urlencode(id)), &body)
-            .await
+    pub async fn users(&self) -> Result<Vec<UserView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/users")).await
+    }
+
+    pub async fn issue_token(&self, user_id: i64, req: &TokenRequest) -> Result<TokenView, ClientError> {
+        self.post(&format!("{API_PREFIX}/users/{user_id}/tokens"), req).await
+    }
+
+    pub async fn revoke_tokens(&self, user_id: i64) -> Result<RevokeView, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("{API_PREFIX}/users/{user_id}/tokens"))?).await
+    }
+
+    pub async fn set_password(&self, user_id: i64, req: &PasswordRequest) -> Result<UserView, ClientError> {
+        self.send(self.request(Method::PUT, &format!("{API_PREFIX}/users/{user_id}/password"))?.json(req)).await
+    }
+
+    pub async fn crisis_log(&self, id: &str) -> Result<Vec<LogEntryView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/log", urlencode(id))).await
+    }
+
+    pub async fn add_log(&self, id: &str, kind: &str, text: &str) -> Result<LogEntryView, ClientError> {
+        let body = LogEntryRequest { kind: kind.to_owned(), text: text.to_owned() };
+        self.post(&format!("{API_PREFIX}/crises/{}/log", urlencode(id)), &body).await
     }
 
     /// Sends a raw body to a path: for tests of malformed input.
@@ -267,10 +234,7 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<serde_json::Value, ClientError> {
-        let rb = self
-            .request(Method::POST, path)?
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
+        let rb = self.request(Method::POST, path)?.header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send(rb).await
     }
 }
@@ -303,11 +267,6 @@ mod tests {
         assert!(Client::new("not a url", None).is_err());
         assert!(Client::new("ftp://host", None).is_err());
         assert!(Client::new("mailto:x@y.fr", None).is_err());
-        assert_eq!(
-            Client::new("http://127.0.0.1:1/repli", None)
-                .unwrap()
-                .base_url(),
-            "http://127.0.0.1:1/repli/"
-        );
+        assert_eq!(Client::new("http://127.0.0.1:1/repli", None).unwrap().base_url(), "http://127.0.0.1:1/repli/");
     }
 }

@@ -3,8 +3,7 @@
 use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
 use repli_core::audit::{
-    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainSummary, ChainVerifier, Checkpoint, GENESIS_HASH,
-    parse_public_key,
+    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainSummary, ChainVerifier, Checkpoint, GENESIS_HASH, parse_public_key,
 };
 use repli_core::{Actor, CrisisId, LogKind};
 use serde_json::json;
@@ -152,12 +151,7 @@ impl Store {
     }
 
     /// Appends `records` in one transaction (all or none). Returns the last sequence number.
-    pub async fn record(
-        &self,
-        records: &[Record],
-        by: By<'_>,
-        now: Timestamp,
-    ) -> Result<i64, StoreError> {
+    pub async fn record(&self, records: &[Record], by: By<'_>, now: Timestamp) -> Result<i64, StoreError> {
         let mut tx = self.write.begin().await?;
         let mut head = ChainHead::load(&mut tx).await?;
         for r in records {
@@ -182,21 +176,15 @@ impl Store {
             return Ok(None);
         };
         let mut tx = self.write.begin().await?;
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
-            .fetch_one(&mut *tx)
+        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
             .await?;
+        let last_cp: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&mut *tx).await?;
         let Some((seq, hash)) = last.filter(|(s, _)| Some(*s) > last_cp) else {
             return Ok(None);
         };
-        insert_checkpoint(
-            &mut tx,
-            &Checkpoint::sign(&c.key, seq, &hash, &time::to_db(now)),
-        )
-        .await?;
+        insert_checkpoint(&mut tx, &Checkpoint::sign(&c.key, seq, &hash, &time::to_db(now))).await?;
         tx.commit().await?;
         Ok(Some(seq))
     }
@@ -207,11 +195,9 @@ impl Store {
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(checkpoint_from_row).collect()
     }
 
@@ -251,10 +237,7 @@ impl Store {
     /// against `trusted_key` (an auditor's copy of the public key). Without one, the key the
     /// checkpoints name is used: that still proves the chain matches what was signed, not who
     /// signed it.
-    pub async fn verify_audit(
-        &self,
-        trusted_key: Option<&VerifyingKey>,
-    ) -> Result<ChainSummary, StoreError> {
+    pub async fn verify_audit(&self, trusted_key: Option<&VerifyingKey>) -> Result<ChainSummary, StoreError> {
         let checkpoints = self.checkpoints().await?;
         let key = match (trusted_key, checkpoints.first()) {
             (Some(k), _) => Some(*k),
@@ -268,18 +251,9 @@ impl Store {
         let mut after = 0i64;
         // Each page is read with one extra row, the lookahead for the last entry of the page.
         loop {
-            let rows = sqlx::query(SELECT_ENTRIES)
-                .bind(after)
-                .bind(VERIFY_PAGE + 1)
-                .fetch_all(&self.read)
-                .await?;
-            let page = rows
-                .iter()
-                .map(entry_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let take = page
-                .len()
-                .min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
+            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&self.read).await?;
+            let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+            let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
             for i in 0..take {
                 v.push(&page[i], page.get(i + 1))?;
             }
@@ -296,11 +270,7 @@ impl Store {
         let mut entries = Vec::new();
         let mut after = 0;
         loop {
-            let rows = sqlx::query(SELECT_ENTRIES)
-                .bind(after)
-                .bind(VERIFY_PAGE)
-                .fetch_all(&self.read)
-                .await?;
+            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE).fetch_all(&self.read).await?;
             if rows.is_empty() {
                 break;
             }
@@ -311,15 +281,8 @@ impl Store {
             }
         }
         let checkpoints = self.checkpoints().await?;
-        let public_key = self
-            .checkpoint_public_key()
-            .or_else(|| checkpoints.first().map(|c| c.public_key.clone()));
-        Ok(AuditBundle {
-            format: BUNDLE_FORMAT.to_owned(),
-            public_key,
-            entries,
-            checkpoints,
-        })
+        let public_key = self.checkpoint_public_key().or_else(|| checkpoints.first().map(|c| c.public_key.clone()));
+        Ok(AuditBundle { format: BUNDLE_FORMAT.to_owned(), public_key, entries, checkpoints })
     }
 
     /// Adds a main-courante entry to an open crisis.
@@ -332,23 +295,17 @@ impl Store {
         now: Timestamp,
     ) -> Result<LogEntry, StoreError> {
         let mut tx = self.write.begin().await?;
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT commune, state FROM crises WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row: Option<(String, String)> = sqlx::query_as("SELECT commune, state FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((commune, state)) = row else {
             return Err(StoreError::CrisisNotFound(id.clone()));
         };
-        let state: repli_core::CrisisState = state.parse().map_err(|_| StoreError::Corrupt {
-            column: "crises.state",
-            value: state,
-        })?;
+        let state: repli_core::CrisisState =
+            state.parse().map_err(|_| StoreError::Corrupt { column: "crises.state", value: state })?;
         if !state.is_open() {
-            return Err(StoreError::CrisisEnded {
-                id: id.clone(),
-                state,
-            });
+            return Err(StoreError::CrisisEnded { id: id.clone(), state });
         }
         let action = kind.audit_action();
         let e = NewEntry {
@@ -386,11 +343,8 @@ impl Store {
             let Some(kind) = LogKind::from_audit_action(&e.action) else {
                 continue;
             };
-            let d: serde_json::Value =
-                serde_json::from_str(&e.details).map_err(|_| StoreError::Corrupt {
-                    column: "audit_log.details",
-                    value: e.details.clone(),
-                })?;
+            let d: serde_json::Value = serde_json::from_str(&e.details)
+                .map_err(|_| StoreError::Corrupt { column: "audit_log.details", value: e.details.clone() })?;
             out.push(LogEntry {
                 seq: e.seq,
                 at: time::from_db("audit_log.at", &e.at)?,
@@ -413,19 +367,13 @@ struct ChainHead {
 
 impl ChainHead {
     async fn load(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await?;
-        let last_cp: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
-            .fetch_one(&mut *conn)
+        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
             .await?;
+        let last_cp: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&mut *conn).await?;
         let (seq, hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-        Ok(Self {
-            seq,
-            hash,
-            last_checkpoint: last_cp.unwrap_or(0),
-        })
+        Ok(Self { seq, hash, last_checkpoint: last_cp.unwrap_or(0) })
     }
 }
 

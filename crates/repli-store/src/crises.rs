@@ -59,10 +59,7 @@ pub struct CrisisFilter {
 }
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        column,
-        value: value.to_string(),
-    }
+    StoreError::Corrupt { column, value: value.to_string() }
 }
 
 fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
@@ -145,20 +142,14 @@ impl Store {
                 if hash != request_sha256 {
                     return Err(StoreError::IdempotencyMismatch);
                 }
-                let id = CrisisId::parse(&crisis_id)
-                    .map_err(|_| corrupt("idempotency_keys.crisis_id", &crisis_id))?;
-                let existing = self
-                    .crisis(&id)
-                    .await?
-                    .ok_or(StoreError::CrisisNotFound(id))?;
+                let id = CrisisId::parse(&crisis_id).map_err(|_| corrupt("idempotency_keys.crisis_id", &crisis_id))?;
+                let existing = self.crisis(&id).await?.ok_or(StoreError::CrisisNotFound(id))?;
                 return Ok((existing, false));
             }
         }
         let insee = new.commune.as_str();
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?")
-            .bind(insee)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
         if known.is_none() {
             return Err(StoreError::UnknownCommune(new.commune.clone()));
         }
@@ -177,24 +168,16 @@ impl Store {
         .await?;
         if let Some(open) = open {
             let open = CrisisId::parse(&open).map_err(|_| corrupt("crises.id", &open))?;
-            return Err(StoreError::OpenCrisis {
-                commune: new.commune.clone(),
-                open,
-            });
+            return Err(StoreError::OpenCrisis { commune: new.commune.clone(), open });
         }
         let year = now.to_zoned(jiff::tz::TimeZone::UTC).year();
-        let seq: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM crises WHERE commune = ? AND year = ?",
-        )
-        .bind(insee)
-        .bind(i64::from(year))
-        .fetch_one(&mut *tx)
-        .await?;
-        let id = CrisisId::new(
-            &new.commune,
-            year,
-            u32::try_from(seq).map_err(|_| corrupt("crises.seq", seq))?,
-        );
+        let seq: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM crises WHERE commune = ? AND year = ?")
+                .bind(insee)
+                .bind(i64::from(year))
+                .fetch_one(&mut *tx)
+                .await?;
+        let id = CrisisId::new(&new.commune, year, u32::try_from(seq).map_err(|_| corrupt("crises.seq", seq))?);
         let at = time::to_db(now);
         sqlx::query(
             "INSERT INTO crises (id, commune, year, seq, state, requested_at, requested_by, contact_name, \
@@ -246,10 +229,7 @@ impl Store {
         };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
-        let rec = self
-            .crisis(&id)
-            .await?
-            .ok_or(StoreError::CrisisNotFound(id))?;
+        let rec = self.crisis(&id).await?.ok_or(StoreError::CrisisNotFound(id))?;
         Ok((rec, true))
     }
 
@@ -263,25 +243,22 @@ impl Store {
         now: Timestamp,
     ) -> Result<CrisisRecord, StoreError> {
         let mut tx = self.write.begin().await?;
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT state, commune FROM crises WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row: Option<(String, String)> = sqlx::query_as("SELECT state, commune FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((state, commune)) = row else {
             return Err(StoreError::CrisisNotFound(id.clone()));
         };
         let from: CrisisState = state.parse().map_err(|_| corrupt("crises.state", &state))?;
         let to = action.check(from, reason)?;
         if action == CrisisAction::Activate {
-            let signed: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?")
-                    .bind(&commune)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let signed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?")
+                .bind(&commune)
+                .fetch_optional(&mut *tx)
+                .await?;
             if signed.is_none() {
-                let c =
-                    InseeCode::parse(&commune).map_err(|_| corrupt("crises.commune", &commune))?;
+                let c = InseeCode::parse(&commune).map_err(|_| corrupt("crises.commune", &commune))?;
                 return Err(StoreError::NoConvention(c));
             }
         }
@@ -289,20 +266,14 @@ impl Store {
         let done = sqlx::query(update_sql(action))
             .bind(to.as_str())
             .bind(time::to_db(now))
-            .bind(if action.requires_reason() {
-                reason
-            } else {
-                None
-            })
+            .bind(if action.requires_reason() { reason } else { None })
             .bind(id.as_str())
             .bind(from.as_str())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
             // Cannot happen with a single writer; refuse rather than audit a change not made.
-            return Err(StoreError::Transition(
-                repli_core::TransitionError::Illegal { action, from },
-            ));
+            return Err(StoreError::Transition(repli_core::TransitionError::Illegal { action, from }));
         }
         let details = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
         let action_name = format!("crisis.{}", action.as_str());
@@ -316,9 +287,7 @@ impl Store {
         };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
-        self.crisis(id)
-            .await?
-            .ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
+        self.crisis(id).await?.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
     }
 
     pub async fn crisis(&self, id: &CrisisId) -> Result<Option<CrisisRecord>, StoreError> {
@@ -375,10 +344,7 @@ mod tests {
         let (_d, store) = store().await;
         let dgs = user(&store, Role::Dgs, Some("13005")).await;
         let ops = user(&store, Role::Ops, None).await;
-        let (c, created) = store
-            .create_crisis(&request("13005"), &dgs, None, t("2026-11-23T09:00:00Z"))
-            .await
-            .unwrap();
+        let (c, created) = store.create_crisis(&request("13005"), &dgs, None, t("2026-11-23T09:00:00Z")).await.unwrap();
         assert!(created);
         assert_eq!(c.id.as_str(), "13005-2026-001");
         assert_eq!(c.state, CrisisState::Requested);
@@ -398,13 +364,8 @@ mod tests {
         let done = store.crisis(&c.id).await.unwrap().unwrap();
         assert_eq!(done.state, CrisisState::Closed);
         assert_eq!(done.ready_at, Some(t("2026-11-23T10:10:00Z")));
-        let log = store
-            .audit_entries(&AuditFilter {
-                crisis: Some(c.id.to_string()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let log =
+            store.audit_entries(&AuditFilter { crisis: Some(c.id.to_string()), ..Default::default() }).await.unwrap();
         let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(
             actions,
@@ -418,16 +379,10 @@ mod tests {
                 "crisis.close"
             ]
         );
-        assert!(
-            !log[0].details.contains("612345678"),
-            "contact data leaked into the audit log"
-        );
+        assert!(!log[0].details.contains("612345678"), "contact data leaked into the audit log");
         store.verify_audit(None).await.unwrap();
         // The next crisis of the same commune gets the next number.
-        let (c2, _) = store
-            .create_crisis(&request("13005"), &dgs, None, now)
-            .await
-            .unwrap();
+        let (c2, _) = store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
         assert_eq!(c2.id.as_str(), "13005-2026-002");
     }
 
@@ -439,72 +394,29 @@ mod tests {
         let now = t("2026-11-23T09:00:00Z");
         let before = store.verify_audit(None).await.unwrap();
         assert!(matches!(
-            store
-                .create_crisis(&request("13055"), &ops, None, now)
-                .await,
+            store.create_crisis(&request("13055"), &ops, None, now).await,
             Err(StoreError::NoConvention(_))
         ));
         assert!(matches!(
-            store
-                .create_crisis(&request("13999"), &ops, None, now)
-                .await,
+            store.create_crisis(&request("13999"), &ops, None, now).await,
             Err(StoreError::UnknownCommune(_))
         ));
         assert_eq!(store.verify_audit(None).await.unwrap(), before);
-        let (c, _) = store
-            .create_crisis(&request("13005"), &dgs, None, now)
-            .await
-            .unwrap();
-        match store
-            .create_crisis(&request("13005"), &ops, None, now)
-            .await
-        {
+        let (c, _) = store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
+        match store.create_crisis(&request("13005"), &ops, None, now).await {
             Err(StoreError::OpenCrisis { open, .. }) => assert_eq!(open, c.id),
             other => panic!("{other:?}"),
         }
-        let e = store
-            .transition(&c.id, CrisisAction::Close, None, &ops, now)
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            e,
-            StoreError::Transition(TransitionError::Illegal {
-                from: CrisisState::Requested,
-                ..
-            })
-        ));
-        let e = store
-            .transition(&c.id, CrisisAction::Cancel, Some(" "), &dgs, now)
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            e,
-            StoreError::Transition(TransitionError::ReasonRequired { .. })
-        ));
-        assert_eq!(
-            store.crisis(&c.id).await.unwrap().unwrap().state,
-            CrisisState::Requested
-        );
-        assert_eq!(
-            store.verify_audit(None).await.unwrap().entries,
-            before.entries + 1
-        );
-        let cancelled = store
-            .transition(
-                &c.id,
-                CrisisAction::Cancel,
-                Some("fausse alerte"),
-                &dgs,
-                now,
-            )
-            .await
-            .unwrap();
+        let e = store.transition(&c.id, CrisisAction::Close, None, &ops, now).await.unwrap_err();
+        assert!(matches!(e, StoreError::Transition(TransitionError::Illegal { from: CrisisState::Requested, .. })));
+        let e = store.transition(&c.id, CrisisAction::Cancel, Some(" "), &dgs, now).await.unwrap_err();
+        assert!(matches!(e, StoreError::Transition(TransitionError::ReasonRequired { .. })));
+        assert_eq!(store.crisis(&c.id).await.unwrap().unwrap().state, CrisisState::Requested);
+        assert_eq!(store.verify_audit(None).await.unwrap().entries, before.entries + 1);
+        let cancelled = store.transition(&c.id, CrisisAction::Cancel, Some("fausse alerte"), &dgs, now).await.unwrap();
         assert_eq!(cancelled.end_reason.as_deref(), Some("fausse alerte"));
         // Cancelled crises no longer block a new request.
-        store
-            .create_crisis(&request("13005"), &dgs, None, now)
-            .await
-            .unwrap();
+        store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();
     }
 
     #[tokio::test]
@@ -512,38 +424,23 @@ mod tests {
         let (_d, store) = store().await;
         let dgs = user(&store, Role::Dgs, Some("13005")).await;
         let now = t("2026-11-23T09:00:00Z");
-        let (a, created_a) = store
-            .create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now)
-            .await
-            .unwrap();
-        let (b, created_b) = store
-            .create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now)
-            .await
-            .unwrap();
+        let (a, created_a) = store.create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now).await.unwrap();
+        let (b, created_b) = store.create_crisis(&request("13005"), &dgs, Some(("k1", "h1")), now).await.unwrap();
         assert!(created_a && !created_b);
         assert_eq!(a.id, b.id);
         assert!(matches!(
-            store
-                .create_crisis(&request("13005"), &dgs, Some(("k1", "h2")), now)
-                .await,
+            store.create_crisis(&request("13005"), &dgs, Some(("k1", "h2")), now).await,
             Err(StoreError::IdempotencyMismatch)
         ));
-        assert_eq!(
-            store.crises(&CrisisFilter::default()).await.unwrap().len(),
-            1
-        );
+        assert_eq!(store.crises(&CrisisFilter::default()).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
     async fn audit_rows_cannot_be_updated_or_deleted() {
         let (_d, store) = store().await;
-        let err = sqlx::query("UPDATE audit_log SET actor_name = 'x' WHERE seq = 1")
-            .execute(&store.write)
-            .await;
+        let err = sqlx::query("UPDATE audit_log SET actor_name = 'x' WHERE seq = 1").execute(&store.write).await;
         assert!(err.is_err());
-        let err = sqlx::query("DELETE FROM audit_log")
-            .execute(&store.write)
-            .await;
+        let err = sqlx::query("DELETE FROM audit_log").execute(&store.write).await;
         assert!(err.is_err());
         store.verify_audit(None).await.unwrap();
     }

@@ -21,15 +21,13 @@ use std::time::Duration;
 use repli_core::{ChainError, CrisisId, InseeCode, TransitionError};
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
-pub use users::{NewUser, UserRecord};
+pub use users::{NewUser, Session, UserRecord, UserSummary};
 
 /// Everything that can go wrong in the store, with the domain refusals as their own variants
 /// so that the API can map each to its HTTP status in one place.
@@ -55,11 +53,12 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
     #[error("audit chain does not verify: {0}")]
     Chain(#[from] ChainError),
+    #[error("unknown user {0}")]
+    UnknownUser(i64),
+    #[error("login `{0}` is already taken")]
+    LoginTaken(String),
     #[error("crisis {id} is {state}: its log is closed")]
-    CrisisEnded {
-        id: CrisisId,
-        state: repli_core::CrisisState,
-    },
+    CrisisEnded { id: CrisisId, state: repli_core::CrisisState },
 }
 
 /// The database. Cheap to clone (pools are shared handles).
@@ -73,21 +72,12 @@ pub struct Store {
 
 fn migrator() -> Migrator {
     let m = |version, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            description.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
+        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
     };
     Migrator::with_migrations(vec![
         m(1, "init", include_str!("../migrations/0001_init.sql")),
-        m(
-            2,
-            "checkpoints",
-            include_str!("../migrations/0002_checkpoints.sql"),
-        ),
+        m(2, "checkpoints", include_str!("../migrations/0002_checkpoints.sql")),
+        m(3, "accounts", include_str!("../migrations/0003_accounts.sql")),
     ])
 }
 
@@ -100,10 +90,7 @@ pub struct Checkpointing {
 
 impl Checkpointing {
     pub fn new(key: ed25519_dalek::SigningKey, every: u32) -> Self {
-        Self {
-            key,
-            every: i64::from(every.max(1)),
-        }
+        Self { key, every: i64::from(every.max(1)) }
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -114,10 +101,7 @@ impl Checkpointing {
 impl std::fmt::Debug for Checkpointing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret half.
-        f.debug_struct("Checkpointing")
-            .field("public_key", &self.public_key_hex())
-            .field("every", &self.every)
-            .finish()
+        f.debug_struct("Checkpointing").field("public_key", &self.public_key_hex()).field("every", &self.every).finish()
     }
 }
 
@@ -133,10 +117,7 @@ impl Store {
     }
 
     /// Like [`Store::open`], signing checkpoints of the audit chain with `checkpointing`.
-    pub async fn open_with(
-        path: &Path,
-        checkpointing: Option<Checkpointing>,
-    ) -> Result<Self, StoreError> {
+    pub async fn open_with(path: &Path, checkpointing: Option<Checkpointing>) -> Result<Self, StoreError> {
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -155,12 +136,7 @@ impl Store {
             .connect_with(base.read_only(true))
             .await?;
         tracing::debug!(path = %path.display(), "database open");
-        Ok(Self {
-            write,
-            read,
-            path: path.to_owned(),
-            checkpointing: checkpointing.map(std::sync::Arc::new),
-        })
+        Ok(Self { write, read, path: path.to_owned(), checkpointing: checkpointing.map(std::sync::Arc::new) })
     }
 
     /// Opens an existing database for reading only: no migration, no write, no file created.
@@ -177,16 +153,8 @@ impl Store {
             .read_only(true)
             .create_if_missing(false)
             .busy_timeout(Duration::from_secs(10));
-        let read = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await?;
-        Ok(Self {
-            write: read.clone(),
-            read,
-            path: path.to_owned(),
-            checkpointing: None,
-        })
+        let read = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        Ok(Self { write: read.clone(), read, path: path.to_owned(), checkpointing: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -215,8 +183,10 @@ pub(crate) mod testutil {
     use repli_core::reference::{parse_communes, parse_conventions};
     use repli_core::{Actor, AuthMethod, Role};
 
-    pub const COMMUNES: &str = "insee,name,population\n13005,Aubagne,47529\n13001,Aix-en-Provence,149695\n13055,Marseille,886040\n";
-    pub const CONVENTIONS: &str = "insee,signed_on,deliberation_ref\n13005,2023-12-14,DCM-2023-187\n13001,2024-02-15,DCM-2024-031\n";
+    pub const COMMUNES: &str =
+        "insee,name,population\n13005,Aubagne,47529\n13001,Aix-en-Provence,149695\n13055,Marseille,886040\n";
+    pub const CONVENTIONS: &str =
+        "insee,signed_on,deliberation_ref\n13005,2023-12-14,DCM-2023-187\n13001,2024-02-15,DCM-2024-031\n";
 
     pub fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -227,10 +197,7 @@ pub(crate) mod testutil {
         let store = Store::open(&dir.path().join("t.db")).await.unwrap();
         let communes = parse_communes("c", COMMUNES).unwrap();
         let conventions = parse_conventions("v", CONVENTIONS, &communes).unwrap();
-        store
-            .sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z"))
-            .await
-            .unwrap();
+        store.sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z")).await.unwrap();
         (dir, store)
     }
 
@@ -249,12 +216,6 @@ pub(crate) mod testutil {
             )
             .await
             .unwrap();
-        Actor {
-            user_id: u.id,
-            name: u.name,
-            role,
-            commune: u.commune,
-            auth: AuthMethod::Token,
-        }
+        Actor { user_id: u.id, name: u.name, role, commune: u.commune, auth: AuthMethod::Token }
     }
 }

@@ -37,45 +37,28 @@ impl ReferenceSync {
 
 fn record_from_row(r: &SqliteRow) -> Result<CommuneRecord, StoreError> {
     let insee: String = r.try_get("insee")?;
-    let insee = InseeCode::parse(&insee).map_err(|_| StoreError::Corrupt {
-        column: "communes.insee",
-        value: insee,
-    })?;
+    let insee = InseeCode::parse(&insee).map_err(|_| StoreError::Corrupt { column: "communes.insee", value: insee })?;
     let population: i64 = r.try_get("population")?;
     let commune = Commune {
         insee: insee.clone(),
         name: r.try_get("name")?,
-        population: u32::try_from(population).map_err(|_| StoreError::Corrupt {
-            column: "communes.population",
-            value: population.to_string(),
-        })?,
+        population: u32::try_from(population)
+            .map_err(|_| StoreError::Corrupt { column: "communes.population", value: population.to_string() })?,
     };
     let signed_on: Option<String> = r.try_get("signed_on")?;
     let convention = match signed_on {
         None => None,
         Some(d) => Some(Convention {
             insee,
-            signed_on: d.parse().map_err(|_| StoreError::Corrupt {
-                column: "conventions.signed_on",
-                value: d,
-            })?,
+            signed_on: d.parse().map_err(|_| StoreError::Corrupt { column: "conventions.signed_on", value: d })?,
             deliberation_ref: r.try_get("deliberation_ref")?,
         }),
     };
     let open: Option<String> = r.try_get("open_crisis")?;
     let open_crisis = open
-        .map(|o| {
-            CrisisId::parse(&o).map_err(|_| StoreError::Corrupt {
-                column: "crises.id",
-                value: o,
-            })
-        })
+        .map(|o| CrisisId::parse(&o).map_err(|_| StoreError::Corrupt { column: "crises.id", value: o }))
         .transpose()?;
-    Ok(CommuneRecord {
-        commune,
-        convention,
-        open_crisis,
-    })
+    Ok(CommuneRecord { commune, convention, open_crisis })
 }
 
 impl Store {
@@ -88,14 +71,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<ReferenceSync, StoreError> {
         let mut tx = self.write.begin().await?;
-        let existing: HashMap<String, (String, i64)> = sqlx::query_as::<_, (String, String, i64)>(
-            "SELECT insee, name, population FROM communes",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(i, n, p)| (i, (n, p)))
-        .collect();
+        let existing: HashMap<String, (String, i64)> =
+            sqlx::query_as::<_, (String, String, i64)>("SELECT insee, name, population FROM communes")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(i, n, p)| (i, (n, p)))
+                .collect();
         let mut sync = ReferenceSync::default();
         for c in communes {
             let row = (c.name.clone(), i64::from(c.population));
@@ -115,14 +97,12 @@ impl Store {
             .await?;
         }
         let old_conv: HashMap<String, (String, String)> =
-            sqlx::query_as::<_, (String, String, String)>(
-                "SELECT insee, signed_on, deliberation_ref FROM conventions",
-            )
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(i, d, r)| (i, (d, r)))
-            .collect();
+            sqlx::query_as::<_, (String, String, String)>("SELECT insee, signed_on, deliberation_ref FROM conventions")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(i, d, r)| (i, (d, r)))
+                .collect();
         for v in conventions {
             let row = (v.signed_on.to_string(), v.deliberation_ref.clone());
             match old_conv.get(v.insee.as_str()) {
@@ -143,10 +123,7 @@ impl Store {
         }
         for insee in old_conv.keys() {
             if !conventions.iter().any(|v| v.insee.as_str() == insee) {
-                sqlx::query("DELETE FROM conventions WHERE insee = ?")
-                    .bind(insee)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("DELETE FROM conventions WHERE insee = ?").bind(insee).execute(&mut *tx).await?;
                 sync.conventions_removed.push(insee.clone());
             }
         }
@@ -179,10 +156,7 @@ impl Store {
     }
 
     pub async fn commune(&self, insee: &InseeCode) -> Result<Option<CommuneRecord>, StoreError> {
-        let row = sqlx::query(COMMUNE_ONE_SQL)
-            .bind(insee.as_str())
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(COMMUNE_ONE_SQL).bind(insee.as_str()).fetch_optional(&self.read).await?;
         row.as_ref().map(record_from_row).transpose()
     }
 }
@@ -206,34 +180,17 @@ mod tests {
         let (_d, store) = store().await;
         let all = store.communes().await.unwrap();
         assert_eq!(all.len(), 3);
-        let aubagne = store
-            .commune(&InseeCode::parse("13005").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let aubagne = store.commune(&InseeCode::parse("13005").unwrap()).await.unwrap().unwrap();
         assert_eq!(aubagne.convention.unwrap().deliberation_ref, "DCM-2023-187");
-        let marseille = store
-            .commune(&InseeCode::parse("13055").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let marseille = store.commune(&InseeCode::parse("13055").unwrap()).await.unwrap().unwrap();
         assert!(marseille.convention.is_none());
 
         let communes = parse_communes("c", COMMUNES).unwrap();
         let before = store.verify_audit(None).await.unwrap().entries;
-        let again = store
-            .sync_reference(&communes, &[], t("2026-11-03T08:00:00Z"))
-            .await
-            .unwrap();
-        assert_eq!(
-            again.conventions_removed,
-            vec!["13001".to_string(), "13005".to_string()]
-        );
+        let again = store.sync_reference(&communes, &[], t("2026-11-03T08:00:00Z")).await.unwrap();
+        assert_eq!(again.conventions_removed, vec!["13001".to_string(), "13005".to_string()]);
         assert_eq!(store.verify_audit(None).await.unwrap().entries, before + 1);
-        let same = store
-            .sync_reference(&communes, &[], t("2026-11-03T08:00:00Z"))
-            .await
-            .unwrap();
+        let same = store.sync_reference(&communes, &[], t("2026-11-03T08:00:00Z")).await.unwrap();
         assert!(same.is_empty());
         assert_eq!(store.verify_audit(None).await.unwrap().entries, before + 1);
     }

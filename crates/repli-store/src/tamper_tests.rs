@@ -17,19 +17,10 @@ const KEY: [u8; 32] = [42; 32];
 async fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let store = Store::open_with(
-        &path,
-        Some(Checkpointing::new(SigningKey::from_bytes(&KEY), 5)),
-    )
-    .await
-    .unwrap();
+    let store = Store::open_with(&path, Some(Checkpointing::new(SigningKey::from_bytes(&KEY), 5))).await.unwrap();
     let communes = repli_core::reference::parse_communes("c", COMMUNES).unwrap();
-    let conventions =
-        repli_core::reference::parse_conventions("v", CONVENTIONS, &communes).unwrap();
-    store
-        .sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z"))
-        .await
-        .unwrap();
+    let conventions = repli_core::reference::parse_conventions("v", CONVENTIONS, &communes).unwrap();
+    store.sync_reference(&communes, &conventions, t("2026-11-02T08:00:00Z")).await.unwrap();
     let ops = user(&store, Role::Ops, None).await;
     let new = NewCrisis {
         commune: InseeCode::parse("13005").unwrap(),
@@ -41,30 +32,12 @@ async fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
         notes: String::new(),
         due_at: t("2026-11-27T15:00:00Z"),
     };
-    let (c, _) = store
-        .create_crisis(&new, &ops, None, t("2026-11-23T08:00:00Z"))
-        .await
-        .unwrap();
-    store
-        .transition(
-            &c.id,
-            CrisisAction::Activate,
-            None,
-            &ops,
-            t("2026-11-23T08:10:00Z"),
-        )
-        .await
-        .unwrap();
+    let (c, _) = store.create_crisis(&new, &ops, None, t("2026-11-23T08:00:00Z")).await.unwrap();
+    store.transition(&c.id, CrisisAction::Activate, None, &ops, t("2026-11-23T08:10:00Z")).await.unwrap();
     let mut seq = store.verify_audit(None).await.unwrap().last_seq;
     while seq < 20 {
         store
-            .add_log_entry(
-                &c.id,
-                LogKind::Information,
-                &format!("point {seq}"),
-                &ops,
-                t("2026-11-23T09:00:00Z"),
-            )
+            .add_log_entry(&c.id, LogKind::Information, &format!("point {seq}"), &ops, t("2026-11-23T09:00:00Z"))
             .await
             .unwrap();
         seq += 1;
@@ -77,19 +50,9 @@ async fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
 
 /// Opens the file as an attacker: a plain read-write connection, triggers dropped.
 async fn attacker(path: &std::path::Path) -> SqliteConnection {
-    let mut c = SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_log_no_update")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_log_no_delete")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let mut c = SqliteConnectOptions::new().filename(path).connect().await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut c).await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_delete").execute(&mut c).await.unwrap();
     c
 }
 
@@ -103,11 +66,7 @@ async fn verdict(path: &std::path::Path) -> (i64, Tamper) {
 }
 
 async fn row(c: &mut SqliteConnection, seq: i64) -> AuditEntry {
-    let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?")
-        .bind(seq)
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
+    let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?").bind(seq).fetch_one(&mut *c).await.unwrap();
     crate::audit::entry_from_row(&r).unwrap()
 }
 
@@ -144,10 +103,7 @@ async fn modified_and_rehashed() {
 async fn deleted() {
     let (_d, path) = populated().await;
     let mut c = attacker(&path).await;
-    sqlx::query("DELETE FROM audit_log WHERE seq = 7")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 7").execute(&mut c).await.unwrap();
     c.close().await.unwrap();
     assert_eq!(verdict(&path).await, (7, Tamper::Deleted));
 }
@@ -159,11 +115,7 @@ async fn inserted() {
     // Make room at 11 by shifting 11..20 up (highest first, seq is the primary key), then
     // insert a forged entry whose hash and link are computed as docs/AUDIT.md says.
     for seq in (11..=20).rev() {
-        sqlx::query("UPDATE audit_log SET seq = seq + 1 WHERE seq = ?")
-            .bind(seq)
-            .execute(&mut c)
-            .await
-            .unwrap();
+        sqlx::query("UPDATE audit_log SET seq = seq + 1 WHERE seq = ?").bind(seq).execute(&mut c).await.unwrap();
     }
     let prev = row(&mut c, 10).await;
     let mut forged = prev.clone();
@@ -196,18 +148,9 @@ async fn inserted() {
 async fn reordered() {
     let (_d, path) = populated().await;
     let mut c = attacker(&path).await;
-    sqlx::query("UPDATE audit_log SET seq = -1 WHERE seq = 14")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_log SET seq = 14 WHERE seq = 15")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_log SET seq = 15 WHERE seq = -1")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE audit_log SET seq = -1 WHERE seq = 14").execute(&mut c).await.unwrap();
+    sqlx::query("UPDATE audit_log SET seq = 14 WHERE seq = 15").execute(&mut c).await.unwrap();
+    sqlx::query("UPDATE audit_log SET seq = 15 WHERE seq = -1").execute(&mut c).await.unwrap();
     c.close().await.unwrap();
     assert_eq!(verdict(&path).await, (14, Tamper::Reordered));
 }
@@ -217,10 +160,7 @@ async fn truncated() {
     let (_d, path) = populated().await;
     let mut c = attacker(&path).await;
     // The last four entries go; the remaining chain is intact, but checkpoint 20 covers them.
-    sqlx::query("DELETE FROM audit_log WHERE seq > 16")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq > 16").execute(&mut c).await.unwrap();
     c.close().await.unwrap();
     assert_eq!(verdict(&path).await, (17, Tamper::Truncated));
 }
@@ -232,19 +172,10 @@ async fn forged_checkpoints_are_refused() {
     let stranger = SigningKey::from_bytes(&[1; 32]).verifying_key();
     assert!(matches!(
         store.verify_audit(Some(&stranger)).await,
-        Err(StoreError::Chain(
-            repli_core::ChainError::BadCheckpoint { .. }
-        ))
+        Err(StoreError::Chain(repli_core::ChainError::BadCheckpoint { .. }))
     ));
     // The untouched file verifies, offline and read-only.
-    let s = store
-        .verify_audit(Some(&SigningKey::from_bytes(&KEY).verifying_key()))
-        .await
-        .unwrap();
+    let s = store.verify_audit(Some(&SigningKey::from_bytes(&KEY).verifying_key())).await.unwrap();
     assert_eq!((s.entries, s.last_checkpoint), (20, Some(20)));
-    assert!(
-        Store::open_read_only(&path.with_extension("missing"))
-            .await
-            .is_err()
-    );
+    assert!(Store::open_read_only(&path.with_extension("missing")).await.is_err());
 }

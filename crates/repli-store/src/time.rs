@@ -13,16 +13,10 @@ pub fn to_db(t: Timestamp) -> String {
 }
 
 pub fn from_db(column: &'static str, s: &str) -> Result<Timestamp, StoreError> {
-    s.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        value: s.to_owned(),
-    })
+    s.parse().map_err(|_| StoreError::Corrupt { column, value: s.to_owned() })
 }
 
-pub(crate) fn opt_from_db(
-    column: &'static str,
-    s: Option<String>,
-) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn opt_from_db(column: &'static str, s: Option<String>) -> Result<Option<Timestamp>, StoreError> {
     s.map(|s| from_db(column, &s)).transpose()
 }
 

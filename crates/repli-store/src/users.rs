@@ -17,6 +17,27 @@ pub struct NewUser {
     pub token_expires_at: Option<Timestamp>,
 }
 
+/// A user as listed to admins: never a token or a password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub commune: Option<InseeCode>,
+    pub login: Option<String>,
+    pub has_password: bool,
+    pub active_tokens: i64,
+    pub created_at: Timestamp,
+}
+
+/// A web session, found by the SHA-256 of its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub actor: Actor,
+    pub csrf: String,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: i64,
@@ -27,12 +48,7 @@ pub struct UserRecord {
 
 impl Store {
     /// Creates a user with one API token, audited.
-    pub async fn create_user(
-        &self,
-        u: &NewUser,
-        by: By<'_>,
-        now: Timestamp,
-    ) -> Result<UserRecord, StoreError> {
+    pub async fn create_user(&self, u: &NewUser, by: By<'_>, now: Timestamp) -> Result<UserRecord, StoreError> {
         let mut tx = self.write.begin().await?;
         if let Some(c) = &u.commune {
             let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?")
@@ -44,15 +60,14 @@ impl Store {
             }
         }
         let created = time::to_db(now);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (name, role, commune, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&u.name)
-        .bind(u.role.as_str())
-        .bind(u.commune.as_ref().map(InseeCode::as_str))
-        .bind(&created)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO users (name, role, commune, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+                .bind(&u.name)
+                .bind(u.role.as_str())
+                .bind(u.commune.as_ref().map(InseeCode::as_str))
+                .bind(&created)
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(id)
             .bind(&u.token_sha256)
@@ -72,20 +87,11 @@ impl Store {
         };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
-        Ok(UserRecord {
-            id,
-            name: u.name.clone(),
-            role: u.role,
-            commune: u.commune.clone(),
-        })
+        Ok(UserRecord { id, name: u.name.clone(), role: u.role, commune: u.commune.clone() })
     }
 
     /// The actor holding the token whose SHA-256 is `token_sha256`, if it is valid at `now`.
-    pub async fn actor_by_token(
-        &self,
-        token_sha256: &str,
-        now: Timestamp,
-    ) -> Result<Option<Actor>, StoreError> {
+    pub async fn actor_by_token(&self, token_sha256: &str, now: Timestamp) -> Result<Option<Actor>, StoreError> {
         let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
             "SELECT u.id, u.name, u.role, u.commune FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
@@ -97,25 +103,237 @@ impl Store {
         let Some((user_id, name, role, commune)) = row else {
             return Ok(None);
         };
-        let role = role.parse::<Role>().map_err(|_| StoreError::Corrupt {
-            column: "users.role",
-            value: role,
-        })?;
+        let role = role.parse::<Role>().map_err(|_| StoreError::Corrupt { column: "users.role", value: role })?;
         let commune = commune
-            .map(|c| {
-                InseeCode::parse(&c).map_err(|_| StoreError::Corrupt {
-                    column: "users.commune",
-                    value: c,
+            .map(|c| InseeCode::parse(&c).map_err(|_| StoreError::Corrupt { column: "users.commune", value: c }))
+            .transpose()?;
+        Ok(Some(Actor { user_id, name, role, commune, auth: AuthMethod::Token }))
+    }
+}
+
+fn parse_role(role: String) -> Result<Role, StoreError> {
+    role.parse().map_err(|_| StoreError::Corrupt { column: "users.role", value: role })
+}
+
+fn parse_commune(commune: Option<String>) -> Result<Option<InseeCode>, StoreError> {
+    commune
+        .map(|c| InseeCode::parse(&c).map_err(|_| StoreError::Corrupt { column: "users.commune", value: c }))
+        .transpose()
+}
+
+async fn user_exists(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<(), StoreError> {
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+    known.map(|_| ()).ok_or(StoreError::UnknownUser(id))
+}
+
+async fn actor_in(conn: &mut sqlx::SqliteConnection, user_id: i64, auth: AuthMethod) -> Result<Actor, StoreError> {
+    let row: Option<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT name, role, commune FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (name, role, commune) = row.ok_or(StoreError::UnknownUser(user_id))?;
+    Ok(Actor { user_id, name, role: parse_role(role)?, commune: parse_commune(commune)?, auth })
+}
+
+/// Accounts: listing, tokens, passwords, web sessions. Every change is audited.
+impl Store {
+    /// Every user, with how many usable tokens they hold.
+    pub async fn users(&self, now: Timestamp) -> Result<Vec<UserSummary>, StoreError> {
+        type Row = (i64, String, String, Option<String>, Option<String>, bool, i64, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT u.id, u.name, u.role, u.commune, u.login, u.password_phc IS NOT NULL, \
+             (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL \
+              AND (t.expires_at IS NULL OR t.expires_at > ?1)), u.created_at FROM users u ORDER BY u.id",
+        )
+        .bind(time::to_db(now))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(id, name, role, commune, login, has_password, active_tokens, created)| {
+                Ok(UserSummary {
+                    id,
+                    name,
+                    role: parse_role(role)?,
+                    commune: parse_commune(commune)?,
+                    login,
+                    has_password,
+                    active_tokens,
+                    created_at: time::from_db("users.created_at", &created)?,
                 })
             })
-            .transpose()?;
-        Ok(Some(Actor {
-            user_id,
-            name,
-            role,
-            commune,
-            auth: AuthMethod::Token,
-        }))
+            .collect()
+    }
+
+    /// Issues another API token to a user (only its hash is stored).
+    pub async fn issue_token(
+        &self,
+        user_id: i64,
+        token_sha256: &str,
+        expires_at: Option<Timestamp>,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        user_exists(&mut tx, user_id).await?;
+        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(user_id)
+            .bind(token_sha256)
+            .bind(time::to_db(now))
+            .bind(expires_at.map(time::to_db))
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("user:{user_id}");
+        let details = json!({ "expires_at": expires_at.map(time::to_db) });
+        let e = NewEntry { by, commune: None, crisis: None, action: "token.issue", target: &target, details };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes every token and web session of a user. Returns how many were revoked.
+    pub async fn revoke_tokens(&self, user_id: i64, by: By<'_>, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        user_exists(&mut tx, user_id).await?;
+        let at = time::to_db(now);
+        let tokens = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(&at)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(&at)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let target = format!("user:{user_id}");
+        let details = json!({ "tokens": tokens, "sessions": sessions });
+        let e = NewEntry { by, commune: None, crisis: None, action: "token.revoke", target: &target, details };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(tokens + sessions)
+    }
+
+    /// Sets a user's web login and argon2id password hash (PHC string). The hash is never
+    /// written to the audit log.
+    pub async fn set_password(
+        &self,
+        user_id: i64,
+        login: &str,
+        phc: &str,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        user_exists(&mut tx, user_id).await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE login = ? AND id <> ?")
+            .bind(login)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::LoginTaken(login.to_owned()));
+        }
+        sqlx::query("UPDATE users SET login = ?, password_phc = ? WHERE id = ?")
+            .bind(login)
+            .bind(phc)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("user:{user_id}");
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: "user.set_password",
+            target: &target,
+            details: json!({ "login": login }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user id and password hash behind a login, for the web sign-in.
+    pub async fn password_for_login(&self, login: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, password_phc FROM users WHERE login = ? AND password_phc IS NOT NULL")
+            .bind(login)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Opens a web session (audited as a sign-in).
+    pub async fn create_session(
+        &self,
+        user_id: i64,
+        id_sha256: &str,
+        csrf: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Actor, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
+        sqlx::query("INSERT INTO sessions (id_sha256, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id_sha256)
+            .bind(user_id)
+            .bind(csrf)
+            .bind(time::to_db(now))
+            .bind(time::to_db(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("user:{user_id}");
+        let details = json!({ "expires_at": time::to_db(expires_at) });
+        let e = NewEntry {
+            by: By::User(&actor),
+            commune: None,
+            crisis: None,
+            action: "session.open",
+            target: &target,
+            details,
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(actor)
+    }
+
+    /// Closes a web session (sign-out).
+    pub async fn close_session(&self, id_sha256: &str, actor: &Actor, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_sha256 = ? AND revoked_at IS NULL")
+            .bind(time::to_db(now))
+            .bind(id_sha256)
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("user:{}", actor.user_id);
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: None,
+            action: "session.close",
+            target: &target,
+            details: json!({}),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live session whose id hashes to `id_sha256`.
+    pub async fn session(&self, id_sha256: &str, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT user_id, csrf, expires_at FROM sessions WHERE id_sha256 = ? AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(id_sha256)
+        .bind(time::to_db(now))
+        .fetch_optional(&self.read)
+        .await?;
+        let Some((user_id, csrf, expires)) = row else { return Ok(None) };
+        let mut conn = self.read.acquire().await?;
+        let actor = actor_in(&mut conn, user_id, AuthMethod::Password).await?;
+        Ok(Some(Session { actor, csrf, expires_at: time::from_db("sessions.expires_at", &expires)? }))
     }
 }
 
@@ -134,30 +352,11 @@ mod tests {
             token_sha256: "abc".into(),
             token_expires_at: Some(t("2026-12-01T00:00:00Z")),
         };
-        store
-            .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
-            .await
-            .unwrap();
-        let a = store
-            .actor_by_token("abc", t("2026-11-20T00:00:00Z"))
-            .await
-            .unwrap()
-            .unwrap();
+        store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await.unwrap();
+        let a = store.actor_by_token("abc", t("2026-11-20T00:00:00Z")).await.unwrap().unwrap();
         assert_eq!((a.name.as_str(), a.role), ("Claire Ops", Role::Ops));
-        assert!(
-            store
-                .actor_by_token("abc", t("2026-12-01T00:00:00Z"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .actor_by_token("nope", t("2026-11-20T00:00:00Z"))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.actor_by_token("abc", t("2026-12-01T00:00:00Z")).await.unwrap().is_none());
+        assert!(store.actor_by_token("nope", t("2026-11-20T00:00:00Z")).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -171,18 +370,39 @@ mod tests {
             token_expires_at: None,
         };
         assert!(matches!(
-            store
-                .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
-                .await,
+            store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await,
             Err(StoreError::UnknownCommune(_))
         ));
         // The schema itself refuses a DGS without a commune.
         u.commune = None;
-        assert!(matches!(
-            store
-                .create_user(&u, By::System, t("2026-11-02T08:00:00Z"))
-                .await,
-            Err(StoreError::Db(_))
-        ));
+        assert!(matches!(store.create_user(&u, By::System, t("2026-11-02T08:00:00Z")).await, Err(StoreError::Db(_))));
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[tokio::test]
+    async fn listing_revoking_and_sessions() {
+        let (_d, store) = store().await;
+        let ops = user(&store, Role::Ops, None).await;
+        let now = t("2026-11-23T08:00:00Z");
+        store.issue_token(ops.user_id, "second", None, By::System, now).await.unwrap();
+        let list = store.users(now).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].active_tokens, list[0].has_password), (2, false));
+        store.set_password(ops.user_id, "ops.astreinte", "$argon2id$fake", By::System, now).await.unwrap();
+        assert_eq!(store.password_for_login("ops.astreinte").await.unwrap().unwrap().0, ops.user_id);
+        store.create_session(ops.user_id, "sid", "csrf", t("2026-11-23T20:00:00Z"), now).await.unwrap();
+        let s = store.session("sid", now).await.unwrap().unwrap();
+        assert_eq!((s.actor.user_id, s.actor.auth, s.csrf.as_str()), (ops.user_id, AuthMethod::Password, "csrf"));
+        assert!(store.session("sid", t("2026-11-23T20:00:01Z")).await.unwrap().is_none(), "expired");
+        assert_eq!(store.revoke_tokens(ops.user_id, By::System, now).await.unwrap(), 3);
+        assert!(store.session("sid", now).await.unwrap().is_none());
+        assert!(store.actor_by_token("second", now).await.unwrap().is_none());
+        assert!(matches!(store.revoke_tokens(999, By::System, now).await, Err(StoreError::UnknownUser(999))));
+        store.verify_audit(None).await.unwrap();
     }
 }

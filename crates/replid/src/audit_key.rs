@@ -9,15 +9,9 @@ use ed25519_dalek::SigningKey;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read the audit key {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot create the audit key {path}: {source}")]
-    Create {
-        path: String,
-        source: std::io::Error,
-    },
+    Create { path: String, source: std::io::Error },
     #[error("the audit key {path} is not 64 hexadecimal characters")]
     Format { path: String },
     #[error("no randomness available: {0}")]
@@ -30,18 +24,12 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             warn_if_loose(path);
-            let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Format {
-                path: shown.clone(),
-            })?;
-            let seed = <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| KeyError::Format { path: shown })?;
+            let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Format { path: shown.clone() })?;
+            let seed = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Format { path: shown })?;
             Ok(SigningKey::from_bytes(&seed))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
-        Err(source) => Err(KeyError::Read {
-            path: shown,
-            source,
-        }),
+        Err(source) => Err(KeyError::Read { path: shown, source }),
     }
 }
 
@@ -56,16 +44,10 @@ fn create(path: &Path) -> Result<SigningKey, KeyError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|source| KeyError::Create {
-        path: shown.clone(),
-        source,
-    })?;
+    let mut f = opts.open(path).map_err(|source| KeyError::Create { path: shown.clone(), source })?;
     f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
         .and_then(|()| f.sync_all())
-        .map_err(|source| KeyError::Create {
-            path: shown,
-            source,
-        })?;
+        .map_err(|source| KeyError::Create { path: shown, source })?;
     let key = SigningKey::from_bytes(&seed);
     tracing::info!(path = %path.display(), public_key = %hex::encode(key.verifying_key().to_bytes()), "audit signing key created");
     Ok(key)
@@ -97,10 +79,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         std::fs::write(&p, "not hex").unwrap();
         assert!(matches!(load_or_create(&p), Err(KeyError::Format { .. })));

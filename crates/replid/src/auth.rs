@@ -2,10 +2,10 @@
 //! turns a bearer token into the acting user.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use jiff::Timestamp;
-use repli_core::{Actor, InseeCode, Permission, Role};
+use repli_core::{Actor, InseeCode, Role};
 use repli_store::{By, NewUser, Store, StoreError, UserRecord};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,26 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
 /// What is stored for a token.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// argon2id with explicit parameters (OWASP's recommended minimum: 19 MiB, 2 passes, 1 lane).
+fn argon2() -> Result<argon2::Argon2<'static>, String> {
+    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).map_err(|e| e.to_string())?;
+    Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
+}
+
+/// The PHC string of `password` with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::PasswordHasher;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    argon2()?.hash_password_with_salt(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2().is_ok_and(|a| a.verify_password(password.as_bytes(), phc).is_ok())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,63 +74,51 @@ pub async fn create_user(
     }
     let name = repli_core::text::name("name", name).map_err(UserError::Name)?;
     let token = generate_token().map_err(UserError::Random)?;
-    let user = NewUser {
-        name,
-        role,
-        commune,
-        token_sha256: token_hash(&token),
-        token_expires_at: expires_at,
-    };
+    let user = NewUser { name, role, commune, token_sha256: token_hash(&token), token_expires_at: expires_at };
     let rec = store.create_user(&user, by, now).await?;
     Ok((rec, token))
 }
 
-/// The authenticated caller of a request.
+/// Finds the actor behind a request's bearer token.
+pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthenticated)?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
+        .ok_or(ApiError::Unauthenticated)?;
+    st.store.actor_by_token(&token_hash(token), st.clock.now()).await?.ok_or(ApiError::Unauthenticated)
+}
+
+/// The authenticated caller of a request, put there by the route's authorization layer
+/// (`api::routes`), which already checked the route's permission.
 #[derive(Debug, Clone)]
 pub struct Authed(pub Actor);
 
-impl Authed {
-    /// Refuses unless the policy table allows this actor's role `p`.
-    pub fn require(&self, p: Permission) -> Result<&Actor, ApiError> {
-        if self.0.may(p) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::Forbidden("Action non autorisée pour votre rôle."))
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Authed {
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
-            .ok_or(ApiError::Unauthenticated)?;
-        let actor = state
-            .store
-            .actor_by_token(&token_hash(token), state.clock.now())
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
-        tracing::Span::current().record("user", actor.user_id);
-        Ok(Authed(actor))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Actor>().cloned().map(Authed).ok_or(ApiError::Unauthenticated)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_salt() {
+        let a = hash_password("correct horse battery staple").unwrap();
+        let b = hash_password("correct horse battery staple").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "salted");
+        assert!(verify_password("correct horse battery staple", &a));
+        assert!(!verify_password("correct horse battery stapl", &a));
+        assert!(!verify_password("x", "not a phc string"));
+    }
 
     #[test]
     fn tokens_are_random_and_prefixed() {

@@ -20,17 +20,12 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error(
-        "{origin}: unsupported configuration version {found} (this replid reads version {CONFIG_VERSION})"
-    )]
+    #[error("{origin}: unsupported configuration version {found} (this replid reads version {CONFIG_VERSION})")]
     Version { origin: String, found: u32 },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
@@ -66,11 +61,7 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self {
-            key_file: None,
-            checkpoint_every: 100,
-            checkpoint_minutes: 10,
-        }
+        Self { key_file: None, checkpoint_every: 100, checkpoint_minutes: 10 }
     }
 }
 
@@ -78,12 +69,7 @@ impl Config {
     /// Where the audit signing key lives.
     pub fn audit_key_path(&self) -> PathBuf {
         self.audit.key_file.clone().unwrap_or_else(|| {
-            let mut name = self
-                .database
-                .path
-                .file_name()
-                .map(std::ffi::OsStr::to_os_string)
-                .unwrap_or_default();
+            let mut name = self.database.path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
             name.push(".audit-key");
             self.database.path.with_file_name(name)
         })
@@ -98,9 +84,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8640)),
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)) }
     }
 }
 
@@ -112,9 +96,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            path: PathBuf::from("repli.db"),
-        }
+        Self { path: PathBuf::from("repli.db") }
     }
 }
 
@@ -134,10 +116,7 @@ pub struct SlaConfig {
 
 impl Default for SlaConfig {
     fn default() -> Self {
-        Self {
-            business_hours: DEFAULT_BUSINESS_HOURS,
-            calendar: CalendarSpec::default(),
-        }
+        Self { business_hours: DEFAULT_BUSINESS_HOURS, calendar: CalendarSpec::default() }
     }
 }
 
@@ -157,88 +136,55 @@ impl Default for Config {
 impl Config {
     /// Reads `path` (or starts from the defaults), applies the environment overlay from `env`
     /// and validates the result.
-    pub fn load(
-        path: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let (mut table, origin) = match path {
             Some(p) => {
-                let meta = std::fs::metadata(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
+                let meta = std::fs::metadata(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
                 if meta.len() > MAX_CONFIG_BYTES {
                     return Err(ConfigError::TooLarge { path: p.to_owned() });
                 }
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
                 let origin = p.display().to_string();
                 let table = text
                     .parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid {
-                        origin: origin.clone(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
                 (table, origin)
             }
             None => {
                 let mut t = toml::Table::new();
-                t.insert(
-                    "version".into(),
-                    toml::Value::Integer(i64::from(CONFIG_VERSION)),
-                );
+                t.insert("version".into(), toml::Value::Integer(i64::from(CONFIG_VERSION)));
                 (t, "built-in defaults".to_owned())
             }
         };
         let mut overridden = Vec::new();
         for (name, value) in env {
             if let Some(keys) = name.strip_prefix(ENV_PREFIX).filter(|k| k.contains("__")) {
-                overlay(&mut table, keys, &value).map_err(|message| ConfigError::Env {
-                    name: name.clone(),
-                    message,
-                })?;
+                overlay(&mut table, keys, &value)
+                    .map_err(|message| ConfigError::Env { name: name.clone(), message })?;
                 overridden.push(name);
             }
         }
-        let origin = if overridden.is_empty() {
-            origin
-        } else {
-            format!("{origin} + {}", overridden.join(", "))
-        };
+        let origin = if overridden.is_empty() { origin } else { format!("{origin} + {}", overridden.join(", ")) };
         let found = table.get("version").and_then(toml::Value::as_integer);
         match found {
             Some(v) if v == i64::from(CONFIG_VERSION) => {}
             Some(v) => {
-                return Err(ConfigError::Version {
-                    origin,
-                    found: u32::try_from(v).unwrap_or(u32::MAX),
-                });
+                return Err(ConfigError::Version { origin, found: u32::try_from(v).unwrap_or(u32::MAX) });
             }
             None => {
-                return Err(ConfigError::Invalid {
-                    origin,
-                    message: "missing `version = 1`".into(),
-                });
+                return Err(ConfigError::Invalid { origin, message: "missing `version = 1`".into() });
             }
         }
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { origin, message })?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
-        repli_core::BusinessCalendar::from_spec(&self.sla.calendar)
-            .map_err(|e| format!("sla.calendar: {e}"))?;
+        repli_core::BusinessCalendar::from_spec(&self.sla.calendar).map_err(|e| format!("sla.calendar: {e}"))?;
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
         }
@@ -267,12 +213,8 @@ fn overlay(table: &mut toml::Table, keys: &str, value: &str) -> Result<(), Strin
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut cur = table;
     for p in parents {
-        let entry = cur
-            .entry(p.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{p}` is not a section"))?;
+        let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a section"))?;
     }
     cur.insert(last.clone(), parsed);
     Ok(())
@@ -283,10 +225,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect()
+        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
     }
 
     #[test]
@@ -305,10 +244,7 @@ mod tests {
             env(&[
                 ("REPLI_SERVER__LISTEN", "127.0.0.1:9999"),
                 ("REPLI_SLA__BUSINESS_HOURS", "24"),
-                (
-                    "REPLI_SLA__CALENDAR__WINDOWS",
-                    "[\"08:30-12:00\", \"13:30-17:30\"]",
-                ),
+                ("REPLI_SLA__CALENDAR__WINDOWS", "[\"08:30-12:00\", \"13:30-17:30\"]"),
                 ("REPLI_TOKEN", "ignored: not a config key"),
                 ("HOME", "/root"),
             ]),
@@ -319,11 +255,7 @@ mod tests {
         assert_eq!(c.sla.calendar.windows.len(), 2);
         let e = Config::load(None, env(&[("REPLI_SERVER__LISTNE", "x")])).unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
-        let e = Config::load(
-            None,
-            env(&[("REPLI_SLA__CALENDAR__TIME_ZONE", "Mars/Olympus")]),
-        )
-        .unwrap_err();
+        let e = Config::load(None, env(&[("REPLI_SLA__CALENDAR__TIME_ZONE", "Mars/Olympus")])).unwrap_err();
         assert!(e.to_string().contains("Mars/Olympus"), "{e}");
     }
 
@@ -333,10 +265,7 @@ mod tests {
         let p = dir.path().join("c.toml");
         for (text, needle) in [
             ("version = 2\n", "unsupported configuration version 2"),
-            (
-                "[server]\nlisten = \"127.0.0.1:1\"\n",
-                "missing `version = 1`",
-            ),
+            ("[server]\nlisten = \"127.0.0.1:1\"\n", "missing `version = 1`"),
             ("version = 1\n[server]\nport = 80\n", "unknown field `port`"),
             ("version = 1\n[sla]\nbusiness_hours = 0\n", "business_hours"),
             ("version = = 1", "c.toml"),

@@ -32,10 +32,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn crisis_not_found() -> Self {
-        Self::NotFound {
-            code: "crisis_not_found",
-            detail: "Crise introuvable.".into(),
-        }
+        Self::NotFound { code: "crisis_not_found", detail: "Crise introuvable.".into() }
     }
 }
 
@@ -70,11 +67,7 @@ impl ApiError {
                     "invalid_fields",
                     format!(
                         "Champs invalides : {}.",
-                        errors
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" ; ")
+                        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; ")
                     ),
                 );
                 p.errors.clone_from(errors);
@@ -83,10 +76,7 @@ impl ApiError {
             Self::TooLarge => problem(
                 S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!(
-                    "Requête trop volumineuse : {} octets au plus.",
-                    repli_proto::MAX_BODY_BYTES
-                ),
+                format!("Requête trop volumineuse : {} octets au plus.", repli_proto::MAX_BODY_BYTES),
             ),
             Self::MediaType => problem(
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -103,8 +93,7 @@ fn internal() -> Problem {
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        "Erreur interne : l'équipe d'exploitation de la métropole a été prévenue par les journaux."
-            .into(),
+        "Erreur interne : l'équipe d'exploitation de la métropole a été prévenue par les journaux.".into(),
     )
 }
 
@@ -128,7 +117,9 @@ fn store_problem(e: &StoreError) -> Problem {
             let mut p = problem(
                 S::CONFLICT,
                 "open_crisis_exists",
-                format!("Une crise est déjà ouverte pour la commune {commune} : {open}. Suivez-la plutôt que d'en créer une autre."),
+                format!(
+                    "Une crise est déjà ouverte pour la commune {commune} : {open}. Suivez-la plutôt que d'en créer une autre."
+                ),
             );
             p.open_crisis = Some(open.clone());
             p
@@ -158,14 +149,15 @@ fn store_problem(e: &StoreError) -> Problem {
             p.current_state = Some(*state);
             p
         }
+        StoreError::UnknownUser(_) => problem(S::NOT_FOUND, "unknown_user", "Utilisateur inconnu.".into()),
+        StoreError::LoginTaken(_) => problem(S::CONFLICT, "login_taken", "Identifiant déjà utilisé.".into()),
         StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Chain(_) => internal(),
     }
 }
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 impl IntoResponse for ApiError {
@@ -178,12 +170,7 @@ impl IntoResponse for ApiError {
         }
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&p).unwrap_or_default();
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
     }
 }
 
@@ -191,9 +178,7 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => Self::MediaType,
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::TooLarge
-            }
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
             JsonRejection::JsonDataError(e) => Self::BadRequest {
                 code: "invalid_json_field",
                 // serde names the field: "contact.phone: invalid type…", "unknown field `x`…".
@@ -211,20 +196,14 @@ impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::BadRequest {
             code: "invalid_query",
-            detail: format!(
-                "Paramètres invalides : {}",
-                strip_axum_prefix(&r.body_text())
-            ),
+            detail: format!("Paramètres invalides : {}", strip_axum_prefix(&r.body_text())),
         }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
-        Self::NotFound {
-            code: "not_found",
-            detail: "Ressource introuvable.".into(),
-        }
+        Self::NotFound { code: "not_found", detail: "Ressource introuvable.".into() }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+mod users;
 mod views;
 
 use std::future::Future;
@@ -50,10 +51,7 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot read reference file {path}: {message}")]
     ReferenceFile { path: String, message: String },
     #[error("invalid reference data:\n{0}")]
@@ -68,17 +66,11 @@ pub enum DaemonError {
     AuditKey(#[from] audit_key::KeyError),
 }
 
-fn read_reference(
-    path: Option<&Path>,
-    embedded: &'static str,
-) -> Result<(String, String), DaemonError> {
+fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), DaemonError> {
     let Some(p) = path else {
         return Ok(("built-in".to_owned(), embedded.to_owned()));
     };
-    let err = |message: String| DaemonError::ReferenceFile {
-        path: p.display().to_string(),
-        message,
-    };
+    let err = |message: String| DaemonError::ReferenceFile { path: p.display().to_string(), message };
     let len = std::fs::metadata(p).map_err(|e| err(e.to_string()))?.len();
     if len > MAX_REFERENCE_BYTES as u64 {
         return Err(err(format!("larger than {MAX_REFERENCE_BYTES} bytes")));
@@ -91,10 +83,7 @@ fn read_reference(
 pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>), DaemonError> {
     let (src, text) = read_reference(config.reference.communes.as_deref(), EMBEDDED_COMMUNES)?;
     let communes = parse_communes(&format!("{src} communes"), &text)?;
-    let (src, text) = read_reference(
-        config.reference.conventions.as_deref(),
-        EMBEDDED_CONVENTIONS,
-    )?;
+    let (src, text) = read_reference(config.reference.conventions.as_deref(), EMBEDDED_CONVENTIONS)?;
     let conventions = parse_conventions(&format!("{src} conventions"), &text, &communes)?;
     Ok((communes, conventions))
 }
@@ -120,25 +109,13 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), user = tracing::field::Empty)
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
-    api::routes()
+    api::routes(&state)
         .with_state(state)
         .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(trace)
 }
 
@@ -189,20 +166,10 @@ impl Daemon {
         let store = open_store(config, clock.now()).await?;
         let listener = TcpListener::bind(config.server.listen)
             .await
-            .map_err(|source| DaemonError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-        let state = AppState {
-            store: store.clone(),
-            calendar,
-            sla_hours: config.sla.business_hours,
-            clock: clock.clone(),
-        };
+            .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
+        let state =
+            AppState { store: store.clone(), calendar, sla_hours: config.sla.business_hours, clock: clock.clone() };
         let router = app(state.clone());
         let checkpoints = tokio::spawn(checkpoint_timer(
             store.clone(),
@@ -210,20 +177,13 @@ impl Daemon {
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await;
+            let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
             checkpoints.abort();
             store.close().await;
             served.map_err(DaemonError::Serve)
         });
         tracing::info!(%addr, db = %config.database.path.display(), "replid listening");
-        Ok(Self {
-            addr,
-            state,
-            shutdown: None,
-            task,
-        })
+        Ok(Self { addr, state, shutdown: None, task })
     }
 
     pub fn addr(&self) -> SocketAddr {

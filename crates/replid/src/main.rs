@@ -37,6 +37,13 @@ enum LogFormat {
 enum Command {
     /// Serve the API (the default).
     Run,
+    /// First start: create the database, the audit signing key and the first admin, whose
+    /// token is printed once.
+    Init {
+        /// Name of the first administrator.
+        #[arg(long, default_value = "Administrateur Repli")]
+        admin_name: String,
+    },
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -73,9 +80,7 @@ enum UserCommand {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -114,83 +119,76 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let load =
-        || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
+    let load = || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
     match cli.command.unwrap_or(Command::Run) {
         Command::Config(ConfigCommand::Example) => print!("{EXAMPLE}"),
         Command::Config(ConfigCommand::Check) => {
             let c = load()?;
-            print!(
-                "{}",
-                toml::to_string_pretty(&c).context("cannot print configuration")?
-            );
+            print!("{}", toml::to_string_pretty(&c).context("cannot print configuration")?);
         }
         Command::Run => {
             let c = load()?;
-            let daemon =
-                Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
+            let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
             eprintln!("replid listening on {}", daemon.url());
             daemon.wait().await?;
             tracing::info!("replid stopped");
         }
-        Command::User(UserCommand::Add {
-            role,
-            name,
-            commune,
-            expires_days,
-        }) => {
+        Command::Init { admin_name } => {
+            let c = load()?;
+            let now = SystemClock.now();
+            let store = replid::open_store(&c, now).await?;
+            let existing = store.users(now).await?;
+            if existing.iter().any(|u| u.role == Role::Admin) {
+                store.close().await;
+                bail!(
+                    "{} is already initialised (it has an admin); use `replid user add` or `repli user add`",
+                    c.database.path.display()
+                );
+            }
+            let local = local_actor();
+            let created =
+                replid::auth::create_user(&store, &admin_name, Role::Admin, None, None, repli_store::By::User(&local), now)
+                    .await;
+            let key = store.checkpoint_public_key().unwrap_or_default();
+            store.close().await;
+            let (user, token) = created.map_err(|e| anyhow::anyhow!("cannot create the admin: {e}"))?;
+            eprintln!("database: {}", c.database.path.display());
+            eprintln!("audit signing key: {} (public key {key})", c.audit_key_path().display());
+            eprintln!("admin user {} created; its token is printed once, below:", user.id);
+            println!("{token}");
+        }
+        Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
             let c = load()?;
             let clock = SystemClock;
             let now = clock.now();
             let store = replid::open_store(&c, now).await?;
             let expires = match expires_days {
-                Some(d) => {
-                    Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?)
-                }
+                Some(d) => Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?),
                 None => None,
             };
-            let local = repli_core::Actor {
-                user_id: 0,
-                name: whoami(),
-                role: Role::Admin,
-                commune: None,
-                auth: repli_core::AuthMethod::Local,
-            };
-            let created = replid::auth::create_user(
-                &store,
-                &name,
-                role,
-                commune,
-                expires,
-                repli_store::By::User(&local),
-                now,
-            )
-            .await;
+            let local = local_actor();
+            let created =
+                replid::auth::create_user(&store, &name, role, commune, expires, repli_store::By::User(&local), now)
+                    .await;
             store.close().await;
             let (user, token) = match created {
                 Ok(v) => v,
                 Err(e) => bail!("cannot create user: {e}"),
             };
-            eprintln!(
-                "user {} ({}) created; its token is printed once, below:",
-                user.id, user.role
-            );
+            eprintln!("user {} ({}) created; its token is printed once, below:", user.id, user.role);
             println!("{token}");
         }
     }
     Ok(())
 }
 
+/// Someone acting on the daemon's host, with file access to its database.
+fn local_actor() -> repli_core::Actor {
+    repli_core::Actor { user_id: 0, name: whoami(), role: Role::Admin, commune: None, auth: repli_core::AuthMethod::Local }
+}
+
 /// The local account running the command, for the audit trail.
 fn whoami() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!(
-        "local:{}",
-        user.chars()
-            .filter(|c| !c.is_control())
-            .take(64)
-            .collect::<String>()
-    )
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("local:{}", user.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
 }

@@ -3,9 +3,7 @@
 use jiff::Timestamp;
 use repli_core::audit::AuditEntry;
 use repli_core::{CrisisAction, CrisisState, sla};
-use repli_proto::api::{
-    CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, SlaView, Timeline,
-};
+use repli_proto::api::{CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, SlaView, Timeline};
 use repli_store::{CommuneRecord, CrisisRecord};
 
 use crate::AppState;
@@ -16,10 +14,9 @@ pub fn commune(r: CommuneRecord) -> CommuneView {
         insee: r.commune.insee,
         name: r.commune.name,
         population: r.commune.population,
-        convention: r.convention.map(|c| ConventionView {
-            signed_on: c.signed_on,
-            deliberation_ref: c.deliberation_ref,
-        }),
+        convention: r
+            .convention
+            .map(|c| ConventionView { signed_on: c.signed_on, deliberation_ref: c.deliberation_ref }),
         open_crisis: r.open_crisis,
     }
 }
@@ -42,15 +39,8 @@ pub fn crisis(
     now: Timestamp,
 ) -> Result<CrisisView, ApiError> {
     let ended = matches!(r.state, CrisisState::Rejected | CrisisState::Cancelled);
-    let v = sla::evaluate(
-        &st.calendar,
-        r.requested_at,
-        r.due_at,
-        r.ready_at,
-        ended,
-        now,
-    )
-    .map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))?;
+    let v = sla::evaluate(&st.calendar, r.requested_at, r.due_at, r.ready_at, ended, now)
+        .map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))?;
     Ok(CrisisView {
         sla: SlaView {
             business_hours: st.sla_hours,
@@ -68,14 +58,8 @@ pub fn crisis(
             handback_at: r.handback_at,
             closed_at: r.closed_at,
         },
-        next_actions: CrisisAction::ALL
-            .into_iter()
-            .filter(|a| a.apply(r.state).is_ok())
-            .collect(),
-        history: history
-            .into_iter()
-            .map(history_entry)
-            .collect::<Result<_, _>>()?,
+        next_actions: CrisisAction::ALL.into_iter().filter(|a| a.apply(r.state).is_ok()).collect(),
+        history: history.into_iter().map(history_entry).collect::<Result<_, _>>()?,
         id: r.id,
         commune: r.commune,
         commune_name: r.commune_name,
@@ -83,11 +67,7 @@ pub fn crisis(
         state: r.state,
         requested_at: r.requested_at,
         requested_by: r.requested_by,
-        contact: Contact {
-            name: r.contact_name,
-            phone: r.contact_phone,
-            email: r.contact_email,
-        },
+        contact: Contact { name: r.contact_name, phone: r.contact_phone, email: r.contact_email },
         agents: r.agents,
         delivery_address: r.delivery_address,
         notes: r.notes,
