@@ -71,14 +71,21 @@ enum Outcome {
     H,
     /// 401: no credentials.
     U,
+    /// 3xx: a page sends the browser to the sign-in page.
+    R,
 }
-use Outcome::{A, D, H, U};
+use Outcome::{A, D, H, R, U};
 
 /// The expected matrix, written out by hand (not derived from the policy table it checks).
 /// Columns: anonymous, admin, ops, DGS of the crisis's commune (13005), DGS of another
 /// commune (13001), auditor.
 const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/healthz", [A, A, A, A, A, A]),
+    ("GET", "/static/repli.css", [A, A, A, A, A, A]),
+    ("GET", "/connexion", [A, A, A, A, A, A]),
+    ("POST", "/connexion", [A, A, A, A, A, A]),
+    ("GET", "/", [R, R, R, R, R, R]),
+    ("POST", "/deconnexion", [R, R, R, R, R, R]),
     ("GET", "/api/v1/me", [U, A, A, A, A, A]),
     ("GET", "/api/v1/communes", [U, A, A, A, A, A]),
     ("GET", "/api/v1/communes/{insee}", [U, A, A, A, H, A]),
@@ -123,14 +130,20 @@ async fn authorization_matrix_covers_every_route() {
         assert!(specs.iter().any(|s| s.method.as_str() == *m && s.path == *p), "stale matrix row {m} {p}");
     }
 
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for (method, path, expected) in MATRIX {
         // A fresh daemon per route: one route's effects cannot change another's outcome.
         let app = TestApp::spawn().await;
         let crisis = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
         let (throwaway, _) = app.token(Role::Ops, None).await;
         let mut tokens = vec![None];
-        for (role, commune) in [(Role::Admin, None), (Role::Ops, None), (Role::Dgs, Some("13005")), (Role::Dgs, Some("13001")), (Role::Auditor, None)] {
+        for (role, commune) in [
+            (Role::Admin, None),
+            (Role::Ops, None),
+            (Role::Dgs, Some("13005")),
+            (Role::Dgs, Some("13001")),
+            (Role::Auditor, None),
+        ] {
             tokens.push(Some(app.token(role, commune).await.1));
         }
         let url = app.url(
@@ -150,6 +163,7 @@ async fn authorization_matrix_covers_every_route() {
             }
             let status = rb.send().await.unwrap().status().as_u16();
             let got = match status {
+                300..=399 => R,
                 401 => U,
                 403 => D,
                 404 => H,
@@ -204,14 +218,21 @@ async fn admins_manage_accounts_through_the_api() {
     assert_eq!(status(admin.revoke_tokens(999_999).await), 404);
 
     // Web password: policy enforced, login unique, hash never shown.
-    let pw = |login: &str, password: &str| repli_proto::api::PasswordRequest { login: login.into(), password: password.into() };
+    let pw = |login: &str, password: &str| repli_proto::api::PasswordRequest {
+        login: login.into(),
+        password: password.into(),
+    };
     let e = admin.set_password(created.user.id, &pw("dgs.aix", "court")).await.unwrap_err();
     assert_eq!(e.problem().unwrap().errors[0].field, "password");
-    let e = admin.set_password(created.user.id, &pw("dgs aix<script>", "une phrase de passe longue")).await.unwrap_err();
+    let e =
+        admin.set_password(created.user.id, &pw("dgs aix<script>", "une phrase de passe longue")).await.unwrap_err();
     assert_eq!(e.problem().unwrap().errors[0].field, "login");
     let u = admin.set_password(created.user.id, &pw("dgs.aix", "une phrase de passe longue")).await.unwrap();
     assert!(u.has_password && u.login.as_deref() == Some("dgs.aix"));
-    let e = admin.set_password(app.dgs.me().await.unwrap().user_id, &pw("dgs.aix", "une autre phrase longue")).await.unwrap_err();
+    let e = admin
+        .set_password(app.dgs.me().await.unwrap().user_id, &pw("dgs.aix", "une autre phrase longue"))
+        .await
+        .unwrap_err();
     assert_eq!(e.problem().unwrap().errors[0].field, "login");
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.action == "user.set_password"));

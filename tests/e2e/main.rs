@@ -8,3 +8,4 @@ mod bad_input;
 mod daemon;
 mod demo;
 mod lifecycle;
+mod web;

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::CommandFactory;
 use repli_core::CrisisAction;
 use repli_proto::Client;
-use repli_proto::api::{Contact, CrisisQuery, CrisisRequest, CrisisView, NewUserRequest, PasswordRequest, TokenRequest};
+use repli_proto::api::{
+    Contact, CrisisQuery, CrisisRequest, CrisisView, NewUserRequest, PasswordRequest, TokenRequest,
+};
 
 use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, demo, output};
 
@@ -46,12 +48,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => return crate::audit::run(cmd, || client(&cli)).await,
         Command::Bench(cmd) => return crate::bench::run(cmd).await,
         Command::User(UserCmd::Add { role, name, commune, expires_days, out }) => {
-            let req = NewUserRequest { name: name.clone(), role: *role, commune: commune.clone(), expires_days: *expires_days };
+            let req = NewUserRequest {
+                name: name.clone(),
+                role: *role,
+                commune: commune.clone(),
+                expires_days: *expires_days,
+            };
             let created = client(&cli)?.create_user(&req).await?;
             if out.json {
                 output::print_json(&created)?;
             } else {
-                eprintln!("Utilisateur {} ({}) créé. Son jeton, affiché une seule fois :", created.user.id, created.user.role);
+                eprintln!(
+                    "Utilisateur {} ({}) créé. Son jeton, affiché une seule fois :",
+                    created.user.id, created.user.role
+                );
                 println!("{}", created.token.token);
             }
         }

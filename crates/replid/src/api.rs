@@ -4,7 +4,7 @@
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use repli_core::audit::AuditBundle;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, users, views};
+use crate::{AppState, users, views, web};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -49,6 +49,8 @@ pub enum Access {
     Public,
     /// An authenticated user whose role has this permission (the policy table in repli-core).
     Requires(Permission),
+    /// The same, for a web page: without a session, the browser is sent to the sign-in page.
+    Page(Permission),
 }
 
 /// One route of the API, as the authorization matrix test sees it.
@@ -62,10 +64,15 @@ pub struct RouteSpec {
 /// Every route with its access rule: the router is built from this table, so a route cannot
 /// exist without a policy entry.
 fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
-    use Access::{Public, Requires};
+    use Access::{Page, Public, Requires};
     use Permission as P;
     vec![
         (Method::GET, "/healthz", Public, get(health)),
+        (Method::GET, "/static/repli.css", Public, get(web::stylesheet)),
+        (Method::GET, "/connexion", Public, get(web::show_login)),
+        (Method::POST, "/connexion", Public, post(web::login)),
+        (Method::GET, "/", Page(P::OwnAccount), get(web::home)),
+        (Method::POST, "/deconnexion", Page(P::OwnAccount), post(web::logout)),
         (Method::GET, "/api/v1/me", Requires(P::OwnAccount), get(me)),
         (Method::GET, "/api/v1/communes", Requires(P::ReadCommunes), get(list_communes)),
         (Method::GET, "/api/v1/communes/{insee}", Requires(P::ReadCommunes), get(get_commune)),
@@ -98,9 +105,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     for (_, path, access, handler) in table() {
         let handler = match access {
             Access::Public => handler,
-            Access::Requires(p) => handler.route_layer(middleware::from_fn_with_state(
+            Access::Requires(_) | Access::Page(_) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
-                move |st: State<AppState>, req: Request, next: Next| authorize(st, p, req, next),
+                move |st: State<AppState>, req: Request, next: Next| authorize(st, access, req, next),
             )),
         };
         router = router.route(path, handler);
@@ -109,14 +116,46 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// Authenticates the caller and checks the route's permission; the handler then finds the
-/// actor in the request's extensions ([`Authed`]) and applies resource scoping.
-async fn authorize(State(st): State<AppState>, permission: Permission, mut req: Request, next: Next) -> Response {
-    let actor = match crate::auth::authenticate(&st, req.headers()).await {
-        Ok(a) => a,
+/// actor in the request's extensions ([`Authed`]) and applies resource scoping. A caller who
+/// came with a session cookie must also present the session's CSRF token on API writes (pages
+/// check the token of their forms).
+async fn authorize(State(st): State<AppState>, access: Access, mut req: Request, next: Next) -> Response {
+    let (permission, page) = match access {
+        Access::Public => return next.run(req).await,
+        Access::Requires(p) => (p, false),
+        Access::Page(p) => (p, true),
+    };
+    let (actor, csrf) = match crate::auth::authenticate(&st, req.headers()).await {
+        Ok(v) => v,
+        Err(ApiError::Unauthenticated) if page => return Redirect::to("/connexion").into_response(),
         Err(e) => return e.into_response(),
     };
+    if page && csrf.is_none() {
+        // Pages are for browser sessions; a bearer token does not open them.
+        return Redirect::to("/connexion").into_response();
+    }
     if !actor.may(permission) {
+        if page {
+            return web::error_page(
+                &st,
+                StatusCode::FORBIDDEN,
+                "Accès refusé",
+                "Cette page n'est pas ouverte à votre rôle.",
+            );
+        }
         return ApiError::Forbidden("Action non autorisée pour votre rôle.").into_response();
+    }
+    if let Some(expected) = &csrf {
+        let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD);
+        let header_ok = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| web::same_secret(expected, v));
+        if unsafe_method && !page && !header_ok {
+            return ApiError::Forbidden("Jeton CSRF absent ou invalide (en-tête X-CSRF-Token).").into_response();
+        }
+        req.extensions_mut().insert(web::SessionCsrf(expected.clone()));
     }
     tracing::Span::current().record("user", actor.user_id);
     req.extensions_mut().insert(actor);

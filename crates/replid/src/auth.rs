@@ -79,17 +79,26 @@ pub async fn create_user(
     Ok((rec, token))
 }
 
-/// Finds the actor behind a request's bearer token.
-pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthenticated)?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
-        .ok_or(ApiError::Unauthenticated)?;
-    st.store.actor_by_token(&token_hash(token), st.clock.now()).await?.ok_or(ApiError::Unauthenticated)
+/// Who is calling, and the CSRF token of their web session when they came with a cookie.
+pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<String>), ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
+            .ok_or(ApiError::Unauthenticated)?;
+        let actor = st.store.actor_by_token(&token_hash(token), st.clock.now()).await?;
+        return actor.map(|a| (a, None)).ok_or(ApiError::Unauthenticated);
+    }
+    let jar = axum_extra::extract::cookie::CookieJar::from_headers(headers);
+    let sid = jar.get(crate::web::SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
+    if sid.len() != 64 {
+        return Err(ApiError::Unauthenticated);
+    }
+    let session = st.store.session(&token_hash(&sid), st.clock.now()).await?.ok_or(ApiError::Unauthenticated)?;
+    Ok((session.actor, Some(session.csrf)))
 }
 
 /// The authenticated caller of a request, put there by the route's authorization layer

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 mod users;
 mod views;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,11 @@ pub const EMBEDDED_COMMUNES: &str = include_str!("../../../inventory/communes.cs
 /// The signed conventions, as shipped in `inventory/conventions.csv`.
 pub const EMBEDDED_CONVENTIONS: &str = include_str!("../../../inventory/conventions.csv");
 
+/// Content-Security-Policy of every response: no script, no inline style, nothing from
+/// elsewhere, no framing.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// What every request handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -46,6 +52,10 @@ pub struct AppState {
     pub calendar: Arc<BusinessCalendar>,
     pub sla_hours: u32,
     pub clock: Arc<dyn Clock>,
+    pub pages: Arc<handlebars::Handlebars<'static>>,
+    pub throttle: Arc<web::Throttle>,
+    /// Cookies get `Secure` when replid serves TLS.
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +74,8 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error(transparent)]
     AuditKey(#[from] audit_key::KeyError),
+    #[error("page templates: {0}")]
+    Templates(#[from] handlebars::TemplateError),
 }
 
 fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), DaemonError> {
@@ -112,6 +124,7 @@ pub fn app(state: AppState) -> Router {
     api::routes(&state)
         .with_state(state)
         .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -168,8 +181,15 @@ impl Daemon {
             .await
             .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
         let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
-        let state =
-            AppState { store: store.clone(), calendar, sla_hours: config.sla.business_hours, clock: clock.clone() };
+        let state = AppState {
+            store: store.clone(),
+            calendar,
+            sla_hours: config.sla.business_hours,
+            clock: clock.clone(),
+            pages: Arc::new(web::templates()?),
+            throttle: Arc::new(web::Throttle::default()),
+            secure_cookies: false,
+        };
         let router = app(state.clone());
         let checkpoints = tokio::spawn(checkpoint_timer(
             store.clone(),
@@ -177,7 +197,9 @@ impl Daemon {
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+            let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(signal)
+                .await;
             checkpoints.abort();
             store.close().await;
             served.map_err(DaemonError::Serve)

@@ -146,9 +146,16 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let local = local_actor();
-            let created =
-                replid::auth::create_user(&store, &admin_name, Role::Admin, None, None, repli_store::By::User(&local), now)
-                    .await;
+            let created = replid::auth::create_user(
+                &store,
+                &admin_name,
+                Role::Admin,
+                None,
+                None,
+                repli_store::By::User(&local),
+                now,
+            )
+            .await;
             let key = store.checkpoint_public_key().unwrap_or_default();
             store.close().await;
             let (user, token) = created.map_err(|e| anyhow::anyhow!("cannot create the admin: {e}"))?;
@@ -184,7 +191,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// Someone acting on the daemon's host, with file access to its database.
 fn local_actor() -> repli_core::Actor {
-    repli_core::Actor { user_id: 0, name: whoami(), role: Role::Admin, commune: None, auth: repli_core::AuthMethod::Local }
+    repli_core::Actor {
+        user_id: 0,
+        name: whoami(),
+        role: Role::Admin,
+        commune: None,
+        auth: repli_core::AuthMethod::Local,
+    }
 }
 
 /// The local account running the command, for the audit trail.

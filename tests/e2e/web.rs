@@ -1,0 +1,193 @@
+//! Web sign-in: argon2id passwords, session cookie, CSRF on every form, throttling, escaping.
+
+use repli_core::Role;
+use repli_proto::api::{NewUserRequest, PasswordRequest};
+use repli_tests::{TestApp, request};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, StatusCode};
+
+const PASSWORD: &str = "une phrase de passe longue";
+
+fn http() -> Client {
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// The value of cookie `name` among a response's Set-Cookie headers, with its attributes.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap_or("")
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A user with a web password; returns their login.
+async fn web_user(app: &TestApp, name: &str, login: &str) -> String {
+    let admin = app.client(Role::Admin, None).await;
+    let u = admin
+        .create_user(&NewUserRequest { name: name.into(), role: Role::Ops, commune: None, expires_days: None })
+        .await
+        .unwrap();
+    admin.set_password(u.user.id, &PasswordRequest { login: login.into(), password: PASSWORD.into() }).await.unwrap();
+    login.to_owned()
+}
+
+/// Fetches the sign-in form: (login-csrf cookie, form csrf).
+async fn form(app: &TestApp) -> (String, String) {
+    let r = http().get(app.url("/connexion")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    let cookie = set_cookie(&r, "repli_login_csrf").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("lang=\"fr\"") && html.contains("<label for=\"password\">"));
+    (cookie_value(&cookie).to_owned(), hidden_csrf(&html))
+}
+
+async fn sign_in(app: &TestApp, login: &str, password: &str) -> reqwest::Response {
+    let (cookie, csrf) = form(app).await;
+    http()
+        .post(app.url("/connexion"))
+        .header(COOKIE, cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(encode(&[("login", login), ("password", password), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_session_csrf_and_sign_out() {
+    let app = TestApp::spawn().await;
+    let login = web_user(&app, "<script>alert(1)</script> Anne", "anne.ops").await;
+    let r = sign_in(&app, &login, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/");
+    let session = set_cookie(&r, "repli_session").expect("session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict") && session.contains("Path=/"),
+        "{session}"
+    );
+    let cookie = cookie_value(&session).to_owned();
+
+    // The home page escapes the hostile name.
+    let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    let html = home.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Anne"), "{html}");
+    assert!(!html.contains("<script>"));
+    let csrf = hidden_csrf(&html);
+
+    // The API accepts the session for reads, and for writes only with the CSRF header.
+    let me = http().get(app.url("/api/v1/me")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let post = |with_csrf: bool| {
+        let mut rb = http().post(app.url("/api/v1/crises")).header(COOKIE, &cookie).json(&request("13005"));
+        if with_csrf {
+            rb = rb.header("X-CSRF-Token", &csrf);
+        }
+        rb.send()
+    };
+    assert_eq!(post(false).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(post(true).await.unwrap().status(), StatusCode::CREATED);
+
+    // Sign-out needs the form's token; afterwards the session is dead.
+    let out = |token: &str| {
+        http()
+            .post(app.url("/deconnexion"))
+            .header(COOKIE, &cookie)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode(&[("csrf", token)]))
+            .send()
+    };
+    assert_eq!(out("forged").await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = out(&csrf).await.unwrap();
+    assert_eq!((r.status(), r.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/connexion"));
+    let me = http().get(app.url("/api/v1/me")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "session.open" && e.auth == "password"));
+    assert!(log.iter().any(|e| e.action == "session.close"));
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_throttled() {
+    let app = TestApp::spawn().await;
+    let login = web_user(&app, "Paul", "paul.ops").await;
+    let unknown = sign_in(&app, "personne", PASSWORD).await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let unknown_text = unknown.text().await.unwrap();
+    for _ in 0..4 {
+        let r = sign_in(&app, &login, "mauvais mot de passe").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Identifiant ou mot de passe incorrect."));
+        // The same answer for an unknown login: no account enumeration.
+        assert!(unknown_text.contains("Identifiant ou mot de passe incorrect."));
+    }
+    assert_eq!(sign_in(&app, &login, "encore faux").await.status(), StatusCode::UNAUTHORIZED);
+    // Five failures: even the right password waits.
+    let r = sign_in(&app, &login, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "900");
+    assert!(r.text().await.unwrap().contains("Trop de tentatives"));
+}
+
+#[tokio::test]
+async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
+    let app = TestApp::spawn().await;
+    let login = web_user(&app, "Léa", "lea.ops").await;
+    // No login-CSRF cookie: refused even with the right password.
+    let (_, csrf) = form(&app).await;
+    let r = http()
+        .post(app.url("/connexion"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(encode(&[("login", &login), ("password", PASSWORD), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(set_cookie(&r, "repli_session").is_none());
+    // Hostile and oversized input comes back escaped, never executed.
+    let r = sign_in(&app, &format!("<img src=x onerror=alert(1)>{}", "x".repeat(5000)), &"y".repeat(10_000)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<img src=x") && html.contains("&lt;img src&#x3D;x"), "{}", &html[..html.len().min(2000)]);
+    // A forged session cookie is no session.
+    let r = http()
+        .get(app.url("/api/v1/me"))
+        .header(COOKIE, format!("repli_session={}", "a".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
