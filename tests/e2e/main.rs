@@ -8,4 +8,5 @@ mod bad_input;
 mod daemon;
 mod demo;
 mod lifecycle;
+mod privacy;
 mod web;

@@ -124,6 +124,8 @@ pub struct CrisisView {
     pub timeline: Timeline,
     /// Why it was rejected or cancelled.
     pub end_reason: Option<String>,
+    /// When the contact details were erased (RGPD minimisation), if they were.
+    pub personal_data_purged_at: Option<Timestamp>,
     /// The actions that can be taken now.
     pub next_actions: Vec<CrisisAction>,
     /// The audited events, oldest first (on single-crisis reads only).

@@ -48,6 +48,8 @@ pub struct CrisisRecord {
     pub closed_at: Option<Timestamp>,
     pub end_reason: Option<String>,
     pub updated_at: Timestamp,
+    /// When the contact details were erased (RGPD minimisation), if they were.
+    pub personal_data_purged_at: Option<Timestamp>,
 }
 
 /// Which crises to list.
@@ -92,6 +94,7 @@ fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
         closed_at: opt_from_db("crises.closed_at", r.try_get("closed_at")?)?,
         end_reason: r.try_get("end_reason")?,
         updated_at: time::from_db("crises.updated_at", &updated_at)?,
+        personal_data_purged_at: opt_from_db("crises.personal_data_purged_at", r.try_get("personal_data_purged_at")?)?,
     })
 }
 
@@ -288,6 +291,43 @@ impl Store {
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         self.crisis(id).await?.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
+    }
+
+    /// Erases the contact details of crises that ended before `cutoff` (RGPD minimisation),
+    /// one audit entry each. Returns the crises purged.
+    pub async fn purge_personal_data(&self, cutoff: Timestamp, now: Timestamp) -> Result<Vec<CrisisId>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, commune FROM crises WHERE state IN ('closed', 'rejected', 'cancelled') \
+             AND closed_at < ? AND personal_data_purged_at IS NULL ORDER BY id",
+        )
+        .bind(time::to_db(cutoff))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut purged = Vec::with_capacity(due.len());
+        for (id, commune) in due {
+            sqlx::query(
+                "UPDATE crises SET contact_name = '[effacé]', contact_phone = '', contact_email = NULL, \
+                 delivery_address = NULL, notes = '', personal_data_purged_at = ?1, updated_at = ?1 WHERE id = ?2",
+            )
+            .bind(time::to_db(now))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes"], "ended_before": time::to_db(cutoff) });
+            let e = NewEntry {
+                by: By::System,
+                commune: Some(&commune),
+                crisis: Some(&id),
+                action: "crisis.purge_personal_data",
+                target: &id,
+                details,
+            };
+            self.append(&mut tx, e, now).await?;
+            purged.push(CrisisId::parse(&id).map_err(|_| corrupt("crises.id", &id))?);
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 
     pub async fn crisis(&self, id: &CrisisId) -> Result<Option<CrisisRecord>, StoreError> {

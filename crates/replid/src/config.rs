@@ -45,6 +45,21 @@ pub struct Config {
     pub sla: SlaConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Days after a crisis ends before its contact details are erased (RGPD minimisation).
+    pub contact_retention_days: u32,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { contact_retention_days: 90 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +144,7 @@ impl Default for Config {
             reference: ReferenceConfig::default(),
             sla: SlaConfig::default(),
             audit: AuditConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -187,6 +203,9 @@ impl Config {
         repli_core::BusinessCalendar::from_spec(&self.sla.calendar).map_err(|e| format!("sla.calendar: {e}"))?;
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
+        }
+        if !(1..=3650).contains(&self.privacy.contact_retention_days) {
+            return Err("privacy.contact_retention_days must be between 1 and 3650".into());
         }
         if !(1..=1_000_000).contains(&self.audit.checkpoint_every)
             || !(1..=1440).contains(&self.audit.checkpoint_minutes)

@@ -56,6 +56,30 @@ pub struct AppState {
     pub throttle: Arc<web::Throttle>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
+    /// Days after a crisis ends before its contact details are erased.
+    pub contact_retention_days: u32,
+}
+
+/// What one maintenance round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    pub checkpoint: Option<i64>,
+    pub purged: Vec<repli_core::CrisisId>,
+}
+
+impl AppState {
+    /// Signs a due audit checkpoint and erases expired contact details.
+    pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
+        let now = self.clock.now();
+        let checkpoint = self.store.checkpoint_now(now).await?;
+        let retention = jiff::SignedDuration::from_hours(24 * i64::from(self.contact_retention_days));
+        let cutoff = now.checked_sub(retention).unwrap_or(now);
+        let purged = self.store.purge_personal_data(cutoff, now).await?;
+        if !purged.is_empty() {
+            tracing::info!(count = purged.len(), "contact details erased (RGPD retention)");
+        }
+        Ok(Maintenance { checkpoint, purged })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,15 +156,15 @@ pub fn app(state: AppState) -> Router {
         .layer(trace)
 }
 
-/// Signs a checkpoint every `period` if entries were added since the last one.
-async fn checkpoint_timer(store: Store, clock: Arc<dyn Clock>, period: std::time::Duration) {
+/// Runs [`AppState::maintenance`] every `period`.
+async fn maintenance_timer(state: AppState, period: std::time::Duration) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = store.checkpoint_now(clock.now()).await {
-            tracing::error!(error = %e, "cannot sign an audit checkpoint");
+        if let Err(e) = state.maintenance().await {
+            tracing::error!(error = %e, "maintenance failed");
         }
     }
 }
@@ -189,11 +213,11 @@ impl Daemon {
             pages: Arc::new(web::templates()?),
             throttle: Arc::new(web::Throttle::default()),
             secure_cookies: false,
+            contact_retention_days: config.privacy.contact_retention_days,
         };
         let router = app(state.clone());
-        let checkpoints = tokio::spawn(checkpoint_timer(
-            store.clone(),
-            clock,
+        let checkpoints = tokio::spawn(maintenance_timer(
+            state.clone(),
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
         let task = tokio::spawn(async move {

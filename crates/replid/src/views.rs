@@ -72,5 +72,6 @@ pub fn crisis(
         delivery_address: r.delivery_address,
         notes: r.notes,
         end_reason: r.end_reason,
+        personal_data_purged_at: r.personal_data_purged_at,
     })
 }

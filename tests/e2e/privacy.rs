@@ -1,0 +1,124 @@
+//! Personal data: contact details erased after the retention period, and no secret in the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use jiff::SignedDuration;
+use repli_core::{CrisisAction, Role};
+use repli_proto::api::{NewUserRequest, PasswordRequest};
+use repli_tests::{TestApp, request};
+
+#[tokio::test]
+async fn contact_details_are_erased_after_the_retention_period() {
+    let app = TestApp::spawn().await;
+    let old = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.dgs.act(&old.id, CrisisAction::Cancel, Some("fausse alerte")).await.unwrap();
+    app.clock.advance(SignedDuration::from_hours(24 * 80));
+    let recent = app.ops.request_crisis(&request("13001"), None).await.unwrap();
+    app.ops.act(&recent.id, CrisisAction::Reject, Some("doublon")).await.unwrap();
+    let open = app.ops.request_crisis(&request("84089"), None).await.unwrap();
+
+    // Day 80 after the first cancellation: nothing is due yet.
+    assert!(app.daemon.state().maintenance().await.unwrap().purged.is_empty());
+    app.clock.advance(SignedDuration::from_hours(24 * 11));
+    let m = app.daemon.state().maintenance().await.unwrap();
+    assert_eq!(m.purged, vec![old.id.clone()]);
+
+    let erased = app.ops.crisis(old.id.as_str()).await.unwrap();
+    assert_eq!((erased.contact.name.as_str(), erased.contact.phone.as_str()), ("[effacé]", ""));
+    assert!(erased.contact.email.is_none() && erased.delivery_address.is_none());
+    assert!(erased.personal_data_purged_at.is_some());
+    assert_eq!(erased.history.last().unwrap().action, "crisis.purge_personal_data");
+    for kept in [&recent.id, &open.id] {
+        assert_eq!(app.ops.crisis(kept.as_str()).await.unwrap().contact.name, "Anne Martin");
+    }
+    // Idempotent, and the chain still verifies.
+    assert!(app.daemon.state().maintenance().await.unwrap().purged.is_empty());
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}
+
+/// A log sink shared by the whole test process.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture() -> Sink {
+    static SINK: OnceLock<Sink> = OnceLock::new();
+    SINK.get_or_init(|| {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        sink
+    })
+    .clone()
+}
+
+fn logs(sink: &Sink) -> String {
+    String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned()
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let sink = capture();
+    let app = TestApp::spawn().await;
+    let admin_token = app.token(Role::Admin, None).await.1;
+    let admin = app.anon.with_token(admin_token.clone());
+    let created = admin
+        .create_user(&NewUserRequest { name: "Agent".into(), role: Role::Ops, commune: None, expires_days: None })
+        .await
+        .unwrap();
+    let password = "phrase secrète très longue 42";
+    admin
+        .set_password(created.user.id, &PasswordRequest { login: "agent.ops".into(), password: password.into() })
+        .await
+        .unwrap();
+    let ops = app.anon.with_token(created.token.token.clone());
+    let c = ops.request_crisis(&request("13005"), Some("idem-key-1")).await.unwrap();
+    ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    // A failed attempt with a token and a wrong password must not log them either.
+    let wrong = app.anon.with_token(format!("rpl_{}", "f".repeat(64)));
+    assert!(wrong.me().await.is_err());
+    let key_file = app.db_path().with_file_name("repli.db.audit-key");
+    let seed = std::fs::read_to_string(key_file).unwrap().trim().to_owned();
+
+    // A whole demo run, in the same captured process.
+    let dir = tempfile::tempdir().unwrap();
+    let args = repli_cli::demo::DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: repli_core::InseeCode::parse("13001").unwrap(),
+        agents: 3,
+        json: true,
+    };
+    repli_cli::demo::run(&args).await.unwrap();
+    let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();
+
+    let text = logs(&sink);
+    assert!(text.contains("request") && text.contains("13005"), "nothing was captured");
+    for (what, secret) in [
+        ("admin token", admin_token.as_str()),
+        ("user token", created.token.token.as_str()),
+        ("password", password),
+        ("audit key", seed.as_str()),
+        ("demo audit key", demo_seed.as_str()),
+    ] {
+        assert!(!text.contains(secret), "the {what} reached the logs");
+    }
+    assert!(!text.contains("rpl_"), "a token reached the logs");
+    assert!(!text.contains("$argon2"), "a password hash reached the logs");
+}
