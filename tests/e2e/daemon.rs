@@ -120,3 +120,31 @@ fn repli_prints_completions_and_refuses_missing_tokens() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("jeton"));
 }
+
+#[test]
+fn replid_init_creates_the_first_admin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("repli.db");
+    let init = || {
+        Command::new(workspace_bin("replid"))
+            .env("REPLI_DATABASE__PATH", db.to_str().unwrap())
+            .args(["init", "--admin-name", "Admin métropole"])
+            .output()
+            .unwrap()
+    };
+    let first = init();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let token = String::from_utf8(first.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("rpl_") && token.len() == 68);
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(err.contains("public key"), "{err}");
+    let key = dir.path().join("repli.db.audit-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let second = init();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already initialised"));
+}

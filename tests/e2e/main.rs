@@ -9,4 +9,5 @@ mod daemon;
 mod demo;
 mod lifecycle;
 mod privacy;
+mod tls;
 mod web;

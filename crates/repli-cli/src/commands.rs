@@ -13,7 +13,11 @@ use repli_proto::api::{
 use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, demo, output};
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let c = Client::new(&cli.server, cli.token.clone())?;
+    let ca = match &cli.ca_cert {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
+    let c = Client::with_ca(&cli.server, cli.token.clone(), ca.as_deref())?;
     if cli.token.is_none() {
         anyhow::bail!(
             "aucun jeton : passez --token ou définissez REPLI_TOKEN (jeton affiché à la création de l'utilisateur)"

@@ -35,6 +35,9 @@ pub struct Cli {
     /// API token (printed once when the user was created).
     #[arg(long, global = true, env = "REPLI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificate of the authority that signed replid's TLS certificate.
+    #[arg(long, global = true, env = "REPLI_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -62,6 +62,12 @@ pub struct Client {
 impl Client {
     /// `base` is the daemon's root URL, e.g. `http://127.0.0.1:8640`.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca(base, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the PEM certificate(s) in `ca_pem` (a daemon with
+    /// a certificate from the métropole's own authority, or self-signed).
+    pub fn with_ca(base: &str, token: Option<String>, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
         let mut base = reqwest::Url::parse(base).map_err(|_| ClientError::Url(base.to_owned()))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(ClientError::Url(base.to_string()));
@@ -70,12 +76,18 @@ impl Client {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("repli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
+            .user_agent(concat!("repli/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Decode(format!("CA certificate: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
         Ok(Self { base, http, token })
     }
 

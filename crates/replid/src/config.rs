@@ -95,11 +95,21 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain and key (PEM). Without it, plain HTTP: keep
+    /// replid on loopback, or behind a TLS reverse proxy.
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)), tls: None }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod tls;
 mod users;
 mod views;
 pub mod web;
@@ -98,6 +99,8 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error(transparent)]
     AuditKey(#[from] audit_key::KeyError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("page templates: {0}")]
     Templates(#[from] handlebars::TemplateError),
 }
@@ -176,6 +179,7 @@ pub struct Daemon {
     state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), DaemonError>>,
+    tls: bool,
 }
 
 impl Daemon {
@@ -201,6 +205,10 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let calendar = Arc::new(BusinessCalendar::from_spec(&config.sla.calendar)?);
         let store = open_store(config, clock.now()).await?;
+        let tls = match &config.server.tls {
+            Some(t) => Some(tls::server_config(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
@@ -212,33 +220,39 @@ impl Daemon {
             clock: clock.clone(),
             pages: Arc::new(web::templates()?),
             throttle: Arc::new(web::Throttle::default()),
-            secure_cookies: false,
+            secure_cookies: tls.is_some(),
             contact_retention_days: config.privacy.contact_retention_days,
         };
         let router = app(state.clone());
-        let checkpoints = tokio::spawn(maintenance_timer(
+        let maintenance = tokio::spawn(maintenance_timer(
             state.clone(),
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
+        let service = router.into_make_service_with_connect_info::<tls::PeerAddr>();
+        let tls_on = tls.is_some();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(signal)
-                .await;
-            checkpoints.abort();
+            let served = match tls {
+                Some(cfg) => {
+                    let listener = tls::TlsListener::new(listener, cfg).map_err(DaemonError::Serve)?;
+                    axum::serve(listener, service).with_graceful_shutdown(signal).await
+                }
+                None => axum::serve(listener, service).with_graceful_shutdown(signal).await,
+            };
+            maintenance.abort();
             store.close().await;
             served.map_err(DaemonError::Serve)
         });
         tracing::info!(%addr, db = %config.database.path.display(), "replid listening");
-        Ok(Self { addr, state, shutdown: None, task })
+        Ok(Self { addr, state, shutdown: None, task, tls: tls_on })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://localhost:PORT` under TLS (certificates name hosts).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
 
     pub fn state(&self) -> &AppState {

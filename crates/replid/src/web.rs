@@ -2,7 +2,6 @@
 //! Templates are handlebars in strict mode with HTML escaping, embedded in the binary.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -104,8 +103,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let addr = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            .get::<ConnectInfo<crate::tls::PeerAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.0.ip().to_string());
         Ok(ClientAddr(addr))
     }
 }

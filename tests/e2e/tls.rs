@@ -1,0 +1,78 @@
+//! HTTPS through rustls when a certificate is configured.
+
+use std::sync::Arc;
+
+use repli_core::Role;
+use repli_proto::Client;
+use replid::Daemon;
+use replid::clock::ManualClock;
+use replid::config::{Config, TlsConfig};
+
+#[tokio::test]
+async fn replid_serves_https_with_a_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.tls = Some(TlsConfig { cert_file: cert.clone(), key_file: key.clone() });
+    config.database.path = dir.path().join("repli.db");
+    let clock = Arc::new(ManualClock::new(repli_tests::MONDAY_8AM.parse().unwrap()));
+    let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
+    assert!(daemon.url().starts_with("https://localhost:"));
+    assert!(daemon.state().secure_cookies);
+
+    let pem = std::fs::read(&cert).unwrap();
+    let (_, token) = replid::auth::create_user(
+        &daemon.state().store,
+        "Ops",
+        Role::Ops,
+        None,
+        None,
+        replid::By::System,
+        clock_now(&clock),
+    )
+    .await
+    .unwrap();
+    let c = Client::with_ca(&daemon.url(), Some(token.clone()), Some(&pem)).unwrap();
+    assert_eq!(c.health().await.unwrap().status, "ok");
+    assert_eq!(c.me().await.unwrap().role, Role::Ops);
+
+    // Without trusting the certificate, or in plain HTTP, nothing gets through.
+    assert!(Client::new(&daemon.url(), Some(token)).unwrap().health().await.is_err());
+    let plain = format!("http://{}", daemon.addr());
+    assert!(Client::new(&plain, None).unwrap().health().await.is_err());
+    // The daemon survives garbage on the TLS port and keeps serving.
+    use tokio::io::AsyncWriteExt;
+    let mut junk = tokio::net::TcpStream::connect(daemon.addr()).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    drop(junk);
+    assert_eq!(c.health().await.unwrap().status, "ok");
+
+    // Session cookies are Secure under TLS.
+    let r = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+        .get(format!("{}/connexion", daemon.url()))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("Secure"), "{set_cookie}");
+    daemon.shutdown().await.unwrap();
+
+    // A missing or bad certificate stops the start, with the file named.
+    config.server.tls = Some(TlsConfig { cert_file: dir.path().join("none.pem"), key_file: key });
+    let e = Daemon::start(&config, clock).await.unwrap_err();
+    assert!(e.to_string().contains("none.pem"), "{e}");
+}
+
+fn clock_now(c: &ManualClock) -> jiff::Timestamp {
+    use replid::clock::Clock;
+    c.now()
+}
