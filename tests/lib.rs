@@ -68,20 +68,7 @@ impl TestApp {
 
     /// A new user of `role` and a client acting as them.
     pub async fn client(&self, role: Role, commune: Option<&str>) -> Client {
-        let commune = commune.map(|c| InseeCode::parse(c).unwrap());
-        let name = format!("{role} {}", commune.as_ref().map_or("", InseeCode::as_str));
-        let (_, token) = replid::auth::create_user(
-            &self.daemon.state().store,
-            &name,
-            role,
-            commune,
-            None,
-            replid::By::System,
-            self.now(),
-        )
-        .await
-        .unwrap();
-        self.anon.with_token(token)
+        self.anon.with_token(self.token(role, commune).await.1)
     }
 
     pub fn now(&self) -> Timestamp {

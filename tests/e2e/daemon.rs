@@ -91,13 +91,23 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
 
     // Accounts through the CLI, as the admin.
     let admin = String::from_utf8(
-        Command::new(workspace_bin("replid")).envs(env).args(["user", "add", "--role", "admin", "--name", "Admin"]).output().unwrap().stdout,
+        Command::new(workspace_bin("replid"))
+            .envs(env)
+            .args(["user", "add", "--role", "admin", "--name", "Admin"])
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap()
     .trim()
     .to_owned();
     let as_admin = |args: &[&str]| {
-        Command::new(workspace_bin("repli")).env("REPLI_SERVER", &url).env("REPLI_TOKEN", &admin).args(args).output().unwrap()
+        Command::new(workspace_bin("repli"))
+            .env("REPLI_SERVER", &url)
+            .env("REPLI_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap()
     };
     let out = as_admin(&["user", "add", "--role", "dgs", "--commune", "13005", "--name", "DGS Aubagne", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -112,7 +122,12 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("commune"));
     let out = as_admin(&["token", "revoke", &dgs_id]);
     assert!(out.status.success());
-    let out = Command::new(workspace_bin("repli")).env("REPLI_SERVER", &url).env("REPLI_TOKEN", &dgs_token).arg("whoami").output().unwrap();
+    let out = Command::new(workspace_bin("repli"))
+        .env("REPLI_SERVER", &url)
+        .env("REPLI_TOKEN", &dgs_token)
+        .arg("whoami")
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a revoked token still works");
 
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -208,42 +208,6 @@ pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_export_neutralises_formulas() {
-        let e = AuditEntry {
-            seq: 1,
-            at: "2026-11-23T08:00:00Z".into(),
-            actor_id: 2,
-            actor_name: "=HYPERLINK(\"http://x\")".into(),
-            actor_role: "ops".into(),
-            auth: "token".into(),
-            commune: Some("13005".into()),
-            crisis: None,
-            action: "log.information".into(),
-            target: "@SUM(A1)".into(),
-            details: "{\"text\":\"-1+1\"}".into(),
-            prev_hash: "0".into(),
-            hash: "1".into(),
-        };
-        let mut out = Vec::new();
-        write_csv(&mut out, &[e]).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let row = text.lines().nth(1).unwrap();
-        assert!(row.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{row}");
-        assert!(row.contains(",'@SUM(A1),"), "{row}");
-        let mut rdr = csv::Reader::from_reader(text.as_bytes());
-        for rec in rdr.records() {
-            for cell in rec.unwrap().iter() {
-                assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell}");
-            }
-        }
-    }
-}
-
 /// Entries as CSV, every text cell neutralised against formula injection.
 pub fn write_csv(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
@@ -283,4 +247,40 @@ pub fn write_csv(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_export_neutralises_formulas() {
+        let e = AuditEntry {
+            seq: 1,
+            at: "2026-11-23T08:00:00Z".into(),
+            actor_id: 2,
+            actor_name: "=HYPERLINK(\"http://x\")".into(),
+            actor_role: "ops".into(),
+            auth: "token".into(),
+            commune: Some("13005".into()),
+            crisis: None,
+            action: "log.information".into(),
+            target: "@SUM(A1)".into(),
+            details: "{\"text\":\"-1+1\"}".into(),
+            prev_hash: "0".into(),
+            hash: "1".into(),
+        };
+        let mut out = Vec::new();
+        write_csv(&mut out, &[e]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{row}");
+        assert!(row.contains(",'@SUM(A1),"), "{row}");
+        let mut rdr = csv::Reader::from_reader(text.as_bytes());
+        for rec in rdr.records() {
+            for cell in rec.unwrap().iter() {
+                assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell}");
+            }
+        }
+    }
 }

@@ -103,11 +103,13 @@ impl Store {
         let Some((user_id, name, role, commune)) = row else {
             return Ok(None);
         };
-        let role = role.parse::<Role>().map_err(|_| StoreError::Corrupt { column: "users.role", value: role })?;
-        let commune = commune
-            .map(|c| InseeCode::parse(&c).map_err(|_| StoreError::Corrupt { column: "users.commune", value: c }))
-            .transpose()?;
-        Ok(Some(Actor { user_id, name, role, commune, auth: AuthMethod::Token }))
+        Ok(Some(Actor {
+            user_id,
+            name,
+            role: parse_role(role)?,
+            commune: parse_commune(commune)?,
+            auth: AuthMethod::Token,
+        }))
     }
 }
 
