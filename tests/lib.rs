@@ -32,12 +32,18 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with the configuration adjusted first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.database.path = dir.path().join("repli.db");
         // Checkpoint often, so every test exercises signing.
         config.audit.checkpoint_every = 5;
+        adjust(&mut config);
         let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
         let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
         let anon = Client::new(&daemon.url(), None).unwrap();
@@ -97,6 +103,8 @@ pub fn request(insee: &str) -> CrisisRequest {
         agents: 25,
         delivery_address: Some("Hôtel de ville".into()),
         notes: None,
+        aware_at: None,
+        personal_data: None,
     }
 }
 

@@ -96,6 +96,12 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/crises/{id}/actions/{action}", [U, D, A, D, D, D]),
     ("GET", "/api/v1/crises/{id}/log", [U, D, A, A, H, A]),
     ("POST", "/api/v1/crises/{id}/log", [U, D, A, A, H, D]),
+    ("POST", "/api/v1/crises/{id}/sla/suspend", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/crises/{id}/sla/resume", [U, D, A, D, D, D]),
+    ("PUT", "/api/v1/crises/{id}/legal", [U, D, A, A, H, D]),
+    ("POST", "/api/v1/crises/{id}/legal/{kind}/done", [U, D, A, A, H, D]),
+    ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
+    ("GET", "/api/v1/notifications", [U, D, A, D, D, D]),
     ("GET", "/api/v1/audit/verify", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/entries", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/bundle", [U, D, D, D, D, A]),
@@ -110,7 +116,11 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
     use serde_json::json;
     match (method, path) {
         ("POST", "/api/v1/crises") => Some(serde_json::to_value(request("13005")).unwrap()),
-        ("POST", p) if p.contains("/actions/") => Some(json!({ "reason": "matrice d'autorisation" })),
+        ("POST", p) if p.contains("/actions/") || p.ends_with("/sla/suspend") => {
+            Some(json!({ "reason": "matrice d'autorisation" }))
+        }
+        ("POST", p) if p.ends_with("/done") || p.ends_with("/resume") => Some(json!({})),
+        ("PUT", p) if p.ends_with("/legal") => Some(json!({ "personal_data": true })),
         ("POST", p) if p.ends_with("/log") => Some(json!({ "type": "information", "text": "x" })),
         ("POST", "/api/v1/users") => Some(json!({ "name": "Nouvel agent", "role": "ops" })),
         ("POST", p) if p.ends_with("/tokens") => Some(json!({})),
@@ -151,6 +161,7 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{insee}", "13005")
                 .replace("{id}", crisis.id.as_str())
                 .replace("{action}", "activate")
+                .replace("{kind}", "cnil")
                 .replace("{uid}", &throwaway.to_string()),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {

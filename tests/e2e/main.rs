@@ -9,5 +9,6 @@ mod daemon;
 mod demo;
 mod lifecycle;
 mod privacy;
+mod sla;
 mod tls;
 mod web;

@@ -7,7 +7,8 @@ use clap::CommandFactory;
 use repli_core::CrisisAction;
 use repli_proto::Client;
 use repli_proto::api::{
-    Contact, CrisisQuery, CrisisRequest, CrisisView, NewUserRequest, PasswordRequest, TokenRequest,
+    Contact, CrisisQuery, CrisisRequest, CrisisView, LegalDoneRequest, LegalFactsRequest, NewUserRequest,
+    PasswordRequest, TokenRequest,
 };
 
 use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, demo, output};
@@ -51,6 +52,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => return demo::main(args).await,
         Command::Audit(cmd) => return crate::audit::run(cmd, || client(&cli)).await,
         Command::Bench(cmd) => return crate::bench::run(cmd).await,
+        Command::Sla(crate::sla::SlaCmd::Report { json, csv }) => {
+            return crate::sla::report(&client(&cli)?, *json, *csv).await;
+        }
+        Command::Sla(cmd) => return crate::sla::run(cmd),
+        Command::Notifications(out) => {
+            let list = client(&cli)?.notifications().await?;
+            if out.json { output::print_json(&list)? } else { output::notifications(&list) }
+        }
+        Command::Crisis(CrisisCmd::Suspend { id, reason, out }) => {
+            show_crisis(&client(&cli)?.suspend_sla(id, reason).await?, *out)?
+        }
+        Command::Crisis(CrisisCmd::Resume { id, out }) => show_crisis(&client(&cli)?.resume_sla(id).await?, *out)?,
+        Command::Crisis(CrisisCmd::Legal { id, aware_at, personal_data, done, at, out }) => {
+            let c = client(&cli)?;
+            let mut view = None;
+            if aware_at.is_some() || personal_data.is_some() {
+                let req = LegalFactsRequest { aware_at: *aware_at, personal_data: *personal_data };
+                view = Some(c.set_legal_facts(id, &req).await?);
+            }
+            if let Some(kind) = done {
+                let kind = repli_core::LegalKind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == kind)
+                    .ok_or_else(|| anyhow::anyhow!("--done takes cnil or complaint"))?;
+                view = Some(c.legal_done(id, kind, &LegalDoneRequest { at: *at }).await?);
+            }
+            let view = match view {
+                Some(v) => v,
+                None => c.crisis(id).await?,
+            };
+            if out.json { output::print_json(&view.legal)? } else { output::legal(&view) }
+        }
         Command::User(UserCmd::Add { role, name, commune, expires_days, out }) => {
             let req = NewUserRequest {
                 name: name.clone(),
@@ -142,6 +175,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agents: a.agents,
                 delivery_address: a.delivery_address.clone(),
                 notes: a.notes.clone(),
+                aware_at: a.aware_at,
+                personal_data: a.personal_data,
             };
             let view = client(&cli)?.request_crisis(&req, a.idempotency_key.as_deref()).await?;
             if !a.out.json {

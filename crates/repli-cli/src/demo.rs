@@ -160,6 +160,9 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         agents: args.agents,
         delivery_address: Some(format!("Hôtel de ville de {}", info.name)),
         notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
+        // Noticed two hours ago; the file server held personal data.
+        aware_at: Some(now().checked_sub(jiff::SignedDuration::from_hours(2))?),
+        personal_data: Some(true),
     };
     let key = format!("demo-{}", now().as_millisecond());
     let crisis = dgs.request_crisis(&req, Some(&key)).await.context("request")?;

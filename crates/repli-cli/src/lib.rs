@@ -8,6 +8,7 @@ mod bench;
 mod commands;
 pub mod demo;
 mod output;
+pub mod sla;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ pub enum Command {
     /// The audit log: verify it (online or offline), export it.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// The SLA calendar: public holidays and due instants (offline).
+    #[command(subcommand)]
+    Sla(sla::SlaCmd),
     /// Benchmarks (figures for docs/PERFORMANCE.md).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -65,6 +69,8 @@ pub enum Command {
     /// API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Notifications sent to ops (SLA escalations, legal reminders) and their delivery.
+    Notifications(JsonFlag),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Play a whole crisis on a fresh in-process replid (simulation).
@@ -136,6 +142,37 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Pause the SLA clock while waiting on the commune (ops).
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Restart the SLA clock (ops).
+    Resume {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Record the facts behind the legal clocks, or that one was done.
+    Legal {
+        id: String,
+        /// When the commune became aware of the attack (RFC 3339).
+        #[arg(long)]
+        aware_at: Option<jiff::Timestamp>,
+        #[arg(long)]
+        personal_data: Option<bool>,
+        /// Record that the CNIL was notified (`cnil`) or the complaint filed (`complaint`).
+        #[arg(long, value_name = "cnil|complaint")]
+        done: Option<String>,
+        /// When it was done (default: now).
+        #[arg(long, requires = "done")]
+        at: Option<jiff::Timestamp>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// The crisis's main courante: list it, or add an entry with --add.
     Log {
         id: String,
@@ -182,6 +219,12 @@ pub struct RequestArgs {
     pub delivery_address: Option<String>,
     #[arg(long)]
     pub notes: Option<String>,
+    /// When the commune became aware of the attack (RFC 3339): starts the 72-hour legal clocks.
+    #[arg(long)]
+    pub aware_at: Option<jiff::Timestamp>,
+    /// Whether personal data is involved (CNIL notification within 72 hours).
+    #[arg(long)]
+    pub personal_data: Option<bool>,
     /// Makes a retried request safe: the same key returns the same crisis.
     #[arg(long)]
     pub idempotency_key: Option<String>,

@@ -4,7 +4,7 @@ use comfy_table::{ContentArrangement, Table};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use repli_core::fr;
-use repli_proto::api::{CommuneView, CrisisView, LogEntryView, UserView};
+use repli_proto::api::{CommuneView, CrisisView, LogEntryView, NotificationView, UserView};
 use serde::Serialize;
 
 /// Instants are shown in the métropole's time zone.
@@ -163,6 +163,44 @@ pub fn users(list: &[UserView]) {
             u.commune.as_ref().map_or_else(String::new, ToString::to_string),
             u.login.clone().unwrap_or_default(),
             u.active_tokens.to_string(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn legal(c: &CrisisView) {
+    if c.legal.is_empty() {
+        println!("Échéances légales : indiquez quand la commune a eu connaissance de l'attaque (--aware-at).");
+        return;
+    }
+    let mut t = table(&["Échéance légale", "Date limite", "Statut", "Fait le"]);
+    for l in &c.legal {
+        let status = match l.status {
+            repli_core::LegalStatus::Pending => {
+                format!("en cours — reste {}", fr::duration(SignedDuration::from_secs(l.remaining_seconds)))
+            }
+            repli_core::LegalStatus::Done => "fait".into(),
+            repli_core::LegalStatus::DoneLate => "fait hors délai".into(),
+            repli_core::LegalStatus::Overdue => "DÉPASSÉE".into(),
+            repli_core::LegalStatus::ToDetermine => "données personnelles : à déterminer".into(),
+            repli_core::LegalStatus::NotRequired => "sans objet".into(),
+        };
+        t.add_row(vec![l.label.clone(), when(l.deadline), status, opt_when(l.done_at)]);
+    }
+    println!("{t}");
+}
+
+pub fn notifications(list: &[NotificationView]) {
+    let mut t = table(&["#", "Créée", "Canal", "Objet", "État", "Essais", "Erreur"]);
+    for n in list {
+        t.add_row(vec![
+            n.id.to_string(),
+            when(n.created_at),
+            n.channel.clone(),
+            n.subject.clone(),
+            n.status.clone(),
+            n.attempts.to_string(),
+            n.last_error.clone().unwrap_or_default(),
         ]);
     }
     println!("{t}");

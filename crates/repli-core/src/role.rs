@@ -71,8 +71,10 @@ pub enum Permission {
     OperateCrisis,
     /// Read the audit log.
     ReadAudit,
-    /// Write to a crisis's main courante (a DGS: their own).
+    /// Write to a crisis's main courante and its legal facts (a DGS: their own).
     WriteCrisisLog,
+    /// Read the SLA compliance report.
+    ReadSlaReport,
 }
 
 impl Permission {
@@ -91,6 +93,7 @@ impl Permission {
             }
             P::OperateCrisis => role == R::Ops,
             P::ReadAudit => role == R::Auditor,
+            P::ReadSlaReport => matches!(role, R::Ops | R::Auditor),
         }
     }
 }

@@ -3,7 +3,9 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 use repli_core::audit::{AuditEntry, Tamper};
-use repli_core::{CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LogKind, Role, SlaStatus};
+use repli_core::{
+    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LegalKind, LegalStatus, LogKind, Role, SlaStatus,
+};
 use serde::{Deserialize, Serialize};
 
 /// `GET /healthz`.
@@ -61,6 +63,90 @@ pub struct CrisisRequest {
     pub delivery_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// When the commune became aware of the attack: starts the 72-hour legal clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aware_at: Option<Timestamp>,
+    /// Whether personal data is involved (the CNIL must then be notified within 72 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<bool>,
+}
+
+/// `PUT /api/v1/crises/{id}/legal`: facts that start the legal clocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalFactsRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aware_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<bool>,
+}
+
+/// `POST /api/v1/crises/{id}/legal/{cnil|complaint}/done`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalDoneRequest {
+    /// When it was done (default: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// `POST /api/v1/crises/{id}/sla/suspend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    pub reason: String,
+}
+
+/// One legal clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegalClockView {
+    pub kind: LegalKind,
+    pub label: String,
+    pub deadline: Timestamp,
+    pub done_at: Option<Timestamp>,
+    pub status: LegalStatus,
+    /// Calendar seconds left.
+    pub remaining_seconds: i64,
+}
+
+/// One pause of the SLA clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspensionView {
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub reason: String,
+}
+
+/// One line of the SLA compliance report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaReportLine {
+    pub crisis: CrisisId,
+    pub commune: InseeCode,
+    pub commune_name: String,
+    pub state: CrisisState,
+    pub started_at: Timestamp,
+    pub suspensions: Vec<SuspensionView>,
+    pub suspended_seconds: i64,
+    pub due_at: Timestamp,
+    pub ready_at: Option<Timestamp>,
+    pub status: SlaStatus,
+    /// Business seconds late (ready after, or still running past, the due instant).
+    pub late_seconds: i64,
+}
+
+/// A notification to ops and its delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub id: i64,
+    pub key: String,
+    pub channel: String,
+    pub crisis: Option<String>,
+    pub subject: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
 }
 
 /// `POST /api/v1/crises/{id}/actions/{action}`.
@@ -80,8 +166,13 @@ pub struct SlaView {
     pub status_label: String,
     /// Business seconds left before the due instant (0 once stopped or past).
     pub remaining_seconds: i64,
-    /// Business seconds used so far (until ready, once ready).
+    /// Business seconds used so far, suspensions excluded (until ready, once ready).
     pub elapsed_seconds: i64,
+    /// Business seconds the clock was suspended.
+    pub suspended_seconds: i64,
+    /// When the kit should be ready at the estimated pace (running crises).
+    pub projected_ready: Option<Timestamp>,
+    pub suspensions: Vec<SuspensionView>,
 }
 
 /// When each stage was reached.
@@ -126,6 +217,10 @@ pub struct CrisisView {
     pub end_reason: Option<String>,
     /// When the contact details were erased (RGPD minimisation), if they were.
     pub personal_data_purged_at: Option<Timestamp>,
+    pub aware_at: Option<Timestamp>,
+    pub personal_data: Option<bool>,
+    /// The 72-hour legal clocks, once `aware_at` is known.
+    pub legal: Vec<LegalClockView>,
     /// The actions that can be taken now.
     pub next_actions: Vec<CrisisAction>,
     /// The audited events, oldest first (on single-crisis reads only).

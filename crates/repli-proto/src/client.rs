@@ -11,8 +11,9 @@ use repli_core::audit::{AuditBundle, AuditEntry};
 
 use crate::api::{
     ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CreatedUser, CrisisQuery, CrisisRequest,
-    CrisisView, Health, LogEntryRequest, LogEntryView, Me, NewUserRequest, PasswordRequest, Problem, RevokeView,
-    TokenRequest, TokenView, UserView,
+    CrisisView, Health, LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, Me, NewUserRequest,
+    NotificationView, PasswordRequest, Problem, RevokeView, SlaReportLine, SuspendRequest, TokenRequest, TokenView,
+    UserView,
 };
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
@@ -228,6 +229,39 @@ impl Client {
 
     pub async fn set_password(&self, user_id: i64, req: &PasswordRequest) -> Result<UserView, ClientError> {
         self.send(self.request(Method::PUT, &format!("{API_PREFIX}/users/{user_id}/password"))?.json(req)).await
+    }
+
+    pub async fn suspend_sla(&self, id: &str, reason: &str) -> Result<CrisisView, ClientError> {
+        self.post(
+            &format!("{API_PREFIX}/crises/{}/sla/suspend", urlencode(id)),
+            &SuspendRequest { reason: reason.to_owned() },
+        )
+        .await
+    }
+
+    pub async fn resume_sla(&self, id: &str) -> Result<CrisisView, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/sla/resume", urlencode(id)), &serde_json::json!({})).await
+    }
+
+    pub async fn set_legal_facts(&self, id: &str, req: &LegalFactsRequest) -> Result<CrisisView, ClientError> {
+        self.send(self.request(Method::PUT, &format!("{API_PREFIX}/crises/{}/legal", urlencode(id)))?.json(req)).await
+    }
+
+    pub async fn legal_done(
+        &self,
+        id: &str,
+        kind: repli_core::LegalKind,
+        req: &LegalDoneRequest,
+    ) -> Result<CrisisView, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/legal/{}/done", urlencode(id), kind.as_str()), req).await
+    }
+
+    pub async fn sla_report(&self) -> Result<Vec<SlaReportLine>, ClientError> {
+        self.get(&format!("{API_PREFIX}/sla/report")).await
+    }
+
+    pub async fn notifications(&self) -> Result<Vec<NotificationView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/notifications")).await
     }
 
     pub async fn crisis_log(&self, id: &str) -> Result<Vec<LogEntryView>, ClientError> {

@@ -22,6 +22,10 @@ pub struct NewCrisis {
     pub delivery_address: Option<String>,
     pub notes: String,
     pub due_at: Timestamp,
+    /// When the commune became aware of the attack (starts the legal clocks).
+    pub aware_at: Option<Timestamp>,
+    /// Whether personal data is involved (None: not known yet).
+    pub personal_data: Option<bool>,
 }
 
 /// A crisis as stored.
@@ -50,6 +54,18 @@ pub struct CrisisRecord {
     pub updated_at: Timestamp,
     /// When the contact details were erased (RGPD minimisation), if they were.
     pub personal_data_purged_at: Option<Timestamp>,
+    pub aware_at: Option<Timestamp>,
+    pub personal_data: Option<bool>,
+    pub cnil_notified_at: Option<Timestamp>,
+    pub complaint_filed_at: Option<Timestamp>,
+}
+
+/// One pause of the SLA clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspensionRecord {
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub reason: String,
 }
 
 /// Which crises to list.
@@ -95,6 +111,10 @@ fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
         end_reason: r.try_get("end_reason")?,
         updated_at: time::from_db("crises.updated_at", &updated_at)?,
         personal_data_purged_at: opt_from_db("crises.personal_data_purged_at", r.try_get("personal_data_purged_at")?)?,
+        aware_at: opt_from_db("crises.aware_at", r.try_get("aware_at")?)?,
+        personal_data: r.try_get::<Option<i64>, _>("personal_data")?.map(|v| v != 0),
+        cnil_notified_at: opt_from_db("crises.cnil_notified_at", r.try_get("cnil_notified_at")?)?,
+        complaint_filed_at: opt_from_db("crises.complaint_filed_at", r.try_get("complaint_filed_at")?)?,
     })
 }
 
@@ -184,8 +204,8 @@ impl Store {
         let at = time::to_db(now);
         sqlx::query(
             "INSERT INTO crises (id, commune, year, seq, state, requested_at, requested_by, contact_name, \
-             contact_phone, contact_email, agents, delivery_address, notes, due_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)",
+             contact_phone, contact_email, agents, delivery_address, notes, due_at, updated_at, aware_at, personal_data) \
+             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5, ?14, ?15)",
         )
         .bind(id.as_str())
         .bind(insee)
@@ -200,6 +220,8 @@ impl Store {
         .bind(&new.delivery_address)
         .bind(&new.notes)
         .bind(time::to_db(new.due_at))
+        .bind(new.aware_at.map(time::to_db))
+        .bind(new.personal_data.map(i64::from))
         .execute(&mut *tx)
         .await?;
         if let Some((key, request_sha256)) = idempotency {
@@ -376,6 +398,8 @@ mod tests {
             delivery_address: None,
             notes: String::new(),
             due_at: t("2026-11-26T17:00:00Z"),
+            aware_at: None,
+            personal_data: None,
         }
     }
 

@@ -8,6 +8,7 @@
 mod audit;
 mod crises;
 mod reference;
+mod sla;
 mod time;
 mod users;
 
@@ -24,8 +25,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use audit::{AuditFilter, LogEntry, Record};
-pub use crises::{CrisisFilter, CrisisRecord, NewCrisis};
+pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use reference::{CommuneRecord, ReferenceSync};
+pub use sla::Notification;
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
 pub use users::{NewUser, Session, UserRecord, UserSummary};
 
@@ -57,6 +59,8 @@ pub enum StoreError {
     UnknownUser(i64),
     #[error("login `{0}` is already taken")]
     LoginTaken(String),
+    #[error("crisis {id}: {message}")]
+    Sla { id: CrisisId, message: &'static str },
     #[error("crisis {id} is {state}: its log is closed")]
     CrisisEnded { id: CrisisId, state: repli_core::CrisisState },
 }
@@ -78,6 +82,7 @@ fn migrator() -> Migrator {
         m(1, "init", include_str!("../migrations/0001_init.sql")),
         m(2, "checkpoints", include_str!("../migrations/0002_checkpoints.sql")),
         m(3, "accounts", include_str!("../migrations/0003_accounts.sql")),
+        m(4, "sla", include_str!("../migrations/0004_sla.sql")),
     ])
 }
 

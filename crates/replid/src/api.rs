@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use repli_core::audit::AuditBundle;
-use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, LogKind, Permission, Role, text};
+use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, LegalKind, LogKind, Permission, Role, text};
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
     ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health,
-    LogEntryRequest, LogEntryView, Me,
+    LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, Me, NotificationView, SlaReportLine,
+    SuspendRequest,
 };
 use repli_store::{AuditFilter, CrisisFilter, NewCrisis, StoreError};
 use sha2::{Digest, Sha256};
@@ -83,6 +84,12 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/crises/{id}/actions/{action}", Requires(P::OperateCrisis), post(act)),
         (Method::GET, "/api/v1/crises/{id}/log", Requires(P::ReadCrises), get(crisis_log)),
         (Method::POST, "/api/v1/crises/{id}/log", Requires(P::WriteCrisisLog), post(add_log)),
+        (Method::POST, "/api/v1/crises/{id}/sla/suspend", Requires(P::OperateCrisis), post(suspend_sla)),
+        (Method::POST, "/api/v1/crises/{id}/sla/resume", Requires(P::OperateCrisis), post(resume_sla)),
+        (Method::PUT, "/api/v1/crises/{id}/legal", Requires(P::WriteCrisisLog), put(set_legal_facts)),
+        (Method::POST, "/api/v1/crises/{id}/legal/{kind}/done", Requires(P::WriteCrisisLog), post(legal_done)),
+        (Method::GET, "/api/v1/sla/report", Requires(P::ReadSlaReport), get(sla_report)),
+        (Method::GET, "/api/v1/notifications", Requires(P::OperateCrisis), get(notifications)),
         (Method::GET, "/api/v1/audit/verify", Requires(P::ReadAudit), get(audit_verify)),
         (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(audit_entries)),
         (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(audit_bundle)),
@@ -227,8 +234,12 @@ async fn list_crises(
     let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false) };
     let now = st.clock.now();
     let records = st.store.crises(&filter).await?;
-    let views = records.into_iter().map(|r| views::crisis(&st, r, Vec::new(), now)).collect::<Result<_, _>>()?;
-    Ok(Json(views))
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let suspensions = st.store.suspensions(&r.id).await?;
+        out.push(views::crisis(&st, r, Vec::new(), &suspensions, now)?);
+    }
+    Ok(Json(out))
 }
 
 /// Loads a crisis the actor may see; another commune's crisis does not exist for a DGS.
@@ -245,7 +256,122 @@ async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Res
         .store
         .audit_entries(&AuditFilter { crisis: Some(r.id.to_string()), limit: 10_000, ..Default::default() })
         .await?;
-    views::crisis(st, r, history, st.clock.now())
+    let suspensions = st.store.suspensions(&r.id).await?;
+    views::crisis(st, r, history, &suspensions, st.clock.now())
+}
+
+/// An instant a person typed: not more than a few minutes in the future.
+fn past_instant(field: &str, t: jiff::Timestamp, now: jiff::Timestamp) -> Result<jiff::Timestamp, ApiError> {
+    let slack = jiff::SignedDuration::from_mins(5);
+    if now.checked_add(slack).is_ok_and(|limit| t > limit) {
+        return Err(ApiError::Validation(vec![FieldError::new(field, "cet instant est dans le futur")]));
+    }
+    Ok(t)
+}
+
+async fn suspend_sla(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SuspendRequest>,
+) -> Result<Json<CrisisView>, ApiError> {
+    let r = visible_crisis(&st, a, &id).await?;
+    let reason = text::free_text("reason", &body.reason, 500, true).map_err(|e| ApiError::Validation(vec![e]))?;
+    st.store.suspend_sla(&r.id, &reason, a, st.clock.now()).await?;
+    let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(crisis_with_history(&st, r).await?))
+}
+
+async fn resume_sla(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<CrisisView>, ApiError> {
+    let r = visible_crisis(&st, a, &id).await?;
+    st.store.resume_sla(&r.id, a, st.clock.now()).await?;
+    let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(crisis_with_history(&st, r).await?))
+}
+
+async fn set_legal_facts(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LegalFactsRequest>,
+) -> Result<Json<CrisisView>, ApiError> {
+    let r = visible_crisis(&st, a, &id).await?;
+    let now = st.clock.now();
+    if body.aware_at.is_none() && body.personal_data.is_none() {
+        return Err(ApiError::Validation(vec![FieldError::new("aware_at", "indiquez aware_at et/ou personal_data")]));
+    }
+    let aware = body.aware_at.map(|t| past_instant("aware_at", t, now)).transpose()?;
+    st.store.set_legal_facts(&r.id, aware, body.personal_data, a, now).await?;
+    let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(crisis_with_history(&st, r).await?))
+}
+
+async fn legal_done(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    Path((id, kind)): Path<(String, String)>,
+    ApiJson(body): ApiJson<LegalDoneRequest>,
+) -> Result<Json<CrisisView>, ApiError> {
+    let kind = LegalKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| ApiError::NotFound {
+        code: "unknown_legal_clock",
+        detail: "Échéance légale inconnue : cnil ou complaint.".into(),
+    })?;
+    let r = visible_crisis(&st, a, &id).await?;
+    let now = st.clock.now();
+    let at = past_instant("at", body.at.unwrap_or(now), now)?;
+    st.store.mark_legal_done(&r.id, kind, at, a, now).await?;
+    let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(crisis_with_history(&st, r).await?))
+}
+
+async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<SlaReportLine>>, ApiError> {
+    let now = st.clock.now();
+    let mut lines = Vec::new();
+    for r in st.store.crises(&CrisisFilter::default()).await? {
+        let suspensions = st.store.suspensions(&r.id).await?;
+        let v = views::sla_of(&st, &r, &suspensions, now)?;
+        let stop = r.ready_at.unwrap_or(now);
+        let late = st.calendar.business_time_between(v.due, stop).map_err(|e| ApiError::Internal(e.to_string()))?;
+        lines.push(SlaReportLine {
+            started_at: r.requested_at,
+            suspensions: suspensions.iter().map(views::suspension).collect(),
+            suspended_seconds: v.suspended.as_secs(),
+            due_at: v.due,
+            ready_at: r.ready_at,
+            status: v.status,
+            late_seconds: late.as_secs(),
+            crisis: r.id,
+            commune: r.commune,
+            commune_name: r.commune_name,
+            state: r.state,
+        });
+    }
+    lines.reverse();
+    Ok(Json(lines))
+}
+
+async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    let list = st.store.notifications(500).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|n| NotificationView {
+                id: n.id,
+                key: n.key,
+                channel: n.channel,
+                crisis: n.crisis,
+                subject: n.subject,
+                status: n.status,
+                attempts: n.attempts,
+                last_error: n.last_error,
+                created_at: n.created_at,
+                sent_at: n.sent_at,
+            })
+            .collect(),
+    ))
 }
 
 async fn get_crisis(
@@ -258,7 +384,7 @@ async fn get_crisis(
 }
 
 /// Checks and normalises a request; every invalid field is reported at once.
-fn validate(req: &CrisisRequest, due_at: jiff::Timestamp) -> Result<NewCrisis, ApiError> {
+fn validate(req: &CrisisRequest, due_at: jiff::Timestamp, now: jiff::Timestamp) -> Result<NewCrisis, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let mut keep = |r: Result<String, FieldError>| match r {
         Ok(v) => Some(v),
@@ -276,6 +402,14 @@ fn validate(req: &CrisisRequest, due_at: jiff::Timestamp) -> Result<NewCrisis, A
     if !(1..=MAX_AGENTS).contains(&req.agents) {
         errors.push(FieldError::new("agents", format!("entre 1 et {MAX_AGENTS} agents")));
     }
+    let aware_at = match req.aware_at.map(|t| past_instant("aware_at", t, now)) {
+        Some(Err(ApiError::Validation(mut e))) => {
+            errors.append(&mut e);
+            None
+        }
+        Some(Ok(t)) => Some(t),
+        _ => None,
+    };
     match (contact_name, contact_phone, contact_email, delivery_address, notes) {
         (Some(contact_name), Some(contact_phone), email, address, Some(notes)) if errors.is_empty() => Ok(NewCrisis {
             commune: req.commune.clone(),
@@ -286,6 +420,8 @@ fn validate(req: &CrisisRequest, due_at: jiff::Timestamp) -> Result<NewCrisis, A
             delivery_address: address.flatten(),
             notes,
             due_at,
+            aware_at,
+            personal_data: req.personal_data,
         }),
         _ => Err(ApiError::Validation(errors)),
     }
@@ -317,8 +453,11 @@ async fn create_crisis(
     }
     let key = idempotency_key(&headers)?;
     let now = st.clock.now();
-    let due = st.calendar.add_hours(now, st.sla_hours).map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
-    let new = validate(&req, due)?;
+    let due = st
+        .calendar
+        .add_hours(now, st.config.sla.business_hours)
+        .map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
+    let new = validate(&req, due, now)?;
     let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
     let idem = key.as_deref().map(|k| (k, request_hash.as_str()));
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;

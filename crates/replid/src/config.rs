@@ -47,6 +47,8 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,11 +139,53 @@ pub struct ReferenceConfig {
 pub struct SlaConfig {
     pub business_hours: u32,
     pub calendar: CalendarSpec,
+    pub forecast: ForecastConfig,
 }
 
 impl Default for SlaConfig {
     fn default() -> Self {
-        Self { business_hours: DEFAULT_BUSINESS_HOURS, calendar: CalendarSpec::default() }
+        Self {
+            business_hours: DEFAULT_BUSINESS_HOURS,
+            calendar: CalendarSpec::default(),
+            forecast: ForecastConfig::default(),
+        }
+    }
+}
+
+/// Estimated business time of the work left before the kit is ready, for the risk forecast.
+/// (When the playbook engine lands, its steps' estimates replace these.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// From the request to the activation.
+    pub activation_minutes: u32,
+    /// From the activation to a ready kit.
+    pub preparation_minutes: u32,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self { activation_minutes: 60, preparation_minutes: 8 * 60 }
+    }
+}
+
+/// Where notifications to ops go. The commune's mail is down, so nothing here relies on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Percentages of the SLA's business time used at which ops are warned, once each.
+    pub thresholds: Vec<u32>,
+    /// `log` and/or `webhook`.
+    pub channels: Vec<String>,
+    /// Generic JSON webhook (fits SMS gateways): POST {"subject", "body", "crisis", "key"}.
+    pub webhook_url: Option<String>,
+    /// Delivery attempts before a notification is marked failed.
+    pub max_attempts: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self { thresholds: vec![50, 75, 90, 100], channels: vec!["log".into()], webhook_url: None, max_attempts: 8 }
     }
 }
 
@@ -155,6 +199,7 @@ impl Default for Config {
             sla: SlaConfig::default(),
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -213,6 +258,24 @@ impl Config {
         repli_core::BusinessCalendar::from_spec(&self.sla.calendar).map_err(|e| format!("sla.calendar: {e}"))?;
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
+        }
+        for c in &self.notify.channels {
+            match c.as_str() {
+                "log" => {}
+                "webhook"
+                    if self
+                        .notify
+                        .webhook_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) => {}
+                "webhook" => return Err("notify.channels has webhook: set notify.webhook_url to an http(s) URL".into()),
+                other => return Err(format!("notify.channels: unknown channel `{other}` (log, webhook)")),
+            }
+        }
+        if self.notify.thresholds.iter().any(|t| !(1..=100).contains(t))
+            || !(1..=50).contains(&self.notify.max_attempts)
+        {
+            return Err("notify.thresholds must be percentages from 1 to 100, notify.max_attempts 1 to 50".into());
         }
         if !(1..=3650).contains(&self.privacy.contact_retention_days) {
             return Err("privacy.contact_retention_days must be between 1 and 3650".into());

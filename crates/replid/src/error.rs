@@ -149,6 +149,7 @@ fn store_problem(e: &StoreError) -> Problem {
             p.current_state = Some(*state);
             p
         }
+        StoreError::Sla { id, message } => problem(S::CONFLICT, "sla_conflict", format!("Crise {id} : {message}.")),
         StoreError::UnknownUser(_) => problem(S::NOT_FOUND, "unknown_user", "Utilisateur inconnu.".into()),
         StoreError::LoginTaken(_) => problem(S::CONFLICT, "login_taken", "Identifiant déjà utilisé.".into()),
         StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Chain(_) => internal(),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+mod notify;
 pub mod tls;
 mod users;
 mod views;
@@ -50,15 +51,15 @@ pub const CSP: &str =
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    pub config: Arc<Config>,
     pub calendar: Arc<BusinessCalendar>,
-    pub sla_hours: u32,
     pub clock: Arc<dyn Clock>,
+    /// For webhook notifications.
+    pub http: reqwest::Client,
     pub pages: Arc<handlebars::Handlebars<'static>>,
     pub throttle: Arc<web::Throttle>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
-    /// Days after a crisis ends before its contact details are erased.
-    pub contact_retention_days: u32,
 }
 
 /// What one maintenance round did.
@@ -66,20 +67,26 @@ pub struct AppState {
 pub struct Maintenance {
     pub checkpoint: Option<i64>,
     pub purged: Vec<repli_core::CrisisId>,
+    /// Notifications queued, and delivery attempts made, in this round.
+    pub queued: usize,
+    pub attempted: usize,
 }
 
 impl AppState {
-    /// Signs a due audit checkpoint and erases expired contact details.
+    /// Signs a due audit checkpoint, erases expired contact details, queues SLA escalations and
+    /// legal reminders, and delivers due notifications.
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
         let checkpoint = self.store.checkpoint_now(now).await?;
-        let retention = jiff::SignedDuration::from_hours(24 * i64::from(self.contact_retention_days));
+        let queued = notify::queue(self, now).await?;
+        let attempted = notify::deliver(self, now).await?;
+        let retention = jiff::SignedDuration::from_hours(24 * i64::from(self.config.privacy.contact_retention_days));
         let cutoff = now.checked_sub(retention).unwrap_or(now);
         let purged = self.store.purge_personal_data(cutoff, now).await?;
         if !purged.is_empty() {
             tracing::info!(count = purged.len(), "contact details erased (RGPD retention)");
         }
-        Ok(Maintenance { checkpoint, purged })
+        Ok(Maintenance { checkpoint, purged, queued, attempted })
     }
 }
 
@@ -215,13 +222,16 @@ impl Daemon {
         let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
         let state = AppState {
             store: store.clone(),
+            config: Arc::new(config.clone()),
             calendar,
-            sla_hours: config.sla.business_hours,
             clock: clock.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| DaemonError::Serve(std::io::Error::other(e.to_string())))?,
             pages: Arc::new(web::templates()?),
             throttle: Arc::new(web::Throttle::default()),
             secure_cookies: tls.is_some(),
-            contact_retention_days: config.privacy.contact_retention_days,
         };
         let router = app(state.clone());
         let maintenance = tokio::spawn(maintenance_timer(

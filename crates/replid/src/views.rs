@@ -1,10 +1,13 @@
 //! Store records → API documents.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use repli_core::audit::AuditEntry;
-use repli_core::{CrisisAction, CrisisState, sla};
-use repli_proto::api::{CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, SlaView, Timeline};
-use repli_store::{CommuneRecord, CrisisRecord};
+use repli_core::sla::{SlaInput, Suspension};
+use repli_core::{CrisisAction, CrisisState, legal, sla};
+use repli_proto::api::{
+    CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, LegalClockView, SlaView, SuspensionView, Timeline,
+};
+use repli_store::{CommuneRecord, CrisisRecord, SuspensionRecord};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -32,24 +35,78 @@ fn history_entry(e: AuditEntry) -> Result<HistoryEntry, ApiError> {
     })
 }
 
+/// Estimated business time of the work left in `state` (the risk forecast's input).
+pub fn remaining_work(cfg: &crate::config::ForecastConfig, state: CrisisState) -> SignedDuration {
+    let mins = match state {
+        CrisisState::Requested => cfg.activation_minutes + cfg.preparation_minutes,
+        CrisisState::Activated | CrisisState::Provisioning => cfg.preparation_minutes,
+        _ => 0,
+    };
+    SignedDuration::from_mins(i64::from(mins))
+}
+
+/// The SLA of a crisis at `now`, its suspensions taken into account.
+pub fn sla_of(
+    st: &AppState,
+    r: &CrisisRecord,
+    suspensions: &[SuspensionRecord],
+    now: Timestamp,
+) -> Result<sla::SlaView, ApiError> {
+    let pauses: Vec<Suspension> =
+        suspensions.iter().map(|s| Suspension { start: s.started_at, end: s.ended_at }).collect();
+    let input = SlaInput {
+        started: r.requested_at,
+        business_hours: st.config.sla.business_hours,
+        suspensions: &pauses,
+        ready_at: r.ready_at,
+        ended: matches!(r.state, CrisisState::Rejected | CrisisState::Cancelled),
+        remaining_work: remaining_work(&st.config.sla.forecast, r.state),
+    };
+    sla::evaluate(&st.calendar, &input, now).map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))
+}
+
+pub fn suspension(s: &SuspensionRecord) -> SuspensionView {
+    SuspensionView { started_at: s.started_at, ended_at: s.ended_at, reason: s.reason.clone() }
+}
+
+pub fn legal_clocks(r: &CrisisRecord, now: Timestamp) -> Vec<LegalClockView> {
+    let Some(aware) = r.aware_at else { return Vec::new() };
+    legal::clocks(aware, r.personal_data, r.cnil_notified_at, r.complaint_filed_at, now)
+        .into_iter()
+        .map(|c| LegalClockView {
+            kind: c.kind,
+            label: c.kind.label_fr().to_owned(),
+            deadline: c.deadline,
+            done_at: c.done_at,
+            status: c.status,
+            remaining_seconds: c.remaining.as_secs(),
+        })
+        .collect()
+}
+
 pub fn crisis(
     st: &AppState,
     r: CrisisRecord,
     history: Vec<AuditEntry>,
+    suspensions: &[SuspensionRecord],
     now: Timestamp,
 ) -> Result<CrisisView, ApiError> {
-    let ended = matches!(r.state, CrisisState::Rejected | CrisisState::Cancelled);
-    let v = sla::evaluate(&st.calendar, r.requested_at, r.due_at, r.ready_at, ended, now)
-        .map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))?;
+    let v = sla_of(st, &r, suspensions, now)?;
     Ok(CrisisView {
         sla: SlaView {
-            business_hours: st.sla_hours,
-            due_at: r.due_at,
+            business_hours: st.config.sla.business_hours,
+            due_at: v.due,
             status: v.status,
             status_label: v.status.label_fr().to_owned(),
             remaining_seconds: v.remaining.as_secs(),
             elapsed_seconds: v.elapsed.as_secs(),
+            suspended_seconds: v.suspended.as_secs(),
+            projected_ready: v.projected_ready,
+            suspensions: suspensions.iter().map(suspension).collect(),
         },
+        legal: legal_clocks(&r, now),
+        aware_at: r.aware_at,
+        personal_data: r.personal_data,
         timeline: Timeline {
             activated_at: r.activated_at,
             provisioning_at: r.provisioning_at,

@@ -1,0 +1,295 @@
+//! SLA suspensions, legal facts, and the notifications queue.
+
+use jiff::Timestamp;
+use repli_core::{Actor, CrisisId, CrisisState, LegalKind};
+use serde_json::json;
+
+use crate::audit::NewEntry;
+use crate::crises::SuspensionRecord;
+use crate::time::{self, opt_from_db};
+use crate::{By, Store, StoreError};
+
+/// A notification to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub key: String,
+    pub channel: String,
+    pub crisis: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+type NotificationRow =
+    (i64, String, String, Option<String>, String, String, String, i64, String, Option<String>, String, Option<String>);
+
+fn notification(r: NotificationRow) -> Result<Notification, StoreError> {
+    Ok(Notification {
+        id: r.0,
+        key: r.1,
+        channel: r.2,
+        crisis: r.3,
+        subject: r.4,
+        body: r.5,
+        status: r.6,
+        attempts: r.7,
+        next_attempt_at: time::from_db("notifications.next_attempt_at", &r.8)?,
+        last_error: r.9,
+        created_at: time::from_db("notifications.created_at", &r.10)?,
+        sent_at: opt_from_db("notifications.sent_at", r.11)?,
+    })
+}
+
+impl Store {
+    async fn crisis_state(
+        conn: &mut sqlx::SqliteConnection,
+        id: &CrisisId,
+    ) -> Result<(CrisisState, String), StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT state, commune FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (state, commune) = row.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        let state = state.parse().map_err(|_| StoreError::Corrupt { column: "crises.state", value: state })?;
+        Ok((state, commune))
+    }
+
+    /// Pauses the SLA clock while ops wait on the commune (before the kit is ready).
+    pub async fn suspend_sla(
+        &self,
+        id: &CrisisId,
+        reason: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (state, commune) = Self::crisis_state(&mut tx, id).await?;
+        if !state.is_open() || state.is_ready_or_later() {
+            return Err(StoreError::Sla {
+                id: id.clone(),
+                message: "le délai ne court que jusqu'à ce que le kit soit prêt",
+            });
+        }
+        let open: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM sla_suspensions WHERE crisis_id = ? AND ended_at IS NULL")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if open.is_some() {
+            return Err(StoreError::Sla { id: id.clone(), message: "le délai est déjà suspendu" });
+        }
+        sqlx::query("INSERT INTO sla_suspensions (crisis_id, started_at, reason, started_by) VALUES (?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(time::to_db(now))
+            .bind(reason)
+            .bind(actor.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "sla.suspend",
+            target: id.as_str(),
+            details: json!({ "reason": reason }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Restarts the SLA clock.
+    pub async fn resume_sla(&self, id: &CrisisId, actor: &Actor, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (_, commune) = Self::crisis_state(&mut tx, id).await?;
+        let done = sqlx::query(
+            "UPDATE sla_suspensions SET ended_at = ?, ended_by = ? WHERE crisis_id = ? AND ended_at IS NULL",
+        )
+        .bind(time::to_db(now))
+        .bind(actor.user_id)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Sla { id: id.clone(), message: "le délai n'est pas suspendu" });
+        }
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "sla.resume",
+            target: id.as_str(),
+            details: json!({}),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The pauses of a crisis's clock, in start order.
+    pub async fn suspensions(&self, id: &CrisisId) -> Result<Vec<SuspensionRecord>, StoreError> {
+        let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT started_at, ended_at, reason FROM sla_suspensions WHERE crisis_id = ? ORDER BY started_at, id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(s, e, reason)| {
+                Ok(SuspensionRecord {
+                    started_at: time::from_db("sla_suspensions.started_at", &s)?,
+                    ended_at: opt_from_db("sla_suspensions.ended_at", e)?,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    /// Records when the commune became aware of the attack and whether personal data is
+    /// involved (each only when given).
+    pub async fn set_legal_facts(
+        &self,
+        id: &CrisisId,
+        aware_at: Option<Timestamp>,
+        personal_data: Option<bool>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (_, commune) = Self::crisis_state(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE crises SET aware_at = COALESCE(?1, aware_at), personal_data = COALESCE(?2, personal_data), \
+             updated_at = ?3 WHERE id = ?4",
+        )
+        .bind(aware_at.map(time::to_db))
+        .bind(personal_data.map(i64::from))
+        .bind(time::to_db(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let details = json!({ "aware_at": aware_at.map(time::to_db), "personal_data": personal_data });
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "legal.facts",
+            target: id.as_str(),
+            details,
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the CNIL was notified, or the complaint filed, at `at`.
+    pub async fn mark_legal_done(
+        &self,
+        id: &CrisisId,
+        kind: LegalKind,
+        at: Timestamp,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (_, commune) = Self::crisis_state(&mut tx, id).await?;
+        let sql = match kind {
+            LegalKind::Cnil => "UPDATE crises SET cnil_notified_at = ?1, updated_at = ?2 WHERE id = ?3",
+            LegalKind::Complaint => "UPDATE crises SET complaint_filed_at = ?1, updated_at = ?2 WHERE id = ?3",
+        };
+        sqlx::query(sql).bind(time::to_db(at)).bind(time::to_db(now)).bind(id.as_str()).execute(&mut *tx).await?;
+        let action = format!("legal.{}_done", kind.as_str());
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: &action,
+            target: id.as_str(),
+            details: json!({ "at": time::to_db(at) }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues a notification once per (key, channel); returns whether it is new.
+    pub async fn enqueue_notification(
+        &self,
+        key: &str,
+        channel: &str,
+        crisis: Option<&str>,
+        subject: &str,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO notifications (key, channel, crisis_id, subject, body, created_at, status, next_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?6) ON CONFLICT (key, channel) DO NOTHING",
+        )
+        .bind(key)
+        .bind(channel)
+        .bind(crisis)
+        .bind(subject)
+        .bind(body)
+        .bind(time::to_db(now))
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pending notifications whose next attempt is due.
+    pub async fn due_notifications(&self, now: Timestamp) -> Result<Vec<Notification>, StoreError> {
+        let sql = "SELECT id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, last_error, \
+                   created_at, sent_at FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id";
+        let rows: Vec<NotificationRow> = sqlx::query_as(sql).bind(time::to_db(now)).fetch_all(&self.read).await?;
+        rows.into_iter().map(notification).collect()
+    }
+
+    /// Every notification, newest first (ops see failures here).
+    pub async fn notifications(&self, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        let sql = "SELECT id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, last_error, \
+                   created_at, sent_at FROM notifications ORDER BY id DESC LIMIT ?";
+        let rows: Vec<NotificationRow> = sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        rows.into_iter().map(notification).collect()
+    }
+
+    /// Records one delivery attempt: sent, retried at `retry_at`, or failed for good.
+    pub async fn notification_attempt(
+        &self,
+        id: i64,
+        result: Result<(), &str>,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match (result, retry_at) {
+            (Ok(()), _) => {
+                sqlx::query("UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL WHERE id = ?")
+                    .bind(time::to_db(now))
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?
+            }
+            (Err(e), Some(at)) => {
+                sqlx::query("UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+                    .bind(time::to_db(at))
+                    .bind(e)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?
+            }
+            (Err(e), None) => {
+                sqlx::query("UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?")
+                    .bind(e)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}

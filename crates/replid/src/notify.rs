@@ -1,0 +1,98 @@
+//! Notifications to ops: SLA escalations (each threshold once per crisis) and legal reminders
+//! (24 h and 6 h before each deadline), through channels that work while the commune's mail is
+//! down. Queued in the database, delivered and retried with backoff by the maintenance round.
+
+use jiff::{SignedDuration, Timestamp};
+use repli_core::{fr, legal};
+use repli_store::{CrisisFilter, StoreError};
+use serde_json::json;
+
+use crate::{AppState, views};
+
+/// Queues what has become due; returns how many notifications were new.
+pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
+    let tz = st.calendar.time_zone().clone();
+    let budget = SignedDuration::from_hours(i64::from(st.config.sla.business_hours));
+    let mut new = 0;
+    for r in st.store.crises(&CrisisFilter { open_only: true, ..Default::default() }).await? {
+        let suspensions = st.store.suspensions(&r.id).await?;
+        let mut due: Vec<(String, String, String)> = Vec::new();
+        if r.ready_at.is_none()
+            && let Ok(v) = views::sla_of(st, &r, &suspensions, now)
+        {
+            let used = (v.elapsed.as_secs_f64() / budget.as_secs_f64() * 100.0).floor();
+            for t in st.config.notify.thresholds.iter().filter(|t| f64::from(**t) <= used) {
+                due.push((
+                    format!("sla:{}:{t}", r.id),
+                    format!("Crise {} ({}) : {t} % du délai écoulé", r.id, r.commune_name),
+                    format!(
+                        "{t} % des {} heures ouvrées sont écoulées. Échéance : {}. Statut : {}.",
+                        st.config.sla.business_hours,
+                        fr::datetime(v.due, &tz),
+                        v.status.label_fr()
+                    ),
+                ));
+            }
+        }
+        if let Some(aware) = r.aware_at {
+            for c in legal::clocks(aware, r.personal_data, r.cnil_notified_at, r.complaint_filed_at, now) {
+                for h in legal::reminders_due(&c) {
+                    due.push((
+                        format!("legal:{}:{}:{h}", r.id, c.kind.as_str()),
+                        format!("Crise {} ({}) : {} — moins de {h} h", r.id, r.commune_name, c.kind.label_fr()),
+                        format!("Échéance légale : {}.", fr::datetime(c.deadline, &tz)),
+                    ));
+                }
+            }
+        }
+        for (key, subject, body) in due {
+            for channel in &st.config.notify.channels {
+                if st.store.enqueue_notification(&key, channel, Some(r.id.as_str()), &subject, &body, now).await? {
+                    new += 1;
+                }
+            }
+        }
+    }
+    Ok(new)
+}
+
+/// Sends due notifications; returns how many attempts were made.
+pub async fn deliver(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
+    let due = st.store.due_notifications(now).await?;
+    for n in &due {
+        let result = match n.channel.as_str() {
+            "log" => {
+                tracing::warn!(notification = %n.key, crisis = n.crisis.as_deref().unwrap_or(""), "{}: {}", n.subject, n.body);
+                Ok(())
+            }
+            "webhook" => webhook(st, n).await,
+            other => Err(format!("unknown channel {other}")),
+        };
+        let retry_at = match &result {
+            Ok(()) => None,
+            Err(e) if n.attempts + 1 < i64::from(st.config.notify.max_attempts) => {
+                tracing::warn!(notification = %n.key, error = %e, "notification not delivered, will retry");
+                // 1, 2, 4… minutes, at most an hour.
+                let wait = SignedDuration::from_mins(1i64 << n.attempts.clamp(0, 6));
+                Some(now.checked_add(wait).unwrap_or(now))
+            }
+            Err(e) => {
+                tracing::error!(notification = %n.key, error = %e, "notification failed for good");
+                None
+            }
+        };
+        st.store.notification_attempt(n.id, result.as_ref().map(|_| ()).map_err(String::as_str), retry_at, now).await?;
+    }
+    Ok(due.len())
+}
+
+async fn webhook(st: &AppState, n: &repli_store::Notification) -> Result<(), String> {
+    let Some(url) = st.config.notify.webhook_url.as_deref() else { return Err("no webhook_url configured".into()) };
+    let body = json!({ "key": n.key, "crisis": n.crisis, "subject": n.subject, "body": n.body });
+    match st.http.post(url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("webhook answered HTTP {}", r.status().as_u16())),
+        // Without the URL: it may carry a token in its query.
+        Err(e) => Err(format!("webhook unreachable: {}", e.without_url())),
+    }
+}

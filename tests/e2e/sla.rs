@@ -1,0 +1,198 @@
+//! The SLA clock through the API: suspensions, the risk forecast, the legal clocks, the
+//! compliance report, and notifications to ops (log and a real local webhook).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::SignedDuration;
+use repli_core::{CrisisAction, LegalKind, LegalStatus, SlaStatus};
+use repli_proto::api::{LegalDoneRequest, LegalFactsRequest};
+use repli_tests::{TestApp, request};
+
+#[tokio::test]
+async fn suspensions_push_the_due_instant_and_are_audited() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    assert_eq!(c.sla.due_at, "2026-11-27T15:00:00Z".parse().unwrap());
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.clock.advance(SignedDuration::from_hours(2));
+    let v = app.ops.suspend_sla(c.id.as_str(), "liste des agents attendue de la mairie").await.unwrap();
+    assert_eq!(v.sla.status, SlaStatus::Suspended);
+    // A second suspension, or one on a ready kit, is refused with a clear message.
+    let e = app.ops.suspend_sla(c.id.as_str(), "encore").await.unwrap_err();
+    assert_eq!((e.status().unwrap().as_u16(), e.problem().unwrap().code.as_str()), (409, "sla_conflict"));
+    assert!(e.problem().unwrap().detail.contains("déjà suspendu"));
+    for bad in ["", "   ", "\u{7}"] {
+        assert_eq!(app.ops.suspend_sla(c.id.as_str(), bad).await.unwrap_err().status().unwrap().as_u16(), 422);
+    }
+    // Waiting all of Monday afternoon and Tuesday: 18 business hours paused.
+    app.clock.set("2026-11-25T07:00:00Z".parse().unwrap());
+    let v = app.ops.resume_sla(c.id.as_str()).await.unwrap();
+    assert_eq!(v.sla.suspended_seconds, 18 * 3600);
+    assert_eq!(v.sla.due_at, "2026-12-01T13:00:00Z".parse().unwrap(), "Friday 16:00 + 18 business hours");
+    assert_eq!(v.sla.suspensions.len(), 1);
+    assert_eq!(v.sla.elapsed_seconds, 2 * 3600);
+    let actions: Vec<&str> = v.history.iter().map(|h| h.action.as_str()).collect();
+    assert!(actions.contains(&"sla.suspend") && actions.contains(&"sla.resume"));
+    assert_eq!(app.ops.resume_sla(c.id.as_str()).await.unwrap_err().status().unwrap().as_u16(), 409);
+    assert_eq!(app.dgs.suspend_sla(c.id.as_str(), "x").await.unwrap_err().status().unwrap().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn the_forecast_warns_before_the_breach() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    // Friday 27 Nov, 09:00 Paris: 7 business hours left; activation + 8 h of preparation ahead.
+    app.clock.set("2026-11-27T08:00:00Z".parse().unwrap());
+    let v = app.ops.crisis(c.id.as_str()).await.unwrap();
+    assert_eq!(v.sla.status, SlaStatus::AtRisk);
+    assert!(v.sla.projected_ready.unwrap() > v.sla.due_at);
+    assert_eq!(v.sla.status_label, "à risque");
+}
+
+#[tokio::test]
+async fn legal_clocks_run_in_calendar_hours() {
+    let app = TestApp::spawn().await;
+    let mut req = request("13005");
+    // Aware since Saturday 21 Nov 10:00 UTC: deadlines Tuesday 24 Nov 10:00 UTC, weekend included.
+    req.aware_at = Some("2026-11-21T10:00:00Z".parse().unwrap());
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    assert_eq!(c.legal.len(), 2);
+    let cnil = &c.legal[0];
+    assert_eq!((cnil.kind, cnil.status), (LegalKind::Cnil, LegalStatus::ToDetermine));
+    assert_eq!(cnil.deadline, "2026-11-24T10:00:00Z".parse().unwrap());
+    // Asked on Monday 23 Nov 07:00 UTC: 27 calendar hours left.
+    assert_eq!(c.legal[1].remaining_seconds, 27 * 3600);
+
+    let v = app
+        .dgs
+        .set_legal_facts(c.id.as_str(), &LegalFactsRequest { aware_at: None, personal_data: Some(true) })
+        .await
+        .unwrap();
+    assert_eq!(v.legal[0].status, LegalStatus::Pending);
+    let v = app
+        .dgs
+        .legal_done(
+            c.id.as_str(),
+            LegalKind::Complaint,
+            &LegalDoneRequest { at: Some("2026-11-22T09:00:00Z".parse().unwrap()) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.legal[1].status, LegalStatus::Done);
+    app.clock.set("2026-11-24T11:00:00Z".parse().unwrap());
+    assert_eq!(app.ops.crisis(c.id.as_str()).await.unwrap().legal[0].status, LegalStatus::Overdue);
+
+    // Bad input: the future, nothing given, an unknown clock, another commune's DGS.
+    let future = LegalFactsRequest { aware_at: Some("2030-01-01T00:00:00Z".parse().unwrap()), personal_data: None };
+    assert_eq!(app.dgs.set_legal_facts(c.id.as_str(), &future).await.unwrap_err().status().unwrap().as_u16(), 422);
+    assert_eq!(
+        app.dgs
+            .set_legal_facts(c.id.as_str(), &LegalFactsRequest::default())
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        422
+    );
+    let e = app
+        .ops
+        .post_raw(&format!("/api/v1/crises/{}/legal/rgpd/done", c.id), "application/json", b"{}".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 404);
+    let aix = app.client(repli_core::Role::Dgs, Some("13001")).await;
+    assert_eq!(
+        aix.set_legal_facts(c.id.as_str(), &LegalFactsRequest { aware_at: None, personal_data: Some(false) })
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_compliance_report_says_met_or_late_by_how_much() {
+    let app = TestApp::spawn().await;
+    let on_time = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let late = app.ops.request_crisis(&request("13001"), None).await.unwrap();
+    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
+        app.ops.act(&on_time.id, a, None).await.unwrap();
+    }
+    // Monday 30 Nov 10:00 Paris: the second one is late by Friday 16:00–18:00 and Monday
+    // 08:00–10:00, 4 business hours.
+    app.clock.set("2026-11-30T09:00:00Z".parse().unwrap());
+    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
+        app.ops.act(&late.id, a, None).await.unwrap();
+    }
+    let report = app.auditor.sla_report().await.unwrap();
+    let line = |id: &repli_core::CrisisId| report.iter().find(|l| &l.crisis == id).unwrap().clone();
+    assert_eq!((line(&on_time.id).status, line(&on_time.id).late_seconds), (SlaStatus::Met, 0));
+    assert_eq!((line(&late.id).status, line(&late.id).late_seconds), (SlaStatus::MetLate, 4 * 3600));
+    assert_eq!(app.dgs.sla_report().await.unwrap_err().status().unwrap().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn escalations_and_reminders_reach_ops_once_and_failed_deliveries_are_retried() {
+    // A real webhook on loopback that fails its first call.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (c2, b2) = (calls.clone(), bodies.clone());
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let (calls, bodies) = (c2.clone(), b2.clone());
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                bodies.lock().unwrap().push(v);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let app = TestApp::spawn_with(|c| {
+        c.notify.channels = vec!["log".into(), "webhook".into()];
+        c.notify.webhook_url = Some(hook_url.clone());
+        c.notify.thresholds = vec![50, 100];
+    })
+    .await;
+    let mut req = request("13005");
+    req.aware_at = Some("2026-11-21T10:00:00Z".parse().unwrap());
+    req.personal_data = Some(true);
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    let state = app.daemon.state();
+
+    // Monday 23 Nov 08:00 Paris: nothing used yet; legal deadlines in 26 h: no reminder.
+    let m = state.maintenance().await.unwrap();
+    assert_eq!(m.queued, 0);
+    // Tuesday 24 Nov 06:00 Paris: 5 hours before the legal deadlines, both reminders are due
+    // for both clocks, on both channels.
+    app.clock.set("2026-11-24T05:00:00Z".parse().unwrap());
+    let m = state.maintenance().await.unwrap();
+    assert_eq!(m.queued, 8, "{m:?}");
+    // The webhook's first answer was 503: that delivery waits and is retried.
+    let list = app.ops.notifications().await.unwrap();
+    let retried: Vec<_> = list.iter().filter(|n| n.channel == "webhook" && n.status == "pending").collect();
+    assert_eq!(retried.len(), 1, "{list:#?}");
+    assert!(retried[0].last_error.as_deref().unwrap().contains("503"));
+    // Wednesday 25 Nov 13:00 Paris: 25 of 48 business hours used, the 50 % threshold crossed.
+    app.clock.set("2026-11-25T12:00:00Z".parse().unwrap());
+    let m = state.maintenance().await.unwrap();
+    assert_eq!(m.queued, 2, "the 50 % escalation, on both channels");
+    let again = state.maintenance().await.unwrap();
+    assert_eq!(again.queued, 0, "each threshold fires once");
+    let list = app.ops.notifications().await.unwrap();
+    assert!(list.iter().all(|n| n.status == "sent"), "{list:#?}");
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().any(|b| b["subject"].as_str().unwrap().contains("50 % du délai écoulé")));
+    assert!(got.iter().all(|b| b["crisis"] == c.id.as_str()));
+}
