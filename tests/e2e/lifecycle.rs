@@ -16,6 +16,7 @@ async fn a_crisis_goes_from_request_to_closure() {
     assert_eq!(c.sla.due_at, "2026-11-27T15:00:00Z".parse().unwrap());
     assert_eq!(c.sla.status, SlaStatus::OnTrack);
     assert_eq!(c.sla.remaining_seconds, 48 * 3600);
+    assert_eq!(c.sla.used_percent, 0);
     assert_eq!(c.next_actions, [CrisisAction::Activate, CrisisAction::Reject, CrisisAction::Cancel]);
 
     let steps = [
@@ -35,6 +36,7 @@ async fn a_crisis_goes_from_request_to_closure() {
     // Ready after 6 hours of Monday: met, with 6 business hours used.
     assert_eq!(done.sla.status, SlaStatus::Met);
     assert_eq!(done.sla.elapsed_seconds, 6 * 3600);
+    assert_eq!(done.sla.used_percent, 12, "6 of 48 hours");
     assert_eq!(done.timeline.ready_at, Some("2026-11-23T13:00:00Z".parse().unwrap()));
     let actions: Vec<&str> = done.history.iter().map(|h| h.action.as_str()).collect();
     assert_eq!(

@@ -196,3 +196,93 @@ async fn escalations_and_reminders_reach_ops_once_and_failed_deliveries_are_retr
     assert!(got.iter().any(|b| b["subject"].as_str().unwrap().contains("50 % du délai écoulé")));
     assert!(got.iter().all(|b| b["crisis"] == c.id.as_str()));
 }
+
+/// A minimal SMTP server on loopback that records what it is sent.
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = mails.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 localhost ESMTP test\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            store.lock().unwrap().push(std::mem::take(d));
+                            data = None;
+                            w.write_all(b"250 OK queued\r\n").await.unwrap();
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 localhost\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            w.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+#[tokio::test]
+async fn escalations_reach_ops_by_mail() {
+    let (port, mails) = smtp_server().await;
+    let app = TestApp::spawn_with(|c| {
+        c.notify.channels = vec!["smtp".into()];
+        c.notify.smtp = Some(replid::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: replid::config::SmtpSecurity::None,
+            from: "repli@ampmetropole.example".into(),
+            to: vec!["astreinte@ampmetropole.example".into()],
+            username: None,
+            password_file: None,
+        });
+        c.notify.thresholds = vec![50];
+    })
+    .await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.clock.set("2026-11-25T12:00:00Z".parse().unwrap());
+    let m = app.daemon.state().maintenance().await.unwrap();
+    assert_eq!((m.queued, m.attempted), (1, 1));
+    let list = app.ops.notifications().await.unwrap();
+    assert_eq!(list[0].status, "sent", "{list:#?}");
+    let got = mails.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("astreinte@ampmetropole.example") && got[0].contains(c.id.as_str()), "{}", got[0]);
+}
+
+#[test]
+fn smtp_without_tls_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("replid.toml");
+    std::fs::write(
+        &p,
+        "version = 1\n[notify]\nchannels = [\"smtp\"]\n[notify.smtp]\nhost = \"mail.example.org\"\nsecurity = \"none\"\nfrom = \"a@b.fr\"\nto = [\"c@d.fr\"]\n",
+    )
+    .unwrap();
+    let e = replid::config::Config::load(Some(&p), Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("loopback"), "{e}");
+}

@@ -181,6 +181,13 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     .await
     .context("main courante")?;
     say.say("DGS", "consigne l'attaque dans la main courante");
+    for l in &crisis.legal {
+        say.say("", &format!("{} : au plus tard {}", l.label, output::when(l.deadline)));
+    }
+    dgs.legal_done(crisis.id.as_str(), repli_core::LegalKind::Complaint, &Default::default())
+        .await
+        .context("legal clock")?;
+    say.say("DGS", "signale le dépôt de plainte (assurance cyber)");
 
     let conv = info
         .convention

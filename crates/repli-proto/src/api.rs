@@ -170,6 +170,8 @@ pub struct SlaView {
     pub elapsed_seconds: i64,
     /// Business seconds the clock was suspended.
     pub suspended_seconds: i64,
+    /// Share of the business time used, in percent (may exceed 100 once breached).
+    pub used_percent: u32,
     /// When the kit should be ready at the estimated pace (running crises).
     pub projected_ready: Option<Timestamp>,
     pub suspensions: Vec<SuspensionView>,

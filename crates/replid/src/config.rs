@@ -181,11 +181,70 @@ pub struct NotifyConfig {
     pub webhook_url: Option<String>,
     /// Delivery attempts before a notification is marked failed.
     pub max_attempts: u32,
+    /// Mail to ops (never to the commune, whose mail is down).
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
-        Self { thresholds: vec![50, 75, 90, 100], channels: vec!["log".into()], webhook_url: None, max_attempts: 8 }
+        Self {
+            thresholds: vec![50, 75, 90, 100],
+            channels: vec!["log".into()],
+            webhook_url: None,
+            max_attempts: 8,
+            smtp: None,
+        }
+    }
+}
+
+/// How a mail relay is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// STARTTLS on the submission port (587).
+    Starttls,
+    /// Implicit TLS (465).
+    Tls,
+    /// No TLS: only for a relay on loopback.
+    None,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_smtp_security")]
+    pub security: SmtpSecurity,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password (or set REPLI_SMTP_PASSWORD). Never the password itself.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("username", &self.username)
+            .field("password_file", &self.password_file.as_ref().map(|_| "<redacted path>"))
+            .finish()
     }
 }
 
@@ -269,7 +328,19 @@ impl Config {
                         .as_deref()
                         .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) => {}
                 "webhook" => return Err("notify.channels has webhook: set notify.webhook_url to an http(s) URL".into()),
-                other => return Err(format!("notify.channels: unknown channel `{other}` (log, webhook)")),
+                "smtp" => {
+                    let Some(s) = &self.notify.smtp else {
+                        return Err("notify.channels has smtp: configure [notify.smtp]".into());
+                    };
+                    if s.host.trim().is_empty() || s.to.is_empty() {
+                        return Err("notify.smtp needs a host and at least one recipient".into());
+                    }
+                    let loopback = matches!(s.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+                    if s.security == SmtpSecurity::None && !loopback {
+                        return Err("notify.smtp.security = \"none\" is only allowed for a relay on loopback".into());
+                    }
+                }
+                other => return Err(format!("notify.channels: unknown channel `{other}` (log, webhook, smtp)")),
             }
         }
         if self.notify.thresholds.iter().any(|t| !(1..=100).contains(t))

@@ -12,7 +12,6 @@ use crate::{AppState, views};
 /// Queues what has become due; returns how many notifications were new.
 pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
     let tz = st.calendar.time_zone().clone();
-    let budget = SignedDuration::from_hours(i64::from(st.config.sla.business_hours));
     let mut new = 0;
     for r in st.store.crises(&CrisisFilter { open_only: true, ..Default::default() }).await? {
         let suspensions = st.store.suspensions(&r.id).await?;
@@ -20,8 +19,8 @@ pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
         if r.ready_at.is_none()
             && let Ok(v) = views::sla_of(st, &r, &suspensions, now)
         {
-            let used = (v.elapsed.as_secs_f64() / budget.as_secs_f64() * 100.0).floor();
-            for t in st.config.notify.thresholds.iter().filter(|t| f64::from(**t) <= used) {
+            let used = views::used_percent(v.elapsed, st.config.sla.business_hours);
+            for t in st.config.notify.thresholds.iter().filter(|t| **t <= used) {
                 due.push((
                     format!("sla:{}:{t}", r.id),
                     format!("Crise {} ({}) : {t} % du délai écoulé", r.id, r.commune_name),
@@ -66,6 +65,7 @@ pub async fn deliver(st: &AppState, now: Timestamp) -> Result<usize, StoreError>
                 Ok(())
             }
             "webhook" => webhook(st, n).await,
+            "smtp" => smtp(st, n).await,
             other => Err(format!("unknown channel {other}")),
         };
         let retry_at = match &result {
@@ -95,4 +95,40 @@ async fn webhook(st: &AppState, n: &repli_store::Notification) -> Result<(), Str
         // Without the URL: it may carry a token in its query.
         Err(e) => Err(format!("webhook unreachable: {}", e.without_url())),
     }
+}
+
+/// The SMTP password: from `password_file`, or REPLI_SMTP_PASSWORD.
+fn smtp_password(cfg: &crate::config::SmtpConfig) -> Result<Option<String>, String> {
+    if let Some(p) = &cfg.password_file {
+        return std::fs::read_to_string(p)
+            .map(|s| Some(s.trim_end().to_owned()))
+            .map_err(|e| format!("cannot read the SMTP password file: {e}"));
+    }
+    Ok(std::env::var("REPLI_SMTP_PASSWORD").ok())
+}
+
+async fn smtp(st: &AppState, n: &repli_store::Notification) -> Result<(), String> {
+    use crate::config::SmtpSecurity;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let Some(cfg) = st.config.notify.smtp.as_ref() else { return Err("no [notify.smtp] configured".into()) };
+    let mut builder = match cfg.security {
+        SmtpSecurity::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host).map_err(|e| e.to_string())?
+        }
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?,
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+    };
+    builder = builder.port(cfg.port).timeout(Some(std::time::Duration::from_secs(15)));
+    if let (Some(user), Some(password)) = (&cfg.username, smtp_password(cfg)?) {
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    let mut message = Message::builder()
+        .from(cfg.from.parse().map_err(|e| format!("notify.smtp.from: {e}"))?)
+        .subject(format!("[Repli] {}", n.subject));
+    for to in &cfg.to {
+        message = message.to(to.parse().map_err(|e| format!("notify.smtp.to: {e}"))?);
+    }
+    let message = message.body(format!("{}\n\n{}\n", n.subject, n.body)).map_err(|e| e.to_string())?;
+    builder.build().send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
 }

@@ -65,6 +65,12 @@ pub fn sla_of(
     sla::evaluate(&st.calendar, &input, now).map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))
 }
 
+/// `elapsed` as a whole percentage of `hours`.
+pub fn used_percent(elapsed: SignedDuration, hours: u32) -> u32 {
+    let budget = i64::from(hours.max(1)) * 3600;
+    u32::try_from(elapsed.as_secs().max(0) * 100 / budget).unwrap_or(u32::MAX)
+}
+
 pub fn suspension(s: &SuspensionRecord) -> SuspensionView {
     SuspensionView { started_at: s.started_at, ended_at: s.ended_at, reason: s.reason.clone() }
 }
@@ -101,6 +107,7 @@ pub fn crisis(
             remaining_seconds: v.remaining.as_secs(),
             elapsed_seconds: v.elapsed.as_secs(),
             suspended_seconds: v.suspended.as_secs(),
+            used_percent: used_percent(v.elapsed, st.config.sla.business_hours),
             projected_ready: v.projected_ready,
             suspensions: suspensions.iter().map(suspension).collect(),
         },
