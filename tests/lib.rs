@@ -103,6 +103,7 @@ pub fn request(insee: &str) -> CrisisRequest {
         agents: 25,
         delivery_address: Some("Hôtel de ville".into()),
         notes: None,
+        needs: None,
         aware_at: None,
         personal_data: None,
     }

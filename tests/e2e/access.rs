@@ -102,6 +102,17 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/crises/{id}/legal/{kind}/done", [U, D, A, A, H, D]),
     ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
     ("GET", "/api/v1/notifications", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/inventory/import", [U, D, A, D, D, D]),
+    ("GET", "/api/v1/inventory", [U, D, A, D, D, A]),
+    ("GET", "/api/v1/inventory/items", [U, D, A, D, D, A]),
+    ("GET", "/api/v1/inventory/items/{serial}", [U, D, A, D, D, A]),
+    ("POST", "/api/v1/inventory/items/{serial}/wipe", [U, D, A, D, D, D]),
+    ("GET", "/api/v1/crises/{id}/agents", [U, D, A, A, H, A]),
+    ("PUT", "/api/v1/crises/{id}/agents", [U, D, A, A, H, D]),
+    ("GET", "/api/v1/crises/{id}/loans", [U, D, A, A, H, A]),
+    ("POST", "/api/v1/crises/{id}/loans", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/crises/{id}/checkin", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/crises/{id}/write-off", [U, D, A, D, D, D]),
     ("GET", "/api/v1/audit/verify", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/entries", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/bundle", [U, D, D, D, D, A]),
@@ -121,6 +132,12 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
         }
         ("POST", p) if p.ends_with("/done") || p.ends_with("/resume") => Some(json!({})),
         ("PUT", p) if p.ends_with("/legal") => Some(json!({ "personal_data": true })),
+        ("PUT", p) if p.ends_with("/agents") => Some(json!({ "agents": [{ "name": "Agent", "service": "Accueil" }] })),
+        ("POST", "/api/v1/inventory/import") => Some(json!({ "files": [{ "source": "m.csv", "csv": "asset_tag\n" }] })),
+        ("POST", p) if p.ends_with("/wipe") => Some(json!({ "method": "m", "operator": "o", "certificate": "c" })),
+        ("POST", p) if p.ends_with("/loans") => Some(json!({ "serial": "FICTIF-M1" })),
+        ("POST", p) if p.ends_with("/checkin") => Some(json!({ "serial": "FICTIF-M1", "condition": "ok" })),
+        ("POST", p) if p.ends_with("/write-off") => Some(json!({ "serial": "FICTIF-M1", "reason": "perdu" })),
         ("POST", p) if p.ends_with("/log") => Some(json!({ "type": "information", "text": "x" })),
         ("POST", "/api/v1/users") => Some(json!({ "name": "Nouvel agent", "role": "ops" })),
         ("POST", p) if p.ends_with("/tokens") => Some(json!({})),
@@ -145,6 +162,11 @@ async fn authorization_matrix_covers_every_route() {
         // A fresh daemon per route: one route's effects cannot change another's outcome.
         let app = TestApp::spawn().await;
         let crisis = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+        let one =
+            repli_core::inventory::parse_items("m.csv", "asset_tag,serial,kind,model\nM-1,FICTIF-M1,laptop,Portable\n")
+                .unwrap();
+        let one: Vec<_> = one.into_iter().map(|(l, i)| ("m.csv".to_owned(), l, i)).collect();
+        app.daemon.state().store.import_items(&one, replid::By::System, app.now()).await.unwrap();
         let (throwaway, _) = app.token(Role::Ops, None).await;
         let mut tokens = vec![None];
         for (role, commune) in [
@@ -162,6 +184,7 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{id}", crisis.id.as_str())
                 .replace("{action}", "activate")
                 .replace("{kind}", "cnil")
+                .replace("{serial}", "FICTIF-M1")
                 .replace("{uid}", &throwaway.to_string()),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {

@@ -12,6 +12,10 @@ use repli_tests::{TestApp, request};
 async fn contact_details_are_erased_after_the_retention_period() {
     let app = TestApp::spawn().await;
     let old = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let agents = repli_proto::api::AgentsRequest {
+        agents: vec![repli_proto::api::AgentInput { name: "Anne Agent".into(), service: "Accueil".into() }],
+    };
+    app.dgs.set_agents(old.id.as_str(), &agents).await.unwrap();
     app.dgs.act(&old.id, CrisisAction::Cancel, Some("fausse alerte")).await.unwrap();
     app.clock.advance(SignedDuration::from_hours(24 * 80));
     let recent = app.ops.request_crisis(&request("13001"), None).await.unwrap();
@@ -28,6 +32,8 @@ async fn contact_details_are_erased_after_the_retention_period() {
     assert_eq!((erased.contact.name.as_str(), erased.contact.phone.as_str()), ("[effacé]", ""));
     assert!(erased.contact.email.is_none() && erased.delivery_address.is_none());
     assert!(erased.personal_data_purged_at.is_some());
+    let agents = app.ops.agents(old.id.as_str()).await.unwrap();
+    assert_eq!((agents[0].name.as_str(), agents[0].service.as_str()), ("[effacé]", "Accueil"));
     assert_eq!(erased.history.last().unwrap().action, "crisis.purge_personal_data");
     for kept in [&recent.id, &open.id] {
         assert_eq!(app.ops.crisis(kept.as_str()).await.unwrap().contact.name, "Anne Martin");

@@ -56,6 +56,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return crate::sla::report(&client(&cli)?, *json, *csv).await;
         }
         Command::Sla(cmd) => return crate::sla::run(cmd),
+        Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,
+        Command::Loan(cmd) => return crate::inventory::loan(&client(&cli)?, cmd).await,
+        Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,
+        Command::Handback(HandbackCmd::WriteOff { crisis, serial, reason }) => {
+            return crate::inventory::write_off(&client(&cli)?, crisis, serial, reason).await;
+        }
+        Command::Crisis(CrisisCmd::Agents { id, set: Some(file), .. }) => {
+            return crate::inventory::set_agents(&client(&cli)?, id, file).await;
+        }
+        Command::Crisis(CrisisCmd::Agents { id, set: None, out }) => {
+            let agents = client(&cli)?.agents(id).await?;
+            if out.json { output::print_json(&agents)? } else { output::agents(&agents) }
+        }
         Command::Notifications(out) => {
             let list = client(&cli)?.notifications().await?;
             if out.json { output::print_json(&list)? } else { output::notifications(&list) }
@@ -175,6 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agents: a.agents,
                 delivery_address: a.delivery_address.clone(),
                 notes: a.notes.clone(),
+                needs: None,
                 aware_at: a.aware_at,
                 personal_data: a.personal_data,
             };

@@ -11,7 +11,13 @@ use clap::Args;
 use jiff::Timestamp;
 use repli_core::{CrisisAction, InseeCode, Role, SlaStatus};
 use repli_proto::Client;
-use repli_proto::api::{Contact, CrisisRequest, CrisisView, LogEntryView};
+use repli_proto::api::{
+    AgentInput, AgentsRequest, CheckinRequest, Contact, CrisisRequest, CrisisView, ImportFile, ImportRequest, KitNeeds,
+    LendRequest, LogEntryView, WipeRequest,
+};
+
+/// The sample pool shipped in `inventory/pool.csv` (fictitious).
+const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
 use replid::Daemon;
 use replid::clock::{Clock, SystemClock};
 use replid::config::Config;
@@ -48,7 +54,7 @@ pub struct DemoSummary {
     pub closed_at: Option<Timestamp>,
     pub sla_status: SlaStatus,
     pub sla_met: bool,
-    /// Equipment lent and returned (the inventory arrives with its own issue: 0 until then).
+    /// Equipment lent to the commune, and returned.
     pub items_lent: u32,
     pub items_returned: u32,
     /// Microsoft 365 accounts (the Graph provider arrives with its own issue: 0 until then).
@@ -148,6 +154,15 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let ops = anon.with_token(ops_token);
     let auditor = anon.with_token(auditor_token);
 
+    // The métropole's pool (fictitious sample data).
+    let imported = ops
+        .import_inventory(&ImportRequest {
+            files: vec![ImportFile { source: "inventory/pool.csv".into(), csv: SAMPLE_POOL.into() }],
+        })
+        .await
+        .context("inventory import")?;
+    say.say("Ops", &format!("charge le parc de la métropole : {} équipements (données fictives)", imported.imported));
+
     // The DGS, whose commune mail is down, requests the kit with an out-of-band contact.
     let info = dgs.commune(commune.as_str()).await.context("commune")?;
     let req = CrisisRequest {
@@ -160,6 +175,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         agents: args.agents,
         delivery_address: Some(format!("Hôtel de ville de {}", info.name)),
         notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
+        needs: Some(KitNeeds { laptop: args.agents.min(50), router: 2, phone: 5, printer: 1 }),
         // Noticed two hours ago; the file server held personal data.
         aware_at: Some(now().checked_sub(jiff::SignedDuration::from_hours(2))?),
         personal_data: Some(true),
@@ -181,6 +197,16 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     .await
     .context("main courante")?;
     say.say("DGS", "consigne l'attaque dans la main courante");
+    let services =
+        ["Direction générale", "État civil", "Accueil", "Finances", "Services techniques", "Police municipale", "CCAS"];
+    let agents: Vec<AgentInput> = (1..=args.agents)
+        .map(|i| AgentInput {
+            name: format!("Agent fictif {i:02}"),
+            service: services[(i as usize) % services.len()].to_owned(),
+        })
+        .collect();
+    let agents = dgs.set_agents(crisis.id.as_str(), &AgentsRequest { agents }).await.context("agents list")?;
+    say.say("DGS", &format!("transmet la liste de ses {} agents", agents.len()));
     for l in &crisis.legal {
         say.say("", &format!("{} : au plus tard {}", l.label, output::when(l.deadline)));
     }
@@ -199,14 +225,56 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         .await
         .context("main courante")?;
     say.say("Ops", "consigne la décision dans la main courante");
+    let reserved = ops.crisis(c.id.as_str()).await.context("needs")?;
+    say.say(
+        "Ops",
+        &format!(
+            "réserve le matériel : {}",
+            reserved.needs.iter().map(|n| format!("{} × {}", n.allocated, n.label)).collect::<Vec<_>>().join(", ")
+        ),
+    );
     ops.act(&c.id, CrisisAction::StartProvisioning, None).await.context("start provisioning")?;
     say.say("Ops", "lance la préparation du kit");
+    // Laptops and phones to named agents, the rest to the commune.
+    let held: Vec<_> =
+        ops.inventory_items().await?.into_iter().filter(|i| i.crisis.as_deref() == Some(c.id.as_str())).collect();
+    let (mut next_laptop, mut next_phone) = (0usize, 0usize);
+    for i in &held {
+        let agent = match i.item.kind {
+            repli_core::ItemKind::Laptop => {
+                next_laptop += 1;
+                agents.get((next_laptop - 1) % agents.len().max(1)).map(|a| a.id)
+            }
+            repli_core::ItemKind::Phone => {
+                next_phone += 1;
+                agents.get((next_phone - 1) % agents.len().max(1)).map(|a| a.id)
+            }
+            _ => None,
+        };
+        ops.lend(c.id.as_str(), &LendRequest { serial: i.item.serial.clone(), agent_id: agent })
+            .await
+            .context("lend")?;
+    }
+    say.say("Ops", &format!("affecte {} équipements (ordinateurs et téléphones nominatifs)", held.len()));
     let c = ops.act(&c.id, CrisisAction::MarkReady, None).await.context("mark ready")?;
     say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
     ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
     say.say("Ops", "livre le kit sur site");
     ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
     say.say("Ops", "ouvre la restitution");
+    let loans = ops.loans(c.id.as_str()).await.context("loans")?;
+    for l in &loans {
+        ops.check_in(c.id.as_str(), &CheckinRequest { serial: l.serial.clone(), condition: "ok".into(), note: None })
+            .await
+            .context("check-in")?;
+        let wipe = WipeRequest {
+            method: "Effacement NIST 800-88 (purge) — simulation".into(),
+            operator: "Atelier DSI métropole".into(),
+            certificate: format!("CERT-DEMO-{}", l.asset_tag),
+        };
+        ops.wipe(&l.serial, &wipe).await.context("wipe")?;
+    }
+    say.say("Ops", &format!("récupère, contrôle et efface les {} équipements (certificats d'effacement)", loans.len()));
     ops.act(&c.id, CrisisAction::Close, None).await.context("close")?;
     say.say("Ops", "clôt la crise");
 
@@ -227,6 +295,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
+    let loans = auditor.loans(c.id.as_str()).await.context("loans")?;
     let log = auditor.crisis_log(c.id.as_str()).await.context("main courante")?;
     let documents_dir = write_documents(dir, &last, &log)?;
     say.say("", &format!("documents : {}", documents_dir.display()));
@@ -242,8 +311,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         closed_at: last.timeline.closed_at,
         sla_status: last.sla.status,
         sla_met: last.sla.status == SlaStatus::Met,
-        items_lent: 0,
-        items_returned: 0,
+        items_lent: u32::try_from(loans.len()).unwrap_or(u32::MAX),
+        items_returned: u32::try_from(loans.iter().filter(|l| l.returned_at.is_some()).count()).unwrap_or(u32::MAX),
         accounts_created: 0,
         accounts_disabled: 0,
         audit_verified: verify.verified,

@@ -7,6 +7,7 @@ pub mod audit;
 mod bench;
 mod commands;
 pub mod demo;
+pub mod inventory;
 mod output;
 pub mod sla;
 
@@ -71,6 +72,12 @@ pub enum Command {
     Token(TokenCmd),
     /// Notifications sent to ops (SLA escalations, legal reminders) and their delivery.
     Notifications(JsonFlag),
+    /// The equipment pool.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCmd),
+    /// Loans of equipment to a commune's agents.
+    #[command(subcommand)]
+    Loan(inventory::LoanCmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Play a whole crisis on a fresh in-process replid (simulation).
@@ -170,6 +177,14 @@ pub enum CrisisCmd {
         /// When it was done (default: now).
         #[arg(long, requires = "done")]
         at: Option<jiff::Timestamp>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The commune's agents (named borrowers): list them, or replace them from a CSV `name,service`.
+    Agents {
+        id: String,
+        #[arg(long)]
+        set: Option<PathBuf>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -286,6 +301,16 @@ pub enum HandbackCmd {
         id: String,
         #[command(flatten)]
         out: JsonFlag,
+    },
+    /// Record items coming back: one (--serial) or a scan file (--scan).
+    Checkin(inventory::CheckinArgs),
+    /// Write off an item that will not come back, with a reason.
+    WriteOff {
+        crisis: String,
+        #[arg(long)]
+        serial: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 

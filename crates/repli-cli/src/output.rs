@@ -4,7 +4,10 @@ use comfy_table::{ContentArrangement, Table};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use repli_core::fr;
-use repli_proto::api::{CommuneView, CrisisView, LogEntryView, NotificationView, UserView};
+use repli_proto::api::{
+    AgentView, CommuneView, CrisisView, InventoryStatusLine, ItemDetail, LoanView, LogEntryView, NotificationView,
+    UserView,
+};
 use serde::Serialize;
 
 /// Instants are shown in the métropole's time zone.
@@ -202,6 +205,67 @@ pub fn notifications(list: &[NotificationView]) {
             n.attempts.to_string(),
             n.last_error.clone().unwrap_or_default(),
         ]);
+    }
+    println!("{t}");
+}
+
+pub fn inventory_status(lines: &[InventoryStatusLine]) {
+    let mut t = table(&["Type", "Disponibles", "Réservés", "Prêtés", "En effacement", "Hors service"]);
+    for l in lines {
+        t.add_row(vec![
+            l.kind.label_fr().to_owned(),
+            l.available.to_string(),
+            l.reserved.to_string(),
+            l.lent.to_string(),
+            l.wiping.to_string(),
+            l.out_of_service.to_string(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn item(d: &ItemDetail) {
+    let i = &d.item.item;
+    println!("{} — {} — {} ({})", i.asset_tag, i.serial, i.model, i.kind.label_fr());
+    println!(
+        "État : {}{}",
+        d.item.state_label,
+        d.item.crisis.as_deref().map_or_else(String::new, |c| format!(" — crise {c}"))
+    );
+    let mut t = table(&["Quand", "Qui", "Crise", "De", "À", "Note"]);
+    for e in &d.history {
+        t.add_row(vec![
+            when(e.at),
+            e.actor.clone(),
+            e.crisis.clone().unwrap_or_default(),
+            e.from.clone().unwrap_or_default(),
+            e.to.clone(),
+            e.note.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn loans(list: &[LoanView]) {
+    let mut t = table(&["Équipement", "Type", "Agent", "Prêté le", "Retour prévu", "Rendu", "État"]);
+    for l in list {
+        t.add_row(vec![
+            l.asset_tag.clone(),
+            l.kind.label_fr().to_owned(),
+            l.agent.as_ref().map_or_else(|| "commune".to_owned(), |a| format!("{} ({})", a.name, a.service)),
+            when(l.lent_at),
+            format!("{}{}", when(l.due_back), if l.overdue { " — EN RETARD" } else { "" }),
+            opt_when(l.returned_at),
+            l.condition.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn agents(list: &[AgentView]) {
+    let mut t = table(&["Id", "Nom", "Service"]);
+    for a in list {
+        t.add_row(vec![a.id.to_string(), a.name.clone(), a.service.clone()]);
     }
     println!("{t}");
 }

@@ -75,6 +75,10 @@ pub enum Permission {
     WriteCrisisLog,
     /// Read the SLA compliance report.
     ReadSlaReport,
+    /// Read the equipment pool and item histories.
+    ReadInventory,
+    /// Import, lend, take back, wipe, write off equipment.
+    ManageInventory,
 }
 
 impl Permission {
@@ -93,7 +97,8 @@ impl Permission {
             }
             P::OperateCrisis => role == R::Ops,
             P::ReadAudit => role == R::Auditor,
-            P::ReadSlaReport => matches!(role, R::Ops | R::Auditor),
+            P::ReadSlaReport | P::ReadInventory => matches!(role, R::Ops | R::Auditor),
+            P::ManageInventory => role == R::Ops,
         }
     }
 }

@@ -4,7 +4,8 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use repli_core::audit::{AuditEntry, Tamper};
 use repli_core::{
-    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LegalKind, LegalStatus, LogKind, Role, SlaStatus,
+    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, Item, ItemKind, ItemState, LegalKind, LegalStatus,
+    LogKind, Role, SlaStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,12 +64,167 @@ pub struct CrisisRequest {
     pub delivery_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// What the commune needs (default: a laptop per agent up to 50, a router, a printer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<KitNeeds>,
     /// When the commune became aware of the attack: starts the 72-hour legal clocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aware_at: Option<Timestamp>,
     /// Whether personal data is involved (the CNIL must then be notified within 72 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personal_data: Option<bool>,
+}
+
+/// Equipment asked for, per kind (SIM cards follow phones and routers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KitNeeds {
+    pub laptop: u32,
+    pub router: u32,
+    pub phone: u32,
+    pub printer: u32,
+}
+
+/// What a crisis wanted of a kind, got, and still waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedView {
+    pub kind: ItemKind,
+    pub label: String,
+    pub wanted: i64,
+    pub allocated: i64,
+    pub shortage: i64,
+}
+
+/// `POST /api/v1/inventory/import`: one or more CSV files, imported all together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    pub files: Vec<ImportFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    /// Shown in error messages (`pool.csv:12: …`).
+    pub source: String,
+    pub csv: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportView {
+    pub imported: usize,
+}
+
+/// Pool counts for one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryStatusLine {
+    pub kind: ItemKind,
+    pub available: i64,
+    pub reserved: i64,
+    pub lent: i64,
+    /// Returned, being wiped.
+    pub wiping: i64,
+    /// Maintenance, lost, retired.
+    pub out_of_service: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    pub item: Item,
+    pub state: ItemState,
+    pub state_label: String,
+    pub crisis: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemEventView {
+    pub at: Timestamp,
+    pub actor: String,
+    pub crisis: Option<String>,
+    pub from: Option<String>,
+    pub to: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemDetail {
+    pub item: ItemView,
+    pub history: Vec<ItemEventView>,
+}
+
+/// `PUT /api/v1/crises/{id}/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsRequest {
+    pub agents: Vec<AgentInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentInput {
+    pub name: String,
+    #[serde(default)]
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: i64,
+    pub name: String,
+    pub service: String,
+}
+
+/// `POST /api/v1/crises/{id}/loans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LendRequest {
+    pub serial: String,
+    /// Required for laptops and phones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoanView {
+    pub serial: String,
+    pub asset_tag: String,
+    pub kind: ItemKind,
+    pub model: String,
+    pub agent: Option<AgentView>,
+    pub lent_at: Timestamp,
+    pub due_back: Timestamp,
+    pub returned_at: Option<Timestamp>,
+    pub condition: Option<String>,
+    pub overdue: bool,
+}
+
+/// `POST /api/v1/crises/{id}/checkin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    pub serial: String,
+    /// ok, damaged, missing.
+    pub condition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/crises/{id}/write-off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOffRequest {
+    pub serial: String,
+    pub reason: String,
+}
+
+/// `POST /api/v1/inventory/items/{serial}/wipe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WipeRequest {
+    pub method: String,
+    pub operator: String,
+    pub certificate: String,
 }
 
 /// `PUT /api/v1/crises/{id}/legal`: facts that start the legal clocks.
@@ -223,6 +379,8 @@ pub struct CrisisView {
     pub personal_data: Option<bool>,
     /// The 72-hour legal clocks, once `aware_at` is known.
     pub legal: Vec<LegalClockView>,
+    /// Equipment wanted, allocated, and still missing (the waiting list).
+    pub needs: Vec<NeedView>,
     /// The actions that can be taken now.
     pub next_actions: Vec<CrisisAction>,
     /// The audited events, oldest first (on single-crisis reads only).

@@ -15,6 +15,10 @@ use crate::api::{
     NotificationView, PasswordRequest, Problem, RevokeView, SlaReportLine, SuspendRequest, TokenRequest, TokenView,
     UserView,
 };
+use crate::api::{
+    AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView,
+    LendRequest, LoanView, WipeRequest, WriteOffRequest,
+};
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
 /// Why a call failed.
@@ -262,6 +266,50 @@ impl Client {
 
     pub async fn notifications(&self) -> Result<Vec<NotificationView>, ClientError> {
         self.get(&format!("{API_PREFIX}/notifications")).await
+    }
+
+    pub async fn import_inventory(&self, req: &ImportRequest) -> Result<ImportView, ClientError> {
+        self.post(&format!("{API_PREFIX}/inventory/import"), req).await
+    }
+
+    pub async fn inventory_status(&self) -> Result<Vec<InventoryStatusLine>, ClientError> {
+        self.get(&format!("{API_PREFIX}/inventory")).await
+    }
+
+    pub async fn inventory_items(&self) -> Result<Vec<ItemView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/inventory/items")).await
+    }
+
+    pub async fn item(&self, serial: &str) -> Result<ItemDetail, ClientError> {
+        self.get(&format!("{API_PREFIX}/inventory/items/{}", urlencode(serial))).await
+    }
+
+    pub async fn wipe(&self, serial: &str, req: &WipeRequest) -> Result<ItemDetail, ClientError> {
+        self.post(&format!("{API_PREFIX}/inventory/items/{}/wipe", urlencode(serial)), req).await
+    }
+
+    pub async fn set_agents(&self, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, ClientError> {
+        self.send(self.request(Method::PUT, &format!("{API_PREFIX}/crises/{}/agents", urlencode(id)))?.json(req)).await
+    }
+
+    pub async fn agents(&self, id: &str) -> Result<Vec<AgentView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/agents", urlencode(id))).await
+    }
+
+    pub async fn loans(&self, id: &str) -> Result<Vec<LoanView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/loans", urlencode(id))).await
+    }
+
+    pub async fn lend(&self, id: &str, req: &LendRequest) -> Result<Vec<LoanView>, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/loans", urlencode(id)), req).await
+    }
+
+    pub async fn check_in(&self, id: &str, req: &CheckinRequest) -> Result<Vec<LoanView>, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/checkin", urlencode(id)), req).await
+    }
+
+    pub async fn write_off(&self, id: &str, req: &WriteOffRequest) -> Result<Vec<LoanView>, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/write-off", urlencode(id)), req).await
     }
 
     pub async fn crisis_log(&self, id: &str) -> Result<Vec<LogEntryView>, ClientError> {

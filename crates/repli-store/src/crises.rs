@@ -26,6 +26,8 @@ pub struct NewCrisis {
     pub aware_at: Option<Timestamp>,
     /// Whether personal data is involved (None: not known yet).
     pub personal_data: Option<bool>,
+    /// Equipment wanted, per kind.
+    pub needs: Vec<(repli_core::ItemKind, u32)>,
 }
 
 /// A crisis as stored.
@@ -224,6 +226,15 @@ impl Store {
         .bind(new.personal_data.map(i64::from))
         .execute(&mut *tx)
         .await?;
+        for (kind, n) in &new.needs {
+            sqlx::query("INSERT INTO crisis_needs (crisis_id, kind, wanted, requested_at) VALUES (?, ?, ?, ?)")
+                .bind(id.as_str())
+                .bind(kind.as_str())
+                .bind(i64::from(*n))
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some((key, request_sha256)) = idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys (user_id, key, request_sha256, crisis_id, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -287,6 +298,16 @@ impl Store {
                 return Err(StoreError::NoConvention(c));
             }
         }
+        if action == CrisisAction::Close {
+            let out = Store::outstanding_in(&mut tx, id.as_str()).await?;
+            if out > 0 {
+                return Err(StoreError::ItemsOutstanding { id: id.clone(), count: out });
+            }
+        }
+        if matches!(action, CrisisAction::Cancel | CrisisAction::StartHandback) {
+            // Equipment reserved but never handed over goes straight back to the pool.
+            Store::release_in(&mut tx, id.as_str(), &actor.name, now).await?;
+        }
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let done = sqlx::query(update_sql(action))
             .bind(to.as_str())
@@ -336,7 +357,9 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes"], "ended_before": time::to_db(cutoff) });
+            // The agents' names too; their services and the loan records stay.
+            sqlx::query("UPDATE agents SET name = '[effacé]' WHERE crisis_id = ?").bind(&id).execute(&mut *tx).await?;
+            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes", "agents.name"], "ended_before": time::to_db(cutoff) });
             let e = NewEntry {
                 by: By::System,
                 commune: Some(&commune),
@@ -400,6 +423,7 @@ mod tests {
             due_at: t("2026-11-26T17:00:00Z"),
             aware_at: None,
             personal_data: None,
+            needs: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod audit;
 mod crises;
+mod inventory;
 mod reference;
 mod sla;
 mod time;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
+pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Wipe};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use sla::Notification;
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
@@ -61,6 +63,16 @@ pub enum StoreError {
     LoginTaken(String),
     #[error("crisis {id}: {message}")]
     Sla { id: CrisisId, message: &'static str },
+    /// Inventory import refused: every problem, as `file:line: message`.
+    #[error("{}", .0.join("\n"))]
+    Import(Vec<String>),
+    #[error("unknown item {0}")]
+    UnknownItem(String),
+    /// An item operation that does not fit the item's state or crisis (French, for people).
+    #[error("{0}")]
+    Item(String),
+    #[error("crisis {id}: {count} item(s) still out")]
+    ItemsOutstanding { id: CrisisId, count: i64 },
     #[error("crisis {id} is {state}: its log is closed")]
     CrisisEnded { id: CrisisId, state: repli_core::CrisisState },
 }
@@ -83,6 +95,7 @@ fn migrator() -> Migrator {
         m(2, "checkpoints", include_str!("../migrations/0002_checkpoints.sql")),
         m(3, "accounts", include_str!("../migrations/0003_accounts.sql")),
         m(4, "sla", include_str!("../migrations/0004_sla.sql")),
+        m(5, "inventory", include_str!("../migrations/0005_inventory.sql")),
     ])
 }
 

@@ -33,6 +33,7 @@ async fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
         due_at: t("2026-11-27T15:00:00Z"),
         aware_at: None,
         personal_data: None,
+        needs: Vec::new(),
     };
     let (c, _) = store.create_crisis(&new, &ops, None, t("2026-11-23T08:00:00Z")).await.unwrap();
     store.transition(&c.id, CrisisAction::Activate, None, &ops, t("2026-11-23T08:10:00Z")).await.unwrap();

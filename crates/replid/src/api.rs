@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, users, views, web};
+use crate::{AppState, inventory, users, views, web};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -90,6 +90,17 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/crises/{id}/legal/{kind}/done", Requires(P::WriteCrisisLog), post(legal_done)),
         (Method::GET, "/api/v1/sla/report", Requires(P::ReadSlaReport), get(sla_report)),
         (Method::GET, "/api/v1/notifications", Requires(P::OperateCrisis), get(notifications)),
+        (Method::POST, "/api/v1/inventory/import", Requires(P::ManageInventory), post(inventory::import)),
+        (Method::GET, "/api/v1/inventory", Requires(P::ReadInventory), get(inventory::status)),
+        (Method::GET, "/api/v1/inventory/items", Requires(P::ReadInventory), get(inventory::items)),
+        (Method::GET, "/api/v1/inventory/items/{serial}", Requires(P::ReadInventory), get(inventory::item)),
+        (Method::POST, "/api/v1/inventory/items/{serial}/wipe", Requires(P::ManageInventory), post(inventory::wipe)),
+        (Method::GET, "/api/v1/crises/{id}/agents", Requires(P::ReadCrises), get(inventory::agents)),
+        (Method::PUT, "/api/v1/crises/{id}/agents", Requires(P::WriteCrisisLog), put(inventory::set_agents)),
+        (Method::GET, "/api/v1/crises/{id}/loans", Requires(P::ReadCrises), get(inventory::loans)),
+        (Method::POST, "/api/v1/crises/{id}/loans", Requires(P::ManageInventory), post(inventory::lend)),
+        (Method::POST, "/api/v1/crises/{id}/checkin", Requires(P::ManageInventory), post(inventory::check_in)),
+        (Method::POST, "/api/v1/crises/{id}/write-off", Requires(P::ManageInventory), post(inventory::write_off)),
         (Method::GET, "/api/v1/audit/verify", Requires(P::ReadAudit), get(audit_verify)),
         (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(audit_entries)),
         (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(audit_bundle)),
@@ -237,13 +248,18 @@ async fn list_crises(
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let suspensions = st.store.suspensions(&r.id).await?;
-        out.push(views::crisis(&st, r, Vec::new(), &suspensions, now)?);
+        let needs = st.store.needs(Some(r.id.as_str())).await?;
+        out.push(views::crisis(&st, r, Vec::new(), &suspensions, &needs, now)?);
     }
     Ok(Json(out))
 }
 
 /// Loads a crisis the actor may see; another commune's crisis does not exist for a DGS.
-async fn visible_crisis(st: &AppState, a: &repli_core::Actor, id: &str) -> Result<repli_store::CrisisRecord, ApiError> {
+pub(crate) async fn visible_crisis(
+    st: &AppState,
+    a: &repli_core::Actor,
+    id: &str,
+) -> Result<repli_store::CrisisRecord, ApiError> {
     let id = parse_crisis_id(id)?;
     match st.store.crisis(&id).await? {
         Some(r) if a.may_see_commune(&r.commune) => Ok(r),
@@ -257,7 +273,8 @@ async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Res
         .audit_entries(&AuditFilter { crisis: Some(r.id.to_string()), limit: 10_000, ..Default::default() })
         .await?;
     let suspensions = st.store.suspensions(&r.id).await?;
-    views::crisis(st, r, history, &suspensions, st.clock.now())
+    let needs = st.store.needs(Some(r.id.as_str())).await?;
+    views::crisis(st, r, history, &suspensions, &needs, st.clock.now())
 }
 
 /// An instant a person typed: not more than a few minutes in the future.
@@ -410,6 +427,7 @@ fn validate(req: &CrisisRequest, due_at: jiff::Timestamp, now: jiff::Timestamp) 
         Some(Ok(t)) => Some(t),
         _ => None,
     };
+    let needs = inventory::needs_of(req.needs, req.agents).map_err(|e| errors.push(e)).ok();
     match (contact_name, contact_phone, contact_email, delivery_address, notes) {
         (Some(contact_name), Some(contact_phone), email, address, Some(notes)) if errors.is_empty() => Ok(NewCrisis {
             commune: req.commune.clone(),
@@ -422,6 +440,7 @@ fn validate(req: &CrisisRequest, due_at: jiff::Timestamp, now: jiff::Timestamp) 
             due_at,
             aware_at,
             personal_data: req.personal_data,
+            needs: needs.unwrap_or_default(),
         }),
         _ => Err(ApiError::Validation(errors)),
     }
@@ -520,6 +539,13 @@ async fn apply(
         None => None,
     };
     let rec = st.store.transition(&r.id, action, reason.as_deref(), a, st.clock.now()).await?;
+    if action == CrisisAction::Activate {
+        // Reserve the kit now; what the pool lacks stays on the waiting list.
+        let short = inventory::allocate_for(st, &rec.id, a).await?;
+        if !short.is_empty() {
+            tracing::warn!(crisis = %rec.id, ?short, "equipment short");
+        }
+    }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
     Ok(Json(crisis_with_history(st, rec).await?))
 }

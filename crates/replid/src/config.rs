@@ -49,6 +49,25 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+}
+
+/// Who is served first when stock is short.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// In the order the requests came.
+    #[default]
+    FirstCome,
+    /// Larger communes first.
+    Population,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    pub priority: Priority,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +278,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
             notify: NotifyConfig::default(),
+            inventory: InventoryConfig::default(),
         }
     }
 }

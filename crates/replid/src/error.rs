@@ -18,6 +18,8 @@ pub enum ApiError {
     NotFound { code: &'static str, detail: String },
     #[error("bad request: {detail}")]
     BadRequest { code: &'static str, detail: String },
+    #[error("conflict: {detail}")]
+    Conflict { code: &'static str, detail: String },
     #[error("invalid fields")]
     Validation(Vec<FieldError>),
     #[error("payload too large")]
@@ -61,15 +63,15 @@ impl ApiError {
             Self::Forbidden(why) => problem(S::FORBIDDEN, "forbidden", (*why).to_owned()),
             Self::NotFound { code, detail } => problem(S::NOT_FOUND, code, detail.clone()),
             Self::BadRequest { code, detail } => problem(S::BAD_REQUEST, code, detail.clone()),
+            Self::Conflict { code, detail } => problem(S::CONFLICT, code, detail.clone()),
             Self::Validation(errors) => {
-                let mut p = problem(
-                    S::UNPROCESSABLE_ENTITY,
-                    "invalid_fields",
-                    format!(
-                        "Champs invalides : {}.",
-                        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; ")
-                    ),
-                );
+                let mut p = problem(S::UNPROCESSABLE_ENTITY, "invalid_fields", {
+                    // The detail stays readable; `errors` carries every one.
+                    let shown: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
+                    let more = errors.len().saturating_sub(shown.len());
+                    let tail = if more > 0 { format!(" ; … et {more} autre(s)") } else { String::new() };
+                    format!("Champs invalides : {}{tail}.", shown.join(" ; "))
+                });
                 p.errors.clone_from(errors);
                 p
             }
@@ -150,6 +152,21 @@ fn store_problem(e: &StoreError) -> Problem {
             p
         }
         StoreError::Sla { id, message } => problem(S::CONFLICT, "sla_conflict", format!("Crise {id} : {message}.")),
+        StoreError::ItemsOutstanding { id, count } => problem(
+            S::CONFLICT,
+            "items_outstanding",
+            format!(
+                "La crise {id} ne peut pas être close : {count} équipement(s) non restitué(s). Enregistrez leur retour ou passez-les en perte avec un motif."
+            ),
+        ),
+        StoreError::Import(errors) => {
+            let mut p =
+                problem(S::UNPROCESSABLE_ENTITY, "import_refused", "Import refusé : rien n'a été importé.".into());
+            p.errors = errors.iter().map(|m| FieldError::new("csv", m.clone())).collect();
+            p
+        }
+        StoreError::UnknownItem(s) => problem(S::NOT_FOUND, "unknown_item", format!("Équipement inconnu : {s}.")),
+        StoreError::Item(msg) => problem(S::CONFLICT, "item_conflict", format!("{msg}.")),
         StoreError::UnknownUser(_) => problem(S::NOT_FOUND, "unknown_user", "Utilisateur inconnu.".into()),
         StoreError::LoginTaken(_) => problem(S::CONFLICT, "login_taken", "Identifiant déjà utilisé.".into()),
         StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Chain(_) => internal(),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod inventory;
 mod notify;
 pub mod tls;
 mod users;
@@ -78,6 +79,7 @@ impl AppState {
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
         let checkpoint = self.store.checkpoint_now(now).await?;
+        inventory::fill_waiting(self, now).await?;
         let queued = notify::queue(self, now).await?;
         let attempted = notify::deliver(self, now).await?;
         let retention = jiff::SignedDuration::from_hours(24 * i64::from(self.config.privacy.contact_retention_days));

@@ -44,6 +44,21 @@ pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
                 }
             }
         }
+        for l in st.store.loans(&r.id).await? {
+            if l.returned_at.is_none() && l.due_back < now {
+                let who = l.agent.as_ref().map_or_else(|| "la commune".to_owned(), |a| a.name.clone());
+                due.push((
+                    format!("loan:{}:{}", l.serial, l.lent_at),
+                    format!("Crise {} ({}) : prêt en retard — {}", r.id, r.commune_name, l.asset_tag),
+                    format!(
+                        "{} ({}) prêté à {who}, retour prévu {}.",
+                        l.asset_tag,
+                        l.kind.label_fr(),
+                        fr::datetime(l.due_back, &tz)
+                    ),
+                ));
+            }
+        }
         for (key, subject, body) in due {
             for channel in &st.config.notify.channels {
                 if st.store.enqueue_notification(&key, channel, Some(r.id.as_str()), &subject, &body, now).await? {

@@ -95,6 +95,7 @@ pub fn crisis(
     r: CrisisRecord,
     history: Vec<AuditEntry>,
     suspensions: &[SuspensionRecord],
+    needs: &[repli_store::Need],
     now: Timestamp,
 ) -> Result<CrisisView, ApiError> {
     let v = sla_of(st, &r, suspensions, now)?;
@@ -112,6 +113,7 @@ pub fn crisis(
             suspensions: suspensions.iter().map(suspension).collect(),
         },
         legal: legal_clocks(&r, now),
+        needs: needs.iter().filter(|n| n.wanted > 0).map(crate::inventory::need_view).collect(),
         aware_at: r.aware_at,
         personal_data: r.personal_data,
         timeline: Timeline {

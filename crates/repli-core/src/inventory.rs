@@ -1,0 +1,419 @@
+//! The métropole's equipment pool: kinds, states, identifiers (IMEI, ICCID), and CSV parsing
+//! (Repli's own columns, or a Snipe-IT asset export's), all errors at once as `file:line: …`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reference::{MAX_REFERENCE_BYTES, ReferenceError};
+use crate::text::{self, FieldError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    Laptop,
+    Router,
+    Phone,
+    Sim,
+    Printer,
+}
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 5] = [Self::Laptop, Self::Router, Self::Phone, Self::Sim, Self::Printer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Laptop => "laptop",
+            Self::Router => "router",
+            Self::Phone => "phone",
+            Self::Sim => "sim",
+            Self::Printer => "printer",
+        }
+    }
+
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Laptop => "ordinateur portable",
+            Self::Router => "routeur 4G/5G",
+            Self::Phone => "téléphone mobile",
+            Self::Sim => "carte SIM",
+            Self::Printer => "imprimante",
+        }
+    }
+
+    /// Lent to a named agent (the others go to the commune).
+    pub fn is_personal(self) -> bool {
+        matches!(self, Self::Laptop | Self::Phone)
+    }
+}
+
+impl fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not an item kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown kind `{0}` (laptop, router, phone, sim, printer)")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for ItemKind {
+    type Err = UnknownKind;
+    /// Accepts Repli's names and the usual Snipe-IT category names, in English or French.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let k = s.trim().to_lowercase();
+        Ok(match k.as_str() {
+            "laptop" | "laptops" | "ordinateur portable" | "ordinateurs portables" | "pc portable" | "notebook" => {
+                Self::Laptop
+            }
+            "router" | "routers" | "routeur" | "routeurs" | "routeur 4g/5g" | "4g router" | "5g router"
+            | "modem 4g" => Self::Router,
+            "phone" | "phones" | "mobile phone" | "mobile phones" | "smartphone" | "smartphones" | "téléphone"
+            | "téléphones" | "téléphone mobile" => Self::Phone,
+            "sim" | "sims" | "sim card" | "sim cards" | "carte sim" | "cartes sim" => Self::Sim,
+            "printer" | "printers" | "imprimante" | "imprimantes" => Self::Printer,
+            _ => return Err(UnknownKind(s.chars().filter(|c| !c.is_control()).take(40).collect())),
+        })
+    }
+}
+
+/// The states of an item: `available → reserved → prepared → lent → returned → wiping →
+/// available`, plus `maintenance`, `lost` and `retired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Available,
+    Reserved,
+    Prepared,
+    Lent,
+    Returned,
+    Wiping,
+    Maintenance,
+    Lost,
+    Retired,
+}
+
+impl ItemState {
+    pub const ALL: [ItemState; 9] = [
+        Self::Available,
+        Self::Reserved,
+        Self::Prepared,
+        Self::Lent,
+        Self::Returned,
+        Self::Wiping,
+        Self::Maintenance,
+        Self::Lost,
+        Self::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Reserved => "reserved",
+            Self::Prepared => "prepared",
+            Self::Lent => "lent",
+            Self::Returned => "returned",
+            Self::Wiping => "wiping",
+            Self::Maintenance => "maintenance",
+            Self::Lost => "lost",
+            Self::Retired => "retired",
+        }
+    }
+
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Available => "disponible",
+            Self::Reserved => "réservé",
+            Self::Prepared => "préparé",
+            Self::Lent => "prêté",
+            Self::Returned => "restitué",
+            Self::Wiping => "en effacement",
+            Self::Maintenance => "en maintenance",
+            Self::Lost => "perdu",
+            Self::Retired => "réformé",
+        }
+    }
+
+    /// Held for a crisis: it must come back (or be written off) before the crisis closes.
+    pub fn is_out(self) -> bool {
+        matches!(self, Self::Reserved | Self::Prepared | Self::Lent)
+    }
+}
+
+impl fmt::Display for ItemState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ItemState {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+/// Luhn check over a string of digits.
+pub fn luhn_ok(digits: &str) -> bool {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if !i.is_multiple_of(2) {
+                let d2 = d * 2;
+                if d2 > 9 { d2 - 9 } else { d2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// A 15-digit IMEI with a valid check digit.
+pub fn imei(field: &str, s: &str) -> Result<String, FieldError> {
+    let v: String = s.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    if v.len() != 15 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FieldError::new(field, "un IMEI compte 15 chiffres"));
+    }
+    if !luhn_ok(&v) {
+        return Err(FieldError::new(field, "chiffre de contrôle de l'IMEI invalide"));
+    }
+    Ok(v)
+}
+
+/// An ICCID: 19 or 20 digits starting with 89 (telecom), with a valid Luhn check digit.
+pub fn iccid(field: &str, s: &str) -> Result<String, FieldError> {
+    let v: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(19..=20).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_digit()) || !v.starts_with("89") {
+        return Err(FieldError::new(field, "un ICCID compte 19 ou 20 chiffres et commence par 89"));
+    }
+    if !luhn_ok(&v) {
+        return Err(FieldError::new(field, "chiffre de contrôle de l'ICCID invalide"));
+    }
+    Ok(v)
+}
+
+/// A serial number or asset tag: 1 to 64 letters, digits and `-_./`.
+pub fn identifier(field: &str, s: &str) -> Result<String, FieldError> {
+    let v = s.trim();
+    if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        return Err(FieldError::new(field, "1 à 64 caractères : lettres, chiffres, - _ . /"));
+    }
+    Ok(v.to_owned())
+}
+
+/// One piece of equipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub asset_tag: String,
+    pub serial: String,
+    pub kind: ItemKind,
+    pub model: String,
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+    /// E.164.
+    pub msisdn: Option<String>,
+    pub apn: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Which column holds what: Repli's names, or a Snipe-IT export's.
+fn column(header: &str) -> Option<&'static str> {
+    Some(match header.trim().to_lowercase().as_str() {
+        "asset_tag" | "asset tag" => "asset_tag",
+        "serial" | "serial number" | "numéro de série" => "serial",
+        "kind" | "category" | "catégorie" => "kind",
+        "model" | "model name" | "modèle" => "model",
+        "imei" => "imei",
+        "iccid" => "iccid",
+        "msisdn" | "phone number" | "numéro" => "msisdn",
+        "apn" => "apn",
+        "location" | "default location" | "emplacement" => "location",
+        _ => return None,
+    })
+}
+
+/// Parses an inventory file: every error at once, nothing returned on error. Lines are those
+/// of the file; unknown columns are refused unless the file is a Snipe-IT export.
+pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, ReferenceError> {
+    let mut errors = Vec::new();
+    if text.len() > MAX_REFERENCE_BYTES {
+        return Err(ReferenceError { errors: vec![format!("{source}: file larger than {MAX_REFERENCE_BYTES} bytes")] });
+    }
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(ReferenceError { errors: vec![format!("{source}:1: {e}")] }),
+    };
+    let snipe_it = headers.iter().any(|h| h.trim().eq_ignore_ascii_case("asset tag"));
+    let mut index: HashMap<&'static str, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        match column(h) {
+            Some(c) => {
+                index.insert(c, i);
+            }
+            None if snipe_it => {}
+            None => errors.push(format!("{source}:1: unknown column `{}`", h.trim())),
+        }
+    }
+    for required in ["asset_tag", "serial", "kind", "model"] {
+        if !index.contains_key(required) {
+            errors.push(format!("{source}:1: missing column `{required}`"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ReferenceError { errors });
+    }
+    let mut seen_serial = HashSet::new();
+    let mut seen_tag = HashSet::new();
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                errors.push(format!("{source}:{line}: {e}"));
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, csv::Position::line);
+        let get = |c: &str| index.get(c).and_then(|i| rec.get(*i)).map(str::trim).filter(|v| !v.is_empty());
+        let mut row_errors: Vec<String> = Vec::new();
+        let mut keep = |r: Result<String, FieldError>| match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                row_errors.push(e.to_string());
+                None
+            }
+        };
+        let asset_tag = keep(identifier("asset_tag", get("asset_tag").unwrap_or("")));
+        let serial = keep(identifier("serial", get("serial").unwrap_or("")));
+        let model = keep(text::name("model", get("model").unwrap_or("")));
+        let imei_v = get("imei").map(|v| keep(imei("imei", v)));
+        let iccid_v = get("iccid").map(|v| keep(iccid("iccid", v)));
+        let msisdn = get("msisdn").map(|v| keep(text::phone("msisdn", v)));
+        let apn = get("apn").map(|v| keep(text::name("apn", v)));
+        let location = get("location").map(|v| keep(text::name("location", v)));
+        let kind = match get("kind").unwrap_or("").parse::<ItemKind>() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                row_errors.push(e.to_string());
+                None
+            }
+        };
+        if let Some(k) = kind {
+            if matches!(k, ItemKind::Phone | ItemKind::Router) && imei_v.is_none() {
+                row_errors.push(format!("a {k} needs its IMEI"));
+            }
+            if k == ItemKind::Sim && iccid_v.is_none() {
+                row_errors.push("a SIM card needs its ICCID".to_owned());
+            }
+        }
+        if let Some(s) = &serial
+            && !seen_serial.insert(s.clone())
+        {
+            row_errors.push(format!("duplicate serial {s}"));
+        }
+        if let Some(t) = &asset_tag
+            && !seen_tag.insert(t.clone())
+        {
+            row_errors.push(format!("duplicate asset tag {t}"));
+        }
+        if !row_errors.is_empty() {
+            errors.extend(row_errors.into_iter().map(|e| format!("{source}:{line}: {e}")));
+            continue;
+        }
+        if let (Some(asset_tag), Some(serial), Some(kind), Some(model)) = (asset_tag, serial, kind, model) {
+            out.push((
+                line,
+                Item {
+                    asset_tag,
+                    serial,
+                    kind,
+                    model,
+                    imei: imei_v.flatten(),
+                    iccid: iccid_v.flatten(),
+                    msisdn: msisdn.flatten(),
+                    apn: apn.flatten(),
+                    location: location.flatten(),
+                },
+            ));
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(ReferenceError { errors }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits() {
+        assert!(imei("i", "490154203237518").is_ok());
+        assert!(imei("i", "490154203237519").is_err());
+        assert!(imei("i", "49015420323751").is_err());
+        let valid = "89331503190000000012";
+        assert!(luhn_ok(valid), "test vector must be valid");
+        assert!(iccid("c", valid).is_ok());
+        assert!(iccid("c", "89331503190000000013").is_err());
+        assert!(iccid("c", "12331503190000000012").is_err());
+    }
+
+    #[test]
+    fn reads_repli_and_snipe_it_files() {
+        let repli = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
+                     LAP-1,FICTIF-L1,laptop,Latitude (fictif),,,,,Marignane\n\
+                     PHN-1,FICTIF-P1,phone,Galaxy (fictif),490154203237518,,,,\n\
+                     SIM-1,FICTIF-S1,sim,SIM 5G,,89331503190000000012,06 39 98 00 01,internet.pro,\n";
+        let items = parse_items("pool.csv", repli).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[2].1.msisdn.as_deref(), Some("+33639980001"));
+        assert_eq!(items[0].0, 2);
+        let snipe = "Asset Tag,Asset Name,Serial,Model,Category,Status,Location,IMEI\n\
+                     RTR-1,Routeur A,FICTIF-R1,Nighthawk (fictif),Routeurs,Ready to Deploy,Aix,490154203237518\n";
+        let items = parse_items("snipe.csv", snipe).unwrap();
+        assert_eq!(items[0].1.kind, ItemKind::Router);
+    }
+
+    #[test]
+    fn four_planted_errors_are_all_reported_with_their_lines() {
+        let bad = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
+                   LAP-1,FICTIF-L1,laptop,Latitude,,,,,\n\
+                   LAP-2,FICTIF-L1,laptop,Latitude,,,,,\n\
+                   TAB-1,FICTIF-T1,tablet,iPad,,,,,\n\
+                   PHN-1,FICTIF-P1,phone,Galaxy,490154203237519,,,,\n\
+                   SIM-1,FICTIF-S1,sim,SIM,,89331503190000000013,,,\n";
+        let e = parse_items("bad.csv", bad).unwrap_err();
+        assert_eq!(e.errors.len(), 4, "{e}");
+        assert!(e.errors[0].starts_with("bad.csv:3: duplicate serial"), "{e}");
+        assert!(e.errors[1].starts_with("bad.csv:4: unknown kind"), "{e}");
+        assert!(e.errors[2].starts_with("bad.csv:5:") && e.errors[2].contains("IMEI"), "{e}");
+        assert!(e.errors[3].starts_with("bad.csv:6:") && e.errors[3].contains("ICCID"), "{e}");
+        assert!(parse_items("x.csv", "serial,colour\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_sample_pool_parses() {
+        let items = parse_items("inventory/pool.csv", include_str!("../../../inventory/pool.csv")).unwrap();
+        let count = |k| items.iter().filter(|(_, i)| i.kind == k).count();
+        assert!(count(ItemKind::Laptop) >= 120 && count(ItemKind::Router) >= 12 && count(ItemKind::Phone) >= 60);
+        assert!(
+            count(ItemKind::Printer) >= 6 && count(ItemKind::Sim) >= count(ItemKind::Phone) + count(ItemKind::Router)
+        );
+        assert!(items.iter().all(|(_, i)| i.serial.starts_with("FICTIF-")), "sample serials are marked fictitious");
+    }
+}

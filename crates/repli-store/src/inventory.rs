@@ -1,0 +1,772 @@
+//! The equipment pool: import, allocation across concurrent crises (one transaction, one
+//! writer: no item is ever reserved twice), named loans, check-in, wipe records.
+
+use jiff::{SignedDuration, Timestamp};
+use repli_core::{Actor, CrisisId, Item, ItemKind, ItemState};
+use serde_json::json;
+use sqlx::SqliteConnection;
+
+use crate::audit::NewEntry;
+use crate::time::{self, opt_from_db};
+use crate::{By, Store, StoreError};
+
+/// An item as stored, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRecord {
+    pub item: Item,
+    pub state: ItemState,
+    pub crisis: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// One line of an item's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemEvent {
+    pub at: Timestamp,
+    pub actor: String,
+    pub crisis: Option<String>,
+    pub from: Option<String>,
+    pub to: String,
+    pub note: Option<String>,
+}
+
+/// What a crisis wanted of a kind and what it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub crisis: String,
+    pub kind: ItemKind,
+    pub wanted: i64,
+    pub allocated: i64,
+}
+
+impl Need {
+    pub fn shortage(&self) -> i64 {
+        (self.wanted - self.allocated).max(0)
+    }
+}
+
+/// One agent of the commune.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub service: String,
+}
+
+/// One loan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loan {
+    pub serial: String,
+    pub asset_tag: String,
+    pub kind: ItemKind,
+    pub model: String,
+    pub agent: Option<Agent>,
+    pub lent_at: Timestamp,
+    pub due_back: Timestamp,
+    pub returned_at: Option<Timestamp>,
+    pub condition: Option<String>,
+    pub note: Option<String>,
+}
+
+/// How an item came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Ok,
+    Damaged,
+    Missing,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Damaged => "damaged",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+/// A wipe record, required before a returned device can be lent again.
+#[derive(Debug, Clone)]
+pub struct Wipe {
+    pub method: String,
+    pub operator: String,
+    pub certificate: String,
+}
+
+fn actor_name(by: By<'_>) -> String {
+    match by {
+        By::User(a) => a.name.clone(),
+        By::System => "replid".into(),
+    }
+}
+
+fn item_err(msg: impl Into<String>) -> StoreError {
+    StoreError::Item(msg.into())
+}
+
+type ItemRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+);
+
+const ITEM_COLUMNS: &str =
+    "serial, asset_tag, kind, model, imei, iccid, msisdn, apn, location, state, crisis_id, updated_at";
+
+fn item_from(r: ItemRow) -> Result<ItemRecord, StoreError> {
+    let kind = r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?;
+    let state = r.9.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: r.9.clone() })?;
+    Ok(ItemRecord {
+        item: Item {
+            serial: r.0,
+            asset_tag: r.1,
+            kind,
+            model: r.3,
+            imei: r.4,
+            iccid: r.5,
+            msisdn: r.6,
+            apn: r.7,
+            location: r.8,
+        },
+        state,
+        crisis: r.10,
+        updated_at: time::from_db("items.updated_at", &r.11)?,
+    })
+}
+
+/// Moves one item, recording its history. Refuses when it is not in `from`.
+#[allow(clippy::too_many_arguments)] // a private helper: each argument is one fact of the move
+async fn move_item(
+    conn: &mut SqliteConnection,
+    serial: &str,
+    from: &[ItemState],
+    to: ItemState,
+    crisis: Option<&str>,
+    actor: &str,
+    note: Option<&str>,
+    now: Timestamp,
+) -> Result<ItemState, StoreError> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as("SELECT state, crisis_id FROM items WHERE serial = ?")
+        .bind(serial)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (state, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+    let state: ItemState = state.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: state })?;
+    if !from.contains(&state) {
+        return Err(item_err(format!("l'équipement {serial} est {} : opération impossible", state.label_fr())));
+    }
+    let keeps_crisis = matches!(
+        to,
+        ItemState::Reserved | ItemState::Prepared | ItemState::Lent | ItemState::Returned | ItemState::Wiping
+    );
+    let new_crisis = if keeps_crisis { crisis.map(str::to_owned).or(held_by.clone()) } else { None };
+    sqlx::query("UPDATE items SET state = ?, crisis_id = ?, updated_at = ? WHERE serial = ?")
+        .bind(to.as_str())
+        .bind(&new_crisis)
+        .bind(time::to_db(now))
+        .bind(serial)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO item_events (serial, at, actor, crisis_id, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(serial)
+        .bind(time::to_db(now))
+        .bind(actor)
+        .bind(crisis.map(str::to_owned).or(held_by))
+        .bind(state.as_str())
+        .bind(to.as_str())
+        .bind(note)
+        .execute(&mut *conn)
+        .await?;
+    Ok(state)
+}
+
+impl Store {
+    /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
+    /// the pool, every problem reported with its line.
+    pub async fn import_items(
+        &self,
+        items: &[(String, u64, Item)],
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut errors = Vec::new();
+        // Across files too: the same serial, tag, IMEI or ICCID twice.
+        let mut seen = std::collections::HashMap::new();
+        for (source, line, it) in items {
+            for key in
+                [Some(&it.serial), Some(&it.asset_tag), it.imei.as_ref(), it.iccid.as_ref()].into_iter().flatten()
+            {
+                if let Some((s0, l0)) = seen.insert(key.clone(), (source.clone(), *line)) {
+                    errors.push(format!("{source}:{line}: {key} already at {s0}:{l0}"));
+                }
+            }
+        }
+        for (source, line, it) in items {
+            let clash: Option<String> = sqlx::query_scalar(
+                "SELECT serial FROM items WHERE serial = ?1 OR asset_tag = ?2 OR (?3 IS NOT NULL AND imei = ?3) \
+                 OR (?4 IS NOT NULL AND iccid = ?4) LIMIT 1",
+            )
+            .bind(&it.serial)
+            .bind(&it.asset_tag)
+            .bind(&it.imei)
+            .bind(&it.iccid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(existing) = clash {
+                errors.push(format!(
+                    "{source}:{line}: already in the pool (item {existing}: same serial, asset tag, IMEI or ICCID)"
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::Import(errors));
+        }
+        let actor = actor_name(by);
+        for (source, _, it) in items {
+            sqlx::query(
+                "INSERT INTO items (serial, asset_tag, kind, model, imei, iccid, msisdn, apn, location, state, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'available', ?)",
+            )
+            .bind(&it.serial)
+            .bind(&it.asset_tag)
+            .bind(it.kind.as_str())
+            .bind(&it.model)
+            .bind(&it.imei)
+            .bind(&it.iccid)
+            .bind(&it.msisdn)
+            .bind(&it.apn)
+            .bind(&it.location)
+            .bind(time::to_db(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO item_events (serial, at, actor, to_state, note) VALUES (?, ?, ?, 'available', ?)")
+                .bind(&it.serial)
+                .bind(time::to_db(now))
+                .bind(&actor)
+                .bind(format!("import {source}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: "inventory.import",
+            target: "pool",
+            details: json!({ "items": items.len(), "files": items.iter().map(|i| i.0.as_str()).collect::<std::collections::BTreeSet<_>>() }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(items.len())
+    }
+
+    /// Counts per kind and state.
+    pub async fn inventory_counts(&self) -> Result<Vec<(ItemKind, ItemState, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT kind, state, COUNT(*) FROM items GROUP BY kind, state ORDER BY kind, state")
+                .fetch_all(&self.read)
+                .await?;
+        rows.into_iter()
+            .map(|(k, s, n)| {
+                Ok((
+                    k.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: k })?,
+                    s.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: s })?,
+                    n,
+                ))
+            })
+            .collect()
+    }
+
+    /// Items, optionally those held for one crisis, by asset tag.
+    pub async fn items(&self, crisis: Option<&str>) -> Result<Vec<ItemRecord>, StoreError> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE (?1 IS NULL OR crisis_id = ?1) ORDER BY asset_tag");
+        let rows: Vec<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(crisis).fetch_all(&self.read).await?;
+        rows.into_iter().map(item_from).collect()
+    }
+
+    /// One item (by serial or asset tag) with its history.
+    pub async fn item(&self, key: &str) -> Result<Option<(ItemRecord, Vec<ItemEvent>)>, StoreError> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE serial = ?1 OR asset_tag = ?1");
+        let row: Option<ItemRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&self.read).await?;
+        let Some(row) = row else { return Ok(None) };
+        let rec = item_from(row)?;
+        type EventRow = (String, String, Option<String>, Option<String>, String, Option<String>);
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, actor, crisis_id, from_state, to_state, note FROM item_events WHERE serial = ? ORDER BY id",
+        )
+        .bind(&rec.item.serial)
+        .fetch_all(&self.read)
+        .await?;
+        let events = events
+            .into_iter()
+            .map(|(at, actor, crisis, from, to, note)| {
+                Ok(ItemEvent { at: time::from_db("item_events.at", &at)?, actor, crisis, from, to, note })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((rec, events)))
+    }
+
+    /// Records what a crisis needs, per kind (replacing earlier figures).
+    pub async fn set_needs(&self, id: &CrisisId, needs: &[(ItemKind, u32)], now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for (kind, n) in needs {
+            sqlx::query(
+                "INSERT INTO crisis_needs (crisis_id, kind, wanted, requested_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (crisis_id, kind) DO UPDATE SET wanted = excluded.wanted",
+            )
+            .bind(id.as_str())
+            .bind(kind.as_str())
+            .bind(i64::from(*n))
+            .bind(time::to_db(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What every crisis wanted and got, oldest request first.
+    pub async fn needs(&self, crisis: Option<&str>) -> Result<Vec<Need>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT n.crisis_id, n.kind, n.wanted, (SELECT COUNT(*) FROM items i WHERE i.crisis_id = n.crisis_id \
+             AND i.kind = n.kind AND i.state IN ('reserved', 'prepared', 'lent')) FROM crisis_needs n \
+             WHERE (?1 IS NULL OR n.crisis_id = ?1) ORDER BY n.requested_at, n.crisis_id, n.kind",
+        )
+        .bind(crisis)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(crisis, kind, wanted, allocated)| {
+                Ok(Need {
+                    crisis,
+                    kind: kind.parse().map_err(|_| StoreError::Corrupt { column: "crisis_needs.kind", value: kind })?,
+                    wanted,
+                    allocated,
+                })
+            })
+            .collect()
+    }
+
+    /// Reserves available items for a crisis up to what it needs, in one transaction: with one
+    /// writer, two crises can never get the same item. Returns what is still missing.
+    pub async fn allocate(&self, id: &CrisisId, by: By<'_>, now: Timestamp) -> Result<Vec<Need>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let commune: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let commune = commune.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        let wants: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, wanted FROM crisis_needs WHERE crisis_id = ? ORDER BY kind")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        let actor = actor_name(by);
+        let mut reserved = serde_json::Map::new();
+        for (kind, wanted) in &wants {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM items WHERE crisis_id = ? AND kind = ? AND state IN ('reserved', 'prepared', 'lent')",
+            )
+            .bind(id.as_str())
+            .bind(kind)
+            .fetch_one(&mut *tx)
+            .await?;
+            let missing = (wanted - held).max(0);
+            if missing == 0 {
+                continue;
+            }
+            let serials: Vec<String> = sqlx::query_scalar(
+                "SELECT serial FROM items WHERE kind = ? AND state = 'available' ORDER BY asset_tag LIMIT ?",
+            )
+            .bind(kind)
+            .bind(missing)
+            .fetch_all(&mut *tx)
+            .await?;
+            for s in &serials {
+                move_item(
+                    &mut tx,
+                    s,
+                    &[ItemState::Available],
+                    ItemState::Reserved,
+                    Some(id.as_str()),
+                    &actor,
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            if !serials.is_empty() {
+                reserved.insert(kind.clone(), json!(serials));
+            }
+        }
+        if !reserved.is_empty() {
+            let e = NewEntry {
+                by,
+                commune: Some(&commune),
+                crisis: Some(id.as_str()),
+                action: "inventory.reserve",
+                target: id.as_str(),
+                details: serde_json::Value::Object(reserved),
+            };
+            self.append(&mut tx, e, now).await?;
+        }
+        tx.commit().await?;
+        Ok(self.needs(Some(id.as_str())).await?.into_iter().filter(|n| n.shortage() > 0).collect())
+    }
+
+    /// Gives items back to the pool when a crisis is cancelled (only those not lent).
+    pub(crate) async fn release_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let serials: Vec<String> =
+            sqlx::query_scalar("SELECT serial FROM items WHERE crisis_id = ? AND state IN ('reserved', 'prepared')")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+        for s in &serials {
+            move_item(
+                conn,
+                s,
+                &[ItemState::Reserved, ItemState::Prepared],
+                ItemState::Available,
+                None,
+                actor,
+                Some("libéré"),
+                now,
+            )
+            .await?;
+        }
+        sqlx::query("UPDATE crisis_needs SET wanted = 0 WHERE crisis_id = ?").bind(id).execute(&mut *conn).await?;
+        Ok(serials.len() as u64)
+    }
+
+    /// Items still out for a crisis (reserved, prepared or lent).
+    pub(crate) async fn outstanding_in(conn: &mut SqliteConnection, id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM items WHERE crisis_id = ? AND state IN ('reserved', 'prepared', 'lent')",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    /// Replaces the commune's agents list (names and services), audited.
+    pub async fn set_agents(
+        &self,
+        id: &CrisisId,
+        agents: &[(String, String)],
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let commune: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let commune = commune.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        let lent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM loans WHERE crisis_id = ? AND agent_id IS NOT NULL")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if lent > 0 {
+            return Err(item_err(
+                "des équipements sont déjà prêtés à ces agents : la liste ne peut plus être remplacée",
+            ));
+        }
+        sqlx::query("DELETE FROM agents WHERE crisis_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
+        for (name, service) in agents {
+            sqlx::query("INSERT INTO agents (crisis_id, name, service) VALUES (?, ?, ?)")
+                .bind(id.as_str())
+                .bind(name)
+                .bind(service)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Names are personal data: the audit entry counts them.
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "crisis.agents",
+            target: id.as_str(),
+            details: json!({ "agents": agents.len() }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        self.agents(id).await
+    }
+
+    pub async fn agents(&self, id: &CrisisId) -> Result<Vec<Agent>, StoreError> {
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT id, name, service FROM agents WHERE crisis_id = ? ORDER BY id")
+                .bind(id.as_str())
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.into_iter().map(|(id, name, service)| Agent { id, name, service }).collect())
+    }
+
+    /// Lends a reserved item to the commune: laptops and phones to a named agent.
+    pub async fn lend(
+        &self,
+        id: &CrisisId,
+        serial: &str,
+        agent: Option<i64>,
+        loan_days: u32,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT kind, crisis_id FROM items WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (kind, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        if held_by.as_deref() != Some(id.as_str()) {
+            return Err(item_err(format!("l'équipement {serial} n'est pas réservé pour la crise {id}")));
+        }
+        let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
+        if let Some(a) = agent {
+            let ok: Option<i64> = sqlx::query_scalar("SELECT 1 FROM agents WHERE id = ? AND crisis_id = ?")
+                .bind(a)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if ok.is_none() {
+                return Err(item_err(format!("l'agent {a} n'est pas dans la liste des agents de la crise {id}")));
+            }
+        } else if kind.is_personal() {
+            return Err(item_err(format!("un {} se prête à un agent nommé", kind.label_fr())));
+        }
+        move_item(
+            &mut tx,
+            serial,
+            &[ItemState::Reserved, ItemState::Prepared],
+            ItemState::Lent,
+            Some(id.as_str()),
+            &actor.name,
+            None,
+            now,
+        )
+        .await?;
+        let due = now.checked_add(SignedDuration::from_hours(24 * i64::from(loan_days))).unwrap_or(now);
+        sqlx::query("INSERT INTO loans (serial, crisis_id, agent_id, lent_at, due_back) VALUES (?, ?, ?, ?, ?)")
+            .bind(serial)
+            .bind(id.as_str())
+            .bind(agent)
+            .bind(time::to_db(now))
+            .bind(time::to_db(due))
+            .execute(&mut *tx)
+            .await?;
+        let commune: String =
+            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "inventory.lend",
+            target: serial,
+            details: json!({ "agent": agent, "due_back": time::to_db(due) }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes a lent item back, or records it missing.
+    pub async fn check_in(
+        &self,
+        id: &CrisisId,
+        serial: &str,
+        condition: Condition,
+        note: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let held_by: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let held_by = held_by.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        if held_by.as_deref() != Some(id.as_str()) {
+            return Err(item_err(format!("l'équipement {serial} n'a pas été prêté pour la crise {id}")));
+        }
+        let to = if condition == Condition::Missing { ItemState::Lost } else { ItemState::Returned };
+        move_item(&mut tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
+        sqlx::query(
+            "UPDATE loans SET returned_at = ?, condition = ?, note = ? WHERE serial = ? AND returned_at IS NULL",
+        )
+        .bind(time::to_db(now))
+        .bind(condition.as_str())
+        .bind(note)
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        let commune: String =
+            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "inventory.check_in",
+            target: serial,
+            details: json!({ "condition": condition.as_str(), "note": note }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the wipe of a returned device and puts it back in the pool.
+    pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let crisis: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let crisis = crisis.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        move_item(
+            &mut tx,
+            serial,
+            &[ItemState::Returned, ItemState::Wiping],
+            ItemState::Available,
+            None,
+            &actor.name,
+            Some(&w.certificate),
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO wipes (serial, crisis_id, at, method, operator, certificate) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(serial)
+        .bind(&crisis)
+        .bind(time::to_db(now))
+        .bind(&w.method)
+        .bind(&w.operator)
+        .bind(&w.certificate)
+        .execute(&mut *tx)
+        .await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: "inventory.wipe",
+            target: serial,
+            details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes off an item a crisis holds (lost, destroyed), with a reason.
+    pub async fn write_off(
+        &self,
+        id: &CrisisId,
+        serial: &str,
+        reason: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let held_by: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if held_by.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?.as_deref() != Some(id.as_str()) {
+            return Err(item_err(format!("l'équipement {serial} n'est pas détenu pour la crise {id}")));
+        }
+        move_item(
+            &mut tx,
+            serial,
+            &[ItemState::Reserved, ItemState::Prepared, ItemState::Lent],
+            ItemState::Lost,
+            Some(id.as_str()),
+            &actor.name,
+            Some(reason),
+            now,
+        )
+        .await?;
+        sqlx::query("UPDATE loans SET returned_at = ?, condition = 'missing', note = ? WHERE serial = ? AND returned_at IS NULL")
+            .bind(time::to_db(now))
+            .bind(reason)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        let commune: String =
+            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: Some(&commune),
+            crisis: Some(id.as_str()),
+            action: "inventory.write_off",
+            target: serial,
+            details: json!({ "reason": reason }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The loans of a crisis, with their agents.
+    pub async fn loans(&self, id: &CrisisId) -> Result<Vec<Loan>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, l.lent_at, l.due_back, l.returned_at, \
+             l.condition, l.note FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id \
+             WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Loan {
+                    serial: r.0,
+                    asset_tag: r.1,
+                    kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
+                    model: r.3,
+                    agent: match (r.4, r.5) {
+                        (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
+                        _ => None,
+                    },
+                    lent_at: time::from_db("loans.lent_at", &r.7)?,
+                    due_back: time::from_db("loans.due_back", &r.8)?,
+                    returned_at: opt_from_db("loans.returned_at", r.9)?,
+                    condition: r.10,
+                    note: r.11,
+                })
+            })
+            .collect()
+    }
+}

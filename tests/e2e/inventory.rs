@@ -1,0 +1,330 @@
+//! The equipment pool through the API: import, allocation across concurrent crises, named
+//! loans, check-in, wipe records, the waiting list, and the close gate.
+
+use repli_core::{CrisisAction, ItemKind, ItemState, Role};
+use repli_proto::api::{
+    AgentInput, AgentsRequest, CheckinRequest, ImportFile, ImportRequest, KitNeeds, LendRequest, WipeRequest,
+    WriteOffRequest,
+};
+use repli_tests::{TestApp, request};
+
+const POOL: &str = include_str!("../../inventory/pool.csv");
+
+fn pool() -> ImportRequest {
+    ImportRequest { files: vec![ImportFile { source: "pool.csv".into(), csv: POOL.into() }] }
+}
+
+fn needs(laptop: u32, router: u32, phone: u32, printer: u32) -> Option<KitNeeds> {
+    Some(KitNeeds { laptop, router, phone, printer })
+}
+
+#[tokio::test]
+async fn the_sample_pool_imports_and_a_bad_file_imports_nothing() {
+    let app = TestApp::spawn().await;
+    let bad = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
+               LAP-1,FICTIF-X1,laptop,Portable,,,,,\n\
+               LAP-2,FICTIF-X1,laptop,Portable,,,,,\n\
+               TAB-1,FICTIF-X2,tablet,Tablette,,,,,\n\
+               PHN-1,FICTIF-X3,phone,Téléphone,490154203237519,,,,\n\
+               SIM-1,FICTIF-X4,sim,SIM,,89331503190000000013,,,\n";
+    let req = ImportRequest { files: vec![ImportFile { source: "planted.csv".into(), csv: bad.into() }] };
+    let e = app.ops.import_inventory(&req).await.unwrap_err();
+    let p = e.problem().unwrap();
+    assert_eq!(p.status, 422);
+    let lines: Vec<&str> = p.errors.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    for (i, want) in ["planted.csv:3:", "planted.csv:4:", "planted.csv:5:", "planted.csv:6:"].iter().enumerate() {
+        assert!(lines[i].starts_with(want), "{lines:#?}");
+    }
+    assert!(app.ops.inventory_items().await.unwrap().is_empty(), "nothing imported");
+
+    assert_eq!(app.ops.import_inventory(&pool()).await.unwrap().imported, 270);
+    let status = app.auditor.inventory_status().await.unwrap();
+    let line = |k| status.iter().find(|l| l.kind == k).unwrap().available;
+    assert_eq!(
+        (line(ItemKind::Laptop), line(ItemKind::Router), line(ItemKind::Phone), line(ItemKind::Printer)),
+        (120, 12, 60, 6)
+    );
+    // Importing again: every line clashes with the pool, nothing changes.
+    let e = app.ops.import_inventory(&pool()).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors.len(), 270);
+    assert_eq!(app.ops.inventory_items().await.unwrap().len(), 270);
+    // A Snipe-IT export is read too.
+    let snipe = "Asset Tag,Asset Name,Serial,Model,Category,Status,Location,IMEI\nRTR-X,Routeur,FICTIF-SNIPE-1,Routeur (fictif),Routeurs,Ready to Deploy,Aix,490154203237518\n";
+    let r = ImportRequest { files: vec![ImportFile { source: "snipeit.csv".into(), csv: snipe.into() }] };
+    assert_eq!(app.ops.import_inventory(&r).await.unwrap().imported, 1);
+}
+
+#[tokio::test]
+async fn five_simultaneous_activations_share_120_laptops_without_double_allocation() {
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut ids = Vec::new();
+    for insee in ["13005", "13001", "13007", "13041", "84089"] {
+        let mut r = request(insee);
+        r.agents = 50;
+        r.needs = needs(50, 0, 0, 0);
+        ids.push(app.ops.request_crisis(&r, None).await.unwrap().id);
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let (ops, id) = (app.ops.clone(), id.clone());
+        tasks.push(tokio::spawn(async move { ops.act(&id, CrisisAction::Activate, None).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let items = app.ops.inventory_items().await.unwrap();
+    let reserved: Vec<_> =
+        items.iter().filter(|i| i.item.kind == ItemKind::Laptop && i.state == ItemState::Reserved).collect();
+    assert_eq!(reserved.len(), 120, "every laptop reserved");
+    let mut serials: Vec<&str> = reserved.iter().map(|i| i.item.serial.as_str()).collect();
+    serials.sort_unstable();
+    serials.dedup();
+    assert_eq!(serials.len(), 120, "no laptop twice");
+    let mut shortage = 0;
+    let mut got = 0;
+    for id in &ids {
+        let c = app.ops.crisis(id.as_str()).await.unwrap();
+        let laptops = c.needs.iter().find(|n| n.kind == ItemKind::Laptop).unwrap();
+        assert_eq!(laptops.wanted, 50);
+        got += laptops.allocated;
+        shortage += laptops.shortage;
+        assert_eq!(items.iter().filter(|i| i.crisis.as_deref() == Some(id.as_str())).count() as i64, laptops.allocated);
+    }
+    assert_eq!((got, shortage), (120, 130), "the shortage of 130 is reported across the crises");
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}
+
+#[tokio::test]
+async fn named_loans_come_back_wiped_before_the_crisis_closes() {
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 2;
+    r.needs = needs(2, 1, 1, 0);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let hostile = "<script>alert(1)</script> =1+2";
+    let agents = app
+        .dgs
+        .set_agents(
+            id,
+            &AgentsRequest {
+                agents: vec![
+                    AgentInput { name: hostile.into(), service: "État civil".into() },
+                    AgentInput { name: "Luc Durand".into(), service: "Accueil".into() },
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(agents[0].name, hostile);
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    let held: Vec<_> =
+        app.ops.inventory_items().await.unwrap().into_iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    assert_eq!(held.len(), 6, "2 laptops, 1 router, 1 phone, 2 SIM cards");
+    let laptop = held.iter().find(|i| i.item.kind == ItemKind::Laptop).unwrap().item.serial.clone();
+    let router = held.iter().find(|i| i.item.kind == ItemKind::Router).unwrap().item.serial.clone();
+
+    // Refusals: a laptop without an agent, an agent of another crisis, another crisis's item.
+    let e = app.ops.lend(id, &LendRequest { serial: laptop.clone(), agent_id: None }).await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 409);
+    assert!(e.problem().unwrap().detail.contains("agent nommé"));
+    assert_eq!(
+        app.ops
+            .lend(id, &LendRequest { serial: laptop.clone(), agent_id: Some(9999) })
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        409
+    );
+    assert_eq!(
+        app.ops
+            .lend(id, &LendRequest { serial: "FICTIF-LAP-0120".into(), agent_id: Some(agents[0].id) })
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        409
+    );
+    assert_eq!(
+        app.ops
+            .lend(id, &LendRequest { serial: "<script>".into(), agent_id: None })
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        422
+    );
+    assert_eq!(
+        app.ops
+            .lend(id, &LendRequest { serial: "../../etc".into(), agent_id: None })
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        404
+    );
+
+    app.ops.lend(id, &LendRequest { serial: laptop.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+    let loans = app.ops.lend(id, &LendRequest { serial: router.clone(), agent_id: None }).await.unwrap();
+    assert_eq!(loans.len(), 2);
+    assert_eq!(loans.iter().find(|l| l.serial == laptop).unwrap().agent.as_ref().unwrap().name, hostile);
+    // The DGS sees their loans; the agents list cannot be replaced once lent to.
+    assert_eq!(app.dgs.loans(id).await.unwrap().len(), 2);
+    assert_eq!(
+        app.dgs.set_agents(id, &AgentsRequest { agents: vec![] }).await.unwrap_err().status().unwrap().as_u16(),
+        409
+    );
+
+    for a in
+        [CrisisAction::StartProvisioning, CrisisAction::MarkReady, CrisisAction::Deliver, CrisisAction::StartHandback]
+    {
+        app.ops.act(&c.id, a, None).await.unwrap();
+    }
+    // Not everything is back: the crisis cannot close.
+    let e = app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().code, "items_outstanding");
+    assert!(e.problem().unwrap().detail.contains("2 équipement"), "{}", e.problem().unwrap().detail);
+    app.ops
+        .check_in(
+            id,
+            &CheckinRequest { serial: laptop.clone(), condition: "damaged".into(), note: Some("écran fêlé".into()) },
+        )
+        .await
+        .unwrap();
+    let bad = CheckinRequest { serial: router.clone(), condition: "perdu".into(), note: None };
+    assert_eq!(app.ops.check_in(id, &bad).await.unwrap_err().status().unwrap().as_u16(), 422);
+    app.ops
+        .write_off(
+            id,
+            &WriteOffRequest { serial: router.clone(), reason: "volé pendant la crise, plainte déposée".into() },
+        )
+        .await
+        .unwrap();
+    // What was reserved but never handed over (phone, SIMs, second laptop) went back to the
+    // pool when the hand-back started.
+    let still = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.crisis.as_deref() == Some(id) && i.state == ItemState::Reserved)
+        .count();
+    assert_eq!(still, 0);
+    app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap();
+
+    // A returned device is wiped before it can serve again; its history names the crisis.
+    let d = app.ops.item(&laptop).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Returned);
+    let w = WipeRequest {
+        method: "NIST 800-88 purge".into(),
+        operator: "Atelier DSI".into(),
+        certificate: "CERT-2026-001".into(),
+    };
+    let d = app.ops.wipe(&laptop, &w).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Available);
+    assert!(d.history.iter().any(|e| e.crisis.as_deref() == Some(id) && e.to == "lent"));
+    assert_eq!(app.ops.wipe(&laptop, &w).await.unwrap_err().status().unwrap().as_u16(), 409, "already available");
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}
+
+#[tokio::test]
+async fn cancelling_releases_the_kit_and_the_waiting_list_is_served_on_return() {
+    let app = TestApp::spawn().await;
+    let small = "asset_tag,serial,kind,model\nL-1,FICTIF-W1,laptop,Portable\nL-2,FICTIF-W2,laptop,Portable\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "small.csv".into(), csv: small.into() }] })
+        .await
+        .unwrap();
+    let mut r = request("13005");
+    r.needs = needs(2, 0, 0, 0);
+    let first = app.dgs.request_crisis(&r, None).await.unwrap();
+    let mut r2 = request("13001");
+    r2.needs = needs(2, 0, 0, 0);
+    let second = app.ops.request_crisis(&r2, None).await.unwrap();
+    app.ops.act(&first.id, CrisisAction::Activate, None).await.unwrap();
+    app.ops.act(&second.id, CrisisAction::Activate, None).await.unwrap();
+    let waiting = app.ops.crisis(second.id.as_str()).await.unwrap();
+    assert_eq!(waiting.needs[0].shortage, 2, "the second commune waits");
+    // The first cancels: its laptops go to the pool and the waiting crisis gets them.
+    app.dgs.act(&first.id, CrisisAction::Cancel, Some("SI rétabli")).await.unwrap();
+    app.daemon.state().maintenance().await.unwrap();
+    let served = app.ops.crisis(second.id.as_str()).await.unwrap();
+    assert_eq!((served.needs[0].allocated, served.needs[0].shortage), (2, 0));
+    let _ = Role::Ops;
+}
+
+#[tokio::test]
+async fn bad_agent_lists_are_refused_whole() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let many = AgentsRequest {
+        agents: (0..501).map(|i| AgentInput { name: format!("A{i}"), service: String::new() }).collect(),
+    };
+    assert_eq!(app.dgs.set_agents(c.id.as_str(), &many).await.unwrap_err().status().unwrap().as_u16(), 422);
+    let bad = AgentsRequest {
+        agents: vec![
+            AgentInput { name: "  ".into(), service: "x".into() },
+            AgentInput { name: "a\u{0}b".into(), service: "x".into() },
+        ],
+    };
+    let e = app.dgs.set_agents(c.id.as_str(), &bad).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors.len(), 2);
+    assert!(app.dgs.agents(c.id.as_str()).await.unwrap().is_empty());
+    let mut r = request("13001");
+    r.needs = needs(51, 0, 0, 0);
+    let e = app.ops.request_crisis(&r, None).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors[0].field, "needs.laptop");
+}
+
+#[tokio::test]
+async fn the_priority_rule_can_serve_larger_communes_first_and_overdue_loans_are_reminded() {
+    let app = TestApp::spawn_with(|c| c.inventory.priority = replid::config::Priority::Population).await;
+    // Aubagne (47,529 inhabitants) asks first, Aix-en-Provence (149,695) second; no stock yet.
+    let mut a = request("13005");
+    a.needs = needs(1, 0, 0, 0);
+    let aubagne = app.dgs.request_crisis(&a, None).await.unwrap();
+    let mut b = request("13001");
+    b.needs = needs(1, 0, 0, 0);
+    let aix = app.ops.request_crisis(&b, None).await.unwrap();
+    app.ops.act(&aubagne.id, CrisisAction::Activate, None).await.unwrap();
+    app.ops.act(&aix.id, CrisisAction::Activate, None).await.unwrap();
+    let one = "asset_tag,serial,kind,model\nL-1,FICTIF-P1,laptop,Portable\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "one.csv".into(), csv: one.into() }] })
+        .await
+        .unwrap();
+    assert_eq!(app.ops.crisis(aix.id.as_str()).await.unwrap().needs[0].allocated, 1, "the larger commune first");
+    assert_eq!(app.ops.crisis(aubagne.id.as_str()).await.unwrap().needs[0].shortage, 1);
+
+    // Lent for 30 days; on day 31 ops are reminded, once.
+    app.ops.lend(aix.id.as_str(), &LendRequest { serial: "FICTIF-P1".into(), agent_id: None }).await.unwrap_err();
+    let agents = app
+        .ops
+        .set_agents(
+            aix.id.as_str(),
+            &AgentsRequest { agents: vec![AgentInput { name: "Agent".into(), service: String::new() }] },
+        )
+        .await
+        .unwrap();
+    app.ops
+        .lend(aix.id.as_str(), &LendRequest { serial: "FICTIF-P1".into(), agent_id: Some(agents[0].id) })
+        .await
+        .unwrap();
+    app.clock.advance(jiff::SignedDuration::from_hours(24 * 31));
+    app.daemon.state().maintenance().await.unwrap();
+    app.daemon.state().maintenance().await.unwrap();
+    let overdue: Vec<_> =
+        app.ops.notifications().await.unwrap().into_iter().filter(|n| n.key.starts_with("loan:")).collect();
+    assert_eq!(overdue.len(), 1);
+    assert!(overdue[0].subject.contains("prêt en retard"));
+    assert!(app.ops.loans(aix.id.as_str()).await.unwrap()[0].overdue);
+}
