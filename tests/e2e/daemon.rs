@@ -89,6 +89,51 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let marseille: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(marseille["convention"].is_null());
 
+    // The equipment pool through the CLI.
+    let planted = dir.path().join("planted.csv");
+    std::fs::write(
+        &planted,
+        "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\nL-1,FICTIF-Z1,laptop,P,,,,,\nL-2,FICTIF-Z1,laptop,P,,,,,\nT-1,FICTIF-Z2,tablet,T,,,,,\nP-1,FICTIF-Z3,phone,S,490154203237519,,,,\nS-1,FICTIF-Z4,sim,S,,89331503190000000013,,,\n",
+    )
+    .unwrap();
+    let out = repli(&["inventory", "import", planted.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    for line in ["planted.csv:3:", "planted.csv:4:", "planted.csv:5:", "planted.csv:6:"] {
+        assert!(err.contains(line), "{err}");
+    }
+    let pool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/pool.csv");
+    let out = repli(&["inventory", "import", pool.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("270"));
+    // The activated crisis was waiting for 3 laptops: served by the import.
+    let out = repli(&["inventory", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let laptops = status.as_array().unwrap().iter().find(|l| l["kind"] == "laptop").unwrap().clone();
+    assert_eq!((laptops["available"].as_i64(), laptops["reserved"].as_i64()), (Some(117), Some(3)));
+    let out = repli(&["inventory", "export", "--csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(csv.contains("FICTIF-LAP-0001") && csv.contains(",'+33639980001,"), "MSISDN cells are formula-safe");
+    let out = repli(&["inventory", "show", "AMP-LAP-0001"]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("réservé") && shown.contains(&id), "{shown}");
+    let agents_csv = dir.path().join("agents.csv");
+    std::fs::write(&agents_csv, "name,service\nAnne Martin,État civil\n").unwrap();
+    assert!(repli(&["crisis", "agents", &id, "--set", agents_csv.to_str().unwrap()]).status.success());
+    let out = repli(&["crisis", "agents", &id, "--json"]);
+    let agents: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agent = agents[0]["id"].as_i64().unwrap().to_string();
+    let out = repli(&["loan", "add", &id, "--serial", "FICTIF-LAP-0001", "--agent", &agent]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = repli(&["loan", "list", &id, "--csv"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Anne Martin"));
+    let scan = dir.path().join("scan.txt");
+    std::fs::write(&scan, "AMP-LAP-0001\nINCONNU-42\n").unwrap();
+    let out = repli(&["handback", "checkin", &id, "--scan", scan.to_str().unwrap()]);
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(summary.contains("Attendus : 1 — rendus : 1 — encore dehors : 0 — inconnus : 1"), "{summary}");
+    assert!(summary.contains("INCONNU-42"));
+
     // Accounts through the CLI, as the admin.
     let admin = String::from_utf8(
         Command::new(workspace_bin("replid"))

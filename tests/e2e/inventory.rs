@@ -328,3 +328,38 @@ async fn the_priority_rule_can_serve_larger_communes_first_and_overdue_loans_are
     assert!(overdue[0].subject.contains("prêt en retard"));
     assert!(app.ops.loans(aix.id.as_str()).await.unwrap()[0].overdue);
 }
+
+#[tokio::test]
+async fn ops_move_items_through_maintenance_and_retirement() {
+    use repli_proto::api::ServiceRequest;
+    let app = TestApp::spawn().await;
+    let one = "asset_tag,serial,kind,model\nL-1,FICTIF-S1,laptop,Portable\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "one.csv".into(), csv: one.into() }] })
+        .await
+        .unwrap();
+    let go = |to, reason: &str| ServiceRequest { to, reason: reason.into() };
+    let d = app.ops.service_item("FICTIF-S1", &go(ItemState::Maintenance, "clavier défectueux")).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Maintenance);
+    let e = app.ops.service_item("FICTIF-S1", &go(ItemState::Lent, "x")).await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 409);
+    assert_eq!(
+        app.ops
+            .service_item("FICTIF-S1", &go(ItemState::Available, "  "))
+            .await
+            .unwrap_err()
+            .status()
+            .unwrap()
+            .as_u16(),
+        422
+    );
+    app.ops.service_item("FICTIF-S1", &go(ItemState::Available, "réparé")).await.unwrap();
+    let d = app.ops.service_item("FICTIF-S1", &go(ItemState::Retired, "fin de vie")).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Retired);
+    assert_eq!(
+        d.history.iter().map(|e| e.to.as_str()).collect::<Vec<_>>(),
+        ["available", "maintenance", "available", "retired"]
+    );
+    let status = app.auditor.inventory_status().await.unwrap();
+    assert_eq!(status.iter().find(|l| l.kind == ItemKind::Laptop).unwrap().out_of_service, 1);
+}

@@ -35,6 +35,15 @@ pub enum InventoryCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move an item outside a loan: prepared, wiping, maintenance, available (back from
+    /// maintenance), retired.
+    Service {
+        serial: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Record the wipe of a returned device; it goes back to the pool.
     Wipe {
         serial: String,
@@ -177,6 +186,12 @@ pub async fn inventory(c: &Client, cmd: &InventoryCmd) -> anyhow::Result<ExitCod
         InventoryCmd::Show { serial, json } => {
             let d = c.item(serial).await?;
             if *json { output::print_json(&d)? } else { output::item(&d) }
+        }
+        InventoryCmd::Service { serial, to, reason } => {
+            let to: repli_core::ItemState =
+                to.parse().map_err(|_| anyhow::anyhow!("--to: prepared, wiping, maintenance, available or retired"))?;
+            let d = c.service_item(serial, &repli_proto::api::ServiceRequest { to, reason: reason.clone() }).await?;
+            println!("{} : {}.", d.item.item.asset_tag, d.item.state_label);
         }
         InventoryCmd::Wipe { serial, method, operator, certificate } => {
             let req =

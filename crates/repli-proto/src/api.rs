@@ -218,6 +218,15 @@ pub struct WriteOffRequest {
     pub reason: String,
 }
 
+/// `POST /api/v1/inventory/items/{serial}/service`: prepared, wiping, maintenance,
+/// available (back from maintenance), retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    pub to: ItemState,
+    pub reason: String,
+}
+
 /// `POST /api/v1/inventory/items/{serial}/wipe`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -288,6 +288,14 @@ impl Client {
         self.post(&format!("{API_PREFIX}/inventory/items/{}/wipe", urlencode(serial)), req).await
     }
 
+    pub async fn service_item(
+        &self,
+        serial: &str,
+        req: &crate::api::ServiceRequest,
+    ) -> Result<ItemDetail, ClientError> {
+        self.post(&format!("{API_PREFIX}/inventory/items/{}/service", urlencode(serial)), req).await
+    }
+
     pub async fn set_agents(&self, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, ClientError> {
         self.send(self.request(Method::PUT, &format!("{API_PREFIX}/crises/{}/agents", urlencode(id)))?.json(req)).await
     }

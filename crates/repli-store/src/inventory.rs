@@ -725,6 +725,44 @@ impl Store {
         Ok(())
     }
 
+    /// Ops moves outside a loan: prepare a reserved item, start a wipe, send to or bring back
+    /// from maintenance, retire. Audited with the reason.
+    pub async fn service_item(
+        &self,
+        serial: &str,
+        to: ItemState,
+        reason: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let from: &[ItemState] = match to {
+            ItemState::Prepared => &[ItemState::Reserved],
+            ItemState::Wiping => &[ItemState::Returned],
+            ItemState::Maintenance => &[ItemState::Available, ItemState::Returned],
+            ItemState::Available => &[ItemState::Maintenance],
+            ItemState::Retired => &[ItemState::Available, ItemState::Maintenance, ItemState::Lost],
+            _ => return Err(item_err(format!("passage à l'état « {} » impossible par cette voie", to.label_fr()))),
+        };
+        let mut tx = self.write.begin().await?;
+        let crisis: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let crisis = crisis.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let was = move_item(&mut tx, serial, from, to, crisis.as_deref(), &actor.name, Some(reason), now).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: "inventory.service",
+            target: serial,
+            details: json!({ "from": was.as_str(), "to": to.as_str(), "reason": reason }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The loans of a crisis, with their agents.
     pub async fn loans(&self, id: &CrisisId) -> Result<Vec<Loan>, StoreError> {
         type Row = (

@@ -171,6 +171,20 @@ pub async fn wipe(
     item(State(st), Authed(a.clone()), Path(serial)).await
 }
 
+pub async fn service(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    Path(serial): Path<String>,
+    ApiJson(req): ApiJson<repli_proto::api::ServiceRequest>,
+) -> Result<Json<ItemDetail>, ApiError> {
+    let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| ApiError::Validation(vec![e]))?;
+    st.store.service_item(&serial, req.to, &reason, a, st.clock.now()).await.map_err(item_error)?;
+    if req.to == ItemState::Available {
+        fill_waiting(&st, st.clock.now()).await?;
+    }
+    item(State(st), Authed(a.clone()), Path(serial)).await
+}
+
 fn agent_view(a: repli_store::Agent) -> AgentView {
     AgentView { id: a.id, name: a.name, service: a.service }
 }
