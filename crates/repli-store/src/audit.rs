@@ -22,6 +22,20 @@ pub(crate) struct NewEntry<'a> {
     pub details: serde_json::Value,
 }
 
+impl<'a> NewEntry<'a> {
+    /// An entry about one crisis of one commune.
+    pub fn crisis(
+        actor: &'a Actor,
+        commune: &'a str,
+        crisis: &'a str,
+        action: &'a str,
+        target: &'a str,
+        details: serde_json::Value,
+    ) -> Self {
+        Self { by: By::User(actor), commune: Some(commune), crisis: Some(crisis), action, target, details }
+    }
+}
+
 pub(crate) fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,

@@ -190,6 +190,23 @@ async fn move_item(
     Ok(state)
 }
 
+/// The crisis an item is held for (`None`: free); an unknown serial is an error.
+async fn held_for(conn: &mut SqliteConnection, serial: &str) -> Result<Option<String>, StoreError> {
+    let held: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
+        .bind(serial)
+        .fetch_optional(&mut *conn)
+        .await?;
+    held.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))
+}
+
+async fn commune_of(conn: &mut SqliteConnection, id: &CrisisId) -> Result<String, StoreError> {
+    let c: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    c.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
+}
+
 impl Store {
     /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
     /// the pool, every problem reported with its line.
@@ -363,11 +380,7 @@ impl Store {
     /// writer, two crises can never get the same item. Returns what is still missing.
     pub async fn allocate(&self, id: &CrisisId, by: By<'_>, now: Timestamp) -> Result<Vec<Need>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let commune: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let commune = commune.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        let commune = commune_of(&mut tx, id).await?;
         let wants: Vec<(String, i64)> =
             sqlx::query_as("SELECT kind, wanted FROM crisis_needs WHERE crisis_id = ? ORDER BY kind")
                 .bind(id.as_str())
@@ -474,11 +487,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<Agent>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let commune: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let commune = commune.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        let commune = commune_of(&mut tx, id).await?;
         let lent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM loans WHERE crisis_id = ? AND agent_id IS NOT NULL")
             .bind(id.as_str())
             .fetch_one(&mut *tx)
@@ -498,14 +507,14 @@ impl Store {
                 .await?;
         }
         // Names are personal data: the audit entry counts them.
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "crisis.agents",
-            target: id.as_str(),
-            details: json!({ "agents": agents.len() }),
-        };
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            "crisis.agents",
+            id.as_str(),
+            json!({ "agents": agents.len() }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         self.agents(id).await
@@ -573,16 +582,15 @@ impl Store {
             .bind(time::to_db(due))
             .execute(&mut *tx)
             .await?;
-        let commune: String =
-            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "inventory.lend",
-            target: serial,
-            details: json!({ "agent": agent, "due_back": time::to_db(due) }),
-        };
+        let commune = commune_of(&mut tx, id).await?;
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            "inventory.lend",
+            serial,
+            json!({ "agent": agent, "due_back": time::to_db(due) }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -599,11 +607,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let held_by: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let held_by = held_by.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let held_by = held_for(&mut tx, serial).await?;
         if held_by.as_deref() != Some(id.as_str()) {
             return Err(item_err(format!("l'équipement {serial} n'a pas été prêté pour la crise {id}")));
         }
@@ -618,16 +622,15 @@ impl Store {
         .bind(serial)
         .execute(&mut *tx)
         .await?;
-        let commune: String =
-            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "inventory.check_in",
-            target: serial,
-            details: json!({ "condition": condition.as_str(), "note": note }),
-        };
+        let commune = commune_of(&mut tx, id).await?;
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            "inventory.check_in",
+            serial,
+            json!({ "condition": condition.as_str(), "note": note }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -636,11 +639,7 @@ impl Store {
     /// Records the wipe of a returned device and puts it back in the pool.
     pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let crisis: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let crisis = crisis.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let crisis = held_for(&mut tx, serial).await?;
         move_item(
             &mut tx,
             serial,
@@ -686,11 +685,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let held_by: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if held_by.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?.as_deref() != Some(id.as_str()) {
+        if held_for(&mut tx, serial).await?.as_deref() != Some(id.as_str()) {
             return Err(item_err(format!("l'équipement {serial} n'est pas détenu pour la crise {id}")));
         }
         move_item(
@@ -710,16 +705,9 @@ impl Store {
             .bind(serial)
             .execute(&mut *tx)
             .await?;
-        let commune: String =
-            sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "inventory.write_off",
-            target: serial,
-            details: json!({ "reason": reason }),
-        };
+        let commune = commune_of(&mut tx, id).await?;
+        let e =
+            NewEntry::crisis(actor, &commune, id.as_str(), "inventory.write_off", serial, json!({ "reason": reason }));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -744,11 +732,7 @@ impl Store {
             _ => return Err(item_err(format!("passage à l'état « {} » impossible par cette voie", to.label_fr()))),
         };
         let mut tx = self.write.begin().await?;
-        let crisis: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let crisis = crisis.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let crisis = held_for(&mut tx, serial).await?;
         let was = move_item(&mut tx, serial, from, to, crisis.as_deref(), &actor.name, Some(reason), now).await?;
         let e = NewEntry {
             by: By::User(actor),

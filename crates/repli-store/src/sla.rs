@@ -91,14 +91,7 @@ impl Store {
             .bind(actor.user_id)
             .execute(&mut *tx)
             .await?;
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "sla.suspend",
-            target: id.as_str(),
-            details: json!({ "reason": reason }),
-        };
+        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.suspend", id.as_str(), json!({ "reason": reason }));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -119,14 +112,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Sla { id: id.clone(), message: "le délai n'est pas suspendu" });
         }
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: "sla.resume",
-            target: id.as_str(),
-            details: json!({}),
-        };
+        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.resume", id.as_str(), json!({}));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -204,14 +190,7 @@ impl Store {
         };
         sqlx::query(sql).bind(time::to_db(at)).bind(time::to_db(now)).bind(id.as_str()).execute(&mut *tx).await?;
         let action = format!("legal.{}_done", kind.as_str());
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(&commune),
-            crisis: Some(id.as_str()),
-            action: &action,
-            target: id.as_str(),
-            details: json!({ "at": time::to_db(at) }),
-        };
+        let e = NewEntry::crisis(actor, &commune, id.as_str(), &action, id.as_str(), json!({ "at": time::to_db(at) }));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
