@@ -111,6 +111,9 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/crises/{id}/agents", [U, D, A, A, H, A]),
     ("PUT", "/api/v1/crises/{id}/agents", [U, D, A, A, H, D]),
     ("GET", "/api/v1/crises/{id}/loans", [U, D, A, A, H, A]),
+    ("GET", "/api/v1/crises/{id}/documents", [U, D, A, A, H, A]),
+    ("GET", "/api/v1/crises/{id}/documents.zip", [U, D, A, A, H, A]),
+    ("GET", "/api/v1/crises/{id}/documents/{file}", [U, D, A, A, H, A]),
     ("POST", "/api/v1/crises/{id}/loans", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/checkin", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/write-off", [U, D, A, D, D, D]),
@@ -187,6 +190,7 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{action}", "activate")
                 .replace("{kind}", "cnil")
                 .replace("{serial}", "FICTIF-M1")
+                .replace("{file}", "01-dossier-de-mise-a-disposition.html")
                 .replace("{uid}", &throwaway.to_string()),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {

@@ -19,8 +19,15 @@ async fn the_demo_plays_a_whole_crisis() {
     assert!(s.ready_at.is_some() && s.closed_at.is_some());
     assert!(s.due_at > s.requested_at);
     assert!(s.database.exists());
-    let chrono = std::fs::read_to_string(s.documents_dir.join("chronologie.md")).unwrap();
-    assert!(chrono.contains("crisis.close") && chrono.contains("Pertuis"), "{chrono}");
+    // The whole pack, named in the summary.
+    for (_, file) in repli_docs::DOCUMENTS {
+        assert!(s.documents_dir.join(file).is_file(), "{file}");
+    }
+    assert!(s.documents_dir.join(format!("pack-{}.zip", s.crisis_id)).is_file());
+    let report = std::fs::read_to_string(s.documents_dir.join("07-rapport-de-cloture.html")).unwrap();
+    assert!(report.contains("Pertuis") && report.contains("clôture") && report.contains("SIMULATION"), "{report}");
+    let receipt = std::fs::read_to_string(s.documents_dir.join("05-bon-de-pret.html")).unwrap();
+    assert!(receipt.contains("Agent fictif 01"), "loans to named agents");
     // The summary serialises with the documented keys.
     let v = serde_json::to_value(&s).unwrap();
     for k in [

@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod daemon;
 mod demo;
+mod documents;
 mod inventory;
 mod lifecycle;
 mod privacy;

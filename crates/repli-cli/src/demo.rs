@@ -1,7 +1,6 @@
 //! `repli demo`: a whole crisis, played as the three roles would, on a fresh in-process replid
 //! with its own SQLite file. Everything goes through the real HTTP API and the typed client.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -219,6 +218,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         .convention
         .as_ref()
         .map_or_else(String::new, |c| format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on));
+    let conv_text =
+        info.convention.as_ref().map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
     let c = ops.act(&crisis.id, CrisisAction::Activate, None).await.context("activate")?;
     say.say("Ops", &format!("vérifie la convention{conv} et active la crise"));
     ops.add_log(c.id.as_str(), "décision", "Kit engagé ; livraison sur site après préparation.")
@@ -263,6 +264,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
     say.say("Ops", "ouvre la restitution");
     let loans = ops.loans(c.id.as_str()).await.context("loans")?;
+    let mut wipes = std::collections::BTreeMap::new();
     for l in &loans {
         ops.check_in(c.id.as_str(), &CheckinRequest { serial: l.serial.clone(), condition: "ok".into(), note: None })
             .await
@@ -272,6 +274,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
             operator: "Atelier DSI métropole".into(),
             certificate: format!("CERT-DEMO-{}", l.asset_tag),
         };
+        wipes.insert(l.serial.clone(), wipe.certificate.clone());
         ops.wipe(&l.serial, &wipe).await.context("wipe")?;
     }
     say.say("Ops", &format!("récupère, contrôle et efface les {} équipements (certificats d'effacement)", loans.len()));
@@ -295,9 +298,9 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
-    let loans = auditor.loans(c.id.as_str()).await.context("loans")?;
     let log = auditor.crisis_log(c.id.as_str()).await.context("main courante")?;
-    let documents_dir = write_documents(dir, &last, &log)?;
+    let loans = auditor.loans(c.id.as_str()).await.context("loans")?;
+    let documents_dir = write_documents(dir, &last, &log, &loans, &wipes, conv_text)?;
     say.say("", &format!("documents : {}", documents_dir.display()));
 
     Ok(DemoSummary {
@@ -324,54 +327,44 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     })
 }
 
-/// The crisis record and its chronology, per crisis, under `DIR/documents/ID/`.
-fn write_documents(dir: &Path, c: &CrisisView, log: &[LogEntryView]) -> anyhow::Result<PathBuf> {
+/// The métropole's contacts printed in the demo's documents (fictitious numbers: ARCEP's
+/// 04 65 71 range is reserved for fiction).
+fn demo_metropole() -> repli_docs::Metropole {
+    repli_docs::Metropole {
+        astreinte_phone: "04 65 71 00 00 (fictif)".into(),
+        astreinte_email: "astreinte-dsi@exemple.fr".into(),
+        csirt_phone: "04 65 71 00 01 (fictif)".into(),
+    }
+}
+
+/// The procedures pack and the crisis record, under `DIR/documents/ID/`.
+fn write_documents(
+    dir: &Path,
+    c: &CrisisView,
+    log: &[LogEntryView],
+    loans: &[repli_proto::api::LoanView],
+    wipes: &std::collections::BTreeMap<String, String>,
+    convention: Option<String>,
+) -> anyhow::Result<PathBuf> {
     let out = dir.join("documents").join(c.id.as_str());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
-    let mut md = Vec::new();
-    writeln!(md, "# Chronologie de la crise {} — {}\n", c.id, md_escape(&c.commune_name))?;
-    writeln!(md, "_Simulation produite par `repli demo`._\n")?;
-    writeln!(md, "- Demande : {}, par {}", output::when(c.requested_at), md_escape(&c.requested_by))?;
-    writeln!(md, "- Échéance ({} h ouvrées) : {}", c.sla.business_hours, output::when(c.sla.due_at))?;
-    writeln!(md, "- Kit prêt : {}", output::opt_when(c.timeline.ready_at))?;
-    writeln!(md, "- SLA : {}", c.sla.status_label)?;
-    writeln!(md, "- Clôture : {}\n", output::opt_when(c.timeline.closed_at))?;
-    writeln!(md, "| # | Quand | Qui | Action |")?;
-    writeln!(md, "|---|---|---|---|")?;
-    for e in &c.history {
-        writeln!(md, "| {} | {} | {} ({}) | `{}` |", e.seq, output::when(e.at), md_escape(&e.actor), e.role, e.action)?;
-    }
-    writeln!(md, "\n## Main courante\n")?;
-    for e in log {
-        writeln!(
-            md,
-            "- **{}** — {} — {} ({}) : {}",
-            e.type_label,
-            output::when(e.at),
-            md_escape(&e.author),
-            e.role,
-            md_escape(&e.text)
-        )?;
-    }
-    std::fs::write(out.join("chronologie.md"), md)?;
+    let metropole = demo_metropole();
+    let input = repli_docs::PackInput {
+        crisis: c,
+        convention,
+        loans,
+        wipes,
+        log,
+        accounts: &[],
+        accounts_disabled: 0,
+        m365: None,
+        metropole: &metropole,
+        simulation: true,
+        now: now(),
+    };
+    repli_docs::Documents::new(None)?.write_pack(&input, &out)?;
     Ok(out)
-}
-
-/// Escapes text placed in Markdown so it cannot break the table or inject markup.
-fn md_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' => {
-                o.push('\\');
-                o.push(ch);
-            }
-            c if c.is_control() => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// `repli demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
@@ -395,14 +388,4 @@ pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("Documents : {}", s.documents_dir.display());
     }
     Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { crate::failure() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markdown_is_escaped() {
-        assert_eq!(md_escape("a|b<script>\n"), "a\\|b\\<script\\> ");
-    }
 }

@@ -60,6 +60,9 @@ pub struct Loan {
     pub asset_tag: String,
     pub kind: ItemKind,
     pub model: String,
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+    pub msisdn: Option<String>,
     pub agent: Option<Agent>,
     pub lent_at: Timestamp,
     pub due_back: Timestamp,
@@ -747,6 +750,19 @@ impl Store {
         Ok(())
     }
 
+    /// Wipe certificate references of the items a crisis borrowed, by serial (the latest).
+    pub async fn wipe_certificates(
+        &self,
+        id: &CrisisId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT serial, certificate FROM wipes WHERE crisis_id = ? ORDER BY id")
+                .bind(id.as_str())
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// The loans of a crisis, with their agents.
     pub async fn loans(&self, id: &CrisisId) -> Result<Vec<Loan>, StoreError> {
         type Row = (
@@ -762,10 +778,13 @@ impl Store {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, l.lent_at, l.due_back, l.returned_at, \
-             l.condition, l.note FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id \
+             l.condition, l.note, i.imei, i.iccid, i.msisdn FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id \
              WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag",
         )
         .bind(id.as_str())
@@ -787,6 +806,9 @@ impl Store {
                     returned_at: opt_from_db("loans.returned_at", r.9)?,
                     condition: r.10,
                     note: r.11,
+                    imei: r.12,
+                    iccid: r.13,
+                    msisdn: r.14,
                 })
             })
             .collect()

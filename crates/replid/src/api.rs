@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, inventory, users, views, web};
+use crate::{AppState, documents, inventory, users, views, web};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -104,6 +104,9 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/crises/{id}/agents", Requires(P::ReadCrises), get(inventory::agents)),
         (Method::PUT, "/api/v1/crises/{id}/agents", Requires(P::WriteCrisisLog), put(inventory::set_agents)),
         (Method::GET, "/api/v1/crises/{id}/loans", Requires(P::ReadCrises), get(inventory::loans)),
+        (Method::GET, "/api/v1/crises/{id}/documents", Requires(P::ReadCrises), get(documents::list)),
+        (Method::GET, "/api/v1/crises/{id}/documents.zip", Requires(P::ReadCrises), get(documents::zip)),
+        (Method::GET, "/api/v1/crises/{id}/documents/{file}", Requires(P::ReadCrises), get(documents::one)),
         (Method::POST, "/api/v1/crises/{id}/loans", Requires(P::ManageInventory), post(inventory::lend)),
         (Method::POST, "/api/v1/crises/{id}/checkin", Requires(P::ManageInventory), post(inventory::check_in)),
         (Method::POST, "/api/v1/crises/{id}/write-off", Requires(P::ManageInventory), post(inventory::write_off)),
@@ -271,6 +274,13 @@ pub(crate) async fn visible_crisis(
         Some(r) if a.may_see_commune(&r.commune) => Ok(r),
         _ => Err(ApiError::crisis_not_found()),
     }
+}
+
+pub(crate) async fn crisis_view_with_history(
+    st: &AppState,
+    r: repli_store::CrisisRecord,
+) -> Result<CrisisView, ApiError> {
+    crisis_with_history(st, r).await
 }
 
 async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Result<CrisisView, ApiError> {
@@ -628,7 +638,7 @@ async fn audit_bundle(State(st): State<AppState>, _: Authed) -> Result<Json<Audi
     Ok(Json(st.store.audit_bundle().await?))
 }
 
-fn log_view(e: repli_store::LogEntry) -> LogEntryView {
+pub(crate) fn log_view(e: repli_store::LogEntry) -> LogEntryView {
     LogEntryView {
         seq: e.seq,
         at: e.at,

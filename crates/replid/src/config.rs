@@ -51,6 +51,30 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub inventory: InventoryConfig,
+    #[serde(default)]
+    pub documents: DocumentsConfig,
+}
+
+/// The procedures pack: templates and the contacts printed in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentsConfig {
+    /// A folder whose `NAME.hbs` files replace the built-in templates of the same name.
+    pub templates_dir: Option<PathBuf>,
+    pub astreinte_phone: String,
+    pub astreinte_email: String,
+    pub csirt_phone: String,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            templates_dir: None,
+            astreinte_phone: "numéro d'astreinte à configurer".into(),
+            astreinte_email: "adresse d'astreinte à configurer".into(),
+            csirt_phone: "Urgence Cyber Région Sud — numéro à configurer".into(),
+        }
+    }
 }
 
 /// Who is served first when stock is short.
@@ -279,6 +303,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             notify: NotifyConfig::default(),
             inventory: InventoryConfig::default(),
+            documents: DocumentsConfig::default(),
         }
     }
 }

@@ -231,24 +231,31 @@ pub async fn loans(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<LoanView>>, ApiError> {
     let r = visible_crisis(&st, a, &id).await?;
+    Ok(Json(loans_of(&st, &r.id).await?))
+}
+
+/// The loans of a crisis as the API shows them.
+pub async fn loans_of(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<LoanView>, ApiError> {
     let now = st.clock.now();
-    let list = st.store.loans(&r.id).await?;
-    Ok(Json(
-        list.into_iter()
-            .map(|l| LoanView {
-                overdue: l.returned_at.is_none() && l.due_back < now,
-                serial: l.serial,
-                asset_tag: l.asset_tag,
-                kind: l.kind,
-                model: l.model,
-                agent: l.agent.map(agent_view),
-                lent_at: l.lent_at,
-                due_back: l.due_back,
-                returned_at: l.returned_at,
-                condition: l.condition,
-            })
-            .collect(),
-    ))
+    let list = st.store.loans(id).await?;
+    Ok(list
+        .into_iter()
+        .map(|l| LoanView {
+            overdue: l.returned_at.is_none() && l.due_back < now,
+            serial: l.serial,
+            asset_tag: l.asset_tag,
+            kind: l.kind,
+            model: l.model,
+            imei: l.imei,
+            iccid: l.iccid,
+            msisdn: l.msisdn,
+            agent: l.agent.map(agent_view),
+            lent_at: l.lent_at,
+            due_back: l.due_back,
+            returned_at: l.returned_at,
+            condition: l.condition,
+        })
+        .collect())
 }
 
 fn serial(field: &str, s: &str) -> Result<String, ApiError> {

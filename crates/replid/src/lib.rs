@@ -9,6 +9,7 @@ pub mod audit_key;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod inventory;
 mod notify;
@@ -160,7 +161,7 @@ pub fn app(state: AppState) -> Router {
     api::routes(&state)
         .with_state(state)
         .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))

@@ -1,0 +1,324 @@
+//! The procedures pack: French documents rendered per crisis from handlebars templates
+//! (`playbooks/templates/`, overridable from a directory), in strict mode with HTML escaping:
+//! HTML with an A4 print stylesheet (one self-contained file per document), Markdown for the
+//! text documents, and a zip of the pack.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use repli_core::fr;
+use repli_proto::api::{CrisisView, LoanView, LogEntryView};
+use serde::Serialize;
+
+/// The built-in templates, by name.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("page", include_str!("../../../playbooks/templates/page.hbs")),
+    ("dossier", include_str!("../../../playbooks/templates/dossier.hbs")),
+    ("modes-operatoires", include_str!("../../../playbooks/templates/modes-operatoires.hbs")),
+    ("regles-securite", include_str!("../../../playbooks/templates/regles-securite.hbs")),
+    ("fiche-identifiants", include_str!("../../../playbooks/templates/fiche-identifiants.hbs")),
+    ("bon-de-pret", include_str!("../../../playbooks/templates/bon-de-pret.hbs")),
+    ("pv-restitution", include_str!("../../../playbooks/templates/pv-restitution.hbs")),
+    ("rapport-cloture", include_str!("../../../playbooks/templates/rapport-cloture.hbs")),
+    ("dossier.md", include_str!("../../../playbooks/templates/dossier.md.hbs")),
+    ("modes-operatoires.md", include_str!("../../../playbooks/templates/modes-operatoires.md.hbs")),
+    ("regles-securite.md", include_str!("../../../playbooks/templates/regles-securite.md.hbs")),
+];
+
+/// The file of the credential sheets: served to ops only.
+pub const CREDENTIAL_SHEETS: &str = "04-fiches-identifiants.html";
+
+/// The documents of a pack: template name → output file.
+pub const DOCUMENTS: &[(&str, &str)] = &[
+    ("dossier", "01-dossier-de-mise-a-disposition.html"),
+    ("modes-operatoires", "02-modes-operatoires.html"),
+    ("regles-securite", "03-regles-de-securite.html"),
+    ("fiche-identifiants", "04-fiches-identifiants.html"),
+    ("bon-de-pret", "05-bon-de-pret.html"),
+    ("pv-restitution", "06-proces-verbal-de-restitution.html"),
+    ("rapport-cloture", "07-rapport-de-cloture.html"),
+    ("dossier.md", "01-dossier-de-mise-a-disposition.md"),
+    ("modes-operatoires.md", "02-modes-operatoires.md"),
+    ("regles-securite.md", "03-regles-de-securite.md"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error("template {name}: {message}")]
+    Template { name: String, message: String },
+    #[error("rendering {name}: {message}")]
+    Render { name: String, message: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("zip: {0}")]
+    Zip(String),
+}
+
+/// The métropole's out-of-band contacts printed in the documents.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metropole {
+    pub astreinte_phone: String,
+    pub astreinte_email: String,
+    pub csirt_phone: String,
+}
+
+/// One agent's account, with the initial password (only ever printed in the credential sheets).
+#[derive(Clone, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub service: String,
+    pub login: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").field("login", &self.login).field("password", &"<redacted>").finish()
+    }
+}
+
+/// The Microsoft 365 workspace, once provisioned.
+#[derive(Debug, Clone, Serialize)]
+pub struct M365 {
+    pub domain: String,
+    pub team: String,
+    pub channels: Vec<String>,
+    pub drive_url: String,
+    pub meeting_url: String,
+}
+
+/// What a pack is made from: the crisis as the API shows it, and what provisioning produced.
+#[derive(Debug, Clone)]
+pub struct PackInput<'a> {
+    pub crisis: &'a CrisisView,
+    pub convention: Option<String>,
+    pub loans: &'a [LoanView],
+    /// serial → wipe certificate reference.
+    pub wipes: &'a BTreeMap<String, String>,
+    pub log: &'a [LogEntryView],
+    pub accounts: &'a [Account],
+    pub accounts_disabled: usize,
+    pub m365: Option<M365>,
+    pub metropole: &'a Metropole,
+    pub simulation: bool,
+    pub now: Timestamp,
+}
+
+fn tz() -> TimeZone {
+    TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC)
+}
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "—".to_owned(), |t| fr::datetime(t, &tz()))
+}
+
+fn action_fr(action: &str) -> String {
+    let s = match action {
+        "crisis.request" => "demande du kit",
+        "crisis.activate" => "activation",
+        "crisis.reject" => "refus",
+        "crisis.cancel" => "annulation",
+        "crisis.start_provisioning" => "préparation du kit",
+        "crisis.mark_ready" => "kit prêt",
+        "crisis.deliver" => "livraison",
+        "crisis.start_handback" => "début de la restitution",
+        "crisis.close" => "clôture",
+        "crisis.agents" => "liste des agents",
+        "inventory.reserve" => "réservation du matériel",
+        "inventory.lend" => "prêt d'un équipement",
+        "inventory.check_in" => "retour d'un équipement",
+        "inventory.write_off" => "équipement passé en perte",
+        "sla.suspend" => "délai suspendu",
+        "sla.resume" => "délai repris",
+        "legal.facts" => "faits pour les échéances légales",
+        "legal.cnil_done" => "notification CNIL faite",
+        "legal.complaint_done" => "plainte déposée",
+        a if a.starts_with("log.") => "main courante",
+        other => other,
+    };
+    s.to_owned()
+}
+
+fn condition_fr(c: Option<&str>) -> &'static str {
+    match c {
+        Some("ok") => "bon état",
+        Some("damaged") => "endommagé",
+        Some("missing") => "manquant",
+        _ => "non rendu",
+    }
+}
+
+/// The template data, everything already formatted in French.
+pub fn context(p: &PackInput<'_>) -> serde_json::Value {
+    let c = p.crisis;
+    let loans: Vec<serde_json::Value> = p
+        .loans
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "asset_tag": l.asset_tag,
+                "serial": l.serial,
+                "kind": l.kind.label_fr(),
+                "model": l.model,
+                "imei": l.imei,
+                "iccid": l.iccid,
+                "msisdn": l.msisdn.as_deref().map(fr::phone),
+                "agent": l.agent.as_ref().map_or_else(|| "la commune".to_owned(), |a| format!("{} ({})", a.name, a.service)),
+                "due_back": when(Some(l.due_back)),
+                "returned_at": when(l.returned_at),
+                "condition": condition_fr(l.condition.as_deref()),
+                "note": serde_json::Value::Null,
+                "wipe": p.wipes.get(&l.serial).cloned().unwrap_or_else(|| "—".to_owned()),
+            })
+        })
+        .collect();
+    let discrepancies: Vec<String> = p
+        .loans
+        .iter()
+        .filter(|l| l.condition.as_deref() != Some("ok"))
+        .map(|l| format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())))
+        .collect();
+    let routers: Vec<serde_json::Value> = p
+        .loans
+        .iter()
+        .filter(|l| l.kind == repli_core::ItemKind::Router)
+        .map(|l| serde_json::json!({ "asset_tag": l.asset_tag, "serial": l.serial, "apn": "internet.pro" }))
+        .collect();
+    serde_json::json!({
+        "simulation": p.simulation,
+        "generated_at": fr::datetime(p.now, &tz()),
+        "metropole": p.metropole,
+        "crisis": {
+            "id": c.id.as_str(),
+            "insee": c.commune.as_str(),
+            "commune_name": c.commune_name,
+            "convention": p.convention,
+            "requested_at": when(Some(c.requested_at)),
+            "requested_by": c.requested_by,
+            "contact_name": c.contact.name,
+            "contact_phone": fr::phone(&c.contact.phone),
+            "delivery_address": c.delivery_address.clone().unwrap_or_else(|| "à convenir".to_owned()),
+            "due_at": when(Some(c.sla.due_at)),
+            "business_hours": c.sla.business_hours,
+            "state": c.state_label,
+            "sla": c.sla.status_label,
+            "ready_at": when(c.timeline.ready_at),
+            "closed_at": when(c.timeline.closed_at),
+        },
+        "needs": c.needs.iter().map(|n| serde_json::json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": n.shortage })).collect::<Vec<_>>(),
+        "legal": c.legal.iter().map(|l| serde_json::json!({ "label": l.label, "deadline": when(Some(l.deadline)), "status": format!("{:?}", l.status).to_lowercase() })).collect::<Vec<_>>(),
+        "m365": p.m365,
+        "routers": routers,
+        "accounts": p.accounts,
+        "loans": loans,
+        "discrepancies": discrepancies,
+        "summary": {
+            "items_lent": p.loans.len(),
+            "items_returned": p.loans.iter().filter(|l| matches!(l.condition.as_deref(), Some("ok" | "damaged"))).count(),
+            "items_written_off": p.loans.iter().filter(|l| l.condition.as_deref() == Some("missing")).count(),
+            "accounts_created": p.accounts.len(),
+            "accounts_disabled": p.accounts_disabled,
+        },
+        "timeline": c.history.iter().filter(|h| !h.action.starts_with("log.")).map(|h| serde_json::json!({ "at": when(Some(h.at)), "actor": h.actor, "action": action_fr(&h.action) })).collect::<Vec<_>>(),
+        "main_courante": p.log.iter().map(|e| serde_json::json!({ "at": when(Some(e.at)), "kind": e.type_label, "author": e.author, "text": e.text })).collect::<Vec<_>>(),
+    })
+}
+
+/// Escapes text placed in Markdown: no raw HTML, no markup from people's input.
+pub fn markdown_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
+                o.push('\\');
+                o.push(ch);
+            }
+            c if c.is_control() && c != '\n' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The templates, ready to render: HTML ones escape for HTML, Markdown ones for Markdown.
+#[derive(Debug)]
+pub struct Documents {
+    html: Handlebars<'static>,
+    markdown: Handlebars<'static>,
+}
+
+impl Documents {
+    /// The built-in templates, each replaced by `DIR/NAME.hbs` when `override_dir` has it.
+    pub fn new(override_dir: Option<&Path>) -> Result<Self, DocsError> {
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        let mut markdown = Handlebars::new();
+        markdown.set_strict_mode(true);
+        markdown.register_escape_fn(markdown_escape);
+        for (name, text) in TEMPLATES {
+            let hb = if name.ends_with(".md") { &mut markdown } else { &mut html };
+            let custom = override_dir.map(|d| d.join(format!("{name}.hbs"))).filter(|p| p.is_file());
+            let source = match &custom {
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|source| DocsError::Io { path: p.display().to_string(), source })?,
+                None => (*text).to_owned(),
+            };
+            hb.register_template_string(name, source).map_err(|e| DocsError::Template {
+                name: custom.map_or_else(|| (*name).to_owned(), |p| p.display().to_string()),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(Self { html, markdown })
+    }
+
+    /// Every document of the pack: (file name, content).
+    pub fn render(&self, p: &PackInput<'_>) -> Result<Vec<(String, String)>, DocsError> {
+        let data = context(p);
+        DOCUMENTS
+            .iter()
+            .map(|(tpl, file)| {
+                let hb = if tpl.ends_with(".md") { &self.markdown } else { &self.html };
+                hb.render(tpl, &data)
+                    .map(|s| ((*file).to_owned(), s))
+                    .map_err(|e| DocsError::Render { name: (*tpl).to_owned(), message: e.to_string() })
+            })
+            .collect()
+    }
+
+    /// A zip of rendered documents, in memory.
+    pub fn zip_bytes(docs: &[(String, String)]) -> Result<Vec<u8>, DocsError> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, content) in docs {
+            zip.start_file(name.as_str(), opts).map_err(|e| DocsError::Zip(e.to_string()))?;
+            zip.write_all(content.as_bytes()).map_err(|e| DocsError::Zip(e.to_string()))?;
+        }
+        Ok(zip.finish().map_err(|e| DocsError::Zip(e.to_string()))?.into_inner())
+    }
+
+    /// Writes the pack into `dir` (created) and a zip of it beside the files; returns the zip.
+    pub fn write_pack(&self, p: &PackInput<'_>, dir: &Path) -> Result<PathBuf, DocsError> {
+        fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DocsError + '_ {
+            move |source| DocsError::Io { path: path.display().to_string(), source }
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let docs = self.render(p)?;
+        for (name, content) in &docs {
+            let path = dir.join(name);
+            std::fs::write(&path, content).map_err(io(&path))?;
+        }
+        let zip_path = dir.join(format!("pack-{}.zip", p.crisis.id));
+        std::fs::write(&zip_path, Self::zip_bytes(&docs)?).map_err(io(&zip_path))?;
+        Ok(zip_path)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The procedures pack served by replid: who gets what, escaped hostile text, print-ready HTML.
+
+use repli_core::Role;
+use repli_proto::api::{AgentInput, AgentsRequest};
+use repli_tests::{TestApp, request};
+
+#[tokio::test]
+async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
+    let app = TestApp::spawn().await;
+    let mut r = request("13005");
+    r.contact.name = "<script>alert(1)</script> {{x}}".into();
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let hostile = AgentsRequest {
+        agents: vec![AgentInput { name: "<img src=x onerror=alert(1)>".into(), service: "Accueil".into() }],
+    };
+    app.dgs.set_agents(id, &hostile).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let (_, ops_token) = app.token(Role::Ops, None).await;
+    let (_, dgs_token) = app.token(Role::Dgs, Some("13005")).await;
+    let (_, aix_token) = app.token(Role::Dgs, Some("13001")).await;
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        async move { http.get(path).bearer_auth(token).send().await.unwrap() }
+    };
+    let base = app.url(&format!("/api/v1/crises/{id}/documents"));
+
+    let ops_list: Vec<String> = get(base.clone(), ops_token.clone()).await.json().await.unwrap();
+    assert!(ops_list.contains(&"04-fiches-identifiants.html".to_owned()));
+    let dgs_list: Vec<String> = get(base.clone(), dgs_token.clone()).await.json().await.unwrap();
+    assert_eq!(dgs_list.len(), ops_list.len() - 1, "no credential sheets for the DGS");
+    assert!(!dgs_list.contains(&"04-fiches-identifiants.html".to_owned()));
+
+    let sheet = format!("{base}/04-fiches-identifiants.html");
+    assert_eq!(get(sheet.clone(), dgs_token.clone()).await.status().as_u16(), 403);
+    assert_eq!(get(sheet, ops_token.clone()).await.status().as_u16(), 200);
+    assert_eq!(get(format!("{base}/01-dossier-de-mise-a-disposition.html"), aix_token).await.status().as_u16(), 404);
+    assert_eq!(get(format!("{base}/..%2F..%2Fetc%2Fpasswd"), dgs_token.clone()).await.status().as_u16(), 404);
+
+    let dossier = get(format!("{base}/01-dossier-de-mise-a-disposition.html"), dgs_token.clone()).await;
+    assert_eq!(dossier.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = dossier.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script"), "{csp}");
+    let html = dossier.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; {{x}}") && !html.contains("<script>"));
+    assert!(html.contains("@page { size: A4"));
+    let md = get(format!("{base}/01-dossier-de-mise-a-disposition.md"), dgs_token.clone()).await;
+    assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
+
+    let zip = app.url(&format!("/api/v1/crises/{id}/documents.zip"));
+    let z = get(zip, app_token(&app, Role::Auditor).await).await;
+    assert_eq!(z.headers()["content-type"], "application/zip");
+    let bytes = z.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK"), "a zip archive");
+    assert!(
+        !bytes.windows(b"04-fiches-identifiants".len()).any(|w| w == b"04-fiches-identifiants"),
+        "no sheets in the auditor's zip"
+    );
+}
+
+async fn app_token(app: &TestApp, role: Role) -> String {
+    app.token(role, None).await.1
+}
