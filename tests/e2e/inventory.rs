@@ -363,3 +363,36 @@ async fn ops_move_items_through_maintenance_and_retirement() {
     let status = app.auditor.inventory_status().await.unwrap();
     assert_eq!(status.iter().find(|l| l.kind == ItemKind::Laptop).unwrap().out_of_service, 1);
 }
+
+#[tokio::test]
+async fn write_offs_and_wipes_need_their_reasons_and_records() {
+    let app = TestApp::spawn().await;
+    let one = "asset_tag,serial,kind,model,imei\nR-1,FICTIF-B1,router,Routeur,490154203237518\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "one.csv".into(), csv: one.into() }] })
+        .await
+        .unwrap();
+    let mut r = request("13005");
+    r.needs = needs(0, 1, 0, 0);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    let history = app.ops.crisis(c.id.as_str()).await.unwrap().history;
+    assert_eq!(history[0].details["needs"]["router"], 1, "the request's audit entry records what was asked");
+    app.ops.lend(c.id.as_str(), &LendRequest { serial: "FICTIF-B1".into(), agent_id: None }).await.unwrap();
+    for reason in ["", "   ", "\u{1b}[31m"] {
+        let e = app
+            .ops
+            .write_off(c.id.as_str(), &WriteOffRequest { serial: "FICTIF-B1".into(), reason: reason.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status().unwrap().as_u16(), 422, "{reason:?}");
+    }
+    app.ops
+        .check_in(c.id.as_str(), &CheckinRequest { serial: "FICTIF-B1".into(), condition: "ok".into(), note: None })
+        .await
+        .unwrap();
+    let empty = WipeRequest { method: " ".into(), operator: String::new(), certificate: "x".repeat(200) };
+    let e = app.ops.wipe("FICTIF-B1", &empty).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors.len(), 3, "every missing field named");
+    assert_eq!(app.ops.item("FICTIF-B1").await.unwrap().item.state, ItemState::Returned, "nothing changed");
+}

@@ -57,7 +57,7 @@ impl fmt::Display for ItemKind {
 
 /// The text was not an item kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind `{0}` (laptop, router, phone, sim, printer)")]
+#[error("type inconnu « {0} » (laptop, router, phone, sim, printer)")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for ItemKind {
@@ -247,7 +247,9 @@ fn column(header: &str) -> Option<&'static str> {
 pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, ReferenceError> {
     let mut errors = Vec::new();
     if text.len() > MAX_REFERENCE_BYTES {
-        return Err(ReferenceError { errors: vec![format!("{source}: file larger than {MAX_REFERENCE_BYTES} bytes")] });
+        return Err(ReferenceError {
+            errors: vec![format!("{source}: fichier de plus de {MAX_REFERENCE_BYTES} octets")],
+        });
     }
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
     let headers = match rdr.headers() {
@@ -262,12 +264,12 @@ pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, Referen
                 index.insert(c, i);
             }
             None if snipe_it => {}
-            None => errors.push(format!("{source}:1: unknown column `{}`", h.trim())),
+            None => errors.push(format!("{source}:1: colonne inconnue « {} »", h.trim())),
         }
     }
     for required in ["asset_tag", "serial", "kind", "model"] {
         if !index.contains_key(required) {
-            errors.push(format!("{source}:1: missing column `{required}`"));
+            errors.push(format!("{source}:1: colonne manquante « {required} »"));
         }
     }
     if !errors.is_empty() {
@@ -312,21 +314,21 @@ pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, Referen
         };
         if let Some(k) = kind {
             if matches!(k, ItemKind::Phone | ItemKind::Router) && imei_v.is_none() {
-                row_errors.push(format!("a {k} needs its IMEI"));
+                row_errors.push(format!("un {} doit avoir son IMEI", k.label_fr()));
             }
             if k == ItemKind::Sim && iccid_v.is_none() {
-                row_errors.push("a SIM card needs its ICCID".to_owned());
+                row_errors.push("une carte SIM doit avoir son ICCID".to_owned());
             }
         }
         if let Some(s) = &serial
             && !seen_serial.insert(s.clone())
         {
-            row_errors.push(format!("duplicate serial {s}"));
+            row_errors.push(format!("numéro de série {s} en double"));
         }
         if let Some(t) = &asset_tag
             && !seen_tag.insert(t.clone())
         {
-            row_errors.push(format!("duplicate asset tag {t}"));
+            row_errors.push(format!("numéro d'inventaire {t} en double"));
         }
         if !row_errors.is_empty() {
             errors.extend(row_errors.into_iter().map(|e| format!("{source}:{line}: {e}")));
@@ -394,8 +396,8 @@ mod tests {
                    SIM-1,FICTIF-S1,sim,SIM,,89331503190000000013,,,\n";
         let e = parse_items("bad.csv", bad).unwrap_err();
         assert_eq!(e.errors.len(), 4, "{e}");
-        assert!(e.errors[0].starts_with("bad.csv:3: duplicate serial"), "{e}");
-        assert!(e.errors[1].starts_with("bad.csv:4: unknown kind"), "{e}");
+        assert!(e.errors[0].starts_with("bad.csv:3: numéro de série FICTIF-L1 en double"), "{e}");
+        assert!(e.errors[1].starts_with("bad.csv:4: type inconnu"), "{e}");
         assert!(e.errors[2].starts_with("bad.csv:5:") && e.errors[2].contains("IMEI"), "{e}");
         assert!(e.errors[3].starts_with("bad.csv:6:") && e.errors[3].contains("ICCID"), "{e}");
         assert!(parse_items("x.csv", "serial,colour\n").is_err());

@@ -249,8 +249,11 @@ impl Store {
         }
         // Contact details are personal data: the audit entry records that they were given,
         // not what they are.
+        let needs: serde_json::Map<String, serde_json::Value> =
+            new.needs.iter().map(|(k, n)| (k.as_str().to_owned(), json!(n))).collect();
         let details = json!({
             "agents": new.agents,
+            "needs": needs,
             "due_at": time::to_db(new.due_at),
             "contact_email_given": new.contact_email.is_some(),
             "delivery_address_given": new.delivery_address.is_some(),

@@ -228,7 +228,7 @@ impl Store {
                 [Some(&it.serial), Some(&it.asset_tag), it.imei.as_ref(), it.iccid.as_ref()].into_iter().flatten()
             {
                 if let Some((s0, l0)) = seen.insert(key.clone(), (source.clone(), *line)) {
-                    errors.push(format!("{source}:{line}: {key} already at {s0}:{l0}"));
+                    errors.push(format!("{source}:{line}: {key} figure déjà en {s0}:{l0}"));
                 }
             }
         }
@@ -245,7 +245,7 @@ impl Store {
             .await?;
             if let Some(existing) = clash {
                 errors.push(format!(
-                    "{source}:{line}: already in the pool (item {existing}: same serial, asset tag, IMEI or ICCID)"
+                    "{source}:{line}: déjà dans le parc (équipement {existing} : même numéro de série, d'inventaire, IMEI ou ICCID)"
                 ));
             }
         }
