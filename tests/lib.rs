@@ -91,6 +91,20 @@ impl TestApp {
     }
 }
 
+/// The HTTP status of a refused call, in one word: `client.call().await.status_code()`.
+pub trait StatusCode {
+    fn status_code(self) -> u16;
+}
+
+impl<T: std::fmt::Debug> StatusCode for Result<T, repli_proto::ClientError> {
+    fn status_code(self) -> u16 {
+        match self {
+            Ok(v) => panic!("expected a refusal, got {v:?}"),
+            Err(e) => e.status().map_or(0, |s| s.as_u16()),
+        }
+    }
+}
+
 /// A valid request for `insee`.
 pub fn request(insee: &str) -> CrisisRequest {
     CrisisRequest {

@@ -3,10 +3,10 @@
 use repli_core::{CrisisAction, Role};
 use repli_proto::Client;
 use repli_proto::api::CrisisQuery;
-use repli_tests::{TestApp, request};
+use repli_tests::{StatusCode, TestApp, request};
 
 fn status(r: Result<impl std::fmt::Debug, repli_proto::ClientError>) -> u16 {
-    r.unwrap_err().status().unwrap().as_u16()
+    r.status_code()
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn admins_manage_accounts_through_the_api() {
     }
     let mut nameless = req(Role::Ops, None);
     nameless.name = "  ".into();
-    assert_eq!(admin.create_user(&nameless).await.unwrap_err().status().unwrap().as_u16(), 422);
+    assert_eq!(admin.create_user(&nameless).await.status_code(), 422);
 
     // Listing shows no secret.
     let users = admin.users().await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use jiff::SignedDuration;
 use repli_core::{CrisisAction, LegalKind, LegalStatus, SlaStatus};
 use repli_proto::api::{LegalDoneRequest, LegalFactsRequest};
-use repli_tests::{TestApp, request};
+use repli_tests::{StatusCode as _, TestApp, request};
 
 #[tokio::test]
 async fn suspensions_push_the_due_instant_and_are_audited() {
@@ -23,7 +23,7 @@ async fn suspensions_push_the_due_instant_and_are_audited() {
     assert_eq!((e.status().unwrap().as_u16(), e.problem().unwrap().code.as_str()), (409, "sla_conflict"));
     assert!(e.problem().unwrap().detail.contains("déjà suspendu"));
     for bad in ["", "   ", "\u{7}"] {
-        assert_eq!(app.ops.suspend_sla(c.id.as_str(), bad).await.unwrap_err().status().unwrap().as_u16(), 422);
+        assert_eq!(app.ops.suspend_sla(c.id.as_str(), bad).await.status_code(), 422);
     }
     // Waiting all of Monday afternoon and Tuesday: 18 business hours paused.
     app.clock.set("2026-11-25T07:00:00Z".parse().unwrap());
@@ -34,8 +34,8 @@ async fn suspensions_push_the_due_instant_and_are_audited() {
     assert_eq!(v.sla.elapsed_seconds, 2 * 3600);
     let actions: Vec<&str> = v.history.iter().map(|h| h.action.as_str()).collect();
     assert!(actions.contains(&"sla.suspend") && actions.contains(&"sla.resume"));
-    assert_eq!(app.ops.resume_sla(c.id.as_str()).await.unwrap_err().status().unwrap().as_u16(), 409);
-    assert_eq!(app.dgs.suspend_sla(c.id.as_str(), "x").await.unwrap_err().status().unwrap().as_u16(), 403);
+    assert_eq!(app.ops.resume_sla(c.id.as_str()).await.status_code(), 409);
+    assert_eq!(app.dgs.suspend_sla(c.id.as_str(), "x").await.status_code(), 403);
 }
 
 #[tokio::test]
@@ -85,17 +85,8 @@ async fn legal_clocks_run_in_calendar_hours() {
 
     // Bad input: the future, nothing given, an unknown clock, another commune's DGS.
     let future = LegalFactsRequest { aware_at: Some("2030-01-01T00:00:00Z".parse().unwrap()), personal_data: None };
-    assert_eq!(app.dgs.set_legal_facts(c.id.as_str(), &future).await.unwrap_err().status().unwrap().as_u16(), 422);
-    assert_eq!(
-        app.dgs
-            .set_legal_facts(c.id.as_str(), &LegalFactsRequest::default())
-            .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
-        422
-    );
+    assert_eq!(app.dgs.set_legal_facts(c.id.as_str(), &future).await.status_code(), 422);
+    assert_eq!(app.dgs.set_legal_facts(c.id.as_str(), &LegalFactsRequest::default()).await.status_code(), 422);
     let e = app
         .ops
         .post_raw(&format!("/api/v1/crises/{}/legal/rgpd/done", c.id), "application/json", b"{}".to_vec())
@@ -106,10 +97,7 @@ async fn legal_clocks_run_in_calendar_hours() {
     assert_eq!(
         aix.set_legal_facts(c.id.as_str(), &LegalFactsRequest { aware_at: None, personal_data: Some(false) })
             .await
-            .unwrap_err()
-            .status()
-            .unwrap()
-            .as_u16(),
+            .status_code(),
         404
     );
 }
@@ -132,7 +120,7 @@ async fn the_compliance_report_says_met_or_late_by_how_much() {
     let line = |id: &repli_core::CrisisId| report.iter().find(|l| &l.crisis == id).unwrap().clone();
     assert_eq!((line(&on_time.id).status, line(&on_time.id).late_seconds), (SlaStatus::Met, 0));
     assert_eq!((line(&late.id).status, line(&late.id).late_seconds), (SlaStatus::MetLate, 4 * 3600));
-    assert_eq!(app.dgs.sla_report().await.unwrap_err().status().unwrap().as_u16(), 403);
+    assert_eq!(app.dgs.sla_report().await.status_code(), 403);
 }
 
 #[tokio::test]
