@@ -234,3 +234,21 @@ fn replid_init_creates_the_first_admin_once() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already initialised"));
 }
+
+#[test]
+fn repli_playbook_check_names_every_template_error() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ok =
+        Command::new(workspace_bin("repli")).args(["playbook", "check"]).arg(repo.join("playbooks")).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("templates");
+    std::fs::create_dir(&t).unwrap();
+    std::fs::write(t.join("affiche.hbs"), "x").unwrap();
+    std::fs::write(t.join("bon-de-pret.hbs"), "a\nb {{#if x}}{{/each}}\n").unwrap();
+    std::fs::write(t.join("pv-restitution.hbs"), "{{#> page title=\"x\"}}\n{{nope}}{{/page}}").unwrap();
+    let out = Command::new(workspace_bin("repli")).args(["playbook", "check"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("affiche.hbs:1:1") && text.contains("bon-de-pret.hbs:2:"), "{text}");
+}

@@ -34,7 +34,16 @@ async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
 
     let sheet = format!("{base}/04-fiches-identifiants.html");
     assert_eq!(get(sheet.clone(), dgs_token.clone()).await.status().as_u16(), 403);
-    assert_eq!(get(sheet, ops_token.clone()).await.status().as_u16(), 200);
+    assert_eq!(get(sheet.clone(), ops_token.clone()).await.status().as_u16(), 200);
+    // Handed over once: a second download is refused, and the first is in the audit log.
+    let again = get(sheet, ops_token.clone()).await;
+    assert_eq!(again.status().as_u16(), 409);
+    assert!(again.text().await.unwrap().contains("déjà été délivrées"));
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "documents.credential_sheets").count(), 1);
+    let ops_zip =
+        get(app.url(&format!("/api/v1/crises/{id}/documents.zip")), ops_token.clone()).await.bytes().await.unwrap();
+    assert!(!ops_zip.windows(b"04-fiches-identifiants".len()).any(|w| w == b"04-fiches-identifiants"), "never zipped");
     assert_eq!(get(format!("{base}/01-dossier-de-mise-a-disposition.html"), aix_token).await.status().as_u16(), 404);
     assert_eq!(get(format!("{base}/..%2F..%2Fetc%2Fpasswd"), dgs_token.clone()).await.status().as_u16(), 404);
 

@@ -56,6 +56,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return crate::sla::report(&client(&cli)?, *json, *csv).await;
         }
         Command::Sla(cmd) => return crate::sla::run(cmd),
+        Command::Playbook(crate::PlaybookCmd::Check { dir }) => {
+            let templates = dir.join("templates");
+            let errors = repli_docs::check_templates(&templates);
+            for e in &errors {
+                println!("{e}");
+            }
+            if !errors.is_empty() {
+                eprintln!("{} erreur(s) dans {}", errors.len(), templates.display());
+                return Ok(crate::failure());
+            }
+            println!("{} : gabarits vérifiés, aucune erreur.", templates.display());
+        }
         Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,
         Command::Loan(cmd) => return crate::inventory::loan(&client(&cli)?, cmd).await,
         Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,

@@ -58,6 +58,9 @@ pub enum Command {
     /// The audit log: verify it (online or offline), export it.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Playbooks and document templates.
+    #[command(subcommand)]
+    Playbook(PlaybookCmd),
     /// The SLA calendar: public holidays and due instants (offline).
     #[command(subcommand)]
     Sla(sla::SlaCmd),
@@ -245,6 +248,16 @@ pub struct RequestArgs {
     pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub out: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybookCmd {
+    /// Check the document templates in DIR/templates (offline): every error as file:line:col.
+    Check {
+        /// The playbooks folder (default: ./playbooks).
+        #[arg(default_value = "playbooks")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -320,5 +320,75 @@ impl Documents {
     }
 }
 
+pub mod sample;
+
+/// Checks the templates of a folder (each `NAME.hbs` replaces the built-in of that name), every
+/// problem at once as `file:line:col: message`: unknown template names, syntax errors, and —
+/// rendering each document against a sample crisis in strict mode — unknown variables.
+pub fn check_templates(dir: &Path) -> Vec<String> {
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => return vec![format!("{}: {e}", dir.display())],
+    };
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(".hbs")).collect();
+    files.sort();
+    let known: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+    for f in &files {
+        let file_name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file_name.trim_end_matches(".hbs");
+        if !known.contains(&name) {
+            errors.push(format!("{}:1:1: unknown template « {name} » (known: {})", f.display(), known.join(", ")));
+            continue;
+        }
+        match std::fs::read_to_string(f) {
+            Err(e) => errors.push(format!("{}: {e}", f.display())),
+            Ok(text) => {
+                if let Err(e) = handlebars::Template::compile(&text) {
+                    let (line, col) = e.pos().unwrap_or((1, 1));
+                    errors.push(format!("{}:{line}:{col}: {}", f.display(), e.reason()));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return errors;
+    }
+    let docs = match Documents::new(Some(dir)) {
+        Ok(d) => d,
+        Err(e) => return vec![e.to_string()],
+    };
+    let (Some(crisis), loans, log, metropole) = (sample::crisis(), sample::loans(), sample::log(), sample::metropole())
+    else {
+        return vec!["internal error: the sample crisis does not build".into()];
+    };
+    let wipes = BTreeMap::new();
+    let input = PackInput {
+        crisis: &crisis,
+        convention: None,
+        loans: &loans,
+        wipes: &wipes,
+        log: &log,
+        accounts: &[],
+        accounts_disabled: 0,
+        m365: None,
+        metropole: &metropole,
+        simulation: true,
+        now: sample::t("2026-12-11T16:00:00Z"),
+    };
+    let data = context(&input);
+    for (tpl, _) in DOCUMENTS {
+        let hb = if tpl.ends_with(".md") { &docs.markdown } else { &docs.html };
+        if let Err(e) = hb.render(tpl, &data) {
+            let name = e.template_name.clone().unwrap_or_else(|| (*tpl).to_owned());
+            let path = dir.join(format!("{name}.hbs"));
+            let shown = if path.is_file() { path.display().to_string() } else { format!("built-in {name}.hbs") };
+            errors.push(format!("{shown}:{}:{}: {}", e.line_no.unwrap_or(1), e.column_no.unwrap_or(1), e.reason()));
+        }
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests;

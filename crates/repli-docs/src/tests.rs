@@ -2,134 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use repli_core::{CrisisAction, CrisisId, CrisisState, InseeCode, ItemKind, LogKind, SlaStatus};
-use repli_proto::api::{
-    AgentView, Contact, CrisisView, HistoryEntry, LoanView, LogEntryView, NeedView, SlaView, Timeline,
-};
-
 use super::*;
 
-const HOSTILE: &str = "<script>alert(1)</script> {{x}}";
-
-fn t(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
-
-fn crisis() -> CrisisView {
-    CrisisView {
-        id: CrisisId::parse("13005-2026-001").unwrap(),
-        commune: InseeCode::parse("13005").unwrap(),
-        commune_name: "Aubagne".into(),
-        state: CrisisState::Closed,
-        state_label: "clos".into(),
-        requested_at: t("2026-11-23T07:00:00Z"),
-        requested_by: "DGS d'Aubagne".into(),
-        contact: Contact { name: HOSTILE.into(), phone: "+33639980001".into(), email: None },
-        agents: 2,
-        delivery_address: Some("Hôtel de ville".into()),
-        notes: String::new(),
-        sla: SlaView {
-            business_hours: 48,
-            due_at: t("2026-11-27T15:00:00Z"),
-            status: SlaStatus::Met,
-            status_label: "respecté".into(),
-            remaining_seconds: 0,
-            elapsed_seconds: 6 * 3600,
-            suspended_seconds: 0,
-            used_percent: 12,
-            projected_ready: None,
-            suspensions: Vec::new(),
-        },
-        timeline: Timeline {
-            activated_at: Some(t("2026-11-23T08:00:00Z")),
-            provisioning_at: Some(t("2026-11-23T08:30:00Z")),
-            ready_at: Some(t("2026-11-23T13:00:00Z")),
-            delivered_at: Some(t("2026-11-23T15:00:00Z")),
-            handback_at: Some(t("2026-12-10T08:00:00Z")),
-            closed_at: Some(t("2026-12-11T16:00:00Z")),
-        },
-        end_reason: None,
-        personal_data_purged_at: None,
-        aware_at: None,
-        personal_data: None,
-        legal: Vec::new(),
-        needs: vec![NeedView {
-            kind: ItemKind::Laptop,
-            label: "ordinateur portable".into(),
-            wanted: 2,
-            allocated: 2,
-            shortage: 0,
-        }],
-        next_actions: Vec::<CrisisAction>::new(),
-        history: vec![HistoryEntry {
-            seq: 5,
-            at: t("2026-11-23T07:00:00Z"),
-            actor: "DGS d'Aubagne".into(),
-            role: "dgs".into(),
-            action: "crisis.request".into(),
-            details: serde_json::json!({}),
-        }],
-    }
-}
-
-fn loans() -> Vec<LoanView> {
-    let agent = AgentView { id: 1, name: HOSTILE.into(), service: "État civil".into() };
-    vec![
-        LoanView {
-            serial: "FICTIF-LAP-0001".into(),
-            asset_tag: "AMP-LAP-0001".into(),
-            kind: ItemKind::Laptop,
-            model: "Portable (fictif)".into(),
-            imei: None,
-            iccid: None,
-            msisdn: None,
-            agent: Some(agent),
-            lent_at: t("2026-11-23T14:00:00Z"),
-            due_back: t("2026-12-23T14:00:00Z"),
-            returned_at: Some(t("2026-12-10T09:00:00Z")),
-            condition: Some("damaged".into()),
-            overdue: false,
-        },
-        LoanView {
-            serial: "FICTIF-RTR-001".into(),
-            asset_tag: "AMP-RTR-001".into(),
-            kind: ItemKind::Router,
-            model: "Routeur (fictif)".into(),
-            imei: Some("490154203237518".into()),
-            iccid: Some("89331503190000000012".into()),
-            msisdn: Some("+33639980001".into()),
-            agent: None,
-            lent_at: t("2026-11-23T14:00:00Z"),
-            due_back: t("2026-12-23T14:00:00Z"),
-            returned_at: Some(t("2026-12-10T09:00:00Z")),
-            condition: Some("ok".into()),
-            overdue: false,
-        },
-    ]
-}
-
-fn log() -> Vec<LogEntryView> {
-    vec![LogEntryView {
-        seq: 6,
-        at: t("2026-11-23T07:05:00Z"),
-        kind: LogKind::Decision,
-        type_label: "Décision".into(),
-        author: HOSTILE.into(),
-        role: "dgs".into(),
-        text: HOSTILE.into(),
-    }]
-}
-
-fn metropole() -> Metropole {
-    Metropole {
-        astreinte_phone: "04 65 71 00 00".into(),
-        astreinte_email: "astreinte@exemple.fr".into(),
-        csirt_phone: "04 65 71 00 01".into(),
-    }
-}
+use crate::sample::{HOSTILE, crisis, loans, log, metropole, t};
 
 fn render_sample() -> Vec<(String, String)> {
-    let c = crisis();
+    let c = crisis().unwrap();
     let l = loans();
     let g = log();
     let m = metropole();
@@ -197,7 +75,7 @@ fn templates_can_be_overridden_and_bad_ones_are_named() {
     )
     .unwrap();
     let docs = Documents::new(Some(dir.path())).unwrap();
-    let c = crisis();
+    let c = crisis().unwrap();
     let m = metropole();
     let wipes = BTreeMap::new();
     let input = PackInput {
@@ -230,7 +108,7 @@ fn templates_can_be_overridden_and_bad_ones_are_named() {
 #[test]
 fn the_pack_is_written_with_its_zip() {
     let dir = tempfile::tempdir().unwrap();
-    let c = crisis();
+    let c = crisis().unwrap();
     let l = loans();
     let m = metropole();
     let wipes = BTreeMap::new();
@@ -257,4 +135,30 @@ fn the_pack_is_written_with_its_zip() {
         html.contains("@page { size: A4") && !html.contains("http://") && !html.contains("<link"),
         "self-contained, printable"
     );
+}
+
+#[test]
+fn the_shipped_templates_check_clean_and_planted_errors_are_all_named() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/templates");
+    assert_eq!(check_templates(&shipped), Vec::<String>::new());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("brochure.hbs"), "x").unwrap();
+    std::fs::write(dir.path().join("dossier.hbs"), "line one\nline two {{#if a}}x{{/each}}\nline three\n").unwrap();
+    std::fs::write(dir.path().join("regles-securite.hbs"), "ok").unwrap();
+    let errors = check_templates(dir.path());
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].contains("brochure.hbs:1:1: unknown template"), "{errors:#?}");
+    assert!(errors[1].contains("dossier.hbs:2:"), "{errors:#?}");
+
+    // Syntax fixed, an unknown variable remains: named with its line.
+    std::fs::remove_file(dir.path().join("brochure.hbs")).unwrap();
+    std::fs::write(
+        dir.path().join("dossier.hbs"),
+        "{{#> page title=\"x\"}}\n<p>{{crisis.id}}</p>\n<p>{{crisis.mayor}}</p>\n{{/page}}",
+    )
+    .unwrap();
+    let errors = check_templates(dir.path());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("dossier.hbs:3:") && errors[0].contains("mayor"), "{errors:#?}");
 }

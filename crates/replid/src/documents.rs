@@ -52,7 +52,7 @@ async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(Stri
     let docs = Documents::new(d.templates_dir.as_deref())
         .and_then(|t| t.render(&input))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Credential sheets are for ops: nobody else gets them, listed or zipped.
+    // Credential sheets are for ops: nobody else sees them listed.
     let docs = docs.into_iter().filter(|(name, _)| a.role == Role::Ops || name != CREDENTIAL_SHEETS).collect();
     Ok((crisis_id.to_string(), docs))
 }
@@ -77,7 +77,24 @@ pub async fn one(
     if file == CREDENTIAL_SHEETS && a.role != Role::Ops {
         return Err(ApiError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."));
     }
-    let (_, docs) = render(&st, a, &id).await?;
+    let (crisis, docs) = render(&st, a, &id).await?;
+    if file == CREDENTIAL_SHEETS {
+        // The only place initial passwords ever appear: handed over once, audited.
+        let once = repli_store::Record {
+            commune: crisis.split('-').next().map(str::to_owned),
+            crisis: Some(crisis.clone()),
+            action: "documents.credential_sheets".into(),
+            target: CREDENTIAL_SHEETS.into(),
+            details: serde_json::json!({}),
+        };
+        if !st.store.record_once(&once, repli_store::By::User(a), st.clock.now()).await? {
+            return Err(ApiError::Conflict {
+                code: "credential_sheets_issued",
+                detail: "Les fiches identifiants ont déjà été délivrées pour cette crise (voir le journal d'audit)."
+                    .into(),
+            });
+        }
+    }
     let (_, content) = docs
         .into_iter()
         .find(|(n, _)| *n == file)
@@ -94,6 +111,8 @@ pub async fn zip(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (crisis, docs) = render(&st, a, &id).await?;
+    // Credential sheets are handed over once, on their own, never in the zip.
+    let docs: Vec<_> = docs.into_iter().filter(|(name, _)| name != CREDENTIAL_SHEETS).collect();
     let bytes = Documents::zip_bytes(&docs).map_err(|e| ApiError::Internal(e.to_string()))?;
     let disposition = format!("attachment; filename=\"pack-{crisis}.zip\"");
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/zip")], bytes).into_response();

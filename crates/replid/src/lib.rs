@@ -111,6 +111,8 @@ pub enum DaemonError {
     AuditKey(#[from] audit_key::KeyError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("document templates:\n{0}")]
+    DocumentTemplates(String),
     #[error("page templates: {0}")]
     Templates(#[from] handlebars::TemplateError),
 }
@@ -214,6 +216,12 @@ impl Daemon {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self, DaemonError> {
         let calendar = Arc::new(BusinessCalendar::from_spec(&config.sla.calendar)?);
+        if let Some(dir) = &config.documents.templates_dir {
+            let errors = repli_docs::check_templates(dir);
+            if !errors.is_empty() {
+                return Err(DaemonError::DocumentTemplates(errors.join("\n")));
+            }
+        }
         let store = open_store(config, clock.now()).await?;
         let tls = match &config.server.tls {
             Some(t) => Some(tls::server_config(&t.cert_file, &t.key_file)?),
