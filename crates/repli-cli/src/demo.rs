@@ -351,17 +351,11 @@ fn write_documents(
     std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
     let metropole = demo_metropole();
     let input = repli_docs::PackInput {
-        crisis: c,
         convention,
         loans,
-        wipes,
         log,
-        accounts: &[],
-        accounts_disabled: 0,
-        m365: None,
-        metropole: &metropole,
         simulation: true,
-        now: now(),
+        ..repli_docs::PackInput::minimal(c, &metropole, wipes, now())
     };
     repli_docs::Documents::new(None)?.write_pack(&input, &out)?;
     Ok(out)

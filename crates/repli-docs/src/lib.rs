@@ -108,6 +108,31 @@ pub struct PackInput<'a> {
     pub now: Timestamp,
 }
 
+impl<'a> PackInput<'a> {
+    /// A pack with nothing provisioned yet: no loan, log entry, account or Microsoft 365
+    /// workspace. Fill the rest with struct-update syntax.
+    pub fn minimal(
+        crisis: &'a CrisisView,
+        metropole: &'a Metropole,
+        wipes: &'a BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            crisis,
+            convention: None,
+            loans: &[],
+            wipes,
+            log: &[],
+            accounts: &[],
+            accounts_disabled: 0,
+            m365: None,
+            metropole,
+            simulation: false,
+            now,
+        }
+    }
+}
+
 fn tz() -> TimeZone {
     TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC)
 }
@@ -365,17 +390,10 @@ pub fn check_templates(dir: &Path) -> Vec<String> {
     };
     let wipes = BTreeMap::new();
     let input = PackInput {
-        crisis: &crisis,
-        convention: None,
         loans: &loans,
-        wipes: &wipes,
         log: &log,
-        accounts: &[],
-        accounts_disabled: 0,
-        m365: None,
-        metropole: &metropole,
         simulation: true,
-        now: sample::t("2026-12-11T16:00:00Z"),
+        ..PackInput::minimal(&crisis, &metropole, &wipes, sample::t("2026-12-11T16:00:00Z"))
     };
     let data = context(&input);
     for (tpl, _) in DOCUMENTS {

@@ -78,19 +78,7 @@ fn templates_can_be_overridden_and_bad_ones_are_named() {
     let c = crisis().unwrap();
     let m = metropole();
     let wipes = BTreeMap::new();
-    let input = PackInput {
-        crisis: &c,
-        convention: None,
-        loans: &[],
-        wipes: &wipes,
-        log: &[],
-        accounts: &[],
-        accounts_disabled: 0,
-        m365: None,
-        metropole: &m,
-        simulation: true,
-        now: t("2026-12-11T16:00:00Z"),
-    };
+    let input = PackInput { simulation: true, ..PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z")) };
     let out = docs.render(&input).unwrap();
     let rules = &out.iter().find(|(n, _)| n.starts_with("03-") && n.ends_with(".html")).unwrap().1;
     assert!(rules.contains("Règle locale") && rules.contains("SIMULATION"));
@@ -112,19 +100,8 @@ fn the_pack_is_written_with_its_zip() {
     let l = loans();
     let m = metropole();
     let wipes = BTreeMap::new();
-    let input = PackInput {
-        crisis: &c,
-        convention: None,
-        loans: &l,
-        wipes: &wipes,
-        log: &[],
-        accounts: &[],
-        accounts_disabled: 0,
-        m365: None,
-        metropole: &m,
-        simulation: true,
-        now: t("2026-12-11T16:00:00Z"),
-    };
+    let input =
+        PackInput { loans: &l, simulation: true, ..PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z")) };
     let zip = Documents::new(None).unwrap().write_pack(&input, dir.path()).unwrap();
     assert!(zip.is_file());
     for (_, file) in DOCUMENTS {

@@ -37,21 +37,12 @@ async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(Stri
         csirt_phone: d.csirt_phone.clone(),
     };
     let input = PackInput {
-        crisis: &view,
         convention,
         loans: &loans,
-        wipes: &wipes,
         log: &log,
-        accounts: &[],
-        accounts_disabled: 0,
-        m365: None,
-        metropole: &metropole,
-        simulation: false,
-        now: st.clock.now(),
+        ..PackInput::minimal(&view, &metropole, &wipes, st.clock.now())
     };
-    let docs = Documents::new(d.templates_dir.as_deref())
-        .and_then(|t| t.render(&input))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let docs = st.documents.render(&input).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Credential sheets are for ops: nobody else sees them listed.
     let docs = docs.into_iter().filter(|(name, _)| a.role == Role::Ops || name != CREDENTIAL_SHEETS).collect();
     Ok((crisis_id.to_string(), docs))

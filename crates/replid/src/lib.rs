@@ -59,6 +59,8 @@ pub struct AppState {
     /// For webhook notifications.
     pub http: reqwest::Client,
     pub pages: Arc<handlebars::Handlebars<'static>>,
+    /// The procedures pack's templates, compiled once (after the start-up check).
+    pub documents: Arc<repli_docs::Documents>,
     pub throttle: Arc<web::Throttle>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
@@ -241,6 +243,10 @@ impl Daemon {
                 .build()
                 .map_err(|e| DaemonError::Serve(std::io::Error::other(e.to_string())))?,
             pages: Arc::new(web::templates()?),
+            documents: Arc::new(
+                repli_docs::Documents::new(config.documents.templates_dir.as_deref())
+                    .map_err(|e| DaemonError::DocumentTemplates(e.to_string()))?,
+            ),
             throttle: Arc::new(web::Throttle::default()),
             secure_cookies: tls.is_some(),
         };
