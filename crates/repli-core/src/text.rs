@@ -19,6 +19,68 @@ impl FieldError {
     }
 }
 
+/// Folds a name to lowercase ASCII letters and digits, other runs replaced by `sep`
+/// (« Saint-Rémy-de-Provence » → `saint-remy-de-provence`). Used for domain labels and logins.
+pub fn ascii_slug(value: &str, sep: char) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut pending = false;
+    for c in value.chars() {
+        let folded: &str = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => "a",
+            'ç' | 'Ç' => "c",
+            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => "e",
+            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => "i",
+            'ñ' | 'Ñ' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => "o",
+            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => "u",
+            'ý' | 'ÿ' | 'Ý' | 'Ÿ' => "y",
+            'œ' | 'Œ' => "oe",
+            'æ' | 'Æ' => "ae",
+            'ß' => "ss",
+            _ => "",
+        };
+        let piece = if !folded.is_empty() {
+            folded.to_string()
+        } else if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase().to_string()
+        } else {
+            String::new()
+        };
+        if piece.is_empty() {
+            pending = !out.is_empty();
+            continue;
+        }
+        if pending {
+            out.push(sep);
+            pending = false;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// Account logins (the part before `@`) for a list of full names, in order: `prenom.nom`
+/// folded to ASCII, at most 48 characters, a numeric suffix on duplicates (`…2`, `…3`), and
+/// `agent` + position for a name with no usable letter. Deterministic, so a re-run derives the
+/// same logins and creates nothing twice.
+pub fn account_logins<S: AsRef<str>>(names: &[S]) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let words: Vec<String> = name.as_ref().split_whitespace().map(|w| ascii_slug(w, '-')).filter(|w| !w.is_empty()).collect();
+            let mut base: String = words.join(".");
+            base.truncate(48);
+            let base = base.trim_end_matches(['.', '-']).to_string();
+            let base = if base.is_empty() { format!("agent{}", i + 1) } else { base };
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { base } else { format!("{base}{n}") }
+        })
+        .collect()
+}
+
 /// Longest accepted person or place name, in characters.
 pub const NAME_MAX: usize = 120;
 /// Longest accepted free-text field (notes, reasons), in characters.
@@ -187,6 +249,17 @@ mod tests {
         }
         let e = phone("contact.phone", "x").unwrap_err();
         assert_eq!(e.field, "contact.phone");
+    }
+
+    #[test]
+    fn slugs_and_logins() {
+        assert_eq!(ascii_slug("Saint-Rémy-de-Provence", '-'), "saint-remy-de-provence");
+        assert_eq!(ascii_slug("  L'Œuvre  Æ ß ", '-'), "l-oeuvre-ae-ss");
+        assert_eq!(ascii_slug("<script>", '-'), "script");
+        assert_eq!(ascii_slug("日本", '-'), "");
+        let logins = account_logins(&["Marie-Hélène Durand", "Jean Dupont", "Jean  Dupont", "日本", "<b>O'Brien</b>"]);
+        assert_eq!(logins, ["marie-helene.durand", "jean.dupont", "jean.dupont2", "agent4", "b-o-brien-b"]);
+        assert!(account_logins(&["a".repeat(200)])[0].len() <= 48);
     }
 
     #[test]

@@ -1,0 +1,510 @@
+//! An in-memory Microsoft Graph simulator.
+//!
+//! It stands in for Graph's server (never for the client): Repli's real graph-rs-sdk client
+//! talks to it over HTTP. It answers with Graph's JSON shapes, validates bodies against the
+//! v1.0 CSDL subset, and misbehaves on demand: latency, 429 with `Retry-After` in seconds or as
+//! an HTTP-date, 503s, dropped connections, eventual consistency and asynchronous Team creation.
+//! Besides Graph (`/v1.0/...`) it serves the client-credentials token endpoint
+//! (`/{tenant}/oauth2/v2.0/token`) and its own control surface under `/_sim/`.
+
+mod schema;
+mod tenant;
+
+pub use tenant::DnsRecord;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tenant::{Reply, Req, Tenant, TenantConfig, error};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Maximum number of requests Graph accepts in one JSON batch.
+pub const MAX_BATCH: usize = 20;
+
+/// How a 429 states its `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryAfterFormat {
+    #[default]
+    Seconds,
+    HttpDate,
+}
+
+/// Fault and speed knobs; they can be changed while the simulator runs (`POST /_sim/faults`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every HTTP request (once per `$batch`, as for Graph's round trip).
+    pub latency_ms: u64,
+    /// Requests admitted per one-second window (inner batch requests count); 429 beyond.
+    pub throttle_rps: Option<u32>,
+    pub retry_after_format: RetryAfterFormat,
+    /// Probability of a 503 (no Retry-After) on a top-level request.
+    pub fail_rate: f64,
+    /// Probability that the connection is dropped: half of the time before the request is
+    /// applied, half of the time after (the client cannot tell which).
+    pub reset_rate: f64,
+}
+
+/// Everything the simulator is started with.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub faults: Faults,
+    /// How long a newly created object stays invisible to reads and references.
+    pub consistency: Duration,
+    /// How long an asynchronous Team creation stays `inProgress`.
+    pub team_delay: Duration,
+    /// Licences of the tenant's one subscribed SKU.
+    pub licences: u32,
+    pub sku_part: String,
+    pub seed: u64,
+    /// Writes one JSON line per request (method, path, query, body, status).
+    pub record: Option<PathBuf>,
+    /// When set, the token endpoint refuses any other client secret.
+    pub client_secret: Option<String>,
+    pub token_ttl: Duration,
+    /// Largest page size served (Graph: 999); small values exercise paging.
+    pub max_page: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            faults: Faults::default(),
+            consistency: Duration::ZERO,
+            team_delay: Duration::from_millis(300),
+            licences: 500,
+            sku_part: "O365_BUSINESS_PREMIUM".into(),
+            seed: 0x5EC0_0125,
+            record: None,
+            client_secret: None,
+            token_ttl: Duration::from_secs(3599),
+            max_page: 999,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Throttle {
+    window: Instant,
+    count: u32,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tenant: Mutex<Tenant>,
+    faults: Mutex<Faults>,
+    throttle: Mutex<Throttle>,
+    rng: Mutex<fastrand::Rng>,
+    tokens: Mutex<HashMap<String, Instant>>,
+    record: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    client_secret: Option<String>,
+    token_ttl: Duration,
+    requests: Mutex<u64>,
+}
+
+/// A running simulator; dropping it stops the server.
+#[derive(Debug)]
+pub struct Simulator {
+    base_url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Simulator {
+    /// Binds `addr` (e.g. `127.0.0.1:0`) and serves until dropped or [`Simulator::stop`].
+    pub async fn start(addr: &str, config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve(listener, config).await
+    }
+
+    /// Serves on an already bound listener.
+    pub async fn serve(listener: TcpListener, config: SimConfig) -> std::io::Result<Simulator> {
+        if !schema::loaded() {
+            return Err(std::io::Error::other("embedded Graph schema subset does not parse"));
+        }
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let record = match &config.record {
+            Some(path) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            ))),
+            None => None,
+        };
+        let tenant = Tenant::new(
+            TenantConfig {
+                base_url: format!("{base_url}/v1.0"),
+                consistency: config.consistency,
+                team_delay: config.team_delay,
+                licences: config.licences,
+                sku_part: config.sku_part.clone(),
+                max_page: config.max_page,
+            },
+            config.seed,
+        );
+        let shared = Arc::new(Shared {
+            tenant: Mutex::new(tenant),
+            faults: Mutex::new(config.faults.clone()),
+            throttle: Mutex::new(Throttle { window: Instant::now(), count: 0 }),
+            rng: Mutex::new(fastrand::Rng::with_seed(config.seed ^ 0x9E37_79B9)),
+            tokens: Mutex::new(HashMap::new()),
+            record,
+            client_secret: config.client_secret.clone(),
+            token_ttl: config.token_ttl,
+            requests: Mutex::new(0),
+        });
+        let app = Router::new().fallback(serve_any).with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "graph simulator stopped");
+            }
+        });
+        Ok(Simulator { base_url, shared, stop: Some(stop), task: Some(task) })
+    }
+
+    /// `http://127.0.0.1:PORT`: the root (token endpoint and `/_sim/` live here).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `http://127.0.0.1:PORT/v1.0`: what a Graph client uses as its endpoint.
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.base_url)
+    }
+
+    /// The tenant's objects and counts per kind (same as `GET /_sim/state`).
+    pub fn state(&self) -> Value {
+        lock(&self.shared.tenant).snapshot()
+    }
+
+    /// Replaces the fault knobs.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    /// Publishes DNS records for a zone (what a registrar would serve).
+    pub fn publish_dns(&self, zone: &str, records: Vec<DnsRecord>) {
+        lock(&self.shared.tenant).dns.insert(zone.to_ascii_lowercase(), records);
+    }
+
+    /// HTTP requests served so far (a `$batch` counts once).
+    pub fn requests(&self) -> u64 {
+        *lock(&self.shared.requests)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn reply_response(reply: Reply) -> Response {
+    let mut builder = Response::builder().status(reply.status);
+    for (k, v) in &reply.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let body = match reply.body {
+        Some(v) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json;odata.metadata=minimal;charset=utf-8");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A response whose body fails mid-stream: hyper drops the connection.
+fn dropped_connection() -> Response {
+    let stream = futures_util::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("reset")) });
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
+    query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+impl Shared {
+    fn record(&self, method: &str, path: &str, query: &BTreeMap<String, String>, body: &Value, status: u16, batch: bool) {
+        if let Some(file) = &self.record {
+            let line = json!({"method": method, "path": path, "query": query, "body": body, "status": status, "batch": batch});
+            let mut file = lock(file);
+            let _ = writeln!(file, "{line}");
+            let _ = file.flush();
+        }
+    }
+
+    /// Admits one request under the throttle, or returns the wait in whole seconds.
+    fn admit(&self) -> Result<(), u64> {
+        let Some(rps) = lock(&self.faults).throttle_rps else { return Ok(()) };
+        let now = Instant::now();
+        let mut t = lock(&self.throttle);
+        if now.duration_since(t.window) >= Duration::from_secs(1) {
+            t.window = now;
+            t.count = 0;
+        }
+        if t.count < rps {
+            t.count += 1;
+            return Ok(());
+        }
+        let left = Duration::from_secs(1).saturating_sub(now.duration_since(t.window));
+        Err(left.as_millis().div_ceil(1000).max(1) as u64)
+    }
+
+    fn throttled(&self, seconds: u64) -> Reply {
+        let format = lock(&self.faults).retry_after_format;
+        let value = match format {
+            RetryAfterFormat::Seconds => seconds.to_string(),
+            RetryAfterFormat::HttpDate => {
+                // The simulator is the remote server: it has a real clock of its own. An
+                // HTTP-date has one-second precision, so round up to the next second.
+                #[allow(clippy::disallowed_methods)]
+                let now = std::time::SystemTime::now();
+                httpdate::fmt_http_date(now + Duration::from_secs(seconds + 1))
+            }
+        };
+        let mut reply = error(429, "TooManyRequests", "Too many requests. Please retry after the time in the Retry-After header.");
+        reply.headers.push(("Retry-After".into(), value));
+        reply
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), Reply> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(error(401, "InvalidAuthenticationToken", "Access token is empty."));
+        };
+        match lock(&self.tokens).get(token) {
+            Some(expiry) if Instant::now() < *expiry => Ok(()),
+            Some(_) => Err(error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")),
+            None => Err(error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")),
+        }
+    }
+
+    fn issue_token(&self, body: &Bytes) -> Reply {
+        let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+        let oauth_error = |status: u16, code: &str, description: &str| Reply {
+            status,
+            headers: Vec::new(),
+            body: Some(json!({"error": code, "error_description": description})),
+        };
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return oauth_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.");
+        }
+        if form.get("client_id").is_none_or(String::is_empty) {
+            return oauth_error(400, "invalid_request", "AADSTS900144: The request body must contain the parameter 'client_id'.");
+        }
+        let secret = form.get("client_secret").map(String::as_str).unwrap_or_default();
+        if secret.is_empty() || self.client_secret.as_deref().is_some_and(|s| s != secret) {
+            return oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
+        }
+        if form.get("scope").map(String::as_str) != Some("https://graph.microsoft.com/.default") {
+            return oauth_error(400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.");
+        }
+        let token = {
+            let mut rng = lock(&self.rng);
+            format!("sim.{}", tenant::guid(&mut rng).replace('-', ""))
+        };
+        lock(&self.tokens).insert(token.clone(), Instant::now() + self.token_ttl);
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: Some(json!({"token_type": "Bearer", "expires_in": self.token_ttl.as_secs(), "ext_expires_in": self.token_ttl.as_secs(), "access_token": token})),
+        }
+    }
+
+    fn batch(&self, headers: &HeaderMap, body: &Value) -> Reply {
+        let Some(requests) = body.get("requests").and_then(Value::as_array) else {
+            return error(400, "BadRequest", "Invalid batch payload format.");
+        };
+        if requests.len() > MAX_BATCH {
+            return error(400, "BadRequest", &format!("Number of batch requests exceeds the limit of {MAX_BATCH}."));
+        }
+        if requests.is_empty() {
+            return error(400, "BadRequest", "Invalid batch payload: at least one request is required.");
+        }
+        let mut ids = Vec::new();
+        for r in requests {
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            if id.is_empty() || ids.contains(&id) {
+                return error(400, "BadRequest", "Batch request ids must be present and unique.");
+            }
+            ids.push(id);
+        }
+        if let Err(reply) = self.authorized(headers) {
+            return reply;
+        }
+        let eventual = headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
+        let mut statuses: HashMap<String, u16> = HashMap::new();
+        let mut responses = Vec::new();
+        for r in requests {
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let depends: Vec<String> = r
+                .get("dependsOn")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let method = r.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+            let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
+            let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+            let query = parse_query(query);
+            let inner_body = r.get("body").cloned();
+            let reply = if depends.iter().any(|d| !statuses.contains_key(d)) {
+                error(400, "BadRequest", "dependsOn must reference a request that appears earlier in the batch.")
+            } else if depends.iter().any(|d| !(200..300).contains(&statuses[d])) {
+                error(424, "FailedDependency", "The request has a dependency that failed.")
+            } else if method.is_empty() || path.is_empty() {
+                error(400, "BadRequest", "Each batch request needs a method and a url.")
+            } else if let Err(seconds) = self.admit() {
+                self.throttled(seconds)
+            } else {
+                let req = Req { method: method.clone(), path: path.to_string(), query: query.clone(), eventual, body: inner_body.clone() };
+                lock(&self.tenant).handle(&req, Instant::now())
+            };
+            self.record(&method, path, &query, &inner_body.unwrap_or(Value::Null), reply.status, true);
+            statuses.insert(id.clone(), reply.status);
+            let headers: serde_json::Map<String, Value> =
+                reply.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let mut item = json!({"id": id, "status": reply.status, "headers": headers});
+            if let Some(b) = reply.body {
+                item["body"] = b;
+            }
+            responses.push(item);
+        }
+        Reply { status: 200, headers: Vec::new(), body: Some(json!({"responses": responses})) }
+    }
+}
+
+async fn serve_any(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let query = parse_query(uri.query());
+    if let Some(rest) = path.strip_prefix("/_sim") {
+        return control(&shared, &method, rest, &body);
+    }
+    *lock(&shared.requests) += 1;
+    let faults = lock(&shared.faults).clone();
+    let (reset, reset_after) = {
+        let mut rng = lock(&shared.rng);
+        (rng.f64() < faults.reset_rate, rng.bool())
+    };
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if reset && !reset_after {
+        shared.record(method.as_str(), &path, &query, &Value::Null, 0, false);
+        return dropped_connection();
+    }
+    let is_token = method == Method::POST && path.ends_with("/oauth2/v2.0/token");
+    let json_body: Value = if body.is_empty() || is_token {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => {
+                let reply = error(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.");
+                shared.record(method.as_str(), &path, &query, &Value::Null, reply.status, false);
+                return reply_response(reply);
+            }
+        }
+    };
+    let reply = if let Err(seconds) = shared.admit() {
+        shared.throttled(seconds)
+    } else if lock(&shared.rng).f64() < faults.fail_rate {
+        error(503, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
+    } else if is_token {
+        shared.issue_token(&body)
+    } else if let Some(graph_path) = path.strip_prefix("/v1.0") {
+        if graph_path == "/$batch" && method == Method::POST {
+            shared.batch(&headers, &json_body)
+        } else if let Err(reply) = shared.authorized(&headers) {
+            reply
+        } else {
+            let eventual = headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
+            let req = Req {
+                method: method.as_str().to_string(),
+                path: graph_path.to_string(),
+                query: query.clone(),
+                eventual,
+                body: if json_body.is_null() { None } else { Some(json_body.clone()) },
+            };
+            lock(&shared.tenant).handle(&req, Instant::now())
+        }
+    } else {
+        error(404, "NotFound", "Unknown endpoint: Graph lives under /v1.0.")
+    };
+    let recorded_body = if is_token { json!("[form redacted]") } else { json_body };
+    shared.record(method.as_str(), &path, &query, &recorded_body, reply.status, false);
+    if reset {
+        return dropped_connection();
+    }
+    reply_response(reply)
+}
+
+fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
+    match (method.as_str(), rest) {
+        ("GET", "/state") => reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.tenant).snapshot()) }),
+        ("POST", "/faults") => match serde_json::from_slice::<Faults>(body) {
+            Ok(f) => {
+                *lock(&shared.faults) = f;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        (m, zone) if zone.starts_with("/dns/") => {
+            let zone = zone.trim_start_matches("/dns/").to_ascii_lowercase();
+            match m {
+                "PUT" => match serde_json::from_slice::<Vec<DnsRecord>>(body) {
+                    Ok(records) => {
+                        lock(&shared.tenant).dns.insert(zone, records);
+                        StatusCode::NO_CONTENT.into_response()
+                    }
+                    Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+                },
+                "GET" => {
+                    let records = lock(&shared.tenant).dns.get(&zone).cloned().unwrap_or_default();
+                    axum::Json(records).into_response()
+                }
+                _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+            }
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}

@@ -1,0 +1,631 @@
+//! The one resilience layer between Repli and Graph: token, retries, throttling gate,
+//! `$batch`, paging and bounded concurrency. graph-rs-sdk builds and sends each request;
+//! its own retry layers are off (they only know integer `Retry-After`, and neither paging nor
+//! `$batch` goes through them).
+
+use crate::{Error, Result, Secret};
+use graph_rs_sdk::http::{BodyRead, Method};
+use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
+use graph_http::api_impl::RequestHandler;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+/// Microsoft's Graph hosts (national clouds included); any other https host is refused.
+const GRAPH_HOSTS: [&str; 4] = ["graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"];
+const LOGIN_HOSTS: [&str; 3] = ["login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"];
+
+/// Where and how to reach Graph.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// `https://graph.microsoft.com/v1.0`, or a loopback simulator's `http://127.0.0.1:P/v1.0`.
+    pub graph_url: String,
+    /// `https://login.microsoftonline.com`, or the simulator's root.
+    pub login_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Licence SKU assigned to every account, by part number.
+    pub sku_part_number: String,
+    /// Time budget of one operation, retries included.
+    pub budget: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// JSON `$batch` for accounts and licences (off: one request per item, as a script would).
+    pub batch: bool,
+    pub max_backoff: Duration,
+    pub request_timeout: Duration,
+}
+
+impl GraphConfig {
+    /// Defaults for a tenant or simulator at `graph_url`/`login_url`.
+    pub fn new(graph_url: &str, login_url: &str, tenant_id: &str, client_id: &str, client_secret: Secret) -> Self {
+        GraphConfig {
+            graph_url: graph_url.trim_end_matches('/').to_string(),
+            login_url: login_url.trim_end_matches('/').to_string(),
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            sku_part_number: "O365_BUSINESS_PREMIUM".into(),
+            budget: Duration::from_secs(120),
+            concurrency: 16,
+            batch: true,
+            max_backoff: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters of what the provider sent.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CallStats {
+    /// HTTP requests sent (a `$batch` counts once; retries count).
+    pub http_calls: u64,
+    /// Graph requests, inner batch requests counted one by one (retries count).
+    pub graph_requests: u64,
+    /// Requests that were retried (throttled, failed or dropped).
+    pub retries: u64,
+    /// 429 answers, top-level or inner.
+    pub throttled: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    http_calls: AtomicU64,
+    graph_requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// One answer, body already read.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub location: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    fn code_message(&self) -> (String, String) {
+        let e = &self.body["error"];
+        (
+            e["code"].as_str().unwrap_or("unknown").to_string(),
+            e["message"].as_str().unwrap_or_else(|| self.body.as_str().unwrap_or("")).to_string(),
+        )
+    }
+    pub fn message(&self) -> String {
+        self.code_message().1
+    }
+    pub fn into_error(self, op: &str) -> Error {
+        let (code, message) = self.code_message();
+        Error::Graph { op: op.to_string(), status: self.status, code, message }
+    }
+}
+
+/// One request of a batch (or sent alone when batching is off).
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub id: String,
+    pub method: &'static str,
+    /// Relative to the Graph base, with a leading `/`, query included.
+    pub url: String,
+    pub body: Option<Value>,
+    pub depends_on: Option<String>,
+}
+
+/// When a retry is worth it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Opts {
+    /// 404 means "not replicated yet" (an object this run or a crashed one just created).
+    pub retry_not_found: bool,
+}
+
+struct Session {
+    client: GraphClient,
+    renew_at: Instant,
+}
+
+/// The Graph connection: graph-rs-sdk client, token, gate and counters.
+pub(crate) struct Graph {
+    pub config: GraphConfig,
+    loopback: bool,
+    http: reqwest::Client,
+    session: tokio::sync::Mutex<Option<Session>>,
+    gate: std::sync::Mutex<Option<Instant>>,
+    permits: Arc<Semaphore>,
+    counters: Counters,
+    rng: std::sync::Mutex<fastrand::Rng>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Accepts https on Microsoft's hosts, and plain http only on a loopback address (a simulator).
+fn check_endpoint(what: &str, raw: &str, hosts: &[&str]) -> Result<(Url, bool)> {
+    let url = Url::parse(raw).map_err(|e| Error::Endpoint(format!("{what} {raw:?} is not a URL: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Endpoint(format!("{what} {raw:?} must not carry a query or fragment")));
+    }
+    match url.scheme() {
+        "http" if is_loopback(&url) => Ok((url, true)),
+        "http" => Err(Error::Endpoint(format!(
+            "{what} {raw:?} uses plain http on a non-loopback host; only a local simulator (127.0.0.1, ::1, localhost) may use http"
+        ))),
+        "https" if url.host_str().is_some_and(|h| hosts.iter().any(|m| h.eq_ignore_ascii_case(m))) => Ok((url, false)),
+        "https" => Err(Error::Endpoint(format!("{what} {raw:?} is not a Microsoft host ({})", hosts.join(", ")))),
+        other => Err(Error::Endpoint(format!("{what} {raw:?}: unsupported scheme {other}"))),
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP-date, relative to `now`.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The wall clock, only to read `Retry-After` HTTP-dates (the server's clock is a wall clock).
+#[allow(clippy::disallowed_methods)]
+fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn split_url(url: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+    let segments = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let query = query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    (segments, query)
+}
+
+impl Graph {
+    pub fn new(config: GraphConfig) -> Result<Self> {
+        let (_, loopback) = check_endpoint("graph_url", &config.graph_url, &GRAPH_HOSTS)?;
+        let (_, login_loopback) = check_endpoint("login_url", &config.login_url, &LOGIN_HOSTS)?;
+        if loopback != login_loopback {
+            return Err(Error::Endpoint("graph_url and login_url must both be Microsoft's or both be a local simulator".into()));
+        }
+        if config.tenant_id.is_empty() || config.client_id.is_empty() || config.client_secret.expose().is_empty() {
+            return Err(Error::Auth("tenant id, client id and client secret are all required".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .https_only(!loopback)
+            .build()
+            .map_err(|e| Error::Endpoint(e.to_string()))?;
+        let concurrency = config.concurrency.max(1);
+        Ok(Graph {
+            config,
+            loopback,
+            http,
+            session: tokio::sync::Mutex::new(None),
+            gate: std::sync::Mutex::new(None),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            counters: Counters::default(),
+            rng: std::sync::Mutex::new(fastrand::Rng::new()),
+        })
+    }
+
+    pub fn stats(&self) -> CallStats {
+        CallStats {
+            http_calls: self.counters.http_calls.load(Ordering::Relaxed),
+            graph_requests: self.counters.graph_requests.load(Ordering::Relaxed),
+            retries: self.counters.retries.load(Ordering::Relaxed),
+            throttled: self.counters.throttled.load(Ordering::Relaxed),
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = Duration::from_millis(200).saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let cap = base.min(self.config.max_backoff);
+        let jitter = self.rng.lock().map(|mut r| r.f64()).unwrap_or(0.5);
+        cap.mul_f64(0.5 + jitter / 2.0)
+    }
+
+    fn wait_for(&self, reply_retry_after: Option<&str>, attempt: u32) -> Duration {
+        reply_retry_after.and_then(|v| parse_retry_after(v, wall_now())).map_or_else(|| self.backoff(attempt), |d| d.min(self.config.max_backoff.max(Duration::from_secs(120))))
+    }
+
+    fn close_gate(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        if let Ok(mut gate) = self.gate.lock() {
+            if gate.is_none_or(|g| g < until) {
+                *gate = Some(until);
+            }
+        }
+    }
+
+    async fn pass_gate(&self) {
+        loop {
+            let until = self.gate.lock().ok().and_then(|g| *g);
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// A client carrying a valid token, fetching a new token when it is close to expiry.
+    async fn client(&self) -> Result<GraphClient> {
+        let mut session = self.session.lock().await;
+        if let Some(s) = session.as_ref()
+            && Instant::now() < s.renew_at
+        {
+            return Ok(s.client.clone());
+        }
+        let (token, lifetime) = self.fetch_token().await?;
+        let config = GraphClientConfiguration::new().access_token(token.expose()).https_only(!self.loopback).timeout(self.config.request_timeout);
+        let mut client = GraphClient::from(config);
+        let url = Url::parse(&self.config.graph_url).map_err(|e| Error::Endpoint(e.to_string()))?;
+        if self.loopback {
+            // graph-rs-sdk panics on non-Microsoft hosts; its test endpoint is used only for a
+            // loopback URL, checked in `check_endpoint`.
+            client.use_test_endpoint(&url);
+        } else {
+            client.use_endpoint(&url);
+        }
+        let renew_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300)).max(lifetime / 2);
+        *session = Some(Session { client: client.clone(), renew_at });
+        Ok(client)
+    }
+
+    async fn forget_token(&self) {
+        *self.session.lock().await = None;
+    }
+
+    /// Client-credentials grant (graph-oauth cannot be pointed at a simulator's authority, so
+    /// this one form post is ours; it goes through the same retry rules).
+    async fn fetch_token(&self) -> Result<(Secret, Duration)> {
+        let url = format!("{}/{}/oauth2/v2.0/token", self.config.login_url, self.config.tenant_id);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", self.config.client_secret.expose()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ];
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
+            let result = self.http.post(&url).form(&form).send().await;
+            let (wait, last) = match result {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    match resp.json::<Value>().await {
+                        Ok(body) if status == 200 => {
+                            let token = body["access_token"].as_str().ok_or_else(|| Error::Auth("token response without access_token".into()))?;
+                            let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3599));
+                            return Ok((Secret::new(token), lifetime));
+                        }
+                        Ok(_) if matches!(status, 429 | 500..=599) => (self.wait_for(retry_after.as_deref(), attempt), format!("{status}")),
+                        Ok(body) => {
+                            let reason = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("refused").to_string();
+                            return Err(Error::Auth(format!("token endpoint answered {status}: {reason}")));
+                        }
+                        Err(e) => (self.backoff(attempt), e.to_string()),
+                    }
+                }
+                Err(e) => (self.backoff(attempt), e.to_string()),
+            };
+            if started.elapsed() + wait > self.config.budget {
+                return Err(Error::Budget { op: "token".into(), attempts: attempt, elapsed_ms: started.elapsed().as_millis() as u64, last });
+            }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn exchange(request: RequestHandler) -> std::result::Result<Reply, String> {
+        let resp = request.send().await.map_err(|e| format!("transport: {e}"))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let location = header("location");
+        let retry_after = header("retry-after");
+        let bytes = resp.bytes().await.map_err(|e| format!("transport (body): {e}"))?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(_) if !(200..300).contains(&status) => json!(String::from_utf8_lossy(&bytes)),
+                Err(e) => return Err(format!("invalid JSON from Graph: {e}")),
+            }
+        };
+        Ok(Reply { status, location, retry_after, body })
+    }
+
+    /// Sends one request built by `make`, retrying within the budget; returns the final
+    /// answer whatever its status (the caller maps non-2xx).
+    pub async fn call_raw<F>(&self, op: &str, opts: Opts, graph_requests: u64, make: F) -> Result<Reply>
+    where
+        F: Fn(&GraphClient) -> RequestHandler,
+    {
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut renewed = false;
+        loop {
+            attempt += 1;
+            self.pass_gate().await;
+            let client = self.client().await?;
+            let outcome = {
+                let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;
+                self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
+                self.counters.graph_requests.fetch_add(graph_requests, Ordering::Relaxed);
+                Self::exchange(make(&client)).await
+            };
+            let (wait, last) = match outcome {
+                Ok(reply) if reply.ok() => return Ok(reply),
+                Ok(reply) if reply.status == 429 => {
+                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    let wait = self.wait_for(reply.retry_after.as_deref(), attempt);
+                    self.close_gate(wait);
+                    (wait, format!("429 {}", reply.message()))
+                }
+                Ok(reply) if matches!(reply.status, 503 | 504 | 502) => {
+                    (self.wait_for(reply.retry_after.as_deref(), attempt), format!("{} {}", reply.status, reply.message()))
+                }
+                Ok(reply) if reply.status == 401 && !renewed => {
+                    renewed = true;
+                    self.forget_token().await;
+                    (Duration::ZERO, "401: token renewed".to_string())
+                }
+                Ok(reply) if reply.status == 404 && opts.retry_not_found => (self.backoff(attempt), format!("404 {}", reply.message())),
+                Ok(reply) => return Ok(reply),
+                Err(transport) => (self.backoff(attempt), transport),
+            };
+            if started.elapsed() + wait > self.config.budget {
+                return Err(Error::Budget { op: op.to_string(), attempts: attempt, elapsed_ms: started.elapsed().as_millis() as u64, last });
+            }
+            tracing::debug!(op, attempt, wait_ms = wait.as_millis() as u64, reason = %last, "graph retry");
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// As [`Graph::call_raw`], with any non-2xx answer turned into [`Error::Graph`].
+    pub async fn call<F>(&self, op: &str, opts: Opts, make: F) -> Result<Reply>
+    where
+        F: Fn(&GraphClient) -> RequestHandler,
+    {
+        let reply = self.call_raw(op, opts, 1, make).await?;
+        if reply.ok() { Ok(reply) } else { Err(reply.into_error(op)) }
+    }
+
+    /// A request from a relative URL (`/users/x/assignLicense?…`), body optional.
+    pub fn custom(client: &GraphClient, method: &str, url: &str, body: Option<&Value>) -> RequestHandler {
+        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        let body = body.map(|b| BodyRead::from_serialize(b));
+        let (segments, query) = split_url(url);
+        let mut handler = match body {
+            Some(Ok(b)) => client.custom(method, Some(b)),
+            Some(Err(_)) | None => client.custom(method, None),
+        };
+        if !segments.is_empty() {
+            handler = handler.extend_path(&segments);
+        }
+        for (k, v) in query {
+            handler = handler.append_query_pair(k, v);
+        }
+        handler
+    }
+
+    /// Every item of a listing, following `@odata.nextLink` with the same retries.
+    pub async fn list_all(&self, op: &str, url: &str, eventual: bool) -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut next = Some(url.to_string());
+        while let Some(relative) = next.take() {
+            let reply = self
+                .call(op, Opts::default(), |c| {
+                    let h = Self::custom(c, "GET", &relative, None);
+                    if eventual {
+                        h.header(reqwest::header::HeaderName::from_static("consistencylevel"), reqwest::header::HeaderValue::from_static("eventual"))
+                    } else {
+                        h
+                    }
+                })
+                .await?;
+            if let Some(values) = reply.body["value"].as_array() {
+                items.extend(values.iter().cloned());
+            }
+            if let Some(link) = reply.body["@odata.nextLink"].as_str() {
+                // The token goes only to the configured Graph base.
+                let rest = link
+                    .strip_prefix(&self.config.graph_url)
+                    .ok_or_else(|| Error::Endpoint(format!("nextLink {link:?} leaves the Graph endpoint")))?;
+                next = Some(rest.to_string());
+            }
+        }
+        Ok(items)
+    }
+
+    /// Runs groups of items that must stay together (a unit: a create and the request that
+    /// depends on it). Batched: up to 20 per `$batch`, all batches in flight at once (bounded),
+    /// throttled or not-yet-replicated items retried in a new batch after the longest wait.
+    /// Unbatched: one request per item. Returns the final answer of every item by id.
+    pub async fn run_items(&self, op: &str, units: Vec<Vec<Item>>, opts: Opts) -> Result<BTreeMap<String, Reply>> {
+        if !self.config.batch {
+            let mut results = BTreeMap::new();
+            for unit in units {
+                for item in unit {
+                    let failed_dep = item.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(|r: &Reply| !r.ok()));
+                    let reply = if failed_dep {
+                        Reply { status: 424, location: None, retry_after: None, body: json!({"error": {"code": "FailedDependency", "message": "dependency failed"}}) }
+                    } else {
+                        self.call_raw(op, opts, 1, |c| Self::custom(c, item.method, &item.url, item.body.as_ref())).await?
+                    };
+                    results.insert(item.id.clone(), reply);
+                }
+            }
+            return Ok(results);
+        }
+        let started = Instant::now();
+        let mut results: BTreeMap<String, Reply> = BTreeMap::new();
+        let mut pending = units;
+        let mut round: u32 = 0;
+        while !pending.is_empty() {
+            round += 1;
+            let mut batches: Vec<Vec<Item>> = Vec::new();
+            for unit in pending.drain(..) {
+                match batches.last_mut() {
+                    Some(b) if b.len() + unit.len() <= crate::client::MAX_BATCH => b.extend(unit),
+                    _ => batches.push(unit),
+                }
+            }
+            let sends = batches.iter().map(|batch| self.send_batch(op, batch));
+            let answers = futures_util::future::join_all(sends).await;
+            let mut wait = Duration::ZERO;
+            let mut retry: Vec<Vec<Item>> = Vec::new();
+            let mut last = String::new();
+            for (batch, answer) in batches.into_iter().zip(answers) {
+                let mut answer = answer?;
+                // Regroup by unit: an item whose dependency is retried goes with it.
+                let mut carried: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+                for item in batch {
+                    let reply = answer.remove(&item.id).unwrap_or(Reply {
+                        status: 500,
+                        location: None,
+                        retry_after: None,
+                        body: json!({"error": {"code": "missingResponse", "message": "no response for this id"}}),
+                    });
+                    let dep_retried = item.depends_on.as_ref().is_some_and(|d| carried.contains_key(d));
+                    let retryable = matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
+                    if dep_retried {
+                        if let Some(d) = item.depends_on.clone()
+                            && let Some(unit) = carried.get_mut(&d)
+                        {
+                            unit.push(item.clone());
+                            carried.insert(item.id.clone(), Vec::new());
+                        }
+                        continue;
+                    }
+                    if retryable {
+                        if reply.status == 429 {
+                            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                        }
+                        wait = wait.max(self.wait_for(reply.retry_after.as_deref(), round));
+                        last = format!("{} {}", reply.status, reply.message());
+                        let mut again = item.clone();
+                        // A dependency that already succeeded is not resent.
+                        if again.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(Reply::ok)) {
+                            again.depends_on = None;
+                        }
+                        carried.insert(item.id.clone(), vec![again]);
+                        continue;
+                    }
+                    results.insert(item.id.clone(), reply);
+                }
+                retry.extend(carried.into_values().filter(|u| !u.is_empty()));
+            }
+            if retry.is_empty() {
+                break;
+            }
+            if started.elapsed() + wait > self.config.budget {
+                return Err(Error::Budget { op: op.to_string(), attempts: round, elapsed_ms: started.elapsed().as_millis() as u64, last });
+            }
+            self.counters.retries.fetch_add(retry.iter().map(|u| u.len() as u64).sum(), Ordering::Relaxed);
+            if wait > Duration::ZERO {
+                self.close_gate(wait);
+            }
+            pending = retry;
+        }
+        Ok(results)
+    }
+
+    async fn send_batch(&self, op: &str, items: &[Item]) -> Result<BTreeMap<String, Reply>> {
+        let requests: Vec<Value> = items
+            .iter()
+            .map(|i| {
+                let mut r = json!({"id": i.id, "method": i.method, "url": i.url});
+                if let Some(b) = &i.body {
+                    r["body"] = b.clone();
+                    r["headers"] = json!({"Content-Type": "application/json"});
+                }
+                if let Some(d) = &i.depends_on {
+                    r["dependsOn"] = json!([d]);
+                }
+                r
+            })
+            .collect();
+        let payload = json!({"requests": requests});
+        let reply = self.call_raw(op, Opts::default(), items.len() as u64, |c| c.batch(&payload)).await?;
+        if !reply.ok() {
+            return Err(reply.into_error(op));
+        }
+        let mut out = BTreeMap::new();
+        for r in reply.body["responses"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            let status = r["status"].as_u64().unwrap_or(500) as u16;
+            let header = |name: &str| {
+                r["headers"].as_object().and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).and_then(|(_, v)| v.as_str()).map(str::to_string)
+            };
+            out.insert(id, Reply { status, location: header("location"), retry_after: header("retry-after"), body: r["body"].clone() });
+        }
+        Ok(out)
+    }
+}
+
+/// Graph's limit of requests per `$batch`.
+pub(crate) const MAX_BATCH: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_both_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(3));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(3)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn endpoints() {
+        assert!(check_endpoint("g", "https://graph.microsoft.com/v1.0", &GRAPH_HOSTS).is_ok_and(|(_, l)| !l));
+        assert!(check_endpoint("g", "http://127.0.0.1:8080/v1.0", &GRAPH_HOSTS).is_ok_and(|(_, l)| l));
+        assert!(check_endpoint("g", "http://[::1]:8080/v1.0", &GRAPH_HOSTS).is_ok_and(|(_, l)| l));
+        assert!(check_endpoint("g", "http://localhost:1/v1.0", &GRAPH_HOSTS).is_ok());
+        for bad in ["http://graph.microsoft.com/v1.0", "http://10.0.0.1/v1.0", "https://evil.example/v1.0", "ftp://127.0.0.1/", "https://graph.microsoft.com/v1.0?x=1", "nonsense"] {
+            assert!(check_endpoint("g", bad, &GRAPH_HOSTS).is_err(), "{bad} accepted");
+        }
+        let err = check_endpoint("graph_url", "http://10.0.0.1/v1.0", &GRAPH_HOSTS).unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn urls_split() {
+        let (s, q) = split_url("/users?$filter=endswith(userPrincipalName,'@a.fr')&$count=true");
+        assert_eq!(s, ["users"]);
+        assert_eq!(q, [("$filter".to_string(), "endswith(userPrincipalName,'@a.fr')".to_string()), ("$count".to_string(), "true".to_string())]);
+    }
+}

@@ -1,0 +1,85 @@
+//! The crisis zone: the records Graph asks for, written as a BIND fragment and published.
+
+use crate::{BoxFut, DnsRecord, Error, Result};
+
+/// The records as a BIND zone fragment (`$ORIGIN` + one line per record).
+pub fn zone_fragment(domain: &str, comment: &str, records: &[DnsRecord]) -> String {
+    let mut out = String::new();
+    for line in comment.lines() {
+        out.push_str(&format!("; {}\n", line.replace(['\r', '\n'], " ")));
+    }
+    out.push_str(&format!("$ORIGIN {domain}.\n$TTL 3600\n"));
+    for r in records {
+        let data = match r.kind.as_str() {
+            "TXT" => format!("\"{}\"", r.value.replace('\\', "\\\\").replace('"', "\\\"")),
+            _ => r.value.clone(),
+        };
+        out.push_str(&format!("{}. {} IN {} {} ; {}\n", r.name, r.ttl, r.kind, data, r.service));
+    }
+    out
+}
+
+/// Publishes the zone's records where resolvers will find them.
+pub trait DnsPublisher: Send + Sync {
+    /// Replaces the zone's records; `Ok(false)` when publication is left to a person.
+    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
+}
+
+/// No automatic publication: ops publish the written zone fragment at the registrar.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ManualDns;
+
+impl DnsPublisher for ManualDns {
+    fn publish<'a>(&'a self, _zone: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// Publication through an HTTP zone API (the Graph simulator's `PUT /_sim/dns/{zone}`).
+#[derive(Debug, Clone)]
+pub struct HttpDnsPublisher {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl HttpDnsPublisher {
+    pub fn new(base: &str) -> Self {
+        HttpDnsPublisher { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+}
+
+impl DnsPublisher for HttpDnsPublisher {
+    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async move {
+            let body: Vec<serde_json::Value> =
+                records.iter().map(|r| serde_json::json!({"type": r.kind, "name": r.name, "value": r.value})).collect();
+            let mut last = String::new();
+            for attempt in 0..5u32 {
+                match self.http.put(format!("{}/_sim/dns/{zone}", self.base)).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => return Ok(true),
+                    Ok(r) => last = format!("zone API answered {}", r.status()),
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(Error::Dns(last))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_fragment_quotes_txt_and_comments_safely() {
+        let records = vec![
+            DnsRecord { name: "a.fr".into(), kind: "TXT".into(), ttl: 3600, value: "MS=ms1 \"x\"".into(), service: "Email".into() },
+            DnsRecord { name: "a.fr".into(), kind: "MX".into(), ttl: 3600, value: "0 a-fr.mail.protection.outlook.com.".into(), service: "Email".into() },
+        ];
+        let z = zone_fragment("a.fr", "crise 1\n$ORIGIN evil.", &records);
+        assert!(z.contains("a.fr. 3600 IN TXT \"MS=ms1 \\\"x\\\"\" ; Email"), "{z}");
+        assert!(z.contains("a.fr. 3600 IN MX 0 a-fr.mail.protection.outlook.com. ; Email"), "{z}");
+        assert!(z.contains("; $ORIGIN evil.") && z.matches("\n$ORIGIN").count() == 1, "{z}");
+    }
+}

@@ -1,0 +1,256 @@
+//! Microsoft 365 provisioning for a crisis kit, over graph-rs-sdk.
+//!
+//! This is the only crate that sees Graph: the engine and the daemon use the [`M365`] trait
+//! and the plain types below. [`GraphProvider`] implements it with graph-rs-sdk, one
+//! resilience layer of its own (retries, `Retry-After`, `$batch` in groups of 20, paging,
+//! bounded concurrency, a time budget per operation) and app-only client-credentials auth.
+//! Every operation looks up what exists before creating, so running it again after a crash
+//! creates nothing twice.
+
+mod client;
+mod dns;
+mod ops;
+mod password;
+mod provision;
+
+pub use client::{CallStats, GraphConfig};
+pub use dns::{DnsPublisher, HttpDnsPublisher, ManualDns, zone_fragment};
+pub use ops::GraphProvider;
+pub use password::generate_password;
+pub use provision::{Kit, KitSpec, critical_path_calls, provision};
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so that [`M365`] can be used as `dyn M365`.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A secret string: never printed by `Debug`, never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that must send or show it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What went wrong, with Graph's own code and message when Graph refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Graph endpoint refused: {0}")]
+    Endpoint(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("{op}: Graph answered {status} {code}: {message}")]
+    Graph { op: String, status: u16, code: String, message: String },
+    #[error("{op}: gave up after {attempts} attempts in {elapsed_ms} ms (time budget); last: {last}")]
+    Budget { op: String, attempts: u32, elapsed_ms: u64, last: String },
+    #[error("not enough {sku} licences: {needed} needed, {available} available ({missing} missing)")]
+    LicencesExhausted { sku: String, needed: u32, available: u32, missing: u32 },
+    #[error("no subscribed SKU with part number {0}")]
+    SkuNotFound(String),
+    #[error("domain {domain} is still referenced by {} object(s) ({}); wind the accounts down first, or confirm a forced delete", references.len(), references.join(", "))]
+    DomainReferenced { domain: String, references: Vec<String> },
+    #[error("DNS publication failed: {0}")]
+    Dns(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Whether retrying the same step later may succeed (throttling, outage, propagation).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Budget { .. } | Error::Dns(_))
+            || matches!(self, Error::Graph { status, .. } if *status >= 500 || *status == 429 || *status == 404)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One DNS record of the crisis zone, as Graph describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// Fully qualified owner name, without the final dot.
+    pub name: String,
+    /// `TXT`, `MX`, `CNAME` or `SRV`.
+    pub kind: String,
+    pub ttl: u32,
+    /// The record data in zone-file form (`0 x.mail.protection.outlook.com.` for an MX).
+    pub value: String,
+    /// The Microsoft 365 service the record is for (`Email`, `OfficeCommunicationsOnline`).
+    pub service: String,
+}
+
+/// The backup domain's state in the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainState {
+    pub name: String,
+    pub verified: bool,
+    pub services: Vec<String>,
+    pub verification: Vec<DnsRecord>,
+    /// Whether this run created it (false when it already existed).
+    pub created: bool,
+}
+
+/// One agent who needs an account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub name: String,
+    pub service: String,
+}
+
+/// One account on the backup domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub upn: String,
+    pub id: String,
+    pub display_name: String,
+    pub service: String,
+    pub created: bool,
+    pub licensed: bool,
+}
+
+/// The collaborative space to ensure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamSpec {
+    /// Deterministic key: the group's mailNickname (e.g. `crise-13005-2026-001`).
+    pub nickname: String,
+    pub display_name: String,
+    pub description: String,
+    pub owners: Vec<String>,
+    pub members: Vec<String>,
+    /// (name, description) of each channel besides « General ».
+    pub channels: Vec<(String, String)>,
+}
+
+/// The collaborative space as provisioned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub group_id: String,
+    pub mail: String,
+    pub web_url: String,
+    pub drive_url: String,
+    pub channels: Vec<String>,
+    pub created: bool,
+}
+
+/// The standing visio of the crisis cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeetingSpec {
+    pub organizer: String,
+    /// Deterministic key (`createOrGet` returns the same meeting for the same one).
+    pub external_id: String,
+    pub subject: String,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeetingInfo {
+    pub id: String,
+    pub join_url: String,
+}
+
+/// What the hand-back wind-down did to the accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindDown {
+    /// Accounts revoked and disabled; the commune retrieves their mail and files.
+    pub accounts: Vec<String>,
+    pub licences_removed: u32,
+}
+
+/// How the domain was removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainRemoval {
+    Deleted,
+    ForceDeleted { renamed: usize },
+    AlreadyAbsent,
+}
+
+/// One isolation check, worded in French for the crisis file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolationCheck {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Evidence that the kit is isolated from the commune's IT and from the metropole's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolationReport {
+    pub domain: String,
+    pub ok: bool,
+    pub checks: Vec<IsolationCheck>,
+}
+
+/// Microsoft 365 operations the engine needs, each idempotent.
+pub trait M365: Send + Sync {
+    /// Creates the domain unless it exists; returns its verification records.
+    fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
+    /// Asks Graph to verify the domain (its TXT record must be published).
+    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
+    /// Enables Email and Teams on the verified domain; returns the records to publish.
+    fn enable_services<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<DnsRecord>>>;
+    /// One licensed account per agent on the domain (created unless it exists).
+    fn ensure_accounts<'a>(&'a self, domain: &'a str, agents: &'a [AgentSpec]) -> BoxFut<'a, Result<Vec<Account>>>;
+    /// Group, Team, channels and drive.
+    fn ensure_team<'a>(&'a self, spec: &'a TeamSpec) -> BoxFut<'a, Result<TeamInfo>>;
+    fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>>;
+    /// New one-time passwords (change forced at first sign-in), returned once, never stored.
+    fn reset_passwords<'a>(&'a self, upns: &'a [String]) -> BoxFut<'a, Result<Vec<(String, Secret)>>>;
+    /// Revokes sessions, disables the accounts and removes their licences.
+    fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>>;
+    /// Deletes the accounts of the domain (after the commune retrieved their data).
+    fn delete_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<usize>>;
+    /// Deletes the group (and its Team); false when it was already gone.
+    fn delete_group<'a>(&'a self, nickname: &'a str) -> BoxFut<'a, Result<bool>>;
+    /// Removes the domain; `force` renames remaining references (explicit confirmation only).
+    fn remove_domain<'a>(&'a self, name: &'a str, force: bool) -> BoxFut<'a, Result<DomainRemoval>>;
+    fn isolation_report<'a>(&'a self, domain: &'a str, nickname: &'a str, commune_domain: Option<&'a str>) -> BoxFut<'a, Result<IsolationReport>>;
+    fn stats(&self) -> CallStats;
+}
+
+/// The backup domain for a commune from a pattern such as `{slug}.secours-amp.fr`.
+pub fn backup_domain(pattern: &str, commune_name: &str, insee: &str) -> Result<String> {
+    let slug = repli_core::text::ascii_slug(commune_name, '-');
+    let name = pattern.replace("{slug}", &slug).replace("{insee}", insee).to_ascii_lowercase();
+    let valid = name.len() <= 253
+        && name.contains('.')
+        && !name.contains('{')
+        && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if valid { Ok(name) } else { Err(Error::Invalid(format!("domain pattern {pattern:?} gives an invalid name {name:?}"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_domains() {
+        assert_eq!(backup_domain("{slug}.secours-amp.fr", "Saint-Rémy-de-Provence", "13100").unwrap(), "saint-remy-de-provence.secours-amp.fr");
+        assert_eq!(backup_domain("c{insee}.secours-amp.fr", "Aubagne", "13005").unwrap(), "c13005.secours-amp.fr");
+        assert!(backup_domain("{slug}", "Aubagne", "13005").is_err());
+        assert!(backup_domain("{slug}.x.fr", "日本", "13005").is_err());
+        assert!(backup_domain("{slugs}.x.fr", "A", "1").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -1,0 +1,89 @@
+//! The whole automated provisioning of a kit, in dependency order with independent parts in
+//! parallel. The engine runs the same operations one playbook step at a time; this function
+//! serves the benchmark and is the reference for the critical path.
+
+use crate::{Account, AgentSpec, DnsPublisher, DnsRecord, DomainState, IsolationReport, M365, MeetingInfo, MeetingSpec, Result, TeamInfo, TeamSpec, zone_fragment};
+use serde::{Deserialize, Serialize};
+
+/// What to provision for one crisis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KitSpec {
+    pub crisis_id: String,
+    pub commune: String,
+    pub domain: String,
+    pub agents: Vec<AgentSpec>,
+    pub channels: Vec<(String, String)>,
+    pub meeting_start: String,
+    pub meeting_end: String,
+}
+
+/// What the provisioning produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kit {
+    pub domain: DomainState,
+    pub records: Vec<DnsRecord>,
+    pub zone: String,
+    pub dns_published: bool,
+    pub accounts: Vec<Account>,
+    pub team: TeamInfo,
+    pub meeting: MeetingInfo,
+    pub isolation: IsolationReport,
+}
+
+impl KitSpec {
+    /// The group's deterministic mailNickname.
+    pub fn nickname(&self) -> String {
+        format!("crise-{}", self.crisis_id.to_ascii_lowercase())
+    }
+
+    pub fn team_spec(&self, accounts: &[Account]) -> TeamSpec {
+        TeamSpec {
+            nickname: self.nickname(),
+            display_name: format!("Cellule de crise — {}", self.commune),
+            description: format!("Espace de secours de la commune de {} (crise {})", self.commune, self.crisis_id),
+            owners: accounts.iter().take(1).map(|a| a.upn.clone()).collect(),
+            members: accounts.iter().map(|a| a.upn.clone()).collect(),
+            channels: self.channels.clone(),
+        }
+    }
+
+    pub fn meeting_spec(&self, accounts: &[Account]) -> Option<MeetingSpec> {
+        accounts.first().map(|organizer| MeetingSpec {
+            organizer: organizer.upn.clone(),
+            external_id: format!("repli-{}", self.crisis_id),
+            subject: format!("Point de situation quotidien — cellule de crise de {}", self.commune),
+            start: self.meeting_start.clone(),
+            end: self.meeting_end.clone(),
+        })
+    }
+}
+
+/// Sequential Graph round trips on the longest path of [`provision`] (token included) with
+/// no faults: token; domain get, create, records; verify (its state read, then the verify);
+/// services (get, patch, records); accounts (listing ∥ SKUs, then one wave of batches);
+/// group lookup, create, members wave when more than 20; Team get, put, one poll, get;
+/// channels ∥ drive; channel creates; isolation (domain ∥ users ∥ group), then members.
+pub fn critical_path_calls(agents: usize) -> u32 {
+    let members_wave = u32::from(agents > 20);
+    1 + 3 + 3 + 3 + 2 + 2 + members_wave + 4 + 1 + 1 + 2
+}
+
+/// Provisions the whole kit.
+pub async fn provision(m365: &dyn M365, dns: &dyn DnsPublisher, spec: &KitSpec) -> Result<Kit> {
+    let domain = m365.ensure_domain(&spec.domain).await?;
+    let comment = format!("Repli — zone de secours de {} (crise {})", spec.commune, spec.crisis_id);
+    let mut published = dns.publish(&spec.domain, &domain.verification).await?;
+    let created = domain.created;
+    let domain = DomainState { created, ..m365.verify_domain(&spec.domain).await? };
+    let services = m365.enable_services(&spec.domain).await?;
+    let mut records = domain.verification.clone();
+    records.extend(services);
+    let (dns_done, accounts) = tokio::join!(dns.publish(&spec.domain, &records), m365.ensure_accounts(&spec.domain, &spec.agents));
+    published &= dns_done?;
+    let accounts = accounts?;
+    let team_spec = spec.team_spec(&accounts);
+    let meeting_spec = spec.meeting_spec(&accounts).ok_or_else(|| crate::Error::Invalid("at least one agent is needed".into()))?;
+    let (team, meeting) = tokio::try_join!(m365.ensure_team(&team_spec), m365.ensure_meeting(&meeting_spec))?;
+    let isolation = m365.isolation_report(&spec.domain, &team_spec.nickname, None).await?;
+    Ok(Kit { zone: zone_fragment(&spec.domain, &comment, &records), domain, records, dns_published: published, accounts, team, meeting, isolation })
+}

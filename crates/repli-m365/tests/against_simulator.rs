@@ -1,0 +1,286 @@
+//! The real graph-rs-sdk client, over HTTP, against the Graph simulator.
+
+use repli_graph_sim::{Faults, RetryAfterFormat, SimConfig, Simulator};
+use repli_m365::{
+    AgentSpec, DomainRemoval, Error, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365, Secret, provision,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn sim(config: SimConfig) -> Simulator {
+    Simulator::start("127.0.0.1:0", config).await.unwrap()
+}
+
+fn provider(sim: &Simulator, tweak: impl FnOnce(&mut GraphConfig)) -> GraphProvider {
+    let mut config = GraphConfig::new(&sim.graph_url(), sim.base_url(), "tenant-amp", "client-repli", Secret::new("s3cret"));
+    config.budget = Duration::from_secs(60);
+    tweak(&mut config);
+    GraphProvider::new(config).unwrap()
+}
+
+fn agents(n: usize) -> Vec<AgentSpec> {
+    (0..n).map(|i| AgentSpec { name: format!("Agent{i} Nom-Élu{i}"), service: "Accueil".into() }).collect()
+}
+
+fn spec(n: usize) -> KitSpec {
+    KitSpec {
+        crisis_id: "13005-2026-001".into(),
+        commune: "Aubagne".into(),
+        domain: "aubagne.secours-amp.fr".into(),
+        agents: agents(n),
+        channels: vec![("Cellule de crise".into(), "Décisions".into()), ("Services".into(), "Coordination".into())],
+        meeting_start: "2026-11-23T09:00:00+01:00".into(),
+        meeting_end: "2026-11-23T09:30:00+01:00".into(),
+    }
+}
+
+/// Exactly one of each object, whatever happened before.
+fn assert_one_kit(state: &Value, agents: usize) {
+    let c = &state["counts"];
+    assert_eq!(c["domains"], 1, "{c}");
+    assert_eq!(c["users"], agents, "{c}");
+    assert_eq!(c["licensesAssigned"], agents, "{c}");
+    assert_eq!(c["groups"], 1, "{c}");
+    assert_eq!(c["teams"], 1, "{c}");
+    assert_eq!(c["channels"], 3, "{c}");
+    assert_eq!(c["onlineMeetings"], 1, "{c}");
+    assert_eq!(state["domains"][0]["isVerified"], true);
+    assert_eq!(state["groups"][0]["members"], agents);
+    assert_eq!(state["groups"][0]["owners"], 1);
+}
+
+#[tokio::test]
+async fn provisions_a_whole_kit_once_and_a_rerun_creates_nothing() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    let kit = provision(&m365, &dns, &spec(25)).await.unwrap();
+    assert_one_kit(&sim.state(), 25);
+    assert!(kit.domain.created && kit.domain.verified && kit.dns_published);
+    assert!(kit.accounts.iter().all(|a| a.created && a.licensed && a.upn.ends_with("@aubagne.secours-amp.fr")));
+    assert_eq!(kit.accounts[0].upn, "agent0.nom-elu0@aubagne.secours-amp.fr");
+    assert!(kit.team.drive_url.starts_with("https://") && kit.meeting.join_url.starts_with("https://teams.microsoft.com/"));
+    assert!(kit.isolation.ok, "{:?}", kit.isolation);
+    for kind in ["TXT", "MX", "CNAME", "SRV"] {
+        assert!(kit.records.iter().any(|r| r.kind == kind), "no {kind} in {:?}", kit.records);
+    }
+    assert!(kit.zone.contains("IN MX 0 aubagne-secours-amp-fr.mail.protection.outlook.com."), "{}", kit.zone);
+    assert!(kit.zone.contains("IN TXT \"v=spf1 include:spf.protection.outlook.com -all\""));
+    // 25 accounts and 25 licences went in two batches, not fifty requests.
+    assert!(m365.stats().http_calls < 40, "{:?}", m365.stats());
+
+    let again = provision(&m365, &dns, &spec(25)).await.unwrap();
+    assert_one_kit(&sim.state(), 25);
+    assert!(!again.domain.created && !again.team.created);
+    assert!(again.accounts.iter().all(|a| !a.created && a.licensed));
+    assert_eq!(again.meeting.join_url, kit.meeting.join_url);
+}
+
+#[tokio::test]
+async fn throttling_with_retry_after_in_seconds_and_as_http_date() {
+    for format in [RetryAfterFormat::Seconds, RetryAfterFormat::HttpDate] {
+        let faults = Faults { throttle_rps: Some(25), retry_after_format: format, ..Faults::default() };
+        let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+        let m365 = provider(&sim, |_| {});
+        provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(30)).await.unwrap();
+        assert_one_kit(&sim.state(), 30);
+        let stats = m365.stats();
+        assert!(stats.throttled > 0, "{format:?}: never throttled: {stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn outages_and_dropped_connections_are_retried_without_duplicates() {
+    let faults = Faults { fail_rate: 0.15, reset_rate: 0.15, ..Faults::default() };
+    let sim = sim(SimConfig { faults, seed: 7, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(22)).await.unwrap();
+    assert_one_kit(&sim.state(), 22);
+    assert!(m365.stats().retries > 0);
+}
+
+#[tokio::test]
+async fn eventual_consistency_is_waited_out() {
+    let sim = sim(SimConfig { consistency: Duration::from_millis(400), ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(12)).await.unwrap();
+    assert_one_kit(&sim.state(), 12);
+}
+
+#[tokio::test]
+async fn a_provisioning_interrupted_half_way_and_run_again_ends_with_one_of_each() {
+    // Cut the run at several points (the future is dropped mid-flight, as a crash would),
+    // with replication lag so that a re-run cannot simply see what the last one made.
+    for cut_ms in [15u64, 60, 120, 200, 320] {
+        let faults = Faults { latency_ms: 10, ..Faults::default() };
+        let sim = sim(SimConfig { faults, consistency: Duration::from_millis(150), ..SimConfig::default() }).await;
+        let dns = HttpDnsPublisher::new(sim.base_url());
+        {
+            let m365 = provider(&sim, |_| {});
+            let cut = tokio::time::timeout(Duration::from_millis(cut_ms), provision(&m365, &dns, &spec(24))).await;
+            assert!(cut.is_err(), "run finished before the cut at {cut_ms} ms");
+        }
+        let m365 = provider(&sim, |_| {});
+        provision(&m365, &dns, &spec(24)).await.unwrap();
+        assert_one_kit(&sim.state(), 24);
+    }
+}
+
+#[tokio::test]
+async fn listings_follow_next_links() {
+    let sim = sim(SimConfig { max_page: 7, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    provision(&m365, &dns, &spec(30)).await.unwrap();
+    // The second run must find all 30 accounts across five pages, or it would try to create.
+    let again = provision(&m365, &dns, &spec(30)).await.unwrap();
+    assert!(again.accounts.iter().all(|a| !a.created));
+    assert_one_kit(&sim.state(), 30);
+}
+
+#[tokio::test]
+async fn running_out_of_licences_says_how_many_and_creates_nothing() {
+    let sim = sim(SimConfig { licences: 5, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(8)).await.unwrap_err();
+    match &err {
+        Error::LicencesExhausted { needed: 8, available: 5, missing: 3, .. } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("3 missing"));
+    assert_eq!(sim.state()["counts"]["users"], 0);
+}
+
+#[tokio::test]
+async fn wind_down_then_remove_everything() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let spec = spec(21);
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    let passwords = m365.reset_passwords(&["agent0.nom-elu0@aubagne.secours-amp.fr".to_string()]).await.unwrap();
+    assert_eq!(passwords.len(), 1);
+
+    let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
+    assert_eq!(down.accounts.len(), 21);
+    assert_eq!(down.licences_removed, 21);
+    let state = sim.state();
+    assert_eq!(state["counts"]["enabledUsers"], 0);
+    assert_eq!(state["counts"]["licensesAssigned"], 0);
+    assert!(state["users"].as_array().unwrap().iter().all(|u| u["revocations"] == 1));
+
+    match m365.remove_domain(&spec.domain, false).await {
+        Err(Error::DomainReferenced { references, .. }) => assert_eq!(references.len(), 21),
+        other => panic!("domain removed while referenced: {other:?}"),
+    }
+    assert!(m365.delete_group(&spec.nickname()).await.unwrap());
+    assert!(!m365.delete_group(&spec.nickname()).await.unwrap());
+    assert_eq!(m365.delete_accounts(&spec.domain).await.unwrap(), 21);
+    assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
+    assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::AlreadyAbsent);
+    let counts = &sim.state()["counts"];
+    assert_eq!((counts["domains"].as_u64(), counts["users"].as_u64(), counts["groups"].as_u64()), (Some(0), Some(0), Some(0)));
+}
+
+#[tokio::test]
+async fn forced_domain_removal_renames_references() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let spec = spec(3);
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    assert_eq!(m365.remove_domain(&spec.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { renamed: 3 });
+    assert_eq!(sim.state()["counts"]["domains"], 0);
+    assert_eq!(sim.state()["counts"]["enabledUsers"], 0);
+}
+
+#[tokio::test]
+async fn hostile_names_become_safe_logins() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let mut s = spec(0);
+    s.agents = vec![
+        AgentSpec { name: "<script>alert(1)</script>".into(), service: "x".into() },
+        AgentSpec { name: "Renée O'Brien".into(), service: "'; DROP TABLE users; --".into() },
+        AgentSpec { name: "Renée  O'Brien".into(), service: "x".into() },
+    ];
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &s).await.unwrap();
+    let upns: Vec<&str> = kit.accounts.iter().map(|a| a.upn.as_str()).collect();
+    assert_eq!(upns, ["script-alert-1-script@aubagne.secours-amp.fr", "renee.o-brien@aubagne.secours-amp.fr", "renee.o-brien2@aubagne.secours-amp.fr"]);
+    assert_eq!(kit.accounts[1].display_name, "Renée O'Brien");
+}
+
+#[tokio::test]
+async fn endpoints_and_credentials_are_checked() {
+    let sim = sim(SimConfig { client_secret: Some("right".into()), ..SimConfig::default() }).await;
+    for (graph, login) in [("http://10.1.2.3/v1.0", "http://10.1.2.3"), ("https://graph.evil.example/v1.0", "https://login.microsoftonline.com")] {
+        let err = GraphProvider::new(GraphConfig::new(graph, login, "t", "c", Secret::new("s"))).unwrap_err();
+        assert!(matches!(err, Error::Endpoint(_)), "{err}");
+    }
+    let m365 = provider(&sim, |c| c.client_secret = Secret::new("wrong"));
+    let err = m365.ensure_domain("a.secours-amp.fr").await.unwrap_err();
+    assert!(matches!(&err, Error::Auth(m) if m.contains("AADSTS7000215")), "{err}");
+    assert!(!format!("{err:?}").contains("wrong"));
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed() {
+    let sim = sim(SimConfig { token_ttl: Duration::from_secs(1), ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    m365.ensure_domain("a.secours-amp.fr").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    m365.ensure_domain("a.secours-amp.fr").await.unwrap();
+}
+
+/// Talks to the simulator without Repli's client, to pin its Graph-like refusals.
+async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "c"), ("client_secret", "s"), ("scope", "https://graph.microsoft.com/.default")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = http
+        .request(method, format!("{}{path}", sim.graph_url()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_what_graph_refuses() {
+    let sim = sim(SimConfig::default()).await;
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/groups", json!({"displayName": "x", "colour": "red"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["message"], "Could not find a property named 'colour' on type 'microsoft.graph.group'.");
+    let requests: Vec<Value> = (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/subscribedSkus"})).collect();
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": requests})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("20"));
+    // dependsOn on a failed request → 424; a user on an unverified domain → 400.
+    let (status, body) = raw(
+        &sim,
+        reqwest::Method::POST,
+        "/$batch",
+        json!({"requests": [
+            {"id": "1", "method": "POST", "url": "/users", "body": {"accountEnabled": true, "displayName": "A", "mailNickname": "a",
+              "userPrincipalName": "a@unverified.fr", "passwordProfile": {"password": "Xx1!xxxxxxxx"}}},
+            {"id": "2", "method": "POST", "url": "/users/a@unverified.fr/assignLicense", "dependsOn": ["1"], "body": {"addLicenses": [], "removeLicenses": []}},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["responses"][0]["status"], 400);
+    assert!(body["responses"][0]["body"]["error"]["message"].as_str().unwrap().contains("verified domain"));
+    assert_eq!(body["responses"][1]["status"], 424);
+    let (status, _) = raw(&sim, reqwest::Method::PATCH, "/users/nobody", json!({"accountEnabled": false})).await;
+    assert_eq!(status, 404);
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/users/x/assignLicense", json!({"licences": []})).await;
+    assert_eq!(status, 400, "{body}");
+}
