@@ -15,6 +15,127 @@ use sha2::{Digest, Sha256};
 pub enum BenchCmd {
     /// Audit chain: append rate, and verify rate against raw SHA-256 over the same bytes.
     Audit(AuditBench),
+    /// Microsoft 365 provisioning against a fresh Graph simulator, batched and concurrent,
+    /// next to a sequential baseline (one call at a time, no batch) as an admin script would.
+    Provision(ProvisionBench),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionBench {
+    #[arg(long, default_value_t = 50)]
+    pub agents: usize,
+    /// Simulated Graph round-trip latency.
+    #[arg(long, default_value_t = 100)]
+    pub latency_ms: u64,
+    /// Simulated throttling: requests per second (inner batch requests count).
+    #[arg(long)]
+    pub throttle_rps: Option<u32>,
+    /// Skip the sequential baseline (it takes calls × latency).
+    #[arg(long)]
+    pub no_baseline: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ProvisionRun {
+    seconds: f64,
+    http_calls: u64,
+    graph_requests: u64,
+    distinct_requests: u64,
+    retries: u64,
+    throttled: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ProvisionFigures {
+    agents: usize,
+    latency_ms: u64,
+    throttle_rps: Option<u32>,
+    critical_path_calls: u32,
+    /// max(critical path × latency, requests ÷ throttle rate).
+    lower_bound_seconds: f64,
+    repli: ProvisionRun,
+    /// repli wall time ÷ lower bound (target ≤ 1.25).
+    ratio_to_bound: f64,
+    baseline: Option<ProvisionRun>,
+    /// baseline wall time ÷ repli wall time (target ≥ 10).
+    speedup: Option<f64>,
+}
+
+async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
+    use repli_graph_sim::{Faults, SimConfig, Simulator};
+    let config = SimConfig {
+        faults: Faults { latency_ms: p.latency_ms, throttle_rps: p.throttle_rps, ..Faults::default() },
+        team_delay: std::time::Duration::ZERO,
+        licences: u32::try_from(p.agents).unwrap_or(u32::MAX).saturating_add(10),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start("127.0.0.1:0", config).await?;
+    let mut graph = repli_m365::GraphConfig::new(
+        &sim.graph_url(),
+        sim.base_url(),
+        "bench",
+        "repli-bench",
+        repli_m365::Secret::new("bench"),
+    );
+    graph.batch = batch;
+    graph.concurrency = concurrency;
+    graph.budget = std::time::Duration::from_secs(3600);
+    let m365 = repli_m365::GraphProvider::new(graph)?;
+    let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
+    let spec = repli_m365::KitSpec {
+        crisis_id: "13005-2026-001".into(),
+        commune: "Aubagne".into(),
+        domain: "aubagne.secours-amp.fr".into(),
+        agents: (0..p.agents)
+            .map(|i| repli_m365::AgentSpec { name: format!("Agent {i}"), service: "Services".into() })
+            .collect(),
+        channels: vec![("Cellule de crise".into(), String::new()), ("Services".into(), String::new())],
+        meeting_start: "2026-11-23T09:00:00+01:00".into(),
+        meeting_end: "2026-11-23T09:30:00+01:00".into(),
+    };
+    let t = Instant::now();
+    repli_m365::provision(&m365, &dns, &spec).await?;
+    let seconds = t.elapsed().as_secs_f64();
+    let counts = &sim.state()["counts"];
+    anyhow::ensure!(
+        counts["users"] == p.agents && counts["groups"] == 1 && counts["teams"] == 1,
+        "incomplete provisioning: {counts}"
+    );
+    let s = repli_m365::M365::stats(&m365);
+    sim.stop().await;
+    Ok(ProvisionRun {
+        seconds,
+        http_calls: s.http_calls,
+        graph_requests: s.graph_requests,
+        distinct_requests: s.distinct_requests,
+        retries: s.retries,
+        throttled: s.throttled,
+    })
+}
+
+async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures> {
+    anyhow::ensure!((1..=5000).contains(&p.agents), "--agents must be between 1 and 5000");
+    let repli = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY).await?;
+    let baseline = if p.no_baseline { None } else { Some(provision_once(p, false, 1).await?) };
+    let critical = repli_m365::critical_path_calls();
+    let by_latency = f64::from(critical) * p.latency_ms as f64 / 1000.0;
+    // Requests that had to be served once each (retries are the client's cost, not the bound's).
+    let needed = repli.distinct_requests as f64;
+    let by_rate = p.throttle_rps.map_or(0.0, |r| needed / f64::from(r.max(1)));
+    let bound = by_latency.max(by_rate);
+    Ok(ProvisionFigures {
+        agents: p.agents,
+        latency_ms: p.latency_ms,
+        throttle_rps: p.throttle_rps,
+        critical_path_calls: critical,
+        lower_bound_seconds: bound,
+        ratio_to_bound: if bound > 0.0 { repli.seconds / bound } else { 0.0 },
+        speedup: baseline.as_ref().map(|b| b.seconds / repli.seconds),
+        repli,
+        baseline,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +266,41 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
 
 pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCmd::Provision(p) => {
+            let f = provision_bench(p).await?;
+            if p.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "provision bench (SIMULATION): {} agents, {} ms latency, throttle {}",
+                    f.agents,
+                    f.latency_ms,
+                    f.throttle_rps.map_or("off".to_string(), |r| format!("{r} req/s"))
+                );
+                let line = |name: &str, r: &ProvisionRun| {
+                    println!(
+                        "  {name:<10} {:>8.2} s  {:>5} HTTP calls  {:>5} Graph requests  {:>4} retries  {:>4} throttled",
+                        r.seconds, r.http_calls, r.graph_requests, r.retries, r.throttled
+                    )
+                };
+                line("repli", &f.repli);
+                if let Some(b) = &f.baseline {
+                    line("sequential", b);
+                }
+                println!(
+                    "  lower bound {:.2} s (critical path {} calls × {} ms{}); ratio {:.2} (target ≤ 1.25)",
+                    f.lower_bound_seconds,
+                    f.critical_path_calls,
+                    f.latency_ms,
+                    if f.throttle_rps.is_some() { ", or requests ÷ rate if larger" } else { "" },
+                    f.ratio_to_bound
+                );
+                if let Some(s) = f.speedup {
+                    println!("  speed-up over the sequential baseline: {s:.1}× (target ≥ 10)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::Audit(a) => {
             let f = audit(a).await?;
             if a.json {

@@ -69,7 +69,8 @@ pub fn account_logins<S: AsRef<str>>(names: &[S]) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let words: Vec<String> = name.as_ref().split_whitespace().map(|w| ascii_slug(w, '-')).filter(|w| !w.is_empty()).collect();
+            let words: Vec<String> =
+                name.as_ref().split_whitespace().map(|w| ascii_slug(w, '-')).filter(|w| !w.is_empty()).collect();
             let mut base: String = words.join(".");
             base.truncate(48);
             let base = base.trim_end_matches(['.', '-']).to_string();

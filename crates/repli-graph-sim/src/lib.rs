@@ -260,9 +260,18 @@ fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
 }
 
 impl Shared {
-    fn record(&self, method: &str, path: &str, query: &BTreeMap<String, String>, body: &Value, status: u16, batch: bool) {
+    fn record(
+        &self,
+        method: &str,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        body: &Value,
+        status: u16,
+        batch: bool,
+    ) {
         if let Some(file) = &self.record {
-            let line = json!({"method": method, "path": path, "query": query, "body": body, "status": status, "batch": batch});
+            let line =
+                json!({"method": method, "path": path, "query": query, "body": body, "status": status, "batch": batch});
             let mut file = lock(file);
             let _ = writeln!(file, "{line}");
             let _ = file.flush();
@@ -270,7 +279,7 @@ impl Shared {
     }
 
     /// Admits one request under the throttle, or returns the wait in whole seconds.
-    fn admit(&self) -> Result<(), u64> {
+    fn admit(&self) -> Result<(), Duration> {
         let Some(rps) = lock(&self.faults).throttle_rps else { return Ok(()) };
         let now = Instant::now();
         let mut t = lock(&self.throttle);
@@ -282,23 +291,28 @@ impl Shared {
             t.count += 1;
             return Ok(());
         }
-        let left = Duration::from_secs(1).saturating_sub(now.duration_since(t.window));
-        Err(left.as_millis().div_ceil(1000).max(1) as u64)
+        Err(Duration::from_secs(1).saturating_sub(now.duration_since(t.window)))
     }
 
-    fn throttled(&self, seconds: u64) -> Reply {
+    fn throttled(&self, window_left: Duration) -> Reply {
+        let seconds = (window_left.as_millis().div_ceil(1000) as u64).max(1);
         let format = lock(&self.faults).retry_after_format;
         let value = match format {
             RetryAfterFormat::Seconds => seconds.to_string(),
             RetryAfterFormat::HttpDate => {
                 // The simulator is the remote server: it has a real clock of its own. An
-                // HTTP-date has one-second precision, so round up to the next second.
+                // HTTP-date has one-second precision: the window's end, rounded up.
                 #[allow(clippy::disallowed_methods)]
                 let now = std::time::SystemTime::now();
-                httpdate::fmt_http_date(now + Duration::from_secs(seconds + 1))
+                let end = now + window_left;
+                let since = end.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let rounded =
+                    std::time::UNIX_EPOCH + Duration::from_secs(since.as_secs() + u64::from(since.subsec_nanos() > 0));
+                httpdate::fmt_http_date(rounded)
             }
         };
-        let mut reply = error(429, "TooManyRequests", "Too many requests. Please retry after the time in the Retry-After header.");
+        let mut reply =
+            error(429, "TooManyRequests", "Too many requests. Please retry after the time in the Retry-After header.");
         reply.headers.push(("Retry-After".into(), value));
         reply
     }
@@ -327,10 +341,18 @@ impl Shared {
             body: Some(json!({"error": code, "error_description": description})),
         };
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return oauth_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.");
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "AADSTS70003: The app requested an unsupported grant type.",
+            );
         }
         if form.get("client_id").is_none_or(String::is_empty) {
-            return oauth_error(400, "invalid_request", "AADSTS900144: The request body must contain the parameter 'client_id'.");
+            return oauth_error(
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain the parameter 'client_id'.",
+            );
         }
         let secret = form.get("client_secret").map(String::as_str).unwrap_or_default();
         if secret.is_empty() || self.client_secret.as_deref().is_some_and(|s| s != secret) {
@@ -347,7 +369,9 @@ impl Shared {
         Reply {
             status: 200,
             headers: Vec::new(),
-            body: Some(json!({"token_type": "Bearer", "expires_in": self.token_ttl.as_secs(), "ext_expires_in": self.token_ttl.as_secs(), "access_token": token})),
+            body: Some(
+                json!({"token_type": "Bearer", "expires_in": self.token_ttl.as_secs(), "ext_expires_in": self.token_ttl.as_secs(), "access_token": token}),
+            ),
         }
     }
 
@@ -393,10 +417,16 @@ impl Shared {
                 error(424, "FailedDependency", "The request has a dependency that failed.")
             } else if method.is_empty() || path.is_empty() {
                 error(400, "BadRequest", "Each batch request needs a method and a url.")
-            } else if let Err(seconds) = self.admit() {
-                self.throttled(seconds)
+            } else if let Err(left) = self.admit() {
+                self.throttled(left)
             } else {
-                let req = Req { method: method.clone(), path: path.to_string(), query: query.clone(), eventual, body: inner_body.clone() };
+                let req = Req {
+                    method: method.clone(),
+                    path: path.to_string(),
+                    query: query.clone(),
+                    eventual,
+                    body: inner_body.clone(),
+                };
                 lock(&self.tenant).handle(&req, Instant::now())
             };
             self.record(&method, path, &query, &inner_body.unwrap_or(Value::Null), reply.status, true);
@@ -413,7 +443,13 @@ impl Shared {
     }
 }
 
-async fn serve_any(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn serve_any(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let query = parse_query(uri.query());
     if let Some(rest) = path.strip_prefix("/_sim") {
@@ -439,14 +475,18 @@ async fn serve_any(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, 
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(_) => {
-                let reply = error(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.");
+                let reply = error(
+                    400,
+                    "BadRequest",
+                    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+                );
                 shared.record(method.as_str(), &path, &query, &Value::Null, reply.status, false);
                 return reply_response(reply);
             }
         }
     };
-    let reply = if let Err(seconds) = shared.admit() {
-        shared.throttled(seconds)
+    let reply = if let Err(left) = shared.admit() {
+        shared.throttled(left)
     } else if lock(&shared.rng).f64() < faults.fail_rate {
         error(503, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
     } else if is_token {
@@ -457,7 +497,8 @@ async fn serve_any(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, 
         } else if let Err(reply) = shared.authorized(&headers) {
             reply
         } else {
-            let eventual = headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
+            let eventual =
+                headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
             let req = Req {
                 method: method.as_str().to_string(),
                 path: graph_path.to_string(),
@@ -480,7 +521,9 @@ async fn serve_any(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, 
 
 fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
     match (method.as_str(), rest) {
-        ("GET", "/state") => reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.tenant).snapshot()) }),
+        ("GET", "/state") => {
+            reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.tenant).snapshot()) })
+        }
         ("POST", "/faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {
                 *lock(&shared.faults) = f;

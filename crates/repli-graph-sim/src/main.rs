@@ -58,7 +58,10 @@ fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let config = SimConfig {
         faults: Faults {
@@ -79,7 +82,8 @@ async fn main() -> anyhow::Result<()> {
         client_secret: args.client_secret,
         ..SimConfig::default()
     };
-    let sim = Simulator::start(&args.listen, config).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let sim =
+        Simulator::start(&args.listen, config).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("{}", sim.base_url());
     eprintln!("SIMULATION: Microsoft Graph simulator at {} (Graph endpoint {})", sim.base_url(), sim.graph_url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

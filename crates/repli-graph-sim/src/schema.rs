@@ -73,7 +73,9 @@ pub fn validate(type_name: &str, body: &Value) -> Result<(), String> {
         };
         if annotation.is_some() {
             if !navigation {
-                return Err(format!("The property '{name}' on type 'microsoft.graph.{type_name}' is not a navigation property."));
+                return Err(format!(
+                    "The property '{name}' on type 'microsoft.graph.{type_name}' is not a navigation property."
+                ));
             }
             continue;
         }
@@ -106,7 +108,10 @@ pub fn validate_action(key: &str, body: &Value) -> Result<(), String> {
     };
     for (name, value) in map {
         let Some(edm) = params.get(name) else {
-            return Err(format!("The parameter '{name}' in the request payload is not a valid parameter for the operation '{}'.", key.rsplit('.').next().unwrap_or(key)));
+            return Err(format!(
+                "The parameter '{name}' in the request payload is not a valid parameter for the operation '{}'.",
+                key.rsplit('.').next().unwrap_or(key)
+            ));
         };
         let (inner, collection) = inner_type(edm);
         if schema.types.contains_key(inner) {
@@ -144,20 +149,31 @@ mod tests {
 
     #[test]
     fn nested_complex_types_are_checked() {
-        assert!(validate("user", &json!({"passwordProfile": {"password": "x", "forceChangePasswordNextSignIn": true}})).is_ok());
+        assert!(
+            validate("user", &json!({"passwordProfile": {"password": "x", "forceChangePasswordNextSignIn": true}}))
+                .is_ok()
+        );
         let err = validate("user", &json!({"passwordProfile": {"pwd": "x"}})).unwrap_err();
         assert!(err.contains("'pwd'") && err.contains("passwordProfile"), "{err}");
     }
 
     #[test]
     fn binds_need_navigation_properties() {
-        assert!(validate("group", &json!({"members@odata.bind": ["https://graph.microsoft.com/v1.0/users/1"]})).is_ok());
+        assert!(
+            validate("group", &json!({"members@odata.bind": ["https://graph.microsoft.com/v1.0/users/1"]})).is_ok()
+        );
         assert!(validate("group", &json!({"displayName@odata.bind": []})).is_err());
     }
 
     #[test]
     fn action_parameters_are_checked() {
-        assert!(validate_action("user.assignLicense", &json!({"addLicenses": [{"skuId": "x", "disabledPlans": []}], "removeLicenses": []})).is_ok());
+        assert!(
+            validate_action(
+                "user.assignLicense",
+                &json!({"addLicenses": [{"skuId": "x", "disabledPlans": []}], "removeLicenses": []})
+            )
+            .is_ok()
+        );
         assert!(validate_action("user.assignLicense", &json!({"licences": []})).is_err());
         assert!(validate_action("onlineMeeting.createOrGet", &json!({"externalId": "x", "subject": "s"})).is_ok());
         assert!(validate("user", &json!("not an object")).is_err());

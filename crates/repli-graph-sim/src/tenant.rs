@@ -42,7 +42,11 @@ pub fn error(status: u16, code: &str, message: &str) -> Reply {
 }
 
 fn not_found(what: &str) -> Reply {
-    error(404, "Request_ResourceNotFound", &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."))
+    error(
+        404,
+        "Request_ResourceNotFound",
+        &format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."),
+    )
 }
 
 fn bad(message: &str) -> Reply {
@@ -288,7 +292,8 @@ impl Tenant {
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", ["subscribedSkus"]) => self.list_skus(),
             ("GET", ["domains"]) => {
-                let items = self.domains.iter().filter(|d| self.visible(d.created, now)).map(|d| self.domain_json(d)).collect();
+                let items =
+                    self.domains.iter().filter(|d| self.visible(d.created, now)).map(|d| self.domain_json(d)).collect();
                 Reply::json(200, odata_list(&self.config.base_url, "domains", items))
             }
             ("POST", ["domains"]) => self.create_domain(&body, now),
@@ -309,7 +314,10 @@ impl Tenant {
                 Some(i) => {
                     let mut v = self.user_json(&self.users[i]);
                     if let Value::Object(m) = &mut v {
-                        m.insert("@odata.context".into(), json!(format!("{}/$metadata#users/$entity", self.config.base_url)));
+                        m.insert(
+                            "@odata.context".into(),
+                            json!(format!("{}/$metadata#users/$entity", self.config.base_url)),
+                        );
                     }
                     Reply::json(200, v)
                 }
@@ -331,7 +339,10 @@ impl Tenant {
             ("POST", ["users", id, "revokeSignInSessions"]) => match self.user_index(id, now) {
                 Some(i) => {
                     self.users[i].revocations += 1;
-                    Reply::json(200, json!({"@odata.context": format!("{}/$metadata#Edm.Boolean", self.config.base_url), "value": true}))
+                    Reply::json(
+                        200,
+                        json!({"@odata.context": format!("{}/$metadata#Edm.Boolean", self.config.base_url), "value": true}),
+                    )
                 }
                 None => not_found(id),
             },
@@ -374,11 +385,14 @@ impl Tenant {
             ("GET", ["groups", id, "drive"]) => match self.group_index(id, now) {
                 Some(i) => {
                     let nick = self.groups[i].nickname.clone();
-                    Reply::json(200, json!({
-                        "@odata.context": format!("{}/$metadata#drives/$entity", self.config.base_url),
-                        "id": format!("b!{}", self.groups[i].id.replace('-', "")), "driveType": "documentLibrary",
-                        "name": "Documents", "webUrl": format!("https://ampsecours.sharepoint.com/sites/{nick}/Shared%20Documents"),
-                    }))
+                    Reply::json(
+                        200,
+                        json!({
+                            "@odata.context": format!("{}/$metadata#drives/$entity", self.config.base_url),
+                            "id": format!("b!{}", self.groups[i].id.replace('-', "")), "driveType": "documentLibrary",
+                            "name": "Documents", "webUrl": format!("https://ampsecours.sharepoint.com/sites/{nick}/Shared%20Documents"),
+                        }),
+                    )
                 }
                 None => not_found(id),
             },
@@ -388,7 +402,11 @@ impl Tenant {
             ("GET", [team, op]) if team.starts_with("teams(") && op.starts_with("operations(") => {
                 self.operation_odata(&format!("{team}/{op}"), now)
             }
-            _ => error(400, "BadRequest", &format!("Resource not found for the segment '{}'.", segments.first().unwrap_or(&""))),
+            _ => error(
+                400,
+                "BadRequest",
+                &format!("Resource not found for the segment '{}'.", segments.first().unwrap_or(&"")),
+            ),
         }
     }
 
@@ -415,7 +433,9 @@ impl Tenant {
         };
         let valid = id.len() <= 253
             && id.contains('.')
-            && id.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            && id
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !valid {
             return bad(&format!("Invalid domain name '{id}'."));
         }
@@ -438,7 +458,8 @@ impl Tenant {
                 return bad("Domain must be verified before services can be enabled.");
             }
             let Some(list) = services.as_array() else { return bad("supportedServices must be an array.") };
-            let known = ["Email", "OfficeCommunicationsOnline", "Intune", "Sharepoint", "EmailInternalRelayOnly", "Yammer"];
+            let known =
+                ["Email", "OfficeCommunicationsOnline", "Intune", "Sharepoint", "EmailInternalRelayOnly", "Yammer"];
             let mut out = Vec::new();
             for s in list {
                 match s.as_str() {
@@ -510,7 +531,10 @@ impl Tenant {
                    "isOptional": false, "label": d.id, "recordType": "Mx", "supportedService": "Email", "ttl": 3600,
                    "mailExchange": format!("{}.msv1.invalid", d.txt.trim_start_matches("MS=")), "preference": 32767}),
         ];
-        Reply::json(200, odata_list(&self.config.base_url, &format!("domains('{}')/verificationDnsRecords", d.id), items))
+        Reply::json(
+            200,
+            odata_list(&self.config.base_url, &format!("domains('{}')/verificationDnsRecords", d.id), items),
+        )
     }
 
     fn service_records(&self, id: &str, now: Instant) -> Reply {
@@ -535,7 +559,10 @@ impl Tenant {
                 "label": d.id, "recordType": "Srv", "supportedService": "OfficeCommunicationsOnline", "ttl": 3600,
                 "nameTarget": "sipfed.online.lync.com", "port": 5061, "priority": 100, "protocol": "_tcp", "service": "_sipfederationtls", "weight": 1}));
         }
-        Reply::json(200, odata_list(&self.config.base_url, &format!("domains('{}')/serviceConfigurationRecords", d.id), items))
+        Reply::json(
+            200,
+            odata_list(&self.config.base_url, &format!("domains('{}')/serviceConfigurationRecords", d.id), items),
+        )
     }
 
     fn domain_references(&self, id: &str, now: Instant) -> Reply {
@@ -550,11 +577,9 @@ impl Tenant {
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
         let d = &self.domains[i];
-        let published = self
-            .dns
-            .values()
-            .flatten()
-            .any(|r| r.kind.eq_ignore_ascii_case("TXT") && lower(r.name.trim_end_matches('.')) == d.id && r.value == d.txt);
+        let published = self.dns.values().flatten().any(|r| {
+            r.kind.eq_ignore_ascii_case("TXT") && lower(r.name.trim_end_matches('.')) == d.id && r.value == d.txt
+        });
         if !published {
             return bad(&format!("Domain verification failed: the TXT record '{}' was not found at {}.", d.txt, d.id));
         }
@@ -631,11 +656,15 @@ impl Tenant {
             return bad("Invalid value specified for property 'userPrincipalName' of resource 'User'.");
         }
         if !self.is_usable_domain(domain) {
-            return bad("The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization.");
+            return bad(
+                "The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization.",
+            );
         }
         let password = body.pointer("/passwordProfile/password").and_then(Value::as_str).unwrap_or_default();
         if !complex_enough(password) {
-            return bad("The specified password does not comply with password complexity requirements. Please provide a different password.");
+            return bad(
+                "The specified password does not comply with password complexity requirements. Please provide a different password.",
+            );
         }
         if self.users.iter().any(|u| lower(&u.upn) == lower(&upn)) {
             return bad("Another object with the same value for property userPrincipalName already exists.");
@@ -658,7 +687,9 @@ impl Tenant {
         if let Some(password) = body.pointer("/passwordProfile/password").and_then(Value::as_str)
             && !complex_enough(password)
         {
-            return bad("The specified password does not comply with password complexity requirements. Please provide a different password.");
+            return bad(
+                "The specified password does not comply with password complexity requirements. Please provide a different password.",
+            );
         }
         if let Value::Object(map) = body {
             for (k, v) in map {
@@ -689,7 +720,8 @@ impl Tenant {
         if body.get("addLicenses").is_none() || body.get("removeLicenses").is_none() {
             return bad("Both addLicenses and removeLicenses are required.");
         }
-        if !add.is_empty() && self.users[i].props.get("usageLocation").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if !add.is_empty() && self.users[i].props.get("usageLocation").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
             return bad("License assignment cannot be done for user with invalid usage location.");
         }
         for sku_id in &add {
@@ -722,20 +754,29 @@ impl Tenant {
         };
         let organizer_id = self.users[i].id.clone();
         let subject = body.get("subject").and_then(Value::as_str).unwrap_or_default().to_string();
-        let (status, m) = match self.meetings.iter().position(|m| m.organizer == organizer_id && m.external_id == external_id) {
-            Some(j) => (200, j),
-            None => {
-                let id = self.guid();
-                self.meetings.push(Meeting { id, organizer: organizer_id, external_id: external_id.to_string(), subject });
-                (201, self.meetings.len() - 1)
-            }
-        };
+        let (status, m) =
+            match self.meetings.iter().position(|m| m.organizer == organizer_id && m.external_id == external_id) {
+                Some(j) => (200, j),
+                None => {
+                    let id = self.guid();
+                    self.meetings.push(Meeting {
+                        id,
+                        organizer: organizer_id,
+                        external_id: external_id.to_string(),
+                        subject,
+                    });
+                    (201, self.meetings.len() - 1)
+                }
+            };
         let m = &self.meetings[m];
-        Reply::json(status, json!({
-            "@odata.context": format!("{}/$metadata#users('{organizer}')/onlineMeetings/$entity", self.config.base_url),
-            "id": m.id, "externalId": m.external_id, "subject": m.subject,
-            "joinWebUrl": format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_{}%40thread.v2/0", m.id.replace('-', "")),
-        }))
+        Reply::json(
+            status,
+            json!({
+                "@odata.context": format!("{}/$metadata#users('{organizer}')/onlineMeetings/$entity", self.config.base_url),
+                "id": m.id, "externalId": m.external_id, "subject": m.subject,
+                "joinWebUrl": format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_{}%40thread.v2/0", m.id.replace('-', "")),
+            }),
+        )
     }
 
     fn list_groups(&self, req: &Req, now: Instant) -> Reply {
@@ -750,7 +791,9 @@ impl Tenant {
         let items = self
             .groups
             .iter()
-            .filter(|g| self.visible(g.created, now) && nickname.as_ref().is_none_or(|n| lower(n) == lower(&g.nickname)))
+            .filter(|g| {
+                self.visible(g.created, now) && nickname.as_ref().is_none_or(|n| lower(n) == lower(&g.nickname))
+            })
             .map(|g| self.group_json(g))
             .collect();
         self.page(req, "groups", items)
@@ -777,7 +820,10 @@ impl Tenant {
             }
         }
         let nickname = body.get("mailNickname").and_then(Value::as_str).unwrap_or_default().to_string();
-        if nickname.is_empty() || nickname.len() > 64 || !nickname.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if nickname.is_empty()
+            || nickname.len() > 64
+            || !nickname.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return bad("Invalid value specified for property 'mailNickname' of resource 'Group'.");
         }
         if self.groups.iter().any(|g| lower(&g.nickname) == lower(&nickname)) {
@@ -818,7 +864,9 @@ impl Tenant {
         let g = &mut self.groups[i];
         for m in members {
             if g.members.contains(&m) {
-                return bad("One or more added object references already exist for the following modified properties: 'members'.");
+                return bad(
+                    "One or more added object references already exist for the following modified properties: 'members'.",
+                );
             }
             g.members.push(m);
         }
@@ -858,14 +906,21 @@ impl Tenant {
             group_id.clone(),
             Team {
                 ready_at: now + self.config.team_delay,
-                channels: vec![Channel { id: format!("19:{}@thread.tacv2", op.replace('-', "")), name: "General".into(), description: None }],
+                channels: vec![Channel {
+                    id: format!("19:{}@thread.tacv2", op.replace('-', "")),
+                    name: "General".into(),
+                    description: None,
+                }],
             },
         );
         self.operations.insert(op.clone(), (group_id.clone(), now + self.config.team_delay));
         let location = format!("/teams('{group_id}')/operations('{op}')");
         Reply {
             status: 202,
-            headers: vec![("Location".into(), location.clone()), ("Content-Location".into(), format!("/teams('{group_id}')"))],
+            headers: vec![
+                ("Location".into(), location.clone()),
+                ("Content-Location".into(), format!("/teams('{group_id}')")),
+            ],
             body: None,
         }
     }
@@ -878,21 +933,27 @@ impl Tenant {
         if self.group_index(id, now).is_none() || !self.team_ready(id, now) {
             return error(404, "NotFound", "No team found with Group Id");
         }
-        Reply::json(200, json!({
-            "@odata.context": format!("{}/$metadata#teams/$entity", self.config.base_url), "id": id,
-            "isArchived": false, "webUrl": format!("https://teams.microsoft.com/l/team/19%3a{}%40thread.tacv2/conversations", id.replace('-', "")),
-        }))
+        Reply::json(
+            200,
+            json!({
+                "@odata.context": format!("{}/$metadata#teams/$entity", self.config.base_url), "id": id,
+                "isArchived": false, "webUrl": format!("https://teams.microsoft.com/l/team/19%3a{}%40thread.tacv2/conversations", id.replace('-', "")),
+            }),
+        )
     }
 
     fn operation(&self, team: &str, op: &str, now: Instant) -> Reply {
         match self.operations.get(op) {
             Some((group, ready)) if group == team => {
                 let status = if now >= *ready { "succeeded" } else { "inProgress" };
-                Reply::json(200, json!({
-                    "@odata.context": format!("{}/$metadata#teams('{team}')/operations/$entity", self.config.base_url),
-                    "id": op, "operationType": "createTeam", "status": status, "targetResourceId": team,
-                    "targetResourceLocation": format!("/teams('{team}')"), "attemptsCount": 1, "error": null,
-                }))
+                Reply::json(
+                    200,
+                    json!({
+                        "@odata.context": format!("{}/$metadata#teams('{team}')/operations/$entity", self.config.base_url),
+                        "id": op, "operationType": "createTeam", "status": status, "targetResourceId": team,
+                        "targetResourceLocation": format!("/teams('{team}')"), "attemptsCount": 1, "error": null,
+                    }),
+                )
             }
             _ => not_found(op),
         }
@@ -914,7 +975,10 @@ impl Tenant {
         let items = self.teams.get(id).map(|t| {
             t.channels.iter().map(|c| json!({"id": c.id, "displayName": c.name, "description": c.description, "membershipType": "standard"})).collect()
         });
-        Reply::json(200, odata_list(&self.config.base_url, &format!("teams('{id}')/channels"), items.unwrap_or_default()))
+        Reply::json(
+            200,
+            odata_list(&self.config.base_url, &format!("teams('{id}')/channels"), items.unwrap_or_default()),
+        )
     }
 
     fn create_channel(&mut self, id: &str, body: &Value, now: Instant) -> Reply {
@@ -927,7 +991,10 @@ impl Tenant {
         let Some(name) = body.get("displayName").and_then(Value::as_str).map(str::to_string) else {
             return bad("displayName is required.");
         };
-        if name.is_empty() || name.chars().count() > 50 || name.contains(['~', '#', '%', '&', '*', '{', '}', '+', '/', '\\', ':', '<', '>', '?', '|', '\'', '"']) {
+        if name.is_empty()
+            || name.chars().count() > 50
+            || name.contains(['~', '#', '%', '&', '*', '{', '}', '+', '/', '\\', ':', '<', '>', '?', '|', '\'', '"'])
+        {
             return bad("Channel name contains invalid characters or is too long.");
         }
         let description = body.get("description").and_then(Value::as_str).map(str::to_string);
@@ -937,8 +1004,11 @@ impl Tenant {
             return bad("Channel name already existed, please use other name.");
         }
         team.channels.push(Channel { id: cid.clone(), name: name.clone(), description: description.clone() });
-        Reply::json(201, json!({"@odata.context": format!("{}/$metadata#teams('{id}')/channels/$entity", self.config.base_url),
-            "id": cid, "displayName": name, "description": description, "membershipType": "standard"}))
+        Reply::json(
+            201,
+            json!({"@odata.context": format!("{}/$metadata#teams('{id}')/channels/$entity", self.config.base_url),
+            "id": cid, "displayName": name, "description": description, "membershipType": "standard"}),
+        )
     }
 }
 

@@ -4,9 +4,9 @@
 //! `$batch` goes through them).
 
 use crate::{Error, Result, Secret};
+use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
-use graph_http::api_impl::RequestHandler;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,8 +18,12 @@ use tokio::time::Instant;
 use url::Url;
 
 /// Microsoft's Graph hosts (national clouds included); any other https host is refused.
-const GRAPH_HOSTS: [&str; 4] = ["graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"];
+const GRAPH_HOSTS: [&str; 4] =
+    ["graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"];
 const LOGIN_HOSTS: [&str; 3] = ["login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"];
+
+/// Requests in flight at once by default: enough for 400 batched items (20 batches) in one wave.
+pub const DEFAULT_CONCURRENCY: usize = 20;
 
 /// Where and how to reach Graph.
 #[derive(Debug, Clone)]
@@ -54,7 +58,7 @@ impl GraphConfig {
             client_secret,
             sku_part_number: "O365_BUSINESS_PREMIUM".into(),
             budget: Duration::from_secs(120),
-            concurrency: 16,
+            concurrency: DEFAULT_CONCURRENCY,
             batch: true,
             max_backoff: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
@@ -69,9 +73,11 @@ pub struct CallStats {
     pub http_calls: u64,
     /// Graph requests, inner batch requests counted one by one (retries count).
     pub graph_requests: u64,
+    /// Distinct Graph requests: each counted once however often it was retried.
+    pub distinct_requests: u64,
     /// Requests that were retried (throttled, failed or dropped).
     pub retries: u64,
-    /// 429 answers, top-level or inner.
+    /// Sends that met a 429 (a top-level answer, or a batch with throttled items).
     pub throttled: u64,
 }
 
@@ -79,6 +85,7 @@ pub struct CallStats {
 struct Counters {
     http_calls: AtomicU64,
     graph_requests: AtomicU64,
+    distinct_requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
 }
@@ -207,7 +214,9 @@ impl Graph {
         let (_, loopback) = check_endpoint("graph_url", &config.graph_url, &GRAPH_HOSTS)?;
         let (_, login_loopback) = check_endpoint("login_url", &config.login_url, &LOGIN_HOSTS)?;
         if loopback != login_loopback {
-            return Err(Error::Endpoint("graph_url and login_url must both be Microsoft's or both be a local simulator".into()));
+            return Err(Error::Endpoint(
+                "graph_url and login_url must both be Microsoft's or both be a local simulator".into(),
+            ));
         }
         if config.tenant_id.is_empty() || config.client_id.is_empty() || config.client_secret.expose().is_empty() {
             return Err(Error::Auth("tenant id, client id and client secret are all required".into()));
@@ -234,6 +243,7 @@ impl Graph {
         CallStats {
             http_calls: self.counters.http_calls.load(Ordering::Relaxed),
             graph_requests: self.counters.graph_requests.load(Ordering::Relaxed),
+            distinct_requests: self.counters.distinct_requests.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),
             throttled: self.counters.throttled.load(Ordering::Relaxed),
         }
@@ -247,16 +257,22 @@ impl Graph {
     }
 
     fn wait_for(&self, reply_retry_after: Option<&str>, attempt: u32) -> Duration {
-        reply_retry_after.and_then(|v| parse_retry_after(v, wall_now())).map_or_else(|| self.backoff(attempt), |d| d.min(self.config.max_backoff.max(Duration::from_secs(120))))
+        reply_retry_after
+            .and_then(|v| parse_retry_after(v, wall_now()))
+            .map_or_else(|| self.backoff(attempt), |d| d.min(self.config.max_backoff.max(Duration::from_secs(120))))
     }
 
     fn close_gate(&self, wait: Duration) {
         let until = Instant::now() + wait;
-        if let Ok(mut gate) = self.gate.lock() {
-            if gate.is_none_or(|g| g < until) {
-                *gate = Some(until);
-            }
+        if let Ok(mut gate) = self.gate.lock()
+            && gate.is_none_or(|g| g < until)
+        {
+            *gate = Some(until);
         }
+    }
+
+    fn note_throttled(&self) {
+        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn pass_gate(&self) {
@@ -278,7 +294,10 @@ impl Graph {
             return Ok(s.client.clone());
         }
         let (token, lifetime) = self.fetch_token().await?;
-        let config = GraphClientConfiguration::new().access_token(token.expose()).https_only(!self.loopback).timeout(self.config.request_timeout);
+        let config = GraphClientConfiguration::new()
+            .access_token(token.expose())
+            .https_only(!self.loopback)
+            .timeout(self.config.request_timeout);
         let mut client = GraphClient::from(config);
         let url = Url::parse(&self.config.graph_url).map_err(|e| Error::Endpoint(e.to_string()))?;
         if self.loopback {
@@ -316,16 +335,25 @@ impl Graph {
             let (wait, last) = match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let retry_after =
+                        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
                     match resp.json::<Value>().await {
                         Ok(body) if status == 200 => {
-                            let token = body["access_token"].as_str().ok_or_else(|| Error::Auth("token response without access_token".into()))?;
+                            let token = body["access_token"]
+                                .as_str()
+                                .ok_or_else(|| Error::Auth("token response without access_token".into()))?;
                             let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3599));
                             return Ok((Secret::new(token), lifetime));
                         }
-                        Ok(_) if matches!(status, 429 | 500..=599) => (self.wait_for(retry_after.as_deref(), attempt), format!("{status}")),
+                        Ok(_) if matches!(status, 429 | 500..=599) => {
+                            (self.wait_for(retry_after.as_deref(), attempt), format!("{status}"))
+                        }
                         Ok(body) => {
-                            let reason = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("refused").to_string();
+                            let reason = body["error_description"]
+                                .as_str()
+                                .or(body["error"].as_str())
+                                .unwrap_or("refused")
+                                .to_string();
                             return Err(Error::Auth(format!("token endpoint answered {status}: {reason}")));
                         }
                         Err(e) => (self.backoff(attempt), e.to_string()),
@@ -334,7 +362,12 @@ impl Graph {
                 Err(e) => (self.backoff(attempt), e.to_string()),
             };
             if started.elapsed() + wait > self.config.budget {
-                return Err(Error::Budget { op: "token".into(), attempts: attempt, elapsed_ms: started.elapsed().as_millis() as u64, last });
+                return Err(Error::Budget {
+                    op: "token".into(),
+                    attempts: attempt,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    last,
+                });
             }
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
@@ -362,7 +395,9 @@ impl Graph {
 
     /// Sends one request built by `make`, retrying within the budget; returns the final
     /// answer whatever its status (the caller maps non-2xx).
-    pub async fn call_raw<F>(&self, op: &str, opts: Opts, graph_requests: u64, make: F) -> Result<Reply>
+    /// `graph_requests` is how many Graph requests one send carries (a batch's items), and
+    /// `fresh` how many of them are sent for the first time.
+    pub async fn call_raw<F>(&self, op: &str, opts: Opts, (graph_requests, fresh): (u64, u64), make: F) -> Result<Reply>
     where
         F: Fn(&GraphClient) -> RequestHandler,
     {
@@ -377,30 +412,41 @@ impl Graph {
                 let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;
                 self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
                 self.counters.graph_requests.fetch_add(graph_requests, Ordering::Relaxed);
+                if attempt == 1 {
+                    self.counters.distinct_requests.fetch_add(fresh, Ordering::Relaxed);
+                }
                 Self::exchange(make(&client)).await
             };
             let (wait, last) = match outcome {
                 Ok(reply) if reply.ok() => return Ok(reply),
                 Ok(reply) if reply.status == 429 => {
-                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.note_throttled();
                     let wait = self.wait_for(reply.retry_after.as_deref(), attempt);
                     self.close_gate(wait);
                     (wait, format!("429 {}", reply.message()))
                 }
-                Ok(reply) if matches!(reply.status, 503 | 504 | 502) => {
-                    (self.wait_for(reply.retry_after.as_deref(), attempt), format!("{} {}", reply.status, reply.message()))
-                }
+                Ok(reply) if matches!(reply.status, 502..=504) => (
+                    self.wait_for(reply.retry_after.as_deref(), attempt),
+                    format!("{} {}", reply.status, reply.message()),
+                ),
                 Ok(reply) if reply.status == 401 && !renewed => {
                     renewed = true;
                     self.forget_token().await;
                     (Duration::ZERO, "401: token renewed".to_string())
                 }
-                Ok(reply) if reply.status == 404 && opts.retry_not_found => (self.backoff(attempt), format!("404 {}", reply.message())),
+                Ok(reply) if reply.status == 404 && opts.retry_not_found => {
+                    (self.backoff(attempt), format!("404 {}", reply.message()))
+                }
                 Ok(reply) => return Ok(reply),
                 Err(transport) => (self.backoff(attempt), transport),
             };
             if started.elapsed() + wait > self.config.budget {
-                return Err(Error::Budget { op: op.to_string(), attempts: attempt, elapsed_ms: started.elapsed().as_millis() as u64, last });
+                return Err(Error::Budget {
+                    op: op.to_string(),
+                    attempts: attempt,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    last,
+                });
             }
             tracing::debug!(op, attempt, wait_ms = wait.as_millis() as u64, reason = %last, "graph retry");
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -413,19 +459,16 @@ impl Graph {
     where
         F: Fn(&GraphClient) -> RequestHandler,
     {
-        let reply = self.call_raw(op, opts, 1, make).await?;
+        let reply = self.call_raw(op, opts, (1, 1), make).await?;
         if reply.ok() { Ok(reply) } else { Err(reply.into_error(op)) }
     }
 
     /// A request from a relative URL (`/users/x/assignLicense?…`), body optional.
     pub fn custom(client: &GraphClient, method: &str, url: &str, body: Option<&Value>) -> RequestHandler {
         let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-        let body = body.map(|b| BodyRead::from_serialize(b));
+        let body = body.and_then(|b| BodyRead::from_serialize(b).ok());
         let (segments, query) = split_url(url);
-        let mut handler = match body {
-            Some(Ok(b)) => client.custom(method, Some(b)),
-            Some(Err(_)) | None => client.custom(method, None),
-        };
+        let mut handler = client.custom(method, body);
         if !segments.is_empty() {
             handler = handler.extend_path(&segments);
         }
@@ -444,7 +487,10 @@ impl Graph {
                 .call(op, Opts::default(), |c| {
                     let h = Self::custom(c, "GET", &relative, None);
                     if eventual {
-                        h.header(reqwest::header::HeaderName::from_static("consistencylevel"), reqwest::header::HeaderValue::from_static("eventual"))
+                        h.header(
+                            reqwest::header::HeaderName::from_static("consistencylevel"),
+                            reqwest::header::HeaderValue::from_static("eventual"),
+                        )
                     } else {
                         h
                     }
@@ -473,11 +519,18 @@ impl Graph {
             let mut results = BTreeMap::new();
             for unit in units {
                 for item in unit {
-                    let failed_dep = item.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(|r: &Reply| !r.ok()));
+                    let failed_dep =
+                        item.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(|r: &Reply| !r.ok()));
                     let reply = if failed_dep {
-                        Reply { status: 424, location: None, retry_after: None, body: json!({"error": {"code": "FailedDependency", "message": "dependency failed"}}) }
+                        Reply {
+                            status: 424,
+                            location: None,
+                            retry_after: None,
+                            body: json!({"error": {"code": "FailedDependency", "message": "dependency failed"}}),
+                        }
                     } else {
-                        self.call_raw(op, opts, 1, |c| Self::custom(c, item.method, &item.url, item.body.as_ref())).await?
+                        self.call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method, &item.url, item.body.as_ref()))
+                            .await?
                     };
                     results.insert(item.id.clone(), reply);
                 }
@@ -488,6 +541,7 @@ impl Graph {
         let mut results: BTreeMap<String, Reply> = BTreeMap::new();
         let mut pending = units;
         let mut round: u32 = 0;
+        let mut sent = std::collections::BTreeSet::new();
         while !pending.is_empty() {
             round += 1;
             let mut batches: Vec<Vec<Item>> = Vec::new();
@@ -497,10 +551,14 @@ impl Graph {
                     _ => batches.push(unit),
                 }
             }
-            let sends = batches.iter().map(|batch| self.send_batch(op, batch));
+            let sends = batches.iter().map(|batch| {
+                let fresh = batch.iter().filter(|i| sent.insert(i.id.clone())).count() as u64;
+                self.send_batch(op, batch, fresh)
+            });
             let answers = futures_util::future::join_all(sends).await;
             let mut wait = Duration::ZERO;
             let mut retry: Vec<Vec<Item>> = Vec::new();
+            let mut throttled = false;
             let mut last = String::new();
             for (batch, answer) in batches.into_iter().zip(answers) {
                 let mut answer = answer?;
@@ -514,7 +572,8 @@ impl Graph {
                         body: json!({"error": {"code": "missingResponse", "message": "no response for this id"}}),
                     });
                     let dep_retried = item.depends_on.as_ref().is_some_and(|d| carried.contains_key(d));
-                    let retryable = matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
+                    let retryable =
+                        matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
                     if dep_retried {
                         if let Some(d) = item.depends_on.clone()
                             && let Some(unit) = carried.get_mut(&d)
@@ -526,7 +585,7 @@ impl Graph {
                     }
                     if retryable {
                         if reply.status == 429 {
-                            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            throttled = true;
                         }
                         wait = wait.max(self.wait_for(reply.retry_after.as_deref(), round));
                         last = format!("{} {}", reply.status, reply.message());
@@ -542,11 +601,19 @@ impl Graph {
                 }
                 retry.extend(carried.into_values().filter(|u| !u.is_empty()));
             }
+            if throttled {
+                self.note_throttled();
+            }
             if retry.is_empty() {
                 break;
             }
             if started.elapsed() + wait > self.config.budget {
-                return Err(Error::Budget { op: op.to_string(), attempts: round, elapsed_ms: started.elapsed().as_millis() as u64, last });
+                return Err(Error::Budget {
+                    op: op.to_string(),
+                    attempts: round,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    last,
+                });
             }
             self.counters.retries.fetch_add(retry.iter().map(|u| u.len() as u64).sum(), Ordering::Relaxed);
             if wait > Duration::ZERO {
@@ -557,7 +624,7 @@ impl Graph {
         Ok(results)
     }
 
-    async fn send_batch(&self, op: &str, items: &[Item]) -> Result<BTreeMap<String, Reply>> {
+    async fn send_batch(&self, op: &str, items: &[Item], fresh: u64) -> Result<BTreeMap<String, Reply>> {
         let requests: Vec<Value> = items
             .iter()
             .map(|i| {
@@ -573,7 +640,7 @@ impl Graph {
             })
             .collect();
         let payload = json!({"requests": requests});
-        let reply = self.call_raw(op, Opts::default(), items.len() as u64, |c| c.batch(&payload)).await?;
+        let reply = self.call_raw(op, Opts::default(), (items.len() as u64, fresh), |c| c.batch(&payload)).await?;
         if !reply.ok() {
             return Err(reply.into_error(op));
         }
@@ -582,9 +649,21 @@ impl Graph {
             let id = r["id"].as_str().unwrap_or_default().to_string();
             let status = r["status"].as_u64().unwrap_or(500) as u16;
             let header = |name: &str| {
-                r["headers"].as_object().and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))).and_then(|(_, v)| v.as_str()).map(str::to_string)
+                r["headers"]
+                    .as_object()
+                    .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                    .and_then(|(_, v)| v.as_str())
+                    .map(str::to_string)
             };
-            out.insert(id, Reply { status, location: header("location"), retry_after: header("retry-after"), body: r["body"].clone() });
+            out.insert(
+                id,
+                Reply {
+                    status,
+                    location: header("location"),
+                    retry_after: header("retry-after"),
+                    body: r["body"].clone(),
+                },
+            );
         }
         Ok(out)
     }
@@ -615,7 +694,14 @@ mod tests {
         assert!(check_endpoint("g", "http://127.0.0.1:8080/v1.0", &GRAPH_HOSTS).is_ok_and(|(_, l)| l));
         assert!(check_endpoint("g", "http://[::1]:8080/v1.0", &GRAPH_HOSTS).is_ok_and(|(_, l)| l));
         assert!(check_endpoint("g", "http://localhost:1/v1.0", &GRAPH_HOSTS).is_ok());
-        for bad in ["http://graph.microsoft.com/v1.0", "http://10.0.0.1/v1.0", "https://evil.example/v1.0", "ftp://127.0.0.1/", "https://graph.microsoft.com/v1.0?x=1", "nonsense"] {
+        for bad in [
+            "http://graph.microsoft.com/v1.0",
+            "http://10.0.0.1/v1.0",
+            "https://evil.example/v1.0",
+            "ftp://127.0.0.1/",
+            "https://graph.microsoft.com/v1.0?x=1",
+            "nonsense",
+        ] {
             assert!(check_endpoint("g", bad, &GRAPH_HOSTS).is_err(), "{bad} accepted");
         }
         let err = check_endpoint("graph_url", "http://10.0.0.1/v1.0", &GRAPH_HOSTS).unwrap_err().to_string();
@@ -626,6 +712,12 @@ mod tests {
     fn urls_split() {
         let (s, q) = split_url("/users?$filter=endswith(userPrincipalName,'@a.fr')&$count=true");
         assert_eq!(s, ["users"]);
-        assert_eq!(q, [("$filter".to_string(), "endswith(userPrincipalName,'@a.fr')".to_string()), ("$count".to_string(), "true".to_string())]);
+        assert_eq!(
+            q,
+            [
+                ("$filter".to_string(), "endswith(userPrincipalName,'@a.fr')".to_string()),
+                ("$count".to_string(), "true".to_string())
+            ]
+        );
     }
 }

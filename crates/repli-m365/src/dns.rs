@@ -74,8 +74,20 @@ mod tests {
     #[test]
     fn zone_fragment_quotes_txt_and_comments_safely() {
         let records = vec![
-            DnsRecord { name: "a.fr".into(), kind: "TXT".into(), ttl: 3600, value: "MS=ms1 \"x\"".into(), service: "Email".into() },
-            DnsRecord { name: "a.fr".into(), kind: "MX".into(), ttl: 3600, value: "0 a-fr.mail.protection.outlook.com.".into(), service: "Email".into() },
+            DnsRecord {
+                name: "a.fr".into(),
+                kind: "TXT".into(),
+                ttl: 3600,
+                value: "MS=ms1 \"x\"".into(),
+                service: "Email".into(),
+            },
+            DnsRecord {
+                name: "a.fr".into(),
+                kind: "MX".into(),
+                ttl: 3600,
+                value: "0 a-fr.mail.protection.outlook.com.".into(),
+                service: "Email".into(),
+            },
         ];
         let z = zone_fragment("a.fr", "crise 1\n$ORIGIN evil.", &records);
         assert!(z.contains("a.fr. 3600 IN TXT \"MS=ms1 \\\"x\\\"\" ; Email"), "{z}");

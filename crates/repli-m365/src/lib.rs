@@ -13,7 +13,7 @@ mod ops;
 mod password;
 mod provision;
 
-pub use client::{CallStats, GraphConfig};
+pub use client::{CallStats, DEFAULT_CONCURRENCY, GraphConfig};
 pub use dns::{DnsPublisher, HttpDnsPublisher, ManualDns, zone_fragment};
 pub use ops::GraphProvider;
 pub use password::generate_password;
@@ -201,7 +201,7 @@ pub trait M365: Send + Sync {
     /// Creates the domain unless it exists; returns its verification records.
     fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
     /// Asks Graph to verify the domain (its TXT record must be published).
-    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
+    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>>;
     /// Enables Email and Teams on the verified domain; returns the records to publish.
     fn enable_services<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<DnsRecord>>>;
     /// One licensed account per agent on the domain (created unless it exists).
@@ -219,7 +219,13 @@ pub trait M365: Send + Sync {
     fn delete_group<'a>(&'a self, nickname: &'a str) -> BoxFut<'a, Result<bool>>;
     /// Removes the domain; `force` renames remaining references (explicit confirmation only).
     fn remove_domain<'a>(&'a self, name: &'a str, force: bool) -> BoxFut<'a, Result<DomainRemoval>>;
-    fn isolation_report<'a>(&'a self, domain: &'a str, nickname: &'a str, commune_domain: Option<&'a str>) -> BoxFut<'a, Result<IsolationReport>>;
+    /// Checks the accounts of `domain` and the members of group `group_id`.
+    fn isolation_report<'a>(
+        &'a self,
+        domain: &'a str,
+        group_id: &'a str,
+        commune_domain: Option<&'a str>,
+    ) -> BoxFut<'a, Result<IsolationReport>>;
     fn stats(&self) -> CallStats;
 }
 
@@ -230,8 +236,18 @@ pub fn backup_domain(pattern: &str, commune_name: &str, insee: &str) -> Result<S
     let valid = name.len() <= 253
         && name.contains('.')
         && !name.contains('{')
-        && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if valid { Ok(name) } else { Err(Error::Invalid(format!("domain pattern {pattern:?} gives an invalid name {name:?}"))) }
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(name)
+    } else {
+        Err(Error::Invalid(format!("domain pattern {pattern:?} gives an invalid name {name:?}")))
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +256,10 @@ mod tests {
 
     #[test]
     fn backup_domains() {
-        assert_eq!(backup_domain("{slug}.secours-amp.fr", "Saint-Rémy-de-Provence", "13100").unwrap(), "saint-remy-de-provence.secours-amp.fr");
+        assert_eq!(
+            backup_domain("{slug}.secours-amp.fr", "Saint-Rémy-de-Provence", "13100").unwrap(),
+            "saint-remy-de-provence.secours-amp.fr"
+        );
         assert_eq!(backup_domain("c{insee}.secours-amp.fr", "Aubagne", "13005").unwrap(), "c13005.secours-amp.fr");
         assert!(backup_domain("{slug}", "Aubagne", "13005").is_err());
         assert!(backup_domain("{slug}.x.fr", "日本", "13005").is_err());

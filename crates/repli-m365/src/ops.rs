@@ -3,8 +3,8 @@
 
 use crate::client::{Graph, GraphConfig, Item, Opts, Reply};
 use crate::{
-    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck, IsolationReport,
-    M365, MeetingInfo, MeetingSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, generate_password,
+    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
+    IsolationReport, M365, MeetingInfo, MeetingSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -74,18 +74,6 @@ impl GraphProvider {
         Ok(self.graph.call("domain.get", opts, |c| c.domain(name).get_domain()).await?.body)
     }
 
-    async fn domain_state(&self, name: &str, created: bool) -> Result<DomainState> {
-        let domain = self.get_domain(name, retry_404()).await?;
-        let records = self.graph.call("domain.verificationDnsRecords", retry_404(), |c| c.domain(name).list_verification_dns_records()).await?;
-        Ok(DomainState {
-            name: name.to_string(),
-            verified: domain["isVerified"].as_bool().unwrap_or(false),
-            services: domain["supportedServices"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default(),
-            verification: records.body["value"].as_array().map(|a| a.iter().filter_map(record_from_graph).collect()).unwrap_or_default(),
-            created,
-        })
-    }
-
     async fn sku(&self) -> Result<(String, u32)> {
         let skus = self.graph.list_all("subscribedSkus", "/subscribedSkus", false).await?;
         let part = &self.graph.config.sku_part_number;
@@ -100,13 +88,19 @@ impl GraphProvider {
     }
 
     async fn users_of(&self, domain: &str) -> Result<Vec<Value>> {
-        let url = format!("/users?$filter=endswith(userPrincipalName,'@{}')&$count=true&$top=999&$select=id,userPrincipalName,displayName,assignedLicenses,accountEnabled,userType,onPremisesSyncEnabled,usageLocation", quote(domain));
+        let url = format!(
+            "/users?$filter=endswith(userPrincipalName,'@{}')&$count=true&$top=999&$select=id,userPrincipalName,displayName,assignedLicenses,accountEnabled,userType,onPremisesSyncEnabled,usageLocation",
+            quote(domain)
+        );
         self.graph.list_all("users.list", &url, true).await
     }
 
     async fn find_group(&self, nickname: &str) -> Result<Option<Value>> {
         let filter = format!("mailNickname eq '{}'", quote(nickname));
-        let reply = self.graph.call("group.lookup", Opts::default(), |c| c.groups().list_group().filter(&[filter.as_str()])).await?;
+        let reply = self
+            .graph
+            .call("group.lookup", Opts::default(), |c| c.groups().list_group().filter(&[filter.as_str()]))
+            .await?;
         Ok(reply.body["value"].as_array().and_then(|a| a.first().cloned()))
     }
 
@@ -119,19 +113,21 @@ impl GraphProvider {
                 return Ok(g);
             }
             if started.elapsed() + wait > self.graph.config.budget {
-                return Err(Error::Budget { op: "group.lookup".into(), attempts: 0, elapsed_ms: started.elapsed().as_millis() as u64, last: format!("group {nickname} not visible yet") });
+                return Err(Error::Budget {
+                    op: "group.lookup".into(),
+                    attempts: 0,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    last: format!("group {nickname} not visible yet"),
+                });
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// Creates the Team on the group (PUT, asynchronous) and polls the operation to its end.
-    async fn ensure_team_on(&self, group_id: &str) -> Result<(String, bool)> {
-        let existing = self.graph.call_raw("team.get", Opts::default(), 1, |c| Graph::custom(c, "GET", &format!("/groups/{group_id}/team"), None)).await?;
-        if existing.ok() {
-            return Ok((existing.body["webUrl"].as_str().unwrap_or_default().to_string(), false));
-        }
+    /// Creates the Team on the group (PUT, asynchronous) and polls the operation to its end;
+    /// true when this call created it.
+    async fn ensure_team_on(&self, group_id: &str) -> Result<bool> {
         let body = json!({
             "memberSettings": {"allowCreateUpdateChannels": true, "allowDeleteChannels": false},
             "messagingSettings": {"allowUserEditMessages": true, "allowUserDeleteMessages": false},
@@ -140,45 +136,73 @@ impl GraphProvider {
         // graph-rs-sdk's update_team sends PATCH; creating a Team from a group is a PUT.
         let put = self
             .graph
-            .call_raw("team.create", retry_404(), 1, |c| {
-                let read = BodyRead::from_serialize(&body);
-                match read {
-                    Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
-                    Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
-                }
+            .call_raw("team.create", retry_404(), (1, 1), |c| match BodyRead::from_serialize(&body) {
+                Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
+                Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
             })
             .await?;
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(150);
         match (put.status, put.location.clone()) {
-            (202, Some(location)) => loop {
-                // The SDK's job_status() polls without the token; poll through our layer.
-                let op = self.graph.call("team.operation", retry_404(), |c| Graph::custom(c, "GET", &location, None)).await?;
-                match op.body["status"].as_str() {
-                    Some("succeeded") => break,
-                    Some("failed") => {
-                        return Err(Error::Graph {
+            (202, Some(location)) => {
+                let started = Instant::now();
+                let mut wait = Duration::from_millis(150);
+                loop {
+                    // The SDK's job_status() polls without the token; poll through our layer.
+                    let op = self
+                        .graph
+                        .call("team.operation", retry_404(), |c| Graph::custom(c, "GET", &location, None))
+                        .await?;
+                    match op.body["status"].as_str() {
+                        Some("succeeded") => return Ok(true),
+                        Some("failed") => {
+                            return Err(Error::Graph {
+                                op: "team.create".into(),
+                                status: 500,
+                                code: op.body["error"]["code"].as_str().unwrap_or("teamCreationFailed").into(),
+                                message: op.body["error"]["message"].as_str().unwrap_or("Team creation failed").into(),
+                            });
+                        }
+                        _ => {}
+                    }
+                    if started.elapsed() + wait > self.graph.config.budget {
+                        return Err(Error::Budget {
                             op: "team.create".into(),
-                            status: 500,
-                            code: op.body["error"]["code"].as_str().unwrap_or("teamCreationFailed").into(),
-                            message: op.body["error"]["message"].as_str().unwrap_or("Team creation failed").into(),
+                            attempts: 0,
+                            elapsed_ms: started.elapsed().as_millis() as u64,
+                            last: "Team still being created".into(),
                         });
                     }
-                    _ => {}
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 3 / 2).min(Duration::from_secs(5));
                 }
-                if started.elapsed() + wait > self.graph.config.budget {
-                    return Err(Error::Budget { op: "team.create".into(), attempts: 0, elapsed_ms: started.elapsed().as_millis() as u64, last: "Team still being created".into() });
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 3 / 2).min(Duration::from_secs(5));
-            },
-            (200..=299, _) => {}
-            // A Team already exists or is being created (a crashed run's PUT): wait for it.
-            (409, _) => {}
-            _ => return Err(put.into_error("team.create")),
+            }
+            (200..=299, _) => Ok(true),
+            // A Team exists or is being created (a crashed run's PUT): wait until it answers.
+            (409, _) => {
+                self.graph
+                    .call("team.get", retry_404(), |c| {
+                        Graph::custom(c, "GET", &format!("/groups/{group_id}/team"), None)
+                    })
+                    .await?;
+                Ok(false)
+            }
+            _ => Err(put.into_error("team.create")),
         }
-        let team = self.graph.call("team.get", retry_404(), |c| Graph::custom(c, "GET", &format!("/groups/{group_id}/team"), None)).await?;
-        Ok((team.body["webUrl"].as_str().unwrap_or_default().to_string(), put.status == 202))
+    }
+
+    async fn add_members(&self, group_id: &str, members: &[String]) -> Result<()> {
+        let patches = members.chunks(BIND_LIMIT).map(|chunk| {
+            let body = json!({"members@odata.bind": chunk.iter().map(|m| user_ref(m)).collect::<Vec<_>>()});
+            async move { self.graph.call("group.members", retry_404(), |c| c.group(group_id).update_group(&body)).await }
+        });
+        for r in futures_util::future::join_all(patches).await {
+            match r {
+                Ok(_) => {}
+                // One of the chunk was already a member (a crashed run's PATCH).
+                Err(e) if exists_error(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -189,71 +213,112 @@ impl M365 for GraphProvider {
 
     fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>> {
         let span = tracing::info_span!("m365.domain", domain = name);
-        Box::pin(async move {
-            let created = match self.get_domain(name, Opts::default()).await {
-                Ok(_) => false,
-                Err(Error::Graph { status: 404, .. }) => {
-                    match self.graph.call("domain.create", Opts::default(), |c| c.domains().create_domain(&json!({"id": name}))).await {
-                        Ok(_) => true,
-                        Err(e) if exists_error(&e) => false,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            self.domain_state(name, created).await
-        }.instrument(span))
+        Box::pin(
+            async move {
+                // Domain names are unique: the create is the lookup (Graph refuses a duplicate,
+                // and the refusal sends us to read the existing one), with no race in between.
+                let (created, domain) = match self
+                    .graph
+                    .call("domain.create", Opts::default(), |c| c.domains().create_domain(&json!({"id": name})))
+                    .await
+                {
+                    Ok(r) => (true, r.body),
+                    Err(e) if exists_error(&e) => (false, self.get_domain(name, retry_404()).await?),
+                    Err(e) => return Err(e),
+                };
+                let records = self
+                    .graph
+                    .call("domain.verificationDnsRecords", retry_404(), |c| {
+                        c.domain(name).list_verification_dns_records()
+                    })
+                    .await?;
+                Ok(DomainState {
+                    name: name.to_string(),
+                    verified: domain["isVerified"].as_bool().unwrap_or(false),
+                    services: domain["supportedServices"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                    verification: records.body["value"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(record_from_graph).collect())
+                        .unwrap_or_default(),
+                    created,
+                })
+            }
+            .instrument(span),
+        )
     }
 
-    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>> {
+    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>> {
         Box::pin(async move {
-            let state = self.domain_state(name, false).await?;
-            if state.verified {
-                return Ok(state);
+            match self.graph.call("domain.verify", retry_404(), |c| c.domain(name).verify()).await {
+                Ok(r) if r.body["isVerified"].as_bool() == Some(true) => Ok(()),
+                Ok(_) => Err(Error::Graph {
+                    op: "domain.verify".into(),
+                    status: 400,
+                    code: "notVerified".into(),
+                    message: format!("{name} is not verified yet"),
+                }),
+                Err(e) if matches!(&e, Error::Graph { message, .. } if message.contains("already verified")) => Ok(()),
+                Err(e) => Err(e),
             }
-            let reply = self.graph.call("domain.verify", retry_404(), |c| c.domain(name).verify()).await?;
-            Ok(DomainState { verified: reply.body["isVerified"].as_bool().unwrap_or(false), ..state })
         })
     }
 
     fn enable_services<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<DnsRecord>>> {
         Box::pin(async move {
-            let domain = self.get_domain(name, retry_404()).await?;
-            let wanted = ["Email", "OfficeCommunicationsOnline"];
-            let current: BTreeSet<&str> = domain["supportedServices"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            if !wanted.iter().all(|w| current.contains(w)) {
-                let mut services: BTreeSet<&str> = current.clone();
-                services.extend(wanted);
-                let body = json!({"supportedServices": services});
-                self.graph.call("domain.services", retry_404(), |c| c.domain(name).update_domain(&body)).await?;
-            }
-            let records = self.graph.list_all("domain.serviceConfigurationRecords", &format!("/domains/{name}/serviceConfigurationRecords"), false).await?;
+            // Setting the same services again changes nothing: no read needed first.
+            let body = json!({"supportedServices": ["Email", "OfficeCommunicationsOnline"]});
+            self.graph.call("domain.services", retry_404(), |c| c.domain(name).update_domain(&body)).await?;
+            let records = self
+                .graph
+                .list_all(
+                    "domain.serviceConfigurationRecords",
+                    &format!("/domains/{name}/serviceConfigurationRecords"),
+                    false,
+                )
+                .await?;
             Ok(records.iter().filter_map(record_from_graph).collect())
         })
     }
 
     fn ensure_accounts<'a>(&'a self, domain: &'a str, agents: &'a [AgentSpec]) -> BoxFut<'a, Result<Vec<Account>>> {
         let span = tracing::info_span!("m365.accounts", domain, agents = agents.len());
-        Box::pin(async move {
-            let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
-            let logins = repli_core::text::account_logins(&names);
-            let (existing, (sku_id, available)) = tokio::try_join!(self.users_of(domain), self.sku())?;
-            let by_upn: BTreeMap<String, &Value> =
-                existing.iter().filter_map(|u| u["userPrincipalName"].as_str().map(|p| (p.to_ascii_lowercase(), u))).collect();
-            let has_licence = |u: &Value| u["assignedLicenses"].as_array().is_some_and(|a| a.iter().any(|l| l["skuId"] == sku_id.as_str()));
-            let needing: u32 = logins.iter().filter(|l| by_upn.get(&format!("{l}@{domain}")).is_none_or(|u| !has_licence(u))).count() as u32;
-            if needing > available {
-                return Err(Error::LicencesExhausted { sku: self.graph.config.sku_part_number.clone(), needed: needing, available, missing: needing - available });
-            }
-            let licence_body = json!({"addLicenses": [{"skuId": sku_id, "disabledPlans": []}], "removeLicenses": []});
-            let mut units: Vec<Vec<Item>> = Vec::new();
-            for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
-                let upn = format!("{login}@{domain}");
-                let found = by_upn.get(&upn);
-                let mut unit = Vec::new();
-                if found.is_none() {
-                    let password = generate_password()?;
-                    unit.push(Item {
+        Box::pin(
+            async move {
+                let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+                let logins = repli_core::text::account_logins(&names);
+                let (existing, (sku_id, available)) = tokio::try_join!(self.users_of(domain), self.sku())?;
+                let by_upn: BTreeMap<String, &Value> = existing
+                    .iter()
+                    .filter_map(|u| u["userPrincipalName"].as_str().map(|p| (p.to_ascii_lowercase(), u)))
+                    .collect();
+                let has_licence = |u: &Value| {
+                    u["assignedLicenses"].as_array().is_some_and(|a| a.iter().any(|l| l["skuId"] == sku_id.as_str()))
+                };
+                let needing: u32 = logins
+                    .iter()
+                    .filter(|l| by_upn.get(&format!("{l}@{domain}")).is_none_or(|u| !has_licence(u)))
+                    .count() as u32;
+                if needing > available {
+                    return Err(Error::LicencesExhausted {
+                        sku: self.graph.config.sku_part_number.clone(),
+                        needed: needing,
+                        available,
+                        missing: needing - available,
+                    });
+                }
+                let licence_body =
+                    json!({"addLicenses": [{"skuId": sku_id, "disabledPlans": []}], "removeLicenses": []});
+                let mut units: Vec<Vec<Item>> = Vec::new();
+                for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
+                    let upn = format!("{login}@{domain}");
+                    let found = by_upn.get(&upn);
+                    let mut unit = Vec::new();
+                    if found.is_none() {
+                        let password = generate_password()?;
+                        unit.push(Item {
                         id: format!("c{i}"),
                         method: "POST",
                         url: "/users".into(),
@@ -269,175 +334,213 @@ impl M365 for GraphProvider {
                         })),
                         depends_on: None,
                     });
-                }
-                if found.is_none_or(|u| !has_licence(u)) {
-                    unit.push(Item {
-                        id: format!("l{i}"),
-                        method: "POST",
-                        url: format!("/users/{upn}/assignLicense"),
-                        body: Some(licence_body.clone()),
-                        depends_on: found.is_none().then(|| format!("c{i}")),
-                    });
-                }
-                if !unit.is_empty() {
-                    units.push(unit);
-                }
-            }
-            let results = self.graph.run_items("accounts.create", units, retry_404()).await?;
-            let mut failures = Vec::new();
-            let mut out = Vec::new();
-            for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
-                let upn = format!("{login}@{domain}");
-                let created = results.get(&format!("c{i}"));
-                let licence = results.get(&format!("l{i}"));
-                // "Already exists" on create: an earlier run made it; replication hid it.
-                let create_ok = created.is_none_or(|r| r.ok() || (r.status == 400 && r.message().contains("already exists")));
-                if !create_ok {
-                    failures.push(format!("{upn}: {}", created.map(Reply::message).unwrap_or_default()));
-                    continue;
-                }
-                let licence_ok = licence.is_none_or(Reply::ok);
-                if let Some(l) = licence.filter(|l| !l.ok()) {
-                    if l.status == 424 {
-                        // Its create was "already exists": assign on its own below.
-                    } else {
-                        failures.push(format!("{upn} (licence): {}", l.message()));
-                        continue;
+                    }
+                    if found.is_none_or(|u| !has_licence(u)) {
+                        unit.push(Item {
+                            id: format!("l{i}"),
+                            method: "POST",
+                            url: format!("/users/{upn}/assignLicense"),
+                            body: Some(licence_body.clone()),
+                            depends_on: found.is_none().then(|| format!("c{i}")),
+                        });
+                    }
+                    if !unit.is_empty() {
+                        units.push(unit);
                     }
                 }
-                let id = created.and_then(|r| r.body["id"].as_str()).or_else(|| by_upn.get(&upn).and_then(|u| u["id"].as_str())).unwrap_or_default().to_string();
-                out.push((upn, agent, id, created.is_some_and(Reply::ok), licence_ok));
-            }
-            // Accounts whose creation collided with an invisible earlier one: licence them now.
-            let late: Vec<Vec<Item>> = out
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, _, _, _, licensed))| !licensed)
-                .map(|(j, (upn, ..))| {
-                    vec![Item { id: format!("r{j}"), method: "POST", url: format!("/users/{upn}/assignLicense"), body: Some(licence_body.clone()), depends_on: None }]
-                })
-                .collect();
-            if !late.is_empty() {
-                let again = self.graph.run_items("accounts.licence", late, retry_404()).await?;
-                for (j, entry) in out.iter_mut().enumerate() {
-                    if let Some(r) = again.get(&format!("r{j}")) {
-                        if r.ok() {
-                            entry.4 = true;
-                            if entry.2.is_empty() {
-                                entry.2 = r.body["id"].as_str().unwrap_or_default().to_string();
-                            }
+                let results = self.graph.run_items("accounts.create", units, retry_404()).await?;
+                let mut failures = Vec::new();
+                let mut out = Vec::new();
+                for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
+                    let upn = format!("{login}@{domain}");
+                    let created = results.get(&format!("c{i}"));
+                    let licence = results.get(&format!("l{i}"));
+                    // "Already exists" on create: an earlier run made it; replication hid it.
+                    let create_ok =
+                        created.is_none_or(|r| r.ok() || (r.status == 400 && r.message().contains("already exists")));
+                    if !create_ok {
+                        failures.push(format!("{upn}: {}", created.map(Reply::message).unwrap_or_default()));
+                        continue;
+                    }
+                    let licence_ok = licence.is_none_or(Reply::ok);
+                    if let Some(l) = licence.filter(|l| !l.ok()) {
+                        if l.status == 424 {
+                            // Its create was "already exists": assign on its own below.
                         } else {
-                            let upn = &entry.0;
-                            failures.push(format!("{upn} (licence): {}", r.message()));
+                            failures.push(format!("{upn} (licence): {}", l.message()));
+                            continue;
+                        }
+                    }
+                    let id = created
+                        .and_then(|r| r.body["id"].as_str())
+                        .or_else(|| by_upn.get(&upn).and_then(|u| u["id"].as_str()))
+                        .unwrap_or_default()
+                        .to_string();
+                    out.push((upn, agent, id, created.is_some_and(Reply::ok), licence_ok));
+                }
+                // Accounts whose creation collided with an invisible earlier one: licence them now.
+                let late: Vec<Vec<Item>> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, _, _, _, licensed))| !licensed)
+                    .map(|(j, (upn, ..))| {
+                        vec![Item {
+                            id: format!("r{j}"),
+                            method: "POST",
+                            url: format!("/users/{upn}/assignLicense"),
+                            body: Some(licence_body.clone()),
+                            depends_on: None,
+                        }]
+                    })
+                    .collect();
+                if !late.is_empty() {
+                    let again = self.graph.run_items("accounts.licence", late, retry_404()).await?;
+                    for (j, entry) in out.iter_mut().enumerate() {
+                        if let Some(r) = again.get(&format!("r{j}")) {
+                            if r.ok() {
+                                entry.4 = true;
+                                if entry.2.is_empty() {
+                                    entry.2 = r.body["id"].as_str().unwrap_or_default().to_string();
+                                }
+                            } else {
+                                let upn = &entry.0;
+                                failures.push(format!("{upn} (licence): {}", r.message()));
+                            }
                         }
                     }
                 }
+                if !failures.is_empty() {
+                    return Err(Error::Graph {
+                        op: "accounts.create".into(),
+                        status: 400,
+                        code: "partialFailure".into(),
+                        message: failures.join("; "),
+                    });
+                }
+                Ok(out
+                    .into_iter()
+                    .map(|(upn, agent, id, created, licensed)| Account {
+                        upn,
+                        id,
+                        display_name: agent.name.clone(),
+                        service: agent.service.clone(),
+                        created,
+                        licensed,
+                    })
+                    .collect())
             }
-            if !failures.is_empty() {
-                return Err(Error::Graph { op: "accounts.create".into(), status: 400, code: "partialFailure".into(), message: failures.join("; ") });
-            }
-            Ok(out
-                .into_iter()
-                .map(|(upn, agent, id, created, licensed)| Account { upn, id, display_name: agent.name.clone(), service: agent.service.clone(), created, licensed })
-                .collect())
-        }.instrument(span))
+            .instrument(span),
+        )
     }
 
     fn ensure_team<'a>(&'a self, spec: &'a TeamSpec) -> BoxFut<'a, Result<TeamInfo>> {
         let span = tracing::info_span!("m365.team", group = %spec.nickname);
-        Box::pin(async move {
-            if spec.owners.is_empty() {
-                return Err(Error::Invalid("a Team needs at least one owner".into()));
-            }
-            let mut created = false;
-            let group = match self.find_group(&spec.nickname).await? {
-                Some(g) => g,
-                None => {
-                    let first: Vec<String> = spec.members.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
-                    let owners: Vec<String> = spec.owners.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
-                    let body = json!({
-                        "displayName": spec.display_name, "description": spec.description, "mailNickname": spec.nickname,
-                        "mailEnabled": true, "securityEnabled": false, "groupTypes": ["Unified"], "visibility": "Private",
-                        "owners@odata.bind": owners, "members@odata.bind": first,
-                    });
+        Box::pin(
+            async move {
+                if spec.owners.is_empty() {
+                    return Err(Error::Invalid("a Team needs at least one owner".into()));
+                }
+                let first: Vec<String> = spec.members.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
+                let owners: Vec<String> = spec.owners.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
+                let body = json!({
+                    "displayName": spec.display_name, "description": spec.description, "mailNickname": spec.nickname,
+                    "mailEnabled": true, "securityEnabled": false, "groupTypes": ["Unified"], "visibility": "Private",
+                    "owners@odata.bind": owners, "members@odata.bind": first,
+                });
+                // A Microsoft 365 group's address (from mailNickname) is unique: the create is
+                // the lookup, and "already exists" leads to the existing group.
+                let (group, created) =
                     match self.graph.call("group.create", retry_404(), |c| c.groups().create_group(&body)).await {
-                        Ok(r) => {
-                            created = true;
-                            r.body
-                        }
-                        Err(e) if exists_error(&e) => self.await_group(&spec.nickname).await?,
+                        Ok(r) => (r.body, true),
+                        Err(e) if exists_error(&e) => (self.await_group(&spec.nickname).await?, false),
                         Err(e) => return Err(e),
-                    }
+                    };
+                let group_id =
+                    group["id"].as_str().ok_or_else(|| Error::Invalid("group without id".into()))?.to_string();
+                let missing: Vec<String> = if created {
+                    spec.members.iter().skip(BIND_LIMIT).cloned().collect()
+                } else {
+                    let present: BTreeSet<String> = self
+                        .graph
+                        .list_all(
+                            "group.members",
+                            &format!("/groups/{group_id}/members?$select=id,userPrincipalName"),
+                            false,
+                        )
+                        .await?
+                        .iter()
+                        .flat_map(|m| [m["id"].as_str(), m["userPrincipalName"].as_str()])
+                        .flatten()
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    spec.members.iter().filter(|m| !present.contains(&m.to_ascii_lowercase())).cloned().collect()
+                };
+                // Members beyond the create's 20 go in while the Team is being made.
+                let (members, team_created) =
+                    tokio::join!(self.add_members(&group_id, &missing), self.ensure_team_on(&group_id));
+                members?;
+                let team_created = team_created?;
+                // A Team made by this call has only « General »; otherwise, list what exists.
+                let existing: BTreeSet<String> = if team_created {
+                    BTreeSet::from(["general".to_string()])
+                } else {
+                    self.graph
+                        .list_all("team.channels", &format!("/teams/{group_id}/channels"), false)
+                        .await?
+                        .iter()
+                        .filter_map(|c| c["displayName"].as_str().map(str::to_lowercase))
+                        .collect()
+                };
+                let creates = spec.channels.iter().filter(|(name, _)| !existing.contains(&name.to_lowercase())).map(
+                    |(name, description)| {
+                        let body =
+                            json!({"displayName": name, "description": description, "membershipType": "standard"});
+                        let gid = group_id.clone();
+                        async move {
+                            match self
+                                .graph
+                                .call("team.channel", retry_404(), |c| c.team(&gid).channels().create_channels(&body))
+                                .await
+                            {
+                                Err(e) if exists_error(&e) => Ok(()),
+                                other => other.map(|_| ()),
+                            }
+                        }
+                    },
+                );
+                let team_url = format!("/groups/{group_id}/team");
+                let (team, drive, created_channels) = tokio::join!(
+                    self.graph.call("team.get", retry_404(), |c| Graph::custom(c, "GET", &team_url, None)),
+                    self.graph.call("group.drive", retry_404(), |c| c.group(&group_id).get_drive()),
+                    futures_util::future::join_all(creates),
+                );
+                for r in created_channels {
+                    r?;
                 }
-            };
-            let group_id = group["id"].as_str().ok_or_else(|| Error::Invalid("group without id".into()))?.to_string();
-            // Members beyond the create's 20 (or missing after a crash): PATCH by 20, in parallel.
-            let present: BTreeSet<String> = if created {
-                spec.members.iter().take(BIND_LIMIT).map(|m| m.to_ascii_lowercase()).collect()
-            } else {
-                self.graph
-                    .list_all("group.members", &format!("/groups/{group_id}/members?$select=id,userPrincipalName"), false)
-                    .await?
-                    .iter()
-                    .flat_map(|m| [m["id"].as_str(), m["userPrincipalName"].as_str()])
-                    .flatten()
-                    .map(str::to_ascii_lowercase)
-                    .collect()
-            };
-            let missing: Vec<&String> = spec.members.iter().filter(|m| !present.contains(&m.to_ascii_lowercase())).collect();
-            let patches = missing.chunks(BIND_LIMIT).map(|chunk| {
-                let body = json!({"members@odata.bind": chunk.iter().map(|m| user_ref(m)).collect::<Vec<_>>()});
-                let gid = group_id.clone();
-                async move { self.graph.call("group.members", retry_404(), |c| c.group(&gid).update_group(&body)).await }
-            });
-            for r in futures_util::future::join_all(patches).await {
-                match r {
-                    Ok(_) => {}
-                    // Someone of the chunk was already a member (a crashed run's PATCH).
-                    Err(e) if exists_error(&e) => {}
-                    Err(e) => return Err(e),
-                }
+                let mut channels = vec!["General".to_string()];
+                channels.extend(spec.channels.iter().map(|(n, _)| n.clone()));
+                Ok(TeamInfo {
+                    group_id,
+                    mail: group["mail"].as_str().unwrap_or_default().to_string(),
+                    web_url: team?.body["webUrl"].as_str().unwrap_or_default().to_string(),
+                    drive_url: drive?.body["webUrl"].as_str().unwrap_or_default().to_string(),
+                    channels,
+                    created: created || team_created,
+                })
             }
-            let (web_url, team_created) = self.ensure_team_on(&group_id).await?;
-            let channels_url = format!("/teams/{group_id}/channels");
-            let (channels, drive) = tokio::try_join!(
-                self.graph.list_all("team.channels", &channels_url, false),
-                self.graph.call("group.drive", retry_404(), |c| c.group(&group_id).get_drive()),
-            )?;
-            let existing: BTreeSet<String> = channels.iter().filter_map(|c| c["displayName"].as_str().map(str::to_lowercase)).collect();
-            let creates = spec.channels.iter().filter(|(name, _)| !existing.contains(&name.to_lowercase())).map(|(name, description)| {
-                let body = json!({"displayName": name, "description": description, "membershipType": "standard"});
-                let gid = group_id.clone();
-                async move { self.graph.call("team.channel", retry_404(), |c| c.team(&gid).channels().create_channels(&body)).await }
-            });
-            for r in futures_util::future::join_all(creates).await {
-                match r {
-                    Ok(_) => {}
-                    Err(e) if exists_error(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let mut names: Vec<String> = channels.iter().filter_map(|c| c["displayName"].as_str().map(str::to_string)).collect();
-            for (name, _) in &spec.channels {
-                if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                    names.push(name.clone());
-                }
-            }
-            Ok(TeamInfo {
-                group_id,
-                mail: group["mail"].as_str().unwrap_or_default().to_string(),
-                web_url,
-                drive_url: drive.body["webUrl"].as_str().unwrap_or_default().to_string(),
-                channels: names,
-                created: created || team_created,
-            })
-        }.instrument(span))
+            .instrument(span),
+        )
     }
 
     fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>> {
         Box::pin(async move {
             let body = json!({"externalId": spec.external_id, "subject": spec.subject, "startDateTime": spec.start, "endDateTime": spec.end});
-            let reply = self.graph.call("meeting.createOrGet", retry_404(), |c| c.user(&spec.organizer).online_meetings().create_or_get(&body)).await?;
+            let reply = self
+                .graph
+                .call("meeting.createOrGet", retry_404(), |c| {
+                    c.user(&spec.organizer).online_meetings().create_or_get(&body)
+                })
+                .await?;
             Ok(MeetingInfo {
                 id: reply.body["id"].as_str().unwrap_or_default().to_string(),
                 join_url: reply.body["joinWebUrl"].as_str().unwrap_or_default().to_string(),
@@ -465,15 +568,23 @@ impl M365 for GraphProvider {
                         id: format!("p{i}"),
                         method: "PATCH",
                         url: format!("/users/{upn}"),
-                        body: Some(json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}})),
+                        body: Some(
+                            json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}}),
+                        ),
                         depends_on: None,
                     }]
                 })
                 .collect();
             let results = self.graph.run_items("accounts.password", units, retry_404()).await?;
-            let failed: Vec<String> = results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
+            let failed: Vec<String> =
+                results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
             if !failed.is_empty() {
-                return Err(Error::Graph { op: "accounts.password".into(), status: 400, code: "partialFailure".into(), message: failed.join("; ") });
+                return Err(Error::Graph {
+                    op: "accounts.password".into(),
+                    status: 400,
+                    code: "partialFailure".into(),
+                    message: failed.join("; "),
+                });
             }
             Ok(passwords)
         })
@@ -487,10 +598,25 @@ impl M365 for GraphProvider {
             for (i, u) in users.iter().enumerate() {
                 let Some(id) = u["id"].as_str() else { continue };
                 let mut unit = vec![
-                    Item { id: format!("s{i}"), method: "POST", url: format!("/users/{id}/revokeSignInSessions"), body: None, depends_on: None },
-                    Item { id: format!("d{i}"), method: "PATCH", url: format!("/users/{id}"), body: Some(json!({"accountEnabled": false})), depends_on: Some(format!("s{i}")) },
+                    Item {
+                        id: format!("s{i}"),
+                        method: "POST",
+                        url: format!("/users/{id}/revokeSignInSessions"),
+                        body: None,
+                        depends_on: None,
+                    },
+                    Item {
+                        id: format!("d{i}"),
+                        method: "PATCH",
+                        url: format!("/users/{id}"),
+                        body: Some(json!({"accountEnabled": false})),
+                        depends_on: Some(format!("s{i}")),
+                    },
                 ];
-                let skus: Vec<Value> = u["assignedLicenses"].as_array().map(|a| a.iter().map(|l| l["skuId"].clone()).collect()).unwrap_or_default();
+                let skus: Vec<Value> = u["assignedLicenses"]
+                    .as_array()
+                    .map(|a| a.iter().map(|l| l["skuId"].clone()).collect())
+                    .unwrap_or_default();
                 if !skus.is_empty() {
                     licences += skus.len() as u32;
                     unit.push(Item {
@@ -504,11 +630,20 @@ impl M365 for GraphProvider {
                 units.push(unit);
             }
             let results = self.graph.run_items("accounts.winddown", units, Opts::default()).await?;
-            let failed: Vec<String> = results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
+            let failed: Vec<String> =
+                results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
             if !failed.is_empty() {
-                return Err(Error::Graph { op: "accounts.winddown".into(), status: 400, code: "partialFailure".into(), message: failed.join("; ") });
+                return Err(Error::Graph {
+                    op: "accounts.winddown".into(),
+                    status: 400,
+                    code: "partialFailure".into(),
+                    message: failed.join("; "),
+                });
             }
-            Ok(WindDown { accounts: users.iter().filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string)).collect(), licences_removed: licences })
+            Ok(WindDown {
+                accounts: users.iter().filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string)).collect(),
+                licences_removed: licences,
+            })
         })
     }
 
@@ -518,14 +653,33 @@ impl M365 for GraphProvider {
             let units: Vec<Vec<Item>> = users
                 .iter()
                 .enumerate()
-                .filter_map(|(i, u)| u["id"].as_str().map(|id| vec![Item { id: format!("x{i}"), method: "DELETE", url: format!("/users/{id}"), body: None, depends_on: None }]))
+                .filter_map(|(i, u)| {
+                    u["id"].as_str().map(|id| {
+                        vec![Item {
+                            id: format!("x{i}"),
+                            method: "DELETE",
+                            url: format!("/users/{id}"),
+                            body: None,
+                            depends_on: None,
+                        }]
+                    })
+                })
                 .collect();
             let count = units.len();
             let results = self.graph.run_items("accounts.delete", units, Opts::default()).await?;
             // 404: already deleted by an earlier run.
-            let failed: Vec<String> = results.iter().filter(|(_, r)| !r.ok() && r.status != 404).map(|(id, r)| format!("{id}: {}", r.message())).collect();
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|(_, r)| !r.ok() && r.status != 404)
+                .map(|(id, r)| format!("{id}: {}", r.message()))
+                .collect();
             if !failed.is_empty() {
-                return Err(Error::Graph { op: "accounts.delete".into(), status: 400, code: "partialFailure".into(), message: failed.join("; ") });
+                return Err(Error::Graph {
+                    op: "accounts.delete".into(),
+                    status: 400,
+                    code: "partialFailure".into(),
+                    message: failed.join("; "),
+                });
             }
             Ok(count)
         })
@@ -549,13 +703,19 @@ impl M365 for GraphProvider {
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
-            let refs = self.graph.list_all("domain.references", &format!("/domains/{name}/domainNameReferences"), false).await?;
+            let refs = self
+                .graph
+                .list_all("domain.references", &format!("/domains/{name}/domainNameReferences"), false)
+                .await?;
             if refs.is_empty() {
                 self.graph.call("domain.delete", Opts::default(), |c| c.domain(name).delete_domain()).await?;
                 return Ok(DomainRemoval::Deleted);
             }
             if !force {
-                let references = refs.iter().filter_map(|r| r["userPrincipalName"].as_str().or(r["id"].as_str()).map(str::to_string)).collect();
+                let references = refs
+                    .iter()
+                    .filter_map(|r| r["userPrincipalName"].as_str().or(r["id"].as_str()).map(str::to_string))
+                    .collect();
                 return Err(Error::DomainReferenced { domain: name.to_string(), references });
             }
             let body = json!({"disableUserAccounts": true});
@@ -564,9 +724,19 @@ impl M365 for GraphProvider {
         })
     }
 
-    fn isolation_report<'a>(&'a self, domain: &'a str, nickname: &'a str, commune_domain: Option<&'a str>) -> BoxFut<'a, Result<IsolationReport>> {
+    fn isolation_report<'a>(
+        &'a self,
+        domain: &'a str,
+        group_id: &'a str,
+        commune_domain: Option<&'a str>,
+    ) -> BoxFut<'a, Result<IsolationReport>> {
         Box::pin(async move {
-            let (d, users, group) = tokio::try_join!(self.get_domain(domain, retry_404()), self.users_of(domain), self.find_group(nickname))?;
+            let members_url = format!("/groups/{group_id}/members?$select=id,userPrincipalName,userType");
+            let (d, users, members) = tokio::try_join!(
+                self.get_domain(domain, retry_404()),
+                self.users_of(domain),
+                self.graph.list_all("group.members", &members_url, false),
+            )?;
             let mut checks = Vec::new();
             let auth = d["authenticationType"].as_str().unwrap_or("inconnu");
             checks.push(IsolationCheck {
@@ -574,39 +744,55 @@ impl M365 for GraphProvider {
                 ok: auth.eq_ignore_ascii_case("Managed"),
                 detail: format!("{domain} : authentification {auth}"),
             });
-            let synced: Vec<&str> = users.iter().filter(|u| u["onPremisesSyncEnabled"].as_bool() == Some(true)).filter_map(|u| u["userPrincipalName"].as_str()).collect();
+            let synced: Vec<&str> = users
+                .iter()
+                .filter(|u| u["onPremisesSyncEnabled"].as_bool() == Some(true))
+                .filter_map(|u| u["userPrincipalName"].as_str())
+                .collect();
             checks.push(IsolationCheck {
                 check: "Comptes créés dans le cloud, aucun synchronisé depuis un annuaire local".into(),
                 ok: synced.is_empty(),
-                detail: if synced.is_empty() { format!("{} compte(s), tous cloud", users.len()) } else { format!("synchronisés : {}", synced.join(", ")) },
+                detail: if synced.is_empty() {
+                    format!("{} compte(s), tous cloud", users.len())
+                } else {
+                    format!("synchronisés : {}", synced.join(", "))
+                },
             });
-            let guests: Vec<&str> = users.iter().filter(|u| u["userType"].as_str().is_some_and(|t| t != "Member")).filter_map(|u| u["userPrincipalName"].as_str()).collect();
-            checks.push(IsolationCheck { check: "Aucun compte invité".into(), ok: guests.is_empty(), detail: if guests.is_empty() { "aucun".into() } else { guests.join(", ") } });
-            let mut outsiders = Vec::new();
-            if let Some(g) = &group
-                && let Some(id) = g["id"].as_str()
-            {
-                let members = self.graph.list_all("group.members", &format!("/groups/{id}/members?$select=id,userPrincipalName,userType"), false).await?;
-                let suffix = format!("@{}", domain.to_ascii_lowercase());
-                for m in &members {
+            let guests: Vec<&str> = users
+                .iter()
+                .filter(|u| u["userType"].as_str().is_some_and(|t| t != "Member"))
+                .filter_map(|u| u["userPrincipalName"].as_str())
+                .collect();
+            checks.push(IsolationCheck {
+                check: "Aucun compte invité".into(),
+                ok: guests.is_empty(),
+                detail: if guests.is_empty() { "aucun".into() } else { guests.join(", ") },
+            });
+            let suffix = format!("@{}", domain.to_ascii_lowercase());
+            let outsiders: Vec<String> = members
+                .iter()
+                .filter(|m| {
                     let upn = m["userPrincipalName"].as_str().unwrap_or("").to_ascii_lowercase();
-                    if !upn.ends_with(&suffix) || m["userType"].as_str().is_some_and(|t| t != "Member") {
-                        outsiders.push(upn);
-                    }
-                }
-            }
+                    !upn.ends_with(&suffix) || m["userType"].as_str().is_some_and(|t| t != "Member")
+                })
+                .map(|m| m["userPrincipalName"].as_str().or(m["id"].as_str()).unwrap_or("?").to_string())
+                .collect();
             checks.push(IsolationCheck {
                 check: "Espace collaboratif réservé aux comptes du domaine de secours".into(),
-                ok: group.is_some() && outsiders.is_empty(),
-                detail: match (&group, outsiders.is_empty()) {
-                    (None, _) => format!("groupe {nickname} introuvable"),
-                    (Some(_), true) => "tous les membres sont sur le domaine de secours".into(),
-                    (Some(_), false) => format!("membres extérieurs : {}", outsiders.join(", ")),
+                ok: !members.is_empty() && outsiders.is_empty(),
+                detail: if outsiders.is_empty() {
+                    format!("{} membre(s), tous sur le domaine de secours", members.len())
+                } else {
+                    format!("membres extérieurs : {}", outsiders.join(", "))
                 },
             });
             if let Some(commune) = commune_domain {
                 let suffix = format!("@{}", commune.to_ascii_lowercase());
-                let leaked: Vec<&str> = users.iter().filter_map(|u| u["userPrincipalName"].as_str()).filter(|u| u.to_ascii_lowercase().ends_with(&suffix)).collect();
+                let leaked: Vec<&str> = users
+                    .iter()
+                    .filter_map(|u| u["userPrincipalName"].as_str())
+                    .filter(|u| u.to_ascii_lowercase().ends_with(&suffix))
+                    .collect();
                 checks.push(IsolationCheck {
                     check: "Aucun compte du domaine de la commune".into(),
                     ok: leaked.is_empty() && !domain.eq_ignore_ascii_case(commune),

@@ -2,7 +2,10 @@
 //! parallel. The engine runs the same operations one playbook step at a time; this function
 //! serves the benchmark and is the reference for the critical path.
 
-use crate::{Account, AgentSpec, DnsPublisher, DnsRecord, DomainState, IsolationReport, M365, MeetingInfo, MeetingSpec, Result, TeamInfo, TeamSpec, zone_fragment};
+use crate::{
+    Account, AgentSpec, DnsPublisher, DnsRecord, DomainState, IsolationReport, M365, MeetingInfo, MeetingSpec, Result,
+    TeamInfo, TeamSpec, zone_fragment,
+};
 use serde::{Deserialize, Serialize};
 
 /// What to provision for one crisis.
@@ -58,14 +61,14 @@ impl KitSpec {
     }
 }
 
-/// Sequential Graph round trips on the longest path of [`provision`] (token included) with
-/// no faults: token; domain get, create, records; verify (its state read, then the verify);
-/// services (get, patch, records); accounts (listing ∥ SKUs, then one wave of batches);
-/// group lookup, create, members wave when more than 20; Team get, put, one poll, get;
-/// channels ∥ drive; channel creates; isolation (domain ∥ users ∥ group), then members.
-pub fn critical_path_calls(agents: usize) -> u32 {
-    let members_wave = u32::from(agents > 20);
-    1 + 3 + 3 + 3 + 2 + 2 + members_wave + 4 + 1 + 1 + 2
+/// Sequential Graph round trips on the longest path of [`provision`] with no faults: token;
+/// domain create, its records; verify; then services (patch, records) alongside accounts
+/// (listing ∥ SKUs, one wave of batches); group create; Team put (∥ members beyond 20); one
+/// poll; Team ∥ drive ∥ channel creates (the meeting runs alongside); isolation checks
+/// (domain ∥ accounts ∥ members). The same for any number of agents: batches go in one wave
+/// up to `DEFAULT_CONCURRENCY` × 20 requests.
+pub fn critical_path_calls() -> u32 {
+    1 + 2 + 1 + 2 + 1 + 1 + 1 + 1 + 1
 }
 
 /// Provisions the whole kit.
@@ -73,17 +76,30 @@ pub async fn provision(m365: &dyn M365, dns: &dyn DnsPublisher, spec: &KitSpec) 
     let domain = m365.ensure_domain(&spec.domain).await?;
     let comment = format!("Repli — zone de secours de {} (crise {})", spec.commune, spec.crisis_id);
     let mut published = dns.publish(&spec.domain, &domain.verification).await?;
-    let created = domain.created;
-    let domain = DomainState { created, ..m365.verify_domain(&spec.domain).await? };
-    let services = m365.enable_services(&spec.domain).await?;
-    let mut records = domain.verification.clone();
-    records.extend(services);
-    let (dns_done, accounts) = tokio::join!(dns.publish(&spec.domain, &records), m365.ensure_accounts(&spec.domain, &spec.agents));
-    published &= dns_done?;
-    let accounts = accounts?;
+    m365.verify_domain(&spec.domain).await?;
+    let services = async {
+        let services = m365.enable_services(&spec.domain).await?;
+        let mut records = domain.verification.clone();
+        records.extend(services);
+        let done = dns.publish(&spec.domain, &records).await?;
+        Ok::<_, crate::Error>((records, done))
+    };
+    let ((records, dns_done), accounts) = tokio::try_join!(services, m365.ensure_accounts(&spec.domain, &spec.agents))?;
+    published &= dns_done;
     let team_spec = spec.team_spec(&accounts);
-    let meeting_spec = spec.meeting_spec(&accounts).ok_or_else(|| crate::Error::Invalid("at least one agent is needed".into()))?;
+    let meeting_spec =
+        spec.meeting_spec(&accounts).ok_or_else(|| crate::Error::Invalid("at least one agent is needed".into()))?;
     let (team, meeting) = tokio::try_join!(m365.ensure_team(&team_spec), m365.ensure_meeting(&meeting_spec))?;
-    let isolation = m365.isolation_report(&spec.domain, &team_spec.nickname, None).await?;
-    Ok(Kit { zone: zone_fragment(&spec.domain, &comment, &records), domain, records, dns_published: published, accounts, team, meeting, isolation })
+    let isolation = m365.isolation_report(&spec.domain, &team.group_id, None).await?;
+    let domain = DomainState { verified: true, ..domain };
+    Ok(Kit {
+        zone: zone_fragment(&spec.domain, &comment, &records),
+        domain,
+        records,
+        dns_published: published,
+        accounts,
+        team,
+        meeting,
+        isolation,
+    })
 }

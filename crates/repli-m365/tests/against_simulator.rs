@@ -1,5 +1,7 @@
 //! The real graph-rs-sdk client, over HTTP, against the Graph simulator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use repli_graph_sim::{Faults, RetryAfterFormat, SimConfig, Simulator};
 use repli_m365::{
     AgentSpec, DomainRemoval, Error, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365, Secret, provision,
@@ -12,7 +14,8 @@ async fn sim(config: SimConfig) -> Simulator {
 }
 
 fn provider(sim: &Simulator, tweak: impl FnOnce(&mut GraphConfig)) -> GraphProvider {
-    let mut config = GraphConfig::new(&sim.graph_url(), sim.base_url(), "tenant-amp", "client-repli", Secret::new("s3cret"));
+    let mut config =
+        GraphConfig::new(&sim.graph_url(), sim.base_url(), "tenant-amp", "client-repli", Secret::new("s3cret"));
     config.budget = Duration::from_secs(60);
     tweak(&mut config);
     GraphProvider::new(config).unwrap()
@@ -59,7 +62,9 @@ async fn provisions_a_whole_kit_once_and_a_rerun_creates_nothing() {
     assert!(kit.domain.created && kit.domain.verified && kit.dns_published);
     assert!(kit.accounts.iter().all(|a| a.created && a.licensed && a.upn.ends_with("@aubagne.secours-amp.fr")));
     assert_eq!(kit.accounts[0].upn, "agent0.nom-elu0@aubagne.secours-amp.fr");
-    assert!(kit.team.drive_url.starts_with("https://") && kit.meeting.join_url.starts_with("https://teams.microsoft.com/"));
+    assert!(
+        kit.team.drive_url.starts_with("https://") && kit.meeting.join_url.starts_with("https://teams.microsoft.com/")
+    );
     assert!(kit.isolation.ok, "{:?}", kit.isolation);
     for kind in ["TXT", "MX", "CNAME", "SRV"] {
         assert!(kit.records.iter().any(|r| r.kind == kind), "no {kind} in {:?}", kit.records);
@@ -178,7 +183,10 @@ async fn wind_down_then_remove_everything() {
     assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
     assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::AlreadyAbsent);
     let counts = &sim.state()["counts"];
-    assert_eq!((counts["domains"].as_u64(), counts["users"].as_u64(), counts["groups"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (counts["domains"].as_u64(), counts["users"].as_u64(), counts["groups"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
 }
 
 #[tokio::test]
@@ -204,14 +212,24 @@ async fn hostile_names_become_safe_logins() {
     ];
     let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &s).await.unwrap();
     let upns: Vec<&str> = kit.accounts.iter().map(|a| a.upn.as_str()).collect();
-    assert_eq!(upns, ["script-alert-1-script@aubagne.secours-amp.fr", "renee.o-brien@aubagne.secours-amp.fr", "renee.o-brien2@aubagne.secours-amp.fr"]);
+    assert_eq!(
+        upns,
+        [
+            "script-alert-1-script@aubagne.secours-amp.fr",
+            "renee.o-brien@aubagne.secours-amp.fr",
+            "renee.o-brien2@aubagne.secours-amp.fr"
+        ]
+    );
     assert_eq!(kit.accounts[1].display_name, "Renée O'Brien");
 }
 
 #[tokio::test]
 async fn endpoints_and_credentials_are_checked() {
     let sim = sim(SimConfig { client_secret: Some("right".into()), ..SimConfig::default() }).await;
-    for (graph, login) in [("http://10.1.2.3/v1.0", "http://10.1.2.3"), ("https://graph.evil.example/v1.0", "https://login.microsoftonline.com")] {
+    for (graph, login) in [
+        ("http://10.1.2.3/v1.0", "http://10.1.2.3"),
+        ("https://graph.evil.example/v1.0", "https://login.microsoftonline.com"),
+    ] {
         let err = GraphProvider::new(GraphConfig::new(graph, login, "t", "c", Secret::new("s"))).unwrap_err();
         assert!(matches!(err, Error::Endpoint(_)), "{err}");
     }
@@ -235,7 +253,12 @@ async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) 
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "c"), ("client_secret", "s"), ("scope", "https://graph.microsoft.com/.default")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
         .send()
         .await
         .unwrap()
@@ -256,10 +279,12 @@ async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) 
 #[tokio::test]
 async fn the_simulator_refuses_what_graph_refuses() {
     let sim = sim(SimConfig::default()).await;
-    let (status, body) = raw(&sim, reqwest::Method::POST, "/groups", json!({"displayName": "x", "colour": "red"})).await;
+    let (status, body) =
+        raw(&sim, reqwest::Method::POST, "/groups", json!({"displayName": "x", "colour": "red"})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["message"], "Could not find a property named 'colour' on type 'microsoft.graph.group'.");
-    let requests: Vec<Value> = (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/subscribedSkus"})).collect();
+    let requests: Vec<Value> =
+        (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/subscribedSkus"})).collect();
     let (status, body) = raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": requests})).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("20"));
