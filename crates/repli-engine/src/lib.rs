@@ -1,0 +1,4 @@
+//! The durable playbook engine.
+
+pub mod context;
+pub mod load;
