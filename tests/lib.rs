@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
-use repli_core::{InseeCode, Role};
+use repli_core::{CrisisAction, CrisisId, CrisisState, InseeCode, Role, StepState};
 use repli_proto::Client;
-use repli_proto::api::{Contact, CrisisRequest};
+use repli_proto::api::{AgentInput, AgentsRequest, Contact, CrisisRequest, CrisisView, StepsView};
 use replid::Daemon;
 use replid::clock::ManualClock;
 use replid::config::Config;
@@ -89,6 +89,93 @@ impl TestApp {
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("repli.db")
     }
+
+    /// Polls the crisis's playbook runs until `done` holds (30 s at most).
+    pub async fn wait_steps(&self, id: &CrisisId, what: &str, done: impl Fn(&StepsView) -> bool) -> StepsView {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let v = self.ops.steps(id.as_str()).await.unwrap();
+            if done(&v) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {v:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ops activate the crisis; returns once the engine has reserved its kit.
+    pub async fn activate(&self, id: &CrisisId) -> CrisisView {
+        self.ops.act(id, CrisisAction::Activate, None).await.unwrap();
+        self.wait_steps(id, "the reservation step", |v| {
+            step_state(v, "activation", "reserve") == Some(StepState::Succeeded)
+        })
+        .await;
+        self.ops.crisis(id.as_str()).await.unwrap()
+    }
+
+    /// Runs the activation playbook to a ready kit as ops would: activates if needed, gives
+    /// the agents list if the commune has not, confirms each manual task when it comes up.
+    pub async fn make_ready(&self, id: &CrisisId) -> CrisisView {
+        let c = self.ops.crisis(id.as_str()).await.unwrap();
+        if c.state == CrisisState::Requested {
+            self.activate(id).await;
+        }
+        if self.ops.agents(id.as_str()).await.unwrap().is_empty() {
+            let agents =
+                (1..=3).map(|i| AgentInput { name: format!("Agent Numéro{i}"), service: "Accueil".into() }).collect();
+            self.ops.set_agents(id.as_str(), &AgentsRequest { agents }).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let v = self.ops.steps(id.as_str()).await.unwrap();
+            if let Some(failed) = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.state == StepState::Failed) {
+                panic!("step {} failed: {:?}", failed.step, failed.last_error);
+            }
+            for task in self.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == *id) {
+                self.ops.task_done(id.as_str(), &task.step, Some("fait (test)")).await.unwrap();
+            }
+            let c = self.ops.crisis(id.as_str()).await.unwrap();
+            if c.state == CrisisState::Ready
+                && v.runs.iter().any(|r| r.playbook == "activation" && r.state == "succeeded")
+            {
+                return c;
+            }
+            assert!(std::time::Instant::now() < deadline, "kit never ready: {v:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl TestApp {
+    /// Runs the hand-back playbook to a closed crisis: starts it if needed, confirms each
+    /// manual task (items must have been checked in for the closing step to pass).
+    pub async fn hand_back(&self, id: &CrisisId) -> CrisisView {
+        let c = self.ops.crisis(id.as_str()).await.unwrap();
+        if c.state != CrisisState::Handback {
+            self.ops.act(id, CrisisAction::StartHandback, None).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            for task in self.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == *id) {
+                self.ops.task_done(id.as_str(), &task.step, None).await.unwrap();
+            }
+            let c = self.ops.crisis(id.as_str()).await.unwrap();
+            if c.state == CrisisState::Closed {
+                return c;
+            }
+            let v = self.ops.steps(id.as_str()).await.unwrap();
+            if let Some(failed) = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.state == StepState::Failed) {
+                panic!("step {} failed: {:?}", failed.step, failed.last_error);
+            }
+            assert!(std::time::Instant::now() < deadline, "never closed: {v:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The state of `step` in the run of `playbook`, if there is one.
+pub fn step_state(v: &StepsView, playbook: &str, step: &str) -> Option<StepState> {
+    v.runs.iter().find(|r| r.playbook == playbook)?.steps.iter().find(|s| s.step == step).map(|s| s.state)
 }
 
 /// The HTTP status of a refused call, in one word: `client.call().await.status_code()`.

@@ -100,6 +100,11 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/crises/{id}/sla/resume", [U, D, A, D, D, D]),
     ("PUT", "/api/v1/crises/{id}/legal", [U, D, A, A, H, D]),
     ("POST", "/api/v1/crises/{id}/legal/{kind}/done", [U, D, A, A, H, D]),
+    ("GET", "/api/v1/crises/{id}/steps", [U, D, A, A, H, A]),
+    ("POST", "/api/v1/crises/{id}/steps/{step}/done", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/crises/{id}/steps/{step}/retry", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/crises/{id}/steps/{step}/skip", [U, D, A, D, D, D]),
+    ("GET", "/api/v1/tasks", [U, D, A, D, D, D]),
     ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
     ("GET", "/api/v1/notifications", [U, D, A, D, D, D]),
     ("POST", "/api/v1/inventory/import", [U, D, A, D, D, D]),
@@ -135,6 +140,7 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
             Some(json!({ "reason": "matrice d'autorisation" }))
         }
         ("POST", p) if p.ends_with("/done") || p.ends_with("/resume") => Some(json!({})),
+        ("POST", p) if p.ends_with("/retry") || p.ends_with("/skip") => Some(json!({ "reason": "matrice" })),
         ("PUT", p) if p.ends_with("/legal") => Some(json!({ "personal_data": true })),
         ("PUT", p) if p.ends_with("/agents") => Some(json!({ "agents": [{ "name": "Agent", "service": "Accueil" }] })),
         ("POST", "/api/v1/inventory/import") => Some(json!({ "files": [{ "source": "m.csv", "csv": "asset_tag\n" }] })),
@@ -189,6 +195,7 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{id}", crisis.id.as_str())
                 .replace("{action}", "activate")
                 .replace("{kind}", "cnil")
+                .replace("{step}", "reserve")
                 .replace("{serial}", "FICTIF-M1")
                 .replace("{file}", "01-dossier-de-mise-a-disposition.html")
                 .replace("{uid}", &throwaway.to_string()),

@@ -83,8 +83,9 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("activé"));
     let out = repli(&["handback", "close", &id]);
-    assert!(!out.status.success(), "close from activated must fail");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("activé"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "close during activation must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("« close » impossible") && (err.contains("activé") || err.contains("préparation")), "{err}");
     let out = repli(&["communes", "show", "13055", "--json"]);
     let marseille: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(marseille["convention"].is_null());

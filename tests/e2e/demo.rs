@@ -19,13 +19,25 @@ async fn the_demo_plays_a_whole_crisis() {
     assert!(s.ready_at.is_some() && s.closed_at.is_some());
     assert!(s.due_at > s.requested_at);
     assert!(s.database.exists());
-    // The whole pack, named in the summary.
+    // The whole pack, written by the playbooks' docs.render steps, named in the summary; the
+    // credential sheets were printed once and never written to disk.
     for (_, file) in repli_docs::DOCUMENTS {
-        assert!(s.documents_dir.join(file).is_file(), "{file}");
+        let written = s.documents_dir.join(file).is_file();
+        assert_eq!(written, *file != repli_docs::CREDENTIAL_SHEETS, "{file}");
     }
+    // Microsoft 365 through the real client (embedded simulator): one account per agent,
+    // all disabled at hand-back.
+    assert!(s.simulation);
+    assert_eq!((s.accounts_created, s.accounts_disabled), (12, 12));
+    let guide = std::fs::read_to_string(s.documents_dir.join("02-modes-operatoires.html")).unwrap();
+    assert!(
+        guide.contains("@pertuis.secours-amp.fr") && guide.contains("https://teams.microsoft.com/l/meetup-join/"),
+        "{guide}"
+    );
     assert!(s.documents_dir.join(format!("pack-{}.zip", s.crisis_id)).is_file());
     let report = std::fs::read_to_string(s.documents_dir.join("07-rapport-de-cloture.html")).unwrap();
     assert!(report.contains("Pertuis") && report.contains("clôture") && report.contains("SIMULATION"), "{report}");
+    assert!(report.contains("12 compte(s) créé(s), 12 désactivé(s)"), "{report}");
     let receipt = std::fs::read_to_string(s.documents_dir.join("05-bon-de-pret.html")).unwrap();
     assert!(receipt.contains("Agent fictif 01"), "loans to named agents");
     // The summary serialises with the documented keys.

@@ -34,7 +34,27 @@ async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
 
     let sheet = format!("{base}/04-fiches-identifiants.html");
     assert_eq!(get(sheet.clone(), dgs_token.clone()).await.status().as_u16(), 403);
-    assert_eq!(get(sheet.clone(), ops_token.clone()).await.status().as_u16(), 200);
+    // No account yet: nothing to hand over (and nothing is marked as handed over).
+    let early = get(sheet.clone(), ops_token.clone()).await;
+    assert_eq!(early.status().as_u16(), 409);
+    assert!(early.text().await.unwrap().contains("Aucun compte"));
+    app.make_ready(&c.id).await;
+    let first = get(sheet.clone(), ops_token.clone()).await;
+    assert_eq!(first.status().as_u16(), 200);
+    let html = first.text().await.unwrap();
+    assert!(html.contains("img.src-x.onerror-alert-1@aubagne.secours-amp.fr"), "{html}");
+    assert!(
+        html.contains("&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;") && !html.contains("<img"),
+        "hostile name escaped"
+    );
+    let password = html.split("<span class=\"secret\">").nth(2).and_then(|r| r.split('<').next()).unwrap();
+    let password = password.replace("&#x3D;", "=");
+    assert_eq!(password.len(), 16, "a one-time password is printed: {password:?}");
+    // It was set in Microsoft 365 (simulated) at that moment, and never stored by Repli.
+    for file in ["repli.db", "repli.db-wal"] {
+        let bytes = std::fs::read(app.dir.path().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "password found in {file}");
+    }
     // Handed over once: a second download is refused, and the first is in the audit log.
     let again = get(sheet, ops_token.clone()).await;
     assert_eq!(again.status().as_u16(), 409);

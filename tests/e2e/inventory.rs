@@ -1,12 +1,12 @@
 //! The equipment pool through the API: import, allocation across concurrent crises, named
 //! loans, check-in, wipe records, the waiting list, and the close gate.
 
-use repli_core::{CrisisAction, ItemKind, ItemState, Role};
+use repli_core::{CrisisAction, ItemKind, ItemState, Role, StepState};
 use repli_proto::api::{
     AgentInput, AgentsRequest, CheckinRequest, ImportFile, ImportRequest, KitNeeds, LendRequest, WipeRequest,
     WriteOffRequest,
 };
-use repli_tests::{StatusCode, TestApp, request};
+use repli_tests::{StatusCode, TestApp, request, step_state};
 
 const POOL: &str = include_str!("../../inventory/pool.csv");
 
@@ -74,6 +74,11 @@ async fn five_simultaneous_activations_share_120_laptops_without_double_allocati
     for t in tasks {
         t.await.unwrap().unwrap();
     }
+    // The engine runs the five reservation steps at once; one write transaction each.
+    for id in &ids {
+        app.wait_steps(id, "reservation", |v| step_state(v, "activation", "reserve") == Some(StepState::Succeeded))
+            .await;
+    }
     let items = app.ops.inventory_items().await.unwrap();
     let reserved: Vec<_> =
         items.iter().filter(|i| i.item.kind == ItemKind::Laptop && i.state == ItemState::Reserved).collect();
@@ -120,7 +125,7 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
         .await
         .unwrap();
     assert_eq!(agents[0].name, hostile);
-    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.activate(&c.id).await;
     let held: Vec<_> =
         app.ops.inventory_items().await.unwrap().into_iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
     assert_eq!(held.len(), 6, "2 laptops, 1 router, 1 phone, 2 SIM cards");
@@ -153,15 +158,27 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
     assert_eq!(app.dgs.loans(id).await.unwrap().len(), 2);
     assert_eq!(app.dgs.set_agents(id, &AgentsRequest { agents: vec![] }).await.status_code(), 409);
 
-    for a in
-        [CrisisAction::StartProvisioning, CrisisAction::MarkReady, CrisisAction::Deliver, CrisisAction::StartHandback]
-    {
-        app.ops.act(&c.id, a, None).await.unwrap();
-    }
-    // Not everything is back: the crisis cannot close.
+    app.make_ready(&c.id).await;
+    app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::StartHandback, None).await.unwrap();
+    // Ops may not close by hand while the hand-back playbook runs…
     let e = app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err();
-    assert_eq!(e.problem().unwrap().code, "items_outstanding");
-    assert!(e.problem().unwrap().detail.contains("2 équipement"), "{}", e.problem().unwrap().detail);
+    assert_eq!(e.problem().unwrap().code, "handback_in_progress");
+    // …and its closing step waits while items are out, saying how many.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        for t in app.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == c.id) {
+            app.ops.task_done(id, &t.step, None).await.unwrap();
+        }
+        let v = app.ops.steps(id).await.unwrap();
+        let close = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.step == "close").unwrap();
+        if let Some(e) = &close.last_error {
+            assert!(e.contains("2 équipement(s) encore prêté(s)"), "{e}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "close step never tried: {v:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     app.ops
         .check_in(
             id,
@@ -189,7 +206,8 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
         .filter(|i| i.crisis.as_deref() == Some(id) && i.state == ItemState::Reserved)
         .count();
     assert_eq!(still, 0);
-    app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap();
+    // Everything is accounted for: the waiting close step runs again at once and closes.
+    app.wait_steps(&c.id, "the crisis to close", |v| v.state == repli_core::CrisisState::Closed).await;
 
     // A returned device is wiped before it can serve again; its history names the crisis.
     let d = app.ops.item(&laptop).await.unwrap();
@@ -220,8 +238,8 @@ async fn cancelling_releases_the_kit_and_the_waiting_list_is_served_on_return() 
     let mut r2 = request("13001");
     r2.needs = needs(2, 0, 0, 0);
     let second = app.ops.request_crisis(&r2, None).await.unwrap();
-    app.ops.act(&first.id, CrisisAction::Activate, None).await.unwrap();
-    app.ops.act(&second.id, CrisisAction::Activate, None).await.unwrap();
+    app.activate(&first.id).await;
+    app.activate(&second.id).await;
     let waiting = app.ops.crisis(second.id.as_str()).await.unwrap();
     assert_eq!(waiting.needs[0].shortage, 2, "the second commune waits");
     // The first cancels: its laptops go to the pool and the waiting crisis gets them.
@@ -265,8 +283,8 @@ async fn the_priority_rule_can_serve_larger_communes_first_and_overdue_loans_are
     let mut b = request("13001");
     b.needs = needs(1, 0, 0, 0);
     let aix = app.ops.request_crisis(&b, None).await.unwrap();
-    app.ops.act(&aubagne.id, CrisisAction::Activate, None).await.unwrap();
-    app.ops.act(&aix.id, CrisisAction::Activate, None).await.unwrap();
+    app.activate(&aubagne.id).await;
+    app.activate(&aix.id).await;
     let one = "asset_tag,serial,kind,model\nL-1,FICTIF-P1,laptop,Portable\n";
     app.ops
         .import_inventory(&ImportRequest { files: vec![ImportFile { source: "one.csv".into(), csv: one.into() }] })
@@ -336,7 +354,7 @@ async fn write_offs_and_wipes_need_their_reasons_and_records() {
     let mut r = request("13005");
     r.needs = needs(0, 1, 0, 0);
     let c = app.dgs.request_crisis(&r, None).await.unwrap();
-    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.activate(&c.id).await;
     let history = app.ops.crisis(c.id.as_str()).await.unwrap().history;
     assert_eq!(history[0].details["needs"]["router"], 1, "the request's audit entry records what was asked");
     app.ops.lend(c.id.as_str(), &LendRequest { serial: "FICTIF-B1".into(), agent_id: None }).await.unwrap();

@@ -107,15 +107,11 @@ async fn the_compliance_report_says_met_or_late_by_how_much() {
     let app = TestApp::spawn().await;
     let on_time = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     let late = app.ops.request_crisis(&request("13001"), None).await.unwrap();
-    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
-        app.ops.act(&on_time.id, a, None).await.unwrap();
-    }
+    app.make_ready(&on_time.id).await;
     // Monday 30 Nov 10:00 Paris: the second one is late by Friday 16:00–18:00 and Monday
     // 08:00–10:00, 4 business hours.
     app.clock.set("2026-11-30T09:00:00Z".parse().unwrap());
-    for a in [CrisisAction::Activate, CrisisAction::StartProvisioning, CrisisAction::MarkReady] {
-        app.ops.act(&late.id, a, None).await.unwrap();
-    }
+    app.make_ready(&late.id).await;
     let report = app.auditor.sla_report().await.unwrap();
     let line = |id: &repli_core::CrisisId| report.iter().find(|l| &l.crisis == id).unwrap().clone();
     assert_eq!((line(&on_time.id).status, line(&on_time.id).late_seconds), (SlaStatus::Met, 0));

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use jiff::Timestamp;
-use repli_core::{CrisisAction, InseeCode, Role, SlaStatus};
+use repli_core::{CrisisAction, CrisisState, InseeCode, Role, SlaStatus, StepState};
 use repli_proto::Client;
 use repli_proto::api::{
-    AgentInput, AgentsRequest, CheckinRequest, Contact, CrisisRequest, CrisisView, ImportFile, ImportRequest, KitNeeds,
-    LendRequest, LogEntryView, WipeRequest,
+    AgentInput, AgentsRequest, CheckinRequest, Contact, CrisisRequest, ImportFile, ImportRequest, KitNeeds,
+    LendRequest, StepsView, WipeRequest,
 };
+use std::collections::BTreeSet;
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
 const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
@@ -56,7 +57,7 @@ pub struct DemoSummary {
     /// Equipment lent to the commune, and returned.
     pub items_lent: u32,
     pub items_returned: u32,
-    /// Microsoft 365 accounts (the Graph provider arrives with its own issue: 0 until then).
+    /// Microsoft 365 accounts created (in the embedded Graph simulator) and disabled at hand-back.
     pub accounts_created: u32,
     pub accounts_disabled: u32,
     pub audit_verified: bool,
@@ -120,6 +121,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     config.database.path.clone_from(&db);
     // A short demo log: sign a checkpoint every 10 entries so the demo shows one.
     config.audit.checkpoint_every = 10;
+    // Fictitious contacts in the documents (ARCEP's 04 65 71 range is reserved for fiction).
+    config.documents.astreinte_phone = "04 65 71 00 00 (fictif)".into();
+    config.documents.astreinte_email = "astreinte-dsi@exemple.fr".into();
+    config.documents.csirt_phone = "04 65 71 00 01 (fictif)".into();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
     let result = play(&say, &daemon, &dir, args).await;
@@ -218,24 +223,22 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         .convention
         .as_ref()
         .map_or_else(String::new, |c| format!(" (délibération {} du {})", c.deliberation_ref, c.signed_on));
-    let conv_text =
-        info.convention.as_ref().map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
     let c = ops.act(&crisis.id, CrisisAction::Activate, None).await.context("activate")?;
-    say.say("Ops", &format!("vérifie la convention{conv} et active la crise"));
+    say.say("Ops", &format!("vérifie la convention{conv} et active la crise : le déroulé d'activation démarre"));
     ops.add_log(c.id.as_str(), "décision", "Kit engagé ; livraison sur site après préparation.")
         .await
         .context("main courante")?;
     say.say("Ops", "consigne la décision dans la main courante");
-    let reserved = ops.crisis(c.id.as_str()).await.context("needs")?;
+    let mut seen = BTreeSet::new();
+    follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Ready && run_done(v, "activation")).await?;
+    let c = ops.crisis(c.id.as_str()).await.context("ready")?;
+    say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
+    let sheet = ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.context("credential sheets")?;
+    let accounts_created = sheet.matches("class=\"secret\"").count() / 2;
     say.say(
         "Ops",
-        &format!(
-            "réserve le matériel : {}",
-            reserved.needs.iter().map(|n| format!("{} × {}", n.allocated, n.label)).collect::<Vec<_>>().join(", ")
-        ),
+        &format!("imprime les {accounts_created} fiches identifiants (mots de passe à usage unique, remis une fois)"),
     );
-    ops.act(&c.id, CrisisAction::StartProvisioning, None).await.context("start provisioning")?;
-    say.say("Ops", "lance la préparation du kit");
     // Laptops and phones to named agents, the rest to the commune.
     let held: Vec<_> =
         ops.inventory_items().await?.into_iter().filter(|i| i.crisis.as_deref() == Some(c.id.as_str())).collect();
@@ -256,15 +259,12 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
             .await
             .context("lend")?;
     }
-    say.say("Ops", &format!("affecte {} équipements (ordinateurs et téléphones nominatifs)", held.len()));
-    let c = ops.act(&c.id, CrisisAction::MarkReady, None).await.context("mark ready")?;
-    say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
+    say.say("Ops", &format!("remet {} équipements (ordinateurs et téléphones nominatifs)", held.len()));
     ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
     say.say("Ops", "livre le kit sur site");
     ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
-    say.say("Ops", "ouvre la restitution");
+    say.say("Ops", "ouvre la restitution : le déroulé de restitution démarre");
     let loans = ops.loans(c.id.as_str()).await.context("loans")?;
-    let mut wipes = std::collections::BTreeMap::new();
     for l in &loans {
         ops.check_in(c.id.as_str(), &CheckinRequest { serial: l.serial.clone(), condition: "ok".into(), note: None })
             .await
@@ -274,12 +274,22 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
             operator: "Atelier DSI métropole".into(),
             certificate: format!("CERT-DEMO-{}", l.asset_tag),
         };
-        wipes.insert(l.serial.clone(), wipe.certificate.clone());
         ops.wipe(&l.serial, &wipe).await.context("wipe")?;
     }
     say.say("Ops", &format!("récupère, contrôle et efface les {} équipements (certificats d'effacement)", loans.len()));
-    ops.act(&c.id, CrisisAction::Close, None).await.context("close")?;
-    say.say("Ops", "clôt la crise");
+    let steps =
+        follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Closed && run_done(v, "handback")).await?;
+    let output = |kind: &str| {
+        steps
+            .runs
+            .iter()
+            .flat_map(|r| &r.steps)
+            .find(|s| s.kind == kind)
+            .and_then(|s| s.output.clone())
+            .unwrap_or_default()
+    };
+    let accounts_disabled = output("m365.winddown")["accounts"].as_array().map_or(0, Vec::len);
+    say.say("", "crise close par la dernière étape de la restitution");
 
     let verify = auditor.audit_verify().await.context("audit verify")?;
     say.say(
@@ -298,10 +308,10 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         },
     );
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
-    let log = auditor.crisis_log(c.id.as_str()).await.context("main courante")?;
     let loans = auditor.loans(c.id.as_str()).await.context("loans")?;
-    let documents_dir = write_documents(dir, &last, &log, &loans, &wipes, conv_text)?;
-    say.say("", &format!("documents : {}", documents_dir.display()));
+    std::fs::write(dir.join(format!("crise-{}.json", last.id)), serde_json::to_vec_pretty(&last)?)?;
+    let documents_dir = replid::documents::documents_dir(daemon.state()).join(last.id.as_str());
+    say.say("", &format!("documents (édités par le déroulé) : {}", documents_dir.display()));
 
     Ok(DemoSummary {
         simulation: true,
@@ -316,8 +326,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         sla_met: last.sla.status == SlaStatus::Met,
         items_lent: u32::try_from(loans.len()).unwrap_or(u32::MAX),
         items_returned: u32::try_from(loans.iter().filter(|l| l.returned_at.is_some()).count()).unwrap_or(u32::MAX),
-        accounts_created: 0,
-        accounts_disabled: 0,
+        accounts_created: u32::try_from(accounts_created).unwrap_or(u32::MAX),
+        accounts_disabled: u32::try_from(accounts_disabled).unwrap_or(u32::MAX),
         audit_verified: verify.verified,
         audit_entries: verify.entries,
         audit_last_checkpoint: verify.last_checkpoint,
@@ -327,38 +337,48 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     })
 }
 
-/// The métropole's contacts printed in the demo's documents (fictitious numbers: ARCEP's
-/// 04 65 71 range is reserved for fiction).
-fn demo_metropole() -> repli_docs::Metropole {
-    repli_docs::Metropole {
-        astreinte_phone: "04 65 71 00 00 (fictif)".into(),
-        astreinte_email: "astreinte-dsi@exemple.fr".into(),
-        csirt_phone: "04 65 71 00 01 (fictif)".into(),
-    }
+fn run_done(v: &StepsView, playbook: &str) -> bool {
+    v.runs.iter().any(|r| r.playbook == playbook && r.state == "succeeded")
 }
 
-/// The procedures pack and the crisis record, under `DIR/documents/ID/`.
-fn write_documents(
-    dir: &Path,
-    c: &CrisisView,
-    log: &[LogEntryView],
-    loans: &[repli_proto::api::LoanView],
-    wipes: &std::collections::BTreeMap<String, String>,
-    convention: Option<String>,
-) -> anyhow::Result<PathBuf> {
-    let out = dir.join("documents").join(c.id.as_str());
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::write(out.join("crise.json"), serde_json::to_vec_pretty(c)?)?;
-    let metropole = demo_metropole();
-    let input = repli_docs::PackInput {
-        convention,
-        loans,
-        log,
-        simulation: true,
-        ..repli_docs::PackInput::minimal(c, &metropole, wipes, now())
-    };
-    repli_docs::Documents::new(None)?.write_pack(&input, &out)?;
-    Ok(out)
+/// Follows the engine until `done`: narrates each step as it finishes and confirms each
+/// manual task as ops would (in the demo, the hands-on work is simulated).
+async fn follow(
+    say: &Narrator,
+    ops: &Client,
+    id: &repli_core::CrisisId,
+    seen: &mut BTreeSet<String>,
+    done: impl Fn(&StepsView) -> bool,
+) -> anyhow::Result<StepsView> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let v = ops.steps(id.as_str()).await.context("steps")?;
+        for run in &v.runs {
+            for s in &run.steps {
+                let key = format!("{}/{}", run.playbook, s.step);
+                match s.state {
+                    StepState::Succeeded if seen.insert(key) => {
+                        let who = if s.kind == "manual" { "Ops" } else { "replid" };
+                        say.say(who, &format!("✓ {}", s.title));
+                    }
+                    StepState::Failed => {
+                        bail!("l'étape « {} » a échoué : {}", s.title, s.last_error.as_deref().unwrap_or("?"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if done(&v) {
+            return Ok(v);
+        }
+        for task in ops.tasks().await.context("tasks")?.into_iter().filter(|t| t.crisis == *id) {
+            ops.task_done(id.as_str(), &task.step, Some("simulation : fait")).await.context("task done")?;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("le déroulé n'a pas abouti en 5 minutes");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// `repli demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.

@@ -314,7 +314,10 @@ impl Playbook {
             }
             for p in s.kind.required_params() {
                 if !s.params.contains_key(*p) {
-                    out.push(Diagnostic { pos: s.pos, message: format!("step {:?} ({}) needs parameter {p:?}", s.id, s.kind) });
+                    out.push(Diagnostic {
+                        pos: s.pos,
+                        message: format!("step {:?} ({}) needs parameter {p:?}", s.id, s.kind),
+                    });
                 }
             }
             if s.kind == StepKind::Manual && s.instructions.as_deref().is_none_or(|i| i.trim().is_empty()) {
@@ -357,7 +360,8 @@ impl Playbook {
         let mut order = Vec::new();
         while order.len() < self.steps.len() {
             let next = self.steps.iter().enumerate().find(|(i, s)| {
-                !placed[*i] && s.needs.iter().all(|n| done.contains(n.as_str()) || !ids.contains(n.as_str()) || *n == s.id)
+                !placed[*i]
+                    && s.needs.iter().all(|n| done.contains(n.as_str()) || !ids.contains(n.as_str()) || *n == s.id)
             });
             match next {
                 Some((i, s)) => {
@@ -373,7 +377,8 @@ impl Playbook {
 
     fn find_cycle(&self, placed: &[bool]) -> Vec<String> {
         // Walk backwards through unplaced needs until a step repeats.
-        let unplaced = |id: &str| self.steps.iter().enumerate().find(|(i, s)| s.id == id && !placed[*i]).map(|(_, s)| s);
+        let unplaced =
+            |id: &str| self.steps.iter().enumerate().find(|(i, s)| s.id == id && !placed[*i]).map(|(_, s)| s);
         let Some(mut current) = self.steps.iter().enumerate().find(|(i, _)| !placed[*i]).map(|(_, s)| s) else {
             return Vec::new();
         };
@@ -426,7 +431,8 @@ impl Playbook {
         let mut finish: BTreeMap<&str, SignedDuration> = BTreeMap::new();
         for id in &order {
             let Some(s) = self.step(id) else { continue };
-            let start = s.needs.iter().filter_map(|n| finish.get(n.as_str())).max().copied().unwrap_or(SignedDuration::ZERO);
+            let start =
+                s.needs.iter().filter_map(|n| finish.get(n.as_str())).max().copied().unwrap_or(SignedDuration::ZERO);
             let own = if done.contains(id) { SignedDuration::ZERO } else { s.estimate };
             finish.insert(id, start + own);
         }

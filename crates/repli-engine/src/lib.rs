@@ -1,4 +1,7 @@
 //! The durable playbook engine.
 
 pub mod context;
+pub mod exec;
 pub mod load;
+
+pub use exec::{Engine, EngineConfig, EngineError, Host};

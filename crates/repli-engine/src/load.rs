@@ -89,7 +89,12 @@ struct TemplateSource {
     what: String,
 }
 
-fn parse_step(r: &mut Reader<'_>, table: &DeTable<'_>, span: Range<usize>, templates: &mut Vec<TemplateSource>) -> Option<Step> {
+fn parse_step(
+    r: &mut Reader<'_>,
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    templates: &mut Vec<TemplateSource>,
+) -> Option<Step> {
     let pos = r.at(span.clone());
     let mut id = None;
     let mut kind = None;
@@ -179,7 +184,8 @@ fn parse_step(r: &mut Reader<'_>, table: &DeTable<'_>, span: Range<usize>, templ
     };
     for (name, (_, ppos)) in &params {
         if !kind.params().contains(&name.as_str()) {
-            r.diags.push(Diagnostic { pos: *ppos, message: format!("step {id:?}: {kind} takes no parameter {name:?}") });
+            r.diags
+                .push(Diagnostic { pos: *ppos, message: format!("step {id:?}: {kind} takes no parameter {name:?}") });
         }
     }
     Some(Step {
@@ -328,12 +334,15 @@ instructions = "Préparer {{laptop}} portables pour {{commune}}"
     fn syntax_errors_unknown_keys_and_cycles() {
         let (_, d) = parse("version = 1\n[[step]\nid = 'x'\n");
         assert!(d[0].message.starts_with("TOML:") && d[0].pos.line == 2, "{d:?}");
-        let (_, d) = parse("version = 1\ncolour = 'red'\n[[step]]\nid = 'a'\nkind = 'manual'\ninstructions = 'x'\nneeds = ['b']\nestimat = '5m'\n[[step]]\nid = 'b'\nkind = 'docs.render'\nneeds = ['a']\n");
+        let (_, d) = parse(
+            "version = 1\ncolour = 'red'\n[[step]]\nid = 'a'\nkind = 'manual'\ninstructions = 'x'\nneeds = ['b']\nestimat = '5m'\n[[step]]\nid = 'b'\nkind = 'docs.render'\nneeds = ['a']\n",
+        );
         let all: Vec<String> = d.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
         assert!(all.iter().any(|m| m.starts_with("2:1 unknown key \"colour\"")), "{all:?}");
         assert!(all.iter().any(|m| m.starts_with("8:1 unknown key \"estimat\"")), "{all:?}");
         assert!(all.iter().any(|m| m.contains("dependency cycle: a → b → a")), "{all:?}");
-        let (_, d) = parse("[[step]]\nid = 'a'\nkind = 'docs.render'\nestimate = 'soon'\nparams = { force = 'true' }\n");
+        let (_, d) =
+            parse("[[step]]\nid = 'a'\nkind = 'docs.render'\nestimate = 'soon'\nparams = { force = 'true' }\n");
         let all: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
         assert!(all.iter().any(|m| m.contains("missing `version = 1`")), "{all:?}");
         assert!(all.iter().any(|m| m.contains("is not a duration")), "{all:?}");
@@ -342,7 +351,9 @@ instructions = "Préparer {{laptop}} portables pour {{commune}}"
 
     #[test]
     fn template_syntax_errors_point_into_the_string() {
-        let (_, d) = parse("version = 1\n[[step]]\nid = 'a'\nkind = 'manual'\ninstructions = '''\nLigne un\nLigne {{#if commune}} sans fin\n'''\n");
+        let (_, d) = parse(
+            "version = 1\n[[step]]\nid = 'a'\nkind = 'manual'\ninstructions = '''\nLigne un\nLigne {{#if commune}} sans fin\n'''\n",
+        );
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].message.contains("instructions: template syntax"), "{:?}", d[0]);
         assert!(d[0].pos.line >= 7, "{:?}", d[0]);
@@ -350,9 +361,33 @@ instructions = "Préparer {{laptop}} portables pour {{commune}}"
 
     #[test]
     fn hostile_and_oversized_input_is_reported_not_panicking() {
-        for text in ["\u{0}", "[[step]]\nid = 1\nkind = []\n", &"[[step]]\n".repeat(10_000), "version = 1\nstep = 'x'\n", "version = 2\n"] {
+        for text in [
+            "\u{0}",
+            "[[step]]\nid = 1\nkind = []\n",
+            &"[[step]]\n".repeat(10_000),
+            "version = 1\nstep = 'x'\n",
+            "version = 2\n",
+        ] {
             let (_, d) = parse(text);
             assert!(!d.is_empty(), "{text:.40}");
         }
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn the_shipped_playbooks_pass_the_check() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+        let (books, diags) = load_dir(&dir);
+        assert!(diags.is_empty(), "{}", diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        assert_eq!(books.len(), 2);
+        let activation = &books["activation"];
+        let schedule = activation.schedule().unwrap();
+        assert_eq!(schedule.critical_path.last().map(String::as_str), Some("announce"));
+        // The estimates leave room in 48 business hours.
+        assert!(schedule.total < jiff::SignedDuration::from_hours(48), "{:?}", schedule.total);
     }
 }

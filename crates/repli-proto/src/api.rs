@@ -567,3 +567,81 @@ pub struct PasswordRequest {
     pub login: String,
     pub password: String,
 }
+
+/// One step of a playbook run, as ops and the commune follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub step: String,
+    pub kind: String,
+    /// The progress-bar group (« Microsoft 365 », « Équipements »…).
+    pub group: String,
+    pub title: String,
+    pub state: repli_core::StepState,
+    pub state_label: String,
+    pub needs: Vec<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub estimate_secs: i64,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// Manual steps: what to do, rendered for this crisis.
+    pub instructions: Option<String>,
+    pub checklist: Vec<String>,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<Timestamp>,
+    pub note: Option<String>,
+    /// What the step produced (ops and auditors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+}
+
+/// One run of a playbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub playbook: String,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Estimated work left along the longest chain of unfinished steps.
+    pub remaining_secs: i64,
+    pub steps: Vec<StepView>,
+}
+
+/// `GET /api/v1/crises/{id}/steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepsView {
+    pub crisis: CrisisId,
+    pub state: CrisisState,
+    /// Microsoft 365 is an embedded simulator, not a tenant.
+    pub simulation: bool,
+    pub runs: Vec<RunView>,
+}
+
+/// `GET /api/v1/tasks`: a manual step waiting for ops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub crisis: CrisisId,
+    pub commune_name: String,
+    pub playbook: String,
+    pub step: String,
+    pub title: String,
+    pub instructions: Option<String>,
+    pub checklist: Vec<String>,
+    pub since: Option<Timestamp>,
+}
+
+/// `POST /api/v1/crises/{id}/steps/{step}/done`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDoneRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/crises/{id}/steps/{step}/retry` and `…/skip`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepActionRequest {
+    pub reason: String,
+}

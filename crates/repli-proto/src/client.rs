@@ -19,6 +19,7 @@ use crate::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView,
     LendRequest, LoanView, WipeRequest, WriteOffRequest,
 };
+use crate::api::{StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
 /// Why a call failed.
@@ -114,6 +115,21 @@ impl Client {
         Ok(rb)
     }
 
+    /// A text body (documents); errors as for JSON calls.
+    async fn send_text(&self, rb: RequestBuilder) -> Result<String, ClientError> {
+        let url = self.base.to_string();
+        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        match serde_json::from_str::<Problem>(&text) {
+            Ok(problem) => Err(ClientError::Api { status, problem: Box::new(problem) }),
+            Err(_) => Err(ClientError::Http { status, body: text.chars().take(500).collect() }),
+        }
+    }
+
     async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
         let url = self.base.to_string();
         let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
@@ -187,6 +203,43 @@ impl Client {
     ) -> Result<CrisisView, ClientError> {
         let body = ActionRequest { reason: reason.map(str::to_owned) };
         self.post(&format!("{API_PREFIX}/crises/{id}/actions/{action}"), &body).await
+    }
+
+    /// The names of the crisis's documents the caller may read.
+    pub async fn documents(&self, id: &str) -> Result<Vec<String>, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/documents", urlencode(id))).await
+    }
+
+    /// One document (HTML or Markdown). The credential sheets: ops only, once.
+    pub async fn document(&self, id: &str, file: &str) -> Result<String, ClientError> {
+        let path = format!("{API_PREFIX}/crises/{}/documents/{}", urlencode(id), urlencode(file));
+        self.send_text(self.request(Method::GET, &path)?).await
+    }
+
+    /// The playbook runs of a crisis and their steps.
+    pub async fn steps(&self, id: &str) -> Result<StepsView, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/steps", urlencode(id))).await
+    }
+
+    /// Manual steps waiting for ops, across crises.
+    pub async fn tasks(&self) -> Result<Vec<TaskView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/tasks")).await
+    }
+
+    /// Confirms a manual step.
+    pub async fn task_done(&self, id: &str, step: &str, note: Option<&str>) -> Result<StepView, ClientError> {
+        let body = TaskDoneRequest { note: note.map(str::to_owned) };
+        self.post(&format!("{API_PREFIX}/crises/{}/steps/{}/done", urlencode(id), urlencode(step)), &body).await
+    }
+
+    /// Sends a failed step back to pending (`retry`) or skips it (`skip`), with a reason.
+    pub async fn step_action(&self, id: &str, step: &str, action: &str, reason: &str) -> Result<StepView, ClientError> {
+        let body = StepActionRequest { reason: reason.to_owned() };
+        self.post(
+            &format!("{API_PREFIX}/crises/{}/steps/{}/{}", urlencode(id), urlencode(step), urlencode(action)),
+            &body,
+        )
+        .await
     }
 
     pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {

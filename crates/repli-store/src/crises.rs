@@ -278,7 +278,7 @@ impl Store {
         id: &CrisisId,
         action: CrisisAction,
         reason: Option<&str>,
-        actor: &Actor,
+        by: By<'_>,
         now: Timestamp,
     ) -> Result<CrisisRecord, StoreError> {
         let mut tx = self.write.begin().await?;
@@ -309,7 +309,7 @@ impl Store {
         }
         if matches!(action, CrisisAction::Cancel | CrisisAction::StartHandback) {
             // Equipment reserved but never handed over goes straight back to the pool.
-            Store::release_in(&mut tx, id.as_str(), &actor.name, now).await?;
+            Store::release_in(&mut tx, id.as_str(), &crate::inventory::actor_name(by), now).await?;
         }
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let done = sqlx::query(update_sql(action))
@@ -327,7 +327,7 @@ impl Store {
         let details = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
         let action_name = format!("crisis.{}", action.as_str());
         let e = NewEntry {
-            by: By::User(actor),
+            by,
             commune: Some(&commune),
             crisis: Some(id.as_str()),
             action: &action_name,
@@ -449,7 +449,7 @@ mod tests {
             CrisisAction::StartHandback,
             CrisisAction::Close,
         ] {
-            store.transition(&c.id, a, None, &ops, now).await.unwrap();
+            store.transition(&c.id, a, None, By::User(&ops), now).await.unwrap();
             now += jiff::SignedDuration::from_mins(5);
         }
         let done = store.crisis(&c.id).await.unwrap().unwrap();
@@ -498,13 +498,14 @@ mod tests {
             Err(StoreError::OpenCrisis { open, .. }) => assert_eq!(open, c.id),
             other => panic!("{other:?}"),
         }
-        let e = store.transition(&c.id, CrisisAction::Close, None, &ops, now).await.unwrap_err();
+        let e = store.transition(&c.id, CrisisAction::Close, None, By::User(&ops), now).await.unwrap_err();
         assert!(matches!(e, StoreError::Transition(TransitionError::Illegal { from: CrisisState::Requested, .. })));
-        let e = store.transition(&c.id, CrisisAction::Cancel, Some(" "), &dgs, now).await.unwrap_err();
+        let e = store.transition(&c.id, CrisisAction::Cancel, Some(" "), By::User(&dgs), now).await.unwrap_err();
         assert!(matches!(e, StoreError::Transition(TransitionError::ReasonRequired { .. })));
         assert_eq!(store.crisis(&c.id).await.unwrap().unwrap().state, CrisisState::Requested);
         assert_eq!(store.verify_audit(None).await.unwrap().entries, before.entries + 1);
-        let cancelled = store.transition(&c.id, CrisisAction::Cancel, Some("fausse alerte"), &dgs, now).await.unwrap();
+        let cancelled =
+            store.transition(&c.id, CrisisAction::Cancel, Some("fausse alerte"), By::User(&dgs), now).await.unwrap();
         assert_eq!(cancelled.end_reason.as_deref(), Some("fausse alerte"));
         // Cancelled crises no longer block a new request.
         store.create_crisis(&request("13005"), &dgs, None, now).await.unwrap();

@@ -97,7 +97,7 @@ pub struct Wipe {
     pub certificate: String,
 }
 
-fn actor_name(by: By<'_>) -> String {
+pub(crate) fn actor_name(by: By<'_>) -> String {
     match by {
         By::User(a) => a.name.clone(),
         By::System => "replid".into(),
@@ -202,7 +202,7 @@ async fn held_for(conn: &mut SqliteConnection, serial: &str) -> Result<Option<St
     held.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))
 }
 
-async fn commune_of(conn: &mut SqliteConnection, id: &CrisisId) -> Result<String, StoreError> {
+pub(crate) async fn commune_of(conn: &mut SqliteConnection, id: &CrisisId) -> Result<String, StoreError> {
     let c: Option<String> = sqlx::query_scalar("SELECT commune FROM crises WHERE id = ?")
         .bind(id.as_str())
         .fetch_optional(&mut *conn)

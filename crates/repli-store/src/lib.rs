@@ -7,6 +7,7 @@
 
 mod audit;
 mod crises;
+mod engine;
 mod inventory;
 mod reference;
 mod sla;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
+pub use engine::{NewStep, RunRecord, StepFinish, StepRecord};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Wipe};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use sla::Notification;
@@ -73,6 +75,8 @@ pub enum StoreError {
     Item(String),
     #[error("crisis {id}: {count} item(s) still out")]
     ItemsOutstanding { id: CrisisId, count: i64 },
+    #[error("{0}")]
+    Step(String),
     #[error("crisis {id} is {state}: its log is closed")]
     CrisisEnded { id: CrisisId, state: repli_core::CrisisState },
 }
@@ -96,6 +100,7 @@ fn migrator() -> Migrator {
         m(3, "accounts", include_str!("../migrations/0003_accounts.sql")),
         m(4, "sla", include_str!("../migrations/0004_sla.sql")),
         m(5, "inventory", include_str!("../migrations/0005_inventory.sql")),
+        m(6, "engine", include_str!("../migrations/0006_engine.sql")),
     ])
 }
 

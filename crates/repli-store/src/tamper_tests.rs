@@ -36,7 +36,10 @@ async fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
         needs: Vec::new(),
     };
     let (c, _) = store.create_crisis(&new, &ops, None, t("2026-11-23T08:00:00Z")).await.unwrap();
-    store.transition(&c.id, CrisisAction::Activate, None, &ops, t("2026-11-23T08:10:00Z")).await.unwrap();
+    store
+        .transition(&c.id, CrisisAction::Activate, None, crate::By::User(&ops), t("2026-11-23T08:10:00Z"))
+        .await
+        .unwrap();
     let mut seq = store.verify_audit(None).await.unwrap().last_seq;
     while seq < 20 {
         store

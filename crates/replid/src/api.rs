@@ -8,19 +8,21 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use repli_core::audit::AuditBundle;
-use repli_core::{CrisisAction, CrisisId, FieldError, InseeCode, LegalKind, LogKind, Permission, Role, text};
+use repli_core::{
+    CrisisAction, CrisisId, CrisisState, FieldError, InseeCode, LegalKind, LogKind, Permission, Role, text,
+};
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
     ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, Health,
     LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, Me, NotificationView, SlaReportLine,
     SuspendRequest,
 };
-use repli_store::{AuditFilter, CrisisFilter, NewCrisis, StoreError};
+use repli_store::{AuditFilter, By, CrisisFilter, NewCrisis, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, documents, inventory, users, views, web};
+use crate::{AppState, documents, inventory, steps, users, views, web};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -88,6 +90,11 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/crises/{id}/sla/resume", Requires(P::OperateCrisis), post(resume_sla)),
         (Method::PUT, "/api/v1/crises/{id}/legal", Requires(P::WriteCrisisLog), put(set_legal_facts)),
         (Method::POST, "/api/v1/crises/{id}/legal/{kind}/done", Requires(P::WriteCrisisLog), post(legal_done)),
+        (Method::GET, "/api/v1/crises/{id}/steps", Requires(P::ReadCrises), get(steps::list)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/done", Requires(P::OperateCrisis), post(steps::done)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/retry", Requires(P::OperateCrisis), post(steps::retry)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/skip", Requires(P::OperateCrisis), post(steps::skip)),
+        (Method::GET, "/api/v1/tasks", Requires(P::OperateCrisis), get(steps::tasks)),
         (Method::GET, "/api/v1/sla/report", Requires(P::ReadSlaReport), get(sla_report)),
         (Method::GET, "/api/v1/notifications", Requires(P::OperateCrisis), get(notifications)),
         (Method::POST, "/api/v1/inventory/import", Requires(P::ManageInventory), post(inventory::import)),
@@ -258,7 +265,7 @@ async fn list_crises(
     for r in records {
         let suspensions = st.store.suspensions(&r.id).await?;
         let needs = st.store.needs(Some(r.id.as_str())).await?;
-        out.push(views::crisis(&st, r, Vec::new(), &suspensions, &needs, now)?);
+        out.push(views::crisis(&st, r, Vec::new(), &suspensions, &needs, now).await?);
     }
     Ok(Json(out))
 }
@@ -290,7 +297,7 @@ async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Res
         .await?;
     let suspensions = st.store.suspensions(&r.id).await?;
     let needs = st.store.needs(Some(r.id.as_str())).await?;
-    views::crisis(st, r, history, &suspensions, &needs, st.clock.now())
+    views::crisis(st, r, history, &suspensions, &needs, st.clock.now()).await
 }
 
 /// An instant a person typed: not more than a few minutes in the future.
@@ -366,7 +373,7 @@ async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<Sl
     let mut lines = Vec::new();
     for r in st.store.crises(&CrisisFilter::default()).await? {
         let suspensions = st.store.suspensions(&r.id).await?;
-        let v = views::sla_of(&st, &r, &suspensions, now)?;
+        let v = views::sla_of(&st, &r, &suspensions, now).await?;
         let stop = r.ready_at.unwrap_or(now);
         let late = st.calendar.business_time_between(v.due, stop).map_err(|e| ApiError::Internal(e.to_string()))?;
         lines.push(SlaReportLine {
@@ -554,13 +561,35 @@ async fn apply(
         }
         None => None,
     };
-    let rec = st.store.transition(&r.id, action, reason.as_deref(), a, st.clock.now()).await?;
-    if action == CrisisAction::Activate {
-        // Reserve the kit now; what the pool lacks stays on the waiting list.
-        let short = inventory::allocate_for(st, &rec.id, a).await?;
-        if !short.is_empty() {
-            tracing::warn!(crisis = %rec.id, ?short, "equipment short");
+    if action == CrisisAction::Close
+        && let Some(run) =
+            st.store.runs_of(&r.id).await?.into_iter().find(|run| run.playbook == "handback" && run.state == "running")
+    {
+        let left = st.store.steps(run.id).await?.iter().filter(|s| !s.state.is_done()).count();
+        return Err(ApiError::Conflict {
+            code: "handback_in_progress",
+            detail: format!(
+                "La restitution suit son déroulé ({left} étape(s) restante(s), voir `repli task list`) : sa dernière étape clora la crise."
+            ),
+        });
+    }
+    let rec = st.store.transition(&r.id, action, reason.as_deref(), By::User(a), st.clock.now()).await?;
+    // The engine takes over: the activation playbook reserves the kit and provisions it; the
+    // hand-back playbook winds it down. A run already started is not started twice.
+    let playbook = match action {
+        CrisisAction::Activate => Some("activation"),
+        CrisisAction::StartHandback => Some("handback"),
+        // Called off after activation: wind down whatever was provisioned.
+        CrisisAction::Cancel if matches!(r.state, CrisisState::Activated | CrisisState::Provisioning) => {
+            Some("handback")
         }
+        _ => None,
+    };
+    if let Some(name) = playbook {
+        st.engine.start(&rec.id, name, By::User(a)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    if matches!(action, CrisisAction::Cancel | CrisisAction::Reject) {
+        st.engine.wake();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
     Ok(Json(crisis_with_history(st, rec).await?))

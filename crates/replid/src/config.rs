@@ -53,6 +53,110 @@ pub struct Config {
     pub inventory: InventoryConfig,
     #[serde(default)]
     pub documents: DocumentsConfig,
+    #[serde(default)]
+    pub m365: M365Config,
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// Where Microsoft 365 is provisioned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum M365Mode {
+    /// An in-process Graph simulator (SIMULATION: no tenant is touched).
+    #[default]
+    Simulator,
+    /// Microsoft Graph at `graph_url` (or an external simulator on loopback).
+    Graph,
+}
+
+/// How the crisis zone's DNS records get published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsMode {
+    /// Through the simulator's zone API (`dns_url`, or the embedded simulator).
+    #[default]
+    Simulator,
+    /// Ops publish the written zone fragment at the registrar: a manual task.
+    Manual,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct M365Config {
+    pub mode: M365Mode,
+    pub graph_url: String,
+    pub login_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// A file holding the client secret (or set REPLI_GRAPH_CLIENT_SECRET). Never the secret.
+    pub client_secret_file: Option<PathBuf>,
+    pub sku_part_number: String,
+    /// The backup domain of a commune: `{slug}` (commune name folded) and `{insee}` are replaced.
+    pub domain_pattern: String,
+    pub dns: DnsMode,
+    /// Zone API base URL for `dns = "simulator"` with `mode = "graph"` (an external simulator).
+    pub dns_url: Option<String>,
+    /// Time budget of one Graph operation, retries included.
+    pub budget_seconds: u32,
+    /// Channels of the crisis Team besides « General ».
+    pub channels: Vec<String>,
+}
+
+impl Default for M365Config {
+    fn default() -> Self {
+        Self {
+            mode: M365Mode::Simulator,
+            graph_url: "https://graph.microsoft.com/v1.0".into(),
+            login_url: "https://login.microsoftonline.com".into(),
+            tenant_id: String::new(),
+            client_id: String::new(),
+            client_secret_file: None,
+            sku_part_number: "O365_BUSINESS_PREMIUM".into(),
+            domain_pattern: "{slug}.secours-amp.fr".into(),
+            dns: DnsMode::Simulator,
+            dns_url: None,
+            budget_seconds: 300,
+            channels: vec!["Cellule de crise".into(), "Services".into()],
+        }
+    }
+}
+
+impl std::fmt::Debug for M365Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("M365Config")
+            .field("mode", &self.mode)
+            .field("graph_url", &self.graph_url)
+            .field("login_url", &self.login_url)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret_file", &self.client_secret_file.as_ref().map(|_| "<redacted path>"))
+            .field("sku_part_number", &self.sku_part_number)
+            .field("domain_pattern", &self.domain_pattern)
+            .field("dns", &self.dns)
+            .field("dns_url", &self.dns_url)
+            .field("budget_seconds", &self.budget_seconds)
+            .field("channels", &self.channels)
+            .finish()
+    }
+}
+
+/// The playbook engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// A folder with `activation.toml` and `handback.toml` replacing the built-in playbooks.
+    pub playbooks_dir: Option<PathBuf>,
+    /// Steps running at once, across crises.
+    pub concurrency: u32,
+    /// A running step's lease: after a crash, its step runs again once the lease expires.
+    pub lease_seconds: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { playbooks_dir: None, concurrency: 8, lease_seconds: 30 }
+    }
 }
 
 /// The procedures pack: templates and the contacts printed in it.
@@ -304,6 +408,8 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             inventory: InventoryConfig::default(),
             documents: DocumentsConfig::default(),
+            m365: M365Config::default(),
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -400,6 +506,23 @@ impl Config {
             || !(1..=1440).contains(&self.audit.checkpoint_minutes)
         {
             return Err("audit.checkpoint_every must be 1 to 1000000 and audit.checkpoint_minutes 1 to 1440".into());
+        }
+        let m = &self.m365;
+        repli_m365::backup_domain(&m.domain_pattern, "Aix-en-Provence", "13001")
+            .map_err(|e| format!("m365.domain_pattern: {e}"))?;
+        if m.mode == M365Mode::Graph && (m.tenant_id.trim().is_empty() || m.client_id.trim().is_empty()) {
+            return Err("m365.mode = \"graph\" needs m365.tenant_id and m365.client_id (and the secret in client_secret_file or REPLI_GRAPH_CLIENT_SECRET)".into());
+        }
+        if m.mode == M365Mode::Graph && m.dns == DnsMode::Simulator && m.dns_url.is_none() {
+            return Err(
+                "m365.dns = \"simulator\" with mode = \"graph\" needs m365.dns_url (or use dns = \"manual\")".into()
+            );
+        }
+        if !(5..=86_400).contains(&m.budget_seconds) || m.channels.len() > 20 {
+            return Err("m365.budget_seconds must be 5 to 86400, and at most 20 channels".into());
+        }
+        if !(1..=64).contains(&self.engine.concurrency) || !(2..=3600).contains(&self.engine.lease_seconds) {
+            return Err("engine.concurrency must be 1 to 64 and engine.lease_seconds 2 to 3600".into());
         }
         Ok(())
     }

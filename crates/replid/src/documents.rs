@@ -16,8 +16,12 @@ use crate::error::ApiError;
 /// Documents carry their print stylesheet inline and no script.
 const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
-async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(String, String)>), ApiError> {
-    let r = visible_crisis(st, a, id).await?;
+/// Every document of the crisis; `passwords` fills the credential sheets (issue time only).
+async fn pack(
+    st: &AppState,
+    r: repli_store::CrisisRecord,
+    passwords: Option<&[(String, repli_m365::Secret)]>,
+) -> Result<(String, Vec<(String, String)>), ApiError> {
     let crisis_id = r.id.clone();
     let convention = st
         .store
@@ -25,6 +29,14 @@ async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(Stri
         .await?
         .and_then(|c| c.convention)
         .map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
+    let (m365, mut accounts) = crate::engine::provisioned(st, &crisis_id).await?;
+    if let Some(passwords) = passwords {
+        for a in &mut accounts {
+            if let Some((_, p)) = passwords.iter().find(|(upn, _)| upn.eq_ignore_ascii_case(&a.login)) {
+                a.password = p.expose().to_string();
+            }
+        }
+    }
     let view = crate::api::crisis_view_with_history(st, r).await?;
     let loans: Vec<LoanView> = crate::inventory::loans_of(st, &crisis_id).await?;
     let log: Vec<LogEntryView> =
@@ -40,12 +52,51 @@ async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(Stri
         convention,
         loans: &loans,
         log: &log,
+        accounts: &accounts,
+        accounts_disabled: crate::engine::accounts_disabled(st, &crisis_id).await?,
+        m365,
+        simulation: st.simulation,
         ..PackInput::minimal(&view, &metropole, &wipes, st.clock.now())
     };
     let docs = st.documents.render(&input).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((crisis_id.to_string(), docs))
+}
+
+async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(String, String)>), ApiError> {
+    let r = visible_crisis(st, a, id).await?;
+    let (crisis, docs) = pack(st, r, None).await?;
     // Credential sheets are for ops: nobody else sees them listed.
     let docs = docs.into_iter().filter(|(name, _)| a.role == Role::Ops || name != CREDENTIAL_SHEETS).collect();
-    Ok((crisis_id.to_string(), docs))
+    Ok((crisis, docs))
+}
+
+/// Writes the crisis's documents (never the credential sheets) under the daemon's documents
+/// folder, `<database>.documents/<crisis>/`; returns their names (the `docs.render` step).
+pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<String>, String> {
+    let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
+    let (crisis, docs) = pack(st, r, None).await.map_err(|e| format!("{e:?}"))?;
+    let dir = documents_dir(st).join(&crisis);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let docs: Vec<(String, String)> = docs.into_iter().filter(|(n, _)| n != CREDENTIAL_SHEETS).collect();
+    let mut names = Vec::new();
+    for (name, content) in &docs {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        names.push(name.clone());
+    }
+    let zip = format!("pack-{crisis}.zip");
+    let bytes = Documents::zip_bytes(&docs).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;
+    names.push(zip);
+    Ok(names)
+}
+
+/// `<database>.documents`: where `docs.render` steps keep each crisis's pack.
+pub fn documents_dir(st: &AppState) -> std::path::PathBuf {
+    let db = &st.config.database.path;
+    let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".documents");
+    db.with_file_name(name)
 }
 
 pub async fn list(
@@ -68,8 +119,20 @@ pub async fn one(
     if file == CREDENTIAL_SHEETS && a.role != Role::Ops {
         return Err(ApiError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."));
     }
-    let (crisis, docs) = render(&st, a, &id).await?;
-    if file == CREDENTIAL_SHEETS {
+    let (crisis, docs) = if file == CREDENTIAL_SHEETS {
+        let r = visible_crisis(&st, a, &id).await?;
+        let (_, accounts) = crate::engine::provisioned(&st, &r.id).await?;
+        if accounts.is_empty() {
+            return Err(ApiError::Conflict {
+                code: "no_accounts_yet",
+                detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
+            });
+        }
+        (r.id.to_string(), Vec::new())
+    } else {
+        render(&st, a, &id).await?
+    };
+    let docs = if file == CREDENTIAL_SHEETS {
         // The only place initial passwords ever appear: handed over once, audited.
         let once = repli_store::Record {
             commune: crisis.split('-').next().map(str::to_owned),
@@ -85,7 +148,16 @@ pub async fn one(
                     .into(),
             });
         }
-    }
+        // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
+        let r = visible_crisis(&st, a, &id).await?;
+        let (_, accounts) = crate::engine::provisioned(&st, &r.id).await?;
+        let upns: Vec<String> = accounts.iter().map(|a| a.login.clone()).collect();
+        let passwords =
+            st.m365.reset_passwords(&upns).await.map_err(|e| ApiError::Internal(format!("passwords: {e}")))?;
+        pack(&st, r, Some(&passwords)).await?.1
+    } else {
+        docs
+    };
     let (_, content) = docs
         .into_iter()
         .find(|(n, _)| *n == file)

@@ -167,6 +167,7 @@ fn store_problem(e: &StoreError) -> Problem {
         }
         StoreError::UnknownItem(s) => problem(S::NOT_FOUND, "unknown_item", format!("Équipement inconnu : {s}.")),
         StoreError::Item(msg) => problem(S::CONFLICT, "item_conflict", format!("{msg}.")),
+        StoreError::Step(msg) => problem(S::CONFLICT, "step_conflict", format!("{}.", capitalise(msg))),
         StoreError::UnknownUser(_) => problem(S::NOT_FOUND, "unknown_user", "Utilisateur inconnu.".into()),
         StoreError::LoginTaken(_) => problem(S::CONFLICT, "login_taken", "Identifiant déjà utilisé.".into()),
         StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Chain(_) => internal(),

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use repli_core::inventory::{identifier, parse_items};
-use repli_core::{Actor, FieldError, ItemKind, ItemState, text};
+use repli_core::{FieldError, ItemKind, ItemState, text};
 use repli_proto::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail,
     ItemEventView, ItemView, KitNeeds, LendRequest, LoanView, NeedView, WipeRequest, WriteOffRequest,
@@ -213,6 +213,7 @@ pub async fn set_agents(
         return Err(ApiError::Validation(errors));
     }
     let agents = st.store.set_agents(&r.id, &list, a, st.clock.now()).await.map_err(item_error)?;
+    crate::steps::rearm(&st, &r.id).await;
     Ok(Json(agents.into_iter().map(agent_view).collect()))
 }
 
@@ -295,6 +296,7 @@ pub async fn check_in(
         .transpose()
         .map_err(|e| ApiError::Validation(vec![e]))?;
     st.store.check_in(&r.id, &s, condition, note.as_deref(), a, st.clock.now()).await.map_err(item_error)?;
+    crate::steps::rearm(&st, &r.id).await;
     loans(State(st), Authed(a.clone()), Path(id)).await
 }
 
@@ -308,6 +310,7 @@ pub async fn write_off(
     let s = serial("serial", &req.serial)?;
     let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| ApiError::Validation(vec![e]))?;
     st.store.write_off(&r.id, &s, &reason, a, st.clock.now()).await.map_err(item_error)?;
+    crate::steps::rearm(&st, &r.id).await;
     loans(State(st), Authed(a.clone()), Path(id)).await
 }
 
@@ -348,9 +351,4 @@ pub async fn fill_waiting(st: &AppState, now: Timestamp) -> Result<usize, StoreE
         served += 1;
     }
     Ok(served)
-}
-
-/// Allocation at activation: the needs recorded at request time, from the pool.
-pub async fn allocate_for(st: &AppState, id: &repli_core::CrisisId, actor: &Actor) -> Result<Vec<Need>, StoreError> {
-    st.store.allocate(id, By::User(actor), st.clock.now()).await
 }

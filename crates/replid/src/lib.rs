@@ -10,9 +10,11 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod documents;
+pub mod engine;
 pub mod error;
 pub mod inventory;
 mod notify;
+pub mod steps;
 pub mod tls;
 mod users;
 mod views;
@@ -50,7 +52,7 @@ pub const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What every request handler shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
@@ -64,6 +66,11 @@ pub struct AppState {
     pub throttle: Arc<web::Throttle>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
+    /// Microsoft 365 (the real Graph client; see [`engine::m365_setup`]).
+    pub m365: Arc<dyn repli_m365::M365>,
+    /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
+    pub simulation: bool,
+    pub engine: Arc<repli_engine::Engine>,
 }
 
 /// What one maintenance round did.
@@ -117,6 +124,17 @@ pub enum DaemonError {
     DocumentTemplates(String),
     #[error("page templates: {0}")]
     Templates(#[from] handlebars::TemplateError),
+    #[error(transparent)]
+    Engine(#[from] engine::SetupError),
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("simulation", &self.simulation)
+            .finish_non_exhaustive()
+    }
 }
 
 fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), DaemonError> {
@@ -224,7 +242,11 @@ impl Daemon {
                 return Err(DaemonError::DocumentTemplates(errors.join("\n")));
             }
         }
+        let playbooks = engine::load_playbooks(config)?;
         let store = open_store(config, clock.now()).await?;
+        let m365 = engine::m365_setup(config).await?;
+        let host = Arc::new(engine::DaemonHost::default());
+        let engine = engine::engine(config, store.clone(), &m365, host.clone(), playbooks);
         let tls = match &config.server.tls {
             Some(t) => Some(tls::server_config(&t.cert_file, &t.key_file)?),
             None => None,
@@ -249,7 +271,16 @@ impl Daemon {
             ),
             throttle: Arc::new(web::Throttle::default()),
             secure_cookies: tls.is_some(),
+            m365: m365.provider.clone(),
+            simulation: m365.simulator.is_some(),
+            engine: engine.clone(),
         };
+        host.attach(state.clone());
+        // Resumes every unfinished run found in the database, then keeps scheduling.
+        let (engine_stop, engine_stopped) = oneshot::channel::<()>();
+        let engine_task = tokio::spawn(engine.clone().run_forever(async {
+            let _ = engine_stopped.await;
+        }));
         let router = app(state.clone());
         let maintenance = tokio::spawn(maintenance_timer(
             state.clone(),
@@ -266,6 +297,12 @@ impl Daemon {
                 None => axum::serve(listener, service).with_graceful_shutdown(signal).await,
             };
             maintenance.abort();
+            let _ = engine_stop.send(());
+            let _ = engine_task.await;
+            host.detach();
+            if let Some(sim) = m365.simulator {
+                sim.stop().await;
+            }
             store.close().await;
             served.map_err(DaemonError::Serve)
         });

@@ -17,7 +17,7 @@ pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
         let suspensions = st.store.suspensions(&r.id).await?;
         let mut due: Vec<(String, String, String)> = Vec::new();
         if r.ready_at.is_none()
-            && let Ok(v) = views::sla_of(st, &r, &suspensions, now)
+            && let Ok(v) = views::sla_of(st, &r, &suspensions, now).await
         {
             let used = views::used_percent(v.elapsed, st.config.sla.business_hours);
             for t in st.config.notify.thresholds.iter().filter(|t| **t <= used) {

@@ -35,8 +35,21 @@ fn history_entry(e: AuditEntry) -> Result<HistoryEntry, ApiError> {
     })
 }
 
-/// Estimated business time of the work left in `state` (the risk forecast's input).
-pub fn remaining_work(cfg: &crate::config::ForecastConfig, state: CrisisState) -> SignedDuration {
+/// Estimated business time of the work left before the kit is ready (the risk forecast's
+/// input): the activation run's unfinished steps along their longest chain once the engine has
+/// one; before activation, the configured estimate.
+pub async fn remaining_work(st: &AppState, r: &CrisisRecord) -> Result<SignedDuration, ApiError> {
+    if matches!(r.state, CrisisState::Activated | CrisisState::Provisioning)
+        && let Some(run) = st.store.runs_of(&r.id).await?.into_iter().find(|run| run.playbook == "activation")
+    {
+        let steps = st.store.steps(run.id).await?;
+        return Ok(crate::steps::remaining(&run.playbook, &steps));
+    }
+    Ok(configured_remaining(&st.config.sla.forecast, r.state))
+}
+
+/// The configured estimate of the work left in `state`.
+pub fn configured_remaining(cfg: &crate::config::ForecastConfig, state: CrisisState) -> SignedDuration {
     let mins = match state {
         CrisisState::Requested => cfg.activation_minutes + cfg.preparation_minutes,
         CrisisState::Activated | CrisisState::Provisioning => cfg.preparation_minutes,
@@ -46,7 +59,7 @@ pub fn remaining_work(cfg: &crate::config::ForecastConfig, state: CrisisState) -
 }
 
 /// The SLA of a crisis at `now`, its suspensions taken into account.
-pub fn sla_of(
+pub async fn sla_of(
     st: &AppState,
     r: &CrisisRecord,
     suspensions: &[SuspensionRecord],
@@ -60,7 +73,7 @@ pub fn sla_of(
         suspensions: &pauses,
         ready_at: r.ready_at,
         ended: matches!(r.state, CrisisState::Rejected | CrisisState::Cancelled),
-        remaining_work: remaining_work(&st.config.sla.forecast, r.state),
+        remaining_work: remaining_work(st, r).await?,
     };
     sla::evaluate(&st.calendar, &input, now).map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))
 }
@@ -90,7 +103,7 @@ pub fn legal_clocks(r: &CrisisRecord, now: Timestamp) -> Vec<LegalClockView> {
         .collect()
 }
 
-pub fn crisis(
+pub async fn crisis(
     st: &AppState,
     r: CrisisRecord,
     history: Vec<AuditEntry>,
@@ -98,7 +111,7 @@ pub fn crisis(
     needs: &[repli_store::Need],
     now: Timestamp,
 ) -> Result<CrisisView, ApiError> {
-    let v = sla_of(st, &r, suspensions, now)?;
+    let v = sla_of(st, &r, suspensions, now).await?;
     Ok(CrisisView {
         sla: SlaView {
             business_hours: st.config.sla.business_hours,

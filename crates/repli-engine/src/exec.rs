@@ -1,0 +1,548 @@
+//! The executor: schedules ready steps, runs them under a lease, records every outcome.
+//!
+//! State lives in SQLite only. A step is claimed (written, audited) before its effect and
+//! finished after it; if the daemon dies in between, the lease expires and the step runs
+//! again, which is safe because every effect is idempotent (Graph operations look up their
+//! deterministic keys, inventory allocation counts what is already held, transitions check
+//! the current state).
+
+use crate::context::{self, Context};
+use jiff::{SignedDuration, Timestamp};
+use repli_core::playbook::{Playbook, StepKind};
+use repli_core::{CrisisAction, CrisisId, CrisisState, StepState};
+use repli_m365::{AgentSpec, BoxFut, DnsPublisher, DnsRecord, M365, MeetingSpec, TeamSpec, zone_fragment};
+use repli_store::{By, NewStep, RunRecord, StepFinish, StepRecord, Store, StoreError};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
+
+/// What the engine needs from the daemon around it.
+pub trait Host: Send + Sync {
+    /// The business clock (audit timestamps, records).
+    fn now(&self) -> Timestamp;
+    /// Real time, for leases and retry times (tests freeze the business clock, not this one).
+    fn wall(&self) -> Timestamp;
+    /// The crisis as templates see it.
+    fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>>;
+    /// Renders the crisis's documents; returns their names.
+    fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>>;
+    /// Queues a message to `audience` (`ops` or `dgs`).
+    fn notify<'a>(
+        &'a self,
+        crisis: &'a CrisisId,
+        audience: &'a str,
+        message: &'a str,
+    ) -> BoxFut<'a, Result<(), String>>;
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Steps running at once, across crises.
+    pub concurrency: usize,
+    /// How long a claimed step stays leased without a heartbeat.
+    pub lease: SignedDuration,
+    /// How often the scheduler looks for work when nothing wakes it.
+    pub tick: Duration,
+    /// This process's lease owner name (unique per start).
+    pub owner: String,
+    /// Channels of the crisis Team besides « General ».
+    pub channels: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no playbook named {0}")]
+    UnknownPlaybook(String),
+}
+
+/// A step's failure: its message, and whether trying again can help.
+#[derive(Debug)]
+struct StepError {
+    message: String,
+    permanent: bool,
+}
+
+impl StepError {
+    fn transient(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), permanent: false }
+    }
+    fn permanent(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), permanent: true }
+    }
+}
+
+impl From<repli_m365::Error> for StepError {
+    fn from(e: repli_m365::Error) -> Self {
+        let permanent = !e.is_transient();
+        StepError { message: format!("Microsoft 365 : {e}"), permanent }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        StepError::transient(format!("base de données : {e}"))
+    }
+}
+
+enum Outcome {
+    Done(Value),
+    Manual(Value),
+}
+
+/// The engine. One per daemon; [`Engine::run_forever`] drives it.
+pub struct Engine {
+    store: Store,
+    m365: Arc<dyn M365>,
+    dns: Arc<dyn DnsPublisher>,
+    host: Arc<dyn Host>,
+    playbooks: BTreeMap<String, Playbook>,
+    config: EngineConfig,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    active: Mutex<HashSet<(i64, String)>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("playbooks", &self.playbooks.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+fn backoff(attempt: u32) -> SignedDuration {
+    SignedDuration::from_secs(1i64 << attempt.saturating_sub(1).min(6))
+}
+
+fn outputs_by_kind(steps: &[StepRecord]) -> BTreeMap<String, Value> {
+    steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded)
+        .filter_map(|s| s.output.clone().map(|o| (s.kind.clone(), o)))
+        .collect()
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        m365: Arc<dyn M365>,
+        dns: Arc<dyn DnsPublisher>,
+        host: Arc<dyn Host>,
+        playbooks: BTreeMap<String, Playbook>,
+        config: EngineConfig,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Engine {
+            store,
+            m365,
+            dns,
+            host,
+            playbooks,
+            config,
+            wake: Notify::new(),
+            permits,
+            active: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn playbook(&self, name: &str) -> Option<&Playbook> {
+        self.playbooks.get(name)
+    }
+
+    /// Asks the scheduler to look for work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts `playbook` for a crisis (nothing if it already has that run); returns the run id.
+    pub async fn start(&self, crisis: &CrisisId, playbook: &str, by: By<'_>) -> Result<i64, EngineError> {
+        let book = self.playbooks.get(playbook).ok_or_else(|| EngineError::UnknownPlaybook(playbook.to_string()))?;
+        let ctx = self.host.context(crisis).await.unwrap_or_default();
+        let steps: Vec<NewStep> = book
+            .steps
+            .iter()
+            .map(|s| NewStep {
+                step_id: s.id.clone(),
+                kind: s.kind.as_str().to_string(),
+                title: context::render(&s.title, &ctx).unwrap_or_else(|_| s.title.clone()),
+                needs: s.needs.clone(),
+                params: json!(s.params),
+                instructions: s.instructions.clone(),
+                checklist: s.checklist.clone(),
+                estimate_secs: s.estimate.as_secs(),
+                budget_secs: s.budget.as_secs(),
+                max_attempts: s.attempts,
+            })
+            .collect();
+        let (id, created) = self.store.create_run(crisis, playbook, &steps, by, self.host.now()).await?;
+        if created {
+            tracing::info!(crisis = %crisis, playbook, run = id, "run started");
+        }
+        self.wake();
+        Ok(id)
+    }
+
+    /// Schedules and runs steps until `shutdown` resolves. Unfinished runs found in the
+    /// database at start are resumed: that is the whole of crash recovery.
+    pub async fn run_forever(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.clone().tick().await {
+                tracing::error!(error = %e, "engine tick failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.tick) => {}
+            }
+        }
+        // Let running steps finish their current write; their leases cover the rest.
+        let _ = self.permits.acquire_many(self.config.concurrency.max(1) as u32).await;
+    }
+
+    /// One scheduling pass.
+    pub async fn tick(self: Arc<Self>) -> Result<(), EngineError> {
+        let reclaimed = self.store.reclaim_expired(self.host.wall(), self.host.now()).await?;
+        for (run, step) in &reclaimed {
+            tracing::warn!(run, step, "lease expired: step will run again");
+        }
+        for run in self.store.unfinished_runs().await? {
+            self.clone().schedule(&run).await?;
+        }
+        Ok(())
+    }
+
+    async fn schedule(self: Arc<Self>, run: &RunRecord) -> Result<(), EngineError> {
+        let crisis = self.store.crisis(&run.crisis_id).await?;
+        let state = crisis.as_ref().map(|c| c.state);
+        // A crisis called off stops its activation; its hand-back (the wind-down) goes on.
+        let ended = matches!(state, Some(CrisisState::Cancelled | CrisisState::Rejected) | None);
+        if ended && run.playbook != "handback" {
+            self.store.finish_run(run.id, "cancelled", self.host.now()).await?;
+            return Ok(());
+        }
+        if run.playbook == "activation" && state == Some(CrisisState::Activated) {
+            self.store
+                .transition(&run.crisis_id, CrisisAction::StartProvisioning, None, By::System, self.host.now())
+                .await?;
+        }
+        let steps = self.store.steps(run.id).await?;
+        if steps.iter().all(|s| s.state.is_done()) {
+            self.store.finish_run(run.id, "succeeded", self.host.now()).await?;
+            tracing::info!(crisis = %run.crisis_id, playbook = %run.playbook, "run succeeded");
+            return Ok(());
+        }
+        let done: BTreeSet<&str> = steps.iter().filter(|s| s.state.is_done()).map(|s| s.step_id.as_str()).collect();
+        let wall = self.host.wall();
+        for step in steps.iter().filter(|s| s.state == StepState::Pending) {
+            if !step.needs.iter().all(|n| done.contains(n.as_str())) || step.not_before.is_some_and(|t| t > wall) {
+                continue;
+            }
+            let key = (run.id, step.step_id.clone());
+            if self.active.lock().map(|a| a.contains(&key)).unwrap_or(true) {
+                continue;
+            }
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else { return Ok(()) };
+            let lease_until = wall + self.config.lease;
+            let Some(claimed) = self
+                .store
+                .claim_step(run.id, &step.step_id, &self.config.owner, lease_until, wall, self.host.now())
+                .await?
+            else {
+                continue;
+            };
+            if let Ok(mut a) = self.active.lock() {
+                a.insert(key.clone());
+            }
+            let engine = self.clone();
+            let run = run.clone();
+            let span = tracing::info_span!("step", crisis = %run.crisis_id, playbook = %run.playbook, step = %claimed.step_id, kind = %claimed.kind, attempt = claimed.attempts);
+            tokio::spawn(
+                async move {
+                    engine.execute_leased(&run, &claimed, &steps_snapshot(&engine, run.id).await).await;
+                    if let Ok(mut a) = engine.active.lock() {
+                        a.remove(&key);
+                    }
+                    drop(permit);
+                    engine.wake();
+                }
+                .instrument(span),
+            );
+        }
+        Ok(())
+    }
+
+    async fn execute_leased(&self, run: &RunRecord, step: &StepRecord, steps: &[StepRecord]) {
+        let work = self.execute(run, step, steps);
+        let heartbeat = async {
+            let every = Duration::from_millis((self.config.lease.as_millis() / 3).clamp(100, 60_000) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let until = self.host.wall() + self.config.lease;
+                match self.store.renew_lease(run.id, &step.step_id, &self.config.owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = work => r,
+            () = heartbeat => {
+                tracing::error!("lease lost: abandoning the step (another worker owns it)");
+                return;
+            }
+        };
+        let wall = self.host.wall();
+        let finish = match result {
+            Ok(Outcome::Done(v)) => StepFinish::Succeeded(v),
+            Ok(Outcome::Manual(v)) => StepFinish::Manual(v),
+            Err(e) => {
+                let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| wall.duration_since(t));
+                let wait = backoff(step.attempts);
+                let budget = SignedDuration::from_secs(step.budget_secs);
+                if e.permanent || step.attempts >= step.max_attempts || spent + wait > budget {
+                    let why = if e.permanent {
+                        String::new()
+                    } else if step.attempts >= step.max_attempts {
+                        format!(" (après {} tentatives)", step.attempts)
+                    } else {
+                        format!(" (budget de {} épuisé)", repli_core::playbook::format_duration(budget))
+                    };
+                    tracing::error!(error = %e.message, "step failed");
+                    StepFinish::Failed(format!(
+                        "{}{why}. Corriger la cause puis `repli step retry {} {}`, ou `repli step skip` avec une raison.",
+                        e.message, run.crisis_id, step.step_id
+                    ))
+                } else {
+                    tracing::warn!(error = %e.message, retry_in_s = wait.as_secs(), "step will be retried");
+                    StepFinish::Retry { error: e.message, not_before: wall + wait }
+                }
+            }
+        };
+        match self.store.finish_step(run.id, &step.step_id, &self.config.owner, &finish, wall, self.host.now()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("step outcome not recorded: lease lost"),
+            Err(e) => tracing::error!(error = %e, "step outcome not recorded"),
+        }
+    }
+
+    async fn execute(&self, run: &RunRecord, step: &StepRecord, steps: &[StepRecord]) -> Result<Outcome, StepError> {
+        let kind = StepKind::parse(&step.kind)
+            .ok_or_else(|| StepError::permanent(format!("type d'étape inconnu : {}", step.kind)))?;
+        let ctx = self.host.context(&run.crisis_id).await.map_err(StepError::transient)?;
+        let render =
+            |t: &str| context::render(t, &ctx).map_err(|e| StepError::permanent(format!("modèle invalide : {e}")));
+        let param = |name: &str| -> Result<Option<String>, StepError> {
+            step.params.get(name).and_then(Value::as_str).map(&render).transpose()
+        };
+        let outputs = outputs_by_kind(steps);
+        let nickname = format!("crise-{}", run.crisis_id.as_str().to_ascii_lowercase());
+        let done = |v: Value| Ok(Outcome::Done(v));
+        match kind {
+            StepKind::Manual => {
+                let instructions = step.instructions.as_deref().map(&render).transpose()?;
+                let checklist = step.checklist.iter().map(|c| render(c)).collect::<Result<Vec<_>, _>>()?;
+                Ok(Outcome::Manual(json!({ "instructions": instructions, "checklist": checklist })))
+            }
+            StepKind::InventoryReserve => {
+                let short = self.store.allocate(&run.crisis_id, By::System, self.host.now()).await?;
+                let short: Vec<Value> = short
+                    .iter()
+                    .map(|n| json!({ "kind": n.kind.as_str(), "wanted": n.wanted, "allocated": n.allocated }))
+                    .collect();
+                done(json!({ "short": short }))
+            }
+            StepKind::InventoryAssign => {
+                let items = self.store.items(Some(run.crisis_id.as_str())).await?;
+                let agents = self.store.agents(&run.crisis_id).await?;
+                let laptops: Vec<&str> = items
+                    .iter()
+                    .filter(|i| i.item.kind == repli_core::ItemKind::Laptop)
+                    .map(|i| i.item.serial.as_str())
+                    .collect();
+                let plan: Vec<Value> = agents
+                    .iter()
+                    .zip(&laptops)
+                    .map(|(a, s)| json!({ "agent": a.name, "service": a.service, "serial": s }))
+                    .collect();
+                done(json!({ "items": items.len(), "assignments": plan }))
+            }
+            StepKind::M365Domain => {
+                let d = self.m365.ensure_domain(&ctx.domain).await?;
+                let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
+                done(
+                    json!({ "domain": d.name, "created": d.created, "records": d.verification, "zone": zone_fragment(&d.name, &comment, &d.verification) }),
+                )
+            }
+            StepKind::DnsPublish => {
+                let mut records: Vec<DnsRecord> = Vec::new();
+                for k in ["m365.domain", "m365.services"] {
+                    if let Some(rs) = outputs.get(k).and_then(|o| o.get("records")).cloned() {
+                        records.extend(serde_json::from_value::<Vec<DnsRecord>>(rs).unwrap_or_default());
+                    }
+                }
+                if records.is_empty() {
+                    return Err(StepError::permanent(
+                        "aucun enregistrement DNS à publier (l'étape m365.domain doit précéder)",
+                    ));
+                }
+                let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
+                let zone = zone_fragment(&ctx.domain, &comment, &records);
+                if self.dns.publish(&ctx.domain, &records).await? {
+                    done(json!({ "published": records.len(), "zone": zone }))
+                } else {
+                    Ok(Outcome::Manual(json!({
+                        "instructions": format!("Publier chez le registraire de la zone {} les enregistrements suivants, puis confirmer :\n\n{zone}", ctx.domain),
+                        "checklist": ["Enregistrements publiés", "Propagation vérifiée (dig TXT)"],
+                    })))
+                }
+            }
+            StepKind::M365Verify => {
+                self.m365.verify_domain(&ctx.domain).await.map_err(|e| {
+                    StepError::transient(format!(
+                        "vérification du domaine {} : {e} (la propagation DNS peut prendre du temps)",
+                        ctx.domain
+                    ))
+                })?;
+                done(json!({ "domain": ctx.domain, "verified": true }))
+            }
+            StepKind::M365Services => {
+                let records = self.m365.enable_services(&ctx.domain).await?;
+                done(json!({ "records": records }))
+            }
+            StepKind::M365Accounts => {
+                let agents = self.store.agents(&run.crisis_id).await?;
+                if agents.is_empty() {
+                    return Err(StepError::transient("la liste des agents n'a pas encore été fournie par la commune"));
+                }
+                let specs: Vec<AgentSpec> =
+                    agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();
+                let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
+                let list: Vec<Value> = accounts
+                    .iter()
+                    .map(
+                        |a| json!({ "upn": a.upn, "name": a.display_name, "service": a.service, "created": a.created }),
+                    )
+                    .collect();
+                done(json!({ "accounts": list }))
+            }
+            StepKind::M365Team => {
+                let upns = account_upns(&outputs)?;
+                let spec = TeamSpec {
+                    nickname,
+                    display_name: format!("Cellule de crise — {}", ctx.commune),
+                    description: format!(
+                        "Espace de secours de la commune de {} (crise {})",
+                        ctx.commune, ctx.crisis_id
+                    ),
+                    owners: upns.iter().take(1).cloned().collect(),
+                    members: upns,
+                    channels: self.config.channels.clone(),
+                };
+                let t = self.m365.ensure_team(&spec).await?;
+                done(
+                    json!({ "group_id": t.group_id, "mail": t.mail, "web_url": t.web_url, "drive_url": t.drive_url, "channels": t.channels }),
+                )
+            }
+            StepKind::M365Meeting => {
+                let upns = account_upns(&outputs)?;
+                let organizer = upns
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| StepError::permanent("aucun compte pour organiser la réunion"))?;
+                let start = self.host.now();
+                let spec = MeetingSpec {
+                    organizer,
+                    external_id: format!("repli-{}", run.crisis_id),
+                    subject: format!("Point de situation — cellule de crise de {}", ctx.commune),
+                    start: start.to_string(),
+                    end: (start + SignedDuration::from_mins(30)).to_string(),
+                };
+                let m = self.m365.ensure_meeting(&spec).await?;
+                done(json!({ "join_url": m.join_url, "id": m.id }))
+            }
+            StepKind::M365Isolation => {
+                let group = outputs.get("m365.team").and_then(|o| o["group_id"].as_str()).ok_or_else(|| {
+                    StepError::permanent("l'étape m365.team doit précéder la vérification d'isolement")
+                })?;
+                let report = self.m365.isolation_report(&ctx.domain, group, None).await?;
+                let value = serde_json::to_value(&report).unwrap_or(Value::Null);
+                if report.ok {
+                    done(value)
+                } else {
+                    let failed: Vec<String> =
+                        report.checks.iter().filter(|c| !c.ok).map(|c| format!("{} ({})", c.check, c.detail)).collect();
+                    Err(StepError::permanent(format!("isolement non démontré : {}", failed.join(" ; "))))
+                }
+            }
+            StepKind::M365WindDown => {
+                let w = self.m365.wind_down_accounts(&ctx.domain).await?;
+                done(serde_json::to_value(&w).unwrap_or(Value::Null))
+            }
+            StepKind::M365DeleteGroup => done(json!({ "deleted": self.m365.delete_group(&nickname).await? })),
+            StepKind::M365DeleteAccounts => done(json!({ "deleted": self.m365.delete_accounts(&ctx.domain).await? })),
+            StepKind::M365RemoveDomain => {
+                let force = param("force")?.is_some_and(|f| f.trim() == "true");
+                let removal = self.m365.remove_domain(&ctx.domain, force).await?;
+                done(serde_json::to_value(&removal).unwrap_or(Value::Null))
+            }
+            StepKind::DocsRender => {
+                let files = self.host.render_documents(&run.crisis_id).await.map_err(StepError::transient)?;
+                done(json!({ "documents": files }))
+            }
+            StepKind::Notify => {
+                let audience = param("audience")?.unwrap_or_else(|| "ops".into());
+                let message = param("message")?.unwrap_or_default();
+                self.host.notify(&run.crisis_id, &audience, &message).await.map_err(StepError::transient)?;
+                done(json!({ "audience": audience }))
+            }
+            StepKind::CrisisReady => {
+                self.transition(&run.crisis_id, CrisisAction::MarkReady, &[CrisisState::Ready, CrisisState::Delivered])
+                    .await
+            }
+            StepKind::CrisisClose => {
+                self.transition(&run.crisis_id, CrisisAction::Close, &[CrisisState::Closed, CrisisState::Cancelled])
+                    .await
+            }
+        }
+    }
+
+    async fn transition(
+        &self,
+        id: &CrisisId,
+        action: CrisisAction,
+        already: &[CrisisState],
+    ) -> Result<Outcome, StepError> {
+        let current = self.store.crisis(id).await?.map(|c| c.state);
+        if current.is_some_and(|s| already.contains(&s)) {
+            return Ok(Outcome::Done(json!({ "state": current.map(CrisisState::as_str) })));
+        }
+        match self.store.transition(id, action, None, By::System, self.host.now()).await {
+            Ok(r) => Ok(Outcome::Done(json!({ "state": r.state.as_str() }))),
+            Err(StoreError::ItemsOutstanding { count, .. }) => Err(StepError::transient(format!(
+                "{count} équipement(s) encore prêté(s) : enregistrer leur retour (repli handback checkin) ou leur perte"
+            ))),
+            Err(e) => Err(StepError::permanent(e.to_string())),
+        }
+    }
+}
+
+async fn steps_snapshot(engine: &Engine, run: i64) -> Vec<StepRecord> {
+    engine.store.steps(run).await.unwrap_or_default()
+}
+
+fn account_upns(outputs: &BTreeMap<String, Value>) -> Result<Vec<String>, StepError> {
+    let accounts = outputs
+        .get("m365.accounts")
+        .and_then(|o| o["accounts"].as_array())
+        .ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
+    Ok(accounts.iter().filter_map(|a| a["upn"].as_str().map(str::to_string)).collect())
+}

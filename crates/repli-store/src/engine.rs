@@ -1,0 +1,647 @@
+//! The engine's durable state: runs of playbooks and the state of each step. Every state
+//! change is a write with its audit entry in the same transaction.
+
+use jiff::Timestamp;
+use repli_core::{CrisisId, StepState};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::audit::NewEntry;
+use crate::inventory::actor_name;
+use crate::time::{self, opt_from_db};
+use crate::{By, Store, StoreError};
+
+/// One step as written when a run starts (templates still unrendered).
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    pub step_id: String,
+    pub kind: String,
+    pub title: String,
+    pub needs: Vec<String>,
+    pub params: Value,
+    pub instructions: Option<String>,
+    pub checklist: Vec<String>,
+    pub estimate_secs: i64,
+    pub budget_secs: i64,
+    pub max_attempts: u32,
+}
+
+/// A run of a playbook for a crisis.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub crisis_id: CrisisId,
+    pub commune: String,
+    pub playbook: String,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRecord {
+    pub run_id: i64,
+    pub step_id: String,
+    pub position: i64,
+    pub kind: String,
+    pub title: String,
+    pub needs: Vec<String>,
+    pub params: Value,
+    pub instructions: Option<String>,
+    pub checklist: Vec<String>,
+    pub estimate_secs: i64,
+    pub budget_secs: i64,
+    pub max_attempts: u32,
+    pub state: StepState,
+    pub attempts: u32,
+    pub not_before: Option<Timestamp>,
+    pub first_started_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub output: Option<Value>,
+    pub rendered: Option<Value>,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<Timestamp>,
+    pub note: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum StepFinish {
+    Succeeded(Value),
+    /// Failed this time; pending again from `not_before`.
+    Retry {
+        error: String,
+        not_before: Timestamp,
+    },
+    Failed(String),
+    /// Waits for a person: rendered instructions and checklist.
+    Manual(Value),
+}
+
+fn json_col(r: &SqliteRow, col: &'static str) -> Result<Option<Value>, StoreError> {
+    let raw: Option<String> = r.try_get(col)?;
+    raw.map(|s| serde_json::from_str(&s).map_err(|_| StoreError::Corrupt { column: col, value: s })).transpose()
+}
+
+fn strings(v: Option<Value>) -> Vec<String> {
+    v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+}
+
+fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
+    let state: String = r.try_get("state")?;
+    let attempts: i64 = r.try_get("attempts")?;
+    let max_attempts: i64 = r.try_get("max_attempts")?;
+    Ok(StepRecord {
+        run_id: r.try_get("run_id")?,
+        step_id: r.try_get("step_id")?,
+        position: r.try_get("position")?,
+        kind: r.try_get("kind")?,
+        title: r.try_get("title")?,
+        needs: strings(json_col(r, "needs")?),
+        params: json_col(r, "params")?.unwrap_or(Value::Null),
+        instructions: r.try_get("instructions")?,
+        checklist: strings(json_col(r, "checklist")?),
+        estimate_secs: r.try_get("estimate_secs")?,
+        budget_secs: r.try_get("budget_secs")?,
+        max_attempts: u32::try_from(max_attempts).unwrap_or(1),
+        state: StepState::parse(&state).ok_or(StoreError::Corrupt { column: "steps.state", value: state })?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        not_before: opt_from_db("steps.not_before", r.try_get("not_before")?)?,
+        first_started_at: opt_from_db("steps.first_started_at", r.try_get("first_started_at")?)?,
+        started_at: opt_from_db("steps.started_at", r.try_get("started_at")?)?,
+        finished_at: opt_from_db("steps.finished_at", r.try_get("finished_at")?)?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: opt_from_db("steps.lease_until", r.try_get("lease_until")?)?,
+        last_error: r.try_get("last_error")?,
+        output: json_col(r, "output")?,
+        rendered: json_col(r, "rendered")?,
+        confirmed_by: r.try_get("confirmed_by")?,
+        confirmed_at: opt_from_db("steps.confirmed_at", r.try_get("confirmed_at")?)?,
+        note: r.try_get("note")?,
+    })
+}
+
+fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let crisis: String = r.try_get("crisis_id")?;
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        crisis_id: CrisisId::parse(&crisis)
+            .map_err(|_| StoreError::Corrupt { column: "runs.crisis_id", value: crisis })?,
+        commune: r.try_get("commune")?,
+        playbook: r.try_get("playbook")?,
+        state: r.try_get("state")?,
+        created_at: time::from_db("runs.created_at", &r.try_get::<String, _>("created_at")?)?,
+        finished_at: opt_from_db("runs.finished_at", r.try_get("finished_at")?)?,
+    })
+}
+
+/// A run query: the columns and join, then `$tail` (literal SQL, so the query stays static).
+macro_rules! run_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT r.id, r.crisis_id, c.commune, r.playbook, r.state, r.created_at, r.finished_at ",
+            "FROM runs r JOIN crises c ON c.id = r.crisis_id ",
+            $tail
+        )
+    };
+}
+
+fn step_err(msg: impl Into<String>) -> StoreError {
+    StoreError::Step(msg.into())
+}
+
+impl Store {
+    /// Starts `playbook` for a crisis with its steps pending; returns the existing run when
+    /// there is one (so a repeated activation starts nothing twice).
+    pub async fn create_run(
+        &self,
+        crisis: &CrisisId,
+        playbook: &str,
+        steps: &[NewStep],
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<(i64, bool), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM runs WHERE crisis_id = ? AND playbook = ?")
+            .bind(crisis.as_str())
+            .bind(playbook)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(id) = existing {
+            return Ok((id, false));
+        }
+        let commune = crate::inventory::commune_of(&mut tx, crisis).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (crisis_id, playbook, state, created_at) VALUES (?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(crisis.as_str())
+        .bind(playbook)
+        .bind(time::to_db(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        for (i, s) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO steps (run_id, step_id, position, kind, title, needs, params, instructions, checklist, \
+                 estimate_secs, budget_secs, max_attempts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+            )
+            .bind(id)
+            .bind(&s.step_id)
+            .bind(i as i64)
+            .bind(&s.kind)
+            .bind(&s.title)
+            .bind(json!(s.needs).to_string())
+            .bind(s.params.to_string())
+            .bind(&s.instructions)
+            .bind(json!(s.checklist).to_string())
+            .bind(s.estimate_secs)
+            .bind(s.budget_secs)
+            .bind(i64::from(s.max_attempts))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let details = json!({ "run": id, "steps": steps.iter().map(|s| &s.step_id).collect::<Vec<_>>() });
+        let target = format!("run/{playbook}");
+        self.append(
+            &mut tx,
+            NewEntry {
+                by,
+                commune: Some(&commune),
+                crisis: Some(crisis.as_str()),
+                action: "engine.run.started",
+                target: &target,
+                details,
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((id, true))
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        sqlx::query(run_select!("WHERE r.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    /// Runs still going, oldest first (what the engine resumes on start).
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        sqlx::query(run_select!("WHERE r.state = 'running' ORDER BY r.id"))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    /// The runs of one crisis, in order of creation.
+    pub async fn runs_of(&self, crisis: &CrisisId) -> Result<Vec<RunRecord>, StoreError> {
+        sqlx::query(run_select!("WHERE r.crisis_id = ? ORDER BY r.id"))
+            .bind(crisis.as_str())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    pub async fn steps(&self, run: i64) -> Result<Vec<StepRecord>, StoreError> {
+        sqlx::query("SELECT * FROM steps WHERE run_id = ? ORDER BY position")
+            .bind(run)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(step_from_row)
+            .collect()
+    }
+
+    /// Manual steps waiting for ops, across crises.
+    pub async fn waiting_tasks(&self) -> Result<Vec<(RunRecord, StepRecord)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.*, r.id AS rid FROM steps s JOIN runs r ON r.id = s.run_id \
+             WHERE s.state = 'waiting_manual' AND r.state = 'running' ORDER BY r.id, s.position",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let step = step_from_row(row)?;
+            if let Some(run) = self.run(step.run_id).await? {
+                out.push((run, step));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn step_in(tx: &mut sqlx::SqliteConnection, run: i64, step: &str) -> Result<StepRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM steps WHERE run_id = ? AND step_id = ?")
+            .bind(run)
+            .bind(step)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| step_err(format!("étape inconnue : {step}")))?;
+        step_from_row(&row)
+    }
+
+    async fn run_in(tx: &mut sqlx::SqliteConnection, run: i64) -> Result<RunRecord, StoreError> {
+        let row = sqlx::query(run_select!("WHERE r.id = ?"))
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| step_err(format!("run {run} inconnu")))?;
+        run_from_row(&row)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn step_audit(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        run: &RunRecord,
+        step: &str,
+        action: &str,
+        by: By<'_>,
+        details: Value,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let target = format!("step/{}/{step}", run.playbook);
+        self.append(
+            tx,
+            NewEntry {
+                by,
+                commune: Some(&run.commune),
+                crisis: Some(run.crisis_id.as_str()),
+                action,
+                target: &target,
+                details,
+            },
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a pending step whose retry time has come: running, one more attempt, leased to
+    /// `owner` until `lease_until`. Written (and audited) before the step's effect starts.
+    pub async fn claim_step(
+        &self,
+        run: i64,
+        step: &str,
+        owner: &str,
+        lease_until: Timestamp,
+        wall: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let s = Self::step_in(&mut tx, run, step).await?;
+        if s.state != StepState::Pending || s.not_before.is_some_and(|nb| nb > wall) {
+            return Ok(None);
+        }
+        let r = Self::run_in(&mut tx, run).await?;
+        if r.state != "running" {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?, \
+             started_at = ?, first_started_at = COALESCE(first_started_at, ?), not_before = NULL \
+             WHERE run_id = ? AND step_id = ?",
+        )
+        .bind(owner)
+        .bind(time::to_db(lease_until))
+        .bind(time::to_db(wall))
+        .bind(time::to_db(wall))
+        .bind(run)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+        self.step_audit(
+            &mut tx,
+            &r,
+            step,
+            "engine.step.started",
+            By::System,
+            json!({ "kind": s.kind, "attempt": s.attempts + 1 }),
+            now,
+        )
+        .await?;
+        let s = Self::step_in(&mut tx, run, step).await?;
+        tx.commit().await?;
+        Ok(Some(s))
+    }
+
+    /// Extends the lease of a running step; false when the lease was lost.
+    pub async fn renew_lease(&self, run: i64, step: &str, owner: &str, until: Timestamp) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE steps SET lease_until = ? WHERE run_id = ? AND step_id = ? AND state = 'running' AND lease_owner = ?",
+        )
+        .bind(time::to_db(until))
+        .bind(run)
+        .bind(step)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records how an attempt ended (only by the lease holder). Written after the effect.
+    pub async fn finish_step(
+        &self,
+        run: i64,
+        step: &str,
+        owner: &str,
+        finish: &StepFinish,
+        wall: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let s = Self::step_in(&mut tx, run, step).await?;
+        if s.state != StepState::Running || s.lease_owner.as_deref() != Some(owner) {
+            return Ok(false);
+        }
+        let r = Self::run_in(&mut tx, run).await?;
+        let (state, action, details) = match finish {
+            StepFinish::Succeeded(_) => {
+                (StepState::Succeeded, "engine.step.succeeded", json!({ "attempt": s.attempts }))
+            }
+            StepFinish::Retry { error, not_before } => (
+                StepState::Pending,
+                "engine.step.retry",
+                json!({ "attempt": s.attempts, "error": error, "not_before": time::to_db(*not_before) }),
+            ),
+            StepFinish::Failed(error) => {
+                (StepState::Failed, "engine.step.failed", json!({ "attempt": s.attempts, "error": error }))
+            }
+            StepFinish::Manual(_) => (StepState::WaitingManual, "engine.step.waiting_manual", json!({})),
+        };
+        let (output, rendered, error, not_before) = match finish {
+            StepFinish::Succeeded(v) => (Some(v.to_string()), None, None, None),
+            StepFinish::Retry { error, not_before } => {
+                (None, None, Some(error.clone()), Some(time::to_db(*not_before)))
+            }
+            StepFinish::Failed(e) => (None, None, Some(e.clone()), None),
+            StepFinish::Manual(v) => (None, Some(v.to_string()), None, None),
+        };
+        let finished = matches!(state, StepState::Succeeded | StepState::Failed).then(|| time::to_db(wall));
+        sqlx::query(
+            "UPDATE steps SET state = ?, lease_owner = NULL, lease_until = NULL, output = COALESCE(?, output), \
+             rendered = COALESCE(?, rendered), last_error = ?, not_before = ?, finished_at = ? WHERE run_id = ? AND step_id = ?",
+        )
+        .bind(state.as_str())
+        .bind(output)
+        .bind(rendered)
+        .bind(error)
+        .bind(not_before)
+        .bind(finished)
+        .bind(run)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+        self.step_audit(&mut tx, &r, step, action, By::System, details, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Running steps whose lease expired (their daemon died): pending again, audited.
+    pub async fn reclaim_expired(&self, wall: Timestamp, now: Timestamp) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let rows: Vec<(i64, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT run_id, step_id, lease_owner, lease_until FROM steps WHERE state = 'running'")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut out = Vec::new();
+        for (run, step, owner, until) in rows {
+            let expired = opt_from_db("steps.lease_until", until)?.is_none_or(|u| u <= wall);
+            if !expired {
+                continue;
+            }
+            sqlx::query("UPDATE steps SET state = 'pending', lease_owner = NULL, lease_until = NULL WHERE run_id = ? AND step_id = ?")
+                .bind(run)
+                .bind(&step)
+                .execute(&mut *tx)
+                .await?;
+            let r = Self::run_in(&mut tx, run).await?;
+            self.step_audit(
+                &mut tx,
+                &r,
+                &step,
+                "engine.step.reclaimed",
+                By::System,
+                json!({ "lease_owner": owner }),
+                now,
+            )
+            .await?;
+            out.push((run, step));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Pending steps of the crisis waiting for a retry time become due now: called when
+    /// something a step waits on changed (agents list given, items returned, task done).
+    pub async fn rearm_steps(&self, crisis: &CrisisId) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE steps SET not_before = NULL WHERE state = 'pending' AND not_before IS NOT NULL \
+             AND run_id IN (SELECT id FROM runs WHERE crisis_id = ? AND state = 'running')",
+        )
+        .bind(crisis.as_str())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends a run (all steps done, one failed, or the crisis ended).
+    pub async fn finish_run(&self, run: i64, state: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let r = Self::run_in(&mut tx, run).await?;
+        if r.state == state {
+            return Ok(());
+        }
+        sqlx::query("UPDATE runs SET state = ?, finished_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(time::to_db(now))
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("run/{}", r.playbook);
+        self.append(
+            &mut tx,
+            NewEntry {
+                by: By::System,
+                commune: Some(&r.commune),
+                crisis: Some(r.crisis_id.as_str()),
+                action: "engine.run.finished",
+                target: &target,
+                details: json!({ "state": state }),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The step `step` of the crisis's most recent run that has it.
+    async fn find_step(
+        tx: &mut sqlx::SqliteConnection,
+        crisis: &CrisisId,
+        step: &str,
+    ) -> Result<(RunRecord, StepRecord), StoreError> {
+        let run: Option<i64> = sqlx::query_scalar(
+            "SELECT r.id FROM runs r JOIN steps s ON s.run_id = r.id WHERE r.crisis_id = ? AND s.step_id = ? \
+             ORDER BY (r.state = 'running') DESC, r.id DESC LIMIT 1",
+        )
+        .bind(crisis.as_str())
+        .bind(step)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(run) = run else {
+            return Err(step_err(format!("la crise {crisis} n'a pas d'étape « {step} »")));
+        };
+        Ok((Self::run_in(tx, run).await?, Self::step_in(tx, run, step).await?))
+    }
+
+    /// Ops confirm a manual step: who and when are recorded.
+    pub async fn confirm_task(
+        &self,
+        crisis: &CrisisId,
+        step: &str,
+        note: Option<&str>,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<StepRecord, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
+        if s.state != StepState::WaitingManual {
+            return Err(step_err(format!(
+                "l'étape « {step} » est {} : seule une tâche manuelle à faire peut être confirmée",
+                s.state.label_fr()
+            )));
+        }
+        let who = actor_name(by);
+        sqlx::query(
+            "UPDATE steps SET state = 'succeeded', confirmed_by = ?, confirmed_at = ?, note = ?, finished_at = ? \
+             WHERE run_id = ? AND step_id = ?",
+        )
+        .bind(&who)
+        .bind(time::to_db(now))
+        .bind(note)
+        .bind(time::to_db(now))
+        .bind(r.id)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+        self.step_audit(&mut tx, &r, step, "engine.task.done", by, json!({ "note": note }), now).await?;
+        let s = Self::step_in(&mut tx, r.id, step).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Ops send a failed step back to pending (attempts start again), or skip a step.
+    pub async fn operate_step(
+        &self,
+        crisis: &CrisisId,
+        step: &str,
+        skip: bool,
+        reason: &str,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<StepRecord, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
+        let allowed = if skip {
+            matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual)
+        } else {
+            s.state == StepState::Failed
+        };
+        if !allowed {
+            let what = if skip {
+                "ignorée (elle doit être en échec, en attente ou à faire)"
+            } else {
+                "relancée (elle doit être en échec)"
+            };
+            return Err(step_err(format!(
+                "l'étape « {step} » est {} : elle ne peut pas être {what}",
+                s.state.label_fr()
+            )));
+        }
+        if r.state != "running" && r.state != "failed" {
+            return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
+        }
+        let (state, action) =
+            if skip { ("skipped", "engine.step.skipped") } else { ("pending", "engine.step.retried") };
+        sqlx::query(
+            "UPDATE steps SET state = ?, attempts = CASE WHEN ? THEN attempts ELSE 0 END, first_started_at = CASE WHEN ? THEN first_started_at ELSE NULL END, \
+             not_before = NULL, note = ?, finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE run_id = ? AND step_id = ?",
+        )
+        .bind(state)
+        .bind(skip)
+        .bind(skip)
+        .bind(reason)
+        .bind(skip)
+        .bind(time::to_db(now))
+        .bind(r.id)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+        if r.state == "failed" {
+            sqlx::query("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?")
+                .bind(r.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.step_audit(&mut tx, &r, step, action, by, json!({ "reason": reason, "was": s.state.as_str() }), now)
+            .await?;
+        let s = Self::step_in(&mut tx, r.id, step).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+}

@@ -1,0 +1,305 @@
+//! The playbook engine inside the daemon: Microsoft 365 provider (real client; against an
+//! embedded simulator unless configured for a tenant), DNS publisher, playbooks, and the
+//! [`Host`] through which steps reach the rest of replid.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use repli_core::{CrisisId, ItemKind, fr};
+use repli_engine::context::Context;
+use repli_engine::{Engine, EngineConfig, Host};
+use repli_graph_sim::{SimConfig, Simulator};
+use repli_m365::{BoxFut, DnsPublisher, GraphConfig, GraphProvider, HttpDnsPublisher, M365, ManualDns, Secret};
+
+use crate::AppState;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DnsMode, M365Mode};
+
+/// The built-in playbooks (`playbooks/*.toml`), used unless `engine.playbooks_dir` is set.
+pub const EMBEDDED_PLAYBOOKS: [(&str, &str); 2] = [
+    ("activation", include_str!("../../../playbooks/activation.toml")),
+    ("handback", include_str!("../../../playbooks/handback.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("playbooks:\n{0}")]
+    Playbooks(String),
+    #[error("Microsoft 365: {0}")]
+    M365(#[from] repli_m365::Error),
+    #[error("cannot start the embedded Graph simulator: {0}")]
+    Simulator(std::io::Error),
+    #[error("cannot read the Graph client secret: {0}")]
+    Secret(String),
+}
+
+/// Loads and checks the playbooks the engine will run.
+pub fn load_playbooks(config: &Config) -> Result<BTreeMap<String, repli_core::Playbook>, SetupError> {
+    match &config.engine.playbooks_dir {
+        Some(dir) => {
+            let (books, diags) = repli_engine::load::load_dir(dir);
+            if !diags.is_empty() {
+                return Err(SetupError::Playbooks(
+                    diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+                ));
+            }
+            Ok(books)
+        }
+        None => {
+            let mut books = BTreeMap::new();
+            let mut errors = Vec::new();
+            for (name, text) in EMBEDDED_PLAYBOOKS {
+                let (book, diags) = repli_engine::load::parse(text);
+                errors.extend(diags.iter().map(|d| format!("{name}.toml:{}:{}: {}", d.pos.line, d.pos.col, d.message)));
+                if let Some(b) = book {
+                    books.insert(name.to_string(), b);
+                }
+            }
+            if errors.is_empty() { Ok(books) } else { Err(SetupError::Playbooks(errors.join("\n"))) }
+        }
+    }
+}
+
+/// The Microsoft 365 side: provider, DNS publisher, and the embedded simulator when used.
+pub struct M365Setup {
+    pub provider: Arc<dyn M365>,
+    pub dns: Arc<dyn DnsPublisher>,
+    /// Kept alive for the daemon's lifetime (mode = "simulator").
+    pub simulator: Option<Simulator>,
+}
+
+impl std::fmt::Debug for M365Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("M365Setup")
+            .field("simulator", &self.simulator.as_ref().map(Simulator::base_url))
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_secret(config: &Config) -> Result<Secret, SetupError> {
+    if let Some(p) = &config.m365.client_secret_file {
+        return std::fs::read_to_string(p)
+            .map(|s| Secret::new(s.trim_end()))
+            .map_err(|e| SetupError::Secret(e.to_string()));
+    }
+    std::env::var("REPLI_GRAPH_CLIENT_SECRET")
+        .map(Secret::new)
+        .map_err(|_| SetupError::Secret("set m365.client_secret_file or REPLI_GRAPH_CLIENT_SECRET".into()))
+}
+
+/// Builds the provider from the configuration (starting the embedded simulator if asked).
+pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
+    let m = &config.m365;
+    let (mut graph, simulator) = match m.mode {
+        M365Mode::Simulator => {
+            let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).await.map_err(SetupError::Simulator)?;
+            tracing::warn!(url = %sim.graph_url(), "SIMULATION: Microsoft 365 is provisioned in an embedded Graph simulator, not a tenant");
+            let g =
+                GraphConfig::new(&sim.graph_url(), sim.base_url(), "simulation", "repli", Secret::new("simulation"));
+            (g, Some(sim))
+        }
+        M365Mode::Graph => {
+            (GraphConfig::new(&m.graph_url, &m.login_url, &m.tenant_id, &m.client_id, client_secret(config)?), None)
+        }
+    };
+    graph.sku_part_number = m.sku_part_number.clone();
+    graph.budget = std::time::Duration::from_secs(u64::from(m.budget_seconds));
+    let provider: Arc<dyn M365> = Arc::new(GraphProvider::new(graph)?);
+    let dns: Arc<dyn DnsPublisher> = match (m.dns, &simulator, &m.dns_url) {
+        (DnsMode::Manual, _, _) => Arc::new(ManualDns),
+        (DnsMode::Simulator, Some(sim), _) => Arc::new(HttpDnsPublisher::new(sim.base_url())),
+        (DnsMode::Simulator, None, Some(url)) => Arc::new(HttpDnsPublisher::new(url)),
+        (DnsMode::Simulator, None, None) => Arc::new(ManualDns),
+    };
+    Ok(M365Setup { provider, dns, simulator })
+}
+
+/// The engine's view of the daemon. It holds the [`AppState`] once the daemon has built it,
+/// and lets go of it at shutdown (the state holds the engine: no cycle survives).
+#[derive(Debug, Default)]
+pub struct DaemonHost {
+    state: Mutex<Option<AppState>>,
+}
+
+impl DaemonHost {
+    pub fn attach(&self, st: AppState) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Some(st);
+        }
+    }
+
+    pub fn detach(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = None;
+        }
+    }
+
+    fn state(&self) -> Result<AppState, String> {
+        self.state.lock().ok().and_then(|s| s.clone()).ok_or_else(|| "daemon stopping".to_string())
+    }
+}
+
+/// The template context of a crisis.
+pub async fn context_of(st: &AppState, id: &CrisisId) -> Result<Context, String> {
+    let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
+    let needs = st.store.needs(Some(id.as_str())).await.map_err(|e| e.to_string())?;
+    let wanted = |k: ItemKind| needs.iter().filter(|n| n.kind == k).map(|n| u32::try_from(n.wanted).unwrap_or(0)).sum();
+    let domain = repli_m365::backup_domain(&st.config.m365.domain_pattern, &r.commune_name, r.commune.as_str())
+        .map_err(|e| e.to_string())?;
+    Ok(Context {
+        crisis_id: r.id.to_string(),
+        commune: r.commune_name.clone(),
+        insee: r.commune.to_string(),
+        domain,
+        agents: r.agents,
+        laptops: wanted(ItemKind::Laptop),
+        phones: wanted(ItemKind::Phone),
+        routers: wanted(ItemKind::Router),
+        sims: wanted(ItemKind::Sim),
+        printers: wanted(ItemKind::Printer),
+        delivery_address: r.delivery_address.clone().unwrap_or_else(|| "à préciser".into()),
+        contact_name: r.contact_name.clone(),
+        contact_phone: fr::phone(&r.contact_phone),
+        due: fr::datetime(r.due_at, st.calendar.time_zone()),
+    })
+}
+
+impl Host for DaemonHost {
+    fn now(&self) -> Timestamp {
+        self.state().map_or_else(|_| SystemClock.now(), |s| s.clock.now())
+    }
+
+    fn wall(&self) -> Timestamp {
+        SystemClock.now()
+    }
+
+    fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>> {
+        Box::pin(async move { context_of(&self.state()?, crisis).await })
+    }
+
+    fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>> {
+        Box::pin(async move { crate::documents::archive(&self.state()?, crisis).await })
+    }
+
+    fn notify<'a>(
+        &'a self,
+        crisis: &'a CrisisId,
+        audience: &'a str,
+        message: &'a str,
+    ) -> BoxFut<'a, Result<(), String>> {
+        Box::pin(async move {
+            let st = self.state()?;
+            let r = st
+                .store
+                .crisis(crisis)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("crise {crisis} introuvable"))?;
+            let (subject, key) = match audience {
+                // The commune's mail is down: ops relay it by the out-of-band contact.
+                "dgs" => (
+                    format!("À transmettre à {} ({}) — crise {}", r.contact_name, fr::phone(&r.contact_phone), r.id),
+                    format!("playbook:{}:dgs:{}", r.id, short_hash(message)),
+                ),
+                _ => (
+                    format!("Crise {} ({})", r.id, r.commune_name),
+                    format!("playbook:{}:ops:{}", r.id, short_hash(message)),
+                ),
+            };
+            let now = st.clock.now();
+            for channel in &st.config.notify.channels {
+                st.store
+                    .enqueue_notification(&key, channel, Some(r.id.as_str()), &subject, message, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(s.as_bytes())[..6])
+}
+
+/// Builds the engine for a daemon.
+pub fn engine(
+    config: &Config,
+    store: repli_store::Store,
+    m365: &M365Setup,
+    host: Arc<DaemonHost>,
+    playbooks: BTreeMap<String, repli_core::Playbook>,
+) -> Arc<Engine> {
+    let mut nonce = [0u8; 6];
+    let _ = getrandom::fill(&mut nonce);
+    let owner = format!("replid-{}-{}", std::process::id(), hex::encode(nonce));
+    let cfg = EngineConfig {
+        concurrency: config.engine.concurrency as usize,
+        lease: jiff::SignedDuration::from_secs(i64::from(config.engine.lease_seconds)),
+        tick: std::time::Duration::from_millis(500),
+        owner,
+        channels: config.m365.channels.iter().map(|c| (c.clone(), String::new())).collect(),
+    };
+    Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg))
+}
+
+/// How many accounts the hand-back's wind-down disabled (0 before it ran).
+pub async fn accounts_disabled(st: &AppState, id: &CrisisId) -> Result<usize, repli_store::StoreError> {
+    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "handback") else { return Ok(0) };
+    let steps = st.store.steps(run.id).await?;
+    Ok(steps
+        .iter()
+        .find(|s| s.kind == "m365.winddown" && s.state == repli_core::StepState::Succeeded)
+        .and_then(|s| s.output.as_ref().and_then(|o| o["accounts"].as_array().map(Vec::len)))
+        .unwrap_or(0))
+}
+
+/// What the activation run provisioned: the workspace and the accounts (no passwords).
+pub async fn provisioned(
+    st: &AppState,
+    id: &CrisisId,
+) -> Result<(Option<repli_docs::M365>, Vec<repli_docs::Account>), repli_store::StoreError> {
+    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "activation") else {
+        return Ok((None, Vec::new()));
+    };
+    let steps = st.store.steps(run.id).await?;
+    let out = |kind: &str| {
+        steps
+            .iter()
+            .find(|s| s.kind == kind && s.state == repli_core::StepState::Succeeded)
+            .and_then(|s| s.output.clone())
+    };
+    let accounts: Vec<repli_docs::Account> = out("m365.accounts")
+        .and_then(|o| o["accounts"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| repli_docs::Account {
+            name: a["name"].as_str().unwrap_or_default().to_string(),
+            service: a["service"].as_str().unwrap_or_default().to_string(),
+            login: a["upn"].as_str().unwrap_or_default().to_string(),
+            password: String::new(),
+        })
+        .collect();
+    let m365 = match (out("m365.domain"), out("m365.team")) {
+        (Some(d), Some(t)) => Some(repli_docs::M365 {
+            domain: d["domain"].as_str().unwrap_or_default().to_string(),
+            team: st
+                .store
+                .crisis(id)
+                .await?
+                .map_or_else(|| "Cellule de crise".to_string(), |c| format!("Cellule de crise — {}", c.commune_name)),
+            channels: t["channels"]
+                .as_array()
+                .map(|c| c.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            drive_url: t["drive_url"].as_str().unwrap_or_default().to_string(),
+            meeting_url: out("m365.meeting")
+                .and_then(|m| m["join_url"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok((m365, accounts))
+}
