@@ -222,7 +222,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         let dir = exe.parent().and_then(|d| d.parent()).ok_or("test executable outside a target folder")?.to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bins", "-p", "replid", "-p", "repli-cli"]);
+        cmd.args(["build", "--quiet", "--bins", "-p", "replid", "-p", "repli-cli", "-p", "repli-graph-sim"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

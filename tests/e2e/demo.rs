@@ -11,6 +11,9 @@ async fn the_demo_plays_a_whole_crisis() {
         commune: InseeCode::parse("84089").unwrap(),
         agents: 12,
         json: true,
+        graph_url: None,
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
     };
     let s = run(&args).await.unwrap();
     assert!(s.sla_met, "{s:?}");
@@ -71,7 +74,35 @@ async fn the_demo_refuses_a_commune_without_convention() {
         commune: InseeCode::parse("13055").unwrap(),
         agents: 5,
         json: true,
+        graph_url: None,
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
     };
     let e = run(&args).await.unwrap_err();
     assert!(format!("{e:#}").to_lowercase().contains("convention non signée"), "{e:#}");
+}
+
+#[tokio::test]
+async fn the_demo_can_provision_against_an_external_simulator() {
+    let sim = repli_graph_sim::Simulator::start("127.0.0.1:0", repli_graph_sim::SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: InseeCode::parse("13005").unwrap(),
+        agents: 4,
+        json: true,
+        graph_url: Some(sim.graph_url()),
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
+    };
+    let s = run(&args).await.unwrap();
+    assert!(s.simulation && s.sla_met && s.audit_verified);
+    assert_eq!((s.accounts_created, s.accounts_disabled), (4, 4));
+    // Everything the kit had in the tenant was wound down at hand-back.
+    let counts = &sim.state()["counts"];
+    assert_eq!(
+        (counts["domains"].as_u64(), counts["users"].as_u64(), counts["groups"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(sim.requests() > 20);
 }

@@ -5,9 +5,11 @@
 mod access;
 mod audit;
 mod bad_input;
+mod crash;
 mod daemon;
 mod demo;
 mod documents;
+mod engine;
 mod inventory;
 mod lifecycle;
 mod privacy;

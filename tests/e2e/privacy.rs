@@ -110,6 +110,9 @@ async fn no_secret_reaches_the_logs() {
         commune: repli_core::InseeCode::parse("13001").unwrap(),
         agents: 3,
         json: true,
+        graph_url: None,
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
     };
     repli_cli::demo::run(&args).await.unwrap();
     let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();

@@ -18,6 +18,9 @@ pub enum BenchCmd {
     /// Microsoft 365 provisioning against a fresh Graph simulator, batched and concurrent,
     /// next to a sequential baseline (one call at a time, no batch) as an admin script would.
     Provision(ProvisionBench),
+    /// The engine under SIGKILL: real replid and Graph simulator processes, replid killed at
+    /// random moments and restarted until every crisis is ready; then the checks.
+    Crash(crate::crash::CrashBench),
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +269,33 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
 
 pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCmd::Crash(c) => {
+            let f = crate::crash::run(c).await?;
+            let ok =
+                f.all_steps_succeeded && f.exactly_expected_objects && f.no_item_allocated_twice && f.audit_verified;
+            if c.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "crash bench (SIMULATION): {} SIGKILLs over {} crise(s) in {:.1} s",
+                    f.kills,
+                    f.crises.len(),
+                    f.seconds
+                );
+                println!("  steps reclaimed after a dead daemon's lease: {}", f.reclaimed_steps);
+                println!("  every step succeeded:            {}", f.all_steps_succeeded);
+                println!("  exactly the expected M365 objects: {}", f.exactly_expected_objects);
+                println!("  no item allocated twice:         {}", f.no_item_allocated_twice);
+                println!("  audit log verifies:              {} ({} entries)", f.audit_verified, f.audit_entries);
+                for p in &f.problems {
+                    println!("  PROBLEM: {p}");
+                }
+                if let Some(d) = &f.workdir {
+                    println!("  working folder kept: {}", d.display());
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { crate::failure() })
+        }
         BenchCmd::Provision(p) => {
             let f = provision_bench(p).await?;
             if p.json {

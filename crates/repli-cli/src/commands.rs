@@ -56,18 +56,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return crate::sla::report(&client(&cli)?, *json, *csv).await;
         }
         Command::Sla(cmd) => return crate::sla::run(cmd),
-        Command::Playbook(crate::PlaybookCmd::Check { dir }) => {
-            let templates = dir.join("templates");
-            let errors = repli_docs::check_templates(&templates);
-            for e in &errors {
-                println!("{e}");
-            }
-            if !errors.is_empty() {
-                eprintln!("{} erreur(s) dans {}", errors.len(), templates.display());
-                return Ok(crate::failure());
-            }
-            println!("{} : gabarits vérifiés, aucune erreur.", templates.display());
-        }
+        Command::Playbook(crate::engine::PlaybookCmd::Check { dir }) => return Ok(crate::engine::check(dir)),
+        Command::Playbook(crate::engine::PlaybookCmd::Plan(a)) => return crate::engine::plan(a),
+        Command::Task(cmd) => return crate::engine::task(&client(&cli)?, cmd).await,
+        Command::Step(cmd) => return crate::engine::step(&client(&cli)?, cmd).await,
+        Command::Crisis(CrisisCmd::Watch { id }) => return crate::engine::watch(&client(&cli)?, id).await,
         Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,
         Command::Loan(cmd) => return crate::inventory::loan(&client(&cli)?, cmd).await,
         Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,

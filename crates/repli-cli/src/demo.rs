@@ -39,6 +39,15 @@ pub struct DemoArgs {
     /// Print the timeline on stderr and one JSON summary as the last line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Provision against this Graph endpoint instead of the embedded simulator: an external
+    /// `repli-graph-sim` (http://127.0.0.1:PORT/v1.0), or a tenant with --tenant-id,
+    /// --client-id and the secret in REPLI_GRAPH_CLIENT_SECRET.
+    #[arg(long)]
+    pub graph_url: Option<String>,
+    #[arg(long, requires = "graph_url", default_value = "simulation")]
+    pub tenant_id: String,
+    #[arg(long, requires = "graph_url", default_value = "repli-demo")]
+    pub client_id: String,
 }
 
 /// The summary printed at the end (the last line of stdout with `--json`).
@@ -125,6 +134,27 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     config.documents.astreinte_phone = "04 65 71 00 00 (fictif)".into();
     config.documents.astreinte_email = "astreinte-dsi@exemple.fr".into();
     config.documents.csirt_phone = "04 65 71 00 01 (fictif)".into();
+    if let Some(url) = &args.graph_url {
+        let root = url.trim_end_matches('/').trim_end_matches("/v1.0").to_string();
+        let loopback =
+            root.starts_with("http://127.") || root.starts_with("http://localhost") || root.starts_with("http://[::1]");
+        config.m365.mode = replid::config::M365Mode::Graph;
+        config.m365.graph_url = format!("{root}/v1.0");
+        config.m365.tenant_id.clone_from(&args.tenant_id);
+        config.m365.client_id.clone_from(&args.client_id);
+        if loopback {
+            config.m365.login_url.clone_from(&root);
+            config.m365.dns_url = Some(root.clone());
+            if std::env::var_os("REPLI_GRAPH_CLIENT_SECRET").is_none() {
+                // A simulator accepts any secret: no real credential is written here.
+                let file = dir.join("graph-simulator-secret");
+                std::fs::write(&file, "simulation")?;
+                config.m365.client_secret_file = Some(file);
+            }
+        } else {
+            config.m365.dns = replid::config::DnsMode::Manual;
+        }
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
     let result = play(&say, &daemon, &dir, args).await;
@@ -134,7 +164,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 
 async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
-    say.say("SIMULATION", "aucun tenant Microsoft 365 ni matériel réel n'est touché");
+    match &daemon.state().config.m365.mode {
+        replid::config::M365Mode::Simulator => {
+            say.say("SIMULATION", "Microsoft 365 : client Graph réel contre un simulateur intégré ; aucun tenant ni matériel réel n'est touché")
+        }
+        replid::config::M365Mode::Graph => say.say("", &format!("Microsoft 365 : {}", daemon.state().config.m365.graph_url)),
+    }
     let store = &daemon.state().store;
     let boot = replid::By::System;
     let t = now();
@@ -314,7 +349,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     say.say("", &format!("documents (édités par le déroulé) : {}", documents_dir.display()));
 
     Ok(DemoSummary {
-        simulation: true,
+        // Plain http is only ever allowed to a loopback simulator.
+        simulation: daemon.state().simulation || daemon.state().config.m365.graph_url.starts_with("http://"),
         crisis_id: last.id.to_string(),
         commune: last.commune.to_string(),
         commune_name: last.commune_name.clone(),

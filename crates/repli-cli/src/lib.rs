@@ -6,7 +6,9 @@
 pub mod audit;
 mod bench;
 mod commands;
+mod crash;
 pub mod demo;
+pub mod engine;
 pub mod inventory;
 mod output;
 pub mod sla;
@@ -60,7 +62,13 @@ pub enum Command {
     Audit(audit::AuditCmd),
     /// Playbooks and document templates.
     #[command(subcommand)]
-    Playbook(PlaybookCmd),
+    Playbook(engine::PlaybookCmd),
+    /// Manual steps waiting for ops (the engine's task list).
+    #[command(subcommand)]
+    Task(engine::TaskCmd),
+    /// Retry or skip a step of a crisis's playbook (audited, with a reason).
+    #[command(subcommand)]
+    Step(engine::StepCmd),
     /// The SLA calendar: public holidays and due instants (offline).
     #[command(subcommand)]
     Sla(sla::SlaCmd),
@@ -124,6 +132,9 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Follow a crisis's playbook live (progress bars per step group) until the kit is ready
+    /// or the crisis closes; exits 1 when a step fails.
+    Watch { id: String },
     /// Show a crisis with its history.
     Show {
         id: String,
@@ -248,16 +259,6 @@ pub struct RequestArgs {
     pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub out: JsonFlag,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PlaybookCmd {
-    /// Check the document templates in DIR/templates (offline): every error as file:line:col.
-    Check {
-        /// The playbooks folder (default: ./playbooks).
-        #[arg(default_value = "playbooks")]
-        dir: PathBuf,
-    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,7 +28,7 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
     t

@@ -70,6 +70,7 @@ pub struct AppState {
     pub m365: Arc<dyn repli_m365::M365>,
     /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
     pub simulation: bool,
+    zone_api: Option<String>,
     pub engine: Arc<repli_engine::Engine>,
 }
 
@@ -126,6 +127,14 @@ pub enum DaemonError {
     Templates(#[from] handlebars::TemplateError),
     #[error(transparent)]
     Engine(#[from] engine::SetupError),
+}
+
+impl AppState {
+    /// The zone API of the embedded Graph simulator (it stands in for the registrar too), when
+    /// Microsoft 365 is simulated in-process.
+    pub fn m365_zone_api(&self) -> Option<String> {
+        self.zone_api.clone()
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -273,6 +282,7 @@ impl Daemon {
             secure_cookies: tls.is_some(),
             m365: m365.provider.clone(),
             simulation: m365.simulator.is_some(),
+            zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
             engine: engine.clone(),
         };
         host.attach(state.clone());

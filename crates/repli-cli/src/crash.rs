@@ -1,0 +1,329 @@
+//! `repli bench crash`: the engine's reliability harness. It starts the real `replid` and the
+//! Graph simulator as separate processes, activates crises, sends SIGKILL to replid at random
+//! moments, restarts it, and repeats until every crisis is ready. Then it checks that every
+//! step succeeded, that the simulator holds exactly the expected objects, that no item was
+//! allocated twice, and that the audit log verifies. The test suite runs it with 10 rounds.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use repli_core::{CrisisAction, CrisisId, CrisisState, InseeCode, StepState};
+use repli_proto::Client;
+use repli_proto::api::{AgentInput, AgentsRequest, Contact, CrisisRequest, ImportFile, ImportRequest, KitNeeds};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+/// The sample pool shipped in `inventory/pool.csv` (fictitious).
+const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
+/// Communes activated one after the other (all have signed the convention).
+const COMMUNES: [&str; 6] = ["13005", "13001", "13007", "13041", "84089", "13002"];
+
+#[derive(Debug, Args)]
+pub struct CrashBench {
+    /// SIGKILLs to send (at least); more crises are activated while rounds remain.
+    #[arg(long, default_value_t = 100)]
+    pub rounds: u32,
+    /// Agents per crisis (accounts to create).
+    #[arg(long, default_value_t = 12)]
+    pub agents: u32,
+    /// Simulated Graph latency (long enough for kills to land mid-step).
+    #[arg(long, default_value_t = 120)]
+    pub latency_ms: u64,
+    /// Random seed of the kill moments.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Keep the working folder (database, logs) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CrashFigures {
+    pub rounds: u32,
+    pub kills: u32,
+    /// Steps found running under a dead daemon's lease and run again after it expired.
+    pub reclaimed_steps: u64,
+    pub crises: Vec<String>,
+    pub seconds: f64,
+    pub all_steps_succeeded: bool,
+    pub exactly_expected_objects: bool,
+    pub no_item_allocated_twice: bool,
+    pub audit_verified: bool,
+    pub audit_entries: u64,
+    pub problems: Vec<String>,
+    pub workdir: Option<PathBuf>,
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("no current executable")?;
+    let path = exe.with_file_name(name);
+    if !path.is_file() {
+        bail!("{} not found next to repli: build it (cargo build --bins)", path.display());
+    }
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Harness {
+    replid: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+    url: String,
+    sim_url: String,
+    secret: String,
+}
+
+impl Harness {
+    async fn start_replid(&self, round: u32) -> anyhow::Result<Child> {
+        let log = std::fs::File::create(self.dir.join(format!("replid-{round:03}.log")))?;
+        let child = Command::new(&self.replid)
+            .args(["--config", &self.config.to_string_lossy(), "run"])
+            .env("REPLI_GRAPH_CLIENT_SECRET", &self.secret)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start replid")?;
+        let health = Client::new(&self.url, None)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while health.health().await.is_err() {
+            if Instant::now() > deadline {
+                bail!("replid did not answer within 30 s (see {})", self.dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(child)
+    }
+}
+
+/// A user created on the daemon's host; returns their API token.
+fn user(h: &Harness, role: &str, name: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new(&h.replid)
+        .args(["--config", &h.config.to_string_lossy(), "user", "add", "--role", role, "--name", name])
+        .env("REPLI_GRAPH_CLIENT_SECRET", &h.secret)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "replid user add: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::Result<(Child, String)> {
+    let log = std::fs::File::create(dir.join("graph-sim.log"))?;
+    let mut child = Command::new(sibling("repli-graph-sim")?)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--latency-ms",
+            &latency_ms.to_string(),
+            "--consistency-ms",
+            "150",
+            "--team-delay-ms",
+            "400",
+        ])
+        .args(["--record", &dir.join("graph-requests.jsonl").to_string_lossy()])
+        .env("REPLI_SIM_CLIENT_SECRET", secret)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start repli-graph-sim")?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .context("the simulator did not print its URL")??
+        .context("the simulator exited")?;
+    Ok((child, url.trim().to_string()))
+}
+
+fn request(insee: &str, agents: u32) -> anyhow::Result<CrisisRequest> {
+    Ok(CrisisRequest {
+        commune: InseeCode::parse(insee)?,
+        contact: Contact { name: "Contact de test".into(), phone: "06 00 00 00 01".into(), email: None },
+        agents,
+        delivery_address: Some("Hôtel de ville".into()),
+        notes: None,
+        needs: Some(KitNeeds { laptop: agents.min(20), router: 1, phone: 2, printer: 1 }),
+        aware_at: None,
+        personal_data: None,
+    })
+}
+
+/// Confirms every manual task of the harness's crises (ops at work).
+async fn confirm_tasks(ops: &Client) {
+    if let Ok(tasks) = ops.tasks().await {
+        for t in tasks {
+            let _ = ops.task_done(t.crisis.as_str(), &t.step, Some("banc de reprise")).await;
+        }
+    }
+}
+
+pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
+    anyhow::ensure!((1..=10_000).contains(&a.rounds), "--rounds must be between 1 and 10000");
+    anyhow::ensure!((1..=200).contains(&a.agents), "--agents must be between 1 and 200");
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new().prefix("repli-crash-").tempdir()?;
+    let dir = tmp.path().to_owned();
+    let secret = "harness-secret".to_string();
+    let (_sim, sim_url) = start_simulator(&dir, a.latency_ms, &secret).await?;
+    let port = free_port()?;
+    let config = dir.join("replid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\npath = \"{db}\"\n[audit]\ncheckpoint_every = 25\n\
+             [m365]\nmode = \"graph\"\ngraph_url = \"{sim_url}/v1.0\"\nlogin_url = \"{sim_url}\"\ntenant_id = \"harness\"\n\
+             client_id = \"repli\"\ndns = \"simulator\"\ndns_url = \"{sim_url}\"\nbudget_seconds = 60\n[engine]\nlease_seconds = 2\n",
+            db = dir.join("repli.db").display()
+        ),
+    )?;
+    let h = Harness {
+        replid: sibling("replid")?,
+        config,
+        dir: dir.clone(),
+        url: format!("http://127.0.0.1:{port}"),
+        sim_url,
+        secret,
+    };
+    let token = user(&h, "ops", "Banc de reprise")?;
+    let mut child = h.start_replid(0).await?;
+    let ops = Client::new(&h.url, Some(token))?;
+    ops.import_inventory(&ImportRequest {
+        files: vec![ImportFile { source: "pool.csv".into(), csv: SAMPLE_POOL.into() }],
+    })
+    .await?;
+
+    let mut rng = fastrand::Rng::with_seed(a.seed);
+    let mut crises: Vec<CrisisId> = Vec::new();
+    let mut kills = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(60 + u64::from(a.rounds) * 20);
+    loop {
+        // A new crisis whenever every activated one is ready and kills remain.
+        let mut all_ready = true;
+        for id in &crises {
+            let c = ops.crisis(id.as_str()).await?;
+            all_ready &= c.state == CrisisState::Ready;
+        }
+        if all_ready {
+            if kills >= a.rounds {
+                break;
+            }
+            let Some(insee) = COMMUNES.get(crises.len()) else { break };
+            let c = ops.request_crisis(&request(insee, a.agents)?, None).await?;
+            let agents = (1..=a.agents)
+                .map(|i| AgentInput { name: format!("Agent Reprise{i:03}"), service: "Services".into() })
+                .collect();
+            ops.set_agents(c.id.as_str(), &AgentsRequest { agents }).await?;
+            ops.act(&c.id, CrisisAction::Activate, None).await?;
+            crises.push(c.id);
+        }
+        if Instant::now() > deadline {
+            bail!("not every crisis became ready in time (see {})", dir.display());
+        }
+        if kills < a.rounds {
+            // Let it work for a random while, ops confirming tasks meanwhile, then SIGKILL.
+            let work = Duration::from_millis(rng.u64(100..1_500));
+            let until = Instant::now() + work;
+            while Instant::now() < until {
+                confirm_tasks(&ops).await;
+                tokio::time::sleep(Duration::from_millis(rng.u64(20..200))).await;
+            }
+            child.start_kill()?;
+            let _ = child.wait().await;
+            kills += 1;
+            child = h.start_replid(kills).await?;
+        } else {
+            confirm_tasks(&ops).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // The verdict.
+    let mut problems = Vec::new();
+    let mut all_steps = true;
+    let mut allocation_ok = true;
+    for id in &crises {
+        let v = ops.steps(id.as_str()).await?;
+        for s in v.runs.iter().flat_map(|r| &r.steps) {
+            if s.state != StepState::Succeeded {
+                all_steps = false;
+                problems.push(format!("{id}: step {} is {}", s.step, s.state));
+            }
+        }
+        let c = ops.crisis(id.as_str()).await?;
+        let items = ops.inventory_items().await?;
+        for n in &c.needs {
+            let held =
+                items.iter().filter(|i| i.crisis.as_deref() == Some(id.as_str()) && i.item.kind == n.kind).count()
+                    as i64;
+            if held != n.wanted || n.allocated != n.wanted {
+                allocation_ok = false;
+                problems.push(format!("{id}: {} held {held}, wanted {}", n.kind.as_str(), n.wanted));
+            }
+        }
+    }
+    let state: Value = reqwest::get(format!("{}/_sim/state", h.sim_url)).await?.json().await?;
+    let n = crises.len() as u64;
+    let agents = u64::from(a.agents);
+    let expected = [
+        ("domains", n),
+        ("users", n * agents),
+        ("licensesAssigned", n * agents),
+        ("groups", n),
+        ("teams", n),
+        ("channels", 3 * n),
+        ("onlineMeetings", n),
+    ];
+    let mut objects_ok = true;
+    for (kind, want) in expected {
+        let got = state["counts"][kind].as_u64().unwrap_or(u64::MAX);
+        if got != want {
+            objects_ok = false;
+            problems.push(format!("simulator holds {got} {kind}, expected {want}"));
+        }
+    }
+    if let Some(groups) = state["groups"].as_array() {
+        for g in groups {
+            if g["members"].as_u64() != Some(agents) {
+                objects_ok = false;
+                problems.push(format!("group {} has {} members", g["mailNickname"], g["members"]));
+            }
+        }
+    }
+    let auditor = Client::new(&h.url, Some(user(&h, "auditor", "Auditeur du banc")?))?;
+    let verify = auditor.audit_verify().await?;
+    if !verify.verified {
+        problems.push(format!("audit: {}", verify.error.as_deref().unwrap_or("?")));
+    }
+    let (audit_verified, audit_entries) = (verify.verified, verify.entries);
+    child.start_kill()?;
+    let _ = child.wait().await;
+    let store = repli_store::Store::open_read_only(&dir.join("repli.db")).await?;
+    let reclaimed =
+        store.audit_bundle().await?.entries.iter().filter(|e| e.action == "engine.step.reclaimed").count() as u64;
+    let workdir = if a.keep { Some(tmp.keep()) } else { None };
+    Ok(CrashFigures {
+        rounds: a.rounds,
+        kills,
+        reclaimed_steps: reclaimed,
+        crises: crises.iter().map(ToString::to_string).collect(),
+        seconds: started.elapsed().as_secs_f64(),
+        all_steps_succeeded: all_steps,
+        exactly_expected_objects: objects_ok,
+        no_item_allocated_twice: allocation_ok,
+        audit_verified,
+        audit_entries,
+        problems,
+        workdir,
+    })
+}

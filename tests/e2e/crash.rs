@@ -1,0 +1,24 @@
+//! The engine's reliability harness in the test suite: real `replid` and Graph simulator
+//! processes, replid SIGKILLed at random moments and restarted (10 rounds here; `repli bench
+//! crash --rounds 100` for the full figure in docs/PERFORMANCE.md).
+
+use repli_tests::workspace_bin;
+
+#[tokio::test]
+async fn replid_killed_ten_times_still_provisions_exactly_once() {
+    let repli = workspace_bin("repli");
+    let out = tokio::process::Command::new(&repli)
+        .args(["bench", "crash", "--rounds", "10", "--agents", "8", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{v:#}");
+    assert_eq!(v["kills"], 10, "{v:#}");
+    for check in ["all_steps_succeeded", "exactly_expected_objects", "no_item_allocated_twice", "audit_verified"] {
+        assert_eq!(v[check], true, "{check}: {v:#}");
+    }
+    assert!(v["problems"].as_array().unwrap().is_empty(), "{v:#}");
+}

@@ -1,0 +1,260 @@
+//! The playbook engine through the API and the CLI: failures with actionable messages, retry
+//! and skip (audited, with a reason), manual tasks, manual DNS, and `repli playbook`.
+
+use repli_core::{CrisisState, StepState};
+use repli_proto::api::{AgentInput, AgentsRequest};
+use repli_tests::{StatusCode, TestApp, request, step_state, workspace_bin};
+
+const SMALL_ACTIVATION: &str = r#"version = 1
+name = "activation"
+
+[[step]]
+id = "reserve"
+kind = "inventory.reserve"
+
+[[step]]
+id = "domain"
+kind = "m365.domain"
+
+[[step]]
+id = "dns"
+kind = "dns.publish"
+needs = ["domain"]
+
+[[step]]
+id = "verify"
+kind = "m365.verify"
+needs = ["dns"]
+
+[[step]]
+id = "accounts"
+kind = "m365.accounts"
+needs = ["verify"]
+attempts = 1
+
+[[step]]
+id = "laptops"
+kind = "manual"
+needs = ["reserve"]
+instructions = "Préparer {{laptops}} portables pour {{commune}}"
+checklist = ["Image installée"]
+
+[[step]]
+id = "ready"
+kind = "crisis.ready"
+needs = ["accounts", "laptops"]
+"#;
+
+fn small_playbooks() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("activation.toml"), SMALL_ACTIVATION).unwrap();
+    let handback = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../playbooks/handback.toml")).unwrap();
+    std::fs::write(dir.path().join("handback.toml"), handback).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
+    let books = small_playbooks();
+    let path = books.path().to_owned();
+    let app = TestApp::spawn_with(move |c| {
+        c.engine.playbooks_dir = Some(path);
+        c.m365.dns = replid::config::DnsMode::Manual;
+    })
+    .await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
+
+    // Manual DNS: publication becomes an ops task showing the BIND fragment to publish.
+    let v = app
+        .wait_steps(&c.id, "the DNS task", |v| step_state(v, "activation", "dns") == Some(StepState::WaitingManual))
+        .await;
+    let tasks = app.ops.tasks().await.unwrap();
+    let dns = tasks.iter().find(|t| t.step == "dns").unwrap();
+    let text = dns.instructions.as_deref().unwrap();
+    assert!(text.contains("$ORIGIN aubagne.secours-amp.fr.") && text.contains("IN TXT \"MS=ms"), "{text}");
+    let laptops = tasks.iter().find(|t| t.step == "laptops").unwrap();
+    assert!(laptops.instructions.as_deref().unwrap().contains("pour Aubagne"), "{laptops:?}");
+    assert_eq!(laptops.checklist, ["Image installée"]);
+    // The DGS follows progress but sees no step output, and cannot confirm tasks.
+    let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
+    assert!(dgs_view.runs[0].steps.iter().all(|s| s.output.is_none()));
+    assert!(v.runs[0].steps.iter().any(|s| s.output.is_some()), "ops see outputs");
+    assert_eq!(app.dgs.task_done(c.id.as_str(), "dns", None).await.status_code(), 403);
+    // Only a waiting manual step can be confirmed; bad step names are refused.
+    assert_eq!(app.ops.task_done(c.id.as_str(), "reserve", None).await.status_code(), 409);
+    assert_eq!(app.ops.task_done(c.id.as_str(), "../etc", None).await.status_code(), 404);
+    assert_eq!(app.ops.task_done(c.id.as_str(), "nope", None).await.status_code(), 409);
+
+    // Ops publish the zone (here, in the simulator) and confirm.
+    let zone: Vec<serde_json::Value> =
+        v.runs[0].steps.iter().find(|s| s.step == "domain").unwrap().output.as_ref().unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::json!({"type": r["kind"], "name": r["name"], "value": r["value"]}))
+            .collect();
+    publish_in_embedded_simulator(&app, &zone).await;
+    app.ops.task_done(c.id.as_str(), "dns", Some("publié chez le registraire")).await.unwrap();
+    app.ops.task_done(c.id.as_str(), "laptops", None).await.unwrap();
+
+    // No agents list: the accounts step (one attempt allowed) fails and says what to do.
+    let v = app
+        .wait_steps(&c.id, "the accounts step to fail", |v| {
+            step_state(v, "activation", "accounts") == Some(StepState::Failed)
+        })
+        .await;
+    let failed = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    let message = failed.last_error.as_deref().unwrap();
+    assert!(
+        message.contains("liste des agents") && message.contains("repli step retry 13005-2026-001 accounts"),
+        "{message}"
+    );
+    assert_eq!(v.state, CrisisState::Provisioning);
+
+    // Retry needs a reason, is ops-only, and is audited; then the step runs again.
+    assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "retry", "  ").await.status_code(), 422);
+    assert_eq!(app.dgs.step_action(c.id.as_str(), "accounts", "retry", "x").await.status_code(), 403);
+    assert_eq!(app.ops.step_action(c.id.as_str(), "ready", "retry", "x").await.status_code(), 409, "only failed steps");
+    let agents = vec![AgentInput { name: "Rémi <b>Test</b>".into(), service: "Accueil".into() }];
+    app.dgs.set_agents(c.id.as_str(), &AgentsRequest { agents }).await.unwrap();
+    app.ops.step_action(c.id.as_str(), "accounts", "retry", "liste des agents reçue par téléphone").await.unwrap();
+    app.wait_steps(&c.id, "the kit to be ready", |v| v.state == CrisisState::Ready).await;
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    let retried = log.iter().find(|e| e.action == "engine.step.retried").unwrap();
+    assert!(
+        retried.details.contains("liste des agents reçue par téléphone") && retried.actor_role == "ops",
+        "{retried:?}"
+    );
+    assert!(log.iter().any(|e| e.action == "engine.task.done" && e.details.contains("publié chez le registraire")));
+
+    // Skip: from the hand-back, a manual step skipped with a reason lets its dependants run.
+    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, None).await.unwrap();
+    app.wait_steps(&c.id, "the retrieval task", |v| {
+        step_state(v, "handback", "retrieval") == Some(StepState::WaitingManual)
+    })
+    .await;
+    let s = app.ops.step_action(c.id.as_str(), "retrieval", "skip", "la commune renonce à ses données").await.unwrap();
+    assert_eq!(s.state, StepState::Skipped);
+    app.wait_steps(&c.id, "the group deletion", |v| {
+        step_state(v, "handback", "delete-group") == Some(StepState::Succeeded)
+    })
+    .await;
+}
+
+async fn publish_in_embedded_simulator(app: &TestApp, records: &[serde_json::Value]) {
+    // The daemon's embedded simulator stands in for the registrar's zone too.
+    let url = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let resp = reqwest::Client::new()
+        .put(format!("{url}/_sim/dns/aubagne.secours-amp.fr"))
+        .json(&records)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+}
+
+#[tokio::test]
+async fn playbook_check_and_plan_from_the_command_line() {
+    let repli = workspace_bin("repli");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../playbooks");
+    let ok = std::process::Command::new(&repli).args(["playbook", "check", root]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+
+    // Three planted errors: an unknown kind, an unknown dependency, an unknown template variable.
+    let dir = tempfile::tempdir().unwrap();
+    let planted = std::fs::read_to_string(format!("{root}/activation.toml"))
+        .unwrap()
+        .replacen("kind = \"m365.team\"", "kind = \"m365.teams\"", 1)
+        .replacen("needs = [\"accounts\"]\nestimate = \"2m\"", "needs = [\"acounts\"]\nestimate = \"2m\"", 1)
+        .replacen("Préparer les {{laptops}} portables", "Préparer les {{laptop}} portables", 1);
+    std::fs::write(dir.path().join("activation.toml"), &planted).unwrap();
+    std::fs::copy(format!("{root}/handback.toml"), dir.path().join("handback.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    for entry in std::fs::read_dir(format!("{root}/templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join("templates").join(entry.file_name())).unwrap();
+    }
+    let out = std::process::Command::new(&repli).args(["playbook", "check"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let line_of = |needle: &str| planted.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let file = dir.path().join("activation.toml");
+    assert!(
+        lines[0].starts_with(&format!("{}:{}:", file.display(), line_of("m365.teams")))
+            && lines[0].contains("unknown kind"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}:{}:", file.display(), line_of("\"acounts\"")))
+            && lines[1].contains("unknown step"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{}:{}:", file.display(), line_of("{{laptop}}")))
+            && lines[2].contains("\"laptop\""),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(&repli)
+        .args([
+            "playbook",
+            "plan",
+            "--commune",
+            "13005",
+            "--agents",
+            "30",
+            "--start",
+            "2026-11-23T08:00:00+01:00",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["domain"], "aubagne.secours-amp.fr");
+    assert_eq!(plan["due"], "2026-11-27T15:00:00Z");
+    assert!(plan["ready"].as_str().unwrap() < plan["due"].as_str().unwrap());
+    assert!(plan["critical_path"].as_array().unwrap().iter().any(|s| s == "laptops"));
+    let bad = std::process::Command::new(&repli).args(["playbook", "plan", "--commune", "99999"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("commune inconnue"));
+}
+
+#[tokio::test]
+async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
+    let books = small_playbooks();
+    let path = books.path().to_owned();
+    let app = TestApp::spawn_with(move |c| c.engine.playbooks_dir = Some(path)).await;
+    let (_, token) = app.token(repli_core::Role::Ops, None).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
+    let watch = || {
+        tokio::process::Command::new(workspace_bin("repli"))
+            .args(["--server", &app.daemon.url(), "crisis", "watch", c.id.as_str()])
+            .env("REPLI_TOKEN", &token)
+            .output()
+    };
+    // No agents list and one attempt allowed: the accounts step fails, watch exits 1.
+    let out = watch().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("échec de l'étape"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agents = vec![AgentInput { name: "Agent Un".into(), service: "Accueil".into() }];
+    app.dgs.set_agents(c.id.as_str(), &AgentsRequest { agents }).await.unwrap();
+    app.ops.step_action(c.id.as_str(), "accounts", "retry", "liste reçue").await.unwrap();
+    let watching = tokio::spawn(watch());
+    app.wait_steps(&c.id, "the laptops task", |v| {
+        step_state(v, "activation", "laptops") == Some(StepState::WaitingManual)
+    })
+    .await;
+    app.ops.task_done(c.id.as_str(), "laptops", None).await.unwrap();
+    let out = watching.await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("prêt"), "{}", String::from_utf8_lossy(&out.stdout));
+}
