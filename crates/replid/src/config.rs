@@ -299,8 +299,8 @@ impl Default for SlaConfig {
     }
 }
 
-/// Estimated business time of the work left before the kit is ready, for the risk forecast.
-/// (When the playbook engine lands, its steps' estimates replace these.)
+/// Estimated business time of the work left before the kit is ready, for the risk forecast,
+/// until the crisis is activated (then the activation playbook's step estimates are used).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForecastConfig {
