@@ -5,6 +5,7 @@
 mod access;
 mod audit;
 mod bad_input;
+mod browser;
 mod crash;
 mod daemon;
 mod demo;

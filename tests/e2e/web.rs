@@ -191,3 +191,96 @@ async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// A web user of `role` signed in: (session cookie, form CSRF token).
+async fn session_of(app: &TestApp, role: Role, commune: Option<&str>, login: &str) -> (String, String) {
+    let admin = app.client(Role::Admin, None).await;
+    let u = admin
+        .create_user(&NewUserRequest {
+            name: format!("{login} web"),
+            role,
+            commune: commune.map(|c| repli_core::InseeCode::parse(c).unwrap()),
+            expires_days: None,
+        })
+        .await
+        .unwrap();
+    admin.set_password(u.user.id, &PasswordRequest { login: login.into(), password: PASSWORD.into() }).await.unwrap();
+    let r = sign_in(app, login, PASSWORD).await;
+    let cookie = cookie_value(&set_cookie(&r, "repli_session").unwrap()).to_owned();
+    let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    (cookie, hidden_csrf(&home))
+}
+
+#[tokio::test]
+async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
+    let app = TestApp::spawn().await;
+    let (dgs, dgs_csrf) = session_of(&app, Role::Dgs, Some("13005"), "dgs.web").await;
+    let (auditor, _) = session_of(&app, Role::Auditor, None, "audit.web").await;
+    let post = |cookie: &str, path: &str, fields: &[(&str, &str)]| {
+        http()
+            .post(app.url(path))
+            .header(COOKIE, cookie)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode(fields))
+            .send()
+    };
+    // Every invalid field is reported next to itself, in French, and nothing is created.
+    let hostile = "<script>alert(1)</script> {{x}}";
+    let r = post(
+        &dgs,
+        "/demande",
+        &[("csrf", &dgs_csrf), ("contact_name", hostile), ("contact_phone", "x"), ("agents", "-3"), ("laptops", "99")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    for id in ["contact_phone-erreur", "agents-erreur", "laptops-erreur"] {
+        assert!(html.contains(&format!("id=\"{id}\" class=\"erreur\"")), "{id} missing");
+    }
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; {{x}}") && !html.contains("<script>"));
+    assert!(app.ops.crises(&Default::default()).await.unwrap().is_empty());
+    // A forged token is refused before anything happens.
+    let r = post(
+        &dgs,
+        "/demande",
+        &[("csrf", "forged"), ("contact_name", "A"), ("contact_phone", "0612345678"), ("agents", "2")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A good request goes to the crisis page; a hostile main-courante entry is escaped there
+    // and in the auditors' journal.
+    let r = post(
+        &dgs,
+        "/demande",
+        &[("csrf", &dgs_csrf), ("contact_name", hostile), ("contact_phone", "0612345678"), ("agents", "2")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(page.starts_with("/crises/13005-"), "{page}");
+    let r = post(
+        &dgs,
+        &format!("{page}/main-courante"),
+        &[("csrf", &dgs_csrf), ("type", "information"), ("texte", hostile)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    for (cookie, path) in [(&dgs, page.as_str()), (&auditor, "/journal"), (&auditor, page.as_str())] {
+        let html =
+            http().get(app.url(path)).header(COOKIE, cookie.as_str()).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"), "{path}");
+    }
+    // Pages closed to the role say so.
+    for path in ["/journal", "/taches", "/inventaire", "/rapport-sla"] {
+        let r = http().get(app.url(path)).header(COOKIE, &dgs).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(r.text().await.unwrap().contains("Accès refusé"));
+    }
+    let export = http().get(app.url("/journal/export?format=jsonl")).header(COOKIE, &auditor).send().await.unwrap();
+    assert_eq!(export.headers()[CONTENT_TYPE], "application/x-ndjson");
+    assert!(export.text().await.unwrap().lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}

@@ -11,7 +11,6 @@ use ed25519_dalek::VerifyingKey;
 use repli_core::audit::{
     AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier, parse_public_key, verify_entries,
 };
-use repli_core::text::csv_cell;
 use repli_proto::Client;
 use repli_proto::api::AuditQuery;
 use repli_store::{Store, StoreError};
@@ -210,42 +209,7 @@ pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>
 
 /// Entries as CSV, every text cell neutralised against formula injection.
 pub fn write_csv(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "seq",
-        "at",
-        "actor_id",
-        "actor_name",
-        "actor_role",
-        "auth",
-        "commune",
-        "crisis",
-        "action",
-        "target",
-        "details",
-        "prev_hash",
-        "hash",
-    ])?;
-    for e in entries {
-        let seq = e.seq.to_string();
-        let actor_id = e.actor_id.to_string();
-        w.write_record([
-            seq.as_str(),
-            &csv_cell(&e.at),
-            actor_id.as_str(),
-            &csv_cell(&e.actor_name),
-            &csv_cell(&e.actor_role),
-            &csv_cell(&e.auth),
-            &csv_cell(e.commune.as_deref().unwrap_or("")),
-            &csv_cell(e.crisis.as_deref().unwrap_or("")),
-            &csv_cell(&e.action),
-            &csv_cell(&e.target),
-            &csv_cell(&e.details),
-            &e.prev_hash,
-            &e.hash,
-        ])?;
-    }
-    w.flush()?;
+    repli_core::audit::write_csv(out, entries)?;
     Ok(())
 }
 

@@ -368,6 +368,47 @@ pub struct AuditBundle {
 
 pub const BUNDLE_FORMAT: &str = "repli-audit-bundle-v1";
 
+/// Entries as CSV, every text cell neutralised against formula injection.
+pub fn write_csv(out: &mut impl std::io::Write, entries: &[AuditEntry]) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "seq",
+        "at",
+        "actor_id",
+        "actor_name",
+        "actor_role",
+        "auth",
+        "commune",
+        "crisis",
+        "action",
+        "target",
+        "details",
+        "prev_hash",
+        "hash",
+    ])?;
+    for e in entries {
+        let seq = e.seq.to_string();
+        let actor_id = e.actor_id.to_string();
+        w.write_record([
+            seq.as_str(),
+            &crate::text::csv_cell(&e.at),
+            actor_id.as_str(),
+            &crate::text::csv_cell(&e.actor_name),
+            &crate::text::csv_cell(&e.actor_role),
+            &crate::text::csv_cell(&e.auth),
+            &crate::text::csv_cell(e.commune.as_deref().unwrap_or("")),
+            &crate::text::csv_cell(e.crisis.as_deref().unwrap_or("")),
+            &crate::text::csv_cell(&e.action),
+            &crate::text::csv_cell(&e.target),
+            &crate::text::csv_cell(&e.details),
+            &e.prev_hash,
+            &e.hash,
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

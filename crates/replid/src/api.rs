@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, documents, inventory, steps, users, views, web};
+use crate::{AppState, documents, inventory, pages, steps, users, views, web};
 
 /// Most agents one request may name.
 pub const MAX_AGENTS: u32 = 500;
@@ -74,8 +74,22 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/static/repli.css", Public, get(web::stylesheet)),
         (Method::GET, "/connexion", Public, get(web::show_login)),
         (Method::POST, "/connexion", Public, post(web::login)),
-        (Method::GET, "/", Page(P::OwnAccount), get(web::home)),
+        (Method::GET, "/", Page(P::OwnAccount), get(pages::home)),
         (Method::POST, "/deconnexion", Page(P::OwnAccount), post(web::logout)),
+        (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form)),
+        (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
+        (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis)),
+        (Method::POST, "/crises/{id}/action", Page(P::OperateCrisis), post(pages::crisis_action)),
+        (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
+        (Method::POST, "/crises/{id}/agents", Page(P::WriteCrisisLog), post(pages::set_agents)),
+        (Method::POST, "/crises/{id}/taches/{step}", Page(P::OperateCrisis), post(pages::confirm_task)),
+        (Method::POST, "/crises/{id}/retour", Page(P::ManageInventory), post(pages::check_in)),
+        (Method::GET, "/taches", Page(P::OperateCrisis), get(pages::tasks)),
+        (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory)),
+        (Method::GET, "/inventaire/{serial}", Page(P::ReadInventory), get(pages::item)),
+        (Method::GET, "/journal", Page(P::ReadAudit), get(pages::journal)),
+        (Method::GET, "/journal/export", Page(P::ReadAudit), get(pages::journal_export)),
+        (Method::GET, "/rapport-sla", Page(P::ReadSlaReport), get(pages::sla_report)),
         (Method::GET, "/api/v1/me", Requires(P::OwnAccount), get(me)),
         (Method::GET, "/api/v1/communes", Requires(P::ReadCommunes), get(list_communes)),
         (Method::GET, "/api/v1/communes/{insee}", Requires(P::ReadCommunes), get(get_commune)),
@@ -290,7 +304,7 @@ pub(crate) async fn crisis_view_with_history(
     crisis_with_history(st, r).await
 }
 
-async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Result<CrisisView, ApiError> {
+pub(crate) async fn crisis_with_history(st: &AppState, r: repli_store::CrisisRecord) -> Result<CrisisView, ApiError> {
     let history = st
         .store
         .audit_entries(&AuditFilter { crisis: Some(r.id.to_string()), limit: 10_000, ..Default::default() })
@@ -369,6 +383,12 @@ async fn legal_done(
 }
 
 async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<SlaReportLine>>, ApiError> {
+    Ok(Json(sla_report_lines(&st).await?))
+}
+
+/// The SLA compliance report (API and auditor page).
+pub(crate) async fn sla_report_lines(st: &AppState) -> Result<Vec<SlaReportLine>, ApiError> {
+    let st = st.clone();
     let now = st.clock.now();
     let mut lines = Vec::new();
     for r in st.store.crises(&CrisisFilter::default()).await? {
@@ -391,7 +411,7 @@ async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<Sl
         });
     }
     lines.reverse();
-    Ok(Json(lines))
+    Ok(lines)
 }
 
 async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<NotificationView>>, ApiError> {
@@ -424,7 +444,11 @@ async fn get_crisis(
 }
 
 /// Checks and normalises a request; every invalid field is reported at once.
-fn validate(req: &CrisisRequest, due_at: jiff::Timestamp, now: jiff::Timestamp) -> Result<NewCrisis, ApiError> {
+pub(crate) fn validate(
+    req: &CrisisRequest,
+    due_at: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> Result<NewCrisis, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let mut keep = |r: Result<String, FieldError>| match r {
         Ok(v) => Some(v),
@@ -494,22 +518,33 @@ async fn create_crisis(
         return Err(ApiError::Forbidden("Vous ne pouvez demander le kit que pour votre commune."));
     }
     let key = idempotency_key(&headers)?;
-    let now = st.clock.now();
-    let due = st
-        .calendar
-        .add_hours(now, st.config.sla.business_hours)
-        .map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
-    let new = validate(&req, due, now)?;
-    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
-    let idem = key.as_deref().map(|k| (k, request_hash.as_str()));
-    let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
-    tracing::info!(crisis = %rec.id, created, "crisis requested");
+    let (rec, created) = request_crisis(&st, a, &req, key.as_deref()).await?;
     let view = crisis_with_history(&st, rec).await?;
     let mut resp = (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)).into_response();
     if !created {
         resp.headers_mut().insert("Idempotent-Replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// Validates and records a request (the API's and the web form's one path).
+pub(crate) async fn request_crisis(
+    st: &AppState,
+    a: &repli_core::Actor,
+    req: &CrisisRequest,
+    key: Option<&str>,
+) -> Result<(repli_store::CrisisRecord, bool), ApiError> {
+    let now = st.clock.now();
+    let due = st
+        .calendar
+        .add_hours(now, st.config.sla.business_hours)
+        .map_err(|e| ApiError::Internal(format!("due instant: {e}")))?;
+    let new = validate(req, due, now)?;
+    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(req).unwrap_or_default()));
+    let idem = key.map(|k| (k, request_hash.as_str()));
+    let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
+    tracing::info!(crisis = %rec.id, created, "crisis requested");
+    Ok((rec, created))
 }
 
 fn parse_action(s: &str) -> Result<CrisisAction, ApiError> {
@@ -547,7 +582,7 @@ async fn cancel(
     apply(&st, a, &id, CrisisAction::Cancel, body).await
 }
 
-async fn apply(
+pub(crate) async fn apply(
     st: &AppState,
     a: &repli_core::Actor,
     id: &str,

@@ -52,7 +52,7 @@ fn problem(status: StatusCode, code: &str, detail: String) -> Problem {
 }
 
 impl ApiError {
-    fn to_problem(&self) -> Problem {
+    pub fn to_problem(&self) -> Problem {
         use StatusCode as S;
         match self {
             Self::Unauthenticated => problem(

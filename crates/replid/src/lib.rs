@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod inventory;
 mod notify;
+pub mod pages;
 pub mod steps;
 pub mod tls;
 mod users;

@@ -38,6 +38,13 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("connexion", include_str!("../web/connexion.hbs"))?;
     h.register_template_string("accueil", include_str!("../web/accueil.hbs"))?;
     h.register_template_string("erreur", include_str!("../web/erreur.hbs"))?;
+    h.register_template_string("demande", include_str!("../web/demande.hbs"))?;
+    h.register_template_string("crise", include_str!("../web/crise.hbs"))?;
+    h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
+    h.register_template_string("inventaire", include_str!("../web/inventaire.hbs"))?;
+    h.register_template_string("equipement", include_str!("../web/equipement.hbs"))?;
+    h.register_template_string("journal", include_str!("../web/journal.hbs"))?;
+    h.register_template_string("rapport-sla", include_str!("../web/rapport-sla.hbs"))?;
     Ok(h)
 }
 
@@ -54,7 +61,7 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
 
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
-    render(st, status, "erreur", &json!({ "title": title, "message": message }))
+    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "refresh": false }))
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
@@ -133,7 +140,12 @@ fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, er
         .same_site(SameSite::Strict)
         .secure(st.secure_cookies)
         .path("/connexion");
-    let page = render(st, status, "connexion", &json!({ "csrf": csrf, "login": login, "error": error }));
+    let page = render(
+        st,
+        status,
+        "connexion",
+        &json!({ "title": "Connexion", "csrf": csrf, "login": login, "error": error, "nav": null, "refresh": false }),
+    );
     (jar.add(cookie), page).into_response()
 }
 
@@ -206,20 +218,6 @@ pub async fn login(
         .path("/");
     let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/connexion")).add(cookie);
     (jar, Redirect::to("/")).into_response()
-}
-
-pub async fn home(
-    State(st): State<AppState>,
-    Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-) -> Response {
-    let data = json!({
-        "name": a.name,
-        "role": a.role.as_str(),
-        "commune": a.commune.as_ref().map(ToString::to_string),
-        "csrf": csrf,
-    });
-    render(&st, StatusCode::OK, "accueil", &data)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,930 @@
+//! The web pages (French), server-rendered: the DGS's request and crisis follow-up, the ops
+//! dashboard, tasks, inventory and hand-back scan, the auditors' journal and SLA report.
+//! Every form carries the session's CSRF token and is validated here, errors shown next to
+//! the field; every value goes through handlebars' HTML escaping.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use repli_core::{Actor, CrisisAction, CrisisState, FieldError, InseeCode, Role, SlaStatus, StepState, fr, text};
+use repli_proto::api::{Contact, CrisisRequest, CrisisView, KitNeeds};
+use repli_store::{AuditFilter, By, CrisisFilter};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::{crisis_with_history, request_crisis, visible_crisis};
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::web::{SessionCsrf, error_page, render, same_secret};
+
+type Form = axum::Form<BTreeMap<String, String>>;
+
+fn tz(st: &AppState) -> jiff::tz::TimeZone {
+    st.calendar.time_zone().clone()
+}
+
+fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
+    t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &tz(st)))
+}
+
+/// What every page's layout needs: who is signed in, their menu, the CSRF token.
+fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("title".into(), json!(title));
+    m.insert(
+        "nav".into(),
+        json!({
+            "name": a.name,
+            "role": role_fr(a.role),
+            "ops": a.role == Role::Ops,
+            "dgs": a.role == Role::Dgs,
+            "auditor": a.role == Role::Auditor,
+            "csrf": csrf,
+        }),
+    );
+    m.insert("csrf".into(), json!(csrf));
+    m.insert("refresh".into(), json!(false));
+    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended"] {
+        m.insert(k.into(), Value::Null);
+    }
+    m
+}
+
+/// Every key a form template reads, present (strict templates refuse a missing one).
+fn complete(map: &BTreeMap<String, String>, keys: &[&str]) -> BTreeMap<String, String> {
+    let mut out = map.clone();
+    for k in keys {
+        out.entry((*k).to_string()).or_default();
+    }
+    out
+}
+
+const REQUEST_FIELDS: [&str; 16] = [
+    "idem",
+    "commune",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "aware_at",
+    "personal_data",
+    "agents",
+    "laptops",
+    "routers",
+    "phones",
+    "printers",
+    "agents_list",
+    "delivery_address",
+    "notes",
+    "csrf",
+];
+const FILTERS: [&str; 7] = ["crise", "commune", "acteur", "action", "du", "au", "apres"];
+
+fn role_fr(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "administrateur",
+        Role::Ops => "exploitation (métropole)",
+        Role::Dgs => "DGS",
+        Role::Auditor => "auditeur",
+    }
+}
+
+/// Status shown with a colour class **and** words (never colour alone).
+fn sla(status: SlaStatus) -> Value {
+    let class = match status {
+        SlaStatus::Breached => "alerte",
+        SlaStatus::AtRisk => "risque",
+        SlaStatus::Suspended => "pause",
+        SlaStatus::MetLate => "retard",
+        _ => "ok",
+    };
+    json!({ "class": class, "label": status.label_fr() })
+}
+
+fn severity(s: SlaStatus) -> u8 {
+    match s {
+        SlaStatus::Breached => 0,
+        SlaStatus::AtRisk => 1,
+        SlaStatus::Suspended => 2,
+        SlaStatus::OnTrack => 3,
+        _ => 4,
+    }
+}
+
+/// The form's CSRF token against the session's; the refusal page when they differ.
+fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
+    if form.get("csrf").is_some_and(|c| same_secret(expected, c)) {
+        Ok(())
+    } else {
+        Err(Box::new(error_page(
+            st,
+            StatusCode::FORBIDDEN,
+            "Action refusée",
+            "Formulaire expiré ou jeton invalide : rechargez la page.",
+        )))
+    }
+}
+
+fn api_error_page(st: &AppState, e: &ApiError) -> Response {
+    let p = e.to_problem();
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = match p.status {
+        404 => "Introuvable",
+        403 => "Accès refusé",
+        409 => "Action impossible",
+        _ => "Erreur",
+    };
+    error_page(st, status, title, &p.detail)
+}
+
+fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
+    json!({
+        "id": c.id.as_str(),
+        "commune": c.commune_name,
+        "state": c.state_label,
+        "sla": sla(c.sla.status),
+        "due": when(st, Some(c.sla.due_at)),
+        "left": fr::duration(jiff::SignedDuration::from_secs(c.sla.remaining_seconds)),
+    })
+}
+
+// ---------------------------------------------------------------- home
+
+pub async fn home(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+) -> Response {
+    let mut data = base(&a, &csrf, "Accueil");
+    if matches!(a.role, Role::Ops | Role::Dgs | Role::Auditor) {
+        let filter =
+            CrisisFilter { commune: if a.role == Role::Dgs { a.commune.clone() } else { None }, ..Default::default() };
+        let records = match st.store.crises(&filter).await {
+            Ok(r) => r,
+            Err(e) => return api_error_page(&st, &e.into()),
+        };
+        let mut views = Vec::new();
+        for r in records {
+            if !a.may_see_commune(&r.commune) {
+                continue;
+            }
+            match crisis_with_history(&st, r).await {
+                Ok(v) => views.push(v),
+                Err(e) => return api_error_page(&st, &e),
+            }
+        }
+        // Breached and at-risk first, then by due instant.
+        views.sort_by_key(|v| (!v.state.is_open(), severity(v.sla.status), v.sla.due_at));
+        let open: Vec<Value> = views.iter().filter(|v| v.state.is_open()).map(|v| crisis_line(&st, v)).collect();
+        let ended: Vec<Value> =
+            views.iter().filter(|v| !v.state.is_open()).take(20).map(|v| crisis_line(&st, v)).collect();
+        data.insert("can_request".into(), json!(a.role == Role::Dgs && open.is_empty()));
+        data.insert("open".into(), json!(open));
+        data.insert("ended".into(), json!(ended));
+    }
+    if a.role == Role::Ops {
+        let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
+        data.insert("tasks".into(), json!(tasks));
+    }
+    render(&st, StatusCode::OK, "accueil", &Value::Object(data))
+}
+
+// ---------------------------------------------------------------- request form
+
+#[allow(clippy::too_many_arguments)]
+fn request_page(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    status: StatusCode,
+    values: &BTreeMap<String, String>,
+    errors: &BTreeMap<String, String>,
+    general: Option<String>,
+    communes: Vec<Value>,
+) -> Response {
+    let mut data = base(a, csrf, "Demander le kit de repli");
+    data.insert("v".into(), json!(complete(values, &REQUEST_FIELDS)));
+    data.insert("e".into(), json!(complete(errors, &REQUEST_FIELDS)));
+    data.insert("general".into(), json!(general));
+    data.insert("communes".into(), json!(communes));
+    data.insert("choose_commune".into(), json!(a.role != Role::Dgs));
+    render(st, status, "demande", &Value::Object(data))
+}
+
+async fn commune_choices(st: &AppState, a: &Actor, selected: Option<&str>) -> Vec<Value> {
+    let list = st.store.communes().await.unwrap_or_default();
+    list.into_iter()
+        .filter(|c| a.may_see_commune(&c.commune.insee))
+        .map(|c| {
+            let insee = c.commune.insee.as_str();
+            json!({ "insee": insee, "name": c.commune.name, "selected": selected == Some(insee) })
+        })
+        .collect()
+}
+
+pub async fn request_form(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+) -> Response {
+    let mut values = BTreeMap::new();
+    values.insert("laptops".to_string(), "10".to_string());
+    values.insert("routers".to_string(), "1".to_string());
+    values.insert("phones".to_string(), "0".to_string());
+    values.insert("printers".to_string(), "1".to_string());
+    values.insert("agents".to_string(), "10".to_string());
+    let communes = commune_choices(&st, &a, None).await;
+    request_page(&st, &a, &csrf, StatusCode::OK, &values, &BTreeMap::new(), None, communes)
+}
+
+fn number(form: &BTreeMap<String, String>, name: &str, field: &str, errors: &mut Vec<FieldError>) -> u32 {
+    let raw = form.get(name).map(|s| s.trim()).unwrap_or("");
+    if raw.is_empty() {
+        return 0;
+    }
+    raw.parse::<u32>().unwrap_or_else(|_| {
+        errors.push(FieldError::new(field, "nombre entier positif attendu"));
+        0
+    })
+}
+
+/// « Nom ; Service » per line (a comma or a tab also separates); blank lines ignored.
+fn agents_from_text(textarea: &str) -> Vec<(String, String)> {
+    textarea
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.to_lowercase().starts_with("nom"))
+        .map(|l| {
+            let mut parts = l.splitn(2, [';', ',', '\t']);
+            let name = parts.next().unwrap_or("").trim().to_string();
+            let service = parts.next().unwrap_or("").trim().to_string();
+            (name, service)
+        })
+        .collect()
+}
+
+/// Web field names for the API's field names.
+fn web_field(api: &str) -> String {
+    match api {
+        "contact.name" => "contact_name".into(),
+        "contact.phone" => "contact_phone".into(),
+        "contact.email" => "contact_email".into(),
+        "needs.laptop" => "laptops".into(),
+        "needs.router" => "routers".into(),
+        "needs.phone" => "phones".into(),
+        "needs.printer" => "printers".into(),
+        other if other.starts_with("agents[") => "agents_list".into(),
+        other => other.replace('.', "_"),
+    }
+}
+
+pub async fn request_submit(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let mut errors: Vec<FieldError> = Vec::new();
+    let commune_raw = if a.role == Role::Dgs {
+        a.commune.as_ref().map(ToString::to_string).unwrap_or_default()
+    } else {
+        form.get("commune").cloned().unwrap_or_default()
+    };
+    let commune = InseeCode::parse(commune_raw.trim())
+        .map_err(|_| errors.push(FieldError::new("commune", "choisissez une commune")))
+        .ok();
+    let agents = number(&form, "agents", "agents", &mut errors);
+    let needs = KitNeeds {
+        laptop: number(&form, "laptops", "needs.laptop", &mut errors),
+        router: number(&form, "routers", "needs.router", &mut errors),
+        phone: number(&form, "phones", "needs.phone", &mut errors),
+        printer: number(&form, "printers", "needs.printer", &mut errors),
+    };
+    let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<jiff::civil::DateTime>().ok().and_then(|dt| dt.to_zoned(tz(&st)).ok()) {
+            Some(z) => Some(z.timestamp()),
+            None => {
+                errors.push(FieldError::new("aware_at", "date et heure attendues (jj/mm/aaaa hh:mm)"));
+                None
+            }
+        },
+    };
+    let personal_data = match form.get("personal_data").map(String::as_str) {
+        Some("oui") => Some(true),
+        Some("non") => Some(false),
+        _ => None,
+    };
+    let opt = |k: &str| form.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let list = agents_from_text(form.get("agents_list").map(String::as_str).unwrap_or(""));
+    let mut field_errors: BTreeMap<String, String> = BTreeMap::new();
+    let communes = commune_choices(&st, &a, commune.as_ref().map(InseeCode::as_str)).await;
+    let fail = |field_errors: &BTreeMap<String, String>, general: Option<String>, communes: Vec<Value>| {
+        request_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, &form, field_errors, general, communes)
+    };
+    let Some(commune) = commune else {
+        for e in &errors {
+            field_errors.insert(web_field(&e.field), e.message.clone());
+        }
+        return fail(
+            &field_errors,
+            Some("Le formulaire contient des erreurs : voir les champs signalés.".into()),
+            communes,
+        );
+    };
+    let req = CrisisRequest {
+        commune,
+        contact: Contact {
+            name: form.get("contact_name").cloned().unwrap_or_default(),
+            phone: form.get("contact_phone").cloned().unwrap_or_default(),
+            email: opt("contact_email"),
+        },
+        agents,
+        delivery_address: opt("delivery_address"),
+        notes: opt("notes"),
+        needs: Some(needs),
+        aware_at,
+        personal_data,
+    };
+    // Validation of the request itself (the API's), with these form-level errors.
+    let now = st.clock.now();
+    let due = st.calendar.add_hours(now, st.config.sla.business_hours).unwrap_or(now);
+    if let Err(ApiError::Validation(v)) = crate::api::validate(&req, due, now) {
+        errors.extend(v);
+    }
+    let mut agent_rows = Vec::new();
+    for (i, (name, service)) in list.iter().enumerate() {
+        match (
+            text::name(&format!("agents[{i}].name"), name),
+            text::free_text("service", service, text::NAME_MAX, false),
+        ) {
+            (Ok(n), Ok(s)) => agent_rows.push((n, s)),
+            (Err(e), _) | (_, Err(e)) => {
+                errors.push(FieldError::new("agents_list", format!("ligne {} : {}", i + 1, e.message)))
+            }
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            field_errors.entry(web_field(&e.field)).or_insert_with(|| e.message.clone());
+        }
+        return fail(
+            &field_errors,
+            Some("Le formulaire contient des erreurs : voir les champs signalés.".into()),
+            communes,
+        );
+    }
+    let key = form.get("idem").cloned().filter(|k| !k.is_empty() && k.len() <= 100);
+    match request_crisis(&st, &a, &req, key.as_deref()).await {
+        Ok((rec, _)) => {
+            if !agent_rows.is_empty()
+                && let Err(e) = st.store.set_agents(&rec.id, &agent_rows, &a, st.clock.now()).await
+            {
+                tracing::warn!(error = %e, "agents list from the request form refused");
+            }
+            Redirect::to(&format!("/crises/{}", rec.id)).into_response()
+        }
+        Err(e) => fail(&field_errors, Some(e.to_problem().detail), communes),
+    }
+}
+
+// ---------------------------------------------------------------- crisis page
+
+pub async fn crisis(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let r = match visible_crisis(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let crisis_id = r.id.clone();
+    let convention = st.store.commune(&r.commune).await.ok().flatten().and_then(|c| c.convention);
+    let view = match crisis_with_history(&st, r).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let steps = crate::steps::steps_of(&st, &a, crisis_id.as_str()).await.ok();
+    let loans = crate::inventory::loans_of(&st, &crisis_id).await.unwrap_or_default();
+    let log = st.store.log_entries(&crisis_id).await.unwrap_or_default();
+    let is_ops = a.role == Role::Ops;
+    let mut runs = Vec::new();
+    if let Some(s) = &steps {
+        for run in &s.runs {
+            let total = run.steps.len();
+            let done = run.steps.iter().filter(|s| s.state.is_done()).count();
+            runs.push(json!({
+                "name": if run.playbook == "activation" { "Préparation du kit" } else { "Restitution" },
+                "done": done,
+                "total": total,
+                "percent": (done * 100).checked_div(total).unwrap_or(0),
+                "steps": run.steps.iter().map(|s| json!({
+                    "id": s.step,
+                    "title": s.title,
+                    "state": s.state_label,
+                    "class": s.state.as_str(),
+                    "error": s.last_error,
+                    "waiting": is_ops && s.state == StepState::WaitingManual,
+                    "instructions": s.instructions,
+                    "checklist": s.checklist,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    let files: Vec<Value> = repli_docs::DOCUMENTS
+        .iter()
+        .filter(|(_, f)| is_ops || *f != repli_docs::CREDENTIAL_SHEETS)
+        .map(|(_, f)| json!({ "file": f, "url": format!("/api/v1/crises/{crisis_id}/documents/{f}") }))
+        .collect();
+    let mut data = base(&a, &csrf, &format!("Crise {crisis_id}"));
+    data.insert(
+        "c".into(),
+        json!({
+            "id": crisis_id.as_str(),
+            "commune": view.commune_name,
+            "state": view.state_label,
+            "ready": matches!(view.state, CrisisState::Ready | CrisisState::Delivered),
+            "sla": sla(view.sla.status),
+            "due": when(&st, Some(view.sla.due_at)),
+            "left": fr::duration(jiff::SignedDuration::from_secs(view.sla.remaining_seconds)),
+            "used": view.sla.used_percent,
+            "contact": view.contact.name,
+            "phone": fr::phone(&view.contact.phone),
+            "agents": view.agents,
+            "delivery": view.delivery_address,
+            "notes": view.notes,
+            "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": format!("{:?}", l.status), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
+            "needs": view.needs.iter().map(|n| json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": n.shortage })).collect::<Vec<_>>(),
+        }),
+    );
+    data.insert(
+        "convention".into(),
+        json!(convention.map(|c| format!("signée le {} (délibération {})", c.signed_on, c.deliberation_ref))),
+    );
+    data.insert("can_activate".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Activate)));
+    data.insert("can_deliver".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Deliver)));
+    data.insert("can_handback".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::StartHandback)));
+    data.insert("can_scan".into(), json!(is_ops && view.state == CrisisState::Handback));
+    data.insert("can_log".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
+    data.insert("can_agents".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
+    data.insert("runs".into(), json!(runs));
+    data.insert("documents".into(), json!(files));
+    data.insert(
+        "loans".into(),
+        json!(loans.iter().map(|l| json!({
+            "tag": l.asset_tag, "serial": l.serial, "kind": l.kind.label_fr(), "agent": l.agent.as_ref().map(|a| a.name.clone()),
+            "due": when(&st, Some(l.due_back)), "returned": l.returned_at.map(|t| when(&st, Some(t))), "overdue": l.overdue,
+        })).collect::<Vec<_>>()),
+    );
+    data.insert(
+        "log".into(),
+        json!(log.iter().rev().map(|e| json!({ "at": when(&st, Some(e.at)), "who": e.author, "kind": e.kind.label_fr(), "text": e.text })).collect::<Vec<_>>()),
+    );
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("flash_error".into(), json!(q.get("erreur")));
+    // A page being prepared refreshes itself (no script needed).
+    data.insert(
+        "refresh".into(),
+        json!(matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback)),
+    );
+    render(&st, StatusCode::OK, "crise", &Value::Object(data))
+}
+
+fn back(id: &str, key: &str, message: &str) -> Response {
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
+    Redirect::to(&format!("/crises/{id}?{q}")).into_response()
+}
+
+pub async fn crisis_action(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let action = match form.get("action").map(String::as_str) {
+        Some("activate") => CrisisAction::Activate,
+        Some("deliver") => CrisisAction::Deliver,
+        Some("start_handback") => CrisisAction::StartHandback,
+        _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
+    };
+    match crate::api::apply(&st, &a, &id, action, repli_proto::api::ActionRequest::default()).await {
+        Ok(v) => back(&id, "ok", &format!("Crise {} : {}", v.0.id, v.0.state_label)),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+    }
+}
+
+pub async fn add_log(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let r = match visible_crisis(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let kind = form.get("type").and_then(|k| k.parse::<repli_core::LogKind>().ok());
+    let entry = text::free_text("texte", form.get("texte").map(String::as_str).unwrap_or(""), text::NOTE_MAX, true);
+    match (kind, entry) {
+        (Some(kind), Ok(t)) => match st.store.add_log_entry(&r.id, kind, &t, &a, st.clock.now()).await {
+            Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
+            Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+        },
+        (None, _) => back(&id, "erreur", "Type d'entrée inconnu."),
+        (_, Err(e)) => back(&id, "erreur", &format!("Main courante : {}", e.message)),
+    }
+}
+
+/// The agents list: typed or pasted in the text area, or a CSV file (multipart form).
+pub async fn set_agents(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> Response {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(f)) => {
+                let name = f.name().unwrap_or("").to_string();
+                match f.text().await {
+                    Ok(t) if t.len() <= 256 * 1024 => {
+                        fields.insert(name, t);
+                    }
+                    _ => return back(&id, "erreur", "Fichier illisible ou trop gros (256 Kio au plus, texte UTF-8)."),
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return back(&id, "erreur", "Formulaire illisible."),
+        }
+    }
+    if let Err(r) = check_csrf(&st, &csrf, &fields) {
+        return *r;
+    }
+    let r = match visible_crisis(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let source =
+        fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("liste")).cloned().unwrap_or_default();
+    let rows = agents_from_text(&source);
+    if rows.is_empty() || rows.len() > 500 {
+        return back(&id, "erreur", "Liste des agents vide ou trop longue (500 au plus).");
+    }
+    let mut list = Vec::new();
+    for (i, (name, service)) in rows.iter().enumerate() {
+        match (text::name("nom", name), text::free_text("service", service, text::NAME_MAX, false)) {
+            (Ok(n), Ok(s)) => list.push((n, s)),
+            (Err(e), _) | (_, Err(e)) => return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message)),
+        }
+    }
+    match st.store.set_agents(&r.id, &list, &a, st.clock.now()).await {
+        Ok(agents) => {
+            crate::steps::rearm(&st, &r.id).await;
+            back(&id, "ok", &format!("Liste enregistrée : {} agent(s).", agents.len()))
+        }
+        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+    }
+}
+
+pub async fn confirm_task(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, step)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let r = match visible_crisis(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let note = form.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if note.as_ref().is_some_and(|n| text::free_text("note", n, text::NOTE_MAX, false).is_err()) {
+        return back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue).");
+    }
+    let target =
+        if form.get("retour").is_some_and(|v| v == "taches") { "/taches".to_string() } else { format!("/crises/{id}") };
+    match st.store.confirm_task(&r.id, &step, note.as_deref(), By::User(&a), st.clock.now()).await {
+        Ok(s) => {
+            crate::steps::rearm(&st, &r.id).await;
+            st.engine.wake();
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("ok", &format!("« {} » confirmée.", s.title))
+                .finish();
+            Redirect::to(&format!("{target}?{q}")).into_response()
+        }
+        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+    }
+}
+
+/// The hand-back scan field: a barcode scanner types the serial and Enter.
+pub async fn check_in(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let r = match visible_crisis(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let serial = form.get("serial").map(|s| s.trim().to_string()).unwrap_or_default();
+    if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
+        return back(&id, "erreur", "Numéro de série illisible : scannez à nouveau.");
+    }
+    let condition = match form.get("etat").map(String::as_str) {
+        Some("damaged") => repli_store::Condition::Damaged,
+        _ => repli_store::Condition::Ok,
+    };
+    match st.store.check_in(&r.id, &serial, condition, None, &a, st.clock.now()).await {
+        Ok(()) => {
+            crate::steps::rearm(&st, &r.id).await;
+            back(&id, "ok", &format!("Retour enregistré : {serial}."))
+        }
+        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+    }
+}
+
+// ---------------------------------------------------------------- ops pages
+
+pub async fn tasks(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let list = match st.store.waiting_tasks().await {
+        Ok(l) => l,
+        Err(e) => return api_error_page(&st, &e.into()),
+    };
+    let mut tasks = Vec::new();
+    for (run, step) in list {
+        let view = crate::steps::step_view(&step, false);
+        let commune = st.store.crisis(&run.crisis_id).await.ok().flatten().map(|c| c.commune_name).unwrap_or_default();
+        tasks.push(json!({
+            "crisis": run.crisis_id.as_str(), "commune": commune, "step": view.step, "title": view.title,
+            "instructions": view.instructions, "checklist": view.checklist, "since": when(&st, step.started_at),
+        }));
+    }
+    let mut data = base(&a, &csrf, "Tâches manuelles");
+    data.insert("tasks".into(), json!(tasks));
+    data.insert("flash".into(), json!(q.get("ok")));
+    render(&st, StatusCode::OK, "taches", &Value::Object(data))
+}
+
+pub async fn inventory(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+) -> Response {
+    let items = match st.store.items(None).await {
+        Ok(i) => i,
+        Err(e) => return api_error_page(&st, &e.into()),
+    };
+    let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for i in &items {
+        *counts.entry(i.item.kind.label_fr()).or_default().entry(i.state.label_fr()).or_default() += 1;
+    }
+    let summary: Vec<Value> = counts
+        .iter()
+        .map(|(kind, states)| json!({ "kind": kind, "states": states.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ") }))
+        .collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .take(500)
+        .map(|i| json!({ "tag": i.item.asset_tag, "serial": i.item.serial, "kind": i.item.kind.label_fr(), "model": i.item.model, "state": i.state.label_fr(), "crisis": i.crisis }))
+        .collect();
+    let mut data = base(&a, &csrf, "Inventaire");
+    data.insert("summary".into(), json!(summary));
+    data.insert("items".into(), json!(rows));
+    data.insert("total".into(), json!(items.len()));
+    render(&st, StatusCode::OK, "inventaire", &Value::Object(data))
+}
+
+pub async fn item(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+) -> Response {
+    let (found, history) = match st.store.item(&serial).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Équipement inconnu."),
+        Err(e) => return api_error_page(&st, &e.into()),
+    };
+    let mut data = base(&a, &csrf, &format!("Équipement {}", found.item.asset_tag));
+    data.insert(
+        "i".into(),
+        json!({ "tag": found.item.asset_tag, "serial": found.item.serial, "kind": found.item.kind.label_fr(), "model": found.item.model, "state": found.state.label_fr(), "crisis": found.crisis }),
+    );
+    data.insert(
+        "history".into(),
+        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from, "to": h.to, "note": h.note })).collect::<Vec<_>>()),
+    );
+    render(&st, StatusCode::OK, "equipement", &Value::Object(data))
+}
+
+// ---------------------------------------------------------------- auditor pages
+
+const PAGE: u32 = 50;
+
+fn audit_filter(q: &BTreeMap<String, String>) -> Result<AuditFilter, String> {
+    let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    for k in ["crise", "commune", "acteur", "action"] {
+        if get(k).is_some_and(|v| v.chars().count() > 200 || v.chars().any(char::is_control)) {
+            return Err(format!("Filtre « {k} » invalide (200 caractères au plus)."));
+        }
+    }
+    let day = |k: &str, end: bool| -> Result<Option<jiff::Timestamp>, String> {
+        match get(k) {
+            None => Ok(None),
+            Some(d) => {
+                let date: jiff::civil::Date = d.parse().map_err(|_| format!("Date « {d} » invalide (aaaa-mm-jj)."))?;
+                let date = if end { date.tomorrow().map_err(|e| e.to_string())? } else { date };
+                let z = date
+                    .to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC))
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(z.timestamp()))
+            }
+        }
+    };
+    Ok(AuditFilter {
+        crisis: get("crise"),
+        commune: get("commune"),
+        actor: get("acteur"),
+        action: get("action"),
+        from: day("du", false)?,
+        to: day("au", true)?,
+        after_seq: q.get("apres").and_then(|v| v.parse().ok()).unwrap_or(0),
+        limit: PAGE,
+    })
+}
+
+pub async fn journal(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut data = base(&a, &csrf, "Journal d'audit");
+    let verify = st.store.verify_audit(None).await;
+    data.insert(
+        "verify".into(),
+        match &verify {
+            Ok(s) => json!({ "ok": true, "entries": s.entries, "checkpoint": s.last_checkpoint, "key": st.store.checkpoint_public_key() }),
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        },
+    );
+    let filter = match audit_filter(&q) {
+        Ok(f) => f,
+        Err(m) => {
+            data.insert("filter_error".into(), json!(m));
+            AuditFilter { limit: PAGE, ..Default::default() }
+        }
+    };
+    let entries = st.store.audit_entries(&filter).await.unwrap_or_default();
+    let next = (entries.len() as u32 == PAGE).then(|| entries.last().map(|e| e.seq)).flatten();
+    let mut next_q = q.clone();
+    if let Some(n) = next {
+        next_q.insert("apres".into(), n.to_string());
+    }
+    let mut export_q = q.clone();
+    export_q.remove("apres");
+    let qs =
+        |m: &BTreeMap<String, String>| form_urlencoded::Serializer::new(String::new()).extend_pairs(m.iter()).finish();
+    data.insert("q".into(), json!(complete(&q, &FILTERS)));
+    data.insert("next".into(), json!(next.map(|_| format!("/journal?{}", qs(&next_q)))));
+    data.insert("export_csv".into(), json!(format!("/journal/export?format=csv&{}", qs(&export_q))));
+    data.insert("export_jsonl".into(), json!(format!("/journal/export?format=jsonl&{}", qs(&export_q))));
+    data.insert(
+        "entries".into(),
+        json!(entries.iter().map(|e| json!({ "seq": e.seq, "at": e.at, "who": e.actor_name, "role": e.actor_role, "crisis": e.crisis, "action": e.action, "target": e.target, "details": e.details })).collect::<Vec<_>>()),
+    );
+    render(&st, StatusCode::OK, "journal", &Value::Object(data))
+}
+
+pub async fn journal_export(
+    State(st): State<AppState>,
+    _: Authed,
+    Query(mut q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let format = q.remove("format").unwrap_or_else(|| "csv".into());
+    let mut filter = match audit_filter(&q) {
+        Ok(f) => f,
+        Err(m) => return error_page(&st, StatusCode::BAD_REQUEST, "Filtre invalide", &m),
+    };
+    let mut all = Vec::new();
+    loop {
+        filter.limit = 5000;
+        let page = match st.store.audit_entries(&filter).await {
+            Ok(p) => p,
+            Err(e) => return api_error_page(&st, &e.into()),
+        };
+        let last = page.last().map(|e| e.seq);
+        let n = page.len();
+        all.extend(page);
+        match last {
+            Some(s) if n == 5000 => filter.after_seq = s,
+            _ => break,
+        }
+    }
+    let (body, ct, ext) = match format.as_str() {
+        "jsonl" => (
+            all.iter().filter_map(|e| serde_json::to_string(e).ok()).map(|l| l + "\n").collect::<String>().into_bytes(),
+            "application/x-ndjson",
+            "jsonl",
+        ),
+        _ => {
+            let mut out = Vec::new();
+            if let Err(e) = repli_core::audit::write_csv(&mut out, &all) {
+                return api_error_page(&st, &ApiError::Internal(e.to_string()));
+            }
+            (out, "text/csv; charset=utf-8", "csv")
+        }
+    };
+    let disposition = format!("attachment; filename=\"journal-audit.{ext}\"");
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response()
+}
+
+pub async fn sla_report(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+) -> Response {
+    let lines = match crate::api::sla_report_lines(&st).await {
+        Ok(l) => l,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let rows: Vec<Value> = lines
+        .iter()
+        .map(|l| json!({
+            "id": l.crisis.as_str(), "commune": l.commune_name, "state": l.state.label_fr(), "started": when(&st, Some(l.started_at)),
+            "due": when(&st, Some(l.due_at)), "ready": when(&st, l.ready_at), "sla": sla(l.status),
+            "late": if l.late_seconds > 0 { fr::duration(jiff::SignedDuration::from_secs(l.late_seconds)) } else { String::new() },
+            "suspensions": l.suspensions.len(),
+        }))
+        .collect();
+    let met = lines.iter().filter(|l| l.status == SlaStatus::Met).count();
+    let mut data = base(&a, &csrf, "Respect du délai de 48 h ouvrées");
+    data.insert("rows".into(), json!(rows));
+    data.insert("met".into(), json!(met));
+    data.insert("total".into(), json!(lines.len()));
+    render(&st, StatusCode::OK, "rapport-sla", &Value::Object(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_lists_read_from_text() {
+        let rows = agents_from_text("Nom;Service\nAnne Martin ; Accueil\n\nLuc, État civil\nSeul\n");
+        assert_eq!(
+            rows,
+            [
+                ("Anne Martin".into(), "Accueil".into()),
+                ("Luc".into(), "État civil".into()),
+                ("Seul".into(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn audit_filters_are_checked() {
+        let mut q = BTreeMap::new();
+        q.insert("du".to_string(), "2026-11-23".to_string());
+        q.insert("au".to_string(), "2026-11-23".to_string());
+        let f = audit_filter(&q).unwrap();
+        assert_eq!(f.to.unwrap().duration_since(f.from.unwrap()), jiff::SignedDuration::from_hours(24));
+        q.insert("du".to_string(), "23/11/2026".to_string());
+        assert!(audit_filter(&q).is_err());
+        let mut q = BTreeMap::new();
+        q.insert("acteur".to_string(), "x".repeat(201));
+        assert!(audit_filter(&q).is_err());
+    }
+}
