@@ -130,4 +130,10 @@ async fn no_secret_reaches_the_logs() {
     }
     assert!(!text.contains("rpl_"), "a token reached the logs");
     assert!(!text.contains("$argon2"), "a password hash reached the logs");
+    // The demo provisioned Microsoft 365 (embedded simulator) and printed credential sheets:
+    // no Graph access token, client secret or one-time password reached the logs either.
+    assert!(text.contains("m365"), "the Graph calls were not captured");
+    for needle in ["Bearer sim.", "access_token", "client_secret", "passwordProfile", "\"password\""] {
+        assert!(!text.contains(needle), "{needle} reached the logs");
+    }
 }
