@@ -102,6 +102,16 @@ where
     }
 }
 
+/// With `REPLI_SCREENSHOTS=1`, saves the current page as `target/browser-screenshots/NAME.png`
+/// (to look at the pages while working on them).
+async fn snap(d: &WebDriver, name: &str) {
+    if std::env::var_os("REPLI_SCREENSHOTS").is_some() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = d.screenshot(&dir.join(format!("page-{name}.png"))).await;
+    }
+}
+
 /// A user with a web login and password.
 async fn web_user(app: &TestApp, role: Role, commune: Option<&str>, login: &str) {
     let admin = app.client(Role::Admin, None).await;
@@ -190,6 +200,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         let err = text_of(&d, "#contact_phone-erreur").await;
         assert!(err.contains("numéro"), "phone error next to its field: {err}");
         assert_escaped(&d, "request form with errors", false).await;
+        snap(&d, "demande-erreurs").await;
         let name = d.find(By::Id("contact_name")).await.unwrap().prop("value").await.unwrap();
         assert_eq!(name.as_deref(), Some(HOSTILE), "what was typed is kept");
         let phone = d.find(By::Id("contact_phone")).await.unwrap();
@@ -201,19 +212,23 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         let id = title.trim_start_matches("Crise ").split(' ').next().unwrap().to_string();
         assert!(text_of(&d, "main").await.contains("demandé"));
         assert_escaped(&d, "crisis page (DGS)", true).await;
+        snap(&d, "crise-dgs").await;
         sign_out(&d).await;
 
         // Ops see it on their dashboard, activate it after checking the convention, and
         // confirm the manual steps as they come.
         sign_in(&d, &app, "ops.metropole").await;
+        snap(&d, "accueil-ops").await;
         d.find(By::LinkText(id.as_str())).await.unwrap().click().await.unwrap();
         assert!(text_of(&d, "main").await.contains("signée le"), "the convention is shown before activation");
         click_nav(&d, "form.action button").await;
         assert_escaped(&d, "crisis page (ops)", true).await;
+        snap(&d, "crise-ops").await;
         let crisis_id = repli_core::CrisisId::parse(&id).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             d.goto(app.url("/taches")).await.unwrap();
+            snap(&d, "taches").await;
             // One confirmation per visit: the page changes after each.
             if let Some(button) = d.find_all(By::Css("article.tache form button")).await.unwrap().first() {
                 button.click().await.unwrap();
@@ -232,6 +247,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         sign_in(&d, &app, "dgs.aubagne").await;
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
         assert!(text_of(&d, "main").await.contains("le kit est prêt"));
+        snap(&d, "crise-prete").await;
         let links: Vec<String> = {
             let mut v = Vec::new();
             for a in d.find_all(By::Css("#t-docs + ul a")).await.unwrap() {
@@ -297,6 +313,7 @@ async fn an_auditor_filters_the_log_and_exports_it() {
             actions.push(row.text().await.unwrap());
         }
         assert!(!actions.is_empty() && actions.iter().all(|a| a.starts_with("crisis.")), "{actions:?}");
+        snap(&d, "journal").await;
         // A bad filter is explained, not a crash.
         d.find(By::Id("f-du")).await.unwrap().send_keys("23/11/2026").await.unwrap();
         click_nav(&d, "form.filtres button").await;

@@ -32,6 +32,12 @@ async fn the_demo_plays_a_whole_crisis() {
     // all disabled at hand-back.
     assert!(s.simulation);
     assert_eq!((s.accounts_created, s.accounts_disabled), (12, 12));
+    let zone = std::fs::read_to_string(s.documents_dir.join("zone-dns-secours.txt")).unwrap();
+    assert!(
+        zone.contains("$ORIGIN pertuis.secours-amp.fr.")
+            && zone.contains("IN MX 0 pertuis-secours-amp-fr.mail.protection.outlook.com."),
+        "{zone}"
+    );
     let guide = std::fs::read_to_string(s.documents_dir.join("02-modes-operatoires.html")).unwrap();
     assert!(
         guide.contains("@pertuis.secours-amp.fr") && guide.contains("https://teams.microsoft.com/l/meetup-join/"),

@@ -84,6 +84,12 @@ pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<Str
         std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
         names.push(name.clone());
     }
+    // The crisis zone as published (BIND fragment), for the registrar and the record.
+    if let Some(zone) = crate::engine::published_zone(st, id).await.map_err(|e| e.to_string())? {
+        let name = "zone-dns-secours.txt".to_string();
+        std::fs::write(dir.join(&name), zone).map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
     let zip = format!("pack-{crisis}.zip");
     let bytes = Documents::zip_bytes(&docs).map_err(|e| e.to_string())?;
     std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;

@@ -303,3 +303,16 @@ pub async fn provisioned(
     };
     Ok((m365, accounts))
 }
+
+/// The last BIND fragment a `dns.publish` step of the activation published (or handed to ops).
+pub async fn published_zone(st: &AppState, id: &CrisisId) -> Result<Option<String>, repli_store::StoreError> {
+    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "activation") else {
+        return Ok(None);
+    };
+    let steps = st.store.steps(run.id).await?;
+    Ok(steps
+        .iter()
+        .rev()
+        .filter(|s| s.kind == "dns.publish" && s.state == repli_core::StepState::Succeeded)
+        .find_map(|s| s.output.as_ref().and_then(|o| o["zone"].as_str().map(str::to_string))))
+}

@@ -229,12 +229,7 @@ pub async fn request_form(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
 ) -> Response {
-    let mut values = BTreeMap::new();
-    values.insert("laptops".to_string(), "10".to_string());
-    values.insert("routers".to_string(), "1".to_string());
-    values.insert("phones".to_string(), "0".to_string());
-    values.insert("printers".to_string(), "1".to_string());
-    values.insert("agents".to_string(), "10".to_string());
+    let values = BTreeMap::new();
     let communes = commune_choices(&st, &a, None).await;
     request_page(&st, &a, &csrf, StatusCode::OK, &values, &BTreeMap::new(), None, communes)
 }
@@ -299,12 +294,15 @@ pub async fn request_submit(
         .map_err(|_| errors.push(FieldError::new("commune", "choisissez une commune")))
         .ok();
     let agents = number(&form, "agents", "agents", &mut errors);
-    let needs = KitNeeds {
+    // All blank: the default kit (a laptop per agent up to 50, a router, a printer).
+    let blank =
+        ["laptops", "routers", "phones", "printers"].iter().all(|k| form.get(*k).is_none_or(|v| v.trim().is_empty()));
+    let needs = (!blank).then(|| KitNeeds {
         laptop: number(&form, "laptops", "needs.laptop", &mut errors),
         router: number(&form, "routers", "needs.router", &mut errors),
         phone: number(&form, "phones", "needs.phone", &mut errors),
         printer: number(&form, "printers", "needs.printer", &mut errors),
-    };
+    });
     let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match s.parse::<jiff::civil::DateTime>().ok().and_then(|dt| dt.to_zoned(tz(&st)).ok()) {
@@ -347,7 +345,7 @@ pub async fn request_submit(
         agents,
         delivery_address: opt("delivery_address"),
         notes: opt("notes"),
-        needs: Some(needs),
+        needs,
         aware_at,
         personal_data,
     };
