@@ -75,6 +75,9 @@ async fn browser(test: &str) -> Option<Browser> {
             Err(e) => panic!("cannot start Chromium through chromedriver: {e}"),
         }
     };
+    // Elements looked for are waited for (pages load after each click); absence is checked
+    // with a script instead, so that it costs no wait.
+    driver.set_implicit_wait_timeout(Duration::from_secs(5)).await.unwrap();
     Some(Browser { driver, _chromedriver: chromedriver, _profile: profile })
 }
 
@@ -110,6 +113,23 @@ async fn snap(d: &WebDriver, name: &str) {
         let _ = std::fs::create_dir_all(&dir);
         let _ = d.screenshot(&dir.join(format!("page-{name}.png"))).await;
     }
+}
+
+/// On a phone-sized window, the page does not scroll sideways.
+async fn assert_fits_a_phone(d: &WebDriver, page: &str) {
+    d.set_window_rect(0, 0, 390, 844).await.unwrap();
+    let fits =
+        d.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", Vec::new()).await.unwrap();
+    let width = d
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth, Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id).slice(0, 5)];",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    snap(d, &format!("telephone-{page}")).await;
+    d.set_window_rect(0, 0, 1200, 1600).await.unwrap();
+    assert_eq!(fits.json(), &serde_json::json!(true), "{page} overflows a phone screen: {:?}", width.json());
 }
 
 /// A user with a web login and password.
@@ -160,7 +180,8 @@ async fn text_of(d: &WebDriver, css: &str) -> String {
 async fn assert_escaped(d: &WebDriver, page: &str, shown_as_text: bool) {
     let source = d.source().await.unwrap();
     assert!(!source.contains("<img src=x"), "{page}: hostile markup in the page");
-    assert!(d.find_all(By::Css("img")).await.unwrap().is_empty(), "{page}: an <img> element was created");
+    let images = d.execute("return document.querySelectorAll('img').length;", Vec::new()).await.unwrap();
+    assert_eq!(images.json(), &serde_json::json!(0), "{page}: an <img> element was created");
     if shown_as_text {
         let body = text_of(d, "body").await;
         assert!(
@@ -200,6 +221,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         let err = text_of(&d, "#contact_phone-erreur").await;
         assert!(err.contains("numéro"), "phone error next to its field: {err}");
         assert_escaped(&d, "request form with errors", false).await;
+        assert_fits_a_phone(&d, "demande").await;
         snap(&d, "demande-erreurs").await;
         let name = d.find(By::Id("contact_name")).await.unwrap().prop("value").await.unwrap();
         assert_eq!(name.as_deref(), Some(HOSTILE), "what was typed is kept");
@@ -212,6 +234,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         let id = title.trim_start_matches("Crise ").split(' ').next().unwrap().to_string();
         assert!(text_of(&d, "main").await.contains("demandé"));
         assert_escaped(&d, "crisis page (DGS)", true).await;
+        assert_fits_a_phone(&d, "crise").await;
         snap(&d, "crise-dgs").await;
         sign_out(&d).await;
 
@@ -230,8 +253,12 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
             d.goto(app.url("/taches")).await.unwrap();
             snap(&d, "taches").await;
             // One confirmation per visit: the page changes after each.
-            if let Some(button) = d.find_all(By::Css("article.tache form button")).await.unwrap().first() {
-                button.click().await.unwrap();
+            let waiting = d
+                .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
+                .await
+                .unwrap();
+            if waiting.json().as_u64().unwrap_or(0) > 0 {
+                click_nav(&d, "article.tache form button").await;
             }
             if app.ops.crisis(&id).await.unwrap().state == CrisisState::Ready {
                 break;
@@ -247,6 +274,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         sign_in(&d, &app, "dgs.aubagne").await;
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
         assert!(text_of(&d, "main").await.contains("le kit est prêt"));
+        assert_fits_a_phone(&d, "crise-prete").await;
         snap(&d, "crise-prete").await;
         let links: Vec<String> = {
             let mut v = Vec::new();
