@@ -408,13 +408,13 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::AuditFilter;
     use crate::testutil::*;
     use repli_core::{Role, TransitionError};
 
-    fn request(insee: &str) -> NewCrisis {
+    pub(crate) fn request(insee: &str) -> NewCrisis {
         NewCrisis {
             commune: InseeCode::parse(insee).unwrap(),
             contact_name: "Anne Martin".into(),

@@ -645,3 +645,87 @@ impl Store {
         Ok(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use repli_core::Role;
+
+    fn step(id: &str, needs: &[&str]) -> NewStep {
+        NewStep {
+            step_id: id.into(),
+            kind: "docs.render".into(),
+            title: id.into(),
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            params: json!({}),
+            instructions: None,
+            checklist: Vec::new(),
+            estimate_secs: 60,
+            budget_secs: 600,
+            max_attempts: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_is_leased_to_one_owner_and_reclaimed_only_after_expiry() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let now = t("2026-11-23T08:00:00Z");
+        let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
+        let (run, created) =
+            store.create_run(&c.id, "activation", &[step("a", &[]), step("b", &["a"])], By::System, now).await.unwrap();
+        assert!(created);
+        let (again, created) = store.create_run(&c.id, "activation", &[step("a", &[])], By::System, now).await.unwrap();
+        assert_eq!((again, created), (run, false), "a run is started once");
+
+        let lease = t("2026-11-23T08:00:30Z");
+        let first = store.claim_step(run, "a", "owner-1", lease, now, now).await.unwrap().unwrap();
+        assert_eq!((first.state, first.attempts), (StepState::Running, 1));
+        // A second claimant, a renewal or an outcome from anyone but the holder change nothing.
+        assert!(store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().is_none());
+        assert!(!store.renew_lease(run, "a", "owner-2", lease).await.unwrap());
+        assert!(!store.finish_step(run, "a", "owner-2", &StepFinish::Succeeded(json!({})), now, now).await.unwrap());
+        // Before expiry nothing is reclaimed; after it, the step is pending again.
+        assert!(store.reclaim_expired(t("2026-11-23T08:00:10Z"), now).await.unwrap().is_empty());
+        assert_eq!(store.reclaim_expired(t("2026-11-23T08:00:31Z"), now).await.unwrap(), [(run, "a".to_string())]);
+        // The late holder's outcome is refused: the lease is gone.
+        assert!(!store.finish_step(run, "a", "owner-1", &StepFinish::Succeeded(json!({})), now, now).await.unwrap());
+        let retry_at = t("2026-11-23T08:05:00Z");
+        store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().unwrap();
+        let retry = StepFinish::Retry { error: "Graph 503".into(), not_before: retry_at };
+        assert!(store.finish_step(run, "a", "owner-2", &retry, now, now).await.unwrap());
+        assert!(
+            store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().is_none(),
+            "not before its retry time"
+        );
+        assert_eq!(store.rearm_steps(&c.id).await.unwrap(), 1);
+        let third = store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().unwrap();
+        assert_eq!(third.attempts, 3);
+        assert!(store.finish_step(run, "a", "owner-2", &StepFinish::Failed("gave up".into()), now, now).await.unwrap());
+
+        // Ops: confirm refuses a step that is not a waiting task; retry and skip are audited.
+        let ops = user(&store, Role::Ops, None).await;
+        let e = store.confirm_task(&c.id, "a", None, By::User(&ops), now).await.unwrap_err();
+        assert!(e.to_string().contains("seule une tâche manuelle"), "{e}");
+        let s = store.operate_step(&c.id, "a", false, "cause corrigée", By::User(&ops), now).await.unwrap();
+        assert_eq!((s.state, s.attempts), (StepState::Pending, 0));
+        let e = store.operate_step(&c.id, "a", false, "encore", By::User(&ops), now).await.unwrap_err();
+        assert!(e.to_string().contains("doit être en échec"), "{e}");
+        let s = store.operate_step(&c.id, "b", true, "inutile ici", By::User(&ops), now).await.unwrap();
+        assert_eq!(s.state, StepState::Skipped);
+        let actions: Vec<String> = store.audit_bundle().await.unwrap().entries.into_iter().map(|e| e.action).collect();
+        for a in [
+            "engine.run.started",
+            "engine.step.started",
+            "engine.step.reclaimed",
+            "engine.step.retry",
+            "engine.step.failed",
+            "engine.step.retried",
+            "engine.step.skipped",
+        ] {
+            assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
+        }
+        store.verify_audit(None).await.unwrap();
+    }
+}
