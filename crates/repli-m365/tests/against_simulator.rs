@@ -309,3 +309,39 @@ async fn the_simulator_refuses_what_graph_refuses() {
     let (status, body) = raw(&sim, reqwest::Method::POST, "/users/x/assignLicense", json!({"licences": []})).await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn the_simulator_records_requests_and_takes_faults_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let sim =
+        sim(SimConfig { record: Some(record.clone()), client_secret: Some("s3cret".into()), ..SimConfig::default() })
+            .await;
+    let m365 = provider(&sim, |_| {});
+    m365.ensure_domain("a.secours-amp.fr").await.unwrap();
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        lines.iter().any(|l| l["method"] == "POST" && l["path"] == "/v1.0/domains" && l["status"] == 201),
+        "{lines:?}"
+    );
+    let token = lines.iter().find(|l| l["path"].as_str().unwrap().ends_with("/token")).unwrap();
+    assert_eq!(token["body"], "[form redacted]");
+    assert!(!std::fs::read_to_string(&record).unwrap().contains("s3cret"), "the client secret is not recorded");
+    // Faults can be switched on over HTTP while the simulator runs.
+    let http = reqwest::Client::new();
+    let r =
+        http.post(format!("{}/_sim/faults", sim.base_url())).json(&json!({"throttle_rps": 1})).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let bad = http.post(format!("{}/_sim/faults", sim.base_url())).json(&json!({"throttle": 1})).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "unknown knobs are refused");
+    let mut throttled = false;
+    for _ in 0..3 {
+        let r = http.get(format!("{}/v1.0/domains", sim.graph_url())).send().await.unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            throttled = true;
+        }
+    }
+    assert!(throttled);
+}
