@@ -214,6 +214,10 @@ impl Host for DaemonHost {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            // Sent now rather than at the next maintenance round; failures are retried there.
+            if let Err(e) = crate::notify::deliver(&st, now).await {
+                tracing::warn!(error = %e, "notification delivery deferred");
+            }
             Ok(())
         })
     }

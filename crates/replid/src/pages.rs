@@ -46,7 +46,6 @@ fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
         }),
     );
     m.insert("csrf".into(), json!(csrf));
-    m.insert("refresh".into(), json!(false));
     for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended"] {
         m.insert(k.into(), Value::Null);
     }
@@ -488,11 +487,13 @@ pub async fn crisis(
     );
     data.insert("flash".into(), json!(q.get("ok")));
     data.insert("flash_error".into(), json!(q.get("erreur")));
-    // A page being prepared refreshes itself (no script needed).
+    // No automatic refresh: it would wipe what someone is typing in the page's forms. The page
+    // says when it was read and offers a refresh link while steps are running.
     data.insert(
-        "refresh".into(),
+        "live".into(),
         json!(matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback)),
     );
+    data.insert("read_at".into(), json!(when(&st, Some(st.clock.now()))));
     render(&st, StatusCode::OK, "crise", &Value::Object(data))
 }
 

@@ -61,7 +61,7 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
 
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
-    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "refresh": false }))
+    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null }))
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
@@ -144,7 +144,7 @@ fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, er
         st,
         status,
         "connexion",
-        &json!({ "title": "Connexion", "csrf": csrf, "login": login, "error": error, "nav": null, "refresh": false }),
+        &json!({ "title": "Connexion", "csrf": csrf, "login": login, "error": error, "nav": null }),
     );
     (jar.add(cookie), page).into_response()
 }
