@@ -2,7 +2,7 @@
 
 use repli_core::Role;
 use repli_proto::api::{AgentInput, AgentsRequest};
-use repli_tests::{TestApp, request};
+use repli_tests::{StatusCode, TestApp, request};
 
 #[tokio::test]
 async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
@@ -90,4 +90,26 @@ async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
 
 async fn app_token(app: &TestApp, role: Role) -> String {
     app.token(role, None).await.1
+}
+
+#[tokio::test]
+async fn a_failed_password_reset_does_not_use_up_the_credential_sheets() {
+    let app = TestApp::spawn_with(|c| c.m365.budget_seconds = 5).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let sim = app.daemon.state().m365_zone_api().unwrap();
+    let faults = |body: serde_json::Value| {
+        let sim = sim.clone();
+        async move { reqwest::Client::new().post(format!("{sim}/_sim/faults")).json(&body).send().await.unwrap() }
+    };
+    // Microsoft 365 is down while ops print the sheets: an error, and nothing recorded.
+    faults(serde_json::json!({ "fail_rate": 1.0 })).await;
+    let sheet = app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await;
+    assert_eq!(sheet.status_code(), 500);
+    faults(serde_json::json!({})).await;
+    let html = app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.unwrap();
+    assert!(html.contains("Mot de passe initial"));
+    assert_eq!(app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.status_code(), 409);
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "documents.credential_sheets").count(), 1);
 }

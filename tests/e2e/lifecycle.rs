@@ -25,6 +25,10 @@ async fn a_crisis_goes_from_request_to_closure() {
     assert_eq!(app.activate(&c.id).await.state, CrisisState::Provisioning);
     app.clock.advance(SignedDuration::from_hours(4));
     assert_eq!(app.make_ready(&c.id).await.state, CrisisState::Ready);
+    // The playbook's message to the commune goes to ops, to relay by the out-of-band contact.
+    let sent = app.ops.notifications().await.unwrap();
+    let relay = sent.iter().find(|n| n.subject.starts_with("À transmettre à Anne Martin")).expect("message to relay");
+    assert_eq!(relay.status, "sent", "delivered at once, not at the next maintenance round: {relay:?}");
     app.clock.advance(SignedDuration::from_hours(2));
     assert_eq!(app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap().state, CrisisState::Delivered);
     app.clock.advance(SignedDuration::from_hours(2));

@@ -125,45 +125,8 @@ pub async fn one(
     if file == CREDENTIAL_SHEETS && a.role != Role::Ops {
         return Err(ApiError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."));
     }
-    let (crisis, docs) = if file == CREDENTIAL_SHEETS {
-        let r = visible_crisis(&st, a, &id).await?;
-        let (_, accounts) = crate::engine::provisioned(&st, &r.id).await?;
-        if accounts.is_empty() {
-            return Err(ApiError::Conflict {
-                code: "no_accounts_yet",
-                detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
-            });
-        }
-        (r.id.to_string(), Vec::new())
-    } else {
-        render(&st, a, &id).await?
-    };
-    let docs = if file == CREDENTIAL_SHEETS {
-        // The only place initial passwords ever appear: handed over once, audited.
-        let once = repli_store::Record {
-            commune: crisis.split('-').next().map(str::to_owned),
-            crisis: Some(crisis.clone()),
-            action: "documents.credential_sheets".into(),
-            target: CREDENTIAL_SHEETS.into(),
-            details: serde_json::json!({}),
-        };
-        if !st.store.record_once(&once, repli_store::By::User(a), st.clock.now()).await? {
-            return Err(ApiError::Conflict {
-                code: "credential_sheets_issued",
-                detail: "Les fiches identifiants ont déjà été délivrées pour cette crise (voir le journal d'audit)."
-                    .into(),
-            });
-        }
-        // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
-        let r = visible_crisis(&st, a, &id).await?;
-        let (_, accounts) = crate::engine::provisioned(&st, &r.id).await?;
-        let upns: Vec<String> = accounts.iter().map(|a| a.login.clone()).collect();
-        let passwords =
-            st.m365.reset_passwords(&upns).await.map_err(|e| ApiError::Internal(format!("passwords: {e}")))?;
-        pack(&st, r, Some(&passwords)).await?.1
-    } else {
-        docs
-    };
+    let docs =
+        if file == CREDENTIAL_SHEETS { credential_sheets(&st, a, &id).await? } else { render(&st, a, &id).await?.1 };
     let (_, content) = docs
         .into_iter()
         .find(|(n, _)| *n == file)
@@ -173,6 +136,53 @@ pub async fn one(
     resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCUMENT_CSP));
     Ok(resp)
 }
+
+/// The credential sheets: one-time passwords set in Microsoft 365, rendered, and only then the
+/// hand-over recorded (audited, once). One issue at a time, so two downloads cannot both reset
+/// the passwords; a failed reset records nothing, and ops can try again.
+async fn credential_sheets(st: &AppState, a: &Actor, id: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let _one_at_a_time = st.credential_sheets.lock().await;
+    let r = visible_crisis(st, a, id).await?;
+    let crisis = r.id.to_string();
+    let (_, accounts) = crate::engine::provisioned(st, &r.id).await?;
+    if accounts.is_empty() {
+        return Err(ApiError::Conflict {
+            code: "no_accounts_yet",
+            detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
+        });
+    }
+    let issued = || ApiError::Conflict {
+        code: "credential_sheets_issued",
+        detail: "Les fiches identifiants ont déjà été délivrées pour cette crise (voir le journal d'audit).".into(),
+    };
+    let filter = repli_store::AuditFilter {
+        crisis: Some(crisis.clone()),
+        action: Some(SHEETS_ISSUED.into()),
+        limit: 1,
+        ..Default::default()
+    };
+    if !st.store.audit_entries(&filter).await?.is_empty() {
+        return Err(issued());
+    }
+    // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
+    let upns: Vec<String> = accounts.iter().map(|a| a.login.clone()).collect();
+    let passwords = st.m365.reset_passwords(&upns).await.map_err(|e| ApiError::Internal(format!("passwords: {e}")))?;
+    let (_, docs) = pack(st, r, Some(&passwords)).await?;
+    let once = repli_store::Record {
+        commune: crisis.split('-').next().map(str::to_owned),
+        crisis: Some(crisis.clone()),
+        action: SHEETS_ISSUED.into(),
+        target: CREDENTIAL_SHEETS.into(),
+        details: serde_json::json!({ "accounts": upns.len() }),
+    };
+    if !st.store.record_once(&once, repli_store::By::User(a), st.clock.now()).await? {
+        return Err(issued());
+    }
+    Ok(docs)
+}
+
+/// The audit action recording that the credential sheets were handed over.
+const SHEETS_ISSUED: &str = "documents.credential_sheets";
 
 pub async fn zip(
     State(st): State<AppState>,

@@ -73,6 +73,8 @@ pub struct AppState {
     pub simulation: bool,
     zone_api: Option<String>,
     pub engine: Arc<repli_engine::Engine>,
+    /// Credential sheets are issued one at a time ([`documents`]).
+    pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What one maintenance round did.
@@ -285,6 +287,7 @@ impl Daemon {
             simulation: m365.simulator.is_some(),
             zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
             engine: engine.clone(),
+            credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
         };
         host.attach(state.clone());
         // Resumes every unfinished run found in the database, then keeps scheduling.
