@@ -90,6 +90,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/demande", [R, R, R, R, R, R]),
     ("GET", "/crises/{id}", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/action", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/annulation", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/main-courante", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/agents", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/taches/{step}", [R, R, R, R, R, R]),

@@ -239,6 +239,10 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
         assert!(html.contains(&format!("id=\"{id}\" class=\"erreur\"")), "{id} missing");
     }
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; {{x}}") && !html.contains("<script>"));
+    assert!(
+        html.contains("id=\"contact_phone\" name=\"contact_phone\"")
+            && html.matches("aria-invalid=\"true\"").count() == 3
+    );
     assert!(app.ops.crises(&Default::default()).await.unwrap().is_empty());
     // A forged token is refused before anything happens.
     let r = post(
@@ -274,6 +278,14 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
             http().get(app.url(path)).header(COOKIE, cookie.as_str()).send().await.unwrap().text().await.unwrap();
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"), "{path}");
     }
+    // The DGS calls the kit off from the page: a reason is required.
+    let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "  ")]).await.unwrap();
+    let back = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(back.contains("erreur=") && back.contains("motif"), "{back}");
+    let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "SI rétabli")]).await.unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    let id = page.trim_start_matches("/crises/");
+    assert_eq!(app.ops.crisis(id).await.unwrap().state, repli_core::CrisisState::Cancelled);
     // Pages closed to the role say so.
     for path in ["/journal", "/taches", "/inventaire", "/rapport-sla"] {
         let r = http().get(app.url(path)).header(COOKIE, &dgs).send().await.unwrap();

@@ -80,6 +80,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
         (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis)),
         (Method::POST, "/crises/{id}/action", Page(P::OperateCrisis), post(pages::crisis_action)),
+        (Method::POST, "/crises/{id}/annulation", Page(P::CancelCrisis), post(pages::cancel)),
         (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
         (Method::POST, "/crises/{id}/agents", Page(P::WriteCrisisLog), post(pages::set_agents)),
         (Method::POST, "/crises/{id}/taches/{step}", Page(P::OperateCrisis), post(pages::confirm_task)),

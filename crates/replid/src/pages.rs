@@ -470,6 +470,11 @@ pub async fn crisis(
     data.insert("can_deliver".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Deliver)));
     data.insert("can_handback".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::StartHandback)));
     data.insert("can_scan".into(), json!(is_ops && view.state == CrisisState::Handback));
+    data.insert("can_reject".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Reject)));
+    data.insert(
+        "can_cancel".into(),
+        json!(a.may(repli_core::Permission::CancelCrisis) && view.next_actions.contains(&CrisisAction::Cancel)),
+    );
     data.insert("can_log".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
     data.insert("can_agents".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
     data.insert("runs".into(), json!(runs));
@@ -516,11 +521,32 @@ pub async fn crisis_action(
         Some("activate") => CrisisAction::Activate,
         Some("deliver") => CrisisAction::Deliver,
         Some("start_handback") => CrisisAction::StartHandback,
+        Some("reject") => CrisisAction::Reject,
         _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
     };
-    match crate::api::apply(&st, &a, &id, action, repli_proto::api::ActionRequest::default()).await {
-        Ok(v) => back(&id, "ok", &format!("Crise {} : {}", v.0.id, v.0.state_label)),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+    act(&st, &a, &id, action, &form).await
+}
+
+/// Calling the kit off (the commune's DGS, or ops), with a reason.
+pub async fn cancel(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    act(&st, &a, &id, CrisisAction::Cancel, &form).await
+}
+
+async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &BTreeMap<String, String>) -> Response {
+    let reason = form.get("motif").map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+    let body = repli_proto::api::ActionRequest { reason };
+    match crate::api::apply(st, a, id, action, body).await {
+        Ok(v) => back(id, "ok", &format!("Crise {} : {}", v.0.id, v.0.state_label)),
+        Err(e) => back(id, "erreur", &e.to_problem().detail),
     }
 }
 
