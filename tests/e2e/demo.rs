@@ -32,6 +32,10 @@ async fn the_demo_plays_a_whole_crisis() {
     // all disabled at hand-back.
     assert!(s.simulation);
     assert_eq!((s.accounts_created, s.accounts_disabled), (12, 12));
+    // What the commune had to retrieve before its accounts were deleted, one line per account.
+    let retrieve = std::fs::read_to_string(s.documents_dir.join("comptes-a-recuperer.csv")).unwrap();
+    assert_eq!(retrieve.lines().count(), 13, "{retrieve}");
+    assert!(retrieve.contains("agent.fictif.01@pertuis.secours-amp.fr;Agent fictif 01;État civil;boîte aux lettres (PST) et fichiers OneDrive"), "{retrieve}");
     let zone = std::fs::read_to_string(s.documents_dir.join("zone-dns-secours.txt")).unwrap();
     assert!(
         zone.contains("$ORIGIN pertuis.secours-amp.fr.")

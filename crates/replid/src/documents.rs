@@ -90,6 +90,29 @@ pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<Str
         std::fs::write(dir.join(&name), zone).map_err(|e| format!("{name}: {e}"))?;
         names.push(name);
     }
+    // At hand-back: what the commune must retrieve before the accounts are deleted.
+    let disabled = crate::engine::wound_down_accounts(st, id).await.map_err(|e| e.to_string())?;
+    if !disabled.is_empty() {
+        let (_, accounts) = crate::engine::provisioned(st, id).await.map_err(|e| e.to_string())?;
+        let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
+        let header = ["compte", "nom", "service", "à récupérer"];
+        w.write_record(header).map_err(|e| e.to_string())?;
+        for upn in &disabled {
+            let who = accounts.iter().find(|a| a.login.eq_ignore_ascii_case(upn));
+            let cell = |v: &str| repli_core::text::csv_cell(v).into_owned();
+            w.write_record([
+                cell(upn),
+                cell(who.map_or("", |a| a.name.as_str())),
+                cell(who.map_or("", |a| a.service.as_str())),
+                "boîte aux lettres (PST) et fichiers OneDrive".to_string(),
+            ])
+            .map_err(|e| e.to_string())?;
+        }
+        let bytes = w.into_inner().map_err(|e| e.to_string())?;
+        let name = "comptes-a-recuperer.csv".to_string();
+        std::fs::write(dir.join(&name), bytes).map_err(|e| format!("{name}: {e}"))?;
+        names.push(name);
+    }
     let zip = format!("pack-{crisis}.zip");
     let bytes = Documents::zip_bytes(&docs).map_err(|e| e.to_string())?;
     std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;

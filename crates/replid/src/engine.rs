@@ -249,15 +249,25 @@ pub fn engine(
     Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg))
 }
 
-/// How many accounts the hand-back's wind-down disabled (0 before it ran).
-pub async fn accounts_disabled(st: &AppState, id: &CrisisId) -> Result<usize, repli_store::StoreError> {
-    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "handback") else { return Ok(0) };
+/// The accounts the hand-back's wind-down disabled (none before it ran).
+pub async fn wound_down_accounts(st: &AppState, id: &CrisisId) -> Result<Vec<String>, repli_store::StoreError> {
+    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "handback") else {
+        return Ok(Vec::new());
+    };
     let steps = st.store.steps(run.id).await?;
     Ok(steps
         .iter()
         .find(|s| s.kind == "m365.winddown" && s.state == repli_core::StepState::Succeeded)
-        .and_then(|s| s.output.as_ref().and_then(|o| o["accounts"].as_array().map(Vec::len)))
-        .unwrap_or(0))
+        .and_then(|s| s.output.as_ref().and_then(|o| o["accounts"].as_array().cloned()))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect())
+}
+
+/// How many accounts the hand-back's wind-down disabled (0 before it ran).
+pub async fn accounts_disabled(st: &AppState, id: &CrisisId) -> Result<usize, repli_store::StoreError> {
+    Ok(wound_down_accounts(st, id).await?.len())
 }
 
 /// What the activation run provisioned: the workspace and the accounts (no passwords).
