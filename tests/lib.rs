@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use jiff::Timestamp;
 use repli_core::{CrisisAction, CrisisId, CrisisState, InseeCode, Role, StepState};
 use repli_proto::Client;
-use repli_proto::api::{AgentInput, AgentsRequest, Contact, CrisisRequest, CrisisView, StepsView};
+use repli_proto::api::{
+    AgentInput, AgentsRequest, Contact, CrisisRequest, CrisisView, NewUserRequest, PasswordRequest, StepsView,
+};
 use replid::Daemon;
 use replid::clock::ManualClock;
 use replid::config::Config;
@@ -88,6 +90,24 @@ impl TestApp {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("repli.db")
+    }
+
+    /// A user of `role` named `name` who signs in on the web with `login` and `password`.
+    pub async fn web_user(&self, role: Role, commune: Option<&str>, name: &str, login: &str, password: &str) {
+        let admin = self.client(Role::Admin, None).await;
+        let u = admin
+            .create_user(&NewUserRequest {
+                name: name.into(),
+                role,
+                commune: commune.map(|c| InseeCode::parse(c).unwrap()),
+                expires_days: None,
+            })
+            .await
+            .unwrap();
+        admin
+            .set_password(u.user.id, &PasswordRequest { login: login.into(), password: password.into() })
+            .await
+            .unwrap();
     }
 
     /// Polls the crisis's playbook runs until `done` holds (30 s at most).

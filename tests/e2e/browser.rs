@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use repli_core::{CrisisState, Role};
-use repli_proto::api::{ImportFile, ImportRequest, LendRequest, NewUserRequest, PasswordRequest};
+use repli_proto::api::{ImportFile, ImportRequest, LendRequest};
 use repli_tests::TestApp;
 use thirtyfour::prelude::*;
 
@@ -134,17 +134,7 @@ async fn assert_fits_a_phone(d: &WebDriver, page: &str) {
 
 /// A user with a web login and password.
 async fn web_user(app: &TestApp, role: Role, commune: Option<&str>, login: &str) {
-    let admin = app.client(Role::Admin, None).await;
-    let u = admin
-        .create_user(&NewUserRequest {
-            name: format!("{login} (web)"),
-            role,
-            commune: commune.map(|c| repli_core::InseeCode::parse(c).unwrap()),
-            expires_days: None,
-        })
-        .await
-        .unwrap();
-    admin.set_password(u.user.id, &PasswordRequest { login: login.into(), password: PASSWORD.into() }).await.unwrap();
+    app.web_user(role, commune, &format!("{login} (web)"), login, PASSWORD).await;
 }
 
 async fn sign_in(d: &WebDriver, app: &TestApp, login: &str) {

@@ -1,7 +1,6 @@
 //! Web sign-in: argon2id passwords, session cookie, CSRF on every form, throttling, escaping.
 
 use repli_core::Role;
-use repli_proto::api::{NewUserRequest, PasswordRequest};
 use repli_tests::{TestApp, request};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, StatusCode};
@@ -48,12 +47,7 @@ fn hidden_csrf(html: &str) -> String {
 
 /// A user with a web password; returns their login.
 async fn web_user(app: &TestApp, name: &str, login: &str) -> String {
-    let admin = app.client(Role::Admin, None).await;
-    let u = admin
-        .create_user(&NewUserRequest { name: name.into(), role: Role::Ops, commune: None, expires_days: None })
-        .await
-        .unwrap();
-    admin.set_password(u.user.id, &PasswordRequest { login: login.into(), password: PASSWORD.into() }).await.unwrap();
+    app.web_user(Role::Ops, None, name, login, PASSWORD).await;
     login.to_owned()
 }
 
@@ -194,17 +188,7 @@ async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
 
 /// A web user of `role` signed in: (session cookie, form CSRF token).
 async fn session_of(app: &TestApp, role: Role, commune: Option<&str>, login: &str) -> (String, String) {
-    let admin = app.client(Role::Admin, None).await;
-    let u = admin
-        .create_user(&NewUserRequest {
-            name: format!("{login} web"),
-            role,
-            commune: commune.map(|c| repli_core::InseeCode::parse(c).unwrap()),
-            expires_days: None,
-        })
-        .await
-        .unwrap();
-    admin.set_password(u.user.id, &PasswordRequest { login: login.into(), password: PASSWORD.into() }).await.unwrap();
+    app.web_user(role, commune, &format!("{login} web"), login, PASSWORD).await;
     let r = sign_in(app, login, PASSWORD).await;
     let cookie = cookie_value(&set_cookie(&r, "repli_session").unwrap()).to_owned();
     let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();

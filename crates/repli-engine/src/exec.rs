@@ -244,6 +244,8 @@ impl Engine {
             return Ok(());
         }
         let done: BTreeSet<&str> = steps.iter().filter(|s| s.state.is_done()).map(|s| s.step_id.as_str()).collect();
+        // What finished steps produced, read once for every step started in this pass.
+        let outputs = Arc::new(outputs_by_kind(&steps));
         let wall = self.host.wall();
         for step in steps.iter().filter(|s| s.state == StepState::Pending) {
             if !step.needs.iter().all(|n| done.contains(n.as_str())) || step.not_before.is_some_and(|t| t > wall) {
@@ -267,10 +269,11 @@ impl Engine {
             }
             let engine = self.clone();
             let run = run.clone();
+            let outputs = outputs.clone();
             let span = tracing::info_span!("step", crisis = %run.crisis_id, playbook = %run.playbook, step = %claimed.step_id, kind = %claimed.kind, attempt = claimed.attempts);
             tokio::spawn(
                 async move {
-                    engine.execute_leased(&run, &claimed, &steps_snapshot(&engine, run.id).await).await;
+                    engine.execute_leased(&run, &claimed, &outputs).await;
                     if let Ok(mut a) = engine.active.lock() {
                         a.remove(&key);
                     }
@@ -283,8 +286,8 @@ impl Engine {
         Ok(())
     }
 
-    async fn execute_leased(&self, run: &RunRecord, step: &StepRecord, steps: &[StepRecord]) {
-        let work = self.execute(run, step, steps);
+    async fn execute_leased(&self, run: &RunRecord, step: &StepRecord, outputs: &BTreeMap<String, Value>) {
+        let work = self.execute(run, step, outputs);
         let heartbeat = async {
             let every = Duration::from_millis((self.config.lease.as_millis() / 3).clamp(100, 60_000) as u64);
             loop {
@@ -338,7 +341,12 @@ impl Engine {
         }
     }
 
-    async fn execute(&self, run: &RunRecord, step: &StepRecord, steps: &[StepRecord]) -> Result<Outcome, StepError> {
+    async fn execute(
+        &self,
+        run: &RunRecord,
+        step: &StepRecord,
+        outputs: &BTreeMap<String, Value>,
+    ) -> Result<Outcome, StepError> {
         let kind = StepKind::parse(&step.kind)
             .ok_or_else(|| StepError::permanent(format!("type d'étape inconnu : {}", step.kind)))?;
         let ctx = self.host.context(&run.crisis_id).await.map_err(StepError::transient)?;
@@ -347,7 +355,6 @@ impl Engine {
         let param = |name: &str| -> Result<Option<String>, StepError> {
             step.params.get(name).and_then(Value::as_str).map(&render).transpose()
         };
-        let outputs = outputs_by_kind(steps);
         let nickname = format!("crise-{}", run.crisis_id.as_str().to_ascii_lowercase());
         let done = |v: Value| Ok(Outcome::Done(v));
         match kind {
@@ -439,7 +446,7 @@ impl Engine {
                 done(json!({ "accounts": list }))
             }
             StepKind::M365Team => {
-                let upns = account_upns(&outputs)?;
+                let upns = account_upns(outputs)?;
                 let spec = TeamSpec {
                     nickname,
                     display_name: format!("Cellule de crise — {}", ctx.commune),
@@ -457,7 +464,7 @@ impl Engine {
                 )
             }
             StepKind::M365Meeting => {
-                let upns = account_upns(&outputs)?;
+                let upns = account_upns(outputs)?;
                 let organizer = upns
                     .first()
                     .cloned()
@@ -537,10 +544,6 @@ impl Engine {
             Err(e) => Err(StepError::permanent(e.to_string())),
         }
     }
-}
-
-async fn steps_snapshot(engine: &Engine, run: i64) -> Vec<StepRecord> {
-    engine.store.steps(run).await.unwrap_or_default()
 }
 
 fn account_upns(outputs: &BTreeMap<String, Value>) -> Result<Vec<String>, StepError> {

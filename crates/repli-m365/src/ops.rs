@@ -64,6 +64,23 @@ fn record_from_graph(r: &Value) -> Option<DnsRecord> {
     Some(DnsRecord { name, kind, ttl, value, service })
 }
 
+/// One error naming every item that failed, or `Ok`.
+fn partial_failure(op: &str, failures: Vec<String>) -> Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Graph { op: op.into(), status: 400, code: "partialFailure".into(), message: failures.join("; ") })
+}
+
+/// The items of a run that failed, except those whose status is `tolerated`.
+fn failed_items(results: &BTreeMap<String, Reply>, tolerated: Option<u16>) -> Vec<String> {
+    results
+        .iter()
+        .filter(|(_, r)| !r.ok() && Some(r.status) != tolerated)
+        .map(|(id, r)| format!("{id}: {}", r.message()))
+        .collect()
+}
+
 impl GraphProvider {
     /// Checks the endpoints (https to Microsoft, or http to a loopback simulator only).
     pub fn new(config: GraphConfig) -> Result<Self> {
@@ -409,14 +426,7 @@ impl M365 for GraphProvider {
                         }
                     }
                 }
-                if !failures.is_empty() {
-                    return Err(Error::Graph {
-                        op: "accounts.create".into(),
-                        status: 400,
-                        code: "partialFailure".into(),
-                        message: failures.join("; "),
-                    });
-                }
+                partial_failure("accounts.create", failures)?;
                 Ok(out
                     .into_iter()
                     .map(|(upn, agent, id, created, licensed)| Account {
@@ -576,16 +586,7 @@ impl M365 for GraphProvider {
                 })
                 .collect();
             let results = self.graph.run_items("accounts.password", units, retry_404()).await?;
-            let failed: Vec<String> =
-                results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
-            if !failed.is_empty() {
-                return Err(Error::Graph {
-                    op: "accounts.password".into(),
-                    status: 400,
-                    code: "partialFailure".into(),
-                    message: failed.join("; "),
-                });
-            }
+            partial_failure("accounts.password", failed_items(&results, None))?;
             Ok(passwords)
         })
     }
@@ -630,16 +631,7 @@ impl M365 for GraphProvider {
                 units.push(unit);
             }
             let results = self.graph.run_items("accounts.winddown", units, Opts::default()).await?;
-            let failed: Vec<String> =
-                results.iter().filter(|(_, r)| !r.ok()).map(|(id, r)| format!("{id}: {}", r.message())).collect();
-            if !failed.is_empty() {
-                return Err(Error::Graph {
-                    op: "accounts.winddown".into(),
-                    status: 400,
-                    code: "partialFailure".into(),
-                    message: failed.join("; "),
-                });
-            }
+            partial_failure("accounts.winddown", failed_items(&results, None))?;
             Ok(WindDown {
                 accounts: users.iter().filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string)).collect(),
                 licences_removed: licences,
@@ -668,19 +660,7 @@ impl M365 for GraphProvider {
             let count = units.len();
             let results = self.graph.run_items("accounts.delete", units, Opts::default()).await?;
             // 404: already deleted by an earlier run.
-            let failed: Vec<String> = results
-                .iter()
-                .filter(|(_, r)| !r.ok() && r.status != 404)
-                .map(|(id, r)| format!("{id}: {}", r.message()))
-                .collect();
-            if !failed.is_empty() {
-                return Err(Error::Graph {
-                    op: "accounts.delete".into(),
-                    status: 400,
-                    code: "partialFailure".into(),
-                    message: failed.join("; "),
-                });
-            }
+            partial_failure("accounts.delete", failed_items(&results, Some(404)))?;
             Ok(count)
         })
     }

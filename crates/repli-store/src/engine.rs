@@ -485,15 +485,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Pending steps of the crisis waiting for a retry time become due now: called when
-    /// something a step waits on changed (agents list given, items returned, task done).
+    /// Pending steps of the crisis waiting for a retry time become due now. The changes a step
+    /// may wait on (agents list, items returned or written off, a task confirmed) do it in their
+    /// own transaction.
     pub async fn rearm_steps(&self, crisis: &CrisisId) -> Result<u64, StoreError> {
+        let mut conn = self.write.acquire().await?;
+        Self::rearm_in(&mut conn, crisis).await
+    }
+
+    /// [`Store::rearm_steps`] inside the transaction of the change that unblocks them.
+    pub(crate) async fn rearm_in(conn: &mut sqlx::SqliteConnection, crisis: &CrisisId) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE steps SET not_before = NULL WHERE state = 'pending' AND not_before IS NOT NULL \
              AND run_id IN (SELECT id FROM runs WHERE crisis_id = ? AND state = 'running')",
         )
         .bind(crisis.as_str())
-        .execute(&self.write)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected())
     }
@@ -580,6 +587,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         self.step_audit(&mut tx, &r, step, "engine.task.done", by, json!({ "note": note }), now).await?;
+        Self::rearm_in(&mut tx, crisis).await?;
         let s = Self::step_in(&mut tx, r.id, step).await?;
         tx.commit().await?;
         Ok(s)

@@ -519,6 +519,7 @@ impl Store {
             json!({ "agents": agents.len() }),
         );
         self.append(&mut tx, e, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
         self.agents(id).await
     }
@@ -635,6 +636,7 @@ impl Store {
             json!({ "condition": condition.as_str(), "note": note }),
         );
         self.append(&mut tx, e, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -712,6 +714,7 @@ impl Store {
         let e =
             NewEntry::crisis(actor, &commune, id.as_str(), "inventory.write_off", serial, json!({ "reason": reason }));
         self.append(&mut tx, e, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -20,6 +20,7 @@ const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame
 async fn pack(
     st: &AppState,
     r: repli_store::CrisisRecord,
+    kit: &crate::engine::Provisioned,
     passwords: Option<&[(String, repli_m365::Secret)]>,
 ) -> Result<(String, Vec<(String, String)>), ApiError> {
     let crisis_id = r.id.clone();
@@ -29,7 +30,7 @@ async fn pack(
         .await?
         .and_then(|c| c.convention)
         .map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
-    let (m365, mut accounts) = crate::engine::provisioned(st, &crisis_id).await?;
+    let mut accounts = kit.accounts.clone();
     if let Some(passwords) = passwords {
         for a in &mut accounts {
             if let Some((_, p)) = passwords.iter().find(|(upn, _)| upn.eq_ignore_ascii_case(&a.login)) {
@@ -53,8 +54,8 @@ async fn pack(
         loans: &loans,
         log: &log,
         accounts: &accounts,
-        accounts_disabled: crate::engine::accounts_disabled(st, &crisis_id).await?,
-        m365,
+        accounts_disabled: kit.disabled.len(),
+        m365: kit.m365.clone(),
         simulation: st.simulation,
         ..PackInput::minimal(&view, &metropole, &wipes, st.clock.now())
     };
@@ -64,7 +65,8 @@ async fn pack(
 
 async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(String, String)>), ApiError> {
     let r = visible_crisis(st, a, id).await?;
-    let (crisis, docs) = pack(st, r, None).await?;
+    let kit = crate::engine::provisioned(st, &r).await?;
+    let (crisis, docs) = pack(st, r, &kit, None).await?;
     // Credential sheets are for ops: nobody else sees them listed.
     let docs = docs.into_iter().filter(|(name, _)| a.role == Role::Ops || name != CREDENTIAL_SHEETS).collect();
     Ok((crisis, docs))
@@ -74,7 +76,8 @@ async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(Stri
 /// folder, `<database>.documents/<crisis>/`; returns their names (the `docs.render` step).
 pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<String>, String> {
     let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
-    let (crisis, docs) = pack(st, r, None).await.map_err(|e| format!("{e:?}"))?;
+    let kit = crate::engine::provisioned(st, &r).await.map_err(|e| e.to_string())?;
+    let (crisis, docs) = pack(st, r, &kit, None).await.map_err(|e| format!("{e:?}"))?;
     let dir = documents_dir(st).join(&crisis);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let docs: Vec<(String, String)> = docs.into_iter().filter(|(n, _)| n != CREDENTIAL_SHEETS).collect();
@@ -85,20 +88,18 @@ pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<Str
         names.push(name.clone());
     }
     // The crisis zone as published (BIND fragment), for the registrar and the record.
-    if let Some(zone) = crate::engine::published_zone(st, id).await.map_err(|e| e.to_string())? {
+    if let Some(zone) = &kit.zone {
         let name = "zone-dns-secours.txt".to_string();
         std::fs::write(dir.join(&name), zone).map_err(|e| format!("{name}: {e}"))?;
         names.push(name);
     }
     // At hand-back: what the commune must retrieve before the accounts are deleted.
-    let disabled = crate::engine::wound_down_accounts(st, id).await.map_err(|e| e.to_string())?;
-    if !disabled.is_empty() {
-        let (_, accounts) = crate::engine::provisioned(st, id).await.map_err(|e| e.to_string())?;
+    if !kit.disabled.is_empty() {
         let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
         let header = ["compte", "nom", "service", "à récupérer"];
         w.write_record(header).map_err(|e| e.to_string())?;
-        for upn in &disabled {
-            let who = accounts.iter().find(|a| a.login.eq_ignore_ascii_case(upn));
+        for upn in &kit.disabled {
+            let who = kit.accounts.iter().find(|a| a.login.eq_ignore_ascii_case(upn));
             let cell = |v: &str| repli_core::text::csv_cell(v).into_owned();
             w.write_record([
                 cell(upn),
@@ -167,8 +168,8 @@ async fn credential_sheets(st: &AppState, a: &Actor, id: &str) -> Result<Vec<(St
     let _one_at_a_time = st.credential_sheets.lock().await;
     let r = visible_crisis(st, a, id).await?;
     let crisis = r.id.to_string();
-    let (_, accounts) = crate::engine::provisioned(st, &r.id).await?;
-    if accounts.is_empty() {
+    let kit = crate::engine::provisioned(st, &r).await?;
+    if kit.accounts.is_empty() {
         return Err(ApiError::Conflict {
             code: "no_accounts_yet",
             detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
@@ -188,9 +189,9 @@ async fn credential_sheets(st: &AppState, a: &Actor, id: &str) -> Result<Vec<(St
         return Err(issued());
     }
     // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
-    let upns: Vec<String> = accounts.iter().map(|a| a.login.clone()).collect();
+    let upns: Vec<String> = kit.accounts.iter().map(|a| a.login.clone()).collect();
     let passwords = st.m365.reset_passwords(&upns).await.map_err(|e| ApiError::Internal(format!("passwords: {e}")))?;
-    let (_, docs) = pack(st, r, Some(&passwords)).await?;
+    let (_, docs) = pack(st, r, &kit, Some(&passwords)).await?;
     let once = repli_store::Record {
         commune: crisis.split('-').next().map(str::to_owned),
         crisis: Some(crisis.clone()),

@@ -249,43 +249,43 @@ pub fn engine(
     Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg))
 }
 
-/// The accounts the hand-back's wind-down disabled (none before it ran).
-pub async fn wound_down_accounts(st: &AppState, id: &CrisisId) -> Result<Vec<String>, repli_store::StoreError> {
-    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "handback") else {
-        return Ok(Vec::new());
-    };
-    let steps = st.store.steps(run.id).await?;
-    Ok(steps
-        .iter()
-        .find(|s| s.kind == "m365.winddown" && s.state == repli_core::StepState::Succeeded)
-        .and_then(|s| s.output.as_ref().and_then(|o| o["accounts"].as_array().cloned()))
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect())
+/// What a crisis's runs produced, as the documents need it (read once per rendering).
+#[derive(Debug, Default)]
+pub struct Provisioned {
+    /// The workspace, once the domain and the Team exist.
+    pub m365: Option<repli_docs::M365>,
+    /// The accounts created (no passwords).
+    pub accounts: Vec<repli_docs::Account>,
+    /// The accounts the hand-back's wind-down disabled.
+    pub disabled: Vec<String>,
+    /// The last BIND fragment a `dns.publish` step published (or handed to ops).
+    pub zone: Option<String>,
 }
 
-/// How many accounts the hand-back's wind-down disabled (0 before it ran).
-pub async fn accounts_disabled(st: &AppState, id: &CrisisId) -> Result<usize, repli_store::StoreError> {
-    Ok(wound_down_accounts(st, id).await?.len())
-}
-
-/// What the activation run provisioned: the workspace and the accounts (no passwords).
-pub async fn provisioned(
-    st: &AppState,
-    id: &CrisisId,
-) -> Result<(Option<repli_docs::M365>, Vec<repli_docs::Account>), repli_store::StoreError> {
-    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "activation") else {
-        return Ok((None, Vec::new()));
-    };
-    let steps = st.store.steps(run.id).await?;
-    let out = |kind: &str| {
+/// Reads the outputs of the crisis's activation and hand-back runs.
+pub async fn provisioned(st: &AppState, r: &repli_store::CrisisRecord) -> Result<Provisioned, repli_store::StoreError> {
+    let mut activation = Vec::new();
+    let mut handback = Vec::new();
+    for run in st.store.runs_of(&r.id).await? {
+        let steps = st.store.steps(run.id).await?;
+        match run.playbook.as_str() {
+            "activation" => activation = steps,
+            "handback" => handback = steps,
+            _ => {}
+        }
+    }
+    let succeeded = |steps: &[repli_store::StepRecord], kind: &str| -> Vec<serde_json::Value> {
         steps
             .iter()
-            .find(|s| s.kind == kind && s.state == repli_core::StepState::Succeeded)
-            .and_then(|s| s.output.clone())
+            .filter(|s| s.kind == kind && s.state == repli_core::StepState::Succeeded)
+            .filter_map(|s| s.output.clone())
+            .collect()
     };
-    let accounts: Vec<repli_docs::Account> = out("m365.accounts")
+    let out = |kind: &str| succeeded(&activation, kind).into_iter().next();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let accounts = out("m365.accounts")
         .and_then(|o| o["accounts"].as_array().cloned())
         .unwrap_or_default()
         .iter()
@@ -299,15 +299,8 @@ pub async fn provisioned(
     let m365 = match (out("m365.domain"), out("m365.team")) {
         (Some(d), Some(t)) => Some(repli_docs::M365 {
             domain: d["domain"].as_str().unwrap_or_default().to_string(),
-            team: st
-                .store
-                .crisis(id)
-                .await?
-                .map_or_else(|| "Cellule de crise".to_string(), |c| format!("Cellule de crise — {}", c.commune_name)),
-            channels: t["channels"]
-                .as_array()
-                .map(|c| c.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
+            team: format!("Cellule de crise — {}", r.commune_name),
+            channels: strings(&t["channels"]),
             drive_url: t["drive_url"].as_str().unwrap_or_default().to_string(),
             meeting_url: out("m365.meeting")
                 .and_then(|m| m["join_url"].as_str().map(str::to_string))
@@ -315,18 +308,7 @@ pub async fn provisioned(
         }),
         _ => None,
     };
-    Ok((m365, accounts))
-}
-
-/// The last BIND fragment a `dns.publish` step of the activation published (or handed to ops).
-pub async fn published_zone(st: &AppState, id: &CrisisId) -> Result<Option<String>, repli_store::StoreError> {
-    let Some(run) = st.store.runs_of(id).await?.into_iter().find(|r| r.playbook == "activation") else {
-        return Ok(None);
-    };
-    let steps = st.store.steps(run.id).await?;
-    Ok(steps
-        .iter()
-        .rev()
-        .filter(|s| s.kind == "dns.publish" && s.state == repli_core::StepState::Succeeded)
-        .find_map(|s| s.output.as_ref().and_then(|o| o["zone"].as_str().map(str::to_string))))
+    let disabled = succeeded(&handback, "m365.winddown").first().map(|o| strings(&o["accounts"])).unwrap_or_default();
+    let zone = succeeded(&activation, "dns.publish").iter().rev().find_map(|o| o["zone"].as_str().map(str::to_string));
+    Ok(Provisioned { m365, accounts, disabled, zone })
 }

@@ -189,6 +189,27 @@ fn agent_view(a: repli_store::Agent) -> AgentView {
     AgentView { id: a.id, name: a.name, service: a.service }
 }
 
+/// A refused line of a list: its position (from 0) and why.
+pub(crate) type LineError = (usize, FieldError);
+
+/// An agents list as typed (API, web form, CSV file): every name and service checked, every bad
+/// one reported with its position.
+pub(crate) fn checked_agents<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(String, String)>, Vec<LineError>> {
+    let mut errors = Vec::new();
+    let mut list = Vec::new();
+    for (i, (name, service)) in rows.into_iter().enumerate() {
+        let name = text::name(&format!("agents[{i}].name"), name);
+        let service = text::free_text(&format!("agents[{i}].service"), service, text::NAME_MAX, false);
+        match (name, service) {
+            (Ok(n), Ok(s)) => list.push((n, s)),
+            (n, s) => errors.extend(n.err().into_iter().chain(s.err()).map(|e| (i, e))),
+        }
+    }
+    if errors.is_empty() { Ok(list) } else { Err(errors) }
+}
+
 pub async fn set_agents(
     State(st): State<AppState>,
     Authed(ref a): Authed,
@@ -199,21 +220,10 @@ pub async fn set_agents(
     if req.agents.len() > MAX_AGENTS_LIST {
         return Err(ApiError::Validation(vec![FieldError::new("agents", format!("{MAX_AGENTS_LIST} agents au plus"))]));
     }
-    let mut errors = Vec::new();
-    let mut list = Vec::with_capacity(req.agents.len());
-    for (i, ag) in req.agents.iter().enumerate() {
-        let name = text::name(&format!("agents[{i}].name"), &ag.name);
-        let service = text::free_text(&format!("agents[{i}].service"), &ag.service, text::NAME_MAX, false);
-        match (name, service) {
-            (Ok(n), Ok(s)) => list.push((n, s)),
-            (n, s) => errors.extend(n.err().into_iter().chain(s.err())),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let list = checked_agents(req.agents.iter().map(|ag| (ag.name.as_str(), ag.service.as_str())))
+        .map_err(|errors| ApiError::Validation(errors.into_iter().map(|(_, e)| e).collect()))?;
     let agents = st.store.set_agents(&r.id, &list, a, st.clock.now()).await.map_err(item_error)?;
-    crate::steps::rearm(&st, &r.id).await;
+    st.engine.wake();
     Ok(Json(agents.into_iter().map(agent_view).collect()))
 }
 
@@ -296,7 +306,7 @@ pub async fn check_in(
         .transpose()
         .map_err(|e| ApiError::Validation(vec![e]))?;
     st.store.check_in(&r.id, &s, condition, note.as_deref(), a, st.clock.now()).await.map_err(item_error)?;
-    crate::steps::rearm(&st, &r.id).await;
+    st.engine.wake();
     loans(State(st), Authed(a.clone()), Path(id)).await
 }
 
@@ -310,7 +320,7 @@ pub async fn write_off(
     let s = serial("serial", &req.serial)?;
     let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| ApiError::Validation(vec![e]))?;
     st.store.write_off(&r.id, &s, &reason, a, st.clock.now()).await.map_err(item_error)?;
-    crate::steps::rearm(&st, &r.id).await;
+    st.engine.wake();
     loans(State(st), Authed(a.clone()), Path(id)).await
 }
 

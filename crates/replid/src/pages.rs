@@ -126,6 +126,18 @@ fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) ->
     }
 }
 
+/// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
+async fn form_crisis(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    form: &BTreeMap<String, String>,
+    id: &str,
+) -> Result<repli_store::CrisisRecord, Box<Response>> {
+    check_csrf(st, csrf, form)?;
+    visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
+}
+
 fn api_error_page(st: &AppState, e: &ApiError) -> Response {
     let p = e.to_problem();
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -354,18 +366,16 @@ pub async fn request_submit(
     if let Err(ApiError::Validation(v)) = crate::api::validate(&req, due, now) {
         errors.extend(v);
     }
-    let mut agent_rows = Vec::new();
-    for (i, (name, service)) in list.iter().enumerate() {
-        match (
-            text::name(&format!("agents[{i}].name"), name),
-            text::free_text("service", service, text::NAME_MAX, false),
-        ) {
-            (Ok(n), Ok(s)) => agent_rows.push((n, s)),
-            (Err(e), _) | (_, Err(e)) => {
-                errors.push(FieldError::new("agents_list", format!("ligne {} : {}", i + 1, e.message)))
-            }
+    let agent_rows = match crate::inventory::checked_agents(list.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
+        Ok(rows) => rows,
+        Err(bad) => {
+            errors.extend(
+                bad.into_iter()
+                    .map(|(i, e)| FieldError::new("agents_list", format!("ligne {} : {}", i + 1, e.message))),
+            );
+            Vec::new()
         }
-    }
+    };
     if !errors.is_empty() {
         for e in &errors {
             field_errors.entry(web_field(&e.field)).or_insert_with(|| e.message.clone());
@@ -557,12 +567,9 @@ pub async fn add_log(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let r = match visible_crisis(&st, &a, &id).await {
+    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
         Ok(r) => r,
-        Err(e) => return api_error_page(&st, &e),
+        Err(page) => return *page,
     };
     let kind = form.get("type").and_then(|k| k.parse::<repli_core::LogKind>().ok());
     let entry = text::free_text("texte", form.get("texte").map(String::as_str).unwrap_or(""), text::NOTE_MAX, true);
@@ -600,12 +607,9 @@ pub async fn set_agents(
             Err(_) => return back(&id, "erreur", "Formulaire illisible."),
         }
     }
-    if let Err(r) = check_csrf(&st, &csrf, &fields) {
-        return *r;
-    }
-    let r = match visible_crisis(&st, &a, &id).await {
+    let r = match form_crisis(&st, &a, &csrf, &fields, &id).await {
         Ok(r) => r,
-        Err(e) => return api_error_page(&st, &e),
+        Err(page) => return *page,
     };
     let source =
         fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("liste")).cloned().unwrap_or_default();
@@ -613,16 +617,16 @@ pub async fn set_agents(
     if rows.is_empty() || rows.len() > 500 {
         return back(&id, "erreur", "Liste des agents vide ou trop longue (500 au plus).");
     }
-    let mut list = Vec::new();
-    for (i, (name, service)) in rows.iter().enumerate() {
-        match (text::name("nom", name), text::free_text("service", service, text::NAME_MAX, false)) {
-            (Ok(n), Ok(s)) => list.push((n, s)),
-            (Err(e), _) | (_, Err(e)) => return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message)),
+    let list = match crate::inventory::checked_agents(rows.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
+        Ok(list) => list,
+        Err(bad) => {
+            let (i, e) = &bad[0];
+            return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message));
         }
-    }
+    };
     match st.store.set_agents(&r.id, &list, &a, st.clock.now()).await {
         Ok(agents) => {
-            crate::steps::rearm(&st, &r.id).await;
+            st.engine.wake();
             back(&id, "ok", &format!("Liste enregistrée : {} agent(s).", agents.len()))
         }
         Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
@@ -636,12 +640,9 @@ pub async fn confirm_task(
     Path((id, step)): Path<(String, String)>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let r = match visible_crisis(&st, &a, &id).await {
+    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
         Ok(r) => r,
-        Err(e) => return api_error_page(&st, &e),
+        Err(page) => return *page,
     };
     let note = form.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     if note.as_ref().is_some_and(|n| text::free_text("note", n, text::NOTE_MAX, false).is_err()) {
@@ -651,7 +652,6 @@ pub async fn confirm_task(
         if form.get("retour").is_some_and(|v| v == "taches") { "/taches".to_string() } else { format!("/crises/{id}") };
     match st.store.confirm_task(&r.id, &step, note.as_deref(), By::User(&a), st.clock.now()).await {
         Ok(s) => {
-            crate::steps::rearm(&st, &r.id).await;
             st.engine.wake();
             let q: String = form_urlencoded::Serializer::new(String::new())
                 .append_pair("ok", &format!("« {} » confirmée.", s.title))
@@ -670,12 +670,9 @@ pub async fn check_in(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let r = match visible_crisis(&st, &a, &id).await {
+    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
         Ok(r) => r,
-        Err(e) => return api_error_page(&st, &e),
+        Err(page) => return *page,
     };
     let serial = form.get("serial").map(|s| s.trim().to_string()).unwrap_or_default();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
@@ -687,7 +684,7 @@ pub async fn check_in(
     };
     match st.store.check_in(&r.id, &serial, condition, None, &a, st.clock.now()).await {
         Ok(()) => {
-            crate::steps::rearm(&st, &r.id).await;
+            st.engine.wake();
             back(&id, "ok", &format!("Retour enregistré : {serial}."))
         }
         Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
@@ -702,19 +699,19 @@ pub async fn tasks(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let list = match st.store.waiting_tasks().await {
+    let list = match crate::steps::task_views(&st).await {
         Ok(l) => l,
-        Err(e) => return api_error_page(&st, &e.into()),
+        Err(e) => return api_error_page(&st, &e),
     };
-    let mut tasks = Vec::new();
-    for (run, step) in list {
-        let view = crate::steps::step_view(&step, false);
-        let commune = st.store.crisis(&run.crisis_id).await.ok().flatten().map(|c| c.commune_name).unwrap_or_default();
-        tasks.push(json!({
-            "crisis": run.crisis_id.as_str(), "commune": commune, "step": view.step, "title": view.title,
-            "instructions": view.instructions, "checklist": view.checklist, "since": when(&st, step.started_at),
-        }));
-    }
+    let tasks: Vec<Value> = list
+        .iter()
+        .map(|t| {
+            json!({
+                "crisis": t.crisis.as_str(), "commune": t.commune_name, "step": t.step, "title": t.title,
+                "instructions": t.instructions, "checklist": t.checklist, "since": when(&st, t.since),
+            })
+        })
+        .collect();
     let mut data = base(&a, &csrf, "Tâches manuelles");
     data.insert("tasks".into(), json!(tasks));
     data.insert("flash".into(), json!(q.get("ok")));

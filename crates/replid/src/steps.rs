@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use repli_core::playbook::{Pos, StepKind};
-use repli_core::{Actor, Role, StepState, text};
+use repli_core::{Actor, Role, text};
 use repli_proto::api::{RunView, StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
 use repli_store::{By, StepRecord};
 use std::collections::BTreeSet;
@@ -107,6 +107,11 @@ pub async fn list(
 }
 
 pub async fn tasks(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<TaskView>>, ApiError> {
+    Ok(Json(task_views(&st).await?))
+}
+
+/// Manual steps waiting for ops, across crises (API and ops page).
+pub async fn task_views(st: &AppState) -> Result<Vec<TaskView>, ApiError> {
     let mut out = Vec::new();
     for (run, step) in st.store.waiting_tasks().await? {
         let (instructions, checklist) = rendered(&step);
@@ -122,7 +127,7 @@ pub async fn tasks(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<Tas
             since: step.started_at,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 fn step_name(step: &str) -> Result<&str, ApiError> {
@@ -148,7 +153,6 @@ pub async fn done(
         .confirm_task(&r.id, step_name(&step)?, note.as_deref().filter(|n| !n.is_empty()), By::User(a), st.clock.now())
         .await?;
     tracing::info!(crisis = %r.id, step = %s.step_id, "manual step confirmed");
-    rearm(&st, &r.id).await;
     st.engine.wake();
     Ok(Json(step_view(&s, true)))
 }
@@ -186,18 +190,4 @@ pub async fn skip(
     ApiJson(body): ApiJson<StepActionRequest>,
 ) -> Result<Json<StepView>, ApiError> {
     operate(&st, a, &id, &step, true, body).await
-}
-
-/// Something a waiting step depends on changed: its retry is due now.
-pub async fn rearm(st: &AppState, id: &repli_core::CrisisId) {
-    match st.store.rearm_steps(id).await {
-        Ok(n) if n > 0 => st.engine.wake(),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, crisis = %id, "cannot re-arm waiting steps"),
-    }
-}
-
-/// Whether any step of the crisis's runs has failed (for `crisis watch`).
-pub fn any_failed(v: &StepsView) -> bool {
-    v.runs.iter().any(|r| r.steps.iter().any(|s| s.state == StepState::Failed))
 }
