@@ -114,6 +114,9 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
 
     // Retry needs a reason, is ops-only, and is audited; then the step runs again.
     assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "retry", "  ").await.status_code(), 422);
+    assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "retry", &"x".repeat(5000)).await.status_code(), 422);
+    assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "retry", "\u{1b}[31m").await.status_code(), 422);
+    assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "reboot", "x").await.status_code(), 404);
     assert_eq!(app.dgs.step_action(c.id.as_str(), "accounts", "retry", "x").await.status_code(), 403);
     assert_eq!(app.ops.step_action(c.id.as_str(), "ready", "retry", "x").await.status_code(), 409, "only failed steps");
     let agents = vec![AgentInput { name: "Rémi <b>Test</b>".into(), service: "Accueil".into() }];

@@ -262,6 +262,38 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
             http().get(app.url(path)).header(COOKIE, cookie.as_str()).send().await.unwrap().text().await.unwrap();
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"), "{path}");
     }
+    // The agents list: a CSV file (multipart); a bad line is named, an oversized file refused,
+    // hostile names kept as data and escaped on the page.
+    let upload = |file: String| {
+        let boundary = "repli-test-boundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{dgs_csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"liste\"\r\n\r\n\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"fichier\"; filename=\"agents.csv\"\r\nContent-Type: text/csv\r\n\r\n{file}\r\n\
+             --{boundary}--\r\n"
+        );
+        http()
+            .post(app.url(&format!("{page}/agents")))
+            .header(COOKIE, &dgs)
+            .header(CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+    };
+    let flash = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let r = upload("Nom;Service\nAnne Martin;Accueil\n\u{1}Luc;Accueil\n".into()).await.unwrap();
+    assert!(flash(&r).contains("erreur=Ligne+2"), "{}", flash(&r));
+    let r = upload("A;B\n".repeat(70_000)).await.unwrap();
+    assert!(flash(&r).contains("erreur="), "oversized file refused: {}", flash(&r));
+    let r = upload(format!("{hostile};Accueil\nLuc Durand;État civil\n")).await.unwrap();
+    assert!(flash(&r).contains("ok="), "{}", flash(&r));
+    assert_eq!(app.ops.agents(page.trim_start_matches("/crises/")).await.unwrap()[0].name, hostile);
+    // The scan field refuses what a scanner cannot have typed.
+    let (ops_cookie, ops_csrf) = session_of(&app, Role::Ops, None, "ops.scan").await;
+    for bad in ["", "\u{7}FICTIF", &"X".repeat(101)] {
+        let r = post(&ops_cookie, &format!("{page}/retour"), &[("csrf", &ops_csrf), ("serial", bad)]).await.unwrap();
+        assert!(flash(&r).contains("erreur="), "{bad:?}: {}", flash(&r));
+    }
+
     // The DGS calls the kit off from the page: a reason is required.
     let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "  ")]).await.unwrap();
     let back = r.headers()[LOCATION].to_str().unwrap().to_owned();

@@ -304,6 +304,19 @@ async fn the_simulator_refuses_what_graph_refuses() {
     assert_eq!(body["responses"][0]["status"], 400);
     assert!(body["responses"][0]["body"]["error"]["message"].as_str().unwrap().contains("verified domain"));
     assert_eq!(body["responses"][1]["status"], 424);
+    // A body that is not JSON, and a filter the simulator (like Graph) does not support.
+    let garbled = reqwest::Client::new()
+        .post(format!("{}/users", sim.graph_url()))
+        .header("content-type", "application/json")
+        .body("{\"displayName\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), 400);
+    assert!(garbled.text().await.unwrap().contains("Unable to read JSON request payload"));
+    let (status, body) =
+        raw(&sim, reqwest::Method::GET, "/users?$filter=startswith(displayName,'a')", Value::Null).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("Request_UnsupportedQuery")));
     let (status, _) = raw(&sim, reqwest::Method::PATCH, "/users/nobody", json!({"accountEnabled": false})).await;
     assert_eq!(status, 404);
     let (status, body) = raw(&sim, reqwest::Method::POST, "/users/x/assignLicense", json!({"licences": []})).await;

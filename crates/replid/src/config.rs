@@ -591,6 +591,32 @@ mod tests {
     }
 
     #[test]
+    fn microsoft_365_and_engine_settings_are_checked() {
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let e = Config::load(None, env(pairs)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{pairs:?}: {e}");
+        };
+        refused(&[("REPLI_M365__MODE", "graph")], "tenant_id");
+        refused(&[("REPLI_M365__MODE", "tenant")], "unknown variant");
+        refused(&[("REPLI_M365__DOMAIN_PATTERN", "{slug}")], "m365.domain_pattern");
+        refused(&[("REPLI_M365__DOMAIN_PATTERN", "<script>.{slug}.fr")], "m365.domain_pattern");
+        refused(
+            &[("REPLI_M365__MODE", "graph"), ("REPLI_M365__TENANT_ID", "t"), ("REPLI_M365__CLIENT_ID", "c")],
+            "dns_url",
+        );
+        refused(&[("REPLI_M365__BUDGET_SECONDS", "0")], "budget_seconds");
+        refused(&[("REPLI_ENGINE__LEASE_SECONDS", "1")], "lease_seconds");
+        refused(&[("REPLI_ENGINE__CONCURRENCY", "1000")], "concurrency");
+        let ok =
+            Config::load(None, env(&[("REPLI_M365__DNS", "manual"), ("REPLI_ENGINE__LEASE_SECONDS", "5")])).unwrap();
+        assert_eq!((ok.m365.dns, ok.engine.lease_seconds), (DnsMode::Manual, 5));
+        // The secret is never in the file, and its file's path is redacted in Debug.
+        let mut c = Config::default();
+        c.m365.client_secret_file = Some("/etc/repli/secret-path".into());
+        assert!(!format!("{c:?}").contains("secret-path"));
+    }
+
+    #[test]
     fn bad_files_are_refused_with_their_origin() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
