@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use repli_core::run::{PlaybookName, RunState};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -156,7 +157,7 @@ impl TestApp {
             }
             let c = self.ops.crisis(id.as_str()).await.unwrap();
             if c.state == CrisisState::Ready
-                && v.runs.iter().any(|r| r.playbook == "activation" && r.state == "succeeded")
+                && v.runs.iter().any(|r| r.playbook == PlaybookName::Activation && r.state == RunState::Succeeded)
             {
                 return c;
             }
@@ -195,7 +196,7 @@ impl TestApp {
 
 /// The state of `step` in the run of `playbook`, if there is one.
 pub fn step_state(v: &StepsView, playbook: &str, step: &str) -> Option<StepState> {
-    v.runs.iter().find(|r| r.playbook == playbook)?.steps.iter().find(|s| s.step == step).map(|s| s.state)
+    v.runs.iter().find(|r| r.playbook.as_str() == playbook)?.steps.iter().find(|s| s.step == step).map(|s| s.state)
 }
 
 /// The HTTP status of a refused call, in one word: `client.call().await.status_code()`.
@@ -230,7 +231,7 @@ pub fn request(insee: &str) -> CrisisRequest {
     }
 }
 
-/// Path of one of the workspace's binaries (`replid`, `repli`), building them on first use.
+/// Path of one of the workspace's binaries (`replid`, `repli`, `repli-bench`), building them on first use.
 ///
 /// `cargo test` builds only the test-harness versions of other packages' binaries, so the kit
 /// asks the cargo that runs the tests to build the real ones, once per test process, in the
@@ -242,7 +243,19 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         let dir = exe.parent().and_then(|d| d.parent()).ok_or("test executable outside a target folder")?.to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bins", "-p", "replid", "-p", "repli-cli", "-p", "repli-graph-sim"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "replid",
+            "-p",
+            "repli-cli",
+            "-p",
+            "repli-graph-sim",
+            "-p",
+            "repli-bench",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

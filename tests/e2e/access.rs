@@ -174,7 +174,7 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
 
 #[tokio::test]
 async fn authorization_matrix_covers_every_route() {
-    let specs = replid::api::route_specs();
+    let specs = replid::routes::route_specs();
     for spec in &specs {
         let found = MATRIX.iter().any(|(m, p, _)| *m == spec.method.as_str() && *p == spec.path);
         assert!(found, "route {} {} has no row in the authorization matrix", spec.method, spec.path);

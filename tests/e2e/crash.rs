@@ -1,14 +1,14 @@
 //! The engine's reliability harness in the test suite: real `replid` and Graph simulator
-//! processes, replid SIGKILLed at random moments and restarted (10 rounds here; `repli bench
+//! processes, replid SIGKILLed at random moments and restarted (10 rounds here; `repli-bench
 //! crash --rounds 100` for the full figure in docs/PERFORMANCE.md).
 
 use repli_tests::workspace_bin;
 
 #[tokio::test]
 async fn replid_killed_ten_times_still_provisions_exactly_once() {
-    let repli = workspace_bin("repli");
-    let out = tokio::process::Command::new(&repli)
-        .args(["bench", "crash", "--rounds", "10", "--agents", "8", "--json"])
+    let bench = workspace_bin("repli-bench");
+    let out = tokio::process::Command::new(&bench)
+        .args(["crash", "--rounds", "10", "--agents", "8", "--json"])
         .output()
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! `repli demo` as a newcomer runs it, and its JSON summary.
 
-use repli_cli::demo::{DemoArgs, run};
 use repli_core::InseeCode;
+use replid::demo::{DemoArgs, run};
 
 #[tokio::test]
 async fn the_demo_plays_a_whole_crisis() {

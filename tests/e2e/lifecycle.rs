@@ -63,7 +63,7 @@ async fn a_crisis_goes_from_request_to_closure() {
     let steps = app.ops.steps(c.id.as_str()).await.unwrap();
     let mut automated = 0;
     for run in &steps.runs {
-        assert_eq!(run.state, "succeeded", "{}", run.playbook);
+        assert_eq!(run.state.as_str(), "succeeded", "{}", run.playbook);
         assert!(run.steps.iter().all(|s| s.state == repli_core::StepState::Succeeded), "{:#?}", run.steps);
         automated += run.steps.len();
     }

@@ -105,7 +105,7 @@ async fn no_secret_reaches_the_logs() {
 
     // A whole demo run, in the same captured process.
     let dir = tempfile::tempdir().unwrap();
-    let args = repli_cli::demo::DemoArgs {
+    let args = replid::demo::DemoArgs {
         dir: Some(dir.path().to_owned()),
         commune: repli_core::InseeCode::parse("13001").unwrap(),
         agents: 3,
@@ -114,7 +114,7 @@ async fn no_secret_reaches_the_logs() {
         tenant_id: "simulation".into(),
         client_id: "repli-demo".into(),
     };
-    repli_cli::demo::run(&args).await.unwrap();
+    replid::demo::run(&args).await.unwrap();
     let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();
 
     let text = logs(&sink);

@@ -11,7 +11,7 @@ use repli_proto::api::{
     PasswordRequest, TokenRequest,
 };
 
-use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, demo, output};
+use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCmd, UserCmd, output};
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let ca = match &cli.ca_cert {
@@ -49,9 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "repli", &mut std::io::stdout());
         }
-        Command::Demo(args) => return demo::main(args).await,
         Command::Audit(cmd) => return crate::audit::run(cmd, || client(&cli)).await,
-        Command::Bench(cmd) => return crate::bench::run(cmd).await,
         Command::Sla(crate::sla::SlaCmd::Report { json, csv }) => {
             return crate::sla::report(&client(&cli)?, *json, *csv).await;
         }

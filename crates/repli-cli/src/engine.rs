@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use jiff::{SignedDuration, Timestamp};
 use repli_core::playbook::format_duration;
+use repli_core::run::{PlaybookName, RunState};
 use repli_core::{BusinessCalendar, InseeCode, StepState, fr};
 use repli_engine::context::Context as TemplateContext;
 use repli_proto::Client;
@@ -129,33 +130,17 @@ struct Plan {
 }
 
 pub fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let books = match &a.dir {
-        Some(dir) => {
-            let (books, diags) = repli_engine::load::load_dir(dir);
-            if !diags.is_empty() {
-                bail!("{}", diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
-            }
-            books
-        }
-        None => {
-            let mut books = BTreeMap::new();
-            for (name, text) in replid::engine::EMBEDDED_PLAYBOOKS {
-                if let (Some(b), _) = repli_engine::load::parse(text) {
-                    books.insert(name.to_string(), b);
-                }
-            }
-            books
-        }
-    };
-    let book = books.get("activation").context("no activation playbook")?;
-    let communes = repli_core::reference::parse_communes("communes", replid::EMBEDDED_COMMUNES)?;
+    let books = repli_engine::engine_playbooks(a.dir.as_deref()).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let book = books.get(&PlaybookName::Activation).context("no activation playbook")?;
+    let communes = repli_core::reference::parse_communes("communes", repli_core::reference::EMBEDDED_COMMUNES)?;
     let commune = communes
         .iter()
         .find(|c| c.insee == a.commune)
         .with_context(|| format!("commune inconnue : {} n'est pas une commune de la métropole", a.commune))?;
-    let config = replid::config::Config::default();
-    let domain = repli_m365::backup_domain(&config.m365.domain_pattern, &commune.name, commune.insee.as_str())?;
-    let start = a.start.unwrap_or_else(|| replid::clock::Clock::now(&replid::clock::SystemClock));
+    let config = repli_config::Config::default();
+    let domain = repli_core::m365::backup_domain(&config.m365.domain_pattern, &commune.name, commune.insee.as_str())?;
+    #[allow(clippy::disallowed_methods)] // an offline plan from now: the CLI's one read of the clock
+    let start = a.start.unwrap_or_else(Timestamp::now);
     let calendar = BusinessCalendar::from_spec(&config.sla.calendar)?;
     let due = calendar.add_hours(start, config.sla.business_hours)?;
     let ctx = TemplateContext {
@@ -332,7 +317,7 @@ pub async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
             eprintln!("échec de l'étape « {} » : {}", failed.title, failed.last_error.as_deref().unwrap_or("?"));
             return Ok(crate::failure());
         }
-        let finished = v.runs.last().is_some_and(|r| r.state == "succeeded")
+        let finished = v.runs.last().is_some_and(|r| r.state == RunState::Succeeded)
             && matches!(
                 v.state,
                 repli_core::CrisisState::Ready

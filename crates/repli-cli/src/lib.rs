@@ -4,10 +4,7 @@
 //! [`repli_proto::Client`]: the CLI has no access of its own to the database.
 
 pub mod audit;
-mod bench;
 mod commands;
-mod crash;
-pub mod demo;
 pub mod engine;
 pub mod inventory;
 mod output;
@@ -72,9 +69,6 @@ pub enum Command {
     /// The SLA calendar: public holidays and due instants (offline).
     #[command(subcommand)]
     Sla(sla::SlaCmd),
-    /// Benchmarks (figures for docs/PERFORMANCE.md).
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
     /// Accounts (admin): create users, list them, issue tokens, set web passwords.
     #[command(subcommand)]
     User(UserCmd),
@@ -91,8 +85,6 @@ pub enum Command {
     Loan(inventory::LoanCmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
-    /// Play a whole crisis on a fresh in-process replid (simulation).
-    Demo(demo::DemoArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -357,9 +349,4 @@ impl std::str::FromStr for CrisisActionArg {
 /// Exit code of a command that ran but found a problem (e.g. a failed verification).
 pub(crate) fn failure() -> ExitCode {
     ExitCode::FAILURE
-}
-
-/// Where the demo writes its database and documents when no `--dir` is given.
-pub(crate) fn default_demo_parent() -> PathBuf {
-    std::env::temp_dir()
 }

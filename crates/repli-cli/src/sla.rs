@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
+use repli_config::Config;
 use repli_core::BusinessCalendar;
 use repli_core::calendar::french_holidays;
-use replid::config::Config;
 use serde::Serialize;
 
 #[derive(Debug, Subcommand)]

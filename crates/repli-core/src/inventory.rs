@@ -10,6 +10,83 @@ use serde::{Deserialize, Serialize};
 use crate::reference::{MAX_REFERENCE_BYTES, ReferenceError};
 use crate::text::{self, FieldError};
 
+/// How an item came back (the one parse of it: API, pages, CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Ok,
+    Damaged,
+    Missing,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 3] = [Self::Ok, Self::Damaged, Self::Missing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Damaged => "damaged",
+            Self::Missing => "missing",
+        }
+    }
+
+    /// In French, for people.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Ok => "en bon état",
+            Self::Damaged => "endommagé",
+            Self::Missing => "manquant",
+        }
+    }
+}
+
+impl FromStr for Condition {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| FieldError::new("condition", "ok, damaged ou missing"))
+    }
+}
+
+/// Laptops the deliberation lends at most (délibération du 12 octobre 2023).
+pub const MAX_LAPTOPS: u32 = 50;
+
+/// Equipment asked for, per kind (SIM cards follow phones and routers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KitNeeds {
+    pub laptop: u32,
+    pub router: u32,
+    pub phone: u32,
+    pub printer: u32,
+}
+
+/// What a request asked for, per kind (SIMs follow phones and routers); the default is a laptop
+/// per agent up to [`MAX_LAPTOPS`], a router and a printer.
+pub fn kit_needs(needs: Option<KitNeeds>, agents: u32) -> Result<Vec<(ItemKind, u32)>, FieldError> {
+    let n = needs.unwrap_or(KitNeeds { laptop: agents.min(MAX_LAPTOPS), router: 1, phone: 0, printer: 1 });
+    if n.laptop > MAX_LAPTOPS {
+        return Err(FieldError::new(
+            "needs.laptop",
+            format!("{MAX_LAPTOPS} ordinateurs portables au plus (délibération du 12 octobre 2023)"),
+        ));
+    }
+    for (field, v) in [("needs.router", n.router), ("needs.phone", n.phone), ("needs.printer", n.printer)] {
+        if v > 100 {
+            return Err(FieldError::new(field, "100 au plus"));
+        }
+    }
+    Ok(vec![
+        (ItemKind::Laptop, n.laptop),
+        (ItemKind::Router, n.router),
+        (ItemKind::Phone, n.phone),
+        (ItemKind::Sim, n.phone + n.router),
+        (ItemKind::Printer, n.printer),
+    ])
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {

@@ -20,9 +20,11 @@ pub mod fr;
 pub mod insee;
 pub mod inventory;
 pub mod legal;
+pub mod m365;
 pub mod playbook;
 pub mod reference;
 pub mod role;
+pub mod run;
 pub mod sla;
 pub mod text;
 

@@ -148,6 +148,9 @@ pub fn parse_conventions(source: &str, text: &str, communes: &[Commune]) -> Resu
     if errors.is_empty() { Ok(out) } else { Err(ReferenceError { errors }) }
 }
 
+/// The communes of the métropole, as shipped in `inventory/communes.csv`.
+pub const EMBEDDED_COMMUNES: &str = include_str!("../../../inventory/communes.csv");
+
 #[cfg(test)]
 mod tests {
     use super::*;

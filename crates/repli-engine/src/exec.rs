@@ -8,11 +8,15 @@
 
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
+use repli_core::m365::{AgentSpec, BoxFut, DnsPublisher, DnsRecord, M365, MeetingSpec, TeamSpec, zone_fragment};
 use repli_core::playbook::{Playbook, StepKind};
+use repli_core::run::{
+    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, By, DomainCreated, DomainVerified,
+    GroupDeleted, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered, Reserved,
+    RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord, Workspace,
+};
 use repli_core::{CrisisAction, CrisisId, CrisisState, StepState};
-use repli_m365::{AgentSpec, BoxFut, DnsPublisher, DnsRecord, M365, MeetingSpec, TeamSpec, zone_fragment};
-use repli_store::{By, NewStep, RunRecord, StepFinish, StepRecord, Store, StoreError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,11 +33,11 @@ pub trait Host: Send + Sync {
     fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>>;
     /// Renders the crisis's documents; returns their names.
     fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>>;
-    /// Queues a message to `audience` (`ops` or `dgs`).
+    /// Queues a message to `audience` and sends it.
     fn notify<'a>(
         &'a self,
         crisis: &'a CrisisId,
-        audience: &'a str,
+        audience: Audience,
         message: &'a str,
     ) -> BoxFut<'a, Result<(), String>>;
 }
@@ -55,10 +59,10 @@ pub struct EngineConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    Store(#[from] PortError),
     #[error("no playbook named {0}")]
-    UnknownPlaybook(String),
+    UnknownPlaybook(PlaybookName),
 }
 
 /// A step's failure: its message, and whether trying again can help.
@@ -77,33 +81,33 @@ impl StepError {
     }
 }
 
-impl From<repli_m365::Error> for StepError {
-    fn from(e: repli_m365::Error) -> Self {
+impl From<repli_core::m365::Error> for StepError {
+    fn from(e: repli_core::m365::Error) -> Self {
         let permanent = !e.is_transient();
         StepError { message: format!("Microsoft 365 : {e}"), permanent }
     }
 }
 
-impl From<StoreError> for StepError {
-    fn from(e: StoreError) -> Self {
+impl From<PortError> for StepError {
+    fn from(e: PortError) -> Self {
         StepError::transient(format!("base de données : {e}"))
     }
 }
 
 enum Outcome {
-    Done(Value),
-    Manual(Value),
+    Done(StepOutput),
+    Manual(ManualTask),
 }
 
 /// The engine. One per daemon; [`Engine::run_forever`] drives it.
 pub struct Engine {
-    store: Store,
+    store: Arc<dyn RunStore>,
     m365: Arc<dyn M365>,
     dns: Arc<dyn DnsPublisher>,
     host: Arc<dyn Host>,
-    playbooks: BTreeMap<String, Playbook>,
+    playbooks: BTreeMap<PlaybookName, Playbook>,
     config: EngineConfig,
-    wake: Notify,
+    wake: Arc<Notify>,
     permits: Arc<Semaphore>,
     active: Mutex<HashSet<(i64, String)>>,
 }
@@ -121,39 +125,22 @@ fn backoff(attempt: u32) -> SignedDuration {
     SignedDuration::from_secs(1i64 << attempt.saturating_sub(1).min(6))
 }
 
-fn outputs_by_kind(steps: &[StepRecord]) -> BTreeMap<String, Value> {
-    steps
-        .iter()
-        .filter(|s| s.state == StepState::Succeeded)
-        .filter_map(|s| s.output.clone().map(|o| (s.kind.clone(), o)))
-        .collect()
-}
-
 impl Engine {
     pub fn new(
-        store: Store,
+        store: Arc<dyn RunStore>,
         m365: Arc<dyn M365>,
         dns: Arc<dyn DnsPublisher>,
         host: Arc<dyn Host>,
-        playbooks: BTreeMap<String, Playbook>,
+        playbooks: BTreeMap<PlaybookName, Playbook>,
         config: EngineConfig,
+        wake: Arc<Notify>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Engine {
-            store,
-            m365,
-            dns,
-            host,
-            playbooks,
-            config,
-            wake: Notify::new(),
-            permits,
-            active: Mutex::new(HashSet::new()),
-        }
+        Engine { store, m365, dns, host, playbooks, config, wake, permits, active: Mutex::new(HashSet::new()) }
     }
 
-    pub fn playbook(&self, name: &str) -> Option<&Playbook> {
-        self.playbooks.get(name)
+    pub fn playbook(&self, name: PlaybookName) -> Option<&Playbook> {
+        self.playbooks.get(&name)
     }
 
     /// Asks the scheduler to look for work now.
@@ -162,18 +149,29 @@ impl Engine {
     }
 
     /// Starts `playbook` for a crisis (nothing if it already has that run); returns the run id.
-    pub async fn start(&self, crisis: &CrisisId, playbook: &str, by: By<'_>) -> Result<i64, EngineError> {
-        let book = self.playbooks.get(playbook).ok_or_else(|| EngineError::UnknownPlaybook(playbook.to_string()))?;
+    pub async fn start(&self, crisis: &CrisisId, playbook: PlaybookName, by: By<'_>) -> Result<i64, EngineError> {
+        let steps = self.new_steps(crisis, playbook).await?;
+        let (id, created) = self.store.create_run(crisis, playbook, &steps, by, self.host.now()).await?;
+        if created {
+            tracing::info!(crisis = %crisis, %playbook, run = id, "run started");
+        }
+        self.wake();
+        Ok(id)
+    }
+
+    /// The steps of `playbook` for a crisis, as a run starts them (titles rendered).
+    pub async fn new_steps(&self, crisis: &CrisisId, playbook: PlaybookName) -> Result<Vec<NewStep>, EngineError> {
+        let book = self.playbooks.get(&playbook).ok_or(EngineError::UnknownPlaybook(playbook))?;
         let ctx = self.host.context(crisis).await.unwrap_or_default();
         let steps: Vec<NewStep> = book
             .steps
             .iter()
             .map(|s| NewStep {
                 step_id: s.id.clone(),
-                kind: s.kind.as_str().to_string(),
+                kind: s.kind,
                 title: context::render(&s.title, &ctx).unwrap_or_else(|_| s.title.clone()),
                 needs: s.needs.clone(),
-                params: json!(s.params),
+                params: serde_json::to_value(&s.params).unwrap_or(Value::Null),
                 instructions: s.instructions.clone(),
                 checklist: s.checklist.clone(),
                 estimate_secs: s.estimate.as_secs(),
@@ -181,12 +179,7 @@ impl Engine {
                 max_attempts: s.attempts,
             })
             .collect();
-        let (id, created) = self.store.create_run(crisis, playbook, &steps, by, self.host.now()).await?;
-        if created {
-            tracing::info!(crisis = %crisis, playbook, run = id, "run started");
-        }
-        self.wake();
-        Ok(id)
+        Ok(steps)
     }
 
     /// Schedules and runs steps until `shutdown` resolves. Unfinished runs found in the
@@ -224,28 +217,27 @@ impl Engine {
     }
 
     async fn schedule(self: Arc<Self>, run: &RunRecord) -> Result<(), EngineError> {
-        let crisis = self.store.crisis(&run.crisis_id).await?;
-        let state = crisis.as_ref().map(|c| c.state);
+        let state = self.store.crisis_state(&run.crisis_id).await?;
         // A crisis called off stops its activation; its hand-back (the wind-down) goes on.
         let ended = matches!(state, Some(CrisisState::Cancelled | CrisisState::Rejected) | None);
-        if ended && run.playbook != "handback" {
-            self.store.finish_run(run.id, "cancelled", self.host.now()).await?;
+        if ended && !run.playbook.survives_cancel() {
+            self.store.finish_run(run.id, RunState::Cancelled, self.host.now()).await?;
             return Ok(());
         }
-        if run.playbook == "activation" && state == Some(CrisisState::Activated) {
-            self.store
-                .transition(&run.crisis_id, CrisisAction::StartProvisioning, None, By::System, self.host.now())
-                .await?;
+        if let Some((from, action)) = run.playbook.entry_transition()
+            && state == Some(from)
+        {
+            self.store.transition(&run.crisis_id, action, self.host.now()).await?;
         }
         let steps = self.store.steps(run.id).await?;
         if steps.iter().all(|s| s.state.is_done()) {
-            self.store.finish_run(run.id, "succeeded", self.host.now()).await?;
+            self.store.finish_run(run.id, RunState::Succeeded, self.host.now()).await?;
             tracing::info!(crisis = %run.crisis_id, playbook = %run.playbook, "run succeeded");
             return Ok(());
         }
         let done: BTreeSet<&str> = steps.iter().filter(|s| s.state.is_done()).map(|s| s.step_id.as_str()).collect();
         // What finished steps produced, read once for every step started in this pass.
-        let outputs = Arc::new(outputs_by_kind(&steps));
+        let outputs = Arc::new(Outputs::of(&steps));
         let wall = self.host.wall();
         for step in steps.iter().filter(|s| s.state == StepState::Pending) {
             if !step.needs.iter().all(|n| done.contains(n.as_str())) || step.not_before.is_some_and(|t| t > wall) {
@@ -286,7 +278,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn execute_leased(&self, run: &RunRecord, step: &StepRecord, outputs: &BTreeMap<String, Value>) {
+    async fn execute_leased(&self, run: &RunRecord, step: &StepRecord, outputs: &Outputs) {
         let work = self.execute(run, step, outputs);
         let heartbeat = async {
             let every = Duration::from_millis((self.config.lease.as_millis() / 3).clamp(100, 60_000) as u64);
@@ -341,14 +333,8 @@ impl Engine {
         }
     }
 
-    async fn execute(
-        &self,
-        run: &RunRecord,
-        step: &StepRecord,
-        outputs: &BTreeMap<String, Value>,
-    ) -> Result<Outcome, StepError> {
-        let kind = StepKind::parse(&step.kind)
-            .ok_or_else(|| StepError::permanent(format!("type d'étape inconnu : {}", step.kind)))?;
+    async fn execute(&self, run: &RunRecord, step: &StepRecord, outputs: &Outputs) -> Result<Outcome, StepError> {
+        let kind = step.kind;
         let ctx = self.host.context(&run.crisis_id).await.map_err(StepError::transient)?;
         let render =
             |t: &str| context::render(t, &ctx).map_err(|e| StepError::permanent(format!("modèle invalide : {e}")));
@@ -356,49 +342,45 @@ impl Engine {
             step.params.get(name).and_then(Value::as_str).map(&render).transpose()
         };
         let nickname = format!("crise-{}", run.crisis_id.as_str().to_ascii_lowercase());
-        let done = |v: Value| Ok(Outcome::Done(v));
+        let done = |v: StepOutput| Ok(Outcome::Done(v));
         match kind {
             StepKind::Manual => {
                 let instructions = step.instructions.as_deref().map(&render).transpose()?;
                 let checklist = step.checklist.iter().map(|c| render(c)).collect::<Result<Vec<_>, _>>()?;
-                Ok(Outcome::Manual(json!({ "instructions": instructions, "checklist": checklist })))
+                Ok(Outcome::Manual(ManualTask { instructions, checklist }))
             }
             StepKind::InventoryReserve => {
-                let short = self.store.allocate(&run.crisis_id, By::System, self.host.now()).await?;
-                let short: Vec<Value> = short
-                    .iter()
-                    .map(|n| json!({ "kind": n.kind.as_str(), "wanted": n.wanted, "allocated": n.allocated }))
-                    .collect();
-                done(json!({ "short": short }))
+                let short = self.store.allocate(&run.crisis_id, self.host.now()).await?;
+                done(StepOutput::Reserved(Reserved { short }))
             }
             StepKind::InventoryAssign => {
-                let items = self.store.items(Some(run.crisis_id.as_str())).await?;
+                let (laptops, items) = self.store.laptops(&run.crisis_id).await?;
                 let agents = self.store.agents(&run.crisis_id).await?;
-                let laptops: Vec<&str> = items
-                    .iter()
-                    .filter(|i| i.item.kind == repli_core::ItemKind::Laptop)
-                    .map(|i| i.item.serial.as_str())
+                let assignments = agents
+                    .into_iter()
+                    .zip(laptops)
+                    .map(|(a, serial)| Assignment { agent: a.name, service: a.service, serial })
                     .collect();
-                let plan: Vec<Value> = agents
-                    .iter()
-                    .zip(&laptops)
-                    .map(|(a, s)| json!({ "agent": a.name, "service": a.service, "serial": s }))
-                    .collect();
-                done(json!({ "items": items.len(), "assignments": plan }))
+                done(StepOutput::Assigned(Assigned { items, assignments }))
             }
             StepKind::M365Domain => {
                 let d = self.m365.ensure_domain(&ctx.domain).await?;
                 let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
-                done(
-                    json!({ "domain": d.name, "created": d.created, "records": d.verification, "zone": zone_fragment(&d.name, &comment, &d.verification) }),
-                )
+                let zone = zone_fragment(&d.name, &comment, &d.verification);
+                done(StepOutput::Domain(DomainCreated {
+                    domain: d.name,
+                    created: d.created,
+                    records: d.verification,
+                    zone,
+                }))
             }
             StepKind::DnsPublish => {
                 let mut records: Vec<DnsRecord> = Vec::new();
-                for k in ["m365.domain", "m365.services"] {
-                    if let Some(rs) = outputs.get(k).and_then(|o| o.get("records")).cloned() {
-                        records.extend(serde_json::from_value::<Vec<DnsRecord>>(rs).unwrap_or_default());
-                    }
+                if let Some(d) = outputs.domain() {
+                    records.extend(d.records.iter().cloned());
+                }
+                if let Some(s) = outputs.services() {
+                    records.extend(s.records.iter().cloned());
                 }
                 if records.is_empty() {
                     return Err(StepError::permanent(
@@ -408,12 +390,15 @@ impl Engine {
                 let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
                 let zone = zone_fragment(&ctx.domain, &comment, &records);
                 if self.dns.publish(&ctx.domain, &records).await? {
-                    done(json!({ "published": records.len(), "zone": zone }))
+                    done(StepOutput::Published(Published { published: records.len(), zone }))
                 } else {
-                    Ok(Outcome::Manual(json!({
-                        "instructions": format!("Publier chez le registraire de la zone {} les enregistrements suivants, puis confirmer :\n\n{zone}", ctx.domain),
-                        "checklist": ["Enregistrements publiés", "Propagation vérifiée (dig TXT)"],
-                    })))
+                    Ok(Outcome::Manual(ManualTask {
+                        instructions: Some(format!(
+                            "Publier chez le registraire de la zone {} les enregistrements suivants, puis confirmer :\n\n{zone}",
+                            ctx.domain
+                        )),
+                        checklist: vec!["Enregistrements publiés".into(), "Propagation vérifiée (dig TXT)".into()],
+                    }))
                 }
             }
             StepKind::M365Verify => {
@@ -423,11 +408,11 @@ impl Engine {
                         ctx.domain
                     ))
                 })?;
-                done(json!({ "domain": ctx.domain, "verified": true }))
+                done(StepOutput::Verified(DomainVerified { domain: ctx.domain.clone(), verified: true }))
             }
             StepKind::M365Services => {
                 let records = self.m365.enable_services(&ctx.domain).await?;
-                done(json!({ "records": records }))
+                done(StepOutput::Services(ServiceRecords { records }))
             }
             StepKind::M365Accounts => {
                 let agents = self.store.agents(&run.crisis_id).await?;
@@ -437,13 +422,11 @@ impl Engine {
                 let specs: Vec<AgentSpec> =
                     agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();
                 let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
-                let list: Vec<Value> = accounts
-                    .iter()
-                    .map(
-                        |a| json!({ "upn": a.upn, "name": a.display_name, "service": a.service, "created": a.created }),
-                    )
+                let accounts = accounts
+                    .into_iter()
+                    .map(|a| AccountMade { upn: a.upn, name: a.display_name, service: a.service, created: a.created })
                     .collect();
-                done(json!({ "accounts": list }))
+                done(StepOutput::Accounts(Accounts { accounts }))
             }
             StepKind::M365Team => {
                 let upns = account_upns(outputs)?;
@@ -459,9 +442,13 @@ impl Engine {
                     channels: self.config.channels.clone(),
                 };
                 let t = self.m365.ensure_team(&spec).await?;
-                done(
-                    json!({ "group_id": t.group_id, "mail": t.mail, "web_url": t.web_url, "drive_url": t.drive_url, "channels": t.channels }),
-                )
+                done(StepOutput::Workspace(Workspace {
+                    group_id: t.group_id,
+                    mail: t.mail,
+                    web_url: t.web_url,
+                    drive_url: t.drive_url,
+                    channels: t.channels,
+                }))
             }
             StepKind::M365Meeting => {
                 let upns = account_upns(outputs)?;
@@ -478,42 +465,45 @@ impl Engine {
                     end: (start + SignedDuration::from_mins(30)).to_string(),
                 };
                 let m = self.m365.ensure_meeting(&spec).await?;
-                done(json!({ "join_url": m.join_url, "id": m.id }))
+                done(StepOutput::Meeting(repli_core::run::Meeting { join_url: m.join_url, id: m.id }))
             }
             StepKind::M365Isolation => {
-                let group = outputs.get("m365.team").and_then(|o| o["group_id"].as_str()).ok_or_else(|| {
+                let group = outputs.workspace().map(|w| w.group_id.as_str()).ok_or_else(|| {
                     StepError::permanent("l'étape m365.team doit précéder la vérification d'isolement")
                 })?;
                 let report = self.m365.isolation_report(&ctx.domain, group, None).await?;
-                let value = serde_json::to_value(&report).unwrap_or(Value::Null);
                 if report.ok {
-                    done(value)
+                    done(StepOutput::Isolation(report))
                 } else {
                     let failed: Vec<String> =
                         report.checks.iter().filter(|c| !c.ok).map(|c| format!("{} ({})", c.check, c.detail)).collect();
                     Err(StepError::permanent(format!("isolement non démontré : {}", failed.join(" ; "))))
                 }
             }
-            StepKind::M365WindDown => {
-                let w = self.m365.wind_down_accounts(&ctx.domain).await?;
-                done(serde_json::to_value(&w).unwrap_or(Value::Null))
+            StepKind::M365WindDown => done(StepOutput::WindDown(self.m365.wind_down_accounts(&ctx.domain).await?)),
+            StepKind::M365DeleteGroup => {
+                done(StepOutput::GroupDeleted(GroupDeleted { deleted: self.m365.delete_group(&nickname).await? }))
             }
-            StepKind::M365DeleteGroup => done(json!({ "deleted": self.m365.delete_group(&nickname).await? })),
-            StepKind::M365DeleteAccounts => done(json!({ "deleted": self.m365.delete_accounts(&ctx.domain).await? })),
+            StepKind::M365DeleteAccounts => done(StepOutput::AccountsDeleted(AccountsDeleted {
+                deleted: self.m365.delete_accounts(&ctx.domain).await?,
+            })),
             StepKind::M365RemoveDomain => {
                 let force = param("force")?.is_some_and(|f| f.trim() == "true");
-                let removal = self.m365.remove_domain(&ctx.domain, force).await?;
-                done(serde_json::to_value(&removal).unwrap_or(Value::Null))
+                done(StepOutput::DomainRemoved(self.m365.remove_domain(&ctx.domain, force).await?))
             }
             StepKind::DocsRender => {
                 let files = self.host.render_documents(&run.crisis_id).await.map_err(StepError::transient)?;
-                done(json!({ "documents": files }))
+                done(StepOutput::Rendered(Rendered { documents: files }))
             }
             StepKind::Notify => {
-                let audience = param("audience")?.unwrap_or_else(|| "ops".into());
+                let audience = match param("audience")? {
+                    None => Audience::Ops,
+                    Some(a) => Audience::parse(&a)
+                        .ok_or_else(|| StepError::permanent(format!("destinataire inconnu : {a} (ops ou dgs)")))?,
+                };
                 let message = param("message")?.unwrap_or_default();
-                self.host.notify(&run.crisis_id, &audience, &message).await.map_err(StepError::transient)?;
-                done(json!({ "audience": audience }))
+                self.host.notify(&run.crisis_id, audience, &message).await.map_err(StepError::transient)?;
+                done(StepOutput::Notified(Notified { audience }))
             }
             StepKind::CrisisReady => {
                 self.transition(&run.crisis_id, CrisisAction::MarkReady, &[CrisisState::Ready, CrisisState::Delivered])
@@ -532,13 +522,13 @@ impl Engine {
         action: CrisisAction,
         already: &[CrisisState],
     ) -> Result<Outcome, StepError> {
-        let current = self.store.crisis(id).await?.map(|c| c.state);
+        let current = self.store.crisis_state(id).await?;
         if current.is_some_and(|s| already.contains(&s)) {
-            return Ok(Outcome::Done(json!({ "state": current.map(CrisisState::as_str) })));
+            return Ok(Outcome::Done(StepOutput::State(StateReached { state: current })));
         }
-        match self.store.transition(id, action, None, By::System, self.host.now()).await {
-            Ok(r) => Ok(Outcome::Done(json!({ "state": r.state.as_str() }))),
-            Err(StoreError::ItemsOutstanding { count, .. }) => Err(StepError::transient(format!(
+        match self.store.transition(id, action, self.host.now()).await {
+            Ok(state) => Ok(Outcome::Done(StepOutput::State(StateReached { state: Some(state) }))),
+            Err(PortError::ItemsOutstanding { count }) => Err(StepError::transient(format!(
                 "{count} équipement(s) encore prêté(s) : enregistrer leur retour (repli handback checkin) ou leur perte"
             ))),
             Err(e) => Err(StepError::permanent(e.to_string())),
@@ -546,10 +536,7 @@ impl Engine {
     }
 }
 
-fn account_upns(outputs: &BTreeMap<String, Value>) -> Result<Vec<String>, StepError> {
-    let accounts = outputs
-        .get("m365.accounts")
-        .and_then(|o| o["accounts"].as_array())
-        .ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
-    Ok(accounts.iter().filter_map(|a| a["upn"].as_str().map(str::to_string)).collect())
+fn account_upns(outputs: &Outputs) -> Result<Vec<String>, StepError> {
+    let accounts = outputs.accounts().ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
+    Ok(accounts.accounts.iter().map(|a| a.upn.clone()).collect())
 }

@@ -5,3 +5,4 @@ pub mod exec;
 pub mod load;
 
 pub use exec::{Engine, EngineConfig, EngineError, Host};
+pub use load::{EMBEDDED, engine_playbooks};

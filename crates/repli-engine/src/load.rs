@@ -2,14 +2,12 @@
 
 use crate::context;
 use repli_core::playbook::{Diagnostic, Playbook, Pos, Step, StepKind, parse_duration};
+use repli_core::run::PlaybookName;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
-
-/// The two playbooks Repli runs.
-pub const PLAYBOOKS: [&str; 2] = ["activation", "handback"];
 
 /// A problem in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,11 +265,41 @@ pub fn parse(text: &str) -> (Option<Playbook>, Vec<Diagnostic>) {
     (Some(book), r.diags)
 }
 
+/// The built-in playbooks (`playbooks/*.toml`), used unless a playbooks folder is configured.
+pub const EMBEDDED: [(PlaybookName, &str); 2] = [
+    (PlaybookName::Activation, include_str!("../../../playbooks/activation.toml")),
+    (PlaybookName::Handback, include_str!("../../../playbooks/handback.toml")),
+];
+
+/// The playbooks the engine runs: those of `dir`, or the built-in ones. Every error comes back
+/// as `file:line:col: message`; both playbooks must be there.
+pub fn engine_playbooks(dir: Option<&Path>) -> Result<BTreeMap<PlaybookName, Playbook>, Vec<String>> {
+    let mut books = BTreeMap::new();
+    let mut errors = Vec::new();
+    match dir {
+        Some(dir) => {
+            let (found, diags) = load_dir(dir);
+            errors.extend(diags.iter().map(ToString::to_string));
+            books = found;
+        }
+        None => {
+            for (name, text) in EMBEDDED {
+                let (book, diags) = parse(text);
+                errors.extend(diags.iter().map(|d| format!("{name}.toml:{}:{}: {}", d.pos.line, d.pos.col, d.message)));
+                if let Some(b) = book {
+                    books.insert(name, b);
+                }
+            }
+        }
+    }
+    if errors.is_empty() { Ok(books) } else { Err(errors) }
+}
+
 /// Reads and checks `activation.toml` and `handback.toml` in `dir`.
-pub fn load_dir(dir: &Path) -> (BTreeMap<String, Playbook>, Vec<FileDiagnostic>) {
+pub fn load_dir(dir: &Path) -> (BTreeMap<PlaybookName, Playbook>, Vec<FileDiagnostic>) {
     let mut books = BTreeMap::new();
     let mut diags = Vec::new();
-    for name in PLAYBOOKS {
+    for name in PlaybookName::ALL {
         let file = dir.join(format!("{name}.toml"));
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
@@ -283,7 +311,7 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<String, Playbook>, Vec<FileDiagnostic>)
         let (book, ds) = parse(&text);
         diags.extend(ds.into_iter().map(|d| FileDiagnostic { file: file.clone(), pos: d.pos, message: d.message }));
         if let Some(b) = book {
-            books.insert(name.to_string(), b);
+            books.insert(name, b);
         }
     }
     (books, diags)
@@ -384,7 +412,7 @@ mod shipped {
         let (books, diags) = load_dir(&dir);
         assert!(diags.is_empty(), "{}", diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
         assert_eq!(books.len(), 2);
-        let activation = &books["activation"];
+        let activation = &books[&PlaybookName::Activation];
         let schedule = activation.schedule().unwrap();
         assert_eq!(schedule.critical_path.last().map(String::as_str), Some("announce"));
         // The estimates leave room in 48 business hours.

@@ -3,7 +3,7 @@
 //! its own retry layers are off (they only know integer `Retry-After`, and neither paging nor
 //! `$batch` goes through them).
 
-use crate::{Error, Result, Secret};
+use crate::{CallStats, Error, Result, Secret};
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
@@ -64,21 +64,6 @@ impl GraphConfig {
             request_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// Counters of what the provider sent.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct CallStats {
-    /// HTTP requests sent (a `$batch` counts once; retries count).
-    pub http_calls: u64,
-    /// Graph requests, inner batch requests counted one by one (retries count).
-    pub graph_requests: u64,
-    /// Distinct Graph requests: each counted once however often it was retried.
-    pub distinct_requests: u64,
-    /// Requests that were retried (throttled, failed or dropped).
-    pub retries: u64,
-    /// Sends that met a 429 (a top-level answer, or a batch with throttled items).
-    pub throttled: u64,
 }
 
 #[derive(Debug, Default)]

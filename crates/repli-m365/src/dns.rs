@@ -1,39 +1,6 @@
 //! The crisis zone: the records Graph asks for, written as a BIND fragment and published.
 
-use crate::{BoxFut, DnsRecord, Error, Result};
-
-/// The records as a BIND zone fragment (`$ORIGIN` + one line per record).
-pub fn zone_fragment(domain: &str, comment: &str, records: &[DnsRecord]) -> String {
-    let mut out = String::new();
-    for line in comment.lines() {
-        out.push_str(&format!("; {}\n", line.replace(['\r', '\n'], " ")));
-    }
-    out.push_str(&format!("$ORIGIN {domain}.\n$TTL 3600\n"));
-    for r in records {
-        let data = match r.kind.as_str() {
-            "TXT" => format!("\"{}\"", r.value.replace('\\', "\\\\").replace('"', "\\\"")),
-            _ => r.value.clone(),
-        };
-        out.push_str(&format!("{}. {} IN {} {} ; {}\n", r.name, r.ttl, r.kind, data, r.service));
-    }
-    out
-}
-
-/// Publishes the zone's records where resolvers will find them.
-pub trait DnsPublisher: Send + Sync {
-    /// Replaces the zone's records; `Ok(false)` when publication is left to a person.
-    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
-}
-
-/// No automatic publication: ops publish the written zone fragment at the registrar.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ManualDns;
-
-impl DnsPublisher for ManualDns {
-    fn publish<'a>(&'a self, _zone: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
-        Box::pin(async { Ok(false) })
-    }
-}
+use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
 
 /// Publication through an HTTP zone API (the Graph simulator's `PUT /_sim/dns/{zone}`).
 #[derive(Debug, Clone)]
@@ -70,6 +37,7 @@ impl DnsPublisher for HttpDnsPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zone_fragment;
 
     #[test]
     fn zone_fragment_quotes_txt_and_comments_safely() {

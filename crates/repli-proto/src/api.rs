@@ -75,15 +75,7 @@ pub struct CrisisRequest {
     pub personal_data: Option<bool>,
 }
 
-/// Equipment asked for, per kind (SIM cards follow phones and routers).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KitNeeds {
-    pub laptop: u32,
-    pub router: u32,
-    pub phone: u32,
-    pub printer: u32,
-}
+pub use repli_core::inventory::KitNeeds;
 
 /// What a crisis wanted of a kind, got, and still waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -599,8 +591,8 @@ pub struct StepView {
 /// One run of a playbook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
-    pub playbook: String,
-    pub state: String,
+    pub playbook: repli_core::run::PlaybookName,
+    pub state: repli_core::run::RunState,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     /// Estimated work left along the longest chain of unfinished steps.
@@ -623,7 +615,7 @@ pub struct StepsView {
 pub struct TaskView {
     pub crisis: CrisisId,
     pub commune_name: String,
-    pub playbook: String,
+    pub playbook: repli_core::run::PlaybookName,
     pub step: String,
     pub title: String,
     pub instructions: Option<String>,

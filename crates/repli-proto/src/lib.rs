@@ -4,8 +4,10 @@
 
 pub mod api;
 mod client;
+pub mod problem;
 
 pub use client::{Client, ClientError};
+pub use problem::ProblemCode;
 
 /// Path prefix of the versioned API.
 pub const API_PREFIX: &str = "/api/v1";

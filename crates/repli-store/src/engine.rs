@@ -2,7 +2,8 @@
 //! change is a write with its audit entry in the same transaction.
 
 use jiff::Timestamp;
-use repli_core::{CrisisId, StepState};
+use repli_core::run::{ManualTask, NewStep, PlaybookName, RunRecord, RunState, StepFinish, StepOutput, StepRecord};
+use repli_core::{CrisisId, StepKind, StepState};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -11,78 +12,6 @@ use crate::audit::NewEntry;
 use crate::inventory::actor_name;
 use crate::time::{self, opt_from_db};
 use crate::{By, Store, StoreError};
-
-/// One step as written when a run starts (templates still unrendered).
-#[derive(Debug, Clone)]
-pub struct NewStep {
-    pub step_id: String,
-    pub kind: String,
-    pub title: String,
-    pub needs: Vec<String>,
-    pub params: Value,
-    pub instructions: Option<String>,
-    pub checklist: Vec<String>,
-    pub estimate_secs: i64,
-    pub budget_secs: i64,
-    pub max_attempts: u32,
-}
-
-/// A run of a playbook for a crisis.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunRecord {
-    pub id: i64,
-    pub crisis_id: CrisisId,
-    pub commune: String,
-    pub playbook: String,
-    pub state: String,
-    pub created_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
-}
-
-/// One step of a run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepRecord {
-    pub run_id: i64,
-    pub step_id: String,
-    pub position: i64,
-    pub kind: String,
-    pub title: String,
-    pub needs: Vec<String>,
-    pub params: Value,
-    pub instructions: Option<String>,
-    pub checklist: Vec<String>,
-    pub estimate_secs: i64,
-    pub budget_secs: i64,
-    pub max_attempts: u32,
-    pub state: StepState,
-    pub attempts: u32,
-    pub not_before: Option<Timestamp>,
-    pub first_started_at: Option<Timestamp>,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<Timestamp>,
-    pub last_error: Option<String>,
-    pub output: Option<Value>,
-    pub rendered: Option<Value>,
-    pub confirmed_by: Option<String>,
-    pub confirmed_at: Option<Timestamp>,
-    pub note: Option<String>,
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone)]
-pub enum StepFinish {
-    Succeeded(Value),
-    /// Failed this time; pending again from `not_before`.
-    Retry {
-        error: String,
-        not_before: Timestamp,
-    },
-    Failed(String),
-    /// Waits for a person: rendered instructions and checklist.
-    Manual(Value),
-}
 
 fn json_col(r: &SqliteRow, col: &'static str) -> Result<Option<Value>, StoreError> {
     let raw: Option<String> = r.try_get(col)?;
@@ -95,13 +24,23 @@ fn strings(v: Option<Value>) -> Vec<String> {
 
 fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
     let state: String = r.try_get("state")?;
+    let kind: String = r.try_get("kind")?;
+    let kind = StepKind::parse(&kind).ok_or(StoreError::Corrupt { column: "steps.kind", value: kind })?;
+    let output = json_col(r, "output")?
+        .map(|v| StepOutput::decode(kind, v))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { column: "steps.output", value: e.to_string() })?;
+    let rendered = json_col(r, "rendered")?
+        .map(serde_json::from_value::<ManualTask>)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { column: "steps.rendered", value: e.to_string() })?;
     let attempts: i64 = r.try_get("attempts")?;
     let max_attempts: i64 = r.try_get("max_attempts")?;
     Ok(StepRecord {
         run_id: r.try_get("run_id")?,
         step_id: r.try_get("step_id")?,
         position: r.try_get("position")?,
-        kind: r.try_get("kind")?,
+        kind,
         title: r.try_get("title")?,
         needs: strings(json_col(r, "needs")?),
         params: json_col(r, "params")?.unwrap_or(Value::Null),
@@ -119,8 +58,8 @@ fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
         lease_owner: r.try_get("lease_owner")?,
         lease_until: opt_from_db("steps.lease_until", r.try_get("lease_until")?)?,
         last_error: r.try_get("last_error")?,
-        output: json_col(r, "output")?,
-        rendered: json_col(r, "rendered")?,
+        output,
+        rendered,
         confirmed_by: r.try_get("confirmed_by")?,
         confirmed_at: opt_from_db("steps.confirmed_at", r.try_get("confirmed_at")?)?,
         note: r.try_get("note")?,
@@ -129,13 +68,16 @@ fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
 
 fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
     let crisis: String = r.try_get("crisis_id")?;
+    let playbook: String = r.try_get("playbook")?;
+    let state: String = r.try_get("state")?;
     Ok(RunRecord {
         id: r.try_get("id")?,
         crisis_id: CrisisId::parse(&crisis)
             .map_err(|_| StoreError::Corrupt { column: "runs.crisis_id", value: crisis })?,
         commune: r.try_get("commune")?,
-        playbook: r.try_get("playbook")?,
-        state: r.try_get("state")?,
+        playbook: PlaybookName::parse(&playbook)
+            .ok_or(StoreError::Corrupt { column: "runs.playbook", value: playbook })?,
+        state: RunState::parse(&state).ok_or(StoreError::Corrupt { column: "runs.state", value: state })?,
         created_at: time::from_db("runs.created_at", &r.try_get::<String, _>("created_at")?)?,
         finished_at: opt_from_db("runs.finished_at", r.try_get("finished_at")?)?,
     })
@@ -162,7 +104,7 @@ impl Store {
     pub async fn create_run(
         &self,
         crisis: &CrisisId,
-        playbook: &str,
+        playbook: PlaybookName,
         steps: &[NewStep],
         by: By<'_>,
         now: Timestamp,
@@ -170,7 +112,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM runs WHERE crisis_id = ? AND playbook = ?")
             .bind(crisis.as_str())
-            .bind(playbook)
+            .bind(playbook.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(id) = existing {
@@ -181,7 +123,7 @@ impl Store {
             "INSERT INTO runs (crisis_id, playbook, state, created_at) VALUES (?, ?, 'running', ?) RETURNING id",
         )
         .bind(crisis.as_str())
-        .bind(playbook)
+        .bind(playbook.as_str())
         .bind(time::to_db(now))
         .fetch_one(&mut *tx)
         .await?;
@@ -193,7 +135,7 @@ impl Store {
             .bind(id)
             .bind(&s.step_id)
             .bind(i as i64)
-            .bind(&s.kind)
+            .bind(s.kind.as_str())
             .bind(&s.title)
             .bind(json!(s.needs).to_string())
             .bind(s.params.to_string())
@@ -347,7 +289,7 @@ impl Store {
             return Ok(None);
         }
         let r = Self::run_in(&mut tx, run).await?;
-        if r.state != "running" {
+        if r.state != RunState::Running {
             return Ok(None);
         }
         sqlx::query(
@@ -423,12 +365,12 @@ impl Store {
             StepFinish::Manual(_) => (StepState::WaitingManual, "engine.step.waiting_manual", json!({})),
         };
         let (output, rendered, error, not_before) = match finish {
-            StepFinish::Succeeded(v) => (Some(v.to_string()), None, None, None),
+            StepFinish::Succeeded(v) => (Some(v.to_json().to_string()), None, None, None),
             StepFinish::Retry { error, not_before } => {
                 (None, None, Some(error.clone()), Some(time::to_db(*not_before)))
             }
             StepFinish::Failed(e) => (None, None, Some(e.clone()), None),
-            StepFinish::Manual(v) => (None, Some(v.to_string()), None, None),
+            StepFinish::Manual(v) => (None, Some(json!(v).to_string()), None, None),
         };
         let finished = matches!(state, StepState::Succeeded | StepState::Failed).then(|| time::to_db(wall));
         sqlx::query(
@@ -506,14 +448,14 @@ impl Store {
     }
 
     /// Ends a run (all steps done, one failed, or the crisis ended).
-    pub async fn finish_run(&self, run: i64, state: &str, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn finish_run(&self, run: i64, state: RunState, now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         let r = Self::run_in(&mut tx, run).await?;
         if r.state == state {
             return Ok(());
         }
         sqlx::query("UPDATE runs SET state = ?, finished_at = ? WHERE id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(time::to_db(now))
             .bind(run)
             .execute(&mut *tx)
@@ -527,7 +469,7 @@ impl Store {
                 crisis: Some(r.crisis_id.as_str()),
                 action: "engine.run.finished",
                 target: &target,
-                details: json!({ "state": state }),
+                details: json!({ "state": state.as_str() }),
             },
             now,
         )
@@ -621,7 +563,7 @@ impl Store {
                 s.state.label_fr()
             )));
         }
-        if r.state != "running" && r.state != "failed" {
+        if !matches!(r.state, RunState::Running | RunState::Failed) {
             return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
         }
         let (state, action) =
@@ -640,7 +582,7 @@ impl Store {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        if r.state == "failed" {
+        if r.state == RunState::Failed {
             sqlx::query("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?")
                 .bind(r.id)
                 .execute(&mut *tx)
@@ -663,7 +605,7 @@ mod tests {
     fn step(id: &str, needs: &[&str]) -> NewStep {
         NewStep {
             step_id: id.into(),
-            kind: "docs.render".into(),
+            kind: StepKind::DocsRender,
             title: id.into(),
             needs: needs.iter().map(|s| s.to_string()).collect(),
             params: json!({}),
@@ -681,10 +623,13 @@ mod tests {
         let dgs = user(&store, Role::Dgs, Some("13005")).await;
         let now = t("2026-11-23T08:00:00Z");
         let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
-        let (run, created) =
-            store.create_run(&c.id, "activation", &[step("a", &[]), step("b", &["a"])], By::System, now).await.unwrap();
+        let (run, created) = store
+            .create_run(&c.id, PlaybookName::Activation, &[step("a", &[]), step("b", &["a"])], By::System, now)
+            .await
+            .unwrap();
         assert!(created);
-        let (again, created) = store.create_run(&c.id, "activation", &[step("a", &[])], By::System, now).await.unwrap();
+        let (again, created) =
+            store.create_run(&c.id, PlaybookName::Activation, &[step("a", &[])], By::System, now).await.unwrap();
         assert_eq!((again, created), (run, false), "a run is started once");
 
         let lease = t("2026-11-23T08:00:30Z");
@@ -693,12 +638,36 @@ mod tests {
         // A second claimant, a renewal or an outcome from anyone but the holder change nothing.
         assert!(store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().is_none());
         assert!(!store.renew_lease(run, "a", "owner-2", lease).await.unwrap());
-        assert!(!store.finish_step(run, "a", "owner-2", &StepFinish::Succeeded(json!({})), now, now).await.unwrap());
+        assert!(
+            !store
+                .finish_step(
+                    run,
+                    "a",
+                    "owner-2",
+                    &StepFinish::Succeeded(StepOutput::Rendered(Default::default())),
+                    now,
+                    now
+                )
+                .await
+                .unwrap()
+        );
         // Before expiry nothing is reclaimed; after it, the step is pending again.
         assert!(store.reclaim_expired(t("2026-11-23T08:00:10Z"), now).await.unwrap().is_empty());
         assert_eq!(store.reclaim_expired(t("2026-11-23T08:00:31Z"), now).await.unwrap(), [(run, "a".to_string())]);
         // The late holder's outcome is refused: the lease is gone.
-        assert!(!store.finish_step(run, "a", "owner-1", &StepFinish::Succeeded(json!({})), now, now).await.unwrap());
+        assert!(
+            !store
+                .finish_step(
+                    run,
+                    "a",
+                    "owner-1",
+                    &StepFinish::Succeeded(StepOutput::Rendered(Default::default())),
+                    now,
+                    now
+                )
+                .await
+                .unwrap()
+        );
         let retry_at = t("2026-11-23T08:05:00Z");
         store.claim_step(run, "a", "owner-2", lease, now, now).await.unwrap().unwrap();
         let retry = StepFinish::Retry { error: "Graph 503".into(), not_before: retry_at };

@@ -71,23 +71,7 @@ pub struct Loan {
     pub note: Option<String>,
 }
 
-/// How an item came back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    Ok,
-    Damaged,
-    Missing,
-}
-
-impl Condition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Damaged => "damaged",
-            Self::Missing => "missing",
-        }
-    }
-}
+pub use repli_core::inventory::Condition;
 
 /// A wipe record, required before a returned device can be lent again.
 #[derive(Debug, Clone)]

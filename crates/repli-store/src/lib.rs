@@ -9,6 +9,7 @@ mod audit;
 mod crises;
 mod engine;
 mod inventory;
+mod ports;
 mod reference;
 mod sla;
 mod time;
@@ -28,9 +29,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
-pub use engine::{NewStep, RunRecord, StepFinish, StepRecord};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Wipe};
 pub use reference::{CommuneRecord, ReferenceSync};
+pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
 pub use sla::Notification;
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
 pub use users::{NewUser, Session, UserRecord, UserSummary};
@@ -189,14 +190,6 @@ impl Store {
         self.read.close().await;
         self.write.close().await;
     }
-}
-
-/// Who an audit entry is attributed to.
-#[derive(Debug, Clone, Copy)]
-pub enum By<'a> {
-    User(&'a repli_core::Actor),
-    /// The daemon itself (reference data sync at start-up).
-    System,
 }
 
 #[cfg(test)]

@@ -11,9 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
+use repli_app::AppError;
 
 /// Prefix of every Repli token, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "rpl_";
+
+/// Session cookie (HttpOnly, SameSite=Strict, Secure under TLS; no Max-Age: it dies with the
+/// browser, and the server ends the session after `web::SESSION_HOURS` anyway).
+pub const SESSION_COOKIE: &str = "repli_session";
 
 /// A new random token.
 pub fn generate_token() -> Result<String, getrandom::Error> {
@@ -80,7 +85,7 @@ pub async fn create_user(
 }
 
 /// Who is calling, and the CSRF token of their web session when they came with a cookie.
-pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<String>), ApiError> {
+pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<String>), AppError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -88,21 +93,21 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, 
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
-            .ok_or(ApiError::Unauthenticated)?;
+            .ok_or(AppError::Unauthenticated)?;
         let actor = st.store.actor_by_token(&token_hash(token), st.clock.now()).await?;
-        return actor.map(|a| (a, None)).ok_or(ApiError::Unauthenticated);
+        return actor.map(|a| (a, None)).ok_or(AppError::Unauthenticated);
     }
     let jar = axum_extra::extract::cookie::CookieJar::from_headers(headers);
-    let sid = jar.get(crate::web::SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
+    let sid = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(AppError::Unauthenticated)?;
     if sid.len() != 64 {
-        return Err(ApiError::Unauthenticated);
+        return Err(AppError::Unauthenticated);
     }
-    let session = st.store.session(&token_hash(&sid), st.clock.now()).await?.ok_or(ApiError::Unauthenticated)?;
+    let session = st.store.session(&token_hash(&sid), st.clock.now()).await?.ok_or(AppError::Unauthenticated)?;
     Ok((session.actor, Some(session.csrf)))
 }
 
 /// The authenticated caller of a request, put there by the route's authorization layer
-/// (`api::routes`), which already checked the route's permission.
+/// (`routes::routes`), which already checked the route's permission.
 #[derive(Debug, Clone)]
 pub struct Authed(pub Actor);
 
@@ -110,7 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Actor>().cloned().map(Authed).ok_or(ApiError::Unauthenticated)
+        parts.extensions.get::<Actor>().cloned().map(Authed).ok_or(ApiError(AppError::Unauthenticated))
     }
 }
 

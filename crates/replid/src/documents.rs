@@ -1,225 +1,41 @@
-//! The procedures pack, rendered on demand from the crisis as it stands; the credential
-//! sheets go to ops only.
+//! The procedures pack over HTTP: thin handlers over `repli_app::documents`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use repli_core::{Actor, Role};
-use repli_docs::{CREDENTIAL_SHEETS, DOCUMENTS, Documents, Metropole, PackInput};
-use repli_proto::api::{LoanView, LogEntryView};
+use repli_app::documents;
 
 use crate::AppState;
-use crate::api::visible_crisis;
 use crate::auth::Authed;
 use crate::error::ApiError;
 
 /// Documents carry their print stylesheet inline and no script.
 const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Every document of the crisis; `passwords` fills the credential sheets (issue time only).
-async fn pack(
-    st: &AppState,
-    r: repli_store::CrisisRecord,
-    kit: &crate::engine::Provisioned,
-    passwords: Option<&[(String, repli_m365::Secret)]>,
-) -> Result<(String, Vec<(String, String)>), ApiError> {
-    let crisis_id = r.id.clone();
-    let convention = st
-        .store
-        .commune(&r.commune)
-        .await?
-        .and_then(|c| c.convention)
-        .map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
-    let mut accounts = kit.accounts.clone();
-    if let Some(passwords) = passwords {
-        for a in &mut accounts {
-            if let Some((_, p)) = passwords.iter().find(|(upn, _)| upn.eq_ignore_ascii_case(&a.login)) {
-                a.password = p.expose().to_string();
-            }
-        }
-    }
-    let view = crate::api::crisis_view_with_history(st, r).await?;
-    let loans: Vec<LoanView> = crate::inventory::loans_of(st, &crisis_id).await?;
-    let log: Vec<LogEntryView> =
-        st.store.log_entries(&crisis_id).await?.into_iter().map(crate::api::log_view).collect();
-    let wipes = st.store.wipe_certificates(&crisis_id).await?;
-    let d = &st.config.documents;
-    let metropole = Metropole {
-        astreinte_phone: d.astreinte_phone.clone(),
-        astreinte_email: d.astreinte_email.clone(),
-        csirt_phone: d.csirt_phone.clone(),
-    };
-    let input = PackInput {
-        convention,
-        loans: &loans,
-        log: &log,
-        accounts: &accounts,
-        accounts_disabled: kit.disabled.len(),
-        m365: kit.m365.clone(),
-        simulation: st.simulation,
-        ..PackInput::minimal(&view, &metropole, &wipes, st.clock.now())
-    };
-    let docs = st.documents.render(&input).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((crisis_id.to_string(), docs))
-}
-
-async fn render(st: &AppState, a: &Actor, id: &str) -> Result<(String, Vec<(String, String)>), ApiError> {
-    let r = visible_crisis(st, a, id).await?;
-    let kit = crate::engine::provisioned(st, &r).await?;
-    let (crisis, docs) = pack(st, r, &kit, None).await?;
-    // Credential sheets are for ops: nobody else sees them listed.
-    let docs = docs.into_iter().filter(|(name, _)| a.role == Role::Ops || name != CREDENTIAL_SHEETS).collect();
-    Ok((crisis, docs))
-}
-
-/// Writes the crisis's documents (never the credential sheets) under the daemon's documents
-/// folder, `<database>.documents/<crisis>/`; returns their names (the `docs.render` step).
-pub async fn archive(st: &AppState, id: &repli_core::CrisisId) -> Result<Vec<String>, String> {
-    let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
-    let kit = crate::engine::provisioned(st, &r).await.map_err(|e| e.to_string())?;
-    let (crisis, docs) = pack(st, r, &kit, None).await.map_err(|e| format!("{e:?}"))?;
-    let dir = documents_dir(st).join(&crisis);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let docs: Vec<(String, String)> = docs.into_iter().filter(|(n, _)| n != CREDENTIAL_SHEETS).collect();
-    let mut names = Vec::new();
-    for (name, content) in &docs {
-        let path = dir.join(name);
-        std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
-        names.push(name.clone());
-    }
-    // The crisis zone as published (BIND fragment), for the registrar and the record.
-    if let Some(zone) = &kit.zone {
-        let name = "zone-dns-secours.txt".to_string();
-        std::fs::write(dir.join(&name), zone).map_err(|e| format!("{name}: {e}"))?;
-        names.push(name);
-    }
-    // At hand-back: what the commune must retrieve before the accounts are deleted.
-    if !kit.disabled.is_empty() {
-        let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
-        let header = ["compte", "nom", "service", "à récupérer"];
-        w.write_record(header).map_err(|e| e.to_string())?;
-        for upn in &kit.disabled {
-            let who = kit.accounts.iter().find(|a| a.login.eq_ignore_ascii_case(upn));
-            let cell = |v: &str| repli_core::text::csv_cell(v).into_owned();
-            w.write_record([
-                cell(upn),
-                cell(who.map_or("", |a| a.name.as_str())),
-                cell(who.map_or("", |a| a.service.as_str())),
-                "boîte aux lettres (PST) et fichiers OneDrive".to_string(),
-            ])
-            .map_err(|e| e.to_string())?;
-        }
-        let bytes = w.into_inner().map_err(|e| e.to_string())?;
-        let name = "comptes-a-recuperer.csv".to_string();
-        std::fs::write(dir.join(&name), bytes).map_err(|e| format!("{name}: {e}"))?;
-        names.push(name);
-    }
-    let zip = format!("pack-{crisis}.zip");
-    let bytes = Documents::zip_bytes(&docs).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;
-    names.push(zip);
-    Ok(names)
-}
-
-/// `<database>.documents`: where `docs.render` steps keep each crisis's pack.
-pub fn documents_dir(st: &AppState) -> std::path::PathBuf {
-    let db = &st.config.database.path;
-    let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    name.push(".documents");
-    db.with_file_name(name)
-}
-
 pub async fn list(
     State(st): State<AppState>,
-    Authed(ref a): Authed,
+    Authed(a): Authed,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<String>>, ApiError> {
-    let (_, docs) = render(&st, a, &id).await?;
-    Ok(axum::Json(docs.into_iter().map(|(n, _)| n).collect()))
+    Ok(axum::Json(documents::list(&st, &a, &id).await?))
 }
 
 pub async fn one(
     State(st): State<AppState>,
-    Authed(ref a): Authed,
+    Authed(a): Authed,
     Path((id, file)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if !DOCUMENTS.iter().any(|(_, f)| *f == file) {
-        return Err(ApiError::NotFound { code: "unknown_document", detail: "Document inconnu.".into() });
-    }
-    if file == CREDENTIAL_SHEETS && a.role != Role::Ops {
-        return Err(ApiError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."));
-    }
-    let docs =
-        if file == CREDENTIAL_SHEETS { credential_sheets(&st, a, &id).await? } else { render(&st, a, &id).await?.1 };
-    let (_, content) = docs
-        .into_iter()
-        .find(|(n, _)| *n == file)
-        .ok_or_else(|| ApiError::NotFound { code: "unknown_document", detail: "Document inconnu.".into() })?;
+    let content = documents::one(&st, &a, &id, &file).await?;
     let ct = if file.ends_with(".md") { "text/markdown; charset=utf-8" } else { "text/html; charset=utf-8" };
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, ct)], content).into_response();
     resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCUMENT_CSP));
     Ok(resp)
 }
 
-/// The credential sheets: one-time passwords set in Microsoft 365, rendered, and only then the
-/// hand-over recorded (audited, once). One issue at a time, so two downloads cannot both reset
-/// the passwords; a failed reset records nothing, and ops can try again.
-async fn credential_sheets(st: &AppState, a: &Actor, id: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let _one_at_a_time = st.credential_sheets.lock().await;
-    let r = visible_crisis(st, a, id).await?;
-    let crisis = r.id.to_string();
-    let kit = crate::engine::provisioned(st, &r).await?;
-    if kit.accounts.is_empty() {
-        return Err(ApiError::Conflict {
-            code: "no_accounts_yet",
-            detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
-        });
-    }
-    let issued = || ApiError::Conflict {
-        code: "credential_sheets_issued",
-        detail: "Les fiches identifiants ont déjà été délivrées pour cette crise (voir le journal d'audit).".into(),
-    };
-    let filter = repli_store::AuditFilter {
-        crisis: Some(crisis.clone()),
-        action: Some(SHEETS_ISSUED.into()),
-        limit: 1,
-        ..Default::default()
-    };
-    if !st.store.audit_entries(&filter).await?.is_empty() {
-        return Err(issued());
-    }
-    // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
-    let upns: Vec<String> = kit.accounts.iter().map(|a| a.login.clone()).collect();
-    let passwords = st.m365.reset_passwords(&upns).await.map_err(|e| ApiError::Internal(format!("passwords: {e}")))?;
-    let (_, docs) = pack(st, r, &kit, Some(&passwords)).await?;
-    let once = repli_store::Record {
-        commune: crisis.split('-').next().map(str::to_owned),
-        crisis: Some(crisis.clone()),
-        action: SHEETS_ISSUED.into(),
-        target: CREDENTIAL_SHEETS.into(),
-        details: serde_json::json!({ "accounts": upns.len() }),
-    };
-    if !st.store.record_once(&once, repli_store::By::User(a), st.clock.now()).await? {
-        return Err(issued());
-    }
-    Ok(docs)
-}
-
-/// The audit action recording that the credential sheets were handed over.
-const SHEETS_ISSUED: &str = "documents.credential_sheets";
-
-pub async fn zip(
-    State(st): State<AppState>,
-    Authed(ref a): Authed,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (crisis, docs) = render(&st, a, &id).await?;
-    // Credential sheets are handed over once, on their own, never in the zip.
-    let docs: Vec<_> = docs.into_iter().filter(|(name, _)| name != CREDENTIAL_SHEETS).collect();
-    let bytes = Documents::zip_bytes(&docs).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let disposition = format!("attachment; filename=\"pack-{crisis}.zip\"");
+pub async fn zip(State(st): State<AppState>, Authed(a): Authed, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (name, bytes) = documents::zip(&st, &a, &id).await?;
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/zip")], bytes).into_response();
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)

@@ -50,6 +50,8 @@ enum Command {
     /// Local user administration on the daemon's host (writes the database directly).
     #[command(subcommand)]
     User(UserCommand),
+    /// Play a whole crisis on a fresh in-process replid (simulation): the README's main job.
+    Demo(replid::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,11 +118,15 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo narrates on its own; its daemon logs only when RUST_LOG asks for them.
+    if !matches!(cli.command, Some(Command::Demo(_))) || std::env::var_os("RUST_LOG").is_some() {
+        init_tracing(cli.log_format);
+    }
     let load = || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
     match cli.command.unwrap_or(Command::Run) {
+        Command::Demo(args) => return replid::demo::main(&args).await,
         Command::Config(ConfigCommand::Example) => print!("{EXAMPLE}"),
         Command::Config(ConfigCommand::Check) => {
             let c = load()?;
@@ -186,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Someone acting on the daemon's host, with file access to its database.

@@ -15,10 +15,11 @@ use repli_store::{AuditFilter, By, CrisisFilter};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{crisis_with_history, request_crisis, visible_crisis};
 use crate::auth::Authed;
-use crate::error::ApiError;
 use crate::web::{SessionCsrf, error_page, render, same_secret};
+use repli_app::AppError;
+use repli_app::crises::{self, visible_crisis};
+use repli_app::{inventory, steps};
 
 type Form = axum::Form<BTreeMap<String, String>>;
 
@@ -138,7 +139,7 @@ async fn form_crisis(
     visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
 }
 
-fn api_error_page(st: &AppState, e: &ApiError) -> Response {
+fn api_error_page(st: &AppState, e: &AppError) -> Response {
     let p = e.to_problem();
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let title = match p.status {
@@ -181,7 +182,7 @@ pub async fn home(
             if !a.may_see_commune(&r.commune) {
                 continue;
             }
-            match crisis_with_history(&st, r).await {
+            match crises::view(&st, r).await {
                 Ok(v) => views.push(v),
                 Err(e) => return api_error_page(&st, &e),
             }
@@ -363,10 +364,10 @@ pub async fn request_submit(
     // Validation of the request itself (the API's), with these form-level errors.
     let now = st.clock.now();
     let due = st.calendar.add_hours(now, st.config.sla.business_hours).unwrap_or(now);
-    if let Err(ApiError::Validation(v)) = crate::api::validate(&req, due, now) {
+    if let Err(AppError::Validation(v)) = crises::validate(&req, due, now) {
         errors.extend(v);
     }
-    let agent_rows = match crate::inventory::checked_agents(list.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
+    let agent_rows = match inventory::checked_agents(list.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
         Ok(rows) => rows,
         Err(bad) => {
             errors.extend(
@@ -387,7 +388,7 @@ pub async fn request_submit(
         );
     }
     let key = form.get("idem").cloned().filter(|k| !k.is_empty() && k.len() <= 100);
-    match request_crisis(&st, &a, &req, key.as_deref()).await {
+    match crises::request(&st, &a, &req, key.as_deref()).await {
         Ok((rec, _)) => {
             if !agent_rows.is_empty()
                 && let Err(e) = st.store.set_agents(&rec.id, &agent_rows, &a, st.clock.now()).await
@@ -415,12 +416,12 @@ pub async fn crisis(
     };
     let crisis_id = r.id.clone();
     let convention = st.store.commune(&r.commune).await.ok().flatten().and_then(|c| c.convention);
-    let view = match crisis_with_history(&st, r).await {
+    let view = match crises::view(&st, r).await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
-    let steps = crate::steps::steps_of(&st, &a, crisis_id.as_str()).await.ok();
-    let loans = crate::inventory::loans_of(&st, &crisis_id).await.unwrap_or_default();
+    let steps = steps::steps_of(&st, &a, crisis_id.as_str()).await.ok();
+    let loans = inventory::loans_of(&st, &crisis_id).await.unwrap_or_default();
     let log = st.store.log_entries(&crisis_id).await.unwrap_or_default();
     let is_ops = a.role == Role::Ops;
     let mut runs = Vec::new();
@@ -429,7 +430,7 @@ pub async fn crisis(
             let total = run.steps.len();
             let done = run.steps.iter().filter(|s| s.state.is_done()).count();
             runs.push(json!({
-                "name": if run.playbook == "activation" { "Préparation du kit" } else { "Restitution" },
+                "name": if run.playbook == repli_core::run::PlaybookName::Activation { "Préparation du kit" } else { "Restitution" },
                 "done": done,
                 "total": total,
                 "percent": (done * 100).checked_div(total).unwrap_or(0),
@@ -554,8 +555,8 @@ pub async fn cancel(
 async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &BTreeMap<String, String>) -> Response {
     let reason = form.get("motif").map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
     let body = repli_proto::api::ActionRequest { reason };
-    match crate::api::apply(st, a, id, action, body).await {
-        Ok(v) => back(id, "ok", &format!("Crise {} : {}", v.0.id, v.0.state_label)),
+    match crises::apply(st, a, id, action, body).await {
+        Ok(v) => back(id, "ok", &format!("Crise {} : {}", v.id, v.state_label)),
         Err(e) => back(id, "erreur", &e.to_problem().detail),
     }
 }
@@ -576,7 +577,7 @@ pub async fn add_log(
     match (kind, entry) {
         (Some(kind), Ok(t)) => match st.store.add_log_entry(&r.id, kind, &t, &a, st.clock.now()).await {
             Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
-            Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+            Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
         },
         (None, _) => back(&id, "erreur", "Type d'entrée inconnu."),
         (_, Err(e)) => back(&id, "erreur", &format!("Main courante : {}", e.message)),
@@ -617,7 +618,7 @@ pub async fn set_agents(
     if rows.is_empty() || rows.len() > 500 {
         return back(&id, "erreur", "Liste des agents vide ou trop longue (500 au plus).");
     }
-    let list = match crate::inventory::checked_agents(rows.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
+    let list = match inventory::checked_agents(rows.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
         Ok(list) => list,
         Err(bad) => {
             let (i, e) = &bad[0];
@@ -629,7 +630,7 @@ pub async fn set_agents(
             st.engine.wake();
             back(&id, "ok", &format!("Liste enregistrée : {} agent(s).", agents.len()))
         }
-        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
     }
 }
 
@@ -658,7 +659,7 @@ pub async fn confirm_task(
                 .finish();
             Redirect::to(&format!("{target}?{q}")).into_response()
         }
-        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
     }
 }
 
@@ -687,7 +688,7 @@ pub async fn check_in(
             st.engine.wake();
             back(&id, "ok", &format!("Retour enregistré : {serial}."))
         }
-        Err(e) => back(&id, "erreur", &ApiError::from(e).to_problem().detail),
+        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
     }
 }
 
@@ -699,7 +700,7 @@ pub async fn tasks(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let list = match crate::steps::task_views(&st).await {
+    let list = match steps::task_views(&st).await {
         Ok(l) => l,
         Err(e) => return api_error_page(&st, &e),
     };
@@ -883,7 +884,7 @@ pub async fn journal_export(
         _ => {
             let mut out = Vec::new();
             if let Err(e) = repli_core::audit::write_csv(&mut out, &all) {
-                return api_error_page(&st, &ApiError::Internal(e.to_string()));
+                return api_error_page(&st, &AppError::Internal(e.to_string()));
             }
             (out, "text/csv; charset=utf-8", "csv")
         }
@@ -898,7 +899,7 @@ pub async fn sla_report(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
 ) -> Response {
-    let lines = match crate::api::sla_report_lines(&st).await {
+    let lines = match crises::sla_report(&st).await {
         Ok(l) => l,
         Err(e) => return api_error_page(&st, &e),
     };

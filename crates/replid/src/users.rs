@@ -9,9 +9,11 @@ use repli_proto::api::{CreatedUser, NewUserRequest, PasswordRequest, RevokeView,
 use repli_store::{By, StoreError, UserSummary};
 
 use crate::AppState;
-use crate::api::ApiJson;
 use crate::auth::{self, Authed, UserError};
 use crate::error::ApiError;
+use crate::extract::ApiJson;
+use repli_app::AppError;
+use repli_proto::ProblemCode;
 
 fn view(u: UserSummary) -> UserView {
     UserView {
@@ -29,7 +31,7 @@ fn view(u: UserSummary) -> UserView {
 fn expiry(now: Timestamp, days: Option<u16>) -> Result<Option<Timestamp>, ApiError> {
     days.map(|d| {
         now.checked_add(SignedDuration::from_hours(24 * i64::from(d)))
-            .map_err(|_| ApiError::Validation(vec![FieldError::new("expires_days", "durée hors limites")]))
+            .map_err(|_| AppError::Validation(vec![FieldError::new("expires_days", "durée hors limites")]).into())
     })
     .transpose()
 }
@@ -39,7 +41,7 @@ async fn summary(st: &AppState, id: i64) -> Result<UserView, ApiError> {
     all.into_iter()
         .find(|u| u.id == id)
         .map(view)
-        .ok_or_else(|| ApiError::NotFound { code: "unknown_user", detail: "Utilisateur inconnu.".into() })
+        .ok_or_else(|| ApiError::problem(ProblemCode::UnknownUser, "Utilisateur inconnu."))
 }
 
 pub async fn list(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<UserView>>, ApiError> {
@@ -58,14 +60,15 @@ pub async fn create(
     let (rec, token) = match created {
         Ok(v) => v,
         Err(UserError::CommuneRole) => {
-            return Err(ApiError::Validation(vec![FieldError::new(
+            return Err(AppError::Validation(vec![FieldError::new(
                 "commune",
                 "obligatoire pour un DGS, interdit pour les autres rôles",
-            )]));
+            )])
+            .into());
         }
-        Err(UserError::Name(e)) => return Err(ApiError::Validation(vec![e])),
+        Err(UserError::Name(e)) => return Err(AppError::Validation(vec![e]).into()),
         Err(UserError::Store(e)) => return Err(e.into()),
-        Err(e @ UserError::Random(_)) => return Err(ApiError::Internal(e.to_string())),
+        Err(e @ UserError::Random(_)) => return Err(AppError::Internal(e.to_string()).into()),
     };
     tracing::info!(user = rec.id, role = %rec.role, "user created");
     let user = summary(&st, rec.id).await?;
@@ -80,7 +83,7 @@ pub async fn issue_token(
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     let now = st.clock.now();
     let expires_at = expiry(now, req.expires_days)?;
-    let token = auth::generate_token().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let token = auth::generate_token().map_err(|e| AppError::Internal(e.to_string()))?;
     st.store.issue_token(id, &auth::token_hash(&token), expires_at, By::User(a), now).await?;
     Ok((StatusCode::CREATED, Json(TokenView { user_id: id, token, expires_at })))
 }
@@ -121,17 +124,17 @@ pub async fn set_password(
         ));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(AppError::Validation(errors).into());
     }
     let password = req.password.clone();
     // Hashing is deliberately slow: keep it off the async workers.
     let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(AppError::Internal)?;
     match st.store.set_password(id, login, &phc, By::User(a), st.clock.now()).await {
         Err(StoreError::LoginTaken(_)) => {
-            return Err(ApiError::Validation(vec![FieldError::new("login", "identifiant déjà utilisé")]));
+            return Err(AppError::Validation(vec![FieldError::new("login", "identifiant déjà utilisé")]).into());
         }
         other => other?,
     }

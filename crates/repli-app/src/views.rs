@@ -1,16 +1,75 @@
 //! Store records → API documents.
 
+use std::collections::HashMap;
+
 use jiff::{SignedDuration, Timestamp};
 use repli_core::audit::AuditEntry;
+use repli_core::run::PlaybookName;
 use repli_core::sla::{SlaInput, Suspension};
-use repli_core::{CrisisAction, CrisisState, legal, sla};
+use repli_core::{CrisisAction, CrisisId, CrisisState, legal, sla};
 use repli_proto::api::{
     CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, LegalClockView, SlaView, SuspensionView, Timeline,
 };
-use repli_store::{CommuneRecord, CrisisRecord, SuspensionRecord};
+use repli_store::{CommuneRecord, CrisisRecord, Need, SuspensionRecord};
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::{AppError, Services};
+
+/// What a crisis view needs besides the crisis record, read in one pass: its suspensions, its
+/// needs, and the work left in its activation run while it is being provisioned.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub suspensions: Vec<SuspensionRecord>,
+    pub needs: Vec<Need>,
+    /// Estimated work left in the activation run (only while activated or provisioning).
+    pub run_remaining: Option<SignedDuration>,
+}
+
+fn provisioning(state: CrisisState) -> bool {
+    matches!(state, CrisisState::Activated | CrisisState::Provisioning)
+}
+
+impl Facts {
+    async fn run_remaining(st: &Services, id: &CrisisId) -> Result<Option<SignedDuration>, AppError> {
+        let Some(run) = st.store.runs_of(id).await?.into_iter().find(|run| run.playbook == PlaybookName::Activation)
+        else {
+            return Ok(None);
+        };
+        let steps = st.store.steps(run.id).await?;
+        Ok(Some(crate::steps::remaining(run.playbook, &steps)))
+    }
+
+    /// The facts of one crisis (two queries, four while it is being provisioned).
+    pub async fn load(st: &Services, r: &CrisisRecord) -> Result<Self, AppError> {
+        let run_remaining = if provisioning(r.state) { Self::run_remaining(st, &r.id).await? } else { None };
+        Ok(Facts {
+            suspensions: st.store.suspensions(&r.id).await?,
+            needs: st.store.needs(Some(r.id.as_str())).await?,
+            run_remaining,
+        })
+    }
+
+    /// The facts of many crises: two queries for all, plus the runs of those being provisioned.
+    pub async fn load_many(st: &Services, records: &[&CrisisRecord]) -> Result<HashMap<CrisisId, Self>, AppError> {
+        let mut out: HashMap<CrisisId, Facts> = HashMap::with_capacity(records.len());
+        let mut by_str: HashMap<&str, &CrisisId> = HashMap::with_capacity(records.len());
+        for r in records {
+            by_str.insert(r.id.as_str(), &r.id);
+            let run_remaining = if provisioning(r.state) { Self::run_remaining(st, &r.id).await? } else { None };
+            out.insert(r.id.clone(), Facts { run_remaining, ..Facts::default() });
+        }
+        for (crisis, s) in st.store.all_suspensions().await? {
+            if let Some(f) = by_str.get(crisis.as_str()).and_then(|id| out.get_mut(*id)) {
+                f.suspensions.push(s);
+            }
+        }
+        for n in st.store.needs(None).await? {
+            if let Some(f) = by_str.get(n.crisis.as_str()).and_then(|id| out.get_mut(*id)) {
+                f.needs.push(n);
+            }
+        }
+        Ok(out)
+    }
+}
 
 pub fn commune(r: CommuneRecord) -> CommuneView {
     CommuneView {
@@ -24,7 +83,7 @@ pub fn commune(r: CommuneRecord) -> CommuneView {
     }
 }
 
-fn history_entry(e: AuditEntry) -> Result<HistoryEntry, ApiError> {
+fn history_entry(e: AuditEntry) -> Result<HistoryEntry, AppError> {
     Ok(HistoryEntry {
         seq: e.seq,
         at: repli_store::ts_from_db("audit_log.at", &e.at)?,
@@ -38,14 +97,11 @@ fn history_entry(e: AuditEntry) -> Result<HistoryEntry, ApiError> {
 /// Estimated business time of the work left before the kit is ready (the risk forecast's
 /// input): the activation run's unfinished steps along their longest chain once the engine has
 /// one; before activation, the configured estimate.
-pub async fn remaining_work(st: &AppState, r: &CrisisRecord) -> Result<SignedDuration, ApiError> {
-    if matches!(r.state, CrisisState::Activated | CrisisState::Provisioning)
-        && let Some(run) = st.store.runs_of(&r.id).await?.into_iter().find(|run| run.playbook == "activation")
-    {
-        let steps = st.store.steps(run.id).await?;
-        return Ok(crate::steps::remaining(&run.playbook, &steps));
+pub fn remaining_work(st: &Services, r: &CrisisRecord, facts: &Facts) -> SignedDuration {
+    match facts.run_remaining {
+        Some(d) if provisioning(r.state) => d,
+        _ => configured_remaining(&st.config.sla.forecast, r.state),
     }
-    Ok(configured_remaining(&st.config.sla.forecast, r.state))
 }
 
 /// The configured estimate of the work left in `state`.
@@ -59,23 +115,18 @@ pub fn configured_remaining(cfg: &crate::config::ForecastConfig, state: CrisisSt
 }
 
 /// The SLA of a crisis at `now`, its suspensions taken into account.
-pub async fn sla_of(
-    st: &AppState,
-    r: &CrisisRecord,
-    suspensions: &[SuspensionRecord],
-    now: Timestamp,
-) -> Result<sla::SlaView, ApiError> {
+pub fn sla_of(st: &Services, r: &CrisisRecord, facts: &Facts, now: Timestamp) -> Result<sla::SlaView, AppError> {
     let pauses: Vec<Suspension> =
-        suspensions.iter().map(|s| Suspension { start: s.started_at, end: s.ended_at }).collect();
+        facts.suspensions.iter().map(|s| Suspension { start: s.started_at, end: s.ended_at }).collect();
     let input = SlaInput {
         started: r.requested_at,
         business_hours: st.config.sla.business_hours,
         suspensions: &pauses,
         ready_at: r.ready_at,
         ended: matches!(r.state, CrisisState::Rejected | CrisisState::Cancelled),
-        remaining_work: remaining_work(st, r).await?,
+        remaining_work: remaining_work(st, r, facts),
     };
-    sla::evaluate(&st.calendar, &input, now).map_err(|e| ApiError::Internal(format!("SLA evaluation: {e}")))
+    sla::evaluate(&st.calendar, &input, now).map_err(|e| AppError::Internal(format!("SLA evaluation: {e}")))
 }
 
 /// `elapsed` as a whole percentage of `hours`.
@@ -103,15 +154,14 @@ pub fn legal_clocks(r: &CrisisRecord, now: Timestamp) -> Vec<LegalClockView> {
         .collect()
 }
 
-pub async fn crisis(
-    st: &AppState,
+pub fn crisis(
+    st: &Services,
     r: CrisisRecord,
     history: Vec<AuditEntry>,
-    suspensions: &[SuspensionRecord],
-    needs: &[repli_store::Need],
+    facts: &Facts,
     now: Timestamp,
-) -> Result<CrisisView, ApiError> {
-    let v = sla_of(st, &r, suspensions, now).await?;
+) -> Result<CrisisView, AppError> {
+    let v = sla_of(st, &r, facts, now)?;
     Ok(CrisisView {
         sla: SlaView {
             business_hours: st.config.sla.business_hours,
@@ -123,10 +173,10 @@ pub async fn crisis(
             suspended_seconds: v.suspended.as_secs(),
             used_percent: used_percent(v.elapsed, st.config.sla.business_hours),
             projected_ready: v.projected_ready,
-            suspensions: suspensions.iter().map(suspension).collect(),
+            suspensions: facts.suspensions.iter().map(suspension).collect(),
         },
         legal: legal_clocks(&r, now),
-        needs: needs.iter().filter(|n| n.wanted > 0).map(crate::inventory::need_view).collect(),
+        needs: facts.needs.iter().filter(|n| n.wanted > 0).map(crate::inventory::need_view).collect(),
         aware_at: r.aware_at,
         personal_data: r.personal_data,
         timeline: Timeline {

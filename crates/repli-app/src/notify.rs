@@ -7,17 +7,17 @@ use repli_core::{fr, legal};
 use repli_store::{CrisisFilter, StoreError};
 use serde_json::json;
 
-use crate::{AppState, views};
+use crate::{Services, views};
 
 /// Queues what has become due; returns how many notifications were new.
-pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
+pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let tz = st.calendar.time_zone().clone();
     let mut new = 0;
     for r in st.store.crises(&CrisisFilter { open_only: true, ..Default::default() }).await? {
-        let suspensions = st.store.suspensions(&r.id).await?;
         let mut due: Vec<(String, String, String)> = Vec::new();
         if r.ready_at.is_none()
-            && let Ok(v) = views::sla_of(st, &r, &suspensions, now).await
+            && let Ok(facts) = views::Facts::load(st, &r).await
+            && let Ok(v) = views::sla_of(st, &r, &facts, now)
         {
             let used = views::used_percent(v.elapsed, st.config.sla.business_hours);
             for t in st.config.notify.thresholds.iter().filter(|t| **t <= used) {
@@ -71,7 +71,7 @@ pub async fn queue(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
 }
 
 /// Sends due notifications; returns how many attempts were made.
-pub async fn deliver(st: &AppState, now: Timestamp) -> Result<usize, StoreError> {
+pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let due = st.store.due_notifications(now).await?;
     for n in &due {
         let result = match n.channel.as_str() {
@@ -101,7 +101,7 @@ pub async fn deliver(st: &AppState, now: Timestamp) -> Result<usize, StoreError>
     Ok(due.len())
 }
 
-async fn webhook(st: &AppState, n: &repli_store::Notification) -> Result<(), String> {
+async fn webhook(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
     let Some(url) = st.config.notify.webhook_url.as_deref() else { return Err("no webhook_url configured".into()) };
     let body = json!({ "key": n.key, "crisis": n.crisis, "subject": n.subject, "body": n.body });
     match st.http.post(url).json(&body).send().await {
@@ -122,7 +122,7 @@ fn smtp_password(cfg: &crate::config::SmtpConfig) -> Result<Option<String>, Stri
     Ok(std::env::var("REPLI_SMTP_PASSWORD").ok())
 }
 
-async fn smtp(st: &AppState, n: &repli_store::Notification) -> Result<(), String> {
+async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
     use crate::config::SmtpSecurity;
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};

@@ -1,4 +1,4 @@
-//! `repli bench`: measured figures for docs/PERFORMANCE.md (never timed assertions in tests).
+//! `repli-bench`: measured figures for docs/PERFORMANCE.md (never timed assertions in tests).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,9 @@ pub enum BenchCmd {
     /// The engine under SIGKILL: real replid and Graph simulator processes, replid killed at
     /// random moments and restarted until every crisis is ready; then the checks.
     Crash(crate::crash::CrashBench),
+    /// replid's API reads (health, me, one crisis, the list) against a bare axum handler in the
+    /// same run: requests/s in a closed loop, p50/p99 at a fixed rate.
+    Api(crate::api::ApiBench),
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +272,30 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
 
 pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCmd::Api(a) => {
+            let f = crate::api::run(a).await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "api bench (loopback): closed loop {} connections × {} s, open loop {} req/s, {} crises",
+                    f.connections, f.seconds, f.rate, f.crises
+                );
+                for t in &f.targets {
+                    println!(
+                        "  {:<18} {:>9.0} req/s  {:>5.1} % of bare axum   p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+                        t.name,
+                        t.requests_per_second,
+                        t.share_of_bare * 100.0,
+                        t.p50_ms,
+                        t.p99_ms,
+                        t.max_ms,
+                        t.errors
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::Crash(c) => {
             let f = crate::crash::run(c).await?;
             let ok =

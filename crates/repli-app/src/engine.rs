@@ -3,24 +3,19 @@
 //! [`Host`] through which steps reach the rest of replid.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::Timestamp;
+use repli_core::run::{Audience, Outputs, PlaybookName, StepRecord};
 use repli_core::{CrisisId, ItemKind, fr};
 use repli_engine::context::Context;
 use repli_engine::{Engine, EngineConfig, Host};
 use repli_graph_sim::{SimConfig, Simulator};
 use repli_m365::{BoxFut, DnsPublisher, GraphConfig, GraphProvider, HttpDnsPublisher, M365, ManualDns, Secret};
 
-use crate::AppState;
+use crate::Services;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DnsMode, M365Mode};
-
-/// The built-in playbooks (`playbooks/*.toml`), used unless `engine.playbooks_dir` is set.
-pub const EMBEDDED_PLAYBOOKS: [(&str, &str); 2] = [
-    ("activation", include_str!("../../../playbooks/activation.toml")),
-    ("handback", include_str!("../../../playbooks/handback.toml")),
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -32,33 +27,6 @@ pub enum SetupError {
     Simulator(std::io::Error),
     #[error("cannot read the Graph client secret: {0}")]
     Secret(String),
-}
-
-/// Loads and checks the playbooks the engine will run.
-pub fn load_playbooks(config: &Config) -> Result<BTreeMap<String, repli_core::Playbook>, SetupError> {
-    match &config.engine.playbooks_dir {
-        Some(dir) => {
-            let (books, diags) = repli_engine::load::load_dir(dir);
-            if !diags.is_empty() {
-                return Err(SetupError::Playbooks(
-                    diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-                ));
-            }
-            Ok(books)
-        }
-        None => {
-            let mut books = BTreeMap::new();
-            let mut errors = Vec::new();
-            for (name, text) in EMBEDDED_PLAYBOOKS {
-                let (book, diags) = repli_engine::load::parse(text);
-                errors.extend(diags.iter().map(|d| format!("{name}.toml:{}:{}: {}", d.pos.line, d.pos.col, d.message)));
-                if let Some(b) = book {
-                    books.insert(name.to_string(), b);
-                }
-            }
-            if errors.is_empty() { Ok(books) } else { Err(SetupError::Playbooks(errors.join("\n"))) }
-        }
-    }
 }
 
 /// The Microsoft 365 side: provider, DNS publisher, and the embedded simulator when used.
@@ -115,33 +83,20 @@ pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
     Ok(M365Setup { provider, dns, simulator })
 }
 
-/// The engine's view of the daemon. It holds the [`AppState`] once the daemon has built it,
-/// and lets go of it at shutdown (the state holds the engine: no cycle survives).
-#[derive(Debug, Default)]
+/// The engine's view of the application: the services, not the engine (no cycle).
+#[derive(Debug)]
 pub struct DaemonHost {
-    state: Mutex<Option<AppState>>,
+    services: Services,
 }
 
 impl DaemonHost {
-    pub fn attach(&self, st: AppState) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = Some(st);
-        }
-    }
-
-    pub fn detach(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = None;
-        }
-    }
-
-    fn state(&self) -> Result<AppState, String> {
-        self.state.lock().ok().and_then(|s| s.clone()).ok_or_else(|| "daemon stopping".to_string())
+    pub fn new(services: Services) -> Self {
+        DaemonHost { services }
     }
 }
 
 /// The template context of a crisis.
-pub async fn context_of(st: &AppState, id: &CrisisId) -> Result<Context, String> {
+pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String> {
     let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
     let needs = st.store.needs(Some(id.as_str())).await.map_err(|e| e.to_string())?;
     let wanted = |k: ItemKind| needs.iter().filter(|n| n.kind == k).map(|n| u32::try_from(n.wanted).unwrap_or(0)).sum();
@@ -167,7 +122,7 @@ pub async fn context_of(st: &AppState, id: &CrisisId) -> Result<Context, String>
 
 impl Host for DaemonHost {
     fn now(&self) -> Timestamp {
-        self.state().map_or_else(|_| SystemClock.now(), |s| s.clock.now())
+        self.services.clock.now()
     }
 
     fn wall(&self) -> Timestamp {
@@ -175,21 +130,21 @@ impl Host for DaemonHost {
     }
 
     fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>> {
-        Box::pin(async move { context_of(&self.state()?, crisis).await })
+        Box::pin(async move { context_of(&self.services, crisis).await })
     }
 
     fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>> {
-        Box::pin(async move { crate::documents::archive(&self.state()?, crisis).await })
+        Box::pin(async move { crate::documents::archive(&self.services, crisis).await })
     }
 
     fn notify<'a>(
         &'a self,
         crisis: &'a CrisisId,
-        audience: &'a str,
+        audience: Audience,
         message: &'a str,
     ) -> BoxFut<'a, Result<(), String>> {
         Box::pin(async move {
-            let st = self.state()?;
+            let st = &self.services;
             let r = st
                 .store
                 .crisis(crisis)
@@ -198,11 +153,11 @@ impl Host for DaemonHost {
                 .ok_or_else(|| format!("crise {crisis} introuvable"))?;
             let (subject, key) = match audience {
                 // The commune's mail is down: ops relay it by the out-of-band contact.
-                "dgs" => (
+                Audience::Dgs => (
                     format!("À transmettre à {} ({}) — crise {}", r.contact_name, fr::phone(&r.contact_phone), r.id),
                     format!("playbook:{}:dgs:{}", r.id, short_hash(message)),
                 ),
-                _ => (
+                Audience::Ops => (
                     format!("Crise {} ({})", r.id, r.commune_name),
                     format!("playbook:{}:ops:{}", r.id, short_hash(message)),
                 ),
@@ -215,7 +170,7 @@ impl Host for DaemonHost {
                     .map_err(|e| e.to_string())?;
             }
             // Sent now rather than at the next maintenance round; failures are retried there.
-            if let Err(e) = crate::notify::deliver(&st, now).await {
+            if let Err(e) = crate::notify::deliver(st, now).await {
                 tracing::warn!(error = %e, "notification delivery deferred");
             }
             Ok(())
@@ -231,10 +186,11 @@ fn short_hash(s: &str) -> String {
 /// Builds the engine for a daemon.
 pub fn engine(
     config: &Config,
-    store: repli_store::Store,
+    store: Arc<dyn repli_core::run::RunStore>,
     m365: &M365Setup,
     host: Arc<DaemonHost>,
-    playbooks: BTreeMap<String, repli_core::Playbook>,
+    playbooks: BTreeMap<PlaybookName, repli_core::Playbook>,
+    wake: Arc<tokio::sync::Notify>,
 ) -> Arc<Engine> {
     let mut nonce = [0u8; 6];
     let _ = getrandom::fill(&mut nonce);
@@ -246,7 +202,7 @@ pub fn engine(
         owner,
         channels: config.m365.channels.iter().map(|c| (c.clone(), String::new())).collect(),
     };
-    Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg))
+    Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake))
 }
 
 /// What a crisis's runs produced, as the documents need it (read once per rendering).
@@ -263,52 +219,48 @@ pub struct Provisioned {
 }
 
 /// Reads the outputs of the crisis's activation and hand-back runs.
-pub async fn provisioned(st: &AppState, r: &repli_store::CrisisRecord) -> Result<Provisioned, repli_store::StoreError> {
-    let mut activation = Vec::new();
-    let mut handback = Vec::new();
+pub async fn provisioned(st: &Services, r: &repli_store::CrisisRecord) -> Result<Provisioned, repli_store::StoreError> {
+    let mut activation: Vec<StepRecord> = Vec::new();
+    let mut handback: Vec<StepRecord> = Vec::new();
     for run in st.store.runs_of(&r.id).await? {
         let steps = st.store.steps(run.id).await?;
-        match run.playbook.as_str() {
-            "activation" => activation = steps,
-            "handback" => handback = steps,
-            _ => {}
+        match run.playbook {
+            PlaybookName::Activation => activation = steps,
+            PlaybookName::Handback => handback = steps,
         }
     }
-    let succeeded = |steps: &[repli_store::StepRecord], kind: &str| -> Vec<serde_json::Value> {
-        steps
-            .iter()
-            .filter(|s| s.kind == kind && s.state == repli_core::StepState::Succeeded)
-            .filter_map(|s| s.output.clone())
-            .collect()
-    };
-    let out = |kind: &str| succeeded(&activation, kind).into_iter().next();
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-    };
-    let accounts = out("m365.accounts")
-        .and_then(|o| o["accounts"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .map(|a| repli_docs::Account {
-            name: a["name"].as_str().unwrap_or_default().to_string(),
-            service: a["service"].as_str().unwrap_or_default().to_string(),
-            login: a["upn"].as_str().unwrap_or_default().to_string(),
-            password: String::new(),
-        })
-        .collect();
-    let m365 = match (out("m365.domain"), out("m365.team")) {
-        (Some(d), Some(t)) => Some(repli_docs::M365 {
-            domain: d["domain"].as_str().unwrap_or_default().to_string(),
-            team: format!("Cellule de crise — {}", r.commune_name),
-            channels: strings(&t["channels"]),
-            drive_url: t["drive_url"].as_str().unwrap_or_default().to_string(),
-            meeting_url: out("m365.meeting")
-                .and_then(|m| m["join_url"].as_str().map(str::to_string))
-                .unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let disabled = succeeded(&handback, "m365.winddown").first().map(|o| strings(&o["accounts"])).unwrap_or_default();
-    let zone = succeeded(&activation, "dns.publish").iter().rev().find_map(|o| o["zone"].as_str().map(str::to_string));
-    Ok(Provisioned { m365, accounts, disabled, zone })
+    Ok(Provisioned::of(&r.commune_name, &Outputs::of(&activation), &Outputs::of(&handback)))
+}
+
+impl Provisioned {
+    /// What the documents need from the runs' typed outputs.
+    pub fn of(commune_name: &str, activation: &Outputs, handback: &Outputs) -> Self {
+        let accounts = activation
+            .accounts()
+            .map(|o| {
+                o.accounts
+                    .iter()
+                    .map(|a| repli_docs::Account {
+                        name: a.name.clone(),
+                        service: a.service.clone(),
+                        login: a.upn.clone(),
+                        password: String::new(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let m365 = match (activation.domain(), activation.workspace()) {
+            (Some(d), Some(t)) => Some(repli_docs::M365 {
+                domain: d.domain.clone(),
+                team: format!("Cellule de crise — {commune_name}"),
+                channels: t.channels.clone(),
+                drive_url: t.drive_url.clone(),
+                meeting_url: activation.meeting().map(|m| m.join_url.clone()).unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let disabled = handback.wind_down().map(|w| w.accounts.clone()).unwrap_or_default();
+        let zone = activation.last_published().map(|p| p.zone.clone());
+        Provisioned { m365, accounts, disabled, zone }
+    }
 }

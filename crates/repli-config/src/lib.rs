@@ -508,7 +508,7 @@ impl Config {
             return Err("audit.checkpoint_every must be 1 to 1000000 and audit.checkpoint_minutes 1 to 1440".into());
         }
         let m = &self.m365;
-        repli_m365::backup_domain(&m.domain_pattern, "Aix-en-Provence", "13001")
+        repli_core::m365::backup_domain(&m.domain_pattern, "Aix-en-Provence", "13001")
             .map_err(|e| format!("m365.domain_pattern: {e}"))?;
         if m.mode == M365Mode::Graph && (m.tenant_id.trim().is_empty() || m.client_id.trim().is_empty()) {
             return Err("m365.mode = \"graph\" needs m365.tenant_id and m365.client_id (and the secret in client_secret_file or REPLI_GRAPH_CLIENT_SECRET)".into());

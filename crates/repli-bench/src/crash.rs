@@ -1,4 +1,4 @@
-//! `repli bench crash`: the engine's reliability harness. It starts the real `replid` and the
+//! `repli-bench crash`: the engine's reliability harness. It starts the real `replid` and the
 //! Graph simulator as separate processes, activates crises, sends SIGKILL to replid at random
 //! moments, restarts it, and repeats until every crisis is ready. Then it checks that every
 //! step succeeded, that the simulator holds exactly the expected objects, that no item was

@@ -1,4 +1,4 @@
-//! `repli demo`: a whole crisis, played as the three roles would, on a fresh in-process replid
+//! `replid demo`: a whole crisis, played as the three roles would, on a fresh in-process replid
 //! with its own SQLite file. Everything goes through the real HTTP API and the typed client.
 
 use std::path::{Path, PathBuf};
@@ -18,12 +18,13 @@ use std::collections::BTreeSet;
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
 const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
-use replid::Daemon;
-use replid::clock::{Clock, SystemClock};
-use replid::config::Config;
+use repli_core::fr;
+use repli_core::run::{PlaybookName, RunState};
 use serde::Serialize;
 
-use crate::output;
+use crate::Daemon;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -81,11 +82,17 @@ pub struct DemoSummary {
 /// Prints the timeline: to stdout for people, to stderr when stdout carries JSON.
 struct Narrator {
     json: bool,
+    /// The configured calendar's time zone (the one time-zone source).
+    tz: jiff::tz::TimeZone,
 }
 
 impl Narrator {
+    fn when(&self, t: Timestamp) -> String {
+        fr::datetime(t, &self.tz)
+    }
+
     fn say(&self, who: &str, what: &str) {
-        let line = format!("[{}] {who:<12} {what}", now().to_zoned(output::tz()).strftime("%H:%M:%S"));
+        let line = format!("[{}] {who:<12} {what}", now().to_zoned(self.tz.clone()).strftime("%H:%M:%S"));
         if self.json {
             eprintln!("{line}");
         } else {
@@ -106,7 +113,7 @@ fn prepare_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         None => tempfile::Builder::new()
             .prefix("repli-demo-")
-            .tempdir_in(crate::default_demo_parent())
+            .tempdir_in(std::env::temp_dir())
             .context("cannot create a temporary folder")?
             .keep(),
     };
@@ -122,7 +129,11 @@ fn prepare_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Runs the demo and returns its summary.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
-    let say = Narrator { json: args.json };
+    // The demo runs on the default configuration: its calendar's time zone is the daemon's.
+    let tz = repli_core::BusinessCalendar::from_spec(&Config::default().sla.calendar)
+        .map(|c| c.time_zone().clone())
+        .context("calendar")?;
+    let say = Narrator { json: args.json, tz };
     let dir = prepare_dir(args.dir.as_deref())?;
     let db = dir.join("repli.db");
     let mut config = Config::default();
@@ -138,7 +149,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         let root = url.trim_end_matches('/').trim_end_matches("/v1.0").to_string();
         let loopback =
             root.starts_with("http://127.") || root.starts_with("http://localhost") || root.starts_with("http://[::1]");
-        config.m365.mode = replid::config::M365Mode::Graph;
+        config.m365.mode = crate::config::M365Mode::Graph;
         config.m365.graph_url = format!("{root}/v1.0");
         config.m365.tenant_id.clone_from(&args.tenant_id);
         config.m365.client_id.clone_from(&args.client_id);
@@ -152,7 +163,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
                 config.m365.client_secret_file = Some(file);
             }
         } else {
-            config.m365.dns = replid::config::DnsMode::Manual;
+            config.m365.dns = crate::config::DnsMode::Manual;
         }
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -165,18 +176,18 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
     match &daemon.state().config.m365.mode {
-        replid::config::M365Mode::Simulator => {
+        crate::config::M365Mode::Simulator => {
             say.say("SIMULATION", "Microsoft 365 : client Graph réel contre un simulateur intégré ; aucun tenant ni matériel réel n'est touché")
         }
-        replid::config::M365Mode::Graph => say.say("", &format!("Microsoft 365 : {}", daemon.state().config.m365.graph_url)),
+        crate::config::M365Mode::Graph => say.say("", &format!("Microsoft 365 : {}", daemon.state().config.m365.graph_url)),
     }
     let store = &daemon.state().store;
-    let boot = replid::By::System;
+    let boot = crate::By::System;
     let t = now();
     let (_, ops_token) =
-        replid::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
+        crate::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
     let commune = args.commune.clone();
-    let (_, dgs_token) = replid::auth::create_user(
+    let (_, dgs_token) = crate::auth::create_user(
         store,
         &format!("DGS de la commune {commune}"),
         Role::Dgs,
@@ -187,7 +198,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     )
     .await?;
     let (_, auditor_token) =
-        replid::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
+        crate::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
     let anon = Client::new(&daemon.url(), None)?;
     let dgs = anon.with_token(dgs_token);
     let ops = anon.with_token(ops_token);
@@ -222,7 +233,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let key = format!("demo-{}", now().as_millisecond());
     let crisis = dgs.request_crisis(&req, Some(&key)).await.context("request")?;
     say.say("DGS", &format!("demande le kit pour {} ({} agents) → crise {}", info.name, crisis.agents, crisis.id));
-    say.say("", &format!("échéance : {} ({} h ouvrées)", output::when(crisis.sla.due_at), crisis.sla.business_hours));
+    say.say("", &format!("échéance : {} ({} h ouvrées)", say.when(crisis.sla.due_at), crisis.sla.business_hours));
     let again = dgs.request_crisis(&req, Some(&key)).await.context("idempotent retry")?;
     if again.id != crisis.id {
         bail!("an idempotent retry created a second crisis ({} then {})", crisis.id, again.id);
@@ -247,7 +258,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let agents = dgs.set_agents(crisis.id.as_str(), &AgentsRequest { agents }).await.context("agents list")?;
     say.say("DGS", &format!("transmet la liste de ses {} agents", agents.len()));
     for l in &crisis.legal {
-        say.say("", &format!("{} : au plus tard {}", l.label, output::when(l.deadline)));
+        say.say("", &format!("{} : au plus tard {}", l.label, say.when(l.deadline)));
     }
     dgs.legal_done(crisis.id.as_str(), repli_core::LegalKind::Complaint, &Default::default())
         .await
@@ -265,9 +276,10 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         .context("main courante")?;
     say.say("Ops", "consigne la décision dans la main courante");
     let mut seen = BTreeSet::new();
-    follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Ready && run_done(v, "activation")).await?;
+    follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Ready && run_done(v, PlaybookName::Activation))
+        .await?;
     let c = ops.crisis(c.id.as_str()).await.context("ready")?;
-    say.say("Ops", &format!("kit prêt — SLA : {}", output::sla_text(&c)));
+    say.say("Ops", &format!("kit prêt — SLA : {}", sla_text(&c)));
     let sheet = ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.context("credential sheets")?;
     let accounts_created = sheet.matches("class=\"secret\"").count() / 2;
     say.say(
@@ -313,7 +325,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     }
     say.say("Ops", &format!("récupère, contrôle et efface les {} équipements (certificats d'effacement)", loans.len()));
     let steps =
-        follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Closed && run_done(v, "handback")).await?;
+        follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Closed && run_done(v, PlaybookName::Handback))
+            .await?;
     let output = |kind: &str| {
         steps
             .runs
@@ -345,7 +358,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let last = auditor.crisis(c.id.as_str()).await.context("final read")?;
     let loans = auditor.loans(c.id.as_str()).await.context("loans")?;
     std::fs::write(dir.join(format!("crise-{}.json", last.id)), serde_json::to_vec_pretty(&last)?)?;
-    let documents_dir = replid::documents::documents_dir(daemon.state()).join(last.id.as_str());
+    let documents_dir = repli_app::documents::documents_dir(daemon.state()).join(last.id.as_str());
     say.say("", &format!("documents (édités par le déroulé) : {}", documents_dir.display()));
 
     Ok(DemoSummary {
@@ -373,8 +386,8 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     })
 }
 
-fn run_done(v: &StepsView, playbook: &str) -> bool {
-    v.runs.iter().any(|r| r.playbook == playbook && r.state == "succeeded")
+fn run_done(v: &StepsView, playbook: PlaybookName) -> bool {
+    v.runs.iter().any(|r| r.playbook == playbook && r.state == RunState::Succeeded)
 }
 
 /// Follows the engine until `done`: narrates each step as it finishes and confirms each
@@ -417,7 +430,7 @@ async fn follow(
     }
 }
 
-/// `repli demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
+/// `replid demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
 pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let s = run(args).await?;
     if args.json {
@@ -437,5 +450,17 @@ pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         println!("Documents : {}", s.documents_dir.display());
     }
-    Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { crate::failure() })
+    Ok(if s.sla_met && s.audit_verified { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn sla_text(c: &repli_proto::api::CrisisView) -> String {
+    if c.sla.remaining_seconds > 0 {
+        format!(
+            "{} — reste {}",
+            c.sla.status_label,
+            fr::duration(jiff::SignedDuration::from_secs(c.sla.remaining_seconds))
+        )
+    } else {
+        c.sla.status_label.clone()
+    }
 }

@@ -1,0 +1,440 @@
+//! Crises: the request, reading one (or the list), the transitions and the work they start, the
+//! SLA clock, the legal clocks, the main courante, notifications and the audit journal.
+
+use jiff::Timestamp;
+use repli_core::audit::AuditBundle;
+use repli_core::run::{PlaybookName, RunState};
+use repli_core::{Actor, CrisisAction, CrisisId, FieldError, InseeCode, LegalKind, LogKind, Role, text};
+use repli_proto::ProblemCode;
+use repli_proto::api::{
+    ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView,
+    LegalFactsRequest, LogEntryView, NotificationView, SlaReportLine,
+};
+use repli_store::{AuditFilter, By, CrisisFilter, CrisisRecord, NewCrisis, StoreError};
+use sha2::{Digest, Sha256};
+
+use crate::{App, AppError, Services, views};
+
+/// Most agents one request may name.
+pub const MAX_AGENTS: u32 = 500;
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Longest filter value accepted in an audit query.
+const MAX_FILTER: usize = 200;
+/// The history a crisis view carries: its most recent entries (the journal pages through all).
+pub const HISTORY_PAGE: u32 = 200;
+
+fn parse_insee(s: &str) -> Result<InseeCode, AppError> {
+    InseeCode::parse(s).map_err(|e| AppError::problem(ProblemCode::UnknownCommune, format!("Commune inconnue : {e}.")))
+}
+
+fn parse_crisis_id(s: &str) -> Result<CrisisId, AppError> {
+    CrisisId::parse(s).map_err(|_| AppError::crisis_not_found())
+}
+
+/// Loads a crisis the actor may see; another commune's crisis does not exist for a DGS.
+pub async fn visible_crisis(st: &Services, a: &Actor, id: &str) -> Result<CrisisRecord, AppError> {
+    let id = parse_crisis_id(id)?;
+    match st.store.crisis(&id).await? {
+        Some(r) if a.may_see_commune(&r.commune) => Ok(r),
+        _ => Err(AppError::crisis_not_found()),
+    }
+}
+
+/// The communes the actor may see.
+pub async fn communes(st: &Services, a: &Actor) -> Result<Vec<CommuneView>, AppError> {
+    let all = st.store.communes().await?;
+    Ok(all.into_iter().filter(|c| a.may_see_commune(&c.commune.insee)).map(views::commune).collect())
+}
+
+pub async fn commune(st: &Services, a: &Actor, insee: &str) -> Result<CommuneView, AppError> {
+    let insee = parse_insee(insee)?;
+    if !a.may_see_commune(&insee) {
+        return Err(StoreError::UnknownCommune(insee).into());
+    }
+    let rec = st.store.commune(&insee).await?.ok_or(StoreError::UnknownCommune(insee))?;
+    Ok(views::commune(rec))
+}
+
+/// The crises the actor may see (a DGS: their commune's only), without history.
+pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<CrisisView>, AppError> {
+    let commune = match (a.role, q.commune) {
+        (Role::Dgs, Some(c)) if a.commune.as_ref() != Some(&c) => {
+            return Err(AppError::Forbidden("Vous ne pouvez consulter que les crises de votre commune."));
+        }
+        (Role::Dgs, _) => a.commune.clone(),
+        (_, c) => c,
+    };
+    let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false) };
+    let now = st.clock.now();
+    let records = st.store.crises(&filter).await?;
+    let refs: Vec<&CrisisRecord> = records.iter().collect();
+    let mut facts = views::Facts::load_many(st, &refs).await?;
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let f = facts.remove(&r.id).unwrap_or_default();
+        out.push(views::crisis(st, r, Vec::new(), &f, now)?);
+    }
+    Ok(out)
+}
+
+/// A crisis as the API and the pages show it: its SLA, needs, legal clocks and the most recent
+/// page of its history, read in a fixed number of queries.
+pub async fn view(st: &Services, r: CrisisRecord) -> Result<CrisisView, AppError> {
+    let history = st.store.recent_audit_entries(&r.id, HISTORY_PAGE).await?;
+    let facts = views::Facts::load(st, &r).await?;
+    views::crisis(st, r, history, &facts, st.clock.now())
+}
+
+/// Reads one crisis the actor may see.
+pub async fn get(st: &Services, a: &Actor, id: &str) -> Result<CrisisView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    view(st, r).await
+}
+
+/// An instant a person typed: not more than a few minutes in the future.
+pub fn past_instant(field: &str, t: Timestamp, now: Timestamp) -> Result<Timestamp, AppError> {
+    let slack = jiff::SignedDuration::from_mins(5);
+    if now.checked_add(slack).is_ok_and(|limit| t > limit) {
+        return Err(AppError::Validation(vec![FieldError::new(field, "cet instant est dans le futur")]));
+    }
+    Ok(t)
+}
+
+/// Checks and normalises a request; every invalid field is reported at once.
+pub fn validate(req: &CrisisRequest, due_at: Timestamp, now: Timestamp) -> Result<NewCrisis, AppError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut keep = |r: Result<String, FieldError>| match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let contact_name = keep(text::name("contact.name", &req.contact.name));
+    let contact_phone = keep(text::phone("contact.phone", &req.contact.phone));
+    let contact_email = req.contact.email.as_deref().map(|e| keep(text::email("contact.email", e)));
+    let delivery_address =
+        req.delivery_address.as_deref().map(|d| keep(text::free_text("delivery_address", d, 500, true)));
+    let notes = keep(text::free_text("notes", req.notes.as_deref().unwrap_or(""), text::NOTE_MAX, false));
+    if !(1..=MAX_AGENTS).contains(&req.agents) {
+        errors.push(FieldError::new("agents", format!("entre 1 et {MAX_AGENTS} agents")));
+    }
+    let aware_at = match req.aware_at.map(|t| past_instant("aware_at", t, now)) {
+        Some(Err(AppError::Validation(mut e))) => {
+            errors.append(&mut e);
+            None
+        }
+        Some(Ok(t)) => Some(t),
+        _ => None,
+    };
+    let needs = repli_core::inventory::kit_needs(req.needs, req.agents).map_err(|e| errors.push(e)).ok();
+    match (contact_name, contact_phone, contact_email, delivery_address, notes) {
+        (Some(contact_name), Some(contact_phone), email, address, Some(notes)) if errors.is_empty() => Ok(NewCrisis {
+            commune: req.commune.clone(),
+            contact_name,
+            contact_phone,
+            contact_email: email.flatten(),
+            agents: req.agents,
+            delivery_address: address.flatten(),
+            notes,
+            due_at,
+            aware_at,
+            personal_data: req.personal_data,
+            needs: needs.unwrap_or_default(),
+        }),
+        _ => Err(AppError::Validation(errors)),
+    }
+}
+
+/// The due instant of a crisis requested at `now`.
+pub fn due_at(st: &Services, now: Timestamp) -> Result<Timestamp, AppError> {
+    st.calendar
+        .add_hours(now, st.config.sla.business_hours)
+        .map_err(|e| AppError::Internal(format!("due instant: {e}")))
+}
+
+/// Validates and records a request (the API's and the web form's one path); true when created
+/// (false: the same idempotency key replayed).
+pub async fn request(
+    st: &Services,
+    a: &Actor,
+    req: &CrisisRequest,
+    key: Option<&str>,
+) -> Result<(CrisisRecord, bool), AppError> {
+    if !a.may_see_commune(&req.commune) {
+        return Err(AppError::Forbidden("Vous ne pouvez demander le kit que pour votre commune."));
+    }
+    let now = st.clock.now();
+    let new = validate(req, due_at(st, now)?, now)?;
+    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(req).unwrap_or_default()));
+    let idem = key.map(|k| (k, request_hash.as_str()));
+    let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
+    tracing::info!(crisis = %rec.id, created, "crisis requested");
+    Ok((rec, created))
+}
+
+/// Checks an `Idempotency-Key` value.
+pub fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<String>, AppError> {
+    let Some(v) = raw else { return Ok(None) };
+    let bad = || {
+        AppError::problem(
+            ProblemCode::InvalidIdempotencyKey,
+            format!(
+                "En-tête {} invalide : 1 à {MAX_IDEMPOTENCY_KEY} caractères ASCII visibles.",
+                repli_proto::IDEMPOTENCY_HEADER
+            ),
+        )
+    };
+    let s = std::str::from_utf8(v).map_err(|_| bad())?;
+    if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// An action by its wire name.
+pub fn parse_action(s: &str) -> Result<CrisisAction, AppError> {
+    CrisisAction::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
+        AppError::problem(
+            ProblemCode::UnknownAction,
+            format!("Action inconnue. Actions possibles : {}.", CrisisAction::ALL.map(CrisisAction::as_str).join(", ")),
+        )
+    })
+}
+
+/// A transition, and the work it starts: the activation playbook reserves the kit and
+/// provisions it; the hand-back playbook winds it down. A run already started is not started twice.
+pub async fn apply(
+    app: &App,
+    a: &Actor,
+    id: &str,
+    action: CrisisAction,
+    body: ActionRequest,
+) -> Result<CrisisView, AppError> {
+    let st = app.services();
+    let r = visible_crisis(st, a, id).await?;
+    let reason = match body.reason.as_deref() {
+        Some(text) => {
+            Some(text::free_text("reason", text, text::NOTE_MAX, false).map_err(|e| AppError::Validation(vec![e]))?)
+        }
+        None => None,
+    };
+    if action == CrisisAction::Close
+        && let Some(run) = st
+            .store
+            .runs_of(&r.id)
+            .await?
+            .into_iter()
+            .find(|run| run.playbook == PlaybookName::Handback && run.state == RunState::Running)
+    {
+        let left = st.store.steps(run.id).await?.iter().filter(|s| !s.state.is_done()).count();
+        return Err(AppError::problem(
+            ProblemCode::HandbackInProgress,
+            format!(
+                "La restitution suit son déroulé ({left} étape(s) restante(s), voir `repli task list`) : sa dernière étape clora la crise."
+            ),
+        ));
+    }
+    let rec = st.store.transition(&r.id, action, reason.as_deref(), By::User(a), st.clock.now()).await?;
+    if let Some(name) = PlaybookName::started_by(action, r.state) {
+        app.engine.start(&rec.id, name, By::User(a)).await.map_err(|e| AppError::Internal(e.to_string()))?;
+    }
+    if matches!(action, CrisisAction::Cancel | CrisisAction::Reject) {
+        st.wake_engine();
+    }
+    tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
+    view(st, rec).await
+}
+
+pub async fn suspend_sla(st: &Services, a: &Actor, id: &str, reason: &str) -> Result<CrisisView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let reason = text::free_text("reason", reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    st.store.suspend_sla(&r.id, &reason, a, st.clock.now()).await?;
+    get(st, a, id).await
+}
+
+pub async fn resume_sla(st: &Services, a: &Actor, id: &str) -> Result<CrisisView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    st.store.resume_sla(&r.id, a, st.clock.now()).await?;
+    get(st, a, id).await
+}
+
+pub async fn set_legal_facts(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    body: LegalFactsRequest,
+) -> Result<CrisisView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let now = st.clock.now();
+    if body.aware_at.is_none() && body.personal_data.is_none() {
+        return Err(AppError::Validation(vec![FieldError::new("aware_at", "indiquez aware_at et/ou personal_data")]));
+    }
+    let aware = body.aware_at.map(|t| past_instant("aware_at", t, now)).transpose()?;
+    st.store.set_legal_facts(&r.id, aware, body.personal_data, a, now).await?;
+    get(st, a, id).await
+}
+
+pub async fn legal_done(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    kind: &str,
+    at: Option<Timestamp>,
+) -> Result<CrisisView, AppError> {
+    let kind = LegalKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
+        AppError::problem(ProblemCode::UnknownLegalClock, "Échéance légale inconnue : cnil ou complaint.")
+    })?;
+    let r = visible_crisis(st, a, id).await?;
+    let now = st.clock.now();
+    let at = past_instant("at", at.unwrap_or(now), now)?;
+    st.store.mark_legal_done(&r.id, kind, at, a, now).await?;
+    get(st, a, id).await
+}
+
+/// The SLA compliance report (API and auditor page), most recent first.
+pub async fn sla_report(st: &Services) -> Result<Vec<SlaReportLine>, AppError> {
+    let now = st.clock.now();
+    let records = st.store.crises(&CrisisFilter::default()).await?;
+    let refs: Vec<&CrisisRecord> = records.iter().collect();
+    let mut facts = views::Facts::load_many(st, &refs).await?;
+    let mut lines = Vec::new();
+    for r in records {
+        let f = facts.remove(&r.id).unwrap_or_default();
+        let v = views::sla_of(st, &r, &f, now)?;
+        let stop = r.ready_at.unwrap_or(now);
+        let late = st.calendar.business_time_between(v.due, stop).map_err(|e| AppError::Internal(e.to_string()))?;
+        lines.push(SlaReportLine {
+            started_at: r.requested_at,
+            suspensions: f.suspensions.iter().map(views::suspension).collect(),
+            suspended_seconds: v.suspended.as_secs(),
+            due_at: v.due,
+            ready_at: r.ready_at,
+            status: v.status,
+            late_seconds: late.as_secs(),
+            crisis: r.id,
+            commune: r.commune,
+            commune_name: r.commune_name,
+            state: r.state,
+        });
+    }
+    lines.reverse();
+    Ok(lines)
+}
+
+/// The notifications queue, most recent first.
+pub async fn notifications(st: &Services) -> Result<Vec<NotificationView>, AppError> {
+    let list = st.store.notifications(500).await?;
+    Ok(list
+        .into_iter()
+        .map(|n| NotificationView {
+            id: n.id,
+            key: n.key,
+            channel: n.channel,
+            crisis: n.crisis,
+            subject: n.subject,
+            status: n.status,
+            attempts: n.attempts,
+            last_error: n.last_error,
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        })
+        .collect())
+}
+
+/// Verifies the whole audit chain and its signed checkpoints.
+pub async fn audit_verify(st: &Services) -> Result<AuditVerifyView, AppError> {
+    let public_key = st.store.checkpoint_public_key();
+    Ok(match st.store.verify_audit(None).await {
+        Ok(s) => AuditVerifyView {
+            verified: true,
+            entries: s.entries,
+            last_seq: s.last_seq,
+            last_hash: s.last_hash,
+            last_checkpoint: s.last_checkpoint,
+            public_key,
+            error: None,
+            first_bad_seq: None,
+            tamper: None,
+        },
+        Err(StoreError::Chain(e)) => {
+            tracing::error!(error = %e, "audit chain does not verify");
+            AuditVerifyView {
+                verified: false,
+                entries: 0,
+                last_seq: 0,
+                last_hash: String::new(),
+                last_checkpoint: None,
+                public_key,
+                error: Some(e.to_string()),
+                first_bad_seq: Some(e.seq()),
+                tamper: e.kind(),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// One page of the audit journal.
+pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, AppError> {
+    let too_long =
+        [&q.crisis, &q.commune, &q.actor, &q.action].into_iter().flatten().any(|v| v.chars().count() > MAX_FILTER);
+    if too_long {
+        return Err(AppError::problem(
+            ProblemCode::InvalidQuery,
+            format!("Filtre trop long : {MAX_FILTER} caractères au plus."),
+        ));
+    }
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let entries = st
+        .store
+        .audit_entries(&AuditFilter {
+            crisis: q.crisis,
+            commune: q.commune,
+            actor: q.actor,
+            action: q.action,
+            from: q.from,
+            to: q.to,
+            after_seq: q.after.unwrap_or(0).max(0),
+            limit,
+        })
+        .await?;
+    let next_after = if entries.len() == limit as usize { entries.last().map(|e| e.seq) } else { None };
+    Ok(AuditPage { entries, next_after })
+}
+
+pub async fn audit_bundle(st: &Services) -> Result<AuditBundle, AppError> {
+    Ok(st.store.audit_bundle().await?)
+}
+
+pub fn log_view(e: repli_store::LogEntry) -> LogEntryView {
+    LogEntryView {
+        seq: e.seq,
+        at: e.at,
+        kind: e.kind,
+        type_label: e.kind.label_fr().to_owned(),
+        author: e.author,
+        role: e.role,
+        text: e.text,
+    }
+}
+
+/// The main courante of a crisis.
+pub async fn log(st: &Services, a: &Actor, id: &str) -> Result<Vec<LogEntryView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    Ok(st.store.log_entries(&r.id).await?.into_iter().map(log_view).collect())
+}
+
+/// Adds an entry to the main courante.
+pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str) -> Result<LogEntryView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let mut errors = Vec::new();
+    let kind = kind.parse::<LogKind>().map_err(|e| errors.push(FieldError::new("type", e.to_string()))).ok();
+    let entry = text::free_text("text", entry, text::NOTE_MAX, true).map_err(|e| errors.push(e)).ok();
+    let (Some(kind), Some(entry)) = (kind, entry) else {
+        return Err(AppError::Validation(errors));
+    };
+    let e = st.store.add_log_entry(&r.id, kind, &entry, a, st.clock.now()).await?;
+    Ok(log_view(e))
+}

@@ -1,0 +1,306 @@
+//! Equipment: import, pool status, item history, agents, loans, check-in, wipe, write-off, and
+//! the waiting list's priority rule.
+
+use jiff::Timestamp;
+use repli_core::inventory::{identifier, parse_items};
+use repli_core::{Actor, FieldError, ItemKind, ItemState, text};
+use repli_proto::ProblemCode;
+use repli_proto::api::{
+    AgentView, AgentsRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail, ItemEventView, ItemView,
+    LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
+};
+use repli_store::{By, Condition, ItemRecord, Need, StoreError, Wipe};
+
+use crate::crises::visible_crisis;
+use crate::{AppError, Services};
+
+pub use repli_core::inventory::MAX_LAPTOPS;
+/// Loan period before a reminder (days).
+pub const LOAN_DAYS: u32 = 30;
+/// Most agents in one list.
+pub const MAX_AGENTS_LIST: usize = 500;
+
+pub fn need_view(n: &Need) -> NeedView {
+    NeedView {
+        kind: n.kind,
+        label: n.kind.label_fr().to_owned(),
+        wanted: n.wanted,
+        allocated: n.allocated,
+        shortage: n.shortage(),
+    }
+}
+
+fn item_view(r: ItemRecord) -> ItemView {
+    ItemView {
+        state_label: r.state.label_fr().to_owned(),
+        item: r.item,
+        state: r.state,
+        crisis: r.crisis,
+        updated_at: r.updated_at,
+    }
+}
+
+fn item_error(e: StoreError) -> AppError {
+    match e {
+        StoreError::Import(errors) => {
+            AppError::Validation(errors.into_iter().map(|m| FieldError::new("csv", m)).collect())
+        }
+        StoreError::UnknownItem(s) => AppError::problem(ProblemCode::UnknownItem, format!("Équipement inconnu : {s}.")),
+        StoreError::Item(msg) => AppError::problem(ProblemCode::ItemConflict, format!("{msg}.")),
+        other => other.into(),
+    }
+}
+
+/// Imports pool CSV files, all or nothing; returns how many items were imported.
+pub async fn import(st: &Services, a: &Actor, req: &ImportRequest) -> Result<usize, AppError> {
+    if req.files.is_empty() || req.files.len() > 100 {
+        return Err(AppError::Validation(vec![FieldError::new("files", "1 à 100 fichiers")]));
+    }
+    let mut errors = Vec::new();
+    let mut items = Vec::new();
+    for f in &req.files {
+        let source = match text::name("source", &f.source) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        match parse_items(&source, &f.csv) {
+            Ok(parsed) => items.extend(parsed.into_iter().map(|(line, item)| (source.clone(), line, item))),
+            Err(e) => errors.extend(e.errors.into_iter().map(|m| FieldError::new("csv", m))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let imported = st.store.import_items(&items, By::User(a), st.clock.now()).await.map_err(item_error)?;
+    // New stock may serve a crisis on the waiting list.
+    fill_waiting(st, st.clock.now()).await?;
+    Ok(imported)
+}
+
+/// The pool by kind and state.
+pub async fn status(st: &Services) -> Result<Vec<InventoryStatusLine>, AppError> {
+    let counts = st.store.inventory_counts().await?;
+    Ok(ItemKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let sum = |states: &[ItemState]| {
+                counts.iter().filter(|(k, s, _)| *k == kind && states.contains(s)).map(|c| c.2).sum()
+            };
+            InventoryStatusLine {
+                kind,
+                available: sum(&[ItemState::Available]),
+                reserved: sum(&[ItemState::Reserved, ItemState::Prepared]),
+                lent: sum(&[ItemState::Lent]),
+                wiping: sum(&[ItemState::Returned, ItemState::Wiping]),
+                out_of_service: sum(&[ItemState::Maintenance, ItemState::Lost, ItemState::Retired]),
+            }
+        })
+        .collect())
+}
+
+pub async fn items(st: &Services) -> Result<Vec<ItemView>, AppError> {
+    Ok(st.store.items(None).await?.into_iter().map(item_view).collect())
+}
+
+/// One item (by serial or asset tag) with its history.
+pub async fn item(st: &Services, serial: &str) -> Result<ItemDetail, AppError> {
+    let (rec, events) =
+        st.store.item(serial).await?.ok_or_else(|| item_error(StoreError::UnknownItem(serial.to_owned())))?;
+    let history = events
+        .into_iter()
+        .map(|e| ItemEventView { at: e.at, actor: e.actor, crisis: e.crisis, from: e.from, to: e.to, note: e.note })
+        .collect();
+    Ok(ItemDetail { item: item_view(rec), history })
+}
+
+/// Records a wipe with its certificate.
+pub async fn wipe(st: &Services, a: &Actor, serial: &str, req: &WipeRequest) -> Result<ItemDetail, AppError> {
+    let mut errors = Vec::new();
+    let mut keep = |r: Result<String, FieldError>| r.map_err(|e| errors.push(e)).ok();
+    let method = keep(text::name("method", &req.method));
+    let operator = keep(text::name("operator", &req.operator));
+    let certificate = keep(text::name("certificate", &req.certificate));
+    let (Some(method), Some(operator), Some(certificate)) = (method, operator, certificate) else {
+        return Err(AppError::Validation(errors));
+    };
+    st.store.wipe(serial, &Wipe { method, operator, certificate }, a, st.clock.now()).await.map_err(item_error)?;
+    fill_waiting(st, st.clock.now()).await?;
+    item(st, serial).await
+}
+
+/// Maintenance, retirement, or back to service.
+pub async fn service(st: &Services, a: &Actor, serial: &str, req: &ServiceRequest) -> Result<ItemDetail, AppError> {
+    let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    st.store.service_item(serial, req.to, &reason, a, st.clock.now()).await.map_err(item_error)?;
+    if req.to == ItemState::Available {
+        fill_waiting(st, st.clock.now()).await?;
+    }
+    item(st, serial).await
+}
+
+fn agent_view(a: repli_store::Agent) -> AgentView {
+    AgentView { id: a.id, name: a.name, service: a.service }
+}
+
+/// A refused line of a list: its position (from 0) and why.
+pub type LineError = (usize, FieldError);
+
+/// An agents list as typed (API, web form, CSV file): every name and service checked, every bad
+/// one reported with its position.
+pub fn checked_agents<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(String, String)>, Vec<LineError>> {
+    let mut errors = Vec::new();
+    let mut list = Vec::new();
+    for (i, (name, service)) in rows.into_iter().enumerate() {
+        let name = text::name(&format!("agents[{i}].name"), name);
+        let service = text::free_text(&format!("agents[{i}].service"), service, text::NAME_MAX, false);
+        match (name, service) {
+            (Ok(n), Ok(s)) => list.push((n, s)),
+            (n, s) => errors.extend(n.err().into_iter().chain(s.err()).map(|e| (i, e))),
+        }
+    }
+    if errors.is_empty() { Ok(list) } else { Err(errors) }
+}
+
+/// Records the commune's agents list (checked names).
+pub async fn set_agents_checked(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    list: &[(String, String)],
+) -> Result<Vec<AgentView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let agents = st.store.set_agents(&r.id, list, a, st.clock.now()).await.map_err(item_error)?;
+    st.wake_engine();
+    Ok(agents.into_iter().map(agent_view).collect())
+}
+
+/// Records the commune's agents list as the API sends it.
+pub async fn set_agents(st: &Services, a: &Actor, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, AppError> {
+    visible_crisis(st, a, id).await?;
+    if req.agents.len() > MAX_AGENTS_LIST {
+        return Err(AppError::Validation(vec![FieldError::new("agents", format!("{MAX_AGENTS_LIST} agents au plus"))]));
+    }
+    let list = checked_agents(req.agents.iter().map(|ag| (ag.name.as_str(), ag.service.as_str())))
+        .map_err(|errors| AppError::Validation(errors.into_iter().map(|(_, e)| e).collect()))?;
+    set_agents_checked(st, a, id, &list).await
+}
+
+pub async fn agents(st: &Services, a: &Actor, id: &str) -> Result<Vec<AgentView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    Ok(st.store.agents(&r.id).await?.into_iter().map(agent_view).collect())
+}
+
+/// The loans of a crisis the actor may see.
+pub async fn loans(st: &Services, a: &Actor, id: &str) -> Result<Vec<LoanView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    loans_of(st, &r.id).await
+}
+
+/// The loans of a crisis as the API shows them.
+pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<LoanView>, AppError> {
+    let now = st.clock.now();
+    let list = st.store.loans(id).await?;
+    Ok(list
+        .into_iter()
+        .map(|l| LoanView {
+            overdue: l.returned_at.is_none() && l.due_back < now,
+            serial: l.serial,
+            asset_tag: l.asset_tag,
+            kind: l.kind,
+            model: l.model,
+            imei: l.imei,
+            iccid: l.iccid,
+            msisdn: l.msisdn,
+            agent: l.agent.map(agent_view),
+            lent_at: l.lent_at,
+            due_back: l.due_back,
+            returned_at: l.returned_at,
+            condition: l.condition,
+        })
+        .collect())
+}
+
+fn serial(field: &str, s: &str) -> Result<String, AppError> {
+    identifier(field, s).map_err(|e| AppError::Validation(vec![e]))
+}
+
+/// Lends an item to the crisis (to a named agent or to the commune).
+pub async fn lend(st: &Services, a: &Actor, id: &str, req: &LendRequest) -> Result<Vec<LoanView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let s = serial("serial", &req.serial)?;
+    st.store.lend(&r.id, &s, req.agent_id, LOAN_DAYS, a, st.clock.now()).await.map_err(item_error)?;
+    loans_of(st, &r.id).await
+}
+
+/// Records an item's return with its condition.
+pub async fn check_in(st: &Services, a: &Actor, id: &str, req: &CheckinRequest) -> Result<Vec<LoanView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let s = serial("serial", &req.serial)?;
+    let condition = req
+        .condition
+        .parse::<Condition>()
+        .map_err(|_| AppError::Validation(vec![FieldError::new("condition", "ok, damaged ou missing")]))?;
+    let note = req
+        .note
+        .as_deref()
+        .map(|n| text::free_text("note", n, 500, false))
+        .transpose()
+        .map_err(|e| AppError::Validation(vec![e]))?;
+    st.store.check_in(&r.id, &s, condition, note.as_deref(), a, st.clock.now()).await.map_err(item_error)?;
+    st.wake_engine();
+    loans_of(st, &r.id).await
+}
+
+/// Writes an item off (lost or destroyed), with a reason.
+pub async fn write_off(st: &Services, a: &Actor, id: &str, req: &WriteOffRequest) -> Result<Vec<LoanView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let s = serial("serial", &req.serial)?;
+    let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    st.store.write_off(&r.id, &s, &reason, a, st.clock.now()).await.map_err(item_error)?;
+    st.wake_engine();
+    loans_of(st, &r.id).await
+}
+
+/// Serves crises on the waiting list from free stock, in the configured priority order
+/// (first come by default; or larger communes first).
+pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
+    let waiting: Vec<Need> = st.store.needs(None).await?.into_iter().filter(|n| n.shortage() > 0).collect();
+    let mut crises: Vec<String> = Vec::new();
+    for n in &waiting {
+        if !crises.contains(&n.crisis) {
+            crises.push(n.crisis.clone());
+        }
+    }
+    if st.config.inventory.priority == crate::config::Priority::Population {
+        let mut with_pop = Vec::new();
+        for c in crises {
+            let id = repli_core::CrisisId::parse(&c)
+                .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: c.clone() })?;
+            let pop = match st.store.crisis(&id).await? {
+                Some(r) => st.store.commune(&r.commune).await?.map_or(0, |c| c.commune.population),
+                None => 0,
+            };
+            with_pop.push((pop, c));
+        }
+        // Stable: equal populations keep the order of their requests.
+        with_pop.sort_by_key(|(pop, _)| std::cmp::Reverse(*pop));
+        crises = with_pop.into_iter().map(|(_, c)| c).collect();
+    }
+    let mut served = 0;
+    for c in crises {
+        let Ok(id) = repli_core::CrisisId::parse(&c) else { continue };
+        let Some(r) = st.store.crisis(&id).await? else { continue };
+        // Only crises whose kit is still being prepared wait for equipment.
+        if !matches!(r.state, repli_core::CrisisState::Activated | repli_core::CrisisState::Provisioning) {
+            continue;
+        }
+        st.store.allocate(&id, By::System, now).await?;
+        served += 1;
+    }
+    Ok(served)
+}

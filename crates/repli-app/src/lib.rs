@@ -1,0 +1,242 @@
+//! The operations layer: every operation a person can perform on a crisis — request, act on it,
+//! read it, the SLA report, inventory and loans, hand-back, documents, notifications,
+//! maintenance — and the engine it hosts. replid's API handlers and web pages parse, call one
+//! operation here, and render; they hold no business rule.
+//!
+//! Every operation returns one coded error, [`AppError`], whose problem code (an enum in
+//! `repli-proto`) gives the HTTP status.
+
+pub mod audit_key;
+pub mod clock;
+pub mod crises;
+pub mod documents;
+pub mod engine;
+mod error;
+pub mod inventory;
+pub mod notify;
+pub mod steps;
+pub mod views;
+
+pub use error::AppError;
+pub use repli_config as config;
+pub use repli_store::{By, Store};
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+use repli_core::reference::{MAX_REFERENCE_BYTES, parse_communes, parse_conventions};
+use repli_core::{BusinessCalendar, Commune, Convention};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// The communes of the métropole, as shipped in `inventory/communes.csv`.
+pub const EMBEDDED_COMMUNES: &str = repli_core::reference::EMBEDDED_COMMUNES;
+/// The signed conventions, as shipped in `inventory/conventions.csv`.
+pub const EMBEDDED_CONVENTIONS: &str = include_str!("../../../inventory/conventions.csv");
+
+/// What operations share: the store, the configuration, the calendar and clock, Microsoft 365
+/// and the documents. The engine's host holds these too (not the engine itself).
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// The SLA calendar, and the one time zone every French date is written in.
+    pub calendar: Arc<BusinessCalendar>,
+    pub clock: Arc<dyn Clock>,
+    /// For webhook notifications.
+    pub http: reqwest::Client,
+    /// The procedures pack's templates, compiled once (after the start-up check).
+    pub documents: Arc<repli_docs::Documents>,
+    /// Microsoft 365 (the real Graph client; see [`engine::m365_setup`]).
+    pub m365: Arc<dyn repli_core::m365::M365>,
+    /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
+    pub simulation: bool,
+    zone_api: Option<String>,
+    /// Credential sheets are issued one at a time ([`documents`]).
+    pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the engine's scheduler (after a change that may unblock a step).
+    wake: Arc<Notify>,
+}
+
+impl Services {
+    /// The zone API of the embedded Graph simulator (it stands in for the registrar too), when
+    /// Microsoft 365 is simulated in-process.
+    pub fn m365_zone_api(&self) -> Option<String> {
+        self.zone_api.clone()
+    }
+
+    /// Asks the engine to look for work now.
+    pub fn wake_engine(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The time zone of every date shown to people (the configured calendar's).
+    pub fn time_zone(&self) -> &jiff::tz::TimeZone {
+        self.calendar.time_zone()
+    }
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("config", &self.config)
+            .field("simulation", &self.simulation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The application: the services and the engine they host.
+#[derive(Clone, Debug)]
+pub struct App {
+    services: Services,
+    pub engine: Arc<repli_engine::Engine>,
+}
+
+impl Deref for App {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}
+
+/// What one maintenance round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    pub checkpoint: Option<i64>,
+    pub purged: Vec<repli_core::CrisisId>,
+    /// Notifications queued, and delivery attempts made, in this round.
+    pub queued: usize,
+    pub attempted: usize,
+}
+
+impl Services {
+    /// Signs a due audit checkpoint, erases expired contact details, queues SLA escalations and
+    /// legal reminders, and delivers due notifications.
+    pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
+        let now = self.clock.now();
+        let checkpoint = self.store.checkpoint_now(now).await?;
+        inventory::fill_waiting(self, now).await?;
+        let queued = notify::queue(self, now).await?;
+        let attempted = notify::deliver(self, now).await?;
+        let retention = jiff::SignedDuration::from_hours(24 * i64::from(self.config.privacy.contact_retention_days));
+        let cutoff = now.checked_sub(retention).unwrap_or(now);
+        let purged = self.store.purge_personal_data(cutoff, now).await?;
+        if !purged.is_empty() {
+            tracing::info!(count = purged.len(), "contact details erased (RGPD retention)");
+        }
+        Ok(Maintenance { checkpoint, purged, queued, attempted })
+    }
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read reference file {path}: {message}")]
+    ReferenceFile { path: String, message: String },
+    #[error("invalid reference data:\n{0}")]
+    Reference(#[from] repli_core::ReferenceError),
+    #[error("invalid SLA calendar: {0}")]
+    Calendar(#[from] repli_core::CalendarError),
+    #[error(transparent)]
+    Store(#[from] repli_store::StoreError),
+    #[error(transparent)]
+    AuditKey(#[from] audit_key::KeyError),
+    #[error("document templates:\n{0}")]
+    DocumentTemplates(String),
+    #[error(transparent)]
+    Engine(#[from] engine::SetupError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), StartError> {
+    let Some(p) = path else {
+        return Ok(("built-in".to_owned(), embedded.to_owned()));
+    };
+    let err = |message: String| StartError::ReferenceFile { path: p.display().to_string(), message };
+    let len = std::fs::metadata(p).map_err(|e| err(e.to_string()))?.len();
+    if len > MAX_REFERENCE_BYTES as u64 {
+        return Err(err(format!("larger than {MAX_REFERENCE_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| err(e.to_string()))?;
+    Ok((p.display().to_string(), text))
+}
+
+/// Reads and validates the communes and conventions named by the configuration.
+pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>), StartError> {
+    let (src, text) = read_reference(config.reference.communes.as_deref(), EMBEDDED_COMMUNES)?;
+    let communes = parse_communes(&format!("{src} communes"), &text)?;
+    let (src, text) = read_reference(config.reference.conventions.as_deref(), EMBEDDED_CONVENTIONS)?;
+    let conventions = parse_conventions(&format!("{src} conventions"), &text, &communes)?;
+    Ok((communes, conventions))
+}
+
+/// Opens the store (signing audit checkpoints with the configured key) and brings its
+/// reference data up to date with the configuration.
+pub async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, StartError> {
+    let (communes, conventions) = load_reference(config)?;
+    let key = audit_key::load_or_create(&config.audit_key_path())?;
+    let checkpointing = repli_store::Checkpointing::new(key, config.audit.checkpoint_every);
+    let store = Store::open_with(&config.database.path, Some(checkpointing)).await?;
+    let sync = store.sync_reference(&communes, &conventions, now).await?;
+    if !sync.is_empty() {
+        tracing::info!(?sync, "reference data updated");
+    }
+    Ok(store)
+}
+
+/// A started application, and the embedded Graph simulator to stop with it.
+#[derive(Debug)]
+pub struct Started {
+    pub app: App,
+    pub simulator: Option<repli_graph_sim::Simulator>,
+}
+
+impl App {
+    /// Checks the templates and playbooks, opens the store, sets Microsoft 365 up and builds the
+    /// engine (not yet running: see [`repli_engine::Engine::run_forever`]).
+    pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+        let calendar = Arc::new(BusinessCalendar::from_spec(&config.sla.calendar)?);
+        if let Some(dir) = &config.documents.templates_dir {
+            let errors = repli_docs::check_templates(dir);
+            if !errors.is_empty() {
+                return Err(StartError::DocumentTemplates(errors.join("\n")));
+            }
+        }
+        let playbooks = repli_engine::engine_playbooks(config.engine.playbooks_dir.as_deref())
+            .map_err(|e| engine::SetupError::Playbooks(e.join("\n")))?;
+        let store = open_store(config, clock.now()).await?;
+        let m365 = engine::m365_setup(config).await?;
+        let wake = Arc::new(Notify::new());
+        let services = Services {
+            store: store.clone(),
+            config: Arc::new(config.clone()),
+            calendar,
+            clock,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| StartError::Http(e.to_string()))?,
+            documents: Arc::new(
+                repli_docs::Documents::new(config.documents.templates_dir.as_deref())
+                    .map_err(|e| StartError::DocumentTemplates(e.to_string()))?,
+            ),
+            m365: m365.provider.clone(),
+            simulation: m365.simulator.is_some(),
+            zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
+            credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
+            wake: wake.clone(),
+        };
+        let host = Arc::new(engine::DaemonHost::new(services.clone()));
+        let engine = engine::engine(config, Arc::new(store), &m365, host, playbooks, wake);
+        Ok(Started { app: App { services, engine }, simulator: m365.simulator })
+    }
+
+    /// The services, without the engine.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+}

@@ -1,0 +1,151 @@
+//! Playbook progress, manual tasks, and ops' retry/skip of steps.
+
+use repli_core::playbook::Pos;
+use repli_core::run::{ManualTask, PlaybookName};
+use repli_core::{Actor, Role, text};
+use repli_proto::ProblemCode;
+use repli_proto::api::{RunView, StepView, StepsView, TaskView};
+use repli_store::{By, StepRecord};
+use std::collections::BTreeSet;
+
+use crate::crises::visible_crisis;
+use crate::{AppError, Services};
+
+fn rendered(s: &StepRecord) -> (Option<String>, Vec<String>) {
+    let ManualTask { instructions, checklist } = s.rendered.clone().unwrap_or_default();
+    (instructions, checklist)
+}
+
+pub fn step_view(s: &StepRecord, with_output: bool) -> StepView {
+    let (instructions, checklist) = rendered(s);
+    StepView {
+        step: s.step_id.clone(),
+        kind: s.kind.as_str().to_string(),
+        group: s.kind.group().to_string(),
+        title: s.title.clone(),
+        state: s.state,
+        state_label: s.state.label_fr().to_string(),
+        needs: s.needs.clone(),
+        attempts: s.attempts,
+        max_attempts: s.max_attempts,
+        estimate_secs: s.estimate_secs,
+        started_at: s.first_started_at,
+        finished_at: s.finished_at,
+        last_error: s.last_error.clone(),
+        instructions,
+        checklist,
+        confirmed_by: s.confirmed_by.clone(),
+        confirmed_at: s.confirmed_at,
+        note: s.note.clone(),
+        output: if with_output { s.output.as_ref().map(repli_core::run::StepOutput::to_json) } else { None },
+    }
+}
+
+/// The playbook model of stored steps, for the work-left estimate.
+fn as_playbook(name: PlaybookName, steps: &[StepRecord]) -> repli_core::Playbook {
+    repli_core::Playbook {
+        name: name.as_str().to_string(),
+        description: String::new(),
+        steps: steps
+            .iter()
+            .map(|s| repli_core::Step {
+                id: s.step_id.clone(),
+                kind: s.kind,
+                title: s.title.clone(),
+                needs: s.needs.clone(),
+                estimate: jiff::SignedDuration::from_secs(s.estimate_secs),
+                budget: jiff::SignedDuration::from_secs(s.budget_secs),
+                attempts: s.max_attempts,
+                params: Default::default(),
+                instructions: None,
+                checklist: Vec::new(),
+                pos: Pos::default(),
+                needs_pos: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Estimated work left in a run (longest chain through unfinished steps).
+pub fn remaining(name: PlaybookName, steps: &[StepRecord]) -> jiff::SignedDuration {
+    let done: BTreeSet<String> = steps.iter().filter(|s| s.state.is_done()).map(|s| s.step_id.clone()).collect();
+    as_playbook(name, steps).remaining(&done)
+}
+
+pub async fn steps_of(st: &Services, a: &Actor, id: &str) -> Result<StepsView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let with_output = matches!(a.role, Role::Ops | Role::Auditor);
+    let mut runs = Vec::new();
+    for run in st.store.runs_of(&r.id).await? {
+        let steps = st.store.steps(run.id).await?;
+        runs.push(RunView {
+            remaining_secs: remaining(run.playbook, &steps).as_secs(),
+            playbook: run.playbook,
+            state: run.state,
+            created_at: run.created_at,
+            finished_at: run.finished_at,
+            steps: steps.iter().map(|s| step_view(s, with_output)).collect(),
+        });
+    }
+    Ok(StepsView { crisis: r.id, state: r.state, simulation: st.simulation, runs })
+}
+
+/// Manual steps waiting for ops, across crises (API and ops page).
+pub async fn task_views(st: &Services) -> Result<Vec<TaskView>, AppError> {
+    let mut out = Vec::new();
+    for (run, step) in st.store.waiting_tasks().await? {
+        let (instructions, checklist) = rendered(&step);
+        let commune_name = st.store.crisis(&run.crisis_id).await?.map(|c| c.commune_name).unwrap_or_default();
+        out.push(TaskView {
+            crisis: run.crisis_id,
+            commune_name,
+            playbook: run.playbook,
+            step: step.step_id,
+            title: step.title,
+            instructions,
+            checklist,
+            since: step.started_at,
+        });
+    }
+    Ok(out)
+}
+
+fn step_name(step: &str) -> Result<&str, AppError> {
+    let ok = !step.is_empty()
+        && step.len() <= 64
+        && step.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok { Ok(step) } else { Err(AppError::problem(ProblemCode::UnknownStep, "Étape inconnue.")) }
+}
+
+/// Ops confirm a manual step, with an optional note.
+pub async fn confirm(st: &Services, a: &Actor, id: &str, step: &str, note: Option<&str>) -> Result<StepView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let note = match note {
+        Some(n) => Some(text::free_text("note", n, text::NOTE_MAX, false).map_err(|e| AppError::Validation(vec![e]))?),
+        None => None,
+    };
+    let s = st
+        .store
+        .confirm_task(&r.id, step_name(step)?, note.as_deref().filter(|n| !n.is_empty()), By::User(a), st.clock.now())
+        .await?;
+    tracing::info!(crisis = %r.id, step = %s.step_id, "manual step confirmed");
+    st.wake_engine();
+    Ok(step_view(&s, true))
+}
+
+/// Ops retry a failed step, or skip one, with a reason.
+pub async fn operate(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    step: &str,
+    skip: bool,
+    reason: &str,
+) -> Result<StepView, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let reason = text::free_text("reason", reason, text::NOTE_MAX, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let s = st.store.operate_step(&r.id, step_name(step)?, skip, &reason, By::User(a), st.clock.now()).await?;
+    tracing::info!(crisis = %r.id, step = %s.step_id, skip, "step operated by ops");
+    st.wake_engine();
+    Ok(step_view(&s, true))
+}

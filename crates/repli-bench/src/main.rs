@@ -1,0 +1,34 @@
+//! `repli-bench`: measured figures for docs/PERFORMANCE.md and the SIGKILL crash harness.
+//! Never a timed assertion: each command prints its figures (`--json` for one line).
+
+mod api;
+mod bench;
+mod crash;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Repli's benchmarks (SIMULATION: local simulator and loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "repli-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: bench::BenchCmd,
+}
+
+pub(crate) fn failure() -> ExitCode {
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench::run(&cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("repli-bench: {e:#}");
+            failure()
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The Microsoft 365 port: the operations the engine needs from a tenant, and the plain types
+//! they speak. `repli-m365` implements it over graph-rs-sdk; the engine and the operations layer
+//! see only this module, so they compile without the SDK.
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so that [`M365`] can be used as `dyn M365`.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A secret string: never printed by `Debug`, never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that must send or show it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What went wrong, with Graph's own code and message when Graph refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Graph endpoint refused: {0}")]
+    Endpoint(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("{op}: Graph answered {status} {code}: {message}")]
+    Graph { op: String, status: u16, code: String, message: String },
+    #[error("{op}: gave up after {attempts} attempts in {elapsed_ms} ms (time budget); last: {last}")]
+    Budget { op: String, attempts: u32, elapsed_ms: u64, last: String },
+    #[error("not enough {sku} licences: {needed} needed, {available} available ({missing} missing)")]
+    LicencesExhausted { sku: String, needed: u32, available: u32, missing: u32 },
+    #[error("no subscribed SKU with part number {0}")]
+    SkuNotFound(String),
+    #[error("domain {domain} is still referenced by {} object(s) ({}); wind the accounts down first, or confirm a forced delete", references.len(), references.join(", "))]
+    DomainReferenced { domain: String, references: Vec<String> },
+    #[error("DNS publication failed: {0}")]
+    Dns(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Whether retrying the same step later may succeed (throttling, outage, propagation).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Budget { .. } | Error::Dns(_))
+            || matches!(self, Error::Graph { status, .. } if *status >= 500 || *status == 429 || *status == 404)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One DNS record of the crisis zone, as Graph describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// Fully qualified owner name, without the final dot.
+    pub name: String,
+    /// `TXT`, `MX`, `CNAME` or `SRV`.
+    pub kind: String,
+    pub ttl: u32,
+    /// The record data in zone-file form (`0 x.mail.protection.outlook.com.` for an MX).
+    pub value: String,
+    /// The Microsoft 365 service the record is for (`Email`, `OfficeCommunicationsOnline`).
+    pub service: String,
+}
+
+/// The backup domain's state in the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainState {
+    pub name: String,
+    pub verified: bool,
+    pub services: Vec<String>,
+    pub verification: Vec<DnsRecord>,
+    /// Whether this run created it (false when it already existed).
+    pub created: bool,
+}
+
+/// One agent who needs an account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub name: String,
+    pub service: String,
+}
+
+/// One account on the backup domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub upn: String,
+    pub id: String,
+    pub display_name: String,
+    pub service: String,
+    pub created: bool,
+    pub licensed: bool,
+}
+
+/// The collaborative space to ensure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamSpec {
+    /// Deterministic key: the group's mailNickname (e.g. `crise-13005-2026-001`).
+    pub nickname: String,
+    pub display_name: String,
+    pub description: String,
+    pub owners: Vec<String>,
+    pub members: Vec<String>,
+    /// (name, description) of each channel besides « General ».
+    pub channels: Vec<(String, String)>,
+}
+
+/// The collaborative space as provisioned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub group_id: String,
+    pub mail: String,
+    pub web_url: String,
+    pub drive_url: String,
+    pub channels: Vec<String>,
+    pub created: bool,
+}
+
+/// The standing visio of the crisis cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeetingSpec {
+    pub organizer: String,
+    /// Deterministic key (`createOrGet` returns the same meeting for the same one).
+    pub external_id: String,
+    pub subject: String,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeetingInfo {
+    pub id: String,
+    pub join_url: String,
+}
+
+/// What the hand-back wind-down did to the accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindDown {
+    /// Accounts revoked and disabled; the commune retrieves their mail and files.
+    pub accounts: Vec<String>,
+    pub licences_removed: u32,
+}
+
+/// How the domain was removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainRemoval {
+    Deleted,
+    ForceDeleted { renamed: usize },
+    AlreadyAbsent,
+}
+
+/// One isolation check, worded in French for the crisis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationCheck {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Evidence that the kit is isolated from the commune's IT and from the metropole's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationReport {
+    pub domain: String,
+    pub ok: bool,
+    pub checks: Vec<IsolationCheck>,
+}
+
+/// Microsoft 365 operations the engine needs, each idempotent.
+pub trait M365: Send + Sync {
+    /// Creates the domain unless it exists; returns its verification records.
+    fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
+    /// Asks Graph to verify the domain (its TXT record must be published).
+    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>>;
+    /// Enables Email and Teams on the verified domain; returns the records to publish.
+    fn enable_services<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<DnsRecord>>>;
+    /// One licensed account per agent on the domain (created unless it exists).
+    fn ensure_accounts<'a>(&'a self, domain: &'a str, agents: &'a [AgentSpec]) -> BoxFut<'a, Result<Vec<Account>>>;
+    /// Group, Team, channels and drive.
+    fn ensure_team<'a>(&'a self, spec: &'a TeamSpec) -> BoxFut<'a, Result<TeamInfo>>;
+    fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>>;
+    /// New one-time passwords (change forced at first sign-in), returned once, never stored.
+    fn reset_passwords<'a>(&'a self, upns: &'a [String]) -> BoxFut<'a, Result<Vec<(String, Secret)>>>;
+    /// Revokes sessions, disables the accounts and removes their licences.
+    fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>>;
+    /// Deletes the accounts of the domain (after the commune retrieved their data).
+    fn delete_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<usize>>;
+    /// Deletes the group (and its Team); false when it was already gone.
+    fn delete_group<'a>(&'a self, nickname: &'a str) -> BoxFut<'a, Result<bool>>;
+    /// Removes the domain; `force` renames remaining references (explicit confirmation only).
+    fn remove_domain<'a>(&'a self, name: &'a str, force: bool) -> BoxFut<'a, Result<DomainRemoval>>;
+    /// Checks the accounts of `domain` and the members of group `group_id`.
+    fn isolation_report<'a>(
+        &'a self,
+        domain: &'a str,
+        group_id: &'a str,
+        commune_domain: Option<&'a str>,
+    ) -> BoxFut<'a, Result<IsolationReport>>;
+    /// Counters of what the provider sent.
+    fn stats(&self) -> CallStats;
+}
+
+/// The backup domain for a commune from a pattern such as `{slug}.secours-amp.fr`.
+pub fn backup_domain(pattern: &str, commune_name: &str, insee: &str) -> Result<String> {
+    let slug = crate::text::ascii_slug(commune_name, '-');
+    let name = pattern.replace("{slug}", &slug).replace("{insee}", insee).to_ascii_lowercase();
+    let valid = name.len() <= 253
+        && name.contains('.')
+        && !name.contains('{')
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(name)
+    } else {
+        Err(Error::Invalid(format!("domain pattern {pattern:?} gives an invalid name {name:?}")))
+    }
+}
+
+/// Counters of what the provider sent.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CallStats {
+    /// HTTP requests sent (a `$batch` counts once; retries count).
+    pub http_calls: u64,
+    /// Graph requests, inner batch requests counted one by one (retries count).
+    pub graph_requests: u64,
+    /// Distinct Graph requests: each counted once however often it was retried.
+    pub distinct_requests: u64,
+    /// Requests that were retried (throttled, failed or dropped).
+    pub retries: u64,
+    /// Sends that met a 429 (a top-level answer, or a batch with throttled items).
+    pub throttled: u64,
+}
+
+/// The records as a BIND zone fragment (`$ORIGIN` + one line per record).
+pub fn zone_fragment(domain: &str, comment: &str, records: &[DnsRecord]) -> String {
+    let mut out = String::new();
+    for line in comment.lines() {
+        out.push_str(&format!("; {}\n", line.replace(['\r', '\n'], " ")));
+    }
+    out.push_str(&format!("$ORIGIN {domain}.\n$TTL 3600\n"));
+    for r in records {
+        let data = match r.kind.as_str() {
+            "TXT" => format!("\"{}\"", r.value.replace('\\', "\\\\").replace('"', "\\\"")),
+            _ => r.value.clone(),
+        };
+        out.push_str(&format!("{}. {} IN {} {} ; {}\n", r.name, r.ttl, r.kind, data, r.service));
+    }
+    out
+}
+
+/// Publishes the zone's records where resolvers will find them.
+pub trait DnsPublisher: Send + Sync {
+    /// Replaces the zone's records; `Ok(false)` when publication is left to a person.
+    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
+}
+
+/// No automatic publication: ops publish the written zone fragment at the registrar.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ManualDns;
+
+impl DnsPublisher for ManualDns {
+    fn publish<'a>(&'a self, _zone: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_domains() {
+        assert_eq!(
+            backup_domain("{slug}.secours-amp.fr", "Saint-Rémy-de-Provence", "13100").unwrap(),
+            "saint-remy-de-provence.secours-amp.fr"
+        );
+        assert_eq!(backup_domain("c{insee}.secours-amp.fr", "Aubagne", "13005").unwrap(), "c13005.secours-amp.fr");
+        assert!(backup_domain("{slug}", "Aubagne", "13005").is_err());
+        assert!(backup_domain("{slug}.x.fr", "日本", "13005").is_err());
+        assert!(backup_domain("{slugs}.x.fr", "A", "1").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -1,0 +1,22 @@
+//! Request extractors whose rejections are problem documents.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+
+use crate::error::ApiError;
+
+/// JSON body extractor whose rejections are problem documents.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(ApiError::from)
+    }
+}

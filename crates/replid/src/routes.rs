@@ -1,0 +1,201 @@
+//! The route table: every route of the API and the pages with its access rule, and the layer
+//! that enforces it. Handlers live in their own modules and never import one another; they
+//! parse, call one operation of `repli-app`, and render.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Json, Router};
+use repli_app::AppError;
+use repli_core::Permission;
+use repli_proto::ProblemCode;
+use repli_proto::api::{Health, Me};
+
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::{AppState, crises, documents, inventory, journal, pages, signin, steps, users, web};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, unauthenticated.
+    Public,
+    /// An authenticated user whose role has this permission (the policy table in repli-core).
+    Requires(Permission),
+    /// The same, for a web page: without a session, the browser is sent to the sign-in page.
+    Page(Permission),
+}
+
+/// One route of the API, as the authorization matrix test sees it.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route with its access rule: the router is built from this table, so a route cannot
+/// exist without a policy entry.
+fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
+    use Access::{Page, Public, Requires};
+    use Permission as P;
+    vec![
+        (Method::GET, "/healthz", Public, get(health)),
+        (Method::GET, "/static/repli.css", Public, get(signin::stylesheet)),
+        (Method::GET, "/connexion", Public, get(signin::show_login)),
+        (Method::POST, "/connexion", Public, post(signin::login)),
+        (Method::GET, "/", Page(P::OwnAccount), get(pages::home)),
+        (Method::POST, "/deconnexion", Page(P::OwnAccount), post(signin::logout)),
+        (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form)),
+        (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
+        (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis)),
+        (Method::POST, "/crises/{id}/action", Page(P::OperateCrisis), post(pages::crisis_action)),
+        (Method::POST, "/crises/{id}/annulation", Page(P::CancelCrisis), post(pages::cancel)),
+        (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
+        (Method::POST, "/crises/{id}/agents", Page(P::WriteCrisisLog), post(pages::set_agents)),
+        (Method::POST, "/crises/{id}/taches/{step}", Page(P::OperateCrisis), post(pages::confirm_task)),
+        (Method::POST, "/crises/{id}/retour", Page(P::ManageInventory), post(pages::check_in)),
+        (Method::GET, "/taches", Page(P::OperateCrisis), get(pages::tasks)),
+        (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory)),
+        (Method::GET, "/inventaire/{serial}", Page(P::ReadInventory), get(pages::item)),
+        (Method::GET, "/journal", Page(P::ReadAudit), get(pages::journal)),
+        (Method::GET, "/journal/export", Page(P::ReadAudit), get(pages::journal_export)),
+        (Method::GET, "/rapport-sla", Page(P::ReadSlaReport), get(pages::sla_report)),
+        (Method::GET, "/api/v1/me", Requires(P::OwnAccount), get(me)),
+        (Method::GET, "/api/v1/communes", Requires(P::ReadCommunes), get(crises::list_communes)),
+        (Method::GET, "/api/v1/communes/{insee}", Requires(P::ReadCommunes), get(crises::get_commune)),
+        (Method::GET, "/api/v1/crises", Requires(P::ReadCrises), get(crises::list)),
+        (Method::POST, "/api/v1/crises", Requires(P::RequestCrisis), post(crises::create)),
+        (Method::GET, "/api/v1/crises/{id}", Requires(P::ReadCrises), get(crises::get)),
+        (Method::POST, "/api/v1/crises/{id}/actions/cancel", Requires(P::CancelCrisis), post(crises::cancel)),
+        (Method::POST, "/api/v1/crises/{id}/actions/{action}", Requires(P::OperateCrisis), post(crises::act)),
+        (Method::GET, "/api/v1/crises/{id}/log", Requires(P::ReadCrises), get(crises::log)),
+        (Method::POST, "/api/v1/crises/{id}/log", Requires(P::WriteCrisisLog), post(crises::add_log)),
+        (Method::POST, "/api/v1/crises/{id}/sla/suspend", Requires(P::OperateCrisis), post(crises::suspend_sla)),
+        (Method::POST, "/api/v1/crises/{id}/sla/resume", Requires(P::OperateCrisis), post(crises::resume_sla)),
+        (Method::PUT, "/api/v1/crises/{id}/legal", Requires(P::WriteCrisisLog), put(crises::set_legal_facts)),
+        (Method::POST, "/api/v1/crises/{id}/legal/{kind}/done", Requires(P::WriteCrisisLog), post(crises::legal_done)),
+        (Method::GET, "/api/v1/crises/{id}/steps", Requires(P::ReadCrises), get(steps::list)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/done", Requires(P::OperateCrisis), post(steps::done)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/retry", Requires(P::OperateCrisis), post(steps::retry)),
+        (Method::POST, "/api/v1/crises/{id}/steps/{step}/skip", Requires(P::OperateCrisis), post(steps::skip)),
+        (Method::GET, "/api/v1/tasks", Requires(P::OperateCrisis), get(steps::tasks)),
+        (Method::GET, "/api/v1/sla/report", Requires(P::ReadSlaReport), get(crises::sla_report)),
+        (Method::GET, "/api/v1/notifications", Requires(P::OperateCrisis), get(crises::notifications)),
+        (Method::POST, "/api/v1/inventory/import", Requires(P::ManageInventory), post(inventory::import)),
+        (Method::GET, "/api/v1/inventory", Requires(P::ReadInventory), get(inventory::status)),
+        (Method::GET, "/api/v1/inventory/items", Requires(P::ReadInventory), get(inventory::items)),
+        (Method::GET, "/api/v1/inventory/items/{serial}", Requires(P::ReadInventory), get(inventory::item)),
+        (Method::POST, "/api/v1/inventory/items/{serial}/wipe", Requires(P::ManageInventory), post(inventory::wipe)),
+        (
+            Method::POST,
+            "/api/v1/inventory/items/{serial}/service",
+            Requires(P::ManageInventory),
+            post(inventory::service),
+        ),
+        (Method::GET, "/api/v1/crises/{id}/agents", Requires(P::ReadCrises), get(inventory::agents)),
+        (Method::PUT, "/api/v1/crises/{id}/agents", Requires(P::WriteCrisisLog), put(inventory::set_agents)),
+        (Method::GET, "/api/v1/crises/{id}/loans", Requires(P::ReadCrises), get(inventory::loans)),
+        (Method::GET, "/api/v1/crises/{id}/documents", Requires(P::ReadCrises), get(documents::list)),
+        (Method::GET, "/api/v1/crises/{id}/documents.zip", Requires(P::ReadCrises), get(documents::zip)),
+        (Method::GET, "/api/v1/crises/{id}/documents/{file}", Requires(P::ReadCrises), get(documents::one)),
+        (Method::POST, "/api/v1/crises/{id}/loans", Requires(P::ManageInventory), post(inventory::lend)),
+        (Method::POST, "/api/v1/crises/{id}/checkin", Requires(P::ManageInventory), post(inventory::check_in)),
+        (Method::POST, "/api/v1/crises/{id}/write-off", Requires(P::ManageInventory), post(inventory::write_off)),
+        (Method::GET, "/api/v1/audit/verify", Requires(P::ReadAudit), get(journal::verify)),
+        (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(journal::entries)),
+        (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(journal::bundle)),
+        (Method::GET, "/api/v1/users", Requires(P::ManageUsers), get(users::list)),
+        (Method::POST, "/api/v1/users", Requires(P::ManageUsers), post(users::create)),
+        (Method::POST, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), post(users::issue_token)),
+        (Method::DELETE, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), delete(users::revoke_tokens)),
+        (Method::PUT, "/api/v1/users/{uid}/password", Requires(P::ManageUsers), put(users::set_password)),
+    ]
+}
+
+/// The route table without its handlers.
+pub fn route_specs() -> Vec<RouteSpec> {
+    table().into_iter().map(|(method, path, access, _)| RouteSpec { method, path, access }).collect()
+}
+
+/// The API router: each route behind the check of its access rule.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for (_, path, access, handler) in table() {
+        let handler = match access {
+            Access::Public => handler,
+            Access::Requires(_) | Access::Page(_) => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |st: State<AppState>, req: Request, next: Next| authorize(st, access, req, next),
+            )),
+        };
+        router = router.route(path, handler);
+    }
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Authenticates the caller and checks the route's permission; the handler then finds the
+/// actor in the request's extensions ([`Authed`]) and applies resource scoping. A caller who
+/// came with a session cookie must also present the session's CSRF token on API writes (pages
+/// check the token of their forms).
+async fn authorize(State(st): State<AppState>, access: Access, mut req: Request, next: Next) -> Response {
+    let (permission, page) = match access {
+        Access::Public => return next.run(req).await,
+        Access::Requires(p) => (p, false),
+        Access::Page(p) => (p, true),
+    };
+    let (actor, csrf) = match crate::auth::authenticate(&st, req.headers()).await {
+        Ok(v) => v,
+        Err(AppError::Unauthenticated) if page => return Redirect::to("/connexion").into_response(),
+        Err(e) => return ApiError(e).into_response(),
+    };
+    if page && csrf.is_none() {
+        // Pages are for browser sessions; a bearer token does not open them.
+        return Redirect::to("/connexion").into_response();
+    }
+    if !actor.may(permission) {
+        if page {
+            return web::error_page(
+                &st,
+                StatusCode::FORBIDDEN,
+                "Accès refusé",
+                "Cette page n'est pas ouverte à votre rôle.",
+            );
+        }
+        return ApiError(AppError::Forbidden("Action non autorisée pour votre rôle.")).into_response();
+    }
+    if let Some(expected) = &csrf {
+        let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD);
+        let header_ok = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| web::same_secret(expected, v));
+        if unsafe_method && !page && !header_ok {
+            return ApiError(AppError::Forbidden("Jeton CSRF absent ou invalide (en-tête X-CSRF-Token)."))
+                .into_response();
+        }
+        req.extensions_mut().insert(web::SessionCsrf(expected.clone()));
+    }
+    tracing::Span::current().record("user", actor.user_id);
+    req.extensions_mut().insert(actor);
+    next.run(req).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::problem(ProblemCode::NotFound, "Ressource introuvable.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::problem(ProblemCode::MethodNotAllowed, "Méthode non autorisée sur cette ressource.")
+}
+
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn me(Authed(a): Authed) -> Json<Me> {
+    Json(Me { user_id: a.user_id, name: a.name, role: a.role, commune: a.commune })
+}
