@@ -415,14 +415,19 @@ pub async fn crisis(
         Err(e) => return api_error_page(&st, &e),
     };
     let crisis_id = r.id.clone();
-    let convention = st.store.commune(&r.commune).await.ok().flatten().and_then(|c| c.convention);
-    let view = match crises::view(&st, r).await {
+    // A database error is an error page, never an empty section.
+    let read = async {
+        let convention = st.store.commune(&r.commune).await?.and_then(|c| c.convention);
+        let view = crises::view(&st, r).await?;
+        let steps = steps::steps_of(&st, &a, crisis_id.as_str()).await?;
+        let loans = inventory::loans_of(&st, &crisis_id).await?;
+        let log = st.store.log_entries(&crisis_id).await?;
+        Ok::<_, AppError>((convention, view, Some(steps), loans, log))
+    };
+    let (convention, view, steps, loans, log) = match read.await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
-    let steps = steps::steps_of(&st, &a, crisis_id.as_str()).await.ok();
-    let loans = inventory::loans_of(&st, &crisis_id).await.unwrap_or_default();
-    let log = st.store.log_entries(&crisis_id).await.unwrap_or_default();
     let is_ops = a.role == Role::Ops;
     let mut runs = Vec::new();
     if let Some(s) = &steps {
@@ -775,7 +780,8 @@ pub async fn item(
 
 const PAGE: u32 = 50;
 
-fn audit_filter(q: &BTreeMap<String, String>) -> Result<AuditFilter, String> {
+/// The journal's filters; dates are days in `tz` (the configured calendar's).
+fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result<AuditFilter, String> {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     for k in ["crise", "commune", "acteur", "action"] {
         if get(k).is_some_and(|v| v.chars().count() > 200 || v.chars().any(char::is_control)) {
@@ -788,9 +794,7 @@ fn audit_filter(q: &BTreeMap<String, String>) -> Result<AuditFilter, String> {
             Some(d) => {
                 let date: jiff::civil::Date = d.parse().map_err(|_| format!("Date « {d} » invalide (aaaa-mm-jj)."))?;
                 let date = if end { date.tomorrow().map_err(|e| e.to_string())? } else { date };
-                let z = date
-                    .to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC))
-                    .map_err(|e| e.to_string())?;
+                let z = date.to_zoned(tz.clone()).map_err(|e| e.to_string())?;
                 Ok(Some(z.timestamp()))
             }
         }
@@ -822,14 +826,17 @@ pub async fn journal(
             Err(e) => json!({ "ok": false, "error": e.to_string() }),
         },
     );
-    let filter = match audit_filter(&q) {
+    let filter = match audit_filter(&q, &tz(&st)) {
         Ok(f) => f,
         Err(m) => {
             data.insert("filter_error".into(), json!(m));
             AuditFilter { limit: PAGE, ..Default::default() }
         }
     };
-    let entries = st.store.audit_entries(&filter).await.unwrap_or_default();
+    let entries = match st.store.audit_entries(&filter).await {
+        Ok(e) => e,
+        Err(e) => return api_error_page(&st, &e.into()),
+    };
     let next = (entries.len() as u32 == PAGE).then(|| entries.last().map(|e| e.seq)).flatten();
     let mut next_q = q.clone();
     if let Some(n) = next {
@@ -856,7 +863,7 @@ pub async fn journal_export(
     Query(mut q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let format = q.remove("format").unwrap_or_else(|| "csv".into());
-    let mut filter = match audit_filter(&q) {
+    let mut filter = match audit_filter(&q, &tz(&st)) {
         Ok(f) => f,
         Err(m) => return error_page(&st, StatusCode::BAD_REQUEST, "Filtre invalide", &m),
     };
@@ -937,17 +944,21 @@ mod tests {
         );
     }
 
+    fn paris() -> jiff::tz::TimeZone {
+        repli_core::BusinessCalendar::from_spec(&repli_core::CalendarSpec::default()).unwrap().time_zone().clone()
+    }
+
     #[test]
     fn audit_filters_are_checked() {
         let mut q = BTreeMap::new();
         q.insert("du".to_string(), "2026-11-23".to_string());
         q.insert("au".to_string(), "2026-11-23".to_string());
-        let f = audit_filter(&q).unwrap();
+        let f = audit_filter(&q, &paris()).unwrap();
         assert_eq!(f.to.unwrap().duration_since(f.from.unwrap()), jiff::SignedDuration::from_hours(24));
         q.insert("du".to_string(), "23/11/2026".to_string());
-        assert!(audit_filter(&q).is_err());
+        assert!(audit_filter(&q, &paris()).is_err());
         let mut q = BTreeMap::new();
         q.insert("acteur".to_string(), "x".repeat(201));
-        assert!(audit_filter(&q).is_err());
+        assert!(audit_filter(&q, &paris()).is_err());
     }
 }
