@@ -155,9 +155,14 @@ async fn sign_out(d: &WebDriver) {
 async fn click_nav(d: &WebDriver, css: &str) {
     let old = d.find(By::Tag("html")).await.unwrap();
     d.find(By::Css(css)).await.unwrap().click().await.unwrap();
+    wait_replaced(&old, css).await;
+}
+
+/// Waits until `old` (a page's root element) is gone: the next page has replaced it.
+async fn wait_replaced(old: &thirtyfour::WebElement, after: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while old.is_present().await.unwrap_or(false) {
-        assert!(Instant::now() < deadline, "no new page after clicking {css}");
+        assert!(Instant::now() < deadline, "no new page after {after}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -300,7 +305,10 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
         click_nav(&d, "input[name=action][value=start_handback] ~ button").await;
         let scan = d.find(By::Id("serial")).await.unwrap();
+        // The page before the scan has a success message too: wait for the next one.
+        let before = d.find(By::Tag("html")).await.unwrap();
         scan.send_keys(format!("{}\u{E007}", item.item.serial)).await.unwrap();
+        wait_replaced(&before, "the scan").await;
         let flash = text_of(&d, "p.succes").await;
         assert!(flash.contains("Retour enregistré"), "{flash}");
         let loans = app.ops.loans(crisis_id.as_str()).await.unwrap();

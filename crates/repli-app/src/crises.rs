@@ -21,8 +21,6 @@ pub const MAX_AGENTS: u32 = 500;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// Longest filter value accepted in an audit query.
 const MAX_FILTER: usize = 200;
-/// The history a crisis view carries: its most recent entries (the journal pages through all).
-pub const HISTORY_PAGE: u32 = 200;
 
 fn parse_insee(s: &str) -> Result<InseeCode, AppError> {
     InseeCode::parse(s).map_err(|e| AppError::problem(ProblemCode::UnknownCommune, format!("Commune inconnue : {e}.")))
@@ -68,28 +66,29 @@ pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<Crisis
     let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false) };
     let now = st.clock.now();
     let records = st.store.crises(&filter).await?;
-    let refs: Vec<&CrisisRecord> = records.iter().collect();
-    let mut facts = views::Facts::load_many(st, &refs).await?;
+    let mut facts = st.store.crisis_facts_all().await?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
-        let f = facts.remove(&r.id).unwrap_or_default();
-        out.push(views::crisis(st, r, Vec::new(), &f, now)?);
+        let f = facts.remove(r.id.as_str()).unwrap_or_default();
+        out.push(views::crisis(st, r, f, now)?);
     }
     Ok(out)
 }
 
 /// A crisis as the API and the pages show it: its SLA, needs, legal clocks and the most recent
-/// page of its history, read in a fixed number of queries.
+/// page of its history, read in one statement.
 pub async fn view(st: &Services, r: CrisisRecord) -> Result<CrisisView, AppError> {
-    let history = st.store.recent_audit_entries(&r.id, HISTORY_PAGE).await?;
-    let facts = views::Facts::load(st, &r).await?;
-    views::crisis(st, r, history, &facts, st.clock.now())
+    let (r, facts) = st.store.crisis_read(&r.id).await?.ok_or_else(AppError::crisis_not_found)?;
+    views::crisis(st, r, facts, st.clock.now())
 }
 
-/// Reads one crisis the actor may see.
+/// Reads one crisis the actor may see (one statement besides authentication).
 pub async fn get(st: &Services, a: &Actor, id: &str) -> Result<CrisisView, AppError> {
-    let r = visible_crisis(st, a, id).await?;
-    view(st, r).await
+    let id = parse_crisis_id(id)?;
+    match st.store.crisis_read(&id).await? {
+        Some((r, facts)) if a.may_see_commune(&r.commune) => views::crisis(st, r, facts, st.clock.now()),
+        _ => Err(AppError::crisis_not_found()),
+    }
 }
 
 /// An instant a person typed: not more than a few minutes in the future.
@@ -297,11 +296,10 @@ pub async fn legal_done(
 pub async fn sla_report(st: &Services) -> Result<Vec<SlaReportLine>, AppError> {
     let now = st.clock.now();
     let records = st.store.crises(&CrisisFilter::default()).await?;
-    let refs: Vec<&CrisisRecord> = records.iter().collect();
-    let mut facts = views::Facts::load_many(st, &refs).await?;
+    let mut facts = st.store.crisis_facts_all().await?;
     let mut lines = Vec::new();
     for r in records {
-        let f = facts.remove(&r.id).unwrap_or_default();
+        let f = facts.remove(r.id.as_str()).unwrap_or_default();
         let v = views::sla_of(st, &r, &f, now)?;
         let stop = r.ready_at.unwrap_or(now);
         let late = st.calendar.business_time_between(v.due, stop).map_err(|e| AppError::Internal(e.to_string()))?;

@@ -13,11 +13,12 @@ use crate::{Services, views};
 pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let tz = st.calendar.time_zone().clone();
     let mut new = 0;
+    let facts = st.store.crisis_facts_all().await?;
     for r in st.store.crises(&CrisisFilter { open_only: true, ..Default::default() }).await? {
         let mut due: Vec<(String, String, String)> = Vec::new();
         if r.ready_at.is_none()
-            && let Ok(facts) = views::Facts::load(st, &r).await
-            && let Ok(v) = views::sla_of(st, &r, &facts, now)
+            && let Some(f) = facts.get(r.id.as_str())
+            && let Ok(v) = views::sla_of(st, &r, f, now)
         {
             let used = views::used_percent(v.elapsed, st.config.sla.business_hours);
             for t in st.config.notify.thresholds.iter().filter(|t| **t <= used) {

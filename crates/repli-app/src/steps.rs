@@ -1,7 +1,7 @@
 //! Playbook progress, manual tasks, and ops' retry/skip of steps.
 
 use repli_core::playbook::Pos;
-use repli_core::run::{ManualTask, PlaybookName};
+use repli_core::run::ManualTask;
 use repli_core::{Actor, Role, text};
 use repli_proto::ProblemCode;
 use repli_proto::api::{RunView, StepView, StepsView, TaskView};
@@ -41,35 +41,41 @@ pub fn step_view(s: &StepRecord, with_output: bool) -> StepView {
     }
 }
 
-/// The playbook model of stored steps, for the work-left estimate.
-fn as_playbook(name: PlaybookName, steps: &[StepRecord]) -> repli_core::Playbook {
-    repli_core::Playbook {
-        name: name.as_str().to_string(),
-        description: String::new(),
-        steps: steps
-            .iter()
-            .map(|s| repli_core::Step {
-                id: s.step_id.clone(),
-                kind: s.kind,
-                title: s.title.clone(),
-                needs: s.needs.clone(),
-                estimate: jiff::SignedDuration::from_secs(s.estimate_secs),
-                budget: jiff::SignedDuration::from_secs(s.budget_secs),
-                attempts: s.max_attempts,
-                params: Default::default(),
-                instructions: None,
-                checklist: Vec::new(),
-                pos: Pos::default(),
-                needs_pos: Vec::new(),
-            })
-            .collect(),
+/// Estimated work left along the longest chain of unfinished steps, from each step's id, needs,
+/// estimate and whether it is done.
+fn remaining_of<'a>(steps: impl Iterator<Item = (&'a str, &'a [String], i64, bool)>) -> jiff::SignedDuration {
+    let mut done = BTreeSet::new();
+    let mut model = Vec::new();
+    for (id, needs, estimate_secs, is_done) in steps {
+        if is_done {
+            done.insert(id.to_owned());
+        }
+        model.push(repli_core::Step {
+            id: id.to_owned(),
+            kind: repli_core::StepKind::Manual,
+            title: String::new(),
+            needs: needs.to_vec(),
+            estimate: jiff::SignedDuration::from_secs(estimate_secs),
+            budget: jiff::SignedDuration::ZERO,
+            attempts: 1,
+            params: Default::default(),
+            instructions: None,
+            checklist: Vec::new(),
+            pos: Pos::default(),
+            needs_pos: Vec::new(),
+        });
     }
+    repli_core::Playbook { name: String::new(), description: String::new(), steps: model }.remaining(&done)
 }
 
 /// Estimated work left in a run (longest chain through unfinished steps).
-pub fn remaining(name: PlaybookName, steps: &[StepRecord]) -> jiff::SignedDuration {
-    let done: BTreeSet<String> = steps.iter().filter(|s| s.state.is_done()).map(|s| s.step_id.clone()).collect();
-    as_playbook(name, steps).remaining(&done)
+pub fn remaining(steps: &[StepRecord]) -> jiff::SignedDuration {
+    remaining_of(steps.iter().map(|s| (s.step_id.as_str(), s.needs.as_slice(), s.estimate_secs, s.state.is_done())))
+}
+
+/// The same, from the lean step estimates a crisis view reads.
+pub fn remaining_estimated(steps: &[repli_store::StepEstimate]) -> jiff::SignedDuration {
+    remaining_of(steps.iter().map(|s| (s.step_id.as_str(), s.needs.as_slice(), s.estimate_secs, s.state.is_done())))
 }
 
 pub async fn steps_of(st: &Services, a: &Actor, id: &str) -> Result<StepsView, AppError> {
@@ -79,7 +85,7 @@ pub async fn steps_of(st: &Services, a: &Actor, id: &str) -> Result<StepsView, A
     for run in st.store.runs_of(&r.id).await? {
         let steps = st.store.steps(run.id).await?;
         runs.push(RunView {
-            remaining_secs: remaining(run.playbook, &steps).as_secs(),
+            remaining_secs: remaining(&steps).as_secs(),
             playbook: run.playbook,
             state: run.state,
             created_at: run.created_at,

@@ -1,74 +1,22 @@
 //! Store records → API documents.
 
-use std::collections::HashMap;
-
 use jiff::{SignedDuration, Timestamp};
-use repli_core::audit::AuditEntry;
-use repli_core::run::PlaybookName;
 use repli_core::sla::{SlaInput, Suspension};
-use repli_core::{CrisisAction, CrisisId, CrisisState, legal, sla};
+use repli_core::{CrisisAction, CrisisState, legal, sla};
 use repli_proto::api::{
     CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, LegalClockView, SlaView, SuspensionView, Timeline,
 };
-use repli_store::{CommuneRecord, CrisisRecord, Need, SuspensionRecord};
+use repli_store::{CommuneRecord, CrisisRecord, HistoryRow, SuspensionRecord};
 
 use crate::{AppError, Services};
 
-/// What a crisis view needs besides the crisis record, read in one pass: its suspensions, its
-/// needs, and the work left in its activation run while it is being provisioned.
-#[derive(Debug, Default)]
-pub struct Facts {
-    pub suspensions: Vec<SuspensionRecord>,
-    pub needs: Vec<Need>,
-    /// Estimated work left in the activation run (only while activated or provisioning).
-    pub run_remaining: Option<SignedDuration>,
-}
+/// What a crisis view needs besides the crisis record, read with it in one statement
+/// ([`repli_store::Store::crisis_read`]) or for all crises at once
+/// ([`repli_store::Store::crisis_facts_all`]).
+pub use repli_store::CrisisFacts as Facts;
 
 fn provisioning(state: CrisisState) -> bool {
     matches!(state, CrisisState::Activated | CrisisState::Provisioning)
-}
-
-impl Facts {
-    async fn run_remaining(st: &Services, id: &CrisisId) -> Result<Option<SignedDuration>, AppError> {
-        let Some(run) = st.store.runs_of(id).await?.into_iter().find(|run| run.playbook == PlaybookName::Activation)
-        else {
-            return Ok(None);
-        };
-        let steps = st.store.steps(run.id).await?;
-        Ok(Some(crate::steps::remaining(run.playbook, &steps)))
-    }
-
-    /// The facts of one crisis (two queries, four while it is being provisioned).
-    pub async fn load(st: &Services, r: &CrisisRecord) -> Result<Self, AppError> {
-        let run_remaining = if provisioning(r.state) { Self::run_remaining(st, &r.id).await? } else { None };
-        Ok(Facts {
-            suspensions: st.store.suspensions(&r.id).await?,
-            needs: st.store.needs(Some(r.id.as_str())).await?,
-            run_remaining,
-        })
-    }
-
-    /// The facts of many crises: two queries for all, plus the runs of those being provisioned.
-    pub async fn load_many(st: &Services, records: &[&CrisisRecord]) -> Result<HashMap<CrisisId, Self>, AppError> {
-        let mut out: HashMap<CrisisId, Facts> = HashMap::with_capacity(records.len());
-        let mut by_str: HashMap<&str, &CrisisId> = HashMap::with_capacity(records.len());
-        for r in records {
-            by_str.insert(r.id.as_str(), &r.id);
-            let run_remaining = if provisioning(r.state) { Self::run_remaining(st, &r.id).await? } else { None };
-            out.insert(r.id.clone(), Facts { run_remaining, ..Facts::default() });
-        }
-        for (crisis, s) in st.store.all_suspensions().await? {
-            if let Some(f) = by_str.get(crisis.as_str()).and_then(|id| out.get_mut(*id)) {
-                f.suspensions.push(s);
-            }
-        }
-        for n in st.store.needs(None).await? {
-            if let Some(f) = by_str.get(n.crisis.as_str()).and_then(|id| out.get_mut(*id)) {
-                f.needs.push(n);
-            }
-        }
-        Ok(out)
-    }
 }
 
 pub fn commune(r: CommuneRecord) -> CommuneView {
@@ -83,24 +31,18 @@ pub fn commune(r: CommuneRecord) -> CommuneView {
     }
 }
 
-fn history_entry(e: AuditEntry) -> Result<HistoryEntry, AppError> {
-    Ok(HistoryEntry {
-        seq: e.seq,
-        at: repli_store::ts_from_db("audit_log.at", &e.at)?,
-        actor: e.actor_name,
-        role: e.actor_role,
-        action: e.action,
-        details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null),
-    })
+fn history_entry(e: HistoryRow) -> HistoryEntry {
+    HistoryEntry { seq: e.seq, at: e.at, actor: e.actor, role: e.role, action: e.action, details: e.details }
 }
 
 /// Estimated business time of the work left before the kit is ready (the risk forecast's
 /// input): the activation run's unfinished steps along their longest chain once the engine has
 /// one; before activation, the configured estimate.
 pub fn remaining_work(st: &Services, r: &CrisisRecord, facts: &Facts) -> SignedDuration {
-    match facts.run_remaining {
-        Some(d) if provisioning(r.state) => d,
-        _ => configured_remaining(&st.config.sla.forecast, r.state),
+    if provisioning(r.state) && !facts.activation_steps.is_empty() {
+        crate::steps::remaining_estimated(&facts.activation_steps)
+    } else {
+        configured_remaining(&st.config.sla.forecast, r.state)
     }
 }
 
@@ -154,14 +96,8 @@ pub fn legal_clocks(r: &CrisisRecord, now: Timestamp) -> Vec<LegalClockView> {
         .collect()
 }
 
-pub fn crisis(
-    st: &Services,
-    r: CrisisRecord,
-    history: Vec<AuditEntry>,
-    facts: &Facts,
-    now: Timestamp,
-) -> Result<CrisisView, AppError> {
-    let v = sla_of(st, &r, facts, now)?;
+pub fn crisis(st: &Services, r: CrisisRecord, mut facts: Facts, now: Timestamp) -> Result<CrisisView, AppError> {
+    let v = sla_of(st, &r, &facts, now)?;
     Ok(CrisisView {
         sla: SlaView {
             business_hours: st.config.sla.business_hours,
@@ -188,7 +124,7 @@ pub fn crisis(
             closed_at: r.closed_at,
         },
         next_actions: CrisisAction::ALL.into_iter().filter(|a| a.apply(r.state).is_ok()).collect(),
-        history: history.into_iter().map(history_entry).collect::<Result<_, _>>()?,
+        history: std::mem::take(&mut facts.history).into_iter().map(history_entry).collect(),
         id: r.id,
         commune: r.commune,
         commune_name: r.commune_name,

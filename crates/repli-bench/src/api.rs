@@ -26,6 +26,9 @@ pub struct ApiBench {
     /// Crises in the database (the list returns them all).
     #[arg(long, default_value_t = 20)]
     pub crises: usize,
+    /// Measure only the targets whose name contains this (e.g. `crisis`, for a profiler).
+    #[arg(long)]
+    pub only: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -34,6 +37,8 @@ pub struct ApiBench {
 pub struct Target {
     pub name: String,
     pub path: String,
+    /// Size of one response body.
+    pub response_bytes: usize,
     /// Closed loop.
     pub requests_per_second: f64,
     /// Share of bare axum's requests per second in the same run.
@@ -204,6 +209,9 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
     let mut out = Vec::new();
     let mut bare_rps = 0.0;
     for (name, target, client) in targets {
+        if a.only.as_deref().is_some_and(|o| !name.contains(o) && name != "bare axum") {
+            continue;
+        }
         // Warm the connection pool and the caches.
         let _ = closed_loop(client, &target, a.connections, 1).await;
         let (rps, e1) = closed_loop(client, &target, a.connections, a.seconds).await;
@@ -211,11 +219,13 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
             bare_rps = rps;
         }
         let (lat, e2) = open_loop(client, &target, a.rate, a.seconds).await;
+        let bytes = client.get(&target).send().await?.bytes().await?.len();
         let path =
             target.split_once("//").and_then(|(_, r)| r.find('/').map(|i| r[i..].to_string())).unwrap_or_default();
         out.push(Target {
             name: name.to_string(),
             path,
+            response_bytes: bytes,
             requests_per_second: rps,
             share_of_bare: if bare_rps > 0.0 { rps / bare_rps } else { 0.0 },
             p50_ms: pct(&lat, 0.50),

@@ -283,8 +283,9 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 );
                 for t in &f.targets {
                     println!(
-                        "  {:<18} {:>9.0} req/s  {:>5.1} % of bare axum   p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+                        "  {:<18} {:>7} B {:>9.0} req/s  {:>5.1} % of bare axum   p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
                         t.name,
+                        t.response_bytes,
                         t.requests_per_second,
                         t.share_of_bare * 100.0,
                         t.p50_ms,

@@ -21,6 +21,10 @@ pub(crate) fn failure() -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The same allocator as the `replid` binary, so the in-process daemon measures as it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -274,21 +274,6 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 
-    /// The most recent `limit` entries of one crisis, oldest first (one indexed query).
-    pub async fn recent_audit_entries(&self, crisis: &CrisisId, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, details, \
-             prev_hash, hash FROM audit_log WHERE crisis = ? ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(crisis.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        let mut entries = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-        entries.reverse();
-        Ok(entries)
-    }
-
     /// Recomputes every hash and link of the chain, page by page, and checks the checkpoints
     /// against `trusted_key` (an auditor's copy of the public key). Without one, the key the
     /// checkpoints name is used: that still proves the chain matches what was signed, not who

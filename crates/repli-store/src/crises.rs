@@ -82,7 +82,7 @@ fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
     StoreError::Corrupt { column, value: value.to_string() }
 }
 
-fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
+pub(crate) fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
     let id: String = r.try_get("id")?;
     let commune: String = r.try_get("commune")?;
     let state: String = r.try_get("state")?;

@@ -10,6 +10,7 @@ mod crises;
 mod engine;
 mod inventory;
 mod ports;
+mod read;
 mod reference;
 mod sla;
 mod time;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Wipe};
+pub use read::{CrisisFacts, HISTORY_ENTRIES, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
 pub use sla::Notification;
@@ -102,6 +104,7 @@ fn migrator() -> Migrator {
         m(4, "sla", include_str!("../migrations/0004_sla.sql")),
         m(5, "inventory", include_str!("../migrations/0005_inventory.sql")),
         m(6, "engine", include_str!("../migrations/0006_engine.sql")),
+        m(7, "read indexes", include_str!("../migrations/0007_read_indexes.sql")),
     ])
 }
 
@@ -155,7 +158,7 @@ impl Store {
             .await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;

@@ -119,27 +119,6 @@ impl Store {
     }
 
     /// The pauses of a crisis's clock, in start order.
-    /// Every crisis's suspensions, by crisis (one query for a list of crises).
-    pub async fn all_suspensions(&self) -> Result<Vec<(String, SuspensionRecord)>, StoreError> {
-        let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-            "SELECT crisis_id, started_at, ended_at, reason FROM sla_suspensions ORDER BY crisis_id, started_at, id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(c, s, e, reason)| {
-                Ok((
-                    c,
-                    SuspensionRecord {
-                        started_at: time::from_db("sla_suspensions.started_at", &s)?,
-                        ended_at: opt_from_db("sla_suspensions.ended_at", e)?,
-                        reason,
-                    },
-                ))
-            })
-            .collect()
-    }
-
     pub async fn suspensions(&self, id: &CrisisId) -> Result<Vec<SuspensionRecord>, StoreError> {
         let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
             "SELECT started_at, ended_at, reason FROM sla_suspensions WHERE crisis_id = ? ORDER BY started_at, id",

@@ -92,24 +92,31 @@ impl Store {
 
     /// The actor holding the token whose SHA-256 is `token_sha256`, if it is valid at `now`.
     pub async fn actor_by_token(&self, token_sha256: &str, now: Timestamp) -> Result<Option<Actor>, StoreError> {
-        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT u.id, u.name, u.role, u.commune FROM api_tokens t JOIN users u ON u.id = t.user_id \
+        Ok(self.token_actor(token_sha256, now).await?.map(|(a, _)| a))
+    }
+
+    /// The actor a token stands for, and when the token expires.
+    pub async fn token_actor(
+        &self,
+        token_sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Actor, Option<Timestamp>)>, StoreError> {
+        /// id, name, role, commune, token expiry.
+        type Row = (i64, String, String, Option<String>, Option<String>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT u.id, u.name, u.role, u.commune, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)",
         )
         .bind(token_sha256)
         .bind(time::to_db(now))
         .fetch_optional(&self.read)
         .await?;
-        let Some((user_id, name, role, commune)) = row else {
+        let Some((user_id, name, role, commune, expires)) = row else {
             return Ok(None);
         };
-        Ok(Some(Actor {
-            user_id,
-            name,
-            role: parse_role(role)?,
-            commune: parse_commune(commune)?,
-            auth: AuthMethod::Token,
-        }))
+        let actor =
+            Actor { user_id, name, role: parse_role(role)?, commune: parse_commune(commune)?, auth: AuthMethod::Token };
+        Ok(Some((actor, time::opt_from_db("api_tokens.expires_at", expires)?)))
     }
 }
 

@@ -1,6 +1,10 @@
 //! API tokens: 32 random bytes, shown once, stored as their SHA-256. The [`Authed`] extractor
 //! turns a bearer token into the acting user.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -84,8 +88,55 @@ pub async fn create_user(
     Ok((rec, token))
 }
 
+/// How long a credential found valid is trusted without asking the database again. Revocations
+/// and sign-outs made through replid clear the cache at once; this bounds only changes made to
+/// the database by another process.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most credentials remembered (the cache is emptied when full).
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// Credentials recently found valid, by the SHA-256 of the token or session id (never the
+/// secret itself): each API call then costs no database read for its authentication.
+#[derive(Debug, Default)]
+pub struct AuthCache(Mutex<HashMap<String, Cached>>);
+
+#[derive(Debug, Clone)]
+struct Cached {
+    actor: Actor,
+    csrf: Option<String>,
+    expires_at: Option<Timestamp>,
+    fetched: Instant,
+}
+
+impl AuthCache {
+    fn get(&self, key: &str, now: Timestamp) -> Option<(Actor, Option<String>)> {
+        let map = self.0.lock().ok()?;
+        let c = map.get(key)?;
+        let fresh = c.fetched.elapsed() < AUTH_CACHE_TTL && c.expires_at.is_none_or(|e| e > now);
+        fresh.then(|| (c.actor.clone(), c.csrf.clone()))
+    }
+
+    fn put(&self, key: String, actor: &Actor, csrf: Option<&str>, expires_at: Option<Timestamp>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= AUTH_CACHE_MAX {
+                map.clear();
+            }
+            let c = Cached { actor: actor.clone(), csrf: csrf.map(str::to_owned), expires_at, fetched: Instant::now() };
+            map.insert(key, c);
+        }
+    }
+
+    /// Forgets every credential: after a revocation, a sign-out or any change to accounts.
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
+
 /// Who is calling, and the CSRF token of their web session when they came with a cookie.
 pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<String>), AppError> {
+    let now = st.clock.now();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -94,15 +145,25 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, 
             .map(str::trim)
             .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
             .ok_or(AppError::Unauthenticated)?;
-        let actor = st.store.actor_by_token(&token_hash(token), st.clock.now()).await?;
-        return actor.map(|a| (a, None)).ok_or(AppError::Unauthenticated);
+        let key = format!("t:{}", token_hash(token));
+        if let Some(hit) = st.auth_cache.get(&key, now) {
+            return Ok(hit);
+        }
+        let (actor, expires_at) = st.store.token_actor(&key[2..], now).await?.ok_or(AppError::Unauthenticated)?;
+        st.auth_cache.put(key, &actor, None, expires_at);
+        return Ok((actor, None));
     }
     let jar = axum_extra::extract::cookie::CookieJar::from_headers(headers);
     let sid = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(AppError::Unauthenticated)?;
     if sid.len() != 64 {
         return Err(AppError::Unauthenticated);
     }
-    let session = st.store.session(&token_hash(&sid), st.clock.now()).await?.ok_or(AppError::Unauthenticated)?;
+    let key = format!("s:{}", token_hash(&sid));
+    if let Some(hit) = st.auth_cache.get(&key, now) {
+        return Ok(hit);
+    }
+    let session = st.store.session(&key[2..], now).await?.ok_or(AppError::Unauthenticated)?;
+    st.auth_cache.put(key, &session.actor, Some(&session.csrf), Some(session.expires_at));
     Ok((session.actor, Some(session.csrf)))
 }
 
@@ -122,6 +183,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_auth_cache_honours_expiry_and_clearing() {
+        let cache = AuthCache::default();
+        let a = Actor {
+            user_id: 1,
+            name: "Claire".into(),
+            role: Role::Ops,
+            commune: None,
+            auth: repli_core::AuthMethod::Token,
+        };
+        let now: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        cache.put("t:x".into(), &a, None, Some(later));
+        assert_eq!(cache.get("t:x", now).map(|(a, _)| a.user_id), Some(1));
+        assert!(cache.get("t:x", later).is_none(), "an expired token is not served from the cache");
+        assert!(cache.get("t:y", now).is_none());
+        cache.clear();
+        assert!(cache.get("t:x", now).is_none(), "cleared");
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_salt() {

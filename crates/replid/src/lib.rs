@@ -48,17 +48,29 @@ use crate::config::Config;
 pub const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// What every request handler shares: the application, and what only the web edge needs.
+/// What every request handler shares, behind one `Arc` (a request clones it a few times).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<WebApp>);
+
+impl std::ops::Deref for AppState {
+    type Target = WebApp;
+    fn deref(&self) -> &WebApp {
+        &self.0
+    }
+}
+
+/// The application, and what only the web edge needs.
+pub struct WebApp {
     pub app: repli_app::App,
     pub pages: Arc<handlebars::Handlebars<'static>>,
     pub throttle: Arc<web::Throttle>,
+    /// Credentials recently found valid ([`auth::AuthCache`]).
+    pub auth_cache: Arc<auth::AuthCache>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
 }
 
-impl std::ops::Deref for AppState {
+impl std::ops::Deref for WebApp {
     type Target = repli_app::App;
     fn deref(&self) -> &repli_app::App {
         &self.app
@@ -67,7 +79,13 @@ impl std::ops::Deref for AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("app", &self.app).finish_non_exhaustive()
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for WebApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebApp").field("app", &self.app).finish_non_exhaustive()
     }
 }
 
@@ -159,12 +177,13 @@ impl Daemon {
             .await
             .map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
         let addr = listener.local_addr().map_err(|source| DaemonError::Bind { addr: config.server.listen, source })?;
-        let state = AppState {
+        let state = AppState(Arc::new(WebApp {
             app,
             pages: Arc::new(web::templates()?),
             throttle: Arc::new(web::Throttle::default()),
+            auth_cache: Arc::new(auth::AuthCache::default()),
             secure_cookies: tls.is_some(),
-        };
+        }));
         // Resumes every unfinished run found in the database, then keeps scheduling.
         let (engine_stop, engine_stopped) = oneshot::channel::<()>();
         let engine_task = tokio::spawn(engine.clone().run_forever(async {

@@ -117,6 +117,11 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested, finishing in-flight requests");
 }
 
+/// mimalloc rather than glibc's malloc: replid allocates from many threads (tokio workers and
+/// one SQLite thread per connection); see docs/PERFORMANCE.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();

@@ -128,6 +128,7 @@ pub async fn logout(
             "Jeton de formulaire invalide : rechargez la page.",
         );
     }
+    st.auth_cache.clear();
     if let Some(c) = jar.get(SESSION_COOKIE)
         && let Err(e) = st.store.close_session(&auth::token_hash(c.value()), &a, st.clock.now()).await
     {

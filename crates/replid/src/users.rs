@@ -94,6 +94,7 @@ pub async fn revoke_tokens(
     Path(id): Path<i64>,
 ) -> Result<Json<RevokeView>, ApiError> {
     let revoked = st.store.revoke_tokens(id, By::User(a), st.clock.now()).await?;
+    st.auth_cache.clear();
     tracing::info!(user = id, revoked, "tokens revoked");
     Ok(Json(RevokeView { user_id: id, revoked }))
 }
@@ -132,6 +133,7 @@ pub async fn set_password(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(AppError::Internal)?;
+    st.auth_cache.clear();
     match st.store.set_password(id, login, &phc, By::User(a), st.clock.now()).await {
         Err(StoreError::LoginTaken(_)) => {
             return Err(AppError::Validation(vec![FieldError::new("login", "identifiant déjà utilisé")]).into());
