@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use repli_core::{CrisisAction, InseeCode, Role};
+use repli_core::{Actor, CrisisAction, InseeCode, LogKind, Role};
 use repli_proto::Client;
 use serde::Serialize;
 
@@ -150,7 +150,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Starts a replid with `crises` crises (the first one activated and provisioned to ready).
-async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::Daemon, String, String)> {
+async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::Daemon, String, String, Actor)> {
     let mut config = replid::config::Config::default();
     config.database.path = dir.join("repli.db");
     config.server.listen = "127.0.0.1:0".parse()?;
@@ -158,8 +158,15 @@ async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::D
     let daemon = replid::Daemon::start(&config, clock.clone()).await.context("cannot start replid")?;
     let store = &daemon.state().store;
     let now = replid::clock::Clock::now(clock.as_ref());
-    let (_, ops) =
+    let (ops_user, ops) =
         replid::auth::create_user(store, "Banc", Role::Ops, None, None, repli_store::By::System, now).await?;
+    let actor = Actor {
+        user_id: ops_user.id,
+        name: ops_user.name.clone(),
+        role: Role::Ops,
+        commune: None,
+        auth: repli_core::AuthMethod::Token,
+    };
     let signed: Vec<InseeCode> =
         store.communes().await?.into_iter().filter(|c| c.convention.is_some()).map(|c| c.commune.insee).collect();
     anyhow::ensure!(signed.len() >= crises, "only {} communes signed the convention", signed.len());
@@ -189,12 +196,13 @@ async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::D
     }
     let id = first.context("no crisis")?;
     Client::new(&url, Some(ops.clone()))?.act(&id, CrisisAction::Activate, None).await?;
-    Ok((daemon, ops, id.to_string()))
+    Ok((daemon, ops, id.to_string(), actor))
 }
 
 pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
     let dir = tempfile::tempdir()?;
-    let (daemon, token, crisis) = seed(dir.path(), a.crises).await?;
+    let (daemon, token, crisis, ops) = seed(dir.path(), a.crises).await?;
+    let crisis_id = repli_core::CrisisId::parse(&crisis).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (bare_url, bare_task) = bare().await?;
     let url = daemon.url();
     let anon = http(None)?;
@@ -204,6 +212,7 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
         ("replid /healthz", format!("{url}/healthz"), &anon),
         ("replid /api/v1/me", format!("{url}/api/v1/me"), &authed),
         ("one crisis", format!("{url}/api/v1/crises/{crisis}"), &authed),
+        ("one crisis, 100 writes/s", format!("{url}/api/v1/crises/{crisis}"), &authed),
         ("crisis list", format!("{url}/api/v1/crises"), &authed),
     ];
     let mut out = Vec::new();
@@ -212,6 +221,19 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
         if a.only.as_deref().is_some_and(|o| !name.contains(o) && name != "bare axum") {
             continue;
         }
+        // A busy crisis: a main-courante entry every 10 ms, each ending every cached read.
+        let writer = name.contains("writes").then(|| {
+            let store = daemon.state().store.clone();
+            let (id, who) = (crisis_id.clone(), ops.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                loop {
+                    tick.tick().await;
+                    let now = replid::clock::Clock::now(&replid::clock::SystemClock);
+                    let _ = store.add_log_entry(&id, LogKind::PointDeSituation, "banc", &who, now).await;
+                }
+            })
+        });
         // Warm the connection pool and the caches.
         let _ = closed_loop(client, &target, a.connections, 1).await;
         let (rps, e1) = closed_loop(client, &target, a.connections, a.seconds).await;
@@ -233,6 +255,9 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
             max_ms: lat.last().copied().unwrap_or(0.0),
             errors: e1 + e2,
         });
+        if let Some(w) = writer {
+            w.abort();
+        }
     }
     bare_task.abort();
     daemon.shutdown().await?;

@@ -530,9 +530,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn audit_rows_cannot_be_updated_or_deleted() {
         let (_d, store) = store().await;
-        let err = sqlx::query("UPDATE audit_log SET actor_name = 'x' WHERE seq = 1").execute(&store.write).await;
+        let err = sqlx::query("UPDATE audit_log SET actor_name = 'x' WHERE seq = 1").execute(store.write.pool()).await;
         assert!(err.is_err());
-        let err = sqlx::query("DELETE FROM audit_log").execute(&store.write).await;
+        let err = sqlx::query("DELETE FROM audit_log").execute(store.write.pool()).await;
         assert!(err.is_err());
         store.verify_audit(None).await.unwrap();
     }

@@ -329,7 +329,7 @@ impl Store {
         .bind(run)
         .bind(step)
         .bind(owner)
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }

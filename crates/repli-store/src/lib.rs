@@ -15,6 +15,7 @@ mod reference;
 mod sla;
 mod time;
 mod users;
+mod writer;
 
 #[cfg(test)]
 mod tamper_tests;
@@ -87,8 +88,10 @@ pub enum StoreError {
 /// The database. Cheap to clone (pools are shared handles).
 #[derive(Debug, Clone)]
 pub struct Store {
-    write: SqlitePool,
+    write: writer::Writer,
     read: SqlitePool,
+    /// Crisis reads, each with the writer generation it was read at ([`Store::crisis_read`]).
+    read_cache: read::Cache,
     path: PathBuf,
     checkpointing: Option<std::sync::Arc<Checkpointing>>,
 }
@@ -157,13 +160,20 @@ impl Store {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         migrator().run(&write).await?;
+        let write = writer::Writer::new(write);
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
         tracing::debug!(path = %path.display(), "database open");
-        Ok(Self { write, read, path: path.to_owned(), checkpointing: checkpointing.map(std::sync::Arc::new) })
+        Ok(Self {
+            write,
+            read,
+            read_cache: read::Cache::default(),
+            path: path.to_owned(),
+            checkpointing: checkpointing.map(std::sync::Arc::new),
+        })
     }
 
     /// Opens an existing database for reading only: no migration, no write, no file created.
@@ -181,7 +191,13 @@ impl Store {
             .create_if_missing(false)
             .busy_timeout(Duration::from_secs(10));
         let read = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-        Ok(Self { write: read.clone(), read, path: path.to_owned(), checkpointing: None })
+        Ok(Self {
+            write: writer::Writer::new(read.clone()),
+            read,
+            read_cache: read::Cache::default(),
+            path: path.to_owned(),
+            checkpointing: None,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -5,7 +5,7 @@
 //! thread hand-offs saved.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use jiff::Timestamp;
 use repli_core::{CrisisId, ItemKind, StepState};
@@ -15,6 +15,33 @@ use sqlx::Row;
 use crate::crises::from_row;
 use crate::time::{self, opt_from_db};
 use crate::{CrisisRecord, Need, Store, StoreError, SuspensionRecord};
+
+/// Most crises whose read is kept (the cache is emptied when full).
+const CACHE_MAX: usize = 1024;
+
+/// Crisis reads kept with the writer generation they were read at: valid while no write has
+/// ended since (see `writer.rs`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cache(Arc<Mutex<HashMap<CrisisId, Cached>>>);
+
+/// A crisis read and the writer generation it was read at.
+type Cached = (u64, CrisisRecord, CrisisFacts);
+
+impl Cache {
+    fn get(&self, id: &CrisisId, generation: u64) -> Option<(CrisisRecord, CrisisFacts)> {
+        let map = self.0.lock().ok()?;
+        map.get(id).filter(|(g, _, _)| *g == generation).map(|(_, r, f)| (r.clone(), f.clone()))
+    }
+
+    fn put(&self, generation: u64, record: &CrisisRecord, facts: &CrisisFacts) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+            map.insert(record.id.clone(), (generation, record.clone(), facts.clone()));
+        }
+    }
+}
 
 /// The history a crisis view carries: its most recent entries (the journal pages through all).
 pub const HISTORY_ENTRIES: u32 = 200;
@@ -129,8 +156,21 @@ fn history(raw: Option<String>) -> Result<Vec<HistoryRow>, StoreError> {
 
 impl Store {
     /// A crisis and everything its view needs, with its [`HISTORY_ENTRIES`] most recent history
-    /// entries, in one statement.
+    /// entries, in one statement, or from memory when nothing was written since it was read.
     pub async fn crisis_read(&self, id: &CrisisId) -> Result<Option<(CrisisRecord, CrisisFacts)>, StoreError> {
+        // The generation is taken before the read: a write that ends meanwhile invalidates it.
+        let generation = self.write.generation();
+        if let Some(hit) = self.read_cache.get(id, generation) {
+            return Ok(Some(hit));
+        }
+        let read = self.crisis_read_uncached(id).await?;
+        if let Some((record, facts)) = &read {
+            self.read_cache.put(generation, record, facts);
+        }
+        Ok(read)
+    }
+
+    async fn crisis_read_uncached(&self, id: &CrisisId) -> Result<Option<(CrisisRecord, CrisisFacts)>, StoreError> {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let history_sql = HISTORY.replace("{limit}", &HISTORY_ENTRIES.to_string());
             format!(
@@ -254,6 +294,15 @@ mod tests {
         assert!(every[c.id.as_str()].history.is_empty());
         // Steps are read for lists only while the kit is being prepared.
         assert!(every[c.id.as_str()].activation_steps.is_empty(), "crisis still requested");
+
+        // A write ends the cached read: the new entry is seen at once.
+        let before = store.crisis_read(&c.id).await.unwrap().unwrap().1;
+        assert_eq!(store.crisis_read(&c.id).await.unwrap().unwrap().1.history.len(), before.history.len());
+        store.add_log_entry(&c.id, repli_core::LogKind::PointDeSituation, "après", &ops, now).await.unwrap();
+        let after = store.crisis_read(&c.id).await.unwrap().unwrap().1;
+        let logged = repli_core::LogKind::PointDeSituation.audit_action();
+        assert_eq!(after.history.last().map(|h| h.action.as_str()), Some(logged.as_str()));
+        assert_ne!(after.history.last().map(|h| h.seq), before.history.last().map(|h| h.seq));
 
         let missing = CrisisId::parse("13005-2026-099").unwrap();
         assert!(store.crisis_read(&missing).await.unwrap().is_none());

@@ -216,7 +216,7 @@ impl Store {
         .bind(subject)
         .bind(body)
         .bind(time::to_db(now))
-        .execute(&self.write)
+        .execute(&mut *self.write.acquire().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -250,7 +250,7 @@ impl Store {
                 sqlx::query("UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL WHERE id = ?")
                     .bind(time::to_db(now))
                     .bind(id)
-                    .execute(&self.write)
+                    .execute(&mut *self.write.acquire().await?)
                     .await?
             }
             (Err(e), Some(at)) => {
@@ -258,14 +258,14 @@ impl Store {
                     .bind(time::to_db(at))
                     .bind(e)
                     .bind(id)
-                    .execute(&self.write)
+                    .execute(&mut *self.write.acquire().await?)
                     .await?
             }
             (Err(e), None) => {
                 sqlx::query("UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?")
                     .bind(e)
                     .bind(id)
-                    .execute(&self.write)
+                    .execute(&mut *self.write.acquire().await?)
                     .await?
             }
         };
