@@ -143,7 +143,7 @@ async fn escalations_and_reminders_reach_ops_once_and_failed_deliveries_are_retr
     tokio::spawn(async move { axum::serve(listener, hook).await });
 
     let app = TestApp::spawn_with(|c| {
-        c.notify.channels = vec!["log".into(), "webhook".into()];
+        c.notify.channels = vec![replid::config::Channel::Log, replid::config::Channel::Webhook];
         c.notify.webhook_url = Some(hook_url.clone());
         c.notify.thresholds = vec![50, 100];
     })
@@ -234,7 +234,7 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
 async fn escalations_reach_ops_by_mail() {
     let (port, mails) = smtp_server().await;
     let app = TestApp::spawn_with(|c| {
-        c.notify.channels = vec!["smtp".into()];
+        c.notify.channels = vec![replid::config::Channel::Smtp];
         c.notify.smtp = Some(replid::config::SmtpConfig {
             host: "127.0.0.1".into(),
             port,

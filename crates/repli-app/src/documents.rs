@@ -50,6 +50,7 @@ async fn pack(
         accounts_disabled: kit.disabled.len(),
         m365: kit.m365.clone(),
         simulation: st.simulation,
+        time_zone: st.time_zone().clone(),
         ..PackInput::minimal(&view, &metropole, &wipes, st.clock.now())
     };
     let docs = st.documents.render(&input).map_err(|e| AppError::Internal(e.to_string()))?;

@@ -165,7 +165,7 @@ impl Host for DaemonHost {
             let now = st.clock.now();
             for channel in &st.config.notify.channels {
                 st.store
-                    .enqueue_notification(&key, channel, Some(r.id.as_str()), &subject, message, now)
+                    .enqueue_notification(&key, channel.as_str(), Some(r.id.as_str()), &subject, message, now)
                     .await
                     .map_err(|e| e.to_string())?;
             }

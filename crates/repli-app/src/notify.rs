@@ -7,6 +7,7 @@ use repli_core::{fr, legal};
 use repli_store::{CrisisFilter, StoreError};
 use serde_json::json;
 
+use crate::config::Channel;
 use crate::{Services, views};
 
 /// Queues what has become due; returns how many notifications were new.
@@ -62,7 +63,11 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
         }
         for (key, subject, body) in due {
             for channel in &st.config.notify.channels {
-                if st.store.enqueue_notification(&key, channel, Some(r.id.as_str()), &subject, &body, now).await? {
+                if st
+                    .store
+                    .enqueue_notification(&key, channel.as_str(), Some(r.id.as_str()), &subject, &body, now)
+                    .await?
+                {
                     new += 1;
                 }
             }
@@ -75,14 +80,14 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
 pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let due = st.store.due_notifications(now).await?;
     for n in &due {
-        let result = match n.channel.as_str() {
-            "log" => {
+        let result = match Channel::parse(&n.channel) {
+            Some(Channel::Log) => {
                 tracing::warn!(notification = %n.key, crisis = n.crisis.as_deref().unwrap_or(""), "{}: {}", n.subject, n.body);
                 Ok(())
             }
-            "webhook" => webhook(st, n).await,
-            "smtp" => smtp(st, n).await,
-            other => Err(format!("unknown channel {other}")),
+            Some(Channel::Webhook) => webhook(st, n).await,
+            Some(Channel::Smtp) => smtp(st, n).await,
+            None => Err(format!("unknown channel {}", n.channel)),
         };
         let retry_at = match &result {
             Ok(()) => None,

@@ -317,13 +317,42 @@ impl Default for ForecastConfig {
 }
 
 /// Where notifications to ops go. The commune's mail is down, so nothing here relies on it.
+/// A notification channel (the one type the configuration, the queue and delivery share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// A WARN line in replid's log (the default: always works, reaches nobody by itself).
+    Log,
+    /// `notify.webhook_url`.
+    Webhook,
+    /// `[notify.smtp]`.
+    Smtp,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Self::Log, Self::Webhook, Self::Smtp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Webhook => "webhook",
+            Self::Smtp => "smtp",
+        }
+    }
+
+    /// A channel as stored in the notifications queue.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Percentages of the SLA's business time used at which ops are warned, once each.
     pub thresholds: Vec<u32>,
-    /// `log` and/or `webhook`.
-    pub channels: Vec<String>,
+    /// Where notifications go: `log`, `webhook` and/or `smtp`.
+    pub channels: Vec<Channel>,
     /// Generic JSON webhook (fits SMS gateways): POST {"subject", "body", "crisis", "key"}.
     pub webhook_url: Option<String>,
     /// Delivery attempts before a notification is marked failed.
@@ -336,7 +365,7 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
             thresholds: vec![50, 75, 90, 100],
-            channels: vec!["log".into()],
+            channels: vec![Channel::Log],
             webhook_url: None,
             max_attempts: 8,
             smtp: None,
@@ -470,16 +499,18 @@ impl Config {
             return Err("sla.business_hours must be between 1 and 1000".into());
         }
         for c in &self.notify.channels {
-            match c.as_str() {
-                "log" => {}
-                "webhook"
+            match c {
+                Channel::Log => {}
+                Channel::Webhook
                     if self
                         .notify
                         .webhook_url
                         .as_deref()
                         .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) => {}
-                "webhook" => return Err("notify.channels has webhook: set notify.webhook_url to an http(s) URL".into()),
-                "smtp" => {
+                Channel::Webhook => {
+                    return Err("notify.channels has webhook: set notify.webhook_url to an http(s) URL".into());
+                }
+                Channel::Smtp => {
                     let Some(s) = &self.notify.smtp else {
                         return Err("notify.channels has smtp: configure [notify.smtp]".into());
                     };
@@ -491,7 +522,6 @@ impl Config {
                         return Err("notify.smtp.security = \"none\" is only allowed for a relay on loopback".into());
                     }
                 }
-                other => return Err(format!("notify.channels: unknown channel `{other}` (log, webhook, smtp)")),
             }
         }
         if self.notify.thresholds.iter().any(|t| !(1..=100).contains(t))
@@ -588,6 +618,19 @@ mod tests {
         assert!(e.to_string().contains("listne"), "{e}");
         let e = Config::load(None, env(&[("REPLI_SLA__CALENDAR__TIME_ZONE", "Mars/Olympus")])).unwrap_err();
         assert!(e.to_string().contains("Mars/Olympus"), "{e}");
+    }
+
+    #[test]
+    fn notification_channels_are_a_closed_list() {
+        let c = Config::load(None, env(&[("REPLI_NOTIFY__CHANNELS", "[\"log\"]")])).unwrap();
+        assert_eq!(c.notify.channels, [Channel::Log]);
+        let e = Config::load(None, env(&[("REPLI_NOTIFY__CHANNELS", "[\"pigeon\"]")])).unwrap_err();
+        assert!(e.to_string().contains("pigeon"), "{e}");
+        let e = Config::load(None, env(&[("REPLI_NOTIFY__CHANNELS", "[\"webhook\"]")])).unwrap_err();
+        assert!(e.to_string().contains("webhook_url"), "{e}");
+        for c in Channel::ALL {
+            assert_eq!(Channel::parse(c.as_str()), Some(c));
+        }
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct PackInput<'a> {
     pub metropole: &'a Metropole,
     pub simulation: bool,
     pub now: Timestamp,
+    /// The time zone every date is written in: the daemon's configured SLA calendar's.
+    pub time_zone: TimeZone,
 }
 
 impl<'a> PackInput<'a> {
@@ -129,16 +131,16 @@ impl<'a> PackInput<'a> {
             metropole,
             simulation: false,
             now,
+            time_zone: default_time_zone(),
         }
     }
 }
 
-fn tz() -> TimeZone {
-    TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC)
-}
-
-fn when(t: Option<Timestamp>) -> String {
-    t.map_or_else(|| "—".to_owned(), |t| fr::datetime(t, &tz()))
+/// The default calendar's time zone (Europe/Paris); replid passes its configured one.
+fn default_time_zone() -> TimeZone {
+    repli_core::BusinessCalendar::from_spec(&repli_core::CalendarSpec::default())
+        .map(|c| c.time_zone().clone())
+        .unwrap_or(TimeZone::UTC)
 }
 
 fn action_fr(action: &str) -> String {
@@ -179,6 +181,7 @@ fn condition_fr(c: Option<&str>) -> &'static str {
 
 /// The template data, everything already formatted in French.
 pub fn context(p: &PackInput<'_>) -> serde_json::Value {
+    let when = |t: Option<Timestamp>| t.map_or_else(|| "—".to_owned(), |t| fr::datetime(t, &p.time_zone));
     let c = p.crisis;
     let loans: Vec<serde_json::Value> = p
         .loans
@@ -215,7 +218,7 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "simulation": p.simulation,
-        "generated_at": fr::datetime(p.now, &tz()),
+        "generated_at": fr::datetime(p.now, &p.time_zone),
         "metropole": p.metropole,
         "crisis": {
             "id": c.id.as_str(),

@@ -37,8 +37,22 @@ fn render_sample() -> Vec<(String, String)> {
         metropole: &m,
         simulation: false,
         now: t("2026-12-11T16:00:00Z"),
+        time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
     };
     Documents::new(None).unwrap().render(&input).unwrap()
+}
+
+#[test]
+fn dates_are_written_in_the_configured_time_zone() {
+    let (c, m, wipes) = (crisis().unwrap(), metropole(), BTreeMap::new());
+    let paris = PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z"));
+    let utc = PackInput {
+        time_zone: jiff::tz::TimeZone::UTC,
+        ..PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z"))
+    };
+    // 16:00 UTC is 17 h 00 in Paris in December.
+    assert!(crate::context(&paris)["generated_at"].as_str().unwrap().contains("17 h 00"));
+    assert!(crate::context(&utc)["generated_at"].as_str().unwrap().contains("16 h 00"));
 }
 
 #[test]

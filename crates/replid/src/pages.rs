@@ -225,15 +225,17 @@ fn request_page(
     render(st, status, "demande", &Value::Object(data))
 }
 
-async fn commune_choices(st: &AppState, a: &Actor, selected: Option<&str>) -> Vec<Value> {
-    let list = st.store.communes().await.unwrap_or_default();
-    list.into_iter()
+/// The communes the actor may request for; a database error is an error page, not an empty list.
+async fn commune_choices(st: &AppState, a: &Actor, selected: Option<&str>) -> Result<Vec<Value>, Box<Response>> {
+    let list = st.store.communes().await.map_err(|e| Box::new(api_error_page(st, &e.into())))?;
+    Ok(list
+        .into_iter()
         .filter(|c| a.may_see_commune(&c.commune.insee))
         .map(|c| {
             let insee = c.commune.insee.as_str();
             json!({ "insee": insee, "name": c.commune.name, "selected": selected == Some(insee) })
         })
-        .collect()
+        .collect())
 }
 
 pub async fn request_form(
@@ -242,7 +244,10 @@ pub async fn request_form(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
 ) -> Response {
     let values = BTreeMap::new();
-    let communes = commune_choices(&st, &a, None).await;
+    let communes = match commune_choices(&st, &a, None).await {
+        Ok(c) => c,
+        Err(page) => return *page,
+    };
     request_page(&st, &a, &csrf, StatusCode::OK, &values, &BTreeMap::new(), None, communes)
 }
 
@@ -333,7 +338,10 @@ pub async fn request_submit(
     let opt = |k: &str| form.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let list = agents_from_text(form.get("agents_list").map(String::as_str).unwrap_or(""));
     let mut field_errors: BTreeMap<String, String> = BTreeMap::new();
-    let communes = commune_choices(&st, &a, commune.as_ref().map(InseeCode::as_str)).await;
+    let communes = match commune_choices(&st, &a, commune.as_ref().map(InseeCode::as_str)).await {
+        Ok(c) => c,
+        Err(page) => return *page,
+    };
     let fail = |field_errors: &BTreeMap<String, String>, general: Option<String>, communes: Vec<Value>| {
         request_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, &form, field_errors, general, communes)
     };
