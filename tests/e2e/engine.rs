@@ -261,3 +261,63 @@ async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("prêt"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// The crash window before transitions and their runs were one transaction: a crisis activated
+/// with no activation run, another called off during provisioning with no wind-down. A restart
+/// repairs both, audits the repair, and the kit is provisioned (or wound down) as if nothing had
+/// happened; a second start finds nothing left to repair.
+#[tokio::test]
+async fn a_restart_repairs_a_crisis_left_without_its_run() {
+    use repli_core::{CrisisAction, Role};
+    use replid::By;
+    use replid::clock::Clock;
+    let app = TestApp::spawn().await;
+    let aix = app.client(Role::Dgs, Some("13001")).await;
+    let a = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let b = aix.request_crisis(&request("13001"), None).await.unwrap();
+    let store = app.daemon.state().store.clone();
+    // The transition committed, the run never written (what a kill in between used to leave).
+    store.transition(&a.id, CrisisAction::Activate, None, By::System, app.now()).await.unwrap();
+    // b is activated normally, then called off by a write that never started its hand-back.
+    app.activate(&b.id).await;
+    store.transition(&b.id, CrisisAction::Cancel, Some("fausse alerte"), By::System, app.now()).await.unwrap();
+    assert_eq!(store.missing_runs().await.unwrap().len(), 2);
+
+    let TestApp { daemon, dir, clock, .. } = app;
+    daemon.shutdown().await.unwrap();
+    let mut config = replid::config::Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.database.path = dir.path().join("repli.db");
+    let daemon = replid::Daemon::start(&config, clock.clone()).await.unwrap();
+    let store = daemon.state().store.clone();
+    assert!(store.missing_runs().await.unwrap().is_empty(), "repaired at start");
+    let (_, token) =
+        replid::auth::create_user(&store, "Ops", Role::Ops, None, None, By::System, clock.now()).await.unwrap();
+    let ops = repli_proto::Client::new(&daemon.url(), Some(token)).unwrap();
+    let (_, token) =
+        replid::auth::create_user(&store, "Audit", Role::Auditor, None, None, By::System, clock.now()).await.unwrap();
+    let auditor = repli_proto::Client::new(&daemon.url(), Some(token)).unwrap();
+    let repaired = auditor
+        .audit_entries_all(&repli_proto::api::AuditQuery {
+            action: Some("engine.run.started".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let marked: Vec<_> = repaired.iter().filter(|e| e.details.contains("\"repaired\":true")).collect();
+    assert_eq!(marked.len(), 2, "each repair is audited: {repaired:?}");
+    // The repaired activation runs: its first step (the reservation) succeeds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = ops.steps(a.id.as_str()).await.unwrap();
+        if step_state(&v, "activation", "reserve") == Some(StepState::Succeeded) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the repaired activation did not run: {v:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let v = ops.steps(b.id.as_str()).await.unwrap();
+    assert!(v.runs.iter().any(|r| r.playbook.as_str() == "handback"), "the wind-down exists: {v:#?}");
+    assert_eq!(ops.crisis(a.id.as_str()).await.unwrap().state, CrisisState::Provisioning);
+    daemon.shutdown().await.unwrap();
+}

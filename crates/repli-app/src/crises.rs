@@ -202,6 +202,19 @@ pub fn parse_action(s: &str) -> Result<CrisisAction, AppError> {
     })
 }
 
+/// Whether `action` can start `playbook` (from some state).
+fn starts(action: CrisisAction, playbook: PlaybookName) -> bool {
+    [
+        repli_core::CrisisState::Requested,
+        repli_core::CrisisState::Activated,
+        repli_core::CrisisState::Provisioning,
+        repli_core::CrisisState::Ready,
+        repli_core::CrisisState::Delivered,
+    ]
+    .into_iter()
+    .any(|from| PlaybookName::started_by(action, from) == Some(playbook))
+}
+
 /// A transition, and the work it starts: the activation playbook reserves the kit and
 /// provisions it; the hand-back playbook winds it down. A run already started is not started twice.
 pub async fn apply(
@@ -235,12 +248,22 @@ pub async fn apply(
             ),
         ));
     }
-    let rec = st.store.transition(&r.id, action, reason.as_deref(), By::User(a), st.clock.now()).await?;
-    if let Some(name) = PlaybookName::started_by(action, r.state) {
-        app.engine.start(&rec.id, name, By::User(a)).await.map_err(|e| AppError::Internal(e.to_string()))?;
+    // The steps of the run this transition may start, prepared before its transaction and
+    // written in it: a crash cannot leave the new state without its run.
+    let mut work = Vec::new();
+    for playbook in PlaybookName::ALL {
+        if starts(action, playbook) {
+            let steps = app.engine.new_steps(&r.id, playbook).await.map_err(|e| AppError::Internal(e.to_string()))?;
+            work.push((playbook, steps));
+        }
     }
-    if matches!(action, CrisisAction::Cancel | CrisisAction::Reject) {
-        st.wake_engine();
+    let (rec, run) =
+        st.store.transition_starting(&r.id, action, reason.as_deref(), By::User(a), st.clock.now(), &work).await?;
+    if let Some(run) = run {
+        tracing::info!(crisis = %rec.id, run, "run started with its transition");
+    }
+    if run.is_some() || matches!(action, CrisisAction::Cancel | CrisisAction::Reject) {
+        app.engine.wake();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
     view(st, rec).await

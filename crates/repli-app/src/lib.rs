@@ -232,7 +232,27 @@ impl App {
         };
         let host = Arc::new(engine::DaemonHost::new(services.clone()));
         let engine = engine::engine(config, Arc::new(store), &m365, host, playbooks, wake);
-        Ok(Started { app: App { services, engine }, simulator: m365.simulator })
+        let app = App { services, engine };
+        app.repair_runs().await?;
+        Ok(Started { app, simulator: m365.simulator })
+    }
+
+    /// Creates the runs whose crisis's state calls for them and that do not exist (a crash
+    /// between a transition and its run, before both were one transaction), each audited as a
+    /// repair. Returns what was repaired.
+    pub async fn repair_runs(&self) -> Result<Vec<(repli_core::CrisisId, repli_core::run::PlaybookName)>, StartError> {
+        let missing = self.store.missing_runs().await?;
+        for (crisis, playbook) in &missing {
+            let steps = self
+                .engine
+                .new_steps(crisis, *playbook)
+                .await
+                .map_err(|e| StartError::Engine(engine::SetupError::Playbooks(e.to_string())))?;
+            if self.store.repair_run(crisis, *playbook, &steps, self.clock.now()).await? {
+                tracing::warn!(crisis = %crisis, %playbook, "run missing for the crisis's state: created (repair)");
+            }
+        }
+        Ok(missing)
     }
 
     /// The services, without the engine.

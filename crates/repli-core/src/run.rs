@@ -510,15 +510,6 @@ pub struct AgentName {
 /// The store operations the engine runs on. The SQLite store implements it; tests can use an
 /// in-memory one. Every write is audited by the implementation.
 pub trait RunStore: Send + Sync {
-    /// Starts a run with its steps pending; returns the existing run when there is one.
-    fn create_run<'a>(
-        &'a self,
-        crisis: &'a CrisisId,
-        playbook: PlaybookName,
-        steps: &'a [NewStep],
-        by: By<'a>,
-        now: Timestamp,
-    ) -> BoxFut<'a, Result<(i64, bool), PortError>>;
     fn unfinished_runs(&self) -> BoxFut<'_, Result<Vec<RunRecord>, PortError>>;
     fn finish_run(&self, run: i64, state: RunState, now: Timestamp) -> BoxFut<'_, Result<(), PortError>>;
     fn steps(&self, run: i64) -> BoxFut<'_, Result<Vec<StepRecord>, PortError>>;

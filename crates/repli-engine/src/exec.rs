@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use repli_core::m365::{AgentSpec, BoxFut, DnsPublisher, DnsRecord, M365, MeetingSpec, TeamSpec, zone_fragment};
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
-    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, By, DomainCreated, DomainVerified,
+    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified,
     GroupDeleted, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered, Reserved,
     RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord, Workspace,
 };
@@ -146,17 +146,6 @@ impl Engine {
     /// Asks the scheduler to look for work now.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// Starts `playbook` for a crisis (nothing if it already has that run); returns the run id.
-    pub async fn start(&self, crisis: &CrisisId, playbook: PlaybookName, by: By<'_>) -> Result<i64, EngineError> {
-        let steps = self.new_steps(crisis, playbook).await?;
-        let (id, created) = self.store.create_run(crisis, playbook, &steps, by, self.host.now()).await?;
-        if created {
-            tracing::info!(crisis = %crisis, %playbook, run = id, "run started");
-        }
-        self.wake();
-        Ok(id)
     }
 
     /// The steps of `playbook` for a crisis, as a run starts them (titles rendered).

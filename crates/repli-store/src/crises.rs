@@ -2,6 +2,7 @@
 //! each in one write transaction with its audit entry.
 
 use jiff::Timestamp;
+use repli_core::run::{NewStep, PlaybookName};
 use repli_core::{Actor, CrisisAction, CrisisId, CrisisState, InseeCode};
 use serde_json::json;
 use sqlx::Row;
@@ -281,6 +282,22 @@ impl Store {
         by: By<'_>,
         now: Timestamp,
     ) -> Result<CrisisRecord, StoreError> {
+        Ok(self.transition_starting(id, action, reason, by, now, &[]).await?.0)
+    }
+
+    /// A transition and the run it starts, in one transaction: `work` holds the steps of each
+    /// playbook the caller prepared; the one [`PlaybookName::started_by`] this transition (from
+    /// the state it finds) is created with it, so no crash can leave the state without its run.
+    /// Returns the crisis and the run started, if any.
+    pub async fn transition_starting(
+        &self,
+        id: &CrisisId,
+        action: CrisisAction,
+        reason: Option<&str>,
+        by: By<'_>,
+        now: Timestamp,
+        work: &[(PlaybookName, Vec<NewStep>)],
+    ) -> Result<(CrisisRecord, Option<i64>), StoreError> {
         let mut tx = self.write.begin().await?;
         let row: Option<(String, String)> = sqlx::query_as("SELECT state, commune FROM crises WHERE id = ?")
             .bind(id.as_str())
@@ -335,8 +352,15 @@ impl Store {
             details,
         };
         self.append(&mut tx, e, now).await?;
+        let mut run = None;
+        if let Some(playbook) = PlaybookName::started_by(action, from)
+            && let Some((_, steps)) = work.iter().find(|(p, _)| *p == playbook)
+        {
+            run = Some(self.create_run_in(&mut tx, id, playbook, steps, by, now, false).await?.0);
+        }
         tx.commit().await?;
-        self.crisis(id).await?.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
+        let record = self.crisis(id).await?.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+        Ok((record, run))
     }
 
     /// Erases the contact details of crises that ended before `cutoff` (RGPD minimisation),

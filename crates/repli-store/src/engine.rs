@@ -110,6 +110,24 @@ impl Store {
         now: Timestamp,
     ) -> Result<(i64, bool), StoreError> {
         let mut tx = self.write.begin().await?;
+        let out = self.create_run_in(&mut tx, crisis, playbook, steps, by, now, false).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// [`Store::create_run`] inside a transaction (the transition that starts the work, or the
+    /// repair at start, which `repaired` records in the audit entry).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_run_in(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        crisis: &CrisisId,
+        playbook: PlaybookName,
+        steps: &[NewStep],
+        by: By<'_>,
+        now: Timestamp,
+        repaired: bool,
+    ) -> Result<(i64, bool), StoreError> {
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM runs WHERE crisis_id = ? AND playbook = ?")
             .bind(crisis.as_str())
             .bind(playbook.as_str())
@@ -118,7 +136,7 @@ impl Store {
         if let Some(id) = existing {
             return Ok((id, false));
         }
-        let commune = crate::inventory::commune_of(&mut tx, crisis).await?;
+        let commune = crate::inventory::commune_of(&mut *tx, crisis).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (crisis_id, playbook, state, created_at) VALUES (?, ?, 'running', ?) RETURNING id",
         )
@@ -147,10 +165,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let details = json!({ "run": id, "steps": steps.iter().map(|s| &s.step_id).collect::<Vec<_>>() });
+        let mut details = json!({ "run": id, "steps": steps.iter().map(|s| &s.step_id).collect::<Vec<_>>() });
+        if repaired {
+            details["repaired"] = json!(true);
+        }
         let target = format!("run/{playbook}");
         self.append(
-            &mut tx,
+            &mut *tx,
             NewEntry {
                 by,
                 commune: Some(&commune),
@@ -162,8 +183,47 @@ impl Store {
             now,
         )
         .await?;
-        tx.commit().await?;
         Ok((id, true))
+    }
+
+    /// The runs a crisis's state calls for and that do not exist: an activated or provisioning
+    /// crisis without its activation run, a crisis in hand-back without its hand-back run, a
+    /// crisis called off after its activation began without the hand-back that winds it down.
+    /// (A crash between a transition and its run could leave these before both were one
+    /// transaction; replid repairs them at start.)
+    pub async fn missing_runs(&self) -> Result<Vec<(CrisisId, PlaybookName)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT k.id, 'activation' FROM crises k WHERE k.state IN ('activated', 'provisioning') \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.crisis_id = k.id AND r.playbook = 'activation') \
+             UNION ALL SELECT k.id, 'handback' FROM crises k WHERE (k.state = 'handback' OR (k.state = 'cancelled' \
+             AND EXISTS (SELECT 1 FROM runs r WHERE r.crisis_id = k.id AND r.playbook = 'activation'))) \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.crisis_id = k.id AND r.playbook = 'handback') ORDER BY 1",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(id, p)| {
+                let crisis =
+                    CrisisId::parse(&id).map_err(|_| StoreError::Corrupt { column: "crises.id", value: id })?;
+                let playbook =
+                    PlaybookName::parse(&p).ok_or(StoreError::Corrupt { column: "runs.playbook", value: p })?;
+                Ok((crisis, playbook))
+            })
+            .collect()
+    }
+
+    /// Creates a run found missing ([`Store::missing_runs`]), audited as a repair.
+    pub async fn repair_run(
+        &self,
+        crisis: &CrisisId,
+        playbook: PlaybookName,
+        steps: &[NewStep],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let (_, created) = self.create_run_in(&mut tx, crisis, playbook, steps, By::System, now, true).await?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
@@ -600,7 +660,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use repli_core::Role;
+    use repli_core::{CrisisAction, CrisisState, Role};
 
     fn step(id: &str, needs: &[&str]) -> NewStep {
         NewStep {
@@ -703,6 +763,49 @@ mod tests {
         ] {
             assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
         }
+        store.verify_audit(None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_transition_and_its_run_commit_together_and_missing_runs_are_found() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let ops = user(&store, Role::Ops, None).await;
+        let now = t("2026-11-23T08:00:00Z");
+        let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
+        // A run that cannot be written (two steps with one id) takes the transition down with it.
+        let broken = vec![(PlaybookName::Activation, vec![step("a", &[]), step("a", &[])])];
+        let e = store.transition_starting(&c.id, CrisisAction::Activate, None, By::User(&ops), now, &broken).await;
+        assert!(e.is_err());
+        assert_eq!(store.crisis(&c.id).await.unwrap().unwrap().state, CrisisState::Requested, "nothing half-done");
+        assert!(store.runs_of(&c.id).await.unwrap().is_empty());
+        // Steps prepared for a playbook this transition does not start are not written.
+        let other = vec![(PlaybookName::Handback, vec![step("h", &[])])];
+        let (rec, run) =
+            store.transition_starting(&c.id, CrisisAction::Activate, None, By::User(&ops), now, &other).await.unwrap();
+        assert_eq!((rec.state, run), (CrisisState::Activated, None));
+        // That is the state a crash used to leave: activated, no run. It is found, and repaired once.
+        assert_eq!(store.missing_runs().await.unwrap(), [(c.id.clone(), PlaybookName::Activation)]);
+        assert!(store.repair_run(&c.id, PlaybookName::Activation, &[step("a", &[])], now).await.unwrap());
+        assert!(!store.repair_run(&c.id, PlaybookName::Activation, &[step("a", &[])], now).await.unwrap());
+        assert!(store.missing_runs().await.unwrap().is_empty());
+        let started = store
+            .audit_entries(&crate::AuditFilter { action: Some("engine.run.started".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert!(started[0].details.contains("\"repaired\":true"), "{}", started[0].details);
+        // Called off after activation without its wind-down: the hand-back is missing.
+        store.transition(&c.id, CrisisAction::Cancel, Some("fausse alerte"), By::User(&ops), now).await.unwrap();
+        assert_eq!(store.missing_runs().await.unwrap(), [(c.id.clone(), PlaybookName::Handback)]);
+        let work = vec![(PlaybookName::Handback, vec![step("h", &[])])];
+        // The normal path: the cancel writes the hand-back with it.
+        let (d, _) = store.create_crisis(&crate::crises::tests::request("13001"), &ops, None, now).await.unwrap();
+        store.transition(&d.id, CrisisAction::Activate, None, By::User(&ops), now).await.unwrap();
+        let (_, run) = store
+            .transition_starting(&d.id, CrisisAction::Cancel, Some("doublon"), By::User(&ops), now, &work)
+            .await
+            .unwrap();
+        assert!(run.is_some());
         store.verify_audit(None).await.unwrap();
     }
 }

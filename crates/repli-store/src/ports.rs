@@ -2,9 +2,7 @@
 
 use jiff::Timestamp;
 use repli_core::m365::BoxFut;
-use repli_core::run::{
-    AgentName, NewStep, PlaybookName, PortError, RunRecord, RunState, RunStore, Shortage, StepFinish, StepRecord,
-};
+use repli_core::run::{AgentName, PortError, RunRecord, RunState, RunStore, Shortage, StepFinish, StepRecord};
 use repli_core::{CrisisAction, CrisisId, CrisisState, ItemKind};
 
 use crate::{By, Store, StoreError};
@@ -20,17 +18,6 @@ impl From<StoreError> for PortError {
 }
 
 impl RunStore for Store {
-    fn create_run<'a>(
-        &'a self,
-        crisis: &'a CrisisId,
-        playbook: PlaybookName,
-        steps: &'a [NewStep],
-        by: By<'a>,
-        now: Timestamp,
-    ) -> BoxFut<'a, Result<(i64, bool), PortError>> {
-        Box::pin(async move { Ok(Store::create_run(self, crisis, playbook, steps, by, now).await?) })
-    }
-
     fn unfinished_runs(&self) -> BoxFut<'_, Result<Vec<RunRecord>, PortError>> {
         Box::pin(async move { Ok(Store::unfinished_runs(self).await?) })
     }
