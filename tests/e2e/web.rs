@@ -156,6 +156,24 @@ async fn wrong_passwords_are_refused_then_throttled() {
     assert!(r.text().await.unwrap().contains("Trop de tentatives"));
 }
 
+/// 40 wrong passwords at once: the attempt is reserved before the password is checked, so only
+/// the limit's worth are checked (401) and the rest are refused unchecked (429); the right
+/// password right after gets no way in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_of_wrong_passwords_checks_only_the_limit() {
+    let app = TestApp::spawn().await;
+    let login = web_user(&app, "Paul", "paul.ops").await;
+    let burst = (0..40).map(|_| {
+        let (app, login) = (&app, login.clone());
+        async move { sign_in(app, &login, "mauvais").await.status() }
+    });
+    let statuses = futures_util::future::join_all(burst).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 35), "{statuses:?}");
+    assert_eq!(sign_in(&app, &login, PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
     let app = TestApp::spawn().await;

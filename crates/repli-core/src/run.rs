@@ -441,6 +441,18 @@ impl StepOutput {
     }
 }
 
+/// One accessor per output kind: `name: Variant => Type` gives `fn name(&self) -> Option<&Type>`,
+/// the first output of that variant.
+macro_rules! outputs {
+    ($($name:ident: $variant:ident => $ty:ty),* $(,)?) => {
+        $(
+            pub fn $name(&self) -> Option<&$ty> {
+                self.all().find_map(|o| if let StepOutput::$variant(d) = o { Some(d) } else { None })
+            }
+        )*
+    };
+}
+
 /// The outputs of a run's succeeded steps, read once and looked up by kind.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs(Vec<(StepKind, StepOutput)>);
@@ -461,27 +473,16 @@ impl Outputs {
         self.0.iter().map(|(_, o)| o)
     }
 
-    pub fn domain(&self) -> Option<&DomainCreated> {
-        self.all().find_map(|o| if let StepOutput::Domain(d) = o { Some(d) } else { None })
+    outputs! {
+        domain: Domain => DomainCreated,
+        services: Services => ServiceRecords,
+        accounts: Accounts => Accounts,
+        workspace: Workspace => Workspace,
+        meeting: Meeting => Meeting,
+        wind_down: WindDown => WindDown,
+        assigned: Assigned => Assigned,
     }
-    pub fn services(&self) -> Option<&ServiceRecords> {
-        self.all().find_map(|o| if let StepOutput::Services(d) = o { Some(d) } else { None })
-    }
-    pub fn accounts(&self) -> Option<&Accounts> {
-        self.all().find_map(|o| if let StepOutput::Accounts(d) = o { Some(d) } else { None })
-    }
-    pub fn workspace(&self) -> Option<&Workspace> {
-        self.all().find_map(|o| if let StepOutput::Workspace(d) = o { Some(d) } else { None })
-    }
-    pub fn meeting(&self) -> Option<&Meeting> {
-        self.all().find_map(|o| if let StepOutput::Meeting(d) = o { Some(d) } else { None })
-    }
-    pub fn wind_down(&self) -> Option<&WindDown> {
-        self.all().find_map(|o| if let StepOutput::WindDown(d) = o { Some(d) } else { None })
-    }
-    pub fn assigned(&self) -> Option<&Assigned> {
-        self.all().find_map(|o| if let StepOutput::Assigned(d) = o { Some(d) } else { None })
-    }
+
     /// The last zone a `dns.publish` step published.
     pub fn last_published(&self) -> Option<&Published> {
         self.all().rev().find_map(|o| if let StepOutput::Published(d) = o { Some(d) } else { None })

@@ -63,7 +63,7 @@ pub async fn login(
     if expected.is_empty() || !same_secret(&expected, &f.csrf) {
         return login_page(&st, jar, StatusCode::BAD_REQUEST, &login, Some("Formulaire expiré : veuillez réessayer."));
     }
-    if !st.throttle.allowed(&login, &addr, now) {
+    if !st.throttle.reserve(&login, &addr, now) {
         tracing::warn!(login = %login, addr = %addr, "sign-in throttled");
         let mut r = login_page(
             &st,
@@ -84,13 +84,20 @@ pub async fn login(
     };
     let phc = found.as_ref().map_or(DUMMY_PHC.to_owned(), |(_, p)| p.clone());
     let password = f.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc)).await.unwrap_or(false);
+    // A bounded number of argon2 checks at once (19 MiB each): a burst waits, it does not
+    // grow memory without bound.
+    let ok = match st.throttle.verifications.acquire().await {
+        Ok(_permit) => {
+            tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc)).await.unwrap_or(false)
+        }
+        Err(_) => false,
+    };
     let Some((user_id, _)) = found.filter(|_| ok) else {
-        st.throttle.failed(&login, &addr, now);
+        // The reserved attempt stays counted as a failure.
         tracing::info!(login = %login, addr = %addr, "sign-in refused");
         return login_page(&st, jar, StatusCode::UNAUTHORIZED, &login, Some("Identifiant ou mot de passe incorrect."));
     };
-    st.throttle.succeeded(&login);
+    st.throttle.succeeded(&login, &addr, now);
     let (Ok(sid), Ok(csrf)) = (random_hex(), random_hex()) else {
         return error_page(&st, StatusCode::INTERNAL_SERVER_ERROR, "Erreur", "Erreur interne.");
     };

@@ -59,35 +59,58 @@ pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str)
     render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null }))
 }
 
-/// Failed sign-ins, remembered for a window (in memory: a restart forgets them).
-#[derive(Debug, Default)]
-pub struct Throttle(Mutex<HashMap<String, Vec<Timestamp>>>);
+/// Password checks running at once (each argon2id verification takes 19 MiB).
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 
-impl Throttle {
-    fn recent(&self, key: &str, now: Timestamp) -> usize {
-        let window = SignedDuration::from_mins(THROTTLE_WINDOW_MINUTES);
-        let Ok(mut map) = self.0.lock() else { return usize::MAX };
-        let list = map.entry(key.to_owned()).or_default();
-        list.retain(|t| now.duration_since(*t) < window);
-        list.len()
-    }
+/// Sign-in attempts, remembered for a window (in memory: a restart forgets them), and the bound
+/// on concurrent password checks.
+#[derive(Debug)]
+pub struct Throttle {
+    attempts: Mutex<HashMap<String, Vec<Timestamp>>>,
+    /// Permits for argon2 verifications.
+    pub verifications: tokio::sync::Semaphore,
+}
 
-    /// Whether a sign-in attempt for `login` from `addr` may be tried now.
-    pub fn allowed(&self, login: &str, addr: &str, now: Timestamp) -> bool {
-        self.recent(&format!("login:{login}"), now) < MAX_FAILURES_PER_LOGIN
-            && self.recent(&format!("addr:{addr}"), now) < MAX_FAILURES_PER_ADDRESS
-    }
-
-    pub fn failed(&self, login: &str, addr: &str, now: Timestamp) {
-        if let Ok(mut map) = self.0.lock() {
-            map.entry(format!("login:{login}")).or_default().push(now);
-            map.entry(format!("addr:{addr}")).or_default().push(now);
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            attempts: Mutex::default(),
+            verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
         }
     }
+}
 
-    pub fn succeeded(&self, login: &str) {
-        if let Ok(mut map) = self.0.lock() {
+impl Throttle {
+    /// Reserves an attempt for `login` from `addr`, counted as a failure until
+    /// [`Throttle::succeeded`]: the check and the count are one step under the lock, so a burst
+    /// of parallel attempts cannot all pass the check before any is counted.
+    pub fn reserve(&self, login: &str, addr: &str, now: Timestamp) -> bool {
+        let window = SignedDuration::from_mins(THROTTLE_WINDOW_MINUTES);
+        let Ok(mut map) = self.attempts.lock() else { return false };
+        let (by_login, by_addr) = (format!("login:{login}"), format!("addr:{addr}"));
+        let mut recent = |key: &str| {
+            let list = map.entry(key.to_owned()).or_default();
+            list.retain(|t| now.duration_since(*t) < window);
+            list.len()
+        };
+        if recent(&by_login) >= MAX_FAILURES_PER_LOGIN || recent(&by_addr) >= MAX_FAILURES_PER_ADDRESS {
+            return false;
+        }
+        map.entry(by_login).or_default().push(now);
+        map.entry(by_addr).or_default().push(now);
+        true
+    }
+
+    /// The reserved attempt succeeded: the login's failures are forgotten, and this attempt no
+    /// longer counts against the address.
+    pub fn succeeded(&self, login: &str, addr: &str, now: Timestamp) {
+        if let Ok(mut map) = self.attempts.lock() {
             map.remove(&format!("login:{login}"));
+            if let Some(list) = map.get_mut(&format!("addr:{addr}"))
+                && let Some(i) = list.iter().rposition(|t| *t == now)
+            {
+                list.remove(i);
+            }
         }
     }
 }
@@ -138,17 +161,37 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_parallel_attempts_gets_the_limit_and_no_more() {
+        let t = std::sync::Arc::new(Throttle::default());
+        let now: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
+        let granted: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..99)
+                .map(|i| {
+                    let t = t.clone();
+                    scope.spawn(move || t.reserve("anne", &format!("10.0.{}.{}", i / 250, i % 250), now))
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().unwrap_or(false))).sum()
+        });
+        assert_eq!(granted, MAX_FAILURES_PER_LOGIN, "only as many attempts as the limit are checked");
+        // The right password in the same burst is refused too: no reservation is left.
+        assert!(!t.reserve("anne", "10.9.9.9", now));
+    }
+
+    #[test]
     fn throttle_counts_failures_per_login_and_address() {
         let t = Throttle::default();
         let now: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
         for _ in 0..MAX_FAILURES_PER_LOGIN {
-            assert!(t.allowed("anne", "10.0.0.1", now));
-            t.failed("anne", "10.0.0.1", now);
+            assert!(t.reserve("anne", "10.0.0.1", now));
         }
-        assert!(!t.allowed("anne", "10.0.0.2", now));
-        assert!(t.allowed("paul", "10.0.0.1", now));
+        assert!(!t.reserve("anne", "10.0.0.2", now));
+        assert!(t.reserve("paul", "10.0.0.1", now));
+        // A success no longer counts against the address, and forgets the login's failures.
+        t.succeeded("paul", "10.0.0.1", now);
+        assert!(t.reserve("paul", "10.0.0.1", now));
         let later = now.checked_add(SignedDuration::from_mins(THROTTLE_WINDOW_MINUTES)).unwrap();
-        assert!(t.allowed("anne", "10.0.0.1", later));
+        assert!(t.reserve("anne", "10.0.0.1", later));
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
     }
 }
