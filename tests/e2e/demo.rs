@@ -48,6 +48,12 @@ async fn the_demo_plays_a_whole_crisis() {
         "{guide}"
     );
     assert!(s.documents_dir.join(format!("pack-{}.zip", s.crisis_id)).is_file());
+    // The documents and the database are replid's alone, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.documents_dir), 0o700, "{}", s.documents_dir.display());
+    assert_eq!(mode(s.documents_dir.parent().unwrap()), 0o700);
+    assert_eq!(mode(&s.database), 0o600);
     let report = std::fs::read_to_string(s.documents_dir.join("07-rapport-de-cloture.html")).unwrap();
     assert!(report.contains("Pertuis") && report.contains("clôture") && report.contains("SIMULATION"), "{report}");
     assert!(report.contains("12 compte(s) créé(s), 12 désactivé(s)"), "{report}");

@@ -73,7 +73,7 @@ pub async fn archive(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Str
     let kit = crate::engine::provisioned(st, &r).await.map_err(|e| e.to_string())?;
     let (crisis, docs) = pack(st, r, &kit, None).await.map_err(|e| format!("{e:?}"))?;
     let dir = documents_dir(st).join(&crisis);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    private_dir(&dir)?;
     let docs: Vec<(String, String)> = docs.into_iter().filter(|(n, _)| n != CREDENTIAL_SHEETS).collect();
     let mut names = Vec::new();
     for (name, content) in &docs {
@@ -113,6 +113,23 @@ pub async fn archive(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Str
     std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;
     names.push(zip);
     Ok(names)
+}
+
+/// Creates a crisis's documents folder readable by replid alone (0700), whatever the umask; the
+/// folder and the `<database>.documents` above it are tightened if an older replid left them
+/// more open.
+fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |d: &std::path::Path, e: std::io::Error| format!("{}: {e}", d.display());
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(dir, e))?;
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let open = std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+        if open {
+            tracing::warn!(path = %d.display(), "documents folder readable by others: set to 0700");
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(d, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// `<database>.documents`: where `docs.render` steps keep each crisis's pack.

@@ -139,6 +139,27 @@ pub(crate) fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
     hex::encode(k.to_bytes())
 }
 
+/// The database and its WAL and SHM files are for replid alone (0600), whatever the umask: a
+/// new database file is created so; an existing one more open is tightened, with a warning.
+fn private_files(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !db.exists() {
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db).map_err(sqlx::Error::Io)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %p.display(), mode = format!("{mode:o}"), "database file readable by others: set to 0600");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(sqlx::Error::Io)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database file, switches it to WAL and applies migrations.
     /// Audit entries are not checkpointed (see [`Store::open_with`]).
@@ -148,6 +169,7 @@ impl Store {
 
     /// Like [`Store::open`], signing checkpoints of the audit chain with `checkpointing`.
     pub async fn open_with(path: &Path, checkpointing: Option<Checkpointing>) -> Result<Self, StoreError> {
+        private_files(path)?;
         let base = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -160,6 +182,8 @@ impl Store {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         migrator().run(&write).await?;
+        // SQLite gives the WAL and SHM files the database file's permissions; check all three.
+        private_files(path)?;
         let write = writer::Writer::new(write);
         let read = SqlitePoolOptions::new()
             .max_connections(8)
@@ -208,6 +232,35 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn database_files_are_private_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("repli.db");
+        let store = Store::open(&db).await.unwrap();
+        // A write, so that the WAL and SHM files exist.
+        store.sync_reference(&[], &[], "2026-11-23T08:00:00Z".parse().unwrap()).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", db.display()));
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        store.close().await;
+        // An existing database left readable by others is tightened at open.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&db).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        store.close().await;
     }
 }
 
