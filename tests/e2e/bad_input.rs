@@ -220,3 +220,29 @@ async fn unknown_routes_actions_and_ids() {
         .unwrap_err();
     assert!(problem(&e).2.contains("extra"));
 }
+
+/// Files given on the command line are read up to a limit: `/dev/zero` (which reports a length
+/// of 0 and never ends) is refused at once with a French message, for each command that reads
+/// one, and for replid's configuration.
+#[tokio::test]
+async fn endless_files_are_refused_not_read_until_memory_runs_out() {
+    let repli = repli_tests::workspace_bin("repli");
+    let replid = repli_tests::workspace_bin("replid");
+    let commands: [(&std::path::Path, &[&str]); 4] = [
+        (&repli, &["inventory", "import", "/dev/zero"]),
+        (&repli, &["crisis", "agents", "13005-2026-001", "--set", "/dev/zero"]),
+        (&repli, &["handback", "checkin", "13005-2026-001", "--scan", "/dev/zero"]),
+        (&replid, &["--config", "/dev/zero", "config", "check"]),
+    ];
+    for (bin, args) in commands {
+        let run = tokio::process::Command::new(bin)
+            .args(["--server", "http://127.0.0.1:9", "--token", "rpl_x"].iter().filter(|_| bin == repli.as_path()))
+            .args(args)
+            .output();
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("no endless read").unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("trop volumineux") || err.contains("larger than"), "{args:?}: {err}");
+    }
+}

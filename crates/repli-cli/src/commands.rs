@@ -15,7 +15,7 @@ use crate::{Cli, Command, CommunesCmd, CrisisCmd, HandbackCmd, JsonFlag, TokenCm
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let ca = match &cli.ca_cert {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        Some(p) => Some(crate::read_file(p)?.into_bytes()),
         None => None,
     };
     let c = Client::with_ca(&cli.server, cli.token.clone(), ca.as_deref())?;

@@ -119,7 +119,7 @@ fn read_files(path: &Path) -> anyhow::Result<Vec<ImportFile>> {
     paths
         .iter()
         .map(|p| {
-            let csv = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let csv = crate::read_file(p)?;
             let source = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
             Ok(ImportFile { source, csv })
         })
@@ -253,7 +253,7 @@ pub async fn loan(c: &Client, cmd: &LoanCmd) -> anyhow::Result<ExitCode> {
 
 /// Sets the agents list from a CSV file `name,service`.
 pub async fn set_agents(c: &Client, crisis: &str, file: &Path) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = crate::read_file(file)?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let mut agents = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -293,7 +293,7 @@ pub async fn checkin(c: &Client, a: &CheckinArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(scan) = &a.scan else { bail!("--serial or --scan") };
-    let text = std::fs::read_to_string(scan).with_context(|| format!("cannot read {}", scan.display()))?;
+    let text = crate::read_file(scan)?;
     let scanned: BTreeSet<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let loans = c.loans(&a.crisis).await?;
     let out: Vec<&LoanView> = loans.iter().filter(|l| l.returned_at.is_none()).collect();

@@ -346,6 +346,18 @@ impl std::str::FromStr for CrisisActionArg {
     }
 }
 
+/// Reads a file given on the command line, at most the API's body limit: a larger one (or an
+/// endless one such as `/dev/zero`) is refused with a clear message instead of filling memory.
+pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let max = repli_proto::MAX_BODY_BYTES as u64;
+    repli_config::read_capped(path, max).map_err(|e| match e {
+        repli_config::CappedRead::TooLarge => {
+            anyhow::anyhow!("{} : fichier trop volumineux ({max} octets au plus)", path.display())
+        }
+        repli_config::CappedRead::Io(e) => anyhow::anyhow!("impossible de lire {} : {e}", path.display()),
+    })
+}
+
 /// Exit code of a command that ran but found a problem (e.g. a failed verification).
 pub(crate) fn failure() -> ExitCode {
     ExitCode::FAILURE

@@ -17,6 +17,27 @@ pub const ENV_PREFIX: &str = "REPLI_";
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// Why [`read_capped`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedRead {
+    #[error("larger than the limit")]
+    TooLarge,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads a UTF-8 text file of at most `max` bytes. The size is checked while reading, not
+/// from the file's metadata: `/dev/zero` or a pipe report a length of 0 and never end.
+pub fn read_capped(path: &Path, max: u64) -> Result<String, CappedRead> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(CappedRead::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|e| CappedRead::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -449,12 +470,10 @@ impl Config {
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let (mut table, origin) = match path {
             Some(p) => {
-                let meta = std::fs::metadata(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
-                if meta.len() > MAX_CONFIG_BYTES {
-                    return Err(ConfigError::TooLarge { path: p.to_owned() });
-                }
-                let text =
-                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                let text = read_capped(p, MAX_CONFIG_BYTES).map_err(|e| match e {
+                    CappedRead::TooLarge => ConfigError::TooLarge { path: p.to_owned() },
+                    CappedRead::Io(source) => ConfigError::Read { path: p.to_owned(), source },
+                })?;
                 let origin = p.display().to_string();
                 let table = text
                     .parse::<toml::Table>()
@@ -618,6 +637,13 @@ mod tests {
         assert!(e.to_string().contains("listne"), "{e}");
         let e = Config::load(None, env(&[("REPLI_SLA__CALENDAR__TIME_ZONE", "Mars/Olympus")])).unwrap_err();
         assert!(e.to_string().contains("Mars/Olympus"), "{e}");
+    }
+
+    #[test]
+    fn endless_files_are_refused_not_read_forever() {
+        let e = Config::load(Some(Path::new("/dev/zero")), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::TooLarge { .. }), "{e}");
+        assert!(matches!(read_capped(Path::new("/dev/zero"), 10), Err(CappedRead::TooLarge)));
     }
 
     #[test]

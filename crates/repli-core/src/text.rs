@@ -96,10 +96,20 @@ pub fn name(field: &str, value: &str) -> Result<String, FieldError> {
     if v.chars().any(char::is_control) {
         return Err(FieldError::new(field, "caractères de contrôle interdits"));
     }
+    if v.chars().any(is_bidi_control) {
+        return Err(FieldError::new(field, "caractères de changement de sens d'écriture interdits"));
+    }
     if v.chars().count() > NAME_MAX {
         return Err(FieldError::new(field, format!("{NAME_MAX} caractères au plus")));
     }
     Ok(v.to_owned())
+}
+
+/// Unicode's bidirectional controls (embeddings, overrides, isolates, marks): in a name or a
+/// note they make text display in another order than it is stored (« Trojan Source »), so a
+/// printed list or a log line could show something else than what was recorded.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Free text (a note, a reason): trimmed, line breaks normalised to `\n`, tabs allowed,
@@ -112,6 +122,9 @@ pub fn free_text(field: &str, value: &str, max: usize, required: bool) -> Result
     }
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(FieldError::new(field, "caractères de contrôle interdits"));
+    }
+    if v.chars().any(is_bidi_control) {
+        return Err(FieldError::new(field, "caractères de changement de sens d'écriture interdits"));
     }
     if v.chars().count() > max {
         return Err(FieldError::new(field, format!("{max} caractères au plus")));
@@ -227,6 +240,11 @@ mod tests {
         assert!(free_text("t", "", 10, true).is_err());
         assert_eq!(free_text("t", "", 10, false).unwrap(), "");
         assert!(free_text("t", "a\u{0}b", 10, false).is_err());
+        assert!(free_text("t", "a\u{202E}b", 10, false).is_err());
+        for c in ['\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}'] {
+            assert!(name("n", &format!("Anne{c}Martin")).is_err(), "{c:?}");
+        }
+        assert_eq!(name("n", "Ève-Marie d'Aubagne").unwrap(), "Ève-Marie d'Aubagne");
         assert!(free_text("t", &"x".repeat(11), 10, false).is_err());
     }
 
