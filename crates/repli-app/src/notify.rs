@@ -82,7 +82,14 @@ pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError>
     for n in &due {
         let result = match Channel::parse(&n.channel) {
             Some(Channel::Log) => {
-                tracing::warn!(notification = %n.key, crisis = n.crisis.as_deref().unwrap_or(""), "{}: {}", n.subject, n.body);
+                // Ids only: the subject and text may hold the commune's contact (name, phone) or
+                // an agent's name; ops read them in the notifications list.
+                tracing::warn!(
+                    notification = n.id,
+                    key = %n.key,
+                    crisis = n.crisis.as_deref().unwrap_or(""),
+                    "notification for ops: read it with `repli notifications` or on the notifications page"
+                );
                 Ok(())
             }
             Some(Channel::Webhook) => webhook(st, n).await,

@@ -13,6 +13,7 @@ pub mod error;
 mod extract;
 mod inventory;
 mod journal;
+pub mod logging;
 pub mod pages;
 pub mod routes;
 mod signin;

@@ -80,12 +80,8 @@ enum UserCommand {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    if let Err(e) = replid::logging::init(None, matches!(format, LogFormat::Json), std::io::stderr) {
+        eprintln!("replid: logging not set up: {e}");
     }
 }
 
