@@ -199,6 +199,21 @@ async fn unknown_routes_actions_and_ids() {
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let r = http.delete(app.url(CRISES)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // A person's browser gets a French page, not JSON.
+    let r = http.get(app.url("/nulle-part")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("Page introuvable"));
+    // A path parameter of the wrong type is a problem document, not axum's English text.
+    let (_, admin) = app.token(repli_core::Role::Admin, None).await;
+    for path in ["/api/v1/users/abc/tokens", "/api/v1/users/99999999999999999999/tokens", "/api/v1/users/1.5/tokens"] {
+        let r = http.delete(app.url(path)).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{path}");
+        let p: repli_proto::api::Problem = r.json().await.unwrap();
+        assert_eq!(p.code, "not_found", "{path}");
+    }
     let e = app
         .ops
         .post_raw(&format!("{CRISES}/{}/actions/explode", c.id), "application/json", b"{}".to_vec())

@@ -1,7 +1,7 @@
 //! Crisis API handlers: each parses, calls one operation of `repli_app::crises`, and answers.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use repli_app::{AppError, crises};
@@ -15,7 +15,7 @@ use repli_proto::api::{
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
@@ -26,7 +26,7 @@ pub async fn list_communes(State(st): State<AppState>, Authed(a): Authed) -> Res
 pub async fn get_commune(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(insee): Path<String>,
+    ApiPath(insee): ApiPath<String>,
 ) -> Result<Json<CommuneView>, ApiError> {
     Ok(Json(crises::commune(&st, &a, &insee).await?))
 }
@@ -43,7 +43,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::get(&st, &a, &id).await?))
 }
@@ -68,7 +68,7 @@ pub async fn create(
 pub async fn act(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, action)): Path<(String, String)>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ActionRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     let action = crises::parse_action(&action)?;
@@ -83,7 +83,7 @@ pub async fn act(
 pub async fn cancel(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ActionRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::apply(&st, &a, &id, CrisisAction::Cancel, body).await?))
@@ -92,7 +92,7 @@ pub async fn cancel(
 pub async fn suspend_sla(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SuspendRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::suspend_sla(&st, &a, &id, &body.reason).await?))
@@ -101,7 +101,7 @@ pub async fn suspend_sla(
 pub async fn resume_sla(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::resume_sla(&st, &a, &id).await?))
 }
@@ -109,7 +109,7 @@ pub async fn resume_sla(
 pub async fn set_legal_facts(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LegalFactsRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::set_legal_facts(&st, &a, &id, body).await?))
@@ -118,7 +118,7 @@ pub async fn set_legal_facts(
 pub async fn legal_done(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, kind)): Path<(String, String)>,
+    ApiPath((id, kind)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<LegalDoneRequest>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::legal_done(&st, &a, &id, &kind, body.at).await?))
@@ -135,7 +135,7 @@ pub async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json
 pub async fn log(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<LogEntryView>>, ApiError> {
     Ok(Json(crises::log(&st, &a, &id).await?))
 }
@@ -143,7 +143,7 @@ pub async fn log(
 pub async fn add_log(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LogEntryRequest>,
 ) -> Result<(StatusCode, Json<LogEntryView>), ApiError> {
     Ok((StatusCode::CREATED, Json(crises::add_log(&st, &a, &id, &body.kind, &body.text).await?)))

@@ -1,6 +1,6 @@
 //! The procedures pack over HTTP: thin handlers over `repli_app::documents`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::documents;
@@ -8,6 +8,7 @@ use repli_app::documents;
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 
 /// Documents carry their print stylesheet inline and no script.
 const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
@@ -15,7 +16,7 @@ const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame
 pub async fn list(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Vec<String>>, ApiError> {
     Ok(axum::Json(documents::list(&st, &a, &id).await?))
 }
@@ -23,7 +24,7 @@ pub async fn list(
 pub async fn one(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, file)): Path<(String, String)>,
+    ApiPath((id, file)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let content = documents::one(&st, &a, &id, &file).await?;
     let ct = if file.ends_with(".md") { "text/markdown; charset=utf-8" } else { "text/html; charset=utf-8" };
@@ -32,7 +33,11 @@ pub async fn one(
     Ok(resp)
 }
 
-pub async fn zip(State(st): State<AppState>, Authed(a): Authed, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn zip(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let (name, bytes) = documents::zip(&st, &a, &id).await?;
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/zip")], bytes).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {

@@ -1,7 +1,7 @@
 //! Equipment API handlers: thin over `repli_app::inventory`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use repli_app::inventory;
 use repli_proto::api::{
@@ -12,7 +12,7 @@ use repli_proto::api::{
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 pub async fn import(
     State(st): State<AppState>,
@@ -33,7 +33,7 @@ pub async fn items(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<Ite
 pub async fn item(
     State(st): State<AppState>,
     _: Authed,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<ItemDetail>, ApiError> {
     Ok(Json(inventory::item(&st, &serial).await?))
 }
@@ -41,7 +41,7 @@ pub async fn item(
 pub async fn wipe(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     ApiJson(req): ApiJson<WipeRequest>,
 ) -> Result<Json<ItemDetail>, ApiError> {
     Ok(Json(inventory::wipe(&st, &a, &serial, &req).await?))
@@ -50,7 +50,7 @@ pub async fn wipe(
 pub async fn service(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     ApiJson(req): ApiJson<ServiceRequest>,
 ) -> Result<Json<ItemDetail>, ApiError> {
     Ok(Json(inventory::service(&st, &a, &serial, &req).await?))
@@ -59,7 +59,7 @@ pub async fn service(
 pub async fn set_agents(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AgentsRequest>,
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
     Ok(Json(inventory::set_agents(&st, &a, &id, &req).await?))
@@ -68,7 +68,7 @@ pub async fn set_agents(
 pub async fn agents(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
     Ok(Json(inventory::agents(&st, &a, &id).await?))
 }
@@ -76,7 +76,7 @@ pub async fn agents(
 pub async fn loans(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<LoanView>>, ApiError> {
     Ok(Json(inventory::loans(&st, &a, &id).await?))
 }
@@ -84,7 +84,7 @@ pub async fn loans(
 pub async fn lend(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<LendRequest>,
 ) -> Result<(StatusCode, Json<Vec<LoanView>>), ApiError> {
     Ok((StatusCode::CREATED, Json(inventory::lend(&st, &a, &id, &req).await?)))
@@ -93,7 +93,7 @@ pub async fn lend(
 pub async fn check_in(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CheckinRequest>,
 ) -> Result<Json<Vec<LoanView>>, ApiError> {
     Ok(Json(inventory::check_in(&st, &a, &id, &req).await?))
@@ -102,7 +102,7 @@ pub async fn check_in(
 pub async fn write_off(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<WriteOffRequest>,
 ) -> Result<Json<Vec<LoanView>>, ApiError> {
     Ok(Json(inventory::write_off(&st, &a, &id, &req).await?))

@@ -3,7 +3,7 @@
 //! parse, call one operation of `repli-app`, and render.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -184,12 +184,34 @@ async fn authorize(State(st): State<AppState>, access: Access, mut req: Request,
     next.run(req).await
 }
 
-async fn not_found() -> ApiError {
-    ApiError::problem(ProblemCode::NotFound, "Ressource introuvable.")
+/// Under `/api`, a problem document; elsewhere (a person's browser), a French page.
+fn for_api(uri: &Uri) -> bool {
+    uri.path().starts_with("/api/") || uri.path() == "/api" || uri.path() == "/healthz"
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::problem(ProblemCode::MethodNotAllowed, "Méthode non autorisée sur cette ressource.")
+async fn not_found(State(st): State<AppState>, uri: Uri) -> Response {
+    if for_api(&uri) {
+        return ApiError::problem(ProblemCode::NotFound, "Ressource introuvable.").into_response();
+    }
+    web::error_page(
+        &st,
+        StatusCode::NOT_FOUND,
+        "Page introuvable",
+        "Cette adresse ne correspond à aucune page de Repli. Revenez à l'accueil pour retrouver vos crises.",
+    )
+}
+
+async fn method_not_allowed(State(st): State<AppState>, uri: Uri) -> Response {
+    if for_api(&uri) {
+        return ApiError::problem(ProblemCode::MethodNotAllowed, "Méthode non autorisée sur cette ressource.")
+            .into_response();
+    }
+    web::error_page(
+        &st,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Action impossible",
+        "Cette page ne s'utilise pas ainsi. Revenez à l'accueil et utilisez les boutons de la page.",
+    )
 }
 
 async fn health() -> Json<Health> {

@@ -1,19 +1,19 @@
 //! Playbook progress and manual tasks: thin handlers over `repli_app::steps`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use repli_app::steps;
 use repli_proto::api::{StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
 
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 pub async fn list(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StepsView>, ApiError> {
     Ok(Json(steps::steps_of(&st, &a, &id).await?))
 }
@@ -25,7 +25,7 @@ pub async fn tasks(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<Tas
 pub async fn done(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, step)): Path<(String, String)>,
+    ApiPath((id, step)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TaskDoneRequest>,
 ) -> Result<Json<StepView>, ApiError> {
     Ok(Json(steps::confirm(&st, &a, &id, &step, body.note.as_deref()).await?))
@@ -34,7 +34,7 @@ pub async fn done(
 pub async fn retry(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, step)): Path<(String, String)>,
+    ApiPath((id, step)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<StepActionRequest>,
 ) -> Result<Json<StepView>, ApiError> {
     Ok(Json(steps::operate(&st, &a, &id, &step, false, &body.reason).await?))
@@ -43,7 +43,7 @@ pub async fn retry(
 pub async fn skip(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Path((id, step)): Path<(String, String)>,
+    ApiPath((id, step)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<StepActionRequest>,
 ) -> Result<Json<StepView>, ApiError> {
     Ok(Json(steps::operate(&st, &a, &id, &step, true, &body.reason).await?))

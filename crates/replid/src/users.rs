@@ -1,7 +1,7 @@
 //! Account administration (admin only): users, API tokens, web passwords.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use repli_core::FieldError;
@@ -11,7 +11,7 @@ use repli_store::{By, StoreError, UserSummary};
 use crate::AppState;
 use crate::auth::{self, Authed, UserError};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use repli_app::AppError;
 use repli_proto::ProblemCode;
 
@@ -78,7 +78,7 @@ pub async fn create(
 pub async fn issue_token(
     State(st): State<AppState>,
     Authed(ref a): Authed,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     let now = st.clock.now();
@@ -91,7 +91,7 @@ pub async fn issue_token(
 pub async fn revoke_tokens(
     State(st): State<AppState>,
     Authed(ref a): Authed,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RevokeView>, ApiError> {
     let revoked = st.store.revoke_tokens(id, By::User(a), st.clock.now()).await?;
     st.auth_cache.clear();
@@ -106,7 +106,7 @@ const PASSWORD_MAX: usize = 256;
 pub async fn set_password(
     State(st): State<AppState>,
     Authed(ref a): Authed,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<PasswordRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     let mut errors = Vec::new();
