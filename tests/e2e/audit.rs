@@ -159,3 +159,27 @@ async fn bundle_and_database_verify_offline_with_the_published_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
 }
+
+/// A clean stop signs the entries written since the last checkpoint: no unsigned tail is left
+/// for someone with the database file to cut off unnoticed.
+#[tokio::test]
+async fn a_clean_shutdown_signs_the_tail_of_the_audit_chain() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    // Entries until some are past the last checkpoint (checkpoints every 5 in the test kit).
+    for i in 0..10 {
+        let v = app.auditor.audit_verify().await.unwrap();
+        if v.last_checkpoint.is_none_or(|cp| cp < v.last_seq) {
+            break;
+        }
+        app.dgs.add_log(c.id.as_str(), LogKind::Information.as_str(), &format!("point {i}")).await.unwrap();
+    }
+    let before = app.auditor.audit_verify().await.unwrap();
+    assert!(before.last_checkpoint.is_none_or(|cp| cp < before.last_seq), "a tail to sign: {before:?}");
+    let db = app.db_path();
+    app.daemon.shutdown().await.unwrap();
+    let store = replid::Store::open_read_only(&db).await.unwrap();
+    let after = store.verify_audit(None).await.unwrap();
+    assert_eq!(after.last_checkpoint, Some(after.last_seq), "the tail is signed at shutdown: {after:?}");
+    assert_eq!(after.last_seq, before.last_seq, "and nothing else was written");
+}
