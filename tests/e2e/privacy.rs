@@ -16,13 +16,20 @@ async fn contact_details_are_erased_after_the_retention_period() {
         agents: vec![repli_proto::api::AgentInput { name: "Anne Agent".into(), service: "Accueil".into() }],
     };
     app.dgs.set_agents(old.id.as_str(), &agents).await.unwrap();
-    app.dgs.act(&old.id, CrisisAction::Cancel, Some("fausse alerte")).await.unwrap();
+    // The whole kit: accounts named after the agent, notifications to relay, documents on disk.
+    app.make_ready(&old.id).await;
+    app.ops.act(&old.id, CrisisAction::Deliver, None).await.unwrap();
+    app.hand_back(&old.id).await;
+    let docs = app.db_path().with_file_name("repli.db.documents").join(old.id.as_str());
+    assert!(docs.join("01-dossier-de-mise-a-disposition.html").is_file(), "documents written");
+    let relayed = app.ops.notifications().await.unwrap();
+    assert!(relayed.iter().any(|n| n.crisis.as_deref() == Some(old.id.as_str()) && n.subject.contains("Anne Martin")));
     app.clock.advance(SignedDuration::from_hours(24 * 80));
     let recent = app.ops.request_crisis(&request("13001"), None).await.unwrap();
     app.ops.act(&recent.id, CrisisAction::Reject, Some("doublon")).await.unwrap();
     let open = app.ops.request_crisis(&request("84089"), None).await.unwrap();
 
-    // Day 80 after the first cancellation: nothing is due yet.
+    // Day 80 after the first closure: nothing is due yet.
     assert!(app.daemon.state().maintenance().await.unwrap().purged.is_empty());
     app.clock.advance(SignedDuration::from_hours(24 * 11));
     let m = app.daemon.state().maintenance().await.unwrap();
@@ -34,6 +41,15 @@ async fn contact_details_are_erased_after_the_retention_period() {
     assert!(erased.personal_data_purged_at.is_some());
     let agents = app.ops.agents(old.id.as_str()).await.unwrap();
     assert_eq!((agents[0].name.as_str(), agents[0].service.as_str()), ("[effacé]", "Accueil"));
+    // Every copy: the notifications, the steps' texts and outputs, the documents on disk.
+    for n in app.ops.notifications().await.unwrap().iter().filter(|n| n.crisis.as_deref() == Some(old.id.as_str())) {
+        assert_eq!(n.subject, "[effacé]", "{n:?}");
+    }
+    let steps = serde_json::to_string(&app.ops.steps(old.id.as_str()).await.unwrap()).unwrap();
+    for name in ["Anne Agent", "anne.agent", "Anne Martin", "+33612345678"] {
+        assert!(!steps.contains(name), "{name} is still in the steps");
+    }
+    assert!(!docs.exists(), "the crisis's documents are erased");
     assert_eq!(erased.history.last().unwrap().action, "crisis.purge_personal_data");
     for kept in [&recent.id, &open.id] {
         assert_eq!(app.ops.crisis(kept.as_str()).await.unwrap().contact.name, "Anne Martin");

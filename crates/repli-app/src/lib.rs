@@ -127,6 +127,17 @@ impl Services {
         if !purged.is_empty() {
             tracing::info!(count = purged.len(), "contact details erased (RGPD retention)");
         }
+        // The documents of erased crises (dossier, credential list, loan forms) name people:
+        // their folder goes too. Checked every round, so a failed removal is retried.
+        for id in self.store.purged_crises().await? {
+            let dir = documents::documents_dir(self).join(id.as_str());
+            if dir.exists() {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => tracing::info!(crisis = %id, "documents erased (RGPD retention)"),
+                    Err(e) => tracing::error!(crisis = %id, error = %e, "cannot erase the documents"),
+                }
+            }
+        }
         Ok(Maintenance { checkpoint, purged, queued, attempted })
     }
 }

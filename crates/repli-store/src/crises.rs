@@ -386,7 +386,22 @@ impl Store {
             .await?;
             // The agents' names too; their services and the loan records stay.
             sqlx::query("UPDATE agents SET name = '[effacé]' WHERE crisis_id = ?").bind(&id).execute(&mut *tx).await?;
-            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes", "agents.name"], "ended_before": time::to_db(cutoff) });
+            // Every copy: notifications to relay name the contact; manual steps' texts may name
+            // them, and ops' notes anyone; outputs of the accounts, the laptop plan and the
+            // wind-down list agents by name (their logins are built from their names).
+            sqlx::query("UPDATE notifications SET subject = '[effacé]', body = '[effacé]' WHERE crisis_id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE steps SET rendered = NULL, note = NULL, output = CASE WHEN kind IN \
+                 ('m365.accounts', 'inventory.assign', 'm365.winddown') THEN NULL ELSE output END \
+                 WHERE run_id IN (SELECT id FROM runs WHERE crisis_id = ?)",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes", "agents.name", "notifications.text", "steps.texts", "steps.agent_outputs", "documents"], "ended_before": time::to_db(cutoff) });
             let e = NewEntry {
                 by: By::System,
                 commune: Some(&commune),
@@ -400,6 +415,15 @@ impl Store {
         }
         tx.commit().await?;
         Ok(purged)
+    }
+
+    /// The crises whose personal data were erased (their documents on disk go too).
+    pub async fn purged_crises(&self) -> Result<Vec<CrisisId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM crises WHERE personal_data_purged_at IS NOT NULL ORDER BY id")
+                .fetch_all(&self.read)
+                .await?;
+        ids.into_iter().map(|id| CrisisId::parse(&id).map_err(|_| corrupt("crises.id", &id))).collect()
     }
 
     pub async fn crisis(&self, id: &CrisisId) -> Result<Option<CrisisRecord>, StoreError> {
