@@ -181,10 +181,12 @@ impl TestApp {
                 self.ops.task_done(id.as_str(), &task.step, None).await.unwrap();
             }
             let c = self.ops.crisis(id.as_str()).await.unwrap();
-            if c.state == CrisisState::Closed {
+            let v = self.ops.steps(id.as_str()).await.unwrap();
+            // Closed by the hand-back's last step; the run itself is marked finished by the
+            // engine's next pass: wait for both.
+            if c.state == CrisisState::Closed && v.runs.iter().all(|r| r.state != RunState::Running) {
                 return c;
             }
-            let v = self.ops.steps(id.as_str()).await.unwrap();
             if let Some(failed) = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.state == StepState::Failed) {
                 panic!("step {} failed: {:?}", failed.step, failed.last_error);
             }
