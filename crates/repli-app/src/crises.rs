@@ -202,19 +202,6 @@ pub fn parse_action(s: &str) -> Result<CrisisAction, AppError> {
     })
 }
 
-/// Whether `action` can start `playbook` (from some state).
-fn starts(action: CrisisAction, playbook: PlaybookName) -> bool {
-    [
-        repli_core::CrisisState::Requested,
-        repli_core::CrisisState::Activated,
-        repli_core::CrisisState::Provisioning,
-        repli_core::CrisisState::Ready,
-        repli_core::CrisisState::Delivered,
-    ]
-    .into_iter()
-    .any(|from| PlaybookName::started_by(action, from) == Some(playbook))
-}
-
 /// A transition, and the work it starts: the activation playbook reserves the kit and
 /// provisions it; the hand-back playbook winds it down. A run already started is not started twice.
 pub async fn apply(
@@ -252,7 +239,7 @@ pub async fn apply(
     // written in it: a crash cannot leave the new state without its run.
     let mut work = Vec::new();
     for playbook in PlaybookName::ALL {
-        if starts(action, playbook) {
+        if playbook.could_start(action) {
             let steps = app.engine.new_steps(&r.id, playbook).await.map_err(|e| AppError::Internal(e.to_string()))?;
             work.push((playbook, steps));
         }
@@ -263,7 +250,7 @@ pub async fn apply(
         tracing::info!(crisis = %rec.id, run, "run started with its transition");
     }
     if run.is_some() || matches!(action, CrisisAction::Cancel | CrisisAction::Reject) {
-        app.engine.wake();
+        st.wake_engine();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
     view(st, rec).await

@@ -32,10 +32,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::Config;
 
-/// The communes of the métropole, as shipped in `inventory/communes.csv`.
-pub const EMBEDDED_COMMUNES: &str = repli_core::reference::EMBEDDED_COMMUNES;
-/// The signed conventions, as shipped in `inventory/conventions.csv`.
-pub const EMBEDDED_CONVENTIONS: &str = include_str!("../../../inventory/conventions.csv");
+pub use repli_core::reference::{EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS};
 
 /// What operations share: the store, the configuration, the calendar and clock, Microsoft 365
 /// and the documents. The engine's host holds these too (not the engine itself).
@@ -161,18 +158,21 @@ pub enum StartError {
     Engine(#[from] engine::SetupError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("cannot repair the runs missing at start: {0}")]
+    Repair(String),
 }
 
 fn read_reference(path: Option<&Path>, embedded: &'static str) -> Result<(String, String), StartError> {
     let Some(p) = path else {
         return Ok(("built-in".to_owned(), embedded.to_owned()));
     };
-    let err = |message: String| StartError::ReferenceFile { path: p.display().to_string(), message };
-    let len = std::fs::metadata(p).map_err(|e| err(e.to_string()))?.len();
-    if len > MAX_REFERENCE_BYTES as u64 {
-        return Err(err(format!("larger than {MAX_REFERENCE_BYTES} bytes")));
-    }
-    let text = std::fs::read_to_string(p).map_err(|e| err(e.to_string()))?;
+    let text = config::read_capped(p, MAX_REFERENCE_BYTES as u64).map_err(|e| StartError::ReferenceFile {
+        path: p.display().to_string(),
+        message: match e {
+            config::CappedRead::TooLarge => format!("larger than {MAX_REFERENCE_BYTES} bytes"),
+            config::CappedRead::Io(e) => e.to_string(),
+        },
+    })?;
     Ok((p.display().to_string(), text))
 }
 
@@ -258,7 +258,7 @@ impl App {
                 .engine
                 .new_steps(crisis, *playbook)
                 .await
-                .map_err(|e| StartError::Engine(engine::SetupError::Playbooks(e.to_string())))?;
+                .map_err(|e| StartError::Repair(format!("{crisis} {playbook}: {e}")))?;
             if self.store.repair_run(crisis, *playbook, &steps, self.clock.now()).await? {
                 tracing::warn!(crisis = %crisis, %playbook, "run missing for the crisis's state: created (repair)");
             }
@@ -269,5 +269,18 @@ impl App {
     /// The services, without the engine.
     pub fn services(&self) -> &Services {
         &self.services
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_reference_file_is_refused_not_read_forever() {
+        let mut config = Config::default();
+        config.reference.communes = Some("/dev/zero".into());
+        let e = load_reference(&config).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
     }
 }

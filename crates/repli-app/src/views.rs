@@ -6,14 +6,9 @@ use repli_core::{CrisisAction, CrisisState, legal, sla};
 use repli_proto::api::{
     CommuneView, Contact, ConventionView, CrisisView, HistoryEntry, LegalClockView, SlaView, SuspensionView, Timeline,
 };
-use repli_store::{CommuneRecord, CrisisRecord, HistoryRow, SuspensionRecord};
+use repli_store::{CommuneRecord, CrisisFacts, CrisisRecord, HistoryRow, SuspensionRecord};
 
 use crate::{AppError, Services};
-
-/// What a crisis view needs besides the crisis record, read with it in one statement
-/// ([`repli_store::Store::crisis_read`]) or for all crises at once
-/// ([`repli_store::Store::crisis_facts_all`]).
-pub use repli_store::CrisisFacts as Facts;
 
 fn provisioning(state: CrisisState) -> bool {
     matches!(state, CrisisState::Activated | CrisisState::Provisioning)
@@ -38,7 +33,7 @@ fn history_entry(e: HistoryRow) -> HistoryEntry {
 /// Estimated business time of the work left before the kit is ready (the risk forecast's
 /// input): the activation run's unfinished steps along their longest chain once the engine has
 /// one; before activation, the configured estimate.
-pub fn remaining_work(st: &Services, r: &CrisisRecord, facts: &Facts) -> SignedDuration {
+pub fn remaining_work(st: &Services, r: &CrisisRecord, facts: &CrisisFacts) -> SignedDuration {
     if provisioning(r.state) && !facts.activation_steps.is_empty() {
         crate::steps::remaining_estimated(&facts.activation_steps)
     } else {
@@ -57,7 +52,7 @@ pub fn configured_remaining(cfg: &crate::config::ForecastConfig, state: CrisisSt
 }
 
 /// The SLA of a crisis at `now`, its suspensions taken into account.
-pub fn sla_of(st: &Services, r: &CrisisRecord, facts: &Facts, now: Timestamp) -> Result<sla::SlaView, AppError> {
+pub fn sla_of(st: &Services, r: &CrisisRecord, facts: &CrisisFacts, now: Timestamp) -> Result<sla::SlaView, AppError> {
     let pauses: Vec<Suspension> =
         facts.suspensions.iter().map(|s| Suspension { start: s.started_at, end: s.ended_at }).collect();
     let input = SlaInput {
@@ -96,7 +91,7 @@ pub fn legal_clocks(r: &CrisisRecord, now: Timestamp) -> Vec<LegalClockView> {
         .collect()
 }
 
-pub fn crisis(st: &Services, r: CrisisRecord, mut facts: Facts, now: Timestamp) -> Result<CrisisView, AppError> {
+pub fn crisis(st: &Services, r: CrisisRecord, mut facts: CrisisFacts, now: Timestamp) -> Result<CrisisView, AppError> {
     let v = sla_of(st, &r, &facts, now)?;
     Ok(CrisisView {
         sla: SlaView {

@@ -150,6 +150,8 @@ pub fn parse_conventions(source: &str, text: &str, communes: &[Commune]) -> Resu
 
 /// The communes of the métropole, as shipped in `inventory/communes.csv`.
 pub const EMBEDDED_COMMUNES: &str = include_str!("../../../inventory/communes.csv");
+/// The signed conventions, as shipped in `inventory/conventions.csv`.
+pub const EMBEDDED_CONVENTIONS: &str = include_str!("../../../inventory/conventions.csv");
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,12 @@ impl PlaybookName {
         }
     }
 
+    /// Whether `action` starts this playbook from any state (the steps to prepare before the
+    /// transaction, which then learns the state it leaves).
+    pub fn could_start(self, action: CrisisAction) -> bool {
+        CrisisState::ALL.into_iter().any(|from| Self::started_by(action, from) == Some(self))
+    }
+
     /// The playbook a transition starts, given the state it left.
     pub fn started_by(action: CrisisAction, from: CrisisState) -> Option<Self> {
         match action {

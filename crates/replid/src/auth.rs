@@ -145,11 +145,12 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, 
             .map(str::trim)
             .filter(|t| t.starts_with(TOKEN_PREFIX) && t.len() < 128)
             .ok_or(AppError::Unauthenticated)?;
-        let key = format!("t:{}", token_hash(token));
+        let hash = token_hash(token);
+        let key = format!("t:{hash}");
         if let Some(hit) = st.auth_cache.get(&key, now) {
             return Ok(hit);
         }
-        let (actor, expires_at) = st.store.token_actor(&key[2..], now).await?.ok_or(AppError::Unauthenticated)?;
+        let (actor, expires_at) = st.store.token_actor(&hash, now).await?.ok_or(AppError::Unauthenticated)?;
         st.auth_cache.put(key, &actor, None, expires_at);
         return Ok((actor, None));
     }
@@ -158,11 +159,12 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, 
     if sid.len() != 64 {
         return Err(AppError::Unauthenticated);
     }
-    let key = format!("s:{}", token_hash(&sid));
+    let hash = token_hash(&sid);
+    let key = format!("s:{hash}");
     if let Some(hit) = st.auth_cache.get(&key, now) {
         return Ok(hit);
     }
-    let session = st.store.session(&key[2..], now).await?.ok_or(AppError::Unauthenticated)?;
+    let session = st.store.session(&hash, now).await?.ok_or(AppError::Unauthenticated)?;
     st.auth_cache.put(key, &session.actor, Some(&session.csrf), Some(session.expires_at));
     Ok((session.actor, Some(session.csrf)))
 }

@@ -327,16 +327,19 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let steps =
         follow(say, &ops, &c.id, &mut seen, |v| v.state == CrisisState::Closed && run_done(v, PlaybookName::Handback))
             .await?;
-    let output = |kind: &str| {
-        steps
-            .runs
-            .iter()
-            .flat_map(|r| &r.steps)
-            .find(|s| s.kind == kind)
-            .and_then(|s| s.output.clone())
-            .unwrap_or_default()
+    // The wind-down's output, read as its typed form (the API carries it as JSON).
+    let kind = repli_core::StepKind::M365WindDown;
+    let wind_down = steps
+        .runs
+        .iter()
+        .flat_map(|r| &r.steps)
+        .find(|s| s.kind == kind.as_str())
+        .and_then(|s| s.output.clone())
+        .and_then(|v| repli_core::run::StepOutput::decode(kind, v).ok());
+    let accounts_disabled = match wind_down {
+        Some(repli_core::run::StepOutput::WindDown(w)) => w.accounts.len(),
+        _ => 0,
     };
-    let accounts_disabled = output("m365.winddown")["accounts"].as_array().map_or(0, Vec::len);
     say.say("", "crise close par la dernière étape de la restitution");
 
     let verify = auditor.audit_verify().await.context("audit verify")?;

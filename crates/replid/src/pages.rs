@@ -23,12 +23,8 @@ use repli_app::{inventory, steps};
 
 type Form = axum::Form<BTreeMap<String, String>>;
 
-fn tz(st: &AppState) -> jiff::tz::TimeZone {
-    st.calendar.time_zone().clone()
-}
-
 fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
-    t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &tz(st)))
+    t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &st.time_zone().clone()))
 }
 
 /// What every page's layout needs: who is signed in, their menu, the CSRF token.
@@ -322,13 +318,15 @@ pub async fn request_submit(
     });
     let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => match s.parse::<jiff::civil::DateTime>().ok().and_then(|dt| dt.to_zoned(tz(&st)).ok()) {
-            Some(z) => Some(z.timestamp()),
-            None => {
-                errors.push(FieldError::new("aware_at", "date et heure attendues (jj/mm/aaaa hh:mm)"));
-                None
+        Some(s) => {
+            match s.parse::<jiff::civil::DateTime>().ok().and_then(|dt| dt.to_zoned(st.time_zone().clone()).ok()) {
+                Some(z) => Some(z.timestamp()),
+                None => {
+                    errors.push(FieldError::new("aware_at", "date et heure attendues (jj/mm/aaaa hh:mm)"));
+                    None
+                }
             }
-        },
+        }
     };
     let personal_data = match form.get("personal_data").map(String::as_str) {
         Some("oui") => Some(true),
@@ -834,7 +832,7 @@ pub async fn journal(
             Err(e) => json!({ "ok": false, "error": e.to_string() }),
         },
     );
-    let filter = match audit_filter(&q, &tz(&st)) {
+    let filter = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => {
             data.insert("filter_error".into(), json!(m));
@@ -871,7 +869,7 @@ pub async fn journal_export(
     Query(mut q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let format = q.remove("format").unwrap_or_else(|| "csv".into());
-    let mut filter = match audit_filter(&q, &tz(&st)) {
+    let mut filter = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => return error_page(&st, StatusCode::BAD_REQUEST, "Filtre invalide", &m),
     };
