@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use repli_core::run::RunState;
 use repli_core::{CrisisAction, CrisisId, CrisisState, InseeCode, StepState};
 use repli_proto::Client;
 use repli_proto::api::{AgentInput, AgentsRequest, Contact, CrisisRequest, ImportFile, ImportRequest, KitNeeds};
@@ -208,11 +209,13 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     let mut kills = 0u32;
     let deadline = Instant::now() + Duration::from_secs(60 + u64::from(a.rounds) * 20);
     loop {
-        // A new crisis whenever every activated one is ready and kills remain.
+        // A new crisis whenever every activated one is ready and its activation run finished
+        // (its last step announces the kit after the ready transition), and kills remain.
         let mut all_ready = true;
         for id in &crises {
             let c = ops.crisis(id.as_str()).await?;
-            all_ready &= c.state == CrisisState::Ready;
+            let runs = ops.steps(id.as_str()).await?.runs;
+            all_ready &= c.state == CrisisState::Ready && runs.iter().all(|r| r.state != RunState::Running);
         }
         if all_ready {
             if kills >= a.rounds {
