@@ -164,20 +164,37 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
     // Ops may not close by hand while the hand-back playbook runs…
     let e = app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err();
     assert_eq!(e.problem().unwrap().code, "handback_in_progress");
-    // …and its closing step waits while items are out, saying how many.
+    // The other tasks are confirmed; the reception of the equipment is refused while items are
+    // out, and the deletion of the space and accounts waits for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        for t in app.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == c.id) {
+        for t in app.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == c.id && t.step != "equipment") {
             app.ops.task_done(id, &t.step, None).await.unwrap();
         }
         let v = app.ops.steps(id).await.unwrap();
-        let close = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.step == "close").unwrap();
-        if let Some(e) = &close.last_error {
-            assert!(e.contains("2 équipement(s) encore prêté(s)"), "{e}");
+        if step_state(&v, "handback", "retrieval") == Some(StepState::Succeeded)
+            && step_state(&v, "handback", "equipment") == Some(StepState::WaitingManual)
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "close step never tried: {v:#?}");
+        assert!(std::time::Instant::now() < deadline, "hand-back tasks never came up: {v:#?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let refused = |e: repli_proto::ClientError| {
+        assert_eq!(e.status().unwrap().as_u16(), 409);
+        let p = e.problem().unwrap();
+        assert_eq!(p.code, "reception_incomplete");
+        p.detail.clone()
+    };
+    let detail = refused(app.ops.task_done(id, "equipment", None).await.unwrap_err());
+    assert!(detail.contains("2 équipement(s) encore prêté(s)"), "{detail}");
+    // Skipping the reception is refused for the same reasons.
+    let detail = refused(app.ops.step_action(id, "equipment", "skip", "on verra plus tard").await.unwrap_err());
+    assert!(detail.contains("encore prêté"), "{detail}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let v = app.ops.steps(id).await.unwrap();
+    for step in ["delete-group", "delete-accounts", "remove-domain"] {
+        assert_eq!(step_state(&v, "handback", step), Some(StepState::Pending), "{step} waits for the reception");
     }
     app.ops
         .check_in(
@@ -195,6 +212,10 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
         )
         .await
         .unwrap();
+    // Every loan is closed, but the returned laptop has not been wiped.
+    let detail = refused(app.ops.task_done(id, "equipment", None).await.unwrap_err());
+    assert!(detail.contains("1 portable(s) ou téléphone(s) rendu(s) sans effacement certifié"), "{detail}");
+    assert!(!detail.contains("encore prêté"), "{detail}");
     // What was reserved but never handed over (phone, SIMs, second laptop) went back to the
     // pool when the hand-back started.
     let still = app
@@ -206,8 +227,6 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
         .filter(|i| i.crisis.as_deref() == Some(id) && i.state == ItemState::Reserved)
         .count();
     assert_eq!(still, 0);
-    // Everything is accounted for: the waiting close step runs again at once and closes.
-    app.wait_steps(&c.id, "the crisis to close", |v| v.state == repli_core::CrisisState::Closed).await;
 
     // A returned device is wiped before it can serve again; its history names the crisis.
     let d = app.ops.item(&laptop).await.unwrap();
@@ -221,6 +240,9 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
     assert_eq!(d.item.state, ItemState::Available);
     assert!(d.history.iter().any(|e| e.crisis.as_deref() == Some(id) && e.to == "lent"));
     assert_eq!(app.ops.wipe(&laptop, &w).await.status_code(), 409, "already available");
+    // Everything is accounted for: the reception is confirmed and the hand-back closes.
+    app.ops.task_done(id, "equipment", Some("tout est rentré")).await.unwrap();
+    app.wait_steps(&c.id, "the crisis to close", |v| v.state == repli_core::CrisisState::Closed).await;
     assert!(app.auditor.audit_verify().await.unwrap().verified);
 }
 

@@ -137,6 +137,35 @@ fn store_problem(e: &StoreError) -> Problem {
                 "La crise {id} ne peut pas être close : {count} équipement(s) non restitué(s). Enregistrez leur retour ou passez-les en perte avec un motif."
             ),
         ),
+        StoreError::ReceptionIncomplete { id, out, unwiped } => {
+            let list = |tags: &[String]| {
+                let shown: Vec<&str> = tags.iter().take(10).map(String::as_str).collect();
+                let more = tags.len().saturating_sub(shown.len());
+                if more > 0 { format!("{} et {more} autre(s)", shown.join(", ")) } else { shown.join(", ") }
+            };
+            let mut why = Vec::new();
+            if !out.is_empty() {
+                why.push(format!(
+                    "{} équipement(s) encore prêté(s) ({}) : enregistrez leur retour ou passez-les en perte avec un motif",
+                    out.len(),
+                    list(out)
+                ));
+            }
+            if !unwiped.is_empty() {
+                why.push(format!(
+                    "{} portable(s) ou téléphone(s) rendu(s) sans effacement certifié ({}) : enregistrez l'effacement",
+                    unwiped.len(),
+                    list(unwiped)
+                ));
+            }
+            problem(
+                ProblemCode::ReceptionIncomplete,
+                format!(
+                    "La réception des équipements de la crise {id} ne peut pas être confirmée : {}. Les comptes et le domaine ne seront supprimés qu'après.",
+                    why.join(" ; ")
+                ),
+            )
+        }
         StoreError::Import(errors) => {
             let mut p = problem(ProblemCode::ImportRefused, "Import refusé : rien n'a été importé.".into());
             p.errors = errors.iter().map(|m| FieldError::new("csv", m.clone())).collect();

@@ -44,6 +44,10 @@ pub enum StepKind {
     Notify,
     #[serde(rename = "manual")]
     Manual,
+    /// The hand-back's reception of the equipment: a manual step whose confirmation the store
+    /// refuses while an item is still out or a returned laptop or phone has no wipe record.
+    #[serde(rename = "inventory.reception")]
+    InventoryReception,
     #[serde(rename = "crisis.ready")]
     CrisisReady,
     #[serde(rename = "crisis.close")]
@@ -51,7 +55,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 19] = [
+    pub const ALL: [StepKind; 20] = [
         Self::M365Domain,
         Self::DnsPublish,
         Self::M365Verify,
@@ -69,6 +73,7 @@ impl StepKind {
         Self::DocsRender,
         Self::Notify,
         Self::Manual,
+        Self::InventoryReception,
         Self::CrisisReady,
         Self::CrisisClose,
     ];
@@ -92,9 +97,15 @@ impl StepKind {
             Self::DocsRender => "docs.render",
             Self::Notify => "notify",
             Self::Manual => "manual",
+            Self::InventoryReception => "inventory.reception",
             Self::CrisisReady => "crisis.ready",
             Self::CrisisClose => "crisis.close",
         }
+    }
+
+    /// A step a person does and ops confirm: it waits with instructions and a checklist.
+    pub fn is_manual(self) -> bool {
+        matches!(self, Self::Manual | Self::InventoryReception)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -127,7 +138,7 @@ impl StepKind {
             Self::M365WindDown | Self::M365DeleteGroup | Self::M365DeleteAccounts | Self::M365RemoveDomain => {
                 "Microsoft 365"
             }
-            Self::InventoryReserve | Self::InventoryAssign => "Équipements",
+            Self::InventoryReserve | Self::InventoryAssign | Self::InventoryReception => "Équipements",
             Self::DocsRender | Self::Notify => "Documents et messages",
             Self::Manual => "Tâches manuelles",
             Self::CrisisReady | Self::CrisisClose => "Clôture d'étape",
@@ -320,10 +331,10 @@ impl Playbook {
                     });
                 }
             }
-            if s.kind == StepKind::Manual && s.instructions.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            if s.kind.is_manual() && s.instructions.as_deref().is_none_or(|i| i.trim().is_empty()) {
                 out.push(Diagnostic { pos: s.pos, message: format!("manual step {:?} needs instructions", s.id) });
             }
-            if s.kind != StepKind::Manual && (s.instructions.is_some() || !s.checklist.is_empty()) {
+            if !s.kind.is_manual() && (s.instructions.is_some() || !s.checklist.is_empty()) {
                 out.push(Diagnostic {
                     pos: s.pos,
                     message: format!("step {:?}: instructions and checklist are for manual steps only", s.id),

@@ -424,7 +424,7 @@ impl StepOutput {
         }
         let empty = value.as_object().is_some_and(serde_json::Map::is_empty) || value.is_null();
         Ok(match kind {
-            StepKind::Manual => Self::Confirmed,
+            StepKind::Manual | StepKind::InventoryReception => Self::Confirmed,
             StepKind::DnsPublish if empty => Self::Confirmed,
             StepKind::InventoryReserve => Self::Reserved(d(kind, value)?),
             StepKind::InventoryAssign => Self::Assigned(d(kind, value)?),

@@ -333,7 +333,7 @@ impl Engine {
         let nickname = format!("crise-{}", run.crisis_id.as_str().to_ascii_lowercase());
         let done = |v: StepOutput| Ok(Outcome::Done(v));
         match kind {
-            StepKind::Manual => {
+            StepKind::Manual | StepKind::InventoryReception => {
                 let instructions = step.instructions.as_deref().map(&render).transpose()?;
                 let checklist = step.checklist.iter().map(|c| render(c)).collect::<Result<Vec<_>, _>>()?;
                 Ok(Outcome::Manual(ManualTask { instructions, checklist }))

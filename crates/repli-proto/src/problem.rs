@@ -45,10 +45,14 @@ pub enum ProblemCode {
     NoAccountsYet,
     CredentialSheetsIssued,
     HandbackInProgress,
+    ReceptionIncomplete,
+    AgentsIncomplete,
+    UriTooLong,
+    HeadersTooLarge,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 35] = [
+    pub const ALL: [ProblemCode; 39] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -84,6 +88,10 @@ impl ProblemCode {
         Self::NoAccountsYet,
         Self::CredentialSheetsIssued,
         Self::HandbackInProgress,
+        Self::ReceptionIncomplete,
+        Self::AgentsIncomplete,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
     ];
 
     /// The stable string (`convention_missing`).
@@ -124,6 +132,10 @@ impl ProblemCode {
             Self::NoAccountsYet => "no_accounts_yet",
             Self::CredentialSheetsIssued => "credential_sheets_issued",
             Self::HandbackInProgress => "handback_in_progress",
+            Self::ReceptionIncomplete => "reception_incomplete",
+            Self::AgentsIncomplete => "agents_incomplete",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
         }
     }
 
@@ -157,8 +169,12 @@ impl ProblemCode {
             | Self::LoginTaken
             | Self::NoAccountsYet
             | Self::CredentialSheetsIssued
-            | Self::HandbackInProgress => 409,
+            | Self::HandbackInProgress
+            | Self::ReceptionIncomplete
+            | Self::AgentsIncomplete => 409,
             Self::PayloadTooLarge => 413,
+            Self::UriTooLong => 414,
+            Self::HeadersTooLarge => 431,
             Self::UnsupportedMediaType => 415,
             Self::InvalidFields
             | Self::ConventionMissing
@@ -179,6 +195,8 @@ impl ProblemCode {
             405 => "Method Not Allowed",
             409 => "Conflict",
             413 => "Payload Too Large",
+            414 => "URI Too Long",
+            431 => "Request Header Fields Too Large",
             415 => "Unsupported Media Type",
             422 => "Unprocessable Entity",
             _ => "Internal Server Error",

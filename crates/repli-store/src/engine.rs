@@ -558,6 +558,24 @@ impl Store {
         Ok((Self::run_in(tx, run).await?, Self::step_in(tx, run, step).await?))
     }
 
+    /// The reception of the equipment is done when every loan is closed (returned or written
+    /// off) and every returned laptop and phone was wiped: checked in the transaction that
+    /// would confirm (or skip) it, so no loan can slip in between.
+    async fn reception_gate(
+        tx: &mut sqlx::SqliteConnection,
+        crisis: &CrisisId,
+        s: &StepRecord,
+    ) -> Result<(), StoreError> {
+        if s.kind != StepKind::InventoryReception {
+            return Ok(());
+        }
+        let (out, unwiped) = Self::reception_gaps_in(tx, crisis.as_str()).await?;
+        if out.is_empty() && unwiped.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::ReceptionIncomplete { id: crisis.clone(), out, unwiped })
+    }
+
     /// Ops confirm a manual step: who and when are recorded.
     pub async fn confirm_task(
         &self,
@@ -575,6 +593,7 @@ impl Store {
                 s.state.label_fr()
             )));
         }
+        Self::reception_gate(&mut tx, crisis, &s).await?;
         let who = actor_name(by);
         sqlx::query(
             "UPDATE steps SET state = 'succeeded', confirmed_by = ?, confirmed_at = ?, note = ?, finished_at = ? \
@@ -625,6 +644,10 @@ impl Store {
         }
         if !matches!(r.state, RunState::Running | RunState::Failed) {
             return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
+        }
+        if skip {
+            // Skipping the reception would bypass its gate.
+            Self::reception_gate(&mut tx, crisis, &s).await?;
         }
         let (state, action) =
             if skip { ("skipped", "engine.step.skipped") } else { ("pending", "engine.step.retried") };

@@ -465,6 +465,33 @@ impl Store {
         .await?)
     }
 
+    /// What stands between a crisis and the confirmation of its equipment's reception: the
+    /// asset tags of items still out (neither returned nor written off), and of returned laptops
+    /// and phones with no wipe recorded since their return.
+    pub(crate) async fn reception_gaps_in(
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let out: Vec<String> = sqlx::query_scalar(
+            "SELECT i.asset_tag FROM loans l JOIN items i ON i.serial = l.serial \
+             WHERE l.crisis_id = ? AND l.returned_at IS NULL ORDER BY i.asset_tag",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let unwiped: Vec<String> = sqlx::query_scalar(
+            "SELECT i.asset_tag FROM loans l JOIN items i ON i.serial = l.serial \
+             WHERE l.crisis_id = ? AND l.returned_at IS NOT NULL AND l.condition IN ('ok', 'damaged') \
+             AND i.kind IN ('laptop', 'phone') \
+             AND NOT EXISTS (SELECT 1 FROM wipes w WHERE w.serial = l.serial AND w.crisis_id = l.crisis_id AND w.at >= l.returned_at) \
+             ORDER BY i.asset_tag",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok((out, unwiped))
+    }
+
     /// Replaces the commune's agents list (names and services), audited.
     pub async fn set_agents(
         &self,

@@ -81,6 +81,10 @@ pub enum StoreError {
     ItemsOutstanding { id: CrisisId, count: i64 },
     #[error("{0}")]
     Step(String),
+    /// The hand-back's reception cannot be confirmed yet: items still out (neither returned nor
+    /// written off), returned laptops or phones without a wipe record (asset tags).
+    #[error("crisis {id}: reception incomplete ({} out, {} not wiped)", out.len(), unwiped.len())]
+    ReceptionIncomplete { id: CrisisId, out: Vec<String>, unwiped: Vec<String> },
     #[error("crisis {id} is {state}: its log is closed")]
     CrisisEnded { id: CrisisId, state: repli_core::CrisisState },
 }
