@@ -173,7 +173,7 @@ impl TestApp {
     pub async fn hand_back(&self, id: &CrisisId) -> CrisisView {
         let c = self.ops.crisis(id.as_str()).await.unwrap();
         if c.state != CrisisState::Handback {
-            self.ops.act(id, CrisisAction::StartHandback, None).await.unwrap();
+            self.ops.act(id, CrisisAction::StartHandback, Some("fin de crise (test)")).await.unwrap();
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

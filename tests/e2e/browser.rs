@@ -303,7 +303,12 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
             .ok();
         sign_in(&d, &app, "ops.metropole").await;
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
-        click_nav(&d, "input[name=action][value=start_handback] ~ button").await;
+        // Opening the hand-back goes through its confirmation page, which asks for a reason.
+        click_nav(&d, &format!("a[href='/crises/{id}/restitution']")).await;
+        let title = text_of(&d, "h1").await;
+        assert!(title.contains("Ouvrir la restitution du kit ?"), "{title}");
+        d.find(By::Id("motif")).await.unwrap().send_keys("SI de la commune rétabli").await.unwrap();
+        click_nav(&d, "button.danger").await;
         let scan = d.find(By::Id("serial")).await.unwrap();
         // The page before the scan has a success message too: wait for the next one.
         let before = d.find(By::Tag("html")).await.unwrap();

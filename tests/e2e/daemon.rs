@@ -86,6 +86,21 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     assert!(!out.status.success(), "close during activation must fail");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("« close » impossible") && (err.contains("activé") || err.contains("préparation")), "{err}");
+    // Cancelling a kit whose provisioning began asks first: without a terminal and without
+    // --yes, nothing is done, and the consequences are named.
+    let out = Command::new(workspace_bin("repli"))
+        .env("REPLI_SERVER", &url)
+        .env("REPLI_TOKEN", &token)
+        .args(["crisis", "cancel", &id, "--reason", "fausse alerte"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Annuler le kit en cours de préparation ?") && err.contains("--yes"), "{err}");
+    let out = repli(&["crisis", "show", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["state"], "cancelled", "nothing was done");
     let out = repli(&["communes", "show", "13055", "--json"]);
     let marseille: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(marseille["convention"].is_null());

@@ -132,13 +132,20 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     assert!(log.iter().any(|e| e.action == "engine.task.done" && e.details.contains("publié chez le registraire")));
 
     // Skip: from the hand-back, a manual step skipped with a reason lets its dependants run.
-    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, None).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
     app.wait_steps(&c.id, "the retrieval task", |v| {
         step_state(v, "handback", "retrieval") == Some(StepState::WaitingManual)
     })
     .await;
     let s = app.ops.step_action(c.id.as_str(), "retrieval", "skip", "la commune renonce à ses données").await.unwrap();
     assert_eq!(s.state, StepState::Skipped);
+    // Nothing was lent: the reception of the equipment is confirmed at once, and the deletions
+    // that wait for it run.
+    app.wait_steps(&c.id, "the reception task", |v| {
+        step_state(v, "handback", "equipment") == Some(StepState::WaitingManual)
+    })
+    .await;
+    app.ops.task_done(c.id.as_str(), "equipment", None).await.unwrap();
     app.wait_steps(&c.id, "the group deletion", |v| {
         step_state(v, "handback", "delete-group") == Some(StepState::Succeeded)
     })

@@ -160,7 +160,7 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
 
     app.make_ready(&c.id).await;
     app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
-    app.ops.act(&c.id, CrisisAction::StartHandback, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("retour à la normale")).await.unwrap();
     // Ops may not close by hand while the hand-back playbook runs…
     let e = app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err();
     assert_eq!(e.problem().unwrap().code, "handback_in_progress");

@@ -312,10 +312,16 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
         assert!(flash(&r).contains("erreur="), "{bad:?}: {}", flash(&r));
     }
 
-    // The DGS calls the kit off from the page: a reason is required.
+    // The DGS calls the kit off from the page: a confirmation page says what happens and asks
+    // for a reason; without one, the same page comes back with the error.
+    let confirm = http().get(app.url(&format!("{page}/annulation"))).header(COOKIE, &dgs).send().await.unwrap();
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("Annuler la demande de kit ?") && html.contains("retourne au stock"), "{html}");
     let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "  ")]).await.unwrap();
-    let back = r.headers()[LOCATION].to_str().unwrap().to_owned();
-    assert!(back.contains("erreur=") && back.contains("motif"), "{back}");
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("exige un motif") && html.contains("class=\"danger\""), "{html}");
     let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "SI rétabli")]).await.unwrap();
     assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
     let id = page.trim_start_matches("/crises/");
@@ -329,4 +335,129 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
     let export = http().get(app.url("/journal/export?format=jsonl")).header(COOKIE, &auditor).send().await.unwrap();
     assert_eq!(export.headers()[CONTENT_TYPE], "application/x-ndjson");
     assert!(export.text().await.unwrap().lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}
+
+/// Opening the hand-back, skipping a step and writing an item off go through a confirmation
+/// page that says what will happen and asks for a reason; the old one-click form is refused.
+#[tokio::test]
+async fn destructive_actions_are_confirmed_on_their_own_page() {
+    use repli_core::{CrisisAction, CrisisState, StepState};
+    use repli_proto::api::{AgentInput, AgentsRequest, AuditQuery, LendRequest};
+    let app = TestApp::spawn().await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let files = vec![repli_proto::api::ImportFile { source: "pool.csv".into(), csv: pool.into() }];
+    app.ops.import_inventory(&repli_proto::api::ImportRequest { files }).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 2;
+    r.needs = Some(repli_proto::api::KitNeeds { laptop: 2, router: 0, phone: 0, printer: 0 });
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let hostile = "<img src=x onerror=alert(1)> Zoé";
+    let agents = (0..c.agents)
+        .map(|i| AgentInput {
+            name: if i == 0 { hostile.into() } else { format!("Agent Numéro{i}") },
+            service: "Accueil".into(),
+        })
+        .collect();
+    let agents = app.dgs.set_agents(id, &AgentsRequest { agents }).await.unwrap();
+    app.make_ready(&c.id).await;
+    let laptop = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.crisis.as_deref() == Some(id) && i.item.kind == repli_core::ItemKind::Laptop)
+        .unwrap()
+        .item
+        .serial;
+    app.ops.lend(id, &LendRequest { serial: laptop.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.confirm").await;
+    let get = |path: String| http().get(app.url(&path)).header(COOKIE, &ops).send();
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http()
+            .post(app.url(&path))
+            .header(COOKIE, &ops)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode(&pairs))
+            .send()
+    };
+
+    // The crisis page links to the confirmation; the old one-click form does nothing.
+    let html = get(format!("/crises/{id}")).await.unwrap().text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/crises/{id}/restitution\"")) && !html.contains("value=\"start_handback\""));
+    let r = post(format!("/crises/{id}/action"), vec![("csrf", csrf.clone()), ("action", "start_handback".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.ops.crisis(id).await.unwrap().state, CrisisState::Ready);
+    // The confirmation page says what happens; without a reason, nothing is done.
+    let r = get(format!("/crises/{id}/restitution")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Ouvrir la restitution du kit ?") && html.contains("désactivés"), "{html}");
+    let r =
+        post(format!("/crises/{id}/restitution"), vec![("csrf", csrf.clone()), ("motif", " ".into())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.ops.crisis(id).await.unwrap().state, CrisisState::Ready);
+    let r = post(format!("/crises/{id}/restitution"), vec![("csrf", "forged".into()), ("motif", "fin".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(
+        format!("/crises/{id}/restitution"),
+        vec![("csrf", csrf.clone()), ("motif", "SI de la commune rétabli".into())],
+    )
+    .await
+    .unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    assert_eq!(app.ops.crisis(id).await.unwrap().state, CrisisState::Handback);
+    let q = AuditQuery { crisis: Some(id.into()), action: Some("crisis.start_handback".into()), ..Default::default() };
+    let e = app.auditor.audit_entries(&q).await.unwrap().entries;
+    assert!(e[0].details.contains("SI de la commune rétabli"), "the reason is audited: {}", e[0].details);
+
+    // Writing off: the page names the item and its borrower, escaped.
+    let r = get(format!("/crises/{id}/pertes/{laptop}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt; Zoé") && !html.contains("<img"), "{html}");
+    let r = post(format!("/crises/{id}/pertes/{laptop}"), vec![("csrf", csrf.clone()), ("motif", "".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(app.ops.loans(id).await.unwrap().iter().all(|l| l.returned_at.is_none()));
+    let r = post(
+        format!("/crises/{id}/pertes/{laptop}"),
+        vec![("csrf", csrf.clone()), ("motif", "volé, plainte déposée".into())],
+    )
+    .await
+    .unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    let loans = app.ops.loans(id).await.unwrap();
+    assert_eq!(loans[0].condition.as_deref(), Some("missing"));
+    assert_eq!(get(format!("/crises/{id}/pertes/{laptop}")).await.unwrap().status(), StatusCode::CONFLICT);
+    assert_eq!(get(format!("/crises/{id}/pertes/..%2F..%2Fetc")).await.unwrap().status(), StatusCode::CONFLICT);
+
+    // Skipping a step: a page for a step that may be skipped, a refusal for one that is done.
+    app.wait_steps(&c.id, "the wind-down", |v| {
+        repli_tests::step_state(v, "handback", "retrieval") == Some(StepState::WaitingManual)
+    })
+    .await;
+    let r = get(format!("/crises/{id}/etapes/winddown/ignorer")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("ne peut pas être ignorée"));
+    let r = get(format!("/crises/{id}/etapes/retrieval/ignorer")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Ignorer cette étape ?"));
+    let r = post(
+        format!("/crises/{id}/etapes/retrieval/ignorer"),
+        vec![("csrf", csrf.clone()), ("motif", "la commune renonce à ses données".into())],
+    )
+    .await
+    .unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    let v = app.ops.steps(id).await.unwrap();
+    assert_eq!(repli_tests::step_state(&v, "handback", "retrieval"), Some(StepState::Skipped));
+    assert_eq!(app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err().status().unwrap().as_u16(), 409);
 }

@@ -36,9 +36,21 @@ fn show_crisis(c: &CrisisView, out: JsonFlag) -> anyhow::Result<()> {
     }
 }
 
-async fn act(cli: &Cli, id: &str, action: CrisisAction, reason: Option<&str>, out: JsonFlag) -> anyhow::Result<()> {
+async fn act(
+    cli: &Cli,
+    id: &str,
+    action: CrisisAction,
+    reason: Option<&str>,
+    yes: bool,
+    out: JsonFlag,
+) -> anyhow::Result<()> {
     let c = client(cli)?;
     let id = repli_core::CrisisId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // An action that undoes a kit says what it will do and asks, from the state it is taken in.
+    let current = c.crisis(id.as_str()).await?;
+    if let Some(what) = action.destructive(current.state) {
+        crate::confirm::confirm(what, &format!("crise {id}, {}", current.commune_name), yes)?;
+    }
     let view = c.act(&id, action, reason).await?;
     show_crisis(&view, out)
 }
@@ -62,7 +74,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,
         Command::Loan(cmd) => return crate::inventory::loan(&client(&cli)?, cmd).await,
         Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,
-        Command::Handback(HandbackCmd::WriteOff { crisis, serial, reason }) => {
+        Command::Handback(HandbackCmd::WriteOff { crisis, serial, reason, yes }) => {
+            crate::confirm::confirm(repli_core::Destructive::WriteOff, &format!("{serial}, crise {crisis}"), *yes)?;
             return crate::inventory::write_off(&client(&cli)?, crisis, serial, reason).await;
         }
         Command::Crisis(CrisisCmd::Agents { id, set: Some(file), .. }) => {
@@ -214,20 +227,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let view = client(&cli)?.crisis(id).await.with_context(|| format!("crise {id}"))?;
             show_crisis(&view, *out)?;
         }
-        Command::Crisis(CrisisCmd::Activate { id, out }) => act(&cli, id, CrisisAction::Activate, None, *out).await?,
+        Command::Crisis(CrisisCmd::Activate { id, out }) => {
+            act(&cli, id, CrisisAction::Activate, None, false, *out).await?
+        }
         Command::Crisis(CrisisCmd::Reject { id, reason, out }) => {
-            act(&cli, id, CrisisAction::Reject, Some(reason), *out).await?
+            act(&cli, id, CrisisAction::Reject, Some(reason), false, *out).await?
         }
-        Command::Crisis(CrisisCmd::Cancel { id, reason, out }) => {
-            act(&cli, id, CrisisAction::Cancel, Some(reason), *out).await?
+        Command::Crisis(CrisisCmd::Cancel { id, reason, yes, out }) => {
+            act(&cli, id, CrisisAction::Cancel, Some(reason), *yes, *out).await?
         }
-        Command::Crisis(CrisisCmd::Act { id, action, reason, out }) => {
-            act(&cli, id, action.0, reason.as_deref(), *out).await?
+        Command::Crisis(CrisisCmd::Act { id, action, reason, yes, out }) => {
+            act(&cli, id, action.0, reason.as_deref(), *yes, *out).await?
         }
-        Command::Handback(HandbackCmd::Start { id, out }) => {
-            act(&cli, id, CrisisAction::StartHandback, None, *out).await?
+        Command::Handback(HandbackCmd::Start { id, reason, yes, out }) => {
+            act(&cli, id, CrisisAction::StartHandback, Some(reason), *yes, *out).await?
         }
-        Command::Handback(HandbackCmd::Close { id, out }) => act(&cli, id, CrisisAction::Close, None, *out).await?,
+        Command::Handback(HandbackCmd::Close { id, out }) => {
+            act(&cli, id, CrisisAction::Close, None, false, *out).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

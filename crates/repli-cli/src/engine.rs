@@ -82,6 +82,9 @@ pub enum StepCmd {
         step: String,
         #[arg(long)]
         reason: String,
+        /// Confirm without asking (scripts).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -263,7 +266,10 @@ pub async fn task(c: &Client, cmd: &TaskCmd) -> anyhow::Result<ExitCode> {
 pub async fn step(c: &Client, cmd: &StepCmd) -> anyhow::Result<ExitCode> {
     let (crisis, step, action, reason) = match cmd {
         StepCmd::Retry { crisis, step, reason } => (crisis, step, "retry", reason),
-        StepCmd::Skip { crisis, step, reason } => (crisis, step, "skip", reason),
+        StepCmd::Skip { crisis, step, reason, yes } => {
+            crate::confirm::confirm(repli_core::Destructive::SkipStep, &format!("étape {step}, crise {crisis}"), *yes)?;
+            (crisis, step, "skip", reason)
+        }
     };
     let s = c.step_action(crisis, step, action, reason).await?;
     println!("« {} » : {}", s.title, s.state_label);

@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod commands;
+mod confirm;
 pub mod engine;
 pub mod inventory;
 mod output;
@@ -147,11 +148,14 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Cancel a crisis before anything was provisioned.
+    /// Call a kit off; once its provisioning began, what exists is wound down (asks first).
     Cancel {
         id: String,
         #[arg(long)]
         reason: String,
+        /// Confirm without asking (scripts).
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -214,6 +218,9 @@ pub enum CrisisCmd {
         action: CrisisActionArg,
         #[arg(long)]
         reason: Option<String>,
+        /// Confirm a destructive action (start_handback, cancel) without asking (scripts).
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -296,9 +303,15 @@ pub enum TokenCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum HandbackCmd {
-    /// Start the hand-back of a ready or delivered kit.
+    /// Start the hand-back of a ready or delivered kit: the accounts are disabled (asks first).
     Start {
         id: String,
+        /// Why the kit is handed back (audited).
+        #[arg(long)]
+        reason: String,
+        /// Confirm without asking (scripts).
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -310,13 +323,16 @@ pub enum HandbackCmd {
     },
     /// Record items coming back: one (--serial) or a scan file (--scan).
     Checkin(inventory::CheckinArgs),
-    /// Write off an item that will not come back, with a reason.
+    /// Write off an item that will not come back, with a reason (asks first).
     WriteOff {
         crisis: String,
         #[arg(long)]
         serial: String,
         #[arg(long)]
         reason: String,
+        /// Confirm without asking (scripts).
+        #[arg(long)]
+        yes: bool,
     },
 }
 

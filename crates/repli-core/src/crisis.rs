@@ -144,9 +144,21 @@ impl CrisisAction {
         }
     }
 
-    /// Refusing or abandoning a loan must say why.
+    /// Refusing or abandoning a loan, and opening its hand-back, must say why (the reason is
+    /// audited with the transition).
     pub fn requires_reason(self) -> bool {
-        matches!(self, Self::Reject | Self::Cancel)
+        matches!(self, Self::Reject | Self::Cancel | Self::StartHandback)
+    }
+
+    /// Whether taking this action from `from` undoes a kit: then it is confirmed first.
+    pub fn destructive(self, from: CrisisState) -> Option<crate::Destructive> {
+        use crate::Destructive as D;
+        match (self, from) {
+            (Self::StartHandback, _) => Some(D::StartHandback),
+            (Self::Cancel, CrisisState::Requested) => Some(D::Cancel),
+            (Self::Cancel, _) => Some(D::CancelProvisioned),
+            _ => None,
+        }
     }
 
     /// The state this action leads to from `from`, or why it cannot be taken.

@@ -5,6 +5,7 @@
 //! - [`reference`]: communes and signed conventions, parsed from CSV text.
 //! - [`crisis`]: one kit loan to one commune and its state machine.
 //! - [`crisis_log`]: the main courante's entry kinds.
+//! - [`destructive`]: the actions that undo a kit, and what the confirmation says of each.
 //! - [`role`]: who may do what (the policy table).
 //! - [`calendar`]: business hours in a time zone, French public holidays.
 //! - [`sla`]: the 48-business-hour promise evaluated for one crisis.
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod calendar;
 pub mod crisis;
 pub mod crisis_log;
+pub mod destructive;
 pub mod fr;
 pub mod insee;
 pub mod inventory;
@@ -32,6 +34,7 @@ pub use audit::{AuditBundle, AuditEntry, ChainError, ChainSummary, ChainVerifier
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
 pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
 pub use crisis_log::LogKind;
+pub use destructive::Destructive;
 pub use insee::InseeCode;
 pub use inventory::{Item, ItemKind, ItemState};
 pub use legal::{LegalKind, LegalStatus};

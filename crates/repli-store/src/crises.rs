@@ -497,7 +497,8 @@ pub(crate) mod tests {
             CrisisAction::StartHandback,
             CrisisAction::Close,
         ] {
-            store.transition(&c.id, a, None, By::User(&ops), now).await.unwrap();
+            let reason = a.requires_reason().then_some("fin de crise");
+            store.transition(&c.id, a, reason, By::User(&ops), now).await.unwrap();
             now += jiff::SignedDuration::from_mins(5);
         }
         let done = store.crisis(&c.id).await.unwrap().unwrap();

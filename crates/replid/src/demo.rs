@@ -309,7 +309,9 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     say.say("Ops", &format!("remet {} équipements (ordinateurs et téléphones nominatifs)", held.len()));
     ops.act(&c.id, CrisisAction::Deliver, None).await.context("deliver")?;
     say.say("Ops", "livre le kit sur site");
-    ops.act(&c.id, CrisisAction::StartHandback, None).await.context("start hand-back")?;
+    ops.act(&c.id, CrisisAction::StartHandback, Some("démonstration : retour à la normale"))
+        .await
+        .context("start hand-back")?;
     say.say("Ops", "ouvre la restitution : le déroulé de restitution démarre");
     let loans = ops.loans(c.id.as_str()).await.context("loans")?;
     for l in &loans {

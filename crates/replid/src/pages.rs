@@ -21,14 +21,14 @@ use repli_app::AppError;
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{inventory, steps};
 
-type Form = axum::Form<BTreeMap<String, String>>;
+pub(crate) type Form = axum::Form<BTreeMap<String, String>>;
 
 fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
     t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &st.time_zone().clone()))
 }
 
 /// What every page's layout needs: who is signed in, their menu, the CSRF token.
-fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("title".into(), json!(title));
     m.insert(
@@ -110,7 +110,7 @@ fn severity(s: SlaStatus) -> u8 {
 }
 
 /// The form's CSRF token against the session's; the refusal page when they differ.
-fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
+pub(crate) fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
     if form.get("csrf").is_some_and(|c| same_secret(expected, c)) {
         Ok(())
     } else {
@@ -135,7 +135,7 @@ async fn form_crisis(
     visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
 }
 
-fn api_error_page(st: &AppState, e: &AppError) -> Response {
+pub(crate) fn api_error_page(st: &AppState, e: &AppError) -> Response {
     let p = e.to_problem();
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let title = match p.status {
@@ -452,6 +452,8 @@ pub async fn crisis(
                     "class": s.state.as_str(),
                     "error": s.last_error,
                     "waiting": is_ops && s.state == StepState::WaitingManual,
+                    "retry": is_ops && s.state == StepState::Failed,
+                    "skip": is_ops && matches!(run.state, repli_core::run::RunState::Running | repli_core::run::RunState::Failed) && matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual),
                     "instructions": s.instructions,
                     "checklist": s.checklist,
                 })).collect::<Vec<_>>(),
@@ -506,6 +508,7 @@ pub async fn crisis(
         json!(loans.iter().map(|l| json!({
             "tag": l.asset_tag, "serial": l.serial, "kind": l.kind.label_fr(), "agent": l.agent.as_ref().map(|a| a.name.clone()),
             "due": when(&st, Some(l.due_back)), "returned": l.returned_at.map(|t| when(&st, Some(t))), "overdue": l.overdue,
+            "write_off": (is_ops && l.returned_at.is_none()).then(|| format!("/crises/{crisis_id}/pertes/{}", form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>())),
         })).collect::<Vec<_>>()),
     );
     data.insert(
@@ -524,7 +527,7 @@ pub async fn crisis(
     render(&st, StatusCode::OK, "crise", &Value::Object(data))
 }
 
-fn back(id: &str, key: &str, message: &str) -> Response {
+pub(crate) fn back(id: &str, key: &str, message: &str) -> Response {
     let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
     Redirect::to(&format!("/crises/{id}?{q}")).into_response()
 }
@@ -542,25 +545,10 @@ pub async fn crisis_action(
     let action = match form.get("action").map(String::as_str) {
         Some("activate") => CrisisAction::Activate,
         Some("deliver") => CrisisAction::Deliver,
-        Some("start_handback") => CrisisAction::StartHandback,
         Some("reject") => CrisisAction::Reject,
         _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
     };
     act(&st, &a, &id, action, &form).await
-}
-
-/// Calling the kit off (the commune's DGS, or ops), with a reason.
-pub async fn cancel(
-    State(st): State<AppState>,
-    Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Path(id): Path<String>,
-    axum::Form(form): Form,
-) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    act(&st, &a, &id, CrisisAction::Cancel, &form).await
 }
 
 async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &BTreeMap<String, String>) -> Response {

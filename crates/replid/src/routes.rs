@@ -15,7 +15,7 @@ use repli_proto::api::{Health, Me};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, crises, documents, inventory, journal, pages, signin, steps, users, web};
+use crate::{AppState, actions, crises, documents, inventory, journal, pages, signin, steps, users, web};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,15 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
         (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis)),
         (Method::POST, "/crises/{id}/action", Page(P::OperateCrisis), post(pages::crisis_action)),
-        (Method::POST, "/crises/{id}/annulation", Page(P::CancelCrisis), post(pages::cancel)),
+        (Method::GET, "/crises/{id}/annulation", Page(P::CancelCrisis), get(actions::cancel_page)),
+        (Method::POST, "/crises/{id}/annulation", Page(P::CancelCrisis), post(actions::cancel)),
+        (Method::GET, "/crises/{id}/restitution", Page(P::OperateCrisis), get(actions::handback_page)),
+        (Method::POST, "/crises/{id}/restitution", Page(P::OperateCrisis), post(actions::handback)),
+        (Method::GET, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), get(actions::skip_page)),
+        (Method::POST, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), post(actions::skip)),
+        (Method::POST, "/crises/{id}/etapes/{step}/relancer", Page(P::OperateCrisis), post(actions::retry)),
+        (Method::GET, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), get(actions::write_off_page)),
+        (Method::POST, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), post(actions::write_off)),
         (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
         (Method::POST, "/crises/{id}/agents", Page(P::WriteCrisisLog), post(pages::set_agents)),
         (Method::POST, "/crises/{id}/taches/{step}", Page(P::OperateCrisis), post(pages::confirm_task)),

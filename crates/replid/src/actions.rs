@@ -1,0 +1,328 @@
+//! The web's destructive actions: opening the hand-back, calling a kit off, skipping a step,
+//! writing an item off. Each one has a confirmation page (GET) that says what will happen and
+//! asks for a reason, and the form on it (POST) that does it; a refusal shows the same page
+//! again with the reason kept. Retrying a failed step (not destructive) lives here too.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use repli_core::{Actor, CrisisAction, Destructive, StepState};
+use repli_proto::api::{ActionRequest, WriteOffRequest};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::pages::{Form, api_error_page, back, base, check_csrf};
+use crate::web::{SessionCsrf, render};
+use repli_app::crises::{self, visible_crisis};
+use repli_app::{AppError, inventory, steps};
+
+/// What the confirmation page shows.
+#[derive(Debug, Serialize)]
+struct Confirmation {
+    title: &'static str,
+    crisis: String,
+    commune: String,
+    /// What the action is about, when not the whole crisis (a step, an item).
+    subject: Option<String>,
+    consequences: &'static [&'static str],
+    /// Where the form posts.
+    action: String,
+    button: &'static str,
+    /// The reason typed so far (kept when the action was refused).
+    reason: String,
+    error: Option<String>,
+}
+
+/// What a destructive action is about, and where its form posts.
+struct Target {
+    what: Destructive,
+    subject: Option<String>,
+    action: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn confirmation_page(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    r: &repli_store::CrisisRecord,
+    t: Target,
+    reason: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let page = Confirmation {
+        title: t.what.title_fr(),
+        crisis: r.id.to_string(),
+        commune: r.commune_name.clone(),
+        subject: t.subject,
+        consequences: t.what.consequences_fr(),
+        action: t.action,
+        button: t.what.button_fr(),
+        reason: reason.to_owned(),
+        error,
+    };
+    let mut data = base(a, csrf, t.what.title_fr());
+    data.insert("confirm".into(), serde_json::to_value(page).unwrap_or(Value::Null));
+    render(st, status, "confirmer", &Value::Object(data))
+}
+
+/// The reason typed in the form, trimmed.
+fn reason_of(form: &BTreeMap<String, String>) -> String {
+    form.get("motif").map(|m| m.trim().to_owned()).unwrap_or_default()
+}
+
+fn status_of(e: &AppError) -> StatusCode {
+    StatusCode::from_u16(e.to_problem().status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+}
+
+/// A crisis transition that undoes a kit (hand-back, cancellation): its target, or why it
+/// cannot be taken now.
+async fn transition_target(
+    st: &AppState,
+    a: &Actor,
+    id: &str,
+    action: CrisisAction,
+    path: &str,
+) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let view = crises::view(st, r.clone()).await?;
+    let what = action.destructive(r.state).filter(|_| view.next_actions.contains(&action)).ok_or_else(|| {
+        AppError::problem(
+            repli_proto::ProblemCode::IllegalTransition,
+            format!("Action impossible : la crise {} est à l'état « {} ».", r.id, r.state.label_fr()),
+        )
+    })?;
+    Ok((r, Target { what, subject: None, action: format!("/crises/{}/{path}", view.id) }))
+}
+
+async fn transition_page(
+    st: AppState,
+    a: Actor,
+    csrf: String,
+    id: String,
+    action: CrisisAction,
+    path: &str,
+) -> Response {
+    match transition_target(&st, &a, &id, action, path).await {
+        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+async fn transition(
+    st: AppState,
+    a: Actor,
+    csrf: String,
+    id: String,
+    action: CrisisAction,
+    path: &str,
+    form: BTreeMap<String, String>,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let (r, t) = match transition_target(&st, &a, &id, action, path).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let reason = reason_of(&form);
+    let body = ActionRequest { reason: Some(reason.clone()).filter(|r| !r.is_empty()) };
+    match crises::apply(&st, &a, &id, action, body).await {
+        Ok(v) => back(&id, "ok", &format!("Crise {} : {}", v.id, v.state_label)),
+        Err(e) => {
+            let status = status_of(&e);
+            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
+        }
+    }
+}
+
+pub async fn handback_page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    transition_page(st, a, csrf, id, CrisisAction::StartHandback, "restitution").await
+}
+
+pub async fn handback(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    transition(st, a, csrf, id, CrisisAction::StartHandback, "restitution", form).await
+}
+
+pub async fn cancel_page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    transition_page(st, a, csrf, id, CrisisAction::Cancel, "annulation").await
+}
+
+/// Calling the kit off (the commune's DGS, or ops), with a reason.
+pub async fn cancel(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    transition(st, a, csrf, id, CrisisAction::Cancel, "annulation", form).await
+}
+
+/// A step ops may skip: its title, or why not.
+async fn skip_target(
+    st: &AppState,
+    a: &Actor,
+    id: &str,
+    step: &str,
+) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let view = steps::steps_of(st, a, id).await?;
+    let s = view
+        .runs
+        .iter()
+        .rev()
+        .flat_map(|run| &run.steps)
+        .find(|s| s.step == step)
+        .ok_or_else(|| AppError::problem(repli_proto::ProblemCode::UnknownStep, "Étape inconnue."))?;
+    if !matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual) {
+        return Err(AppError::problem(
+            repli_proto::ProblemCode::StepConflict,
+            format!("L'étape « {} » est {} : elle ne peut pas être ignorée.", s.title, s.state_label),
+        ));
+    }
+    let subject = Some(format!("étape « {} » ({})", s.title, s.state_label));
+    Ok((
+        r,
+        Target {
+            what: Destructive::SkipStep,
+            subject,
+            action: format!("/crises/{}/etapes/{}/ignorer", view.crisis, s.step),
+        },
+    ))
+}
+
+pub async fn skip_page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, step)): Path<(String, String)>,
+) -> Response {
+    match skip_target(&st, &a, &id, &step).await {
+        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+pub async fn skip(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, step)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let (r, t) = match skip_target(&st, &a, &id, &step).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let reason = reason_of(&form);
+    match steps::operate(&st, &a, &id, &step, true, &reason).await {
+        Ok(s) => back(&id, "ok", &format!("« {} » : {}.", s.title, s.state_label)),
+        Err(e) => {
+            let status = status_of(&e);
+            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
+        }
+    }
+}
+
+/// Retrying a failed step, with a reason typed next to it.
+pub async fn retry(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, step)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let reason = reason_of(&form);
+    match steps::operate(&st, &a, &id, &step, false, &reason).await {
+        Ok(s) => back(&id, "ok", &format!("« {} » relancée.", s.title)),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// An item the crisis still has out: what it is and who has it.
+async fn write_off_target(
+    st: &AppState,
+    a: &Actor,
+    id: &str,
+    serial: &str,
+) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let loans = inventory::loans_of(st, &r.id).await?;
+    let l = loans.iter().find(|l| l.serial == serial && l.returned_at.is_none()).ok_or_else(|| {
+        AppError::problem(
+            repli_proto::ProblemCode::ItemConflict,
+            "Cet équipement n'est pas en prêt pour cette crise : rien à passer en perte.",
+        )
+    })?;
+    let who = l.agent.as_ref().map(|g| format!(", prêté à {}", g.name)).unwrap_or_default();
+    let subject = Some(format!("{} {} (n° de série {}){who}", l.kind.label_fr(), l.asset_tag, l.serial));
+    let action =
+        format!("/crises/{}/pertes/{}", r.id, form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>());
+    Ok((r, Target { what: Destructive::WriteOff, subject, action }))
+}
+
+pub async fn write_off_page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, serial)): Path<(String, String)>,
+) -> Response {
+    match write_off_target(&st, &a, &id, &serial).await {
+        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+pub async fn write_off(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, serial)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let (r, t) = match write_off_target(&st, &a, &id, &serial).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let reason = reason_of(&form);
+    let req = WriteOffRequest { serial: serial.clone(), reason: reason.clone() };
+    match inventory::write_off(&st, &a, &id, &req).await {
+        Ok(_) => back(&id, "ok", &format!("{serial} passé en perte.")),
+        Err(e) => {
+            let status = status_of(&e);
+            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
+        }
+    }
+}
