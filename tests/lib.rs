@@ -134,17 +134,20 @@ impl TestApp {
         self.ops.crisis(id.as_str()).await.unwrap()
     }
 
-    /// Runs the activation playbook to a ready kit as ops would: activates if needed, gives
-    /// the agents list if the commune has not, confirms each manual task when it comes up.
+    /// Runs the activation playbook to a ready kit as ops would: activates if needed, names the
+    /// agents the commune has not, confirms each manual task when it comes up.
     pub async fn make_ready(&self, id: &CrisisId) -> CrisisView {
         let c = self.ops.crisis(id.as_str()).await.unwrap();
         if c.state == CrisisState::Requested {
             self.activate(id).await;
         }
-        if self.ops.agents(id.as_str()).await.unwrap().is_empty() {
-            let agents =
-                (1..=3).map(|i| AgentInput { name: format!("Agent Numéro{i}"), service: "Accueil".into() }).collect();
-            self.ops.set_agents(id.as_str(), &AgentsRequest { agents }).await.unwrap();
+        // Every declared agent named: the accounts step waits for a complete list.
+        let named = self.ops.agents(id.as_str()).await.unwrap().len() as u32;
+        if named < c.agents && !c.agents_accepted {
+            let agents = (named + 1..=c.agents)
+                .map(|i| AgentInput { name: format!("Agent Numéro{i}"), service: "Accueil".into() })
+                .collect();
+            self.ops.add_agents(id.as_str(), &AgentsRequest { agents }).await.unwrap();
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

@@ -15,6 +15,7 @@ kind = "inventory.reserve"
 [[step]]
 id = "domain"
 kind = "m365.domain"
+attempts = 1
 
 [[step]]
 id = "dns"
@@ -60,9 +61,12 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     let app = TestApp::spawn_with(move |c| {
         c.engine.playbooks_dir = Some(path);
         c.m365.dns = replid::config::DnsMode::Manual;
+        c.m365.budget_seconds = 2;
     })
     .await;
-    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
     app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
 
     // Manual DNS: publication becomes an ops task showing the BIND fragment to publish.
@@ -98,7 +102,22 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     app.ops.task_done(c.id.as_str(), "dns", Some("publié chez le registraire")).await.unwrap();
     app.ops.task_done(c.id.as_str(), "laptops", None).await.unwrap();
 
-    // No agents list: the accounts step (one attempt allowed) fails and says what to do.
+    // No agents list: the accounts step waits, says why, and spends no attempt.
+    let v = app
+        .wait_steps(&c.id, "the accounts step to wait", |v| {
+            v.runs[0]
+                .steps
+                .iter()
+                .any(|s| s.step == "accounts" && s.last_error.as_deref().is_some_and(|e| e.contains("0 nom(s) sur 1")))
+        })
+        .await;
+    let waiting = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    assert_eq!((waiting.state, waiting.attempts), (StepState::Pending, 0));
+    // The list comes while Graph fails: the accounts step (one attempt allowed) fails and says
+    // what to do.
+    set_fail_rate(&app, 1.0).await;
+    let agents = vec![AgentInput { name: "Rémi <b>Test</b>".into(), service: "Accueil".into() }];
+    app.dgs.set_agents(c.id.as_str(), &AgentsRequest { agents }).await.unwrap();
     let v = app
         .wait_steps(&c.id, "the accounts step to fail", |v| {
             step_state(v, "activation", "accounts") == Some(StepState::Failed)
@@ -106,11 +125,9 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
         .await;
     let failed = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
     let message = failed.last_error.as_deref().unwrap();
-    assert!(
-        message.contains("liste des agents") && message.contains("repli step retry 13005-2026-001 accounts"),
-        "{message}"
-    );
+    assert!(message.contains("repli step retry 13005-2026-001 accounts"), "{message}");
     assert_eq!(v.state, CrisisState::Provisioning);
+    set_fail_rate(&app, 0.0).await;
 
     // Retry needs a reason, is ops-only, and is audited; then the step runs again.
     assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "retry", "  ").await.status_code(), 422);
@@ -119,8 +136,6 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     assert_eq!(app.ops.step_action(c.id.as_str(), "accounts", "reboot", "x").await.status_code(), 404);
     assert_eq!(app.dgs.step_action(c.id.as_str(), "accounts", "retry", "x").await.status_code(), 403);
     assert_eq!(app.ops.step_action(c.id.as_str(), "ready", "retry", "x").await.status_code(), 409, "only failed steps");
-    let agents = vec![AgentInput { name: "Rémi <b>Test</b>".into(), service: "Accueil".into() }];
-    app.dgs.set_agents(c.id.as_str(), &AgentsRequest { agents }).await.unwrap();
     app.ops.step_action(c.id.as_str(), "accounts", "retry", "liste des agents reçue par téléphone").await.unwrap();
     app.wait_steps(&c.id, "the kit to be ready", |v| v.state == CrisisState::Ready).await;
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
@@ -150,6 +165,18 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
         step_state(v, "handback", "delete-group") == Some(StepState::Succeeded)
     })
     .await;
+}
+
+/// Makes every Graph request of the embedded simulator fail (503) with this probability.
+async fn set_fail_rate(app: &TestApp, rate: f64) {
+    let url = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/_sim/faults"))
+        .json(&serde_json::json!({ "fail_rate": rate }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
 }
 
 async fn publish_in_embedded_simulator(app: &TestApp, records: &[serde_json::Value]) {
@@ -237,9 +264,17 @@ async fn playbook_check_and_plan_from_the_command_line() {
 async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
     let books = small_playbooks();
     let path = books.path().to_owned();
-    let app = TestApp::spawn_with(move |c| c.engine.playbooks_dir = Some(path)).await;
+    let app = TestApp::spawn_with(move |c| {
+        c.engine.playbooks_dir = Some(path);
+        c.m365.budget_seconds = 2;
+    })
+    .await;
     let (_, token) = app.token(repli_core::Role::Ops, None).await;
-    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    // Graph fails: the domain step (one attempt allowed) fails, watch exits 1.
+    set_fail_rate(&app, 1.0).await;
     app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
     let watch = || {
         tokio::process::Command::new(workspace_bin("repli"))
@@ -247,7 +282,6 @@ async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
             .env("REPLI_TOKEN", &token)
             .output()
     };
-    // No agents list and one attempt allowed: the accounts step fails, watch exits 1.
     let out = watch().await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -255,9 +289,10 @@ async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    set_fail_rate(&app, 0.0).await;
     let agents = vec![AgentInput { name: "Agent Un".into(), service: "Accueil".into() }];
     app.dgs.set_agents(c.id.as_str(), &AgentsRequest { agents }).await.unwrap();
-    app.ops.step_action(c.id.as_str(), "accounts", "retry", "liste reçue").await.unwrap();
+    app.ops.step_action(c.id.as_str(), "domain", "retry", "Graph rétabli").await.unwrap();
     let watching = tokio::spawn(watch());
     app.wait_steps(&c.id, "the laptops task", |v| {
         step_state(v, "activation", "laptops") == Some(StepState::WaitingManual)

@@ -52,7 +52,7 @@ async fn a_crisis_goes_from_request_to_closure() {
             ("crisis.request", "dgs"),
             ("crisis.activate", "ops"),
             ("crisis.start_provisioning", "system"),
-            ("crisis.agents", "ops"),
+            ("crisis.agents.added", "ops"),
             ("crisis.mark_ready", "system"),
             ("crisis.deliver", "ops"),
             ("crisis.start_handback", "ops"),

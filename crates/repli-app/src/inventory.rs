@@ -190,6 +190,42 @@ pub async fn set_agents(st: &Services, a: &Actor, id: &str, req: &AgentsRequest)
     set_agents_checked(st, a, id, &list).await
 }
 
+/// Adds checked names to the commune's agents list; once accounts exist, they are made for the
+/// new names too.
+pub async fn add_agents_checked(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    list: &[(String, String)],
+) -> Result<Vec<AgentView>, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let agents = st.store.add_agents(&r.id, list, a, st.clock.now()).await.map_err(item_error)?;
+    st.wake_engine();
+    Ok(agents.into_iter().map(agent_view).collect())
+}
+
+/// Adds agents as the API sends them.
+pub async fn add_agents(st: &Services, a: &Actor, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, AppError> {
+    let list = request_list(req)?;
+    add_agents_checked(st, a, id, &list).await
+}
+
+/// Ops accept the agents named so far as the whole list; returns how many that is.
+pub async fn accept_agents(st: &Services, a: &Actor, id: &str) -> Result<u32, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let n = st.store.accept_agents(&r.id, a, st.clock.now()).await.map_err(item_error)?;
+    st.wake_engine();
+    Ok(n)
+}
+
+fn request_list(req: &AgentsRequest) -> Result<Vec<(String, String)>, AppError> {
+    if req.agents.is_empty() || req.agents.len() > MAX_AGENTS_LIST {
+        return Err(AppError::Validation(vec![FieldError::new("agents", format!("1 à {MAX_AGENTS_LIST} agents"))]));
+    }
+    checked_agents(req.agents.iter().map(|ag| (ag.name.as_str(), ag.service.as_str())))
+        .map_err(|errors| AppError::Validation(errors.into_iter().map(|(_, e)| e).collect()))
+}
+
 pub async fn agents(st: &Services, a: &Actor, id: &str) -> Result<Vec<AgentView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
     Ok(st.store.agents(&r.id).await?.into_iter().map(agent_view).collect())

@@ -129,6 +129,8 @@ pub fn crisis(st: &Services, r: CrisisRecord, mut facts: CrisisFacts, now: Times
         requested_by: r.requested_by,
         contact: Contact { name: r.contact_name, phone: r.contact_phone, email: r.contact_email },
         agents: r.agents,
+        agents_named: r.agents_named,
+        agents_accepted: r.agents_short_ok.is_some(),
         delivery_address: r.delivery_address,
         notes: r.notes,
         end_reason: r.end_reason,

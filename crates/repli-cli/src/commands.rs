@@ -79,9 +79,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return crate::inventory::write_off(&client(&cli)?, crisis, serial, reason).await;
         }
         Command::Crisis(CrisisCmd::Agents { id, set: Some(file), .. }) => {
-            return crate::inventory::set_agents(&client(&cli)?, id, file).await;
+            return crate::inventory::set_agents(&client(&cli)?, id, file, false).await;
         }
-        Command::Crisis(CrisisCmd::Agents { id, set: None, out }) => {
+        Command::Crisis(CrisisCmd::Agents { id, add: Some(file), .. }) => {
+            return crate::inventory::set_agents(&client(&cli)?, id, file, true).await;
+        }
+        Command::Crisis(CrisisCmd::Agents { id, accept: true, out, .. }) => {
+            show_crisis(&client(&cli)?.accept_agents(id).await?, *out)?
+        }
+        Command::Crisis(CrisisCmd::Agents { id, out, .. }) => {
             let agents = client(&cli)?.agents(id).await?;
             if out.json { output::print_json(&agents)? } else { output::agents(&agents) }
         }

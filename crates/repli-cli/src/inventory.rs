@@ -252,8 +252,15 @@ pub async fn loan(c: &Client, cmd: &LoanCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// Sets the agents list from a CSV file `name,service`.
-pub async fn set_agents(c: &Client, crisis: &str, file: &Path) -> anyhow::Result<ExitCode> {
+/// Replaces (`add` false) or completes the agents list from a CSV file `name,service`.
+pub async fn set_agents(c: &Client, crisis: &str, file: &Path, add: bool) -> anyhow::Result<ExitCode> {
     let text = crate::read_file(file)?;
+    repli_core::text::csv_quotes_closed(&text).map_err(|line| {
+        anyhow::anyhow!(
+            "{}:{line}: guillemet ouvert jamais fermé : fichier refusé, rien n'a été enregistré",
+            file.display()
+        )
+    })?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let mut agents = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -263,7 +270,8 @@ pub async fn set_agents(c: &Client, crisis: &str, file: &Path) -> anyhow::Result
             service: rec.get(1).unwrap_or("").to_owned(),
         });
     }
-    let list = c.set_agents(crisis, &AgentsRequest { agents }).await?;
+    let req = AgentsRequest { agents };
+    let list = if add { c.add_agents(crisis, &req).await? } else { c.set_agents(crisis, &req).await? };
     println!("{} agent(s) enregistré(s) pour la crise {crisis}.", list.len());
     Ok(ExitCode::SUCCESS)
 }

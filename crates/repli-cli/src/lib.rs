@@ -190,11 +190,17 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// The commune's agents (named borrowers): list them, or replace them from a CSV `name,service`.
+    /// The commune's agents (named borrowers): list them, replace them from a CSV
+    /// `name,service` (before accounts exist), or add to them (at any time before hand-back).
     Agents {
         id: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "add")]
         set: Option<PathBuf>,
+        #[arg(long)]
+        add: Option<PathBuf>,
+        /// Ops: accept the names given so far as the whole list (fewer than declared).
+        #[arg(long, conflicts_with_all = ["set", "add"])]
+        accept: bool,
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -199,6 +199,12 @@ pub enum StepFinish {
     Failed(String),
     /// Waits for a person: rendered instructions and checklist.
     Manual(ManualTask),
+    /// Cannot start yet and costs no attempt: pending again from `not_before`, or as soon as
+    /// what it waits for changes (the store re-arms the crisis's steps then).
+    Wait {
+        reason: String,
+        not_before: Timestamp,
+    },
 }
 
 /// One kind the kit is short of after allocation.
@@ -514,6 +520,29 @@ pub struct AgentName {
     pub service: String,
 }
 
+/// Fewer agents named than declared, and ops did not accept the smaller number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentsGap {
+    pub named: u32,
+    pub declared: u32,
+}
+
+impl AgentsGap {
+    /// The gap, if there is one: none once ops accepted the named agents as the whole list.
+    pub fn of(named: u32, declared: u32, accepted: bool) -> Option<Self> {
+        (!accepted && named < declared).then_some(Self { named, declared })
+    }
+
+    /// What the crisis page and the step say (French).
+    pub fn message_fr(&self) -> String {
+        format!(
+            "Liste des agents incomplète : {} nom(s) sur {} agent(s) déclaré(s). Les comptes seront créés quand la commune \
+             aura complété la liste, ou dès que l'exploitation aura confirmé l'effectif réduit.",
+            self.named, self.declared
+        )
+    }
+}
+
 /// The store operations the engine runs on. The SQLite store implements it; tests can use an
 /// in-memory one. Every write is audited by the implementation.
 pub trait RunStore: Send + Sync {
@@ -562,6 +591,8 @@ pub trait RunStore: Send + Sync {
     fn laptops<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<(Vec<String>, usize), PortError>>;
     /// The agents the commune named.
     fn agents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<AgentName>, PortError>>;
+    /// Whether fewer agents were named than declared (and ops did not accept it).
+    fn agents_gap<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Option<AgentsGap>, PortError>>;
 }
 
 #[cfg(test)]

@@ -212,6 +212,15 @@ pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn csv_quotes_must_close() {
+        assert_eq!(csv_quotes_closed("nom,service\n\"Martin, Anne\",Accueil\n"), Ok(()));
+        assert_eq!(csv_quotes_closed("a,\"dit \"\"Jo\"\"\",b\n"), Ok(()));
+        assert_eq!(csv_quotes_closed("nom,service\nAnne,Accueil\n\"Luc,État civil\nZoé,Accueil\n"), Err(3));
+        assert_eq!(csv_quotes_closed("\"multi\nligne\",x\n"), Ok(()));
+        assert_eq!(csv_quotes_closed(""), Ok(()));
+    }
     use super::*;
 
     #[test]
@@ -289,4 +298,25 @@ mod tests {
         }
         assert!(email("e", &format!("{}@b.fr", "a".repeat(65))).is_err());
     }
+}
+
+/// Checks that every double quote a CSV text opens is closed (RFC 4180: a quoted field ends
+/// with a quote; a doubled quote inside it is one quote). `Err` gives the 1-based line where the
+/// unclosed quote opened. The `csv` crate reads such a field to the end of the file instead.
+pub fn csv_quotes_closed(text: &str) -> Result<(), usize> {
+    let mut line = 1;
+    let mut opened_at = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, opened_at) {
+            ('"', None) => opened_at = Some(line),
+            ('"', Some(_)) if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            ('"', Some(_)) => opened_at = None,
+            ('\n', _) => line += 1,
+            _ => {}
+        }
+    }
+    opened_at.map_or(Ok(()), Err)
 }

@@ -25,6 +25,8 @@ pub fn crisis() -> Option<CrisisView> {
         requested_by: "DGS d'Aubagne".into(),
         contact: Contact { name: HOSTILE.into(), phone: "+33639980001".into(), email: None },
         agents: 2,
+        agents_named: 2,
+        agents_accepted: false,
         delivery_address: Some("Hôtel de ville".into()),
         notes: String::new(),
         sla: SlaView {

@@ -97,7 +97,12 @@ impl From<PortError> for StepError {
 enum Outcome {
     Done(StepOutput),
     Manual(ManualTask),
+    /// Not yet: what the step waits for (costs no attempt).
+    Wait(String),
 }
+
+/// How long a waiting step sleeps before looking again, unless woken by a change first.
+const WAIT_RECHECK: SignedDuration = SignedDuration::from_hours(1);
 
 /// The engine. One per daemon; [`Engine::run_forever`] drives it.
 pub struct Engine {
@@ -292,6 +297,10 @@ impl Engine {
         let finish = match result {
             Ok(Outcome::Done(v)) => StepFinish::Succeeded(v),
             Ok(Outcome::Manual(v)) => StepFinish::Manual(v),
+            Ok(Outcome::Wait(reason)) => {
+                tracing::info!(reason = %reason, "step waits");
+                StepFinish::Wait { reason, not_before: wall + WAIT_RECHECK }
+            }
             Err(e) => {
                 let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| wall.duration_since(t));
                 let wait = backoff(step.attempts);
@@ -404,9 +413,12 @@ impl Engine {
                 done(StepOutput::Services(ServiceRecords { records }))
             }
             StepKind::M365Accounts => {
+                if let Some(gap) = self.store.agents_gap(&run.crisis_id).await? {
+                    return Ok(Outcome::Wait(gap.message_fr()));
+                }
                 let agents = self.store.agents(&run.crisis_id).await?;
                 if agents.is_empty() {
-                    return Err(StepError::transient("la liste des agents n'a pas encore été fournie par la commune"));
+                    return Ok(Outcome::Wait("La liste des agents n'a pas encore été fournie par la commune.".into()));
                 }
                 let specs: Vec<AgentSpec> =
                     agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();

@@ -370,7 +370,14 @@ pub struct CrisisView {
     pub requested_at: Timestamp,
     pub requested_by: String,
     pub contact: Contact,
+    /// Agents declared in the request.
     pub agents: u32,
+    /// Agents the commune named so far.
+    #[serde(default)]
+    pub agents_named: u32,
+    /// Ops accepted the named agents as the whole list (fewer than declared).
+    #[serde(default)]
+    pub agents_accepted: bool,
     pub delivery_address: Option<String>,
     pub notes: String,
     pub sla: SlaView,

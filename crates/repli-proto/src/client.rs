@@ -353,6 +353,16 @@ impl Client {
         self.send(self.request(Method::PUT, &format!("{API_PREFIX}/crises/{}/agents", urlencode(id)))?.json(req)).await
     }
 
+    /// Adds agents to the list (accounts follow for the new names once accounts exist).
+    pub async fn add_agents(&self, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/agents", urlencode(id)), req).await
+    }
+
+    /// Ops accept the named agents as the whole list, fewer than declared.
+    pub async fn accept_agents(&self, id: &str) -> Result<CrisisView, ClientError> {
+        self.post(&format!("{API_PREFIX}/crises/{}/agents/accept", urlencode(id)), &serde_json::json!({})).await
+    }
+
     pub async fn agents(&self, id: &str) -> Result<Vec<AgentView>, ClientError> {
         self.get(&format!("{API_PREFIX}/crises/{}/agents", urlencode(id))).await
     }

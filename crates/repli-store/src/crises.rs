@@ -43,7 +43,12 @@ pub struct CrisisRecord {
     pub contact_name: String,
     pub contact_phone: String,
     pub contact_email: Option<String>,
+    /// Agents declared in the request.
     pub agents: u32,
+    /// Agents the commune named so far.
+    pub agents_named: u32,
+    /// The number of named agents ops accepted as the whole list, when shorter than declared.
+    pub agents_short_ok: Option<u32>,
     pub delivery_address: Option<String>,
     pub notes: String,
     pub due_at: Timestamp,
@@ -83,6 +88,13 @@ fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
     StoreError::Corrupt { column, value: value.to_string() }
 }
 
+impl CrisisRecord {
+    /// Fewer agents named than declared, unless ops accepted the smaller list.
+    pub fn agents_gap(&self) -> Option<repli_core::run::AgentsGap> {
+        repli_core::run::AgentsGap::of(self.agents_named, self.agents, self.agents_short_ok.is_some())
+    }
+}
+
 pub(crate) fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
     let id: String = r.try_get("id")?;
     let commune: String = r.try_get("commune")?;
@@ -102,6 +114,14 @@ pub(crate) fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
         contact_phone: r.try_get("contact_phone")?,
         contact_email: r.try_get("contact_email")?,
         agents: u32::try_from(agents).map_err(|_| corrupt("crises.agents", agents))?,
+        agents_named: {
+            let n: i64 = r.try_get("agents_named")?;
+            u32::try_from(n).map_err(|_| corrupt("crises.agents_named", n))?
+        },
+        agents_short_ok: match r.try_get::<Option<i64>, _>("agents_short_ok")? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| corrupt("crises.agents_short_ok", n))?),
+            None => None,
+        },
         delivery_address: r.try_get("delivery_address")?,
         notes: r.try_get("notes")?,
         due_at: time::from_db("crises.due_at", &due_at)?,

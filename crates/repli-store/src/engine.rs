@@ -423,6 +423,11 @@ impl Store {
                 (StepState::Failed, "engine.step.failed", json!({ "attempt": s.attempts, "error": error }))
             }
             StepFinish::Manual(_) => (StepState::WaitingManual, "engine.step.waiting_manual", json!({})),
+            StepFinish::Wait { reason, not_before } => (
+                StepState::Pending,
+                "engine.step.waiting",
+                json!({ "reason": reason, "not_before": time::to_db(*not_before) }),
+            ),
         };
         let (output, rendered, error, not_before) = match finish {
             StepFinish::Succeeded(v) => (Some(v.to_json().to_string()), None, None, None),
@@ -431,7 +436,20 @@ impl Store {
             }
             StepFinish::Failed(e) => (None, None, Some(e.clone()), None),
             StepFinish::Manual(v) => (None, Some(json!(v).to_string()), None, None),
+            StepFinish::Wait { reason, not_before } => {
+                (None, None, Some(reason.clone()), Some(time::to_db(*not_before)))
+            }
         };
+        if matches!(finish, StepFinish::Wait { .. }) {
+            // Waiting costs no attempt, and the step's time budget starts when it can run.
+            sqlx::query(
+                "UPDATE steps SET attempts = MAX(attempts - 1, 0), first_started_at = NULL WHERE run_id = ? AND step_id = ?",
+            )
+            .bind(run)
+            .bind(step)
+            .execute(&mut *tx)
+            .await?;
+        }
         let finished = matches!(state, StepState::Succeeded | StepState::Failed).then(|| time::to_db(wall));
         sqlx::query(
             "UPDATE steps SET state = ?, lease_owner = NULL, lease_until = NULL, output = COALESCE(?, output), \
@@ -505,6 +523,63 @@ impl Store {
         .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Whether the crisis's accounts step has created accounts (succeeded in its latest
+    /// activation run).
+    pub(crate) async fn accounts_made_in(
+        conn: &mut sqlx::SqliteConnection,
+        crisis: &CrisisId,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM steps s JOIN runs r ON r.id = s.run_id WHERE r.crisis_id = ? \
+             AND r.playbook = 'activation' AND s.kind = 'm365.accounts' AND s.state = 'succeeded'",
+        )
+        .bind(crisis.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Agents were added after their accounts were made: the accounts step and the space's
+    /// membership run again (both are idempotent: existing accounts and members are kept), in
+    /// a run that is running again if it had finished. Audited.
+    pub(crate) async fn reopen_accounts_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        crisis: &CrisisId,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let run: Option<(i64, String)> = sqlx::query_as(
+            "SELECT r.id, r.state FROM runs r JOIN steps s ON s.run_id = r.id WHERE r.crisis_id = ? \
+             AND r.playbook = 'activation' AND r.state IN ('running', 'succeeded', 'failed') \
+             AND s.kind = 'm365.accounts' AND s.state = 'succeeded' ORDER BY r.id DESC LIMIT 1",
+        )
+        .bind(crisis.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((run, state)) = run else { return Ok(()) };
+        let reopened: Vec<String> = sqlx::query_scalar(
+            "UPDATE steps SET state = 'pending', attempts = 0, not_before = NULL, first_started_at = NULL, \
+             finished_at = NULL, last_error = NULL WHERE run_id = ? AND kind IN ('m365.accounts', 'm365.team') \
+             AND state = 'succeeded' RETURNING step_id",
+        )
+        .bind(run)
+        .fetch_all(&mut *conn)
+        .await?;
+        if state != "running" {
+            sqlx::query("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?")
+                .bind(run)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let r = Self::run_in(conn, run).await?;
+        for step in &reopened {
+            self.step_audit(conn, &r, step, "engine.step.reopened", by, json!({ "reason": "agents added" }), now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Ends a run (all steps done, one failed, or the crisis ended).

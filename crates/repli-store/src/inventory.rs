@@ -92,6 +92,45 @@ fn item_err(msg: impl Into<String>) -> StoreError {
     StoreError::Item(msg.into())
 }
 
+/// The agents list of a crisis can change until its hand-back opens.
+async fn agents_open_in(conn: &mut SqliteConnection, id: &CrisisId) -> Result<(), StoreError> {
+    let state: String = sqlx::query_scalar("SELECT state FROM crises WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::CrisisNotFound(id.clone()))?;
+    let state: repli_core::CrisisState =
+        state.parse().map_err(|_| StoreError::Corrupt { column: "crises.state", value: state.clone() })?;
+    if state.is_open() && state != repli_core::CrisisState::Handback {
+        Ok(())
+    } else {
+        Err(item_err(format!("la crise est {} : la liste des agents ne peut plus changer", state.label_fr())))
+    }
+}
+
+/// Appends agents and keeps the crisis's count of named agents; returns the new count.
+async fn insert_agents_in(
+    conn: &mut SqliteConnection,
+    id: &CrisisId,
+    agents: &[(String, String)],
+) -> Result<i64, StoreError> {
+    for (name, service) in agents {
+        sqlx::query("INSERT INTO agents (crisis_id, name, service) VALUES (?, ?, ?)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(service)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(sqlx::query_scalar(
+        "UPDATE crises SET agents_named = (SELECT COUNT(*) FROM agents WHERE crisis_id = ?1) WHERE id = ?1 \
+         RETURNING agents_named",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 type ItemRow = (
     String,
     String,
@@ -492,7 +531,8 @@ impl Store {
         Ok((out, unwiped))
     }
 
-    /// Replaces the commune's agents list (names and services), audited.
+    /// Replaces the commune's agents list (names and services), audited. Refused once accounts
+    /// were created or items lent to these agents: names are then added, never replaced.
     pub async fn set_agents(
         &self,
         id: &CrisisId,
@@ -502,24 +542,23 @@ impl Store {
     ) -> Result<Vec<Agent>, StoreError> {
         let mut tx = self.write.begin().await?;
         let commune = commune_of(&mut tx, id).await?;
+        agents_open_in(&mut tx, id).await?;
         let lent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM loans WHERE crisis_id = ? AND agent_id IS NOT NULL")
             .bind(id.as_str())
             .fetch_one(&mut *tx)
             .await?;
         if lent > 0 {
             return Err(item_err(
-                "des équipements sont déjà prêtés à ces agents : la liste ne peut plus être remplacée",
+                "des équipements sont déjà prêtés à ces agents : la liste ne peut plus être remplacée, seulement complétée",
+            ));
+        }
+        if Store::accounts_made_in(&mut tx, id).await? {
+            return Err(item_err(
+                "les comptes de ces agents sont déjà créés : la liste ne peut plus être remplacée, seulement complétée",
             ));
         }
         sqlx::query("DELETE FROM agents WHERE crisis_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
-        for (name, service) in agents {
-            sqlx::query("INSERT INTO agents (crisis_id, name, service) VALUES (?, ?, ?)")
-                .bind(id.as_str())
-                .bind(name)
-                .bind(service)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_agents_in(&mut tx, id, agents).await?;
         // Names are personal data: the audit entry counts them.
         let e = NewEntry::crisis(
             actor,
@@ -533,6 +572,72 @@ impl Store {
         Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
         self.agents(id).await
+    }
+
+    /// Adds agents to the list, at any time before the hand-back. Once accounts exist, the
+    /// steps that create accounts and add them to the space run again for the new names.
+    pub async fn add_agents(
+        &self,
+        id: &CrisisId,
+        agents: &[(String, String)],
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let commune = commune_of(&mut tx, id).await?;
+        agents_open_in(&mut tx, id).await?;
+        let total = insert_agents_in(&mut tx, id, agents).await?;
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            "crisis.agents.added",
+            id.as_str(),
+            json!({ "added": agents.len(), "agents": total }),
+        );
+        self.append(&mut tx, e, now).await?;
+        self.reopen_accounts_in(&mut tx, id, By::User(actor), now).await?;
+        Store::rearm_in(&mut tx, id).await?;
+        tx.commit().await?;
+        self.agents(id).await
+    }
+
+    /// Ops accept the agents named so far as the whole list: the accounts step stops waiting
+    /// for the missing names.
+    pub async fn accept_agents(&self, id: &CrisisId, actor: &Actor, now: Timestamp) -> Result<u32, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let commune = commune_of(&mut tx, id).await?;
+        agents_open_in(&mut tx, id).await?;
+        let (named, declared, accepted): (i64, i64, Option<i64>) =
+            sqlx::query_as("SELECT agents_named, agents, agents_short_ok FROM crises WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if named == 0 {
+            return Err(item_err("aucun agent n'est encore nommé : il faut au moins un nom pour créer les comptes"));
+        }
+        if named >= declared || accepted.is_some() {
+            return Err(item_err(format!(
+                "la liste est complète ou déjà acceptée ({named} nom(s) pour {declared} agent(s) déclaré(s))"
+            )));
+        }
+        sqlx::query("UPDATE crises SET agents_short_ok = ? WHERE id = ?")
+            .bind(named)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            "crisis.agents.accepted",
+            id.as_str(),
+            json!({ "named": named, "declared": declared }),
+        );
+        self.append(&mut tx, e, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(u32::try_from(named).unwrap_or(0))
     }
 
     pub async fn agents(&self, id: &CrisisId) -> Result<Vec<Agent>, StoreError> {

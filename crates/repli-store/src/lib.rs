@@ -112,6 +112,7 @@ fn migrator() -> Migrator {
         m(5, "inventory", include_str!("../migrations/0005_inventory.sql")),
         m(6, "engine", include_str!("../migrations/0006_engine.sql")),
         m(7, "read indexes", include_str!("../migrations/0007_read_indexes.sql")),
+        m(8, "agents and sheets", include_str!("../migrations/0008_agents_and_sheets.sql")),
     ])
 }
 

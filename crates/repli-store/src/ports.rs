@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 use repli_core::m365::BoxFut;
-use repli_core::run::{AgentName, PortError, RunRecord, RunState, RunStore, Shortage, StepFinish, StepRecord};
+use repli_core::run::{
+    AgentName, AgentsGap, PortError, RunRecord, RunState, RunStore, Shortage, StepFinish, StepRecord,
+};
 use repli_core::{CrisisAction, CrisisId, CrisisState, ItemKind};
 
 use crate::{By, Store, StoreError};
@@ -95,6 +97,10 @@ impl RunStore for Store {
                 items.iter().filter(|i| i.item.kind == ItemKind::Laptop).map(|i| i.item.serial.clone()).collect();
             Ok((laptops, items.len()))
         })
+    }
+
+    fn agents_gap<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Option<AgentsGap>, PortError>> {
+        Box::pin(async move { Ok(Store::crisis(self, crisis).await?.and_then(|c| c.agents_gap())) })
     }
 
     fn agents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<AgentName>, PortError>> {

@@ -65,6 +65,24 @@ pub async fn set_agents(
     Ok(Json(inventory::set_agents(&st, &a, &id, &req).await?))
 }
 
+pub async fn add_agents(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<AgentsRequest>,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    Ok(Json(inventory::add_agents(&st, &a, &id, &req).await?))
+}
+
+pub async fn accept_agents(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<repli_proto::api::CrisisView>, ApiError> {
+    inventory::accept_agents(&st, &a, &id).await?;
+    Ok(Json(repli_app::crises::get(&st, &a, &id).await?))
+}
+
 pub async fn agents(
     State(st): State<AppState>,
     Authed(a): Authed,

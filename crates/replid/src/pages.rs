@@ -383,6 +383,9 @@ pub async fn request_submit(
             Vec::new()
         }
     };
+    if let Err(line) = text::csv_quotes_closed(form.get("agents_list").map(String::as_str).unwrap_or("")) {
+        errors.push(FieldError::new("agents_list", format!("ligne {line} : guillemet ouvert jamais fermé")));
+    }
     if !errors.is_empty() {
         for e in &errors {
             field_errors.entry(web_field(&e.field)).or_insert_with(|| e.message.clone());
@@ -397,7 +400,7 @@ pub async fn request_submit(
     match crises::request(&st, &a, &req, key.as_deref()).await {
         Ok((rec, _)) => {
             if !agent_rows.is_empty()
-                && let Err(e) = st.store.set_agents(&rec.id, &agent_rows, &a, st.clock.now()).await
+                && let Err(e) = inventory::set_agents_checked(&st, &a, rec.id.as_str(), &agent_rows).await
             {
                 tracing::warn!(error = %e, "agents list from the request form refused");
             }
@@ -428,9 +431,10 @@ pub async fn crisis(
         let steps = steps::steps_of(&st, &a, crisis_id.as_str()).await?;
         let loans = inventory::loans_of(&st, &crisis_id).await?;
         let log = st.store.log_entries(&crisis_id).await?;
-        Ok::<_, AppError>((convention, view, Some(steps), loans, log))
+        let agents = inventory::agents(&st, &a, crisis_id.as_str()).await?;
+        Ok::<_, AppError>((convention, view, Some(steps), loans, log, agents))
     };
-    let (convention, view, steps, loans, log) = match read.await {
+    let (convention, view, steps, loans, log, agents) = match read.await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
@@ -480,6 +484,7 @@ pub async fn crisis(
             "contact": view.contact.name,
             "phone": fr::phone(&view.contact.phone),
             "agents": view.agents,
+            "named": view.agents_named,
             "delivery": view.delivery_address,
             "notes": view.notes,
             "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": format!("{:?}", l.status), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
@@ -500,7 +505,18 @@ pub async fn crisis(
         json!(a.may(repli_core::Permission::CancelCrisis) && view.next_actions.contains(&CrisisAction::Cancel)),
     );
     data.insert("can_log".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
-    data.insert("can_agents".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
+    let agents_open = view.state.is_open() && view.state != CrisisState::Handback;
+    data.insert("can_agents".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && agents_open));
+    data.insert(
+        "agents".into(),
+        json!(agents.iter().map(|g| json!({ "name": g.name, "service": g.service })).collect::<Vec<_>>()),
+    );
+    let gap =
+        repli_core::run::AgentsGap::of(view.agents_named, view.agents, view.agents_accepted).filter(|_| agents_open);
+    data.insert(
+        "agents_gap".into(),
+        json!(gap.map(|g| json!({ "message": g.message_fr(), "named": g.named, "can_accept": is_ops && g.named > 0 }))),
+    );
     data.insert("runs".into(), json!(runs));
     data.insert("documents".into(), json!(files));
     data.insert(
@@ -613,6 +629,9 @@ pub async fn set_agents(
     };
     let source =
         fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("liste")).cloned().unwrap_or_default();
+    if let Err(line) = text::csv_quotes_closed(&source) {
+        return back(&id, "erreur", &format!("Ligne {line} : guillemet ouvert jamais fermé. Rien n'a été enregistré."));
+    }
     let rows = agents_from_text(&source);
     if rows.is_empty() || rows.len() > 500 {
         return back(&id, "erreur", "Liste des agents vide ou trop longue (500 au plus).");
@@ -624,12 +643,29 @@ pub async fn set_agents(
             return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message));
         }
     };
-    match st.store.set_agents(&r.id, &list, &a, st.clock.now()).await {
+    match inventory::add_agents_checked(&st, &a, r.id.as_str(), &list).await {
         Ok(agents) => {
-            st.engine.wake();
-            back(&id, "ok", &format!("Liste enregistrée : {} agent(s).", agents.len()))
+            back(&id, "ok", &format!("{} agent(s) ajouté(s) : la liste compte {} agent(s).", list.len(), agents.len()))
         }
-        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// Ops accept the agents named so far as the whole list.
+pub async fn accept_agents(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
+        Ok(r) => r,
+        Err(page) => return *page,
+    };
+    match inventory::accept_agents(&st, &a, r.id.as_str()).await {
+        Ok(n) => back(&id, "ok", &format!("Effectif réduit confirmé : les comptes sont créés pour {n} agent(s).")),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
     }
 }
 
