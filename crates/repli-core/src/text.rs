@@ -210,6 +210,27 @@ pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Checks that every double quote a CSV text opens is closed (RFC 4180: a quoted field ends
+/// with a quote; a doubled quote inside it is one quote). `Err` gives the 1-based line where the
+/// unclosed quote opened. The `csv` crate reads such a field to the end of the file instead.
+pub fn csv_quotes_closed(text: &str) -> Result<(), usize> {
+    let mut line = 1;
+    let mut opened_at = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, opened_at) {
+            ('"', None) => opened_at = Some(line),
+            ('"', Some(_)) if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            ('"', Some(_)) => opened_at = None,
+            ('\n', _) => line += 1,
+            _ => {}
+        }
+    }
+    opened_at.map_or(Ok(()), Err)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -298,25 +319,4 @@ mod tests {
         }
         assert!(email("e", &format!("{}@b.fr", "a".repeat(65))).is_err());
     }
-}
-
-/// Checks that every double quote a CSV text opens is closed (RFC 4180: a quoted field ends
-/// with a quote; a doubled quote inside it is one quote). `Err` gives the 1-based line where the
-/// unclosed quote opened. The `csv` crate reads such a field to the end of the file instead.
-pub fn csv_quotes_closed(text: &str) -> Result<(), usize> {
-    let mut line = 1;
-    let mut opened_at = None;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, opened_at) {
-            ('"', None) => opened_at = Some(line),
-            ('"', Some(_)) if chars.peek() == Some(&'"') => {
-                chars.next();
-            }
-            ('"', Some(_)) => opened_at = None,
-            ('\n', _) => line += 1,
-            _ => {}
-        }
-    }
-    opened_at.map_or(Ok(()), Err)
 }
