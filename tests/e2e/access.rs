@@ -101,6 +101,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/crises/{id}/pertes/{serial}", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/main-courante", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/agents", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/agents/effectif", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/taches/{step}", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/retour", [R, R, R, R, R, R]),
     ("GET", "/taches", [R, R, R, R, R, R]),
@@ -138,6 +139,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/inventory/items/{serial}/service", [U, D, A, D, D, D]),
     ("GET", "/api/v1/crises/{id}/agents", [U, D, A, A, H, A]),
     ("PUT", "/api/v1/crises/{id}/agents", [U, D, A, A, H, D]),
+    ("POST", "/api/v1/crises/{id}/agents", [U, D, A, A, H, D]),
+    ("POST", "/api/v1/crises/{id}/agents/accept", [U, D, A, D, D, D]),
     ("GET", "/api/v1/crises/{id}/loans", [U, D, A, A, H, A]),
     ("GET", "/api/v1/crises/{id}/documents", [U, D, A, A, H, A]),
     ("GET", "/api/v1/crises/{id}/documents.zip", [U, D, A, A, H, A]),
@@ -165,7 +168,9 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
         ("POST", p) if p.ends_with("/done") || p.ends_with("/resume") => Some(json!({})),
         ("POST", p) if p.ends_with("/retry") || p.ends_with("/skip") => Some(json!({ "reason": "matrice" })),
         ("PUT", p) if p.ends_with("/legal") => Some(json!({ "personal_data": true })),
-        ("PUT", p) if p.ends_with("/agents") => Some(json!({ "agents": [{ "name": "Agent", "service": "Accueil" }] })),
+        ("PUT" | "POST", p) if p.ends_with("/agents") => {
+            Some(json!({ "agents": [{ "name": "Agent", "service": "Accueil" }] }))
+        }
         ("POST", "/api/v1/inventory/import") => Some(json!({ "files": [{ "source": "m.csv", "csv": "asset_tag\n" }] })),
         ("POST", p) if p.ends_with("/wipe") => Some(json!({ "method": "m", "operator": "o", "certificate": "c" })),
         ("POST", p) if p.ends_with("/service") => Some(json!({ "to": "maintenance", "reason": "écran" })),
