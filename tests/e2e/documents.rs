@@ -34,13 +34,25 @@ async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
 
     let sheet = format!("{base}/04-fiches-identifiants.html");
     assert_eq!(get(sheet.clone(), dgs_token.clone()).await.status().as_u16(), 403);
+    // The sheets are not a document one reads: they are issued on purpose, by a POST.
+    let read = get(sheet.clone(), ops_token.clone()).await;
+    assert_eq!(read.status().as_u16(), 405);
+    assert!(read.text().await.unwrap().contains("Fiches identifiants"));
+    let issue = app.url(&format!("/api/v1/crises/{id}/credential-sheets"));
+    let post = |path: String, token: String| {
+        let http = http.clone();
+        async move { http.post(path).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(post(issue.clone(), dgs_token.clone()).await.status().as_u16(), 403);
     // No account yet: nothing to hand over (and nothing is marked as handed over).
-    let early = get(sheet.clone(), ops_token.clone()).await;
+    let early = post(issue.clone(), ops_token.clone()).await;
     assert_eq!(early.status().as_u16(), 409);
     assert!(early.text().await.unwrap().contains("Aucun compte"));
     app.make_ready(&c.id).await;
-    let first = get(sheet.clone(), ops_token.clone()).await;
+    let first = post(issue.clone(), ops_token.clone()).await;
     assert_eq!(first.status().as_u16(), 200);
+    assert!(first.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert_eq!(first.headers()["cache-control"], "no-store");
     let html = first.text().await.unwrap();
     assert!(html.contains("img.src-x.onerror-alert-1@aubagne.secours-amp.fr"), "{html}");
     assert!(
@@ -56,7 +68,7 @@ async fn the_pack_is_served_to_those_allowed_and_sheets_to_ops_only() {
         assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "password found in {file}");
     }
     // Handed over once: a second download is refused, and the first is in the audit log.
-    let again = get(sheet, ops_token.clone()).await;
+    let again = post(issue, ops_token.clone()).await;
     assert_eq!(again.status().as_u16(), 409);
     assert!(again.text().await.unwrap().contains("déjà été délivrées"));
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
@@ -104,12 +116,64 @@ async fn a_failed_password_reset_does_not_use_up_the_credential_sheets() {
     };
     // Microsoft 365 is down while ops print the sheets: an error, and nothing recorded.
     faults(serde_json::json!({ "fail_rate": 1.0 })).await;
-    let sheet = app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await;
+    let sheet = app.ops.issue_sheets(c.id.as_str()).await;
     assert_eq!(sheet.status_code(), 500);
     faults(serde_json::json!({})).await;
-    let html = app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.unwrap();
+    let html = app.ops.issue_sheets(c.id.as_str()).await.unwrap();
     assert!(html.contains("Mot de passe initial"));
-    assert_eq!(app.ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.status_code(), 409);
+    assert_eq!(app.ops.issue_sheets(c.id.as_str()).await.status_code(), 409);
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
     assert_eq!(log.iter().filter(|e| e.action == "documents.credential_sheets").count(), 1);
+}
+
+/// Sheets go to new accounts only; lost sheets are re-issued (every password set again) with a
+/// reason, audited, by ops; the web page says « one download » and answers errors in French.
+#[tokio::test]
+async fn sheets_for_new_accounts_only_and_an_audited_reissue() {
+    let app = TestApp::spawn().await;
+    let mut r = request("13005");
+    r.agents = 2;
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    app.make_ready(&c.id).await;
+    let first = app.ops.issue_sheets(id).await.unwrap();
+    assert_eq!(first.matches("Mot de passe initial").count(), 2, "{first}");
+    // A third agent named after the kit was ready: one new sheet, for that account only.
+    let add = repli_proto::api::AgentsRequest {
+        agents: vec![repli_proto::api::AgentInput { name: "Zoé Tardive".into(), service: "Accueil".into() }],
+    };
+    app.dgs.add_agents(id, &add).await.unwrap();
+    app.wait_steps(&c.id, "the third account", |v| {
+        v.runs.iter().flat_map(|r| &r.steps).any(|s| {
+            s.step == "accounts"
+                && s.state == repli_core::StepState::Succeeded
+                && s.output.as_ref().is_some_and(|o| o["accounts"].as_array().map_or(0, Vec::len) == 3)
+        })
+    })
+    .await;
+    let second = app.ops.issue_sheets(id).await.unwrap();
+    assert_eq!(second.matches("Mot de passe initial").count(), 1, "{second}");
+    assert!(second.contains("zoe.tardive@") && !second.contains("agent.numero1@"), "{second}");
+    assert_eq!(app.ops.issue_sheets(id).await.status_code(), 409);
+    // Re-issue: a reason is required, the DGS may not, and every account gets a new password.
+    assert_eq!(app.ops.reissue_sheets(id, "  ").await.status_code(), 422);
+    assert_eq!(app.dgs.reissue_sheets(id, "perdues").await.status_code(), 403);
+    let again = app.ops.reissue_sheets(id, "fiches détruites par l'imprimante").await.unwrap();
+    assert_eq!(again.matches("Mot de passe initial").count(), 3);
+    let secret =
+        |html: &str| html.split("<span class=\"secret\">").nth(2).and_then(|r| r.split('<').next()).unwrap().to_owned();
+    assert_ne!(secret(&first), secret(&again), "the passwords changed");
+    let q = repli_proto::api::AuditQuery {
+        crisis: Some(id.into()),
+        action: Some("documents.credential_sheets.reissued".into()),
+        ..Default::default()
+    };
+    let e = app.auditor.audit_entries(&q).await.unwrap().entries;
+    assert_eq!(e.len(), 1);
+    assert!(e[0].details.contains("imprimante") && e[0].details.contains("\"accounts\":3"), "{}", e[0].details);
+
+    // Once the hand-back disables the accounts, no sheet can be issued.
+    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, Some("fin")).await.unwrap();
+    let e = app.ops.reissue_sheets(id, "encore").await.unwrap_err();
+    assert!(e.problem().unwrap().detail.contains("pas en service"));
 }

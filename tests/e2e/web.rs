@@ -461,3 +461,62 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
     assert_eq!(repli_tests::step_state(&v, "handback", "retrieval"), Some(StepState::Skipped));
     assert_eq!(app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err().status().unwrap().as_u16(), 409);
 }
+
+/// The credential sheets page: one download, a confirmation before a re-issue, French errors.
+#[tokio::test]
+async fn the_sheets_page_downloads_once_and_reissues_after_confirmation() {
+    let app = TestApp::spawn().await;
+    let mut r = request("13005");
+    r.agents = 2;
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    app.make_ready(&c.id).await;
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.fiches").await;
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.fiches").await;
+    let get = |cookie: &str, path: String| http().get(app.url(&path)).header(COOKIE, cookie).send();
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http()
+            .post(app.url(&path))
+            .header(COOKIE, &ops)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(encode(&pairs))
+            .send()
+    };
+    let page = format!("/crises/{id}/fiches-identifiants");
+    assert_eq!(get(&dgs, page.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let crisis_page = get(&ops, format!("/crises/{id}")).await.unwrap().text().await.unwrap();
+    assert!(crisis_page.contains(&format!("href=\"{page}\"")), "the crisis page links to the sheets page");
+    let html = get(&ops, page.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("le fichier ne se télécharge qu") && html.contains("en attente de fiche : <strong>2</strong>"),
+        "{html}"
+    );
+    let r = post(page.clone(), vec![("csrf", csrf.clone())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert_eq!(r.text().await.unwrap().matches("Mot de passe initial").count(), 2);
+    // A second click: a French page, not JSON.
+    let r = post(page.clone(), vec![("csrf", csrf.clone())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("déjà été délivrées"));
+    let html = get(&ops, page.clone()).await.unwrap().text().await.unwrap();
+    assert!(html.contains("Toutes les fiches ont été remises"), "{html}");
+    // Re-issue: a confirmation page, a reason, then the download of every sheet.
+    let confirm = get(&ops, format!("{page}/reinitialiser")).await.unwrap().text().await.unwrap();
+    assert!(confirm.contains("Délivrer de nouveaux mots de passe ?") && confirm.contains("cessent de fonctionner"));
+    let r = post(format!("{page}/reinitialiser"), vec![("csrf", csrf.clone()), ("motif", "".into())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("class=\"danger\""));
+    let r = post(format!("{page}/reinitialiser"), vec![("csrf", "forged".into()), ("motif", "perdu".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(format!("{page}/reinitialiser"), vec![("csrf", csrf.clone()), ("motif", "second jeu perdu".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("fiches-identifiants-"));
+    assert_eq!(r.text().await.unwrap().matches("Mot de passe initial").count(), 2);
+}

@@ -1,7 +1,7 @@
 //! The procedures pack, rendered on demand from the crisis as it stands; the credential
 //! sheets go to ops only.
 
-use repli_core::{Actor, Role};
+use repli_core::{Actor, Role, text};
 use repli_docs::{CREDENTIAL_SHEETS, DOCUMENTS, Documents, Metropole, PackInput};
 use repli_proto::ProblemCode;
 use repli_proto::api::{LoanView, LogEntryView};
@@ -146,65 +146,132 @@ pub async fn list(st: &Services, a: &Actor, id: &str) -> Result<Vec<String>, App
     Ok(docs.into_iter().map(|(n, _)| n).collect())
 }
 
-/// One document: its content. The credential sheets are issued here, once, to ops only.
+/// One document: its content. The credential sheets are not read this way: they are issued
+/// on purpose ([`issue_sheets`], [`reissue_sheets`]).
 pub async fn one(st: &Services, a: &Actor, id: &str, file: &str) -> Result<String, AppError> {
     let unknown = || AppError::problem(ProblemCode::UnknownDocument, "Document inconnu.");
     if !DOCUMENTS.iter().any(|(_, f)| *f == file) {
         return Err(unknown());
     }
-    if file == CREDENTIAL_SHEETS && a.role != Role::Ops {
-        return Err(AppError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."));
+    if file == CREDENTIAL_SHEETS {
+        ops_only(a)?;
+        return Err(AppError::problem(
+            ProblemCode::MethodNotAllowed,
+            "Les fiches identifiants ne se lisent pas comme un document : elles se délivrent une fois, \
+             depuis la page « Fiches identifiants » de la crise (POST /api/v1/crises/{id}/credential-sheets).",
+        ));
     }
-    let docs = if file == CREDENTIAL_SHEETS { credential_sheets(st, a, id).await? } else { render(st, a, id).await?.1 };
-    docs.into_iter().find(|(n, _)| *n == file).map(|(_, content)| content).ok_or_else(unknown)
+    render(st, a, id).await?.1.into_iter().find(|(n, _)| *n == file).map(|(_, content)| content).ok_or_else(unknown)
 }
 
-/// The credential sheets: one-time passwords set in Microsoft 365, rendered, and only then the
-/// hand-over recorded (audited, once). One issue at a time, so two downloads cannot both reset
-/// the passwords; a failed reset records nothing, and ops can try again.
-async fn credential_sheets(st: &Services, a: &Actor, id: &str) -> Result<Vec<(String, String)>, AppError> {
+/// Where a crisis's credential sheets stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SheetsStatus {
+    /// Accounts created for the crisis.
+    pub accounts: usize,
+    /// Accounts whose sheet was handed over.
+    pub issued: usize,
+    /// Whether the accounts are in service (sheets can be issued).
+    pub active: bool,
+}
+
+impl SheetsStatus {
+    /// Accounts still waiting for their first sheet.
+    pub fn pending(&self) -> usize {
+        self.accounts.saturating_sub(self.issued)
+    }
+}
+
+fn ops_only(a: &Actor) -> Result<(), AppError> {
+    if a.role == Role::Ops {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("Les fiches identifiants sont réservées à l'équipe d'exploitation."))
+    }
+}
+
+/// Accounts are in service from provisioning until the hand-back disables them.
+fn accounts_active(state: repli_core::CrisisState) -> bool {
+    use repli_core::CrisisState as S;
+    matches!(state, S::Provisioning | S::Ready | S::Delivered)
+}
+
+pub async fn sheets_status(st: &Services, a: &Actor, id: &str) -> Result<SheetsStatus, AppError> {
+    ops_only(a)?;
+    let r = visible_crisis(st, a, id).await?;
+    let kit = crate::engine::provisioned(st, &r).await?;
+    let issued = st.store.sheets_issued(&r.id).await?;
+    let done = kit.accounts.iter().filter(|acc| issued.contains(&acc.login.to_ascii_lowercase())).count();
+    Ok(SheetsStatus { accounts: kit.accounts.len(), issued: done, active: accounts_active(r.state) })
+}
+
+/// The credential sheets of the accounts that have none yet: one-time passwords set in
+/// Microsoft 365 now, rendered, and only then the hand-over recorded (audited). A failed reset
+/// records nothing, and ops can try again. Returns the file name and the document.
+pub async fn issue_sheets(st: &Services, a: &Actor, id: &str) -> Result<(String, String), AppError> {
+    sheets(st, a, id, None).await
+}
+
+/// New one-time passwords for every account of the kit (sheets lost, printer jam), with the
+/// reason, audited. The previous passwords stop working.
+pub async fn reissue_sheets(st: &Services, a: &Actor, id: &str, reason: &str) -> Result<(String, String), AppError> {
+    let reason = text::free_text("reason", reason, text::NOTE_MAX, true).map_err(|e| AppError::Validation(vec![e]))?;
+    sheets(st, a, id, Some(&reason)).await
+}
+
+async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Result<(String, String), AppError> {
+    ops_only(a)?;
+    // One issue at a time, so two clicks cannot both reset the same passwords.
     let _one_at_a_time = st.credential_sheets.lock().await;
     let r = visible_crisis(st, a, id).await?;
-    let crisis = r.id.to_string();
-    let kit = crate::engine::provisioned(st, &r).await?;
+    let mut kit = crate::engine::provisioned(st, &r).await?;
     if kit.accounts.is_empty() {
-        return Err(AppError::Problem {
-            code: ProblemCode::NoAccountsYet,
-            detail: "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.".into(),
-        });
+        return Err(AppError::problem(
+            ProblemCode::NoAccountsYet,
+            "Aucun compte n'a encore été créé pour cette crise : les fiches identifiants seront disponibles après l'étape de création des comptes.",
+        ));
     }
-    let issued = || AppError::Problem {
-        code: ProblemCode::CredentialSheetsIssued,
-        detail: "Les fiches identifiants ont déjà été délivrées pour cette crise (voir le journal d'audit).".into(),
-    };
-    let filter = repli_store::AuditFilter {
-        crisis: Some(crisis.clone()),
-        action: Some(SHEETS_ISSUED.into()),
-        limit: 1,
-        ..Default::default()
-    };
-    if !st.store.audit_entries(&filter).await?.is_empty() {
-        return Err(issued());
+    if !accounts_active(r.state) {
+        return Err(AppError::problem(
+            ProblemCode::CredentialSheetsIssued,
+            format!(
+                "La crise est {} : les comptes ne sont pas en service, aucune fiche ne peut être délivrée.",
+                r.state.label_fr()
+            ),
+        ));
+    }
+    if reissue.is_none() {
+        let issued = st.store.sheets_issued(&r.id).await?;
+        kit.accounts.retain(|acc| !issued.contains(&acc.login.to_ascii_lowercase()));
+        if kit.accounts.is_empty() {
+            return Err(AppError::problem(
+                ProblemCode::CredentialSheetsIssued,
+                "Les fiches de tous les comptes ont déjà été délivrées (voir le journal d'audit). Si elles sont perdues, \
+                 délivrez de nouveaux mots de passe depuis la page « Fiches identifiants ».",
+            ));
+        }
     }
     // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
-    let upns: Vec<String> = kit.accounts.iter().map(|a| a.login.clone()).collect();
+    let upns: Vec<String> = kit.accounts.iter().map(|acc| acc.login.clone()).collect();
     let passwords = st.m365.reset_passwords(&upns).await.map_err(|e| AppError::Internal(format!("passwords: {e}")))?;
+    let crisis = r.id.clone();
     let (_, docs) = pack(st, r, &kit, Some(&passwords)).await?;
-    let once = repli_store::Record {
-        commune: crisis.split('-').next().map(str::to_owned),
-        crisis: Some(crisis.clone()),
-        action: SHEETS_ISSUED.into(),
-        target: CREDENTIAL_SHEETS.into(),
-        details: serde_json::json!({ "accounts": upns.len() }),
+    let sheet = docs
+        .into_iter()
+        .find(|(n, _)| n == CREDENTIAL_SHEETS)
+        .map(|(_, content)| content)
+        .ok_or_else(|| AppError::Internal("credential sheets template missing".into()))?;
+    let issue = match reissue {
+        Some(reason) => repli_store::SheetsIssue::Reissue { reason },
+        None => repli_store::SheetsIssue::New,
     };
-    if !st.store.record_once(&once, repli_store::By::User(a), st.clock.now()).await? {
-        return Err(issued());
-    }
-    Ok(docs)
+    st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await.map_err(|e| match e {
+        repli_store::StoreError::Item(msg) => AppError::problem(ProblemCode::CredentialSheetsIssued, format!("{msg}.")),
+        e => e.into(),
+    })?;
+    tracing::info!(crisis = %crisis, accounts = upns.len(), reissue = reissue.is_some(), "credential sheets issued");
+    Ok((format!("fiches-identifiants-{crisis}.html"), sheet))
 }
-
-/// The audit action recording that the credential sheets were handed over.
-const SHEETS_ISSUED: &str = "documents.credential_sheets";
 
 /// The pack as a zip (never the credential sheets): its file name and bytes.
 pub async fn zip(st: &Services, a: &Actor, id: &str) -> Result<(String, Vec<u8>), AppError> {

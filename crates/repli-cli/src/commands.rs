@@ -91,6 +91,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let agents = client(&cli)?.agents(id).await?;
             if out.json { output::print_json(&agents)? } else { output::agents(&agents) }
         }
+        Command::Crisis(CrisisCmd::Sheets { id, out, reissue, reason, yes }) => {
+            // Created new, readable by the user alone: the file holds passwords.
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out).with_context(|| {
+                    format!("{} : fichier impossible à créer (il ne doit pas exister)", out.display())
+                })?
+            };
+            let c = client(&cli)?;
+            let html = match (reissue, reason) {
+                (true, Some(reason)) => {
+                    crate::confirm::confirm(repli_core::Destructive::ReissueCredentials, &format!("crise {id}"), *yes)
+                        .inspect_err(|_| {
+                            let _ = std::fs::remove_file(out);
+                        })?;
+                    c.reissue_sheets(id, reason).await
+                }
+                _ => c.issue_sheets(id).await,
+            };
+            let html = html.inspect_err(|_| {
+                let _ = std::fs::remove_file(out);
+            })?;
+            std::io::Write::write_all(&mut file, html.as_bytes())?;
+            let n = html.matches("Mot de passe initial").count();
+            println!("{n} fiche(s) écrite(s) dans {} : imprimez-les, puis supprimez le fichier.", out.display());
+        }
         Command::Notifications(out) => {
             let list = client(&cli)?.notifications().await?;
             if out.json { output::print_json(&list)? } else { output::notifications(&list) }

@@ -204,6 +204,22 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Ops: the credential sheets of the accounts that have none yet, written once to a file
+    /// (the one-time passwords exist nowhere else); --reissue sets every password again.
+    Sheets {
+        id: String,
+        /// Where to write the sheets (HTML, to print at once); refused if the file exists.
+        #[arg(long)]
+        out: PathBuf,
+        /// New passwords for every account (sheets lost), with --reason; asks first.
+        #[arg(long, requires = "reason")]
+        reissue: bool,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Confirm a re-issue without asking (scripts).
+        #[arg(long)]
+        yes: bool,
+    },
     /// The crisis's main courante: list it, or add an entry with --add.
     Log {
         id: String,

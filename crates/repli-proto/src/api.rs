@@ -194,6 +194,13 @@ pub struct LoanView {
     pub overdue: bool,
 }
 
+/// `POST /api/v1/crises/{id}/credential-sheets/reissue`: why the passwords are set again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReissueRequest {
+    pub reason: String,
+}
+
 /// `POST /api/v1/crises/{id}/checkin`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -216,6 +216,19 @@ impl Client {
         self.send_text(self.request(Method::GET, &path)?).await
     }
 
+    /// Issues the credential sheets of the accounts that have none yet (one download).
+    pub async fn issue_sheets(&self, id: &str) -> Result<String, ClientError> {
+        let path = format!("{API_PREFIX}/crises/{}/credential-sheets", urlencode(id));
+        self.send_text(self.request(Method::POST, &path)?).await
+    }
+
+    /// Sets new one-time passwords on every account and returns their sheets.
+    pub async fn reissue_sheets(&self, id: &str, reason: &str) -> Result<String, ClientError> {
+        let path = format!("{API_PREFIX}/crises/{}/credential-sheets/reissue", urlencode(id));
+        let body = crate::api::ReissueRequest { reason: reason.to_owned() };
+        self.send_text(self.request(Method::POST, &path)?.json(&body)).await
+    }
+
     /// The playbook runs of a crisis and their steps.
     pub async fn steps(&self, id: &str) -> Result<StepsView, ClientError> {
         self.get(&format!("{API_PREFIX}/crises/{}/steps", urlencode(id))).await

@@ -183,33 +183,6 @@ impl Store {
         Ok(head.seq)
     }
 
-    /// Records `r` unless an entry with the same crisis and action already exists, atomically
-    /// (for things that may happen only once, like handing over credential sheets). Returns
-    /// whether it was recorded now.
-    pub async fn record_once(&self, r: &Record, by: By<'_>, now: Timestamp) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let seen: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM audit_log WHERE crisis IS ?1 AND action = ?2 LIMIT 1")
-                .bind(&r.crisis)
-                .bind(&r.action)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if seen.is_some() {
-            return Ok(false);
-        }
-        let e = NewEntry {
-            by,
-            commune: r.commune.as_deref(),
-            crisis: r.crisis.as_deref(),
-            action: &r.action,
-            target: &r.target,
-            details: r.details.clone(),
-        };
-        self.append(&mut tx, e, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     /// Signs a checkpoint at the last entry if entries were added since the last one (the
     /// daemon calls this on a timer). Returns the checkpoint's sequence number.
     pub async fn checkpoint_now(&self, now: Timestamp) -> Result<Option<i64>, StoreError> {

@@ -421,7 +421,8 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes", "agents.name", "notifications.text", "steps.texts", "steps.agent_outputs", "documents"], "ended_before": time::to_db(cutoff) });
+            sqlx::query("DELETE FROM credential_sheets WHERE crisis_id = ?").bind(&id).execute(&mut *tx).await?;
+            let details = json!({ "fields": ["contact_name", "contact_phone", "contact_email", "delivery_address", "notes", "agents.name", "notifications.text", "steps.texts", "steps.agent_outputs", "credential_sheets", "documents"], "ended_before": time::to_db(cutoff) });
             let e = NewEntry {
                 by: By::System,
                 commune: Some(&commune),

@@ -39,14 +39,14 @@ struct Confirmation {
 }
 
 /// What a destructive action is about, and where its form posts.
-struct Target {
-    what: Destructive,
-    subject: Option<String>,
-    action: String,
+pub(crate) struct Target {
+    pub what: Destructive,
+    pub subject: Option<String>,
+    pub action: String,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn confirmation_page(
+pub(crate) fn confirmation_page(
     st: &AppState,
     a: &Actor,
     csrf: &str,
@@ -73,11 +73,11 @@ fn confirmation_page(
 }
 
 /// The reason typed in the form, trimmed.
-fn reason_of(form: &BTreeMap<String, String>) -> String {
+pub(crate) fn reason_of(form: &BTreeMap<String, String>) -> String {
     form.get("motif").map(|m| m.trim().to_owned()).unwrap_or_default()
 }
 
-fn status_of(e: &AppError) -> StatusCode {
+pub(crate) fn status_of(e: &AppError) -> StatusCode {
     StatusCode::from_u16(e.to_problem().status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
 

@@ -280,7 +280,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         .await?;
     let c = ops.crisis(c.id.as_str()).await.context("ready")?;
     say.say("Ops", &format!("kit prêt — SLA : {}", sla_text(&c)));
-    let sheet = ops.document(c.id.as_str(), repli_docs::CREDENTIAL_SHEETS).await.context("credential sheets")?;
+    let sheet = ops.issue_sheets(c.id.as_str()).await.context("credential sheets")?;
     let accounts_created = sheet.matches("class=\"secret\"").count() / 2;
     say.say(
         "Ops",

@@ -8,7 +8,7 @@ use repli_app::documents;
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiJson, ApiPath};
 
 /// Documents carry their print stylesheet inline and no script.
 const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
@@ -44,4 +44,37 @@ pub async fn zip(
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// A downloaded sheet: never cached, never framed, saved under its name.
+pub(crate) fn sheet_download(name: &str, html: String) -> Response {
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCUMENT_CSP));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// The sheets of the accounts that have none yet.
+pub async fn issue_sheets(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (name, html) = documents::issue_sheets(&st, &a, &id).await?;
+    Ok(sheet_download(&name, html))
+}
+
+/// New passwords for every account, with a reason.
+pub async fn reissue_sheets(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<repli_proto::api::ReissueRequest>,
+) -> Result<Response, ApiError> {
+    let (name, html) = documents::reissue_sheets(&st, &a, &id, &req.reason).await?;
+    Ok(sheet_download(&name, html))
 }

@@ -17,6 +17,7 @@ mod journal;
 pub mod logging;
 pub mod pages;
 pub mod routes;
+mod sheets;
 mod signin;
 mod steps;
 pub mod tls;

@@ -467,7 +467,14 @@ pub async fn crisis(
     let files: Vec<Value> = repli_docs::DOCUMENTS
         .iter()
         .filter(|(_, f)| is_ops || *f != repli_docs::CREDENTIAL_SHEETS)
-        .map(|(_, f)| json!({ "file": f, "url": format!("/api/v1/crises/{crisis_id}/documents/{f}") }))
+        .map(|(_, f)| {
+            let url = if *f == repli_docs::CREDENTIAL_SHEETS {
+                format!("/crises/{crisis_id}/fiches-identifiants")
+            } else {
+                format!("/api/v1/crises/{crisis_id}/documents/{f}")
+            };
+            json!({ "file": f, "url": url })
+        })
         .collect();
     let mut data = base(&a, &csrf, &format!("Crise {crisis_id}"));
     data.insert(

@@ -15,7 +15,7 @@ use repli_proto::api::{Health, Me};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, actions, crises, documents, inventory, journal, pages, signin, steps, users, web};
+use crate::{AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, users, web};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,15 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), get(actions::skip_page)),
         (Method::POST, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), post(actions::skip)),
         (Method::POST, "/crises/{id}/etapes/{step}/relancer", Page(P::OperateCrisis), post(actions::retry)),
+        (Method::GET, "/crises/{id}/fiches-identifiants", Page(P::OperateCrisis), get(sheets::page)),
+        (Method::POST, "/crises/{id}/fiches-identifiants", Page(P::OperateCrisis), post(sheets::issue)),
+        (
+            Method::GET,
+            "/crises/{id}/fiches-identifiants/reinitialiser",
+            Page(P::OperateCrisis),
+            get(sheets::reissue_page),
+        ),
+        (Method::POST, "/crises/{id}/fiches-identifiants/reinitialiser", Page(P::OperateCrisis), post(sheets::reissue)),
         (Method::GET, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), get(actions::write_off_page)),
         (Method::POST, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), post(actions::write_off)),
         (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
@@ -112,6 +121,18 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/crises/{id}/documents", Requires(P::ReadCrises), get(documents::list)),
         (Method::GET, "/api/v1/crises/{id}/documents.zip", Requires(P::ReadCrises), get(documents::zip)),
         (Method::GET, "/api/v1/crises/{id}/documents/{file}", Requires(P::ReadCrises), get(documents::one)),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/credential-sheets",
+            Requires(P::OperateCrisis),
+            post(documents::issue_sheets),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/credential-sheets/reissue",
+            Requires(P::OperateCrisis),
+            post(documents::reissue_sheets),
+        ),
         (Method::POST, "/api/v1/crises/{id}/loans", Requires(P::ManageInventory), post(inventory::lend)),
         (Method::POST, "/api/v1/crises/{id}/checkin", Requires(P::ManageInventory), post(inventory::check_in)),
         (Method::POST, "/api/v1/crises/{id}/write-off", Requires(P::ManageInventory), post(inventory::write_off)),

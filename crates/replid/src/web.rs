@@ -36,6 +36,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("demande", include_str!("../web/demande.hbs"))?;
     h.register_template_string("crise", include_str!("../web/crise.hbs"))?;
     h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
+    h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
     h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
     h.register_template_string("inventaire", include_str!("../web/inventaire.hbs"))?;
     h.register_template_string("equipement", include_str!("../web/equipement.hbs"))?;

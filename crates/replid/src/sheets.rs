@@ -1,0 +1,126 @@
+//! The credential sheets page (ops): what was handed over, the download of the sheets of new
+//! accounts (one download: the passwords exist only in it), and the re-issue of every password
+//! behind a confirmation. Errors are French pages, never raw JSON.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use repli_core::Destructive;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::actions::{Target, confirmation_page, reason_of, status_of};
+use crate::auth::Authed;
+use crate::documents::sheet_download;
+use crate::pages::{Form, api_error_page, base, check_csrf};
+use crate::web::{SessionCsrf, render};
+use repli_app::crises::visible_crisis;
+use repli_app::documents;
+
+/// What the page shows.
+#[derive(Debug, Serialize)]
+struct SheetsPage {
+    crisis: String,
+    commune: String,
+    accounts: usize,
+    issued: usize,
+    pending: usize,
+    active: bool,
+}
+
+pub async fn page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    let read = async {
+        let r = visible_crisis(&st, &a, &id).await?;
+        let status = documents::sheets_status(&st, &a, &id).await?;
+        Ok::<_, repli_app::AppError>((r, status))
+    };
+    let (r, status) = match read.await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let sheets = SheetsPage {
+        crisis: r.id.to_string(),
+        commune: r.commune_name,
+        accounts: status.accounts,
+        issued: status.issued,
+        pending: status.pending(),
+        active: status.active,
+    };
+    let mut data = base(&a, &csrf, "Fiches identifiants");
+    data.insert("sheets".into(), serde_json::to_value(sheets).unwrap_or(Value::Null));
+    render(&st, StatusCode::OK, "fiches", &Value::Object(data))
+}
+
+/// Downloads the sheets of the accounts that have none yet.
+pub async fn issue(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    match documents::issue_sheets(&st, &a, &id).await {
+        Ok((name, html)) => sheet_download(&name, html),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+async fn reissue_target(
+    st: &AppState,
+    a: &repli_core::Actor,
+    id: &str,
+) -> Result<(repli_store::CrisisRecord, Target), repli_app::AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let status = documents::sheets_status(st, a, id).await?;
+    let subject = Some(format!("{} compte(s)", status.accounts));
+    let action = format!("/crises/{}/fiches-identifiants/reinitialiser", r.id);
+    Ok((r, Target { what: Destructive::ReissueCredentials, subject, action }))
+}
+
+pub async fn reissue_page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    match reissue_target(&st, &a, &id).await {
+        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+/// Sets new passwords on every account and downloads their sheets; a refusal shows the
+/// confirmation again with the error.
+pub async fn reissue(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(r) = check_csrf(&st, &csrf, &form) {
+        return *r;
+    }
+    let (r, t) = match reissue_target(&st, &a, &id).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let reason = reason_of(&form);
+    match documents::reissue_sheets(&st, &a, &id, &reason).await {
+        Ok((name, html)) => sheet_download(&name, html),
+        Err(e) => {
+            let status = status_of(&e);
+            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
+        }
+    }
+}
