@@ -155,6 +155,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/crises/{id}/checkin", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/write-off", [U, D, A, D, D, D]),
     ("GET", "/api/v1/audit/verify", [U, D, D, D, D, A]),
+    ("GET", "/api/v1/audit/head", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/entries", [U, D, D, D, D, A]),
     ("GET", "/api/v1/audit/bundle", [U, D, D, D, D, A]),
     ("GET", "/api/v1/users", [U, A, D, D, D, D]),

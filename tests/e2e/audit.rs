@@ -183,3 +183,64 @@ async fn a_clean_shutdown_signs_the_tail_of_the_audit_chain() {
     assert_eq!(after.last_checkpoint, Some(after.last_seq), "the tail is signed at shutdown: {after:?}");
     assert_eq!(after.last_seq, before.last_seq, "and nothing else was written");
 }
+
+/// An auditor pins the signed head; someone with the database file later cuts the log back to
+/// before it (triggers dropped, entries and checkpoints deleted): the chain alone still
+/// verifies, the pinned head does not.
+#[tokio::test]
+async fn a_pinned_head_exposes_a_log_cut_back_before_it() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    for i in 0..3 {
+        app.dgs.add_log(c.id.as_str(), LogKind::Information.as_str(), &format!("point {i}")).await.unwrap();
+    }
+    let (_, token) = app.token(Role::Auditor, None).await;
+    // The daemon runs in this test's runtime: the CLI is awaited, never waited for.
+    let repli = |args: &[&str]| {
+        tokio::process::Command::new(workspace_bin("repli"))
+            .env("REPLI_SERVER", app.daemon.url())
+            .env("REPLI_TOKEN", &token)
+            .args(args)
+            .output()
+    };
+    let out = repli(&["audit", "head", "--json"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let head: repli_core::Checkpoint = serde_json::from_slice(&out.stdout).unwrap();
+    let v = app.auditor.audit_verify().await.unwrap();
+    assert_eq!(
+        (head.seq, head.hash.as_str()),
+        (v.last_seq, v.last_hash.as_str()),
+        "the head is the last entry, signed"
+    );
+    assert_eq!(v.last_checkpoint, Some(head.seq));
+    assert_eq!(app.dgs.audit_head().await.status_code(), 403);
+    let pin = format!("{}:{}", head.seq, head.hash);
+    let out = repli(&["audit", "verify", "--pin", &pin]).await.unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+    for bad in ["12", "x:y", "0:00", &format!("{}:{}", head.seq, "zz".repeat(32))] {
+        assert!(!repli(&["audit", "verify", "--pin", bad]).await.unwrap().status.success(), "{bad}");
+    }
+
+    let db = app.db_path();
+    app.daemon.shutdown().await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    for sql in [
+        "DROP TRIGGER audit_log_no_delete".to_owned(),
+        "DROP TRIGGER audit_checkpoints_no_delete".to_owned(),
+        format!("DELETE FROM audit_log WHERE seq >= {}", head.seq - 2),
+        format!("DELETE FROM audit_checkpoints WHERE seq >= {}", head.seq - 2),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let offline = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--db", db.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Command::new(workspace_bin("repli")).args(&args).output().unwrap()
+    };
+    assert!(offline(&[]).status.success(), "the cut chain is consistent on its own");
+    let out = offline(&["--pin", &pin]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing"), "{}", String::from_utf8_lossy(&out.stdout));
+}

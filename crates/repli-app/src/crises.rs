@@ -412,6 +412,18 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
     Ok(AuditPage { entries, next_after })
 }
 
+/// The signed head of the audit log for an auditor to pin: a checkpoint is signed at the last
+/// entry first if entries were appended since the last one.
+pub async fn audit_head(st: &Services) -> Result<repli_core::Checkpoint, AppError> {
+    st.store.checkpoint_now(st.clock.now()).await?;
+    st.store.latest_checkpoint().await?.ok_or_else(|| {
+        AppError::problem(
+            ProblemCode::NoCheckpoint,
+            "Aucun point de contrôle signé : le journal est vide ou la signature des points de contrôle n'est pas configurée.",
+        )
+    })
+}
+
 pub async fn audit_bundle(st: &Services) -> Result<AuditBundle, AppError> {
     Ok(st.store.audit_bundle().await?)
 }

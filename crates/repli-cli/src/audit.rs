@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use ed25519_dalek::VerifyingKey;
 use repli_core::audit::{
-    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier, parse_public_key, verify_entries,
+    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier, Pin, parse_public_key,
+    verify_entries,
 };
 use repli_proto::Client;
 use repli_proto::api::AuditQuery;
@@ -21,6 +22,12 @@ pub enum AuditCmd {
     Verify(VerifyArgs),
     /// Export entries (JSON lines or CSV), or the whole log as a verifiable bundle.
     Export(ExportArgs),
+    /// The signed head of the log (sequence, hash, signature): keep it, and pass it later to
+    /// `verify --pin` to prove nothing up to it was cut or rewritten.
+    Head {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +42,9 @@ pub struct VerifyArgs {
     /// the log itself is used, which proves integrity but not who signed.
     #[arg(long)]
     pub public_key: Option<String>,
+    /// A head pinned earlier (`SEQ:HASH` from `repli audit head`): the log must still hold it.
+    #[arg(long)]
+    pub pin: Option<Pin>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,6 +134,42 @@ pub fn verify_bundle(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<
     Ok(verify_entries(v, &b.entries))
 }
 
+/// Adds the pin check to a verification's exit code.
+async fn pinned<F, Fut>(code: ExitCode, pin: Option<&Pin>, found: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<AuditEntry>>>,
+{
+    let Some(pin) = pin else { return Ok(code) };
+    match pin.check(found().await?.as_ref()) {
+        Ok(()) => {
+            println!("pinned head {} found unchanged", pin.seq);
+            Ok(code)
+        }
+        Err(why) => {
+            println!("audit verification FAILED against the pinned head: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn pinned_in_db(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<AuditEntry>> {
+    let Some(pin) = pin else { return Ok(None) };
+    let store = Store::open_read_only(path).await.with_context(|| format!("cannot open {}", path.display()))?;
+    let f = repli_store::AuditFilter { after_seq: pin.seq - 1, limit: 1, ..Default::default() };
+    let found = store.audit_entries(&f).await;
+    store.close().await;
+    Ok(found?.into_iter().next().filter(|e| e.seq == pin.seq))
+}
+
+fn pinned_in_bundle(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<AuditEntry>> {
+    let Some(pin) = pin else { return Ok(None) };
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let b: AuditBundle = serde_json::from_reader(std::io::BufReader::new(f))
+        .with_context(|| format!("{} is not an audit bundle", path.display()))?;
+    Ok(b.entries.into_iter().find(|e| e.seq == pin.seq))
+}
+
 pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify(a) => {
@@ -134,12 +180,24 @@ pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>
                 );
             }
             if let Some(db) = &a.db {
-                return Ok(report(verify_db(db, key.as_ref()).await?));
+                let code = report(verify_db(db, key.as_ref()).await?);
+                return pinned(code, a.pin.as_ref(), || pinned_in_db(db, a.pin.as_ref())).await;
             }
             if let Some(b) = &a.bundle {
-                return Ok(report(verify_bundle(b, key.as_ref())?));
+                let code = report(verify_bundle(b, key.as_ref())?);
+                return pinned(code, a.pin.as_ref(), || async { pinned_in_bundle(b, a.pin.as_ref()) }).await;
             }
-            let v = client()?.audit_verify().await?;
+            let c = client()?;
+            let v = c.audit_verify().await?;
+            if let Some(pin) = &a.pin {
+                let q = AuditQuery { after: Some(pin.seq - 1), limit: Some(1), ..Default::default() };
+                let found = c.audit_entries(&q).await?.entries.into_iter().next();
+                if let Err(why) = pin.check(found.as_ref()) {
+                    println!("audit verification FAILED against the pinned head: {why}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("pinned head {} found unchanged", pin.seq);
+            }
             if v.verified {
                 println!(
                     "{} entries verified, {}",
@@ -157,6 +215,18 @@ pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>
                 println!("audit verification FAILED: {}", v.error.unwrap_or_default());
                 Ok(ExitCode::FAILURE)
             }
+        }
+        AuditCmd::Head { json } => {
+            let h = client()?.audit_head().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                println!("audit head: seq {}, hash {}", h.seq, h.hash);
+                println!("signed at {} by key {}", h.at, h.public_key);
+                println!("signature {}", h.signature);
+                println!("keep it, then check later: repli audit verify --pin {}:{}", h.seq, h.hash);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Export(a) => {
             let c = client()?;

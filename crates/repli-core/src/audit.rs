@@ -45,6 +45,41 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// An audit head an auditor pinned (`repli audit head`): the chain must still hold this entry
+/// with this hash, which a deletion of the tail, or a rewrite before it, cannot keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Pin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?}: expected SEQ:HASH as printed by `repli audit head`");
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.trim().parse().map_err(|_| bad())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if seq < 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Pin { seq, hash })
+    }
+}
+
+impl Pin {
+    /// Checks the entry found at the pinned sequence (none: the log was cut before it).
+    pub fn check(&self, found: Option<&AuditEntry>) -> Result<(), String> {
+        match found {
+            Some(e) if e.seq == self.seq && e.hash.eq_ignore_ascii_case(&self.hash) => Ok(()),
+            Some(e) => {
+                Err(format!("entry {} has hash {}, not the pinned {}: the log was rewritten", e.seq, e.hash, self.hash))
+            }
+            None => Err(format!("entry {} is missing: the log was cut after it was pinned", self.seq)),
+        }
+    }
+}
+
 fn field(out: &mut impl FnMut(&[u8]), bytes: &[u8]) {
     // u32 length prefix: no field can be confused with its neighbour.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);

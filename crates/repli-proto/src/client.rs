@@ -255,6 +255,11 @@ impl Client {
         .await
     }
 
+    /// The signed head of the audit log, to pin.
+    pub async fn audit_head(&self) -> Result<repli_core::Checkpoint, ClientError> {
+        self.get(&format!("{API_PREFIX}/audit/head")).await
+    }
+
     pub async fn audit_verify(&self) -> Result<AuditVerifyView, ClientError> {
         self.get(&format!("{API_PREFIX}/audit/verify")).await
     }

@@ -46,9 +46,9 @@ pub enum ProblemCode {
     CredentialSheetsIssued,
     HandbackInProgress,
     ReceptionIncomplete,
-    AgentsIncomplete,
     UriTooLong,
     HeadersTooLarge,
+    NoCheckpoint,
 }
 
 impl ProblemCode {
@@ -89,9 +89,9 @@ impl ProblemCode {
         Self::CredentialSheetsIssued,
         Self::HandbackInProgress,
         Self::ReceptionIncomplete,
-        Self::AgentsIncomplete,
         Self::UriTooLong,
         Self::HeadersTooLarge,
+        Self::NoCheckpoint,
     ];
 
     /// The stable string (`convention_missing`).
@@ -133,9 +133,9 @@ impl ProblemCode {
             Self::CredentialSheetsIssued => "credential_sheets_issued",
             Self::HandbackInProgress => "handback_in_progress",
             Self::ReceptionIncomplete => "reception_incomplete",
-            Self::AgentsIncomplete => "agents_incomplete",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::NoCheckpoint => "no_checkpoint",
         }
     }
 
@@ -171,7 +171,7 @@ impl ProblemCode {
             | Self::CredentialSheetsIssued
             | Self::HandbackInProgress
             | Self::ReceptionIncomplete
-            | Self::AgentsIncomplete => 409,
+            | Self::NoCheckpoint => 409,
             Self::PayloadTooLarge => 413,
             Self::UriTooLong => 414,
             Self::HeadersTooLarge => 431,

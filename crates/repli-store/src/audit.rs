@@ -208,6 +208,15 @@ impl Store {
         self.checkpointing.as_ref().map(|c| c.public_key_hex())
     }
 
+    /// The most recent signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row =
+            sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.read)
+                .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
             .fetch_all(&self.read)

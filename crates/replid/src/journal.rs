@@ -23,6 +23,10 @@ pub async fn entries(
     Ok(Json(crises::audit_entries(&st, q).await?))
 }
 
+pub async fn head(State(st): State<AppState>, _: Authed) -> Result<Json<repli_core::Checkpoint>, ApiError> {
+    Ok(Json(crises::audit_head(&st).await?))
+}
+
 pub async fn bundle(State(st): State<AppState>, _: Authed) -> Result<Json<AuditBundle>, ApiError> {
     Ok(Json(crises::audit_bundle(&st).await?))
 }

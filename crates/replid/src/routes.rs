@@ -139,6 +139,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/audit/verify", Requires(P::ReadAudit), get(journal::verify)),
         (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(journal::entries)),
         (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(journal::bundle)),
+        (Method::GET, "/api/v1/audit/head", Requires(P::ReadAudit), get(journal::head)),
         (Method::GET, "/api/v1/users", Requires(P::ManageUsers), get(users::list)),
         (Method::POST, "/api/v1/users", Requires(P::ManageUsers), post(users::create)),
         (Method::POST, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), post(users::issue_token)),
