@@ -236,6 +236,40 @@ async fn unknown_routes_actions_and_ids() {
     assert!(problem(&e).2.contains("extra"));
 }
 
+/// An oversized request target (414) or header section (431) gets a body a client can read:
+/// a problem document under /api, a French page elsewhere.
+#[tokio::test]
+async fn oversized_addresses_and_headers_are_answered_readably() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let long = "a".repeat(10_000);
+    let r = http.get(app.url(&format!("/api/v1/crises?commune={long}"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 414);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.json::<repli_proto::api::Problem>().await.unwrap().code, "uri_too_long");
+    let r = http.get(app.url(&format!("/crises/{long}"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 414);
+    assert!(r.text().await.unwrap().contains("Adresse trop longue"));
+    // Many fields, then one large field.
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..80 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-f{i}").as_bytes()).unwrap(),
+            "v".parse().unwrap(),
+        );
+    }
+    let r = http.get(app.url("/api/v1/me")).headers(many.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    assert_eq!(r.json::<repli_proto::api::Problem>().await.unwrap().code, "headers_too_large");
+    let big = "c".repeat(40_000);
+    let r = http.get(app.url("/")).header("cookie", format!("x={big}")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("cookies"));
+    // Within the limits, nothing changes.
+    assert_eq!(http.get(app.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
+}
+
 /// Files given on the command line are read up to a limit: `/dev/zero` (which reports a length
 /// of 0 and never ends) is refused at once with a French message, for each command that reads
 /// one, and for replid's configuration.

@@ -114,6 +114,7 @@ pub fn app(state: AppState) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     routes::routes(&state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_limits))
         .with_state(state)
         .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))

@@ -217,6 +217,48 @@ async fn authorize(State(st): State<AppState>, access: Access, mut req: Request,
     next.run(req).await
 }
 
+/// Longest request target served (path and query).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest header section served, and most header fields.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADERS: usize = 64;
+
+/// Refuses an oversized request target (414) or header section (431) with a body a client can
+/// read: a problem document under `/api`, a French page elsewhere. These limits sit below
+/// hyper's own (a 400 KiB head, 100 fields), so only requests beyond those get hyper's bare
+/// answer, before any of Repli's code runs.
+pub async fn request_limits(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if target > MAX_URI_BYTES {
+        if for_api(uri) {
+            let detail = format!("Adresse trop longue : {MAX_URI_BYTES} octets au plus.");
+            return ApiError::problem(ProblemCode::UriTooLong, detail).into_response();
+        }
+        return web::error_page(
+            &st,
+            StatusCode::URI_TOO_LONG,
+            "Adresse trop longue",
+            "Cette adresse est trop longue pour être une page de Repli. Revenez à l'accueil.",
+        );
+    }
+    if header_bytes > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADERS {
+        if for_api(uri) {
+            let detail =
+                format!("En-têtes trop volumineux : {MAX_HEADER_BYTES} octets et {MAX_HEADERS} champs au plus.");
+            return ApiError::problem(ProblemCode::HeadersTooLarge, detail).into_response();
+        }
+        return web::error_page(
+            &st,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Requête refusée",
+            "Votre navigateur a envoyé trop de données avec la page (cookies trop nombreux ?). Effacez les cookies de ce site puis réessayez.",
+        );
+    }
+    next.run(req).await
+}
+
 /// Under `/api`, a problem document; elsewhere (a person's browser), a French page.
 fn for_api(uri: &Uri) -> bool {
     uri.path().starts_with("/api/") || uri.path() == "/api" || uri.path() == "/healthz"
