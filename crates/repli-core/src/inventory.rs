@@ -328,6 +328,9 @@ pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, Referen
             errors: vec![format!("{source}: fichier de plus de {MAX_REFERENCE_BYTES} octets")],
         });
     }
+    if let Err(line) = crate::text::csv_quotes_closed(text) {
+        return Err(ReferenceError { errors: vec![format!("{source}:{line}: guillemet ouvert jamais fermé")] });
+    }
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
@@ -433,6 +436,13 @@ pub fn parse_items(source: &str, text: &str) -> Result<Vec<(u64, Item)>, Referen
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_unterminated_quote_is_refused_with_its_line() {
+        let text = "asset_tag,serial,kind,model\nL-1,S-1,laptop,P\nL-2,\"S-2,laptop,P\nL-3,S-3,laptop,P\n";
+        let e = parse_items("pool.csv", text).unwrap_err();
+        assert_eq!(e.errors, ["pool.csv:3: guillemet ouvert jamais fermé"]);
+    }
     use super::*;
 
     #[test]

@@ -47,6 +47,10 @@ fn records<'a>(
         errors.push(format!("{source}: file larger than {MAX_REFERENCE_BYTES} bytes"));
         return Vec::new();
     }
+    if let Err(line) = crate::text::csv_quotes_closed(text) {
+        errors.push(format!("{source}:{line}: unterminated quote"));
+        return Vec::new();
+    }
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
     match rdr.headers() {
         Ok(h) if h.iter().map(str::trim).eq(header.iter().copied()) => {}
