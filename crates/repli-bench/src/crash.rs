@@ -2,7 +2,10 @@
 //! Graph simulator as separate processes, activates crises, sends SIGKILL to replid at random
 //! moments, restarts it, and repeats until every crisis is ready. Then it checks that every
 //! step succeeded, that the simulator holds exactly the expected objects, that no item was
-//! allocated twice, and that the audit log verifies. The test suite runs it with 10 rounds.
+//! allocated twice, and that the audit log verifies. With `--mixed`, every commune is in flight
+//! at once, some called off during provisioning and some handed back, and it also checks that
+//! no crisis is left without the run its state calls for and that no cancelled or closed kit
+//! keeps an enabled account. The test suite runs both with 10 rounds.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,6 +44,10 @@ pub struct CrashBench {
     /// Keep the working folder (database, logs) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Every commune at once, each with a fate: provisioned, called off during provisioning,
+    /// or handed back once ready; kills land on activations, cancellations and hand-backs.
+    #[arg(long)]
+    pub mixed: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -58,6 +65,10 @@ pub struct CrashFigures {
     pub no_item_allocated_twice: bool,
     pub audit_verified: bool,
     pub audit_entries: u64,
+    /// `--mixed`: no crisis left in a state that calls for a run it does not have.
+    pub no_crisis_stranded: Option<bool>,
+    /// `--mixed`: no enabled account left in a cancelled or closed kit's domain.
+    pub cancelled_kits_wound_down: Option<bool>,
     pub problems: Vec<String>,
     pub workdir: Option<PathBuf>,
 }
@@ -169,6 +180,48 @@ async fn confirm_tasks(ops: &Client) {
     }
 }
 
+/// What a crisis of the mixed harness is driven to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Ready,
+    Cancelled,
+    HandedBack,
+}
+
+struct Driven {
+    id: CrisisId,
+    fate: Fate,
+    /// When a crisis to call off is cancelled (if still in preparation then).
+    cancel_at: Instant,
+    settled: bool,
+}
+
+/// Moves each crisis toward its fate; true when every one got there with no run left running.
+async fn drive(ops: &Client, crises: &mut [Driven]) -> bool {
+    let mut all = true;
+    for d in crises.iter_mut().filter(|d| !d.settled) {
+        let (Ok(c), Ok(v)) = (ops.crisis(d.id.as_str()).await, ops.steps(d.id.as_str()).await) else {
+            all = false;
+            continue;
+        };
+        let idle = v.runs.iter().all(|r| r.state != RunState::Running);
+        let early = matches!(c.state, CrisisState::Activated | CrisisState::Provisioning);
+        match (d.fate, c.state) {
+            (Fate::Ready, CrisisState::Ready) | (Fate::HandedBack, CrisisState::Closed) if idle => d.settled = true,
+            (Fate::Cancelled, CrisisState::Cancelled | CrisisState::Closed) if idle => d.settled = true,
+            (Fate::Cancelled, _) if early && Instant::now() >= d.cancel_at => {
+                let _ = ops.act(&d.id, CrisisAction::Cancel, Some("banc de reprise : annulation")).await;
+            }
+            (Fate::HandedBack | Fate::Cancelled, CrisisState::Ready) if idle => {
+                let _ = ops.act(&d.id, CrisisAction::StartHandback, Some("banc de reprise : restitution")).await;
+            }
+            _ => {}
+        }
+        all &= d.settled;
+    }
+    all
+}
+
 pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     anyhow::ensure!((1..=10_000).contains(&a.rounds), "--rounds must be between 1 and 10000");
     anyhow::ensure!((1..=200).contains(&a.agents), "--agents must be between 1 and 200");
@@ -206,32 +259,55 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
 
     let mut rng = fastrand::Rng::with_seed(a.seed);
     let mut crises: Vec<CrisisId> = Vec::new();
+    let mut driven: Vec<Driven> = Vec::new();
     let mut kills = 0u32;
     let deadline = Instant::now() + Duration::from_secs(60 + u64::from(a.rounds) * 20);
-    loop {
-        // A new crisis whenever every activated one is ready and its activation run finished
-        // (its last step announces the kit after the ready transition), and kills remain.
-        let mut all_ready = true;
-        for id in &crises {
-            let c = ops.crisis(id.as_str()).await?;
-            let runs = ops.steps(id.as_str()).await?.runs;
-            all_ready &= c.state == CrisisState::Ready && runs.iter().all(|r| r.state != RunState::Running);
-        }
-        if all_ready {
-            if kills >= a.rounds {
-                break;
-            }
-            let Some(insee) = COMMUNES.get(crises.len()) else { break };
+    let new_crisis = |insee: &'static str| {
+        let ops = &ops;
+        async move {
             let c = ops.request_crisis(&request(insee, a.agents)?, None).await?;
             let agents = (1..=a.agents)
                 .map(|i| AgentInput { name: format!("Agent Reprise{i:03}"), service: "Services".into() })
                 .collect();
             ops.set_agents(c.id.as_str(), &AgentsRequest { agents }).await?;
             ops.act(&c.id, CrisisAction::Activate, None).await?;
-            crises.push(c.id);
+            anyhow::Ok(c.id)
+        }
+    };
+    if a.mixed {
+        for (i, insee) in COMMUNES.iter().enumerate() {
+            let fate = [Fate::Cancelled, Fate::HandedBack, Fate::Ready][i % 3];
+            let id = new_crisis(insee).await?;
+            let cancel_at = Instant::now() + Duration::from_millis(rng.u64(0..3_000));
+            crises.push(id.clone());
+            driven.push(Driven { id, fate, cancel_at, settled: false });
+        }
+    }
+    loop {
+        let settled = if a.mixed {
+            drive(&ops, &mut driven).await
+        } else {
+            // A new crisis whenever every activated one is ready and its activation run
+            // finished (its last step announces the kit after the ready transition).
+            let mut all_ready = true;
+            for id in &crises {
+                let c = ops.crisis(id.as_str()).await?;
+                let runs = ops.steps(id.as_str()).await?.runs;
+                all_ready &= c.state == CrisisState::Ready && runs.iter().all(|r| r.state != RunState::Running);
+            }
+            if all_ready && kills < a.rounds {
+                let Some(insee) = COMMUNES.get(crises.len()) else { break };
+                crises.push(new_crisis(insee).await?);
+                false
+            } else {
+                all_ready
+            }
+        };
+        if settled && (a.mixed || kills >= a.rounds) {
+            break;
         }
         if Instant::now() > deadline {
-            bail!("not every crisis became ready in time (see {})", dir.display());
+            bail!("not every crisis reached its end in time (see {})", dir.display());
         }
         if kills < a.rounds {
             // Let it work for a random while, ops confirming tasks meanwhile, then SIGKILL.
@@ -239,6 +315,9 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
             let until = Instant::now() + work;
             while Instant::now() < until {
                 confirm_tasks(&ops).await;
+                if a.mixed {
+                    drive(&ops, &mut driven).await;
+                }
                 tokio::time::sleep(Duration::from_millis(rng.u64(20..200))).await;
             }
             child.start_kill()?;
@@ -257,13 +336,17 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     let mut allocation_ok = true;
     for id in &crises {
         let v = ops.steps(id.as_str()).await?;
-        for s in v.runs.iter().flat_map(|r| &r.steps) {
+        // A run a cancellation stopped keeps the steps it never reached.
+        for s in v.runs.iter().filter(|r| r.state != RunState::Cancelled).flat_map(|r| &r.steps) {
             if s.state != StepState::Succeeded {
                 all_steps = false;
                 problems.push(format!("{id}: step {} is {}", s.step, s.state));
             }
         }
         let c = ops.crisis(id.as_str()).await?;
+        if c.state != CrisisState::Ready {
+            continue; // the kit went back: nothing is held
+        }
         let items = ops.inventory_items().await?;
         for n in &c.needs {
             let held =
@@ -276,7 +359,26 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
         }
     }
     let state: Value = reqwest::get(format!("{}/_sim/state", h.sim_url)).await?.json().await?;
-    let n = crises.len() as u64;
+    // Kits handed back or called off are deleted: only the ready ones remain in the tenant.
+    let mut ready = 0u64;
+    let mut wound_down = true;
+    for id in &crises {
+        let c = ops.crisis(id.as_str()).await?;
+        if c.state == CrisisState::Ready {
+            ready += 1;
+            continue;
+        }
+        let domain = repli_core::m365::backup_domain("{slug}.secours-amp.fr", &c.commune_name, c.commune.as_str())?;
+        let suffix = format!("@{domain}");
+        for u in state["users"].as_array().into_iter().flatten() {
+            let upn = u["userPrincipalName"].as_str().unwrap_or_default().to_ascii_lowercase();
+            if upn.ends_with(&suffix) && u["accountEnabled"] != Value::Bool(false) {
+                wound_down = false;
+                problems.push(format!("{id} ({}): account {upn} still enabled", c.state));
+            }
+        }
+    }
+    let n = ready;
     let agents = u64::from(a.agents);
     let expected = [
         ("domains", n),
@@ -285,9 +387,14 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
         ("groups", n),
         ("teams", n),
         ("channels", 3 * n),
-        ("onlineMeetings", n),
     ];
     let mut objects_ok = true;
+    let meetings = state["counts"]["onlineMeetings"].as_u64().unwrap_or(u64::MAX);
+    // Meetings are not deleted at hand-back (they end on their own): one per provisioned kit.
+    if (!a.mixed && meetings != n) || meetings > crises.len() as u64 {
+        objects_ok = false;
+        problems.push(format!("simulator holds {meetings} onlineMeetings for {n} ready kits"));
+    }
     for (kind, want) in expected {
         let got = state["counts"][kind].as_u64().unwrap_or(u64::MAX);
         if got != want {
@@ -314,6 +421,10 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     let store = repli_store::Store::open_read_only(&dir.join("repli.db")).await?;
     let reclaimed =
         store.audit_bundle().await?.entries.iter().filter(|e| e.action == "engine.step.reclaimed").count() as u64;
+    let stranded = store.missing_runs().await?;
+    for (id, playbook) in &stranded {
+        problems.push(format!("{id}: stranded without its {playbook} run"));
+    }
     let workdir = if a.keep { Some(tmp.keep()) } else { None };
     Ok(CrashFigures {
         rounds: a.rounds,
@@ -326,6 +437,8 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
         no_item_allocated_twice: allocation_ok,
         audit_verified,
         audit_entries,
+        no_crisis_stranded: a.mixed.then_some(stranded.is_empty()),
+        cancelled_kits_wound_down: a.mixed.then_some(wound_down),
         problems,
         workdir,
     })
