@@ -29,7 +29,8 @@ const COMMUNES: [&str; 6] = ["13005", "13001", "13007", "13041", "84089", "13002
 
 #[derive(Debug, Args)]
 pub struct CrashBench {
-    /// SIGKILLs to send (at least); more crises are activated while rounds remain.
+    /// SIGKILLs to send: at least (more crises are activated while rounds remain); with
+    /// `--mixed`, at most (the harness stops once every commune's crisis reached its end).
     #[arg(long, default_value_t = 100)]
     pub rounds: u32,
     /// Agents per crisis (accounts to create).

@@ -11,75 +11,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use repli_core::{Actor, CrisisAction, Destructive, StepState};
 use repli_proto::api::{ActionRequest, WriteOffRequest};
-use serde::Serialize;
-use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::pages::{Form, api_error_page, back, base, check_csrf};
-use crate::web::{SessionCsrf, render};
+use crate::web::{
+    Form, SessionCsrf, Target, api_error_page, back, check_csrf, confirmation_page, reason_of, status_of,
+};
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{AppError, inventory, steps};
-
-/// What the confirmation page shows.
-#[derive(Debug, Serialize)]
-struct Confirmation {
-    title: &'static str,
-    crisis: String,
-    commune: String,
-    /// What the action is about, when not the whole crisis (a step, an item).
-    subject: Option<String>,
-    consequences: &'static [&'static str],
-    /// Where the form posts.
-    action: String,
-    button: &'static str,
-    /// The reason typed so far (kept when the action was refused).
-    reason: String,
-    error: Option<String>,
-}
-
-/// What a destructive action is about, and where its form posts.
-pub(crate) struct Target {
-    pub what: Destructive,
-    pub subject: Option<String>,
-    pub action: String,
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn confirmation_page(
-    st: &AppState,
-    a: &Actor,
-    csrf: &str,
-    r: &repli_store::CrisisRecord,
-    t: Target,
-    reason: &str,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
-    let page = Confirmation {
-        title: t.what.title_fr(),
-        crisis: r.id.to_string(),
-        commune: r.commune_name.clone(),
-        subject: t.subject,
-        consequences: t.what.consequences_fr(),
-        action: t.action,
-        button: t.what.button_fr(),
-        reason: reason.to_owned(),
-        error,
-    };
-    let mut data = base(a, csrf, t.what.title_fr());
-    data.insert("confirm".into(), serde_json::to_value(page).unwrap_or(Value::Null));
-    render(st, status, "confirmer", &Value::Object(data))
-}
-
-/// The reason typed in the form, trimmed.
-pub(crate) fn reason_of(form: &BTreeMap<String, String>) -> String {
-    form.get("motif").map(|m| m.trim().to_owned()).unwrap_or_default()
-}
-
-pub(crate) fn status_of(e: &AppError) -> StatusCode {
-    StatusCode::from_u16(e.to_problem().status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
-}
 
 /// A crisis transition that undoes a kit (hand-back, cancellation): its target, or why it
 /// cannot be taken now.

@@ -9,9 +9,7 @@ use crate::AppState;
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-
-/// Documents carry their print stylesheet inline and no script.
-const DOCUMENT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+use crate::respond::{DOCUMENT_CSP, sheet_download};
 
 pub async fn list(
     State(st): State<AppState>,
@@ -44,18 +42,6 @@ pub async fn zip(
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
-}
-
-/// A downloaded sheet: never cached, never framed, saved under its name.
-pub(crate) fn sheet_download(name: &str, html: String) -> Response {
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCUMENT_CSP));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    resp
 }
 
 /// The sheets of the accounts that have none yet.

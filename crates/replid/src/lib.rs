@@ -16,6 +16,7 @@ mod inventory;
 mod journal;
 pub mod logging;
 pub mod pages;
+mod respond;
 pub mod routes;
 mod sheets;
 mod signin;

@@ -16,37 +16,13 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::web::{SessionCsrf, error_page, render, same_secret};
+use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, render};
 use repli_app::AppError;
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{inventory, steps};
 
-pub(crate) type Form = axum::Form<BTreeMap<String, String>>;
-
 fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
     t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &st.time_zone().clone()))
-}
-
-/// What every page's layout needs: who is signed in, their menu, the CSRF token.
-pub(crate) fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("title".into(), json!(title));
-    m.insert(
-        "nav".into(),
-        json!({
-            "name": a.name,
-            "role": role_fr(a.role),
-            "ops": a.role == Role::Ops,
-            "dgs": a.role == Role::Dgs,
-            "auditor": a.role == Role::Auditor,
-            "csrf": csrf,
-        }),
-    );
-    m.insert("csrf".into(), json!(csrf));
-    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended"] {
-        m.insert(k.into(), Value::Null);
-    }
-    m
 }
 
 /// Every key a form template reads, present (strict templates refuse a missing one).
@@ -78,15 +54,6 @@ const REQUEST_FIELDS: [&str; 16] = [
 ];
 const FILTERS: [&str; 7] = ["crise", "commune", "acteur", "action", "du", "au", "apres"];
 
-fn role_fr(r: Role) -> &'static str {
-    match r {
-        Role::Admin => "administrateur",
-        Role::Ops => "exploitation (métropole)",
-        Role::Dgs => "DGS",
-        Role::Auditor => "auditeur",
-    }
-}
-
 /// Status shown with a colour class **and** words (never colour alone).
 fn sla(status: SlaStatus) -> Value {
     let class = match status {
@@ -109,20 +76,6 @@ fn severity(s: SlaStatus) -> u8 {
     }
 }
 
-/// The form's CSRF token against the session's; the refusal page when they differ.
-pub(crate) fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
-    if form.get("csrf").is_some_and(|c| same_secret(expected, c)) {
-        Ok(())
-    } else {
-        Err(Box::new(error_page(
-            st,
-            StatusCode::FORBIDDEN,
-            "Action refusée",
-            "Formulaire expiré ou jeton invalide : rechargez la page.",
-        )))
-    }
-}
-
 /// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
 async fn form_crisis(
     st: &AppState,
@@ -133,18 +86,6 @@ async fn form_crisis(
 ) -> Result<repli_store::CrisisRecord, Box<Response>> {
     check_csrf(st, csrf, form)?;
     visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
-}
-
-pub(crate) fn api_error_page(st: &AppState, e: &AppError) -> Response {
-    let p = e.to_problem();
-    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let title = match p.status {
-        404 => "Introuvable",
-        403 => "Accès refusé",
-        409 => "Action impossible",
-        _ => "Erreur",
-    };
-    error_page(st, status, title, &p.detail)
 }
 
 fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
@@ -548,11 +489,6 @@ pub async fn crisis(
     );
     data.insert("read_at".into(), json!(when(&st, Some(st.clock.now()))));
     render(&st, StatusCode::OK, "crise", &Value::Object(data))
-}
-
-pub(crate) fn back(id: &str, key: &str, message: &str) -> Response {
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
-    Redirect::to(&format!("/crises/{id}?{q}")).into_response()
 }
 
 pub async fn crisis_action(

@@ -11,11 +11,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::actions::{Target, confirmation_page, reason_of, status_of};
 use crate::auth::Authed;
-use crate::documents::sheet_download;
-use crate::pages::{Form, api_error_page, base, check_csrf};
-use crate::web::{SessionCsrf, render};
+use crate::respond::sheet_download;
+use crate::web::{
+    Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_page, reason_of, render, status_of,
+};
 use repli_app::crises::visible_crisis;
 use repli_app::documents;
 

@@ -2,16 +2,19 @@
 //! embedded in the binary), rendering and error pages, the sign-in throttle, the client address
 //! and the session's CSRF token. The sign-in handlers are in `signin`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use handlebars::Handlebars;
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
+use repli_app::AppError;
+use repli_core::{Actor, Destructive, Role};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::AppState;
 
@@ -196,4 +199,131 @@ mod tests {
         assert!(t.reserve("anne", "10.0.0.1", later));
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
     }
+}
+
+// ---------------------------------------------------------------- shared by the pages
+
+pub type Form = axum::Form<BTreeMap<String, String>>;
+
+pub fn role_fr(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "administrateur",
+        Role::Ops => "exploitation (métropole)",
+        Role::Dgs => "DGS",
+        Role::Auditor => "auditeur",
+    }
+}
+
+/// What every page's layout needs: who is signed in, their menu, the CSRF token.
+pub fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("title".into(), json!(title));
+    m.insert(
+        "nav".into(),
+        json!({
+            "name": a.name,
+            "role": role_fr(a.role),
+            "ops": a.role == Role::Ops,
+            "dgs": a.role == Role::Dgs,
+            "auditor": a.role == Role::Auditor,
+            "csrf": csrf,
+        }),
+    );
+    m.insert("csrf".into(), json!(csrf));
+    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended"] {
+        m.insert(k.into(), Value::Null);
+    }
+    m
+}
+
+/// The form's CSRF token against the session's; the refusal page when they differ.
+pub fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
+    if form.get("csrf").is_some_and(|c| same_secret(expected, c)) {
+        Ok(())
+    } else {
+        Err(Box::new(error_page(
+            st,
+            StatusCode::FORBIDDEN,
+            "Action refusée",
+            "Formulaire expiré ou jeton invalide : rechargez la page.",
+        )))
+    }
+}
+
+pub fn api_error_page(st: &AppState, e: &AppError) -> Response {
+    let p = e.to_problem();
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = match p.status {
+        404 => "Introuvable",
+        403 => "Accès refusé",
+        409 => "Action impossible",
+        _ => "Erreur",
+    };
+    error_page(st, status, title, &p.detail)
+}
+
+pub fn back(id: &str, key: &str, message: &str) -> Response {
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
+    Redirect::to(&format!("/crises/{id}?{q}")).into_response()
+}
+
+/// What the confirmation page shows.
+#[derive(Debug, Serialize)]
+struct Confirmation {
+    title: &'static str,
+    crisis: String,
+    commune: String,
+    /// What the action is about, when not the whole crisis (a step, an item).
+    subject: Option<String>,
+    consequences: &'static [&'static str],
+    /// Where the form posts.
+    action: String,
+    button: &'static str,
+    /// The reason typed so far (kept when the action was refused).
+    reason: String,
+    error: Option<String>,
+}
+
+/// What a destructive action is about, and where its form posts.
+#[derive(Debug)]
+pub struct Target {
+    pub what: Destructive,
+    pub subject: Option<String>,
+    pub action: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn confirmation_page(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    r: &repli_store::CrisisRecord,
+    t: Target,
+    reason: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let page = Confirmation {
+        title: t.what.title_fr(),
+        crisis: r.id.to_string(),
+        commune: r.commune_name.clone(),
+        subject: t.subject,
+        consequences: t.what.consequences_fr(),
+        action: t.action,
+        button: t.what.button_fr(),
+        reason: reason.to_owned(),
+        error,
+    };
+    let mut data = base(a, csrf, t.what.title_fr());
+    data.insert("confirm".into(), serde_json::to_value(page).unwrap_or(Value::Null));
+    render(st, status, "confirmer", &Value::Object(data))
+}
+
+/// The reason typed in the form, trimmed.
+pub fn reason_of(form: &BTreeMap<String, String>) -> String {
+    form.get("motif").map(|m| m.trim().to_owned()).unwrap_or_default()
+}
+
+pub fn status_of(e: &AppError) -> StatusCode {
+    StatusCode::from_u16(e.to_problem().status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
