@@ -18,8 +18,23 @@ async fn contact_details_are_erased_after_the_retention_period() {
     app.dgs.set_agents(old.id.as_str(), &agents).await.unwrap();
     // The whole kit: accounts named after the agent, notifications to relay, documents on disk.
     app.make_ready(&old.id).await;
+    app.ops.issue_sheets(old.id.as_str()).await.unwrap();
     app.ops.act(&old.id, CrisisAction::Deliver, None).await.unwrap();
     app.hand_back(&old.id).await;
+    let sheets_of = |id: String| {
+        let db = app.db_path();
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display())).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credential_sheets WHERE crisis_id = ?")
+                .bind(id)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert!(sheets_of(old.id.to_string()).await > 0, "the hand-over of the sheets was recorded");
     let docs = app.db_path().with_file_name("repli.db.documents").join(old.id.as_str());
     assert!(docs.join("01-dossier-de-mise-a-disposition.html").is_file(), "documents written");
     let relayed = app.ops.notifications().await.unwrap();
@@ -50,6 +65,7 @@ async fn contact_details_are_erased_after_the_retention_period() {
         assert!(!steps.contains(name), "{name} is still in the steps");
     }
     assert!(!docs.exists(), "the crisis's documents are erased");
+    assert_eq!(sheets_of(old.id.to_string()).await, 0, "the sheets' record (logins) is erased");
     assert_eq!(erased.history.last().unwrap().action, "crisis.purge_personal_data");
     for kept in [&recent.id, &open.id] {
         assert_eq!(app.ops.crisis(kept.as_str()).await.unwrap().contact.name, "Anne Martin");
