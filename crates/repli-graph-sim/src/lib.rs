@@ -385,6 +385,14 @@ impl Shared {
         if requests.is_empty() {
             return error(400, "BadRequest", "Invalid batch payload: at least one request is required.");
         }
+        // JSON batching (json-batching; microsoft-graph-docs#16280): a batch is fully parallel
+        // (no dependsOn) or fully sequential (every request after the first depends on an
+        // earlier one); a mix is refused before anything runs.
+        let sequenced = requests.iter().skip(1).filter(|r| r.get("dependsOn").is_some()).count();
+        let first_depends = requests.first().is_some_and(|r| r.get("dependsOn").is_some());
+        if first_depends || (sequenced > 0 && sequenced < requests.len() - 1) {
+            return error(400, "BadRequest", "Batch should be either fully sequential or fully parallel.");
+        }
         let mut ids = Vec::new();
         for r in requests {
             let id = r.get("id").and_then(Value::as_str).unwrap_or_default();

@@ -147,6 +147,8 @@ pub struct Tenant {
     pub dns: BTreeMap<String, Vec<DnsRecord>>,
 }
 
+/// Relationships bound in one request: a group created with owners and members together
+/// (group-post-groups), or members added in one PATCH (group-post-members).
 const MAX_BINDS: usize = 20;
 
 fn lower(s: &str) -> String {
@@ -828,6 +830,14 @@ impl Tenant {
         }
         if self.groups.iter().any(|g| lower(&g.nickname) == lower(&nickname)) {
             return bad("Another object with the same value for property proxyAddresses already exists.");
+        }
+        // Create group (group-post-groups): owners and members bound at creation are at most 20
+        // relationships together; the rest are added afterwards.
+        let binds = |key: &str| body.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+        if binds("owners@odata.bind") + binds("members@odata.bind") > MAX_BINDS {
+            return bad(&format!(
+                "The total number of owners and members that can be added when creating a group is limited to {MAX_BINDS}."
+            ));
         }
         let owners = match self.resolve_binds(body, "owners@odata.bind", now) {
             Ok(o) => o,

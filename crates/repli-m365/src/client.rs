@@ -104,7 +104,9 @@ impl Reply {
     }
 }
 
-/// One request of a batch (or sent alone when batching is off).
+/// One request of a batch (or sent alone when batching is off). Batches are always fully
+/// parallel: Graph refuses a batch that mixes `dependsOn` chains and independent requests
+/// (json-batching), so what depends on another request goes in a later wave.
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
     pub id: String,
@@ -112,7 +114,6 @@ pub(crate) struct Item {
     /// Relative to the Graph base, with a leading `/`, query included.
     pub url: String,
     pub body: Option<Value>,
-    pub depends_on: Option<String>,
 }
 
 /// When a retry is worth it.
@@ -495,60 +496,40 @@ impl Graph {
         Ok(items)
     }
 
-    /// Runs groups of items that must stay together (a unit: a create and the request that
-    /// depends on it). Batched: up to 20 per `$batch`, all batches in flight at once (bounded),
-    /// throttled or not-yet-replicated items retried in a new batch after the longest wait.
+    /// Runs independent items: batched, up to 20 per `$batch` with no `dependsOn` (fully
+    /// parallel), all batches in flight at once (bounded); throttled, failed-over or
+    /// not-yet-replicated items are sent again, alone, in a new batch after the longest wait.
     /// Unbatched: one request per item. Returns the final answer of every item by id.
-    pub async fn run_items(&self, op: &str, units: Vec<Vec<Item>>, opts: Opts) -> Result<BTreeMap<String, Reply>> {
+    pub async fn run_items(&self, op: &str, items: Vec<Item>, opts: Opts) -> Result<BTreeMap<String, Reply>> {
         if !self.config.batch {
             let mut results = BTreeMap::new();
-            for unit in units {
-                for item in unit {
-                    let failed_dep =
-                        item.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(|r: &Reply| !r.ok()));
-                    let reply = if failed_dep {
-                        Reply {
-                            status: 424,
-                            location: None,
-                            retry_after: None,
-                            body: json!({"error": {"code": "FailedDependency", "message": "dependency failed"}}),
-                        }
-                    } else {
-                        self.call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method, &item.url, item.body.as_ref()))
-                            .await?
-                    };
-                    results.insert(item.id.clone(), reply);
-                }
+            for item in items {
+                let reply = self
+                    .call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method, &item.url, item.body.as_ref()))
+                    .await?;
+                results.insert(item.id.clone(), reply);
             }
             return Ok(results);
         }
         let started = Instant::now();
         let mut results: BTreeMap<String, Reply> = BTreeMap::new();
-        let mut pending = units;
+        let mut pending = items;
         let mut round: u32 = 0;
         let mut sent = std::collections::BTreeSet::new();
         while !pending.is_empty() {
             round += 1;
-            let mut batches: Vec<Vec<Item>> = Vec::new();
-            for unit in pending.drain(..) {
-                match batches.last_mut() {
-                    Some(b) if b.len() + unit.len() <= crate::client::MAX_BATCH => b.extend(unit),
-                    _ => batches.push(unit),
-                }
-            }
+            let batches: Vec<Vec<Item>> = pending.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
+            pending.clear();
             let sends = batches.iter().map(|batch| {
                 let fresh = batch.iter().filter(|i| sent.insert(i.id.clone())).count() as u64;
                 self.send_batch(op, batch, fresh)
             });
             let answers = futures_util::future::join_all(sends).await;
             let mut wait = Duration::ZERO;
-            let mut retry: Vec<Vec<Item>> = Vec::new();
             let mut throttled = false;
             let mut last = String::new();
             for (batch, answer) in batches.into_iter().zip(answers) {
                 let mut answer = answer?;
-                // Regroup by unit: an item whose dependency is retried goes with it.
-                let mut carried: BTreeMap<String, Vec<Item>> = BTreeMap::new();
                 for item in batch {
                     let reply = answer.remove(&item.id).unwrap_or(Reply {
                         status: 500,
@@ -556,40 +537,22 @@ impl Graph {
                         retry_after: None,
                         body: json!({"error": {"code": "missingResponse", "message": "no response for this id"}}),
                     });
-                    let dep_retried = item.depends_on.as_ref().is_some_and(|d| carried.contains_key(d));
                     let retryable =
                         matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
-                    if dep_retried {
-                        if let Some(d) = item.depends_on.clone()
-                            && let Some(unit) = carried.get_mut(&d)
-                        {
-                            unit.push(item.clone());
-                            carried.insert(item.id.clone(), Vec::new());
-                        }
-                        continue;
-                    }
                     if retryable {
-                        if reply.status == 429 {
-                            throttled = true;
-                        }
+                        throttled |= reply.status == 429;
                         wait = wait.max(self.wait_for(reply.retry_after.as_deref(), round));
                         last = format!("{} {}", reply.status, reply.message());
-                        let mut again = item.clone();
-                        // A dependency that already succeeded is not resent.
-                        if again.depends_on.as_ref().is_some_and(|d| results.get(d).is_some_and(Reply::ok)) {
-                            again.depends_on = None;
-                        }
-                        carried.insert(item.id.clone(), vec![again]);
-                        continue;
+                        pending.push(item);
+                    } else {
+                        results.insert(item.id.clone(), reply);
                     }
-                    results.insert(item.id.clone(), reply);
                 }
-                retry.extend(carried.into_values().filter(|u| !u.is_empty()));
             }
             if throttled {
                 self.note_throttled();
             }
-            if retry.is_empty() {
+            if pending.is_empty() {
                 break;
             }
             if started.elapsed() + wait > self.config.budget {
@@ -600,11 +563,10 @@ impl Graph {
                     last,
                 });
             }
-            self.counters.retries.fetch_add(retry.iter().map(|u| u.len() as u64).sum(), Ordering::Relaxed);
+            self.counters.retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
             if wait > Duration::ZERO {
                 self.close_gate(wait);
             }
-            pending = retry;
         }
         Ok(results)
     }
@@ -617,9 +579,6 @@ impl Graph {
                 if let Some(b) = &i.body {
                     r["body"] = b.clone();
                     r["headers"] = json!({"Content-Type": "application/json"});
-                }
-                if let Some(d) = &i.depends_on {
-                    r["dependsOn"] = json!([d]);
                 }
                 r
             })

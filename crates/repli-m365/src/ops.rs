@@ -328,14 +328,18 @@ impl M365 for GraphProvider {
                 }
                 let licence_body =
                     json!({"addLicenses": [{"skuId": sku_id, "disabledPlans": []}], "removeLicenses": []});
-                let mut units: Vec<Vec<Item>> = Vec::new();
+                // Two fully parallel waves (Graph refuses a batch mixing dependsOn chains and
+                // independent requests): the missing accounts, then a licence for every account
+                // that exists and has none — a create that answered "already exists" (an earlier
+                // run made it, replication hid it) included.
+                let mut creates = Vec::new();
                 for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
                     let upn = format!("{login}@{domain}");
-                    let found = by_upn.get(&upn);
-                    let mut unit = Vec::new();
-                    if found.is_none() {
-                        let password = generate_password()?;
-                        unit.push(Item {
+                    if by_upn.contains_key(&upn) {
+                        continue;
+                    }
+                    let password = generate_password()?;
+                    creates.push(Item {
                         id: format!("c{i}"),
                         method: "POST",
                         url: "/users".into(),
@@ -349,79 +353,50 @@ impl M365 for GraphProvider {
                             "preferredLanguage": "fr-FR",
                             "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": password.expose()},
                         })),
-                        depends_on: None,
                     });
-                    }
-                    if found.is_none_or(|u| !has_licence(u)) {
-                        unit.push(Item {
-                            id: format!("l{i}"),
-                            method: "POST",
-                            url: format!("/users/{upn}/assignLicense"),
-                            body: Some(licence_body.clone()),
-                            depends_on: found.is_none().then(|| format!("c{i}")),
-                        });
-                    }
-                    if !unit.is_empty() {
-                        units.push(unit);
-                    }
                 }
-                let results = self.graph.run_items("accounts.create", units, retry_404()).await?;
+                let created = self.graph.run_items("accounts.create", creates, retry_404()).await?;
                 let mut failures = Vec::new();
                 let mut out = Vec::new();
+                let mut licences = Vec::new();
                 for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
                     let upn = format!("{login}@{domain}");
-                    let created = results.get(&format!("c{i}"));
-                    let licence = results.get(&format!("l{i}"));
-                    // "Already exists" on create: an earlier run made it; replication hid it.
+                    let found = by_upn.get(&upn);
+                    let create = created.get(&format!("c{i}"));
                     let create_ok =
-                        created.is_none_or(|r| r.ok() || (r.status == 400 && r.message().contains("already exists")));
+                        create.is_none_or(|r| r.ok() || (r.status == 400 && r.message().contains("already exists")));
                     if !create_ok {
-                        failures.push(format!("{upn}: {}", created.map(Reply::message).unwrap_or_default()));
+                        failures.push(format!("{upn}: {}", create.map(Reply::message).unwrap_or_default()));
                         continue;
                     }
-                    let licence_ok = licence.is_none_or(Reply::ok);
-                    if let Some(l) = licence.filter(|l| !l.ok()) {
-                        if l.status == 424 {
-                            // Its create was "already exists": assign on its own below.
-                        } else {
-                            failures.push(format!("{upn} (licence): {}", l.message()));
-                            continue;
-                        }
-                    }
-                    let id = created
+                    let id = create
                         .and_then(|r| r.body["id"].as_str())
-                        .or_else(|| by_upn.get(&upn).and_then(|u| u["id"].as_str()))
+                        .or_else(|| found.and_then(|u| u["id"].as_str()))
                         .unwrap_or_default()
                         .to_string();
-                    out.push((upn, agent, id, created.is_some_and(Reply::ok), licence_ok));
-                }
-                // Accounts whose creation collided with an invisible earlier one: licence them now.
-                let late: Vec<Vec<Item>> = out
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, _, _, _, licensed))| !licensed)
-                    .map(|(j, (upn, ..))| {
-                        vec![Item {
-                            id: format!("r{j}"),
+                    let licensed = found.is_some_and(|u| has_licence(u));
+                    if !licensed {
+                        licences.push(Item {
+                            id: format!("l{}", out.len()),
                             method: "POST",
                             url: format!("/users/{upn}/assignLicense"),
                             body: Some(licence_body.clone()),
-                            depends_on: None,
-                        }]
-                    })
-                    .collect();
-                if !late.is_empty() {
-                    let again = self.graph.run_items("accounts.licence", late, retry_404()).await?;
+                        });
+                    }
+                    out.push((upn, agent, id, create.is_some_and(Reply::ok), licensed));
+                }
+                if !licences.is_empty() {
+                    // A licence for an account just created may meet a 404 until it replicates.
+                    let assigned = self.graph.run_items("accounts.licence", licences, retry_404()).await?;
                     for (j, entry) in out.iter_mut().enumerate() {
-                        if let Some(r) = again.get(&format!("r{j}")) {
+                        if let Some(r) = assigned.get(&format!("l{j}")) {
                             if r.ok() {
                                 entry.4 = true;
                                 if entry.2.is_empty() {
                                     entry.2 = r.body["id"].as_str().unwrap_or_default().to_string();
                                 }
                             } else {
-                                let upn = &entry.0;
-                                failures.push(format!("{upn} (licence): {}", r.message()));
+                                failures.push(format!("{} (licence): {}", entry.0, r.message()));
                             }
                         }
                     }
@@ -450,8 +425,10 @@ impl M365 for GraphProvider {
                 if spec.owners.is_empty() {
                     return Err(Error::Invalid("a Team needs at least one owner".into()));
                 }
-                let first: Vec<String> = spec.members.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
+                // Create group: at most 20 relationships, owners and members together.
                 let owners: Vec<String> = spec.owners.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
+                let at_creation = BIND_LIMIT - owners.len();
+                let first: Vec<String> = spec.members.iter().take(at_creation).map(|u| user_ref(u)).collect();
                 let body = json!({
                     "displayName": spec.display_name, "description": spec.description, "mailNickname": spec.nickname,
                     "mailEnabled": true, "securityEnabled": false, "groupTypes": ["Unified"], "visibility": "Private",
@@ -468,7 +445,7 @@ impl M365 for GraphProvider {
                 let group_id =
                     group["id"].as_str().ok_or_else(|| Error::Invalid("group without id".into()))?.to_string();
                 let missing: Vec<String> = if created {
-                    spec.members.iter().skip(BIND_LIMIT).cloned().collect()
+                    spec.members.iter().skip(at_creation).cloned().collect()
                 } else {
                     let present: BTreeSet<String> = self
                         .graph
@@ -573,16 +550,13 @@ impl M365 for GraphProvider {
             let units = passwords
                 .iter()
                 .enumerate()
-                .map(|(i, (upn, p))| {
-                    vec![Item {
-                        id: format!("p{i}"),
-                        method: "PATCH",
-                        url: format!("/users/{upn}"),
-                        body: Some(
-                            json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}}),
-                        ),
-                        depends_on: None,
-                    }]
+                .map(|(i, (upn, p))| Item {
+                    id: format!("p{i}"),
+                    method: "PATCH",
+                    url: format!("/users/{upn}"),
+                    body: Some(
+                        json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}}),
+                    ),
                 })
                 .collect();
             let results = self.graph.run_items("accounts.password", units, retry_404()).await?;
@@ -594,44 +568,45 @@ impl M365 for GraphProvider {
     fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>> {
         Box::pin(async move {
             let users = self.users_of(domain).await?;
-            let mut units = Vec::new();
+            // Three fully parallel waves: sign-in blocked first, then the sessions revoked, then
+            // the licences freed.
+            let mut disable = Vec::new();
+            let mut revoke = Vec::new();
+            let mut free = Vec::new();
             let mut licences = 0u32;
             for (i, u) in users.iter().enumerate() {
                 let Some(id) = u["id"].as_str() else { continue };
-                let mut unit = vec![
-                    Item {
-                        id: format!("s{i}"),
-                        method: "POST",
-                        url: format!("/users/{id}/revokeSignInSessions"),
-                        body: None,
-                        depends_on: None,
-                    },
-                    Item {
-                        id: format!("d{i}"),
-                        method: "PATCH",
-                        url: format!("/users/{id}"),
-                        body: Some(json!({"accountEnabled": false})),
-                        depends_on: Some(format!("s{i}")),
-                    },
-                ];
+                disable.push(Item {
+                    id: format!("d{i}"),
+                    method: "PATCH",
+                    url: format!("/users/{id}"),
+                    body: Some(json!({"accountEnabled": false})),
+                });
+                revoke.push(Item {
+                    id: format!("s{i}"),
+                    method: "POST",
+                    url: format!("/users/{id}/revokeSignInSessions"),
+                    body: None,
+                });
                 let skus: Vec<Value> = u["assignedLicenses"]
                     .as_array()
                     .map(|a| a.iter().map(|l| l["skuId"].clone()).collect())
                     .unwrap_or_default();
                 if !skus.is_empty() {
                     licences += skus.len() as u32;
-                    unit.push(Item {
+                    free.push(Item {
                         id: format!("r{i}"),
                         method: "POST",
                         url: format!("/users/{id}/assignLicense"),
                         body: Some(json!({"addLicenses": [], "removeLicenses": skus})),
-                        depends_on: Some(format!("d{i}")),
                     });
                 }
-                units.push(unit);
             }
-            let results = self.graph.run_items("accounts.winddown", units, Opts::default()).await?;
-            partial_failure("accounts.winddown", failed_items(&results, None))?;
+            for (op, wave) in [("accounts.disable", disable), ("accounts.revoke", revoke), ("accounts.unlicense", free)]
+            {
+                let results = self.graph.run_items(op, wave, Opts::default()).await?;
+                partial_failure(op, failed_items(&results, None))?;
+            }
             Ok(WindDown {
                 accounts: users.iter().filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string)).collect(),
                 licences_removed: licences,
@@ -642,18 +617,15 @@ impl M365 for GraphProvider {
     fn delete_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<usize>> {
         Box::pin(async move {
             let users = self.users_of(domain).await?;
-            let units: Vec<Vec<Item>> = users
+            let units: Vec<Item> = users
                 .iter()
                 .enumerate()
                 .filter_map(|(i, u)| {
-                    u["id"].as_str().map(|id| {
-                        vec![Item {
-                            id: format!("x{i}"),
-                            method: "DELETE",
-                            url: format!("/users/{id}"),
-                            body: None,
-                            depends_on: None,
-                        }]
+                    u["id"].as_str().map(|id| Item {
+                        id: format!("x{i}"),
+                        method: "DELETE",
+                        url: format!("/users/{id}"),
+                        body: None,
                     })
                 })
                 .collect();

@@ -323,6 +323,46 @@ async fn the_simulator_refuses_what_graph_refuses() {
     assert_eq!(status, 400, "{body}");
 }
 
+/// JSON batching: a batch is fully parallel or fully sequential; a mix is refused whole, before
+/// anything runs (json-batching; microsoft-graph-docs#16280).
+#[tokio::test]
+async fn a_batch_mixing_parallel_and_sequential_requests_is_refused() {
+    let sim = sim(SimConfig::default()).await;
+    let get = |id: &str, depends: Option<&str>| {
+        let mut r = json!({"id": id, "method": "GET", "url": "/subscribedSkus"});
+        if let Some(d) = depends {
+            r["dependsOn"] = json!([d]);
+        }
+        r
+    };
+    let mixed = [get("1", None), get("2", Some("1")), get("3", None)];
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": mixed})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["message"], "Batch should be either fully sequential or fully parallel.");
+    let pairs = [get("c0", None), get("l0", Some("c0")), get("c1", None), get("l1", Some("c1"))];
+    assert_eq!(raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": pairs})).await.0, 400);
+    let first_depends = [get("1", Some("2")), get("2", None)];
+    assert_eq!(raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": first_depends})).await.0, 400);
+    let parallel = [get("1", None), get("2", None), get("3", None)];
+    assert_eq!(raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": parallel})).await.0, 200);
+    let sequential = [get("1", None), get("2", Some("1")), get("3", Some("2"))];
+    assert_eq!(raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": sequential})).await.0, 200);
+}
+
+/// Create group: owners and members bound at creation are at most 20 relationships together.
+#[tokio::test]
+async fn a_group_is_created_with_at_most_twenty_relationships() {
+    let sim = sim(SimConfig::default()).await;
+    let refs: Vec<String> = (0..21).map(|i| format!("https://graph.microsoft.com/v1.0/users/u{i}")).collect();
+    let body = json!({
+        "displayName": "Cellule", "mailEnabled": true, "mailNickname": "cellule", "securityEnabled": false,
+        "groupTypes": ["Unified"], "owners@odata.bind": [refs[0]], "members@odata.bind": refs[1..].to_vec(),
+    });
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("limited to 20"), "{body}");
+}
+
 #[tokio::test]
 async fn the_simulator_records_requests_and_takes_faults_while_running() {
     let dir = tempfile::tempdir().unwrap();
