@@ -166,48 +166,54 @@ pub fn checked_agents<'a>(
     if errors.is_empty() { Ok(list) } else { Err(errors) }
 }
 
-/// Records the commune's agents list (checked names).
-pub async fn set_agents_checked(
+/// How a list of names changes the commune's agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListChange {
+    /// The list is replaced (refused once accounts or loans exist).
+    Replace,
+    /// The names are added (until the hand-back); accounts follow once they exist.
+    Add,
+}
+
+/// Records checked names in the commune's agents list.
+pub async fn record_agents(
     st: &Services,
     a: &Actor,
     id: &str,
     list: &[(String, String)],
+    change: ListChange,
 ) -> Result<Vec<AgentView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let agents = st.store.set_agents(&r.id, list, a, st.clock.now()).await.map_err(item_error)?;
+    let now = st.clock.now();
+    let agents = match change {
+        ListChange::Replace => st.store.set_agents(&r.id, list, a, now).await,
+        ListChange::Add => st.store.add_agents(&r.id, list, a, now).await,
+    }
+    .map_err(item_error)?;
     st.wake_engine();
     Ok(agents.into_iter().map(agent_view).collect())
 }
 
-/// Records the commune's agents list as the API sends it.
-pub async fn set_agents(st: &Services, a: &Actor, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, AppError> {
+/// Records the agents as the API sends them: every name checked, all or nothing. A replaced
+/// list may be empty; an addition names one agent at least.
+pub async fn agents_request(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    req: &AgentsRequest,
+    change: ListChange,
+) -> Result<Vec<AgentView>, AppError> {
     visible_crisis(st, a, id).await?;
-    if req.agents.len() > MAX_AGENTS_LIST {
-        return Err(AppError::Validation(vec![FieldError::new("agents", format!("{MAX_AGENTS_LIST} agents au plus"))]));
+    let least = usize::from(change == ListChange::Add);
+    if req.agents.len() < least || req.agents.len() > MAX_AGENTS_LIST {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "agents",
+            format!("{least} à {MAX_AGENTS_LIST} agents"),
+        )]));
     }
     let list = checked_agents(req.agents.iter().map(|ag| (ag.name.as_str(), ag.service.as_str())))
         .map_err(|errors| AppError::Validation(errors.into_iter().map(|(_, e)| e).collect()))?;
-    set_agents_checked(st, a, id, &list).await
-}
-
-/// Adds checked names to the commune's agents list; once accounts exist, they are made for the
-/// new names too.
-pub async fn add_agents_checked(
-    st: &Services,
-    a: &Actor,
-    id: &str,
-    list: &[(String, String)],
-) -> Result<Vec<AgentView>, AppError> {
-    let r = visible_crisis(st, a, id).await?;
-    let agents = st.store.add_agents(&r.id, list, a, st.clock.now()).await.map_err(item_error)?;
-    st.wake_engine();
-    Ok(agents.into_iter().map(agent_view).collect())
-}
-
-/// Adds agents as the API sends them.
-pub async fn add_agents(st: &Services, a: &Actor, id: &str, req: &AgentsRequest) -> Result<Vec<AgentView>, AppError> {
-    let list = request_list(req)?;
-    add_agents_checked(st, a, id, &list).await
+    record_agents(st, a, id, &list, change).await
 }
 
 /// Ops accept the agents named so far as the whole list; returns how many that is.
@@ -216,14 +222,6 @@ pub async fn accept_agents(st: &Services, a: &Actor, id: &str) -> Result<u32, Ap
     let n = st.store.accept_agents(&r.id, a, st.clock.now()).await.map_err(item_error)?;
     st.wake_engine();
     Ok(n)
-}
-
-fn request_list(req: &AgentsRequest) -> Result<Vec<(String, String)>, AppError> {
-    if req.agents.is_empty() || req.agents.len() > MAX_AGENTS_LIST {
-        return Err(AppError::Validation(vec![FieldError::new("agents", format!("1 à {MAX_AGENTS_LIST} agents"))]));
-    }
-    checked_agents(req.agents.iter().map(|ag| (ag.name.as_str(), ag.service.as_str())))
-        .map_err(|errors| AppError::Validation(errors.into_iter().map(|(_, e)| e).collect()))
 }
 
 pub async fn agents(st: &Services, a: &Actor, id: &str) -> Result<Vec<AgentView>, AppError> {

@@ -7,16 +7,13 @@ use std::collections::BTreeMap;
 
 use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use repli_core::{Actor, CrisisAction, Destructive, StepState};
 use repli_proto::api::{ActionRequest, WriteOffRequest};
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::web::{
-    Form, SessionCsrf, Target, api_error_page, back, check_csrf, confirmation_page, reason_of, status_of,
-};
+use crate::web::{Form, SessionCsrf, Target, back, check_csrf, confirmation_or_error, confirmed, reason_of};
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{AppError, inventory, steps};
 
@@ -48,10 +45,7 @@ async fn transition_page(
     action: CrisisAction,
     path: &str,
 ) -> Response {
-    match transition_target(&st, &a, &id, action, path).await {
-        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
-        Err(e) => api_error_page(&st, &e),
-    }
+    confirmation_or_error(&st, &a, &csrf, transition_target(&st, &a, &id, action, path).await)
 }
 
 async fn transition(
@@ -63,22 +57,13 @@ async fn transition(
     path: &str,
     form: BTreeMap<String, String>,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let (r, t) = match transition_target(&st, &a, &id, action, path).await {
-        Ok(v) => v,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    let reason = reason_of(&form);
-    let body = ActionRequest { reason: Some(reason.clone()).filter(|r| !r.is_empty()) };
-    match crises::apply(&st, &a, &id, action, body).await {
-        Ok(v) => back(&id, "ok", &format!("Crise {} : {}", v.id, v.state_label)),
-        Err(e) => {
-            let status = status_of(&e);
-            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
-        }
-    }
+    let target = transition_target(&st, &a, &id, action, path);
+    confirmed(&st, &a, &csrf, &form, target, |reason| async {
+        let body = ActionRequest { reason: Some(reason).filter(|r| !r.is_empty()) };
+        let v = crises::apply(&st, &a, &id, action, body).await?;
+        Ok(back(&id, "ok", &format!("Crise {} : {}", v.id, v.state_label)))
+    })
+    .await
 }
 
 pub async fn handback_page(
@@ -159,10 +144,7 @@ pub async fn skip_page(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, step)): Path<(String, String)>,
 ) -> Response {
-    match skip_target(&st, &a, &id, &step).await {
-        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
-        Err(e) => api_error_page(&st, &e),
-    }
+    confirmation_or_error(&st, &a, &csrf, skip_target(&st, &a, &id, &step).await)
 }
 
 pub async fn skip(
@@ -172,21 +154,12 @@ pub async fn skip(
     Path((id, step)): Path<(String, String)>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let (r, t) = match skip_target(&st, &a, &id, &step).await {
-        Ok(v) => v,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    let reason = reason_of(&form);
-    match steps::operate(&st, &a, &id, &step, true, &reason).await {
-        Ok(s) => back(&id, "ok", &format!("« {} » : {}.", s.title, s.state_label)),
-        Err(e) => {
-            let status = status_of(&e);
-            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
-        }
-    }
+    let (st, a, id, step) = (&st, &a, &id, &step);
+    confirmed(st, a, &csrf, &form, skip_target(st, a, id, step), move |reason| async move {
+        let s = steps::operate(st, a, id, step, true, &reason).await?;
+        Ok(back(id, "ok", &format!("« {} » : {}.", s.title, s.state_label)))
+    })
+    .await
 }
 
 /// Retrying a failed step, with a reason typed next to it.
@@ -235,10 +208,7 @@ pub async fn write_off_page(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, serial)): Path<(String, String)>,
 ) -> Response {
-    match write_off_target(&st, &a, &id, &serial).await {
-        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
-        Err(e) => api_error_page(&st, &e),
-    }
+    confirmation_or_error(&st, &a, &csrf, write_off_target(&st, &a, &id, &serial).await)
 }
 
 pub async fn write_off(
@@ -248,20 +218,9 @@ pub async fn write_off(
     Path((id, serial)): Path<(String, String)>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let (r, t) = match write_off_target(&st, &a, &id, &serial).await {
-        Ok(v) => v,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    let reason = reason_of(&form);
-    let req = WriteOffRequest { serial: serial.clone(), reason: reason.clone() };
-    match inventory::write_off(&st, &a, &id, &req).await {
-        Ok(_) => back(&id, "ok", &format!("{serial} passé en perte.")),
-        Err(e) => {
-            let status = status_of(&e);
-            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
-        }
-    }
+    confirmed(&st, &a, &csrf, &form, write_off_target(&st, &a, &id, &serial), |reason| async {
+        inventory::write_off(&st, &a, &id, &WriteOffRequest { serial: serial.clone(), reason }).await?;
+        Ok(back(&id, "ok", &format!("{serial} passé en perte.")))
+    })
+    .await
 }

@@ -62,7 +62,7 @@ pub async fn set_agents(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AgentsRequest>,
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
-    Ok(Json(inventory::set_agents(&st, &a, &id, &req).await?))
+    Ok(Json(inventory::agents_request(&st, &a, &id, &req, inventory::ListChange::Replace).await?))
 }
 
 pub async fn add_agents(
@@ -71,7 +71,7 @@ pub async fn add_agents(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AgentsRequest>,
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
-    Ok(Json(inventory::add_agents(&st, &a, &id, &req).await?))
+    Ok(Json(inventory::agents_request(&st, &a, &id, &req, inventory::ListChange::Add).await?))
 }
 
 pub async fn accept_agents(

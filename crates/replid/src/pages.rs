@@ -341,7 +341,9 @@ pub async fn request_submit(
     match crises::request(&st, &a, &req, key.as_deref()).await {
         Ok((rec, _)) => {
             if !agent_rows.is_empty()
-                && let Err(e) = inventory::set_agents_checked(&st, &a, rec.id.as_str(), &agent_rows).await
+                && let Err(e) =
+                    inventory::record_agents(&st, &a, rec.id.as_str(), &agent_rows, inventory::ListChange::Replace)
+                        .await
             {
                 tracing::warn!(error = %e, "agents list from the request form refused");
             }
@@ -586,7 +588,7 @@ pub async fn set_agents(
             return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message));
         }
     };
-    match inventory::add_agents_checked(&st, &a, r.id.as_str(), &list).await {
+    match inventory::record_agents(&st, &a, r.id.as_str(), &list, inventory::ListChange::Add).await {
         Ok(agents) => {
             back(&id, "ok", &format!("{} agent(s) ajouté(s) : la liste compte {} agent(s).", list.len(), agents.len()))
         }

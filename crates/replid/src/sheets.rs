@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::auth::Authed;
 use crate::respond::sheet_download;
 use crate::web::{
-    Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_page, reason_of, render, status_of,
+    Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_or_error, confirmed, render,
 };
 use repli_app::crises::visible_crisis;
 use repli_app::documents;
@@ -93,10 +93,7 @@ pub async fn reissue_page(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
 ) -> Response {
-    match reissue_target(&st, &a, &id).await {
-        Ok((r, t)) => confirmation_page(&st, &a, &csrf, &r, t, "", None, StatusCode::OK),
-        Err(e) => api_error_page(&st, &e),
-    }
+    confirmation_or_error(&st, &a, &csrf, reissue_target(&st, &a, &id).await)
 }
 
 /// Sets new passwords on every account and downloads their sheets; a refusal shows the
@@ -108,19 +105,10 @@ pub async fn reissue(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let (r, t) = match reissue_target(&st, &a, &id).await {
-        Ok(v) => v,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    let reason = reason_of(&form);
-    match documents::reissue_sheets(&st, &a, &id, &reason).await {
-        Ok((name, html)) => sheet_download(&name, html),
-        Err(e) => {
-            let status = status_of(&e);
-            confirmation_page(&st, &a, &csrf, &r, t, &reason, Some(e.to_problem().detail), status)
-        }
-    }
+    let (st, a, id) = (&st, &a, &id);
+    confirmed(st, a, &csrf, &form, reissue_target(st, a, id), move |reason| async move {
+        let (name, html) = documents::reissue_sheets(st, a, id, &reason).await?;
+        Ok(sheet_download(&name, html))
+    })
+    .await
 }

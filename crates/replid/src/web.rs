@@ -327,3 +327,45 @@ pub fn reason_of(form: &BTreeMap<String, String>) -> String {
 pub fn status_of(e: &AppError) -> StatusCode {
     StatusCode::from_u16(e.to_problem().status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
 }
+
+/// What a destructive action is about, found for the person asking (or why it cannot be taken).
+pub type Found = Result<(repli_store::CrisisRecord, Target), AppError>;
+
+/// The GET side of a destructive action: its confirmation page, or a French error page.
+pub fn confirmation_or_error(st: &AppState, a: &Actor, csrf: &str, found: Found) -> Response {
+    match found {
+        Ok((r, t)) => confirmation_page(st, a, csrf, &r, t, "", None, StatusCode::OK),
+        Err(e) => api_error_page(st, &e),
+    }
+}
+
+/// The POST side: the form's CSRF token checked first, then the target found, then `run` with
+/// the reason typed; a refusal shows the confirmation again with the error and the reason kept.
+pub async fn confirmed<T, R>(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    form: &BTreeMap<String, String>,
+    target: T,
+    run: impl FnOnce(String) -> R,
+) -> Response
+where
+    T: std::future::Future<Output = Found>,
+    R: std::future::Future<Output = Result<Response, AppError>>,
+{
+    if let Err(r) = check_csrf(st, csrf, form) {
+        return *r;
+    }
+    let (r, t) = match target.await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(st, &e),
+    };
+    let reason = reason_of(form);
+    match run(reason.clone()).await {
+        Ok(done) => done,
+        Err(e) => {
+            let status = status_of(&e);
+            confirmation_page(st, a, csrf, &r, t, &reason, Some(e.to_problem().detail), status)
+        }
+    }
+}
