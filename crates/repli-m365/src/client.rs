@@ -121,6 +121,9 @@ pub(crate) struct Item {
 pub(crate) struct Opts {
     /// 404 means "not replicated yet" (an object this run or a crashed one just created).
     pub retry_not_found: bool,
+    /// A 429 is answered to the caller instead of retried (a `$batch`: its items are paced
+    /// and resent by [`Graph::run_items`], not the whole batch again).
+    pub throttle_to_caller: bool,
 }
 
 struct Session {
@@ -135,6 +138,9 @@ pub(crate) struct Graph {
     http: reqwest::Client,
     session: tokio::sync::Mutex<Option<Session>>,
     gate: std::sync::Mutex<Option<Instant>>,
+    /// Batched items Graph admitted in the last throttled round, and the wait it asked for:
+    /// later rounds send no more than that per wait (0: no throttling seen yet).
+    pace: std::sync::Mutex<(usize, Duration)>,
     permits: Arc<Semaphore>,
     counters: Counters,
     rng: std::sync::Mutex<fastrand::Rng>,
@@ -219,6 +225,7 @@ impl Graph {
             http,
             session: tokio::sync::Mutex::new(None),
             gate: std::sync::Mutex::new(None),
+            pace: std::sync::Mutex::new((0, Duration::ZERO)),
             permits: Arc::new(Semaphore::new(concurrency)),
             counters: Counters::default(),
             rng: std::sync::Mutex::new(fastrand::Rng::new()),
@@ -405,6 +412,7 @@ impl Graph {
             };
             let (wait, last) = match outcome {
                 Ok(reply) if reply.ok() => return Ok(reply),
+                Ok(reply) if reply.status == 429 && opts.throttle_to_caller => return Ok(reply),
                 Ok(reply) if reply.status == 429 => {
                     self.note_throttled();
                     let wait = self.wait_for(reply.retry_after.as_deref(), attempt);
@@ -513,13 +521,17 @@ impl Graph {
         }
         let started = Instant::now();
         let mut results: BTreeMap<String, Reply> = BTreeMap::new();
-        let mut pending = items;
+        let mut pending: std::collections::VecDeque<Item> = items.into();
         let mut round: u32 = 0;
         let mut sent = std::collections::BTreeSet::new();
         while !pending.is_empty() {
             round += 1;
-            let batches: Vec<Vec<Item>> = pending.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
-            pending.clear();
+            // Paced after throttling: no more items per round than Graph admitted last time, so
+            // a 429 costs one resend, not a wave of them.
+            let (pace, pace_wait) = self.pace.lock().map(|p| *p).unwrap_or_default();
+            let take = if pace == 0 { pending.len() } else { pace.min(pending.len()) };
+            let now: Vec<Item> = pending.drain(..take).collect();
+            let batches: Vec<Vec<Item>> = now.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
             let sends = batches.iter().map(|batch| {
                 let fresh = batch.iter().filter(|i| sent.insert(i.id.clone())).count() as u64;
                 self.send_batch(op, batch, fresh)
@@ -527,6 +539,8 @@ impl Graph {
             let answers = futures_util::future::join_all(sends).await;
             let mut wait = Duration::ZERO;
             let mut throttled = false;
+            let mut admitted = 0usize;
+            let mut again: Vec<Item> = Vec::new();
             let mut last = String::new();
             for (batch, answer) in batches.into_iter().zip(answers) {
                 let mut answer = answer?;
@@ -539,21 +553,43 @@ impl Graph {
                     });
                     let retryable =
                         matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
+                    if reply.status != 429 {
+                        admitted += 1;
+                    }
                     if retryable {
                         throttled |= reply.status == 429;
                         wait = wait.max(self.wait_for(reply.retry_after.as_deref(), round));
                         last = format!("{} {}", reply.status, reply.message());
-                        pending.push(item);
+                        again.push(item);
                     } else {
                         results.insert(item.id.clone(), reply);
                     }
                 }
             }
+            if let Ok(mut p) = self.pace.lock() {
+                *p = if throttled {
+                    (admitted.max(1), wait)
+                } else if p.0 > 0 {
+                    // Not throttled at this pace: a quarter more next time.
+                    (p.0 + p.0.div_ceil(4), p.1)
+                } else {
+                    *p
+                };
+            }
             if throttled {
                 self.note_throttled();
             }
+            let retried = again.len() as u64;
+            // Items sent again go first, before those not sent yet.
+            for item in again.into_iter().rev() {
+                pending.push_front(item);
+            }
             if pending.is_empty() {
                 break;
+            }
+            if !throttled && wait == Duration::ZERO && pace > 0 {
+                // Deferred by the pace: one wait between rounds, as Graph asked last time.
+                wait = pace_wait;
             }
             if started.elapsed() + wait > self.config.budget {
                 return Err(Error::Budget {
@@ -563,7 +599,7 @@ impl Graph {
                     last,
                 });
             }
-            self.counters.retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            self.counters.retries.fetch_add(retried, Ordering::Relaxed);
             if wait > Duration::ZERO {
                 self.close_gate(wait);
             }
@@ -584,7 +620,12 @@ impl Graph {
             })
             .collect();
         let payload = json!({"requests": requests});
-        let reply = self.call_raw(op, Opts::default(), (items.len() as u64, fresh), |c| c.batch(&payload)).await?;
+        let opts = Opts { throttle_to_caller: true, ..Opts::default() };
+        let reply = self.call_raw(op, opts, (items.len() as u64, fresh), |c| c.batch(&payload)).await?;
+        if reply.status == 429 {
+            // The whole batch was throttled: every item is, with the same wait.
+            return Ok(items.iter().map(|i| (i.id.clone(), reply.clone())).collect());
+        }
         if !reply.ok() {
             return Err(reply.into_error(op));
         }

@@ -24,7 +24,7 @@ pub struct GraphProvider {
 }
 
 fn retry_404() -> Opts {
-    Opts { retry_not_found: true }
+    Opts { retry_not_found: true, ..Opts::default() }
 }
 
 fn exists_error(e: &Error) -> bool {

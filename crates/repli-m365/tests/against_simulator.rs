@@ -94,6 +94,20 @@ async fn throttling_with_retry_after_in_seconds_and_as_http_date() {
     }
 }
 
+/// Under throttling, requests are paced after the first 429s and a throttled batch's items
+/// are resent, never the whole batch again: well under two sends per distinct request.
+#[tokio::test]
+async fn throttled_provisioning_resends_little() {
+    let faults = Faults { throttle_rps: Some(40), ..Faults::default() };
+    let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
+    assert_one_kit(&sim.state(), 120);
+    let stats = m365.stats();
+    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
+}
+
 #[tokio::test]
 async fn outages_and_dropped_connections_are_retried_without_duplicates() {
     let faults = Faults { fail_rate: 0.15, reset_rate: 0.15, ..Faults::default() };
