@@ -112,7 +112,9 @@ pub struct TeamSpec {
     pub nickname: String,
     pub display_name: String,
     pub description: String,
+    /// Object ids (Graph's `directoryObjects/{id}` binds take ids, not UPNs).
     pub owners: Vec<String>,
+    /// Object ids.
     pub members: Vec<String>,
     /// (name, description) of each channel besides « General ».
     pub channels: Vec<(String, String)>,
@@ -132,6 +134,7 @@ pub struct TeamInfo {
 /// The standing visio of the crisis cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeetingSpec {
+    /// The organiser's object id (app-only `createOrGet` by UPN answers 404).
     pub organizer: String,
     /// Deterministic key (`createOrGet` returns the same meeting for the same one).
     pub external_id: String,

@@ -271,6 +271,10 @@ pub struct ServiceRecords {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountMade {
     pub upn: String,
+    /// The account's object id (Graph binds and meeting organisers take ids, not UPNs); empty
+    /// in outputs written before it was kept.
+    #[serde(default)]
+    pub id: String,
     pub name: String,
     pub service: String,
     pub created: bool,
@@ -613,7 +617,13 @@ mod tests {
     #[test]
     fn outputs_decode_by_kind_and_refuse_what_does_not_fit() {
         let accounts = StepOutput::Accounts(Accounts {
-            accounts: vec![AccountMade { upn: "a@x.fr".into(), name: "A".into(), service: "S".into(), created: true }],
+            accounts: vec![AccountMade {
+                upn: "a@x.fr".into(),
+                id: "0a1b".into(),
+                name: "A".into(),
+                service: "S".into(),
+                created: true,
+            }],
         });
         let json = accounts.to_json();
         assert_eq!(json["accounts"][0]["upn"], "a@x.fr");

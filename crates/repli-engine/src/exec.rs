@@ -425,12 +425,18 @@ impl Engine {
                 let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
                 let accounts = accounts
                     .into_iter()
-                    .map(|a| AccountMade { upn: a.upn, name: a.display_name, service: a.service, created: a.created })
+                    .map(|a| AccountMade {
+                        upn: a.upn,
+                        id: a.id,
+                        name: a.display_name,
+                        service: a.service,
+                        created: a.created,
+                    })
                     .collect();
                 done(StepOutput::Accounts(Accounts { accounts }))
             }
             StepKind::M365Team => {
-                let upns = account_upns(outputs)?;
+                let ids = account_ids(outputs)?;
                 let spec = TeamSpec {
                     nickname,
                     display_name: format!("Cellule de crise — {}", ctx.commune),
@@ -438,8 +444,8 @@ impl Engine {
                         "Espace de secours de la commune de {} (crise {})",
                         ctx.commune, ctx.crisis_id
                     ),
-                    owners: upns.iter().take(1).cloned().collect(),
-                    members: upns,
+                    owners: ids.iter().take(1).cloned().collect(),
+                    members: ids,
                     channels: self.config.channels.clone(),
                 };
                 let t = self.m365.ensure_team(&spec).await?;
@@ -452,8 +458,8 @@ impl Engine {
                 }))
             }
             StepKind::M365Meeting => {
-                let upns = account_upns(outputs)?;
-                let organizer = upns
+                let ids = account_ids(outputs)?;
+                let organizer = ids
                     .first()
                     .cloned()
                     .ok_or_else(|| StepError::permanent("aucun compte pour organiser la réunion"))?;
@@ -537,7 +543,14 @@ impl Engine {
     }
 }
 
-fn account_upns(outputs: &Outputs) -> Result<Vec<String>, StepError> {
+/// The accounts' object ids, from the accounts step's output. An output written before ids
+/// were kept has none: the accounts step runs again to read them.
+fn account_ids(outputs: &Outputs) -> Result<Vec<String>, StepError> {
     let accounts = outputs.accounts().ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
-    Ok(accounts.accounts.iter().map(|a| a.upn.clone()).collect())
+    if accounts.accounts.iter().any(|a| a.id.is_empty()) {
+        return Err(StepError::permanent(
+            "les comptes ont été créés par une version antérieure sans leurs identifiants : relancer l'étape m365.accounts",
+        ));
+    }
+    Ok(accounts.accounts.iter().map(|a| a.id.clone()).collect())
 }

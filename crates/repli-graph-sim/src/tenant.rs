@@ -174,10 +174,17 @@ fn bind_ids(value: &Value) -> Result<Vec<String>, Reply> {
     items
         .iter()
         .map(|item| {
-            item.as_str()
+            let id = item
+                .as_str()
                 .and_then(|url| url.trim_end_matches('/').rsplit('/').next())
                 .map(|id| id.trim_start_matches("directoryObjects/").to_string())
-                .ok_or_else(|| bad("Invalid odata.bind URL."))
+                .ok_or_else(|| bad("Invalid odata.bind URL."))?;
+            // Binds name directory objects by id (group-post-groups, group-post-members: the
+            // examples use `directoryObjects/{id}`); a UPN there is not an object identifier.
+            if id.contains('@') {
+                return Err(bad(&format!("Invalid object identifier '{id}'.")));
+            }
+            Ok(id)
         })
         .collect()
 }
@@ -749,6 +756,11 @@ impl Tenant {
     fn create_or_get_meeting(&mut self, organizer: &str, body: &Value, now: Instant) -> Reply {
         if let Err(m) = schema::validate_action("onlineMeeting.createOrGet", body) {
             return bad(&m);
+        }
+        // App-only createOrGet names the organiser by object id (onlinemeeting-createorget);
+        // by UPN, Graph answers 404 (msgraph-sdk-dotnet#1215), which a client must not retry.
+        if organizer.contains('@') {
+            return not_found(organizer);
         }
         let Some(i) = self.user_index(organizer, now) else { return not_found(organizer) };
         let Some(external_id) = body.get("externalId").and_then(Value::as_str) else {

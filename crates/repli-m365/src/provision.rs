@@ -44,15 +44,15 @@ impl KitSpec {
             nickname: self.nickname(),
             display_name: format!("Cellule de crise — {}", self.commune),
             description: format!("Espace de secours de la commune de {} (crise {})", self.commune, self.crisis_id),
-            owners: accounts.iter().take(1).map(|a| a.upn.clone()).collect(),
-            members: accounts.iter().map(|a| a.upn.clone()).collect(),
+            owners: accounts.iter().take(1).map(|a| a.id.clone()).collect(),
+            members: accounts.iter().map(|a| a.id.clone()).collect(),
             channels: self.channels.clone(),
         }
     }
 
     pub fn meeting_spec(&self, accounts: &[Account]) -> Option<MeetingSpec> {
         accounts.first().map(|organizer| MeetingSpec {
-            organizer: organizer.upn.clone(),
+            organizer: organizer.id.clone(),
             external_id: format!("repli-{}", self.crisis_id),
             subject: format!("Point de situation quotidien — cellule de crise de {}", self.commune),
             start: self.meeting_start.clone(),

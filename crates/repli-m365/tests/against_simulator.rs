@@ -363,6 +363,31 @@ async fn a_batch_mixing_parallel_and_sequential_requests_is_refused() {
     assert_eq!(raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": sequential})).await.0, 200);
 }
 
+/// References to users go by object id: a UPN in a `directoryObjects` bind is refused, and an
+/// app-only `createOrGet` for an organiser named by UPN answers 404.
+#[tokio::test]
+async fn users_are_referenced_by_object_id() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
+    let upn = kit.accounts[0].upn.clone();
+    let body = json!({
+        "displayName": "Par UPN", "mailEnabled": true, "mailNickname": "par-upn", "securityEnabled": false,
+        "groupTypes": ["Unified"], "owners@odata.bind": [format!("https://graph.microsoft.com/v1.0/directoryObjects/{upn}")],
+    });
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Invalid object identifier"), "{body}");
+    let meeting = json!({"externalId": "x", "subject": "s", "startDateTime": "2026-11-23T09:00:00Z", "endDateTime": "2026-11-23T09:30:00Z"});
+    let (status, _) =
+        raw(&sim, reqwest::Method::POST, &format!("/users/{upn}/onlineMeetings/createOrGet"), meeting.clone()).await;
+    assert_eq!(status, 404);
+    let id = kit.accounts[0].id.clone();
+    let (status, body) =
+        raw(&sim, reqwest::Method::POST, &format!("/users/{id}/onlineMeetings/createOrGet"), meeting).await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+}
+
 /// Create group: owners and members bound at creation are at most 20 relationships together.
 #[tokio::test]
 async fn a_group_is_created_with_at_most_twenty_relationships() {
