@@ -126,7 +126,6 @@ pub struct TeamInfo {
     pub group_id: String,
     pub mail: String,
     pub web_url: String,
-    pub drive_url: String,
     pub channels: Vec<String>,
     pub created: bool,
 }

@@ -292,7 +292,6 @@ pub struct Workspace {
     pub group_id: String,
     pub mail: String,
     pub web_url: String,
-    pub drive_url: String,
     pub channels: Vec<String>,
 }
 

@@ -87,7 +87,6 @@ pub struct M365 {
     pub domain: String,
     pub team: String,
     pub channels: Vec<String>,
-    pub drive_url: String,
     pub meeting_url: String,
 }
 

@@ -22,7 +22,6 @@ fn render_sample() -> Vec<(String, String)> {
         domain: "aubagne.secours-amp.fr".into(),
         team: "Cellule de crise Aubagne".into(),
         channels: vec!["Cellule de crise".into(), "Services".into()],
-        drive_url: "https://exemple.sharepoint.com/sites/crise".into(),
         meeting_url: "https://teams.microsoft.com/l/meetup-join/exemple".into(),
     };
     let input = PackInput {

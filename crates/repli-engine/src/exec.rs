@@ -453,7 +453,6 @@ impl Engine {
                     group_id: t.group_id,
                     mail: t.mail,
                     web_url: t.web_url,
-                    drive_url: t.drive_url,
                     channels: t.channels,
                 }))
             }

@@ -496,9 +496,10 @@ impl M365 for GraphProvider {
                     },
                 );
                 let team_url = format!("/groups/{group_id}/team");
-                let (team, drive, created_channels) = tokio::join!(
+                // No read of the group's drive: it needs Files.Read.All or Sites.Read.All (every
+                // file of the tenant) for a link the Team's « Fichiers » tab already gives.
+                let (team, created_channels) = tokio::join!(
                     self.graph.call("team.get", retry_404(), |c| Graph::custom(c, "GET", &team_url, None)),
-                    self.graph.call("group.drive", retry_404(), |c| c.group(&group_id).get_drive()),
                     futures_util::future::join_all(creates),
                 );
                 for r in created_channels {
@@ -510,7 +511,6 @@ impl M365 for GraphProvider {
                     group_id,
                     mail: group["mail"].as_str().unwrap_or_default().to_string(),
                     web_url: team?.body["webUrl"].as_str().unwrap_or_default().to_string(),
-                    drive_url: drive?.body["webUrl"].as_str().unwrap_or_default().to_string(),
                     channels,
                     created: created || team_created,
                 })

@@ -66,7 +66,7 @@ impl KitSpec {
 /// (listing ∥ SKUs, a wave of creates, then a wave of licences: Graph runs a batch fully
 /// parallel or fully sequential, never create→licence pairs); group create; Team put (∥
 /// members beyond 19); one
-/// poll; Team ∥ drive ∥ channel creates (the meeting runs alongside); isolation checks
+/// poll; Team ∥ channel creates (the meeting runs alongside); isolation checks
 /// (domain ∥ accounts ∥ members). The same for any number of agents: batches go in one wave
 /// up to `DEFAULT_CONCURRENCY` × 20 requests.
 pub fn critical_path_calls() -> u32 {
