@@ -204,6 +204,21 @@ async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Posts a form with a session cookie.
+fn post_form(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    http()
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(encode(fields))
+        .send()
+}
+
 /// A web user of `role` signed in: (session cookie, form CSRF token).
 async fn session_of(app: &TestApp, role: Role, commune: Option<&str>, login: &str) -> (String, String) {
     app.web_user(role, commune, &format!("{login} web"), login, PASSWORD).await;
@@ -376,12 +391,7 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
     let get = |path: String| http().get(app.url(&path)).header(COOKIE, &ops).send();
     let post = |path: String, fields: Vec<(&'static str, String)>| {
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        http()
-            .post(app.url(&path))
-            .header(COOKIE, &ops)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(encode(&pairs))
-            .send()
+        post_form(&app, &ops, &path, &pairs)
     };
 
     // The crisis page links to the confirmation; the old one-click form does nothing.
@@ -476,12 +486,7 @@ async fn the_sheets_page_downloads_once_and_reissues_after_confirmation() {
     let get = |cookie: &str, path: String| http().get(app.url(&path)).header(COOKIE, cookie).send();
     let post = |path: String, fields: Vec<(&'static str, String)>| {
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        http()
-            .post(app.url(&path))
-            .header(COOKIE, &ops)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(encode(&pairs))
-            .send()
+        post_form(&app, &ops, &path, &pairs)
     };
     let page = format!("/crises/{id}/fiches-identifiants");
     assert_eq!(get(&dgs, page.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);

@@ -196,13 +196,19 @@ fn accounts_active(state: repli_core::CrisisState) -> bool {
     matches!(state, S::Provisioning | S::Ready | S::Delivered)
 }
 
-pub async fn sheets_status(st: &Services, a: &Actor, id: &str) -> Result<SheetsStatus, AppError> {
+/// The crisis (as the actor may see it) and where its credential sheets stand.
+pub async fn sheets_status(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+) -> Result<(repli_store::CrisisRecord, SheetsStatus), AppError> {
     ops_only(a)?;
     let r = visible_crisis(st, a, id).await?;
     let kit = crate::engine::provisioned(st, &r).await?;
     let issued = st.store.sheets_issued(&r.id).await?;
     let done = kit.accounts.iter().filter(|acc| issued.contains(&acc.login.to_ascii_lowercase())).count();
-    Ok(SheetsStatus { accounts: kit.accounts.len(), issued: done, active: accounts_active(r.state) })
+    let status = SheetsStatus { accounts: kit.accounts.len(), issued: done, active: accounts_active(r.state) };
+    Ok((r, status))
 }
 
 /// The credential sheets of the accounts that have none yet: one-time passwords set in

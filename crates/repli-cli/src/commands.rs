@@ -46,10 +46,13 @@ async fn act(
 ) -> anyhow::Result<()> {
     let c = client(cli)?;
     let id = repli_core::CrisisId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // An action that undoes a kit says what it will do and asks, from the state it is taken in.
-    let current = c.crisis(id.as_str()).await?;
-    if let Some(what) = action.destructive(current.state) {
-        crate::confirm::confirm(what, &format!("crise {id}, {}", current.commune_name), yes)?;
+    // An action that undoes a kit says what it will do and asks, from the state it is taken in
+    // (read only for those actions: the others go straight to the daemon).
+    if action.undoes_kit() {
+        let current = c.crisis(id.as_str()).await?;
+        if let Some(what) = action.destructive(current.state) {
+            crate::confirm::confirm(what, &format!("crise {id}, {}", current.commune_name), yes)?;
+        }
     }
     let view = c.act(&id, action, reason).await?;
     show_crisis(&view, out)

@@ -150,6 +150,12 @@ impl CrisisAction {
         matches!(self, Self::Reject | Self::Cancel | Self::StartHandback)
     }
 
+    /// Whether this action can undo a kit (what it does then depends on the state: see
+    /// [`CrisisAction::destructive`]).
+    pub fn undoes_kit(self) -> bool {
+        matches!(self, Self::StartHandback | Self::Cancel)
+    }
+
     /// Whether taking this action from `from` undoes a kit: then it is confirmed first.
     pub fn destructive(self, from: CrisisState) -> Option<crate::Destructive> {
         use crate::Destructive as D;

@@ -16,7 +16,6 @@ use crate::respond::sheet_download;
 use crate::web::{
     Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_or_error, confirmed, render,
 };
-use repli_app::crises::visible_crisis;
 use repli_app::documents;
 
 /// What the page shows.
@@ -36,12 +35,7 @@ pub async fn page(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
 ) -> Response {
-    let read = async {
-        let r = visible_crisis(&st, &a, &id).await?;
-        let status = documents::sheets_status(&st, &a, &id).await?;
-        Ok::<_, repli_app::AppError>((r, status))
-    };
-    let (r, status) = match read.await {
+    let (r, status) = match documents::sheets_status(&st, &a, &id).await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
@@ -80,8 +74,7 @@ async fn reissue_target(
     a: &repli_core::Actor,
     id: &str,
 ) -> Result<(repli_store::CrisisRecord, Target), repli_app::AppError> {
-    let r = visible_crisis(st, a, id).await?;
-    let status = documents::sheets_status(st, a, id).await?;
+    let (r, status) = documents::sheets_status(st, a, id).await?;
     let subject = Some(format!("{} compte(s)", status.accounts));
     let action = format!("/crises/{}/fiches-identifiants/reinitialiser", r.id);
     Ok((r, Target { what: Destructive::ReissueCredentials, subject, action }))
