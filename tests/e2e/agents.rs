@@ -53,6 +53,8 @@ async fn a_partial_list_waits_for_its_names_and_added_agents_get_accounts() {
     let bidi = AgentsRequest { agents: vec![AgentInput { name: "Anne\u{202E}nitraM".into(), service: "A".into() }] };
     assert_eq!(app.dgs.add_agents(id, &bidi).await.status_code(), 422);
     assert_eq!(app.dgs.add_agents(id, &AgentsRequest { agents: vec![] }).await.status_code(), 422);
+    assert_eq!(app.dgs.add_agents(id, &names(1000, 1500)).await.status_code(), 422, "501 names at once");
+    assert_eq!(app.ops.agents(id).await.unwrap().len(), 2, "nothing added by a refused list");
 
     // The commune completes its list: the accounts are made for all five.
     app.dgs.add_agents(id, &names(3, 5)).await.unwrap();

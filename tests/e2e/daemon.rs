@@ -101,6 +101,17 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let out = repli(&["crisis", "show", &id, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(v["state"], "cancelled", "nothing was done");
+    // The credential sheets never overwrite a file.
+    let existing = dir.path().join("fiches.html");
+    std::fs::write(&existing, "à garder").unwrap();
+    let out = repli(&["crisis", "sheets", &id, "--out", existing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ne doit pas exister"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "à garder");
     let out = repli(&["communes", "show", "13055", "--json"]);
     let marseille: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(marseille["convention"].is_null());

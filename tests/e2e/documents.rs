@@ -157,6 +157,8 @@ async fn sheets_for_new_accounts_only_and_an_audited_reissue() {
     assert_eq!(app.ops.issue_sheets(id).await.status_code(), 409);
     // Re-issue: a reason is required, the DGS may not, and every account gets a new password.
     assert_eq!(app.ops.reissue_sheets(id, "  ").await.status_code(), 422);
+    assert_eq!(app.ops.reissue_sheets(id, &"x".repeat(5000)).await.status_code(), 422);
+    assert_eq!(app.ops.reissue_sheets(id, "perdu\u{202E}").await.status_code(), 422);
     assert_eq!(app.dgs.reissue_sheets(id, "perdues").await.status_code(), 403);
     let again = app.ops.reissue_sheets(id, "fiches détruites par l'imprimante").await.unwrap();
     assert_eq!(again.matches("Mot de passe initial").count(), 3);

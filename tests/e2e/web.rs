@@ -313,6 +313,8 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
             .send()
     };
     let flash = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let r = upload("Nom;Service\nAnne Martin;Accueil\n\"Luc;Accueil\nZoé;Accueil\n".into()).await.unwrap();
+    assert!(flash(&r).contains("erreur=Ligne+3"), "an unterminated quote: {}", flash(&r));
     let r = upload("Nom;Service\nAnne Martin;Accueil\n\u{1}Luc;Accueil\n".into()).await.unwrap();
     assert!(flash(&r).contains("erreur=Ligne+2"), "{}", flash(&r));
     let r = upload("A;B\n".repeat(70_000)).await.unwrap();
@@ -454,6 +456,9 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
         repli_tests::step_state(v, "handback", "retrieval") == Some(StepState::WaitingManual)
     })
     .await;
+    let r = get(format!("/crises/{id}/etapes/inconnue/ignorer")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("Étape inconnue"));
     let r = get(format!("/crises/{id}/etapes/winddown/ignorer")).await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert!(r.text().await.unwrap().contains("ne peut pas être ignorée"));
