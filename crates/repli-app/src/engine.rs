@@ -11,7 +11,10 @@ use repli_core::{CrisisId, ItemKind, fr};
 use repli_engine::context::Context;
 use repli_engine::{Engine, EngineConfig, Host};
 use repli_graph_sim::{SimConfig, Simulator};
-use repli_m365::{BoxFut, DnsPublisher, GraphConfig, GraphProvider, HttpDnsPublisher, M365, ManualDns, Secret};
+use repli_m365::{
+    BoxFut, ClientCertificate, Credential, DnsPublisher, GraphConfig, GraphProvider, HttpDnsPublisher, M365, ManualDns,
+    Secret,
+};
 
 use crate::Services;
 use crate::clock::{Clock, SystemClock};
@@ -25,7 +28,7 @@ pub enum SetupError {
     M365(#[from] repli_m365::Error),
     #[error("cannot start the embedded Graph simulator: {0}")]
     Simulator(std::io::Error),
-    #[error("cannot read the Graph client secret: {0}")]
+    #[error("cannot read the Graph client secret or certificate: {0}")]
     Secret(String),
 }
 
@@ -35,6 +38,8 @@ pub struct M365Setup {
     pub dns: Arc<dyn DnsPublisher>,
     /// Kept alive for the daemon's lifetime (mode = "simulator").
     pub simulator: Option<Simulator>,
+    /// The preflight's canary organiser (configured, or seeded in the embedded simulator).
+    pub organizer: Option<String>,
 }
 
 impl std::fmt::Debug for M365Setup {
@@ -43,6 +48,19 @@ impl std::fmt::Debug for M365Setup {
             .field("simulator", &self.simulator.as_ref().map(Simulator::base_url))
             .finish_non_exhaustive()
     }
+}
+
+fn credential(config: &Config) -> Result<Credential, SetupError> {
+    let m = &config.m365;
+    if let (Some(cert), Some(key)) = (&m.client_certificate_file, &m.client_key_file) {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| SetupError::Secret(format!("{}: {e}", p.display())))
+        };
+        let key = Secret::new(read(key)?);
+        let certificate = ClientCertificate::from_pem(&key, &read(cert)?)?;
+        return Ok(Credential::Certificate(certificate));
+    }
+    client_secret(config).map(Credential::Secret)
 }
 
 fn client_secret(config: &Config) -> Result<Secret, SetupError> {
@@ -59,19 +77,28 @@ fn client_secret(config: &Config) -> Result<Secret, SetupError> {
 /// Builds the provider from the configuration (starting the embedded simulator if asked).
 pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
     let m = &config.m365;
-    let (mut graph, simulator) = match m.mode {
+    let (mut graph, simulator, organizer) = match m.mode {
         M365Mode::Simulator => {
-            let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).await.map_err(SetupError::Simulator)?;
+            let skus = SimConfig { skus: m.sku_part_numbers.clone(), ..SimConfig::default() };
+            let sim = Simulator::start("127.0.0.1:0", skus).await.map_err(SetupError::Simulator)?;
             tracing::warn!(url = %sim.graph_url(), "SIMULATION: Microsoft 365 is provisioned in an embedded Graph simulator, not a tenant");
+            // What the métropole's administrators did once: the kits' root domain verified, an
+            // account the Teams access policy covers.
+            if let Some(root) = repli_core::m365::root_domain(&m.domain_pattern) {
+                sim.seed_verified_domain(&root);
+            }
+            let organizer = sim.seed_user("repli-preflight");
             let g =
                 GraphConfig::new(&sim.graph_url(), sim.base_url(), "simulation", "repli", Secret::new("simulation"));
-            (g, Some(sim))
+            (g, Some(sim), Some(organizer))
         }
-        M365Mode::Graph => {
-            (GraphConfig::new(&m.graph_url, &m.login_url, &m.tenant_id, &m.client_id, client_secret(config)?), None)
-        }
+        M365Mode::Graph => (
+            GraphConfig::new(&m.graph_url, &m.login_url, &m.tenant_id, &m.client_id, credential(config)?),
+            None,
+            m.preflight_organizer.clone(),
+        ),
     };
-    graph.sku_part_number = m.sku_part_number.clone();
+    graph.sku_part_numbers = m.sku_part_numbers.clone();
     graph.budget = std::time::Duration::from_secs(u64::from(m.budget_seconds));
     let provider: Arc<dyn M365> = Arc::new(GraphProvider::new(graph)?);
     let dns: Arc<dyn DnsPublisher> = match (m.dns, &simulator, &m.dns_url) {
@@ -80,7 +107,7 @@ pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
         (DnsMode::Simulator, None, Some(url)) => Arc::new(HttpDnsPublisher::new(url)),
         (DnsMode::Simulator, None, None) => Arc::new(ManualDns),
     };
-    Ok(M365Setup { provider, dns, simulator })
+    Ok(M365Setup { provider, dns, simulator, organizer })
 }
 
 /// The engine's view of the application: the services, not the engine (no cycle).

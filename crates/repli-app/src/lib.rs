@@ -14,6 +14,7 @@ pub mod engine;
 mod error;
 pub mod inventory;
 pub mod notify;
+pub mod preflight;
 pub mod steps;
 pub mod views;
 
@@ -52,6 +53,10 @@ pub struct Services {
     /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
     pub simulation: bool,
     zone_api: Option<String>,
+    /// The last Microsoft 365 preflight ([`preflight`]).
+    pub preflight: Arc<std::sync::RwLock<Option<preflight::PreflightRun>>>,
+    /// The account the preflight's canary meeting is made for.
+    pub preflight_organizer: Option<String>,
     /// Credential sheets are issued one at a time ([`documents`]).
     pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the engine's scheduler (after a change that may unblock a step).
@@ -238,6 +243,8 @@ impl App {
             m365: m365.provider.clone(),
             simulation: m365.simulator.is_some(),
             zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
+            preflight: Arc::new(std::sync::RwLock::new(None)),
+            preflight_organizer: m365.organizer.clone(),
             credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
             wake: wake.clone(),
         };

@@ -54,6 +54,12 @@ async fn act(
             crate::confirm::confirm(what, &format!("crise {id}, {}", current.commune_name), yes)?;
         }
     }
+    // Activation goes ahead, but ops hear first that the tenant's last preflight failed.
+    if action == CrisisAction::Activate
+        && let Some(warning) = c.crisis(id.as_str()).await?.m365_warning
+    {
+        eprintln!("Attention : {warning} (détail : repli m365 preflight)");
+    }
     let view = c.act(&id, action, reason).await?;
     show_crisis(&view, out)
 }
@@ -72,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Playbook(crate::engine::PlaybookCmd::Check { dir }) => return Ok(crate::engine::check(dir)),
         Command::Playbook(crate::engine::PlaybookCmd::Plan(a)) => return crate::engine::plan(a),
         Command::Task(cmd) => return crate::engine::task(&client(&cli)?, cmd).await,
+        Command::M365(cmd) => return crate::m365::run(&client(&cli)?, cmd).await,
         Command::Step(cmd) => return crate::engine::step(&client(&cli)?, cmd).await,
         Command::Crisis(CrisisCmd::Watch { id }) => return crate::engine::watch(&client(&cli)?, id).await,
         Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,

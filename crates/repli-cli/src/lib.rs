@@ -8,6 +8,7 @@ mod commands;
 mod confirm;
 pub mod engine;
 pub mod inventory;
+pub mod m365;
 mod output;
 pub mod sla;
 
@@ -84,6 +85,9 @@ pub enum Command {
     /// Loans of equipment to a commune's agents.
     #[command(subcommand)]
     Loan(inventory::LoanCmd),
+    /// The Microsoft 365 tenant: is it ready for an activation?
+    #[command(subcommand)]
+    M365(m365::M365Cmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Print shell completions.

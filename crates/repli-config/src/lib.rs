@@ -112,7 +112,21 @@ pub struct M365Config {
     pub client_id: String,
     /// A file holding the client secret (or set REPLI_GRAPH_CLIENT_SECRET). Never the secret.
     pub client_secret_file: Option<PathBuf>,
-    pub sku_part_number: String,
+    /// When the client secret expires (`YYYY-MM-DD`, as Entra ID shows it), for the preflight.
+    pub secret_expires_on: Option<String>,
+    /// Certificate sign-in instead of a secret: the certificate uploaded to the app
+    /// registration (PEM) and its RSA private key (PEM, file readable by replid only).
+    pub client_certificate_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Licence SKUs every account gets, by part number (suite and Teams apart in the EEA).
+    pub sku_part_numbers: Vec<String>,
+    /// Object id of an account the Teams application access policy covers: the preflight's
+    /// canary meeting is made in its name.
+    pub preflight_organizer: Option<String>,
+    /// The administrative unit the User Administrator role is scoped to, if it is.
+    pub admin_unit: Option<String>,
+    /// Agents of the largest kit the tenant must be able to license at once (preflight).
+    pub largest_kit: u32,
     /// The backup domain of a commune: `{slug}` (commune name folded) and `{insee}` are replaced.
     pub domain_pattern: String,
     pub dns: DnsMode,
@@ -133,7 +147,16 @@ impl Default for M365Config {
             tenant_id: String::new(),
             client_id: String::new(),
             client_secret_file: None,
-            sku_part_number: "O365_BUSINESS_PREMIUM".into(),
+            secret_expires_on: None,
+            client_certificate_file: None,
+            client_key_file: None,
+            sku_part_numbers: vec![
+                "Microsoft_365_Business_Standard_EEA_(no_Teams)".into(),
+                "Microsoft_Teams_EEA_New".into(),
+            ],
+            preflight_organizer: None,
+            admin_unit: None,
+            largest_kit: 50,
             domain_pattern: "{slug}.secours-amp.fr".into(),
             dns: DnsMode::Simulator,
             dns_url: None,
@@ -152,7 +175,13 @@ impl std::fmt::Debug for M365Config {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("client_secret_file", &self.client_secret_file.as_ref().map(|_| "<redacted path>"))
-            .field("sku_part_number", &self.sku_part_number)
+            .field("secret_expires_on", &self.secret_expires_on)
+            .field("client_certificate_file", &self.client_certificate_file)
+            .field("client_key_file", &self.client_key_file.as_ref().map(|_| "<redacted path>"))
+            .field("sku_part_numbers", &self.sku_part_numbers)
+            .field("preflight_organizer", &self.preflight_organizer)
+            .field("admin_unit", &self.admin_unit)
+            .field("largest_kit", &self.largest_kit)
             .field("domain_pattern", &self.domain_pattern)
             .field("dns", &self.dns)
             .field("dns_url", &self.dns_url)
@@ -566,6 +595,23 @@ impl Config {
             return Err(
                 "m365.dns = \"simulator\" with mode = \"graph\" needs m365.dns_url (or use dns = \"manual\")".into()
             );
+        }
+        if m.client_certificate_file.is_some() != m.client_key_file.is_some() {
+            return Err("m365.client_certificate_file and m365.client_key_file go together".into());
+        }
+        if m.sku_part_numbers.is_empty()
+            || m.sku_part_numbers.len() > 5
+            || m.sku_part_numbers.iter().any(|p| p.trim().is_empty() || p.len() > 100)
+        {
+            return Err("m365.sku_part_numbers needs 1 to 5 part numbers".into());
+        }
+        if !(1..=500).contains(&m.largest_kit) {
+            return Err("m365.largest_kit must be 1 to 500 agents".into());
+        }
+        if let Some(d) = &m.secret_expires_on
+            && d.parse::<jiff::civil::Date>().is_err()
+        {
+            return Err(format!("m365.secret_expires_on must be a date YYYY-MM-DD, got {d:?}"));
         }
         if !(5..=86_400).contains(&m.budget_seconds) || m.channels.len() > 20 {
             return Err("m365.budget_seconds must be 5 to 86400, and at most 20 channels".into());

@@ -29,6 +29,56 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The application permissions Repli needs on a tenant, no more (docs/M365.md explains each).
+pub const LEAST_PRIVILEGE: [&str; 6] = [
+    "Domain.ReadWrite.All",
+    "User.ReadWrite.All",
+    "User.DeleteRestore.All",
+    "Group.ReadWrite.All",
+    "Organization.Read.All",
+    "OnlineMeetings.ReadWrite.All",
+];
+
+/// The directory role password resets need app-only, and its template id (a token's `wids`).
+pub const USER_ADMINISTRATOR: (&str, &str) = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1");
+
+/// What a tenant administrator must grant the app for a call Graph refused with 403.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Grant {
+    /// An application permission, with admin consent.
+    Permission(String),
+    /// A directory role assigned to the app (with the permission it goes with).
+    Role(String),
+    /// A Teams application access policy granted for the meeting organiser.
+    MeetingPolicy,
+}
+
+impl Grant {
+    /// What is missing and where to grant it, in French for ops.
+    pub fn fr(&self) -> String {
+        match self {
+            Grant::Permission(p) => format!(
+                "la permission d'application {p} (Entra ID › Inscriptions d'applications › Autorisations de l'API, puis « Accorder un consentement d'administrateur »)"
+            ),
+            Grant::Role(r) => format!(
+                "le rôle d'annuaire « {r} » (Entra ID › Rôles et administrateurs, de préférence sur une unité administrative qui ne contient que les comptes des kits)"
+            ),
+            Grant::MeetingPolicy => "une stratégie d'accès aux applications Teams pour l'organisateur des réunions (New-CsApplicationAccessPolicy puis Grant-CsApplicationAccessPolicy)".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Permission(p) => write!(f, "application permission {p}"),
+            Grant::Role(r) => write!(f, "directory role {r}"),
+            Grant::MeetingPolicy => f.write_str("a Teams application access policy"),
+        }
+    }
+}
+
 /// What went wrong, with Graph's own code and message when Graph refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +88,8 @@ pub enum Error {
     Auth(String),
     #[error("{op}: Graph answered {status} {code}: {message}")]
     Graph { op: String, status: u16, code: String, message: String },
+    #[error("{op}: Graph answered 403 {code}: {message} (the app lacks the {missing})")]
+    Forbidden { op: String, code: String, message: String, missing: Grant },
     #[error("{op}: gave up after {attempts} attempts in {elapsed_ms} ms (time budget); last: {last}")]
     Budget { op: String, attempts: u32, elapsed_ms: u64, last: String },
     #[error("not enough {sku} licences: {needed} needed, {available} available ({missing} missing)")]
@@ -211,8 +263,80 @@ pub trait M365: Send + Sync {
         group_id: &'a str,
         commune_domain: Option<&'a str>,
     ) -> BoxFut<'a, Result<IsolationReport>>;
+    /// Read-only checks of the tenant (plus an idempotent canary meeting): what the app is
+    /// granted, licences, the root domain, the meeting policy, the credential's expiry.
+    fn preflight<'a>(&'a self, spec: &'a PreflightSpec) -> BoxFut<'a, PreflightReport>;
     /// Counters of what the provider sent.
     fn stats(&self) -> CallStats;
+}
+
+/// What a preflight checks the tenant against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightSpec {
+    /// Agents of the largest kit: every SKU needs that many free units.
+    pub largest_kit: u32,
+    /// The verified root the backup domains hang from (`secours-amp.fr`), if the pattern has one.
+    pub root_domain: Option<String>,
+    /// Object id of a designated meeting organiser, for the canary `createOrGet`.
+    pub organizer: Option<String>,
+    /// When the client secret expires (`YYYY-MM-DD`), as ops recorded it; a certificate
+    /// states its own.
+    pub secret_expires_on: Option<String>,
+    /// The administrative unit the User Administrator role is scoped to, when it is (such an
+    /// assignment does not show in the token).
+    pub admin_unit: Option<String>,
+    /// Today, `YYYY-MM-DD`, and the days of warning before a credential expires.
+    pub today: String,
+    pub warn_days: u32,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    /// Works, but not as it should be set up (more privilege than needed, say).
+    Warn,
+    /// An activation would fail, or will soon.
+    Fail,
+}
+
+/// One line of a preflight, in French for ops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightCheck {
+    /// Stable key (`permissions`, `directory_role`, `licences`, `root_domain`,
+    /// `meeting_policy`, `credential`, `token`).
+    pub key: String,
+    pub title: String,
+    pub status: CheckStatus,
+    pub detail: String,
+    /// How to fix it, when it is not ok.
+    pub fix: Option<String>,
+}
+
+/// A whole preflight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightReport {
+    /// No check failed.
+    pub ok: bool,
+    pub checks: Vec<PreflightCheck>,
+}
+
+impl PreflightReport {
+    pub fn new(checks: Vec<PreflightCheck>) -> Self {
+        PreflightReport { ok: checks.iter().all(|c| c.status != CheckStatus::Fail), checks }
+    }
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &PreflightCheck> {
+        self.checks.iter().filter(|c| c.status == CheckStatus::Fail)
+    }
+}
+
+/// The verified root a domain pattern's backup domains hang from: `secours-amp.fr` for
+/// `{slug}.secours-amp.fr`; `None` when the placeholders are not one whole first label.
+pub fn root_domain(pattern: &str) -> Option<String> {
+    let (first, rest) = pattern.split_once('.')?;
+    (first.contains('{') && !rest.contains('{') && rest.contains('.')).then(|| rest.to_ascii_lowercase())
 }
 
 /// The backup domain for a commune from a pattern such as `{slug}.secours-amp.fr`.
@@ -287,6 +411,15 @@ impl DnsPublisher for ManualDns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roots_of_patterns() {
+        assert_eq!(root_domain("{slug}.secours-amp.fr").as_deref(), Some("secours-amp.fr"));
+        assert_eq!(root_domain("{slug}-{insee}.secours.ampmetropole.fr").as_deref(), Some("secours.ampmetropole.fr"));
+        assert_eq!(root_domain("secours-{slug}.fr"), None);
+        assert_eq!(root_domain("{slug}.fr"), None);
+        assert_eq!(root_domain("{slug}.{insee}.fr"), None);
+    }
 
     #[test]
     fn backup_domains() {

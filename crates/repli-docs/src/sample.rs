@@ -27,6 +27,7 @@ pub fn crisis() -> Option<CrisisView> {
         agents: 2,
         agents_named: 2,
         agents_accepted: false,
+        m365_warning: None,
         delivery_address: Some("Hôtel de ville".into()),
         notes: String::new(),
         sla: SlaView {

@@ -83,7 +83,15 @@ impl StepError {
 
 impl From<repli_core::m365::Error> for StepError {
     fn from(e: repli_core::m365::Error) -> Self {
+        use repli_core::m365::Error;
         let permanent = !e.is_transient();
+        if let Error::Forbidden { op, code, missing, .. } = &e {
+            // Retrying cannot help until an administrator grants what is missing.
+            return StepError::permanent(format!(
+                "Microsoft 365 refuse « {op} » (403 {code}) : il manque à l'application {}. Un administrateur du locataire doit l'accorder, puis relancer l'étape (repli m365 preflight pour tout vérifier).",
+                missing.fr()
+            ));
+        }
         StepError { message: format!("Microsoft 365 : {e}"), permanent }
     }
 }

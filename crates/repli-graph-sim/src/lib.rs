@@ -7,9 +7,12 @@
 //! Besides Graph (`/v1.0/...`) it serves the client-credentials token endpoint
 //! (`/{tenant}/oauth2/v2.0/token`) and its own control surface under `/_sim/`.
 
+mod access;
 mod schema;
 mod tenant;
+mod token;
 
+pub use access::{Grants, LEAST_PRIVILEGE, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
 pub use tenant::DnsRecord;
 
 use axum::Router;
@@ -31,6 +34,11 @@ use tokio::task::JoinHandle;
 
 /// Maximum number of requests Graph accepts in one JSON batch.
 pub const MAX_BATCH: usize = 20;
+
+/// Microsoft 365 Business Standard without Teams, as sold in the EEA.
+pub const SUITE_SKU: &str = "Microsoft_365_Business_Standard_EEA_(no_Teams)";
+/// Microsoft Teams EEA, sold apart from the suites since October 2023.
+pub const TEAMS_SKU: &str = "Microsoft_Teams_EEA_New";
 
 /// How a 429 states its `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -65,9 +73,19 @@ pub struct SimConfig {
     pub consistency: Duration,
     /// How long an asynchronous Team creation stays `inProgress`.
     pub team_delay: Duration,
-    /// Licences of the tenant's one subscribed SKU.
+    /// Units of each subscribed SKU.
     pub licences: u32,
-    pub sku_part: String,
+    /// The tenant's subscribed SKUs, by part number (a suite without Teams and Teams, as sold
+    /// in the EEA since October 2023).
+    pub skus: Vec<String>,
+    /// What the app was granted (default: exactly the least-privilege set).
+    pub grants: Grants,
+    /// How long after a group's creation `PUT /groups/{id}/team` answers 404 (team-put-teams:
+    /// up to 15 minutes of replication).
+    pub team_not_found_for: Duration,
+    /// The app's certificate (PEM): the token endpoint then accepts a `private_key_jwt` client
+    /// assertion signed with its key.
+    pub client_certificate: Option<String>,
     pub seed: u64,
     /// Writes one JSON line per request (method, path, query, body, status).
     pub record: Option<PathBuf>,
@@ -85,7 +103,10 @@ impl Default for SimConfig {
             consistency: Duration::ZERO,
             team_delay: Duration::from_millis(300),
             licences: 500,
-            sku_part: "O365_BUSINESS_PREMIUM".into(),
+            skus: vec![SUITE_SKU.into(), TEAMS_SKU.into()],
+            grants: Grants::default(),
+            team_not_found_for: Duration::ZERO,
+            client_certificate: None,
             seed: 0x5EC0_0125,
             record: None,
             client_secret: None,
@@ -107,9 +128,14 @@ struct Shared {
     faults: Mutex<Faults>,
     throttle: Mutex<Throttle>,
     rng: Mutex<fastrand::Rng>,
-    tokens: Mutex<HashMap<String, Instant>>,
+    /// Access tokens issued, with their expiry and the grants they carry.
+    tokens: Mutex<HashMap<String, (Instant, Grants)>>,
+    /// What the app is granted now (a new token is needed to see a change, as with Entra ID).
+    grants: Mutex<Grants>,
+    certificate: Option<token::Certificate>,
     record: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     client_secret: Option<String>,
+    base_url: String,
     token_ttl: Duration,
     requests: Mutex<u64>,
 }
@@ -146,13 +172,18 @@ impl Simulator {
             ))),
             None => None,
         };
+        let certificate = match &config.client_certificate {
+            Some(pem) => Some(token::Certificate::from_pem(pem).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let tenant = Tenant::new(
             TenantConfig {
                 base_url: format!("{base_url}/v1.0"),
                 consistency: config.consistency,
                 team_delay: config.team_delay,
+                team_not_found_for: config.team_not_found_for,
                 licences: config.licences,
-                sku_part: config.sku_part.clone(),
+                skus: config.skus.clone(),
                 max_page: config.max_page,
             },
             config.seed,
@@ -163,8 +194,11 @@ impl Simulator {
             throttle: Mutex::new(Throttle { window: Instant::now(), count: 0 }),
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed ^ 0x9E37_79B9)),
             tokens: Mutex::new(HashMap::new()),
+            grants: Mutex::new(config.grants.clone()),
+            certificate,
             record,
             client_secret: config.client_secret.clone(),
+            base_url: base_url.clone(),
             token_ttl: config.token_ttl,
             requests: Mutex::new(0),
         });
@@ -199,6 +233,22 @@ impl Simulator {
     /// Replaces the fault knobs.
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.shared.faults) = faults;
+    }
+
+    /// Changes what the app is granted; tokens issued before keep their grants.
+    pub fn set_grants(&self, grants: Grants) {
+        *lock(&self.shared.grants) = grants;
+    }
+
+    /// Adds a verified root domain, as an administrator would once for all kits.
+    pub fn seed_verified_domain(&self, name: &str) {
+        lock(&self.shared.tenant).seed_verified_domain(name);
+    }
+
+    /// Creates a user directly in the tenant (what an administrator did by hand), on the
+    /// tenant's initial domain; returns its object id.
+    pub fn seed_user(&self, local_part: &str) -> String {
+        lock(&self.shared.tenant).seed_user(local_part)
     }
 
     /// Publishes DNS records for a zone (what a registrar would serve).
@@ -317,7 +367,7 @@ impl Shared {
         reply
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> Result<(), Reply> {
+    fn authorized(&self, headers: &HeaderMap) -> Result<Grants, Reply> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -327,13 +377,13 @@ impl Shared {
             return Err(error(401, "InvalidAuthenticationToken", "Access token is empty."));
         };
         match lock(&self.tokens).get(token) {
-            Some(expiry) if Instant::now() < *expiry => Ok(()),
+            Some((expiry, grants)) if Instant::now() < *expiry => Ok(grants.clone()),
             Some(_) => Err(error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")),
             None => Err(error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")),
         }
     }
 
-    fn issue_token(&self, body: &Bytes) -> Reply {
+    fn issue_token(&self, path: &str, body: &Bytes) -> Reply {
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let oauth_error = |status: u16, code: &str, description: &str| Reply {
             status,
@@ -347,25 +397,56 @@ impl Shared {
                 "AADSTS70003: The app requested an unsupported grant type.",
             );
         }
-        if form.get("client_id").is_none_or(String::is_empty) {
+        let client_id = form.get("client_id").map(String::as_str).unwrap_or_default();
+        if client_id.is_empty() {
             return oauth_error(
                 400,
                 "invalid_request",
                 "AADSTS900144: The request body must contain the parameter 'client_id'.",
             );
         }
-        let secret = form.get("client_secret").map(String::as_str).unwrap_or_default();
-        if secret.is_empty() || self.client_secret.as_deref().is_some_and(|s| s != secret) {
-            return oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
+        let tenant_id = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        match (form.get("client_secret"), form.get("client_assertion")) {
+            (Some(_), Some(_)) => {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented together.",
+                );
+            }
+            (None, Some(assertion)) => {
+                if form.get("client_assertion_type").map(String::as_str)
+                    != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                {
+                    return oauth_error(400, "invalid_request", "AADSTS50027: Invalid client_assertion_type.");
+                }
+                let endpoint = format!("{}{path}/oauth2/v2.0/token", self.base_url);
+                #[allow(clippy::disallowed_methods)] // the simulator's own wall clock, as Entra ID's
+                let now = std::time::SystemTime::now();
+                if let Err((status, code, description)) =
+                    token::verify_assertion(self.certificate.as_ref(), assertion, client_id, &endpoint, now)
+                {
+                    return oauth_error(status, code, &description);
+                }
+            }
+            (secret, None) => {
+                let secret = secret.map(String::as_str).unwrap_or_default();
+                if secret.is_empty() || self.client_secret.as_deref().is_some_and(|s| s != secret) {
+                    return oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
+                }
+            }
         }
-        if form.get("scope").map(String::as_str) != Some("https://graph.microsoft.com/.default") {
+        // The scope is the resource's origin + `/.default` (here, the simulator's own origin).
+        if form.get("scope").map(String::as_str) != Some(&format!("{}/.default", self.base_url)) {
             return oauth_error(400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.");
         }
-        let token = {
+        let nonce = {
             let mut rng = lock(&self.rng);
-            format!("sim.{}", tenant::guid(&mut rng).replace('-', ""))
+            tenant::guid(&mut rng)
         };
-        lock(&self.tokens).insert(token.clone(), Instant::now() + self.token_ttl);
+        let grants = lock(&self.grants).clone();
+        let token = token::mint(&grants, &self.base_url, tenant_id, client_id, self.token_ttl, &nonce);
+        lock(&self.tokens).insert(token.clone(), (Instant::now() + self.token_ttl, grants));
         Reply {
             status: 200,
             headers: Vec::new(),
@@ -373,6 +454,27 @@ impl Shared {
                 json!({"token_type": "Bearer", "expires_in": self.token_ttl.as_secs(), "ext_expires_in": self.token_ttl.as_secs(), "access_token": token}),
             ),
         }
+    }
+
+    /// Graph's authorization of one request: the token's permissions and roles (403
+    /// `Authorization_RequestDenied`), then the Teams application access policy for meetings.
+    fn permitted(grants: &Grants, req: &Req) -> Result<(), Reply> {
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let password = req.body.as_ref().is_some_and(|b| b.get("passwordProfile").is_some());
+        if let Some(need) = access::need(&req.method, &segments, password)
+            && !access::allows(grants, &need)
+        {
+            return Err(error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            ));
+        }
+        // application-post-onlinemeetings / cloud-communication-online-meeting-application-access-policy
+        if segments.last() == Some(&"createOrGet") && !grants.meeting_policy {
+            return Err(error(403, "Forbidden", "No application access policy found for this app."));
+        }
+        Ok(())
     }
 
     fn batch(&self, headers: &HeaderMap, body: &Value) -> Reply {
@@ -401,9 +503,10 @@ impl Shared {
             }
             ids.push(id);
         }
-        if let Err(reply) = self.authorized(headers) {
-            return reply;
-        }
+        let grants = match self.authorized(headers) {
+            Ok(g) => g,
+            Err(reply) => return reply,
+        };
         let eventual = headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
         let mut statuses: HashMap<String, u16> = HashMap::new();
         let mut responses = Vec::new();
@@ -435,7 +538,10 @@ impl Shared {
                     eventual,
                     body: inner_body.clone(),
                 };
-                lock(&self.tenant).handle(&req, Instant::now())
+                match Self::permitted(&grants, &req) {
+                    Ok(()) => lock(&self.tenant).handle(&req, Instant::now()),
+                    Err(denied) => denied,
+                }
             };
             self.record(&method, path, &query, &inner_body.unwrap_or(Value::Null), reply.status, true);
             statuses.insert(id.clone(), reply.status);
@@ -498,23 +604,29 @@ async fn serve_any(
     } else if lock(&shared.rng).f64() < faults.fail_rate {
         error(503, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
     } else if is_token {
-        shared.issue_token(&body)
+        shared.issue_token(path.trim_end_matches("/oauth2/v2.0/token"), &body)
     } else if let Some(graph_path) = path.strip_prefix("/v1.0") {
         if graph_path == "/$batch" && method == Method::POST {
             shared.batch(&headers, &json_body)
-        } else if let Err(reply) = shared.authorized(&headers) {
-            reply
         } else {
-            let eventual =
-                headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
-            let req = Req {
-                method: method.as_str().to_string(),
-                path: graph_path.to_string(),
-                query: query.clone(),
-                eventual,
-                body: if json_body.is_null() { None } else { Some(json_body.clone()) },
-            };
-            lock(&shared.tenant).handle(&req, Instant::now())
+            match shared.authorized(&headers) {
+                Err(reply) => reply,
+                Ok(grants) => {
+                    let eventual =
+                        headers.get("consistencylevel").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
+                    let req = Req {
+                        method: method.as_str().to_string(),
+                        path: graph_path.to_string(),
+                        query: query.clone(),
+                        eventual,
+                        body: if json_body.is_null() { None } else { Some(json_body.clone()) },
+                    };
+                    match Shared::permitted(&grants, &req) {
+                        Ok(()) => lock(&shared.tenant).handle(&req, Instant::now()),
+                        Err(denied) => denied,
+                    }
+                }
+            }
         }
     } else {
         error(404, "NotFound", "Unknown endpoint: Graph lives under /v1.0.")
@@ -532,6 +644,13 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         ("GET", "/state") => {
             reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.tenant).snapshot()) })
         }
+        ("POST", "/grants") => match serde_json::from_slice::<Grants>(body) {
+            Ok(g) => {
+                *lock(&shared.grants) = g;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
         ("POST", "/faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {
                 *lock(&shared.faults) = f;

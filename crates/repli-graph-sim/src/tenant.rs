@@ -57,9 +57,13 @@ fn bad(message: &str) -> Reply {
 struct Domain {
     id: String,
     verified: bool,
+    /// A verified root; a subdomain of one is verified at creation.
+    root: bool,
     services: Vec<String>,
     txt: String,
     created: Instant,
+    /// A `forceDelete` under way: the domain goes away at this instant.
+    deleting_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -125,8 +129,9 @@ pub struct TenantConfig {
     pub base_url: String,
     pub consistency: Duration,
     pub team_delay: Duration,
+    pub team_not_found_for: Duration,
     pub licences: u32,
-    pub sku_part: String,
+    pub skus: Vec<String>,
     /// Largest page served whatever `$top` asks (Graph: 999 for users).
     pub max_page: usize,
 }
@@ -139,9 +144,11 @@ pub struct Tenant {
     default_domain: String,
     domains: Vec<Domain>,
     users: Vec<User>,
+    /// Soft-deleted users (directory-deleteditems): kept 30 days, they still hold their UPN's
+    /// domain.
+    deleted: Vec<User>,
     groups: Vec<Group>,
     teams: BTreeMap<String, Team>,
-    operations: BTreeMap<String, (String, Instant)>,
     meetings: Vec<Meeting>,
     skus: Vec<Sku>,
     pub dns: BTreeMap<String, Vec<DnsRecord>>,
@@ -196,18 +203,22 @@ fn odata_list(base: &str, set: &str, items: Vec<Value>) -> Value {
 impl Tenant {
     pub fn new(config: TenantConfig, seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let sku = Sku { id: guid(&mut rng), part: config.sku_part.clone(), enabled: config.licences };
+        let skus = config
+            .skus
+            .iter()
+            .map(|part| Sku { id: guid(&mut rng), part: part.clone(), enabled: config.licences })
+            .collect();
         Tenant {
             config,
             rng,
             default_domain: "amp-secours.onmicrosoft.com".into(),
             domains: Vec::new(),
             users: Vec::new(),
+            deleted: Vec::new(),
             groups: Vec::new(),
             teams: BTreeMap::new(),
-            operations: BTreeMap::new(),
             meetings: Vec::new(),
-            skus: vec![sku],
+            skus,
             dns: BTreeMap::new(),
         }
     }
@@ -232,6 +243,40 @@ impl Tenant {
     fn domain_index(&self, id: &str, now: Instant) -> Option<usize> {
         let id = lower(id);
         self.domains.iter().position(|d| d.id == id && self.visible(d.created, now))
+    }
+
+    /// A root domain an administrator added and verified by hand: its subdomains are verified
+    /// at creation.
+    pub fn seed_verified_domain(&mut self, name: &str) {
+        let txt = format!("MS=ms{}", self.rng.u32(10_000_000..100_000_000));
+        self.domains.push(Domain {
+            id: lower(name),
+            verified: true,
+            root: true,
+            services: vec!["Email".into()],
+            txt,
+            created: Instant::now() - self.config.consistency,
+            deleting_until: None,
+        });
+    }
+
+    /// A user an administrator made by hand on the initial domain (a designated meeting
+    /// organiser, say); returns its id.
+    pub fn seed_user(&mut self, local_part: &str) -> String {
+        let id = self.guid();
+        let mut props = Map::new();
+        props.insert("displayName".into(), json!(local_part));
+        props.insert("accountEnabled".into(), json!(true));
+        let upn = format!("{local_part}@{}", self.default_domain);
+        self.users.push(User {
+            id: id.clone(),
+            upn,
+            props,
+            licenses: Vec::new(),
+            revocations: 0,
+            created: Instant::now() - self.config.consistency,
+        });
+        id
     }
 
     fn is_usable_domain(&self, domain: &str) -> bool {
@@ -264,7 +309,7 @@ impl Tenant {
         json!({
             "@odata.context": format!("{}/$metadata#domains/$entity", self.config.base_url),
             "id": d.id, "authenticationType": "Managed", "isVerified": d.verified, "isDefault": false,
-            "isInitial": false, "isRoot": true, "isAdminManaged": true, "supportedServices": d.services,
+            "isInitial": false, "isRoot": d.root, "isAdminManaged": true, "supportedServices": d.services,
             "passwordValidityPeriodInDays": 2147483647, "passwordNotificationWindowInDays": 14,
         })
     }
@@ -298,6 +343,8 @@ impl Tenant {
     pub fn handle(&mut self, req: &Req, now: Instant) -> Reply {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let body = req.body.clone().unwrap_or(Value::Null);
+        // A forced deletion that has run its course is over (domain-forcedelete: asynchronous).
+        self.domains.retain(|d| d.deleting_until.is_none_or(|t| now < t));
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", ["subscribedSkus"]) => self.list_skus(),
             ("GET", ["domains"]) => {
@@ -308,6 +355,21 @@ impl Tenant {
             ("POST", ["domains"]) => self.create_domain(&body, now),
             ("GET", ["domains", id]) => match self.domain_index(id, now) {
                 Some(i) => Reply::json(200, self.domain_json(&self.domains[i])),
+                None => not_found(id),
+            },
+            ("GET", ["directory", "deletedItems", "microsoft.graph.user"]) => {
+                let items = self
+                    .deleted
+                    .iter()
+                    .map(|u| json!({"id": u.id, "userPrincipalName": u.upn, "displayName": u.props.get("displayName")}))
+                    .collect();
+                self.page(req, "directory/deletedItems/microsoft.graph.user", items)
+            }
+            ("DELETE", ["directory", "deletedItems", id]) => match self.deleted.iter().position(|u| u.id == *id) {
+                Some(i) => {
+                    self.deleted.remove(i);
+                    Reply::empty(204)
+                }
                 None => not_found(id),
             },
             ("PATCH", ["domains", id]) => self.update_domain(id, &body, now),
@@ -340,6 +402,8 @@ impl Tenant {
                         g.members.retain(|m| *m != removed.id);
                         g.owners.retain(|m| *m != removed.id);
                     }
+                    // user-delete: the user goes to deleted items for 30 days, not away.
+                    self.deleted.push(removed);
                     Reply::empty(204)
                 }
                 None => not_found(id),
@@ -390,6 +454,7 @@ impl Tenant {
                 None => not_found(id),
             },
             ("PUT", ["groups", id, "team"]) => self.create_team(id, &body, now),
+            ("POST", ["groups", id, "members", "$ref"]) => self.add_member_ref(id, &body, now),
             ("GET", ["groups", id, "team"]) => self.get_team(id, now),
             ("GET", ["groups", id, "drive"]) => match self.group_index(id, now) {
                 Some(i) => {
@@ -407,10 +472,6 @@ impl Tenant {
             },
             ("GET", ["teams", id, "channels"]) => self.list_channels(id, now),
             ("POST", ["teams", id, "channels"]) => self.create_channel(id, &body, now),
-            ("GET", ["teams", id, "operations", op]) => self.operation(id, op, now),
-            ("GET", [team, op]) if team.starts_with("teams(") && op.starts_with("operations(") => {
-                self.operation_odata(&format!("{team}/{op}"), now)
-            }
             _ => error(
                 400,
                 "BadRequest",
@@ -452,7 +513,18 @@ impl Tenant {
             return error(409, "Request_BadRequest", "Domain already exists.");
         }
         let txt = format!("MS=ms{}", self.rng.u32(10_000_000..100_000_000));
-        self.domains.push(Domain { id, verified: false, services: Vec::new(), txt, created: now });
+        // A subdomain of a verified root is verified at once (domain resource: isRoot; "Add a
+        // subdomain": no verification step).
+        let parent_verified = self.domains.iter().any(|d| d.verified && d.root && id.ends_with(&format!(".{}", d.id)));
+        self.domains.push(Domain {
+            id,
+            verified: parent_verified,
+            root: !parent_verified,
+            services: Vec::new(),
+            txt,
+            created: now,
+            deleting_until: None,
+        });
         let Some(d) = self.domains.last() else { return error(500, "generalException", "unreachable") };
         Reply::json(201, self.domain_json(d))
     }
@@ -500,6 +572,15 @@ impl Tenant {
                 refs.len()
             ));
         }
+        // Soft-deleted users still hold the domain until they are deleted for good (domain-delete:
+        // "any resources or objects still dependent on the domain").
+        let suffix = format!("@{}", self.domains[i].id);
+        let held = self.deleted.iter().filter(|u| lower(&u.upn).ends_with(&suffix)).count();
+        if held > 0 {
+            return bad(&format!(
+                "Unable to remove this domain: {held} deleted user(s) still use it. Delete them permanently from deleted items first."
+            ));
+        }
         self.domains.remove(i);
         Reply::empty(204)
     }
@@ -517,7 +598,7 @@ impl Tenant {
             return bad("forceDelete renames at most 1,000 references.");
         }
         let default = self.default_domain.clone();
-        for u in &mut self.users {
+        for u in self.users.iter_mut().chain(self.deleted.iter_mut()) {
             if lower(&u.upn).ends_with(&suffix) {
                 let local = u.upn.split('@').next().unwrap_or("user").to_string();
                 u.upn = format!("{local}@{default}");
@@ -526,7 +607,8 @@ impl Tenant {
                 }
             }
         }
-        self.domains.remove(i);
+        // Asynchronous (domain-forcedelete): the domain stays readable until the operation ends.
+        self.domains[i].deleting_until = Some(now + self.config.team_delay);
         Reply::empty(204)
     }
 
@@ -586,6 +668,9 @@ impl Tenant {
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
         let d = &self.domains[i];
+        if d.verified {
+            return Reply::json(200, self.domain_json(d));
+        }
         let published = self.dns.values().flatten().any(|r| {
             r.kind.eq_ignore_ascii_case("TXT") && lower(r.name.trim_end_matches('.')) == d.id && r.value == d.txt
         });
@@ -913,6 +998,15 @@ impl Tenant {
         }
         let Some(i) = self.group_index(id, now) else { return not_found(id) };
         let g = &self.groups[i];
+        // team-put-teams: a group created less than 15 minutes ago may answer 404 (replication);
+        // Microsoft advises retrying 10 s apart.
+        if now.saturating_duration_since(g.created) < self.config.team_not_found_for {
+            return error(
+                404,
+                "NotFound",
+                "Failed to execute Templates backend request CreateTeamFromGroupWithTemplateRequest. Group not found.",
+            );
+        }
         if !g.props.get("groupTypes").and_then(Value::as_array).is_some_and(|t| t.iter().any(|x| x == "Unified")) {
             return bad("A team can only be created from a Microsoft 365 group (groupTypes Unified).");
         }
@@ -923,28 +1017,50 @@ impl Tenant {
         if self.teams.contains_key(&group_id) {
             return error(409, "Conflict", "A team already exists for this group.");
         }
-        let op = self.guid();
+        let general = self.guid();
         self.teams.insert(
             group_id.clone(),
             Team {
+                // Its channels answer once the Team's back end has caught up.
                 ready_at: now + self.config.team_delay,
                 channels: vec![Channel {
-                    id: format!("19:{}@thread.tacv2", op.replace('-', "")),
+                    id: format!("19:{}@thread.tacv2", general.replace('-', "")),
                     name: "General".into(),
                     description: None,
                 }],
             },
         );
-        self.operations.insert(op.clone(), (group_id.clone(), now + self.config.team_delay));
-        let location = format!("/teams('{group_id}')/operations('{op}')");
-        Reply {
-            status: 202,
-            headers: vec![
-                ("Location".into(), location.clone()),
-                ("Content-Location".into(), format!("/teams('{group_id}')")),
-            ],
-            body: None,
+        // team-put-teams: 201 Created with the team.
+        Reply::json(
+            201,
+            json!({
+                "@odata.context": format!("{}/$metadata#teams/$entity", self.config.base_url), "id": group_id,
+                "isArchived": false, "webUrl": format!("https://teams.microsoft.com/l/team/19%3a{}%40thread.tacv2/conversations", group_id.replace('-', "")),
+            }),
+        )
+    }
+
+    /// group-post-members: one directory object by `@odata.id`; 204, 400 when already a member,
+    /// 404 when the object does not exist.
+    fn add_member_ref(&mut self, id: &str, body: &Value, now: Instant) -> Reply {
+        let Some(i) = self.group_index(id, now) else { return not_found(id) };
+        let Some(url) = body.get("@odata.id").and_then(Value::as_str) else {
+            return bad("The request body must carry '@odata.id'.");
+        };
+        let ids = match bind_ids(&json!([url])) {
+            Ok(ids) => ids,
+            Err(r) => return r,
+        };
+        let Some(member) = ids.first().and_then(|m| self.user_index(m, now)).map(|u| self.users[u].id.clone()) else {
+            return not_found(ids.first().map_or("", String::as_str));
+        };
+        if self.groups[i].members.contains(&member) {
+            return bad(
+                "One or more added object references already exist for the following modified properties: 'members'.",
+            );
         }
+        self.groups[i].members.push(member);
+        Reply::empty(204)
     }
 
     fn team_ready(&self, group_id: &str, now: Instant) -> bool {
@@ -962,32 +1078,6 @@ impl Tenant {
                 "isArchived": false, "webUrl": format!("https://teams.microsoft.com/l/team/19%3a{}%40thread.tacv2/conversations", id.replace('-', "")),
             }),
         )
-    }
-
-    fn operation(&self, team: &str, op: &str, now: Instant) -> Reply {
-        match self.operations.get(op) {
-            Some((group, ready)) if group == team => {
-                let status = if now >= *ready { "succeeded" } else { "inProgress" };
-                Reply::json(
-                    200,
-                    json!({
-                        "@odata.context": format!("{}/$metadata#teams('{team}')/operations/$entity", self.config.base_url),
-                        "id": op, "operationType": "createTeam", "status": status, "targetResourceId": team,
-                        "targetResourceLocation": format!("/teams('{team}')"), "attemptsCount": 1, "error": null,
-                    }),
-                )
-            }
-            _ => not_found(op),
-        }
-    }
-
-    fn operation_odata(&self, segment: &str, now: Instant) -> Reply {
-        // The OData form Graph puts in Location: teams('{id}')/operations('{op}').
-        let ids: Vec<&str> = segment.split('\'').skip(1).step_by(2).collect();
-        match ids.as_slice() {
-            [team, op] => self.operation(team, op, now),
-            _ => not_found(segment),
-        }
     }
 
     fn list_channels(&self, id: &str, now: Instant) -> Reply {

@@ -3,7 +3,7 @@
 //! its own retry layers are off (they only know integer `Retry-After`, and neither paging nor
 //! `$batch` goes through them).
 
-use crate::{CallStats, Error, Result, Secret};
+use crate::{CallStats, Error, Grant, Result, Secret};
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
@@ -22,8 +22,27 @@ const GRAPH_HOSTS: [&str; 4] =
     ["graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"];
 const LOGIN_HOSTS: [&str; 3] = ["login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"];
 
+/// Microsoft 365 Business Standard without Teams and Microsoft Teams, as sold in the EEA.
+pub const DEFAULT_SKUS: [&str; 2] = ["Microsoft_365_Business_Standard_EEA_(no_Teams)", "Microsoft_Teams_EEA_New"];
+
 /// Requests in flight at once by default: enough for 400 batched items (20 batches) in one wave.
 pub const DEFAULT_CONCURRENCY: usize = 20;
+
+/// How the app proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret (lives at most 24 months).
+    Secret(Secret),
+    /// A certificate: a `private_key_jwt` client assertion signed with its RSA key, named by the
+    /// certificate's SHA-256 thumbprint (Microsoft identity platform certificate credentials).
+    Certificate(crate::cert::ClientCertificate),
+}
+
+impl From<Secret> for Credential {
+    fn from(s: Secret) -> Self {
+        Credential::Secret(s)
+    }
+}
 
 /// Where and how to reach Graph.
 #[derive(Debug, Clone)]
@@ -34,9 +53,10 @@ pub struct GraphConfig {
     pub login_url: String,
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret: Secret,
-    /// Licence SKU assigned to every account, by part number.
-    pub sku_part_number: String,
+    pub credential: Credential,
+    /// Licence SKUs assigned to every account, by part number (a suite and, in the EEA since
+    /// October 2023, Teams apart).
+    pub sku_part_numbers: Vec<String>,
     /// Time budget of one operation, retries included.
     pub budget: Duration,
     /// Requests in flight at once.
@@ -49,14 +69,20 @@ pub struct GraphConfig {
 
 impl GraphConfig {
     /// Defaults for a tenant or simulator at `graph_url`/`login_url`.
-    pub fn new(graph_url: &str, login_url: &str, tenant_id: &str, client_id: &str, client_secret: Secret) -> Self {
+    pub fn new(
+        graph_url: &str,
+        login_url: &str,
+        tenant_id: &str,
+        client_id: &str,
+        credential: impl Into<Credential>,
+    ) -> Self {
         GraphConfig {
             graph_url: graph_url.trim_end_matches('/').to_string(),
             login_url: login_url.trim_end_matches('/').to_string(),
             tenant_id: tenant_id.to_string(),
             client_id: client_id.to_string(),
-            client_secret,
-            sku_part_number: "O365_BUSINESS_PREMIUM".into(),
+            credential: credential.into(),
+            sku_part_numbers: DEFAULT_SKUS.iter().map(|s| (*s).to_string()).collect(),
             budget: Duration::from_secs(120),
             concurrency: DEFAULT_CONCURRENCY,
             batch: true,
@@ -100,7 +126,27 @@ impl Reply {
     }
     pub fn into_error(self, op: &str) -> Error {
         let (code, message) = self.code_message();
+        if self.status == 403 {
+            let missing = missing_grant(op, &message);
+            return Error::Forbidden { op: op.to_string(), code, message, missing };
+        }
         Error::Graph { op: op.to_string(), status: self.status, code, message }
+    }
+}
+
+/// What the app lacks when Graph refuses `op` with 403: the least-privilege grant that
+/// allows it (docs/M365.md lists them with their pages).
+fn missing_grant(op: &str, message: &str) -> Grant {
+    let permission = |p: &str| Grant::Permission(p.to_string());
+    match op.split('.').next().unwrap_or_default() {
+        _ if op == "accounts.password" => Grant::Role(repli_core::m365::USER_ADMINISTRATOR.0.to_string()),
+        _ if op == "accounts.purge" => permission("User.DeleteRestore.All"),
+        "meeting" if message.to_ascii_lowercase().contains("access policy") => Grant::MeetingPolicy,
+        "meeting" => permission("OnlineMeetings.ReadWrite.All"),
+        "domain" => permission("Domain.ReadWrite.All"),
+        "subscribedSkus" => permission("Organization.Read.All"),
+        "group" | "team" => permission("Group.ReadWrite.All"),
+        _ => permission("User.ReadWrite.All"),
     }
 }
 
@@ -144,6 +190,8 @@ pub(crate) struct Graph {
     permits: Arc<Semaphore>,
     counters: Counters,
     rng: std::sync::Mutex<fastrand::Rng>,
+    /// What the last access token says the app was granted.
+    token_roles: std::sync::Mutex<crate::cert::TokenClaims>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -210,8 +258,12 @@ impl Graph {
                 "graph_url and login_url must both be Microsoft's or both be a local simulator".into(),
             ));
         }
-        if config.tenant_id.is_empty() || config.client_id.is_empty() || config.client_secret.expose().is_empty() {
-            return Err(Error::Auth("tenant id, client id and client secret are all required".into()));
+        let credential_missing = match &config.credential {
+            Credential::Secret(s) => s.expose().is_empty(),
+            Credential::Certificate(_) => false,
+        };
+        if config.tenant_id.is_empty() || config.client_id.is_empty() || credential_missing {
+            return Err(Error::Auth("tenant id, client id and a client secret or certificate are all required".into()));
         }
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -229,7 +281,14 @@ impl Graph {
             permits: Arc::new(Semaphore::new(concurrency)),
             counters: Counters::default(),
             rng: std::sync::Mutex::new(fastrand::Rng::new()),
+            token_roles: std::sync::Mutex::new(crate::cert::TokenClaims::default()),
         })
+    }
+
+    /// The grants the current access token carries (fetching one if needed).
+    pub async fn token_claims(&self) -> Result<crate::cert::TokenClaims> {
+        self.client().await?;
+        Ok(self.token_roles.lock().map(|c| c.clone()).unwrap_or_default())
     }
 
     pub fn stats(&self) -> CallStats {
@@ -309,22 +368,44 @@ impl Graph {
         *self.session.lock().await = None;
     }
 
+    /// The token scope: the Graph endpoint's origin + `/.default` (national clouds included).
+    pub fn scope(&self) -> String {
+        match Url::parse(&self.config.graph_url) {
+            Ok(u) => format!("{}/.default", u.origin().ascii_serialization()),
+            Err(_) => "https://graph.microsoft.com/.default".into(),
+        }
+    }
+
     /// Client-credentials grant (graph-oauth cannot be pointed at a simulator's authority, so
-    /// this one form post is ours; it goes through the same retry rules).
+    /// this one form post is ours; it goes through the same retry rules). With a certificate,
+    /// a fresh client assertion is signed for each request.
     async fn fetch_token(&self) -> Result<(Secret, Duration)> {
         let url = format!("{}/{}/oauth2/v2.0/token", self.config.login_url, self.config.tenant_id);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.expose()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ];
+        let scope = self.scope();
+        let form_for = || -> Result<Vec<(&'static str, String)>> {
+            let mut form = vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", self.config.client_id.clone()),
+                ("scope", scope.clone()),
+            ];
+            match &self.config.credential {
+                Credential::Secret(s) => form.push(("client_secret", s.expose().to_string())),
+                Credential::Certificate(c) => {
+                    form.push((
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                    ));
+                    form.push(("client_assertion", c.assertion(&self.config.client_id, &url)?.expose().to_string()));
+                }
+            }
+            Ok(form)
+        };
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
-            let result = self.http.post(&url).form(&form).send().await;
+            let result = self.http.post(&url).form(&form_for()?).send().await;
             let (wait, last) = match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -336,6 +417,9 @@ impl Graph {
                                 .as_str()
                                 .ok_or_else(|| Error::Auth("token response without access_token".into()))?;
                             let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3599));
+                            if let Ok(mut roles) = self.token_roles.lock() {
+                                *roles = crate::cert::token_claims(token);
+                            }
                             return Ok((Secret::new(token), lifetime));
                         }
                         Ok(_) if matches!(status, 429 | 500..=599) => {
@@ -515,6 +599,9 @@ impl Graph {
                 let reply = self
                     .call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method, &item.url, item.body.as_ref()))
                     .await?;
+                if reply.status == 403 {
+                    return Err(reply.into_error(op));
+                }
                 results.insert(item.id.clone(), reply);
             }
             return Ok(results);
@@ -583,6 +670,10 @@ impl Graph {
             // Items sent again go first, before those not sent yet.
             for item in again.into_iter().rev() {
                 pending.push_front(item);
+            }
+            // A permission the app lacks fails the operation, naming what to grant.
+            if let Some(denied) = results.values().find(|r| r.status == 403) {
+                return Err(denied.clone().into_error(op));
             }
             if pending.is_empty() {
                 break;

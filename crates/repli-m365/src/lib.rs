@@ -7,20 +7,23 @@
 //! Every operation looks up what exists before creating, so running it again after a crash
 //! creates nothing twice.
 
+mod cert;
 mod client;
 mod dns;
 mod ops;
 mod password;
+mod preflight;
 mod provision;
 
-pub use client::{DEFAULT_CONCURRENCY, GraphConfig};
+pub use cert::{ClientCertificate, TokenClaims, token_claims};
+pub use client::{Credential, DEFAULT_CONCURRENCY, DEFAULT_SKUS, GraphConfig};
 pub use dns::HttpDnsPublisher;
 pub use ops::GraphProvider;
 pub use password::generate_password;
 pub use provision::{Kit, KitSpec, critical_path_calls, provision};
 
 pub use repli_core::m365::{
-    Account, AgentSpec, BoxFut, CallStats, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
-    IsolationReport, M365, ManualDns, MeetingInfo, MeetingSpec, Result, Secret, TeamInfo, TeamSpec, WindDown,
-    backup_domain, zone_fragment,
+    Account, AgentSpec, BoxFut, CallStats, CheckStatus, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error,
+    Grant, IsolationCheck, IsolationReport, M365, ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport,
+    PreflightSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, backup_domain, zone_fragment,
 };

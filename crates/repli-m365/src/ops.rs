@@ -4,7 +4,8 @@
 use crate::client::{Graph, GraphConfig, Item, Opts, Reply};
 use crate::{
     Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
-    IsolationReport, M365, MeetingInfo, MeetingSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, generate_password,
+    IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
+    TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -16,6 +17,15 @@ use tracing::Instrument;
 
 /// Graph's limit of `@odata.bind` references in one create or update.
 const BIND_LIMIT: usize = 20;
+
+/// One configured SKU as the tenant has it.
+#[derive(Debug, Clone)]
+pub(crate) struct SkuUnits {
+    pub part: String,
+    pub id: String,
+    pub available: u32,
+    pub enabled_state: String,
+}
 
 /// [`M365`] over graph-rs-sdk.
 #[derive(Debug)]
@@ -34,10 +44,6 @@ fn exists_error(e: &Error) -> bool {
 
 fn quote(value: &str) -> String {
     value.replace('\'', "''")
-}
-
-fn user_ref(id: &str) -> String {
-    format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")
 }
 
 fn record_from_graph(r: &Value) -> Option<DnsRecord> {
@@ -87,21 +93,70 @@ impl GraphProvider {
         Ok(GraphProvider { graph: Graph::new(config)? })
     }
 
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
     async fn get_domain(&self, name: &str, opts: Opts) -> Result<Value> {
         Ok(self.graph.call("domain.get", opts, |c| c.domain(name).get_domain()).await?.body)
     }
 
-    async fn sku(&self) -> Result<(String, u32)> {
+    /// A directory object's reference for `@odata.bind` / `@odata.id`, on the configured
+    /// Graph endpoint (national clouds included).
+    fn object_ref(&self, id: &str) -> String {
+        format!("{}/directoryObjects/{id}", self.graph.config.graph_url)
+    }
+
+    /// The configured SKUs as the tenant has them: (part number, id, free units).
+    pub(crate) async fn skus(&self) -> Result<Vec<SkuUnits>> {
         let skus = self.graph.list_all("subscribedSkus", "/subscribedSkus", false).await?;
-        let part = &self.graph.config.sku_part_number;
-        let sku = skus
+        self.graph
+            .config
+            .sku_part_numbers
             .iter()
-            .find(|s| s["skuPartNumber"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(part)))
-            .ok_or_else(|| Error::SkuNotFound(part.clone()))?;
-        let enabled = sku["prepaidUnits"]["enabled"].as_u64().unwrap_or(0);
-        let consumed = sku["consumedUnits"].as_u64().unwrap_or(0);
-        let id = sku["skuId"].as_str().ok_or_else(|| Error::SkuNotFound(part.clone()))?.to_string();
-        Ok((id, enabled.saturating_sub(consumed) as u32))
+            .map(|part| {
+                let sku = skus
+                    .iter()
+                    .find(|s| s["skuPartNumber"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(part)))
+                    .ok_or_else(|| Error::SkuNotFound(part.clone()))?;
+                let enabled = sku["prepaidUnits"]["enabled"].as_u64().unwrap_or(0);
+                let consumed = sku["consumedUnits"].as_u64().unwrap_or(0);
+                let id = sku["skuId"].as_str().ok_or_else(|| Error::SkuNotFound(part.clone()))?.to_string();
+                Ok(SkuUnits {
+                    part: part.clone(),
+                    id,
+                    available: u32::try_from(enabled.saturating_sub(consumed)).unwrap_or(u32::MAX),
+                    enabled_state: sku["capabilityStatus"].as_str().unwrap_or("Enabled").to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Soft-deleted users of `domain` deleted for good: they would hold the domain (and the
+    /// agents' names) for 30 days otherwise. Returns how many.
+    async fn purge_deleted(&self, domain: &str) -> Result<usize> {
+        let suffix = format!("@{}", domain.to_ascii_lowercase());
+        let deleted = self
+            .graph
+            .list_all("accounts.purge", "/directory/deletedItems/microsoft.graph.user?$top=999", false)
+            .await?;
+        let units: Vec<Item> = deleted
+            .iter()
+            .filter(|u| u["userPrincipalName"].as_str().is_some_and(|p| p.to_ascii_lowercase().ends_with(&suffix)))
+            .enumerate()
+            .filter_map(|(i, u)| {
+                u["id"].as_str().map(|id| Item {
+                    id: format!("z{i}"),
+                    method: "DELETE",
+                    url: format!("/directory/deletedItems/{id}"),
+                    body: None,
+                })
+            })
+            .collect();
+        let count = units.len();
+        let results = self.graph.run_items("accounts.purge", units, Opts::default()).await?;
+        partial_failure("accounts.purge", failed_items(&results, Some(404)))?;
+        Ok(count)
     }
 
     async fn users_of(&self, domain: &str) -> Result<Vec<Value>> {
@@ -208,7 +263,7 @@ impl GraphProvider {
 
     async fn add_members(&self, group_id: &str, members: &[String]) -> Result<()> {
         let patches = members.chunks(BIND_LIMIT).map(|chunk| {
-            let body = json!({"members@odata.bind": chunk.iter().map(|m| user_ref(m)).collect::<Vec<_>>()});
+            let body = json!({"members@odata.bind": chunk.iter().map(|m| self.object_ref(m)).collect::<Vec<_>>()});
             async move { self.graph.call("group.members", retry_404(), |c| c.group(group_id).update_group(&body)).await }
         });
         for r in futures_util::future::join_all(patches).await {
@@ -226,6 +281,10 @@ impl GraphProvider {
 impl M365 for GraphProvider {
     fn stats(&self) -> CallStats {
         self.graph.stats()
+    }
+
+    fn preflight<'a>(&'a self, spec: &'a PreflightSpec) -> BoxFut<'a, PreflightReport> {
+        Box::pin(self.run_preflight(spec).instrument(tracing::info_span!("m365.preflight")))
     }
 
     fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>> {
@@ -306,28 +365,34 @@ impl M365 for GraphProvider {
             async move {
                 let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
                 let logins = repli_core::text::account_logins(&names);
-                let (existing, (sku_id, available)) = tokio::try_join!(self.users_of(domain), self.sku())?;
+                let (existing, skus) = tokio::try_join!(self.users_of(domain), self.skus())?;
                 let by_upn: BTreeMap<String, &Value> = existing
                     .iter()
                     .filter_map(|u| u["userPrincipalName"].as_str().map(|p| (p.to_ascii_lowercase(), u)))
                     .collect();
-                let has_licence = |u: &Value| {
-                    u["assignedLicenses"].as_array().is_some_and(|a| a.iter().any(|l| l["skuId"] == sku_id.as_str()))
+                let holds = |u: &Value, sku: &str| {
+                    u["assignedLicenses"].as_array().is_some_and(|a| a.iter().any(|l| l["skuId"] == sku))
                 };
-                let needing: u32 = logins
-                    .iter()
-                    .filter(|l| by_upn.get(&format!("{l}@{domain}")).is_none_or(|u| !has_licence(u)))
-                    .count() as u32;
-                if needing > available {
-                    return Err(Error::LicencesExhausted {
-                        sku: self.graph.config.sku_part_number.clone(),
-                        needed: needing,
-                        available,
-                        missing: needing - available,
-                    });
+                let has_licence = |u: &Value| skus.iter().all(|s| holds(u, &s.id));
+                // Every SKU must have a unit for every account that lacks it, before anything is made.
+                for sku in &skus {
+                    let needing = logins
+                        .iter()
+                        .filter(|l| by_upn.get(&format!("{l}@{domain}")).is_none_or(|u| !holds(u, &sku.id)))
+                        .count() as u32;
+                    if needing > sku.available {
+                        return Err(Error::LicencesExhausted {
+                            sku: sku.part.clone(),
+                            needed: needing,
+                            available: sku.available,
+                            missing: needing - sku.available,
+                        });
+                    }
                 }
-                let licence_body =
-                    json!({"addLicenses": [{"skuId": sku_id, "disabledPlans": []}], "removeLicenses": []});
+                let licence_body = json!({
+                    "addLicenses": skus.iter().map(|s| json!({"skuId": s.id, "disabledPlans": []})).collect::<Vec<_>>(),
+                    "removeLicenses": [],
+                });
                 // Two fully parallel waves (Graph refuses a batch mixing dependsOn chains and
                 // independent requests): the missing accounts, then a licence for every account
                 // that exists and has none — a create that answered "already exists" (an earlier
@@ -426,9 +491,9 @@ impl M365 for GraphProvider {
                     return Err(Error::Invalid("a Team needs at least one owner".into()));
                 }
                 // Create group: at most 20 relationships, owners and members together.
-                let owners: Vec<String> = spec.owners.iter().take(BIND_LIMIT).map(|u| user_ref(u)).collect();
+                let owners: Vec<String> = spec.owners.iter().take(BIND_LIMIT).map(|u| self.object_ref(u)).collect();
                 let at_creation = BIND_LIMIT - owners.len();
-                let first: Vec<String> = spec.members.iter().take(at_creation).map(|u| user_ref(u)).collect();
+                let first: Vec<String> = spec.members.iter().take(at_creation).map(|u| self.object_ref(u)).collect();
                 let body = json!({
                     "displayName": spec.display_name, "description": spec.description, "mailNickname": spec.nickname,
                     "mailEnabled": true, "securityEnabled": false, "groupTypes": ["Unified"], "visibility": "Private",
@@ -633,6 +698,8 @@ impl M365 for GraphProvider {
             let results = self.graph.run_items("accounts.delete", units, Opts::default()).await?;
             // 404: already deleted by an earlier run.
             partial_failure("accounts.delete", failed_items(&results, Some(404)))?;
+            // Deleted users wait 30 days in deleted items with the agents' names: gone for good.
+            self.purge_deleted(domain).await?;
             Ok(count)
         })
     }
@@ -660,6 +727,8 @@ impl M365 for GraphProvider {
                 .list_all("domain.references", &format!("/domains/{name}/domainNameReferences"), false)
                 .await?;
             if refs.is_empty() {
+                // Soft-deleted accounts still hold the domain: delete them for good first.
+                self.purge_deleted(name).await?;
                 self.graph.call("domain.delete", Opts::default(), |c| c.domain(name).delete_domain()).await?;
                 return Ok(DomainRemoval::Deleted);
             }
@@ -672,6 +741,27 @@ impl M365 for GraphProvider {
             }
             let body = json!({"disableUserAccounts": true});
             self.graph.call("domain.forceDelete", Opts::default(), |c| c.domain(name).force_delete(&body)).await?;
+            // forceDelete is a long-running operation (domain-forcedelete): done when the
+            // domain answers 404.
+            let started = Instant::now();
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match self.get_domain(name, Opts::default()).await {
+                    Err(Error::Graph { status: 404, .. }) => break,
+                    Err(e) => return Err(e),
+                    Ok(_) => {}
+                }
+                if started.elapsed() + wait > self.graph.config.budget {
+                    return Err(Error::Budget {
+                        op: "domain.forceDelete".into(),
+                        attempts: 0,
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        last: format!("{name} is still being deleted"),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
             Ok(DomainRemoval::ForceDeleted { renamed: refs.len() })
         })
     }

@@ -2,9 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use repli_graph_sim::{Faults, RetryAfterFormat, SimConfig, Simulator};
+use repli_graph_sim::{Faults, Grants, RetryAfterFormat, SimConfig, Simulator};
 use repli_m365::{
-    AgentSpec, DomainRemoval, Error, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365, Secret, provision,
+    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365,
+    PreflightReport, PreflightSpec, Secret, provision,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -42,7 +43,8 @@ fn assert_one_kit(state: &Value, agents: usize) {
     let c = &state["counts"];
     assert_eq!(c["domains"], 1, "{c}");
     assert_eq!(c["users"], agents, "{c}");
-    assert_eq!(c["licensesAssigned"], agents, "{c}");
+    // A suite without Teams and Teams itself: two licences per account.
+    assert_eq!(c["licensesAssigned"], agents * 2, "{c}");
     assert_eq!(c["groups"], 1, "{c}");
     assert_eq!(c["teams"], 1, "{c}");
     assert_eq!(c["channels"], 3, "{c}");
@@ -179,7 +181,7 @@ async fn wind_down_then_remove_everything() {
 
     let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
     assert_eq!(down.accounts.len(), 21);
-    assert_eq!(down.licences_removed, 21);
+    assert_eq!(down.licences_removed, 42);
     let state = sim.state();
     assert_eq!(state["counts"]["enabledUsers"], 0);
     assert_eq!(state["counts"]["licensesAssigned"], 0);
@@ -245,7 +247,7 @@ async fn endpoints_and_credentials_are_checked() {
         let err = GraphProvider::new(GraphConfig::new(graph, login, "t", "c", Secret::new("s"))).unwrap_err();
         assert!(matches!(err, Error::Endpoint(_)), "{err}");
     }
-    let m365 = provider(&sim, |c| c.client_secret = Secret::new("wrong"));
+    let m365 = provider(&sim, |c| c.credential = Secret::new("wrong").into());
     let err = m365.ensure_domain("a.secours-amp.fr").await.unwrap_err();
     assert!(matches!(&err, Error::Auth(m) if m.contains("AADSTS7000215")), "{err}");
     assert!(!format!("{err:?}").contains("wrong"));
@@ -262,6 +264,7 @@ async fn an_expired_token_is_renewed() {
 
 /// Talks to the simulator without Repli's client, to pin its Graph-like refusals.
 async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let scope = format!("{}/.default", sim.base_url());
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
@@ -269,7 +272,7 @@ async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) 
             ("grant_type", "client_credentials"),
             ("client_id", "c"),
             ("client_secret", "s"),
-            ("scope", "https://graph.microsoft.com/.default"),
+            ("scope", scope.as_str()),
         ])
         .send()
         .await
@@ -434,4 +437,324 @@ async fn the_simulator_records_requests_and_takes_faults_while_running() {
         }
     }
     assert!(throttled);
+}
+
+/// A simulator granting `grants` instead of the least-privilege set.
+async fn sim_granting(grants: Grants) -> Simulator {
+    sim(SimConfig { grants, ..SimConfig::default() }).await
+}
+
+fn without_permission(p: &str) -> Grants {
+    let mut g = Grants::default();
+    g.app_roles.retain(|r| r != p);
+    g
+}
+
+/// Application permissions (each API's permissions page): a call the app's token does not
+/// allow answers 403 `Authorization_RequestDenied`, and the client names what to grant.
+#[tokio::test]
+async fn a_missing_permission_is_refused_and_named() {
+    let sim = sim_granting(without_permission("Domain.ReadWrite.All")).await;
+    let (status, body) = raw(&sim, reqwest::Method::POST, "/domains", json!({"id": "x.secours-amp.fr"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("Authorization_RequestDenied")), "{body}");
+    let m365 = provider(&sim, |_| {});
+    match m365.ensure_domain("a.secours-amp.fr").await {
+        Err(Error::Forbidden { missing: Grant::Permission(p), .. }) => assert_eq!(p, "Domain.ReadWrite.All"),
+        other => panic!("expected a 403 naming the permission: {other:?}"),
+    }
+    // Inside a batch too: the accounts wave stops at the first 403, naming User.ReadWrite.All.
+    let sim = sim_granting(without_permission("User.ReadWrite.All")).await;
+    let m365 = provider(&sim, |_| {});
+    let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(3)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "User.ReadWrite.All"),
+        "{err}"
+    );
+    // The least-privilege set never reaches a group's drive (every file of the tenant).
+    let least = sim_granting(Grants::default()).await;
+    let (status, _) = raw(&least, reqwest::Method::GET, "/groups/any/drive", Value::Null).await;
+    assert_eq!(status, 403);
+    assert_eq!(repli_graph_sim::LEAST_PRIVILEGE, repli_core::m365::LEAST_PRIVILEGE);
+}
+
+/// user-update: resetting a password app-only needs User.ReadWrite.All *and* the User
+/// Administrator role; an app without the role gets 403 on the credential sheets.
+#[tokio::test]
+async fn password_resets_need_the_user_administrator_role() {
+    let sim = sim_granting(Grants { directory_roles: vec![], ..Grants::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
+    let err = m365.reset_passwords(&[kit.accounts[0].upn.clone()]).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(r), .. } if r == "User Administrator"), "{err}");
+}
+
+/// createOrGet app-only needs an application access policy for the organiser: 403
+/// « No application access policy found for this app. ».
+#[tokio::test]
+async fn meetings_need_the_teams_access_policy() {
+    let sim = sim_granting(Grants { meeting_policy: false, ..Grants::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::MeetingPolicy, .. }), "{err}");
+}
+
+/// team-put-teams: 201 Created with the team, and 404 for a while after the group's creation
+/// (replication); the client retries until it is created, once.
+#[tokio::test]
+async fn a_team_put_on_a_fresh_group_is_retried_until_it_is_created() {
+    let sim = sim(SimConfig { team_not_found_for: Duration::from_millis(1500), ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(4)).await.unwrap();
+    assert_one_kit(&sim.state(), 4);
+    assert!(m365.stats().retries > 0, "{:?}", m365.stats());
+    let body = json!({"displayName": "G", "mailEnabled": true, "mailNickname": "g", "securityEnabled": false, "groupTypes": ["Unified"]});
+    let (_, group) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    let put = format!("/groups/{}/team", group["id"].as_str().unwrap());
+    let (status, body) = raw(&sim, reqwest::Method::PUT, &put, json!({})).await;
+    assert_eq!(status, 404, "{body}");
+}
+
+/// A subdomain of a verified root is verified at creation: no TXT record needed.
+#[tokio::test]
+async fn subdomains_of_a_verified_root_are_verified_at_once() {
+    let sim = sim(SimConfig::default()).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |_| {});
+    let d = m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
+    assert!(d.verified);
+    m365.verify_domain("aubagne.secours-amp.fr").await.unwrap();
+    let other = m365.ensure_domain("aubagne.ailleurs.fr").await.unwrap();
+    assert!(!other.verified);
+    assert!(m365.verify_domain("aubagne.ailleurs.fr").await.is_err(), "no TXT published, no verification");
+}
+
+/// user-delete: a deleted user waits in deleted items and still holds its domain, which
+/// cannot be deleted until the user is deleted for good (User.DeleteRestore.All).
+#[tokio::test]
+async fn soft_deleted_users_hold_the_domain_until_purged() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let spec = spec(2);
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    assert!(m365.delete_group(&spec.nickname()).await.unwrap());
+    for a in &kit.accounts {
+        assert_eq!(raw(&sim, reqwest::Method::DELETE, &format!("/users/{}", a.id), Value::Null).await.0, 204);
+    }
+    let (status, body) = raw(&sim, reqwest::Method::DELETE, &format!("/domains/{}", spec.domain), Value::Null).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("deleted user"), "{body}");
+    let (_, deleted) =
+        raw(&sim, reqwest::Method::GET, "/directory/deletedItems/microsoft.graph.user", Value::Null).await;
+    assert_eq!(deleted["value"].as_array().unwrap().len(), 2);
+    // Without User.DeleteRestore.All the purge is refused.
+    let sim2 = sim_granting(without_permission("User.DeleteRestore.All")).await;
+    let (status, _) = raw(&sim2, reqwest::Method::DELETE, "/directory/deletedItems/x", Value::Null).await;
+    assert_eq!(status, 403);
+    // The client purges them on its way to removing the domain.
+    assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
+    let (_, deleted) =
+        raw(&sim, reqwest::Method::GET, "/directory/deletedItems/microsoft.graph.user", Value::Null).await;
+    assert_eq!(deleted["value"].as_array().unwrap().len(), 0);
+}
+
+/// Since October 2023 suites sold in the EEA come without Teams: every account gets each
+/// configured SKU, and a missing or exhausted one is named before anything is created.
+#[tokio::test]
+async fn every_account_gets_the_suite_and_teams() {
+    let sim = sim(SimConfig { licences: 3, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let (_, skus) = raw(&sim, reqwest::Method::GET, "/subscribedSkus", Value::Null).await;
+    assert_eq!(skus["value"].as_array().unwrap().len(), 2);
+    let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(4)).await.unwrap_err();
+    assert!(matches!(&err, Error::LicencesExhausted { missing: 1, .. }), "{err}");
+    assert_eq!(sim.state()["counts"]["users"], 0);
+    let m365 = provider(&sim, |c| c.sku_part_numbers.push("Microsoft_Teams_Premium".into()));
+    let err = m365.ensure_accounts("aubagne.secours-amp.fr", &agents(1)).await.unwrap_err();
+    assert!(matches!(&err, Error::SkuNotFound(p) if p == "Microsoft_Teams_Premium"), "{err}");
+}
+
+/// group-post-members: `POST /groups/{id}/members/$ref` adds one member: 204, 400 when
+/// already a member, 404 for an unknown object.
+#[tokio::test]
+async fn members_are_added_one_by_one_through_ref() {
+    let sim = sim(SimConfig::default()).await;
+    let m365 = provider(&sim, |_| {});
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(1)).await.unwrap();
+    let organizer = sim.seed_user("hors-kit");
+    let path = format!("/groups/{}/members/$ref", kit.team.group_id);
+    let member = |id: &str| json!({"@odata.id": format!("{}/directoryObjects/{id}", sim.graph_url())});
+    assert_eq!(raw(&sim, reqwest::Method::POST, &path, member(&organizer)).await.0, 204);
+    assert_eq!(raw(&sim, reqwest::Method::POST, &path, member(&organizer)).await.0, 400);
+    assert_eq!(raw(&sim, reqwest::Method::POST, &path, member("00000000-0000-0000-0000-000000000000")).await.0, 404);
+}
+
+/// domain-forcedelete is a long-running operation: the domain is still there right after the
+/// call; the client waits until it answers 404.
+#[tokio::test]
+async fn forced_deletion_is_waited_for() {
+    let sim = sim(SimConfig { team_delay: Duration::from_millis(800), ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    m365.ensure_domain("b.secours-amp.fr").await.unwrap();
+    let force = json!({"disableUserAccounts": true});
+    let (status, _) = raw(&sim, reqwest::Method::POST, "/domains/b.secours-amp.fr/forceDelete", force).await;
+    assert_eq!(status, 204);
+    assert_eq!(raw(&sim, reqwest::Method::GET, "/domains/b.secours-amp.fr", Value::Null).await.0, 200, "still there");
+    let spec = spec(1);
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    assert_eq!(m365.remove_domain(&spec.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { renamed: 1 });
+    assert_eq!(raw(&sim, reqwest::Method::GET, &format!("/domains/{}", spec.domain), Value::Null).await.0, 404);
+}
+
+/// An RSA key made by openssl, as docs/M365.md tells ops to; `None` (the test says it is
+/// skipped) where openssl is missing.
+fn rsa_key(dir: &std::path::Path) -> Option<String> {
+    let path = dir.join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&path)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => Some(std::fs::read_to_string(path).unwrap()),
+        _ => {
+            eprintln!("SKIPPED: openssl is not installed (apt-get install openssl)");
+            None
+        }
+    }
+}
+
+/// A certificate for `key_pem` valid from a year ago for `days` more days (negative: expired).
+fn certificate(key_pem: &str, days: i64) -> String {
+    let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["repli".to_string()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(365);
+    params.not_after = now + time::Duration::days(days);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// Microsoft identity platform certificate credentials: a PS256 client assertion named by the
+/// certificate's thumbprint gets a token; a wrong certificate or an expired one does not.
+#[tokio::test]
+async fn certificate_sign_in_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(key) = rsa_key(dir.path()) else { return };
+    let cert = certificate(&key, 365);
+    let sim = sim(SimConfig { client_certificate: Some(cert.clone()), ..SimConfig::default() }).await;
+    let with_cert = |cert_pem: &str| {
+        let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), cert_pem).unwrap();
+        provider(&sim, move |cfg| cfg.credential = repli_m365::Credential::Certificate(c))
+    };
+    let m365 = with_cert(&cert);
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
+    assert_one_kit(&sim.state(), 2);
+    // Another certificate of the same key is not the one registered.
+    let err = with_cert(&certificate(&key, 200)).ensure_domain("b.secours-amp.fr").await.unwrap_err();
+    assert!(matches!(&err, Error::Auth(m) if m.contains("AADSTS700027")), "{err}");
+    // An expired registered certificate is refused.
+    let old = certificate(&key, -1);
+    let expired = sim_with_cert(&old).await;
+    let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), &old).unwrap();
+    let m365 = provider(&expired, move |cfg| cfg.credential = repli_m365::Credential::Certificate(c));
+    let err = m365.ensure_domain("c.secours-amp.fr").await.unwrap_err();
+    assert!(matches!(&err, Error::Auth(m) if m.contains("expired")), "{err}");
+    // The private key never shows in Debug.
+    let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), &cert).unwrap();
+    assert!(!format!("{c:?}").contains("PRIVATE"));
+}
+
+async fn sim_with_cert(cert: &str) -> Simulator {
+    sim(SimConfig { client_certificate: Some(cert.to_string()), ..SimConfig::default() }).await
+}
+
+fn preflight_spec(organizer: Option<String>) -> PreflightSpec {
+    PreflightSpec {
+        largest_kit: 50,
+        root_domain: Some("secours-amp.fr".into()),
+        organizer,
+        secret_expires_on: Some("2099-12-31".into()),
+        admin_unit: None,
+        today: "2026-11-30".into(),
+        warn_days: 30,
+    }
+}
+
+fn status_of(report: &PreflightReport, key: &str) -> (CheckStatus, String) {
+    let c = report.checks.iter().find(|c| c.key == key).unwrap_or_else(|| panic!("no {key} in {report:?}"));
+    (c.status, format!("{} {}", c.detail, c.fix.clone().unwrap_or_default()))
+}
+
+/// The preflight passes on a tenant set up as docs/M365.md says, and names each
+/// misconfiguration with how to fix it.
+#[tokio::test]
+async fn preflight_names_each_misconfiguration() {
+    let ready = sim(SimConfig::default()).await;
+    ready.seed_verified_domain("secours-amp.fr");
+    let organizer = ready.seed_user("organisateur");
+    let report = provider(&ready, |_| {}).preflight(&preflight_spec(Some(organizer.clone()))).await;
+    assert!(report.ok, "{report:#?}");
+    let (role, detail) = status_of(&report, "directory_role");
+    assert_eq!(role, CheckStatus::Warn, "tenant-wide role: advice to scope it: {detail}");
+
+    let cases: Vec<(SimConfig, &str, &str)> = vec![
+        (
+            SimConfig { grants: without_permission("Group.ReadWrite.All"), ..SimConfig::default() },
+            "permissions",
+            "Group.ReadWrite.All",
+        ),
+        (
+            SimConfig { grants: Grants { directory_roles: vec![], ..Grants::default() }, ..SimConfig::default() },
+            "directory_role",
+            "User Administrator",
+        ),
+        (SimConfig { licences: 10, ..SimConfig::default() }, "licences", "10 libre(s) pour 50"),
+        (
+            SimConfig { grants: Grants { meeting_policy: false, ..Grants::default() }, ..SimConfig::default() },
+            "meeting_policy",
+            "New-CsApplicationAccessPolicy",
+        ),
+    ];
+    for (config, key, says) in cases {
+        let tenant = sim(config).await;
+        tenant.seed_verified_domain("secours-amp.fr");
+        let organizer = tenant.seed_user("organisateur");
+        let report = provider(&tenant, |_| {}).preflight(&preflight_spec(Some(organizer))).await;
+        assert!(!report.ok, "{key}: {report:#?}");
+        let (status, text) = status_of(&report, key);
+        assert_eq!(status, CheckStatus::Fail, "{key}: {text}");
+        assert!(text.contains(says), "{key}: {text}");
+    }
+    // No root domain in the tenant.
+    let bare = sim(SimConfig::default()).await;
+    let report = provider(&bare, |_| {}).preflight(&preflight_spec(None)).await;
+    assert_eq!(status_of(&report, "root_domain").0, CheckStatus::Fail);
+    assert_eq!(status_of(&report, "meeting_policy").0, CheckStatus::Warn, "no organiser: not checked");
+    // A secret expiring within the warning window, one expired, one of unknown expiry.
+    for (date, status, says) in [
+        (Some("2026-12-10"), CheckStatus::Fail, "dans 10 jour(s)"),
+        (Some("2026-11-01"), CheckStatus::Fail, "expiré"),
+        (None, CheckStatus::Warn, "inconnue"),
+    ] {
+        let spec = PreflightSpec { secret_expires_on: date.map(str::to_string), ..preflight_spec(None) };
+        let report = provider(&ready, |_| {}).preflight(&spec).await;
+        let (s, text) = status_of(&report, "credential");
+        assert_eq!(s, status, "{date:?}: {text}");
+        assert!(text.contains(says), "{date:?}: {text}");
+    }
+}
+
+/// A certificate close to its end fails the preflight before an activation needs it.
+#[tokio::test]
+async fn preflight_reports_an_expiring_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(key) = rsa_key(dir.path()) else { return };
+    let cert = certificate(&key, 5);
+    let sim = sim_with_cert(&cert).await;
+    let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key), &cert).unwrap();
+    let m365 = provider(&sim, move |cfg| cfg.credential = repli_m365::Credential::Certificate(c));
+    let today = time::OffsetDateTime::now_utc().date();
+    let spec = PreflightSpec { today: today.to_string(), ..preflight_spec(None) };
+    let report = m365.preflight(&spec).await;
+    let (status, text) = status_of(&report, "credential");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("certificat expire le"), "{text}");
 }

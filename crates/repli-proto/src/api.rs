@@ -401,6 +401,10 @@ pub struct CrisisView {
     pub needs: Vec<NeedView>,
     /// The actions that can be taken now.
     pub next_actions: Vec<CrisisAction>,
+    /// When the crisis can be activated and the last Microsoft 365 preflight failed: what
+    /// failed, in French (activation stays possible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m365_warning: Option<String>,
     /// The audited events, oldest first (on single-crisis reads only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
@@ -416,6 +420,13 @@ pub struct CrisisQuery {
     pub state: Option<CrisisState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open: Option<bool>,
+}
+
+/// `GET /api/v1/m365/preflight`: the tenant checked against what Repli needs, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightView {
+    pub at: Timestamp,
+    pub report: repli_core::m365::PreflightReport,
 }
 
 /// `GET /api/v1/audit/verify`.

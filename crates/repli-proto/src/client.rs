@@ -255,6 +255,11 @@ impl Client {
         .await
     }
 
+    /// Runs the Microsoft 365 preflight now.
+    pub async fn m365_preflight(&self) -> Result<crate::api::PreflightView, ClientError> {
+        self.get(&format!("{API_PREFIX}/m365/preflight")).await
+    }
+
     /// The signed head of the audit log, to pin.
     pub async fn audit_head(&self) -> Result<repli_core::Checkpoint, ClientError> {
         self.get(&format!("{API_PREFIX}/audit/head")).await

@@ -21,6 +21,7 @@ pub mod routes;
 mod sheets;
 mod signin;
 mod steps;
+mod tenant;
 pub mod tls;
 mod users;
 pub mod web;
@@ -199,6 +200,7 @@ impl Daemon {
             state.app.services().clone(),
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
+        let preflight = tokio::spawn(repli_app::preflight::daily(state.app.services().clone()));
         let service = router.into_make_service_with_connect_info::<tls::PeerAddr>();
         let tls_on = tls.is_some();
         let task = tokio::spawn(async move {
@@ -210,6 +212,7 @@ impl Daemon {
                 None => axum::serve(listener, service).with_graceful_shutdown(signal).await,
             };
             maintenance.abort();
+            preflight.abort();
             let _ = engine_stop.send(());
             let _ = engine_task.await;
             // The entries since the last checkpoint are signed before the database closes, so a

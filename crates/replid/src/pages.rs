@@ -21,7 +21,7 @@ use repli_app::AppError;
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{inventory, steps};
 
-fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
+pub(crate) fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
     t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &st.time_zone().clone()))
 }
 
@@ -136,6 +136,7 @@ pub async fn home(
     if a.role == Role::Ops {
         let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
         data.insert("tasks".into(), json!(tasks));
+        data.insert("m365".into(), crate::tenant::dashboard(&st));
     }
     render(&st, StatusCode::OK, "accueil", &Value::Object(data))
 }
@@ -446,6 +447,7 @@ pub async fn crisis(
         json!(convention.map(|c| format!("signée le {} (délibération {})", c.signed_on, c.deliberation_ref))),
     );
     data.insert("can_activate".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Activate)));
+    data.insert("m365_warning".into(), json!(view.m365_warning.as_ref().filter(|_| is_ops)));
     data.insert("can_deliver".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Deliver)));
     data.insert("can_handback".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::StartHandback)));
     data.insert("can_scan".into(), json!(is_ops && view.state == CrisisState::Handback));

@@ -15,7 +15,9 @@ use repli_proto::api::{Health, Me};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::{AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, users, web};
+use crate::{
+    AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, tenant, users, web,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,8 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/connexion", Public, get(signin::show_login)),
         (Method::POST, "/connexion", Public, post(signin::login)),
         (Method::GET, "/", Page(P::OwnAccount), get(pages::home)),
+        (Method::GET, "/m365", Page(P::OperateCrisis), get(tenant::page)),
+        (Method::POST, "/m365", Page(P::OperateCrisis), post(tenant::rerun)),
         (Method::POST, "/deconnexion", Page(P::OwnAccount), post(signin::logout)),
         (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form)),
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
@@ -140,6 +144,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(journal::entries)),
         (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(journal::bundle)),
         (Method::GET, "/api/v1/audit/head", Requires(P::ReadAudit), get(journal::head)),
+        (Method::GET, "/api/v1/m365/preflight", Requires(P::OperateCrisis), get(tenant::preflight)),
         (Method::GET, "/api/v1/users", Requires(P::ManageUsers), get(users::list)),
         (Method::POST, "/api/v1/users", Requires(P::ManageUsers), post(users::create)),
         (Method::POST, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), post(users::issue_token)),

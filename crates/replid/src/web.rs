@@ -41,6 +41,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
     h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
     h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
+    h.register_template_string("m365", include_str!("../web/m365.hbs"))?;
     h.register_template_string("inventaire", include_str!("../web/inventaire.hbs"))?;
     h.register_template_string("equipement", include_str!("../web/equipement.hbs"))?;
     h.register_template_string("journal", include_str!("../web/journal.hbs"))?;

@@ -1,0 +1,70 @@
+//! The Microsoft 365 preflight as an operation: run it (on demand, at start and every day),
+//! keep the last report, and say whether an activation should be warned about it.
+
+use crate::Services;
+use repli_core::m365::PreflightSpec;
+
+/// Days of warning before a certificate or secret expires.
+pub const WARN_DAYS: u32 = 30;
+/// How often replid runs the preflight by itself.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A preflight and when it ran.
+pub use repli_proto::api::PreflightView as PreflightRun;
+
+fn spec(st: &Services) -> PreflightSpec {
+    let m = &st.config.m365;
+    PreflightSpec {
+        largest_kit: crate::crises::MAX_AGENTS.min(st.config.m365.largest_kit),
+        root_domain: repli_core::m365::root_domain(&m.domain_pattern),
+        organizer: st.preflight_organizer.clone(),
+        secret_expires_on: m.secret_expires_on.clone(),
+        admin_unit: m.admin_unit.clone(),
+        today: st.clock.now().to_zoned(st.calendar.time_zone().clone()).date().to_string(),
+        warn_days: WARN_DAYS,
+    }
+}
+
+/// Runs the preflight now and keeps it as the last one.
+pub async fn run(st: &Services) -> PreflightRun {
+    let report = st.m365.preflight(&spec(st)).await;
+    let run = PreflightRun { at: st.clock.now(), report };
+    if run.report.ok {
+        tracing::info!("Microsoft 365 preflight passed");
+    } else {
+        let failed: Vec<&str> = run.report.failures().map(|c| c.key.as_str()).collect();
+        tracing::warn!(failed = ?failed, "Microsoft 365 preflight failed");
+    }
+    if let Ok(mut last) = st.preflight.write() {
+        *last = Some(run.clone());
+    }
+    run
+}
+
+/// The last preflight, if one ran since start.
+pub fn last(st: &Services) -> Option<PreflightRun> {
+    st.preflight.read().ok().and_then(|l| l.clone())
+}
+
+/// What to tell ops before an activation: the failed checks of the last preflight, in French.
+pub fn activation_warning(st: &Services) -> Option<String> {
+    let last = last(st)?;
+    if last.report.ok {
+        return None;
+    }
+    let titles: Vec<String> = last.report.failures().map(|c| format!("{} ({})", c.title, c.detail)).collect();
+    Some(format!(
+        "Le dernier contrôle du locataire Microsoft 365 a échoué : {}. L'activation risque d'échouer à ces étapes.",
+        titles.join(" ; ")
+    ))
+}
+
+/// At start, then every day.
+pub async fn daily(st: Services) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        run(&st).await;
+    }
+}

@@ -1,0 +1,198 @@
+//! Who may call what: the application permissions and directory roles granted to the app, put
+//! in its access token, and checked on every Graph request the way Graph does (403
+//! `Authorization_RequestDenied`). Each route's rule names the documentation page it comes
+//! from; where a page is unclear the rule is the stricter reading.
+
+use serde::{Deserialize, Serialize};
+
+/// The application permissions Repli needs, no more (docs/M365.md explains each).
+pub const LEAST_PRIVILEGE: [&str; 6] = [
+    "Domain.ReadWrite.All",
+    "User.ReadWrite.All",
+    "User.DeleteRestore.All",
+    "Group.ReadWrite.All",
+    "Organization.Read.All",
+    "OnlineMeetings.ReadWrite.All",
+];
+
+/// The directory role an app needs to reset passwords app-only (user-update, passwordProfile).
+pub const USER_ADMINISTRATOR: &str = "User Administrator";
+/// Its role template id, as access tokens carry it in `wids`.
+pub const USER_ADMINISTRATOR_TEMPLATE: &str = "fe930be7-5e62-47db-91af-98c3a49a38b1";
+
+/// What the tenant's administrator granted the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// Application permissions with admin consent (the token's `roles`).
+    pub app_roles: Vec<String>,
+    /// Directory roles assigned to the app's service principal, tenant-wide (`wids`).
+    pub directory_roles: Vec<String>,
+    /// A Teams application access policy granted for the meeting organisers.
+    pub meeting_policy: bool,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            app_roles: LEAST_PRIVILEGE.iter().map(|s| (*s).to_string()).collect(),
+            directory_roles: vec![USER_ADMINISTRATOR.to_string()],
+            meeting_policy: true,
+        }
+    }
+}
+
+impl Grants {
+    /// Directory role template ids, as in a token's `wids`.
+    pub fn wids(&self) -> Vec<&'static str> {
+        self.directory_roles
+            .iter()
+            .filter(|r| r.eq_ignore_ascii_case(USER_ADMINISTRATOR))
+            .map(|_| USER_ADMINISTRATOR_TEMPLATE)
+            .collect()
+    }
+}
+
+/// What one call needs: any one of `any` (the page's application row), and a directory role
+/// when the page asks for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    pub any: &'static [&'static str],
+    pub role: Option<&'static str>,
+}
+
+const DOMAIN_READ: &[&str] = &["Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All"];
+const DOMAIN_WRITE: &[&str] = &["Domain.ReadWrite.All"];
+const USER_READ: &[&str] = &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
+const USER_WRITE: &[&str] = &["User.ReadWrite.All", "Directory.ReadWrite.All"];
+const GROUP_READ: &[&str] =
+    &["GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"];
+const GROUP_WRITE: &[&str] = &["Group.ReadWrite.All", "Directory.ReadWrite.All"];
+
+/// The rule for `method` on `segments` (relative to `/v1.0`), `None` for routes the simulator
+/// does not serve. `password` is true when a PATCH of a user carries `passwordProfile`.
+pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
+    let any = |any: &'static [&'static str]| Some(Need { any, role: None });
+    match (method, segments) {
+        // subscribedsku-list
+        ("GET", ["subscribedSkus"]) => any(&[
+            "LicenseAssignment.Read.All",
+            "Organization.Read.All",
+            "Directory.Read.All",
+            "Organization.ReadWrite.All",
+            "Directory.ReadWrite.All",
+        ]),
+        // domain-get, domain-list, domain-list-verificationdnsrecords,
+        // domain-list-serviceconfigurationrecords
+        ("GET", ["domains", ..]) if segments.last() != Some(&"domainNameReferences") => any(DOMAIN_READ),
+        // domain-list-domainnamereferences: Domain.ReadWrite.All only.
+        ("GET", ["domains", _, "domainNameReferences"]) => any(DOMAIN_WRITE),
+        // domain-verify
+        ("POST", ["domains", _, "verify"]) => any(&["Directory.Read.All", "Domain.ReadWrite.All"]),
+        // domain-post-domains, domain-update, domain-delete, domain-forcedelete
+        ("POST" | "PATCH" | "DELETE", ["domains", ..]) => any(DOMAIN_WRITE),
+        // user-list, user-get
+        ("GET", ["users"] | ["users", _]) => any(USER_READ),
+        // user-update: passwordProfile app-only needs User.ReadWrite.All and at least the User
+        // Administrator role.
+        ("PATCH", ["users", _]) if password => {
+            Some(Need { any: &["User.ReadWrite.All"], role: Some(USER_ADMINISTRATOR) })
+        }
+        // user-post-users, user-update, user-revokesigninsessions
+        ("POST", ["users"]) | ("PATCH", ["users", _]) | ("POST", ["users", _, "revokeSignInSessions"]) => {
+            any(USER_WRITE)
+        }
+        // user-assignlicense
+        ("POST", ["users", _, "assignLicense"]) => {
+            any(&["LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"])
+        }
+        // user-delete (app-only: User.ReadWrite.All)
+        ("DELETE", ["users", _]) => any(&["User.DeleteRestore.All", "User.ReadWrite.All"]),
+        // directory-deleteditems-list, -delete (users): User.DeleteRestore.All; stricter than the
+        // older page, which allowed no app-only permanent deletion at all.
+        ("GET", ["directory", "deletedItems", ..]) => any(&["User.DeleteRestore.All", "User.ReadWrite.All"]),
+        ("DELETE", ["directory", "deletedItems", _]) => any(&["User.DeleteRestore.All"]),
+        // onlinemeeting-createorget (plus an application access policy, checked by the tenant)
+        ("POST", ["users", _, "onlineMeetings", "createOrGet"]) => any(&["OnlineMeetings.ReadWrite.All"]),
+        // group-list, group-get, group-list-members
+        ("GET", ["groups"] | ["groups", _] | ["groups", _, "members"]) => any(GROUP_READ),
+        // group-post-groups
+        ("POST", ["groups"]) => any(&["Group.Create", "Group.ReadWrite.All", "Directory.ReadWrite.All"]),
+        // group-post-members
+        ("POST", ["groups", _, "members", "$ref"]) => {
+            any(&["GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"])
+        }
+        // group-update, group-delete (app-only: Group.ReadWrite.All)
+        ("PATCH", ["groups", _]) => any(GROUP_WRITE),
+        ("DELETE", ["groups", _]) => any(&["Group.ReadWrite.All"]),
+        // team-put-teams
+        ("PUT", ["groups", _, "team"]) => any(GROUP_WRITE),
+        // team-get
+        ("GET", ["groups", _, "team"]) => any(&[
+            "Team.ReadBasic.All",
+            "TeamSettings.Read.All",
+            "TeamSettings.ReadWrite.All",
+            "Group.Read.All",
+            "Group.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ]),
+        // drive-get (a group's drive): Files.Read.All or Sites.Read.All and above.
+        ("GET", ["groups", _, "drive"]) => {
+            any(&["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"])
+        }
+        // channel-list
+        ("GET", ["teams", _, "channels"]) => any(&[
+            "Channel.ReadBasic.All",
+            "ChannelSettings.Read.All",
+            "ChannelSettings.ReadWrite.All",
+            "Group.Read.All",
+            "Group.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ]),
+        // channel-post
+        ("POST", ["teams", _, "channels"]) => {
+            any(&["Channel.Create", "Teamwork.Migrate.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"])
+        }
+        _ => None,
+    }
+}
+
+/// Whether `grants` satisfy `need`.
+pub fn allows(grants: &Grants, need: &Need) -> bool {
+    let has = |p: &str| grants.app_roles.iter().any(|r| r.eq_ignore_ascii_case(p));
+    need.any.iter().any(|p| has(p))
+        && need.role.is_none_or(|role| grants.directory_roles.iter().any(|r| r.eq_ignore_ascii_case(role)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege_covers_every_call_repli_makes() {
+        let g = Grants::default();
+        for (m, path, pw) in [
+            ("POST", "domains", false),
+            ("POST", "domains/x/verify", false),
+            ("GET", "domains/x/domainNameReferences", false),
+            ("PATCH", "users/x", true),
+            ("POST", "users/x/assignLicense", false),
+            ("DELETE", "directory/deletedItems/x", false),
+            ("PUT", "groups/x/team", false),
+            ("POST", "teams/x/channels", false),
+            ("POST", "users/x/onlineMeetings/createOrGet", false),
+            ("GET", "subscribedSkus", false),
+        ] {
+            let segments: Vec<&str> = path.split('/').collect();
+            let n = need(m, &segments, pw).unwrap_or_else(|| panic!("no rule for {m} {path}"));
+            assert!(allows(&g, &n), "{m} {path}");
+        }
+        let drive = need("GET", &["groups", "x", "drive"], false).unwrap();
+        assert!(!allows(&g, &drive), "the drive must stay out of reach");
+        let no_role = Grants { directory_roles: vec![], ..Grants::default() };
+        assert!(!allows(&no_role, &need("PATCH", &["users", "x"], true).unwrap()));
+        assert!(allows(&no_role, &need("PATCH", &["users", "x"], false).unwrap()));
+    }
+}

@@ -1,0 +1,74 @@
+//! The Microsoft 365 tenant as ops see it: the preflight.
+
+use axum::Json;
+use axum::extract::State;
+use repli_proto::api::PreflightView;
+
+use axum::response::IntoResponse;
+
+use crate::AppState;
+use crate::auth::Authed;
+
+/// Runs the preflight now (read-only checks and one idempotent canary meeting).
+pub async fn preflight(State(st): State<AppState>, _: Authed) -> Json<PreflightView> {
+    Json(repli_app::preflight::run(st.app.services()).await)
+}
+
+/// The checks in the pages' shape.
+fn checks_json(report: &repli_core::m365::PreflightReport) -> serde_json::Value {
+    use repli_core::m365::CheckStatus;
+    serde_json::json!(
+        report
+            .checks
+            .iter()
+            .map(|c| {
+                let (label, class) = match c.status {
+                    CheckStatus::Ok => ("Conforme", "ok"),
+                    CheckStatus::Warn => ("À revoir", "risque"),
+                    CheckStatus::Fail => ("Échec", "retard"),
+                };
+                serde_json::json!({ "title": c.title, "label": label, "class": class, "detail": c.detail, "fix": c.fix })
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The last preflight for the ops dashboard: passed or not, when, what failed.
+pub fn dashboard(st: &AppState) -> serde_json::Value {
+    match repli_app::preflight::last(st.app.services()) {
+        None => serde_json::json!({ "pending": true }),
+        Some(run) => serde_json::json!({
+            "ok": run.report.ok,
+            "at": crate::pages::when(st, Some(run.at)),
+            "failures": run.report.failures().map(|c| c.title.clone()).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// `GET /m365`: the last preflight in full.
+pub async fn page(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    axum::Extension(crate::web::SessionCsrf(csrf)): axum::Extension<crate::web::SessionCsrf>,
+) -> axum::response::Response {
+    let mut data = crate::web::base(&a, &csrf, "Locataire Microsoft 365");
+    if let Some(run) = repli_app::preflight::last(st.app.services()) {
+        data.insert("at".into(), serde_json::json!(crate::pages::when(&st, Some(run.at))));
+        data.insert("ok".into(), serde_json::json!(run.report.ok));
+        data.insert("checks".into(), checks_json(&run.report));
+    }
+    crate::web::render(&st, axum::http::StatusCode::OK, "m365", &serde_json::Value::Object(data))
+}
+
+/// `POST /m365`: runs the preflight again, then shows it.
+pub async fn rerun(
+    State(st): State<AppState>,
+    axum::Extension(crate::web::SessionCsrf(csrf)): axum::Extension<crate::web::SessionCsrf>,
+    axum::Form(form): crate::web::Form,
+) -> axum::response::Response {
+    if let Err(refused) = crate::web::check_csrf(&st, &csrf, &form) {
+        return *refused;
+    }
+    repli_app::preflight::run(st.app.services()).await;
+    axum::response::Redirect::to("/m365").into_response()
+}
