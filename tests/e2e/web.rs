@@ -530,3 +530,66 @@ async fn the_sheets_page_downloads_once_and_reissues_after_confirmation() {
     assert!(r.headers()["content-disposition"].to_str().unwrap().contains("fiches-identifiants-"));
     assert_eq!(r.text().await.unwrap().matches("Mot de passe initial").count(), 2);
 }
+
+/// The tenant preflight: run at start, summed up on the ops dashboard, in full on `/m365`
+/// (run again from there, behind CSRF), through the API for ops only; a failed one warns
+/// before an activation, on the crisis page and in `repli crisis activate`.
+#[tokio::test]
+async fn a_failed_tenant_preflight_is_shown_and_warns_before_activation() {
+    use repli_core::m365::CheckStatus;
+    // The client secret recorded as expired: the preflight fails on it, and only on it.
+    let app = TestApp::spawn_with(|c| c.m365.secret_expires_on = Some("2020-01-01".into())).await;
+    let run = app.ops.m365_preflight().await.unwrap();
+    assert!(!run.report.ok, "{run:#?}");
+    for check in &run.report.checks {
+        let expected = match check.key.as_str() {
+            "credential" => CheckStatus::Fail,
+            "directory_role" => CheckStatus::Warn,
+            _ => CheckStatus::Ok,
+        };
+        assert_eq!(check.status, expected, "{check:?}");
+    }
+    match app.dgs.m365_preflight().await {
+        Err(repli_proto::ClientError::Api { status, .. }) => assert_eq!(status, StatusCode::FORBIDDEN),
+        other => panic!("a DGS ran the preflight: {other:?}"),
+    }
+
+    let (cookie, csrf) = session_of(&app, Role::Ops, None, "ops-locataire").await;
+    let get = |path: &str| {
+        let req = http().get(app.url(path)).header(COOKIE, &cookie);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let home = get("/").await;
+    assert!(home.contains("Locataire Microsoft 365") && home.contains("Validité du certificat ou du secret"), "{home}");
+    let page = get("/m365").await;
+    assert!(page.contains("Échec") && page.contains("secret expiré depuis le 01/01/2020"), "{page}");
+    let refused = post_form(&app, &cookie, "/m365", &[("csrf", "faux")]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let rerun = post_form(&app, &cookie, "/m365", &[("csrf", &csrf)]).await.unwrap();
+    assert_eq!((rerun.status(), rerun.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/m365"));
+
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let seen_by_ops = app.ops.crisis(c.id.as_str()).await.unwrap();
+    let warning = seen_by_ops.m365_warning.unwrap_or_default();
+    assert!(warning.contains("Validité du certificat ou du secret"), "{warning}");
+    let crisis = get(&format!("/crises/{}", c.id)).await;
+    assert!(crisis.contains("Le dernier contrôle du locataire Microsoft 365 a échoué"), "{crisis}");
+    // The DGS is not told about the tenant.
+    assert!(c.m365_warning.is_none());
+    let seen_by_dgs = app.dgs.crisis(c.id.as_str()).await.unwrap();
+    assert!(seen_by_dgs.m365_warning.is_none(), "{seen_by_dgs:?}");
+
+    let (_, token) = app.token(Role::Ops, None).await;
+    let out = tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+        .env("REPLI_SERVER", app.daemon.url())
+        .env("REPLI_TOKEN", &token)
+        .args(["crisis", "activate", c.id.as_str()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "activation stays possible: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Attention : Le dernier contrôle du locataire Microsoft 365 a échoué"), "{err}");
+    let after = app.ops.crisis(c.id.as_str()).await.unwrap();
+    assert!(after.m365_warning.is_none(), "once activated, no more warning: {after:?}");
+}

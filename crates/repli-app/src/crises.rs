@@ -86,9 +86,20 @@ pub async fn view(st: &Services, r: CrisisRecord) -> Result<CrisisView, AppError
 pub async fn get(st: &Services, a: &Actor, id: &str) -> Result<CrisisView, AppError> {
     let id = parse_crisis_id(id)?;
     match st.store.crisis_read(&id).await? {
-        Some((r, facts)) if a.may_see_commune(&r.commune) => views::crisis(st, r, facts, st.clock.now()),
+        Some((r, facts)) if a.may_see_commune(&r.commune) => {
+            Ok(for_actor(st, a, views::crisis(st, r, facts, st.clock.now())?))
+        }
         _ => Err(AppError::crisis_not_found()),
     }
+}
+
+/// What the actor is told besides the crisis: ops who may activate it hear that the tenant's
+/// last preflight failed (activation stays possible).
+pub fn for_actor(st: &Services, a: &Actor, mut view: CrisisView) -> CrisisView {
+    if a.may(repli_core::Permission::OperateCrisis) && view.next_actions.contains(&CrisisAction::Activate) {
+        view.m365_warning = crate::preflight::activation_warning(st);
+    }
+    view
 }
 
 /// An instant a person typed: not more than a few minutes in the future.

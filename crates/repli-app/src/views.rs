@@ -118,11 +118,8 @@ pub fn crisis(st: &Services, r: CrisisRecord, mut facts: CrisisFacts, now: Times
             handback_at: r.handback_at,
             closed_at: r.closed_at,
         },
-        m365_warning: CrisisAction::Activate
-            .apply(r.state)
-            .is_ok()
-            .then(|| crate::preflight::activation_warning(st))
-            .flatten(),
+        // Ops only: see crises::for_actor.
+        m365_warning: None,
         next_actions: CrisisAction::ALL.into_iter().filter(|a| a.apply(r.state).is_ok()).collect(),
         history: std::mem::take(&mut facts.history).into_iter().map(history_entry).collect(),
         id: r.id,

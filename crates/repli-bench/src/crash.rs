@@ -384,7 +384,8 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     let expected = [
         ("domains", n),
         ("users", n * agents),
-        ("licensesAssigned", n * agents),
+        // Each account holds every configured SKU (a suite and Teams by default).
+        ("licensesAssigned", n * agents * repli_m365::DEFAULT_SKUS.len() as u64),
         ("groups", n),
         ("teams", n),
         ("channels", 3 * n),

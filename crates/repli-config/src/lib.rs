@@ -720,6 +720,11 @@ mod tests {
             "dns_url",
         );
         refused(&[("REPLI_M365__BUDGET_SECONDS", "0")], "budget_seconds");
+        refused(&[("REPLI_M365__SKU_PART_NUMBERS", "[]")], "sku_part_numbers");
+        refused(&[("REPLI_M365__SECRET_EXPIRES_ON", "demain")], "secret_expires_on");
+        refused(&[("REPLI_M365__SECRET_EXPIRES_ON", "2027-02-30")], "secret_expires_on");
+        refused(&[("REPLI_M365__LARGEST_KIT", "0")], "largest_kit");
+        refused(&[("REPLI_M365__CLIENT_CERTIFICATE_FILE", "/etc/repli/graph.crt")], "go together");
         refused(&[("REPLI_ENGINE__LEASE_SECONDS", "1")], "lease_seconds");
         refused(&[("REPLI_ENGINE__CONCURRENCY", "1000")], "concurrency");
         let ok =

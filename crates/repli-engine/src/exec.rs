@@ -561,3 +561,29 @@ fn account_ids(outputs: &Outputs) -> Result<Vec<String>, StepError> {
     }
     Ok(accounts.accounts.iter().map(|a| a.id.clone()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repli_core::m365::{Error, Grant};
+
+    #[test]
+    fn a_graph_403_fails_the_step_for_good_naming_what_to_grant_in_french() {
+        let e = StepError::from(Error::Forbidden {
+            op: "accounts.password".into(),
+            code: "Authorization_RequestDenied".into(),
+            message: "Insufficient privileges to complete the operation.".into(),
+            missing: Grant::Role("User Administrator".into()),
+        });
+        assert!(e.permanent);
+        assert!(e.message.contains("403 Authorization_RequestDenied"), "{}", e.message);
+        assert!(e.message.contains("le rôle d'annuaire « User Administrator »"), "{}", e.message);
+        let throttled = StepError::from(Error::Graph {
+            op: "accounts.create".into(),
+            status: 429,
+            code: "TooManyRequests".into(),
+            message: "slow down".into(),
+        });
+        assert!(!throttled.permanent);
+    }
+}
