@@ -49,6 +49,8 @@ struct ProvisionRun {
     http_calls: u64,
     graph_requests: u64,
     distinct_requests: u64,
+    /// Graph requests sent per distinct request (resends included; target ≤ 1.5 throttled).
+    sent_per_request: f64,
     retries: u64,
     throttled: u64,
 }
@@ -116,6 +118,7 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         http_calls: s.http_calls,
         graph_requests: s.graph_requests,
         distinct_requests: s.distinct_requests,
+        sent_per_request: s.graph_requests as f64 / s.distinct_requests.max(1) as f64,
         retries: s.retries,
         throttled: s.throttled,
     })
@@ -337,8 +340,14 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 );
                 let line = |name: &str, r: &ProvisionRun| {
                     println!(
-                        "  {name:<10} {:>8.2} s  {:>5} HTTP calls  {:>5} Graph requests  {:>4} retries  {:>4} throttled",
-                        r.seconds, r.http_calls, r.graph_requests, r.retries, r.throttled
+                        "  {name:<10} {:>8.2} s  {:>5} HTTP calls  {:>5} Graph requests for {} distinct ({:.2} each)  {:>4} retries  {:>4} throttled",
+                        r.seconds,
+                        r.http_calls,
+                        r.graph_requests,
+                        r.distinct_requests,
+                        r.sent_per_request,
+                        r.retries,
+                        r.throttled
                     )
                 };
                 line("repli", &f.repli);

@@ -150,6 +150,29 @@ fn missing_grant(op: &str, message: &str) -> Grant {
     }
 }
 
+/// How many batched items to send per round once Graph has throttled: as many as it admitted
+/// in the last throttled round, one round per wait it asked for. The pace grows by a quarter
+/// after a full round went through unthrottled (a short round, the tail of an operation, proves
+/// nothing), so it finds a loosened limit again without overrunning a steady one each time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pace {
+    /// Items per round (0: no throttling seen yet, no limit).
+    items: usize,
+    wait: Duration,
+}
+
+impl Pace {
+    fn after_round(self, sent: usize, throttled: bool, admitted: usize, wait: Duration) -> Pace {
+        if throttled {
+            Pace { items: admitted.max(1), wait }
+        } else if self.items == 0 || sent < self.items {
+            self
+        } else {
+            Pace { items: self.items + self.items.div_ceil(4), ..self }
+        }
+    }
+}
+
 /// One request of a batch (or sent alone when batching is off). Batches are always fully
 /// parallel: Graph refuses a batch that mixes `dependsOn` chains and independent requests
 /// (json-batching), so what depends on another request goes in a later wave.
@@ -184,9 +207,8 @@ pub(crate) struct Graph {
     http: reqwest::Client,
     session: tokio::sync::Mutex<Option<Session>>,
     gate: std::sync::Mutex<Option<Instant>>,
-    /// Batched items Graph admitted in the last throttled round, and the wait it asked for:
-    /// later rounds send no more than that per wait (0: no throttling seen yet).
-    pace: std::sync::Mutex<(usize, Duration)>,
+    /// Paced sending after throttling ([`Pace`]).
+    pace: std::sync::Mutex<Pace>,
     permits: Arc<Semaphore>,
     counters: Counters,
     rng: std::sync::Mutex<fastrand::Rng>,
@@ -277,7 +299,7 @@ impl Graph {
             http,
             session: tokio::sync::Mutex::new(None),
             gate: std::sync::Mutex::new(None),
-            pace: std::sync::Mutex::new((0, Duration::ZERO)),
+            pace: std::sync::Mutex::new(Pace::default()),
             permits: Arc::new(Semaphore::new(concurrency)),
             counters: Counters::default(),
             rng: std::sync::Mutex::new(fastrand::Rng::new()),
@@ -615,8 +637,8 @@ impl Graph {
             round += 1;
             // Paced after throttling: no more items per round than Graph admitted last time, so
             // a 429 costs one resend, not a wave of them.
-            let (pace, pace_wait) = self.pace.lock().map(|p| *p).unwrap_or_default();
-            let take = if pace == 0 { pending.len() } else { pace.min(pending.len()) };
+            let pace = self.pace.lock().map(|p| *p).unwrap_or_default();
+            let take = if pace.items == 0 { pending.len() } else { pace.items.min(pending.len()) };
             let now: Vec<Item> = pending.drain(..take).collect();
             let batches: Vec<Vec<Item>> = now.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
             let sends = batches.iter().map(|batch| {
@@ -654,14 +676,7 @@ impl Graph {
                 }
             }
             if let Ok(mut p) = self.pace.lock() {
-                *p = if throttled {
-                    (admitted.max(1), wait)
-                } else if p.0 > 0 {
-                    // Not throttled at this pace: a quarter more next time.
-                    (p.0 + p.0.div_ceil(4), p.1)
-                } else {
-                    *p
-                };
+                *p = p.after_round(take, throttled, admitted, wait);
             }
             if throttled {
                 self.note_throttled();
@@ -678,9 +693,9 @@ impl Graph {
             if pending.is_empty() {
                 break;
             }
-            if !throttled && wait == Duration::ZERO && pace > 0 {
-                // Deferred by the pace: one wait between rounds, as Graph asked last time.
-                wait = pace_wait;
+            if !throttled && wait == Duration::ZERO && pace.items > 0 {
+                // Deferred by the pace: one round per wait Graph asked for.
+                wait = pace.wait;
             }
             if started.elapsed() + wait > self.config.budget {
                 return Err(Error::Budget {
@@ -782,6 +797,21 @@ mod tests {
         }
         let err = check_endpoint("graph_url", "http://10.0.0.1/v1.0", &GRAPH_HOSTS).unwrap_err().to_string();
         assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn the_pace_follows_what_graph_admits_and_grows_slowly() {
+        let second = Duration::from_secs(1);
+        let p = Pace::default().after_round(200, false, 200, Duration::ZERO);
+        assert_eq!(p.items, 0, "never throttled: no limit");
+        let p = p.after_round(200, true, 50, second);
+        assert_eq!((p.items, p.wait), (50, second));
+        let p = p.after_round(10, false, 10, Duration::ZERO);
+        assert_eq!(p.items, 50, "a short round proves nothing");
+        let p = p.after_round(50, false, 50, Duration::ZERO);
+        assert_eq!(p.items, 63, "a full clean round: a quarter more");
+        let p = p.after_round(63, true, 50, second);
+        assert_eq!(p.items, 50);
     }
 
     #[test]

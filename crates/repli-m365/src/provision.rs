@@ -65,12 +65,11 @@ impl KitSpec {
 /// domain create, its records; verify; then services (patch, records) alongside accounts
 /// (listing ∥ SKUs, a wave of creates, then a wave of licences: Graph runs a batch fully
 /// parallel or fully sequential, never create→licence pairs); group create; Team put (∥
-/// members beyond 19); one
-/// poll; Team ∥ channel creates (the meeting runs alongside); isolation checks
-/// (domain ∥ accounts ∥ members). The same for any number of agents: batches go in one wave
-/// up to `DEFAULT_CONCURRENCY` × 20 requests.
+/// members beyond 19; 201 as documented, no operation to poll); Team ∥ channel creates (the
+/// meeting runs alongside); isolation checks (domain ∥ accounts ∥ members). The same for any
+/// number of agents: batches go in one wave up to `DEFAULT_CONCURRENCY` × 20 requests.
 pub fn critical_path_calls() -> u32 {
-    1 + 2 + 1 + 3 + 1 + 1 + 1 + 1 + 1
+    1 + 2 + 1 + 3 + 1 + 1 + 1 + 1
 }
 
 /// Provisions the whole kit.
