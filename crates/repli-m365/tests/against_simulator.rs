@@ -606,7 +606,7 @@ async fn forced_deletion_is_waited_for() {
 }
 
 /// An RSA key made by openssl, as docs/M365.md tells ops to; `None` (the test says it is
-/// skipped) where openssl is missing.
+/// skipped) where openssl is missing, unless `REPLI_OPENSSL_TESTS=required` (CI).
 fn rsa_key(dir: &std::path::Path) -> Option<String> {
     let path = dir.join("key.pem");
     let made = std::process::Command::new("openssl")
@@ -616,6 +616,8 @@ fn rsa_key(dir: &std::path::Path) -> Option<String> {
     match made {
         Ok(o) if o.status.success() => Some(std::fs::read_to_string(path).unwrap()),
         _ => {
+            let required = std::env::var("REPLI_OPENSSL_TESTS").is_ok_and(|v| v == "required");
+            assert!(!required, "openssl is required (REPLI_OPENSSL_TESTS=required) but does not run");
             eprintln!("SKIPPED: openssl is not installed (apt-get install openssl)");
             None
         }
