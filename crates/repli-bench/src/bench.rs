@@ -39,6 +39,9 @@ pub struct ProvisionBench {
     /// Skip the sequential baseline (it takes calls × latency).
     #[arg(long)]
     pub no_baseline: bool,
+    /// Then hand the kit back (wind-down, group, accounts, domain) and check nothing is left.
+    #[arg(long)]
+    pub handback: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -53,6 +56,10 @@ struct ProvisionRun {
     sent_per_request: f64,
     retries: u64,
     throttled: u64,
+    /// The hand-back, when asked (`--handback`; everything gone, no licence left): wall time,
+    /// Graph requests sent and distinct.
+    handback_seconds: Option<f64>,
+    handback_requests: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +119,25 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         "incomplete provisioning: {counts}"
     );
     let s = repli_m365::M365::stats(&m365);
+    let handback_seconds = if p.handback && batch {
+        use repli_m365::M365;
+        let t = Instant::now();
+        let down = m365.wind_down_accounts(&spec.domain).await?;
+        anyhow::ensure!(down.accounts.len() == p.agents, "wind-down saw {} accounts", down.accounts.len());
+        m365.delete_group(&spec.nickname()).await?;
+        m365.delete_accounts(&spec.domain).await?;
+        m365.remove_domain(&spec.domain, false).await?;
+        let left = &sim.state()["counts"];
+        for kind in ["domains", "users", "groups", "licensesAssigned"] {
+            anyhow::ensure!(left[kind] == 0, "{kind} left after the hand-back: {left}");
+        }
+        Some(t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let after = repli_m365::M365::stats(&m365);
+    let handback_requests = handback_seconds
+        .map(|_| (after.graph_requests - s.graph_requests, after.distinct_requests - s.distinct_requests));
     sim.stop().await;
     Ok(ProvisionRun {
         seconds,
@@ -121,6 +147,8 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         sent_per_request: s.graph_requests as f64 / s.distinct_requests.max(1) as f64,
         retries: s.retries,
         throttled: s.throttled,
+        handback_seconds,
+        handback_requests,
     })
 }
 
@@ -351,6 +379,12 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                     )
                 };
                 line("repli", &f.repli);
+                if let (Some(h), Some((sent, distinct))) = (f.repli.handback_seconds, f.repli.handback_requests) {
+                    println!(
+                        "  hand-back  {h:>8.2} s  {sent:>5} Graph requests for {distinct} distinct ({:.2} each); nothing left",
+                        sent as f64 / distinct.max(1) as f64
+                    );
+                }
                 if let Some(b) = &f.baseline {
                     line("sequential", b);
                 }

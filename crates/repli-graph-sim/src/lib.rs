@@ -522,7 +522,20 @@ impl Shared {
             let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
             let query = parse_query(query);
             let inner_body = r.get("body").cloned();
-            let reply = if depends.iter().any(|d| !statuses.contains_key(d)) {
+            // JSON batching: a write (POST, PATCH, PUT) carries a body and its Content-Type, even
+            // an action without parameters.
+            let content_type = r
+                .get("headers")
+                .and_then(Value::as_object)
+                .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("content-type")));
+            let write = matches!(method.as_str(), "POST" | "PATCH" | "PUT");
+            let reply = if write && (inner_body.is_none() || !content_type) {
+                error(
+                    400,
+                    "BadRequest",
+                    &format!("Write request id : {id} does not contain Content-Type header or body."),
+                )
+            } else if depends.iter().any(|d| !statuses.contains_key(d)) {
                 error(400, "BadRequest", "dependsOn must reference a request that appears earlier in the batch.")
             } else if depends.iter().any(|d| !(200..300).contains(&statuses[d])) {
                 error(424, "FailedDependency", "The request has a dependency that failed.")

@@ -718,8 +718,11 @@ impl Graph {
             .iter()
             .map(|i| {
                 let mut r = json!({"id": i.id, "method": i.method, "url": i.url});
-                if let Some(b) = &i.body {
-                    r["body"] = b.clone();
+                // A write carries a body and its Content-Type in a batch, even an action without
+                // parameters (revokeSignInSessions): Graph refuses it otherwise.
+                let write = matches!(i.method, "POST" | "PATCH" | "PUT");
+                if let Some(b) = i.body.clone().or_else(|| write.then(|| json!({}))) {
+                    r["body"] = b;
                     r["headers"] = json!({"Content-Type": "application/json"});
                 }
                 r

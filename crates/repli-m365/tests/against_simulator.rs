@@ -179,28 +179,14 @@ async fn wind_down_then_remove_everything() {
     let passwords = m365.reset_passwords(&["agent0.nom-elu0@aubagne.secours-amp.fr".to_string()]).await.unwrap();
     assert_eq!(passwords.len(), 1);
 
-    let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
-    assert_eq!(down.accounts.len(), 21);
-    assert_eq!(down.licences_removed, 42);
-    let state = sim.state();
-    assert_eq!(state["counts"]["enabledUsers"], 0);
-    assert_eq!(state["counts"]["licensesAssigned"], 0);
-    assert!(state["users"].as_array().unwrap().iter().all(|u| u["revocations"] == 1));
-
     match m365.remove_domain(&spec.domain, false).await {
         Err(Error::DomainReferenced { references, .. }) => assert_eq!(references.len(), 21),
         other => panic!("domain removed while referenced: {other:?}"),
     }
-    assert!(m365.delete_group(&spec.nickname()).await.unwrap());
+    hand_back(&sim, &m365, &spec).await;
+    assert!(sim.state()["users"].as_array().unwrap().is_empty());
     assert!(!m365.delete_group(&spec.nickname()).await.unwrap());
-    assert_eq!(m365.delete_accounts(&spec.domain).await.unwrap(), 21);
-    assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
     assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::AlreadyAbsent);
-    let counts = &sim.state()["counts"];
-    assert_eq!(
-        (counts["domains"].as_u64(), counts["users"].as_u64(), counts["groups"].as_u64()),
-        (Some(0), Some(0), Some(0))
-    );
 }
 
 #[tokio::test]
@@ -309,9 +295,11 @@ async fn the_simulator_refuses_what_graph_refuses() {
         reqwest::Method::POST,
         "/$batch",
         json!({"requests": [
-            {"id": "1", "method": "POST", "url": "/users", "body": {"accountEnabled": true, "displayName": "A", "mailNickname": "a",
+            {"id": "1", "method": "POST", "url": "/users", "headers": {"Content-Type": "application/json"},
+              "body": {"accountEnabled": true, "displayName": "A", "mailNickname": "a",
               "userPrincipalName": "a@unverified.fr", "passwordProfile": {"password": "Xx1!xxxxxxxx"}}},
-            {"id": "2", "method": "POST", "url": "/users/a@unverified.fr/assignLicense", "dependsOn": ["1"], "body": {"addLicenses": [], "removeLicenses": []}},
+            {"id": "2", "method": "POST", "url": "/users/a@unverified.fr/assignLicense", "dependsOn": ["1"],
+              "headers": {"Content-Type": "application/json"}, "body": {"addLicenses": [], "removeLicenses": []}},
         ]}),
     )
     .await;
@@ -332,6 +320,32 @@ async fn the_simulator_refuses_what_graph_refuses() {
     let (status, body) =
         raw(&sim, reqwest::Method::GET, "/users?$filter=startswith(displayName,'a')", Value::Null).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("Request_UnsupportedQuery")));
+    // A write in a batch without a body (an action without parameters included) is refused.
+    let (_, body) = raw(
+        &sim,
+        reqwest::Method::POST,
+        "/$batch",
+        json!({"requests": [{"id": "r1", "method": "POST", "url": "/users/x/revokeSignInSessions"}]}),
+    )
+    .await;
+    assert_eq!(body["responses"][0]["status"], 400, "{body}");
+    assert!(body["responses"][0]["body"]["error"]["message"].as_str().unwrap().contains("Content-Type header or body"));
+    // The token scope is the resource's origin + /.default.
+    let wrong_scope: Value = reqwest::Client::new()
+        .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrong_scope["error"], "invalid_scope");
     let (status, _) = raw(&sim, reqwest::Method::PATCH, "/users/nobody", json!({"accountEnabled": false})).await;
     assert_eq!(status, 404);
     let (status, body) = raw(&sim, reqwest::Method::POST, "/users/x/assignLicense", json!({"licences": []})).await;
@@ -759,4 +773,41 @@ async fn preflight_reports_an_expiring_certificate() {
     let (status, text) = status_of(&report, "credential");
     assert_eq!(status, CheckStatus::Fail, "{text}");
     assert!(text.contains("certificat expire le"), "{text}");
+}
+
+/// The hand-back's Microsoft 365 side, in the playbook's order; asserts each stage.
+async fn hand_back(sim: &Simulator, m365: &GraphProvider, spec: &KitSpec) {
+    let agents = spec.agents.len();
+    let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
+    assert_eq!((down.accounts.len(), down.licences_removed as usize), (agents, agents * 2));
+    let state = sim.state();
+    let counts = &state["counts"];
+    assert_eq!((counts["enabledUsers"].as_u64(), counts["licensesAssigned"].as_u64()), (Some(0), Some(0)), "{counts}");
+    assert!(state["users"].as_array().unwrap().iter().all(|u| u["revocations"] == 1), "sessions revoked once each");
+    assert!(m365.delete_group(&spec.nickname()).await.unwrap());
+    assert_eq!(m365.delete_accounts(&spec.domain).await.unwrap(), agents);
+    assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
+    let counts = &sim.state()["counts"];
+    for kind in ["domains", "users", "groups", "teams", "licensesAssigned"] {
+        assert_eq!(counts[kind], 0, "{kind} left after the hand-back: {counts}");
+    }
+}
+
+/// A 50-agent kit provisioned and handed back at 20 requests/s, with `Retry-After` in seconds
+/// and as an HTTP-date, every documented rule enforced: each object once, then nothing left.
+#[tokio::test]
+async fn a_kit_is_provisioned_and_handed_back_at_twenty_requests_per_second() {
+    // Both forms at once, each against its own tenant.
+    let run = |format: RetryAfterFormat| async move {
+        let faults = Faults { throttle_rps: Some(20), retry_after_format: format, ..Faults::default() };
+        let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+        let m365 = provider(&sim, |c| c.budget = Duration::from_secs(240));
+        let spec = spec(50);
+        provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+        assert_one_kit(&sim.state(), 50);
+        hand_back(&sim, &m365, &spec).await;
+        let stats = m365.stats();
+        assert!(stats.throttled > 0, "{format:?}: never throttled: {stats:?}");
+    };
+    tokio::join!(run(RetryAfterFormat::Seconds), run(RetryAfterFormat::HttpDate));
 }
