@@ -42,6 +42,9 @@ pub struct ProvisionBench {
     /// Then hand the kit back (wind-down, group, accounts, domain) and check nothing is left.
     #[arg(long)]
     pub handback: bool,
+    /// How throttled answers state their `Retry-After`: `seconds` or `http-date`.
+    #[arg(long, default_value = "seconds", value_parser = ["seconds", "http-date"])]
+    pub retry_after: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -81,7 +84,16 @@ struct ProvisionFigures {
 async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
     use repli_graph_sim::{Faults, SimConfig, Simulator};
     let config = SimConfig {
-        faults: Faults { latency_ms: p.latency_ms, throttle_rps: p.throttle_rps, ..Faults::default() },
+        faults: Faults {
+            latency_ms: p.latency_ms,
+            throttle_rps: p.throttle_rps,
+            retry_after_format: if p.retry_after == "http-date" {
+                repli_graph_sim::RetryAfterFormat::HttpDate
+            } else {
+                repli_graph_sim::RetryAfterFormat::Seconds
+            },
+            ..Faults::default()
+        },
         team_delay: std::time::Duration::ZERO,
         licences: u32::try_from(p.agents).unwrap_or(u32::MAX).saturating_add(10),
         ..SimConfig::default()
