@@ -38,6 +38,10 @@ struct Args {
     /// Only this client secret gets a token (any non-empty one otherwise).
     #[arg(long, env = "REPLI_SIM_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
+    /// The app's certificate (PEM): the token endpoint then also accepts a client assertion
+    /// signed with its key (certificate sign-in).
+    #[arg(long)]
+    client_certificate: Option<PathBuf>,
     /// Append one JSON line per request to this file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -63,6 +67,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let client_certificate = match &args.client_certificate {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
     let config = SimConfig {
         faults: Faults {
             latency_ms: args.latency_ms,
@@ -80,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         record: args.record,
         client_secret: args.client_secret,
+        client_certificate,
         ..SimConfig::default()
     };
     let sim =
