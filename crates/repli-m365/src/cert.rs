@@ -108,6 +108,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn garbage_keys_and_certificates_are_refused_without_echoing_the_key() {
+        let key = Secret::new("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n");
+        for cert in ["", "not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+            let err = ClientCertificate::from_pem(&key, cert).unwrap_err().to_string();
+            assert!(err.contains("certificate") && !err.contains("c2VjcmV0"), "{err}");
+        }
+    }
+
+    #[test]
     fn claims_of_opaque_and_jwt_tokens() {
         assert_eq!(token_claims("opaque"), TokenClaims::default());
         assert_eq!(token_claims("a.!!!.c"), TokenClaims::default());

@@ -140,22 +140,33 @@ impl GraphProvider {
             .graph
             .list_all("accounts.purge", "/directory/deletedItems/microsoft.graph.user?$top=999", false)
             .await?;
-        let units: Vec<Item> = deleted
+        let ours = deleted
             .iter()
-            .filter(|u| u["userPrincipalName"].as_str().is_some_and(|p| p.to_ascii_lowercase().ends_with(&suffix)))
+            .filter(|u| u["userPrincipalName"].as_str().is_some_and(|p| p.to_ascii_lowercase().ends_with(&suffix)));
+        self.delete_each("accounts.purge", "/directory/deletedItems", ours).await
+    }
+
+    /// `DELETE {collection}/{id}` for each object, batched; 404 (gone already: an earlier
+    /// run) counts as done. Returns how many were asked.
+    async fn delete_each<'v>(
+        &self,
+        op: &str,
+        collection: &str,
+        objects: impl Iterator<Item = &'v Value>,
+    ) -> Result<usize> {
+        let units: Vec<Item> = objects
+            .filter_map(|o| o["id"].as_str())
             .enumerate()
-            .filter_map(|(i, u)| {
-                u["id"].as_str().map(|id| Item {
-                    id: format!("z{i}"),
-                    method: "DELETE",
-                    url: format!("/directory/deletedItems/{id}"),
-                    body: None,
-                })
+            .map(|(i, id)| Item {
+                id: format!("x{i}"),
+                method: "DELETE",
+                url: format!("{collection}/{id}"),
+                body: None,
             })
             .collect();
         let count = units.len();
-        let results = self.graph.run_items("accounts.purge", units, Opts::default()).await?;
-        partial_failure("accounts.purge", failed_items(&results, Some(404)))?;
+        let results = self.graph.run_items(op, units, Opts::default()).await?;
+        partial_failure(op, failed_items(&results, Some(404)))?;
         Ok(count)
     }
 
@@ -682,22 +693,7 @@ impl M365 for GraphProvider {
     fn delete_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<usize>> {
         Box::pin(async move {
             let users = self.users_of(domain).await?;
-            let units: Vec<Item> = users
-                .iter()
-                .enumerate()
-                .filter_map(|(i, u)| {
-                    u["id"].as_str().map(|id| Item {
-                        id: format!("x{i}"),
-                        method: "DELETE",
-                        url: format!("/users/{id}"),
-                        body: None,
-                    })
-                })
-                .collect();
-            let count = units.len();
-            let results = self.graph.run_items("accounts.delete", units, Opts::default()).await?;
-            // 404: already deleted by an earlier run.
-            partial_failure("accounts.delete", failed_items(&results, Some(404)))?;
+            let count = self.delete_each("accounts.delete", "/users", users.iter()).await?;
             // Deleted users wait 30 days in deleted items with the agents' names: gone for good.
             self.purge_deleted(domain).await?;
             Ok(count)

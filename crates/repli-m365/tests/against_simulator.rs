@@ -249,23 +249,22 @@ async fn an_expired_token_is_renewed() {
 }
 
 /// Talks to the simulator without Repli's client, to pin its Graph-like refusals.
-async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let scope = format!("{}/.default", sim.base_url());
-    let http = reqwest::Client::new();
-    let token: Value = http
+/// The token endpoint's answer to a client-credentials request with a secret and `scope`.
+async fn token_answer(sim: &Simulator, scope: &str) -> Value {
+    reqwest::Client::new()
         .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "c"),
-            ("client_secret", "s"),
-            ("scope", scope.as_str()),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("client_id", "c"), ("client_secret", "s"), ("scope", scope)])
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let token = token_answer(sim, &format!("{}/.default", sim.base_url())).await;
+    let http = reqwest::Client::new();
     let resp = http
         .request(method, format!("{}{path}", sim.graph_url()))
         .bearer_auth(token["access_token"].as_str().unwrap())
@@ -331,20 +330,7 @@ async fn the_simulator_refuses_what_graph_refuses() {
     assert_eq!(body["responses"][0]["status"], 400, "{body}");
     assert!(body["responses"][0]["body"]["error"]["message"].as_str().unwrap().contains("Content-Type header or body"));
     // The token scope is the resource's origin + /.default.
-    let wrong_scope: Value = reqwest::Client::new()
-        .post(format!("{}/t/oauth2/v2.0/token", sim.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "c"),
-            ("client_secret", "s"),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wrong_scope = token_answer(&sim, "https://graph.microsoft.com/.default").await;
     assert_eq!(wrong_scope["error"], "invalid_scope");
     let (status, _) = raw(&sim, reqwest::Method::PATCH, "/users/nobody", json!({"accountEnabled": false})).await;
     assert_eq!(status, 404);
@@ -673,9 +659,43 @@ async fn certificate_sign_in_works_end_to_end() {
     let m365 = provider(&expired, move |cfg| cfg.credential = repli_m365::Credential::Certificate(c));
     let err = m365.ensure_domain("c.secours-amp.fr").await.unwrap_err();
     assert!(matches!(&err, Error::Auth(m) if m.contains("expired")), "{err}");
+    // Hostile assertions: garbage, an unsigned one (alg none), one signed for another audience.
+    let post = |assertion: String| {
+        let url = format!("{}/t/oauth2/v2.0/token", sim.base_url());
+        let scope = format!("{}/.default", sim.base_url());
+        async move {
+            let form = [
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", "client-repli".to_string()),
+                ("scope", scope),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()),
+                ("client_assertion", assertion),
+            ];
+            let r = reqwest::Client::new().post(url).form(&form).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post("pas.un.jeton".into()).await;
+    assert!(status == 400 || status == 401, "{status} {body}");
+    let unsigned = format!(
+        "{}.{}.",
+        base64_url(r#"{"alg":"none","typ":"JWT"}"#),
+        base64_url(r#"{"aud":"x","iss":"client-repli","sub":"client-repli","exp":9999999999,"jti":"j"}"#)
+    );
+    assert_ne!(post(unsigned).await.0, 200);
+    let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), &cert).unwrap();
+    let elsewhere = c.assertion("client-repli", "https://login.microsoftonline.com/t/oauth2/v2.0/token").unwrap();
+    let (status, body) = post(elsewhere.expose().to_string()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("audience"), "{body}");
     // The private key never shows in Debug.
     let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), &cert).unwrap();
     assert!(!format!("{c:?}").contains("PRIVATE"));
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
 async fn sim_with_cert(cert: &str) -> Simulator {
