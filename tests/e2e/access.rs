@@ -81,6 +81,7 @@ use Outcome::{A, D, H, R, U};
 /// commune (13001), auditor.
 const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/healthz", [A, A, A, A, A, A]),
+    ("GET", "/readyz", [A, A, A, A, A, A]),
     ("GET", "/static/repli.css", [A, A, A, A, A, A]),
     ("GET", "/connexion", [A, A, A, A, A, A]),
     ("POST", "/connexion", [A, A, A, A, A, A]),

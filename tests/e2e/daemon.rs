@@ -202,6 +202,19 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert!(!out.status.success(), "a revoked token still works");
 
+    // Probes leave no line at the default level; a refused request leaves one, carrying the
+    // caller's request id, which the problem document and the response header repeat.
+    let addr = url.trim_start_matches("http://").to_owned();
+    for _ in 0..300 {
+        assert!(http_get(&addr, "/healthz", None).0.starts_with("HTTP/1.1 200"));
+    }
+    let (head, body) = http_get(&addr, "/api/v1/crises", Some("essai-42"));
+    assert!(head.starts_with("HTTP/1.1 401") && head.contains("x-request-id: essai-42"), "{head}");
+    assert!(body.contains(r#""request_id":"essai-42""#), "{body}");
+    let (head, _) = http_get(&addr, "/healthz", Some("<script>alert(1)</script>"));
+    let echoed = head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).unwrap_or_default().to_owned();
+    assert!(echoed.len() == 16 && echoed.bytes().all(|b| b.is_ascii_hexdigit()), "a hostile id is replaced: {head}");
+
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let mut waited = Duration::ZERO;
@@ -217,6 +230,22 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let log = log.join().unwrap();
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(!log.contains(&token), "the token leaked into the log");
+    assert!(log.lines().any(|l| l.contains("request_id=essai-42") && l.contains("request refused")), "{log}");
+    let probes = log.lines().filter(|l| l.contains("/healthz")).count();
+    assert!(probes < 3, "{probes} log lines for 300 probes");
+    assert!(!log.contains("<script>"), "a hostile request id reached the log");
+}
+
+/// A bare HTTP/1.1 GET (no client library in a blocking test): the head, then the body.
+fn http_get(addr: &str, path: &str, request_id: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let id = request_id.map(|i| format!("X-Request-Id: {i}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{id}Connection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (head.to_ascii_lowercase().replace("http/1.1", "HTTP/1.1"), body.to_owned())
 }
 
 #[test]

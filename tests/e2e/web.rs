@@ -549,6 +549,9 @@ async fn a_failed_tenant_preflight_is_shown_and_warns_before_activation() {
         };
         assert_eq!(check.status, expected, "{check:?}");
     }
+    // Not ready while the preflight fails; the route says which check, and nothing more.
+    let ready: serde_json::Value = reqwest::get(app.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready, serde_json::json!({"ready": false, "database": true, "engine": true, "m365": false}));
     match app.dgs.m365_preflight().await {
         Err(repli_proto::ClientError::Api { status, .. }) => assert_eq!(status, StatusCode::FORBIDDEN),
         other => panic!("a DGS ran the preflight: {other:?}"),
@@ -561,6 +564,9 @@ async fn a_failed_tenant_preflight_is_shown_and_warns_before_activation() {
     };
     let home = get("/").await;
     assert!(home.contains("Locataire Microsoft 365") && home.contains("Validité du certificat ou du secret"), "{home}");
+    // A French error page gives the request's reference in small print.
+    let missing = get("/crises/13005-2099-999").await;
+    assert!(missing.contains("Référence à donner à l'astreinte si besoin : "), "{missing}");
     let page = get("/m365").await;
     assert!(page.contains("Échec") && page.contains("secret expiré depuis le 01/01/2020"), "{page}");
     let refused = post_form(&app, &cookie, "/m365", &[("csrf", "faux")]).await.unwrap();
@@ -592,4 +598,15 @@ async fn a_failed_tenant_preflight_is_shown_and_warns_before_activation() {
     assert!(err.contains("Attention : Le dernier contrôle du locataire Microsoft 365 a échoué"), "{err}");
     let after = app.ops.crisis(c.id.as_str()).await.unwrap();
     assert!(after.m365_warning.is_none(), "once activated, no more warning: {after:?}");
+}
+
+/// `/readyz` (database writable, engine running, preflight not failed) apart from `/healthz`.
+#[tokio::test]
+async fn readiness_is_reported_apart_from_liveness() {
+    let app = TestApp::spawn().await;
+    let r = reqwest::get(app.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"ready": true, "database": true, "engine": true, "m365": true}));
 }

@@ -16,6 +16,18 @@ pub struct Health {
     pub version: String,
 }
 
+/// `GET /readyz`: whether replid can do its work now (`/healthz` only says it is alive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// The database takes writes.
+    pub database: bool,
+    /// The playbook engine is running.
+    pub engine: bool,
+    /// The last Microsoft 365 preflight did not fail (true before the first one ends).
+    pub m365: bool,
+}
+
 /// `GET /api/v1/me`: who the token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
@@ -517,6 +529,9 @@ pub struct Problem {
     pub current_state: Option<CrisisState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_crisis: Option<CrisisId>,
+    /// The request's id (also in the `X-Request-Id` header and the log lines of the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `POST /api/v1/users` (admin).

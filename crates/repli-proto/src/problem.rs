@@ -222,6 +222,8 @@ impl Problem {
             errors: Vec::new(),
             current_state: None,
             open_crisis: None,
+            // Written in by replid's request-id layer, whichever handler answered.
+            request_id: None,
         }
     }
 

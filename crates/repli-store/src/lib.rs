@@ -235,6 +235,15 @@ impl Store {
         &self.path
     }
 
+    /// Whether the database takes a write now (readiness): the write lock is taken, then
+    /// released without writing anything.
+    pub async fn writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.write.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Closes both pools, waiting for connections to finish (graceful shutdown).
     pub async fn close(&self) {
         self.read.close().await;

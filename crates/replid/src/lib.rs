@@ -16,6 +16,7 @@ mod inventory;
 mod journal;
 pub mod logging;
 pub mod pages;
+pub mod request_id;
 mod respond;
 pub mod routes;
 mod sheets;
@@ -42,8 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -73,6 +73,17 @@ pub struct WebApp {
     pub auth_cache: Arc<auth::AuthCache>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
+    /// False once the engine's task has ended (stopped or panicked): `/readyz` says so.
+    pub engine_running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Clears the engine's running flag when its task ends, by return or by panic.
+struct EngineDown(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for EngineDown {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl std::ops::Deref for WebApp {
@@ -112,9 +123,10 @@ pub enum DaemonError {
 pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), user = tracing::field::Empty)
+            let id = req.headers().get(&request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), user = tracing::field::Empty)
         })
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(access_log);
     routes::routes(&state)
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_limits))
         .with_state(state)
@@ -125,6 +137,27 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(trace)
+        .layer(axum::middleware::from_fn(request_id::layer))
+}
+
+/// Requests slower than this are logged at WARN whatever their status.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One access-log line per request that matters: server errors at ERROR, slow requests at
+/// WARN, client errors at INFO, and successes (probes included) at DEBUG only — an
+/// unauthenticated client cannot fill the disk with `/healthz`.
+fn access_log(resp: &axum::http::Response<axum::body::Body>, latency: std::time::Duration, _: &tracing::Span) {
+    let status = resp.status().as_u16();
+    let ms = latency.as_millis() as u64;
+    if status >= 500 {
+        tracing::error!(status, ms, "request failed");
+    } else if latency >= SLOW_REQUEST {
+        tracing::warn!(status, ms, "slow request");
+    } else if status >= 400 {
+        tracing::info!(status, ms, "request refused");
+    } else {
+        tracing::debug!(status, ms, "request served");
+    }
 }
 
 /// Runs [`repli_app::Services::maintenance`] every `period`.
@@ -189,12 +222,19 @@ impl Daemon {
             throttle: Arc::new(web::Throttle::default()),
             auth_cache: Arc::new(auth::AuthCache::default()),
             secure_cookies: tls.is_some(),
+            engine_running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }));
         // Resumes every unfinished run found in the database, then keeps scheduling.
         let (engine_stop, engine_stopped) = oneshot::channel::<()>();
-        let engine_task = tokio::spawn(engine.clone().run_forever(async {
-            let _ = engine_stopped.await;
-        }));
+        let down = EngineDown(state.engine_running.clone());
+        let engine_task = tokio::spawn(async move {
+            let _down = down;
+            engine
+                .run_forever(async {
+                    let _ = engine_stopped.await;
+                })
+                .await
+        });
         let router = crate::app(state.clone());
         let maintenance = tokio::spawn(maintenance_timer(
             state.app.services().clone(),

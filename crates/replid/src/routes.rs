@@ -45,6 +45,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
     use Permission as P;
     vec![
         (Method::GET, "/healthz", Public, get(health)),
+        (Method::GET, "/readyz", Public, get(ready)),
         (Method::GET, "/static/repli.css", Public, get(signin::stylesheet)),
         (Method::GET, "/connexion", Public, get(signin::show_login)),
         (Method::POST, "/connexion", Public, post(signin::login)),
@@ -266,7 +267,7 @@ pub async fn request_limits(State(st): State<AppState>, req: Request, next: Next
 
 /// Under `/api`, a problem document; elsewhere (a person's browser), a French page.
 fn for_api(uri: &Uri) -> bool {
-    uri.path().starts_with("/api/") || uri.path() == "/api" || uri.path() == "/healthz"
+    uri.path().starts_with("/api/") || matches!(uri.path(), "/api" | "/healthz" | "/readyz")
 }
 
 async fn not_found(State(st): State<AppState>, uri: Uri) -> Response {
@@ -296,6 +297,17 @@ async fn method_not_allowed(State(st): State<AppState>, uri: Uri) -> Response {
 
 async fn health() -> Json<Health> {
     Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Ready to work: the database takes writes, the engine runs, the last Microsoft 365 preflight
+/// did not fail. 503 otherwise, saying which (and nothing more: the route is public).
+async fn ready(State(st): State<AppState>) -> Response {
+    let database = st.store.writable().await.is_ok();
+    let engine = st.engine_running.load(std::sync::atomic::Ordering::Acquire);
+    let m365 = repli_app::preflight::last(st.app.services()).is_none_or(|run| run.report.ok);
+    let r = repli_proto::api::Readiness { ready: database && engine && m365, database, engine, m365 };
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(r)).into_response()
 }
 
 async fn me(Authed(a): Authed) -> Json<Me> {

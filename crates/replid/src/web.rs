@@ -62,7 +62,8 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
 
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
-    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null }))
+    let reference = crate::request_id::current();
+    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "reference": reference }))
 }
 
 /// Password checks running at once (each argon2id verification takes 19 MiB).
