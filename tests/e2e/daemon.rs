@@ -230,7 +230,7 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let log = log.join().unwrap();
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(!log.contains(&token), "the token leaked into the log");
-    assert!(log.lines().any(|l| l.contains("request_id=essai-42") && l.contains("request refused")), "{log}");
+    assert!(log.lines().any(|l| l.contains("request_id=essai-42") && l.contains("code=unauthenticated")), "{log}");
     let probes = log.lines().filter(|l| l.contains("/healthz")).count();
     assert!(probes < 3, "{probes} log lines for 300 probes");
     assert!(!log.contains("<script>"), "a hostile request id reached the log");

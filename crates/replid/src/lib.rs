@@ -144,8 +144,9 @@ pub fn app(state: AppState) -> Router {
 const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One access-log line per request that matters: server errors at ERROR, slow requests at
-/// WARN, client errors at INFO, and successes (probes included) at DEBUG only — an
-/// unauthenticated client cannot fill the disk with `/healthz`.
+/// WARN; successes (probes included) and client errors at DEBUG — an API refusal already has
+/// its INFO line with its problem code (`error.rs`), and an unauthenticated client cannot
+/// fill the disk with `/healthz`.
 fn access_log(resp: &axum::http::Response<axum::body::Body>, latency: std::time::Duration, _: &tracing::Span) {
     let status = resp.status().as_u16();
     let ms = latency.as_millis() as u64;
@@ -154,7 +155,7 @@ fn access_log(resp: &axum::http::Response<axum::body::Body>, latency: std::time:
     } else if latency >= SLOW_REQUEST {
         tracing::warn!(status, ms, "slow request");
     } else if status >= 400 {
-        tracing::info!(status, ms, "request refused");
+        tracing::debug!(status, ms, "request refused");
     } else {
         tracing::debug!(status, ms, "request served");
     }
