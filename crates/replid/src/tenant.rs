@@ -2,9 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use repli_proto::api::PreflightView;
-
 use axum::response::IntoResponse;
+use repli_proto::api::PreflightView;
 
 use crate::AppState;
 use crate::auth::Authed;
