@@ -96,10 +96,15 @@ pub async fn get(st: &Services, a: &Actor, id: &str) -> Result<CrisisView, AppEr
 /// What the actor is told besides the crisis: ops who may activate it hear that the tenant's
 /// last preflight failed (activation stays possible).
 pub fn for_actor(st: &Services, a: &Actor, mut view: CrisisView) -> CrisisView {
-    if a.may(repli_core::Permission::OperateCrisis) && view.next_actions.contains(&CrisisAction::Activate) {
-        view.m365_warning = crate::preflight::activation_warning(st);
-    }
+    view.m365_warning = m365_warning(st, a, &view);
     view
+}
+
+/// The warning [`for_actor`] adds, for a page that renders the view itself.
+pub fn m365_warning(st: &Services, a: &Actor, view: &CrisisView) -> Option<String> {
+    let may_activate =
+        a.may(repli_core::Permission::OperateCrisis) && view.next_actions.contains(&CrisisAction::Activate);
+    may_activate.then(|| crate::preflight::activation_warning(st)).flatten()
 }
 
 /// An instant a person typed: not more than a few minutes in the future.

@@ -15,7 +15,8 @@ pub use repli_proto::api::PreflightView as PreflightRun;
 fn spec(st: &Services) -> PreflightSpec {
     let m = &st.config.m365;
     PreflightSpec {
-        largest_kit: crate::crises::MAX_AGENTS.min(st.config.m365.largest_kit),
+        // Validated at start: 1 to 500, the largest kit a request may ask for.
+        largest_kit: m.largest_kit,
         root_domain: repli_core::m365::root_domain(&m.domain_pattern),
         organizer: st.preflight_organizer.clone(),
         secret_expires_on: m.secret_expires_on.clone(),

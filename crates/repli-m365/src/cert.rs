@@ -65,17 +65,13 @@ impl ClientCertificate {
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| Error::Auth(format!("no randomness for the assertion: {e}")))?;
         let claims = serde_json::json!({
-            "aud": audience, "iss": client_id, "sub": client_id, "jti": hex_of(&jti),
+            "aud": audience, "iss": client_id, "sub": client_id, "jti": hex::encode(jti),
             "nbf": now, "iat": now, "exp": now + ASSERTION_LIFETIME.as_secs(),
         });
         jsonwebtoken::encode(&header, &claims, &self.key)
             .map(Secret::new)
             .map_err(|e| Error::Auth(format!("cannot sign the client assertion: {e}")))
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The claims of an access token that say what the app may do (not verified: the token is

@@ -97,7 +97,7 @@ impl GraphProvider {
         &self.graph
     }
 
-    async fn get_domain(&self, name: &str, opts: Opts) -> Result<Value> {
+    pub(crate) async fn get_domain(&self, name: &str, opts: Opts) -> Result<Value> {
         Ok(self.graph.call("domain.get", opts, |c| c.domain(name).get_domain()).await?.body)
     }
 

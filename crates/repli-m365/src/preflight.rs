@@ -173,10 +173,10 @@ impl GraphProvider {
                 None,
             );
         };
-        match self.graph().call("domain.get", Opts::default(), |c| c.domain(root).get_domain()).await {
-            Ok(r) => {
-                let verified = r.body["isVerified"].as_bool() == Some(true);
-                let managed = r.body["authenticationType"].as_str().is_some_and(|a| a.eq_ignore_ascii_case("Managed"));
+        match self.get_domain(root, Opts::default()).await {
+            Ok(d) => {
+                let verified = d["isVerified"].as_bool() == Some(true);
+                let managed = d["authenticationType"].as_str().is_some_and(|a| a.eq_ignore_ascii_case("Managed"));
                 if verified && managed {
                     check(
                         "root_domain",

@@ -222,7 +222,7 @@ impl Problem {
             errors: Vec::new(),
             current_state: None,
             open_crisis: None,
-            // Written in by replid's request-id layer, whichever handler answered.
+            // Set by replid where it sends the document (its `error.rs`).
             request_id: None,
         }
     }

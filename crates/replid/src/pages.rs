@@ -447,7 +447,7 @@ pub async fn crisis(
         json!(convention.map(|c| format!("signée le {} (délibération {})", c.signed_on, c.deliberation_ref))),
     );
     data.insert("can_activate".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Activate)));
-    data.insert("m365_warning".into(), json!(crises::for_actor(&st, &a, view.clone()).m365_warning));
+    data.insert("m365_warning".into(), json!(crises::m365_warning(&st, &a, &view)));
     data.insert("can_deliver".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Deliver)));
     data.insert("can_handback".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::StartHandback)));
     data.insert("can_scan".into(), json!(is_ops && view.state == CrisisState::Handback));

@@ -1,18 +1,15 @@
 //! A request id on every request: taken from `X-Request-Id` when it is a short token, else
 //! generated. It is in the request's log span, the response's `X-Request-Id` header, every
-//! problem document (`request_id`) and, in small print, every French error page — so a DGS can
-//! read it to the astreinte and ops find the matching log lines.
+//! problem document (`request_id`, set where documents are made: `error.rs`) and, in small
+//! print, every French error page — so a DGS can read it to the astreinte and ops find the
+//! matching log lines.
 
-use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Longest problem document the id is written into (they are a few hundred bytes).
-const MAX_PROBLEM_BYTES: usize = 64 * 1024;
 
 tokio::task_local! {
     static CURRENT: String;
@@ -46,32 +43,10 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(HEADER, v);
     }
     let mut resp = CURRENT.scope(id.clone(), next.run(req)).await;
-    let problem =
-        resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if problem {
-        resp = with_id_in_problem(resp, &id).await;
-    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);
     }
     resp
-}
-
-async fn with_id_in_problem(resp: Response, id: &str) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_PROBLEM_BYTES).await else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(mut doc)) => {
-            doc.insert("request_id".into(), serde_json::Value::String(id.to_string()));
-            let out = serde_json::Value::Object(doc).to_string();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Body::from(out)
-        }
-        _ => Body::from(bytes),
-    };
-    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]
