@@ -428,6 +428,13 @@ async fn the_simulator_records_requests_and_takes_faults_while_running() {
     assert_eq!(r.status(), 204);
     let bad = http.post(format!("{}/_sim/faults", sim.base_url())).json(&json!({"throttle": 1})).send().await.unwrap();
     assert_eq!(bad.status(), 400, "unknown knobs are refused");
+    let grants = format!("{}/_sim/grants", sim.base_url());
+    for refused in [json!({"roles": []}), json!({"app_roles": "User.ReadWrite.All"})] {
+        let r = http.post(&grants).json(&refused).send().await.unwrap();
+        assert_eq!(r.status(), 400, "malformed grants are refused: {refused}");
+    }
+    let r = http.post(&grants).body("{").send().await.unwrap();
+    assert_eq!(r.status(), 400);
     let mut throttled = false;
     for _ in 0..3 {
         let r = http.get(format!("{}/v1.0/domains", sim.graph_url())).send().await.unwrap();

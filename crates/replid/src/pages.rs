@@ -16,14 +16,10 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, render};
+use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, render, when};
 use repli_app::AppError;
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{inventory, steps};
-
-pub(crate) fn when(st: &AppState, t: Option<jiff::Timestamp>) -> String {
-    t.map_or_else(|| "—".to_string(), |t| fr::datetime(t, &st.time_zone().clone()))
-}
 
 /// Every key a form template reads, present (strict templates refuse a missing one).
 fn complete(map: &BTreeMap<String, String>, keys: &[&str]) -> BTreeMap<String, String> {
@@ -136,9 +132,21 @@ pub async fn home(
     if a.role == Role::Ops {
         let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
         data.insert("tasks".into(), json!(tasks));
-        data.insert("m365".into(), crate::tenant::dashboard(&st));
+        data.insert("m365".into(), m365_line(&st));
     }
     render(&st, StatusCode::OK, "accueil", &Value::Object(data))
+}
+
+/// The last Microsoft 365 preflight on the ops dashboard: passed or not, when, what failed.
+fn m365_line(st: &AppState) -> Value {
+    match repli_app::preflight::last(st.app.services()) {
+        None => json!({ "pending": true }),
+        Some(run) => json!({
+            "ok": run.report.ok,
+            "at": when(st, Some(run.at)),
+            "failures": run.report.failures().map(|c| c.title.clone()).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 // ---------------------------------------------------------------- request form

@@ -1,4 +1,4 @@
-//! The Microsoft 365 tenant as ops see it: the preflight.
+//! The Microsoft 365 tenant as ops see it: the preflight (API and page).
 
 use axum::Json;
 use axum::extract::State;
@@ -32,18 +32,6 @@ fn checks_json(report: &repli_core::m365::PreflightReport) -> serde_json::Value 
     )
 }
 
-/// The last preflight for the ops dashboard: passed or not, when, what failed.
-pub fn dashboard(st: &AppState) -> serde_json::Value {
-    match repli_app::preflight::last(st.app.services()) {
-        None => serde_json::json!({ "pending": true }),
-        Some(run) => serde_json::json!({
-            "ok": run.report.ok,
-            "at": crate::pages::when(st, Some(run.at)),
-            "failures": run.report.failures().map(|c| c.title.clone()).collect::<Vec<_>>(),
-        }),
-    }
-}
-
 /// `GET /m365`: the last preflight in full.
 pub async fn page(
     State(st): State<AppState>,
@@ -52,7 +40,7 @@ pub async fn page(
 ) -> axum::response::Response {
     let mut data = crate::web::base(&a, &csrf, "Locataire Microsoft 365");
     if let Some(run) = repli_app::preflight::last(st.app.services()) {
-        data.insert("at".into(), serde_json::json!(crate::pages::when(&st, Some(run.at))));
+        data.insert("at".into(), serde_json::json!(crate::web::when(&st, Some(run.at))));
         data.insert("ok".into(), serde_json::json!(run.report.ok));
         data.insert("checks".into(), checks_json(&run.report));
     }

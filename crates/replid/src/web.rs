@@ -60,6 +60,11 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
     }
 }
 
+/// An instant in French, in the calendar's time zone (« — » when there is none).
+pub fn when(st: &AppState, t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "—".to_string(), |t| repli_core::fr::datetime(t, &st.time_zone().clone()))
+}
+
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
     let reference = crate::request_id::current();
