@@ -82,6 +82,7 @@ use Outcome::{A, D, H, R, U};
 const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/healthz", [A, A, A, A, A, A]),
     ("GET", "/readyz", [A, A, A, A, A, A]),
+    ("GET", "/api/v1/openapi.json", [A, A, A, A, A, A]),
     ("GET", "/static/repli.css", [A, A, A, A, A, A]),
     ("GET", "/connexion", [A, A, A, A, A, A]),
     ("POST", "/connexion", [A, A, A, A, A, A]),

@@ -23,7 +23,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 const MOVE_WINDOW: i64 = 16;
 
 /// One audit entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     /// UTC, RFC 3339 with a `Z`, as stored.
@@ -152,7 +152,7 @@ impl AuditEntry {
 }
 
 /// A signed statement that the chain had `hash` at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
@@ -208,7 +208,7 @@ pub fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
 }
 
 /// How the chain was tampered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tamper {
     Modified,
@@ -391,7 +391,7 @@ pub fn verify_entries(mut v: ChainVerifier, entries: &[AuditEntry]) -> Result<Ch
 }
 
 /// Everything an auditor needs to verify the log away from Repli.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditBundle {
     /// `repli-audit-bundle-v1`.
     pub format: String,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::insee::InseeCode;
 
 /// The states of a crisis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CrisisState {
     Requested,
@@ -106,7 +106,7 @@ impl FromStr for CrisisState {
 }
 
 /// What moves a crisis from one state to the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CrisisAction {
     Activate,
@@ -213,8 +213,9 @@ pub enum TransitionError {
 }
 
 /// A crisis identifier, readable over the phone: `{INSEE}-{year}-{nnn}`, e.g. `13005-2026-001`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^([0-9]{2}|2[AB])[0-9]{3}-[0-9]{4}-[0-9]{3,6}$", example = "13005-2026-001")]
 pub struct CrisisId(String);
 
 /// The text was not a crisis identifier.

@@ -54,7 +54,7 @@ impl FromStr for Condition {
 pub const MAX_LAPTOPS: u32 = 50;
 
 /// Equipment asked for, per kind (SIM cards follow phones and routers).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KitNeeds {
     pub laptop: u32,
@@ -87,7 +87,7 @@ pub fn kit_needs(needs: Option<KitNeeds>, agents: u32) -> Result<Vec<(ItemKind, 
     ])
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {
     Laptop,
@@ -159,7 +159,7 @@ impl FromStr for ItemKind {
 
 /// The states of an item: `available → reserved → prepared → lent → returned → wiping →
 /// available`, plus `maintenance`, `lost` and `retired`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemState {
     Available,
@@ -289,7 +289,7 @@ pub fn identifier(field: &str, s: &str) -> Result<String, FieldError> {
 }
 
 /// One piece of equipment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Item {
     pub asset_tag: String,
     pub serial: String,

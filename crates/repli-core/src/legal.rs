@@ -10,7 +10,7 @@ pub const LEGAL_HOURS: i64 = 72;
 /// Reminders are due when this much time is left.
 pub const REMINDERS_HOURS: [i64; 2] = [24, 6];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegalKind {
     /// Notification to the CNIL (RGPD art. 33), when personal data is involved.
@@ -37,7 +37,7 @@ impl LegalKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegalStatus {
     /// Running.

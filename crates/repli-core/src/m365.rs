@@ -291,7 +291,7 @@ pub struct PreflightSpec {
 }
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     Ok,
@@ -302,7 +302,7 @@ pub enum CheckStatus {
 }
 
 /// One line of a preflight, in French for ops.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreflightCheck {
     /// Stable key (`permissions`, `directory_role`, `licences`, `root_domain`,
     /// `meeting_policy`, `credential`, `token`).
@@ -315,7 +315,7 @@ pub struct PreflightCheck {
 }
 
 /// A whole preflight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreflightReport {
     /// No check failed.
     pub ok: bool,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::insee::InseeCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Users, tokens, configuration.
@@ -83,6 +83,24 @@ pub enum Permission {
 
 impl Permission {
     /// The policy table.
+    /// The permission's name in the API's documents (`operate_crisis`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OwnAccount => "own_account",
+            Self::ManageUsers => "manage_users",
+            Self::ReadCommunes => "read_communes",
+            Self::ReadCrises => "read_crises",
+            Self::RequestCrisis => "request_crisis",
+            Self::CancelCrisis => "cancel_crisis",
+            Self::OperateCrisis => "operate_crisis",
+            Self::ReadAudit => "read_audit",
+            Self::WriteCrisisLog => "write_crisis_log",
+            Self::ReadSlaReport => "read_sla_report",
+            Self::ReadInventory => "read_inventory",
+            Self::ManageInventory => "manage_inventory",
+        }
+    }
+
     pub fn allowed(self, role: Role) -> bool {
         use Permission as P;
         use Role as R;

@@ -24,7 +24,7 @@ pub enum By<'a> {
 
 /// The playbooks a crisis runs. Their behaviour around the crisis's state is here, typed, so the
 /// generic executor never branches on a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlaybookName {
     /// Reserves the kit and provisions it (`playbooks/activation.toml`).
@@ -87,7 +87,7 @@ impl std::fmt::Display for PlaybookName {
 }
 
 /// The state of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Running,

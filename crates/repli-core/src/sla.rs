@@ -8,7 +8,7 @@ use crate::calendar::{BusinessCalendar, CalendarError};
 /// Business hours promised by the deliberation (« délai de maximum 48h en heures ouvrées »).
 pub const DEFAULT_BUSINESS_HOURS: u32 = 48;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaStatus {
     /// Running, the projected ready instant is before the due instant.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One invalid field: its name (as in the API) and a French explanation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{field} : {message}")]
 pub struct FieldError {
     pub field: String,

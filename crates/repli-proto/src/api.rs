@@ -10,14 +10,14 @@ use repli_core::{
 use serde::{Deserialize, Serialize};
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
     pub version: String,
 }
 
 /// `GET /readyz`: whether replid can do its work now (`/healthz` only says it is alive).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     /// The database takes writes.
@@ -29,7 +29,7 @@ pub struct Readiness {
 }
 
 /// `GET /api/v1/me`: who the token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Me {
     pub user_id: i64,
     pub name: String,
@@ -37,14 +37,14 @@ pub struct Me {
     pub commune: Option<InseeCode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConventionView {
     pub signed_on: Date,
     pub deliberation_ref: String,
 }
 
 /// A commune and whether it can borrow the kit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommuneView {
     pub insee: InseeCode,
     pub name: String,
@@ -54,7 +54,7 @@ pub struct CommuneView {
 }
 
 /// Out-of-band contact of the person who asked: the commune's own mail and phones may be down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub name: String,
@@ -65,8 +65,9 @@ pub struct Contact {
 }
 
 /// `POST /api/v1/crises`: a DGS (or ops on their behalf) requests the kit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"commune": "13005", "contact": {"name": "Claire Martin", "phone": "06 12 34 56 78", "email": "claire.martin@exemple.fr"}, "agents": 25, "delivery_address": "Hôtel de ville, 13400 Aubagne", "aware_at": "2026-11-30T07:45:00Z", "personal_data": true}))]
 pub struct CrisisRequest {
     pub commune: InseeCode,
     pub contact: Contact,
@@ -90,7 +91,7 @@ pub struct CrisisRequest {
 pub use repli_core::inventory::KitNeeds;
 
 /// What a crisis wanted of a kind, got, and still waits for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NeedView {
     pub kind: ItemKind,
     pub label: String,
@@ -100,13 +101,14 @@ pub struct NeedView {
 }
 
 /// `POST /api/v1/inventory/import`: one or more CSV files, imported all together or not at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"files": [{"source": "pool.csv", "csv": "asset_tag,serial,kind,model\nAMP-LAP-0101,FICTIF-LAP-0101,laptop,ThinkPad T14\n"}]}))]
 pub struct ImportRequest {
     pub files: Vec<ImportFile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportFile {
     /// Shown in error messages (`pool.csv:12: …`).
@@ -114,13 +116,13 @@ pub struct ImportFile {
     pub csv: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportView {
     pub imported: usize,
 }
 
 /// Pool counts for one kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InventoryStatusLine {
     pub kind: ItemKind,
     pub available: i64,
@@ -132,7 +134,7 @@ pub struct InventoryStatusLine {
     pub out_of_service: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemView {
     pub item: Item,
     pub state: ItemState,
@@ -141,7 +143,7 @@ pub struct ItemView {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemEventView {
     pub at: Timestamp,
     pub actor: String,
@@ -151,20 +153,21 @@ pub struct ItemEventView {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemDetail {
     pub item: ItemView,
     pub history: Vec<ItemEventView>,
 }
 
 /// `PUT /api/v1/crises/{id}/agents`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"agents": [{"name": "Léa Durand", "service": "État civil"}, {"name": "Marc Roux", "service": "Accueil"}]}))]
 pub struct AgentsRequest {
     pub agents: Vec<AgentInput>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
     pub name: String,
@@ -172,7 +175,7 @@ pub struct AgentInput {
     pub service: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub id: i64,
     pub name: String,
@@ -180,8 +183,9 @@ pub struct AgentView {
 }
 
 /// `POST /api/v1/crises/{id}/loans`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"serial": "FICTIF-LAP-0101", "agent_id": 4}))]
 pub struct LendRequest {
     pub serial: String,
     /// Required for laptops and phones.
@@ -189,7 +193,7 @@ pub struct LendRequest {
     pub agent_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoanView {
     pub serial: String,
     pub asset_tag: String,
@@ -207,15 +211,17 @@ pub struct LoanView {
 }
 
 /// `POST /api/v1/crises/{id}/credential-sheets/reissue`: why the passwords are set again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "Fiches perdues lors de la livraison"}))]
 pub struct ReissueRequest {
     pub reason: String,
 }
 
 /// `POST /api/v1/crises/{id}/checkin`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"serial": "FICTIF-LAP-0101", "condition": "damaged", "note": "Écran fêlé"}))]
 pub struct CheckinRequest {
     pub serial: String,
     /// ok, damaged, missing.
@@ -225,8 +231,9 @@ pub struct CheckinRequest {
 }
 
 /// `POST /api/v1/crises/{id}/write-off`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"serial": "FICTIF-LAP-0101", "reason": "Perdu lors du déménagement du service"}))]
 pub struct WriteOffRequest {
     pub serial: String,
     pub reason: String,
@@ -234,16 +241,18 @@ pub struct WriteOffRequest {
 
 /// `POST /api/v1/inventory/items/{serial}/service`: prepared, wiping, maintenance,
 /// available (back from maintenance), retired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "maintenance", "reason": "Batterie à remplacer"}))]
 pub struct ServiceRequest {
     pub to: ItemState,
     pub reason: String,
 }
 
 /// `POST /api/v1/inventory/items/{serial}/wipe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"method": "NIST 800-88 Purge", "operator": "Atelier DSI", "certificate": "CERT-2026-0142"}))]
 pub struct WipeRequest {
     pub method: String,
     pub operator: String,
@@ -251,8 +260,9 @@ pub struct WipeRequest {
 }
 
 /// `PUT /api/v1/crises/{id}/legal`: facts that start the legal clocks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"aware_at": "2026-11-30T07:45:00Z", "personal_data": true}))]
 pub struct LegalFactsRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aware_at: Option<Timestamp>,
@@ -261,8 +271,9 @@ pub struct LegalFactsRequest {
 }
 
 /// `POST /api/v1/crises/{id}/legal/{cnil|complaint}/done`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"at": "2026-11-30T16:00:00Z"}))]
 pub struct LegalDoneRequest {
     /// When it was done (default: now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,14 +281,15 @@ pub struct LegalDoneRequest {
 }
 
 /// `POST /api/v1/crises/{id}/sla/suspend`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "La commune a demandé de suspendre la livraison (locaux fermés)."}))]
 pub struct SuspendRequest {
     pub reason: String,
 }
 
 /// One legal clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LegalClockView {
     pub kind: LegalKind,
     pub label: String,
@@ -289,7 +301,7 @@ pub struct LegalClockView {
 }
 
 /// One pause of the SLA clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SuspensionView {
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
@@ -297,7 +309,7 @@ pub struct SuspensionView {
 }
 
 /// One line of the SLA compliance report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaReportLine {
     pub crisis: CrisisId,
     pub commune: InseeCode,
@@ -314,7 +326,7 @@ pub struct SlaReportLine {
 }
 
 /// A notification to ops and its delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: i64,
     pub key: String,
@@ -329,15 +341,16 @@ pub struct NotificationView {
 }
 
 /// `POST /api/v1/crises/{id}/actions/{action}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "Le kit a été livré en mairie à 14 h."}))]
 pub struct ActionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// Where a crisis stands against the 48-business-hour promise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaView {
     pub business_hours: u32,
     pub due_at: Timestamp,
@@ -357,7 +370,7 @@ pub struct SlaView {
 }
 
 /// When each stage was reached.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timeline {
     pub activated_at: Option<Timestamp>,
     pub provisioning_at: Option<Timestamp>,
@@ -368,7 +381,7 @@ pub struct Timeline {
 }
 
 /// One audited event of a crisis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub seq: i64,
     pub at: Timestamp,
@@ -379,7 +392,7 @@ pub struct HistoryEntry {
 }
 
 /// A crisis: one kit loan to one commune.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CrisisView {
     pub id: CrisisId,
     pub commune: InseeCode,
@@ -423,7 +436,7 @@ pub struct CrisisView {
 }
 
 /// `GET /api/v1/crises` query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrisisQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -435,14 +448,14 @@ pub struct CrisisQuery {
 }
 
 /// `GET /api/v1/m365/preflight`: the tenant checked against what Repli needs, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreflightView {
     pub at: Timestamp,
     pub report: repli_core::m365::PreflightReport,
 }
 
 /// `GET /api/v1/audit/verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditVerifyView {
     pub verified: bool,
     pub entries: u64,
@@ -459,7 +472,7 @@ pub struct AuditVerifyView {
 }
 
 /// `GET /api/v1/audit/entries` query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,12 +491,14 @@ pub struct AuditQuery {
     /// Paging: entries after this sequence number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<i64>,
+    /// Entries per page: 500 by default, taken between 1 and 5,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
 /// One page of audit entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -491,8 +506,9 @@ pub struct AuditPage {
 }
 
 /// `POST /api/v1/crises/{id}/log`: a main-courante entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"type": "décision", "text": "La mairie ouvre un guichet papier pour l'état civil."}))]
 pub struct LogEntryRequest {
     /// information, demande, action, décision, point de situation.
     #[serde(rename = "type")]
@@ -501,7 +517,7 @@ pub struct LogEntryRequest {
 }
 
 /// One main-courante entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEntryView {
     pub seq: i64,
     pub at: Timestamp,
@@ -514,7 +530,7 @@ pub struct LogEntryView {
 }
 
 /// An error, as RFC 7807 `application/problem+json`. `detail` is French: a DGS may read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_: String,
@@ -535,8 +551,9 @@ pub struct Problem {
 }
 
 /// `POST /api/v1/users` (admin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "DGS d'Aubagne", "role": "dgs", "commune": "13005", "expires_days": 90}))]
 pub struct NewUserRequest {
     pub name: String,
     pub role: Role,
@@ -549,7 +566,7 @@ pub struct NewUserRequest {
 }
 
 /// A user as admins see it: never a token or a password hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: i64,
     pub name: String,
@@ -562,14 +579,14 @@ pub struct UserView {
 }
 
 /// `POST /api/v1/users` answer: the user and their first token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedUser {
     pub user: UserView,
     pub token: TokenView,
 }
 
 /// A new token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub user_id: i64,
     pub token: String,
@@ -577,15 +594,16 @@ pub struct TokenView {
 }
 
 /// `POST /api/v1/users/{id}/tokens` (admin).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"expires_days": 30}))]
 pub struct TokenRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_days: Option<u16>,
 }
 
 /// `DELETE /api/v1/users/{id}/tokens` (admin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevokeView {
     pub user_id: i64,
     /// Tokens and web sessions revoked.
@@ -593,15 +611,16 @@ pub struct RevokeView {
 }
 
 /// `PUT /api/v1/users/{id}/password` (admin): sets the web login and password.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"login": "dgs.aubagne", "password": "une longue phrase de passe"}))]
 pub struct PasswordRequest {
     pub login: String,
     pub password: String,
 }
 
 /// One step of a playbook run, as ops and the commune follow it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepView {
     pub step: String,
     pub kind: String,
@@ -629,7 +648,7 @@ pub struct StepView {
 }
 
 /// One run of a playbook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub playbook: repli_core::run::PlaybookName,
     pub state: repli_core::run::RunState,
@@ -641,7 +660,7 @@ pub struct RunView {
 }
 
 /// `GET /api/v1/crises/{id}/steps`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepsView {
     pub crisis: CrisisId,
     pub state: CrisisState,
@@ -651,7 +670,7 @@ pub struct StepsView {
 }
 
 /// `GET /api/v1/tasks`: a manual step waiting for ops.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub crisis: CrisisId,
     pub commune_name: String,
@@ -664,16 +683,59 @@ pub struct TaskView {
 }
 
 /// `POST /api/v1/crises/{id}/steps/{step}/done`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "Routeur 4G remis au DGS"}))]
 pub struct TaskDoneRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
 /// `POST /api/v1/crises/{id}/steps/{step}/retry` and `…/skip`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "Le registrar a publié l'enregistrement manuellement."}))]
 pub struct StepActionRequest {
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+
+    use super::*;
+
+    /// Each request's example in the OpenAPI document is a request replid accepts.
+    #[test]
+    fn request_examples_parse_as_their_type() {
+        fn check<T: PartialSchema + serde::de::DeserializeOwned>(name: &str) {
+            let RefOr::T(Schema::Object(o)) = T::schema() else { panic!("{name}: not an object schema") };
+            let example = o.examples.first().cloned().or(o.example.clone());
+            let example = example.unwrap_or_else(|| panic!("{name} has no example"));
+            if let Err(e) = serde_json::from_value::<T>(example) {
+                panic!("{name}'s example does not parse: {e}");
+            }
+        }
+        check::<CrisisRequest>("CrisisRequest");
+        check::<ActionRequest>("ActionRequest");
+        check::<LendRequest>("LendRequest");
+        check::<CheckinRequest>("CheckinRequest");
+        check::<WriteOffRequest>("WriteOffRequest");
+        check::<ServiceRequest>("ServiceRequest");
+        check::<WipeRequest>("WipeRequest");
+        check::<LogEntryRequest>("LogEntryRequest");
+        check::<AgentsRequest>("AgentsRequest");
+        check::<SuspendRequest>("SuspendRequest");
+        check::<StepActionRequest>("StepActionRequest");
+        check::<TaskDoneRequest>("TaskDoneRequest");
+        check::<NewUserRequest>("NewUserRequest");
+        check::<PasswordRequest>("PasswordRequest");
+        check::<ReissueRequest>("ReissueRequest");
+        check::<ImportRequest>("ImportRequest");
+        check::<LegalFactsRequest>("LegalFactsRequest");
+        check::<LegalDoneRequest>("LegalDoneRequest");
+        check::<TokenRequest>("TokenRequest");
+    }
 }

@@ -7,7 +7,7 @@ use crate::api::Problem;
 
 /// Every problem code replid answers with. On the wire it is a string (`Problem::code`), so a
 /// client built before a new code still reads the document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemCode {
     Unauthenticated,

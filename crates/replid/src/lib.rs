@@ -15,6 +15,7 @@ mod extract;
 mod inventory;
 mod journal;
 pub mod logging;
+pub mod openapi;
 pub mod pages;
 pub mod request_id;
 mod respond;

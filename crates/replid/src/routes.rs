@@ -9,12 +9,22 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use repli_app::AppError;
+use repli_core::Checkpoint;
 use repli_core::Permission;
+use repli_core::audit::AuditBundle;
 use repli_proto::ProblemCode;
-use repli_proto::api::{Health, Me};
+use repli_proto::api::{
+    ActionRequest, AgentView, AgentsRequest, AuditPage, AuditQuery, AuditVerifyView, CheckinRequest, CommuneView,
+    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, Health, ImportRequest, ImportView, InventoryStatusLine,
+    ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest, LendRequest, LoanView, LogEntryRequest, LogEntryView,
+    Me, NewUserRequest, NotificationView, PasswordRequest, PreflightView, Readiness, ReissueRequest, RevokeView,
+    ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView, SuspendRequest, TaskDoneRequest, TaskView,
+    TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
+};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
+use crate::openapi::{Answer, Doc};
 use crate::{
     AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, tenant, users, web,
 };
@@ -36,133 +46,624 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    pub doc: Doc,
 }
 
-/// Every route with its access rule: the router is built from this table, so a route cannot
-/// exist without a policy entry.
-fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
+/// Every route with its access rule and its documentation: the router and the OpenAPI
+/// document are both built from this table, so a route cannot exist without a policy entry
+/// or without its entry in the document.
+fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
     use Access::{Page, Public, Requires};
     use Permission as P;
+    use ProblemCode as C;
     vec![
-        (Method::GET, "/healthz", Public, get(health)),
-        (Method::GET, "/readyz", Public, get(ready)),
-        (Method::GET, "/static/repli.css", Public, get(signin::stylesheet)),
-        (Method::GET, "/connexion", Public, get(signin::show_login)),
-        (Method::POST, "/connexion", Public, post(signin::login)),
-        (Method::GET, "/", Page(P::OwnAccount), get(pages::home)),
-        (Method::GET, "/m365", Page(P::OperateCrisis), get(tenant::page)),
-        (Method::POST, "/m365", Page(P::OperateCrisis), post(tenant::rerun)),
-        (Method::POST, "/deconnexion", Page(P::OwnAccount), post(signin::logout)),
-        (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form)),
-        (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit)),
-        (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis)),
-        (Method::POST, "/crises/{id}/action", Page(P::OperateCrisis), post(pages::crisis_action)),
-        (Method::GET, "/crises/{id}/annulation", Page(P::CancelCrisis), get(actions::cancel_page)),
-        (Method::POST, "/crises/{id}/annulation", Page(P::CancelCrisis), post(actions::cancel)),
-        (Method::GET, "/crises/{id}/restitution", Page(P::OperateCrisis), get(actions::handback_page)),
-        (Method::POST, "/crises/{id}/restitution", Page(P::OperateCrisis), post(actions::handback)),
-        (Method::GET, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), get(actions::skip_page)),
-        (Method::POST, "/crises/{id}/etapes/{step}/ignorer", Page(P::OperateCrisis), post(actions::skip)),
-        (Method::POST, "/crises/{id}/etapes/{step}/relancer", Page(P::OperateCrisis), post(actions::retry)),
-        (Method::GET, "/crises/{id}/fiches-identifiants", Page(P::OperateCrisis), get(sheets::page)),
-        (Method::POST, "/crises/{id}/fiches-identifiants", Page(P::OperateCrisis), post(sheets::issue)),
+        (Method::GET, "/healthz", Public, get(health), Doc::api::<Health>("Liveness: the process answers")),
+        (
+            Method::GET,
+            "/readyz",
+            Public,
+            get(ready),
+            Doc::api::<Readiness>(
+                "Readiness: database writable, engine running, last Microsoft 365 preflight not failed",
+            )
+            .may_be_unavailable(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/openapi.json",
+            Public,
+            get(openapi_json),
+            Doc::answering("This document (OpenAPI 3.1)", Answer::Object),
+        ),
+        (
+            Method::GET,
+            "/static/repli.css",
+            Public,
+            get(signin::stylesheet),
+            Doc::answering("The web pages' stylesheet", Answer::Css),
+        ),
+        (Method::GET, "/connexion", Public, get(signin::show_login), Doc::page("Sign-in page")),
+        (Method::POST, "/connexion", Public, post(signin::login), Doc::form("Sign in with a login and password")),
+        (
+            Method::GET,
+            "/",
+            Page(P::OwnAccount),
+            get(pages::home),
+            Doc::page("Home: the caller's crises, tasks and dashboard"),
+        ),
+        (
+            Method::GET,
+            "/m365",
+            Page(P::OperateCrisis),
+            get(tenant::page),
+            Doc::page("The Microsoft 365 tenant's preflight"),
+        ),
+        (Method::POST, "/m365", Page(P::OperateCrisis), post(tenant::rerun), Doc::form("Run the preflight again")),
+        (Method::POST, "/deconnexion", Page(P::OwnAccount), post(signin::logout), Doc::form("Sign out")),
+        (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form), Doc::page("The kit request form")),
+        (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit), Doc::form("Request a kit")),
+        (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis), Doc::page("A crisis")),
+        (
+            Method::POST,
+            "/crises/{id}/action",
+            Page(P::OperateCrisis),
+            post(pages::crisis_action),
+            Doc::form("A crisis transition"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/annulation",
+            Page(P::CancelCrisis),
+            get(actions::cancel_page),
+            Doc::page("Cancelling a crisis: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/annulation",
+            Page(P::CancelCrisis),
+            post(actions::cancel),
+            Doc::form("Cancel a crisis"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/restitution",
+            Page(P::OperateCrisis),
+            get(actions::handback_page),
+            Doc::page("Starting the hand-back: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/restitution",
+            Page(P::OperateCrisis),
+            post(actions::handback),
+            Doc::form("Start the hand-back"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/etapes/{step}/ignorer",
+            Page(P::OperateCrisis),
+            get(actions::skip_page),
+            Doc::page("Skipping a step: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/etapes/{step}/ignorer",
+            Page(P::OperateCrisis),
+            post(actions::skip),
+            Doc::form("Skip a step"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/etapes/{step}/relancer",
+            Page(P::OperateCrisis),
+            post(actions::retry),
+            Doc::form("Retry a failed step"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/fiches-identifiants",
+            Page(P::OperateCrisis),
+            get(sheets::page),
+            Doc::page("Credential sheets"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/fiches-identifiants",
+            Page(P::OperateCrisis),
+            post(sheets::issue),
+            Doc::answering("Issue the credential sheets (a download)", Answer::Html),
+        ),
         (
             Method::GET,
             "/crises/{id}/fiches-identifiants/reinitialiser",
             Page(P::OperateCrisis),
             get(sheets::reissue_page),
+            Doc::page("Reissuing the credential sheets: consequences and confirmation"),
         ),
-        (Method::POST, "/crises/{id}/fiches-identifiants/reinitialiser", Page(P::OperateCrisis), post(sheets::reissue)),
-        (Method::GET, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), get(actions::write_off_page)),
-        (Method::POST, "/crises/{id}/pertes/{serial}", Page(P::ManageInventory), post(actions::write_off)),
-        (Method::POST, "/crises/{id}/main-courante", Page(P::WriteCrisisLog), post(pages::add_log)),
-        (Method::POST, "/crises/{id}/agents", Page(P::WriteCrisisLog), post(pages::set_agents)),
-        (Method::POST, "/crises/{id}/agents/effectif", Page(P::OperateCrisis), post(pages::accept_agents)),
-        (Method::POST, "/crises/{id}/taches/{step}", Page(P::OperateCrisis), post(pages::confirm_task)),
-        (Method::POST, "/crises/{id}/retour", Page(P::ManageInventory), post(pages::check_in)),
-        (Method::GET, "/taches", Page(P::OperateCrisis), get(pages::tasks)),
-        (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory)),
-        (Method::GET, "/inventaire/{serial}", Page(P::ReadInventory), get(pages::item)),
-        (Method::GET, "/journal", Page(P::ReadAudit), get(pages::journal)),
-        (Method::GET, "/journal/export", Page(P::ReadAudit), get(pages::journal_export)),
-        (Method::GET, "/rapport-sla", Page(P::ReadSlaReport), get(pages::sla_report)),
-        (Method::GET, "/api/v1/me", Requires(P::OwnAccount), get(me)),
-        (Method::GET, "/api/v1/communes", Requires(P::ReadCommunes), get(crises::list_communes)),
-        (Method::GET, "/api/v1/communes/{insee}", Requires(P::ReadCommunes), get(crises::get_commune)),
-        (Method::GET, "/api/v1/crises", Requires(P::ReadCrises), get(crises::list)),
-        (Method::POST, "/api/v1/crises", Requires(P::RequestCrisis), post(crises::create)),
-        (Method::GET, "/api/v1/crises/{id}", Requires(P::ReadCrises), get(crises::get)),
-        (Method::POST, "/api/v1/crises/{id}/actions/cancel", Requires(P::CancelCrisis), post(crises::cancel)),
-        (Method::POST, "/api/v1/crises/{id}/actions/{action}", Requires(P::OperateCrisis), post(crises::act)),
-        (Method::GET, "/api/v1/crises/{id}/log", Requires(P::ReadCrises), get(crises::log)),
-        (Method::POST, "/api/v1/crises/{id}/log", Requires(P::WriteCrisisLog), post(crises::add_log)),
-        (Method::POST, "/api/v1/crises/{id}/sla/suspend", Requires(P::OperateCrisis), post(crises::suspend_sla)),
-        (Method::POST, "/api/v1/crises/{id}/sla/resume", Requires(P::OperateCrisis), post(crises::resume_sla)),
-        (Method::PUT, "/api/v1/crises/{id}/legal", Requires(P::WriteCrisisLog), put(crises::set_legal_facts)),
-        (Method::POST, "/api/v1/crises/{id}/legal/{kind}/done", Requires(P::WriteCrisisLog), post(crises::legal_done)),
-        (Method::GET, "/api/v1/crises/{id}/steps", Requires(P::ReadCrises), get(steps::list)),
-        (Method::POST, "/api/v1/crises/{id}/steps/{step}/done", Requires(P::OperateCrisis), post(steps::done)),
-        (Method::POST, "/api/v1/crises/{id}/steps/{step}/retry", Requires(P::OperateCrisis), post(steps::retry)),
-        (Method::POST, "/api/v1/crises/{id}/steps/{step}/skip", Requires(P::OperateCrisis), post(steps::skip)),
-        (Method::GET, "/api/v1/tasks", Requires(P::OperateCrisis), get(steps::tasks)),
-        (Method::GET, "/api/v1/sla/report", Requires(P::ReadSlaReport), get(crises::sla_report)),
-        (Method::GET, "/api/v1/notifications", Requires(P::OperateCrisis), get(crises::notifications)),
-        (Method::POST, "/api/v1/inventory/import", Requires(P::ManageInventory), post(inventory::import)),
-        (Method::GET, "/api/v1/inventory", Requires(P::ReadInventory), get(inventory::status)),
-        (Method::GET, "/api/v1/inventory/items", Requires(P::ReadInventory), get(inventory::items)),
-        (Method::GET, "/api/v1/inventory/items/{serial}", Requires(P::ReadInventory), get(inventory::item)),
-        (Method::POST, "/api/v1/inventory/items/{serial}/wipe", Requires(P::ManageInventory), post(inventory::wipe)),
+        (
+            Method::POST,
+            "/crises/{id}/fiches-identifiants/reinitialiser",
+            Page(P::OperateCrisis),
+            post(sheets::reissue),
+            Doc::answering("Reissue the credential sheets (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/pertes/{serial}",
+            Page(P::ManageInventory),
+            get(actions::write_off_page),
+            Doc::page("Writing an item off: consequences and confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/pertes/{serial}",
+            Page(P::ManageInventory),
+            post(actions::write_off),
+            Doc::form("Write an item off"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/main-courante",
+            Page(P::WriteCrisisLog),
+            post(pages::add_log),
+            Doc::form("Add a main-courante entry"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/agents",
+            Page(P::WriteCrisisLog),
+            post(pages::set_agents),
+            Doc::form("Name the agents"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/agents/effectif",
+            Page(P::OperateCrisis),
+            post(pages::accept_agents),
+            Doc::form("Accept the named agents as the whole list"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/taches/{step}",
+            Page(P::OperateCrisis),
+            post(pages::confirm_task),
+            Doc::form("Confirm a manual task"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/retour",
+            Page(P::ManageInventory),
+            post(pages::check_in),
+            Doc::form("Check an item in at the hand-back"),
+        ),
+        (Method::GET, "/taches", Page(P::OperateCrisis), get(pages::tasks), Doc::page("Manual tasks waiting for ops")),
+        (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory), Doc::page("The equipment pool")),
+        (
+            Method::GET,
+            "/inventaire/{serial}",
+            Page(P::ReadInventory),
+            get(pages::item),
+            Doc::page("An item and its history"),
+        ),
+        (Method::GET, "/journal", Page(P::ReadAudit), get(pages::journal), Doc::page("The audit log")),
+        (
+            Method::GET,
+            "/journal/export",
+            Page(P::ReadAudit),
+            get(pages::journal_export),
+            Doc::answering("The audit log as CSV or a bundle (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/rapport-sla",
+            Page(P::ReadSlaReport),
+            get(pages::sla_report),
+            Doc::page("The SLA compliance report"),
+        ),
+        (Method::GET, "/api/v1/me", Requires(P::OwnAccount), get(me), Doc::api::<Me>("Who the caller is")),
+        (
+            Method::GET,
+            "/api/v1/communes",
+            Requires(P::ReadCommunes),
+            get(crises::list_communes),
+            Doc::list::<CommuneView>("The communes and their conventions"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/communes/{insee}",
+            Requires(P::ReadCommunes),
+            get(crises::get_commune),
+            Doc::api::<CommuneView>("A commune").problems(&[C::UnknownCommune]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises",
+            Requires(P::ReadCrises),
+            get(crises::list),
+            Doc::list::<CrisisView>("Crises (a DGS: their commune's)").query::<CrisisQuery>(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises",
+            Requires(P::RequestCrisis),
+            post(crises::create),
+            Doc::api::<CrisisView>("Request a kit")
+                .body::<CrisisRequest>()
+                .status(201)
+                .also(200)
+                .idempotent()
+                .problems(&[C::UnknownCommune, C::ConventionMissing, C::OpenCrisisExists]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}",
+            Requires(P::ReadCrises),
+            get(crises::get),
+            Doc::api::<CrisisView>("A crisis, with its history"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/actions/cancel",
+            Requires(P::CancelCrisis),
+            post(crises::cancel),
+            Doc::api::<CrisisView>("Cancel a crisis that was not provisioned")
+                .body::<ActionRequest>()
+                .problems(&[C::IllegalTransition, C::ReasonRequired]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/actions/{action}",
+            Requires(P::OperateCrisis),
+            post(crises::act),
+            Doc::api::<CrisisView>("A crisis transition").body::<ActionRequest>().problems(&[
+                C::UnknownAction,
+                C::IllegalTransition,
+                C::ReasonRequired,
+                C::ItemsOutstanding,
+                C::HandbackInProgress,
+                C::ReceptionIncomplete,
+            ]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/log",
+            Requires(P::ReadCrises),
+            get(crises::log),
+            Doc::list::<LogEntryView>("The main courante"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/log",
+            Requires(P::WriteCrisisLog),
+            post(crises::add_log),
+            Doc::api::<LogEntryView>("Add a main-courante entry")
+                .body::<LogEntryRequest>()
+                .status(201)
+                .problems(&[C::CrisisEnded]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/sla/suspend",
+            Requires(P::OperateCrisis),
+            post(crises::suspend_sla),
+            Doc::api::<CrisisView>("Suspend the SLA clock, with a reason")
+                .body::<SuspendRequest>()
+                .problems(&[C::SlaConflict, C::ReasonRequired]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/sla/resume",
+            Requires(P::OperateCrisis),
+            post(crises::resume_sla),
+            Doc::api::<CrisisView>("Resume the SLA clock").problems(&[C::SlaConflict]),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/crises/{id}/legal",
+            Requires(P::WriteCrisisLog),
+            put(crises::set_legal_facts),
+            Doc::api::<CrisisView>("Record the facts that start the legal clocks")
+                .body::<LegalFactsRequest>()
+                .problems(&[C::CrisisEnded]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/legal/{kind}/done",
+            Requires(P::WriteCrisisLog),
+            post(crises::legal_done),
+            Doc::api::<CrisisView>("Record a legal obligation as done")
+                .body::<LegalDoneRequest>()
+                .problems(&[C::UnknownLegalClock, C::CrisisEnded]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/steps",
+            Requires(P::ReadCrises),
+            get(steps::list),
+            Doc::api::<StepsView>("The playbook runs and their steps"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/steps/{step}/done",
+            Requires(P::OperateCrisis),
+            post(steps::done),
+            Doc::api::<StepView>("Confirm a manual step")
+                .body::<TaskDoneRequest>()
+                .problems(&[C::UnknownStep, C::StepConflict]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/steps/{step}/retry",
+            Requires(P::OperateCrisis),
+            post(steps::retry),
+            Doc::api::<StepView>("Retry a failed step").body::<StepActionRequest>().problems(&[
+                C::UnknownStep,
+                C::StepConflict,
+                C::ReasonRequired,
+            ]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/steps/{step}/skip",
+            Requires(P::OperateCrisis),
+            post(steps::skip),
+            Doc::api::<StepView>("Skip a step").body::<StepActionRequest>().problems(&[
+                C::UnknownStep,
+                C::StepConflict,
+                C::ReasonRequired,
+            ]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tasks",
+            Requires(P::OperateCrisis),
+            get(steps::tasks),
+            Doc::list::<TaskView>("Manual steps waiting for ops"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/sla/report",
+            Requires(P::ReadSlaReport),
+            get(crises::sla_report),
+            Doc::list::<SlaReportLine>("The SLA compliance report"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/notifications",
+            Requires(P::OperateCrisis),
+            get(crises::notifications),
+            Doc::list::<NotificationView>("Notifications and their delivery"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/import",
+            Requires(P::ManageInventory),
+            post(inventory::import),
+            Doc::api::<ImportView>("Import the pool from CSV, all files or none")
+                .body::<ImportRequest>()
+                .problems(&[C::ImportRefused]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory",
+            Requires(P::ReadInventory),
+            get(inventory::status),
+            Doc::list::<InventoryStatusLine>("Pool counts by kind"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory/items",
+            Requires(P::ReadInventory),
+            get(inventory::items),
+            Doc::list::<ItemView>("Every item"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/inventory/items/{serial}",
+            Requires(P::ReadInventory),
+            get(inventory::item),
+            Doc::api::<ItemDetail>("An item and its history").problems(&[C::UnknownItem]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/items/{serial}/wipe",
+            Requires(P::ManageInventory),
+            post(inventory::wipe),
+            Doc::api::<ItemDetail>("Record a wipe and its certificate")
+                .body::<WipeRequest>()
+                .problems(&[C::UnknownItem, C::ItemConflict]),
+        ),
         (
             Method::POST,
             "/api/v1/inventory/items/{serial}/service",
             Requires(P::ManageInventory),
             post(inventory::service),
+            Doc::api::<ItemDetail>("Move an item in or out of service")
+                .body::<ServiceRequest>()
+                .problems(&[C::UnknownItem, C::ItemConflict]),
         ),
-        (Method::GET, "/api/v1/crises/{id}/agents", Requires(P::ReadCrises), get(inventory::agents)),
-        (Method::PUT, "/api/v1/crises/{id}/agents", Requires(P::WriteCrisisLog), put(inventory::set_agents)),
-        (Method::POST, "/api/v1/crises/{id}/agents", Requires(P::WriteCrisisLog), post(inventory::add_agents)),
-        (Method::POST, "/api/v1/crises/{id}/agents/accept", Requires(P::OperateCrisis), post(inventory::accept_agents)),
-        (Method::GET, "/api/v1/crises/{id}/loans", Requires(P::ReadCrises), get(inventory::loans)),
-        (Method::GET, "/api/v1/crises/{id}/documents", Requires(P::ReadCrises), get(documents::list)),
-        (Method::GET, "/api/v1/crises/{id}/documents.zip", Requires(P::ReadCrises), get(documents::zip)),
-        (Method::GET, "/api/v1/crises/{id}/documents/{file}", Requires(P::ReadCrises), get(documents::one)),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/agents",
+            Requires(P::ReadCrises),
+            get(inventory::agents),
+            Doc::list::<AgentView>("The named agents"),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/crises/{id}/agents",
+            Requires(P::WriteCrisisLog),
+            put(inventory::set_agents),
+            Doc::list::<AgentView>("Replace the named agents").body::<AgentsRequest>().problems(&[C::CrisisEnded]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/agents",
+            Requires(P::WriteCrisisLog),
+            post(inventory::add_agents),
+            Doc::list::<AgentView>("Add agents").body::<AgentsRequest>().problems(&[C::CrisisEnded]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/agents/accept",
+            Requires(P::OperateCrisis),
+            post(inventory::accept_agents),
+            Doc::api::<CrisisView>("Accept the named agents as the whole list").problems(&[C::CrisisEnded]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/loans",
+            Requires(P::ReadCrises),
+            get(inventory::loans),
+            Doc::list::<LoanView>("The loans of a crisis"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents",
+            Requires(P::ReadCrises),
+            get(documents::list),
+            Doc::answering("The procedures pack's file names", Answer::Strings),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents.zip",
+            Requires(P::ReadCrises),
+            get(documents::zip),
+            Doc::answering("The procedures pack as a zip", Answer::Zip),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents/{file}",
+            Requires(P::ReadCrises),
+            get(documents::one),
+            Doc::answering("One document of the pack", Answer::Document).problems(&[C::UnknownDocument]),
+        ),
         (
             Method::POST,
             "/api/v1/crises/{id}/credential-sheets",
             Requires(P::OperateCrisis),
             post(documents::issue_sheets),
+            Doc::answering("Issue the credential sheets of the accounts without one (an HTML download)", Answer::Html)
+                .problems(&[C::NoAccountsYet, C::CredentialSheetsIssued]),
         ),
         (
             Method::POST,
             "/api/v1/crises/{id}/credential-sheets/reissue",
             Requires(P::OperateCrisis),
             post(documents::reissue_sheets),
+            Doc::answering("Set every password again, with a reason (an HTML download)", Answer::Html)
+                .body::<ReissueRequest>()
+                .problems(&[C::NoAccountsYet, C::ReasonRequired]),
         ),
-        (Method::POST, "/api/v1/crises/{id}/loans", Requires(P::ManageInventory), post(inventory::lend)),
-        (Method::POST, "/api/v1/crises/{id}/checkin", Requires(P::ManageInventory), post(inventory::check_in)),
-        (Method::POST, "/api/v1/crises/{id}/write-off", Requires(P::ManageInventory), post(inventory::write_off)),
-        (Method::GET, "/api/v1/audit/verify", Requires(P::ReadAudit), get(journal::verify)),
-        (Method::GET, "/api/v1/audit/entries", Requires(P::ReadAudit), get(journal::entries)),
-        (Method::GET, "/api/v1/audit/bundle", Requires(P::ReadAudit), get(journal::bundle)),
-        (Method::GET, "/api/v1/audit/head", Requires(P::ReadAudit), get(journal::head)),
-        (Method::GET, "/api/v1/m365/preflight", Requires(P::OperateCrisis), get(tenant::preflight)),
-        (Method::GET, "/api/v1/users", Requires(P::ManageUsers), get(users::list)),
-        (Method::POST, "/api/v1/users", Requires(P::ManageUsers), post(users::create)),
-        (Method::POST, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), post(users::issue_token)),
-        (Method::DELETE, "/api/v1/users/{uid}/tokens", Requires(P::ManageUsers), delete(users::revoke_tokens)),
-        (Method::PUT, "/api/v1/users/{uid}/password", Requires(P::ManageUsers), put(users::set_password)),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/loans",
+            Requires(P::ManageInventory),
+            post(inventory::lend),
+            Doc::list::<LoanView>("Lend an item").body::<LendRequest>().status(201).problems(&[
+                C::UnknownItem,
+                C::ItemConflict,
+                C::CrisisEnded,
+            ]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/checkin",
+            Requires(P::ManageInventory),
+            post(inventory::check_in),
+            Doc::list::<LoanView>("Check an item in")
+                .body::<CheckinRequest>()
+                .problems(&[C::UnknownItem, C::ItemConflict]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/write-off",
+            Requires(P::ManageInventory),
+            post(inventory::write_off),
+            Doc::list::<LoanView>("Write a lent item off").body::<WriteOffRequest>().problems(&[
+                C::UnknownItem,
+                C::ItemConflict,
+                C::ReasonRequired,
+            ]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/verify",
+            Requires(P::ReadAudit),
+            get(journal::verify),
+            Doc::api::<AuditVerifyView>("Verify the audit chain and its signed checkpoints"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/entries",
+            Requires(P::ReadAudit),
+            get(journal::entries),
+            Doc::api::<AuditPage>("Audit entries, filtered and paged").query::<AuditQuery>(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/bundle",
+            Requires(P::ReadAudit),
+            get(journal::bundle),
+            Doc::api::<AuditBundle>("Everything needed to verify the log offline"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/head",
+            Requires(P::ReadAudit),
+            get(journal::head),
+            Doc::api::<Checkpoint>("The last signed checkpoint").problems(&[C::NoCheckpoint]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/m365/preflight",
+            Requires(P::OperateCrisis),
+            get(tenant::preflight),
+            Doc::api::<PreflightView>("Check the Microsoft 365 tenant now"),
+        ),
+        (Method::GET, "/api/v1/users", Requires(P::ManageUsers), get(users::list), Doc::list::<UserView>("Users")),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Requires(P::ManageUsers),
+            post(users::create),
+            Doc::api::<CreatedUser>("Create a user and their first token").body::<NewUserRequest>().status(201),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{uid}/tokens",
+            Requires(P::ManageUsers),
+            post(users::issue_token),
+            Doc::api::<TokenView>("Issue a token").body::<TokenRequest>().status(201).problems(&[C::UnknownUser]),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/users/{uid}/tokens",
+            Requires(P::ManageUsers),
+            delete(users::revoke_tokens),
+            Doc::api::<RevokeView>("Revoke every token and web session of a user").problems(&[C::UnknownUser]),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/{uid}/password",
+            Requires(P::ManageUsers),
+            put(users::set_password),
+            Doc::api::<UserView>("Set the web login and password")
+                .body::<PasswordRequest>()
+                .problems(&[C::UnknownUser, C::LoginTaken]),
+        ),
     ]
 }
 
 /// The route table without its handlers.
 pub fn route_specs() -> Vec<RouteSpec> {
-    table().into_iter().map(|(method, path, access, _)| RouteSpec { method, path, access }).collect()
+    table().into_iter().map(|(method, path, access, _, doc)| RouteSpec { method, path, access, doc }).collect()
 }
 
 /// The API router: each route behind the check of its access rule.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
-    for (_, path, access, handler) in table() {
+    for (_, path, access, handler, _) in table() {
         let handler = match access {
             Access::Public => handler,
             Access::Requires(_) | Access::Page(_) => handler.route_layer(middleware::from_fn_with_state(
@@ -305,9 +806,16 @@ async fn ready(State(st): State<AppState>) -> Response {
     let database = st.store.writable().await.is_ok();
     let engine = st.engine_running.load(std::sync::atomic::Ordering::Acquire);
     let m365 = repli_app::preflight::last(st.app.services()).is_none_or(|run| run.report.ok);
-    let r = repli_proto::api::Readiness { ready: database && engine && m365, database, engine, m365 };
+    let r = Readiness { ready: database && engine && m365, database, engine, m365 };
     let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(r)).into_response()
+}
+
+/// The OpenAPI document, built once from the route table.
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body = DOC.get_or_init(|| serde_json::to_vec(&crate::openapi::document(&route_specs())).unwrap_or_default());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_slice()).into_response()
 }
 
 async fn me(Authed(a): Authed) -> Json<Me> {
