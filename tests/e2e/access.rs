@@ -83,6 +83,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/healthz", [A, A, A, A, A, A]),
     ("GET", "/readyz", [A, A, A, A, A, A]),
     ("GET", "/api/v1/openapi.json", [A, A, A, A, A, A]),
+    ("GET", "/metrics", [U, A, A, D, D, D]),
     ("GET", "/static/repli.css", [A, A, A, A, A, A]),
     ("GET", "/connexion", [A, A, A, A, A, A]),
     ("POST", "/connexion", [A, A, A, A, A, A]),

@@ -14,6 +14,7 @@ mod documents;
 mod engine;
 mod inventory;
 mod lifecycle;
+mod metrics;
 mod privacy;
 mod sla;
 mod tls;

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod engine;
 mod error;
 pub mod inventory;
+pub mod metrics;
 pub mod notify;
 pub mod preflight;
 pub mod steps;
@@ -61,6 +62,8 @@ pub struct Services {
     pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the engine's scheduler (after a change that may unblock a step).
     wake: Arc<Notify>,
+    /// What the process counts for `/metrics` ([`metrics`]).
+    pub telemetry: Arc<metrics::Telemetry>,
 }
 
 impl Services {
@@ -246,6 +249,7 @@ impl App {
             preflight: Arc::new(std::sync::RwLock::new(None)),
             preflight_organizer: m365.organizer.clone(),
             credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
+            telemetry: Arc::default(),
             wake: wake.clone(),
         };
         let host = Arc::new(engine::DaemonHost::new(services.clone()));

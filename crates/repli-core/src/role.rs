@@ -79,6 +79,8 @@ pub enum Permission {
     ReadInventory,
     /// Import, lend, take back, wipe, write off equipment.
     ManageInventory,
+    /// Scrape the supervision metrics (counts only: no name, no commune).
+    ReadMetrics,
 }
 
 impl Permission {
@@ -98,6 +100,7 @@ impl Permission {
             Self::ReadSlaReport => "read_sla_report",
             Self::ReadInventory => "read_inventory",
             Self::ManageInventory => "manage_inventory",
+            Self::ReadMetrics => "read_metrics",
         }
     }
 
@@ -117,6 +120,8 @@ impl Permission {
             P::ReadAudit => role == R::Auditor,
             P::ReadSlaReport | P::ReadInventory => matches!(role, R::Ops | R::Auditor),
             P::ManageInventory => role == R::Ops,
+            // The service's operators: counts, no personal data.
+            P::ReadMetrics => matches!(role, R::Ops | R::Admin),
         }
     }
 }

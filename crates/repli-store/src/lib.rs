@@ -14,6 +14,7 @@ mod read;
 mod reference;
 mod sheets;
 mod sla;
+mod tallies;
 mod time;
 mod users;
 mod writer;
@@ -38,6 +39,7 @@ pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
 pub use sheets::SheetsIssue;
 pub use sla::Notification;
+pub use tallies::{NotificationTally, StepTally, Tallies};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
 pub use users::{NewUser, Session, UserRecord, UserSummary};
 

@@ -134,6 +134,11 @@ impl AuthCache {
     }
 }
 
+/// Whether the request carries a session cookie (valid or not).
+pub fn has_session_cookie(headers: &HeaderMap) -> bool {
+    axum_extra::extract::cookie::CookieJar::from_headers(headers).get(SESSION_COOKIE).is_some()
+}
+
 /// Who is calling, and the CSRF token of their web session when they came with a cookie.
 pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<String>), AppError> {
     let now = st.clock.now();

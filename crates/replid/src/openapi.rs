@@ -77,6 +77,8 @@ pub enum Answer {
     Zip,
     /// The stylesheet.
     Css,
+    /// Prometheus metrics in the OpenMetrics text format.
+    Metrics,
     /// A redirection (`303 See Other`), for form posts.
     Redirect,
 }
@@ -222,7 +224,7 @@ pub fn problems_of(spec: &RouteSpec) -> BTreeMap<u16, Vec<ProblemCode>> {
 
 /// The API and the probes answer problem documents; pages answer French HTML.
 fn is_api(spec: &RouteSpec) -> bool {
-    spec.path.starts_with("/api/") || matches!(spec.path, "/healthz" | "/readyz")
+    spec.path.starts_with("/api/") || matches!(spec.path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// The roles whose permissions open a route.
@@ -262,6 +264,7 @@ fn tag(spec: &RouteSpec) -> &'static str {
         Some("tasks" | "notifications") => "operations",
         Some("m365") => "m365",
         Some("me" | "openapi.json") => "service",
+        None if spec.path == "/metrics" => "service",
         _ if !is_api(spec) => "web",
         _ => "service",
     }
@@ -324,6 +327,7 @@ fn success_response(doc: &Doc) -> utoipa::openapi::Response {
             )
             .build(),
         Answer::Css => text("text/css", "The stylesheet."),
+        Answer::Metrics => text(repli_app::metrics::CONTENT_TYPE, "The metrics, read now."),
         Answer::Redirect => ResponseBuilder::new().description("Done: back to the page.").build(),
     }
 }

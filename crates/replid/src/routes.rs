@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use repli_app::AppError;
+use repli_app::metrics::SignInFailure;
 use repli_core::Checkpoint;
 use repli_core::Permission;
 use repli_core::audit::AuditBundle;
@@ -67,6 +68,13 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
                 "Readiness: database writable, engine running, last Microsoft 365 preflight not failed",
             )
             .may_be_unavailable(),
+        ),
+        (
+            Method::GET,
+            "/metrics",
+            Requires(P::ReadMetrics),
+            get(metrics),
+            Doc::answering("Supervision metrics (Prometheus / OpenMetrics text)", Answer::Metrics),
         ),
         (
             Method::GET,
@@ -688,7 +696,19 @@ async fn authorize(State(st): State<AppState>, access: Access, mut req: Request,
     };
     let (actor, csrf) = match crate::auth::authenticate(&st, req.headers()).await {
         Ok(v) => v,
-        Err(AppError::Unauthenticated) if page => return Redirect::to("/connexion").into_response(),
+        Err(AppError::Unauthenticated) => {
+            // Counted when credentials were presented and refused, not when none came.
+            let telemetry = &st.app.services().telemetry;
+            if req.headers().contains_key(axum::http::header::AUTHORIZATION) {
+                telemetry.sign_in_failed(SignInFailure::Token);
+            } else if crate::auth::has_session_cookie(req.headers()) {
+                telemetry.sign_in_failed(SignInFailure::Session);
+            }
+            if page {
+                return Redirect::to("/connexion").into_response();
+            }
+            return ApiError(AppError::Unauthenticated).into_response();
+        }
         Err(e) => return ApiError(e).into_response(),
     };
     if page && csrf.is_none() {
@@ -768,7 +788,7 @@ pub async fn request_limits(State(st): State<AppState>, req: Request, next: Next
 
 /// Under `/api`, a problem document; elsewhere (a person's browser), a French page.
 fn for_api(uri: &Uri) -> bool {
-    uri.path().starts_with("/api/") || matches!(uri.path(), "/api" | "/healthz" | "/readyz")
+    uri.path().starts_with("/api/") || matches!(uri.path(), "/api" | "/healthz" | "/readyz" | "/metrics")
 }
 
 async fn not_found(State(st): State<AppState>, uri: Uri) -> Response {
@@ -809,6 +829,12 @@ async fn ready(State(st): State<AppState>) -> Response {
     let r = Readiness { ready: database && engine && m365, database, engine, m365 };
     let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(r)).into_response()
+}
+
+/// The supervision metrics, read now.
+async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let body = repli_app::metrics::render(st.app.services()).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, repli_app::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 /// The OpenAPI document, built once from the route table.

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jiff::SignedDuration;
+use repli_app::metrics::SignInFailure;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -65,6 +66,7 @@ pub async fn login(
     }
     if !st.throttle.reserve(&login, &addr, now) {
         tracing::warn!(login = %login, addr = %addr, "sign-in throttled");
+        st.app.services().telemetry.sign_in_failed(SignInFailure::Throttled);
         let mut r = login_page(
             &st,
             jar,
@@ -95,6 +97,7 @@ pub async fn login(
     let Some((user_id, _)) = found.filter(|_| ok) else {
         // The reserved attempt stays counted as a failure.
         tracing::info!(login = %login, addr = %addr, "sign-in refused");
+        st.app.services().telemetry.sign_in_failed(SignInFailure::Password);
         return login_page(&st, jar, StatusCode::UNAUTHORIZED, &login, Some("Identifiant ou mot de passe incorrect."));
     };
     st.throttle.succeeded(&login, &addr, now);
