@@ -5,6 +5,7 @@
 mod access;
 mod agents;
 mod audit;
+mod backup;
 mod bad_input;
 mod browser;
 mod crash;

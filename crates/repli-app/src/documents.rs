@@ -134,7 +134,12 @@ fn private_dir(dir: &std::path::Path) -> Result<(), String> {
 
 /// `<database>.documents`: where `docs.render` steps keep each crisis's pack.
 pub fn documents_dir(st: &Services) -> std::path::PathBuf {
-    let db = &st.config.database.path;
+    documents_path(&st.config)
+}
+
+/// The same, from the configuration alone (backups run without a started application).
+pub fn documents_path(config: &repli_config::Config) -> std::path::PathBuf {
+    let db = &config.database.path;
     let mut name = db.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     name.push(".documents");
     db.with_file_name(name)

@@ -7,6 +7,7 @@
 //! `repli-proto`) gives the HTTP status.
 
 pub mod audit_key;
+pub mod backup;
 pub mod clock;
 pub mod crises;
 pub mod documents;

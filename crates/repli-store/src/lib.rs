@@ -246,6 +246,20 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole database to `dest` (a new file) while the daemon
+    /// keeps serving: SQLite's `VACUUM INTO` reads one snapshot of the database (a read
+    /// transaction) and writes it compacted, in one file without a WAL.
+    pub async fn snapshot_into(&self, dest: &Path) -> Result<(), StoreError> {
+        let dest = dest.to_str().ok_or_else(|| {
+            StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the snapshot path {} is not UTF-8", dest.display()),
+            )))
+        })?;
+        sqlx::query("VACUUM INTO ?").bind(dest).execute(&self.read).await?;
+        Ok(())
+    }
+
     /// Closes both pools, waiting for connections to finish (graceful shutdown).
     pub async fn close(&self) {
         self.read.close().await;

@@ -29,7 +29,7 @@ mod users;
 pub mod web;
 
 pub use repli_app::{
-    EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS, Maintenance, audit_key, clock, config, load_reference, open_store,
+    EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS, Maintenance, audit_key, backup, clock, config, load_reference, open_store,
 };
 
 use std::future::Future;

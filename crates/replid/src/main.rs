@@ -50,6 +50,24 @@ enum Command {
     /// Local user administration on the daemon's host (writes the database directly).
     #[command(subcommand)]
     User(UserCommand),
+    /// Take a consistent snapshot while replid serves: database, documents, the audit key's
+    /// public half and a manifest, in a new folder (the signing key stays out: keep it apart).
+    Backup {
+        /// The folder to create.
+        dest: PathBuf,
+    },
+    /// Restore a snapshot on a host without a database; refused when its audit chain does not
+    /// verify or the signing key is not the snapshot's.
+    Restore {
+        snapshot: PathBuf,
+        /// The checkpoint signing key kept apart from the snapshot (copied to the configured
+        /// key path). Not needed when the key is already there.
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+        /// Only check the snapshot (manifest, audit chain, signatures); restore nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Play a whole crisis on a fresh in-process replid (simulation): the README's main job.
     Demo(replid::demo::DemoArgs),
 }
@@ -170,6 +188,47 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             eprintln!("audit signing key: {} (public key {key})", c.audit_key_path().display());
             eprintln!("admin user {} created; its token is printed once, below:", user.id);
             println!("{token}");
+        }
+        Command::Backup { dest } => {
+            let c = load()?;
+            let now = SystemClock.now();
+            let store = replid::open_store(&c, now).await?;
+            let local = local_actor();
+            let taken = repli_app::backup::take(&store, &c, &dest, repli_store::By::User(&local), now).await;
+            store.close().await;
+            let m = taken.with_context(|| format!("snapshot into {} failed", dest.display()))?;
+            eprintln!(
+                "snapshot {}: audit head {} ({}), {} documents; the audit signing key is not in it",
+                dest.display(),
+                m.audit_last_seq,
+                m.audit_last_hash,
+                m.documents
+            );
+        }
+        Command::Restore { snapshot, audit_key, check } => {
+            let m = if check {
+                repli_app::backup::check(&snapshot).await?
+            } else {
+                let c = load()?;
+                let local = local_actor();
+                repli_app::backup::restore(
+                    &snapshot,
+                    &c,
+                    audit_key.as_deref(),
+                    repli_store::By::User(&local),
+                    SystemClock.now(),
+                )
+                .await
+                .with_context(|| format!("restore of {} refused", snapshot.display()))?
+            };
+            eprintln!(
+                "snapshot {} taken {}: audit chain verified up to {} ({}){}",
+                snapshot.display(),
+                m.taken_at,
+                m.audit_last_seq,
+                m.audit_last_hash,
+                if check { "" } else { "; restored" }
+            );
         }
         Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
             let c = load()?;
