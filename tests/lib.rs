@@ -276,3 +276,110 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A real BIND `named` on a loopback port, authoritative for one zone, accepting RFC 2136
+/// updates signed with one TSIG key (HMAC-SHA256) and only for names strictly below the zone's
+/// apex (`update-policy { grant KEY wildcard *.ZONE ANY; }`). Stopped when dropped.
+#[derive(Debug)]
+pub struct Named {
+    pub addr: std::net::SocketAddr,
+    pub zone: String,
+    pub key_name: String,
+    /// The key's secret, base64 (as in `named.conf`).
+    pub secret: String,
+    child: std::process::Child,
+    pub dir: tempfile::TempDir,
+}
+
+pub const NAMED: &str = "/usr/sbin/named";
+
+impl Named {
+    /// Starts `named`, or returns None (the test is skipped, and says why) when it is not
+    /// installed and `REPLI_DNS_TESTS` is not `required` (`.ci/run` sets it).
+    pub fn start(test: &str, zone: &str) -> Option<Named> {
+        let required = std::env::var("REPLI_DNS_TESTS").is_ok_and(|v| v == "required");
+        if !std::path::Path::new(NAMED).exists() {
+            let why = format!("{NAMED} not installed (apt-get install bind9)");
+            assert!(!required, "DNS test {test}: REPLI_DNS_TESTS=required but {why}");
+            eprintln!("DNS test {test} SKIPPED: {why}; set REPLI_DNS_TESTS=required to make this a failure");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).unwrap();
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::STANDARD.encode(key);
+        let key_name = "repli-test".to_owned();
+        // A free port for both UDP and TCP.
+        let (addr, _hold) = loop {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = tcp.local_addr().unwrap();
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                break (addr, tcp);
+            }
+        };
+        drop(_hold);
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("zone.db"),
+            format!(
+                "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+                 @ IN TXT \"apex: hors de la politique\"\nwww IN TXT \"ne pas toucher\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("named.conf"),
+            format!(
+                "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
+                 listen-on-v6 {{ none; }};\n  recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\n\
+                 controls {{ }};\n\
+                 key \"{key_name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
+                 zone \"{zone}\" {{\n  type primary;\n  file \"{d}/zone.db\";\n  \
+                 update-policy {{ grant {key_name}. wildcard *.{zone}. ANY; }};\n}};\n",
+                port = addr.port()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(NAMED)
+            .args(["-g", "-c"])
+            .arg(dir.path().join("named.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("named.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let named = Named { addr, zone: zone.to_owned(), key_name, secret, child, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "named did not start: {}", named.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(named)
+    }
+
+    /// `named`'s own log (started with `-g`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// The adapter's configuration for this server, with this key.
+    pub fn rfc2136(&self) -> repli_m365::Rfc2136Config {
+        use base64::Engine as _;
+        repli_m365::Rfc2136Config {
+            primary: self.addr,
+            zone: self.zone.clone(),
+            key_name: self.key_name.clone(),
+            key: base64::engine::general_purpose::STANDARD.decode(&self.secret).unwrap(),
+            algorithm: "hmac-sha256".into(),
+            servers: Vec::new(),
+            propagation_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

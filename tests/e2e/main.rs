@@ -11,6 +11,7 @@ mod browser;
 mod crash;
 mod daemon;
 mod demo;
+mod dns;
 mod documents;
 mod engine;
 mod inventory;

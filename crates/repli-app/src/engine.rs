@@ -13,7 +13,7 @@ use repli_engine::{Engine, EngineConfig, Host};
 use repli_graph_sim::{SimConfig, Simulator};
 use repli_m365::{
     BoxFut, ClientCertificate, Credential, DnsPublisher, GraphConfig, GraphProvider, HttpDnsPublisher, M365, ManualDns,
-    Secret,
+    Rfc2136Config, Rfc2136Dns, Secret,
 };
 
 use crate::Services;
@@ -30,6 +30,8 @@ pub enum SetupError {
     Simulator(std::io::Error),
     #[error("cannot read the Graph client secret or certificate: {0}")]
     Secret(String),
+    #[error("cannot read the DNS TSIG key: {0}")]
+    TsigKey(String),
 }
 
 /// The Microsoft 365 side: provider, DNS publisher, and the embedded simulator when used.
@@ -74,6 +76,40 @@ fn client_secret(config: &Config) -> Result<Secret, SetupError> {
         .map_err(|_| SetupError::Secret("set m365.client_secret_file or REPLI_GRAPH_CLIENT_SECRET".into()))
 }
 
+/// The RFC 2136 adapter from `[dns]`; the key from its file or REPLI_DNS_TSIG_SECRET.
+pub fn rfc2136(config: &Config) -> Result<Rfc2136Dns, SetupError> {
+    let d = &config.dns;
+    let text = match &d.key_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| SetupError::TsigKey(format!("{}: {e}", p.display())))?,
+        None => std::env::var("REPLI_DNS_TSIG_SECRET")
+            .map_err(|_| SetupError::TsigKey("set dns.key_file or REPLI_DNS_TSIG_SECRET".into()))?,
+    };
+    let key = tsig_secret(&text).ok_or_else(|| {
+        SetupError::TsigKey("neither a base64 secret nor a BIND key block with `secret \"…\";`".into())
+    })?;
+    let primary = d.primary.ok_or_else(|| SetupError::TsigKey("dns.primary is not set".into()))?;
+    Ok(Rfc2136Dns::new(Rfc2136Config {
+        primary,
+        zone: d.zone.clone(),
+        key_name: d.key_name.clone(),
+        key,
+        algorithm: d.algorithm.clone(),
+        servers: d.servers.clone(),
+        propagation_timeout: std::time::Duration::from_secs(u64::from(d.propagation_timeout_seconds)),
+    })?)
+}
+
+/// The secret of a TSIG key file: BIND's `key "name" { algorithm …; secret "…"; };` (what
+/// `tsig-keygen` writes) or the bare base64 secret.
+fn tsig_secret(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let b64 = match text.find("secret") {
+        Some(i) => text[i..].split('"').nth(1)?,
+        None => text.trim(),
+    };
+    base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()
+}
+
 /// Builds the provider from the configuration (starting the embedded simulator if asked).
 pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
     let m = &config.m365;
@@ -106,6 +142,7 @@ pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
         (DnsMode::Simulator, Some(sim), _) => Arc::new(HttpDnsPublisher::new(sim.base_url())),
         (DnsMode::Simulator, None, Some(url)) => Arc::new(HttpDnsPublisher::new(url)),
         (DnsMode::Simulator, None, None) => Arc::new(ManualDns),
+        (DnsMode::Rfc2136, _, _) => Arc::new(rfc2136(config)?),
     };
     Ok(M365Setup { provider, dns, simulator, organizer })
 }
@@ -228,6 +265,8 @@ pub fn engine(
         tick: std::time::Duration::from_millis(500),
         owner,
         channels: config.m365.channels.iter().map(|c| (c.clone(), String::new())).collect(),
+        dmarc: (!config.dns.dmarc_policy.is_empty())
+            .then(|| (config.dns.dmarc_policy.clone(), config.dns.dmarc_rua.clone())),
     };
     Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake))
 }
@@ -288,5 +327,19 @@ impl Provisioned {
         let disabled = handback.wind_down().map(|w| w.accounts.clone()).unwrap_or_default();
         let zone = activation.last_published().map(|p| p.zone.clone());
         Provisioned { m365, accounts, disabled, zone }
+    }
+}
+
+#[cfg(test)]
+mod dns_tests {
+    use super::tsig_secret;
+
+    #[test]
+    fn a_tsig_key_is_read_from_bind_syntax_or_bare_base64() {
+        let bind = "key \"repli\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0LWtleS1vZi0zMi1ieXRlcy0xMjM0NTY3OA==\";\n};\n";
+        assert_eq!(tsig_secret(bind).unwrap(), b"secret-key-of-32-bytes-12345678");
+        assert_eq!(tsig_secret("c2VjcmV0\n").unwrap(), b"secret");
+        assert!(tsig_secret("secret \"not base64!\"").is_none());
+        assert!(tsig_secret("").is_some_and(|k| k.is_empty()));
     }
 }

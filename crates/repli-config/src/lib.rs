@@ -78,6 +78,8 @@ pub struct Config {
     pub m365: M365Config,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Where Microsoft 365 is provisioned.
@@ -100,6 +102,51 @@ pub enum DnsMode {
     Simulator,
     /// Ops publish the written zone fragment at the registrar: a manual task.
     Manual,
+    /// RFC 2136 dynamic updates signed with TSIG to the zone's primary server (`[dns]`).
+    Rfc2136,
+}
+
+/// The métropole's authoritative DNS for `dns = "rfc2136"`, and the DMARC policy published
+/// with every crisis zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// The zone's primary server, `address:port`, where updates go.
+    pub primary: Option<SocketAddr>,
+    /// The zone the crisis domains live in (the root of `m365.domain_pattern` or above it).
+    pub zone: String,
+    /// The TSIG key's name, as the servers know it.
+    pub key_name: String,
+    /// A file holding the key: its base64 secret, or BIND's `key { … secret "…"; }` as
+    /// `tsig-keygen` writes it. Or the REPLI_DNS_TSIG_SECRET environment variable.
+    pub key_file: Option<PathBuf>,
+    /// `hmac-sha256` or `hmac-sha512`.
+    pub algorithm: String,
+    /// Every authoritative server to check after an update (`address:port`); the primary
+    /// when empty.
+    pub servers: Vec<SocketAddr>,
+    /// How long every server may take to serve an update.
+    pub propagation_timeout_seconds: u32,
+    /// `quarantine`, `reject` or `none`; `""` publishes no DMARC record.
+    pub dmarc_policy: String,
+    /// Where DMARC aggregate reports go (an address), if anywhere.
+    pub dmarc_rua: Option<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            primary: None,
+            zone: String::new(),
+            key_name: String::new(),
+            key_file: None,
+            algorithm: "hmac-sha256".into(),
+            servers: Vec::new(),
+            propagation_timeout_seconds: 300,
+            dmarc_policy: "quarantine".into(),
+            dmarc_rua: None,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,6 +536,7 @@ impl Default for Config {
             documents: DocumentsConfig::default(),
             m365: M365Config::default(),
             engine: EngineConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -615,6 +663,29 @@ impl Config {
         }
         if !(5..=86_400).contains(&m.budget_seconds) || m.channels.len() > 20 {
             return Err("m365.budget_seconds must be 5 to 86400, and at most 20 channels".into());
+        }
+        let d = &self.dns;
+        if !["", "none", "quarantine", "reject"].contains(&d.dmarc_policy.as_str()) {
+            return Err("dns.dmarc_policy must be \"none\", \"quarantine\", \"reject\" or \"\" (no record)".into());
+        }
+        if d.dmarc_rua.as_deref().is_some_and(|a| !a.contains('@') || a.len() > 200 || a.contains([';', ' ', ','])) {
+            return Err("dns.dmarc_rua must be one e-mail address".into());
+        }
+        if m.dns == DnsMode::Rfc2136 {
+            if d.primary.is_none() || d.zone.trim().is_empty() || d.key_name.trim().is_empty() {
+                return Err("m365.dns = \"rfc2136\" needs dns.primary, dns.zone and dns.key_name (and the key in dns.key_file or REPLI_DNS_TSIG_SECRET)".into());
+            }
+            let zone = d.zone.trim_end_matches('.').to_ascii_lowercase();
+            let root = repli_core::m365::root_domain(&m.domain_pattern).unwrap_or_default();
+            if !(root == zone || root.ends_with(&format!(".{zone}"))) {
+                return Err(format!("m365.domain_pattern ({}) must be inside dns.zone ({zone})", m.domain_pattern));
+            }
+            if !["hmac-sha256", "hmac-sha512"].contains(&d.algorithm.as_str()) {
+                return Err("dns.algorithm must be hmac-sha256 or hmac-sha512".into());
+            }
+            if !(5..=86_400).contains(&d.propagation_timeout_seconds) || d.servers.len() > 16 {
+                return Err("dns.propagation_timeout_seconds must be 5 to 86400, and at most 16 servers".into());
+            }
         }
         if !(1..=64).contains(&self.engine.concurrency) || !(2..=3600).contains(&self.engine.lease_seconds) {
             return Err("engine.concurrency must be 1 to 64 and engine.lease_seconds 2 to 3600".into());

@@ -98,8 +98,12 @@ pub enum Error {
     SkuNotFound(String),
     #[error("domain {domain} is still referenced by {} object(s) ({}); wind the accounts down first, or confirm a forced delete", references.len(), references.join(", "))]
     DomainReferenced { domain: String, references: Vec<String> },
-    #[error("DNS publication failed: {0}")]
+    /// Unreachable server, propagation not yet seen: retrying may help.
+    #[error("DNS : {0}")]
     Dns(String),
+    /// The server refused the update (key, algorithm, policy): retrying cannot help.
+    #[error("DNS : {0}")]
+    DnsRefused(String),
     #[error("invalid input: {0}")]
     Invalid(String),
 }
@@ -392,10 +396,15 @@ pub fn zone_fragment(domain: &str, comment: &str, records: &[DnsRecord]) -> Stri
     out
 }
 
-/// Publishes the zone's records where resolvers will find them.
+/// Publishes the crisis domain's records where resolvers will find them.
 pub trait DnsPublisher: Send + Sync {
-    /// Replaces the zone's records; `Ok(false)` when publication is left to a person.
-    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
+    /// Replaces the record sets of `records` (each name and type) under the crisis `domain`,
+    /// and returns once they are served; `Ok(false)` when publication is left to a person.
+    fn publish<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
+
+    /// Removes what was published under the crisis `domain` (`records`: what the activation
+    /// published, when known), and only there; `Ok(false)` when left to a person.
+    fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
 }
 
 /// No automatic publication: ops publish the written zone fragment at the registrar.
@@ -403,9 +412,40 @@ pub trait DnsPublisher: Send + Sync {
 pub struct ManualDns;
 
 impl DnsPublisher for ManualDns {
-    fn publish<'a>(&'a self, _zone: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+    fn publish<'a>(&'a self, _domain: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
         Box::pin(async { Ok(false) })
     }
+
+    fn remove<'a>(&'a self, _domain: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// Names Repli or Microsoft 365 may use under a crisis domain, relative to it (`""` is the
+/// domain itself): removal deletes every record set at each of them, and only there.
+pub const CRISIS_NAMES: [&str; 12] = [
+    "",
+    "autodiscover",
+    "sip",
+    "lyncdiscover",
+    "_sip._tls",
+    "_sipfederationtls._tcp",
+    "_dmarc",
+    "selector1._domainkey",
+    "selector2._domainkey",
+    "enterpriseregistration",
+    "enterpriseenrollment",
+    "msoid",
+];
+
+/// The DMARC policy record of a crisis domain (`_dmarc.<domain>`): mail that fails SPF (and
+/// DKIM, once Exchange signs) is quarantined or rejected, and aggregate reports go to `rua`.
+pub fn dmarc_record(domain: &str, policy: &str, rua: Option<&str>) -> DnsRecord {
+    let mut value = format!("v=DMARC1; p={policy}");
+    if let Some(rua) = rua {
+        value.push_str(&format!("; rua=mailto:{rua}"));
+    }
+    DnsRecord { name: format!("_dmarc.{domain}"), kind: "TXT".into(), ttl: 3600, value, service: "Email".into() }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub enum StepKind {
     M365Domain,
     #[serde(rename = "dns.publish")]
     DnsPublish,
+    #[serde(rename = "dns.remove")]
+    DnsRemove,
     #[serde(rename = "m365.verify")]
     M365Verify,
     #[serde(rename = "m365.services")]
@@ -55,9 +57,10 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 20] = [
+    pub const ALL: [StepKind; 21] = [
         Self::M365Domain,
         Self::DnsPublish,
+        Self::DnsRemove,
         Self::M365Verify,
         Self::M365Services,
         Self::M365Accounts,
@@ -82,6 +85,7 @@ impl StepKind {
         match self {
             Self::M365Domain => "m365.domain",
             Self::DnsPublish => "dns.publish",
+            Self::DnsRemove => "dns.remove",
             Self::M365Verify => "m365.verify",
             Self::M365Services => "m365.services",
             Self::M365Accounts => "m365.accounts",
@@ -138,6 +142,7 @@ impl StepKind {
             Self::M365WindDown | Self::M365DeleteGroup | Self::M365DeleteAccounts | Self::M365RemoveDomain => {
                 "Microsoft 365"
             }
+            Self::DnsRemove => "Domaine de secours",
             Self::InventoryReserve | Self::InventoryAssign | Self::InventoryReception => "Équipements",
             Self::DocsRender | Self::Notify => "Documents et messages",
             Self::Manual => "Tâches manuelles",

@@ -254,6 +254,12 @@ pub struct Published {
     pub zone: String,
 }
 
+/// `dns.remove`: the names whose record sets were deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpublished {
+    pub names: Vec<String>,
+}
+
 /// `m365.verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainVerified {
@@ -368,6 +374,7 @@ pub enum StepOutput {
     Assigned(Assigned),
     Domain(DomainCreated),
     Published(Published),
+    Unpublished(Unpublished),
     Verified(DomainVerified),
     Services(ServiceRecords),
     Accounts(Accounts),
@@ -409,6 +416,7 @@ impl StepOutput {
             Self::Assigned(o) => v(o),
             Self::Domain(o) => v(o),
             Self::Published(o) => v(o),
+            Self::Unpublished(o) => v(o),
             Self::Verified(o) => v(o),
             Self::Services(o) => v(o),
             Self::Accounts(o) => v(o),
@@ -434,11 +442,12 @@ impl StepOutput {
         let empty = value.as_object().is_some_and(serde_json::Map::is_empty) || value.is_null();
         Ok(match kind {
             StepKind::Manual | StepKind::InventoryReception => Self::Confirmed,
-            StepKind::DnsPublish if empty => Self::Confirmed,
+            StepKind::DnsPublish | StepKind::DnsRemove if empty => Self::Confirmed,
             StepKind::InventoryReserve => Self::Reserved(d(kind, value)?),
             StepKind::InventoryAssign => Self::Assigned(d(kind, value)?),
             StepKind::M365Domain => Self::Domain(d(kind, value)?),
             StepKind::DnsPublish => Self::Published(d(kind, value)?),
+            StepKind::DnsRemove => Self::Unpublished(d(kind, value)?),
             StepKind::M365Verify => Self::Verified(d(kind, value)?),
             StepKind::M365Services => Self::Services(d(kind, value)?),
             StepKind::M365Accounts => Self::Accounts(d(kind, value)?),

@@ -8,12 +8,16 @@
 
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
-use repli_core::m365::{AgentSpec, BoxFut, DnsPublisher, DnsRecord, M365, MeetingSpec, TeamSpec, zone_fragment};
+use repli_core::m365::{
+    AgentSpec, BoxFut, CRISIS_NAMES, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec,
+    dmarc_record, zone_fragment,
+};
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
     AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified,
     GroupDeleted, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered, Reserved,
-    RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord, Workspace,
+    RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord, Unpublished,
+    Workspace,
 };
 use repli_core::{CrisisAction, CrisisId, CrisisState, StepState};
 use serde_json::Value;
@@ -55,6 +59,9 @@ pub struct EngineConfig {
     pub owner: String,
     /// Channels of the crisis Team besides « General ».
     pub channels: Vec<(String, String)>,
+    /// The DMARC policy published with the full zone (`quarantine`, `reject`, `none`), and
+    /// where aggregate reports go; no DMARC record when `None`.
+    pub dmarc: Option<(String, Option<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +99,9 @@ impl From<repli_core::m365::Error> for StepError {
                 missing.fr()
             ));
         }
+        if let Error::Dns(m) | Error::DnsRefused(m) = &e {
+            return StepError { message: format!("DNS : {m}"), permanent };
+        }
         StepError { message: format!("Microsoft 365 : {e}"), permanent }
     }
 }
@@ -107,6 +117,11 @@ enum Outcome {
     Manual(ManualTask),
     /// Not yet: what the step waits for (costs no attempt).
     Wait(String),
+}
+
+/// The names a crisis domain may hold records at (the domain and its known sub-names).
+fn crisis_names(domain: &str) -> Vec<String> {
+    CRISIS_NAMES.iter().map(|l| if l.is_empty() { domain.to_owned() } else { format!("{l}.{domain}") }).collect()
 }
 
 /// How long a waiting step sleeps before looking again, unless woken by a change first.
@@ -381,12 +396,18 @@ impl Engine {
                 }))
             }
             StepKind::DnsPublish => {
+                // What Microsoft 365 needs and nothing else: the verification TXT (Graph also
+                // offers an MX alternative, which would sit beside the real MX), then the
+                // service records and the DMARC policy.
                 let mut records: Vec<DnsRecord> = Vec::new();
                 if let Some(d) = outputs.domain() {
-                    records.extend(d.records.iter().cloned());
+                    records.extend(d.records.iter().filter(|r| r.kind.eq_ignore_ascii_case("TXT")).cloned());
                 }
                 if let Some(s) = outputs.services() {
                     records.extend(s.records.iter().cloned());
+                    if let Some((policy, rua)) = &self.config.dmarc {
+                        records.push(dmarc_record(&ctx.domain, policy, rua.as_deref()));
+                    }
                 }
                 if records.is_empty() {
                     return Err(StepError::permanent(
@@ -395,16 +416,55 @@ impl Engine {
                 }
                 let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
                 let zone = zone_fragment(&ctx.domain, &comment, &records);
-                if self.dns.publish(&ctx.domain, &records).await? {
-                    done(StepOutput::Published(Published { published: records.len(), zone }))
-                } else {
+                let manual = |why: Option<String>| {
+                    let why =
+                        why.map(|w| format!("La publication automatique a échoué ({w}).\n\n")).unwrap_or_default();
                     Ok(Outcome::Manual(ManualTask {
                         instructions: Some(format!(
-                            "Publier chez le registraire de la zone {} les enregistrements suivants, puis confirmer :\n\n{zone}",
+                            "{why}Publier dans la zone DNS les enregistrements suivants de {}, puis confirmer :\n\n{zone}",
                             ctx.domain
                         )),
-                        checklist: vec!["Enregistrements publiés".into(), "Propagation vérifiée (dig TXT)".into()],
+                        checklist: vec![
+                            "Enregistrements publiés".into(),
+                            "Propagation vérifiée sur chaque serveur faisant autorité (dig @serveur TXT)".into(),
+                        ],
                     }))
+                };
+                match self.dns.publish(&ctx.domain, &records).await {
+                    Ok(true) => done(StepOutput::Published(Published { published: records.len(), zone })),
+                    Ok(false) => manual(None),
+                    // The server stayed unreachable through every attempt: a person takes over.
+                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            StepKind::DnsRemove => {
+                // The hand-back's run does not hold the activation's records: the adapter
+                // removes every name a crisis domain may use, and checks they are gone.
+                match self.dns.remove(&ctx.domain, &[]).await {
+                    Ok(true) => {
+                        let names = crisis_names(&ctx.domain);
+                        done(StepOutput::Unpublished(Unpublished { names }))
+                    }
+                    Ok(false) => Ok(Outcome::Manual(ManualTask {
+                        instructions: Some(format!(
+                            "Retirer de la zone DNS tous les enregistrements sous {} (le domaine et ses sous-noms : {}), puis confirmer.",
+                            ctx.domain,
+                            crisis_names(&ctx.domain).join(", ")
+                        )),
+                        checklist: vec!["Enregistrements retirés".into()],
+                    })),
+                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => {
+                        Ok(Outcome::Manual(ManualTask {
+                            instructions: Some(format!(
+                                "Le retrait automatique a échoué ({e}). Retirer de la zone DNS tous les enregistrements sous {} ({}), puis confirmer.",
+                                ctx.domain,
+                                crisis_names(&ctx.domain).join(", ")
+                            )),
+                            checklist: vec!["Enregistrements retirés".into()],
+                        }))
+                    }
+                    Err(e) => Err(e.into()),
                 }
             }
             StepKind::M365Verify => {

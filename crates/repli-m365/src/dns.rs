@@ -15,22 +15,31 @@ impl HttpDnsPublisher {
     }
 }
 
-impl DnsPublisher for HttpDnsPublisher {
-    fn publish<'a>(&'a self, zone: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
-        Box::pin(async move {
-            let body: Vec<serde_json::Value> =
-                records.iter().map(|r| serde_json::json!({"type": r.kind, "name": r.name, "value": r.value})).collect();
-            let mut last = String::new();
-            for attempt in 0..5u32 {
-                match self.http.put(format!("{}/_sim/dns/{zone}", self.base)).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => return Ok(true),
-                    Ok(r) => last = format!("zone API answered {}", r.status()),
-                    Err(e) => last = e.to_string(),
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+impl HttpDnsPublisher {
+    /// Replaces the zone's records in the zone API, retried a few times.
+    async fn put(&self, zone: &str, records: &[DnsRecord]) -> Result<bool> {
+        let body: Vec<serde_json::Value> =
+            records.iter().map(|r| serde_json::json!({"type": r.kind, "name": r.name, "value": r.value})).collect();
+        let mut last = String::new();
+        for attempt in 0..5u32 {
+            match self.http.put(format!("{}/_sim/dns/{zone}", self.base)).json(&body).send().await {
+                Ok(r) if r.status().is_success() => return Ok(true),
+                Ok(r) => last = format!("zone API answered {}", r.status()),
+                Err(e) => last = e.to_string(),
             }
-            Err(Error::Dns(last))
-        })
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
+        Err(Error::Dns(last))
+    }
+}
+
+impl DnsPublisher for HttpDnsPublisher {
+    fn publish<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(self.put(domain, records))
+    }
+
+    fn remove<'a>(&'a self, domain: &'a str, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(self.put(domain, &[]))
     }
 }
 

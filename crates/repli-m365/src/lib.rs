@@ -14,6 +14,7 @@ mod ops;
 mod password;
 mod preflight;
 mod provision;
+mod rfc2136;
 
 pub use cert::{ClientCertificate, TokenClaims, token_claims};
 pub use client::{Credential, DEFAULT_CONCURRENCY, DEFAULT_SKUS, GraphConfig};
@@ -21,6 +22,7 @@ pub use dns::HttpDnsPublisher;
 pub use ops::GraphProvider;
 pub use password::generate_password;
 pub use provision::{Kit, KitSpec, critical_path_calls, provision};
+pub use rfc2136::{Rfc2136Config, Rfc2136Dns};
 
 pub use repli_core::m365::{
     Account, AgentSpec, BoxFut, CallStats, CheckStatus, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error,

@@ -1,0 +1,430 @@
+//! The crisis zone published in the métropole's own authoritative DNS: RFC 2136 dynamic
+//! updates signed with TSIG (RFC 8945, HMAC-SHA256 or -SHA512) sent to the zone's primary
+//! server, then checked on every authoritative server, without recursion, until each serves
+//! exactly what was published. BIND, Knot and PowerDNS all accept such updates (docs/DNS.md).
+//!
+//! Only names under the crisis's own domain are ever written: every record set is replaced
+//! whole (delete the RRset, add the records) in one update, which the server applies
+//! atomically; removal deletes the names Microsoft 365 and Repli use under that domain.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::rdata::{CNAME, MX, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+use hickory_proto::serialize::binary::BinDecodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use repli_core::m365::CRISIS_NAMES;
+
+use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
+
+/// How to reach and sign for the zone.
+#[derive(Clone)]
+pub struct Rfc2136Config {
+    /// The zone's primary server (`address:port`), where updates go.
+    pub primary: SocketAddr,
+    /// The zone the crisis domains live in (`secours-amp.fr`).
+    pub zone: String,
+    /// The TSIG key's name, as the servers know it.
+    pub key_name: String,
+    /// The TSIG key's secret, decoded from base64.
+    pub key: Vec<u8>,
+    /// `hmac-sha256` (default) or `hmac-sha512`.
+    pub algorithm: String,
+    /// The authoritative servers to check (`address:port`); the primary when empty.
+    pub servers: Vec<SocketAddr>,
+    /// How long to wait for every server to serve the records.
+    pub propagation_timeout: Duration,
+}
+
+impl std::fmt::Debug for Rfc2136Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Rfc2136Config")
+            .field("primary", &self.primary)
+            .field("zone", &self.zone)
+            .field("key_name", &self.key_name)
+            .field("algorithm", &self.algorithm)
+            .field("servers", &self.servers)
+            .field("propagation_timeout", &self.propagation_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The RFC 2136 adapter of the [`DnsPublisher`] port.
+#[derive(Debug)]
+pub struct Rfc2136Dns {
+    config: Rfc2136Config,
+    zone: Name,
+    signer: TSignerDebug,
+}
+
+/// `TSigner` holds the key: not printed.
+struct TSignerDebug(TSigner);
+
+impl std::fmt::Debug for TSignerDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TSigner(…)")
+    }
+}
+
+/// How long one exchange with a server may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between two looks at the servers while waiting for propagation.
+const PROPAGATION_POLL: Duration = Duration::from_millis(250);
+
+fn fqdn(name: &str) -> Result<Name> {
+    let mut n = Name::from_str(name.trim_end_matches('.'))
+        .map_err(|e| Error::Invalid(format!("nom DNS invalide « {name} » : {e}")))?;
+    n.set_fqdn(true);
+    Ok(n)
+}
+
+impl Rfc2136Dns {
+    pub fn new(config: Rfc2136Config) -> Result<Self> {
+        let algorithm = match config.algorithm.to_ascii_lowercase().as_str() {
+            "hmac-sha256" => TsigAlgorithm::HmacSha256,
+            "hmac-sha512" => TsigAlgorithm::HmacSha512,
+            other => return Err(Error::Invalid(format!("algorithme TSIG « {other} » : hmac-sha256 ou hmac-sha512"))),
+        };
+        if config.key.len() < 16 {
+            return Err(Error::Invalid("la clé TSIG fait moins de 16 octets".into()));
+        }
+        let signer = TSigner::new(config.key.clone(), algorithm, fqdn(&config.key_name)?, 300)
+            .map_err(|e| Error::Invalid(format!("clé TSIG : {e}")))?;
+        let zone = fqdn(&config.zone)?;
+        Ok(Rfc2136Dns { config, zone, signer: TSignerDebug(signer) })
+    }
+
+    /// The servers whose answers count.
+    fn servers(&self) -> Vec<SocketAddr> {
+        if self.config.servers.is_empty() { vec![self.config.primary] } else { self.config.servers.clone() }
+    }
+
+    /// `domain`, checked to be strictly inside the configured zone.
+    fn crisis_name(&self, domain: &str) -> Result<Name> {
+        let name = fqdn(domain)?;
+        if name == self.zone || !self.zone.zone_of(&name) {
+            return Err(Error::Invalid(format!(
+                "le domaine {domain} n'est pas sous la zone {} : Repli n'écrit que sous le nom de la crise",
+                self.config.zone
+            )));
+        }
+        Ok(name)
+    }
+
+    fn update_message(&self) -> Message {
+        let mut zone = Query::new();
+        zone.set_name(self.zone.clone()).set_query_class(DNSClass::IN).set_query_type(RecordType::SOA);
+        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+        m.metadata.recursion_desired = false;
+        m.add_zone(zone);
+        m
+    }
+
+    /// Sends a signed update to the primary and checks its signed answer.
+    async fn update(&self, mut message: Message) -> Result<()> {
+        #[allow(clippy::disallowed_methods)] // the server checks TSIG's time against its wall clock
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut verifier = message
+            .finalize(&self.signer.0, now)
+            .map_err(|e| Error::DnsRefused(format!("signature TSIG impossible : {e}")))?;
+        let bytes = message.to_vec().map_err(|e| Error::Invalid(format!("mise à jour DNS : {e}")))?;
+        let answer = tcp_exchange(self.config.primary, &bytes).await?;
+        let parsed = Message::from_bytes(&answer)
+            .map_err(|e| Error::Dns(format!("réponse illisible de {} : {e}", self.config.primary)))?;
+        let code = parsed.metadata.response_code;
+        if code != ResponseCode::NoError {
+            let why = match code {
+                ResponseCode::Refused => {
+                    "REFUSED : la politique de mise à jour du serveur n'autorise pas ce nom à cette clé"
+                }
+                ResponseCode::NotAuth => {
+                    "NOTAUTH : le serveur ne reconnaît pas la clé TSIG (nom, secret ou algorithme) ou n'est pas maître de la zone"
+                }
+                ResponseCode::NotZone => "NOTZONE : un nom est hors de la zone",
+                ResponseCode::ServFail => "SERVFAIL : le serveur n'a pas pu appliquer la mise à jour",
+                _ => "refusée",
+            };
+            let message =
+                format!("mise à jour de la zone {} refusée par {} — {why}", self.config.zone, self.config.primary);
+            return Err(if code == ResponseCode::ServFail { Error::Dns(message) } else { Error::DnsRefused(message) });
+        }
+        if let Some(v) = verifier.as_mut() {
+            v.verify(&answer).map_err(|e| {
+                Error::DnsRefused(format!(
+                    "la réponse de {} n'est pas signée par la clé TSIG attendue : {e}",
+                    self.config.primary
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// What `server` serves for `name`/`kind`, without recursion, in zone-file form.
+    pub async fn served(&self, server: SocketAddr, name: &str, kind: RecordType) -> Result<BTreeSet<String>> {
+        let mut q = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        q.metadata.recursion_desired = false;
+        q.add_query(Query::query(fqdn(name)?, kind));
+        let bytes = q.to_vec().map_err(|e| Error::Invalid(format!("requête DNS : {e}")))?;
+        let answer = udp_exchange(server, &bytes).await?;
+        let mut m =
+            Message::from_bytes(&answer).map_err(|e| Error::Dns(format!("réponse illisible de {server} : {e}")))?;
+        if m.metadata.truncation {
+            let answer = tcp_exchange(server, &bytes).await?;
+            m = Message::from_bytes(&answer).map_err(|e| Error::Dns(format!("réponse illisible de {server} : {e}")))?;
+        }
+        Ok(m.answers.iter().filter(|r| r.record_type() == kind).filter_map(|r| zone_form(&r.data)).collect())
+    }
+
+    /// Waits until every server serves exactly `expected` (by name and type).
+    async fn propagated(&self, expected: &BTreeMap<(String, RecordType), BTreeSet<String>>) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.config.propagation_timeout;
+        loop {
+            let mut lagging = None;
+            'servers: for server in self.servers() {
+                for ((name, kind), want) in expected {
+                    let got = match self.served(server, name, *kind).await {
+                        Ok(got) => got,
+                        Err(e) => {
+                            lagging = Some(format!("{server} ne répond pas ({e})"));
+                            break 'servers;
+                        }
+                    };
+                    if &got != want {
+                        let shown = if got.is_empty() {
+                            "rien".to_owned()
+                        } else {
+                            got.iter().map(|v| format!("« {v} »")).collect::<Vec<_>>().join(", ")
+                        };
+                        lagging = Some(format!("{server} sert pour {name} {kind} : {shown}"));
+                        break 'servers;
+                    }
+                }
+            }
+            let Some(lagging) = lagging else { return Ok(()) };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Dns(format!(
+                    "propagation non constatée après {} s : {lagging}",
+                    self.config.propagation_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(PROPAGATION_POLL).await;
+        }
+    }
+
+    /// Writes a TXT record at `name` (inside the zone, any depth), checks that every server
+    /// serves it, then deletes it: the preflight's canary.
+    pub async fn canary(&self, name: &str, value: &str) -> Result<()> {
+        let owner = fqdn(name)?;
+        if !self.zone.zone_of(&owner) {
+            return Err(Error::Invalid(format!("{name} n'est pas dans la zone {}", self.config.zone)));
+        }
+        let record = DnsRecord {
+            name: name.trim_end_matches('.').to_owned(),
+            kind: "TXT".into(),
+            ttl: 60,
+            value: value.to_owned(),
+            service: "Repli".into(),
+        };
+        let mut m = self.update_message();
+        m.add_update(delete_rrset(owner.clone(), RecordType::TXT));
+        m.add_update(to_record(&record)?);
+        self.update(m).await?;
+        let mut expected = BTreeMap::new();
+        expected.insert((record.name.clone(), RecordType::TXT), BTreeSet::from([value.to_owned()]));
+        let seen = self.propagated(&expected).await;
+        let mut m = self.update_message();
+        m.add_update(delete_rrset(owner, RecordType::TXT));
+        self.update(m).await?;
+        seen
+    }
+}
+
+fn rand_id() -> u16 {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).unwrap_or_default();
+    u16::from_be_bytes(b)
+}
+
+fn delete_rrset(name: Name, kind: RecordType) -> Record {
+    let mut r = Record::update0(name, 0, kind);
+    r.dns_class = DNSClass::ANY;
+    r
+}
+
+fn delete_all(name: Name) -> Record {
+    let mut r = Record::update0(name, 0, RecordType::ANY);
+    r.dns_class = DNSClass::ANY;
+    r
+}
+
+fn record_type(kind: &str) -> Result<RecordType> {
+    match kind.to_ascii_uppercase().as_str() {
+        "TXT" => Ok(RecordType::TXT),
+        "MX" => Ok(RecordType::MX),
+        "CNAME" => Ok(RecordType::CNAME),
+        "SRV" => Ok(RecordType::SRV),
+        other => Err(Error::Invalid(format!("type d'enregistrement DNS non pris en charge : {other}"))),
+    }
+}
+
+fn number<T: FromStr>(field: Option<&str>, what: &str, value: &str) -> Result<T> {
+    field.and_then(|f| f.parse().ok()).ok_or_else(|| Error::Invalid(format!("{what} illisible dans « {value} »")))
+}
+
+/// The record in wire form, from its zone-file form (`10 mail.example.`).
+fn to_record(r: &DnsRecord) -> Result<Record> {
+    let name = fqdn(&r.name)?;
+    let data = match record_type(&r.kind)? {
+        RecordType::TXT => {
+            // A character-string holds at most 255 bytes: longer texts are split, as zone files do.
+            let chunks: Vec<String> =
+                r.value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            RData::TXT(TXT::new(chunks))
+        }
+        RecordType::MX => {
+            let mut f = r.value.split_whitespace();
+            let pref = number(f.next(), "préférence MX", &r.value)?;
+            RData::MX(MX::new(pref, fqdn(f.next().unwrap_or_default())?))
+        }
+        RecordType::CNAME => RData::CNAME(CNAME(fqdn(&r.value)?)),
+        _ => {
+            let mut f = r.value.split_whitespace();
+            let (p, w, port) = (
+                number(f.next(), "priorité SRV", &r.value)?,
+                number(f.next(), "poids SRV", &r.value)?,
+                number(f.next(), "port SRV", &r.value)?,
+            );
+            RData::SRV(SRV::new(p, w, port, fqdn(f.next().unwrap_or_default())?))
+        }
+    };
+    Ok(Record::from_rdata(name, r.ttl, data))
+}
+
+/// Zone-file form of served data, as [`DnsRecord::value`] spells it (host names lower-case,
+/// with their final dot).
+fn zone_form(data: &RData) -> Option<String> {
+    let host = |n: &Name| {
+        let mut s = n.to_ascii().to_ascii_lowercase();
+        if !s.ends_with('.') {
+            s.push('.');
+        }
+        s
+    };
+    Some(match data {
+        RData::TXT(t) => t.txt_data.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<String>(),
+        RData::MX(m) => format!("{} {}", m.preference, host(&m.exchange)),
+        RData::CNAME(c) => host(&c.0),
+        RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, host(&s.target)),
+        _ => return None,
+    })
+}
+
+/// The expected form of a record's value (host names lower-case, with their final dot).
+fn expected_form(r: &DnsRecord) -> Result<String> {
+    zone_form(&to_record(r)?.data).ok_or_else(|| Error::Invalid(format!("type {}", r.kind)))
+}
+
+async fn tcp_exchange(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
+    let unreachable = |e: std::io::Error| Error::Dns(format!("serveur DNS {server} injoignable : {e}"));
+    let exchange = async {
+        let mut s = TcpStream::connect(server).await.map_err(unreachable)?;
+        let len = u16::try_from(request.len()).map_err(|_| Error::Invalid("message DNS trop long".into()))?;
+        s.write_all(&len.to_be_bytes()).await.map_err(unreachable)?;
+        s.write_all(request).await.map_err(unreachable)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.map_err(unreachable)?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut answer).await.map_err(unreachable)?;
+        Ok(answer)
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Error::Dns(format!("serveur DNS {server} : pas de réponse en {} s", EXCHANGE_TIMEOUT.as_secs())))?
+}
+
+async fn udp_exchange(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
+    let unreachable = |e: std::io::Error| Error::Dns(format!("serveur DNS {server} injoignable : {e}"));
+    let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let exchange = async {
+        let s = UdpSocket::bind(bind).await.map_err(unreachable)?;
+        s.connect(server).await.map_err(unreachable)?;
+        s.send(request).await.map_err(unreachable)?;
+        let mut buf = vec![0u8; 4096];
+        let n = s.recv(&mut buf).await.map_err(unreachable)?;
+        buf.truncate(n);
+        Ok(buf)
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Error::Dns(format!("serveur DNS {server} : pas de réponse en {} s", EXCHANGE_TIMEOUT.as_secs())))?
+}
+
+impl DnsPublisher for Rfc2136Dns {
+    fn publish<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async move {
+            let crisis = self.crisis_name(domain)?;
+            let mut expected: BTreeMap<(String, RecordType), BTreeSet<String>> = BTreeMap::new();
+            let mut adds = Vec::new();
+            for r in records {
+                let record = to_record(r)?;
+                if !crisis.zone_of(&record.name) {
+                    return Err(Error::Invalid(format!(
+                        "l'enregistrement {} {} n'est pas sous le domaine de la crise {domain}",
+                        r.name, r.kind
+                    )));
+                }
+                let key = (r.name.trim_end_matches('.').to_ascii_lowercase(), record.record_type());
+                expected.entry(key).or_default().insert(expected_form(r)?);
+                adds.push(record);
+            }
+            let mut m = self.update_message();
+            for (name, kind) in expected.keys() {
+                m.add_update(delete_rrset(fqdn(name)?, *kind));
+            }
+            for r in adds {
+                m.add_update(r);
+            }
+            self.update(m).await?;
+            self.propagated(&expected).await?;
+            Ok(true)
+        })
+    }
+
+    fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async move {
+            let crisis = self.crisis_name(domain)?;
+            let mut names: BTreeSet<Name> = BTreeSet::new();
+            for label in CRISIS_NAMES {
+                names.insert(if label.is_empty() { crisis.clone() } else { fqdn(&format!("{label}.{domain}"))? });
+            }
+            for r in records {
+                let name = fqdn(&r.name)?;
+                if crisis.zone_of(&name) {
+                    names.insert(name);
+                }
+            }
+            let mut m = self.update_message();
+            for name in &names {
+                m.add_update(delete_all(name.clone()));
+            }
+            self.update(m).await?;
+            // Gone from every server: an empty answer for what was published.
+            let mut expected = BTreeMap::new();
+            for r in records {
+                if let Ok(kind) = record_type(&r.kind) {
+                    expected.insert((r.name.trim_end_matches('.').to_ascii_lowercase(), kind), BTreeSet::new());
+                }
+            }
+            self.propagated(&expected).await?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! The crisis zone in a real BIND: RFC 2136 updates signed with TSIG, propagation checked on
+//! the server, removal at hand-back, and what the server refuses.
+//!
+//! With `REPLI_DNS_TESTS=required` (as `.ci/run` sets), a missing `named` is a failure;
+//! without it, each test says it was skipped and why.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, UpdateMessage};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use repli_core::m365::{DnsPublisher, DnsRecord, Error, dmarc_record};
+use repli_core::{CrisisAction, CrisisState};
+use repli_m365::Rfc2136Dns;
+use repli_tests::{Named, TestApp, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ZONE: &str = "secours-amp.test";
+const CRISIS: &str = "aubagne.secours-amp.test";
+
+fn rec(name: &str, kind: &str, value: &str) -> DnsRecord {
+    DnsRecord { name: name.into(), kind: kind.into(), ttl: 300, value: value.into(), service: "Email".into() }
+}
+
+fn kit_records() -> Vec<DnsRecord> {
+    vec![
+        rec(CRISIS, "TXT", "MS=ms12345678"),
+        rec(CRISIS, "MX", "0 aubagne-secours-amp-test.mail.protection.outlook.com."),
+        rec(CRISIS, "TXT", "v=spf1 include:spf.protection.outlook.com -all"),
+        rec(&format!("autodiscover.{CRISIS}"), "CNAME", "autodiscover.outlook.com."),
+        rec(&format!("_sip._tls.{CRISIS}"), "SRV", "100 1 443 sipdir.online.lync.com."),
+        dmarc_record(CRISIS, "quarantine", None),
+    ]
+}
+
+async fn served(dns: &Rfc2136Dns, named: &Named, name: &str, kind: RecordType) -> BTreeSet<String> {
+    dns.served(named.addr, name, kind).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_crisis_zone_is_published_replaced_and_removed_under_its_name_only() {
+    let Some(named) = Named::start("publish", ZONE) else { return };
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    let outside = served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await;
+    assert_eq!(outside, BTreeSet::from(["ne pas toucher".to_owned()]));
+
+    assert!(dns.publish(CRISIS, &kit_records()).await.unwrap());
+    let txt = served(&dns, &named, CRISIS, RecordType::TXT).await;
+    assert_eq!(
+        txt,
+        BTreeSet::from(["MS=ms12345678".to_owned(), "v=spf1 include:spf.protection.outlook.com -all".to_owned()])
+    );
+    let mx = served(&dns, &named, CRISIS, RecordType::MX).await;
+    assert_eq!(mx, BTreeSet::from(["0 aubagne-secours-amp-test.mail.protection.outlook.com.".to_owned()]));
+    let srv = served(&dns, &named, &format!("_sip._tls.{CRISIS}"), RecordType::SRV).await;
+    assert_eq!(srv, BTreeSet::from(["100 1 443 sipdir.online.lync.com.".to_owned()]));
+    let dmarc = served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await;
+    assert_eq!(dmarc, BTreeSet::from(["v=DMARC1; p=quarantine".to_owned()]));
+
+    // Published again with another verification text: the record set is replaced, not added to.
+    let mut again = kit_records();
+    again[0].value = "MS=ms87654321".into();
+    assert!(dns.publish(CRISIS, &again[..1]).await.unwrap());
+    let txt = served(&dns, &named, CRISIS, RecordType::TXT).await;
+    assert_eq!(txt, BTreeSet::from(["MS=ms87654321".to_owned()]), "TXT replaced whole");
+    assert_eq!(served(&dns, &named, CRISIS, RecordType::MX).await.len(), 1, "other types kept");
+
+    // A text longer than one character-string (255 bytes) is split and read back whole.
+    let long = format!("v=spf1 {}-all", "include:spf.exemple.test ".repeat(12));
+    assert!(dns.publish(CRISIS, &[rec(CRISIS, "TXT", &long)]).await.unwrap());
+    assert_eq!(served(&dns, &named, CRISIS, RecordType::TXT).await, BTreeSet::from([long]));
+
+    // Hand-back: every name under the crisis is emptied; the rest of the zone is untouched.
+    assert!(dns.remove(CRISIS, &[]).await.unwrap());
+    for (name, kind) in [
+        (CRISIS.to_owned(), RecordType::TXT),
+        (CRISIS.to_owned(), RecordType::MX),
+        (format!("autodiscover.{CRISIS}"), RecordType::CNAME),
+        (format!("_sip._tls.{CRISIS}"), RecordType::SRV),
+        (format!("_dmarc.{CRISIS}"), RecordType::TXT),
+    ] {
+        assert!(served(&dns, &named, &name, kind).await.is_empty(), "{name} {kind} still served");
+    }
+    assert_eq!(served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await, outside);
+    assert_eq!(served(&dns, &named, ZONE, RecordType::TXT).await.len(), 1, "the apex is untouched");
+}
+
+#[tokio::test]
+async fn what_the_server_refuses_is_named_and_not_retried_forever() {
+    let Some(named) = Named::start("refusals", ZONE) else { return };
+
+    // Another secret under the same key name: the server does not recognise the signature.
+    let mut wrong = named.rfc2136();
+    wrong.key = vec![7u8; 32];
+    let e = Rfc2136Dns::new(wrong).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH")), "{e}");
+    assert!(!e.is_transient(), "a wrong key is not retried");
+
+    // A name the update-policy does not grant the key (the apex): the server refuses.
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    let e = dns.canary(ZONE, "apex").await.unwrap_err();
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("REFUSED")), "{e}");
+    // Names outside the crisis domain are refused before anything is sent.
+    let e = dns.publish(CRISIS, &[rec(&format!("www.{ZONE}"), "TXT", "x")]).await.unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+    let e = dns.publish(ZONE, &[rec(ZONE, "TXT", "x")]).await.unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+    let e = dns.publish("aubagne.autre.test", &[rec("aubagne.autre.test", "TXT", "x")]).await.unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+
+    // An unsigned update: refused by the server.
+    let mut zone = Query::new();
+    zone.set_name(Name::from_ascii(format!("{ZONE}.")).unwrap()).set_query_type(RecordType::SOA);
+    let mut m = Message::new(4242, MessageType::Query, OpCode::Update);
+    m.add_zone(zone);
+    let name = Name::from_ascii(format!("unsigned.{CRISIS}.")).unwrap();
+    let mut r = Record::from_rdata(name, 60, RData::TXT(TXT::new(vec!["x".into()])));
+    r.dns_class = DNSClass::IN;
+    m.add_update(r);
+    let bytes = m.to_vec().unwrap();
+    let mut s = tokio::net::TcpStream::connect(named.addr).await.unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer).await.unwrap();
+    let answer = <Message as hickory_proto::serialize::binary::BinDecodable>::from_bytes(&answer).unwrap();
+    assert_eq!(answer.metadata.response_code, hickory_proto::op::ResponseCode::Refused);
+    assert!(served(&dns, &named, &format!("unsigned.{CRISIS}"), RecordType::TXT).await.is_empty());
+
+    // A server that does not answer: a transient error naming it (the step retries, then hands
+    // the fragment to a person).
+    let mut down = named.rfc2136();
+    down.primary = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let e = Rfc2136Dns::new(down).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
+    assert!(e.is_transient() && e.to_string().contains("injoignable"), "{e}");
+
+    // An authoritative server that never gets the update: the wait ends, naming it.
+    let mut lagging = named.rfc2136();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    lagging.servers = vec![named.addr, silent.local_addr().unwrap()];
+    lagging.propagation_timeout = Duration::from_secs(1);
+    let e = Rfc2136Dns::new(lagging).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(e.is_transient() && text.contains(&silent.local_addr().unwrap().to_string()), "{text}");
+
+    // The canary: written, seen, removed.
+    dns.canary(&format!("_repli-preflight.{CRISIS}"), "canari").await.unwrap();
+    assert!(served(&dns, &named, &format!("_repli-preflight.{CRISIS}"), RecordType::TXT).await.is_empty());
+}
+
+/// A whole activation and hand-back with the zone in `named`: published, verified, removed.
+#[tokio::test]
+async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
+    let Some(named) = Named::start("kit", ZONE) else { return };
+    let key_file = named.dir.path().join("tsig.key");
+    std::fs::write(
+        &key_file,
+        format!("key \"{}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n", named.key_name, named.secret),
+    )
+    .unwrap();
+    let (addr, key_name) = (named.addr, named.key_name.clone());
+    let app = TestApp::spawn_with(|c| {
+        c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
+        c.m365.dns = replid::config::DnsMode::Rfc2136;
+        c.dns.primary = Some(addr);
+        c.dns.zone = ZONE.into();
+        c.dns.key_name = key_name;
+        c.dns.key_file = Some(key_file);
+        c.dns.propagation_timeout_seconds = 10;
+    })
+    .await;
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+
+    let txt = served(&dns, &named, CRISIS, RecordType::TXT).await;
+    assert!(txt.iter().any(|t| t.starts_with("MS=")), "verification TXT: {txt:?}");
+    assert!(txt.iter().any(|t| t.starts_with("v=spf1")), "SPF: {txt:?}");
+    let mx = served(&dns, &named, CRISIS, RecordType::MX).await;
+    assert_eq!(mx.len(), 1, "the real MX only, not Microsoft's verification MX: {mx:?}");
+    assert!(mx.iter().all(|m| !m.contains("invalid")), "{mx:?}");
+    let dmarc = served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await;
+    assert_eq!(dmarc, BTreeSet::from(["v=DMARC1; p=quarantine".to_owned()]));
+
+    app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
+    assert_eq!(app.hand_back(&c.id).await.state, CrisisState::Closed);
+    for kind in [RecordType::TXT, RecordType::MX] {
+        assert!(served(&dns, &named, CRISIS, kind).await.is_empty(), "{kind} still served after the hand-back");
+    }
+    assert!(served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await.is_empty());
+    assert_eq!(served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await.len(), 1);
+}
