@@ -134,6 +134,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("PUT", "/api/v1/crises/{id}/legal", [U, D, A, A, H, D]),
     ("POST", "/api/v1/crises/{id}/legal/{kind}/done", [U, D, A, A, H, D]),
     ("GET", "/api/v1/crises/{id}/steps", [U, D, A, A, H, A]),
+    ("GET", "/api/v1/crises/{id}/dns", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/steps/{step}/done", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/steps/{step}/retry", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/steps/{step}/skip", [U, D, A, D, D, D]),

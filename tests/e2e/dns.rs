@@ -185,6 +185,27 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     let dmarc = served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await;
     assert_eq!(dmarc, BTreeSet::from(["v=DMARC1; p=quarantine".to_owned()]));
 
+    // `repli dns check`: every record as published, on the server.
+    let check = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(check.checked && check.ok, "{check:#?}");
+    assert_eq!(check.zone.as_deref(), Some(ZONE));
+    assert!(check.records.iter().any(|r| r.name == format!("_dmarc.{CRISIS}")), "{check:#?}");
+    let (_, token) = app.token(repli_core::Role::Ops, None).await;
+    let out = tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+        .env("REPLI_SERVER", app.daemon.url())
+        .env("REPLI_TOKEN", &token)
+        .args(["dns", "check", c.id.as_str()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("chaque serveur sert ce qui a été publié"), "{text}");
+    assert_eq!(app.dgs.dns_check(c.id.as_str()).await.unwrap_err().status().unwrap().as_u16(), 403);
+    // The preflight writes its canary in the zone, sees it on the server, and removes it.
+    let pre = app.ops.m365_preflight().await.unwrap();
+    let canary = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
+    assert_eq!(canary.status, repli_core::m365::CheckStatus::Ok, "{canary:?}");
+
     app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
     assert_eq!(app.hand_back(&c.id).await.state, CrisisState::Closed);
     for kind in [RecordType::TXT, RecordType::MX] {
@@ -192,4 +213,101 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     }
     assert!(served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await.is_empty());
     assert_eq!(served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await.len(), 1);
+    // The check now shows the servers no longer serve what the activation published.
+    let after = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(!after.ok && after.records.iter().all(|r| r.served.is_empty()), "{after:#?}");
+}
+
+const DNS_ONLY: &str = r#"version = 1
+name = "activation"
+
+[[step]]
+id = "reserve"
+kind = "inventory.reserve"
+
+[[step]]
+id = "domain"
+kind = "m365.domain"
+
+[[step]]
+id = "dns"
+kind = "dns.publish"
+needs = ["domain"]
+attempts = ATTEMPTS
+
+[[step]]
+id = "ready"
+kind = "crisis.ready"
+needs = ["dns", "reserve"]
+"#;
+
+async fn kit_with(
+    named: &Named,
+    attempts: u32,
+    adjust: impl FnOnce(&mut replid::config::Config),
+) -> (TestApp, tempfile::TempDir) {
+    let books = tempfile::tempdir().unwrap();
+    std::fs::write(books.path().join("activation.toml"), DNS_ONLY.replace("ATTEMPTS", &attempts.to_string())).unwrap();
+    let handback = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../playbooks/handback.toml")).unwrap();
+    std::fs::write(books.path().join("handback.toml"), handback).unwrap();
+    let key_file = named.dir.path().join("bare.key");
+    std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
+    let (addr, key_name, path) = (named.addr, named.key_name.clone(), books.path().to_owned());
+    let app = TestApp::spawn_with(move |c| {
+        c.engine.playbooks_dir = Some(path);
+        c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
+        c.m365.dns = replid::config::DnsMode::Rfc2136;
+        c.dns.primary = Some(addr);
+        c.dns.zone = ZONE.into();
+        c.dns.key_name = key_name;
+        c.dns.key_file = Some(key_file);
+        c.dns.propagation_timeout_seconds = 5;
+        adjust(c);
+    })
+    .await;
+    (app, books)
+}
+
+/// The step's side of the bad cases: a wrong key fails it for good on its first attempt, with
+/// the server's answer in French; an unreachable primary, on the last attempt, hands the
+/// fragment to a person with the reason.
+#[tokio::test]
+async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_ops_when_unreachable() {
+    let Some(named) = Named::start("step", ZONE) else { return };
+
+    let wrong = named.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMDE=\n").unwrap();
+    let (app, _books) = kit_with(&named, 3, |c| c.dns.key_file = Some(wrong)).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the DNS step to fail", |v| {
+            repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::Failed)
+        })
+        .await;
+    let step = v.runs[0].steps.iter().find(|s| s.step == "dns").unwrap();
+    assert_eq!(step.attempts, 1, "not retried: {step:?}");
+    let error = step.last_error.as_deref().unwrap();
+    assert!(error.starts_with("DNS : ") && error.contains("NOTAUTH"), "{error}");
+    // The preflight says so before any activation.
+    let pre = app.ops.m365_preflight().await.unwrap();
+    let canary = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
+    assert_eq!(canary.status, repli_core::m365::CheckStatus::Fail, "{canary:?}");
+    assert!(canary.detail.contains("NOTAUTH") && canary.fix.is_some(), "{canary:?}");
+    assert!(!pre.report.ok);
+    drop(app);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (app, _books) = kit_with(&named, 1, |c| c.dns.primary = Some(closed)).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.wait_steps(&c.id, "the DNS task", |v| {
+        repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::WaitingManual)
+    })
+    .await;
+    let tasks = app.ops.tasks().await.unwrap();
+    let task = tasks.iter().find(|t| t.step == "dns").unwrap();
+    let text = task.instructions.as_deref().unwrap();
+    assert!(text.contains("La publication automatique a échoué") && text.contains("injoignable"), "{text}");
+    assert!(text.contains(&format!("$ORIGIN {CRISIS}.")) && text.contains("IN TXT \"MS=ms"), "{text}");
 }

@@ -10,6 +10,7 @@ pub mod audit_key;
 pub mod backup;
 pub mod clock;
 pub mod crises;
+pub mod dns;
 pub mod documents;
 pub mod engine;
 mod error;
@@ -52,6 +53,8 @@ pub struct Services {
     pub documents: Arc<repli_docs::Documents>,
     /// Microsoft 365 (the real Graph client; see [`engine::m365_setup`]).
     pub m365: Arc<dyn repli_core::m365::M365>,
+    /// Where the crisis zones are published (`[m365] dns`).
+    pub dns: Arc<dyn repli_core::m365::DnsPublisher>,
     /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
     pub simulation: bool,
     zone_api: Option<String>,
@@ -245,6 +248,7 @@ impl App {
                     .map_err(|e| StartError::DocumentTemplates(e.to_string()))?,
             ),
             m365: m365.provider.clone(),
+            dns: m365.dns.clone(),
             simulation: m365.simulator.is_some(),
             zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
             preflight: Arc::new(std::sync::RwLock::new(None)),

@@ -28,7 +28,12 @@ fn spec(st: &Services) -> PreflightSpec {
 
 /// Runs the preflight now and keeps it as the last one.
 pub async fn run(st: &Services) -> PreflightRun {
-    let report = st.m365.preflight(&spec(st)).await;
+    let mut report = st.m365.preflight(&spec(st)).await;
+    if let Some(check) = dns_canary(st).await {
+        let mut checks = report.checks;
+        checks.push(check);
+        report = repli_core::m365::PreflightReport::new(checks);
+    }
     let run = PreflightRun { at: st.clock.now(), report };
     if run.report.ok {
         tracing::info!("Microsoft 365 preflight passed");
@@ -40,6 +45,41 @@ pub async fn run(st: &Services) -> PreflightRun {
         *last = Some(run.clone());
     }
     run
+}
+
+/// The zone the crisis domains are written to takes a signed update, and every authoritative
+/// server serves it: a TXT written below the kits' root, looked for, then removed. None when
+/// Repli does not write to the zone itself.
+async fn dns_canary(st: &Services) -> Option<repli_core::m365::PreflightCheck> {
+    use repli_core::m365::{CheckStatus, PreflightCheck};
+    let zone = st.dns.zone()?.to_owned();
+    let root = repli_core::m365::root_domain(&st.config.m365.domain_pattern).unwrap_or_else(|| zone.clone());
+    let name = format!("_repli-preflight.{root}");
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let value = format!("repli-preflight-{}", hex::encode(nonce));
+    let title = "Zone DNS des domaines de secours".to_owned();
+    Some(match st.dns.canary(&name, &value).await {
+        Ok(_) => PreflightCheck {
+            key: "dns".into(),
+            title,
+            status: CheckStatus::Ok,
+            detail: format!(
+                "Un enregistrement TXT signé a été écrit dans la zone {zone}, servi par chaque serveur faisant autorité, puis retiré."
+            ),
+            fix: None,
+        },
+        Err(e) => PreflightCheck {
+            key: "dns".into(),
+            title,
+            status: CheckStatus::Fail,
+            detail: format!("Écriture d'essai dans la zone {zone} impossible : {e}"),
+            fix: Some(
+                "Vérifier [dns] (serveur primaire, nom et secret de la clé TSIG, algorithme) et la politique de mise à jour de la zone (docs/DNS.md)."
+                    .into(),
+            ),
+        },
+    })
 }
 
 /// The last preflight, if one ran since start.

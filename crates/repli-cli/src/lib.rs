@@ -6,6 +6,7 @@
 pub mod audit;
 mod commands;
 mod confirm;
+pub mod dns;
 pub mod engine;
 pub mod inventory;
 pub mod m365;
@@ -88,6 +89,9 @@ pub enum Command {
     /// The Microsoft 365 tenant: is it ready for an activation?
     #[command(subcommand)]
     M365(m365::M365Cmd),
+    /// The crisis zone in DNS: what each authoritative server serves.
+    #[command(subcommand)]
+    Dns(dns::DnsCmd),
     /// Who the token belongs to.
     Whoami(JsonFlag),
     /// Print shell completions.

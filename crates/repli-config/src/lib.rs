@@ -797,6 +797,21 @@ mod tests {
         refused(&[("REPLI_M365__LARGEST_KIT", "0")], "largest_kit");
         refused(&[("REPLI_M365__CLIENT_CERTIFICATE_FILE", "/etc/repli/graph.crt")], "go together");
         refused(&[("REPLI_ENGINE__LEASE_SECONDS", "1")], "lease_seconds");
+        // RFC 2136: the server, zone and key are required; the kits' domains must be inside the zone.
+        refused(&[("REPLI_M365__DNS", "rfc2136")], "dns.primary");
+        let rfc = [
+            ("REPLI_M365__DNS", "rfc2136"),
+            ("REPLI_DNS__PRIMARY", "192.0.2.53:53"),
+            ("REPLI_DNS__ZONE", "secours-amp.fr"),
+            ("REPLI_DNS__KEY_NAME", "repli"),
+        ];
+        assert_eq!(Config::load(None, env(&rfc)).unwrap().dns.zone, "secours-amp.fr");
+        refused(&[&rfc[..], &[("REPLI_DNS__ZONE", "autre.fr")]].concat(), "inside dns.zone");
+        refused(&[&rfc[..], &[("REPLI_DNS__ALGORITHM", "hmac-md5")]].concat(), "dns.algorithm");
+        refused(&[&rfc[..], &[("REPLI_DNS__PRIMARY", "ns1.exemple.fr")]].concat(), "primary");
+        refused(&[&rfc[..], &[("REPLI_DNS__PROPAGATION_TIMEOUT_SECONDS", "0")]].concat(), "propagation_timeout");
+        refused(&[("REPLI_DNS__DMARC_POLICY", "p=reject")], "dmarc_policy");
+        refused(&[("REPLI_DNS__DMARC_RUA", "a@b.fr; p=none")], "dmarc_rua");
         refused(&[("REPLI_ENGINE__CONCURRENCY", "1000")], "concurrency");
         let ok =
             Config::load(None, env(&[("REPLI_M365__DNS", "manual"), ("REPLI_ENGINE__LEASE_SECONDS", "5")])).unwrap();

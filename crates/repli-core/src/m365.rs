@@ -405,6 +405,34 @@ pub trait DnsPublisher: Send + Sync {
     /// Removes what was published under the crisis `domain` (`records`: what the activation
     /// published, when known), and only there; `Ok(false)` when left to a person.
     fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
+
+    /// What each authoritative server serves for the names and types of `records`; empty
+    /// when this adapter cannot look (manual publication, the simulator).
+    fn observe<'a>(&'a self, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<Vec<Observed>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Writes a TXT record at `name`, checks every server serves it, and removes it (the
+    /// preflight's canary); `Ok(false)` when this adapter does not publish by itself.
+    fn canary<'a>(&'a self, _name: &'a str, _value: &'a str) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    /// The zone the crisis domains are published in, when this adapter writes to one.
+    fn zone(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What one authoritative server serves for one name and type, in zone-file form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// `address:port`.
+    pub server: String,
+    pub name: String,
+    pub kind: String,
+    /// The values served; `Err` text when the server did not answer.
+    pub served: std::result::Result<Vec<String>, String>,
 }
 
 /// No automatic publication: ops publish the written zone fragment at the registrar.

@@ -252,6 +252,9 @@ pub struct Published {
     pub published: usize,
     /// The zone as published (BIND fragment).
     pub zone: String,
+    /// The records as published (`repli dns check` compares the servers with them).
+    #[serde(default)]
+    pub records: Vec<crate::m365::DnsRecord>,
 }
 
 /// `dns.remove`: the names whose record sets were deleted.

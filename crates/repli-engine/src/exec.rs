@@ -431,7 +431,11 @@ impl Engine {
                     }))
                 };
                 match self.dns.publish(&ctx.domain, &records).await {
-                    Ok(true) => done(StepOutput::Published(Published { published: records.len(), zone })),
+                    Ok(true) => done(StepOutput::Published(Published {
+                        published: records.len(),
+                        zone,
+                        records: records.clone(),
+                    })),
                     Ok(false) => manual(None),
                     // The server stayed unreachable through every attempt: a person takes over.
                     Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),

@@ -20,7 +20,7 @@ use hickory_proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use repli_core::m365::CRISIS_NAMES;
+use repli_core::m365::{CRISIS_NAMES, Observed};
 
 use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
 
@@ -396,6 +396,40 @@ impl DnsPublisher for Rfc2136Dns {
             self.propagated(&expected).await?;
             Ok(true)
         })
+    }
+
+    fn observe<'a>(&'a self, records: &'a [DnsRecord]) -> BoxFut<'a, Result<Vec<Observed>>> {
+        Box::pin(async move {
+            let mut keys: BTreeSet<(String, RecordType)> = BTreeSet::new();
+            for r in records {
+                keys.insert((r.name.trim_end_matches('.').to_ascii_lowercase(), record_type(&r.kind)?));
+            }
+            let mut out = Vec::new();
+            for server in self.servers() {
+                for (name, kind) in &keys {
+                    let served = self
+                        .served(server, name, *kind)
+                        .await
+                        .map(|s| s.into_iter().collect())
+                        .map_err(|e| e.to_string());
+                    out.push(Observed {
+                        server: server.to_string(),
+                        name: name.clone(),
+                        kind: kind.to_string(),
+                        served,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn canary<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFut<'a, Result<bool>> {
+        Box::pin(async move { Rfc2136Dns::canary(self, name, value).await.map(|()| true) })
+    }
+
+    fn zone(&self) -> Option<&str> {
+        Some(&self.config.zone)
     }
 
     fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {

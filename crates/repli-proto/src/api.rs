@@ -699,6 +699,36 @@ pub struct StepActionRequest {
     pub reason: String,
 }
 
+/// `GET /api/v1/crises/{id}/dns`: the crisis zone as each authoritative server serves it,
+/// against what Repli published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DnsCheckView {
+    pub domain: String,
+    /// The zone written to (`rfc2136`); none when publication is manual or simulated.
+    pub zone: Option<String>,
+    /// Whether the servers could be queried (only with `dns = "rfc2136"`).
+    pub checked: bool,
+    /// Every server serves exactly what was published.
+    pub ok: bool,
+    /// One line per server, name and type.
+    pub records: Vec<DnsRecordCheck>,
+}
+
+/// One name and type on one authoritative server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DnsRecordCheck {
+    /// `address:port`.
+    pub server: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub expected: Vec<String>,
+    pub served: Vec<String>,
+    /// Why the server could not be read.
+    pub error: Option<String>,
+    pub ok: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use utoipa::PartialSchema;

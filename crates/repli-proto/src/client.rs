@@ -234,6 +234,11 @@ impl Client {
         self.get(&format!("{API_PREFIX}/crises/{}/steps", urlencode(id))).await
     }
 
+    /// The crisis zone on each authoritative server, against what was published (ops).
+    pub async fn dns_check(&self, id: &str) -> Result<crate::api::DnsCheckView, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/dns", urlencode(id))).await
+    }
+
     /// Manual steps waiting for ops, across crises.
     pub async fn tasks(&self) -> Result<Vec<TaskView>, ClientError> {
         self.get(&format!("{API_PREFIX}/tasks")).await

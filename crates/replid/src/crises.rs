@@ -148,3 +148,12 @@ pub async fn add_log(
 ) -> Result<(StatusCode, Json<LogEntryView>), ApiError> {
     Ok((StatusCode::CREATED, Json(crises::add_log(&st, &a, &id, &body.kind, &body.text).await?)))
 }
+
+/// The crisis zone as each authoritative server serves it.
+pub async fn dns(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<repli_proto::api::DnsCheckView>, ApiError> {
+    Ok(Json(repli_app::dns::check(&st, &a, &id).await?))
+}

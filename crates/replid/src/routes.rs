@@ -16,11 +16,11 @@ use repli_core::audit::AuditBundle;
 use repli_proto::ProblemCode;
 use repli_proto::api::{
     ActionRequest, AgentView, AgentsRequest, AuditPage, AuditQuery, AuditVerifyView, CheckinRequest, CommuneView,
-    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, Health, ImportRequest, ImportView, InventoryStatusLine,
-    ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest, LendRequest, LoanView, LogEntryRequest, LogEntryView,
-    Me, NewUserRequest, NotificationView, PasswordRequest, PreflightView, Readiness, ReissueRequest, RevokeView,
-    ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView, SuspendRequest, TaskDoneRequest, TaskView,
-    TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
+    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, Health, ImportRequest, ImportView,
+    InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest, LendRequest, LoanView,
+    LogEntryRequest, LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest, PreflightView, Readiness,
+    ReissueRequest, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView, SuspendRequest,
+    TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
 };
 
 use crate::auth::Authed;
@@ -389,6 +389,13 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Requires(P::ReadCrises),
             get(steps::list),
             Doc::api::<StepsView>("The playbook runs and their steps"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/dns",
+            Requires(P::OperateCrisis),
+            get(crises::dns),
+            Doc::api::<DnsCheckView>("The crisis zone on each authoritative server, against what was published"),
         ),
         (
             Method::POST,
