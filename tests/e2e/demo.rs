@@ -14,6 +14,10 @@ async fn the_demo_plays_a_whole_crisis() {
         graph_url: None,
         tenant_id: "simulation".into(),
         client_id: "repli-demo".into(),
+        dns_primary: None,
+        dns_zone: None,
+        dns_key_name: None,
+        dns_key_file: None,
     };
     let s = run(&args).await.unwrap();
     assert!(s.sla_met, "{s:?}");
@@ -93,6 +97,10 @@ async fn the_demo_refuses_a_commune_without_convention() {
         graph_url: None,
         tenant_id: "simulation".into(),
         client_id: "repli-demo".into(),
+        dns_primary: None,
+        dns_zone: None,
+        dns_key_name: None,
+        dns_key_file: None,
     };
     let e = run(&args).await.unwrap_err();
     assert!(format!("{e:#}").to_lowercase().contains("convention non signée"), "{e:#}");
@@ -110,6 +118,10 @@ async fn the_demo_can_provision_against_an_external_simulator() {
         graph_url: Some(sim.graph_url()),
         tenant_id: "simulation".into(),
         client_id: "repli-demo".into(),
+        dns_primary: None,
+        dns_zone: None,
+        dns_key_name: None,
+        dns_key_file: None,
     };
     let s = run(&args).await.unwrap();
     assert!(s.simulation && s.sla_met && s.audit_verified);

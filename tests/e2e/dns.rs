@@ -146,6 +146,12 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     let text = e.to_string();
     assert!(e.is_transient() && text.contains(&silent.local_addr().unwrap().to_string()), "{text}");
 
+    // A primary that is not authoritative for the configured zone: it says so, by name.
+    let mut elsewhere = named.rfc2136();
+    elsewhere.zone = "autre.test".into();
+    let e = Rfc2136Dns::new(elsewhere).unwrap().canary("_repli-preflight.autre.test", "x").await.unwrap_err();
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH") && m.contains("autre.test")), "{e}");
+
     // The canary: written, seen, removed.
     dns.canary(&format!("_repli-preflight.{CRISIS}"), "canari").await.unwrap();
     assert!(served(&dns, &named, &format!("_repli-preflight.{CRISIS}"), RecordType::TXT).await.is_empty());
@@ -205,6 +211,15 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     let pre = app.ops.m365_preflight().await.unwrap();
     let canary = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
     assert_eq!(canary.status, repli_core::m365::CheckStatus::Ok, "{canary:?}");
+
+    // Someone changes a record behind Repli's back: the check shows what differs, and where.
+    let dmarc_name = format!("_dmarc.{CRISIS}");
+    dns.publish(CRISIS, &[rec(&dmarc_name, "TXT", "v=DMARC1; p=none")]).await.unwrap();
+    let changed = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(!changed.ok);
+    let line = changed.records.iter().find(|r| r.name == dmarc_name).unwrap();
+    assert!(!line.ok && line.served == ["v=DMARC1; p=none"] && line.expected == ["v=DMARC1; p=quarantine"], "{line:?}");
+    assert!(changed.records.iter().filter(|r| r.name != dmarc_name).all(|r| r.ok), "{changed:#?}");
 
     app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
     assert_eq!(app.hand_back(&c.id).await.state, CrisisState::Closed);
@@ -310,4 +325,36 @@ async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_op
     let text = task.instructions.as_deref().unwrap();
     assert!(text.contains("La publication automatique a échoué") && text.contains("injoignable"), "{text}");
     assert!(text.contains(&format!("$ORIGIN {CRISIS}.")) && text.contains("IN TXT \"MS=ms"), "{text}");
+}
+
+/// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and
+/// is gone from it once the crisis is closed.
+#[tokio::test]
+async fn the_demo_publishes_its_zone_in_a_local_named() {
+    let Some(named) = Named::start("demo", ZONE) else { return };
+    let key_file = named.dir.path().join("demo.key");
+    std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = replid::demo::DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: repli_core::InseeCode::parse("13005").unwrap(),
+        agents: 3,
+        json: true,
+        graph_url: None,
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
+        dns_primary: Some(named.addr),
+        dns_zone: Some(ZONE.into()),
+        dns_key_name: Some(named.key_name.clone()),
+        dns_key_file: Some(key_file),
+    };
+    let summary = replid::demo::run(&args).await.unwrap();
+    assert!(summary.sla_met && summary.audit_verified, "{summary:?}");
+    // The server applied Repli's updates (its journal), and the closed crisis left nothing.
+    assert!(named.dir.path().join("zone.db.jnl").exists(), "no update reached named: {}", named.log());
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    for kind in [RecordType::TXT, RecordType::MX] {
+        assert!(served(&dns, &named, CRISIS, kind).await.is_empty());
+    }
+    assert_eq!(served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await.len(), 1);
 }

@@ -141,6 +141,10 @@ async fn no_secret_reaches_the_logs() {
         graph_url: None,
         tenant_id: "simulation".into(),
         client_id: "repli-demo".into(),
+        dns_primary: None,
+        dns_zone: None,
+        dns_key_name: None,
+        dns_key_file: None,
     };
     replid::demo::run(&args).await.unwrap();
     let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();

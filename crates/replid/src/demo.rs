@@ -49,6 +49,19 @@ pub struct DemoArgs {
     pub tenant_id: String,
     #[arg(long, requires = "graph_url", default_value = "repli-demo")]
     pub client_id: String,
+    /// Publish the crisis zone in this DNS server with TSIG-signed RFC 2136 updates
+    /// (`address:port`, a local `named` say: docs/DNS.md), instead of the simulator's zone API.
+    #[arg(long, requires_all = ["dns_zone", "dns_key_name", "dns_key_file"])]
+    pub dns_primary: Option<std::net::SocketAddr>,
+    /// The zone the crisis domains go in (`secours-amp.test`): the kit's domain is
+    /// `<commune>.<zone>`.
+    #[arg(long, requires = "dns_primary")]
+    pub dns_zone: Option<String>,
+    #[arg(long, requires = "dns_primary")]
+    pub dns_key_name: Option<String>,
+    /// The TSIG key: `tsig-keygen`'s block or the bare base64 secret.
+    #[arg(long, requires = "dns_primary")]
+    pub dns_key_file: Option<PathBuf>,
 }
 
 /// The summary printed at the end (the last line of stdout with `--json`).
@@ -165,6 +178,16 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         } else {
             config.m365.dns = crate::config::DnsMode::Manual;
         }
+    }
+    if let (Some(primary), Some(zone), Some(key_name), Some(key_file)) =
+        (args.dns_primary, &args.dns_zone, &args.dns_key_name, &args.dns_key_file)
+    {
+        config.m365.dns = crate::config::DnsMode::Rfc2136;
+        config.m365.domain_pattern = format!("{{slug}}.{}", zone.trim_end_matches('.'));
+        config.dns.primary = Some(primary);
+        config.dns.zone.clone_from(zone);
+        config.dns.key_name.clone_from(key_name);
+        config.dns.key_file = Some(key_file.clone());
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
