@@ -371,7 +371,8 @@ impl Named {
             key_name: self.key_name.clone(),
             key: base64::engine::general_purpose::STANDARD.decode(&self.secret).unwrap(),
             algorithm: "hmac-sha256".into(),
-            servers: Vec::new(),
+            // The zone's NS points at 127.0.0.1:53, not this test's port.
+            servers: vec![self.addr],
             propagation_timeout: std::time::Duration::from_secs(10),
         }
     }

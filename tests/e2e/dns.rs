@@ -152,6 +152,13 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     let e = Rfc2136Dns::new(elsewhere).unwrap().canary("_repli-preflight.autre.test", "x").await.unwrap_err();
     assert!(matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH") && m.contains("autre.test")), "{e}");
 
+    // Without a list, the servers are found from the zone's NS records (port 53), with the
+    // primary.
+    let mut found = named.rfc2136();
+    found.servers.clear();
+    let servers = Rfc2136Dns::new(found).unwrap().authoritative_servers().await.unwrap();
+    assert_eq!(servers, vec![named.addr, "127.0.0.1:53".parse().unwrap()]);
+
     // The canary: written, seen, removed.
     dns.canary(&format!("_repli-preflight.{CRISIS}"), "canari").await.unwrap();
     assert!(served(&dns, &named, &format!("_repli-preflight.{CRISIS}"), RecordType::TXT).await.is_empty());
@@ -172,6 +179,7 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
         c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
         c.m365.dns = replid::config::DnsMode::Rfc2136;
         c.dns.primary = Some(addr);
+        c.dns.servers = vec![addr];
         c.dns.zone = ZONE.into();
         c.dns.key_name = key_name;
         c.dns.key_file = Some(key_file);
@@ -273,6 +281,7 @@ async fn kit_with(
         c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
         c.m365.dns = replid::config::DnsMode::Rfc2136;
         c.dns.primary = Some(addr);
+        c.dns.servers = vec![addr];
         c.dns.zone = ZONE.into();
         c.dns.key_name = key_name;
         c.dns.key_file = Some(key_file);

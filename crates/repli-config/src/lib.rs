@@ -122,8 +122,8 @@ pub struct DnsConfig {
     pub key_file: Option<PathBuf>,
     /// `hmac-sha256` or `hmac-sha512`.
     pub algorithm: String,
-    /// Every authoritative server to check after an update (`address:port`); the primary
-    /// when empty.
+    /// Every authoritative server to check after an update (`address:port`); when empty,
+    /// the zone's NS records (port 53) and the primary.
     pub servers: Vec<SocketAddr>,
     /// How long every server may take to serve an update.
     pub propagation_timeout_seconds: u32,

@@ -37,7 +37,9 @@ pub struct Rfc2136Config {
     pub key: Vec<u8>,
     /// `hmac-sha256` (default) or `hmac-sha512`.
     pub algorithm: String,
-    /// The authoritative servers to check (`address:port`); the primary when empty.
+    /// The authoritative servers to check (`address:port`); when empty, the zone's NS records
+    /// (asked of the primary, each name's address from the zone's glue or the system
+    /// resolver, port 53) and the primary.
     pub servers: Vec<SocketAddr>,
     /// How long to wait for every server to serve the records.
     pub propagation_timeout: Duration,
@@ -102,9 +104,51 @@ impl Rfc2136Dns {
         Ok(Rfc2136Dns { config, zone, signer: TSignerDebug(signer) })
     }
 
-    /// The servers whose answers count.
-    fn servers(&self) -> Vec<SocketAddr> {
-        if self.config.servers.is_empty() { vec![self.config.primary] } else { self.config.servers.clone() }
+    /// The servers whose answers count: the configured ones, or the zone's authoritative
+    /// servers found from its NS records (the primary alone if they cannot be found).
+    async fn servers(&self) -> Vec<SocketAddr> {
+        if !self.config.servers.is_empty() {
+            return self.config.servers.clone();
+        }
+        match self.authoritative_servers().await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, zone = %self.config.zone, "NS records not found: checking the primary only");
+                vec![self.config.primary]
+            }
+        }
+    }
+
+    /// The primary, and the zone's NS records as addresses (port 53): the glue the zone holds,
+    /// else the system resolver's answer.
+    pub async fn authoritative_servers(&self) -> Result<Vec<SocketAddr>> {
+        let mut out = vec![self.config.primary];
+        let names = self.served(self.config.primary, &self.config.zone, RecordType::NS).await?;
+        for ns in names {
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for kind in [RecordType::A, RecordType::AAAA] {
+                for ip in self.served(self.config.primary, &ns, kind).await.unwrap_or_default() {
+                    if let Ok(ip) = ip.parse::<std::net::IpAddr>() {
+                        addrs.push(SocketAddr::new(ip, 53));
+                    }
+                }
+            }
+            if addrs.is_empty() {
+                let host = ns.trim_end_matches('.').to_owned();
+                if let Ok(found) = tokio::net::lookup_host((host.as_str(), 53)).await {
+                    addrs.extend(found);
+                }
+            }
+            if addrs.is_empty() {
+                return Err(Error::Dns(format!("serveur {ns} de la zone {} : aucune adresse", self.config.zone)));
+            }
+            for a in addrs {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `domain`, checked to be strictly inside the configured zone.
@@ -188,7 +232,7 @@ impl Rfc2136Dns {
         let deadline = tokio::time::Instant::now() + self.config.propagation_timeout;
         loop {
             let mut lagging = None;
-            'servers: for server in self.servers() {
+            'servers: for server in self.servers().await {
                 for ((name, kind), want) in expected {
                     let got = match self.served(server, name, *kind).await {
                         Ok(got) => got,
@@ -323,6 +367,9 @@ fn zone_form(data: &RData) -> Option<String> {
         RData::MX(m) => format!("{} {}", m.preference, host(&m.exchange)),
         RData::CNAME(c) => host(&c.0),
         RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, host(&s.target)),
+        RData::NS(n) => host(&n.0),
+        RData::A(a) => a.0.to_string(),
+        RData::AAAA(a) => a.0.to_string(),
         _ => return None,
     })
 }
@@ -405,7 +452,7 @@ impl DnsPublisher for Rfc2136Dns {
                 keys.insert((r.name.trim_end_matches('.').to_ascii_lowercase(), record_type(&r.kind)?));
             }
             let mut out = Vec::new();
-            for server in self.servers() {
+            for server in self.servers().await {
                 for (name, kind) in &keys {
                     let served = self
                         .served(server, name, *kind)

@@ -185,6 +185,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
         config.m365.dns = crate::config::DnsMode::Rfc2136;
         config.m365.domain_pattern = format!("{{slug}}.{}", zone.trim_end_matches('.'));
         config.dns.primary = Some(primary);
+        // A local server: its NS records would point at port 53.
+        config.dns.servers = vec![primary];
         config.dns.zone.clone_from(zone);
         config.dns.key_name.clone_from(key_name);
         config.dns.key_file = Some(key_file.clone());
