@@ -349,8 +349,9 @@ impl Named {
             .spawn()
             .unwrap();
         let named = Named { addr, zone: zone.to_owned(), key_name, secret, child, dir };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while std::net::TcpStream::connect(addr).is_err() {
+        // Listening comes before the zone is loaded: wait for named's own « running ».
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !named.log().lines().any(|l| l.ends_with(" running")) {
             assert!(std::time::Instant::now() < deadline, "named did not start: {}", named.log());
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -34,6 +34,18 @@ fn kit_records() -> Vec<DnsRecord> {
     ]
 }
 
+/// replid configured to publish in `named` with its key (read from `key_file`).
+fn use_named(c: &mut replid::config::Config, named: &Named, key_file: std::path::PathBuf) {
+    c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
+    c.m365.dns = replid::config::DnsMode::Rfc2136;
+    c.dns.primary = Some(named.addr);
+    c.dns.servers = vec![named.addr];
+    c.dns.zone = ZONE.into();
+    c.dns.key_name.clone_from(&named.key_name);
+    c.dns.key_file = Some(key_file);
+    c.dns.propagation_timeout_seconds = 10;
+}
+
 async fn served(dns: &Rfc2136Dns, named: &Named, name: &str, kind: RecordType) -> BTreeSet<String> {
     dns.served(named.addr, name, kind).await.unwrap()
 }
@@ -174,18 +186,7 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
         format!("key \"{}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n", named.key_name, named.secret),
     )
     .unwrap();
-    let (addr, key_name) = (named.addr, named.key_name.clone());
-    let app = TestApp::spawn_with(|c| {
-        c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
-        c.m365.dns = replid::config::DnsMode::Rfc2136;
-        c.dns.primary = Some(addr);
-        c.dns.servers = vec![addr];
-        c.dns.zone = ZONE.into();
-        c.dns.key_name = key_name;
-        c.dns.key_file = Some(key_file);
-        c.dns.propagation_timeout_seconds = 10;
-    })
-    .await;
+    let app = TestApp::spawn_with(|c| use_named(c, &named, key_file)).await;
     let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
     let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     app.make_ready(&c.id).await;
@@ -275,16 +276,10 @@ async fn kit_with(
     std::fs::write(books.path().join("handback.toml"), handback).unwrap();
     let key_file = named.dir.path().join("bare.key");
     std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
-    let (addr, key_name, path) = (named.addr, named.key_name.clone(), books.path().to_owned());
+    let path = books.path().to_owned();
     let app = TestApp::spawn_with(move |c| {
+        use_named(c, named, key_file);
         c.engine.playbooks_dir = Some(path);
-        c.m365.domain_pattern = format!("{{slug}}.{ZONE}");
-        c.m365.dns = replid::config::DnsMode::Rfc2136;
-        c.dns.primary = Some(addr);
-        c.dns.servers = vec![addr];
-        c.dns.zone = ZONE.into();
-        c.dns.key_name = key_name;
-        c.dns.key_file = Some(key_file);
         c.dns.propagation_timeout_seconds = 5;
         adjust(c);
     })
