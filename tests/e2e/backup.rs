@@ -136,6 +136,12 @@ async fn a_snapshot_whose_chain_does_not_verify_is_refused() {
     assert!(matches!(r, Err(BackupError::ChainRefused(_))), "{r:?}");
     assert!(!target.database.path.exists());
 
+    // An oversized manifest is not read whole.
+    let big = dir.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    std::fs::write(big.join("manifest.json"), vec![b' '; 100_000]).unwrap();
+    assert!(matches!(backup::check(&big).await, Err(BackupError::NotASnapshot(..))));
+
     // A manifest that does not match its database (a truncated copy, another snapshot's file).
     let manifest = snap.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();

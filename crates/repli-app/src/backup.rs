@@ -130,6 +130,12 @@ pub async fn take(
 /// Reads a snapshot's manifest.
 pub fn manifest(snapshot: &Path) -> Result<Manifest, BackupError> {
     let path = snapshot.join(MANIFEST);
+    // A manifest is a few hundred bytes: a larger file is not one (and is not read whole).
+    let size =
+        std::fs::metadata(&path).map_err(|e| BackupError::NotASnapshot(snapshot.to_owned(), e.to_string()))?.len();
+    if size > 64 * 1024 {
+        return Err(BackupError::NotASnapshot(snapshot.to_owned(), format!("manifest.json is {size} bytes")));
+    }
     let text = std::fs::read(&path).map_err(|e| BackupError::NotASnapshot(snapshot.to_owned(), e.to_string()))?;
     let m: Manifest =
         serde_json::from_slice(&text).map_err(|e| BackupError::NotASnapshot(snapshot.to_owned(), e.to_string()))?;

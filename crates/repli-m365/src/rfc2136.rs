@@ -509,3 +509,50 @@ impl DnsPublisher for Rfc2136Dns {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Rfc2136Config {
+        Rfc2136Config {
+            primary: "127.0.0.1:53".parse().unwrap(),
+            zone: "secours-amp.test".into(),
+            key_name: "repli".into(),
+            key: b"a-secret-that-must-never-be-printed".to_vec(),
+            algorithm: "hmac-sha256".into(),
+            servers: Vec::new(),
+            propagation_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_key_is_never_printed() {
+        let dns = Rfc2136Dns::new(config()).unwrap();
+        for shown in [format!("{dns:?}"), format!("{:?}", config())] {
+            assert!(!shown.contains("a-secret") && !shown.contains("97, 45, 115"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_and_values_are_refused_with_their_reason() {
+        let mut c = config();
+        c.algorithm = "hmac-md5".into();
+        assert!(matches!(Rfc2136Dns::new(c), Err(Error::Invalid(m)) if m.contains("hmac-md5")));
+        let mut c = config();
+        c.key = vec![1; 8];
+        assert!(matches!(Rfc2136Dns::new(c), Err(Error::Invalid(m)) if m.contains("16 octets")));
+        let rec = |kind: &str, value: &str| DnsRecord {
+            name: "a.secours-amp.test".into(),
+            kind: kind.into(),
+            ttl: 60,
+            value: value.into(),
+            service: String::new(),
+        };
+        assert!(to_record(&rec("MX", "dix mail.example.")).is_err());
+        assert!(to_record(&rec("SRV", "100 1")).is_err());
+        assert!(to_record(&rec("A", "192.0.2.1")).is_err(), "only what Microsoft 365 asks for");
+        assert!(to_record(&rec("CNAME", "a..b")).is_err());
+        assert_eq!(expected_form(&rec("MX", "10 Mail.Example")).unwrap(), "10 mail.example.");
+    }
+}
