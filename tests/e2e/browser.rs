@@ -238,7 +238,10 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         sign_in(&d, &app, "ops.metropole").await;
         snap(&d, "accueil-ops").await;
         d.find(By::LinkText(id.as_str())).await.unwrap().click().await.unwrap();
-        assert!(text_of(&d, "main").await.contains("signée le"), "the convention is shown before activation");
+        assert!(
+            text_of(&d, "main").await.contains("signée le 14 décembre 2023"),
+            "the convention is shown before activation, dated in French"
+        );
         click_nav(&d, "form.action button").await;
         assert_escaped(&d, "crisis page (ops)", true).await;
         snap(&d, "crise-ops").await;

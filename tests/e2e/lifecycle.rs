@@ -61,6 +61,9 @@ async fn a_crisis_goes_from_request_to_closure() {
     );
     // Every step of both playbooks is in the trail: started, then succeeded or confirmed.
     let steps = app.ops.steps(c.id.as_str()).await.unwrap();
+    // Titles are French: « d'Aubagne », not « de Aubagne ».
+    let reserve = steps.runs[0].steps.iter().find(|s| s.step == "reserve").unwrap();
+    assert_eq!(reserve.title, "Réserver les équipements d'Aubagne");
     let mut automated = 0;
     for run in &steps.runs {
         assert_eq!(run.state.as_str(), "succeeded", "{}", run.playbook);

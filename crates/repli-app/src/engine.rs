@@ -169,6 +169,7 @@ pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String>
     Ok(Context {
         crisis_id: r.id.to_string(),
         commune: r.commune_name.clone(),
+        de_commune: repli_core::fr::de(&r.commune_name),
         insee: r.commune.to_string(),
         domain,
         agents: r.agents,

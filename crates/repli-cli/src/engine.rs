@@ -148,6 +148,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     let due = calendar.add_hours(start, config.sla.business_hours)?;
     let ctx = TemplateContext {
         commune: commune.name.clone(),
+        de_commune: fr::de(&commune.name),
         insee: commune.insee.to_string(),
         domain: domain.clone(),
         agents: a.agents,

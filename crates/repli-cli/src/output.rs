@@ -59,7 +59,7 @@ pub fn commune(c: &CommuneView) {
         "Convention".to_owned(),
         c.convention.as_ref().map_or_else(
             || "non signée : la commune ne peut pas emprunter le kit".to_owned(),
-            |v| format!("signée le {} (délibération {})", v.signed_on, v.deliberation_ref),
+            |v| format!("signée le {} (délibération {})", repli_core::fr::date(v.signed_on), v.deliberation_ref),
         ),
     ]);
     t.add_row(vec![

@@ -38,6 +38,33 @@ pub fn datetime(t: Timestamp, tz: &TimeZone) -> String {
     format!("{} {} {} {} à {} h {:02}", weekday(z.weekday()), z.day(), month, z.year(), z.hour(), z.minute())
 }
 
+/// « 14 décembre 2023 », « 1er mars 2026 ».
+pub fn date(d: jiff::civil::Date) -> String {
+    let month = MONTHS.get(usize::from(d.month().unsigned_abs()).saturating_sub(1)).copied().unwrap_or("?");
+    let day = if d.day() == 1 { "1er".to_owned() } else { d.day().to_string() };
+    format!("{day} {month} {}", d.year())
+}
+
+/// « de » before a commune's name, as French writes it: « d'Aubagne », « d'Aix-en-Provence »,
+/// « du Rove » (Le Rove), « des Pennes-Mirabeau » (Les Pennes-Mirabeau), « de La Ciotat »,
+/// « de Marseille ».
+pub fn de(name: &str) -> String {
+    let name = name.trim();
+    if let Some(rest) = name.strip_prefix("Le ") {
+        return format!("du {rest}");
+    }
+    if let Some(rest) = name.strip_prefix("Les ") {
+        return format!("des {rest}");
+    }
+    let elided = name.chars().next().is_some_and(|c| {
+        matches!(
+            c.to_lowercase().next().unwrap_or(c),
+            'a' | 'e' | 'i' | 'o' | 'u' | 'y' | 'h' | 'à' | 'â' | 'é' | 'è' | 'ê' | 'î' | 'ô' | 'û'
+        )
+    });
+    if elided { format!("d'{name}") } else { format!("de {name}") }
+}
+
 /// « 18 h 00 » in `tz`.
 pub fn time(t: Timestamp, tz: &TimeZone) -> String {
     let z = t.to_zoned(tz.clone());
@@ -65,6 +92,26 @@ pub fn phone(e164: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn de_elides_and_contracts_as_french_does() {
+        for (name, said) in [
+            ("Aubagne", "d'Aubagne"),
+            ("Aix-en-Provence", "d'Aix-en-Provence"),
+            ("Istres", "d'Istres"),
+            ("Éguilles", "d'Éguilles"),
+            ("Marseille", "de Marseille"),
+            ("La Ciotat", "de La Ciotat"),
+            ("Le Rove", "du Rove"),
+            ("Les Pennes-Mirabeau", "des Pennes-Mirabeau"),
+            ("", "de "),
+        ] {
+            assert_eq!(de(name), said);
+        }
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        assert_eq!(date(d("2023-12-14")), "14 décembre 2023");
+        assert_eq!(date(d("2026-03-01")), "1er mars 2026");
+    }
 
     #[test]
     fn formats() {

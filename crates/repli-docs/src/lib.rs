@@ -284,10 +284,13 @@ pub struct Documents {
 impl Documents {
     /// The built-in templates, each replaced by `DIR/NAME.hbs` when `override_dir` has it.
     pub fn new(override_dir: Option<&Path>) -> Result<Self, DocsError> {
+        handlebars::handlebars_helper!(de: |name: String| repli_core::fr::de(&name));
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
+        html.register_helper("de", Box::new(de));
         let mut markdown = Handlebars::new();
         markdown.set_strict_mode(true);
+        markdown.register_helper("de", Box::new(de));
         markdown.register_escape_fn(markdown_escape);
         for (name, text) in TEMPLATES {
             let hb = if name.ends_with(".md") { &mut markdown } else { &mut html };

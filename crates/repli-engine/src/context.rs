@@ -5,9 +5,10 @@ use handlebars::{Handlebars, Path};
 use serde::Serialize;
 
 /// Every variable a playbook template may name, with what it holds.
-pub const VARIABLES: [(&str, &str); 14] = [
+pub const VARIABLES: [(&str, &str); 15] = [
     ("crisis_id", "identifiant de la crise (13005-2026-001)"),
     ("commune", "nom de la commune"),
+    ("de_commune", "« de » et le nom de la commune, élidé : « d'Aubagne », « du Rove »"),
     ("insee", "code INSEE de la commune"),
     ("domain", "domaine de secours (aubagne.secours-amp.fr)"),
     ("agents", "nombre d'agents"),
@@ -29,6 +30,8 @@ const HELPERS: [&str; 6] = ["if", "unless", "each", "with", "lookup", "else"];
 pub struct Context {
     pub crisis_id: String,
     pub commune: String,
+    /// « d'Aubagne », « de Marseille », « du Rove ».
+    pub de_commune: String,
     pub insee: String,
     pub domain: String,
     pub agents: u32,

@@ -513,8 +513,8 @@ impl Engine {
                     nickname,
                     display_name: format!("Cellule de crise — {}", ctx.commune),
                     description: format!(
-                        "Espace de secours de la commune de {} (crise {})",
-                        ctx.commune, ctx.crisis_id
+                        "Espace de secours de la commune {} (crise {})",
+                        ctx.de_commune, ctx.crisis_id
                     ),
                     owners: ids.iter().take(1).cloned().collect(),
                     members: ids,

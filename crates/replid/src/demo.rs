@@ -243,12 +243,12 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     let req = CrisisRequest {
         commune: commune.clone(),
         contact: Contact {
-            name: format!("DGS de {} (contact fictif)", info.name),
+            name: format!("DGS {} (contact fictif)", repli_core::fr::de(&info.name)),
             phone: "06 00 00 00 01".into(),
             email: Some("dgs.secours@exemple.fr".into()),
         },
         agents: args.agents,
-        delivery_address: Some(format!("Hôtel de ville de {}", info.name)),
+        delivery_address: Some(format!("Hôtel de ville {}", repli_core::fr::de(&info.name))),
         notes: Some("Rançongiciel : messagerie et postes de la mairie hors service.".into()),
         needs: Some(KitNeeds { laptop: args.agents.min(50), router: 2, phone: 5, printer: 1 }),
         // Noticed two hours ago; the file server held personal data.

@@ -452,7 +452,7 @@ pub async fn crisis(
     );
     data.insert(
         "convention".into(),
-        json!(convention.map(|c| format!("signée le {} (délibération {})", c.signed_on, c.deliberation_ref))),
+        json!(convention.map(|c| format!("signée le {} (délibération {})", fr::date(c.signed_on), c.deliberation_ref))),
     );
     data.insert("can_activate".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Activate)));
     data.insert("m365_warning".into(), json!(crises::m365_warning(&st, &a, &view)));
