@@ -289,7 +289,8 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         assert!(!d.source().await.unwrap().contains("<img src=x"));
         sign_out_from_anywhere(&d, &app).await;
 
-        // Hand-back: ops scan a returned item (a scanner types the serial and Enter).
+        // Hand-back: ops scan a returned item (a scanner types the label shown on screen, here
+        // in lower case, and Enter).
         let item = app
             .ops
             .inventory_items()
@@ -315,7 +316,7 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         let scan = d.find(By::Id("serial")).await.unwrap();
         // The page before the scan has a success message too: wait for the next one.
         let before = d.find(By::Tag("html")).await.unwrap();
-        scan.send_keys(format!("{}\u{E007}", item.item.serial)).await.unwrap();
+        scan.send_keys(format!("{}\u{E007}", item.item.asset_tag.to_lowercase())).await.unwrap();
         wait_replaced(&before, "the scan").await;
         let flash = text_of(&d, "p.succes").await;
         assert!(flash.contains("Retour enregistré"), "{flash}");

@@ -610,3 +610,56 @@ async fn readiness_is_reported_apart_from_liveness() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"ready": true, "database": true, "engine": true, "m365": true}));
 }
+
+/// The hand-back scan takes what is printed on the item — its label or its serial, in any case —
+/// with the condition it came back in.
+#[tokio::test]
+async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
+    use repli_proto::api::{ImportFile, ImportRequest, LendRequest};
+    let app = TestApp::spawn().await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let files = vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }];
+    app.ops.import_inventory(&ImportRequest { files }).await.unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let id = c.id.as_str();
+    let items = app.ops.inventory_items().await.unwrap();
+    let mine: Vec<_> = items.iter().filter(|i| i.crisis.as_deref() == Some(id)).take(3).collect();
+    assert_eq!(mine.len(), 3, "three items reserved for the crisis");
+    for i in &mine {
+        app.ops.lend(id, &LendRequest { serial: i.item.serial.clone(), agent_id: None }).await.ok();
+    }
+    let agents = app.ops.agents(id).await.unwrap();
+    for i in &mine {
+        let req = LendRequest { serial: i.item.serial.clone(), agent_id: agents.first().map(|a| a.id) };
+        app.ops.lend(id, &req).await.ok();
+    }
+    app.ops.act(&c.id, repli_core::CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, Some("SI rétabli")).await.unwrap();
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.retour").await;
+    let page = format!("/crises/{id}/retour");
+    let flash = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let cases = [
+        (mine[0].item.asset_tag.to_lowercase(), "damaged"),
+        (format!("  {}  ", mine[1].item.serial.to_lowercase()), "ok"),
+        (mine[2].item.asset_tag.clone(), "missing"),
+    ];
+    for (code, etat) in &cases {
+        let r = post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", code), ("etat", etat)]).await.unwrap();
+        assert!(flash(&r).contains("ok="), "{code:?}: {}", flash(&r));
+    }
+    let r =
+        post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", "AMP-INCONNU-9"), ("etat", "ok")]).await.unwrap();
+    assert!(flash(&r).contains("erreur="), "{}", flash(&r));
+    let loans = app.ops.loans(id).await.unwrap();
+    let condition = |serial: &str| loans.iter().find(|l| l.serial == serial).and_then(|l| l.condition.clone());
+    assert_eq!(condition(&mine[0].item.serial).as_deref(), Some("damaged"));
+    assert_eq!(condition(&mine[1].item.serial).as_deref(), Some("ok"));
+    assert_eq!(condition(&mine[2].item.serial).as_deref(), Some("missing"));
+    let lost = app.ops.item(&mine[2].item.serial).await.unwrap();
+    assert_eq!(lost.item.state, repli_core::ItemState::Lost);
+    // The page shows the condition choice as a group, for screen readers too.
+    let html = http().get(app.url(&format!("/crises/{id}"))).header(COOKIE, &ops).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains("<legend>État au retour</legend>") && html.contains("value=\"missing\""), "{html}");
+}

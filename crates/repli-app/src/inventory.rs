@@ -263,10 +263,17 @@ fn serial(field: &str, s: &str) -> Result<String, AppError> {
     identifier(field, s).map_err(|e| AppError::Validation(vec![e]))
 }
 
+/// The serial a scanned or typed code names (serial or label, any case); the code itself when
+/// no single item matches, for the store to refuse as unknown.
+async fn scanned(st: &Services, field: &str, code: &str) -> Result<String, AppError> {
+    let code = serial(field, code.trim())?;
+    Ok(st.store.item_serial(&code).await?.unwrap_or(code))
+}
+
 /// Lends an item to the crisis (to a named agent or to the commune).
 pub async fn lend(st: &Services, a: &Actor, id: &str, req: &LendRequest) -> Result<Vec<LoanView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let s = serial("serial", &req.serial)?;
+    let s = scanned(st, "serial", &req.serial).await?;
     st.store.lend(&r.id, &s, req.agent_id, LOAN_DAYS, a, st.clock.now()).await.map_err(item_error)?;
     loans_of(st, &r.id).await
 }
@@ -274,7 +281,7 @@ pub async fn lend(st: &Services, a: &Actor, id: &str, req: &LendRequest) -> Resu
 /// Records an item's return with its condition.
 pub async fn check_in(st: &Services, a: &Actor, id: &str, req: &CheckinRequest) -> Result<Vec<LoanView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let s = serial("serial", &req.serial)?;
+    let s = scanned(st, "serial", &req.serial).await?;
     let condition = req
         .condition
         .parse::<Condition>()
@@ -293,7 +300,7 @@ pub async fn check_in(st: &Services, a: &Actor, id: &str, req: &CheckinRequest) 
 /// Writes an item off (lost or destroyed), with a reason.
 pub async fn write_off(st: &Services, a: &Actor, id: &str, req: &WriteOffRequest) -> Result<Vec<LoanView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let s = serial("serial", &req.serial)?;
+    let s = scanned(st, "serial", &req.serial).await?;
     let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
     st.store.write_off(&r.id, &s, &reason, a, st.clock.now()).await.map_err(item_error)?;
     st.wake_engine();

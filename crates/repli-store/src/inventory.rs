@@ -339,6 +339,25 @@ impl Store {
     }
 
     /// One item (by serial or asset tag) with its history.
+    /// The serial of the item a scanned or typed code names: its serial or its label (asset
+    /// tag), exactly, else ignoring case when only one item matches.
+    pub async fn item_serial(&self, code: &str) -> Result<Option<String>, StoreError> {
+        let exact: Option<String> = sqlx::query_scalar("SELECT serial FROM items WHERE serial = ?1 OR asset_tag = ?1")
+            .bind(code)
+            .fetch_optional(&self.read)
+            .await?;
+        if exact.is_some() {
+            return Ok(exact);
+        }
+        let loose: Vec<String> = sqlx::query_scalar(
+            "SELECT serial FROM items WHERE serial = ?1 COLLATE NOCASE OR asset_tag = ?1 COLLATE NOCASE LIMIT 2",
+        )
+        .bind(code)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(if loose.len() == 1 { loose.into_iter().next() } else { None })
+    }
+
     pub async fn item(&self, key: &str) -> Result<Option<(ItemRecord, Vec<ItemEvent>)>, StoreError> {
         let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE serial = ?1 OR asset_tag = ?1");
         let row: Option<ItemRow> =

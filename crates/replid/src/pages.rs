@@ -661,24 +661,22 @@ pub async fn check_in(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
-        Ok(r) => r,
-        Err(page) => return *page,
-    };
+    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
+        return *page;
+    }
     let serial = form.get("serial").map(|s| s.trim().to_string()).unwrap_or_default();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
         return back(&id, "erreur", "Numéro de série illisible : scannez à nouveau.");
     }
     let condition = match form.get("etat").map(String::as_str) {
-        Some("damaged") => repli_store::Condition::Damaged,
-        _ => repli_store::Condition::Ok,
+        Some("damaged") => "damaged",
+        Some("missing") => "missing",
+        _ => "ok",
     };
-    match st.store.check_in(&r.id, &serial, condition, None, &a, st.clock.now()).await {
-        Ok(()) => {
-            st.engine.wake();
-            back(&id, "ok", &format!("Retour enregistré : {serial}."))
-        }
-        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
+    let req = repli_proto::api::CheckinRequest { serial: serial.clone(), condition: condition.into(), note: None };
+    match repli_app::inventory::check_in(&st, &a, &id, &req).await {
+        Ok(_) => back(&id, "ok", &format!("Retour enregistré : {serial}.")),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
     }
 }
 
