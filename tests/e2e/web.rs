@@ -663,3 +663,20 @@ async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
     let html = html.text().await.unwrap();
     assert!(html.contains("<legend>État au retour</legend>") && html.contains("value=\"missing\""), "{html}");
 }
+
+/// The legal clocks on the crisis page say where they stand in French, not as codes.
+#[tokio::test]
+async fn legal_clocks_are_shown_in_french() {
+    let app = TestApp::spawn().await;
+    let mut r = request("13005");
+    r.aware_at = Some(app.now());
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.legal").await;
+    let html = http().get(app.url(&format!("/crises/{}", c.id))).header(COOKIE, &ops).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains("données personnelles : à déterminer"), "{html}");
+    assert!(html.contains("en cours — reste 72 h 00"), "{html}");
+    for code in ["ToDetermine", "todetermine", "Pending", "pending"] {
+        assert!(!html.contains(code), "raw code {code} on the page");
+    }
+}

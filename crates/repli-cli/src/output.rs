@@ -178,16 +178,7 @@ pub fn legal(c: &CrisisView) {
     }
     let mut t = table(&["Échéance légale", "Date limite", "Statut", "Fait le"]);
     for l in &c.legal {
-        let status = match l.status {
-            repli_core::LegalStatus::Pending => {
-                format!("en cours — reste {}", fr::duration(SignedDuration::from_secs(l.remaining_seconds)))
-            }
-            repli_core::LegalStatus::Done => "fait".into(),
-            repli_core::LegalStatus::DoneLate => "fait hors délai".into(),
-            repli_core::LegalStatus::Overdue => "DÉPASSÉE".into(),
-            repli_core::LegalStatus::ToDetermine => "données personnelles : à déterminer".into(),
-            repli_core::LegalStatus::NotRequired => "sans objet".into(),
-        };
+        let status = l.status.label_fr(SignedDuration::from_secs(l.remaining_seconds));
         t.add_row(vec![l.label.clone(), when(l.deadline), status, opt_when(l.done_at)]);
     }
     println!("{t}");

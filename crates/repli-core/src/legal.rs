@@ -54,6 +54,21 @@ pub enum LegalStatus {
     NotRequired,
 }
 
+impl LegalStatus {
+    /// What the status says to people, in French (`remaining`: calendar time left, for a
+    /// clock still running).
+    pub fn label_fr(self, remaining: jiff::SignedDuration) -> String {
+        match self {
+            Self::Pending => format!("en cours — reste {}", crate::fr::duration(remaining)),
+            Self::Done => "fait".into(),
+            Self::DoneLate => "fait hors délai".into(),
+            Self::Overdue => "DÉPASSÉE".into(),
+            Self::ToDetermine => "données personnelles : à déterminer".into(),
+            Self::NotRequired => "sans objet".into(),
+        }
+    }
+}
+
 /// One legal clock at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LegalClock {

@@ -446,7 +446,7 @@ pub async fn crisis(
             "named": view.agents_named,
             "delivery": view.delivery_address,
             "notes": view.notes,
-            "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": format!("{:?}", l.status), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
+            "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": l.status.label_fr(jiff::SignedDuration::from_secs(l.remaining_seconds)), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
             "needs": view.needs.iter().map(|n| json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": n.shortage })).collect::<Vec<_>>(),
         }),
     );
