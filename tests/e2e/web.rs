@@ -680,3 +680,34 @@ async fn legal_clocks_are_shown_in_french() {
         assert!(!html.contains(code), "raw code {code} on the page");
     }
 }
+
+/// WCAG's contrast ratio of two `#rrggbb` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let lum = |hex: &str| {
+        let c = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if v <= 0.039_28 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+        };
+        0.2126 * c(1) + 0.7152 * c(3) + 0.0722 * c(5)
+    };
+    let (x, y) = (lum(a), lum(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+/// The focus ring stands out (WCAG 2.2, non-text contrast ≥ 3:1) on the white pages and on the
+/// blue banner.
+#[test]
+fn the_focus_ring_has_enough_contrast_where_it_is_drawn() {
+    let css = include_str!("../../crates/replid/web/repli.css");
+    let colour_after = |needle: &str| {
+        let at = css.find(needle).unwrap_or_else(|| panic!("{needle} not in repli.css")) + needle.len();
+        css[at..].split('#').nth(1).map(|h| format!("#{}", &h[..6])).unwrap()
+    };
+    let ring = colour_after(":focus-visible { outline:");
+    let banner_ring = colour_after(".bandeau :focus-visible {");
+    let blue = colour_after("--bleu:");
+    assert!(contrast(&ring, "#ffffff") >= 3.0, "{ring} on white: {:.2}", contrast(&ring, "#ffffff"));
+    assert!(contrast(&ring, "#f6f6f6") >= 3.0, "{ring} on the page background");
+    assert!(contrast(&banner_ring, &blue) >= 3.0, "{banner_ring} on {blue}: {:.2}", contrast(&banner_ring, &blue));
+    assert!((contrast("#ffbf47", "#ffffff") - 1.64).abs() < 0.05, "the old ring was 1.64:1 on white");
+}
