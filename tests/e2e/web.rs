@@ -711,3 +711,35 @@ fn the_focus_ring_has_enough_contrast_where_it_is_drawn() {
     assert!(contrast(&banner_ring, &blue) >= 3.0, "{banner_ring} on {blue}: {:.2}", contrast(&banner_ring, &blue));
     assert!((contrast("#ffbf47", "#ffffff") - 1.64).abs() < 0.05, "the old ring was 1.64:1 on white");
 }
+
+/// Contacts still at their placeholder are named on every page ops see (they are printed in the
+/// DGS's dossier); once set, the sign-in page gives the astreinte's number.
+#[tokio::test]
+async fn placeholder_contacts_are_flagged_to_ops_and_the_real_number_shown_at_sign_in() {
+    let app = TestApp::spawn().await;
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.contacts").await;
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.contacts").await;
+    let page = |cookie: String, path: &'static str| {
+        let app = &app;
+        async move { http().get(app.url(path)).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    for path in ["/", "/taches", "/inventaire"] {
+        let html = page(ops.clone(), path).await;
+        assert!(html.contains("À configurer avant une crise : le numéro d&#x27;astreinte"), "{path}: {html}");
+    }
+    assert!(!page(dgs.clone(), "/").await.contains("À configurer"), "not the DGS's business");
+    let signin = http().get(app.url("/connexion")).send().await.unwrap().text().await.unwrap();
+    assert!(signin.contains("Appelez l'astreinte de la métropole :"), "no number yet: {signin}");
+
+    let set = TestApp::spawn_with(|c| {
+        c.documents.astreinte_phone = "04 91 99 00 00".into();
+        c.documents.astreinte_email = "astreinte@exemple.fr".into();
+        c.documents.csirt_phone = "09 70 60 99 99".into();
+    })
+    .await;
+    let signin = http().get(set.url("/connexion")).send().await.unwrap().text().await.unwrap();
+    assert!(signin.contains("au <a href=\"tel:04 91 99 00 00\">04 91 99 00 00</a>"), "{signin}");
+    let (ops, _) = session_of(&set, Role::Ops, None, "ops.contacts").await;
+    let home = http().get(set.url("/")).header(COOKIE, ops).send().await.unwrap().text().await.unwrap();
+    assert!(!home.contains("À configurer avant une crise"), "{home}");
+}

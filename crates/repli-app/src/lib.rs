@@ -232,6 +232,13 @@ impl App {
         let playbooks = repli_engine::engine_playbooks(config.engine.playbooks_dir.as_deref())
             .map_err(|e| engine::SetupError::Playbooks(e.join("\n")))?;
         let store = open_store(config, clock.now()).await?;
+        let placeholders = config.documents.placeholders();
+        if !placeholders.is_empty() {
+            tracing::warn!(
+                missing = %placeholders.join(", "),
+                "the astreinte contacts printed in each DGS's dossier are placeholders: set [documents] astreinte_phone, astreinte_email and csirt_phone"
+            );
+        }
         let m365 = engine::m365_setup(config).await?;
         let wake = Arc::new(Notify::new());
         let services = Services {

@@ -267,6 +267,32 @@ pub struct DocumentsConfig {
     pub csirt_phone: String,
 }
 
+impl DocumentsConfig {
+    /// The contacts still at their placeholder, in French (« le numéro d'astreinte »…): they
+    /// are printed in every DGS's dossier and must be set before a crisis.
+    pub fn placeholders(&self) -> Vec<&'static str> {
+        let d = DocumentsConfig::default();
+        let mut out = Vec::new();
+        if self.astreinte_phone.trim().is_empty() || self.astreinte_phone == d.astreinte_phone {
+            out.push("le numéro d'astreinte");
+        }
+        if self.astreinte_email.trim().is_empty() || self.astreinte_email == d.astreinte_email {
+            out.push("l'adresse d'astreinte");
+        }
+        if self.csirt_phone.trim().is_empty() || self.csirt_phone == d.csirt_phone {
+            out.push("le numéro du CSIRT régional");
+        }
+        out
+    }
+
+    /// The astreinte's phone number, once it is set.
+    pub fn astreinte_phone(&self) -> Option<&str> {
+        let set = !self.astreinte_phone.trim().is_empty()
+            && self.astreinte_phone != DocumentsConfig::default().astreinte_phone;
+        set.then_some(self.astreinte_phone.as_str())
+    }
+}
+
 impl Default for DocumentsConfig {
     fn default() -> Self {
         Self {
@@ -723,6 +749,17 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn placeholder_contacts_are_named_until_set() {
+        let mut d = DocumentsConfig::default();
+        assert_eq!(d.placeholders().len(), 3);
+        assert_eq!(d.astreinte_phone(), None);
+        d.astreinte_phone = "04 91 00 00 00".into();
+        d.csirt_phone = "  ".into();
+        assert_eq!(d.placeholders(), ["l'adresse d'astreinte", "le numéro du CSIRT régional"]);
+        assert_eq!(d.astreinte_phone(), Some("04 91 00 00 00"));
     }
 
     #[test]

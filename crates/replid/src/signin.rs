@@ -33,7 +33,14 @@ fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, er
         st,
         status,
         "connexion",
-        &json!({ "title": "Connexion", "csrf": csrf, "login": login, "error": error, "nav": null }),
+        &json!({
+            "title": "Connexion",
+            "csrf": csrf,
+            "login": login,
+            "error": error,
+            "nav": null,
+            "astreinte": st.config.documents.astreinte_phone(),
+        }),
     );
     (jar.add(cookie), page).into_response()
 }

@@ -51,7 +51,15 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
 
 /// Renders a page; a template error is logged and shown as a plain French message.
 pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::Value) -> Response {
-    match st.pages.render(name, data) {
+    // Ops see, on every page, the contacts still to configure (they are printed for the DGS).
+    let mut data = data.clone();
+    if let Some(obj) = data.as_object_mut() {
+        let placeholders = st.config.documents.placeholders();
+        let ops = obj.get("nav").is_some_and(|n| n["ops"] == json!(true) || n["admin"] == json!(true));
+        let warning = (ops && !placeholders.is_empty()).then(|| placeholders.join(", "));
+        obj.insert("a_configurer".into(), json!(warning));
+    }
+    match st.pages.render(name, &data) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, template = name, "page rendering failed");
@@ -233,6 +241,7 @@ pub fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value
             "ops": a.role == Role::Ops,
             "dgs": a.role == Role::Dgs,
             "auditor": a.role == Role::Auditor,
+            "admin": a.role == Role::Admin,
             "csrf": csrf,
         }),
     );
