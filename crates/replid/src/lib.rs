@@ -22,6 +22,7 @@ mod respond;
 pub mod routes;
 mod sheets;
 mod signin;
+pub mod spec;
 mod steps;
 mod tenant;
 pub mod tls;

@@ -25,30 +25,11 @@ use repli_proto::api::{
 
 use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::openapi::{Answer, Doc};
+pub use crate::spec::{Access, RouteSpec};
+use crate::spec::{Answer, Doc};
 use crate::{
     AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, tenant, users, web,
 };
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, unauthenticated.
-    Public,
-    /// An authenticated user whose role has this permission (the policy table in repli-core).
-    Requires(Permission),
-    /// The same, for a web page: without a session, the browser is sent to the sign-in page.
-    Page(Permission),
-}
-
-/// One route of the API, as the authorization matrix test sees it.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub method: Method,
-    pub path: &'static str,
-    pub access: Access,
-    pub doc: Doc,
-}
 
 /// Every route with its access rule and its documentation: the router and the OpenAPI
 /// document are both built from this table, so a route cannot exist without a policy entry
