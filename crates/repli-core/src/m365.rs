@@ -466,6 +466,11 @@ pub const CRISIS_NAMES: [&str; 12] = [
     "msoid",
 ];
 
+/// The names a crisis domain may hold records at: the domain and its [`CRISIS_NAMES`].
+pub fn crisis_names(domain: &str) -> Vec<String> {
+    CRISIS_NAMES.iter().map(|l| if l.is_empty() { domain.to_owned() } else { format!("{l}.{domain}") }).collect()
+}
+
 /// The DMARC policy record of a crisis domain (`_dmarc.<domain>`): mail that fails SPF (and
 /// DKIM, once Exchange signs) is quarantined or rejected, and aggregate reports go to `rua`.
 pub fn dmarc_record(domain: &str, policy: &str, rua: Option<&str>) -> DnsRecord {

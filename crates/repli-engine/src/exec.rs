@@ -9,7 +9,7 @@
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
 use repli_core::m365::{
-    AgentSpec, BoxFut, CRISIS_NAMES, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec,
+    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec, crisis_names,
     dmarc_record, zone_fragment,
 };
 use repli_core::playbook::{Playbook, StepKind};
@@ -117,11 +117,6 @@ enum Outcome {
     Manual(ManualTask),
     /// Not yet: what the step waits for (costs no attempt).
     Wait(String),
-}
-
-/// The names a crisis domain may hold records at (the domain and its known sub-names).
-fn crisis_names(domain: &str) -> Vec<String> {
-    CRISIS_NAMES.iter().map(|l| if l.is_empty() { domain.to_owned() } else { format!("{l}.{domain}") }).collect()
 }
 
 /// How long a waiting step sleeps before looking again, unless woken by a change first.
@@ -443,31 +438,23 @@ impl Engine {
                 }
             }
             StepKind::DnsRemove => {
-                // The hand-back's run does not hold the activation's records: the adapter
-                // removes every name a crisis domain may use, and checks they are gone.
-                match self.dns.remove(&ctx.domain, &[]).await {
-                    Ok(true) => {
-                        let names = crisis_names(&ctx.domain);
-                        done(StepOutput::Unpublished(Unpublished { names }))
-                    }
-                    Ok(false) => Ok(Outcome::Manual(ManualTask {
+                let manual = |why: Option<String>| {
+                    let why = why.map(|w| format!("Le retrait automatique a échoué ({w}). ")).unwrap_or_default();
+                    Ok(Outcome::Manual(ManualTask {
                         instructions: Some(format!(
-                            "Retirer de la zone DNS tous les enregistrements sous {} (le domaine et ses sous-noms : {}), puis confirmer.",
+                            "{why}Retirer de la zone DNS tous les enregistrements sous {} (le domaine et ses sous-noms : {}), puis confirmer.",
                             ctx.domain,
                             crisis_names(&ctx.domain).join(", ")
                         )),
                         checklist: vec!["Enregistrements retirés".into()],
-                    })),
-                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => {
-                        Ok(Outcome::Manual(ManualTask {
-                            instructions: Some(format!(
-                                "Le retrait automatique a échoué ({e}). Retirer de la zone DNS tous les enregistrements sous {} ({}), puis confirmer.",
-                                ctx.domain,
-                                crisis_names(&ctx.domain).join(", ")
-                            )),
-                            checklist: vec!["Enregistrements retirés".into()],
-                        }))
-                    }
+                    }))
+                };
+                // The hand-back's run does not hold the activation's records: the adapter
+                // removes every name a crisis domain may use, and checks they are gone.
+                match self.dns.remove(&ctx.domain, &[]).await {
+                    Ok(true) => done(StepOutput::Unpublished(Unpublished { names: crisis_names(&ctx.domain) })),
+                    Ok(false) => manual(None),
+                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
                     Err(e) => Err(e.into()),
                 }
             }

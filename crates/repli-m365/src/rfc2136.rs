@@ -20,7 +20,7 @@ use hickory_proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use repli_core::m365::{CRISIS_NAMES, Observed};
+use repli_core::m365::{Observed, crisis_names};
 
 use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
 
@@ -230,9 +230,11 @@ impl Rfc2136Dns {
     /// Waits until every server serves exactly `expected` (by name and type).
     async fn propagated(&self, expected: &BTreeMap<(String, RecordType), BTreeSet<String>>) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.config.propagation_timeout;
+        // Found once (NS records, addresses), not at every look.
+        let servers = self.servers().await;
         loop {
             let mut lagging = None;
-            'servers: for server in self.servers().await {
+            'servers: for &server in &servers {
                 for ((name, kind), want) in expected {
                     let got = match self.served(server, name, *kind).await {
                         Ok(got) => got,
@@ -482,26 +484,23 @@ impl DnsPublisher for Rfc2136Dns {
     fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>> {
         Box::pin(async move {
             let crisis = self.crisis_name(domain)?;
-            let mut names: BTreeSet<Name> = BTreeSet::new();
-            for label in CRISIS_NAMES {
-                names.insert(if label.is_empty() { crisis.clone() } else { fqdn(&format!("{label}.{domain}"))? });
-            }
+            let mut names: BTreeSet<String> =
+                crisis_names(domain).into_iter().map(|n| n.to_ascii_lowercase()).collect();
             for r in records {
-                let name = fqdn(&r.name)?;
-                if crisis.zone_of(&name) {
-                    names.insert(name);
+                if crisis.zone_of(&fqdn(&r.name)?) {
+                    names.insert(r.name.trim_end_matches('.').to_ascii_lowercase());
                 }
             }
             let mut m = self.update_message();
             for name in &names {
-                m.add_update(delete_all(name.clone()));
+                m.add_update(delete_all(fqdn(name)?));
             }
             self.update(m).await?;
-            // Gone from every server: an empty answer for what was published.
+            // Gone from every server: nothing of the kinds Repli publishes at any of these names.
             let mut expected = BTreeMap::new();
-            for r in records {
-                if let Ok(kind) = record_type(&r.kind) {
-                    expected.insert((r.name.trim_end_matches('.').to_ascii_lowercase(), kind), BTreeSet::new());
+            for name in names {
+                for kind in [RecordType::TXT, RecordType::MX, RecordType::CNAME, RecordType::SRV] {
+                    expected.insert((name.clone(), kind), BTreeSet::new());
                 }
             }
             self.propagated(&expected).await?;
