@@ -385,3 +385,89 @@ impl Drop for Named {
         let _ = self.child.wait();
     }
 }
+
+/// A minimal SMTP server on loopback that records what it is sent.
+pub async fn smtp_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = mails.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 localhost ESMTP test\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            store.lock().unwrap().push(std::mem::take(d));
+                            data = None;
+                            w.write_all(b"250 OK queued\r\n").await.unwrap();
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 localhost\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            w.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+/// What the SMS gateway stand-in received: the JSON body and the Authorization header.
+#[derive(Debug, Clone)]
+pub struct SmsReceived {
+    pub body: serde_json::Value,
+    pub authorization: Option<String>,
+}
+
+/// An SMS gateway stand-in on loopback, taking the generic JSON shape replid sends
+/// (`{"to", "from", "text"}`): answers 503 to its first `fail_first` messages, then 201,
+/// and records every message it accepted. Returns its URL and what it received.
+pub async fn sms_gateway(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<SmsReceived>>>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<SmsReceived>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<serde_json::Value>| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                g.lock().unwrap().push(SmsReceived { body, authorization });
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, got)
+}

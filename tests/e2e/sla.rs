@@ -181,58 +181,9 @@ async fn escalations_and_reminders_reach_ops_once_and_failed_deliveries_are_retr
     assert!(got.iter().all(|b| b["crisis"] == c.id.as_str()));
 }
 
-/// A minimal SMTP server on loopback that records what it is sent.
-async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
-    let store = mails.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut lines = BufReader::new(r).lines();
-                w.write_all(b"220 localhost ESMTP test\r\n").await.unwrap();
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(d) = data.as_mut() {
-                        if line == "." {
-                            store.lock().unwrap().push(std::mem::take(d));
-                            data = None;
-                            w.write_all(b"250 OK queued\r\n").await.unwrap();
-                        } else {
-                            d.push_str(&line);
-                            d.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250 localhost\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            w.write_all(b"221 bye\r\n").await.unwrap();
-                            return;
-                        }
-                        _ => b"250 OK\r\n",
-                    };
-                    w.write_all(reply).await.unwrap();
-                }
-            });
-        }
-    });
-    (port, mails)
-}
-
 #[tokio::test]
 async fn escalations_reach_ops_by_mail() {
-    let (port, mails) = smtp_server().await;
+    let (port, mails) = repli_tests::smtp_server().await;
     let app = TestApp::spawn_with(|c| {
         c.notify.channels = vec![replid::config::Channel::Smtp];
         c.notify.smtp = Some(replid::config::SmtpConfig {
@@ -269,4 +220,69 @@ fn smtp_without_tls_is_refused_off_loopback() {
     .unwrap();
     let e = replid::config::Config::load(Some(&p), Vec::new()).unwrap_err();
     assert!(e.to_string().contains("loopback"), "{e}");
+}
+
+/// The DGS is told the kit is ready on the out-of-band phone (SMS gateway) and address (mail
+/// relay), each message recorded with its recipient and delivery; a message the gateway
+/// refused for good is sent again by ops.
+#[tokio::test]
+async fn the_dgs_is_told_by_sms_and_by_mail() {
+    let (sms_url, texts) = repli_tests::sms_gateway(1).await;
+    let (port, mails) = repli_tests::smtp_server().await;
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "jeton-passerelle\n").unwrap();
+    let token_path = token.path().to_path_buf();
+    let app = TestApp::spawn_with(move |c| {
+        c.notify.sms = Some(replid::config::SmsConfig {
+            url: sms_url,
+            token_file: Some(token_path),
+            sender: "AMP Repli".into(),
+            to: Vec::new(),
+        });
+        c.notify.smtp = Some(replid::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: replid::config::SmtpSecurity::None,
+            from: "repli@ampmetropole.example".into(),
+            to: Vec::new(),
+            username: None,
+            password_file: None,
+        });
+        // One attempt: the gateway's first refusal is final, and ops send it again.
+        c.notify.max_attempts = 1;
+    })
+    .await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let list = app.ops.notifications().await.unwrap();
+    let to_dgs: Vec<_> = list.iter().filter(|n| n.recipient.is_some()).collect();
+    assert_eq!(to_dgs.len(), 2, "one SMS, one mail: {list:#?}");
+    let sms = to_dgs.iter().find(|n| n.channel == "sms").unwrap();
+    assert_eq!(sms.recipient.as_deref(), Some("+33612345678"));
+    assert_eq!(sms.status, "failed", "the gateway answered 503: {sms:#?}");
+    assert!(sms.last_error.as_deref().unwrap().contains("503"));
+    let mail = to_dgs.iter().find(|n| n.channel == "smtp").unwrap();
+    assert_eq!((mail.recipient.as_deref(), mail.status.as_str()), (Some("anne.martin@exemple.fr"), "sent"));
+    // The ops copy says it was sent (not « to relay »), on ops' own channel (log).
+    assert!(list.iter().any(|n| n.channel == "log" && n.subject.starts_with("Envoyé à Anne Martin")), "{list:#?}");
+    let got = mails.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("anne.martin@exemple.fr") && got[0].contains("est pr"), "{}", got[0]);
+
+    // A pending or sent one cannot be sent again; the failed one can, once.
+    let e = app.ops.retry_notification(mail.id).await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 409);
+    assert_eq!(app.dgs.retry_notification(sms.id).await.status_code(), 403);
+    let list = app.ops.retry_notification(sms.id).await.unwrap();
+    let again = list.iter().find(|n| n.id == sms.id).unwrap();
+    assert_eq!(again.status, "sent", "{again:#?}");
+    let received = texts.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["to"], "+33612345678");
+    assert_eq!(received[0].body["from"], "AMP Repli");
+    let text = received[0].body["text"].as_str().unwrap();
+    assert!(text.starts_with("Repli : Le kit de repli d'Aubagne est prêt"), "{text}");
+    assert_eq!(received[0].authorization.as_deref(), Some("Bearer jeton-passerelle"));
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "notify.retry" && e.actor_role == "ops"), "the retry is audited");
 }

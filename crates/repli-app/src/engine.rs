@@ -216,23 +216,27 @@ impl Host for DaemonHost {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("crise {crisis} introuvable"))?;
-            let (subject, key) = match audience {
-                // The commune's mail is down: ops relay it by the out-of-band contact.
-                Audience::Dgs => (
-                    format!("À transmettre à {} ({}) — crise {}", r.contact_name, fr::phone(&r.contact_phone), r.id),
-                    format!("playbook:{}:dgs:{}", r.id, short_hash(message)),
-                ),
-                Audience::Ops => (
-                    format!("Crise {} ({})", r.id, r.commune_name),
-                    format!("playbook:{}:ops:{}", r.id, short_hash(message)),
-                ),
-            };
             let now = st.clock.now();
-            for channel in &st.config.notify.channels {
-                st.store
-                    .enqueue_notification(&key, channel.as_str(), Some(r.id.as_str()), &subject, message, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            match audience {
+                Audience::Dgs => {
+                    let key = format!("playbook:{}:dgs:{}", r.id, short_hash(message));
+                    crate::notify::to_dgs(st, &r, &key, message, now).await.map_err(|e| e.to_string())?;
+                }
+                Audience::Ops => {
+                    let key = format!("playbook:{}:ops:{}", r.id, short_hash(message));
+                    let subject = format!("Crise {} ({})", r.id, r.commune_name);
+                    for channel in &st.config.notify.channels {
+                        let n = repli_store::NewNotification {
+                            key: &key,
+                            channel: channel.as_str(),
+                            crisis: Some(r.id.as_str()),
+                            recipient: None,
+                            subject: &subject,
+                            body: message,
+                        };
+                        st.store.enqueue_notification(&n, now).await.map_err(|e| e.to_string())?;
+                    }
+                }
             }
             // Sent now rather than at the next maintenance round; failures are retried there.
             if let Err(e) = crate::notify::deliver(st, now).await {

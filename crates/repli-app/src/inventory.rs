@@ -272,9 +272,112 @@ async fn scanned(st: &Services, field: &str, code: &str) -> Result<String, AppEr
 
 /// Lends an item to the crisis (to a named agent or to the commune).
 pub async fn lend(st: &Services, a: &Actor, id: &str, req: &LendRequest) -> Result<Vec<LoanView>, AppError> {
+    let line = LoanLine { code: req.serial.clone(), to: req.agent_id.map_or(LoanTo::Commune, LoanTo::Agent) };
+    lend_many(st, a, id, std::slice::from_ref(&line)).await
+}
+
+/// An item reserved for a crisis and not lent yet, with the agent the laptop plan proposes.
+#[derive(Debug, Clone)]
+pub struct Lendable {
+    pub item: ItemRecord,
+    /// The agent the `inventory.assign` plan gives this item to, if any.
+    pub proposed: Option<i64>,
+}
+
+/// The crisis's items ready to lend, in label order, with the laptop plan's proposal.
+pub async fn lendable(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Lendable>, AppError> {
+    let items = st.store.items(Some(id.as_str())).await?;
+    let outputs = crate::steps::kit_outputs(st, id).await?;
+    let agents = st.store.agents(id).await?;
+    let plan = outputs.assigned().map(|a| a.assignments.as_slice()).unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .filter(|i| matches!(i.state, ItemState::Reserved | ItemState::Prepared))
+        .map(|item| {
+            let proposed = plan
+                .iter()
+                .find(|p| p.serial == item.item.serial)
+                .and_then(|p| agents.iter().find(|g| g.name == p.agent && g.service == p.service))
+                .map(|g| g.id);
+            Lendable { item, proposed }
+        })
+        .collect())
+}
+
+/// Whom a loan line goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoanTo {
+    /// The commune itself (routers, printers).
+    Commune,
+    /// An agent of the crisis's list, by id (picked from the list).
+    Agent(i64),
+    /// An agent of the crisis's list, by name as typed beside a scan (any case).
+    AgentNamed(String),
+}
+
+/// One item to lend: a serial or label (scanned or picked) and whom it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoanLine {
+    pub code: String,
+    pub to: LoanTo,
+}
+
+/// Most items lent in one go (the deliberation's kit is 50 laptops plus phones and routers).
+pub const MAX_LOANS_AT_ONCE: usize = 200;
+
+/// Lends several items at once, all or none. Every line is checked first (code, agent) and
+/// every refusal is reported; then the loans are written in
+/// one transaction. Each refusal is named by the code scanned or picked (the line number when
+/// blank).
+pub async fn lend_many(st: &Services, a: &Actor, id: &str, lines: &[LoanLine]) -> Result<Vec<LoanView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let s = scanned(st, "serial", &req.serial).await?;
-    st.store.lend(&r.id, &s, req.agent_id, LOAN_DAYS, a, st.clock.now()).await.map_err(item_error)?;
+    if lines.is_empty() || lines.len() > MAX_LOANS_AT_ONCE {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "prets",
+            format!("de 1 à {MAX_LOANS_AT_ONCE} équipements à la fois"),
+        )]));
+    }
+    let agents = st.store.agents(&r.id).await?;
+    let mut errors = Vec::new();
+    let mut items: Vec<(String, Option<i64>)> = Vec::with_capacity(lines.len());
+    for (n, line) in lines.iter().enumerate() {
+        // Named by what was scanned or picked, so the person finds the line.
+        let shown: String = line.code.trim().chars().take(40).collect();
+        let field = if shown.is_empty() { format!("ligne {}", n + 1) } else { shown };
+        let serial = match scanned(st, &field, &line.code).await {
+            Ok(s) => s,
+            Err(_) => {
+                errors.push(FieldError::new(&field, "numéro de série ou étiquette illisible"));
+                continue;
+            }
+        };
+        if items.iter().any(|(s, _)| *s == serial) {
+            errors.push(FieldError::new(&field, format!("{} figure deux fois", line.code.trim())));
+            continue;
+        }
+        let agent = match &line.to {
+            LoanTo::Commune => None,
+            LoanTo::Agent(id) => Some(*id),
+            LoanTo::AgentNamed(name) => {
+                let wanted = name.trim().to_lowercase();
+                match agents.iter().find(|g| g.name.trim().to_lowercase() == wanted) {
+                    Some(g) => Some(g.id),
+                    None => {
+                        errors.push(FieldError::new(
+                            &field,
+                            format!("« {} » n'est pas dans la liste des agents", name.trim()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        items.push((serial, agent));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    st.store.lend_all(&r.id, &items, LOAN_DAYS, a, st.clock.now()).await.map_err(item_error)?;
     loans_of(st, &r.id).await
 }
 

@@ -1,10 +1,14 @@
-//! Notifications to ops: SLA escalations (each threshold once per crisis) and legal reminders
-//! (24 h and 6 h before each deadline), through channels that work while the commune's mail is
-//! down. Queued in the database, delivered and retried with backoff by the maintenance round.
+//! Notifications: to ops, SLA escalations (each threshold once per crisis) and legal reminders
+//! (24 h and 6 h before each deadline); to the commune's DGS, what the playbooks announce (kit
+//! ready, accounts closed), by SMS to the out-of-band phone and by e-mail to the out-of-band
+//! address. Only channels that work while the commune's mail is down. Queued in the database
+//! with their recipient, delivered and retried with backoff by the maintenance round; ops see
+//! each one's status and may send a failed one again.
 
 use jiff::{SignedDuration, Timestamp};
+use repli_core::Actor;
 use repli_core::{fr, legal};
-use repli_store::{CrisisFilter, StoreError};
+use repli_store::{CrisisFilter, NewNotification, StoreError};
 use serde_json::json;
 
 use crate::config::Channel;
@@ -63,11 +67,15 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
         }
         for (key, subject, body) in due {
             for channel in &st.config.notify.channels {
-                if st
-                    .store
-                    .enqueue_notification(&key, channel.as_str(), Some(r.id.as_str()), &subject, &body, now)
-                    .await?
-                {
+                let n = NewNotification {
+                    key: &key,
+                    channel: channel.as_str(),
+                    crisis: Some(r.id.as_str()),
+                    recipient: None,
+                    subject: &subject,
+                    body: &body,
+                };
+                if st.store.enqueue_notification(&n, now).await? {
                     new += 1;
                 }
             }
@@ -94,6 +102,7 @@ pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError>
             }
             Some(Channel::Webhook) => webhook(st, n).await,
             Some(Channel::Smtp) => smtp(st, n).await,
+            Some(Channel::Sms) => sms(st, n).await,
             None => Err(format!("unknown channel {}", n.channel)),
         };
         let retry_at = match &result {
@@ -154,9 +163,151 @@ async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String
     let mut message = Message::builder()
         .from(cfg.from.parse().map_err(|e| format!("notify.smtp.from: {e}"))?)
         .subject(format!("[Repli] {}", n.subject));
-    for to in &cfg.to {
-        message = message.to(to.parse().map_err(|e| format!("notify.smtp.to: {e}"))?);
+    let recipients: Vec<&str> = match &n.recipient {
+        Some(r) => vec![r.as_str()],
+        None => cfg.to.iter().map(String::as_str).collect(),
+    };
+    if recipients.is_empty() {
+        return Err("no recipient: notify.smtp.to is empty".into());
+    }
+    for to in recipients {
+        message = message.to(to.parse().map_err(|_| "an address of notify.smtp.to or of the contact is invalid")?);
     }
     let message = message.body(format!("{}\n\n{}\n", n.subject, n.body)).map_err(|e| e.to_string())?;
     builder.build().send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
+}
+
+/// The SMS gateway's token: from `token_file`, or REPLI_SMS_TOKEN (none: no Authorization).
+fn sms_token(cfg: &crate::config::SmsConfig) -> Result<Option<String>, String> {
+    if let Some(p) = &cfg.token_file {
+        return std::fs::read_to_string(p)
+            .map(|s| Some(s.trim_end().to_owned()))
+            .map_err(|e| format!("cannot read the SMS token file: {e}"));
+    }
+    Ok(std::env::var("REPLI_SMS_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+/// Longest SMS text sent: four concatenated parts of 153 GSM characters.
+pub const SMS_MAX_CHARS: usize = 612;
+
+/// An SMS's text: the body, prefixed, cut at [`SMS_MAX_CHARS`] on a character boundary.
+pub fn sms_text(n: &repli_store::Notification) -> String {
+    let text = if n.recipient.is_some() {
+        format!("Repli : {}", n.body)
+    } else {
+        format!("Repli : {} — {}", n.subject, n.body)
+    };
+    if text.chars().count() <= SMS_MAX_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(SMS_MAX_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+async fn sms(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
+    let Some(cfg) = st.config.notify.sms.as_ref() else { return Err("no [notify.sms] configured".into()) };
+    let recipients: Vec<&str> = match &n.recipient {
+        Some(r) => vec![r.as_str()],
+        None => cfg.to.iter().map(String::as_str).collect(),
+    };
+    if recipients.is_empty() {
+        return Err("no recipient: notify.sms.to is empty".into());
+    }
+    let token = sms_token(cfg)?;
+    let text = sms_text(n);
+    for to in recipients {
+        let mut req = st.http.post(&cfg.url).json(&json!({ "to": to, "from": cfg.sender, "text": text }));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => return Err(format!("SMS gateway answered HTTP {}", r.status().as_u16())),
+            // Without the URL: it may carry a key in its query.
+            Err(e) => return Err(format!("SMS gateway unreachable: {}", e.without_url())),
+        }
+    }
+    Ok(())
+}
+
+/// The channels that reach the commune's DGS directly: SMS when a gateway is configured,
+/// e-mail when a relay is (and the contact gave an address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DgsChannels {
+    pub sms: bool,
+    pub email: bool,
+}
+
+pub fn dgs_channels(st: &Services) -> DgsChannels {
+    DgsChannels { sms: st.config.notify.sms.is_some(), email: st.config.notify.smtp.is_some() }
+}
+
+/// Queues a message for the crisis's out-of-band contact: an SMS to the phone and an e-mail to
+/// the address, as configured, and a copy to ops on their channels (they relay it by phone
+/// when neither channel exists). Returns how many notifications were new.
+pub async fn to_dgs(
+    st: &Services,
+    r: &repli_store::CrisisRecord,
+    key: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let direct = dgs_channels(st);
+    let subject = format!("Crise {} ({})", r.id, r.commune_name);
+    let mut queued = Vec::new();
+    if direct.sms {
+        queued.push((Channel::Sms, Some(r.contact_phone.as_str())));
+    }
+    if direct.email
+        && let Some(mail) = r.contact_email.as_deref()
+    {
+        queued.push((Channel::Smtp, Some(mail)));
+    }
+    let copy_subject = if queued.is_empty() {
+        format!("À transmettre à {} ({}) — crise {}", r.contact_name, fr::phone(&r.contact_phone), r.id)
+    } else {
+        format!("Envoyé à {} — crise {}", r.contact_name, r.id)
+    };
+    let mut new = 0;
+    for (channel, to) in &queued {
+        let n = NewNotification {
+            key,
+            channel: channel.as_str(),
+            crisis: Some(r.id.as_str()),
+            recipient: *to,
+            subject: &subject,
+            body: message,
+        };
+        new += usize::from(st.store.enqueue_notification(&n, now).await?);
+    }
+    // The ops copy has its own key: the same channel (smtp) may carry both.
+    let copy_key = format!("{key}:ops");
+    for channel in &st.config.notify.channels {
+        let n = NewNotification {
+            key: &copy_key,
+            channel: channel.as_str(),
+            crisis: Some(r.id.as_str()),
+            recipient: None,
+            subject: &copy_subject,
+            body: message,
+        };
+        new += usize::from(st.store.enqueue_notification(&n, now).await?);
+    }
+    Ok(new)
+}
+
+/// Ops send a failed notification again (it is delivered at once, then retried as usual).
+pub async fn retry(st: &Services, a: &Actor, id: i64) -> Result<(), crate::AppError> {
+    let now = st.clock.now();
+    if !st.store.retry_notification(id, a, now).await? {
+        return Err(crate::AppError::problem(
+            repli_proto::ProblemCode::NotificationConflict,
+            "Seule une notification en échec peut être renvoyée.",
+        ));
+    }
+    if let Err(e) = deliver(st, now).await {
+        tracing::warn!(error = %e, "notification delivery deferred");
+    }
+    Ok(())
 }

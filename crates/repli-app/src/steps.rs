@@ -96,6 +96,18 @@ pub async fn steps_of(st: &Services, a: &Actor, id: &str) -> Result<StepsView, A
     Ok(StepsView { crisis: r.id, state: r.state, simulation: st.simulation, runs })
 }
 
+/// What the kit's activation produced so far (accounts, workspace, visio, laptop plan,
+/// isolation report): the outputs of its succeeded steps.
+pub async fn kit_outputs(st: &Services, id: &repli_core::CrisisId) -> Result<repli_core::run::Outputs, AppError> {
+    let mut steps = Vec::new();
+    for run in st.store.runs_of(id).await? {
+        if run.playbook == repli_core::run::PlaybookName::Activation {
+            steps.extend(st.store.steps(run.id).await?);
+        }
+    }
+    Ok(repli_core::run::Outputs::of(&steps))
+}
+
 /// Manual steps waiting for ops, across crises (API and ops page).
 pub async fn task_views(st: &Services) -> Result<Vec<TaskView>, AppError> {
     let mut out = Vec::new();

@@ -450,16 +450,19 @@ pub enum Channel {
     Webhook,
     /// `[notify.smtp]`.
     Smtp,
+    /// `[notify.sms]`: an HTTP SMS gateway.
+    Sms,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Self::Log, Self::Webhook, Self::Smtp];
+    pub const ALL: [Channel; 4] = [Self::Log, Self::Webhook, Self::Smtp, Self::Sms];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Log => "log",
             Self::Webhook => "webhook",
             Self::Smtp => "smtp",
+            Self::Sms => "sms",
         }
     }
 
@@ -480,8 +483,46 @@ pub struct NotifyConfig {
     pub webhook_url: Option<String>,
     /// Delivery attempts before a notification is marked failed.
     pub max_attempts: u32,
-    /// Mail to ops (never to the commune, whose mail is down).
+    /// The mail relay: to ops (`to`), and to the commune's out-of-band address (never its
+    /// own mail, which is down).
     pub smtp: Option<SmtpConfig>,
+    /// The SMS gateway: to the commune's out-of-band phone, and to ops (`to`) when `sms` is
+    /// among `channels`.
+    pub sms: Option<SmsConfig>,
+}
+
+/// An HTTP SMS gateway taking a generic JSON message:
+/// `POST url` with `{"to": "+33612345678", "from": sender, "text": "…"}` and, when a token is
+/// configured, `Authorization: Bearer <token>`; any 2xx answer means accepted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    pub url: String,
+    /// A file holding the gateway's token (or set REPLI_SMS_TOKEN). Never the token itself.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The sender shown on the phone: 3 to 11 letters or digits.
+    #[serde(default = "default_sms_sender")]
+    pub sender: String,
+    /// Ops' numbers, for the `sms` channel of ops notifications.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+fn default_sms_sender() -> String {
+    "AMP Repli".into()
+}
+
+impl std::fmt::Debug for SmsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a key in its query.
+        f.debug_struct("SmsConfig")
+            .field("url", &"<redacted>")
+            .field("token_file", &self.token_file.as_ref().map(|_| "<redacted path>"))
+            .field("sender", &self.sender)
+            .field("to", &self.to.len())
+            .finish()
+    }
 }
 
 impl Default for NotifyConfig {
@@ -492,6 +533,7 @@ impl Default for NotifyConfig {
             webhook_url: None,
             max_attempts: 8,
             smtp: None,
+            sms: None,
         }
     }
 }
@@ -517,6 +559,8 @@ pub struct SmtpConfig {
     #[serde(default = "default_smtp_security")]
     pub security: SmtpSecurity,
     pub from: String,
+    /// Ops' addresses (needed when `smtp` is among `channels`).
+    #[serde(default)]
     pub to: Vec<String>,
     #[serde(default)]
     pub username: Option<String>,
@@ -644,6 +688,23 @@ impl Config {
                         return Err("notify.smtp.security = \"none\" is only allowed for a relay on loopback".into());
                     }
                 }
+                Channel::Sms => {
+                    if self.notify.sms.as_ref().is_none_or(|s| s.to.is_empty()) {
+                        return Err("notify.channels has sms: configure [notify.sms] with ops' numbers in `to`".into());
+                    }
+                }
+            }
+        }
+        if let Some(s) = &self.notify.sms {
+            let loopback = s.url.strip_prefix("http://").is_some_and(|rest| {
+                rest.starts_with("[::1]") || matches!(rest.split(['/', ':']).next(), Some("localhost" | "127.0.0.1"))
+            });
+            if !(s.url.starts_with("https://") || loopback) {
+                return Err("notify.sms.url must be an https URL (plain http only for a gateway on loopback)".into());
+            }
+            let n = s.sender.chars().count();
+            if !(3..=11).contains(&n) || !s.sender.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ') {
+                return Err("notify.sms.sender must be 3 to 11 letters, digits or spaces".into());
             }
         }
         if self.notify.thresholds.iter().any(|t| !(1..=100).contains(t))

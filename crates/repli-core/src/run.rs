@@ -508,6 +508,7 @@ impl Outputs {
         meeting: Meeting => Meeting,
         wind_down: WindDown => WindDown,
         assigned: Assigned => Assigned,
+        isolation: Isolation => IsolationReport,
     }
 
     /// The last zone a `dns.publish` step published.

@@ -325,14 +325,18 @@ pub struct SlaReportLine {
     pub late_seconds: i64,
 }
 
-/// A notification to ops and its delivery.
+/// A notification (to ops, or to the commune's out-of-band contact) and its delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: i64,
     pub key: String,
     pub channel: String,
     pub crisis: Option<String>,
+    /// The phone number or address it goes to; none: the channel's ops recipients.
+    pub recipient: Option<String>,
     pub subject: String,
+    pub body: String,
+    /// pending, sent, failed.
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,

@@ -349,6 +349,11 @@ impl Client {
         self.get(&format!("{API_PREFIX}/notifications")).await
     }
 
+    /// Sends a failed notification again; answers the queue.
+    pub async fn retry_notification(&self, id: i64) -> Result<Vec<NotificationView>, ClientError> {
+        self.post(&format!("{API_PREFIX}/notifications/{id}/retry"), &serde_json::json!({})).await
+    }
+
     pub async fn import_inventory(&self, req: &ImportRequest) -> Result<ImportView, ClientError> {
         self.post(&format!("{API_PREFIX}/inventory/import"), req).await
     }

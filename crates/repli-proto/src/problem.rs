@@ -49,10 +49,11 @@ pub enum ProblemCode {
     UriTooLong,
     HeadersTooLarge,
     NoCheckpoint,
+    NotificationConflict,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 39] = [
+    pub const ALL: [ProblemCode; 40] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -92,6 +93,7 @@ impl ProblemCode {
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::NoCheckpoint,
+        Self::NotificationConflict,
     ];
 
     /// The stable string (`convention_missing`).
@@ -136,6 +138,7 @@ impl ProblemCode {
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::NoCheckpoint => "no_checkpoint",
+            Self::NotificationConflict => "notification_conflict",
         }
     }
 
@@ -171,7 +174,8 @@ impl ProblemCode {
             | Self::CredentialSheetsIssued
             | Self::HandbackInProgress
             | Self::ReceptionIncomplete
-            | Self::NoCheckpoint => 409,
+            | Self::NoCheckpoint
+            | Self::NotificationConflict => 409,
             Self::PayloadTooLarge => 413,
             Self::UriTooLong => 414,
             Self::HeadersTooLarge => 431,

@@ -678,59 +678,23 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.lend_all(id, &[(serial.to_owned(), agent)], loan_days, actor, now).await
+    }
+
+    /// Lends several items at once, all or none: one refused item leaves every other one as it
+    /// was.
+    pub async fn lend_all(
+        &self,
+        id: &CrisisId,
+        items: &[(String, Option<i64>)],
+        loan_days: u32,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT kind, crisis_id FROM items WHERE serial = ?")
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (kind, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
-        if held_by.as_deref() != Some(id.as_str()) {
-            return Err(item_err(format!("l'équipement {serial} n'est pas réservé pour la crise {id}")));
+        for (serial, agent) in items {
+            lend_one(self, &mut tx, id, serial, *agent, loan_days, actor, now).await?;
         }
-        let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
-        if let Some(a) = agent {
-            let ok: Option<i64> = sqlx::query_scalar("SELECT 1 FROM agents WHERE id = ? AND crisis_id = ?")
-                .bind(a)
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if ok.is_none() {
-                return Err(item_err(format!("l'agent {a} n'est pas dans la liste des agents de la crise {id}")));
-            }
-        } else if kind.is_personal() {
-            return Err(item_err(format!("un {} se prête à un agent nommé", kind.label_fr())));
-        }
-        move_item(
-            &mut tx,
-            serial,
-            &[ItemState::Reserved, ItemState::Prepared],
-            ItemState::Lent,
-            Some(id.as_str()),
-            &actor.name,
-            None,
-            now,
-        )
-        .await?;
-        let due = now.checked_add(SignedDuration::from_hours(24 * i64::from(loan_days))).unwrap_or(now);
-        sqlx::query("INSERT INTO loans (serial, crisis_id, agent_id, lent_at, due_back) VALUES (?, ?, ?, ?, ?)")
-            .bind(serial)
-            .bind(id.as_str())
-            .bind(agent)
-            .bind(time::to_db(now))
-            .bind(time::to_db(due))
-            .execute(&mut *tx)
-            .await?;
-        let commune = commune_of(&mut tx, id).await?;
-        let e = NewEntry::crisis(
-            actor,
-            &commune,
-            id.as_str(),
-            "inventory.lend",
-            serial,
-            json!({ "agent": agent, "due_back": time::to_db(due) }),
-        );
-        self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -951,4 +915,70 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// One loan inside [`Store::lend_all`]'s transaction.
+#[allow(clippy::too_many_arguments)]
+async fn lend_one(
+    store: &Store,
+    tx: &mut SqliteConnection,
+    id: &CrisisId,
+    serial: &str,
+    agent: Option<i64>,
+    loan_days: u32,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as("SELECT kind, crisis_id FROM items WHERE serial = ?")
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (kind, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+    if held_by.as_deref() != Some(id.as_str()) {
+        return Err(item_err(format!("l'équipement {serial} n'est pas réservé pour la crise {id}")));
+    }
+    let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
+    if let Some(a) = agent {
+        let ok: Option<i64> = sqlx::query_scalar("SELECT 1 FROM agents WHERE id = ? AND crisis_id = ?")
+            .bind(a)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if ok.is_none() {
+            return Err(item_err(format!("l'agent {a} n'est pas dans la liste des agents de la crise {id}")));
+        }
+    } else if kind.is_personal() {
+        return Err(item_err(format!("un {} se prête à un agent nommé", kind.label_fr())));
+    }
+    move_item(
+        tx,
+        serial,
+        &[ItemState::Reserved, ItemState::Prepared],
+        ItemState::Lent,
+        Some(id.as_str()),
+        &actor.name,
+        None,
+        now,
+    )
+    .await?;
+    let due = now.checked_add(SignedDuration::from_hours(24 * i64::from(loan_days))).unwrap_or(now);
+    sqlx::query("INSERT INTO loans (serial, crisis_id, agent_id, lent_at, due_back) VALUES (?, ?, ?, ?, ?)")
+        .bind(serial)
+        .bind(id.as_str())
+        .bind(agent)
+        .bind(time::to_db(now))
+        .bind(time::to_db(due))
+        .execute(&mut *tx)
+        .await?;
+    let commune = commune_of(tx, id).await?;
+    let e = NewEntry::crisis(
+        actor,
+        &commune,
+        id.as_str(),
+        "inventory.lend",
+        serial,
+        json!({ "agent": agent, "due_back": time::to_db(due) }),
+    );
+    store.append(tx, e, now).await?;
+    Ok(())
 }

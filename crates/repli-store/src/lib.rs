@@ -38,7 +38,7 @@ pub use read::{CrisisFacts, HISTORY_ENTRIES, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
 pub use sheets::SheetsIssue;
-pub use sla::Notification;
+pub use sla::{NewNotification, Notification};
 pub use tallies::{NotificationTally, StepTally, Tallies};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
 pub use users::{NewUser, Session, UserRecord, UserSummary};
@@ -117,6 +117,7 @@ fn migrator() -> Migrator {
         m(6, "engine", include_str!("../migrations/0006_engine.sql")),
         m(7, "read indexes", include_str!("../migrations/0007_read_indexes.sql")),
         m(8, "agents and sheets", include_str!("../migrations/0008_agents_and_sheets.sql")),
+        m(9, "notification recipients", include_str!("../migrations/0009_notification_recipients.sql")),
     ])
 }
 

@@ -16,6 +16,8 @@ pub struct Notification {
     pub key: String,
     pub channel: String,
     pub crisis: Option<String>,
+    /// A phone number or an address; None: the channel's configured (ops) recipients.
+    pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
     pub status: String,
@@ -26,8 +28,37 @@ pub struct Notification {
     pub sent_at: Option<Timestamp>,
 }
 
-type NotificationRow =
-    (i64, String, String, Option<String>, String, String, String, i64, String, Option<String>, String, Option<String>);
+type NotificationRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+const NOTIFICATION_COLUMNS: &str = "id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, \
+                                    last_error, created_at, sent_at, recipient";
+
+/// A notification to queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewNotification<'a> {
+    /// Sent once per key and channel.
+    pub key: &'a str,
+    pub channel: &'a str,
+    pub crisis: Option<&'a str>,
+    /// A phone number or an address; None: the channel's configured (ops) recipients.
+    pub recipient: Option<&'a str>,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
 
 fn notification(r: NotificationRow) -> Result<Notification, StoreError> {
     Ok(Notification {
@@ -43,6 +74,7 @@ fn notification(r: NotificationRow) -> Result<Notification, StoreError> {
         last_error: r.9,
         created_at: time::from_db("notifications.created_at", &r.10)?,
         sent_at: opt_from_db("notifications.sent_at", r.11)?,
+        recipient: r.12,
     })
 }
 
@@ -197,24 +229,17 @@ impl Store {
     }
 
     /// Queues a notification once per (key, channel); returns whether it is new.
-    pub async fn enqueue_notification(
-        &self,
-        key: &str,
-        channel: &str,
-        crisis: Option<&str>,
-        subject: &str,
-        body: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    pub async fn enqueue_notification(&self, n: &NewNotification<'_>, now: Timestamp) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO notifications (key, channel, crisis_id, subject, body, created_at, status, next_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?6) ON CONFLICT (key, channel) DO NOTHING",
+            "INSERT INTO notifications (key, channel, crisis_id, recipient, subject, body, created_at, status, \
+             next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7) ON CONFLICT (key, channel) DO NOTHING",
         )
-        .bind(key)
-        .bind(channel)
-        .bind(crisis)
-        .bind(subject)
-        .bind(body)
+        .bind(n.key)
+        .bind(n.channel)
+        .bind(n.crisis)
+        .bind(n.recipient)
+        .bind(n.subject)
+        .bind(n.body)
         .bind(time::to_db(now))
         .execute(&mut *self.write.acquire().await?)
         .await?;
@@ -223,18 +248,55 @@ impl Store {
 
     /// Pending notifications whose next attempt is due.
     pub async fn due_notifications(&self, now: Timestamp) -> Result<Vec<Notification>, StoreError> {
-        let sql = "SELECT id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, last_error, \
-                   created_at, sent_at FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id";
-        let rows: Vec<NotificationRow> = sqlx::query_as(sql).bind(time::to_db(now)).fetch_all(&self.read).await?;
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id"
+        );
+        let rows: Vec<NotificationRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(time::to_db(now)).fetch_all(&self.read).await?;
         rows.into_iter().map(notification).collect()
     }
 
     /// Every notification, newest first (ops see failures here).
     pub async fn notifications(&self, limit: u32) -> Result<Vec<Notification>, StoreError> {
-        let sql = "SELECT id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, last_error, \
-                   created_at, sent_at FROM notifications ORDER BY id DESC LIMIT ?";
-        let rows: Vec<NotificationRow> = sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications ORDER BY id DESC LIMIT ?");
+        let rows: Vec<NotificationRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.read).await?;
         rows.into_iter().map(notification).collect()
+    }
+
+    /// Ops send a failed notification again: pending from now, with its attempts counted
+    /// afresh. Audited. False when it is not failed (pending or sent ones are left alone).
+    pub async fn retry_notification(&self, id: i64, actor: &Actor, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = ? \
+             WHERE id = ? AND status = 'failed' RETURNING key, channel, crisis_id",
+        )
+        .bind(time::to_db(now))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((key, channel, crisis)) = row else { return Ok(false) };
+        let commune = match &crisis {
+            Some(c) => {
+                sqlx::query_scalar::<_, String>("SELECT commune FROM crises WHERE id = ?")
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: commune.as_deref(),
+            crisis: crisis.as_deref(),
+            action: "notify.retry",
+            target: &id.to_string(),
+            details: json!({ "key": key, "channel": channel }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records one delivery attempt: sent, retried at `retry_at`, or failed for good.

@@ -132,6 +132,15 @@ pub async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json
     Ok(Json(crises::notifications(&st).await?))
 }
 
+pub async fn retry_notification(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    repli_app::notify::retry(&st, &a, id).await?;
+    Ok(Json(crises::notifications(&st).await?))
+}
+
 pub async fn log(
     State(st): State<AppState>,
     Authed(a): Authed,

@@ -16,6 +16,7 @@ mod inventory;
 mod journal;
 pub mod logging;
 pub mod openapi;
+mod operate;
 pub mod pages;
 pub mod request_id;
 mod respond;

@@ -189,6 +189,7 @@ fn path_param_schema(name: &str) -> RefOr<Schema> {
         "serial" => "The item's serial number or asset tag.",
         "step" => "The step's id in its playbook.",
         "uid" => "The user's id.",
+        "nid" => "The notification's id, as listed.",
         "action" => "A crisis action (`activate`, `reject`, `start_handback`…).",
         "kind" => "A legal clock: `cnil` or `complaint`.",
         "file" => "A document's file name, as listed.",

@@ -268,15 +268,13 @@ pub async fn request_submit(
     });
     let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => {
-            match s.parse::<jiff::civil::DateTime>().ok().and_then(|dt| dt.to_zoned(st.time_zone().clone()).ok()) {
-                Some(z) => Some(z.timestamp()),
-                None => {
-                    errors.push(FieldError::new("aware_at", "date et heure attendues (jj/mm/aaaa hh:mm)"));
-                    None
-                }
+        Some(s) => match crate::web::local_instant(&st, s) {
+            Some(t) => Some(t),
+            None => {
+                errors.push(FieldError::new("aware_at", "date et heure attendues (jj/mm/aaaa hh:mm)"));
+                None
             }
-        }
+        },
     };
     let personal_data = match form.get("personal_data").map(String::as_str) {
         Some("oui") => Some(true),
@@ -356,10 +354,42 @@ pub async fn request_submit(
             {
                 tracing::warn!(error = %e, "agents list from the request form refused");
             }
-            Redirect::to(&format!("/crises/{}", rec.id)).into_response()
+            Redirect::to(&format!("/crises/{}/demande-enregistree", rec.id)).into_response()
         }
         Err(e) => fail(&field_errors, Some(e.to_problem().detail), communes),
     }
+}
+
+/// The page after a request: its number, when the kit is due, what happens next and how the
+/// DGS will be told, and the astreinte's number.
+pub async fn request_recorded(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match crises::get(&st, &a, &id).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let channels = repli_app::notify::dgs_channels(&st);
+    let mut data = base(&a, &csrf, "Demande enregistrée");
+    data.insert(
+        "d".into(),
+        json!({
+            "id": view.id.as_str(),
+            "commune": view.commune_name,
+            "de_commune": fr::de(&view.commune_name),
+            "due": when(&st, Some(view.sla.due_at)),
+            "phone": fr::phone(&view.contact.phone),
+            "email": view.contact.email,
+            "sms": channels.sms,
+            "mail": channels.email && view.contact.email.is_some(),
+            "delivery": view.delivery_address,
+            "astreinte": st.config.documents.astreinte_phone(),
+        }),
+    );
+    render(&st, StatusCode::OK, "demande-enregistree", &Value::Object(data))
 }
 
 // ---------------------------------------------------------------- crisis page
@@ -384,9 +414,11 @@ pub async fn crisis(
         let loans = inventory::loans_of(&st, &crisis_id).await?;
         let log = st.store.log_entries(&crisis_id).await?;
         let agents = inventory::agents(&st, &a, crisis_id.as_str()).await?;
-        Ok::<_, AppError>((convention, view, Some(steps), loans, log, agents))
+        let lendable = if a.role == Role::Ops { inventory::lendable(&st, &crisis_id).await? } else { Vec::new() };
+        let outputs = steps::kit_outputs(&st, &crisis_id).await?;
+        Ok::<_, AppError>((convention, view, Some(steps), loans, log, agents, lendable, outputs))
     };
-    let (convention, view, steps, loans, log, agents) = match read.await {
+    let (convention, view, steps, loans, log, agents, lendable, outputs) = match read.await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
@@ -491,8 +523,33 @@ pub async fn crisis(
         "log".into(),
         json!(log.iter().rev().map(|e| json!({ "at": when(&st, Some(e.at)), "who": e.author, "kind": e.kind.label_fr(), "text": e.text })).collect::<Vec<_>>()),
     );
+    data.insert("lend".into(), lend_form(&lendable, &agents));
+    data.insert("kit".into(), kit_links(&outputs, is_ops));
+    let suspended = view.sla.suspensions.iter().find(|s| s.ended_at.is_none());
+    data.insert(
+        "delai".into(),
+        json!({
+            "suspended": suspended.map(|s| json!({ "since": when(&st, Some(s.started_at)), "reason": s.reason })),
+            "past": view.sla.suspensions.iter().filter(|s| s.ended_at.is_some()).map(|s| json!({ "from": when(&st, Some(s.started_at)), "to": when(&st, s.ended_at), "reason": s.reason })).collect::<Vec<_>>(),
+            "can": is_ops && view.state.is_open() && !matches!(view.state, CrisisState::Ready | CrisisState::Delivered | CrisisState::Handback),
+        }),
+    );
+    data.insert(
+        "legal_form".into(),
+        json!({
+            "can": a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
+            "open": view.legal.iter().filter(|l| l.done_at.is_none()).map(|l| json!({ "kind": l.kind.as_str(), "label": l.label })).collect::<Vec<_>>(),
+        }),
+    );
+    // An error about one form is shown next to it; any other at the top of the page.
+    let field = q.get("champ").map(String::as_str).filter(|f| FORM_SECTIONS.contains(f));
+    let mut errors = serde_json::Map::new();
+    for f in FORM_SECTIONS {
+        errors.insert(f.to_owned(), json!(if field == Some(f) { q.get("erreur") } else { None }));
+    }
+    data.insert("errors".into(), Value::Object(errors));
     data.insert("flash".into(), json!(q.get("ok")));
-    data.insert("flash_error".into(), json!(q.get("erreur")));
+    data.insert("flash_error".into(), json!(if field.is_none() { q.get("erreur") } else { None }));
     // No automatic refresh: it would wipe what someone is typing in the page's forms. The page
     // says when it was read and offers a refresh link while steps are running.
     data.insert(
@@ -501,6 +558,46 @@ pub async fn crisis(
     );
     data.insert("read_at".into(), json!(when(&st, Some(st.clock.now()))));
     render(&st, StatusCode::OK, "crise", &Value::Object(data))
+}
+
+/// The crisis page's forms that show their errors beside them (see [`crate::web::back_field`]).
+const FORM_SECTIONS: [&str; 4] = ["prets", "delai", "echeances", "retour"];
+
+/// The loan form: each item ready to lend with its choices (an agent, the commune, not now),
+/// the laptop plan's agent chosen in advance.
+fn lend_form(items: &[inventory::Lendable], agents: &[repli_proto::api::AgentView]) -> Value {
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|l| {
+            let personal = l.item.item.kind.is_personal();
+            let mut options = vec![json!({ "value": "", "label": "— pas maintenant —", "selected": l.proposed.is_none() })];
+            if !personal {
+                options.push(json!({ "value": "commune", "label": "la commune", "selected": false }));
+            }
+            options.extend(agents.iter().map(|g| {
+                json!({ "value": g.id.to_string(), "label": format!("{} ({})", g.name, g.service), "selected": l.proposed == Some(g.id) })
+            }));
+            json!({
+                "serial": l.item.item.serial, "tag": l.item.item.asset_tag, "kind": l.item.item.kind.label_fr(),
+                "model": l.item.item.model, "options": options,
+            })
+        })
+        .collect();
+    json!({ "items": rows, "count": items.len() })
+}
+
+/// What the kit gives people: the collaborative space and the visio (short labels, the long
+/// address as the link's target), which laptop goes to whom, and for ops the isolation checks.
+fn kit_links(o: &repli_core::run::Outputs, is_ops: bool) -> Value {
+    json!({
+        "workspace": o.workspace().map(|w| json!({ "url": w.web_url, "mail": w.mail, "channels": w.channels.join(", ") })),
+        "meeting": o.meeting().map(|m| m.join_url.clone()),
+        "plan": o.assigned().map(|p| p.assignments.iter().map(|x| json!({ "agent": x.agent, "service": x.service, "serial": x.serial })).collect::<Vec<_>>()).unwrap_or_default(),
+        "isolation": o.isolation().filter(|_| is_ops).map(|r| json!({
+            "ok": r.ok,
+            "checks": r.checks.iter().map(|c| json!({ "check": c.check, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
+        })),
+    })
 }
 
 pub async fn crisis_action(
@@ -666,7 +763,7 @@ pub async fn check_in(
     }
     let serial = form.get("serial").map(|s| s.trim().to_string()).unwrap_or_default();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
-        return back(&id, "erreur", "Numéro de série illisible : scannez à nouveau.");
+        return crate::web::back_field(&id, "retour", "Numéro de série illisible : scannez à nouveau.");
     }
     let condition = match form.get("etat").map(String::as_str) {
         Some("damaged") => "damaged",
@@ -676,7 +773,7 @@ pub async fn check_in(
     let req = repli_proto::api::CheckinRequest { serial: serial.clone(), condition: condition.into(), note: None };
     match repli_app::inventory::check_in(&st, &a, &id, &req).await {
         Ok(_) => back(&id, "ok", &format!("Retour enregistré : {serial}.")),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Err(e) => crate::web::back_field(&id, "retour", &e.to_problem().detail),
     }
 }
 
@@ -741,6 +838,7 @@ pub async fn item(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(serial): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let (found, history) = match st.store.item(&serial).await {
         Ok(Some(i)) => i,
@@ -754,9 +852,29 @@ pub async fn item(
     );
     data.insert(
         "history".into(),
-        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from, "to": h.to, "note": h.note })).collect::<Vec<_>>()),
+        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from.as_deref().map(state_fr), "to": state_fr(&h.to), "note": h.note })).collect::<Vec<_>>()),
     );
+    // What ops may do from here, as the store's rules allow it from this state.
+    let ops = a.may(repli_core::Permission::ManageInventory);
+    let st_now = found.state;
+    data.insert(
+        "can".into(),
+        json!({
+            "wipe": ops && matches!(st_now, repli_core::ItemState::Returned | repli_core::ItemState::Wiping),
+            "start_wipe": ops && st_now == repli_core::ItemState::Returned,
+            "maintenance": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Returned),
+            "back": ops && st_now == repli_core::ItemState::Maintenance,
+            "retire": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Maintenance | repli_core::ItemState::Lost),
+        }),
+    );
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("flash_error".into(), json!(q.get("erreur")));
     render(&st, StatusCode::OK, "equipement", &Value::Object(data))
+}
+
+/// An item state as stored in its history (`lent`), in French (« prêté »).
+fn state_fr(code: &str) -> String {
+    code.parse::<repli_core::ItemState>().map_or_else(|_| code.to_owned(), |s| s.label_fr().to_owned())
 }
 
 // ---------------------------------------------------------------- auditor pages

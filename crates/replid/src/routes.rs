@@ -28,7 +28,7 @@ use crate::error::ApiError;
 pub use crate::spec::{Access, RouteSpec};
 use crate::spec::{Answer, Doc};
 use crate::{
-    AppState, actions, crises, documents, inventory, journal, pages, sheets, signin, steps, tenant, users, web,
+    AppState, actions, crises, documents, inventory, journal, operate, pages, sheets, signin, steps, tenant, users, web,
 };
 
 /// Every route with its access rule and its documentation: the router and the OpenAPI
@@ -92,6 +92,13 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
         (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form), Doc::page("The kit request form")),
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit), Doc::form("Request a kit")),
         (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis), Doc::page("A crisis")),
+        (
+            Method::GET,
+            "/crises/{id}/demande-enregistree",
+            Page(P::ReadCrises),
+            get(pages::request_recorded),
+            Doc::page("What happens after a request"),
+        ),
         (
             Method::POST,
             "/crises/{id}/action",
@@ -225,7 +232,63 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(pages::check_in),
             Doc::form("Check an item in at the hand-back"),
         ),
+        (
+            Method::POST,
+            "/crises/{id}/prets",
+            Page(P::ManageInventory),
+            post(operate::lend),
+            Doc::form("Lend items to named agents or to the commune, all or none"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/delai",
+            Page(P::OperateCrisis),
+            post(operate::sla_clock),
+            Doc::form("Suspend or resume the SLA clock"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/echeances",
+            Page(P::WriteCrisisLog),
+            post(operate::legal_facts),
+            Doc::form("Record the facts that start the legal clocks"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/echeances/{kind}/faite",
+            Page(P::WriteCrisisLog),
+            post(operate::legal_done),
+            Doc::form("Record a legal obligation as done"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/{serial}/effacement",
+            Page(P::ManageInventory),
+            post(operate::wipe),
+            Doc::form("Record an item's wipe and its certificate"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/{serial}/service",
+            Page(P::ManageInventory),
+            post(operate::service),
+            Doc::form("Maintenance, back to service, start of a wipe, retirement"),
+        ),
         (Method::GET, "/taches", Page(P::OperateCrisis), get(pages::tasks), Doc::page("Manual tasks waiting for ops")),
+        (
+            Method::GET,
+            "/notifications",
+            Page(P::OperateCrisis),
+            get(operate::notifications),
+            Doc::page("Notifications: to whom, delivered or failed"),
+        ),
+        (
+            Method::POST,
+            "/notifications/{nid}/renvoyer",
+            Page(P::OperateCrisis),
+            post(operate::retry_notification),
+            Doc::form("Send a failed notification again"),
+        ),
         (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory), Doc::page("The equipment pool")),
         (
             Method::GET,
@@ -429,6 +492,14 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Requires(P::OperateCrisis),
             get(crises::notifications),
             Doc::list::<NotificationView>("Notifications and their delivery"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/notifications/{nid}/retry",
+            Requires(P::OperateCrisis),
+            post(crises::retry_notification),
+            Doc::list::<NotificationView>("Send a failed notification again; answers the queue")
+                .problems(&[C::NotificationConflict]),
         ),
         (
             Method::POST,

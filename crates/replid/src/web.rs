@@ -38,6 +38,8 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("erreur", include_str!("../web/erreur.hbs"))?;
     h.register_template_string("demande", include_str!("../web/demande.hbs"))?;
     h.register_template_string("crise", include_str!("../web/crise.hbs"))?;
+    h.register_template_string("notifications", include_str!("../web/notifications.hbs"))?;
+    h.register_template_string("demande-enregistree", include_str!("../web/demande-enregistree.hbs"))?;
     h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
     h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
     h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
@@ -281,6 +283,26 @@ pub fn api_error_page(st: &AppState, e: &AppError) -> Response {
 pub fn back(id: &str, key: &str, message: &str) -> Response {
     let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
     Redirect::to(&format!("/crises/{id}?{q}")).into_response()
+}
+
+/// Back to the crisis page with an error shown next to the form it concerns (`field` is the
+/// form's section: `prets`, `delai`, `echeances`, `retour`).
+pub fn back_field(id: &str, field: &str, message: &str) -> Response {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("erreur", message)
+        .append_pair("champ", field)
+        .finish();
+    Redirect::to(&format!("/crises/{id}?{q}#{field}-erreur")).into_response()
+}
+
+/// A date and time as typed in a form (`2026-11-30T08:15` from a datetime-local field, or
+/// `2026-11-30 08:15`), in the calendar's time zone.
+pub fn local_instant(st: &AppState, s: &str) -> Option<Timestamp> {
+    s.trim()
+        .parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned(st.time_zone().clone()).ok())
+        .map(|z| z.timestamp())
 }
 
 /// What the confirmation page shows.

@@ -1,0 +1,347 @@
+//! Ops' forms during a crisis, besides the crisis actions: lending items to named agents, the
+//! SLA clock, the legal clocks, an item's wipe, maintenance and retirement, and the
+//! notifications page. Each parses its
+//! form, calls one operation of `repli_app`, and sends the person back to the page with a
+//! French message next to the form it concerns.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use repli_core::{Actor, ItemState, fr};
+use repli_proto::api::{LegalFactsRequest, ServiceRequest, WipeRequest};
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::web::{
+    Form, SessionCsrf, api_error_page, back, back_field, base, check_csrf, error_page, local_instant, reason_of,
+    render, when,
+};
+use repli_app::crises::{self, visible_crisis};
+use repli_app::inventory::{self, LoanLine, LoanTo};
+use serde_json::{Value, json};
+
+/// Most lines in the scan box (a scanner types one label and Enter per item).
+const MAX_SCAN_CHARS: usize = 64 * 1024;
+
+/// The loan form: for each item of the crisis, a choice (an agent, the commune, or not now),
+/// plus a box where a scanner types « label ; agent » lines. All or nothing.
+pub async fn lend(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
+        return page;
+    }
+    let lines = match loan_lines(&form) {
+        Ok(l) => l,
+        Err(msg) => return back_field(&id, "prets", &msg),
+    };
+    if lines.is_empty() {
+        return back_field(&id, "prets", "Choisissez au moins un équipement à prêter, ou scannez-en un.");
+    }
+    match inventory::lend_many(&st, &a, &id, &lines).await {
+        Ok(_) => back(&id, "ok", &format!("{} équipement(s) prêté(s).", lines.len())),
+        Err(e) => back_field(&id, "prets", &e.to_problem().detail),
+    }
+}
+
+/// The lines of the loan form: picked items first (`pret-SERIAL` = agent id or `commune`),
+/// then the scanned lines (`code` or `code ; agent name`).
+fn loan_lines(form: &BTreeMap<String, String>) -> Result<Vec<LoanLine>, String> {
+    let mut lines = Vec::new();
+    for (key, choice) in form {
+        let Some(code) = key.strip_prefix("pret-") else { continue };
+        let to = match choice.trim() {
+            "" => continue,
+            "commune" => LoanTo::Commune,
+            n => LoanTo::Agent(n.parse().map_err(|_| format!("{code} : agent inconnu."))?),
+        };
+        lines.push(LoanLine { code: code.to_owned(), to });
+    }
+    let scan = form.get("scan").map(String::as_str).unwrap_or("");
+    if scan.len() > MAX_SCAN_CHARS {
+        return Err("Trop de lignes scannées à la fois (64 Kio au plus).".into());
+    }
+    for raw in scan.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (code, who) = match raw.split_once(';') {
+            Some((c, w)) => (c.trim(), w.trim()),
+            None => (raw, ""),
+        };
+        let to = if who.is_empty() { LoanTo::Commune } else { LoanTo::AgentNamed(who.to_owned()) };
+        lines.push(LoanLine { code: code.to_owned(), to });
+    }
+    Ok(lines)
+}
+
+/// Suspends or resumes the 48-hour clock (the commune asked to wait, premises closed…).
+pub async fn sla_clock(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
+        return page;
+    }
+    let done = match form.get("action").map(String::as_str) {
+        Some("suspendre") => {
+            let reason = reason_of(&form);
+            if reason.is_empty() {
+                return back_field(&id, "delai", "Indiquez le motif de la suspension.");
+            }
+            crises::suspend_sla(&st, &a, &id, &reason).await.map(|_| "Délai suspendu.")
+        }
+        Some("reprendre") => crises::resume_sla(&st, &a, &id).await.map(|_| "Délai repris."),
+        _ => return back_field(&id, "delai", "Action inconnue."),
+    };
+    match done {
+        Ok(msg) => back(&id, "ok", msg),
+        Err(e) => back_field(&id, "delai", &e.to_problem().detail),
+    }
+}
+
+/// Records when the commune learnt of the attack and whether personal data are involved:
+/// the CNIL's and the complaint's 72-hour clocks start from there.
+pub async fn legal_facts(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
+        return page;
+    }
+    let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match local_instant(&st, s) {
+            Some(t) => Some(t),
+            None => return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm)."),
+        },
+    };
+    let personal_data = match form.get("personal_data").map(String::as_str) {
+        Some("oui") => Some(true),
+        Some("non") => Some(false),
+        _ => None,
+    };
+    if aware_at.is_none() && personal_data.is_none() {
+        return back_field(
+            &id,
+            "echeances",
+            "Indiquez la date de découverte ou la réponse sur les données personnelles.",
+        );
+    }
+    match crises::set_legal_facts(&st, &a, &id, LegalFactsRequest { aware_at, personal_data }).await {
+        Ok(_) => back(&id, "ok", "Échéances légales mises à jour."),
+        Err(e) => back_field(&id, "echeances", &e.to_problem().detail),
+    }
+}
+
+/// Marks the CNIL notification or the complaint as done (now, or at the instant given).
+pub async fn legal_done(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path((id, kind)): Path<(String, String)>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
+        return page;
+    }
+    let at = match form.get("at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match local_instant(&st, s) {
+            Some(t) => Some(t),
+            None => return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm)."),
+        },
+    };
+    match crises::legal_done(&st, &a, &id, &kind, at).await {
+        Ok(_) => back(&id, "ok", "Démarche enregistrée comme faite."),
+        Err(e) => back_field(&id, "echeances", &e.to_problem().detail),
+    }
+}
+
+/// An item's wipe, recorded with its certificate.
+pub async fn wipe(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let req = WipeRequest { method: field("methode"), operator: field("operateur"), certificate: field("certificat") };
+    match inventory::wipe(&st, &a, &serial, &req).await {
+        Ok(_) => item_back(&serial, "ok", "Effacement enregistré : l'équipement est de nouveau disponible."),
+        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// Maintenance, back to service, start of a wipe, or retirement (which asks for a tick that
+/// says the item leaves the pool for good).
+pub async fn service(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let to = match form.get("vers").map(String::as_str) {
+        Some("maintenance") => ItemState::Maintenance,
+        Some("disponible") => ItemState::Available,
+        Some("effacement") => ItemState::Wiping,
+        Some("reforme") => ItemState::Retired,
+        _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
+    };
+    if to == ItemState::Retired && form.get("confirme").is_none_or(|v| v != "oui") {
+        return item_back(
+            &serial,
+            "erreur",
+            "Cochez la case de confirmation : la réforme sort l'équipement du parc pour de bon.",
+        );
+    }
+    let reason = reason_of(&form);
+    let reason = if reason.is_empty() && to == ItemState::Wiping { "Effacement commencé".to_owned() } else { reason };
+    match inventory::service(&st, &a, &serial, &ServiceRequest { to, reason }).await {
+        Ok(d) => item_back(&serial, "ok", &format!("Équipement {} : {}.", d.item.item.asset_tag, d.item.state_label)),
+        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// The notifications page: what was sent to whom, what failed, and a button to send a failed
+/// one again.
+pub async fn notifications(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let list = match crises::notifications(&st).await {
+        Ok(l) => l,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let channel_fr = |c: &str| match c {
+        "sms" => "SMS",
+        "smtp" => "courriel",
+        "log" => "journal de replid",
+        "webhook" => "webhook",
+        _ => "autre",
+    };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|n| {
+            let (status, class) = match n.status.as_str() {
+                "sent" => ("envoyée", "ok"),
+                "failed" => ("en échec", "alerte"),
+                _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
+                _ => ("en attente", "pause"),
+            };
+            json!({
+                "id": n.id, "at": when(&st, Some(n.created_at)), "crisis": n.crisis,
+                "channel": channel_fr(&n.channel),
+                "to": n.recipient.as_deref().map_or_else(|| "équipe métropole".to_owned(), |r| if n.channel == "sms" { fr::phone(r) } else { r.to_owned() }),
+                "subject": n.subject, "body": n.body, "status": status, "class": class,
+                "attempts": n.attempts, "error": n.last_error, "sent": n.sent_at.map(|t| when(&st, Some(t))),
+                "retry": n.status == "failed",
+            })
+        })
+        .collect();
+    let failed = list.iter().filter(|n| n.status == "failed").count();
+    let mut data = base(&a, &csrf, "Notifications");
+    data.insert("rows".into(), json!(rows));
+    data.insert("failed".into(), json!(failed));
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("flash_error".into(), json!(q.get("erreur")));
+    render(&st, StatusCode::OK, "notifications", &Value::Object(data))
+}
+
+/// Sends a failed notification again.
+pub async fn retry_notification(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(nid): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let Ok(nid) = nid.parse::<i64>() else {
+        return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Notification inconnue.");
+    };
+    let (key, msg) = match repli_app::notify::retry(&st, &a, nid).await {
+        Ok(()) => ("ok", "Notification renvoyée : voir son état ci-dessous.".to_owned()),
+        Err(e) => ("erreur", e.to_problem().detail),
+    };
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, &msg).finish();
+    Redirect::to(&format!("/notifications?{q}")).into_response()
+}
+
+/// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
+async fn crisis_form(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    form: &BTreeMap<String, String>,
+    id: &str,
+) -> Result<(), Response> {
+    check_csrf(st, csrf, form).map_err(|p| *p)?;
+    visible_crisis(st, a, id).await.map(|_| ()).map_err(|e| api_error_page(st, &e))
+}
+
+fn item_back(serial: &str, key: &str, message: &str) -> Response {
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
+    let path: String = form_urlencoded::byte_serialize(serial.as_bytes()).collect();
+    Redirect::to(&format!("/inventaire/{path}?{q}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn picked_and_scanned_lines_are_read_in_order() {
+        let f = form(&[
+            ("csrf", "x"),
+            ("pret-S1", "12"),
+            ("pret-S2", ""),
+            ("pret-S3", "commune"),
+            ("scan", "AMP-LAP-0002 ; Anne Martin\n\n  amp-rtr-0001  \n"),
+        ]);
+        let lines = loan_lines(&f).unwrap();
+        assert_eq!(
+            lines,
+            vec![
+                LoanLine { code: "S1".into(), to: LoanTo::Agent(12) },
+                LoanLine { code: "S3".into(), to: LoanTo::Commune },
+                LoanLine { code: "AMP-LAP-0002".into(), to: LoanTo::AgentNamed("Anne Martin".into()) },
+                LoanLine { code: "amp-rtr-0001".into(), to: LoanTo::Commune },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_forged_agent_choice_or_an_oversized_scan_is_refused() {
+        assert!(loan_lines(&form(&[("pret-S1", "<script>")])).unwrap_err().contains("agent inconnu"));
+        let big = "A;B\n".repeat(MAX_SCAN_CHARS / 4 + 1);
+        assert!(loan_lines(&form(&[("scan", &big)])).is_err());
+        assert!(loan_lines(&form(&[("scan", "  \n ")])).unwrap().is_empty());
+    }
+}
