@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use repli_core::{CrisisState, Role};
-use repli_proto::api::{ImportFile, ImportRequest, LendRequest};
+use repli_proto::api::{ImportFile, ImportRequest};
 use repli_tests::TestApp;
 use thirtyfour::prelude::*;
 
@@ -186,9 +186,102 @@ async fn assert_escaped(d: &WebDriver, page: &str, shown_as_text: bool) {
     }
 }
 
+/// Words broken across lines inside table cells and timestamps (none may be, on any page);
+/// a break after a hyphen or a slash is a line break between words, not inside one.
+async fn broken_words(d: &WebDriver) -> Vec<String> {
+    let found = d
+        .execute(
+            r#"
+            const broken = [];
+            const cells = document.querySelectorAll('td, th, time, .horodatage');
+            for (const cell of cells) {
+              if (cell.closest('code')) continue;
+              const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+              let node;
+              while ((node = walker.nextNode())) {
+                if (node.parentElement.closest('code')) continue;
+                // A line may end after a hyphen or a slash (« dns-verification »,
+                // « step/activation »), never inside the letters between them.
+                const re = /[^\s\/-]+[\/-]?/g;
+                let m;
+                while ((m = re.exec(node.data))) {
+                  const r = document.createRange();
+                  r.setStart(node, m.index);
+                  r.setEnd(node, m.index + m[0].length);
+                  const tops = new Set(Array.from(r.getClientRects()).filter(x => x.width > 0).map(x => Math.round(x.top)));
+                  if (tops.size > 1) broken.push(m[0]);
+                }
+              }
+            }
+            return broken.slice(0, 10);
+            "#,
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found.json().clone()).unwrap()
+}
+
+/// At 390 px (a phone) the page neither scrolls sideways nor breaks a word inside a table.
+async fn assert_reads_on_a_phone(d: &WebDriver, page: &str) {
+    assert_fits_a_phone(d, page).await;
+    d.set_window_rect(0, 0, 390, 844).await.unwrap();
+    let broken = broken_words(d).await;
+    snap(d, &format!("telephone-{page}")).await;
+    d.set_window_rect(0, 0, 1200, 1600).await.unwrap();
+    assert!(broken.is_empty(), "{page}: words broken across lines at 390 px: {broken:?}");
+}
+
+/// Selects, in every loan choice left empty, the commune (routers, printers) or the first agent.
+async fn choose_every_borrower(d: &WebDriver) {
+    d.execute(
+        r#"
+        for (const s of document.querySelectorAll('#prets select')) {
+          if (s.value !== '') continue;
+          const commune = Array.from(s.options).find(o => o.value === 'commune');
+          s.value = commune ? 'commune' : s.options[1].value;
+        }
+        "#,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Types a code in the hand-back scan field with the condition chosen, as a scanner would.
+async fn scan(d: &WebDriver, code: &str, condition: &str) {
+    d.find(By::Css(format!("input[name=etat][value={condition}]"))).await.unwrap().click().await.unwrap();
+    let before = d.find(By::Tag("html")).await.unwrap();
+    d.find(By::Id("serial")).await.unwrap().send_keys(format!("{code}\u{E007}")).await.unwrap();
+    wait_replaced(&before, "the scan").await;
+}
+
+/// A whole crisis with no CLI step: the DGS requests and is told (confirmation page, SMS, mail);
+/// ops activate, confirm the tasks, lend the kit to named agents, deliver it, take it back
+/// (one item damaged, one written off), record the wipes and the crisis closes.
 #[tokio::test]
-async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents() {
-    let app = TestApp::spawn().await;
+async fn a_whole_crisis_in_the_browser_without_the_cli() {
+    let (sms_url, texts) = repli_tests::sms_gateway(0).await;
+    let (port, mails) = repli_tests::smtp_server().await;
+    let app = TestApp::spawn_with(move |c| {
+        c.notify.sms = Some(replid::config::SmsConfig {
+            url: sms_url,
+            token_file: None,
+            sender: "AMP Repli".into(),
+            to: Vec::new(),
+        });
+        c.notify.smtp = Some(replid::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: replid::config::SmtpSecurity::None,
+            from: "repli@ampmetropole.example".into(),
+            to: Vec::new(),
+            username: None,
+            password_file: None,
+        });
+        c.documents.astreinte_phone = "04 91 00 00 00".into();
+    })
+    .await;
     let pool = include_str!("../../inventory/pool.csv");
     app.ops
         .import_inventory(&ImportRequest { files: vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }] })
@@ -196,12 +289,14 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         .unwrap();
     web_user(&app, Role::Dgs, Some("13005"), "dgs.aubagne").await;
     web_user(&app, Role::Ops, None, "ops.metropole").await;
-    run("request_activate_download", |d| async move {
+    run("whole_crisis", |d| async move {
         // The DGS requests the kit; a bad phone number comes back next to its field.
         sign_in(&d, &app, "dgs.aubagne").await;
+        assert_reads_on_a_phone(&d, "accueil-dgs").await;
         d.find(By::LinkText("Demander le kit de repli")).await.unwrap().click().await.unwrap();
         d.find(By::Id("contact_name")).await.unwrap().send_keys(HOSTILE).await.unwrap();
         d.find(By::Id("contact_phone")).await.unwrap().send_keys("12").await.unwrap();
+        d.find(By::Id("contact_email")).await.unwrap().send_keys("anne.martin@exemple.fr").await.unwrap();
         d.find(By::Id("pd-oui")).await.unwrap().click().await.unwrap();
         let agents = d.find(By::Id("agents")).await.unwrap();
         agents.clear().await.unwrap();
@@ -224,13 +319,22 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         phone.clear().await.unwrap();
         phone.send_keys("06 12 34 56 78").await.unwrap();
         click_nav(&d, "main form button[type=submit]").await;
-        let title = text_of(&d, "h1").await;
-        assert!(title.starts_with("Crise 13005-"), "{title}");
-        let id = title.trim_start_matches("Crise ").split(' ').next().unwrap().to_string();
+
+        // The confirmation page: the number, the due instant, what comes next, how she is told.
+        assert_eq!(text_of(&d, "h1").await, "Demande enregistrée");
+        let page = text_of(&d, "main").await;
+        let id = page.split("Numéro de la demande : ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        assert!(id.starts_with("13005-"), "{page}");
+        for expected in
+            ["d'Aubagne", "au plus tard le", "par SMS au 06 12 34 56 78", "anne.martin@exemple.fr", "04 91 00 00 00"]
+        {
+            assert!(page.contains(expected), "confirmation page lacks « {expected} »: {page}");
+        }
+        assert_reads_on_a_phone(&d, "demande-enregistree").await;
+        click_nav(&d, "a.bouton").await;
         assert!(text_of(&d, "main").await.contains("demandé"));
         assert_escaped(&d, "crisis page (DGS)", true).await;
-        assert_fits_a_phone(&d, "crise").await;
-        snap(&d, "crise-dgs").await;
+        assert_reads_on_a_phone(&d, "crise").await;
         sign_out(&d).await;
 
         // Ops see it on their dashboard, activate it after checking the convention, and
@@ -242,14 +346,11 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
             text_of(&d, "main").await.contains("signée le 14 décembre 2023"),
             "the convention is shown before activation, dated in French"
         );
-        click_nav(&d, "form.action button").await;
+        click_nav(&d, "form.action:has(input[value=activate]) button").await;
         assert_escaped(&d, "crisis page (ops)", true).await;
-        snap(&d, "crise-ops").await;
-        let crisis_id = repli_core::CrisisId::parse(&id).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             d.goto(app.url("/taches")).await.unwrap();
-            snap(&d, "taches").await;
             // One confirmation per visit: the page changes after each.
             let waiting = d
                 .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
@@ -266,21 +367,30 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         }
         let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
         assert!(log.iter().any(|e| e.action == "engine.task.done" && e.actor_role == "ops"), "confirmations audited");
-        sign_out(&d).await;
 
-        // The DGS sees the kit ready and opens the documents.
+        // The DGS was told on her phone and by mail.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while texts.lock().unwrap().is_empty() || mails.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "no SMS or mail for the DGS");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sms = texts.lock().unwrap()[0].body.clone();
+        assert_eq!(sms["to"], "+33612345678");
+        assert!(sms["text"].as_str().unwrap().contains("est prêt"), "{sms}");
+        assert!(mails.lock().unwrap()[0].contains("anne.martin@exemple.fr"));
+
+        // She sees the kit ready with its links and opens the documents (no credential sheets).
+        sign_out(&d).await;
         sign_in(&d, &app, "dgs.aubagne").await;
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
-        assert!(text_of(&d, "main").await.contains("le kit est prêt"));
-        assert_fits_a_phone(&d, "crise-prete").await;
-        snap(&d, "crise-prete").await;
-        let links: Vec<String> = {
-            let mut v = Vec::new();
-            for a in d.find_all(By::Css("#t-docs + ul a")).await.unwrap() {
-                v.push(a.text().await.unwrap());
-            }
-            v
-        };
+        let page = text_of(&d, "main").await;
+        assert!(page.contains("le kit est prêt") && page.contains("Rejoindre la visio permanente"), "{page}");
+        assert!(!page.contains("Isolement du kit"), "the isolation checks are for ops");
+        assert_reads_on_a_phone(&d, "crise-prete").await;
+        let mut links = Vec::new();
+        for a in d.find_all(By::Css("#t-docs + ul a")).await.unwrap() {
+            links.push(a.text().await.unwrap());
+        }
         assert!(links.iter().any(|l| l.contains("dossier")), "{links:?}");
         assert!(!links.iter().any(|l| l.contains("fiches-identifiants")), "no credential sheets for the DGS");
         d.find(By::PartialLinkText("01-dossier-de-mise-a-disposition.html")).await.unwrap().click().await.unwrap();
@@ -288,42 +398,114 @@ async fn a_dgs_requests_ops_activate_and_confirm_the_dgs_downloads_the_documents
         assert!(doc.contains("Aubagne") && doc.contains("aubagne.secours-amp.fr"), "{doc}");
         assert!(!d.source().await.unwrap().contains("<img src=x"));
         sign_out_from_anywhere(&d, &app).await;
-
-        // Hand-back: ops scan a returned item (a scanner types the label shown on screen, here
-        // in lower case, and Enter).
-        let item = app
-            .ops
-            .inventory_items()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|i| i.crisis.as_deref() == Some(id.as_str()))
-            .unwrap();
-        app.ops.lend(&id, &LendRequest { serial: item.item.serial.clone(), agent_id: None }).await.ok();
-        let agents = app.ops.agents(&id).await.unwrap();
-        app.ops
-            .lend(&id, &LendRequest { serial: item.item.serial.clone(), agent_id: agents.first().map(|a| a.id) })
-            .await
-            .ok();
         sign_in(&d, &app, "ops.metropole").await;
+        // Ops read it on the notifications page.
+        click_nav(&d, "a[href='/notifications']").await;
+        let page = text_of(&d, "main").await;
+        assert!(page.contains("SMS") && page.contains("06 12 34 56 78") && page.contains("envoyée"), "{page}");
+
+        // Ops lend the kit from the crisis page: an unknown label is refused beside the form
+        // and nothing is lent; then the laptop plan's choices, the commune for the rest.
         d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
-        // Opening the hand-back goes through its confirmation page, which asks for a reason.
+        let page = text_of(&d, "main").await;
+        assert!(page.contains("Quel ordinateur pour quel agent") && page.contains("Ouvrir l'espace collaboratif"));
+        d.find(By::Id("scan")).await.unwrap().send_keys("INCONNU-999 ; Anne Martin").await.unwrap();
+        click_nav(&d, "#prets button[type=submit]").await;
+        let err = text_of(&d, "#prets-erreur").await;
+        assert!(err.contains("INCONNU-999"), "{err}");
+        assert!(app.ops.loans(&id).await.unwrap().is_empty(), "a refused form lends nothing");
+        choose_every_borrower(&d).await;
+        click_nav(&d, "#prets button[type=submit]").await;
+        let flash = text_of(&d, "p.succes").await;
+        assert!(flash.contains("prêté(s)"), "{flash}");
+        let loans = app.ops.loans(&id).await.unwrap();
+        assert!(loans.len() >= 4, "{loans:#?}");
+        let laptops: Vec<_> = loans.iter().filter(|l| l.kind == repli_core::ItemKind::Laptop).collect();
+        let mut named: Vec<String> = laptops.iter().map(|l| l.agent.as_ref().unwrap().name.clone()).collect();
+        named.sort();
+        assert_eq!(named, ["Anne Martin", "Luc Durand"], "each laptop to its agent");
+        click_nav(&d, "form.action:has(input[value=deliver]) button").await;
+        assert_eq!(app.ops.crisis(&id).await.unwrap().state, CrisisState::Delivered);
+
+        // Hand-back: through its confirmation page; then each item scanned as it comes back
+        // (the label shown on screen, in lower case), one damaged, one missing written off.
         click_nav(&d, &format!("a[href='/crises/{id}/restitution']")).await;
-        let title = text_of(&d, "h1").await;
-        assert!(title.contains("Ouvrir la restitution du kit ?"), "{title}");
+        assert!(text_of(&d, "h1").await.contains("Ouvrir la restitution du kit ?"));
         d.find(By::Id("motif")).await.unwrap().send_keys("SI de la commune rétabli").await.unwrap();
         click_nav(&d, "button.danger").await;
-        let scan = d.find(By::Id("serial")).await.unwrap();
-        // The page before the scan has a success message too: wait for the next one.
-        let before = d.find(By::Tag("html")).await.unwrap();
-        scan.send_keys(format!("{}\u{E007}", item.item.asset_tag.to_lowercase())).await.unwrap();
-        wait_replaced(&before, "the scan").await;
-        let flash = text_of(&d, "p.succes").await;
-        assert!(flash.contains("Retour enregistré"), "{flash}");
-        let loans = app.ops.loans(crisis_id.as_str()).await.unwrap();
-        assert!(loans.iter().all(|l| l.returned_at.is_some()), "{loans:?}");
+        scan(&d, "INCONNU-999", "ok").await;
+        assert!(text_of(&d, "#retour-erreur").await.contains("inconnu"), "unknown code beside the scan field");
+        let (lost, back): (Vec<_>, Vec<_>) = loans.iter().partition(|l| l.kind == repli_core::ItemKind::Printer);
+        for (n, l) in back.iter().enumerate() {
+            scan(&d, &l.asset_tag.to_lowercase(), if n == 0 { "damaged" } else { "ok" }).await;
+            assert!(text_of(&d, "p.succes").await.contains("Retour enregistré"));
+        }
+        for l in &lost {
+            let path: String = form_urlencoded_path(&l.serial);
+            click_nav(&d, &format!("a[href='/crises/{id}/pertes/{path}']")).await;
+            d.find(By::Id("motif")).await.unwrap().send_keys("Non rendue par la commune").await.unwrap();
+            click_nav(&d, "button.danger").await;
+        }
+        let after = app.ops.loans(&id).await.unwrap();
+        assert!(after.iter().all(|l| l.returned_at.is_some()), "{after:#?}");
+        assert!(after.iter().any(|l| l.condition.as_deref() == Some("damaged")));
+
+        // Wipes, on each returned laptop or phone's page.
+        for l in back.iter().filter(|l| l.kind.is_personal()) {
+            d.goto(app.url(&format!("/inventaire/{}", l.serial))).await.unwrap();
+            d.find(By::Id("methode")).await.unwrap().send_keys("NIST 800-88 Purge").await.unwrap();
+            d.find(By::Id("operateur")).await.unwrap().send_keys("Atelier DSI").await.unwrap();
+            d.find(By::Id("certificat")).await.unwrap().send_keys(format!("CERT-{}", l.serial)).await.unwrap();
+            click_nav(&d, "form[action$='/effacement'] button").await;
+            assert!(text_of(&d, "p.succes").await.contains("Effacement enregistré"));
+            assert!(text_of(&d, "main").await.contains("restitué → disponible"), "the history in French");
+        }
+
+        // The hand-back's manual steps, confirmed on the tasks page, until the crisis closes.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            d.goto(app.url("/taches")).await.unwrap();
+            let waiting = d
+                .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
+                .await
+                .unwrap();
+            if waiting.json().as_u64().unwrap_or(0) > 0 {
+                click_nav(&d, "article.tache form button").await;
+            }
+            if app.ops.crisis(&id).await.unwrap().state == CrisisState::Closed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the crisis never closed: {:#?}", app.ops.steps(&id).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+        for action in ["inventory.lend", "inventory.check_in", "inventory.write_off", "inventory.wipe"] {
+            assert!(log.iter().any(|e| e.action == action && e.actor_role == "ops"), "{action} by ops, audited");
+        }
+        // The journal reads at 1366 px without a word broken across lines.
+        sign_out(&d).await;
+        web_user(&app, Role::Auditor, None, "audit.ccas").await;
+        sign_in(&d, &app, "audit.ccas").await;
+        d.set_window_rect(0, 0, 1366, 768).await.unwrap();
+        d.goto(app.url("/journal")).await.unwrap();
+        let broken = broken_words(&d).await;
+        snap(&d, "journal-1366").await;
+        d.set_window_rect(0, 0, 1200, 1600).await.unwrap();
+        assert!(broken.is_empty(), "journal at 1366 px: {broken:?}");
     })
     .await;
+}
+
+fn form_urlencoded_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 async fn sign_out_from_anywhere(d: &WebDriver, app: &TestApp) {

@@ -743,3 +743,132 @@ async fn placeholder_contacts_are_flagged_to_ops_and_the_real_number_shown_at_si
     let home = http().get(set.url("/")).header(COOKIE, ops).send().await.unwrap().text().await.unwrap();
     assert!(!home.contains("À configurer avant une crise"), "{home}");
 }
+
+/// The new ops forms refuse bad input with a French message beside the form, and change
+/// nothing: a loan form with one bad line lends none of the others, an oversized scan, a
+/// forged agent id, a hostile reason (shown escaped), an unreadable date, a retirement without
+/// its tick, a wipe without a certificate, a DGS posting an ops form.
+#[tokio::test]
+async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
+    use repli_proto::api::{ImportFile, ImportRequest};
+    let app = TestApp::spawn().await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let files = vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }];
+    app.ops.import_inventory(&ImportRequest { files }).await.unwrap();
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let id = c.id.as_str();
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.formulaires").await;
+    let (dgs, dgs_csrf) = session_of(&app, Role::Dgs, Some("13005"), "dgs.formulaires").await;
+    let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = |cookie: &str, path: String| {
+        let cookie = cookie.to_owned();
+        let url = app.url(&path);
+        async move { http().get(url).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap() }
+    };
+
+    // The SLA clock: a hostile reason is kept as text; an empty one is refused beside the form.
+    let delai = format!("/crises/{id}/delai");
+    let r = post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "suspendre"), ("motif", "  ")]).await.unwrap();
+    assert!(location(&r).contains("champ=delai"), "{}", location(&r));
+    let html = page(&ops, location(&r)).await;
+    assert!(html.contains("id=\"delai-erreur\"") && html.contains("Indiquez le motif"), "{html}");
+    let hostile = "<script>alert(1)</script> locaux fermés";
+    let r =
+        post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "suspendre"), ("motif", hostile)]).await.unwrap();
+    assert!(location(&r).contains("ok="), "{}", location(&r));
+    let html = page(&ops, format!("/crises/{id}")).await;
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; locaux fermés") && !html.contains("<script>alert"));
+    assert!(html.contains("Délai suspendu depuis"), "the suspension and its reason are shown");
+    let r = post_form(&app, &dgs, &delai, &[("csrf", &dgs_csrf), ("action", "reprendre")]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a DGS cannot resume the clock");
+    let r = post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "reprendre")]).await.unwrap();
+    assert!(location(&r).contains("ok="));
+
+    // The legal clocks: an unreadable date is refused, nothing recorded; a good one starts them.
+    let echeances = format!("/crises/{id}/echeances");
+    for bad in ["hier matin", "2026-13-45T10:00", &"9".repeat(5000)] {
+        let r = post_form(&app, &dgs, &echeances, &[("csrf", &dgs_csrf), ("aware_at", bad)]).await.unwrap();
+        assert!(location(&r).contains("champ=echeances"), "{bad:.20}: {}", location(&r));
+    }
+    assert!(app.ops.crisis(id).await.unwrap().legal.is_empty(), "nothing recorded");
+    let r = post_form(
+        &app,
+        &dgs,
+        &echeances,
+        &[("csrf", &dgs_csrf), ("aware_at", "2026-11-22T09:30"), ("personal_data", "oui")],
+    )
+    .await
+    .unwrap();
+    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert_eq!(app.ops.crisis(id).await.unwrap().legal.len(), 2, "the CNIL's and the complaint's clocks");
+    let r =
+        post_form(&app, &dgs, &format!("/crises/{id}/echeances/inconnue/faite"), &[("csrf", &dgs_csrf)]).await.unwrap();
+    assert!(location(&r).contains("champ=echeances"));
+
+    // Loans: one bad line among good ones lends nothing; a forged agent id or an oversized
+    // scan is refused; the DGS cannot lend.
+    app.make_ready(&c.id).await;
+    let items: Vec<_> =
+        app.ops.inventory_items().await.unwrap().into_iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    let router = items.iter().find(|i| i.item.kind == repli_core::ItemKind::Router).unwrap();
+    let laptop = items.iter().find(|i| i.item.kind == repli_core::ItemKind::Laptop).unwrap();
+    let prets = format!("/crises/{id}/prets");
+    let pick_router = format!("pret-{}", router.item.serial);
+    let scan = format!("{} ; Personne Inconnue\nAMP-INCONNU-1", laptop.item.asset_tag);
+    let r =
+        post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "commune"), ("scan", &scan)]).await.unwrap();
+    let html = page(&ops, location(&r)).await;
+    assert!(html.contains("id=\"prets-erreur\""), "{html}");
+    assert!(html.contains("Personne Inconnue") && html.contains("AMP-INCONNU-1"), "every bad line is named");
+    assert!(app.ops.loans(id).await.unwrap().is_empty(), "the good line was not lent either");
+    let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "99999")]).await.unwrap();
+    assert!(location(&r).contains("champ=prets"), "an agent of no crisis: {}", location(&r));
+    let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), ("scan", &"X;Y\n".repeat(20_000))]).await.unwrap();
+    assert!(location(&r).contains("champ=prets"));
+    let laptop_alone = format!("pret-{}", laptop.item.serial);
+    let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&laptop_alone, "commune")]).await.unwrap();
+    assert!(page(&ops, location(&r)).await.contains("se prête à un agent nommé"), "a laptop goes to a named agent");
+    let r = post_form(&app, &dgs, &prets, &[("csrf", &dgs_csrf), (&pick_router, "commune")]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(app.ops.loans(id).await.unwrap().is_empty());
+    let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "commune")]).await.unwrap();
+    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert_eq!(app.ops.loans(id).await.unwrap().len(), 1);
+
+    // Items: a retirement without its tick and a wipe without a certificate change nothing.
+    let spare = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.crisis.is_none() && i.state == repli_core::ItemState::Available)
+        .unwrap();
+    let service = format!("/inventaire/{}/service", spare.item.serial);
+    let r = post_form(&app, &ops, &service, &[("csrf", &csrf), ("vers", "reforme"), ("motif", "écran cassé")])
+        .await
+        .unwrap();
+    assert!(location(&r).contains("erreur="), "{}", location(&r));
+    assert_eq!(app.ops.item(&spare.item.serial).await.unwrap().item.state, repli_core::ItemState::Available);
+    let r = post_form(
+        &app,
+        &ops,
+        &format!("/inventaire/{}/effacement", spare.item.serial),
+        &[("csrf", &csrf), ("methode", "NIST"), ("operateur", "Atelier"), ("certificat", "")],
+    )
+    .await
+    .unwrap();
+    assert!(location(&r).contains("erreur="), "{}", location(&r));
+    let r = post_form(
+        &app,
+        &ops,
+        &service,
+        &[("csrf", &csrf), ("vers", "reforme"), ("motif", "écran cassé"), ("confirme", "oui")],
+    )
+    .await
+    .unwrap();
+    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert_eq!(app.ops.item(&spare.item.serial).await.unwrap().item.state, repli_core::ItemState::Retired);
+    let html = page(&ops, format!("/inventaire/{}", spare.item.serial)).await;
+    assert!(html.contains("disponible → réformé"), "the history in French: {html}");
+}

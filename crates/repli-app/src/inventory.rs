@@ -344,8 +344,15 @@ pub async fn lend_many(st: &Services, a: &Actor, id: &str, lines: &[LoanLine]) -
         // Named by what was scanned or picked, so the person finds the line.
         let shown: String = line.code.trim().chars().take(40).collect();
         let field = if shown.is_empty() { format!("ligne {}", n + 1) } else { shown };
-        let serial = match scanned(st, &field, &line.code).await {
-            Ok(s) => s,
+        let serial = match serial(&field, line.code.trim()) {
+            Ok(code) => match st.store.item_serial(&code).await? {
+                Some(s) => s,
+                None => {
+                    errors
+                        .push(FieldError::new(&field, "équipement inconnu (ni ce numéro de série ni cette étiquette)"));
+                    continue;
+                }
+            },
             Err(_) => {
                 errors.push(FieldError::new(&field, "numéro de série ou étiquette illisible"));
                 continue;

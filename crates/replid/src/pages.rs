@@ -472,6 +472,8 @@ pub async fn crisis(
             "due": when(&st, Some(view.sla.due_at)),
             "left": fr::duration(jiff::SignedDuration::from_secs(view.sla.remaining_seconds)),
             "used": view.sla.used_percent,
+            "elapsed": fr::duration(jiff::SignedDuration::from_secs(view.sla.elapsed_seconds)),
+            "hours": view.sla.business_hours,
             "contact": view.contact.name,
             "phone": fr::phone(&view.contact.phone),
             "agents": view.agents,
@@ -479,7 +481,9 @@ pub async fn crisis(
             "delivery": view.delivery_address,
             "notes": view.notes,
             "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": l.status.label_fr(jiff::SignedDuration::from_secs(l.remaining_seconds)), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
-            "needs": view.needs.iter().map(|n| json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": n.shortage })).collect::<Vec<_>>(),
+            // Before activation nothing is reserved yet: no shortage to announce.
+            "reserving": view.state != CrisisState::Requested,
+            "needs": view.needs.iter().map(|n| json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": if view.state == CrisisState::Requested { 0 } else { n.shortage } })).collect::<Vec<_>>(),
         }),
     );
     data.insert(
