@@ -111,6 +111,15 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/crises/{id}/agents/effectif", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/taches/{step}", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/retour", [R, R, R, R, R, R]),
+    ("GET", "/crises/{id}/demande-enregistree", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/prets", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/delai", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/echeances", [R, R, R, R, R, R]),
+    ("POST", "/crises/{id}/echeances/{kind}/faite", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/{serial}/effacement", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/{serial}/service", [R, R, R, R, R, R]),
+    ("GET", "/notifications", [R, R, R, R, R, R]),
+    ("POST", "/notifications/{nid}/renvoyer", [R, R, R, R, R, R]),
     ("GET", "/taches", [R, R, R, R, R, R]),
     ("GET", "/m365", [R, R, R, R, R, R]),
     ("POST", "/m365", [R, R, R, R, R, R]),
@@ -142,6 +151,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/m365/preflight", [U, D, A, D, D, D]),
     ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
     ("GET", "/api/v1/notifications", [U, D, A, D, D, D]),
+    ("POST", "/api/v1/notifications/{nid}/retry", [U, D, A, D, D, D]),
     ("POST", "/api/v1/inventory/import", [U, D, A, D, D, D]),
     ("GET", "/api/v1/inventory", [U, D, A, D, D, A]),
     ("GET", "/api/v1/inventory/items", [U, D, A, D, D, A]),
@@ -241,7 +251,8 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{step}", "reserve")
                 .replace("{serial}", "FICTIF-M1")
                 .replace("{file}", "01-dossier-de-mise-a-disposition.html")
-                .replace("{uid}", &throwaway.to_string()),
+                .replace("{uid}", &throwaway.to_string())
+                .replace("{nid}", "1"),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {
             let mut rb = http.request(method.parse().unwrap(), &url);

@@ -270,10 +270,14 @@ async fn scanned(st: &Services, field: &str, code: &str) -> Result<String, AppEr
     Ok(st.store.item_serial(&code).await?.unwrap_or(code))
 }
 
-/// Lends an item to the crisis (to a named agent or to the commune).
+/// Lends one item to the crisis (to a named agent or to the commune), as the API does: an
+/// unknown code is a 404 `unknown_item` (the forms, which lend several at once, report every
+/// refused line instead: [`lend_many`]).
 pub async fn lend(st: &Services, a: &Actor, id: &str, req: &LendRequest) -> Result<Vec<LoanView>, AppError> {
-    let line = LoanLine { code: req.serial.clone(), to: req.agent_id.map_or(LoanTo::Commune, LoanTo::Agent) };
-    lend_many(st, a, id, std::slice::from_ref(&line)).await
+    let r = visible_crisis(st, a, id).await?;
+    let s = scanned(st, "serial", &req.serial).await?;
+    st.store.lend(&r.id, &s, req.agent_id, LOAN_DAYS, a, st.clock.now()).await.map_err(item_error)?;
+    loans_of(st, &r.id).await
 }
 
 /// An item reserved for a crisis and not lent yet, with the agent the laptop plan proposes.

@@ -34,8 +34,8 @@ pub struct DemoArgs {
     /// INSEE code of the commune hit (it must have signed the convention).
     #[arg(long, default_value = "13005")]
     pub commune: InseeCode,
-    /// Number of agents who need an account.
-    #[arg(long, default_value_t = 20)]
+    /// Number of agents who need an account (default: the deliberation's kit, 50 laptops).
+    #[arg(long, default_value_t = 50)]
     pub agents: u32,
     /// Print the timeline on stderr and one JSON summary as the last line on stdout.
     #[arg(long)]
