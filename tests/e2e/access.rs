@@ -86,6 +86,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/metrics", [U, A, A, D, D, D]),
     ("GET", "/static/repli.css", [A, A, A, A, A, A]),
     ("GET", "/connexion", [A, A, A, A, A, A]),
+    ("GET", "/accessibilite", [A, A, A, A, A, A]),
     ("POST", "/connexion", [A, A, A, A, A, A]),
     ("GET", "/", [R, R, R, R, R, R]),
     ("POST", "/deconnexion", [R, R, R, R, R, R]),

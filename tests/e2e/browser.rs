@@ -232,6 +232,11 @@ async fn assert_reads_on_a_phone(d: &WebDriver, page: &str) {
     assert!(broken.is_empty(), "{page}: words broken across lines at 390 px: {broken:?}");
 }
 
+/// Follows an in-page link (no new page).
+async fn click_nav_or_anchor(d: &WebDriver, css: &str) {
+    d.find(By::Css(css)).await.unwrap().click().await.unwrap();
+}
+
 /// Selects, in every loan choice left empty, the commune (routers, printers) or the first agent.
 async fn choose_every_borrower(d: &WebDriver) {
     d.execute(
@@ -310,6 +315,12 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         click_nav(&d, "main form button[type=submit]").await;
         let err = text_of(&d, "#contact_phone-erreur").await;
         assert!(err.contains("numéro"), "phone error next to its field: {err}");
+        // The error summary has the focus and links to the wrong field.
+        let focused = d.execute("return document.activeElement.className;", Vec::new()).await.unwrap();
+        assert_eq!(focused.json(), &serde_json::json!("resume-erreurs"), "the summary takes the focus");
+        click_nav_or_anchor(&d, "div.resume-erreurs a[href='#contact_phone']").await;
+        let focused = d.execute("return document.activeElement.id;", Vec::new()).await.unwrap();
+        assert_eq!(focused.json(), &serde_json::json!("contact_phone"), "the summary's link leads to the field");
         assert_escaped(&d, "request form with errors", false).await;
         assert_fits_a_phone(&d, "demande").await;
         snap(&d, "demande-erreurs").await;
@@ -482,6 +493,11 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         for action in ["inventory.lend", "inventory.check_in", "inventory.write_off", "inventory.wipe"] {
             assert!(log.iter().any(|e| e.action == action && e.actor_role == "ops"), "{action} by ops, audited");
         }
+        // The accessibility statement is one click away from any page, signed in or not.
+        click_nav(&d, "footer a[href='/accessibilite']").await;
+        assert!(text_of(&d, "main").await.contains("partiellement conforme"));
+        assert_reads_on_a_phone(&d, "accessibilite").await;
+        d.goto(app.url("/")).await.unwrap();
         // The journal reads at 1366 px without a word broken across lines.
         sign_out(&d).await;
         web_user(&app, Role::Auditor, None, "audit.ccas").await;

@@ -48,6 +48,23 @@ const REQUEST_FIELDS: [&str; 16] = [
     "notes",
     "csrf",
 ];
+/// The request form's fields in page order, with their labels, for the error summary.
+const REQUEST_LABELS: [(&str, &str); 13] = [
+    ("commune", "Commune"),
+    ("contact_name", "Nom et fonction"),
+    ("contact_phone", "Téléphone"),
+    ("contact_email", "Adresse électronique de secours"),
+    ("aware_at", "Constatée le"),
+    ("agents", "Nombre d'agents"),
+    ("laptops", "Ordinateurs portables"),
+    ("routers", "Routeurs 4G/5G"),
+    ("phones", "Téléphones mobiles"),
+    ("printers", "Imprimantes"),
+    ("agents_list", "Liste des agents"),
+    ("delivery_address", "Lieu de livraison"),
+    ("notes", "Remarques"),
+];
+
 const FILTERS: [&str; 7] = ["crise", "commune", "acteur", "action", "du", "au", "apres"];
 
 /// Status shown with a colour class **and** words (never colour alone).
@@ -166,6 +183,12 @@ fn request_page(
     data.insert("v".into(), json!(complete(values, &REQUEST_FIELDS)));
     data.insert("e".into(), json!(complete(errors, &REQUEST_FIELDS)));
     data.insert("general".into(), json!(general));
+    // The error summary: each wrong field, in page order, linked to it.
+    let summary: Vec<Value> = REQUEST_LABELS
+        .iter()
+        .filter_map(|(f, label)| errors.get(*f).map(|m| json!({ "field": f, "label": label, "message": m })))
+        .collect();
+    data.insert("summary".into(), json!(summary));
     data.insert("communes".into(), json!(communes));
     data.insert("choose_commune".into(), json!(a.role != Role::Dgs));
     render(st, status, "demande", &Value::Object(data))

@@ -72,6 +72,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Doc::answering("The web pages' stylesheet", Answer::Css),
         ),
         (Method::GET, "/connexion", Public, get(signin::show_login), Doc::page("Sign-in page")),
+        (Method::GET, "/accessibilite", Public, get(signin::accessibility), Doc::page("The accessibility statement")),
         (Method::POST, "/connexion", Public, post(signin::login), Doc::form("Sign in with a login and password")),
         (
             Method::GET,

@@ -45,6 +45,16 @@ fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, er
     (jar.add(cookie), page).into_response()
 }
 
+/// The accessibility statement (public: linked from every page's footer).
+pub async fn accessibility(State(st): State<AppState>) -> Response {
+    render(
+        &st,
+        StatusCode::OK,
+        "accessibilite",
+        &json!({ "title": "Accessibilité", "nav": null, "astreinte": st.config.documents.astreinte_phone() }),
+    )
+}
+
 pub async fn show_login(State(st): State<AppState>, jar: CookieJar) -> Response {
     login_page(&st, jar, StatusCode::OK, "", None)
 }
