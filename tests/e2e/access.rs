@@ -118,6 +118,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/crises/{id}/echeances", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/echeances/{kind}/faite", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/effacement", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/import", [R, R, R, R, R, R]),
+    ("GET", "/inventaire/export", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/service", [R, R, R, R, R, R]),
     ("GET", "/notifications", [R, R, R, R, R, R]),
     ("POST", "/notifications/{nid}/renvoyer", [R, R, R, R, R, R]),

@@ -874,3 +874,120 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     let html = page(&ops, format!("/inventaire/{}", spare.item.serial)).await;
     assert!(html.contains("disponible → réformé"), "the history in French: {html}");
 }
+
+/// Posts a multipart form: text fields, then one file.
+fn post_multipart(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    file: Option<(&str, &str, &str)>,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    let boundary = "repli-test-boundary";
+    let mut body = String::new();
+    for (k, v) in fields {
+        body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"));
+    }
+    if let Some((name, filename, content)) = file {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: text/csv\r\n\r\n{content}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    http()
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .header(CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+}
+
+/// The pool import from the browser: a file is checked first (every refused line listed,
+/// nothing written), then imported all or nothing; an oversized or empty upload gets a French
+/// message; the export imports back.
+#[tokio::test]
+async fn the_pool_is_imported_after_a_preview_and_exported() {
+    let app = TestApp::spawn().await;
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.parc").await;
+    let (auditor, auditor_csrf) = session_of(&app, Role::Auditor, None, "audit.parc").await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let count = || async { app.ops.inventory_items().await.unwrap().len() };
+
+    // Malformed lines: each named with its line, nothing imported, hostile text escaped.
+    let bad = "asset_tag,serial,kind,model\nT-1,S-1,laptop,P\nT-2,S-2,fusée,<script>x</script>\nT-3,S-1,laptop,P\n";
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", &csrf)], Some(("fichier", "lot.csv", bad)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("rien n&#x27;a été importé") || html.contains("rien n'a été importé"), "{html}");
+    assert!(html.contains("lot.csv:3") && html.contains("lot.csv:4"), "every refused line: {html}");
+    assert!(!html.contains("<script>x"), "escaped");
+    assert_eq!(count().await, 0);
+    // Empty, oversized, or not UTF-8.
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", &csrf)], Some(("fichier", "vide.csv", "")))
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Choisissez un fichier CSV"));
+    let big = format!("asset_tag,serial,kind,model\n{}", "T,S,laptop,P\n".repeat(90_000));
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", &csrf)], Some(("fichier", "gros.csv", &big)))
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Fichier trop gros"), "oversized upload");
+    // A forged token, or an auditor: refused.
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", "x")], Some(("fichier", "p.csv", pool)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_multipart(
+        &app,
+        &auditor,
+        "/inventaire/import",
+        &[("csrf", &auditor_csrf)],
+        Some(("fichier", "p.csv", pool)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count().await, 0);
+
+    // The real pool: a preview with the counts, nothing written yet; then the import.
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", &csrf)], Some(("fichier", "pool.csv", pool)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let lines = pool.lines().count() - 1;
+    assert!(html.contains(&format!("Importer ces {lines} équipements")), "{html}");
+    assert_eq!(count().await, 0, "a preview writes nothing");
+    let r = post_multipart(
+        &app,
+        &ops,
+        "/inventaire/import",
+        &[("csrf", &csrf), ("confirmer", "oui"), ("source", "pool.csv"), ("csv", pool)],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count().await, lines);
+    // The same file again: every line is already in the pool; nothing changes.
+    let r = post_multipart(&app, &ops, "/inventaire/import", &[("csrf", &csrf)], Some(("fichier", "pool.csv", pool)))
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("déjà dans le parc"));
+    assert_eq!(count().await, lines);
+
+    // The export imports back into an empty pool, line for line.
+    let csv = http().get(app.url("/inventaire/export")).header(COOKIE, &auditor).send().await.unwrap();
+    assert_eq!(csv.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let again = repli_core::inventory::parse_items("export.csv", &csv).unwrap();
+    let original = repli_core::inventory::parse_items("pool.csv", pool).unwrap();
+    let serials = |v: &[(u64, repli_core::inventory::Item)]| {
+        let mut s: Vec<String> = v.iter().map(|(_, i)| i.serial.clone()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(serials(&again), serials(&original));
+}

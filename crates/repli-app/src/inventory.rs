@@ -53,6 +53,66 @@ fn item_error(e: StoreError) -> AppError {
 
 /// Imports pool CSV files, all or nothing; returns how many items were imported.
 pub async fn import(st: &Services, a: &Actor, req: &ImportRequest) -> Result<usize, AppError> {
+    let items = parsed_files(req)?;
+    let imported = st.store.import_items(&items, By::User(a), st.clock.now()).await.map_err(item_error)?;
+    // New stock may serve a crisis on the waiting list.
+    fill_waiting(st, st.clock.now()).await?;
+    Ok(imported)
+}
+
+/// What an import would bring, checked as the import checks it, without writing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportPreview {
+    /// Items per kind, in `ItemKind::ALL` order (kinds absent from the files left out).
+    pub by_kind: Vec<(ItemKind, usize)>,
+    pub total: usize,
+}
+
+/// Checks pool CSV files as [`import`] would (format of every line, duplicates, items already
+/// in the pool): every refusal as a validation error `source:line: why`, or what would come in.
+pub async fn preview(st: &Services, req: &ImportRequest) -> Result<ImportPreview, AppError> {
+    let items = parsed_files(req)?;
+    let clashes = st.store.check_items(&items).await?;
+    if !clashes.is_empty() {
+        return Err(AppError::Validation(clashes.into_iter().map(|m| FieldError::new("csv", m)).collect()));
+    }
+    let by_kind = ItemKind::ALL
+        .into_iter()
+        .map(|k| (k, items.iter().filter(|(_, _, i)| i.kind == k).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    Ok(ImportPreview { by_kind, total: items.len() })
+}
+
+/// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool).
+pub async fn export_csv(st: &Services) -> Result<String, AppError> {
+    let items = st.store.items(None).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = ["asset_tag", "serial", "kind", "model", "imei", "iccid", "msisdn", "apn", "location"];
+    let fail = |e: csv::Error| AppError::Internal(format!("CSV export: {e}"));
+    w.write_record(header).map_err(fail)?;
+    for r in &items {
+        let i = &r.item;
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            i.asset_tag.clone(),
+            i.serial.clone(),
+            i.kind.as_str().to_owned(),
+            i.model.clone(),
+            o(&i.imei),
+            o(&i.iccid),
+            o(&i.msisdn),
+            o(&i.apn),
+            o(&i.location),
+        ])
+        .map_err(fail)?;
+    }
+    let bytes = w.into_inner().map_err(|e| AppError::Internal(format!("CSV export: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("CSV export: {e}")))
+}
+
+/// Every file's lines parsed, or every refusal (`source:line: why`).
+fn parsed_files(req: &ImportRequest) -> Result<Vec<(String, u64, repli_core::inventory::Item)>, AppError> {
     if req.files.is_empty() || req.files.len() > 100 {
         return Err(AppError::Validation(vec![FieldError::new("files", "1 à 100 fichiers")]));
     }
@@ -74,10 +134,7 @@ pub async fn import(st: &Services, a: &Actor, req: &ImportRequest) -> Result<usi
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let imported = st.store.import_items(&items, By::User(a), st.clock.now()).await.map_err(item_error)?;
-    // New stock may serve a crisis on the waiting list.
-    fill_waiting(st, st.clock.now()).await?;
-    Ok(imported)
+    Ok(items)
 }
 
 /// The pool by kind and state.

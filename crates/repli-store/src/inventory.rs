@@ -236,6 +236,12 @@ pub(crate) async fn commune_of(conn: &mut SqliteConnection, id: &CrisisId) -> Re
 impl Store {
     /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
     /// the pool, every problem reported with its line.
+    /// The refusals an import of `items` would meet, without writing anything.
+    pub async fn check_items(&self, items: &[(String, u64, Item)]) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        clashes(&mut conn, items).await
+    }
+
     pub async fn import_items(
         &self,
         items: &[(String, u64, Item)],
@@ -243,35 +249,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<usize, StoreError> {
         let mut tx = self.write.begin().await?;
-        let mut errors = Vec::new();
-        // Across files too: the same serial, tag, IMEI or ICCID twice.
-        let mut seen = std::collections::HashMap::new();
-        for (source, line, it) in items {
-            for key in
-                [Some(&it.serial), Some(&it.asset_tag), it.imei.as_ref(), it.iccid.as_ref()].into_iter().flatten()
-            {
-                if let Some((s0, l0)) = seen.insert(key.clone(), (source.clone(), *line)) {
-                    errors.push(format!("{source}:{line}: {key} figure déjà en {s0}:{l0}"));
-                }
-            }
-        }
-        for (source, line, it) in items {
-            let clash: Option<String> = sqlx::query_scalar(
-                "SELECT serial FROM items WHERE serial = ?1 OR asset_tag = ?2 OR (?3 IS NOT NULL AND imei = ?3) \
-                 OR (?4 IS NOT NULL AND iccid = ?4) LIMIT 1",
-            )
-            .bind(&it.serial)
-            .bind(&it.asset_tag)
-            .bind(&it.imei)
-            .bind(&it.iccid)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(existing) = clash {
-                errors.push(format!(
-                    "{source}:{line}: déjà dans le parc (équipement {existing} : même numéro de série, d'inventaire, IMEI ou ICCID)"
-                ));
-            }
-        }
+        let errors = clashes(&mut tx, items).await?;
         if !errors.is_empty() {
             return Err(StoreError::Import(errors));
         }
@@ -981,4 +959,38 @@ async fn lend_one(
     );
     store.append(tx, e, now).await?;
     Ok(())
+}
+
+/// What would refuse an import, each as `source:line: why`: the same serial, tag, IMEI or ICCID
+/// twice in the files, or already in the pool. Read-only.
+async fn clashes(conn: &mut SqliteConnection, items: &[(String, u64, Item)]) -> Result<Vec<String>, StoreError> {
+    let mut errors = Vec::new();
+    // Across files too: the same serial, tag, IMEI or ICCID twice.
+
+    let mut seen = std::collections::HashMap::new();
+    for (source, line, it) in items {
+        for key in [Some(&it.serial), Some(&it.asset_tag), it.imei.as_ref(), it.iccid.as_ref()].into_iter().flatten() {
+            if let Some((s0, l0)) = seen.insert(key.clone(), (source.clone(), *line)) {
+                errors.push(format!("{source}:{line}: {key} figure déjà en {s0}:{l0}"));
+            }
+        }
+    }
+    for (source, line, it) in items {
+        let clash: Option<String> = sqlx::query_scalar(
+            "SELECT serial FROM items WHERE serial = ?1 OR asset_tag = ?2 OR (?3 IS NOT NULL AND imei = ?3) \
+                 OR (?4 IS NOT NULL AND iccid = ?4) LIMIT 1",
+        )
+        .bind(&it.serial)
+        .bind(&it.asset_tag)
+        .bind(&it.imei)
+        .bind(&it.iccid)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(existing) = clash {
+            errors.push(format!(
+                    "{source}:{line}: déjà dans le parc (équipement {existing} : même numéro de série, d'inventaire, IMEI ou ICCID)"
+                ));
+        }
+    }
+    Ok(errors)
 }

@@ -1,17 +1,17 @@
 //! Ops' forms during a crisis, besides the crisis actions: lending items to named agents, the
-//! SLA clock, the legal clocks, an item's wipe, maintenance and retirement, and the
-//! notifications page. Each parses its
+//! SLA clock, the legal clocks, an item's wipe, maintenance and retirement, the pool's import
+//! and export, and the notifications page. Each parses its
 //! form, calls one operation of `repli_app`, and sends the person back to the page with a
 //! French message next to the form it concerns.
 
 use std::collections::BTreeMap;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use repli_core::{Actor, ItemState, fr};
-use repli_proto::api::{LegalFactsRequest, ServiceRequest, WipeRequest};
+use repli_proto::api::{ImportFile, ImportRequest, LegalFactsRequest, ServiceRequest, WipeRequest};
 
 use crate::AppState;
 use crate::auth::Authed;
@@ -288,6 +288,117 @@ pub async fn retry_notification(
     };
     let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, &msg).finish();
     Redirect::to(&format!("/notifications?{q}")).into_response()
+}
+
+/// The pool import, in two steps: the file uploaded is checked as the import would check it
+/// (every refused line listed, nothing written); when it passes, the page shows what would come
+/// in and a button that imports the same content, all or nothing.
+pub async fn import_pool(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    mut multipart: Multipart,
+) -> Response {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut unreadable = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(f)) => {
+                let name = f.name().unwrap_or("").to_owned();
+                let file = f.file_name().map(str::to_owned);
+                match f.text().await {
+                    Ok(t) => {
+                        if let Some(file) = file.filter(|n| !n.is_empty()) {
+                            fields.insert("source".into(), file);
+                        }
+                        fields.insert(name, t);
+                    }
+                    Err(_) => unreadable = Some("Fichier illisible : un CSV en UTF-8 est attendu."),
+                }
+            }
+            Ok(None) => break,
+            // Over the body limit (1 Mio) or a broken form.
+            Err(_) => {
+                unreadable = Some("Fichier trop gros ou formulaire illisible (1 Mio au plus, un CSV en UTF-8).");
+                break;
+            }
+        }
+    }
+    if let Some(msg) = unreadable {
+        return import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &[msg.to_owned()], None);
+    }
+    if let Err(page) = check_csrf(&st, &csrf, &fields) {
+        return *page;
+    }
+    let csv = fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("csv")).cloned().unwrap_or_default();
+    if csv.trim().is_empty() {
+        let msg = "Choisissez un fichier CSV du parc.".to_owned();
+        return import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &[msg], None);
+    }
+    let source = fields.get("source").map(|s| s.trim()).filter(|s| !s.is_empty()).unwrap_or("parc.csv").to_owned();
+    let req = ImportRequest { files: vec![ImportFile { source: source.clone(), csv: csv.clone() }] };
+    if fields.get("confirmer").is_some_and(|v| v == "oui") {
+        return match inventory::import(&st, &a, &req).await {
+            Ok(n) => {
+                let q: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("ok", &format!("{n} équipement(s) importé(s) depuis {source}."))
+                    .finish();
+                Redirect::to(&format!("/inventaire?{q}")).into_response()
+            }
+            Err(e) => {
+                let errors = problem_lines(&e);
+                import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &errors, None)
+            }
+        };
+    }
+    match inventory::preview(&st, &req).await {
+        Ok(p) => import_page(&st, &a, &csrf, StatusCode::OK, Some(&p), &[], Some((&source, &csv))),
+        Err(e) => import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &problem_lines(&e), None),
+    }
+}
+
+/// Every refusal of an error, one line each (`pool.csv:12: …`).
+fn problem_lines(e: &repli_app::AppError) -> Vec<String> {
+    let p = e.to_problem();
+    if p.errors.is_empty() { vec![p.detail] } else { p.errors.iter().map(|f| f.message.clone()).collect() }
+}
+
+fn import_page(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    status: StatusCode,
+    preview: Option<&inventory::ImportPreview>,
+    errors: &[String],
+    content: Option<(&str, &str)>,
+) -> Response {
+    let mut data = base(a, csrf, "Importer le parc");
+    data.insert(
+        "preview".into(),
+        json!(preview.map(|p| json!({
+            "total": p.total,
+            "kinds": p.by_kind.iter().map(|(k, n)| json!({ "kind": k.label_fr(), "count": n })).collect::<Vec<_>>(),
+        }))),
+    );
+    data.insert("errors".into(), json!(errors));
+    data.insert("source".into(), json!(content.map(|c| c.0)));
+    data.insert("csv".into(), json!(content.map(|c| c.1)));
+    render(st, status, "inventaire-import", &Value::Object(data))
+}
+
+/// The pool as CSV, in the import's columns.
+pub async fn export_pool(State(st): State<AppState>, Authed(_): Authed) -> Response {
+    match inventory::export_csv(&st).await {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"parc-repli.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
+        Err(e) => api_error_page(&st, &e),
+    }
 }
 
 /// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.

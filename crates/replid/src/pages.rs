@@ -835,6 +835,7 @@ pub async fn inventory(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let items = match st.store.items(None).await {
         Ok(i) => i,
@@ -854,6 +855,8 @@ pub async fn inventory(
         .map(|i| json!({ "tag": i.item.asset_tag, "serial": i.item.serial, "kind": i.item.kind.label_fr(), "model": i.item.model, "state": i.state.label_fr(), "crisis": i.crisis }))
         .collect();
     let mut data = base(&a, &csrf, "Inventaire");
+    data.insert("can_import".into(), json!(a.may(repli_core::Permission::ManageInventory)));
+    data.insert("flash".into(), json!(q.get("ok")));
     data.insert("summary".into(), json!(summary));
     data.insert("items".into(), json!(rows));
     data.insert("total".into(), json!(items.len()));

@@ -292,6 +292,20 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
         ),
         (Method::GET, "/inventaire", Page(P::ReadInventory), get(pages::inventory), Doc::page("The equipment pool")),
         (
+            Method::POST,
+            "/inventaire/import",
+            Page(P::ManageInventory),
+            post(operate::import_pool),
+            Doc::page("Check a pool CSV file (every refused line), then import it, all or nothing"),
+        ),
+        (
+            Method::GET,
+            "/inventaire/export",
+            Page(P::ReadInventory),
+            get(operate::export_pool),
+            Doc::answering("The pool as CSV, in the import's columns (a download)", Answer::Html),
+        ),
+        (
             Method::GET,
             "/inventaire/{serial}",
             Page(P::ReadInventory),

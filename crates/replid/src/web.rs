@@ -40,6 +40,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("crise", include_str!("../web/crise.hbs"))?;
     h.register_template_string("notifications", include_str!("../web/notifications.hbs"))?;
     h.register_template_string("accessibilite", include_str!("../web/accessibilite.hbs"))?;
+    h.register_template_string("inventaire-import", include_str!("../web/inventaire-import.hbs"))?;
     h.register_template_string("demande-enregistree", include_str!("../web/demande-enregistree.hbs"))?;
     h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
     h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
