@@ -493,6 +493,21 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         for action in ["inventory.lend", "inventory.check_in", "inventory.write_off", "inventory.wipe"] {
             assert!(log.iter().any(|e| e.action == action && e.actor_role == "ops"), "{action} by ops, audited");
         }
+        // The closure report tells the story in French, by day, with the kit's steps by title.
+        let report = app.auditor.document(&id, "07-rapport-de-cloture.html").await.unwrap();
+        for expected in [
+            "Demande du kit (par dgs.aubagne (web))",
+            "Kit livré (par ops.metropole (web))",
+            "équipements prêtés",
+            "✓ Déclarer le kit prêt à livrer",
+            "passé en perte — Non rendue par la commune",
+            "Crise close",
+        ] {
+            assert!(report.contains(expected), "closure report lacks « {expected} »");
+        }
+        assert!(!report.contains("engine.") && !report.contains("inventory."), "no raw codes in the report");
+        let guide = app.auditor.document(&id, "02-modes-operatoires.html").await.unwrap();
+        assert!(guide.contains("<svg role=\"img\"") && guide.contains("Réunion permanente"), "the visio's QR code");
         // The accessibility statement is one click away from any page, signed in or not.
         click_nav(&d, "footer a[href='/accessibilite']").await;
         assert!(text_of(&d, "main").await.contains("partiellement conforme"));

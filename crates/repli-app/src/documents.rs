@@ -2,7 +2,7 @@
 //! sheets go to ops only.
 
 use repli_core::{Actor, Role, text};
-use repli_docs::{CREDENTIAL_SHEETS, DOCUMENTS, Documents, Metropole, PackInput};
+use repli_docs::{CREDENTIAL_SHEETS, DOCUMENTS, Documents, Metropole, Moment, PackInput};
 use repli_proto::ProblemCode;
 use repli_proto::api::{LoanView, LogEntryView};
 
@@ -22,7 +22,7 @@ async fn pack(
         .commune(&r.commune)
         .await?
         .and_then(|c| c.convention)
-        .map(|c| format!("le {} (délibération {})", c.signed_on, c.deliberation_ref));
+        .map(|c| format!("le {} (délibération {})", repli_core::fr::date(c.signed_on), c.deliberation_ref));
     let mut accounts = kit.accounts.clone();
     if let Some(passwords) = passwords {
         for a in &mut accounts {
@@ -42,7 +42,9 @@ async fn pack(
         astreinte_email: d.astreinte_email.clone(),
         csirt_phone: d.csirt_phone.clone(),
     };
+    let chronology = chronology(st, &crisis_id).await?;
     let input = PackInput {
+        chronology: &chronology,
         convention,
         loans: &loans,
         log: &log,
@@ -291,4 +293,179 @@ pub async fn zip(st: &Services, a: &Actor, id: &str) -> Result<(String, Vec<u8>)
     let docs: Vec<_> = docs.into_iter().filter(|(name, _)| name != CREDENTIAL_SHEETS).collect();
     let bytes = Documents::zip_bytes(&docs).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok((format!("pack-{crisis}.zip"), bytes))
+}
+
+/// What happened to a crisis, oldest first, written for people: its transitions (and who made
+/// them), each step done with its title, manual steps with who confirmed them, failures and
+/// skips, suspensions with their reason, and runs of loans, returns or wipes as one line each
+/// (« 4 équipement(s) prêté(s) »). Read from the whole audit log, not the crisis view's recent
+/// history.
+pub async fn chronology(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Moment>, AppError> {
+    let mut titles = std::collections::HashMap::new();
+    for run in st.store.runs_of(id).await? {
+        for s in st.store.steps(run.id).await? {
+            titles.insert(format!("step/{}/{}", run.playbook, s.step_id), s.title);
+        }
+    }
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let filter = repli_store::AuditFilter {
+            crisis: Some(id.to_string()),
+            after_seq: after,
+            limit: 10_000,
+            ..Default::default()
+        };
+        let page = st.store.audit_entries(&filter).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let full = page.len() >= 10_000;
+        entries.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(moments(&entries, &titles))
+}
+
+/// The chronology's lines from audit entries (oldest first) and step titles by target.
+fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMap<String, String>) -> Vec<Moment> {
+    let mut out: Vec<Moment> = Vec::new();
+    // The last line's kind when it counts items (to add the next one to it), and its count.
+    let mut run: Option<(&'static str, usize)> = None;
+    let mut confirmed = std::collections::HashSet::new();
+    for e in entries {
+        let Ok(at) = e.at.parse::<jiff::Timestamp>() else { continue };
+        let details: serde_json::Value = serde_json::from_str(&e.details).unwrap_or_default();
+        let reason = details.get("reason").and_then(|r| r.as_str()).filter(|r| !r.is_empty());
+        let title = || titles.get(&e.target).cloned().unwrap_or_else(|| e.target.clone());
+        let by_person = e.actor_role != "system";
+        let counted = match e.action.as_str() {
+            "inventory.lend" => Some(("prêté", "prêtés")),
+            "inventory.check_in" => Some(("rendu", "rendus")),
+            "inventory.wipe" => Some(("effacé avec certificat", "effacés avec certificat")),
+            _ => None,
+        };
+        if let Some((one, many)) = counted {
+            // Within the hour after the line's first item, the same kind of line counts on.
+            match (&mut run, out.last_mut()) {
+                (Some((kind, n)), Some(last)) if *kind == one && at.duration_since(last.at).as_hours() < 1 => {
+                    *n += 1;
+                    last.text = format!("{n} équipements {many}");
+                }
+                _ => {
+                    out.push(Moment { at, text: format!("1 équipement {one}") });
+                    run = Some((one, 1));
+                }
+            }
+            continue;
+        }
+        let text = match e.action.as_str() {
+            a if a.starts_with("crisis.") && a != "crisis.agents" => {
+                let mut t = repli_docs::action_fr(a);
+                if by_person {
+                    t.push_str(&format!(" (par {})", e.actor_name));
+                }
+                if let Some(r) = reason {
+                    t.push_str(&format!(" — motif : {r}"));
+                }
+                t
+            }
+            "engine.task.done" => {
+                confirmed.insert(e.target.clone());
+                format!("✓ {} — confirmé par {}", title(), e.actor_name)
+            }
+            "engine.step.succeeded" if !confirmed.contains(&e.target) => format!("✓ {}", title()),
+            "engine.step.failed" => format!("✗ {} : échec", title()),
+            "engine.step.skipped" => {
+                format!("Étape ignorée : {}{}", title(), reason.map(|r| format!(" — motif : {r}")).unwrap_or_default())
+            }
+            "engine.step.retried" => format!("Étape relancée : {}", title()),
+            "inventory.write_off" => {
+                format!(
+                    "Équipement {} passé en perte{}",
+                    e.target,
+                    reason.map(|r| format!(" — {r}")).unwrap_or_default()
+                )
+            }
+            "sla.suspend" => format!("Délai suspendu{}", reason.map(|r| format!(" — motif : {r}")).unwrap_or_default()),
+            "sla.resume" | "legal.facts" | "legal.cnil_done" | "legal.complaint_done" => {
+                repli_docs::action_fr(&e.action)
+            }
+            _ => continue,
+        };
+        run = None;
+        out.push(Moment { at, text });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(at: &str, role: &str, actor: &str, action: &str, target: &str, details: &str) -> repli_core::AuditEntry {
+        repli_core::AuditEntry {
+            seq: 0,
+            at: at.into(),
+            actor_id: 0,
+            actor_name: actor.into(),
+            actor_role: role.into(),
+            auth: "token".into(),
+            commune: None,
+            crisis: None,
+            action: action.into(),
+            target: target.into(),
+            details: details.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_chronology_is_written_for_people() {
+        let titles = std::collections::HashMap::from([
+            ("step/activation/accounts".to_owned(), "Créer les comptes des 25 agents".to_owned()),
+            ("step/activation/laptops".to_owned(), "Préparer les portables".to_owned()),
+        ]);
+        let log = [
+            entry("2026-12-01T09:00:00Z", "dgs", "Anne Martin", "crisis.request", "13005-2026-001", "{}"),
+            entry("2026-12-01T09:02:00Z", "system", "replid", "engine.step.started", "step/activation/accounts", "{}"),
+            entry(
+                "2026-12-01T09:02:10Z",
+                "system",
+                "replid",
+                "engine.step.succeeded",
+                "step/activation/accounts",
+                "{}",
+            ),
+            entry("2026-12-01T09:30:00Z", "ops", "Astreinte", "engine.task.done", "step/activation/laptops", "{}"),
+            entry("2026-12-01T09:30:00Z", "system", "replid", "engine.step.succeeded", "step/activation/laptops", "{}"),
+            entry("2026-12-01T10:00:00Z", "ops", "Astreinte", "inventory.lend", "S1", "{}"),
+            entry("2026-12-01T10:01:00Z", "ops", "Astreinte", "inventory.lend", "S2", "{}"),
+            entry(
+                "2026-12-01T10:02:00Z",
+                "ops",
+                "Astreinte",
+                "sla.suspend",
+                "x",
+                r#"{"reason":"<b>locaux fermés</b>"}"#,
+            ),
+            entry("2026-12-01T10:03:00Z", "ops", "Astreinte", "inventory.lend", "S3", "{}"),
+            entry("2026-12-01T11:00:00Z", "ops", "Astreinte", "crisis.deliver", "13005-2026-001", "{}"),
+        ];
+        let texts: Vec<String> = moments(&log, &titles).into_iter().map(|m| m.text).collect();
+        assert_eq!(
+            texts,
+            [
+                "Demande du kit (par Anne Martin)",
+                "✓ Créer les comptes des 25 agents",
+                "✓ Préparer les portables — confirmé par Astreinte",
+                "2 équipements prêtés",
+                "Délai suspendu — motif : <b>locaux fermés</b>",
+                "1 équipement prêté",
+                "Kit livré (par Astreinte)",
+            ]
+        );
+    }
 }

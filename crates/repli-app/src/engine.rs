@@ -325,6 +325,7 @@ impl Provisioned {
                 domain: d.domain.clone(),
                 team: format!("Cellule de crise — {commune_name}"),
                 channels: t.channels.clone(),
+                team_url: t.web_url.clone(),
                 meeting_url: activation.meeting().map(|m| m.join_url.clone()).unwrap_or_default(),
             }),
             _ => None,

@@ -34,8 +34,13 @@ fn weekday(w: Weekday) -> &'static str {
 /// « mercredi 20 mai 2026 à 18 h 00 » in `tz`.
 pub fn datetime(t: Timestamp, tz: &TimeZone) -> String {
     let z = t.to_zoned(tz.clone());
-    let month = MONTHS.get(usize::from(z.month().unsigned_abs()).saturating_sub(1)).copied().unwrap_or("?");
-    format!("{} {} {} {} à {} h {:02}", weekday(z.weekday()), z.day(), month, z.year(), z.hour(), z.minute())
+    format!("{} à {} h {:02}", day(t, tz), z.hour(), z.minute())
+}
+
+/// « mardi 1er décembre 2026 » in `tz`.
+pub fn day(t: Timestamp, tz: &TimeZone) -> String {
+    let z = t.to_zoned(tz.clone());
+    format!("{} {}", weekday(z.weekday()), date(z.date()))
 }
 
 /// « 14 décembre 2023 », « 1er mars 2026 ».
@@ -120,7 +125,7 @@ mod tests {
         assert_eq!(datetime(t, &tz), "mercredi 20 mai 2026 à 18 h 00");
         assert_eq!(time(t, &tz), "18 h 00");
         let t: Timestamp = "2026-01-01T07:05:00Z".parse().unwrap();
-        assert_eq!(datetime(t, &tz), "jeudi 1 janvier 2026 à 8 h 05");
+        assert_eq!(datetime(t, &tz), "jeudi 1er janvier 2026 à 8 h 05");
         assert_eq!(duration(SignedDuration::from_mins(46 * 60 + 30)), "46 h 30");
         assert_eq!(duration(SignedDuration::from_secs(-5)), "0 h 00");
         assert_eq!(phone("+33612345678"), "06 12 34 56 78");

@@ -87,13 +87,36 @@ pub struct M365 {
     pub domain: String,
     pub team: String,
     pub channels: Vec<String>,
+    /// The collaborative space's address (empty when unknown).
+    pub team_url: String,
     pub meeting_url: String,
+}
+
+/// A link as an inline SVG QR code (black modules on white, no text inside: the SVG carries
+/// no markup from the link). None for an empty or oversized link.
+pub fn qr_svg(link: &str) -> Option<String> {
+    if link.is_empty() {
+        return None;
+    }
+    let code = qrcode::QrCode::with_error_correction_level(link.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(160, 160)
+        .quiet_zone(true)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .build();
+    // Inline in HTML: no XML declaration; named for screen readers (the link is printed beside).
+    let start = svg.find("<svg")?;
+    Some(svg[start..].replacen("<svg ", "<svg role=\"img\" aria-label=\"Code QR du lien\" ", 1))
 }
 
 /// What a pack is made from: the crisis as the API shows it, and what provisioning produced.
 #[derive(Debug, Clone)]
 pub struct PackInput<'a> {
     pub crisis: &'a CrisisView,
+    /// What happened, oldest first, for the closure report.
+    pub chronology: &'a [Moment],
     pub convention: Option<String>,
     pub loans: &'a [LoanView],
     /// serial → wipe certificate reference.
@@ -120,6 +143,7 @@ impl<'a> PackInput<'a> {
     ) -> Self {
         Self {
             crisis,
+            chronology: &[],
             convention: None,
             loans: &[],
             wipes,
@@ -142,28 +166,30 @@ fn default_time_zone() -> TimeZone {
         .unwrap_or(TimeZone::UTC)
 }
 
-fn action_fr(action: &str) -> String {
+/// An audited action in French, as the closure report's chronology writes it.
+pub fn action_fr(action: &str) -> String {
     let s = match action {
-        "crisis.request" => "demande du kit",
-        "crisis.activate" => "activation",
-        "crisis.reject" => "refus",
-        "crisis.cancel" => "annulation",
-        "crisis.start_provisioning" => "préparation du kit",
-        "crisis.mark_ready" => "kit prêt",
-        "crisis.deliver" => "livraison",
-        "crisis.start_handback" => "début de la restitution",
-        "crisis.close" => "clôture",
-        "crisis.agents" => "liste des agents",
-        "inventory.reserve" => "réservation du matériel",
-        "inventory.lend" => "prêt d'un équipement",
-        "inventory.check_in" => "retour d'un équipement",
-        "inventory.write_off" => "équipement passé en perte",
-        "sla.suspend" => "délai suspendu",
-        "sla.resume" => "délai repris",
-        "legal.facts" => "faits pour les échéances légales",
-        "legal.cnil_done" => "notification CNIL faite",
-        "legal.complaint_done" => "plainte déposée",
-        a if a.starts_with("log.") => "main courante",
+        "crisis.request" => "Demande du kit",
+        "crisis.activate" => "Demande activée",
+        "crisis.reject" => "Demande refusée",
+        "crisis.cancel" => "Kit annulé",
+        "crisis.start_provisioning" => "Préparation du kit commencée",
+        "crisis.mark_ready" => "Kit prêt",
+        "crisis.deliver" => "Kit livré",
+        "crisis.start_handback" => "Restitution ouverte",
+        "crisis.close" => "Crise close",
+        "crisis.agents" => "Liste des agents mise à jour",
+        "inventory.reserve" => "Matériel réservé",
+        "inventory.lend" => "Équipement prêté",
+        "inventory.check_in" => "Équipement rendu",
+        "inventory.write_off" => "Équipement passé en perte",
+        "inventory.wipe" => "Effacement certifié",
+        "sla.suspend" => "Délai suspendu",
+        "sla.resume" => "Délai repris",
+        "legal.facts" => "Faits notés pour les échéances légales",
+        "legal.cnil_done" => "Notification à la CNIL faite",
+        "legal.complaint_done" => "Plainte déposée",
+        a if a.starts_with("log.") => "Main courante",
         other => other,
     };
     s.to_owned()
@@ -176,6 +202,28 @@ fn condition_fr(c: Option<&str>) -> &'static str {
         Some("missing") => "manquant",
         _ => "non rendu",
     }
+}
+
+/// One line of the closure report's chronology, already written in French
+/// (« 25 comptes créés », « Kit livré (par Cellule d'astreinte) »).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moment {
+    pub at: Timestamp,
+    pub text: String,
+}
+
+/// The chronology by day: « mardi 1er décembre 2026 », then « 10 h 02 — … » lines.
+fn days(moments: &[Moment], tz: &TimeZone) -> Vec<serde_json::Value> {
+    let mut out: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for m in moments {
+        let day = fr::day(m.at, tz);
+        let line = serde_json::json!({ "time": fr::time(m.at, tz), "text": m.text });
+        match out.last_mut() {
+            Some((d, lines)) if *d == day => lines.push(line),
+            _ => out.push((day, vec![line])),
+        }
+    }
+    out.into_iter().map(|(day, lines)| serde_json::json!({ "day": day, "lines": lines })).collect()
 }
 
 /// The template data, everything already formatted in French.
@@ -237,8 +285,13 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
             "closed_at": when(c.timeline.closed_at),
         },
         "needs": c.needs.iter().map(|n| serde_json::json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": n.shortage })).collect::<Vec<_>>(),
-        "legal": c.legal.iter().map(|l| serde_json::json!({ "label": l.label, "deadline": when(Some(l.deadline)), "status": format!("{:?}", l.status).to_lowercase() })).collect::<Vec<_>>(),
+        "legal": c.legal.iter().map(|l| serde_json::json!({ "label": l.label, "deadline": when(Some(l.deadline)), "status": l.status.label_fr(jiff::SignedDuration::from_secs(l.remaining_seconds)) })).collect::<Vec<_>>(),
         "m365": p.m365,
+        // QR codes of the kit's links, for paper (the link is printed beside each).
+        "qr": p.m365.as_ref().map(|m| serde_json::json!({
+            "meeting": qr_svg(&m.meeting_url),
+            "team": qr_svg(&m.team_url),
+        })),
         "routers": routers,
         "accounts": p.accounts,
         "loans": loans,
@@ -250,7 +303,7 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
             "accounts_created": p.accounts.len(),
             "accounts_disabled": p.accounts_disabled,
         },
-        "timeline": c.history.iter().filter(|h| !h.action.starts_with("log.")).map(|h| serde_json::json!({ "at": when(Some(h.at)), "actor": h.actor, "action": action_fr(&h.action) })).collect::<Vec<_>>(),
+        "chronology": days(p.chronology, &p.time_zone),
         "main_courante": p.log.iter().map(|e| serde_json::json!({ "at": when(Some(e.at)), "kind": e.type_label, "author": e.author, "text": e.text })).collect::<Vec<_>>(),
     })
 }

@@ -22,10 +22,17 @@ fn render_sample() -> Vec<(String, String)> {
         domain: "aubagne.secours-amp.fr".into(),
         team: "Cellule de crise Aubagne".into(),
         channels: vec!["Cellule de crise".into(), "Services".into()],
+        team_url: "https://exemple.sharepoint.com/sites/cellule-de-crise-aubagne".into(),
         meeting_url: "https://teams.microsoft.com/l/meetup-join/exemple".into(),
     };
+    let chronology = [
+        Moment { at: t("2026-12-01T08:00:00Z"), text: "Demande du kit (par Anne Martin)".into() },
+        Moment { at: t("2026-12-01T09:02:00Z"), text: "✓ Créer les comptes des 25 agents".into() },
+        Moment { at: t("2026-12-02T10:00:00Z"), text: format!("Délai suspendu — motif : {HOSTILE}") },
+    ];
     let input = PackInput {
         crisis: &c,
+        chronology: &chronology,
         convention: Some("14 décembre 2023 (DCM-2023-187)".into()),
         loans: &l,
         wipes: &wipes,
@@ -151,4 +158,14 @@ fn the_shipped_templates_check_clean_and_planted_errors_are_all_named() {
     let errors = check_templates(dir.path());
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(errors[0].contains("dossier.hbs:3:") && errors[0].contains("mayor"), "{errors:#?}");
+}
+
+#[test]
+fn links_become_qr_codes_without_their_text() {
+    assert!(qr_svg("").is_none());
+    let svg = qr_svg("https://teams.microsoft.com/l/meetup-join/<script>alert(1)</script>").unwrap();
+    assert!(svg.starts_with("<svg role=\"img\""), "{svg:.80}");
+    assert!(!svg.contains("<?xml") && !svg.contains("script") && !svg.contains("teams"), "only modules, no text");
+    // Longer links give denser codes; a link too long for any QR code gives none.
+    assert!(qr_svg(&"x".repeat(5000)).is_none());
 }
