@@ -87,6 +87,12 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/static/repli.css", [A, A, A, A, A, A]),
     ("GET", "/connexion", [A, A, A, A, A, A]),
     ("GET", "/accessibilite", [A, A, A, A, A, A]),
+    ("GET", "/mot-de-passe/{secret}", [H, H, H, H, H, H]),
+    ("POST", "/mot-de-passe/{secret}", [A, A, A, A, A, A]),
+    ("GET", "/comptes", [R, R, R, R, R, R]),
+    ("POST", "/comptes", [R, R, R, R, R, R]),
+    ("POST", "/comptes/{uid}/lien", [R, R, R, R, R, R]),
+    ("POST", "/comptes/{uid}/revocation", [R, R, R, R, R, R]),
     ("POST", "/connexion", [A, A, A, A, A, A]),
     ("GET", "/", [R, R, R, R, R, R]),
     ("POST", "/deconnexion", [R, R, R, R, R, R]),
@@ -255,7 +261,8 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{serial}", "FICTIF-M1")
                 .replace("{file}", "01-dossier-de-mise-a-disposition.html")
                 .replace("{uid}", &throwaway.to_string())
-                .replace("{nid}", "1"),
+                .replace("{nid}", "1")
+                .replace("{secret}", "repli_inconnu"),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {
             let mut rb = http.request(method.parse().unwrap(), &url);

@@ -991,3 +991,127 @@ async fn the_pool_is_imported_after_a_preview_and_exported() {
     };
     assert_eq!(serials(&again), serials(&original));
 }
+
+/// Admins manage accounts in the browser: a DGS bound to a commune is created (bad input
+/// refused beside its field), a one-time link lets the person choose a password (it works
+/// once, and a second link cancels the first), then the access is revoked behind a tick.
+#[tokio::test]
+async fn admins_create_accounts_hand_out_password_links_and_revoke() {
+    let app = TestApp::spawn().await;
+    let (admin, csrf) = session_of(&app, Role::Admin, None, "admin.comptes").await;
+    let (ops, ops_csrf) = session_of(&app, Role::Ops, None, "ops.comptes").await;
+    let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let get = |cookie: Option<&str>, path: &str| {
+        let mut req = http().get(app.url(path));
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // Ops may not; a DGS without a commune, or an unknown role, is refused beside the field.
+    let r = post_form(&app, &ops, "/comptes", &[("csrf", &ops_csrf), ("name", "X"), ("role", "ops")]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_form(&app, &admin, "/comptes", &[("csrf", &csrf), ("name", "Anne Martin"), ("role", "dgs")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"commune-erreur\"") && html.contains("value=\"Anne Martin\""), "kept and explained");
+    let r = post_form(&app, &admin, "/comptes", &[("csrf", &csrf), ("name", "Anne"), ("role", "roi")]).await.unwrap();
+    assert!(r.text().await.unwrap().contains("id=\"role-erreur\""));
+    let r = post_form(&app, &admin, "/comptes", &[("csrf", &csrf), ("name", "<b>\u{7}</b>"), ("role", "auditor")])
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("id=\"name-erreur\""), "a control character in a name");
+    let api_admin = app.client(Role::Admin, None).await;
+    let before = api_admin.users().await.unwrap().len();
+    // A DGS of Aubagne.
+    let r = post_form(
+        &app,
+        &admin,
+        "/comptes",
+        &[("csrf", &csrf), ("name", "Anne Martin"), ("role", "dgs"), ("commune", "13005")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("affiché une seule fois") && html.contains("value=\"anne.martin\""), "{html}");
+    let users = api_admin.users().await.unwrap();
+    assert_eq!(users.len(), before + 1);
+    let anne = users.iter().find(|u| u.name == "Anne Martin").unwrap();
+    assert_eq!(anne.commune.as_ref().map(|c| c.as_str()), Some("13005"));
+
+    // Two links: the second cancels the first; the link is shown once, with its login.
+    let link_of = |html: &str| html.split("/mot-de-passe/").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let path = format!("/comptes/{}/lien", anne.id);
+    let r = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne martin!")]).await.unwrap();
+    assert!(location(&r).contains("erreur="), "a bad login: {}", location(&r));
+    let r = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "ops.comptes")]).await.unwrap();
+    assert!(location(&r).contains("erreur="), "a login taken by another account");
+    let first = link_of(
+        &post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")])
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let second = link_of(
+        &post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")])
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_ne!(first, second);
+    assert_eq!(get(None, &format!("/mot-de-passe/{first}")).await.status(), StatusCode::NOT_FOUND, "cancelled");
+    let page = get(None, &format!("/mot-de-passe/{second}")).await.text().await.unwrap();
+    assert!(page.contains("anne.martin") && page.contains("Anne Martin"));
+    // A short password, or two different entries: refused, the link still works.
+    let choose = |pairs: Vec<(&'static str, &'static str)>| {
+        let url = app.url(&format!("/mot-de-passe/{second}"));
+        async move {
+            http()
+                .post(url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(encode(&pairs))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = choose(vec![("password", "court"), ("confirmation", "court")]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"password-erreur\""));
+    let r = choose(vec![("password", PASSWORD), ("confirmation", "autre chose encore")]).await;
+    assert!(r.text().await.unwrap().contains("id=\"confirmation-erreur\""));
+    let r = choose(vec![("password", PASSWORD), ("confirmation", PASSWORD)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Mot de passe enregistré"));
+    assert_eq!(
+        choose(vec![("password", PASSWORD), ("confirmation", PASSWORD)]).await.status(),
+        StatusCode::NOT_FOUND,
+        "once"
+    );
+    // She signs in with it; the audit log says she set it herself, by link, never the secret.
+    let r = sign_in(&app, "anne.martin", PASSWORD).await;
+    let session = cookie_value(&set_cookie(&r, "repli_session").expect("signed in")).to_owned();
+    assert!(get(Some(&session), "/").await.text().await.unwrap().contains("Anne Martin"));
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    let set = log.iter().find(|e| e.action == "user.set_password" && e.actor_name == "Anne Martin").unwrap();
+    assert!(set.details.contains("by_link"));
+    assert!(log.iter().all(|e| !e.details.contains(&second)), "the link's secret is never logged");
+
+    // Revocation: refused without the tick, then her session stops working.
+    let revoke = format!("/comptes/{}/revocation", anne.id);
+    let r = post_form(&app, &admin, &revoke, &[("csrf", &csrf)]).await.unwrap();
+    assert!(location(&r).contains("erreur="));
+    assert_eq!(get(Some(&session), "/").await.status(), StatusCode::OK);
+    let r = post_form(&app, &admin, &revoke, &[("csrf", &csrf), ("confirme", "oui")]).await.unwrap();
+    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert_eq!(get(Some(&session), "/").await.status(), StatusCode::SEE_OTHER, "sent back to sign in");
+    let page = get(Some(&admin), "/comptes").await.text().await.unwrap();
+    assert!(page.contains("Anne Martin") && page.contains("Aubagne (13005)"), "the list names the commune");
+}

@@ -118,6 +118,7 @@ fn migrator() -> Migrator {
         m(7, "read indexes", include_str!("../migrations/0007_read_indexes.sql")),
         m(8, "agents and sheets", include_str!("../migrations/0008_agents_and_sheets.sql")),
         m(9, "notification recipients", include_str!("../migrations/0009_notification_recipients.sql")),
+        m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
     ])
 }
 

@@ -136,6 +136,19 @@ async fn user_exists(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<(), S
     known.map(|_| ()).ok_or(StoreError::UnknownUser(id))
 }
 
+/// A login another user already has is refused.
+async fn login_free(conn: &mut sqlx::SqliteConnection, login: &str, user_id: i64) -> Result<(), StoreError> {
+    let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE login = ? AND id <> ?")
+        .bind(login)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match taken {
+        Some(_) => Err(StoreError::LoginTaken(login.to_owned())),
+        None => Ok(()),
+    }
+}
+
 async fn actor_in(conn: &mut sqlx::SqliteConnection, user_id: i64, auth: AuthMethod) -> Result<Actor, StoreError> {
     let row: Option<(String, String, Option<String>)> =
         sqlx::query_as("SELECT name, role, commune FROM users WHERE id = ?")
@@ -238,14 +251,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         user_exists(&mut tx, user_id).await?;
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE login = ? AND id <> ?")
-            .bind(login)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
-            return Err(StoreError::LoginTaken(login.to_owned()));
-        }
+        login_free(&mut tx, login, user_id).await?;
         sqlx::query("UPDATE users SET login = ?, password_phc = ? WHERE id = ?")
             .bind(login)
             .bind(phc)
@@ -264,6 +270,105 @@ impl Store {
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Creates a one-time link for `user_id` to choose a web password under `login` (checked
+    /// free now and again when used); any earlier unused link of theirs stops working. Audited
+    /// (`user.password_link`) without the secret.
+    pub async fn create_password_link(
+        &self,
+        user_id: i64,
+        login: &str,
+        token_sha256: &str,
+        expires_at: Timestamp,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        user_exists(&mut tx, user_id).await?;
+        login_free(&mut tx, login, user_id).await?;
+        sqlx::query("DELETE FROM password_links WHERE user_id = ? AND used_at IS NULL")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO password_links (token_sha256, user_id, login, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_sha256)
+        .bind(user_id)
+        .bind(login)
+        .bind(time::to_db(now))
+        .bind(time::to_db(expires_at))
+        .execute(&mut *tx)
+        .await?;
+        let target = format!("user:{user_id}");
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: "user.password_link",
+            target: &target,
+            details: json!({ "login": login, "expires_at": time::to_db(expires_at) }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The person and login behind a link still usable (unused, unexpired); None otherwise.
+    pub async fn password_link(
+        &self,
+        token_sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Actor, String)>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT user_id, login FROM password_links WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(token_sha256)
+        .bind(time::to_db(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some((id, login)) => Ok(Some((actor_in(&mut conn, id, AuthMethod::Password).await?, login))),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the password a link's holder chose and spends the link, in one transaction: a link
+    /// works once. Audited as the person (`user.set_password`). False when the link is no
+    /// longer usable.
+    pub async fn use_password_link(&self, token_sha256: &str, phc: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE password_links SET used_at = ?1 WHERE token_sha256 = ?2 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id, login",
+        )
+        .bind(time::to_db(now))
+        .bind(token_sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, login)) = row else { return Ok(false) };
+        login_free(&mut tx, &login, user_id).await?;
+        sqlx::query("UPDATE users SET login = ?, password_phc = ? WHERE id = ?")
+            .bind(&login)
+            .bind(phc)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
+        let target = format!("user:{user_id}");
+        let e = NewEntry {
+            by: By::User(&actor),
+            commune: None,
+            crisis: None,
+            action: "user.set_password",
+            target: &target,
+            details: json!({ "login": login, "by_link": true }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The user id and password hash behind a login, for the web sign-in.

@@ -5,6 +5,7 @@
 //! The same [`Daemon`] runs as the `replid` binary, inside `replid demo`, and inside the
 //! end-to-end tests, so all three exercise the real server on a real socket and SQLite file.
 
+mod accounts;
 mod actions;
 pub mod auth;
 mod crises;

@@ -190,6 +190,7 @@ fn path_param_schema(name: &str) -> RefOr<Schema> {
         "step" => "The step's id in its playbook.",
         "uid" => "The user's id.",
         "nid" => "The notification's id, as listed.",
+        "secret" => "A one-time password link's secret.",
         "action" => "A crisis action (`activate`, `reject`, `start_handback`…).",
         "kind" => "A legal clock: `cnil` or `complaint`.",
         "file" => "A document's file name, as listed.",

@@ -28,7 +28,8 @@ use crate::error::ApiError;
 pub use crate::spec::{Access, RouteSpec};
 use crate::spec::{Answer, Doc};
 use crate::{
-    AppState, actions, crises, documents, inventory, journal, operate, pages, sheets, signin, steps, tenant, users, web,
+    AppState, accounts, actions, crises, documents, inventory, journal, operate, pages, sheets, signin, steps, tenant,
+    users, web,
 };
 
 /// Every route with its access rule and its documentation: the router and the OpenAPI
@@ -73,6 +74,36 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
         ),
         (Method::GET, "/connexion", Public, get(signin::show_login), Doc::page("Sign-in page")),
         (Method::GET, "/accessibilite", Public, get(signin::accessibility), Doc::page("The accessibility statement")),
+        (
+            Method::GET,
+            "/mot-de-passe/{secret}",
+            Public,
+            get(accounts::choose_form),
+            Doc::page("A one-time password link: the form to choose one's web password"),
+        ),
+        (
+            Method::POST,
+            "/mot-de-passe/{secret}",
+            Public,
+            post(accounts::choose),
+            Doc::page("Set one's web password through a one-time link (the link is then spent)"),
+        ),
+        (Method::GET, "/comptes", Page(P::ManageUsers), get(accounts::page), Doc::page("Accounts (admins)")),
+        (Method::POST, "/comptes", Page(P::ManageUsers), post(accounts::create), Doc::page("Create an account")),
+        (
+            Method::POST,
+            "/comptes/{uid}/lien",
+            Page(P::ManageUsers),
+            post(accounts::link),
+            Doc::page("Create a one-time link for the person to choose their web password"),
+        ),
+        (
+            Method::POST,
+            "/comptes/{uid}/revocation",
+            Page(P::ManageUsers),
+            post(accounts::revoke),
+            Doc::form("Revoke every token and session of an account (a ticked confirmation)"),
+        ),
         (Method::POST, "/connexion", Public, post(signin::login), Doc::form("Sign in with a login and password")),
         (
             Method::GET,

@@ -41,6 +41,10 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("notifications", include_str!("../web/notifications.hbs"))?;
     h.register_template_string("accessibilite", include_str!("../web/accessibilite.hbs"))?;
     h.register_template_string("inventaire-import", include_str!("../web/inventaire-import.hbs"))?;
+    h.register_template_string("comptes", include_str!("../web/comptes.hbs"))?;
+    h.register_template_string("compte-cree", include_str!("../web/compte-cree.hbs"))?;
+    h.register_template_string("lien", include_str!("../web/lien.hbs"))?;
+    h.register_template_string("mot-de-passe", include_str!("../web/mot-de-passe.hbs"))?;
     h.register_template_string("demande-enregistree", include_str!("../web/demande-enregistree.hbs"))?;
     h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
     h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
