@@ -301,7 +301,11 @@ async fn crisis_watch_follows_until_ready_and_fails_on_a_failed_step() {
     app.ops.task_done(c.id.as_str(), "laptops", None).await.unwrap();
     let out = watching.await.unwrap().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("prêt"), "{}", String::from_utf8_lossy(&out.stdout));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("prêt"), "{printed}");
+    // Piped (not a terminal): plain lines, one per step that changed, not progress bars.
+    assert!(printed.lines().any(|l| l.ends_with(" : terminée")), "{printed}");
+    assert!(!printed.contains('█') && !printed.contains('\u{1b}'), "no bars or escape codes: {printed}");
 }
 
 /// The crash window before transitions and their runs were one transaction: a crisis activated

@@ -294,19 +294,48 @@ fn group_counts(v: &StepsView) -> BTreeMap<(usize, String), (u64, u64, Option<St
     out
 }
 
+/// The steps whose state changed since the last look, as plain lines
+/// (« Créer les comptes des 25 agents : terminée »), in playbook order.
+fn changed_steps(v: &repli_proto::api::StepsView, seen: &mut BTreeMap<(String, String), String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in &v.runs {
+        for s in &run.steps {
+            let key = (run.playbook.as_str().to_owned(), s.step.clone());
+            if seen.get(&key) != Some(&s.state_label) {
+                seen.insert(key, s.state_label.clone());
+                out.push(format!("{} : {}", s.title, s.state_label));
+            }
+        }
+    }
+    out
+}
+
 /// `repli crisis watch`: one progress bar per step group until the kit is ready (or the
-/// hand-back closes the crisis); exits 1 as soon as a step fails.
+/// hand-back closes the crisis); exits 1 as soon as a step fails. When the output is not a
+/// terminal (a pipe, a log file), one plain line per step that changes instead of bars.
 pub async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    use std::io::IsTerminal;
+    let plain = !std::io::stdout().is_terminal();
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:42} {bar:30} {pos}/{len} {wide_msg}")?.progress_chars("█▓░");
     let mut by_group: BTreeMap<(usize, String), ProgressBar> = BTreeMap::new();
     loop {
         let v = c.steps(id).await.with_context(|| format!("crise {id}"))?;
-        if v.simulation && by_group.is_empty() {
-            bars.println("SIMULATION : Microsoft 365 est un simulateur intégré, aucun tenant n'est touché")?;
+        if v.simulation && by_group.is_empty() && seen.is_empty() {
+            if plain {
+                println!("SIMULATION : Microsoft 365 est un simulateur intégré, aucun tenant n'est touché");
+            } else {
+                bars.println("SIMULATION : Microsoft 365 est un simulateur intégré, aucun tenant n'est touché")?;
+            }
         }
-        for (key, (done, total, now)) in group_counts(&v) {
+        if plain {
+            for line in changed_steps(&v, &mut seen) {
+                println!("{line}");
+            }
+        }
+        for (key, (done, total, now)) in group_counts(&v).into_iter().filter(|_| !plain) {
             let bar = by_group.entry(key.clone()).or_insert_with(|| {
                 let b = bars.add(ProgressBar::new(total));
                 b.set_style(style.clone());

@@ -8,6 +8,7 @@ mod commands;
 mod confirm;
 pub mod dns;
 pub mod engine;
+pub mod french;
 pub mod inventory;
 pub mod m365;
 mod output;
@@ -29,17 +30,17 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8640";
     name = "repli",
     version,
     about = "Repli : kit de repli cyber des communes de la Métropole Aix-Marseille-Provence",
-    long_about = "Repli orchestrates the fallback kit the Métropole Aix-Marseille-Provence lends a commune hit by a \
-                  cyberattack: request, activation, provisioning within 48 business hours, delivery, hand-back."
+    long_about = "Repli pilote le kit de repli que la Métropole Aix-Marseille-Provence prête à une commune victime \
+                  d'une cyberattaque : demande, activation, préparation en 48 heures ouvrées, livraison, restitution."
 )]
 pub struct Cli {
-    /// replid's URL.
+    /// Adresse de replid.
     #[arg(long, global = true, env = "REPLI_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
-    /// API token (printed once when the user was created).
+    /// Jeton d'accès (remis une seule fois à la création du compte).
     #[arg(long, global = true, env = "REPLI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// PEM certificate of the authority that signed replid's TLS certificate.
+    /// Certificat (PEM) de l'autorité qui a signé le certificat TLS de replid.
     #[arg(long, global = true, env = "REPLI_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]
@@ -48,10 +49,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The métropole's communes and their loan conventions.
+    /// Les communes de la métropole et leur convention de prêt.
     #[command(subcommand)]
     Communes(CommunesCmd),
-    /// Crises: kit requests and their progress.
+    /// Les crises : demandes de kit et leur avancement.
     #[command(subcommand)]
     Crisis(CrisisCmd),
     /// Hand-back of a kit.
@@ -92,24 +93,24 @@ pub enum Command {
     /// The crisis zone in DNS: what each authoritative server serves.
     #[command(subcommand)]
     Dns(dns::DnsCmd),
-    /// Who the token belongs to.
+    /// À qui appartient le jeton.
     Whoami(JsonFlag),
-    /// Print shell completions.
+    /// Complétion des commandes pour le shell.
     Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, Args)]
 pub struct JsonFlag {
-    /// Print JSON instead of a table.
+    /// Sortie JSON au lieu d'un tableau.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CommunesCmd {
-    /// List the communes with their convention status.
+    /// Lister les communes et l'état de leur convention.
     List(JsonFlag),
-    /// Show one commune.
+    /// Afficher une commune.
     Show {
         insee: String,
         #[command(flatten)]
@@ -119,25 +120,31 @@ pub enum CommunesCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum CrisisCmd {
-    /// Request the kit for a commune.
+    /// Demander le kit de repli pour une commune.
     Request(RequestArgs),
-    /// List crises.
+    /// Lister les crises.
     List {
+        /// Code INSEE de la commune.
         #[arg(long)]
         commune: Option<InseeCode>,
+        /// Seulement les crises dans cet état.
         #[arg(long)]
         state: Option<CrisisStateArg>,
-        /// Only open crises.
+        /// Seulement les crises en cours.
         #[arg(long)]
         open: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Follow a crisis's playbook live (progress bars per step group) until the kit is ready
-    /// or the crisis closes; exits 1 when a step fails.
-    Watch { id: String },
-    /// Show a crisis with its history.
+    /// Suivre l'avancement d'une crise jusqu'au kit prêt ou à la clôture (code de sortie 1 si
+    /// une étape échoue) ; hors terminal, une ligne par changement.
+    Watch {
+        /// Numéro de la crise (13005-2026-001).
+        id: String,
+    },
+    /// Afficher une crise et son historique.
     Show {
+        /// Numéro de la crise (13005-2026-001).
         id: String,
         #[command(flatten)]
         out: JsonFlag,
@@ -156,12 +163,15 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Call a kit off; once its provisioning began, what exists is wound down (asks first).
+    /// Annuler un kit ; si sa préparation a commencé, ce qui existe est défait (demande
+    /// confirmation).
     Cancel {
+        /// Numéro de la crise.
         id: String,
+        /// Motif (inscrit au journal d'audit).
         #[arg(long)]
         reason: String,
-        /// Confirm without asking (scripts).
+        /// Confirmer sans poser la question (scripts).
         #[arg(long)]
         yes: bool,
         #[command(flatten)]
@@ -181,32 +191,37 @@ pub enum CrisisCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Record the facts behind the legal clocks, or that one was done.
+    /// Noter les faits qui font courir les échéances légales, ou qu'une démarche est faite.
     Legal {
+        /// Numéro de la crise.
         id: String,
-        /// When the commune became aware of the attack (RFC 3339).
+        /// Quand la commune a découvert l'attaque (RFC 3339, 2026-11-30T07:40:00+01:00).
         #[arg(long)]
         aware_at: Option<jiff::Timestamp>,
+        /// Des données personnelles sont-elles touchées (true ou false) ?
         #[arg(long)]
         personal_data: Option<bool>,
-        /// Record that the CNIL was notified (`cnil`) or the complaint filed (`complaint`).
+        /// Noter la notification à la CNIL (`cnil`) ou le dépôt de plainte (`complaint`).
         #[arg(long, value_name = "cnil|complaint")]
         done: Option<String>,
-        /// When it was done (default: now).
+        /// Quand (par défaut : maintenant).
         #[arg(long, requires = "done")]
         at: Option<jiff::Timestamp>,
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// The commune's agents (named borrowers): list them, replace them from a CSV
-    /// `name,service` (before accounts exist), or add to them (at any time before hand-back).
+    /// Les agents de la commune : les lister, remplacer la liste par un CSV `nom,service`
+    /// (avant la création des comptes), ou en ajouter (jusqu'à la restitution).
     Agents {
+        /// Numéro de la crise.
         id: String,
+        /// Remplacer la liste par ce fichier CSV.
         #[arg(long, conflicts_with = "add")]
         set: Option<PathBuf>,
+        /// Ajouter les agents de ce fichier CSV.
         #[arg(long)]
         add: Option<PathBuf>,
-        /// Ops: accept the names given so far as the whole list (fewer than declared).
+        /// Exploitation : accepter les noms donnés comme liste complète (moins que déclaré).
         #[arg(long, conflicts_with_all = ["set", "add"])]
         accept: bool,
         #[command(flatten)]
@@ -228,16 +243,17 @@ pub enum CrisisCmd {
         #[arg(long)]
         yes: bool,
     },
-    /// The crisis's main courante: list it, or add an entry with --add.
+    /// La main courante de la crise : la lire, ou y ajouter une entrée avec --add.
     Log {
+        /// Numéro de la crise.
         id: String,
-        /// Add an entry instead of listing.
+        /// Ajouter une entrée au lieu de lister.
         #[arg(long, requires_all = ["kind", "text"])]
         add: bool,
         /// information, demande, action, décision, point de situation.
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
-        /// The entry's text.
+        /// Le texte de l'entrée.
         text: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
@@ -258,32 +274,34 @@ pub enum CrisisCmd {
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// INSEE code of the commune.
+    /// Code INSEE de la commune (13005 pour Aubagne).
     #[arg(long)]
     pub commune: InseeCode,
-    /// Name of the person to call back (out-of-band).
+    /// Nom de la personne à rappeler (hors messagerie de la commune).
     #[arg(long)]
     pub contact_name: String,
-    /// Out-of-band phone number (mobile), e.g. 06 12 34 56 78.
+    /// Téléphone pour la joindre (mobile), par exemple 06 12 34 56 78.
     #[arg(long)]
     pub contact_phone: String,
-    /// Out-of-band e-mail address (not the commune's own mail).
+    /// Adresse électronique de secours (pas la messagerie de la commune).
     #[arg(long)]
     pub contact_email: Option<String>,
-    /// Number of agents who need an account.
+    /// Nombre d'agents qui ont besoin d'un compte.
     #[arg(long)]
     pub agents: u32,
+    /// Lieu de livraison du kit.
     #[arg(long)]
     pub delivery_address: Option<String>,
+    /// Remarques.
     #[arg(long)]
     pub notes: Option<String>,
-    /// When the commune became aware of the attack (RFC 3339): starts the 72-hour legal clocks.
+    /// Quand la commune a découvert l'attaque (RFC 3339) : fait courir les échéances légales de 72 h.
     #[arg(long)]
     pub aware_at: Option<jiff::Timestamp>,
-    /// Whether personal data is involved (CNIL notification within 72 hours).
+    /// Des données personnelles sont-elles touchées (true ou false) ? Notification CNIL sous 72 h.
     #[arg(long)]
     pub personal_data: Option<bool>,
-    /// Makes a retried request safe: the same key returns the same crisis.
+    /// Rend une demande relancée sans risque : la même clé renvoie la même crise.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     #[command(flatten)]
@@ -374,7 +392,7 @@ impl std::str::FromStr for CrisisStateArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.parse().map(Self).map_err(|_| {
-            format!("unknown state; expected one of {}", CrisisState::ALL.map(CrisisState::as_str).join(", "))
+            format!("état inconnu (valeurs possibles : {})", CrisisState::ALL.map(CrisisState::as_str).join(", "))
         })
     }
 }
@@ -387,7 +405,7 @@ impl std::str::FromStr for CrisisActionArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         CrisisAction::ALL.into_iter().find(|a| a.as_str() == s).map(Self).ok_or_else(|| {
-            format!("unknown action; expected one of {}", CrisisAction::ALL.map(CrisisAction::as_str).join(", "))
+            format!("action inconnue (valeurs possibles : {})", CrisisAction::ALL.map(CrisisAction::as_str).join(", "))
         })
     }
 }

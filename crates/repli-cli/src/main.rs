@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // `repli … | head`: a closed stdout ends the command quietly, as for any Unix tool.
     let default_hook = std::panic::take_hook();
@@ -19,7 +17,10 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let cli = repli_cli::Cli::parse();
+    let cli = match repli_cli::french::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

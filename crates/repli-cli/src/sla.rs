@@ -97,8 +97,9 @@ pub async fn report(client: &repli_proto::Client, json: bool, csv_out: bool) -> 
         w.flush()?;
     } else {
         let tz = crate::output::tz();
-        let mut t = comfy_table::Table::new();
-        t.set_header(vec!["Crise", "Commune", "Demande", "Suspensions", "Échéance", "Prêt", "SLA", "Retard"]);
+        // Fits the terminal's width (cells wrap between words).
+        let mut t =
+            crate::output::table(&["Crise", "Commune", "Demande", "Suspensions", "Échéance", "Prêt", "SLA", "Retard"]);
         for l in &lines {
             t.add_row(vec![
                 l.crisis.to_string(),

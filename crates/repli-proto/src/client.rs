@@ -29,14 +29,38 @@ pub enum ClientError {
     #[error("{} ({})", .problem.detail, .problem.code)]
     Api { status: StatusCode, problem: Box<Problem> },
     /// replid answered with an error that is not a problem document.
-    #[error("HTTP {status}: {body}")]
+    #[error("HTTP {status} : {body}")]
     Http { status: StatusCode, body: String },
-    #[error("cannot reach replid at {url}: {source}")]
-    Transport { url: String, source: reqwest::Error },
-    #[error("unexpected answer from replid: {0}")]
+    /// One sentence, in French (a DGS may read it): where, and the root cause only — the
+    /// transport error is kept for programs but not chained, so the cause is not repeated.
+    #[error("replid injoignable à {url} : {}", transport_cause(.cause))]
+    Transport { url: String, cause: reqwest::Error },
+    #[error("réponse inattendue de replid : {0}")]
     Decode(String),
-    #[error("invalid server URL `{0}`")]
+    #[error("adresse de serveur invalide « {0} »")]
     Url(String),
+}
+
+/// The root cause of a transport failure, in French when it is a common one.
+fn transport_cause(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let text = root.to_string();
+    let lower = text.to_lowercase();
+    if e.is_timeout() || lower.contains("timed out") {
+        "délai dépassé (replid ne répond pas)".into()
+    } else if lower.contains("connection refused") {
+        "connexion refusée (replid est-il démarré, à cette adresse ?)".into()
+    } else if lower.contains("dns") || lower.contains("failed to lookup") || lower.contains("name or service not known")
+    {
+        "nom de serveur inconnu".into()
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        format!("certificat TLS refusé ({text}) : voir --ca-cert")
+    } else {
+        text
+    }
 }
 
 impl ClientError {
@@ -93,7 +117,7 @@ impl Client {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| ClientError::Transport { url: base.to_string(), source: e })?;
+        let http = builder.build().map_err(|e| ClientError::Transport { url: base.to_string(), cause: e })?;
         Ok(Self { base, http, token })
     }
 
@@ -118,9 +142,9 @@ impl Client {
     /// A text body (documents); errors as for JSON calls.
     async fn send_text(&self, rb: RequestBuilder) -> Result<String, ClientError> {
         let url = self.base.to_string();
-        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
+        let resp = rb.send().await.map_err(|cause| ClientError::Transport { url, cause })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
+        let text = resp.text().await.map_err(|cause| ClientError::Transport { url: self.base.to_string(), cause })?;
         if status.is_success() {
             return Ok(text);
         }
@@ -132,10 +156,9 @@ impl Client {
 
     async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
         let url = self.base.to_string();
-        let resp = rb.send().await.map_err(|source| ClientError::Transport { url, source })?;
+        let resp = rb.send().await.map_err(|cause| ClientError::Transport { url, cause })?;
         let status = resp.status();
-        let bytes =
-            resp.bytes().await.map_err(|source| ClientError::Transport { url: self.base.to_string(), source })?;
+        let bytes = resp.bytes().await.map_err(|cause| ClientError::Transport { url: self.base.to_string(), cause })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
         }
