@@ -133,7 +133,12 @@ pub fn crisis(c: &CrisisView) {
     if !c.history.is_empty() {
         let mut h = table(&["#", "Quand", "Qui", "Action"]);
         for e in &c.history {
-            h.add_row(vec![e.seq.to_string(), when(e.at), format!("{} ({})", e.actor, e.role), e.action.clone()]);
+            h.add_row(vec![
+                e.seq.to_string(),
+                when(e.at),
+                format!("{} ({})", e.actor, e.role),
+                repli_core::fr::action(&e.action),
+            ]);
         }
         println!("{h}");
     }
@@ -229,8 +234,8 @@ pub fn item(d: &ItemDetail) {
             when(e.at),
             e.actor.clone(),
             e.crisis.clone().unwrap_or_default(),
-            e.from.clone().unwrap_or_default(),
-            e.to.clone(),
+            e.from.as_deref().map(repli_core::inventory::state_label).unwrap_or_default(),
+            repli_core::inventory::state_label(&e.to),
             e.note.clone().unwrap_or_default(),
         ]);
     }

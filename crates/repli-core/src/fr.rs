@@ -94,6 +94,50 @@ pub fn phone(e164: &str) -> String {
     }
 }
 
+/// An audited action in French, for people (`crisis.deliver` → « Kit livré »); an unknown
+/// code is returned as it is.
+pub fn action(action: &str) -> String {
+    let s = match action {
+        "crisis.request" => "Demande du kit",
+        "crisis.activate" => "Demande activée",
+        "crisis.reject" => "Demande refusée",
+        "crisis.cancel" => "Kit annulé",
+        "crisis.start_provisioning" => "Préparation du kit commencée",
+        "crisis.mark_ready" => "Kit prêt",
+        "crisis.deliver" => "Kit livré",
+        "crisis.start_handback" => "Restitution ouverte",
+        "crisis.close" => "Crise close",
+        "crisis.agents" => "Liste des agents mise à jour",
+        "inventory.reserve" => "Matériel réservé",
+        "inventory.lend" => "Équipement prêté",
+        "inventory.check_in" => "Équipement rendu",
+        "inventory.write_off" => "Équipement passé en perte",
+        "inventory.wipe" => "Effacement certifié",
+        "sla.suspend" => "Délai suspendu",
+        "sla.resume" => "Délai repris",
+        "legal.facts" => "Faits notés pour les échéances légales",
+        "legal.cnil_done" => "Notification à la CNIL faite",
+        "legal.complaint_done" => "Plainte déposée",
+        "engine.run.started" => "Déroulé commencé",
+        "engine.run.finished" => "Déroulé terminé",
+        "engine.step.started" => "Étape commencée",
+        "engine.step.succeeded" => "Étape terminée",
+        "engine.step.retry" => "Nouvel essai prévu",
+        "engine.step.failed" => "Étape en échec",
+        "engine.step.waiting_manual" => "Tâche manuelle en attente",
+        "engine.step.waiting" => "Étape en attente",
+        "engine.step.reclaimed" => "Étape reprise après un arrêt",
+        "engine.step.reopened" => "Étape rouverte",
+        "engine.step.retried" => "Étape relancée",
+        "engine.step.skipped" => "Étape ignorée",
+        "engine.task.done" => "Tâche confirmée",
+        "notify.retry" => "Notification renvoyée",
+        a if a.starts_with("log.") => "Main courante",
+        other => other,
+    };
+    s.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +174,15 @@ mod tests {
         assert_eq!(duration(SignedDuration::from_secs(-5)), "0 h 00");
         assert_eq!(phone("+33612345678"), "06 12 34 56 78");
         assert_eq!(phone("+41221234567"), "+41221234567");
+    }
+
+    #[test]
+    fn audited_actions_read_as_french() {
+        assert_eq!(action("crisis.deliver"), "Kit livré");
+        assert_eq!(action("engine.step.started"), "Étape commencée");
+        assert_eq!(action("log.decision"), "Main courante");
+        assert_eq!(action("quelque.chose"), "quelque.chose", "an unknown code stays as it is");
+        assert_eq!(crate::inventory::state_label("lent"), "prêté");
+        assert_eq!(crate::inventory::state_label("<b>"), "<b>");
     }
 }

@@ -233,6 +233,11 @@ impl FromStr for ItemState {
     }
 }
 
+/// An item state as stored in a history (`lent`), in French (« prêté »); an unknown code as it is.
+pub fn state_label(code: &str) -> String {
+    code.parse::<ItemState>().map_or_else(|_| code.to_owned(), |s| s.label_fr().to_owned())
+}
+
 /// Luhn check over a string of digits.
 pub fn luhn_ok(digits: &str) -> bool {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

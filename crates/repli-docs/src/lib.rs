@@ -166,34 +166,8 @@ fn default_time_zone() -> TimeZone {
         .unwrap_or(TimeZone::UTC)
 }
 
-/// An audited action in French, as the closure report's chronology writes it.
-pub fn action_fr(action: &str) -> String {
-    let s = match action {
-        "crisis.request" => "Demande du kit",
-        "crisis.activate" => "Demande activée",
-        "crisis.reject" => "Demande refusée",
-        "crisis.cancel" => "Kit annulé",
-        "crisis.start_provisioning" => "Préparation du kit commencée",
-        "crisis.mark_ready" => "Kit prêt",
-        "crisis.deliver" => "Kit livré",
-        "crisis.start_handback" => "Restitution ouverte",
-        "crisis.close" => "Crise close",
-        "crisis.agents" => "Liste des agents mise à jour",
-        "inventory.reserve" => "Matériel réservé",
-        "inventory.lend" => "Équipement prêté",
-        "inventory.check_in" => "Équipement rendu",
-        "inventory.write_off" => "Équipement passé en perte",
-        "inventory.wipe" => "Effacement certifié",
-        "sla.suspend" => "Délai suspendu",
-        "sla.resume" => "Délai repris",
-        "legal.facts" => "Faits notés pour les échéances légales",
-        "legal.cnil_done" => "Notification à la CNIL faite",
-        "legal.complaint_done" => "Plainte déposée",
-        a if a.starts_with("log.") => "Main courante",
-        other => other,
-    };
-    s.to_owned()
-}
+/// An audited action in French (`crisis.deliver` → « Kit livré »).
+pub use repli_core::fr::action as action_fr;
 
 fn condition_fr(c: Option<&str>) -> &'static str {
     match c {

@@ -882,7 +882,7 @@ pub async fn item(
     );
     data.insert(
         "history".into(),
-        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from.as_deref().map(state_fr), "to": state_fr(&h.to), "note": h.note })).collect::<Vec<_>>()),
+        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from.as_deref().map(repli_core::inventory::state_label), "to": repli_core::inventory::state_label(&h.to), "note": h.note })).collect::<Vec<_>>()),
     );
     // What ops may do from here, as the store's rules allow it from this state.
     let ops = a.may(repli_core::Permission::ManageInventory);
@@ -900,11 +900,6 @@ pub async fn item(
     data.insert("flash".into(), json!(q.get("ok")));
     data.insert("flash_error".into(), json!(q.get("erreur")));
     render(&st, StatusCode::OK, "equipement", &Value::Object(data))
-}
-
-/// An item state as stored in its history (`lent`), in French (« prêté »).
-fn state_fr(code: &str) -> String {
-    code.parse::<repli_core::ItemState>().map_or_else(|_| code.to_owned(), |s| s.label_fr().to_owned())
 }
 
 // ---------------------------------------------------------------- auditor pages
