@@ -125,6 +125,31 @@ async fn no_secret_reaches_the_logs() {
     let ops = app.anon.with_token(created.token.token.clone());
     let c = ops.request_crisis(&request("13005"), Some("idem-key-1")).await.unwrap();
     ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    // A one-time password link, opened and used: its secret is in the URL, never in the logs.
+    let link = replid::auth::generate_token().unwrap();
+    let state = app.daemon.state();
+    let expires = app.now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
+    state
+        .store
+        .create_password_link(
+            created.user.id,
+            "agent.lien",
+            &replid::auth::token_hash(&link),
+            expires,
+            repli_core::run::By::System,
+            app.now(),
+        )
+        .await
+        .unwrap();
+    let page = reqwest::Client::new().get(app.url(&format!("/mot-de-passe/{link}"))).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let used = reqwest::Client::new()
+        .post(app.url(&format!("/mot-de-passe/{link}")))
+        .form(&[("password", password), ("confirmation", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200);
     // A failed attempt with a token and a wrong password must not log them either.
     let wrong = app.anon.with_token(format!("rpl_{}", "f".repeat(64)));
     assert!(wrong.me().await.is_err());
@@ -155,6 +180,7 @@ async fn no_secret_reaches_the_logs() {
         ("admin token", admin_token.as_str()),
         ("user token", created.token.token.as_str()),
         ("password", password),
+        ("password link", link.as_str()),
         ("audit key", seed.as_str()),
         ("demo audit key", demo_seed.as_str()),
     ] {

@@ -123,12 +123,21 @@ pub enum DaemonError {
     Templates(#[from] handlebars::TemplateError),
 }
 
+/// A request path as logged: a one-time password link's secret is replaced by `…` (secrets are
+/// never logged; the path still says which page it was).
+pub fn logged_path(path: &str) -> &str {
+    match path.strip_prefix("/mot-de-passe/") {
+        Some(secret) if !secret.is_empty() => "/mot-de-passe/…",
+        _ => path,
+    }
+}
+
 /// The application: routes plus the layers every request goes through.
 pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
             let id = req.headers().get(&request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), user = tracing::field::Empty)
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %logged_path(req.uri().path()), user = tracing::field::Empty)
         })
         .on_response(access_log);
     routes::routes(&state)
