@@ -154,21 +154,50 @@ fn missing_grant(op: &str, message: &str) -> Grant {
 /// in the last throttled round, one round per wait it asked for. The pace grows by a quarter
 /// after a full round went through unthrottled (a short round, the tail of an operation, proves
 /// nothing), so it finds a loosened limit again without overrunning a steady one each time.
+///
+/// Before anything is known, the first wave larger than [`PROBE_ITEMS`] sends that many first
+/// (one round trip, once per connection): a tenant throttled at a low rate answers 429 to a
+/// few dozen items instead of a whole wave of creates, and the pace is known from there; an
+/// unthrottled one admits them and every later wave goes out whole.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pace {
     /// Items per round (0: no throttling seen yet, no limit).
     items: usize,
     wait: Duration,
+    /// A probe round went through unthrottled: waves go out whole until a 429.
+    open: bool,
+    /// The last unthrottled round: when it started and how many items it sent. A round
+    /// throttled within the same window shared the limit with it, so what Graph admits per
+    /// window is both rounds' items.
+    clean: Option<(Instant, usize)>,
 }
 
+/// The first round of the first large wave (three batches: a 50-agent kit's waves fit in one
+/// round and are never probed, so the kit of the deliberation pays no round trip for it).
+const PROBE_ITEMS: usize = 3 * MAX_BATCH;
+
 impl Pace {
-    fn after_round(self, sent: usize, throttled: bool, admitted: usize, wait: Duration) -> Pace {
+    /// How many of `pending` items the next round sends.
+    fn take(self, pending: usize) -> usize {
+        match self.items {
+            0 if !self.open => pending.min(PROBE_ITEMS),
+            0 => pending,
+            n => n.min(pending),
+        }
+    }
+
+    fn after_round(self, at: Instant, sent: usize, throttled: bool, admitted: usize, wait: Duration) -> Pace {
         if throttled {
-            Pace { items: admitted.max(1), wait }
-        } else if self.items == 0 || sent < self.items {
-            self
+            let window = wait.max(Duration::from_secs(1));
+            let shared = self.clean.filter(|(t, _)| at.saturating_duration_since(*t) < window).map_or(0, |c| c.1);
+            Pace { items: (admitted + shared).max(1), wait, open: false, clean: None }
+        } else if self.items == 0 {
+            // A full probe admitted whole: no limit in sight.
+            Pace { open: self.open || sent >= PROBE_ITEMS, clean: Some((at, sent)), ..self }
+        } else if sent < self.items {
+            Pace { clean: Some((at, sent)), ..self }
         } else {
-            Pace { items: self.items + self.items.div_ceil(4), ..self }
+            Pace { items: self.items + self.items.div_ceil(4), clean: Some((at, sent)), ..self }
         }
     }
 }
@@ -638,7 +667,8 @@ impl Graph {
             // Paced after throttling: no more items per round than Graph admitted last time, so
             // a 429 costs one resend, not a wave of them.
             let pace = self.pace.lock().map(|p| *p).unwrap_or_default();
-            let take = if pace.items == 0 { pending.len() } else { pace.items.min(pending.len()) };
+            let take = pace.take(pending.len());
+            let round_at = Instant::now();
             let now: Vec<Item> = pending.drain(..take).collect();
             let batches: Vec<Vec<Item>> = now.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
             let sends = batches.iter().map(|batch| {
@@ -676,7 +706,7 @@ impl Graph {
                 }
             }
             if let Ok(mut p) = self.pace.lock() {
-                *p = p.after_round(take, throttled, admitted, wait);
+                *p = p.after_round(round_at, take, throttled, admitted, wait);
             }
             if throttled {
                 self.note_throttled();
@@ -805,16 +835,24 @@ mod tests {
     #[test]
     fn the_pace_follows_what_graph_admits_and_grows_slowly() {
         let second = Duration::from_secs(1);
-        let p = Pace::default().after_round(200, false, 200, Duration::ZERO);
-        assert_eq!(p.items, 0, "never throttled: no limit");
-        let p = p.after_round(200, true, 50, second);
-        assert_eq!((p.items, p.wait), (50, second));
-        let p = p.after_round(10, false, 10, Duration::ZERO);
+        let t0 = Instant::now();
+        let first = Pace::default();
+        assert_eq!((first.take(10), first.take(200)), (10, PROBE_ITEMS), "a large first wave is probed");
+        let p = first.after_round(t0, 10, false, 10, Duration::ZERO);
+        assert_eq!(p.take(200), PROBE_ITEMS, "a small round probes nothing");
+        let p = p.after_round(t0, PROBE_ITEMS, false, PROBE_ITEMS, Duration::ZERO);
+        assert_eq!((p.items, p.take(200)), (0, 200), "never throttled: no limit");
+        // Throttled in the probe's window: the window admitted the probe and this round's 10.
+        let p = p.after_round(t0 + Duration::from_millis(200), 160, true, 10, second);
+        assert_eq!((p.items, p.wait), (PROBE_ITEMS + 10, second));
+        let p = p.after_round(t0 + 3 * second, 50, true, 50, second);
+        assert_eq!(p.items, 50, "alone in its window");
+        let p = p.after_round(t0 + 5 * second, 10, false, 10, Duration::ZERO);
         assert_eq!(p.items, 50, "a short round proves nothing");
-        let p = p.after_round(50, false, 50, Duration::ZERO);
+        let p = p.after_round(t0 + 6 * second, 50, false, 50, Duration::ZERO);
         assert_eq!(p.items, 63, "a full clean round: a quarter more");
-        let p = p.after_round(63, true, 50, second);
-        assert_eq!(p.items, 50);
+        let p = p.after_round(t0 + 9 * second, 63, true, 50, second);
+        assert_eq!(p.items, 50, "the clean round was long ago");
     }
 
     #[test]
