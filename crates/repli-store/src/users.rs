@@ -251,23 +251,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         user_exists(&mut tx, user_id).await?;
-        login_free(&mut tx, login, user_id).await?;
-        sqlx::query("UPDATE users SET login = ?, password_phc = ? WHERE id = ?")
-            .bind(login)
-            .bind(phc)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let target = format!("user:{user_id}");
-        let e = NewEntry {
-            by,
-            commune: None,
-            crisis: None,
-            action: "user.set_password",
-            target: &target,
-            details: json!({ "login": login }),
-        };
-        self.append(&mut tx, e, now).await?;
+        self.write_password(&mut tx, user_id, login, phc, by, json!({ "login": login }), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -349,26 +333,36 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((user_id, login)) = row else { return Ok(false) };
-        login_free(&mut tx, &login, user_id).await?;
+        let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
+        let details = json!({ "login": login, "by_link": true });
+        self.write_password(&mut tx, user_id, &login, phc, By::User(&actor), details, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets a login and password hash inside a transaction (the login must be free), audited
+    /// as `user.set_password` with `details` (never the hash).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_password(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        user_id: i64,
+        login: &str,
+        phc: &str,
+        by: By<'_>,
+        details: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        login_free(tx, login, user_id).await?;
         sqlx::query("UPDATE users SET login = ?, password_phc = ? WHERE id = ?")
-            .bind(&login)
+            .bind(login)
             .bind(phc)
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
         let target = format!("user:{user_id}");
-        let e = NewEntry {
-            by: By::User(&actor),
-            commune: None,
-            crisis: None,
-            action: "user.set_password",
-            target: &target,
-            details: json!({ "login": login, "by_link": true }),
-        };
-        self.append(&mut tx, e, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        let e = NewEntry { by, commune: None, crisis: None, action: "user.set_password", target: &target, details };
+        self.append(tx, e, now).await.map(|_| ())
     }
 
     /// The user id and password hash behind a login, for the web sign-in.

@@ -119,12 +119,8 @@ pub async fn legal_facts(
     if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
         return page;
     }
-    let aware_at = match form.get("aware_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match local_instant(&st, s) {
-            Some(t) => Some(t),
-            None => return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm)."),
-        },
+    let Ok(aware_at) = form_instant(&st, &form, "aware_at") else {
+        return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm).");
     };
     let personal_data = match form.get("personal_data").map(String::as_str) {
         Some("oui") => Some(true),
@@ -155,12 +151,8 @@ pub async fn legal_done(
     if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
         return page;
     }
-    let at = match form.get("at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match local_instant(&st, s) {
-            Some(t) => Some(t),
-            None => return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm)."),
-        },
+    let Ok(at) = form_instant(&st, &form, "at") else {
+        return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm).");
     };
     match crises::legal_done(&st, &a, &id, &kind, at).await {
         Ok(_) => back(&id, "ok", "Démarche enregistrée comme faite."),
@@ -398,6 +390,14 @@ pub async fn export_pool(State(st): State<AppState>, Authed(_): Authed) -> Respo
         )
             .into_response(),
         Err(e) => api_error_page(&st, &e),
+    }
+}
+
+/// An optional date and time field of a form: None when blank, Err when unreadable.
+fn form_instant(st: &AppState, form: &BTreeMap<String, String>, key: &str) -> Result<Option<jiff::Timestamp>, ()> {
+    match form.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => local_instant(st, s).map(Some).ok_or(()),
     }
 }
 
