@@ -436,6 +436,22 @@ pub async fn smtp_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>
     (port, mails)
 }
 
+/// Points replid's DGS channels at the local stand-ins: the SMS gateway at `sms_url` (token
+/// read from `token_file` when given) and the SMTP server on `smtp_port`, no ops recipients.
+pub fn dgs_channels(c: &mut Config, sms_url: String, token_file: Option<PathBuf>, smtp_port: u16) {
+    c.notify.sms =
+        Some(replid::config::SmsConfig { url: sms_url, token_file, sender: "AMP Repli".into(), to: Vec::new() });
+    c.notify.smtp = Some(replid::config::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp_port,
+        security: replid::config::SmtpSecurity::None,
+        from: "repli@ampmetropole.example".into(),
+        to: Vec::new(),
+        username: None,
+        password_file: None,
+    });
+}
+
 /// What the SMS gateway stand-in received: the JSON body and the Authorization header.
 #[derive(Debug, Clone)]
 pub struct SmsReceived {

@@ -232,6 +232,27 @@ async fn assert_reads_on_a_phone(d: &WebDriver, page: &str) {
     assert!(broken.is_empty(), "{page}: words broken across lines at 390 px: {broken:?}");
 }
 
+/// Ops confirm the manual tasks on the tasks page, one per visit (the page changes after
+/// each), until the crisis reaches `state`.
+async fn confirm_tasks_until(d: &WebDriver, app: &TestApp, id: &str, state: CrisisState) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        d.goto(app.url("/taches")).await.unwrap();
+        let waiting = d
+            .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
+            .await
+            .unwrap();
+        if waiting.json().as_u64().unwrap_or(0) > 0 {
+            click_nav(d, "article.tache form button").await;
+        }
+        if app.ops.crisis(id).await.unwrap().state == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {:#?}", app.ops.steps(id).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Follows an in-page link (no new page).
 async fn click_nav_or_anchor(d: &WebDriver, css: &str) {
     d.find(By::Css(css)).await.unwrap().click().await.unwrap();
@@ -269,21 +290,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
     let (sms_url, texts) = repli_tests::sms_gateway(0).await;
     let (port, mails) = repli_tests::smtp_server().await;
     let app = TestApp::spawn_with(move |c| {
-        c.notify.sms = Some(replid::config::SmsConfig {
-            url: sms_url,
-            token_file: None,
-            sender: "AMP Repli".into(),
-            to: Vec::new(),
-        });
-        c.notify.smtp = Some(replid::config::SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: replid::config::SmtpSecurity::None,
-            from: "repli@ampmetropole.example".into(),
-            to: Vec::new(),
-            username: None,
-            password_file: None,
-        });
+        repli_tests::dgs_channels(c, sms_url, None, port);
         c.documents.astreinte_phone = "04 91 00 00 00".into();
     })
     .await;
@@ -359,23 +366,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         );
         click_nav(&d, "form.action:has(input[value=activate]) button").await;
         assert_escaped(&d, "crisis page (ops)", true).await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            d.goto(app.url("/taches")).await.unwrap();
-            // One confirmation per visit: the page changes after each.
-            let waiting = d
-                .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
-                .await
-                .unwrap();
-            if waiting.json().as_u64().unwrap_or(0) > 0 {
-                click_nav(&d, "article.tache form button").await;
-            }
-            if app.ops.crisis(&id).await.unwrap().state == CrisisState::Ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the kit never became ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        confirm_tasks_until(&d, &app, &id, CrisisState::Ready).await;
         let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
         assert!(log.iter().any(|e| e.action == "engine.task.done" && e.actor_role == "ops"), "confirmations audited");
 
@@ -473,22 +464,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         }
 
         // The hand-back's manual steps, confirmed on the tasks page, until the crisis closes.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            d.goto(app.url("/taches")).await.unwrap();
-            let waiting = d
-                .execute("return document.querySelectorAll('article.tache form button').length;", Vec::new())
-                .await
-                .unwrap();
-            if waiting.json().as_u64().unwrap_or(0) > 0 {
-                click_nav(&d, "article.tache form button").await;
-            }
-            if app.ops.crisis(&id).await.unwrap().state == CrisisState::Closed {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the crisis never closed: {:#?}", app.ops.steps(&id).await.unwrap());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        confirm_tasks_until(&d, &app, &id, CrisisState::Closed).await;
         let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
         for action in ["inventory.lend", "inventory.check_in", "inventory.write_off", "inventory.wipe"] {
             assert!(log.iter().any(|e| e.action == action && e.actor_role == "ops"), "{action} by ops, audited");

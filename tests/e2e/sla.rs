@@ -233,21 +233,7 @@ async fn the_dgs_is_told_by_sms_and_by_mail() {
     std::fs::write(token.path(), "jeton-passerelle\n").unwrap();
     let token_path = token.path().to_path_buf();
     let app = TestApp::spawn_with(move |c| {
-        c.notify.sms = Some(replid::config::SmsConfig {
-            url: sms_url,
-            token_file: Some(token_path),
-            sender: "AMP Repli".into(),
-            to: Vec::new(),
-        });
-        c.notify.smtp = Some(replid::config::SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: replid::config::SmtpSecurity::None,
-            from: "repli@ampmetropole.example".into(),
-            to: Vec::new(),
-            username: None,
-            password_file: None,
-        });
+        repli_tests::dgs_channels(c, sms_url, Some(token_path), port);
         // One attempt: the gateway's first refusal is final, and ops send it again.
         c.notify.max_attempts = 1;
     })
