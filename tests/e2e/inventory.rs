@@ -236,10 +236,11 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
         operator: "Atelier DSI".into(),
         certificate: "CERT-2026-001".into(),
     };
+    // It came back damaged: once wiped it goes to maintenance, not back into the pool.
     let d = app.ops.wipe(&laptop, &w).await.unwrap();
-    assert_eq!(d.item.state, ItemState::Available);
+    assert_eq!(d.item.state, ItemState::Maintenance);
     assert!(d.history.iter().any(|e| e.crisis.as_deref() == Some(id) && e.to == "lent"));
-    assert_eq!(app.ops.wipe(&laptop, &w).await.status_code(), 409, "already available");
+    assert_eq!(app.ops.wipe(&laptop, &w).await.status_code(), 409, "already wiped");
     // Everything is accounted for: the reception is confirmed and the hand-back closes.
     app.ops.task_done(id, "equipment", Some("tout est rentré")).await.unwrap();
     app.wait_steps(&c.id, "the crisis to close", |v| v.state == repli_core::CrisisState::Closed).await;

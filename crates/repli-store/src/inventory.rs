@@ -718,15 +718,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records the wipe of a returned device and puts it back in the pool.
-    pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<(), StoreError> {
+    /// Records the wipe of a returned device and puts it back in the pool, or in maintenance
+    /// when it came back damaged; returns where it went.
+    pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<ItemState, StoreError> {
         let mut tx = self.write.begin().await?;
         let crisis = held_for(&mut tx, serial).await?;
+        // An item that came back damaged is wiped, then repaired before anyone gets it again.
+        let last: Option<Option<String>> =
+            sqlx::query_scalar("SELECT condition FROM loans WHERE serial = ? ORDER BY lent_at DESC LIMIT 1")
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let to =
+            if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available };
         move_item(
             &mut tx,
             serial,
             &[ItemState::Returned, ItemState::Wiping],
-            ItemState::Available,
+            to,
             None,
             &actor.name,
             Some(&w.certificate),
@@ -754,7 +763,7 @@ impl Store {
         };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(to)
     }
 
     /// Writes off an item a crisis holds (lost, destroyed), with a reason.

@@ -174,6 +174,11 @@ pub async fn wipe(
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let req = WipeRequest { method: field("methode"), operator: field("operateur"), certificate: field("certificat") };
     match inventory::wipe(&st, &a, &serial, &req).await {
+        Ok(d) if d.item.state == ItemState::Maintenance => item_back(
+            &serial,
+            "ok",
+            "Effacement enregistré. Rendu endommagé, l'équipement part en maintenance avant tout nouveau prêt.",
+        ),
         Ok(_) => item_back(&serial, "ok", "Effacement enregistré : l'équipement est de nouveau disponible."),
         Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
     }
