@@ -997,7 +997,7 @@ async fn the_pool_is_imported_after_a_preview_and_exported() {
 /// once, and a second link cancels the first), then the access is revoked behind a tick.
 #[tokio::test]
 async fn admins_create_accounts_hand_out_password_links_and_revoke() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.server.public_url = Some("https://repli.exemple.fr/".into())).await;
     let (admin, csrf) = session_of(&app, Role::Admin, None, "admin.comptes").await;
     let (ops, ops_csrf) = session_of(&app, Role::Ops, None, "ops.comptes").await;
     let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
@@ -1049,14 +1049,10 @@ async fn admins_create_accounts_hand_out_password_links_and_revoke() {
     assert!(location(&r).contains("erreur="), "a bad login: {}", location(&r));
     let r = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "ops.comptes")]).await.unwrap();
     assert!(location(&r).contains("erreur="), "a login taken by another account");
-    let first = link_of(
-        &post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")])
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let shown = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")]).await.unwrap();
+    let shown = shown.text().await.unwrap();
+    assert!(shown.contains("https://repli.exemple.fr/mot-de-passe/rpl_"), "the configured public address: {shown}");
+    let first = link_of(&shown);
     let second = link_of(
         &post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")])
             .await

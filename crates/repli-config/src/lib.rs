@@ -370,6 +370,9 @@ pub struct ServerConfig {
     /// Serve HTTPS with this certificate chain and key (PEM). Without it, plain HTTP: keep
     /// replid on loopback, or behind a TLS reverse proxy.
     pub tls: Option<TlsConfig>,
+    /// The address people reach replid at (`https://repli.ampmetropole.fr`), for the links
+    /// replid writes (one-time password links). Default: the address the admin's browser used.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,7 +384,7 @@ pub struct TlsConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)), tls: None }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8640)), tls: None, public_url: None }
     }
 }
 
@@ -661,6 +664,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         repli_core::BusinessCalendar::from_spec(&self.sla.calendar).map_err(|e| format!("sla.calendar: {e}"))?;
+        if let Some(u) = &self.server.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err("server.public_url must be an http(s) URL".into());
+        }
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
         }
@@ -929,6 +937,9 @@ mod tests {
             ("[server]\nlisten = \"127.0.0.1:1\"\n", "missing `version = 1`"),
             ("version = 1\n[server]\nport = 80\n", "unknown field `port`"),
             ("version = 1\n[sla]\nbusiness_hours = 0\n", "business_hours"),
+            ("version = 1\n[server]\npublic_url = \"repli.exemple.fr\"\n", "public_url"),
+            ("version = 1\n[notify.sms]\nurl = \"http://sms.exemple.fr/v1\"\n", "loopback"),
+            ("version = 1\n[notify.sms]\nurl = \"https://sms.exemple.fr/v1\"\nsender = \"<b>\"\n", "sender"),
             ("version = = 1", "c.toml"),
         ] {
             std::fs::write(&p, text).unwrap();

@@ -187,12 +187,17 @@ pub async fn link(
     let login = form.get("login").map(|l| l.trim().to_owned()).unwrap_or_default();
     match users::password_link(&st, &a, uid, &login).await {
         Ok((secret, expires)) => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            let scheme = if st.secure_cookies { "https" } else { "http" };
+            let site = match st.config.server.public_url.as_deref() {
+                Some(u) => u.trim_end_matches('/').to_owned(),
+                None => {
+                    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+                    format!("{}://{host}", if st.secure_cookies { "https" } else { "http" })
+                }
+            };
             let mut data = base(&a, &csrf, "Lien de mot de passe");
             data.insert(
                 "l".into(),
-                json!({ "url": format!("{scheme}://{host}/mot-de-passe/{secret}"), "login": login, "expires": when(&st, Some(expires)), "hours": users::LINK_HOURS }),
+                json!({ "url": format!("{site}/mot-de-passe/{secret}"), "login": login, "expires": when(&st, Some(expires)), "hours": users::LINK_HOURS }),
             );
             render(&st, StatusCode::OK, "lien", &Value::Object(data))
         }
