@@ -311,3 +311,36 @@ pub async fn retry(st: &Services, a: &Actor, id: i64) -> Result<(), crate::AppEr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(recipient: Option<&str>, body: &str) -> repli_store::Notification {
+        repli_store::Notification {
+            id: 1,
+            key: "k".into(),
+            channel: "sms".into(),
+            crisis: None,
+            recipient: recipient.map(str::to_owned),
+            subject: "Crise 13005-2026-001 (Aubagne)".into(),
+            body: body.into(),
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: Timestamp::UNIX_EPOCH,
+            last_error: None,
+            created_at: Timestamp::UNIX_EPOCH,
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn sms_texts_are_prefixed_and_cut_on_a_character() {
+        assert_eq!(sms_text(&notification(Some("+33612345678"), "Le kit est prêt.")), "Repli : Le kit est prêt.");
+        let ops = sms_text(&notification(None, "50 % écoulés."));
+        assert_eq!(ops, "Repli : Crise 13005-2026-001 (Aubagne) — 50 % écoulés.", "ops get the subject too");
+        let long = sms_text(&notification(Some("+33612345678"), &"é".repeat(2000)));
+        assert_eq!(long.chars().count(), SMS_MAX_CHARS);
+        assert!(long.ends_with('…'));
+    }
+}
