@@ -487,6 +487,15 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         assert!(!report.contains("engine.") && !report.contains("inventory."), "no raw codes in the report");
         let guide = app.auditor.document(&id, "02-modes-operatoires.html").await.unwrap();
         assert!(guide.contains("<svg role=\"img\"") && guide.contains("Réunion permanente"), "the visio's QR code");
+        // The after-action report, from the crisis page.
+        d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
+        click_nav(&d, &format!("a[href='/crises/{id}/retex']")).await;
+        let retex = text_of(&d, "main").await;
+        for expected in ["Retour d'expérience", "Kit prêt le", "sur 48 h", "Préparer les 2 portables", "confirmée par"]
+        {
+            assert!(retex.contains(expected), "RETEX lacks « {expected} »: {retex}");
+        }
+        assert_reads_on_a_phone(&d, "retex").await;
         // The accessibility statement is one click away from any page, signed in or not.
         click_nav(&d, "footer a[href='/accessibilite']").await;
         assert!(text_of(&d, "main").await.contains("partiellement conforme"));

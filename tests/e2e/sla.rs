@@ -272,3 +272,34 @@ async fn the_dgs_is_told_by_sms_and_by_mail() {
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.action == "notify.retry" && e.actor_role == "ops"), "the retry is audited");
 }
+
+/// The after-action report: every step planned against actual, the manual step that waited
+/// longest and who confirmed it, the time to a ready kit against the 48 business hours; for
+/// ops and auditors, in JSON and as a French page.
+#[tokio::test]
+async fn the_retex_compares_the_plan_with_what_happened() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.activate(&c.id).await;
+    // A manual task appears, and waits three hours for ops.
+    app.wait_steps(&c.id, "a manual task", |v| {
+        v.runs.iter().flat_map(|r| &r.steps).any(|s| s.state == repli_core::StepState::WaitingManual)
+    })
+    .await;
+    app.clock.advance(SignedDuration::from_hours(3));
+    app.make_ready(&c.id).await;
+    let r = app.ops.retex(c.id.as_str()).await.unwrap();
+    assert!(r.ready_at.is_some() && r.business_secs_to_ready >= 3 * 3600, "{r:#?}");
+    assert_eq!(r.business_hours, 48);
+    assert!(r.planned_critical_secs > 0);
+    let ready_steps = app.ops.steps(c.id.as_str()).await.unwrap().runs[0].steps.len();
+    assert_eq!(r.steps.len(), ready_steps, "every step of the activation");
+    assert!(r.steps.iter().all(|s| s.actual_secs.is_some()), "every step finished");
+    let longest = &r.longest_waits[0];
+    assert!(longest.manual && longest.waited_secs.unwrap() >= 3 * 3600, "{longest:#?}");
+    assert!(longest.confirmed_by.is_some(), "who confirmed it");
+    assert!(r.longest_waits.windows(2).all(|w| w[0].waited_secs >= w[1].waited_secs), "longest first");
+    // Auditors read it; a DGS does not.
+    assert_eq!(app.auditor.retex(c.id.as_str()).await.unwrap().steps.len(), r.steps.len());
+    assert_eq!(app.dgs.retex(c.id.as_str()).await.status_code(), 403);
+}

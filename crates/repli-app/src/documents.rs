@@ -307,6 +307,14 @@ pub async fn chronology(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<
             titles.insert(format!("step/{}/{}", run.playbook, s.step_id), s.title);
         }
     }
+    Ok(moments(&crisis_audit(st, id).await?, &titles))
+}
+
+/// Every audit entry of a crisis, oldest first (read in pages).
+pub(crate) async fn crisis_audit(
+    st: &Services,
+    id: &repli_core::CrisisId,
+) -> Result<Vec<repli_core::AuditEntry>, AppError> {
     let mut entries = Vec::new();
     let mut after = 0;
     loop {
@@ -325,7 +333,7 @@ pub async fn chronology(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<
             break;
         }
     }
-    Ok(moments(&entries, &titles))
+    Ok(entries)
 }
 
 /// The chronology's lines from audit entries (oldest first) and step titles by target.

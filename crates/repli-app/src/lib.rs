@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod notify;
 pub mod preflight;
+pub mod retex;
 pub mod steps;
 pub mod views;
 

@@ -308,6 +308,46 @@ pub struct SuspensionView {
     pub reason: String,
 }
 
+/// One step in an after-action report: planned against actual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetexStep {
+    pub playbook: repli_core::run::PlaybookName,
+    pub step: String,
+    pub title: String,
+    pub manual: bool,
+    pub state: repli_core::StepState,
+    /// The playbook's estimate.
+    pub planned_secs: i64,
+    /// From its first start to its end (calendar seconds); none while unfinished.
+    pub actual_secs: Option<i64>,
+    pub attempts: u32,
+    /// Manual steps: how long it waited for a person, and who confirmed it.
+    pub waited_secs: Option<i64>,
+    pub confirmed_by: Option<String>,
+}
+
+/// `GET /api/v1/crises/{id}/retex`: the after-action report (RETEX) of a crisis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetexView {
+    pub crisis: CrisisId,
+    pub commune_name: String,
+    pub requested_at: Timestamp,
+    pub ready_at: Option<Timestamp>,
+    /// The promise, in business hours (48).
+    pub business_hours: u32,
+    /// Business seconds from the request to the ready kit (suspensions excluded).
+    pub business_secs_to_ready: i64,
+    pub sla_status: SlaStatus,
+    /// The activation's critical path by the playbook's estimates.
+    pub planned_critical_secs: i64,
+    /// From the activation's start to its last step's end (calendar seconds).
+    pub actual_activation_secs: Option<i64>,
+    pub steps: Vec<RetexStep>,
+    /// Manual steps, the longest wait first.
+    pub longest_waits: Vec<RetexStep>,
+    pub log: Vec<LogEntryView>,
+}
+
 /// One line of the SLA compliance report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaReportLine {

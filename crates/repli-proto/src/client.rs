@@ -19,7 +19,7 @@ use crate::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView,
     LendRequest, LoanView, WipeRequest, WriteOffRequest,
 };
-use crate::api::{StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
+use crate::api::{RetexView, StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
 /// Why a call failed.
@@ -370,6 +370,11 @@ impl Client {
 
     pub async fn notifications(&self) -> Result<Vec<NotificationView>, ClientError> {
         self.get(&format!("{API_PREFIX}/notifications")).await
+    }
+
+    /// The after-action report (RETEX) of a crisis.
+    pub async fn retex(&self, id: &str) -> Result<RetexView, ClientError> {
+        self.get(&format!("{API_PREFIX}/crises/{}/retex", urlencode(id))).await
     }
 
     /// Sends a failed notification again; answers the queue.

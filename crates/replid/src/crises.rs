@@ -9,7 +9,7 @@ use repli_core::CrisisAction;
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
     ActionRequest, CommuneView, CrisisQuery, CrisisRequest, CrisisView, LegalDoneRequest, LegalFactsRequest,
-    LogEntryRequest, LogEntryView, NotificationView, SlaReportLine, SuspendRequest,
+    LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine, SuspendRequest,
 };
 
 use crate::AppState;
@@ -130,6 +130,14 @@ pub async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Ve
 
 pub async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<NotificationView>>, ApiError> {
     Ok(Json(crises::notifications(&st).await?))
+}
+
+pub async fn retex(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RetexView>, ApiError> {
+    Ok(Json(repli_app::retex::report(&st, &a, &id).await?))
 }
 
 pub async fn retry_notification(

@@ -406,6 +406,43 @@ fn form_instant(st: &AppState, form: &BTreeMap<String, String>, key: &str) -> Re
     }
 }
 
+/// The after-action report (RETEX), in French, for print.
+pub async fn retex(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = match repli_app::retex::report(&st, &a, &id).await {
+        Ok(r) => r,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let d = |s: i64| fr::duration(jiff::SignedDuration::from_secs(s));
+    let step = |s: &repli_proto::api::RetexStep| {
+        let gap = s.actual_secs.map(|a| a - s.planned_secs);
+        json!({
+            "run": if s.playbook == repli_core::run::PlaybookName::Activation { "Préparation" } else { "Restitution" },
+            "title": s.title, "planned": d(s.planned_secs), "actual": s.actual_secs.map(d),
+            "late": gap.is_some_and(|g| g > 0), "gap": gap.map(|g| if g > 0 { format!("+{}", d(g)) } else { format!("−{}", d(-g)) }),
+            "attempts": s.attempts, "waited": s.waited_secs.map(d), "who": s.confirmed_by, "state": s.state.label_fr(),
+        })
+    };
+    let mut data = base(&a, &csrf, &format!("RETEX {}", r.crisis));
+    data.insert(
+        "r".into(),
+        json!({
+            "id": r.crisis.as_str(), "commune": r.commune_name, "requested": when(&st, Some(r.requested_at)),
+            "ready": r.ready_at.map(|t| when(&st, Some(t))), "to_ready": d(r.business_secs_to_ready),
+            "hours": r.business_hours, "sla": r.sla_status.label_fr(),
+            "planned": d(r.planned_critical_secs), "actual": r.actual_activation_secs.map(d),
+            "steps": r.steps.iter().map(step).collect::<Vec<_>>(),
+            "waits": r.longest_waits.iter().map(step).collect::<Vec<_>>(),
+            "log": r.log.iter().map(|e| json!({ "at": when(&st, Some(e.at)), "kind": e.type_label, "who": e.author, "text": e.text })).collect::<Vec<_>>(),
+        }),
+    );
+    render(&st, StatusCode::OK, "retex", &Value::Object(data))
+}
+
 /// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
 async fn crisis_form(
     st: &AppState,

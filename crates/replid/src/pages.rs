@@ -550,6 +550,7 @@ pub async fn crisis(
         "log".into(),
         json!(log.iter().rev().map(|e| json!({ "at": when(&st, Some(e.at)), "who": e.author, "kind": e.kind.label_fr(), "text": e.text })).collect::<Vec<_>>()),
     );
+    data.insert("can_retex".into(), json!(a.may(repli_core::Permission::ReadSlaReport)));
     data.insert("lend".into(), lend_form(&lendable, &agents));
     data.insert("kit".into(), kit_links(&outputs, is_ops));
     let suspended = view.sla.suspensions.iter().find(|s| s.ended_at.is_none());

@@ -19,8 +19,8 @@ use repli_proto::api::{
     CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, Health, ImportRequest, ImportView,
     InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest, LendRequest, LoanView,
     LogEntryRequest, LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest, PreflightView, Readiness,
-    ReissueRequest, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView, SuspendRequest,
-    TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
+    ReissueRequest, RetexView, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView,
+    SuspendRequest, TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
 };
 
 use crate::auth::Authed;
@@ -124,6 +124,13 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
         (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form), Doc::page("The kit request form")),
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit), Doc::form("Request a kit")),
         (Method::GET, "/crises/{id}", Page(P::ReadCrises), get(pages::crisis), Doc::page("A crisis")),
+        (
+            Method::GET,
+            "/crises/{id}/retex",
+            Page(P::ReadSlaReport),
+            get(operate::retex),
+            Doc::page("The after-action report (RETEX), for print"),
+        ),
         (
             Method::GET,
             "/crises/{id}/demande-enregistree",
@@ -538,6 +545,15 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Requires(P::OperateCrisis),
             get(crises::notifications),
             Doc::list::<NotificationView>("Notifications and their delivery"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/retex",
+            Requires(P::ReadSlaReport),
+            get(crises::retex),
+            Doc::api::<RetexView>(
+                "The after-action report (RETEX): each step planned against actual, the longest waits",
+            ),
         ),
         (
             Method::POST,
