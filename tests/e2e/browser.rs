@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use repli_core::{CrisisState, Role};
-use repli_proto::api::{ImportFile, ImportRequest};
 use repli_tests::TestApp;
 use thirtyfour::prelude::*;
 
@@ -294,14 +293,23 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         c.documents.astreinte_phone = "04 91 00 00 00".into();
     })
     .await;
-    let pool = include_str!("../../inventory/pool.csv");
-    app.ops
-        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }] })
-        .await
-        .unwrap();
     web_user(&app, Role::Dgs, Some("13005"), "dgs.aubagne").await;
     web_user(&app, Role::Ops, None, "ops.metropole").await;
     run("whole_crisis", |d| async move {
+        // Before the first crisis, ops import the pool from the inventory page: checked first,
+        // then imported.
+        sign_in(&d, &app, "ops.metropole").await;
+        d.goto(app.url("/inventaire")).await.unwrap();
+        let pool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../inventory/pool.csv").canonicalize().unwrap();
+        d.find(By::Id("fichier")).await.unwrap().send_keys(pool.display().to_string()).await.unwrap();
+        click_nav(&d, "form[action='/inventaire/import'] button").await;
+        let lines = std::fs::read_to_string(&pool).unwrap().lines().count() - 1;
+        assert!(text_of(&d, "main").await.contains(&format!("{lines} équipement(s) à importer")));
+        click_nav(&d, "form[action='/inventaire/import'] input[name=confirmer] ~ button").await;
+        assert!(text_of(&d, "p.succes").await.contains(&format!("{lines} équipement(s) importé(s)")));
+        assert_eq!(app.ops.inventory_items().await.unwrap().len(), lines);
+        sign_out(&d).await;
+
         // The DGS requests the kit; a bad phone number comes back next to its field.
         sign_in(&d, &app, "dgs.aubagne").await;
         assert_reads_on_a_phone(&d, "accueil-dgs").await;
