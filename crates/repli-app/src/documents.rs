@@ -344,8 +344,8 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
     let mut confirmed = std::collections::HashSet::new();
     for e in entries {
         let Ok(at) = e.at.parse::<jiff::Timestamp>() else { continue };
-        let details: serde_json::Value = serde_json::from_str(&e.details).unwrap_or_default();
-        let reason = details.get("reason").and_then(|r| r.as_str()).filter(|r| !r.is_empty());
+        let reason = e.reason();
+        let reason = reason.as_deref();
         let title = || titles.get(&e.target).cloned().unwrap_or_else(|| e.target.clone());
         let by_person = e.actor_role != "system";
         let counted = match e.action.as_str() {
@@ -370,7 +370,7 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
         }
         let text = match e.action.as_str() {
             a if a.starts_with("crisis.") && a != "crisis.agents" => {
-                let mut t = repli_docs::action_fr(a);
+                let mut t = repli_core::fr::action(a);
                 if by_person {
                     t.push_str(&format!(" (par {})", e.actor_name));
                 }
@@ -398,7 +398,7 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
             }
             "sla.suspend" => format!("Délai suspendu{}", reason.map(|r| format!(" — motif : {r}")).unwrap_or_default()),
             "sla.resume" | "legal.facts" | "legal.cnil_done" | "legal.complaint_done" => {
-                repli_docs::action_fr(&e.action)
+                repli_core::fr::action(&e.action)
             }
             _ => continue,
         };

@@ -66,24 +66,18 @@ fn credential(config: &Config) -> Result<Credential, SetupError> {
 }
 
 fn client_secret(config: &Config) -> Result<Secret, SetupError> {
-    if let Some(p) = &config.m365.client_secret_file {
-        return std::fs::read_to_string(p)
-            .map(|s| Secret::new(s.trim_end()))
-            .map_err(|e| SetupError::Secret(e.to_string()));
-    }
-    std::env::var("REPLI_GRAPH_CLIENT_SECRET")
+    crate::config::secret(config.m365.client_secret_file.as_deref(), "REPLI_GRAPH_CLIENT_SECRET")
+        .map_err(SetupError::Secret)?
         .map(Secret::new)
-        .map_err(|_| SetupError::Secret("set m365.client_secret_file or REPLI_GRAPH_CLIENT_SECRET".into()))
+        .ok_or_else(|| SetupError::Secret("set m365.client_secret_file or REPLI_GRAPH_CLIENT_SECRET".into()))
 }
 
 /// The RFC 2136 adapter from `[dns]`; the key from its file or REPLI_DNS_TSIG_SECRET.
 pub fn rfc2136(config: &Config) -> Result<Rfc2136Dns, SetupError> {
     let d = &config.dns;
-    let text = match &d.key_file {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| SetupError::TsigKey(format!("{}: {e}", p.display())))?,
-        None => std::env::var("REPLI_DNS_TSIG_SECRET")
-            .map_err(|_| SetupError::TsigKey("set dns.key_file or REPLI_DNS_TSIG_SECRET".into()))?,
-    };
+    let text = crate::config::secret(d.key_file.as_deref(), "REPLI_DNS_TSIG_SECRET")
+        .map_err(SetupError::TsigKey)?
+        .ok_or_else(|| SetupError::TsigKey("set dns.key_file or REPLI_DNS_TSIG_SECRET".into()))?;
     let key = tsig_secret(&text).ok_or_else(|| {
         SetupError::TsigKey("neither a base64 secret nor a BIND key block with `secret \"…\";`".into())
     })?;

@@ -345,10 +345,14 @@ pub struct Lendable {
     pub proposed: Option<i64>,
 }
 
-/// The crisis's items ready to lend, in label order, with the laptop plan's proposal.
-pub async fn lendable(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Lendable>, AppError> {
+/// The crisis's items ready to lend, in label order, with the proposal of the laptop plan in
+/// `outputs` (the kit's, as [`crate::steps::kit_outputs`] reads them).
+pub async fn lendable(
+    st: &Services,
+    id: &repli_core::CrisisId,
+    outputs: &repli_core::run::Outputs,
+) -> Result<Vec<Lendable>, AppError> {
     let items = st.store.items(Some(id.as_str())).await?;
-    let outputs = crate::steps::kit_outputs(st, id).await?;
     let agents = st.store.agents(id).await?;
     let plan = outputs.assigned().map(|a| a.assignments.as_slice()).unwrap_or_default();
     Ok(items

@@ -134,16 +134,6 @@ async fn webhook(st: &Services, n: &repli_store::Notification) -> Result<(), Str
     }
 }
 
-/// The SMTP password: from `password_file`, or REPLI_SMTP_PASSWORD.
-fn smtp_password(cfg: &crate::config::SmtpConfig) -> Result<Option<String>, String> {
-    if let Some(p) = &cfg.password_file {
-        return std::fs::read_to_string(p)
-            .map(|s| Some(s.trim_end().to_owned()))
-            .map_err(|e| format!("cannot read the SMTP password file: {e}"));
-    }
-    Ok(std::env::var("REPLI_SMTP_PASSWORD").ok())
-}
-
 async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
     use crate::config::SmtpSecurity;
     use lettre::transport::smtp::authentication::Credentials;
@@ -157,34 +147,30 @@ async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String
         SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
     };
     builder = builder.port(cfg.port).timeout(Some(std::time::Duration::from_secs(15)));
-    if let (Some(user), Some(password)) = (&cfg.username, smtp_password(cfg)?) {
+    let password = crate::config::secret(cfg.password_file.as_deref(), "REPLI_SMTP_PASSWORD")?;
+    if let (Some(user), Some(password)) = (&cfg.username, password) {
         builder = builder.credentials(Credentials::new(user.clone(), password));
     }
     let mut message = Message::builder()
         .from(cfg.from.parse().map_err(|e| format!("notify.smtp.from: {e}"))?)
         .subject(format!("[Repli] {}", n.subject));
-    let recipients: Vec<&str> = match &n.recipient {
-        Some(r) => vec![r.as_str()],
-        None => cfg.to.iter().map(String::as_str).collect(),
-    };
-    if recipients.is_empty() {
-        return Err("no recipient: notify.smtp.to is empty".into());
-    }
-    for to in recipients {
+    for to in recipients(n, &cfg.to)? {
         message = message.to(to.parse().map_err(|_| "an address of notify.smtp.to or of the contact is invalid")?);
     }
     let message = message.body(format!("{}\n\n{}\n", n.subject, n.body)).map_err(|e| e.to_string())?;
     builder.build().send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
 }
 
-/// The SMS gateway's token: from `token_file`, or REPLI_SMS_TOKEN (none: no Authorization).
-fn sms_token(cfg: &crate::config::SmsConfig) -> Result<Option<String>, String> {
-    if let Some(p) = &cfg.token_file {
-        return std::fs::read_to_string(p)
-            .map(|s| Some(s.trim_end().to_owned()))
-            .map_err(|e| format!("cannot read the SMS token file: {e}"));
+/// Who a notification goes to: its own recipient, or else the channel's ops recipients.
+fn recipients<'a>(n: &'a repli_store::Notification, ops: &'a [String]) -> Result<Vec<&'a str>, String> {
+    let list: Vec<&str> = match &n.recipient {
+        Some(r) => vec![r.as_str()],
+        None => ops.iter().map(String::as_str).collect(),
+    };
+    if list.is_empty() {
+        return Err(format!("no recipient: notify.{}.to is empty", n.channel));
     }
-    Ok(std::env::var("REPLI_SMS_TOKEN").ok().filter(|t| !t.is_empty()))
+    Ok(list)
 }
 
 /// Longest SMS text sent: four concatenated parts of 153 GSM characters.
@@ -207,16 +193,9 @@ pub fn sms_text(n: &repli_store::Notification) -> String {
 
 async fn sms(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
     let Some(cfg) = st.config.notify.sms.as_ref() else { return Err("no [notify.sms] configured".into()) };
-    let recipients: Vec<&str> = match &n.recipient {
-        Some(r) => vec![r.as_str()],
-        None => cfg.to.iter().map(String::as_str).collect(),
-    };
-    if recipients.is_empty() {
-        return Err("no recipient: notify.sms.to is empty".into());
-    }
-    let token = sms_token(cfg)?;
+    let token = crate::config::secret(cfg.token_file.as_deref(), "REPLI_SMS_TOKEN")?;
     let text = sms_text(n);
-    for to in recipients {
+    for to in recipients(n, &cfg.to)? {
         let mut req = st.http.post(&cfg.url).json(&json!({ "to": to, "from": cfg.sender, "text": text }));
         if let Some(t) = &token {
             req = req.bearer_auth(t);

@@ -4,7 +4,7 @@
 //! from the audit log, whose instants all come from one clock.
 
 use repli_core::run::PlaybookName;
-use repli_core::{Actor, StepKind, StepState};
+use repli_core::{Actor, StepKind};
 use repli_proto::api::{RetexStep, RetexView};
 
 use crate::crises::visible_crisis;
@@ -34,12 +34,7 @@ pub async fn report(st: &Services, a: &Actor, id: &str) -> Result<RetexView, App
     for run in st.store.runs_of(&r.id).await? {
         let records = st.store.steps(run.id).await?;
         if run.playbook == PlaybookName::Activation {
-            // The whole playbook's longest chain by estimate (nothing counted as done).
-            let all: Vec<_> = records
-                .iter()
-                .map(|s| repli_core::run::StepRecord { state: StepState::Pending, ..s.clone() })
-                .collect();
-            planned_critical_secs = crate::steps::remaining(&all).as_secs();
+            planned_critical_secs = crate::steps::planned(&records).as_secs();
             let of = |s: &repli_core::run::StepRecord| times.get(&format!("step/{}/{}", run.playbook, s.step_id));
             let first = records.iter().filter_map(|s| of(s).and_then(|t| t.started)).min();
             let last = records.iter().filter_map(|s| of(s).and_then(|t| t.ended)).max();

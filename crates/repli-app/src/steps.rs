@@ -73,6 +73,11 @@ pub fn remaining(steps: &[StepRecord]) -> jiff::SignedDuration {
     remaining_of(steps.iter().map(|s| (s.step_id.as_str(), s.needs.as_slice(), s.estimate_secs, s.state.is_done())))
 }
 
+/// A run's whole critical path by the playbook's estimates, as if nothing were done yet.
+pub fn planned(steps: &[StepRecord]) -> jiff::SignedDuration {
+    remaining_of(steps.iter().map(|s| (s.step_id.as_str(), s.needs.as_slice(), s.estimate_secs, false)))
+}
+
 /// The same, from the lean step estimates a crisis view reads.
 pub fn remaining_estimated(steps: &[repli_store::StepEstimate]) -> jiff::SignedDuration {
     remaining_of(steps.iter().map(|s| (s.step_id.as_str(), s.needs.as_slice(), s.estimate_secs, s.state.is_done())))

@@ -26,6 +26,18 @@ pub enum CappedRead {
     Io(#[from] std::io::Error),
 }
 
+/// A secret the configuration names by file, or else the environment variable `env`: the
+/// file's text without its trailing newline; None when neither is set. Secrets never sit in
+/// the configuration itself.
+pub fn secret(file: Option<&Path>, env: &str) -> Result<Option<String>, String> {
+    match file {
+        Some(p) => std::fs::read_to_string(p)
+            .map(|s| Some(s.trim_end().to_owned()))
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => Ok(std::env::var(env).ok().filter(|v| !v.is_empty())),
+    }
+}
+
 /// Reads a UTF-8 text file of at most `max` bytes. The size is checked while reading, not
 /// from the file's metadata: `/dev/zero` or a pipe report a length of 0 and never end.
 pub fn read_capped(path: &Path, max: u64) -> Result<String, CappedRead> {

@@ -98,6 +98,13 @@ fn opt(out: &mut impl FnMut(&[u8]), v: Option<&str>) {
 }
 
 impl AuditEntry {
+    /// The reason a person gave for the action (the `reason` every audited action with one
+    /// records in its details), when there is one.
+    pub fn reason(&self) -> Option<String> {
+        let details: serde_json::Value = serde_json::from_str(&self.details).ok()?;
+        details.get("reason")?.as_str().filter(|r| !r.is_empty()).map(str::to_owned)
+    }
+
     /// Feeds the canonical encoding v1 of everything but `hash`, with `seq` given separately
     /// (so a moved entry can be re-checked at another position).
     fn encode(&self, seq: i64, out: &mut impl FnMut(&[u8])) {

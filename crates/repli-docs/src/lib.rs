@@ -166,9 +166,6 @@ fn default_time_zone() -> TimeZone {
         .unwrap_or(TimeZone::UTC)
 }
 
-/// An audited action in French (`crisis.deliver` → « Kit livré »).
-pub use repli_core::fr::action as action_fr;
-
 fn condition_fr(c: Option<&str>) -> &'static str {
     match c {
         Some("ok") => "bon état",

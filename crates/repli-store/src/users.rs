@@ -320,9 +320,14 @@ impl Store {
     }
 
     /// Sets the password a link's holder chose and spends the link, in one transaction: a link
-    /// works once. Audited as the person (`user.set_password`). False when the link is no
-    /// longer usable.
-    pub async fn use_password_link(&self, token_sha256: &str, phc: &str, now: Timestamp) -> Result<bool, StoreError> {
+    /// works once. Audited as the person (`user.set_password`). Returns the login set, or None
+    /// when the link is no longer usable.
+    pub async fn use_password_link(
+        &self,
+        token_sha256: &str,
+        phc: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
         let mut tx = self.write.begin().await?;
         let row: Option<(i64, String)> = sqlx::query_as(
             "UPDATE password_links SET used_at = ?1 WHERE token_sha256 = ?2 AND used_at IS NULL AND expires_at > ?1 \
@@ -332,12 +337,12 @@ impl Store {
         .bind(token_sha256)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((user_id, login)) = row else { return Ok(false) };
+        let Some((user_id, login)) = row else { return Ok(None) };
         let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
         let details = json!({ "login": login, "by_link": true });
         self.write_password(&mut tx, user_id, &login, phc, By::User(&actor), details, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(login))
     }
 
     /// Sets a login and password hash inside a transaction (the login must be free), audited

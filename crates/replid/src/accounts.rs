@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use repli_core::{Actor, FieldError, InseeCode, Role};
 use repli_proto::api::NewUserRequest;
 use serde_json::{Value, json};
@@ -230,8 +230,7 @@ pub async fn revoke(
 }
 
 fn back(message: &str, key: &str) -> Response {
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
-    Redirect::to(&format!("/comptes?{q}")).into_response()
+    crate::web::redirect_with("/comptes", key, message)
 }
 
 fn unknown_user(st: &AppState) -> Response {
@@ -285,14 +284,8 @@ pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum
         Ok(p) => p,
         Err(e) => return api_error_page(&st, &e),
     };
-    let hash = auth::token_hash(&secret);
-    let login = match st.store.password_link(&hash, st.clock.now()).await {
-        Ok(Some((_, login))) => login,
-        Ok(None) => return spent(&st),
-        Err(e) => return api_error_page(&st, &e.into()),
-    };
-    match st.store.use_password_link(&hash, &phc, st.clock.now()).await {
-        Ok(true) => {
+    match st.store.use_password_link(&auth::token_hash(&secret), &phc, st.clock.now()).await {
+        Ok(Some(login)) => {
             st.auth_cache.clear();
             render(
                 &st,
@@ -301,7 +294,7 @@ pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum
                 &json!({ "title": "Mot de passe enregistré", "nav": null, "done": true, "login": login, "name": "", "min": users::PASSWORD_MIN, "e": { "password": null, "confirmation": null } }),
             )
         }
-        Ok(false) => spent(&st),
+        Ok(None) => spent(&st),
         Err(repli_store::StoreError::LoginTaken(_)) => error_page(
             &st,
             StatusCode::CONFLICT,

@@ -9,17 +9,17 @@ use std::collections::BTreeMap;
 use axum::Extension;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use repli_core::{Actor, ItemState, fr};
 use repli_proto::api::{ImportFile, ImportRequest, LegalFactsRequest, ServiceRequest, WipeRequest};
 
 use crate::AppState;
 use crate::auth::Authed;
 use crate::web::{
-    Form, SessionCsrf, api_error_page, back, back_field, base, check_csrf, error_page, local_instant, reason_of,
-    render, when,
+    Form, SessionCsrf, api_error_page, back, back_field, base, check_csrf, error_page, form_crisis, local_instant,
+    reason_of, redirect_with, render, when,
 };
-use repli_app::crises::{self, visible_crisis};
+use repli_app::crises;
 use repli_app::inventory::{self, LoanLine, LoanTo};
 use serde_json::{Value, json};
 
@@ -35,8 +35,8 @@ pub async fn lend(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
-        return page;
+    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
+        return *page;
     }
     let lines = match loan_lines(&form) {
         Ok(l) => l,
@@ -87,8 +87,8 @@ pub async fn sla_clock(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
-        return page;
+    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
+        return *page;
     }
     let done = match form.get("action").map(String::as_str) {
         Some("suspendre") => {
@@ -116,8 +116,8 @@ pub async fn legal_facts(
     Path(id): Path<String>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
-        return page;
+    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
+        return *page;
     }
     let Ok(aware_at) = form_instant(&st, &form, "aware_at") else {
         return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm).");
@@ -148,8 +148,8 @@ pub async fn legal_done(
     Path((id, kind)): Path<(String, String)>,
     axum::Form(form): Form,
 ) -> Response {
-    if let Err(page) = crisis_form(&st, &a, &csrf, &form, &id).await {
-        return page;
+    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
+        return *page;
     }
     let Ok(at) = form_instant(&st, &form, "at") else {
         return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm).");
@@ -283,8 +283,7 @@ pub async fn retry_notification(
         Ok(()) => ("ok", "Notification renvoyée : voir son état ci-dessous.".to_owned()),
         Err(e) => ("erreur", e.to_problem().detail),
     };
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, &msg).finish();
-    Redirect::to(&format!("/notifications?{q}")).into_response()
+    redirect_with("/notifications", key, &msg)
 }
 
 /// The pool import, in two steps: the file uploaded is checked as the import would check it
@@ -336,12 +335,7 @@ pub async fn import_pool(
     let req = ImportRequest { files: vec![ImportFile { source: source.clone(), csv: csv.clone() }] };
     if fields.get("confirmer").is_some_and(|v| v == "oui") {
         return match inventory::import(&st, &a, &req).await {
-            Ok(n) => {
-                let q: String = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("ok", &format!("{n} équipement(s) importé(s) depuis {source}."))
-                    .finish();
-                Redirect::to(&format!("/inventaire?{q}")).into_response()
-            }
+            Ok(n) => redirect_with("/inventaire", "ok", &format!("{n} équipement(s) importé(s) depuis {source}.")),
             Err(e) => {
                 let errors = problem_lines(&e);
                 import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &errors, None)
@@ -443,22 +437,9 @@ pub async fn retex(
     render(&st, StatusCode::OK, "retex", &Value::Object(data))
 }
 
-/// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
-async fn crisis_form(
-    st: &AppState,
-    a: &Actor,
-    csrf: &str,
-    form: &BTreeMap<String, String>,
-    id: &str,
-) -> Result<(), Response> {
-    check_csrf(st, csrf, form).map_err(|p| *p)?;
-    visible_crisis(st, a, id).await.map(|_| ()).map_err(|e| api_error_page(st, &e))
-}
-
 fn item_back(serial: &str, key: &str, message: &str) -> Response {
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
     let path: String = form_urlencoded::byte_serialize(serial.as_bytes()).collect();
-    Redirect::to(&format!("/inventaire/{path}?{q}")).into_response()
+    redirect_with(&format!("/inventaire/{path}"), key, message)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, render, when};
+use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, form_crisis, render, when};
 use repli_app::AppError;
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{inventory, steps};
@@ -87,18 +87,6 @@ fn severity(s: SlaStatus) -> u8 {
         SlaStatus::OnTrack => 3,
         _ => 4,
     }
-}
-
-/// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
-async fn form_crisis(
-    st: &AppState,
-    a: &Actor,
-    csrf: &str,
-    form: &BTreeMap<String, String>,
-    id: &str,
-) -> Result<repli_store::CrisisRecord, Box<Response>> {
-    check_csrf(st, csrf, form)?;
-    visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
 }
 
 fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
@@ -437,8 +425,9 @@ pub async fn crisis(
         let loans = inventory::loans_of(&st, &crisis_id).await?;
         let log = st.store.log_entries(&crisis_id).await?;
         let agents = inventory::agents(&st, &a, crisis_id.as_str()).await?;
-        let lendable = if a.role == Role::Ops { inventory::lendable(&st, &crisis_id).await? } else { Vec::new() };
         let outputs = steps::kit_outputs(&st, &crisis_id).await?;
+        let lendable =
+            if a.role == Role::Ops { inventory::lendable(&st, &crisis_id, &outputs).await? } else { Vec::new() };
         Ok::<_, AppError>((convention, view, Some(steps), loans, log, agents, lendable, outputs))
     };
     let (convention, view, steps, loans, log, agents, lendable, outputs) = match read.await {
@@ -769,10 +758,7 @@ pub async fn confirm_task(
     match st.store.confirm_task(&r.id, &step, note.as_deref(), By::User(&a), st.clock.now()).await {
         Ok(s) => {
             st.engine.wake();
-            let q: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("ok", &format!("« {} » confirmée.", s.title))
-                .finish();
-            Redirect::to(&format!("{target}?{q}")).into_response()
+            crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title))
         }
         Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
     }

@@ -287,9 +287,27 @@ pub fn api_error_page(st: &AppState, e: &AppError) -> Response {
     error_page(st, status, title, &p.detail)
 }
 
-pub fn back(id: &str, key: &str, message: &str) -> Response {
+/// A form about one crisis: its CSRF token checked, then the crisis as the caller may see it.
+pub async fn form_crisis(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    form: &BTreeMap<String, String>,
+    id: &str,
+) -> Result<repli_store::CrisisRecord, Box<Response>> {
+    check_csrf(st, csrf, form)?;
+    repli_app::crises::visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
+}
+
+/// After a form: back to `path` with a message the page shows (`key` = `ok` or `erreur`).
+pub fn redirect_with(path: &str, key: &str, message: &str) -> Response {
     let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
-    Redirect::to(&format!("/crises/{id}?{q}")).into_response()
+    Redirect::to(&format!("{path}?{q}")).into_response()
+}
+
+/// Back to the crisis page with a message.
+pub fn back(id: &str, key: &str, message: &str) -> Response {
+    redirect_with(&format!("/crises/{id}"), key, message)
 }
 
 /// Back to the crisis page with an error shown next to the form it concerns (`field` is the
