@@ -203,7 +203,7 @@ async fn playbook_check_and_plan_from_the_command_line() {
     let planted = std::fs::read_to_string(format!("{root}/activation.toml"))
         .unwrap()
         .replacen("kind = \"m365.team\"", "kind = \"m365.teams\"", 1)
-        .replacen("needs = [\"accounts\"]\nestimate = \"2m\"", "needs = [\"acounts\"]\nestimate = \"2m\"", 1)
+        .replacen("needs = [\"licences\"]\nestimate = \"2m\"", "needs = [\"licenses\"]\nestimate = \"2m\"", 1)
         .replacen("Préparer les {{laptops}} portables", "Préparer les {{laptop}} portables", 1);
     std::fs::write(dir.path().join("activation.toml"), &planted).unwrap();
     std::fs::copy(format!("{root}/handback.toml"), dir.path().join("handback.toml")).unwrap();
@@ -225,7 +225,7 @@ async fn playbook_check_and_plan_from_the_command_line() {
         "{text}"
     );
     assert!(
-        lines[1].starts_with(&format!("{}:{}:", file.display(), line_of("\"acounts\"")))
+        lines[1].starts_with(&format!("{}:{}:", file.display(), line_of("\"licenses\"")))
             && lines[1].contains("unknown step"),
         "{text}"
     );

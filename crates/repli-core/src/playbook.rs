@@ -22,6 +22,8 @@ pub enum StepKind {
     M365Services,
     #[serde(rename = "m365.accounts")]
     M365Accounts,
+    #[serde(rename = "m365.licences")]
+    M365Licences,
     #[serde(rename = "m365.team")]
     M365Team,
     #[serde(rename = "m365.meeting")]
@@ -57,13 +59,14 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 21] = [
+    pub const ALL: [StepKind; 22] = [
         Self::M365Domain,
         Self::DnsPublish,
         Self::DnsRemove,
         Self::M365Verify,
         Self::M365Services,
         Self::M365Accounts,
+        Self::M365Licences,
         Self::M365Team,
         Self::M365Meeting,
         Self::M365Isolation,
@@ -89,6 +92,7 @@ impl StepKind {
             Self::M365Verify => "m365.verify",
             Self::M365Services => "m365.services",
             Self::M365Accounts => "m365.accounts",
+            Self::M365Licences => "m365.licences",
             Self::M365Team => "m365.team",
             Self::M365Meeting => "m365.meeting",
             Self::M365Isolation => "m365.isolation",
@@ -138,7 +142,9 @@ impl StepKind {
     pub fn group(self) -> &'static str {
         match self {
             Self::M365Domain | Self::DnsPublish | Self::M365Verify | Self::M365Services => "Domaine de secours",
-            Self::M365Accounts | Self::M365Team | Self::M365Meeting | Self::M365Isolation => "Microsoft 365",
+            Self::M365Accounts | Self::M365Licences | Self::M365Team | Self::M365Meeting | Self::M365Isolation => {
+                "Microsoft 365"
+            }
             Self::M365WindDown | Self::M365DeleteGroup | Self::M365DeleteAccounts | Self::M365RemoveDomain => {
                 "Microsoft 365"
             }

@@ -287,6 +287,9 @@ pub struct AccountMade {
     pub name: String,
     pub service: String,
     pub created: bool,
+    /// Held every licence of the kit already (the `m365.licences` step skips it).
+    #[serde(default)]
+    pub licensed: bool,
 }
 
 /// `m365.accounts`.
@@ -381,6 +384,7 @@ pub enum StepOutput {
     Verified(DomainVerified),
     Services(ServiceRecords),
     Accounts(Accounts),
+    Licences(crate::m365::Licensing),
     Workspace(Workspace),
     Meeting(Meeting),
     Isolation(IsolationReport),
@@ -423,6 +427,7 @@ impl StepOutput {
             Self::Verified(o) => v(o),
             Self::Services(o) => v(o),
             Self::Accounts(o) => v(o),
+            Self::Licences(o) => v(o),
             Self::Workspace(o) => v(o),
             Self::Meeting(o) => v(o),
             Self::Isolation(o) => v(o),
@@ -454,6 +459,7 @@ impl StepOutput {
             StepKind::M365Verify => Self::Verified(d(kind, value)?),
             StepKind::M365Services => Self::Services(d(kind, value)?),
             StepKind::M365Accounts => Self::Accounts(d(kind, value)?),
+            StepKind::M365Licences => Self::Licences(d(kind, value)?),
             StepKind::M365Team => Self::Workspace(d(kind, value)?),
             StepKind::M365Meeting => Self::Meeting(d(kind, value)?),
             StepKind::M365Isolation => Self::Isolation(d(kind, value)?),
@@ -635,6 +641,7 @@ mod tests {
                 name: "A".into(),
                 service: "S".into(),
                 created: true,
+                licensed: true,
             }],
         });
         let json = accounts.to_json();

@@ -482,6 +482,12 @@ impl Engine {
                 let specs: Vec<AgentSpec> =
                     agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();
                 let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
+                // A run planned before licences were a step of their own assigns them here.
+                let steps = self.store.steps(run.id).await?;
+                if !steps.iter().any(|s| s.kind == StepKind::M365Licences) {
+                    let ids: Vec<String> = accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect();
+                    self.m365.ensure_licences(&ids).await?;
+                }
                 let accounts = accounts
                     .into_iter()
                     .map(|a| AccountMade {
@@ -490,9 +496,19 @@ impl Engine {
                         name: a.display_name,
                         service: a.service,
                         created: a.created,
+                        licensed: a.licensed,
                     })
                     .collect();
                 done(StepOutput::Accounts(Accounts { accounts }))
+            }
+            StepKind::M365Licences => {
+                let accounts =
+                    outputs.accounts().ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
+                account_ids(outputs)?;
+                let ids: Vec<String> = accounts.accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect();
+                let mut licensing = self.m365.ensure_licences(&ids).await?;
+                licensing.accounts = accounts.accounts.len() as u32;
+                done(StepOutput::Licences(licensing))
             }
             StepKind::M365Team => {
                 let ids = account_ids(outputs)?;

@@ -3,7 +3,9 @@
 //! its own retry layers are off (they only know integer `Retry-After`, and neither paging nor
 //! `$batch` goes through them).
 
+use crate::gate::{Answer, Gate, MAX_BATCH, Ticket};
 use crate::{CallStats, Error, Grant, Result, Secret};
+use futures_util::StreamExt;
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
@@ -150,58 +152,6 @@ fn missing_grant(op: &str, message: &str) -> Grant {
     }
 }
 
-/// How many batched items to send per round once Graph has throttled: as many as it admitted
-/// in the last throttled round, one round per wait it asked for. The pace grows by a quarter
-/// after a full round went through unthrottled (a short round, the tail of an operation, proves
-/// nothing), so it finds a loosened limit again without overrunning a steady one each time.
-///
-/// Before anything is known, the first wave larger than [`PROBE_ITEMS`] sends that many first
-/// (one round trip, once per connection): a tenant throttled at a low rate answers 429 to a
-/// few dozen items instead of a whole wave of creates, and the pace is known from there; an
-/// unthrottled one admits them and every later wave goes out whole.
-#[derive(Debug, Clone, Copy, Default)]
-struct Pace {
-    /// Items per round (0: no throttling seen yet, no limit).
-    items: usize,
-    wait: Duration,
-    /// A probe round went through unthrottled: waves go out whole until a 429.
-    open: bool,
-    /// The last unthrottled round: when it started and how many items it sent. A round
-    /// throttled within the same window shared the limit with it, so what Graph admits per
-    /// window is both rounds' items.
-    clean: Option<(Instant, usize)>,
-}
-
-/// The first round of the first large wave (three batches: a 50-agent kit's waves fit in one
-/// round and are never probed, so the kit of the deliberation pays no round trip for it).
-const PROBE_ITEMS: usize = 3 * MAX_BATCH;
-
-impl Pace {
-    /// How many of `pending` items the next round sends.
-    fn take(self, pending: usize) -> usize {
-        match self.items {
-            0 if !self.open => pending.min(PROBE_ITEMS),
-            0 => pending,
-            n => n.min(pending),
-        }
-    }
-
-    fn after_round(self, at: Instant, sent: usize, throttled: bool, admitted: usize, wait: Duration) -> Pace {
-        if throttled {
-            let window = wait.max(Duration::from_secs(1));
-            let shared = self.clean.filter(|(t, _)| at.saturating_duration_since(*t) < window).map_or(0, |c| c.1);
-            Pace { items: (admitted + shared).max(1), wait, open: false, clean: None }
-        } else if self.items == 0 {
-            // A full probe admitted whole: no limit in sight.
-            Pace { open: self.open || sent >= PROBE_ITEMS, clean: Some((at, sent)), ..self }
-        } else if sent < self.items {
-            Pace { clean: Some((at, sent)), ..self }
-        } else {
-            Pace { items: self.items + self.items.div_ceil(4), clean: Some((at, sent)), ..self }
-        }
-    }
-}
-
 /// One request of a batch (or sent alone when batching is off). Batches are always fully
 /// parallel: Graph refuses a batch that mixes `dependsOn` chains and independent requests
 /// (json-batching), so what depends on another request goes in a later wave.
@@ -220,7 +170,8 @@ pub(crate) struct Opts {
     /// 404 means "not replicated yet" (an object this run or a crashed one just created).
     pub retry_not_found: bool,
     /// A 429 is answered to the caller instead of retried (a `$batch`: its items are paced
-    /// and resent by [`Graph::run_items`], not the whole batch again).
+    /// and resent by [`Graph::run_items`], not the whole batch again), and the caller went
+    /// through the gate already.
     pub throttle_to_caller: bool,
 }
 
@@ -235,9 +186,8 @@ pub(crate) struct Graph {
     loopback: bool,
     http: reqwest::Client,
     session: tokio::sync::Mutex<Option<Session>>,
-    gate: std::sync::Mutex<Option<Instant>>,
-    /// Paced sending after throttling ([`Pace`]).
-    pace: std::sync::Mutex<Pace>,
+    /// The tenant's throttle gate, shared by every operation of every crisis.
+    gate: Gate,
     permits: Arc<Semaphore>,
     counters: Counters,
     rng: std::sync::Mutex<fastrand::Rng>,
@@ -327,8 +277,7 @@ impl Graph {
             loopback,
             http,
             session: tokio::sync::Mutex::new(None),
-            gate: std::sync::Mutex::new(None),
-            pace: std::sync::Mutex::new(Pace::default()),
+            gate: Gate::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
             counters: Counters::default(),
             rng: std::sync::Mutex::new(fastrand::Rng::new()),
@@ -365,27 +314,8 @@ impl Graph {
             .map_or_else(|| self.backoff(attempt), |d| d.min(self.config.max_backoff.max(Duration::from_secs(120))))
     }
 
-    fn close_gate(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        if let Ok(mut gate) = self.gate.lock()
-            && gate.is_none_or(|g| g < until)
-        {
-            *gate = Some(until);
-        }
-    }
-
     fn note_throttled(&self) {
         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    async fn pass_gate(&self) {
-        loop {
-            let until = self.gate.lock().ok().and_then(|g| *g);
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => return,
-            }
-        }
     }
 
     /// A client carrying a valid token, fetching a new token when it is close to expiry.
@@ -534,7 +464,8 @@ impl Graph {
         let mut renewed = false;
         loop {
             attempt += 1;
-            self.pass_gate().await;
+            // A batch went through the gate with its items (run_items); one request goes alone.
+            let ticket = if opts.throttle_to_caller { None } else { Some(self.gate.admit(1, false).await) };
             let client = self.client().await?;
             let outcome = {
                 let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;
@@ -545,14 +476,20 @@ impl Graph {
                 }
                 Self::exchange(make(&client)).await
             };
+            if let Some(ticket) = &ticket {
+                let throttled = match &outcome {
+                    Ok(reply) if reply.status == 429 => Some(self.wait_for(reply.retry_after.as_deref(), attempt)),
+                    _ => None,
+                };
+                self.gate.answered(ticket, Answer { admitted: 1, outer_admitted: false, throttled });
+            }
             let (wait, last) = match outcome {
                 Ok(reply) if reply.ok() => return Ok(reply),
                 Ok(reply) if reply.status == 429 && opts.throttle_to_caller => return Ok(reply),
                 Ok(reply) if reply.status == 429 => {
                     self.note_throttled();
-                    let wait = self.wait_for(reply.retry_after.as_deref(), attempt);
-                    self.close_gate(wait);
-                    (wait, format!("429 {}", reply.message()))
+                    // The gate stays closed for the wait; this request waits at the gate.
+                    (Duration::ZERO, format!("429 {}", reply.message()))
                 }
                 Ok(reply) if matches!(reply.status, 502..=504) => (
                     self.wait_for(reply.retry_after.as_deref(), attempt),
@@ -640,9 +577,10 @@ impl Graph {
     }
 
     /// Runs independent items: batched, up to 20 per `$batch` with no `dependsOn` (fully
-    /// parallel), all batches in flight at once (bounded); throttled, failed-over or
-    /// not-yet-replicated items are sent again, alone, in a new batch after the longest wait.
-    /// Unbatched: one request per item. Returns the final answer of every item by id.
+    /// parallel). Batches go out as the tenant's [`Gate`] lets them, several in flight at once
+    /// (bounded); throttled items go back first in line, failed-over or not-yet-replicated ones
+    /// after their backoff. Unbatched: one request per item. Returns the final answer of every
+    /// item by id.
     pub async fn run_items(&self, op: &str, items: Vec<Item>, opts: Opts) -> Result<BTreeMap<String, Reply>> {
         if !self.config.batch {
             let mut results = BTreeMap::new();
@@ -657,93 +595,136 @@ impl Graph {
             }
             return Ok(results);
         }
+        type Flying<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>;
         let started = Instant::now();
         let mut results: BTreeMap<String, Reply> = BTreeMap::new();
-        let mut pending: std::collections::VecDeque<Item> = items.into();
-        let mut round: u32 = 0;
+        let mut pending: std::collections::VecDeque<(Item, u32)> = items.into_iter().map(|i| (i, 0)).collect();
         let mut sent = std::collections::BTreeSet::new();
-        while !pending.is_empty() {
-            round += 1;
-            // Paced after throttling: no more items per round than Graph admitted last time, so
-            // a 429 costs one resend, not a wave of them.
-            let pace = self.pace.lock().map(|p| *p).unwrap_or_default();
-            let take = pace.take(pending.len());
-            let round_at = Instant::now();
-            let now: Vec<Item> = pending.drain(..take).collect();
-            let batches: Vec<Vec<Item>> = now.chunks(crate::client::MAX_BATCH).map(<[Item]>::to_vec).collect();
-            let sends = batches.iter().map(|batch| {
-                let fresh = batch.iter().filter(|i| sent.insert(i.id.clone())).count() as u64;
-                self.send_batch(op, batch, fresh)
-            });
-            let answers = futures_util::future::join_all(sends).await;
-            let mut wait = Duration::ZERO;
-            let mut throttled = false;
-            let mut admitted = 0usize;
-            let mut again: Vec<Item> = Vec::new();
-            let mut last = String::new();
-            for (batch, answer) in batches.into_iter().zip(answers) {
-                let mut answer = answer?;
-                for item in batch {
-                    let reply = answer.remove(&item.id).unwrap_or(Reply {
-                        status: 500,
-                        location: None,
-                        retry_after: None,
-                        body: json!({"error": {"code": "missingResponse", "message": "no response for this id"}}),
-                    });
-                    let retryable =
-                        matches!(reply.status, 429 | 502 | 503 | 504) || (reply.status == 404 && opts.retry_not_found);
-                    if reply.status != 429 {
-                        admitted += 1;
+        let mut flying: futures_util::stream::FuturesUnordered<Flying<'_>> =
+            futures_util::stream::FuturesUnordered::new();
+        let mut admitting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Ticket> + Send + '_>>> = None;
+        loop {
+            if admitting.is_none() && !pending.is_empty() {
+                admitting = Some(Box::pin(self.gate.admit(pending.len().min(MAX_BATCH), true)));
+            }
+            let Some(admit) = admitting.as_mut() else {
+                match flying.next().await {
+                    Some(flight) => {
+                        self.landed(op, opts, flight, &mut pending, &mut results, &flying)?;
+                        continue;
                     }
-                    if retryable {
-                        throttled |= reply.status == 429;
-                        wait = wait.max(self.wait_for(reply.retry_after.as_deref(), round));
-                        last = format!("{} {}", reply.status, reply.message());
-                        again.push(item);
-                    } else {
-                        results.insert(item.id.clone(), reply);
-                    }
+                    None => break,
+                }
+            };
+            tokio::select! {
+                ticket = admit => {
+                    admitting = None;
+                    let batch: Vec<(Item, u32)> = pending.drain(..ticket.items.min(pending.len())).collect();
+                    let fresh = batch.iter().filter(|(i, _)| sent.insert(i.id.clone())).count() as u64;
+                    flying.push(Box::pin(async move {
+                        let items: Vec<Item> = batch.iter().map(|(i, _)| i.clone()).collect();
+                        let answer = self.send_batch(op, &items, fresh).await;
+                        Flight::Answered { ticket, batch, answer }
+                    }));
+                }
+                Some(flight) = flying.next(), if !flying.is_empty() => {
+                    self.landed(op, opts, flight, &mut pending, &mut results, &flying)?;
                 }
             }
-            if let Ok(mut p) = self.pace.lock() {
-                *p = p.after_round(round_at, take, throttled, admitted, wait);
-            }
-            if throttled {
-                self.note_throttled();
-            }
-            let retried = again.len() as u64;
-            // Items sent again go first, before those not sent yet.
-            for item in again.into_iter().rev() {
-                pending.push_front(item);
-            }
-            // A permission the app lacks fails the operation, naming what to grant.
-            if let Some(denied) = results.values().find(|r| r.status == 403) {
-                return Err(denied.clone().into_error(op));
-            }
-            if pending.is_empty() {
-                break;
-            }
-            if !throttled && wait == Duration::ZERO && pace.items > 0 {
-                // Deferred by the pace: one round per wait Graph asked for.
-                wait = pace.wait;
-            }
-            if started.elapsed() + wait > self.config.budget {
+            if !pending.is_empty() && started.elapsed() > self.config.budget {
+                let attempts = pending.iter().map(|(_, a)| *a).max().unwrap_or(0);
                 return Err(Error::Budget {
                     op: op.to_string(),
-                    attempts: round,
+                    attempts,
                     elapsed_ms: started.elapsed().as_millis() as u64,
-                    last,
+                    last: format!("{} requests still throttled or failing", pending.len()),
                 });
-            }
-            self.counters.retries.fetch_add(retried, Ordering::Relaxed);
-            if wait > Duration::ZERO {
-                self.close_gate(wait);
             }
         }
         Ok(results)
     }
 
-    async fn send_batch(&self, op: &str, items: &[Item], fresh: u64) -> Result<BTreeMap<String, Reply>> {
+    /// What came back of a batch: throttled items go back first in line, failed-over or
+    /// not-yet-replicated ones after their backoff; the gate learns what Graph admitted.
+    fn landed<'a>(
+        &'a self,
+        op: &'a str,
+        opts: Opts,
+        flight: Flight,
+        pending: &mut std::collections::VecDeque<(Item, u32)>,
+        results: &mut BTreeMap<String, Reply>,
+        flying: &futures_util::stream::FuturesUnordered<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>,
+        >,
+    ) -> Result<()> {
+        let (ticket, batch, answer) = match flight {
+            Flight::Later(batch) => {
+                for item in batch.into_iter().rev() {
+                    pending.push_front(item);
+                }
+                return Ok(());
+            }
+            Flight::Answered { ticket, batch, answer } => (ticket, batch, answer),
+        };
+        let (outer_admitted, mut answer) = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                self.gate.answered(&ticket, Answer { admitted: ticket.items, outer_admitted: true, throttled: None });
+                return Err(e);
+            }
+        };
+        let mut throttled: Option<Duration> = None;
+        let mut admitted = 0usize;
+        let mut again = Vec::new();
+        let mut later = Vec::new();
+        let mut backoff = Duration::ZERO;
+        for (item, attempt) in batch {
+            let reply = answer.remove(&item.id).unwrap_or(Reply {
+                status: 500,
+                location: None,
+                retry_after: None,
+                body: json!({"error": {"code": "missingResponse", "message": "no response for this id"}}),
+            });
+            if reply.status == 429 {
+                let wait = self.wait_for(reply.retry_after.as_deref(), attempt + 1);
+                throttled = Some(throttled.map_or(wait, |w| w.max(wait)));
+                again.push((item, attempt + 1));
+                continue;
+            }
+            admitted += 1;
+            if matches!(reply.status, 502..=504) || (reply.status == 404 && opts.retry_not_found) {
+                backoff = backoff.max(self.wait_for(reply.retry_after.as_deref(), attempt + 1));
+                tracing::debug!(op, id = %item.id, status = reply.status, "graph item retried");
+                later.push((item, attempt + 1));
+            } else {
+                results.insert(item.id.clone(), reply);
+            }
+        }
+        self.gate.answered(&ticket, Answer { admitted, outer_admitted, throttled });
+        if throttled.is_some() {
+            self.note_throttled();
+        }
+        self.counters.retries.fetch_add((again.len() + later.len()) as u64, Ordering::Relaxed);
+        // Items sent again go first, before those not sent yet.
+        for item in again.into_iter().rev() {
+            pending.push_front(item);
+        }
+        if !later.is_empty() {
+            flying.push(Box::pin(async move {
+                tokio::time::sleep(backoff).await;
+                Flight::Later(later)
+            }));
+        }
+        // A permission the app lacks fails the operation, naming what to grant.
+        if let Some(denied) = results.values().find(|r| r.status == 403) {
+            return Err(denied.clone().into_error(op));
+        }
+        Ok(())
+    }
+
+    /// Sends one `$batch` of `items`; answers whether Graph served the batch itself (not a 429
+    /// for the whole of it) and each item's answer by id.
+    async fn send_batch(&self, op: &str, items: &[Item], fresh: u64) -> Result<(bool, BTreeMap<String, Reply>)> {
         let requests: Vec<Value> = items
             .iter()
             .map(|i| {
@@ -763,7 +744,7 @@ impl Graph {
         let reply = self.call_raw(op, opts, (items.len() as u64, fresh), |c| c.batch(&payload)).await?;
         if reply.status == 429 {
             // The whole batch was throttled: every item is, with the same wait.
-            return Ok(items.iter().map(|i| (i.id.clone(), reply.clone())).collect());
+            return Ok((false, items.iter().map(|i| (i.id.clone(), reply.clone())).collect()));
         }
         if !reply.ok() {
             return Err(reply.into_error(op));
@@ -789,12 +770,15 @@ impl Graph {
                 },
             );
         }
-        Ok(out)
+        Ok((true, out))
     }
 }
 
-/// Graph's limit of requests per `$batch`.
-pub(crate) const MAX_BATCH: usize = 20;
+/// A batch in flight, or items back from their backoff.
+enum Flight {
+    Answered { ticket: Ticket, batch: Vec<(Item, u32)>, answer: Result<(bool, BTreeMap<String, Reply>)> },
+    Later(Vec<(Item, u32)>),
+}
 
 #[cfg(test)]
 mod tests {
@@ -830,29 +814,6 @@ mod tests {
         }
         let err = check_endpoint("graph_url", "http://10.0.0.1/v1.0", &GRAPH_HOSTS).unwrap_err().to_string();
         assert!(err.contains("loopback"), "{err}");
-    }
-
-    #[test]
-    fn the_pace_follows_what_graph_admits_and_grows_slowly() {
-        let second = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let first = Pace::default();
-        assert_eq!((first.take(10), first.take(200)), (10, PROBE_ITEMS), "a large first wave is probed");
-        let p = first.after_round(t0, 10, false, 10, Duration::ZERO);
-        assert_eq!(p.take(200), PROBE_ITEMS, "a small round probes nothing");
-        let p = p.after_round(t0, PROBE_ITEMS, false, PROBE_ITEMS, Duration::ZERO);
-        assert_eq!((p.items, p.take(200)), (0, 200), "never throttled: no limit");
-        // Throttled in the probe's window: the window admitted the probe and this round's 10.
-        let p = p.after_round(t0 + Duration::from_millis(200), 160, true, 10, second);
-        assert_eq!((p.items, p.wait), (PROBE_ITEMS + 10, second));
-        let p = p.after_round(t0 + 3 * second, 50, true, 50, second);
-        assert_eq!(p.items, 50, "alone in its window");
-        let p = p.after_round(t0 + 5 * second, 10, false, 10, Duration::ZERO);
-        assert_eq!(p.items, 50, "a short round proves nothing");
-        let p = p.after_round(t0 + 6 * second, 50, false, 50, Duration::ZERO);
-        assert_eq!(p.items, 63, "a full clean round: a quarter more");
-        let p = p.after_round(t0 + 9 * second, 63, true, 50, second);
-        assert_eq!(p.items, 50, "the clean round was long ago");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use crate::client::{Graph, GraphConfig, Item, Opts, Reply};
 use crate::{
     Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
-    IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
-    TeamSpec, WindDown, generate_password,
+    IsolationReport, Licensing, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret,
+    TeamInfo, TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -400,14 +400,9 @@ impl M365 for GraphProvider {
                         });
                     }
                 }
-                let licence_body = json!({
-                    "addLicenses": skus.iter().map(|s| json!({"skuId": s.id, "disabledPlans": []})).collect::<Vec<_>>(),
-                    "removeLicenses": [],
-                });
-                // Two fully parallel waves (Graph refuses a batch mixing dependsOn chains and
-                // independent requests): the missing accounts, then a licence for every account
-                // that exists and has none — a create that answered "already exists" (an earlier
-                // run made it, replication hid it) included.
+                // One fully parallel wave (Graph refuses a batch mixing dependsOn chains and
+                // independent requests): the missing accounts. Licences are a wave of their own
+                // (`ensure_licences`), which runs while the Team is made.
                 let mut creates = Vec::new();
                 for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
                     let upn = format!("{login}@{domain}");
@@ -434,7 +429,6 @@ impl M365 for GraphProvider {
                 let created = self.graph.run_items("accounts.create", creates, retry_404()).await?;
                 let mut failures = Vec::new();
                 let mut out = Vec::new();
-                let mut licences = Vec::new();
                 for (i, (login, agent)) in logins.iter().zip(agents).enumerate() {
                     let upn = format!("{login}@{domain}");
                     let found = by_upn.get(&upn);
@@ -450,45 +444,60 @@ impl M365 for GraphProvider {
                         .or_else(|| found.and_then(|u| u["id"].as_str()))
                         .unwrap_or_default()
                         .to_string();
-                    let licensed = found.is_some_and(|u| has_licence(u));
-                    if !licensed {
-                        licences.push(Item {
-                            id: format!("l{}", out.len()),
-                            method: "POST",
-                            url: format!("/users/{upn}/assignLicense"),
-                            body: Some(licence_body.clone()),
-                        });
-                    }
-                    out.push((upn, agent, id, create.is_some_and(Reply::ok), licensed));
-                }
-                if !licences.is_empty() {
-                    // A licence for an account just created may meet a 404 until it replicates.
-                    let assigned = self.graph.run_items("accounts.licence", licences, retry_404()).await?;
-                    for (j, entry) in out.iter_mut().enumerate() {
-                        if let Some(r) = assigned.get(&format!("l{j}")) {
-                            if r.ok() {
-                                entry.4 = true;
-                                if entry.2.is_empty() {
-                                    entry.2 = r.body["id"].as_str().unwrap_or_default().to_string();
-                                }
-                            } else {
-                                failures.push(format!("{} (licence): {}", entry.0, r.message()));
-                            }
-                        }
-                    }
-                }
-                partial_failure("accounts.create", failures)?;
-                Ok(out
-                    .into_iter()
-                    .map(|(upn, agent, id, created, licensed)| Account {
+                    out.push(Account {
                         upn,
                         id,
                         display_name: agent.name.clone(),
                         service: agent.service.clone(),
-                        created,
-                        licensed,
+                        created: create.is_some_and(Reply::ok),
+                        licensed: found.is_some_and(|u| has_licence(u)),
+                    });
+                }
+                partial_failure("accounts.create", failures)?;
+                // A create that answered "already exists" (an earlier run made it, replication
+                // hid it from the listing) has no id yet: read it.
+                for account in out.iter_mut().filter(|a| a.id.is_empty()) {
+                    let url = format!("/users/{}?$select=id", account.upn);
+                    let reply =
+                        self.graph.call("accounts.read", retry_404(), |c| Graph::custom(c, "GET", &url, None)).await?;
+                    account.id = reply.body["id"].as_str().unwrap_or_default().to_string();
+                }
+                Ok(out)
+            }
+            .instrument(span),
+        )
+    }
+
+    fn ensure_licences<'a>(&'a self, account_ids: &'a [String]) -> BoxFut<'a, Result<Licensing>> {
+        let span = tracing::info_span!("m365.licences", accounts = account_ids.len());
+        Box::pin(
+            async move {
+                let skus = self.skus().await?;
+                let body = json!({
+                    "addLicenses": skus.iter().map(|s| json!({"skuId": s.id, "disabledPlans": []})).collect::<Vec<_>>(),
+                    "removeLicenses": [],
+                });
+                let items = account_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| Item {
+                        id: format!("l{i}"),
+                        method: "POST",
+                        url: format!("/users/{id}/assignLicense"),
+                        body: Some(body.clone()),
                     })
-                    .collect())
+                    .collect();
+                // A licence for an account just created may meet a 404 until it replicates.
+                let assigned = self.graph.run_items("accounts.licence", items, retry_404()).await?;
+                let failures: Vec<String> = account_ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, id)| {
+                        assigned.get(&format!("l{i}")).filter(|r| !r.ok()).map(|r| format!("{id}: {}", r.message()))
+                    })
+                    .collect();
+                partial_failure("accounts.licence", failures)?;
+                Ok(Licensing { accounts: account_ids.len() as u32, assigned: account_ids.len() as u32 })
             }
             .instrument(span),
         )

@@ -63,13 +63,14 @@ impl KitSpec {
 
 /// Sequential Graph round trips on the longest path of [`provision`] with no faults: token;
 /// domain create, its records; verify; then services (patch, records) alongside accounts
-/// (listing ∥ SKUs, a wave of creates, then a wave of licences: Graph runs a batch fully
-/// parallel or fully sequential, never create→licence pairs); group create; Team put (∥
-/// members beyond 19; 201 as documented, no operation to poll); Team ∥ channel creates (the
-/// meeting runs alongside); isolation checks (domain ∥ accounts ∥ members). The same for any
+/// (listing ∥ SKUs, a wave of creates); then group create; Team put (∥ members beyond 19; 201
+/// as documented, no operation to poll); Team ∥ channel creates; isolation checks (domain ∥
+/// accounts ∥ members). Licences (SKUs, a wave of assignments: Graph runs a batch fully
+/// parallel or fully sequential, never create→licence pairs) and then the meeting (its
+/// organiser needs Teams) run alongside the Team, one round trip shorter. The same for any
 /// number of agents: batches go in one wave up to `DEFAULT_CONCURRENCY` × 20 requests.
 pub fn critical_path_calls() -> u32 {
-    1 + 2 + 1 + 3 + 1 + 1 + 1 + 1
+    1 + 2 + 1 + 2 + 1 + 1 + 1 + 1
 }
 
 /// Provisions the whole kit.
@@ -90,8 +91,18 @@ pub async fn provision(m365: &dyn M365, dns: &dyn DnsPublisher, spec: &KitSpec) 
     let team_spec = spec.team_spec(&accounts);
     let meeting_spec =
         spec.meeting_spec(&accounts).ok_or_else(|| crate::Error::Invalid("at least one agent is needed".into()))?;
-    let (team, meeting) = tokio::try_join!(m365.ensure_team(&team_spec), m365.ensure_meeting(&meeting_spec))?;
-    let isolation = m365.isolation_report(&spec.domain, &team.group_id, None).await?;
+    let unlicensed: Vec<String> = accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect();
+    let licensed_then_meeting = async {
+        m365.ensure_licences(&unlicensed).await?;
+        m365.ensure_meeting(&meeting_spec).await
+    };
+    let team_then_isolation = async {
+        let team = m365.ensure_team(&team_spec).await?;
+        let isolation = m365.isolation_report(&spec.domain, &team.group_id, None).await?;
+        Ok((team, isolation))
+    };
+    let (meeting, (team, isolation)) = tokio::try_join!(licensed_then_meeting, team_then_isolation)?;
+    let accounts = accounts.into_iter().map(|a| Account { licensed: true, ..a }).collect();
     let domain = DomainState { verified: true, ..domain };
     Ok(Kit {
         zone: zone_fragment(&spec.domain, &comment, &records),

@@ -1,0 +1,401 @@
+//! The tenant's throttle gate: one per Graph connection, so every operation of every crisis
+//! provisioned against the same tenant draws on what Graph admits, and none is starved.
+//!
+//! Graph throttles per app and tenant and answers 429 with a `Retry-After` (Microsoft Graph
+//! throttling guidance: honour the wait, then reduce the rate). `Retry-After` comes in whole
+//! seconds, so a client that sends in rounds and waits the full `Retry-After` after each
+//! idles for most of every second. The gate instead:
+//! - before anything is known, lets at most [`PROBE_ITEMS`] batched items go unanswered at
+//!   once, until that many came back unthrottled (then it is open: no limit until a 429), so a
+//!   tenant throttled at a low rate answers 429 to a few dozen items, not to a wave of 200;
+//! - on a 429, stays closed for the `Retry-After` Graph asked, and learns what Graph admitted in
+//!   that window: the requests sent in the window up to the moment the 429 arrived, as Graph
+//!   counts them (a `$batch` is its items plus itself), less those Graph throttled;
+//! - from then on sends no more than that within any [`WINDOW`] of its own clock — a little
+//!   longer than Graph's second, for the spread of the network —, as soon as the window allows,
+//!   instead of in rounds;
+//! - grows the limit by a quarter only after [`GROWTH_QUIET`] without a 429 while work waited
+//!   on it, so a loosened limit is found again without overrunning a steady one;
+//! - serves its waiters first come, first served, one batch at a time: a 200-agent kit and a
+//!   20-agent kit activated together take turns, the small one is not queued behind the whole
+//!   of the large one.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Graph's limit of requests per `$batch`.
+pub(crate) const MAX_BATCH: usize = 20;
+
+/// Batched items that may be unanswered at once before any limit is known (three batches: a
+/// 50-agent kit's waves fit and are never held back).
+pub(crate) const PROBE_ITEMS: usize = 3 * MAX_BATCH;
+
+/// The window the gate counts in: Graph's second, plus a margin for the spread of arrival
+/// times (a request sent within one window of ours must arrive within one of Graph's).
+pub(crate) const WINDOW: Duration = Duration::from_millis(1025);
+
+/// Without a 429 for this long, and with work waiting, the limit grows by a quarter.
+pub(crate) const GROWTH_QUIET: Duration = Duration::from_secs(10);
+
+/// What the gate has let through: one request (or `$batch`) and what Graph counts for it.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: u64,
+    at: Instant,
+    /// Requests as Graph counts them: 1, or a batch's items plus the batch. Once answered,
+    /// only those Graph admitted.
+    units: usize,
+    answered: bool,
+}
+
+/// A 429 being learnt from: the requests sent up to `until` (when the first 429 arrived) in
+/// the window before `first` (the throttled request sent first).
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    first: Instant,
+    until: Instant,
+    /// The limit before this 429 (it can only come down from there).
+    before: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Requests Graph admits per [`WINDOW`], once a 429 told (None: no limit seen).
+    limit: Option<usize>,
+    /// [`PROBE_ITEMS`] came back unthrottled: batches go out whole until a 429.
+    open: bool,
+    answered_clean: usize,
+    /// Batched items sent and not answered yet.
+    unanswered: usize,
+    log: VecDeque<Sent>,
+    closed_until: Option<Instant>,
+    episode: Option<Episode>,
+    /// The last 429, or the last growth of the limit.
+    last_change: Option<Instant>,
+    next_id: u64,
+}
+
+/// Why a request cannot go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// The window (or a `Retry-After`) ends then.
+    At(Instant),
+    /// The probe is full: an answer frees it.
+    Answer,
+}
+
+/// Leave to send `items` (a batch, or one request): answer it with [`Gate::answered`].
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    id: u64,
+    pub at: Instant,
+    pub items: usize,
+    batch: bool,
+}
+
+/// How Graph answered what a [`Ticket`] let through.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Answer {
+    /// Items Graph served (any status but 429).
+    pub admitted: usize,
+    /// The `$batch` request itself was served (its items then have their own answers).
+    pub outer_admitted: bool,
+    /// The `Retry-After` of a 429 (None: nothing throttled).
+    pub throttled: Option<Duration>,
+}
+
+impl State {
+    fn purge(&mut self, now: Instant) {
+        while self.log.front().is_some_and(|s| s.at + WINDOW <= now && (s.answered || s.at + 4 * WINDOW <= now)) {
+            self.log.pop_front();
+        }
+    }
+
+    fn used(&self, now: Instant) -> usize {
+        self.log.iter().filter(|s| s.at + WINDOW > now).map(|s| s.units).sum()
+    }
+
+    fn grant(&mut self, now: Instant, want: usize, batch: bool) -> Result<Ticket, Wake> {
+        if let Some(t) = self.closed_until.filter(|t| *t > now) {
+            return Err(Wake::At(t));
+        }
+        self.purge(now);
+        let want = want.max(1);
+        let own = usize::from(batch);
+        let items = match self.limit {
+            None if self.open || !batch => want,
+            None => match PROBE_ITEMS.saturating_sub(self.unanswered) {
+                0 => return Err(Wake::Answer),
+                left => want.min(left),
+            },
+            Some(limit) => {
+                let used = self.used(now);
+                let mut limit = limit;
+                if used + own >= limit && self.last_change.is_none_or(|t| now.duration_since(t) >= GROWTH_QUIET) {
+                    // Work waits on the limit and Graph has not throttled for a while.
+                    limit += limit.div_ceil(4);
+                    self.limit = Some(limit);
+                    self.last_change = Some(now);
+                }
+                let room = limit.saturating_sub(used + own);
+                if room == 0 && used > 0 {
+                    let next = self.log.iter().find(|s| s.at + WINDOW > now).map_or(now, |s| s.at + WINDOW);
+                    return Err(Wake::At(next));
+                }
+                // An empty window always lets one request (or a batch of one) through.
+                want.min(room.max(1))
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.log.push_back(Sent { id, at: now, units: items + own, answered: false });
+        if batch {
+            self.unanswered += items;
+        }
+        Ok(Ticket { id, at: now, items, batch })
+    }
+
+    fn answered(&mut self, ticket: &Ticket, answer: Answer, now: Instant) {
+        if ticket.batch {
+            self.unanswered = self.unanswered.saturating_sub(ticket.items);
+        }
+        let counted = answer.admitted + usize::from(ticket.batch && answer.outer_admitted);
+        if let Some(s) = self.log.iter_mut().find(|s| s.id == ticket.id) {
+            s.units = if ticket.batch { counted } else { usize::from(answer.throttled.is_none()) };
+            s.answered = true;
+        }
+        match answer.throttled {
+            Some(wait) => {
+                self.closed_until = Some(self.closed_until.map_or(now + wait, |t| t.max(now + wait)));
+                self.last_change = Some(now);
+                self.open = false;
+                self.answered_clean = 0;
+                self.episode = Some(match self.episode {
+                    Some(e) if ticket.at <= e.until => Episode { first: e.first.min(ticket.at), ..e },
+                    _ => Episode { first: ticket.at, until: now, before: self.limit },
+                });
+            }
+            None if ticket.batch && self.limit.is_none() => {
+                self.answered_clean += ticket.items;
+                self.open |= self.answered_clean >= PROBE_ITEMS;
+            }
+            None => {}
+        }
+        self.learn(now);
+        if answer.throttled.is_some() {
+            tracing::debug!(limit = ?self.limit, admitted = answer.admitted, "graph throttled: pace learnt");
+        }
+    }
+
+    /// While a 429 is being learnt from: what Graph admitted in its window, as answers come in.
+    fn learn(&mut self, now: Instant) {
+        let Some(e) = self.episode else { return };
+        let from = e.first.checked_sub(WINDOW).unwrap_or(e.first);
+        let in_range = |s: &&Sent| s.at > from && s.at <= e.until;
+        let seen: usize = self.log.iter().filter(in_range).map(|s| s.units).sum();
+        let seen = seen.max(1);
+        self.limit = Some(e.before.map_or(seen, |b| b.min(seen)));
+        let settled = self.log.iter().filter(in_range).all(|s| s.answered);
+        if settled || now > e.until + 2 * WINDOW {
+            self.episode = None;
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    state: std::sync::Mutex<State>,
+    /// Waiters in arrival order (tokio's mutex is fair).
+    turn: tokio::sync::Mutex<()>,
+    answers: Notify,
+}
+
+impl Gate {
+    /// Waits for leave to send up to `want` items (`batch`: as one `$batch`; otherwise one
+    /// request). The ticket may carry fewer items than asked: as many as the window has room for.
+    pub async fn admit(&self, want: usize, batch: bool) -> Ticket {
+        let _turn = self.turn.lock().await;
+        loop {
+            let notified = self.answers.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake = match self.state.lock() {
+                Ok(mut s) => match s.grant(Instant::now(), want, batch) {
+                    Ok(ticket) => return ticket,
+                    Err(wake) => wake,
+                },
+                // A poisoned gate paces nothing rather than stopping every crisis.
+                Err(_) => return Ticket { id: u64::MAX, at: Instant::now(), items: want.max(1), batch },
+            };
+            match wake {
+                Wake::At(t) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(t) => {}
+                        () = &mut notified => {}
+                    }
+                }
+                // An answer frees the probe; a lost one (a request dropped with its caller) is
+                // given up on after a while.
+                Wake::Answer => {
+                    tokio::select! {
+                        () = tokio::time::sleep(4 * WINDOW) => {
+                            if let Ok(mut s) = self.state.lock() {
+                                s.unanswered = 0;
+                            }
+                        }
+                        () = &mut notified => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// How Graph answered what `ticket` let through.
+    pub fn answered(&self, ticket: &Ticket, answer: Answer) {
+        if let Ok(mut s) = self.state.lock() {
+            s.answered(ticket, answer, Instant::now());
+        }
+        self.answers.notify_waiters();
+    }
+
+    /// Requests Graph admits per window, once known.
+    #[cfg(test)]
+    fn limit(&self) -> Option<usize> {
+        self.state.lock().ok().and_then(|s| s.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(admitted: usize, throttled: bool) -> Answer {
+        Answer { admitted, outer_admitted: true, throttled: throttled.then_some(Duration::from_secs(1)) }
+    }
+
+    #[test]
+    fn a_large_first_wave_is_probed_then_goes_out_whole() {
+        let t0 = Instant::now();
+        let mut s = State::default();
+        let a = s.grant(t0, 20, true).unwrap();
+        let b = s.grant(t0, 20, true).unwrap();
+        let c = s.grant(t0, 20, true).unwrap();
+        assert_eq!(s.grant(t0, 20, true).unwrap_err(), Wake::Answer, "three batches unanswered: the probe is full");
+        assert!(s.grant(t0, 1, false).is_ok(), "single requests are not held by the probe");
+        for t in [&a, &b] {
+            s.answered(t, answer(20, false), t0);
+        }
+        assert_eq!(s.grant(t0, 20, true).unwrap().items, 20, "answers free the probe");
+        s.answered(&c, answer(20, false), t0);
+        assert!(s.open, "sixty items admitted: no limit in sight");
+        for _ in 0..10 {
+            assert_eq!(s.grant(t0, 20, true).unwrap().items, 20);
+        }
+    }
+
+    #[test]
+    fn a_429_teaches_what_graph_admitted_and_the_pace_follows_it() {
+        let t0 = Instant::now();
+        let mut s = State { open: true, ..State::default() };
+        let head = s.grant(t0, 1, false).unwrap();
+        s.answered(&head, answer(0, false), t0);
+        // Five batches at once; Graph admits 40 requests in its window: the first batch and
+        // its 20 items, the second batch and 18 of its items; the others are refused whole.
+        let burst: Vec<Ticket> = (0..5).map(|_| s.grant(t0, 20, true).unwrap()).collect();
+        let late = t0 + Duration::from_millis(100);
+        // Answers arrive in any order; the limit settles once all are in.
+        s.answered(
+            &burst[3],
+            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            late,
+        );
+        s.answered(&burst[1], answer(18, true), late);
+        s.answered(&burst[0], answer(20, false), late);
+        s.answered(
+            &burst[4],
+            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            late,
+        );
+        s.answered(
+            &burst[2],
+            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            late,
+        );
+        assert_eq!(s.limit, Some(1 + 21 + 19), "the head request and what the window admitted");
+        assert!(s.episode.is_none(), "every answer of the window is in");
+        assert_eq!(
+            s.grant(late, 20, true).unwrap_err(),
+            Wake::At(late + Duration::from_secs(1)),
+            "Retry-After honoured"
+        );
+        // From the end of the wait: no more than the limit per window, as soon as it has room.
+        let t1 = late + Duration::from_secs(1);
+        let mut sent = 0;
+        while let Ok(t) = s.grant(t1, 20, true) {
+            sent += t.items + 1;
+        }
+        assert_eq!(sent, 41);
+        let Err(Wake::At(next)) = s.grant(t1, 20, true) else { panic!("the window is full") };
+        assert_eq!(next, t1 + WINDOW);
+        assert!(s.grant(next, 20, true).is_ok());
+    }
+
+    #[test]
+    fn the_limit_grows_only_after_a_quiet_stretch_under_demand() {
+        let t0 = Instant::now();
+        let mut s = State { limit: Some(40), last_change: Some(t0), ..State::default() };
+        let mut at = t0;
+        let mut grew = None;
+        for _ in 0..15 {
+            while s.grant(at, 20, true).is_ok() {}
+            if s.limit != Some(40) && grew.is_none() {
+                grew = Some(at);
+            }
+            at += WINDOW;
+        }
+        let grew = grew.expect("the limit grew");
+        assert!(grew.duration_since(t0) >= GROWTH_QUIET, "not before {GROWTH_QUIET:?}");
+        assert_eq!(s.limit, Some(50), "by a quarter, then quiet again");
+        // A 429 brings it back to what Graph admitted.
+        let t = s.grant(at, 20, true).unwrap();
+        s.answered(&t, answer(5, true), at);
+        assert_eq!(s.limit, Some(6), "the batch and the five items Graph admitted in its window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_turn() {
+        let gate = std::sync::Arc::new(Gate::default());
+        {
+            let mut s = gate.state.lock().unwrap();
+            s.limit = Some(21);
+            s.last_change = Some(Instant::now());
+        }
+        // A large kit asks first and fills the window; a small one asks next; the large one
+        // asks again: the small one goes first.
+        let first = gate.admit(20, true).await;
+        assert_eq!(first.items, 20);
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let small = {
+            let (g, o) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let t = g.admit(5, true).await;
+                o.lock().unwrap().push(("small", t.items));
+            })
+        };
+        tokio::task::yield_now().await;
+        let large = {
+            let (g, o) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let t = g.admit(20, true).await;
+                o.lock().unwrap().push(("large", t.items));
+            })
+        };
+        small.await.unwrap();
+        large.await.unwrap();
+        assert_eq!(order.lock().unwrap()[0], ("small", 5));
+        assert_eq!(gate.limit(), Some(21));
+    }
+}
