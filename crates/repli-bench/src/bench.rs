@@ -18,6 +18,9 @@ pub enum BenchCmd {
     /// Microsoft 365 provisioning against a fresh Graph simulator, batched and concurrent,
     /// next to a sequential baseline (one call at a time, no batch) as an admin script would.
     Provision(ProvisionBench),
+    /// Several communes' kits provisioned at once against one simulated tenant and one Graph
+    /// connection (its throttle gate shared): when each kit was ready against the lower bound.
+    Campaign(crate::campaign::CampaignBench),
     /// The engine under SIGKILL: real replid and Graph simulator processes, replid killed at
     /// random moments and restarted until every crisis is ready; then the checks.
     Crash(crate::crash::CrashBench),
@@ -81,13 +84,22 @@ struct ProvisionFigures {
     speedup: Option<f64>,
 }
 
-async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
+/// A fresh simulated tenant with `latency_ms`, throttled at `throttle_rps` if set, licences
+/// for `licences` accounts, and a Graph client on it (batched or not, `concurrency` in flight).
+pub(crate) async fn simulated_tenant(
+    latency_ms: u64,
+    throttle_rps: Option<u32>,
+    http_date: bool,
+    licences: usize,
+    batch: bool,
+    concurrency: usize,
+) -> anyhow::Result<(repli_graph_sim::Simulator, repli_m365::GraphProvider)> {
     use repli_graph_sim::{Faults, SimConfig, Simulator};
     let config = SimConfig {
         faults: Faults {
-            latency_ms: p.latency_ms,
-            throttle_rps: p.throttle_rps,
-            retry_after_format: if p.retry_after == "http-date" {
+            latency_ms,
+            throttle_rps,
+            retry_after_format: if http_date {
                 repli_graph_sim::RetryAfterFormat::HttpDate
             } else {
                 repli_graph_sim::RetryAfterFormat::Seconds
@@ -95,7 +107,7 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
             ..Faults::default()
         },
         team_delay: std::time::Duration::ZERO,
-        licences: u32::try_from(p.agents).unwrap_or(u32::MAX).saturating_add(10),
+        licences: u32::try_from(licences).unwrap_or(u32::MAX).saturating_add(10),
         ..SimConfig::default()
     };
     let sim = Simulator::start("127.0.0.1:0", config).await?;
@@ -109,19 +121,30 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
     graph.batch = batch;
     graph.concurrency = concurrency;
     graph.budget = std::time::Duration::from_secs(3600);
-    let m365 = repli_m365::GraphProvider::new(graph)?;
-    let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
-    let spec = repli_m365::KitSpec {
-        crisis_id: "13005-2026-001".into(),
-        commune: "Aubagne".into(),
-        domain: "aubagne.secours-amp.fr".into(),
-        agents: (0..p.agents)
+    Ok((sim, repli_m365::GraphProvider::new(graph)?))
+}
+
+/// The kit of one commune, with `agents` agents.
+pub(crate) fn kit_spec(crisis_id: &str, commune: &str, domain: &str, agents: usize) -> repli_m365::KitSpec {
+    repli_m365::KitSpec {
+        crisis_id: crisis_id.into(),
+        commune: commune.into(),
+        domain: domain.into(),
+        agents: (0..agents)
             .map(|i| repli_m365::AgentSpec { name: format!("Agent {i}"), service: "Services".into() })
             .collect(),
         channels: vec![("Cellule de crise".into(), String::new()), ("Services".into(), String::new())],
         meeting_start: "2026-11-23T09:00:00+01:00".into(),
         meeting_end: "2026-11-23T09:30:00+01:00".into(),
-    };
+    }
+}
+
+async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
+    let (sim, m365) =
+        simulated_tenant(p.latency_ms, p.throttle_rps, p.retry_after == "http-date", p.agents, batch, concurrency)
+            .await?;
+    let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
+    let spec = kit_spec("13005-2026-001", "Aubagne", "aubagne.secours-amp.fr", p.agents);
     let t = Instant::now();
     repli_m365::provision(&m365, &dns, &spec).await?;
     let seconds = t.elapsed().as_secs_f64();
@@ -367,6 +390,7 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { crate::failure() })
         }
+        BenchCmd::Campaign(c) => crate::campaign::run(c).await,
         BenchCmd::Provision(p) => {
             let f = provision_bench(p).await?;
             if p.json {

@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod campaign;
 mod crash;
 
 use std::process::ExitCode;

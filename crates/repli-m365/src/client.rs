@@ -27,8 +27,10 @@ const LOGIN_HOSTS: [&str; 3] = ["login.microsoftonline.com", "login.microsoftonl
 /// Microsoft 365 Business Standard without Teams and Microsoft Teams, as sold in the EEA.
 pub const DEFAULT_SKUS: [&str; 2] = ["Microsoft_365_Business_Standard_EEA_(no_Teams)", "Microsoft_Teams_EEA_New"];
 
-/// Requests in flight at once by default: enough for 400 batched items (20 batches) in one wave.
-pub const DEFAULT_CONCURRENCY: usize = 20;
+/// Requests in flight at once on one tenant's connection by default: enough for the waves of
+/// ten 50-agent kits provisioned together (a campaign). The throttle gate, not this bound,
+/// paces a throttled tenant.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// How the app proves who it is to the token endpoint.
 #[derive(Debug, Clone)]

@@ -838,3 +838,40 @@ async fn a_kit_is_provisioned_and_handed_back_at_twenty_requests_per_second() {
     };
     tokio::join!(run(RetryAfterFormat::Seconds), run(RetryAfterFormat::HttpDate));
 }
+
+#[tokio::test]
+async fn communes_hit_together_share_one_throttled_tenant_and_each_kit_is_made_once() {
+    // Three communes at once through one connection (one throttle gate) on a tenant that
+    // admits 20 requests a second: every kit completes, each object exactly once.
+    let faults = Faults { throttle_rps: Some(20), ..Faults::default() };
+    let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+    let m365 = provider(&sim, |c| c.budget = Duration::from_secs(240));
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    let specs: Vec<KitSpec> = ["Aubagne", "Cassis", "La Ciotat"]
+        .iter()
+        .enumerate()
+        .map(|(i, commune)| KitSpec {
+            crisis_id: format!("1300{i}-2026-001"),
+            commune: (*commune).into(),
+            domain: format!("commune-{i}.secours-amp.fr"),
+            ..spec(15)
+        })
+        .collect();
+    let kits = futures_util::future::join_all(specs.iter().map(|s| provision(&m365, &dns, s))).await;
+    for (kit, spec) in kits.into_iter().zip(&specs) {
+        let kit = kit.unwrap_or_else(|e| panic!("{}: {e}", spec.commune));
+        assert_eq!(kit.accounts.len(), 15);
+        assert!(kit.accounts.iter().all(|a| a.licensed && a.upn.ends_with(&format!("@{}", spec.domain))));
+    }
+    let state = sim.state();
+    let c = &state["counts"];
+    assert_eq!(
+        (c["domains"].as_u64(), c["users"].as_u64(), c["licensesAssigned"].as_u64()),
+        (Some(3), Some(45), Some(90))
+    );
+    assert_eq!((c["groups"].as_u64(), c["teams"].as_u64(), c["onlineMeetings"].as_u64()), (Some(3), Some(3), Some(3)));
+    for group in state["groups"].as_array().unwrap() {
+        assert_eq!((group["members"].as_u64(), group["owners"].as_u64()), (Some(15), Some(1)), "{group}");
+    }
+    assert!(m365.stats().throttled > 0, "the tenant never throttled: the test proves nothing");
+}
