@@ -29,8 +29,10 @@ pub enum BenchCmd {
     Api(crate::api::ApiBench),
 }
 
+/// The simulated tenant and kit size both provisioning benchmarks take.
 #[derive(Debug, Args)]
-pub struct ProvisionBench {
+pub struct TenantArgs {
+    /// Agents per kit.
     #[arg(long, default_value_t = 50)]
     pub agents: usize,
     /// Simulated Graph round-trip latency.
@@ -39,6 +41,19 @@ pub struct ProvisionBench {
     /// Simulated throttling: requests per second (inner batch requests count).
     #[arg(long)]
     pub throttle_rps: Option<u32>,
+}
+
+impl TenantArgs {
+    /// One kit's critical path at this latency (the lower bound without throttling).
+    pub fn critical_path_seconds(&self) -> f64 {
+        f64::from(repli_m365::critical_path_calls()) * self.latency_ms as f64 / 1000.0
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionBench {
+    #[command(flatten)]
+    pub tenant: TenantArgs,
     /// Skip the sequential baseline (it takes calls × latency).
     #[arg(long)]
     pub no_baseline: bool,
@@ -140,17 +155,23 @@ pub(crate) fn kit_spec(crisis_id: &str, commune: &str, domain: &str, agents: usi
 }
 
 async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
-    let (sim, m365) =
-        simulated_tenant(p.latency_ms, p.throttle_rps, p.retry_after == "http-date", p.agents, batch, concurrency)
-            .await?;
+    let (sim, m365) = simulated_tenant(
+        p.tenant.latency_ms,
+        p.tenant.throttle_rps,
+        p.retry_after == "http-date",
+        p.tenant.agents,
+        batch,
+        concurrency,
+    )
+    .await?;
     let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
-    let spec = kit_spec("13005-2026-001", "Aubagne", "aubagne.secours-amp.fr", p.agents);
+    let spec = kit_spec("13005-2026-001", "Aubagne", "aubagne.secours-amp.fr", p.tenant.agents);
     let t = Instant::now();
     repli_m365::provision(&m365, &dns, &spec).await?;
     let seconds = t.elapsed().as_secs_f64();
     let counts = &sim.state()["counts"];
     anyhow::ensure!(
-        counts["users"] == p.agents && counts["groups"] == 1 && counts["teams"] == 1,
+        counts["users"] == p.tenant.agents && counts["groups"] == 1 && counts["teams"] == 1,
         "incomplete provisioning: {counts}"
     );
     let s = repli_m365::M365::stats(&m365);
@@ -158,7 +179,7 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         use repli_m365::M365;
         let t = Instant::now();
         let down = m365.wind_down_accounts(&spec.domain).await?;
-        anyhow::ensure!(down.accounts.len() == p.agents, "wind-down saw {} accounts", down.accounts.len());
+        anyhow::ensure!(down.accounts.len() == p.tenant.agents, "wind-down saw {} accounts", down.accounts.len());
         m365.delete_group(&spec.nickname()).await?;
         m365.delete_accounts(&spec.domain).await?;
         m365.remove_domain(&spec.domain, false).await?;
@@ -188,19 +209,19 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
 }
 
 async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures> {
-    anyhow::ensure!((1..=5000).contains(&p.agents), "--agents must be between 1 and 5000");
+    anyhow::ensure!((1..=5000).contains(&p.tenant.agents), "--agents must be between 1 and 5000");
     let repli = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY).await?;
     let baseline = if p.no_baseline { None } else { Some(provision_once(p, false, 1).await?) };
     let critical = repli_m365::critical_path_calls();
-    let by_latency = f64::from(critical) * p.latency_ms as f64 / 1000.0;
+    let by_latency = p.tenant.critical_path_seconds();
     // Requests that had to be served once each (retries are the client's cost, not the bound's).
     let needed = repli.distinct_requests as f64;
-    let by_rate = p.throttle_rps.map_or(0.0, |r| needed / f64::from(r.max(1)));
+    let by_rate = p.tenant.throttle_rps.map_or(0.0, |r| needed / f64::from(r.max(1)));
     let bound = by_latency.max(by_rate);
     Ok(ProvisionFigures {
-        agents: p.agents,
-        latency_ms: p.latency_ms,
-        throttle_rps: p.throttle_rps,
+        agents: p.tenant.agents,
+        latency_ms: p.tenant.latency_ms,
+        throttle_rps: p.tenant.throttle_rps,
         critical_path_calls: critical,
         lower_bound_seconds: bound,
         ratio_to_bound: if bound > 0.0 { repli.seconds / bound } else { 0.0 },

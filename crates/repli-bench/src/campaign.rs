@@ -9,22 +9,15 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use crate::bench::{kit_spec, simulated_tenant};
+use crate::bench::{TenantArgs, kit_spec, simulated_tenant};
 
 #[derive(Debug, Args)]
 pub struct CampaignBench {
     /// Communes whose kits are provisioned at once.
     #[arg(long, default_value_t = 10)]
     pub communes: usize,
-    /// Agents per commune.
-    #[arg(long, default_value_t = 50)]
-    pub agents: usize,
-    /// Simulated Graph round-trip latency.
-    #[arg(long, default_value_t = 100)]
-    pub latency_ms: u64,
-    /// Simulated throttling of the tenant: requests per second (inner batch requests count).
-    #[arg(long)]
-    pub throttle_rps: Option<u32>,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
     /// Requests in flight at once on the shared connection.
     #[arg(long, default_value_t = repli_m365::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
@@ -64,10 +57,16 @@ struct CampaignFigures {
 
 async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
     anyhow::ensure!((1..=92).contains(&c.communes), "--communes must be between 1 and 92");
-    anyhow::ensure!((1..=500).contains(&c.agents), "--agents must be between 1 and 500");
-    let (sim, m365) =
-        simulated_tenant(c.latency_ms, c.throttle_rps, false, c.communes * c.agents, true, c.concurrency.max(1))
-            .await?;
+    anyhow::ensure!((1..=500).contains(&c.tenant.agents), "--agents must be between 1 and 500");
+    let (sim, m365) = simulated_tenant(
+        c.tenant.latency_ms,
+        c.tenant.throttle_rps,
+        false,
+        c.communes * c.tenant.agents,
+        true,
+        c.concurrency.max(1),
+    )
+    .await?;
     let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
     let specs: Vec<repli_m365::KitSpec> = (1..=c.communes)
         .map(|i| {
@@ -75,7 +74,7 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
                 &format!("13{i:03}-2026-001"),
                 &format!("Commune {i}"),
                 &format!("commune-{i}.secours-amp.fr"),
-                c.agents,
+                c.tenant.agents,
             )
         })
         .collect();
@@ -91,7 +90,7 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
     .await?;
     let counts = &sim.state()["counts"];
     anyhow::ensure!(
-        counts["users"] == c.communes * c.agents
+        counts["users"] == c.communes * c.tenant.agents
             && counts["groups"] == c.communes
             && counts["teams"] == c.communes
             && counts["domains"] == c.communes,
@@ -101,14 +100,14 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
     let s = repli_m365::M365::stats(m365);
     let first = kits.iter().map(|k| k.ready_seconds).fold(f64::INFINITY, f64::min);
     let last = kits.iter().map(|k| k.ready_seconds).fold(0.0, f64::max);
-    let critical = f64::from(repli_m365::critical_path_calls()) * c.latency_ms as f64 / 1000.0;
-    let by_rate = c.throttle_rps.map(|r| s.distinct_requests as f64 / f64::from(r.max(1)));
+    let critical = c.tenant.critical_path_seconds();
+    let by_rate = c.tenant.throttle_rps.map(|r| s.distinct_requests as f64 / f64::from(r.max(1)));
     let bound = critical.max(by_rate.unwrap_or(0.0));
     Ok(CampaignFigures {
         communes: c.communes,
-        agents: c.agents,
-        latency_ms: c.latency_ms,
-        throttle_rps: c.throttle_rps,
+        agents: c.tenant.agents,
+        latency_ms: c.tenant.latency_ms,
+        throttle_rps: c.tenant.throttle_rps,
         first_ready_seconds: first,
         last_ready_seconds: last,
         spread: if first > 0.0 { last / first } else { 0.0 },

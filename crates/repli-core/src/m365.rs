@@ -204,15 +204,6 @@ pub struct MeetingInfo {
     pub join_url: String,
 }
 
-/// What `ensure_licences` found and did: every account given holds every configured SKU.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Licensing {
-    /// Accounts that hold the kit's licences.
-    pub accounts: u32,
-    /// Of those, the ones this run assigned (the others held them already).
-    pub assigned: u32,
-}
-
 /// What the hand-back wind-down did to the accounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindDown {
@@ -257,8 +248,9 @@ pub trait M365: Send + Sync {
     /// One account per agent on the domain (created unless it exists), once every SKU has a
     /// unit for each account that lacks it; licences are [`M365::ensure_licences`]'s.
     fn ensure_accounts<'a>(&'a self, domain: &'a str, agents: &'a [AgentSpec]) -> BoxFut<'a, Result<Vec<Account>>>;
-    /// Every SKU configured for the kit on each account (object ids), assigned unless held.
-    fn ensure_licences<'a>(&'a self, account_ids: &'a [String]) -> BoxFut<'a, Result<Licensing>>;
+    /// Every SKU configured for the kit on each account (object ids); assigning a held licence
+    /// changes nothing.
+    fn ensure_licences<'a>(&'a self, account_ids: &'a [String]) -> BoxFut<'a, Result<()>>;
     /// Group, Team, channels and drive.
     fn ensure_team<'a>(&'a self, spec: &'a TeamSpec) -> BoxFut<'a, Result<TeamInfo>>;
     fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>>;

@@ -298,6 +298,22 @@ pub struct Accounts {
     pub accounts: Vec<AccountMade>,
 }
 
+impl Accounts {
+    /// The object ids of the accounts that did not hold the kit's licences.
+    pub fn unlicensed_ids(&self) -> Vec<String> {
+        self.accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect()
+    }
+}
+
+/// `m365.licences`: every account holds the kit's licences.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Licences {
+    /// The kit's accounts.
+    pub accounts: u32,
+    /// Of those, the ones this step assigned (the others held them already).
+    pub assigned: u32,
+}
+
 /// `m365.team`: the collaborative space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
@@ -384,7 +400,7 @@ pub enum StepOutput {
     Verified(DomainVerified),
     Services(ServiceRecords),
     Accounts(Accounts),
-    Licences(crate::m365::Licensing),
+    Licences(Licences),
     Workspace(Workspace),
     Meeting(Meeting),
     Isolation(IsolationReport),

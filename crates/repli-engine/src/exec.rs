@@ -15,9 +15,9 @@ use repli_core::m365::{
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
     AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified,
-    GroupDeleted, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered, Reserved,
-    RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord, Unpublished,
-    Workspace,
+    GroupDeleted, Licences, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered,
+    Reserved, RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord,
+    Unpublished, Workspace,
 };
 use repli_core::{CrisisAction, CrisisId, CrisisState, StepState};
 use serde_json::Value;
@@ -482,33 +482,32 @@ impl Engine {
                 let specs: Vec<AgentSpec> =
                     agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();
                 let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
+                let accounts = Accounts {
+                    accounts: accounts
+                        .into_iter()
+                        .map(|a| AccountMade {
+                            upn: a.upn,
+                            id: a.id,
+                            name: a.display_name,
+                            service: a.service,
+                            created: a.created,
+                            licensed: a.licensed,
+                        })
+                        .collect(),
+                };
                 // A run planned before licences were a step of their own assigns them here.
                 let steps = self.store.steps(run.id).await?;
                 if !steps.iter().any(|s| s.kind == StepKind::M365Licences) {
-                    let ids: Vec<String> = accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect();
-                    self.m365.ensure_licences(&ids).await?;
+                    self.m365.ensure_licences(&accounts.unlicensed_ids()).await?;
                 }
-                let accounts = accounts
-                    .into_iter()
-                    .map(|a| AccountMade {
-                        upn: a.upn,
-                        id: a.id,
-                        name: a.display_name,
-                        service: a.service,
-                        created: a.created,
-                        licensed: a.licensed,
-                    })
-                    .collect();
-                done(StepOutput::Accounts(Accounts { accounts }))
+                done(StepOutput::Accounts(accounts))
             }
             StepKind::M365Licences => {
-                let accounts =
-                    outputs.accounts().ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
-                account_ids(outputs)?;
-                let ids: Vec<String> = accounts.accounts.iter().filter(|a| !a.licensed).map(|a| a.id.clone()).collect();
-                let mut licensing = self.m365.ensure_licences(&ids).await?;
-                licensing.accounts = accounts.accounts.len() as u32;
-                done(StepOutput::Licences(licensing))
+                // Checks every account has its object id (outputs written before ids were kept).
+                let total = account_ids(outputs)?.len();
+                let ids = outputs.accounts().map(Accounts::unlicensed_ids).unwrap_or_default();
+                self.m365.ensure_licences(&ids).await?;
+                done(StepOutput::Licences(Licences { accounts: total as u32, assigned: ids.len() as u32 }))
             }
             StepKind::M365Team => {
                 let ids = account_ids(outputs)?;

@@ -597,13 +597,11 @@ impl Graph {
             }
             return Ok(results);
         }
-        type Flying<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>;
         let started = Instant::now();
         let mut results: BTreeMap<String, Reply> = BTreeMap::new();
         let mut pending: std::collections::VecDeque<(Item, u32)> = items.into_iter().map(|i| (i, 0)).collect();
         let mut sent = std::collections::BTreeSet::new();
-        let mut flying: futures_util::stream::FuturesUnordered<Flying<'_>> =
-            futures_util::stream::FuturesUnordered::new();
+        let mut flying: Flying<'_> = Flying::new();
         let mut admitting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Ticket> + Send + '_>>> = None;
         loop {
             if admitting.is_none() && !pending.is_empty() {
@@ -655,9 +653,7 @@ impl Graph {
         flight: Flight,
         pending: &mut std::collections::VecDeque<(Item, u32)>,
         results: &mut BTreeMap<String, Reply>,
-        flying: &futures_util::stream::FuturesUnordered<
-            std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>,
-        >,
+        flying: &Flying<'a>,
     ) -> Result<()> {
         let (ticket, batch, answer) = match flight {
             Flight::Later(batch) => {
@@ -680,6 +676,7 @@ impl Graph {
         let mut again = Vec::new();
         let mut later = Vec::new();
         let mut backoff = Duration::ZERO;
+        let mut denied = None;
         for (item, attempt) in batch {
             let reply = answer.remove(&item.id).unwrap_or(Reply {
                 status: 500,
@@ -699,6 +696,9 @@ impl Graph {
                 tracing::debug!(op, id = %item.id, status = reply.status, "graph item retried");
                 later.push((item, attempt + 1));
             } else {
+                if reply.status == 403 && denied.is_none() {
+                    denied = Some(reply.clone());
+                }
                 results.insert(item.id.clone(), reply);
             }
         }
@@ -718,10 +718,10 @@ impl Graph {
             }));
         }
         // A permission the app lacks fails the operation, naming what to grant.
-        if let Some(denied) = results.values().find(|r| r.status == 403) {
-            return Err(denied.clone().into_error(op));
+        match denied {
+            Some(reply) => Err(reply.into_error(op)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends one `$batch` of `items`; answers whether Graph served the batch itself (not a 429
@@ -775,6 +775,10 @@ impl Graph {
         Ok((true, out))
     }
 }
+
+/// The batches of one [`Graph::run_items`] in flight, and its items waiting out a backoff.
+type Flying<'a> =
+    futures_util::stream::FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>>;
 
 /// A batch in flight, or items back from their backoff.
 enum Flight {

@@ -90,7 +90,7 @@ enum Wake {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     id: u64,
-    pub at: Instant,
+    at: Instant,
     pub items: usize,
     batch: bool,
 }

@@ -27,6 +27,6 @@ pub use rfc2136::{Rfc2136Config, Rfc2136Dns};
 
 pub use repli_core::m365::{
     Account, AgentSpec, BoxFut, CallStats, CheckStatus, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error,
-    Grant, IsolationCheck, IsolationReport, Licensing, M365, ManualDns, MeetingInfo, MeetingSpec, PreflightCheck,
-    PreflightReport, PreflightSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, backup_domain, zone_fragment,
+    Grant, IsolationCheck, IsolationReport, M365, ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport,
+    PreflightSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, backup_domain, zone_fragment,
 };

@@ -4,8 +4,8 @@
 use crate::client::{Graph, GraphConfig, Item, Opts, Reply};
 use crate::{
     Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
-    IsolationReport, Licensing, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret,
-    TeamInfo, TeamSpec, WindDown, generate_password,
+    IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
+    TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -468,7 +468,7 @@ impl M365 for GraphProvider {
         )
     }
 
-    fn ensure_licences<'a>(&'a self, account_ids: &'a [String]) -> BoxFut<'a, Result<Licensing>> {
+    fn ensure_licences<'a>(&'a self, account_ids: &'a [String]) -> BoxFut<'a, Result<()>> {
         let span = tracing::info_span!("m365.licences", accounts = account_ids.len());
         Box::pin(
             async move {
@@ -496,8 +496,7 @@ impl M365 for GraphProvider {
                         assigned.get(&format!("l{i}")).filter(|r| !r.ok()).map(|r| format!("{id}: {}", r.message()))
                     })
                     .collect();
-                partial_failure("accounts.licence", failures)?;
-                Ok(Licensing { accounts: account_ids.len() as u32, assigned: account_ids.len() as u32 })
+                partial_failure("accounts.licence", failures)
             }
             .instrument(span),
         )
