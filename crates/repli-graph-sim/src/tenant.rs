@@ -1013,6 +1013,32 @@ impl Tenant {
         if g.owners.is_empty() {
             return bad("The group must have at least one owner to create a team with application permissions.");
         }
+        // A Team's owner must hold a licence that includes Teams, even app-only: Graph answers
+        // 403 GetApplicableSkuCategoriesForUserFailed otherwise (microsoft-graph-docs#10353
+        // "team owner requirements", msgraph-sdk-powershell#3035). team-put-teams does not say
+        // it; the simulator is stricter than the page: a SKU includes Teams unless its part
+        // number says `no_Teams` (the EEA suites).
+        let teams_skus: Vec<&str> = self
+            .skus
+            .iter()
+            .filter(|s| !s.part.to_ascii_lowercase().contains("no_teams"))
+            .map(|s| s.id.as_str())
+            .collect();
+        let unlicensed = g.owners.iter().find(|o| {
+            self.users
+                .iter()
+                .find(|u| &u.id == *o)
+                .is_none_or(|u| !u.licenses.iter().any(|l| teams_skus.contains(&l.as_str())))
+        });
+        if let Some(owner) = unlicensed {
+            return error(
+                403,
+                "Forbidden",
+                &format!(
+                    "Failed to execute Templates backend request CreateTeamFromGroupWithTemplateRequest. Error code: 'GetApplicableSkuCategoriesForUserFailed' for owner {owner}."
+                ),
+            );
+        }
         let group_id = g.id.clone();
         if self.teams.contains_key(&group_id) {
             return error(409, "Conflict", "A team already exists for this group.");

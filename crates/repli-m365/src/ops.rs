@@ -31,6 +31,8 @@ pub(crate) struct SkuUnits {
 #[derive(Debug)]
 pub struct GraphProvider {
     graph: Graph,
+    /// The configured SKUs' ids, once read (ids never change; units are read fresh).
+    sku_ids: std::sync::OnceLock<Vec<String>>,
 }
 
 fn retry_404() -> Opts {
@@ -90,7 +92,7 @@ fn failed_items(results: &BTreeMap<String, Reply>, tolerated: Option<u16>) -> Ve
 impl GraphProvider {
     /// Checks the endpoints (https to Microsoft, or http to a loopback simulator only).
     pub fn new(config: GraphConfig) -> Result<Self> {
-        Ok(GraphProvider { graph: Graph::new(config)? })
+        Ok(GraphProvider { graph: Graph::new(config)?, sku_ids: std::sync::OnceLock::new() })
     }
 
     pub(crate) fn graph(&self) -> &Graph {
@@ -110,7 +112,8 @@ impl GraphProvider {
     /// The configured SKUs as the tenant has them: (part number, id, free units).
     pub(crate) async fn skus(&self) -> Result<Vec<SkuUnits>> {
         let skus = self.graph.list_all("subscribedSkus", "/subscribedSkus", false).await?;
-        self.graph
+        let units: Vec<SkuUnits> = self
+            .graph
             .config
             .sku_part_numbers
             .iter()
@@ -129,7 +132,17 @@ impl GraphProvider {
                     enabled_state: sku["capabilityStatus"].as_str().unwrap_or("Enabled").to_string(),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let _ = self.sku_ids.set(units.iter().map(|s| s.id.clone()).collect());
+        Ok(units)
+    }
+
+    /// The configured SKUs' ids: read once (by [`GraphProvider::skus`]), then remembered.
+    async fn sku_ids(&self) -> Result<Vec<String>> {
+        match self.sku_ids.get() {
+            Some(ids) => Ok(ids.clone()),
+            None => Ok(self.skus().await?.into_iter().map(|s| s.id).collect()),
+        }
     }
 
     /// Soft-deleted users of `domain` deleted for good: they would hold the domain (and the
@@ -472,9 +485,9 @@ impl M365 for GraphProvider {
         let span = tracing::info_span!("m365.licences", accounts = account_ids.len());
         Box::pin(
             async move {
-                let skus = self.skus().await?;
+                let skus = self.sku_ids().await?;
                 let body = json!({
-                    "addLicenses": skus.iter().map(|s| json!({"skuId": s.id, "disabledPlans": []})).collect::<Vec<_>>(),
+                    "addLicenses": skus.iter().map(|id| json!({"skuId": id, "disabledPlans": []})).collect::<Vec<_>>(),
                     "removeLicenses": [],
                 });
                 let items = account_ids
@@ -520,12 +533,17 @@ impl M365 for GraphProvider {
                 });
                 // A Microsoft 365 group's address (from mailNickname) is unique: the create is
                 // the lookup, and "already exists" leads to the existing group.
-                let (group, created) =
+                let group = async {
                     match self.graph.call("group.create", retry_404(), |c| c.groups().create_group(&body)).await {
-                        Ok(r) => (r.body, true),
-                        Err(e) if exists_error(&e) => (self.await_group(&spec.nickname).await?, false),
-                        Err(e) => return Err(e),
-                    };
+                        Ok(r) => Ok((r.body, true)),
+                        Err(e) if exists_error(&e) => Ok((self.await_group(&spec.nickname).await?, false)),
+                        Err(e) => Err(e),
+                    }
+                };
+                // Graph refuses a Team whose owner holds no Teams licence (403, even app-only:
+                // microsoft-graph-docs#10353, msgraph-sdk-powershell#3035); the owners get the
+                // kit's licences while the group is made, the other accounts in the licences step.
+                let ((group, created), ()) = tokio::try_join!(group, self.ensure_licences(&spec.owners))?;
                 let group_id =
                     group["id"].as_str().ok_or_else(|| Error::Invalid("group without id".into()))?.to_string();
                 let missing: Vec<String> = if created {

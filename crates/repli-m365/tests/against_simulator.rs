@@ -521,6 +521,39 @@ async fn a_team_put_on_a_fresh_group_is_retried_until_it_is_created() {
     assert_eq!(status, 404, "{body}");
 }
 
+/// A Team's owner must hold a licence that includes Teams (403 GetApplicableSkuCategoriesForUserFailed,
+/// microsoft-graph-docs#10353): refused raw; `ensure_team` licenses the owners while it makes
+/// the group, before the licences step reaches the other accounts.
+#[tokio::test]
+async fn a_team_is_refused_while_its_owner_holds_no_teams_licence() {
+    let sim = sim(SimConfig::default()).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |_| {});
+    m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
+    let accounts = m365.ensure_accounts("aubagne.secours-amp.fr", &agents(3)).await.unwrap();
+    assert!(accounts.iter().all(|a| !a.licensed));
+    let bind = |id: &str| format!("{}/directoryObjects/{id}", sim.graph_url());
+    let body = json!({"displayName": "G", "mailEnabled": true, "mailNickname": "g", "securityEnabled": false,
+        "groupTypes": ["Unified"], "owners@odata.bind": [bind(&accounts[0].id)]});
+    let (_, group) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    let put = format!("/groups/{}/team", group["id"].as_str().unwrap());
+    let (status, body) = raw(&sim, reqwest::Method::PUT, &put, json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("GetApplicableSkuCategoriesForUserFailed"), "{body}");
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
+    let spec = repli_m365::TeamSpec {
+        nickname: "crise-13005-2026-001".into(),
+        display_name: "Cellule de crise — Aubagne".into(),
+        description: "Espace de secours".into(),
+        owners: ids[..1].to_vec(),
+        members: ids.clone(),
+        channels: vec![],
+    };
+    m365.ensure_team(&spec).await.unwrap();
+    let c = &sim.state()["counts"];
+    assert_eq!((c["teams"].as_u64(), c["licensesAssigned"].as_u64()), (Some(1), Some(2)), "the owner only: {c}");
+}
+
 /// A subdomain of a verified root is verified at creation: no TXT record needed.
 #[tokio::test]
 async fn subdomains_of_a_verified_root_are_verified_at_once() {
