@@ -52,6 +52,8 @@ pub enum Grant {
     Role(String),
     /// A Teams application access policy granted for the meeting organiser.
     MeetingPolicy,
+    /// A licence that includes Teams for the Team's owner (Graph refuses the Team otherwise).
+    TeamsLicence,
 }
 
 impl Grant {
@@ -65,6 +67,7 @@ impl Grant {
                 "le rôle d'annuaire « {r} » (Entra ID › Rôles et administrateurs, de préférence sur une unité administrative qui ne contient que les comptes des kits)"
             ),
             Grant::MeetingPolicy => "une stratégie d'accès aux applications Teams pour l'organisateur des réunions (New-CsApplicationAccessPolicy puis Grant-CsApplicationAccessPolicy)".into(),
+            Grant::TeamsLicence => "une licence incluant Teams pour le propriétaire de l'espace collaboratif (centre d'administration Microsoft 365 › Facturation › Licences ; la licence Teams configurée dans [m365] sku_part_numbers)".into(),
         }
     }
 }
@@ -75,6 +78,7 @@ impl std::fmt::Display for Grant {
             Grant::Permission(p) => write!(f, "application permission {p}"),
             Grant::Role(r) => write!(f, "directory role {r}"),
             Grant::MeetingPolicy => f.write_str("a Teams application access policy"),
+            Grant::TeamsLicence => f.write_str("a licence including Teams for the Team's owner"),
         }
     }
 }

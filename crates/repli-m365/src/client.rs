@@ -138,6 +138,9 @@ impl Reply {
     }
 }
 
+/// Graph's error code, in a 403 to `PUT /groups/{id}/team`, for an owner without a Teams licence.
+pub(crate) const OWNER_UNLICENSED: &str = "GetApplicableSkuCategoriesForUserFailed";
+
 /// What the app lacks when Graph refuses `op` with 403: the least-privilege grant that
 /// allows it (docs/M365.md lists them with their pages).
 fn missing_grant(op: &str, message: &str) -> Grant {
@@ -146,6 +149,7 @@ fn missing_grant(op: &str, message: &str) -> Grant {
         _ if op == "accounts.password" => Grant::Role(repli_core::m365::USER_ADMINISTRATOR.0.to_string()),
         _ if op == "accounts.purge" => permission("User.DeleteRestore.All"),
         "meeting" if message.to_ascii_lowercase().contains("access policy") => Grant::MeetingPolicy,
+        "team" if message.contains(OWNER_UNLICENSED) => Grant::TeamsLicence,
         "meeting" => permission("OnlineMeetings.ReadWrite.All"),
         "domain" => permission("Domain.ReadWrite.All"),
         "subscribedSkus" => permission("Organization.Read.All"),
@@ -303,7 +307,7 @@ impl Graph {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let base = Duration::from_millis(200).saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
         let cap = base.min(self.config.max_backoff);
         let jitter = self.rng.lock().map(|mut r| r.f64()).unwrap_or(0.5);

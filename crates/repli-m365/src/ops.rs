@@ -1,7 +1,7 @@
 //! The Microsoft 365 operations, each idempotent: look up by a deterministic key, create what
 //! is missing, and treat "already exists" (a crashed earlier run, or replication lag) as found.
 
-use crate::client::{Graph, GraphConfig, Item, Opts, Reply};
+use crate::client::{Graph, GraphConfig, Item, OWNER_UNLICENSED, Opts, Reply};
 use crate::{
     Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
     IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
@@ -230,13 +230,29 @@ impl GraphProvider {
             "funSettings": {"allowGiphy": false},
         });
         // graph-rs-sdk's update_team sends PATCH; creating a Team from a group is a PUT.
-        let put = self
-            .graph
-            .call_raw("team.create", retry_404(), (1, 1), |c| match BodyRead::from_serialize(&body) {
-                Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
-                Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
-            })
-            .await?;
+        let started = Instant::now();
+        let mut attempt = 0;
+        let put = loop {
+            let put = self
+                .graph
+                .call_raw("team.create", retry_404(), (1, 1), |c| match BodyRead::from_serialize(&body) {
+                    Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
+                    Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
+                })
+                .await?;
+            // The owner was licensed a moment ago and Teams may not see it yet: waited out like
+            // replication lag, within the budget; past it, the step names the missing licence.
+            attempt += 1;
+            let wait = self.graph.backoff(attempt);
+            if put.status == 403
+                && put.message().contains(OWNER_UNLICENSED)
+                && started.elapsed() + wait < self.graph.config.budget
+            {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            break put;
+        };
         match (put.status, put.location.clone()) {
             (202, Some(location)) => {
                 let started = Instant::now();

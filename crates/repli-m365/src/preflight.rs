@@ -145,6 +145,12 @@ impl GraphProvider {
                 problems.push(format!("{} : les offres Business sont limitées à {BUSINESS_SEATS} postes", s.part));
             }
         }
+        // The EEA suites are sold without Teams (part numbers `…(no_Teams)`): a kit needs a
+        // Teams SKU beside them, or its Team and visio are refused.
+        if skus.iter().all(|s| s.part.to_ascii_lowercase().contains("no_teams")) {
+            problems
+                .push("aucune des licences configurées n'inclut Teams (espace collaboratif et visio refusés)".into());
+        }
         if problems.is_empty() {
             check("licences", title, CheckStatus::Ok, notes.join(" ; "), None)
         } else {

@@ -554,6 +554,33 @@ async fn a_team_is_refused_while_its_owner_holds_no_teams_licence() {
     assert_eq!((c["teams"].as_u64(), c["licensesAssigned"].as_u64()), (Some(1), Some(2)), "the owner only: {c}");
 }
 
+/// Configured without a SKU that includes Teams, the owner never gets one: the Team step waits
+/// (Teams may lag behind a fresh licence), then fails naming the licence, not a permission.
+#[tokio::test]
+async fn a_team_without_a_teams_licence_to_give_names_the_licence() {
+    let sim = sim(SimConfig::default()).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |c| {
+        c.sku_part_numbers = vec![repli_graph_sim::SUITE_SKU.into()];
+        c.budget = Duration::from_secs(2);
+    });
+    m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
+    let accounts = m365.ensure_accounts("aubagne.secours-amp.fr", &agents(2)).await.unwrap();
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
+    let spec = repli_m365::TeamSpec {
+        nickname: "crise-13005-2026-001".into(),
+        display_name: "Cellule de crise — Aubagne".into(),
+        description: "Espace de secours".into(),
+        owners: ids[..1].to_vec(),
+        members: ids.clone(),
+        channels: vec![],
+    };
+    let err = m365.ensure_team(&spec).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::TeamsLicence, .. }), "{err}");
+    assert!(Grant::TeamsLicence.fr().contains("licence incluant Teams"));
+    assert_eq!(sim.state()["counts"]["teams"], 0);
+}
+
 /// A subdomain of a verified root is verified at creation: no TXT record needed.
 #[tokio::test]
 async fn subdomains_of_a_verified_root_are_verified_at_once() {
@@ -799,6 +826,11 @@ async fn preflight_names_each_misconfiguration() {
         assert_eq!(status, CheckStatus::Fail, "{key}: {text}");
         assert!(text.contains(says), "{key}: {text}");
     }
+    // Only the EEA suite configured: nothing to give a Team's owner or a meeting's organiser.
+    let no_teams = provider(&ready, |c| c.sku_part_numbers = vec![repli_graph_sim::SUITE_SKU.into()]);
+    let (status, text) = status_of(&no_teams.preflight(&preflight_spec(None)).await, "licences");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("n'inclut Teams"), "{text}");
     // No root domain in the tenant.
     let bare = sim(SimConfig::default()).await;
     let report = provider(&bare, |_| {}).preflight(&preflight_spec(None)).await;
