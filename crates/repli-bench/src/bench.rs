@@ -169,11 +169,8 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
     let t = Instant::now();
     repli_m365::provision(&m365, &dns, &spec).await?;
     let seconds = t.elapsed().as_secs_f64();
-    let counts = &sim.state()["counts"];
-    anyhow::ensure!(
-        counts["users"] == p.tenant.agents && counts["groups"] == 1 && counts["teams"] == 1,
-        "incomplete provisioning: {counts}"
-    );
+    let n = sim.counts();
+    anyhow::ensure!(n.users == p.tenant.agents && n.groups == 1 && n.teams == 1, "incomplete provisioning: {n:?}");
     let s = repli_m365::M365::stats(&m365);
     let handback_seconds = if p.handback && batch {
         use repli_m365::M365;
@@ -183,10 +180,11 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         m365.delete_group(&spec.nickname()).await?;
         m365.delete_accounts(&spec.domain).await?;
         m365.remove_domain(&spec.domain, false).await?;
-        let left = &sim.state()["counts"];
-        for kind in ["domains", "users", "groups", "licensesAssigned"] {
-            anyhow::ensure!(left[kind] == 0, "{kind} left after the hand-back: {left}");
-        }
+        let left = sim.counts();
+        anyhow::ensure!(
+            left.domains + left.users + left.groups + left.licenses_assigned == 0,
+            "left after the hand-back: {left:?}"
+        );
         Some(t.elapsed().as_secs_f64())
     } else {
         None

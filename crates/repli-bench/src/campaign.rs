@@ -88,13 +88,13 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
         })
     }))
     .await?;
-    let counts = &sim.state()["counts"];
+    let n = sim.counts();
     anyhow::ensure!(
-        counts["users"] == c.communes * c.tenant.agents
-            && counts["groups"] == c.communes
-            && counts["teams"] == c.communes
-            && counts["domains"] == c.communes,
-        "every kit exactly once: {counts}"
+        n.users == c.communes * c.tenant.agents
+            && n.groups == c.communes
+            && n.teams == c.communes
+            && n.domains == c.communes,
+        "every kit exactly once: {n:?}"
     );
     sim.stop().await;
     let s = repli_m365::M365::stats(m365);

@@ -13,7 +13,7 @@ mod tenant;
 mod token;
 
 pub use access::{Grants, LEAST_PRIVILEGE, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
-pub use tenant::DnsRecord;
+pub use tenant::{Counts, DnsRecord};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -223,6 +223,11 @@ impl Simulator {
     /// `http://127.0.0.1:PORT/v1.0`: what a Graph client uses as its endpoint.
     pub fn graph_url(&self) -> String {
         format!("{}/v1.0", self.base_url)
+    }
+
+    /// How many objects of each kind the tenant holds.
+    pub fn counts(&self) -> Counts {
+        lock(&self.shared.tenant).counts()
     }
 
     /// The tenant's objects and counts per kind (same as `GET /_sim/state`).

@@ -114,6 +114,20 @@ struct Sku {
     enabled: u32,
 }
 
+/// How many objects of each kind a tenant holds (`counts` in `GET /_sim/state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub domains: usize,
+    pub users: usize,
+    pub groups: usize,
+    pub teams: usize,
+    pub channels: usize,
+    pub online_meetings: usize,
+    pub licenses_assigned: usize,
+    pub enabled_users: usize,
+}
+
 /// One published DNS record (the simulator doubles as the crisis zone's authority).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DnsRecord {
@@ -314,17 +328,24 @@ impl Tenant {
         })
     }
 
+    /// How many objects of each kind the tenant holds (includes objects not yet visible).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            domains: self.domains.len(),
+            users: self.users.len(),
+            groups: self.groups.len(),
+            teams: self.teams.len(),
+            channels: self.teams.values().map(|t| t.channels.len()).sum(),
+            online_meetings: self.meetings.len(),
+            licenses_assigned: self.users.iter().map(|u| u.licenses.len()).sum(),
+            enabled_users: self.users.iter().filter(|u| u.props.get("accountEnabled") != Some(&json!(false))).count(),
+        }
+    }
+
     /// Objects and counts per kind, for `GET /_sim/state` (includes objects not yet visible).
     pub fn snapshot(&self) -> Value {
-        let licences: usize = self.users.iter().map(|u| u.licenses.len()).sum();
-        let channels: usize = self.teams.values().map(|t| t.channels.len()).sum();
         json!({
-            "counts": {
-                "domains": self.domains.len(), "users": self.users.len(), "groups": self.groups.len(),
-                "teams": self.teams.len(), "channels": channels, "onlineMeetings": self.meetings.len(),
-                "licensesAssigned": licences,
-                "enabledUsers": self.users.iter().filter(|u| u.props.get("accountEnabled") != Some(&json!(false))).count(),
-            },
+            "counts": self.counts(),
             "domains": self.domains.iter().map(|d| json!({"id": d.id, "isVerified": d.verified, "supportedServices": d.services})).collect::<Vec<_>>(),
             "users": self.users.iter().map(|u| json!({
                 "id": u.id, "userPrincipalName": u.upn, "accountEnabled": u.props.get("accountEnabled"),
