@@ -521,6 +521,19 @@ async fn a_team_put_on_a_fresh_group_is_retried_until_it_is_created() {
     assert_eq!(status, 404, "{body}");
 }
 
+/// The crisis Team of `accounts`, the first one its owner.
+fn team_of(accounts: &[repli_m365::Account]) -> repli_m365::TeamSpec {
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
+    repli_m365::TeamSpec {
+        nickname: "crise-13005-2026-001".into(),
+        display_name: "Cellule de crise — Aubagne".into(),
+        description: "Espace de secours".into(),
+        owners: ids[..1].to_vec(),
+        members: ids,
+        channels: vec![],
+    }
+}
+
 /// A Team's owner must hold a licence that includes Teams (403 GetApplicableSkuCategoriesForUserFailed,
 /// microsoft-graph-docs#10353): refused raw; `ensure_team` licenses the owners while it makes
 /// the group, before the licences step reaches the other accounts.
@@ -540,15 +553,7 @@ async fn a_team_is_refused_while_its_owner_holds_no_teams_licence() {
     let (status, body) = raw(&sim, reqwest::Method::PUT, &put, json!({})).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("GetApplicableSkuCategoriesForUserFailed"), "{body}");
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
-    let spec = repli_m365::TeamSpec {
-        nickname: "crise-13005-2026-001".into(),
-        display_name: "Cellule de crise — Aubagne".into(),
-        description: "Espace de secours".into(),
-        owners: ids[..1].to_vec(),
-        members: ids.clone(),
-        channels: vec![],
-    };
+    let spec = team_of(&accounts);
     m365.ensure_team(&spec).await.unwrap();
     let c = &sim.state()["counts"];
     assert_eq!((c["teams"].as_u64(), c["licensesAssigned"].as_u64()), (Some(1), Some(2)), "the owner only: {c}");
@@ -566,15 +571,7 @@ async fn a_team_without_a_teams_licence_to_give_names_the_licence() {
     });
     m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
     let accounts = m365.ensure_accounts("aubagne.secours-amp.fr", &agents(2)).await.unwrap();
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
-    let spec = repli_m365::TeamSpec {
-        nickname: "crise-13005-2026-001".into(),
-        display_name: "Cellule de crise — Aubagne".into(),
-        description: "Espace de secours".into(),
-        owners: ids[..1].to_vec(),
-        members: ids.clone(),
-        channels: vec![],
-    };
+    let spec = team_of(&accounts);
     let err = m365.ensure_team(&spec).await.unwrap_err();
     assert!(matches!(&err, Error::Forbidden { missing: Grant::TeamsLicence, .. }), "{err}");
     assert!(Grant::TeamsLicence.fr().contains("licence incluant Teams"));
