@@ -63,7 +63,7 @@ pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<Crisis
         (Role::Dgs, _) => a.commune.clone(),
         (_, c) => c,
     };
-    let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false) };
+    let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false), exercise: None };
     let now = st.clock.now();
     let records = st.store.crises(&filter).await?;
     let mut facts = st.store.crisis_facts_all().await?;
@@ -321,7 +321,8 @@ pub async fn legal_done(
 /// The SLA compliance report (API and auditor page), most recent first.
 pub async fn sla_report(st: &Services) -> Result<Vec<SlaReportLine>, AppError> {
     let now = st.clock.now();
-    let records = st.store.crises(&CrisisFilter::default()).await?;
+    // Exercises never count in the compliance report.
+    let records = st.store.crises(&CrisisFilter { exercise: Some(false), ..Default::default() }).await?;
     let mut facts = st.store.crisis_facts_all().await?;
     let mut lines = Vec::new();
     for r in records {

@@ -141,6 +141,31 @@ pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
     Ok(M365Setup { provider, dns, simulator, organizer })
 }
 
+/// Where exercises provision: their own embedded simulator (with its zone API), or the exercise
+/// tenant of `[exercise.m365]`. Never the real tenant, never the real zone.
+pub async fn exercise_setup(config: &Config) -> Result<M365Setup, SetupError> {
+    let mut c = config.clone();
+    c.m365 = match (config.exercise.target, &config.exercise.m365) {
+        (crate::config::ExerciseTarget::Tenant, Some(m)) => m.clone(),
+        _ => crate::config::M365Config {
+            mode: M365Mode::Simulator,
+            dns: DnsMode::Simulator,
+            dns_url: None,
+            ..config.m365.clone()
+        },
+    };
+    m365_setup(&c).await
+}
+
+/// The domain pattern of a crisis's backup domain: an exercise on an exercise tenant uses that
+/// tenant's.
+pub fn domain_pattern(config: &Config, exercise: bool) -> &str {
+    match (exercise, config.exercise.target, &config.exercise.m365) {
+        (true, crate::config::ExerciseTarget::Tenant, Some(m)) => &m.domain_pattern,
+        _ => &config.m365.domain_pattern,
+    }
+}
+
 /// The engine's view of the application: the services, not the engine (no cycle).
 #[derive(Debug)]
 pub struct DaemonHost {
@@ -158,8 +183,8 @@ pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String>
     let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
     let needs = st.store.needs(Some(id.as_str())).await.map_err(|e| e.to_string())?;
     let wanted = |k: ItemKind| needs.iter().filter(|n| n.kind == k).map(|n| u32::try_from(n.wanted).unwrap_or(0)).sum();
-    let domain = repli_m365::backup_domain(&st.config.m365.domain_pattern, &r.commune_name, r.commune.as_str())
-        .map_err(|e| e.to_string())?;
+    let pattern = domain_pattern(&st.config, r.exercise.is_some());
+    let domain = repli_m365::backup_domain(pattern, &r.commune_name, r.commune.as_str()).map_err(|e| e.to_string())?;
     Ok(Context {
         crisis_id: r.id.to_string(),
         commune: r.commune_name.clone(),
@@ -176,6 +201,7 @@ pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String>
         contact_name: r.contact_name.clone(),
         contact_phone: fr::phone(&r.contact_phone),
         due: fr::datetime(r.due_at, st.calendar.time_zone()),
+        exercise: r.exercise.is_some(),
     })
 }
 
@@ -251,6 +277,7 @@ pub fn engine(
     config: &Config,
     store: Arc<dyn repli_core::run::RunStore>,
     m365: &M365Setup,
+    exercise: &M365Setup,
     host: Arc<DaemonHost>,
     playbooks: BTreeMap<PlaybookName, repli_core::Playbook>,
     wake: Arc<tokio::sync::Notify>,
@@ -267,7 +294,10 @@ pub fn engine(
         dmarc: (!config.dns.dmarc_policy.is_empty())
             .then(|| (config.dns.dmarc_policy.clone(), config.dns.dmarc_rua.clone())),
     };
-    Arc::new(Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake))
+    Arc::new(
+        Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake)
+            .with_exercise_target(exercise.provider.clone(), exercise.dns.clone()),
+    )
 }
 
 /// What a crisis's runs produced, as the documents need it (read once per rendering).

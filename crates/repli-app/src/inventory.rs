@@ -507,6 +507,17 @@ pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreE
         with_pop.sort_by_key(|(pop, _)| std::cmp::Reverse(*pop));
         crises = with_pop.into_iter().map(|(_, c)| c).collect();
     }
+    // Real crises first: an exercise waits behind every one of them (stable, so the rule in
+    // force still orders each group).
+    let mut real_first = Vec::with_capacity(crises.len());
+    for c in crises {
+        let id = repli_core::CrisisId::parse(&c)
+            .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: c.clone() })?;
+        let drill = st.store.crisis(&id).await?.is_some_and(|r| r.exercise.is_some());
+        real_first.push((drill, c));
+    }
+    real_first.sort_by_key(|(drill, _)| *drill);
+    let crises: Vec<String> = real_first.into_iter().map(|(_, c)| c).collect();
     let mut served = 0;
     for c in crises {
         let Ok(id) = repli_core::CrisisId::parse(&c) else { continue };

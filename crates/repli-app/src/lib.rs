@@ -14,6 +14,7 @@ pub mod dns;
 pub mod documents;
 pub mod engine;
 mod error;
+pub mod exercises;
 pub mod inventory;
 pub mod metrics;
 pub mod notify;
@@ -128,6 +129,11 @@ impl Services {
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
         let checkpoint = self.store.checkpoint_now(now).await?;
+        let channels: Vec<&str> = self.config.notify.channels.iter().map(|c| c.as_str()).collect();
+        let injects = self.store.deliver_injects(&channels, now).await?;
+        if injects > 0 {
+            tracing::info!(injects, "exercise injects delivered");
+        }
         inventory::fill_waiting(self, now).await?;
         let queued = notify::queue(self, now).await?;
         let attempted = notify::deliver(self, now).await?;
@@ -217,6 +223,8 @@ pub async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, 
 pub struct Started {
     pub app: App,
     pub simulator: Option<repli_graph_sim::Simulator>,
+    /// The exercises' own simulator (`exercise.target = "simulator"`).
+    pub exercise_simulator: Option<repli_graph_sim::Simulator>,
 }
 
 impl App {
@@ -241,6 +249,7 @@ impl App {
             );
         }
         let m365 = engine::m365_setup(config).await?;
+        let exercise = engine::exercise_setup(config).await?;
         let wake = Arc::new(Notify::new());
         let services = Services {
             store: store.clone(),
@@ -266,10 +275,10 @@ impl App {
             wake: wake.clone(),
         };
         let host = Arc::new(engine::DaemonHost::new(services.clone()));
-        let engine = engine::engine(config, Arc::new(store), &m365, host, playbooks, wake);
+        let engine = engine::engine(config, Arc::new(store), &m365, &exercise, host, playbooks, wake);
         let app = App { services, engine };
         app.repair_runs().await?;
-        Ok(Started { app, simulator: m365.simulator })
+        Ok(Started { app, simulator: m365.simulator, exercise_simulator: exercise.simulator })
     }
 
     /// Creates the runs whose crisis's state calls for them and that do not exist (a crash

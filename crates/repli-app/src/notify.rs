@@ -65,6 +65,33 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
                 ));
             }
         }
+        // An exercise whose equipment a real crisis took is told (its notifications reach only
+        // the scenario's addresses).
+        if r.exercise.is_some() {
+            let filter = repli_store::AuditFilter {
+                crisis: Some(r.id.to_string()),
+                action: Some("inventory.preempt".into()),
+                limit: 100,
+                ..Default::default()
+            };
+            for e in st.store.audit_entries(&filter).await? {
+                let d: serde_json::Value = serde_json::from_str(&e.details).unwrap_or_default();
+                let tags: Vec<&str> = d["asset_tags"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+                    .unwrap_or_default();
+                due.push((
+                    format!("preempt:{}", e.seq),
+                    format!("Crise {} ({}) : matériel repris par une crise réelle", r.id, r.commune_name),
+                    format!(
+                        "La crise réelle {} a repris {} équipement(s) de l'exercice : {}. L'exercice continue sans eux.",
+                        d["by_crisis"].as_str().unwrap_or("?"),
+                        tags.len(),
+                        tags.join(", ")
+                    ),
+                ));
+            }
+        }
         for (key, subject, body) in due {
             for channel in &st.config.notify.channels {
                 let n = NewNotification {

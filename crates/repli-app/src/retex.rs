@@ -4,8 +4,8 @@
 //! from the audit log, whose instants all come from one clock.
 
 use repli_core::run::PlaybookName;
-use repli_core::{Actor, StepKind};
-use repli_proto::api::{RetexStep, RetexView};
+use repli_core::{Actor, LogKind, StepKind};
+use repli_proto::api::{LogEntryView, RetexInject, RetexStep, RetexView};
 
 use crate::crises::visible_crisis;
 use crate::{AppError, Services};
@@ -67,7 +67,8 @@ pub async fn report(st: &Services, a: &Actor, id: &str) -> Result<RetexView, App
     let mut longest_waits: Vec<RetexStep> = steps.iter().filter(|s| s.waited_secs.is_some()).cloned().collect();
     longest_waits.sort_by_key(|s| std::cmp::Reverse(s.waited_secs));
     longest_waits.truncate(5);
-    let log = st.store.log_entries(&r.id).await?.into_iter().map(crate::crises::log_view).collect();
+    let log: Vec<LogEntryView> = st.store.log_entries(&r.id).await?.into_iter().map(crate::crises::log_view).collect();
+    let injects = injects_handled(&log);
     Ok(RetexView {
         crisis: r.id.clone(),
         commune_name: r.commune_name.clone(),
@@ -81,7 +82,25 @@ pub async fn report(st: &Services, a: &Actor, id: &str) -> Result<RetexView, App
         steps,
         longest_waits,
         log,
+        exercise: r.exercise,
+        injects,
     })
+}
+
+/// Each inject of the main courante, with the first entry a person wrote after it.
+fn injects_handled(log: &[LogEntryView]) -> Vec<RetexInject> {
+    log.iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == LogKind::Inject)
+        .map(|(i, inject)| {
+            let response = log[i + 1..].iter().find(|e| e.kind != LogKind::Inject && e.role != "system").cloned();
+            RetexInject {
+                response_secs: response.as_ref().map(|r| r.at.duration_since(inject.at).as_secs().max(0)),
+                inject: inject.clone(),
+                response,
+            }
+        })
+        .collect()
 }
 
 /// A step's instants, from the audit log.

@@ -122,6 +122,7 @@ pub fn crisis(st: &Services, r: CrisisRecord, mut facts: CrisisFacts, now: Times
         m365_warning: None,
         next_actions: CrisisAction::ALL.into_iter().filter(|a| a.apply(r.state).is_ok()).collect(),
         history: std::mem::take(&mut facts.history).into_iter().map(history_entry).collect(),
+        exercise: r.exercise,
         id: r.id,
         commune: r.commune,
         commune_name: r.commune_name,

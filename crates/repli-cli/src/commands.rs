@@ -79,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Playbook(crate::engine::PlaybookCmd::Plan(a)) => return crate::engine::plan(a),
         Command::Task(cmd) => return crate::engine::task(&client(&cli)?, cmd).await,
         Command::M365(cmd) => return crate::m365::run(&client(&cli)?, cmd).await,
+        Command::Exercise(cmd) => return crate::exercise::run(&client(&cli)?, cmd).await,
         Command::Dns(cmd) => return crate::dns::run(&client(&cli)?, cmd).await,
         Command::Step(cmd) => return crate::engine::step(&client(&cli)?, cmd).await,
         Command::Crisis(CrisisCmd::Watch { id }) => return crate::engine::watch(&client(&cli)?, id).await,

@@ -8,6 +8,7 @@ mod commands;
 mod confirm;
 pub mod dns;
 pub mod engine;
+pub mod exercise;
 pub mod french;
 pub mod inventory;
 pub mod m365;
@@ -90,6 +91,9 @@ pub enum Command {
     /// The Microsoft 365 tenant: is it ready for an activation?
     #[command(subcommand)]
     M365(m365::M365Cmd),
+    /// Les exercices : crises d'entraînement marquées EXERCICE de bout en bout.
+    #[command(subcommand)]
+    Exercise(exercise::ExerciseCmd),
     /// The crisis zone in DNS: what each authoritative server serves.
     #[command(subcommand)]
     Dns(dns::DnsCmd),

@@ -92,6 +92,28 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    #[serde(default)]
+    pub exercise: ExerciseConfig,
+}
+
+/// Where exercises (drills) provision Microsoft 365: never the real tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExerciseTarget {
+    /// A Graph simulator started with replid, apart from the one `m365.mode = "simulator"` uses.
+    #[default]
+    Simulator,
+    /// A separate exercise tenant, configured in `[exercise.m365]` like `[m365]`.
+    Tenant,
+}
+
+/// Exercises.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExerciseConfig {
+    pub target: ExerciseTarget,
+    /// The exercise tenant (`target = "tenant"`): the keys of `[m365]`.
+    pub m365: Option<M365Config>,
 }
 
 /// Where Microsoft 365 is provisioned.
@@ -622,6 +644,7 @@ impl Default for Config {
             m365: M365Config::default(),
             engine: EngineConfig::default(),
             dns: DnsConfig::default(),
+            exercise: ExerciseConfig::default(),
         }
     }
 }
@@ -683,6 +706,25 @@ impl Config {
         }
         if !(1..=1000).contains(&self.sla.business_hours) {
             return Err("sla.business_hours must be between 1 and 1000".into());
+        }
+        match (self.exercise.target, &self.exercise.m365) {
+            (ExerciseTarget::Simulator, _) => {}
+            (ExerciseTarget::Tenant, None) => {
+                return Err("exercise.target = \"tenant\": configure the exercise tenant in [exercise.m365]".into());
+            }
+            (ExerciseTarget::Tenant, Some(x)) => {
+                if x.mode != M365Mode::Graph {
+                    return Err("exercise.m365.mode must be \"graph\" (target = \"simulator\" is the simulator)".into());
+                }
+                if self.m365.mode == M365Mode::Graph && x.tenant_id == self.m365.tenant_id {
+                    return Err("exercise.m365.tenant_id is the real tenant's: an exercise needs its own tenant".into());
+                }
+                if x.dns == DnsMode::Rfc2136 {
+                    return Err(
+                        "exercise.m365.dns cannot be \"rfc2136\": an exercise never publishes to the real zone".into(),
+                    );
+                }
+            }
         }
         for c in &self.notify.channels {
             match c {

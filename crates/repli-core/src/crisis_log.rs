@@ -15,11 +15,13 @@ pub enum LogKind {
     Action,
     Decision,
     PointDeSituation,
+    /// An event the exercise's animators inject (exercises only).
+    Inject,
 }
 
 impl LogKind {
-    pub const ALL: [LogKind; 5] =
-        [Self::Information, Self::Demande, Self::Action, Self::Decision, Self::PointDeSituation];
+    pub const ALL: [LogKind; 6] =
+        [Self::Information, Self::Demande, Self::Action, Self::Decision, Self::PointDeSituation, Self::Inject];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,6 +30,7 @@ impl LogKind {
             Self::Action => "action",
             Self::Decision => "decision",
             Self::PointDeSituation => "point_de_situation",
+            Self::Inject => "inject",
         }
     }
 
@@ -38,6 +41,7 @@ impl LogKind {
             Self::Action => "Action",
             Self::Decision => "Décision",
             Self::PointDeSituation => "Point de situation",
+            Self::Inject => "Inject d'exercice",
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`reference`]: communes and signed conventions, parsed from CSV text.
 //! - [`crisis`]: one kit loan to one commune and its state machine.
 //! - [`crisis_log`]: the main courante's entry kinds.
+//! - [`exercise`]: drills marked EXERCICE: their mode, tag and notification rules.
 //! - [`destructive`]: the actions that undo a kit, and what the confirmation says of each.
 //! - [`role`]: who may do what (the policy table).
 //! - [`calendar`]: business hours in a time zone, French public holidays.
@@ -18,6 +19,7 @@ pub mod calendar;
 pub mod crisis;
 pub mod crisis_log;
 pub mod destructive;
+pub mod exercise;
 pub mod fr;
 pub mod insee;
 pub mod inventory;
@@ -35,6 +37,7 @@ pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
 pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
 pub use crisis_log::LogKind;
 pub use destructive::Destructive;
+pub use exercise::{ExerciseMode, ExerciseTag};
 pub use insee::InseeCode;
 pub use inventory::{Item, ItemKind, ItemState};
 pub use legal::{LegalKind, LegalStatus};

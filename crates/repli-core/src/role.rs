@@ -81,6 +81,10 @@ pub enum Permission {
     ManageInventory,
     /// Scrape the supervision metrics (counts only: no name, no commune).
     ReadMetrics,
+    /// Start an exercise (a drill marked EXERCICE) for one or several communes.
+    RunExercises,
+    /// Read the exercises and their injects.
+    ReadExercises,
 }
 
 impl Permission {
@@ -101,6 +105,8 @@ impl Permission {
             Self::ReadInventory => "read_inventory",
             Self::ManageInventory => "manage_inventory",
             Self::ReadMetrics => "read_metrics",
+            Self::RunExercises => "run_exercises",
+            Self::ReadExercises => "read_exercises",
         }
     }
 
@@ -122,6 +128,9 @@ impl Permission {
             P::ManageInventory => role == R::Ops,
             // The service's operators: counts, no personal data.
             P::ReadMetrics => matches!(role, R::Ops | R::Admin),
+            // Drills are run by ops; auditors review them like any crisis.
+            P::RunExercises => role == R::Ops,
+            P::ReadExercises => matches!(role, R::Ops | R::Auditor),
         }
     }
 }

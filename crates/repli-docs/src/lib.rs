@@ -236,6 +236,8 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "simulation": p.simulation,
+        // An exercise's documents carry its banner and a watermark on every page.
+        "exercise": c.exercise.as_ref().map(repli_core::ExerciseTag::banner),
         "generated_at": fr::datetime(p.now, &p.time_zone),
         "metropole": p.metropole,
         "crisis": {

@@ -71,6 +71,7 @@ pub fn crisis() -> Option<CrisisView> {
             action: "crisis.request".into(),
             details: serde_json::json!({}),
         }],
+        exercise: None,
     })
 }
 

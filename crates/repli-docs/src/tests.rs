@@ -169,3 +169,26 @@ fn links_become_qr_codes_without_their_text() {
     // Longer links give denser codes; a link too long for any QR code gives none.
     assert!(qr_svg(&"x".repeat(5000)).is_none());
 }
+
+#[test]
+fn every_document_of_an_exercise_carries_its_banner_and_watermark() {
+    let mut c = crisis().unwrap();
+    let name = format!("Exercice <b>{HOSTILE}</b>");
+    c.exercise = Some(repli_core::ExerciseTag { id: 3, name, mode: repli_core::ExerciseMode::TableTop });
+    let (m, wipes) = (metropole(), BTreeMap::new());
+    let docs = Documents::new(None).unwrap().render(&PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z"))).unwrap();
+    assert!(!docs.is_empty());
+    for (file, body) in &docs {
+        assert!(body.contains("EXERCICE"), "{file} has no EXERCICE mark");
+        assert!(body.contains("aucune valeur opérationnelle"), "{file} has no banner");
+        if file.ends_with(".html") {
+            assert!(body.contains(r#"<div class="filigrane" aria-hidden="true">EXERCICE</div>"#), "{file}: no watermark");
+            // The exercise's name is hostile input: escaped like every other.
+            assert!(!body.contains("<b>"), "{file} lets the exercise name's markup through");
+        }
+    }
+    // A real crisis's documents carry neither.
+    let real = crisis().unwrap();
+    let docs = Documents::new(None).unwrap().render(&PackInput::minimal(&real, &m, &wipes, t("2026-12-11T16:00:00Z"))).unwrap();
+    assert!(docs.iter().all(|(_, b)| !b.contains("EXERCICE") && !b.contains("filigrane\"")));
+}

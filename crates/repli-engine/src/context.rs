@@ -44,6 +44,8 @@ pub struct Context {
     pub contact_name: String,
     pub contact_phone: String,
     pub due: String,
+    /// The crisis is part of an exercise: Microsoft 365 and DNS go to the exercise target.
+    pub exercise: bool,
 }
 
 fn registry() -> Handlebars<'static> {

@@ -127,6 +127,8 @@ pub struct Engine {
     store: Arc<dyn RunStore>,
     m365: Arc<dyn M365>,
     dns: Arc<dyn DnsPublisher>,
+    /// Where an exercise's crises are provisioned instead (None: exercises' steps fail).
+    exercise: Option<(Arc<dyn M365>, Arc<dyn DnsPublisher>)>,
     host: Arc<dyn Host>,
     playbooks: BTreeMap<PlaybookName, Playbook>,
     config: EngineConfig,
@@ -159,7 +161,16 @@ impl Engine {
         wake: Arc<Notify>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Engine { store, m365, dns, host, playbooks, config, wake, permits, active: Mutex::new(HashSet::new()) }
+        let active = Mutex::new(HashSet::new());
+        Engine { store, m365, dns, exercise: None, host, playbooks, config, wake, permits, active }
+    }
+
+    /// Provisions exercises' crises through `m365` and `dns` (an exercise tenant, or a
+    /// simulator), never through the real tenant.
+    #[must_use]
+    pub fn with_exercise_target(mut self, m365: Arc<dyn M365>, dns: Arc<dyn DnsPublisher>) -> Self {
+        self.exercise = Some((m365, dns));
+        self
     }
 
     pub fn playbook(&self, name: PlaybookName) -> Option<&Playbook> {
@@ -352,6 +363,15 @@ impl Engine {
     async fn execute(&self, run: &RunRecord, step: &StepRecord, outputs: &Outputs) -> Result<Outcome, StepError> {
         let kind = step.kind;
         let ctx = self.host.context(&run.crisis_id).await.map_err(StepError::transient)?;
+        let (m365, dns) = match (&self.exercise, ctx.exercise) {
+            (_, false) => (&self.m365, &self.dns),
+            (Some((m, d)), true) => (m, d),
+            (None, true) => {
+                return Err(StepError::permanent(
+                    "exercice sans cible Microsoft 365 : rien n'est fait sur le locataire réel",
+                ));
+            }
+        };
         let render =
             |t: &str| context::render(t, &ctx).map_err(|e| StepError::permanent(format!("modèle invalide : {e}")));
         let param = |name: &str| -> Result<Option<String>, StepError> {
@@ -380,7 +400,7 @@ impl Engine {
                 done(StepOutput::Assigned(Assigned { items, assignments }))
             }
             StepKind::M365Domain => {
-                let d = self.m365.ensure_domain(&ctx.domain).await?;
+                let d = m365.ensure_domain(&ctx.domain).await?;
                 let comment = format!("Repli — zone de secours de {} (crise {})", ctx.commune, ctx.crisis_id);
                 let zone = zone_fragment(&d.name, &comment, &d.verification);
                 done(StepOutput::Domain(DomainCreated {
@@ -425,7 +445,7 @@ impl Engine {
                         ],
                     }))
                 };
-                match self.dns.publish(&ctx.domain, &records).await {
+                match dns.publish(&ctx.domain, &records).await {
                     Ok(true) => done(StepOutput::Published(Published {
                         published: records.len(),
                         zone,
@@ -451,7 +471,7 @@ impl Engine {
                 };
                 // The hand-back's run does not hold the activation's records: the adapter
                 // removes every name a crisis domain may use, and checks they are gone.
-                match self.dns.remove(&ctx.domain, &[]).await {
+                match dns.remove(&ctx.domain, &[]).await {
                     Ok(true) => done(StepOutput::Unpublished(Unpublished { names: crisis_names(&ctx.domain) })),
                     Ok(false) => manual(None),
                     Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
@@ -459,7 +479,7 @@ impl Engine {
                 }
             }
             StepKind::M365Verify => {
-                self.m365.verify_domain(&ctx.domain).await.map_err(|e| {
+                m365.verify_domain(&ctx.domain).await.map_err(|e| {
                     StepError::transient(format!(
                         "vérification du domaine {} : {e} (la propagation DNS peut prendre du temps)",
                         ctx.domain
@@ -468,7 +488,7 @@ impl Engine {
                 done(StepOutput::Verified(DomainVerified { domain: ctx.domain.clone(), verified: true }))
             }
             StepKind::M365Services => {
-                let records = self.m365.enable_services(&ctx.domain).await?;
+                let records = m365.enable_services(&ctx.domain).await?;
                 done(StepOutput::Services(ServiceRecords { records }))
             }
             StepKind::M365Accounts => {
@@ -481,7 +501,7 @@ impl Engine {
                 }
                 let specs: Vec<AgentSpec> =
                     agents.iter().map(|a| AgentSpec { name: a.name.clone(), service: a.service.clone() }).collect();
-                let accounts = self.m365.ensure_accounts(&ctx.domain, &specs).await?;
+                let accounts = m365.ensure_accounts(&ctx.domain, &specs).await?;
                 let accounts = Accounts {
                     accounts: accounts
                         .into_iter()
@@ -498,7 +518,7 @@ impl Engine {
                 // A run planned before licences were a step of their own assigns them here.
                 let steps = self.store.steps(run.id).await?;
                 if !steps.iter().any(|s| s.kind == StepKind::M365Licences) {
-                    self.m365.ensure_licences(&accounts.unlicensed_ids()).await?;
+                    m365.ensure_licences(&accounts.unlicensed_ids()).await?;
                 }
                 done(StepOutput::Accounts(accounts))
             }
@@ -506,7 +526,7 @@ impl Engine {
                 // Checks every account has its object id (outputs written before ids were kept).
                 let total = account_ids(outputs)?.len();
                 let ids = outputs.accounts().map(Accounts::unlicensed_ids).unwrap_or_default();
-                self.m365.ensure_licences(&ids).await?;
+                m365.ensure_licences(&ids).await?;
                 done(StepOutput::Licences(Licences { accounts: total as u32, assigned: ids.len() as u32 }))
             }
             StepKind::M365Team => {
@@ -522,7 +542,7 @@ impl Engine {
                     members: ids,
                     channels: self.config.channels.clone(),
                 };
-                let t = self.m365.ensure_team(&spec).await?;
+                let t = m365.ensure_team(&spec).await?;
                 done(StepOutput::Workspace(Workspace {
                     group_id: t.group_id,
                     mail: t.mail,
@@ -544,14 +564,14 @@ impl Engine {
                     start: start.to_string(),
                     end: (start + SignedDuration::from_mins(30)).to_string(),
                 };
-                let m = self.m365.ensure_meeting(&spec).await?;
+                let m = m365.ensure_meeting(&spec).await?;
                 done(StepOutput::Meeting(repli_core::run::Meeting { join_url: m.join_url, id: m.id }))
             }
             StepKind::M365Isolation => {
                 let group = outputs.workspace().map(|w| w.group_id.as_str()).ok_or_else(|| {
                     StepError::permanent("l'étape m365.team doit précéder la vérification d'isolement")
                 })?;
-                let report = self.m365.isolation_report(&ctx.domain, group, None).await?;
+                let report = m365.isolation_report(&ctx.domain, group, None).await?;
                 if report.ok {
                     done(StepOutput::Isolation(report))
                 } else {
@@ -560,16 +580,16 @@ impl Engine {
                     Err(StepError::permanent(format!("isolement non démontré : {}", failed.join(" ; "))))
                 }
             }
-            StepKind::M365WindDown => done(StepOutput::WindDown(self.m365.wind_down_accounts(&ctx.domain).await?)),
+            StepKind::M365WindDown => done(StepOutput::WindDown(m365.wind_down_accounts(&ctx.domain).await?)),
             StepKind::M365DeleteGroup => {
-                done(StepOutput::GroupDeleted(GroupDeleted { deleted: self.m365.delete_group(&nickname).await? }))
+                done(StepOutput::GroupDeleted(GroupDeleted { deleted: m365.delete_group(&nickname).await? }))
             }
-            StepKind::M365DeleteAccounts => done(StepOutput::AccountsDeleted(AccountsDeleted {
-                deleted: self.m365.delete_accounts(&ctx.domain).await?,
-            })),
+            StepKind::M365DeleteAccounts => {
+                done(StepOutput::AccountsDeleted(AccountsDeleted { deleted: m365.delete_accounts(&ctx.domain).await? }))
+            }
             StepKind::M365RemoveDomain => {
                 let force = param("force")?.is_some_and(|f| f.trim() == "true");
-                done(StepOutput::DomainRemoved(self.m365.remove_domain(&ctx.domain, force).await?))
+                done(StepOutput::DomainRemoved(m365.remove_domain(&ctx.domain, force).await?))
             }
             StepKind::DocsRender => {
                 let files = self.host.render_documents(&run.crisis_id).await.map_err(StepError::transient)?;

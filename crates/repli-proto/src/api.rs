@@ -346,6 +346,22 @@ pub struct RetexView {
     /// Manual steps, the longest wait first.
     pub longest_waits: Vec<RetexStep>,
     pub log: Vec<LogEntryView>,
+    /// The exercise this crisis was part of (its report is a drill's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exercise: Option<repli_core::ExerciseTag>,
+    /// The exercise's injects, each with the first main-courante entry a person wrote after it.
+    #[serde(default)]
+    pub injects: Vec<RetexInject>,
+}
+
+/// An inject and how it was handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetexInject {
+    pub inject: LogEntryView,
+    /// The first entry a person wrote in the main courante after it (none: unanswered).
+    pub response: Option<LogEntryView>,
+    /// Seconds from the inject to that response.
+    pub response_secs: Option<i64>,
 }
 
 /// One line of the SLA compliance report.
@@ -477,6 +493,105 @@ pub struct CrisisView {
     /// The audited events, oldest first (on single-crisis reads only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The exercise this crisis is part of: a drill, marked « EXERCICE » everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exercise: Option<repli_core::ExerciseTag>,
+}
+
+/// `POST /api/v1/exercises`: ops start a drill for one or several communes. The scenario file
+/// of `repli exercise start --scenario` is this document in TOML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExerciseRequest {
+    pub name: String,
+    /// `table_top` (equipment only counted, the default) or `physical` (reserved for real).
+    #[serde(default = "default_mode")]
+    pub mode: repli_core::ExerciseMode,
+    /// The only phone numbers and e-mail addresses the exercise's notifications may reach,
+    /// besides each commune's contact.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub communes: Vec<ExerciseCommune>,
+    #[serde(default)]
+    pub injects: Vec<InjectSpec>,
+}
+
+/// A scenario file that is not a valid [`ExerciseRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ligne {line} : {message}")]
+pub struct ScenarioError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl ExerciseRequest {
+    /// Reads a scenario file (TOML), naming the line of the first error.
+    pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
+        toml::from_str(text).map_err(|e| ScenarioError {
+            line: e.span().map_or(1, |s| text[..s.start.min(text.len())].lines().count().max(1)),
+            message: e.message().to_owned(),
+        })
+    }
+}
+
+fn default_mode() -> repli_core::ExerciseMode {
+    repli_core::ExerciseMode::TableTop
+}
+
+/// One commune of an exercise: its simulated request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExerciseCommune {
+    pub commune: InseeCode,
+    pub agents: u32,
+    /// Who plays the DGS: their phone and address are reached, and nothing else.
+    pub contact: Contact,
+}
+
+/// A timed inject: a message the animators send into the exercise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InjectSpec {
+    /// Minutes after the start.
+    pub after_minutes: u32,
+    /// The commune it targets (default: every commune of the exercise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<InseeCode>,
+    pub text: String,
+}
+
+/// An exercise, its crises and its injects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExerciseView {
+    pub id: i64,
+    pub name: String,
+    pub mode: repli_core::ExerciseMode,
+    pub mode_label: String,
+    pub started_at: Timestamp,
+    pub started_by: String,
+    pub recipients: Vec<String>,
+    /// False once none of its crises is open.
+    pub open: bool,
+    pub crises: Vec<ExerciseCrisisView>,
+    pub injects: Vec<InjectView>,
+}
+
+/// One crisis of an exercise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExerciseCrisisView {
+    pub id: CrisisId,
+    pub state: CrisisState,
+    pub state_label: String,
+}
+
+/// A timed inject and when it was delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InjectView {
+    pub due_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune: Option<InseeCode>,
+    pub text: String,
+    pub delivered_at: Option<Timestamp>,
 }
 
 /// `GET /api/v1/crises` query.

@@ -19,7 +19,9 @@ use crate::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView,
     LendRequest, LoanView, WipeRequest, WriteOffRequest,
 };
-use crate::api::{RetexView, StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView};
+use crate::api::{
+    ExerciseRequest, ExerciseView, RetexView, StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView,
+};
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
 /// Why a call failed.
@@ -370,6 +372,19 @@ impl Client {
 
     pub async fn notifications(&self) -> Result<Vec<NotificationView>, ClientError> {
         self.get(&format!("{API_PREFIX}/notifications")).await
+    }
+
+    /// Starts an exercise (drill): its communes' crises, requested together.
+    pub async fn start_exercise(&self, req: &ExerciseRequest) -> Result<ExerciseView, ClientError> {
+        self.post(&format!("{API_PREFIX}/exercises"), req).await
+    }
+
+    pub async fn exercises(&self) -> Result<Vec<ExerciseView>, ClientError> {
+        self.get(&format!("{API_PREFIX}/exercises")).await
+    }
+
+    pub async fn exercise(&self, id: i64) -> Result<ExerciseView, ClientError> {
+        self.get(&format!("{API_PREFIX}/exercises/{id}")).await
     }
 
     /// The after-action report (RETEX) of a crisis.

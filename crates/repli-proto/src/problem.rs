@@ -26,6 +26,7 @@ pub enum ProblemCode {
     ConventionMissing,
     OpenCrisisExists,
     CrisisNotFound,
+    ExerciseNotFound,
     IllegalTransition,
     ReasonRequired,
     IdempotencyKeyReused,
@@ -53,7 +54,7 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 40] = [
+    pub const ALL: [ProblemCode; 41] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -70,6 +71,7 @@ impl ProblemCode {
         Self::ConventionMissing,
         Self::OpenCrisisExists,
         Self::CrisisNotFound,
+        Self::ExerciseNotFound,
         Self::IllegalTransition,
         Self::ReasonRequired,
         Self::IdempotencyKeyReused,
@@ -115,6 +117,7 @@ impl ProblemCode {
             Self::ConventionMissing => "convention_missing",
             Self::OpenCrisisExists => "open_crisis_exists",
             Self::CrisisNotFound => "crisis_not_found",
+            Self::ExerciseNotFound => "exercise_not_found",
             Self::IllegalTransition => "illegal_transition",
             Self::ReasonRequired => "reason_required",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -155,6 +158,7 @@ impl ProblemCode {
             Self::NotFound
             | Self::UnknownCommune
             | Self::CrisisNotFound
+            | Self::ExerciseNotFound
             | Self::UnknownItem
             | Self::UnknownStep
             | Self::UnknownUser

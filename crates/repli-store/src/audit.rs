@@ -134,6 +134,14 @@ impl Store {
             By::User(a) => (a.user_id, a.name.clone(), a.role.as_str(), a.auth.as_str()),
             By::System => (0, "replid".to_owned(), "system", "system"),
         };
+        // Every entry of an exercise's crisis says so, inside what the chain hashes.
+        let mut details = e.details;
+        if let Some(crisis) = e.crisis
+            && let Some(exercise) = exercise_of_in(conn, crisis).await?
+            && let Some(map) = details.as_object_mut()
+        {
+            map.insert("exercise".to_owned(), serde_json::Value::from(exercise));
+        }
         let seq = head.seq + 1;
         let mut entry = AuditEntry {
             seq,
@@ -146,7 +154,7 @@ impl Store {
             crisis: e.crisis.map(str::to_owned),
             action: e.action.to_owned(),
             target: e.target.to_owned(),
-            details: e.details.to_string(),
+            details: details.to_string(),
             prev_hash: std::mem::take(&mut head.hash),
             hash: String::new(),
         };
@@ -379,6 +387,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The exercise a crisis is part of, if any.
+pub(crate) async fn exercise_of_in(conn: &mut SqliteConnection, crisis: &str) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT exercise_id FROM crises WHERE id = ?")
+        .bind(crisis)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten())
 }
 
 /// The end of the chain as seen inside a write transaction.

@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use repli_core::run::{NewStep, PlaybookName};
 use repli_core::{Actor, CrisisAction, CrisisId, CrisisState, InseeCode};
 use serde_json::json;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 
 use crate::audit::NewEntry;
 use crate::time::{self, opt_from_db};
@@ -66,6 +66,8 @@ pub struct CrisisRecord {
     pub personal_data: Option<bool>,
     pub cnil_notified_at: Option<Timestamp>,
     pub complaint_filed_at: Option<Timestamp>,
+    /// The exercise this crisis is part of; None for a real crisis.
+    pub exercise: Option<repli_core::ExerciseTag>,
 }
 
 /// One pause of the SLA clock.
@@ -82,7 +84,16 @@ pub struct CrisisFilter {
     pub commune: Option<InseeCode>,
     pub state: Option<CrisisState>,
     pub open_only: bool,
+    /// Some(false): real crises only; Some(true): exercises only.
+    pub exercise: Option<bool>,
 }
+
+/// The columns of a crisis record, read `FROM` [`CRISIS_FROM`].
+pub(crate) const CRISIS_COLUMNS: &str = "k.*, c.name AS commune_name, u.name AS requested_by_name, \
+     x.name AS exercise_name, x.mode AS exercise_mode";
+/// The tables a crisis record joins.
+pub(crate) const CRISIS_FROM: &str = "crises k JOIN communes c ON c.insee = k.commune \
+     JOIN users u ON u.id = k.requested_by LEFT JOIN exercises x ON x.id = k.exercise_id";
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
     StoreError::Corrupt { column, value: value.to_string() }
@@ -138,6 +149,17 @@ pub(crate) fn from_row(r: &SqliteRow) -> Result<CrisisRecord, StoreError> {
         personal_data: r.try_get::<Option<i64>, _>("personal_data")?.map(|v| v != 0),
         cnil_notified_at: opt_from_db("crises.cnil_notified_at", r.try_get("cnil_notified_at")?)?,
         complaint_filed_at: opt_from_db("crises.complaint_filed_at", r.try_get("complaint_filed_at")?)?,
+        exercise: match r.try_get::<Option<i64>, _>("exercise_id")? {
+            None => None,
+            Some(id) => {
+                let mode: String = r.try_get("exercise_mode")?;
+                Some(repli_core::ExerciseTag {
+                    id,
+                    name: r.try_get("exercise_name")?,
+                    mode: mode.parse().map_err(|_| corrupt("exercises.mode", &mode))?,
+                })
+            }
+        },
     })
 }
 
@@ -163,6 +185,109 @@ fn update_sql(action: CrisisAction) -> &'static str {
             "UPDATE crises SET state = ?1, closed_at = ?2, updated_at = ?2, end_reason = ?3 WHERE id = ?4 AND state = ?5"
         }
     }
+}
+
+/// Inserts a validated request (with its needs and its audit entry) in `tx`: the commune must
+/// be known and have signed the convention, and have no open crisis of the same kind (a real
+/// crisis and an exercise may run side by side). An exercise's crisis is numbered from
+/// [`repli_core::exercise::FIRST_SEQ`].
+pub(crate) async fn insert_crisis_in(
+    store: &Store,
+    tx: &mut SqliteConnection,
+    new: &NewCrisis,
+    actor: &Actor,
+    exercise: Option<i64>,
+    now: Timestamp,
+) -> Result<CrisisId, StoreError> {
+    let insee = new.commune.as_str();
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
+    if known.is_none() {
+        return Err(StoreError::UnknownCommune(new.commune.clone()));
+    }
+    let signed: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
+    if signed.is_none() {
+        return Err(StoreError::NoConvention(new.commune.clone()));
+    }
+    let open: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM crises WHERE commune = ? AND state NOT IN ('closed', 'rejected', 'cancelled') \
+         AND (exercise_id IS NOT NULL) = ?",
+    )
+    .bind(insee)
+    .bind(exercise.is_some())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(open) = open {
+        let open = CrisisId::parse(&open).map_err(|_| corrupt("crises.id", &open))?;
+        return Err(StoreError::OpenCrisis { commune: new.commune.clone(), open });
+    }
+    let year = now.to_zoned(jiff::tz::TimeZone::UTC).year();
+    let first = if exercise.is_some() { repli_core::exercise::FIRST_SEQ } else { 1 };
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(seq) + 1, ?3) FROM crises WHERE commune = ?1 AND year = ?2 AND (exercise_id IS NOT NULL) = ?4",
+    )
+    .bind(insee)
+    .bind(i64::from(year))
+    .bind(i64::from(first))
+    .bind(exercise.is_some())
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = CrisisId::new(&new.commune, year, u32::try_from(seq).map_err(|_| corrupt("crises.seq", seq))?);
+    let at = time::to_db(now);
+    sqlx::query(
+        "INSERT INTO crises (id, commune, year, seq, state, requested_at, requested_by, contact_name, \
+         contact_phone, contact_email, agents, delivery_address, notes, due_at, updated_at, aware_at, personal_data, \
+         exercise_id) VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5, ?14, ?15, ?16)",
+    )
+    .bind(id.as_str())
+    .bind(insee)
+    .bind(i64::from(year))
+    .bind(seq)
+    .bind(&at)
+    .bind(actor.user_id)
+    .bind(&new.contact_name)
+    .bind(&new.contact_phone)
+    .bind(&new.contact_email)
+    .bind(i64::from(new.agents))
+    .bind(&new.delivery_address)
+    .bind(&new.notes)
+    .bind(time::to_db(new.due_at))
+    .bind(new.aware_at.map(time::to_db))
+    .bind(new.personal_data.map(i64::from))
+    .bind(exercise)
+    .execute(&mut *tx)
+    .await?;
+    for (kind, n) in &new.needs {
+        sqlx::query("INSERT INTO crisis_needs (crisis_id, kind, wanted, requested_at) VALUES (?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(kind.as_str())
+            .bind(i64::from(*n))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Contact details are personal data: the audit entry records that they were given,
+    // not what they are.
+    let needs: serde_json::Map<String, serde_json::Value> =
+        new.needs.iter().map(|(k, n)| (k.as_str().to_owned(), json!(n))).collect();
+    let details = json!({
+        "agents": new.agents,
+        "needs": needs,
+        "due_at": time::to_db(new.due_at),
+        "contact_email_given": new.contact_email.is_some(),
+        "delivery_address_given": new.delivery_address.is_some(),
+    });
+    let e = NewEntry {
+        by: By::User(actor),
+        commune: Some(insee),
+        crisis: Some(id.as_str()),
+        action: "crisis.request",
+        target: id.as_str(),
+        details,
+    };
+    store.append(tx, e, now).await?;
+    Ok(id)
 }
 
 impl Store {
@@ -193,69 +318,8 @@ impl Store {
                 return Ok((existing, false));
             }
         }
-        let insee = new.commune.as_str();
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM communes WHERE insee = ?").bind(insee).fetch_optional(&mut *tx).await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownCommune(new.commune.clone()));
-        }
-        let signed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conventions WHERE insee = ?")
-            .bind(insee)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if signed.is_none() {
-            return Err(StoreError::NoConvention(new.commune.clone()));
-        }
-        let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM crises WHERE commune = ? AND state NOT IN ('closed', 'rejected', 'cancelled')",
-        )
-        .bind(insee)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(open) = open {
-            let open = CrisisId::parse(&open).map_err(|_| corrupt("crises.id", &open))?;
-            return Err(StoreError::OpenCrisis { commune: new.commune.clone(), open });
-        }
-        let year = now.to_zoned(jiff::tz::TimeZone::UTC).year();
-        let seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM crises WHERE commune = ? AND year = ?")
-                .bind(insee)
-                .bind(i64::from(year))
-                .fetch_one(&mut *tx)
-                .await?;
-        let id = CrisisId::new(&new.commune, year, u32::try_from(seq).map_err(|_| corrupt("crises.seq", seq))?);
+        let id = insert_crisis_in(self, &mut tx, new, actor, None, now).await?;
         let at = time::to_db(now);
-        sqlx::query(
-            "INSERT INTO crises (id, commune, year, seq, state, requested_at, requested_by, contact_name, \
-             contact_phone, contact_email, agents, delivery_address, notes, due_at, updated_at, aware_at, personal_data) \
-             VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5, ?14, ?15)",
-        )
-        .bind(id.as_str())
-        .bind(insee)
-        .bind(i64::from(year))
-        .bind(seq)
-        .bind(&at)
-        .bind(actor.user_id)
-        .bind(&new.contact_name)
-        .bind(&new.contact_phone)
-        .bind(&new.contact_email)
-        .bind(i64::from(new.agents))
-        .bind(&new.delivery_address)
-        .bind(&new.notes)
-        .bind(time::to_db(new.due_at))
-        .bind(new.aware_at.map(time::to_db))
-        .bind(new.personal_data.map(i64::from))
-        .execute(&mut *tx)
-        .await?;
-        for (kind, n) in &new.needs {
-            sqlx::query("INSERT INTO crisis_needs (crisis_id, kind, wanted, requested_at) VALUES (?, ?, ?, ?)")
-                .bind(id.as_str())
-                .bind(kind.as_str())
-                .bind(i64::from(*n))
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
-        }
         if let Some((key, request_sha256)) = idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys (user_id, key, request_sha256, crisis_id, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -268,26 +332,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        // Contact details are personal data: the audit entry records that they were given,
-        // not what they are.
-        let needs: serde_json::Map<String, serde_json::Value> =
-            new.needs.iter().map(|(k, n)| (k.as_str().to_owned(), json!(n))).collect();
-        let details = json!({
-            "agents": new.agents,
-            "needs": needs,
-            "due_at": time::to_db(new.due_at),
-            "contact_email_given": new.contact_email.is_some(),
-            "delivery_address_given": new.delivery_address.is_some(),
-        });
-        let e = NewEntry {
-            by: By::User(actor),
-            commune: Some(insee),
-            crisis: Some(id.as_str()),
-            action: "crisis.request",
-            target: id.as_str(),
-            details,
-        };
-        self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         let rec = self.crisis(&id).await?.ok_or(StoreError::CrisisNotFound(id))?;
         Ok((rec, true))
@@ -448,28 +492,27 @@ impl Store {
     }
 
     pub async fn crisis(&self, id: &CrisisId) -> Result<Option<CrisisRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT k.*, c.name AS commune_name, u.name AS requested_by_name FROM crises k \
-             JOIN communes c ON c.insee = k.commune JOIN users u ON u.id = k.requested_by WHERE k.id = ?",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CRISIS_COLUMNS} FROM {CRISIS_FROM} WHERE k.id = ?")))
+                .bind(id.as_str())
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(from_row).transpose()
     }
 
     /// Crises matching `f`, newest request first.
     pub async fn crises(&self, f: &CrisisFilter) -> Result<Vec<CrisisRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT k.*, c.name AS commune_name, u.name AS requested_by_name FROM crises k \
-             JOIN communes c ON c.insee = k.commune JOIN users u ON u.id = k.requested_by \
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CRISIS_COLUMNS} FROM {CRISIS_FROM} \
              WHERE (?1 IS NULL OR k.commune = ?1) AND (?2 IS NULL OR k.state = ?2) \
              AND (?3 = 0 OR k.state NOT IN ('closed', 'rejected', 'cancelled')) \
+             AND (?4 IS NULL OR (k.exercise_id IS NOT NULL) = ?4) \
              ORDER BY k.requested_at DESC, k.id DESC",
-        )
+        )))
         .bind(f.commune.as_ref().map(InseeCode::as_str))
         .bind(f.state.map(CrisisState::as_str))
         .bind(f.open_only)
+        .bind(f.exercise)
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(from_row).collect()

@@ -2,7 +2,7 @@
 //! writer: no item is ever reserved twice), named loans, check-in, wipe records.
 
 use jiff::{SignedDuration, Timestamp};
-use repli_core::{Actor, CrisisId, Item, ItemKind, ItemState};
+use repli_core::{Actor, CrisisId, ExerciseMode, Item, ItemKind, ItemState};
 use serde_json::json;
 use sqlx::SqliteConnection;
 
@@ -380,8 +380,9 @@ impl Store {
     /// What every crisis wanted and got, oldest request first.
     pub async fn needs(&self, crisis: Option<&str>) -> Result<Vec<Need>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT n.crisis_id, n.kind, n.wanted, (SELECT COUNT(*) FROM items i WHERE i.crisis_id = n.crisis_id \
-             AND i.kind = n.kind AND i.state IN ('reserved', 'prepared', 'lent')) FROM crisis_needs n \
+            "SELECT n.crisis_id, n.kind, n.wanted, COALESCE(n.counted, (SELECT COUNT(*) FROM items i \
+             WHERE i.crisis_id = n.crisis_id AND i.kind = n.kind AND i.state IN ('reserved', 'prepared', 'lent'))) \
+             FROM crisis_needs n \
              WHERE (?1 IS NULL OR n.crisis_id = ?1) ORDER BY n.requested_at, n.crisis_id, n.kind",
         )
         .bind(crisis)
@@ -401,16 +402,58 @@ impl Store {
 
     /// Reserves available items for a crisis up to what it needs, in one transaction: with one
     /// writer, two crises can never get the same item. Returns what is still missing.
+    ///
+    /// A table-top exercise reserves nothing: it records what the stock could give it. A real
+    /// crisis the stock cannot serve takes what physical exercises hold and have not lent, and
+    /// each exercise so pre-empted is told in its main courante (`inventory.preempt`).
     pub async fn allocate(&self, id: &CrisisId, by: By<'_>, now: Timestamp) -> Result<Vec<Need>, StoreError> {
         let mut tx = self.write.begin().await?;
         let commune = commune_of(&mut tx, id).await?;
+        let exercise: Option<(i64, String)> =
+            sqlx::query_as("SELECT x.id, x.mode FROM crises k JOIN exercises x ON x.id = k.exercise_id WHERE k.id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
         let wants: Vec<(String, i64)> =
             sqlx::query_as("SELECT kind, wanted FROM crisis_needs WHERE crisis_id = ? ORDER BY kind")
                 .bind(id.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
+        if let Some((_, mode)) = &exercise
+            && mode == ExerciseMode::TableTop.as_str()
+        {
+            let mut counted = serde_json::Map::new();
+            for (kind, wanted) in &wants {
+                let available: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM items WHERE kind = ? AND state = 'available'")
+                        .bind(kind)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let n = available.min(*wanted);
+                sqlx::query("UPDATE crisis_needs SET counted = ? WHERE crisis_id = ? AND kind = ?")
+                    .bind(n)
+                    .bind(id.as_str())
+                    .bind(kind)
+                    .execute(&mut *tx)
+                    .await?;
+                counted.insert(kind.clone(), json!({ "wanted": wanted, "available": n }));
+            }
+            let e = NewEntry {
+                by,
+                commune: Some(&commune),
+                crisis: Some(id.as_str()),
+                action: "inventory.count",
+                target: id.as_str(),
+                details: serde_json::Value::Object(counted),
+            };
+            self.append(&mut tx, e, now).await?;
+            tx.commit().await?;
+            return Ok(self.needs(Some(id.as_str())).await?.into_iter().filter(|n| n.shortage() > 0).collect());
+        }
         let actor = actor_name(by);
         let mut reserved = serde_json::Map::new();
+        // Per exercise crisis pre-empted: the serials taken from it.
+        let mut preempted: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (kind, wanted) in &wants {
             let held: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM items WHERE crisis_id = ? AND kind = ? AND state IN ('reserved', 'prepared', 'lent')",
@@ -423,7 +466,7 @@ impl Store {
             if missing == 0 {
                 continue;
             }
-            let serials: Vec<String> = sqlx::query_scalar(
+            let mut serials: Vec<String> = sqlx::query_scalar(
                 "SELECT serial FROM items WHERE kind = ? AND state = 'available' ORDER BY asset_tag LIMIT ?",
             )
             .bind(kind)
@@ -443,6 +486,34 @@ impl Store {
                 )
                 .await?;
             }
+            let still = missing - serials.len() as i64;
+            if exercise.is_none() && still > 0 {
+                let held_by_drills: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT i.serial, i.crisis_id FROM items i JOIN crises k ON k.id = i.crisis_id \
+                     WHERE i.kind = ? AND i.state IN ('reserved', 'prepared') AND k.exercise_id IS NOT NULL \
+                     ORDER BY k.requested_at DESC, i.asset_tag LIMIT ?",
+                )
+                .bind(kind)
+                .bind(still)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (s, drill) in held_by_drills {
+                    let note = format!("repris à l'exercice {drill} par la crise {id}");
+                    move_item(
+                        &mut tx,
+                        &s,
+                        &[ItemState::Reserved, ItemState::Prepared],
+                        ItemState::Reserved,
+                        Some(id.as_str()),
+                        &actor,
+                        Some(&note),
+                        now,
+                    )
+                    .await?;
+                    preempted.entry(drill).or_default().push(s.clone());
+                    serials.push(s);
+                }
+            }
             if !serials.is_empty() {
                 reserved.insert(kind.clone(), json!(serials));
             }
@@ -457,6 +528,48 @@ impl Store {
                 details: serde_json::Value::Object(reserved),
             };
             self.append(&mut tx, e, now).await?;
+        }
+        for (drill, serials) in &preempted {
+            let drill_id = CrisisId::parse(drill)
+                .map_err(|_| StoreError::Corrupt { column: "items.crisis_id", value: drill.clone() })?;
+            let drill_commune = commune_of(&mut tx, &drill_id).await?;
+            let tags: Vec<String> = {
+                let mut tags = Vec::with_capacity(serials.len());
+                for s in serials {
+                    let tag: String = sqlx::query_scalar("SELECT asset_tag FROM items WHERE serial = ?")
+                        .bind(s)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tags.push(tag);
+                }
+                tags
+            };
+            let e = NewEntry {
+                by,
+                commune: Some(&drill_commune),
+                crisis: Some(drill),
+                action: "inventory.preempt",
+                target: drill,
+                details: json!({ "by_crisis": id.as_str(), "serials": serials, "asset_tags": tags }),
+            };
+            self.append(&mut tx, e, now).await?;
+            let action = repli_core::LogKind::Information.audit_action();
+            let text = format!(
+                "Matériel repris par la crise réelle {id} : {} ({} équipement(s)). L'exercice continue sans lui ; \
+                 la liste d'attente le servira quand le stock le permettra.",
+                tags.join(", "),
+                tags.len()
+            );
+            let e = NewEntry {
+                by: By::System,
+                commune: Some(&drill_commune),
+                crisis: Some(drill),
+                action: &action,
+                target: drill,
+                details: json!({ "type": repli_core::LogKind::Information.as_str(), "text": text }),
+            };
+            self.append(&mut tx, e, now).await?;
+            tracing::info!(crisis = %id, exercise_crisis = %drill, items = serials.len(), "exercise equipment pre-empted");
         }
         tx.commit().await?;
         Ok(self.needs(Some(id.as_str())).await?.into_iter().filter(|n| n.shortage() > 0).collect())
@@ -487,7 +600,10 @@ impl Store {
             )
             .await?;
         }
-        sqlx::query("UPDATE crisis_needs SET wanted = 0 WHERE crisis_id = ?").bind(id).execute(&mut *conn).await?;
+        sqlx::query("UPDATE crisis_needs SET wanted = 0, counted = NULL WHERE crisis_id = ?")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         Ok(serials.len() as u64)
     }
 

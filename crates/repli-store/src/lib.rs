@@ -8,6 +8,7 @@
 mod audit;
 mod crises;
 mod engine;
+mod exercises;
 mod inventory;
 mod ports;
 mod read;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
+pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Wipe};
 pub use read::{CrisisFacts, HISTORY_ENTRIES, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
@@ -119,6 +121,7 @@ fn migrator() -> Migrator {
         m(8, "agents and sheets", include_str!("../migrations/0008_agents_and_sheets.sql")),
         m(9, "notification recipients", include_str!("../migrations/0009_notification_recipients.sql")),
         m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
+        m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
     ])
 }
 

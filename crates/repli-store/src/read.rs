@@ -12,7 +12,7 @@ use repli_core::{CrisisId, ItemKind, StepState};
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::crises::from_row;
+use crate::crises::{CRISIS_COLUMNS, CRISIS_FROM, from_row};
 use crate::time::{self, opt_from_db};
 use crate::{CrisisRecord, Need, Store, StoreError, SuspensionRecord};
 
@@ -79,8 +79,8 @@ pub struct CrisisFacts {
 
 const SUSPENSIONS: &str = "(SELECT json_group_array(json_array(s.started_at, s.ended_at, s.reason) \
      ORDER BY s.started_at, s.id) FROM sla_suspensions s WHERE s.crisis_id = k.id)";
-const NEEDS: &str = "(SELECT json_group_array(json_array(n.kind, n.wanted, (SELECT COUNT(*) FROM items i \
-     WHERE i.crisis_id = n.crisis_id AND i.kind = n.kind AND i.state IN ('reserved', 'prepared', 'lent'))) \
+const NEEDS: &str = "(SELECT json_group_array(json_array(n.kind, n.wanted, COALESCE(n.counted, (SELECT COUNT(*) FROM items i \
+     WHERE i.crisis_id = n.crisis_id AND i.kind = n.kind AND i.state IN ('reserved', 'prepared', 'lent')))) \
      ORDER BY n.kind) FROM crisis_needs n WHERE n.crisis_id = k.id)";
 const STEPS: &str = "(SELECT json_group_array(json_array(s.step_id, s.needs, s.estimate_secs, s.state) \
      ORDER BY s.position) FROM steps s JOIN runs r ON r.id = s.run_id \
@@ -174,9 +174,8 @@ impl Store {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let history_sql = HISTORY.replace("{limit}", &HISTORY_ENTRIES.to_string());
             format!(
-                "SELECT k.*, c.name AS commune_name, u.name AS requested_by_name, {SUSPENSIONS} AS x_suspensions, \
-                 {NEEDS} AS x_needs, {STEPS} AS x_steps, {history_sql} AS x_history FROM crises k \
-                 JOIN communes c ON c.insee = k.commune JOIN users u ON u.id = k.requested_by WHERE k.id = ?1"
+                "SELECT {CRISIS_COLUMNS}, {SUSPENSIONS} AS x_suspensions, \
+                 {NEEDS} AS x_needs, {STEPS} AS x_steps, {history_sql} AS x_history FROM {CRISIS_FROM} WHERE k.id = ?1"
             )
         });
         let Some(row) =

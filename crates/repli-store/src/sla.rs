@@ -8,6 +8,7 @@ use crate::audit::NewEntry;
 use crate::crises::SuspensionRecord;
 use crate::time::{self, opt_from_db};
 use crate::{By, Store, StoreError};
+use sqlx::SqliteConnection;
 
 /// A notification to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,83 @@ pub struct NewNotification<'a> {
     pub recipient: Option<&'a str>,
     pub subject: &'a str,
     pub body: &'a str,
+}
+
+/// Queues `n` in `conn` (once per key and channel). An exercise's notification is prefixed
+/// « [EXERCICE] » and goes only to the addresses its scenario names: a recipient it does not
+/// name is withheld, and a notification to the channel's ops recipients goes to the scenario's
+/// addresses of that channel instead (none: withheld). True when something was queued.
+pub(crate) async fn enqueue_in(
+    conn: &mut SqliteConnection,
+    n: &NewNotification<'_>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let exercise = match n.crisis {
+        Some(crisis) => crate::audit::exercise_of_in(conn, crisis).await?,
+        None => None,
+    };
+    let Some(exercise) = exercise else {
+        return insert_notification(conn, n, n.key, n.subject, n.body, now).await;
+    };
+    let allowed = crate::exercises::recipients_in(conn, exercise).await?;
+    let subject = repli_core::exercise::prefixed(n.subject);
+    let body = repli_core::exercise::prefixed(n.body);
+    let of_channel = |phone: bool| -> Vec<Option<&str>> {
+        allowed.iter().filter(|a| a.contains('@') != phone).map(|a| Some(a.as_str())).collect()
+    };
+    let targets: Vec<Option<&str>> = match (n.channel, n.recipient) {
+        // The log reaches no one.
+        ("log", to) => vec![to],
+        (_, Some(to)) if repli_core::exercise::may_reach(&allowed, to) => vec![Some(to)],
+        (_, Some(_)) => Vec::new(),
+        ("sms", None) => of_channel(true),
+        ("smtp", None) => of_channel(false),
+        // A webhook reaches ops' tools, not the scenario's people.
+        _ => Vec::new(),
+    };
+    if targets.is_empty() {
+        tracing::info!(
+            key = n.key,
+            channel = n.channel,
+            exercise,
+            "exercise notification withheld: no scenario address"
+        );
+        return Ok(false);
+    }
+    let mut queued = false;
+    for to in targets {
+        let key = match (n.recipient, to) {
+            (None, Some(to)) => format!("{}:{to}", n.key),
+            _ => n.key.to_owned(),
+        };
+        let one = NewNotification { recipient: to, ..*n };
+        queued |= insert_notification(conn, &one, &key, &subject, &body, now).await?;
+    }
+    Ok(queued)
+}
+
+async fn insert_notification(
+    conn: &mut SqliteConnection,
+    n: &NewNotification<'_>,
+    key: &str,
+    subject: &str,
+    body: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO notifications (key, channel, crisis_id, recipient, subject, body, created_at, status, \
+         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7) ON CONFLICT (key, channel) DO NOTHING",
+    )
+    .bind(key)
+    .bind(n.channel)
+    .bind(n.crisis)
+    .bind(n.recipient)
+    .bind(subject)
+    .bind(body)
+    .bind(time::to_db(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn notification(r: NotificationRow) -> Result<Notification, StoreError> {
@@ -230,20 +308,10 @@ impl Store {
 
     /// Queues a notification once per (key, channel); returns whether it is new.
     pub async fn enqueue_notification(&self, n: &NewNotification<'_>, now: Timestamp) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO notifications (key, channel, crisis_id, recipient, subject, body, created_at, status, \
-             next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7) ON CONFLICT (key, channel) DO NOTHING",
-        )
-        .bind(n.key)
-        .bind(n.channel)
-        .bind(n.crisis)
-        .bind(n.recipient)
-        .bind(n.subject)
-        .bind(n.body)
-        .bind(time::to_db(now))
-        .execute(&mut *self.write.acquire().await?)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.write.begin().await?;
+        let queued = enqueue_in(&mut tx, n, now).await?;
+        tx.commit().await?;
+        Ok(queued)
     }
 
     /// Pending notifications whose next attempt is due.

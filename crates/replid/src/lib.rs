@@ -12,6 +12,7 @@ mod crises;
 pub mod demo;
 mod documents;
 pub mod error;
+mod exercises;
 mod extract;
 mod inventory;
 mod journal;

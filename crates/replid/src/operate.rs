@@ -422,6 +422,18 @@ pub async fn retex(
         })
     };
     let mut data = base(&a, &csrf, &format!("RETEX {}", r.crisis));
+    crate::web::mark_exercise(&mut data, r.exercise.as_ref());
+    let injects: Vec<Value> = r
+        .injects
+        .iter()
+        .map(|i| {
+            json!({
+                "at": when(&st, Some(i.inject.at)), "text": i.inject.text,
+                "response": i.response.as_ref().map(|e| json!({ "who": e.author, "kind": e.type_label, "text": e.text })),
+                "after": i.response_secs.map(d),
+            })
+        })
+        .collect();
     data.insert(
         "r".into(),
         json!({
@@ -431,6 +443,7 @@ pub async fn retex(
             "planned": d(r.planned_critical_secs), "actual": r.actual_activation_secs.map(d),
             "steps": r.steps.iter().map(step).collect::<Vec<_>>(),
             "waits": r.longest_waits.iter().map(step).collect::<Vec<_>>(),
+            "injects": injects,
             "log": r.log.iter().map(|e| json!({ "at": when(&st, Some(e.at)), "kind": e.type_label, "who": e.author, "text": e.text })).collect::<Vec<_>>(),
         }),
     );

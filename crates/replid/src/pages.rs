@@ -97,6 +97,7 @@ fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
         "sla": sla(c.sla.status),
         "due": when(st, Some(c.sla.due_at)),
         "left": fr::duration(jiff::SignedDuration::from_secs(c.sla.remaining_seconds)),
+        "exercice": c.exercise.is_some(),
     })
 }
 
@@ -130,7 +131,9 @@ pub async fn home(
         let open: Vec<Value> = views.iter().filter(|v| v.state.is_open()).map(|v| crisis_line(&st, v)).collect();
         let ended: Vec<Value> =
             views.iter().filter(|v| !v.state.is_open()).take(20).map(|v| crisis_line(&st, v)).collect();
-        data.insert("can_request".into(), json!(a.role == Role::Dgs && open.is_empty()));
+        // An exercise never stands in the way of a real request.
+        let real_open = views.iter().any(|v| v.state.is_open() && v.exercise.is_none());
+        data.insert("can_request".into(), json!(a.role == Role::Dgs && !real_open));
         data.insert("open".into(), json!(open));
         data.insert("ended".into(), json!(ended));
     }
@@ -473,6 +476,7 @@ pub async fn crisis(
         })
         .collect();
     let mut data = base(&a, &csrf, &format!("Crise {crisis_id}"));
+    crate::web::mark_exercise(&mut data, view.exercise.as_ref());
     data.insert(
         "c".into(),
         json!({

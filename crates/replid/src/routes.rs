@@ -16,11 +16,12 @@ use repli_core::audit::AuditBundle;
 use repli_proto::ProblemCode;
 use repli_proto::api::{
     ActionRequest, AgentView, AgentsRequest, AuditPage, AuditQuery, AuditVerifyView, CheckinRequest, CommuneView,
-    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, Health, ImportRequest, ImportView,
-    InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest, LendRequest, LoanView,
-    LogEntryRequest, LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest, PreflightView, Readiness,
-    ReissueRequest, RetexView, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest, StepView, StepsView,
-    SuspendRequest, TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest, WriteOffRequest,
+    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, ExerciseRequest, ExerciseView, Health,
+    ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest,
+    LendRequest, LoanView, LogEntryRequest, LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest,
+    PreflightView, Readiness, ReissueRequest, RetexView, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest,
+    StepView, StepsView, SuspendRequest, TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest,
+    WriteOffRequest,
 };
 
 use crate::auth::Authed;
@@ -28,8 +29,8 @@ use crate::error::ApiError;
 pub use crate::spec::{Access, RouteSpec};
 use crate::spec::{Answer, Doc};
 use crate::{
-    AppState, accounts, actions, crises, documents, inventory, journal, operate, pages, sheets, signin, steps, tenant,
-    users, web,
+    AppState, accounts, actions, crises, documents, exercises, inventory, journal, operate, pages, sheets, signin,
+    steps, tenant, users, web,
 };
 
 /// Every route with its access rule and its documentation: the router and the OpenAPI
@@ -120,6 +121,20 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Doc::page("The Microsoft 365 tenant's preflight"),
         ),
         (Method::POST, "/m365", Page(P::OperateCrisis), post(tenant::rerun), Doc::form("Run the preflight again")),
+        (
+            Method::GET,
+            "/exercices",
+            Page(P::ReadExercises),
+            get(exercises::page),
+            Doc::page("The exercises, and the form that starts one from a scenario"),
+        ),
+        (
+            Method::POST,
+            "/exercices",
+            Page(P::RunExercises),
+            post(exercises::start_form),
+            Doc::form("Start an exercise"),
+        ),
         (Method::POST, "/deconnexion", Page(P::OwnAccount), post(signin::logout), Doc::form("Sign out")),
         (Method::GET, "/demande", Page(P::RequestCrisis), get(pages::request_form), Doc::page("The kit request form")),
         (Method::POST, "/demande", Page(P::RequestCrisis), post(pages::request_submit), Doc::form("Request a kit")),
@@ -531,6 +546,30 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Requires(P::OperateCrisis),
             get(steps::tasks),
             Doc::list::<TaskView>("Manual steps waiting for ops"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/exercises",
+            Requires(P::ReadExercises),
+            get(exercises::list),
+            Doc::list::<ExerciseView>("Exercises (drills marked EXERCICE), the most recent first"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/exercises",
+            Requires(P::RunExercises),
+            post(exercises::start),
+            Doc::api::<ExerciseView>("Start an exercise: its communes' crises, requested together")
+                .body::<ExerciseRequest>()
+                .status(201)
+                .problems(&[C::UnknownCommune, C::ConventionMissing, C::OpenCrisisExists]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/exercises/{xid}",
+            Requires(P::ReadExercises),
+            get(exercises::get),
+            Doc::api::<ExerciseView>("One exercise, its crises and injects").problems(&[C::ExerciseNotFound]),
         ),
         (
             Method::GET,

@@ -48,6 +48,7 @@ pub async fn page(
         active: status.active,
     };
     let mut data = base(&a, &csrf, "Fiches identifiants");
+    crate::web::mark_exercise(&mut data, r.exercise.as_ref());
     data.insert("sheets".into(), serde_json::to_value(sheets).unwrap_or(Value::Null));
     render(&st, StatusCode::OK, "fiches", &Value::Object(data))
 }

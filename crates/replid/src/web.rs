@@ -51,6 +51,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
     h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
     h.register_template_string("m365", include_str!("../web/m365.hbs"))?;
+    h.register_template_string("exercices", include_str!("../web/exercices.hbs"))?;
     h.register_template_string("inventaire", include_str!("../web/inventaire.hbs"))?;
     h.register_template_string("equipement", include_str!("../web/equipement.hbs"))?;
     h.register_template_string("journal", include_str!("../web/journal.hbs"))?;
@@ -255,10 +256,15 @@ pub fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value
         }),
     );
     m.insert("csrf".into(), json!(csrf));
-    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended"] {
+    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended", "exercice"] {
         m.insert(k.into(), Value::Null);
     }
     m
+}
+
+/// Marks a page about an exercise's crisis: the layout shows the banner and titles it EXERCICE.
+pub fn mark_exercise(data: &mut serde_json::Map<String, Value>, exercise: Option<&repli_core::ExerciseTag>) {
+    data.insert("exercice".into(), json!(exercise.map(repli_core::ExerciseTag::banner)));
 }
 
 /// The form's CSRF token against the session's; the refusal page when they differ.
@@ -378,6 +384,7 @@ pub fn confirmation_page(
         error,
     };
     let mut data = base(a, csrf, t.what.title_fr());
+    mark_exercise(&mut data, r.exercise.as_ref());
     data.insert("confirm".into(), serde_json::to_value(page).unwrap_or(Value::Null));
     render(st, status, "confirmer", &Value::Object(data))
 }
