@@ -133,6 +133,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/taches", [R, R, R, R, R, R]),
     ("GET", "/m365", [R, R, R, R, R, R]),
     ("POST", "/m365", [R, R, R, R, R, R]),
+    ("GET", "/exercices", [R, R, R, R, R, R]),
+    ("POST", "/exercices", [R, R, R, R, R, R]),
     ("GET", "/inventaire", [R, R, R, R, R, R]),
     ("GET", "/inventaire/{serial}", [R, R, R, R, R, R]),
     ("GET", "/journal", [R, R, R, R, R, R]),
@@ -160,6 +162,10 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/tasks", [U, D, A, D, D, D]),
     ("GET", "/api/v1/m365/preflight", [U, D, A, D, D, D]),
     ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
+    ("GET", "/api/v1/exercises", [U, D, A, D, D, A]),
+    ("POST", "/api/v1/exercises", [U, D, A, D, D, D]),
+    // No exercise 1 exists: those allowed to read get 404.
+    ("GET", "/api/v1/exercises/{xid}", [U, D, H, D, D, H]),
     ("GET", "/api/v1/notifications", [U, D, A, D, D, D]),
     ("POST", "/api/v1/notifications/{nid}/retry", [U, D, A, D, D, D]),
     ("GET", "/api/v1/crises/{id}/retex", [U, D, A, D, D, A]),
@@ -214,6 +220,10 @@ fn body_for(method: &str, path: &str) -> Option<serde_json::Value> {
         ("POST", p) if p.ends_with("/checkin") => Some(json!({ "serial": "FICTIF-M1", "condition": "ok" })),
         ("POST", p) if p.ends_with("/write-off") => Some(json!({ "serial": "FICTIF-M1", "reason": "perdu" })),
         ("POST", p) if p.ends_with("/log") => Some(json!({ "type": "information", "text": "x" })),
+        ("POST", "/api/v1/exercises") => Some(json!({
+            "name": "matrice",
+            "communes": [{ "commune": "13001", "agents": 1, "contact": { "name": "A", "phone": "0612345678" } }],
+        })),
         ("POST", "/api/v1/users") => Some(json!({ "name": "Nouvel agent", "role": "ops" })),
         ("POST", p) if p.ends_with("/tokens") => Some(json!({})),
         ("PUT", _) => Some(json!({ "login": "agent.matrice", "password": "une phrase de passe longue" })),
@@ -264,6 +274,7 @@ async fn authorization_matrix_covers_every_route() {
                 .replace("{file}", "01-dossier-de-mise-a-disposition.html")
                 .replace("{uid}", &throwaway.to_string())
                 .replace("{nid}", "1")
+                .replace("{xid}", "1")
                 .replace("{secret}", "repli_inconnu"),
         );
         for (who, (token, want)) in tokens.iter().zip(expected).enumerate() {

@@ -14,6 +14,7 @@ mod demo;
 mod dns;
 mod documents;
 mod engine;
+mod exercise;
 mod inventory;
 mod lifecycle;
 mod metrics;

@@ -1111,3 +1111,64 @@ async fn admins_create_accounts_hand_out_password_links_and_revoke() {
     let page = get(Some(&admin), "/comptes").await.text().await.unwrap();
     assert!(page.contains("Anne Martin") && page.contains("Aubagne (13005)"), "the list names the commune");
 }
+
+#[tokio::test]
+async fn ops_start_an_exercise_in_the_browser_and_its_pages_say_exercice() {
+    let app = TestApp::spawn().await;
+    let (cookie, csrf) = session_of(&app, Role::Ops, None, "ops.exercice").await;
+    let page = http().get(app.url("/exercices")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    // The form starts from the example scenario: two communes, one inject.
+    assert!(html.contains("Commencer l&#x27;exercice") || html.contains("Commencer l'exercice"), "{html}");
+    assert!(html.contains("[[injects]]") && html.contains("13117"));
+
+    // A broken scenario comes back as typed (escaped), with its error; nothing is started.
+    let broken = "name = \"<script>x</script>\"\n[[communes]]\ncommune = \"13005\"\nagents = 0\ncontact = { name = \"A\", phone = \"0612345678\" }\n";
+    let r = post_form(&app, &cookie, "/exercices", &[("csrf", &csrf), ("scenario", broken)]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("communes[0].agents") && html.contains("&lt;script&gt;x&lt;/script&gt;"));
+    assert!(!html.contains("<script>x"));
+    assert!(app.ops.exercises().await.unwrap().is_empty());
+    // Without the form's token: refused.
+    let r = post_form(&app, &cookie, "/exercices", &[("scenario", broken)]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The example as given starts.
+    let example = include_str!("../../playbooks/exercises/exemple.toml");
+    let r = post_form(&app, &cookie, "/exercices", &[("csrf", &csrf), ("scenario", example)]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let x = app.ops.exercises().await.unwrap().remove(0);
+    assert_eq!(x.crises.len(), 2);
+    assert_eq!(x.injects.len(), 1);
+    let list = http().get(app.url(&r.headers()[LOCATION].to_str().unwrap().to_owned())).header(COOKIE, &cookie);
+    let html = list.send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Exercice cyber — deux communes") && html.contains("commencé"), "{html}");
+
+    // Its crisis page, its dashboard line and its confirmation pages carry the mark.
+    let id = x.crises[0].id.to_string();
+    let crisis = http().get(app.url(&format!("/crises/{id}"))).header(COOKIE, &cookie).send().await.unwrap();
+    let html = crisis.text().await.unwrap();
+    assert!(html.contains("<title>EXERCICE — Crise"), "no EXERCICE title");
+    assert!(html.contains("class=\"exercice\" role=\"note\""), "no banner");
+    assert!(html.contains("<option value=\"inject\">"), "animators may inject by hand");
+    let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("etiquette exercice"));
+    let cancel = http().get(app.url(&format!("/crises/{id}/annulation"))).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(cancel.status(), StatusCode::OK);
+    assert!(cancel.text().await.unwrap().contains("class=\"exercice\" role=\"note\""));
+    // A real crisis's page does not.
+    let real = app.ops.request_crisis(&request("13001"), None).await.unwrap();
+    let html = http().get(app.url(&format!("/crises/{}", real.id))).header(COOKIE, &cookie).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(!html.contains("EXERCICE") && !html.contains("<option value=\"inject\">"));
+
+    // A DGS sees no exercise page; an auditor reads it without the form.
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.exercice").await;
+    let r = http().get(app.url("/exercices")).header(COOKIE, &dgs).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (auditor, _) = session_of(&app, Role::Auditor, None, "audit.exercice").await;
+    let html = http().get(app.url("/exercices")).header(COOKIE, &auditor).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Exercice cyber — deux communes") && !html.contains("name=\"scenario\""));
+}

@@ -469,7 +469,18 @@ pub async fn log(st: &Services, a: &Actor, id: &str) -> Result<Vec<LogEntryView>
 pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str) -> Result<LogEntryView, AppError> {
     let r = visible_crisis(st, a, id).await?;
     let mut errors = Vec::new();
-    let kind = kind.parse::<LogKind>().map_err(|e| errors.push(FieldError::new("type", e.to_string()))).ok();
+    let kind = match kind.parse::<LogKind>() {
+        // Animators inject by hand too, in an exercise only.
+        Ok(LogKind::Inject) if r.exercise.is_none() => {
+            errors.push(FieldError::new("type", "un inject n'existe que dans un exercice"));
+            None
+        }
+        Ok(k) => Some(k),
+        Err(e) => {
+            errors.push(FieldError::new("type", e.to_string()));
+            None
+        }
+    };
     let entry = text::free_text("text", entry, text::NOTE_MAX, true).map_err(|e| errors.push(e)).ok();
     let (Some(kind), Some(entry)) = (kind, entry) else {
         return Err(AppError::Validation(errors));

@@ -64,7 +64,7 @@ impl fmt::Display for LogKind {
 
 /// The text was not a main-courante kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("type inconnu : information, demande, action, décision ou point de situation")]
+#[error("type inconnu : information, demande, action, décision, point de situation ou inject (exercice)")]
 pub struct UnknownLogKind;
 
 impl FromStr for LogKind {

@@ -176,19 +176,26 @@ fn every_document_of_an_exercise_carries_its_banner_and_watermark() {
     let name = format!("Exercice <b>{HOSTILE}</b>");
     c.exercise = Some(repli_core::ExerciseTag { id: 3, name, mode: repli_core::ExerciseMode::TableTop });
     let (m, wipes) = (metropole(), BTreeMap::new());
-    let docs = Documents::new(None).unwrap().render(&PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z"))).unwrap();
+    let docs =
+        Documents::new(None).unwrap().render(&PackInput::minimal(&c, &m, &wipes, t("2026-12-11T16:00:00Z"))).unwrap();
     assert!(!docs.is_empty());
     for (file, body) in &docs {
         assert!(body.contains("EXERCICE"), "{file} has no EXERCICE mark");
         assert!(body.contains("aucune valeur opérationnelle"), "{file} has no banner");
         if file.ends_with(".html") {
-            assert!(body.contains(r#"<div class="filigrane" aria-hidden="true">EXERCICE</div>"#), "{file}: no watermark");
+            assert!(
+                body.contains(r#"<div class="filigrane" aria-hidden="true">EXERCICE</div>"#),
+                "{file}: no watermark"
+            );
             // The exercise's name is hostile input: escaped like every other.
             assert!(!body.contains("<b>"), "{file} lets the exercise name's markup through");
         }
     }
     // A real crisis's documents carry neither.
     let real = crisis().unwrap();
-    let docs = Documents::new(None).unwrap().render(&PackInput::minimal(&real, &m, &wipes, t("2026-12-11T16:00:00Z"))).unwrap();
+    let docs = Documents::new(None)
+        .unwrap()
+        .render(&PackInput::minimal(&real, &m, &wipes, t("2026-12-11T16:00:00Z")))
+        .unwrap();
     assert!(docs.iter().all(|(_, b)| !b.contains("EXERCICE") && !b.contains("filigrane\"")));
 }

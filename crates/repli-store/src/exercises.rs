@@ -299,7 +299,11 @@ mod tests {
             scenario: String::new(),
             recipients: vec!["+33612345678".into(), "animation@exemple.fr".into()],
             crises: communes.iter().map(|c| request(c)).collect(),
-            injects: vec![NewInject { commune: None, due_at: t("2026-11-23T09:30:00Z"), text: "La DGS ne répond plus".into() }],
+            injects: vec![NewInject {
+                commune: None,
+                due_at: t("2026-11-23T09:30:00Z"),
+                text: "La DGS ne répond plus".into(),
+            }],
         }
     }
 
@@ -349,7 +353,9 @@ mod tests {
         assert!(matches!(err, StoreError::OpenCrisis { .. }), "{err:?}");
         // All or nothing: Aix got no crisis, and there is one exercise.
         assert_eq!(store.exercises().await.unwrap().len(), 1);
-        assert!(store.crises(&crate::CrisisFilter::default()).await.unwrap().iter().all(|c| c.commune.as_str() == "13005"));
+        assert!(
+            store.crises(&crate::CrisisFilter::default()).await.unwrap().iter().all(|c| c.commune.as_str() == "13005")
+        );
     }
 
     #[tokio::test]

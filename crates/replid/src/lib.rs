@@ -220,7 +220,7 @@ impl Daemon {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self, DaemonError> {
         let started = repli_app::App::start(config, clock.clone()).await?;
-        let (app, simulator) = (started.app, started.simulator);
+        let (app, simulators) = (started.app, [started.simulator, started.exercise_simulator]);
         let store = app.store.clone();
         let engine = app.engine.clone();
         let tls = match &config.server.tls {
@@ -277,7 +277,7 @@ impl Daemon {
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "audit checkpoint at shutdown failed"),
             }
-            if let Some(sim) = simulator {
+            for sim in simulators.into_iter().flatten() {
                 sim.stop().await;
             }
             store.close().await;

@@ -1,0 +1,254 @@
+//! Exercises end to end: a drill runs the real playbooks on its own Microsoft 365 target,
+//! marked EXERCICE in its pages, documents, notifications and audit entries, absent from the
+//! SLA report; timed injects reach the main courante and the RETEX; a real crisis takes back
+//! the equipment a physical drill holds, and the drill is told.
+
+use repli_core::{CrisisAction, CrisisState, ItemState};
+use repli_proto::api::{AuditQuery, ExerciseRequest, ImportFile, ImportRequest};
+use repli_tests::{StatusCode, TestApp, request};
+
+/// Two communes, a table-top drill, one inject on Aubagne after 30 minutes.
+const SCENARIO: &str = r#"
+name = "Exercice <b>printemps</b>"
+recipients = ["animation@exemple.fr"]
+
+[[communes]]
+commune = "13005"
+agents = 3
+contact = { name = "Joueur DGS Aubagne", phone = "06 12 34 56 78" }
+
+[[communes]]
+commune = "13001"
+agents = 2
+contact = { name = "Joueur DGS Aix", phone = "06 98 76 54 32" }
+
+[[injects]]
+after_minutes = 30
+commune = "13005"
+text = "10 licences manquantes"
+"#;
+
+fn sample_pool() -> ImportRequest {
+    let csv = include_str!("../../inventory/pool.csv");
+    ImportRequest { files: vec![ImportFile { source: "pool.csv".into(), csv: csv.into() }] }
+}
+
+async fn sim_counts(base: &str) -> repli_graph_sim::Counts {
+    let state: serde_json::Value = reqwest::get(format!("{base}/_sim/state")).await.unwrap().json().await.unwrap();
+    serde_json::from_value(state["counts"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn an_exercise_runs_on_its_own_target_marked_everywhere_and_outside_the_sla_report() {
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&sample_pool()).await.unwrap();
+    let x = app.ops.start_exercise(&ExerciseRequest::from_toml(SCENARIO).unwrap()).await.unwrap();
+    let ids: Vec<_> = x.crises.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids.iter().map(|i| i.as_str()).collect::<Vec<_>>(), ["13001-2026-901", "13005-2026-901"]);
+    assert!(x.recipients.contains(&"+33612345678".to_owned()), "the contacts are reached: {:?}", x.recipients);
+    let aubagne = ids[1].clone();
+
+    // The commune's DGS sees the drill, marked; and may still request a real kit beside it.
+    let seen = app.dgs.crisis(aubagne.as_str()).await.unwrap();
+    assert_eq!(seen.exercise.as_ref().map(|e| e.id), Some(x.id));
+    let real = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    assert_eq!(real.id.as_str(), "13005-2026-001");
+    assert!(real.exercise.is_none());
+
+    // The real playbooks, to a ready kit, on the exercise's own simulator.
+    let real_tenant = app.daemon.state().m365_zone_api().unwrap();
+    let before = sim_counts(&real_tenant).await;
+    for id in &ids {
+        let c = app.make_ready(id).await;
+        assert_eq!(c.state, CrisisState::Ready);
+    }
+    assert_eq!(sim_counts(&real_tenant).await, before, "the real tenant was touched by an exercise");
+
+    // Table-top: everything counted, nothing reserved.
+    let c = app.ops.crisis(aubagne.as_str()).await.unwrap();
+    assert!(c.needs.iter().all(|n| n.allocated == n.wanted && n.shortage == 0), "{:?}", c.needs);
+    let items = app.ops.inventory_items().await.unwrap();
+    assert!(items.iter().all(|i| i.state == ItemState::Available), "a table-top drill reserved equipment");
+
+    // The documents carry the watermark; the pages the banner.
+    let dossier = app.ops.document(aubagne.as_str(), "01-dossier-de-mise-a-disposition.html").await.unwrap();
+    assert!(dossier.contains(r#"<div class="filigrane" aria-hidden="true">EXERCICE</div>"#));
+    assert!(dossier.contains("Exercice &lt;b&gt;printemps&lt;/b&gt;"), "the name is escaped");
+    let real_dossier = app.dgs.documents(real.id.as_str()).await.unwrap();
+    assert!(real_dossier.is_empty() || !real_dossier.iter().any(|d| d.contains("EXERCICE")));
+
+    // Every audit entry of the drill's crises is flagged, and the chain still verifies.
+    let q = AuditQuery { crisis: Some(aubagne.to_string()), ..Default::default() };
+    let entries = app.auditor.audit_entries_all(&q).await.unwrap();
+    assert!(entries.len() > 20);
+    for e in &entries {
+        let d: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+        assert_eq!(d["exercise"], serde_json::json!(x.id), "{} is not flagged", e.action);
+    }
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+
+    // The inject comes when due, to Aubagne only; the RETEX shows it unanswered, then answered.
+    app.clock.advance(jiff::SignedDuration::from_mins(31));
+    app.daemon.state().maintenance().await.unwrap();
+    let log = app.ops.crisis_log(aubagne.as_str()).await.unwrap();
+    let inject = log.iter().find(|e| e.kind == repli_core::LogKind::Inject).expect("inject delivered");
+    assert_eq!((inject.text.as_str(), inject.role.as_str()), ("10 licences manquantes", "system"));
+    assert!(app.ops.crisis_log(ids[0].as_str()).await.unwrap().iter().all(|e| e.kind != repli_core::LogKind::Inject));
+    let retex = app.ops.retex(aubagne.as_str()).await.unwrap();
+    assert_eq!(retex.exercise.as_ref().map(|e| e.id), Some(x.id));
+    assert_eq!(retex.injects.len(), 1);
+    assert!(retex.injects[0].response.is_none());
+    app.clock.advance(jiff::SignedDuration::from_mins(4));
+    app.ops.add_log(aubagne.as_str(), "décision", "Licences réparties : 10 agents sur le poste partagé").await.unwrap();
+    let retex = app.ops.retex(aubagne.as_str()).await.unwrap();
+    let answered = &retex.injects[0];
+    assert_eq!(
+        answered.response.as_ref().map(|r| r.text.as_str()),
+        Some("Licences réparties : 10 agents sur le poste partagé")
+    );
+    assert_eq!(answered.response_secs, Some(4 * 60));
+    let shown = app.ops.exercise(x.id).await.unwrap();
+    assert!(shown.injects[0].delivered_at.is_some(), "{shown:?}");
+
+    // An inject by hand is for exercises only.
+    assert_eq!(app.ops.add_log(real.id.as_str(), "inject", "essai").await.status_code(), 422);
+
+    // The SLA report knows only the real crisis.
+    let report = app.auditor.sla_report().await.unwrap();
+    assert_eq!(report.iter().map(|l| l.crisis.as_str()).collect::<Vec<_>>(), [real.id.as_str()]);
+}
+
+/// Two laptops, a router and its SIM, a printer: one small kit's worth.
+const SMALL_POOL: &str = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
+AMP-LAP-0001,FICTIF-LAP-0001,laptop,Portable,,,,,Pharo\n\
+AMP-LAP-0002,FICTIF-LAP-0002,laptop,Portable,,,,,Pharo\n\
+AMP-RTR-001,FICTIF-RTR-001,router,Routeur 4G/5G,350000011122336,,,internet.pro,Pharo\n\
+AMP-SIM-001,FICTIF-SIM-001,sim,Carte SIM 5G,,89331500000000000016,+33639980001,internet.pro,Pharo\n\
+AMP-PRT-01,FICTIF-PRT-01,printer,Imprimante laser A4,,,,,Pharo\n";
+
+#[tokio::test]
+async fn a_real_crisis_takes_the_equipment_a_physical_exercise_holds_and_the_exercise_is_told() {
+    let (sms_url, texts) = repli_tests::sms_gateway(0).await;
+    let (port, _mails) = repli_tests::smtp_server().await;
+    let app = TestApp::spawn_with(move |c| {
+        repli_tests::dgs_channels(c, sms_url, None, port);
+        // Ops' own number: an exercise's messages must never reach it.
+        if let Some(sms) = c.notify.sms.as_mut() {
+            sms.to = vec!["+33600000001".into()];
+        }
+        c.notify.channels = vec![replid::config::Channel::Log, replid::config::Channel::Sms];
+    })
+    .await;
+    let pool = ImportRequest { files: vec![ImportFile { source: "petit.csv".into(), csv: SMALL_POOL.into() }] };
+    app.ops.import_inventory(&pool).await.unwrap();
+    let scenario = r#"
+        name = "Exercice réel"
+        mode = "physical"
+        recipients = ["+33611111111"]
+        [[communes]]
+        commune = "13001"
+        agents = 2
+        contact = { name = "Joueur DGS Aix", phone = "06 98 76 54 32" }
+    "#;
+    let x = app.ops.start_exercise(&ExerciseRequest::from_toml(scenario).unwrap()).await.unwrap();
+    let drill = x.crises[0].id.clone();
+    app.activate(&drill).await;
+    let held = app.ops.crisis(drill.as_str()).await.unwrap();
+    assert!(held.needs.iter().all(|n| n.shortage == 0), "the physical drill holds the kit: {:?}", held.needs);
+
+    // A commune is hit for real: its kit comes from what the drill held.
+    let real =
+        app.dgs.request_crisis(&repli_proto::api::CrisisRequest { agents: 2, ..request("13005") }, None).await.unwrap();
+    let got = app.activate(&real.id).await;
+    assert!(got.needs.iter().all(|n| n.shortage == 0), "the real crisis is served: {:?}", got.needs);
+    let items = app.ops.inventory_items().await.unwrap();
+    assert!(items.iter().all(|i| i.crisis.as_deref() == Some(real.id.as_str())), "{items:?}");
+    let left = app.ops.crisis(drill.as_str()).await.unwrap();
+    assert!(left.needs.iter().filter(|n| n.wanted > 0).all(|n| n.shortage == n.wanted), "{:?}", left.needs);
+
+    // The drill is told: in its main courante, and by SMS to the scenario's numbers only.
+    let log = app.ops.crisis_log(drill.as_str()).await.unwrap();
+    let told = log.iter().find(|e| e.text.contains("repris par la crise réelle")).expect("main courante entry");
+    assert!(told.text.contains(real.id.as_str()) && told.text.contains("AMP-LAP-0001"), "{}", told.text);
+    app.daemon.state().maintenance().await.unwrap();
+    let sent = texts.lock().unwrap().clone();
+    let to_drill: Vec<_> =
+        sent.iter().filter(|s| s.body["text"].as_str().is_some_and(|t| t.contains("repris"))).collect();
+    assert!(!to_drill.is_empty(), "no SMS about the pre-emption: {sent:?}");
+    for s in &to_drill {
+        assert!(s.body["text"].as_str().unwrap().starts_with("Repli : [EXERCICE] "), "{:?}", s.body);
+    }
+    let drill_numbers: Vec<&str> = sent
+        .iter()
+        .filter(|s| s.body["text"].as_str().is_some_and(|t| t.contains("EXERCICE")))
+        .filter_map(|s| s.body["to"].as_str())
+        .collect();
+    assert!(!drill_numbers.is_empty());
+    assert!(
+        drill_numbers.iter().all(|n| ["+33611111111", "+33698765432"].contains(n)),
+        "an exercise message reached someone the scenario does not name: {drill_numbers:?}"
+    );
+
+    // Once the real crisis gives the kit back, the waiting list serves the drill again.
+    app.ops.act(&real.id, CrisisAction::Cancel, Some("fausse alerte")).await.unwrap();
+    app.daemon.state().maintenance().await.unwrap();
+    let again = app.ops.crisis(drill.as_str()).await.unwrap();
+    assert!(again.needs.iter().all(|n| n.shortage == 0), "{:?}", again.needs);
+}
+
+#[tokio::test]
+async fn a_bad_scenario_is_refused_whole_with_every_error_named() {
+    let app = TestApp::spawn().await;
+    let bad = r#"
+        name = ""
+        recipients = ["pas un numéro", "x@"]
+        [[communes]]
+        commune = "13005"
+        agents = 0
+        contact = { name = "A", phone = "123" }
+        [[communes]]
+        commune = "13005"
+        agents = 2
+        contact = { name = "B", phone = "0612345678" }
+        [[injects]]
+        after_minutes = 99999
+        commune = "13055"
+        text = ""
+    "#;
+    let e = app.ops.start_exercise(&ExerciseRequest::from_toml(bad).unwrap()).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(422));
+    let fields: Vec<String> = e.problem().unwrap().errors.iter().map(|f| f.field.clone()).collect();
+    for f in [
+        "name",
+        "recipients[0]",
+        "recipients[1]",
+        "communes[0].agents",
+        "communes[0].contact.phone",
+        "communes[1].commune",
+        "injects[0].after_minutes",
+        "injects[0].commune",
+        "injects[0].text",
+    ] {
+        assert!(fields.iter().any(|g| g == f), "{f} not reported: {fields:?}");
+    }
+    assert!(app.ops.exercises().await.unwrap().is_empty());
+    assert!(app.ops.crises(&Default::default()).await.unwrap().is_empty());
+    // A scenario that is not TOML names its line; unknown keys are refused.
+    let e = ExerciseRequest::from_toml("name = \"x\"\n[[communes]]\ncommune = 13005\n").unwrap_err();
+    assert_eq!(e.line, 3);
+    assert!(ExerciseRequest::from_toml("name = \"x\"\ncommunes = []\nbudget = 3\n").is_err());
+    // Only ops start one; a DGS or an auditor cannot, and auditors may read.
+    let ok = ExerciseRequest::from_toml(SCENARIO).unwrap();
+    for who in [&app.dgs, &app.auditor] {
+        assert_eq!(who.start_exercise(&ok).await.status_code(), 403);
+    }
+    assert!(app.auditor.exercises().await.unwrap().is_empty());
+    assert_eq!(app.dgs.exercises().await.status_code(), 403);
+    // Two drills at once over the same commune: the second is refused, nothing of it kept.
+    app.ops.start_exercise(&ok).await.unwrap();
+    let e = app.ops.start_exercise(&ok).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409));
+    assert!(e.problem().unwrap().detail.contains("exercice est déjà en cours"));
+    assert_eq!(app.ops.exercises().await.unwrap().len(), 1);
+    assert_eq!(app.ops.exercise(999).await.status_code(), 404);
+}
