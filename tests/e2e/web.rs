@@ -1142,7 +1142,7 @@ async fn ops_start_an_exercise_in_the_browser_and_its_pages_say_exercice() {
     let x = app.ops.exercises().await.unwrap().remove(0);
     assert_eq!(x.crises.len(), 2);
     assert_eq!(x.injects.len(), 1);
-    let list = http().get(app.url(&r.headers()[LOCATION].to_str().unwrap().to_owned())).header(COOKIE, &cookie);
+    let list = http().get(app.url(r.headers()[LOCATION].to_str().unwrap())).header(COOKIE, &cookie);
     let html = list.send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Exercice cyber — deux communes") && html.contains("commencé"), "{html}");
 
