@@ -18,6 +18,7 @@ async fn the_demo_plays_a_whole_crisis() {
         dns_zone: None,
         dns_key_name: None,
         dns_key_file: None,
+        exercise: false,
     };
     let s = run(&args).await.unwrap();
     assert!(s.sla_met, "{s:?}");
@@ -101,6 +102,7 @@ async fn the_demo_refuses_a_commune_without_convention() {
         dns_zone: None,
         dns_key_name: None,
         dns_key_file: None,
+        exercise: false,
     };
     let e = run(&args).await.unwrap_err();
     assert!(format!("{e:#}").to_lowercase().contains("convention non signée"), "{e:#}");
@@ -122,6 +124,7 @@ async fn the_demo_can_provision_against_an_external_simulator() {
         dns_zone: None,
         dns_key_name: None,
         dns_key_file: None,
+        exercise: false,
     };
     let s = run(&args).await.unwrap();
     assert!(s.simulation && s.sla_met && s.audit_verified);
@@ -133,4 +136,38 @@ async fn the_demo_can_provision_against_an_external_simulator() {
         (Some(0), Some(0), Some(0))
     );
     assert!(sim.requests() > 20);
+}
+
+#[tokio::test]
+async fn the_exercise_demo_plays_a_two_commune_drill_and_leaves_its_retex() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = DemoArgs {
+        dir: Some(dir.path().to_owned()),
+        commune: InseeCode::parse("13005").unwrap(),
+        agents: 50,
+        json: true,
+        graph_url: None,
+        tenant_id: "simulation".into(),
+        client_id: "repli-demo".into(),
+        dns_primary: None,
+        dns_zone: None,
+        dns_key_name: None,
+        dns_key_file: None,
+        exercise: true,
+    };
+    let s = replid::demo::run_exercise(&args).await.unwrap();
+    assert_eq!(s.crises.len(), 2, "{s:?}");
+    assert!(s.crises.iter().all(|c| c.ends_with("-901")), "{s:?}");
+    assert_eq!((s.injects_delivered, s.injects_answered), (1, 1));
+    assert!(s.documents_watermarked && s.absent_from_sla_report && s.audit_verified, "{s:?}");
+    assert_eq!(s.retex.len(), 2);
+    for path in &s.retex {
+        let r: repli_proto::api::RetexView = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert!(r.exercise.is_some());
+        assert!(r.ready_at.is_some() && r.steps.iter().all(|st| st.state.is_done()), "{r:?}");
+    }
+    let answered: Vec<repli_proto::api::RetexView> =
+        s.retex.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect();
+    assert_eq!(answered.iter().map(|r| r.injects.len()).sum::<usize>(), 1);
+    assert!(answered.iter().flat_map(|r| &r.injects).all(|i| i.response.is_some()));
 }

@@ -351,6 +351,7 @@ async fn the_demo_publishes_its_zone_in_a_local_named() {
         dns_zone: Some(ZONE.into()),
         dns_key_name: Some(named.key_name.clone()),
         dns_key_file: Some(key_file),
+        exercise: false,
     };
     let summary = replid::demo::run(&args).await.unwrap();
     assert!(summary.sla_met && summary.audit_verified, "{summary:?}");

@@ -170,6 +170,7 @@ async fn no_secret_reaches_the_logs() {
         dns_zone: None,
         dns_key_name: None,
         dns_key_file: None,
+        exercise: false,
     };
     replid::demo::run(&args).await.unwrap();
     let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();

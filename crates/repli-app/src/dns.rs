@@ -39,8 +39,9 @@ pub async fn check(st: &Services, a: &Actor, id: &str) -> Result<DnsCheckView, A
         let key = (rec.name.trim_end_matches('.').to_ascii_lowercase(), rec.kind.to_ascii_uppercase());
         expected.entry(key).or_default().insert(spelled(&rec.kind, &rec.value));
     }
-    let observed = st.dns.observe(&published).await.map_err(|e| AppError::Internal(format!("DNS : {e}")))?;
-    let checked = st.dns.zone().is_some();
+    let dns = st.target(&r).1;
+    let observed = dns.observe(&published).await.map_err(|e| AppError::Internal(format!("DNS : {e}")))?;
+    let checked = dns.zone().is_some();
     let records: Vec<DnsRecordCheck> = observed
         .into_iter()
         .map(|o| {
@@ -61,5 +62,5 @@ pub async fn check(st: &Services, a: &Actor, id: &str) -> Result<DnsCheckView, A
         })
         .collect();
     let ok = checked && !published.is_empty() && records.iter().all(|c| c.ok);
-    Ok(DnsCheckView { domain, zone: st.dns.zone().map(str::to_owned), checked, ok, records })
+    Ok(DnsCheckView { domain, zone: dns.zone().map(str::to_owned), checked, ok, records })
 }

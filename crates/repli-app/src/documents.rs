@@ -266,7 +266,8 @@ async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Re
     }
     // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
     let upns: Vec<String> = kit.accounts.iter().map(|acc| acc.login.clone()).collect();
-    let passwords = st.m365.reset_passwords(&upns).await.map_err(|e| AppError::Internal(format!("passwords: {e}")))?;
+    let passwords =
+        st.target(&r).0.reset_passwords(&upns).await.map_err(|e| AppError::Internal(format!("passwords: {e}")))?;
     let crisis = r.id.clone();
     let (_, docs) = pack(st, r, &kit, Some(&passwords)).await?;
     let sheet = docs

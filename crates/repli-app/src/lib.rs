@@ -57,6 +57,8 @@ pub struct Services {
     pub m365: Arc<dyn repli_core::m365::M365>,
     /// Where the crisis zones are published (`[m365] dns`).
     pub dns: Arc<dyn repli_core::m365::DnsPublisher>,
+    /// Where exercises' crises are provisioned and published instead ([`engine::exercise_setup`]).
+    pub exercise_target: (Arc<dyn repli_core::m365::M365>, Arc<dyn repli_core::m365::DnsPublisher>),
     /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
     pub simulation: bool,
     zone_api: Option<String>,
@@ -77,6 +79,18 @@ impl Services {
     /// Microsoft 365 is simulated in-process.
     pub fn m365_zone_api(&self) -> Option<String> {
         self.zone_api.clone()
+    }
+
+    /// The Microsoft 365 provider and DNS publisher of a crisis: an exercise's are the exercise
+    /// target's, never the real tenant's.
+    pub fn target(
+        &self,
+        r: &repli_store::CrisisRecord,
+    ) -> (&Arc<dyn repli_core::m365::M365>, &Arc<dyn repli_core::m365::DnsPublisher>) {
+        match r.exercise {
+            Some(_) => (&self.exercise_target.0, &self.exercise_target.1),
+            None => (&self.m365, &self.dns),
+        }
     }
 
     /// Asks the engine to look for work now.
@@ -266,6 +280,7 @@ impl App {
             ),
             m365: m365.provider.clone(),
             dns: m365.dns.clone(),
+            exercise_target: (exercise.provider.clone(), exercise.dns.clone()),
             simulation: m365.simulator.is_some(),
             zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
             preflight: Arc::new(std::sync::RwLock::new(None)),

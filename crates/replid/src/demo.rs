@@ -17,7 +17,7 @@ use repli_proto::api::{
 use std::collections::BTreeSet;
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
-const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
+pub(crate) const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
 use repli_core::fr;
 use repli_core::run::{PlaybookName, RunState};
 use serde::Serialize;
@@ -62,6 +62,10 @@ pub struct DemoArgs {
     /// The TSIG key: `tsig-keygen`'s block or the bare base64 secret.
     #[arg(long, requires = "dns_primary")]
     pub dns_key_file: Option<PathBuf>,
+    /// Play a two-commune exercise (drill) instead: the example scenario, its inject, the
+    /// RETEX of each crisis; checks the watermark and that nothing reaches the SLA report.
+    #[arg(long)]
+    pub exercise: bool,
 }
 
 /// The summary printed at the end (the last line of stdout with `--json`).
@@ -93,18 +97,18 @@ pub struct DemoSummary {
 }
 
 /// Prints the timeline: to stdout for people, to stderr when stdout carries JSON.
-struct Narrator {
+pub(crate) struct Narrator {
     json: bool,
     /// The configured calendar's time zone (the one time-zone source).
     tz: jiff::tz::TimeZone,
 }
 
 impl Narrator {
-    fn when(&self, t: Timestamp) -> String {
+    pub(crate) fn when(&self, t: Timestamp) -> String {
         fr::datetime(t, &self.tz)
     }
 
-    fn say(&self, who: &str, what: &str) {
+    pub(crate) fn say(&self, who: &str, what: &str) {
         let line = format!("[{}] {who:<12} {what}", now().to_zoned(self.tz.clone()).strftime("%H:%M:%S"));
         if self.json {
             eprintln!("{line}");
@@ -114,7 +118,7 @@ impl Narrator {
     }
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     SystemClock.now()
 }
 
@@ -142,6 +146,22 @@ fn prepare_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Runs the demo and returns its summary.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
+    let (say, dir, daemon) = start(args).await?;
+    let result = play(&say, &daemon, &dir, args).await;
+    daemon.shutdown().await.context("replid did not stop cleanly")?;
+    result
+}
+
+/// Runs the exercise demo (`--exercise`) and returns its summary.
+pub async fn run_exercise(args: &DemoArgs) -> anyhow::Result<crate::demo_exercise::ExerciseSummary> {
+    let (say, dir, daemon) = start(args).await?;
+    let result = crate::demo_exercise::play(&say, &daemon, &dir).await;
+    daemon.shutdown().await.context("replid did not stop cleanly")?;
+    result
+}
+
+/// A fresh in-process replid for a demo, on a new database in its folder.
+async fn start(args: &DemoArgs) -> anyhow::Result<(Narrator, PathBuf, Daemon)> {
     // The demo runs on the default configuration: its calendar's time zone is the daemon's.
     let tz = repli_core::BusinessCalendar::from_spec(&Config::default().sla.calendar)
         .map(|c| c.time_zone().clone())
@@ -193,9 +213,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::start(&config, clock.clone()).await.context("cannot start the in-process replid")?;
-    let result = play(&say, &daemon, &dir, args).await;
-    daemon.shutdown().await.context("replid did not stop cleanly")?;
-    result
+    Ok((say, dir, daemon))
 }
 
 async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
@@ -416,13 +434,13 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
     })
 }
 
-fn run_done(v: &StepsView, playbook: PlaybookName) -> bool {
+pub(crate) fn run_done(v: &StepsView, playbook: PlaybookName) -> bool {
     v.runs.iter().any(|r| r.playbook == playbook && r.state == RunState::Succeeded)
 }
 
 /// Follows the engine until `done`: narrates each step as it finishes and confirms each
 /// manual task as ops would (in the demo, the hands-on work is simulated).
-async fn follow(
+pub(crate) async fn follow(
     say: &Narrator,
     ops: &Client,
     id: &repli_core::CrisisId,
@@ -434,7 +452,7 @@ async fn follow(
         let v = ops.steps(id.as_str()).await.context("steps")?;
         for run in &v.runs {
             for s in &run.steps {
-                let key = format!("{}/{}", run.playbook, s.step);
+                let key = format!("{id}/{}/{}", run.playbook, s.step);
                 match s.state {
                     StepState::Succeeded if seen.insert(key) => {
                         let who = if s.kind == "manual" { "Ops" } else { "replid" };
@@ -462,6 +480,9 @@ async fn follow(
 
 /// `replid demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
 pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.exercise {
+        return crate::demo_exercise::main(args).await;
+    }
     let s = run(args).await?;
     if args.json {
         println!("{}", serde_json::to_string(&s)?);

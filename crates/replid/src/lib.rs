@@ -10,6 +10,7 @@ mod actions;
 pub mod auth;
 mod crises;
 pub mod demo;
+pub mod demo_exercise;
 mod documents;
 pub mod error;
 mod exercises;
