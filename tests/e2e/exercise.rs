@@ -252,3 +252,74 @@ async fn a_bad_scenario_is_refused_whole_with_every_error_named() {
     assert_eq!(app.ops.exercises().await.unwrap().len(), 1);
     assert_eq!(app.ops.exercise(999).await.status_code(), 404);
 }
+
+#[tokio::test]
+async fn playbook_estimates_learn_from_drills_through_repli_playbook_calibrate() {
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&sample_pool()).await.unwrap();
+    let scenario = r#"
+        name = "Trois communes"
+        [[communes]]
+        commune = "13005"
+        agents = 1
+        contact = { name = "A", phone = "0612345678" }
+        [[communes]]
+        commune = "13001"
+        agents = 1
+        contact = { name = "B", phone = "0612345679" }
+        [[communes]]
+        commune = "13117"
+        agents = 1
+        contact = { name = "C", phone = "0612345670" }
+    "#;
+    let x = app.ops.start_exercise(&ExerciseRequest::from_toml(scenario).unwrap()).await.unwrap();
+    for c in &x.crises {
+        app.make_ready(&c.id).await;
+    }
+    let playbooks = tempfile::tempdir().unwrap();
+    for f in ["activation.toml", "handback.toml"] {
+        std::fs::copy(format!("{}/../playbooks/{f}", env!("CARGO_MANIFEST_DIR")), playbooks.path().join(f)).unwrap();
+    }
+    let before = std::fs::read_to_string(playbooks.path().join("activation.toml")).unwrap();
+    let (_, token) = app.token(repli_core::Role::Auditor, None).await;
+    let dir = playbooks.path().to_str().unwrap().to_owned();
+    let repli = |args: Vec<&str>| {
+        tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+            .env("REPLI_SERVER", app.daemon.url())
+            .env("REPLI_TOKEN", &token)
+            .args(args)
+            .output()
+    };
+    let out = repli(vec!["playbook", "calibrate", "--dir", &dir, "--json"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let activation = report.as_array().unwrap().iter().find(|r| r["playbook"] == "activation").unwrap();
+    assert_eq!(activation["crises"], 3);
+    let domain = activation["steps"].as_array().unwrap().iter().find(|s| s["step"] == "domain").unwrap();
+    assert_eq!(domain["samples"], 3);
+    // Without --write, nothing changes on disk.
+    assert_eq!(std::fs::read_to_string(playbooks.path().join("activation.toml")).unwrap(), before);
+
+    let out = repli(vec!["playbook", "calibrate", "--dir", &dir, "--write"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::fs::read_to_string(playbooks.path().join("activation.toml")).unwrap();
+    assert_ne!(after, before);
+    // The simulated tenant answers in milliseconds: the domain step is now estimated at the
+    // minute, as the rewritten playbook's plan says (so it loads).
+    let plan = std::process::Command::new(repli_tests::workspace_bin("repli"))
+        .args(["playbook", "plan", "--commune", "13005", "--dir", &dir, "--json"])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let domain = plan["steps"].as_array().unwrap().iter().find(|s| s["step"] == "domain").unwrap();
+    assert_eq!(domain["estimate"], "1m");
+    // Comments survive.
+    assert_eq!(
+        before.lines().filter(|l| l.trim_start().starts_with('#')).count(),
+        after.lines().filter(|l| l.trim_start().starts_with('#')).count()
+    );
+    // --write without a folder to write to is refused.
+    let out = repli(vec!["playbook", "calibrate", "--write"]).await.unwrap();
+    assert!(!out.status.success());
+}

@@ -77,6 +77,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sla(cmd) => return crate::sla::run(cmd),
         Command::Playbook(crate::engine::PlaybookCmd::Check { dir }) => return Ok(crate::engine::check(dir)),
         Command::Playbook(crate::engine::PlaybookCmd::Plan(a)) => return crate::engine::plan(a),
+        Command::Playbook(crate::engine::PlaybookCmd::Calibrate(a)) => {
+            return crate::engine::calibrate(&client(&cli)?, a).await;
+        }
         Command::Task(cmd) => return crate::engine::task(&client(&cli)?, cmd).await,
         Command::M365(cmd) => return crate::m365::run(&client(&cli)?, cmd).await,
         Command::Exercise(cmd) => return crate::exercise::run(&client(&cli)?, cmd).await,

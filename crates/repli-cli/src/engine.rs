@@ -30,6 +30,26 @@ pub enum PlaybookCmd {
     /// The activation plan for a commune (offline): steps in order, the critical path, and the
     /// estimated ready instant against the SLA due instant.
     Plan(PlanArgs),
+    /// Compare each step's estimate with the durations measured in the crises and exercises
+    /// that ran (their RETEX), and propose the median; with --write, update the estimates in
+    /// DIR's playbooks (comments and layout kept), so the risk forecast learns from drills.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The playbooks folder to compare with, and to update with --write (default: the
+    /// built-in playbooks, compared only).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Write the proposed estimates into DIR/activation.toml and DIR/handback.toml.
+    #[arg(long, requires = "dir")]
+    pub write: bool,
+    /// Measures a step needs before its estimate is changed.
+    #[arg(long, default_value_t = 3)]
+    pub min_samples: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -370,4 +390,98 @@ pub async fn watch(c: &Client, id: &str) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// One playbook's calibration, as printed.
+#[derive(Debug, Serialize)]
+struct Calibrated {
+    playbook: PlaybookName,
+    /// The crises whose RETEX was measured.
+    crises: usize,
+    steps: Vec<repli_core::playbook::Calibration>,
+}
+
+/// `repli playbook calibrate`: the estimates against what the RETEX of every crisis measured.
+pub async fn calibrate(c: &Client, a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let books = repli_engine::engine_playbooks(a.dir.as_deref()).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let mut measured: BTreeMap<PlaybookName, BTreeMap<String, Vec<i64>>> = BTreeMap::new();
+    let mut crises = 0;
+    for crisis in c.crises(&Default::default()).await? {
+        if crisis.timeline.ready_at.is_none() {
+            continue;
+        }
+        crises += 1;
+        for s in c.retex(crisis.id.as_str()).await?.steps {
+            if let (StepState::Succeeded, Some(secs)) = (s.state, s.actual_secs) {
+                measured.entry(s.playbook).or_default().entry(s.step).or_default().push(secs);
+            }
+        }
+    }
+    let empty = BTreeMap::new();
+    let result: Vec<Calibrated> = books
+        .iter()
+        .map(|(name, book)| Calibrated {
+            playbook: *name,
+            crises,
+            steps: repli_core::playbook::calibrate(book, measured.get(name).unwrap_or(&empty), a.min_samples),
+        })
+        .collect();
+    if a.json {
+        output::print_json(&result)?;
+    } else {
+        println!(
+            "{crises} crise(s) et exercice(s) mesurés (kit prêt), {} mesure(s) au moins pour changer une estimation.",
+            a.min_samples
+        );
+        let mut t = output::table(&["Déroulé", "Étape", "Estimation", "Mesuré (médiane)", "Mesures", "Proposé"]);
+        for r in &result {
+            for s in &r.steps {
+                t.add_row(vec![
+                    r.playbook.to_string(),
+                    s.step.clone(),
+                    format_duration(s.estimate),
+                    s.measured.map_or_else(|| "—".to_owned(), format_duration),
+                    s.samples.to_string(),
+                    match s.proposed {
+                        Some(p) if p != s.estimate => format_duration(p),
+                        Some(_) => "inchangé".to_owned(),
+                        None => "—".to_owned(),
+                    },
+                ]);
+            }
+        }
+        println!("{t}");
+    }
+    if a.write
+        && let Some(dir) = &a.dir
+    {
+        // Every file is rewritten and checked before any is written: all or nothing.
+        let mut writes = Vec::new();
+        for r in &result {
+            let changes: BTreeMap<String, SignedDuration> = r
+                .steps
+                .iter()
+                .filter_map(|s| s.proposed.filter(|p| *p != s.estimate).map(|p| (s.step.clone(), p)))
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{}.toml", r.playbook));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("lecture de {}", path.display()))?;
+            let new = repli_engine::load::set_estimates(&text, &changes)
+                .map_err(|e| anyhow::anyhow!("{} : {e}", path.display()))?;
+            if !repli_engine::load::parse(&new).1.is_empty() {
+                anyhow::bail!(
+                    "{} : les estimations proposées rendraient le déroulé invalide ; rien n'est écrit",
+                    path.display()
+                );
+            }
+            writes.push((path, new, changes.len()));
+        }
+        for (path, new, n) in writes {
+            std::fs::write(&path, new).with_context(|| format!("écriture de {}", path.display()))?;
+            println!("{} : {n} estimation(s) mises à jour.", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -471,6 +471,44 @@ pub struct Schedule {
     pub total: SignedDuration,
 }
 
+/// What the measured durations of a step say of its estimate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub step: String,
+    pub estimate: SignedDuration,
+    /// How many runs measured it.
+    pub samples: usize,
+    /// The median of the measured durations.
+    pub measured: Option<SignedDuration>,
+    /// The new estimate (the median, to the minute above, one minute at least), when there are
+    /// enough samples.
+    pub proposed: Option<SignedDuration>,
+}
+
+/// Proposes an estimate for each step of `book` from `measured` (seconds per step id, one per
+/// finished run): the median, so one slow drill does not move it alone, rounded up to the
+/// minute. Steps with fewer than `min_samples` measures keep their estimate.
+pub fn calibrate(book: &Playbook, measured: &BTreeMap<String, Vec<i64>>, min_samples: usize) -> Vec<Calibration> {
+    book.steps
+        .iter()
+        .map(|s| {
+            let mut m: Vec<i64> = measured.get(&s.id).cloned().unwrap_or_default();
+            m.retain(|v| *v >= 0);
+            m.sort_unstable();
+            let median = match m.len() {
+                0 => None,
+                n if n % 2 == 1 => Some(m[n / 2]),
+                n => Some((m[n / 2 - 1] + m[n / 2]) / 2),
+            };
+            let measured = median.map(SignedDuration::from_secs);
+            let proposed = median
+                .filter(|_| m.len() >= min_samples.max(1))
+                .map(|secs| SignedDuration::from_mins(((secs + 59) / 60).max(1)));
+            Calibration { step: s.id.clone(), estimate: s.estimate, samples: m.len(), measured, proposed }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,6 +532,31 @@ mod tests {
 
     fn book(steps: Vec<Step>) -> Playbook {
         Playbook { name: "t".into(), description: String::new(), steps }
+    }
+
+    #[test]
+    fn calibration_takes_the_median_rounded_up_and_waits_for_enough_samples() {
+        let b = book(vec![
+            step("laptops", StepKind::Manual, &[], 240),
+            step("domain", StepKind::M365Domain, &[], 10),
+            step("team", StepKind::M365Team, &[], 5),
+        ]);
+        let measured = BTreeMap::from([
+            // One slow drill among fast ones does not move the median.
+            ("laptops".to_owned(), vec![3 * 3600, 2 * 3600 + 30, 20 * 3600, 2 * 3600 + 10 * 60]),
+            ("domain".to_owned(), vec![4, 2, 3]),
+            ("team".to_owned(), vec![600, -5]),
+        ]);
+        let c = calibrate(&b, &measured, 3);
+        assert_eq!(c[0].samples, 4);
+        assert_eq!(c[0].measured, Some(SignedDuration::from_secs((2 * 3600 + 10 * 60 + 3 * 3600) / 2)));
+        assert_eq!(c[0].proposed, Some(SignedDuration::from_mins(155)));
+        // Seconds round up to a minute.
+        assert_eq!(c[1].proposed, Some(SignedDuration::from_mins(1)));
+        // A negative measure is not one; one sample is not enough.
+        assert_eq!((c[2].samples, c[2].proposed), (1, None));
+        assert_eq!(c[2].estimate, SignedDuration::from_mins(5));
+        assert!(calibrate(&b, &BTreeMap::new(), 3).iter().all(|c| c.samples == 0 && c.proposed.is_none()));
     }
 
     #[test]

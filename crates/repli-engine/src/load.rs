@@ -3,7 +3,7 @@
 use crate::context;
 use repli_core::playbook::{Diagnostic, Playbook, Pos, Step, StepKind, parse_duration};
 use repli_core::run::PlaybookName;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -317,9 +317,63 @@ pub fn load_dir(dir: &Path) -> (BTreeMap<PlaybookName, Playbook>, Vec<FileDiagno
     (books, diags)
 }
 
+/// Rewrites the `estimate` of the steps named in `estimates` in a playbook's TOML text, keeping
+/// everything else as written (comments, order, layout). Errors name what could not be done.
+pub fn set_estimates(text: &str, estimates: &BTreeMap<String, jiff::SignedDuration>) -> Result<String, String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
+    let steps = doc
+        .get_mut("step")
+        .and_then(toml_edit::Item::as_array_of_tables_mut)
+        .ok_or_else(|| "no [[step]] tables".to_owned())?;
+    let mut left: BTreeSet<&String> = estimates.keys().collect();
+    for table in steps.iter_mut() {
+        let Some(id) = table.get("id").and_then(toml_edit::Item::as_str).map(str::to_owned) else { continue };
+        if let Some(d) = estimates.get(&id) {
+            let decor = table.get("estimate").and_then(toml_edit::Item::as_value).map(|v| v.decor().clone());
+            let mut value = toml_edit::Value::from(repli_core::playbook::format_duration(*d));
+            if let Some(decor) = decor {
+                *value.decor_mut() = decor;
+            }
+            table.insert("estimate", toml_edit::Item::Value(value));
+            left.remove(&id);
+        }
+    }
+    if let Some(id) = left.first() {
+        return Err(format!("no step {id:?} in this playbook"));
+    }
+    Ok(doc.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn estimates_are_rewritten_in_place_and_the_playbook_still_loads() {
+        let text = include_str!("../../../playbooks/activation.toml");
+        let new = BTreeMap::from([
+            ("laptops".to_owned(), jiff::SignedDuration::from_mins(95)),
+            ("domain".to_owned(), jiff::SignedDuration::from_mins(1)),
+        ]);
+        let out = set_estimates(text, &new).unwrap();
+        let (book, diags) = parse(&out);
+        assert!(diags.is_empty(), "{diags:?}");
+        let book = book.unwrap();
+        assert_eq!(book.step("laptops").unwrap().estimate, jiff::SignedDuration::from_mins(95));
+        assert_eq!(book.step("domain").unwrap().estimate, jiff::SignedDuration::from_mins(1));
+        let (before, _) = parse(text);
+        let before = before.unwrap();
+        for s in book.steps.iter().filter(|s| !new.contains_key(&s.id)) {
+            assert_eq!(s.estimate, before.step(&s.id).unwrap().estimate, "{}", s.id);
+        }
+        // Only the two values changed: every comment and every other line is kept.
+        let changed: Vec<(&str, &str)> = text.lines().zip(out.lines()).filter(|(a, b)| a != b).collect();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert_eq!(text.lines().count(), out.lines().count());
+        let unknown = BTreeMap::from([("nope".to_owned(), jiff::SignedDuration::from_mins(1))]);
+        assert!(set_estimates(text, &unknown).unwrap_err().contains("nope"));
+        assert!(set_estimates("not = [toml", &new).is_err());
+    }
 
     #[test]
     fn positions_count_characters() {
