@@ -222,6 +222,14 @@ impl<T: std::fmt::Debug> StatusCode for Result<T, repli_proto::ClientError> {
     }
 }
 
+/// Two laptops, a router and its SIM, a printer: one small kit's worth.
+pub const SMALL_POOL: &str = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
+AMP-LAP-0001,FICTIF-LAP-0001,laptop,Portable,,,,,Pharo\n\
+AMP-LAP-0002,FICTIF-LAP-0002,laptop,Portable,,,,,Pharo\n\
+AMP-RTR-001,FICTIF-RTR-001,router,Routeur 4G/5G,350000011122336,,,internet.pro,Pharo\n\
+AMP-SIM-001,FICTIF-SIM-001,sim,Carte SIM 5G,,89331500000000000016,+33639980001,internet.pro,Pharo\n\
+AMP-PRT-01,FICTIF-PRT-01,printer,Imprimante laser A4,,,,,Pharo\n";
+
 /// A valid request for `insee`.
 pub fn request(insee: &str) -> CrisisRequest {
     CrisisRequest {

@@ -163,6 +163,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/m365/preflight", [U, D, A, D, D, D]),
     ("GET", "/api/v1/sla/report", [U, D, A, D, D, A]),
     ("GET", "/api/v1/exercises", [U, D, A, D, D, A]),
+    ("GET", "/api/v1/campaign", [U, D, A, D, D, D]),
     ("POST", "/api/v1/exercises", [U, D, A, D, D, D]),
     // No exercise 1 exists: those allowed to read get 404.
     ("GET", "/api/v1/exercises/{xid}", [U, D, H, D, D, H]),

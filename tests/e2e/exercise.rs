@@ -118,14 +118,6 @@ async fn an_exercise_runs_on_its_own_target_marked_everywhere_and_outside_the_sl
     assert_eq!(report.iter().map(|l| l.crisis.as_str()).collect::<Vec<_>>(), [real.id.as_str()]);
 }
 
-/// Two laptops, a router and its SIM, a printer: one small kit's worth.
-const SMALL_POOL: &str = "asset_tag,serial,kind,model,imei,iccid,msisdn,apn,location\n\
-AMP-LAP-0001,FICTIF-LAP-0001,laptop,Portable,,,,,Pharo\n\
-AMP-LAP-0002,FICTIF-LAP-0002,laptop,Portable,,,,,Pharo\n\
-AMP-RTR-001,FICTIF-RTR-001,router,Routeur 4G/5G,350000011122336,,,internet.pro,Pharo\n\
-AMP-SIM-001,FICTIF-SIM-001,sim,Carte SIM 5G,,89331500000000000016,+33639980001,internet.pro,Pharo\n\
-AMP-PRT-01,FICTIF-PRT-01,printer,Imprimante laser A4,,,,,Pharo\n";
-
 #[tokio::test]
 async fn a_real_crisis_takes_the_equipment_a_physical_exercise_holds_and_the_exercise_is_told() {
     let (sms_url, texts) = repli_tests::sms_gateway(0).await;
@@ -139,7 +131,8 @@ async fn a_real_crisis_takes_the_equipment_a_physical_exercise_holds_and_the_exe
         c.notify.channels = vec![replid::config::Channel::Log, replid::config::Channel::Sms];
     })
     .await;
-    let pool = ImportRequest { files: vec![ImportFile { source: "petit.csv".into(), csv: SMALL_POOL.into() }] };
+    let pool =
+        ImportRequest { files: vec![ImportFile { source: "petit.csv".into(), csv: repli_tests::SMALL_POOL.into() }] };
     app.ops.import_inventory(&pool).await.unwrap();
     let scenario = r#"
         name = "Exercice réel"

@@ -1172,3 +1172,49 @@ async fn ops_start_an_exercise_in_the_browser_and_its_pages_say_exercice() {
     let html = http().get(app.url("/exercices")).header(COOKIE, &auditor).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Exercice cyber — deux communes") && !html.contains("name=\"scenario\""));
 }
+
+#[tokio::test]
+async fn the_campaign_shows_every_open_crisis_the_shared_stock_and_who_is_served_first() {
+    let app = TestApp::spawn().await;
+    let pool = repli_proto::api::ImportRequest {
+        files: vec![repli_proto::api::ImportFile { source: "petit.csv".into(), csv: repli_tests::SMALL_POOL.into() }],
+    };
+    app.ops.import_inventory(&pool).await.unwrap();
+    let scenario = r#"
+        name = "Exercice réel"
+        mode = "physical"
+        [[communes]]
+        commune = "13117"
+        agents = 2
+        contact = { name = "Joueur DGS Vitrolles", phone = "06 98 76 54 32" }
+    "#;
+    let x = app.ops.start_exercise(&repli_proto::api::ExerciseRequest::from_toml(scenario).unwrap()).await.unwrap();
+    app.activate(&x.crises[0].id).await;
+    let two = |insee: &str| repli_proto::api::CrisisRequest { agents: 2, ..request(insee) };
+    let aubagne = app.ops.request_crisis(&two("13005"), None).await.unwrap();
+    app.activate(&aubagne.id).await;
+    let aix = app.ops.request_crisis(&two("13001"), None).await.unwrap();
+    app.activate(&aix.id).await;
+
+    let c = app.ops.campaign().await.unwrap();
+    // Every open crisis, real ones first, the exercise marked.
+    assert_eq!(c.crises.len(), 3);
+    assert_eq!(c.crises.iter().map(|l| l.exercise).collect::<Vec<_>>(), [false, false, true]);
+    // The kit went to Aubagne (taken back from the drill); Aix waits first, the drill after it.
+    let order: Vec<&str> = c.waiting.iter().map(|w| w.crisis.as_str()).collect();
+    assert_eq!(order, [aix.id.as_str(), x.crises[0].id.as_str()]);
+    assert!(c.waiting[1].exercise && c.priority_rule.contains("premier arrivé"));
+    let laptops = c.stock.iter().find(|s| s.kind == repli_core::ItemKind::Laptop).unwrap();
+    assert_eq!((laptops.available, laptops.held, laptops.missing), (0, 2, 4));
+    assert_eq!(c.graph.limit_per_second, None, "no 429 met: no limit learnt");
+
+    // The same on the ops dashboard.
+    let (cookie, _) = session_of(&app, Role::Ops, None, "ops.campagne").await;
+    let home = http().get(app.url("/")).header(COOKIE, cookie).send().await.unwrap();
+    let html = home.text().await.unwrap();
+    assert!(html.contains("File d&#x27;attente du matériel") || html.contains("File d'attente du matériel"));
+    let waiting = html.split("<ol class=\"attente\">").nth(1).unwrap().split("</ol>").next().unwrap();
+    let (a, d) = (waiting.find(aix.id.as_str()).unwrap(), waiting.find(x.crises[0].id.as_str()).unwrap());
+    assert!(a < d, "the real crisis is listed before the exercise");
+    assert!(html.contains("<meter"));
+}

@@ -9,7 +9,7 @@ use repli_proto::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail, ItemEventView, ItemView,
     LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
 };
-use repli_store::{By, Condition, ItemRecord, Need, StoreError, Wipe};
+use repli_store::{By, Condition, CrisisRecord, ItemRecord, Need, StoreError, Wipe};
 
 use crate::crises::visible_crisis;
 use crate::{AppError, Services};
@@ -482,51 +482,56 @@ pub async fn write_off(st: &Services, a: &Actor, id: &str, req: &WriteOffRequest
     loans_of(st, &r.id).await
 }
 
-/// Serves crises on the waiting list from free stock, in the configured priority order
-/// (first come by default; or larger communes first).
-pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
-    let waiting: Vec<Need> = st.store.needs(None).await?.into_iter().filter(|n| n.shortage() > 0).collect();
-    let mut crises: Vec<String> = Vec::new();
-    for n in &waiting {
-        if !crises.contains(&n.crisis) {
-            crises.push(n.crisis.clone());
-        }
-    }
-    if st.config.inventory.priority == crate::config::Priority::Population {
-        let mut with_pop = Vec::new();
-        for c in crises {
-            let id = repli_core::CrisisId::parse(&c)
-                .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: c.clone() })?;
-            let pop = match st.store.crisis(&id).await? {
-                Some(r) => st.store.commune(&r.commune).await?.map_or(0, |c| c.commune.population),
-                None => 0,
-            };
-            with_pop.push((pop, c));
-        }
-        // Stable: equal populations keep the order of their requests.
-        with_pop.sort_by_key(|(pop, _)| std::cmp::Reverse(*pop));
-        crises = with_pop.into_iter().map(|(_, c)| c).collect();
-    }
-    // Real crises first: an exercise waits behind every one of them (stable, so the rule in
-    // force still orders each group).
-    let mut real_first = Vec::with_capacity(crises.len());
-    for c in crises {
-        let id = repli_core::CrisisId::parse(&c)
-            .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: c.clone() })?;
-        let drill = st.store.crisis(&id).await?.is_some_and(|r| r.exercise.is_some());
-        real_first.push((drill, c));
-    }
-    real_first.sort_by_key(|(drill, _)| *drill);
-    let crises: Vec<String> = real_first.into_iter().map(|(_, c)| c).collect();
-    let mut served = 0;
-    for c in crises {
-        let Ok(id) = repli_core::CrisisId::parse(&c) else { continue };
-        let Some(r) = st.store.crisis(&id).await? else { continue };
-        // Only crises whose kit is still being prepared wait for equipment.
-        if !matches!(r.state, repli_core::CrisisState::Activated | repli_core::CrisisState::Provisioning) {
+/// The waiting list in the order it is served: crises whose kit is still being prepared
+/// (activated or provisioning) and lack equipment, real crises before exercises, each group in
+/// the configured priority order (first come by default; or larger communes first).
+pub async fn waiting_list(st: &Services) -> Result<Vec<(CrisisRecord, Vec<Need>)>, StoreError> {
+    let mut waiting: Vec<(CrisisRecord, Vec<Need>)> = Vec::new();
+    // Needs come in the order of their requests.
+    for n in st.store.needs(None).await?.into_iter().filter(|n| n.shortage() > 0) {
+        if let Some((_, needs)) = waiting.iter_mut().find(|(r, _)| r.id.as_str() == n.crisis) {
+            needs.push(n);
             continue;
         }
-        st.store.allocate(&id, By::System, now).await?;
+        let id = repli_core::CrisisId::parse(&n.crisis)
+            .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: n.crisis.clone() })?;
+        let Some(r) = st.store.crisis(&id).await? else { continue };
+        if matches!(r.state, repli_core::CrisisState::Activated | repli_core::CrisisState::Provisioning) {
+            waiting.push((r, vec![n]));
+        }
+    }
+    let mut keyed = Vec::with_capacity(waiting.len());
+    for (r, needs) in waiting {
+        let pop = match st.config.inventory.priority {
+            crate::config::Priority::Population => {
+                st.store.commune(&r.commune).await?.map_or(0, |c| c.commune.population)
+            }
+            crate::config::Priority::FirstCome => 0,
+        };
+        keyed.push(((r.exercise.is_some(), std::cmp::Reverse(pop)), (r, needs)));
+    }
+    // Stable: equal keys keep the order of their requests.
+    keyed.sort_by_key(|(k, _)| *k);
+    Ok(keyed.into_iter().map(|(_, w)| w).collect())
+}
+
+/// The priority rule in force, in French.
+pub fn priority_rule_fr(st: &Services) -> &'static str {
+    match st.config.inventory.priority {
+        crate::config::Priority::FirstCome => {
+            "premier arrivé, premier servi ; les crises réelles avant les exercices, qu'elles peuvent reprendre"
+        }
+        crate::config::Priority::Population => {
+            "les communes les plus peuplées d'abord ; les crises réelles avant les exercices, qu'elles peuvent reprendre"
+        }
+    }
+}
+
+/// Serves crises on the waiting list from free stock, in its order ([`waiting_list`]).
+pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
+    let mut served = 0;
+    for (r, _) in waiting_list(st).await? {
+        st.store.allocate(&r.id, By::System, now).await?;
         served += 1;
     }
     Ok(served)

@@ -8,6 +8,7 @@
 
 pub mod audit_key;
 pub mod backup;
+pub mod campaign;
 pub mod clock;
 pub mod crises;
 pub mod dns;

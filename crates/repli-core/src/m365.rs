@@ -373,7 +373,7 @@ pub fn backup_domain(pattern: &str, commune_name: &str, insee: &str) -> Result<S
 }
 
 /// Counters of what the provider sent.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CallStats {
     /// HTTP requests sent (a `$batch` counts once; retries count).
     pub http_calls: u64,
@@ -385,6 +385,11 @@ pub struct CallStats {
     pub retries: u64,
     /// Sends that met a 429 (a top-level answer, or a batch with throttled items).
     pub throttled: u64,
+    /// The tenant's budget as its throttle gate learnt it from 429s: requests Graph admits per
+    /// second (None: no 429 seen, no limit known).
+    pub limit_per_second: Option<u64>,
+    /// Requests sent in the last second, every crisis together.
+    pub sent_last_second: u64,
 }
 
 /// The records as a BIND zone fragment (`$ORIGIN` + one line per record).

@@ -304,6 +304,8 @@ impl Graph {
             distinct_requests: self.counters.distinct_requests.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),
             throttled: self.counters.throttled.load(Ordering::Relaxed),
+            limit_per_second: self.gate.limit().map(|l| l as u64),
+            sent_last_second: self.gate.sent_in_window() as u64,
         }
     }
 

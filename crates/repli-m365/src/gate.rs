@@ -214,6 +214,16 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
+    /// The limit learnt from 429s, in requests per window (about a second).
+    pub fn limit(&self) -> Option<usize> {
+        self.state.lock().ok().and_then(|s| s.limit)
+    }
+
+    /// Requests sent in the current window, as Graph counts them.
+    pub fn sent_in_window(&self) -> usize {
+        self.state.lock().map(|s| s.used(Instant::now())).unwrap_or(0)
+    }
+
     /// Waits for leave to send up to `want` items (`batch`: as one `$batch`; otherwise one
     /// request). The ticket may carry fewer items than asked: as many as the window has room for.
     pub async fn admit(&self, want: usize, batch: bool) -> Ticket {
@@ -259,12 +269,6 @@ impl Gate {
             s.answered(ticket, answer, Instant::now());
         }
         self.answers.notify_waiters();
-    }
-
-    /// Requests Graph admits per window, once known.
-    #[cfg(test)]
-    fn limit(&self) -> Option<usize> {
-        self.state.lock().ok().and_then(|s| s.limit)
     }
 }
 

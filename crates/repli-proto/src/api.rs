@@ -594,6 +594,57 @@ pub struct InjectView {
     pub delivered_at: Option<Timestamp>,
 }
 
+/// `GET /api/v1/campaign`: every open crisis together, for ops when several communes are hit
+/// at once: SLA clocks side by side, the shared stock, the waiting list and its rule, and the
+/// tenant's shared Graph budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CampaignView {
+    /// Open crises (exercises included, marked), the most urgent first.
+    pub crises: Vec<CampaignCrisis>,
+    pub stock: Vec<StockLine>,
+    /// In the order equipment will be served.
+    pub waiting: Vec<WaitingLine>,
+    /// The priority rule in force, in French.
+    pub priority_rule: String,
+    pub graph: repli_core::m365::CallStats,
+}
+
+/// One open crisis's SLA clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CampaignCrisis {
+    pub id: CrisisId,
+    pub commune_name: String,
+    pub state_label: String,
+    pub exercise: bool,
+    pub sla_status: SlaStatus,
+    pub sla_label: String,
+    pub used_percent: u32,
+    pub due_at: Timestamp,
+    pub remaining_seconds: i64,
+}
+
+/// One kind of equipment across the pool: free, held by crises, and still missing for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StockLine {
+    pub kind: ItemKind,
+    pub label: String,
+    pub available: i64,
+    /// Reserved, prepared or lent.
+    pub held: i64,
+    /// What open crises wait for.
+    pub missing: i64,
+}
+
+/// A crisis on the waiting list and what it lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WaitingLine {
+    pub position: u32,
+    pub crisis: CrisisId,
+    pub commune_name: String,
+    pub exercise: bool,
+    pub missing: Vec<NeedView>,
+}
+
 /// `GET /api/v1/crises` query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -20,7 +20,8 @@ use crate::api::{
     LendRequest, LoanView, WipeRequest, WriteOffRequest,
 };
 use crate::api::{
-    ExerciseRequest, ExerciseView, RetexView, StepActionRequest, StepView, StepsView, TaskDoneRequest, TaskView,
+    CampaignView, ExerciseRequest, ExerciseView, RetexView, StepActionRequest, StepView, StepsView, TaskDoneRequest,
+    TaskView,
 };
 use crate::{API_PREFIX, IDEMPOTENCY_HEADER};
 
@@ -372,6 +373,11 @@ impl Client {
 
     pub async fn notifications(&self) -> Result<Vec<NotificationView>, ClientError> {
         self.get(&format!("{API_PREFIX}/notifications")).await
+    }
+
+    /// Every open crisis together (ops): SLA clocks, shared stock, waiting list, Graph budget.
+    pub async fn campaign(&self) -> Result<CampaignView, ClientError> {
+        self.get(&format!("{API_PREFIX}/campaign")).await
     }
 
     /// Starts an exercise (drill): its communes' crises, requested together.

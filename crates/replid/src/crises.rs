@@ -8,8 +8,8 @@ use repli_app::{AppError, crises};
 use repli_core::CrisisAction;
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
-    ActionRequest, CommuneView, CrisisQuery, CrisisRequest, CrisisView, LegalDoneRequest, LegalFactsRequest,
-    LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine, SuspendRequest,
+    ActionRequest, CampaignView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, LegalDoneRequest,
+    LegalFactsRequest, LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine, SuspendRequest,
 };
 
 use crate::AppState;
@@ -126,6 +126,11 @@ pub async fn legal_done(
 
 pub async fn sla_report(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<SlaReportLine>>, ApiError> {
     Ok(Json(crises::sla_report(&st).await?))
+}
+
+/// Every open crisis together: SLA clocks, shared stock, waiting list, Graph budget.
+pub async fn campaign(State(st): State<AppState>, _: Authed) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(repli_app::campaign::view(&st).await?))
 }
 
 pub async fn notifications(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<NotificationView>>, ApiError> {

@@ -98,6 +98,26 @@ fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
         "due": when(st, Some(c.sla.due_at)),
         "left": fr::duration(jiff::SignedDuration::from_secs(c.sla.remaining_seconds)),
         "exercice": c.exercise.is_some(),
+        "used": c.sla.used_percent.min(100),
+    })
+}
+
+/// The campaign on the ops dashboard: the shared stock, the waiting list and its rule, the
+/// tenant's Graph budget (every open crisis's SLA clock is in the table above it).
+fn campaign_json(c: &repli_proto::api::CampaignView) -> Value {
+    json!({
+        "stock": c.stock.iter().filter(|s| s.available + s.held + s.missing > 0).map(|s| json!({
+            "label": s.label, "available": s.available, "held": s.held, "missing": s.missing,
+        })).collect::<Vec<_>>(),
+        "waiting": c.waiting.iter().map(|w| json!({
+            "position": w.position, "id": w.crisis.as_str(), "commune": w.commune_name, "exercice": w.exercise,
+            "missing": w.missing.iter().map(|n| format!("{} {}", n.shortage, n.label)).collect::<Vec<_>>().join(", "),
+        })).collect::<Vec<_>>(),
+        "rule": c.priority_rule,
+        "graph": {
+            "limit": c.graph.limit_per_second, "sent": c.graph.sent_last_second,
+            "throttled": c.graph.throttled, "retries": c.graph.retries,
+        },
     })
 }
 
@@ -141,6 +161,10 @@ pub async fn home(
         let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
         data.insert("tasks".into(), json!(tasks));
         data.insert("m365".into(), m365_line(&st));
+        match repli_app::campaign::view(&st).await {
+            Ok(c) => data.insert("campagne".into(), campaign_json(&c)),
+            Err(e) => return api_error_page(&st, &e),
+        };
     }
     render(&st, StatusCode::OK, "accueil", &Value::Object(data))
 }

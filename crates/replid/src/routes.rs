@@ -15,9 +15,9 @@ use repli_core::Permission;
 use repli_core::audit::AuditBundle;
 use repli_proto::ProblemCode;
 use repli_proto::api::{
-    ActionRequest, AgentView, AgentsRequest, AuditPage, AuditQuery, AuditVerifyView, CheckinRequest, CommuneView,
-    CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, ExerciseRequest, ExerciseView, Health,
-    ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest,
+    ActionRequest, AgentView, AgentsRequest, AuditPage, AuditQuery, AuditVerifyView, CampaignView, CheckinRequest,
+    CommuneView, CreatedUser, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, ExerciseRequest, ExerciseView,
+    Health, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView, LegalDoneRequest, LegalFactsRequest,
     LendRequest, LoanView, LogEntryRequest, LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest,
     PreflightView, Readiness, ReissueRequest, RetexView, RevokeView, ServiceRequest, SlaReportLine, StepActionRequest,
     StepView, StepsView, SuspendRequest, TaskDoneRequest, TaskView, TokenRequest, TokenView, UserView, WipeRequest,
@@ -546,6 +546,15 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             Requires(P::OperateCrisis),
             get(steps::tasks),
             Doc::list::<TaskView>("Manual steps waiting for ops"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/campaign",
+            Requires(P::OperateCrisis),
+            get(crises::campaign),
+            Doc::api::<CampaignView>(
+                "Every open crisis together: SLA clocks, the shared stock, the waiting list and its rule, the Graph budget",
+            ),
         ),
         (
             Method::GET,

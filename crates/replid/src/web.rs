@@ -256,7 +256,18 @@ pub fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value
         }),
     );
     m.insert("csrf".into(), json!(csrf));
-    for k in ["flash", "flash_error", "filter_error", "general", "tasks", "can_request", "open", "ended", "exercice"] {
+    for k in [
+        "flash",
+        "flash_error",
+        "filter_error",
+        "general",
+        "tasks",
+        "can_request",
+        "open",
+        "ended",
+        "exercice",
+        "campagne",
+    ] {
         m.insert(k.into(), Value::Null);
     }
     m
