@@ -7,18 +7,10 @@ use replid::demo::{DemoArgs, run};
 async fn the_demo_plays_a_whole_crisis() {
     let dir = tempfile::tempdir().unwrap();
     let args = DemoArgs {
-        dir: Some(dir.path().to_owned()),
         commune: InseeCode::parse("84089").unwrap(),
         agents: 12,
         json: true,
-        graph_url: None,
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
-        dns_primary: None,
-        dns_zone: None,
-        dns_key_name: None,
-        dns_key_file: None,
-        exercise: false,
+        ..DemoArgs::in_dir(dir.path())
     };
     let s = run(&args).await.unwrap();
     assert!(s.sla_met, "{s:?}");
@@ -90,20 +82,8 @@ async fn the_demo_plays_a_whole_crisis() {
 #[tokio::test]
 async fn the_demo_refuses_a_commune_without_convention() {
     let dir = tempfile::tempdir().unwrap();
-    let args = DemoArgs {
-        dir: Some(dir.path().to_owned()),
-        commune: InseeCode::parse("13055").unwrap(),
-        agents: 5,
-        json: true,
-        graph_url: None,
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
-        dns_primary: None,
-        dns_zone: None,
-        dns_key_name: None,
-        dns_key_file: None,
-        exercise: false,
-    };
+    let args =
+        DemoArgs { commune: InseeCode::parse("13055").unwrap(), agents: 5, json: true, ..DemoArgs::in_dir(dir.path()) };
     let e = run(&args).await.unwrap_err();
     assert!(format!("{e:#}").to_lowercase().contains("convention non signée"), "{e:#}");
 }
@@ -112,20 +92,7 @@ async fn the_demo_refuses_a_commune_without_convention() {
 async fn the_demo_can_provision_against_an_external_simulator() {
     let sim = repli_graph_sim::Simulator::start("127.0.0.1:0", repli_graph_sim::SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let args = DemoArgs {
-        dir: Some(dir.path().to_owned()),
-        commune: InseeCode::parse("13005").unwrap(),
-        agents: 4,
-        json: true,
-        graph_url: Some(sim.graph_url()),
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
-        dns_primary: None,
-        dns_zone: None,
-        dns_key_name: None,
-        dns_key_file: None,
-        exercise: false,
-    };
+    let args = DemoArgs { agents: 4, json: true, graph_url: Some(sim.graph_url()), ..DemoArgs::in_dir(dir.path()) };
     let s = run(&args).await.unwrap();
     assert!(s.simulation && s.sla_met && s.audit_verified);
     assert_eq!((s.accounts_created, s.accounts_disabled), (4, 4));
@@ -141,20 +108,7 @@ async fn the_demo_can_provision_against_an_external_simulator() {
 #[tokio::test]
 async fn the_exercise_demo_plays_a_two_commune_drill_and_leaves_its_retex() {
     let dir = tempfile::tempdir().unwrap();
-    let args = DemoArgs {
-        dir: Some(dir.path().to_owned()),
-        commune: InseeCode::parse("13005").unwrap(),
-        agents: 50,
-        json: true,
-        graph_url: None,
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
-        dns_primary: None,
-        dns_zone: None,
-        dns_key_name: None,
-        dns_key_file: None,
-        exercise: true,
-    };
+    let args = DemoArgs { json: true, exercise: true, ..DemoArgs::in_dir(dir.path()) };
     let s = replid::demo::run_exercise(&args).await.unwrap();
     assert_eq!(s.crises.len(), 2, "{s:?}");
     assert!(s.crises.iter().all(|c| c.ends_with("-901")), "{s:?}");

@@ -340,18 +340,13 @@ async fn the_demo_publishes_its_zone_in_a_local_named() {
     std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = replid::demo::DemoArgs {
-        dir: Some(dir.path().to_owned()),
-        commune: repli_core::InseeCode::parse("13005").unwrap(),
         agents: 3,
         json: true,
-        graph_url: None,
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
         dns_primary: Some(named.addr),
         dns_zone: Some(ZONE.into()),
         dns_key_name: Some(named.key_name.clone()),
         dns_key_file: Some(key_file),
-        exercise: false,
+        ..replid::demo::DemoArgs::in_dir(dir.path())
     };
     let summary = replid::demo::run(&args).await.unwrap();
     assert!(summary.sla_met && summary.audit_verified, "{summary:?}");

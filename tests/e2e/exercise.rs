@@ -153,6 +153,16 @@ async fn a_real_crisis_takes_the_equipment_a_physical_exercise_holds_and_the_exe
     let real =
         app.dgs.request_crisis(&repli_proto::api::CrisisRequest { agents: 2, ..request("13005") }, None).await.unwrap();
     let got = app.activate(&real.id).await;
+    // Ops tell a drill's task from a real one's.
+    let tasks = app.wait_steps(&real.id, "the mobile task", |v| {
+        repli_tests::step_state(v, "activation", "mobile") == Some(repli_core::StepState::WaitingManual)
+    });
+    tasks.await;
+    let tasks = app.ops.tasks().await.unwrap();
+    let of =
+        |id: &repli_core::CrisisId| tasks.iter().filter(|t| t.crisis == *id).map(|t| t.exercise).collect::<Vec<_>>();
+    assert!(!of(&drill).is_empty() && of(&drill).iter().all(|e| *e), "{tasks:?}");
+    assert!(!of(&real.id).is_empty() && of(&real.id).iter().all(|e| !*e), "{tasks:?}");
     assert!(got.needs.iter().all(|n| n.shortage == 0), "the real crisis is served: {:?}", got.needs);
     let items = app.ops.inventory_items().await.unwrap();
     assert!(items.iter().all(|i| i.crisis.as_deref() == Some(real.id.as_str())), "{items:?}");

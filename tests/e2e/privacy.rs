@@ -159,18 +159,10 @@ async fn no_secret_reaches_the_logs() {
     // A whole demo run, in the same captured process.
     let dir = tempfile::tempdir().unwrap();
     let args = replid::demo::DemoArgs {
-        dir: Some(dir.path().to_owned()),
         commune: repli_core::InseeCode::parse("13001").unwrap(),
         agents: 3,
         json: true,
-        graph_url: None,
-        tenant_id: "simulation".into(),
-        client_id: "repli-demo".into(),
-        dns_primary: None,
-        dns_zone: None,
-        dns_key_name: None,
-        dns_key_file: None,
-        exercise: false,
+        ..replid::demo::DemoArgs::in_dir(dir.path())
     };
     replid::demo::run(&args).await.unwrap();
     let demo_seed = std::fs::read_to_string(dir.path().join("repli.db.audit-key")).unwrap().trim().to_owned();

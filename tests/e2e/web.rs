@@ -1210,11 +1210,17 @@ async fn the_campaign_shows_every_open_crisis_the_shared_stock_and_who_is_served
 
     // The same on the ops dashboard.
     let (cookie, _) = session_of(&app, Role::Ops, None, "ops.campagne").await;
-    let home = http().get(app.url("/")).header(COOKIE, cookie).send().await.unwrap();
+    let home = http().get(app.url("/")).header(COOKIE, &cookie).send().await.unwrap();
     let html = home.text().await.unwrap();
     assert!(html.contains("File d&#x27;attente du matériel") || html.contains("File d'attente du matériel"));
     let waiting = html.split("<ol class=\"attente\">").nth(1).unwrap().split("</ol>").next().unwrap();
     let (a, d) = (waiting.find(aix.id.as_str()).unwrap(), waiting.find(x.crises[0].id.as_str()).unwrap());
     assert!(a < d, "the real crisis is listed before the exercise");
     assert!(html.contains("<meter"));
+    // The task list marks the drill's tasks, and only them.
+    let tasks = http().get(app.url("/taches")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    let drill_task = tasks.split("<article class=\"tache\">").find(|t| t.contains(x.crises[0].id.as_str())).unwrap();
+    assert!(drill_task.contains("etiquette exercice"));
+    let real_task = tasks.split("<article class=\"tache\">").find(|t| t.contains(aix.id.as_str())).unwrap();
+    assert!(!real_task.contains("EXERCICE"));
 }

@@ -118,7 +118,9 @@ pub async fn task_views(st: &Services) -> Result<Vec<TaskView>, AppError> {
     let mut out = Vec::new();
     for (run, step) in st.store.waiting_tasks().await? {
         let (instructions, checklist) = rendered(&step);
-        let commune_name = st.store.crisis(&run.crisis_id).await?.map(|c| c.commune_name).unwrap_or_default();
+        let crisis = st.store.crisis(&run.crisis_id).await?;
+        let exercise = crisis.as_ref().is_some_and(|c| c.exercise.is_some());
+        let commune_name = crisis.map(|c| c.commune_name).unwrap_or_default();
         out.push(TaskView {
             crisis: run.crisis_id,
             commune_name,
@@ -128,6 +130,7 @@ pub async fn task_views(st: &Services) -> Result<Vec<TaskView>, AppError> {
             instructions,
             checklist,
             since: step.started_at,
+            exercise,
         });
     }
     Ok(out)

@@ -890,6 +890,9 @@ pub struct TaskView {
     pub instructions: Option<String>,
     pub checklist: Vec<String>,
     pub since: Option<Timestamp>,
+    /// The task belongs to an exercise's crisis.
+    #[serde(default)]
+    pub exercise: bool,
 }
 
 /// `POST /api/v1/crises/{id}/steps/{step}/done`.

@@ -68,6 +68,26 @@ pub struct DemoArgs {
     pub exercise: bool,
 }
 
+impl DemoArgs {
+    /// The command line's defaults, in `dir` (the embedded simulator, 50 agents of Aubagne).
+    pub fn in_dir(dir: &Path) -> Self {
+        DemoArgs {
+            dir: Some(dir.to_owned()),
+            commune: InseeCode::parse("13005").unwrap_or_else(|_| unreachable!("a valid INSEE code")),
+            agents: 50,
+            json: false,
+            graph_url: None,
+            tenant_id: "simulation".into(),
+            client_id: "repli-demo".into(),
+            dns_primary: None,
+            dns_zone: None,
+            dns_key_name: None,
+            dns_key_file: None,
+            exercise: false,
+        }
+    }
+}
+
 /// The summary printed at the end (the last line of stdout with `--json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DemoSummary {

@@ -837,6 +837,7 @@ pub async fn tasks(
             json!({
                 "crisis": t.crisis.as_str(), "commune": t.commune_name, "step": t.step, "title": t.title,
                 "instructions": t.instructions, "checklist": t.checklist, "since": when(&st, t.since),
+                "exercice": t.exercise,
             })
         })
         .collect();
