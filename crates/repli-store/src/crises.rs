@@ -478,6 +478,30 @@ impl Store {
             self.append(&mut tx, e, now).await?;
             purged.push(CrisisId::parse(&id).map_err(|_| corrupt("crises.id", &id))?);
         }
+        // An exercise's scenario and recipients name its players: erased once every crisis of
+        // the exercise was.
+        let drills: Vec<i64> = sqlx::query_scalar(
+            "SELECT x.id FROM exercises x WHERE (x.scenario != '' \
+             OR EXISTS (SELECT 1 FROM exercise_recipients r WHERE r.exercise_id = x.id)) \
+             AND NOT EXISTS (SELECT 1 FROM crises k WHERE k.exercise_id = x.id AND k.personal_data_purged_at IS NULL) \
+             ORDER BY x.id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for x in drills {
+            sqlx::query("UPDATE exercises SET scenario = '' WHERE id = ?").bind(x).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM exercise_recipients WHERE exercise_id = ?").bind(x).execute(&mut *tx).await?;
+            let target = format!("exercise:{x}");
+            let e = NewEntry {
+                by: By::System,
+                commune: None,
+                crisis: None,
+                action: "exercise.purge_personal_data",
+                target: &target,
+                details: json!({ "exercise": x, "fields": ["scenario", "recipients"] }),
+            };
+            self.append(&mut tx, e, now).await?;
+        }
         tx.commit().await?;
         Ok(purged)
     }

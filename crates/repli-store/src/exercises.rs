@@ -425,4 +425,46 @@ mod tests {
         assert_eq!(sms.len(), 2, "one per crisis, to the scenario's phone");
         assert!(sms.iter().all(|n| n.recipient.as_deref() == Some("+33612345678")));
     }
+
+    #[tokio::test]
+    async fn an_exercise_forgets_its_players_once_every_crisis_of_it_was_erased() {
+        let (_d, store) = store().await;
+        let ops = user(&store, Role::Ops, None).await;
+        let now = t("2026-11-23T09:00:00Z");
+        let mut new = drill(&["13005", "13001"]);
+        new.scenario = "contact = { phone = \"06 12 34 56 78\" }".into();
+        let id = store.create_exercise(&new, &ops, now).await.unwrap();
+        let crises: Vec<CrisisId> =
+            store.exercise(id).await.unwrap().unwrap().crises.into_iter().map(|(c, _)| c).collect();
+        store.transition(&crises[0], CrisisAction::Cancel, Some("fin"), By::User(&ops), now).await.unwrap();
+        let later = t("2027-06-01T09:00:00Z");
+        // One crisis still open: its players are still needed.
+        store.purge_personal_data(later, later).await.unwrap();
+        let x = store.exercise(id).await.unwrap().unwrap();
+        assert!(!x.scenario.is_empty() && !x.recipients.is_empty());
+        store.transition(&crises[1], CrisisAction::Cancel, Some("fin"), By::User(&ops), now).await.unwrap();
+        store.purge_personal_data(later, later).await.unwrap();
+        let x = store.exercise(id).await.unwrap().unwrap();
+        assert!(x.scenario.is_empty() && x.recipients.is_empty(), "{x:?}");
+        let entries = store
+            .audit_entries(&AuditFilter {
+                action: Some("exercise.purge_personal_data".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 1);
+        // Once only.
+        store.purge_personal_data(later, later).await.unwrap();
+        let again = store
+            .audit_entries(&AuditFilter {
+                action: Some("exercise.purge_personal_data".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+    }
 }
