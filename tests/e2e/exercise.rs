@@ -326,3 +326,29 @@ async fn playbook_estimates_learn_from_drills_through_repli_playbook_calibrate()
     let out = repli(vec!["playbook", "calibrate", "--write"]).await.unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn concurrent_starts_over_one_commune_make_one_exercise_and_oversized_scenarios_are_refused() {
+    let app = TestApp::spawn().await;
+    let req = ExerciseRequest::from_toml(SCENARIO).unwrap();
+    let starts = (0..8).map(|_| app.ops.start_exercise(&req));
+    let results = futures_util::future::join_all(starts).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    for r in results.into_iter().filter_map(Result::err) {
+        assert_eq!(r.status().map(|s| s.as_u16()), Some(409), "{r:?}");
+    }
+    assert_eq!(app.ops.exercises().await.unwrap().len(), 1);
+    assert_eq!(app.ops.crises(&Default::default()).await.unwrap().len(), 2);
+    // Too many communes, recipients, injects, or a name past its limit: refused, nothing kept.
+    let mut big = ExerciseRequest::from_toml(SCENARIO).unwrap();
+    big.name = "x".repeat(201);
+    big.recipients = (0..51).map(|i| format!("+336120000{i:02}")).collect();
+    big.injects =
+        (0..101).map(|_| repli_proto::api::InjectSpec { after_minutes: 1, commune: None, text: "t".into() }).collect();
+    let e = app.ops.start_exercise(&big).await.unwrap_err();
+    let fields: Vec<String> = e.problem().unwrap().errors.iter().map(|f| f.field.clone()).collect();
+    for f in ["name", "recipients", "injects"] {
+        assert!(fields.iter().any(|g| g == f), "{f}: {fields:?}");
+    }
+    assert_eq!(app.ops.exercises().await.unwrap().len(), 1);
+}

@@ -1131,6 +1131,11 @@ async fn ops_start_an_exercise_in_the_browser_and_its_pages_say_exercice() {
     assert!(html.contains("communes[0].agents") && html.contains("&lt;script&gt;x&lt;/script&gt;"));
     assert!(!html.contains("<script>x"));
     assert!(app.ops.exercises().await.unwrap().is_empty());
+    // Past 64 KiB the scenario is not read.
+    let huge = format!("name = \"{}\"", "x".repeat(70_000));
+    let r = post_form(&app, &cookie, "/exercices", &[("csrf", &csrf), ("scenario", &huge)]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("scénario trop long"));
     // Without the form's token: refused.
     let r = post_form(&app, &cookie, "/exercices", &[("scenario", broken)]).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
