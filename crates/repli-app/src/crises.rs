@@ -102,8 +102,10 @@ pub fn for_actor(st: &Services, a: &Actor, mut view: CrisisView) -> CrisisView {
 
 /// The warning [`for_actor`] adds, for a page that renders the view itself.
 pub fn m365_warning(st: &Services, a: &Actor, view: &CrisisView) -> Option<String> {
-    let may_activate =
-        a.may(repli_core::Permission::OperateCrisis) && view.next_actions.contains(&CrisisAction::Activate);
+    // An exercise is provisioned on the exercise target, not the tenant the preflight checks.
+    let may_activate = a.may(repli_core::Permission::OperateCrisis)
+        && view.exercise.is_none()
+        && view.next_actions.contains(&CrisisAction::Activate);
     may_activate.then(|| crate::preflight::activation_warning(st)).flatten()
 }
 

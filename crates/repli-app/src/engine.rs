@@ -106,12 +106,20 @@ fn tsig_secret(text: &str) -> Option<Vec<u8>> {
 
 /// Builds the provider from the configuration (starting the embedded simulator if asked).
 pub async fn m365_setup(config: &Config) -> Result<M365Setup, SetupError> {
+    setup_for(config, false).await
+}
+
+async fn setup_for(config: &Config, exercises: bool) -> Result<M365Setup, SetupError> {
     let m = &config.m365;
     let (mut graph, simulator, organizer) = match m.mode {
         M365Mode::Simulator => {
             let skus = SimConfig { skus: m.sku_part_numbers.clone(), ..SimConfig::default() };
             let sim = Simulator::start("127.0.0.1:0", skus).await.map_err(SetupError::Simulator)?;
-            tracing::warn!(url = %sim.graph_url(), "SIMULATION: Microsoft 365 is provisioned in an embedded Graph simulator, not a tenant");
+            if exercises {
+                tracing::info!(url = %sim.graph_url(), "exercises provision Microsoft 365 in their own embedded Graph simulator");
+            } else {
+                tracing::warn!(url = %sim.graph_url(), "SIMULATION: Microsoft 365 is provisioned in an embedded Graph simulator, not a tenant");
+            }
             // What the métropole's administrators did once: the kits' root domain verified, an
             // account the Teams access policy covers.
             if let Some(root) = repli_core::m365::root_domain(&m.domain_pattern) {
@@ -154,7 +162,7 @@ pub async fn exercise_setup(config: &Config) -> Result<M365Setup, SetupError> {
             ..config.m365.clone()
         },
     };
-    m365_setup(&c).await
+    setup_for(&c, true).await
 }
 
 /// The domain pattern of a crisis's backup domain: an exercise on an exercise tenant uses that
