@@ -606,3 +606,38 @@ async fn a_dgs_of_another_commune_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ops_run_an_exercise_from_the_browser_and_every_page_says_exercice() {
+    let app = TestApp::spawn().await;
+    web_user(&app, Role::Ops, None, "ops.exercice").await;
+    run("exercise", |d| async move {
+        sign_in(&d, &app, "ops.exercice").await;
+        click_nav(&d, "nav a[href='/exercices']").await;
+        assert_eq!(text_of(&d, "h1").await, "Exercices");
+        assert_fits_a_phone(&d, "exercices").await;
+        // The example scenario is there, ready to start as is.
+        let scenario = d.find(By::Id("scenario")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+        assert!(scenario.contains("[[injects]]"), "{scenario}");
+        click_nav(&d, "form[action='/exercices'] button[type=submit]").await;
+        let flash = text_of(&d, "p.succes").await;
+        assert!(flash.contains("Exercice « Exercice cyber — deux communes » commencé"), "{flash}");
+        // Its crisis: the banner, and « EXERCICE » in the title.
+        let x = app.ops.exercises().await.unwrap().remove(0);
+        let id = x.crises[0].id.to_string();
+        d.find(By::Css(&format!("a[href='/crises/{id}']"))).await.unwrap().click().await.unwrap();
+        let banner = text_of(&d, "p.exercice").await;
+        assert!(banner.starts_with("EXERCICE — Exercice cyber — deux communes"), "{banner}");
+        assert!(d.title().await.unwrap().starts_with("EXERCICE — Crise"));
+        assert_fits_a_phone(&d, "crise-exercice").await;
+        // Activated from the page like a real request; the dossier printed with the watermark.
+        app.make_ready(&x.crises[0].id).await;
+        d.goto(app.url(&format!("/api/v1/crises/{id}/documents/01-dossier-de-mise-a-disposition.html"))).await.unwrap();
+        let mark = d.find(By::Css(".filigrane")).await.unwrap();
+        assert!(mark.is_displayed().await.unwrap());
+        let position = mark.css_value("position").await.unwrap();
+        assert_eq!(position, "fixed", "printed on every page");
+        assert_eq!(mark.text().await.unwrap(), "EXERCICE");
+    })
+    .await;
+}
