@@ -625,7 +625,7 @@ async fn ops_run_an_exercise_from_the_browser_and_every_page_says_exercice() {
         // Its crisis: the banner, and « EXERCICE » in the title.
         let x = app.ops.exercises().await.unwrap().remove(0);
         let id = x.crises[0].id.to_string();
-        d.find(By::Css(&format!("a[href='/crises/{id}']"))).await.unwrap().click().await.unwrap();
+        d.find(By::Css(format!("a[href='/crises/{id}']"))).await.unwrap().click().await.unwrap();
         let banner = text_of(&d, "p.exercice").await;
         assert!(banner.starts_with("EXERCICE — Exercice cyber — deux communes"), "{banner}");
         assert!(d.title().await.unwrap().starts_with("EXERCICE — Crise"));
