@@ -4,7 +4,7 @@
 //! the equipment a physical drill holds, and the drill is told.
 
 use repli_core::{CrisisAction, CrisisState, ItemState};
-use repli_proto::api::{AuditQuery, ExerciseRequest, ImportFile, ImportRequest};
+use repli_proto::api::{AgentInput, AgentsRequest, AuditQuery, ExerciseRequest, ImportFile, ImportRequest};
 use repli_tests::{StatusCode, TestApp, request};
 
 /// Two communes, a table-top drill, one inject on Aubagne after 30 minutes.
@@ -343,12 +343,108 @@ async fn concurrent_starts_over_one_commune_make_one_exercise_and_oversized_scen
     let mut big = ExerciseRequest::from_toml(SCENARIO).unwrap();
     big.name = "x".repeat(201);
     big.recipients = (0..51).map(|i| format!("+336120000{i:02}")).collect();
-    big.injects =
-        (0..101).map(|_| repli_proto::api::InjectSpec { after_minutes: 1, commune: None, text: "t".into() }).collect();
+    big.injects = (0..101)
+        .map(|_| repli_proto::api::InjectSpec { after_minutes: 1, commune: None, text: "t".into(), effect: None })
+        .collect();
     let e = app.ops.start_exercise(&big).await.unwrap_err();
     let fields: Vec<String> = e.problem().unwrap().errors.iter().map(|f| f.field.clone()).collect();
     for f in ["name", "recipients", "injects"] {
         assert!(fields.iter().any(|g| g == f), "{f}: {fields:?}");
     }
     assert_eq!(app.ops.exercises().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_inject_that_takes_the_licences_away_fails_the_real_step_until_they_are_bought_back() {
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&sample_pool()).await.unwrap();
+    let scenario = r#"
+        name = "Licences"
+        [[communes]]
+        commune = "13005"
+        agents = 3
+        contact = { name = "Joueur DGS", phone = "0612345678" }
+        [[injects]]
+        after_minutes = 0
+        text = "10 licences manquantes"
+        effect = { licences_available = 0 }
+        [[injects]]
+        after_minutes = 60
+        text = "La métropole a acheté les licences"
+        effect = { licences_available = 50 }
+    "#;
+    let x = app.ops.start_exercise(&ExerciseRequest::from_toml(scenario).unwrap()).await.unwrap();
+    let id = x.crises[0].id.clone();
+    app.daemon.state().maintenance().await.unwrap();
+    let log = app.ops.crisis_log(id.as_str()).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.text
+            == "10 licences manquantes (effet simulé : plus aucune licence libre sur le locataire d'exercice)"),
+        "{log:?}"
+    );
+    // The real playbook meets it: the accounts step fails, in French, naming what is missing.
+    app.activate(&id).await;
+    let agents = (1..=3).map(|i| AgentInput { name: format!("Agent {i}"), service: "Accueil".into() }).collect();
+    app.ops.set_agents(id.as_str(), &AgentsRequest { agents }).await.unwrap();
+    let v = app
+        .wait_steps(&id, "the accounts step to fail", |v| {
+            repli_tests::step_state(v, "activation", "accounts") == Some(repli_core::StepState::Failed)
+        })
+        .await;
+    let step = v.runs.iter().flat_map(|r| &r.steps).find(|s| s.step == "accounts").unwrap();
+    let error = step.last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("Licences insuffisantes : il manque 3 licence(s)"), "{error}");
+    // The real tenant never saw any of it.
+    let real = app.daemon.state().m365_zone_api().unwrap();
+    let state: serde_json::Value = reqwest::get(format!("{real}/_sim/state")).await.unwrap().json().await.unwrap();
+    assert_eq!(state["counts"]["licensesAssigned"], 0);
+    // An hour later the licences are bought back; ops retry the step and the kit gets ready.
+    app.clock.advance(jiff::SignedDuration::from_mins(61));
+    app.daemon.state().maintenance().await.unwrap();
+    app.ops.step_action(id.as_str(), "accounts", "retry", "licences achetées").await.unwrap();
+    let c = app.make_ready(&id).await;
+    assert_eq!(c.state, CrisisState::Ready);
+    let shown = app.ops.exercise(x.id).await.unwrap();
+    assert!(shown.injects.iter().all(|i| i.delivered_at.is_some() && i.effect.is_some()));
+}
+
+#[tokio::test]
+async fn an_exercise_tenant_takes_no_simulated_effect() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "exercice").unwrap();
+    let path = secret.path().to_owned();
+    let app = TestApp::spawn_with(move |c| {
+        c.exercise.target = replid::config::ExerciseTarget::Tenant;
+        c.exercise.m365 = Some(replid::config::M365Config {
+            mode: replid::config::M365Mode::Graph,
+            // Never called by this test: nothing is activated.
+            graph_url: "http://127.0.0.1:9/v1.0".into(),
+            login_url: "http://127.0.0.1:9".into(),
+            tenant_id: "tenant-exercice".into(),
+            client_id: "repli-exercice".into(),
+            client_secret_file: Some(path),
+            dns: replid::config::DnsMode::Manual,
+            domain_pattern: "{slug}.exercice-amp.fr".into(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let with_effect = r#"
+        name = "Sur le locataire d'exercice"
+        [[communes]]
+        commune = "13005"
+        agents = 1
+        contact = { name = "A", phone = "0612345678" }
+        [[injects]]
+        after_minutes = 5
+        text = "Plus de licences"
+        effect = { licences_available = 0 }
+    "#;
+    let e = app.ops.start_exercise(&ExerciseRequest::from_toml(with_effect).unwrap()).await.unwrap_err();
+    let fields: Vec<String> = e.problem().unwrap().errors.iter().map(|f| f.field.clone()).collect();
+    assert_eq!(fields, ["injects[0].effect"]);
+    let mut plain = ExerciseRequest::from_toml(with_effect).unwrap();
+    plain.injects[0].effect = None;
+    let x = app.ops.start_exercise(&plain).await.unwrap();
+    assert_eq!(x.injects.len(), 1);
 }

@@ -3,6 +3,7 @@
 //! documents, notifications, audit entries); Microsoft 365 goes to the exercise target; they
 //! never count in the SLA report, and a real crisis takes back the equipment they hold.
 
+use repli_core::exercise::InjectEffect;
 use repli_core::{Actor, FieldError, text};
 use repli_proto::ProblemCode;
 use repli_proto::api::{CrisisRequest, ExerciseCrisisView, ExerciseRequest, ExerciseView, InjectView};
@@ -107,6 +108,12 @@ fn validate(st: &Services, req: &ExerciseRequest, now: jiff::Timestamp) -> Resul
         {
             errors.push(FieldError::new(&format!("{field}.commune"), "cette commune ne fait pas partie de l'exercice"));
         }
+        if inj.effect.is_some() && st.exercise_sim.is_none() {
+            errors.push(FieldError::new(
+                &format!("{field}.effect"),
+                "un effet ne s'applique qu'au simulateur d'exercice ([exercise] target = \"simulator\")",
+            ));
+        }
         match text::free_text(&format!("{field}.text"), &inj.text, INJECT_MAX, true) {
             Ok(t) => {
                 let after = jiff::SignedDuration::from_mins(i64::from(inj.after_minutes));
@@ -114,6 +121,7 @@ fn validate(st: &Services, req: &ExerciseRequest, now: jiff::Timestamp) -> Resul
                     commune: inj.commune.clone(),
                     due_at: now.checked_add(after).unwrap_or(now),
                     text: t,
+                    effect: inj.effect,
                 })
             }
             Err(e) => errors.push(e),
@@ -175,7 +183,13 @@ fn view(x: ExerciseRecord) -> ExerciseView {
         injects: x
             .injects
             .into_iter()
-            .map(|i| InjectView { due_at: i.due_at, commune: i.commune, text: i.text, delivered_at: i.delivered_at })
+            .map(|i| InjectView {
+                due_at: i.due_at,
+                commune: i.commune,
+                text: i.text,
+                effect: i.effect,
+                delivered_at: i.delivered_at,
+            })
             .collect(),
     }
 }
@@ -192,6 +206,36 @@ pub async fn get(st: &Services, id: i64) -> Result<ExerciseView, AppError> {
         .await?
         .map(view)
         .ok_or_else(|| AppError::problem(ProblemCode::ExerciseNotFound, "Exercice introuvable."))
+}
+
+/// Delivers the injects due at `now` and applies their effects to the exercise simulator, in
+/// order. Returns how many were delivered.
+pub async fn deliver_injects(st: &Services, now: jiff::Timestamp) -> Result<usize, StoreError> {
+    let channels: Vec<&str> = st.config.notify.channels.iter().map(|c| c.as_str()).collect();
+    let effects = st.store.deliver_injects(&channels, now).await?;
+    for effect in effects.iter().flatten() {
+        apply(st, *effect).await;
+    }
+    Ok(effects.len())
+}
+
+/// Applies an inject's effect through the exercise simulator's control surface. A failure is
+/// logged: the inject was delivered, and the animators see the effect did not happen.
+async fn apply(st: &Services, effect: InjectEffect) {
+    let Some(base) = &st.exercise_sim else {
+        tracing::warn!(?effect, "inject effect not applied: the exercise target is not the simulator");
+        return;
+    };
+    let sent = match effect {
+        InjectEffect::LicencesAvailable(free) => {
+            st.http.post(format!("{base}/_sim/licences")).json(&repli_graph_sim::FreeLicences { free }).send().await
+        }
+    };
+    match sent.map(|r| r.status()) {
+        Ok(s) if s.is_success() => tracing::info!(?effect, "inject effect applied to the exercise simulator"),
+        Ok(s) => tracing::error!(?effect, status = %s, "inject effect refused by the exercise simulator"),
+        Err(e) => tracing::error!(?effect, error = %e, "inject effect not applied"),
+    }
 }
 
 /// The scenario a new exercise starts from on the web form: two communes, one inject.

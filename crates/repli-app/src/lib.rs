@@ -60,6 +60,9 @@ pub struct Services {
     pub dns: Arc<dyn repli_core::m365::DnsPublisher>,
     /// Where exercises' crises are provisioned and published instead ([`engine::exercise_setup`]).
     pub exercise_target: (Arc<dyn repli_core::m365::M365>, Arc<dyn repli_core::m365::DnsPublisher>),
+    /// The exercise simulator's address, when exercises go to one: injects' effects are applied
+    /// through its control surface ([`exercises::deliver_injects`]).
+    pub exercise_sim: Option<String>,
     /// True when Microsoft 365 is an embedded simulator (outputs say SIMULATION).
     pub simulation: bool,
     zone_api: Option<String>,
@@ -144,8 +147,7 @@ impl Services {
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
         let checkpoint = self.store.checkpoint_now(now).await?;
-        let channels: Vec<&str> = self.config.notify.channels.iter().map(|c| c.as_str()).collect();
-        let injects = self.store.deliver_injects(&channels, now).await?;
+        let injects = exercises::deliver_injects(self, now).await?;
         if injects > 0 {
             tracing::info!(injects, "exercise injects delivered");
         }
@@ -282,6 +284,7 @@ impl App {
             m365: m365.provider.clone(),
             dns: m365.dns.clone(),
             exercise_target: (exercise.provider.clone(), exercise.dns.clone()),
+            exercise_sim: exercise.simulator.as_ref().map(|s| s.base_url().to_owned()),
             simulation: m365.simulator.is_some(),
             zone_api: m365.simulator.as_ref().map(|s| s.base_url().to_string()),
             preflight: Arc::new(std::sync::RwLock::new(None)),

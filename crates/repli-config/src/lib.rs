@@ -995,6 +995,17 @@ mod tests {
             ("version = 1\n[notify.sms]\nurl = \"http://sms.exemple.fr/v1\"\n", "loopback"),
             ("version = 1\n[notify.sms]\nurl = \"https://sms.exemple.fr/v1\"\nsender = \"<b>\"\n", "sender"),
             ("version = = 1", "c.toml"),
+            ("version = 1\n[exercise]\ntarget = \"tenant\"\n", "[exercise.m365]"),
+            ("version = 1\n[exercise]\ntarget = \"tenant\"\n[exercise.m365]\nmode = \"simulator\"\n", "\"graph\""),
+            (
+                "version = 1\n[m365]\nmode = \"graph\"\ntenant_id = \"t1\"\n[exercise]\ntarget = \"tenant\"\n[exercise.m365]\nmode = \"graph\"\ntenant_id = \"t1\"\n",
+                "its own tenant",
+            ),
+            (
+                "version = 1\n[exercise]\ntarget = \"tenant\"\n[exercise.m365]\nmode = \"graph\"\ntenant_id = \"t2\"\ndns = \"rfc2136\"\n",
+                "real zone",
+            ),
+            ("version = 1\n[exercise]\ntarget = \"prod\"\n", "unknown variant"),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();

@@ -60,6 +60,28 @@ impl FromStr for ExerciseMode {
     }
 }
 
+/// What an inject does to the exercise's simulated tenant, besides its message: the drill then
+/// meets the failure for real, through the real playbooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectEffect {
+    /// Only this many licences of each SKU stay free from then on (« 10 licences manquantes »);
+    /// a later inject with a larger number buys them back.
+    LicencesAvailable(u32),
+}
+
+impl InjectEffect {
+    /// What the main courante says of it.
+    pub fn label_fr(&self) -> String {
+        match self {
+            Self::LicencesAvailable(0) => "plus aucune licence libre sur le locataire d'exercice".to_owned(),
+            Self::LicencesAvailable(n) => {
+                format!("{n} licence(s) libre(s) de chaque offre sur le locataire d'exercice")
+            }
+        }
+    }
+}
+
 /// What marks a crisis as part of an exercise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExerciseTag {

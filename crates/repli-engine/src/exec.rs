@@ -99,6 +99,12 @@ impl From<repli_core::m365::Error> for StepError {
                 missing.fr()
             ));
         }
+        if let Error::LicencesExhausted { sku, needed, available, missing } = &e {
+            // Nothing was created: once licences are bought or freed, the step runs again whole.
+            return StepError::permanent(format!(
+                "Licences insuffisantes : il manque {missing} licence(s) {sku} ({needed} nécessaire(s), {available} libre(s)). Achetez-en ou libérez-en dans le centre d'administration Microsoft 365 (Facturation › Licences), puis relancez l'étape."
+            ));
+        }
         if let Error::Dns(m) | Error::DnsRefused(m) = &e {
             return StepError { message: format!("DNS : {m}"), permanent };
         }

@@ -15,6 +15,13 @@ mod token;
 pub use access::{Grants, LEAST_PRIVILEGE, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
 pub use tenant::{Counts, DnsRecord};
 
+/// `POST /_sim/licences`: leave exactly `free` units of each SKU unassigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeLicences {
+    pub free: u32,
+}
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -665,6 +672,13 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         ("POST", "/grants") => match serde_json::from_slice::<Grants>(body) {
             Ok(g) => {
                 *lock(&shared.grants) = g;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        ("POST", "/licences") => match serde_json::from_slice::<FreeLicences>(body) {
+            Ok(l) => {
+                lock(&shared.tenant).set_free_licences(l.free);
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

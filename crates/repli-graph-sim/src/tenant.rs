@@ -329,6 +329,15 @@ impl Tenant {
     }
 
     /// How many objects of each kind the tenant holds (includes objects not yet visible).
+    /// Leaves exactly `free` units of each SKU unassigned (an exercise's « licences manquantes »,
+    /// or licences bought back): units enabled = units consumed + `free`.
+    pub fn set_free_licences(&mut self, free: u32) {
+        for sku in &mut self.skus {
+            let consumed = self.users.iter().filter(|u| u.licenses.contains(&sku.id)).count() as u32;
+            sku.enabled = consumed.saturating_add(free);
+        }
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             domains: self.domains.len(),

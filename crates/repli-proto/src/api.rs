@@ -558,6 +558,11 @@ pub struct InjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commune: Option<InseeCode>,
     pub text: String,
+    /// What it does to the exercise's simulated tenant (`effect = { licences_available = 0 }`):
+    /// the drill then meets the failure through the real playbooks. Needs the exercise target
+    /// `simulator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<repli_core::exercise::InjectEffect>,
 }
 
 /// An exercise, its crises and its injects.
@@ -591,6 +596,8 @@ pub struct InjectView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commune: Option<InseeCode>,
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<repli_core::exercise::InjectEffect>,
     pub delivered_at: Option<Timestamp>,
 }
 

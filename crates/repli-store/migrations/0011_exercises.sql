@@ -27,6 +27,8 @@ CREATE TABLE exercise_injects (
     commune       TEXT REFERENCES communes (insee),
     due_at        TEXT NOT NULL,
     text          TEXT NOT NULL,
+    -- What it does to the exercise's simulated tenant (JSON of repli_core::exercise::InjectEffect).
+    effect        TEXT,
     delivered_at  TEXT
 ) STRICT;
 CREATE INDEX exercise_injects_due ON exercise_injects (due_at) WHERE delivered_at IS NULL;

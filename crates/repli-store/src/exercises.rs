@@ -2,6 +2,7 @@
 //! reach and its timed injects, in one transaction; injects delivered to the main courante when due.
 
 use jiff::Timestamp;
+use repli_core::exercise::InjectEffect;
 use repli_core::{Actor, CrisisId, CrisisState, ExerciseMode, InseeCode, LogKind};
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
@@ -33,6 +34,7 @@ pub struct NewInject {
     pub commune: Option<InseeCode>,
     pub due_at: Timestamp,
     pub text: String,
+    pub effect: Option<InjectEffect>,
 }
 
 /// An exercise as stored.
@@ -64,11 +66,20 @@ pub struct InjectRecord {
     pub commune: Option<InseeCode>,
     pub due_at: Timestamp,
     pub text: String,
+    pub effect: Option<InjectEffect>,
     pub delivered_at: Option<Timestamp>,
 }
 
-/// id, commune, due_at, text, delivered_at.
-type InjectRow = (i64, Option<String>, String, String, Option<String>);
+fn effect_to_db(e: Option<InjectEffect>) -> Option<String> {
+    e.and_then(|e| serde_json::to_string(&e).ok())
+}
+
+fn effect_from_db(s: Option<String>) -> Result<Option<InjectEffect>, StoreError> {
+    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt("exercise_injects.effect", &s))).transpose()
+}
+
+/// id, commune, due_at, text, effect, delivered_at.
+type InjectRow = (i64, Option<String>, String, String, Option<String>, Option<String>);
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
     StoreError::Corrupt { column, value: value.to_string() }
@@ -107,13 +118,16 @@ impl Store {
                 .await?;
         }
         for i in &new.injects {
-            sqlx::query("INSERT INTO exercise_injects (exercise_id, commune, due_at, text) VALUES (?, ?, ?, ?)")
-                .bind(id)
-                .bind(i.commune.as_ref().map(InseeCode::as_str))
-                .bind(time::to_db(i.due_at))
-                .bind(&i.text)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO exercise_injects (exercise_id, commune, due_at, text, effect) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(i.commune.as_ref().map(InseeCode::as_str))
+            .bind(time::to_db(i.due_at))
+            .bind(&i.text)
+            .bind(effect_to_db(i.effect))
+            .execute(&mut *tx)
+            .await?;
         }
         let target = format!("exercise:{id}");
         let communes: Vec<&str> = new.crises.iter().map(|c| c.commune.as_str()).collect();
@@ -173,7 +187,8 @@ impl Store {
                 .fetch_all(&mut *conn)
                 .await?;
         let injects: Vec<InjectRow> = sqlx::query_as(
-            "SELECT id, commune, due_at, text, delivered_at FROM exercise_injects WHERE exercise_id = ? ORDER BY due_at, id",
+            "SELECT id, commune, due_at, text, effect, delivered_at FROM exercise_injects WHERE exercise_id = ? \
+             ORDER BY due_at, id",
         )
         .bind(id)
         .fetch_all(&mut *conn)
@@ -197,7 +212,7 @@ impl Store {
                 .collect::<Result<_, StoreError>>()?,
             injects: injects
                 .into_iter()
-                .map(|(id, commune, due, text, delivered)| {
+                .map(|(id, commune, due, text, effect, delivered)| {
                     Ok(InjectRecord {
                         id,
                         commune: commune
@@ -205,6 +220,7 @@ impl Store {
                             .transpose()?,
                         due_at: time::from_db("exercise_injects.due_at", &due)?,
                         text,
+                        effect: effect_from_db(effect)?,
                         delivered_at: opt_from_db("exercise_injects.delivered_at", delivered)?,
                     })
                 })
@@ -214,17 +230,29 @@ impl Store {
 
     /// Delivers the injects due at `now`: each becomes a main-courante entry (kind « inject »,
     /// by replid) of the open crises it targets, and a notification on `channels` to the
-    /// exercise's addresses, in one transaction. Returns how many injects were delivered.
-    pub async fn deliver_injects(&self, channels: &[&str], now: Timestamp) -> Result<usize, StoreError> {
+    /// exercise's addresses, in one transaction. Returns the effects of the injects delivered,
+    /// in order, for the caller to apply to the exercise's tenant (none: a message only).
+    pub async fn deliver_injects(
+        &self,
+        channels: &[&str],
+        now: Timestamp,
+    ) -> Result<Vec<Option<InjectEffect>>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let due: Vec<(i64, i64, Option<String>, String)> = sqlx::query_as(
-            "SELECT id, exercise_id, commune, text FROM exercise_injects \
+        let due: Vec<(i64, i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, exercise_id, commune, text, effect FROM exercise_injects \
              WHERE delivered_at IS NULL AND due_at <= ? ORDER BY due_at, id",
         )
         .bind(time::to_db(now))
         .fetch_all(&mut *tx)
         .await?;
-        for (inject, exercise, commune, text) in &due {
+        let mut effects = Vec::with_capacity(due.len());
+        for (inject, exercise, commune, text, effect) in &due {
+            let effect = effect_from_db(effect.clone())?;
+            let text = match &effect {
+                Some(e) => format!("{text} (effet simulé : {})", e.label_fr()),
+                None => text.clone(),
+            };
+            effects.push(effect);
             let targets: Vec<(String, String)> = sqlx::query_as(
                 "SELECT id, commune FROM crises WHERE exercise_id = ?1 AND (?2 IS NULL OR commune = ?2) \
                  AND state NOT IN ('closed', 'rejected', 'cancelled') ORDER BY id",
@@ -234,7 +262,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for (crisis, commune) in &targets {
-                deliver_inject_in(self, &mut tx, *inject, crisis, commune, text, channels, now).await?;
+                deliver_inject_in(self, &mut tx, *inject, crisis, commune, &text, channels, now).await?;
             }
             sqlx::query("UPDATE exercise_injects SET delivered_at = ? WHERE id = ?")
                 .bind(time::to_db(now))
@@ -243,7 +271,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(effects)
     }
 }
 
@@ -303,6 +331,7 @@ mod tests {
                 commune: None,
                 due_at: t("2026-11-23T09:30:00Z"),
                 text: "La DGS ne répond plus".into(),
+                effect: None,
             }],
         }
     }
@@ -411,9 +440,9 @@ mod tests {
         let (_d, store) = store().await;
         let ops = user(&store, Role::Ops, None).await;
         let id = store.create_exercise(&drill(&["13005", "13001"]), &ops, t("2026-11-23T09:00:00Z")).await.unwrap();
-        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:29:00Z")).await.unwrap(), 0);
-        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:31:00Z")).await.unwrap(), 1);
-        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:32:00Z")).await.unwrap(), 0);
+        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:29:00Z")).await.unwrap().len(), 0);
+        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:31:00Z")).await.unwrap(), [None]);
+        assert_eq!(store.deliver_injects(&["sms"], t("2026-11-23T09:32:00Z")).await.unwrap().len(), 0);
         let x = store.exercise(id).await.unwrap().unwrap();
         assert_eq!(x.injects[0].delivered_at, Some(t("2026-11-23T09:31:00Z")));
         for (c, _) in &x.crises {
