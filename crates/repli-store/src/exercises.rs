@@ -78,6 +78,9 @@ fn effect_from_db(s: Option<String>) -> Result<Option<InjectEffect>, StoreError>
     s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt("exercise_injects.effect", &s))).transpose()
 }
 
+/// id, exercise_id, commune, text, effect.
+type DueRow = (i64, i64, Option<String>, String, Option<String>);
+
 /// id, commune, due_at, text, effect, delivered_at.
 type InjectRow = (i64, Option<String>, String, String, Option<String>, Option<String>);
 
@@ -238,7 +241,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<Option<InjectEffect>>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let due: Vec<(i64, i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+        let due: Vec<DueRow> = sqlx::query_as(
             "SELECT id, exercise_id, commune, text, effect FROM exercise_injects \
              WHERE delivered_at IS NULL AND due_at <= ? ORDER BY due_at, id",
         )
