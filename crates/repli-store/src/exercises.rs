@@ -478,25 +478,11 @@ mod tests {
         store.purge_personal_data(later, later).await.unwrap();
         let x = store.exercise(id).await.unwrap().unwrap();
         assert!(x.scenario.is_empty() && x.recipients.is_empty(), "{x:?}");
-        let entries = store
-            .audit_entries(&AuditFilter {
-                action: Some("exercise.purge_personal_data".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(entries.len(), 1);
+        let filter =
+            AuditFilter { action: Some("exercise.purge_personal_data".into()), limit: 10, ..Default::default() };
+        assert_eq!(store.audit_entries(&filter).await.unwrap().len(), 1);
         // Once only.
         store.purge_personal_data(later, later).await.unwrap();
-        let again = store
-            .audit_entries(&AuditFilter {
-                action: Some("exercise.purge_personal_data".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(again.len(), 1);
+        assert_eq!(store.audit_entries(&filter).await.unwrap().len(), 1);
     }
 }
