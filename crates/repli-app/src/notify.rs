@@ -19,6 +19,7 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let tz = st.calendar.time_zone().clone();
     let mut new = 0;
     let facts = st.store.crisis_facts_all().await?;
+    let preempted = st.store.preemptions_of_open_exercises().await?;
     for r in st.store.crises(&CrisisFilter { open_only: true, ..Default::default() }).await? {
         let mut due: Vec<(String, String, String)> = Vec::new();
         if r.ready_at.is_none()
@@ -67,30 +68,17 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
         }
         // An exercise whose equipment a real crisis took is told (its notifications reach only
         // the scenario's addresses).
-        if r.exercise.is_some() {
-            let filter = repli_store::AuditFilter {
-                crisis: Some(r.id.to_string()),
-                action: Some("inventory.preempt".into()),
-                limit: 100,
-                ..Default::default()
-            };
-            for e in st.store.audit_entries(&filter).await? {
-                let d: serde_json::Value = serde_json::from_str(&e.details).unwrap_or_default();
-                let tags: Vec<&str> = d["asset_tags"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
-                    .unwrap_or_default();
-                due.push((
-                    format!("preempt:{}", e.seq),
-                    format!("Crise {} ({}) : matériel repris par une crise réelle", r.id, r.commune_name),
-                    format!(
-                        "La crise réelle {} a repris {} équipement(s) de l'exercice : {}. L'exercice continue sans eux.",
-                        d["by_crisis"].as_str().unwrap_or("?"),
-                        tags.len(),
-                        tags.join(", ")
-                    ),
-                ));
-            }
+        for (seq, _, taken) in preempted.iter().filter(|(_, c, _)| *c == r.id) {
+            due.push((
+                format!("preempt:{seq}"),
+                format!("Crise {} ({}) : matériel repris par une crise réelle", r.id, r.commune_name),
+                format!(
+                    "La crise réelle {} a repris {} équipement(s) de l'exercice : {}. L'exercice continue sans eux.",
+                    taken.by_crisis,
+                    taken.asset_tags.len(),
+                    taken.asset_tags.join(", ")
+                ),
+            ));
         }
         for (key, subject, body) in due {
             for channel in &st.config.notify.channels {

@@ -345,7 +345,7 @@ impl Store {
             crisis: Some(id.as_str()),
             action: &action,
             target: id.as_str(),
-            details: json!({ "type": kind.as_str(), "text": text }),
+            details: log_details(kind, text),
         };
         let seq = self.append(&mut tx, e, now).await?;
         tx.commit().await?;
@@ -387,6 +387,11 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The details of a main-courante entry (what [`Store::log_entries`] reads back).
+pub(crate) fn log_details(kind: LogKind, text: &str) -> serde_json::Value {
+    json!({ "type": kind.as_str(), "text": text })
 }
 
 /// The exercise a crisis is part of, if any.

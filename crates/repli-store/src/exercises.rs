@@ -296,7 +296,11 @@ async fn deliver_inject_in(
         crisis: Some(crisis),
         action: &action,
         target: crisis,
-        details: json!({ "type": LogKind::Inject.as_str(), "text": text, "inject": inject }),
+        details: {
+            let mut d = crate::audit::log_details(LogKind::Inject, text);
+            d["inject"] = json!(inject);
+            d
+        },
     };
     store.append(tx, e, now).await?;
     let key = format!("inject:{inject}:{crisis}");

@@ -233,6 +233,19 @@ pub(crate) async fn commune_of(conn: &mut SqliteConnection, id: &CrisisId) -> Re
     c.ok_or_else(|| StoreError::CrisisNotFound(id.clone()))
 }
 
+/// What a real crisis took from an exercise's crisis: the details of its `inventory.preempt`
+/// audit entry, written and read back as this type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preempted {
+    pub by_crisis: String,
+    pub serials: Vec<String>,
+    pub asset_tags: Vec<String>,
+}
+
+impl Preempted {
+    pub const ACTION: &'static str = "inventory.preempt";
+}
+
 impl Store {
     /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
     /// the pool, every problem reported with its line.
@@ -452,8 +465,8 @@ impl Store {
         }
         let actor = actor_name(by);
         let mut reserved = serde_json::Map::new();
-        // Per exercise crisis pre-empted: the serials taken from it.
-        let mut preempted: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        // Per exercise crisis pre-empted: what was taken from it.
+        let mut preempted: std::collections::BTreeMap<String, Preempted> = Default::default();
         for (kind, wanted) in &wants {
             let held: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM items WHERE crisis_id = ? AND kind = ? AND state IN ('reserved', 'prepared', 'lent')",
@@ -488,8 +501,8 @@ impl Store {
             }
             let still = missing - serials.len() as i64;
             if exercise.is_none() && still > 0 {
-                let held_by_drills: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT i.serial, i.crisis_id FROM items i JOIN crises k ON k.id = i.crisis_id \
+                let held_by_drills: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT i.serial, i.asset_tag, i.crisis_id FROM items i JOIN crises k ON k.id = i.crisis_id \
                      WHERE i.kind = ? AND i.state IN ('reserved', 'prepared') AND k.exercise_id IS NOT NULL \
                      ORDER BY k.requested_at DESC, i.asset_tag LIMIT ?",
                 )
@@ -497,7 +510,7 @@ impl Store {
                 .bind(still)
                 .fetch_all(&mut *tx)
                 .await?;
-                for (s, drill) in held_by_drills {
+                for (s, tag, drill) in held_by_drills {
                     let note = format!("repris à l'exercice {drill} par la crise {id}");
                     move_item(
                         &mut tx,
@@ -510,7 +523,13 @@ impl Store {
                         now,
                     )
                     .await?;
-                    preempted.entry(drill).or_default().push(s.clone());
+                    let taken = preempted.entry(drill).or_insert_with(|| Preempted {
+                        by_crisis: id.to_string(),
+                        serials: Vec::new(),
+                        asset_tags: Vec::new(),
+                    });
+                    taken.serials.push(s.clone());
+                    taken.asset_tags.push(tag);
                     serials.push(s);
                 }
             }
@@ -529,36 +548,26 @@ impl Store {
             };
             self.append(&mut tx, e, now).await?;
         }
-        for (drill, serials) in &preempted {
+        for (drill, taken) in &preempted {
             let drill_id = CrisisId::parse(drill)
                 .map_err(|_| StoreError::Corrupt { column: "items.crisis_id", value: drill.clone() })?;
             let drill_commune = commune_of(&mut tx, &drill_id).await?;
-            let tags: Vec<String> = {
-                let mut tags = Vec::with_capacity(serials.len());
-                for s in serials {
-                    let tag: String = sqlx::query_scalar("SELECT asset_tag FROM items WHERE serial = ?")
-                        .bind(s)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    tags.push(tag);
-                }
-                tags
-            };
             let e = NewEntry {
                 by,
                 commune: Some(&drill_commune),
                 crisis: Some(drill),
-                action: "inventory.preempt",
+                action: Preempted::ACTION,
                 target: drill,
-                details: json!({ "by_crisis": id.as_str(), "serials": serials, "asset_tags": tags }),
+                details: serde_json::to_value(taken).map_err(|e| StoreError::Item(e.to_string()))?,
             };
             self.append(&mut tx, e, now).await?;
-            let action = repli_core::LogKind::Information.audit_action();
+            let kind = repli_core::LogKind::Information;
+            let action = kind.audit_action();
             let text = format!(
                 "Matériel repris par la crise réelle {id} : {} ({} équipement(s)). L'exercice continue sans lui ; \
                  la liste d'attente le servira quand le stock le permettra.",
-                tags.join(", "),
-                tags.len()
+                taken.asset_tags.join(", "),
+                taken.asset_tags.len()
             );
             let e = NewEntry {
                 by: By::System,
@@ -566,13 +575,35 @@ impl Store {
                 crisis: Some(drill),
                 action: &action,
                 target: drill,
-                details: json!({ "type": repli_core::LogKind::Information.as_str(), "text": text }),
+                details: crate::audit::log_details(kind, &text),
             };
             self.append(&mut tx, e, now).await?;
-            tracing::info!(crisis = %id, exercise_crisis = %drill, items = serials.len(), "exercise equipment pre-empted");
+            tracing::info!(crisis = %id, exercise_crisis = %drill, items = taken.serials.len(), "exercise equipment pre-empted");
         }
         tx.commit().await?;
         Ok(self.needs(Some(id.as_str())).await?.into_iter().filter(|n| n.shortage() > 0).collect())
+    }
+
+    /// What real crises took from the open exercises' crises: (audit sequence number, exercise
+    /// crisis, what was taken), oldest first, in one statement.
+    pub async fn preemptions_of_open_exercises(&self) -> Result<Vec<(i64, CrisisId, Preempted)>, StoreError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT a.seq, a.crisis, a.details FROM audit_log a JOIN crises k ON k.id = a.crisis \
+             WHERE a.action = ? AND k.exercise_id IS NOT NULL \
+             AND k.state NOT IN ('closed', 'rejected', 'cancelled') ORDER BY a.seq",
+        )
+        .bind(Preempted::ACTION)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, crisis, details)| {
+                let id = CrisisId::parse(&crisis)
+                    .map_err(|_| StoreError::Corrupt { column: "audit_log.crisis", value: crisis.clone() })?;
+                let taken = serde_json::from_str(&details)
+                    .map_err(|_| StoreError::Corrupt { column: "audit_log.details", value: details.clone() })?;
+                Ok((seq, id, taken))
+            })
+            .collect()
     }
 
     /// Gives items back to the pool when a crisis is cancelled (only those not lent).
