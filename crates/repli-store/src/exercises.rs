@@ -356,9 +356,14 @@ mod tests {
         assert!(x.is_open());
         // Real numbering goes on without the exercise's.
         store.transition(&real.id, CrisisAction::Cancel, Some("doublon"), By::User(&ops), now).await.unwrap();
+        let insee = InseeCode::parse("13005").unwrap();
+        assert_eq!(store.commune(&insee).await.unwrap().unwrap().open_crisis, None, "only a drill is open");
         let (next, _) = store.create_crisis(&request("13005"), &ops, None, now).await.unwrap();
         assert_eq!(next.id.as_str(), "13005-2026-002");
         assert!(next.exercise.is_none());
+        // The commune's open crisis is the real one, never the drill beside it.
+        let aubagne = store.commune(&InseeCode::parse("13005").unwrap()).await.unwrap().unwrap();
+        assert_eq!(aubagne.open_crisis, Some(next.id.clone()));
         let drill_crisis = store.crisis(&x.crises[1].0).await.unwrap().unwrap();
         assert_eq!(drill_crisis.exercise.as_ref().map(|e| e.name.as_str()), Some("Exercice de printemps"));
         // Every entry of an exercise's crisis carries the flag, inside the hashed details.

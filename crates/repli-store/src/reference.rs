@@ -162,12 +162,12 @@ impl Store {
 }
 
 const COMMUNES_ALL_SQL: &str = "SELECT c.insee, c.name, c.population, v.signed_on, v.deliberation_ref, \
-     (SELECT id FROM crises k WHERE k.commune = c.insee AND k.state NOT IN ('closed', 'rejected', 'cancelled')) \
-     AS open_crisis FROM communes c LEFT JOIN conventions v ON v.insee = c.insee ORDER BY c.insee";
+     (SELECT id FROM crises k WHERE k.commune = c.insee AND k.state NOT IN ('closed', 'rejected', 'cancelled') \
+     AND k.exercise_id IS NULL) AS open_crisis FROM communes c LEFT JOIN conventions v ON v.insee = c.insee ORDER BY c.insee";
 
 const COMMUNE_ONE_SQL: &str = "SELECT c.insee, c.name, c.population, v.signed_on, v.deliberation_ref, \
-     (SELECT id FROM crises k WHERE k.commune = c.insee AND k.state NOT IN ('closed', 'rejected', 'cancelled')) \
-     AS open_crisis FROM communes c LEFT JOIN conventions v ON v.insee = c.insee WHERE c.insee = ?";
+     (SELECT id FROM crises k WHERE k.commune = c.insee AND k.state NOT IN ('closed', 'rejected', 'cancelled') \
+     AND k.exercise_id IS NULL) AS open_crisis FROM communes c LEFT JOIN conventions v ON v.insee = c.insee WHERE c.insee = ?";
 
 #[cfg(test)]
 mod tests {
