@@ -486,33 +486,39 @@ pub async fn write_off(st: &Services, a: &Actor, id: &str, req: &WriteOffRequest
 /// (activated or provisioning) and lack equipment, real crises before exercises, each group in
 /// the configured priority order (first come by default; or larger communes first).
 pub async fn waiting_list(st: &Services) -> Result<Vec<(CrisisRecord, Vec<Need>)>, StoreError> {
+    let filter = repli_store::CrisisFilter { open_only: true, ..Default::default() };
+    let mut preparing: std::collections::HashMap<String, CrisisRecord> = st
+        .store
+        .crises(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(r.state, repli_core::CrisisState::Activated | repli_core::CrisisState::Provisioning))
+        .map(|r| (r.id.to_string(), r))
+        .collect();
+    let population: std::collections::HashMap<String, i64> = match st.config.inventory.priority {
+        crate::config::Priority::Population => st
+            .store
+            .communes()
+            .await?
+            .into_iter()
+            .map(|c| (c.commune.insee.to_string(), i64::from(c.commune.population)))
+            .collect(),
+        crate::config::Priority::FirstCome => Default::default(),
+    };
     let mut waiting: Vec<(CrisisRecord, Vec<Need>)> = Vec::new();
     // Needs come in the order of their requests.
     for n in st.store.needs(None).await?.into_iter().filter(|n| n.shortage() > 0) {
         if let Some((_, needs)) = waiting.iter_mut().find(|(r, _)| r.id.as_str() == n.crisis) {
             needs.push(n);
-            continue;
-        }
-        let id = repli_core::CrisisId::parse(&n.crisis)
-            .map_err(|_| StoreError::Corrupt { column: "crisis_needs.crisis_id", value: n.crisis.clone() })?;
-        let Some(r) = st.store.crisis(&id).await? else { continue };
-        if matches!(r.state, repli_core::CrisisState::Activated | repli_core::CrisisState::Provisioning) {
+        } else if let Some(r) = preparing.remove(&n.crisis) {
             waiting.push((r, vec![n]));
         }
     }
-    let mut keyed = Vec::with_capacity(waiting.len());
-    for (r, needs) in waiting {
-        let pop = match st.config.inventory.priority {
-            crate::config::Priority::Population => {
-                st.store.commune(&r.commune).await?.map_or(0, |c| c.commune.population)
-            }
-            crate::config::Priority::FirstCome => 0,
-        };
-        keyed.push(((r.exercise.is_some(), std::cmp::Reverse(pop)), (r, needs)));
-    }
     // Stable: equal keys keep the order of their requests.
-    keyed.sort_by_key(|(k, _)| *k);
-    Ok(keyed.into_iter().map(|(_, w)| w).collect())
+    waiting.sort_by_key(|(r, _)| {
+        (r.exercise.is_some(), std::cmp::Reverse(population.get(r.commune.as_str()).copied().unwrap_or(0)))
+    });
+    Ok(waiting)
 }
 
 /// The priority rule in force, in French.

@@ -104,7 +104,7 @@ fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
 
 /// The campaign on the ops dashboard: the shared stock, the waiting list and its rule, the
 /// tenant's Graph budget (every open crisis's SLA clock is in the table above it).
-fn campaign_json(c: &repli_proto::api::CampaignView) -> Value {
+fn campaign_json(c: &repli_app::campaign::Shared) -> Value {
     json!({
         "stock": c.stock.iter().filter(|s| s.available + s.held + s.missing > 0).map(|s| json!({
             "label": s.label, "available": s.available, "held": s.held, "missing": s.missing,
@@ -161,7 +161,7 @@ pub async fn home(
         let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
         data.insert("tasks".into(), json!(tasks));
         data.insert("m365".into(), m365_line(&st));
-        match repli_app::campaign::view(&st).await {
+        match repli_app::campaign::shared(&st).await {
             Ok(c) => data.insert("campagne".into(), campaign_json(&c)),
             Err(e) => return api_error_page(&st, &e),
         };
