@@ -17,7 +17,7 @@ use repli_proto::api::{
 use std::collections::BTreeSet;
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
-pub(crate) const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
+const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
 use repli_core::fr;
 use repli_core::run::{PlaybookName, RunState};
 use serde::Serialize;
@@ -138,7 +138,7 @@ impl Narrator {
     }
 }
 
-pub(crate) fn now() -> Timestamp {
+fn now() -> Timestamp {
     SystemClock.now()
 }
 
@@ -244,37 +244,20 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         }
         crate::config::M365Mode::Graph => say.say("", &format!("Microsoft 365 : {}", daemon.state().config.m365.graph_url)),
     }
-    let store = &daemon.state().store;
-    let boot = crate::By::System;
-    let t = now();
-    let (_, ops_token) =
-        crate::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
     let commune = args.commune.clone();
     let (_, dgs_token) = crate::auth::create_user(
-        store,
+        &daemon.state().store,
         &format!("DGS de la commune {commune}"),
         Role::Dgs,
         Some(commune.clone()),
         None,
-        boot,
-        t,
+        crate::By::System,
+        now(),
     )
     .await?;
-    let (_, auditor_token) =
-        crate::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
-    let anon = Client::new(&daemon.url(), None)?;
-    let dgs = anon.with_token(dgs_token);
-    let ops = anon.with_token(ops_token);
-    let auditor = anon.with_token(auditor_token);
-
-    // The métropole's pool (fictitious sample data).
-    let imported = ops
-        .import_inventory(&ImportRequest {
-            files: vec![ImportFile { source: "inventory/pool.csv".into(), csv: SAMPLE_POOL.into() }],
-        })
-        .await
-        .context("inventory import")?;
-    say.say("Ops", &format!("charge le parc de la métropole : {} équipements (données fictives)", imported.imported));
+    let (ops, auditor, imported) = cast(daemon).await?;
+    let dgs = Client::new(&daemon.url(), None)?.with_token(dgs_token);
+    say.say("Ops", &format!("charge le parc de la métropole : {imported} équipements (données fictives)"));
 
     // The DGS, whose commune mail is down, requests the kit with an out-of-band contact.
     let info = dgs.commune(commune.as_str()).await.context("commune")?;
@@ -452,6 +435,25 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         database: daemon.state().store.path().to_owned(),
         documents_dir,
     })
+}
+
+/// The métropole's side of a demo: an ops and an auditor account, and the pool imported (its
+/// fictitious sample). Returns both clients and how many items were imported.
+pub(crate) async fn cast(daemon: &Daemon) -> anyhow::Result<(Client, Client, usize)> {
+    let (store, boot, t) = (&daemon.state().store, crate::By::System, now());
+    let (_, ops_token) =
+        crate::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
+    let (_, auditor_token) =
+        crate::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
+    let anon = Client::new(&daemon.url(), None)?;
+    let (ops, auditor) = (anon.with_token(ops_token), anon.with_token(auditor_token));
+    let imported = ops
+        .import_inventory(&ImportRequest {
+            files: vec![ImportFile { source: "inventory/pool.csv".into(), csv: SAMPLE_POOL.into() }],
+        })
+        .await
+        .context("inventory import")?;
+    Ok((ops, auditor, imported.imported))
 }
 
 pub(crate) fn run_done(v: &StepsView, playbook: PlaybookName) -> bool {

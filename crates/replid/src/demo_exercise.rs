@@ -9,13 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use repli_core::run::PlaybookName;
-use repli_core::{CrisisAction, CrisisState, Role};
-use repli_proto::Client;
-use repli_proto::api::{AgentInput, AgentsRequest, ExerciseRequest, ImportFile, ImportRequest};
+use repli_core::{CrisisAction, CrisisState};
+use repli_proto::api::{AgentInput, AgentsRequest, ExerciseRequest};
 use serde::Serialize;
 
 use crate::Daemon;
-use crate::demo::{DemoArgs, Narrator, SAMPLE_POOL, follow, now, run_done};
+use crate::demo::{DemoArgs, Narrator, cast, follow, run_done};
 
 /// What the exercise demo did and checked (the last line of stdout with `--json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -45,27 +44,7 @@ impl ExerciseSummary {
 /// Plays the exercise on `daemon`.
 pub(crate) async fn play(say: &Narrator, daemon: &Daemon, dir: &Path) -> anyhow::Result<ExerciseSummary> {
     say.say("EXERCICE", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
-    let store = &daemon.state().store;
-    let t = now();
-    let (_, ops_token) = crate::auth::create_user(
-        store,
-        "Cellule d'astreinte DSI métropole",
-        Role::Ops,
-        None,
-        None,
-        crate::By::System,
-        t,
-    )
-    .await?;
-    let (_, auditor_token) =
-        crate::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, crate::By::System, t).await?;
-    let anon = Client::new(&daemon.url(), None)?;
-    let (ops, auditor) = (anon.with_token(ops_token), anon.with_token(auditor_token));
-    ops.import_inventory(&ImportRequest {
-        files: vec![ImportFile { source: "inventory/pool.csv".into(), csv: SAMPLE_POOL.into() }],
-    })
-    .await
-    .context("inventory import")?;
+    let (ops, auditor, _) = cast(daemon).await?;
 
     let mut scenario = ExerciseRequest::from_toml(repli_app::exercises::example_scenario())
         .map_err(|e| anyhow::anyhow!("playbooks/exercises/exemple.toml: {e}"))?;
