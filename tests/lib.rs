@@ -65,18 +65,9 @@ impl TestApp {
     pub async fn token(&self, role: Role, commune: Option<&str>) -> (i64, String) {
         let commune = commune.map(|c| InseeCode::parse(c).unwrap());
         let name = format!("{role} {}", commune.as_ref().map_or("", InseeCode::as_str));
-        let (user, token) = replid::auth::create_user(
-            &self.daemon.state().store,
-            &name,
-            role,
-            commune,
-            None,
-            replid::By::System,
-            self.now(),
-        )
-        .await
-        .unwrap();
-        (user.id, token)
+        let req = repli_proto::api::NewUserRequest { name, role, commune, expires_days: None };
+        let created = repli_app::accounts::create(self.daemon.state(), replid::By::System, &req).await.unwrap();
+        (created.user.id, created.token.token)
     }
 
     /// A new user of `role` and a client acting as them.

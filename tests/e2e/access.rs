@@ -248,11 +248,13 @@ async fn authorization_matrix_covers_every_route() {
         // A fresh daemon per route: one route's effects cannot change another's outcome.
         let app = TestApp::spawn().await;
         let crisis = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
-        let one =
-            repli_core::inventory::parse_items("m.csv", "asset_tag,serial,kind,model\nM-1,FICTIF-M1,laptop,Portable\n")
-                .unwrap();
-        let one: Vec<_> = one.into_iter().map(|(l, i)| ("m.csv".to_owned(), l, i)).collect();
-        app.daemon.state().store.import_items(&one, replid::By::System, app.now()).await.unwrap();
+        let one = repli_proto::api::ImportRequest {
+            files: vec![repli_proto::api::ImportFile {
+                source: "m.csv".into(),
+                csv: "asset_tag,serial,kind,model\nM-1,FICTIF-M1,laptop,Portable\n".into(),
+            }],
+        };
+        app.ops.import_inventory(&one).await.unwrap();
         let (throwaway, _) = app.token(Role::Ops, None).await;
         let mut tokens = vec![None];
         for (role, commune) in [

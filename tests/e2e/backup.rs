@@ -40,13 +40,13 @@ async fn a_snapshot_taken_during_provisioning_restores_and_the_kit_gets_ready() 
     let snapshots = tempfile::tempdir().unwrap();
     let snap = snapshots.path().join("repli-2026-11-23");
     let st = app.daemon.state();
-    let m = backup::take(&st.store, &st.config, &snap, replid::By::System, app.now()).await.unwrap();
+    let m = backup::snapshot(st, &snap, replid::By::System).await.unwrap();
     assert_eq!(m.format, backup::FORMAT);
-    assert_eq!(m.public_key, st.store.checkpoint_public_key());
+    assert_eq!(m.public_key, app.auditor.audit_verify().await.unwrap().public_key);
     // Point in time: what happens after the snapshot is not in it.
     app.ops.add_log(c.id.as_str(), "information", "écrit après la sauvegarde").await.unwrap();
     // A snapshot goes to a new folder.
-    let again = backup::take(&st.store, &st.config, &snap, replid::By::System, app.now()).await;
+    let again = backup::snapshot(st, &snap, replid::By::System).await;
     assert!(matches!(again, Err(BackupError::DestinationExists(_))), "{again:?}");
 
     let key = app.daemon.state().config.audit_key_path();
@@ -87,7 +87,7 @@ async fn a_snapshot_taken_during_provisioning_restores_and_the_kit_gets_ready() 
     // Once ready, the crisis's documents exist: a snapshot carries them to the next host.
     let st2 = app2.daemon.state();
     let snap2 = snapshots.path().join("repli-ready");
-    let m2 = backup::take(&st2.store, &st2.config, &snap2, replid::By::System, app2.now()).await.unwrap();
+    let m2 = backup::snapshot(st2, &snap2, replid::By::System).await.unwrap();
     assert!(m2.documents > 0, "{m2:?}");
     let third = tempfile::tempdir().unwrap();
     let mut target3 = Config::default();
@@ -104,7 +104,7 @@ async fn a_snapshot_whose_chain_does_not_verify_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("snap");
     let st = app.daemon.state();
-    backup::take(&st.store, &st.config, &snap, replid::By::System, app.now()).await.unwrap();
+    backup::snapshot(st, &snap, replid::By::System).await.unwrap();
     assert!(backup::check(&snap).await.is_ok());
 
     // Not a snapshot at all.

@@ -321,27 +321,31 @@ async fn a_restart_repairs_a_crisis_left_without_its_run() {
     let aix = app.client(Role::Dgs, Some("13001")).await;
     let a = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     let b = aix.request_crisis(&request("13001"), None).await.unwrap();
-    let store = app.daemon.state().store.clone();
-    // The transition committed, the run never written (what a kill in between used to leave).
-    store.transition(&a.id, CrisisAction::Activate, None, By::System, app.now()).await.unwrap();
-    // b is activated normally, then called off by a write that never started its hand-back.
+    // b is activated normally; then the daemon stops, and the database is written as a daemon
+    // killed between a transition and its run used to leave it: a activated and b called off,
+    // neither with its run. (Fault injection: the test opens the file itself, as only a crash
+    // or a person with the file could.)
     app.activate(&b.id).await;
-    store.transition(&b.id, CrisisAction::Cancel, Some("fausse alerte"), By::System, app.now()).await.unwrap();
-    assert_eq!(store.missing_runs().await.unwrap().len(), 2);
-
     let TestApp { daemon, dir, clock, .. } = app;
     daemon.shutdown().await.unwrap();
+    let db = dir.path().join("repli.db");
+    let store = repli_store::Store::open_with(&db, None).await.unwrap();
+    store.transition(&a.id, CrisisAction::Activate, None, By::System, clock.now()).await.unwrap();
+    store.transition(&b.id, CrisisAction::Cancel, Some("fausse alerte"), By::System, clock.now()).await.unwrap();
+    assert_eq!(store.missing_runs().await.unwrap().len(), 2);
+    store.close().await;
+
     let mut config = replid::config::Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.database.path = dir.path().join("repli.db");
+    config.database.path = db;
     let daemon = replid::Daemon::start(&config, clock.clone()).await.unwrap();
-    let store = daemon.state().store.clone();
-    assert!(store.missing_runs().await.unwrap().is_empty(), "repaired at start");
-    let (_, token) =
-        replid::auth::create_user(&store, "Ops", Role::Ops, None, None, By::System, clock.now()).await.unwrap();
+    let account = async |name: &str, role: Role| {
+        let req = repli_proto::api::NewUserRequest { name: name.into(), role, commune: None, expires_days: None };
+        repli_app::accounts::create(daemon.state(), By::System, &req).await.unwrap().token.token
+    };
+    let token = account("Ops", Role::Ops).await;
     let ops = repli_proto::Client::new(&daemon.url(), Some(token)).unwrap();
-    let (_, token) =
-        replid::auth::create_user(&store, "Audit", Role::Auditor, None, None, By::System, clock.now()).await.unwrap();
+    let token = account("Audit", Role::Auditor).await;
     let auditor = repli_proto::Client::new(&daemon.url(), Some(token)).unwrap();
     let repaired = auditor
         .audit_entries_all(&repli_proto::api::AuditQuery {

@@ -126,21 +126,16 @@ async fn no_secret_reaches_the_logs() {
     let c = ops.request_crisis(&request("13005"), Some("idem-key-1")).await.unwrap();
     ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
     // A one-time password link, opened and used: its secret is in the URL, never in the logs.
-    let link = replid::auth::generate_token().unwrap();
-    let state = app.daemon.state();
-    let expires = app.now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
-    state
-        .store
-        .create_password_link(
-            created.user.id,
-            "agent.lien",
-            &replid::auth::token_hash(&link),
-            expires,
-            repli_core::run::By::System,
-            app.now(),
-        )
-        .await
-        .unwrap();
+    let me = admin.me().await.unwrap();
+    let by = repli_core::Actor {
+        user_id: me.user_id,
+        name: me.name.clone(),
+        role: Role::Admin,
+        commune: None,
+        auth: repli_core::AuthMethod::Token,
+    };
+    let (link, _) =
+        repli_app::accounts::password_link(app.daemon.state(), &by, created.user.id, "agent.lien").await.unwrap();
     let page = reqwest::Client::new().get(app.url(&format!("/mot-de-passe/{link}"))).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let used = reqwest::Client::new()

@@ -27,17 +27,9 @@ async fn replid_serves_https_with_a_configured_certificate() {
     assert!(daemon.state().secure_cookies);
 
     let pem = std::fs::read(&cert).unwrap();
-    let (_, token) = replid::auth::create_user(
-        &daemon.state().store,
-        "Ops",
-        Role::Ops,
-        None,
-        None,
-        replid::By::System,
-        clock_now(&clock),
-    )
-    .await
-    .unwrap();
+    let req =
+        repli_proto::api::NewUserRequest { name: "Ops".into(), role: Role::Ops, commune: None, expires_days: None };
+    let token = repli_app::accounts::create(daemon.state(), replid::By::System, &req).await.unwrap().token.token;
     let c = Client::with_ca(&daemon.url(), Some(token.clone()), Some(&pem)).unwrap();
     assert_eq!(c.health().await.unwrap().status, "ok");
     assert_eq!(c.me().await.unwrap().role, Role::Ops);
@@ -70,9 +62,4 @@ async fn replid_serves_https_with_a_configured_certificate() {
     config.server.tls = Some(TlsConfig { cert_file: dir.path().join("none.pem"), key_file: key });
     let e = Daemon::start(&config, clock).await.unwrap_err();
     assert!(e.to_string().contains("none.pem"), "{e}");
-}
-
-fn clock_now(c: &ManualClock) -> jiff::Timestamp {
-    use replid::clock::Clock;
-    c.now()
 }

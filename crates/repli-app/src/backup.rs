@@ -77,9 +77,15 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| BackupError::Io { what, path: path.to_owned(), source }
 }
 
+/// Takes a snapshot of the running application's database into `dest` (a folder that must not
+/// exist), recorded in its audit log by `by`.
+pub async fn snapshot(s: &crate::Services, dest: &Path, by: By<'_>) -> Result<Manifest, BackupError> {
+    take(&s.store, &s.config, dest, by, s.clock.now()).await
+}
+
 /// Takes a snapshot of the live `store` into `dest` (a folder that must not exist). The
 /// snapshot is recorded in the audit log first, so the snapshot holds its own record.
-pub async fn take(
+pub(crate) async fn take(
     store: &Store,
     config: &Config,
     dest: &Path,

@@ -75,11 +75,82 @@ pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<Crisis
     Ok(out)
 }
 
+/// How urgent a crisis's SLA is, most urgent first: breached, at risk, suspended, on track, then
+/// the ended ones (met, met late).
+pub fn urgency(s: repli_core::SlaStatus) -> u8 {
+    use repli_core::SlaStatus;
+    match s {
+        SlaStatus::Breached => 0,
+        SlaStatus::AtRisk => 1,
+        SlaStatus::Suspended => 2,
+        SlaStatus::OnTrack => 3,
+        _ => 4,
+    }
+}
+
+/// The crises on a person's home page.
+#[derive(Debug, Clone)]
+pub struct Home {
+    /// The open crises the person may see, most urgent first ([`urgency`], then due instant).
+    pub open: Vec<CrisisView>,
+    /// The most recent ended ones, at most [`Home::ENDED_SHOWN`].
+    pub ended: Vec<CrisisView>,
+    /// Whether a DGS may request a kit: no real crisis of theirs is open (an exercise never
+    /// stands in the way of a real request).
+    pub can_request: bool,
+}
+
+impl Home {
+    pub const ENDED_SHOWN: usize = 20;
+}
+
+/// The home page's crises for `a` (read in two statements, as [`list`]).
+pub async fn home(st: &Services, a: &Actor) -> Result<Home, AppError> {
+    let mut views = list(st, a, CrisisQuery::default()).await?;
+    views.sort_by_key(|v| (!v.state.is_open(), urgency(v.sla.status), v.sla.due_at));
+    let (open, ended): (Vec<_>, Vec<_>) = views.into_iter().partition(|v| v.state.is_open());
+    let can_request = a.role == Role::Dgs && !open.iter().any(|v| v.exercise.is_none());
+    Ok(Home { open, ended: ended.into_iter().take(Home::ENDED_SHOWN).collect(), can_request })
+}
+
 /// A crisis as the API and the pages show it: its SLA, needs, legal clocks and the most recent
 /// page of its history, read in one statement.
 pub async fn view(st: &Services, r: CrisisRecord) -> Result<CrisisView, AppError> {
     let (r, facts) = st.store.crisis_read(&r.id).await?.ok_or_else(AppError::crisis_not_found)?;
     views::crisis(st, r, facts, st.clock.now())
+}
+
+/// Everything the crisis page shows, read together: a database error fails the whole read (an
+/// error page, never an empty section).
+#[derive(Debug, Clone)]
+pub struct CrisisPage {
+    pub view: CrisisView,
+    /// The commune's signed convention.
+    pub convention: Option<repli_proto::api::ConventionView>,
+    pub steps: repli_proto::api::StepsView,
+    pub loans: Vec<repli_proto::api::LoanView>,
+    pub log: Vec<LogEntryView>,
+    pub agents: Vec<repli_proto::api::AgentView>,
+    /// What ops may lend now (empty for anyone else).
+    pub lendable: Vec<crate::inventory::Lendable>,
+    /// The kit's typed outputs (accounts, visio, domain…).
+    pub outputs: repli_core::run::Outputs,
+}
+
+/// The crisis page of `id` for `a`.
+pub async fn page(st: &Services, a: &Actor, id: &str) -> Result<CrisisPage, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let crisis_id = r.id.clone();
+    let convention = commune(st, a, r.commune.as_str()).await?.convention;
+    let view = view(st, r).await?;
+    let steps = crate::steps::steps_of(st, a, crisis_id.as_str()).await?;
+    let loans = crate::inventory::loans_of(st, &crisis_id).await?;
+    let log = st.store.log_entries(&crisis_id).await?.into_iter().map(log_view).collect();
+    let agents = crate::inventory::agents(st, a, crisis_id.as_str()).await?;
+    let outputs = crate::steps::kit_outputs(st, &crisis_id).await?;
+    let lendable =
+        if a.role == Role::Ops { crate::inventory::lendable(st, &crisis_id, &outputs).await? } else { Vec::new() };
+    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs })
 }
 
 /// Reads one crisis the actor may see (one statement besides authentication).
@@ -407,12 +478,14 @@ pub async fn audit_verify(st: &Services) -> Result<AuditVerifyView, AppError> {
 
 /// One page of the audit journal.
 pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, AppError> {
-    let too_long =
-        [&q.crisis, &q.commune, &q.actor, &q.action].into_iter().flatten().any(|v| v.chars().count() > MAX_FILTER);
-    if too_long {
+    let bad = [&q.crisis, &q.commune, &q.actor, &q.action]
+        .into_iter()
+        .flatten()
+        .any(|v| v.chars().count() > MAX_FILTER || v.chars().any(char::is_control));
+    if bad {
         return Err(AppError::problem(
             ProblemCode::InvalidQuery,
-            format!("Filtre trop long : {MAX_FILTER} caractères au plus."),
+            format!("Filtre invalide : {MAX_FILTER} caractères au plus, sans caractère de contrôle."),
         ));
     }
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
@@ -431,6 +504,20 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
         .await?;
     let next_after = if entries.len() == limit as usize { entries.last().map(|e| e.seq) } else { None };
     Ok(AuditPage { entries, next_after })
+}
+
+/// Every entry matching `q` (from `q.after` on), for an export: read page by page.
+pub async fn audit_export(st: &Services, mut q: AuditQuery) -> Result<Vec<repli_core::AuditEntry>, AppError> {
+    let mut all = Vec::new();
+    q.limit = Some(5000);
+    loop {
+        let page = audit_entries(st, q.clone()).await?;
+        all.extend(page.entries);
+        match page.next_after {
+            Some(after) => q.after = Some(after),
+            None => return Ok(all),
+        }
+    }
 }
 
 /// The signed head of the audit log for an auditor to pin: a checkpoint is signed at the last

@@ -6,6 +6,7 @@
 //! Every operation returns one coded error, [`AppError`], whose problem code (an enum in
 //! `repli-proto`) gives the HTTP status.
 
+pub mod accounts;
 pub mod audit_key;
 pub mod backup;
 pub mod campaign;
@@ -17,8 +18,10 @@ pub mod engine;
 mod error;
 pub mod exercises;
 pub mod inventory;
+pub mod local;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod preflight;
 pub mod retex;
 pub mod steps;
@@ -26,7 +29,17 @@ pub mod views;
 
 pub use error::AppError;
 pub use repli_config as config;
-pub use repli_store::{By, Store};
+pub use repli_core::run::By;
+use repli_store::Store;
+
+/// The plain records operations hand out: data read from the store, never a handle to it. The
+/// store itself is private to this crate ([`Services`] holds it): every read and write goes
+/// through an operation here.
+pub mod records {
+    pub use repli_store::{
+        AuditFilter, CommuneRecord, CrisisFilter, CrisisRecord, ItemEvent, ItemRecord, LogEntry, UserRecord,
+    };
+}
 
 use std::ops::Deref;
 use std::path::Path;
@@ -45,7 +58,8 @@ pub use repli_core::reference::{EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS};
 /// and the documents. The engine's host holds these too (not the engine itself).
 #[derive(Clone)]
 pub struct Services {
-    pub store: Store,
+    /// The database: private to the operations layer (no other crate reaches it).
+    pub(crate) store: Store,
     pub config: Arc<Config>,
     /// The SLA calendar, and the one time zone every French date is written in.
     pub calendar: Arc<BusinessCalendar>,
@@ -76,6 +90,10 @@ pub struct Services {
     wake: Arc<Notify>,
     /// What the process counts for `/metrics` ([`metrics`]).
     pub telemetry: Arc<metrics::Telemetry>,
+    /// Credentials recently found valid ([`accounts::authenticate`]).
+    pub(crate) auth_cache: Arc<accounts::AuthCache>,
+    /// Sign-in attempts and concurrent password checks ([`accounts::sign_in`]).
+    pub(crate) throttle: Arc<accounts::Throttle>,
 }
 
 impl Services {
@@ -95,6 +113,22 @@ impl Services {
             Some(_) => (&self.exercise_target.0, &self.exercise_target.1),
             None => (&self.m365, &self.dns),
         }
+    }
+
+    /// Whether the database takes writes now (readiness): a write is tried, not assumed.
+    pub async fn database_writable(&self) -> bool {
+        self.store.writable().await.is_ok()
+    }
+
+    /// Signs the entries since the last checkpoint (a clean stop leaves no unsigned tail) and
+    /// closes the database: the last thing a stopping daemon does.
+    pub async fn close(&self) {
+        match self.store.checkpoint_now(self.clock.now()).await {
+            Ok(Some(seq)) => tracing::info!(seq, "audit checkpoint signed at shutdown"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "audit checkpoint at shutdown failed"),
+        }
+        self.store.close().await;
     }
 
     /// Asks the engine to look for work now.
@@ -223,7 +257,7 @@ pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>)
 
 /// Opens the store (signing audit checkpoints with the configured key) and brings its
 /// reference data up to date with the configuration.
-pub async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, StartError> {
+pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, StartError> {
     let (communes, conventions) = load_reference(config)?;
     let key = audit_key::load_or_create(&config.audit_key_path())?;
     let checkpointing = repli_store::Checkpointing::new(key, config.audit.checkpoint_every);
@@ -291,6 +325,8 @@ impl App {
             preflight_organizer: m365.organizer.clone(),
             credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
             telemetry: Arc::default(),
+            auth_cache: Arc::default(),
+            throttle: Arc::default(),
             wake: wake.clone(),
         };
         let host = Arc::new(engine::DaemonHost::new(services.clone()));

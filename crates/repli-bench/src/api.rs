@@ -156,26 +156,33 @@ async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::D
     config.server.listen = "127.0.0.1:0".parse()?;
     let clock: Arc<dyn replid::clock::Clock> = Arc::new(replid::clock::SystemClock);
     let daemon = replid::Daemon::start(&config, clock.clone()).await.context("cannot start replid")?;
-    let store = &daemon.state().store;
-    let now = replid::clock::Clock::now(clock.as_ref());
-    let (ops_user, ops) =
-        replid::auth::create_user(store, "Banc", Role::Ops, None, None, repli_store::By::System, now).await?;
+    let account = async |name: &str, role: Role, commune: Option<InseeCode>| {
+        let req = repli_proto::api::NewUserRequest { name: name.to_owned(), role, commune, expires_days: None };
+        repli_app::accounts::create(daemon.state(), replid::By::System, &req)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the account {name:?}: {e}"))
+    };
+    let ops_user = account("Banc", Role::Ops, None).await?;
+    let ops = ops_user.token.token.clone();
     let actor = Actor {
-        user_id: ops_user.id,
-        name: ops_user.name.clone(),
+        user_id: ops_user.user.id,
+        name: ops_user.user.name.clone(),
         role: Role::Ops,
         commune: None,
         auth: repli_core::AuthMethod::Token,
     };
-    let signed: Vec<InseeCode> =
-        store.communes().await?.into_iter().filter(|c| c.convention.is_some()).map(|c| c.commune.insee).collect();
+    let signed: Vec<InseeCode> = repli_app::crises::communes(daemon.state(), &actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("communes: {e}"))?
+        .into_iter()
+        .filter(|c| c.convention.is_some())
+        .map(|c| c.insee)
+        .collect();
     anyhow::ensure!(signed.len() >= crises, "only {} communes signed the convention", signed.len());
     let url = daemon.url();
     let mut first = None;
     for insee in signed.iter().take(crises.max(1)) {
-        let (_, dgs) =
-            replid::auth::create_user(store, "DGS", Role::Dgs, Some(insee.clone()), None, repli_store::By::System, now)
-                .await?;
+        let dgs = account("DGS", Role::Dgs, Some(insee.clone())).await?.token.token;
         let client = Client::new(&url, Some(dgs))?;
         let req = repli_proto::api::CrisisRequest {
             commune: insee.clone(),
@@ -223,14 +230,14 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
         }
         // A busy crisis: a main-courante entry every 10 ms, each ending every cached read.
         let writer = name.contains("writes").then(|| {
-            let store = daemon.state().store.clone();
+            let services = daemon.state().services().clone();
             let (id, who) = (crisis_id.clone(), ops.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
+                let kind = LogKind::PointDeSituation.as_str();
                 loop {
                     tick.tick().await;
-                    let now = replid::clock::Clock::now(&replid::clock::SystemClock);
-                    let _ = store.add_log_entry(&id, LogKind::PointDeSituation, "banc", &who, now).await;
+                    let _ = repli_app::crises::add_log(&services, &who, id.as_str(), kind, "banc").await;
                 }
             })
         });

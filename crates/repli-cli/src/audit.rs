@@ -14,7 +14,6 @@ use repli_core::audit::{
 };
 use repli_proto::Client;
 use repli_proto::api::AuditQuery;
-use repli_store::{Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
@@ -101,14 +100,7 @@ fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
 
 /// Verifies a database file offline.
 pub async fn verify_db(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<Result<ChainSummary, ChainError>> {
-    let store = Store::open_read_only(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-    let r = store.verify_audit(key).await;
-    store.close().await;
-    match r {
-        Ok(s) => Ok(Ok(s)),
-        Err(StoreError::Chain(e)) => Ok(Err(e)),
-        Err(e) => Err(e.into()),
-    }
+    Ok(repli_app::offline::verify_database(path, key).await?)
 }
 
 /// Verifies a bundle file.
@@ -155,11 +147,7 @@ where
 
 async fn pinned_in_db(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<AuditEntry>> {
     let Some(pin) = pin else { return Ok(None) };
-    let store = Store::open_read_only(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-    let f = repli_store::AuditFilter { after_seq: pin.seq - 1, limit: 1, ..Default::default() };
-    let found = store.audit_entries(&f).await;
-    store.close().await;
-    Ok(found?.into_iter().next().filter(|e| e.seq == pin.seq))
+    Ok(repli_app::offline::entry_in_database(path, pin.seq).await?)
 }
 
 fn pinned_in_bundle(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<AuditEntry>> {

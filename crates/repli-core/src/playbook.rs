@@ -246,6 +246,19 @@ impl StepState {
         matches!(self, Self::Succeeded | Self::Skipped)
     }
 
+    /// Whether ops may skip a step in this state (failed, not started, or waiting for a
+    /// person), when its run takes step operations ([`crate::run::RunState::takes_step_operations`]).
+    /// The store checks it inside the transaction that records the skip; the pages offer the
+    /// button only then.
+    pub fn may_be_skipped(self) -> bool {
+        matches!(self, Self::Failed | Self::Pending | Self::WaitingManual)
+    }
+
+    /// Whether ops may send a step back to pending for another try: only a failed one.
+    pub fn may_be_retried(self) -> bool {
+        self == Self::Failed
+    }
+
     pub fn label_fr(self) -> &'static str {
         match self {
             Self::Pending => "en attente",

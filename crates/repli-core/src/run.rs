@@ -99,6 +99,12 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Whether ops may retry or skip a step of a run in this state: while it runs, or once it
+    /// failed (a finished or cancelled run is history).
+    pub fn takes_step_operations(self) -> bool {
+        matches!(self, Self::Running | Self::Failed)
+    }
+
     pub const ALL: [RunState; 4] = [Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {

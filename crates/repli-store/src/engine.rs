@@ -701,11 +701,7 @@ impl Store {
     ) -> Result<StepRecord, StoreError> {
         let mut tx = self.write.begin().await?;
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
-        let allowed = if skip {
-            matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual)
-        } else {
-            s.state == StepState::Failed
-        };
+        let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried() };
         if !allowed {
             let what = if skip {
                 "ignorée (elle doit être en échec, en attente ou à faire)"
@@ -717,7 +713,7 @@ impl Store {
                 s.state.label_fr()
             )));
         }
-        if !matches!(r.state, RunState::Running | RunState::Failed) {
+        if !r.state.takes_step_operations() {
             return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
         }
         if skip {

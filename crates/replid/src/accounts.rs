@@ -14,10 +14,10 @@ use repli_proto::api::NewUserRequest;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{self, Authed};
-use crate::users;
+use crate::auth::Authed;
 use crate::web::{Form, SessionCsrf, api_error_page, base, check_csrf, error_page, render, role_fr, when};
 use repli_app::AppError;
+use repli_app::accounts::{self, LinkUse};
 
 /// The accounts page: every user, and the form to create one.
 pub async fn page(
@@ -45,10 +45,9 @@ async fn accounts_page(
     flash_error: Option<String>,
     typed: Option<Typed>,
 ) -> Response {
-    let (list, communes) = match (users::list_users(st).await, st.store.communes().await) {
+    let (list, communes) = match (accounts::list(st).await, repli_app::crises::communes(st, a).await) {
         (Ok(l), Ok(c)) => (l, c),
-        (Err(e), _) => return api_error_page(st, &e),
-        (_, Err(e)) => return api_error_page(st, &e.into()),
+        (Err(e), _) | (_, Err(e)) => return api_error_page(st, &e),
     };
     let typed = typed.unwrap_or_default();
     let value = |k: &str| typed.values.get(k).cloned().unwrap_or_default();
@@ -56,16 +55,13 @@ async fn accounts_page(
         .iter()
         .map(|u| {
             let commune = u.commune.as_ref().map(|c| {
-                communes
-                    .iter()
-                    .find(|r| r.commune.insee == *c)
-                    .map_or_else(|| c.to_string(), |r| format!("{} ({c})", r.commune.name))
+                communes.iter().find(|r| r.insee == *c).map_or_else(|| c.to_string(), |r| format!("{} ({c})", r.name))
             });
             json!({
                 "id": u.id, "name": u.name, "role": role_fr(u.role), "commune": commune,
                 "login": u.login, "has_password": u.has_password, "tokens": u.active_tokens,
                 "created": when(st, u.created_at), "me": u.id == a.user_id,
-                "suggested": u.login.clone().unwrap_or_else(|| suggested_login(&u.name)),
+                "suggested": u.login.clone().unwrap_or_else(|| accounts::suggested_login(&u.name)),
             })
         })
         .collect();
@@ -74,7 +70,12 @@ async fn accounts_page(
     data.insert("users".into(), json!(rows));
     data.insert(
         "communes".into(),
-        json!(communes.iter().map(|c| json!({ "insee": c.commune.insee.as_str(), "name": c.commune.name, "selected": selected == c.commune.insee.as_str() })).collect::<Vec<_>>()),
+        json!(
+            communes
+                .iter()
+                .map(|c| json!({ "insee": c.insee.as_str(), "name": c.name, "selected": selected == c.insee.as_str() }))
+                .collect::<Vec<_>>()
+        ),
     );
     data.insert(
         "roles".into(),
@@ -93,11 +94,6 @@ async fn accounts_page(
     data.insert("flash".into(), json!(flash));
     data.insert("flash_error".into(), json!(flash_error));
     render(st, status, "comptes", &Value::Object(data))
-}
-
-/// A login proposed from a name: « Anne Martin » → `anne.martin`.
-fn suggested_login(name: &str) -> String {
-    repli_core::text::ascii_slug(name, '.').chars().take(64).collect()
 }
 
 /// Creates an account; the API token it comes with is shown once (for the CLI), and the page
@@ -138,14 +134,14 @@ pub async fn create(
         return accounts_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(typed)).await;
     };
     let req = NewUserRequest { name: get("name"), role, commune, expires_days: None };
-    match users::create_user(&st, &a, &req).await {
+    match accounts::create(&st, repli_app::By::User(&a), &req).await {
         Ok(created) => {
             let mut data = base(&a, &csrf, "Compte créé");
             data.insert(
                 "u".into(),
                 json!({
                     "id": created.user.id, "name": created.user.name, "role": role_fr(created.user.role),
-                    "token": created.token.token, "suggested": suggested_login(&created.user.name),
+                    "token": created.token.token, "suggested": accounts::suggested_login(&created.user.name),
                 }),
             );
             render(&st, StatusCode::CREATED, "compte-cree", &Value::Object(data))
@@ -185,7 +181,7 @@ pub async fn link(
     }
     let Ok(uid) = uid.parse::<i64>() else { return unknown_user(&st) };
     let login = form.get("login").map(|l| l.trim().to_owned()).unwrap_or_default();
-    match users::password_link(&st, &a, uid, &login).await {
+    match accounts::password_link(&st, &a, uid, &login).await {
         Ok((secret, expires)) => {
             let site = match st.config.server.public_url.as_deref() {
                 Some(u) => u.trim_end_matches('/').to_owned(),
@@ -197,7 +193,7 @@ pub async fn link(
             let mut data = base(&a, &csrf, "Lien de mot de passe");
             data.insert(
                 "l".into(),
-                json!({ "url": format!("{site}/mot-de-passe/{secret}"), "login": login, "expires": when(&st, Some(expires)), "hours": users::LINK_HOURS }),
+                json!({ "url": format!("{site}/mot-de-passe/{secret}"), "login": login, "expires": when(&st, Some(expires)), "hours": accounts::LINK_HOURS }),
             );
             render(&st, StatusCode::OK, "lien", &Value::Object(data))
         }
@@ -223,7 +219,7 @@ pub async fn revoke(
     if uid == a.user_id {
         return back("Vous ne pouvez pas révoquer votre propre accès depuis cette page.", "erreur");
     }
-    match users::revoke(&st, &a, uid).await {
+    match accounts::revoke(&st, &a, uid).await {
         Ok(n) => back(&format!("Accès révoqué : {n} jeton(s) ou session(s) fermé(s)."), "ok"),
         Err(e) => back(&e.to_problem().detail, "erreur"),
     }
@@ -243,9 +239,9 @@ pub async fn choose_form(State(st): State<AppState>, Path(secret): Path<String>)
 }
 
 async fn choose_page(st: &AppState, secret: &str, status: StatusCode, errors: &BTreeMap<String, String>) -> Response {
-    let found = match st.store.password_link(&auth::token_hash(secret), st.clock.now()).await {
+    let found = match accounts::link_holder(st, secret).await {
         Ok(f) => f,
-        Err(e) => return api_error_page(st, &e.into()),
+        Err(e) => return api_error_page(st, &e),
     };
     let Some((who, login)) = found else { return spent(st) };
     render(
@@ -254,7 +250,7 @@ async fn choose_page(st: &AppState, secret: &str, status: StatusCode, errors: &B
         "mot-de-passe",
         &json!({
             "title": "Choisir votre mot de passe", "nav": null, "name": who.name, "login": login,
-            "min": users::PASSWORD_MIN, "e": { "password": errors.get("password"), "confirmation": errors.get("confirmation") },
+            "min": accounts::PASSWORD_MIN, "e": { "password": errors.get("password"), "confirmation": errors.get("confirmation") },
             "done": false,
         }),
     )
@@ -271,36 +267,26 @@ fn spent(st: &AppState) -> Response {
 
 /// Sets the password the link's holder chose; the link is then spent.
 pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum::Form(form): Form) -> Response {
-    let password = form.get("password").cloned().unwrap_or_default();
-    let mut errors: BTreeMap<String, String> =
-        users::password_errors(&password).into_iter().map(|e| (e.field, e.message)).collect();
-    if form.get("confirmation").is_none_or(|c| *c != password) {
-        errors.insert("confirmation".into(), "les deux saisies diffèrent".into());
-    }
-    if !errors.is_empty() {
-        return choose_page(&st, &secret, StatusCode::UNPROCESSABLE_ENTITY, &errors).await;
-    }
-    let phc = match users::hash(&password).await {
-        Ok(p) => p,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    match st.store.use_password_link(&auth::token_hash(&secret), &phc, st.clock.now()).await {
-        Ok(Some(login)) => {
-            st.auth_cache.clear();
-            render(
-                &st,
-                StatusCode::OK,
-                "mot-de-passe",
-                &json!({ "title": "Mot de passe enregistré", "nav": null, "done": true, "login": login, "name": "", "min": users::PASSWORD_MIN, "e": { "password": null, "confirmation": null } }),
-            )
-        }
-        Ok(None) => spent(&st),
-        Err(repli_store::StoreError::LoginTaken(_)) => error_page(
+    let password = form.get("password").map(String::as_str).unwrap_or_default();
+    let confirmation = form.get("confirmation").map(String::as_str).unwrap_or_default();
+    match accounts::use_link(&st, &secret, password, confirmation).await {
+        Ok(LinkUse::Set { login }) => render(
+            &st,
+            StatusCode::OK,
+            "mot-de-passe",
+            &json!({ "title": "Mot de passe enregistré", "nav": null, "done": true, "login": login, "name": "", "min": accounts::PASSWORD_MIN, "e": { "password": null, "confirmation": null } }),
+        ),
+        Ok(LinkUse::Spent) => spent(&st),
+        Ok(LinkUse::LoginTaken) => error_page(
             &st,
             StatusCode::CONFLICT,
             "Identifiant déjà pris",
             "Cet identifiant a été donné à un autre compte entre-temps. Demandez un nouveau lien à l'administrateur.",
         ),
-        Err(e) => api_error_page(&st, &e.into()),
+        Err(AppError::Validation(errors)) => {
+            let errors: BTreeMap<String, String> = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            choose_page(&st, &secret, StatusCode::UNPROCESSABLE_ENTITY, &errors).await
+        }
+        Err(e) => api_error_page(&st, &e),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use repli_core::{Actor, CrisisAction, Destructive, StepState};
+use repli_core::{Actor, CrisisAction, Destructive};
 use repli_proto::api::{ActionRequest, WriteOffRequest};
 
 use crate::AppState;
@@ -25,7 +25,7 @@ async fn transition_target(
     id: &str,
     action: CrisisAction,
     path: &str,
-) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+) -> Result<(repli_app::records::CrisisRecord, Target), AppError> {
     let r = visible_crisis(st, a, id).await?;
     let view = crises::view(st, r.clone()).await?;
     let what = action.destructive(r.state).filter(|_| view.next_actions.contains(&action)).ok_or_else(|| {
@@ -111,7 +111,7 @@ async fn skip_target(
     a: &Actor,
     id: &str,
     step: &str,
-) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+) -> Result<(repli_app::records::CrisisRecord, Target), AppError> {
     let r = visible_crisis(st, a, id).await?;
     let view = steps::steps_of(st, a, id).await?;
     let s = view
@@ -121,7 +121,7 @@ async fn skip_target(
         .flat_map(|run| &run.steps)
         .find(|s| s.step == step)
         .ok_or_else(|| AppError::problem(repli_proto::ProblemCode::UnknownStep, "Étape inconnue."))?;
-    if !matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual) {
+    if !s.state.may_be_skipped() {
         return Err(AppError::problem(
             repli_proto::ProblemCode::StepConflict,
             format!("L'étape « {} » est {} : elle ne peut pas être ignorée.", s.title, s.state_label),
@@ -186,7 +186,7 @@ async fn write_off_target(
     a: &Actor,
     id: &str,
     serial: &str,
-) -> Result<(repli_store::CrisisRecord, Target), AppError> {
+) -> Result<(repli_app::records::CrisisRecord, Target), AppError> {
     let r = visible_crisis(st, a, id).await?;
     let loans = inventory::loans_of(st, &r.id).await?;
     let l = loans.iter().find(|l| l.serial == serial && l.returned_at.is_none()).ok_or_else(|| {

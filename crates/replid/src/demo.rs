@@ -237,7 +237,10 @@ async fn start(args: &DemoArgs) -> anyhow::Result<(Narrator, PathBuf, Daemon)> {
 }
 
 async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoSummary> {
-    say.say("SIMULATION", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
+    say.say(
+        "SIMULATION",
+        &format!("replid sur {} — base {}", daemon.url(), daemon.state().config.database.path.display()),
+    );
     match &daemon.state().config.m365.mode {
         crate::config::M365Mode::Simulator => {
             say.say("SIMULATION", "Microsoft 365 : client Graph réel contre un simulateur intégré ; aucun tenant ni matériel réel n'est touché")
@@ -245,16 +248,7 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         crate::config::M365Mode::Graph => say.say("", &format!("Microsoft 365 : {}", daemon.state().config.m365.graph_url)),
     }
     let commune = args.commune.clone();
-    let (_, dgs_token) = crate::auth::create_user(
-        &daemon.state().store,
-        &format!("DGS de la commune {commune}"),
-        Role::Dgs,
-        Some(commune.clone()),
-        None,
-        crate::By::System,
-        now(),
-    )
-    .await?;
+    let dgs_token = account(daemon, &format!("DGS de la commune {commune}"), Role::Dgs, Some(commune.clone())).await?;
     let (ops, auditor, imported) = cast(daemon).await?;
     let dgs = Client::new(&daemon.url(), None)?.with_token(dgs_token);
     say.say("Ops", &format!("charge le parc de la métropole : {imported} équipements (données fictives)"));
@@ -432,19 +426,30 @@ async fn play(say: &Narrator, daemon: &Daemon, dir: &Path, args: &DemoArgs) -> a
         audit_entries: verify.entries,
         audit_last_checkpoint: verify.last_checkpoint,
         audit_public_key: verify.public_key.clone(),
-        database: daemon.state().store.path().to_owned(),
+        database: daemon.state().config.database.path.clone(),
         documents_dir,
     })
+}
+
+/// An account made by the demo itself (audited as the system), and its API token.
+pub(crate) async fn account(
+    daemon: &Daemon,
+    name: &str,
+    role: Role,
+    commune: Option<repli_core::InseeCode>,
+) -> anyhow::Result<String> {
+    let req = repli_proto::api::NewUserRequest { name: name.to_owned(), role, commune, expires_days: None };
+    let created = repli_app::accounts::create(daemon.state(), crate::By::System, &req)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the account {name:?}: {e}"))?;
+    Ok(created.token.token)
 }
 
 /// The métropole's side of a demo: an ops and an auditor account, and the pool imported (its
 /// fictitious sample). Returns both clients and how many items were imported.
 pub(crate) async fn cast(daemon: &Daemon) -> anyhow::Result<(Client, Client, usize)> {
-    let (store, boot, t) = (&daemon.state().store, crate::By::System, now());
-    let (_, ops_token) =
-        crate::auth::create_user(store, "Cellule d'astreinte DSI métropole", Role::Ops, None, None, boot, t).await?;
-    let (_, auditor_token) =
-        crate::auth::create_user(store, "Auditeur interne", Role::Auditor, None, None, boot, t).await?;
+    let ops_token = account(daemon, "Cellule d'astreinte DSI métropole", Role::Ops, None).await?;
+    let auditor_token = account(daemon, "Auditeur interne", Role::Auditor, None).await?;
     let anon = Client::new(&daemon.url(), None)?;
     let (ops, auditor) = (anon.with_token(ops_token), anon.with_token(auditor_token));
     let imported = ops

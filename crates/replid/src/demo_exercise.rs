@@ -43,7 +43,10 @@ impl ExerciseSummary {
 
 /// Plays the exercise on `daemon`.
 pub(crate) async fn play(say: &Narrator, daemon: &Daemon, dir: &Path) -> anyhow::Result<ExerciseSummary> {
-    say.say("EXERCICE", &format!("replid sur {} — base {}", daemon.url(), daemon.state().store.path().display()));
+    say.say(
+        "EXERCICE",
+        &format!("replid sur {} — base {}", daemon.url(), daemon.state().config.database.path.display()),
+    );
     let (ops, auditor, _) = cast(daemon).await?;
 
     let mut scenario = ExerciseRequest::from_toml(repli_app::exercises::example_scenario())
@@ -175,7 +178,7 @@ pub(crate) async fn play(say: &Narrator, daemon: &Daemon, dir: &Path) -> anyhow:
         documents_watermarked: watermarked,
         absent_from_sla_report: absent,
         audit_verified: verify.verified,
-        database: daemon.state().store.path().to_owned(),
+        database: daemon.state().config.database.path.clone(),
     })
 }
 

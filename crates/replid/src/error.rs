@@ -17,12 +17,6 @@ impl From<AppError> for ApiError {
     }
 }
 
-impl From<repli_store::StoreError> for ApiError {
-    fn from(e: repli_store::StoreError) -> Self {
-        ApiError(AppError::Store(e))
-    }
-}
-
 impl ApiError {
     pub fn problem(code: ProblemCode, detail: impl Into<String>) -> Self {
         ApiError(AppError::problem(code, detail))

@@ -34,7 +34,7 @@ mod users;
 pub mod web;
 
 pub use repli_app::{
-    EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS, Maintenance, audit_key, backup, clock, config, load_reference, open_store,
+    By, EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS, Maintenance, audit_key, backup, clock, config, load_reference,
 };
 
 use std::future::Future;
@@ -44,7 +44,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, header};
-pub use repli_store::{By, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -74,9 +73,6 @@ impl std::ops::Deref for AppState {
 pub struct WebApp {
     pub app: repli_app::App,
     pub pages: Arc<handlebars::Handlebars<'static>>,
-    pub throttle: Arc<web::Throttle>,
-    /// Credentials recently found valid ([`auth::AuthCache`]).
-    pub auth_cache: Arc<auth::AuthCache>,
     /// Cookies get `Secure` when replid serves TLS.
     pub secure_cookies: bool,
     /// False once the engine's task has ended (stopped or panicked): `/readyz` says so.
@@ -222,7 +218,7 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let started = repli_app::App::start(config, clock.clone()).await?;
         let (app, simulators) = (started.app, [started.simulator, started.exercise_simulator]);
-        let store = app.store.clone();
+        let services = app.services().clone();
         let engine = app.engine.clone();
         let tls = match &config.server.tls {
             Some(t) => Some(tls::server_config(&t.cert_file, &t.key_file)?),
@@ -235,8 +231,6 @@ impl Daemon {
         let state = AppState(Arc::new(WebApp {
             app,
             pages: Arc::new(web::templates()?),
-            throttle: Arc::new(web::Throttle::default()),
-            auth_cache: Arc::new(auth::AuthCache::default()),
             secure_cookies: tls.is_some(),
             engine_running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }));
@@ -271,17 +265,10 @@ impl Daemon {
             preflight.abort();
             let _ = engine_stop.send(());
             let _ = engine_task.await;
-            // The entries since the last checkpoint are signed before the database closes, so a
-            // clean stop leaves no unsigned tail.
-            match store.checkpoint_now(clock.now()).await {
-                Ok(Some(seq)) => tracing::info!(seq, "audit checkpoint signed at shutdown"),
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "audit checkpoint at shutdown failed"),
-            }
             for sim in simulators.into_iter().flatten() {
                 sim.stop().await;
             }
-            store.close().await;
+            services.close().await;
             served.map_err(DaemonError::Serve)
         });
         tracing::info!(%addr, db = %config.database.path.display(), "replid listening");

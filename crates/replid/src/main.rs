@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use repli_core::{InseeCode, Role};
 use replid::Daemon;
@@ -160,43 +160,20 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Init { admin_name } => {
             let c = load()?;
-            let now = SystemClock.now();
-            let store = replid::open_store(&c, now).await?;
-            let existing = store.users(now).await?;
-            if existing.iter().any(|u| u.role == Role::Admin) {
-                store.close().await;
-                bail!(
-                    "{} is already initialised (it has an admin); use `replid user add` or `repli user add`",
-                    c.database.path.display()
-                );
-            }
-            let local = local_actor();
-            let created = replid::auth::create_user(
-                &store,
-                &admin_name,
-                Role::Admin,
-                None,
-                None,
-                repli_store::By::User(&local),
-                now,
-            )
-            .await;
-            let key = store.checkpoint_public_key().unwrap_or_default();
-            store.close().await;
-            let (user, token) = created.map_err(|e| anyhow::anyhow!("cannot create the admin: {e}"))?;
+            let created = repli_app::local::init(&c, &admin_name, &local_actor(), SystemClock.now())
+                .await
+                .context("cannot create the admin")?;
+            let key = created.audit_public_key.unwrap_or_default();
             eprintln!("database: {}", c.database.path.display());
             eprintln!("audit signing key: {} (public key {key})", c.audit_key_path().display());
-            eprintln!("admin user {} created; its token is printed once, below:", user.id);
-            println!("{token}");
+            eprintln!("admin user {} created; its token is printed once, below:", created.id);
+            println!("{}", created.token);
         }
         Command::Backup { dest } => {
             let c = load()?;
-            let now = SystemClock.now();
-            let store = replid::open_store(&c, now).await?;
-            let local = local_actor();
-            let taken = repli_app::backup::take(&store, &c, &dest, repli_store::By::User(&local), now).await;
-            store.close().await;
-            let m = taken.with_context(|| format!("snapshot into {} failed", dest.display()))?;
+            let m = repli_app::local::backup(&c, &dest, &local_actor(), SystemClock.now())
+                .await
+                .with_context(|| format!("snapshot into {} failed", dest.display()))?;
             eprintln!(
                 "snapshot {}: audit head {} ({}), {} documents; the audit signing key is not in it",
                 dest.display(),
@@ -215,7 +192,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                     &snapshot,
                     &c,
                     audit_key.as_deref(),
-                    repli_store::By::User(&local),
+                    replid::By::User(&local),
                     SystemClock.now(),
                 )
                 .await
@@ -232,42 +209,24 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
             let c = load()?;
-            let clock = SystemClock;
-            let now = clock.now();
-            let store = replid::open_store(&c, now).await?;
+            let now = SystemClock.now();
             let expires = match expires_days {
                 Some(d) => Some(now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))?),
                 None => None,
             };
-            let local = local_actor();
-            let created =
-                replid::auth::create_user(&store, &name, role, commune, expires, repli_store::By::User(&local), now)
-                    .await;
-            store.close().await;
-            let (user, token) = match created {
-                Ok(v) => v,
-                Err(e) => bail!("cannot create user: {e}"),
-            };
+            let user = repli_app::local::add_user(&c, &name, role, commune, expires, &local_actor(), now)
+                .await
+                .context("cannot create user")?;
             eprintln!("user {} ({}) created; its token is printed once, below:", user.id, user.role);
-            println!("{token}");
+            println!("{}", user.token);
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Someone acting on the daemon's host, with file access to its database.
+/// Someone acting on the daemon's host, with file access to its database: the local account
+/// running the command, for the audit trail.
 fn local_actor() -> repli_core::Actor {
-    repli_core::Actor {
-        user_id: 0,
-        name: whoami(),
-        role: Role::Admin,
-        commune: None,
-        auth: repli_core::AuthMethod::Local,
-    }
-}
-
-/// The local account running the command, for the audit trail.
-fn whoami() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    format!("local:{}", user.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+    repli_app::local::local_actor(&user)
 }

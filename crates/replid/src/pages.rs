@@ -10,15 +10,14 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use repli_core::{Actor, CrisisAction, CrisisState, FieldError, InseeCode, Role, SlaStatus, StepState, fr, text};
-use repli_proto::api::{Contact, CrisisRequest, CrisisView, KitNeeds};
-use repli_store::{AuditFilter, By, CrisisFilter};
+use repli_proto::api::{AuditQuery, Contact, CrisisRequest, CrisisView, KitNeeds};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Authed;
 use crate::web::{Form, SessionCsrf, api_error_page, back, base, check_csrf, error_page, form_crisis, render, when};
 use repli_app::AppError;
-use repli_app::crises::{self, visible_crisis};
+use repli_app::crises;
 use repli_app::{inventory, steps};
 
 /// Every key a form template reads, present (strict templates refuse a missing one).
@@ -79,16 +78,6 @@ fn sla(status: SlaStatus) -> Value {
     json!({ "class": class, "label": status.label_fr() })
 }
 
-fn severity(s: SlaStatus) -> u8 {
-    match s {
-        SlaStatus::Breached => 0,
-        SlaStatus::AtRisk => 1,
-        SlaStatus::Suspended => 2,
-        SlaStatus::OnTrack => 3,
-        _ => 4,
-    }
-}
-
 fn crisis_line(st: &AppState, c: &CrisisView) -> Value {
     json!({
         "id": c.id.as_str(),
@@ -130,35 +119,21 @@ pub async fn home(
 ) -> Response {
     let mut data = base(&a, &csrf, "Accueil");
     if matches!(a.role, Role::Ops | Role::Dgs | Role::Auditor) {
-        let filter =
-            CrisisFilter { commune: if a.role == Role::Dgs { a.commune.clone() } else { None }, ..Default::default() };
-        let records = match st.store.crises(&filter).await {
-            Ok(r) => r,
-            Err(e) => return api_error_page(&st, &e.into()),
+        let home = match crises::home(&st, &a).await {
+            Ok(h) => h,
+            Err(e) => return api_error_page(&st, &e),
         };
-        let mut views = Vec::new();
-        for r in records {
-            if !a.may_see_commune(&r.commune) {
-                continue;
-            }
-            match crises::view(&st, r).await {
-                Ok(v) => views.push(v),
-                Err(e) => return api_error_page(&st, &e),
-            }
-        }
-        // Breached and at-risk first, then by due instant.
-        views.sort_by_key(|v| (!v.state.is_open(), severity(v.sla.status), v.sla.due_at));
-        let open: Vec<Value> = views.iter().filter(|v| v.state.is_open()).map(|v| crisis_line(&st, v)).collect();
-        let ended: Vec<Value> =
-            views.iter().filter(|v| !v.state.is_open()).take(20).map(|v| crisis_line(&st, v)).collect();
-        // An exercise never stands in the way of a real request.
-        let real_open = views.iter().any(|v| v.state.is_open() && v.exercise.is_none());
-        data.insert("can_request".into(), json!(a.role == Role::Dgs && !real_open));
+        let open: Vec<Value> = home.open.iter().map(|v| crisis_line(&st, v)).collect();
+        let ended: Vec<Value> = home.ended.iter().map(|v| crisis_line(&st, v)).collect();
+        data.insert("can_request".into(), json!(home.can_request));
         data.insert("open".into(), json!(open));
         data.insert("ended".into(), json!(ended));
     }
     if a.role == Role::Ops {
-        let tasks = st.store.waiting_tasks().await.map(|t| t.len()).unwrap_or(0);
+        let tasks = match steps::task_views(&st).await {
+            Ok(t) => t.len(),
+            Err(e) => return api_error_page(&st, &e),
+        };
         data.insert("tasks".into(), json!(tasks));
         data.insert("m365".into(), m365_line(&st));
         match repli_app::campaign::shared(&st).await {
@@ -211,13 +186,12 @@ fn request_page(
 
 /// The communes the actor may request for; a database error is an error page, not an empty list.
 async fn commune_choices(st: &AppState, a: &Actor, selected: Option<&str>) -> Result<Vec<Value>, Box<Response>> {
-    let list = st.store.communes().await.map_err(|e| Box::new(api_error_page(st, &e.into())))?;
+    let list = crises::communes(st, a).await.map_err(|e| Box::new(api_error_page(st, &e)))?;
     Ok(list
         .into_iter()
-        .filter(|c| a.may_see_commune(&c.commune.insee))
         .map(|c| {
-            let insee = c.commune.insee.as_str();
-            json!({ "insee": insee, "name": c.commune.name, "selected": selected == Some(insee) })
+            let insee = c.insee.as_str();
+            json!({ "insee": insee, "name": c.name, "selected": selected == Some(insee) })
         })
         .collect())
 }
@@ -439,28 +413,13 @@ pub async fn crisis(
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let r = match visible_crisis(&st, &a, &id).await {
-        Ok(r) => r,
-        Err(e) => return api_error_page(&st, &e),
-    };
-    let crisis_id = r.id.clone();
-    // A database error is an error page, never an empty section.
-    let read = async {
-        let convention = st.store.commune(&r.commune).await?.and_then(|c| c.convention);
-        let view = crises::view(&st, r).await?;
-        let steps = steps::steps_of(&st, &a, crisis_id.as_str()).await?;
-        let loans = inventory::loans_of(&st, &crisis_id).await?;
-        let log = st.store.log_entries(&crisis_id).await?;
-        let agents = inventory::agents(&st, &a, crisis_id.as_str()).await?;
-        let outputs = steps::kit_outputs(&st, &crisis_id).await?;
-        let lendable =
-            if a.role == Role::Ops { inventory::lendable(&st, &crisis_id, &outputs).await? } else { Vec::new() };
-        Ok::<_, AppError>((convention, view, Some(steps), loans, log, agents, lendable, outputs))
-    };
-    let (convention, view, steps, loans, log, agents, lendable, outputs) = match read.await {
-        Ok(v) => v,
-        Err(e) => return api_error_page(&st, &e),
-    };
+    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs } =
+        match crises::page(&st, &a, &id).await {
+            Ok(p) => p,
+            Err(e) => return api_error_page(&st, &e),
+        };
+    let crisis_id = view.id.clone();
+    let steps = Some(steps);
     let is_ops = a.role == Role::Ops;
     let mut runs = Vec::new();
     if let Some(s) = &steps {
@@ -479,8 +438,8 @@ pub async fn crisis(
                     "class": s.state.as_str(),
                     "error": s.last_error,
                     "waiting": is_ops && s.state == StepState::WaitingManual,
-                    "retry": is_ops && s.state == StepState::Failed,
-                    "skip": is_ops && matches!(run.state, repli_core::run::RunState::Running | repli_core::run::RunState::Failed) && matches!(s.state, StepState::Failed | StepState::Pending | StepState::WaitingManual),
+                    "retry": is_ops && s.state.may_be_retried(),
+                    "skip": is_ops && run.state.takes_step_operations() && s.state.may_be_skipped(),
                     "instructions": s.instructions,
                     "checklist": s.checklist,
                 })).collect::<Vec<_>>(),
@@ -684,15 +643,16 @@ pub async fn add_log(
         Ok(r) => r,
         Err(page) => return *page,
     };
-    let kind = form.get("type").and_then(|k| k.parse::<repli_core::LogKind>().ok());
-    let entry = text::free_text("texte", form.get("texte").map(String::as_str).unwrap_or(""), text::NOTE_MAX, true);
-    match (kind, entry) {
-        (Some(kind), Ok(t)) => match st.store.add_log_entry(&r.id, kind, &t, &a, st.clock.now()).await {
-            Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
-            Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
-        },
-        (None, _) => back(&id, "erreur", "Type d'entrée inconnu."),
-        (_, Err(e)) => back(&id, "erreur", &format!("Main courante : {}", e.message)),
+    let kind = form.get("type").map(String::as_str).unwrap_or_default();
+    let entry = form.get("texte").map(String::as_str).unwrap_or_default();
+    match crises::add_log(&st, &a, r.id.as_str(), kind, entry).await {
+        Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
+        Err(AppError::Validation(errors)) => back(
+            &id,
+            "erreur",
+            &format!("Main courante : {}", errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ; ")),
+        ),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
     }
 }
 
@@ -778,17 +738,12 @@ pub async fn confirm_task(
         Err(page) => return *page,
     };
     let note = form.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    if note.as_ref().is_some_and(|n| text::free_text("note", n, text::NOTE_MAX, false).is_err()) {
-        return back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue).");
-    }
     let target =
         if form.get("retour").is_some_and(|v| v == "taches") { "/taches".to_string() } else { format!("/crises/{id}") };
-    match st.store.confirm_task(&r.id, &step, note.as_deref(), By::User(&a), st.clock.now()).await {
-        Ok(s) => {
-            st.engine.wake();
-            crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title))
-        }
-        Err(e) => back(&id, "erreur", &AppError::from(e).to_problem().detail),
+    match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref()).await {
+        Ok(s) => crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title)),
+        Err(AppError::Validation(_)) => back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue)."),
+        Err(e) => back(&id, "erreur", &e.to_problem().detail),
     }
 }
 
@@ -853,9 +808,9 @@ pub async fn inventory(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let items = match st.store.items(None).await {
+    let items = match inventory::items(&st).await {
         Ok(i) => i,
-        Err(e) => return api_error_page(&st, &e.into()),
+        Err(e) => return api_error_page(&st, &e),
     };
     let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
     for i in &items {
@@ -886,10 +841,9 @@ pub async fn item(
     Path(serial): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let (found, history) = match st.store.item(&serial).await {
-        Ok(Some(i)) => i,
-        Ok(None) => return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Équipement inconnu."),
-        Err(e) => return api_error_page(&st, &e.into()),
+    let repli_proto::api::ItemDetail { item: found, history } = match inventory::item(&st, &serial).await {
+        Ok(i) => i,
+        Err(e) => return api_error_page(&st, &e),
     };
     let mut data = base(&a, &csrf, &format!("Équipement {}", found.item.asset_tag));
     data.insert(
@@ -923,13 +877,10 @@ pub async fn item(
 const PAGE: u32 = 50;
 
 /// The journal's filters; dates are days in `tz` (the configured calendar's).
-fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result<AuditFilter, String> {
+/// The journal's French filter fields as the audit query (the days, from the calendar's time
+/// zone); the filters' own rules are checked by `crises::audit_entries`.
+fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result<AuditQuery, String> {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    for k in ["crise", "commune", "acteur", "action"] {
-        if get(k).is_some_and(|v| v.chars().count() > 200 || v.chars().any(char::is_control)) {
-            return Err(format!("Filtre « {k} » invalide (200 caractères au plus)."));
-        }
-    }
     let day = |k: &str, end: bool| -> Result<Option<jiff::Timestamp>, String> {
         match get(k) {
             None => Ok(None),
@@ -941,15 +892,19 @@ fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result
             }
         }
     };
-    Ok(AuditFilter {
+    let after = match get("apres") {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| format!("Position « {v} » invalide."))?),
+    };
+    Ok(AuditQuery {
         crisis: get("crise"),
         commune: get("commune"),
         actor: get("acteur"),
         action: get("action"),
         from: day("du", false)?,
         to: day("au", true)?,
-        after_seq: q.get("apres").and_then(|v| v.parse().ok()).unwrap_or(0),
-        limit: PAGE,
+        after,
+        limit: Some(PAGE),
     })
 }
 
@@ -960,26 +915,33 @@ pub async fn journal(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let mut data = base(&a, &csrf, "Journal d'audit");
-    let verify = st.store.verify_audit(None).await;
+    let verify = match crises::audit_verify(&st).await {
+        Ok(v) => v,
+        Err(e) => return api_error_page(&st, &e),
+    };
     data.insert(
         "verify".into(),
-        match &verify {
-            Ok(s) => json!({ "ok": true, "entries": s.entries, "checkpoint": s.last_checkpoint, "key": st.store.checkpoint_public_key() }),
-            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        if verify.verified {
+            json!({ "ok": true, "entries": verify.entries, "checkpoint": verify.last_checkpoint, "key": verify.public_key })
+        } else {
+            json!({ "ok": false, "error": verify.error })
         },
     );
     let filter = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => {
             data.insert("filter_error".into(), json!(m));
-            AuditFilter { limit: PAGE, ..Default::default() }
+            AuditQuery { limit: Some(PAGE), ..Default::default() }
         }
     };
-    let entries = match st.store.audit_entries(&filter).await {
-        Ok(e) => e,
-        Err(e) => return api_error_page(&st, &e.into()),
+    let (entries, next) = match crises::audit_entries(&st, filter).await {
+        Ok(p) => (p.entries, p.next_after),
+        Err(AppError::Problem { code: repli_proto::ProblemCode::InvalidQuery, detail }) => {
+            data.insert("filter_error".into(), json!(detail));
+            (Vec::new(), None)
+        }
+        Err(e) => return api_error_page(&st, &e),
     };
-    let next = (entries.len() as u32 == PAGE).then(|| entries.last().map(|e| e.seq)).flatten();
     let mut next_q = q.clone();
     if let Some(n) = next {
         next_q.insert("apres".into(), n.to_string());
@@ -1005,25 +967,14 @@ pub async fn journal_export(
     Query(mut q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let format = q.remove("format").unwrap_or_else(|| "csv".into());
-    let mut filter = match audit_filter(&q, &st.time_zone().clone()) {
+    let filter = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => return error_page(&st, StatusCode::BAD_REQUEST, "Filtre invalide", &m),
     };
-    let mut all = Vec::new();
-    loop {
-        filter.limit = 5000;
-        let page = match st.store.audit_entries(&filter).await {
-            Ok(p) => p,
-            Err(e) => return api_error_page(&st, &e.into()),
-        };
-        let last = page.last().map(|e| e.seq);
-        let n = page.len();
-        all.extend(page);
-        match last {
-            Some(s) if n == 5000 => filter.after_seq = s,
-            _ => break,
-        }
-    }
+    let all = match crises::audit_export(&st, filter).await {
+        Ok(all) => all,
+        Err(e) => return api_error_page(&st, &e),
+    };
     let (body, ct, ext) = match format.as_str() {
         "jsonl" => (
             all.iter().filter_map(|e| serde_json::to_string(e).ok()).map(|l| l + "\n").collect::<String>().into_bytes(),
@@ -1100,7 +1051,7 @@ mod tests {
         q.insert("du".to_string(), "23/11/2026".to_string());
         assert!(audit_filter(&q, &paris()).is_err());
         let mut q = BTreeMap::new();
-        q.insert("acteur".to_string(), "x".repeat(201));
-        assert!(audit_filter(&q, &paris()).is_err());
+        q.insert("apres".to_string(), "douze".to_string());
+        assert!(audit_filter(&q, &paris()).is_err(), "a position that is not a number is refused, not read as 0");
     }
 }

@@ -901,7 +901,7 @@ async fn authorize(State(st): State<AppState>, access: Access, mut req: Request,
             .headers()
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| web::same_secret(expected, v));
+            .is_some_and(|v| repli_app::accounts::same_secret(expected, v));
         if unsafe_method && !page && !header_ok {
             return ApiError(AppError::Forbidden("Jeton CSRF absent ou invalide (en-tête X-CSRF-Token)."))
                 .into_response();
@@ -992,7 +992,7 @@ async fn health() -> Json<Health> {
 /// Ready to work: the database takes writes, the engine runs, the last Microsoft 365 preflight
 /// did not fail. 503 otherwise, saying which (and nothing more: the route is public).
 async fn ready(State(st): State<AppState>) -> Response {
-    let database = st.store.writable().await.is_ok();
+    let database = st.database_writable().await;
     let engine = st.engine_running.load(std::sync::atomic::Ordering::Acquire);
     let m365 = repli_app::preflight::last(st.app.services()).is_none_or(|run| run.report.ok);
     let r = Readiness { ready: database && engine && m365, database, engine, m365 };

@@ -74,7 +74,7 @@ async fn reissue_target(
     st: &AppState,
     a: &repli_core::Actor,
     id: &str,
-) -> Result<(repli_store::CrisisRecord, Target), repli_app::AppError> {
+) -> Result<(repli_app::records::CrisisRecord, Target), repli_app::AppError> {
     let (r, status) = documents::sheets_status(st, a, id).await?;
     let subject = Some(format!("{} compte(s)", status.accounts));
     let action = format!("/crises/{}/fiches-identifiants/reinitialiser", r.id);

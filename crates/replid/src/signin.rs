@@ -5,16 +5,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use jiff::SignedDuration;
-use repli_app::metrics::SignInFailure;
+use repli_app::accounts::{self, SignInRefusal, random_hex, same_secret};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::{self, Authed, SESSION_COOKIE};
-use crate::web::{
-    ClientAddr, LOGIN_CSRF_COOKIE, SESSION_HOURS, SessionCsrf, error_page, random_hex, render, same_secret,
-};
+use crate::auth::{Authed, SESSION_COOKIE};
+use crate::web::{ClientAddr, LOGIN_CSRF_COOKIE, SessionCsrf, error_page, render};
 
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../web/repli.css"))
@@ -66,67 +63,45 @@ pub struct LoginForm {
     csrf: String,
 }
 
-/// A hash to verify against when the login is unknown, so that both paths take as long.
-const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2VsZGUtZmljdGlm$0b4KqXU9q0x3YkVqz4bQ3nZPj4nY2QvLkq1m3f6u3hA";
-
 pub async fn login(
     State(st): State<AppState>,
     ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let login: String = f.login.trim().chars().take(64).collect();
-    let now = st.clock.now();
+    let login: String = f.login.trim().chars().take(accounts::LOGIN_MAX).collect();
     let expected = jar.get(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if expected.is_empty() || !same_secret(&expected, &f.csrf) {
         return login_page(&st, jar, StatusCode::BAD_REQUEST, &login, Some("Formulaire expiré : veuillez réessayer."));
     }
-    if !st.throttle.reserve(&login, &addr, now) {
-        tracing::warn!(login = %login, addr = %addr, "sign-in throttled");
-        st.app.services().telemetry.sign_in_failed(SignInFailure::Throttled);
-        let mut r = login_page(
-            &st,
-            jar,
-            StatusCode::TOO_MANY_REQUESTS,
-            &login,
-            Some("Trop de tentatives : réessayez dans 15 minutes ou appelez l'astreinte de la métropole."),
-        );
-        r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("900"));
-        return r;
-    }
-    let found = match st.store.password_for_login(&login).await {
-        Ok(v) => v,
+    let session = match accounts::sign_in(&st, &login, &f.password, &addr).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(SignInRefusal::Throttled)) => {
+            let mut r = login_page(
+                &st,
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                &login,
+                Some("Trop de tentatives : réessayez dans 15 minutes ou appelez l'astreinte de la métropole."),
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("900"));
+            return r;
+        }
+        Ok(Err(SignInRefusal::Wrong)) => {
+            return login_page(
+                &st,
+                jar,
+                StatusCode::UNAUTHORIZED,
+                &login,
+                Some("Identifiant ou mot de passe incorrect."),
+            );
+        }
         Err(e) => {
-            tracing::error!(error = %e, "sign-in lookup failed");
+            tracing::error!(error = %e, "sign-in failed");
             return error_page(&st, StatusCode::INTERNAL_SERVER_ERROR, "Erreur", "Erreur interne.");
         }
     };
-    let phc = found.as_ref().map_or(DUMMY_PHC.to_owned(), |(_, p)| p.clone());
-    let password = f.password;
-    // A bounded number of argon2 checks at once (19 MiB each): a burst waits, it does not
-    // grow memory without bound.
-    let ok = match st.throttle.verifications.acquire().await {
-        Ok(_permit) => {
-            tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc)).await.unwrap_or(false)
-        }
-        Err(_) => false,
-    };
-    let Some((user_id, _)) = found.filter(|_| ok) else {
-        // The reserved attempt stays counted as a failure.
-        tracing::info!(login = %login, addr = %addr, "sign-in refused");
-        st.app.services().telemetry.sign_in_failed(SignInFailure::Password);
-        return login_page(&st, jar, StatusCode::UNAUTHORIZED, &login, Some("Identifiant ou mot de passe incorrect."));
-    };
-    st.throttle.succeeded(&login, &addr, now);
-    let (Ok(sid), Ok(csrf)) = (random_hex(), random_hex()) else {
-        return error_page(&st, StatusCode::INTERNAL_SERVER_ERROR, "Erreur", "Erreur interne.");
-    };
-    let expires = now.checked_add(SignedDuration::from_hours(SESSION_HOURS)).unwrap_or(now);
-    if let Err(e) = st.store.create_session(user_id, &auth::token_hash(&sid), &csrf, expires, now).await {
-        tracing::error!(error = %e, "cannot open a session");
-        return error_page(&st, StatusCode::INTERNAL_SERVER_ERROR, "Erreur", "Erreur interne.");
-    }
-    let cookie = Cookie::build((SESSION_COOKIE, sid))
+    let cookie = Cookie::build((SESSION_COOKIE, session.sid))
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(st.secure_cookies)
@@ -155,9 +130,8 @@ pub async fn logout(
             "Jeton de formulaire invalide : rechargez la page.",
         );
     }
-    st.auth_cache.clear();
     if let Some(c) = jar.get(SESSION_COOKIE)
-        && let Err(e) = st.store.close_session(&auth::token_hash(c.value()), &a, st.clock.now()).await
+        && let Err(e) = accounts::sign_out(&st, &a, c.value()).await
     {
         tracing::error!(error = %e, "cannot close the session");
     }

@@ -2,15 +2,14 @@
 //! embedded in the binary), rendering and error pages, the sign-in throttle, the client address
 //! and the session's CSRF token. The sign-in handlers are in `signin`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use handlebars::Handlebars;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use repli_app::AppError;
 use repli_core::{Actor, Destructive, Role};
 use serde::Serialize;
@@ -21,12 +20,6 @@ use crate::AppState;
 pub use crate::auth::SESSION_COOKIE;
 /// Double-submit cookie protecting the sign-in form itself.
 pub(crate) const LOGIN_CSRF_COOKIE: &str = "repli_login_csrf";
-/// How long a web session lasts.
-pub const SESSION_HOURS: i64 = 8;
-/// Failed sign-ins allowed per login, and per client address, in [`THROTTLE_WINDOW_MINUTES`].
-pub(crate) const MAX_FAILURES_PER_LOGIN: usize = 5;
-const MAX_FAILURES_PER_ADDRESS: usize = 20;
-const THROTTLE_WINDOW_MINUTES: i64 = 15;
 
 /// The page templates.
 pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
@@ -89,62 +82,6 @@ pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str)
     render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "reference": reference }))
 }
 
-/// Password checks running at once (each argon2id verification takes 19 MiB).
-pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
-
-/// Sign-in attempts, remembered for a window (in memory: a restart forgets them), and the bound
-/// on concurrent password checks.
-#[derive(Debug)]
-pub struct Throttle {
-    attempts: Mutex<HashMap<String, Vec<Timestamp>>>,
-    /// Permits for argon2 verifications.
-    pub verifications: tokio::sync::Semaphore,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle {
-            attempts: Mutex::default(),
-            verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
-        }
-    }
-}
-
-impl Throttle {
-    /// Reserves an attempt for `login` from `addr`, counted as a failure until
-    /// [`Throttle::succeeded`]: the check and the count are one step under the lock, so a burst
-    /// of parallel attempts cannot all pass the check before any is counted.
-    pub fn reserve(&self, login: &str, addr: &str, now: Timestamp) -> bool {
-        let window = SignedDuration::from_mins(THROTTLE_WINDOW_MINUTES);
-        let Ok(mut map) = self.attempts.lock() else { return false };
-        let (by_login, by_addr) = (format!("login:{login}"), format!("addr:{addr}"));
-        let mut recent = |key: &str| {
-            let list = map.entry(key.to_owned()).or_default();
-            list.retain(|t| now.duration_since(*t) < window);
-            list.len()
-        };
-        if recent(&by_login) >= MAX_FAILURES_PER_LOGIN || recent(&by_addr) >= MAX_FAILURES_PER_ADDRESS {
-            return false;
-        }
-        map.entry(by_login).or_default().push(now);
-        map.entry(by_addr).or_default().push(now);
-        true
-    }
-
-    /// The reserved attempt succeeded: the login's failures are forgotten, and this attempt no
-    /// longer counts against the address.
-    pub fn succeeded(&self, login: &str, addr: &str, now: Timestamp) {
-        if let Ok(mut map) = self.attempts.lock() {
-            map.remove(&format!("login:{login}"));
-            if let Some(list) = map.get_mut(&format!("addr:{addr}"))
-                && let Some(i) = list.iter().rposition(|t| *t == now)
-            {
-                list.remove(i);
-            }
-        }
-    }
-}
-
 /// The client's address, when the server recorded it.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
@@ -164,17 +101,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 #[derive(Debug, Clone)]
 pub struct SessionCsrf(pub String);
 
-/// Compares two secrets without stopping at the first difference.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn random_hex() -> Result<String, getrandom::Error> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b)?;
-    Ok(hex::encode(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,41 +114,6 @@ mod tests {
         assert!(!html.contains("<script>"));
         // Strict mode: a missing variable is an error, not an empty string.
         assert!(h.render("accueil", &json!({ "name": "x" })).is_err());
-    }
-
-    #[test]
-    fn a_burst_of_parallel_attempts_gets_the_limit_and_no_more() {
-        let t = std::sync::Arc::new(Throttle::default());
-        let now: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
-        let granted: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..99)
-                .map(|i| {
-                    let t = t.clone();
-                    scope.spawn(move || t.reserve("anne", &format!("10.0.{}.{}", i / 250, i % 250), now))
-                })
-                .collect();
-            handles.into_iter().map(|h| usize::from(h.join().unwrap_or(false))).sum()
-        });
-        assert_eq!(granted, MAX_FAILURES_PER_LOGIN, "only as many attempts as the limit are checked");
-        // The right password in the same burst is refused too: no reservation is left.
-        assert!(!t.reserve("anne", "10.9.9.9", now));
-    }
-
-    #[test]
-    fn throttle_counts_failures_per_login_and_address() {
-        let t = Throttle::default();
-        let now: Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
-        for _ in 0..MAX_FAILURES_PER_LOGIN {
-            assert!(t.reserve("anne", "10.0.0.1", now));
-        }
-        assert!(!t.reserve("anne", "10.0.0.2", now));
-        assert!(t.reserve("paul", "10.0.0.1", now));
-        // A success no longer counts against the address, and forgets the login's failures.
-        t.succeeded("paul", "10.0.0.1", now);
-        assert!(t.reserve("paul", "10.0.0.1", now));
-        let later = now.checked_add(SignedDuration::from_mins(THROTTLE_WINDOW_MINUTES)).unwrap();
-        assert!(t.reserve("anne", "10.0.0.1", later));
-        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
     }
 }
 
@@ -280,7 +171,7 @@ pub fn mark_exercise(data: &mut serde_json::Map<String, Value>, exercise: Option
 
 /// The form's CSRF token against the session's; the refusal page when they differ.
 pub fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
-    if form.get("csrf").is_some_and(|c| same_secret(expected, c)) {
+    if form.get("csrf").is_some_and(|c| repli_app::accounts::same_secret(expected, c)) {
         Ok(())
     } else {
         Err(Box::new(error_page(
@@ -311,7 +202,7 @@ pub async fn form_crisis(
     csrf: &str,
     form: &BTreeMap<String, String>,
     id: &str,
-) -> Result<repli_store::CrisisRecord, Box<Response>> {
+) -> Result<repli_app::records::CrisisRecord, Box<Response>> {
     check_csrf(st, csrf, form)?;
     repli_app::crises::visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
 }
@@ -377,7 +268,7 @@ pub fn confirmation_page(
     st: &AppState,
     a: &Actor,
     csrf: &str,
-    r: &repli_store::CrisisRecord,
+    r: &repli_app::records::CrisisRecord,
     t: Target,
     reason: &str,
     error: Option<String>,
@@ -410,7 +301,7 @@ pub fn status_of(e: &AppError) -> StatusCode {
 }
 
 /// What a destructive action is about, found for the person asking (or why it cannot be taken).
-pub type Found = Result<(repli_store::CrisisRecord, Target), AppError>;
+pub type Found = Result<(repli_app::records::CrisisRecord, Target), AppError>;
 
 /// The GET side of a destructive action: its confirmation page, or a French error page.
 pub fn confirmation_or_error(st: &AppState, a: &Actor, csrf: &str, found: Found) -> Response {
