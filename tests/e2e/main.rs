@@ -4,6 +4,7 @@
 
 mod access;
 mod agents;
+mod architecture;
 mod audit;
 mod backup;
 mod bad_input;

@@ -5,33 +5,14 @@
 //! The same [`Daemon`] runs as the `replid` binary, inside `replid demo`, and inside the
 //! end-to-end tests, so all three exercise the real server on a real socket and SQLite file.
 
-mod accounts;
-mod actions;
-pub mod auth;
-mod crises;
+mod api;
 pub mod demo;
-pub mod demo_exercise;
-mod documents;
-pub mod error;
-mod exercises;
-mod extract;
-mod inventory;
-mod journal;
-pub mod logging;
-pub mod openapi;
-mod operate;
-pub mod pages;
-pub mod request_id;
-mod respond;
-pub mod routes;
-mod sheets;
-mod signin;
-pub mod spec;
-mod steps;
-mod tenant;
-pub mod tls;
-mod users;
+pub mod http;
+pub mod startup;
 pub mod web;
+
+pub use http::{auth, error, openapi, request_id, routes, spec};
+pub use startup::{logging, tls};
 
 pub use repli_app::{
     By, EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS, Maintenance, audit_key, backup, clock, config, load_reference,

@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document, generated from the route table ([`crate::routes`]) and the wire
+//! The OpenAPI 3.1 document, generated from the route table ([`crate::http::routes`]) and the wire
 //! types of `repli-proto` (their `ToSchema` derives): a route cannot exist without its entry,
 //! and a type cannot change without its schema.
 //!
@@ -26,7 +26,7 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::spec::{Access, Answer, Doc, Named, RouteSpec};
+use crate::http::spec::{Access, Answer, Doc, Named, RouteSpec};
 
 /// The problem codes a route answers, by status: those of its kind, then its own.
 pub fn problems_of(spec: &RouteSpec) -> BTreeMap<u16, Vec<ProblemCode>> {
@@ -371,7 +371,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::routes::route_specs;
+    use crate::http::routes::route_specs;
 
     fn doc() -> Value {
         serde_json::to_value(document(&route_specs())).expect("the document serializes")

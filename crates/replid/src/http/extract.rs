@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// JSON body extractor whose rejections are problem documents.
 #[derive(Debug)]

@@ -10,11 +10,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::{Authed, SESSION_COOKIE};
+use crate::http::auth::{Authed, SESSION_COOKIE};
 use crate::web::{ClientAddr, LOGIN_CSRF_COOKIE, SessionCsrf, error_page, render};
 
 pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../web/repli.css"))
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../web/repli.css"))
 }
 
 fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, error: Option<&str>) -> Response {
@@ -136,4 +136,28 @@ pub async fn logout(
         tracing::error!(error = %e, "cannot close the session");
     }
     (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/connexion")).into_response()
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::{Page, Public};
+    use crate::http::spec::Answer;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/static/repli.css",
+            Public,
+            routing::get(stylesheet),
+            Doc::answering("The web pages' stylesheet", Answer::Css),
+        ),
+        (Method::GET, "/connexion", Public, routing::get(show_login), Doc::page("Sign-in page")),
+        (Method::GET, "/accessibilite", Public, routing::get(accessibility), Doc::page("The accessibility statement")),
+        (Method::POST, "/connexion", Public, routing::post(login), Doc::form("Sign in with a login and password")),
+        (Method::POST, "/deconnexion", Page(P::OwnAccount), routing::post(logout), Doc::form("Sign out")),
+    ]
 }

@@ -12,7 +12,7 @@ use repli_core::{Actor, CrisisAction, Destructive};
 use repli_proto::api::{ActionRequest, WriteOffRequest};
 
 use crate::AppState;
-use crate::auth::Authed;
+use crate::http::auth::Authed;
 use crate::web::{Form, SessionCsrf, Target, back, check_csrf, confirmation_or_error, confirmed, reason_of};
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{AppError, inventory, steps};
@@ -223,4 +223,79 @@ pub async fn write_off(
         Ok(back(&id, "ok", &format!("{serial} passé en perte.")))
     })
     .await
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/crises/{id}/annulation",
+            Page(P::CancelCrisis),
+            routing::get(cancel_page),
+            Doc::page("Cancelling a crisis: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/annulation",
+            Page(P::CancelCrisis),
+            routing::post(cancel),
+            Doc::form("Cancel a crisis"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/restitution",
+            Page(P::OperateCrisis),
+            routing::get(handback_page),
+            Doc::page("Starting the hand-back: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/restitution",
+            Page(P::OperateCrisis),
+            routing::post(handback),
+            Doc::form("Start the hand-back"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/etapes/{step}/ignorer",
+            Page(P::OperateCrisis),
+            routing::get(skip_page),
+            Doc::page("Skipping a step: its consequences, and the confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/etapes/{step}/ignorer",
+            Page(P::OperateCrisis),
+            routing::post(skip),
+            Doc::form("Skip a step"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/etapes/{step}/relancer",
+            Page(P::OperateCrisis),
+            routing::post(retry),
+            Doc::form("Retry a failed step"),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/pertes/{serial}",
+            Page(P::ManageInventory),
+            routing::get(write_off_page),
+            Doc::page("Writing an item off: consequences and confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/pertes/{serial}",
+            Page(P::ManageInventory),
+            routing::post(write_off),
+            Doc::form("Write an item off"),
+        ),
+    ]
 }

@@ -26,7 +26,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut p = self.0.to_problem();
-        p.request_id = crate::request_id::current();
+        p.request_id = crate::http::request_id::current();
         if p.status >= 500 {
             tracing::error!(error = %self.0, "request failed");
         } else {

@@ -14,7 +14,7 @@ use repli_proto::api::NewUserRequest;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Authed;
+use crate::http::auth::Authed;
 use crate::web::{Form, SessionCsrf, api_error_page, base, check_csrf, error_page, render, role_fr, when};
 use repli_app::AppError;
 use repli_app::accounts::{self, LinkUse};
@@ -289,4 +289,46 @@ pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum
         }
         Err(e) => api_error_page(&st, &e),
     }
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::{Page, Public};
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/mot-de-passe/{secret}",
+            Public,
+            routing::get(choose_form),
+            Doc::page("A one-time password link: the form to choose one's web password"),
+        ),
+        (
+            Method::POST,
+            "/mot-de-passe/{secret}",
+            Public,
+            routing::post(choose),
+            Doc::page("Set one's web password through a one-time link (the link is then spent)"),
+        ),
+        (Method::GET, "/comptes", Page(P::ManageUsers), routing::get(page), Doc::page("Accounts (admins)")),
+        (Method::POST, "/comptes", Page(P::ManageUsers), routing::post(create), Doc::page("Create an account")),
+        (
+            Method::POST,
+            "/comptes/{uid}/lien",
+            Page(P::ManageUsers),
+            routing::post(link),
+            Doc::page("Create a one-time link for the person to choose their web password"),
+        ),
+        (
+            Method::POST,
+            "/comptes/{uid}/revocation",
+            Page(P::ManageUsers),
+            routing::post(revoke),
+            Doc::form("Revoke every token and session of an account (a ticked confirmation)"),
+        ),
+    ]
 }

@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use repli_app::documents;
 
 use crate::AppState;
-use crate::auth::Authed;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
-use crate::respond::{DOCUMENT_CSP, sheet_download};
+use crate::http::auth::Authed;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::respond::{DOCUMENT_CSP, sheet_download};
 
 pub async fn list(
     State(st): State<AppState>,
@@ -63,4 +63,57 @@ pub async fn reissue_sheets(
 ) -> Result<Response, ApiError> {
     let (name, html) = documents::reissue_sheets(&st, &a, &id, &req.reason).await?;
     Ok(sheet_download(&name, html))
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Requires;
+    use crate::http::spec::Answer;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    use repli_proto::ProblemCode as C;
+    use repli_proto::api::ReissueRequest;
+    vec![
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents",
+            Requires(P::ReadCrises),
+            routing::get(list),
+            Doc::answering("The procedures pack's file names", Answer::Strings),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents.zip",
+            Requires(P::ReadCrises),
+            routing::get(zip),
+            Doc::answering("The procedures pack as a zip", Answer::Zip),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/documents/{file}",
+            Requires(P::ReadCrises),
+            routing::get(one),
+            Doc::answering("One document of the pack", Answer::Document).problems(&[C::UnknownDocument]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/credential-sheets",
+            Requires(P::OperateCrisis),
+            routing::post(issue_sheets),
+            Doc::answering("Issue the credential sheets of the accounts without one (an HTML download)", Answer::Html)
+                .problems(&[C::NoAccountsYet, C::CredentialSheetsIssued]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/crises/{id}/credential-sheets/reissue",
+            Requires(P::OperateCrisis),
+            routing::post(reissue_sheets),
+            Doc::answering("Set every password again, with a reason (an HTML download)", Answer::Html)
+                .body::<ReissueRequest>()
+                .problems(&[C::NoAccountsYet, C::ReasonRequired]),
+        ),
+    ]
 }

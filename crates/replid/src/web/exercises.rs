@@ -1,8 +1,5 @@
-//! Exercises: the API (start, list, read) and the « Exercices » page, where ops start a drill
-//! from a scenario they edit in the browser and follow its crises and injects.
-
-use axum::Json;
-use std::collections::BTreeMap;
+//! The « Exercices » page: the exercises, and the form that starts one from a scenario edited in
+//! the browser.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,37 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use repli_app::exercises;
 use repli_core::Actor;
-use repli_proto::api::{ExerciseRequest, ExerciseView};
+use repli_proto::api::ExerciseView;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::AppState;
-use crate::auth::Authed;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
+use crate::http::auth::Authed;
 use crate::web::{SessionCsrf, api_error_page, base, check_csrf, redirect_with, render, when};
-
-/// `POST /api/v1/exercises`.
-pub async fn start(
-    State(st): State<AppState>,
-    Authed(a): Authed,
-    ApiJson(req): ApiJson<ExerciseRequest>,
-) -> Result<(StatusCode, Json<ExerciseView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(exercises::start(&st.app, &a, &req, None).await?)))
-}
-
-/// `GET /api/v1/exercises`.
-pub async fn list(State(st): State<AppState>, _: Authed) -> Result<Json<Vec<ExerciseView>>, ApiError> {
-    Ok(Json(exercises::list(&st).await?))
-}
-
-/// `GET /api/v1/exercises/{xid}`.
-pub async fn get(
-    State(st): State<AppState>,
-    _: Authed,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<ExerciseView>, ApiError> {
-    Ok(Json(exercises::get(&st, id).await?))
-}
 
 /// The form as shown: the scenario (as typed, after an error), its errors, the last success.
 struct Shown<'a> {
@@ -142,4 +115,24 @@ pub async fn start_form(
         }
     }
     .into_response()
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/exercices",
+            Page(P::ReadExercises),
+            routing::get(page),
+            Doc::page("The exercises, and the form that starts one from a scenario"),
+        ),
+        (Method::POST, "/exercices", Page(P::RunExercises), routing::post(start_form), Doc::form("Start an exercise")),
+    ]
 }

@@ -1,17 +1,10 @@
-//! The Microsoft 365 tenant as ops see it: the preflight (API and page).
+//! The « Locataire Microsoft 365 » page: the last preflight in full, and running it again.
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use repli_proto::api::PreflightView;
 
 use crate::AppState;
-use crate::auth::Authed;
-
-/// Runs the preflight now (read-only checks and one idempotent canary meeting).
-pub async fn preflight(State(st): State<AppState>, _: Authed) -> Json<PreflightView> {
-    Json(repli_app::preflight::run(st.app.services()).await)
-}
+use crate::http::auth::Authed;
 
 /// The checks in the pages' shape.
 fn checks_json(report: &repli_core::m365::PreflightReport) -> serde_json::Value {
@@ -58,4 +51,24 @@ pub async fn rerun(
     }
     repli_app::preflight::run(st.app.services()).await;
     axum::response::Redirect::to("/m365").into_response()
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/m365",
+            Page(P::OperateCrisis),
+            routing::get(page),
+            Doc::page("The Microsoft 365 tenant's preflight"),
+        ),
+        (Method::POST, "/m365", Page(P::OperateCrisis), routing::post(rerun), Doc::form("Run the preflight again")),
+    ]
 }

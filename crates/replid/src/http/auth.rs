@@ -10,7 +10,7 @@ use repli_app::accounts::Credential;
 use repli_core::Actor;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Session cookie (HttpOnly, SameSite=Strict, Secure under TLS; no Max-Age: it dies with the
 /// browser, and the server ends the session after `accounts::SESSION_HOURS` anyway).

@@ -1,6 +1,8 @@
 //! `replid demo`: a whole crisis, played as the three roles would, on a fresh in-process replid
 //! with its own SQLite file. Everything goes through the real HTTP API and the typed client.
 
+pub mod exercise;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use repli_proto::api::{
 use std::collections::BTreeSet;
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
-const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
+const SAMPLE_POOL: &str = include_str!("../../../../inventory/pool.csv");
 use repli_core::fr;
 use repli_core::run::{PlaybookName, RunState};
 use serde::Serialize;
@@ -173,9 +175,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoSummary> {
 }
 
 /// Runs the exercise demo (`--exercise`) and returns its summary.
-pub async fn run_exercise(args: &DemoArgs) -> anyhow::Result<crate::demo_exercise::ExerciseSummary> {
+pub async fn run_exercise(args: &DemoArgs) -> anyhow::Result<crate::demo::exercise::ExerciseSummary> {
     let (say, dir, daemon) = start(args).await?;
-    let result = crate::demo_exercise::play(&say, &daemon, &dir).await;
+    let result = crate::demo::exercise::play(&say, &daemon, &dir).await;
     daemon.shutdown().await.context("replid did not stop cleanly")?;
     result
 }
@@ -508,7 +510,7 @@ pub(crate) async fn follow(
 /// `replid demo`: runs, prints, and exits non-zero if the SLA or the audit chain failed.
 pub async fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.exercise {
-        return crate::demo_exercise::main(args).await;
+        return crate::demo::exercise::main(args).await;
     }
     let s = run(args).await?;
     if args.json {

@@ -1,6 +1,24 @@
-//! What every web page shares: the templates (handlebars in strict mode with HTML escaping,
-//! embedded in the binary), rendering and error pages, the sign-in throttle, the client address
-//! and the session's CSRF token. The sign-in handlers are in `signin`.
+//! The French web pages, one module per area (each declaring its routes), and what every page
+//! shares: the templates (handlebars in strict mode with HTML escaping, embedded in the
+//! binary), rendering and error pages, the client address, the session's CSRF token, the
+//! confirmation page of destructive actions, and small helpers (a form's crisis, redirects with
+//! a message, French instants). An area module imports this module, never another area.
+
+pub(crate) mod accounts;
+pub(crate) mod confirm;
+pub(crate) mod crisis;
+pub(crate) mod exercises;
+pub(crate) mod home;
+pub(crate) mod inventory;
+pub(crate) mod journal;
+pub(crate) mod m365;
+pub(crate) mod notifications;
+pub(crate) mod request;
+pub(crate) mod retex;
+pub(crate) mod sheets;
+pub(crate) mod signin;
+pub(crate) mod sla;
+pub(crate) mod tasks;
 
 use std::collections::BTreeMap;
 
@@ -11,13 +29,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use handlebars::Handlebars;
 use jiff::Timestamp;
 use repli_app::AppError;
-use repli_core::{Actor, Destructive, Role};
+use repli_core::{Actor, Destructive, Role, SlaStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 
-pub use crate::auth::SESSION_COOKIE;
+pub use crate::http::auth::SESSION_COOKIE;
 /// Double-submit cookie protecting the sign-in form itself.
 pub(crate) const LOGIN_CSRF_COOKIE: &str = "repli_login_csrf";
 
@@ -25,30 +43,30 @@ pub(crate) const LOGIN_CSRF_COOKIE: &str = "repli_login_csrf";
 pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
-    h.register_template_string("layout", include_str!("../web/layout.hbs"))?;
-    h.register_template_string("connexion", include_str!("../web/connexion.hbs"))?;
-    h.register_template_string("accueil", include_str!("../web/accueil.hbs"))?;
-    h.register_template_string("erreur", include_str!("../web/erreur.hbs"))?;
-    h.register_template_string("demande", include_str!("../web/demande.hbs"))?;
-    h.register_template_string("crise", include_str!("../web/crise.hbs"))?;
-    h.register_template_string("notifications", include_str!("../web/notifications.hbs"))?;
-    h.register_template_string("accessibilite", include_str!("../web/accessibilite.hbs"))?;
-    h.register_template_string("inventaire-import", include_str!("../web/inventaire-import.hbs"))?;
-    h.register_template_string("comptes", include_str!("../web/comptes.hbs"))?;
-    h.register_template_string("retex", include_str!("../web/retex.hbs"))?;
-    h.register_template_string("compte-cree", include_str!("../web/compte-cree.hbs"))?;
-    h.register_template_string("lien", include_str!("../web/lien.hbs"))?;
-    h.register_template_string("mot-de-passe", include_str!("../web/mot-de-passe.hbs"))?;
-    h.register_template_string("demande-enregistree", include_str!("../web/demande-enregistree.hbs"))?;
-    h.register_template_string("confirmer", include_str!("../web/confirmer.hbs"))?;
-    h.register_template_string("fiches", include_str!("../web/fiches.hbs"))?;
-    h.register_template_string("taches", include_str!("../web/taches.hbs"))?;
-    h.register_template_string("m365", include_str!("../web/m365.hbs"))?;
-    h.register_template_string("exercices", include_str!("../web/exercices.hbs"))?;
-    h.register_template_string("inventaire", include_str!("../web/inventaire.hbs"))?;
-    h.register_template_string("equipement", include_str!("../web/equipement.hbs"))?;
-    h.register_template_string("journal", include_str!("../web/journal.hbs"))?;
-    h.register_template_string("rapport-sla", include_str!("../web/rapport-sla.hbs"))?;
+    h.register_template_string("layout", include_str!("../../web/layout.hbs"))?;
+    h.register_template_string("connexion", include_str!("../../web/connexion.hbs"))?;
+    h.register_template_string("accueil", include_str!("../../web/accueil.hbs"))?;
+    h.register_template_string("erreur", include_str!("../../web/erreur.hbs"))?;
+    h.register_template_string("demande", include_str!("../../web/demande.hbs"))?;
+    h.register_template_string("crise", include_str!("../../web/crise.hbs"))?;
+    h.register_template_string("notifications", include_str!("../../web/notifications.hbs"))?;
+    h.register_template_string("accessibilite", include_str!("../../web/accessibilite.hbs"))?;
+    h.register_template_string("inventaire-import", include_str!("../../web/inventaire-import.hbs"))?;
+    h.register_template_string("comptes", include_str!("../../web/comptes.hbs"))?;
+    h.register_template_string("retex", include_str!("../../web/retex.hbs"))?;
+    h.register_template_string("compte-cree", include_str!("../../web/compte-cree.hbs"))?;
+    h.register_template_string("lien", include_str!("../../web/lien.hbs"))?;
+    h.register_template_string("mot-de-passe", include_str!("../../web/mot-de-passe.hbs"))?;
+    h.register_template_string("demande-enregistree", include_str!("../../web/demande-enregistree.hbs"))?;
+    h.register_template_string("confirmer", include_str!("../../web/confirmer.hbs"))?;
+    h.register_template_string("fiches", include_str!("../../web/fiches.hbs"))?;
+    h.register_template_string("taches", include_str!("../../web/taches.hbs"))?;
+    h.register_template_string("m365", include_str!("../../web/m365.hbs"))?;
+    h.register_template_string("exercices", include_str!("../../web/exercices.hbs"))?;
+    h.register_template_string("inventaire", include_str!("../../web/inventaire.hbs"))?;
+    h.register_template_string("equipement", include_str!("../../web/equipement.hbs"))?;
+    h.register_template_string("journal", include_str!("../../web/journal.hbs"))?;
+    h.register_template_string("rapport-sla", include_str!("../../web/rapport-sla.hbs"))?;
     Ok(h)
 }
 
@@ -78,7 +96,7 @@ pub fn when(st: &AppState, t: Option<Timestamp>) -> String {
 
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
-    let reference = crate::request_id::current();
+    let reference = crate::http::request_id::current();
     render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "reference": reference }))
 }
 
@@ -91,7 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let addr = parts
             .extensions
-            .get::<ConnectInfo<crate::tls::PeerAddr>>()
+            .get::<ConnectInfo<crate::startup::tls::PeerAddr>>()
             .map_or_else(|| "unknown".to_owned(), |c| c.0.0.ip().to_string());
         Ok(ClientAddr(addr))
     }
@@ -104,6 +122,19 @@ pub struct SessionCsrf(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_lists_read_from_text() {
+        let rows = agents_from_text("Nom;Service\nAnne Martin ; Accueil\n\nLuc, État civil\nSeul\n");
+        assert_eq!(
+            rows,
+            [
+                ("Anne Martin".into(), "Accueil".into()),
+                ("Luc".into(), "État civil".into()),
+                ("Seul".into(), String::new())
+            ]
+        );
+    }
 
     #[test]
     fn templates_parse_and_escape() {
@@ -340,4 +371,40 @@ where
             confirmation_page(st, a, csrf, &r, t, &reason, Some(e.to_problem().detail), status)
         }
     }
+}
+
+/// Every key a form template reads, present (strict templates refuse a missing one).
+pub(crate) fn complete(map: &BTreeMap<String, String>, keys: &[&str]) -> BTreeMap<String, String> {
+    let mut out = map.clone();
+    for k in keys {
+        out.entry((*k).to_string()).or_default();
+    }
+    out
+}
+
+/// Status shown with a colour class **and** words (never colour alone).
+pub(crate) fn sla_badge(status: SlaStatus) -> Value {
+    let class = match status {
+        SlaStatus::Breached => "alerte",
+        SlaStatus::AtRisk => "risque",
+        SlaStatus::Suspended => "pause",
+        SlaStatus::MetLate => "retard",
+        _ => "ok",
+    };
+    json!({ "class": class, "label": status.label_fr() })
+}
+
+/// « Nom ; Service » per line (a comma or a tab also separates); blank lines ignored.
+pub(crate) fn agents_from_text(textarea: &str) -> Vec<(String, String)> {
+    textarea
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.to_lowercase().starts_with("nom"))
+        .map(|l| {
+            let mut parts = l.splitn(2, [';', ',', '\t']);
+            let name = parts.next().unwrap_or("").trim().to_string();
+            let service = parts.next().unwrap_or("").trim().to_string();
+            (name, service)
+        })
+        .collect()
 }

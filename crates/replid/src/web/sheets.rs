@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::auth::Authed;
-use crate::respond::sheet_download;
+use crate::http::auth::Authed;
+use crate::http::respond::sheet_download;
 use crate::web::{
     Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_or_error, confirmed, render,
 };
@@ -105,4 +105,45 @@ pub async fn reissue(
         Ok(sheet_download(&name, html))
     })
     .await
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Answer;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/crises/{id}/fiches-identifiants",
+            Page(P::OperateCrisis),
+            routing::get(page),
+            Doc::page("Credential sheets"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/fiches-identifiants",
+            Page(P::OperateCrisis),
+            routing::post(issue),
+            Doc::answering("Issue the credential sheets (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/crises/{id}/fiches-identifiants/reinitialiser",
+            Page(P::OperateCrisis),
+            routing::get(reissue_page),
+            Doc::page("Reissuing the credential sheets: consequences and confirmation"),
+        ),
+        (
+            Method::POST,
+            "/crises/{id}/fiches-identifiants/reinitialiser",
+            Page(P::OperateCrisis),
+            routing::post(reissue),
+            Doc::answering("Reissue the credential sheets (a download)", Answer::Html),
+        ),
+    ]
 }

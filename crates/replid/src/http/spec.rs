@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::http::Method;
+use axum::routing::MethodRouter;
 use repli_core::Permission;
 use repli_proto::ProblemCode;
 use utoipa::ToSchema;
@@ -185,3 +186,6 @@ impl Doc {
         self
     }
 }
+
+/// One route as an area declares it: method, path, access rule, handler, documentation.
+pub type Route = (Method, &'static str, Access, MethodRouter<crate::AppState>, Doc);

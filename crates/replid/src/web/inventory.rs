@@ -1,0 +1,306 @@
+//! The inventory pages (ops): the pool, an item and its history, wipes, maintenance and
+//! retirement, the pool's import (with its preview) and export.
+
+use axum::Extension;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use repli_app::inventory;
+use repli_core::{Actor, ItemState};
+use repli_proto::api::{ImportFile, ImportRequest, ServiceRequest, WipeRequest};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use crate::AppState;
+use crate::http::auth::Authed;
+use crate::web::{
+    Form, SessionCsrf, api_error_page, base, check_csrf, error_page, reason_of, redirect_with, render, when,
+};
+
+pub async fn inventory(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let items = match inventory::items(&st).await {
+        Ok(i) => i,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for i in &items {
+        *counts.entry(i.item.kind.label_fr()).or_default().entry(i.state.label_fr()).or_default() += 1;
+    }
+    let summary: Vec<Value> = counts
+        .iter()
+        .map(|(kind, states)| json!({ "kind": kind, "states": states.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ") }))
+        .collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .take(500)
+        .map(|i| json!({ "tag": i.item.asset_tag, "serial": i.item.serial, "kind": i.item.kind.label_fr(), "model": i.item.model, "state": i.state.label_fr(), "crisis": i.crisis }))
+        .collect();
+    let mut data = base(&a, &csrf, "Inventaire");
+    data.insert("can_import".into(), json!(a.may(repli_core::Permission::ManageInventory)));
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("summary".into(), json!(summary));
+    data.insert("items".into(), json!(rows));
+    data.insert("total".into(), json!(items.len()));
+    render(&st, StatusCode::OK, "inventaire", &Value::Object(data))
+}
+
+pub async fn item(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let repli_proto::api::ItemDetail { item: found, history } = match inventory::item(&st, &serial).await {
+        Ok(i) => i,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let mut data = base(&a, &csrf, &format!("Équipement {}", found.item.asset_tag));
+    data.insert(
+        "i".into(),
+        json!({ "tag": found.item.asset_tag, "serial": found.item.serial, "kind": found.item.kind.label_fr(), "model": found.item.model, "state": found.state.label_fr(), "crisis": found.crisis }),
+    );
+    data.insert(
+        "history".into(),
+        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from.as_deref().map(repli_core::inventory::state_label), "to": repli_core::inventory::state_label(&h.to), "note": h.note })).collect::<Vec<_>>()),
+    );
+    // What ops may do from here, as the store's rules allow it from this state.
+    let ops = a.may(repli_core::Permission::ManageInventory);
+    let st_now = found.state;
+    data.insert(
+        "can".into(),
+        json!({
+            "wipe": ops && matches!(st_now, repli_core::ItemState::Returned | repli_core::ItemState::Wiping),
+            "start_wipe": ops && st_now == repli_core::ItemState::Returned,
+            "maintenance": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Returned),
+            "back": ops && st_now == repli_core::ItemState::Maintenance,
+            "retire": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Maintenance | repli_core::ItemState::Lost),
+        }),
+    );
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("flash_error".into(), json!(q.get("erreur")));
+    render(&st, StatusCode::OK, "equipement", &Value::Object(data))
+}
+
+/// An item's wipe, recorded with its certificate.
+pub async fn wipe(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let req = WipeRequest { method: field("methode"), operator: field("operateur"), certificate: field("certificat") };
+    match inventory::wipe(&st, &a, &serial, &req).await {
+        Ok(d) if d.item.state == ItemState::Maintenance => item_back(
+            &serial,
+            "ok",
+            "Effacement enregistré. Rendu endommagé, l'équipement part en maintenance avant tout nouveau prêt.",
+        ),
+        Ok(_) => item_back(&serial, "ok", "Effacement enregistré : l'équipement est de nouveau disponible."),
+        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// Maintenance, back to service, start of a wipe, or retirement (which asks for a tick that
+/// says the item leaves the pool for good).
+pub async fn service(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let to = match form.get("vers").map(String::as_str) {
+        Some("maintenance") => ItemState::Maintenance,
+        Some("disponible") => ItemState::Available,
+        Some("effacement") => ItemState::Wiping,
+        Some("reforme") => ItemState::Retired,
+        _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
+    };
+    if to == ItemState::Retired && form.get("confirme").is_none_or(|v| v != "oui") {
+        return item_back(
+            &serial,
+            "erreur",
+            "Cochez la case de confirmation : la réforme sort l'équipement du parc pour de bon.",
+        );
+    }
+    let reason = reason_of(&form);
+    let reason = if reason.is_empty() && to == ItemState::Wiping { "Effacement commencé".to_owned() } else { reason };
+    match inventory::service(&st, &a, &serial, &ServiceRequest { to, reason }).await {
+        Ok(d) => item_back(&serial, "ok", &format!("Équipement {} : {}.", d.item.item.asset_tag, d.item.state_label)),
+        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+    }
+}
+
+/// The pool import, in two steps: the file uploaded is checked as the import would check it
+/// (every refused line listed, nothing written); when it passes, the page shows what would come
+/// in and a button that imports the same content, all or nothing.
+pub async fn import_pool(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    mut multipart: Multipart,
+) -> Response {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut unreadable = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(f)) => {
+                let name = f.name().unwrap_or("").to_owned();
+                let file = f.file_name().map(str::to_owned);
+                match f.text().await {
+                    Ok(t) => {
+                        if let Some(file) = file.filter(|n| !n.is_empty()) {
+                            fields.insert("source".into(), file);
+                        }
+                        fields.insert(name, t);
+                    }
+                    Err(_) => unreadable = Some("Fichier illisible : un CSV en UTF-8 est attendu."),
+                }
+            }
+            Ok(None) => break,
+            // Over the body limit (1 Mio) or a broken form.
+            Err(_) => {
+                unreadable = Some("Fichier trop gros ou formulaire illisible (1 Mio au plus, un CSV en UTF-8).");
+                break;
+            }
+        }
+    }
+    if let Some(msg) = unreadable {
+        return import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &[msg.to_owned()], None);
+    }
+    if let Err(page) = check_csrf(&st, &csrf, &fields) {
+        return *page;
+    }
+    let csv = fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("csv")).cloned().unwrap_or_default();
+    if csv.trim().is_empty() {
+        let msg = "Choisissez un fichier CSV du parc.".to_owned();
+        return import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &[msg], None);
+    }
+    let source = fields.get("source").map(|s| s.trim()).filter(|s| !s.is_empty()).unwrap_or("parc.csv").to_owned();
+    let req = ImportRequest { files: vec![ImportFile { source: source.clone(), csv: csv.clone() }] };
+    if fields.get("confirmer").is_some_and(|v| v == "oui") {
+        return match inventory::import(&st, &a, &req).await {
+            Ok(n) => redirect_with("/inventaire", "ok", &format!("{n} équipement(s) importé(s) depuis {source}.")),
+            Err(e) => {
+                let errors = problem_lines(&e);
+                import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &errors, None)
+            }
+        };
+    }
+    match inventory::preview(&st, &req).await {
+        Ok(p) => import_page(&st, &a, &csrf, StatusCode::OK, Some(&p), &[], Some((&source, &csv))),
+        Err(e) => import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &problem_lines(&e), None),
+    }
+}
+
+/// Every refusal of an error, one line each (`pool.csv:12: …`).
+fn problem_lines(e: &repli_app::AppError) -> Vec<String> {
+    let p = e.to_problem();
+    if p.errors.is_empty() { vec![p.detail] } else { p.errors.iter().map(|f| f.message.clone()).collect() }
+}
+
+fn import_page(
+    st: &AppState,
+    a: &Actor,
+    csrf: &str,
+    status: StatusCode,
+    preview: Option<&inventory::ImportPreview>,
+    errors: &[String],
+    content: Option<(&str, &str)>,
+) -> Response {
+    let mut data = base(a, csrf, "Importer le parc");
+    data.insert(
+        "preview".into(),
+        json!(preview.map(|p| json!({
+            "total": p.total,
+            "kinds": p.by_kind.iter().map(|(k, n)| json!({ "kind": k.label_fr(), "count": n })).collect::<Vec<_>>(),
+        }))),
+    );
+    data.insert("errors".into(), json!(errors));
+    data.insert("source".into(), json!(content.map(|c| c.0)));
+    data.insert("csv".into(), json!(content.map(|c| c.1)));
+    render(st, status, "inventaire-import", &Value::Object(data))
+}
+
+/// The pool as CSV, in the import's columns.
+pub async fn export_pool(State(st): State<AppState>, Authed(_): Authed) -> Response {
+    match inventory::export_csv(&st).await {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"parc-repli.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+fn item_back(serial: &str, key: &str, message: &str) -> Response {
+    let path: String = form_urlencoded::byte_serialize(serial.as_bytes()).collect();
+    redirect_with(&format!("/inventaire/{path}"), key, message)
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Answer;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::POST,
+            "/inventaire/{serial}/effacement",
+            Page(P::ManageInventory),
+            routing::post(wipe),
+            Doc::form("Record an item's wipe and its certificate"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/{serial}/service",
+            Page(P::ManageInventory),
+            routing::post(service),
+            Doc::form("Maintenance, back to service, start of a wipe, retirement"),
+        ),
+        (Method::GET, "/inventaire", Page(P::ReadInventory), routing::get(inventory), Doc::page("The equipment pool")),
+        (
+            Method::POST,
+            "/inventaire/import",
+            Page(P::ManageInventory),
+            routing::post(import_pool),
+            Doc::page("Check a pool CSV file (every refused line), then import it, all or nothing"),
+        ),
+        (
+            Method::GET,
+            "/inventaire/export",
+            Page(P::ReadInventory),
+            routing::get(export_pool),
+            Doc::answering("The pool as CSV, in the import's columns (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/inventaire/{serial}",
+            Page(P::ReadInventory),
+            routing::get(item),
+            Doc::page("An item and its history"),
+        ),
+    ]
+}

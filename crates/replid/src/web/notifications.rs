@@ -1,0 +1,108 @@
+//! The notifications page (ops): the queue, and a failed notification sent again.
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use repli_app::crises;
+use repli_core::fr;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use crate::AppState;
+use crate::http::auth::Authed;
+use crate::web::{Form, SessionCsrf, api_error_page, base, check_csrf, error_page, redirect_with, render, when};
+
+/// The notifications page: what was sent to whom, what failed, and a button to send a failed
+/// one again.
+pub async fn notifications(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let list = match crises::notifications(&st).await {
+        Ok(l) => l,
+        Err(e) => return api_error_page(&st, &e),
+    };
+    let channel_fr = |c: &str| match c {
+        "sms" => "SMS",
+        "smtp" => "courriel",
+        "log" => "journal de replid",
+        "webhook" => "webhook",
+        _ => "autre",
+    };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|n| {
+            let (status, class) = match n.status.as_str() {
+                "sent" => ("envoyée", "ok"),
+                "failed" => ("en échec", "alerte"),
+                _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
+                _ => ("en attente", "pause"),
+            };
+            json!({
+                "id": n.id, "at": when(&st, Some(n.created_at)), "crisis": n.crisis,
+                "channel": channel_fr(&n.channel),
+                "to": n.recipient.as_deref().map_or_else(|| "équipe métropole".to_owned(), |r| if n.channel == "sms" { fr::phone(r) } else { r.to_owned() }),
+                "subject": n.subject, "body": n.body, "status": status, "class": class,
+                "attempts": n.attempts, "error": n.last_error, "sent": n.sent_at.map(|t| when(&st, Some(t))),
+                "retry": n.status == "failed",
+            })
+        })
+        .collect();
+    let failed = list.iter().filter(|n| n.status == "failed").count();
+    let mut data = base(&a, &csrf, "Notifications");
+    data.insert("rows".into(), json!(rows));
+    data.insert("failed".into(), json!(failed));
+    data.insert("flash".into(), json!(q.get("ok")));
+    data.insert("flash_error".into(), json!(q.get("erreur")));
+    render(&st, StatusCode::OK, "notifications", &Value::Object(data))
+}
+
+/// Sends a failed notification again.
+pub async fn retry_notification(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(nid): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Err(page) = check_csrf(&st, &csrf, &form) {
+        return *page;
+    }
+    let Ok(nid) = nid.parse::<i64>() else {
+        return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Notification inconnue.");
+    };
+    let (key, msg) = match repli_app::notify::retry(&st, &a, nid).await {
+        Ok(()) => ("ok", "Notification renvoyée : voir son état ci-dessous.".to_owned()),
+        Err(e) => ("erreur", e.to_problem().detail),
+    };
+    redirect_with("/notifications", key, &msg)
+}
+
+/// This area's routes, each with its access rule and its documentation (`http::routes`
+/// gathers every area's into the one table).
+pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
+    use crate::http::spec::Access::Page;
+    use crate::http::spec::Doc;
+    use axum::http::Method;
+    use axum::routing;
+    use repli_core::Permission as P;
+    vec![
+        (
+            Method::GET,
+            "/notifications",
+            Page(P::OperateCrisis),
+            routing::get(notifications),
+            Doc::page("Notifications: to whom, delivered or failed"),
+        ),
+        (
+            Method::POST,
+            "/notifications/{nid}/renvoyer",
+            Page(P::OperateCrisis),
+            routing::post(retry_notification),
+            Doc::form("Send a failed notification again"),
+        ),
+    ]
+}
