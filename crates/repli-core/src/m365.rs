@@ -110,6 +110,10 @@ pub enum Error {
     DnsRefused(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Graph answered 2xx with a body that lacks a required field or has one of the wrong
+    /// type: `call` names the request (`GET /domains/{id}`). Retrying cannot help.
+    #[error("{op}: Graph's answer to {call} does not decode: {detail}")]
+    Decode { op: String, call: String, detail: String },
 }
 
 impl Error {

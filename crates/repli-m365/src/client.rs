@@ -4,11 +4,13 @@
 //! `$batch` goes through them).
 
 use crate::gate::{Answer, Gate, MAX_BATCH, Ticket};
+use crate::wire::{self, Page};
 use crate::{CallStats, Error, Grant, Result, Secret};
 use futures_util::StreamExt;
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -118,12 +120,13 @@ impl Reply {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+    /// Graph's error code and message; a body that is not Graph's error shape (a proxy's page,
+    /// an empty body) gives `unknown` and the body's text.
     fn code_message(&self) -> (String, String) {
-        let e = &self.body["error"];
-        (
-            e["code"].as_str().unwrap_or("unknown").to_string(),
-            e["message"].as_str().unwrap_or_else(|| self.body.as_str().unwrap_or("")).to_string(),
-        )
+        match wire::decode::<wire::ErrorBody>("error", "a failed request", self.body.clone()) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("unknown".to_string(), self.body.as_str().unwrap_or("").to_string()),
+        }
     }
     pub fn message(&self) -> String {
         self.code_message().1
@@ -137,6 +140,9 @@ impl Reply {
         Error::Graph { op: op.to_string(), status: self.status, code, message }
     }
 }
+
+/// The token request, as a decoding error names it.
+const TOKEN_CALL: &str = "POST /{tenant}/oauth2/v2.0/token";
 
 /// Graph's error code, in a 403 to `PUT /groups/{id}/team`, for an owner without a Teams licence.
 pub(crate) const OWNER_UNLICENSED: &str = "GetApplicableSkuCategoriesForUserFailed";
@@ -402,24 +408,21 @@ impl Graph {
                         resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
                     match resp.json::<Value>().await {
                         Ok(body) if status == 200 => {
-                            let token = body["access_token"]
-                                .as_str()
-                                .ok_or_else(|| Error::Auth("token response without access_token".into()))?;
-                            let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3599));
+                            let token: wire::TokenResponse = wire::decode("token", TOKEN_CALL, body)?;
+                            let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3599));
                             if let Ok(mut roles) = self.token_roles.lock() {
-                                *roles = crate::cert::token_claims(token);
+                                *roles = crate::cert::token_claims(&token.access_token);
                             }
-                            return Ok((Secret::new(token), lifetime));
+                            return Ok((Secret::new(token.access_token), lifetime));
                         }
                         Ok(_) if matches!(status, 429 | 500..=599) => {
                             (self.wait_for(retry_after.as_deref(), attempt), format!("{status}"))
                         }
                         Ok(body) => {
-                            let reason = body["error_description"]
-                                .as_str()
-                                .or(body["error"].as_str())
-                                .unwrap_or("refused")
-                                .to_string();
+                            let refusal = wire::decode::<wire::TokenError>("token", TOKEN_CALL, body).ok();
+                            let reason = refusal
+                                .and_then(|r| r.error_description.or(r.error))
+                                .unwrap_or_else(|| "refused".to_string());
                             return Err(Error::Auth(format!("token endpoint answered {status}: {reason}")));
                         }
                         Err(e) => (self.backoff(attempt), e.to_string()),
@@ -552,8 +555,15 @@ impl Graph {
         handler
     }
 
-    /// Every item of a listing, following `@odata.nextLink` with the same retries.
-    pub async fn list_all(&self, op: &str, url: &str, eventual: bool) -> Result<Vec<Value>> {
+    /// Every item of a listing, following `@odata.nextLink` with the same retries; `call` names
+    /// the listing in a decoding error (`GET /subscribedSkus`).
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        call: &str,
+        url: &str,
+        eventual: bool,
+    ) -> Result<Vec<T>> {
         let mut items = Vec::new();
         let mut next = Some(url.to_string());
         while let Some(relative) = next.take() {
@@ -570,10 +580,9 @@ impl Graph {
                     }
                 })
                 .await?;
-            if let Some(values) = reply.body["value"].as_array() {
-                items.extend(values.iter().cloned());
-            }
-            if let Some(link) = reply.body["@odata.nextLink"].as_str() {
+            let page: Page<T> = wire::decode(op, call, reply.body)?;
+            items.extend(page.value);
+            if let Some(link) = page.next_link {
                 // The token goes only to the configured Graph base.
                 let rest = link
                     .strip_prefix(&self.config.graph_url)
@@ -757,26 +766,13 @@ impl Graph {
         if !reply.ok() {
             return Err(reply.into_error(op));
         }
+        let answer: wire::BatchResponse = wire::decode(op, "POST /$batch", reply.body)?;
         let mut out = BTreeMap::new();
-        for r in reply.body["responses"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let id = r["id"].as_str().unwrap_or_default().to_string();
-            let status = r["status"].as_u64().unwrap_or(500) as u16;
-            let header = |name: &str| {
-                r["headers"]
-                    .as_object()
-                    .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-                    .and_then(|(_, v)| v.as_str())
-                    .map(str::to_string)
-            };
-            out.insert(
-                id,
-                Reply {
-                    status,
-                    location: header("location"),
-                    retry_after: header("retry-after"),
-                    body: r["body"].clone(),
-                },
-            );
+        for r in answer.responses {
+            let header =
+                |name: &str| r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+            let (location, retry_after) = (header("location"), header("retry-after"));
+            out.insert(r.id, Reply { status: r.status, location, retry_after, body: r.body });
         }
         Ok((true, out))
     }
@@ -839,5 +835,24 @@ mod tests {
                 ("$count".to_string(), "true".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn error_bodies() {
+        let reply = |status, body| Reply { status, location: None, retry_after: None, body };
+        let graph = json!({"error": {"code": "Request_BadRequest", "message": "Another object with the same value for property userPrincipalName already exists.", "innerError": {"date": "2026-01-01T00:00:00", "request-id": "r"}}});
+        let err = reply(400, graph).into_error("accounts.create");
+        assert!(
+            matches!(&err, Error::Graph { status: 400, code, message, .. }
+                if code == "Request_BadRequest" && message.contains("already exists")),
+            "{err}"
+        );
+        // Not Graph's shape (a gateway's page): the text is kept, the code is unknown.
+        let err = reply(502, json!("Bad Gateway")).into_error("users.list");
+        assert!(
+            matches!(&err, Error::Graph { status: 502, code, message, .. } if code == "unknown" && message == "Bad Gateway"),
+            "{err}"
+        );
+        assert_eq!(reply(500, Value::Null).message(), "");
     }
 }

@@ -16,6 +16,7 @@ mod password;
 mod preflight;
 mod provision;
 mod rfc2136;
+mod wire;
 
 pub use cert::{ClientCertificate, TokenClaims, token_claims};
 pub use client::{Credential, DEFAULT_CONCURRENCY, DEFAULT_SKUS, GraphConfig};

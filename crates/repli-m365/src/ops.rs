@@ -2,6 +2,7 @@
 //! is missing, and treat "already exists" (a crashed earlier run, or replication lag) as found.
 
 use crate::client::{Graph, GraphConfig, Item, OWNER_UNLICENSED, Opts, Reply};
+use crate::wire::{self, DnsRecordData, DomainDnsRecord};
 use crate::{
     Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
     IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
@@ -9,7 +10,7 @@ use crate::{
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,28 +49,24 @@ fn quote(value: &str) -> String {
     value.replace('\'', "''")
 }
 
-fn record_from_graph(r: &Value) -> Option<DnsRecord> {
-    let kind = r["recordType"].as_str()?.to_ascii_uppercase();
-    let label = r["label"].as_str()?.trim_end_matches('.').to_ascii_lowercase();
-    let ttl = r["ttl"].as_u64().unwrap_or(3600) as u32;
-    let service = r["supportedService"].as_str().unwrap_or("").to_string();
-    let (name, value) = match kind.as_str() {
-        "TXT" => (label, r["text"].as_str()?.to_string()),
-        "MX" => (label, format!("{} {}.", r["preference"].as_u64().unwrap_or(0), r["mailExchange"].as_str()?)),
-        "CNAME" => (label, format!("{}.", r["canonicalName"].as_str()?)),
-        "SRV" => (
-            format!("{}.{}.{label}", r["service"].as_str()?, r["protocol"].as_str()?),
-            format!(
-                "{} {} {} {}.",
-                r["priority"].as_u64().unwrap_or(0),
-                r["weight"].as_u64().unwrap_or(0),
-                r["port"].as_u64().unwrap_or(0),
-                r["nameTarget"].as_str()?
-            ),
+/// A record in zone-file form; `None` for a type Repli does not publish (`Unavailable`) or a
+/// record whose nullable data is missing.
+fn record_from_graph(r: DomainDnsRecord) -> Option<DnsRecord> {
+    let label = r.label.trim_end_matches('.').to_ascii_lowercase();
+    let (kind, name, value) = match r.data {
+        DnsRecordData::Txt { text } => ("TXT", label, text),
+        DnsRecordData::Mx { mail_exchange, preference } => {
+            ("MX", label, format!("{} {mail_exchange}.", preference.unwrap_or(0)))
+        }
+        DnsRecordData::CName { canonical_name } => ("CNAME", label, format!("{}.", canonical_name?)),
+        DnsRecordData::Srv { service, protocol, priority, weight, port, name_target } => (
+            "SRV",
+            format!("{}.{}.{label}", service?, protocol?),
+            format!("{} {} {} {}.", priority.unwrap_or(0), weight.unwrap_or(0), port.unwrap_or(0), name_target?),
         ),
-        _ => return None,
+        DnsRecordData::Other => return None,
     };
-    Some(DnsRecord { name, kind, ttl, value, service })
+    Some(DnsRecord { name, kind: kind.to_string(), ttl: r.ttl, value, service: r.supported_service })
 }
 
 /// One error naming every item that failed, or `Ok`.
@@ -99,8 +96,9 @@ impl GraphProvider {
         &self.graph
     }
 
-    pub(crate) async fn get_domain(&self, name: &str, opts: Opts) -> Result<Value> {
-        Ok(self.graph.call("domain.get", opts, |c| c.domain(name).get_domain()).await?.body)
+    pub(crate) async fn get_domain(&self, name: &str, opts: Opts) -> Result<wire::Domain> {
+        let reply = self.graph.call("domain.get", opts, |c| c.domain(name).get_domain()).await?;
+        wire::decode("domain.get", "GET /domains/{id}", reply.body)
     }
 
     /// A directory object's reference for `@odata.bind` / `@odata.id`, on the configured
@@ -111,7 +109,8 @@ impl GraphProvider {
 
     /// The configured SKUs as the tenant has them: (part number, id, free units).
     pub(crate) async fn skus(&self) -> Result<Vec<SkuUnits>> {
-        let skus = self.graph.list_all("subscribedSkus", "/subscribedSkus", false).await?;
+        let skus: Vec<wire::SubscribedSku> =
+            self.graph.list_all("subscribedSkus", "GET /subscribedSkus", "/subscribedSkus", false).await?;
         let units: Vec<SkuUnits> = self
             .graph
             .config
@@ -120,16 +119,16 @@ impl GraphProvider {
             .map(|part| {
                 let sku = skus
                     .iter()
-                    .find(|s| s["skuPartNumber"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(part)))
+                    .find(|s| s.sku_part_number.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(part)))
                     .ok_or_else(|| Error::SkuNotFound(part.clone()))?;
-                let enabled = sku["prepaidUnits"]["enabled"].as_u64().unwrap_or(0);
-                let consumed = sku["consumedUnits"].as_u64().unwrap_or(0);
-                let id = sku["skuId"].as_str().ok_or_else(|| Error::SkuNotFound(part.clone()))?.to_string();
+                let enabled = sku.prepaid_units.as_ref().and_then(|u| u.enabled).unwrap_or(0);
+                let consumed = sku.consumed_units.unwrap_or(0);
+                let id = sku.sku_id.clone().ok_or_else(|| Error::SkuNotFound(part.clone()))?;
                 Ok(SkuUnits {
                     part: part.clone(),
                     id,
                     available: u32::try_from(enabled.saturating_sub(consumed)).unwrap_or(u32::MAX),
-                    enabled_state: sku["capabilityStatus"].as_str().unwrap_or("Enabled").to_string(),
+                    enabled_state: sku.capability_status.clone().unwrap_or_else(|| "Enabled".to_string()),
                 })
             })
             .collect::<Result<_>>()?;
@@ -149,26 +148,26 @@ impl GraphProvider {
     /// agents' names) for 30 days otherwise. Returns how many.
     async fn purge_deleted(&self, domain: &str) -> Result<usize> {
         let suffix = format!("@{}", domain.to_ascii_lowercase());
-        let deleted = self
+        let deleted: Vec<wire::DirectoryObject> = self
             .graph
-            .list_all("accounts.purge", "/directory/deletedItems/microsoft.graph.user?$top=999", false)
+            .list_all(
+                "accounts.purge",
+                "GET /directory/deletedItems/microsoft.graph.user",
+                "/directory/deletedItems/microsoft.graph.user?$top=999",
+                false,
+            )
             .await?;
         let ours = deleted
             .iter()
-            .filter(|u| u["userPrincipalName"].as_str().is_some_and(|p| p.to_ascii_lowercase().ends_with(&suffix)));
+            .filter(|u| u.user_principal_name.as_deref().is_some_and(|p| p.to_ascii_lowercase().ends_with(&suffix)))
+            .map(|u| u.id.as_str());
         self.delete_each("accounts.purge", "/directory/deletedItems", ours).await
     }
 
-    /// `DELETE {collection}/{id}` for each object, batched; 404 (gone already: an earlier
+    /// `DELETE {collection}/{id}` for each object id, batched; 404 (gone already: an earlier
     /// run) counts as done. Returns how many were asked.
-    async fn delete_each<'v>(
-        &self,
-        op: &str,
-        collection: &str,
-        objects: impl Iterator<Item = &'v Value>,
-    ) -> Result<usize> {
-        let units: Vec<Item> = objects
-            .filter_map(|o| o["id"].as_str())
+    async fn delete_each<'v>(&self, op: &str, collection: &str, ids: impl Iterator<Item = &'v str>) -> Result<usize> {
+        let units: Vec<Item> = ids
             .enumerate()
             .map(|(i, id)| Item {
                 id: format!("x{i}"),
@@ -183,25 +182,27 @@ impl GraphProvider {
         Ok(count)
     }
 
-    async fn users_of(&self, domain: &str) -> Result<Vec<Value>> {
+    async fn users_of(&self, domain: &str) -> Result<Vec<wire::User>> {
         let url = format!(
             "/users?$filter=endswith(userPrincipalName,'@{}')&$count=true&$top=999&$select=id,userPrincipalName,displayName,assignedLicenses,accountEnabled,userType,onPremisesSyncEnabled,usageLocation",
             quote(domain)
         );
-        self.graph.list_all("users.list", &url, true).await
+        self.graph.list_all("users.list", "GET /users?$filter=endswith(userPrincipalName,…)", &url, true).await
     }
 
-    async fn find_group(&self, nickname: &str) -> Result<Option<Value>> {
+    async fn find_group(&self, nickname: &str) -> Result<Option<wire::Group>> {
         let filter = format!("mailNickname eq '{}'", quote(nickname));
         let reply = self
             .graph
             .call("group.lookup", Opts::default(), |c| c.groups().list_group().filter(&[filter.as_str()]))
             .await?;
-        Ok(reply.body["value"].as_array().and_then(|a| a.first().cloned()))
+        let page: wire::Page<wire::Group> =
+            wire::decode("group.lookup", "GET /groups?$filter=mailNickname eq '…'", reply.body)?;
+        Ok(page.value.into_iter().next())
     }
 
     /// Finds a group that must exist (created by us, maybe not replicated yet).
-    async fn await_group(&self, nickname: &str) -> Result<Value> {
+    async fn await_group(&self, nickname: &str) -> Result<wire::Group> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -259,18 +260,21 @@ impl GraphProvider {
                 let mut wait = Duration::from_millis(150);
                 loop {
                     // The SDK's job_status() polls without the token; poll through our layer.
-                    let op = self
+                    let reply = self
                         .graph
                         .call("team.operation", retry_404(), |c| Graph::custom(c, "GET", &location, None))
                         .await?;
-                    match op.body["status"].as_str() {
-                        Some("succeeded") => return Ok(true),
-                        Some("failed") => {
+                    let op: wire::TeamsAsyncOperation =
+                        wire::decode("team.operation", "GET /teams/{id}/operations/{id}", reply.body)?;
+                    match op.status.as_str() {
+                        "succeeded" => return Ok(true),
+                        "failed" => {
+                            let error = op.error.unwrap_or(wire::OperationError { code: None, message: None });
                             return Err(Error::Graph {
                                 op: "team.create".into(),
                                 status: 500,
-                                code: op.body["error"]["code"].as_str().unwrap_or("teamCreationFailed").into(),
-                                message: op.body["error"]["message"].as_str().unwrap_or("Team creation failed").into(),
+                                code: error.code.unwrap_or_else(|| "teamCreationFailed".into()),
+                                message: error.message.unwrap_or_else(|| "Team creation failed".into()),
                             });
                         }
                         _ => {}
@@ -338,7 +342,7 @@ impl M365 for GraphProvider {
                     .call("domain.create", Opts::default(), |c| c.domains().create_domain(&json!({"id": name})))
                     .await
                 {
-                    Ok(r) => (true, r.body),
+                    Ok(r) => (true, wire::decode::<wire::Domain>("domain.create", "POST /domains", r.body)?),
                     Err(e) if exists_error(&e) => (false, self.get_domain(name, retry_404()).await?),
                     Err(e) => return Err(e),
                 };
@@ -348,17 +352,16 @@ impl M365 for GraphProvider {
                         c.domain(name).list_verification_dns_records()
                     })
                     .await?;
+                let records: wire::Page<DomainDnsRecord> = wire::decode(
+                    "domain.verificationDnsRecords",
+                    "GET /domains/{id}/verificationDnsRecords",
+                    records.body,
+                )?;
                 Ok(DomainState {
                     name: name.to_string(),
-                    verified: domain["isVerified"].as_bool().unwrap_or(false),
-                    services: domain["supportedServices"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-                        .unwrap_or_default(),
-                    verification: records.body["value"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(record_from_graph).collect())
-                        .unwrap_or_default(),
+                    verified: domain.is_verified,
+                    services: domain.supported_services,
+                    verification: records.value.into_iter().filter_map(record_from_graph).collect(),
                     created,
                 })
             }
@@ -369,13 +372,18 @@ impl M365 for GraphProvider {
     fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>> {
         Box::pin(async move {
             match self.graph.call("domain.verify", retry_404(), |c| c.domain(name).verify()).await {
-                Ok(r) if r.body["isVerified"].as_bool() == Some(true) => Ok(()),
-                Ok(_) => Err(Error::Graph {
-                    op: "domain.verify".into(),
-                    status: 400,
-                    code: "notVerified".into(),
-                    message: format!("{name} is not verified yet"),
-                }),
+                Ok(r) => {
+                    let domain: wire::Domain = wire::decode("domain.verify", "POST /domains/{id}/verify", r.body)?;
+                    if domain.is_verified {
+                        return Ok(());
+                    }
+                    Err(Error::Graph {
+                        op: "domain.verify".into(),
+                        status: 400,
+                        code: "notVerified".into(),
+                        message: format!("{name} is not verified yet"),
+                    })
+                }
                 Err(e) if matches!(&e, Error::Graph { message, .. } if message.contains("already verified")) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -387,15 +395,16 @@ impl M365 for GraphProvider {
             // Setting the same services again changes nothing: no read needed first.
             let body = json!({"supportedServices": ["Email", "OfficeCommunicationsOnline"]});
             self.graph.call("domain.services", retry_404(), |c| c.domain(name).update_domain(&body)).await?;
-            let records = self
+            let records: Vec<DomainDnsRecord> = self
                 .graph
                 .list_all(
                     "domain.serviceConfigurationRecords",
+                    "GET /domains/{id}/serviceConfigurationRecords",
                     &format!("/domains/{name}/serviceConfigurationRecords"),
                     false,
                 )
                 .await?;
-            Ok(records.iter().filter_map(record_from_graph).collect())
+            Ok(records.into_iter().filter_map(record_from_graph).collect())
         })
     }
 
@@ -406,14 +415,13 @@ impl M365 for GraphProvider {
                 let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
                 let logins = repli_core::text::account_logins(&names);
                 let (existing, skus) = tokio::try_join!(self.users_of(domain), self.skus())?;
-                let by_upn: BTreeMap<String, &Value> = existing
+                let by_upn: BTreeMap<String, &wire::User> = existing
                     .iter()
-                    .filter_map(|u| u["userPrincipalName"].as_str().map(|p| (p.to_ascii_lowercase(), u)))
+                    .filter_map(|u| u.user_principal_name.as_deref().map(|p| (p.to_ascii_lowercase(), u)))
                     .collect();
-                let holds = |u: &Value, sku: &str| {
-                    u["assignedLicenses"].as_array().is_some_and(|a| a.iter().any(|l| l["skuId"] == sku))
-                };
-                let has_licence = |u: &Value| skus.iter().all(|s| holds(u, &s.id));
+                let holds =
+                    |u: &wire::User, sku: &str| u.assigned_licenses.iter().any(|l| l.sku_id.as_deref() == Some(sku));
+                let has_licence = |u: &wire::User| skus.iter().all(|s| holds(u, &s.id));
                 // Every SKU must have a unit for every account that lacks it, before anything is made.
                 for sku in &skus {
                     let needing = logins
@@ -468,11 +476,13 @@ impl M365 for GraphProvider {
                         failures.push(format!("{upn}: {}", create.map(Reply::message).unwrap_or_default()));
                         continue;
                     }
-                    let id = create
-                        .and_then(|r| r.body["id"].as_str())
-                        .or_else(|| found.and_then(|u| u["id"].as_str()))
-                        .unwrap_or_default()
-                        .to_string();
+                    let created_id = match create.filter(|r| r.ok()) {
+                        Some(r) => Some(
+                            wire::decode::<wire::DirectoryObject>("accounts.create", "POST /users", r.body.clone())?.id,
+                        ),
+                        None => None,
+                    };
+                    let id = created_id.or_else(|| found.map(|u| u.id.clone())).unwrap_or_default();
                     out.push(Account {
                         upn,
                         id,
@@ -489,7 +499,9 @@ impl M365 for GraphProvider {
                     let url = format!("/users/{}?$select=id", account.upn);
                     let reply =
                         self.graph.call("accounts.read", retry_404(), |c| Graph::custom(c, "GET", &url, None)).await?;
-                    account.id = reply.body["id"].as_str().unwrap_or_default().to_string();
+                    let user: wire::DirectoryObject =
+                        wire::decode("accounts.read", "GET /users/{upn}?$select=id", reply.body)?;
+                    account.id = user.id;
                 }
                 Ok(out)
             }
@@ -551,7 +563,7 @@ impl M365 for GraphProvider {
                 // the lookup, and "already exists" leads to the existing group.
                 let group = async {
                     match self.graph.call("group.create", retry_404(), |c| c.groups().create_group(&body)).await {
-                        Ok(r) => Ok((r.body, true)),
+                        Ok(r) => Ok((wire::decode::<wire::Group>("group.create", "POST /groups", r.body)?, true)),
                         Err(e) if exists_error(&e) => Ok((self.await_group(&spec.nickname).await?, false)),
                         Err(e) => Err(e),
                     }
@@ -560,23 +572,23 @@ impl M365 for GraphProvider {
                 // microsoft-graph-docs#10353, msgraph-sdk-powershell#3035); the owners get the
                 // kit's licences while the group is made, the other accounts in the licences step.
                 let ((group, created), ()) = tokio::try_join!(group, self.ensure_licences(&spec.owners))?;
-                let group_id =
-                    group["id"].as_str().ok_or_else(|| Error::Invalid("group without id".into()))?.to_string();
+                let group_id = group.id.clone();
                 let missing: Vec<String> = if created {
                     spec.members.iter().skip(at_creation).cloned().collect()
                 } else {
                     let present: BTreeSet<String> = self
                         .graph
-                        .list_all(
+                        .list_all::<wire::DirectoryObject>(
                             "group.members",
+                            "GET /groups/{id}/members",
                             &format!("/groups/{group_id}/members?$select=id,userPrincipalName"),
                             false,
                         )
                         .await?
-                        .iter()
-                        .flat_map(|m| [m["id"].as_str(), m["userPrincipalName"].as_str()])
+                        .into_iter()
+                        .flat_map(|m| [Some(m.id), m.user_principal_name])
                         .flatten()
-                        .map(str::to_ascii_lowercase)
+                        .map(|s| s.to_ascii_lowercase())
                         .collect();
                     spec.members.iter().filter(|m| !present.contains(&m.to_ascii_lowercase())).cloned().collect()
                 };
@@ -590,10 +602,15 @@ impl M365 for GraphProvider {
                     BTreeSet::from(["general".to_string()])
                 } else {
                     self.graph
-                        .list_all("team.channels", &format!("/teams/{group_id}/channels"), false)
+                        .list_all::<wire::Channel>(
+                            "team.channels",
+                            "GET /teams/{id}/channels",
+                            &format!("/teams/{group_id}/channels"),
+                            false,
+                        )
                         .await?
-                        .iter()
-                        .filter_map(|c| c["displayName"].as_str().map(str::to_lowercase))
+                        .into_iter()
+                        .map(|c| c.display_name.to_lowercase())
                         .collect()
                 };
                 let creates = spec.channels.iter().filter(|(name, _)| !existing.contains(&name.to_lowercase())).map(
@@ -623,12 +640,13 @@ impl M365 for GraphProvider {
                 for r in created_channels {
                     r?;
                 }
+                let team: wire::Team = wire::decode("team.get", "GET /groups/{id}/team", team?.body)?;
                 let mut channels = vec!["General".to_string()];
                 channels.extend(spec.channels.iter().map(|(n, _)| n.clone()));
                 Ok(TeamInfo {
                     group_id,
-                    mail: group["mail"].as_str().unwrap_or_default().to_string(),
-                    web_url: team?.body["webUrl"].as_str().unwrap_or_default().to_string(),
+                    mail: group.mail.unwrap_or_default(),
+                    web_url: team.web_url.unwrap_or_default(),
                     channels,
                     created: created || team_created,
                 })
@@ -646,10 +664,9 @@ impl M365 for GraphProvider {
                     c.user(&spec.organizer).online_meetings().create_or_get(&body)
                 })
                 .await?;
-            Ok(MeetingInfo {
-                id: reply.body["id"].as_str().unwrap_or_default().to_string(),
-                join_url: reply.body["joinWebUrl"].as_str().unwrap_or_default().to_string(),
-            })
+            let meeting: wire::OnlineMeeting =
+                wire::decode("meeting.createOrGet", "POST /users/{id}/onlineMeetings/createOrGet", reply.body)?;
+            Ok(MeetingInfo { id: meeting.id, join_url: meeting.join_web_url.unwrap_or_default() })
         })
     }
 
@@ -693,7 +710,7 @@ impl M365 for GraphProvider {
             let mut free = Vec::new();
             let mut licences = 0u32;
             for (i, u) in users.iter().enumerate() {
-                let Some(id) = u["id"].as_str() else { continue };
+                let id = &u.id;
                 disable.push(Item {
                     id: format!("d{i}"),
                     method: "PATCH",
@@ -706,10 +723,7 @@ impl M365 for GraphProvider {
                     url: format!("/users/{id}/revokeSignInSessions"),
                     body: None,
                 });
-                let skus: Vec<Value> = u["assignedLicenses"]
-                    .as_array()
-                    .map(|a| a.iter().map(|l| l["skuId"].clone()).collect())
-                    .unwrap_or_default();
+                let skus: Vec<&str> = u.assigned_licenses.iter().filter_map(|l| l.sku_id.as_deref()).collect();
                 if !skus.is_empty() {
                     licences += skus.len() as u32;
                     free.push(Item {
@@ -726,7 +740,7 @@ impl M365 for GraphProvider {
                 partial_failure(op, failed_items(&results, None))?;
             }
             Ok(WindDown {
-                accounts: users.iter().filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string)).collect(),
+                accounts: users.iter().filter_map(|u| u.user_principal_name.clone()).collect(),
                 licences_removed: licences,
             })
         })
@@ -735,7 +749,7 @@ impl M365 for GraphProvider {
     fn delete_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<usize>> {
         Box::pin(async move {
             let users = self.users_of(domain).await?;
-            let count = self.delete_each("accounts.delete", "/users", users.iter()).await?;
+            let count = self.delete_each("accounts.delete", "/users", users.iter().map(|u| u.id.as_str())).await?;
             // Deleted users wait 30 days in deleted items with the agents' names: gone for good.
             self.purge_deleted(domain).await?;
             Ok(count)
@@ -745,7 +759,7 @@ impl M365 for GraphProvider {
     fn delete_group<'a>(&'a self, nickname: &'a str) -> BoxFut<'a, Result<bool>> {
         Box::pin(async move {
             let Some(group) = self.find_group(nickname).await? else { return Ok(false) };
-            let id = group["id"].as_str().unwrap_or_default().to_string();
+            let id = group.id;
             match self.graph.call("group.delete", Opts::default(), |c| c.group(&id).delete_group()).await {
                 Ok(_) | Err(Error::Graph { status: 404, .. }) => Ok(true),
                 Err(e) => Err(e),
@@ -760,9 +774,14 @@ impl M365 for GraphProvider {
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
-            let refs = self
+            let refs: Vec<wire::DirectoryObject> = self
                 .graph
-                .list_all("domain.references", &format!("/domains/{name}/domainNameReferences"), false)
+                .list_all(
+                    "domain.references",
+                    "GET /domains/{id}/domainNameReferences",
+                    &format!("/domains/{name}/domainNameReferences"),
+                    false,
+                )
                 .await?;
             if refs.is_empty() {
                 // Soft-deleted accounts still hold the domain: delete them for good first.
@@ -771,10 +790,7 @@ impl M365 for GraphProvider {
                 return Ok(DomainRemoval::Deleted);
             }
             if !force {
-                let references = refs
-                    .iter()
-                    .filter_map(|r| r["userPrincipalName"].as_str().or(r["id"].as_str()).map(str::to_string))
-                    .collect();
+                let references = refs.into_iter().map(|r| r.user_principal_name.unwrap_or(r.id)).collect();
                 return Err(Error::DomainReferenced { domain: name.to_string(), references });
             }
             let body = json!({"disableUserAccounts": true});
@@ -815,10 +831,15 @@ impl M365 for GraphProvider {
             let (d, users, members) = tokio::try_join!(
                 self.get_domain(domain, retry_404()),
                 self.users_of(domain),
-                self.graph.list_all("group.members", &members_url, false),
+                self.graph.list_all::<wire::DirectoryObject>(
+                    "group.members",
+                    "GET /groups/{id}/members",
+                    &members_url,
+                    false
+                ),
             )?;
             let mut checks = Vec::new();
-            let auth = d["authenticationType"].as_str().unwrap_or("inconnu");
+            let auth = d.authentication_type.as_str();
             checks.push(IsolationCheck {
                 check: "Domaine de secours géré dans le cloud, sans fédération".into(),
                 ok: auth.eq_ignore_ascii_case("Managed"),
@@ -826,8 +847,8 @@ impl M365 for GraphProvider {
             });
             let synced: Vec<&str> = users
                 .iter()
-                .filter(|u| u["onPremisesSyncEnabled"].as_bool() == Some(true))
-                .filter_map(|u| u["userPrincipalName"].as_str())
+                .filter(|u| u.on_premises_sync_enabled == Some(true))
+                .filter_map(|u| u.user_principal_name.as_deref())
                 .collect();
             checks.push(IsolationCheck {
                 check: "Comptes créés dans le cloud, aucun synchronisé depuis un annuaire local".into(),
@@ -840,8 +861,8 @@ impl M365 for GraphProvider {
             });
             let guests: Vec<&str> = users
                 .iter()
-                .filter(|u| u["userType"].as_str().is_some_and(|t| t != "Member"))
-                .filter_map(|u| u["userPrincipalName"].as_str())
+                .filter(|u| u.user_type.as_deref().is_some_and(|t| t != "Member"))
+                .filter_map(|u| u.user_principal_name.as_deref())
                 .collect();
             checks.push(IsolationCheck {
                 check: "Aucun compte invité".into(),
@@ -852,10 +873,10 @@ impl M365 for GraphProvider {
             let outsiders: Vec<String> = members
                 .iter()
                 .filter(|m| {
-                    let upn = m["userPrincipalName"].as_str().unwrap_or("").to_ascii_lowercase();
-                    !upn.ends_with(&suffix) || m["userType"].as_str().is_some_and(|t| t != "Member")
+                    let upn = m.user_principal_name.as_deref().unwrap_or("").to_ascii_lowercase();
+                    !upn.ends_with(&suffix) || m.user_type.as_deref().is_some_and(|t| t != "Member")
                 })
-                .map(|m| m["userPrincipalName"].as_str().or(m["id"].as_str()).unwrap_or("?").to_string())
+                .map(|m| m.user_principal_name.clone().unwrap_or_else(|| m.id.clone()))
                 .collect();
             checks.push(IsolationCheck {
                 check: "Espace collaboratif réservé aux comptes du domaine de secours".into(),
@@ -870,7 +891,7 @@ impl M365 for GraphProvider {
                 let suffix = format!("@{}", commune.to_ascii_lowercase());
                 let leaked: Vec<&str> = users
                     .iter()
-                    .filter_map(|u| u["userPrincipalName"].as_str())
+                    .filter_map(|u| u.user_principal_name.as_deref())
                     .filter(|u| u.to_ascii_lowercase().ends_with(&suffix))
                     .collect();
                 checks.push(IsolationCheck {
@@ -887,5 +908,60 @@ impl M365 for GraphProvider {
             let ok = checks.iter().all(|c| c.ok);
             Ok(IsolationReport { domain: domain.to_string(), ok, checks })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn record(body: Value) -> Option<DnsRecord> {
+        record_from_graph(wire::decode("op", "GET /domains/{id}/serviceConfigurationRecords", body).unwrap())
+    }
+
+    #[test]
+    fn graph_records_in_zone_form() {
+        let base = |kind: &str, extra: Value| {
+            let mut r =
+                json!({"label": "Crise.Example.fr.", "supportedService": "Email", "ttl": 3600, "recordType": kind});
+            if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+                r.extend(extra.clone());
+            }
+            r
+        };
+        let txt = record(base("Txt", json!({"text": "MS=ms123"}))).unwrap();
+        assert_eq!(
+            txt,
+            DnsRecord {
+                name: "crise.example.fr".into(),
+                kind: "TXT".into(),
+                ttl: 3600,
+                value: "MS=ms123".into(),
+                service: "Email".into()
+            }
+        );
+        let mx = record(base(
+            "Mx",
+            json!({"mailExchange": "crise-example-fr.mail.protection.outlook.com", "preference": 0}),
+        ));
+        assert_eq!(
+            mx.map(|r| (r.kind, r.value)),
+            Some(("MX".into(), "0 crise-example-fr.mail.protection.outlook.com.".into()))
+        );
+        let cname = record(base("CName", json!({"canonicalName": "autodiscover.outlook.com"})));
+        assert_eq!(cname.map(|r| (r.kind, r.value)), Some(("CNAME".into(), "autodiscover.outlook.com.".into())));
+        let srv = record(base(
+            "Srv",
+            json!({"service": "_sipfederationtls", "protocol": "_tcp", "port": 5061, "priority": 100, "weight": 1, "nameTarget": "sipfed.online.lync.com"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (srv.name.as_str(), srv.kind.as_str(), srv.value.as_str()),
+            ("_sipfederationtls._tcp.crise.example.fr", "SRV", "100 1 5061 sipfed.online.lync.com.")
+        );
+        // A CNAME without its (nullable) target and an Unavailable record are not published.
+        assert_eq!(record(base("CName", json!({"canonicalName": null}))), None);
+        assert_eq!(record(base("Unavailable", json!({"description": "x"}))), None);
     }
 }

@@ -181,8 +181,8 @@ impl GraphProvider {
         };
         match self.get_domain(root, Opts::default()).await {
             Ok(d) => {
-                let verified = d["isVerified"].as_bool() == Some(true);
-                let managed = d["authenticationType"].as_str().is_some_and(|a| a.eq_ignore_ascii_case("Managed"));
+                let verified = d.is_verified;
+                let managed = d.authentication_type.eq_ignore_ascii_case("Managed");
                 if verified && managed {
                     check(
                         "root_domain",
