@@ -226,10 +226,18 @@ pub fn document(specs: &[RouteSpec]) -> OpenApi {
                         .security(SecurityRequirement::new("session", Vec::<String>::new()));
                     "a bearer token, or a web session with its `X-CSRF-Token` on writes"
                 };
-                op =
-                    op.description(Some(format!("Permission `{}` ({}), through {how}.", p.as_str(), roles.join(", "))));
+                let mut text = format!("Permission `{}` ({}), through {how}.", p.as_str(), roles.join(", "));
+                if !doc.beyond_schema.is_empty() {
+                    text.push_str("\n\nRefused with `422` beyond what the schema states: ");
+                    text.push_str(&doc.beyond_schema.join("; "));
+                    text.push('.');
+                }
+                op = op.description(Some(text));
                 ext = ext.add("x-repli-permission", p.as_str()).add("x-repli-roles", roles);
             }
+        }
+        if !doc.beyond_schema.is_empty() {
+            ext = ext.add("x-repli-beyond-schema", doc.beyond_schema.to_vec());
         }
         op = op.extensions(Some(ext.build()));
         for name in path_params(spec.path) {
@@ -270,7 +278,13 @@ pub fn document(specs: &[RouteSpec]) -> OpenApi {
                         "Makes a retried request safe: the same key with the same body answers the first \
                          result; with another body, `idempotency_key_reused`. 1 to 128 visible ASCII characters.",
                     ))
-                    .schema(Some(String::schema())),
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(repli_app::crises::MAX_IDEMPOTENCY_KEY))
+                            .pattern(Some(format!("^[!-~]{{1,{}}}$", repli_app::crises::MAX_IDEMPOTENCY_KEY))),
+                    )),
             );
         }
         if let Some(body) = doc.body {

@@ -409,6 +409,10 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(crises::create),
             Doc::api::<CrisisView>("Request a kit")
                 .body::<CrisisRequest>()
+                .beyond_schema(&[
+                    "`aware_at` not more than 5 minutes in the future",
+                    "the commune has signed the convention (`convention_missing`)",
+                ])
                 .status(201)
                 .also(200)
                 .idempotent()
@@ -458,6 +462,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(crises::add_log),
             Doc::api::<LogEntryView>("Add a main-courante entry")
                 .body::<LogEntryRequest>()
+                .beyond_schema(&["`inject` in an exercise's crisis only"])
                 .status(201)
                 .problems(&[C::CrisisEnded]),
         ),
@@ -484,6 +489,10 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             put(crises::set_legal_facts),
             Doc::api::<CrisisView>("Record the facts that start the legal clocks")
                 .body::<LegalFactsRequest>()
+                .beyond_schema(&[
+                    "`aware_at` or `personal_data` given, not null",
+                    "`aware_at` not more than 5 minutes in the future",
+                ])
                 .problems(&[C::CrisisEnded]),
         ),
         (
@@ -493,6 +502,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(crises::legal_done),
             Doc::api::<CrisisView>("Record a legal obligation as done")
                 .body::<LegalDoneRequest>()
+                .beyond_schema(&["`at` not more than 5 minutes in the future"])
                 .problems(&[C::UnknownLegalClock, C::CrisisEnded]),
         ),
         (
@@ -570,6 +580,12 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(exercises::start),
             Doc::api::<ExerciseView>("Start an exercise: its communes' crises, requested together")
                 .body::<ExerciseRequest>()
+                .beyond_schema(&[
+                    "each commune once",
+                    "an inject's `commune` is one of the exercise's",
+                    "an inject's `effect` needs the exercise simulator (`[exercise] target = \"simulator\"`)",
+                    "the communes have signed the convention (`convention_missing`)",
+                ])
                 .status(201)
                 .problems(&[C::UnknownCommune, C::ConventionMissing, C::OpenCrisisExists]),
         ),
@@ -618,6 +634,7 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             post(inventory::import),
             Doc::api::<ImportView>("Import the pool from CSV, all files or none")
                 .body::<ImportRequest>()
+                .beyond_schema(&["each `csv` is a pool file whose lines parse (`import_refused`, `invalid_fields`)"])
                 .problems(&[C::ImportRefused]),
         ),
         (
@@ -678,7 +695,10 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             "/api/v1/crises/{id}/agents",
             Requires(P::WriteCrisisLog),
             post(inventory::add_agents),
-            Doc::list::<AgentView>("Add agents").body::<AgentsRequest>().problems(&[C::CrisisEnded]),
+            Doc::list::<AgentView>("Add agents")
+                .body::<AgentsRequest>()
+                .problems(&[C::CrisisEnded])
+                .beyond_schema(&["one agent at least"]),
         ),
         (
             Method::POST,
@@ -804,7 +824,10 @@ fn table() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>, Doc)> {
             "/api/v1/users",
             Requires(P::ManageUsers),
             post(users::create),
-            Doc::api::<CreatedUser>("Create a user and their first token").body::<NewUserRequest>().status(201),
+            Doc::api::<CreatedUser>("Create a user and their first token")
+                .body::<NewUserRequest>()
+                .status(201)
+                .beyond_schema(&["`commune` given for a DGS, and for a DGS only"]),
         ),
         (
             Method::POST,

@@ -114,9 +114,8 @@ pub(crate) async fn revoke(st: &AppState, a: &Actor, id: i64) -> Result<u64, App
     Ok(revoked)
 }
 
-/// Shortest accepted password (ANSSI recommends long passphrases for accounts without MFA).
-pub const PASSWORD_MIN: usize = 12;
-const PASSWORD_MAX: usize = 256;
+pub use repli_core::schema::PASSWORD_MIN;
+use repli_core::schema::{LOGIN_MAX, PASSWORD_MAX};
 
 pub async fn set_password(
     State(st): State<AppState>,
@@ -131,12 +130,9 @@ pub async fn set_password(
     }
     let phc = hash(&req.password).await?;
     st.auth_cache.clear();
-    match st.store.set_password(id, req.login.trim(), &phc, By::User(a), st.clock.now()).await {
-        Err(StoreError::LoginTaken(_)) => {
-            return Err(AppError::Validation(vec![FieldError::new("login", "identifiant déjà utilisé")]).into());
-        }
-        other => other?,
-    }
+    // Another account's login answers `login_taken` (409): a conflict with the data, not a
+    // malformed request.
+    st.store.set_password(id, req.login.trim(), &phc, By::User(a), st.clock.now()).await?;
     Ok(Json(summary(&st, id).await?))
 }
 
@@ -144,12 +140,12 @@ pub async fn set_password(
 pub(crate) fn login_errors(login: &str) -> Vec<FieldError> {
     let login = login.trim();
     let ok = !login.is_empty()
-        && login.len() <= 64
+        && login.len() <= LOGIN_MAX
         && login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if ok { Vec::new() } else { vec![FieldError::new("login", "1 à 64 caractères : lettres, chiffres, . - _ @")] }
 }
 
-/// A password of [`PASSWORD_MIN`] to 256 characters, without control characters.
+/// A password of [`PASSWORD_MIN`] to [`PASSWORD_MAX`] characters, without control characters.
 pub(crate) fn password_errors(password: &str) -> Vec<FieldError> {
     let n = password.chars().count();
     if (PASSWORD_MIN..=PASSWORD_MAX).contains(&n) && !password.chars().any(char::is_control) {
