@@ -462,6 +462,71 @@ mod tests {
         }
     }
 
+    /// The limits the document states are the validators' own: a drift between a request
+    /// type's schema and the rule the server applies fails here, not in production.
+    #[test]
+    fn documented_limits_are_the_validators() {
+        use repli_core::text;
+        let doc = doc();
+        let prop = |schema: &str, path: &str| -> Value {
+            let mut v = doc["components"]["schemas"][schema].clone();
+            for p in path.split('.') {
+                v = if p == "items" { v["items"].clone() } else { v["properties"][p].clone() };
+            }
+            assert!(v.is_object(), "{schema}.{path} is not documented");
+            v
+        };
+        let num = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}")) as usize;
+        // Strings: the documented maximum is accepted, one more character is refused.
+        let strings: &[(&str, &str, fn(&str) -> bool)] = &[
+            ("Contact", "name", |s| text::name("f", s).is_ok()),
+            ("AgentInput", "name", |s| text::name("f", s).is_ok()),
+            ("AgentInput", "service", |s| text::free_text("f", s, text::NAME_MAX, false).is_ok()),
+            ("WipeRequest", "method", |s| text::name("f", s).is_ok()),
+            ("NewUserRequest", "name", |s| text::name("f", s).is_ok()),
+            ("ImportFile", "source", |s| text::name("f", s).is_ok()),
+            ("LogEntryRequest", "text", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("StepActionRequest", "reason", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("ReissueRequest", "reason", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("SuspendRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("WriteOffRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("ServiceRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("CrisisRequest", "delivery_address", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("LendRequest", "serial", |s| repli_core::inventory::identifier("f", s).is_ok()),
+            ("PasswordRequest", "login", |s| crate::users::login_errors(s).is_empty()),
+            ("PasswordRequest", "password", |s| crate::users::password_errors(s).is_empty()),
+            ("ExerciseRequest", "name", |s| text::free_text("f", s, repli_core::exercise::NAME_MAX, true).is_ok()),
+            ("InjectSpec", "text", |s| text::free_text("f", s, repli_core::exercise::INJECT_MAX, true).is_ok()),
+        ];
+        for (schema, field, accepts) in strings {
+            let max = num(&prop(schema, field), "maxLength");
+            assert!(accepts(&"a".repeat(max)), "{schema}.{field}: {max} characters refused");
+            assert!(!accepts(&"a".repeat(max + 1)), "{schema}.{field}: {} characters accepted", max + 1);
+        }
+        let phone = prop("Contact", "phone");
+        assert_eq!(num(&phone, "maxLength"), text::PHONE_MAX);
+        assert_eq!(num(&prop("Contact", "email"), "maxLength"), text::EMAIL_MAX);
+        // Numbers and lists.
+        let ints: &[(&str, &str, &str, usize)] = &[
+            ("CrisisRequest", "agents", "maximum", repli_core::crisis::MAX_AGENTS as usize),
+            ("ExerciseCommune", "agents", "maximum", repli_core::crisis::MAX_AGENTS as usize),
+            ("KitNeeds", "laptop", "maximum", repli_core::inventory::MAX_LAPTOPS as usize),
+            ("KitNeeds", "router", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("KitNeeds", "phone", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("KitNeeds", "printer", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("InjectSpec", "after_minutes", "maximum", repli_core::exercise::MAX_INJECT_MINUTES as usize),
+            ("AgentsRequest", "agents", "maxItems", repli_core::inventory::MAX_AGENTS_LIST),
+            ("ImportRequest", "files", "maxItems", repli_core::inventory::MAX_IMPORT_FILES),
+            ("ExerciseRequest", "communes", "maxItems", repli_core::exercise::MAX_COMMUNES),
+            ("ExerciseRequest", "recipients", "maxItems", repli_core::exercise::MAX_RECIPIENTS),
+            ("ExerciseRequest", "injects", "maxItems", repli_core::exercise::MAX_INJECTS),
+            ("NewUserRequest", "expires_days", "maximum", u16::MAX as usize),
+        ];
+        for (schema, field, key, expected) in ints {
+            assert_eq!(num(&prop(schema, field), key), *expected, "{schema}.{field} {key}");
+        }
+    }
+
     #[test]
     fn operation_ids_are_unique_and_readable() {
         let specs = route_specs();
