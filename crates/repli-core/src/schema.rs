@@ -43,7 +43,7 @@ pub fn text_pattern(required: bool) -> String {
 /// A phone number ([`crate::text::phone`]): ten digits starting with `0` and a non-zero digit,
 /// or `+` and 8 to 15 digits starting with a non-zero one; spaces, dots and dashes between.
 pub fn phone_pattern() -> String {
-    format!(r"^(?:\+[ .-]*[1-9](?:[ .-]*[0-9]){{7,14}}|[ .-]*0[ .-]*[1-9](?:[ .-]*[0-9]){{8}})[ .-]*$")
+    r"^(?:\+[ .-]*[1-9](?:[ .-]*[0-9]){7,14}|[ .-]*0[ .-]*[1-9](?:[ .-]*[0-9]){8})[ .-]*$".to_owned()
 }
 
 /// An e-mail address ([`crate::text::email`]): a printable ASCII local part without

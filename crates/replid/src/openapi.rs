@@ -478,7 +478,8 @@ mod tests {
         };
         let num = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}")) as usize;
         // Strings: the documented maximum is accepted, one more character is refused.
-        let strings: &[(&str, &str, fn(&str) -> bool)] = &[
+        type Accepts = fn(&str) -> bool;
+        let strings: &[(&str, &str, Accepts)] = &[
             ("Contact", "name", |s| text::name("f", s).is_ok()),
             ("AgentInput", "name", |s| text::name("f", s).is_ok()),
             ("AgentInput", "service", |s| text::free_text("f", s, text::NAME_MAX, false).is_ok()),
