@@ -22,12 +22,9 @@ use crate::{AppError, Services};
 
 /// Prefix of every Repli token, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "rpl_";
-/// Shortest accepted password (ANSSI recommends long passphrases for accounts without MFA).
-pub const PASSWORD_MIN: usize = 12;
-/// Longest accepted password.
-pub const PASSWORD_MAX: usize = 256;
-/// Longest web login.
-pub const LOGIN_MAX: usize = 64;
+/// The login and password limits: the validators below and the OpenAPI document's schema both
+/// read them from `repli_core::schema`.
+pub use repli_core::schema::{LOGIN_MAX, PASSWORD_MAX, PASSWORD_MIN};
 /// How long a password link works.
 pub const LINK_HOURS: i64 = 72;
 /// How long a web session lasts.
@@ -216,12 +213,9 @@ pub async fn set_password(s: &Services, a: &Actor, id: i64, login: &str, passwor
     }
     let phc = hash_password(password).await?;
     s.auth_cache.clear();
-    match s.store.set_password(id, login.trim(), &phc, By::User(a), s.clock.now()).await {
-        Err(StoreError::LoginTaken(_)) => {
-            return Err(AppError::Validation(vec![FieldError::new("login", "identifiant déjà utilisé")]));
-        }
-        other => other?,
-    }
+    // Another account's login answers `login_taken` (409): a conflict with the data, not a
+    // malformed request.
+    s.store.set_password(id, login.trim(), &phc, By::User(a), s.clock.now()).await?;
     summary(s, id).await
 }
 

@@ -15,8 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{App, AppError, Services, views};
 
-/// Most agents one request may name.
-pub const MAX_AGENTS: u32 = 500;
+pub use repli_core::crisis::MAX_AGENTS;
 /// Longest accepted idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// Longest filter value accepted in an audit query.
@@ -202,8 +201,10 @@ pub fn validate(req: &CrisisRequest, due_at: Timestamp, now: Timestamp) -> Resul
     let contact_name = keep(text::name("contact.name", &req.contact.name));
     let contact_phone = keep(text::phone("contact.phone", &req.contact.phone));
     let contact_email = req.contact.email.as_deref().map(|e| keep(text::email("contact.email", e)));
-    let delivery_address =
-        req.delivery_address.as_deref().map(|d| keep(text::free_text("delivery_address", d, 500, true)));
+    let delivery_address = req
+        .delivery_address
+        .as_deref()
+        .map(|d| keep(text::free_text("delivery_address", d, text::SHORT_TEXT_MAX, true)));
     let notes = keep(text::free_text("notes", req.notes.as_deref().unwrap_or(""), text::NOTE_MAX, false));
     if !(1..=MAX_AGENTS).contains(&req.agents) {
         errors.push(FieldError::new("agents", format!("entre 1 et {MAX_AGENTS} agents")));
@@ -347,7 +348,8 @@ pub async fn apply(
 
 pub async fn suspend_sla(st: &Services, a: &Actor, id: &str, reason: &str) -> Result<CrisisView, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let reason = text::free_text("reason", reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let reason =
+        text::free_text("reason", reason, text::SHORT_TEXT_MAX, true).map_err(|e| AppError::Validation(vec![e]))?;
     st.store.suspend_sla(&r.id, &reason, a, st.clock.now()).await?;
     get(st, a, id).await
 }

@@ -11,18 +11,10 @@ use repli_store::{ExerciseRecord, NewExercise, NewInject, StoreError};
 
 use crate::{App, AppError, Services, crises};
 
-/// Most communes one exercise may involve (the métropole has 92).
-pub const MAX_COMMUNES: usize = 92;
-/// Most addresses an exercise may reach besides its communes' contacts.
-pub const MAX_RECIPIENTS: usize = 50;
-/// Most timed injects in one scenario.
-pub const MAX_INJECTS: usize = 100;
-/// The latest an inject may come: a week after the start.
-pub const MAX_INJECT_MINUTES: u32 = 7 * 24 * 60;
+pub use repli_core::exercise::{MAX_COMMUNES, MAX_INJECT_MINUTES, MAX_INJECTS, MAX_RECIPIENTS};
 /// Longest scenario text accepted (TOML).
 pub const MAX_SCENARIO_BYTES: usize = 64 * 1024;
-/// Longest inject text.
-const INJECT_MAX: usize = 500;
+use repli_core::exercise::{INJECT_MAX, NAME_MAX};
 
 /// Reads a scenario file: the [`ExerciseRequest`] in TOML. Errors name the line.
 pub fn parse_scenario(text: &str) -> Result<ExerciseRequest, AppError> {
@@ -48,7 +40,7 @@ fn prefixed(prefix: &str, mut e: FieldError) -> FieldError {
 /// Checks an exercise; every invalid field is reported at once.
 fn validate(st: &Services, req: &ExerciseRequest, now: jiff::Timestamp) -> Result<NewExercise, AppError> {
     let mut errors = Vec::new();
-    let name = text::free_text("name", &req.name, 200, true).map_err(|e| errors.push(e)).ok();
+    let name = text::free_text("name", &req.name, NAME_MAX, true).map_err(|e| errors.push(e)).ok();
     if req.communes.is_empty() || req.communes.len() > MAX_COMMUNES {
         errors.push(FieldError::new("communes", format!("entre 1 et {MAX_COMMUNES} communes")));
     }
@@ -101,7 +93,10 @@ fn validate(st: &Services, req: &ExerciseRequest, now: jiff::Timestamp) -> Resul
     for (i, inj) in req.injects.iter().enumerate() {
         let field = format!("injects[{i}]");
         if inj.after_minutes > MAX_INJECT_MINUTES {
-            errors.push(FieldError::new(&format!("{field}.after_minutes"), "au plus 10080 minutes (une semaine)"));
+            errors.push(FieldError::new(
+                &format!("{field}.after_minutes"),
+                format!("au plus {MAX_INJECT_MINUTES} minutes (une semaine)"),
+            ));
         }
         if let Some(c) = &inj.commune
             && !req.communes.iter().any(|o| &o.commune == c)

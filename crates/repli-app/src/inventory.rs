@@ -17,8 +17,8 @@ use crate::{AppError, Services};
 pub use repli_core::inventory::MAX_LAPTOPS;
 /// Loan period before a reminder (days).
 pub const LOAN_DAYS: u32 = 30;
-/// Most agents in one list.
-pub const MAX_AGENTS_LIST: usize = 500;
+pub use repli_core::inventory::MAX_AGENTS_LIST;
+use repli_core::inventory::MAX_IMPORT_FILES;
 
 pub fn need_view(n: &Need) -> NeedView {
     NeedView {
@@ -113,8 +113,8 @@ pub async fn export_csv(st: &Services) -> Result<String, AppError> {
 
 /// Every file's lines parsed, or every refusal (`source:line: why`).
 fn parsed_files(req: &ImportRequest) -> Result<Vec<(String, u64, repli_core::inventory::Item)>, AppError> {
-    if req.files.is_empty() || req.files.len() > 100 {
-        return Err(AppError::Validation(vec![FieldError::new("files", "1 à 100 fichiers")]));
+    if req.files.is_empty() || req.files.len() > MAX_IMPORT_FILES {
+        return Err(AppError::Validation(vec![FieldError::new("files", format!("1 à {MAX_IMPORT_FILES} fichiers"))]));
     }
     let mut errors = Vec::new();
     let mut items = Vec::new();
@@ -190,7 +190,8 @@ pub async fn wipe(st: &Services, a: &Actor, serial: &str, req: &WipeRequest) -> 
 
 /// Maintenance, retirement, or back to service.
 pub async fn service(st: &Services, a: &Actor, serial: &str, req: &ServiceRequest) -> Result<ItemDetail, AppError> {
-    let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let reason = text::free_text("reason", &req.reason, text::SHORT_TEXT_MAX, true)
+        .map_err(|e| AppError::Validation(vec![e]))?;
     st.store.service_item(serial, req.to, &reason, a, st.clock.now()).await.map_err(item_error)?;
     if req.to == ItemState::Available {
         fill_waiting(st, st.clock.now()).await?;
@@ -464,7 +465,7 @@ pub async fn check_in(st: &Services, a: &Actor, id: &str, req: &CheckinRequest) 
     let note = req
         .note
         .as_deref()
-        .map(|n| text::free_text("note", n, 500, false))
+        .map(|n| text::free_text("note", n, text::SHORT_TEXT_MAX, false))
         .transpose()
         .map_err(|e| AppError::Validation(vec![e]))?;
     st.store.check_in(&r.id, &s, condition, note.as_deref(), a, st.clock.now()).await.map_err(item_error)?;
@@ -476,7 +477,8 @@ pub async fn check_in(st: &Services, a: &Actor, id: &str, req: &CheckinRequest) 
 pub async fn write_off(st: &Services, a: &Actor, id: &str, req: &WriteOffRequest) -> Result<Vec<LoanView>, AppError> {
     let r = visible_crisis(st, a, id).await?;
     let s = scanned(st, "serial", &req.serial).await?;
-    let reason = text::free_text("reason", &req.reason, 500, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let reason = text::free_text("reason", &req.reason, text::SHORT_TEXT_MAX, true)
+        .map_err(|e| AppError::Validation(vec![e]))?;
     st.store.write_off(&r.id, &s, &reason, a, st.clock.now()).await.map_err(item_error)?;
     st.wake_engine();
     loans_of(st, &r.id).await

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::insee::InseeCode;
 
+/// Most agents one request may declare.
+pub const MAX_AGENTS: u32 = 500;
+
 /// The states of a crisis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -14,6 +14,19 @@ pub const MARK: &str = "EXERCICE";
 /// crises keep their own numbering, without gaps, and an exercise's id says what it is.
 pub const FIRST_SEQ: u32 = 901;
 
+/// Longest exercise name, in characters.
+pub const NAME_MAX: usize = 200;
+/// Most communes one exercise may involve (the métropole has 92).
+pub const MAX_COMMUNES: usize = 92;
+/// Most addresses an exercise may reach besides its communes' contacts.
+pub const MAX_RECIPIENTS: usize = 50;
+/// Most timed injects in one scenario.
+pub const MAX_INJECTS: usize = 100;
+/// The latest an inject may come: a week after the start, in minutes.
+pub const MAX_INJECT_MINUTES: u32 = 7 * 24 * 60;
+/// Longest inject text, in characters.
+pub const INJECT_MAX: usize = crate::text::SHORT_TEXT_MAX;
+
 /// How an exercise treats equipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

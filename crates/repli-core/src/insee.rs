@@ -9,7 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A syntactically valid INSEE commune code: five digits, or `2A`/`2B` followed by three digits.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
-#[schema(value_type = String, pattern = "^([0-9]{2}|2[AB])[0-9]{3}$", example = "13005")]
+/// The pattern is exact: it leaves out `00000`, which [`InseeCode::parse`] refuses too.
+#[schema(
+    value_type = String,
+    pattern = "^(0(0(0(0[1-9]|[1-9][0-9])|[1-9][0-9]{2})|[1-9][0-9]{3})|[1-9][0-9]{4}|2[AB][0-9]{3})$",
+    example = "13005"
+)]
 pub struct InseeCode(String);
 
 /// The text given was not an INSEE commune code.

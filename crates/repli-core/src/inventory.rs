@@ -11,7 +11,7 @@ use crate::reference::{MAX_REFERENCE_BYTES, ReferenceError};
 use crate::text::{self, FieldError};
 
 /// How an item came back (the one parse of it: API, pages, CLI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     Ok,
@@ -57,9 +57,15 @@ pub const MAX_LAPTOPS: u32 = 50;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KitNeeds {
+    /// At most [`MAX_LAPTOPS`].
+    #[schema(maximum = 50)]
     pub laptop: u32,
+    /// At most [`MAX_PER_KIND`], like phones and printers.
+    #[schema(maximum = 100)]
     pub router: u32,
+    #[schema(maximum = 100)]
     pub phone: u32,
+    #[schema(maximum = 100)]
     pub printer: u32,
 }
 
@@ -74,8 +80,8 @@ pub fn kit_needs(needs: Option<KitNeeds>, agents: u32) -> Result<Vec<(ItemKind, 
         ));
     }
     for (field, v) in [("needs.router", n.router), ("needs.phone", n.phone), ("needs.printer", n.printer)] {
-        if v > 100 {
-            return Err(FieldError::new(field, "100 au plus"));
+        if v > MAX_PER_KIND {
+            return Err(FieldError::new(field, format!("{MAX_PER_KIND} au plus")));
         }
     }
     Ok(vec![
@@ -284,10 +290,20 @@ pub fn iccid(field: &str, s: &str) -> Result<String, FieldError> {
     Ok(v)
 }
 
-/// A serial number or asset tag: 1 to 64 letters, digits and `-_./`.
+/// Most agents one list (`PUT`/`POST /api/v1/crises/{id}/agents`) may name.
+pub const MAX_AGENTS_LIST: usize = 500;
+/// Most CSV files one import may take.
+pub const MAX_IMPORT_FILES: usize = 100;
+/// Most items of one kind a request may want (laptops: [`MAX_LAPTOPS`]).
+pub const MAX_PER_KIND: u32 = 100;
+
+/// Longest serial number or asset tag.
+pub const IDENTIFIER_MAX: usize = 64;
+
+/// A serial number or asset tag: 1 to [`IDENTIFIER_MAX`] letters, digits and `-_./`.
 pub fn identifier(field: &str, s: &str) -> Result<String, FieldError> {
     let v = s.trim();
-    if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+    if v.is_empty() || v.len() > IDENTIFIER_MAX || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
         return Err(FieldError::new(field, "1 à 64 caractères : lettres, chiffres, - _ . /"));
     }
     Ok(v.to_owned())

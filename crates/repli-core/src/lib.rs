@@ -13,6 +13,7 @@
 //! - [`audit`]: audit entries and their hash chain (canonical encoding v1).
 //! - [`fr`]: French formatting of dates, durations and phone numbers.
 //! - [`text`]: validation of the free text, phone numbers and e-mail addresses people type.
+//! - [`schema`]: the JSON Schemas of those validated strings, from the same constants.
 
 pub mod audit;
 pub mod calendar;
@@ -29,6 +30,7 @@ pub mod playbook;
 pub mod reference;
 pub mod role;
 pub mod run;
+pub mod schema;
 pub mod sla;
 pub mod text;
 

@@ -86,6 +86,14 @@ pub fn account_logins<S: AsRef<str>>(names: &[S]) -> Vec<String> {
 pub const NAME_MAX: usize = 120;
 /// Longest accepted free-text field (notes, reasons), in characters.
 pub const NOTE_MAX: usize = 4000;
+/// Longest accepted short text (a delivery address, an inventory reason, an inject), in characters.
+pub const SHORT_TEXT_MAX: usize = 500;
+/// Longest accepted phone number, as typed (separators included).
+pub const PHONE_MAX: usize = 32;
+/// Longest accepted e-mail address (RFC 5321).
+pub const EMAIL_MAX: usize = 254;
+/// Longest accepted local part of an e-mail address (RFC 5321).
+pub const EMAIL_LOCAL_MAX: usize = 64;
 
 /// A person's or a site's name: trimmed, 1 to [`NAME_MAX`] characters, no control characters.
 pub fn name(field: &str, value: &str) -> Result<String, FieldError> {
@@ -143,7 +151,7 @@ pub fn phone(field: &str, value: &str) -> Result<String, FieldError> {
         )
     };
     let v = value.trim();
-    if v.len() > 32 {
+    if v.len() > PHONE_MAX {
         return Err(bad());
     }
     let (plus, rest) = match v.strip_prefix('+') {
@@ -171,18 +179,25 @@ pub fn phone(field: &str, value: &str) -> Result<String, FieldError> {
     Err(bad())
 }
 
-/// An e-mail address, checked for shape only (it is out-of-band contact, not a login).
+/// An e-mail address, checked for shape only (it is out-of-band contact, not a login): a
+/// printable ASCII local part, a domain of two labels at least.
 /// Returned trimmed with the domain lower-cased.
 pub fn email(field: &str, value: &str) -> Result<String, FieldError> {
     let bad = || FieldError::new(field, "adresse électronique invalide (exemple : prenom.nom@exemple.fr)");
     let v = value.trim();
-    if v.len() > 254 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if v.len() > EMAIL_MAX || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad());
     }
     let Some((local, domain)) = v.rsplit_once('@') else {
         return Err(bad());
     };
-    if local.is_empty() || local.len() > 64 || local.contains('@') || local.contains(['<', '>', '"', '\'', ',', ';']) {
+    // The local part is printable ASCII (no SMTPUTF8): its RFC 5321 limit is in octets, and
+    // the documented pattern can then count it in characters.
+    if local.is_empty()
+        || local.len() > EMAIL_LOCAL_MAX
+        || !local.chars().all(|c| c.is_ascii_graphic())
+        || local.contains(['@', '<', '>', '"', '\'', ',', ';'])
+    {
         return Err(bad());
     }
     let labels: Vec<&str> = domain.split('.').collect();

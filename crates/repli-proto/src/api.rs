@@ -57,10 +57,13 @@ pub struct CommuneView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
+    #[schema(schema_with = repli_core::schema::name)]
     pub name: String,
     /// French or E.164 number; stored in E.164.
+    #[schema(schema_with = repli_core::schema::phone)]
     pub phone: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::email_optional)]
     pub email: Option<String>,
 }
 
@@ -72,15 +75,19 @@ pub struct CrisisRequest {
     pub commune: InseeCode,
     pub contact: Contact,
     /// How many agents need an account (and, up to the pool's limit, a laptop).
+    #[schema(minimum = 1, maximum = 500)]
     pub agents: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::short_text_if_given)]
     pub delivery_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::note_optional)]
     pub notes: Option<String>,
     /// What the commune needs (default: a laptop per agent up to 50, a router, a printer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs: Option<KitNeeds>,
-    /// When the commune became aware of the attack: starts the 72-hour legal clocks.
+    /// When the commune became aware of the attack: starts the 72-hour legal clocks. Not more
+    /// than 5 minutes in the future (refused with `invalid_fields`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aware_at: Option<Timestamp>,
     /// Whether personal data is involved (the CNIL must then be notified within 72 hours).
@@ -105,6 +112,7 @@ pub struct NeedView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"files": [{"source": "pool.csv", "csv": "asset_tag,serial,kind,model\nAMP-LAP-0101,FICTIF-LAP-0101,laptop,ThinkPad T14\n"}]}))]
 pub struct ImportRequest {
+    #[schema(min_items = 1, max_items = 100)]
     pub files: Vec<ImportFile>,
 }
 
@@ -112,6 +120,7 @@ pub struct ImportRequest {
 #[serde(deny_unknown_fields)]
 pub struct ImportFile {
     /// Shown in error messages (`pool.csv:12: …`).
+    #[schema(schema_with = repli_core::schema::name)]
     pub source: String,
     pub csv: String,
 }
@@ -164,14 +173,18 @@ pub struct ItemDetail {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"agents": [{"name": "Léa Durand", "service": "État civil"}, {"name": "Marc Roux", "service": "Accueil"}]}))]
 pub struct AgentsRequest {
+    /// Replacing (`PUT`): 0 to 500 agents; adding (`POST`): 1 to 500.
+    #[schema(max_items = 500)]
     pub agents: Vec<AgentInput>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
+    #[schema(schema_with = repli_core::schema::name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = repli_core::schema::service)]
     pub service: String,
 }
 
@@ -187,6 +200,7 @@ pub struct AgentView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"serial": "FICTIF-LAP-0101", "agent_id": 4}))]
 pub struct LendRequest {
+    #[schema(schema_with = repli_core::schema::identifier)]
     pub serial: String,
     /// Required for laptops and phones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +229,7 @@ pub struct LoanView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "Fiches perdues lors de la livraison"}))]
 pub struct ReissueRequest {
+    #[schema(schema_with = repli_core::schema::note_required)]
     pub reason: String,
 }
 
@@ -223,10 +238,13 @@ pub struct ReissueRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"serial": "FICTIF-LAP-0101", "condition": "damaged", "note": "Écran fêlé"}))]
 pub struct CheckinRequest {
+    #[schema(schema_with = repli_core::schema::identifier)]
     pub serial: String,
     /// ok, damaged, missing.
+    #[schema(value_type = repli_core::inventory::Condition)]
     pub condition: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::short_text_optional)]
     pub note: Option<String>,
 }
 
@@ -235,7 +253,9 @@ pub struct CheckinRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"serial": "FICTIF-LAP-0101", "reason": "Perdu lors du déménagement du service"}))]
 pub struct WriteOffRequest {
+    #[schema(schema_with = repli_core::schema::identifier)]
     pub serial: String,
+    #[schema(schema_with = repli_core::schema::short_text_required)]
     pub reason: String,
 }
 
@@ -246,6 +266,7 @@ pub struct WriteOffRequest {
 #[schema(example = json!({"to": "maintenance", "reason": "Batterie à remplacer"}))]
 pub struct ServiceRequest {
     pub to: ItemState,
+    #[schema(schema_with = repli_core::schema::short_text_required)]
     pub reason: String,
 }
 
@@ -254,8 +275,11 @@ pub struct ServiceRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"method": "NIST 800-88 Purge", "operator": "Atelier DSI", "certificate": "CERT-2026-0142"}))]
 pub struct WipeRequest {
+    #[schema(schema_with = repli_core::schema::name)]
     pub method: String,
+    #[schema(schema_with = repli_core::schema::name)]
     pub operator: String,
+    #[schema(schema_with = repli_core::schema::name)]
     pub certificate: String,
 }
 
@@ -285,6 +309,7 @@ pub struct LegalDoneRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "La commune a demandé de suspendre la livraison (locaux fermés)."}))]
 pub struct SuspendRequest {
+    #[schema(schema_with = repli_core::schema::short_text_required)]
     pub reason: String,
 }
 
@@ -406,6 +431,7 @@ pub struct NotificationView {
 #[schema(example = json!({"reason": "Le kit a été livré en mairie à 14 h."}))]
 pub struct ActionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::note_optional)]
     pub reason: Option<String>,
 }
 
@@ -503,6 +529,7 @@ pub struct CrisisView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExerciseRequest {
+    #[schema(schema_with = repli_core::schema::exercise_name)]
     pub name: String,
     /// `table_top` (equipment only counted, the default) or `physical` (reserved for real).
     #[serde(default = "default_mode")]
@@ -510,9 +537,13 @@ pub struct ExerciseRequest {
     /// The only phone numbers and e-mail addresses the exercise's notifications may reach,
     /// besides each commune's contact.
     #[serde(default)]
+    #[schema(schema_with = repli_core::schema::recipients)]
     pub recipients: Vec<String>,
+    /// Each commune once.
+    #[schema(min_items = 1, max_items = 92)]
     pub communes: Vec<ExerciseCommune>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub injects: Vec<InjectSpec>,
 }
 
@@ -543,6 +574,7 @@ fn default_mode() -> repli_core::ExerciseMode {
 #[serde(deny_unknown_fields)]
 pub struct ExerciseCommune {
     pub commune: InseeCode,
+    #[schema(minimum = 1, maximum = 500)]
     pub agents: u32,
     /// Who plays the DGS: their phone and address are reached, and nothing else.
     pub contact: Contact,
@@ -552,11 +584,13 @@ pub struct ExerciseCommune {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectSpec {
-    /// Minutes after the start.
+    /// Minutes after the start, a week at most.
+    #[schema(maximum = 10080)]
     pub after_minutes: u32,
-    /// The commune it targets (default: every commune of the exercise).
+    /// The commune it targets (default: every commune of the exercise); one of the exercise's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commune: Option<InseeCode>,
+    #[schema(schema_with = repli_core::schema::inject_text)]
     pub text: String,
     /// What it does to the exercise's simulated tenant (`effect = { licences_available = 0 }`):
     /// the drill then meets the failure through the real playbooks. Needs the exercise target
@@ -727,9 +761,12 @@ pub struct AuditPage {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"type": "décision", "text": "La mairie ouvre un guichet papier pour l'état civil."}))]
 pub struct LogEntryRequest {
-    /// information, demande, action, décision, point de situation.
+    /// information, demande, action, décision, point de situation; `inject` in an exercise's
+    /// crisis only.
     #[serde(rename = "type")]
+    #[schema(schema_with = repli_core::schema::log_kind)]
     pub kind: String,
+    #[schema(schema_with = repli_core::schema::note_required)]
     pub text: String,
 }
 
@@ -772,6 +809,7 @@ pub struct Problem {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "DGS d'Aubagne", "role": "dgs", "commune": "13005", "expires_days": 90}))]
 pub struct NewUserRequest {
+    #[schema(schema_with = repli_core::schema::name)]
     pub name: String,
     pub role: Role,
     /// Required for a DGS, refused for other roles.
@@ -779,6 +817,7 @@ pub struct NewUserRequest {
     pub commune: Option<InseeCode>,
     /// Token lifetime in days (default: no expiry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 65535)]
     pub expires_days: Option<u16>,
 }
 
@@ -816,6 +855,7 @@ pub struct TokenView {
 #[schema(example = json!({"expires_days": 30}))]
 pub struct TokenRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 65535)]
     pub expires_days: Option<u16>,
 }
 
@@ -832,7 +872,9 @@ pub struct RevokeView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"login": "dgs.aubagne", "password": "une longue phrase de passe"}))]
 pub struct PasswordRequest {
+    #[schema(schema_with = repli_core::schema::login)]
     pub login: String,
+    #[schema(schema_with = repli_core::schema::password)]
     pub password: String,
 }
 
@@ -908,6 +950,7 @@ pub struct TaskView {
 #[schema(example = json!({"note": "Routeur 4G remis au DGS"}))]
 pub struct TaskDoneRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::note_optional)]
     pub note: Option<String>,
 }
 
@@ -916,6 +959,7 @@ pub struct TaskDoneRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "Le registrar a publié l'enregistrement manuellement."}))]
 pub struct StepActionRequest {
+    #[schema(schema_with = repli_core::schema::note_required)]
     pub reason: String,
 }
 

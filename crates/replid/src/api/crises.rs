@@ -223,6 +223,10 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(create),
             Doc::api::<CrisisView>("Request a kit")
                 .body::<CrisisRequest>()
+                .beyond_schema(&[
+                    "`aware_at` not more than 5 minutes in the future",
+                    "the commune has signed the convention (`convention_missing`)",
+                ])
                 .status(201)
                 .also(200)
                 .idempotent()
@@ -272,6 +276,7 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(add_log),
             Doc::api::<LogEntryView>("Add a main-courante entry")
                 .body::<LogEntryRequest>()
+                .beyond_schema(&["`inject` in an exercise's crisis only"])
                 .status(201)
                 .problems(&[C::CrisisEnded]),
         ),
@@ -298,6 +303,10 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::put(set_legal_facts),
             Doc::api::<CrisisView>("Record the facts that start the legal clocks")
                 .body::<LegalFactsRequest>()
+                .beyond_schema(&[
+                    "`aware_at` or `personal_data` given, not null",
+                    "`aware_at` not more than 5 minutes in the future",
+                ])
                 .problems(&[C::CrisisEnded]),
         ),
         (
@@ -307,6 +316,7 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(legal_done),
             Doc::api::<CrisisView>("Record a legal obligation as done")
                 .body::<LegalDoneRequest>()
+                .beyond_schema(&["`at` not more than 5 minutes in the future"])
                 .problems(&[C::UnknownLegalClock, C::CrisisEnded]),
         ),
         (

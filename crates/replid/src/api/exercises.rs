@@ -59,6 +59,12 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(start),
             Doc::api::<ExerciseView>("Start an exercise: its communes' crises, requested together")
                 .body::<ExerciseRequest>()
+                .beyond_schema(&[
+                    "each commune once",
+                    "an inject's `commune` is one of the exercise's",
+                    "an inject's `effect` needs the exercise simulator (`[exercise] target = \"simulator\"`)",
+                    "the communes have signed the convention (`convention_missing`)",
+                ])
                 .status(201)
                 .problems(&[C::UnknownCommune, C::ConventionMissing, C::OpenCrisisExists]),
         ),

@@ -147,6 +147,7 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(import),
             Doc::api::<ImportView>("Import the pool from CSV, all files or none")
                 .body::<ImportRequest>()
+                .beyond_schema(&["each `csv` is a pool file whose lines parse (`import_refused`, `invalid_fields`)"])
                 .problems(&[C::ImportRefused]),
         ),
         (
@@ -207,7 +208,10 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             "/api/v1/crises/{id}/agents",
             Requires(P::WriteCrisisLog),
             routing::post(add_agents),
-            Doc::list::<AgentView>("Add agents").body::<AgentsRequest>().problems(&[C::CrisisEnded]),
+            Doc::list::<AgentView>("Add agents")
+                .body::<AgentsRequest>()
+                .problems(&[C::CrisisEnded])
+                .beyond_schema(&["one agent at least"]),
         ),
         (
             Method::POST,

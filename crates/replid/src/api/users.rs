@@ -69,7 +69,10 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             "/api/v1/users",
             Requires(P::ManageUsers),
             routing::post(create),
-            Doc::api::<CreatedUser>("Create a user and their first token").body::<NewUserRequest>().status(201),
+            Doc::api::<CreatedUser>("Create a user and their first token")
+                .body::<NewUserRequest>()
+                .status(201)
+                .beyond_schema(&["`commune` given for a DGS, and for a DGS only"]),
         ),
         (
             Method::POST,

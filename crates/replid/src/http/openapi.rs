@@ -226,10 +226,18 @@ pub fn document(specs: &[RouteSpec]) -> OpenApi {
                         .security(SecurityRequirement::new("session", Vec::<String>::new()));
                     "a bearer token, or a web session with its `X-CSRF-Token` on writes"
                 };
-                op =
-                    op.description(Some(format!("Permission `{}` ({}), through {how}.", p.as_str(), roles.join(", "))));
+                let mut text = format!("Permission `{}` ({}), through {how}.", p.as_str(), roles.join(", "));
+                if !doc.beyond_schema.is_empty() {
+                    text.push_str("\n\nRefused with `422` beyond what the schema states: ");
+                    text.push_str(&doc.beyond_schema.join("; "));
+                    text.push('.');
+                }
+                op = op.description(Some(text));
                 ext = ext.add("x-repli-permission", p.as_str()).add("x-repli-roles", roles);
             }
+        }
+        if !doc.beyond_schema.is_empty() {
+            ext = ext.add("x-repli-beyond-schema", doc.beyond_schema.to_vec());
         }
         op = op.extensions(Some(ext.build()));
         for name in path_params(spec.path) {
@@ -270,7 +278,13 @@ pub fn document(specs: &[RouteSpec]) -> OpenApi {
                         "Makes a retried request safe: the same key with the same body answers the first \
                          result; with another body, `idempotency_key_reused`. 1 to 128 visible ASCII characters.",
                     ))
-                    .schema(Some(String::schema())),
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(repli_app::crises::MAX_IDEMPOTENCY_KEY))
+                            .pattern(Some(format!("^[!-~]{{1,{}}}$", repli_app::crises::MAX_IDEMPOTENCY_KEY))),
+                    )),
             );
         }
         if let Some(body) = doc.body {
@@ -445,6 +459,72 @@ mod tests {
                 continue;
             }
             assert!(documented.contains(&code), "no route documents `{code}`");
+        }
+    }
+
+    /// The limits the document states are the validators' own: a drift between a request
+    /// type's schema and the rule the server applies fails here, not in production.
+    #[test]
+    fn documented_limits_are_the_validators() {
+        use repli_core::text;
+        let doc = doc();
+        let prop = |schema: &str, path: &str| -> Value {
+            let mut v = doc["components"]["schemas"][schema].clone();
+            for p in path.split('.') {
+                v = if p == "items" { v["items"].clone() } else { v["properties"][p].clone() };
+            }
+            assert!(v.is_object(), "{schema}.{path} is not documented");
+            v
+        };
+        let num = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}")) as usize;
+        // Strings: the documented maximum is accepted, one more character is refused.
+        type Accepts = fn(&str) -> bool;
+        let strings: &[(&str, &str, Accepts)] = &[
+            ("Contact", "name", |s| text::name("f", s).is_ok()),
+            ("AgentInput", "name", |s| text::name("f", s).is_ok()),
+            ("AgentInput", "service", |s| text::free_text("f", s, text::NAME_MAX, false).is_ok()),
+            ("WipeRequest", "method", |s| text::name("f", s).is_ok()),
+            ("NewUserRequest", "name", |s| text::name("f", s).is_ok()),
+            ("ImportFile", "source", |s| text::name("f", s).is_ok()),
+            ("LogEntryRequest", "text", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("StepActionRequest", "reason", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("ReissueRequest", "reason", |s| text::free_text("f", s, text::NOTE_MAX, true).is_ok()),
+            ("SuspendRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("WriteOffRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("ServiceRequest", "reason", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("CrisisRequest", "delivery_address", |s| text::free_text("f", s, text::SHORT_TEXT_MAX, true).is_ok()),
+            ("LendRequest", "serial", |s| repli_core::inventory::identifier("f", s).is_ok()),
+            ("PasswordRequest", "login", |s| repli_app::accounts::login_errors(s).is_empty()),
+            ("PasswordRequest", "password", |s| repli_app::accounts::password_errors(s).is_empty()),
+            ("ExerciseRequest", "name", |s| text::free_text("f", s, repli_core::exercise::NAME_MAX, true).is_ok()),
+            ("InjectSpec", "text", |s| text::free_text("f", s, repli_core::exercise::INJECT_MAX, true).is_ok()),
+        ];
+        for (schema, field, accepts) in strings {
+            let max = num(&prop(schema, field), "maxLength");
+            assert!(accepts(&"a".repeat(max)), "{schema}.{field}: {max} characters refused");
+            assert!(!accepts(&"a".repeat(max + 1)), "{schema}.{field}: {} characters accepted", max + 1);
+        }
+        let phone = prop("Contact", "phone");
+        assert_eq!(num(&phone, "maxLength"), text::PHONE_MAX);
+        assert_eq!(num(&prop("Contact", "email"), "maxLength"), text::EMAIL_MAX);
+        // Numbers and lists.
+        let ints: &[(&str, &str, &str, usize)] = &[
+            ("CrisisRequest", "agents", "maximum", repli_core::crisis::MAX_AGENTS as usize),
+            ("ExerciseCommune", "agents", "maximum", repli_core::crisis::MAX_AGENTS as usize),
+            ("KitNeeds", "laptop", "maximum", repli_core::inventory::MAX_LAPTOPS as usize),
+            ("KitNeeds", "router", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("KitNeeds", "phone", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("KitNeeds", "printer", "maximum", repli_core::inventory::MAX_PER_KIND as usize),
+            ("InjectSpec", "after_minutes", "maximum", repli_core::exercise::MAX_INJECT_MINUTES as usize),
+            ("AgentsRequest", "agents", "maxItems", repli_core::inventory::MAX_AGENTS_LIST),
+            ("ImportRequest", "files", "maxItems", repli_core::inventory::MAX_IMPORT_FILES),
+            ("ExerciseRequest", "communes", "maxItems", repli_core::exercise::MAX_COMMUNES),
+            ("ExerciseRequest", "recipients", "maxItems", repli_core::exercise::MAX_RECIPIENTS),
+            ("ExerciseRequest", "injects", "maxItems", repli_core::exercise::MAX_INJECTS),
+            ("NewUserRequest", "expires_days", "maximum", u16::MAX as usize),
+        ];
+        for (schema, field, key, expected) in ints {
+            assert_eq!(num(&prop(schema, field), key), *expected, "{schema}.{field} {key}");
         }
     }
 

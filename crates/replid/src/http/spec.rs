@@ -101,6 +101,10 @@ pub struct Doc {
     pub(crate) idempotency_key: bool,
     /// Also answers 503 with the same document (`/readyz`).
     pub(crate) unavailable: bool,
+    /// Rules on valid-looking data that JSON Schema cannot state (a date relative to now, a
+    /// rule across fields or on stored data), answered `422`: in the operation's description
+    /// and its `x-repli-beyond-schema` extension.
+    pub(crate) beyond_schema: &'static [&'static str],
 }
 
 impl Doc {
@@ -140,6 +144,7 @@ impl Doc {
             problems: &[],
             idempotency_key: false,
             unavailable: false,
+            beyond_schema: &[],
         }
     }
 
@@ -177,6 +182,12 @@ impl Doc {
     /// Takes an optional `Idempotency-Key` header.
     pub fn idempotent(mut self) -> Self {
         self.idempotency_key = true;
+        self
+    }
+
+    /// Refuses (`422`) valid-per-schema data by these rules, which the schema cannot state.
+    pub fn beyond_schema(mut self, rules: &'static [&'static str]) -> Self {
+        self.beyond_schema = rules;
         self
     }
 
