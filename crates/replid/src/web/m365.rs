@@ -43,12 +43,8 @@ pub async fn page(
 /// `POST /m365`: runs the preflight again, then shows it.
 pub async fn rerun(
     State(st): State<AppState>,
-    axum::Extension(crate::web::SessionCsrf(csrf)): axum::Extension<crate::web::SessionCsrf>,
-    axum::Form(form): crate::web::Form,
+    _: crate::web::view::CsrfForm<crate::web::view::NoFields>,
 ) -> axum::response::Response {
-    if let Err(refused) = crate::web::check_csrf(&st, &csrf, &form) {
-        return *refused;
-    }
     repli_app::preflight::run(st.app.services()).await;
     axum::response::Redirect::to("/m365").into_response()
 }

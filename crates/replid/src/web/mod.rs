@@ -19,6 +19,7 @@ pub(crate) mod sheets;
 pub(crate) mod signin;
 pub(crate) mod sla;
 pub(crate) mod tasks;
+pub(crate) mod view;
 
 use std::collections::BTreeMap;
 

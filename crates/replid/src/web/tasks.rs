@@ -5,12 +5,32 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::steps;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{SessionCsrf, api_error_page, base, render, when};
+use crate::web::view::{Layout, page};
+use crate::web::{SessionCsrf, api_error_page, when};
+
+/// One manual step waiting, as the list shows it.
+#[derive(Debug, Serialize)]
+struct Task {
+    crisis: String,
+    commune: String,
+    step: String,
+    title: String,
+    instructions: Option<String>,
+    checklist: Vec<String>,
+    since: String,
+    /// Shown with the « EXERCICE » tag.
+    exercice: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct TasksPage {
+    tasks: Vec<Task>,
+}
 
 pub async fn tasks(
     State(st): State<AppState>,
@@ -22,20 +42,21 @@ pub async fn tasks(
         Ok(l) => l,
         Err(e) => return api_error_page(&st, &e),
     };
-    let tasks: Vec<Value> = list
-        .iter()
-        .map(|t| {
-            json!({
-                "crisis": t.crisis.as_str(), "commune": t.commune_name, "step": t.step, "title": t.title,
-                "instructions": t.instructions, "checklist": t.checklist, "since": when(&st, t.since),
-                "exercice": t.exercise,
-            })
+    let tasks = list
+        .into_iter()
+        .map(|t| Task {
+            crisis: t.crisis.to_string(),
+            commune: t.commune_name,
+            step: t.step,
+            title: t.title,
+            instructions: t.instructions,
+            checklist: t.checklist,
+            since: when(&st, t.since),
+            exercice: t.exercise,
         })
         .collect();
-    let mut data = base(&a, &csrf, "Tâches manuelles");
-    data.insert("tasks".into(), json!(tasks));
-    data.insert("flash".into(), json!(q.get("ok")));
-    render(&st, StatusCode::OK, "taches", &Value::Object(data))
+    let layout = Layout::signed_in(&a, &csrf, "Tâches manuelles").flashes(&q);
+    page(&st, StatusCode::OK, "taches", &layout, &TasksPage { tasks })
 }
 
 /// This area's routes, each with its access rule and its documentation (`http::routes`
