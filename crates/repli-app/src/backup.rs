@@ -93,7 +93,7 @@ pub async fn take(
     let record = Record {
         commune: None,
         crisis: None,
-        action: "service.backup".into(),
+        action: repli_core::AuditAction::ServiceBackup,
         target: dest.display().to_string(),
         details: serde_json::json!({ "format": FORMAT }),
     };
@@ -240,7 +240,7 @@ pub async fn restore(
     let record = Record {
         commune: None,
         crisis: None,
-        action: "service.restore".into(),
+        action: repli_core::AuditAction::ServiceRestore,
         target: snapshot.display().to_string(),
         details: serde_json::json!({
             "taken_at": m.taken_at.to_string(),

@@ -415,6 +415,16 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             format!("Filtre trop long : {MAX_FILTER} caractères au plus."),
         ));
     }
+    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|e| {
+        AppError::problem(
+            ProblemCode::InvalidQuery,
+            format!(
+                "Action inconnue du journal : {:?}. Donnez une action (crisis.activate) ou un préfixe terminé \
+                     par un point (crisis.).",
+                e.0
+            ),
+        )
+    })?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let entries = st
         .store
@@ -422,7 +432,7 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             crisis: q.crisis,
             commune: q.commune,
             actor: q.actor,
-            action: q.action,
+            action,
             from: q.from,
             to: q.to,
             after_seq: q.after.unwrap_or(0).max(0),

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use repli_core::run::{ManualTask, NewStep, PlaybookName, RunRecord, RunState, StepFinish, StepOutput, StepRecord};
-use repli_core::{CrisisId, StepKind, StepState};
+use repli_core::{AuditAction, CrisisId, StepKind, StepState};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -176,7 +176,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(crisis.as_str()),
-                action: "engine.run.started",
+                action: AuditAction::EngineRunStarted,
                 target: &target,
                 details,
             },
@@ -310,7 +310,7 @@ impl Store {
         tx: &mut sqlx::SqliteConnection,
         run: &RunRecord,
         step: &str,
-        action: &str,
+        action: AuditAction,
         by: By<'_>,
         details: Value,
         now: Timestamp,
@@ -369,7 +369,7 @@ impl Store {
             &mut tx,
             &r,
             step,
-            "engine.step.started",
+            AuditAction::EngineStepStarted,
             By::System,
             json!({ "kind": s.kind, "attempt": s.attempts + 1 }),
             now,
@@ -412,20 +412,20 @@ impl Store {
         let r = Self::run_in(&mut tx, run).await?;
         let (state, action, details) = match finish {
             StepFinish::Succeeded(_) => {
-                (StepState::Succeeded, "engine.step.succeeded", json!({ "attempt": s.attempts }))
+                (StepState::Succeeded, AuditAction::EngineStepSucceeded, json!({ "attempt": s.attempts }))
             }
             StepFinish::Retry { error, not_before } => (
                 StepState::Pending,
-                "engine.step.retry",
+                AuditAction::EngineStepRetry,
                 json!({ "attempt": s.attempts, "error": error, "not_before": time::to_db(*not_before) }),
             ),
             StepFinish::Failed(error) => {
-                (StepState::Failed, "engine.step.failed", json!({ "attempt": s.attempts, "error": error }))
+                (StepState::Failed, AuditAction::EngineStepFailed, json!({ "attempt": s.attempts, "error": error }))
             }
-            StepFinish::Manual(_) => (StepState::WaitingManual, "engine.step.waiting_manual", json!({})),
+            StepFinish::Manual(_) => (StepState::WaitingManual, AuditAction::EngineStepWaitingManual, json!({})),
             StepFinish::Wait { reason, not_before } => (
                 StepState::Pending,
-                "engine.step.waiting",
+                AuditAction::EngineStepWaiting,
                 json!({ "reason": reason, "not_before": time::to_db(*not_before) }),
             ),
         };
@@ -493,7 +493,7 @@ impl Store {
                 &mut tx,
                 &r,
                 &step,
-                "engine.step.reclaimed",
+                AuditAction::EngineStepReclaimed,
                 By::System,
                 json!({ "lease_owner": owner }),
                 now,
@@ -576,8 +576,16 @@ impl Store {
         }
         let r = Self::run_in(conn, run).await?;
         for step in &reopened {
-            self.step_audit(conn, &r, step, "engine.step.reopened", by, json!({ "reason": "agents added" }), now)
-                .await?;
+            self.step_audit(
+                conn,
+                &r,
+                step,
+                AuditAction::EngineStepReopened,
+                by,
+                json!({ "reason": "agents added" }),
+                now,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -602,7 +610,7 @@ impl Store {
                 by: By::System,
                 commune: Some(&r.commune),
                 crisis: Some(r.crisis_id.as_str()),
-                action: "engine.run.finished",
+                action: AuditAction::EngineRunFinished,
                 target: &target,
                 details: json!({ "state": state.as_str() }),
             },
@@ -682,7 +690,7 @@ impl Store {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        self.step_audit(&mut tx, &r, step, "engine.task.done", by, json!({ "note": note }), now).await?;
+        self.step_audit(&mut tx, &r, step, AuditAction::EngineTaskDone, by, json!({ "note": note }), now).await?;
         Self::rearm_in(&mut tx, crisis).await?;
         let s = Self::step_in(&mut tx, r.id, step).await?;
         tx.commit().await?;
@@ -724,8 +732,11 @@ impl Store {
             // Skipping the reception would bypass its gate.
             Self::reception_gate(&mut tx, crisis, &s).await?;
         }
-        let (state, action) =
-            if skip { ("skipped", "engine.step.skipped") } else { ("pending", "engine.step.retried") };
+        let (state, action) = if skip {
+            ("skipped", AuditAction::EngineStepSkipped)
+        } else {
+            ("pending", AuditAction::EngineStepRetried)
+        };
         sqlx::query(
             "UPDATE steps SET state = ?, attempts = CASE WHEN ? THEN attempts ELSE 0 END, first_started_at = CASE WHEN ? THEN first_started_at ELSE NULL END, \
              not_before = NULL, note = ?, finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE run_id = ? AND step_id = ?",
@@ -888,7 +899,10 @@ mod tests {
         assert!(!store.repair_run(&c.id, PlaybookName::Activation, &[step("a", &[])], now).await.unwrap());
         assert!(store.missing_runs().await.unwrap().is_empty());
         let started = store
-            .audit_entries(&crate::AuditFilter { action: Some("engine.run.started".into()), ..Default::default() })
+            .audit_entries(&crate::AuditFilter {
+                action: Some(repli_core::AuditAction::EngineRunStarted.into()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(started[0].details.contains("\"repaired\":true"), "{}", started[0].details);

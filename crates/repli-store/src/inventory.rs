@@ -2,7 +2,7 @@
 //! writer: no item is ever reserved twice), named loans, check-in, wipe records.
 
 use jiff::{SignedDuration, Timestamp};
-use repli_core::{Actor, CrisisId, ExerciseMode, Item, ItemKind, ItemState};
+use repli_core::{Actor, AuditAction, CrisisId, ExerciseMode, Item, ItemKind, ItemState};
 use serde_json::json;
 use sqlx::SqliteConnection;
 
@@ -242,10 +242,6 @@ pub struct Preempted {
     pub asset_tags: Vec<String>,
 }
 
-impl Preempted {
-    pub const ACTION: &'static str = "inventory.preempt";
-}
-
 impl Store {
     /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
     /// the pool, every problem reported with its line.
@@ -296,7 +292,7 @@ impl Store {
             by,
             commune: None,
             crisis: None,
-            action: "inventory.import",
+            action: AuditAction::InventoryImport,
             target: "pool",
             details: json!({ "items": items.len(), "files": items.iter().map(|i| i.0.as_str()).collect::<std::collections::BTreeSet<_>>() }),
         };
@@ -455,7 +451,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(id.as_str()),
-                action: "inventory.count",
+                action: AuditAction::InventoryCount,
                 target: id.as_str(),
                 details: serde_json::Value::Object(counted),
             };
@@ -542,7 +538,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(id.as_str()),
-                action: "inventory.reserve",
+                action: AuditAction::InventoryReserve,
                 target: id.as_str(),
                 details: serde_json::Value::Object(reserved),
             };
@@ -556,13 +552,12 @@ impl Store {
                 by,
                 commune: Some(&drill_commune),
                 crisis: Some(drill),
-                action: Preempted::ACTION,
+                action: AuditAction::InventoryPreempt,
                 target: drill,
                 details: serde_json::to_value(taken).map_err(|e| StoreError::Item(e.to_string()))?,
             };
             self.append(&mut tx, e, now).await?;
             let kind = repli_core::LogKind::Information;
-            let action = kind.audit_action();
             let text = format!(
                 "Matériel repris par la crise réelle {id} : {} ({} équipement(s)). L'exercice continue sans lui ; \
                  la liste d'attente le servira quand le stock le permettra.",
@@ -573,7 +568,7 @@ impl Store {
                 by: By::System,
                 commune: Some(&drill_commune),
                 crisis: Some(drill),
-                action: &action,
+                action: AuditAction::log(kind),
                 target: drill,
                 details: crate::audit::log_details(kind, &text),
             };
@@ -592,7 +587,7 @@ impl Store {
              WHERE a.action = ? AND k.exercise_id IS NOT NULL \
              AND k.state NOT IN ('closed', 'rejected', 'cancelled') ORDER BY a.seq",
         )
-        .bind(Preempted::ACTION)
+        .bind(AuditAction::InventoryPreempt.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
@@ -708,7 +703,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents",
+            AuditAction::CrisisAgents,
             id.as_str(),
             json!({ "agents": agents.len() }),
         );
@@ -735,7 +730,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents.added",
+            AuditAction::CrisisAgentsAdded,
             id.as_str(),
             json!({ "added": agents.len(), "agents": total }),
         );
@@ -774,7 +769,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents.accepted",
+            AuditAction::CrisisAgentsAccepted,
             id.as_str(),
             json!({ "named": named, "declared": declared }),
         );
@@ -855,7 +850,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "inventory.check_in",
+            AuditAction::InventoryCheckIn,
             serial,
             json!({ "condition": condition.as_str(), "note": note }),
         );
@@ -904,7 +899,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: crisis.as_deref(),
-            action: "inventory.wipe",
+            action: AuditAction::InventoryWipe,
             target: serial,
             details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
         };
@@ -944,8 +939,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let commune = commune_of(&mut tx, id).await?;
-        let e =
-            NewEntry::crisis(actor, &commune, id.as_str(), "inventory.write_off", serial, json!({ "reason": reason }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::InventoryWriteOff,
+            serial,
+            json!({ "reason": reason }),
+        );
         self.append(&mut tx, e, now).await?;
         Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
@@ -977,7 +978,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: crisis.as_deref(),
-            action: "inventory.service",
+            action: AuditAction::InventoryService,
             target: serial,
             details: json!({ "from": was.as_str(), "to": to.as_str(), "reason": reason }),
         };
@@ -1109,7 +1110,7 @@ async fn lend_one(
         actor,
         &commune,
         id.as_str(),
-        "inventory.lend",
+        AuditAction::InventoryLend,
         serial,
         json!({ "agent": agent, "due_back": time::to_db(due) }),
     );

@@ -299,8 +299,7 @@ mod tests {
         assert_eq!(store.crisis_read(&c.id).await.unwrap().unwrap().1.history.len(), before.history.len());
         store.add_log_entry(&c.id, repli_core::LogKind::PointDeSituation, "après", &ops, now).await.unwrap();
         let after = store.crisis_read(&c.id).await.unwrap().unwrap().1;
-        let logged = repli_core::LogKind::PointDeSituation.audit_action();
-        assert_eq!(after.history.last().map(|h| h.action.as_str()), Some(logged.as_str()));
+        assert_eq!(after.history.last().map(|h| h.action.as_str()), Some("log.point_de_situation"));
         assert_ne!(after.history.last().map(|h| h.seq), before.history.last().map(|h| h.seq));
 
         let missing = CrisisId::parse("13005-2026-099").unwrap();

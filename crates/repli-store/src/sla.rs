@@ -1,7 +1,7 @@
 //! SLA suspensions, legal facts, and the notifications queue.
 
 use jiff::Timestamp;
-use repli_core::{Actor, CrisisId, CrisisState, LegalKind};
+use repli_core::{Actor, AuditAction, CrisisId, CrisisState, LegalKind};
 use serde_json::json;
 
 use crate::audit::NewEntry;
@@ -201,7 +201,14 @@ impl Store {
             .bind(actor.user_id)
             .execute(&mut *tx)
             .await?;
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.suspend", id.as_str(), json!({ "reason": reason }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::SlaSuspend,
+            id.as_str(),
+            json!({ "reason": reason }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -222,7 +229,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Sla { id: id.clone(), message: "le délai n'est pas suspendu" });
         }
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.resume", id.as_str(), json!({}));
+        let e = NewEntry::crisis(actor, &commune, id.as_str(), AuditAction::SlaResume, id.as_str(), json!({}));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -274,7 +281,7 @@ impl Store {
             by: By::User(actor),
             commune: Some(&commune),
             crisis: Some(id.as_str()),
-            action: "legal.facts",
+            action: AuditAction::LegalFacts,
             target: id.as_str(),
             details,
         };
@@ -299,8 +306,14 @@ impl Store {
             LegalKind::Complaint => "UPDATE crises SET complaint_filed_at = ?1, updated_at = ?2 WHERE id = ?3",
         };
         sqlx::query(sql).bind(time::to_db(at)).bind(time::to_db(now)).bind(id.as_str()).execute(&mut *tx).await?;
-        let action = format!("legal.{}_done", kind.as_str());
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), &action, id.as_str(), json!({ "at": time::to_db(at) }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::legal_done(kind),
+            id.as_str(),
+            json!({ "at": time::to_db(at) }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -358,7 +371,7 @@ impl Store {
             by: By::User(actor),
             commune: commune.as_deref(),
             crisis: crisis.as_deref(),
-            action: "notify.retry",
+            action: AuditAction::NotifyRetry,
             target: &id.to_string(),
             details: json!({ "key": key, "channel": channel }),
         };

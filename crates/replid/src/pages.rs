@@ -945,7 +945,11 @@ fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result
         crisis: get("crise"),
         commune: get("commune"),
         actor: get("acteur"),
-        action: get("action"),
+        action: get("action")
+            .map(|a| {
+                a.parse().map_err(|_| format!("Action « {a} » inconnue du journal (ou préfixe terminé par un point)."))
+            })
+            .transpose()?,
         from: day("du", false)?,
         to: day("au", true)?,
         after_seq: q.get("apres").and_then(|v| v.parse().ok()).unwrap_or(0),
