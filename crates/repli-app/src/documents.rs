@@ -279,10 +279,7 @@ async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Re
         Some(reason) => repli_store::SheetsIssue::Reissue { reason },
         None => repli_store::SheetsIssue::New,
     };
-    st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await.map_err(|e| match e {
-        repli_store::StoreError::Item(msg) => AppError::problem(ProblemCode::CredentialSheetsIssued, format!("{msg}.")),
-        e => e.into(),
-    })?;
+    st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await?;
     tracing::info!(crisis = %crisis, accounts = upns.len(), reissue = reissue.is_some(), "credential sheets issued");
     Ok((format!("fiches-identifiants-{crisis}.html"), sheet))
 }

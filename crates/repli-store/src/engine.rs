@@ -94,10 +94,6 @@ macro_rules! run_select {
     };
 }
 
-fn step_err(msg: impl Into<String>) -> StoreError {
-    StoreError::Step(msg.into())
-}
-
 impl Store {
     /// Starts `playbook` for a crisis with its steps pending; returns the existing run when
     /// there is one (so a repeated activation starts nothing twice).
@@ -291,7 +287,7 @@ impl Store {
             .bind(step)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| step_err(format!("étape inconnue : {step}")))?;
+            .ok_or_else(|| StoreError::UnknownRunStep { run, step: step.to_owned() })?;
         step_from_row(&row)
     }
 
@@ -300,7 +296,7 @@ impl Store {
             .bind(run)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| step_err(format!("run {run} inconnu")))?;
+            .ok_or(StoreError::UnknownRun(run))?;
         run_from_row(&row)
     }
 
@@ -636,7 +632,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(run) = run else {
-            return Err(step_err(format!("la crise {crisis} n'a pas d'étape « {step} »")));
+            return Err(StoreError::NoSuchStep { crisis: crisis.clone(), step: step.to_owned() });
         };
         Ok((Self::run_in(tx, run).await?, Self::step_in(tx, run, step).await?))
     }
@@ -671,10 +667,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
         if s.state != StepState::WaitingManual {
-            return Err(step_err(format!(
-                "l'étape « {step} » est {} : seule une tâche manuelle à faire peut être confirmée",
-                s.state.label_fr()
-            )));
+            return Err(StoreError::StepNotWaitingManual { step: step.to_owned(), state: s.state });
         }
         Self::reception_gate(&mut tx, crisis, &s).await?;
         let who = actor_name(by);
@@ -715,18 +708,10 @@ impl Store {
             s.state == StepState::Failed
         };
         if !allowed {
-            let what = if skip {
-                "ignorée (elle doit être en échec, en attente ou à faire)"
-            } else {
-                "relancée (elle doit être en échec)"
-            };
-            return Err(step_err(format!(
-                "l'étape « {step} » est {} : elle ne peut pas être {what}",
-                s.state.label_fr()
-            )));
+            return Err(StoreError::StepNotOperable { step: step.to_owned(), state: s.state, skip });
         }
         if !matches!(r.state, RunState::Running | RunState::Failed) {
-            return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
+            return Err(StoreError::RunOver { playbook: r.playbook, state: r.state });
         }
         if skip {
             // Skipping the reception would bypass its gate.
@@ -853,11 +838,17 @@ mod tests {
         // Ops: confirm refuses a step that is not a waiting task; retry and skip are audited.
         let ops = user(&store, Role::Ops, None).await;
         let e = store.confirm_task(&c.id, "a", None, By::User(&ops), now).await.unwrap_err();
-        assert!(e.to_string().contains("seule une tâche manuelle"), "{e}");
+        assert!(
+            matches!(&e, StoreError::StepNotWaitingManual { step, state: StepState::Failed } if step == "a"),
+            "{e}"
+        );
         let s = store.operate_step(&c.id, "a", false, "cause corrigée", By::User(&ops), now).await.unwrap();
         assert_eq!((s.state, s.attempts), (StepState::Pending, 0));
         let e = store.operate_step(&c.id, "a", false, "encore", By::User(&ops), now).await.unwrap_err();
-        assert!(e.to_string().contains("doit être en échec"), "{e}");
+        assert!(
+            matches!(&e, StoreError::StepNotOperable { step, state: StepState::Pending, skip: false } if step == "a"),
+            "{e}"
+        );
         let s = store.operate_step(&c.id, "b", true, "inutile ici", By::User(&ops), now).await.unwrap();
         assert_eq!(s.state, StepState::Skipped);
         let actions: Vec<String> = store.audit_bundle().await.unwrap().entries.into_iter().map(|e| e.action).collect();

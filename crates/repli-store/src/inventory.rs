@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 
 use crate::audit::NewEntry;
 use crate::time::{self, opt_from_db};
-use crate::{By, Store, StoreError};
+use crate::{AgentsLock, By, Holding, Store, StoreError};
 
 /// An item as stored, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +88,6 @@ pub(crate) fn actor_name(by: By<'_>) -> String {
     }
 }
 
-fn item_err(msg: impl Into<String>) -> StoreError {
-    StoreError::Item(msg.into())
-}
-
 /// The agents list of a crisis can change until its hand-back opens.
 async fn agents_open_in(conn: &mut SqliteConnection, id: &CrisisId) -> Result<(), StoreError> {
     let state: String = sqlx::query_scalar("SELECT state FROM crises WHERE id = ?")
@@ -104,7 +100,7 @@ async fn agents_open_in(conn: &mut SqliteConnection, id: &CrisisId) -> Result<()
     if state.is_open() && state != repli_core::CrisisState::Handback {
         Ok(())
     } else {
-        Err(item_err(format!("la crise est {} : la liste des agents ne peut plus changer", state.label_fr())))
+        Err(StoreError::AgentsListClosed { id: id.clone(), state })
     }
 }
 
@@ -189,7 +185,7 @@ async fn move_item(
     let (state, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
     let state: ItemState = state.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: state })?;
     if !from.contains(&state) {
-        return Err(item_err(format!("l'équipement {serial} est {} : opération impossible", state.label_fr())));
+        return Err(StoreError::ItemInState { serial: serial.to_owned(), state });
     }
     let keeps_crisis = matches!(
         to,
@@ -554,7 +550,8 @@ impl Store {
                 crisis: Some(drill),
                 action: AuditAction::InventoryPreempt,
                 target: drill,
-                details: serde_json::to_value(taken).map_err(|e| StoreError::Item(e.to_string()))?,
+                details: serde_json::to_value(taken)
+                    .map_err(|source| StoreError::Encode { what: "inventory.preempt details", source })?,
             };
             self.append(&mut tx, e, now).await?;
             let kind = repli_core::LogKind::Information;
@@ -687,14 +684,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         if lent > 0 {
-            return Err(item_err(
-                "des équipements sont déjà prêtés à ces agents : la liste ne peut plus être remplacée, seulement complétée",
-            ));
+            return Err(StoreError::AgentsListLocked { id: id.clone(), because: AgentsLock::ItemsLent });
         }
         if Store::accounts_made_in(&mut tx, id).await? {
-            return Err(item_err(
-                "les comptes de ces agents sont déjà créés : la liste ne peut plus être remplacée, seulement complétée",
-            ));
+            return Err(StoreError::AgentsListLocked { id: id.clone(), because: AgentsLock::AccountsMade });
         }
         sqlx::query("DELETE FROM agents WHERE crisis_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
         insert_agents_in(&mut tx, id, agents).await?;
@@ -753,12 +746,10 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
         if named == 0 {
-            return Err(item_err("aucun agent n'est encore nommé : il faut au moins un nom pour créer les comptes"));
+            return Err(StoreError::NoAgentsNamed { id: id.clone() });
         }
         if named >= declared || accepted.is_some() {
-            return Err(item_err(format!(
-                "la liste est complète ou déjà acceptée ({named} nom(s) pour {declared} agent(s) déclaré(s))"
-            )));
+            return Err(StoreError::AgentsListComplete { id: id.clone(), named, declared });
         }
         sqlx::query("UPDATE crises SET agents_short_ok = ? WHERE id = ?")
             .bind(named)
@@ -832,7 +823,11 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let held_by = held_for(&mut tx, serial).await?;
         if held_by.as_deref() != Some(id.as_str()) {
-            return Err(item_err(format!("l'équipement {serial} n'a pas été prêté pour la crise {id}")));
+            return Err(StoreError::ItemNotHeldFor {
+                serial: serial.to_owned(),
+                id: id.clone(),
+                holding: Holding::Lent,
+            });
         }
         let to = if condition == Condition::Missing { ItemState::Lost } else { ItemState::Returned };
         move_item(&mut tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
@@ -919,7 +914,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         if held_for(&mut tx, serial).await?.as_deref() != Some(id.as_str()) {
-            return Err(item_err(format!("l'équipement {serial} n'est pas détenu pour la crise {id}")));
+            return Err(StoreError::ItemNotHeldFor {
+                serial: serial.to_owned(),
+                id: id.clone(),
+                holding: Holding::Held,
+            });
         }
         move_item(
             &mut tx,
@@ -969,7 +968,7 @@ impl Store {
             ItemState::Maintenance => &[ItemState::Available, ItemState::Returned],
             ItemState::Available => &[ItemState::Maintenance],
             ItemState::Retired => &[ItemState::Available, ItemState::Maintenance, ItemState::Lost],
-            _ => return Err(item_err(format!("passage à l'état « {} » impossible par cette voie", to.label_fr()))),
+            _ => return Err(StoreError::ItemMoveRefused { to }),
         };
         let mut tx = self.write.begin().await?;
         let crisis = held_for(&mut tx, serial).await?;
@@ -1070,7 +1069,11 @@ async fn lend_one(
         .await?;
     let (kind, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
     if held_by.as_deref() != Some(id.as_str()) {
-        return Err(item_err(format!("l'équipement {serial} n'est pas réservé pour la crise {id}")));
+        return Err(StoreError::ItemNotHeldFor {
+            serial: serial.to_owned(),
+            id: id.clone(),
+            holding: Holding::Reserved,
+        });
     }
     let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
     if let Some(a) = agent {
@@ -1080,10 +1083,10 @@ async fn lend_one(
             .fetch_optional(&mut *tx)
             .await?;
         if ok.is_none() {
-            return Err(item_err(format!("l'agent {a} n'est pas dans la liste des agents de la crise {id}")));
+            return Err(StoreError::UnknownAgent { id: id.clone(), agent: a });
         }
     } else if kind.is_personal() {
-        return Err(item_err(format!("un {} se prête à un agent nommé", kind.label_fr())));
+        return Err(StoreError::AgentRequired { kind });
     }
     move_item(
         tx,

@@ -56,7 +56,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if written.rows_affected() == 0 {
-                return Err(StoreError::Item("les fiches de ces comptes ont déjà été délivrées".into()));
+                return Err(StoreError::SheetsAlreadyIssued { id: id.clone() });
             }
         }
         // Logins are built from names: the audit entry counts the accounts.

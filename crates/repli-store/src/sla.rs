@@ -181,10 +181,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let (state, commune) = Self::crisis_state(&mut tx, id).await?;
         if !state.is_open() || state.is_ready_or_later() {
-            return Err(StoreError::Sla {
-                id: id.clone(),
-                message: "le délai ne court que jusqu'à ce que le kit soit prêt",
-            });
+            return Err(StoreError::SlaNotRunning { id: id.clone() });
         }
         let open: Option<i64> =
             sqlx::query_scalar("SELECT id FROM sla_suspensions WHERE crisis_id = ? AND ended_at IS NULL")
@@ -192,7 +189,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         if open.is_some() {
-            return Err(StoreError::Sla { id: id.clone(), message: "le délai est déjà suspendu" });
+            return Err(StoreError::SlaAlreadySuspended { id: id.clone() });
         }
         sqlx::query("INSERT INTO sla_suspensions (crisis_id, started_at, reason, started_by) VALUES (?, ?, ?, ?)")
             .bind(id.as_str())
@@ -227,7 +224,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Sla { id: id.clone(), message: "le délai n'est pas suspendu" });
+            return Err(StoreError::SlaNotSuspended { id: id.clone() });
         }
         let e = NewEntry::crisis(actor, &commune, id.as_str(), AuditAction::SlaResume, id.as_str(), json!({}));
         self.append(&mut tx, e, now).await?;
