@@ -172,7 +172,7 @@ impl GraphProvider {
             .enumerate()
             .map(|(i, id)| Item {
                 id: format!("x{i}"),
-                method: "DELETE",
+                method: Method::DELETE,
                 url: format!("{collection}/{id}"),
                 body: None,
             })
@@ -261,7 +261,7 @@ impl GraphProvider {
                     // The SDK's job_status() polls without the token; poll through our layer.
                     let op = self
                         .graph
-                        .call("team.operation", retry_404(), |c| Graph::custom(c, "GET", &location, None))
+                        .call("team.operation", retry_404(), |c| Graph::custom(c, Method::GET, &location, None))
                         .await?;
                     match op.body["status"].as_str() {
                         Some("succeeded") => return Ok(true),
@@ -292,7 +292,7 @@ impl GraphProvider {
             (409, _) => {
                 self.graph
                     .call("team.get", retry_404(), |c| {
-                        Graph::custom(c, "GET", &format!("/groups/{group_id}/team"), None)
+                        Graph::custom(c, Method::GET, &format!("/groups/{group_id}/team"), None)
                     })
                     .await?;
                 Ok(false)
@@ -441,7 +441,7 @@ impl M365 for GraphProvider {
                     let password = generate_password()?;
                     creates.push(Item {
                         id: format!("c{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: "/users".into(),
                         body: Some(json!({
                             "accountEnabled": true,
@@ -487,8 +487,10 @@ impl M365 for GraphProvider {
                 // hid it from the listing) has no id yet: read it.
                 for account in out.iter_mut().filter(|a| a.id.is_empty()) {
                     let url = format!("/users/{}?$select=id", account.upn);
-                    let reply =
-                        self.graph.call("accounts.read", retry_404(), |c| Graph::custom(c, "GET", &url, None)).await?;
+                    let reply = self
+                        .graph
+                        .call("accounts.read", retry_404(), |c| Graph::custom(c, Method::GET, &url, None))
+                        .await?;
                     account.id = reply.body["id"].as_str().unwrap_or_default().to_string();
                 }
                 Ok(out)
@@ -511,7 +513,7 @@ impl M365 for GraphProvider {
                     .enumerate()
                     .map(|(i, id)| Item {
                         id: format!("l{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: format!("/users/{id}/assignLicense"),
                         body: Some(body.clone()),
                     })
@@ -617,7 +619,7 @@ impl M365 for GraphProvider {
                 // No read of the group's drive: it needs Files.Read.All or Sites.Read.All (every
                 // file of the tenant) for a link the Team's « Fichiers » tab already gives.
                 let (team, created_channels) = tokio::join!(
-                    self.graph.call("team.get", retry_404(), |c| Graph::custom(c, "GET", &team_url, None)),
+                    self.graph.call("team.get", retry_404(), |c| Graph::custom(c, Method::GET, &team_url, None)),
                     futures_util::future::join_all(creates),
                 );
                 for r in created_channels {
@@ -670,7 +672,7 @@ impl M365 for GraphProvider {
                 .enumerate()
                 .map(|(i, (upn, p))| Item {
                     id: format!("p{i}"),
-                    method: "PATCH",
+                    method: Method::PATCH,
                     url: format!("/users/{upn}"),
                     body: Some(
                         json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}}),
@@ -696,13 +698,13 @@ impl M365 for GraphProvider {
                 let Some(id) = u["id"].as_str() else { continue };
                 disable.push(Item {
                     id: format!("d{i}"),
-                    method: "PATCH",
+                    method: Method::PATCH,
                     url: format!("/users/{id}"),
                     body: Some(json!({"accountEnabled": false})),
                 });
                 revoke.push(Item {
                     id: format!("s{i}"),
-                    method: "POST",
+                    method: Method::POST,
                     url: format!("/users/{id}/revokeSignInSessions"),
                     body: None,
                 });
@@ -714,7 +716,7 @@ impl M365 for GraphProvider {
                     licences += skus.len() as u32;
                     free.push(Item {
                         id: format!("r{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: format!("/users/{id}/assignLicense"),
                         body: Some(json!({"addLicenses": [], "removeLicenses": skus})),
                     });
