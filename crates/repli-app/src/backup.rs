@@ -71,6 +71,8 @@ pub enum BackupError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] repli_store::StoreError),
+    #[error("cannot encode the manifest: {0}")]
+    Manifest(#[source] serde_json::Error),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
@@ -123,7 +125,9 @@ pub async fn take(
     if let Some(key) = &public_key {
         write(&dest.join(PUBLIC_KEY), format!("{key}\n").as_bytes())?;
     }
-    write(&dest.join(MANIFEST), &serde_json::to_vec_pretty(&manifest).unwrap_or_default())?;
+    // A snapshot without its manifest cannot be restored: never write an empty one.
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(BackupError::Manifest)?;
+    write(&dest.join(MANIFEST), &bytes)?;
     Ok(manifest)
 }
 

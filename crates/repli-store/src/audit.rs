@@ -381,7 +381,12 @@ impl Store {
                 kind,
                 author: e.actor_name,
                 role: e.actor_role,
-                text: d["text"].as_str().unwrap_or_default().to_owned(),
+                // Every main-courante entry is written with its text (log_details): one without
+                // is not shown as an empty line.
+                text: d["text"]
+                    .as_str()
+                    .ok_or_else(|| StoreError::Corrupt { column: "audit_log.details", value: e.details.clone() })?
+                    .to_owned(),
             });
         }
         Ok(out)
@@ -416,7 +421,9 @@ impl ChainHead {
             .await?;
         let last_cp: Option<i64> =
             sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&mut *conn).await?;
+        // An empty log: the first entry is seq 1, linked to the genesis hash (docs/AUDIT.md).
         let (seq, hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+        // No checkpoint yet: entries since seq 0 count towards the first one.
         Ok(Self { seq, hash, last_checkpoint: last_cp.unwrap_or(0) })
     }
 }

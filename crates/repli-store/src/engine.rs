@@ -18,8 +18,18 @@ fn json_col(r: &SqliteRow, col: &'static str) -> Result<Option<Value>, StoreErro
     raw.map(|s| serde_json::from_str(&s).map_err(|_| StoreError::Corrupt { column: col, value: s })).transpose()
 }
 
-fn strings(v: Option<Value>) -> Vec<String> {
-    v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+/// A NOT NULL column holding a JSON array of strings (`steps.needs`, `steps.checklist`):
+/// anything else is corruption, never an empty list (a step whose `needs` read as empty would
+/// run before the steps it waits for).
+fn strings(r: &SqliteRow, col: &str, column: &'static str) -> Result<Vec<String>, StoreError> {
+    let raw: String = r.try_get(col)?;
+    serde_json::from_str(&raw).map_err(|_| StoreError::Corrupt { column, value: raw })
+}
+
+/// A NOT NULL count column that must fit a `u32`.
+fn count(r: &SqliteRow, col: &str, column: &'static str) -> Result<u32, StoreError> {
+    let n: i64 = r.try_get(col)?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt { column, value: n.to_string() })
 }
 
 fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
@@ -34,23 +44,21 @@ fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
         .map(serde_json::from_value::<ManualTask>)
         .transpose()
         .map_err(|e| StoreError::Corrupt { column: "steps.rendered", value: e.to_string() })?;
-    let attempts: i64 = r.try_get("attempts")?;
-    let max_attempts: i64 = r.try_get("max_attempts")?;
     Ok(StepRecord {
         run_id: r.try_get("run_id")?,
         step_id: r.try_get("step_id")?,
         position: r.try_get("position")?,
         kind,
         title: r.try_get("title")?,
-        needs: strings(json_col(r, "needs")?),
-        params: json_col(r, "params")?.unwrap_or(Value::Null),
+        needs: strings(r, "needs", "steps.needs")?,
+        params: json_col(r, "params")?.ok_or(StoreError::Corrupt { column: "steps.params", value: "NULL".into() })?,
         instructions: r.try_get("instructions")?,
-        checklist: strings(json_col(r, "checklist")?),
+        checklist: strings(r, "checklist", "steps.checklist")?,
         estimate_secs: r.try_get("estimate_secs")?,
         budget_secs: r.try_get("budget_secs")?,
-        max_attempts: u32::try_from(max_attempts).unwrap_or(1),
+        max_attempts: count(r, "max_attempts", "steps.max_attempts")?,
         state: StepState::parse(&state).ok_or(StoreError::Corrupt { column: "steps.state", value: state })?,
-        attempts: u32::try_from(attempts).unwrap_or(0),
+        attempts: count(r, "attempts", "steps.attempts")?,
         not_before: opt_from_db("steps.not_before", r.try_get("not_before")?)?,
         first_started_at: opt_from_db("steps.first_started_at", r.try_get("first_started_at")?)?,
         started_at: opt_from_db("steps.started_at", r.try_get("started_at")?)?,
@@ -910,5 +918,37 @@ mod tests {
             .unwrap();
         assert!(run.is_some());
         store.verify_audit(None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_step_row_is_an_error_not_a_default() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let now = t("2026-11-23T08:00:00Z");
+        let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
+        let (run, _) = store
+            .create_run(&c.id, PlaybookName::Activation, &[step("a", &[]), step("b", &["a"])], By::System, now)
+            .await
+            .unwrap();
+        assert_eq!(store.steps(run).await.unwrap()[1].needs, ["a"]);
+        let corrupt = |sql: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.write.begin().await.unwrap();
+                sqlx::query(sql).bind(run).execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+                store.steps(run).await.unwrap_err()
+            }
+        };
+        // `needs` read as empty would let « b » run before « a ».
+        let e = corrupt("UPDATE steps SET needs = '{\"a\":1}' WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.needs", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET needs = '[]', checklist = 'oops' WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.checklist", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET checklist = '[]', attempts = -1 WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.attempts", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET attempts = 0, max_attempts = 5000000000 WHERE run_id = ? AND step_id = 'b'")
+            .await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.max_attempts", .. }), "{e}");
     }
 }

@@ -767,7 +767,8 @@ impl Store {
         self.append(&mut tx, e, now).await?;
         Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(u32::try_from(named).unwrap_or(0))
+        u32::try_from(named)
+            .map_err(|_| StoreError::Corrupt { column: "crises.agents_named", value: named.to_string() })
     }
 
     pub async fn agents(&self, id: &CrisisId) -> Result<Vec<Agent>, StoreError> {
@@ -1034,6 +1035,8 @@ impl Store {
                     kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
                     model: r.3,
                     agent: match (r.4, r.5) {
+                        // `agents.service` is NOT NULL DEFAULT '': an Option only through the
+                        // LEFT JOIN, so it is there whenever the agent is.
                         (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
                         _ => None,
                     },

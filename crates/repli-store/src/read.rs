@@ -98,6 +98,8 @@ fn corrupt(column: &'static str, value: impl Into<String>) -> StoreError {
 /// A JSON aggregate read straight into typed tuples (no intermediate `Value` tree).
 fn rows<T: serde::de::DeserializeOwned>(column: &'static str, raw: Option<String>) -> Result<Vec<T>, StoreError> {
     match raw {
+        // json_group_array gives `[]` for no rows; NULL is a part the statement did not read
+        // (`CASE … END` without ELSE, the steps of a crisis not being prepared): nothing to show.
         None => Ok(Vec::new()),
         Some(s) => serde_json::from_str(&s).map_err(|e| corrupt(column, format!("{e}: {s}"))),
     }

@@ -220,3 +220,22 @@ async fn an_unknown_action_still_reads_and_verifies() {
     assert_eq!(store.audit_entries(&f).await.unwrap().last().map(|e| e.seq), Some(21));
     assert!("crisis.teleport".parse::<repli_core::audit::ActionFilter>().is_err());
 }
+
+/// A main-courante entry without its text (never written so) is refused, not shown empty.
+#[tokio::test]
+async fn a_main_courante_entry_without_text_is_corrupt() {
+    let (_d, path) = populated().await;
+    let mut c = SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
+    let last = row(&mut c, 20).await;
+    let mut later = last.clone();
+    later.seq = 21;
+    later.details = "{\"type\":\"information\"}".into();
+    later.prev_hash = last.hash.clone();
+    later.hash = later.compute_hash();
+    crate::audit::insert_entry(&mut c, &later).await.unwrap();
+    c.close().await.unwrap();
+    let store = Store::open_read_only(&path).await.unwrap();
+    let crisis = repli_core::CrisisId::parse(later.crisis.as_deref().unwrap()).unwrap();
+    let e = store.log_entries(&crisis).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { column: "audit_log.details", .. }), "{e}");
+}
