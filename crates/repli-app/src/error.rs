@@ -229,11 +229,14 @@ fn store_problem(e: &StoreError) -> Problem {
         StoreError::SheetsAlreadyIssued { .. } => {
             problem(ProblemCode::CredentialSheetsIssued, "les fiches de ces comptes ont déjà été délivrées.".into())
         }
+        // A well-formed step id the crisis does not have (yet: no run started) is a conflict
+        // with the crisis's state, as the API has always answered (409, pinned by the e2e
+        // tests); `unknown_step` (404) is for an id that cannot be a step's.
         StoreError::NoSuchStep { crisis, step } => {
-            problem(ProblemCode::UnknownStep, format!("La crise {crisis} n'a pas d'étape « {step} »."))
+            problem(ProblemCode::StepConflict, format!("La crise {crisis} n'a pas d'étape « {step} »."))
         }
         StoreError::UnknownRunStep { .. } | StoreError::UnknownRun(_) => {
-            problem(ProblemCode::UnknownStep, "Étape inconnue.".into())
+            problem(ProblemCode::StepConflict, "Étape inconnue.".into())
         }
         StoreError::StepNotWaitingManual { step, state } => problem(
             ProblemCode::StepConflict,
@@ -323,9 +326,9 @@ mod tests {
         );
         assert_eq!(
             said(StoreError::NoSuchStep { crisis: id.clone(), step: "x".into() }),
-            (ProblemCode::UnknownStep.as_str(), "La crise 13005-2026-001 n'a pas d'étape « x ».".to_owned())
+            (ProblemCode::StepConflict.as_str(), "La crise 13005-2026-001 n'a pas d'étape « x ».".to_owned())
         );
-        assert_eq!(said(StoreError::UnknownRun(4)).0, ProblemCode::UnknownStep.as_str());
+        assert_eq!(said(StoreError::UnknownRun(4)).0, ProblemCode::StepConflict.as_str());
         let (code, detail) =
             said(StoreError::StepNotOperable { step: "a".into(), state: StepState::Pending, skip: false });
         assert_eq!(code, ProblemCode::StepConflict.as_str());
