@@ -360,6 +360,8 @@ async fn admins_manage_accounts_through_the_api() {
         .set_password(app.dgs.me().await.unwrap().user_id, &pw("dgs.aix", "une autre phrase longue"))
         .await
         .unwrap_err();
+    // Another account's login: a conflict (login_taken, 409), named beside the field.
+    assert_eq!(e.problem().unwrap().status, 409);
     assert_eq!(e.problem().unwrap().errors[0].field, "login");
     let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
     assert!(log.iter().any(|e| e.action == "user.set_password"));

@@ -111,7 +111,8 @@ fn no_handler_module_imports_another() {
     for (side, modules, other) in [("api", &api, "web"), ("web", &web, "api")] {
         // An area declares routes; a module without any is shared (web/view.rs: the typed
         // layout and forms), which areas may import and which imports no area.
-        let areas: BTreeSet<&String> = modules.keys().filter(|m| modules[*m].contains("pub(crate) fn routes()")).collect();
+        let areas: BTreeSet<&String> =
+            modules.keys().filter(|m| modules[*m].contains("pub(crate) fn routes()")).collect();
         for (name, text) in modules.iter() {
             let siblings: BTreeSet<String> = mentions(text, &format!("crate::{side}::"))
                 .into_iter()

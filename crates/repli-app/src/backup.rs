@@ -71,6 +71,8 @@ pub enum BackupError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] repli_store::StoreError),
+    #[error("cannot encode the manifest: {0}")]
+    Manifest(#[source] serde_json::Error),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
@@ -99,7 +101,7 @@ pub(crate) async fn take(
     let record = Record {
         commune: None,
         crisis: None,
-        action: "service.backup".into(),
+        action: repli_core::AuditAction::ServiceBackup,
         target: dest.display().to_string(),
         details: serde_json::json!({ "format": FORMAT }),
     };
@@ -129,7 +131,9 @@ pub(crate) async fn take(
     if let Some(key) = &public_key {
         write(&dest.join(PUBLIC_KEY), format!("{key}\n").as_bytes())?;
     }
-    write(&dest.join(MANIFEST), &serde_json::to_vec_pretty(&manifest).unwrap_or_default())?;
+    // A snapshot without its manifest cannot be restored: never write an empty one.
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(BackupError::Manifest)?;
+    write(&dest.join(MANIFEST), &bytes)?;
     Ok(manifest)
 }
 
@@ -246,7 +250,7 @@ pub async fn restore(
     let record = Record {
         commune: None,
         crisis: None,
-        action: "service.restore".into(),
+        action: repli_core::AuditAction::ServiceRestore,
         target: snapshot.display().to_string(),
         details: serde_json::json!({
             "taken_at": m.taken_at.to_string(),

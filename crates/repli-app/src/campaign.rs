@@ -58,6 +58,8 @@ pub async fn view(st: &Services) -> Result<CampaignView, AppError> {
     let mut facts = st.store.crisis_facts_all().await?;
     let mut crises = Vec::with_capacity(records.len());
     for r in records {
+        // Read in a second statement: a crisis created in between has no facts yet, which is
+        // what empty facts say (no suspension, need or step recorded).
         let f = facts.remove(r.id.as_str()).unwrap_or_default();
         let sla = views::sla_of(st, &r, &f, now)?;
         crises.push(CampaignCrisis {

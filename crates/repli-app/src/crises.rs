@@ -68,6 +68,8 @@ pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<Crisis
     let mut facts = st.store.crisis_facts_all().await?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
+        // Read in a second statement: a crisis created in between has no facts yet, which is
+        // what empty facts say (no suspension, need or step recorded).
         let f = facts.remove(r.id.as_str()).unwrap_or_default();
         out.push(views::crisis(st, r, f, now)?);
     }
@@ -218,20 +220,22 @@ pub fn validate(req: &CrisisRequest, due_at: Timestamp, now: Timestamp) -> Resul
         _ => None,
     };
     let needs = repli_core::inventory::kit_needs(req.needs, req.agents).map_err(|e| errors.push(e)).ok();
-    match (contact_name, contact_phone, contact_email, delivery_address, notes) {
-        (Some(contact_name), Some(contact_phone), email, address, Some(notes)) if errors.is_empty() => Ok(NewCrisis {
-            commune: req.commune.clone(),
-            contact_name,
-            contact_phone,
-            contact_email: email.flatten(),
-            agents: req.agents,
-            delivery_address: address.flatten(),
-            notes,
-            due_at,
-            aware_at,
-            personal_data: req.personal_data,
-            needs: needs.unwrap_or_default(),
-        }),
+    match (contact_name, contact_phone, contact_email, delivery_address, notes, needs) {
+        (Some(contact_name), Some(contact_phone), email, address, Some(notes), Some(needs)) if errors.is_empty() => {
+            Ok(NewCrisis {
+                commune: req.commune.clone(),
+                contact_name,
+                contact_phone,
+                contact_email: email.flatten(),
+                agents: req.agents,
+                delivery_address: address.flatten(),
+                notes,
+                due_at,
+                aware_at,
+                personal_data: req.personal_data,
+                needs,
+            })
+        }
         _ => Err(AppError::Validation(errors)),
     }
 }
@@ -256,7 +260,9 @@ pub async fn request(
     }
     let now = st.clock.now();
     let new = validate(req, due_at(st, now)?, now)?;
-    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(req).unwrap_or_default()));
+    // Every failed encoding would share one hash, and so one idempotency record: an error.
+    let body = serde_json::to_vec(req).map_err(|e| AppError::Internal(format!("request as JSON: {e}")))?;
+    let request_hash = hex::encode(Sha256::digest(body));
     let idem = key.map(|k| (k, request_hash.as_str()));
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
     tracing::info!(crisis = %rec.id, created, "crisis requested");
@@ -401,6 +407,8 @@ pub async fn sla_report(st: &Services) -> Result<Vec<SlaReportLine>, AppError> {
     let mut facts = st.store.crisis_facts_all().await?;
     let mut lines = Vec::new();
     for r in records {
+        // Read in a second statement: a crisis created in between has no facts yet, which is
+        // what empty facts say (no suspension, need or step recorded).
         let f = facts.remove(r.id.as_str()).unwrap_or_default();
         let v = views::sla_of(st, &r, &f, now)?;
         let stop = r.ready_at.unwrap_or(now);
@@ -490,6 +498,16 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             format!("Filtre invalide : {MAX_FILTER} caractères au plus, sans caractère de contrôle."),
         ));
     }
+    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|e| {
+        AppError::problem(
+            ProblemCode::InvalidQuery,
+            format!(
+                "Action inconnue du journal : {:?}. Donnez une action (crisis.activate) ou un préfixe terminé \
+                     par un point (crisis.).",
+                e.0
+            ),
+        )
+    })?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let entries = st
         .store
@@ -497,7 +515,7 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             crisis: q.crisis,
             commune: q.commune,
             actor: q.actor,
-            action: q.action,
+            action,
             from: q.from,
             to: q.to,
             after_seq: q.after.unwrap_or(0).max(0),

@@ -33,6 +33,7 @@ pub async fn check(st: &Services, a: &Actor, id: &str) -> Result<DnsCheckView, A
             published = outputs.last_published().map(|p| p.records.clone()).unwrap_or_default();
         }
     }
+    // Before the activation made the domain there is nothing published: an empty check.
     let domain = domain.unwrap_or_default();
     let mut expected: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for rec in &published {

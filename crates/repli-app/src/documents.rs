@@ -1,7 +1,7 @@
 //! The procedures pack, rendered on demand from the crisis as it stands; the credential
 //! sheets go to ops only.
 
-use repli_core::{Actor, Role, text};
+use repli_core::{Actor, AuditAction, Role, text};
 use repli_docs::{CREDENTIAL_SHEETS, DOCUMENTS, Documents, Metropole, Moment, PackInput};
 use repli_proto::ProblemCode;
 use repli_proto::api::{LoanView, LogEntryView};
@@ -279,10 +279,7 @@ async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Re
         Some(reason) => repli_store::SheetsIssue::Reissue { reason },
         None => repli_store::SheetsIssue::New,
     };
-    st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await.map_err(|e| match e {
-        repli_store::StoreError::Item(msg) => AppError::problem(ProblemCode::CredentialSheetsIssued, format!("{msg}.")),
-        e => e.into(),
-    })?;
+    st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await?;
     tracing::info!(crisis = %crisis, accounts = upns.len(), reissue = reissue.is_some(), "credential sheets issued");
     Ok((format!("fiches-identifiants-{crisis}.html"), sheet))
 }
@@ -345,14 +342,16 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
     let mut confirmed = std::collections::HashSet::new();
     for e in entries {
         let Ok(at) = e.at.parse::<jiff::Timestamp>() else { continue };
+        // An action this version does not know has no line in a report for people.
+        let Some(action) = e.action_kind() else { continue };
         let reason = e.reason();
         let reason = reason.as_deref();
         let title = || titles.get(&e.target).cloned().unwrap_or_else(|| e.target.clone());
         let by_person = e.actor_role != "system";
-        let counted = match e.action.as_str() {
-            "inventory.lend" => Some(("prêté", "prêtés")),
-            "inventory.check_in" => Some(("rendu", "rendus")),
-            "inventory.wipe" => Some(("effacé avec certificat", "effacés avec certificat")),
+        let counted = match action {
+            AuditAction::InventoryLend => Some(("prêté", "prêtés")),
+            AuditAction::InventoryCheckIn => Some(("rendu", "rendus")),
+            AuditAction::InventoryWipe => Some(("effacé avec certificat", "effacés avec certificat")),
             _ => None,
         };
         if let Some((one, many)) = counted {
@@ -369,9 +368,11 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
             }
             continue;
         }
-        let text = match e.action.as_str() {
-            a if a.starts_with("crisis.") && a != "crisis.agents" => {
-                let mut t = repli_core::fr::action(a);
+        let text = match action {
+            // The crisis's own life: its request and each transition (not the agents list, nor
+            // the purge of personal data, which have no French label to show).
+            a if a.is_crisis_lifecycle() => {
+                let mut t = repli_core::fr::action(a.as_str());
                 if by_person {
                     t.push_str(&format!(" (par {})", e.actor_name));
                 }
@@ -380,27 +381,30 @@ fn moments(entries: &[repli_core::AuditEntry], titles: &std::collections::HashMa
                 }
                 t
             }
-            "engine.task.done" => {
+            AuditAction::EngineTaskDone => {
                 confirmed.insert(e.target.clone());
                 format!("✓ {} — confirmé par {}", title(), e.actor_name)
             }
-            "engine.step.succeeded" if !confirmed.contains(&e.target) => format!("✓ {}", title()),
-            "engine.step.failed" => format!("✗ {} : échec", title()),
-            "engine.step.skipped" => {
+            AuditAction::EngineStepSucceeded if !confirmed.contains(&e.target) => format!("✓ {}", title()),
+            AuditAction::EngineStepFailed => format!("✗ {} : échec", title()),
+            AuditAction::EngineStepSkipped => {
                 format!("Étape ignorée : {}{}", title(), reason.map(|r| format!(" — motif : {r}")).unwrap_or_default())
             }
-            "engine.step.retried" => format!("Étape relancée : {}", title()),
-            "inventory.write_off" => {
+            AuditAction::EngineStepRetried => format!("Étape relancée : {}", title()),
+            AuditAction::InventoryWriteOff => {
                 format!(
                     "Équipement {} passé en perte{}",
                     e.target,
                     reason.map(|r| format!(" — {r}")).unwrap_or_default()
                 )
             }
-            "sla.suspend" => format!("Délai suspendu{}", reason.map(|r| format!(" — motif : {r}")).unwrap_or_default()),
-            "sla.resume" | "legal.facts" | "legal.cnil_done" | "legal.complaint_done" => {
-                repli_core::fr::action(&e.action)
+            AuditAction::SlaSuspend => {
+                format!("Délai suspendu{}", reason.map(|r| format!(" — motif : {r}")).unwrap_or_default())
             }
+            AuditAction::SlaResume
+            | AuditAction::LegalFacts
+            | AuditAction::LegalCnilDone
+            | AuditAction::LegalComplaintDone => repli_core::fr::action(action.as_str()),
             _ => continue,
         };
         run = None;
@@ -414,6 +418,7 @@ mod tests {
     use super::*;
 
     fn entry(at: &str, role: &str, actor: &str, action: &str, target: &str, details: &str) -> repli_core::AuditEntry {
+        assert!(action.starts_with("future.") || action.parse::<AuditAction>().is_ok(), "{action}");
         repli_core::AuditEntry {
             seq: 0,
             at: at.into(),
@@ -461,6 +466,9 @@ mod tests {
                 r#"{"reason":"<b>locaux fermés</b>"}"#,
             ),
             entry("2026-12-01T10:03:00Z", "ops", "Astreinte", "inventory.lend", "S3", "{}"),
+            // Neither the agents list nor an action of a later version is a line of the report.
+            entry("2026-12-01T10:30:00Z", "ops", "Astreinte", "crisis.agents.added", "13005-2026-001", "{}"),
+            entry("2026-12-01T10:31:00Z", "ops", "Astreinte", "future.thing", "13005-2026-001", "{}"),
             entry("2026-12-01T11:00:00Z", "ops", "Astreinte", "crisis.deliver", "13005-2026-001", "{}"),
         ];
         let texts: Vec<String> = moments(&log, &titles).into_iter().map(|m| m.text).collect();

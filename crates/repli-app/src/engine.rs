@@ -190,7 +190,14 @@ impl DaemonHost {
 pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String> {
     let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
     let needs = st.store.needs(Some(id.as_str())).await.map_err(|e| e.to_string())?;
-    let wanted = |k: ItemKind| needs.iter().filter(|n| n.kind == k).map(|n| u32::try_from(n.wanted).unwrap_or(0)).sum();
+    // A negative or oversized count is a corrupt row, not « 0 portables » in a title.
+    let wanted = |k: ItemKind| -> Result<u32, String> {
+        needs
+            .iter()
+            .filter(|n| n.kind == k)
+            .map(|n| u32::try_from(n.wanted).map_err(|_| format!("crise {id} : besoin {k} invalide ({})", n.wanted)))
+            .sum()
+    };
     let pattern = domain_pattern(&st.config, r.exercise.is_some());
     let domain = repli_m365::backup_domain(pattern, &r.commune_name, r.commune.as_str()).map_err(|e| e.to_string())?;
     Ok(Context {
@@ -200,11 +207,11 @@ pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String>
         insee: r.commune.to_string(),
         domain,
         agents: r.agents,
-        laptops: wanted(ItemKind::Laptop),
-        phones: wanted(ItemKind::Phone),
-        routers: wanted(ItemKind::Router),
-        sims: wanted(ItemKind::Sim),
-        printers: wanted(ItemKind::Printer),
+        laptops: wanted(ItemKind::Laptop)?,
+        phones: wanted(ItemKind::Phone)?,
+        routers: wanted(ItemKind::Router)?,
+        sims: wanted(ItemKind::Sim)?,
+        printers: wanted(ItemKind::Printer)?,
         delivery_address: r.delivery_address.clone().unwrap_or_else(|| "à préciser".into()),
         contact_name: r.contact_name.clone(),
         contact_phone: fr::phone(&r.contact_phone),

@@ -147,7 +147,8 @@ pub async fn start(
     new.scenario = match scenario {
         Some(s) => s.to_owned(),
         // Sent as JSON (API, CLI): kept as such.
-        None => serde_json::to_string_pretty(req).unwrap_or_default(),
+        None => serde_json::to_string_pretty(req)
+            .map_err(|e| AppError::Internal(format!("exercise scenario as JSON: {e}")))?,
     };
     let id = st.store.create_exercise(&new, a, now).await.map_err(|e| match e {
         StoreError::OpenCrisis { commune, open } => AppError::problem(

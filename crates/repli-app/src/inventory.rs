@@ -4,7 +4,6 @@
 use jiff::Timestamp;
 use repli_core::inventory::{identifier, parse_items};
 use repli_core::{Actor, FieldError, ItemKind, ItemState, text};
-use repli_proto::ProblemCode;
 use repli_proto::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail, ItemEventView, ItemView,
     LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
@@ -45,8 +44,6 @@ fn item_error(e: StoreError) -> AppError {
         StoreError::Import(errors) => {
             AppError::Validation(errors.into_iter().map(|m| FieldError::new("csv", m)).collect())
         }
-        StoreError::UnknownItem(s) => AppError::problem(ProblemCode::UnknownItem, format!("Équipement inconnu : {s}.")),
-        StoreError::Item(msg) => AppError::problem(ProblemCode::ItemConflict, format!("{msg}.")),
         other => other.into(),
     }
 }

@@ -155,6 +155,8 @@ pub async fn render(st: &Services) -> Result<String, AppError> {
     let retries = counter_family(&mut reg, "step_retries", "Step attempts beyond the first, by kind");
     for t in &tallies.steps {
         steps.get_or_create(&vec![("kind", t.kind.clone()), ("state", t.state.clone())]).set(t.count);
+        // Sums of non-negative columns (SUM(MAX(attempts - 1, 0)), SUM(attempts)): never negative,
+        // and a metrics scrape reports what it can rather than failing.
         retries.get_or_create(&vec![("kind", t.kind.clone())]).inc_by(u64::try_from(t.retries).unwrap_or(0));
     }
     let durations = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(step_histogram);

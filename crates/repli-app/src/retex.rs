@@ -4,7 +4,7 @@
 //! from the audit log, whose instants all come from one clock.
 
 use repli_core::run::PlaybookName;
-use repli_core::{Actor, LogKind, StepKind};
+use repli_core::{Actor, AuditAction, LogKind, StepKind};
 use repli_proto::api::{LogEntryView, RetexInject, RetexStep, RetexView};
 
 use crate::crises::visible_crisis;
@@ -19,12 +19,18 @@ pub async fn report(st: &Services, a: &Actor, id: &str) -> Result<RetexView, App
     for e in crate::documents::crisis_audit(st, &r.id).await? {
         let Ok(at) = e.at.parse::<jiff::Timestamp>() else { continue };
         let t = times.entry(e.target.clone()).or_default();
-        match e.action.as_str() {
-            "engine.step.started" => t.started = t.started.or(Some(at)),
-            "engine.step.waiting_manual" => t.waiting = Some(at),
-            "engine.task.done" | "engine.step.succeeded" | "engine.step.failed" | "engine.step.skipped" => {
+        match e.action_kind() {
+            Some(AuditAction::EngineStepStarted) => t.started = t.started.or(Some(at)),
+            Some(AuditAction::EngineStepWaitingManual) => t.waiting = Some(at),
+            Some(
+                AuditAction::EngineTaskDone
+                | AuditAction::EngineStepSucceeded
+                | AuditAction::EngineStepFailed
+                | AuditAction::EngineStepSkipped,
+            ) => {
                 t.ended = Some(at);
             }
+            // Other actions, and ones this version does not know, say nothing of a step's times.
             _ => {}
         }
     }

@@ -12,6 +12,7 @@ use crate::crises::visible_crisis;
 use crate::{AppError, Services};
 
 fn rendered(s: &StepRecord) -> (Option<String>, Vec<String>) {
+    // Rendered when the step starts waiting for a person: before that there is nothing to show.
     let ManualTask { instructions, checklist } = s.rendered.clone().unwrap_or_default();
     (instructions, checklist)
 }

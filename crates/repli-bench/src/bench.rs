@@ -270,7 +270,9 @@ fn record(i: u32) -> Record {
     Record {
         commune: Some("13005".into()),
         crisis: Some("13005-2026-001".into()),
-        action: "graph.call".into(),
+        // A realistic entry of the kind the engine writes most; the benchmark used to invent a
+        // `graph.call` action, which nothing else writes and the action enum does not have.
+        action: repli_core::AuditAction::EngineStepSucceeded,
         target: format!("users/agent{i:06}@aubagne.secours-amp.fr"),
         details: json!({ "method": "POST", "path": "/v1.0/users", "status": 201, "id": format!("{i:08x}-0000-4000-8000-00000000abcd") }),
     }

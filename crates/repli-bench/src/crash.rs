@@ -421,8 +421,13 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     child.start_kill()?;
     let _ = child.wait().await;
     let store = repli_store::Store::open_read_only(&dir.join("repli.db")).await?;
-    let reclaimed =
-        store.audit_bundle().await?.entries.iter().filter(|e| e.action == "engine.step.reclaimed").count() as u64;
+    let reclaimed = store
+        .audit_bundle()
+        .await?
+        .entries
+        .iter()
+        .filter(|e| e.action_kind() == Some(repli_core::AuditAction::EngineStepReclaimed))
+        .count() as u64;
     let stranded = store.missing_runs().await?;
     for (id, playbook) in &stranded {
         problems.push(format!("{id}: stranded without its {playbook} run"));

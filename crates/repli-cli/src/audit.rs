@@ -286,7 +286,7 @@ mod tests {
             auth: "token".into(),
             commune: Some("13005".into()),
             crisis: None,
-            action: "log.information".into(),
+            action: repli_core::AuditAction::LogInformation.to_string(),
             target: "@SUM(A1)".into(),
             details: "{\"text\":\"-1+1\"}".into(),
             prev_hash: "0".into(),

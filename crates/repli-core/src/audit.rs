@@ -13,6 +13,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod action;
+
+pub use action::{ActionFilter, AuditAction, UnknownAuditAction};
+
 /// Version tag of the canonical entry encoding; part of every hashed byte string.
 pub const ENCODING_V1: &[u8] = b"repli-audit-v1";
 /// Version tag of the checkpoint message; part of every signed byte string.
@@ -36,7 +40,9 @@ pub struct AuditEntry {
     pub auth: String,
     pub commune: Option<String>,
     pub crisis: Option<String>,
-    /// Dotted verb, e.g. `crisis.request`, `crisis.activate`, `log.decision`.
+    /// Dotted verb, e.g. `crisis.request`, `crisis.activate`, `log.decision`: the string as
+    /// stored and hashed, kept as it is so that an entry whose action this version does not
+    /// know still reads and verifies. [`AuditEntry::action_kind`] gives the [`AuditAction`].
     pub action: String,
     pub target: String,
     /// A JSON object, stored and hashed as the exact text written.
@@ -98,6 +104,12 @@ fn opt(out: &mut impl FnMut(&[u8]), v: Option<&str>) {
 }
 
 impl AuditEntry {
+    /// The action this entry records, or `None` when its stored string is not one this version
+    /// knows (see [`AuditAction`]).
+    pub fn action_kind(&self) -> Option<AuditAction> {
+        self.action.parse().ok()
+    }
+
     /// The reason a person gave for the action (the `reason` every audited action with one
     /// records in its details), when there is one.
     pub fn reason(&self) -> Option<String> {
@@ -471,7 +483,7 @@ mod tests {
                 auth: "token".into(),
                 commune: Some("13005".into()),
                 crisis: None,
-                action: "crisis.activate".into(),
+                action: AuditAction::CrisisActivate.to_string(),
                 target: format!("t{seq}"),
                 details: "{}".into(),
                 prev_hash: out.last().map_or(GENESIS_HASH.to_owned(), |p| p.hash.clone()),

@@ -44,16 +44,6 @@ impl LogKind {
             Self::Inject => "Inject d'exercice",
         }
     }
-
-    /// The audit action recording an entry of this kind.
-    pub fn audit_action(self) -> String {
-        format!("log.{}", self.as_str())
-    }
-
-    /// The kind recorded by an audit action, if it is a main-courante entry.
-    pub fn from_audit_action(action: &str) -> Option<Self> {
-        action.strip_prefix("log.").and_then(|k| k.parse().ok())
-    }
 }
 
 impl fmt::Display for LogKind {
@@ -95,9 +85,5 @@ mod tests {
         assert_eq!("Point de situation".parse::<LogKind>(), Ok(LogKind::PointDeSituation));
         assert_eq!("point_de_situation".parse::<LogKind>(), Ok(LogKind::PointDeSituation));
         assert!("rumeur".parse::<LogKind>().is_err());
-        for k in LogKind::ALL {
-            assert_eq!(LogKind::from_audit_action(&k.audit_action()), Some(k));
-        }
-        assert_eq!(LogKind::from_audit_action("crisis.activate"), None);
     }
 }

@@ -94,48 +94,11 @@ pub fn phone(e164: &str) -> String {
     }
 }
 
-/// An audited action in French, for people (`crisis.deliver` → « Kit livré »); an unknown
-/// code is returned as it is.
+/// An audited action, as stored, in French for people (`crisis.deliver` → « Kit livré »): the
+/// label of its [`crate::AuditAction`]; an action without a French label, or a string this
+/// version does not know, is shown as it is.
 pub fn action(action: &str) -> String {
-    let s = match action {
-        "crisis.request" => "Demande du kit",
-        "crisis.activate" => "Demande activée",
-        "crisis.reject" => "Demande refusée",
-        "crisis.cancel" => "Kit annulé",
-        "crisis.start_provisioning" => "Préparation du kit commencée",
-        "crisis.mark_ready" => "Kit prêt",
-        "crisis.deliver" => "Kit livré",
-        "crisis.start_handback" => "Restitution ouverte",
-        "crisis.close" => "Crise close",
-        "crisis.agents" => "Liste des agents mise à jour",
-        "inventory.reserve" => "Matériel réservé",
-        "inventory.lend" => "Équipement prêté",
-        "inventory.check_in" => "Équipement rendu",
-        "inventory.write_off" => "Équipement passé en perte",
-        "inventory.wipe" => "Effacement certifié",
-        "sla.suspend" => "Délai suspendu",
-        "sla.resume" => "Délai repris",
-        "legal.facts" => "Faits notés pour les échéances légales",
-        "legal.cnil_done" => "Notification à la CNIL faite",
-        "legal.complaint_done" => "Plainte déposée",
-        "engine.run.started" => "Déroulé commencé",
-        "engine.run.finished" => "Déroulé terminé",
-        "engine.step.started" => "Étape commencée",
-        "engine.step.succeeded" => "Étape terminée",
-        "engine.step.retry" => "Nouvel essai prévu",
-        "engine.step.failed" => "Étape en échec",
-        "engine.step.waiting_manual" => "Tâche manuelle en attente",
-        "engine.step.waiting" => "Étape en attente",
-        "engine.step.reclaimed" => "Étape reprise après un arrêt",
-        "engine.step.reopened" => "Étape rouverte",
-        "engine.step.retried" => "Étape relancée",
-        "engine.step.skipped" => "Étape ignorée",
-        "engine.task.done" => "Tâche confirmée",
-        "notify.retry" => "Notification renvoyée",
-        a if a.starts_with("log.") => "Main courante",
-        other => other,
-    };
-    s.to_owned()
+    action.parse::<crate::AuditAction>().ok().and_then(crate::AuditAction::label_fr).unwrap_or(action).to_owned()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod schema;
 pub mod sla;
 pub mod text;
 
-pub use audit::{AuditBundle, AuditEntry, ChainError, ChainSummary, ChainVerifier, Checkpoint, Tamper};
+pub use audit::{AuditAction, AuditBundle, AuditEntry, ChainError, ChainSummary, ChainVerifier, Checkpoint, Tamper};
 pub use calendar::{BusinessCalendar, CalendarError, CalendarSpec};
 pub use crisis::{CrisisAction, CrisisId, CrisisState, TransitionError};
 pub use crisis_log::LogKind;

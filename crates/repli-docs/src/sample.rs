@@ -68,7 +68,7 @@ pub fn crisis() -> Option<CrisisView> {
             at: t("2026-11-23T07:00:00Z"),
             actor: "DGS d'Aubagne".into(),
             role: "dgs".into(),
-            action: "crisis.request".into(),
+            action: repli_core::AuditAction::CrisisRequest.to_string(),
             details: serde_json::json!({}),
         }],
         exercise: None,

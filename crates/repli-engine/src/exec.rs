@@ -70,6 +70,9 @@ pub enum EngineError {
     Store(#[from] PortError),
     #[error("no playbook named {0}")]
     UnknownPlaybook(PlaybookName),
+    /// The crisis's template context could not be read: its steps' titles cannot be rendered.
+    #[error("crisis {crisis}: cannot read its context: {reason}")]
+    Context { crisis: CrisisId, reason: String },
 }
 
 /// A step's failure: its message, and whether trying again can help.
@@ -191,7 +194,13 @@ impl Engine {
     /// The steps of `playbook` for a crisis, as a run starts them (titles rendered).
     pub async fn new_steps(&self, crisis: &CrisisId, playbook: PlaybookName) -> Result<Vec<NewStep>, EngineError> {
         let book = self.playbooks.get(&playbook).ok_or(EngineError::UnknownPlaybook(playbook))?;
-        let ctx = self.host.context(crisis).await.unwrap_or_default();
+        // Titles rendered from an empty context would read « Créer les comptes des  agents sur  »:
+        // a context that cannot be read is an error, not an empty one.
+        let ctx = self
+            .host
+            .context(crisis)
+            .await
+            .map_err(|reason| EngineError::Context { crisis: crisis.clone(), reason })?;
         let steps: Vec<NewStep> = book
             .steps
             .iter()
@@ -530,8 +539,9 @@ impl Engine {
             }
             StepKind::M365Licences => {
                 // Checks every account has its object id (outputs written before ids were kept).
-                let total = account_ids(outputs)?.len();
-                let ids = outputs.accounts().map(Accounts::unlicensed_ids).unwrap_or_default();
+                let accounts = accounts_with_ids(outputs)?;
+                let total = accounts.accounts.len();
+                let ids = accounts.unlicensed_ids();
                 m365.ensure_licences(&ids).await?;
                 done(StepOutput::Licences(Licences { accounts: total as u32, assigned: ids.len() as u32 }))
             }
@@ -602,12 +612,7 @@ impl Engine {
                 done(StepOutput::Rendered(Rendered { documents: files }))
             }
             StepKind::Notify => {
-                let audience = match param("audience")? {
-                    None => Audience::Ops,
-                    Some(a) => Audience::parse(&a)
-                        .ok_or_else(|| StepError::permanent(format!("destinataire inconnu : {a} (ops ou dgs)")))?,
-                };
-                let message = param("message")?.unwrap_or_default();
+                let (audience, message) = notify_params(param("audience")?, param("message")?)?;
                 self.host.notify(&run.crisis_id, audience, &message).await.map_err(StepError::transient)?;
                 done(StepOutput::Notified(Notified { audience }))
             }
@@ -645,13 +650,28 @@ impl Engine {
 /// The accounts' object ids, from the accounts step's output. An output written before ids
 /// were kept has none: the accounts step runs again to read them.
 fn account_ids(outputs: &Outputs) -> Result<Vec<String>, StepError> {
+    Ok(accounts_with_ids(outputs)?.accounts.iter().map(|a| a.id.clone()).collect())
+}
+
+/// A notify step's audience and message (rendered). Both are required by `repli playbook
+/// check`; a stored step without one is refused, not sent to ops with an empty message.
+fn notify_params(audience: Option<String>, message: Option<String>) -> Result<(Audience, String), StepError> {
+    let missing = |name: &str| StepError::permanent(format!("paramètre « {name} » manquant"));
+    let a = audience.ok_or_else(|| missing("audience"))?;
+    let audience =
+        Audience::parse(&a).ok_or_else(|| StepError::permanent(format!("destinataire inconnu : {a} (ops ou dgs)")))?;
+    Ok((audience, message.ok_or_else(|| missing("message"))?))
+}
+
+/// The accounts step's output, refused when missing or written before object ids were kept.
+fn accounts_with_ids(outputs: &Outputs) -> Result<&Accounts, StepError> {
     let accounts = outputs.accounts().ok_or_else(|| StepError::permanent("l'étape m365.accounts doit précéder"))?;
     if accounts.accounts.iter().any(|a| a.id.is_empty()) {
         return Err(StepError::permanent(
             "les comptes ont été créés par une version antérieure sans leurs identifiants : relancer l'étape m365.accounts",
         ));
     }
-    Ok(accounts.accounts.iter().map(|a| a.id.clone()).collect())
+    Ok(accounts)
 }
 
 #[cfg(test)]
@@ -677,5 +697,22 @@ mod tests {
             message: "slow down".into(),
         });
         assert!(!throttled.permanent);
+    }
+
+    #[test]
+    fn a_notify_step_without_its_audience_or_message_fails_instead_of_sending_nothing() {
+        let (audience, message) = notify_params(Some("dgs".into()), Some("Kit prêt".into())).unwrap();
+        assert_eq!((audience, message.as_str()), (Audience::Dgs, "Kit prêt"));
+        let e = notify_params(Some("ops".into()), None).unwrap_err();
+        assert!(e.permanent && e.message.contains("« message » manquant"), "{}", e.message);
+        let e = notify_params(None, Some("x".into())).unwrap_err();
+        assert!(e.permanent && e.message.contains("« audience » manquant"), "{}", e.message);
+        assert!(notify_params(Some("mairie".into()), Some("x".into())).unwrap_err().message.contains("mairie"));
+    }
+
+    #[test]
+    fn licences_need_the_accounts_output_with_its_ids() {
+        let e = accounts_with_ids(&Outputs::default()).unwrap_err();
+        assert!(e.permanent && e.message.contains("m365.accounts doit précéder"), "{}", e.message);
     }
 }

@@ -186,6 +186,8 @@ fn parse_step(
                 .push(Diagnostic { pos: *ppos, message: format!("step {id:?}: {kind} takes no parameter {name:?}") });
         }
     }
+    // Optional keys and their documented defaults (docs/ENGINE.md): the title is the id, a step
+    // is estimated at 5 minutes with a 30-minute budget, and tried 3 times.
     Some(Step {
         title: title.unwrap_or_else(|| id.clone()),
         id,
@@ -226,6 +228,9 @@ pub fn parse(text: &str) -> (Option<Playbook>, Vec<Diagnostic>) {
                     r.error(v.span(), "version must be 1");
                 }
             }
+            // A value that is not a string was reported by `string`, and a playbook with a
+            // diagnostic is refused: the empty default is never used. Both keys are optional
+            // labels for people; the engine knows a playbook by its file name.
             "name" => name = r.string(v, "name").unwrap_or_default(),
             "description" => description = r.string(v, "description").unwrap_or_default(),
             "step" => match v.get_ref() {

@@ -529,6 +529,8 @@ impl Shared {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
+            // A missing method or url reads as empty and is answered 400 below, as Graph does
+            // per item; it never falls back to another method.
             let method = r.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
             let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
             let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));

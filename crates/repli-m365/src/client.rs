@@ -170,7 +170,7 @@ fn missing_grant(op: &str, message: &str) -> Grant {
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
     pub id: String,
-    pub method: &'static str,
+    pub method: Method,
     /// Relative to the Graph base, with a leading `/`, query included.
     pub url: String,
     pub body: Option<Value>,
@@ -541,8 +541,11 @@ impl Graph {
     }
 
     /// A request from a relative URL (`/users/x/assignLicense?…`), body optional.
-    pub fn custom(client: &GraphClient, method: &str, url: &str, body: Option<&Value>) -> RequestHandler {
-        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    /// The method is typed: it used to be a string read with `unwrap_or(Method::GET)`, so a
+    /// mistyped one would have sent a GET.
+    pub fn custom(client: &GraphClient, method: Method, url: &str, body: Option<&Value>) -> RequestHandler {
+        // Serialising a `serde_json::Value` cannot fail (its keys are strings), so `ok()` drops
+        // nothing in practice; the builder closure has no way to return an error.
         let body = body.and_then(|b| BodyRead::from_serialize(b).ok());
         let (segments, query) = split_url(url);
         let mut handler = client.custom(method, body);
@@ -569,7 +572,7 @@ impl Graph {
         while let Some(relative) = next.take() {
             let reply = self
                 .call(op, Opts::default(), |c| {
-                    let h = Self::custom(c, "GET", &relative, None);
+                    let h = Self::custom(c, Method::GET, &relative, None);
                     if eventual {
                         h.header(
                             reqwest::header::HeaderName::from_static("consistencylevel"),
@@ -603,7 +606,7 @@ impl Graph {
             let mut results = BTreeMap::new();
             for item in items {
                 let reply = self
-                    .call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method, &item.url, item.body.as_ref()))
+                    .call_raw(op, opts, (1, 1), |c| Self::custom(c, item.method.clone(), &item.url, item.body.as_ref()))
                     .await?;
                 if reply.status == 403 {
                     return Err(reply.into_error(op));
@@ -745,10 +748,10 @@ impl Graph {
         let requests: Vec<Value> = items
             .iter()
             .map(|i| {
-                let mut r = json!({"id": i.id, "method": i.method, "url": i.url});
+                let mut r = json!({"id": i.id, "method": i.method.as_str(), "url": i.url});
                 // A write carries a body and its Content-Type in a batch, even an action without
                 // parameters (revokeSignInSessions): Graph refuses it otherwise.
-                let write = matches!(i.method, "POST" | "PATCH" | "PUT");
+                let write = [Method::POST, Method::PATCH, Method::PUT].contains(&i.method);
                 if let Some(b) = i.body.clone().or_else(|| write.then(|| json!({}))) {
                     r["body"] = b;
                     r["headers"] = json!({"Content-Type": "application/json"});

@@ -171,7 +171,7 @@ impl GraphProvider {
             .enumerate()
             .map(|(i, id)| Item {
                 id: format!("x{i}"),
-                method: "DELETE",
+                method: Method::DELETE,
                 url: format!("{collection}/{id}"),
                 body: None,
             })
@@ -262,7 +262,7 @@ impl GraphProvider {
                     // The SDK's job_status() polls without the token; poll through our layer.
                     let reply = self
                         .graph
-                        .call("team.operation", retry_404(), |c| Graph::custom(c, "GET", &location, None))
+                        .call("team.operation", retry_404(), |c| Graph::custom(c, Method::GET, &location, None))
                         .await?;
                     let op: wire::TeamsAsyncOperation =
                         wire::decode("team.operation", "GET /teams/{id}/operations/{id}", reply.body)?;
@@ -296,7 +296,7 @@ impl GraphProvider {
             (409, _) => {
                 self.graph
                     .call("team.get", retry_404(), |c| {
-                        Graph::custom(c, "GET", &format!("/groups/{group_id}/team"), None)
+                        Graph::custom(c, Method::GET, &format!("/groups/{group_id}/team"), None)
                     })
                     .await?;
                 Ok(false)
@@ -449,7 +449,7 @@ impl M365 for GraphProvider {
                     let password = generate_password()?;
                     creates.push(Item {
                         id: format!("c{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: "/users".into(),
                         body: Some(json!({
                             "accountEnabled": true,
@@ -497,8 +497,10 @@ impl M365 for GraphProvider {
                 // hid it from the listing) has no id yet: read it.
                 for account in out.iter_mut().filter(|a| a.id.is_empty()) {
                     let url = format!("/users/{}?$select=id", account.upn);
-                    let reply =
-                        self.graph.call("accounts.read", retry_404(), |c| Graph::custom(c, "GET", &url, None)).await?;
+                    let reply = self
+                        .graph
+                        .call("accounts.read", retry_404(), |c| Graph::custom(c, Method::GET, &url, None))
+                        .await?;
                     let user: wire::DirectoryObject =
                         wire::decode("accounts.read", "GET /users/{upn}?$select=id", reply.body)?;
                     account.id = user.id;
@@ -523,7 +525,7 @@ impl M365 for GraphProvider {
                     .enumerate()
                     .map(|(i, id)| Item {
                         id: format!("l{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: format!("/users/{id}/assignLicense"),
                         body: Some(body.clone()),
                     })
@@ -634,7 +636,7 @@ impl M365 for GraphProvider {
                 // No read of the group's drive: it needs Files.Read.All or Sites.Read.All (every
                 // file of the tenant) for a link the Team's « Fichiers » tab already gives.
                 let (team, created_channels) = tokio::join!(
-                    self.graph.call("team.get", retry_404(), |c| Graph::custom(c, "GET", &team_url, None)),
+                    self.graph.call("team.get", retry_404(), |c| Graph::custom(c, Method::GET, &team_url, None)),
                     futures_util::future::join_all(creates),
                 );
                 for r in created_channels {
@@ -687,7 +689,7 @@ impl M365 for GraphProvider {
                 .enumerate()
                 .map(|(i, (upn, p))| Item {
                     id: format!("p{i}"),
-                    method: "PATCH",
+                    method: Method::PATCH,
                     url: format!("/users/{upn}"),
                     body: Some(
                         json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": p.expose()}}),
@@ -713,13 +715,13 @@ impl M365 for GraphProvider {
                 let id = &u.id;
                 disable.push(Item {
                     id: format!("d{i}"),
-                    method: "PATCH",
+                    method: Method::PATCH,
                     url: format!("/users/{id}"),
                     body: Some(json!({"accountEnabled": false})),
                 });
                 revoke.push(Item {
                     id: format!("s{i}"),
-                    method: "POST",
+                    method: Method::POST,
                     url: format!("/users/{id}/revokeSignInSessions"),
                     body: None,
                 });
@@ -728,7 +730,7 @@ impl M365 for GraphProvider {
                     licences += skus.len() as u32;
                     free.push(Item {
                         id: format!("r{i}"),
-                        method: "POST",
+                        method: Method::POST,
                         url: format!("/users/{id}/assignLicense"),
                         body: Some(json!({"addLicenses": [], "removeLicenses": skus})),
                     });

@@ -3,7 +3,8 @@
 use ed25519_dalek::VerifyingKey;
 use jiff::Timestamp;
 use repli_core::audit::{
-    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainSummary, ChainVerifier, Checkpoint, GENESIS_HASH, parse_public_key,
+    ActionFilter, AuditAction, AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainSummary, ChainVerifier, Checkpoint,
+    GENESIS_HASH, parse_public_key,
 };
 use repli_core::{Actor, CrisisId, LogKind};
 use serde_json::json;
@@ -17,7 +18,7 @@ pub(crate) struct NewEntry<'a> {
     pub by: By<'a>,
     pub commune: Option<&'a str>,
     pub crisis: Option<&'a str>,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub target: &'a str,
     pub details: serde_json::Value,
 }
@@ -28,7 +29,7 @@ impl<'a> NewEntry<'a> {
         actor: &'a Actor,
         commune: &'a str,
         crisis: &'a str,
-        action: &'a str,
+        action: AuditAction,
         target: &'a str,
         details: serde_json::Value,
     ) -> Self {
@@ -72,7 +73,7 @@ pub struct AuditFilter {
     /// Actor name, exact.
     pub actor: Option<String>,
     /// Action, exact (`crisis.activate`) or a prefix ending in `.` (`crisis.`).
-    pub action: Option<String>,
+    pub action: Option<ActionFilter>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     /// Only entries after this sequence number (paging).
@@ -98,7 +99,7 @@ pub struct LogEntry {
 pub struct Record {
     pub commune: Option<String>,
     pub crisis: Option<String>,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
     pub details: serde_json::Value,
 }
@@ -152,7 +153,7 @@ impl Store {
             auth: auth.to_owned(),
             commune: e.commune.map(str::to_owned),
             crisis: e.crisis.map(str::to_owned),
-            action: e.action.to_owned(),
+            action: e.action.as_str().to_owned(),
             target: e.target.to_owned(),
             details: details.to_string(),
             prev_hash: std::mem::take(&mut head.hash),
@@ -160,7 +161,7 @@ impl Store {
         };
         entry.hash = entry.compute_hash();
         insert_entry(conn, &entry).await?;
-        tracing::debug!(seq, action = e.action, target = e.target, "audit");
+        tracing::debug!(seq, action = e.action.as_str(), target = e.target, "audit");
         if let Some(c) = &self.checkpointing
             && seq - head.last_checkpoint >= c.every
         {
@@ -181,7 +182,7 @@ impl Store {
                 by,
                 commune: r.commune.as_deref(),
                 crisis: r.crisis.as_deref(),
-                action: &r.action,
+                action: r.action,
                 target: &r.target,
                 details: r.details.clone(),
             };
@@ -234,11 +235,8 @@ impl Store {
 
     /// Entries matching `f`, in sequence order.
     pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let (action_exact, action_prefix) = match f.action.as_deref() {
-            Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
-            Some(a) => (Some(a.to_owned()), None),
-            None => (None, None),
-        };
+        let action_exact = f.action.and_then(ActionFilter::exact).map(AuditAction::as_str);
+        let action_prefix = f.action.and_then(ActionFilter::prefix);
         let limit = match f.limit {
             0 => 1000,
             n => n.min(10_000),
@@ -247,7 +245,7 @@ impl Store {
             "SELECT seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, details, \
              prev_hash, hash FROM audit_log WHERE seq > ?1 AND (?2 IS NULL OR crisis = ?2) \
              AND (?3 IS NULL OR commune = ?3) AND (?4 IS NULL OR actor_name = ?4) \
-             AND (?5 IS NULL OR action = ?5) AND (?6 IS NULL OR action LIKE ?6) \
+             AND (?5 IS NULL OR action = ?5) AND (?6 IS NULL OR substr(action, 1, length(?6)) = ?6) \
              AND (?7 IS NULL OR at >= ?7) AND (?8 IS NULL OR at < ?8) ORDER BY seq LIMIT ?9",
         )
         .bind(f.after_seq)
@@ -338,12 +336,11 @@ impl Store {
         if !state.is_open() {
             return Err(StoreError::CrisisEnded { id: id.clone(), state });
         }
-        let action = kind.audit_action();
         let e = NewEntry {
             by: By::User(actor),
             commune: Some(&commune),
             crisis: Some(id.as_str()),
-            action: &action,
+            action: AuditAction::log(kind),
             target: id.as_str(),
             details: log_details(kind, text),
         };
@@ -364,14 +361,16 @@ impl Store {
         let entries = self
             .audit_entries(&AuditFilter {
                 crisis: Some(id.to_string()),
-                action: Some("log.".into()),
+                action: Some(ActionFilter::main_courante()),
                 limit: 10_000,
                 ..Default::default()
             })
             .await?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let Some(kind) = LogKind::from_audit_action(&e.action) else {
+            // Only the main courante's own kinds: `log.` is theirs, and an action this version
+            // does not know is not one it can show.
+            let Some(kind) = e.action_kind().and_then(AuditAction::log_kind) else {
                 continue;
             };
             let d: serde_json::Value = serde_json::from_str(&e.details)
@@ -382,7 +381,12 @@ impl Store {
                 kind,
                 author: e.actor_name,
                 role: e.actor_role,
-                text: d["text"].as_str().unwrap_or_default().to_owned(),
+                // Every main-courante entry is written with its text (log_details): one without
+                // is not shown as an empty line.
+                text: d["text"]
+                    .as_str()
+                    .ok_or_else(|| StoreError::Corrupt { column: "audit_log.details", value: e.details.clone() })?
+                    .to_owned(),
             });
         }
         Ok(out)
@@ -417,12 +421,14 @@ impl ChainHead {
             .await?;
         let last_cp: Option<i64> =
             sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&mut *conn).await?;
+        // An empty log: the first entry is seq 1, linked to the genesis hash (docs/AUDIT.md).
         let (seq, hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+        // No checkpoint yet: entries since seq 0 count towards the first one.
         Ok(Self { seq, hash, last_checkpoint: last_cp.unwrap_or(0) })
     }
 }
 
-async fn insert_entry(conn: &mut SqliteConnection, e: &AuditEntry) -> Result<(), StoreError> {
+pub(crate) async fn insert_entry(conn: &mut SqliteConnection, e: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor_id, actor_name, actor_role, auth, commune, crisis, action, target, \
          details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use repli_core::run::{NewStep, PlaybookName};
-use repli_core::{Actor, CrisisAction, CrisisId, CrisisState, InseeCode};
+use repli_core::{Actor, AuditAction, CrisisAction, CrisisId, CrisisState, InseeCode};
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -282,7 +282,7 @@ pub(crate) async fn insert_crisis_in(
         by: By::User(actor),
         commune: Some(insee),
         crisis: Some(id.as_str()),
-        action: "crisis.request",
+        action: AuditAction::CrisisRequest,
         target: id.as_str(),
         details,
     };
@@ -406,12 +406,11 @@ impl Store {
             return Err(StoreError::Transition(repli_core::TransitionError::Illegal { action, from }));
         }
         let details = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
-        let action_name = format!("crisis.{}", action.as_str());
         let e = NewEntry {
             by,
             commune: Some(&commune),
             crisis: Some(id.as_str()),
-            action: &action_name,
+            action: AuditAction::transition(action),
             target: id.as_str(),
             details,
         };
@@ -471,7 +470,7 @@ impl Store {
                 by: By::System,
                 commune: Some(&commune),
                 crisis: Some(&id),
-                action: "crisis.purge_personal_data",
+                action: AuditAction::CrisisPurgePersonalData,
                 target: &id,
                 details,
             };
@@ -496,7 +495,7 @@ impl Store {
                 by: By::System,
                 commune: None,
                 crisis: None,
-                action: "exercise.purge_personal_data",
+                action: AuditAction::ExercisePurgePersonalData,
                 target: &target,
                 details: json!({ "exercise": x, "fields": ["scenario", "recipients"] }),
             };

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use repli_core::run::{ManualTask, NewStep, PlaybookName, RunRecord, RunState, StepFinish, StepOutput, StepRecord};
-use repli_core::{CrisisId, StepKind, StepState};
+use repli_core::{AuditAction, CrisisId, StepKind, StepState};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -18,8 +18,18 @@ fn json_col(r: &SqliteRow, col: &'static str) -> Result<Option<Value>, StoreErro
     raw.map(|s| serde_json::from_str(&s).map_err(|_| StoreError::Corrupt { column: col, value: s })).transpose()
 }
 
-fn strings(v: Option<Value>) -> Vec<String> {
-    v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+/// A NOT NULL column holding a JSON array of strings (`steps.needs`, `steps.checklist`):
+/// anything else is corruption, never an empty list (a step whose `needs` read as empty would
+/// run before the steps it waits for).
+fn strings(r: &SqliteRow, col: &str, column: &'static str) -> Result<Vec<String>, StoreError> {
+    let raw: String = r.try_get(col)?;
+    serde_json::from_str(&raw).map_err(|_| StoreError::Corrupt { column, value: raw })
+}
+
+/// A NOT NULL count column that must fit a `u32`.
+fn count(r: &SqliteRow, col: &str, column: &'static str) -> Result<u32, StoreError> {
+    let n: i64 = r.try_get(col)?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt { column, value: n.to_string() })
 }
 
 fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
@@ -34,23 +44,21 @@ fn step_from_row(r: &SqliteRow) -> Result<StepRecord, StoreError> {
         .map(serde_json::from_value::<ManualTask>)
         .transpose()
         .map_err(|e| StoreError::Corrupt { column: "steps.rendered", value: e.to_string() })?;
-    let attempts: i64 = r.try_get("attempts")?;
-    let max_attempts: i64 = r.try_get("max_attempts")?;
     Ok(StepRecord {
         run_id: r.try_get("run_id")?,
         step_id: r.try_get("step_id")?,
         position: r.try_get("position")?,
         kind,
         title: r.try_get("title")?,
-        needs: strings(json_col(r, "needs")?),
-        params: json_col(r, "params")?.unwrap_or(Value::Null),
+        needs: strings(r, "needs", "steps.needs")?,
+        params: json_col(r, "params")?.ok_or(StoreError::Corrupt { column: "steps.params", value: "NULL".into() })?,
         instructions: r.try_get("instructions")?,
-        checklist: strings(json_col(r, "checklist")?),
+        checklist: strings(r, "checklist", "steps.checklist")?,
         estimate_secs: r.try_get("estimate_secs")?,
         budget_secs: r.try_get("budget_secs")?,
-        max_attempts: u32::try_from(max_attempts).unwrap_or(1),
+        max_attempts: count(r, "max_attempts", "steps.max_attempts")?,
         state: StepState::parse(&state).ok_or(StoreError::Corrupt { column: "steps.state", value: state })?,
-        attempts: u32::try_from(attempts).unwrap_or(0),
+        attempts: count(r, "attempts", "steps.attempts")?,
         not_before: opt_from_db("steps.not_before", r.try_get("not_before")?)?,
         first_started_at: opt_from_db("steps.first_started_at", r.try_get("first_started_at")?)?,
         started_at: opt_from_db("steps.started_at", r.try_get("started_at")?)?,
@@ -92,10 +100,6 @@ macro_rules! run_select {
             $tail
         )
     };
-}
-
-fn step_err(msg: impl Into<String>) -> StoreError {
-    StoreError::Step(msg.into())
 }
 
 impl Store {
@@ -176,7 +180,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(crisis.as_str()),
-                action: "engine.run.started",
+                action: AuditAction::EngineRunStarted,
                 target: &target,
                 details,
             },
@@ -291,7 +295,7 @@ impl Store {
             .bind(step)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| step_err(format!("étape inconnue : {step}")))?;
+            .ok_or_else(|| StoreError::UnknownRunStep { run, step: step.to_owned() })?;
         step_from_row(&row)
     }
 
@@ -300,7 +304,7 @@ impl Store {
             .bind(run)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| step_err(format!("run {run} inconnu")))?;
+            .ok_or(StoreError::UnknownRun(run))?;
         run_from_row(&row)
     }
 
@@ -310,7 +314,7 @@ impl Store {
         tx: &mut sqlx::SqliteConnection,
         run: &RunRecord,
         step: &str,
-        action: &str,
+        action: AuditAction,
         by: By<'_>,
         details: Value,
         now: Timestamp,
@@ -369,7 +373,7 @@ impl Store {
             &mut tx,
             &r,
             step,
-            "engine.step.started",
+            AuditAction::EngineStepStarted,
             By::System,
             json!({ "kind": s.kind, "attempt": s.attempts + 1 }),
             now,
@@ -412,20 +416,20 @@ impl Store {
         let r = Self::run_in(&mut tx, run).await?;
         let (state, action, details) = match finish {
             StepFinish::Succeeded(_) => {
-                (StepState::Succeeded, "engine.step.succeeded", json!({ "attempt": s.attempts }))
+                (StepState::Succeeded, AuditAction::EngineStepSucceeded, json!({ "attempt": s.attempts }))
             }
             StepFinish::Retry { error, not_before } => (
                 StepState::Pending,
-                "engine.step.retry",
+                AuditAction::EngineStepRetry,
                 json!({ "attempt": s.attempts, "error": error, "not_before": time::to_db(*not_before) }),
             ),
             StepFinish::Failed(error) => {
-                (StepState::Failed, "engine.step.failed", json!({ "attempt": s.attempts, "error": error }))
+                (StepState::Failed, AuditAction::EngineStepFailed, json!({ "attempt": s.attempts, "error": error }))
             }
-            StepFinish::Manual(_) => (StepState::WaitingManual, "engine.step.waiting_manual", json!({})),
+            StepFinish::Manual(_) => (StepState::WaitingManual, AuditAction::EngineStepWaitingManual, json!({})),
             StepFinish::Wait { reason, not_before } => (
                 StepState::Pending,
-                "engine.step.waiting",
+                AuditAction::EngineStepWaiting,
                 json!({ "reason": reason, "not_before": time::to_db(*not_before) }),
             ),
         };
@@ -493,7 +497,7 @@ impl Store {
                 &mut tx,
                 &r,
                 &step,
-                "engine.step.reclaimed",
+                AuditAction::EngineStepReclaimed,
                 By::System,
                 json!({ "lease_owner": owner }),
                 now,
@@ -576,8 +580,16 @@ impl Store {
         }
         let r = Self::run_in(conn, run).await?;
         for step in &reopened {
-            self.step_audit(conn, &r, step, "engine.step.reopened", by, json!({ "reason": "agents added" }), now)
-                .await?;
+            self.step_audit(
+                conn,
+                &r,
+                step,
+                AuditAction::EngineStepReopened,
+                by,
+                json!({ "reason": "agents added" }),
+                now,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -602,7 +614,7 @@ impl Store {
                 by: By::System,
                 commune: Some(&r.commune),
                 crisis: Some(r.crisis_id.as_str()),
-                action: "engine.run.finished",
+                action: AuditAction::EngineRunFinished,
                 target: &target,
                 details: json!({ "state": state.as_str() }),
             },
@@ -628,7 +640,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(run) = run else {
-            return Err(step_err(format!("la crise {crisis} n'a pas d'étape « {step} »")));
+            return Err(StoreError::NoSuchStep { crisis: crisis.clone(), step: step.to_owned() });
         };
         Ok((Self::run_in(tx, run).await?, Self::step_in(tx, run, step).await?))
     }
@@ -663,10 +675,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
         if s.state != StepState::WaitingManual {
-            return Err(step_err(format!(
-                "l'étape « {step} » est {} : seule une tâche manuelle à faire peut être confirmée",
-                s.state.label_fr()
-            )));
+            return Err(StoreError::StepNotWaitingManual { step: step.to_owned(), state: s.state });
         }
         Self::reception_gate(&mut tx, crisis, &s).await?;
         let who = actor_name(by);
@@ -682,7 +691,7 @@ impl Store {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        self.step_audit(&mut tx, &r, step, "engine.task.done", by, json!({ "note": note }), now).await?;
+        self.step_audit(&mut tx, &r, step, AuditAction::EngineTaskDone, by, json!({ "note": note }), now).await?;
         Self::rearm_in(&mut tx, crisis).await?;
         let s = Self::step_in(&mut tx, r.id, step).await?;
         tx.commit().await?;
@@ -703,25 +712,20 @@ impl Store {
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
         let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried() };
         if !allowed {
-            let what = if skip {
-                "ignorée (elle doit être en échec, en attente ou à faire)"
-            } else {
-                "relancée (elle doit être en échec)"
-            };
-            return Err(step_err(format!(
-                "l'étape « {step} » est {} : elle ne peut pas être {what}",
-                s.state.label_fr()
-            )));
+            return Err(StoreError::StepNotOperable { step: step.to_owned(), state: s.state, skip });
         }
         if !r.state.takes_step_operations() {
-            return Err(step_err(format!("le déroulé « {} » est terminé ({})", r.playbook, r.state)));
+            return Err(StoreError::RunOver { playbook: r.playbook, state: r.state });
         }
         if skip {
             // Skipping the reception would bypass its gate.
             Self::reception_gate(&mut tx, crisis, &s).await?;
         }
-        let (state, action) =
-            if skip { ("skipped", "engine.step.skipped") } else { ("pending", "engine.step.retried") };
+        let (state, action) = if skip {
+            ("skipped", AuditAction::EngineStepSkipped)
+        } else {
+            ("pending", AuditAction::EngineStepRetried)
+        };
         sqlx::query(
             "UPDATE steps SET state = ?, attempts = CASE WHEN ? THEN attempts ELSE 0 END, first_started_at = CASE WHEN ? THEN first_started_at ELSE NULL END, \
              not_before = NULL, note = ?, finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE run_id = ? AND step_id = ?",
@@ -838,11 +842,17 @@ mod tests {
         // Ops: confirm refuses a step that is not a waiting task; retry and skip are audited.
         let ops = user(&store, Role::Ops, None).await;
         let e = store.confirm_task(&c.id, "a", None, By::User(&ops), now).await.unwrap_err();
-        assert!(e.to_string().contains("seule une tâche manuelle"), "{e}");
+        assert!(
+            matches!(&e, StoreError::StepNotWaitingManual { step, state: StepState::Failed } if step == "a"),
+            "{e}"
+        );
         let s = store.operate_step(&c.id, "a", false, "cause corrigée", By::User(&ops), now).await.unwrap();
         assert_eq!((s.state, s.attempts), (StepState::Pending, 0));
         let e = store.operate_step(&c.id, "a", false, "encore", By::User(&ops), now).await.unwrap_err();
-        assert!(e.to_string().contains("doit être en échec"), "{e}");
+        assert!(
+            matches!(&e, StoreError::StepNotOperable { step, state: StepState::Pending, skip: false } if step == "a"),
+            "{e}"
+        );
         let s = store.operate_step(&c.id, "b", true, "inutile ici", By::User(&ops), now).await.unwrap();
         assert_eq!(s.state, StepState::Skipped);
         let actions: Vec<String> = store.audit_bundle().await.unwrap().entries.into_iter().map(|e| e.action).collect();
@@ -884,7 +894,10 @@ mod tests {
         assert!(!store.repair_run(&c.id, PlaybookName::Activation, &[step("a", &[])], now).await.unwrap());
         assert!(store.missing_runs().await.unwrap().is_empty());
         let started = store
-            .audit_entries(&crate::AuditFilter { action: Some("engine.run.started".into()), ..Default::default() })
+            .audit_entries(&crate::AuditFilter {
+                action: Some(repli_core::AuditAction::EngineRunStarted.into()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(started[0].details.contains("\"repaired\":true"), "{}", started[0].details);
@@ -901,5 +914,37 @@ mod tests {
             .unwrap();
         assert!(run.is_some());
         store.verify_audit(None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_step_row_is_an_error_not_a_default() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let now = t("2026-11-23T08:00:00Z");
+        let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
+        let (run, _) = store
+            .create_run(&c.id, PlaybookName::Activation, &[step("a", &[]), step("b", &["a"])], By::System, now)
+            .await
+            .unwrap();
+        assert_eq!(store.steps(run).await.unwrap()[1].needs, ["a"]);
+        let corrupt = |sql: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.write.begin().await.unwrap();
+                sqlx::query(sql).bind(run).execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+                store.steps(run).await.unwrap_err()
+            }
+        };
+        // `needs` read as empty would let « b » run before « a ».
+        let e = corrupt("UPDATE steps SET needs = '{\"a\":1}' WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.needs", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET needs = '[]', checklist = 'oops' WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.checklist", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET checklist = '[]', attempts = -1 WHERE run_id = ? AND step_id = 'b'").await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.attempts", .. }), "{e}");
+        let e = corrupt("UPDATE steps SET attempts = 0, max_attempts = 5000000000 WHERE run_id = ? AND step_id = 'b'")
+            .await;
+        assert!(matches!(e, StoreError::Corrupt { column: "steps.max_attempts", .. }), "{e}");
     }
 }

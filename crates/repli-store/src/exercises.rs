@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use repli_core::exercise::InjectEffect;
-use repli_core::{Actor, CrisisId, CrisisState, ExerciseMode, InseeCode, LogKind};
+use repli_core::{Actor, AuditAction, CrisisId, CrisisState, ExerciseMode, InseeCode, LogKind};
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
 
@@ -138,7 +138,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: None,
-            action: "exercise.start",
+            action: AuditAction::ExerciseStart,
             target: &target,
             details: json!({
                 "exercise": id,
@@ -289,12 +289,11 @@ async fn deliver_inject_in(
     channels: &[&str],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let action = LogKind::Inject.audit_action();
     let e = NewEntry {
         by: By::System,
         commune: Some(commune),
         crisis: Some(crisis),
-        action: &action,
+        action: AuditAction::log(LogKind::Inject),
         target: crisis,
         details: {
             let mut d = crate::audit::log_details(LogKind::Inject, text);
@@ -487,8 +486,11 @@ mod tests {
         store.purge_personal_data(later, later).await.unwrap();
         let x = store.exercise(id).await.unwrap().unwrap();
         assert!(x.scenario.is_empty() && x.recipients.is_empty(), "{x:?}");
-        let filter =
-            AuditFilter { action: Some("exercise.purge_personal_data".into()), limit: 10, ..Default::default() };
+        let filter = AuditFilter {
+            action: Some(AuditAction::ExercisePurgePersonalData.into()),
+            limit: 10,
+            ..Default::default()
+        };
         assert_eq!(store.audit_entries(&filter).await.unwrap().len(), 1);
         // Once only.
         store.purge_personal_data(later, later).await.unwrap();

@@ -2,13 +2,13 @@
 //! writer: no item is ever reserved twice), named loans, check-in, wipe records.
 
 use jiff::{SignedDuration, Timestamp};
-use repli_core::{Actor, CrisisId, ExerciseMode, Item, ItemKind, ItemState};
+use repli_core::{Actor, AuditAction, CrisisId, ExerciseMode, Item, ItemKind, ItemState};
 use serde_json::json;
 use sqlx::SqliteConnection;
 
 use crate::audit::NewEntry;
 use crate::time::{self, opt_from_db};
-use crate::{By, Store, StoreError};
+use crate::{AgentsLock, By, Holding, Store, StoreError};
 
 /// An item as stored, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +88,6 @@ pub(crate) fn actor_name(by: By<'_>) -> String {
     }
 }
 
-fn item_err(msg: impl Into<String>) -> StoreError {
-    StoreError::Item(msg.into())
-}
-
 /// The agents list of a crisis can change until its hand-back opens.
 async fn agents_open_in(conn: &mut SqliteConnection, id: &CrisisId) -> Result<(), StoreError> {
     let state: String = sqlx::query_scalar("SELECT state FROM crises WHERE id = ?")
@@ -104,7 +100,7 @@ async fn agents_open_in(conn: &mut SqliteConnection, id: &CrisisId) -> Result<()
     if state.is_open() && state != repli_core::CrisisState::Handback {
         Ok(())
     } else {
-        Err(item_err(format!("la crise est {} : la liste des agents ne peut plus changer", state.label_fr())))
+        Err(StoreError::AgentsListClosed { id: id.clone(), state })
     }
 }
 
@@ -189,7 +185,7 @@ async fn move_item(
     let (state, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
     let state: ItemState = state.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: state })?;
     if !from.contains(&state) {
-        return Err(item_err(format!("l'équipement {serial} est {} : opération impossible", state.label_fr())));
+        return Err(StoreError::ItemInState { serial: serial.to_owned(), state });
     }
     let keeps_crisis = matches!(
         to,
@@ -242,10 +238,6 @@ pub struct Preempted {
     pub asset_tags: Vec<String>,
 }
 
-impl Preempted {
-    pub const ACTION: &'static str = "inventory.preempt";
-}
-
 impl Store {
     /// Imports items, all or nothing; refuses serials, asset tags, IMEIs or ICCIDs already in
     /// the pool, every problem reported with its line.
@@ -296,7 +288,7 @@ impl Store {
             by,
             commune: None,
             crisis: None,
-            action: "inventory.import",
+            action: AuditAction::InventoryImport,
             target: "pool",
             details: json!({ "items": items.len(), "files": items.iter().map(|i| i.0.as_str()).collect::<std::collections::BTreeSet<_>>() }),
         };
@@ -455,7 +447,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(id.as_str()),
-                action: "inventory.count",
+                action: AuditAction::InventoryCount,
                 target: id.as_str(),
                 details: serde_json::Value::Object(counted),
             };
@@ -542,7 +534,7 @@ impl Store {
                 by,
                 commune: Some(&commune),
                 crisis: Some(id.as_str()),
-                action: "inventory.reserve",
+                action: AuditAction::InventoryReserve,
                 target: id.as_str(),
                 details: serde_json::Value::Object(reserved),
             };
@@ -556,13 +548,13 @@ impl Store {
                 by,
                 commune: Some(&drill_commune),
                 crisis: Some(drill),
-                action: Preempted::ACTION,
+                action: AuditAction::InventoryPreempt,
                 target: drill,
-                details: serde_json::to_value(taken).map_err(|e| StoreError::Item(e.to_string()))?,
+                details: serde_json::to_value(taken)
+                    .map_err(|source| StoreError::Encode { what: "inventory.preempt details", source })?,
             };
             self.append(&mut tx, e, now).await?;
             let kind = repli_core::LogKind::Information;
-            let action = kind.audit_action();
             let text = format!(
                 "Matériel repris par la crise réelle {id} : {} ({} équipement(s)). L'exercice continue sans lui ; \
                  la liste d'attente le servira quand le stock le permettra.",
@@ -573,7 +565,7 @@ impl Store {
                 by: By::System,
                 commune: Some(&drill_commune),
                 crisis: Some(drill),
-                action: &action,
+                action: AuditAction::log(kind),
                 target: drill,
                 details: crate::audit::log_details(kind, &text),
             };
@@ -592,7 +584,7 @@ impl Store {
              WHERE a.action = ? AND k.exercise_id IS NOT NULL \
              AND k.state NOT IN ('closed', 'rejected', 'cancelled') ORDER BY a.seq",
         )
-        .bind(Preempted::ACTION)
+        .bind(AuditAction::InventoryPreempt.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
@@ -692,14 +684,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         if lent > 0 {
-            return Err(item_err(
-                "des équipements sont déjà prêtés à ces agents : la liste ne peut plus être remplacée, seulement complétée",
-            ));
+            return Err(StoreError::AgentsListLocked { id: id.clone(), because: AgentsLock::ItemsLent });
         }
         if Store::accounts_made_in(&mut tx, id).await? {
-            return Err(item_err(
-                "les comptes de ces agents sont déjà créés : la liste ne peut plus être remplacée, seulement complétée",
-            ));
+            return Err(StoreError::AgentsListLocked { id: id.clone(), because: AgentsLock::AccountsMade });
         }
         sqlx::query("DELETE FROM agents WHERE crisis_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
         insert_agents_in(&mut tx, id, agents).await?;
@@ -708,7 +696,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents",
+            AuditAction::CrisisAgents,
             id.as_str(),
             json!({ "agents": agents.len() }),
         );
@@ -735,7 +723,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents.added",
+            AuditAction::CrisisAgentsAdded,
             id.as_str(),
             json!({ "added": agents.len(), "agents": total }),
         );
@@ -758,12 +746,10 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
         if named == 0 {
-            return Err(item_err("aucun agent n'est encore nommé : il faut au moins un nom pour créer les comptes"));
+            return Err(StoreError::NoAgentsNamed { id: id.clone() });
         }
         if named >= declared || accepted.is_some() {
-            return Err(item_err(format!(
-                "la liste est complète ou déjà acceptée ({named} nom(s) pour {declared} agent(s) déclaré(s))"
-            )));
+            return Err(StoreError::AgentsListComplete { id: id.clone(), named, declared });
         }
         sqlx::query("UPDATE crises SET agents_short_ok = ? WHERE id = ?")
             .bind(named)
@@ -774,14 +760,15 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "crisis.agents.accepted",
+            AuditAction::CrisisAgentsAccepted,
             id.as_str(),
             json!({ "named": named, "declared": declared }),
         );
         self.append(&mut tx, e, now).await?;
         Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(u32::try_from(named).unwrap_or(0))
+        u32::try_from(named)
+            .map_err(|_| StoreError::Corrupt { column: "crises.agents_named", value: named.to_string() })
     }
 
     pub async fn agents(&self, id: &CrisisId) -> Result<Vec<Agent>, StoreError> {
@@ -837,7 +824,11 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let held_by = held_for(&mut tx, serial).await?;
         if held_by.as_deref() != Some(id.as_str()) {
-            return Err(item_err(format!("l'équipement {serial} n'a pas été prêté pour la crise {id}")));
+            return Err(StoreError::ItemNotHeldFor {
+                serial: serial.to_owned(),
+                id: id.clone(),
+                holding: Holding::Lent,
+            });
         }
         let to = if condition == Condition::Missing { ItemState::Lost } else { ItemState::Returned };
         move_item(&mut tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
@@ -855,7 +846,7 @@ impl Store {
             actor,
             &commune,
             id.as_str(),
-            "inventory.check_in",
+            AuditAction::InventoryCheckIn,
             serial,
             json!({ "condition": condition.as_str(), "note": note }),
         );
@@ -904,7 +895,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: crisis.as_deref(),
-            action: "inventory.wipe",
+            action: AuditAction::InventoryWipe,
             target: serial,
             details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
         };
@@ -924,7 +915,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         if held_for(&mut tx, serial).await?.as_deref() != Some(id.as_str()) {
-            return Err(item_err(format!("l'équipement {serial} n'est pas détenu pour la crise {id}")));
+            return Err(StoreError::ItemNotHeldFor {
+                serial: serial.to_owned(),
+                id: id.clone(),
+                holding: Holding::Held,
+            });
         }
         move_item(
             &mut tx,
@@ -944,8 +939,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let commune = commune_of(&mut tx, id).await?;
-        let e =
-            NewEntry::crisis(actor, &commune, id.as_str(), "inventory.write_off", serial, json!({ "reason": reason }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::InventoryWriteOff,
+            serial,
+            json!({ "reason": reason }),
+        );
         self.append(&mut tx, e, now).await?;
         Store::rearm_in(&mut tx, id).await?;
         tx.commit().await?;
@@ -968,7 +969,7 @@ impl Store {
             ItemState::Maintenance => &[ItemState::Available, ItemState::Returned],
             ItemState::Available => &[ItemState::Maintenance],
             ItemState::Retired => &[ItemState::Available, ItemState::Maintenance, ItemState::Lost],
-            _ => return Err(item_err(format!("passage à l'état « {} » impossible par cette voie", to.label_fr()))),
+            _ => return Err(StoreError::ItemMoveRefused { to }),
         };
         let mut tx = self.write.begin().await?;
         let crisis = held_for(&mut tx, serial).await?;
@@ -977,7 +978,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: crisis.as_deref(),
-            action: "inventory.service",
+            action: AuditAction::InventoryService,
             target: serial,
             details: json!({ "from": was.as_str(), "to": to.as_str(), "reason": reason }),
         };
@@ -1034,6 +1035,8 @@ impl Store {
                     kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
                     model: r.3,
                     agent: match (r.4, r.5) {
+                        // `agents.service` is NOT NULL DEFAULT '': an Option only through the
+                        // LEFT JOIN, so it is there whenever the agent is.
                         (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
                         _ => None,
                     },
@@ -1069,7 +1072,11 @@ async fn lend_one(
         .await?;
     let (kind, held_by) = row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
     if held_by.as_deref() != Some(id.as_str()) {
-        return Err(item_err(format!("l'équipement {serial} n'est pas réservé pour la crise {id}")));
+        return Err(StoreError::ItemNotHeldFor {
+            serial: serial.to_owned(),
+            id: id.clone(),
+            holding: Holding::Reserved,
+        });
     }
     let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
     if let Some(a) = agent {
@@ -1079,10 +1086,10 @@ async fn lend_one(
             .fetch_optional(&mut *tx)
             .await?;
         if ok.is_none() {
-            return Err(item_err(format!("l'agent {a} n'est pas dans la liste des agents de la crise {id}")));
+            return Err(StoreError::UnknownAgent { id: id.clone(), agent: a });
         }
     } else if kind.is_personal() {
-        return Err(item_err(format!("un {} se prête à un agent nommé", kind.label_fr())));
+        return Err(StoreError::AgentRequired { kind });
     }
     move_item(
         tx,
@@ -1109,7 +1116,7 @@ async fn lend_one(
         actor,
         &commune,
         id.as_str(),
-        "inventory.lend",
+        AuditAction::InventoryLend,
         serial,
         json!({ "agent": agent, "due_back": time::to_db(due) }),
     );

@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use repli_core::{ChainError, CrisisId, InseeCode, TransitionError};
+use repli_core::run::PlaybookName;
+use repli_core::{ChainError, CrisisId, CrisisState, InseeCode, ItemKind, ItemState, StepState, TransitionError};
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -73,20 +74,69 @@ pub enum StoreError {
     UnknownUser(i64),
     #[error("login `{0}` is already taken")]
     LoginTaken(String),
-    #[error("crisis {id}: {message}")]
-    Sla { id: CrisisId, message: &'static str },
+    /// The 48-hour clock runs only until the kit is ready: nothing to suspend.
+    #[error("crisis {id}: the SLA clock no longer runs")]
+    SlaNotRunning { id: CrisisId },
+    #[error("crisis {id}: the SLA clock is already suspended")]
+    SlaAlreadySuspended { id: CrisisId },
+    #[error("crisis {id}: the SLA clock is not suspended")]
+    SlaNotSuspended { id: CrisisId },
     /// Inventory import refused: every problem, as `file:line: message`.
     #[error("{}", .0.join("\n"))]
     Import(Vec<String>),
     #[error("unknown item {0}")]
     UnknownItem(String),
-    /// An item operation that does not fit the item's state or crisis (French, for people).
-    #[error("{0}")]
-    Item(String),
+    /// The item's state does not allow the operation.
+    #[error("item {serial} is {state}: the operation does not apply in that state")]
+    ItemInState { serial: String, state: ItemState },
+    /// The item is not held for that crisis the way the operation needs.
+    #[error("item {serial} is not {holding} for crisis {id}")]
+    ItemNotHeldFor { serial: String, id: CrisisId, holding: Holding },
+    /// This way of changing an item's state does not lead to `to`.
+    #[error("an item cannot be moved to {to} this way")]
+    ItemMoveRefused { to: ItemState },
+    /// A personal item (laptop, phone) is lent to a named agent.
+    #[error("a {kind} is lent to a named agent")]
+    AgentRequired { kind: ItemKind },
+    #[error("agent {agent} is not in the agents list of crisis {id}")]
+    UnknownAgent { id: CrisisId, agent: i64 },
+    /// The agents list of a crisis no longer changes (hand-back opened, or the crisis ended).
+    #[error("crisis {id} is {state}: its agents list no longer changes")]
+    AgentsListClosed { id: CrisisId, state: CrisisState },
+    /// The agents list can only be completed now, not replaced.
+    #[error("crisis {id}: the agents list can only be completed now: {because}")]
+    AgentsListLocked { id: CrisisId, because: AgentsLock },
+    #[error("crisis {id}: no agent is named yet")]
+    NoAgentsNamed { id: CrisisId },
+    /// Accepting a short agents list when it is complete, or already accepted.
+    #[error("crisis {id}: the agents list is complete or already accepted ({named} named, {declared} declared)")]
+    AgentsListComplete { id: CrisisId, named: i64, declared: i64 },
+    /// New credential sheets asked for accounts whose sheets were already issued (a reissue
+    /// says why). The accounts are not named: logins are built from people's names.
+    #[error("crisis {id}: the credential sheets of these accounts were already issued")]
+    SheetsAlreadyIssued { id: CrisisId },
+    /// A value the store writes as JSON could not be encoded.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
     #[error("crisis {id}: {count} item(s) still out")]
     ItemsOutstanding { id: CrisisId, count: i64 },
-    #[error("{0}")]
-    Step(String),
+    /// The crisis has no step of that id in any of its runs.
+    #[error("crisis {crisis} has no step {step:?}")]
+    NoSuchStep { crisis: CrisisId, step: String },
+    /// A run, or a step of a run, the engine named is not stored.
+    #[error("run {run} has no step {step:?}")]
+    UnknownRunStep { run: i64, step: String },
+    #[error("unknown run {0}")]
+    UnknownRun(i64),
+    /// Only a manual task waiting to be done can be confirmed.
+    #[error("step {step:?} is {state}: only a manual task waiting to be done can be confirmed")]
+    StepNotWaitingManual { step: String, state: StepState },
+    /// A step can be retried only when it failed, skipped only when failed, pending or waiting.
+    #[error("step {step:?} is {state}: it cannot be {}", if *.skip { "skipped" } else { "retried" })]
+    StepNotOperable { step: String, state: StepState, skip: bool },
+    /// The run a step belongs to is over: its steps no longer change.
+    #[error("run {playbook} is {state}: its steps no longer change")]
+    RunOver { playbook: PlaybookName, state: RunState },
     /// The hand-back's reception cannot be confirmed yet: items still out (neither returned nor
     /// written off), returned laptops or phones without a wipe record (asset tags).
     #[error("crisis {id}: reception incomplete ({} out, {} not wiped)", out.len(), unwiped.len())]
@@ -123,6 +173,45 @@ fn migrator() -> Migrator {
         m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
     ])
+}
+
+/// Why an agents list can no longer be replaced (only completed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentsLock {
+    /// Items are already lent to its agents.
+    ItemsLent,
+    /// Its agents' accounts are already created.
+    AccountsMade,
+}
+
+impl std::fmt::Display for AgentsLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ItemsLent => "items are already lent to its agents",
+            Self::AccountsMade => "its agents' accounts are already created",
+        })
+    }
+}
+
+/// How an item is held for a crisis, as an operation needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// Reserved (or prepared) for it, not yet lent.
+    Reserved,
+    /// Lent for it.
+    Lent,
+    /// Reserved, prepared or lent for it.
+    Held,
+}
+
+impl std::fmt::Display for Holding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reserved => "reserved",
+            Self::Lent => "lent",
+            Self::Held => "held",
+        })
+    }
 }
 
 /// The daemon's checkpoint signing key and how often it signs.

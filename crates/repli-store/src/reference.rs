@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use repli_core::{Commune, Convention, CrisisId, InseeCode};
+use repli_core::{AuditAction, Commune, Convention, CrisisId, InseeCode};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -140,7 +140,7 @@ impl Store {
                 by: By::System,
                 commune: None,
                 crisis: None,
-                action: "reference.sync",
+                action: AuditAction::ReferenceSync,
                 target: "communes+conventions",
                 details,
             };

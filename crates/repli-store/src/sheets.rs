@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use repli_core::{Actor, CrisisId};
+use repli_core::{Actor, AuditAction, CrisisId};
 use serde_json::json;
 
 use crate::audit::NewEntry;
@@ -56,14 +56,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if written.rows_affected() == 0 {
-                return Err(StoreError::Item("les fiches de ces comptes ont déjà été délivrées".into()));
+                return Err(StoreError::SheetsAlreadyIssued { id: id.clone() });
             }
         }
         // Logins are built from names: the audit entry counts the accounts.
         let (action, details) = match issue {
-            SheetsIssue::New => ("documents.credential_sheets", json!({ "accounts": upns.len() })),
+            SheetsIssue::New => (AuditAction::DocumentsCredentialSheets, json!({ "accounts": upns.len() })),
             SheetsIssue::Reissue { reason } => {
-                ("documents.credential_sheets.reissued", json!({ "accounts": upns.len(), "reason": reason }))
+                (AuditAction::DocumentsCredentialSheetsReissued, json!({ "accounts": upns.len(), "reason": reason }))
             }
         };
         let e = NewEntry::crisis(actor, &commune, id.as_str(), action, "credential_sheets", details);

@@ -1,7 +1,7 @@
 //! SLA suspensions, legal facts, and the notifications queue.
 
 use jiff::Timestamp;
-use repli_core::{Actor, CrisisId, CrisisState, LegalKind};
+use repli_core::{Actor, AuditAction, CrisisId, CrisisState, LegalKind};
 use serde_json::json;
 
 use crate::audit::NewEntry;
@@ -181,10 +181,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let (state, commune) = Self::crisis_state(&mut tx, id).await?;
         if !state.is_open() || state.is_ready_or_later() {
-            return Err(StoreError::Sla {
-                id: id.clone(),
-                message: "le délai ne court que jusqu'à ce que le kit soit prêt",
-            });
+            return Err(StoreError::SlaNotRunning { id: id.clone() });
         }
         let open: Option<i64> =
             sqlx::query_scalar("SELECT id FROM sla_suspensions WHERE crisis_id = ? AND ended_at IS NULL")
@@ -192,7 +189,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         if open.is_some() {
-            return Err(StoreError::Sla { id: id.clone(), message: "le délai est déjà suspendu" });
+            return Err(StoreError::SlaAlreadySuspended { id: id.clone() });
         }
         sqlx::query("INSERT INTO sla_suspensions (crisis_id, started_at, reason, started_by) VALUES (?, ?, ?, ?)")
             .bind(id.as_str())
@@ -201,7 +198,14 @@ impl Store {
             .bind(actor.user_id)
             .execute(&mut *tx)
             .await?;
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.suspend", id.as_str(), json!({ "reason": reason }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::SlaSuspend,
+            id.as_str(),
+            json!({ "reason": reason }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -220,9 +224,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Sla { id: id.clone(), message: "le délai n'est pas suspendu" });
+            return Err(StoreError::SlaNotSuspended { id: id.clone() });
         }
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), "sla.resume", id.as_str(), json!({}));
+        let e = NewEntry::crisis(actor, &commune, id.as_str(), AuditAction::SlaResume, id.as_str(), json!({}));
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -274,7 +278,7 @@ impl Store {
             by: By::User(actor),
             commune: Some(&commune),
             crisis: Some(id.as_str()),
-            action: "legal.facts",
+            action: AuditAction::LegalFacts,
             target: id.as_str(),
             details,
         };
@@ -299,8 +303,14 @@ impl Store {
             LegalKind::Complaint => "UPDATE crises SET complaint_filed_at = ?1, updated_at = ?2 WHERE id = ?3",
         };
         sqlx::query(sql).bind(time::to_db(at)).bind(time::to_db(now)).bind(id.as_str()).execute(&mut *tx).await?;
-        let action = format!("legal.{}_done", kind.as_str());
-        let e = NewEntry::crisis(actor, &commune, id.as_str(), &action, id.as_str(), json!({ "at": time::to_db(at) }));
+        let e = NewEntry::crisis(
+            actor,
+            &commune,
+            id.as_str(),
+            AuditAction::legal_done(kind),
+            id.as_str(),
+            json!({ "at": time::to_db(at) }),
+        );
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -358,7 +368,7 @@ impl Store {
             by: By::User(actor),
             commune: commune.as_deref(),
             crisis: crisis.as_deref(),
-            action: "notify.retry",
+            action: AuditAction::NotifyRetry,
             target: &id.to_string(),
             details: json!({ "key": key, "channel": channel }),
         };

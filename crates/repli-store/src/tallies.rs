@@ -85,6 +85,7 @@ impl Store {
             step_durations,
             notifications,
             audit_entries,
+            // MAX over an empty log is NULL: 0, the seq before the first entry (seq starts at 1).
             audit_last_seq: audit_last_seq.unwrap_or(0),
             last_checkpoint,
         })

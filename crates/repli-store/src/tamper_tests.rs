@@ -185,3 +185,57 @@ async fn forged_checkpoints_are_refused() {
     assert_eq!((s.entries, s.last_checkpoint), (20, Some(20)));
     assert!(Store::open_read_only(&path.with_extension("missing")).await.is_err());
 }
+
+/// An entry whose action this version does not know (written by a later version) is not
+/// tampering: it reads, exports and verifies like any other, its raw action kept as hashed.
+#[tokio::test]
+async fn an_unknown_action_still_reads_and_verifies() {
+    let (_d, path) = populated().await;
+    let mut c = SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
+    let last = row(&mut c, 20).await;
+    let mut later = last.clone();
+    later.seq = 21;
+    later.action = "crisis.teleport".into();
+    later.details = "{}".into();
+    later.prev_hash = last.hash.clone();
+    later.hash = later.compute_hash();
+    crate::audit::insert_entry(&mut c, &later).await.unwrap();
+    c.close().await.unwrap();
+
+    let store = Store::open_read_only(&path).await.unwrap();
+    let s = store.verify_audit(Some(&SigningKey::from_bytes(&KEY).verifying_key())).await.unwrap();
+    assert_eq!((s.entries, s.last_hash.as_str()), (21, later.hash.as_str()));
+    let read = store.audit_entries(&crate::AuditFilter { after_seq: 20, ..Default::default() }).await.unwrap();
+    assert_eq!(read, [later.clone()]);
+    assert_eq!((read[0].action.as_str(), read[0].action_kind()), ("crisis.teleport", None));
+    assert_eq!(last.action_kind(), Some(repli_core::AuditAction::LogInformation));
+    // The main courante shows only its own entries, and still all of them.
+    let crisis = repli_core::CrisisId::parse(later.crisis.as_deref().unwrap()).unwrap();
+    let all = store.audit_entries(&crate::AuditFilter::default()).await.unwrap();
+    let logged = all.iter().filter(|e| e.action.starts_with("log.")).count();
+    assert!(logged > 10);
+    assert_eq!(store.log_entries(&crisis).await.unwrap().len(), logged);
+    // A prefix filter reads it with its family; an unknown name cannot be asked for.
+    let f = crate::AuditFilter { action: Some("crisis.".parse().unwrap()), ..Default::default() };
+    assert_eq!(store.audit_entries(&f).await.unwrap().last().map(|e| e.seq), Some(21));
+    assert!("crisis.teleport".parse::<repli_core::audit::ActionFilter>().is_err());
+}
+
+/// A main-courante entry without its text (never written so) is refused, not shown empty.
+#[tokio::test]
+async fn a_main_courante_entry_without_text_is_corrupt() {
+    let (_d, path) = populated().await;
+    let mut c = SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
+    let last = row(&mut c, 20).await;
+    let mut later = last.clone();
+    later.seq = 21;
+    later.details = "{\"type\":\"information\"}".into();
+    later.prev_hash = last.hash.clone();
+    later.hash = later.compute_hash();
+    crate::audit::insert_entry(&mut c, &later).await.unwrap();
+    c.close().await.unwrap();
+    let store = Store::open_read_only(&path).await.unwrap();
+    let crisis = repli_core::CrisisId::parse(later.crisis.as_deref().unwrap()).unwrap();
+    let e = store.log_entries(&crisis).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { column: "audit_log.details", .. }), "{e}");
+}

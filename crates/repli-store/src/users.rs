@@ -1,7 +1,7 @@
 //! Users and their API tokens (only a token's SHA-256 is stored).
 
 use jiff::Timestamp;
-use repli_core::{Actor, AuthMethod, InseeCode, Role};
+use repli_core::{Actor, AuditAction, AuthMethod, InseeCode, Role};
 use serde_json::json;
 
 use crate::audit::NewEntry;
@@ -81,7 +81,7 @@ impl Store {
             by,
             commune: u.commune.as_ref().map(InseeCode::as_str),
             crisis: None,
-            action: "user.create",
+            action: AuditAction::UserCreate,
             target: &target,
             details,
         };
@@ -208,7 +208,7 @@ impl Store {
             .await?;
         let target = format!("user:{user_id}");
         let details = json!({ "expires_at": expires_at.map(time::to_db) });
-        let e = NewEntry { by, commune: None, crisis: None, action: "token.issue", target: &target, details };
+        let e = NewEntry { by, commune: None, crisis: None, action: AuditAction::TokenIssue, target: &target, details };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(())
@@ -233,7 +233,8 @@ impl Store {
             .rows_affected();
         let target = format!("user:{user_id}");
         let details = json!({ "tokens": tokens, "sessions": sessions });
-        let e = NewEntry { by, commune: None, crisis: None, action: "token.revoke", target: &target, details };
+        let e =
+            NewEntry { by, commune: None, crisis: None, action: AuditAction::TokenRevoke, target: &target, details };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;
         Ok(tokens + sessions)
@@ -290,7 +291,7 @@ impl Store {
             by,
             commune: None,
             crisis: None,
-            action: "user.password_link",
+            action: AuditAction::UserPasswordLink,
             target: &target,
             details: json!({ "login": login, "expires_at": time::to_db(expires_at) }),
         };
@@ -366,7 +367,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let target = format!("user:{user_id}");
-        let e = NewEntry { by, commune: None, crisis: None, action: "user.set_password", target: &target, details };
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: AuditAction::UserSetPassword,
+            target: &target,
+            details,
+        };
         self.append(tx, e, now).await.map(|_| ())
     }
 
@@ -403,7 +411,7 @@ impl Store {
             by: By::User(&actor),
             commune: None,
             crisis: None,
-            action: "session.open",
+            action: AuditAction::SessionOpen,
             target: &target,
             details,
         };
@@ -425,7 +433,7 @@ impl Store {
             by: By::User(actor),
             commune: None,
             crisis: None,
-            action: "session.close",
+            action: AuditAction::SessionClose,
             target: &target,
             details: json!({}),
         };

@@ -121,7 +121,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         };
         let axum::Form(fields) = axum::Form::<BTreeMap<String, String>>::from_request(req, st).await.map_err(|e| {
             tracing::info!(error = %e, "unreadable form");
-            error_page(st, StatusCode::BAD_REQUEST, "Formulaire illisible", "Le formulaire envoyé est illisible : rechargez la page.")
+            error_page(
+                st,
+                StatusCode::BAD_REQUEST,
+                "Formulaire illisible",
+                "Le formulaire envoyé est illisible : rechargez la page.",
+            )
         })?;
         let Some(expected) = expected else { return Err(refused(st)) };
         if !fields.get("csrf").is_some_and(|c| repli_app::accounts::same_secret(&expected, c)) {
@@ -130,7 +135,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(fields.into_iter());
         T::deserialize(de).map(CsrfForm).map_err(|e| {
             tracing::info!(error = %e, "form fields do not match the page's form");
-            error_page(st, StatusCode::BAD_REQUEST, "Formulaire invalide", "Le formulaire envoyé ne correspond pas à la page : rechargez-la.")
+            error_page(
+                st,
+                StatusCode::BAD_REQUEST,
+                "Formulaire invalide",
+                "Le formulaire envoyé ne correspond pas à la page : rechargez-la.",
+            )
         })
     }
 }
