@@ -1,5 +1,6 @@
-//! Starting the daemon: logging, the TLS listener. (The configuration itself is
+//! Starting the daemon: the daemon itself, logging, the TLS listener. (The configuration itself is
 //! `repli_config`, re-exported as `replid::config`.)
 
+pub mod daemon;
 pub mod logging;
 pub mod tls;
