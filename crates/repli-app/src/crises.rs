@@ -190,6 +190,13 @@ pub fn past_instant(field: &str, t: Timestamp, now: Timestamp) -> Result<Timesta
     Ok(t)
 }
 
+/// Checks a request as recording it would (its due instant from the SLA calendar included),
+/// without recording anything: the web form shows every error at once beside its field.
+pub fn check_request(st: &Services, req: &CrisisRequest) -> Result<(), AppError> {
+    let now = st.clock.now();
+    validate(req, due_at(st, now)?, now).map(|_| ())
+}
+
 /// Checks and normalises a request; every invalid field is reported at once.
 pub fn validate(req: &CrisisRequest, due_at: Timestamp, now: Timestamp) -> Result<NewCrisis, AppError> {
     let mut errors: Vec<FieldError> = Vec::new();
