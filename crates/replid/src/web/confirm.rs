@@ -294,3 +294,31 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::web::view::{render_model, test_layout};
+    use crate::web::{Confirmation, ConfirmationPage};
+    use repli_core::Destructive;
+
+    #[test]
+    fn the_typed_confirmation_page_renders_through_the_strict_template() {
+        for (subject, error) in [(Some("étape « Domaine »".to_owned()), Some("Refusé.".to_owned())), (None, None)] {
+            let what = Destructive::SkipStep;
+            let confirm = Confirmation {
+                title: what.title_fr(),
+                crisis: "2026-0042".into(),
+                commune: "Cassis".into(),
+                subject,
+                consequences: what.consequences_fr(),
+                action: "/crises/2026-0042/etapes/x/ignorer".into(),
+                button: what.button_fr(),
+                reason: "motif gardé".into(),
+                error,
+            };
+            let html = render_model("confirmer", &test_layout(what.title_fr()), &ConfirmationPage { confirm }).unwrap();
+            assert!(html.contains("action=\"/crises/2026-0042/etapes/x/ignorer\""), "{html}");
+            assert!(html.contains("motif gardé</textarea>"), "{html}");
+        }
+    }
+}

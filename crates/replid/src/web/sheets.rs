@@ -145,3 +145,20 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::view::{render_model, test_layout};
+
+    #[test]
+    fn the_typed_sheets_page_renders_through_the_strict_template() {
+        for (issued, pending, active) in [(2, 1, true), (0, 0, true), (0, 3, false)] {
+            let sheets =
+                Sheets { crisis: "2026-0042".into(), commune: "Cassis".into(), accounts: 3, issued, pending, active };
+            let html = render_model("fiches", &test_layout("Fiches identifiants"), &SheetsPage { sheets }).unwrap();
+            assert!(html.contains("Fiches identifiants — crise 2026-0042"), "{html}");
+            assert_eq!(html.contains("Télécharger les fiches des 1 compte(s)"), active && pending == 1);
+        }
+    }
+}
