@@ -411,9 +411,8 @@ pub async fn crisis(
                 reason: s.reason.clone(),
             })
             .collect(),
-        can: is_ops
-            && view.state.is_open()
-            && !matches!(view.state, CrisisState::Ready | CrisisState::Delivered | CrisisState::Handback),
+        // The clock runs until the kit is ready: the store's rule for suspending it.
+        can: is_ops && view.state.is_open() && !view.state.is_ready_or_later(),
     };
     let legal_form = LegalSection {
         can: a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
