@@ -3,8 +3,6 @@
 //! asks for a reason, and the form on it (POST) that does it; a refusal shows the same page
 //! again with the reason kept. Retrying a failed step (not destructive) lives here too.
 
-use std::collections::BTreeMap;
-
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -13,7 +11,8 @@ use repli_proto::api::{ActionRequest, WriteOffRequest};
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{Form, SessionCsrf, Target, back, check_csrf, confirmation_or_error, confirmed, reason_of};
+use crate::web::view::CsrfForm;
+use crate::web::{ReasonForm, SessionCsrf, Target, back, confirmation_or_error, confirmed};
 use repli_app::crises::{self, visible_crisis};
 use repli_app::{AppError, inventory, steps};
 
@@ -55,7 +54,7 @@ async fn transition(
     id: String,
     action: CrisisAction,
     path: &str,
-    form: BTreeMap<String, String>,
+    form: ReasonForm,
 ) -> Response {
     let target = transition_target(&st, &a, &id, action, path);
     confirmed(&st, &a, &csrf, &form, target, |reason| async {
@@ -80,7 +79,7 @@ pub async fn handback(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
     transition(st, a, csrf, id, CrisisAction::StartHandback, "restitution", form).await
 }
@@ -100,7 +99,7 @@ pub async fn cancel(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
     transition(st, a, csrf, id, CrisisAction::Cancel, "annulation", form).await
 }
@@ -152,7 +151,7 @@ pub async fn skip(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, step)): Path<(String, String)>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
     let (st, a, id, step) = (&st, &a, &id, &step);
     confirmed(st, a, &csrf, &form, skip_target(st, a, id, step), move |reason| async move {
@@ -166,14 +165,10 @@ pub async fn skip(
 pub async fn retry(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, step)): Path<(String, String)>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let reason = reason_of(&form);
+    let reason = form.reason();
     match steps::operate(&st, &a, &id, &step, false, &reason).await {
         Ok(s) => back(&id, "ok", &format!("« {} » relancée.", s.title)),
         Err(e) => back(&id, "erreur", &e.to_problem().detail),
@@ -216,7 +211,7 @@ pub async fn write_off(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, serial)): Path<(String, String)>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
     confirmed(&st, &a, &csrf, &form, write_off_target(&st, &a, &id, &serial), |reason| async {
         inventory::write_off(&st, &a, &id, &WriteOffRequest { serial: serial.clone(), reason }).await?;
@@ -298,4 +293,32 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Doc::form("Write an item off"),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::web::view::{render_model, test_layout};
+    use crate::web::{Confirmation, ConfirmationPage};
+    use repli_core::Destructive;
+
+    #[test]
+    fn the_typed_confirmation_page_renders_through_the_strict_template() {
+        for (subject, error) in [(Some("étape « Domaine »".to_owned()), Some("Refusé.".to_owned())), (None, None)] {
+            let what = Destructive::SkipStep;
+            let confirm = Confirmation {
+                title: what.title_fr(),
+                crisis: "2026-0042".into(),
+                commune: "Cassis".into(),
+                subject,
+                consequences: what.consequences_fr(),
+                action: "/crises/2026-0042/etapes/x/ignorer".into(),
+                button: what.button_fr(),
+                reason: "motif gardé".into(),
+                error,
+            };
+            let html = render_model("confirmer", &test_layout(what.title_fr()), &ConfirmationPage { confirm }).unwrap();
+            assert!(html.contains("action=\"/crises/2026-0042/etapes/x/ignorer\""), "{html}");
+            assert!(html.contains("motif gardé</textarea>"), "{html}");
+        }
+    }
 }

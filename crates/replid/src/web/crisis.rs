@@ -7,18 +7,263 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::inventory::{LoanLine, LoanTo};
+use repli_app::records::CrisisRecord;
 use repli_app::{AppError, crises, inventory, steps};
 use repli_core::{Actor, CrisisAction, CrisisState, Role, StepState, fr, text};
 use repli_proto::api::LegalFactsRequest;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::view::{CsrfForm, Layout, NoFields, page};
 use crate::web::{
-    Form, SessionCsrf, agents_from_text, api_error_page, back, back_field, base, check_csrf, error_page, form_crisis,
-    local_instant, reason_of, render, sla_badge, when,
+    SessionCsrf, agents_from_text, api_error_page, back, back_field, error_page, form_crisis, local_instant, sla_badge,
+    when,
 };
+
+/// The crisis page (`crise.hbs`): every key the template reads, beside the [`Layout`].
+#[derive(Debug, Serialize)]
+struct CrisisPageModel {
+    c: Summary,
+    /// « signée le … (délibération …) », none while the commune has not signed.
+    convention: Option<String>,
+    can_activate: bool,
+    m365_warning: Option<String>,
+    can_deliver: bool,
+    can_handback: bool,
+    can_scan: bool,
+    can_reject: bool,
+    can_cancel: bool,
+    can_log: bool,
+    can_agents: bool,
+    agents: Vec<Agent>,
+    agents_gap: Option<AgentsGap>,
+    runs: Vec<Run>,
+    documents: Vec<Document>,
+    loans: Vec<Loan>,
+    /// The main courante, newest first.
+    log: Vec<LogLine>,
+    can_retex: bool,
+    lend: LendSection,
+    kit: Kit,
+    delai: SlaClock,
+    legal_form: LegalSection,
+    errors: FieldErrors,
+    /// Steps are running: the page offers a refresh link (never an automatic refresh).
+    live: bool,
+    read_at: String,
+}
+
+/// The crisis itself: state, 48-hour clock, contact, legal clocks, equipment.
+#[derive(Debug, Serialize)]
+struct Summary {
+    id: String,
+    commune: String,
+    state: String,
+    ready: bool,
+    /// The SLA status badge (class and words), shared with the other pages.
+    sla: Value,
+    due: String,
+    left: String,
+    used: u32,
+    elapsed: String,
+    hours: u32,
+    contact: String,
+    phone: String,
+    agents: u32,
+    named: u32,
+    delivery: Option<String>,
+    notes: String,
+    legal: Vec<LegalClock>,
+    /// Something is reserved (after activation): the needs show allocations and shortages.
+    reserving: bool,
+    needs: Vec<Need>,
+}
+
+#[derive(Debug, Serialize)]
+struct LegalClock {
+    label: String,
+    deadline: String,
+    status: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Need {
+    label: String,
+    wanted: i64,
+    allocated: i64,
+    shortage: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Agent {
+    name: String,
+    service: String,
+}
+
+/// Fewer agents named than declared: what the page asks for.
+#[derive(Debug, Serialize)]
+struct AgentsGap {
+    message: String,
+    named: u32,
+    can_accept: bool,
+}
+
+/// A playbook run and its steps.
+#[derive(Debug, Serialize)]
+struct Run {
+    name: &'static str,
+    done: usize,
+    total: usize,
+    percent: usize,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    id: String,
+    title: String,
+    state: String,
+    class: &'static str,
+    error: Option<String>,
+    /// A manual step waiting for ops: instructions, checklist and the confirm form.
+    waiting: bool,
+    retry: bool,
+    skip: bool,
+    instructions: Option<String>,
+    checklist: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Document {
+    file: &'static str,
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Loan {
+    tag: String,
+    serial: String,
+    kind: &'static str,
+    agent: Option<String>,
+    due: String,
+    returned: Option<String>,
+    overdue: bool,
+    /// The write-off confirmation page, for an item still out (ops).
+    write_off: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct LogLine {
+    at: String,
+    who: String,
+    kind: &'static str,
+    text: String,
+}
+
+/// The SLA clock's suspensions and its form.
+#[derive(Debug, Serialize)]
+struct SlaClock {
+    suspended: Option<Suspension>,
+    past: Vec<PastSuspension>,
+    can: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Suspension {
+    since: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PastSuspension {
+    from: String,
+    to: String,
+    reason: String,
+}
+
+/// The legal clocks' forms: the facts, and each obligation still open.
+#[derive(Debug, Serialize)]
+struct LegalSection {
+    can: bool,
+    open: Vec<LegalOpen>,
+}
+
+#[derive(Debug, Serialize)]
+struct LegalOpen {
+    kind: &'static str,
+    label: String,
+}
+
+/// The error shown beside each form of [`FORM_SECTIONS`] (`?erreur=…&champ=…`).
+#[derive(Debug, Default, Serialize)]
+struct FieldErrors {
+    prets: Option<String>,
+    delai: Option<String>,
+    echeances: Option<String>,
+    retour: Option<String>,
+}
+
+/// The loan form.
+#[derive(Debug, Serialize)]
+struct LendSection {
+    items: Vec<LendItem>,
+    count: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct LendItem {
+    serial: String,
+    tag: String,
+    kind: &'static str,
+    model: String,
+    options: Vec<LendOption>,
+}
+
+#[derive(Debug, Serialize)]
+struct LendOption {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// What the kit gives people.
+#[derive(Debug, Serialize)]
+struct Kit {
+    workspace: Option<KitWorkspace>,
+    meeting: Option<String>,
+    plan: Vec<KitAssignment>,
+    isolation: Option<KitIsolation>,
+}
+
+#[derive(Debug, Serialize)]
+struct KitWorkspace {
+    url: String,
+    mail: String,
+    channels: String,
+}
+
+#[derive(Debug, Serialize)]
+struct KitAssignment {
+    agent: String,
+    service: String,
+    serial: String,
+}
+
+#[derive(Debug, Serialize)]
+struct KitIsolation {
+    ok: bool,
+    checks: Vec<KitCheck>,
+}
+
+#[derive(Debug, Serialize)]
+struct KitCheck {
+    check: String,
+    ok: bool,
+    detail: String,
+}
 
 pub async fn crisis(
     State(st): State<AppState>,
@@ -32,35 +277,43 @@ pub async fn crisis(
             Ok(p) => p,
             Err(e) => return api_error_page(&st, &e),
         };
-    let crisis_id = view.id.clone();
-    let steps = Some(steps);
+    let crisis_id = view.id.to_string();
     let is_ops = a.role == Role::Ops;
-    let mut runs = Vec::new();
-    if let Some(s) = &steps {
-        for run in &s.runs {
+    let runs = steps
+        .runs
+        .iter()
+        .map(|run| {
             let total = run.steps.len();
             let done = run.steps.iter().filter(|s| s.state.is_done()).count();
-            runs.push(json!({
-                "name": if run.playbook == repli_core::run::PlaybookName::Activation { "Préparation du kit" } else { "Restitution" },
-                "done": done,
-                "total": total,
-                "percent": (done * 100).checked_div(total).unwrap_or(0),
-                "steps": run.steps.iter().map(|s| json!({
-                    "id": s.step,
-                    "title": s.title,
-                    "state": s.state_label,
-                    "class": s.state.as_str(),
-                    "error": s.last_error,
-                    "waiting": is_ops && s.state == StepState::WaitingManual,
-                    "retry": is_ops && s.state.may_be_retried(),
-                    "skip": is_ops && run.state.takes_step_operations() && s.state.may_be_skipped(),
-                    "instructions": s.instructions,
-                    "checklist": s.checklist,
-                })).collect::<Vec<_>>(),
-            }));
-        }
-    }
-    let files: Vec<Value> = repli_docs::DOCUMENTS
+            Run {
+                name: if run.playbook == repli_core::run::PlaybookName::Activation {
+                    "Préparation du kit"
+                } else {
+                    "Restitution"
+                },
+                done,
+                total,
+                percent: (done * 100).checked_div(total).unwrap_or(0),
+                steps: run
+                    .steps
+                    .iter()
+                    .map(|s| Step {
+                        id: s.step.clone(),
+                        title: s.title.clone(),
+                        state: s.state_label.clone(),
+                        class: s.state.as_str(),
+                        error: s.last_error.clone(),
+                        waiting: is_ops && s.state == StepState::WaitingManual,
+                        retry: is_ops && s.state.may_be_retried(),
+                        skip: is_ops && run.state.takes_step_operations() && s.state.may_be_skipped(),
+                        instructions: s.instructions.clone(),
+                        checklist: s.checklist.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let documents = repli_docs::DOCUMENTS
         .iter()
         .filter(|(_, f)| is_ops || *f != repli_docs::CREDENTIAL_SHEETS)
         .map(|(_, f)| {
@@ -69,113 +322,150 @@ pub async fn crisis(
             } else {
                 format!("/api/v1/crises/{crisis_id}/documents/{f}")
             };
-            json!({ "file": f, "url": url })
+            Document { file: f, url }
         })
         .collect();
-    let mut data = base(&a, &csrf, &format!("Crise {crisis_id}"));
-    crate::web::mark_exercise(&mut data, view.exercise.as_ref());
-    data.insert(
-        "c".into(),
-        json!({
-            "id": crisis_id.as_str(),
-            "commune": view.commune_name,
-            "state": view.state_label,
-            "ready": matches!(view.state, CrisisState::Ready | CrisisState::Delivered),
-            "sla": sla_badge(view.sla.status),
-            "due": when(&st, Some(view.sla.due_at)),
-            "left": fr::duration(jiff::SignedDuration::from_secs(view.sla.remaining_seconds)),
-            "used": view.sla.used_percent,
-            "elapsed": fr::duration(jiff::SignedDuration::from_secs(view.sla.elapsed_seconds)),
-            "hours": view.sla.business_hours,
-            "contact": view.contact.name,
-            "phone": fr::phone(&view.contact.phone),
-            "agents": view.agents,
-            "named": view.agents_named,
-            "delivery": view.delivery_address,
-            "notes": view.notes,
-            "legal": view.legal.iter().map(|l| json!({ "label": l.label, "deadline": when(&st, Some(l.deadline)), "status": l.status.label_fr(jiff::SignedDuration::from_secs(l.remaining_seconds)), "done": l.done_at.is_some() })).collect::<Vec<_>>(),
-            // Before activation nothing is reserved yet: no shortage to announce.
-            "reserving": view.state != CrisisState::Requested,
-            "needs": view.needs.iter().map(|n| json!({ "label": n.label, "wanted": n.wanted, "allocated": n.allocated, "shortage": if view.state == CrisisState::Requested { 0 } else { n.shortage } })).collect::<Vec<_>>(),
-        }),
-    );
-    data.insert(
-        "convention".into(),
-        json!(convention.map(|c| format!("signée le {} (délibération {})", fr::date(c.signed_on), c.deliberation_ref))),
-    );
-    data.insert("can_activate".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Activate)));
-    data.insert("m365_warning".into(), json!(crises::m365_warning(&st, &a, &view)));
-    data.insert("can_deliver".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Deliver)));
-    data.insert("can_handback".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::StartHandback)));
-    data.insert("can_scan".into(), json!(is_ops && view.state == CrisisState::Handback));
-    data.insert("can_reject".into(), json!(is_ops && view.next_actions.contains(&CrisisAction::Reject)));
-    data.insert(
-        "can_cancel".into(),
-        json!(a.may(repli_core::Permission::CancelCrisis) && view.next_actions.contains(&CrisisAction::Cancel)),
-    );
-    data.insert("can_log".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open()));
+    // Before activation nothing is reserved yet: no shortage to announce.
+    let reserving = view.state != CrisisState::Requested;
+    let c = Summary {
+        id: crisis_id.clone(),
+        commune: view.commune_name.clone(),
+        state: view.state_label.clone(),
+        ready: matches!(view.state, CrisisState::Ready | CrisisState::Delivered),
+        sla: sla_badge(view.sla.status),
+        due: when(&st, Some(view.sla.due_at)),
+        left: fr::duration(jiff::SignedDuration::from_secs(view.sla.remaining_seconds)),
+        used: view.sla.used_percent,
+        elapsed: fr::duration(jiff::SignedDuration::from_secs(view.sla.elapsed_seconds)),
+        hours: view.sla.business_hours,
+        contact: view.contact.name.clone(),
+        phone: fr::phone(&view.contact.phone),
+        agents: view.agents,
+        named: view.agents_named,
+        delivery: view.delivery_address.clone(),
+        notes: view.notes.clone(),
+        legal: view
+            .legal
+            .iter()
+            .map(|l| LegalClock {
+                label: l.label.clone(),
+                deadline: when(&st, Some(l.deadline)),
+                status: l.status.label_fr(jiff::SignedDuration::from_secs(l.remaining_seconds)),
+            })
+            .collect(),
+        reserving,
+        needs: view
+            .needs
+            .iter()
+            .map(|n| Need {
+                label: n.label.clone(),
+                wanted: n.wanted,
+                allocated: n.allocated,
+                shortage: if reserving { n.shortage } else { 0 },
+            })
+            .collect(),
+    };
     let agents_open = view.state.is_open() && view.state != CrisisState::Handback;
-    data.insert("can_agents".into(), json!(a.may(repli_core::Permission::WriteCrisisLog) && agents_open));
-    data.insert(
-        "agents".into(),
-        json!(agents.iter().map(|g| json!({ "name": g.name, "service": g.service })).collect::<Vec<_>>()),
-    );
-    let gap =
-        repli_core::run::AgentsGap::of(view.agents_named, view.agents, view.agents_accepted).filter(|_| agents_open);
-    data.insert(
-        "agents_gap".into(),
-        json!(gap.map(|g| json!({ "message": g.message_fr(), "named": g.named, "can_accept": is_ops && g.named > 0 }))),
-    );
-    data.insert("runs".into(), json!(runs));
-    data.insert("documents".into(), json!(files));
-    data.insert(
-        "loans".into(),
-        json!(loans.iter().map(|l| json!({
-            "tag": l.asset_tag, "serial": l.serial, "kind": l.kind.label_fr(), "agent": l.agent.as_ref().map(|a| a.name.clone()),
-            "due": when(&st, Some(l.due_back)), "returned": l.returned_at.map(|t| when(&st, Some(t))), "overdue": l.overdue,
-            "write_off": (is_ops && l.returned_at.is_none()).then(|| format!("/crises/{crisis_id}/pertes/{}", form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>())),
-        })).collect::<Vec<_>>()),
-    );
-    data.insert(
-        "log".into(),
-        json!(log.iter().rev().map(|e| json!({ "at": when(&st, Some(e.at)), "who": e.author, "kind": e.kind.label_fr(), "text": e.text })).collect::<Vec<_>>()),
-    );
-    data.insert("can_retex".into(), json!(a.may(repli_core::Permission::ReadSlaReport)));
-    data.insert("lend".into(), lend_form(&lendable, &agents));
-    data.insert("kit".into(), kit_links(&outputs, is_ops));
+    let agents_gap = repli_core::run::AgentsGap::of(view.agents_named, view.agents, view.agents_accepted)
+        .filter(|_| agents_open)
+        .map(|g| AgentsGap { message: g.message_fr(), named: g.named, can_accept: is_ops && g.named > 0 });
+    let loans = loans
+        .iter()
+        .map(|l| Loan {
+            tag: l.asset_tag.clone(),
+            serial: l.serial.clone(),
+            kind: l.kind.label_fr(),
+            agent: l.agent.as_ref().map(|a| a.name.clone()),
+            due: when(&st, Some(l.due_back)),
+            returned: l.returned_at.map(|t| when(&st, Some(t))),
+            overdue: l.overdue,
+            write_off: (is_ops && l.returned_at.is_none()).then(|| {
+                format!(
+                    "/crises/{crisis_id}/pertes/{}",
+                    form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>()
+                )
+            }),
+        })
+        .collect();
+    let log = log
+        .iter()
+        .rev()
+        .map(|e| LogLine {
+            at: when(&st, Some(e.at)),
+            who: e.author.clone(),
+            kind: e.kind.label_fr(),
+            text: e.text.clone(),
+        })
+        .collect();
     let suspended = view.sla.suspensions.iter().find(|s| s.ended_at.is_none());
-    data.insert(
-        "delai".into(),
-        json!({
-            "suspended": suspended.map(|s| json!({ "since": when(&st, Some(s.started_at)), "reason": s.reason })),
-            "past": view.sla.suspensions.iter().filter(|s| s.ended_at.is_some()).map(|s| json!({ "from": when(&st, Some(s.started_at)), "to": when(&st, s.ended_at), "reason": s.reason })).collect::<Vec<_>>(),
-            "can": is_ops && view.state.is_open() && !matches!(view.state, CrisisState::Ready | CrisisState::Delivered | CrisisState::Handback),
-        }),
-    );
-    data.insert(
-        "legal_form".into(),
-        json!({
-            "can": a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
-            "open": view.legal.iter().filter(|l| l.done_at.is_none()).map(|l| json!({ "kind": l.kind.as_str(), "label": l.label })).collect::<Vec<_>>(),
-        }),
-    );
+    let delai = SlaClock {
+        suspended: suspended.map(|s| Suspension { since: when(&st, Some(s.started_at)), reason: s.reason.clone() }),
+        past: view
+            .sla
+            .suspensions
+            .iter()
+            .filter(|s| s.ended_at.is_some())
+            .map(|s| PastSuspension {
+                from: when(&st, Some(s.started_at)),
+                to: when(&st, s.ended_at),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+        // The clock runs until the kit is ready: the store's rule for suspending it.
+        can: is_ops && view.state.is_open() && !view.state.is_ready_or_later(),
+    };
+    let legal_form = LegalSection {
+        can: a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
+        open: view
+            .legal
+            .iter()
+            .filter(|l| l.done_at.is_none())
+            .map(|l| LegalOpen { kind: l.kind.as_str(), label: l.label.clone() })
+            .collect(),
+    };
     // An error about one form is shown next to it; any other at the top of the page.
     let field = q.get("champ").map(String::as_str).filter(|f| FORM_SECTIONS.contains(f));
-    let mut errors = serde_json::Map::new();
-    for f in FORM_SECTIONS {
-        errors.insert(f.to_owned(), json!(if field == Some(f) { q.get("erreur") } else { None }));
-    }
-    data.insert("errors".into(), Value::Object(errors));
-    data.insert("flash".into(), json!(q.get("ok")));
-    data.insert("flash_error".into(), json!(if field.is_none() { q.get("erreur") } else { None }));
-    // No automatic refresh: it would wipe what someone is typing in the page's forms. The page
-    // says when it was read and offers a refresh link while steps are running.
-    data.insert(
-        "live".into(),
-        json!(matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback)),
-    );
-    data.insert("read_at".into(), json!(when(&st, Some(st.clock.now()))));
-    render(&st, StatusCode::OK, "crise", &Value::Object(data))
+    let error_for = |f: &str| if field == Some(f) { q.get("erreur").cloned() } else { None };
+    let errors = FieldErrors {
+        prets: error_for("prets"),
+        delai: error_for("delai"),
+        echeances: error_for("echeances"),
+        retour: error_for("retour"),
+    };
+    let model = CrisisPageModel {
+        c,
+        convention: convention
+            .map(|c| format!("signée le {} (délibération {})", fr::date(c.signed_on), c.deliberation_ref)),
+        can_activate: is_ops && view.next_actions.contains(&CrisisAction::Activate),
+        m365_warning: crises::m365_warning(&st, &a, &view),
+        can_deliver: is_ops && view.next_actions.contains(&CrisisAction::Deliver),
+        can_handback: is_ops && view.next_actions.contains(&CrisisAction::StartHandback),
+        can_scan: is_ops && view.state == CrisisState::Handback,
+        can_reject: is_ops && view.next_actions.contains(&CrisisAction::Reject),
+        can_cancel: a.may(repli_core::Permission::CancelCrisis) && view.next_actions.contains(&CrisisAction::Cancel),
+        can_log: a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
+        can_agents: a.may(repli_core::Permission::WriteCrisisLog) && agents_open,
+        agents: agents.iter().map(|g| Agent { name: g.name.clone(), service: g.service.clone() }).collect(),
+        agents_gap,
+        runs,
+        documents,
+        loans,
+        log,
+        can_retex: a.may(repli_core::Permission::ReadSlaReport),
+        lend: lend_form(&lendable, &agents),
+        kit: kit_links(&outputs, is_ops),
+        delai,
+        legal_form,
+        errors,
+        // No automatic refresh: it would wipe what someone is typing in the page's forms. The
+        // page says when it was read and offers a refresh link while steps are running.
+        live: matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback),
+        read_at: when(&st, Some(st.clock.now())),
+    };
+    let mut layout = Layout::signed_in(&a, &csrf, format!("Crise {crisis_id}")).exercise(view.exercise.as_ref());
+    layout.flash = q.get("ok").cloned();
+    layout.flash_error = if field.is_none() { q.get("erreur").cloned() } else { None };
+    page(&st, StatusCode::OK, "crise", &layout, &model)
 }
 
 /// The crisis page's forms that show their errors beside them (see [`crate::web::back_field`]).
@@ -183,62 +473,108 @@ const FORM_SECTIONS: [&str; 4] = ["prets", "delai", "echeances", "retour"];
 
 /// The loan form: each item ready to lend with its choices (an agent, the commune, not now),
 /// the laptop plan's agent chosen in advance.
-fn lend_form(items: &[inventory::Lendable], agents: &[repli_proto::api::AgentView]) -> Value {
-    let rows: Vec<Value> = items
+fn lend_form(items: &[inventory::Lendable], agents: &[repli_proto::api::AgentView]) -> LendSection {
+    let rows = items
         .iter()
         .map(|l| {
             let personal = l.item.item.kind.is_personal();
-            let mut options = vec![json!({ "value": "", "label": "— pas maintenant —", "selected": l.proposed.is_none() })];
+            let mut options = vec![LendOption {
+                value: String::new(),
+                label: "— pas maintenant —".into(),
+                selected: l.proposed.is_none(),
+            }];
             if !personal {
-                options.push(json!({ "value": "commune", "label": "la commune", "selected": false }));
+                options.push(LendOption { value: "commune".into(), label: "la commune".into(), selected: false });
             }
-            options.extend(agents.iter().map(|g| {
-                json!({ "value": g.id.to_string(), "label": format!("{} ({})", g.name, g.service), "selected": l.proposed == Some(g.id) })
+            options.extend(agents.iter().map(|g| LendOption {
+                value: g.id.to_string(),
+                label: format!("{} ({})", g.name, g.service),
+                selected: l.proposed == Some(g.id),
             }));
-            json!({
-                "serial": l.item.item.serial, "tag": l.item.item.asset_tag, "kind": l.item.item.kind.label_fr(),
-                "model": l.item.item.model, "options": options,
-            })
+            LendItem {
+                serial: l.item.item.serial.clone(),
+                tag: l.item.item.asset_tag.clone(),
+                kind: l.item.item.kind.label_fr(),
+                model: l.item.item.model.clone(),
+                options,
+            }
         })
         .collect();
-    json!({ "items": rows, "count": items.len() })
+    LendSection { items: rows, count: items.len() }
 }
 
 /// What the kit gives people: the collaborative space and the visio (short labels, the long
 /// address as the link's target), which laptop goes to whom, and for ops the isolation checks.
-fn kit_links(o: &repli_core::run::Outputs, is_ops: bool) -> Value {
-    json!({
-        "workspace": o.workspace().map(|w| json!({ "url": w.web_url, "mail": w.mail, "channels": w.channels.join(", ") })),
-        "meeting": o.meeting().map(|m| m.join_url.clone()),
-        "plan": o.assigned().map(|p| p.assignments.iter().map(|x| json!({ "agent": x.agent, "service": x.service, "serial": x.serial })).collect::<Vec<_>>()).unwrap_or_default(),
-        "isolation": o.isolation().filter(|_| is_ops).map(|r| json!({
-            "ok": r.ok,
-            "checks": r.checks.iter().map(|c| json!({ "check": c.check, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
-        })),
-    })
+fn kit_links(o: &repli_core::run::Outputs, is_ops: bool) -> Kit {
+    Kit {
+        workspace: o.workspace().map(|w| KitWorkspace {
+            url: w.web_url.clone(),
+            mail: w.mail.clone(),
+            channels: w.channels.join(", "),
+        }),
+        meeting: o.meeting().map(|m| m.join_url.clone()),
+        plan: o
+            .assigned()
+            .map(|p| {
+                p.assignments
+                    .iter()
+                    .map(|x| KitAssignment {
+                        agent: x.agent.clone(),
+                        service: x.service.clone(),
+                        serial: x.serial.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        isolation: o.isolation().filter(|_| is_ops).map(|r| KitIsolation {
+            ok: r.ok,
+            checks: r
+                .checks
+                .iter()
+                .map(|c| KitCheck { check: c.check.clone(), ok: c.ok, detail: c.detail.clone() })
+                .collect(),
+        }),
+    }
+}
+
+/// A form with an action and an optional reason: the crisis transitions, the SLA clock.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    motif: String,
+}
+
+impl ActionForm {
+    /// The reason typed, trimmed.
+    fn reason(&self) -> String {
+        self.motif.trim().to_owned()
+    }
+}
+
+/// The crisis named in the path, as the caller may see it; a French error page otherwise.
+async fn crisis_of(st: &AppState, a: &Actor, id: &str) -> Result<CrisisRecord, Response> {
+    crises::visible_crisis(st, a, id).await.map_err(|e| api_error_page(st, &e))
 }
 
 pub async fn crisis_action(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
-    let action = match form.get("action").map(String::as_str) {
-        Some("activate") => CrisisAction::Activate,
-        Some("deliver") => CrisisAction::Deliver,
-        Some("reject") => CrisisAction::Reject,
+    let action = match form.action.as_str() {
+        "activate" => CrisisAction::Activate,
+        "deliver" => CrisisAction::Deliver,
+        "reject" => CrisisAction::Reject,
         _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
     };
     act(&st, &a, &id, action, &form).await
 }
 
-async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &BTreeMap<String, String>) -> Response {
-    let reason = form.get("motif").map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &ActionForm) -> Response {
+    let reason = Some(form.reason()).filter(|m| !m.is_empty());
     let body = repli_proto::api::ActionRequest { reason };
     match crises::apply(st, a, id, action, body).await {
         Ok(v) => back(id, "ok", &format!("Crise {} : {}", v.id, v.state_label)),
@@ -246,20 +582,26 @@ async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &BT
     }
 }
 
+/// The main courante's form.
+#[derive(Debug, Deserialize)]
+pub struct LogForm {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    texte: String,
+}
+
 pub async fn add_log(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<LogForm>,
 ) -> Response {
-    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
+    let r = match crisis_of(&st, &a, &id).await {
         Ok(r) => r,
-        Err(page) => return *page,
+        Err(page) => return page,
     };
-    let kind = form.get("type").map(String::as_str).unwrap_or_default();
-    let entry = form.get("texte").map(String::as_str).unwrap_or_default();
-    match crises::add_log(&st, &a, r.id.as_str(), kind, entry).await {
+    match crises::add_log(&st, &a, r.id.as_str(), &form.kind, &form.texte).await {
         Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
         Err(AppError::Validation(errors)) => back(
             &id,
@@ -326,13 +668,12 @@ pub async fn set_agents(
 pub async fn accept_agents(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    _: CsrfForm<NoFields>,
 ) -> Response {
-    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
+    let r = match crisis_of(&st, &a, &id).await {
         Ok(r) => r,
-        Err(page) => return *page,
+        Err(page) => return page,
     };
     match inventory::accept_agents(&st, &a, r.id.as_str()).await {
         Ok(n) => back(&id, "ok", &format!("Effectif réduit confirmé : les comptes sont créés pour {n} agent(s).")),
@@ -340,20 +681,28 @@ pub async fn accept_agents(
     }
 }
 
+/// A manual step's confirmation, from the crisis page or the task list (`retour=taches`).
+#[derive(Debug, Deserialize)]
+pub struct TaskForm {
+    #[serde(default)]
+    note: String,
+    /// Where to go back to: `taches` for the task list, the crisis page otherwise.
+    #[serde(default)]
+    retour: String,
+}
+
 pub async fn confirm_task(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, step)): Path<(String, String)>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<TaskForm>,
 ) -> Response {
-    let r = match form_crisis(&st, &a, &csrf, &form, &id).await {
+    let r = match crisis_of(&st, &a, &id).await {
         Ok(r) => r,
-        Err(page) => return *page,
+        Err(page) => return page,
     };
-    let note = form.get("note").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    let target =
-        if form.get("retour").is_some_and(|v| v == "taches") { "/taches".to_string() } else { format!("/crises/{id}") };
+    let note = Some(form.note.trim().to_string()).filter(|n| !n.is_empty());
+    let target = if form.retour == "taches" { "/taches".to_string() } else { format!("/crises/{id}") };
     match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref()).await {
         Ok(s) => crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title)),
         Err(AppError::Validation(_)) => back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue)."),
@@ -362,23 +711,31 @@ pub async fn confirm_task(
 }
 
 /// The hand-back scan field: a barcode scanner types the serial and Enter.
+#[derive(Debug, Deserialize)]
+pub struct CheckInForm {
+    #[serde(default)]
+    serial: String,
+    /// `ok`, `damaged` or `missing` (anything else is read as `ok`).
+    #[serde(default)]
+    etat: String,
+}
+
 pub async fn check_in(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<CheckInForm>,
 ) -> Response {
-    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
-        return *page;
+    if let Err(page) = crisis_of(&st, &a, &id).await {
+        return page;
     }
-    let serial = form.get("serial").map(|s| s.trim().to_string()).unwrap_or_default();
+    let serial = form.serial.trim().to_string();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
         return crate::web::back_field(&id, "retour", "Numéro de série illisible : scannez à nouveau.");
     }
-    let condition = match form.get("etat").map(String::as_str) {
-        Some("damaged") => "damaged",
-        Some("missing") => "missing",
+    let condition = match form.etat.as_str() {
+        "damaged" => "damaged",
+        "missing" => "missing",
         _ => "ok",
     };
     let req = repli_proto::api::CheckinRequest { serial: serial.clone(), condition: condition.into(), note: None };
@@ -393,15 +750,25 @@ const MAX_SCAN_CHARS: usize = 64 * 1024;
 
 /// The loan form: for each item of the crisis, a choice (an agent, the commune, or not now),
 /// plus a box where a scanner types « label ; agent » lines. All or nothing.
+/// The loan form: a choice per item (`pret-SERIAL`, one field per item the page lists) and
+/// the scan box.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoanForm {
+    #[serde(default)]
+    scan: String,
+    /// Every other field: the `pret-SERIAL` choices (and the token, ignored).
+    #[serde(flatten)]
+    choices: BTreeMap<String, String>,
+}
+
 pub async fn lend(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<LoanForm>,
 ) -> Response {
-    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
-        return *page;
+    if let Err(page) = crisis_of(&st, &a, &id).await {
+        return page;
     }
     let lines = match loan_lines(&form) {
         Ok(l) => l,
@@ -418,9 +785,9 @@ pub async fn lend(
 
 /// The lines of the loan form: picked items first (`pret-SERIAL` = agent id or `commune`),
 /// then the scanned lines (`code` or `code ; agent name`).
-fn loan_lines(form: &BTreeMap<String, String>) -> Result<Vec<LoanLine>, String> {
+fn loan_lines(form: &LoanForm) -> Result<Vec<LoanLine>, String> {
     let mut lines = Vec::new();
-    for (key, choice) in form {
+    for (key, choice) in &form.choices {
         let Some(code) = key.strip_prefix("pret-") else { continue };
         let to = match choice.trim() {
             "" => continue,
@@ -429,7 +796,7 @@ fn loan_lines(form: &BTreeMap<String, String>) -> Result<Vec<LoanLine>, String> 
         };
         lines.push(LoanLine { code: code.to_owned(), to });
     }
-    let scan = form.get("scan").map(String::as_str).unwrap_or("");
+    let scan = form.scan.as_str();
     if scan.len() > MAX_SCAN_CHARS {
         return Err("Trop de lignes scannées à la fois (64 Kio au plus).".into());
     }
@@ -448,22 +815,21 @@ fn loan_lines(form: &BTreeMap<String, String>) -> Result<Vec<LoanLine>, String> 
 pub async fn sla_clock(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Response {
-    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
-        return *page;
+    if let Err(page) = crisis_of(&st, &a, &id).await {
+        return page;
     }
-    let done = match form.get("action").map(String::as_str) {
-        Some("suspendre") => {
-            let reason = reason_of(&form);
+    let done = match form.action.as_str() {
+        "suspendre" => {
+            let reason = form.reason();
             if reason.is_empty() {
                 return back_field(&id, "delai", "Indiquez le motif de la suspension.");
             }
             crises::suspend_sla(&st, &a, &id, &reason).await.map(|_| "Délai suspendu.")
         }
-        Some("reprendre") => crises::resume_sla(&st, &a, &id).await.map(|_| "Délai repris."),
+        "reprendre" => crises::resume_sla(&st, &a, &id).await.map(|_| "Délai repris."),
         _ => return back_field(&id, "delai", "Action inconnue."),
     };
     match done {
@@ -474,22 +840,32 @@ pub async fn sla_clock(
 
 /// Records when the commune learnt of the attack and whether personal data are involved:
 /// the CNIL's and the complaint's 72-hour clocks start from there.
+/// The facts that start the legal clocks.
+#[derive(Debug, Deserialize)]
+pub struct LegalFactsForm {
+    /// When the commune learnt of the attack (a datetime-local field), blank when unknown.
+    #[serde(default)]
+    aware_at: String,
+    /// `oui`, `non`, or blank (not known yet).
+    #[serde(default)]
+    personal_data: String,
+}
+
 pub async fn legal_facts(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<LegalFactsForm>,
 ) -> Response {
-    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
-        return *page;
+    if let Err(page) = crisis_of(&st, &a, &id).await {
+        return page;
     }
-    let Ok(aware_at) = form_instant(&st, &form, "aware_at") else {
+    let Ok(aware_at) = form_instant(&st, &form.aware_at) else {
         return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm).");
     };
-    let personal_data = match form.get("personal_data").map(String::as_str) {
-        Some("oui") => Some(true),
-        Some("non") => Some(false),
+    let personal_data = match form.personal_data.as_str() {
+        "oui" => Some(true),
+        "non" => Some(false),
         _ => None,
     };
     if aware_at.is_none() && personal_data.is_none() {
@@ -506,17 +882,23 @@ pub async fn legal_facts(
 }
 
 /// Marks the CNIL notification or the complaint as done (now, or at the instant given).
+/// A legal obligation done: now, or at the instant typed.
+#[derive(Debug, Deserialize)]
+pub struct LegalDoneForm {
+    #[serde(default)]
+    at: String,
+}
+
 pub async fn legal_done(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path((id, kind)): Path<(String, String)>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<LegalDoneForm>,
 ) -> Response {
-    if let Err(page) = form_crisis(&st, &a, &csrf, &form, &id).await {
-        return *page;
+    if let Err(page) = crisis_of(&st, &a, &id).await {
+        return page;
     }
-    let Ok(at) = form_instant(&st, &form, "at") else {
+    let Ok(at) = form_instant(&st, &form.at) else {
         return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm).");
     };
     match crises::legal_done(&st, &a, &id, &kind, at).await {
@@ -526,8 +908,8 @@ pub async fn legal_done(
 }
 
 /// An optional date and time field of a form: None when blank, Err when unreadable.
-fn form_instant(st: &AppState, form: &BTreeMap<String, String>, key: &str) -> Result<Option<jiff::Timestamp>, ()> {
-    match form.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+fn form_instant(st: &AppState, field: &str) -> Result<Option<jiff::Timestamp>, ()> {
+    match Some(field.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => local_instant(st, s).map(Some).ok_or(()),
     }
@@ -620,8 +1002,11 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    /// The loan form as the extractor reads it from the posted fields.
+    fn form(pairs: &[(&str, &str)]) -> LoanForm {
+        let fields: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(fields.into_iter());
+        LoanForm::deserialize(de).unwrap()
     }
 
     #[test]
@@ -651,5 +1036,151 @@ mod tests {
         let big = "A;B\n".repeat(MAX_SCAN_CHARS / 4 + 1);
         assert!(loan_lines(&form(&[("scan", &big)])).is_err());
         assert!(loan_lines(&form(&[("scan", "  \n ")])).unwrap().is_empty());
+    }
+
+    /// A crisis page model with every optional part present and every list filled, so that
+    /// each block of the template renders; `full = false` leaves them all out.
+    fn model(full: bool) -> CrisisPageModel {
+        let some = |s: &str| full.then(|| s.to_owned());
+        let many = |n: usize| if full { n } else { 0 };
+        CrisisPageModel {
+            c: Summary {
+                id: "2026-0042".into(),
+                commune: "Cassis".into(),
+                state: "En préparation".into(),
+                ready: full,
+                sla: sla_badge(repli_core::SlaStatus::AtRisk),
+                due: "lundi 30 novembre 2026 à 08:15".into(),
+                left: "3 h".into(),
+                used: 42,
+                elapsed: "20 h".into(),
+                hours: 48,
+                contact: "Anne Martin".into(),
+                phone: "06 12 34 56 78".into(),
+                agents: 3,
+                named: 1,
+                delivery: some("1 place de la mairie"),
+                notes: if full { "Accès par la cour".into() } else { String::new() },
+                legal: (0..many(1))
+                    .map(|_| LegalClock { label: "CNIL".into(), deadline: "demain".into(), status: "à faire".into() })
+                    .collect(),
+                reserving: full,
+                needs: (0..many(1))
+                    .map(|_| Need { label: "Ordinateurs".into(), wanted: 3, allocated: 2, shortage: 1 })
+                    .collect(),
+            },
+            convention: some("signée le 1er mars 2026 (délibération D-12)"),
+            can_activate: full,
+            m365_warning: some("Le contrôle du locataire a échoué."),
+            can_deliver: full,
+            can_handback: full,
+            can_scan: full,
+            can_reject: full,
+            can_cancel: full,
+            can_log: full,
+            can_agents: full,
+            agents: (0..many(1)).map(|_| Agent { name: "Anne Martin".into(), service: "Accueil".into() }).collect(),
+            agents_gap: full.then(|| AgentsGap { message: "2 agents à nommer.".into(), named: 1, can_accept: true }),
+            runs: (0..many(1))
+                .map(|_| Run {
+                    name: "Préparation du kit",
+                    done: 1,
+                    total: 2,
+                    percent: 50,
+                    steps: vec![Step {
+                        id: "m365.domain".into(),
+                        title: "Domaine".into(),
+                        state: "en attente".into(),
+                        class: "waiting_manual",
+                        error: some("échec"),
+                        waiting: true,
+                        retry: true,
+                        skip: true,
+                        instructions: some("Faire ceci."),
+                        checklist: vec!["Vérifier".into()],
+                    }],
+                })
+                .collect(),
+            documents: vec![Document { file: "01-lisez-moi.html", url: "/api/v1/crises/2026-0042/documents/x".into() }],
+            loans: (0..many(1))
+                .map(|_| Loan {
+                    tag: "AMP-LAP-0001".into(),
+                    serial: "S1".into(),
+                    kind: "ordinateur",
+                    agent: some("Anne Martin"),
+                    due: "demain".into(),
+                    returned: None,
+                    overdue: true,
+                    write_off: some("/crises/2026-0042/pertes/S1"),
+                })
+                .collect(),
+            log: (0..many(1))
+                .map(|_| LogLine { at: "hier".into(), who: "Opé".into(), kind: "information", text: "Texte".into() })
+                .collect(),
+            can_retex: full,
+            lend: LendSection {
+                items: (0..many(1))
+                    .map(|_| LendItem {
+                        serial: "S2".into(),
+                        tag: "AMP-RTR-0001".into(),
+                        kind: "routeur",
+                        model: "X".into(),
+                        options: vec![LendOption {
+                            value: "commune".into(),
+                            label: "la commune".into(),
+                            selected: true,
+                        }],
+                    })
+                    .collect(),
+                count: many(1),
+            },
+            kit: Kit {
+                workspace: full.then(|| KitWorkspace {
+                    url: "https://teams.example".into(),
+                    mail: "crise@example.fr".into(),
+                    channels: "Général".into(),
+                }),
+                meeting: some("https://teams.example/visio"),
+                plan: (0..many(1))
+                    .map(|_| KitAssignment { agent: "Anne".into(), service: "Accueil".into(), serial: "S1".into() })
+                    .collect(),
+                isolation: full.then(|| KitIsolation {
+                    ok: false,
+                    checks: vec![KitCheck { check: "tenant".into(), ok: false, detail: "détail".into() }],
+                }),
+            },
+            delai: SlaClock {
+                suspended: full.then(|| Suspension { since: "hier".into(), reason: "locaux fermés".into() }),
+                past: (0..many(1))
+                    .map(|_| PastSuspension { from: "lundi".into(), to: "mardi".into(), reason: "attente".into() })
+                    .collect(),
+                can: full,
+            },
+            legal_form: LegalSection {
+                can: full,
+                open: (0..many(1)).map(|_| LegalOpen { kind: "cnil", label: "Notification CNIL".into() }).collect(),
+            },
+            errors: FieldErrors {
+                prets: some("Erreur prêts"),
+                delai: some("Erreur délai"),
+                echeances: some("Erreur échéances"),
+                retour: some("Erreur retour"),
+            },
+            live: full,
+            read_at: "maintenant".into(),
+        }
+    }
+
+    #[test]
+    fn the_typed_crisis_page_renders_through_the_strict_template() {
+        for full in [true, false] {
+            let layout = crate::web::view::test_layout("Crise 2026-0042");
+            let html = crate::web::view::render_model("crise", &layout, &model(full))
+                .unwrap_or_else(|e| panic!("full = {full}: {e}"));
+            assert!(html.contains("Crise 2026-0042 — Cassis"), "{html}");
+            assert_eq!(html.contains("Activer la crise"), full);
+            assert_eq!(html.contains("Erreur retour"), full);
+            assert_eq!(html.contains("Relancer « Domaine »"), full);
+        }
     }
 }

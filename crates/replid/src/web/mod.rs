@@ -287,6 +287,12 @@ struct Confirmation {
     error: Option<String>,
 }
 
+/// The confirmation page's model (`confirmer.hbs` reads it under `confirm`).
+#[derive(Debug, Serialize)]
+struct ConfirmationPage {
+    confirm: Confirmation,
+}
+
 /// What a destructive action is about, and where its form posts.
 #[derive(Debug)]
 pub struct Target {
@@ -306,7 +312,7 @@ pub fn confirmation_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let page = Confirmation {
+    let confirm = Confirmation {
         title: t.what.title_fr(),
         crisis: r.id.to_string(),
         commune: r.commune_name.clone(),
@@ -317,15 +323,27 @@ pub fn confirmation_page(
         reason: reason.to_owned(),
         error,
     };
-    let mut data = base(a, csrf, t.what.title_fr());
-    mark_exercise(&mut data, r.exercise.as_ref());
-    data.insert("confirm".into(), serde_json::to_value(page).unwrap_or(Value::Null));
-    render(st, status, "confirmer", &Value::Object(data))
+    let layout = view::Layout::signed_in(a, csrf, t.what.title_fr()).exercise(r.exercise.as_ref());
+    view::page(st, status, "confirmer", &layout, &ConfirmationPage { confirm })
 }
 
 /// The reason typed in the form, trimmed.
 pub fn reason_of(form: &BTreeMap<String, String>) -> String {
     form.get("motif").map(|m| m.trim().to_owned()).unwrap_or_default()
+}
+
+/// The form of a destructive action's confirmation page (and of a step's retry): the reason.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    motif: String,
+}
+
+impl ReasonForm {
+    /// The reason typed, trimmed.
+    pub fn reason(&self) -> String {
+        self.motif.trim().to_owned()
+    }
 }
 
 pub fn status_of(e: &AppError) -> StatusCode {
@@ -343,13 +361,14 @@ pub fn confirmation_or_error(st: &AppState, a: &Actor, csrf: &str, found: Found)
     }
 }
 
-/// The POST side: the form's CSRF token checked first, then the target found, then `run` with
-/// the reason typed; a refusal shows the confirmation again with the error and the reason kept.
+/// The POST side, its form's CSRF token already checked ([`view::CsrfForm`]): the target
+/// found, then `run` with the reason typed; a refusal shows the confirmation again with the
+/// error and the reason kept (`csrf` is the session's, for that page's form).
 pub async fn confirmed<T, R>(
     st: &AppState,
     a: &Actor,
     csrf: &str,
-    form: &BTreeMap<String, String>,
+    form: &ReasonForm,
     target: T,
     run: impl FnOnce(String) -> R,
 ) -> Response
@@ -357,14 +376,11 @@ where
     T: std::future::Future<Output = Found>,
     R: std::future::Future<Output = Result<Response, AppError>>,
 {
-    if let Err(r) = check_csrf(st, csrf, form) {
-        return *r;
-    }
     let (r, t) = match target.await {
         Ok(v) => v,
         Err(e) => return api_error_page(st, &e),
     };
-    let reason = reason_of(form);
+    let reason = form.reason();
     match run(reason.clone()).await {
         Ok(done) => done,
         Err(e) => {

@@ -8,25 +8,29 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use repli_core::Destructive;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::http::respond::sheet_download;
-use crate::web::{
-    Form, SessionCsrf, Target, api_error_page, base, check_csrf, confirmation_or_error, confirmed, render,
-};
+use crate::web::view::{CsrfForm, Layout, NoFields, page as render_page};
+use crate::web::{ReasonForm, SessionCsrf, Target, api_error_page, confirmation_or_error, confirmed};
 use repli_app::documents;
 
-/// What the page shows.
+/// The credential sheets of one crisis, as the page shows them.
 #[derive(Debug, Serialize)]
-struct SheetsPage {
+struct Sheets {
     crisis: String,
     commune: String,
     accounts: usize,
     issued: usize,
     pending: usize,
     active: bool,
+}
+
+/// The page's model (`fiches.hbs` reads it under `sheets`).
+#[derive(Debug, Serialize)]
+struct SheetsPage {
+    sheets: Sheets,
 }
 
 pub async fn page(
@@ -39,7 +43,7 @@ pub async fn page(
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
-    let sheets = SheetsPage {
+    let sheets = Sheets {
         crisis: r.id.to_string(),
         commune: r.commune_name,
         accounts: status.accounts,
@@ -47,23 +51,17 @@ pub async fn page(
         pending: status.pending(),
         active: status.active,
     };
-    let mut data = base(&a, &csrf, "Fiches identifiants");
-    crate::web::mark_exercise(&mut data, r.exercise.as_ref());
-    data.insert("sheets".into(), serde_json::to_value(sheets).unwrap_or(Value::Null));
-    render(&st, StatusCode::OK, "fiches", &Value::Object(data))
+    let layout = Layout::signed_in(&a, &csrf, "Fiches identifiants").exercise(r.exercise.as_ref());
+    render_page(&st, StatusCode::OK, "fiches", &layout, &SheetsPage { sheets })
 }
 
 /// Downloads the sheets of the accounts that have none yet.
 pub async fn issue(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    _: CsrfForm<NoFields>,
 ) -> Response {
-    if let Err(r) = check_csrf(&st, &csrf, &form) {
-        return *r;
-    }
     match documents::issue_sheets(&st, &a, &id).await {
         Ok((name, html)) => sheet_download(&name, html),
         Err(e) => api_error_page(&st, &e),
@@ -97,7 +95,7 @@ pub async fn reissue(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ReasonForm>,
 ) -> Response {
     let (st, a, id) = (&st, &a, &id);
     confirmed(st, a, &csrf, &form, reissue_target(st, a, id), move |reason| async move {
@@ -146,4 +144,21 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Doc::answering("Reissue the credential sheets (a download)", Answer::Html),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::view::{render_model, test_layout};
+
+    #[test]
+    fn the_typed_sheets_page_renders_through_the_strict_template() {
+        for (issued, pending, active) in [(2, 1, true), (0, 0, true), (0, 3, false)] {
+            let sheets =
+                Sheets { crisis: "2026-0042".into(), commune: "Cassis".into(), accounts: 3, issued, pending, active };
+            let html = render_model("fiches", &test_layout("Fiches identifiants"), &SheetsPage { sheets }).unwrap();
+            assert!(html.contains("Fiches identifiants — crise 2026-0042"), "{html}");
+            assert_eq!(html.contains("Télécharger les fiches des 1 compte(s)"), active && pending == 1);
+        }
+    }
 }

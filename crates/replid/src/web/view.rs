@@ -148,3 +148,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 /// The form of a page whose only field is its token (a button).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct NoFields {}
+
+/// Renders a page model through the real (strict) templates, as [`page`] does, without a
+/// running daemon: a key the template reads and the model lacks fails the test.
+#[cfg(test)]
+pub(crate) fn render_model<T: Serialize>(template: &str, layout: &Layout, body: &T) -> Result<String, String> {
+    let mut data = serde_json::to_value(Page { layout, body }).map_err(|e| e.to_string())?;
+    if let Some(obj) = data.as_object_mut() {
+        obj.insert("a_configurer".into(), serde_json::Value::Null);
+    }
+    let h = crate::web::templates().map_err(|e| e.to_string())?;
+    h.render(template, &data).map_err(|e| e.to_string())
+}
+
+/// An ops person's layout, for the page models' tests.
+#[cfg(test)]
+pub(crate) fn test_layout(title: &str) -> Layout {
+    let a = Actor {
+        user_id: 1,
+        name: "Opé Test".into(),
+        role: Role::Ops,
+        commune: None,
+        auth: repli_core::AuthMethod::Password,
+    };
+    Layout::signed_in(&a, "jeton", title)
+}
