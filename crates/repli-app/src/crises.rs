@@ -121,6 +121,57 @@ pub async fn view(st: &Services, r: CrisisRecord) -> Result<CrisisView, AppError
     views::crisis(st, r, facts, st.clock.now())
 }
 
+/// What a person may do on a crisis now: each ability crosses the crisis's state (and the
+/// transitions it allows next) with the person's permissions. Pages offer a form only when its
+/// ability holds; the operation behind the form checks again, inside its transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Abilities {
+    pub activate: bool,
+    pub reject: bool,
+    pub deliver: bool,
+    pub start_handback: bool,
+    pub cancel: bool,
+    /// Scan items back: the hand-back is under way.
+    pub scan: bool,
+    /// Write the main courante.
+    pub write_log: bool,
+    /// Name or change the agents (not once the hand-back has started).
+    pub name_agents: bool,
+    /// Record the legal facts and mark a legal obligation done.
+    pub legal: bool,
+    /// Suspend or resume the SLA clock: it runs until the kit is ready.
+    pub suspend_sla: bool,
+    /// Read the after-action report.
+    pub read_retex: bool,
+    /// Operate the kit: manual steps, retries and skips, loans, write-offs, the credential
+    /// sheets and the kit's isolation details.
+    pub operate: bool,
+}
+
+impl Abilities {
+    /// What `a` may do on a crisis in `state`, whose next transitions are `next_actions`.
+    pub fn of(a: &Actor, state: repli_core::CrisisState, next_actions: &[CrisisAction]) -> Self {
+        use repli_core::{CrisisState, Permission};
+        let next = |action| next_actions.contains(&action);
+        let operate = a.may(Permission::OperateCrisis);
+        let write = a.may(Permission::WriteCrisisLog) && state.is_open();
+        Abilities {
+            activate: operate && next(CrisisAction::Activate),
+            reject: operate && next(CrisisAction::Reject),
+            deliver: operate && next(CrisisAction::Deliver),
+            start_handback: operate && next(CrisisAction::StartHandback),
+            cancel: a.may(Permission::CancelCrisis) && next(CrisisAction::Cancel),
+            scan: operate && state == CrisisState::Handback,
+            write_log: write,
+            name_agents: write && state != CrisisState::Handback,
+            legal: write,
+            suspend_sla: operate && state.is_open() && !state.is_ready_or_later(),
+            read_retex: a.may(Permission::ReadSlaReport),
+            operate,
+        }
+    }
+}
+
 /// Everything the crisis page shows, read together: a database error fails the whole read (an
 /// error page, never an empty section).
 #[derive(Debug, Clone)]
@@ -136,6 +187,8 @@ pub struct CrisisPage {
     pub lendable: Vec<crate::inventory::Lendable>,
     /// The kit's typed outputs (accounts, visio, domain…).
     pub outputs: repli_core::run::Outputs,
+    /// What the person may do on it now.
+    pub abilities: Abilities,
 }
 
 /// The crisis page of `id` for `a`.
@@ -151,7 +204,8 @@ pub async fn page(st: &Services, a: &Actor, id: &str) -> Result<CrisisPage, AppE
     let outputs = crate::steps::kit_outputs(st, &crisis_id).await?;
     let lendable =
         if a.role == Role::Ops { crate::inventory::lendable(st, &crisis_id, &outputs).await? } else { Vec::new() };
-    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs })
+    let abilities = Abilities::of(a, view.state, &view.next_actions);
+    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities })
 }
 
 /// Reads one crisis the actor may see (one statement besides authentication).
@@ -603,4 +657,42 @@ pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str
     };
     let e = st.store.add_log_entry(&r.id, kind, &entry, a, st.clock.now()).await?;
     Ok(log_view(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repli_core::{AuthMethod, CrisisState};
+
+    fn actor(role: Role) -> Actor {
+        let commune = (role == Role::Dgs).then(|| InseeCode::parse("13005").unwrap());
+        Actor { user_id: 1, name: "x".into(), role, commune, auth: AuthMethod::Password }
+    }
+
+    fn of(role: Role, state: CrisisState) -> Abilities {
+        let next: Vec<CrisisAction> = CrisisAction::ALL.into_iter().filter(|a| a.apply(state).is_ok()).collect();
+        Abilities::of(&actor(role), state, &next)
+    }
+
+    #[test]
+    fn abilities_cross_the_state_with_the_role() {
+        let requested = of(Role::Ops, CrisisState::Requested);
+        assert!(requested.activate && requested.reject && requested.suspend_sla && requested.operate);
+        assert!(!requested.deliver && !requested.scan);
+        // A DGS writes their main courante and names agents, and operates nothing.
+        let dgs = of(Role::Dgs, CrisisState::Provisioning);
+        assert!(dgs.write_log && dgs.name_agents && dgs.legal);
+        assert!(!dgs.activate && !dgs.operate && !dgs.suspend_sla && !dgs.scan);
+        // Once ready, the SLA clock has stopped: nothing to suspend.
+        assert!(!of(Role::Ops, CrisisState::Ready).suspend_sla);
+        // During the hand-back ops scan items back; the agents list is closed.
+        let handback = of(Role::Ops, CrisisState::Handback);
+        assert!(handback.scan && !handback.name_agents);
+        // A closed crisis takes nothing but reading.
+        let closed = of(Role::Ops, CrisisState::Closed);
+        assert_eq!(closed, Abilities { read_retex: true, operate: true, ..Abilities::default() });
+        // Auditors read.
+        let auditor = of(Role::Auditor, CrisisState::Provisioning);
+        assert_eq!(auditor, Abilities { read_retex: true, ..Abilities::default() });
+    }
 }

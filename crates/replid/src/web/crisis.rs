@@ -9,7 +9,7 @@ use axum::response::Response;
 use repli_app::inventory::{LoanLine, LoanTo};
 use repli_app::records::CrisisRecord;
 use repli_app::{AppError, crises, inventory, steps};
-use repli_core::{Actor, CrisisAction, CrisisState, Role, StepState, fr, text};
+use repli_core::{Actor, CrisisAction, CrisisState, StepState, fr, text};
 use repli_proto::api::LegalFactsRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -272,13 +272,13 @@ pub async fn crisis(
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs } =
+    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities: can } =
         match crises::page(&st, &a, &id).await {
             Ok(p) => p,
             Err(e) => return api_error_page(&st, &e),
         };
     let crisis_id = view.id.to_string();
-    let is_ops = a.role == Role::Ops;
+    let is_ops = can.operate;
     let runs = steps
         .runs
         .iter()
@@ -365,9 +365,8 @@ pub async fn crisis(
             })
             .collect(),
     };
-    let agents_open = view.state.is_open() && view.state != CrisisState::Handback;
     let agents_gap = repli_core::run::AgentsGap::of(view.agents_named, view.agents, view.agents_accepted)
-        .filter(|_| agents_open)
+        .filter(|_| can.name_agents)
         .map(|g| AgentsGap { message: g.message_fr(), named: g.named, can_accept: is_ops && g.named > 0 });
     let loans = loans
         .iter()
@@ -412,10 +411,10 @@ pub async fn crisis(
             })
             .collect(),
         // The clock runs until the kit is ready: the store's rule for suspending it.
-        can: is_ops && view.state.is_open() && !view.state.is_ready_or_later(),
+        can: can.suspend_sla,
     };
     let legal_form = LegalSection {
-        can: a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
+        can: can.legal,
         open: view
             .legal
             .iter()
@@ -436,22 +435,22 @@ pub async fn crisis(
         c,
         convention: convention
             .map(|c| format!("signée le {} (délibération {})", fr::date(c.signed_on), c.deliberation_ref)),
-        can_activate: is_ops && view.next_actions.contains(&CrisisAction::Activate),
+        can_activate: can.activate,
         m365_warning: crises::m365_warning(&st, &a, &view),
-        can_deliver: is_ops && view.next_actions.contains(&CrisisAction::Deliver),
-        can_handback: is_ops && view.next_actions.contains(&CrisisAction::StartHandback),
-        can_scan: is_ops && view.state == CrisisState::Handback,
-        can_reject: is_ops && view.next_actions.contains(&CrisisAction::Reject),
-        can_cancel: a.may(repli_core::Permission::CancelCrisis) && view.next_actions.contains(&CrisisAction::Cancel),
-        can_log: a.may(repli_core::Permission::WriteCrisisLog) && view.state.is_open(),
-        can_agents: a.may(repli_core::Permission::WriteCrisisLog) && agents_open,
+        can_deliver: can.deliver,
+        can_handback: can.start_handback,
+        can_scan: can.scan,
+        can_reject: can.reject,
+        can_cancel: can.cancel,
+        can_log: can.write_log,
+        can_agents: can.name_agents,
         agents: agents.iter().map(|g| Agent { name: g.name.clone(), service: g.service.clone() }).collect(),
         agents_gap,
         runs,
         documents,
         loans,
         log,
-        can_retex: a.may(repli_core::Permission::ReadSlaReport),
+        can_retex: can.read_retex,
         lend: lend_form(&lendable, &agents),
         kit: kit_links(&outputs, is_ops),
         delai,
