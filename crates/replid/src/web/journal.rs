@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{Layout, page};
-use crate::web::{SessionCsrf, api_error_page, error_page};
+use crate::web::{SessionCsrf, api_error_page, complete, error_page};
+
+/// The filters the page shows in its fields.
+const FILTERS: [&str; 6] = ["crise", "commune", "acteur", "action", "du", "au"];
 
 const PAGE: u32 = 50;
 
@@ -74,6 +77,8 @@ struct Filters {
 
 impl Filters {
     fn typed(q: &BTreeMap<String, String>) -> Self {
+        // Every filter present, empty when not given.
+        let q = complete(q, &FILTERS);
         let get = |k: &str| q.get(k).cloned().unwrap_or_default();
         Filters {
             crise: get("crise"),
