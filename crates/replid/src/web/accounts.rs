@@ -451,3 +451,29 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A public page's model through the real strict template, as `view::page` renders it.
+    fn rendered(title: &str, body: &PasswordPage) -> String {
+        let mut data = serde_json::to_value(Layout::public(title)).unwrap();
+        data.as_object_mut().unwrap().extend(serde_json::to_value(body).unwrap().as_object().unwrap().clone());
+        data["a_configurer"] = serde_json::Value::Null;
+        crate::web::templates().unwrap().render("mot-de-passe", &data).unwrap()
+    }
+
+    #[test]
+    fn the_password_link_page_is_public_and_shows_its_errors() {
+        let errors = PasswordErrors { password: Some("trop court".into()), confirmation: None };
+        let body = PasswordPage { done: false, name: "Anne".into(), login: "anne".into(), min: 12, e: errors };
+        let html = rendered("Choisir votre mot de passe", &body);
+        assert!(html.contains("Bonjour Anne") && html.contains(r#"minlength="12""#), "{html}");
+        assert!(html.contains(r#"<p id="password-erreur" class="erreur">trop court</p>"#));
+        assert!(!html.contains("Se déconnecter"), "no menu without a session");
+        let done =
+            PasswordPage { done: true, name: String::new(), login: "anne".into(), min: 12, e: Default::default() };
+        assert!(rendered("Mot de passe enregistré", &done).contains("<strong>anne</strong>"));
+    }
+}

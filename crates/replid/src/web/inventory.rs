@@ -416,3 +416,62 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The item page's model through the real strict template, as `view::page` renders it.
+    fn rendered(state: ItemState, ops: bool) -> String {
+        let a = Actor {
+            user_id: 1,
+            name: "Opé".into(),
+            role: if ops { repli_core::Role::Ops } else { repli_core::Role::Auditor },
+            commune: None,
+            auth: repli_core::AuthMethod::Password,
+        };
+        let body = ItemPage {
+            i: ItemLine {
+                tag: "PC-1".into(),
+                serial: "S1".into(),
+                kind: "ordinateur portable",
+                model: "X".into(),
+                state: state.label_fr(),
+                crisis: None,
+            },
+            can: Can::of(a.may(Permission::ManageInventory), state),
+            history: vec![Event {
+                at: "hier".into(),
+                who: "Opé".into(),
+                crisis: None,
+                from: None,
+                to: "disponible".into(),
+                note: None,
+            }],
+        };
+        let mut data = serde_json::to_value(Layout::signed_in(&a, "jeton", "Équipement PC-1")).unwrap();
+        data.as_object_mut().unwrap().extend(serde_json::to_value(&body).unwrap().as_object().unwrap().clone());
+        data["a_configurer"] = serde_json::Value::Null;
+        crate::web::templates().unwrap().render("equipement", &data).unwrap()
+    }
+
+    #[test]
+    fn the_item_page_offers_the_moves_its_state_allows() {
+        let returned = rendered(ItemState::Returned, true);
+        assert!(returned.contains("Commencer l'effacement") && returned.contains("Enregistrer l'effacement"));
+        assert!(returned.contains("Envoyer en maintenance") && !returned.contains("Réformer"), "{returned}");
+        let lent = rendered(ItemState::Lent, true);
+        assert!(!lent.contains("name=\"vers\"") && !lent.contains("Enregistrer l'effacement"), "out with a commune");
+        let available = rendered(ItemState::Available, false);
+        assert!(!available.contains("name=\"vers\""), "an auditor sees no form");
+    }
+
+    #[test]
+    fn the_service_form_without_its_tick_is_not_a_confirmation() {
+        let posted =
+            [("csrf", "jeton"), ("vers", "reforme"), ("motif", "cassé")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(posted.into_iter());
+        let form = ServiceForm::deserialize(de).unwrap();
+        assert_eq!((form.vers.as_str(), form.confirme.as_str(), form.motif.as_str()), ("reforme", "", "cassé"));
+    }
+}

@@ -406,3 +406,63 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repli_core::AuthMethod;
+
+    fn ops() -> Actor {
+        Actor { user_id: 1, name: "Opé".into(), role: Role::Ops, commune: None, auth: AuthMethod::Password }
+    }
+
+    /// The page's model through the real strict template, as `view::page` renders it.
+    fn rendered<T: Serialize>(layout: &Layout, body: &T) -> Result<String, handlebars::RenderError> {
+        let mut data = serde_json::to_value(layout).unwrap();
+        let body = serde_json::to_value(body).unwrap();
+        data.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        data["a_configurer"] = serde_json::Value::Null;
+        crate::web::templates().unwrap().render("demande", &data)
+    }
+
+    fn body<'a>(form: &'a RequestForm, errors: &BTreeMap<String, String>) -> RequestPage<'a> {
+        RequestPage {
+            v: form,
+            e: FieldErrors::of(errors),
+            general: (!errors.is_empty()).then(|| "Le formulaire contient des erreurs.".to_owned()),
+            summary: errors
+                .iter()
+                .map(|(f, m)| SummaryLine {
+                    field: "contact_phone", label: "Téléphone", message: format!("{f}: {m}")
+                })
+                .collect(),
+            choose_commune: true,
+            communes: vec![CommuneChoice { insee: "13005".into(), name: "Aubagne".into(), selected: true }],
+        }
+    }
+
+    #[test]
+    fn the_request_page_renders_blank_and_with_its_errors() {
+        let layout = Layout::signed_in(&ops(), "jeton", "Demander le kit de repli");
+        let blank = rendered(&layout, &body(&RequestForm::default(), &BTreeMap::new())).unwrap();
+        assert!(blank.contains("Envoyer la demande") && !blank.contains("aria-invalid"), "{blank}");
+        assert!(blank.contains(r#"<option value="13005" selected>Aubagne (13005)</option>"#));
+
+        let typed = RequestForm { contact_phone: "<b>06</b>".into(), ..RequestForm::default() };
+        let errors = BTreeMap::from([("contact_phone".to_owned(), "numéro invalide".to_owned())]);
+        let html = rendered(&layout, &body(&typed, &errors)).unwrap();
+        assert!(html.contains(r#"<p id="contact_phone-erreur" class="erreur">numéro invalide</p>"#), "{html}");
+        assert!(html.contains("&lt;b&gt;06&lt;/b&gt;") && !html.contains("<b>06"), "what was typed is escaped");
+        assert!(html.contains(r##"<a href="#contact_phone">"##), "the summary links to the field");
+    }
+
+    #[test]
+    fn the_form_takes_the_posted_fields_and_leaves_the_others_empty() {
+        let posted = [("csrf", "jeton"), ("contact_name", "Anne"), ("laptops", "3"), ("inconnu", "x")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(posted.into_iter());
+        let form = RequestForm::deserialize(de).unwrap();
+        assert_eq!((form.contact_name.as_str(), form.laptops.as_str()), ("Anne", "3"));
+        assert_eq!((form.commune.as_str(), form.agents_list.as_str()), ("", ""));
+    }
+}
