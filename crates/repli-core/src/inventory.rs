@@ -224,6 +224,33 @@ impl ItemState {
     pub fn is_out(self) -> bool {
         matches!(self, Self::Reserved | Self::Prepared | Self::Lent)
     }
+
+    /// The states a wipe may be recorded from: returned by the commune, or its wipe started.
+    pub const WIPE_SOURCES: [ItemState; 2] = [Self::Returned, Self::Wiping];
+
+    /// The states ops may move an item from, by hand outside a loan, to `to`: prepare a
+    /// reserved item, start a wipe, send to or bring back from maintenance, retire. Empty when
+    /// no such move leads to `to`.
+    pub fn service_sources(to: ItemState) -> &'static [ItemState] {
+        match to {
+            Self::Prepared => &[Self::Reserved],
+            Self::Wiping => &[Self::Returned],
+            Self::Maintenance => &[Self::Available, Self::Returned],
+            Self::Available => &[Self::Maintenance],
+            Self::Retired => &[Self::Available, Self::Maintenance, Self::Lost],
+            _ => &[],
+        }
+    }
+
+    /// Ops may move an item in this state to `to` by hand.
+    pub fn may_service_to(self, to: ItemState) -> bool {
+        Self::service_sources(to).contains(&self)
+    }
+
+    /// A wipe may be recorded for an item in this state.
+    pub fn may_record_wipe(self) -> bool {
+        Self::WIPE_SOURCES.contains(&self)
+    }
 }
 
 impl fmt::Display for ItemState {
@@ -465,6 +492,22 @@ mod tests {
         assert_eq!(e.errors, ["pool.csv:3: guillemet ouvert jamais fermé"]);
     }
     use super::*;
+
+    #[test]
+    fn ops_moves_start_from_the_states_the_pool_allows() {
+        use ItemState::*;
+        let from = |to: ItemState| ItemState::ALL.into_iter().filter(|s| s.may_service_to(to)).collect::<Vec<_>>();
+        assert_eq!(from(Wiping), [Returned], "a wipe starts once the item is back");
+        assert_eq!(from(Maintenance), [Available, Returned]);
+        assert_eq!(from(Available), [Maintenance], "back to service from maintenance only");
+        assert_eq!(from(Retired), [Available, Maintenance, Lost], "never an item out with a commune");
+        assert_eq!(from(Prepared), [Reserved]);
+        for to in [Reserved, Lent, Returned, Lost] {
+            assert!(from(to).is_empty(), "{to} is reached by a loan, not by hand");
+        }
+        let wipeable: Vec<_> = ItemState::ALL.into_iter().filter(|s| s.may_record_wipe()).collect();
+        assert_eq!(wipeable, [Returned, Wiping]);
+    }
 
     #[test]
     fn check_digits() {

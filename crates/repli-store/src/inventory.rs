@@ -869,17 +869,7 @@ impl Store {
                 .await?;
         let to =
             if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available };
-        move_item(
-            &mut tx,
-            serial,
-            &[ItemState::Returned, ItemState::Wiping],
-            to,
-            None,
-            &actor.name,
-            Some(&w.certificate),
-            now,
-        )
-        .await?;
+        move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
         sqlx::query(
             "INSERT INTO wipes (serial, crisis_id, at, method, operator, certificate) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -963,14 +953,10 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let from: &[ItemState] = match to {
-            ItemState::Prepared => &[ItemState::Reserved],
-            ItemState::Wiping => &[ItemState::Returned],
-            ItemState::Maintenance => &[ItemState::Available, ItemState::Returned],
-            ItemState::Available => &[ItemState::Maintenance],
-            ItemState::Retired => &[ItemState::Available, ItemState::Maintenance, ItemState::Lost],
-            _ => return Err(StoreError::ItemMoveRefused { to }),
-        };
+        let from = ItemState::service_sources(to);
+        if from.is_empty() {
+            return Err(StoreError::ItemMoveRefused { to });
+        }
         let mut tx = self.write.begin().await?;
         let crisis = held_for(&mut tx, serial).await?;
         let was = move_item(&mut tx, serial, from, to, crisis.as_deref(), &actor.name, Some(reason), now).await?;

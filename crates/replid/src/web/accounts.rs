@@ -11,13 +11,82 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use repli_core::{Actor, FieldError, InseeCode, Role};
 use repli_proto::api::NewUserRequest;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{Form, SessionCsrf, api_error_page, base, check_csrf, error_page, render, role_fr, when};
+use crate::web::view::{CsrfForm, Layout, page as render_page};
+use crate::web::{SessionCsrf, api_error_page, error_page, role_fr, when};
 use repli_app::AppError;
 use repli_app::accounts::{self, LinkUse};
+
+/// An account of the list.
+#[derive(Debug, Serialize)]
+struct UserLine {
+    id: i64,
+    name: String,
+    role: &'static str,
+    /// « Marseille (13055) » for a DGS.
+    commune: Option<String>,
+    login: Option<String>,
+    has_password: bool,
+    /// Active API tokens and sessions.
+    tokens: i64,
+    /// The signed-in admin's own account (no revocation button).
+    me: bool,
+    /// The login the password link's field suggests.
+    suggested: String,
+}
+
+/// A role of the creation form's list.
+#[derive(Debug, Serialize)]
+struct RoleChoice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+/// A commune of the creation form's list.
+#[derive(Debug, Serialize)]
+struct CommuneChoice {
+    insee: String,
+    name: String,
+    selected: bool,
+}
+
+/// The name typed in the creation form.
+#[derive(Debug, Serialize)]
+struct Values {
+    name: String,
+}
+
+/// The creation form's errors, beside their fields.
+#[derive(Debug, Default, Serialize)]
+struct CreationErrors {
+    name: Option<String>,
+    role: Option<String>,
+    commune: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountsPage {
+    users: Vec<UserLine>,
+    roles: Vec<RoleChoice>,
+    communes: Vec<CommuneChoice>,
+    v: Values,
+    e: CreationErrors,
+}
+
+/// The creation form.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct NewAccountForm {
+    name: String,
+    /// A role's code (`dgs`, `ops`…).
+    role: String,
+    /// A DGS's commune (INSEE code).
+    commune: String,
+}
 
 /// The accounts page: every user, and the form to create one.
 pub async fn page(
@@ -26,74 +95,72 @@ pub async fn page(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    accounts_page(&st, &a, &csrf, StatusCode::OK, q.get("ok").cloned(), q.get("erreur").cloned(), None).await
+    let layout = Layout::signed_in(&a, &csrf, "Comptes").flashes(&q);
+    accounts_page(&st, &a, &layout, StatusCode::OK, &NewAccountForm::default(), CreationErrors::default()).await
 }
 
-/// What was typed in the creation form, and the errors beside its fields.
-#[derive(Default)]
-struct Typed {
-    values: BTreeMap<String, String>,
-    errors: BTreeMap<String, String>,
-}
-
+/// The page, with the creation form as typed and its errors.
 async fn accounts_page(
     st: &AppState,
     a: &Actor,
-    csrf: &str,
+    layout: &Layout,
     status: StatusCode,
-    flash: Option<String>,
-    flash_error: Option<String>,
-    typed: Option<Typed>,
+    typed: &NewAccountForm,
+    errors: CreationErrors,
 ) -> Response {
     let (list, communes) = match (accounts::list(st).await, repli_app::crises::communes(st, a).await) {
         (Ok(l), Ok(c)) => (l, c),
         (Err(e), _) | (_, Err(e)) => return api_error_page(st, &e),
     };
-    let typed = typed.unwrap_or_default();
-    let value = |k: &str| typed.values.get(k).cloned().unwrap_or_default();
-    let rows: Vec<Value> = list
+    let users = list
         .iter()
-        .map(|u| {
-            let commune = u.commune.as_ref().map(|c| {
+        .map(|u| UserLine {
+            id: u.id,
+            name: u.name.clone(),
+            role: role_fr(u.role),
+            commune: u.commune.as_ref().map(|c| {
                 communes.iter().find(|r| r.insee == *c).map_or_else(|| c.to_string(), |r| format!("{} ({c})", r.name))
-            });
-            json!({
-                "id": u.id, "name": u.name, "role": role_fr(u.role), "commune": commune,
-                "login": u.login, "has_password": u.has_password, "tokens": u.active_tokens,
-                "created": when(st, u.created_at), "me": u.id == a.user_id,
-                "suggested": u.login.clone().unwrap_or_else(|| accounts::suggested_login(&u.name)),
-            })
+            }),
+            login: u.login.clone(),
+            has_password: u.has_password,
+            tokens: u.active_tokens,
+            me: u.id == a.user_id,
+            suggested: u.login.clone().unwrap_or_else(|| accounts::suggested_login(&u.name)),
         })
         .collect();
-    let selected = value("commune");
-    let mut data = base(a, csrf, "Comptes");
-    data.insert("users".into(), json!(rows));
-    data.insert(
-        "communes".into(),
-        json!(
-            communes
-                .iter()
-                .map(|c| json!({ "insee": c.insee.as_str(), "name": c.name, "selected": selected == c.insee.as_str() }))
-                .collect::<Vec<_>>()
-        ),
-    );
-    data.insert(
-        "roles".into(),
-        json!(
-            [Role::Dgs, Role::Ops, Role::Auditor, Role::Admin]
-                .iter()
-                .map(|r| json!({ "value": r.as_str(), "label": role_fr(*r), "selected": value("role") == r.as_str() }))
-                .collect::<Vec<_>>()
-        ),
-    );
-    data.insert("v".into(), json!({ "name": value("name") }));
-    data.insert(
-        "e".into(),
-        json!({ "name": typed.errors.get("name"), "role": typed.errors.get("role"), "commune": typed.errors.get("commune") }),
-    );
-    data.insert("flash".into(), json!(flash));
-    data.insert("flash_error".into(), json!(flash_error));
-    render(st, status, "comptes", &Value::Object(data))
+    let body = AccountsPage {
+        users,
+        roles: [Role::Dgs, Role::Ops, Role::Auditor, Role::Admin]
+            .into_iter()
+            .map(|r| RoleChoice { value: r.as_str(), label: role_fr(r), selected: typed.role == r.as_str() })
+            .collect(),
+        communes: communes
+            .iter()
+            .map(|c| CommuneChoice {
+                insee: c.insee.to_string(),
+                name: c.name.clone(),
+                selected: typed.commune == c.insee.as_str(),
+            })
+            .collect(),
+        v: Values { name: typed.name.clone() },
+        e: errors,
+    };
+    render_page(st, status, "comptes", layout, &body)
+}
+
+/// The account just created, and its API token shown once.
+#[derive(Debug, Serialize)]
+struct Created {
+    id: i64,
+    name: String,
+    token: String,
+    /// The login the password link's field suggests.
+    suggested: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedPage {
+    u: Created,
 }
 
 /// Creates an account; the API token it comes with is shown once (for the CLI), and the page
@@ -102,69 +169,86 @@ pub async fn create(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<NewAccountForm>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
-    let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let mut typed = Typed { values: form.clone(), errors: BTreeMap::new() };
-    let role = match Role::ALL.into_iter().find(|r| r.as_str() == get("role")) {
+    let layout = Layout::signed_in(&a, &csrf, "Comptes");
+    let mut errors = CreationErrors::default();
+    let role = match Role::ALL.into_iter().find(|r| r.as_str() == form.role.trim()) {
         Some(r) => Some(r),
         None => {
-            typed.errors.insert("role".into(), "choisissez un rôle".into());
+            errors.role = Some("choisissez un rôle".into());
             None
         }
     };
-    let commune = match (role, get("commune").as_str()) {
+    let commune = match (role, form.commune.trim()) {
         (Some(Role::Dgs), "") => {
-            typed.errors.insert("commune".into(), "un DGS est rattaché à sa commune : choisissez-la".into());
+            errors.commune = Some("un DGS est rattaché à sa commune : choisissez-la".into());
             None
         }
         (Some(Role::Dgs), c) => match InseeCode::parse(c) {
             Ok(c) => Some(c),
             Err(_) => {
-                typed.errors.insert("commune".into(), "commune inconnue".into());
+                errors.commune = Some("commune inconnue".into());
                 None
             }
         },
         _ => None,
     };
-    let Some(role) = role.filter(|_| typed.errors.is_empty()) else {
-        return accounts_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(typed)).await;
+    let Some(role) = role.filter(|_| errors.commune.is_none()) else {
+        return accounts_page(&st, &a, &layout, StatusCode::UNPROCESSABLE_ENTITY, &form, errors).await;
     };
-    let req = NewUserRequest { name: get("name"), role, commune, expires_days: None };
+    let req = NewUserRequest { name: form.name.trim().to_owned(), role, commune, expires_days: None };
     match accounts::create(&st, repli_app::By::User(&a), &req).await {
         Ok(created) => {
-            let mut data = base(&a, &csrf, "Compte créé");
-            data.insert(
-                "u".into(),
-                json!({
-                    "id": created.user.id, "name": created.user.name, "role": role_fr(created.user.role),
-                    "token": created.token.token, "suggested": accounts::suggested_login(&created.user.name),
-                }),
-            );
-            render(&st, StatusCode::CREATED, "compte-cree", &Value::Object(data))
+            let u = Created {
+                id: created.user.id,
+                suggested: accounts::suggested_login(&created.user.name),
+                name: created.user.name,
+                token: created.token.token,
+            };
+            let layout = Layout::signed_in(&a, &csrf, "Compte créé");
+            render_page(&st, StatusCode::CREATED, "compte-cree", &layout, &CreatedPage { u })
         }
-        Err(AppError::Validation(errors)) => {
-            for FieldError { field, message } in errors {
-                typed.errors.insert(field, message);
+        Err(AppError::Validation(found)) => {
+            for FieldError { field, message } in found {
+                match field.as_str() {
+                    "name" => errors.name = Some(message),
+                    "role" => errors.role = Some(message),
+                    "commune" => errors.commune = Some(message),
+                    _ => {}
+                }
             }
-            accounts_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(typed)).await
+            accounts_page(&st, &a, &layout, StatusCode::UNPROCESSABLE_ENTITY, &form, errors).await
         }
         Err(e) => {
-            accounts_page(
-                &st,
-                &a,
-                &csrf,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(e.to_problem().detail),
-                Some(typed),
-            )
-            .await
+            let mut layout = layout;
+            layout.flash_error = Some(e.to_problem().detail);
+            accounts_page(&st, &a, &layout, StatusCode::UNPROCESSABLE_ENTITY, &form, errors).await
         }
     }
+}
+
+/// The password link form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LinkForm {
+    /// The login the person will sign in with.
+    login: String,
+}
+
+/// The link just created, shown once.
+#[derive(Debug, Serialize)]
+struct Link {
+    url: String,
+    login: String,
+    expires: String,
+    /// How long a link lasts.
+    hours: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct LinkPage {
+    l: Link,
 }
 
 /// A one-time link for the person to choose their web password, shown once to the admin.
@@ -174,13 +258,10 @@ pub async fn link(
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(uid): Path<String>,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<LinkForm>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
     let Ok(uid) = uid.parse::<i64>() else { return unknown_user(&st) };
-    let login = form.get("login").map(|l| l.trim().to_owned()).unwrap_or_default();
+    let login = form.login.trim().to_owned();
     match accounts::password_link(&st, &a, uid, &login).await {
         Ok((secret, expires)) => {
             let site = match st.config.server.public_url.as_deref() {
@@ -190,30 +271,36 @@ pub async fn link(
                     format!("{}://{host}", if st.secure_cookies { "https" } else { "http" })
                 }
             };
-            let mut data = base(&a, &csrf, "Lien de mot de passe");
-            data.insert(
-                "l".into(),
-                json!({ "url": format!("{site}/mot-de-passe/{secret}"), "login": login, "expires": when(&st, Some(expires)), "hours": accounts::LINK_HOURS }),
-            );
-            render(&st, StatusCode::OK, "lien", &Value::Object(data))
+            let l = Link {
+                url: format!("{site}/mot-de-passe/{secret}"),
+                login,
+                expires: when(&st, Some(expires)),
+                hours: accounts::LINK_HOURS,
+            };
+            let layout = Layout::signed_in(&a, &csrf, "Lien de mot de passe");
+            render_page(&st, StatusCode::OK, "lien", &layout, &LinkPage { l })
         }
         Err(e) => back(&format!("Lien non créé : {}", e.to_problem().detail), "erreur"),
     }
+}
+
+/// The revocation form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RevokeForm {
+    /// `oui` when the box is ticked.
+    confirme: String,
 }
 
 /// Revokes every token and session of an account, once the box saying so is ticked.
 pub async fn revoke(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(uid): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<RevokeForm>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
     let Ok(uid) = uid.parse::<i64>() else { return unknown_user(&st) };
-    if form.get("confirme").is_none_or(|v| v != "oui") {
+    if form.confirme != "oui" {
         return back("Cochez la case : la révocation coupe tout accès de ce compte (jetons et sessions).", "erreur");
     }
     if uid == a.user_id {
@@ -233,27 +320,38 @@ fn unknown_user(st: &AppState) -> Response {
     error_page(st, StatusCode::NOT_FOUND, "Introuvable", "Compte inconnu.")
 }
 
-/// The page a password link opens (public): who it is for, and the form.
-pub async fn choose_form(State(st): State<AppState>, Path(secret): Path<String>) -> Response {
-    choose_page(&st, &secret, StatusCode::OK, &BTreeMap::new()).await
+/// The password form's errors, beside their fields.
+#[derive(Debug, Default, Serialize)]
+struct PasswordErrors {
+    password: Option<String>,
+    confirmation: Option<String>,
 }
 
-async fn choose_page(st: &AppState, secret: &str, status: StatusCode, errors: &BTreeMap<String, String>) -> Response {
+/// The page a password link opens (public), and the page once the password is set (`done`).
+#[derive(Debug, Serialize)]
+struct PasswordPage {
+    done: bool,
+    /// The link's holder (empty once done).
+    name: String,
+    login: String,
+    /// The shortest password accepted.
+    min: usize,
+    e: PasswordErrors,
+}
+
+/// The page a password link opens (public): who it is for, and the form.
+pub async fn choose_form(State(st): State<AppState>, Path(secret): Path<String>) -> Response {
+    choose_page(&st, &secret, StatusCode::OK, PasswordErrors::default()).await
+}
+
+async fn choose_page(st: &AppState, secret: &str, status: StatusCode, errors: PasswordErrors) -> Response {
     let found = match accounts::link_holder(st, secret).await {
         Ok(f) => f,
         Err(e) => return api_error_page(st, &e),
     };
     let Some((who, login)) = found else { return spent(st) };
-    render(
-        st,
-        status,
-        "mot-de-passe",
-        &json!({
-            "title": "Choisir votre mot de passe", "nav": null, "name": who.name, "login": login,
-            "min": accounts::PASSWORD_MIN, "e": { "password": errors.get("password"), "confirmation": errors.get("confirmation") },
-            "done": false,
-        }),
-    )
+    let body = PasswordPage { done: false, name: who.name, login, min: accounts::PASSWORD_MIN, e: errors };
+    render_page(st, status, "mot-de-passe", &Layout::public("Choisir votre mot de passe"), &body)
 }
 
 fn spent(st: &AppState) -> Response {
@@ -265,17 +363,31 @@ fn spent(st: &AppState) -> Response {
     )
 }
 
+/// The password form (public: the link's secret is the credential, no session, no token).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PasswordForm {
+    password: String,
+    confirmation: String,
+}
+
 /// Sets the password the link's holder chose; the link is then spent.
-pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum::Form(form): Form) -> Response {
-    let password = form.get("password").map(String::as_str).unwrap_or_default();
-    let confirmation = form.get("confirmation").map(String::as_str).unwrap_or_default();
-    match accounts::use_link(&st, &secret, password, confirmation).await {
-        Ok(LinkUse::Set { login }) => render(
-            &st,
-            StatusCode::OK,
-            "mot-de-passe",
-            &json!({ "title": "Mot de passe enregistré", "nav": null, "done": true, "login": login, "name": "", "min": accounts::PASSWORD_MIN, "e": { "password": null, "confirmation": null } }),
-        ),
+pub async fn choose(
+    State(st): State<AppState>,
+    Path(secret): Path<String>,
+    axum::Form(form): axum::Form<PasswordForm>,
+) -> Response {
+    match accounts::use_link(&st, &secret, &form.password, &form.confirmation).await {
+        Ok(LinkUse::Set { login }) => {
+            let body = PasswordPage {
+                done: true,
+                name: String::new(),
+                login,
+                min: accounts::PASSWORD_MIN,
+                e: PasswordErrors::default(),
+            };
+            render_page(&st, StatusCode::OK, "mot-de-passe", &Layout::public("Mot de passe enregistré"), &body)
+        }
         Ok(LinkUse::Spent) => spent(&st),
         Ok(LinkUse::LoginTaken) => error_page(
             &st,
@@ -283,9 +395,16 @@ pub async fn choose(State(st): State<AppState>, Path(secret): Path<String>, axum
             "Identifiant déjà pris",
             "Cet identifiant a été donné à un autre compte entre-temps. Demandez un nouveau lien à l'administrateur.",
         ),
-        Err(AppError::Validation(errors)) => {
-            let errors: BTreeMap<String, String> = errors.into_iter().map(|e| (e.field, e.message)).collect();
-            choose_page(&st, &secret, StatusCode::UNPROCESSABLE_ENTITY, &errors).await
+        Err(AppError::Validation(found)) => {
+            let mut errors = PasswordErrors::default();
+            for FieldError { field, message } in found {
+                match field.as_str() {
+                    "password" => errors.password = Some(message),
+                    "confirmation" => errors.confirmation = Some(message),
+                    _ => {}
+                }
+            }
+            choose_page(&st, &secret, StatusCode::UNPROCESSABLE_ENTITY, errors).await
         }
         Err(e) => api_error_page(&st, &e),
     }
@@ -331,4 +450,30 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Doc::form("Revoke every token and session of an account (a ticked confirmation)"),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A public page's model through the real strict template, as `view::page` renders it.
+    fn rendered(title: &str, body: &PasswordPage) -> String {
+        let mut data = serde_json::to_value(Layout::public(title)).unwrap();
+        data.as_object_mut().unwrap().extend(serde_json::to_value(body).unwrap().as_object().unwrap().clone());
+        data["a_configurer"] = serde_json::Value::Null;
+        crate::web::templates().unwrap().render("mot-de-passe", &data).unwrap()
+    }
+
+    #[test]
+    fn the_password_link_page_is_public_and_shows_its_errors() {
+        let errors = PasswordErrors { password: Some("trop court".into()), confirmation: None };
+        let body = PasswordPage { done: false, name: "Anne".into(), login: "anne".into(), min: 12, e: errors };
+        let html = rendered("Choisir votre mot de passe", &body);
+        assert!(html.contains("Bonjour Anne") && html.contains(r#"minlength="12""#), "{html}");
+        assert!(html.contains(r#"<p id="password-erreur" class="erreur">trop court</p>"#));
+        assert!(!html.contains("Se déconnecter"), "no menu without a session");
+        let done =
+            PasswordPage { done: true, name: String::new(), login: "anne".into(), min: 12, e: Default::default() };
+        assert!(rendered("Mot de passe enregistré", &done).contains("<strong>anne</strong>"));
+    }
 }

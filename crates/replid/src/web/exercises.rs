@@ -1,57 +1,113 @@
 //! The « Exercices » page: the exercises, and the form that starts one from a scenario edited in
 //! the browser.
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
 use repli_app::exercises;
 use repli_core::Actor;
 use repli_proto::api::ExerciseView;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{SessionCsrf, api_error_page, base, check_csrf, redirect_with, render, when};
+use crate::web::view::{CsrfForm, Layout, page as render_page};
+use crate::web::{SessionCsrf, api_error_page, redirect_with, when};
 
-/// The form as shown: the scenario (as typed, after an error), its errors, the last success.
-struct Shown<'a> {
-    scenario: &'a str,
-    errors: &'a [String],
-    flash: Option<&'a str>,
+/// A crisis an exercise opened.
+#[derive(Debug, Serialize)]
+struct ExerciseCrisis {
+    id: String,
+    state: String,
 }
 
+/// A timed inject of the scenario.
+#[derive(Debug, Serialize)]
+struct Inject {
+    due: String,
+    commune: Option<String>,
+    text: String,
+    delivered: Option<String>,
+}
+
+/// One exercise of the list.
+#[derive(Debug, Serialize)]
+struct Exercise {
+    name: String,
+    mode: String,
+    open: bool,
+    started: String,
+    by: String,
+    /// The only addresses it may reach, joined.
+    recipients: String,
+    crises: Vec<ExerciseCrisis>,
+    injects: Vec<Inject>,
+}
+
+#[derive(Debug, Serialize)]
+struct ExercisesPage {
+    exercises: Vec<Exercise>,
+    /// Shows the form that starts one.
+    may_start: bool,
+    /// The scenario in the form: the example, or as typed after an error.
+    scenario: String,
+    /// Why the scenario was refused.
+    errors: Vec<String>,
+}
+
+/// The start form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StartForm {
+    /// The scenario, TOML.
+    scenario: String,
+}
+
+fn exercise(st: &AppState, x: &ExerciseView) -> Exercise {
+    Exercise {
+        name: x.name.clone(),
+        mode: x.mode_label.clone(),
+        open: x.open,
+        started: when(st, Some(x.started_at)),
+        by: x.started_by.clone(),
+        recipients: x.recipients.join(", "),
+        crises: x
+            .crises
+            .iter()
+            .map(|c| ExerciseCrisis { id: c.id.to_string(), state: c.state_label.clone() })
+            .collect(),
+        injects: x
+            .injects
+            .iter()
+            .map(|i| Inject {
+                due: when(st, Some(i.due_at)),
+                commune: i.commune.as_ref().map(ToString::to_string),
+                text: i.text.clone(),
+                delivered: i.delivered_at.map(|t| when(st, Some(t))),
+            })
+            .collect(),
+    }
+}
+
+/// The page: the exercises, and the form with `scenario` and its `errors`.
 fn page_of(
     st: &AppState,
+    layout: &Layout,
     a: &Actor,
-    csrf: &str,
     status: StatusCode,
     list: &[ExerciseView],
-    form: &Shown<'_>,
+    scenario: &str,
+    errors: Vec<String>,
 ) -> Response {
-    let mut data = base(a, csrf, "Exercices");
-    let lines: Vec<Value> = list
-        .iter()
-        .map(|x| {
-            json!({
-                "id": x.id, "name": x.name, "mode": x.mode_label, "open": x.open,
-                "started": when(st, Some(x.started_at)), "by": x.started_by,
-                "recipients": x.recipients.join(", "),
-                "crises": x.crises.iter().map(|c| json!({ "id": c.id.as_str(), "state": c.state_label })).collect::<Vec<_>>(),
-                "injects": x.injects.iter().map(|i| json!({
-                    "due": when(st, Some(i.due_at)), "commune": i.commune.as_ref().map(|c| c.as_str()),
-                    "text": i.text, "delivered": i.delivered_at.map(|t| when(st, Some(t))),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    data.insert("exercises".into(), json!(lines));
-    data.insert("may_start".into(), json!(a.may(repli_core::Permission::RunExercises)));
-    data.insert("scenario".into(), json!(form.scenario));
-    data.insert("errors".into(), json!(form.errors));
-    data.insert("flash".into(), json!(form.flash));
-    render(st, status, "exercices", &Value::Object(data))
+    let body = ExercisesPage {
+        exercises: list.iter().map(|x| exercise(st, x)).collect(),
+        may_start: a.may(repli_core::Permission::RunExercises),
+        scenario: scenario.to_owned(),
+        errors,
+    };
+    render_page(st, status, "exercices", layout, &body)
 }
 
 /// `GET /exercices`: the exercises, and (ops) the form that starts one from the example scenario.
@@ -63,9 +119,8 @@ pub async fn page(
 ) -> Response {
     match exercises::list(&st).await {
         Ok(list) => {
-            let form =
-                Shown { scenario: exercises::example_scenario(), errors: &[], flash: q.get("ok").map(String::as_str) };
-            page_of(&st, &a, &csrf, StatusCode::OK, &list, &form)
+            let layout = Layout::signed_in(&a, &csrf, "Exercices").flashes(&q);
+            page_of(&st, &layout, &a, StatusCode::OK, &list, exercises::example_scenario(), Vec::new())
         }
         Err(e) => api_error_page(&st, &e),
     }
@@ -77,12 +132,9 @@ pub async fn start_form(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Form(form): crate::web::Form,
+    CsrfForm(form): CsrfForm<StartForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&st, &csrf, &form) {
-        return *refused;
-    }
-    let scenario = form.get("scenario").map(String::as_str).unwrap_or("");
+    let scenario = form.scenario.as_str();
     let started = match exercises::parse_scenario(scenario) {
         Ok(req) => exercises::start(&st.app, &a, &req, Some(scenario)).await,
         Err(e) => Err(e),
@@ -107,8 +159,8 @@ pub async fn start_form(
             let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
             match exercises::list(&st).await {
                 Ok(list) => {
-                    let form = Shown { scenario, errors: &errors, flash: None };
-                    page_of(&st, &a, &csrf, status, &list, &form)
+                    let layout = Layout::signed_in(&a, &csrf, "Exercices");
+                    page_of(&st, &layout, &a, status, &list, scenario, errors)
                 }
                 Err(e) => api_error_page(&st, &e),
             }

@@ -6,16 +6,57 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::inventory;
-use repli_core::{Actor, ItemState};
-use repli_proto::api::{ImportFile, ImportRequest, ServiceRequest, WipeRequest};
-use serde_json::{Value, json};
+use repli_core::{Actor, ItemState, Permission};
+use repli_proto::api::{ImportFile, ImportRequest, ItemView, ServiceRequest, WipeRequest};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{
-    Form, SessionCsrf, api_error_page, base, check_csrf, error_page, reason_of, redirect_with, render, when,
-};
+use crate::web::view::{CsrfForm, Layout, page};
+use crate::web::{SessionCsrf, api_error_page, check_csrf, error_page, redirect_with, when};
+
+/// How many items of a kind are in each state.
+#[derive(Debug, Serialize)]
+struct KindSummary {
+    kind: &'static str,
+    /// « 3 disponible, 1 prêté ».
+    states: String,
+}
+
+/// An item, in the pool's table and on its own page.
+#[derive(Debug, Serialize)]
+struct ItemLine {
+    tag: String,
+    serial: String,
+    kind: &'static str,
+    model: String,
+    state: &'static str,
+    crisis: Option<String>,
+}
+
+impl ItemLine {
+    fn of(i: &ItemView) -> Self {
+        ItemLine {
+            tag: i.item.asset_tag.clone(),
+            serial: i.item.serial.clone(),
+            kind: i.item.kind.label_fr(),
+            model: i.item.model.clone(),
+            state: i.state.label_fr(),
+            crisis: i.crisis.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct InventoryPage {
+    /// Shows the import form.
+    can_import: bool,
+    total: usize,
+    summary: Vec<KindSummary>,
+    /// The first 500.
+    items: Vec<ItemLine>,
+}
 
 pub async fn inventory(
     State(st): State<AppState>,
@@ -27,26 +68,70 @@ pub async fn inventory(
         Ok(i) => i,
         Err(e) => return api_error_page(&st, &e),
     };
-    let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    let mut counts: BTreeMap<&'static str, BTreeMap<&'static str, usize>> = BTreeMap::new();
     for i in &items {
         *counts.entry(i.item.kind.label_fr()).or_default().entry(i.state.label_fr()).or_default() += 1;
     }
-    let summary: Vec<Value> = counts
+    let summary = counts
         .iter()
-        .map(|(kind, states)| json!({ "kind": kind, "states": states.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ") }))
+        .map(|(kind, states)| KindSummary {
+            kind,
+            states: states.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "),
+        })
         .collect();
-    let rows: Vec<Value> = items
-        .iter()
-        .take(500)
-        .map(|i| json!({ "tag": i.item.asset_tag, "serial": i.item.serial, "kind": i.item.kind.label_fr(), "model": i.item.model, "state": i.state.label_fr(), "crisis": i.crisis }))
-        .collect();
-    let mut data = base(&a, &csrf, "Inventaire");
-    data.insert("can_import".into(), json!(a.may(repli_core::Permission::ManageInventory)));
-    data.insert("flash".into(), json!(q.get("ok")));
-    data.insert("summary".into(), json!(summary));
-    data.insert("items".into(), json!(rows));
-    data.insert("total".into(), json!(items.len()));
-    render(&st, StatusCode::OK, "inventaire", &Value::Object(data))
+    let body = InventoryPage {
+        can_import: a.may(Permission::ManageInventory),
+        total: items.len(),
+        summary,
+        items: items.iter().take(500).map(ItemLine::of).collect(),
+    };
+    page(&st, StatusCode::OK, "inventaire", &Layout::signed_in(&a, &csrf, "Inventaire").flashes(&q), &body)
+}
+
+/// A move in an item's history.
+#[derive(Debug, Serialize)]
+struct Event {
+    at: String,
+    who: String,
+    crisis: Option<String>,
+    from: Option<String>,
+    to: String,
+    note: Option<String>,
+}
+
+/// The forms the item's page shows: what ops may do from its state.
+#[derive(Debug, Default, Serialize)]
+struct Can {
+    /// Record a wipe (and its certificate).
+    wipe: bool,
+    start_wipe: bool,
+    maintenance: bool,
+    /// Back to service from maintenance.
+    back: bool,
+    retire: bool,
+}
+
+impl Can {
+    /// As the pool's moves allow them from `state` (none for who may not manage the pool).
+    fn of(ops: bool, state: ItemState) -> Self {
+        if !ops {
+            return Can::default();
+        }
+        Can {
+            wipe: state.may_record_wipe(),
+            start_wipe: state.may_service_to(ItemState::Wiping),
+            maintenance: state.may_service_to(ItemState::Maintenance),
+            back: state.may_service_to(ItemState::Available),
+            retire: state.may_service_to(ItemState::Retired),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ItemPage {
+    i: ItemLine,
+    can: Can,
+    history: Vec<Event>,
 }
 
 pub async fn item(
@@ -60,46 +145,44 @@ pub async fn item(
         Ok(i) => i,
         Err(e) => return api_error_page(&st, &e),
     };
-    let mut data = base(&a, &csrf, &format!("Équipement {}", found.item.asset_tag));
-    data.insert(
-        "i".into(),
-        json!({ "tag": found.item.asset_tag, "serial": found.item.serial, "kind": found.item.kind.label_fr(), "model": found.item.model, "state": found.state.label_fr(), "crisis": found.crisis }),
-    );
-    data.insert(
-        "history".into(),
-        json!(history.iter().map(|h| json!({ "at": when(&st, Some(h.at)), "who": h.actor, "crisis": h.crisis, "from": h.from.as_deref().map(repli_core::inventory::state_label), "to": repli_core::inventory::state_label(&h.to), "note": h.note })).collect::<Vec<_>>()),
-    );
-    // What ops may do from here, as the store's rules allow it from this state.
-    let ops = a.may(repli_core::Permission::ManageInventory);
-    let st_now = found.state;
-    data.insert(
-        "can".into(),
-        json!({
-            "wipe": ops && matches!(st_now, repli_core::ItemState::Returned | repli_core::ItemState::Wiping),
-            "start_wipe": ops && st_now == repli_core::ItemState::Returned,
-            "maintenance": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Returned),
-            "back": ops && st_now == repli_core::ItemState::Maintenance,
-            "retire": ops && matches!(st_now, repli_core::ItemState::Available | repli_core::ItemState::Maintenance | repli_core::ItemState::Lost),
-        }),
-    );
-    data.insert("flash".into(), json!(q.get("ok")));
-    data.insert("flash_error".into(), json!(q.get("erreur")));
-    render(&st, StatusCode::OK, "equipement", &Value::Object(data))
+    let history = history
+        .into_iter()
+        .map(|h| Event {
+            at: when(&st, Some(h.at)),
+            who: h.actor,
+            crisis: h.crisis,
+            from: h.from.as_deref().map(repli_core::inventory::state_label),
+            to: repli_core::inventory::state_label(&h.to),
+            note: h.note,
+        })
+        .collect();
+    let body =
+        ItemPage { can: Can::of(a.may(Permission::ManageInventory), found.state), i: ItemLine::of(&found), history };
+    let layout = Layout::signed_in(&a, &csrf, format!("Équipement {}", found.item.asset_tag)).flashes(&q);
+    page(&st, StatusCode::OK, "equipement", &layout, &body)
+}
+
+/// The wipe form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WipeForm {
+    methode: String,
+    operateur: String,
+    certificat: String,
 }
 
 /// An item's wipe, recorded with its certificate.
 pub async fn wipe(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(serial): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<WipeForm>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
-    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let req = WipeRequest { method: field("methode"), operator: field("operateur"), certificate: field("certificat") };
+    let req = WipeRequest {
+        method: form.methode.trim().to_owned(),
+        operator: form.operateur.trim().to_owned(),
+        certificate: form.certificat.trim().to_owned(),
+    };
     match inventory::wipe(&st, &a, &serial, &req).await {
         Ok(d) if d.item.state == ItemState::Maintenance => item_back(
             &serial,
@@ -111,33 +194,40 @@ pub async fn wipe(
     }
 }
 
+/// The service forms: maintenance, back to service, start of a wipe, retirement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceForm {
+    /// `maintenance`, `disponible`, `effacement` or `reforme`.
+    vers: String,
+    /// `oui` when the retirement's box is ticked.
+    confirme: String,
+    motif: String,
+}
+
 /// Maintenance, back to service, start of a wipe, or retirement (which asks for a tick that
 /// says the item leaves the pool for good).
 pub async fn service(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(serial): Path<String>,
-    axum::Form(form): Form,
+    CsrfForm(form): CsrfForm<ServiceForm>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
-    let to = match form.get("vers").map(String::as_str) {
-        Some("maintenance") => ItemState::Maintenance,
-        Some("disponible") => ItemState::Available,
-        Some("effacement") => ItemState::Wiping,
-        Some("reforme") => ItemState::Retired,
+    let to = match form.vers.as_str() {
+        "maintenance" => ItemState::Maintenance,
+        "disponible" => ItemState::Available,
+        "effacement" => ItemState::Wiping,
+        "reforme" => ItemState::Retired,
         _ => return error_page(&st, StatusCode::BAD_REQUEST, "Action inconnue", "Action inconnue."),
     };
-    if to == ItemState::Retired && form.get("confirme").is_none_or(|v| v != "oui") {
+    if to == ItemState::Retired && form.confirme != "oui" {
         return item_back(
             &serial,
             "erreur",
             "Cochez la case de confirmation : la réforme sort l'équipement du parc pour de bon.",
         );
     }
-    let reason = reason_of(&form);
+    let reason = form.motif.trim().to_owned();
     let reason = if reason.is_empty() && to == ItemState::Wiping { "Effacement commencé".to_owned() } else { reason };
     match inventory::service(&st, &a, &serial, &ServiceRequest { to, reason }).await {
         Ok(d) => item_back(&serial, "ok", &format!("Équipement {} : {}.", d.item.item.asset_tag, d.item.state_label)),
@@ -213,6 +303,30 @@ fn problem_lines(e: &repli_app::AppError) -> Vec<String> {
     if p.errors.is_empty() { vec![p.detail] } else { p.errors.iter().map(|f| f.message.clone()).collect() }
 }
 
+/// What the import would bring in, per kind.
+#[derive(Debug, Serialize)]
+struct KindCount {
+    kind: &'static str,
+    count: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Preview {
+    total: usize,
+    kinds: Vec<KindCount>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImportPage<'a> {
+    /// Why the file was refused, a line each.
+    errors: &'a [String],
+    /// What would come in, when the file passed.
+    preview: Option<Preview>,
+    /// The file's name and content, posted again by the confirmation's button.
+    source: Option<&'a str>,
+    csv: Option<&'a str>,
+}
+
 fn import_page(
     st: &AppState,
     a: &Actor,
@@ -222,18 +336,16 @@ fn import_page(
     errors: &[String],
     content: Option<(&str, &str)>,
 ) -> Response {
-    let mut data = base(a, csrf, "Importer le parc");
-    data.insert(
-        "preview".into(),
-        json!(preview.map(|p| json!({
-            "total": p.total,
-            "kinds": p.by_kind.iter().map(|(k, n)| json!({ "kind": k.label_fr(), "count": n })).collect::<Vec<_>>(),
-        }))),
-    );
-    data.insert("errors".into(), json!(errors));
-    data.insert("source".into(), json!(content.map(|c| c.0)));
-    data.insert("csv".into(), json!(content.map(|c| c.1)));
-    render(st, status, "inventaire-import", &Value::Object(data))
+    let body = ImportPage {
+        errors,
+        preview: preview.map(|p| Preview {
+            total: p.total,
+            kinds: p.by_kind.iter().map(|(k, n)| KindCount { kind: k.label_fr(), count: *n }).collect(),
+        }),
+        source: content.map(|c| c.0),
+        csv: content.map(|c| c.1),
+    };
+    page(st, status, "inventaire-import", &Layout::signed_in(a, csrf, "Importer le parc"), &body)
 }
 
 /// The pool as CSV, in the import's columns.
@@ -303,4 +415,63 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Doc::page("An item and its history"),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The item page's model through the real strict template, as `view::page` renders it.
+    fn rendered(state: ItemState, ops: bool) -> String {
+        let a = Actor {
+            user_id: 1,
+            name: "Opé".into(),
+            role: if ops { repli_core::Role::Ops } else { repli_core::Role::Auditor },
+            commune: None,
+            auth: repli_core::AuthMethod::Password,
+        };
+        let body = ItemPage {
+            i: ItemLine {
+                tag: "PC-1".into(),
+                serial: "S1".into(),
+                kind: "ordinateur portable",
+                model: "X".into(),
+                state: state.label_fr(),
+                crisis: None,
+            },
+            can: Can::of(a.may(Permission::ManageInventory), state),
+            history: vec![Event {
+                at: "hier".into(),
+                who: "Opé".into(),
+                crisis: None,
+                from: None,
+                to: "disponible".into(),
+                note: None,
+            }],
+        };
+        let mut data = serde_json::to_value(Layout::signed_in(&a, "jeton", "Équipement PC-1")).unwrap();
+        data.as_object_mut().unwrap().extend(serde_json::to_value(&body).unwrap().as_object().unwrap().clone());
+        data["a_configurer"] = serde_json::Value::Null;
+        crate::web::templates().unwrap().render("equipement", &data).unwrap()
+    }
+
+    #[test]
+    fn the_item_page_offers_the_moves_its_state_allows() {
+        let returned = rendered(ItemState::Returned, true);
+        assert!(returned.contains("Commencer l'effacement") && returned.contains("Enregistrer l'effacement"));
+        assert!(returned.contains("Envoyer en maintenance") && !returned.contains("Réformer"), "{returned}");
+        let lent = rendered(ItemState::Lent, true);
+        assert!(!lent.contains("name=\"vers\"") && !lent.contains("Enregistrer l'effacement"), "out with a commune");
+        let available = rendered(ItemState::Available, false);
+        assert!(!available.contains("name=\"vers\""), "an auditor sees no form");
+    }
+
+    #[test]
+    fn the_service_form_without_its_tick_is_not_a_confirmation() {
+        let posted =
+            [("csrf", "jeton"), ("vers", "reforme"), ("motif", "cassé")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(posted.into_iter());
+        let form = ServiceForm::deserialize(de).unwrap();
+        assert_eq!((form.vers.as_str(), form.confirme.as_str(), form.motif.as_str()), ("reforme", "", "cassé"));
+    }
 }

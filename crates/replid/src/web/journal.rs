@@ -6,14 +6,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::{AppError, crises};
 use repli_proto::api::AuditQuery;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{SessionCsrf, api_error_page, base, complete, error_page, render};
+use crate::web::view::{Layout, page};
+use crate::web::{SessionCsrf, api_error_page, complete, error_page};
 
-const FILTERS: [&str; 7] = ["crise", "commune", "acteur", "action", "du", "au", "apres"];
+/// The filters the page shows in its fields.
+const FILTERS: [&str; 6] = ["crise", "commune", "acteur", "action", "du", "au"];
 
 const PAGE: u32 = 50;
 
@@ -49,36 +51,102 @@ fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result
     })
 }
 
+/// The chain's verification, as the page states it.
+#[derive(Debug, Serialize)]
+struct Verify {
+    ok: bool,
+    entries: u64,
+    /// The last signed checkpoint's number.
+    checkpoint: Option<i64>,
+    /// The checkpoints' public key.
+    key: Option<String>,
+    /// Why the chain is not verified.
+    error: Option<String>,
+}
+
+/// The filters as typed, shown again in their fields.
+#[derive(Debug, Serialize)]
+struct Filters {
+    crise: String,
+    commune: String,
+    acteur: String,
+    action: String,
+    du: String,
+    au: String,
+}
+
+impl Filters {
+    fn typed(q: &BTreeMap<String, String>) -> Self {
+        // Every filter present, empty when not given.
+        let q = complete(q, &FILTERS);
+        let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+        Filters {
+            crise: get("crise"),
+            commune: get("commune"),
+            acteur: get("acteur"),
+            action: get("action"),
+            du: get("du"),
+            au: get("au"),
+        }
+    }
+}
+
+/// One audit entry of the table.
+#[derive(Debug, Serialize)]
+struct Entry {
+    seq: i64,
+    /// As recorded (UTC).
+    at: String,
+    who: String,
+    role: String,
+    crisis: Option<String>,
+    action: String,
+    target: String,
+    details: String,
+}
+
+#[derive(Debug, Serialize)]
+struct JournalPage {
+    verify: Verify,
+    /// Why the filters were refused (the page then lists the first entries).
+    filter_error: Option<String>,
+    q: Filters,
+    export_csv: String,
+    export_jsonl: String,
+    entries: Vec<Entry>,
+    /// The next page's link.
+    next: Option<String>,
+}
+
 pub async fn journal(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let mut data = base(&a, &csrf, "Journal d'audit");
     let verify = match crises::audit_verify(&st).await {
         Ok(v) => v,
         Err(e) => return api_error_page(&st, &e),
     };
-    data.insert(
-        "verify".into(),
-        if verify.verified {
-            json!({ "ok": true, "entries": verify.entries, "checkpoint": verify.last_checkpoint, "key": verify.public_key })
-        } else {
-            json!({ "ok": false, "error": verify.error })
-        },
-    );
+    let verify = Verify {
+        ok: verify.verified,
+        entries: verify.entries,
+        checkpoint: verify.last_checkpoint,
+        key: verify.public_key,
+        error: verify.error,
+    };
+    let mut filter_error = None;
     let filter = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => {
-            data.insert("filter_error".into(), json!(m));
+            filter_error = Some(m);
             AuditQuery { limit: Some(PAGE), ..Default::default() }
         }
     };
     let (entries, next) = match crises::audit_entries(&st, filter).await {
         Ok(p) => (p.entries, p.next_after),
         Err(AppError::Problem { code: repli_proto::ProblemCode::InvalidQuery, detail }) => {
-            data.insert("filter_error".into(), json!(detail));
+            filter_error = Some(detail);
             (Vec::new(), None)
         }
         Err(e) => return api_error_page(&st, &e),
@@ -91,15 +159,29 @@ pub async fn journal(
     export_q.remove("apres");
     let qs =
         |m: &BTreeMap<String, String>| form_urlencoded::Serializer::new(String::new()).extend_pairs(m.iter()).finish();
-    data.insert("q".into(), json!(complete(&q, &FILTERS)));
-    data.insert("next".into(), json!(next.map(|_| format!("/journal?{}", qs(&next_q)))));
-    data.insert("export_csv".into(), json!(format!("/journal/export?format=csv&{}", qs(&export_q))));
-    data.insert("export_jsonl".into(), json!(format!("/journal/export?format=jsonl&{}", qs(&export_q))));
-    data.insert(
-        "entries".into(),
-        json!(entries.iter().map(|e| json!({ "seq": e.seq, "at": e.at, "who": e.actor_name, "role": e.actor_role, "crisis": e.crisis, "action": e.action, "target": e.target, "details": e.details })).collect::<Vec<_>>()),
-    );
-    render(&st, StatusCode::OK, "journal", &Value::Object(data))
+    let body = JournalPage {
+        verify,
+        filter_error,
+        q: Filters::typed(&q),
+        export_csv: format!("/journal/export?format=csv&{}", qs(&export_q)),
+        export_jsonl: format!("/journal/export?format=jsonl&{}", qs(&export_q)),
+        entries: entries
+            .into_iter()
+            .map(|e| Entry {
+                seq: e.seq,
+                at: e.at,
+                who: e.actor_name,
+                role: e.actor_role,
+                crisis: e.crisis,
+                action: e.action,
+                target: e.target,
+                details: e.details,
+            })
+            .collect(),
+        next: next.map(|_| format!("/journal?{}", qs(&next_q))),
+    };
+    let layout = Layout::signed_in(&a, &csrf, "Journal d'audit");
+    page(&st, StatusCode::OK, "journal", &layout, &body)
 }
 
 pub async fn journal_export(

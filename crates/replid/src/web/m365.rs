@@ -1,50 +1,71 @@
 //! The « Locataire Microsoft 365 » page: the last preflight in full, and running it again.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use repli_core::m365::{CheckStatus, PreflightReport};
+use serde::Serialize;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::view::{CsrfForm, Layout, NoFields, page as render_page};
+use crate::web::{SessionCsrf, when};
 
-/// The checks in the pages' shape.
-fn checks_json(report: &repli_core::m365::PreflightReport) -> serde_json::Value {
-    use repli_core::m365::CheckStatus;
-    serde_json::json!(
-        report
-            .checks
-            .iter()
-            .map(|c| {
-                let (label, class) = match c.status {
-                    CheckStatus::Ok => ("Conforme", "ok"),
-                    CheckStatus::Warn => ("À revoir", "risque"),
-                    CheckStatus::Fail => ("Échec", "retard"),
-                };
-                serde_json::json!({ "title": c.title, "label": label, "class": class, "detail": c.detail, "fix": c.fix })
-            })
-            .collect::<Vec<_>>()
-    )
+/// One check of the preflight, as the table shows it.
+#[derive(Debug, Serialize)]
+struct Check {
+    title: String,
+    /// The result in words, and its colour class (never colour alone).
+    label: &'static str,
+    class: &'static str,
+    detail: String,
+    fix: Option<String>,
+}
+
+/// The page: the last preflight, when one has finished since the start.
+#[derive(Debug, Serialize)]
+struct M365Page {
+    /// Empty (« no check yet ») until a preflight has finished.
+    checks: Vec<Check>,
+    ok: Option<bool>,
+    at: Option<String>,
+}
+
+/// The checks in the page's shape.
+fn checks(report: &PreflightReport) -> Vec<Check> {
+    report
+        .checks
+        .iter()
+        .map(|c| {
+            let (label, class) = match c.status {
+                CheckStatus::Ok => ("Conforme", "ok"),
+                CheckStatus::Warn => ("À revoir", "risque"),
+                CheckStatus::Fail => ("Échec", "retard"),
+            };
+            Check { title: c.title.clone(), label, class, detail: c.detail.clone(), fix: c.fix.clone() }
+        })
+        .collect()
 }
 
 /// `GET /m365`: the last preflight in full.
 pub async fn page(
     State(st): State<AppState>,
     Authed(a): Authed,
-    axum::Extension(crate::web::SessionCsrf(csrf)): axum::Extension<crate::web::SessionCsrf>,
-) -> axum::response::Response {
-    let mut data = crate::web::base(&a, &csrf, "Locataire Microsoft 365");
-    if let Some(run) = repli_app::preflight::last(st.app.services()) {
-        data.insert("at".into(), serde_json::json!(crate::web::when(&st, Some(run.at))));
-        data.insert("ok".into(), serde_json::json!(run.report.ok));
-        data.insert("checks".into(), checks_json(&run.report));
-    }
-    crate::web::render(&st, axum::http::StatusCode::OK, "m365", &serde_json::Value::Object(data))
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+) -> Response {
+    let body = match repli_app::preflight::last(st.app.services()) {
+        Some(run) => {
+            M365Page { checks: checks(&run.report), ok: Some(run.report.ok), at: Some(when(&st, Some(run.at))) }
+        }
+        None => M365Page { checks: Vec::new(), ok: None, at: None },
+    };
+    let layout = Layout::signed_in(&a, &csrf, "Locataire Microsoft 365");
+    render_page(&st, StatusCode::OK, "m365", &layout, &body)
 }
 
 /// `POST /m365`: runs the preflight again, then shows it.
-pub async fn rerun(
-    State(st): State<AppState>,
-    _: crate::web::view::CsrfForm<crate::web::view::NoFields>,
-) -> axum::response::Response {
+pub async fn rerun(State(st): State<AppState>, _: CsrfForm<NoFields>) -> Response {
     repli_app::preflight::run(st.app.services()).await;
     axum::response::Redirect::to("/m365").into_response()
 }

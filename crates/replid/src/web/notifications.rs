@@ -6,12 +6,79 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::crises;
 use repli_core::fr;
-use serde_json::{Value, json};
+use repli_proto::api::NotificationView;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{Form, SessionCsrf, api_error_page, base, check_csrf, error_page, redirect_with, render, when};
+use crate::web::view::{CsrfForm, Layout, NoFields, page};
+use crate::web::{SessionCsrf, api_error_page, error_page, redirect_with, when};
+
+/// One notification of the list.
+#[derive(Debug, Serialize)]
+struct Row {
+    id: i64,
+    /// Created.
+    at: String,
+    crisis: Option<String>,
+    channel: &'static str,
+    to: String,
+    subject: String,
+    body: String,
+    /// Its state in words, and the colour class beside them.
+    status: &'static str,
+    class: &'static str,
+    attempts: i64,
+    error: Option<String>,
+    sent: Option<String>,
+    /// Failed for good: the button sends it again.
+    retry: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct NotificationsPage {
+    rows: Vec<Row>,
+    /// How many failed for good.
+    failed: usize,
+}
+
+fn channel_fr(c: &str) -> &'static str {
+    match c {
+        "sms" => "SMS",
+        "smtp" => "courriel",
+        "log" => "journal de replid",
+        "webhook" => "webhook",
+        _ => "autre",
+    }
+}
+
+fn row(st: &AppState, n: &NotificationView) -> Row {
+    let (status, class) = match n.status.as_str() {
+        "sent" => ("envoyée", "ok"),
+        "failed" => ("en échec", "alerte"),
+        _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
+        _ => ("en attente", "pause"),
+    };
+    Row {
+        id: n.id,
+        at: when(st, Some(n.created_at)),
+        crisis: n.crisis.clone(),
+        channel: channel_fr(&n.channel),
+        to: n.recipient.as_deref().map_or_else(
+            || "équipe métropole".to_owned(),
+            |r| if n.channel == "sms" { fr::phone(r) } else { r.to_owned() },
+        ),
+        subject: n.subject.clone(),
+        body: n.body.clone(),
+        status,
+        class,
+        attempts: n.attempts,
+        error: n.last_error.clone(),
+        sent: n.sent_at.map(|t| when(st, Some(t))),
+        retry: n.status == "failed",
+    }
+}
 
 /// The notifications page: what was sent to whom, what failed, and a button to send a failed
 /// one again.
@@ -25,52 +92,21 @@ pub async fn notifications(
         Ok(l) => l,
         Err(e) => return api_error_page(&st, &e),
     };
-    let channel_fr = |c: &str| match c {
-        "sms" => "SMS",
-        "smtp" => "courriel",
-        "log" => "journal de replid",
-        "webhook" => "webhook",
-        _ => "autre",
+    let body = NotificationsPage {
+        rows: list.iter().map(|n| row(&st, n)).collect(),
+        failed: list.iter().filter(|n| n.status == "failed").count(),
     };
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|n| {
-            let (status, class) = match n.status.as_str() {
-                "sent" => ("envoyée", "ok"),
-                "failed" => ("en échec", "alerte"),
-                _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
-                _ => ("en attente", "pause"),
-            };
-            json!({
-                "id": n.id, "at": when(&st, Some(n.created_at)), "crisis": n.crisis,
-                "channel": channel_fr(&n.channel),
-                "to": n.recipient.as_deref().map_or_else(|| "équipe métropole".to_owned(), |r| if n.channel == "sms" { fr::phone(r) } else { r.to_owned() }),
-                "subject": n.subject, "body": n.body, "status": status, "class": class,
-                "attempts": n.attempts, "error": n.last_error, "sent": n.sent_at.map(|t| when(&st, Some(t))),
-                "retry": n.status == "failed",
-            })
-        })
-        .collect();
-    let failed = list.iter().filter(|n| n.status == "failed").count();
-    let mut data = base(&a, &csrf, "Notifications");
-    data.insert("rows".into(), json!(rows));
-    data.insert("failed".into(), json!(failed));
-    data.insert("flash".into(), json!(q.get("ok")));
-    data.insert("flash_error".into(), json!(q.get("erreur")));
-    render(&st, StatusCode::OK, "notifications", &Value::Object(data))
+    let layout = Layout::signed_in(&a, &csrf, "Notifications").flashes(&q);
+    page(&st, StatusCode::OK, "notifications", &layout, &body)
 }
 
 /// Sends a failed notification again.
 pub async fn retry_notification(
     State(st): State<AppState>,
     Authed(a): Authed,
-    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(nid): Path<String>,
-    axum::Form(form): Form,
+    _: CsrfForm<NoFields>,
 ) -> Response {
-    if let Err(page) = check_csrf(&st, &csrf, &form) {
-        return *page;
-    }
     let Ok(nid) = nid.parse::<i64>() else {
         return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Notification inconnue.");
     };

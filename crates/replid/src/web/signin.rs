@@ -1,20 +1,36 @@
 //! Sign-in with a password, server-side sessions, sign-out, and the stylesheet.
 
+use axum::Form;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use repli_app::accounts::{self, SignInRefusal, random_hex, same_secret};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::http::auth::{Authed, SESSION_COOKIE};
-use crate::web::{ClientAddr, LOGIN_CSRF_COOKIE, SessionCsrf, error_page, render};
+use crate::web::view::{CsrfForm, Layout, NoFields, page};
+use crate::web::{ClientAddr, LOGIN_CSRF_COOKIE, error_page};
 
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../web/repli.css"))
+}
+
+/// The sign-in page.
+#[derive(Debug, Serialize)]
+struct SignInPage<'a> {
+    /// The login typed (kept after a refusal).
+    login: &'a str,
+    error: Option<&'a str>,
+    /// The metropolis' on-call number, when configured.
+    astreinte: Option<&'a str>,
+}
+
+/// The accessibility statement.
+#[derive(Debug, Serialize)]
+struct AccessibilityPage<'a> {
+    astreinte: Option<&'a str>,
 }
 
 fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, error: Option<&str>) -> Response {
@@ -26,36 +42,23 @@ fn login_page(st: &AppState, jar: CookieJar, status: StatusCode, login: &str, er
         .same_site(SameSite::Strict)
         .secure(st.secure_cookies)
         .path("/connexion");
-    let page = render(
-        st,
-        status,
-        "connexion",
-        &json!({
-            "title": "Connexion",
-            "csrf": csrf,
-            "login": login,
-            "error": error,
-            "nav": null,
-            "astreinte": st.config.documents.astreinte_phone(),
-        }),
-    );
-    (jar.add(cookie), page).into_response()
+    // No session yet: the form's token is the double-submit cookie's.
+    let layout = Layout { csrf, ..Layout::public("Connexion") };
+    let body = SignInPage { login, error, astreinte: st.config.documents.astreinte_phone() };
+    (jar.add(cookie), page(st, status, "connexion", &layout, &body)).into_response()
 }
 
 /// The accessibility statement (public: linked from every page's footer).
 pub async fn accessibility(State(st): State<AppState>) -> Response {
-    render(
-        &st,
-        StatusCode::OK,
-        "accessibilite",
-        &json!({ "title": "Accessibilité", "nav": null, "astreinte": st.config.documents.astreinte_phone() }),
-    )
+    let body = AccessibilityPage { astreinte: st.config.documents.astreinte_phone() };
+    page(&st, StatusCode::OK, "accessibilite", &Layout::public("Accessibilité"), &body)
 }
 
 pub async fn show_login(State(st): State<AppState>, jar: CookieJar) -> Response {
     login_page(&st, jar, StatusCode::OK, "", None)
 }
 
+/// The sign-in form (no session yet: its token is checked against the double-submit cookie).
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
     login: String,
@@ -110,26 +113,7 @@ pub async fn login(
     (jar, Redirect::to("/")).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
-pub async fn logout(
-    State(st): State<AppState>,
-    Authed(a): Authed,
-    Extension(SessionCsrf(expected)): Extension<SessionCsrf>,
-    jar: CookieJar,
-    Form(f): Form<CsrfOnly>,
-) -> Response {
-    if !same_secret(&expected, &f.csrf) {
-        return error_page(
-            &st,
-            StatusCode::FORBIDDEN,
-            "Action refusée",
-            "Jeton de formulaire invalide : rechargez la page.",
-        );
-    }
+pub async fn logout(State(st): State<AppState>, Authed(a): Authed, jar: CookieJar, _: CsrfForm<NoFields>) -> Response {
     if let Some(c) = jar.get(SESSION_COOKIE)
         && let Err(e) = accounts::sign_out(&st, &a, c.value()).await
     {

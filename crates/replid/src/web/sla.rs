@@ -6,11 +6,35 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::crises;
 use repli_core::{SlaStatus, fr};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::AppState;
 use crate::http::auth::Authed;
-use crate::web::{SessionCsrf, api_error_page, base, render, sla_badge, when};
+use crate::web::view::{Layout, page};
+use crate::web::{SessionCsrf, api_error_page, sla_badge, when};
+
+/// One crisis of the report.
+#[derive(Debug, Serialize)]
+struct Row {
+    id: String,
+    commune: String,
+    started: String,
+    suspensions: usize,
+    due: String,
+    ready: String,
+    /// The SLA status badge (`class`, `label`), from the pages' shared helper.
+    sla: serde_json::Value,
+    /// The delay past the due time, empty when none.
+    late: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SlaPage {
+    /// Crises ready within the SLA, out of `total`.
+    met: usize,
+    total: usize,
+    rows: Vec<Row>,
+}
 
 pub async fn sla_report(
     State(st): State<AppState>,
@@ -21,21 +45,27 @@ pub async fn sla_report(
         Ok(l) => l,
         Err(e) => return api_error_page(&st, &e),
     };
-    let rows: Vec<Value> = lines
+    let rows = lines
         .iter()
-        .map(|l| json!({
-            "id": l.crisis.as_str(), "commune": l.commune_name, "state": l.state.label_fr(), "started": when(&st, Some(l.started_at)),
-            "due": when(&st, Some(l.due_at)), "ready": when(&st, l.ready_at), "sla": sla_badge(l.status),
-            "late": if l.late_seconds > 0 { fr::duration(jiff::SignedDuration::from_secs(l.late_seconds)) } else { String::new() },
-            "suspensions": l.suspensions.len(),
-        }))
+        .map(|l| Row {
+            id: l.crisis.to_string(),
+            commune: l.commune_name.clone(),
+            started: when(&st, Some(l.started_at)),
+            suspensions: l.suspensions.len(),
+            due: when(&st, Some(l.due_at)),
+            ready: when(&st, l.ready_at),
+            sla: sla_badge(l.status),
+            late: if l.late_seconds > 0 {
+                fr::duration(jiff::SignedDuration::from_secs(l.late_seconds))
+            } else {
+                String::new()
+            },
+        })
         .collect();
     let met = lines.iter().filter(|l| l.status == SlaStatus::Met).count();
-    let mut data = base(&a, &csrf, "Respect du délai de 48 h ouvrées");
-    data.insert("rows".into(), json!(rows));
-    data.insert("met".into(), json!(met));
-    data.insert("total".into(), json!(lines.len()));
-    render(&st, StatusCode::OK, "rapport-sla", &Value::Object(data))
+    let body = SlaPage { met, total: lines.len(), rows };
+    let layout = Layout::signed_in(&a, &csrf, "Respect du délai de 48 h ouvrées");
+    page(&st, StatusCode::OK, "rapport-sla", &layout, &body)
 }
 
 /// This area's routes, each with its access rule and its documentation (`http::routes`

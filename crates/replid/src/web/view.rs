@@ -66,6 +66,12 @@ impl Layout {
         }
     }
 
+    /// The layout of a public page (sign-in, password link, accessibility): no menu, no
+    /// session, hence no session token.
+    pub fn public(title: impl Into<String>) -> Self {
+        Layout { title: title.into(), nav: None, csrf: String::new(), exercice: None, flash: None, flash_error: None }
+    }
+
     /// The banner of an exercise's pages (none for a real crisis).
     pub fn exercise(mut self, tag: Option<&ExerciseTag>) -> Self {
         self.exercice = tag.map(ExerciseTag::banner);
