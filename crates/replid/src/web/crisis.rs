@@ -12,15 +12,14 @@ use repli_app::{AppError, crises, inventory, steps};
 use repli_core::{Actor, CrisisAction, CrisisState, StepState, fr, text};
 use repli_proto::api::LegalFactsRequest;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{CsrfForm, Layout, NoFields, page};
 use crate::web::{
-    SessionCsrf, agents_from_text, api_error_page, back, back_field, error_page, form_crisis, local_instant, sla_badge,
-    when,
+    SessionCsrf, SlaBadge, agents_from_text, api_error_page, back, back_field, error_page, form_crisis, local_instant,
+    sla_badge, when,
 };
 
 /// The crisis page (`crise.hbs`): every key the template reads, beside the [`Layout`].
@@ -64,7 +63,7 @@ struct Summary {
     state: String,
     ready: bool,
     /// The SLA status badge (class and words), shared with the other pages.
-    sla: Value,
+    sla: SlaBadge,
     due: String,
     left: String,
     used: u32,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{Layout, page};
-use crate::web::{SessionCsrf, api_error_page, sla_badge, when};
+use crate::web::{SessionCsrf, SlaBadge, api_error_page, sla_badge, when};
 
 /// A crisis of the caller's lists (open ones in the table, ended ones in a list).
 #[derive(Debug, Serialize)]
@@ -22,7 +22,7 @@ struct CrisisLine {
     commune: String,
     state: String,
     /// The SLA status badge (`class`, `label`), from the pages' shared helper.
-    sla: serde_json::Value,
+    sla: SlaBadge,
     due: String,
     /// Business time left.
     left: String,

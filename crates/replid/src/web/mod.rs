@@ -32,7 +32,7 @@ use jiff::Timestamp;
 use repli_app::AppError;
 use repli_core::{Actor, Destructive, Role, SlaStatus};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AppState;
 
@@ -95,10 +95,24 @@ pub fn when(st: &AppState, t: Option<Timestamp>) -> String {
     t.map_or_else(|| "—".to_string(), |t| repli_core::fr::datetime(t, &st.time_zone().clone()))
 }
 
+/// What the error page shows (public: no menu, whoever asked).
+#[derive(Debug, Serialize)]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    nav: Option<view::Nav>,
+    /// The request id, for ops to find the logs.
+    reference: Option<String>,
+}
+
 /// An error page.
 pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
     let reference = crate::http::request_id::current();
-    render(st, status, "erreur", &json!({ "title": title, "message": message, "nav": null, "reference": reference }))
+    let page = ErrorPage { title, message, nav: None, reference };
+    match serde_json::to_value(&page) {
+        Ok(data) => render(st, status, "erreur", &data),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Erreur interne.").into_response(),
+    }
 }
 
 /// The client's address, when the server recorded it.
@@ -151,8 +165,6 @@ mod tests {
 
 // ---------------------------------------------------------------- shared by the pages
 
-pub type Form = axum::Form<BTreeMap<String, String>>;
-
 pub fn role_fr(r: Role) -> &'static str {
     match r {
         Role::Admin => "administrateur",
@@ -162,46 +174,9 @@ pub fn role_fr(r: Role) -> &'static str {
     }
 }
 
-/// What every page's layout needs: who is signed in, their menu, the CSRF token.
-pub fn base(a: &Actor, csrf: &str, title: &str) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("title".into(), json!(title));
-    m.insert(
-        "nav".into(),
-        json!({
-            "name": a.name,
-            "role": role_fr(a.role),
-            "ops": a.role == Role::Ops,
-            "dgs": a.role == Role::Dgs,
-            "auditor": a.role == Role::Auditor,
-            "admin": a.role == Role::Admin,
-            "csrf": csrf,
-        }),
-    );
-    m.insert("csrf".into(), json!(csrf));
-    for k in [
-        "flash",
-        "flash_error",
-        "filter_error",
-        "general",
-        "tasks",
-        "can_request",
-        "open",
-        "ended",
-        "exercice",
-        "campagne",
-    ] {
-        m.insert(k.into(), Value::Null);
-    }
-    m
-}
-
-/// Marks a page about an exercise's crisis: the layout shows the banner and titles it EXERCICE.
-pub fn mark_exercise(data: &mut serde_json::Map<String, Value>, exercise: Option<&repli_core::ExerciseTag>) {
-    data.insert("exercice".into(), json!(exercise.map(repli_core::ExerciseTag::banner)));
-}
-
-/// The form's CSRF token against the session's; the refusal page when they differ.
+/// The form's CSRF token against the session's; the refusal page when they differ. Only for
+/// the multipart uploads (the pool import, the agents file), which `view::CsrfForm` cannot
+/// read: every other form is checked by that extractor.
 pub fn check_csrf(st: &AppState, expected: &str, form: &BTreeMap<String, String>) -> Result<(), Box<Response>> {
     if form.get("csrf").is_some_and(|c| repli_app::accounts::same_secret(expected, c)) {
         Ok(())
@@ -399,8 +374,14 @@ pub(crate) fn complete(map: &BTreeMap<String, String>, keys: &[&str]) -> BTreeMa
     out
 }
 
-/// Status shown with a colour class **and** words (never colour alone).
-pub(crate) fn sla_badge(status: SlaStatus) -> Value {
+/// An SLA status as pages show it: a colour class **and** words (never colour alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct SlaBadge {
+    pub class: &'static str,
+    pub label: &'static str,
+}
+
+pub(crate) fn sla_badge(status: SlaStatus) -> SlaBadge {
     let class = match status {
         SlaStatus::Breached => "alerte",
         SlaStatus::AtRisk => "risque",
@@ -408,7 +389,7 @@ pub(crate) fn sla_badge(status: SlaStatus) -> Value {
         SlaStatus::MetLate => "retard",
         _ => "ok",
     };
-    json!({ "class": class, "label": status.label_fr() })
+    SlaBadge { class, label: status.label_fr() }
 }
 
 /// « Nom ; Service » per line (a comma or a tab also separates); blank lines ignored.

@@ -285,10 +285,10 @@ pub async fn request_submit(
         personal_data,
     };
     // Validation of the request itself (the API's), with these form-level errors.
-    let now = st.clock.now();
-    let due = st.calendar.add_hours(now, st.config.sla.business_hours).unwrap_or(now);
-    if let Err(AppError::Validation(v)) = crises::validate(&req, due, now) {
-        errors.extend(v);
+    match crises::check_request(&st, &req) {
+        Ok(()) => {}
+        Err(AppError::Validation(v)) => errors.extend(v),
+        Err(e) => return api_error_page(&st, &e),
     }
     let agent_rows = match inventory::checked_agents(list.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
         Ok(rows) => rows,

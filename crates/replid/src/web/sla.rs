@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{Layout, page};
-use crate::web::{SessionCsrf, api_error_page, sla_badge, when};
+use crate::web::{SessionCsrf, SlaBadge, api_error_page, sla_badge, when};
 
 /// One crisis of the report.
 #[derive(Debug, Serialize)]
@@ -23,7 +23,7 @@ struct Row {
     due: String,
     ready: String,
     /// The SLA status badge (`class`, `label`), from the pages' shared helper.
-    sla: serde_json::Value,
+    sla: SlaBadge,
     /// The delay past the due time, empty when none.
     late: String,
 }
