@@ -207,3 +207,13 @@ pub fn log_kind() -> Object {
         .description(Some("The entry's kind; `inject` in an exercise's crisis only."))
         .build()
 }
+
+/// The audit journal's action filter: a known action, or one of their dotted prefixes
+/// ([`crate::audit::ActionFilter::accepted`]); anything else is refused (`invalid_query`).
+pub fn action_filter() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some(crate::audit::ActionFilter::accepted()))
+        .description(Some("An action of the log (`crisis.activate`), or a prefix ending in `.` (`crisis.`, `log.`)."))
+        .build()
+}

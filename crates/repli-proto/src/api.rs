@@ -734,6 +734,7 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Exact action, or a prefix ending in `.` (`crisis.`, `log.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::action_filter)]
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Timestamp>,

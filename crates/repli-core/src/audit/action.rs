@@ -329,6 +329,22 @@ impl ActionFilter {
         }
     }
 
+    /// Every filter [`FromStr`] accepts: each known action, and each of their dotted prefixes
+    /// (`crisis.`, `engine.step.`), sorted and without repeats (the OpenAPI document's enum).
+    pub fn accepted() -> Vec<&'static str> {
+        let mut out = std::collections::BTreeSet::new();
+        for a in AuditAction::ALL {
+            let name = a.as_str();
+            out.insert(name);
+            for (i, _) in name.match_indices('.') {
+                if let Some(prefix) = name.get(..=i) {
+                    out.insert(prefix);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// Whether `action` (as stored) matches.
     pub fn matches(self, action: &str) -> bool {
         match self.0 {
@@ -365,6 +381,24 @@ impl fmt::Display for ActionFilter {
         match self.0 {
             Filter::Is(a) => f.write_str(a.as_str()),
             Filter::Prefix(p) => f.write_str(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn every_accepted_filter_parses_and_nothing_else_does() {
+        let accepted = ActionFilter::accepted();
+        assert!(accepted.contains(&"crisis.") && accepted.contains(&"crisis.activate"));
+        for f in &accepted {
+            assert!(f.parse::<ActionFilter>().is_ok(), "{f}");
+        }
+        for bad in ["", ".", "crisis", "cris.", "crisis.teleport", "crisis.activate."] {
+            assert!(bad.parse::<ActionFilter>().is_err(), "{bad:?}");
+            assert!(!accepted.contains(&bad), "{bad:?}");
         }
     }
 }
