@@ -148,6 +148,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/crises/{id}", [U, D, A, A, H, A]),
     ("POST", "/api/v1/crises/{id}/actions/cancel", [U, D, A, A, H, D]),
     ("POST", "/api/v1/crises/{id}/actions/{action}", [U, D, A, D, D, D]),
+    ("GET", "/api/v1/crises/{id}/history", [U, D, A, A, H, A]),
     ("GET", "/api/v1/crises/{id}/log", [U, D, A, A, H, A]),
     ("POST", "/api/v1/crises/{id}/log", [U, D, A, A, H, D]),
     ("POST", "/api/v1/crises/{id}/sla/suspend", [U, D, A, D, D, D]),

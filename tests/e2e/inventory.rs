@@ -378,7 +378,7 @@ async fn write_offs_and_wipes_need_their_reasons_and_records() {
     r.needs = needs(0, 1, 0, 0);
     let c = app.dgs.request_crisis(&r, None).await.unwrap();
     app.activate(&c.id).await;
-    let history = app.ops.crisis(c.id.as_str()).await.unwrap().history;
+    let history = app.ops.crisis_history_all(c.id.as_str()).await.unwrap();
     assert_eq!(history[0].details["needs"]["router"], 1, "the request's audit entry records what was asked");
     app.ops.lend(c.id.as_str(), &LendRequest { serial: "FICTIF-B1".into(), agent_id: None }).await.unwrap();
     for reason in ["", "   ", "\u{1b}[31m"] {

@@ -40,8 +40,14 @@ async fn a_crisis_goes_from_request_to_closure() {
     assert_eq!(done.sla.elapsed_seconds, 6 * 3600);
     assert_eq!(done.sla.used_percent, 12, "6 of 48 hours");
     assert_eq!(done.timeline.ready_at, Some("2026-11-23T13:00:00Z".parse().unwrap()));
-    let transitions: Vec<(&str, &str)> = done
-        .history
+    // The document carries the most recent page of the history; the history route pages through
+    // all of it, oldest first.
+    let history = app.auditor.crisis_history_all(c.id.as_str()).await.unwrap();
+    assert!(history.len() > done.history.len(), "{} entries in all", history.len());
+    assert_eq!(done.history.len(), 20, "the document carries the 20 most recent entries");
+    assert_eq!(history[history.len() - done.history.len()..], done.history[..]);
+    assert!(history.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+    let transitions: Vec<(&str, &str)> = history
         .iter()
         .filter(|h| h.action.starts_with("crisis."))
         .map(|h| (h.action.as_str(), h.role.as_str()))
@@ -70,8 +76,8 @@ async fn a_crisis_goes_from_request_to_closure() {
         assert!(run.steps.iter().all(|s| s.state == repli_core::StepState::Succeeded), "{:#?}", run.steps);
         automated += run.steps.len();
     }
-    let started = done.history.iter().filter(|h| h.action == "engine.step.started").count();
-    let confirmed = done.history.iter().filter(|h| h.action == "engine.task.done").count();
+    let started = history.iter().filter(|h| h.action == "engine.step.started").count();
+    let confirmed = history.iter().filter(|h| h.action == "engine.task.done").count();
     assert!(started >= automated && confirmed >= 4, "{started} started, {confirmed} confirmed");
     let v = app.auditor.audit_verify().await.unwrap();
     assert!(v.verified, "{v:?}");

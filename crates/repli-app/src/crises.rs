@@ -8,7 +8,7 @@ use repli_core::{Actor, CrisisAction, CrisisId, FieldError, InseeCode, LegalKind
 use repli_proto::ProblemCode;
 use repli_proto::api::{
     ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CrisisQuery, CrisisRequest, CrisisView,
-    LegalFactsRequest, LogEntryView, NotificationView, SlaReportLine,
+    HistoryPage, HistoryQuery, LegalFactsRequest, LogEntryView, NotificationView, SlaReportLine,
 };
 use repli_store::{AuditFilter, By, CrisisFilter, CrisisRecord, NewCrisis, StoreError};
 use sha2::{Digest, Sha256};
@@ -64,16 +64,34 @@ pub async fn list(st: &Services, a: &Actor, q: CrisisQuery) -> Result<Vec<Crisis
     };
     let filter = CrisisFilter { commune, state: q.state, open_only: q.open.unwrap_or(false), exercise: None };
     let now = st.clock.now();
-    let records = st.store.crises(&filter).await?;
-    let mut facts = st.store.crisis_facts_all().await?;
+    let read = st.store.crisis_list_read(&filter).await?;
+    let (records, facts) = &*read;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         // Read in a second statement: a crisis created in between has no facts yet, which is
         // what empty facts say (no suspension, need or step recorded).
-        let f = facts.remove(r.id.as_str()).unwrap_or_default();
-        out.push(views::crisis(st, r, f, now)?);
+        let f = facts.get(r.id.as_str()).cloned().unwrap_or_default();
+        out.push(views::crisis(st, r.clone(), f, now)?);
     }
     Ok(out)
+}
+
+/// Entries of a history page when the query names no limit.
+const HISTORY_PAGE: u32 = 100;
+
+/// A page of the history of a crisis the actor may see, oldest first, going back from
+/// `q.before` (the crisis document carries the most recent entries).
+pub async fn history(st: &Services, a: &Actor, id: &str, q: HistoryQuery) -> Result<HistoryPage, AppError> {
+    let r = visible_crisis(st, a, id).await?;
+    let limit = q.limit.unwrap_or(HISTORY_PAGE).clamp(1, repli_store::HISTORY_PAGE_MAX);
+    // One entry more than asked tells whether an older page exists.
+    let mut rows = st.store.crisis_history(&r.id, q.before, limit + 1).await?;
+    let more = rows.len() > limit as usize;
+    if more {
+        rows.remove(0);
+    }
+    let next_before = if more { rows.first().map(|e| e.seq) } else { None };
+    Ok(HistoryPage { entries: rows.into_iter().map(views::history_entry).collect(), next_before })
 }
 
 /// How urgent a crisis's SLA is, most urgent first: breached, at risk, suspended, on track, then

@@ -26,7 +26,7 @@ pub fn commune(r: CommuneRecord) -> CommuneView {
     }
 }
 
-fn history_entry(e: HistoryRow) -> HistoryEntry {
+pub fn history_entry(e: HistoryRow) -> HistoryEntry {
     HistoryEntry { seq: e.seq, at: e.at, actor: e.actor, role: e.role, action: e.action, details: e.details }
 }
 

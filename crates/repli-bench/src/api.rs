@@ -4,6 +4,7 @@
 //! instant so a stall is not hidden (no coordinated omission).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -48,6 +49,12 @@ pub struct Target {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: u64,
+    /// Writes that succeeded per second while the target was measured (the busy-crisis target),
+    /// and those that failed: a read figure means nothing if the writes did not happen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_errors: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,15 +236,19 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
             continue;
         }
         // A busy crisis: a main-courante entry every 10 ms, each ending every cached read.
+        let written = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let writing_since = Instant::now();
         let writer = name.contains("writes").then(|| {
             let services = daemon.state().services().clone();
-            let (id, who) = (crisis_id.clone(), ops.clone());
+            let (id, who, written) = (crisis_id.clone(), ops.clone(), written.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
                 let kind = LogKind::PointDeSituation.as_str();
                 loop {
                     tick.tick().await;
-                    let _ = repli_app::crises::add_log(&services, &who, id.as_str(), kind, "banc").await;
+                    let done = repli_app::crises::add_log(&services, &who, id.as_str(), kind, "banc").await;
+                    let counter = if done.is_ok() { &written.0 } else { &written.1 };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
         });
@@ -261,6 +272,10 @@ pub async fn run(a: &ApiBench) -> anyhow::Result<ApiFigures> {
             p99_ms: pct(&lat, 0.99),
             max_ms: lat.last().copied().unwrap_or(0.0),
             errors: e1 + e2,
+            writes_per_second: writer
+                .is_some()
+                .then(|| written.0.load(Ordering::Relaxed) as f64 / writing_since.elapsed().as_secs_f64()),
+            write_errors: writer.is_some().then(|| written.1.load(Ordering::Relaxed)),
         });
         if let Some(w) = writer {
             w.abort();

@@ -380,6 +380,9 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                         t.max_ms,
                         t.errors
                     );
+                    if let (Some(w), Some(e)) = (t.writes_per_second, t.write_errors) {
+                        println!("  {:<18} {w:>9.0} writes/s during the measurement, {e} failed", "");
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -270,8 +270,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let list = client(&cli)?.crises(&q).await?;
             if out.json { output::print_json(&list)? } else { output::crises(&list) }
         }
-        Command::Crisis(CrisisCmd::Show { id, out }) => {
-            let view = client(&cli)?.crisis(id).await.with_context(|| format!("crise {id}"))?;
+        Command::Crisis(CrisisCmd::Show { id, history, out }) => {
+            let c = client(&cli)?;
+            let mut view = c.crisis(id).await.with_context(|| format!("crise {id}"))?;
+            if *history {
+                view.history =
+                    c.crisis_history_all(id).await.with_context(|| format!("historique de la crise {id}"))?;
+            }
             show_crisis(&view, *out)?;
         }
         Command::Crisis(CrisisCmd::Activate { id, out }) => {

@@ -146,10 +146,13 @@ pub enum CrisisCmd {
         /// Numéro de la crise (13005-2026-001).
         id: String,
     },
-    /// Afficher une crise et son historique.
+    /// Afficher une crise et son historique récent (les 20 dernières entrées).
     Show {
         /// Numéro de la crise (13005-2026-001).
         id: String,
+        /// Tout l'historique, pas seulement les 20 dernières entrées.
+        #[arg(long)]
+        history: bool,
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -477,6 +477,28 @@ pub struct HistoryEntry {
     pub details: serde_json::Value,
 }
 
+/// `GET /api/v1/crises/{id}/history`: a page of a crisis's history, going back in time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Entries before this sequence number (the `seq` of the oldest entry already shown); the
+    /// most recent ones when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// Entries per page: 100 by default, taken between 1 and 1,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>, maximum = 4294967295_u64)]
+    pub limit: Option<u32>,
+}
+
+/// One page of a crisis's history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    /// Pass as `before` for the page of older entries; absent on the oldest page.
+    pub next_before: Option<i64>,
+}
+
 /// A crisis: one kit loan to one commune.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CrisisView {
@@ -516,7 +538,8 @@ pub struct CrisisView {
     /// failed, in French (activation stays possible).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub m365_warning: Option<String>,
-    /// The audited events, oldest first (on single-crisis reads only).
+    /// The 20 most recent audited events, oldest first (on single-crisis reads only); older
+    /// ones at `GET /api/v1/crises/{id}/history?before=` the first one's `seq`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
     /// The exercise this crisis is part of: a drill, marked « EXERCICE » everywhere.

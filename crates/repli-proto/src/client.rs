@@ -11,9 +11,9 @@ use repli_core::audit::{AuditBundle, AuditEntry};
 
 use crate::api::{
     ActionRequest, AuditPage, AuditQuery, AuditVerifyView, CommuneView, CreatedUser, CrisisQuery, CrisisRequest,
-    CrisisView, Health, LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, Me, NewUserRequest,
-    NotificationView, PasswordRequest, Problem, RevokeView, SlaReportLine, SuspendRequest, TokenRequest, TokenView,
-    UserView,
+    CrisisView, Health, HistoryEntry, HistoryPage, HistoryQuery, LegalDoneRequest, LegalFactsRequest, LogEntryRequest,
+    LogEntryView, Me, NewUserRequest, NotificationView, PasswordRequest, Problem, RevokeView, SlaReportLine,
+    SuspendRequest, TokenRequest, TokenView, UserView,
 };
 use crate::api::{
     AgentView, AgentsRequest, CheckinRequest, ImportRequest, ImportView, InventoryStatusLine, ItemDetail, ItemView,
@@ -219,6 +219,26 @@ impl Client {
 
     pub async fn crisis(&self, id: &str) -> Result<CrisisView, ClientError> {
         self.get(&format!("{API_PREFIX}/crises/{}", urlencode(id))).await
+    }
+
+    /// A page of a crisis's history (the crisis document carries the most recent entries).
+    pub async fn crisis_history(&self, id: &str, q: &HistoryQuery) -> Result<HistoryPage, ClientError> {
+        self.send(self.request(Method::GET, &format!("{API_PREFIX}/crises/{}/history", urlencode(id)))?.query(q)).await
+    }
+
+    /// A crisis's whole history, oldest first, following the pages.
+    pub async fn crisis_history_all(&self, id: &str) -> Result<Vec<HistoryEntry>, ClientError> {
+        let mut q = HistoryQuery { before: None, limit: Some(1000) };
+        let mut pages = Vec::new();
+        loop {
+            let page = self.crisis_history(id, &q).await?;
+            pages.push(page.entries);
+            match page.next_before {
+                Some(b) => q.before = Some(b),
+                None => break,
+            }
+        }
+        Ok(pages.into_iter().rev().flatten().collect())
     }
 
     pub async fn act(

@@ -37,7 +37,7 @@ pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
-pub use read::{CrisisFacts, HISTORY_ENTRIES, HistoryRow, StepEstimate};
+pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
 pub use sheets::SheetsIssue;

@@ -8,8 +8,9 @@ use repli_app::{AppError, crises};
 use repli_core::CrisisAction;
 use repli_proto::IDEMPOTENCY_HEADER;
 use repli_proto::api::{
-    ActionRequest, CampaignView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, LegalDoneRequest,
-    LegalFactsRequest, LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine, SuspendRequest,
+    ActionRequest, CampaignView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, HistoryPage, HistoryQuery,
+    LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine,
+    SuspendRequest,
 };
 
 use crate::AppState;
@@ -46,6 +47,17 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CrisisView>, ApiError> {
     Ok(Json(crises::get(&st, &a, &id).await?))
+}
+
+/// A page of a crisis's history, going back in time.
+pub async fn history(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+    q: QueryResult<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let Query(q) = q?;
+    Ok(Json(crises::history(&st, &a, &id, q).await?))
 }
 
 pub async fn create(
@@ -190,9 +202,9 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
     use repli_core::Permission as P;
     use repli_proto::ProblemCode as C;
     use repli_proto::api::{
-        ActionRequest, CampaignView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView,
-        LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, NotificationView, RetexView, SlaReportLine,
-        SuspendRequest,
+        ActionRequest, CampaignView, CommuneView, CrisisQuery, CrisisRequest, CrisisView, DnsCheckView, HistoryPage,
+        HistoryQuery, LegalDoneRequest, LegalFactsRequest, LogEntryRequest, LogEntryView, NotificationView, RetexView,
+        SlaReportLine, SuspendRequest,
     };
     vec![
         (
@@ -237,7 +249,14 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             "/api/v1/crises/{id}",
             Requires(P::ReadCrises),
             routing::get(get),
-            Doc::api::<CrisisView>("A crisis, with its history"),
+            Doc::api::<CrisisView>("A crisis, with its most recent history"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/history",
+            Requires(P::ReadCrises),
+            routing::get(history),
+            Doc::api::<HistoryPage>("A page of a crisis's history, going back in time").query::<HistoryQuery>(),
         ),
         (
             Method::POST,
