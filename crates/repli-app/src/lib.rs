@@ -36,6 +36,8 @@ use repli_store::Store;
 /// store itself is private to this crate ([`Services`] holds it): every read and write goes
 /// through an operation here.
 pub mod records {
+    /// An audit entry to append (the benchmark's synthetic workload, `offline::audit_workload`).
+    pub use repli_store::Record as AuditRecord;
     pub use repli_store::{
         AuditFilter, CommuneRecord, CrisisFilter, CrisisRecord, ItemEvent, ItemRecord, LogEntry, UserRecord,
     };

@@ -11,15 +11,19 @@ use repli_store::{AuditFilter, Store, StoreError};
 /// Why a database file could not be read (a chain that does not verify is not this error: it
 /// is the verification's answer).
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct OfflineError {
-    pub path: String,
-    #[source]
-    pub source: StoreError,
+pub enum OfflineError {
+    #[error("{path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{0} exists: choose a new file")]
+    Exists(String),
 }
 
 async fn open(path: &Path) -> Result<Store, OfflineError> {
-    Store::open_read_only(path).await.map_err(|source| OfflineError { path: path.display().to_string(), source })
+    Store::open_read_only(path).await.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
 }
 
 /// Verifies the whole chain of the database at `path`, and its signed checkpoints against
@@ -35,7 +39,7 @@ pub async fn verify_database(
     match r {
         Ok(s) => Ok(Ok(s)),
         Err(StoreError::Chain(e)) => Ok(Err(e)),
-        Err(source) => Err(OfflineError { path: path.display().to_string(), source }),
+        Err(source) => Err(OfflineError::Store { path: path.display().to_string(), source }),
     }
 }
 
@@ -45,6 +49,111 @@ pub async fn entry_in_database(path: &Path, seq: i64) -> Result<Option<AuditEntr
     let f = AuditFilter { after_seq: seq.saturating_sub(1), limit: 1, ..Default::default() };
     let found = store.audit_entries(&f).await;
     store.close().await;
-    let found = found.map_err(|source| OfflineError { path: path.display().to_string(), source })?;
+    let found = found.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })?;
     Ok(found.into_iter().next().filter(|e| e.seq == seq))
+}
+
+/// The whole log of the database at `path` (entries, checkpoints, the key that signed them).
+pub async fn bundle(path: &Path) -> Result<repli_core::audit::AuditBundle, OfflineError> {
+    let store = open(path).await?;
+    let b = store.audit_bundle().await;
+    store.close().await;
+    b.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
+}
+
+/// The crises of the database at `path` whose state calls for a playbook run that does not
+/// exist (what a restarted daemon repairs): the crash harness's post-mortem.
+pub async fn missing_runs(
+    path: &Path,
+) -> Result<Vec<(repli_core::CrisisId, repli_core::run::PlaybookName)>, OfflineError> {
+    let store = open(path).await?;
+    let m = store.missing_runs().await;
+    store.close().await;
+    m.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
+}
+
+/// What the audit workload measured.
+#[derive(Debug)]
+pub struct AuditWorkload {
+    /// Appending every entry, `batch` per transaction, checkpoints signed every 1,000.
+    pub append: std::time::Duration,
+    /// Verifying the chain read back from the file, one page at a time.
+    pub verify: std::time::Duration,
+    pub summary: ChainSummary,
+    /// The log read back, for the in-memory verification the benchmark times next.
+    pub bundle: repli_core::audit::AuditBundle,
+}
+
+/// The store's own audit workload, for `repli-bench audit`: a new database at `db` (refused
+/// when the file exists), `entries` entries made by `record` appended `batch` per transaction
+/// with checkpoints signed by `key` every 1,000 entries, then the chain verified from the file.
+/// Nothing else is written; the file stays for the caller to measure or remove.
+pub async fn audit_workload(
+    db: &Path,
+    entries: u32,
+    batch: u32,
+    key: ed25519_dalek::SigningKey,
+    record: impl Fn(u32) -> crate::records::AuditRecord,
+    now: jiff::Timestamp,
+) -> Result<AuditWorkload, OfflineError> {
+    let err = |source| OfflineError::Store { path: db.display().to_string(), source };
+    if db.exists() {
+        return Err(OfflineError::Exists(db.display().to_string()));
+    }
+    let store = Store::open_with(db, Some(repli_store::Checkpointing::new(key, 1000))).await.map_err(err)?;
+    let batch = batch.max(1);
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while i < entries {
+        let n = batch.min(entries - i);
+        let recs: Vec<_> = (i..i + n).map(&record).collect();
+        if let Err(e) = store.record(&recs, repli_core::run::By::System, now).await {
+            store.close().await;
+            return Err(err(e));
+        }
+        i += n;
+    }
+    let append = started.elapsed();
+    let started = std::time::Instant::now();
+    let summary = store.verify_audit(None).await;
+    let verify = started.elapsed();
+    let bundle = store.audit_bundle().await;
+    store.close().await;
+    Ok(AuditWorkload { append, verify, summary: summary.map_err(err)?, bundle: bundle.map_err(err)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u32) -> crate::records::AuditRecord {
+        crate::records::AuditRecord {
+            commune: Some("13005".into()),
+            crisis: None,
+            action: repli_core::AuditAction::EngineStepSucceeded,
+            target: format!("step {i}"),
+            details: serde_json::json!({ "i": i }),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_audit_workload_appends_verifies_and_reads_back_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bench.db");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let now: jiff::Timestamp = "2026-11-23T08:00:00Z".parse().unwrap();
+        let run = audit_workload(&db, 1_005, 400, key.clone(), entry, now).await.unwrap();
+        assert_eq!(run.summary.entries, 1_005);
+        assert_eq!(run.bundle.entries.len(), 1_005);
+        assert!(!run.bundle.checkpoints.is_empty(), "a checkpoint every 1,000 entries");
+        // The same file read offline verifies with the key that signed it, not with another.
+        assert!(verify_database(&db, Some(&key.verifying_key())).await.unwrap().is_ok());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(verify_database(&db, Some(&other)).await.unwrap().is_err());
+        assert_eq!(entry_in_database(&db, 1_005).await.unwrap().map(|e| e.seq), Some(1_005));
+        assert!(missing_runs(&db).await.unwrap().is_empty());
+        // A workload never writes into an existing file.
+        let again = audit_workload(&db, 1, 1, key, entry, now).await;
+        assert!(matches!(again, Err(OfflineError::Exists(_))), "{again:?}");
+    }
 }

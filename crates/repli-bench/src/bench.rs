@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use repli_store::{By, Checkpointing, Record, Store};
+use repli_app::records::AuditRecord as Record;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -296,24 +296,18 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).context("no randomness")?;
-    let store =
-        Store::open_with(&db, Some(Checkpointing::new(ed25519_dalek::SigningKey::from_bytes(&seed), 1000))).await?;
     let now: jiff::Timestamp = "2026-11-23T08:00:00Z".parse()?;
     let batch = a.batch.max(1);
-
-    let t = Instant::now();
-    let mut i = 0;
-    while i < a.entries {
-        let n = batch.min(a.entries - i);
-        let recs: Vec<Record> = (i..i + n).map(record).collect();
-        store.record(&recs, By::System, now).await?;
-        i += n;
-    }
-    let append = t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    let summary = store.verify_audit(None).await?;
-    let verify = t.elapsed().as_secs_f64();
+    let run = repli_app::offline::audit_workload(
+        &db,
+        a.entries,
+        batch,
+        ed25519_dalek::SigningKey::from_bytes(&seed),
+        record,
+        now,
+    )
+    .await?;
+    let (append, verify, summary) = (run.append.as_secs_f64(), run.verify.as_secs_f64(), run.summary);
     anyhow::ensure!(
         summary.entries == u64::from(a.entries),
         "verified {} entries, appended {}",
@@ -322,7 +316,7 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
     );
 
     // The same bytes, hashed with nothing else around them.
-    let bundle = store.audit_bundle().await?;
+    let bundle = run.bundle;
     let t = Instant::now();
     let chain = repli_core::audit::verify_chain(&bundle.entries)?;
     let chain_seconds = t.elapsed().as_secs_f64();
@@ -336,7 +330,6 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
     }
     let raw = t.elapsed().as_secs_f64();
     std::hint::black_box(acc);
-    store.close().await;
     let database_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let n = f64::from(a.entries);
     Ok(AuditFigures {

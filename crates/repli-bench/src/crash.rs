@@ -420,15 +420,14 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
     let (audit_verified, audit_entries) = (verify.verified, verify.entries);
     child.start_kill()?;
     let _ = child.wait().await;
-    let store = repli_store::Store::open_read_only(&dir.join("repli.db")).await?;
-    let reclaimed = store
-        .audit_bundle()
+    let db = dir.join("repli.db");
+    let reclaimed = repli_app::offline::bundle(&db)
         .await?
         .entries
         .iter()
         .filter(|e| e.action_kind() == Some(repli_core::AuditAction::EngineStepReclaimed))
         .count() as u64;
-    let stranded = store.missing_runs().await?;
+    let stranded = repli_app::offline::missing_runs(&db).await?;
     for (id, playbook) in &stranded {
         problems.push(format!("{id}: stranded without its {playbook} run"));
     }
