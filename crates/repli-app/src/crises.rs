@@ -19,7 +19,7 @@ pub use repli_core::crisis::MAX_AGENTS;
 /// Longest accepted idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// Longest filter value accepted in an audit query.
-const MAX_FILTER: usize = 200;
+use repli_core::schema::FILTER_MAX as MAX_FILTER;
 
 fn parse_insee(s: &str) -> Result<InseeCode, AppError> {
     InseeCode::parse(s).map_err(|e| AppError::problem(ProblemCode::UnknownCommune, format!("Commune inconnue : {e}.")))

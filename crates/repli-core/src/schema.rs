@@ -217,3 +217,17 @@ pub fn action_filter() -> Object {
         .description(Some("An action of the log (`crisis.activate`), or a prefix ending in `.` (`crisis.`, `log.`)."))
         .build()
 }
+
+/// Longest filter of the audit journal (crisis, commune, actor).
+pub const FILTER_MAX: usize = 200;
+
+/// A filter of the audit journal: at most [`FILTER_MAX`] characters, no control character
+/// (may be empty: it then matches nothing but itself).
+pub fn filter() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .max_length(Some(FILTER_MAX))
+        .pattern(Some(format!("^[^{CONTROL}]*$")))
+        .description(Some("At most 200 characters, no control character."))
+        .build()
+}

@@ -750,10 +750,13 @@ pub struct AuditVerifyView {
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::filter)]
     pub crisis: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::filter)]
     pub commune: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::filter)]
     pub actor: Option<String>,
     /// Exact action, or a prefix ending in `.` (`crisis.`, `log.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
