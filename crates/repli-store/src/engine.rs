@@ -384,6 +384,28 @@ impl Store {
         Ok(Some(s))
     }
 
+    /// Whether a person (not replid itself: the engine, maintenance) changed the crisis after
+    /// the claim of `step`'s current attempt, as its audit log says (an indexed look-up on
+    /// `audit_log (crisis, seq)`). Only people's changes count, so a waiting step that writes
+    /// entries of its own cannot keep rearming itself.
+    async fn changed_since_claim(
+        conn: &mut sqlx::SqliteConnection,
+        run: &RunRecord,
+        step: &str,
+    ) -> Result<bool, StoreError> {
+        let target = format!("step/{}/{step}", run.playbook);
+        let changed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit_log WHERE crisis = ?1 AND actor_role <> 'system' AND seq > \
+             (SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE crisis = ?1 AND action = ?2 AND target = ?3))",
+        )
+        .bind(run.crisis_id.as_str())
+        .bind(AuditAction::EngineStepStarted.as_str())
+        .bind(&target)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(changed)
+    }
+
     /// Extends the lease of a running step; false when the lease was lost.
     pub async fn renew_lease(&self, run: i64, step: &str, owner: &str, until: Timestamp) -> Result<bool, StoreError> {
         let done = sqlx::query(
@@ -414,6 +436,12 @@ impl Store {
             return Ok(false);
         }
         let r = Self::run_in(&mut tx, run).await?;
+        // A step that waits on a change (the agents list, items back, a task confirmed) is
+        // rearmed by that change's transaction; but a change committed while this attempt ran
+        // found it running, not waiting. Anything people changed on the crisis since this
+        // attempt was claimed makes the wait end now: the step looks again at once (its effect
+        // is idempotent), instead of sleeping through the change it was waiting for.
+        let rearmed = matches!(finish, StepFinish::Wait { .. }) && Self::changed_since_claim(&mut tx, &r, step).await?;
         let (state, action, details) = match finish {
             StepFinish::Succeeded(_) => {
                 (StepState::Succeeded, AuditAction::EngineStepSucceeded, json!({ "attempt": s.attempts }))
@@ -430,7 +458,11 @@ impl Store {
             StepFinish::Wait { reason, not_before } => (
                 StepState::Pending,
                 AuditAction::EngineStepWaiting,
-                json!({ "reason": reason, "not_before": time::to_db(*not_before) }),
+                if rearmed {
+                    json!({ "reason": reason, "rearmed": true })
+                } else {
+                    json!({ "reason": reason, "not_before": time::to_db(*not_before) })
+                },
             ),
         };
         let (output, rendered, error, not_before) = match finish {
@@ -441,7 +473,7 @@ impl Store {
             StepFinish::Failed(e) => (None, None, Some(e.clone()), None),
             StepFinish::Manual(v) => (None, Some(json!(v).to_string()), None, None),
             StepFinish::Wait { reason, not_before } => {
-                (None, None, Some(reason.clone()), Some(time::to_db(*not_before)))
+                (None, None, Some(reason.clone()), (!rearmed).then(|| time::to_db(*not_before)))
             }
         };
         if matches!(finish, StepFinish::Wait { .. }) {
@@ -773,6 +805,43 @@ mod tests {
             budget_secs: 600,
             max_attempts: 3,
         }
+    }
+
+    #[tokio::test]
+    async fn a_change_made_while_a_step_ran_ends_its_wait() {
+        let (_d, store) = store().await;
+        let dgs = user(&store, Role::Dgs, Some("13005")).await;
+        let now = t("2026-11-23T08:00:00Z");
+        let (c, _) = store.create_crisis(&crate::crises::tests::request("13005"), &dgs, None, now).await.unwrap();
+        let (run, _) =
+            store.create_run(&c.id, PlaybookName::Activation, &[step("a", &[])], By::System, now).await.unwrap();
+        let lease = t("2026-11-23T08:00:30Z");
+        let later = t("2026-11-23T09:00:00Z");
+        let wait = StepFinish::Wait { reason: "waiting for the agents".into(), not_before: later };
+        // Nobody changed anything while it ran: the step sleeps until its recheck.
+        store.claim_step(run, "a", "engine", lease, now, now).await.unwrap().unwrap();
+        assert!(store.finish_step(run, "a", "engine", &wait, now, now).await.unwrap());
+        assert!(store.claim_step(run, "a", "engine", lease, now, now).await.unwrap().is_none(), "asleep");
+        // Rearmed, it runs; while it runs, the DGS writes to the crisis (the agents list, in
+        // life): its wait then ends at once instead of sleeping through that change.
+        store.rearm_steps(&c.id).await.unwrap();
+        store.claim_step(run, "a", "engine", lease, now, now).await.unwrap().unwrap();
+        store.add_log_entry(&c.id, repli_core::LogKind::Information, "liste envoyée", &dgs, now).await.unwrap();
+        assert!(store.finish_step(run, "a", "engine", &wait, now, now).await.unwrap());
+        let s = store.claim_step(run, "a", "engine", lease, now, now).await.unwrap();
+        assert!(s.is_some(), "the change made during the attempt ends the wait");
+        // replid's own entries do not: a waiting step cannot keep rearming itself.
+        let own = crate::Record {
+            commune: Some("13005".into()),
+            crisis: Some(c.id.to_string()),
+            action: AuditAction::EngineStepSucceeded,
+            target: "step/activation/b".into(),
+            details: json!({}),
+        };
+        // (the attempt claimed just above is still running)
+        store.record(&[own], By::System, now).await.unwrap();
+        assert!(store.finish_step(run, "a", "engine", &wait, now, now).await.unwrap());
+        assert!(store.claim_step(run, "a", "engine", lease, now, now).await.unwrap().is_none(), "asleep again");
     }
 
     #[tokio::test]
