@@ -22,8 +22,16 @@ pub enum OfflineError {
     Exists(String),
 }
 
-async fn open(path: &Path) -> Result<Store, OfflineError> {
-    Store::open_read_only(path).await.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
+fn store_error(path: &Path) -> impl FnOnce(StoreError) -> OfflineError + '_ {
+    move |source| OfflineError::Store { path: path.display().to_string(), source }
+}
+
+/// Opens the file at `path` read-only, runs `read` on it, closes it.
+async fn with_file<T>(path: &Path, read: impl AsyncFnOnce(&Store) -> Result<T, StoreError>) -> Result<T, OfflineError> {
+    let store = Store::open_read_only(path).await.map_err(store_error(path))?;
+    let out = read(&store).await;
+    store.close().await;
+    out.map_err(store_error(path))
 }
 
 /// Verifies the whole chain of the database at `path`, and its signed checkpoints against
@@ -33,32 +41,25 @@ pub async fn verify_database(
     path: &Path,
     key: Option<&VerifyingKey>,
 ) -> Result<Result<ChainSummary, ChainError>, OfflineError> {
-    let store = open(path).await?;
-    let r = store.verify_audit(key).await;
-    store.close().await;
-    match r {
+    with_file(path, async |store| match store.verify_audit(key).await {
         Ok(s) => Ok(Ok(s)),
+        // A chain that does not verify is the verification's answer, not a read failure.
         Err(StoreError::Chain(e)) => Ok(Err(e)),
-        Err(source) => Err(OfflineError::Store { path: path.display().to_string(), source }),
-    }
+        Err(e) => Err(e),
+    })
+    .await
 }
 
 /// The entry at `seq` in the database at `path`, if it holds one.
 pub async fn entry_in_database(path: &Path, seq: i64) -> Result<Option<AuditEntry>, OfflineError> {
-    let store = open(path).await?;
     let f = AuditFilter { after_seq: seq.saturating_sub(1), limit: 1, ..Default::default() };
-    let found = store.audit_entries(&f).await;
-    store.close().await;
-    let found = found.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })?;
+    let found = with_file(path, async |store| store.audit_entries(&f).await).await?;
     Ok(found.into_iter().next().filter(|e| e.seq == seq))
 }
 
 /// The whole log of the database at `path` (entries, checkpoints, the key that signed them).
 pub async fn bundle(path: &Path) -> Result<repli_core::audit::AuditBundle, OfflineError> {
-    let store = open(path).await?;
-    let b = store.audit_bundle().await;
-    store.close().await;
-    b.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
+    with_file(path, async |store| store.audit_bundle().await).await
 }
 
 /// The crises of the database at `path` whose state calls for a playbook run that does not
@@ -66,10 +67,7 @@ pub async fn bundle(path: &Path) -> Result<repli_core::audit::AuditBundle, Offli
 pub async fn missing_runs(
     path: &Path,
 ) -> Result<Vec<(repli_core::CrisisId, repli_core::run::PlaybookName)>, OfflineError> {
-    let store = open(path).await?;
-    let m = store.missing_runs().await;
-    store.close().await;
-    m.map_err(|source| OfflineError::Store { path: path.display().to_string(), source })
+    with_file(path, async |store| store.missing_runs().await).await
 }
 
 /// What the audit workload measured.
@@ -96,11 +94,11 @@ pub async fn audit_workload(
     record: impl Fn(u32) -> crate::records::AuditRecord,
     now: jiff::Timestamp,
 ) -> Result<AuditWorkload, OfflineError> {
-    let err = |source| OfflineError::Store { path: db.display().to_string(), source };
     if db.exists() {
         return Err(OfflineError::Exists(db.display().to_string()));
     }
-    let store = Store::open_with(db, Some(repli_store::Checkpointing::new(key, 1000))).await.map_err(err)?;
+    let store =
+        Store::open_with(db, Some(repli_store::Checkpointing::new(key, 1000))).await.map_err(store_error(db))?;
     let batch = batch.max(1);
     let started = std::time::Instant::now();
     let mut i = 0;
@@ -109,7 +107,7 @@ pub async fn audit_workload(
         let recs: Vec<_> = (i..i + n).map(&record).collect();
         if let Err(e) = store.record(&recs, repli_core::run::By::System, now).await {
             store.close().await;
-            return Err(err(e));
+            return Err(store_error(db)(e));
         }
         i += n;
     }
@@ -119,7 +117,12 @@ pub async fn audit_workload(
     let verify = started.elapsed();
     let bundle = store.audit_bundle().await;
     store.close().await;
-    Ok(AuditWorkload { append, verify, summary: summary.map_err(err)?, bundle: bundle.map_err(err)? })
+    Ok(AuditWorkload {
+        append,
+        verify,
+        summary: summary.map_err(store_error(db))?,
+        bundle: bundle.map_err(store_error(db))?,
+    })
 }
 
 #[cfg(test)]
