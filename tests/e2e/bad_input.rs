@@ -295,3 +295,27 @@ async fn endless_files_are_refused_not_read_until_memory_runs_out() {
         assert!(err.contains("trop volumineux") || err.contains("larger than"), "{args:?}: {err}");
     }
 }
+
+/// The paged history: malformed paging is a problem document in French; out-of-range sizes are
+/// taken to the documented bounds; another commune's crisis does not exist for a DGS.
+#[tokio::test]
+async fn malformed_history_paging_is_refused_readably() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let (_, ops) = app.token(repli_core::Role::Ops, None).await;
+    let http = reqwest::Client::new();
+    let history = |q: &str| app.url(&format!("{CRISES}/{}/history{q}", c.id));
+    for q in ["?limit=abc", "?before=x", "?limit=-1", "?limit=99999999999", "?extra=1"] {
+        let r = http.get(history(q)).bearer_auth(&ops).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{q}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{q}");
+    }
+    // A page size of 0 or beyond the maximum is taken within bounds, not refused.
+    for q in ["?limit=0", "?limit=4000000000", "?before=-5"] {
+        let r = http.get(history(q)).bearer_auth(&ops).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{q}");
+    }
+    let (_, other_dgs) = app.token(repli_core::Role::Dgs, Some("13001")).await;
+    let r = http.get(history("")).bearer_auth(&other_dgs).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "another commune's crisis does not exist for this DGS");
+}
