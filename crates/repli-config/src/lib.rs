@@ -378,15 +378,25 @@ pub struct AuditConfig {
     pub checkpoint_every: u32,
     /// …and at least this often while entries keep coming.
     pub checkpoint_minutes: u32,
+    /// The audit public keys this host trusts, pinned by the operator: each a public key (64
+    /// hex digits) or its fingerprint (`SHA256:` and 32 hex digits, as `repli audit key`
+    /// shows). Verification and restore use these, never the key named inside the data they
+    /// check. Empty: the key of `key_file` is trusted (it is this host's own).
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { key_file: None, checkpoint_every: 100, checkpoint_minutes: 10 }
+        Self { key_file: None, checkpoint_every: 100, checkpoint_minutes: 10, trusted_keys: Vec::new() }
     }
 }
 
 impl Config {
+    /// The pinned audit keys (`audit.trusted_keys`), parsed (validation refused bad ones).
+    pub fn trusted_audit_keys(&self) -> Vec<repli_core::audit::KeyPin> {
+        self.audit.trusted_keys.iter().filter_map(|k| repli_core::audit::KeyPin::parse(k).ok()).collect()
+    }
+
     /// Where the audit signing key lives.
     pub fn audit_key_path(&self) -> PathBuf {
         self.audit.key_file.clone().unwrap_or_else(|| {
@@ -781,6 +791,12 @@ impl Config {
             || !(1..=1440).contains(&self.audit.checkpoint_minutes)
         {
             return Err("audit.checkpoint_every must be 1 to 1000000 and audit.checkpoint_minutes 1 to 1440".into());
+        }
+        if self.audit.trusted_keys.len() > 16 {
+            return Err("audit.trusted_keys holds at most 16 keys".into());
+        }
+        for key in &self.audit.trusted_keys {
+            repli_core::audit::KeyPin::parse(key).map_err(|e| format!("audit.trusted_keys: {e}"))?;
         }
         let m = &self.m365;
         repli_core::m365::backup_domain(&m.domain_pattern, "Aix-en-Provence", "13001")

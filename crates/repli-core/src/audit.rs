@@ -226,6 +226,64 @@ pub fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&<[u8; 32]>::try_from(bytes.as_slice()).ok()?).ok()
 }
 
+/// The fingerprint of an audit public key, as shown to auditors and pinned in configs:
+/// `SHA256:` and the first 32 hex digits of the SHA-256 of the key's 32 bytes.
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    let digest = Sha256::digest(key.to_bytes());
+    format!("SHA256:{}", &hex::encode(digest)[..32])
+}
+
+/// A key the verifier trusts, given by the verifier (a config line, a file, a command-line
+/// argument), never read from the data being verified: either the public key itself, or its
+/// [`fingerprint`], which then accepts only the key with that fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPin {
+    Key(VerifyingKey),
+    Fingerprint(String),
+}
+
+impl KeyPin {
+    /// Parses 64 hex digits (a public key) or `SHA256:` and 32 hex digits (a fingerprint).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("SHA256:") {
+            let rest = rest.to_ascii_lowercase();
+            if rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(KeyPin::Fingerprint(format!("SHA256:{rest}")));
+            }
+            return Err(format!("{t:?} is not a key fingerprint (SHA256: and 32 hexadecimal digits)"));
+        }
+        parse_public_key(t).map(KeyPin::Key).ok_or_else(|| {
+            format!("{t:?} is neither a public key (64 hexadecimal digits) nor a fingerprint (SHA256:…)")
+        })
+    }
+
+    /// Whether `key` is the pinned key.
+    pub fn accepts(&self, key: &VerifyingKey) -> bool {
+        match self {
+            KeyPin::Key(k) => k == key,
+            KeyPin::Fingerprint(f) => *f == fingerprint(key),
+        }
+    }
+
+    /// The pinned key, when the pin is a key (a fingerprint needs the candidate key).
+    pub fn key(&self) -> Option<&VerifyingKey> {
+        match self {
+            KeyPin::Key(k) => Some(k),
+            KeyPin::Fingerprint(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPin::Key(k) => f.write_str(&fingerprint(k)),
+            KeyPin::Fingerprint(fp) => f.write_str(fp),
+        }
+    }
+}
+
 /// How the chain was tampered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -611,5 +669,23 @@ mod tests {
         assert_ne!(c.compute_hash(), d.compute_hash());
         // The streamed hash is the hash of the canonical bytes.
         assert_eq!(a.compute_hash(), hex::encode(Sha256::digest(a.canonical_bytes())));
+    }
+
+    #[test]
+    fn a_pin_accepts_its_key_and_nothing_else() {
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        let fp = fingerprint(&key);
+        assert!(fp.starts_with("SHA256:") && fp.len() == 7 + 32, "{fp}");
+        for text in
+            [hex::encode(key.to_bytes()), fp.clone(), format!("SHA256:{}", fp["SHA256:".len()..].to_uppercase())]
+        {
+            let pin = KeyPin::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(pin.accepts(&key), "{text}");
+            assert!(!pin.accepts(&other), "{text}");
+        }
+        for bad in ["", "SHA256:", "SHA256:zz", &hex::encode([0u8; 31]), "sha256:00", &"0".repeat(64 + 1)] {
+            assert!(KeyPin::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }
