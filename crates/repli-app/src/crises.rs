@@ -532,10 +532,14 @@ pub async fn notifications(st: &Services) -> Result<Vec<NotificationView>, AppEr
         .collect())
 }
 
-/// Verifies the whole audit chain and its signed checkpoints.
+/// Verifies the whole audit chain, its signed checkpoints and its signed head against the keys
+/// this host trusts ([`Services::audit_pins`]), never against a key named in the log.
 pub async fn audit_verify(st: &Services) -> Result<AuditVerifyView, AppError> {
     let public_key = st.store.checkpoint_public_key();
-    Ok(match st.store.verify_audit(None).await {
+    let pins = st.audit_pins();
+    let trusted_keys = pins.iter().map(ToString::to_string).collect();
+    let head = st.store.signed_head().await?;
+    Ok(match st.store.verify_audit_trusted(&pins, false).await {
         Ok(s) => AuditVerifyView {
             verified: true,
             entries: s.entries,
@@ -543,6 +547,8 @@ pub async fn audit_verify(st: &Services) -> Result<AuditVerifyView, AppError> {
             last_hash: s.last_hash,
             last_checkpoint: s.last_checkpoint,
             public_key,
+            trusted_keys,
+            head,
             error: None,
             first_bad_seq: None,
             tamper: None,
@@ -556,6 +562,8 @@ pub async fn audit_verify(st: &Services) -> Result<AuditVerifyView, AppError> {
                 last_hash: String::new(),
                 last_checkpoint: None,
                 public_key,
+                trusted_keys,
+                head,
                 error: Some(e.to_string()),
                 first_bad_seq: Some(e.seq()),
                 tamper: e.kind(),

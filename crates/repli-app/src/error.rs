@@ -266,11 +266,27 @@ fn store_problem(e: &StoreError) -> Problem {
             p.errors.push(FieldError::new("login", "identifiant déjà utilisé"));
             p
         }
-        StoreError::Db(_)
-        | StoreError::Migrate(_)
-        | StoreError::Corrupt { .. }
-        | StoreError::Chain(_)
-        | StoreError::Encode { .. } => internal(),
+        StoreError::Storage { fault: repli_store::StorageFault::Full, .. } => problem(
+            ProblemCode::StorageFull,
+            "Espace disque épuisé sur le serveur : rien de cette demande n'a été enregistré. \
+             L'équipe d'exploitation est alertée ; réessayez dans quelques minutes."
+                .into(),
+        ),
+        StoreError::Storage { .. } => problem(
+            ProblemCode::StorageUnavailable,
+            "La base de données n'accepte pas d'écriture pour le moment : rien de cette demande n'a été enregistré. \
+             Réessayez dans quelques minutes."
+                .into(),
+        ),
+        StoreError::WritesStopped(_) | StoreError::Chain(_) => problem(
+            ProblemCode::AuditChainBroken,
+            "Le journal d'audit ne se vérifie plus : par sécurité, aucune modification n'est acceptée \
+             tant que l'équipe d'exploitation n'a pas examiné le journal. La consultation reste possible."
+                .into(),
+        ),
+        StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::Encode { .. } => {
+            internal()
+        }
     }
 }
 

@@ -56,6 +56,18 @@ use crate::config::Config;
 
 pub use repli_core::reference::{EMBEDDED_COMMUNES, EMBEDDED_CONVENTIONS};
 
+/// Whether the database takes writes now ([`Services::storage_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageStatus {
+    pub writable: bool,
+    /// Why not, one line naming the fault (`storage_full`, `storage_low`, …).
+    pub reason: Option<String>,
+    /// Free bytes on the database's filesystem (None when it cannot be read).
+    pub free_bytes: Option<u64>,
+    /// Writes that failed since the daemon started.
+    pub write_failures: u64,
+}
+
 /// What operations share: the store, the configuration, the calendar and clock, Microsoft 365
 /// and the documents. The engine's host holds these too (not the engine itself).
 #[derive(Clone)]
@@ -117,9 +129,52 @@ impl Services {
         }
     }
 
-    /// Whether the database takes writes now (readiness): a write is tried, not assumed.
-    pub async fn database_writable(&self) -> bool {
-        self.store.writable().await.is_ok()
+    /// Whether the database takes writes now (readiness), and if not why: the free space
+    /// against `database.min_free_mb`, and a write that is tried, not assumed (after a failed
+    /// write, a real commit).
+    pub async fn storage_status(&self) -> StorageStatus {
+        let min = self.config.database.min_free_mb.saturating_mul(1024 * 1024);
+        let free = self.store.free_bytes().ok();
+        let low = free.is_some_and(|f| f < min);
+        let probe = if low {
+            self.store.probe_write(self.clock.now()).await
+        } else {
+            self.store.writable(self.clock.now()).await
+        };
+        let reason = match (probe, free) {
+            (Err(e), _) => Some(match e {
+                repli_store::StoreError::Storage { fault, .. } => {
+                    format!("storage_{}: a test write failed ({e})", fault.as_str())
+                }
+                other => format!("storage_write_failed: a test write failed ({other})"),
+            }),
+            (Ok(()), Some(f)) if low => Some(format!(
+                "storage_low: {} MiB free on the database's filesystem, under the minimum of {} MiB (database.min_free_mb)",
+                f / (1024 * 1024),
+                self.config.database.min_free_mb
+            )),
+            (Ok(()), _) => None,
+        };
+        StorageStatus {
+            writable: reason.is_none(),
+            reason,
+            free_bytes: free,
+            write_failures: self.store.write_failures(),
+        }
+    }
+
+    /// The audit keys this host trusts ([`trusted_pins`]).
+    pub fn audit_pins(&self) -> Vec<repli_core::audit::KeyPin> {
+        let own = self.store.checkpoint_public_key().and_then(|k| repli_core::audit::parse_public_key(&k));
+        match own {
+            Some(k) => trusted_pins(&self.config, &k),
+            None => self.config.trusted_audit_keys(),
+        }
+    }
+
+    /// Why writes are stopped (the audit chain did not verify), if they are.
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.store.writes_stopped()
     }
 
     /// Signs the entries since the last checkpoint (a clean stop leaves no unsigned tail) and
@@ -262,13 +317,59 @@ pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>)
 pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, StartError> {
     let (communes, conventions) = load_reference(config)?;
     let key = audit_key::load_or_create(&config.audit_key_path())?;
+    let pins = trusted_pins(config, &key.verifying_key());
     let checkpointing = repli_store::Checkpointing::new(key, config.audit.checkpoint_every);
     let store = Store::open_with(&config.database.path, Some(checkpointing)).await?;
+    check_free_space(config, &store);
+    // The chain is verified from the last checkpoint a trusted key signed before anything is
+    // written: on a break, replid serves reads and refuses writes until an operator decides.
+    match store.verify_audit_trusted(&pins, true).await {
+        Ok(s) => tracing::info!(entries = s.entries, last_seq = s.last_seq, "audit chain verified at start"),
+        Err(repli_store::StoreError::Chain(e)) => match config.audit.accept_break.as_deref() {
+            Some(reason) => {
+                let seq = store.accept_chain_break(&e.to_string(), reason, By::System, now).await?;
+                tracing::warn!(error = %e, seq, reason, "audit chain break accepted by the operator (recorded in the log)");
+            }
+            None => {
+                tracing::error!(
+                    error = %e,
+                    "the audit chain does not verify: replid serves reads and refuses every write. \
+                     Investigate (repli audit verify --db), restore a snapshot, or restart with \
+                     --accept-audit-break REASON to go on from here (recorded in the log)"
+                );
+                store.stop_writes(format!("the audit chain does not verify: {e}"));
+                return Ok(store);
+            }
+        },
+        Err(e) => return Err(e.into()),
+    }
     let sync = store.sync_reference(&communes, &conventions, now).await?;
     if !sync.is_empty() {
         tracing::info!(?sync, "reference data updated");
     }
     Ok(store)
+}
+
+/// The audit keys this host trusts: the pinned ones (`audit.trusted_keys`), or else its own
+/// signing key's (read from the key file, outside the data it verifies).
+pub fn trusted_pins(config: &Config, own: &ed25519_dalek::VerifyingKey) -> Vec<repli_core::audit::KeyPin> {
+    let pinned = config.trusted_audit_keys();
+    if pinned.is_empty() { vec![repli_core::audit::KeyPin::Key(*own)] } else { pinned }
+}
+
+/// Says, at start, whether the database's filesystem has the configured free space.
+fn check_free_space(config: &Config, store: &Store) {
+    let min = config.database.min_free_mb;
+    match store.free_bytes() {
+        Ok(free) if free < min.saturating_mul(1024 * 1024) => tracing::error!(
+            free_mb = free / (1024 * 1024),
+            min_free_mb = min,
+            path = %config.database.path.display(),
+            "too little free space for the database: writes may fail, /readyz is not ready until space returns"
+        ),
+        Ok(free) => tracing::info!(free_mb = free / (1024 * 1024), min_free_mb = min, "free space for the database"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the free space of the database's filesystem"),
+    }
 }
 
 /// A started application, and the embedded Graph simulator to stop with it.

@@ -383,11 +383,21 @@ pub struct AuditConfig {
     /// shows). Verification and restore use these, never the key named inside the data they
     /// check. Empty: the key of `key_file` is trusted (it is this host's own).
     pub trusted_keys: Vec<String>,
+    /// Set by `replid serve --accept-audit-break REASON`, never from the file: start even if
+    /// the audit chain does not verify, recording the decision and its reason in the log.
+    #[serde(skip)]
+    pub accept_break: Option<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { key_file: None, checkpoint_every: 100, checkpoint_minutes: 10, trusted_keys: Vec::new() }
+        Self {
+            key_file: None,
+            checkpoint_every: 100,
+            checkpoint_minutes: 10,
+            trusted_keys: Vec::new(),
+            accept_break: None,
+        }
     }
 }
 
@@ -436,11 +446,14 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     pub path: PathBuf,
+    /// Free space (MiB) the database's filesystem must keep: below it replid says so at
+    /// start, and `/readyz` is not ready until space returns.
+    pub min_free_mb: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("repli.db") }
+        Self { path: PathBuf::from("repli.db"), min_free_mb: 64 }
     }
 }
 
@@ -791,6 +804,9 @@ impl Config {
             || !(1..=1440).contains(&self.audit.checkpoint_minutes)
         {
             return Err("audit.checkpoint_every must be 1 to 1000000 and audit.checkpoint_minutes 1 to 1440".into());
+        }
+        if self.database.min_free_mb > 1_048_576 {
+            return Err("database.min_free_mb must be at most 1048576 (1 TiB)".into());
         }
         if self.audit.trusted_keys.len() > 16 {
             return Err("audit.trusted_keys holds at most 16 keys".into());

@@ -314,6 +314,12 @@ pub enum ChainError {
     Tampered { seq: i64, kind: Tamper, detail: String },
     #[error("checkpoint at entry {seq}: invalid signature for the trusted public key")]
     BadCheckpoint { seq: i64 },
+    /// A checkpoint or head signed by a key the verifier does not trust.
+    #[error("checkpoint at entry {seq} is signed by key {fingerprint}, which is not a trusted key")]
+    UntrustedKey { seq: i64, fingerprint: String },
+    /// The signed head does not match the chain's last entry.
+    #[error("the signed head says entry {seq} has hash {signed}; {found}")]
+    HeadMismatch { seq: i64, signed: String, found: String },
 }
 
 impl ChainError {
@@ -324,14 +330,18 @@ impl ChainError {
     /// The first bad sequence number.
     pub fn seq(&self) -> i64 {
         match self {
-            Self::Tampered { seq, .. } | Self::BadCheckpoint { seq } => *seq,
+            Self::Tampered { seq, .. }
+            | Self::BadCheckpoint { seq }
+            | Self::UntrustedKey { seq, .. }
+            | Self::HeadMismatch { seq, .. } => *seq,
         }
     }
 
     pub fn kind(&self) -> Option<Tamper> {
         match self {
             Self::Tampered { kind, .. } => Some(*kind),
-            Self::BadCheckpoint { .. } => None,
+            Self::BadCheckpoint { .. } | Self::UntrustedKey { .. } => None,
+            Self::HeadMismatch { .. } => Some(Tamper::Modified),
         }
     }
 }
@@ -354,12 +364,29 @@ pub struct ChainVerifier {
     prev_hash: String,
     expected: i64,
     checkpoints: BTreeMap<i64, Checkpoint>,
+    /// Verification resumed at this trusted checkpoint: its entry is checked for its own hash
+    /// and the checkpoint's, not for its link to the entry before.
+    resumed: Option<Checkpoint>,
 }
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1, checkpoints: BTreeMap::new() }
+        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1, checkpoints: BTreeMap::new(), resumed: None }
     }
+}
+
+/// Checks that `c` is signed, validly, by a key one of `pins` accepts.
+pub fn trusted_signature(c: &Checkpoint, pins: &[KeyPin]) -> Result<(), ChainError> {
+    let Some(key) = parse_public_key(&c.public_key) else {
+        return Err(ChainError::BadCheckpoint { seq: c.seq });
+    };
+    if !pins.iter().any(|p| p.accepts(&key)) {
+        return Err(ChainError::UntrustedKey { seq: c.seq, fingerprint: fingerprint(&key) });
+    }
+    if !c.verify(&key) {
+        return Err(ChainError::BadCheckpoint { seq: c.seq });
+    }
+    Ok(())
 }
 
 impl ChainVerifier {
@@ -375,9 +402,45 @@ impl ChainVerifier {
         Ok(Self { checkpoints: map, ..Self::default() })
     }
 
+    /// A verifier that checks `checkpoints` against the keys the verifier pinned: each must be
+    /// signed by a key some pin accepts, with a valid signature. The key a checkpoint names is
+    /// only a candidate, never trusted for being there.
+    pub fn with_trusted(checkpoints: Vec<Checkpoint>, pins: &[KeyPin]) -> Result<Self, ChainError> {
+        let mut map = BTreeMap::new();
+        for c in checkpoints {
+            trusted_signature(&c, pins)?;
+            map.insert(c.seq, c);
+        }
+        Ok(Self { checkpoints: map, ..Self::default() })
+    }
+
+    /// A verifier that starts after a checkpoint already checked (the entry at `c.seq` must be
+    /// read again and pushed first: its hash must be the checkpoint's): for verifying only what
+    /// was appended since.
+    pub fn resume_at(c: Checkpoint, later: Vec<Checkpoint>, pins: &[KeyPin]) -> Result<Self, ChainError> {
+        trusted_signature(&c, pins)?;
+        let mut v = Self::with_trusted(later, pins)?;
+        v.expected = c.seq;
+        v.checkpoints.insert(c.seq, c.clone());
+        v.resumed = Some(c);
+        Ok(v)
+    }
+
     /// Checks the next entry: its position, its hash, its link to the previous one, and the
     /// checkpoint at its position if any. `next` is the entry stored after it.
     pub fn push(&mut self, e: &AuditEntry, next: Option<&AuditEntry>) -> Result<(), ChainError> {
+        if let Some(c) = self.resumed.take() {
+            if e.seq != c.seq || !e.hash_matches() || e.hash != c.hash {
+                return Err(ChainError::at(
+                    c.seq,
+                    Tamper::Modified,
+                    format!("the entry signed by the checkpoint at {} was rewritten", c.at),
+                ));
+            }
+            self.prev_hash.clone_from(&e.hash);
+            self.expected = c.seq + 1;
+            return Ok(());
+        }
         let n = self.expected;
         if e.seq > n {
             let last = e.seq - 1;
@@ -437,6 +500,13 @@ impl ChainVerifier {
 
     /// Ends verification: checkpoints beyond the last entry mean entries were cut off the end.
     pub fn finish(self) -> Result<ChainSummary, ChainError> {
+        if let Some(c) = &self.resumed {
+            return Err(ChainError::at(
+                c.seq,
+                Tamper::Truncated,
+                format!("entry {}, signed by the checkpoint at {}, is missing", c.seq, c.at),
+            ));
+        }
         let last_seq = self.expected - 1;
         if let Some((&seq, c)) = self.checkpoints.range(last_seq + 1..).next_back() {
             return Err(ChainError::at(

@@ -26,6 +26,10 @@ pub struct Readiness {
     pub engine: bool,
     /// The last Microsoft 365 preflight did not fail (true before the first one ends).
     pub m365: bool,
+    /// The audit chain verified at start (or its break was overridden, audited).
+    pub audit: bool,
+    /// Why not ready, one line each, starting with a code (`storage_full: …`); empty when ready.
+    pub reasons: Vec<String>,
 }
 
 /// `GET /api/v1/me`: who the token belongs to.
@@ -739,6 +743,12 @@ pub struct AuditVerifyView {
     pub last_checkpoint: Option<i64>,
     /// Hex Ed25519 key signing the checkpoints: auditors keep a copy to verify offline.
     pub public_key: Option<String>,
+    /// The fingerprints of the keys the verification trusted (`audit.trusted_keys`, or the
+    /// host's own key): never a key read from the log.
+    pub trusted_keys: Vec<String>,
+    /// The signed head: the last entry, signed in the transaction that wrote it. Keep
+    /// `seq:hash` to check later with `repli audit verify --pin`.
+    pub head: Option<repli_core::audit::Checkpoint>,
     /// Why verification failed, naming the first bad sequence number.
     pub error: Option<String>,
     pub first_bad_seq: Option<i64>,

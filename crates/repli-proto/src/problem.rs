@@ -51,10 +51,16 @@ pub enum ProblemCode {
     HeadersTooLarge,
     NoCheckpoint,
     NotificationConflict,
+    /// The disk holding the database is full: nothing of the request was kept (507).
+    StorageFull,
+    /// The database refused the write (I/O error, read-only, locked): nothing was kept (503).
+    StorageUnavailable,
+    /// The audit chain did not verify at start: replid serves reads, refuses writes (503).
+    AuditChainBroken,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 41] = [
+    pub const ALL: [ProblemCode; 44] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -96,6 +102,9 @@ impl ProblemCode {
         Self::HeadersTooLarge,
         Self::NoCheckpoint,
         Self::NotificationConflict,
+        Self::StorageFull,
+        Self::StorageUnavailable,
+        Self::AuditChainBroken,
     ];
 
     /// The stable string (`convention_missing`).
@@ -142,6 +151,9 @@ impl ProblemCode {
             Self::HeadersTooLarge => "headers_too_large",
             Self::NoCheckpoint => "no_checkpoint",
             Self::NotificationConflict => "notification_conflict",
+            Self::StorageFull => "storage_full",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::AuditChainBroken => "audit_chain_broken",
         }
     }
 
@@ -190,6 +202,8 @@ impl ProblemCode {
             | Self::IdempotencyKeyReused
             | Self::ImportRefused => 422,
             Self::Internal => 500,
+            Self::StorageUnavailable | Self::AuditChainBroken => 503,
+            Self::StorageFull => 507,
         }
     }
 
@@ -207,6 +221,8 @@ impl ProblemCode {
             431 => "Request Header Fields Too Large",
             415 => "Unsupported Media Type",
             422 => "Unprocessable Entity",
+            503 => "Service Unavailable",
+            507 => "Insufficient Storage",
             _ => "Internal Server Error",
         }
     }

@@ -119,8 +119,128 @@ impl Store {
         e: NewEntry<'_>,
         now: Timestamp,
     ) -> Result<i64, StoreError> {
-        let mut head = ChainHead::load(conn).await?;
+        let mut head = self.load_head(conn).await?;
         self.append_at(conn, &mut head, e, now).await
+    }
+
+    /// The chain's head, read once per appending transaction. When this store signs, the head
+    /// must be the one it signed last: a log changed behind its back (a tail rewritten, cut,
+    /// or extended) is refused, and writes stop until an operator looks (`/readyz` says why).
+    async fn load_head(&self, conn: &mut SqliteConnection) -> Result<ChainHead, StoreError> {
+        let head = ChainHead::load(conn).await?;
+        if let Some(c) = &self.checkpointing {
+            let row = head_row(conn).await?;
+            let last = (head.seq > 0).then(|| (head.seq, head.hash.clone()));
+            if let Err(e) = head_matches(row.as_ref(), last.as_ref(), Some(&c.key.verifying_key())) {
+                tracing::error!(error = %e, "the audit log changed behind replid's back: writes stop");
+                self.write.freeze(format!("the audit chain changed behind replid's back: {e}"));
+                return Err(StoreError::Chain(e));
+            }
+        }
+        Ok(head)
+    }
+
+    /// Accepts the chain as it stands after a failed verification, on an operator's explicit
+    /// decision: the head is signed where the log ends now, an entry records the decision (with
+    /// the failure and the reason) and a checkpoint covers it, so the next start verifies from
+    /// there. The break itself stays in the log for every full verification to find.
+    pub async fn accept_chain_break(
+        &self,
+        failure: &str,
+        reason: &str,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        self.write.thaw();
+        let mut tx = self.write.begin().await?;
+        let mut head = ChainHead::load(&mut tx).await?;
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: AuditAction::ServiceAuditBreakAccepted,
+            target: "audit_log",
+            details: json!({ "failure": failure, "reason": reason, "accepted_head_seq": head.seq }),
+        };
+        let seq = self.append_at(&mut tx, &mut head, e, now).await?;
+        if let Some(c) = &self.checkpointing
+            && head.last_checkpoint != seq
+        {
+            let cp = Checkpoint::sign(&c.key, seq, &head.hash, &time::to_db(now));
+            insert_checkpoint(&mut tx, &cp).await?;
+        }
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// The signed head of the chain (`None` on an empty log, or one upgraded and not yet
+    /// appended to).
+    pub async fn signed_head(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        Ok(head_row(&mut conn).await?.and_then(|(seq, hash, at, public_key, signature)| {
+            Some(Checkpoint { seq, hash, at, public_key: public_key?, signature: signature? })
+        }))
+    }
+
+    /// Verifies the chain against the keys the operator pinned: every checkpoint and the signed
+    /// head must be signed by one of them. With `since_last_trusted`, only the entries from the
+    /// last checkpoint whose signature verifies are read (replid's start); otherwise the whole
+    /// chain (an auditor's check).
+    pub async fn verify_audit_trusted(
+        &self,
+        pins: &[repli_core::audit::KeyPin],
+        since_last_trusted: bool,
+    ) -> Result<ChainSummary, StoreError> {
+        use repli_core::audit::trusted_signature;
+        let checkpoints = self.checkpoints().await?;
+        let resume = if since_last_trusted {
+            checkpoints.iter().rposition(|c| trusted_signature(c, pins).is_ok())
+        } else {
+            None
+        };
+        let (mut v, mut after) = match resume {
+            Some(i) => {
+                let mut later = checkpoints;
+                let rest = later.split_off(i + 1);
+                let c = later.pop().ok_or(StoreError::Corrupt { column: "audit_checkpoints", value: String::new() })?;
+                let from = c.seq - 1;
+                (ChainVerifier::resume_at(c, rest, pins)?, from)
+            }
+            None => (ChainVerifier::with_trusted(checkpoints, pins)?, 0),
+        };
+        loop {
+            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&self.read).await?;
+            let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+            let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
+            for i in 0..take {
+                v.push(&page[i], page.get(i + 1))?;
+            }
+            match page.get(take.saturating_sub(1)) {
+                Some(last) if page.len() > take => after = last.seq,
+                _ => break,
+            }
+        }
+        let summary = v.finish()?;
+        // The signed head: the chain's last entry, signed by a trusted key.
+        let mut conn = self.read.acquire().await?;
+        let row = head_row(&mut conn).await?;
+        let last = (summary.last_seq > 0).then(|| (summary.last_seq, summary.last_hash.clone()));
+        let key = match row.as_ref() {
+            Some((seq, hash, at, Some(public_key), Some(signature))) => {
+                let c = Checkpoint {
+                    seq: *seq,
+                    hash: hash.clone(),
+                    at: at.clone(),
+                    public_key: public_key.clone(),
+                    signature: signature.clone(),
+                };
+                trusted_signature(&c, pins)?;
+                parse_public_key(public_key)
+            }
+            _ => None,
+        };
+        head_matches(row.as_ref(), last.as_ref(), key.as_ref())?;
+        Ok(summary)
     }
 
     /// Appends after `head` (read once per transaction) and moves it forward.
@@ -162,6 +282,10 @@ impl Store {
         entry.hash = entry.compute_hash();
         insert_entry(conn, &entry).await?;
         tracing::debug!(seq, action = e.action.as_str(), target = e.target, "audit");
+        if let Some(c) = &self.checkpointing {
+            // The head is signed in the transaction that moves it: no entry is ever unsigned.
+            upsert_head(conn, &Checkpoint::sign(&c.key, seq, &entry.hash, &entry.at)).await?;
+        }
         if let Some(c) = &self.checkpointing
             && seq - head.last_checkpoint >= c.every
         {
@@ -176,7 +300,7 @@ impl Store {
     /// Appends `records` in one transaction (all or none). Returns the last sequence number.
     pub async fn record(&self, records: &[Record], by: By<'_>, now: Timestamp) -> Result<i64, StoreError> {
         let mut tx = self.write.begin().await?;
-        let mut head = ChainHead::load(&mut tx).await?;
+        let mut head = self.load_head(&mut tx).await?;
         for r in records {
             let e = NewEntry {
                 by,
@@ -425,6 +549,81 @@ impl ChainHead {
         let (seq, hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
         // No checkpoint yet: entries since seq 0 count towards the first one.
         Ok(Self { seq, hash, last_checkpoint: last_cp.unwrap_or(0) })
+    }
+}
+
+async fn upsert_head(conn: &mut SqliteConnection, c: &Checkpoint) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash, at, public_key, signature) VALUES (1, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at, \
+         public_key = excluded.public_key, signature = excluded.signature",
+    )
+    .bind(c.seq)
+    .bind(&c.hash)
+    .bind(&c.at)
+    .bind(&c.public_key)
+    .bind(&c.signature)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The head row: `(seq, hash, at, public_key, signature)`; the last two are NULL on a database
+/// upgraded and not yet appended to.
+type HeadRow = (i64, String, String, Option<String>, Option<String>);
+
+async fn head_row(conn: &mut SqliteConnection) -> Result<Option<HeadRow>, StoreError> {
+    Ok(sqlx::query_as("SELECT seq, hash, at, public_key, signature FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Whether the signed head (`row`) is the chain's last entry (`last`), signed by `key`.
+fn head_matches(
+    row: Option<&HeadRow>,
+    last: Option<&(i64, String)>,
+    key: Option<&VerifyingKey>,
+) -> Result<(), repli_core::ChainError> {
+    use repli_core::ChainError;
+    match (row, last) {
+        (None, None) => Ok(()),
+        (None, Some((seq, _))) => Err(ChainError::HeadMismatch {
+            seq: *seq,
+            signed: "nothing".into(),
+            found: "the signed head is missing".into(),
+        }),
+        (Some((seq, hash, ..)), None) => {
+            Err(ChainError::HeadMismatch { seq: *seq, signed: hash.clone(), found: "the log is empty".into() })
+        }
+        (Some((seq, hash, at, public_key, signature)), Some((last_seq, last_hash))) => {
+            if (seq, hash) != (last_seq, last_hash) {
+                return Err(ChainError::HeadMismatch {
+                    seq: *seq,
+                    signed: hash.clone(),
+                    found: format!("the log ends at entry {last_seq} with hash {last_hash}"),
+                });
+            }
+            // Unsigned: a database upgraded to signed heads, not appended to since.
+            let (Some(public_key), Some(signature)) = (public_key, signature) else {
+                return Ok(());
+            };
+            let c = Checkpoint {
+                seq: *seq,
+                hash: hash.clone(),
+                at: at.clone(),
+                public_key: public_key.clone(),
+                signature: signature.clone(),
+            };
+            if key.is_some_and(|k| c.verify(k)) {
+                Ok(())
+            } else {
+                Err(ChainError::HeadMismatch {
+                    seq: *seq,
+                    signed: hash.clone(),
+                    found: "its signature is not the audit key's".into(),
+                })
+            }
+        }
     }
 }
 

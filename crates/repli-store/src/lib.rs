@@ -21,6 +21,8 @@ mod users;
 mod writer;
 
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tamper_tests;
 
 use std::path::{Path, PathBuf};
@@ -46,12 +48,84 @@ pub use tallies::{NotificationTally, StepTally, Tallies};
 pub use time::{from_db as ts_from_db, to_db as ts_to_db};
 pub use users::{NewUser, Session, UserRecord, UserSummary};
 
+/// Why the storage refused a write, from SQLite's primary result code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// SQLITE_FULL: the disk (or the database's size limit) is full.
+    Full,
+    /// SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB: the file could not be
+    /// written or read back.
+    Io,
+    /// SQLITE_READONLY: the file or its directory is not writable.
+    ReadOnly,
+    /// SQLITE_BUSY, SQLITE_LOCKED, or no connection within the pool's timeout: another writer
+    /// held the lock.
+    Busy,
+    /// SQLITE_NOMEM.
+    Memory,
+    /// Any other failure of a write (its cause is in the log).
+    Other,
+}
+
+impl StorageFault {
+    /// The fault of a sqlx error, when it is one of the storage's (not a constraint or a bug).
+    pub fn of(e: &sqlx::Error) -> Option<Self> {
+        match e {
+            sqlx::Error::Database(db) => {
+                let code = db.code()?.parse::<i32>().ok()?;
+                match code & 0xff {
+                    13 => Some(Self::Full),
+                    10 | 11 | 14 | 26 => Some(Self::Io),
+                    8 => Some(Self::ReadOnly),
+                    5 | 6 => Some(Self::Busy),
+                    7 => Some(Self::Memory),
+                    _ => None,
+                }
+            }
+            sqlx::Error::Io(_) => Some(Self::Io),
+            sqlx::Error::PoolTimedOut => Some(Self::Busy),
+            _ => None,
+        }
+    }
+
+    /// As metrics, logs and readiness spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Io => "io_error",
+            Self::ReadOnly => "read_only",
+            Self::Busy => "busy",
+            Self::Memory => "out_of_memory",
+            Self::Other => "write_failed",
+        }
+    }
+
+    pub const ALL: [StorageFault; 6] = [Self::Full, Self::Io, Self::ReadOnly, Self::Busy, Self::Memory, Self::Other];
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match StorageFault::of(&e) {
+            Some(fault) => StoreError::Storage { fault, source: e },
+            None => StoreError::Db(e),
+        }
+    }
+}
+
 /// Everything that can go wrong in the store, with the domain refusals as their own variants
 /// so that the API can map each to its HTTP status in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// The storage refused a write (disk full, I/O error, read-only, locked): nothing of the
+    /// operation was kept.
+    #[error("storage {}: {source}", fault.as_str())]
+    Storage { fault: StorageFault, source: sqlx::Error },
+    /// Writes are stopped: the audit chain did not verify (at start, or changed behind
+    /// replid's back) and no operator accepted the break.
+    #[error("writes are stopped: {0}")]
+    WritesStopped(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unknown commune {0}")]
@@ -172,6 +246,7 @@ fn migrator() -> Migrator {
         m(9, "notification recipients", include_str!("../migrations/0009_notification_recipients.sql")),
         m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
+        m(12, "storage truth", include_str!("../migrations/0012_storage_truth.sql")),
     ])
 }
 
@@ -263,6 +338,21 @@ fn private_files(db: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Bytes available to an unprivileged writer on the filesystem that holds `path` (a file or
+/// a folder; a file that does not exist yet is looked up by its folder).
+pub fn free_bytes(path: &Path) -> Result<u64, std::io::Error> {
+    let dir = if path.is_dir() {
+        path
+    } else {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    };
+    let st = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 impl Store {
     /// Opens (creating if needed) the database file, switches it to WAL and applies migrations.
     /// Audit entries are not checkpointed (see [`Store::open_with`]).
@@ -278,6 +368,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten, not left in free pages (an RGPD purge must
+            // leave nothing readable in the file).
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -331,13 +424,59 @@ impl Store {
         &self.path
     }
 
-    /// Whether the database takes a write now (readiness): the write lock is taken, then
-    /// released without writing anything.
-    pub async fn writable(&self) -> Result<(), StoreError> {
-        let mut conn = self.write.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+    /// Whether the database takes a write now (readiness). While the last write succeeded,
+    /// the write lock is taken and released without writing; after a failed write, a row is
+    /// really written and committed, since only a commit proves the storage takes writes again
+    /// (and clears the fault).
+    pub async fn writable(&self, now: jiff::Timestamp) -> Result<(), StoreError> {
+        if self.write.health().fault().is_none() {
+            let mut conn = self.write.acquire().await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            return Ok(());
+        }
+        self.probe_write(now).await
+    }
+
+    /// Writes and commits the probe row.
+    pub async fn probe_write(&self, now: jiff::Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+            .bind(time::to_db(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Stops every write with `why` (the audit chain does not verify).
+    pub fn stop_writes(&self, why: String) {
+        self.write.freeze(why);
+    }
+
+    /// Lets writes through again.
+    pub fn resume_writes(&self) {
+        self.write.thaw();
+    }
+
+    /// Why writes are stopped, if they are.
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.write.frozen()
+    }
+
+    /// The fault of the last write that failed, while no commit succeeded since.
+    pub fn write_fault(&self) -> Option<StorageFault> {
+        self.write.health().fault()
+    }
+
+    /// How many writes failed since this store was opened.
+    pub fn write_failures(&self) -> u64 {
+        self.write.health().failures()
+    }
+
+    /// Bytes available to this process on the filesystem holding the database.
+    pub fn free_bytes(&self) -> Result<u64, std::io::Error> {
+        free_bytes(&self.path)
     }
 
     /// Writes a consistent copy of the whole database to `dest` (a new file) while the daemon

@@ -18,11 +18,13 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 pub(crate) struct Writer {
     pool: SqlitePool,
     generation: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
+    frozen: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl Writer {
     pub(crate) fn new(pool: SqlitePool) -> Self {
-        Writer { pool, generation: Arc::new(AtomicU64::new(0)) }
+        Writer { pool, generation: Arc::new(AtomicU64::new(0)), health: Arc::default(), frozen: Arc::default() }
     }
 
     /// The generation now: read it before a read whose result is cached.
@@ -30,12 +32,54 @@ impl Writer {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        Ok(WriteTx { tx: Some(self.pool.begin().await?), generation: self.generation.clone() })
+    /// Opens a write transaction (`BEGIN IMMEDIATE`: the write lock is taken now, so a
+    /// conflict shows here rather than at the first write).
+    pub(crate) async fn begin(&self) -> Result<WriteTx, crate::StoreError> {
+        self.check_frozen()?;
+        let mut conn = self.pool.acquire().await?;
+        if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            self.health.failed(&e);
+            return Err(e.into());
+        }
+        Ok(WriteTx { conn: Some(conn), generation: self.generation.clone(), health: self.health.clone() })
+    }
+
+    /// Stops every write (the audit chain does not verify): each is refused with the reason.
+    pub(crate) fn freeze(&self, why: String) {
+        if let Ok(mut f) = self.frozen.write() {
+            *f = Some(why);
+        }
+    }
+
+    /// Lets writes through again (an operator accepted the break, audited).
+    pub(crate) fn thaw(&self) {
+        if let Ok(mut f) = self.frozen.write() {
+            *f = None;
+        }
+    }
+
+    /// Why writes are stopped, if they are.
+    pub(crate) fn frozen(&self) -> Option<String> {
+        self.frozen.read().ok().and_then(|f| f.clone())
+    }
+
+    fn check_frozen(&self) -> Result<(), crate::StoreError> {
+        match self.frozen() {
+            Some(why) => Err(crate::StoreError::WritesStopped(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// What the writer has seen of the storage: its last write failure, if no commit
+    /// succeeded since, and how many failed.
+    pub(crate) fn health(&self) -> &WriteHealth {
+        &self.health
     }
 
     /// The connection outside a transaction (single statements).
-    pub(crate) async fn acquire(&self) -> Result<WriteConn, sqlx::Error> {
+    pub(crate) async fn acquire(&self) -> Result<WriteConn, crate::StoreError> {
+        self.check_frozen()?;
         Ok(WriteConn { conn: self.pool.acquire().await?, generation: self.generation.clone() })
     }
 
@@ -55,26 +99,49 @@ fn bump(generation: &AtomicU64) {
 }
 
 /// A write transaction: commit it, or drop it to roll back; either way the generation moves.
+///
+/// The transaction is ours, not sqlx's: SQLite rolls a transaction back by itself on some
+/// errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY, SQLITE_NOMEM), and a pool that went on
+/// counting it as open would turn every later "commit" into the release of a savepoint inside
+/// a transaction that never commits — acknowledged writes, all lost. So a transaction that
+/// does not commit cleanly takes its connection with it: the connection is closed (which rolls
+/// back whatever is left) and the pool opens a fresh one for the next write. Only a `COMMIT`
+/// that SQLite answered with success is reported as committed.
 #[derive(Debug)]
 pub(crate) struct WriteTx {
-    tx: Option<sqlx::Transaction<'static, Sqlite>>,
+    conn: Option<PoolConnection<Sqlite>>,
     generation: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
 }
 
 impl WriteTx {
     /// Commits, then bumps the generation (after, so a read that saw the old generation cannot
     /// be taken for one that saw this commit).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await?;
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        match sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+            Ok(_) => {
+                self.health.committed();
+                Ok(())
+            }
+            Err(e) => {
+                conn.close_on_drop();
+                self.health.failed(&e);
+                Err(e)
+            }
         }
-        bump(&self.generation);
-        Ok(())
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
+        // Not committed: an error on the way, or a refusal. Closing the connection rolls back
+        // whatever SQLite still holds, and no state of this connection outlives the attempt.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
         bump(&self.generation);
     }
 }
@@ -82,9 +149,9 @@ impl Drop for WriteTx {
 impl Deref for WriteTx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        // `tx` is only taken by `commit`, which consumes the value.
-        match &self.tx {
-            Some(tx) => tx,
+        // `conn` is only taken by `commit`, which consumes the value.
+        match &self.conn {
+            Some(c) => c,
             None => unreachable_connection(),
         }
     }
@@ -92,8 +159,8 @@ impl Deref for WriteTx {
 
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match &mut self.tx {
-            Some(tx) => tx,
+        match &mut self.conn {
+            Some(c) => c,
             None => unreachable_connection(),
         }
     }
@@ -127,5 +194,40 @@ impl Deref for WriteConn {
 impl DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.conn
+    }
+}
+
+/// What the writer saw of the storage: the fault of the last failed write, cleared by the next
+/// commit that succeeds, and a count of failures since the process started.
+#[derive(Debug, Default)]
+pub(crate) struct WriteHealth {
+    failures: AtomicU64,
+    fault: std::sync::Mutex<Option<crate::StorageFault>>,
+}
+
+impl WriteHealth {
+    pub(crate) fn failed(&self, e: &sqlx::Error) {
+        let fault = crate::StorageFault::of(e).unwrap_or(crate::StorageFault::Other);
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, fault = fault.as_str(), "database write failed: nothing of it was kept");
+        if let Ok(mut f) = self.fault.lock() {
+            *f = Some(fault);
+        }
+    }
+
+    pub(crate) fn committed(&self) {
+        if let Ok(mut f) = self.fault.lock()
+            && f.take().is_some()
+        {
+            tracing::info!("database writes succeed again");
+        }
+    }
+
+    pub(crate) fn fault(&self) -> Option<crate::StorageFault> {
+        self.fault.lock().ok().and_then(|f| *f)
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 }

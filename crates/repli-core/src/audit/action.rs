@@ -124,6 +124,9 @@ audit_actions! {
     SessionClose => "session.close",
     ServiceBackup => "service.backup",
     ServiceRestore => "service.restore",
+    /// replid was started over an audit chain that did not verify, by an operator's explicit
+    /// decision (the break stays visible to every full verification).
+    ServiceAuditBreakAccepted => "service.audit_break_accepted",
 }
 
 impl AuditAction {
@@ -257,7 +260,8 @@ impl AuditAction {
             | Self::SessionOpen
             | Self::SessionClose
             | Self::ServiceBackup
-            | Self::ServiceRestore => return None,
+            | Self::ServiceRestore
+            | Self::ServiceAuditBreakAccepted => return None,
         })
     }
 }
@@ -441,7 +445,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 61);
+        assert_eq!(AuditAction::ALL.len(), 62);
     }
 
     #[test]

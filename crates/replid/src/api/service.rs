@@ -15,13 +15,33 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// Ready to work: the database takes writes, the engine runs, the last Microsoft 365 preflight
-/// did not fail. 503 otherwise, saying which (and nothing more: the route is public).
+/// Ready to work: the database takes writes (with room to spare), the audit chain verified at
+/// start, the engine runs, the last Microsoft 365 preflight did not fail. 503 otherwise, saying
+/// which and why (and nothing more: the route is public).
 pub async fn ready(State(st): State<AppState>) -> Response {
-    let database = st.database_writable().await;
+    let storage = st.app.services().storage_status().await;
+    let audit = st.app.services().writes_stopped();
     let engine = st.engine_running.load(std::sync::atomic::Ordering::Acquire);
     let m365 = repli_app::preflight::last(st.app.services()).is_none_or(|run| run.report.ok);
-    let r = Readiness { ready: database && engine && m365, database, engine, m365 };
+    let mut reasons = Vec::new();
+    reasons.extend(storage.reason.clone());
+    if let Some(why) = &audit {
+        reasons.push(format!("audit_chain_broken: {why}"));
+    }
+    if !engine {
+        reasons.push("engine_stopped: the playbook engine is not running".to_owned());
+    }
+    if !m365 {
+        reasons.push("m365_preflight_failed: the last Microsoft 365 preflight failed".to_owned());
+    }
+    let r = Readiness {
+        ready: reasons.is_empty(),
+        database: storage.writable,
+        engine,
+        m365,
+        audit: audit.is_none(),
+        reasons,
+    };
     let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(r)).into_response()
 }

@@ -60,6 +60,10 @@ struct Verify {
     checkpoint: Option<i64>,
     /// The checkpoints' public key.
     key: Option<String>,
+    /// The fingerprints of the keys the verification trusted.
+    trusted: Vec<String>,
+    /// The signed head (`seq:hash` to keep).
+    head: Option<repli_core::audit::Checkpoint>,
     /// Why the chain is not verified.
     error: Option<String>,
 }
@@ -133,6 +137,8 @@ pub async fn journal(
         entries: verify.entries,
         checkpoint: verify.last_checkpoint,
         key: verify.public_key,
+        trusted: verify.trusted_keys,
+        head: verify.head,
         error: verify.error,
     };
     let mut filter_error = None;
