@@ -178,7 +178,7 @@ async fn a_clean_shutdown_signs_the_tail_of_the_audit_chain() {
     assert!(before.last_checkpoint.is_none_or(|cp| cp < before.last_seq), "a tail to sign: {before:?}");
     let db = app.db_path();
     app.daemon.shutdown().await.unwrap();
-    let after = repli_app::offline::verify_database(&db, None).await.unwrap().unwrap();
+    let after = repli_app::offline::verify_database(&db, &[]).await.unwrap().unwrap();
     assert_eq!(after.last_checkpoint, Some(after.last_seq), "the tail is signed at shutdown: {after:?}");
     assert_eq!(after.last_seq, before.last_seq, "and nothing else was written");
 }

@@ -325,10 +325,12 @@ pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<
     // written: on a break, replid serves reads and refuses writes until an operator decides.
     match store.verify_audit_trusted(&pins, true).await {
         Ok(s) => tracing::info!(entries = s.entries, last_seq = s.last_seq, "audit chain verified at start"),
-        Err(repli_store::StoreError::Chain(e)) => match config.audit.accept_break.as_deref() {
-            Some(reason) => {
-                let seq = store.accept_chain_break(&e.to_string(), reason, By::System, now).await?;
-                tracing::warn!(error = %e, seq, reason, "audit chain break accepted by the operator (recorded in the log)");
+        Err(repli_store::StoreError::Chain(e)) => match &config.audit.accept_break {
+            Some(decision) => {
+                let operator = local::local_actor(&decision.operator);
+                let seq = store.accept_chain_break(&e.to_string(), &decision.reason, By::User(&operator), now).await?;
+                tracing::warn!(error = %e, seq, reason = %decision.reason, operator = %decision.operator,
+                    "audit chain break accepted by the operator (recorded in the log)");
             }
             None => {
                 tracing::error!(

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use ed25519_dalek::VerifyingKey;
 use repli_core::audit::{AuditEntry, ChainError, ChainSummary};
 use repli_store::{AuditFilter, Store, StoreError};
 
@@ -34,20 +33,29 @@ async fn with_file<T>(path: &Path, read: impl AsyncFnOnce(&Store) -> Result<T, S
     out.map_err(store_error(path))
 }
 
-/// Verifies the whole chain of the database at `path`, and its signed checkpoints against
-/// `key` (the key auditors keep) or, without one, against the key recorded in the log itself,
-/// which proves integrity but not who signed.
+/// Verifies the whole chain of the database at `path`, its signed checkpoints and signed head
+/// against `pins` (the keys auditors keep) or, without any, only the chain's integrity (the
+/// key recorded in the log proves nothing about who signed: callers say so).
 pub async fn verify_database(
     path: &Path,
-    key: Option<&VerifyingKey>,
+    pins: &[repli_core::audit::KeyPin],
 ) -> Result<Result<ChainSummary, ChainError>, OfflineError> {
-    with_file(path, async |store| match store.verify_audit(key).await {
+    with_file(path, async |store| match verify(store, pins).await {
         Ok(s) => Ok(Ok(s)),
         // A chain that does not verify is the verification's answer, not a read failure.
         Err(StoreError::Chain(e)) => Ok(Err(e)),
         Err(e) => Err(e),
     })
     .await
+}
+
+async fn verify(store: &Store, pins: &[repli_core::audit::KeyPin]) -> Result<ChainSummary, StoreError> {
+    if pins.is_empty() {
+        // Integrity only: the checkpoints are checked against the key they name, which anyone
+        // rewriting the file could have replaced; callers say the signer is not established.
+        return store.verify_audit(None).await;
+    }
+    store.verify_audit_trusted(pins, false).await
 }
 
 /// The entry at `seq` in the database at `path`, if it holds one.
@@ -150,9 +158,13 @@ mod tests {
         assert_eq!(run.bundle.entries.len(), 1_005);
         assert!(!run.bundle.checkpoints.is_empty(), "a checkpoint every 1,000 entries");
         // The same file read offline verifies with the key that signed it, not with another.
-        assert!(verify_database(&db, Some(&key.verifying_key())).await.unwrap().is_ok());
+        use repli_core::audit::{KeyPin, fingerprint};
+        let mine = key.verifying_key();
+        assert!(verify_database(&db, &[KeyPin::Key(mine)]).await.unwrap().is_ok());
+        assert!(verify_database(&db, &[KeyPin::parse(&fingerprint(&mine)).unwrap()]).await.unwrap().is_ok());
         let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(verify_database(&db, Some(&other)).await.unwrap().is_err());
+        let e = verify_database(&db, &[KeyPin::Key(other)]).await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("not a trusted key"), "{e}");
         assert_eq!(entry_in_database(&db, 1_005).await.unwrap().map(|e| e.seq), Some(1_005));
         assert!(missing_runs(&db).await.unwrap().is_empty());
         // A workload never writes into an existing file.

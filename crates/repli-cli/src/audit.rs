@@ -7,11 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use ed25519_dalek::VerifyingKey;
-use repli_core::audit::{
-    AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, ChainVerifier, Pin, parse_public_key,
-    verify_entries,
-};
+use repli_core::audit::{AuditBundle, AuditEntry, BUNDLE_FORMAT, ChainError, ChainSummary, KeyPin, Pin};
 use repli_proto::Client;
 use repli_proto::api::AuditQuery;
 
@@ -37,10 +33,11 @@ pub struct VerifyArgs {
     /// Verify an export bundle (`repli audit export --format bundle`).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// The checkpoint public key published to auditors (hex). Without it, the key recorded in
-    /// the log itself is used, which proves integrity but not who signed.
+    /// The audit public key you hold (64 hex digits, or its `SHA256:…` fingerprint as the
+    /// journal page shows it); repeat for a key change. Checkpoints and the signed head must be
+    /// signed by it. Without it, only the chain's integrity is checked, not who signed: say so.
     #[arg(long)]
-    pub public_key: Option<String>,
+    pub public_key: Vec<String>,
     /// A head pinned earlier (`SEQ:HASH` from `repli audit head`): the log must still hold it.
     #[arg(long)]
     pub pin: Option<Pin>,
@@ -77,9 +74,8 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
-fn trusted_key(arg: Option<&str>) -> anyhow::Result<Option<VerifyingKey>> {
-    arg.map(|k| parse_public_key(k).context("--public-key is not a hex Ed25519 public key (64 hex characters)"))
-        .transpose()
+fn pins(args: &[String]) -> anyhow::Result<Vec<KeyPin>> {
+    args.iter().map(|k| KeyPin::parse(k).map_err(|e| anyhow::anyhow!("--public-key: {e}"))).collect()
 }
 
 fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
@@ -99,31 +95,23 @@ fn report(result: Result<ChainSummary, ChainError>) -> ExitCode {
 }
 
 /// Verifies a database file offline.
-pub async fn verify_db(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<Result<ChainSummary, ChainError>> {
-    Ok(repli_app::offline::verify_database(path, key).await?)
+pub async fn verify_db(path: &Path, pins: &[KeyPin]) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+    Ok(repli_app::offline::verify_database(path, pins).await?)
 }
 
-/// Verifies a bundle file.
-pub fn verify_bundle(path: &Path, key: Option<&VerifyingKey>) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+fn read_bundle(path: &Path) -> anyhow::Result<AuditBundle> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let b: AuditBundle = serde_json::from_reader(std::io::BufReader::new(f))
         .with_context(|| format!("{} is not an audit bundle", path.display()))?;
     if b.format != BUNDLE_FORMAT {
         bail!("{}: unsupported bundle format `{}` (expected {BUNDLE_FORMAT})", path.display(), b.format);
     }
-    let key = match (key, &b.public_key) {
-        (Some(k), _) => Some(*k),
-        (None, Some(k)) => Some(parse_public_key(k).context("the bundle's public key is not a valid Ed25519 key")?),
-        (None, None) => None,
-    };
-    let v = match key {
-        Some(k) => match ChainVerifier::with_checkpoints(b.checkpoints, &k) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        },
-        None => ChainVerifier::default(),
-    };
-    Ok(verify_entries(v, &b.entries))
+    Ok(b)
+}
+
+/// Verifies a bundle file.
+pub fn verify_bundle(path: &Path, pins: &[KeyPin]) -> anyhow::Result<Result<ChainSummary, ChainError>> {
+    Ok(read_bundle(path)?.verify(pins))
 }
 
 /// Adds the pin check to a verification's exit code.
@@ -152,30 +140,39 @@ async fn pinned_in_db(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<A
 
 fn pinned_in_bundle(path: &Path, pin: Option<&Pin>) -> anyhow::Result<Option<AuditEntry>> {
     let Some(pin) = pin else { return Ok(None) };
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let b: AuditBundle = serde_json::from_reader(std::io::BufReader::new(f))
-        .with_context(|| format!("{} is not an audit bundle", path.display()))?;
-    Ok(b.entries.into_iter().find(|e| e.seq == pin.seq))
+    Ok(read_bundle(path)?.entries.into_iter().find(|e| e.seq == pin.seq))
 }
 
 pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify(a) => {
-            let key = trusted_key(a.public_key.as_deref())?;
-            if key.is_none() && (a.db.is_some() || a.bundle.is_some()) {
+            let pins = pins(&a.public_key)?;
+            if pins.is_empty() {
                 eprintln!(
-                    "note: no --public-key given; checkpoints are checked against the key recorded in the log itself"
+                    "note: no --public-key given: the chain's integrity is checked, not who signed it \
+                     (a log re-signed with another key would pass). Pass the key you hold."
                 );
+            } else {
+                let shown: Vec<String> = pins.iter().map(ToString::to_string).collect();
+                eprintln!("trusted key(s): {}", shown.join(", "));
             }
             if let Some(db) = &a.db {
-                let code = report(verify_db(db, key.as_ref()).await?);
+                let code = report(verify_db(db, &pins).await?);
                 return pinned(code, a.pin.as_ref(), || pinned_in_db(db, a.pin.as_ref())).await;
             }
             if let Some(b) = &a.bundle {
-                let code = report(verify_bundle(b, key.as_ref())?);
+                let code = report(verify_bundle(b, &pins)?);
                 return pinned(code, a.pin.as_ref(), || async { pinned_in_bundle(b, a.pin.as_ref()) }).await;
             }
             let c = client()?;
+            if !pins.is_empty() {
+                // With a key of its own, the auditor does not take the server's word: the whole
+                // log is fetched and verified here.
+                let bundle = c.audit_bundle().await?;
+                let code = report(bundle.verify(&pins));
+                let found = a.pin.as_ref().and_then(|p| bundle.entries.iter().find(|e| e.seq == p.seq).cloned());
+                return pinned(code, a.pin.as_ref(), || async { Ok(found) }).await;
+            }
             let v = c.audit_verify().await?;
             if let Some(pin) = &a.pin {
                 let q = AuditQuery { after: Some(pin.seq - 1), limit: Some(1), ..Default::default() };
@@ -188,8 +185,9 @@ pub async fn run(cmd: &AuditCmd, client: impl FnOnce() -> anyhow::Result<Client>
             }
             if v.verified {
                 println!(
-                    "{} entries verified, {}",
+                    "{} entries verified by the server against its pinned key(s) {}, {}",
                     v.entries,
+                    v.trusted_keys.join(", "),
                     v.last_checkpoint.map_or_else(
                         || "no signed checkpoint yet".to_owned(),
                         |c| format!("last checkpoint at seq {c}")

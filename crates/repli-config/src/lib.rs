@@ -383,10 +383,18 @@ pub struct AuditConfig {
     /// shows). Verification and restore use these, never the key named inside the data they
     /// check. Empty: the key of `key_file` is trusted (it is this host's own).
     pub trusted_keys: Vec<String>,
-    /// Set by `replid serve --accept-audit-break REASON`, never from the file: start even if
-    /// the audit chain does not verify, recording the decision and its reason in the log.
+    /// Set by `replid run --accept-audit-break REASON`, never from the file: start even if
+    /// the audit chain does not verify, recording the decision, who took it and why in the log.
     #[serde(skip)]
-    pub accept_break: Option<String>,
+    pub accept_break: Option<AcceptBreak>,
+}
+
+/// An operator's decision to start over an audit chain that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AcceptBreak {
+    pub reason: String,
+    /// The local account that took it.
+    pub operator: String,
 }
 
 impl Default for AuditConfig {

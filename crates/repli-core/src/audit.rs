@@ -546,6 +546,48 @@ pub struct AuditBundle {
     pub public_key: Option<String>,
     pub entries: Vec<AuditEntry>,
     pub checkpoints: Vec<Checkpoint>,
+    /// The signed head: the last entry, signed in the transaction that wrote it (absent from
+    /// bundles of versions before signed heads).
+    #[serde(default)]
+    pub head: Option<Checkpoint>,
+}
+
+impl AuditBundle {
+    /// Verifies the bundle against the keys the verifier pinned: every entry and link, every
+    /// checkpoint, and the signed head (which must be the last entry). Without pins, only the
+    /// chain's integrity is checked, against nothing the bundle could not have forged itself:
+    /// callers say so.
+    pub fn verify(&self, pins: &[KeyPin]) -> Result<ChainSummary, ChainError> {
+        if pins.is_empty() {
+            return verify_entries(ChainVerifier::default(), &self.entries);
+        }
+        let s = verify_entries(ChainVerifier::with_trusted(self.checkpoints.clone(), pins)?, &self.entries)?;
+        match &self.head {
+            Some(h) => {
+                trusted_signature(h, pins)?;
+                if (h.seq, h.hash.as_str()) != (s.last_seq, s.last_hash.as_str()) {
+                    return Err(ChainError::HeadMismatch {
+                        seq: h.seq,
+                        signed: h.hash.clone(),
+                        found: format!("the bundle ends at entry {} with hash {}", s.last_seq, s.last_hash),
+                    });
+                }
+            }
+            None if s.last_seq > s.last_checkpoint.unwrap_or(0) => {
+                return Err(ChainError::HeadMismatch {
+                    seq: s.last_seq,
+                    signed: "nothing".into(),
+                    found: format!(
+                        "entries {} to {} are covered by no signature",
+                        s.last_checkpoint.unwrap_or(0) + 1,
+                        s.last_seq
+                    ),
+                });
+            }
+            None => {}
+        }
+        Ok(s)
+    }
 }
 
 pub const BUNDLE_FORMAT: &str = "repli-audit-bundle-v1";

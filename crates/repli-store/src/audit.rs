@@ -435,7 +435,8 @@ impl Store {
         }
         let checkpoints = self.checkpoints().await?;
         let public_key = self.checkpoint_public_key().or_else(|| checkpoints.first().map(|c| c.public_key.clone()));
-        Ok(AuditBundle { format: BUNDLE_FORMAT.to_owned(), public_key, entries, checkpoints })
+        let head = self.signed_head().await?;
+        Ok(AuditBundle { format: BUNDLE_FORMAT.to_owned(), public_key, entries, checkpoints, head })
     }
 
     /// Adds a main-courante entry to an open crisis.

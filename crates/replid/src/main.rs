@@ -36,7 +36,13 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (the default).
-    Run,
+    Run {
+        /// Start even though the audit chain does not verify, going on from where it stands.
+        /// The decision, this reason and the local account are recorded in the log; without it
+        /// replid serves reads and refuses every write (`/readyz` says why).
+        #[arg(long, value_name = "REASON")]
+        accept_audit_break: Option<String>,
+    },
     /// First start: create the database, the audit signing key and the first admin, whose
     /// token is printed once.
     Init {
@@ -144,15 +150,22 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         init_tracing(cli.log_format);
     }
     let load = || Config::load(cli.config.as_deref(), std::env::vars()).context("invalid configuration");
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.unwrap_or(Command::Run { accept_audit_break: None }) {
         Command::Demo(args) => return replid::demo::main(&args).await,
         Command::Config(ConfigCommand::Example) => print!("{EXAMPLE}"),
         Command::Config(ConfigCommand::Check) => {
             let c = load()?;
             print!("{}", toml::to_string_pretty(&c).context("cannot print configuration")?);
         }
-        Command::Run => {
-            let c = load()?;
+        Command::Run { accept_audit_break } => {
+            let mut c = load()?;
+            if let Some(reason) = accept_audit_break {
+                let reason = reason.trim().to_owned();
+                if reason.chars().count() < 10 || reason.chars().count() > 500 {
+                    anyhow::bail!("--accept-audit-break needs a reason of 10 to 500 characters (it goes in the log)");
+                }
+                c.audit.accept_break = Some(repli_app::config::AcceptBreak { reason, operator: local_user() });
+            }
             let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
             eprintln!("replid listening on {}", daemon.url());
             daemon.wait().await?;
@@ -227,6 +240,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
 /// Someone acting on the daemon's host, with file access to its database: the local account
 /// running the command, for the audit trail.
 fn local_actor() -> repli_core::Actor {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    repli_app::local::local_actor(&user)
+    repli_app::local::local_actor(&local_user())
+}
+
+/// The local account running the command.
+fn local_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
