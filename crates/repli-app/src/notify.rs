@@ -395,8 +395,24 @@ pub async fn to_dgs(
         };
         new += usize::from(st.store.enqueue_notification(&n, now).await?);
     }
-    // The ops copy has its own key: the same channel (smtp) may carry both.
-    new += to_ops(st, r, &format!("{key}:ops"), &copy_subject, message, now).await?;
+    // The ops copy has its own key: the same channel (smtp) may carry both. When the DGS was
+    // reached directly, the copy goes to the log alone (the crisis page shows what was sent):
+    // ops' phones ring only for what they must relay.
+    let copy_key = format!("{key}:ops");
+    if queued.is_empty() {
+        new += to_ops(st, r, &copy_key, &copy_subject, message, now).await?;
+    } else if st.config.notify.channels.contains(&Channel::Log) {
+        let n = NewNotification {
+            key: &copy_key,
+            channel: Channel::Log.as_str(),
+            crisis: Some(r.id.as_str()),
+            recipient: None,
+            audience: "ops",
+            subject: &copy_subject,
+            body: message,
+        };
+        new += usize::from(st.store.enqueue_notification(&n, now).await?);
+    }
     Ok(new)
 }
 

@@ -172,6 +172,7 @@ fn migrator() -> Migrator {
         m(9, "notification recipients", include_str!("../migrations/0009_notification_recipients.sql")),
         m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
+        m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
     ])
 }
 

@@ -361,7 +361,8 @@ impl Store {
 
     /// A crisis's notifications, newest first (its page shows them).
     pub async fn crisis_notifications(&self, crisis: &CrisisId, limit: u32) -> Result<Vec<Notification>, StoreError> {
-        let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE crisis_id = ? ORDER BY id DESC LIMIT ?");
+        let sql =
+            format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE crisis_id = ? ORDER BY id DESC LIMIT ?");
         let rows: Vec<NotificationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(crisis.as_str())
             .bind(i64::from(limit))

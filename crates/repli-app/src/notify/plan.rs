@@ -8,8 +8,8 @@
 //! is queued (`repli-store`).
 
 use jiff::Timestamp;
-use repli_core::run::StepOutput;
 use repli_core::run::PlaybookName;
+use repli_core::run::StepOutput;
 use repli_core::{CrisisState, StepKind, StepState, fr};
 use repli_store::{CrisisRecord, StoreError};
 
@@ -175,7 +175,8 @@ pub async fn queue_crisis(
     for s in activation_steps.iter().filter(|s| s.state == StepState::Succeeded) {
         match &s.output {
             Some(StepOutput::Accounts(a)) => {
-                let domain = a.accounts.first().and_then(|x| x.upn.split('@').nth(1)).unwrap_or("le domaine de secours");
+                let domain =
+                    a.accounts.first().and_then(|x| x.upn.split('@').nth(1)).unwrap_or("le domaine de secours");
                 dgs.push((
                     "accounts".into(),
                     format!(
@@ -293,7 +294,13 @@ fn event_of(moment: &str) -> Option<PlanEvent> {
 }
 
 /// The DGS wrote in the main courante: ops on call are told (plan moment `dgs_message`).
-pub async fn dgs_wrote(st: &Services, r: &CrisisRecord, seq: i64, text: &str, now: Timestamp) -> Result<usize, StoreError> {
+pub async fn dgs_wrote(
+    st: &Services,
+    r: &CrisisRecord,
+    seq: i64,
+    text: &str,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
     if !st.config.notify.plan.ops_told(PlanEvent::DgsMessage) {
         return Ok(0);
     }
