@@ -386,37 +386,112 @@ impl Drop for Named {
 }
 
 /// A minimal SMTP server on loopback that records what it is sent.
-pub async fn smtp_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+pub async fn smtp_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    smtp_server_refusing(&[]).await
+}
+
+/// A mail as a mail client reads it: its decoded headers and its text.
+#[derive(Debug, Clone)]
+pub struct ReadMail {
+    pub subject: String,
+    pub to: String,
+    pub mime_version: Option<String>,
+    pub content_type: String,
+    pub charset: String,
+    pub transfer_encoding: Option<String>,
+    pub message_id: Option<String>,
+    pub date: Option<i64>,
+    pub text: String,
+}
+
+impl Received {
+    /// Parses the mail with a real MIME parser (mailparse).
+    pub fn read(&self) -> ReadMail {
+        use mailparse::MailHeaderMap;
+        let m = mailparse::parse_mail(self.data.as_bytes()).unwrap();
+        let h = m.get_headers();
+        ReadMail {
+            subject: h.get_first_value("Subject").unwrap_or_default(),
+            to: h.get_first_value("To").unwrap_or_default(),
+            mime_version: h.get_first_value("MIME-Version"),
+            content_type: m.ctype.mimetype.clone(),
+            charset: m.ctype.charset.clone(),
+            transfer_encoding: h.get_first_value("Content-Transfer-Encoding"),
+            message_id: h.get_first_value("Message-ID"),
+            date: h.get_first_value("Date").and_then(|d| mailparse::dateparse(&d).ok()),
+            text: m.get_body().unwrap(),
+        }
+    }
+}
+
+/// A mail an [`smtp_server_refusing`] accepted: its envelope and its data (dot-unstuffed, lines
+/// ending in CRLF as on the wire).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal SMTP server on loopback (EHLO, MAIL, RCPT, DATA, RSET, QUIT) that answers
+/// `550` to a recipient containing any of `refuse`, and records each mail it accepted.
+pub async fn smtp_server_refusing(refuse: &[&str]) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
+    (port, serve_smtp(listener, refuse))
+}
+
+/// [`smtp_server_refusing`] on a listener of the caller's (a port that was closed before).
+pub fn serve_smtp(
+    listener: tokio::net::TcpListener,
+    refuse: &[&str],
+) -> std::sync::Arc<std::sync::Mutex<Vec<Received>>> {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mails: Arc<Mutex<Vec<Received>>> = Arc::default();
     let store = mails.clone();
+    let refuse: Arc<Vec<String>> = Arc::new(refuse.iter().map(|s| s.to_string()).collect());
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else { return };
-            let store = store.clone();
+            let (store, refuse) = (store.clone(), refuse.clone());
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut lines = BufReader::new(r).lines();
                 w.write_all(b"220 localhost ESMTP test\r\n").await.unwrap();
                 let mut data: Option<String> = None;
+                let (mut from, mut to) = (String::new(), Vec::new());
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(d) = data.as_mut() {
                         if line == "." {
-                            store.lock().unwrap().push(std::mem::take(d));
+                            let mail =
+                                Received { from: from.clone(), to: std::mem::take(&mut to), data: std::mem::take(d) };
+                            store.lock().unwrap().push(mail);
                             data = None;
                             w.write_all(b"250 OK queued\r\n").await.unwrap();
                         } else {
-                            d.push_str(&line);
-                            d.push('\n');
+                            d.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+                            d.push_str("\r\n");
                         }
                         continue;
                     }
                     let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let arg = |l: &str| l.split_once(':').map(|(_, a)| a.trim().trim_matches(['<', '>']).to_owned());
                     let reply: &[u8] = match verb.as_str() {
                         "EHLO" | "HELO" => b"250 localhost\r\n",
+                        "MAIL" => {
+                            from = arg(&line).unwrap_or_default();
+                            b"250 OK\r\n"
+                        }
+                        "RCPT" => {
+                            let rcpt = arg(&line).unwrap_or_default();
+                            if refuse.iter().any(|r| rcpt.contains(r.as_str())) {
+                                b"550 5.1.1 mailbox unavailable\r\n"
+                            } else {
+                                to.push(rcpt);
+                                b"250 OK\r\n"
+                            }
+                        }
                         "DATA" => {
                             data = Some(String::new());
                             b"354 go ahead\r\n"
@@ -432,7 +507,7 @@ pub async fn smtp_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>
             });
         }
     });
-    (port, mails)
+    mails
 }
 
 /// Points replid's DGS channels at the local stand-ins: the SMS gateway at `sms_url` (token

@@ -19,6 +19,7 @@ mod exercise;
 mod inventory;
 mod lifecycle;
 mod metrics;
+mod notify;
 mod privacy;
 mod sla;
 mod tls;

@@ -146,6 +146,8 @@ async fn escalations_and_reminders_reach_ops_once_and_failed_deliveries_are_retr
         c.notify.channels = vec![replid::config::Channel::Log, replid::config::Channel::Webhook];
         c.notify.webhook_url = Some(hook_url.clone());
         c.notify.thresholds = vec![50, 100];
+        // Escalations and reminders alone (the plan's own moments: tests/e2e/notify.rs).
+        c.notify.plan = no_plan();
     })
     .await;
     let mut req = request("13005");
@@ -196,6 +198,7 @@ async fn escalations_reach_ops_by_mail() {
             password_file: None,
         });
         c.notify.thresholds = vec![50];
+        c.notify.plan = no_plan();
     })
     .await;
     let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
@@ -206,7 +209,8 @@ async fn escalations_reach_ops_by_mail() {
     assert_eq!(list[0].status, "sent", "{list:#?}");
     let got = mails.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    assert!(got[0].contains("astreinte@ampmetropole.example") && got[0].contains(c.id.as_str()), "{}", got[0]);
+    assert_eq!(got[0].to, ["astreinte@ampmetropole.example"]);
+    assert!(got[0].read().text.contains(c.id.as_str()), "{:?}", got[0]);
 }
 
 #[test]
@@ -236,6 +240,8 @@ async fn the_dgs_is_told_by_sms_and_by_mail() {
         repli_tests::dgs_channels(c, sms_url, Some(token_path), port);
         // One attempt: the gateway's first refusal is final, and ops send it again.
         c.notify.max_attempts = 1;
+        // The playbook's message alone (the plan's own moments: tests/e2e/notify.rs).
+        c.notify.plan = no_plan();
     })
     .await;
     let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
@@ -253,7 +259,8 @@ async fn the_dgs_is_told_by_sms_and_by_mail() {
     assert!(list.iter().any(|n| n.channel == "log" && n.subject.starts_with("Envoyé à Anne Martin")), "{list:#?}");
     let got = mails.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    assert!(got[0].contains("anne.martin@exemple.fr") && got[0].contains("est pr"), "{}", got[0]);
+    assert_eq!(got[0].to, ["anne.martin@exemple.fr"]);
+    assert!(got[0].read().text.contains("est prêt"), "{:?}", got[0]);
 
     // A pending or sent one cannot be sent again; the failed one can, once.
     let e = app.ops.retry_notification(mail.id).await.unwrap_err();
@@ -302,4 +309,9 @@ async fn the_retex_compares_the_plan_with_what_happened() {
     // Auditors read it; a DGS does not.
     assert_eq!(app.auditor.retex(c.id.as_str()).await.unwrap().steps.len(), r.steps.len());
     assert_eq!(app.dgs.retex(c.id.as_str()).await.status_code(), 403);
+}
+
+/// A plan that tells no one, for tests of the other notifications.
+pub fn no_plan() -> replid::config::NotifyPlan {
+    replid::config::NotifyPlan { dgs: Vec::new(), ops: Vec::new(), auditors: Vec::new() }
 }

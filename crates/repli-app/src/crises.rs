@@ -207,6 +207,9 @@ pub struct CrisisPage {
     pub outputs: repli_core::run::Outputs,
     /// What the person may do on it now.
     pub abilities: Abilities,
+    /// Its outbox: ops and auditors see every message and recipient, the DGS what was sent to
+    /// them.
+    pub outbox: Vec<NotificationView>,
 }
 
 /// The crisis page of `id` for `a`.
@@ -223,7 +226,15 @@ pub async fn page(st: &Services, a: &Actor, id: &str) -> Result<CrisisPage, AppE
     let lendable =
         if a.role == Role::Ops { crate::inventory::lendable(st, &crisis_id, &outputs).await? } else { Vec::new() };
     let abilities = Abilities::of(a, view.state, &view.next_actions);
-    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities })
+    let outbox = st
+        .store
+        .crisis_notifications(&crisis_id, 200)
+        .await?
+        .into_iter()
+        .filter(|n| a.role != Role::Dgs || n.audience == "dgs")
+        .map(notification_view)
+        .collect();
+    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities, outbox })
 }
 
 /// Reads one crisis the actor may see (one statement besides authentication).
@@ -345,6 +356,9 @@ pub async fn request(
     let idem = key.map(|k| (k, request_hash.as_str()));
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
     tracing::info!(crisis = %rec.id, created, "crisis requested");
+    if created {
+        tell(st, &rec).await;
+    }
     Ok((rec, created))
 }
 
@@ -428,6 +442,7 @@ pub async fn apply(
         st.wake_engine();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
+    tell(st, &rec).await;
     view(st, rec).await
 }
 
@@ -512,15 +527,23 @@ pub async fn sla_report(st: &Services) -> Result<Vec<SlaReportLine>, AppError> {
 
 /// The notifications queue, most recent first.
 pub async fn notifications(st: &Services) -> Result<Vec<NotificationView>, AppError> {
-    let list = st.store.notifications(500).await?;
-    Ok(list
-        .into_iter()
-        .map(|n| NotificationView {
+    Ok(st.store.notifications(500).await?.into_iter().map(notification_view).collect())
+}
+
+/// A crisis's outbox, most recent first: every message and recipient with its delivery.
+pub async fn crisis_notifications(st: &Services, r: &CrisisRecord) -> Result<Vec<NotificationView>, AppError> {
+    Ok(st.store.crisis_notifications(&r.id, 200).await?.into_iter().map(notification_view).collect())
+}
+
+fn notification_view(n: repli_store::Notification) -> NotificationView {
+    {
+        NotificationView {
             id: n.id,
             key: n.key,
             channel: n.channel,
             crisis: n.crisis,
             recipient: n.recipient,
+            audience: n.audience,
             subject: n.subject,
             body: n.body,
             status: n.status,
@@ -528,8 +551,8 @@ pub async fn notifications(st: &Services) -> Result<Vec<NotificationView>, AppEr
             last_error: n.last_error,
             created_at: n.created_at,
             sent_at: n.sent_at,
-        })
-        .collect())
+        }
+    }
 }
 
 /// Verifies the whole audit chain, its signed checkpoints and its signed head against the keys
@@ -681,8 +704,32 @@ pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str
     let (Some(kind), Some(entry)) = (kind, entry) else {
         return Err(AppError::Validation(errors));
     };
-    let e = st.store.add_log_entry(&r.id, kind, &entry, a, st.clock.now()).await?;
+    let now = st.clock.now();
+    let e = st.store.add_log_entry(&r.id, kind, &entry, a, now).await?;
+    if a.role == Role::Dgs {
+        match crate::notify::plan::dgs_wrote(st, &r, e.seq, &entry, now).await {
+            Ok(_) => {
+                crate::notify::deliver_soon(st);
+            }
+            // Written in the main courante either way; ops read it there.
+            Err(e) => tracing::warn!(crisis = %r.id, error = %e, "ops not told of the DGS's message"),
+        }
+    }
     Ok(log_view(e))
+}
+
+/// After a change to `r`: queues what the notification plan says of it and sends it in a task
+/// of its own. The change is recorded whatever happens here; a failure to queue is retried by
+/// the maintenance round, which derives the same moments from the database.
+pub(crate) async fn tell(st: &Services, r: &CrisisRecord) {
+    let now = st.clock.now();
+    match crate::notify::plan::queue_crisis(st, r, None, now).await {
+        Ok(0) => {}
+        Ok(_) => {
+            crate::notify::deliver_soon(st);
+        }
+        Err(e) => tracing::warn!(crisis = %r.id, error = %e, "notifications left to the maintenance round"),
+    }
 }
 
 #[cfg(test)]

@@ -260,22 +260,15 @@ impl Host for DaemonHost {
                 Audience::Ops => {
                     let key = format!("playbook:{}:ops:{}", r.id, short_hash(message));
                     let subject = format!("Crise {} ({})", r.id, r.commune_name);
-                    for channel in &st.config.notify.channels {
-                        let n = repli_store::NewNotification {
-                            key: &key,
-                            channel: channel.as_str(),
-                            crisis: Some(r.id.as_str()),
-                            recipient: None,
-                            subject: &subject,
-                            body: message,
-                        };
-                        st.store.enqueue_notification(&n, now).await.map_err(|e| e.to_string())?;
-                    }
+                    crate::notify::to_ops(st, &r, &key, &subject, message, now).await.map_err(|e| e.to_string())?;
                 }
             }
-            // Sent now rather than at the next maintenance round; failures are retried there.
-            if let Err(e) = crate::notify::deliver(st, now).await {
-                tracing::warn!(error = %e, "notification delivery deferred");
+            // Sent now rather than at the next maintenance round, beside the run: the step waits
+            // a few seconds at most (a slow channel never holds the playbook); what is not sent
+            // by then goes on in its task, and failures are retried by the maintenance round.
+            let task = crate::notify::deliver_soon(st);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), task).await.is_err() {
+                tracing::info!(crisis = %r.id, "notification still being delivered; the playbook goes on");
             }
             Ok(())
         })

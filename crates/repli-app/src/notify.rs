@@ -1,9 +1,16 @@
 //! Notifications: to ops, SLA escalations (each threshold once per crisis) and legal reminders
 //! (24 h and 6 h before each deadline); to the commune's DGS, what the playbooks announce (kit
 //! ready, accounts closed), by SMS to the out-of-band phone and by e-mail to the out-of-band
-//! address. Only channels that work while the commune's mail is down. Queued in the database
-//! with their recipient, delivered and retried with backoff by the maintenance round; ops see
-//! each one's status and may send a failed one again.
+//! address; and every moment of the notification plan ([`plan`]: DGS, ops, auditors). Only
+//! channels that work while the commune's mail is down.
+//!
+//! The `notifications` table is the outbox: one row per message **and recipient** (ops'
+//! configured recipients are written out when queued), so a failure is retried, and resent by
+//! ops, only to the recipient it failed for. Rows are claimed before each attempt (two
+//! deliveries never send the same row), retried with backoff, and survive a restart. Delivery
+//! runs beside the crisis (maintenance round, or a spawned task), never in its way.
+
+pub mod plan;
 
 use jiff::{SignedDuration, Timestamp};
 use repli_core::Actor;
@@ -81,28 +88,115 @@ pub async fn queue(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
             ));
         }
         for (key, subject, body) in due {
-            for channel in &st.config.notify.channels {
-                let n = NewNotification {
-                    key: &key,
-                    channel: channel.as_str(),
-                    crisis: Some(r.id.as_str()),
-                    recipient: None,
-                    subject: &subject,
-                    body: &body,
-                };
-                if st.store.enqueue_notification(&n, now).await? {
-                    new += 1;
-                }
-            }
+            new += to_ops(st, &r, &key, &subject, &body, now).await?;
+        }
+        new += plan::queue_crisis(st, &r, facts.get(r.id.as_str()), now).await?;
+    }
+    // The plan's last word on a crisis that ended since the previous round (closed by the
+    // hand-back playbook, rejected, cancelled).
+    let since = now.checked_sub(SignedDuration::from_hours(24 * 7)).unwrap_or(now);
+    for r in st.store.crises(&CrisisFilter::default()).await? {
+        if r.closed_at.is_some_and(|c| c >= since) {
+            new += plan::queue_crisis(st, &r, None, now).await?;
         }
     }
     Ok(new)
 }
 
-/// Sends due notifications; returns how many attempts were made.
+/// Queues a message to ops on each of `notify.channels`: one row per configured recipient of
+/// the channel (none for log and webhook), so each is delivered, retried and resent alone. An
+/// exercise's rows go to its scenario's addresses instead (the store decides, where every
+/// notification is queued). Returns how many rows were new.
+pub async fn to_ops(
+    st: &Services,
+    r: &repli_store::CrisisRecord,
+    key: &str,
+    subject: &str,
+    body: &str,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    for channel in &st.config.notify.channels {
+        let configured: &[String] = match channel {
+            Channel::Sms => st.config.notify.sms.as_ref().map_or(&[], |c| c.to.as_slice()),
+            Channel::Smtp => st.config.notify.smtp.as_ref().map_or(&[], |c| c.to.as_slice()),
+            Channel::Log | Channel::Webhook => &[],
+        };
+        let base = NewNotification {
+            key,
+            channel: channel.as_str(),
+            crisis: Some(r.id.as_str()),
+            recipient: None,
+            audience: "ops",
+            subject,
+            body,
+        };
+        if configured.is_empty() || r.exercise.is_some() {
+            new += usize::from(st.store.enqueue_notification(&base, now).await?);
+            continue;
+        }
+        for to in configured {
+            let one_key = format!("{key}:{to}");
+            let n = NewNotification { key: &one_key, recipient: Some(to.as_str()), ..base };
+            new += usize::from(st.store.enqueue_notification(&n, now).await?);
+        }
+    }
+    Ok(new)
+}
+
+/// Queues a message to each of `notify.auditors`: by mail to an address, by SMS to a number.
+pub async fn to_auditors(
+    st: &Services,
+    r: &repli_store::CrisisRecord,
+    key: &str,
+    subject: &str,
+    body: &str,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    for to in &st.config.notify.auditors {
+        let channel = if to.contains('@') { Channel::Smtp } else { Channel::Sms };
+        let one_key = format!("{key}:{to}");
+        let n = NewNotification {
+            key: &one_key,
+            channel: channel.as_str(),
+            crisis: Some(r.id.as_str()),
+            recipient: Some(to.as_str()),
+            audience: "auditors",
+            subject,
+            body,
+        };
+        new += usize::from(st.store.enqueue_notification(&n, now).await?);
+    }
+    Ok(new)
+}
+
+/// How long an attempt holds its row: a daemon that dies while sending leaves it to be tried
+/// again after this.
+const CLAIM: SignedDuration = SignedDuration::from_mins(2);
+
+/// Delivers due notifications in a task of their own, so a slow or unreachable channel never
+/// holds up what queued them (a request, a transition, a playbook step). Returns the task, for
+/// whoever wants to wait a little.
+pub fn deliver_soon(st: &Services) -> tokio::task::JoinHandle<()> {
+    let st = st.clone();
+    tokio::spawn(async move {
+        let now = st.clock.now();
+        if let Err(e) = deliver(&st, now).await {
+            tracing::warn!(error = %e, "notification delivery deferred to the maintenance round");
+        }
+    })
+}
+
+/// Sends due notifications, each claimed first; returns how many attempts were made.
 pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError> {
     let due = st.store.due_notifications(now).await?;
+    let mut attempted = 0;
     for n in &due {
+        if !st.store.claim_notification(n.id, now, now.checked_add(CLAIM).unwrap_or(now)).await? {
+            continue;
+        }
+        attempted += 1;
         let result = match Channel::parse(&n.channel) {
             Some(Channel::Log) => {
                 // Ids only: the subject and text may hold the commune's contact (name, phone) or
@@ -135,7 +229,7 @@ pub async fn deliver(st: &Services, now: Timestamp) -> Result<usize, StoreError>
         };
         st.store.notification_attempt(n.id, result.as_ref().map(|_| ()).map_err(String::as_str), retry_at, now).await?;
     }
-    Ok(due.len())
+    Ok(attempted)
 }
 
 async fn webhook(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
@@ -152,7 +246,7 @@ async fn webhook(st: &Services, n: &repli_store::Notification) -> Result<(), Str
 async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String> {
     use crate::config::SmtpSecurity;
     use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
     let Some(cfg) = st.config.notify.smtp.as_ref() else { return Err("no [notify.smtp] configured".into()) };
     let mut builder = match cfg.security {
         SmtpSecurity::Starttls => {
@@ -166,17 +260,42 @@ async fn smtp(st: &Services, n: &repli_store::Notification) -> Result<(), String
     if let (Some(user), Some(password)) = (&cfg.username, password) {
         builder = builder.credentials(Credentials::new(user.clone(), password));
     }
-    let mut message = Message::builder()
-        .from(cfg.from.parse().map_err(|e| format!("notify.smtp.from: {e}"))?)
-        .subject(format!("[Repli] {}", n.subject));
-    for to in recipients(n, &cfg.to)? {
-        message = message.to(to.parse().map_err(|_| "an address of notify.smtp.to or of the contact is invalid")?);
-    }
-    let message = message.body(format!("{}\n\n{}\n", n.subject, n.body)).map_err(|e| e.to_string())?;
+    let to = recipients(n, &cfg.to)?;
+    let message = mail(cfg, n, &to, st.clock.now())?;
     builder.build().send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
 }
 
-/// Who a notification goes to: its own recipient, or else the channel's ops recipients.
+/// The mail of a notification: MIME 1.0, one `text/plain; charset=utf-8` part whose transfer
+/// encoding lettre picks for the text (quoted-printable or base64: « é » arrives as « é »),
+/// `Date` from our clock, and a `Message-ID` fixed by the row, so a mail sent again after a
+/// crash mid-send is the same message to the reader's client.
+pub fn mail(
+    cfg: &crate::config::SmtpConfig,
+    n: &repli_store::Notification,
+    to: &[&str],
+    now: Timestamp,
+) -> Result<lettre::Message, String> {
+    use lettre::message::{Mailbox, SinglePart};
+    let from: Mailbox = cfg.from.parse().map_err(|e| format!("notify.smtp.from: {e}"))?;
+    let domain = from.email.domain().to_owned();
+    let id = {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("{}\u{0}{}\u{0}{}", n.id, n.key, n.channel).as_bytes());
+        format!("<repli.{}.{}@{domain}>", n.id, hex::encode(&h[..8]))
+    };
+    let mut message = lettre::Message::builder()
+        .from(from)
+        .subject(format!("[Repli] {}", n.subject))
+        .date(std::time::SystemTime::from(now))
+        .message_id(Some(id));
+    for to in to {
+        message = message.to(to.parse().map_err(|_| "an address of notify.smtp.to or of the contact is invalid")?);
+    }
+    message.singlepart(SinglePart::plain(format!("{}\n\n{}\n", n.subject, n.body))).map_err(|e| e.to_string())
+}
+
+/// Who a notification goes to: its own recipient, or else the channel's ops recipients (rows
+/// queued before recipients were written out, and an exercise's rows with no address).
 fn recipients<'a>(n: &'a repli_store::Notification, ops: &'a [String]) -> Result<Vec<&'a str>, String> {
     let list: Vec<&str> = match &n.recipient {
         Some(r) => vec![r.as_str()],
@@ -193,7 +312,7 @@ pub const SMS_MAX_CHARS: usize = 612;
 
 /// An SMS's text: the body, prefixed, cut at [`SMS_MAX_CHARS`] on a character boundary.
 pub fn sms_text(n: &repli_store::Notification) -> String {
-    let text = if n.recipient.is_some() {
+    let text = if n.audience == "dgs" {
         format!("Repli : {}", n.body)
     } else {
         format!("Repli : {} — {}", n.subject, n.body)
@@ -270,19 +389,25 @@ pub async fn to_dgs(
             channel: channel.as_str(),
             crisis: Some(r.id.as_str()),
             recipient: *to,
+            audience: "dgs",
             subject: &subject,
             body: message,
         };
         new += usize::from(st.store.enqueue_notification(&n, now).await?);
     }
-    // The ops copy has its own key: the same channel (smtp) may carry both.
+    // The ops copy has its own key: the same channel (smtp) may carry both. When the DGS was
+    // reached directly, the copy goes to the log alone (the crisis page shows what was sent):
+    // ops' phones ring only for what they must relay.
     let copy_key = format!("{key}:ops");
-    for channel in &st.config.notify.channels {
+    if queued.is_empty() {
+        new += to_ops(st, r, &copy_key, &copy_subject, message, now).await?;
+    } else if st.config.notify.channels.contains(&Channel::Log) {
         let n = NewNotification {
             key: &copy_key,
-            channel: channel.as_str(),
+            channel: Channel::Log.as_str(),
             crisis: Some(r.id.as_str()),
             recipient: None,
+            audience: "ops",
             subject: &copy_subject,
             body: message,
         };
@@ -300,6 +425,7 @@ pub async fn retry(st: &Services, a: &Actor, id: i64) -> Result<(), crate::AppEr
             "Seule une notification en échec peut être renvoyée.",
         ));
     }
+    // Awaited: ops see the outcome of their resend on the page they come back to.
     if let Err(e) = deliver(st, now).await {
         tracing::warn!(error = %e, "notification delivery deferred");
     }
@@ -317,6 +443,7 @@ mod tests {
             channel: "sms".into(),
             crisis: None,
             recipient: recipient.map(str::to_owned),
+            audience: if recipient.is_some() { "dgs" } else { "ops" }.into(),
             subject: "Crise 13005-2026-001 (Aubagne)".into(),
             body: body.into(),
             status: "pending".into(),

@@ -557,6 +557,102 @@ pub struct NotifyConfig {
     /// The SMS gateway: to the commune's out-of-band phone, and to ops (`to`) when `sms` is
     /// among `channels`.
     pub sms: Option<SmsConfig>,
+    /// The auditors' addresses (mail, through `[notify.smtp]`) and numbers (SMS, through
+    /// `[notify.sms]`): each transition reaches them with the signed audit head.
+    pub auditors: Vec<String>,
+    /// Who is told what, and when.
+    pub plan: NotifyPlan,
+}
+
+/// A moment of a crisis someone is told about ([`NotifyPlan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanEvent {
+    /// The request was recorded: its reference and what happens next.
+    Requested,
+    /// Ops decided the activation.
+    Activated,
+    /// The kit's accounts exist: how to collect the credential sheets.
+    Accounts,
+    /// The crisis visio's link.
+    Visio,
+    /// The equipment is ready: where and when it is delivered.
+    Equipment,
+    /// The SLA forecast passes the due instant.
+    SlaAtRisk,
+    /// The kit is ready (the activation playbook's `announce` step also says so).
+    Ready,
+    /// The kit was handed over.
+    Delivered,
+    /// The hand-back started.
+    Handback,
+    /// The crisis is closed (rejected, cancelled): the record, the PV.
+    Closed,
+    /// A playbook step failed for good.
+    StepFailed,
+    /// A manual task waits for someone.
+    ManualTask,
+    /// The DGS wrote in the main courante.
+    DgsMessage,
+    /// Any change of state (auditors: with the signed audit head).
+    Transition,
+}
+
+impl PlanEvent {
+    pub const ALL: [PlanEvent; 14] = [
+        Self::Requested,
+        Self::Activated,
+        Self::Accounts,
+        Self::Visio,
+        Self::Equipment,
+        Self::SlaAtRisk,
+        Self::Ready,
+        Self::Delivered,
+        Self::Handback,
+        Self::Closed,
+        Self::StepFailed,
+        Self::ManualTask,
+        Self::DgsMessage,
+        Self::Transition,
+    ];
+}
+
+/// The notification plan: for each audience, the moments it is told about. The defaults tell
+/// the DGS every step of their kit, ops what needs them, auditors every transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyPlan {
+    /// The commune's DGS, on the out-of-band phone (SMS) and address (mail).
+    pub dgs: Vec<PlanEvent>,
+    /// Ops on call, on `notify.channels`.
+    pub ops: Vec<PlanEvent>,
+    /// `notify.auditors`.
+    pub auditors: Vec<PlanEvent>,
+}
+
+impl NotifyPlan {
+    pub fn dgs_told(&self, e: PlanEvent) -> bool {
+        self.dgs.contains(&e)
+    }
+    pub fn ops_told(&self, e: PlanEvent) -> bool {
+        self.ops.contains(&e)
+    }
+    pub fn auditors_told(&self, e: PlanEvent) -> bool {
+        self.auditors.contains(&e)
+    }
+}
+
+impl Default for NotifyPlan {
+    fn default() -> Self {
+        use PlanEvent::*;
+        Self {
+            // `ready` is said by the activation playbook's `announce` step (a playbook may
+            // word it); listing it here too would say it twice.
+            dgs: vec![Requested, Activated, Accounts, Visio, Equipment, SlaAtRisk, Delivered, Handback, Closed],
+            ops: vec![Requested, StepFailed, ManualTask, SlaAtRisk, DgsMessage],
+            auditors: vec![Transition],
+        }
+    }
 }
 
 /// An HTTP SMS gateway taking a generic JSON message:
@@ -602,6 +698,8 @@ impl Default for NotifyConfig {
             max_attempts: 8,
             smtp: None,
             sms: None,
+            auditors: Vec::new(),
+            plan: NotifyPlan::default(),
         }
     }
 }
@@ -798,6 +896,20 @@ impl Config {
             let n = s.sender.chars().count();
             if !(3..=11).contains(&n) || !s.sender.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ') {
                 return Err("notify.sms.sender must be 3 to 11 letters, digits or spaces".into());
+            }
+        }
+        for a in &self.notify.auditors {
+            if a.contains('@') {
+                if repli_core::text::email("notify.auditors", a).is_err() {
+                    return Err(format!("notify.auditors: {a:?} is not a valid address"));
+                }
+                if self.notify.smtp.is_none() {
+                    return Err("notify.auditors has an address: configure [notify.smtp]".into());
+                }
+            } else if repli_core::text::phone("notify.auditors", a).is_err() {
+                return Err(format!("notify.auditors: {a:?} is neither an address nor a phone number"));
+            } else if self.notify.sms.is_none() {
+                return Err("notify.auditors has a phone number: configure [notify.sms]".into());
             }
         }
         if self.notify.thresholds.iter().any(|t| !(1..=100).contains(t))

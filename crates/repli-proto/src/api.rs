@@ -417,8 +417,11 @@ pub struct NotificationView {
     pub key: String,
     pub channel: String,
     pub crisis: Option<String>,
-    /// The phone number or address it goes to; none: the channel's ops recipients.
+    /// The phone number or address it goes to; none: the channel's ops recipients (log,
+    /// webhook).
     pub recipient: Option<String>,
+    /// Who it is for: `dgs`, `ops` or `auditors`.
+    pub audience: String,
     pub subject: String,
     pub body: String,
     /// pending, sent, failed.

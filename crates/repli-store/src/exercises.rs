@@ -310,6 +310,7 @@ async fn deliver_inject_in(
             channel,
             crisis: Some(crisis),
             recipient: None,
+            audience: "ops",
             subject: &subject,
             body: text,
         };
@@ -410,6 +411,7 @@ mod tests {
             channel,
             crisis: Some(""),
             recipient,
+            audience: if recipient.is_some() { "dgs" } else { "ops" },
             subject: "Kit prêt",
             body: "Votre kit est prêt.",
         };

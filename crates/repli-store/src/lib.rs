@@ -247,6 +247,7 @@ fn migrator() -> Migrator {
         m(10, "password links", include_str!("../migrations/0010_password_links.sql")),
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
         m(12, "storage truth", include_str!("../migrations/0012_storage_truth.sql")),
+        m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
     ])
 }
 

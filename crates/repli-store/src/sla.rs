@@ -19,6 +19,8 @@ pub struct Notification {
     pub crisis: Option<String>,
     /// A phone number or an address; None: the channel's configured (ops) recipients.
     pub recipient: Option<String>,
+    /// `dgs`, `ops` or `auditors`.
+    pub audience: String,
     pub subject: String,
     pub body: String,
     pub status: String,
@@ -43,10 +45,12 @@ type NotificationRow = (
     String,
     Option<String>,
     Option<String>,
+    String,
 );
 
 const NOTIFICATION_COLUMNS: &str = "id, key, channel, crisis_id, subject, body, status, attempts, next_attempt_at, \
-                                    last_error, created_at, sent_at, recipient";
+                                    last_error, created_at, sent_at, recipient, \
+                                    COALESCE(audience, CASE WHEN recipient IS NULL THEN 'ops' ELSE 'dgs' END)";
 
 /// A notification to queue.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +61,8 @@ pub struct NewNotification<'a> {
     pub crisis: Option<&'a str>,
     /// A phone number or an address; None: the channel's configured (ops) recipients.
     pub recipient: Option<&'a str>,
+    /// `dgs`, `ops` or `auditors`.
+    pub audience: &'a str,
     pub subject: &'a str,
     pub body: &'a str,
 }
@@ -124,7 +130,8 @@ async fn insert_notification(
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO notifications (key, channel, crisis_id, recipient, subject, body, created_at, status, \
-         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7) ON CONFLICT (key, channel) DO NOTHING",
+         next_attempt_at, audience) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7, ?8) \
+         ON CONFLICT (key, channel) DO NOTHING",
     )
     .bind(key)
     .bind(n.channel)
@@ -133,6 +140,7 @@ async fn insert_notification(
     .bind(subject)
     .bind(body)
     .bind(time::to_db(now))
+    .bind(n.audience)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -153,6 +161,7 @@ fn notification(r: NotificationRow) -> Result<Notification, StoreError> {
         created_at: time::from_db("notifications.created_at", &r.10)?,
         sent_at: opt_from_db("notifications.sent_at", r.11)?,
         recipient: r.12,
+        audience: r.13,
     })
 }
 
@@ -331,6 +340,34 @@ impl Store {
         );
         let rows: Vec<NotificationRow> =
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(time::to_db(now)).fetch_all(&self.read).await?;
+        rows.into_iter().map(notification).collect()
+    }
+
+    /// Takes a due notification for one delivery attempt: its next attempt moves to `until`, so
+    /// a concurrent delivery (the maintenance round, a playbook step, a transition) skips it and
+    /// a daemon that dies while sending tries it again after `until`. False when another took it
+    /// or it is no longer pending.
+    pub async fn claim_notification(&self, id: i64, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE notifications SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+        )
+        .bind(time::to_db(until))
+        .bind(id)
+        .bind(time::to_db(now))
+        .execute(&mut *self.write.acquire().await?)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A crisis's notifications, newest first (its page shows them).
+    pub async fn crisis_notifications(&self, crisis: &CrisisId, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        let sql =
+            format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE crisis_id = ? ORDER BY id DESC LIMIT ?");
+        let rows: Vec<NotificationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(crisis.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         rows.into_iter().map(notification).collect()
     }
 

@@ -18,8 +18,8 @@ use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{CsrfForm, Layout, NoFields, page};
 use crate::web::{
-    SessionCsrf, SlaBadge, agents_from_text, api_error_page, back, back_field, error_page, form_crisis, local_instant,
-    sla_badge, when,
+    SessionCsrf, SlaBadge, agents_from_text, api_error_page, back, back_field, channel_fr, error_page, form_crisis,
+    local_instant, notification_status, notification_to, sla_badge, when,
 };
 
 /// The crisis page (`crise.hbs`): every key the template reads, beside the [`Layout`].
@@ -44,6 +44,8 @@ struct CrisisPageModel {
     loans: Vec<Loan>,
     /// The main courante, newest first.
     log: Vec<LogLine>,
+    /// The crisis's outbox, newest first (the DGS: what was sent to them).
+    outbox: Vec<Sent>,
     can_retex: bool,
     lend: LendSection,
     kit: Kit,
@@ -162,6 +164,21 @@ struct LogLine {
     text: String,
 }
 
+/// One message of the crisis's outbox and its delivery to one recipient.
+#[derive(Debug, Serialize)]
+struct Sent {
+    at: String,
+    /// « commune », « astreinte », « auditeurs ».
+    audience: &'static str,
+    channel: &'static str,
+    to: String,
+    subject: String,
+    status: &'static str,
+    class: &'static str,
+    attempts: i64,
+    error: Option<String>,
+}
+
 /// The SLA clock's suspensions and its form.
 #[derive(Debug, Serialize)]
 struct SlaClock {
@@ -271,7 +288,7 @@ pub async fn crisis(
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities: can } =
+    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities: can, outbox } =
         match crises::page(&st, &a, &id).await {
             Ok(p) => p,
             Err(e) => return api_error_page(&st, &e),
@@ -395,6 +412,28 @@ pub async fn crisis(
             text: e.text.clone(),
         })
         .collect();
+    let outbox = outbox
+        .iter()
+        .map(|n| {
+            let (status, class) = notification_status(n);
+            Sent {
+                at: when(&st, Some(n.created_at)),
+                audience: match n.audience.as_str() {
+                    "dgs" => "commune",
+                    "auditors" => "auditeurs",
+                    _ => "astreinte",
+                },
+                channel: channel_fr(&n.channel),
+                to: notification_to(n),
+                subject: n.subject.clone(),
+                status,
+                class,
+                attempts: n.attempts,
+                // The channel's own words (English, technical) are for ops and auditors.
+                error: if a.role == repli_core::Role::Dgs { None } else { n.last_error.clone() },
+            }
+        })
+        .collect();
     let suspended = view.sla.suspensions.iter().find(|s| s.ended_at.is_none());
     let delai = SlaClock {
         suspended: suspended.map(|s| Suspension { since: when(&st, Some(s.started_at)), reason: s.reason.clone() }),
@@ -449,6 +488,7 @@ pub async fn crisis(
         documents,
         loans,
         log,
+        outbox,
         can_retex: can.read_retex,
         lend: lend_form(&lendable, &agents),
         kit: kit_links(&outputs, is_ops),
@@ -1114,6 +1154,19 @@ mod tests {
                 .collect(),
             log: (0..many(1))
                 .map(|_| LogLine { at: "hier".into(), who: "Opé".into(), kind: "information", text: "Texte".into() })
+                .collect(),
+            outbox: (0..many(1))
+                .map(|_| Sent {
+                    at: "hier".into(),
+                    audience: "commune",
+                    channel: "SMS",
+                    to: "06 12 34 56 78".into(),
+                    subject: "Crise".into(),
+                    status: "en échec",
+                    class: "alerte",
+                    attempts: 2,
+                    error: some("SMS gateway answered HTTP 503"),
+                })
                 .collect(),
             can_retex: full,
             lend: LendSection {

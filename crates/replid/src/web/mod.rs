@@ -406,3 +406,32 @@ pub(crate) fn agents_from_text(textarea: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A notification channel in French (the notifications page, the crisis page's outbox).
+pub(crate) fn channel_fr(c: &str) -> &'static str {
+    match c {
+        "sms" => "SMS",
+        "smtp" => "courriel",
+        "log" => "journal de replid",
+        "webhook" => "webhook",
+        _ => "autre",
+    }
+}
+
+/// A notification's delivery in words, and the colour class beside them.
+pub(crate) fn notification_status(n: &repli_proto::api::NotificationView) -> (&'static str, &'static str) {
+    match n.status.as_str() {
+        "sent" => ("envoyée", "ok"),
+        "failed" => ("en échec", "alerte"),
+        _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
+        _ => ("en attente", "pause"),
+    }
+}
+
+/// Who a notification goes to, as shown.
+pub(crate) fn notification_to(n: &repli_proto::api::NotificationView) -> String {
+    n.recipient.as_deref().map_or_else(
+        || "équipe métropole".to_owned(),
+        |r| if n.channel == "sms" { repli_core::fr::phone(r) } else { r.to_owned() },
+    )
+}

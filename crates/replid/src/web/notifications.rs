@@ -5,7 +5,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::crises;
-use repli_core::fr;
 use repli_proto::api::NotificationView;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -13,7 +12,9 @@ use std::collections::BTreeMap;
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{CsrfForm, Layout, NoFields, page};
-use crate::web::{SessionCsrf, api_error_page, error_page, redirect_with, when};
+use crate::web::{
+    SessionCsrf, api_error_page, channel_fr, error_page, notification_status, notification_to, redirect_with, when,
+};
 
 /// One notification of the list.
 #[derive(Debug, Serialize)]
@@ -43,32 +44,14 @@ struct NotificationsPage {
     failed: usize,
 }
 
-fn channel_fr(c: &str) -> &'static str {
-    match c {
-        "sms" => "SMS",
-        "smtp" => "courriel",
-        "log" => "journal de replid",
-        "webhook" => "webhook",
-        _ => "autre",
-    }
-}
-
 fn row(st: &AppState, n: &NotificationView) -> Row {
-    let (status, class) = match n.status.as_str() {
-        "sent" => ("envoyée", "ok"),
-        "failed" => ("en échec", "alerte"),
-        _ if n.attempts > 0 => ("nouvel essai prévu", "risque"),
-        _ => ("en attente", "pause"),
-    };
+    let (status, class) = notification_status(n);
     Row {
         id: n.id,
         at: when(st, Some(n.created_at)),
         crisis: n.crisis.clone(),
         channel: channel_fr(&n.channel),
-        to: n.recipient.as_deref().map_or_else(
-            || "équipe métropole".to_owned(),
-            |r| if n.channel == "sms" { fr::phone(r) } else { r.to_owned() },
-        ),
+        to: notification_to(n),
         subject: n.subject.clone(),
         body: n.body.clone(),
         status,
