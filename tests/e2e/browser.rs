@@ -307,6 +307,13 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         assert!(text_of(&d, "main").await.contains(&format!("{lines} équipement(s) à importer")));
         click_nav(&d, "form[action='/inventaire/import'] input[name=confirmer] ~ button").await;
         assert!(text_of(&d, "p.succes").await.contains(&format!("{lines} équipement(s) importé(s)")));
+        // The confirmation came from the server: the address carries no text, and the page
+        // read again no longer shows it.
+        let url = d.current_url().await.unwrap();
+        assert_eq!((url.path(), url.query()), ("/inventaire", None), "{url}");
+        d.refresh().await.unwrap();
+        let gone = d.execute("return document.querySelector('p.succes') === null;", Vec::new()).await.unwrap();
+        assert_eq!(gone.json(), &serde_json::json!(true), "a confirmation is shown once");
         assert_eq!(app.ops.inventory_items().await.unwrap().len(), lines);
         sign_out(&d).await;
 
@@ -428,6 +435,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         click_nav(&d, "#prets button[type=submit]").await;
         let flash = text_of(&d, "p.succes").await;
         assert!(flash.contains("prêté(s)"), "{flash}");
+        assert_eq!(d.current_url().await.unwrap().query(), None, "no message in the address");
         let loans = app.ops.loans(&id).await.unwrap();
         assert!(loans.len() >= 4, "{loans:#?}");
         let laptops: Vec<_> = loans.iter().filter(|l| l.kind == repli_core::ItemKind::Laptop).collect();
