@@ -824,9 +824,28 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     .unwrap();
     assert!(message(&follow(&app, &dgs, r).await, "message").is_some());
     assert_eq!(app.ops.crisis(id).await.unwrap().legal.len(), 2, "the CNIL's and the complaint's clocks");
-    let r =
-        post_form(&app, &dgs, &format!("/crises/{id}/echeances/inconnue/faite"), &[("csrf", &dgs_csrf)]).await.unwrap();
+    let r = post_form(
+        &app,
+        &dgs,
+        &format!("/crises/{id}/echeances/inconnue/faite"),
+        &[("csrf", &dgs_csrf), ("confirme", "oui")],
+    )
+    .await
+    .unwrap();
     assert!(message(&follow(&app, &dgs, r).await, "echeances-erreur").is_some());
+    // Marking a legal obligation done asks for its box to be ticked: one stray tap records
+    // nothing.
+    let cnil = format!("/crises/{id}/echeances/cnil/faite");
+    let html = page(&dgs, format!("/crises/{id}")).await;
+    assert!(html.contains("name=\"confirme\" value=\"oui\" required"), "{html}");
+    let r = post_form(&app, &dgs, &cnil, &[("csrf", &dgs_csrf)]).await.unwrap();
+    let html = follow(&app, &dgs, r).await;
+    assert!(message(&html, "echeances-erreur").is_some_and(|m| m.contains("Cochez la case")), "{html}");
+    let done = |c: &repli_proto::api::CrisisView| c.legal.iter().any(|l| l.done_at.is_some());
+    assert!(!done(&app.ops.crisis(id).await.unwrap()), "nothing recorded without the tick");
+    let r = post_form(&app, &dgs, &cnil, &[("csrf", &dgs_csrf), ("confirme", "oui")]).await.unwrap();
+    assert!(message(&follow(&app, &dgs, r).await, "message").is_some_and(|m| m.contains("faite")));
+    assert!(done(&app.ops.crisis(id).await.unwrap()), "recorded once confirmed");
 
     // Loans: one bad line among good ones lends nothing; a forged agent id or an oversized
     // scan is refused; the DGS cannot lend.
@@ -1248,4 +1267,34 @@ async fn the_campaign_shows_every_open_crisis_the_shared_stock_and_who_is_served
     assert!(drill_task.contains("etiquette exercice"));
     let real_task = tasks.split("<article class=\"tache\">").find(|t| t.contains(aix.id.as_str())).unwrap();
     assert!(!real_task.contains("EXERCICE"));
+}
+
+/// Ops see on every page that Microsoft 365 or the DNS is simulated, as the configuration
+/// says; a DGS's pages do not carry the banner.
+#[tokio::test]
+async fn ops_pages_say_what_is_simulated() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.simulation").await;
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.simulation").await;
+    let read = |cookie: &str, path: String| {
+        let (url, cookie) = (app.url(&path), cookie.to_owned());
+        async move { http().get(url).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    for path in ["/".to_owned(), format!("/crises/{}", c.id), "/taches".into(), "/inventaire".into(), "/m365".into()] {
+        let html = read(&ops, path.clone()).await;
+        assert!(
+            html.contains("class=\"simulation\"") && html.contains("Microsoft 365 et le DNS sont simulés"),
+            "{path}: {html}"
+        );
+    }
+    let html = read(&dgs, format!("/crises/{}", c.id)).await;
+    assert!(!html.contains("class=\"simulation\""), "{html}");
+    app.daemon.shutdown().await.unwrap();
+
+    // Microsoft 365 simulated, the DNS published by hand: the banner says only the first.
+    let app = TestApp::spawn_with(|c| c.m365.dns = replid::config::DnsMode::Manual).await;
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.simulation").await;
+    let html = http().get(app.url("/")).header(COOKIE, ops).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Microsoft 365 est simulé") && !html.contains("DNS est simulé"), "{html}");
 }

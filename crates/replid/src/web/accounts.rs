@@ -462,6 +462,7 @@ mod tests {
         let mut data = serde_json::to_value(Layout::public(title)).unwrap();
         data.as_object_mut().unwrap().extend(serde_json::to_value(body).unwrap().as_object().unwrap().clone());
         data["a_configurer"] = serde_json::Value::Null;
+        data["simulation"] = serde_json::Value::Null;
         crate::web::templates().unwrap().render("mot-de-passe", &data).unwrap()
     }
 

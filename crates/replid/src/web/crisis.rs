@@ -901,6 +901,10 @@ pub async fn legal_facts(
 pub struct LegalDoneForm {
     #[serde(default)]
     at: String,
+    /// `oui` when the box confirming it is done is ticked: a legal obligation is not marked
+    /// done by one stray tap.
+    #[serde(default)]
+    confirme: String,
 }
 
 pub async fn legal_done(
@@ -911,6 +915,13 @@ pub async fn legal_done(
 ) -> Response {
     if let Err(page) = crisis_of(&st, &a, &id).await {
         return page;
+    }
+    if form.confirme != "oui" {
+        return back_field(
+            &id,
+            Section::Echeances,
+            "Cochez la case pour confirmer que la démarche est faite : rien n'a été enregistré.",
+        );
     }
     let Ok(at) = form_instant(&st, &form.at) else {
         return back_field(&id, Section::Echeances, "Date et heure illisibles (jj/mm/aaaa hh:mm).");

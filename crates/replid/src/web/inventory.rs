@@ -455,6 +455,7 @@ mod tests {
         let mut data = serde_json::to_value(Layout::signed_in(&a, "jeton", "Équipement PC-1")).unwrap();
         data.as_object_mut().unwrap().extend(serde_json::to_value(&body).unwrap().as_object().unwrap().clone());
         data["a_configurer"] = serde_json::Value::Null;
+        data["simulation"] = serde_json::Value::Null;
         crate::web::templates().unwrap().render("equipement", &data).unwrap()
     }
 

@@ -81,6 +81,8 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
         let ops = obj.get("nav").is_some_and(|n| n["ops"] == json!(true) || n["admin"] == json!(true));
         let warning = (ops && !placeholders.is_empty()).then(|| placeholders.join(", "));
         obj.insert("a_configurer".into(), json!(warning));
+        // Ops see, on every page, that Microsoft 365 or the DNS is simulated (configuration).
+        obj.insert("simulation".into(), json!(ops.then(|| st.config.m365.simulation_fr()).flatten()));
     }
     match st.pages.render(name, &data) {
         Ok(html) => (status, Html(html)).into_response(),
