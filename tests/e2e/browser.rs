@@ -307,6 +307,13 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         assert!(text_of(&d, "main").await.contains(&format!("{lines} équipement(s) à importer")));
         click_nav(&d, "form[action='/inventaire/import'] input[name=confirmer] ~ button").await;
         assert!(text_of(&d, "p.succes").await.contains(&format!("{lines} équipement(s) importé(s)")));
+        // The confirmation came from the server: the address carries no text, and the page
+        // read again no longer shows it.
+        let url = d.current_url().await.unwrap();
+        assert_eq!((url.path(), url.query()), ("/inventaire", None), "{url}");
+        d.refresh().await.unwrap();
+        let gone = d.execute("return document.querySelector('p.succes') === null;", Vec::new()).await.unwrap();
+        assert_eq!(gone.json(), &serde_json::json!(true), "a confirmation is shown once");
         assert_eq!(app.ops.inventory_items().await.unwrap().len(), lines);
         sign_out(&d).await;
 
@@ -428,6 +435,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
         click_nav(&d, "#prets button[type=submit]").await;
         let flash = text_of(&d, "p.succes").await;
         assert!(flash.contains("prêté(s)"), "{flash}");
+        assert_eq!(d.current_url().await.unwrap().query(), None, "no message in the address");
         let loans = app.ops.loans(&id).await.unwrap();
         assert!(loans.len() >= 4, "{loans:#?}");
         let laptops: Vec<_> = loans.iter().filter(|l| l.kind == repli_core::ItemKind::Laptop).collect();
@@ -638,6 +646,79 @@ async fn ops_run_an_exercise_from_the_browser_and_every_page_says_exercice() {
         let position = mark.css_value("position").await.unwrap();
         assert_eq!(position, "fixed", "printed on every page");
         assert_eq!(mark.text().await.unwrap(), "EXERCICE");
+    })
+    .await;
+}
+
+/// Every page of the route table, and every document of the pack, as each role opens it on a
+/// 390-pixel-wide phone: nothing scrolls sideways (`document.documentElement.scrollWidth`).
+#[tokio::test]
+async fn every_page_fits_a_390_pixel_phone() {
+    use repli_proto::api::{ImportFile, ImportRequest, LendRequest};
+    let app = TestApp::spawn().await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let files = vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }];
+    app.ops.import_inventory(&ImportRequest { files }).await.unwrap();
+    let c = app.dgs.request_crisis(&repli_tests::request("13005"), None).await.unwrap();
+    let id = c.id.to_string();
+    app.make_ready(&c.id).await;
+    let items = app.ops.inventory_items().await.unwrap();
+    let mine: Vec<_> = items.iter().filter(|i| i.crisis.as_deref() == Some(id.as_str())).collect();
+    let router = mine.iter().find(|i| i.item.kind == repli_core::ItemKind::Router).unwrap();
+    app.ops.lend(&id, &LendRequest { serial: router.item.serial.clone(), agent_id: None }).await.unwrap();
+    app.ops.add_log(&id, "information", &format!("{} {}", "Très-long-mot-sans-espace".repeat(8), HOSTILE)).await.ok();
+    let documents = app.ops.documents(&id).await.unwrap();
+    let serial = router.item.serial.clone();
+    let mut pages: Vec<String> = replid::routes::route_specs()
+        .into_iter()
+        .filter(|s| s.method == axum::http::Method::GET)
+        .map(|s| s.path)
+        .filter(|p| !p.starts_with("/api/") && !p.starts_with("/static/") && !p.ends_with("/export"))
+        .filter(|p| !matches!(*p, "/healthz" | "/readyz" | "/metrics"))
+        .map(|p| {
+            p.replace("{id}", &id)
+                .replace("{serial}", &serial)
+                .replace("{step}", "winddown")
+                .replace("{secret}", "repli_inconnu")
+        })
+        .collect();
+    pages.extend(documents.iter().map(|f| format!("/api/v1/crises/{id}/documents/{f}")));
+    assert!(pages.iter().any(|p| p == "/m365") && pages.iter().any(|p| p == "/journal"), "{pages:?}");
+    for (role, commune, login) in [
+        (Role::Ops, None, "ops.telephone"),
+        (Role::Dgs, Some("13005"), "dgs.telephone"),
+        (Role::Auditor, None, "audit.telephone"),
+        (Role::Admin, None, "admin.telephone"),
+    ] {
+        web_user(&app, role, commune, login).await;
+    }
+    run("every_page_fits_a_phone", |d| async move {
+        let mut overflowing = Vec::new();
+        for login in ["ops.telephone", "dgs.telephone", "audit.telephone", "admin.telephone"] {
+            d.set_window_rect(0, 0, 1200, 1600).await.unwrap();
+            sign_in(&d, &app, login).await;
+            d.set_window_rect(0, 0, 390, 844).await.unwrap();
+            for page in &pages {
+                d.goto(app.url(page)).await.unwrap();
+                let m = d
+                    .execute(
+                        "return [document.documentElement.scrollWidth, window.innerWidth, Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id).slice(0, 4)];",
+                        Vec::new(),
+                    )
+                    .await
+                    .unwrap();
+                let m = m.json().clone();
+                let (scroll, inner) = (m[0].as_u64().unwrap_or(u64::MAX), m[1].as_u64().unwrap_or(0));
+                assert!(inner <= 390, "the window is a phone's: {inner}");
+                if scroll > 390 {
+                    overflowing.push(format!("{login} {page}: {scroll} px {}", m[2]));
+                }
+            }
+            d.set_window_rect(0, 0, 1200, 1600).await.unwrap();
+            d.goto(app.url("/")).await.unwrap();
+            sign_out(&d).await;
+        }
+        assert!(overflowing.is_empty(), "pages wider than a 390-pixel phone:\n{}", overflowing.join("\n"));
     })
     .await;
 }

@@ -85,7 +85,12 @@ fn replid_serves_the_cli_and_stops_cleanly_on_sigterm() {
     let out = repli(&["handback", "close", &id]);
     assert!(!out.status.success(), "close during activation must fail");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("« close » impossible") && (err.contains("activé") || err.contains("préparation")), "{err}");
+    assert!(
+        err.contains("« clôturer » impossible")
+            && !err.contains("(activated)")
+            && (err.contains("activé") || err.contains("préparation")),
+        "{err}"
+    );
     // Cancelling a kit whose provisioning began asks first: without a terminal and without
     // --yes, nothing is done, and the consequences are named.
     let out = Command::new(workspace_bin("repli"))

@@ -16,6 +16,7 @@ mod dns;
 mod documents;
 mod engine;
 mod exercise;
+mod flash;
 mod inventory;
 mod lifecycle;
 mod metrics;

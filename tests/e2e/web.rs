@@ -7,11 +7,11 @@ use reqwest::{Client, StatusCode};
 
 const PASSWORD: &str = "une phrase de passe longue";
 
-fn http() -> Client {
+pub(crate) fn http() -> Client {
     Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn encode(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn encode(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -205,7 +205,7 @@ async fn the_sign_in_form_is_protected_and_bad_input_is_harmless() {
 }
 
 /// Posts a form with a session cookie.
-fn post_form(
+pub(crate) fn post_form(
     app: &TestApp,
     cookie: &str,
     path: &str,
@@ -219,8 +219,25 @@ fn post_form(
         .send()
 }
 
+/// The page a form redirected to, read with the session: its message comes from the server,
+/// so the redirect's target carries no query.
+pub(crate) async fn follow(app: &TestApp, cookie: &str, r: reqwest::Response) -> String {
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let target = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(!target.contains('?'), "a message travelled in the URL: {target}");
+    http().get(app.url(&target)).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap()
+}
+
+/// The text of the paragraph with this id (`message`, `message-erreur`, `delai-erreur`…).
+pub(crate) fn message(html: &str, id: &str) -> Option<String> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let text = &html[start..];
+    let text = &text[text.find('>')? + 1..];
+    Some(text[..text.find("</p>")?].to_owned())
+}
+
 /// A web user of `role` signed in: (session cookie, form CSRF token).
-async fn session_of(app: &TestApp, role: Role, commune: Option<&str>, login: &str) -> (String, String) {
+pub(crate) async fn session_of(app: &TestApp, role: Role, commune: Option<&str>, login: &str) -> (String, String) {
     app.web_user(role, commune, &format!("{login} web"), login, PASSWORD).await;
     let r = sign_in(app, login, PASSWORD).await;
     let cookie = cookie_value(&set_cookie(&r, "repli_session").unwrap()).to_owned();
@@ -314,21 +331,27 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
             .body(body)
             .send()
     };
-    let flash = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let said = |html: &str, id: &str| message(html, id).unwrap_or_default();
     let r = upload("Nom;Service\nAnne Martin;Accueil\n\"Luc;Accueil\nZoé;Accueil\n".into()).await.unwrap();
-    assert!(flash(&r).contains("erreur=Ligne+3"), "an unterminated quote: {}", flash(&r));
+    let html = follow(&app, &dgs, r).await;
+    assert!(said(&html, "message-erreur").starts_with("Ligne 3"), "an unterminated quote: {html}");
     let r = upload("Nom;Service\nAnne Martin;Accueil\n\u{1}Luc;Accueil\n".into()).await.unwrap();
-    assert!(flash(&r).contains("erreur=Ligne+2"), "{}", flash(&r));
+    assert!(said(&follow(&app, &dgs, r).await, "message-erreur").starts_with("Ligne 2"));
     let r = upload("A;B\n".repeat(70_000)).await.unwrap();
-    assert!(flash(&r).contains("erreur="), "oversized file refused: {}", flash(&r));
+    assert!(!said(&follow(&app, &dgs, r).await, "message-erreur").is_empty(), "oversized file refused");
     let r = upload(format!("{hostile};Accueil\nLuc Durand;État civil\n")).await.unwrap();
-    assert!(flash(&r).contains("ok="), "{}", flash(&r));
+    let html = follow(&app, &dgs, r).await;
+    assert!(said(&html, "message").contains("agent(s) ajouté(s)"), "{html}");
+    // Shown once: the page read again has no message.
+    let again = http().get(app.url(&page)).header(COOKIE, &dgs).send().await.unwrap().text().await.unwrap();
+    assert!(message(&again, "message").is_none(), "a message is shown once");
     assert_eq!(app.ops.agents(page.trim_start_matches("/crises/")).await.unwrap()[0].name, hostile);
     // The scan field refuses what a scanner cannot have typed.
     let (ops_cookie, ops_csrf) = session_of(&app, Role::Ops, None, "ops.scan").await;
     for bad in ["", "\u{7}FICTIF", &"X".repeat(101)] {
         let r = post(&ops_cookie, &format!("{page}/retour"), &[("csrf", &ops_csrf), ("serial", bad)]).await.unwrap();
-        assert!(flash(&r).contains("erreur="), "{bad:?}: {}", flash(&r));
+        // No return form on a crisis not being handed back: the error comes at the top.
+        assert!(message(&follow(&app, &ops_cookie, r).await, "message-erreur").is_some(), "{bad:?}");
     }
 
     // The DGS calls the kit off from the page: a confirmation page says what happens and asks
@@ -342,7 +365,7 @@ async fn pages_validate_forms_refuse_other_roles_and_escape_what_was_typed() {
     let html = r.text().await.unwrap();
     assert!(html.contains("exige un motif") && html.contains("class=\"danger\""), "{html}");
     let r = post(&dgs, &format!("{page}/annulation"), &[("csrf", &dgs_csrf), ("motif", "SI rétabli")]).await.unwrap();
-    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    assert!(message(&follow(&app, &dgs, r).await, "message").is_some());
     let id = page.trim_start_matches("/crises/");
     assert_eq!(app.ops.crisis(id).await.unwrap().state, repli_core::CrisisState::Cancelled);
     // Pages closed to the role say so.
@@ -425,7 +448,7 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
     )
     .await
     .unwrap();
-    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
     assert_eq!(app.ops.crisis(id).await.unwrap().state, CrisisState::Handback);
     let q = AuditQuery { crisis: Some(id.into()), action: Some("crisis.start_handback".into()), ..Default::default() };
     let e = app.auditor.audit_entries(&q).await.unwrap().entries;
@@ -447,7 +470,7 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
     )
     .await
     .unwrap();
-    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
     let loans = app.ops.loans(id).await.unwrap();
     assert_eq!(loans[0].condition.as_deref(), Some("missing"));
     assert_eq!(get(format!("/crises/{id}/pertes/{laptop}")).await.unwrap().status(), StatusCode::CONFLICT);
@@ -473,7 +496,7 @@ async fn destructive_actions_are_confirmed_on_their_own_page() {
     )
     .await
     .unwrap();
-    assert!(r.headers()[LOCATION].to_str().unwrap().contains("ok="));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
     let v = app.ops.steps(id).await.unwrap();
     assert_eq!(repli_tests::step_state(&v, "handback", "retrieval"), Some(StepState::Skipped));
     assert_eq!(app.ops.act(&c.id, CrisisAction::Close, None).await.unwrap_err().status().unwrap().as_u16(), 409);
@@ -640,7 +663,6 @@ async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
     app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, Some("SI rétabli")).await.unwrap();
     let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.retour").await;
     let page = format!("/crises/{id}/retour");
-    let flash = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
     let cases = [
         (mine[0].item.asset_tag.to_lowercase(), "damaged"),
         (format!("  {}  ", mine[1].item.serial.to_lowercase()), "ok"),
@@ -648,11 +670,12 @@ async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
     ];
     for (code, etat) in &cases {
         let r = post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", code), ("etat", etat)]).await.unwrap();
-        assert!(flash(&r).contains("ok="), "{code:?}: {}", flash(&r));
+        let html = follow(&app, &ops, r).await;
+        assert!(message(&html, "message").is_some_and(|m| m.starts_with("Retour enregistré")), "{code:?}: {html}");
     }
     let r =
         post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", "AMP-INCONNU-9"), ("etat", "ok")]).await.unwrap();
-    assert!(flash(&r).contains("erreur="), "{}", flash(&r));
+    assert!(message(&follow(&app, &ops, r).await, "retour-erreur").is_some());
     let loans = app.ops.loans(id).await.unwrap();
     let condition = |serial: &str| loans.iter().find(|l| l.serial == serial).and_then(|l| l.condition.clone());
     assert_eq!(condition(&mine[0].item.serial).as_deref(), Some("damaged"));
@@ -761,7 +784,6 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     let id = c.id.as_str();
     let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.formulaires").await;
     let (dgs, dgs_csrf) = session_of(&app, Role::Dgs, Some("13005"), "dgs.formulaires").await;
-    let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
     let page = |cookie: &str, path: String| {
         let cookie = cookie.to_owned();
         let url = app.url(&path);
@@ -771,26 +793,25 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     // The SLA clock: a hostile reason is kept as text; an empty one is refused beside the form.
     let delai = format!("/crises/{id}/delai");
     let r = post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "suspendre"), ("motif", "  ")]).await.unwrap();
-    assert!(location(&r).contains("champ=delai"), "{}", location(&r));
-    let html = page(&ops, location(&r)).await;
-    assert!(html.contains("id=\"delai-erreur\"") && html.contains("Indiquez le motif"), "{html}");
+    let html = follow(&app, &ops, r).await;
+    assert!(message(&html, "delai-erreur").is_some_and(|m| m.contains("Indiquez le motif")), "{html}");
     let hostile = "<script>alert(1)</script> locaux fermés";
     let r =
         post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "suspendre"), ("motif", hostile)]).await.unwrap();
-    assert!(location(&r).contains("ok="), "{}", location(&r));
-    let html = page(&ops, format!("/crises/{id}")).await;
+    let html = follow(&app, &ops, r).await;
+    assert!(message(&html, "message").is_some(), "{html}");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; locaux fermés") && !html.contains("<script>alert"));
     assert!(html.contains("Délai suspendu depuis"), "the suspension and its reason are shown");
     let r = post_form(&app, &dgs, &delai, &[("csrf", &dgs_csrf), ("action", "reprendre")]).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "a DGS cannot resume the clock");
     let r = post_form(&app, &ops, &delai, &[("csrf", &csrf), ("action", "reprendre")]).await.unwrap();
-    assert!(location(&r).contains("ok="));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
 
     // The legal clocks: an unreadable date is refused, nothing recorded; a good one starts them.
     let echeances = format!("/crises/{id}/echeances");
     for bad in ["hier matin", "2026-13-45T10:00", &"9".repeat(5000)] {
         let r = post_form(&app, &dgs, &echeances, &[("csrf", &dgs_csrf), ("aware_at", bad)]).await.unwrap();
-        assert!(location(&r).contains("champ=echeances"), "{bad:.20}: {}", location(&r));
+        assert!(message(&follow(&app, &dgs, r).await, "echeances-erreur").is_some(), "{bad:.20}");
     }
     assert!(app.ops.crisis(id).await.unwrap().legal.is_empty(), "nothing recorded");
     let r = post_form(
@@ -801,11 +822,30 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     )
     .await
     .unwrap();
-    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert!(message(&follow(&app, &dgs, r).await, "message").is_some());
     assert_eq!(app.ops.crisis(id).await.unwrap().legal.len(), 2, "the CNIL's and the complaint's clocks");
-    let r =
-        post_form(&app, &dgs, &format!("/crises/{id}/echeances/inconnue/faite"), &[("csrf", &dgs_csrf)]).await.unwrap();
-    assert!(location(&r).contains("champ=echeances"));
+    let r = post_form(
+        &app,
+        &dgs,
+        &format!("/crises/{id}/echeances/inconnue/faite"),
+        &[("csrf", &dgs_csrf), ("confirme", "oui")],
+    )
+    .await
+    .unwrap();
+    assert!(message(&follow(&app, &dgs, r).await, "echeances-erreur").is_some());
+    // Marking a legal obligation done asks for its box to be ticked: one stray tap records
+    // nothing.
+    let cnil = format!("/crises/{id}/echeances/cnil/faite");
+    let html = page(&dgs, format!("/crises/{id}")).await;
+    assert!(html.contains("name=\"confirme\" value=\"oui\" required"), "{html}");
+    let r = post_form(&app, &dgs, &cnil, &[("csrf", &dgs_csrf)]).await.unwrap();
+    let html = follow(&app, &dgs, r).await;
+    assert!(message(&html, "echeances-erreur").is_some_and(|m| m.contains("Cochez la case")), "{html}");
+    let done = |c: &repli_proto::api::CrisisView| c.legal.iter().any(|l| l.done_at.is_some());
+    assert!(!done(&app.ops.crisis(id).await.unwrap()), "nothing recorded without the tick");
+    let r = post_form(&app, &dgs, &cnil, &[("csrf", &dgs_csrf), ("confirme", "oui")]).await.unwrap();
+    assert!(message(&follow(&app, &dgs, r).await, "message").is_some_and(|m| m.contains("faite")));
+    assert!(done(&app.ops.crisis(id).await.unwrap()), "recorded once confirmed");
 
     // Loans: one bad line among good ones lends nothing; a forged agent id or an oversized
     // scan is refused; the DGS cannot lend.
@@ -819,22 +859,22 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     let scan = format!("{} ; Personne Inconnue\nAMP-INCONNU-1", laptop.item.asset_tag);
     let r =
         post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "commune"), ("scan", &scan)]).await.unwrap();
-    let html = page(&ops, location(&r)).await;
+    let html = follow(&app, &ops, r).await;
     assert!(html.contains("id=\"prets-erreur\""), "{html}");
     assert!(html.contains("Personne Inconnue") && html.contains("AMP-INCONNU-1"), "every bad line is named");
     assert!(app.ops.loans(id).await.unwrap().is_empty(), "the good line was not lent either");
     let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "99999")]).await.unwrap();
-    assert!(location(&r).contains("champ=prets"), "an agent of no crisis: {}", location(&r));
+    assert!(message(&follow(&app, &ops, r).await, "prets-erreur").is_some(), "an agent of no crisis");
     let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), ("scan", &"X;Y\n".repeat(20_000))]).await.unwrap();
-    assert!(location(&r).contains("champ=prets"));
+    assert!(message(&follow(&app, &ops, r).await, "prets-erreur").is_some());
     let laptop_alone = format!("pret-{}", laptop.item.serial);
     let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&laptop_alone, "commune")]).await.unwrap();
-    assert!(page(&ops, location(&r)).await.contains("se prête à un agent nommé"), "a laptop goes to a named agent");
+    assert!(follow(&app, &ops, r).await.contains("se prête à un agent nommé"), "a laptop goes to a named agent");
     let r = post_form(&app, &dgs, &prets, &[("csrf", &dgs_csrf), (&pick_router, "commune")]).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(app.ops.loans(id).await.unwrap().is_empty());
     let r = post_form(&app, &ops, &prets, &[("csrf", &csrf), (&pick_router, "commune")]).await.unwrap();
-    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
     assert_eq!(app.ops.loans(id).await.unwrap().len(), 1);
 
     // Items: a retirement without its tick and a wipe without a certificate change nothing.
@@ -850,7 +890,7 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     let r = post_form(&app, &ops, &service, &[("csrf", &csrf), ("vers", "reforme"), ("motif", "écran cassé")])
         .await
         .unwrap();
-    assert!(location(&r).contains("erreur="), "{}", location(&r));
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").is_some());
     assert_eq!(app.ops.item(&spare.item.serial).await.unwrap().item.state, repli_core::ItemState::Available);
     let r = post_form(
         &app,
@@ -860,7 +900,7 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     )
     .await
     .unwrap();
-    assert!(location(&r).contains("erreur="), "{}", location(&r));
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").is_some());
     let r = post_form(
         &app,
         &ops,
@@ -869,7 +909,7 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
     )
     .await
     .unwrap();
-    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert!(message(&follow(&app, &ops, r).await, "message").is_some());
     assert_eq!(app.ops.item(&spare.item.serial).await.unwrap().item.state, repli_core::ItemState::Retired);
     let html = page(&ops, format!("/inventaire/{}", spare.item.serial)).await;
     assert!(html.contains("disponible → réformé"), "the history in French: {html}");
@@ -1000,7 +1040,6 @@ async fn admins_create_accounts_hand_out_password_links_and_revoke() {
     let app = TestApp::spawn_with(|c| c.server.public_url = Some("https://repli.exemple.fr/".into())).await;
     let (admin, csrf) = session_of(&app, Role::Admin, None, "admin.comptes").await;
     let (ops, ops_csrf) = session_of(&app, Role::Ops, None, "ops.comptes").await;
-    let location = |r: &reqwest::Response| r.headers()[LOCATION].to_str().unwrap().to_owned();
     let get = |cookie: Option<&str>, path: &str| {
         let mut req = http().get(app.url(path));
         if let Some(c) = cookie {
@@ -1046,9 +1085,9 @@ async fn admins_create_accounts_hand_out_password_links_and_revoke() {
     let link_of = |html: &str| html.split("/mot-de-passe/").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let path = format!("/comptes/{}/lien", anne.id);
     let r = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne martin!")]).await.unwrap();
-    assert!(location(&r).contains("erreur="), "a bad login: {}", location(&r));
+    assert!(message(&follow(&app, &admin, r).await, "message-erreur").is_some(), "a bad login");
     let r = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "ops.comptes")]).await.unwrap();
-    assert!(location(&r).contains("erreur="), "a login taken by another account");
+    assert!(message(&follow(&app, &admin, r).await, "message-erreur").is_some(), "a login taken by another account");
     let shown = post_form(&app, &admin, &path, &[("csrf", &csrf), ("login", "anne.martin")]).await.unwrap();
     let shown = shown.text().await.unwrap();
     assert!(shown.contains("https://repli.exemple.fr/mot-de-passe/rpl_"), "the configured public address: {shown}");
@@ -1103,10 +1142,10 @@ async fn admins_create_accounts_hand_out_password_links_and_revoke() {
     // Revocation: refused without the tick, then her session stops working.
     let revoke = format!("/comptes/{}/revocation", anne.id);
     let r = post_form(&app, &admin, &revoke, &[("csrf", &csrf)]).await.unwrap();
-    assert!(location(&r).contains("erreur="));
+    assert!(message(&follow(&app, &admin, r).await, "message-erreur").is_some());
     assert_eq!(get(Some(&session), "/").await.status(), StatusCode::OK);
     let r = post_form(&app, &admin, &revoke, &[("csrf", &csrf), ("confirme", "oui")]).await.unwrap();
-    assert!(location(&r).contains("ok="), "{}", location(&r));
+    assert!(message(&follow(&app, &admin, r).await, "message").is_some_and(|m| m.starts_with("Accès révoqué")));
     assert_eq!(get(Some(&session), "/").await.status(), StatusCode::SEE_OTHER, "sent back to sign in");
     let page = get(Some(&admin), "/comptes").await.text().await.unwrap();
     assert!(page.contains("Anne Martin") && page.contains("Aubagne (13005)"), "the list names the commune");
@@ -1228,4 +1267,34 @@ async fn the_campaign_shows_every_open_crisis_the_shared_stock_and_who_is_served
     assert!(drill_task.contains("etiquette exercice"));
     let real_task = tasks.split("<article class=\"tache\">").find(|t| t.contains(aix.id.as_str())).unwrap();
     assert!(!real_task.contains("EXERCICE"));
+}
+
+/// Ops see on every page that Microsoft 365 or the DNS is simulated, as the configuration
+/// says; a DGS's pages do not carry the banner.
+#[tokio::test]
+async fn ops_pages_say_what_is_simulated() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.simulation").await;
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.simulation").await;
+    let read = |cookie: &str, path: String| {
+        let (url, cookie) = (app.url(&path), cookie.to_owned());
+        async move { http().get(url).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    for path in ["/".to_owned(), format!("/crises/{}", c.id), "/taches".into(), "/inventaire".into(), "/m365".into()] {
+        let html = read(&ops, path.clone()).await;
+        assert!(
+            html.contains("class=\"simulation\"") && html.contains("Microsoft 365 et le DNS sont simulés"),
+            "{path}: {html}"
+        );
+    }
+    let html = read(&dgs, format!("/crises/{}", c.id)).await;
+    assert!(!html.contains("class=\"simulation\""), "{html}");
+    app.daemon.shutdown().await.unwrap();
+
+    // Microsoft 365 simulated, the DNS published by hand: the banner says only the first.
+    let app = TestApp::spawn_with(|c| c.m365.dns = replid::config::DnsMode::Manual).await;
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.simulation").await;
+    let html = http().get(app.url("/")).header(COOKIE, ops).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Microsoft 365 est simulé") && !html.contains("DNS est simulé"), "{html}");
 }

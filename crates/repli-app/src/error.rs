@@ -125,7 +125,7 @@ fn store_problem(e: &StoreError) -> Problem {
         StoreError::CrisisEnded { id, state } => {
             let mut p = problem(
                 ProblemCode::CrisisEnded,
-                format!("La crise {id} est {} : sa main courante est fermée.", state.label_fr()),
+                format!("La crise {id} est à l'état « {} » : sa main courante est fermée.", state.label_fr()),
             );
             p.current_state = Some(*state);
             p

@@ -247,6 +247,27 @@ impl Default for M365Config {
     }
 }
 
+impl M365Config {
+    /// What ops pages say in their banner when Microsoft 365 or the DNS is simulated (the
+    /// embedded Graph simulator, the simulator's zone API), None when both are real.
+    pub fn simulation_fr(&self) -> Option<&'static str> {
+        match (self.mode == M365Mode::Simulator, self.dns == DnsMode::Simulator) {
+            (true, true) => Some(
+                "SIMULATION — Microsoft 365 et le DNS sont simulés : aucun compte, aucune équipe, aucune visio \
+                 ni aucun enregistrement DNS réel n'est créé.",
+            ),
+            (true, false) => Some(
+                "SIMULATION — Microsoft 365 est simulé : aucun compte, aucune équipe ni aucune visio réelle n'est \
+                 créé dans le locataire.",
+            ),
+            (false, true) => {
+                Some("SIMULATION — Le DNS est simulé : aucun enregistrement n'est publié dans la zone réelle.")
+            }
+            (false, false) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for M365Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("M365Config")
@@ -1021,6 +1042,18 @@ fn overlay(table: &mut toml::Table, keys: &str, value: &str) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_simulation_banner_names_what_is_simulated() {
+        let mut m = M365Config::default();
+        assert!(m.simulation_fr().is_some_and(|b| b.contains("Microsoft 365 et le DNS")));
+        m.dns = DnsMode::Rfc2136;
+        assert!(m.simulation_fr().is_some_and(|b| b.contains("Microsoft 365 est simulé")));
+        m.mode = M365Mode::Graph;
+        assert_eq!(m.simulation_fr(), None);
+        m.dns = DnsMode::Simulator;
+        assert!(m.simulation_fr().is_some_and(|b| b.contains("Le DNS est simulé")));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()

@@ -62,18 +62,19 @@ impl CrisisState {
         }
     }
 
-    /// French label, for what a DGS reads.
+    /// French label of the crisis's state, for what a DGS reads (« la crise est à l'état
+    /// « activée » », « État : kit prêt »): agreed with « crise », feminine.
     pub fn label_fr(self) -> &'static str {
         match self {
-            Self::Requested => "demandé",
-            Self::Activated => "activé",
+            Self::Requested => "demandée",
+            Self::Activated => "activée",
             Self::Provisioning => "en préparation",
-            Self::Ready => "prêt",
-            Self::Delivered => "livré",
+            Self::Ready => "kit prêt",
+            Self::Delivered => "kit livré",
             Self::Handback => "en restitution",
-            Self::Closed => "clos",
-            Self::Rejected => "refusé",
-            Self::Cancelled => "annulé",
+            Self::Closed => "clôturée",
+            Self::Rejected => "refusée",
+            Self::Cancelled => "annulée",
         }
     }
 
@@ -147,6 +148,20 @@ impl CrisisAction {
         }
     }
 
+    /// What the action is called in French, for people (never the code `start_handback`).
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Activate => "activer",
+            Self::StartProvisioning => "préparer le kit",
+            Self::MarkReady => "déclarer le kit prêt",
+            Self::Deliver => "livrer le kit",
+            Self::StartHandback => "commencer la restitution",
+            Self::Close => "clôturer",
+            Self::Reject => "refuser",
+            Self::Cancel => "annuler",
+        }
+    }
+
     /// Refusing or abandoning a loan, and opening its hand-back, must say why (the reason is
     /// audited with the transition).
     pub fn requires_reason(self) -> bool {
@@ -209,9 +224,9 @@ impl fmt::Display for CrisisAction {
 /// Why a transition was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
-    #[error("action « {action} » impossible : la crise est à l'état « {} » ({from})", from.label_fr())]
+    #[error("action « {} » impossible : la crise est à l'état « {} »", action.label_fr(), from.label_fr())]
     Illegal { action: CrisisAction, from: CrisisState },
-    #[error("l'action « {action} » exige un motif")]
+    #[error("l'action « {} » exige un motif", action.label_fr())]
     ReasonRequired { action: CrisisAction },
 }
 

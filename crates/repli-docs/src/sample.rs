@@ -20,7 +20,7 @@ pub fn crisis() -> Option<CrisisView> {
         commune: InseeCode::parse("13005").ok()?,
         commune_name: "Aubagne".into(),
         state: CrisisState::Closed,
-        state_label: "clos".into(),
+        state_label: "clôturée".into(),
         requested_at: t("2026-11-23T07:00:00Z"),
         requested_by: "DGS d'Aubagne".into(),
         contact: Contact { name: HOSTILE.into(), phone: "+33639980001".into(), email: None },

@@ -51,6 +51,8 @@ pub struct WebApp {
     pub secure_cookies: bool,
     /// False once the engine's task has ended (stopped or panicked): `/readyz` says so.
     pub engine_running: Arc<std::sync::atomic::AtomicBool>,
+    /// The messages pages show after a form, held per session (`web::flash`).
+    pub flashes: web::flash::FlashStore,
 }
 
 impl std::ops::Deref for WebApp {

@@ -129,7 +129,10 @@ async fn authorize(State(st): State<AppState>, access: Access, mut req: Request,
     }
     tracing::Span::current().record("user", actor.user_id);
     req.extensions_mut().insert(actor);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    // A form's message after its redirect is held for the session's next load of the page.
+    web::flash::keep_pending(&st, csrf.as_deref(), &mut resp);
+    resp
 }
 
 /// Longest request target served (path and query).

@@ -99,6 +99,7 @@ impl Daemon {
             pages: Arc::new(web::templates()?),
             secure_cookies: tls.is_some(),
             engine_running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            flashes: web::flash::FlashStore::default(),
         }));
         // Resumes every unfinished run found in the database, then keeps scheduling.
         let (engine_stop, engine_stopped) = oneshot::channel::<()>();

@@ -3,10 +3,8 @@
 //! revocation of every token and session of an account. The link's page itself is public: the
 //! link's secret is the credential, it works once and expires.
 
-use std::collections::BTreeMap;
-
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use repli_core::{Actor, FieldError, InseeCode, Role};
@@ -15,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::{Flash, Flashes};
 use crate::web::view::{CsrfForm, Layout, page as render_page};
 use crate::web::{SessionCsrf, api_error_page, error_page, role_fr, when};
 use repli_app::AppError;
@@ -93,9 +92,9 @@ pub async fn page(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
-    let layout = Layout::signed_in(&a, &csrf, "Comptes").flashes(&q);
+    let layout = Layout::signed_in(&a, &csrf, "Comptes").flashes(&flashes);
     accounts_page(&st, &a, &layout, StatusCode::OK, &NewAccountForm::default(), CreationErrors::default()).await
 }
 
@@ -280,7 +279,7 @@ pub async fn link(
             let layout = Layout::signed_in(&a, &csrf, "Lien de mot de passe");
             render_page(&st, StatusCode::OK, "lien", &layout, &LinkPage { l })
         }
-        Err(e) => back(&format!("Lien non créé : {}", e.to_problem().detail), "erreur"),
+        Err(e) => back(Flash::error(format!("Lien non créé : {}", e.to_problem().detail))),
     }
 }
 
@@ -301,19 +300,21 @@ pub async fn revoke(
 ) -> Response {
     let Ok(uid) = uid.parse::<i64>() else { return unknown_user(&st) };
     if form.confirme != "oui" {
-        return back("Cochez la case : la révocation coupe tout accès de ce compte (jetons et sessions).", "erreur");
+        return back(Flash::error(
+            "Cochez la case : la révocation coupe tout accès de ce compte (jetons et sessions).",
+        ));
     }
     if uid == a.user_id {
-        return back("Vous ne pouvez pas révoquer votre propre accès depuis cette page.", "erreur");
+        return back(Flash::error("Vous ne pouvez pas révoquer votre propre accès depuis cette page."));
     }
     match accounts::revoke(&st, &a, uid).await {
-        Ok(n) => back(&format!("Accès révoqué : {n} jeton(s) ou session(s) fermé(s)."), "ok"),
-        Err(e) => back(&e.to_problem().detail, "erreur"),
+        Ok(n) => back(Flash::ok(format!("Accès révoqué : {n} jeton(s) ou session(s) fermé(s)."))),
+        Err(e) => back(Flash::error(e.to_problem().detail)),
     }
 }
 
-fn back(message: &str, key: &str) -> Response {
-    crate::web::redirect_with("/comptes", key, message)
+fn back(message: Flash) -> Response {
+    crate::web::redirect_with("/comptes", message)
 }
 
 fn unknown_user(st: &AppState) -> Response {
@@ -461,6 +462,7 @@ mod tests {
         let mut data = serde_json::to_value(Layout::public(title)).unwrap();
         data.as_object_mut().unwrap().extend(serde_json::to_value(body).unwrap().as_object().unwrap().clone());
         data["a_configurer"] = serde_json::Value::Null;
+        data["simulation"] = serde_json::Value::Null;
         crate::web::templates().unwrap().render("mot-de-passe", &data).unwrap()
     }
 

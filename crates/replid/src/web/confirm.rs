@@ -11,6 +11,7 @@ use repli_proto::api::{ActionRequest, WriteOffRequest};
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::Flash;
 use crate::web::view::CsrfForm;
 use crate::web::{ReasonForm, SessionCsrf, Target, back, confirmation_or_error, confirmed};
 use repli_app::crises::{self, visible_crisis};
@@ -60,7 +61,7 @@ async fn transition(
     confirmed(&st, &a, &csrf, &form, target, |reason| async {
         let body = ActionRequest { reason: Some(reason).filter(|r| !r.is_empty()) };
         let v = crises::apply(&st, &a, &id, action, body).await?;
-        Ok(back(&id, "ok", &format!("Crise {} : {}", v.id, v.state_label)))
+        Ok(back(&id, Flash::ok(format!("Crise {} : {}", v.id, v.state_label))))
     })
     .await
 }
@@ -156,7 +157,7 @@ pub async fn skip(
     let (st, a, id, step) = (&st, &a, &id, &step);
     confirmed(st, a, &csrf, &form, skip_target(st, a, id, step), move |reason| async move {
         let s = steps::operate(st, a, id, step, true, &reason).await?;
-        Ok(back(id, "ok", &format!("« {} » : {}.", s.title, s.state_label)))
+        Ok(back(id, Flash::ok(format!("« {} » : {}.", s.title, s.state_label))))
     })
     .await
 }
@@ -170,8 +171,8 @@ pub async fn retry(
 ) -> Response {
     let reason = form.reason();
     match steps::operate(&st, &a, &id, &step, false, &reason).await {
-        Ok(s) => back(&id, "ok", &format!("« {} » relancée.", s.title)),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Ok(s) => back(&id, Flash::ok(format!("« {} » relancée.", s.title))),
+        Err(e) => back(&id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -215,7 +216,7 @@ pub async fn write_off(
 ) -> Response {
     confirmed(&st, &a, &csrf, &form, write_off_target(&st, &a, &id, &serial), |reason| async {
         inventory::write_off(&st, &a, &id, &WriteOffRequest { serial: serial.clone(), reason }).await?;
-        Ok(back(&id, "ok", &format!("{serial} passé en perte.")))
+        Ok(back(&id, Flash::ok(format!("{serial} passé en perte."))))
     })
     .await
 }

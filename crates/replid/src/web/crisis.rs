@@ -3,7 +3,7 @@
 //! `repli_app` and sends the person back to the page with a French message beside the form.
 
 use axum::Extension;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::inventory::{LoanLine, LoanTo};
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::{Flash, Flashes, Section};
 use crate::web::view::{CsrfForm, Layout, NoFields, page};
 use crate::web::{
     SessionCsrf, SlaBadge, agents_from_text, api_error_page, back, back_field, channel_fr, error_page, form_crisis,
@@ -286,7 +287,7 @@ pub async fn crisis(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities: can, outbox } =
         match crises::page(&st, &a, &id).await {
@@ -460,14 +461,20 @@ pub async fn crisis(
             .map(|l| LegalOpen { kind: l.kind.as_str(), label: l.label.clone() })
             .collect(),
     };
-    // An error about one form is shown next to it; any other at the top of the page.
-    let field = q.get("champ").map(String::as_str).filter(|f| FORM_SECTIONS.contains(f));
-    let error_for = |f: &str| if field == Some(f) { q.get("erreur").cloned() } else { None };
+    // An error about one form is shown next to it; any other at the top of the page, as is one
+    // whose form the page no longer shows (the state moved on since the form was posted).
+    let lend = lend_form(&lendable, &agents);
+    let flashes = flashes.placed(|s| match s {
+        Section::Prets => lend.count > 0,
+        Section::Delai => delai.can,
+        Section::Echeances => legal_form.can,
+        Section::Retour => can.scan,
+    });
     let errors = FieldErrors {
-        prets: error_for("prets"),
-        delai: error_for("delai"),
-        echeances: error_for("echeances"),
-        retour: error_for("retour"),
+        prets: flashes.beside(Section::Prets),
+        delai: flashes.beside(Section::Delai),
+        echeances: flashes.beside(Section::Echeances),
+        retour: flashes.beside(Section::Retour),
     };
     let model = CrisisPageModel {
         c,
@@ -490,7 +497,7 @@ pub async fn crisis(
         log,
         outbox,
         can_retex: can.read_retex,
-        lend: lend_form(&lendable, &agents),
+        lend,
         kit: kit_links(&outputs, is_ops),
         delai,
         legal_form,
@@ -500,14 +507,10 @@ pub async fn crisis(
         live: matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback),
         read_at: when(&st, Some(st.clock.now())),
     };
-    let mut layout = Layout::signed_in(&a, &csrf, format!("Crise {crisis_id}")).exercise(view.exercise.as_ref());
-    layout.flash = q.get("ok").cloned();
-    layout.flash_error = if field.is_none() { q.get("erreur").cloned() } else { None };
+    let layout =
+        Layout::signed_in(&a, &csrf, format!("Crise {crisis_id}")).exercise(view.exercise.as_ref()).flashes(&flashes);
     page(&st, StatusCode::OK, "crise", &layout, &model)
 }
-
-/// The crisis page's forms that show their errors beside them (see [`crate::web::back_field`]).
-const FORM_SECTIONS: [&str; 4] = ["prets", "delai", "echeances", "retour"];
 
 /// The loan form: each item ready to lend with its choices (an agent, the commune, not now),
 /// the laptop plan's agent chosen in advance.
@@ -615,8 +618,8 @@ async fn act(st: &AppState, a: &Actor, id: &str, action: CrisisAction, form: &Ac
     let reason = Some(form.reason()).filter(|m| !m.is_empty());
     let body = repli_proto::api::ActionRequest { reason };
     match crises::apply(st, a, id, action, body).await {
-        Ok(v) => back(id, "ok", &format!("Crise {} : {}", v.id, v.state_label)),
-        Err(e) => back(id, "erreur", &e.to_problem().detail),
+        Ok(v) => back(id, Flash::ok(format!("Crise {} : {}", v.id, v.state_label))),
+        Err(e) => back(id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -640,13 +643,15 @@ pub async fn add_log(
         Err(page) => return page,
     };
     match crises::add_log(&st, &a, r.id.as_str(), &form.kind, &form.texte).await {
-        Ok(_) => back(&id, "ok", "Entrée ajoutée à la main courante."),
+        Ok(_) => back(&id, Flash::ok("Entrée ajoutée à la main courante.")),
         Err(AppError::Validation(errors)) => back(
             &id,
-            "erreur",
-            &format!("Main courante : {}", errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ; ")),
+            Flash::error(format!(
+                "Main courante : {}",
+                errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ; ")
+            )),
         ),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Err(e) => back(&id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -667,11 +672,16 @@ pub async fn set_agents(
                     Ok(t) if t.len() <= 256 * 1024 => {
                         fields.insert(name, t);
                     }
-                    _ => return back(&id, "erreur", "Fichier illisible ou trop gros (256 Kio au plus, texte UTF-8)."),
+                    _ => {
+                        return back(
+                            &id,
+                            Flash::error("Fichier illisible ou trop gros (256 Kio au plus, texte UTF-8)."),
+                        );
+                    }
                 }
             }
             Ok(None) => break,
-            Err(_) => return back(&id, "erreur", "Formulaire illisible."),
+            Err(_) => return back(&id, Flash::error("Formulaire illisible.")),
         }
     }
     let r = match form_crisis(&st, &a, &csrf, &fields, &id).await {
@@ -681,24 +691,28 @@ pub async fn set_agents(
     let source =
         fields.get("fichier").filter(|t| !t.trim().is_empty()).or(fields.get("liste")).cloned().unwrap_or_default();
     if let Err(line) = text::csv_quotes_closed(&source) {
-        return back(&id, "erreur", &format!("Ligne {line} : guillemet ouvert jamais fermé. Rien n'a été enregistré."));
+        return back(
+            &id,
+            Flash::error(format!("Ligne {line} : guillemet ouvert jamais fermé. Rien n'a été enregistré.")),
+        );
     }
     let rows = agents_from_text(&source);
     if rows.is_empty() || rows.len() > 500 {
-        return back(&id, "erreur", "Liste des agents vide ou trop longue (500 au plus).");
+        return back(&id, Flash::error("Liste des agents vide ou trop longue (500 au plus)."));
     }
     let list = match inventory::checked_agents(rows.iter().map(|(n, sv)| (n.as_str(), sv.as_str()))) {
         Ok(list) => list,
         Err(bad) => {
             let (i, e) = &bad[0];
-            return back(&id, "erreur", &format!("Ligne {} : {}", i + 1, e.message));
+            return back(&id, Flash::error(format!("Ligne {} : {}", i + 1, e.message)));
         }
     };
     match inventory::record_agents(&st, &a, r.id.as_str(), &list, inventory::ListChange::Add).await {
-        Ok(agents) => {
-            back(&id, "ok", &format!("{} agent(s) ajouté(s) : la liste compte {} agent(s).", list.len(), agents.len()))
-        }
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Ok(agents) => back(
+            &id,
+            Flash::ok(format!("{} agent(s) ajouté(s) : la liste compte {} agent(s).", list.len(), agents.len())),
+        ),
+        Err(e) => back(&id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -714,8 +728,8 @@ pub async fn accept_agents(
         Err(page) => return page,
     };
     match inventory::accept_agents(&st, &a, r.id.as_str()).await {
-        Ok(n) => back(&id, "ok", &format!("Effectif réduit confirmé : les comptes sont créés pour {n} agent(s).")),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Ok(n) => back(&id, Flash::ok(format!("Effectif réduit confirmé : les comptes sont créés pour {n} agent(s)."))),
+        Err(e) => back(&id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -742,9 +756,11 @@ pub async fn confirm_task(
     let note = Some(form.note.trim().to_string()).filter(|n| !n.is_empty());
     let target = if form.retour == "taches" { "/taches".to_string() } else { format!("/crises/{id}") };
     match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref()).await {
-        Ok(s) => crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title)),
-        Err(AppError::Validation(_)) => back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue)."),
-        Err(e) => back(&id, "erreur", &e.to_problem().detail),
+        Ok(s) => crate::web::redirect_with(&target, Flash::ok(format!("« {} » confirmée.", s.title))),
+        Err(AppError::Validation(_)) => {
+            back(&id, Flash::error("Note invalide (caractères de contrôle ou trop longue)."))
+        }
+        Err(e) => back(&id, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -769,7 +785,7 @@ pub async fn check_in(
     }
     let serial = form.serial.trim().to_string();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
-        return crate::web::back_field(&id, "retour", "Numéro de série illisible : scannez à nouveau.");
+        return crate::web::back_field(&id, Section::Retour, "Numéro de série illisible : scannez à nouveau.");
     }
     let condition = match form.etat.as_str() {
         "damaged" => "damaged",
@@ -778,8 +794,8 @@ pub async fn check_in(
     };
     let req = repli_proto::api::CheckinRequest { serial: serial.clone(), condition: condition.into(), note: None };
     match repli_app::inventory::check_in(&st, &a, &id, &req).await {
-        Ok(_) => back(&id, "ok", &format!("Retour enregistré : {serial}.")),
-        Err(e) => crate::web::back_field(&id, "retour", &e.to_problem().detail),
+        Ok(_) => back(&id, Flash::ok(format!("Retour enregistré : {serial}."))),
+        Err(e) => crate::web::back_field(&id, Section::Retour, &e.to_problem().detail),
     }
 }
 
@@ -810,14 +826,14 @@ pub async fn lend(
     }
     let lines = match loan_lines(&form) {
         Ok(l) => l,
-        Err(msg) => return back_field(&id, "prets", &msg),
+        Err(msg) => return back_field(&id, Section::Prets, &msg),
     };
     if lines.is_empty() {
-        return back_field(&id, "prets", "Choisissez au moins un équipement à prêter, ou scannez-en un.");
+        return back_field(&id, Section::Prets, "Choisissez au moins un équipement à prêter, ou scannez-en un.");
     }
     match inventory::lend_many(&st, &a, &id, &lines).await {
-        Ok(_) => back(&id, "ok", &format!("{} équipement(s) prêté(s).", lines.len())),
-        Err(e) => back_field(&id, "prets", &e.to_problem().detail),
+        Ok(_) => back(&id, Flash::ok(format!("{} équipement(s) prêté(s).", lines.len()))),
+        Err(e) => back_field(&id, Section::Prets, &e.to_problem().detail),
     }
 }
 
@@ -863,16 +879,16 @@ pub async fn sla_clock(
         "suspendre" => {
             let reason = form.reason();
             if reason.is_empty() {
-                return back_field(&id, "delai", "Indiquez le motif de la suspension.");
+                return back_field(&id, Section::Delai, "Indiquez le motif de la suspension.");
             }
             crises::suspend_sla(&st, &a, &id, &reason).await.map(|_| "Délai suspendu.")
         }
         "reprendre" => crises::resume_sla(&st, &a, &id).await.map(|_| "Délai repris."),
-        _ => return back_field(&id, "delai", "Action inconnue."),
+        _ => return back_field(&id, Section::Delai, "Action inconnue."),
     };
     match done {
-        Ok(msg) => back(&id, "ok", msg),
-        Err(e) => back_field(&id, "delai", &e.to_problem().detail),
+        Ok(msg) => back(&id, Flash::ok(msg)),
+        Err(e) => back_field(&id, Section::Delai, &e.to_problem().detail),
     }
 }
 
@@ -899,7 +915,7 @@ pub async fn legal_facts(
         return page;
     }
     let Ok(aware_at) = form_instant(&st, &form.aware_at) else {
-        return back_field(&id, "echeances", "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm).");
+        return back_field(&id, Section::Echeances, "Date et heure de découverte illisibles (jj/mm/aaaa hh:mm).");
     };
     let personal_data = match form.personal_data.as_str() {
         "oui" => Some(true),
@@ -909,13 +925,13 @@ pub async fn legal_facts(
     if aware_at.is_none() && personal_data.is_none() {
         return back_field(
             &id,
-            "echeances",
+            Section::Echeances,
             "Indiquez la date de découverte ou la réponse sur les données personnelles.",
         );
     }
     match crises::set_legal_facts(&st, &a, &id, LegalFactsRequest { aware_at, personal_data }).await {
-        Ok(_) => back(&id, "ok", "Échéances légales mises à jour."),
-        Err(e) => back_field(&id, "echeances", &e.to_problem().detail),
+        Ok(_) => back(&id, Flash::ok("Échéances légales mises à jour.")),
+        Err(e) => back_field(&id, Section::Echeances, &e.to_problem().detail),
     }
 }
 
@@ -925,6 +941,10 @@ pub async fn legal_facts(
 pub struct LegalDoneForm {
     #[serde(default)]
     at: String,
+    /// `oui` when the box confirming it is done is ticked: a legal obligation is not marked
+    /// done by one stray tap.
+    #[serde(default)]
+    confirme: String,
 }
 
 pub async fn legal_done(
@@ -936,12 +956,19 @@ pub async fn legal_done(
     if let Err(page) = crisis_of(&st, &a, &id).await {
         return page;
     }
+    if form.confirme != "oui" {
+        return back_field(
+            &id,
+            Section::Echeances,
+            "Cochez la case pour confirmer que la démarche est faite : rien n'a été enregistré.",
+        );
+    }
     let Ok(at) = form_instant(&st, &form.at) else {
-        return back_field(&id, "echeances", "Date et heure illisibles (jj/mm/aaaa hh:mm).");
+        return back_field(&id, Section::Echeances, "Date et heure illisibles (jj/mm/aaaa hh:mm).");
     };
     match crises::legal_done(&st, &a, &id, &kind, at).await {
-        Ok(_) => back(&id, "ok", "Démarche enregistrée comme faite."),
-        Err(e) => back_field(&id, "echeances", &e.to_problem().detail),
+        Ok(_) => back(&id, Flash::ok("Démarche enregistrée comme faite.")),
+        Err(e) => back_field(&id, Section::Echeances, &e.to_problem().detail),
     }
 }
 

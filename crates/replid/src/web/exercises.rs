@@ -2,17 +2,17 @@
 //! the browser.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use repli_app::exercises;
 use repli_core::Actor;
 use repli_proto::api::ExerciseView;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::{Flash, Flashes};
 use crate::web::view::{CsrfForm, Layout, page as render_page};
 use crate::web::{SessionCsrf, api_error_page, redirect_with, when};
 
@@ -115,11 +115,11 @@ pub async fn page(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     match exercises::list(&st).await {
         Ok(list) => {
-            let layout = Layout::signed_in(&a, &csrf, "Exercices").flashes(&q);
+            let layout = Layout::signed_in(&a, &csrf, "Exercices").flashes(&flashes);
             page_of(&st, &layout, &a, StatusCode::OK, &list, exercises::example_scenario(), Vec::new())
         }
         Err(e) => api_error_page(&st, &e),
@@ -147,7 +147,7 @@ pub async fn start_form(
                 x.name,
                 ids.join(", ")
             );
-            redirect_with("/exercices", "ok", &message)
+            redirect_with("/exercices", Flash::ok(message))
         }
         Err(e) => {
             let problem = e.to_problem();

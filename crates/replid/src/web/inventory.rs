@@ -2,7 +2,7 @@
 //! retirement, the pool's import (with its preview) and export.
 
 use axum::Extension;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::inventory;
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::{Flash, Flashes};
 use crate::web::view::{CsrfForm, Layout, page};
 use crate::web::{SessionCsrf, api_error_page, check_csrf, error_page, redirect_with, when};
 
@@ -62,7 +63,7 @@ pub async fn inventory(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     let items = match inventory::items(&st).await {
         Ok(i) => i,
@@ -85,7 +86,7 @@ pub async fn inventory(
         summary,
         items: items.iter().take(500).map(ItemLine::of).collect(),
     };
-    page(&st, StatusCode::OK, "inventaire", &Layout::signed_in(&a, &csrf, "Inventaire").flashes(&q), &body)
+    page(&st, StatusCode::OK, "inventaire", &Layout::signed_in(&a, &csrf, "Inventaire").flashes(&flashes), &body)
 }
 
 /// A move in an item's history.
@@ -139,7 +140,7 @@ pub async fn item(
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
     Path(serial): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     let repli_proto::api::ItemDetail { item: found, history } = match inventory::item(&st, &serial).await {
         Ok(i) => i,
@@ -158,7 +159,7 @@ pub async fn item(
         .collect();
     let body =
         ItemPage { can: Can::of(a.may(Permission::ManageInventory), found.state), i: ItemLine::of(&found), history };
-    let layout = Layout::signed_in(&a, &csrf, format!("Équipement {}", found.item.asset_tag)).flashes(&q);
+    let layout = Layout::signed_in(&a, &csrf, format!("Équipement {}", found.item.asset_tag)).flashes(&flashes);
     page(&st, StatusCode::OK, "equipement", &layout, &body)
 }
 
@@ -186,11 +187,12 @@ pub async fn wipe(
     match inventory::wipe(&st, &a, &serial, &req).await {
         Ok(d) if d.item.state == ItemState::Maintenance => item_back(
             &serial,
-            "ok",
-            "Effacement enregistré. Rendu endommagé, l'équipement part en maintenance avant tout nouveau prêt.",
+            Flash::ok(
+                "Effacement enregistré. Rendu endommagé, l'équipement part en maintenance avant tout nouveau prêt.",
+            ),
         ),
-        Ok(_) => item_back(&serial, "ok", "Effacement enregistré : l'équipement est de nouveau disponible."),
-        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+        Ok(_) => item_back(&serial, Flash::ok("Effacement enregistré : l'équipement est de nouveau disponible.")),
+        Err(e) => item_back(&serial, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -223,15 +225,16 @@ pub async fn service(
     if to == ItemState::Retired && form.confirme != "oui" {
         return item_back(
             &serial,
-            "erreur",
-            "Cochez la case de confirmation : la réforme sort l'équipement du parc pour de bon.",
+            Flash::error("Cochez la case de confirmation : la réforme sort l'équipement du parc pour de bon."),
         );
     }
     let reason = form.motif.trim().to_owned();
     let reason = if reason.is_empty() && to == ItemState::Wiping { "Effacement commencé".to_owned() } else { reason };
     match inventory::service(&st, &a, &serial, &ServiceRequest { to, reason }).await {
-        Ok(d) => item_back(&serial, "ok", &format!("Équipement {} : {}.", d.item.item.asset_tag, d.item.state_label)),
-        Err(e) => item_back(&serial, "erreur", &e.to_problem().detail),
+        Ok(d) => {
+            item_back(&serial, Flash::ok(format!("Équipement {} : {}.", d.item.item.asset_tag, d.item.state_label)))
+        }
+        Err(e) => item_back(&serial, Flash::error(e.to_problem().detail)),
     }
 }
 
@@ -284,7 +287,7 @@ pub async fn import_pool(
     let req = ImportRequest { files: vec![ImportFile { source: source.clone(), csv: csv.clone() }] };
     if fields.get("confirmer").is_some_and(|v| v == "oui") {
         return match inventory::import(&st, &a, &req).await {
-            Ok(n) => redirect_with("/inventaire", "ok", &format!("{n} équipement(s) importé(s) depuis {source}.")),
+            Ok(n) => redirect_with("/inventaire", Flash::ok(format!("{n} équipement(s) importé(s) depuis {source}."))),
             Err(e) => {
                 let errors = problem_lines(&e);
                 import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &errors, None)
@@ -363,9 +366,9 @@ pub async fn export_pool(State(st): State<AppState>, Authed(_): Authed) -> Respo
     }
 }
 
-fn item_back(serial: &str, key: &str, message: &str) -> Response {
+fn item_back(serial: &str, message: Flash) -> Response {
     let path: String = form_urlencoded::byte_serialize(serial.as_bytes()).collect();
-    redirect_with(&format!("/inventaire/{path}"), key, message)
+    redirect_with(&format!("/inventaire/{path}"), message)
 }
 
 /// This area's routes, each with its access rule and its documentation (`http::routes`
@@ -452,6 +455,7 @@ mod tests {
         let mut data = serde_json::to_value(Layout::signed_in(&a, "jeton", "Équipement PC-1")).unwrap();
         data.as_object_mut().unwrap().extend(serde_json::to_value(&body).unwrap().as_object().unwrap().clone());
         data["a_configurer"] = serde_json::Value::Null;
+        data["simulation"] = serde_json::Value::Null;
         crate::web::templates().unwrap().render("equipement", &data).unwrap()
     }
 

@@ -12,43 +12,117 @@ use std::collections::BTreeMap;
 use crate::AppState;
 use crate::http::auth::Authed;
 use crate::web::view::{Layout, page};
-use crate::web::{SessionCsrf, api_error_page, complete, error_page};
-
-/// The filters the page shows in its fields.
-const FILTERS: [&str; 6] = ["crise", "commune", "acteur", "action", "du", "au"];
+use crate::web::{SessionCsrf, api_error_page, error_page};
 
 const PAGE: u32 = 50;
 
-/// The journal's filters; dates are days in `tz` (the configured calendar's).
-/// The journal's French filter fields as the audit query (the days, from the calendar's time
-/// zone); the filters' own rules are checked by `crises::audit_entries`.
-fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result<AuditQuery, String> {
+/// The journal's filters, each checked for its shape before it is used, shown again in its
+/// field or put in a link: a link can carry any words in its query, and an official page must
+/// not show them. A filter that fails its check is named in a fixed message, never echoed.
+/// The actor (free text: a person's name) is shown again only when it matched entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+struct Filters {
+    crise: String,
+    commune: String,
+    acteur: String,
+    action: String,
+    du: String,
+    au: String,
+}
+
+impl Filters {
+    /// The filters as query pairs (the empty ones left out), for the export and paging links.
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("crise", self.crise.as_str()),
+            ("commune", &self.commune),
+            ("acteur", &self.acteur),
+            ("action", &self.action),
+            ("du", &self.du),
+            ("au", &self.au),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+    }
+}
+
+/// The journal's French filter fields, checked, and the audit query they make (the days in
+/// `tz`, the configured calendar's); the store's own limits are checked again by
+/// `crises::audit_entries`.
+fn audit_filter(q: &BTreeMap<String, String>, tz: &jiff::tz::TimeZone) -> Result<(Filters, AuditQuery), String> {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let day = |k: &str, end: bool| -> Result<Option<jiff::Timestamp>, String> {
+    let day = |k: &str, end: bool| -> Result<Option<(jiff::civil::Date, jiff::Timestamp)>, String> {
+        let field = if end { "Au" } else { "Du" };
+        let invalid = || format!("Date « {field} » invalide : attendu aaaa-mm-jj.");
         match get(k) {
             None => Ok(None),
             Some(d) => {
-                let date: jiff::civil::Date = d.parse().map_err(|_| format!("Date « {d} » invalide (aaaa-mm-jj)."))?;
-                let date = if end { date.tomorrow().map_err(|e| e.to_string())? } else { date };
-                let z = date.to_zoned(tz.clone()).map_err(|e| e.to_string())?;
-                Ok(Some(z.timestamp()))
+                let date: jiff::civil::Date = d.parse().map_err(|_| invalid())?;
+                let bound = if end { date.tomorrow().map_err(|_| invalid())? } else { date };
+                let z = bound.to_zoned(tz.clone()).map_err(|_| invalid())?;
+                Ok(Some((date, z.timestamp())))
             }
         }
     };
+    let crisis = match get("crise") {
+        None => None,
+        Some(c) => Some(
+            repli_core::CrisisId::parse(&c)
+                .map_err(|_| "Numéro de crise invalide : attendu par exemple 13005-2026-001.".to_string())?
+                .to_string(),
+        ),
+    };
+    let commune = match get("commune") {
+        None => None,
+        Some(c) => Some(
+            repli_core::InseeCode::parse(&c)
+                .map_err(|_| "Commune invalide : attendu son code INSEE à 5 chiffres.".to_string())?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let action = match get("action") {
+        None => None,
+        Some(a) => Some(
+            a.parse::<repli_core::audit::ActionFilter>()
+                .map_err(|_| {
+                    "Action inconnue du journal : donnez une action (crisis.activate) ou un préfixe terminé par un \
+                     point (crisis.)."
+                        .to_string()
+                })?
+                .to_string(),
+        ),
+    };
+    let actor = get("acteur");
+    if actor.as_ref().is_some_and(|a| a.chars().count() > 200 || a.chars().any(char::is_control)) {
+        return Err("Acteur invalide : 200 caractères au plus.".into());
+    }
+    let from = day("du", false)?;
+    let to = day("au", true)?;
     let after = match get("apres") {
         None => None,
-        Some(v) => Some(v.parse::<i64>().map_err(|_| format!("Position « {v} » invalide."))?),
+        Some(v) => Some(v.parse::<i64>().map_err(|_| "Position de page invalide.".to_string())?),
     };
-    Ok(AuditQuery {
-        crisis: get("crise"),
-        commune: get("commune"),
-        actor: get("acteur"),
-        action: get("action"),
-        from: day("du", false)?,
-        to: day("au", true)?,
+    let shown = Filters {
+        crise: crisis.clone().unwrap_or_default(),
+        commune: commune.clone().unwrap_or_default(),
+        acteur: actor.clone().unwrap_or_default(),
+        action: action.clone().unwrap_or_default(),
+        du: from.map(|(d, _)| d.to_string()).unwrap_or_default(),
+        au: to.map(|(d, _)| d.to_string()).unwrap_or_default(),
+    };
+    let query = AuditQuery {
+        crisis,
+        commune,
+        actor,
+        action,
+        from: from.map(|(_, t)| t),
+        to: to.map(|(_, t)| t),
         after,
         limit: Some(PAGE),
-    })
+    };
+    Ok((shown, query))
 }
 
 /// The chain's verification, as the page states it.
@@ -66,33 +140,6 @@ struct Verify {
     head: Option<repli_core::audit::Checkpoint>,
     /// Why the chain is not verified.
     error: Option<String>,
-}
-
-/// The filters as typed, shown again in their fields.
-#[derive(Debug, Serialize)]
-struct Filters {
-    crise: String,
-    commune: String,
-    acteur: String,
-    action: String,
-    du: String,
-    au: String,
-}
-
-impl Filters {
-    fn typed(q: &BTreeMap<String, String>) -> Self {
-        // Every filter present, empty when not given.
-        let q = complete(q, &FILTERS);
-        let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-        Filters {
-            crise: get("crise"),
-            commune: get("commune"),
-            acteur: get("acteur"),
-            action: get("action"),
-            du: get("du"),
-            au: get("au"),
-        }
-    }
 }
 
 /// One audit entry of the table.
@@ -115,8 +162,9 @@ struct JournalPage {
     /// Why the filters were refused (the page then lists the first entries).
     filter_error: Option<String>,
     q: Filters,
-    export_csv: String,
-    export_jsonl: String,
+    /// The export links, when there is something to export.
+    export_csv: Option<String>,
+    export_jsonl: Option<String>,
     entries: Vec<Entry>,
     /// The next page's link.
     next: Option<String>,
@@ -142,35 +190,45 @@ pub async fn journal(
         error: verify.error,
     };
     let mut filter_error = None;
-    let filter = match audit_filter(&q, &st.time_zone().clone()) {
+    let (mut shown, filter) = match audit_filter(&q, &st.time_zone().clone()) {
         Ok(f) => f,
         Err(m) => {
             filter_error = Some(m);
-            AuditQuery { limit: Some(PAGE), ..Default::default() }
+            (Filters::default(), AuditQuery { limit: Some(PAGE), ..Default::default() })
         }
     };
     let (entries, next) = match crises::audit_entries(&st, filter).await {
         Ok(p) => (p.entries, p.next_after),
         Err(AppError::Problem { code: repli_proto::ProblemCode::InvalidQuery, detail }) => {
             filter_error = Some(detail);
+            shown = Filters::default();
             (Vec::new(), None)
         }
         Err(e) => return api_error_page(&st, &e),
     };
-    let mut next_q = q.clone();
-    if let Some(n) = next {
-        next_q.insert("apres".into(), n.to_string());
+    if entries.is_empty() && !shown.acteur.is_empty() {
+        // A name that matched nothing is not shown again (it could be anyone's words).
+        shown.acteur.clear();
+        filter_error.get_or_insert_with(|| "Aucune entrée ne correspond à cet acteur.".to_owned());
     }
-    let mut export_q = q.clone();
-    export_q.remove("apres");
-    let qs =
-        |m: &BTreeMap<String, String>| form_urlencoded::Serializer::new(String::new()).extend_pairs(m.iter()).finish();
+    let qs = |extra: Option<(&'static str, String)>, format: Option<&'static str>| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        if let Some(f) = format {
+            ser.append_pair("format", f);
+        }
+        ser.extend_pairs(shown.pairs());
+        if let Some((k, v)) = extra {
+            ser.append_pair(k, &v);
+        }
+        ser.finish()
+    };
+    let some = !entries.is_empty();
     let body = JournalPage {
         verify,
         filter_error,
-        q: Filters::typed(&q),
-        export_csv: format!("/journal/export?format=csv&{}", qs(&export_q)),
-        export_jsonl: format!("/journal/export?format=jsonl&{}", qs(&export_q)),
+        export_csv: some.then(|| format!("/journal/export?{}", qs(None, Some("csv")))),
+        export_jsonl: some.then(|| format!("/journal/export?{}", qs(None, Some("jsonl")))),
+        next: next.map(|n| format!("/journal?{}", qs(Some(("apres", n.to_string())), None))),
         entries: entries
             .into_iter()
             .map(|e| Entry {
@@ -184,7 +242,7 @@ pub async fn journal(
                 details: e.details,
             })
             .collect(),
-        next: next.map(|_| format!("/journal?{}", qs(&next_q))),
+        q: shown,
     };
     let layout = Layout::signed_in(&a, &csrf, "Journal d'audit");
     page(&st, StatusCode::OK, "journal", &layout, &body)
@@ -197,7 +255,7 @@ pub async fn journal_export(
 ) -> Response {
     let format = q.remove("format").unwrap_or_else(|| "csv".into());
     let filter = match audit_filter(&q, &st.time_zone().clone()) {
-        Ok(f) => f,
+        Ok((_, f)) => f,
         Err(m) => return error_page(&st, StatusCode::BAD_REQUEST, "Filtre invalide", &m),
     };
     let all = match crises::audit_export(&st, filter).await {
@@ -257,12 +315,26 @@ mod tests {
         let mut q = BTreeMap::new();
         q.insert("du".to_string(), "2026-11-23".to_string());
         q.insert("au".to_string(), "2026-11-23".to_string());
-        let f = audit_filter(&q, &paris()).unwrap();
+        let (shown, f) = audit_filter(&q, &paris()).unwrap();
+        assert_eq!(shown.du, "2026-11-23");
         assert_eq!(f.to.unwrap().duration_since(f.from.unwrap()), jiff::SignedDuration::from_hours(24));
         q.insert("du".to_string(), "23/11/2026".to_string());
         assert!(audit_filter(&q, &paris()).is_err());
         let mut q = BTreeMap::new();
         q.insert("apres".to_string(), "douze".to_string());
         assert!(audit_filter(&q, &paris()).is_err(), "a position that is not a number is refused, not read as 0");
+    }
+
+    #[test]
+    fn a_filter_that_fails_its_check_is_named_never_echoed() {
+        let words = "Appelez le 06 00 00 00 00";
+        for k in ["crise", "commune", "action", "du", "au", "apres"] {
+            let q = BTreeMap::from([(k.to_string(), words.to_string())]);
+            let e = audit_filter(&q, &paris()).unwrap_err();
+            assert!(!e.contains("Appelez"), "{k}: {e}");
+        }
+        let q = BTreeMap::from([("crise".to_string(), " 13005-2026-001 ".to_string())]);
+        let (shown, f) = audit_filter(&q, &paris()).unwrap();
+        assert_eq!((shown.crise.as_str(), f.crisis.as_deref()), ("13005-2026-001", Some("13005-2026-001")));
     }
 }

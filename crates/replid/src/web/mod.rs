@@ -8,6 +8,7 @@ pub(crate) mod accounts;
 pub(crate) mod confirm;
 pub(crate) mod crisis;
 pub(crate) mod exercises;
+pub mod flash;
 pub(crate) mod home;
 pub(crate) mod inventory;
 pub(crate) mod journal;
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use handlebars::Handlebars;
 use jiff::Timestamp;
 use repli_app::AppError;
@@ -80,6 +81,8 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
         let ops = obj.get("nav").is_some_and(|n| n["ops"] == json!(true) || n["admin"] == json!(true));
         let warning = (ops && !placeholders.is_empty()).then(|| placeholders.join(", "));
         obj.insert("a_configurer".into(), json!(warning));
+        // Ops see, on every page, that Microsoft 365 or the DNS is simulated (configuration).
+        obj.insert("simulation".into(), json!(ops.then(|| st.config.m365.simulation_fr()).flatten()));
     }
     match st.pages.render(name, &data) {
         Ok(html) => (status, Html(html)).into_response(),
@@ -214,25 +217,21 @@ pub async fn form_crisis(
     repli_app::crises::visible_crisis(st, a, id).await.map_err(|e| Box::new(api_error_page(st, &e)))
 }
 
-/// After a form: back to `path` with a message the page shows (`key` = `ok` or `erreur`).
-pub fn redirect_with(path: &str, key: &str, message: &str) -> Response {
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair(key, message).finish();
-    Redirect::to(&format!("{path}?{q}")).into_response()
+/// After a form: back to `path` with a message the page shows, held by the server
+/// ([`flash`]), never written in the URL.
+pub fn redirect_with(path: &str, message: flash::Flash) -> Response {
+    flash::redirect(path, message)
 }
 
 /// Back to the crisis page with a message.
-pub fn back(id: &str, key: &str, message: &str) -> Response {
-    redirect_with(&format!("/crises/{id}"), key, message)
+pub fn back(id: &str, message: flash::Flash) -> Response {
+    flash::redirect(&format!("/crises/{id}"), message)
 }
 
-/// Back to the crisis page with an error shown next to the form it concerns (`field` is the
-/// form's section: `prets`, `delai`, `echeances`, `retour`).
-pub fn back_field(id: &str, field: &str, message: &str) -> Response {
-    let q: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("erreur", message)
-        .append_pair("champ", field)
-        .finish();
-    Redirect::to(&format!("/crises/{id}?{q}#{field}-erreur")).into_response()
+/// Back to the crisis page with an error shown next to the form it concerns.
+pub fn back_field(id: &str, section: flash::Section, message: &str) -> Response {
+    let s = section.as_str();
+    flash::redirect(&format!("/crises/{id}#{s}-erreur"), flash::Flash::error(message).beside(section))
 }
 
 /// A date and time as typed in a form (`2026-11-30T08:15` from a datetime-local field, or
@@ -363,15 +362,6 @@ where
             confirmation_page(st, a, csrf, &r, t, &reason, Some(e.to_problem().detail), status)
         }
     }
-}
-
-/// Every key a form template reads, present (strict templates refuse a missing one).
-pub(crate) fn complete(map: &BTreeMap<String, String>, keys: &[&str]) -> BTreeMap<String, String> {
-    let mut out = map.clone();
-    for k in keys {
-        out.entry((*k).to_string()).or_default();
-    }
-    out
 }
 
 /// An SLA status as pages show it: a colour class **and** words (never colour alone).

@@ -1,16 +1,16 @@
 //! The notifications page (ops): the queue, and a failed notification sent again.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::crises;
 use repli_proto::api::NotificationView;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::{Flash, Flashes};
 use crate::web::view::{CsrfForm, Layout, NoFields, page};
 use crate::web::{
     SessionCsrf, api_error_page, channel_fr, error_page, notification_status, notification_to, redirect_with, when,
@@ -69,7 +69,7 @@ pub async fn notifications(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     let list = match crises::notifications(&st).await {
         Ok(l) => l,
@@ -79,7 +79,7 @@ pub async fn notifications(
         rows: list.iter().map(|n| row(&st, n)).collect(),
         failed: list.iter().filter(|n| n.status == "failed").count(),
     };
-    let layout = Layout::signed_in(&a, &csrf, "Notifications").flashes(&q);
+    let layout = Layout::signed_in(&a, &csrf, "Notifications").flashes(&flashes);
     page(&st, StatusCode::OK, "notifications", &layout, &body)
 }
 
@@ -93,11 +93,11 @@ pub async fn retry_notification(
     let Ok(nid) = nid.parse::<i64>() else {
         return error_page(&st, StatusCode::NOT_FOUND, "Introuvable", "Notification inconnue.");
     };
-    let (key, msg) = match repli_app::notify::retry(&st, &a, nid).await {
-        Ok(()) => ("ok", "Notification renvoyée : voir son état ci-dessous.".to_owned()),
-        Err(e) => ("erreur", e.to_problem().detail),
+    let message = match repli_app::notify::retry(&st, &a, nid).await {
+        Ok(()) => Flash::ok("Notification renvoyée : voir son état ci-dessous."),
+        Err(e) => Flash::error(e.to_problem().detail),
     };
-    redirect_with("/notifications", key, &msg)
+    redirect_with("/notifications", message)
 }
 
 /// This area's routes, each with its access rule and its documentation (`http::routes`

@@ -422,6 +422,7 @@ mod tests {
         let body = serde_json::to_value(body).unwrap();
         data.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
         data["a_configurer"] = serde_json::Value::Null;
+        data["simulation"] = serde_json::Value::Null;
         crate::web::templates().unwrap().render("demande", &data)
     }
 

@@ -1,15 +1,15 @@
 //! Ops' task list: every manual step waiting for a person, across crises.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use repli_app::steps;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::http::auth::Authed;
+use crate::web::flash::Flashes;
 use crate::web::view::{Layout, page};
 use crate::web::{SessionCsrf, api_error_page, when};
 
@@ -36,7 +36,7 @@ pub async fn tasks(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    Query(q): Query<BTreeMap<String, String>>,
+    flashes: Flashes,
 ) -> Response {
     let list = match steps::task_views(&st).await {
         Ok(l) => l,
@@ -55,7 +55,7 @@ pub async fn tasks(
             exercice: t.exercise,
         })
         .collect();
-    let layout = Layout::signed_in(&a, &csrf, "Tâches manuelles").flashes(&q);
+    let layout = Layout::signed_in(&a, &csrf, "Tâches manuelles").flashes(&flashes);
     page(&st, StatusCode::OK, "taches", &layout, &TasksPage { tasks })
 }
 

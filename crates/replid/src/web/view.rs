@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::web::flash::Flashes;
 use crate::web::{SessionCsrf, error_page, render, role_fr};
 
 /// The menu of a signed-in person.
@@ -40,7 +41,7 @@ pub struct Layout {
     pub csrf: String,
     /// « EXERCICE — … »: the banner of an exercise's pages.
     pub exercice: Option<String>,
-    /// The message after a form (`?ok=`) and the error (`?erreur=`).
+    /// The message after a form and the error, held by the server (`web::flash`).
     pub flash: Option<String>,
     pub flash_error: Option<String>,
 }
@@ -78,10 +79,11 @@ impl Layout {
         self
     }
 
-    /// The messages a page shows after a form: `?ok=` and `?erreur=`.
-    pub fn flashes(mut self, q: &BTreeMap<String, String>) -> Self {
-        self.flash = q.get("ok").cloned();
-        self.flash_error = q.get("erreur").cloned();
+    /// The messages a page shows after a form, taken from the server ([`Flashes`]); never
+    /// text from the URL.
+    pub fn flashes(mut self, f: &Flashes) -> Self {
+        self.flash = f.done();
+        self.flash_error = f.refused();
         self
     }
 }
@@ -162,6 +164,7 @@ pub(crate) fn render_model<T: Serialize>(template: &str, layout: &Layout, body: 
     let mut data = serde_json::to_value(Page { layout, body }).map_err(|e| e.to_string())?;
     if let Some(obj) = data.as_object_mut() {
         obj.insert("a_configurer".into(), serde_json::Value::Null);
+        obj.insert("simulation".into(), serde_json::Value::Null);
     }
     let h = crate::web::templates().map_err(|e| e.to_string())?;
     h.render(template, &data).map_err(|e| e.to_string())
