@@ -23,5 +23,6 @@ mod metrics;
 mod notify;
 mod privacy;
 mod sla;
+mod storage;
 mod tls;
 mod web;

@@ -99,3 +99,47 @@ async fn metrics_follow_a_crisis_and_refused_credentials() {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     assert_eq!(http.get(app.url("/metrics")).send().await.unwrap().status(), 401);
 }
+
+/// Every series the shipped alert rules read exists in `/metrics`: a renamed metric would
+/// otherwise leave an alert that never fires.
+#[tokio::test]
+async fn every_metric_the_alert_rules_read_is_served() {
+    let app = TestApp::spawn().await;
+    let (_, ops_token) = app.token(Role::Ops, None).await;
+    // A crisis made ready: steps, notifications and Graph calls have series.
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let served = scrape(&app, &ops_token).await;
+    // The families /metrics declares (`# TYPE name kind`), with or without series yet.
+    let text = reqwest::Client::new()
+        .get(app.url("/metrics"))
+        .bearer_auth(&ops_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let declared: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let known = |w: &str| {
+        declared.contains(w)
+            || ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| w.strip_suffix(s).is_some_and(|b| declared.contains(b)))
+    };
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/prometheus/repli-alerts.yml")).unwrap();
+    let mut read = 0;
+    for expr in rules.lines().filter_map(|l| l.trim().strip_prefix("expr:")) {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("repli_")) {
+            read += 1;
+            assert!(known(word), "the alert rules read {word}, which /metrics does not declare");
+        }
+    }
+    assert!(read >= 5, "no metric found in the rules");
+    // A healthy store: no fault, writes not stopped, free space reported.
+    assert_eq!(get(&served, "repli_store_write_fault"), 0.0);
+    assert_eq!(get(&served, "repli_store_writes_stopped"), 0.0);
+    assert!(get(&served, "repli_store_free_bytes") > 0.0);
+}

@@ -136,6 +136,15 @@ impl Services {
         let min = self.config.database.min_free_mb.saturating_mul(1024 * 1024);
         let free = self.store.free_bytes().ok();
         let low = free.is_some_and(|f| f < min);
+        if self.store.writes_stopped().is_some() {
+            // Writes are refused on purpose (the audit chain): readiness says so on its own.
+            return StorageStatus {
+                writable: false,
+                reason: None,
+                free_bytes: free,
+                write_failures: self.store.write_failures(),
+            };
+        }
         let probe = if low {
             self.store.probe_write(self.clock.now()).await
         } else {

@@ -172,10 +172,54 @@ pub async fn render(st: &Services) -> Result<String, AppError> {
     let notifications =
         gauge_family(&mut reg, "notifications", "Notifications by channel and delivery status (pending, sent, failed)");
     let attempts = counter_family(&mut reg, "notification_attempts", "Delivery attempts, by channel");
+    // Every channel and status at 0 first: an alert on failures sees 0, not an absent series.
+    for channel in repli_config::Channel::ALL {
+        for status in ["pending", "sent", "failed"] {
+            notifications
+                .get_or_create(&vec![("channel", channel.as_str().to_owned()), ("status", status.to_owned())])
+                .set(0);
+        }
+        attempts.get_or_create(&vec![("channel", channel.as_str().to_owned())]).inc_by(0);
+    }
     for n in &tallies.notifications {
         notifications.get_or_create(&vec![("channel", n.channel.clone()), ("status", n.status.clone())]).set(n.count);
         attempts.get_or_create(&vec![("channel", n.channel.clone())]).inc_by(u64::try_from(n.attempts).unwrap_or(0));
     }
+
+    // The storage, as the writer saw it (in memory: a database that cannot be written to can
+    // still be read, and these say why writes fail).
+    counter(
+        &mut reg,
+        "store_write_failures",
+        "Database write transactions that failed (begin or commit refused: disk full, I/O, busy); nothing of them was kept",
+        st.store.write_failures(),
+    );
+    gauge(
+        &mut reg,
+        "store_write_fault",
+        "1 while the last database write failed and none has committed since",
+        i64::from(st.store.write_fault().is_some()),
+    );
+    gauge(
+        &mut reg,
+        "store_writes_stopped",
+        "1 while writes are refused because the audit chain did not verify",
+        i64::from(st.store.writes_stopped().is_some()),
+    );
+    if let Ok(free) = st.store.free_bytes() {
+        gauge(
+            &mut reg,
+            "store_free_bytes",
+            "Bytes free on the database's filesystem",
+            i64::try_from(free).unwrap_or(i64::MAX),
+        );
+    }
+    gauge(
+        &mut reg,
+        "store_min_free_bytes",
+        "The configured minimum free space (database.min_free_mb)",
+        i64::try_from(st.config.database.min_free_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX),
+    );
 
     let calls = st.m365.stats();
     counter(
