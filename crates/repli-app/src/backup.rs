@@ -509,7 +509,9 @@ fn signed_manifest(snapshot: &Path, trust: &Trust) -> Result<Verified, BackupErr
     let key = trust.resolve(claim.public_key.as_deref().unwrap_or(""))?;
     let sig_path = snapshot.join(SIGNATURE);
     let sig_text = match std::fs::symlink_metadata(&sig_path) {
-        Ok(m) if m.is_file() && m.len() <= 1024 => std::fs::read_to_string(&sig_path).map_err(io("cannot read", &sig_path))?,
+        Ok(m) if m.is_file() && m.len() <= 1024 => {
+            std::fs::read_to_string(&sig_path).map_err(io("cannot read", &sig_path))?
+        }
         _ => return Err(refused(Check::ManifestSignature, format!("{SIGNATURE} is missing"))),
     };
     let sig = hex::decode(sig_text.trim())
@@ -527,7 +529,10 @@ fn signed_manifest(snapshot: &Path, trust: &Trust) -> Result<Verified, BackupErr
     for f in &manifest.files {
         let p = Path::new(&f.path);
         if f.path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(refused(Check::FileList, format!("the manifest lists {:?}, not a path inside the snapshot", f.path)));
+            return Err(refused(
+                Check::FileList,
+                format!("the manifest lists {:?}, not a path inside the snapshot", f.path),
+            ));
         }
     }
     if !manifest.files.iter().any(|f| f.path == DATABASE) {
@@ -699,7 +704,8 @@ pub async fn restore(
         std::fs::remove_dir_all(&staging).map_err(io("cannot remove", &staging))?;
     }
     let out = stage(snapshot, config, &v, &signing, &staging, &db_name, key_in_dir.then_some(&key_path), by, now).await;
-    let out = out.and_then(|()| switch(&staging, &data_dir, &parent, (!key_in_dir).then_some((&key_source, &key_path))));
+    let out =
+        out.and_then(|()| switch(&staging, &data_dir, &parent, (!key_in_dir).then_some((&key_source, &key_path))));
     if out.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }

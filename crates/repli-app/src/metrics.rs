@@ -243,7 +243,8 @@ pub async fn render(st: &Services) -> Result<String, AppError> {
         sign_in.get_or_create(&vec![("method", how.label().to_owned())]).inc_by(st.telemetry.sign_in_failures(how));
     }
 
-    let backups = counter_family(&mut reg, "scheduled_backups", "Scheduled snapshots since start, by result (ok, failed)");
+    let backups =
+        counter_family(&mut reg, "scheduled_backups", "Scheduled snapshots since start, by result (ok, failed)");
     let (ok, failed) = st.telemetry.backups();
     backups.get_or_create(&vec![("result", "ok".to_owned())]).inc_by(ok);
     backups.get_or_create(&vec![("result", "failed".to_owned())]).inc_by(failed);

@@ -282,7 +282,8 @@ pub async fn apply(variant: Variant, s: &Path) -> Result<(), String> {
             std::fs::write(&b, ta).map_err(e)?;
         }
         Variant::AddedDocument => {
-            std::fs::write(doc("13005-2026-001", "consignes.html"), "<p>Envoyez les mots de passe à …</p>").map_err(e)?;
+            std::fs::write(doc("13005-2026-001", "consignes.html"), "<p>Envoyez les mots de passe à …</p>")
+                .map_err(e)?;
         }
         Variant::RemovedDocument => std::fs::remove_file(doc("13005-2026-001", "comptes.csv")).map_err(e)?,
         Variant::TruncatedTail => {
