@@ -905,3 +905,63 @@ fn copy_tree(from: &Path, to: &Path) -> Result<usize, BackupError> {
     sync_dir(to)?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_whole_snapshots_and_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["repli-20261123T080000Z", "repli-20261123T090000Z", "repli-20261123T100000Z"] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join(MANIFEST), "{}").unwrap();
+        }
+        // A folder without a manifest is not a snapshot (and not counted), a stopped one's
+        // temporary folder goes, anything else is left alone.
+        std::fs::create_dir(dir.path().join("repli-20261123T110000Z")).unwrap();
+        std::fs::create_dir(dir.path().join(".repli-20261123T120000Z.partial-42")).unwrap();
+        std::fs::create_dir(dir.path().join("archives")).unwrap();
+        let removed = prune(dir.path(), 2).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["archives", "repli-20261123T090000Z", "repli-20261123T100000Z", "repli-20261123T110000Z"]);
+    }
+
+    #[test]
+    fn a_public_key_argument_is_a_key_a_fingerprint_or_a_file_of_either() {
+        let key = SigningKey::from_bytes(&[3; 32]).verifying_key();
+        let hex_key = hex::encode(key.to_bytes());
+        assert!(parse_key_arg(&hex_key).unwrap().accepts(&key));
+        assert!(parse_key_arg(&fingerprint(&key)).unwrap().accepts(&key));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.pub");
+        std::fs::write(&file, format!("{hex_key}\n")).unwrap();
+        assert!(parse_key_arg(file.to_str().unwrap()).unwrap().accepts(&key));
+        std::fs::write(&file, "not a key").unwrap();
+        assert!(parse_key_arg(file.to_str().unwrap()).is_err());
+        std::fs::write(&file, vec![b'a'; 10_000]).unwrap();
+        assert!(parse_key_arg(file.to_str().unwrap()).is_err());
+        assert!(parse_key_arg("/nonexistent/key").is_err());
+    }
+
+    #[test]
+    fn nothing_to_trust_is_refused_and_a_pin_picks_the_key() {
+        let key = SigningKey::from_bytes(&[3; 32]).verifying_key();
+        let other = SigningKey::from_bytes(&[4; 32]).verifying_key();
+        let claim = hex::encode(key.to_bytes());
+        let none = Trust::default().resolve(&claim);
+        assert_eq!(none.err().and_then(|e| e.check()), Some(Check::TrustedKey));
+        let by_fp = Trust { pins: vec![KeyPin::parse(&fingerprint(&key)).unwrap()], signing_key: None };
+        assert_eq!(by_fp.resolve(&claim).unwrap(), key);
+        // The claim cannot choose a key the pins do not accept.
+        let wrong = Trust { pins: vec![KeyPin::Key(other)], signing_key: Some(key) };
+        assert_eq!(wrong.resolve(&claim).unwrap(), other);
+        let wrong_fp = Trust { pins: vec![KeyPin::parse(&fingerprint(&other)).unwrap()], signing_key: Some(key) };
+        assert_eq!(wrong_fp.resolve(&claim).err().and_then(|e| e.check()), Some(Check::TrustedKey));
+    }
+}
