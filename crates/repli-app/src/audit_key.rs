@@ -14,13 +14,30 @@ pub enum KeyError {
     Create { path: String, source: std::io::Error },
     #[error("the audit key {path} is not 64 hexadecimal characters")]
     Format { path: String },
+    #[error("there is no audit signing key at {path}")]
+    Missing { path: String },
     #[error("no randomness available: {0}")]
     Random(getrandom::Error),
 }
 
 /// Loads the key at `path`, or creates it (mode 0600) when the file does not exist.
 pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
+    match load(path) {
+        Err(KeyError::Missing { .. }) => create(path),
+        other => other,
+    }
+}
+
+/// Loads the key at `path`; a missing file is [`KeyError::Missing`], never a new key.
+pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     let shown = path.display().to_string();
+    // A key file is 65 bytes: anything much larger is not one (and is not read whole).
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > 1024 => return Err(KeyError::Format { path: shown }),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(KeyError::Missing { path: shown }),
+        Err(source) => return Err(KeyError::Read { path: shown, source }),
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => {
             warn_if_loose(path);
@@ -28,7 +45,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
             let seed = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Format { path: shown })?;
             Ok(SigningKey::from_bytes(&seed))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyError::Missing { path: shown }),
         Err(source) => Err(KeyError::Read { path: shown, source }),
     }
 }
@@ -83,5 +100,9 @@ mod tests {
         }
         std::fs::write(&p, "not hex").unwrap();
         assert!(matches!(load_or_create(&p), Err(KeyError::Format { .. })));
+        // `load` never makes a key.
+        let absent = dir.path().join("absent");
+        assert!(matches!(load(&absent), Err(KeyError::Missing { .. })));
+        assert!(!absent.exists());
     }
 }

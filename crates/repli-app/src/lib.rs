@@ -325,7 +325,13 @@ pub fn load_reference(config: &Config) -> Result<(Vec<Commune>, Vec<Convention>)
 /// reference data up to date with the configuration.
 pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<Store, StartError> {
     let (communes, conventions) = load_reference(config)?;
-    let key = audit_key::load_or_create(&config.audit_key_path())?;
+    // A key is made only with a new database: for an existing one (a restored snapshot, a
+    // moved host), a missing key is an error, never a new random key signing its chain.
+    let key = if config.database.path.exists() {
+        audit_key::load(&config.audit_key_path())?
+    } else {
+        audit_key::load_or_create(&config.audit_key_path())?
+    };
     let pins = trusted_pins(config, &key.verifying_key());
     let checkpointing = repli_store::Checkpointing::new(key, config.audit.checkpoint_every);
     let store = Store::open_with(&config.database.path, Some(checkpointing)).await?;

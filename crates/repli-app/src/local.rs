@@ -1,7 +1,8 @@
 //! Administration on the daemon's host, by someone with file access to its database: the first
 //! admin (`replid init`), an account created offline (`replid user add`), a snapshot
-//! (`replid backup`). Each opens the database as the daemon would (reference data brought up to
-//! date, checkpoints signed with the configured key), does one audited thing, and closes it.
+//! (`replid backup`). The first two open the database as the daemon would (reference data
+//! brought up to date, checkpoints signed with the configured key), do one audited thing, and
+//! close it; a snapshot only reads the database, so a running daemon never waits for it.
 
 use std::path::Path;
 
@@ -109,7 +110,8 @@ pub async fn add_user(
     with_store(config, now, async |store| create(store, name, role, commune, expires_at, By::User(by), now).await).await
 }
 
-/// Takes a snapshot of the configured database into `dest` ([`crate::backup`]).
-pub async fn backup(config: &Config, dest: &Path, by: &Actor, now: Timestamp) -> Result<Manifest, LocalError> {
-    with_store(config, now, async |store| Ok(crate::backup::take(store, config, dest, By::User(by), now).await?)).await
+/// Takes a snapshot of the configured database into `dest` without writing to it
+/// ([`crate::backup::snapshot_offline`]): safe beside a running daemon.
+pub async fn backup(config: &Config, dest: &Path, now: Timestamp) -> Result<Manifest, LocalError> {
+    Ok(crate::backup::snapshot_offline(config, dest, now).await?)
 }

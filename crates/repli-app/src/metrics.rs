@@ -81,6 +81,10 @@ impl SignInFailure {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     sign_in_failures: [AtomicU64; 4],
+    /// Scheduled snapshots taken, and failed ([`crate::backup::scheduled`]).
+    backups: [AtomicU64; 2],
+    /// When the last scheduled snapshot was taken (Unix seconds; 0: none yet).
+    last_backup: std::sync::atomic::AtomicI64,
 }
 
 impl Telemetry {
@@ -90,6 +94,19 @@ impl Telemetry {
 
     pub fn sign_in_failures(&self, how: SignInFailure) -> u64 {
         self.sign_in_failures[how as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a scheduled snapshot, taken at `at` or failed.
+    pub fn backup(&self, taken_at: Option<jiff::Timestamp>) {
+        self.backups[usize::from(taken_at.is_none())].fetch_add(1, Ordering::Relaxed);
+        if let Some(at) = taken_at {
+            self.last_backup.store(at.as_second(), Ordering::Relaxed);
+        }
+    }
+
+    /// Scheduled snapshots taken and failed since start.
+    pub fn backups(&self) -> (u64, u64) {
+        (self.backups[0].load(Ordering::Relaxed), self.backups[1].load(Ordering::Relaxed))
     }
 }
 
@@ -269,6 +286,18 @@ pub async fn render(st: &Services) -> Result<String, AppError> {
     for how in SignInFailure::ALL {
         sign_in.get_or_create(&vec![("method", how.label().to_owned())]).inc_by(st.telemetry.sign_in_failures(how));
     }
+
+    let backups =
+        counter_family(&mut reg, "scheduled_backups", "Scheduled snapshots since start, by result (ok, failed)");
+    let (ok, failed) = st.telemetry.backups();
+    backups.get_or_create(&vec![("result", "ok".to_owned())]).inc_by(ok);
+    backups.get_or_create(&vec![("result", "failed".to_owned())]).inc_by(failed);
+    gauge(
+        &mut reg,
+        "last_backup_timestamp_seconds",
+        "When the last scheduled snapshot was taken (Unix seconds; 0: none since start)",
+        st.telemetry.last_backup.load(Ordering::Relaxed),
+    );
 
     let mut out = String::new();
     encode(&mut out, &reg).map_err(|e| AppError::Internal(format!("metrics encoding: {e}")))?;

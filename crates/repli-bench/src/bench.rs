@@ -27,6 +27,13 @@ pub enum BenchCmd {
     /// replid's API reads (health, me, one crisis, the list) against a bare axum handler in the
     /// same run: requests/s in a closed loop, p50/p99 at a fixed rate.
     Api(crate::api::ApiBench),
+    /// `replid backup` run again and again as separate processes beside a running replid that
+    /// clients keep writing to: failed backups, failed writes (5xx), write latencies, and
+    /// whether every snapshot verifies and every acknowledged write is stored.
+    BackupLoad(crate::snapshots::BackupLoadBench),
+    /// The snapshot tamper suite: each tampering of a genuine snapshot, and whether `restore
+    /// --check` and `restore` refused it (0 accepted is the only passing result).
+    Tamper(crate::snapshots::TamperBench),
 }
 
 /// The simulated tenant and kit size both provisioning benchmarks take.
@@ -406,6 +413,50 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if ok { ExitCode::SUCCESS } else { crate::failure() })
+        }
+        BenchCmd::BackupLoad(b) => {
+            let f = crate::snapshots::backup_load(b).await?;
+            if b.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "backup under load: {} `replid backup` processes beside replid and {} writing clients, {:.1} s",
+                    f.backups, f.writers, f.seconds
+                );
+                println!(
+                    "  backups failed: {} (mean {:.2} s, max {:.2} s); snapshots verified: {}",
+                    f.backup_failures, f.backup_seconds_mean, f.backup_seconds_max, f.snapshots_verified
+                );
+                println!(
+                    "  writes: {} ok, {} failed ({} 5xx); during backups p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    f.writes_ok, f.writes_failed, f.writes_5xx, f.write_ms_p50, f.write_ms_p99, f.write_ms_max
+                );
+                println!(
+                    "  baseline (no backup, {} writes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    f.baseline_writes, f.baseline_ms_p50, f.baseline_ms_p99, f.baseline_ms_max
+                );
+                println!("  acknowledged writes stored: {} of {}", f.writes_stored, f.writes_ok);
+                if let Some(e) = &f.first_backup_error {
+                    println!("  first error: {e}");
+                }
+            }
+            Ok(if f.ok() { ExitCode::SUCCESS } else { crate::failure() })
+        }
+        BenchCmd::Tamper(t) => {
+            let f = crate::snapshots::tamper(t).await?;
+            if t.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!("snapshot tamper suite: {} variants, {} accepted", f.variants, f.accepted);
+                for r in &f.rows {
+                    let said = r.check.as_deref().unwrap_or("ACCEPTED");
+                    println!("  {:<42} {}", r.variant, if r.accepted { "ACCEPTED" } else { said });
+                }
+                if let Some(d) = &f.workdir {
+                    println!("  working folder kept: {}", d.display());
+                }
+            }
+            Ok(if f.accepted == 0 { ExitCode::SUCCESS } else { crate::failure() })
         }
         BenchCmd::Campaign(c) => crate::campaign::run(c).await,
         BenchCmd::Provision(p) => {

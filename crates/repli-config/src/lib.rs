@@ -94,6 +94,8 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub exercise: ExerciseConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
 }
 
 /// Where exercises (drills) provision Microsoft 365: never the real tenant.
@@ -386,6 +388,25 @@ pub struct PrivacyConfig {
 impl Default for PrivacyConfig {
     fn default() -> Self {
         Self { contact_retention_days: 90 }
+    }
+}
+
+/// Scheduled snapshots, taken by the daemon itself (docs/OPERATIONS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// The folder scheduled snapshots go to, one sub-folder each (`repli-YYYYMMDDTHHMMSSZ`).
+    /// Unset: no scheduled snapshot.
+    pub destination: Option<PathBuf>,
+    /// Minutes between two scheduled snapshots (the first one at start).
+    pub interval_minutes: u32,
+    /// How many scheduled snapshots are kept in `destination`; older ones are removed.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self { destination: None, interval_minutes: 60, keep: 48 }
     }
 }
 
@@ -795,6 +816,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             dns: DnsConfig::default(),
             exercise: ExerciseConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -954,6 +976,12 @@ impl Config {
         }
         for key in &self.audit.trusted_keys {
             repli_core::audit::KeyPin::parse(key).map_err(|e| format!("audit.trusted_keys: {e}"))?;
+        }
+        if !(5..=10_080).contains(&self.backup.interval_minutes) || !(1..=10_000).contains(&self.backup.keep) {
+            return Err("backup.interval_minutes must be 5 to 10080, backup.keep 1 to 10000".into());
+        }
+        if self.backup.destination.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err("backup.destination is empty: remove it or name a folder".into());
         }
         let m = &self.m365;
         repli_core::m365::backup_domain(&m.domain_pattern, "Aix-en-Provence", "13001")

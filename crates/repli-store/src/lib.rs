@@ -9,6 +9,8 @@ mod audit;
 mod crises;
 mod engine;
 mod exercises;
+#[cfg(feature = "forge")]
+pub mod forge;
 mod inventory;
 mod ports;
 mod read;

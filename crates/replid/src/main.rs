@@ -56,21 +56,28 @@ enum Command {
     /// Local user administration on the daemon's host (writes the database directly).
     #[command(subcommand)]
     User(UserCommand),
-    /// Take a consistent snapshot while replid serves: database, documents, the audit key's
-    /// public half and a manifest, in a new folder (the signing key stays out: keep it apart).
+    /// Take a consistent snapshot while replid serves, without writing to its database:
+    /// database, documents and a manifest signed with the audit key, in a new folder (written
+    /// under a temporary name, then renamed). The signing key stays out: keep it apart.
     Backup {
         /// The folder to create.
         dest: PathBuf,
     },
-    /// Restore a snapshot on a host without a database; refused when its audit chain does not
-    /// verify or the signing key is not the snapshot's.
+    /// Restore a snapshot into a new or empty data directory; refused, naming the failed
+    /// check, unless its manifest is signed by the trusted key and every file, the audit chain
+    /// and its checkpoints are what it says.
     Restore {
         snapshot: PathBuf,
-        /// The checkpoint signing key kept apart from the snapshot (copied to the configured
-        /// key path). Not needed when the key is already there.
+        /// The audit public key to trust: 64 hex digits, a `SHA256:` fingerprint, or a file
+        /// holding either (repeatable; added to `audit.trusted_keys`). Without any, the signing
+        /// key's public half is trusted.
+        #[arg(long, value_parser = repli_app::backup::parse_key_arg)]
+        public_key: Vec<repli_core::audit::KeyPin>,
+        /// The audit signing key kept apart from the snapshot (installed at the configured key
+        /// path). Needed unless the key is already there: a restored replid never makes one.
         #[arg(long)]
         audit_key: Option<PathBuf>,
-        /// Only check the snapshot (manifest, audit chain, signatures); restore nothing.
+        /// Only check the snapshot (signature, files, audit chain, checkpoints); restore nothing.
         #[arg(long)]
         check: bool,
     },
@@ -184,26 +191,31 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Backup { dest } => {
             let c = load()?;
-            let m = repli_app::local::backup(&c, &dest, &local_actor(), SystemClock.now())
+            let m = repli_app::local::backup(&c, &dest, SystemClock.now())
                 .await
                 .with_context(|| format!("snapshot into {} failed", dest.display()))?;
             eprintln!(
-                "snapshot {}: audit head {} ({}), {} documents; the audit signing key is not in it",
+                "snapshot {}: audit head {} ({}), {} documents, signed by {}; the audit signing key is not in it",
                 dest.display(),
                 m.audit_last_seq,
                 m.audit_last_hash,
-                m.documents
+                m.documents(),
+                m.key_fingerprint()
             );
         }
-        Command::Restore { snapshot, audit_key, check } => {
-            let m = if check {
-                repli_app::backup::check(&snapshot).await?
+        Command::Restore { snapshot, public_key, audit_key, check } => {
+            let c = load()?;
+            let v = if check {
+                let trust = repli_app::backup::trust(&c, &public_key, audit_key.as_deref())?;
+                repli_app::backup::check(&snapshot, &trust)
+                    .await
+                    .with_context(|| format!("snapshot {} refused", snapshot.display()))?
             } else {
-                let c = load()?;
                 let local = local_actor();
                 repli_app::backup::restore(
                     &snapshot,
                     &c,
+                    &public_key,
                     audit_key.as_deref(),
                     replid::By::User(&local),
                     SystemClock.now(),
@@ -211,10 +223,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 .await
                 .with_context(|| format!("restore of {} refused", snapshot.display()))?
             };
+            let m = &v.manifest;
             eprintln!(
-                "snapshot {} taken {}: audit chain verified up to {} ({}){}",
+                "snapshot {} taken {}: signed by {}, every file and the audit chain verified up to {} ({}){}",
                 snapshot.display(),
                 m.taken_at,
+                repli_core::audit::fingerprint(&v.key),
                 m.audit_last_seq,
                 m.audit_last_hash,
                 if check { "" } else { "; restored" }

@@ -118,6 +118,7 @@ impl Daemon {
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
         ));
         let preflight = tokio::spawn(repli_app::preflight::daily(state.app.services().clone()));
+        let backups = tokio::spawn(repli_app::backup::schedule(state.app.services().clone()));
         let service = router.into_make_service_with_connect_info::<tls::PeerAddr>();
         let tls_on = tls.is_some();
         let task = tokio::spawn(async move {
@@ -130,6 +131,7 @@ impl Daemon {
             };
             maintenance.abort();
             preflight.abort();
+            backups.abort();
             let _ = engine_stop.send(());
             let _ = engine_task.await;
             for sim in simulators.into_iter().flatten() {
