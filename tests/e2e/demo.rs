@@ -51,6 +51,10 @@ async fn the_demo_plays_a_whole_crisis() {
     assert_eq!(mode(&s.documents_dir), 0o700, "{}", s.documents_dir.display());
     assert_eq!(mode(s.documents_dir.parent().unwrap()), 0o700);
     assert_eq!(mode(&s.database), 0o600);
+    for f in std::fs::read_dir(&s.documents_dir).unwrap() {
+        let f = f.unwrap().path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
     let report = std::fs::read_to_string(s.documents_dir.join("07-rapport-de-cloture.html")).unwrap();
     assert!(report.contains("Pertuis") && report.contains("clôture") && report.contains("SIMULATION"), "{report}");
     assert!(report.contains("12 compte(s) créé(s), 12 désactivé(s)"), "{report}");

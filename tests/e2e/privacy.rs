@@ -70,6 +70,17 @@ async fn contact_details_are_erased_after_the_retention_period() {
     for kept in [&recent.id, &open.id] {
         assert_eq!(app.ops.crisis(kept.as_str()).await.unwrap().contact.name, "Anne Martin");
     }
+    // Nothing readable is left in the files either: not in free pages (secure_delete), not in
+    // the WAL (truncated after the purge).
+    for suffix in ["", "-wal"] {
+        let mut name = app.db_path().into_os_string();
+        name.push(suffix);
+        let bytes = std::fs::read(&name).unwrap_or_default();
+        for erased in ["Anne Agent", "anne.agent"] {
+            let found = bytes.windows(erased.len()).any(|w| w == erased.as_bytes());
+            assert!(!found, "{erased} is still readable in {}", std::path::Path::new(&name).display());
+        }
+    }
     // Idempotent, and the chain still verifies.
     assert!(app.daemon.state().maintenance().await.unwrap().purged.is_empty());
     assert!(app.auditor.audit_verify().await.unwrap().verified);

@@ -80,13 +80,13 @@ pub async fn archive(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Str
     let mut names = Vec::new();
     for (name, content) in &docs {
         let path = dir.join(name);
-        std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_private(&path, content.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
         names.push(name.clone());
     }
     // The crisis zone as published (BIND fragment), for the registrar and the record.
     if let Some(zone) = &kit.zone {
         let name = "zone-dns-secours.txt".to_string();
-        std::fs::write(dir.join(&name), zone).map_err(|e| format!("{name}: {e}"))?;
+        write_private(&dir.join(&name), zone.as_bytes()).map_err(|e| format!("{name}: {e}"))?;
         names.push(name);
     }
     // At hand-back: what the commune must retrieve before the accounts are deleted.
@@ -107,14 +107,25 @@ pub async fn archive(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Str
         }
         let bytes = w.into_inner().map_err(|e| e.to_string())?;
         let name = "comptes-a-recuperer.csv".to_string();
-        std::fs::write(dir.join(&name), bytes).map_err(|e| format!("{name}: {e}"))?;
+        write_private(&dir.join(&name), &bytes).map_err(|e| format!("{name}: {e}"))?;
         names.push(name);
     }
     let zip = format!("pack-{crisis}.zip");
     let bytes = Documents::zip_bytes(&docs).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(&zip), bytes).map_err(|e| format!("{zip}: {e}"))?;
+    write_private(&dir.join(&zip), &bytes).map_err(|e| format!("{zip}: {e}"))?;
     names.push(zip);
     Ok(names)
+}
+
+/// Writes (or rewrites) a document readable by replid alone (0600), whatever the umask; a file
+/// an older replid left more open is tightened.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Creates a crisis's documents folder readable by replid alone (0700), whatever the umask; the

@@ -452,10 +452,16 @@ impl Store {
             // Every copy: notifications to relay name the contact; manual steps' texts may name
             // them, and ops' notes anyone; outputs of the accounts, the laptop plan and the
             // wind-down list agents by name (their logins are built from their names).
-            sqlx::query("UPDATE notifications SET subject = '[effacé]', body = '[effacé]' WHERE crisis_id = ?")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            // The DGS's number or address a message went to is theirs too (ops' and auditors'
+            // are the metropole's and stay, as the record of who was told).
+            sqlx::query(
+                "UPDATE notifications SET subject = '[effacé]', body = '[effacé]', last_error = NULL, \
+                 recipient = CASE WHEN audience IN ('ops', 'auditors') THEN recipient \
+                 WHEN recipient IS NULL THEN NULL ELSE '[effacé]' END WHERE crisis_id = ?",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE steps SET rendered = NULL, note = NULL, output = CASE WHEN kind IN \
                  ('m365.accounts', 'inventory.assign', 'm365.winddown') THEN NULL ELSE output END \
@@ -502,6 +508,19 @@ impl Store {
             self.append(&mut tx, e, now).await?;
         }
         tx.commit().await?;
+        if !purged.is_empty() {
+            // `secure_delete` overwrote the old values in the database's pages; the WAL still
+            // holds the pages as they were before the purge until it is checkpointed and
+            // truncated. A reader holding an old snapshot delays the truncation: it is retried
+            // at the next purge, and says so.
+            let (busy, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *self.write.acquire().await?).await?;
+            if busy != 0 {
+                tracing::warn!(
+                    "WAL not truncated after the purge (a reader was active): erased values may remain in it until the next checkpoint"
+                );
+            }
+        }
         Ok(purged)
     }
 
