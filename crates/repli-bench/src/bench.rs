@@ -34,6 +34,9 @@ pub enum BenchCmd {
     /// The snapshot tamper suite: each tampering of a genuine snapshot, and whether `restore
     /// --check` and `restore` refused it (0 accepted is the only passing result).
     Tamper(crate::snapshots::TamperBench),
+    /// replid on a small tmpfs filled by writing clients: acknowledged against stored, how
+    /// refusals were answered, `/readyz` while full, recovery without restart (needs root).
+    DiskFull(crate::diskfull::DiskFullBench),
 }
 
 /// The simulated tenant and kit size both provisioning benchmarks take.
@@ -413,6 +416,30 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if ok { ExitCode::SUCCESS } else { crate::failure() })
+        }
+        BenchCmd::DiskFull(b) => {
+            let f = crate::diskfull::disk_full(b).await?;
+            if b.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "disk full: replid on a {} MiB tmpfs, {} writing clients, {:.1} s",
+                    f.size_mb, f.writers, f.seconds
+                );
+                println!(
+                    "  acknowledged {} · stored {} · stored but not acknowledged {} · duplicates {}",
+                    f.acknowledged, f.stored, f.stored_not_acknowledged, f.duplicates
+                );
+                for (k, n) in &f.refused {
+                    println!("  refused: {n} × {k}");
+                }
+                println!("  /readyz while full: {}", f.readyz_while_full);
+                println!(
+                    "  recovered without restart: {} · audit chain verified: {}",
+                    f.recovered_without_restart, f.audit_verified
+                );
+            }
+            Ok(if f.ok() { ExitCode::SUCCESS } else { crate::failure() })
         }
         BenchCmd::BackupLoad(b) => {
             let f = crate::snapshots::backup_load(b).await?;

@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod campaign;
 mod crash;
+mod diskfull;
 mod snapshots;
 
 use std::process::ExitCode;

@@ -56,7 +56,7 @@ pub struct BackupLoadFigures {
     pub seconds: f64,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("no current executable")?;
     let path = exe.with_file_name(name);
     if !path.is_file() {
