@@ -22,7 +22,13 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 use repli_core::schema::FILTER_MAX as MAX_FILTER;
 
 fn parse_insee(s: &str) -> Result<InseeCode, AppError> {
-    InseeCode::parse(s).map_err(|e| AppError::problem(ProblemCode::UnknownCommune, format!("Commune inconnue : {e}.")))
+    // Not the text given, which the caller chose: what a code looks like.
+    InseeCode::parse(s).map_err(|_| {
+        AppError::problem(
+            ProblemCode::UnknownCommune,
+            "Commune inconnue : un code INSEE a 5 caractères, par exemple 13005.",
+        )
+    })
 }
 
 fn parse_crisis_id(s: &str) -> Result<CrisisId, AppError> {
@@ -608,14 +614,13 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             format!("Filtre invalide : {MAX_FILTER} caractères au plus, sans caractère de contrôle."),
         ));
     }
-    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|e| {
+    // The value given is not repeated: a problem document is read as the server's word, and
+    // the caller's text has no place in it.
+    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|_| {
         AppError::problem(
             ProblemCode::InvalidQuery,
-            format!(
-                "Action inconnue du journal : {:?}. Donnez une action (crisis.activate) ou un préfixe terminé \
-                     par un point (crisis.).",
-                e.0
-            ),
+            "Action inconnue du journal. Donnez une action (crisis.activate) ou un préfixe terminé par un point \
+             (crisis.).",
         )
     })?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
