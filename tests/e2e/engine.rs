@@ -69,9 +69,14 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     let c = app.dgs.request_crisis(&r, None).await.unwrap();
     app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
 
-    // Manual DNS: publication becomes an ops task showing the BIND fragment to publish.
+    // Manual DNS: publication becomes an ops task showing the BIND fragment to publish. The
+    // laptops task comes from another branch of the playbook (reserve, then laptops), which
+    // may finish before or after the DNS one: both are waited for, not assumed in an order.
     let v = app
-        .wait_steps(&c.id, "the DNS task", |v| step_state(v, "activation", "dns") == Some(StepState::WaitingManual))
+        .wait_steps(&c.id, "the DNS and laptops tasks", |v| {
+            step_state(v, "activation", "dns") == Some(StepState::WaitingManual)
+                && step_state(v, "activation", "laptops") == Some(StepState::WaitingManual)
+        })
         .await;
     let tasks = app.ops.tasks().await.unwrap();
     let dns = tasks.iter().find(|t| t.step == "dns").unwrap();
