@@ -363,7 +363,7 @@ pub async fn request(
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
     tracing::info!(crisis = %rec.id, created, "crisis requested");
     if created {
-        tell(st, &rec).await;
+        tell(st, &rec.id).await;
     }
     Ok((rec, created))
 }
@@ -448,7 +448,7 @@ pub async fn apply(
         st.wake_engine();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
-    tell(st, &rec).await;
+    tell(st, &rec.id).await;
     view(st, rec).await
 }
 
@@ -723,17 +723,25 @@ pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str
     Ok(log_view(e))
 }
 
-/// After a change to `r`: queues what the notification plan says of it and sends it in a task
-/// of its own. The change is recorded whatever happens here; a failure to queue is retried by
-/// the maintenance round, which derives the same moments from the database.
-pub(crate) async fn tell(st: &Services, r: &CrisisRecord) {
+/// After a change to a crisis (made by a person, or by the engine: a transition, a step's
+/// outcome): queues what the notification plan says of it, the SLA forecast included, and
+/// sends it in a task of its own. The change is recorded whatever happens here; a failure to
+/// queue is retried by the maintenance round, which derives the same moments from the database.
+pub(crate) async fn tell(st: &Services, id: &CrisisId) {
     let now = st.clock.now();
-    match crate::notify::plan::queue_crisis(st, r, None, now).await {
+    let queued = match st.store.crisis_read(id).await {
+        Ok(Some((r, facts))) => {
+            crate::notify::plan::queue_crisis(st, &r, r.state.is_open().then_some(&facts), now).await
+        }
+        Ok(None) => Ok(0),
+        Err(e) => Err(e),
+    };
+    match queued {
         Ok(0) => {}
         Ok(_) => {
             crate::notify::deliver_soon(st);
         }
-        Err(e) => tracing::warn!(crisis = %r.id, error = %e, "notifications left to the maintenance round"),
+        Err(e) => tracing::warn!(crisis = %id, error = %e, "notifications left to the maintenance round"),
     }
 }
 
