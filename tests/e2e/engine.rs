@@ -118,6 +118,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
         .await;
     let waiting = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
     assert_eq!((waiting.state, waiting.attempts), (StepState::Pending, 0));
+    // What the step waits for concerns the commune: its DGS reads it too.
+    let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
+    let dgs_waiting = dgs_view.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    assert!(dgs_waiting.last_error.as_deref().is_some_and(|e| e.contains("0 nom(s) sur 1")), "{dgs_waiting:?}");
     // The list comes while Graph fails: the accounts step (one attempt allowed) fails and says
     // what to do.
     set_fail_rate(&app, 1.0).await;
@@ -131,6 +135,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     let failed = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
     let message = failed.last_error.as_deref().unwrap();
     assert!(message.contains("repli step retry 13005-2026-001 accounts"), "{message}");
+    // The DGS reads that the métropole has it in hand: no command line, no Graph code.
+    let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
+    let dgs_failed = dgs_view.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    assert_eq!(dgs_failed.last_error.as_deref(), Some("Incident pris en charge par la métropole."));
     assert_eq!(v.state, CrisisState::Provisioning);
     set_fail_rate(&app, 0.0).await;
 
