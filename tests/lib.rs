@@ -645,7 +645,21 @@ pub fn french_faults(text: &str) -> Vec<String> {
     }
     for (i, raw) in words.iter().enumerate() {
         let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
-        if raw.contains('@') || raw.contains("://") || (w.contains('.') && !w.ends_with('.')) {
+        if raw.contains('@') || raw.contains("://") {
+            continue;
+        }
+        if w.contains('.') {
+            // A dotted word is a domain name (« aubagne.secours-amp.fr »), or a code
+            // (« crisis.activate », « m365.accounts »).
+            let parts: Vec<&str> = w.split('.').collect();
+            let code = parts.iter().all(|p| {
+                p.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            });
+            let domain = ["fr", "com", "org", "net", "eu", "example", "io"].contains(parts.last().unwrap_or(&""));
+            if code && !domain {
+                out.push(format!("raw code « {w} »: {}", context(i)));
+            }
             continue;
         }
         let lower = w.to_lowercase();
@@ -686,6 +700,7 @@ mod french {
             "Tapez `repli`",
             "Voir le le dossier",
             "La crise est activé",
+            "Action : crisis.agents.added",
         ] {
             assert!(!super::french_faults(bad).is_empty(), "{bad}");
         }

@@ -202,6 +202,10 @@ async fn the_pack_and_the_dgs_pages_read_in_french() {
         }
     };
     let mut read = vec![page(format!("/crises/{id}/demande-enregistree")).await];
+    app.dgs.add_log(id, "information", "Le serveur de la mairie est éteint.").await.unwrap();
+    let agents = AgentsRequest { agents: vec![AgentInput { name: "Luc Durand".into(), service: "Accueil".into() }] };
+    app.dgs.set_agents(id, &agents).await.unwrap();
+    read.push(page(format!("/crises/{id}")).await);
     app.make_ready(&c.id).await;
     read.push(page(format!("/crises/{id}")).await);
     app.ops.act(&c.id, repli_core::CrisisAction::Deliver, None).await.unwrap();

@@ -426,7 +426,7 @@ pub async fn apply(
         return Err(AppError::problem(
             ProblemCode::HandbackInProgress,
             format!(
-                "La restitution suit son déroulé ({left} étape(s) restante(s), voir `repli task list`) : sa dernière étape clora la crise."
+                "La restitution suit son déroulé ({left} étape(s) restante(s), voir la page Tâches) : sa dernière étape clora la crise."
             ),
         ));
     }
