@@ -88,6 +88,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     // The DGS follows progress but sees no step output, and cannot confirm tasks.
     let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
     assert!(dgs_view.runs[0].steps.iter().all(|s| s.output.is_none()));
+    assert!(
+        dgs_view.runs[0].steps.iter().all(|s| s.instructions.is_none() && s.checklist.is_empty()),
+        "ops' instructions"
+    );
     assert!(v.runs[0].steps.iter().any(|s| s.output.is_some()), "ops see outputs");
     assert_eq!(app.dgs.task_done(c.id.as_str(), "dns", None).await.status_code(), 403);
     // Only a waiting manual step can be confirmed; bad step names are refused.

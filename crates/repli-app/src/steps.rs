@@ -32,10 +32,11 @@ fn error_for_the_commune(s: &StepRecord) -> Option<String> {
     })
 }
 
-/// A step as `a`'s role sees it: ops and auditors get its output and its errors as recorded;
-/// a DGS neither (the errors said for the commune).
+/// A step as `a`'s role sees it: ops and auditors get its output, its instructions and its
+/// errors as recorded; a DGS none of them (the errors said for the commune).
 pub fn step_view(s: &StepRecord, with_output: bool) -> StepView {
-    let (instructions, checklist) = rendered(s);
+    // A manual task's instructions are ops' (command lines, consoles): not the commune's.
+    let (instructions, checklist) = if with_output { rendered(s) } else { (None, Vec::new()) };
     StepView {
         step: s.step_id.clone(),
         kind: s.kind.as_str().to_string(),
