@@ -561,3 +561,148 @@ pub async fn sms_gateway(fail_first: usize) -> (String, std::sync::Arc<std::sync
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     (url, got)
 }
+
+/// The visible text of an HTML page or document: no style or script, no tags, the few
+/// entities our templates write decoded.
+pub fn visible_text(html: &str) -> String {
+    let mut s = html.to_owned();
+    for tag in ["style", "script"] {
+        while let Some(start) = s.find(&format!("<{tag}")) {
+            let end = s[start..].find(&format!("</{tag}>")).map_or(s.len(), |e| start + e + tag.len() + 3);
+            s.replace_range(start..end, " ");
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x3D;", "=")
+        .replace("&amp;", "&")
+}
+
+/// What a French text shown to a commune must not hold: a raw code (`start_handback`), English
+/// words of errors and states, a command line (`repli step retry`, backquotes), a doubled
+/// article (« le le »), a crisis in the masculine (« la crise … activé »). Addresses, links and
+/// domain names are not words. Returns each fault with its context.
+pub fn french_faults(text: &str) -> Vec<String> {
+    const ENGLISH: [&str; 22] = [
+        "the",
+        "error",
+        "failed",
+        "invalid",
+        "unknown",
+        "missing",
+        "expected",
+        "step",
+        "pending",
+        "succeeded",
+        "provisioning",
+        "handback",
+        "null",
+        "none",
+        "true",
+        "false",
+        "field",
+        "waiting",
+        "requested",
+        "activated",
+        "delivered",
+        "cancelled",
+    ];
+    const CLI: [&str; 12] = [
+        "step",
+        "task",
+        "handback",
+        "crisis",
+        "inventory",
+        "loan",
+        "audit",
+        "notifications",
+        "dns",
+        "sla",
+        "playbook",
+        "agents",
+    ];
+    const SMALL: [&str; 12] = ["le", "la", "les", "de", "du", "des", "un", "une", "à", "et", "au", "aux"];
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let context = |i: usize| words[i.saturating_sub(4)..(i + 5).min(words.len())].join(" ");
+    let mut out = Vec::new();
+    if text.contains('`') {
+        out.push("a backquote (command line)".to_owned());
+    }
+    for (i, raw) in words.iter().enumerate() {
+        let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+        if raw.contains('@') || raw.contains("://") {
+            continue;
+        }
+        if w.contains('.') {
+            // A dotted word is a domain name (« aubagne.secours-amp.fr »), or a code
+            // (« crisis.activate », « m365.accounts »).
+            let parts: Vec<&str> = w.split('.').collect();
+            let code = parts.iter().all(|p| {
+                p.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            });
+            let domain = ["fr", "com", "org", "net", "eu", "example", "io"].contains(parts.last().unwrap_or(&""));
+            if code && !domain {
+                out.push(format!("raw code « {w} »: {}", context(i)));
+            }
+            continue;
+        }
+        let lower = w.to_lowercase();
+        if w.contains('_') && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            out.push(format!("raw code « {w} »: {}", context(i)));
+        }
+        if ENGLISH.contains(&lower.as_str()) {
+            out.push(format!("English « {w} »: {}", context(i)));
+        }
+        if lower == "repli" && words.get(i + 1).is_some_and(|n| CLI.contains(n)) {
+            out.push(format!("command line: {}", context(i)));
+        }
+        if SMALL.contains(&lower.as_str()) && words.get(i + 1).is_some_and(|n| n.to_lowercase() == lower) {
+            out.push(format!("doubled « {w} »: {}", context(i)));
+        }
+        if lower == "crise"
+            && words[i + 1..(i + 6).min(words.len())].iter().any(|n| {
+                ["activé", "annulé", "clos", "livré"].contains(&n.trim_matches(|c: char| !c.is_alphanumeric()))
+            })
+        {
+            out.push(format!("crisis in the masculine: {}", context(i)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod french {
+    #[test]
+    fn the_checks_find_each_fault_and_pass_correct_french() {
+        let good = "La crise 13005-2026-001 est activée. Écrivez à astreinte@exemple.fr ou voyez \
+                    https://exemple.fr/a_b ; selector1._domainkey.aubagne.secours-amp.fr. Le kit de repli est prêt.";
+        assert_eq!(super::french_faults(good), Vec::<String>::new());
+        for bad in [
+            "État : start_handback",
+            "Échec : invalid type",
+            "Lancez repli step retry 13005-2026-001 accounts",
+            "Tapez `repli`",
+            "Voir le le dossier",
+            "La crise est activé",
+            "Action : crisis.agents.added",
+        ] {
+            assert!(!super::french_faults(bad).is_empty(), "{bad}");
+        }
+    }
+}

@@ -121,6 +121,10 @@ async fn malformed_bodies_name_the_problem() {
         let (status, _, detail) = problem(&e);
         assert_eq!(status, want, "{text}: {detail}");
         assert!(detail.contains(needle), "{text}: {detail}");
+        // In French, not serde's words, and not the value sent.
+        for english in ["invalid ", "expected", "unknown", "missing", "field", "at line", "many", "red"] {
+            assert!(!detail.contains(english), "{text}: {detail}");
+        }
     }
     // Over 1 MiB.
     let big = format!(
@@ -234,6 +238,24 @@ async fn unknown_routes_actions_and_ids() {
         .await
         .unwrap_err();
     assert!(problem(&e).2.contains("extra"));
+}
+
+/// A problem document is the server's word: text the caller chose (a journal filter, a
+/// commune code) is not repeated in it, so a crafted link cannot make the API say it.
+#[tokio::test]
+async fn problem_details_do_not_repeat_the_callers_text() {
+    let app = TestApp::spawn().await;
+    let bait = "Appelez le 08 99 00 00 00";
+    let q = repli_proto::api::AuditQuery { action: Some(bait.into()), ..Default::default() };
+    let e = app.auditor.audit_entries(&q).await.unwrap_err();
+    let (status, code, detail) = problem(&e);
+    assert_eq!((status, code), (400, "invalid_query"));
+    assert!(detail.contains("Action inconnue du journal"), "{detail}");
+    assert!(!detail.contains("08 99"), "{detail}");
+    let e = app.ops.commune("0899appelez").await.unwrap_err();
+    let (status, code, detail) = problem(&e);
+    assert_eq!((status, code), (404, "unknown_commune"));
+    assert!(!detail.contains("appelez"), "{detail}");
 }
 
 /// An oversized request target (414) or header section (431) gets a body a client can read:

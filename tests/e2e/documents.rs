@@ -179,3 +179,50 @@ async fn sheets_for_new_accounts_only_and_an_audited_reissue() {
     let e = app.ops.reissue_sheets(id, "encore").await.unwrap_err();
     assert!(e.problem().unwrap().detail.contains("pas en service"));
 }
+
+/// The procedures pack of a crisis run to its closure, and the pages its DGS sees, read in
+/// French: no raw code, no English, no command line, no « le le », no « crise … activé ».
+#[tokio::test]
+async fn the_pack_and_the_dgs_pages_read_in_french() {
+    let app = TestApp::spawn().await;
+    let pool = repli_proto::api::ImportFile { source: "pool.csv".into(), csv: repli_tests::SMALL_POOL.into() };
+    app.ops.import_inventory(&repli_proto::api::ImportRequest { files: vec![pool] }).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let (_, dgs_token) = app.token(Role::Dgs, Some("13005")).await;
+    let http = reqwest::Client::new();
+    let page = |path: String| {
+        let (http, token, url) = (http.clone(), dgs_token.clone(), app.url(&path));
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            (path, r.text().await.unwrap())
+        }
+    };
+    let mut read = vec![page(format!("/crises/{id}/demande-enregistree")).await];
+    app.dgs.add_log(id, "information", "Le serveur de la mairie est éteint.").await.unwrap();
+    let agents = AgentsRequest { agents: vec![AgentInput { name: "Luc Durand".into(), service: "Accueil".into() }] };
+    app.dgs.set_agents(id, &agents).await.unwrap();
+    read.push(page(format!("/crises/{id}")).await);
+    app.make_ready(&c.id).await;
+    read.push(page(format!("/crises/{id}")).await);
+    app.ops.act(&c.id, repli_core::CrisisAction::Deliver, None).await.unwrap();
+    app.hand_back(&c.id).await;
+    for path in ["/".to_owned(), "/demande".to_owned(), format!("/crises/{id}")] {
+        read.push(page(path).await);
+    }
+    let names = app.ops.documents(id).await.unwrap();
+    assert!(names.len() >= 6, "{names:?}");
+    for name in names.iter().filter(|n| !n.starts_with("04-fiches")) {
+        read.push((name.clone(), app.ops.document(id, name).await.unwrap()));
+    }
+    let mut faults = Vec::new();
+    for (what, html) in &read {
+        for f in repli_tests::french_faults(&repli_tests::visible_text(html)) {
+            faults.push(format!("{what}: {f}"));
+        }
+    }
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+}

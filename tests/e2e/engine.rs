@@ -69,9 +69,14 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     let c = app.dgs.request_crisis(&r, None).await.unwrap();
     app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
 
-    // Manual DNS: publication becomes an ops task showing the BIND fragment to publish.
+    // Manual DNS: publication becomes an ops task showing the BIND fragment to publish. The
+    // laptops task comes from another branch of the playbook (reserve, then laptops), which
+    // may finish before or after the DNS one: both are waited for, not assumed in an order.
     let v = app
-        .wait_steps(&c.id, "the DNS task", |v| step_state(v, "activation", "dns") == Some(StepState::WaitingManual))
+        .wait_steps(&c.id, "the DNS and laptops tasks", |v| {
+            step_state(v, "activation", "dns") == Some(StepState::WaitingManual)
+                && step_state(v, "activation", "laptops") == Some(StepState::WaitingManual)
+        })
         .await;
     let tasks = app.ops.tasks().await.unwrap();
     let dns = tasks.iter().find(|t| t.step == "dns").unwrap();
@@ -83,6 +88,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     // The DGS follows progress but sees no step output, and cannot confirm tasks.
     let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
     assert!(dgs_view.runs[0].steps.iter().all(|s| s.output.is_none()));
+    assert!(
+        dgs_view.runs[0].steps.iter().all(|s| s.instructions.is_none() && s.checklist.is_empty()),
+        "ops' instructions"
+    );
     assert!(v.runs[0].steps.iter().any(|s| s.output.is_some()), "ops see outputs");
     assert_eq!(app.dgs.task_done(c.id.as_str(), "dns", None).await.status_code(), 403);
     // Only a waiting manual step can be confirmed; bad step names are refused.
@@ -113,6 +122,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
         .await;
     let waiting = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
     assert_eq!((waiting.state, waiting.attempts), (StepState::Pending, 0));
+    // What the step waits for concerns the commune: its DGS reads it too.
+    let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
+    let dgs_waiting = dgs_view.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    assert!(dgs_waiting.last_error.as_deref().is_some_and(|e| e.contains("0 nom(s) sur 1")), "{dgs_waiting:?}");
     // The list comes while Graph fails: the accounts step (one attempt allowed) fails and says
     // what to do.
     set_fail_rate(&app, 1.0).await;
@@ -126,6 +139,10 @@ async fn a_failed_step_says_what_to_do_and_ops_retry_or_skip_with_a_reason() {
     let failed = v.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
     let message = failed.last_error.as_deref().unwrap();
     assert!(message.contains("repli step retry 13005-2026-001 accounts"), "{message}");
+    // The DGS reads that the métropole has it in hand: no command line, no Graph code.
+    let dgs_view = app.dgs.steps(c.id.as_str()).await.unwrap();
+    let dgs_failed = dgs_view.runs[0].steps.iter().find(|s| s.step == "accounts").unwrap();
+    assert_eq!(dgs_failed.last_error.as_deref(), Some("Incident pris en charge par la métropole."));
     assert_eq!(v.state, CrisisState::Provisioning);
     set_fail_rate(&app, 0.0).await;
 

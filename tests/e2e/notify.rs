@@ -250,8 +250,10 @@ async fn every_party_is_told_by_the_plan() {
     for state in ["requested", "activated", "provisioning"] {
         let n = key(&format!(":auditors:{state}:"));
         assert_eq!((n.audience.as_str(), n.recipient.as_deref()), ("auditors", Some("controle@ampmetropole.example")));
-        assert!(n.body.contains("Tête du journal d'audit : entrée n° "), "{n:#?}");
-        assert!(n.body.contains(&head.public_key), "signed by the key auditors pin: {n:#?}");
+        assert!(n.body.contains("Tête signée du journal d'audit : entrée n° "), "{n:#?}");
+        let key = repli_core::audit::parse_public_key(&head.public_key).unwrap();
+        let fingerprint = repli_core::audit::fingerprint(&key);
+        assert!(n.body.contains(&format!("par la clé {fingerprint}")), "signed by the key auditors pin: {n:#?}");
     }
     // The DGS's SMS-less mail reached the contact's address; no mail to ops (log channel).
     let sent =
@@ -259,4 +261,119 @@ async fn every_party_is_told_by_the_plan() {
             .await;
     let got = mails.lock().unwrap().clone();
     assert_eq!(got.len(), sent.iter().filter(|n| n.channel == "smtp").count());
+}
+
+/// What the engine does is told at once, not at the next maintenance round (none runs in this
+/// test): the kit ready (with the configured astreinte, never « Contact métropole :
+/// astreinte »), the hand-back started (what to bring back, where, by when, whom to call),
+/// the closure by the hand-back's last step; auditors at each of these transitions.
+#[tokio::test]
+async fn the_engines_transitions_are_told_at_once_with_the_configured_astreinte() {
+    let (port, _mails) = repli_tests::smtp_server().await;
+    let app = TestApp::spawn_with(|c| {
+        c.notify.smtp = Some(smtp(port, &[]));
+        c.notify.auditors = vec!["controle@ampmetropole.example".into()];
+        c.documents.astreinte_phone = "04 91 00 00 00".into();
+        c.documents.astreinte_email = "astreinte@ampmetropole.example".into();
+    })
+    .await;
+    let contacts = "04 91 00 00 00 ou astreinte@ampmetropole.example";
+    // The foot of every page, public ones included, names the same contacts.
+    let page = reqwest::get(app.url("/connexion")).await.unwrap().text().await.unwrap();
+    let foot = &page[page.find("<footer>").unwrap()..];
+    assert!(foot.contains(r#"Astreinte de la métropole : <a href="tel:0491000000">04 91 00 00 00</a>"#), "{foot}");
+    assert!(foot.contains(r#"<a href="mailto:astreinte@ampmetropole.example">"#), "{foot}");
+    let pool = repli_proto::api::ImportFile { source: "pool.csv".into(), csv: repli_tests::SMALL_POOL.into() };
+    app.ops.import_inventory(&repli_proto::api::ImportRequest { files: vec![pool] }).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    r.needs = Some(repli_proto::api::KitNeeds { laptop: 0, router: 1, phone: 0, printer: 0 });
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    app.make_ready(&c.id).await;
+    let list = outbox_until(&app, "the kit ready", |l| {
+        l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:auditors:ready:")))
+            && l.iter().any(|n| n.audience == "dgs" && n.body.contains("est prêt"))
+    })
+    .await;
+    let ready = list.iter().find(|n| n.audience == "dgs" && n.body.contains("est prêt")).unwrap();
+    assert!(ready.body.contains(&format!("l'astreinte de la métropole ({contacts})")), "{}", ready.body);
+    assert!(!list.iter().any(|n| n.body.contains("Contact métropole : astreinte")), "{list:#?}");
+    // The moments of the steps the engine ran reached the DGS too, each with the contacts.
+    for moment in ["accounts", "visio", "equipment"] {
+        let n = list
+            .iter()
+            .find(|n| n.key.starts_with(&format!("plan:{id}:dgs:{moment}")))
+            .unwrap_or_else(|| panic!("{moment}: {list:#?}"));
+        assert!(n.body.ends_with(&format!("Astreinte de la métropole : {contacts}.")), "{}", n.body);
+    }
+
+    // A router is lent, the kit delivered, the hand-back started: the DGS is told what to
+    // bring back, where, by when, and whom to call.
+    let router = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.crisis.as_deref() == Some(id) && !i.item.kind.is_personal())
+        .unwrap_or_else(|| panic!("no item lent to the commune itself in the kit"))
+        .item;
+    let (router, kind) = (router.serial, router.kind.label_fr());
+    let lend = repli_proto::api::LendRequest { serial: router.clone(), agent_id: None };
+    app.ops.lend(id, &lend).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, repli_core::CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let list = outbox_until(&app, "the hand-back", |l| {
+        l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:dgs:handback")))
+    })
+    .await;
+    let delivered = list.iter().find(|n| n.key.starts_with(&format!("plan:{id}:dgs:delivered"))).unwrap();
+    assert!(delivered.body.contains("à rendre lors de la restitution au plus tard le "), "{}", delivered.body);
+    let handback = list.iter().find(|n| n.key.starts_with(&format!("plan:{id}:dgs:handback"))).unwrap();
+    for part in [
+        &format!("{kind} × 1"),
+        "remise prévue à : Hôtel de ville",
+        &format!("Astreinte de la métropole : {contacts}."),
+    ] {
+        assert!(handback.body.contains(part), "{part}: {}", handback.body);
+    }
+
+    // The router comes back; the hand-back playbook closes the crisis: told at once.
+    let back = repli_proto::api::CheckinRequest { serial: router, condition: "ok".into(), note: None };
+    app.ops.check_in(id, &back).await.unwrap();
+    app.hand_back(&c.id).await;
+    let list = outbox_until(&app, "the closure", |l| {
+        l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:dgs:closed")))
+            && l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:auditors:closed:")))
+    })
+    .await;
+    let closed = list.iter().find(|n| n.key.starts_with(&format!("plan:{id}:dgs:closed"))).unwrap();
+    assert!(closed.body.starts_with(&format!("La crise {id} est close.")), "{}", closed.body);
+    let handback_told = list.iter().find(|n| n.audience == "dgs" && n.body.contains("sont désactivés")).unwrap();
+    assert!(handback_told.body.contains(contacts), "{}", handback_told.body);
+}
+
+/// A forecast past the due instant is told when it is seen, not at the next maintenance round:
+/// an activation decided with two business hours left (the playbook needs more) reaches the
+/// DGS and ops as « délai en danger » at once.
+#[tokio::test]
+async fn an_sla_at_risk_is_told_at_once() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let id = c.id.as_str();
+    // Monday 08:00 + 46 business hours: Friday 14:00, two hours before the due instant.
+    app.clock.advance(SignedDuration::from_hours(4 * 24 + 6));
+    app.ops.act(&c.id, repli_core::CrisisAction::Activate, None).await.unwrap();
+    let list = outbox_until(&app, "the SLA at risk", |l| {
+        l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:dgs:sla_at_risk")))
+            && l.iter().any(|n| n.key.starts_with(&format!("plan:{id}:ops:sla_at_risk")))
+    })
+    .await;
+    let dgs = list.iter().find(|n| n.key.starts_with(&format!("plan:{id}:dgs:sla_at_risk"))).unwrap();
+    assert!(
+        dgs.body.starts_with("La préparation de votre kit risque de dépasser l'échéance du vendredi 27 novembre 2026"),
+        "{}",
+        dgs.body
+    );
 }

@@ -22,7 +22,13 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 use repli_core::schema::FILTER_MAX as MAX_FILTER;
 
 fn parse_insee(s: &str) -> Result<InseeCode, AppError> {
-    InseeCode::parse(s).map_err(|e| AppError::problem(ProblemCode::UnknownCommune, format!("Commune inconnue : {e}.")))
+    // Not the text given, which the caller chose: what a code looks like.
+    InseeCode::parse(s).map_err(|_| {
+        AppError::problem(
+            ProblemCode::UnknownCommune,
+            "Commune inconnue : un code INSEE a 5 caractères, par exemple 13005.",
+        )
+    })
 }
 
 fn parse_crisis_id(s: &str) -> Result<CrisisId, AppError> {
@@ -357,7 +363,7 @@ pub async fn request(
     let (rec, created) = st.store.create_crisis(&new, a, idem, now).await?;
     tracing::info!(crisis = %rec.id, created, "crisis requested");
     if created {
-        tell(st, &rec).await;
+        tell(st, &rec.id).await;
     }
     Ok((rec, created))
 }
@@ -420,7 +426,7 @@ pub async fn apply(
         return Err(AppError::problem(
             ProblemCode::HandbackInProgress,
             format!(
-                "La restitution suit son déroulé ({left} étape(s) restante(s), voir `repli task list`) : sa dernière étape clora la crise."
+                "La restitution suit son déroulé ({left} étape(s) restante(s), voir la page Tâches) : sa dernière étape clora la crise."
             ),
         ));
     }
@@ -442,7 +448,7 @@ pub async fn apply(
         st.wake_engine();
     }
     tracing::info!(crisis = %rec.id, action = %action, state = %rec.state, "crisis transition");
-    tell(st, &rec).await;
+    tell(st, &rec.id).await;
     view(st, rec).await
 }
 
@@ -608,14 +614,13 @@ pub async fn audit_entries(st: &Services, q: AuditQuery) -> Result<AuditPage, Ap
             format!("Filtre invalide : {MAX_FILTER} caractères au plus, sans caractère de contrôle."),
         ));
     }
-    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|e| {
+    // The value given is not repeated: a problem document is read as the server's word, and
+    // the caller's text has no place in it.
+    let action = q.action.as_deref().map(str::parse::<repli_core::audit::ActionFilter>).transpose().map_err(|_| {
         AppError::problem(
             ProblemCode::InvalidQuery,
-            format!(
-                "Action inconnue du journal : {:?}. Donnez une action (crisis.activate) ou un préfixe terminé \
-                     par un point (crisis.).",
-                e.0
-            ),
+            "Action inconnue du journal. Donnez une action (crisis.activate) ou un préfixe terminé par un point \
+             (crisis.).",
         )
     })?;
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
@@ -718,17 +723,25 @@ pub async fn add_log(st: &Services, a: &Actor, id: &str, kind: &str, entry: &str
     Ok(log_view(e))
 }
 
-/// After a change to `r`: queues what the notification plan says of it and sends it in a task
-/// of its own. The change is recorded whatever happens here; a failure to queue is retried by
-/// the maintenance round, which derives the same moments from the database.
-pub(crate) async fn tell(st: &Services, r: &CrisisRecord) {
+/// After a change to a crisis (made by a person, or by the engine: a transition, a step's
+/// outcome): queues what the notification plan says of it, the SLA forecast included, and
+/// sends it in a task of its own. The change is recorded whatever happens here; a failure to
+/// queue is retried by the maintenance round, which derives the same moments from the database.
+pub(crate) async fn tell(st: &Services, id: &CrisisId) {
     let now = st.clock.now();
-    match crate::notify::plan::queue_crisis(st, r, None, now).await {
+    let queued = match st.store.crisis_read(id).await {
+        Ok(Some((r, facts))) => {
+            crate::notify::plan::queue_crisis(st, &r, r.state.is_open().then_some(&facts), now).await
+        }
+        Ok(None) => Ok(0),
+        Err(e) => Err(e),
+    };
+    match queued {
         Ok(0) => {}
         Ok(_) => {
             crate::notify::deliver_soon(st);
         }
-        Err(e) => tracing::warn!(crisis = %r.id, error = %e, "notifications left to the maintenance round"),
+        Err(e) => tracing::warn!(crisis = %id, error = %e, "notifications left to the maintenance round"),
     }
 }
 

@@ -22,7 +22,8 @@ async fn pack(
         .commune(&r.commune)
         .await?
         .and_then(|c| c.convention)
-        .map(|c| format!("le {} (délibération {})", repli_core::fr::date(c.signed_on), c.deliberation_ref));
+        // « 14 décembre 2023 (délibération …) »: the template writes « signée le … ».
+        .map(|c| format!("{} (délibération {})", repli_core::fr::date(c.signed_on), c.deliberation_ref));
     let mut accounts = kit.accounts.clone();
     if let Some(passwords) = passwords {
         for a in &mut accounts {

@@ -186,6 +186,15 @@ impl DaemonHost {
     }
 }
 
+/// The astreinte as a playbook's text names it: with its configured contacts, or by its name
+/// alone while they are placeholders (a DGS is never given « numéro à configurer »).
+pub fn astreinte_named(config: &Config) -> String {
+    match config.documents.astreinte_contacts() {
+        Some(c) => format!("l'astreinte de la métropole ({c})"),
+        None => "l'astreinte de la métropole".to_owned(),
+    }
+}
+
 /// The template context of a crisis.
 pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String> {
     let r = st.store.crisis(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("crise {id} introuvable"))?;
@@ -216,6 +225,7 @@ pub async fn context_of(st: &Services, id: &CrisisId) -> Result<Context, String>
         contact_name: r.contact_name.clone(),
         contact_phone: fr::phone(&r.contact_phone),
         due: fr::datetime(r.due_at, st.calendar.time_zone()),
+        astreinte: astreinte_named(&st.config),
         exercise: r.exercise.is_some(),
     })
 }
@@ -272,6 +282,10 @@ impl Host for DaemonHost {
             }
             Ok(())
         })
+    }
+
+    fn changed<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, ()> {
+        Box::pin(async move { crate::crises::tell(&self.services, crisis).await })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Playbook progress, manual tasks, and ops' retry/skip of steps.
 
+use repli_core::StepState;
 use repli_core::playbook::Pos;
 use repli_core::run::ManualTask;
 use repli_core::{Actor, Role, text};
@@ -17,8 +18,25 @@ fn rendered(s: &StepRecord) -> (Option<String>, Vec<String>) {
     (instructions, checklist)
 }
 
+/// A step's last error as the commune reads it. A failure's text is written for ops (Graph's
+/// codes, a command line): the DGS is told the métropole has it in hand. A wait spends no
+/// attempt and its reason is ours, in French, often about the commune (« 0 nom(s) sur 25 »):
+/// kept. A retry after a technical error is said as such.
+fn error_for_the_commune(s: &StepRecord) -> Option<String> {
+    let e = s.last_error.as_ref()?;
+    Some(match s.state {
+        StepState::Failed => "Incident pris en charge par la métropole.".to_owned(),
+        StepState::Pending | StepState::Running if s.attempts == 0 => e.clone(),
+        StepState::Pending | StepState::Running => "Incident passager : nouvel essai prévu.".to_owned(),
+        _ => return None,
+    })
+}
+
+/// A step as `a`'s role sees it: ops and auditors get its output, its instructions and its
+/// errors as recorded; a DGS none of them (the errors said for the commune).
 pub fn step_view(s: &StepRecord, with_output: bool) -> StepView {
-    let (instructions, checklist) = rendered(s);
+    // A manual task's instructions are ops' (command lines, consoles): not the commune's.
+    let (instructions, checklist) = if with_output { rendered(s) } else { (None, Vec::new()) };
     StepView {
         step: s.step_id.clone(),
         kind: s.kind.as_str().to_string(),
@@ -32,7 +50,7 @@ pub fn step_view(s: &StepRecord, with_output: bool) -> StepView {
         estimate_secs: s.estimate_secs,
         started_at: s.first_started_at,
         finished_at: s.finished_at,
-        last_error: s.last_error.clone(),
+        last_error: if with_output { s.last_error.clone() } else { error_for_the_commune(s) },
         instructions,
         checklist,
         confirmed_by: s.confirmed_by.clone(),

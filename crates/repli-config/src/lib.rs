@@ -348,6 +348,25 @@ impl DocumentsConfig {
             && self.astreinte_phone != DocumentsConfig::default().astreinte_phone;
         set.then_some(self.astreinte_phone.as_str())
     }
+
+    /// The astreinte's address, once it is set.
+    pub fn astreinte_email(&self) -> Option<&str> {
+        let set = !self.astreinte_email.trim().is_empty()
+            && self.astreinte_email != DocumentsConfig::default().astreinte_email;
+        set.then_some(self.astreinte_email.as_str())
+    }
+
+    /// The astreinte's contacts as a text names them (« 04 91 00 00 00 ou astreinte@… »),
+    /// from whichever are set; None while both are at their placeholder. The one wording of
+    /// the contacts, for the DGS's messages, the playbooks' `{{astreinte}}` and page footers.
+    pub fn astreinte_contacts(&self) -> Option<String> {
+        match (self.astreinte_phone(), self.astreinte_email()) {
+            (Some(p), Some(e)) => Some(format!("{} ou {e}", repli_core::fr::phone(p))),
+            (Some(p), None) => Some(repli_core::fr::phone(p)),
+            (None, Some(e)) => Some(e.to_owned()),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Default for DocumentsConfig {
@@ -1096,6 +1115,12 @@ mod tests {
         d.csirt_phone = "  ".into();
         assert_eq!(d.placeholders(), ["l'adresse d'astreinte", "le numéro du CSIRT régional"]);
         assert_eq!(d.astreinte_phone(), Some("04 91 00 00 00"));
+        assert_eq!(d.astreinte_email(), None);
+        assert_eq!(d.astreinte_contacts().as_deref(), Some("04 91 00 00 00"));
+        d.astreinte_email = "astreinte@metropole.example".into();
+        assert_eq!(d.astreinte_contacts().as_deref(), Some("04 91 00 00 00 ou astreinte@metropole.example"));
+        d.astreinte_phone = " ".into();
+        assert_eq!(d.astreinte_contacts().as_deref(), Some("astreinte@metropole.example"));
     }
 
     #[test]

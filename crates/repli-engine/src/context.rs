@@ -5,7 +5,7 @@ use handlebars::{Handlebars, Path};
 use serde::Serialize;
 
 /// Every variable a playbook template may name, with what it holds.
-pub const VARIABLES: [(&str, &str); 15] = [
+pub const VARIABLES: [(&str, &str); 16] = [
     ("crisis_id", "identifiant de la crise (13005-2026-001)"),
     ("commune", "nom de la commune"),
     ("de_commune", "« de » et le nom de la commune, élidé : « d'Aubagne », « du Rove »"),
@@ -21,6 +21,11 @@ pub const VARIABLES: [(&str, &str); 15] = [
     ("contact_name", "nom du contact hors bande"),
     ("contact_phone", "téléphone du contact hors bande"),
     ("due", "échéance du SLA, en français"),
+    (
+        "astreinte",
+        "l'astreinte de la métropole et ses coordonnées configurées ([documents]) : « l'astreinte de la \
+         métropole (04 91 00 00 00 ou astreinte@…) »",
+    ),
 ];
 
 const HELPERS: [&str; 6] = ["if", "unless", "each", "with", "lookup", "else"];
@@ -44,6 +49,9 @@ pub struct Context {
     pub contact_name: String,
     pub contact_phone: String,
     pub due: String,
+    /// « l'astreinte de la métropole (04 91 00 00 00 ou astreinte@…) »: its contacts as
+    /// configured, or its name alone while they are not.
+    pub astreinte: String,
     /// The crisis is part of an exercise: Microsoft 365 and DNS go to the exercise target.
     pub exercise: bool,
 }

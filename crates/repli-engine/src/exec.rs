@@ -44,6 +44,10 @@ pub trait Host: Send + Sync {
         audience: Audience,
         message: &'a str,
     ) -> BoxFut<'a, Result<(), String>>;
+    /// The crisis changed under the engine (a transition it made, a step's outcome recorded):
+    /// the host tells whoever its notification plan says, now rather than at its next round.
+    /// Cannot fail the step: what the host cannot do now, it does later from the database.
+    fn changed<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, ()>;
 }
 
 /// Engine settings.
@@ -266,6 +270,7 @@ impl Engine {
             && state == Some(from)
         {
             self.store.transition(&run.crisis_id, action, self.host.now()).await?;
+            self.host.changed(&run.crisis_id).await;
         }
         let steps = self.store.steps(run.id).await?;
         if steps.iter().all(|s| s.state.is_done()) {
@@ -368,7 +373,10 @@ impl Engine {
                 }
             }
         };
+        // A step that will run again changed nothing anyone is told about.
+        let tell = matches!(finish, StepFinish::Succeeded(_) | StepFinish::Manual(_) | StepFinish::Failed(_));
         match self.store.finish_step(run.id, &step.step_id, &self.config.owner, &finish, wall, self.host.now()).await {
+            Ok(true) if tell => self.host.changed(&run.crisis_id).await,
             Ok(true) => {}
             Ok(false) => tracing::warn!("step outcome not recorded: lease lost"),
             Err(e) => tracing::error!(error = %e, "step outcome not recorded"),

@@ -327,6 +327,17 @@ impl Store {
 
     /// Queues a notification once per (key, channel); returns whether it is new.
     pub async fn enqueue_notification(&self, n: &NewNotification<'_>, now: Timestamp) -> Result<bool, StoreError> {
+        // The plan re-derives every moment after each change: one already queued is answered
+        // by a read, without taking the writer. (A row under another key, an exercise's, is
+        // decided by the insert as before.)
+        let queued: Option<i64> = sqlx::query_scalar("SELECT 1 FROM notifications WHERE key = ? AND channel = ?")
+            .bind(n.key)
+            .bind(n.channel)
+            .fetch_optional(&self.read)
+            .await?;
+        if queued.is_some() {
+            return Ok(false);
+        }
         let mut tx = self.write.begin().await?;
         let queued = enqueue_in(&mut tx, n, now).await?;
         tx.commit().await?;

@@ -3,7 +3,8 @@
 //! Each moment is derived from what the database says (the crisis's timestamps, its runs'
 //! steps, its SLA), under a key of its own, so it is queued once whether it is noticed right
 //! after the change (a request, a transition, a main-courante entry) or by the next
-//! maintenance round (a change the engine made, or a daemon that stopped in between).
+//! maintenance round (a daemon that stopped in between); the engine says what it changed
+//! through its host (`Host::changed`).
 //! « [EXERCICE] » is put first, and an exercise's recipients chosen, where every notification
 //! is queued (`repli-store`).
 
@@ -20,17 +21,7 @@ use repli_store::CrisisFacts;
 /// The métropole's on-call contacts as the DGS reads them, from `[documents]` (nothing while
 /// they are still at their placeholder).
 pub fn astreinte(st: &Services) -> Option<String> {
-    let d = &st.config.documents;
-    let placeholder = crate::config::DocumentsConfig::default();
-    let phone = d.astreinte_phone();
-    let email = (!d.astreinte_email.trim().is_empty() && d.astreinte_email != placeholder.astreinte_email)
-        .then_some(d.astreinte_email.as_str());
-    match (phone, email) {
-        (Some(p), Some(e)) => Some(format!("Astreinte de la métropole : {} ou {e}.", fr::phone(p))),
-        (Some(p), None) => Some(format!("Astreinte de la métropole : {}.", fr::phone(p))),
-        (None, Some(e)) => Some(format!("Astreinte de la métropole : {e}.")),
-        (None, None) => None,
-    }
+    st.config.documents.astreinte_contacts().map(|c| format!("Astreinte de la métropole : {c}."))
 }
 
 /// The signed head of the audit log as auditors receive it. The one place the head is read,
@@ -105,21 +96,36 @@ pub async fn queue_crisis(
             ),
         ));
     }
+    // What is on loan and by when it comes back (the loans' own dates: the hand-back's plan).
+    let (on_loan, back_by) =
+        if r.delivered_at.is_some() || r.handback_at.is_some() { on_loan(st, r).await? } else { (String::new(), None) };
     if r.delivered_at.is_some() {
+        let back = back_by.map(|t| format!(" au plus tard le {}", fr::datetime(t, &tz))).unwrap_or_default();
         dgs.push((
             "delivered".into(),
-            "Le kit de repli vous est remis. Conservez le bon de prêt : il liste chaque équipement, à \
-             rendre lors de la restitution."
-                .into(),
+            format!(
+                "Le kit de repli vous est remis. Conservez le bon de prêt : il liste chaque équipement, à \
+                 rendre lors de la restitution{back}."
+            ),
         ));
     }
     if r.handback_at.is_some() {
+        let what = if on_loan.is_empty() {
+            "les équipements prêtés (voir le bon de prêt)".to_owned()
+        } else {
+            format!("les équipements listés sur le bon de prêt ({on_loan})")
+        };
+        let place = r.delivery_address.as_deref().map_or_else(
+            || "le lieu de remise se convient avec l'astreinte".to_owned(),
+            |a| format!("remise prévue à : {a}, le lieu de livraison du kit (le jour et l'heure se conviennent avec l'astreinte)"),
+        );
         dgs.push((
             "handback".into(),
-            "La restitution du kit commence : la métropole ferme les comptes de secours et reprend le \
-             matériel. Préparez les équipements prêtés et le support où récupérer vos messages et \
-             fichiers."
-                .into(),
+            format!(
+                "La restitution du kit commence : la métropole ferme les comptes de secours et reprend le \
+                 matériel. À rendre : {what} ; {place}. Préparez aussi le support où récupérer vos messages \
+                 et fichiers."
+            ),
         ));
     }
     if r.closed_at.is_some() {
@@ -278,6 +284,19 @@ pub async fn queue_crisis(
         }
     }
     Ok(new)
+}
+
+/// What the commune still holds, in French (« ordinateur portable × 12, carte SIM × 3 »), and
+/// the latest date a loan is due back.
+async fn on_loan(st: &Services, r: &CrisisRecord) -> Result<(String, Option<Timestamp>), StoreError> {
+    let loans = st.store.loans(&r.id).await?;
+    let open: Vec<_> = loans.iter().filter(|l| l.returned_at.is_none()).collect();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for l in &open {
+        *counts.entry(l.kind.label_fr()).or_default() += 1;
+    }
+    let text = counts.iter().map(|(k, n)| format!("{k} × {n}")).collect::<Vec<_>>().join(", ");
+    Ok((text, open.iter().map(|l| l.due_back).max()))
 }
 
 fn event_of(moment: &str) -> Option<PlanEvent> {

@@ -83,6 +83,8 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
         obj.insert("a_configurer".into(), json!(warning));
         // Ops see, on every page, that Microsoft 365 or the DNS is simulated (configuration).
         obj.insert("simulation".into(), json!(ops.then(|| st.config.m365.simulation_fr()).flatten()));
+        // Everyone sees, at the foot of every page, how to reach the astreinte (as configured).
+        obj.insert("pied_astreinte".into(), footer_astreinte(&st.config.documents));
     }
     match st.pages.render(name, &data) {
         Ok(html) => (status, Html(html)).into_response(),
@@ -91,6 +93,18 @@ pub fn render(st: &AppState, status: StatusCode, name: &str, data: &serde_json::
             (StatusCode::INTERNAL_SERVER_ERROR, "Erreur interne.").into_response()
         }
     }
+}
+
+/// The astreinte's contacts for the footer of every page: the number as written, a `tel:`
+/// link a phone can dial (digits and `+` only), the address; null while both are placeholders.
+fn footer_astreinte(d: &repli_app::config::DocumentsConfig) -> serde_json::Value {
+    let phone = d.astreinte_phone().map(repli_core::fr::phone);
+    let tel = phone.as_ref().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>());
+    let email = d.astreinte_email();
+    if phone.is_none() && email.is_none() {
+        return serde_json::Value::Null;
+    }
+    json!({ "phone": phone, "tel": tel, "email": email })
 }
 
 /// An instant in French, in the calendar's time zone (« — » when there is none).

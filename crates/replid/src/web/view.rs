@@ -165,6 +165,7 @@ pub(crate) fn render_model<T: Serialize>(template: &str, layout: &Layout, body: 
     if let Some(obj) = data.as_object_mut() {
         obj.insert("a_configurer".into(), serde_json::Value::Null);
         obj.insert("simulation".into(), serde_json::Value::Null);
+        obj.insert("pied_astreinte".into(), serde_json::Value::Null);
     }
     let h = crate::web::templates().map_err(|e| e.to_string())?;
     h.render(template, &data).map_err(|e| e.to_string())
