@@ -346,7 +346,9 @@ async fn a_restart_repairs_a_crisis_left_without_its_run() {
     let TestApp { daemon, dir, clock, .. } = app;
     daemon.shutdown().await.unwrap();
     let db = dir.path().join("repli.db");
-    let store = repli_store::Store::open_with(&db, None).await.unwrap();
+    // The daemon that crashed held its key: what it wrote is signed as it always is.
+    let key = repli_app::audit_key::load(&db.with_file_name("repli.db.audit-key")).unwrap();
+    let store = repli_store::Store::open_with(&db, Some(repli_store::Checkpointing::new(key, 5))).await.unwrap();
     store.transition(&a.id, CrisisAction::Activate, None, By::System, clock.now()).await.unwrap();
     store.transition(&b.id, CrisisAction::Cancel, Some("fausse alerte"), By::System, clock.now()).await.unwrap();
     assert_eq!(store.missing_runs().await.unwrap().len(), 2);

@@ -576,7 +576,11 @@ async fn a_failed_tenant_preflight_is_shown_and_warns_before_activation() {
     }
     // Not ready while the preflight fails; the route says which check, and nothing more.
     let ready: serde_json::Value = reqwest::get(app.url("/readyz")).await.unwrap().json().await.unwrap();
-    assert_eq!(ready, serde_json::json!({"ready": false, "database": true, "engine": true, "m365": false}));
+    assert_eq!(
+        ready,
+        serde_json::json!({"ready": false, "database": true, "engine": true, "m365": false, "audit": true,
+            "reasons": ["m365_preflight_failed: the last Microsoft 365 preflight failed"]})
+    );
     match app.dgs.m365_preflight().await {
         Err(repli_proto::ClientError::Api { status, .. }) => assert_eq!(status, StatusCode::FORBIDDEN),
         other => panic!("a DGS ran the preflight: {other:?}"),
@@ -633,7 +637,10 @@ async fn readiness_is_reported_apart_from_liveness() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().contains_key("x-request-id"));
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"ready": true, "database": true, "engine": true, "m365": true}));
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": true, "database": true, "engine": true, "m365": true, "audit": true, "reasons": []})
+    );
 }
 
 /// The hand-back scan takes what is printed on the item — its label or its serial, in any case —

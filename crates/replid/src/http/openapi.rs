@@ -56,6 +56,11 @@ pub fn problems_of(spec: &RouteSpec) -> BTreeMap<u16, Vec<ProblemCode>> {
     if spec.doc.idempotency_key {
         codes.extend([C::InvalidIdempotencyKey, C::IdempotencyKeyReused]);
     }
+    if spec.method != axum::http::Method::GET && is_api(spec) {
+        // Any write: the storage may refuse it (nothing kept), and writes stop while the audit
+        // chain does not verify.
+        codes.extend([C::StorageFull, C::StorageUnavailable, C::AuditChainBroken]);
+    }
     codes.extend(spec.doc.problems.iter().copied());
     let mut by_status: BTreeMap<u16, Vec<ProblemCode>> = BTreeMap::new();
     for c in codes {
