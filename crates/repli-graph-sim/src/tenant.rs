@@ -148,6 +148,8 @@ pub struct TenantConfig {
     pub skus: Vec<String>,
     /// Largest page served whatever `$top` asks (Graph: 999 for users).
     pub max_page: usize,
+    /// Verifying a verified domain answers 200 (off: Graph's 400).
+    pub lenient_verify: bool,
 }
 
 /// The whole simulated tenant.
@@ -698,8 +700,16 @@ impl Tenant {
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
         let d = &self.domains[i];
-        if d.verified {
+        // domain-verify: "Only applies to an unverified domain." A verified domain (a subdomain
+        // of a verified root is one from its creation) is refused with 400.
+        if d.verified && self.config.lenient_verify {
             return Reply::json(200, self.domain_json(d));
+        }
+        if d.verified {
+            return bad(&format!(
+                "Domain '{}' is already verified: this operation only applies to an unverified domain.",
+                d.id
+            ));
         }
         let published = self.dns.values().flatten().any(|r| {
             r.kind.eq_ignore_ascii_case("TXT") && lower(r.name.trim_end_matches('.')) == d.id && r.value == d.txt
@@ -1180,7 +1190,7 @@ impl Tenant {
     }
 }
 
-fn parse_eq(filter: &str, property: &str) -> Option<String> {
+pub(crate) fn parse_eq(filter: &str, property: &str) -> Option<String> {
     let rest = filter.trim().strip_prefix(property)?.trim_start().strip_prefix("eq")?.trim();
     let inner = rest.strip_prefix('\'')?.strip_suffix('\'')?;
     Some(inner.replace("''", "'"))
