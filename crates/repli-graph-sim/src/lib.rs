@@ -166,6 +166,8 @@ struct Shared {
     policies: Mutex<Vec<(PolicyGrant, Instant)>>,
     policy_delay: Duration,
     opaque_tokens: bool,
+    /// How far the tenant's clock was moved ahead of the real one ([`Simulator::advance`]).
+    offset: Mutex<Duration>,
     certificate: Option<token::Certificate>,
     record: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     client_secret: Option<String>,
@@ -234,6 +236,7 @@ impl Simulator {
             policies: Mutex::new(config.meeting_policies.iter().map(|p| (p.clone(), Instant::now())).collect()),
             policy_delay: config.policy_delay,
             opaque_tokens: config.opaque_tokens,
+            offset: Mutex::new(Duration::ZERO),
             certificate,
             record,
             client_secret: config.client_secret.clone(),
@@ -288,6 +291,12 @@ impl Simulator {
     /// applies after the configured `policy_delay` (up to 30 minutes on a real tenant).
     pub fn grant_meeting_policy(&self, grant: PolicyGrant) {
         self.shared.grant_policy(grant);
+    }
+
+    /// Moves the tenant's clock ahead by `by`: what Microsoft documents in minutes (a Team's
+    /// 404 for up to 15 minutes after its group, a policy's 30 minutes) passes at once.
+    pub fn advance(&self, by: Duration) {
+        *lock(&self.shared.offset) += by;
     }
 
     /// Adds a verified root domain, as an administrator would once for all kits.
@@ -532,7 +541,7 @@ impl Shared {
         // changes take up to 30 minutes (cloud-communication-online-meeting-application-access-policy,
         // whose "Errors" section gives this answer).
         if let ["users", organizer, "onlineMeetings", ..] = segments.as_slice() {
-            let now = Instant::now();
+            let now = self.now();
             let covered = lock(&self.policies).iter().any(|(p, from)| now >= *from && p.covers(organizer));
             if !covered {
                 return Err(error(
@@ -545,8 +554,13 @@ impl Shared {
         Ok(())
     }
 
+    /// The tenant's clock: the real one, moved ahead by [`Simulator::advance`].
+    fn now(&self) -> Instant {
+        Instant::now() + *lock(&self.offset)
+    }
+
     fn grant_policy(&self, grant: PolicyGrant) {
-        let from = Instant::now() + self.policy_delay;
+        let from = self.now() + self.policy_delay;
         lock(&self.policies).push((grant, from));
     }
 
@@ -705,9 +719,7 @@ impl Shared {
                     body: inner_body.clone(),
                 };
                 match self.permitted(&grants, &req) {
-                    Ok(()) => {
-                        self.app_directory(&req).unwrap_or_else(|| lock(&self.tenant).handle(&req, Instant::now()))
-                    }
+                    Ok(()) => self.app_directory(&req).unwrap_or_else(|| lock(&self.tenant).handle(&req, self.now())),
                     Err(denied) => denied,
                 }
             };
@@ -796,7 +808,7 @@ async fn serve_any(
                     match shared.permitted(&grants, &req) {
                         Ok(()) => shared
                             .app_directory(&req)
-                            .unwrap_or_else(|| lock(&shared.tenant).handle(&req, Instant::now())),
+                            .unwrap_or_else(|| lock(&shared.tenant).handle(&req, shared.now())),
                         Err(denied) => denied,
                     }
                 }

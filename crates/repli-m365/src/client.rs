@@ -75,6 +75,11 @@ pub struct GraphConfig {
     /// Teams application access policy covers; `None`: each kit's first account organises,
     /// which needs the policy granted with `-Global` (proven by the preflight's canary).
     pub meeting_organizer: Option<String>,
+    /// How long `PUT /groups/{id}/team` may answer 404 after the group's creation before the
+    /// Team step gives up (team-put-teams: up to 15 minutes).
+    pub team_lag_budget: Duration,
+    /// Time between two such attempts (Microsoft: 10 seconds).
+    pub team_retry_interval: Duration,
 }
 
 impl GraphConfig {
@@ -99,6 +104,8 @@ impl GraphConfig {
             max_backoff: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
             meeting_organizer: None,
+            team_lag_budget: Duration::from_secs(15 * 60),
+            team_retry_interval: Duration::from_secs(10),
         }
     }
 }

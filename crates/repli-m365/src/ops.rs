@@ -251,14 +251,34 @@ impl GraphProvider {
         let put = loop {
             let put = self
                 .graph
-                .call_raw("team.create", retry_404(), (1, 1), |c| match BodyRead::from_serialize(&body) {
+                .call_raw("team.create", Opts::default(), (1, 1), |c| match BodyRead::from_serialize(&body) {
                     Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
                     Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
                 })
                 .await?;
+            attempt += 1;
+            // team-put-teams: for up to 15 minutes after the group's creation the PUT may answer
+            // 404 (replication); Microsoft advises retrying 10 seconds apart. Its own budget
+            // (`team_lag_budget`), not the operation's: past it, a typed Budget error.
+            if put.status == 404 {
+                let interval = self.graph.config.team_retry_interval;
+                if started.elapsed() + interval > self.graph.config.team_lag_budget {
+                    return Err(Error::Budget {
+                        op: "team.create".into(),
+                        attempts: attempt,
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        last: format!(
+                            "404 {}: Teams does not know the group yet (team-put-teams: up to 15 minutes after its creation)",
+                            put.message()
+                        ),
+                    });
+                }
+                tracing::debug!(attempt, "team.create: group not replicated to Teams yet");
+                tokio::time::sleep(interval).await;
+                continue;
+            }
             // The owner was licensed a moment ago and Teams may not see it yet: waited out like
             // replication lag, within the budget; past it, the step names the missing licence.
-            attempt += 1;
             let wait = self.graph.backoff(attempt);
             if put.status == 403
                 && put.message().contains(OWNER_UNLICENSED)

@@ -500,20 +500,52 @@ async fn password_resets_need_the_user_administrator_role() {
     assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(r), .. } if r == "User Administrator"), "{err}");
 }
 
-/// team-put-teams: 201 Created with the team, and 404 for a while after the group's creation
-/// (replication); the client retries until it is created, once.
+/// team-put-teams: 201 Created with the team, and 404 for up to 15 minutes after the group's
+/// creation (replication; retry 10 s apart). Under the simulator's clock, minutes of 404s pass
+/// while the client retries within its own Team budget; past that budget, a typed error.
 #[tokio::test]
 async fn a_team_put_on_a_fresh_group_is_retried_until_it_is_created() {
-    let sim = sim(SimConfig { team_not_found_for: Duration::from_millis(1500), ..configured() }).await;
-    let m365 = provider(&sim, |_| {});
-    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(4)).await.unwrap();
-    assert_one_kit(&sim.state(), 4);
-    assert!(m365.stats().retries > 0, "{:?}", m365.stats());
+    let lag = Duration::from_secs(14 * 60);
+    let tenant = sim(SimConfig { team_not_found_for: lag, ..configured() }).await;
+    let m365 = provider(&tenant, |c| c.team_retry_interval = Duration::from_millis(20));
+    let (dns, kit_spec) = (HttpDnsPublisher::new(tenant.base_url()), spec(4));
+    let kit = provision(&m365, &dns, &kit_spec);
+    // The tenant's clock runs a minute per 40 ms while the client waits: the operation's own
+    // budget (60 s) would not cover 14 minutes; the Team's (15 minutes) does.
+    let clock = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            tenant.advance(Duration::from_secs(60));
+        }
+    };
+    let kit = tokio::select! { kit = kit => kit.unwrap(), () = clock => unreachable!() };
+    assert!(kit.team.created);
+    assert_one_kit(&tenant.state(), 4);
     let body = json!({"displayName": "G", "mailEnabled": true, "mailNickname": "g", "securityEnabled": false, "groupTypes": ["Unified"]});
-    let (_, group) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    let (_, group) = raw(&tenant, reqwest::Method::POST, "/groups", body).await;
     let put = format!("/groups/{}/team", group["id"].as_str().unwrap());
-    let (status, body) = raw(&sim, reqwest::Method::PUT, &put, json!({})).await;
+    let (status, body) = raw(&tenant, reqwest::Method::PUT, &put, json!({})).await;
     assert_eq!(status, 404, "{body}");
+    tenant.advance(lag);
+    let (status, body) = raw(&tenant, reqwest::Method::PUT, &put, json!({})).await;
+    assert_eq!(status, 400, "past the lag, Graph's next rule (an owner first): {body}");
+
+    // The clock stands still: past the Team's budget, the step fails with a typed error that
+    // says why, and nothing is created twice when it runs again.
+    let stuck = sim(SimConfig { team_not_found_for: lag, ..configured() }).await;
+    let m365 = provider(&stuck, |c| {
+        c.team_retry_interval = Duration::from_millis(20);
+        c.team_lag_budget = Duration::from_millis(300);
+    });
+    let err = provision(&m365, &HttpDnsPublisher::new(stuck.base_url()), &spec(4)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Budget { op, last, .. } if op == "team.create" && last.contains("15 minutes")),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    stuck.advance(lag);
+    provision(&m365, &HttpDnsPublisher::new(stuck.base_url()), &spec(4)).await.unwrap();
+    assert_one_kit(&stuck.state(), 4);
 }
 
 /// The crisis Team of `accounts`, the first one its owner.
@@ -997,13 +1029,15 @@ async fn meetings_need_an_access_policy_covering_their_organiser() {
     let kit = provision(&standing, &HttpDnsPublisher::new(tenant.base_url()), &spec(2)).await.unwrap();
     assert!(kit.meeting.join_url.starts_with("https://teams.microsoft.com/"));
 
-    // -Global granted while running: refused until it applies, then proven by the canary.
-    let later = sim(SimConfig { policy_delay: Duration::from_millis(400), ..SimConfig::default() }).await;
+    // -Global granted while running: refused for the documented 30 minutes (the simulator's
+    // default delay, under its clock), then proven by the canary.
+    let later = sim(SimConfig::default()).await;
     later.seed_verified_domain("secours-amp.fr");
     later.grant_meeting_policy(PolicyGrant::Global);
     let m365 = provider(&later, |_| {});
+    later.advance(Duration::from_secs(29 * 60));
     assert_eq!(status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy").0, CheckStatus::Fail);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    later.advance(Duration::from_secs(60));
     let (status, text) = status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy");
     assert_eq!(status, CheckStatus::Ok, "{text}");
     assert!(text.contains("-Global"), "{text}");
