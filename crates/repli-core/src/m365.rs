@@ -230,6 +230,9 @@ pub struct WindDown {
     /// Accounts revoked and disabled; the commune retrieves their mail and files.
     pub accounts: Vec<String>,
     pub licences_removed: u32,
+    /// The kit's online meetings deleted (none in outputs written before they were).
+    #[serde(default)]
+    pub meetings_removed: u32,
 }
 
 /// How the domain was removed.
@@ -276,6 +279,9 @@ pub trait M365: Send + Sync {
     fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>>;
     /// New one-time passwords (change forced at first sign-in), returned once, never stored.
     fn reset_passwords<'a>(&'a self, upns: &'a [String]) -> BoxFut<'a, Result<Vec<(String, Secret)>>>;
+    /// Deletes the kit's online meetings (`external_id`, organised by the standing organiser or
+    /// by an account of `domain`); returns how many existed. Nothing left counts as done.
+    fn remove_meetings<'a>(&'a self, domain: &'a str, external_id: &'a str) -> BoxFut<'a, Result<u32>>;
     /// Revokes sessions, disables the accounts and removes their licences.
     fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>>;
     /// Deletes the accounts of the domain (after the commune retrieved their data).

@@ -121,6 +121,11 @@ impl From<PortError> for StepError {
     }
 }
 
+/// The key of a crisis's standing visio (`createOrGet`'s externalId), at activation and hand-back.
+fn meeting_external_id(crisis: &CrisisId) -> String {
+    format!("repli-{crisis}")
+}
+
 /// The visio step's manual task when Teams refuses the organiser (the same words as the
 /// preflight's fix: `repli_core::m365::MEETING_POLICY_FR`).
 fn meeting_policy_task(graph_message: &str) -> ManualTask {
@@ -597,7 +602,7 @@ impl Engine {
                 let start = self.host.now();
                 let spec = MeetingSpec {
                     organizer,
-                    external_id: format!("repli-{}", run.crisis_id),
+                    external_id: meeting_external_id(&run.crisis_id),
                     subject: format!("Point de situation — cellule de crise de {}", ctx.commune),
                     start: start.to_string(),
                     end: (start + SignedDuration::from_mins(30)).to_string(),
@@ -625,7 +630,14 @@ impl Engine {
                     Err(StepError::permanent(format!("isolement non démontré : {}", failed.join(" ; "))))
                 }
             }
-            StepKind::M365WindDown => done(StepOutput::WindDown(m365.wind_down_accounts(&ctx.domain).await?)),
+            StepKind::M365WindDown => {
+                // The visio first, while its organiser still holds Teams: one meeting per cycle
+                // would be left behind otherwise (the same externalId as at activation).
+                let meetings = m365.remove_meetings(&ctx.domain, &meeting_external_id(&run.crisis_id)).await?;
+                let mut down = m365.wind_down_accounts(&ctx.domain).await?;
+                down.meetings_removed = meetings;
+                done(StepOutput::WindDown(down))
+            }
             StepKind::M365DeleteGroup => {
                 done(StepOutput::GroupDeleted(GroupDeleted { deleted: m365.delete_group(&nickname).await? }))
             }

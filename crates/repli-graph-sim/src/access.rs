@@ -190,6 +190,8 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         ("DELETE", ["directory", "deletedItems", _]) => any(&["User.DeleteRestore.All"]),
         // onlinemeeting-createorget (plus an application access policy, checked by the tenant)
         ("POST", ["users", _, "onlineMeetings", "createOrGet"]) => any(&["OnlineMeetings.ReadWrite.All"]),
+        // onlinemeeting-delete (plus the access policy)
+        ("DELETE", ["users", _, "onlineMeetings", _]) => any(&["OnlineMeetings.ReadWrite.All"]),
         // serviceprincipal-list (`$filter=appId eq '…'`): who the app is, and Microsoft Graph's
         // app roles (permission names by id).
         ("GET", ["servicePrincipals"]) => any(SP_READ),
@@ -267,6 +269,7 @@ mod tests {
             ("PUT", "groups/x/team", false),
             ("POST", "teams/x/channels", false),
             ("POST", "users/x/onlineMeetings/createOrGet", false),
+            ("DELETE", "users/x/onlineMeetings/y", false),
             ("GET", "subscribedSkus", false),
             ("GET", "servicePrincipals", false),
             ("GET", "servicePrincipals/x/appRoleAssignments", false),

@@ -452,6 +452,18 @@ impl Tenant {
                 None => not_found(id),
             },
             ("POST", ["users", id, "onlineMeetings", "createOrGet"]) => self.create_or_get_meeting(id, &body, now),
+            // onlinemeeting-delete: 204; a meeting of another organiser, or none, is 404.
+            ("DELETE", ["users", user, "onlineMeetings", meeting]) => {
+                let Some(u) = self.user_index(user, now) else { return not_found(user) };
+                let organizer = self.users[u].id.clone();
+                match self.meetings.iter().position(|m| m.id == *meeting && m.organizer == organizer) {
+                    Some(i) => {
+                        self.meetings.remove(i);
+                        Reply::empty(204)
+                    }
+                    None => not_found(meeting),
+                }
+            }
             ("GET", ["groups"]) => self.list_groups(req, now),
             ("POST", ["groups"]) => self.create_group(&body, now),
             ("GET", ["groups", id]) => match self.group_index(id, now) {

@@ -747,6 +747,49 @@ impl M365 for GraphProvider {
         })
     }
 
+    fn remove_meetings<'a>(&'a self, domain: &'a str, external_id: &'a str) -> BoxFut<'a, Result<u32>> {
+        Box::pin(async move {
+            // Graph lists no meetings by externalId; createOrGet with it answers the kit's
+            // meeting (200) or makes one (201), deleted at once either way
+            // (onlinemeeting-createorget, onlinemeeting-delete). The organiser is the standing
+            // one, or else any account of the domain (the kit's first account organised it).
+            let organizers: Vec<String> = match &self.graph.config.meeting_organizer {
+                Some(o) => vec![o.clone()],
+                None => self.users_of(domain).await?.into_iter().map(|u| u.id).collect(),
+            };
+            let body = json!({"externalId": external_id, "subject": "Repli — visio de la cellule de crise"});
+            let find: Vec<Item> = organizers
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Item {
+                    id: format!("m{i}"),
+                    method: Method::POST,
+                    url: format!("/users/{o}/onlineMeetings/createOrGet"),
+                    body: Some(body.clone()),
+                })
+                .collect();
+            let found = self.graph.run_items("meeting.find", find, retry_404()).await?;
+            partial_failure("meeting.find", failed_items(&found, None))?;
+            let mut existed = 0u32;
+            let mut delete = Vec::new();
+            for (i, o) in organizers.iter().enumerate() {
+                let Some(reply) = found.get(&format!("m{i}")) else { continue };
+                let meeting: wire::OnlineMeeting =
+                    wire::decode("meeting.find", "POST /users/{id}/onlineMeetings/createOrGet", reply.body.clone())?;
+                existed += u32::from(reply.status == 200);
+                delete.push(Item {
+                    id: format!("d{i}"),
+                    method: Method::DELETE,
+                    url: format!("/users/{o}/onlineMeetings/{}", meeting.id),
+                    body: None,
+                });
+            }
+            let deleted = self.graph.run_items("meeting.delete", delete, Opts::default()).await?;
+            partial_failure("meeting.delete", failed_items(&deleted, Some(404)))?;
+            Ok(existed)
+        })
+    }
+
     fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>> {
         Box::pin(async move {
             let users = self.users_of(domain).await?;
@@ -789,6 +832,7 @@ impl M365 for GraphProvider {
             Ok(WindDown {
                 accounts: users.iter().filter_map(|u| u.user_principal_name.clone()).collect(),
                 licences_removed: licences,
+                meetings_removed: 0,
             })
         })
     }

@@ -322,7 +322,7 @@ impl GraphProvider {
     async fn meeting_check(&self, spec: &PreflightSpec) -> PreflightCheck {
         let title = "Réunions Teams (stratégie d'accès)";
         let outcome = match &spec.organizer {
-            Some(organizer) => self.canary_meeting(organizer).await.map(|()| {
+            Some(organizer) => self.canary_meeting(organizer).await.map(|_| {
                 format!("réunion témoin créée au nom de l'organisateur permanent {organizer}, qui organisera les visios des kits")
             }),
             None => match &spec.root_domain {
@@ -365,15 +365,18 @@ impl GraphProvider {
         }
     }
 
-    /// createOrGet with a fixed externalId: the same canary meeting every day.
-    async fn canary_meeting(&self, organizer: &str) -> Result<(), Error> {
+    /// createOrGet with a fixed externalId: the same canary meeting every day; its id.
+    async fn canary_meeting(&self, organizer: &str) -> Result<String, Error> {
         let body = json!({"externalId": "repli-preflight", "subject": "Repli — contrôle quotidien (ne pas utiliser)"});
-        self.graph()
+        let reply = self
+            .graph()
             .call("meeting.createOrGet", Opts { retry_not_found: true, ..Opts::default() }, |c| {
                 c.user(organizer).online_meetings().create_or_get(&body)
             })
-            .await
-            .map(|_| ())
+            .await?;
+        let meeting: wire::OnlineMeeting =
+            wire::decode("meeting.createOrGet", "POST /users/{id}/onlineMeetings/createOrGet", reply.body)?;
+        Ok(meeting.id)
     }
 
     /// A canary account on `root` (disabled, random password), its meeting, then the account
@@ -391,12 +394,21 @@ impl GraphProvider {
         let reply = self.graph().call("preflight.canary", Opts::default(), |c| c.users().create_user(&body)).await?;
         let user: wire::DirectoryObject = wire::decode("preflight.canary", "POST /users", reply.body)?;
         let meeting = self.canary_meeting(&user.id).await;
-        let removed = self.remove_canary(&user.id).await;
+        let removed = self.remove_canary(&user.id, meeting.as_ref().ok().map(String::as_str)).await;
         meeting.and(removed)
     }
 
-    async fn remove_canary(&self, id: &str) -> Result<(), Error> {
+    /// The canary's meeting (onlinemeeting-delete), then the account, deleted for good.
+    async fn remove_canary(&self, id: &str, meeting: Option<&str>) -> Result<(), Error> {
         let graph: &Graph = self.graph();
+        if let Some(meeting) = meeting {
+            let url = format!("/users/{id}/onlineMeetings/{meeting}");
+            match graph.call("meeting.delete", Opts::default(), |c| Graph::custom(c, Method::DELETE, &url, None)).await
+            {
+                Ok(_) | Err(Error::Graph { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         match graph
             .call("preflight.canary", Opts { retry_not_found: true, ..Opts::default() }, |c| c.user(id).delete_user())
             .await

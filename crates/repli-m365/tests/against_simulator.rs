@@ -898,6 +898,13 @@ async fn preflight_reports_an_expiring_certificate() {
 /// The hand-back's Microsoft 365 side, in the playbook's order; asserts each stage.
 async fn hand_back(sim: &Simulator, m365: &GraphProvider, spec: &KitSpec) {
     let agents = spec.agents.len();
+    // The visio first (onlinemeeting-delete), while its organiser still holds Teams; again
+    // changes nothing.
+    let external_id = format!("repli-{}", spec.crisis_id);
+    assert_eq!(m365.remove_meetings(&spec.domain, &external_id).await.unwrap(), 1);
+    assert_eq!(sim.state()["counts"]["onlineMeetings"], 0);
+    assert_eq!(m365.remove_meetings(&spec.domain, &external_id).await.unwrap(), 0);
+    assert_eq!(sim.state()["counts"]["onlineMeetings"], 0, "a probe left a meeting behind");
     let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
     assert_eq!((down.accounts.len(), down.licences_removed as usize), (agents, agents * 2));
     let state = sim.state();
@@ -908,7 +915,7 @@ async fn hand_back(sim: &Simulator, m365: &GraphProvider, spec: &KitSpec) {
     assert_eq!(m365.delete_accounts(&spec.domain).await.unwrap(), agents);
     assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
     let counts = &sim.state()["counts"];
-    for kind in ["domains", "users", "groups", "teams", "licensesAssigned"] {
+    for kind in ["domains", "users", "groups", "teams", "licensesAssigned", "onlineMeetings"] {
         assert_eq!(counts[kind], 0, "{kind} left after the hand-back: {counts}");
     }
 }
@@ -1028,6 +1035,12 @@ async fn meetings_need_an_access_policy_covering_their_organiser() {
     let standing = provider(&tenant, |c| c.meeting_organizer = Some(organizer.clone()));
     let kit = provision(&standing, &HttpDnsPublisher::new(tenant.base_url()), &spec(2)).await.unwrap();
     assert!(kit.meeting.join_url.starts_with("https://teams.microsoft.com/"));
+    // Its meetings: the preflight's canary and the kit's. The hand-back removes the kit's only.
+    assert_eq!(tenant.state()["counts"]["onlineMeetings"], 2);
+    assert_eq!(standing.remove_meetings("aubagne.secours-amp.fr", "repli-13005-2026-001").await.unwrap(), 1);
+    let left = tenant.state();
+    assert_eq!(left["onlineMeetings"].as_array().map(Vec::len), Some(1));
+    assert_eq!(left["onlineMeetings"][0]["externalId"], "repli-preflight");
 
     // -Global granted while running: refused for the documented 30 minutes (the simulator's
     // default delay, under its clock), then proven by the canary.
@@ -1041,7 +1054,8 @@ async fn meetings_need_an_access_policy_covering_their_organiser() {
     let (status, text) = status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy");
     assert_eq!(status, CheckStatus::Ok, "{text}");
     assert!(text.contains("-Global"), "{text}");
-    assert_eq!(later.state()["counts"]["users"], 0, "canary left behind");
+    let counts = &later.state()["counts"];
+    assert_eq!((counts["users"].as_u64(), counts["onlineMeetings"].as_u64()), (Some(0), Some(0)), "canary left behind");
 }
 
 /// Tokens carry what was granted when they were issued (Microsoft identity platform, "Access
