@@ -15,6 +15,14 @@ mod token;
 pub use access::{Grants, LEAST_PRIVILEGE, PolicyGrant, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
 pub use tenant::{Counts, DnsRecord};
 
+/// The application permissions the simulator's rule for `method` `path` (relative to `/v1.0`,
+/// without a query) accepts, least-privileged first as on the call's page; `None` for a call it
+/// does not serve. For the permission table's test (docs/M365.md).
+pub fn permissions_for(method: &str, path: &str) -> Option<Vec<&'static str>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    access::need(method, &segments, false).map(|n| n.any.to_vec())
+}
+
 /// `POST /_sim/licences`: leave exactly `free` units of each SKU unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

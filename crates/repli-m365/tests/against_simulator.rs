@@ -1174,3 +1174,129 @@ async fn decimal_retry_after_and_a_failed_dependency_batch_are_retried() {
     assert_one_kit(&sim.state(), 30);
     assert!(m365.stats().retries > 0, "{:?}", m365.stats());
 }
+
+/// A recorded request's path as the permission table in docs/M365.md writes it: ids replaced
+/// by `{id}`, the query dropped.
+fn call_of(method: &str, path: &str) -> Option<String> {
+    const WORDS: &[&str] = &[
+        "domains",
+        "verificationDnsRecords",
+        "serviceConfigurationRecords",
+        "domainNameReferences",
+        "verify",
+        "forceDelete",
+        "users",
+        "assignLicense",
+        "revokeSignInSessions",
+        "onlineMeetings",
+        "createOrGet",
+        "directory",
+        "deletedItems",
+        "microsoft.graph.user",
+        "subscribedSkus",
+        "groups",
+        "members",
+        "team",
+        "teams",
+        "channels",
+        "operations",
+        "servicePrincipals",
+        "appRoleAssignments",
+        "memberOf",
+    ];
+    let path = path.split('?').next()?.trim_start_matches("/v1.0");
+    if !path.starts_with('/') || path == "/$batch" || path.contains("oauth2") {
+        return None;
+    }
+    let segments: Vec<&str> =
+        path.split('/').filter(|s| !s.is_empty()).map(|s| if WORDS.contains(&s) { s } else { "{id}" }).collect();
+    Some(format!("{method} /{}", segments.join("/")))
+}
+
+/// docs/M365.md's table of Graph calls: (call, least-privileged on its page, granted, optional).
+fn permission_table() -> Vec<(String, String, String, bool)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/M365.md")).unwrap();
+    let start = doc.find("### Graph calls and their permissions").expect("the table's heading");
+    doc[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| call |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "{l}");
+            (
+                cells[0].trim_matches('`').to_string(),
+                cells[2].to_string(),
+                cells[3].to_string(),
+                cells[4].starts_with("only"),
+            )
+        })
+        .collect()
+}
+
+/// docs/M365.md lists one line per Graph call the client makes, with its page's least-privileged
+/// permission and the granted one: a whole cycle (provisioning, preflight with its canary
+/// account, credential sheets, hand-back, a forced domain removal) recorded against the
+/// simulator makes exactly those calls; the simulator's rule for each accepts the granted
+/// permission and names the page's least-privileged one first; the granted column is exactly
+/// the set the preflight checks.
+#[tokio::test]
+async fn the_permission_table_is_the_calls_the_client_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let sim = sim(SimConfig { record: Some(record.clone()), ..configured() }).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    // 21 agents: the group takes 20 relationships at creation, the rest come by PATCH.
+    let kit_spec = spec(21);
+    let kit = provision(&m365, &dns, &kit_spec).await.unwrap();
+    // Run again (a restarted step): the lookups of what exists (the Team's channels).
+    provision(&m365, &dns, &kit_spec).await.unwrap();
+    let report = m365.preflight(&preflight_spec(None)).await;
+    assert!(report.ok, "{report:#?}");
+    m365.reset_passwords(&[kit.accounts[0].upn.clone()]).await.unwrap();
+    // The hand-back's calls (asserted in `hand_back`; here the root domain stays).
+    let external_id = format!("repli-{}", kit_spec.crisis_id);
+    assert_eq!(m365.remove_meetings(&kit_spec.domain, &external_id).await.unwrap(), 1);
+    m365.wind_down_accounts(&kit_spec.domain).await.unwrap();
+    assert!(m365.delete_group(&kit_spec.nickname()).await.unwrap());
+    assert_eq!(m365.delete_accounts(&kit_spec.domain).await.unwrap(), 21);
+    assert_eq!(m365.remove_domain(&kit_spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
+    // A domain outside the verified root: verified by its TXT record.
+    let other = KitSpec { crisis_id: "13022-2026-001".into(), domain: "secours-cassis.fr".into(), ..spec(2) };
+    provision(&m365, &dns, &other).await.unwrap();
+    assert!(matches!(m365.remove_domain(&other.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { .. }));
+
+    let made: std::collections::BTreeSet<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            call_of(v["method"].as_str()?, v["path"].as_str()?)
+        })
+        .collect();
+    let table = permission_table();
+    let listed: std::collections::BTreeSet<String> = table.iter().map(|(c, ..)| c.clone()).collect();
+    let undocumented: Vec<&String> = made.difference(&listed).collect();
+    assert!(undocumented.is_empty(), "calls missing from docs/M365.md: {undocumented:?}");
+    for (call, least, granted, optional) in &table {
+        assert!(*optional || made.contains(call), "{call} is listed but the client never made it");
+        assert!(LEAST.contains(&granted.as_str()), "{call}: {granted} is not in LEAST_PRIVILEGE");
+        let (method, path) = call.split_once(' ').unwrap();
+        match repli_graph_sim::permissions_for(method, &path.replace("{id}", "x")) {
+            Some(any) => {
+                assert_eq!(
+                    any.first().copied(),
+                    Some(least.as_str()),
+                    "{call}: the page's least-privileged permission"
+                );
+                assert!(any.contains(&granted.as_str()), "{call}: {granted} does not allow it");
+            }
+            None => assert!(*optional, "{call}: the simulator has no rule for it"),
+        }
+    }
+    let granted: std::collections::BTreeSet<&str> = table.iter().map(|(_, _, g, _)| g.as_str()).collect();
+    assert_eq!(granted, LEAST.iter().copied().collect(), "the granted column is the set the preflight checks");
+}
