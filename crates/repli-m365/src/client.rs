@@ -665,7 +665,7 @@ impl Graph {
         let mut pending: std::collections::VecDeque<(Item, u32)> = items.into_iter().map(|i| (i, 0)).collect();
         let mut sent = std::collections::BTreeSet::new();
         let mut flying: Flying<'_> = Flying::new();
-        let renewed = std::sync::atomic::AtomicBool::new(false);
+        let run = RunCtx { op, opts, renewed: std::sync::atomic::AtomicBool::new(false) };
         let mut admitting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Ticket> + Send + '_>>> = None;
         loop {
             if admitting.is_none() && !pending.is_empty() {
@@ -674,7 +674,7 @@ impl Graph {
             let Some(admit) = admitting.as_mut() else {
                 match flying.next().await {
                     Some(flight) => {
-                        self.landed(op, opts, flight, &mut pending, &mut results, &flying, &renewed)?;
+                        self.landed(&run, flight, &mut pending, &mut results, &flying)?;
                         continue;
                     }
                     None => break,
@@ -692,7 +692,7 @@ impl Graph {
                     }));
                 }
                 Some(flight) = flying.next(), if !flying.is_empty() => {
-                    self.landed(op, opts, flight, &mut pending, &mut results, &flying, &renewed)?;
+                    self.landed(&run, flight, &mut pending, &mut results, &flying)?;
                 }
             }
             if !pending.is_empty() && started.elapsed() > self.config.budget {
@@ -712,14 +712,13 @@ impl Graph {
     /// not-yet-replicated ones after their backoff; the gate learns what Graph admitted.
     fn landed<'a>(
         &'a self,
-        op: &'a str,
-        opts: Opts,
+        run: &RunCtx<'a>,
         flight: Flight,
         pending: &mut std::collections::VecDeque<(Item, u32)>,
         results: &mut BTreeMap<String, Reply>,
         flying: &Flying<'a>,
-        renewed: &std::sync::atomic::AtomicBool,
     ) -> Result<()> {
+        let (op, opts, renewed) = (run.op, run.opts, &run.renewed);
         let (ticket, batch, answer) = match flight {
             Flight::Later(batch) => {
                 for item in batch.into_iter().rev() {
@@ -833,6 +832,14 @@ impl Graph {
         }
         Ok((true, out))
     }
+}
+
+/// What one [`Graph::run_items`] is about: its operation, when to retry, and whether it already
+/// took a new token after a refusal (once per run).
+struct RunCtx<'a> {
+    op: &'a str,
+    opts: Opts,
+    renewed: std::sync::atomic::AtomicBool,
 }
 
 /// The batches of one [`Graph::run_items`] in flight, and its items waiting out a backoff.
