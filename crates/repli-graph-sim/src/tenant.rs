@@ -634,6 +634,15 @@ impl Tenant {
             return bad(&m);
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
+        // domain-forcedelete: "Prior to calling forceDelete, you must update or remove any
+        // references to Exchange as the provisioning service": read strictly, the domain may
+        // no longer list Email among its supported services.
+        if self.domains[i].services.iter().any(|s| s == "Email") {
+            return bad(&format!(
+                "Domain '{}' is still used by Exchange as a provisioning service: remove the Email service before forceDelete.",
+                self.domains[i].id
+            ));
+        }
         let domain = self.domains[i].id.clone();
         let disable = body.get("disableUserAccounts").and_then(Value::as_bool).unwrap_or(true);
         let suffix = format!("@{domain}");

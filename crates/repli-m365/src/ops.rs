@@ -884,6 +884,16 @@ impl M365 for GraphProvider {
                 let references = refs.into_iter().map(|r| r.user_principal_name.unwrap_or(r.id)).collect();
                 return Err(Error::DomainReferenced { domain: name.to_string(), references });
             }
+            // domain-forcedelete: references to Exchange as the provisioning service must be
+            // removed first; the page also refuses more than 1,000 objects to rename.
+            if refs.len() > 1000 {
+                return Err(Error::DomainReferenced {
+                    domain: name.to_string(),
+                    references: vec![format!("{} objects (forceDelete renames at most 1,000)", refs.len())],
+                });
+            }
+            let services = json!({"supportedServices": []});
+            self.graph.call("domain.services", Opts::default(), |c| c.domain(name).update_domain(&services)).await?;
             let body = json!({"disableUserAccounts": true});
             self.graph.call("domain.forceDelete", Opts::default(), |c| c.domain(name).force_delete(&body)).await?;
             // forceDelete is a long-running operation (domain-forcedelete): done when the

@@ -201,6 +201,12 @@ async fn forced_domain_removal_renames_references() {
     let m365 = provider(&sim, |_| {});
     let spec = spec(3);
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    // domain-forcedelete: Exchange must no longer provision the domain (read strictly: Email
+    // is removed from its services first); the client does so, Graph refuses it otherwise.
+    let path = format!("/domains/{}/forceDelete", spec.domain);
+    let (status, body) = raw(&sim, reqwest::Method::POST, &path, json!({"disableUserAccounts": true})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Exchange"), "{body}");
     assert_eq!(m365.remove_domain(&spec.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { renamed: 3 });
     assert_eq!(sim.state()["counts"]["domains"], 0);
     assert_eq!(sim.state()["counts"]["enabledUsers"], 0);
