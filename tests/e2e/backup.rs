@@ -30,7 +30,12 @@ fn tenant(config: &mut Config, sim: &Simulator, dir: &Path) {
 
 #[tokio::test]
 async fn a_snapshot_taken_during_provisioning_restores_and_the_kit_gets_ready() {
-    let sim = Simulator::start("127.0.0.1:0", SimConfig::default()).await.unwrap();
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig { meeting_policies: vec![repli_graph_sim::PolicyGrant::Global], ..SimConfig::default() },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     let app = TestApp::spawn_in(dir, |c| tenant(c, &sim, &path)).await;

@@ -94,7 +94,15 @@ async fn the_demo_refuses_a_commune_without_convention() {
 
 #[tokio::test]
 async fn the_demo_can_provision_against_an_external_simulator() {
-    let sim = repli_graph_sim::Simulator::start("127.0.0.1:0", repli_graph_sim::SimConfig::default()).await.unwrap();
+    let sim = repli_graph_sim::Simulator::start(
+        "127.0.0.1:0",
+        repli_graph_sim::SimConfig {
+            meeting_policies: vec![repli_graph_sim::PolicyGrant::Global],
+            ..repli_graph_sim::SimConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = DemoArgs { agents: 4, json: true, graph_url: Some(sim.graph_url()), ..DemoArgs::in_dir(dir.path()) };
     let s = run(&args).await.unwrap();

@@ -113,22 +113,29 @@ async fn setup_for(config: &Config, exercises: bool) -> Result<M365Setup, SetupE
     let m = &config.m365;
     let (mut graph, simulator, organizer) = match m.mode {
         M365Mode::Simulator => {
-            let skus = SimConfig { skus: m.sku_part_numbers.clone(), ..SimConfig::default() };
+            // What the métropole's administrators did once on the tenant: a Teams application
+            // access policy granted with -Global (the kits' organisers are fresh accounts, which a
+            // per-user grant cannot name in advance).
+            let skus = SimConfig {
+                skus: m.sku_part_numbers.clone(),
+                meeting_policies: vec![repli_graph_sim::PolicyGrant::Global],
+                ..SimConfig::default()
+            };
             let sim = Simulator::start("127.0.0.1:0", skus).await.map_err(SetupError::Simulator)?;
             if exercises {
                 tracing::info!(url = %sim.graph_url(), "exercises provision Microsoft 365 in their own embedded Graph simulator");
             } else {
                 tracing::warn!(url = %sim.graph_url(), "SIMULATION: Microsoft 365 is provisioned in an embedded Graph simulator, not a tenant");
             }
-            // What the métropole's administrators did once: the kits' root domain verified, an
-            // account the Teams access policy covers.
+            // What the métropole's administrators did once: the kits' root domain verified. No
+            // standing organiser: each kit's first account organises its visio, and the
+            // preflight proves the -Global policy with a canary account.
             if let Some(root) = repli_core::m365::root_domain(&m.domain_pattern) {
                 sim.seed_verified_domain(&root);
             }
-            let organizer = sim.seed_user("repli-preflight");
             let g =
                 GraphConfig::new(&sim.graph_url(), sim.base_url(), "simulation", "repli", Secret::new("simulation"));
-            (g, Some(sim), Some(organizer))
+            (g, Some(sim), None)
         }
         M365Mode::Graph => (
             GraphConfig::new(&m.graph_url, &m.login_url, &m.tenant_id, &m.client_id, credential(config)?),
@@ -137,6 +144,8 @@ async fn setup_for(config: &Config, exercises: bool) -> Result<M365Setup, SetupE
         ),
     };
     graph.sku_part_numbers = m.sku_part_numbers.clone();
+    // A standing organiser named by ops organises every kit's visio (docs/M365.md).
+    graph.meeting_organizer = organizer.clone();
     graph.budget = std::time::Duration::from_secs(u64::from(m.budget_seconds));
     let provider: Arc<dyn M365> = Arc::new(GraphProvider::new(graph)?);
     let dns: Arc<dyn DnsPublisher> = match (m.dns, &simulator, &m.dns_url) {

@@ -132,6 +132,7 @@ pub(crate) async fn simulated_tenant(
             ..Faults::default()
         },
         team_delay: std::time::Duration::ZERO,
+        meeting_policies: vec![repli_graph_sim::PolicyGrant::Global],
         licences: u32::try_from(licences).unwrap_or(u32::MAX).saturating_add(10),
         ..SimConfig::default()
     };

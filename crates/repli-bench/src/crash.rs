@@ -142,6 +142,10 @@ async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::R
             "150",
             "--team-delay-ms",
             "400",
+            // What the métropole's administrators did once (docs/M365.md): the Teams access
+            // policy granted -Global; a new tenant has none.
+            "--meeting-policy",
+            "global",
         ])
         .args(["--record", &dir.join("graph-requests.jsonl").to_string_lossy()])
         .env("REPLI_SIM_CLIENT_SECRET", secret)

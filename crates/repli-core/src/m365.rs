@@ -30,7 +30,8 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The application permissions Repli needs on a tenant, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 6] = [
+pub const LEAST_PRIVILEGE: [&str; 7] = [
+    "Application.Read.All",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
     "User.DeleteRestore.All",
@@ -41,6 +42,13 @@ pub const LEAST_PRIVILEGE: [&str; 6] = [
 
 /// The directory role password resets need app-only, and its template id (a token's `wids`).
 pub const USER_ADMINISTRATOR: (&str, &str) = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1");
+
+/// What ops must do when Teams refuses the app's meetings, in French: the same words in the
+/// failed visio step, its manual task and the preflight. The kits' organisers are accounts
+/// created at activation, which only a `-Global` grant covers
+/// (cloud-communication-online-meeting-application-access-policy: changes "can take up to 30
+/// minutes to take effect").
+pub const MEETING_POLICY_FR: &str = "une stratégie d'accès aux applications Teams couvrant l'organisateur des visios. Dans PowerShell (module MicrosoftTeams) : « New-CsApplicationAccessPolicy -Identity Repli -AppIds <identifiant d'application de Repli> », puis « Grant-CsApplicationAccessPolicy -PolicyName Repli -Global » (les comptes des kits sont créés à l'activation : une attribution par utilisateur ne peut pas les couvrir, sauf à désigner un organisateur permanent couvert, m365.preflight_organizer). Une nouvelle stratégie peut mettre jusqu'à 30 minutes à s'appliquer";
 
 /// What a tenant administrator must grant the app for a call Graph refused with 403.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +74,7 @@ impl Grant {
             Grant::Role(r) => format!(
                 "le rôle d'annuaire « {r} » (Entra ID › Rôles et administrateurs, de préférence sur une unité administrative qui ne contient que les comptes des kits)"
             ),
-            Grant::MeetingPolicy => "une stratégie d'accès aux applications Teams pour l'organisateur des réunions (New-CsApplicationAccessPolicy puis Grant-CsApplicationAccessPolicy)".into(),
+            Grant::MeetingPolicy => MEETING_POLICY_FR.into(),
             Grant::TeamsLicence => "une licence incluant Teams pour le propriétaire de l'espace collaboratif (centre d'administration Microsoft 365 › Facturation › Licences ; la licence Teams configurée dans [m365] sku_part_numbers)".into(),
         }
     }
@@ -110,6 +118,10 @@ pub enum Error {
     DnsRefused(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Graph does not see yet what was published or created (a verification record not found
+    /// yet, say): retrying later may succeed.
+    #[error("{op}: {detail}")]
+    NotYetVisible { op: String, detail: String },
     /// Graph answered 2xx with a body that lacks a required field or has one of the wrong
     /// type: `call` names the request (`GET /domains/{id}`). Retrying cannot help.
     #[error("{op}: Graph's answer to {call} does not decode: {detail}")]
@@ -119,7 +131,7 @@ pub enum Error {
 impl Error {
     /// Whether retrying the same step later may succeed (throttling, outage, propagation).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Budget { .. } | Error::Dns(_))
+        matches!(self, Error::Budget { .. } | Error::Dns(_) | Error::NotYetVisible { .. })
             || matches!(self, Error::Graph { status, .. } if *status >= 500 || *status == 429 || *status == 404)
     }
 }
@@ -218,6 +230,9 @@ pub struct WindDown {
     /// Accounts revoked and disabled; the commune retrieves their mail and files.
     pub accounts: Vec<String>,
     pub licences_removed: u32,
+    /// The kit's online meetings deleted (none in outputs written before they were).
+    #[serde(default)]
+    pub meetings_removed: u32,
 }
 
 /// How the domain was removed.
@@ -264,6 +279,9 @@ pub trait M365: Send + Sync {
     fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>>;
     /// New one-time passwords (change forced at first sign-in), returned once, never stored.
     fn reset_passwords<'a>(&'a self, upns: &'a [String]) -> BoxFut<'a, Result<Vec<(String, Secret)>>>;
+    /// Deletes the kit's online meetings (`external_id`, organised by the standing organiser or
+    /// by an account of `domain`); returns how many existed. Nothing left counts as done.
+    fn remove_meetings<'a>(&'a self, domain: &'a str, external_id: &'a str) -> BoxFut<'a, Result<u32>>;
     /// Revokes sessions, disables the accounts and removes their licences.
     fn wind_down_accounts<'a>(&'a self, domain: &'a str) -> BoxFut<'a, Result<WindDown>>;
     /// Deletes the accounts of the domain (after the commune retrieved their data).

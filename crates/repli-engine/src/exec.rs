@@ -9,7 +9,7 @@
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
 use repli_core::m365::{
-    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec, crisis_names,
+    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, Grant, M365, MeetingSpec, TeamSpec, crisis_names,
     dmarc_record, zone_fragment,
 };
 use repli_core::playbook::{Playbook, StepKind};
@@ -122,6 +122,26 @@ impl From<repli_core::m365::Error> for StepError {
 impl From<PortError> for StepError {
     fn from(e: PortError) -> Self {
         StepError::transient(format!("base de données : {e}"))
+    }
+}
+
+/// The key of a crisis's standing visio (`createOrGet`'s externalId), at activation and hand-back.
+fn meeting_external_id(crisis: &CrisisId) -> String {
+    format!("repli-{crisis}")
+}
+
+/// The visio step's manual task when Teams refuses the organiser (the same words as the
+/// preflight's fix: `repli_core::m365::MEETING_POLICY_FR`).
+fn meeting_policy_task(graph_message: &str) -> ManualTask {
+    ManualTask {
+        instructions: Some(format!(
+            "Microsoft 365 refuse de créer la visio au nom de l'organisateur ({graph_message}). Il manque {}. Pour ce kit : créer la visio dans Teams avec un compte du kit, transmettre son lien à la commune, puis confirmer ; les kits suivants l'auront d'office une fois la stratégie appliquée (repli m365 preflight le vérifie).",
+            Grant::MeetingPolicy.fr()
+        )),
+        checklist: vec![
+            "Stratégie d'accès accordée (-Global) ou organisateur permanent désigné".into(),
+            "Visio créée et lien transmis à la commune".into(),
+        ],
     }
 }
 
@@ -502,11 +522,18 @@ impl Engine {
                 }
             }
             StepKind::M365Verify => {
+                // Only "not seen yet" (propagation, replication, throttling) is retried; any
+                // other refusal fails the step with Graph's words.
                 m365.verify_domain(&ctx.domain).await.map_err(|e| {
-                    StepError::transient(format!(
-                        "vérification du domaine {} : {e} (la propagation DNS peut prendre du temps)",
-                        ctx.domain
-                    ))
+                    if e.is_transient() {
+                        StepError::transient(format!(
+                            "vérification du domaine {} : {e} (la propagation DNS peut prendre du temps)",
+                            ctx.domain
+                        ))
+                    } else {
+                        let e = StepError::from(e);
+                        StepError::permanent(format!("vérification du domaine {} refusée : {}", ctx.domain, e.message))
+                    }
                 })?;
                 done(StepOutput::Verified(DomainVerified { domain: ctx.domain.clone(), verified: true }))
             }
@@ -583,13 +610,20 @@ impl Engine {
                 let start = self.host.now();
                 let spec = MeetingSpec {
                     organizer,
-                    external_id: format!("repli-{}", run.crisis_id),
+                    external_id: meeting_external_id(&run.crisis_id),
                     subject: format!("Point de situation — cellule de crise de {}", ctx.commune),
                     start: start.to_string(),
                     end: (start + SignedDuration::from_mins(30)).to_string(),
                 };
-                let m = m365.ensure_meeting(&spec).await?;
-                done(StepOutput::Meeting(repli_core::run::Meeting { join_url: m.join_url, id: m.id }))
+                match m365.ensure_meeting(&spec).await {
+                    Ok(m) => done(StepOutput::Meeting(repli_core::run::Meeting { join_url: m.join_url, id: m.id })),
+                    // Teams refuses the organiser: no retry can help for up to 30 minutes after
+                    // an administrator acts, so a person takes over, with the preflight's words.
+                    Err(M365Error::Forbidden { missing: Grant::MeetingPolicy, message, .. }) => {
+                        Ok(Outcome::Manual(meeting_policy_task(&message)))
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             StepKind::M365Isolation => {
                 let group = outputs.workspace().map(|w| w.group_id.as_str()).ok_or_else(|| {
@@ -604,7 +638,14 @@ impl Engine {
                     Err(StepError::permanent(format!("isolement non démontré : {}", failed.join(" ; "))))
                 }
             }
-            StepKind::M365WindDown => done(StepOutput::WindDown(m365.wind_down_accounts(&ctx.domain).await?)),
+            StepKind::M365WindDown => {
+                // The visio first, while its organiser still holds Teams: one meeting per cycle
+                // would be left behind otherwise (the same externalId as at activation).
+                let meetings = m365.remove_meetings(&ctx.domain, &meeting_external_id(&run.crisis_id)).await?;
+                let mut down = m365.wind_down_accounts(&ctx.domain).await?;
+                down.meetings_removed = meetings;
+                done(StepOutput::WindDown(down))
+            }
             StepKind::M365DeleteGroup => {
                 done(StepOutput::GroupDeleted(GroupDeleted { deleted: m365.delete_group(&nickname).await? }))
             }
@@ -705,6 +746,16 @@ mod tests {
             message: "slow down".into(),
         });
         assert!(!throttled.permanent);
+    }
+
+    #[test]
+    fn a_visio_refused_for_the_access_policy_becomes_a_manual_task_with_the_preflight_words() {
+        let task = meeting_policy_task("App x is not authorized to Create meeting on behalf of user y");
+        let text = task.instructions.unwrap_or_default();
+        assert!(text.contains(repli_core::m365::MEETING_POLICY_FR), "{text}");
+        assert!(text.contains("Grant-CsApplicationAccessPolicy -PolicyName Repli -Global"), "{text}");
+        assert!(text.contains("30 minutes") && text.contains("not authorized to Create meeting"), "{text}");
+        assert_eq!(task.checklist.len(), 2);
     }
 
     #[test]

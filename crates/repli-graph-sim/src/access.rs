@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The application permissions Repli needs, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 6] = [
+pub const LEAST_PRIVILEGE: [&str; 7] = [
+    "Application.Read.All",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
     "User.DeleteRestore.All",
@@ -20,6 +21,59 @@ pub const USER_ADMINISTRATOR: &str = "User Administrator";
 /// Its role template id, as access tokens carry it in `wids`.
 pub const USER_ADMINISTRATOR_TEMPLATE: &str = "fe930be7-5e62-47db-91af-98c3a49a38b1";
 
+/// Microsoft Graph's application id, the same in every tenant.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// The simulated tenant's object id of Microsoft Graph's service principal.
+pub const GRAPH_SP_ID: &str = "6d1d3ea1-5b0b-4a6e-9c4e-000000000003";
+
+/// Every permission a rule below names: Microsoft Graph's app roles as the simulator lists them.
+pub const KNOWN_PERMISSIONS: &[&str] = &[
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+    "Channel.Create",
+    "Channel.ReadBasic.All",
+    "ChannelSettings.Read.All",
+    "ChannelSettings.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Domain.Read.All",
+    "Domain.ReadWrite.All",
+    "Files.Read.All",
+    "Files.ReadWrite.All",
+    "Group.Create",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "GroupMember.Read.All",
+    "GroupMember.ReadWrite.All",
+    "LicenseAssignment.Read.All",
+    "LicenseAssignment.ReadWrite.All",
+    "OnlineMeetings.ReadWrite.All",
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Sites.Read.All",
+    "Sites.ReadWrite.All",
+    "Team.ReadBasic.All",
+    "TeamSettings.Read.All",
+    "TeamSettings.ReadWrite.All",
+    "Teamwork.Migrate.All",
+    "User.DeleteRestore.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+];
+
+/// A stable GUID-shaped id for `name` (the simulator's app role and object ids; a client must
+/// read them from Graph, never assume them).
+pub fn role_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h: String = Sha256::digest(name.to_ascii_lowercase().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The object id of the service principal of the app `app_id` in the simulated tenant.
+pub fn sp_id(app_id: &str) -> String {
+    role_id(&format!("service-principal-{app_id}"))
+}
+
 /// What the tenant's administrator granted the app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,8 +82,30 @@ pub struct Grants {
     pub app_roles: Vec<String>,
     /// Directory roles assigned to the app's service principal, tenant-wide (`wids`).
     pub directory_roles: Vec<String>,
-    /// A Teams application access policy granted for the meeting organisers.
-    pub meeting_policy: bool,
+}
+
+/// A Teams application access policy granted to the app (New-CsApplicationAccessPolicy, then
+/// Grant-CsApplicationAccessPolicy): for one user (`-Identity <object id>`) or for every user of
+/// the tenant (`-Global`). It is not in the token: Teams checks it on each meeting call, and a
+/// change "can take up to 30 minutes to take effect in Microsoft Graph REST API calls"
+/// (cloud-communication-online-meeting-application-access-policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyGrant {
+    /// `Grant-CsApplicationAccessPolicy -PolicyName P -Global`: every user, present and future.
+    Global,
+    /// `Grant-CsApplicationAccessPolicy -PolicyName P -Identity <id>`: that user only.
+    User(String),
+}
+
+impl PolicyGrant {
+    /// Whether this grant covers the organiser `user` (an object id).
+    pub fn covers(&self, user: &str) -> bool {
+        match self {
+            PolicyGrant::Global => true,
+            PolicyGrant::User(u) => u.eq_ignore_ascii_case(user),
+        }
+    }
 }
 
 impl Default for Grants {
@@ -37,7 +113,6 @@ impl Default for Grants {
         Grants {
             app_roles: LEAST_PRIVILEGE.iter().map(|s| (*s).to_string()).collect(),
             directory_roles: vec![USER_ADMINISTRATOR.to_string()],
-            meeting_policy: true,
         }
     }
 }
@@ -68,6 +143,7 @@ const USER_WRITE: &[&str] = &["User.ReadWrite.All", "Directory.ReadWrite.All"];
 const GROUP_READ: &[&str] =
     &["GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"];
 const GROUP_WRITE: &[&str] = &["Group.ReadWrite.All", "Directory.ReadWrite.All"];
+const SP_READ: &[&str] = &["Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"];
 
 /// The rule for `method` on `segments` (relative to `/v1.0`), `None` for routes the simulator
 /// does not serve. `password` is true when a PATCH of a user carries `passwordProfile`.
@@ -114,6 +190,16 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         ("DELETE", ["directory", "deletedItems", _]) => any(&["User.DeleteRestore.All"]),
         // onlinemeeting-createorget (plus an application access policy, checked by the tenant)
         ("POST", ["users", _, "onlineMeetings", "createOrGet"]) => any(&["OnlineMeetings.ReadWrite.All"]),
+        // onlinemeeting-delete (plus the access policy)
+        ("DELETE", ["users", _, "onlineMeetings", _]) => any(&["OnlineMeetings.ReadWrite.All"]),
+        // serviceprincipal-list (`$filter=appId eq '…'`): who the app is, and Microsoft Graph's
+        // app roles (permission names by id).
+        ("GET", ["servicePrincipals"]) => any(SP_READ),
+        // serviceprincipal-list-approleassignments, serviceprincipal-list-memberof: what the app
+        // was granted (application permissions; directory roles it is a member of).
+        ("GET", ["servicePrincipals", _, "appRoleAssignments" | "memberOf"]) => {
+            any(&["Application.Read.All", "Directory.Read.All", "Application.ReadWrite.All", "Directory.ReadWrite.All"])
+        }
         // group-list, group-get, group-list-members
         ("GET", ["groups"] | ["groups", _] | ["groups", _, "members"]) => any(GROUP_READ),
         // group-post-groups
@@ -183,7 +269,11 @@ mod tests {
             ("PUT", "groups/x/team", false),
             ("POST", "teams/x/channels", false),
             ("POST", "users/x/onlineMeetings/createOrGet", false),
+            ("DELETE", "users/x/onlineMeetings/y", false),
             ("GET", "subscribedSkus", false),
+            ("GET", "servicePrincipals", false),
+            ("GET", "servicePrincipals/x/appRoleAssignments", false),
+            ("GET", "servicePrincipals/x/memberOf", false),
         ] {
             let segments: Vec<&str> = path.split('/').collect();
             let n = need(m, &segments, pw).unwrap_or_else(|| panic!("no rule for {m} {path}"));

@@ -12,8 +12,16 @@ mod schema;
 mod tenant;
 mod token;
 
-pub use access::{Grants, LEAST_PRIVILEGE, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
+pub use access::{Grants, LEAST_PRIVILEGE, PolicyGrant, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
 pub use tenant::{Counts, DnsRecord};
+
+/// The application permissions the simulator's rule for `method` `path` (relative to `/v1.0`,
+/// without a query) accepts, least-privileged first as on the call's page; `None` for a call it
+/// does not serve. For the permission table's test (docs/M365.md).
+pub fn permissions_for(method: &str, path: &str) -> Option<Vec<&'static str>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    access::need(method, &segments, false).map(|n| n.any.to_vec())
+}
 
 /// `POST /_sim/licences`: leave exactly `free` units of each SKU unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,6 +62,9 @@ pub enum RetryAfterFormat {
     #[default]
     Seconds,
     HttpDate,
+    /// Seconds with a fraction (`2.128`): Graph sends them too (throttling guidance; seen from
+    /// Exchange and Teams back ends).
+    Decimal,
 }
 
 /// Fault and speed knobs; they can be changed while the simulator runs (`POST /_sim/faults`).
@@ -70,6 +81,9 @@ pub struct Faults {
     /// Probability that the connection is dropped: half of the time before the request is
     /// applied, half of the time after (the client cannot tell which).
     pub reset_rate: f64,
+    /// Probability that a `$batch` as a whole answers 424 Failed Dependency (json-batching: the
+    /// outer answer can be 424 as well as 429 or 5xx); nothing of it is applied.
+    pub batch_424_rate: f64,
 }
 
 /// Everything the simulator is started with.
@@ -90,6 +104,17 @@ pub struct SimConfig {
     /// How long after a group's creation `PUT /groups/{id}/team` answers 404 (team-put-teams:
     /// up to 15 minutes of replication).
     pub team_not_found_for: Duration,
+    /// Teams application access policies in force from the start (default: none, as on a new
+    /// tenant; cloud-communication-online-meeting-application-access-policy).
+    pub meeting_policies: Vec<PolicyGrant>,
+    /// How long a policy granted while the simulator runs takes to apply ("up to 30 minutes").
+    pub policy_delay: Duration,
+    /// Access tokens without a readable payload, as a gateway in front of Entra ID may issue
+    /// (Microsoft: access tokens are opaque to clients).
+    pub opaque_tokens: bool,
+    /// `POST /domains/{id}/verify` on a verified domain answers 200 with the domain instead of
+    /// Graph's 400 (domain-verify: "only applies to an unverified domain").
+    pub lenient_verify: bool,
     /// The app's certificate (PEM): the token endpoint then accepts a `private_key_jwt` client
     /// assertion signed with its key.
     pub client_certificate: Option<String>,
@@ -113,6 +138,10 @@ impl Default for SimConfig {
             skus: vec![SUITE_SKU.into(), TEAMS_SKU.into()],
             grants: Grants::default(),
             team_not_found_for: Duration::ZERO,
+            meeting_policies: Vec::new(),
+            policy_delay: Duration::from_secs(30 * 60),
+            opaque_tokens: false,
+            lenient_verify: false,
             client_certificate: None,
             seed: 0x5EC0_0125,
             record: None,
@@ -135,10 +164,18 @@ struct Shared {
     faults: Mutex<Faults>,
     throttle: Mutex<Throttle>,
     rng: Mutex<fastrand::Rng>,
+    /// Client ids that asked for a token: the app's service principal.
+    app_ids: Mutex<std::collections::BTreeSet<String>>,
     /// Access tokens issued, with their expiry and the grants they carry.
     tokens: Mutex<HashMap<String, (Instant, Grants)>>,
     /// What the app is granted now (a new token is needed to see a change, as with Entra ID).
     grants: Mutex<Grants>,
+    /// Teams application access policies and when each takes effect.
+    policies: Mutex<Vec<(PolicyGrant, Instant)>>,
+    policy_delay: Duration,
+    opaque_tokens: bool,
+    /// How far the tenant's clock was moved ahead of the real one ([`Simulator::advance`]).
+    offset: Mutex<Duration>,
     certificate: Option<token::Certificate>,
     record: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     client_secret: Option<String>,
@@ -192,6 +229,7 @@ impl Simulator {
                 licences: config.licences,
                 skus: config.skus.clone(),
                 max_page: config.max_page,
+                lenient_verify: config.lenient_verify,
             },
             config.seed,
         );
@@ -201,7 +239,12 @@ impl Simulator {
             throttle: Mutex::new(Throttle { window: Instant::now(), count: 0 }),
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed ^ 0x9E37_79B9)),
             tokens: Mutex::new(HashMap::new()),
+            app_ids: Mutex::new(std::collections::BTreeSet::new()),
             grants: Mutex::new(config.grants.clone()),
+            policies: Mutex::new(config.meeting_policies.iter().map(|p| (p.clone(), Instant::now())).collect()),
+            policy_delay: config.policy_delay,
+            opaque_tokens: config.opaque_tokens,
+            offset: Mutex::new(Duration::ZERO),
             certificate,
             record,
             client_secret: config.client_secret.clone(),
@@ -250,6 +293,18 @@ impl Simulator {
     /// Changes what the app is granted; tokens issued before keep their grants.
     pub fn set_grants(&self, grants: Grants) {
         *lock(&self.shared.grants) = grants;
+    }
+
+    /// Grants a Teams application access policy, as an administrator would in PowerShell: it
+    /// applies after the configured `policy_delay` (up to 30 minutes on a real tenant).
+    pub fn grant_meeting_policy(&self, grant: PolicyGrant) {
+        self.shared.grant_policy(grant);
+    }
+
+    /// Moves the tenant's clock ahead by `by`: what Microsoft documents in minutes (a Team's
+    /// 404 for up to 15 minutes after its group, a policy's 30 minutes) passes at once.
+    pub fn advance(&self, by: Duration) {
+        *lock(&self.shared.offset) += by;
     }
 
     /// Adds a verified root domain, as an administrator would once for all kits.
@@ -361,6 +416,7 @@ impl Shared {
         let format = lock(&self.faults).retry_after_format;
         let value = match format {
             RetryAfterFormat::Seconds => seconds.to_string(),
+            RetryAfterFormat::Decimal => format!("{:.3}", window_left.as_secs_f64().max(0.001)),
             RetryAfterFormat::HttpDate => {
                 // The simulator is the remote server: it has a real clock of its own. An
                 // HTTP-date has one-second precision: the window's end, rounded up.
@@ -457,7 +513,13 @@ impl Shared {
             tenant::guid(&mut rng)
         };
         let grants = lock(&self.grants).clone();
-        let token = token::mint(&grants, &self.base_url, tenant_id, client_id, self.token_ttl, &nonce);
+        lock(&self.app_ids).insert(client_id.to_ascii_lowercase());
+        let token = if self.opaque_tokens {
+            // What a gateway may hand out instead of Entra ID's JWT: nothing to read in it.
+            format!("opaque-{}", nonce.replace('-', ""))
+        } else {
+            token::mint(&grants, &self.base_url, tenant_id, client_id, self.token_ttl, &nonce)
+        };
         lock(&self.tokens).insert(token.clone(), (Instant::now() + self.token_ttl, grants));
         Reply {
             status: 200,
@@ -470,7 +532,7 @@ impl Shared {
 
     /// Graph's authorization of one request: the token's permissions and roles (403
     /// `Authorization_RequestDenied`), then the Teams application access policy for meetings.
-    fn permitted(grants: &Grants, req: &Req) -> Result<(), Reply> {
+    fn permitted(&self, grants: &Grants, req: &Req) -> Result<(), Reply> {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let password = req.body.as_ref().is_some_and(|b| b.get("passwordProfile").is_some());
         if let Some(need) = access::need(&req.method, &segments, password)
@@ -482,11 +544,110 @@ impl Shared {
                 "Insufficient privileges to complete the operation.",
             ));
         }
-        // application-post-onlinemeetings / cloud-communication-online-meeting-application-access-policy
-        if segments.last() == Some(&"createOrGet") && !grants.meeting_policy {
-            return Err(error(403, "Forbidden", "No application access policy found for this app."));
+        // onlinemeeting-createorget, onlinemeeting-delete: app-only, the organiser must be
+        // covered by an application access policy granted to the app, per user or -Global;
+        // changes take up to 30 minutes (cloud-communication-online-meeting-application-access-policy,
+        // whose "Errors" section gives this answer).
+        if let ["users", organizer, "onlineMeetings", ..] = segments.as_slice() {
+            let now = self.now();
+            let covered = lock(&self.policies).iter().any(|(p, from)| now >= *from && p.covers(organizer));
+            if !covered {
+                return Err(error(
+                    403,
+                    "Unauthorized",
+                    &format!("App {} is not authorized to Create meeting on behalf of user {organizer}", self.app_id()),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The tenant's clock: the real one, moved ahead by [`Simulator::advance`].
+    fn now(&self) -> Instant {
+        Instant::now() + *lock(&self.offset)
+    }
+
+    fn grant_policy(&self, grant: PolicyGrant) {
+        let from = self.now() + self.policy_delay;
+        lock(&self.policies).push((grant, from));
+    }
+
+    /// The client id the simulator knows its app by (any client id gets a token).
+    fn app_id(&self) -> String {
+        lock(&self.app_ids).iter().next().cloned().unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into())
+    }
+
+    /// What Graph says about the app itself, read live (not from the token):
+    /// serviceprincipal-list with `$filter=appId eq '…'`, serviceprincipal-list-approleassignments
+    /// and serviceprincipal-list-memberof. Microsoft Graph's own service principal
+    /// (`00000003-0000-0000-c000-000000000000`) lists its app roles (permission names by id).
+    fn app_directory(&self, req: &Req) -> Option<Reply> {
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let context = |set: &str| format!("{}/v1.0/$metadata#{set}", self.base_url);
+        match (req.method.as_str(), segments.as_slice()) {
+            ("GET", ["servicePrincipals"]) => {
+                let filter = req.query.get("$filter").map(String::as_str).unwrap_or_default();
+                let Some(app_id) = tenant::parse_eq(filter, "appId") else {
+                    return Some(error(400, "Request_UnsupportedQuery", "Unsupported Query."));
+                };
+                let items = if app_id.eq_ignore_ascii_case(access::GRAPH_APP_ID) {
+                    let roles: Vec<Value> = access::KNOWN_PERMISSIONS
+                        .iter()
+                        .map(|p| json!({"id": access::role_id(p), "value": p, "allowedMemberTypes": ["Application"], "isEnabled": true, "displayName": p}))
+                        .collect();
+                    vec![
+                        json!({"id": access::GRAPH_SP_ID, "appId": access::GRAPH_APP_ID, "displayName": "Microsoft Graph", "appRoles": roles}),
+                    ]
+                } else if lock(&self.app_ids).contains(&app_id.to_ascii_lowercase()) {
+                    vec![json!({"id": access::sp_id(&app_id), "appId": app_id, "displayName": "Repli", "appRoles": []})]
+                } else {
+                    Vec::new()
+                };
+                Some(Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Some(json!({"@odata.context": context("servicePrincipals"), "value": items})),
+                })
+            }
+            ("GET", ["servicePrincipals", id, what @ ("appRoleAssignments" | "memberOf")]) => {
+                let ours = lock(&self.app_ids).iter().any(|a| access::sp_id(a) == *id);
+                if !ours {
+                    return Some(error(
+                        404,
+                        "Request_ResourceNotFound",
+                        &format!(
+                            "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+                        ),
+                    ));
+                }
+                let grants = lock(&self.grants).clone();
+                let items: Vec<Value> = if *what == "appRoleAssignments" {
+                    grants
+                        .app_roles
+                        .iter()
+                        .map(|r| {
+                            json!({
+                                "id": access::role_id(&format!("assignment-{r}")), "appRoleId": access::role_id(r),
+                                "principalId": id, "principalType": "ServicePrincipal", "principalDisplayName": "Repli",
+                                "resourceId": access::GRAPH_SP_ID, "resourceDisplayName": "Microsoft Graph",
+                            })
+                        })
+                        .collect()
+                } else {
+                    grants.directory_roles.iter().map(|r| json!({
+                        "@odata.type": "#microsoft.graph.directoryRole", "id": access::role_id(&format!("role-{r}")),
+                        "displayName": r,
+                        "roleTemplateId": if r.eq_ignore_ascii_case(USER_ADMINISTRATOR) { USER_ADMINISTRATOR_TEMPLATE.to_string() } else { access::role_id(r) },
+                    })).collect()
+                };
+                Some(Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Some(json!({"@odata.context": context(what), "value": items})),
+                })
+            }
+            _ => None,
+        }
     }
 
     fn batch(&self, headers: &HeaderMap, body: &Value) -> Reply {
@@ -565,8 +726,8 @@ impl Shared {
                     eventual,
                     body: inner_body.clone(),
                 };
-                match Self::permitted(&grants, &req) {
-                    Ok(()) => lock(&self.tenant).handle(&req, Instant::now()),
+                match self.permitted(&grants, &req) {
+                    Ok(()) => self.app_directory(&req).unwrap_or_else(|| lock(&self.tenant).handle(&req, self.now())),
                     Err(denied) => denied,
                 }
             };
@@ -634,7 +795,11 @@ async fn serve_any(
         shared.issue_token(path.trim_end_matches("/oauth2/v2.0/token"), &body)
     } else if let Some(graph_path) = path.strip_prefix("/v1.0") {
         if graph_path == "/$batch" && method == Method::POST {
-            shared.batch(&headers, &json_body)
+            if lock(&shared.rng).f64() < faults.batch_424_rate {
+                error(424, "FailedDependency", "The batch could not be processed: a dependency failed.")
+            } else {
+                shared.batch(&headers, &json_body)
+            }
         } else {
             match shared.authorized(&headers) {
                 Err(reply) => reply,
@@ -648,8 +813,10 @@ async fn serve_any(
                         eventual,
                         body: if json_body.is_null() { None } else { Some(json_body.clone()) },
                     };
-                    match Shared::permitted(&grants, &req) {
-                        Ok(()) => lock(&shared.tenant).handle(&req, Instant::now()),
+                    match shared.permitted(&grants, &req) {
+                        Ok(()) => shared
+                            .app_directory(&req)
+                            .unwrap_or_else(|| lock(&shared.tenant).handle(&req, shared.now())),
                         Err(denied) => denied,
                     }
                 }
@@ -674,6 +841,13 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         ("POST", "/grants") => match serde_json::from_slice::<Grants>(body) {
             Ok(g) => {
                 *lock(&shared.grants) = g;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        ("POST", "/meeting-policy") => match serde_json::from_slice::<PolicyGrant>(body) {
+            Ok(g) => {
+                shared.grant_policy(g);
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

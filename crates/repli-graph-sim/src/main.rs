@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use repli_graph_sim::{Faults, RetryAfterFormat, SimConfig, Simulator};
+use repli_graph_sim::{Faults, PolicyGrant, RetryAfterFormat, SimConfig, Simulator};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +26,20 @@ struct Args {
     /// Probability that a connection is dropped (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
     reset_rate: f64,
+    /// Probability that a `$batch` as a whole answers 424 Failed Dependency (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    batch_424_rate: f64,
+    /// Teams application access policy in force from the start: `none` (a new tenant), or
+    /// `global` (Grant-CsApplicationAccessPolicy -Global).
+    #[arg(long, value_enum, default_value = "none")]
+    meeting_policy: Policy,
+    /// How long a policy granted while running (`POST /_sim/meeting-policy`) takes to apply,
+    /// in seconds (Microsoft: up to 30 minutes).
+    #[arg(long, default_value_t = 1800)]
+    policy_delay_s: u64,
+    /// Issue opaque access tokens (no JWT payload), as a gateway may.
+    #[arg(long)]
+    opaque_tokens: bool,
     /// How long a new object stays invisible, in milliseconds.
     #[arg(long, default_value_t = 0)]
     consistency_ms: u64,
@@ -53,6 +67,13 @@ struct Args {
 enum Format {
     Seconds,
     HttpDate,
+    Decimal,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    None,
+    Global,
 }
 
 fn rate(name: &str, value: f64) -> anyhow::Result<f64> {
@@ -78,10 +99,18 @@ async fn main() -> anyhow::Result<()> {
             retry_after_format: match args.retry_after_format {
                 Format::Seconds => RetryAfterFormat::Seconds,
                 Format::HttpDate => RetryAfterFormat::HttpDate,
+                Format::Decimal => RetryAfterFormat::Decimal,
             },
             fail_rate: rate("fail-rate", args.fail_rate)?,
             reset_rate: rate("reset-rate", args.reset_rate)?,
+            batch_424_rate: rate("batch-424-rate", args.batch_424_rate)?,
         },
+        meeting_policies: match args.meeting_policy {
+            Policy::None => Vec::new(),
+            Policy::Global => vec![PolicyGrant::Global],
+        },
+        policy_delay: Duration::from_secs(args.policy_delay_s),
+        opaque_tokens: args.opaque_tokens,
         consistency: Duration::from_millis(args.consistency_ms),
         team_delay: Duration::from_millis(args.team_delay_ms),
         licences: args.licences,

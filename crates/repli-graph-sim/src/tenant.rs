@@ -148,6 +148,8 @@ pub struct TenantConfig {
     pub skus: Vec<String>,
     /// Largest page served whatever `$top` asks (Graph: 999 for users).
     pub max_page: usize,
+    /// Verifying a verified domain answers 200 (off: Graph's 400).
+    pub lenient_verify: bool,
 }
 
 /// The whole simulated tenant.
@@ -450,6 +452,18 @@ impl Tenant {
                 None => not_found(id),
             },
             ("POST", ["users", id, "onlineMeetings", "createOrGet"]) => self.create_or_get_meeting(id, &body, now),
+            // onlinemeeting-delete: 204; a meeting of another organiser, or none, is 404.
+            ("DELETE", ["users", user, "onlineMeetings", meeting]) => {
+                let Some(u) = self.user_index(user, now) else { return not_found(user) };
+                let organizer = self.users[u].id.clone();
+                match self.meetings.iter().position(|m| m.id == *meeting && m.organizer == organizer) {
+                    Some(i) => {
+                        self.meetings.remove(i);
+                        Reply::empty(204)
+                    }
+                    None => not_found(meeting),
+                }
+            }
             ("GET", ["groups"]) => self.list_groups(req, now),
             ("POST", ["groups"]) => self.create_group(&body, now),
             ("GET", ["groups", id]) => match self.group_index(id, now) {
@@ -620,6 +634,15 @@ impl Tenant {
             return bad(&m);
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
+        // domain-forcedelete: "Prior to calling forceDelete, you must update or remove any
+        // references to Exchange as the provisioning service": read strictly, the domain may
+        // no longer list Email among its supported services.
+        if self.domains[i].services.iter().any(|s| s == "Email") {
+            return bad(&format!(
+                "Domain '{}' is still used by Exchange as a provisioning service: remove the Email service before forceDelete.",
+                self.domains[i].id
+            ));
+        }
         let domain = self.domains[i].id.clone();
         let disable = body.get("disableUserAccounts").and_then(Value::as_bool).unwrap_or(true);
         let suffix = format!("@{domain}");
@@ -698,8 +721,16 @@ impl Tenant {
         }
         let Some(i) = self.domain_index(id, now) else { return not_found(id) };
         let d = &self.domains[i];
-        if d.verified {
+        // domain-verify: "Only applies to an unverified domain." A verified domain (a subdomain
+        // of a verified root is one from its creation) is refused with 400.
+        if d.verified && self.config.lenient_verify {
             return Reply::json(200, self.domain_json(d));
+        }
+        if d.verified {
+            return bad(&format!(
+                "Domain '{}' is already verified: this operation only applies to an unverified domain.",
+                d.id
+            ));
         }
         let published = self.dns.values().flatten().any(|r| {
             r.kind.eq_ignore_ascii_case("TXT") && lower(r.name.trim_end_matches('.')) == d.id && r.value == d.txt
@@ -1180,7 +1211,7 @@ impl Tenant {
     }
 }
 
-fn parse_eq(filter: &str, property: &str) -> Option<String> {
+pub(crate) fn parse_eq(filter: &str, property: &str) -> Option<String> {
     let rest = filter.trim().strip_prefix(property)?.trim_start().strip_prefix("eq")?.trim();
     let inner = rest.strip_prefix('\'')?.strip_suffix('\'')?;
     Some(inner.replace("''", "'"))

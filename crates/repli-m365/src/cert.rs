@@ -1,11 +1,11 @@
-//! Certificate sign-in (Microsoft identity platform certificate credentials) and what an
-//! access token says the app was granted.
+//! Certificate sign-in (Microsoft identity platform certificate credentials). Access tokens
+//! are opaque to clients (Microsoft identity platform, "Access tokens"): nothing here reads
+//! one; what the app was granted is read from Graph (`preflight.rs`).
 
 use crate::{Error, Result, Secret};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,31 +74,6 @@ impl ClientCertificate {
     }
 }
 
-/// The claims of an access token that say what the app may do (not verified: the token is
-/// Graph's to verify; these are read only to report on them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenClaims {
-    /// Application permissions (`roles`).
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Tenant-wide directory role template ids (`wids`).
-    #[serde(default)]
-    pub wids: Vec<String>,
-    /// Expiry, seconds since the epoch.
-    #[serde(default)]
-    pub exp: u64,
-}
-
-/// The claims of a JWT-shaped token; empty when the token is opaque.
-pub fn token_claims(token: &str) -> TokenClaims {
-    token
-        .split('.')
-        .nth(1)
-        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,14 +85,5 @@ mod tests {
             let err = ClientCertificate::from_pem(&key, cert).unwrap_err().to_string();
             assert!(err.contains("certificate") && !err.contains("c2VjcmV0"), "{err}");
         }
-    }
-
-    #[test]
-    fn claims_of_opaque_and_jwt_tokens() {
-        assert_eq!(token_claims("opaque"), TokenClaims::default());
-        assert_eq!(token_claims("a.!!!.c"), TokenClaims::default());
-        let payload = URL_SAFE_NO_PAD.encode(r#"{"roles":["User.ReadWrite.All"],"wids":["x"],"exp":5}"#);
-        let c = token_claims(&format!("h.{payload}.s"));
-        assert_eq!((c.roles, c.wids, c.exp), (vec!["User.ReadWrite.All".to_string()], vec!["x".to_string()], 5));
     }
 }

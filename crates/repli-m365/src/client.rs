@@ -71,6 +71,15 @@ pub struct GraphConfig {
     pub batch: bool,
     pub max_backoff: Duration,
     pub request_timeout: Duration,
+    /// The standing organiser of the kits' meetings (object id), when ops named one that a
+    /// Teams application access policy covers; `None`: each kit's first account organises,
+    /// which needs the policy granted with `-Global` (proven by the preflight's canary).
+    pub meeting_organizer: Option<String>,
+    /// How long `PUT /groups/{id}/team` may answer 404 after the group's creation before the
+    /// Team step gives up (team-put-teams: up to 15 minutes).
+    pub team_lag_budget: Duration,
+    /// Time between two such attempts (Microsoft: 10 seconds).
+    pub team_retry_interval: Duration,
 }
 
 impl GraphConfig {
@@ -94,6 +103,9 @@ impl GraphConfig {
             batch: true,
             max_backoff: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
+            meeting_organizer: None,
+            team_lag_budget: Duration::from_secs(15 * 60),
+            team_retry_interval: Duration::from_secs(10),
         }
     }
 }
@@ -131,10 +143,14 @@ impl Reply {
     pub fn message(&self) -> String {
         self.code_message().1
     }
+    /// A 403 `Authorization_RequestDenied`: the token's permissions or roles do not allow it.
+    pub fn denied(&self) -> bool {
+        self.status == 403 && self.code_message().0 == REQUEST_DENIED
+    }
     pub fn into_error(self, op: &str) -> Error {
         let (code, message) = self.code_message();
         if self.status == 403 {
-            let missing = missing_grant(op, &message);
+            let missing = missing_grant(op, &code, &message);
             return Error::Forbidden { op: op.to_string(), code, message, missing };
         }
         Error::Graph { op: op.to_string(), status: self.status, code, message }
@@ -147,14 +163,29 @@ const TOKEN_CALL: &str = "POST /{tenant}/oauth2/v2.0/token";
 /// Graph's error code, in a 403 to `PUT /groups/{id}/team`, for an owner without a Teams licence.
 pub(crate) const OWNER_UNLICENSED: &str = "GetApplicableSkuCategoriesForUserFailed";
 
+/// Graph's error code for a call the app's permissions or roles do not allow.
+pub(crate) const REQUEST_DENIED: &str = "Authorization_RequestDenied";
+
+/// Whether a refusal says the meeting organiser is not covered by a Teams application access
+/// policy: "App … is not authorized to Create meeting on behalf of user …" (the answer the
+/// policy page documents under "Errors") or "No application access policy found for this app".
+pub(crate) fn policy_refusal(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("access policy") || (m.contains("not authorized to") && m.contains("on behalf of user"))
+}
+
 /// What the app lacks when Graph refuses `op` with 403: the least-privilege grant that
 /// allows it (docs/M365.md lists them with their pages).
-fn missing_grant(op: &str, message: &str) -> Grant {
+fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
     let permission = |p: &str| Grant::Permission(p.to_string());
     match op.split('.').next().unwrap_or_default() {
         _ if op == "accounts.password" => Grant::Role(repli_core::m365::USER_ADMINISTRATOR.0.to_string()),
         _ if op == "accounts.purge" => permission("User.DeleteRestore.All"),
-        "meeting" if message.to_ascii_lowercase().contains("access policy") => Grant::MeetingPolicy,
+        _ if op.starts_with("app.") => permission("Application.Read.All"),
+        // A meeting refused for anything but the app's permissions is the access policy: the
+        // permission check of the same preflight says whether OnlineMeetings.ReadWrite.All is
+        // granted, so the two never contradict each other.
+        "meeting" if policy_refusal(message) || code != REQUEST_DENIED => Grant::MeetingPolicy,
         "team" if message.contains(OWNER_UNLICENSED) => Grant::TeamsLicence,
         "meeting" => permission("OnlineMeetings.ReadWrite.All"),
         "domain" => permission("Domain.ReadWrite.All"),
@@ -203,8 +234,11 @@ pub(crate) struct Graph {
     permits: Arc<Semaphore>,
     counters: Counters,
     rng: std::sync::Mutex<fastrand::Rng>,
-    /// What the last access token says the app was granted.
-    token_roles: std::sync::Mutex<crate::cert::TokenClaims>,
+    /// Set when Graph refused the cached token's grants (401, or 403
+    /// `Authorization_RequestDenied` after an administrator's grant): the next request fetches
+    /// a new token. A token carries what was granted when it was issued (Microsoft identity
+    /// platform, "Access tokens"), for 60 to 90 minutes.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Graph {
@@ -239,11 +273,16 @@ fn check_endpoint(what: &str, raw: &str, hosts: &[&str]) -> Result<(Url, bool)> 
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP-date, relative to `now`.
+/// `Retry-After` as seconds (whole or decimal, `2.128`: Graph sends both) or as an HTTP-date,
+/// relative to `now`. Anything else (negative, not a number, absurdly large) is `None`.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
+    }
+    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') && value.bytes().filter(|b| *b == b'.').count() == 1 {
+        let seconds = value.parse::<f64>().ok()?;
+        return Duration::try_from_secs_f64(seconds).ok();
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -293,14 +332,19 @@ impl Graph {
             permits: Arc::new(Semaphore::new(concurrency)),
             counters: Counters::default(),
             rng: std::sync::Mutex::new(fastrand::Rng::new()),
-            token_roles: std::sync::Mutex::new(crate::cert::TokenClaims::default()),
+            stale: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// The grants the current access token carries (fetching one if needed).
-    pub async fn token_claims(&self) -> Result<crate::cert::TokenClaims> {
-        self.client().await?;
-        Ok(self.token_roles.lock().map(|c| c.clone()).unwrap_or_default())
+    /// A new access token now (the preflight's: what was granted a minute ago counts).
+    pub async fn fresh_token(&self) -> Result<()> {
+        self.stale.store(true, Ordering::Relaxed);
+        self.client().await.map(|_| ())
+    }
+
+    /// The cached token is dropped: the next request fetches a new one.
+    fn drop_token(&self) {
+        self.stale.store(true, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> CallStats {
@@ -335,6 +379,9 @@ impl Graph {
     /// A client carrying a valid token, fetching a new token when it is close to expiry.
     async fn client(&self) -> Result<GraphClient> {
         let mut session = self.session.lock().await;
+        if self.stale.swap(false, Ordering::Relaxed) {
+            *session = None;
+        }
         if let Some(s) = session.as_ref()
             && Instant::now() < s.renew_at
         {
@@ -357,10 +404,6 @@ impl Graph {
         let renew_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300)).max(lifetime / 2);
         *session = Some(Session { client: client.clone(), renew_at });
         Ok(client)
-    }
-
-    async fn forget_token(&self) {
-        *self.session.lock().await = None;
     }
 
     /// The token scope: the Graph endpoint's origin + `/.default` (national clouds included).
@@ -410,9 +453,6 @@ impl Graph {
                         Ok(body) if status == 200 => {
                             let token: wire::TokenResponse = wire::decode("token", TOKEN_CALL, body)?;
                             let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3599));
-                            if let Ok(mut roles) = self.token_roles.lock() {
-                                *roles = crate::cert::token_claims(&token.access_token);
-                            }
                             return Ok((Secret::new(token.access_token), lifetime));
                         }
                         Ok(_) if matches!(status, 429 | 500..=599) => {
@@ -502,14 +542,19 @@ impl Graph {
                     // The gate stays closed for the wait; this request waits at the gate.
                     (Duration::ZERO, format!("429 {}", reply.message()))
                 }
-                Ok(reply) if matches!(reply.status, 502..=504) => (
+                // 424 Failed Dependency: an outer `$batch` answer as well as an inner one
+                // (json-batching); nothing of it was applied, and every item is idempotent.
+                Ok(reply) if matches!(reply.status, 424 | 502..=504) => (
                     self.wait_for(reply.retry_after.as_deref(), attempt),
                     format!("{} {}", reply.status, reply.message()),
                 ),
-                Ok(reply) if reply.status == 401 && !renewed => {
+                // A token issued before an administrator's grant does not carry it: once, a new
+                // token (Microsoft identity platform, "Access tokens": opaque to clients, granted
+                // rights fixed at issue).
+                Ok(reply) if (reply.status == 401 || reply.denied()) && !renewed => {
                     renewed = true;
-                    self.forget_token().await;
-                    (Duration::ZERO, "401: token renewed".to_string())
+                    self.drop_token();
+                    (Duration::ZERO, format!("{}: token renewed", reply.status))
                 }
                 Ok(reply) if reply.status == 404 && opts.retry_not_found => {
                     (self.backoff(attempt), format!("404 {}", reply.message()))
@@ -620,6 +665,7 @@ impl Graph {
         let mut pending: std::collections::VecDeque<(Item, u32)> = items.into_iter().map(|i| (i, 0)).collect();
         let mut sent = std::collections::BTreeSet::new();
         let mut flying: Flying<'_> = Flying::new();
+        let run = RunCtx { op, opts, renewed: std::sync::atomic::AtomicBool::new(false) };
         let mut admitting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Ticket> + Send + '_>>> = None;
         loop {
             if admitting.is_none() && !pending.is_empty() {
@@ -628,7 +674,7 @@ impl Graph {
             let Some(admit) = admitting.as_mut() else {
                 match flying.next().await {
                     Some(flight) => {
-                        self.landed(op, opts, flight, &mut pending, &mut results, &flying)?;
+                        self.landed(&run, flight, &mut pending, &mut results, &flying)?;
                         continue;
                     }
                     None => break,
@@ -646,7 +692,7 @@ impl Graph {
                     }));
                 }
                 Some(flight) = flying.next(), if !flying.is_empty() => {
-                    self.landed(op, opts, flight, &mut pending, &mut results, &flying)?;
+                    self.landed(&run, flight, &mut pending, &mut results, &flying)?;
                 }
             }
             if !pending.is_empty() && started.elapsed() > self.config.budget {
@@ -666,13 +712,13 @@ impl Graph {
     /// not-yet-replicated ones after their backoff; the gate learns what Graph admitted.
     fn landed<'a>(
         &'a self,
-        op: &'a str,
-        opts: Opts,
+        run: &RunCtx<'a>,
         flight: Flight,
         pending: &mut std::collections::VecDeque<(Item, u32)>,
         results: &mut BTreeMap<String, Reply>,
         flying: &Flying<'a>,
     ) -> Result<()> {
+        let (op, opts, renewed) = (run.op, run.opts, &run.renewed);
         let (ticket, batch, answer) = match flight {
             Flight::Later(batch) => {
                 for item in batch.into_iter().rev() {
@@ -709,7 +755,14 @@ impl Graph {
                 continue;
             }
             admitted += 1;
-            if matches!(reply.status, 502..=504) || (reply.status == 404 && opts.retry_not_found) {
+            // Refused for the token's grants: once per run, a new token and the item again.
+            if reply.denied() && !renewed.swap(true, Ordering::Relaxed) {
+                self.drop_token();
+                again.push((item, attempt + 1));
+                continue;
+            }
+            // 424: a dependency failed (json-batching); retried as the dependency would be.
+            if matches!(reply.status, 424 | 502..=504) || (reply.status == 404 && opts.retry_not_found) {
                 backoff = backoff.max(self.wait_for(reply.retry_after.as_deref(), attempt + 1));
                 tracing::debug!(op, id = %item.id, status = reply.status, "graph item retried");
                 later.push((item, attempt + 1));
@@ -781,6 +834,14 @@ impl Graph {
     }
 }
 
+/// What one [`Graph::run_items`] is about: its operation, when to retry, and whether it already
+/// took a new token after a refusal (once per run).
+struct RunCtx<'a> {
+    op: &'a str,
+    opts: Opts,
+    renewed: std::sync::atomic::AtomicBool,
+}
+
 /// The batches of one [`Graph::run_items`] in flight, and its items waiting out a backoff.
 type Flying<'a> =
     futures_util::stream::FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Flight> + Send + 'a>>>;
@@ -805,6 +866,11 @@ mod tests {
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_millis(2128)));
+        assert_eq!(parse_retry_after(" 0.5 ", now), Some(Duration::from_millis(500)));
+        for bad in ["-0.5", "1.2.3", ".", "1e3", "NaN", "inf", "1,5"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod provision;
 mod rfc2136;
 mod wire;
 
-pub use cert::{ClientCertificate, TokenClaims, token_claims};
+pub use cert::ClientCertificate;
 pub use client::{Credential, DEFAULT_CONCURRENCY, DEFAULT_SKUS, GraphConfig};
 pub use dns::HttpDnsPublisher;
 pub use ops::GraphProvider;

@@ -45,6 +45,21 @@ fn exists_error(e: &Error) -> bool {
         if message.contains("already exist") || message.contains("same value for property"))
 }
 
+/// Graph's 400 to `POST /domains/{id}/verify` on a verified domain (domain-verify: "only
+/// applies to an unverified domain").
+fn already_verified(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already verified")
+        || m.contains("only applies to an unverified domain")
+        || m.contains("only applies to unverified domain")
+}
+
+/// Graph's 400 when the verification record is not found (yet) in the domain's DNS.
+fn record_not_seen(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("verification failed") || (m.contains("record") && m.contains("not found"))
+}
+
 fn quote(value: &str) -> String {
     value.replace('\'', "''")
 }
@@ -236,14 +251,34 @@ impl GraphProvider {
         let put = loop {
             let put = self
                 .graph
-                .call_raw("team.create", retry_404(), (1, 1), |c| match BodyRead::from_serialize(&body) {
+                .call_raw("team.create", Opts::default(), (1, 1), |c| match BodyRead::from_serialize(&body) {
                     Ok(b) => c.custom(Method::PUT, Some(b)).extend_path(&["groups", group_id, "team"]),
                     Err(_) => c.custom(Method::PUT, None).extend_path(&["groups", group_id, "team"]),
                 })
                 .await?;
+            attempt += 1;
+            // team-put-teams: for up to 15 minutes after the group's creation the PUT may answer
+            // 404 (replication); Microsoft advises retrying 10 seconds apart. Its own budget
+            // (`team_lag_budget`), not the operation's: past it, a typed Budget error.
+            if put.status == 404 {
+                let interval = self.graph.config.team_retry_interval;
+                if started.elapsed() + interval > self.graph.config.team_lag_budget {
+                    return Err(Error::Budget {
+                        op: "team.create".into(),
+                        attempts: attempt,
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        last: format!(
+                            "404 {}: Teams does not know the group yet (team-put-teams: up to 15 minutes after its creation)",
+                            put.message()
+                        ),
+                    });
+                }
+                tracing::debug!(attempt, "team.create: group not replicated to Teams yet");
+                tokio::time::sleep(interval).await;
+                continue;
+            }
             // The owner was licensed a moment ago and Teams may not see it yet: waited out like
             // replication lag, within the budget; past it, the step names the missing licence.
-            attempt += 1;
             let wait = self.graph.backoff(attempt);
             if put.status == 403
                 && put.message().contains(OWNER_UNLICENSED)
@@ -371,20 +406,29 @@ impl M365 for GraphProvider {
 
     fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>> {
         Box::pin(async move {
+            // domain-verify "only applies to an unverified domain": read isVerified first (a
+            // subdomain of a verified root is verified from its creation).
+            if self.get_domain(name, retry_404()).await?.is_verified {
+                return Ok(());
+            }
             match self.graph.call("domain.verify", retry_404(), |c| c.domain(name).verify()).await {
                 Ok(r) => {
                     let domain: wire::Domain = wire::decode("domain.verify", "POST /domains/{id}/verify", r.body)?;
                     if domain.is_verified {
                         return Ok(());
                     }
-                    Err(Error::Graph {
+                    Err(Error::NotYetVisible {
                         op: "domain.verify".into(),
-                        status: 400,
-                        code: "notVerified".into(),
-                        message: format!("{name} is not verified yet"),
+                        detail: format!("{name} is not verified yet (its TXT record is not seen yet)"),
                     })
                 }
-                Err(e) if matches!(&e, Error::Graph { message, .. } if message.contains("already verified")) => Ok(()),
+                // Verified in between (another run, or Graph on its own): done.
+                Err(Error::Graph { status: 400, message, .. }) if already_verified(&message) => Ok(()),
+                // The record is not seen yet: DNS propagation, retried by the step.
+                Err(Error::Graph { status: 400, message, .. }) if record_not_seen(&message) => {
+                    Err(Error::NotYetVisible { op: "domain.verify".into(), detail: message })
+                }
+                // Any other refusal is permanent (a 4xx is returned as an error, not retried).
                 Err(e) => Err(e),
             }
         })
@@ -660,11 +704,12 @@ impl M365 for GraphProvider {
     fn ensure_meeting<'a>(&'a self, spec: &'a MeetingSpec) -> BoxFut<'a, Result<MeetingInfo>> {
         Box::pin(async move {
             let body = json!({"externalId": spec.external_id, "subject": spec.subject, "startDateTime": spec.start, "endDateTime": spec.end});
+            // A standing organiser named by ops (covered by the access policy) organises every
+            // kit's meeting; otherwise the kit's first account does, which needs `-Global`.
+            let organizer = self.graph.config.meeting_organizer.as_deref().unwrap_or(&spec.organizer);
             let reply = self
                 .graph
-                .call("meeting.createOrGet", retry_404(), |c| {
-                    c.user(&spec.organizer).online_meetings().create_or_get(&body)
-                })
+                .call("meeting.createOrGet", retry_404(), |c| c.user(organizer).online_meetings().create_or_get(&body))
                 .await?;
             let meeting: wire::OnlineMeeting =
                 wire::decode("meeting.createOrGet", "POST /users/{id}/onlineMeetings/createOrGet", reply.body)?;
@@ -699,6 +744,49 @@ impl M365 for GraphProvider {
             let results = self.graph.run_items("accounts.password", units, retry_404()).await?;
             partial_failure("accounts.password", failed_items(&results, None))?;
             Ok(passwords)
+        })
+    }
+
+    fn remove_meetings<'a>(&'a self, domain: &'a str, external_id: &'a str) -> BoxFut<'a, Result<u32>> {
+        Box::pin(async move {
+            // Graph lists no meetings by externalId; createOrGet with it answers the kit's
+            // meeting (200) or makes one (201), deleted at once either way
+            // (onlinemeeting-createorget, onlinemeeting-delete). The organiser is the standing
+            // one, or else any account of the domain (the kit's first account organised it).
+            let organizers: Vec<String> = match &self.graph.config.meeting_organizer {
+                Some(o) => vec![o.clone()],
+                None => self.users_of(domain).await?.into_iter().map(|u| u.id).collect(),
+            };
+            let body = json!({"externalId": external_id, "subject": "Repli — visio de la cellule de crise"});
+            let find: Vec<Item> = organizers
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Item {
+                    id: format!("m{i}"),
+                    method: Method::POST,
+                    url: format!("/users/{o}/onlineMeetings/createOrGet"),
+                    body: Some(body.clone()),
+                })
+                .collect();
+            let found = self.graph.run_items("meeting.find", find, retry_404()).await?;
+            partial_failure("meeting.find", failed_items(&found, None))?;
+            let mut existed = 0u32;
+            let mut delete = Vec::new();
+            for (i, o) in organizers.iter().enumerate() {
+                let Some(reply) = found.get(&format!("m{i}")) else { continue };
+                let meeting: wire::OnlineMeeting =
+                    wire::decode("meeting.find", "POST /users/{id}/onlineMeetings/createOrGet", reply.body.clone())?;
+                existed += u32::from(reply.status == 200);
+                delete.push(Item {
+                    id: format!("d{i}"),
+                    method: Method::DELETE,
+                    url: format!("/users/{o}/onlineMeetings/{}", meeting.id),
+                    body: None,
+                });
+            }
+            let deleted = self.graph.run_items("meeting.delete", delete, Opts::default()).await?;
+            partial_failure("meeting.delete", failed_items(&deleted, Some(404)))?;
+            Ok(existed)
         })
     }
 
@@ -744,6 +832,7 @@ impl M365 for GraphProvider {
             Ok(WindDown {
                 accounts: users.iter().filter_map(|u| u.user_principal_name.clone()).collect(),
                 licences_removed: licences,
+                meetings_removed: 0,
             })
         })
     }
@@ -795,6 +884,16 @@ impl M365 for GraphProvider {
                 let references = refs.into_iter().map(|r| r.user_principal_name.unwrap_or(r.id)).collect();
                 return Err(Error::DomainReferenced { domain: name.to_string(), references });
             }
+            // domain-forcedelete: references to Exchange as the provisioning service must be
+            // removed first; the page also refuses more than 1,000 objects to rename.
+            if refs.len() > 1000 {
+                return Err(Error::DomainReferenced {
+                    domain: name.to_string(),
+                    references: vec![format!("{} objects (forceDelete renames at most 1,000)", refs.len())],
+                });
+            }
+            let services = json!({"supportedServices": []});
+            self.graph.call("domain.services", Opts::default(), |c| c.domain(name).update_domain(&services)).await?;
             let body = json!({"disableUserAccounts": true});
             self.graph.call("domain.forceDelete", Opts::default(), |c| c.domain(name).force_delete(&body)).await?;
             // forceDelete is a long-running operation (domain-forcedelete): done when the

@@ -2,11 +2,27 @@
 //! idempotent canary meeting), each in French with how to fix it, so a missing permission,
 //! role, licence or policy is found on a quiet day rather than at « Créer les comptes ».
 
-use crate::client::{Credential, Opts};
+use crate::client::{Credential, Graph, Item, Opts};
 use crate::ops::GraphProvider;
-use crate::{CheckStatus, Error, Grant, PreflightCheck, PreflightReport, PreflightSpec};
+use crate::wire;
+use crate::{CheckStatus, Error, Grant, PreflightCheck, PreflightReport, PreflightSpec, generate_password};
+use graph_rs_sdk::http::Method;
 use repli_core::m365::{LEAST_PRIVILEGE, USER_ADMINISTRATOR};
 use serde_json::json;
+
+/// Microsoft Graph's application id, the same in every tenant: its service principal's
+/// `appRoles` name each application permission by id.
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+
+/// What Graph says the app holds now (not what a token says: tokens are opaque to clients and
+/// carry what was granted when they were issued).
+#[derive(Debug, Default)]
+struct AppGrants {
+    /// Application permissions of Microsoft Graph with admin consent, by name.
+    permissions: Vec<String>,
+    /// Tenant-wide directory roles, by template id.
+    role_templates: Vec<String>,
+}
 
 /// Business plans are sold for at most 300 seats.
 const BUSINESS_SEATS: u32 = 300;
@@ -34,8 +50,9 @@ fn days_until(today: &str, expiry: jiff::civil::Date) -> Option<i64> {
 impl GraphProvider {
     pub(crate) async fn run_preflight(&self, spec: &PreflightSpec) -> PreflightReport {
         let mut checks = vec![self.credential_check(spec)];
-        let claims = match self.graph().token_claims().await {
-            Ok(c) => {
+        // Always a new token: a grant made since the last one counts now, not in an hour.
+        match self.graph().fresh_token().await {
+            Ok(()) => {
                 checks.push(check(
                     "token",
                     "Connexion de l'application",
@@ -43,7 +60,6 @@ impl GraphProvider {
                     "jeton d'accès obtenu".into(),
                     None,
                 ));
-                c
             }
             Err(e) => {
                 checks.push(check(
@@ -56,12 +72,88 @@ impl GraphProvider {
                 return PreflightReport::new(checks);
             }
         };
-        checks.push(permissions_check(&claims.roles));
-        checks.push(role_check(&claims.wids, spec.admin_unit.as_deref()));
+        match self.app_grants().await {
+            Ok(grants) => {
+                checks.push(permissions_check(&grants.permissions));
+                checks.push(role_check(&grants.role_templates, spec.admin_unit.as_deref()));
+            }
+            Err(e) => {
+                let (detail, fix) = refused(&e);
+                checks.push(check(
+                    "permissions",
+                    "Permissions de l'application",
+                    CheckStatus::Fail,
+                    format!("impossible de lire les permissions accordées : {detail}"),
+                    fix,
+                ));
+                checks.push(check(
+                    "directory_role",
+                    "Rôle d'annuaire (réinitialisation des mots de passe)",
+                    CheckStatus::Fail,
+                    "non vérifiable : les rôles de l'application n'ont pas pu être lus".into(),
+                    Some(format!("Accorder {}.", Grant::Permission("Application.Read.All".into()).fr())),
+                ));
+            }
+        }
         let (licences, domain, meeting) =
             tokio::join!(self.licences_check(spec), self.root_domain_check(spec), self.meeting_check(spec));
         checks.extend([licences, domain, meeting]);
         PreflightReport::new(checks)
+    }
+
+    /// The app's grants as Graph holds them: its service principal
+    /// (serviceprincipal-list, `$filter=appId eq '…'`), its app role assignments named through
+    /// Microsoft Graph's own service principal (serviceprincipal-list-approleassignments), and
+    /// the directory roles it is a member of (serviceprincipal-list-memberof). Least-privileged
+    /// application permission of all three: Application.Read.All.
+    async fn app_grants(&self) -> Result<AppGrants, Error> {
+        let graph = self.graph();
+        let principal = |op: &'static str, app_id: String| async move {
+            let url = format!("/servicePrincipals?$filter=appId eq '{}'", app_id.replace('\'', "''"));
+            let found: Vec<wire::ServicePrincipal> =
+                graph.list_all(op, "GET /servicePrincipals?$filter=appId eq '…'", &url, false).await?;
+            found.into_iter().next().ok_or_else(|| Error::Graph {
+                op: op.into(),
+                status: 404,
+                code: "Request_ResourceNotFound".into(),
+                message: format!("no service principal for application {app_id} in this tenant"),
+            })
+        };
+        let (app, microsoft_graph) = tokio::try_join!(
+            principal("app.servicePrincipal", graph.config.client_id.clone()),
+            principal("app.graphServicePrincipal", GRAPH_APP_ID.to_string()),
+        )?;
+        let assignments_url = format!("/servicePrincipals/{}/appRoleAssignments", app.id);
+        let member_of_url = format!("/servicePrincipals/{}/memberOf", app.id);
+        let (assignments, member_of) = tokio::try_join!(
+            graph.list_all::<wire::AppRoleAssignment>(
+                "app.appRoleAssignments",
+                "GET /servicePrincipals/{id}/appRoleAssignments",
+                &assignments_url,
+                false,
+            ),
+            graph.list_all::<wire::MemberOf>(
+                "app.memberOf",
+                "GET /servicePrincipals/{id}/memberOf",
+                &member_of_url,
+                false,
+            ),
+        )?;
+        let permissions = assignments
+            .iter()
+            .filter(|a| a.resource_id.as_deref().is_none_or(|r| r.eq_ignore_ascii_case(&microsoft_graph.id)))
+            .filter_map(|a| {
+                microsoft_graph.app_roles.iter().find(|r| r.id.eq_ignore_ascii_case(&a.app_role_id))?.value.clone()
+            })
+            .collect();
+        let role_templates = member_of
+            .into_iter()
+            .filter(|m| {
+                m.odata_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.directoryRole"))
+            })
+            .filter_map(|m| m.role_template_id.or(m.display_name))
+            .collect();
+        Ok(AppGrants { permissions, role_templates })
     }
 
     fn credential_check(&self, spec: &PreflightSpec) -> PreflightCheck {
@@ -223,38 +315,118 @@ impl GraphProvider {
         }
     }
 
+    /// Is meeting creation proven for the organiser the kits will use? A standing organiser
+    /// named in the configuration gets the canary meeting; otherwise the kits' own first
+    /// accounts organise, which only a `-Global` policy covers: a fresh canary account is
+    /// created, asked for a meeting, and deleted for good.
     async fn meeting_check(&self, spec: &PreflightSpec) -> PreflightCheck {
         let title = "Réunions Teams (stratégie d'accès)";
-        let Some(organizer) = &spec.organizer else {
-            return check(
-                "meeting_policy",
-                title,
-                CheckStatus::Warn,
-                "aucun organisateur témoin : la stratégie d'accès n'est pas vérifiée".into(),
-                Some(
-                    "Renseigner m365.preflight_organizer (identifiant d'objet d'un compte couvert par la stratégie)."
-                        .into(),
-                ),
-            );
+        let outcome = match &spec.organizer {
+            Some(organizer) => self.canary_meeting(organizer).await.map(|_| {
+                format!("réunion témoin créée au nom de l'organisateur permanent {organizer}, qui organisera les visios des kits")
+            }),
+            None => match &spec.root_domain {
+                Some(root) => self.canary_account_meeting(root).await.map(|()| {
+                    "réunion témoin créée pour un compte tout juste créé (puis supprimé) : la stratégie d'accès couvre tout le locataire (-Global)".to_string()
+                }),
+                None => {
+                    return check(
+                        "meeting_policy",
+                        title,
+                        CheckStatus::Fail,
+                        "aucun organisateur permanent configuré, et pas de domaine racine vérifié pour un compte témoin : la création des visios n'est pas démontrée".into(),
+                        Some(format!("Accorder {} Ou désigner un organisateur permanent (m365.preflight_organizer).", Grant::MeetingPolicy.fr())),
+                    );
+                }
+            },
         };
-        // createOrGet with a fixed externalId: the same canary meeting every day.
-        let body = json!({"externalId": "repli-preflight", "subject": "Repli — contrôle quotidien (ne pas utiliser)"});
-        match self
-            .graph()
-            .call("meeting.createOrGet", Opts::default(), |c| c.user(organizer).online_meetings().create_or_get(&body))
-            .await
-        {
-            Ok(_) => check(
+        match outcome {
+            Ok(detail) => check("meeting_policy", title, CheckStatus::Ok, detail, None),
+            Err(Error::Forbidden { missing: Grant::MeetingPolicy, message, .. }) => check(
                 "meeting_policy",
                 title,
-                CheckStatus::Ok,
-                "réunion témoin créée au nom de l'organisateur désigné".into(),
-                None,
+                CheckStatus::Fail,
+                format!(
+                    "Microsoft 365 refuse la réunion témoin ({message}) : aucune stratégie d'accès aux applications Teams ne couvre {}",
+                    if spec.organizer.is_some() {
+                        "l'organisateur permanent"
+                    } else {
+                        "un compte tout juste créé comme ceux des kits"
+                    }
+                ),
+                Some(format!("Accorder {}", Grant::MeetingPolicy.fr())),
             ),
             Err(e) => {
                 let (detail, fix) = refused(&e);
+                let detail =
+                    format!("réunion témoin impossible, la création des visios n'est pas démontrée : {detail}");
                 check("meeting_policy", title, CheckStatus::Fail, detail, fix)
             }
+        }
+    }
+
+    /// createOrGet with a fixed externalId: the same canary meeting every day; its id.
+    async fn canary_meeting(&self, organizer: &str) -> Result<String, Error> {
+        let body = json!({"externalId": "repli-preflight", "subject": "Repli — contrôle quotidien (ne pas utiliser)"});
+        let reply = self
+            .graph()
+            .call("meeting.createOrGet", Opts { retry_not_found: true, ..Opts::default() }, |c| {
+                c.user(organizer).online_meetings().create_or_get(&body)
+            })
+            .await?;
+        let meeting: wire::OnlineMeeting =
+            wire::decode("meeting.createOrGet", "POST /users/{id}/onlineMeetings/createOrGet", reply.body)?;
+        Ok(meeting.id)
+    }
+
+    /// A canary account on `root` (disabled, random password), its meeting, then the account
+    /// deleted and purged from deleted items whatever happened.
+    async fn canary_account_meeting(&self, root: &str) -> Result<(), Error> {
+        let mut nonce = [0u8; 6];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
+        let nick = format!("repli-canary-{}", hex::encode(nonce));
+        let password = generate_password()?;
+        let body = json!({
+            "accountEnabled": false, "displayName": "Repli — compte témoin (supprimé aussitôt)",
+            "mailNickname": nick, "userPrincipalName": format!("{nick}@{root}"),
+            "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": password.expose()},
+        });
+        let reply = self.graph().call("preflight.canary", Opts::default(), |c| c.users().create_user(&body)).await?;
+        let user: wire::DirectoryObject = wire::decode("preflight.canary", "POST /users", reply.body)?;
+        let meeting = self.canary_meeting(&user.id).await;
+        let removed = self.remove_canary(&user.id, meeting.as_ref().ok().map(String::as_str)).await;
+        meeting.and(removed)
+    }
+
+    /// The canary's meeting (onlinemeeting-delete), then the account, deleted for good.
+    async fn remove_canary(&self, id: &str, meeting: Option<&str>) -> Result<(), Error> {
+        let graph: &Graph = self.graph();
+        if let Some(meeting) = meeting {
+            let url = format!("/users/{id}/onlineMeetings/{meeting}");
+            match graph.call("meeting.delete", Opts::default(), |c| Graph::custom(c, Method::DELETE, &url, None)).await
+            {
+                Ok(_) | Err(Error::Graph { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match graph
+            .call("preflight.canary", Opts { retry_not_found: true, ..Opts::default() }, |c| c.user(id).delete_user())
+            .await
+        {
+            Ok(_) | Err(Error::Graph { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let purge = vec![Item {
+            id: "c".into(),
+            method: Method::DELETE,
+            url: format!("/directory/deletedItems/{id}"),
+            body: None,
+        }];
+        let results =
+            graph.run_items("accounts.purge", purge, Opts { retry_not_found: true, ..Opts::default() }).await?;
+        match results.get("c") {
+            Some(r) if !r.ok() => Err(r.clone().into_error("accounts.purge")),
+            _ => Ok(()),
         }
     }
 }
@@ -293,7 +465,7 @@ fn permissions_check(roles: &[String]) -> PreflightCheck {
 fn role_check(wids: &[String], admin_unit: Option<&str>) -> PreflightCheck {
     let title = "Rôle d'annuaire (réinitialisation des mots de passe)";
     let (role, template) = USER_ADMINISTRATOR;
-    let tenant_wide = wids.iter().any(|w| w.eq_ignore_ascii_case(template));
+    let tenant_wide = wids.iter().any(|w| w.eq_ignore_ascii_case(template) || w.eq_ignore_ascii_case(role));
     match (tenant_wide, admin_unit) {
         (_, Some(unit)) => check(
             "directory_role",
@@ -302,7 +474,7 @@ fn role_check(wids: &[String], admin_unit: Option<&str>) -> PreflightCheck {
             if tenant_wide {
                 format!("« {role} » attribué à tout le locataire, alors qu'une unité administrative ({unit}) est déclarée")
             } else {
-                format!("« {role} » déclaré sur l'unité administrative {unit} (une attribution restreinte ne figure pas dans le jeton)")
+                format!("« {role} » déclaré sur l'unité administrative {unit} (non vérifié : une attribution restreinte à une unité n'apparaît pas parmi les rôles du locataire)")
             },
             tenant_wide.then(|| "Retirer l'attribution sur tout le locataire : celle de l'unité administrative suffit.".to_string()),
         ),

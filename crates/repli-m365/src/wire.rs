@@ -193,6 +193,43 @@ pub(crate) struct DirectoryObject {
     pub user_type: Option<String>,
 }
 
+/// A service principal: `GET /servicePrincipals?$filter=appId eq '…'` (the app itself, or
+/// Microsoft Graph's, whose `appRoles` name each application permission).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServicePrincipal {
+    pub id: String,
+    #[serde(default)]
+    pub app_roles: Vec<AppRole>,
+}
+
+/// `appRole`: `id` (Nullable="false") and its `value`, the permission's name.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AppRole {
+    pub id: String,
+    pub value: Option<String>,
+}
+
+/// `GET /servicePrincipals/{id}/appRoleAssignments`: one application permission granted.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AppRoleAssignment {
+    pub app_role_id: String,
+    pub resource_id: Option<String>,
+}
+
+/// `GET /servicePrincipals/{id}/memberOf`: groups and directory roles; a directory role has
+/// its `roleTemplateId`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MemberOf {
+    #[serde(rename = "@odata.type")]
+    pub odata_type: Option<String>,
+    pub display_name: Option<String>,
+    pub role_template_id: Option<String>,
+}
+
 /// A Microsoft 365 group: `POST /groups`, `GET /groups?$filter=mailNickname eq '…'`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

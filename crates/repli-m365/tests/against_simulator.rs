@@ -2,13 +2,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use repli_graph_sim::{Faults, Grants, RetryAfterFormat, SimConfig, Simulator};
+use repli_graph_sim::{Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator};
 use repli_m365::{
     AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365,
     PreflightReport, PreflightSpec, Secret, provision,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// A tenant set up as docs/M365.md says: the Teams application access policy granted with
+/// `-Global` (the simulator's default is a new tenant's: no policy).
+fn configured() -> SimConfig {
+    SimConfig { meeting_policies: vec![PolicyGrant::Global], ..SimConfig::default() }
+}
 
 async fn sim(config: SimConfig) -> Simulator {
     Simulator::start("127.0.0.1:0", config).await.unwrap()
@@ -56,7 +62,7 @@ fn assert_one_kit(state: &Value, agents: usize) {
 
 #[tokio::test]
 async fn provisions_a_whole_kit_once_and_a_rerun_creates_nothing() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let dns = HttpDnsPublisher::new(sim.base_url());
     let kit = provision(&m365, &dns, &spec(25)).await.unwrap();
@@ -85,7 +91,7 @@ async fn provisions_a_whole_kit_once_and_a_rerun_creates_nothing() {
 async fn throttling_with_retry_after_in_seconds_and_as_http_date() {
     for format in [RetryAfterFormat::Seconds, RetryAfterFormat::HttpDate] {
         let faults = Faults { throttle_rps: Some(25), retry_after_format: format, ..Faults::default() };
-        let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+        let sim = sim(SimConfig { faults, ..configured() }).await;
         let m365 = provider(&sim, |_| {});
         provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(30)).await.unwrap();
         assert_one_kit(&sim.state(), 30);
@@ -99,7 +105,7 @@ async fn throttling_with_retry_after_in_seconds_and_as_http_date() {
 #[tokio::test]
 async fn throttled_provisioning_resends_little() {
     let faults = Faults { throttle_rps: Some(40), ..Faults::default() };
-    let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { faults, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
     assert_one_kit(&sim.state(), 120);
@@ -111,7 +117,7 @@ async fn throttled_provisioning_resends_little() {
 #[tokio::test]
 async fn outages_and_dropped_connections_are_retried_without_duplicates() {
     let faults = Faults { fail_rate: 0.15, reset_rate: 0.15, ..Faults::default() };
-    let sim = sim(SimConfig { faults, seed: 7, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { faults, seed: 7, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(22)).await.unwrap();
     assert_one_kit(&sim.state(), 22);
@@ -120,7 +126,7 @@ async fn outages_and_dropped_connections_are_retried_without_duplicates() {
 
 #[tokio::test]
 async fn eventual_consistency_is_waited_out() {
-    let sim = sim(SimConfig { consistency: Duration::from_millis(400), ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { consistency: Duration::from_millis(400), ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(12)).await.unwrap();
     assert_one_kit(&sim.state(), 12);
@@ -132,7 +138,7 @@ async fn a_provisioning_interrupted_half_way_and_run_again_ends_with_one_of_each
     // with replication lag so that a re-run cannot simply see what the last one made.
     for cut_ms in [15u64, 60, 120, 200, 320] {
         let faults = Faults { latency_ms: 10, ..Faults::default() };
-        let sim = sim(SimConfig { faults, consistency: Duration::from_millis(150), ..SimConfig::default() }).await;
+        let sim = sim(SimConfig { faults, consistency: Duration::from_millis(150), ..configured() }).await;
         let dns = HttpDnsPublisher::new(sim.base_url());
         {
             let m365 = provider(&sim, |_| {});
@@ -147,7 +153,7 @@ async fn a_provisioning_interrupted_half_way_and_run_again_ends_with_one_of_each
 
 #[tokio::test]
 async fn listings_follow_next_links() {
-    let sim = sim(SimConfig { max_page: 7, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { max_page: 7, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     let dns = HttpDnsPublisher::new(sim.base_url());
     provision(&m365, &dns, &spec(30)).await.unwrap();
@@ -159,7 +165,7 @@ async fn listings_follow_next_links() {
 
 #[tokio::test]
 async fn running_out_of_licences_says_how_many_and_creates_nothing() {
-    let sim = sim(SimConfig { licences: 5, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { licences: 5, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(8)).await.unwrap_err();
     match &err {
@@ -172,7 +178,7 @@ async fn running_out_of_licences_says_how_many_and_creates_nothing() {
 
 #[tokio::test]
 async fn wind_down_then_remove_everything() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let spec = spec(21);
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
@@ -191,10 +197,16 @@ async fn wind_down_then_remove_everything() {
 
 #[tokio::test]
 async fn forced_domain_removal_renames_references() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let spec = spec(3);
     provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
+    // domain-forcedelete: Exchange must no longer provision the domain (read strictly: Email
+    // is removed from its services first); the client does so, Graph refuses it otherwise.
+    let path = format!("/domains/{}/forceDelete", spec.domain);
+    let (status, body) = raw(&sim, reqwest::Method::POST, &path, json!({"disableUserAccounts": true})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Exchange"), "{body}");
     assert_eq!(m365.remove_domain(&spec.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { renamed: 3 });
     assert_eq!(sim.state()["counts"]["domains"], 0);
     assert_eq!(sim.state()["counts"]["enabledUsers"], 0);
@@ -202,7 +214,7 @@ async fn forced_domain_removal_renames_references() {
 
 #[tokio::test]
 async fn hostile_names_become_safe_logins() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let mut s = spec(0);
     s.agents = vec![
@@ -225,7 +237,7 @@ async fn hostile_names_become_safe_logins() {
 
 #[tokio::test]
 async fn endpoints_and_credentials_are_checked() {
-    let sim = sim(SimConfig { client_secret: Some("right".into()), ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { client_secret: Some("right".into()), ..configured() }).await;
     for (graph, login) in [
         ("http://10.1.2.3/v1.0", "http://10.1.2.3"),
         ("https://graph.evil.example/v1.0", "https://login.microsoftonline.com"),
@@ -241,7 +253,7 @@ async fn endpoints_and_credentials_are_checked() {
 
 #[tokio::test]
 async fn an_expired_token_is_renewed() {
-    let sim = sim(SimConfig { token_ttl: Duration::from_secs(1), ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { token_ttl: Duration::from_secs(1), ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     m365.ensure_domain("a.secours-amp.fr").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -278,7 +290,7 @@ async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) 
 
 #[tokio::test]
 async fn the_simulator_refuses_what_graph_refuses() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let (status, body) =
         raw(&sim, reqwest::Method::POST, "/groups", json!({"displayName": "x", "colour": "red"})).await;
     assert_eq!(status, 400);
@@ -342,7 +354,7 @@ async fn the_simulator_refuses_what_graph_refuses() {
 /// anything runs (json-batching; microsoft-graph-docs#16280).
 #[tokio::test]
 async fn a_batch_mixing_parallel_and_sequential_requests_is_refused() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let get = |id: &str, depends: Option<&str>| {
         let mut r = json!({"id": id, "method": "GET", "url": "/subscribedSkus"});
         if let Some(d) = depends {
@@ -368,7 +380,7 @@ async fn a_batch_mixing_parallel_and_sequential_requests_is_refused() {
 /// app-only `createOrGet` for an organiser named by UPN answers 404.
 #[tokio::test]
 async fn users_are_referenced_by_object_id() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
     let upn = kit.accounts[0].upn.clone();
@@ -392,7 +404,7 @@ async fn users_are_referenced_by_object_id() {
 /// Create group: owners and members bound at creation are at most 20 relationships together.
 #[tokio::test]
 async fn a_group_is_created_with_at_most_twenty_relationships() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let refs: Vec<String> = (0..21).map(|i| format!("https://graph.microsoft.com/v1.0/users/u{i}")).collect();
     let body = json!({
         "displayName": "Cellule", "mailEnabled": true, "mailNickname": "cellule", "securityEnabled": false,
@@ -408,8 +420,7 @@ async fn the_simulator_records_requests_and_takes_faults_while_running() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("requests.jsonl");
     let sim =
-        sim(SimConfig { record: Some(record.clone()), client_secret: Some("s3cret".into()), ..SimConfig::default() })
-            .await;
+        sim(SimConfig { record: Some(record.clone()), client_secret: Some("s3cret".into()), ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     m365.ensure_domain("a.secours-amp.fr").await.unwrap();
     let lines: Vec<Value> =
@@ -448,7 +459,7 @@ async fn the_simulator_records_requests_and_takes_faults_while_running() {
 
 /// A simulator granting `grants` instead of the least-privilege set.
 async fn sim_granting(grants: Grants) -> Simulator {
-    sim(SimConfig { grants, ..SimConfig::default() }).await
+    sim(SimConfig { grants, ..configured() }).await
 }
 
 fn without_permission(p: &str) -> Grants {
@@ -495,30 +506,52 @@ async fn password_resets_need_the_user_administrator_role() {
     assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(r), .. } if r == "User Administrator"), "{err}");
 }
 
-/// createOrGet app-only needs an application access policy for the organiser: 403
-/// « No application access policy found for this app. ».
-#[tokio::test]
-async fn meetings_need_the_teams_access_policy() {
-    let sim = sim_granting(Grants { meeting_policy: false, ..Grants::default() }).await;
-    let m365 = provider(&sim, |_| {});
-    let err = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap_err();
-    assert!(matches!(&err, Error::Forbidden { missing: Grant::MeetingPolicy, .. }), "{err}");
-}
-
-/// team-put-teams: 201 Created with the team, and 404 for a while after the group's creation
-/// (replication); the client retries until it is created, once.
+/// team-put-teams: 201 Created with the team, and 404 for up to 15 minutes after the group's
+/// creation (replication; retry 10 s apart). Under the simulator's clock, minutes of 404s pass
+/// while the client retries within its own Team budget; past that budget, a typed error.
 #[tokio::test]
 async fn a_team_put_on_a_fresh_group_is_retried_until_it_is_created() {
-    let sim = sim(SimConfig { team_not_found_for: Duration::from_millis(1500), ..SimConfig::default() }).await;
-    let m365 = provider(&sim, |_| {});
-    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(4)).await.unwrap();
-    assert_one_kit(&sim.state(), 4);
-    assert!(m365.stats().retries > 0, "{:?}", m365.stats());
+    let lag = Duration::from_secs(14 * 60);
+    let tenant = sim(SimConfig { team_not_found_for: lag, ..configured() }).await;
+    let m365 = provider(&tenant, |c| c.team_retry_interval = Duration::from_millis(20));
+    let (dns, kit_spec) = (HttpDnsPublisher::new(tenant.base_url()), spec(4));
+    let kit = provision(&m365, &dns, &kit_spec);
+    // The tenant's clock runs a minute per 40 ms while the client waits: the operation's own
+    // budget (60 s) would not cover 14 minutes; the Team's (15 minutes) does.
+    let clock = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            tenant.advance(Duration::from_secs(60));
+        }
+    };
+    let kit = tokio::select! { kit = kit => kit.unwrap(), () = clock => unreachable!() };
+    assert!(kit.team.created);
+    assert_one_kit(&tenant.state(), 4);
     let body = json!({"displayName": "G", "mailEnabled": true, "mailNickname": "g", "securityEnabled": false, "groupTypes": ["Unified"]});
-    let (_, group) = raw(&sim, reqwest::Method::POST, "/groups", body).await;
+    let (_, group) = raw(&tenant, reqwest::Method::POST, "/groups", body).await;
     let put = format!("/groups/{}/team", group["id"].as_str().unwrap());
-    let (status, body) = raw(&sim, reqwest::Method::PUT, &put, json!({})).await;
+    let (status, body) = raw(&tenant, reqwest::Method::PUT, &put, json!({})).await;
     assert_eq!(status, 404, "{body}");
+    tenant.advance(lag);
+    let (status, body) = raw(&tenant, reqwest::Method::PUT, &put, json!({})).await;
+    assert_eq!(status, 400, "past the lag, Graph's next rule (an owner first): {body}");
+
+    // The clock stands still: past the Team's budget, the step fails with a typed error that
+    // says why, and nothing is created twice when it runs again.
+    let stuck = sim(SimConfig { team_not_found_for: lag, ..configured() }).await;
+    let m365 = provider(&stuck, |c| {
+        c.team_retry_interval = Duration::from_millis(20);
+        c.team_lag_budget = Duration::from_millis(300);
+    });
+    let err = provision(&m365, &HttpDnsPublisher::new(stuck.base_url()), &spec(4)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Budget { op, last, .. } if op == "team.create" && last.contains("15 minutes")),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    stuck.advance(lag);
+    provision(&m365, &HttpDnsPublisher::new(stuck.base_url()), &spec(4)).await.unwrap();
+    assert_one_kit(&stuck.state(), 4);
 }
 
 /// The crisis Team of `accounts`, the first one its owner.
@@ -539,7 +572,7 @@ fn team_of(accounts: &[repli_m365::Account]) -> repli_m365::TeamSpec {
 /// the group, before the licences step reaches the other accounts.
 #[tokio::test]
 async fn a_team_is_refused_while_its_owner_holds_no_teams_licence() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     sim.seed_verified_domain("secours-amp.fr");
     let m365 = provider(&sim, |_| {});
     m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
@@ -563,7 +596,7 @@ async fn a_team_is_refused_while_its_owner_holds_no_teams_licence() {
 /// (Teams may lag behind a fresh licence), then fails naming the licence, not a permission.
 #[tokio::test]
 async fn a_team_without_a_teams_licence_to_give_names_the_licence() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     sim.seed_verified_domain("secours-amp.fr");
     let m365 = provider(&sim, |c| {
         c.sku_part_numbers = vec![repli_graph_sim::SUITE_SKU.into()];
@@ -581,7 +614,7 @@ async fn a_team_without_a_teams_licence_to_give_names_the_licence() {
 /// A subdomain of a verified root is verified at creation: no TXT record needed.
 #[tokio::test]
 async fn subdomains_of_a_verified_root_are_verified_at_once() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     sim.seed_verified_domain("secours-amp.fr");
     let m365 = provider(&sim, |_| {});
     let d = m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
@@ -596,7 +629,7 @@ async fn subdomains_of_a_verified_root_are_verified_at_once() {
 /// cannot be deleted until the user is deleted for good (User.DeleteRestore.All).
 #[tokio::test]
 async fn soft_deleted_users_hold_the_domain_until_purged() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let spec = spec(2);
     let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
@@ -625,7 +658,7 @@ async fn soft_deleted_users_hold_the_domain_until_purged() {
 /// configured SKU, and a missing or exhausted one is named before anything is created.
 #[tokio::test]
 async fn every_account_gets_the_suite_and_teams() {
-    let sim = sim(SimConfig { licences: 3, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { licences: 3, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     let (_, skus) = raw(&sim, reqwest::Method::GET, "/subscribedSkus", Value::Null).await;
     assert_eq!(skus["value"].as_array().unwrap().len(), 2);
@@ -641,7 +674,7 @@ async fn every_account_gets_the_suite_and_teams() {
 /// already a member, 404 for an unknown object.
 #[tokio::test]
 async fn members_are_added_one_by_one_through_ref() {
-    let sim = sim(SimConfig::default()).await;
+    let sim = sim(configured()).await;
     let m365 = provider(&sim, |_| {});
     let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(1)).await.unwrap();
     let organizer = sim.seed_user("hors-kit");
@@ -656,7 +689,7 @@ async fn members_are_added_one_by_one_through_ref() {
 /// call; the client waits until it answers 404.
 #[tokio::test]
 async fn forced_deletion_is_waited_for() {
-    let sim = sim(SimConfig { team_delay: Duration::from_millis(800), ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { team_delay: Duration::from_millis(800), ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     m365.ensure_domain("b.secours-amp.fr").await.unwrap();
     let force = json!({"disableUserAccounts": true});
@@ -705,7 +738,7 @@ async fn certificate_sign_in_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let Some(key) = rsa_key(dir.path()) else { return };
     let cert = certificate(&key, 365);
-    let sim = sim(SimConfig { client_certificate: Some(cert.clone()), ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { client_certificate: Some(cert.clone()), ..configured() }).await;
     let with_cert = |cert_pem: &str| {
         let c = repli_m365::ClientCertificate::from_pem(&Secret::new(key.clone()), cert_pem).unwrap();
         provider(&sim, move |cfg| cfg.credential = repli_m365::Credential::Certificate(c))
@@ -763,7 +796,7 @@ fn base64_url(s: &str) -> String {
 }
 
 async fn sim_with_cert(cert: &str) -> Simulator {
-    sim(SimConfig { client_certificate: Some(cert.to_string()), ..SimConfig::default() }).await
+    sim(SimConfig { client_certificate: Some(cert.to_string()), ..configured() }).await
 }
 
 fn preflight_spec(organizer: Option<String>) -> PreflightSpec {
@@ -787,7 +820,7 @@ fn status_of(report: &PreflightReport, key: &str) -> (CheckStatus, String) {
 /// misconfiguration with how to fix it.
 #[tokio::test]
 async fn preflight_names_each_misconfiguration() {
-    let ready = sim(SimConfig::default()).await;
+    let ready = sim(configured()).await;
     ready.seed_verified_domain("secours-amp.fr");
     let organizer = ready.seed_user("organisateur");
     let report = provider(&ready, |_| {}).preflight(&preflight_spec(Some(organizer.clone()))).await;
@@ -797,21 +830,17 @@ async fn preflight_names_each_misconfiguration() {
 
     let cases: Vec<(SimConfig, &str, &str)> = vec![
         (
-            SimConfig { grants: without_permission("Group.ReadWrite.All"), ..SimConfig::default() },
+            SimConfig { grants: without_permission("Group.ReadWrite.All"), ..configured() },
             "permissions",
             "Group.ReadWrite.All",
         ),
         (
-            SimConfig { grants: Grants { directory_roles: vec![], ..Grants::default() }, ..SimConfig::default() },
+            SimConfig { grants: Grants { directory_roles: vec![], ..Grants::default() }, ..configured() },
             "directory_role",
             "User Administrator",
         ),
-        (SimConfig { licences: 10, ..SimConfig::default() }, "licences", "10 libre(s) pour 50"),
-        (
-            SimConfig { grants: Grants { meeting_policy: false, ..Grants::default() }, ..SimConfig::default() },
-            "meeting_policy",
-            "New-CsApplicationAccessPolicy",
-        ),
+        (SimConfig { licences: 10, ..configured() }, "licences", "10 libre(s) pour 50"),
+        (SimConfig::default(), "meeting_policy", "Grant-CsApplicationAccessPolicy -PolicyName Repli -Global"),
     ];
     for (config, key, says) in cases {
         let tenant = sim(config).await;
@@ -829,10 +858,18 @@ async fn preflight_names_each_misconfiguration() {
     assert_eq!(status, CheckStatus::Fail, "{text}");
     assert!(text.contains("n'inclut Teams"), "{text}");
     // No root domain in the tenant.
-    let bare = sim(SimConfig::default()).await;
+    let bare = sim(configured()).await;
     let report = provider(&bare, |_| {}).preflight(&preflight_spec(None)).await;
     assert_eq!(status_of(&report, "root_domain").0, CheckStatus::Fail);
-    assert_eq!(status_of(&report, "meeting_policy").0, CheckStatus::Warn, "no organiser: not checked");
+    // No standing organiser and no root domain for a canary account: meeting creation is not
+    // proven, so the check fails.
+    let (status, text) = status_of(&report, "meeting_policy");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("témoin") && text.contains("pas démontrée"), "{text}");
+    let no_root = PreflightSpec { root_domain: None, ..preflight_spec(None) };
+    let (status, text) = status_of(&provider(&bare, |_| {}).preflight(&no_root).await, "meeting_policy");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("-Global"), "{text}");
     // A secret expiring within the warning window, one expired, one of unknown expiry.
     for (date, status, says) in [
         (Some("2026-12-10"), CheckStatus::Fail, "dans 10 jour(s)"),
@@ -867,6 +904,13 @@ async fn preflight_reports_an_expiring_certificate() {
 /// The hand-back's Microsoft 365 side, in the playbook's order; asserts each stage.
 async fn hand_back(sim: &Simulator, m365: &GraphProvider, spec: &KitSpec) {
     let agents = spec.agents.len();
+    // The visio first (onlinemeeting-delete), while its organiser still holds Teams; again
+    // changes nothing.
+    let external_id = format!("repli-{}", spec.crisis_id);
+    assert_eq!(m365.remove_meetings(&spec.domain, &external_id).await.unwrap(), 1);
+    assert_eq!(sim.state()["counts"]["onlineMeetings"], 0);
+    assert_eq!(m365.remove_meetings(&spec.domain, &external_id).await.unwrap(), 0);
+    assert_eq!(sim.state()["counts"]["onlineMeetings"], 0, "a probe left a meeting behind");
     let down = m365.wind_down_accounts(&spec.domain).await.unwrap();
     assert_eq!((down.accounts.len(), down.licences_removed as usize), (agents, agents * 2));
     let state = sim.state();
@@ -877,7 +921,7 @@ async fn hand_back(sim: &Simulator, m365: &GraphProvider, spec: &KitSpec) {
     assert_eq!(m365.delete_accounts(&spec.domain).await.unwrap(), agents);
     assert_eq!(m365.remove_domain(&spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
     let counts = &sim.state()["counts"];
-    for kind in ["domains", "users", "groups", "teams", "licensesAssigned"] {
+    for kind in ["domains", "users", "groups", "teams", "licensesAssigned", "onlineMeetings"] {
         assert_eq!(counts[kind], 0, "{kind} left after the hand-back: {counts}");
     }
 }
@@ -889,7 +933,7 @@ async fn a_kit_is_provisioned_and_handed_back_at_twenty_requests_per_second() {
     // Both forms at once, each against its own tenant.
     let run = |format: RetryAfterFormat| async move {
         let faults = Faults { throttle_rps: Some(20), retry_after_format: format, ..Faults::default() };
-        let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+        let sim = sim(SimConfig { faults, ..configured() }).await;
         let m365 = provider(&sim, |c| c.budget = Duration::from_secs(240));
         let spec = spec(50);
         provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec).await.unwrap();
@@ -906,7 +950,7 @@ async fn communes_hit_together_share_one_throttled_tenant_and_each_kit_is_made_o
     // Three communes at once through one connection (one throttle gate) on a tenant that
     // admits 20 requests a second: every kit completes, each object exactly once.
     let faults = Faults { throttle_rps: Some(20), ..Faults::default() };
-    let sim = sim(SimConfig { faults, ..SimConfig::default() }).await;
+    let sim = sim(SimConfig { faults, ..configured() }).await;
     let m365 = provider(&sim, |c| c.budget = Duration::from_secs(240));
     let dns = HttpDnsPublisher::new(sim.base_url());
     let specs: Vec<KitSpec> = ["Aubagne", "Cassis", "La Ciotat"]
@@ -936,4 +980,329 @@ async fn communes_hit_together_share_one_throttled_tenant_and_each_kit_is_made_o
         assert_eq!((group["members"].as_u64(), group["owners"].as_u64()), (Some(15), Some(1)), "{group}");
     }
     assert!(m365.stats().throttled > 0, "the tenant never throttled: the test proves nothing");
+}
+
+/// Application access policy (cloud-communication-online-meeting-application-access-policy):
+/// app-only meetings need a policy covering the organiser, per user or `-Global`; a new tenant
+/// has none; a grant takes a while to apply. The kit's organiser is an account created at
+/// activation, which only `-Global` covers, so the preflight proves it with a fresh canary
+/// account, or uses a standing organiser ops named.
+#[tokio::test]
+async fn meetings_need_an_access_policy_covering_their_organiser() {
+    // A new tenant: no policy. The visio is refused with the documented answer, diagnosed as
+    // the policy (not as a permission the same preflight says is granted).
+    let bare = sim(SimConfig::default()).await;
+    bare.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&bare, |_| {});
+    let err = provision(&m365, &HttpDnsPublisher::new(bare.base_url()), &spec(2)).await.unwrap_err();
+    match &err {
+        Error::Forbidden { missing: Grant::MeetingPolicy, message, .. } => {
+            assert!(message.contains("is not authorized to Create meeting on behalf of user"), "{message}")
+        }
+        other => panic!("expected the access policy: {other}"),
+    }
+    let report = m365.preflight(&preflight_spec(None)).await;
+    assert_eq!(status_of(&report, "permissions").0, CheckStatus::Ok, "{report:#?}");
+    let (status, text) = status_of(&report, "meeting_policy");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    for says in
+        ["New-CsApplicationAccessPolicy", "Grant-CsApplicationAccessPolicy -PolicyName Repli -Global", "30 minutes"]
+    {
+        assert!(text.contains(says), "{says} missing: {text}");
+    }
+    assert!(!text.contains("OnlineMeetings.ReadWrite.All"), "a granted permission blamed: {text}");
+    // The canary account was deleted for good: only the kit's two accounts remain.
+    let users_before = bare.state()["counts"]["users"].clone();
+    m365.preflight(&preflight_spec(None)).await;
+    assert_eq!(bare.state()["counts"]["users"], users_before, "canary left behind");
+
+    // A per-user policy for a standing organiser: it applies only after its delay.
+    let pending = sim(SimConfig { policy_delay: Duration::from_secs(3600), ..SimConfig::default() }).await;
+    pending.seed_verified_domain("secours-amp.fr");
+    let organizer = pending.seed_user("organisateur");
+    pending.grant_meeting_policy(PolicyGrant::User(organizer.clone()));
+    let report = provider(&pending, |_| {}).preflight(&preflight_spec(Some(organizer))).await;
+    assert_eq!(status_of(&report, "meeting_policy").0, CheckStatus::Fail, "applied before its delay");
+    // Applied: its canary passes, a fresh account's does not, and naming it as the standing
+    // organiser makes the kit's visio work.
+    let tenant = sim(SimConfig { policy_delay: Duration::ZERO, ..SimConfig::default() }).await;
+    tenant.seed_verified_domain("secours-amp.fr");
+    let organizer = tenant.seed_user("organisateur");
+    tenant.grant_meeting_policy(PolicyGrant::User(organizer.clone()));
+    let m365 = provider(&tenant, |_| {});
+    assert_eq!(
+        status_of(&m365.preflight(&preflight_spec(Some(organizer.clone()))).await, "meeting_policy").0,
+        CheckStatus::Ok
+    );
+    let (status, text) = status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy");
+    assert_eq!(status, CheckStatus::Fail, "a per-user policy does not cover fresh accounts: {text}");
+    let err = provision(&m365, &HttpDnsPublisher::new(tenant.base_url()), &spec(2)).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::MeetingPolicy, .. }), "{err}");
+    let standing = provider(&tenant, |c| c.meeting_organizer = Some(organizer.clone()));
+    let kit = provision(&standing, &HttpDnsPublisher::new(tenant.base_url()), &spec(2)).await.unwrap();
+    assert!(kit.meeting.join_url.starts_with("https://teams.microsoft.com/"));
+    // Its meetings: the preflight's canary and the kit's. The hand-back removes the kit's only.
+    assert_eq!(tenant.state()["counts"]["onlineMeetings"], 2);
+    assert_eq!(standing.remove_meetings("aubagne.secours-amp.fr", "repli-13005-2026-001").await.unwrap(), 1);
+    let left = tenant.state();
+    assert_eq!(left["onlineMeetings"].as_array().map(Vec::len), Some(1));
+    assert_eq!(left["onlineMeetings"][0]["externalId"], "repli-preflight");
+
+    // -Global granted while running: refused for the documented 30 minutes (the simulator's
+    // default delay, under its clock), then proven by the canary.
+    let later = sim(SimConfig::default()).await;
+    later.seed_verified_domain("secours-amp.fr");
+    later.grant_meeting_policy(PolicyGrant::Global);
+    let m365 = provider(&later, |_| {});
+    later.advance(Duration::from_secs(29 * 60));
+    assert_eq!(status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy").0, CheckStatus::Fail);
+    later.advance(Duration::from_secs(60));
+    let (status, text) = status_of(&m365.preflight(&preflight_spec(None)).await, "meeting_policy");
+    assert_eq!(status, CheckStatus::Ok, "{text}");
+    assert!(text.contains("-Global"), "{text}");
+    let counts = &later.state()["counts"];
+    assert_eq!((counts["users"].as_u64(), counts["onlineMeetings"].as_u64()), (Some(0), Some(0)), "canary left behind");
+}
+
+/// Tokens carry what was granted when they were issued (Microsoft identity platform, "Access
+/// tokens"): after an administrator's grant, a refused call gets a new token once and passes,
+/// alone or inside a batch; the preflight reads the grants from Graph, never from the token.
+#[tokio::test]
+async fn a_grant_made_after_the_token_was_issued_counts_at_once() {
+    let sim = sim_granting(without_permission("Group.ReadWrite.All")).await;
+    let m365 = provider(&sim, |_| {});
+    let err = m365.delete_group("crise-x").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "Group.ReadWrite.All"),
+        "{err}"
+    );
+    let report = m365.preflight(&preflight_spec(None)).await;
+    assert!(status_of(&report, "permissions").1.contains("Group.ReadWrite.All"));
+    sim.set_grants(Grants::default());
+    // The preflight takes a new token and reads Graph: the grant shows at once.
+    assert_eq!(status_of(&m365.preflight(&preflight_spec(None)).await, "permissions").0, CheckStatus::Ok);
+    // A call refused with the old token's grants: once a new token, then it passes.
+    let fresh = provider(&sim, |_| {});
+    sim.set_grants(without_permission("Group.ReadWrite.All"));
+    assert!(fresh.delete_group("crise-x").await.is_err());
+    sim.set_grants(Grants::default());
+    assert!(!fresh.delete_group("crise-x").await.unwrap(), "no such group, and no 403 after the grant");
+
+    // Inside a batch: password resets refused for the User Administrator role, granted, then done.
+    let sim = sim_granting(Grants { directory_roles: vec![], ..Grants::default() }).await;
+    let m365 = provider(&sim, |_| {});
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
+    let upns: Vec<String> = kit.accounts.iter().map(|a| a.upn.clone()).collect();
+    assert!(m365.reset_passwords(&upns).await.is_err());
+    sim.set_grants(Grants::default());
+    assert_eq!(m365.reset_passwords(&upns).await.unwrap().len(), 2);
+    // A refusal that stays after the new token is reported, not looped on.
+    sim.set_grants(Grants { directory_roles: vec![], ..Grants::default() });
+    let fresh = provider(&sim, |_| {});
+    let err = fresh.reset_passwords(&upns).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(_), .. }), "{err}");
+}
+
+/// Behind a gateway that issues opaque tokens, the preflight still reads what the app holds
+/// (from Graph), instead of reporting every permission missing.
+#[tokio::test]
+async fn opaque_tokens_do_not_hide_the_grants() {
+    let sim = sim(SimConfig { opaque_tokens: true, ..configured() }).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |_| {});
+    let report = m365.preflight(&preflight_spec(None)).await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(status_of(&report, "permissions").0, CheckStatus::Ok);
+    assert_eq!(status_of(&report, "directory_role").0, CheckStatus::Warn, "tenant-wide role seen");
+    // Without Application.Read.All the grants cannot be read: said so, naming the permission.
+    let blind = sim_granting(without_permission("Application.Read.All")).await;
+    let report = provider(&blind, |_| {}).preflight(&preflight_spec(None)).await;
+    let (status, text) = status_of(&report, "permissions");
+    assert_eq!(status, CheckStatus::Fail);
+    assert!(text.contains("Application.Read.All"), "{text}");
+    // More than needed is a warning naming it.
+    let wide = sim_granting(Grants {
+        app_roles: [&LEAST[..], &["Directory.ReadWrite.All"]].concat().iter().map(|s| (*s).to_string()).collect(),
+        ..Grants::default()
+    })
+    .await;
+    let (status, text) = status_of(&provider(&wide, |_| {}).preflight(&preflight_spec(None)).await, "permissions");
+    assert_eq!(status, CheckStatus::Warn, "{text}");
+    assert!(text.contains("Directory.ReadWrite.All"), "{text}");
+}
+
+const LEAST: [&str; 7] = repli_core::m365::LEAST_PRIVILEGE;
+
+/// domain-verify "only applies to an unverified domain": Graph answers 400 on a verified one.
+/// The client reads `isVerified` first; a record not seen yet is retried later, the rest is not.
+#[tokio::test]
+async fn verifying_a_domain_follows_the_documented_answers() {
+    let tenant = sim(configured()).await;
+    tenant.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&tenant, |_| {});
+    m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
+    let (status, body) =
+        raw(&tenant, reqwest::Method::POST, "/domains/aubagne.secours-amp.fr/verify", Value::Null).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("only applies to an unverified domain"), "{body}");
+    m365.verify_domain("aubagne.secours-amp.fr").await.unwrap();
+    // Not published yet: "not yet visible", transient.
+    m365.ensure_domain("aubagne.ailleurs.fr").await.unwrap();
+    let err = m365.verify_domain("aubagne.ailleurs.fr").await.unwrap_err();
+    assert!(matches!(&err, Error::NotYetVisible { .. }) && err.is_transient(), "{err}");
+    // Refused for good (no permission): permanent, named.
+    let denied = sim_granting(without_permission("Domain.ReadWrite.All")).await;
+    let err = provider(&denied, |_| {}).verify_domain("x.secours-amp.fr").await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    // The switch: the old lenient answer.
+    let lenient = sim(SimConfig { lenient_verify: true, ..configured() }).await;
+    lenient.seed_verified_domain("secours-amp.fr");
+    provider(&lenient, |_| {}).ensure_domain("a.secours-amp.fr").await.unwrap();
+    let (status, _) = raw(&lenient, reqwest::Method::POST, "/domains/a.secours-amp.fr/verify", Value::Null).await;
+    assert_eq!(status, 200);
+}
+
+/// `Retry-After` with decimals, and a whole `$batch` answered 424 (json-batching): both retried,
+/// each object made once.
+#[tokio::test]
+async fn decimal_retry_after_and_a_failed_dependency_batch_are_retried() {
+    let faults = Faults { throttle_rps: Some(25), retry_after_format: RetryAfterFormat::Decimal, ..Faults::default() };
+    let throttled = sim(SimConfig { faults, ..configured() }).await;
+    let m365 = provider(&throttled, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(throttled.base_url()), &spec(30)).await.unwrap();
+    assert_one_kit(&throttled.state(), 30);
+    assert!(m365.stats().throttled > 0, "{:?}", m365.stats());
+
+    let faults = Faults { batch_424_rate: 0.4, ..Faults::default() };
+    let sim = sim(SimConfig { faults, seed: 11, ..configured() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(30)).await.unwrap();
+    assert_one_kit(&sim.state(), 30);
+    assert!(m365.stats().retries > 0, "{:?}", m365.stats());
+}
+
+/// A recorded request's path as the permission table in docs/M365.md writes it: ids replaced
+/// by `{id}`, the query dropped.
+fn call_of(method: &str, path: &str) -> Option<String> {
+    const WORDS: &[&str] = &[
+        "domains",
+        "verificationDnsRecords",
+        "serviceConfigurationRecords",
+        "domainNameReferences",
+        "verify",
+        "forceDelete",
+        "users",
+        "assignLicense",
+        "revokeSignInSessions",
+        "onlineMeetings",
+        "createOrGet",
+        "directory",
+        "deletedItems",
+        "microsoft.graph.user",
+        "subscribedSkus",
+        "groups",
+        "members",
+        "team",
+        "teams",
+        "channels",
+        "operations",
+        "servicePrincipals",
+        "appRoleAssignments",
+        "memberOf",
+    ];
+    let path = path.split('?').next()?.trim_start_matches("/v1.0");
+    if !path.starts_with('/') || path == "/$batch" || path.contains("oauth2") {
+        return None;
+    }
+    let segments: Vec<&str> =
+        path.split('/').filter(|s| !s.is_empty()).map(|s| if WORDS.contains(&s) { s } else { "{id}" }).collect();
+    Some(format!("{method} /{}", segments.join("/")))
+}
+
+/// docs/M365.md's table of Graph calls: (call, least-privileged on its page, granted, optional).
+fn permission_table() -> Vec<(String, String, String, bool)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/M365.md")).unwrap();
+    let start = doc.find("### Graph calls and their permissions").expect("the table's heading");
+    doc[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| call |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "{l}");
+            (
+                cells[0].trim_matches('`').to_string(),
+                cells[2].to_string(),
+                cells[3].to_string(),
+                cells[4].starts_with("only"),
+            )
+        })
+        .collect()
+}
+
+/// docs/M365.md lists one line per Graph call the client makes, with its page's least-privileged
+/// permission and the granted one: a whole cycle (provisioning, preflight with its canary
+/// account, credential sheets, hand-back, a forced domain removal) recorded against the
+/// simulator makes exactly those calls; the simulator's rule for each accepts the granted
+/// permission and names the page's least-privileged one first; the granted column is exactly
+/// the set the preflight checks.
+#[tokio::test]
+async fn the_permission_table_is_the_calls_the_client_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let sim = sim(SimConfig { record: Some(record.clone()), ..configured() }).await;
+    sim.seed_verified_domain("secours-amp.fr");
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    // 21 agents: the group takes 20 relationships at creation, the rest come by PATCH.
+    let kit_spec = spec(21);
+    let kit = provision(&m365, &dns, &kit_spec).await.unwrap();
+    // Run again (a restarted step): the lookups of what exists (the Team's channels).
+    provision(&m365, &dns, &kit_spec).await.unwrap();
+    let report = m365.preflight(&preflight_spec(None)).await;
+    assert!(report.ok, "{report:#?}");
+    m365.reset_passwords(&[kit.accounts[0].upn.clone()]).await.unwrap();
+    // The hand-back's calls (asserted in `hand_back`; here the root domain stays).
+    let external_id = format!("repli-{}", kit_spec.crisis_id);
+    assert_eq!(m365.remove_meetings(&kit_spec.domain, &external_id).await.unwrap(), 1);
+    m365.wind_down_accounts(&kit_spec.domain).await.unwrap();
+    assert!(m365.delete_group(&kit_spec.nickname()).await.unwrap());
+    assert_eq!(m365.delete_accounts(&kit_spec.domain).await.unwrap(), 21);
+    assert_eq!(m365.remove_domain(&kit_spec.domain, false).await.unwrap(), DomainRemoval::Deleted);
+    // A domain outside the verified root: verified by its TXT record.
+    let other = KitSpec { crisis_id: "13022-2026-001".into(), domain: "secours-cassis.fr".into(), ..spec(2) };
+    provision(&m365, &dns, &other).await.unwrap();
+    assert!(matches!(m365.remove_domain(&other.domain, true).await.unwrap(), DomainRemoval::ForceDeleted { .. }));
+
+    let made: std::collections::BTreeSet<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            call_of(v["method"].as_str()?, v["path"].as_str()?)
+        })
+        .collect();
+    let table = permission_table();
+    let listed: std::collections::BTreeSet<String> = table.iter().map(|(c, ..)| c.clone()).collect();
+    let undocumented: Vec<&String> = made.difference(&listed).collect();
+    assert!(undocumented.is_empty(), "calls missing from docs/M365.md: {undocumented:?}");
+    for (call, least, granted, optional) in &table {
+        assert!(*optional || made.contains(call), "{call} is listed but the client never made it");
+        assert!(LEAST.contains(&granted.as_str()), "{call}: {granted} is not in LEAST_PRIVILEGE");
+        let (method, path) = call.split_once(' ').unwrap();
+        match repli_graph_sim::permissions_for(method, &path.replace("{id}", "x")) {
+            Some(any) => {
+                assert_eq!(
+                    any.first().copied(),
+                    Some(least.as_str()),
+                    "{call}: the page's least-privileged permission"
+                );
+                assert!(any.contains(&granted.as_str()), "{call}: {granted} does not allow it");
+            }
+            None => assert!(*optional, "{call}: the simulator has no rule for it"),
+        }
+    }
+    let granted: std::collections::BTreeSet<&str> = table.iter().map(|(_, _, g, _)| g.as_str()).collect();
+    assert_eq!(granted, LEAST.iter().copied().collect(), "the granted column is the set the preflight checks");
 }
