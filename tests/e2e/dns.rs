@@ -13,6 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use repli_core::m365::{DnsPublisher, DnsRecord, Error, dmarc_record};
 use repli_core::{CrisisAction, CrisisState};
 use repli_m365::Rfc2136Dns;
+use repli_proto::api::{DnsDiff, DnsExpectation};
 use repli_tests::{Named, TestApp, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -20,7 +21,14 @@ const ZONE: &str = "secours-amp.test";
 const CRISIS: &str = "aubagne.secours-amp.test";
 
 fn rec(name: &str, kind: &str, value: &str) -> DnsRecord {
-    DnsRecord { name: name.into(), kind: kind.into(), ttl: 300, value: value.into(), service: "Email".into() }
+    DnsRecord {
+        name: name.into(),
+        kind: kind.into(),
+        ttl: 300,
+        value: value.into(),
+        service: "Email".into(),
+        optional: false,
+    }
 }
 
 fn kit_records() -> Vec<DnsRecord> {
@@ -106,13 +114,24 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     let mut wrong = named.rfc2136();
     wrong.key = vec![7u8; 32];
     let e = Rfc2136Dns::new(wrong).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
-    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH")), "{e}");
+    assert!(matches!(&e, Error::DnsTsig(m) if m.contains("BADSIG") && m.contains("secret")), "{e}");
     assert!(!e.is_transient(), "a wrong key is not retried");
+    // A key name the server does not know.
+    let mut unknown = named.rfc2136();
+    unknown.key_name = "inconnue".into();
+    let e = Rfc2136Dns::new(unknown).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
+    assert!(matches!(&e, Error::DnsTsig(m) if m.contains("BADKEY") && m.contains("inconnue")), "{e}");
+    // The right key, signed by a clock an hour off.
+    let skewed = Rfc2136Dns::new(named.rfc2136()).unwrap().with_clock_skew(3600);
+    let e = skewed.publish(CRISIS, &kit_records()).await.unwrap_err();
+    assert!(matches!(&e, Error::DnsTsig(m) if m.contains("BADTIME") && m.contains("horloge")), "{e}");
+    assert!(!e.is_transient());
 
-    // A name the update-policy does not grant the key (the apex): the server refuses.
+    // A name the update-policy does not grant the key (the apex): the server refuses, and
+    // that is not a key problem.
     let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
     let e = dns.canary(ZONE, "apex").await.unwrap_err();
-    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("REFUSED")), "{e}");
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("REFUSED") && m.contains("politique")), "{e}");
     // Names outside the crisis domain are refused before anything is sent.
     let e = dns.publish(CRISIS, &[rec(&format!("www.{ZONE}"), "TXT", "x")]).await.unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");
@@ -162,7 +181,21 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     let mut elsewhere = named.rfc2136();
     elsewhere.zone = "autre.test".into();
     let e = Rfc2136Dns::new(elsewhere).unwrap().canary("_repli-preflight.autre.test", "x").await.unwrap_err();
-    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH") && m.contains("autre.test")), "{e}");
+    assert!(
+        matches!(&e, Error::DnsRefused(m) if m.contains("NOTAUTH") && m.contains("ne fait pas autorité") && m.contains("autre.test")),
+        "{e}"
+    );
+    // Nor is it read as a server that serves nothing: its answers are refused.
+    let e = Rfc2136Dns::new({
+        let mut c = named.rfc2136();
+        c.zone = "autre.test".into();
+        c
+    })
+    .unwrap()
+    .served(named.addr, "x.autre.test", RecordType::TXT)
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("REFUSED"), "{e}");
 
     // Without a list, the servers are found from the zone's NS records (port 53), with the
     // primary.
@@ -214,7 +247,8 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("chaque serveur sert ce qui a été publié"), "{text}");
+    assert!(out.status.success() && text.contains("chaque serveur sert exactement ce qui est attendu"), "{text}");
+    assert!(text.contains(&format!("_sip._tls.{CRISIS}")), "Teams' SIP SRV, once: {text}");
     assert_eq!(app.dgs.dns_check(c.id.as_str()).await.unwrap_err().status().unwrap().as_u16(), 403);
     // The preflight writes its canary in the zone, sees it on the server, and removes it.
     let pre = app.ops.m365_preflight().await.unwrap();
@@ -228,7 +262,27 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     assert!(!changed.ok);
     let line = changed.records.iter().find(|r| r.name == dmarc_name).unwrap();
     assert!(!line.ok && line.served == ["v=DMARC1; p=none"] && line.expected == ["v=DMARC1; p=quarantine"], "{line:?}");
+    assert_eq!(line.diff, DnsDiff::Different);
     assert!(changed.records.iter().filter(|r| r.name != dmarc_name).all(|r| r.ok), "{changed:#?}");
+
+    // The service records removed behind Repli's back: each is named missing (the check looks
+    // at the whole set the kit needs, not only what a step last wrote).
+    let sip = format!("sip.{CRISIS}");
+    remove_rrset(&named, &sip, RecordType::CNAME).await;
+    remove_rrset(&named, CRISIS, RecordType::MX).await;
+    let missing = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(!missing.ok && missing.expect == DnsExpectation::Present);
+    for (name, kind) in [(sip.as_str(), "CNAME"), (CRISIS, "MX")] {
+        let line = missing.records.iter().find(|r| r.name == name && r.kind == kind).expect("a line");
+        assert_eq!(line.diff, DnsDiff::Missing, "{line:?}");
+        assert!(!line.expected.is_empty() && line.served.is_empty());
+    }
+    // A record at a name Repli owns that no step published: extra.
+    let extra = format!("msoid.{CRISIS}");
+    dns.publish(CRISIS, &[rec(&extra, "TXT", "posé à la main")]).await.unwrap();
+    let with_extra = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    let line = with_extra.records.iter().find(|r| r.name == extra && r.kind == "TXT").expect("the extra TXT");
+    assert_eq!(line.diff, DnsDiff::Extra, "{line:?}");
 
     app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
     assert_eq!(app.hand_back(&c.id).await.state, CrisisState::Closed);
@@ -237,9 +291,77 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     }
     assert!(served(&dns, &named, &format!("_dmarc.{CRISIS}"), RecordType::TXT).await.is_empty());
     assert_eq!(served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await.len(), 1);
-    // The check now shows the servers no longer serve what the activation published.
+    // A clean hand-back: the crisis expects nothing, the servers serve nothing: the check passes.
     let after = app.ops.dns_check(c.id.as_str()).await.unwrap();
-    assert!(!after.ok && after.records.iter().all(|r| r.served.is_empty()), "{after:#?}");
+    assert_eq!(after.expect, DnsExpectation::Absent);
+    assert!(after.ok && after.records.is_empty(), "{after:#?}");
+    assert!(after.servers.iter().all(|s| s.serial.is_some() && !s.lagging), "{after:#?}");
+    let out = tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+        .env("REPLI_SERVER", app.daemon.url())
+        .env("REPLI_TOKEN", &token)
+        .args(["dns", "check", c.id.as_str()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A record left (or put back) under the closed crisis's domain: the check fails, naming it.
+    dns.publish(CRISIS, &[rec(&format!("autodiscover.{CRISIS}"), "CNAME", "autodiscover.outlook.com.")]).await.unwrap();
+    let left = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(!left.ok, "{left:#?}");
+    let line = left.records.iter().find(|r| r.name == format!("autodiscover.{CRISIS}")).expect("the leftover");
+    assert!(line.diff == DnsDiff::Extra && line.expected.is_empty(), "{line:?}");
+    let out = tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+        .env("REPLI_SERVER", app.daemon.url())
+        .env("REPLI_TOKEN", &token)
+        .args(["dns", "check", c.id.as_str()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("EN TROP"), "{text}");
+}
+
+#[allow(clippy::disallowed_methods)] // TSIG signs with the wall clock the server checks
+/// Sends `updates` signed with the test's key, as a person editing the zone would; returns
+/// the server's answer code.
+async fn person_updates(named: &Named, updates: Vec<Record>) -> hickory_proto::op::ResponseCode {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.decode(&named.secret).unwrap();
+    let signer = hickory_proto::rr::TSigner::new(
+        key,
+        hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
+        Name::from_ascii(format!("{}.", named.key_name)).unwrap(),
+        300,
+    )
+    .unwrap();
+    let mut zone = Query::new();
+    zone.set_name(Name::from_ascii(format!("{}.", named.zone)).unwrap()).set_query_type(RecordType::SOA);
+    let mut m = Message::new(4343, MessageType::Query, OpCode::Update);
+    m.add_zone(zone);
+    for u in updates {
+        m.add_update(u);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    m.finalize(&signer, now).unwrap();
+    let bytes = m.to_vec().unwrap();
+    let mut s = tokio::net::TcpStream::connect(named.addr).await.unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer).await.unwrap();
+    <Message as hickory_proto::serialize::binary::BinDecodable>::from_bytes(&answer).unwrap().metadata.response_code
+}
+
+/// Deletes one record set with the test's key, as a person editing the zone would.
+async fn remove_rrset(named: &Named, name: &str, kind: RecordType) {
+    let mut r = Record::update0(Name::from_ascii(format!("{name}.")).unwrap(), 0, kind);
+    r.dns_class = DNSClass::ANY;
+    assert_eq!(person_updates(named, vec![r]).await, hickory_proto::op::ResponseCode::NoError);
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    assert!(served(&dns, named, name, kind).await.is_empty());
 }
 
 const DNS_ONLY: &str = r#"version = 1
@@ -307,12 +429,12 @@ async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_op
     let step = v.runs[0].steps.iter().find(|s| s.step == "dns").unwrap();
     assert_eq!(step.attempts, 1, "not retried: {step:?}");
     let error = step.last_error.as_deref().unwrap();
-    assert!(error.starts_with("DNS : ") && error.contains("NOTAUTH"), "{error}");
+    assert!(error.starts_with("DNS : ") && error.contains("BADSIG"), "{error}");
     // The preflight says so before any activation.
     let pre = app.ops.m365_preflight().await.unwrap();
     let canary = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
     assert_eq!(canary.status, repli_core::m365::CheckStatus::Fail, "{canary:?}");
-    assert!(canary.detail.contains("NOTAUTH") && canary.fix.is_some(), "{canary:?}");
+    assert!(canary.detail.contains("BADSIG") && canary.fix.is_some(), "{canary:?}");
     assert!(!pre.report.ok);
     drop(app);
 
@@ -329,6 +451,43 @@ async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_op
     let text = task.instructions.as_deref().unwrap();
     assert!(text.contains("La publication automatique a échoué") && text.contains("injoignable"), "{text}");
     assert!(text.contains(&format!("$ORIGIN {CRISIS}.")) && text.contains("IN TXT \"MS=ms"), "{text}");
+}
+
+/// A publication a person did (the primary was down, the step became a manual task) is
+/// checked like one Repli made: the same expected records, missing once someone removes them.
+#[tokio::test]
+async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
+    let Some(named) = Named::start("manual", ZONE) else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (app, _books) = kit_with(&named, 1, |c| c.dns.primary = Some(closed)).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.wait_steps(&c.id, "the DNS task", |v| {
+        repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::WaitingManual)
+    })
+    .await;
+    let tasks = app.ops.tasks().await.unwrap();
+    let text = tasks.iter().find(|t| t.step == "dns").and_then(|t| t.instructions.clone()).unwrap();
+    let txt = text.split("IN TXT \"").nth(1).and_then(|r| r.split('"').next()).expect("the TXT in the fragment");
+
+    // The person publishes the fragment (with their own access to the zone), then confirms.
+    let record = Record::from_rdata(
+        Name::from_ascii(format!("{CRISIS}.")).unwrap(),
+        300,
+        RData::TXT(TXT::new(vec![txt.to_owned()])),
+    );
+    assert_eq!(person_updates(&named, vec![record]).await, hickory_proto::op::ResponseCode::NoError);
+    app.ops.task_done(c.id.as_str(), "dns", Some("publié au registre")).await.unwrap();
+    let check = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    assert!(check.ok && check.expect == DnsExpectation::Present, "{check:#?}");
+    let line = check.records.iter().find(|r| r.name == CRISIS && r.kind == "TXT").expect("the TXT line");
+    assert!(line.diff == DnsDiff::Same && line.expected == [txt.to_owned()], "{line:?}");
+
+    // Someone removes it later: the check names it missing, though no step of Repli wrote it.
+    remove_rrset(&named, CRISIS, RecordType::TXT).await;
+    let check = app.ops.dns_check(c.id.as_str()).await.unwrap();
+    let line = check.records.iter().find(|r| r.name == CRISIS && r.kind == "TXT").expect("the TXT line");
+    assert!(!check.ok && line.diff == DnsDiff::Missing, "{check:#?}");
 }
 
 /// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and

@@ -165,6 +165,9 @@ pub struct DnsConfig {
     pub dmarc_policy: String,
     /// Where DMARC aggregate reports go (an address), if anywhere.
     pub dmarc_rua: Option<String>,
+    /// Also publish the service records Graph marks `isOptional` (Intune's
+    /// `enterpriseregistration`/`enterpriseenrollment`, …); `repli dns check` expects them then.
+    pub optional_records: bool,
 }
 
 impl Default for DnsConfig {
@@ -179,6 +182,7 @@ impl Default for DnsConfig {
             propagation_timeout_seconds: 300,
             dmarc_policy: "quarantine".into(),
             dmarc_rua: None,
+            optional_records: false,
         }
     }
 }

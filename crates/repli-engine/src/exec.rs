@@ -9,8 +9,8 @@
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
 use repli_core::m365::{
-    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec, crisis_names,
-    dmarc_record, zone_fragment,
+    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, M365, MeetingSpec, TeamSpec, ZonePolicy,
+    crisis_names, kit_records, zone_fragment,
 };
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
@@ -59,9 +59,9 @@ pub struct EngineConfig {
     pub owner: String,
     /// Channels of the crisis Team besides « General ».
     pub channels: Vec<(String, String)>,
-    /// The DMARC policy published with the full zone (`quarantine`, `reject`, `none`), and
-    /// where aggregate reports go; no DMARC record when `None`.
-    pub dmarc: Option<(String, Option<String>)>,
+    /// What the full zone holds besides Graph's required records: the DMARC policy, Graph's
+    /// optional records ([`repli_core::m365::kit_records`]).
+    pub zone: ZonePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,7 @@ impl From<repli_core::m365::Error> for StepError {
                 "Licences insuffisantes : il manque {missing} licence(s) {sku} ({needed} nécessaire(s), {available} libre(s)). Achetez-en ou libérez-en dans le centre d'administration Microsoft 365 (Facturation › Licences), puis relancez l'étape."
             ));
         }
-        if let Error::Dns(m) | Error::DnsRefused(m) = &e {
+        if let Error::Dns(m) | Error::DnsRefused(m) | Error::DnsTsig(m) = &e {
             return StepError { message: format!("DNS : {m}"), permanent };
         }
         StepError { message: format!("Microsoft 365 : {e}"), permanent }
@@ -429,16 +429,12 @@ impl Engine {
                 // What Microsoft 365 needs and nothing else: the verification TXT (Graph also
                 // offers an MX alternative, which would sit beside the real MX), then the
                 // service records and the DMARC policy.
-                let mut records: Vec<DnsRecord> = Vec::new();
-                if let Some(d) = outputs.domain() {
-                    records.extend(d.records.iter().filter(|r| r.kind.eq_ignore_ascii_case("TXT")).cloned());
-                }
-                if let Some(s) = outputs.services() {
-                    records.extend(s.records.iter().cloned());
-                    if let Some((policy, rua)) = &self.config.dmarc {
-                        records.push(dmarc_record(&ctx.domain, policy, rua.as_deref()));
-                    }
-                }
+                let records: Vec<DnsRecord> = kit_records(
+                    &ctx.domain,
+                    outputs.domain().map(|d| d.records.as_slice()).unwrap_or_default(),
+                    outputs.services().map(|s| s.records.as_slice()),
+                    &self.config.zone,
+                );
                 if records.is_empty() {
                     return Err(StepError::permanent(
                         "aucun enregistrement DNS à publier (l'étape m365.domain doit précéder)",
