@@ -470,7 +470,28 @@ async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
     let text = tasks.iter().find(|t| t.step == "dns").and_then(|t| t.instructions.clone()).unwrap();
     let txt = text.split("IN TXT \"").nth(1).and_then(|r| r.split('"').next()).expect("the TXT in the fragment");
 
+    // Confirmed before the servers serve it: refused, saying what is missing; nothing recorded.
+    let e = app.ops.task_done(c.id.as_str(), "dns", Some("fait")).await.unwrap_err();
+    let problem = e.problem().expect("a problem document");
+    assert_eq!((e.status().unwrap().as_u16(), problem.code.as_str()), (409, "step_conflict"), "{e}");
+    assert!(problem.detail.contains(&format!("{CRISIS} TXT : rien")) && problem.detail.contains(txt), "{e}");
+    assert_eq!(
+        repli_tests::step_state(&app.ops.steps(c.id.as_str()).await.unwrap(), "activation", "dns"),
+        Some(repli_core::StepState::WaitingManual)
+    );
+
+    // Another value than the one handed: refused too, showing what is served.
+    let wrong = Record::from_rdata(
+        Name::from_ascii(format!("{CRISIS}.")).unwrap(),
+        300,
+        RData::TXT(TXT::new(vec!["MS=faux".to_owned()])),
+    );
+    assert_eq!(person_updates(&named, vec![wrong]).await, hickory_proto::op::ResponseCode::NoError);
+    let e = app.ops.task_done(c.id.as_str(), "dns", None).await.unwrap_err();
+    assert!(e.problem().is_some_and(|p| p.detail.contains("MS=faux")), "{e}");
+
     // The person publishes the fragment (with their own access to the zone), then confirms.
+    remove_rrset(&named, CRISIS, RecordType::TXT).await;
     let record = Record::from_rdata(
         Name::from_ascii(format!("{CRISIS}.")).unwrap(),
         300,
@@ -488,6 +509,54 @@ async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
     let check = app.ops.dns_check(c.id.as_str()).await.unwrap();
     let line = check.records.iter().find(|r| r.name == CRISIS && r.kind == "TXT").expect("the TXT line");
     assert!(!check.ok && line.diff == DnsDiff::Missing, "{check:#?}");
+
+    // The hand-back's removal handed to a person (the primary is still down), confirmed while
+    // a record is still served: refused; confirmed with a reason to pass over it: recorded,
+    // with the reason and what was served, in the audit entry.
+    let leftover = format!("autodiscover.{CRISIS}");
+    let cname = Record::from_rdata(
+        Name::from_ascii(format!("{leftover}.")).unwrap(),
+        300,
+        RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_ascii("autodiscover.outlook.com.").unwrap())),
+    );
+    assert_eq!(person_updates(&named, vec![cname]).await, hickory_proto::op::ResponseCode::NoError);
+    app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    // Every other task of the hand-back confirmed, until the removal waits for a person.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        for task in app.ops.tasks().await.unwrap().into_iter().filter(|t| t.crisis == c.id && t.step != "dns-remove") {
+            app.ops.task_done(c.id.as_str(), &task.step, None).await.unwrap();
+        }
+        let v = app.ops.steps(c.id.as_str()).await.unwrap();
+        if repli_tests::step_state(&v, "handback", "dns-remove") == Some(repli_core::StepState::WaitingManual) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the removal never reached a person: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = app.ops.task_done(c.id.as_str(), "dns-remove", None).await.unwrap_err();
+    assert!(e.problem().is_some_and(|p| p.detail.contains(&leftover)), "{e}");
+    app.ops
+        .task_done_unchecked(c.id.as_str(), "dns-remove", None, Some("hébergeur en panne, retrait demandé par ticket"))
+        .await
+        .unwrap();
+    let log = app
+        .auditor
+        .audit_entries_all(&repli_proto::api::AuditQuery {
+            crisis: Some(c.id.to_string()),
+            action: Some("engine.task.done".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entry = log.iter().find(|e| e.target.contains("dns-remove")).expect("the confirmation's entry");
+    assert!(
+        entry.details.contains("dns_unchecked")
+            && entry.details.contains("ticket")
+            && entry.details.contains(&leftover),
+        "{entry:?}"
+    );
 }
 
 /// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and

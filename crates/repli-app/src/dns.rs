@@ -60,26 +60,7 @@ pub fn expected_zone(
     for step in publications {
         let records = match &step.output {
             Some(StepOutput::Published(p)) => p.records.clone(),
-            _ => {
-                // Confirmed by a person: the records the step handed them, from the outputs of
-                // the steps it needs (directly or not), which had all finished before it ran.
-                let before = upstream(activation, step);
-                let output = |kind: StepKind| {
-                    activation
-                        .iter()
-                        .filter(|s| done(s) && before.contains(s.step_id.as_str()) && s.kind == kind)
-                        .find_map(|s| s.output.as_ref())
-                };
-                let verification = match output(StepKind::M365Domain) {
-                    Some(StepOutput::Domain(d)) => d.records.as_slice(),
-                    _ => &[],
-                };
-                let services = match output(StepKind::M365Services) {
-                    Some(StepOutput::Services(s)) => Some(s.records.as_slice()),
-                    _ => None,
-                };
-                kit_records(domain, verification, services, policy)
-            }
+            _ => handed_records(activation, step, domain, policy),
         };
         let mut replaced: ZoneSets = ZoneSets::new();
         for r in &records {
@@ -88,6 +69,88 @@ pub fn expected_zone(
         sets.extend(replaced);
     }
     (DnsExpectation::Present, sets)
+}
+
+/// The records a `dns.publish` step hands a person (or publishes): what it computes from the
+/// outputs of the steps it needs (directly or not), which had all finished before it ran.
+pub fn handed_records(steps: &[StepRecord], step: &StepRecord, domain: &str, policy: &ZonePolicy) -> Vec<DnsRecord> {
+    let before = upstream(steps, step);
+    let output = |kind: StepKind| {
+        steps
+            .iter()
+            .filter(|s| s.state == StepState::Succeeded && before.contains(s.step_id.as_str()) && s.kind == kind)
+            .find_map(|s| s.output.as_ref())
+    };
+    let verification = match output(StepKind::M365Domain) {
+        Some(StepOutput::Domain(d)) => d.records.as_slice(),
+        _ => &[],
+    };
+    let services = match output(StepKind::M365Services) {
+        Some(StepOutput::Services(s)) => Some(s.records.as_slice()),
+        _ => None,
+    };
+    kit_records(domain, verification, services, policy)
+}
+
+/// Before a person's confirmation of a DNS step is recorded: what the servers serve against
+/// what the step was to do (its records published; nothing left at the names Repli owns).
+/// `None` when the adapter cannot look (manual or simulated publication); otherwise each
+/// difference in French, empty when every server agrees.
+pub async fn confirmation_differences(
+    st: &Services,
+    r: &repli_store::CrisisRecord,
+    steps: &[StepRecord],
+    step: &StepRecord,
+) -> Result<Option<Vec<String>>, AppError> {
+    let domain = steps.iter().find_map(|s| match &s.output {
+        Some(StepOutput::Domain(d)) => Some(d.domain.to_ascii_lowercase()),
+        _ => None,
+    });
+    // The hand-back's run holds no domain output: the crisis's activation does.
+    let domain = match domain {
+        Some(d) => d,
+        None => {
+            let mut found = None;
+            for run in st.store.runs_of(&r.id).await? {
+                if run.playbook == PlaybookName::Activation {
+                    found = st.store.steps(run.id).await?.iter().find_map(|s| match &s.output {
+                        Some(StepOutput::Domain(d)) => Some(d.domain.to_ascii_lowercase()),
+                        _ => None,
+                    });
+                }
+            }
+            match found {
+                Some(d) => d,
+                None => return Ok(None),
+            }
+        }
+    };
+    let mut expected = ZoneSets::new();
+    let mut names: BTreeSet<String> = crisis_names(&domain).into_iter().map(|n| n.to_ascii_lowercase()).collect();
+    if step.kind == StepKind::DnsPublish {
+        for rec in handed_records(steps, step, &domain, &crate::engine::zone_policy(&st.config)) {
+            names.insert(key(&rec).0);
+            expected.entry(key(&rec)).or_default().insert(spelled(&rec.kind, &rec.value));
+        }
+    }
+    let names: Vec<String> = names.into_iter().collect();
+    let surveys = st.target(r).1.observe(&names).await.map_err(|e| AppError::Internal(format!("DNS : {e}")))?;
+    if surveys.is_empty() {
+        return Ok(None);
+    }
+    let (servers, lines) = compare(&expected, surveys);
+    let mut out: Vec<String> =
+        servers.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{} ne répond pas ({e})", s.server))).collect();
+    for l in lines.iter().filter(|l| !l.ok) {
+        // Publishing judges the record sets it writes; removing judges every name Repli owns.
+        if step.kind == StepKind::DnsPublish && !expected.contains_key(&(l.name.clone(), l.kind.clone())) {
+            continue;
+        }
+        let served = if l.served.is_empty() { "rien".to_owned() } else { l.served.join(", ") };
+        let expected = if l.expected.is_empty() { "rien".to_owned() } else { l.expected.join(", ") };
+        out.push(format!("{} sert pour {} {} : {served} (attendu : {expected})", l.server, l.name, l.kind));
+    }
+    Ok(Some(out))
 }
 
 /// The steps `step` needs, directly or through others.

@@ -979,6 +979,12 @@ pub struct TaskDoneRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = repli_core::schema::note_optional)]
     pub note: Option<String>,
+    /// A DNS step confirmed although the authoritative servers do not serve what it was to
+    /// do: why (recorded in the audit entry with what differed). Without it such a
+    /// confirmation is refused (409 `step_conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::note_optional)]
+    pub dns_unchecked: Option<String>,
 }
 
 /// `POST /api/v1/crises/{id}/steps/{step}/retry` and `…/skip`.

@@ -701,7 +701,7 @@ pub async fn confirm_task(
     };
     let note = Some(form.note.trim().to_string()).filter(|n| !n.is_empty());
     let target = if form.retour == "taches" { "/taches".to_string() } else { format!("/crises/{id}") };
-    match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref()).await {
+    match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref(), None).await {
         Ok(s) => crate::web::redirect_with(&target, "ok", &format!("« {} » confirmée.", s.title)),
         Err(AppError::Validation(_)) => back(&id, "erreur", "Note invalide (caractères de contrôle ou trop longue)."),
         Err(e) => back(&id, "erreur", &e.to_problem().detail),
