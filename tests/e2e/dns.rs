@@ -5,6 +5,7 @@
 //! without it, each test says it was skipped and why.
 
 use std::collections::BTreeSet;
+use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, UpdateMessage};
@@ -207,6 +208,52 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     // The canary: written, seen, removed.
     dns.canary(&format!("_repli-preflight.{CRISIS}"), "canari").await.unwrap();
     assert!(served(&dns, &named, &format!("_repli-preflight.{CRISIS}"), RecordType::TXT).await.is_empty());
+}
+
+/// Under the least-privilege policy (docs/DNS.md), the key can write only the types Repli
+/// publishes, strictly below the apex, never at the zone's own names; the whole kit cycle
+/// (publish, replace, remove, canary) passes under it (the other tests run under it too).
+#[tokio::test]
+async fn the_key_can_change_only_the_names_and_types_repli_owns() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::rdata::{A, NS};
+    let Some(named) = Named::start("policy", ZONE) else { return };
+    let name = |n: &str| Name::from_ascii(format!("{n}.")).unwrap();
+    let add = |n: &str, data: RData| Record::from_rdata(name(n), 300, data);
+    let txt = |t: &str| RData::TXT(TXT::new(vec![t.to_owned()]));
+    let refused: [(&str, Record); 6] = [
+        ("the métropole's www", add(&format!("www.{ZONE}"), txt("réécrit"))),
+        ("an address at the NS glue", add(&format!("ns1.{ZONE}"), RData::A(A::new(192, 0, 2, 66)))),
+        ("a delegation of the crisis domain", add(CRISIS, RData::NS(NS(name("ns.ailleurs.test"))))),
+        ("an address under the crisis domain", add(&format!("www.{CRISIS}"), RData::A(A::new(192, 0, 2, 1)))),
+        ("the apex", add(ZONE, txt("apex"))),
+        ("the apex's NS set deleted", {
+            let mut r = Record::update0(name(ZONE), 0, RecordType::NS);
+            r.dns_class = DNSClass::ANY;
+            r
+        }),
+    ];
+    for (what, update) in refused {
+        assert_eq!(person_updates(&named, vec![update]).await, ResponseCode::Refused, "{what}");
+    }
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    assert_eq!(
+        served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await,
+        BTreeSet::from(["ne pas toucher".to_owned()])
+    );
+    // Through the adapter, the refusal is a policy refusal, not a key problem.
+    let e = dns.canary(&format!("www.{ZONE}"), "x").await.unwrap_err();
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("REFUSED")), "{e}");
+
+    // What Repli does passes: every record type it publishes, replaced, then removed.
+    assert!(dns.publish(CRISIS, &kit_records()).await.unwrap());
+    assert!(dns.publish(CRISIS, &kit_records()[..1]).await.unwrap());
+    dns.canary(&format!("_repli-preflight.{ZONE}"), "canari").await.unwrap();
+    assert!(dns.remove(CRISIS, &kit_records()).await.unwrap());
+    for r in kit_records() {
+        let kind = RecordType::from_str(&r.kind).unwrap();
+        assert!(served(&dns, &named, &r.name, kind).await.is_empty(), "{} {} left", r.name, r.kind);
+    }
 }
 
 /// A whole activation and hand-back with the zone in `named`: published, verified, removed.

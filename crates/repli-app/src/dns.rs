@@ -138,7 +138,8 @@ pub async fn confirmation_differences(
     if surveys.is_empty() {
         return Ok(None);
     }
-    let (servers, lines) = compare(&expected, surveys);
+    let expect = if step.kind == StepKind::DnsPublish { DnsExpectation::Present } else { DnsExpectation::Absent };
+    let (servers, lines) = compare(expect, &expected, surveys);
     let mut out: Vec<String> =
         servers.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{} ne répond pas ({e})", s.server))).collect();
     for l in lines.iter().filter(|l| !l.ok) {
@@ -173,8 +174,20 @@ fn serial_after(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < (1 << 31)
 }
 
-/// Each server and each name and type, against `expected`.
-pub fn compare(expected: &ZoneSets, surveys: Vec<ServerSurvey>) -> (Vec<DnsServerCheck>, Vec<DnsRecordCheck>) {
+/// The DKIM selectors' CNAMEs: published by a person (the `dkim` manual step) with values
+/// Exchange Online chooses, so any value is accepted while the kit lives; after the
+/// hand-back they must be gone like everything else.
+fn dkim_selector(name: &str, kind: &str) -> bool {
+    kind == "CNAME" && (name.starts_with("selector1._domainkey.") || name.starts_with("selector2._domainkey."))
+}
+
+/// Each server and each name and type, against `expected`; `expect` says whether the kit's
+/// records are expected (then the DKIM selectors may hold any CNAME).
+pub fn compare(
+    expect: DnsExpectation,
+    expected: &ZoneSets,
+    surveys: Vec<ServerSurvey>,
+) -> (Vec<DnsServerCheck>, Vec<DnsRecordCheck>) {
     let newest = surveys
         .iter()
         .filter_map(|s| s.serial.as_ref().ok().copied())
@@ -190,11 +203,14 @@ pub fn compare(expected: &ZoneSets, surveys: Vec<ServerSurvey>) -> (Vec<DnsServe
         servers.push(DnsServerCheck { server: s.server.clone(), serial, error, lagging });
         for o in s.records {
             let k = (o.name.trim_end_matches('.').to_ascii_lowercase(), o.kind.to_ascii_uppercase());
-            let want = expected.get(&k).cloned().unwrap_or_default();
+            let mut want = expected.get(&k).cloned().unwrap_or_default();
             let (served, error, diff) = match o.served {
                 Err(e) => (BTreeSet::new(), Some(e), DnsDiff::Unreadable),
                 Ok(v) => {
                     let served: BTreeSet<String> = v.iter().map(|x| spelled(&k.1, x)).collect();
+                    if expect == DnsExpectation::Present && dkim_selector(&k.0, &k.1) && want.is_empty() {
+                        want.clone_from(&served);
+                    }
                     let diff = if served == want {
                         DnsDiff::Same
                     } else if want.is_empty() {
@@ -268,7 +284,7 @@ pub async fn check(st: &Services, a: &Actor, id: &str) -> Result<DnsCheckView, A
     let names: Vec<String> = owned.into_iter().collect();
     let surveys = dns.observe(&names).await.map_err(|e| AppError::Internal(format!("DNS : {e}")))?;
     let checked = !surveys.is_empty();
-    let (servers, records) = compare(&expected, surveys);
+    let (servers, records) = compare(expect, &expected, surveys);
     let ok = checked && servers.iter().all(|s| s.error.is_none() && !s.lagging) && records.iter().all(|c| c.ok);
     Ok(DnsCheckView { domain, zone, checked, expect, ok, servers, records })
 }
@@ -431,6 +447,7 @@ mod tests {
         let sip = format!("sip.{D}");
         let dmarc = format!("_dmarc.{D}");
         let www = format!("autodiscover.{D}");
+        let dkim = format!("selector1._domainkey.{D}");
         let a = survey(
             "192.0.2.1:53",
             Ok(7),
@@ -441,11 +458,12 @@ mod tests {
                 (&dmarc, "TXT", &["v=DMARC1; p=none"]),
                 (&www, "CNAME", &["ailleurs.example."]),
                 (&www, "TXT", &[]),
+                (&dkim, "CNAME", &["selector1-aubagne._domainkey.tenant.onmicrosoft.com."]),
             ],
         );
         let b = survey("192.0.2.2:53", Ok(6), &[]);
         let c = survey("192.0.2.3:53", Err("pas de réponse".into()), &[]);
-        let (servers, lines) = compare(&expected, vec![a, b, c]);
+        let (servers, lines) = compare(DnsExpectation::Present, &expected, vec![a, b, c]);
         let diff = |n: &str, k: &str| lines.iter().find(|l| l.name == n && l.kind == k).map(|l| l.diff);
         assert_eq!(diff(D, "TXT"), Some(DnsDiff::Same));
         assert_eq!(diff(D, "MX"), Some(DnsDiff::Same), "host names compare case-insensitively");
@@ -453,6 +471,13 @@ mod tests {
         assert_eq!(diff(&dmarc, "TXT"), Some(DnsDiff::Different));
         assert_eq!(diff(&www, "CNAME"), Some(DnsDiff::Extra));
         assert_eq!(diff(&www, "TXT"), None, "nothing expected, nothing served: no line");
+        assert_eq!(diff(&dkim, "CNAME"), Some(DnsDiff::Same), "Exchange's DKIM CNAME, any value, while the kit lives");
+        let (_, after) = compare(
+            DnsExpectation::Absent,
+            &ZoneSets::new(),
+            vec![survey("192.0.2.1:53", Ok(8), &[(&dkim, "CNAME", &["x.onmicrosoft.com."])])],
+        );
+        assert_eq!(after[0].diff, DnsDiff::Extra, "and gone after the hand-back");
         assert_eq!(servers.iter().map(|s| s.lagging).collect::<Vec<_>>(), [false, true, false]);
         assert!(servers[2].error.is_some() && servers[2].serial.is_none());
     }
@@ -462,8 +487,11 @@ mod tests {
         assert!(serial_after(1, u32::MAX), "wrapped past zero");
         assert!(!serial_after(u32::MAX, 1));
         assert!(serial_after(2026052002, 2026052001));
-        let (servers, _) =
-            compare(&ZoneSets::new(), vec![survey("a:53", Ok(u32::MAX), &[]), survey("b:53", Ok(2), &[])]);
+        let (servers, _) = compare(
+            DnsExpectation::Absent,
+            &ZoneSets::new(),
+            vec![survey("a:53", Ok(u32::MAX), &[]), survey("b:53", Ok(2), &[])],
+        );
         assert_eq!(servers.iter().map(|s| s.lagging).collect::<Vec<_>>(), [true, false]);
     }
 }
