@@ -486,7 +486,11 @@ async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_op
     drop(app);
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (app, _books) = kit_with(&named, 1, |c| c.dns.primary = Some(closed)).await;
+    let (app, _books) = kit_with(&named, 1, |c| {
+        c.dns.primary = Some(closed);
+        c.dns.retry_budget_minutes = 0; // a person at once
+    })
+    .await;
     let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
     app.wait_steps(&c.id, "the DNS task", |v| {
@@ -506,7 +510,11 @@ async fn the_publication_step_fails_for_good_on_a_wrong_key_and_falls_back_to_op
 async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
     let Some(named) = Named::start("manual", ZONE) else { return };
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (app, _books) = kit_with(&named, 1, |c| c.dns.primary = Some(closed)).await;
+    let (app, _books) = kit_with(&named, 1, |c| {
+        c.dns.primary = Some(closed);
+        c.dns.retry_budget_minutes = 0; // a person at once
+    })
+    .await;
     let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
     app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
     app.wait_steps(&c.id, "the DNS task", |v| {
@@ -604,6 +612,59 @@ async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
             && entry.details.contains(&leftover),
         "{entry:?}"
     );
+}
+
+/// A primary that does not answer at first, then comes back: a port nothing listens on, where
+/// a TCP forwarder to `named` starts after `delay` (updates go over TCP).
+fn primary_back_after(named: &Named, delay: Duration) -> std::net::SocketAddr {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let target = named.addr;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The primary down when the step first runs, back a few seconds later: the step retries with
+/// backoff within `[dns] retry_budget_minutes` (not its one attempt) and publishes by itself,
+/// with no task for a person.
+#[tokio::test]
+async fn a_primary_back_within_the_retry_budget_gets_the_update_without_a_person() {
+    let Some(named) = Named::start("back", ZONE) else { return };
+    let primary = primary_back_after(&named, Duration::from_secs(5));
+    let (app, _books) = kit_with(&named, 1, |c| {
+        c.dns.primary = Some(primary);
+        c.dns.retry_budget_minutes = 5;
+    })
+    .await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the DNS step to retry", |v| {
+            v.runs[0].steps.iter().any(|s| s.step == "dns" && s.attempts >= 2)
+                || repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::Succeeded)
+        })
+        .await;
+    let step = v.runs[0].steps.iter().find(|s| s.step == "dns").unwrap();
+    assert_ne!(step.state, repli_core::StepState::WaitingManual, "{step:?}");
+    let v = app
+        .wait_steps(&c.id, "the DNS step to succeed once the primary is back", |v| {
+            repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::Succeeded)
+        })
+        .await;
+    let step = v.runs[0].steps.iter().find(|s| s.step == "dns").unwrap();
+    assert!(step.attempts >= 2, "retried beyond its one attempt: {step:?}");
+    assert!(app.ops.tasks().await.unwrap().iter().all(|t| t.step != "dns"), "no task for a person");
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    assert!(served(&dns, &named, CRISIS, RecordType::TXT).await.iter().any(|t| t.starts_with("MS=")));
 }
 
 /// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and

@@ -307,6 +307,7 @@ pub fn engine(
         owner,
         channels: config.m365.channels.iter().map(|c| (c.clone(), String::new())).collect(),
         zone: zone_policy(config),
+        dns_retry_budget: jiff::SignedDuration::from_mins(i64::from(config.dns.retry_budget_minutes)),
     };
     Arc::new(
         Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake)

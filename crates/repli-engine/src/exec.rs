@@ -62,6 +62,10 @@ pub struct EngineConfig {
     /// What the full zone holds besides Graph's required records: the DMARC policy, Graph's
     /// optional records ([`repli_core::m365::kit_records`]).
     pub zone: ZonePolicy,
+    /// How long a DNS step whose servers do not take an update (primary unreachable, a server
+    /// not serving it yet) keeps retrying, counted from its first attempt, before handing the
+    /// fragment to a person.
+    pub dns_retry_budget: SignedDuration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +130,12 @@ enum Outcome {
     Manual(ManualTask),
     /// Not yet: what the step waits for (costs no attempt).
     Wait(String),
+    /// Not yet, again after the delay: a DNS update the servers have not taken, retried
+    /// within [`EngineConfig::dns_retry_budget`] whatever the step's attempts.
+    Later {
+        reason: String,
+        after: SignedDuration,
+    },
 }
 
 /// How long a waiting step sleeps before looking again, unless woken by a change first.
@@ -345,6 +355,12 @@ impl Engine {
                 tracing::info!(reason = %reason, "step waits");
                 StepFinish::Wait { reason, not_before: wall + WAIT_RECHECK }
             }
+            Ok(Outcome::Later { reason, after }) => {
+                // A retry (audited, its first attempt kept so the budget counts from it), not
+                // bounded by the step's attempts: by the DNS retry budget.
+                tracing::warn!(reason = %reason, retry_in_s = after.as_secs(), "step will be tried again");
+                StepFinish::Retry { error: reason, not_before: wall + after }
+            }
             Err(e) => {
                 let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| wall.duration_since(t));
                 let wait = backoff(step.attempts);
@@ -373,6 +389,27 @@ impl Engine {
             Ok(false) => tracing::warn!("step outcome not recorded: lease lost"),
             Err(e) => tracing::error!(error = %e, "step outcome not recorded"),
         }
+    }
+
+    /// A DNS update the servers did not take: tried again later while the step is within
+    /// [`EngineConfig::dns_retry_budget`] of its first attempt (backoff growing with the time
+    /// spent, 2 s to 2 min); `None` once the budget is spent.
+    fn dns_later(&self, step: &StepRecord, e: &M365Error) -> Option<Outcome> {
+        let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| self.host.wall().duration_since(t));
+        let budget = self.config.dns_retry_budget;
+        if spent >= budget {
+            return None;
+        }
+        let after = (spent / 2).clamp(SignedDuration::from_secs(2), SignedDuration::from_mins(2));
+        let after = after.min(budget - spent).max(SignedDuration::from_secs(1));
+        Some(Outcome::Later {
+            reason: format!(
+                "DNS : {e} — nouvel essai automatique dans {} s (jusqu'à {} après le premier essai, puis tâche manuelle)",
+                after.as_secs(),
+                repli_core::playbook::format_duration(budget)
+            ),
+            after,
+        })
     }
 
     async fn execute(&self, run: &RunRecord, step: &StepRecord, outputs: &Outputs) -> Result<Outcome, StepError> {
@@ -463,8 +500,12 @@ impl Engine {
                         records: records.clone(),
                     })),
                     Ok(false) => manual(None),
-                    // The server stayed unreachable through every attempt: a person takes over.
-                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
+                    // The servers did not take it: tried again within the budget, then a person
+                    // takes over.
+                    Err(e @ M365Error::Dns(_)) => match self.dns_later(step, &e) {
+                        Some(later) => Ok(later),
+                        None => manual(Some(e.to_string())),
+                    },
                     Err(e) => Err(e.into()),
                 }
             }
@@ -485,7 +526,10 @@ impl Engine {
                 match dns.remove(&ctx.domain, &[]).await {
                     Ok(true) => done(StepOutput::Unpublished(Unpublished { names: crisis_names(&ctx.domain) })),
                     Ok(false) => manual(None),
-                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
+                    Err(e @ M365Error::Dns(_)) => match self.dns_later(step, &e) {
+                        Some(later) => Ok(later),
+                        None => manual(Some(e.to_string())),
+                    },
                     Err(e) => Err(e.into()),
                 }
             }
