@@ -667,6 +667,32 @@ async fn a_primary_back_within_the_retry_budget_gets_the_update_without_a_person
     assert!(served(&dns, &named, CRISIS, RecordType::TXT).await.iter().any(|t| t.starts_with("MS=")));
 }
 
+/// A preflight with an authoritative server that never answers ends within its own time (well
+/// inside the client's 60 s, though propagation may take 300 s), fails naming that server,
+/// and leaves no canary in the zone.
+#[tokio::test]
+async fn the_preflight_ends_in_its_own_time_when_a_server_never_answers() {
+    let Some(named) = Named::start("preflight", ZONE) else { return };
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let key_file = named.dir.path().join("k.key");
+    std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
+    let app = TestApp::spawn_with(|c| {
+        use_named(c, &named, key_file);
+        c.dns.servers = vec![named.addr, silent_addr];
+        c.dns.propagation_timeout_seconds = 300;
+    })
+    .await;
+    // The client gives up after 60 s: an answer at all is the preflight ending in its own time.
+    let pre = app.ops.m365_preflight().await.expect("answered within the client's timeout");
+    let check = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
+    assert_eq!(check.status, repli_core::m365::CheckStatus::Fail, "{check:?}");
+    assert!(check.detail.contains(&silent_addr.to_string()), "{check:?}");
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    assert!(served(&dns, &named, &format!("_repli-preflight.{ZONE}"), RecordType::TXT).await.is_empty());
+    drop(silent);
+}
+
 /// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and
 /// is gone from it once the crisis is closed.
 #[tokio::test]

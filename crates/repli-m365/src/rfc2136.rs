@@ -80,6 +80,9 @@ impl std::fmt::Debug for TSignerDebug {
 
 /// How long one exchange with a server may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the preflight's canary waits for every server to serve it: the preflight must end
+/// well within a client's request timeout, whatever `propagation_timeout` says.
+pub const CANARY_PROPAGATION: Duration = Duration::from_secs(15);
 /// Between two looks at the servers while waiting for propagation.
 const PROPAGATION_POLL: Duration = Duration::from_millis(250);
 
@@ -313,8 +316,12 @@ impl Rfc2136Dns {
     }
 
     /// Waits until every server serves exactly `expected` (by name and type).
-    async fn propagated(&self, expected: &BTreeMap<(String, RecordType), BTreeSet<String>>) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.config.propagation_timeout;
+    async fn propagated(
+        &self,
+        expected: &BTreeMap<(String, RecordType), BTreeSet<String>>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
         // Found once (NS records, addresses), not at every look.
         let servers = self.servers().await;
         loop {
@@ -341,10 +348,7 @@ impl Rfc2136Dns {
             }
             let Some(lagging) = lagging else { return Ok(()) };
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Dns(format!(
-                    "propagation non constatée après {} s : {lagging}",
-                    self.config.propagation_timeout.as_secs()
-                )));
+                return Err(Error::Dns(format!("propagation non constatée après {} s : {lagging}", timeout.as_secs())));
             }
             tokio::time::sleep(PROPAGATION_POLL).await;
         }
@@ -371,7 +375,7 @@ impl Rfc2136Dns {
         self.update(m).await?;
         let mut expected = BTreeMap::new();
         expected.insert((record.name.clone(), RecordType::TXT), BTreeSet::from([value.to_owned()]));
-        let seen = self.propagated(&expected).await;
+        let seen = self.propagated(&expected, self.config.propagation_timeout.min(CANARY_PROPAGATION)).await;
         let mut m = self.update_message();
         m.add_update(delete_rrset(owner, RecordType::TXT));
         self.update(m).await?;
@@ -528,7 +532,7 @@ impl DnsPublisher for Rfc2136Dns {
                 m.add_update(r);
             }
             self.update(m).await?;
-            self.propagated(&expected).await?;
+            self.propagated(&expected, self.config.propagation_timeout).await?;
             Ok(true)
         })
     }
@@ -606,7 +610,7 @@ impl DnsPublisher for Rfc2136Dns {
                     expected.insert((name.clone(), kind), BTreeSet::new());
                 }
             }
-            self.propagated(&expected).await?;
+            self.propagated(&expected, self.config.propagation_timeout).await?;
             Ok(true)
         })
     }
