@@ -618,7 +618,12 @@ async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
 /// a TCP forwarder to `named` starts after `delay` (updates go over TCP).
 fn primary_back_after(named: &Named, delay: Duration) -> std::net::SocketAddr {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let target = named.addr;
+    forward_after(addr, named.addr, delay);
+    addr
+}
+
+/// A TCP forwarder from `addr` to `target`, listening from `delay` on.
+fn forward_after(addr: std::net::SocketAddr, target: std::net::SocketAddr, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -630,7 +635,36 @@ fn primary_back_after(named: &Named, delay: Duration) -> std::net::SocketAddr {
             });
         }
     });
-    addr
+}
+
+/// A DNS step already handed to a person (budget spent) goes back to the engine when ops
+/// retry it once the server is back: published by Repli, no confirmation needed.
+#[tokio::test]
+async fn a_dns_task_handed_to_a_person_can_go_back_to_the_engine_once_the_server_is_back() {
+    let Some(named) = Named::start("retry-task", ZONE) else { return };
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (app, _books) = kit_with(&named, 1, |c| {
+        c.dns.primary = Some(primary);
+        c.dns.retry_budget_minutes = 0;
+    })
+    .await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::Activate, None).await.unwrap();
+    app.wait_steps(&c.id, "the DNS task", |v| {
+        repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::WaitingManual)
+    })
+    .await;
+    forward_after(primary, named.addr, Duration::ZERO);
+    app.ops.step_action(c.id.as_str(), "dns", "retry", "serveur primaire revenu").await.unwrap();
+    app.wait_steps(&c.id, "the DNS step published by Repli", |v| {
+        repli_tests::step_state(v, "activation", "dns") == Some(repli_core::StepState::Succeeded)
+    })
+    .await;
+    let v = app.ops.steps(c.id.as_str()).await.unwrap();
+    let step = v.runs[0].steps.iter().find(|s| s.step == "dns").unwrap();
+    assert!(step.confirmed_by.is_none(), "done by Repli, not confirmed by a person: {step:?}");
+    let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
+    assert!(served(&dns, &named, CRISIS, RecordType::TXT).await.iter().any(|t| t.starts_with("MS=")));
 }
 
 /// The primary down when the step first runs, back a few seconds later: the step retries with

@@ -93,7 +93,8 @@ pub enum TaskCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum StepCmd {
-    /// Send a failed step back to the engine (its attempts start again).
+    /// Send a failed step, or a DNS task handed to a person, back to the engine (its attempts
+    /// start again).
     Retry {
         crisis: String,
         step: String,

@@ -748,7 +748,7 @@ impl Store {
     ) -> Result<StepRecord, StoreError> {
         let mut tx = self.write.begin().await?;
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
-        let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried() };
+        let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried(s.kind) };
         if !allowed {
             return Err(StoreError::StepNotOperable { step: step.to_owned(), state: s.state, skip });
         }

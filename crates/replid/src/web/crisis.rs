@@ -303,7 +303,9 @@ pub async fn crisis(
                         class: s.state.as_str(),
                         error: s.last_error.clone(),
                         waiting: is_ops && s.state == StepState::WaitingManual,
-                        retry: is_ops && s.state.may_be_retried(),
+                        retry: is_ops
+                            && repli_core::playbook::StepKind::parse(&s.kind)
+                                .is_some_and(|k| s.state.may_be_retried(k)),
                         skip: is_ops && run.state.takes_step_operations() && s.state.may_be_skipped(),
                         instructions: s.instructions.clone(),
                         checklist: s.checklist.clone(),
