@@ -575,6 +575,10 @@ async fn a_publication_confirmed_by_a_person_is_checked_against_the_servers() {
         RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_ascii("autodiscover.outlook.com.").unwrap())),
     );
     assert_eq!(person_updates(&named, vec![cname]).await, hickory_proto::op::ResponseCode::NoError);
+    app.wait_steps(&c.id, "the kit ready", |v| {
+        repli_tests::step_state(v, "activation", "ready") == Some(repli_core::StepState::Succeeded)
+    })
+    .await;
     app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
     app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
     // Every other task of the hand-back confirmed, until the removal waits for a person.
