@@ -278,7 +278,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// A real BIND `named` on a loopback port, authoritative for one zone, accepting RFC 2136
 /// updates signed with one TSIG key (HMAC-SHA256) and only for names strictly below the zone's
-/// apex (`update-policy { grant KEY wildcard *.ZONE ANY; }`). Stopped when dropped.
+/// apex (the least-privilege `update-policy` of docs/DNS.md). Stopped when dropped.
 #[derive(Debug)]
 pub struct Named {
     pub addr: std::net::SocketAddr,
@@ -293,7 +293,9 @@ pub struct Named {
 pub const NAMED: &str = "/usr/sbin/named";
 
 impl Named {
-    /// Starts `named`, or returns None (the test is skipped, and says why) when it is not
+    /// Starts `named` with the least-privilege policy of docs/DNS.md (the key may write only
+    /// TXT, MX, CNAME and SRV, strictly below the apex, and never at the zone's own names
+    /// `www` and `ns1`), or returns None (the test is skipped, and says why) when it is not
     /// installed and `REPLI_DNS_TESTS` is not `required` (`.ci/run` sets it).
     pub fn start(test: &str, zone: &str) -> Option<Named> {
         let required = std::env::var("REPLI_DNS_TESTS").is_ok_and(|v| v == "required");
@@ -335,7 +337,8 @@ impl Named {
                  controls {{ }};\n\
                  key \"{key_name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
                  zone \"{zone}\" {{\n  type primary;\n  file \"{d}/zone.db\";\n  \
-                 update-policy {{ grant {key_name}. wildcard *.{zone}. ANY; }};\n}};\n",
+                 update-policy {{\n    deny {key_name}. name www.{zone}. ANY;\n    deny {key_name}. subdomain ns1.{zone}. ANY;\n    \
+                 grant {key_name}. wildcard *.{zone}. TXT MX CNAME SRV;\n  }};\n}};\n",
                 port = addr.port()
             ),
         )

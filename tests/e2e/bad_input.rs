@@ -341,3 +341,50 @@ async fn malformed_history_paging_is_refused_readably() {
     let r = http.get(history("")).bearer_auth(&other_dgs).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404, "another commune's crisis does not exist for this DGS");
 }
+
+/// A command that fails ends with one line on stderr and a non-zero status, never a Rust
+/// backtrace, even with RUST_BACKTRACE set: the demo with an unreadable DNS key, a directory it
+/// cannot make, a bad configuration, and the CLI against a server that is not there.
+#[tokio::test]
+async fn failing_commands_end_with_one_line_and_no_backtrace() {
+    let repli = repli_tests::workspace_bin("repli");
+    let replid = repli_tests::workspace_bin("replid");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absente.key");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&std::path::Path, Vec<&str>); 5] = [
+        (
+            &replid,
+            vec![
+                "demo",
+                "--dns-primary",
+                "127.0.0.1:9",
+                "--dns-zone",
+                "secours-amp.test",
+                "--dns-key-name",
+                "k",
+                "--dns-key-file",
+                missing,
+            ],
+        ),
+        (&replid, vec!["demo", "--dir", "/proc/repli-nope/demo"]),
+        (&replid, vec!["--config", missing, "config", "check"]),
+        (&repli, vec!["--server", "http://127.0.0.1:9", "--token", "rpl_x", "dns", "check", "13005-2026-001"]),
+        (&repli, vec!["--server", "http://127.0.0.1:9", "--token", "rpl_x", "crisis", "list"]),
+    ];
+    for (bin, args) in cases {
+        let run = tokio::process::Command::new(bin)
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .current_dir(dir.path())
+            .output();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(120), run).await.expect("ends").unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, not {err}");
+        assert!(lines[0].starts_with("erreur : "), "{args:?}: {err}");
+        assert!(!err.contains("backtrace") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}

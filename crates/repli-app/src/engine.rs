@@ -322,13 +322,23 @@ pub fn engine(
         tick: std::time::Duration::from_millis(500),
         owner,
         channels: config.m365.channels.iter().map(|c| (c.clone(), String::new())).collect(),
-        dmarc: (!config.dns.dmarc_policy.is_empty())
-            .then(|| (config.dns.dmarc_policy.clone(), config.dns.dmarc_rua.clone())),
+        zone: zone_policy(config),
+        dns_retry_budget: jiff::SignedDuration::from_mins(i64::from(config.dns.retry_budget_minutes)),
     };
     Arc::new(
         Engine::new(store, m365.provider.clone(), m365.dns.clone(), host, playbooks, cfg, wake)
             .with_exercise_target(exercise.provider.clone(), exercise.dns.clone()),
     )
+}
+
+/// What a crisis zone holds besides Graph's required records, from `[dns]`: the engine
+/// publishes it, `repli dns check` expects it.
+pub fn zone_policy(config: &Config) -> repli_core::m365::ZonePolicy {
+    repli_core::m365::ZonePolicy {
+        dmarc: (!config.dns.dmarc_policy.is_empty())
+            .then(|| (config.dns.dmarc_policy.clone(), config.dns.dmarc_rua.clone())),
+        optional: config.dns.optional_records,
+    }
 }
 
 /// What a crisis's runs produced, as the documents need it (read once per rendering).

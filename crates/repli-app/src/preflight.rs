@@ -47,6 +47,9 @@ pub async fn run(st: &Services) -> PreflightRun {
     run
 }
 
+/// The DNS check of a preflight ends within this, well inside a client's 60 s.
+const DNS_CANARY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// The zone the crisis domains are written to takes a signed update, and every authoritative
 /// server serves it: a TXT written below the kits' root, looked for, then removed. None when
 /// Repli does not write to the zone itself.
@@ -59,7 +62,16 @@ async fn dns_canary(st: &Services) -> Option<repli_core::m365::PreflightCheck> {
     let _ = getrandom::fill(&mut nonce);
     let value = format!("repli-preflight-{}", hex::encode(nonce));
     let title = "Zone DNS des domaines de secours".to_owned();
-    Some(match st.dns.canary(&name, &value).await {
+    // Whatever the servers do, the preflight ends within its own time (the canary's wait is
+    // bounded too, and it removes what it wrote before answering).
+    let canary = match tokio::time::timeout(DNS_CANARY_TIMEOUT, st.dns.canary(&name, &value)).await {
+        Ok(result) => result,
+        Err(_) => Err(repli_core::m365::Error::Dns(format!(
+            "pas de réponse en {} s (serveur primaire ou serveurs faisant autorité injoignables)",
+            DNS_CANARY_TIMEOUT.as_secs()
+        ))),
+    };
+    Some(match canary {
         Ok(_) => PreflightCheck {
             key: "dns".into(),
             title,

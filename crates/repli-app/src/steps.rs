@@ -163,19 +163,84 @@ fn step_name(step: &str) -> Result<&str, AppError> {
 }
 
 /// Ops confirm a manual step, with an optional note.
-pub async fn confirm(st: &Services, a: &Actor, id: &str, step: &str, note: Option<&str>) -> Result<StepView, AppError> {
+/// A person confirms a manual step. A DNS step (`dns.publish`, `dns.remove`, handed to a
+/// person) is first checked against the authoritative servers when Repli can query them: if
+/// they do not serve what the step was to do, the confirmation is refused with what differs,
+/// unless `unchecked` gives the reason to record it anyway (kept in the audit entry).
+pub async fn confirm(
+    st: &Services,
+    a: &Actor,
+    id: &str,
+    step: &str,
+    note: Option<&str>,
+    unchecked: Option<&str>,
+) -> Result<StepView, AppError> {
     let r = visible_crisis(st, a, id).await?;
-    let note = match note {
-        Some(n) => Some(text::free_text("note", n, text::NOTE_MAX, false).map_err(|e| AppError::Validation(vec![e]))?),
-        None => None,
+    let text_field = |field: &'static str, v: Option<&str>| -> Result<Option<String>, AppError> {
+        match v {
+            Some(n) => {
+                Ok(Some(text::free_text(field, n, text::NOTE_MAX, false).map_err(|e| AppError::Validation(vec![e]))?))
+            }
+            None => Ok(None),
+        }
+    };
+    let note = text_field("note", note)?;
+    let unchecked = text_field("dns_unchecked", unchecked)?.filter(|u| !u.is_empty());
+    let name = step_name(step)?;
+    let mut differences = None;
+    if let Some((steps, s)) = dns_step_waiting(st, &r, name).await? {
+        differences = crate::dns::confirmation_differences(st, &r, &steps, &s).await?;
+    }
+    let unchecked = match differences.as_deref() {
+        Some(diff) if !diff.is_empty() => match &unchecked {
+            Some(reason) => Some(format!("{reason} — non servi au moment de la confirmation : {}", diff.join(" ; "))),
+            None => {
+                return Err(AppError::Problem {
+                    code: ProblemCode::StepConflict,
+                    detail: format!(
+                        "Les serveurs DNS ne servent pas ce que l'étape « {name} » devait faire : {}. Publier (ou retirer) les enregistrements puis confirmer de nouveau, ou confirmer en donnant la raison de passer outre (repli task done … --dns-unchecked « raison »).",
+                        diff.join(" ; ")
+                    ),
+                });
+            }
+        },
+        _ => None,
     };
     let s = st
         .store
-        .confirm_task(&r.id, step_name(step)?, note.as_deref().filter(|n| !n.is_empty()), By::User(a), st.clock.now())
+        .confirm_task(
+            &r.id,
+            name,
+            note.as_deref().filter(|n| !n.is_empty()),
+            unchecked.as_deref(),
+            By::User(a),
+            st.clock.now(),
+        )
         .await?;
-    tracing::info!(crisis = %r.id, step = %s.step_id, "manual step confirmed");
+    tracing::info!(crisis = %r.id, step = %s.step_id, dns_unchecked = unchecked.is_some(), "manual step confirmed");
     st.wake_engine();
     Ok(step_view(&s, true))
+}
+
+/// The DNS step `name` of the crisis's current run when it waits for a person, with its run's
+/// steps.
+async fn dns_step_waiting(
+    st: &Services,
+    r: &repli_store::CrisisRecord,
+    name: &str,
+) -> Result<Option<(Vec<StepRecord>, StepRecord)>, AppError> {
+    use repli_core::StepState;
+    use repli_core::playbook::StepKind;
+    let mut found = None;
+    for run in st.store.runs_of(&r.id).await? {
+        let steps = st.store.steps(run.id).await?;
+        if let Some(s) = steps.iter().find(|s| s.step_id == name).cloned() {
+            found = Some((steps, s));
+        }
+    }
+    Ok(found.filter(|(_, s)| {
+        s.state == StepState::WaitingManual && matches!(s.kind, StepKind::DnsPublish | StepKind::DnsRemove)
+    }))
 }
 
 /// Ops retry a failed step, or skip one, with a reason.

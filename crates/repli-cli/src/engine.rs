@@ -78,18 +78,23 @@ pub enum TaskCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Confirm a manual step as done (who and when are recorded).
+    /// Confirm a manual step as done (who and when are recorded). A DNS step is refused
+    /// while the authoritative servers do not serve what it was to do, unless
+    /// --dns-unchecked gives the reason (recorded in the audit log).
     Done {
         crisis: String,
         step: String,
         #[arg(long)]
         note: Option<String>,
+        #[arg(long, value_name = "RAISON")]
+        dns_unchecked: Option<String>,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum StepCmd {
-    /// Send a failed step back to the engine (its attempts start again).
+    /// Send a failed step, or a DNS task handed to a person, back to the engine (its attempts
+    /// start again).
     Retry {
         crisis: String,
         step: String,
@@ -271,8 +276,8 @@ pub async fn task(c: &Client, cmd: &TaskCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        TaskCmd::Done { crisis, step, note } => {
-            let s = c.task_done(crisis, step, note.as_deref()).await?;
+        TaskCmd::Done { crisis, step, note, dns_unchecked } => {
+            let s = c.task_done_unchecked(crisis, step, note.as_deref(), dns_unchecked.as_deref()).await?;
             println!(
                 "« {} » confirmée par {} ({}).",
                 s.title,

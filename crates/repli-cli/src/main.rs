@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match rt.block_on(repli_cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("erreur : {e:#}");
+            eprintln!("erreur : {}", repli_core::text::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

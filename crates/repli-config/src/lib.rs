@@ -167,6 +167,13 @@ pub struct DnsConfig {
     pub dmarc_policy: String,
     /// Where DMARC aggregate reports go (an address), if anywhere.
     pub dmarc_rua: Option<String>,
+    /// Also publish the service records Graph marks `isOptional` (Intune's
+    /// `enterpriseregistration`/`enterpriseenrollment`, …); `repli dns check` expects them then.
+    pub optional_records: bool,
+    /// How long a DNS step keeps retrying an update the servers do not take (primary
+    /// unreachable, a server not serving it yet), from its first attempt, before handing the
+    /// fragment to a person as a manual task.
+    pub retry_budget_minutes: u32,
 }
 
 impl Default for DnsConfig {
@@ -181,6 +188,8 @@ impl Default for DnsConfig {
             propagation_timeout_seconds: 300,
             dmarc_policy: "quarantine".into(),
             dmarc_rua: None,
+            optional_records: false,
+            retry_budget_minutes: 15,
         }
     }
 }

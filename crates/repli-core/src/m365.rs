@@ -113,9 +113,16 @@ pub enum Error {
     /// Unreachable server, propagation not yet seen: retrying may help.
     #[error("DNS : {0}")]
     Dns(String),
-    /// The server refused the update (key, algorithm, policy): retrying cannot help.
+    /// The server refused the update under its policy (REFUSED, NOTAUTH with a valid
+    /// signature: the key is known but not granted this name or type, or the server is not
+    /// authoritative for the zone): retrying cannot help.
     #[error("DNS : {0}")]
     DnsRefused(String),
+    /// The server did not accept the TSIG signature (BADKEY: unknown key name or algorithm;
+    /// BADSIG: wrong secret; BADTIME: clocks apart), or its answer is not signed by the key:
+    /// retrying cannot help.
+    #[error("DNS : {0}")]
+    DnsTsig(String),
     #[error("invalid input: {0}")]
     Invalid(String),
     /// Graph does not see yet what was published or created (a verification record not found
@@ -150,6 +157,42 @@ pub struct DnsRecord {
     pub value: String,
     /// The Microsoft 365 service the record is for (`Email`, `OfficeCommunicationsOnline`).
     pub service: String,
+    /// Graph's `isOptional`: Microsoft 365 works without it; published only when
+    /// `[dns] optional_records` says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// What a crisis zone holds besides Graph's records: the DMARC policy, and whether Graph's
+/// optional records are published (`[dns] dmarc_policy`, `dmarc_rua`, `optional_records`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZonePolicy {
+    /// (policy, aggregate report address); none: no DMARC record.
+    pub dmarc: Option<(String, Option<String>)>,
+    /// Publish the records Graph marks `isOptional`.
+    pub optional: bool,
+}
+
+/// The records a crisis zone holds once its records are published: the verification TXT
+/// (never Graph's MX alternative, which would sit beside the real MX), and, once the services
+/// are enabled, Graph's service records (the optional ones only if `policy` says so) and the
+/// DMARC policy. The one definition: the `dns.publish` step publishes it, `repli dns check`
+/// expects it.
+pub fn kit_records(
+    domain: &str,
+    verification: &[DnsRecord],
+    services: Option<&[DnsRecord]>,
+    policy: &ZonePolicy,
+) -> Vec<DnsRecord> {
+    let mut records: Vec<DnsRecord> =
+        verification.iter().filter(|r| r.kind.eq_ignore_ascii_case("TXT")).cloned().collect();
+    if let Some(services) = services {
+        records.extend(services.iter().filter(|r| policy.optional || !r.optional).cloned());
+        if let Some((p, rua)) = &policy.dmarc {
+            records.push(dmarc_record(domain, p, rua.as_deref()));
+        }
+    }
+    records
 }
 
 /// The backup domain's state in the tenant.
@@ -441,9 +484,10 @@ pub trait DnsPublisher: Send + Sync {
     /// published, when known), and only there; `Ok(false)` when left to a person.
     fn remove<'a>(&'a self, domain: &'a str, records: &'a [DnsRecord]) -> BoxFut<'a, Result<bool>>;
 
-    /// What each authoritative server serves for the names and types of `records`; empty
-    /// when this adapter cannot look (manual publication, the simulator).
-    fn observe<'a>(&'a self, _records: &'a [DnsRecord]) -> BoxFut<'a, Result<Vec<Observed>>> {
+    /// What each authoritative server serves at each of `names` (fully qualified, no final
+    /// dot) for every type Repli publishes ([`OWNED_KINDS`]), and its zone's SOA serial;
+    /// empty when this adapter cannot look (manual publication, the simulator).
+    fn observe<'a>(&'a self, _names: &'a [String]) -> BoxFut<'a, Result<Vec<ServerSurvey>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -457,6 +501,21 @@ pub trait DnsPublisher: Send + Sync {
     fn zone(&self) -> Option<&str> {
         None
     }
+}
+
+/// The record types Repli publishes, and so looks for at the names it owns.
+pub const OWNED_KINDS: [&str; 4] = ["TXT", "MX", "CNAME", "SRV"];
+
+/// One authoritative server's answers for the names Repli owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSurvey {
+    /// `address:port`.
+    pub server: String,
+    /// The zone's SOA serial as this server serves it; `Err` text when it did not answer
+    /// (or answered without authority).
+    pub serial: std::result::Result<u32, String>,
+    /// One line per name and type (none when the serial could not be read).
+    pub records: Vec<Observed>,
 }
 
 /// What one authoritative server serves for one name and type, in zone-file form.
@@ -513,7 +572,14 @@ pub fn dmarc_record(domain: &str, policy: &str, rua: Option<&str>) -> DnsRecord 
     if let Some(rua) = rua {
         value.push_str(&format!("; rua=mailto:{rua}"));
     }
-    DnsRecord { name: format!("_dmarc.{domain}"), kind: "TXT".into(), ttl: 3600, value, service: "Email".into() }
+    DnsRecord {
+        name: format!("_dmarc.{domain}"),
+        kind: "TXT".into(),
+        ttl: 3600,
+        value,
+        service: "Email".into(),
+        optional: false,
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +605,41 @@ mod tests {
         assert!(backup_domain("{slug}", "Aubagne", "13005").is_err());
         assert!(backup_domain("{slug}.x.fr", "日本", "13005").is_err());
         assert!(backup_domain("{slugs}.x.fr", "A", "1").is_err());
+    }
+
+    fn rec(name: &str, kind: &str, value: &str, optional: bool) -> DnsRecord {
+        DnsRecord {
+            name: name.into(),
+            kind: kind.into(),
+            ttl: 3600,
+            value: value.into(),
+            service: "x".into(),
+            optional,
+        }
+    }
+
+    #[test]
+    fn a_kit_zone_is_the_verification_txt_then_the_services_and_dmarc() {
+        let verification = [rec("a.fr", "TXT", "MS=ms1", false), rec("a.fr", "MX", "32767 ms1.msv1.invalid.", false)];
+        let services = [
+            rec("a.fr", "MX", "0 a-fr.mail.protection.outlook.com.", false),
+            rec("enterpriseregistration.a.fr", "CNAME", "enterpriseregistration.windows.net.", true),
+        ];
+        let policy = ZonePolicy { dmarc: Some(("reject".into(), None)), optional: false };
+        let before = kit_records("a.fr", &verification, None, &policy);
+        assert_eq!(before, vec![verification[0].clone()], "no MX alternative, no DMARC before the services");
+        let after = kit_records("a.fr", &verification, Some(&services), &policy);
+        let names: Vec<_> = after.iter().map(|r| (r.name.as_str(), r.kind.as_str())).collect();
+        assert_eq!(names, [("a.fr", "TXT"), ("a.fr", "MX"), ("_dmarc.a.fr", "TXT")], "optional left out");
+        let all = kit_records("a.fr", &verification, Some(&services), &ZonePolicy { dmarc: None, optional: true });
+        assert!(
+            all.iter().any(|r| r.name == "enterpriseregistration.a.fr")
+                && !all.iter().any(|r| r.name.starts_with("_dmarc"))
+        );
+        // An older stored record (no `optional` field) reads as required.
+        let old: DnsRecord =
+            serde_json::from_str(r#"{"name":"a.fr","kind":"TXT","ttl":1,"value":"v","service":"Email"}"#).unwrap();
+        assert!(!old.optional);
     }
 
     #[test]

@@ -254,9 +254,12 @@ impl StepState {
         matches!(self, Self::Failed | Self::Pending | Self::WaitingManual)
     }
 
-    /// Whether ops may send a step back to pending for another try: only a failed one.
-    pub fn may_be_retried(self) -> bool {
+    /// Whether ops may send a step of `kind` back to pending for another try: a failed one,
+    /// or a DNS step handed to a person (the servers did not take the update), so that the
+    /// engine publishes by itself once the server is back.
+    pub fn may_be_retried(self, kind: StepKind) -> bool {
         self == Self::Failed
+            || (self == Self::WaitingManual && matches!(kind, StepKind::DnsPublish | StepKind::DnsRemove))
     }
 
     pub fn label_fr(self) -> &'static str {
@@ -525,6 +528,16 @@ pub fn calibrate(book: &Playbook, measured: &BTreeMap<String, Vec<i64>>, min_sam
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dns_task_may_go_back_to_the_engine_another_manual_step_may_not() {
+        for kind in [StepKind::DnsPublish, StepKind::DnsRemove] {
+            assert!(StepState::WaitingManual.may_be_retried(kind) && StepState::Failed.may_be_retried(kind));
+        }
+        assert!(!StepState::WaitingManual.may_be_retried(StepKind::Manual));
+        assert!(!StepState::Pending.may_be_retried(StepKind::DnsPublish));
+        assert!(StepState::Failed.may_be_retried(StepKind::Manual));
+    }
 
     fn step(id: &str, kind: StepKind, needs: &[&str], mins: i64) -> Step {
         Step {

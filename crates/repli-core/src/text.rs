@@ -246,8 +246,22 @@ pub fn csv_quotes_closed(text: &str) -> Result<(), usize> {
     opened_at.map_or(Ok(()), Err)
 }
 
+/// An error message on one line, as a command prints it before exiting: its lines (an error
+/// and its causes, a multi-line server answer) joined with « — », blank ones dropped.
+pub fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" — ")
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn errors_print_on_one_line() {
+        use super::one_line;
+        assert_eq!(one_line("a: b\n\n  Caused by:\n    c\r\n"), "a: b — Caused by: — c");
+        assert_eq!(one_line("seule"), "seule");
+        assert_eq!(one_line(""), "");
+    }
 
     #[test]
     fn csv_quotes_must_close() {

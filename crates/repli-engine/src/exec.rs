@@ -9,8 +9,8 @@
 use crate::context::{self, Context};
 use jiff::{SignedDuration, Timestamp};
 use repli_core::m365::{
-    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, Grant, M365, MeetingSpec, TeamSpec, crisis_names,
-    dmarc_record, zone_fragment,
+    AgentSpec, BoxFut, DnsPublisher, DnsRecord, Error as M365Error, Grant, M365, MeetingSpec, TeamSpec, ZonePolicy,
+    crisis_names, kit_records, zone_fragment,
 };
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
@@ -63,9 +63,13 @@ pub struct EngineConfig {
     pub owner: String,
     /// Channels of the crisis Team besides « General ».
     pub channels: Vec<(String, String)>,
-    /// The DMARC policy published with the full zone (`quarantine`, `reject`, `none`), and
-    /// where aggregate reports go; no DMARC record when `None`.
-    pub dmarc: Option<(String, Option<String>)>,
+    /// What the full zone holds besides Graph's required records: the DMARC policy, Graph's
+    /// optional records ([`repli_core::m365::kit_records`]).
+    pub zone: ZonePolicy,
+    /// How long a DNS step whose servers do not take an update (primary unreachable, a server
+    /// not serving it yet) keeps retrying, counted from its first attempt, before handing the
+    /// fragment to a person.
+    pub dns_retry_budget: SignedDuration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +116,7 @@ impl From<repli_core::m365::Error> for StepError {
                 "Licences insuffisantes : il manque {missing} licence(s) {sku} ({needed} nécessaire(s), {available} libre(s)). Achetez-en ou libérez-en dans le centre d'administration Microsoft 365 (Facturation › Licences), puis relancez l'étape."
             ));
         }
-        if let Error::Dns(m) | Error::DnsRefused(m) = &e {
+        if let Error::Dns(m) | Error::DnsRefused(m) | Error::DnsTsig(m) = &e {
             return StepError { message: format!("DNS : {m}"), permanent };
         }
         StepError { message: format!("Microsoft 365 : {e}"), permanent }
@@ -150,6 +154,12 @@ enum Outcome {
     Manual(ManualTask),
     /// Not yet: what the step waits for (costs no attempt).
     Wait(String),
+    /// Not yet, again after the delay: a DNS update the servers have not taken, retried
+    /// within [`EngineConfig::dns_retry_budget`] whatever the step's attempts.
+    Later {
+        reason: String,
+        after: SignedDuration,
+    },
 }
 
 /// How long a waiting step sleeps before looking again, unless woken by a change first.
@@ -370,6 +380,12 @@ impl Engine {
                 tracing::info!(reason = %reason, "step waits");
                 StepFinish::Wait { reason, not_before: wall + WAIT_RECHECK }
             }
+            Ok(Outcome::Later { reason, after }) => {
+                // A retry (audited, its first attempt kept so the budget counts from it), not
+                // bounded by the step's attempts: by the DNS retry budget.
+                tracing::warn!(reason = %reason, retry_in_s = after.as_secs(), "step will be tried again");
+                StepFinish::Retry { error: reason, not_before: wall + after }
+            }
             Err(e) => {
                 let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| wall.duration_since(t));
                 let wait = backoff(step.attempts);
@@ -401,6 +417,27 @@ impl Engine {
             Ok(false) => tracing::warn!("step outcome not recorded: lease lost"),
             Err(e) => tracing::error!(error = %e, "step outcome not recorded"),
         }
+    }
+
+    /// A DNS update the servers did not take: tried again later while the step is within
+    /// [`EngineConfig::dns_retry_budget`] of its first attempt (backoff growing with the time
+    /// spent, 2 s to 2 min); `None` once the budget is spent.
+    fn dns_later(&self, step: &StepRecord, e: &M365Error) -> Option<Outcome> {
+        let spent = step.first_started_at.map_or(SignedDuration::ZERO, |t| self.host.wall().duration_since(t));
+        let budget = self.config.dns_retry_budget;
+        if spent >= budget {
+            return None;
+        }
+        let after = (spent / 2).clamp(SignedDuration::from_secs(2), SignedDuration::from_mins(2));
+        let after = after.min(budget - spent).max(SignedDuration::from_secs(1));
+        Some(Outcome::Later {
+            reason: format!(
+                "DNS : {e} — nouvel essai automatique dans {} s (jusqu'à {} après le premier essai, puis tâche manuelle)",
+                after.as_secs(),
+                repli_core::playbook::format_duration(budget)
+            ),
+            after,
+        })
     }
 
     async fn execute(&self, run: &RunRecord, step: &StepRecord, outputs: &Outputs) -> Result<Outcome, StepError> {
@@ -457,16 +494,12 @@ impl Engine {
                 // What Microsoft 365 needs and nothing else: the verification TXT (Graph also
                 // offers an MX alternative, which would sit beside the real MX), then the
                 // service records and the DMARC policy.
-                let mut records: Vec<DnsRecord> = Vec::new();
-                if let Some(d) = outputs.domain() {
-                    records.extend(d.records.iter().filter(|r| r.kind.eq_ignore_ascii_case("TXT")).cloned());
-                }
-                if let Some(s) = outputs.services() {
-                    records.extend(s.records.iter().cloned());
-                    if let Some((policy, rua)) = &self.config.dmarc {
-                        records.push(dmarc_record(&ctx.domain, policy, rua.as_deref()));
-                    }
-                }
+                let records: Vec<DnsRecord> = kit_records(
+                    &ctx.domain,
+                    outputs.domain().map(|d| d.records.as_slice()).unwrap_or_default(),
+                    outputs.services().map(|s| s.records.as_slice()),
+                    &self.config.zone,
+                );
                 if records.is_empty() {
                     return Err(StepError::permanent(
                         "aucun enregistrement DNS à publier (l'étape m365.domain doit précéder)",
@@ -495,8 +528,12 @@ impl Engine {
                         records: records.clone(),
                     })),
                     Ok(false) => manual(None),
-                    // The server stayed unreachable through every attempt: a person takes over.
-                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
+                    // The servers did not take it: tried again within the budget, then a person
+                    // takes over.
+                    Err(e @ M365Error::Dns(_)) => match self.dns_later(step, &e) {
+                        Some(later) => Ok(later),
+                        None => manual(Some(e.to_string())),
+                    },
                     Err(e) => Err(e.into()),
                 }
             }
@@ -517,7 +554,10 @@ impl Engine {
                 match dns.remove(&ctx.domain, &[]).await {
                     Ok(true) => done(StepOutput::Unpublished(Unpublished { names: crisis_names(&ctx.domain) })),
                     Ok(false) => manual(None),
-                    Err(e @ M365Error::Dns(_)) if step.attempts >= step.max_attempts => manual(Some(e.to_string())),
+                    Err(e @ M365Error::Dns(_)) => match self.dns_later(step, &e) {
+                        Some(later) => Ok(later),
+                        None => manual(Some(e.to_string())),
+                    },
                     Err(e) => Err(e.into()),
                 }
             }

@@ -699,9 +699,21 @@ impl Tenant {
                 "label": format!("sip.{}", d.id), "recordType": "CName", "supportedService": "OfficeCommunicationsOnline", "ttl": 3600, "canonicalName": "sipdir.online.lync.com"}));
             items.push(json!({"@odata.type": "#microsoft.graph.domainDnsCnameRecord", "id": "lyncdiscover", "isOptional": false,
                 "label": format!("lyncdiscover.{}", d.id), "recordType": "CName", "supportedService": "OfficeCommunicationsOnline", "ttl": 3600, "canonicalName": "webdir.online.lync.com"}));
+            // Microsoft's documented Teams records: the owner of an SRV record is
+            // `_service._protocol.<label>`, so its label is the domain itself.
+            items.push(json!({"@odata.type": "#microsoft.graph.domainDnsSrvRecord", "id": "sip-tls", "isOptional": false,
+                "label": d.id, "recordType": "Srv", "supportedService": "OfficeCommunicationsOnline", "ttl": 3600,
+                "nameTarget": "sipdir.online.lync.com", "port": 443, "priority": 100, "protocol": "_tls", "service": "_sip", "weight": 1}));
             items.push(json!({"@odata.type": "#microsoft.graph.domainDnsSrvRecord", "id": "sipfed", "isOptional": false,
                 "label": d.id, "recordType": "Srv", "supportedService": "OfficeCommunicationsOnline", "ttl": 3600,
                 "nameTarget": "sipfed.online.lync.com", "port": 5061, "priority": 100, "protocol": "_tcp", "service": "_sipfederationtls", "weight": 1}));
+        }
+        if d.services.iter().any(|s| s == "Intune") {
+            // Optional: device registration works without them (isOptional true).
+            items.push(json!({"@odata.type": "#microsoft.graph.domainDnsCnameRecord", "id": "enterpriseregistration", "isOptional": true,
+                "label": format!("enterpriseregistration.{}", d.id), "recordType": "CName", "supportedService": "Intune", "ttl": 3600, "canonicalName": "enterpriseregistration.windows.net"}));
+            items.push(json!({"@odata.type": "#microsoft.graph.domainDnsCnameRecord", "id": "enterpriseenrollment", "isOptional": true,
+                "label": format!("enterpriseenrollment.{}", d.id), "recordType": "CName", "supportedService": "Intune", "ttl": 3600, "canonicalName": "enterpriseenrollment-s.manage.microsoft.com"}));
         }
         Reply::json(
             200,

@@ -57,6 +57,7 @@ mod tests {
                 ttl: 3600,
                 value: "MS=ms1 \"x\"".into(),
                 service: "Email".into(),
+                optional: false,
             },
             DnsRecord {
                 name: "a.fr".into(),
@@ -64,6 +65,7 @@ mod tests {
                 ttl: 3600,
                 value: "0 a-fr.mail.protection.outlook.com.".into(),
                 service: "Email".into(),
+                optional: false,
             },
         ];
         let z = zone_fragment("a.fr", "crise 1\n$ORIGIN evil.", &records);

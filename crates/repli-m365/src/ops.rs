@@ -71,17 +71,40 @@ fn record_from_graph(r: DomainDnsRecord) -> Option<DnsRecord> {
     let (kind, name, value) = match r.data {
         DnsRecordData::Txt { text } => ("TXT", label, text),
         DnsRecordData::Mx { mail_exchange, preference } => {
-            ("MX", label, format!("{} {mail_exchange}.", preference.unwrap_or(0)))
+            ("MX", label, format!("{} {}.", preference.unwrap_or(0), mail_exchange.trim_end_matches('.')))
         }
-        DnsRecordData::CName { canonical_name } => ("CNAME", label, format!("{}.", canonical_name?)),
-        DnsRecordData::Srv { service, protocol, priority, weight, port, name_target } => (
-            "SRV",
-            format!("{}.{}.{label}", service?, protocol?),
-            format!("{} {} {} {}.", priority.unwrap_or(0), weight.unwrap_or(0), port.unwrap_or(0), name_target?),
-        ),
+        DnsRecordData::CName { canonical_name } => {
+            ("CNAME", label, format!("{}.", canonical_name?.trim_end_matches('.')))
+        }
+        DnsRecordData::Srv { service, protocol, priority, weight, port, name_target } => {
+            // The owner is `_service._protocol.<label>`; a label that already carries them
+            // (`_sip._tls.example.fr`) is not prefixed twice.
+            let prefix =
+                format!("{}.{}.", service?.trim_matches('.'), protocol?.trim_matches('.')).to_ascii_lowercase();
+            let name = if label.starts_with(&prefix) { label } else { format!("{prefix}{label}") };
+            let target = name_target?;
+            (
+                "SRV",
+                name,
+                format!(
+                    "{} {} {} {}.",
+                    priority.unwrap_or(0),
+                    weight.unwrap_or(0),
+                    port.unwrap_or(0),
+                    target.trim_end_matches('.')
+                ),
+            )
+        }
         DnsRecordData::Other => return None,
     };
-    Some(DnsRecord { name, kind: kind.to_string(), ttl: r.ttl, value, service: r.supported_service })
+    Some(DnsRecord {
+        name,
+        kind: kind.to_string(),
+        ttl: r.ttl,
+        value,
+        service: r.supported_service,
+        optional: r.is_optional,
+    })
 }
 
 /// One error naming every item that failed, or `Ok`.
@@ -1039,7 +1062,8 @@ mod tests {
                 kind: "TXT".into(),
                 ttl: 3600,
                 value: "MS=ms123".into(),
-                service: "Email".into()
+                service: "Email".into(),
+                optional: false,
             }
         );
         let mx = record(base(
@@ -1060,6 +1084,17 @@ mod tests {
         assert_eq!(
             (srv.name.as_str(), srv.kind.as_str(), srv.value.as_str()),
             ("_sipfederationtls._tcp.crise.example.fr", "SRV", "100 1 5061 sipfed.online.lync.com.")
+        );
+        // A label that already names the service and protocol is not prefixed twice; a
+        // trailing dot on a target is not doubled; `isOptional` is kept.
+        let sip = record(base(
+            "Srv",
+            json!({"label": "_sip._tls.crise.example.fr", "service": "_sip", "protocol": "_tls", "port": 443, "priority": 100, "weight": 1, "nameTarget": "sipdir.online.lync.com.", "isOptional": true}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (sip.name.as_str(), sip.value.as_str(), sip.optional),
+            ("_sip._tls.crise.example.fr", "100 1 443 sipdir.online.lync.com.", true)
         );
         // A CNAME without its (nullable) target and an Unavailable record are not published.
         assert_eq!(record(base("CName", json!({"canonicalName": null}))), None);

@@ -13,14 +13,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
 use hickory_proto::rr::rdata::{CNAME, MX, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 use hickory_proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use repli_core::m365::{Observed, crisis_names};
+use repli_core::m365::{OWNED_KINDS, Observed, ServerSurvey, crisis_names};
 
 use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
 
@@ -65,6 +65,8 @@ pub struct Rfc2136Dns {
     config: Rfc2136Config,
     zone: Name,
     signer: TSignerDebug,
+    /// Added to the clock that signs updates: only tests move it (a BADTIME).
+    clock_skew: i64,
 }
 
 /// `TSigner` holds the key: not printed.
@@ -78,6 +80,9 @@ impl std::fmt::Debug for TSignerDebug {
 
 /// How long one exchange with a server may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the preflight's canary waits for every server to serve it: the preflight must end
+/// well within a client's request timeout, whatever `propagation_timeout` says.
+pub const CANARY_PROPAGATION: Duration = Duration::from_secs(15);
 /// Between two looks at the servers while waiting for propagation.
 const PROPAGATION_POLL: Duration = Duration::from_millis(250);
 
@@ -101,7 +106,14 @@ impl Rfc2136Dns {
         let signer = TSigner::new(config.key.clone(), algorithm, fqdn(&config.key_name)?, 300)
             .map_err(|e| Error::Invalid(format!("clé TSIG : {e}")))?;
         let zone = fqdn(&config.zone)?;
-        Ok(Rfc2136Dns { config, zone, signer: TSignerDebug(signer) })
+        Ok(Rfc2136Dns { config, zone, signer: TSignerDebug(signer), clock_skew: 0 })
+    }
+
+    /// Signs with a clock `seconds` off the real one: what a server whose clock drifted sees
+    /// (tests of BADTIME).
+    pub fn with_clock_skew(mut self, seconds: i64) -> Self {
+        self.clock_skew = seconds;
+        self
     }
 
     /// The servers whose answers count: the configured ones, or the zone's authoritative
@@ -172,47 +184,100 @@ impl Rfc2136Dns {
         m
     }
 
-    /// Sends a signed update to the primary and checks its signed answer.
+    /// Sends a signed update to the primary and checks its signed answer. A refusal says
+    /// which of three it is: the key (TSIG BADKEY/BADSIG/BADTIME, or an answer not signed by
+    /// it), the server's policy (REFUSED, or NOTAUTH under a valid signature: the key is known
+    /// but not granted this name or type, or the server is not authoritative for the zone),
+    /// or the server itself (unreachable, SERVFAIL: transient).
     async fn update(&self, mut message: Message) -> Result<()> {
         #[allow(clippy::disallowed_methods)] // the server checks TSIG's time against its wall clock
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = now.saturating_add_signed(self.clock_skew);
         let mut verifier = message
             .finalize(&self.signer.0, now)
-            .map_err(|e| Error::DnsRefused(format!("signature TSIG impossible : {e}")))?;
+            .map_err(|e| Error::DnsTsig(format!("signature TSIG impossible : {e}")))?;
         let bytes = message.to_vec().map_err(|e| Error::Invalid(format!("mise à jour DNS : {e}")))?;
         let answer = tcp_exchange(self.config.primary, &bytes).await?;
         let parsed = Message::from_bytes(&answer)
             .map_err(|e| Error::Dns(format!("réponse illisible de {} : {e}", self.config.primary)))?;
         let code = parsed.metadata.response_code;
-        if code != ResponseCode::NoError {
-            let why = match code {
-                ResponseCode::Refused => {
-                    "REFUSED : la politique de mise à jour du serveur n'autorise pas ce nom à cette clé"
-                }
-                ResponseCode::NotAuth => {
-                    "NOTAUTH : le serveur ne reconnaît pas la clé TSIG (nom, secret ou algorithme) ou n'est pas maître de la zone"
-                }
-                ResponseCode::NotZone => "NOTZONE : un nom est hors de la zone",
-                ResponseCode::ServFail => "SERVFAIL : le serveur n'a pas pu appliquer la mise à jour",
-                _ => "refusée",
+        let primary = self.config.primary;
+        let zone = &self.config.zone;
+        // The TSIG error the server put in its answer's TSIG record (RFC 8945 §5.3.2).
+        if let Some(tsig) = parsed.signature().and_then(|r| r.data.error) {
+            let why = match tsig {
+                TsigError::BadKey => format!(
+                    "BADKEY : {primary} ne connaît pas la clé « {} » avec l'algorithme {} (nom ou algorithme de [dns] key_name/algorithm)",
+                    self.config.key_name, self.config.algorithm
+                ),
+                TsigError::BadSig => format!(
+                    "BADSIG : {primary} connaît la clé « {} » mais la signature ne correspond pas à son secret (secret de [dns] key_file ou REPLI_DNS_TSIG_SECRET)",
+                    self.config.key_name
+                ),
+                TsigError::BadTime => format!(
+                    "BADTIME : l'horloge de replid et celle de {primary} diffèrent de plus de 5 minutes (synchroniser l'heure, NTP)"
+                ),
+                other => format!("{primary} refuse la signature TSIG ({other:?})"),
             };
-            let message =
-                format!("mise à jour de la zone {} refusée par {} — {why}", self.config.zone, self.config.primary);
-            return Err(if code == ResponseCode::ServFail { Error::Dns(message) } else { Error::DnsRefused(message) });
+            return Err(Error::DnsTsig(format!("mise à jour de la zone {zone} refusée — clé TSIG — {why}")));
         }
-        if let Some(v) = verifier.as_mut() {
-            v.verify(&answer).map_err(|e| {
-                Error::DnsRefused(format!(
-                    "la réponse de {} n'est pas signée par la clé TSIG attendue : {e}",
-                    self.config.primary
-                ))
-            })?;
+        // Any other answer must carry the key's signature: otherwise it is not the server's.
+        let signed = match verifier.as_mut() {
+            Some(v) => v.verify(&answer).map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let Err(e) = signed {
+            // Unsigned REFUSED: some servers refuse before looking at the key (no TSIG record).
+            if code == ResponseCode::Refused || code == ResponseCode::NotAuth {
+                return Err(Error::DnsTsig(format!(
+                    "mise à jour de la zone {zone} refusée par {primary} ({code}) sans réponse signée par la clé « {} » : clé inconnue du serveur, ou serveur non maître de la zone ({e})",
+                    self.config.key_name
+                )));
+            }
+            return Err(Error::DnsTsig(format!(
+                "la réponse de {primary} n'est pas signée par la clé TSIG attendue : {e}"
+            )));
         }
-        Ok(())
+        match code {
+            ResponseCode::NoError => Ok(()),
+            ResponseCode::Refused => Err(Error::DnsRefused(format!(
+                "mise à jour de la zone {zone} refusée par {primary} — politique — REFUSED : la clé est reconnue mais la politique de mise à jour (update-policy, ACL) ne lui accorde pas ce nom ou ce type"
+            ))),
+            ResponseCode::NotAuth => {
+                // A valid signature: the key is fine. Either the server does not serve the
+                // zone with authority, or its ACL (Knot) refuses the key this update.
+                let why = match self.soa_serial(primary).await {
+                    Err(e) => format!(
+                        "{primary} ne fait pas autorité pour la zone {zone} ({e}) : vérifier [dns] primary et zone"
+                    ),
+                    Ok(_) => format!(
+                        "{primary} fait autorité pour {zone} mais refuse cette mise à jour à la clé (ACL ou update-policy : nom ou type non accordé)"
+                    ),
+                };
+                Err(Error::DnsRefused(format!("mise à jour de la zone {zone} refusée — politique — NOTAUTH : {why}")))
+            }
+            ResponseCode::NotZone => Err(Error::DnsRefused(format!(
+                "mise à jour de la zone {zone} refusée par {primary} — NOTZONE : un nom est hors de la zone"
+            ))),
+            ResponseCode::ServFail => Err(Error::Dns(format!(
+                "mise à jour de la zone {zone} : {primary} répond SERVFAIL (le serveur n'a pas pu l'appliquer)"
+            ))),
+            other => Err(Error::DnsRefused(format!("mise à jour de la zone {zone} refusée par {primary} : {other}"))),
+        }
     }
 
-    /// What `server` serves for `name`/`kind`, without recursion, in zone-file form.
-    pub async fn served(&self, server: SocketAddr, name: &str, kind: RecordType) -> Result<BTreeSet<String>> {
+    /// The zone's SOA serial as `server` serves it, with authority (an error otherwise).
+    pub async fn soa_serial(&self, server: SocketAddr) -> Result<u32> {
+        let m = self.query(server, &self.config.zone, RecordType::SOA).await?;
+        m.answers
+            .iter()
+            .find_map(|r| if let RData::SOA(soa) = &r.data { Some(soa.serial) } else { None })
+            .ok_or_else(|| Error::Dns(format!("{server} ne sert pas le SOA de la zone {}", self.config.zone)))
+    }
+
+    /// One query without recursion; the answer must come with authority (AA) and a code
+    /// that means "here is the zone's data" (NOERROR, NXDOMAIN).
+    async fn query(&self, server: SocketAddr, name: &str, kind: RecordType) -> Result<Message> {
         let mut q = Message::new(rand_id(), MessageType::Query, OpCode::Query);
         q.metadata.recursion_desired = false;
         q.add_query(Query::query(fqdn(name)?, kind));
@@ -224,12 +289,39 @@ impl Rfc2136Dns {
             let answer = tcp_exchange(server, &bytes).await?;
             m = Message::from_bytes(&answer).map_err(|e| Error::Dns(format!("réponse illisible de {server} : {e}")))?;
         }
+        let code = m.metadata.response_code;
+        if code == ResponseCode::Refused {
+            return Err(Error::Dns(format!(
+                "{server} refuse la requête (REFUSED) pour {name} {kind} : il ne sert pas la zone {}",
+                self.config.zone
+            )));
+        }
+        if code != ResponseCode::NoError && code != ResponseCode::NXDomain {
+            return Err(Error::Dns(format!("{server} répond {code} pour {name} {kind}")));
+        }
+        if !m.metadata.authoritative {
+            return Err(Error::Dns(format!(
+                "{server} ne fait pas autorité pour la zone {} (réponse sans AA)",
+                self.config.zone
+            )));
+        }
+        Ok(m)
+    }
+
+    /// What `server` serves for `name`/`kind`, without recursion, in zone-file form; an
+    /// error when it does not answer with authority.
+    pub async fn served(&self, server: SocketAddr, name: &str, kind: RecordType) -> Result<BTreeSet<String>> {
+        let m = self.query(server, name, kind).await?;
         Ok(m.answers.iter().filter(|r| r.record_type() == kind).filter_map(|r| zone_form(&r.data)).collect())
     }
 
     /// Waits until every server serves exactly `expected` (by name and type).
-    async fn propagated(&self, expected: &BTreeMap<(String, RecordType), BTreeSet<String>>) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.config.propagation_timeout;
+    async fn propagated(
+        &self,
+        expected: &BTreeMap<(String, RecordType), BTreeSet<String>>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
         // Found once (NS records, addresses), not at every look.
         let servers = self.servers().await;
         loop {
@@ -256,10 +348,7 @@ impl Rfc2136Dns {
             }
             let Some(lagging) = lagging else { return Ok(()) };
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Dns(format!(
-                    "propagation non constatée après {} s : {lagging}",
-                    self.config.propagation_timeout.as_secs()
-                )));
+                return Err(Error::Dns(format!("propagation non constatée après {} s : {lagging}", timeout.as_secs())));
             }
             tokio::time::sleep(PROPAGATION_POLL).await;
         }
@@ -278,6 +367,7 @@ impl Rfc2136Dns {
             ttl: 60,
             value: value.to_owned(),
             service: "Repli".into(),
+            optional: false,
         };
         let mut m = self.update_message();
         m.add_update(delete_rrset(owner.clone(), RecordType::TXT));
@@ -285,7 +375,7 @@ impl Rfc2136Dns {
         self.update(m).await?;
         let mut expected = BTreeMap::new();
         expected.insert((record.name.clone(), RecordType::TXT), BTreeSet::from([value.to_owned()]));
-        let seen = self.propagated(&expected).await;
+        let seen = self.propagated(&expected, self.config.propagation_timeout.min(CANARY_PROPAGATION)).await;
         let mut m = self.update_message();
         m.add_update(delete_rrset(owner, RecordType::TXT));
         self.update(m).await?;
@@ -442,32 +532,49 @@ impl DnsPublisher for Rfc2136Dns {
                 m.add_update(r);
             }
             self.update(m).await?;
-            self.propagated(&expected).await?;
+            self.propagated(&expected, self.config.propagation_timeout).await?;
             Ok(true)
         })
     }
 
-    fn observe<'a>(&'a self, records: &'a [DnsRecord]) -> BoxFut<'a, Result<Vec<Observed>>> {
+    fn observe<'a>(&'a self, names: &'a [String]) -> BoxFut<'a, Result<Vec<ServerSurvey>>> {
         Box::pin(async move {
             let mut keys: BTreeSet<(String, RecordType)> = BTreeSet::new();
-            for r in records {
-                keys.insert((r.name.trim_end_matches('.').to_ascii_lowercase(), record_type(&r.kind)?));
+            for name in names {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                fqdn(&name)?;
+                for kind in OWNED_KINDS {
+                    keys.insert((name.clone(), record_type(kind)?));
+                }
             }
             let mut out = Vec::new();
             for server in self.servers().await {
+                let serial = match self.soa_serial(server).await {
+                    Ok(serial) => serial,
+                    Err(e) => {
+                        out.push(ServerSurvey {
+                            server: server.to_string(),
+                            serial: Err(e.to_string()),
+                            records: Vec::new(),
+                        });
+                        continue;
+                    }
+                };
+                let mut records = Vec::new();
                 for (name, kind) in &keys {
                     let served = self
                         .served(server, name, *kind)
                         .await
                         .map(|s| s.into_iter().collect())
                         .map_err(|e| e.to_string());
-                    out.push(Observed {
+                    records.push(Observed {
                         server: server.to_string(),
                         name: name.clone(),
                         kind: kind.to_string(),
                         served,
                     });
                 }
+                out.push(ServerSurvey { server: server.to_string(), serial: Ok(serial), records });
             }
             Ok(out)
         })
@@ -503,7 +610,7 @@ impl DnsPublisher for Rfc2136Dns {
                     expected.insert((name.clone(), kind), BTreeSet::new());
                 }
             }
-            self.propagated(&expected).await?;
+            self.propagated(&expected, self.config.propagation_timeout).await?;
             Ok(true)
         })
     }
@@ -547,6 +654,7 @@ mod tests {
             ttl: 60,
             value: value.into(),
             service: String::new(),
+            optional: false,
         };
         assert!(to_record(&rec("MX", "dix mail.example.")).is_err());
         assert!(to_record(&rec("SRV", "100 1")).is_err());

@@ -101,6 +101,9 @@ pub(crate) struct DomainDnsRecord {
     pub ttl: u32,
     /// `Email`, `OfficeCommunicationsOnline`, …
     pub supported_service: String,
+    /// Microsoft 365 works without it (Intune's CNAMEs, say); absent reads as required.
+    #[serde(default)]
+    pub is_optional: bool,
     /// What the derived type adds, by `recordType`.
     #[serde(flatten)]
     pub data: DnsRecordData,

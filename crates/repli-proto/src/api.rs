@@ -992,6 +992,12 @@ pub struct TaskDoneRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = repli_core::schema::note_optional)]
     pub note: Option<String>,
+    /// A DNS step confirmed although the authoritative servers do not serve what it was to
+    /// do: why (recorded in the audit entry with what differed). Without it such a
+    /// confirmation is refused (409 `step_conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = repli_core::schema::note_optional)]
+    pub dns_unchecked: Option<String>,
 }
 
 /// `POST /api/v1/crises/{id}/steps/{step}/retry` and `…/skip`.
@@ -1004,7 +1010,7 @@ pub struct StepActionRequest {
 }
 
 /// `GET /api/v1/crises/{id}/dns`: the crisis zone as each authoritative server serves it,
-/// against what Repli published.
+/// against the whole record set the crisis's state expects (whoever published or removed it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DnsCheckView {
     pub domain: String,
@@ -1012,10 +1018,57 @@ pub struct DnsCheckView {
     pub zone: Option<String>,
     /// Whether the servers could be queried (only with `dns = "rfc2136"`).
     pub checked: bool,
-    /// Every server serves exactly what was published.
+    /// What the crisis's state expects of the zone.
+    pub expect: DnsExpectation,
+    /// Every server answers, with the same serial, and serves exactly what is expected.
     pub ok: bool,
-    /// One line per server, name and type.
+    /// Each authoritative server: its zone serial, whether it lags behind the others.
+    pub servers: Vec<DnsServerCheck>,
+    /// One line per server, name and type where something is expected or served (or the
+    /// server could not be read); names and types where nothing is expected and nothing is
+    /// served are left out.
     pub records: Vec<DnsRecordCheck>,
+}
+
+/// What the crisis's state expects of its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsExpectation {
+    /// No backup domain yet: nothing to look at.
+    Nothing,
+    /// The kit's records, as far as its publication steps got (by Repli or confirmed by a person).
+    Present,
+    /// The hand-back removed them (or the crisis ended): nothing at any name Repli owns.
+    Absent,
+}
+
+/// One authoritative server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DnsServerCheck {
+    /// `address:port`.
+    pub server: String,
+    /// The zone's SOA serial it serves.
+    pub serial: Option<u32>,
+    /// Why it could not be read (no answer, no authority).
+    pub error: Option<String>,
+    /// Its serial is behind another server's: it has not got the last update.
+    pub lagging: bool,
+}
+
+/// How one name and type on one server compares with what is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsDiff {
+    /// Served exactly as expected.
+    Same,
+    /// Expected, served nothing.
+    Missing,
+    /// Served, not expected (left after a hand-back, added by someone).
+    Extra,
+    /// Served, but other values than expected.
+    Different,
+    /// The server did not answer for it.
+    Unreadable,
 }
 
 /// One name and type on one authoritative server.
@@ -1030,6 +1083,7 @@ pub struct DnsRecordCheck {
     pub served: Vec<String>,
     /// Why the server could not be read.
     pub error: Option<String>,
+    pub diff: DnsDiff,
     pub ok: bool,
 }
 

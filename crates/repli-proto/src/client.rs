@@ -292,7 +292,19 @@ impl Client {
 
     /// Confirms a manual step.
     pub async fn task_done(&self, id: &str, step: &str, note: Option<&str>) -> Result<StepView, ClientError> {
-        let body = TaskDoneRequest { note: note.map(str::to_owned) };
+        self.task_done_unchecked(id, step, note, None).await
+    }
+
+    /// Confirms a manual step; for a DNS step the servers do not serve yet, `dns_unchecked`
+    /// is the reason to record it anyway.
+    pub async fn task_done_unchecked(
+        &self,
+        id: &str,
+        step: &str,
+        note: Option<&str>,
+        dns_unchecked: Option<&str>,
+    ) -> Result<StepView, ClientError> {
+        let body = TaskDoneRequest { note: note.map(str::to_owned), dns_unchecked: dns_unchecked.map(str::to_owned) };
         self.post(&format!("{API_PREFIX}/crises/{}/steps/{}/done", urlencode(id), urlencode(step)), &body).await
     }
 

@@ -701,6 +701,7 @@ impl Store {
         crisis: &CrisisId,
         step: &str,
         note: Option<&str>,
+        dns_unchecked: Option<&str>,
         by: By<'_>,
         now: Timestamp,
     ) -> Result<StepRecord, StoreError> {
@@ -723,7 +724,12 @@ impl Store {
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        self.step_audit(&mut tx, &r, step, AuditAction::EngineTaskDone, by, json!({ "note": note }), now).await?;
+        // A DNS step confirmed although the servers did not serve it: why, and what differed.
+        let details = match dns_unchecked {
+            Some(why) => json!({ "note": note, "dns_unchecked": why }),
+            None => json!({ "note": note }),
+        };
+        self.step_audit(&mut tx, &r, step, AuditAction::EngineTaskDone, by, details, now).await?;
         Self::rearm_in(&mut tx, crisis).await?;
         let s = Self::step_in(&mut tx, r.id, step).await?;
         tx.commit().await?;
@@ -742,7 +748,7 @@ impl Store {
     ) -> Result<StepRecord, StoreError> {
         let mut tx = self.write.begin().await?;
         let (r, s) = Self::find_step(&mut tx, crisis, step).await?;
-        let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried() };
+        let allowed = if skip { s.state.may_be_skipped() } else { s.state.may_be_retried(s.kind) };
         if !allowed {
             return Err(StoreError::StepNotOperable { step: step.to_owned(), state: s.state, skip });
         }
@@ -910,7 +916,7 @@ mod tests {
 
         // Ops: confirm refuses a step that is not a waiting task; retry and skip are audited.
         let ops = user(&store, Role::Ops, None).await;
-        let e = store.confirm_task(&c.id, "a", None, By::User(&ops), now).await.unwrap_err();
+        let e = store.confirm_task(&c.id, "a", None, None, By::User(&ops), now).await.unwrap_err();
         assert!(
             matches!(&e, StoreError::StepNotWaitingManual { step, state: StepState::Failed } if step == "a"),
             "{e}"

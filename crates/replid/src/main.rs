@@ -149,9 +149,20 @@ async fn shutdown_signal() {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Every failure ends with one line on stderr and a non-zero status: the error and its causes
+/// joined (`anyhow`'s `{:#}`), never `main`'s debug print with its backtrace.
 #[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("erreur : {}", repli_core::text::one_line(&format!("{e:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // The demo narrates on its own; its daemon logs only when RUST_LOG asks for them.
     if !matches!(cli.command, Some(Command::Demo(_))) || std::env::var_os("RUST_LOG").is_some() {
         init_tracing(cli.log_format);

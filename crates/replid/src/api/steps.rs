@@ -28,7 +28,7 @@ pub async fn done(
     ApiPath((id, step)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TaskDoneRequest>,
 ) -> Result<Json<StepView>, ApiError> {
-    Ok(Json(steps::confirm(&st, &a, &id, &step, body.note.as_deref()).await?))
+    Ok(Json(steps::confirm(&st, &a, &id, &step, body.note.as_deref(), body.dns_unchecked.as_deref()).await?))
 }
 
 pub async fn retry(

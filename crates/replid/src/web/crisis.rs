@@ -321,7 +321,9 @@ pub async fn crisis(
                         class: s.state.as_str(),
                         error: s.last_error.clone(),
                         waiting: is_ops && s.state == StepState::WaitingManual,
-                        retry: is_ops && s.state.may_be_retried(),
+                        retry: is_ops
+                            && repli_core::playbook::StepKind::parse(&s.kind)
+                                .is_some_and(|k| s.state.may_be_retried(k)),
                         skip: is_ops && run.state.takes_step_operations() && s.state.may_be_skipped(),
                         instructions: s.instructions.clone(),
                         checklist: s.checklist.clone(),
@@ -755,7 +757,7 @@ pub async fn confirm_task(
     };
     let note = Some(form.note.trim().to_string()).filter(|n| !n.is_empty());
     let target = if form.retour == "taches" { "/taches".to_string() } else { format!("/crises/{id}") };
-    match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref()).await {
+    match steps::confirm(&st, &a, r.id.as_str(), &step, note.as_deref(), None).await {
         Ok(s) => crate::web::redirect_with(&target, Flash::ok(format!("« {} » confirmée.", s.title))),
         Err(AppError::Validation(_)) => {
             back(&id, Flash::error("Note invalide (caractères de contrôle ou trop longue)."))
