@@ -310,6 +310,19 @@ async fn a_kit_publishes_its_zone_in_named_and_the_hand_back_removes_it() {
     let line = changed.records.iter().find(|r| r.name == dmarc_name).unwrap();
     assert!(!line.ok && line.served == ["v=DMARC1; p=none"] && line.expected == ["v=DMARC1; p=quarantine"], "{line:?}");
     assert_eq!(line.diff, DnsDiff::Different);
+    // The same check on the crisis page's link, in French, for ops.
+    let (cookie, _) = crate::web::session_of(&app, repli_core::Role::Ops, None, "ops.dns").await;
+    let get = |path: String| {
+        let cookie = cookie.clone();
+        async move { crate::web::http().get(path).header("cookie", cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    let crisis_page = get(app.url(&format!("/crises/{}", c.id))).await;
+    assert!(crisis_page.contains(&format!("/crises/{}/dns", c.id)), "the crisis page links to the check");
+    let page = get(app.url(&format!("/crises/{}/dns", c.id))).await;
+    assert!(
+        page.contains("Des écarts sont constatés") && page.contains("différent") && page.contains("p&#x3D;none"),
+        "{page}"
+    );
     assert!(changed.records.iter().filter(|r| r.name != dmarc_name).all(|r| r.ok), "{changed:#?}");
 
     // The service records removed behind Repli's back: each is named missing (the check looks

@@ -244,7 +244,8 @@ async fn named_loans_come_back_wiped_before_the_crisis_closes() {
     // Everything is accounted for: the reception is confirmed and the hand-back closes.
     app.ops.task_done(id, "equipment", Some("tout est rentré")).await.unwrap();
     app.wait_steps(&c.id, "the crisis to close", |v| v.state == repli_core::CrisisState::Closed).await;
-    assert!(app.auditor.audit_verify().await.unwrap().verified);
+    let v = app.auditor.audit_verify().await.unwrap();
+    assert!(v.verified, "{v:?}");
 }
 
 #[tokio::test]

@@ -325,7 +325,9 @@ async fn write_snapshot(
     // The head the manifest signs is read back from the file: the live database has moved on.
     let vk = key.verifying_key();
     let snap = Store::open_read_only(&db).await?;
-    let verified = snap.verify_audit(Some(&vk)).await;
+    // Checkpoints and the signed head against the key that signs the manifest: a tail changed
+    // behind replid is not signed into a snapshot.
+    let verified = snap.verify_audit_trusted(&[repli_core::audit::KeyPin::Key(vk)], false).await;
     snap.close().await;
     let summary = verified.map_err(|e| chain_refused(&e))?;
     let manifest = Manifest {
@@ -599,7 +601,7 @@ fn check_hashes(root: &Path, m: &Manifest) -> Result<(), BackupError> {
 /// at the head the manifest signs.
 async fn check_chain(db: &Path, v: &Verified) -> Result<(), BackupError> {
     let snap = Store::open_read_only(db).await?;
-    let verified = snap.verify_audit(Some(&v.key)).await;
+    let verified = snap.verify_audit_trusted(&[repli_core::audit::KeyPin::Key(v.key)], false).await;
     snap.close().await;
     let summary = verified.map_err(|e| chain_refused(&e))?;
     let m = &v.manifest;

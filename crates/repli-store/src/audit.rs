@@ -131,7 +131,20 @@ impl Store {
         if let Some(c) = &self.checkpointing {
             let row = head_row(conn).await?;
             let last = (head.seq > 0).then(|| (head.seq, head.hash.clone()));
-            if let Err(e) = head_matches(row.as_ref(), last.as_ref(), Some(&c.key.verifying_key())) {
+            let own = c.key.verifying_key();
+            let unsigned = row.as_ref().is_some_and(|r| r.4.is_none());
+            let covered = unsigned && head.last_checkpoint == head.seq && {
+                let cp =
+                    sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints WHERE seq = ?")
+                        .bind(head.seq)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                cp.as_ref()
+                    .map(checkpoint_from_row)
+                    .transpose()?
+                    .is_some_and(|cp| cp.hash == head.hash && cp.verify(&own))
+            };
+            if let Err(e) = head_matches(row.as_ref(), last.as_ref(), Some(&own), covered) {
                 tracing::error!(error = %e, "the audit log changed behind replid's back: writes stop");
                 self.write.freeze(format!("the audit chain changed behind replid's back: {e}"));
                 return Err(StoreError::Chain(e));
@@ -192,7 +205,13 @@ impl Store {
         since_last_trusted: bool,
     ) -> Result<ChainSummary, StoreError> {
         use repli_core::audit::trusted_signature;
-        let checkpoints = self.checkpoints().await?;
+        // One read transaction: the checkpoints, the entries and the head are one snapshot, so
+        // a write landing during the verification cannot make them disagree.
+        let mut snap = self.read.begin().await?;
+        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&mut *snap)
+            .await?;
+        let checkpoints = rows.iter().map(checkpoint_from_row).collect::<Result<Vec<_>, _>>()?;
         let resume = if since_last_trusted {
             checkpoints.iter().rposition(|c| trusted_signature(c, pins).is_ok())
         } else {
@@ -209,7 +228,7 @@ impl Store {
             None => (ChainVerifier::with_trusted(checkpoints, pins)?, 0),
         };
         loop {
-            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&self.read).await?;
+            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&mut *snap).await?;
             let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
             let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
             for i in 0..take {
@@ -222,8 +241,8 @@ impl Store {
         }
         let summary = v.finish()?;
         // The signed head: the chain's last entry, signed by a trusted key.
-        let mut conn = self.read.acquire().await?;
-        let row = head_row(&mut conn).await?;
+        let row = head_row(&mut snap).await?;
+        snap.rollback().await?;
         let last = (summary.last_seq > 0).then(|| (summary.last_seq, summary.last_hash.clone()));
         let key = match row.as_ref() {
             Some((seq, hash, at, Some(public_key), Some(signature))) => {
@@ -239,7 +258,11 @@ impl Store {
             }
             _ => None,
         };
-        head_matches(row.as_ref(), last.as_ref(), key.as_ref())?;
+        // An unsigned head (a database upgraded to signed heads) is accepted only when a trusted
+        // checkpoint covers the last entry: otherwise a tail rewritten behind replid, its head
+        // row's signature cleared, would pass.
+        let covered = summary.last_checkpoint == Some(summary.last_seq);
+        head_matches(row.as_ref(), last.as_ref(), key.as_ref(), covered)?;
         Ok(summary)
     }
 
@@ -323,6 +346,8 @@ impl Store {
             return Ok(None);
         };
         let mut tx = self.write.begin().await?;
+        // Never sign over a log changed behind replid's back: the head must be the one it signed.
+        self.load_head(&mut tx).await?;
         let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -584,6 +609,7 @@ fn head_matches(
     row: Option<&HeadRow>,
     last: Option<&(i64, String)>,
     key: Option<&VerifyingKey>,
+    unsigned_covered: bool,
 ) -> Result<(), repli_core::ChainError> {
     use repli_core::ChainError;
     match (row, last) {
@@ -604,9 +630,18 @@ fn head_matches(
                     found: format!("the log ends at entry {last_seq} with hash {last_hash}"),
                 });
             }
-            // Unsigned: a database upgraded to signed heads, not appended to since.
+            // Unsigned: a database upgraded to signed heads, not appended to since. Accepted
+            // only when a signed checkpoint covers that same last entry.
             let (Some(public_key), Some(signature)) = (public_key, signature) else {
-                return Ok(());
+                return if unsigned_covered {
+                    Ok(())
+                } else {
+                    Err(ChainError::HeadMismatch {
+                        seq: *seq,
+                        signed: hash.clone(),
+                        found: "the head is not signed, and no checkpoint covers the last entry".into(),
+                    })
+                };
             };
             let c = Checkpoint {
                 seq: *seq,

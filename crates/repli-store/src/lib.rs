@@ -433,9 +433,9 @@ impl Store {
     /// (and clears the fault).
     pub async fn writable(&self, now: jiff::Timestamp) -> Result<(), StoreError> {
         if self.write.health().fault().is_none() {
-            let mut conn = self.write.acquire().await?;
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            // A transaction of ours: if this probe is cut short, the connection is closed, never
+            // returned to the pool inside a transaction.
+            self.write.begin().await?.rollback().await?;
             return Ok(());
         }
         self.probe_write(now).await

@@ -84,8 +84,9 @@ async fn a_full_disk_is_an_error_and_nothing_acknowledged_is_lost() {
     let s = store.verify_audit_trusted(&pins, false).await.unwrap();
     let head = store.signed_head().await.unwrap().unwrap();
     assert_eq!((head.seq, head.hash), (s.last_seq, s.last_hash));
-    // Space came back (a fresh connection): writes succeed and the fault clears by itself.
-    assert_eq!(store.write_fault(), None, "a commit after the failure clears the fault");
+    // Space came back (a fresh connection): writes succeed. (A refusal raised by a statement,
+    // as here, is an error to the caller but not recorded as the writer's fault: only a refused
+    // BEGIN or COMMIT is — see the next test.)
     store.add_log_entry(&id, LogKind::Information, "after", &ops, t("2026-11-23T10:00:00Z")).await.unwrap();
     assert_eq!(stored_notes(&store, &id).await.last().map(String::as_str), Some("after"));
 }
@@ -174,28 +175,94 @@ async fn a_tail_rewritten_behind_the_store_stops_writes() {
 }
 
 #[tokio::test]
-async fn a_log_re_signed_with_another_key_is_refused_by_the_pinned_key() {
-    let (dir, store, _ops, _id) = store_with_crisis().await;
+async fn a_log_re_signed_with_another_key_passes_only_for_whoever_pins_that_key() {
+    use repli_core::audit::Checkpoint;
+    let (dir, store, ops, id) = store_with_crisis().await;
+    store.add_log_entry(&id, LogKind::Information, "n", &ops, t("2026-11-23T09:00:00Z")).await.unwrap();
     store.checkpoint_now(t("2026-11-23T09:00:00Z")).await.unwrap();
     let path = dir.path().join("s.db");
     store.close().await;
-    // Reopened by someone with another key: it signs the head and a checkpoint itself.
-    let other = Store::open_with(&path, Some(Checkpointing::new(SigningKey::from_bytes(&[3; 32]), 1))).await.unwrap();
+    // Someone with the file and a key of their own re-signs every checkpoint and the head.
+    let theirs = SigningKey::from_bytes(&[3; 32]);
     let mut c = SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
     sqlx::query("DROP TRIGGER audit_checkpoints_no_delete").execute(&mut c).await.unwrap();
+    let cps: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT seq, hash, at FROM audit_checkpoints").fetch_all(&mut c).await.unwrap();
+    assert!(!cps.is_empty());
     sqlx::query("DELETE FROM audit_checkpoints").execute(&mut c).await.unwrap();
-    sqlx::query("DELETE FROM audit_head").execute(&mut c).await.unwrap();
-    c.close().await.unwrap();
-    other.record(&[], crate::By::System, t("2026-11-23T09:30:00Z")).await.ok();
-    let pins = [KeyPin::Key(SigningKey::from_bytes(&KEY).verifying_key())];
-    let e = other.verify_audit_trusted(&pins, false).await.unwrap_err();
-    assert!(e.to_string().contains("missing") || e.to_string().contains("not a trusted key"), "{e}");
-    // The same log passes for whoever pins the other key: trust comes from the pin.
-    let theirs = [KeyPin::Key(SigningKey::from_bytes(&[3; 32]).verifying_key())];
-    let by_fp =
-        [KeyPin::parse(&repli_core::audit::fingerprint(&SigningKey::from_bytes(&[3; 32]).verifying_key())).unwrap()];
-    for pins in [&theirs[..], &by_fp[..]] {
-        let r = other.verify_audit_trusted(pins, false).await;
-        assert!(matches!(r, Err(StoreError::Chain(_))), "an unsigned head after deletion must not pass: {r:?}");
+    for (seq, hash, at) in &cps {
+        let cp = Checkpoint::sign(&theirs, *seq, hash, at);
+        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature) VALUES (?, ?, ?, ?, ?)")
+            .bind(cp.seq)
+            .bind(&cp.hash)
+            .bind(&cp.at)
+            .bind(&cp.public_key)
+            .bind(&cp.signature)
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
+    let (seq, hash, at): (i64, String, String) =
+        sqlx::query_as("SELECT seq, hash, at FROM audit_head").fetch_one(&mut c).await.unwrap();
+    let head = Checkpoint::sign(&theirs, seq, &hash, &at);
+    sqlx::query("UPDATE audit_head SET public_key = ?, signature = ?")
+        .bind(&head.public_key)
+        .bind(&head.signature)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let read = Store::open_read_only(&path).await.unwrap();
+    // Against the key the auditors pinned (by key or fingerprint): refused, naming the signer.
+    let ours = SigningKey::from_bytes(&KEY).verifying_key();
+    for pins in [vec![KeyPin::Key(ours)], vec![KeyPin::parse(&repli_core::audit::fingerprint(&ours)).unwrap()]] {
+        let e = read.verify_audit_trusted(&pins, false).await.unwrap_err();
+        assert!(e.to_string().contains("not a trusted key"), "{e}");
+        assert!(read.verify_audit_trusted(&pins, true).await.is_err(), "nor from the last trusted checkpoint");
+    }
+    // The same log passes for whoever pins the other key: trust comes from the pin alone.
+    read.verify_audit_trusted(&[KeyPin::Key(theirs.verifying_key())], false).await.unwrap();
+    // Without any pin nothing is trusted.
+    assert!(read.verify_audit_trusted(&[], false).await.is_err());
+}
+
+#[tokio::test]
+async fn an_unsigned_head_over_a_rewritten_tail_is_refused() {
+    let (dir, store, ops, id) = store_with_crisis().await;
+    for i in 0..3 {
+        store
+            .add_log_entry(&id, LogKind::Information, &format!("n{i}"), &ops, t("2026-11-23T09:00:00Z"))
+            .await
+            .unwrap();
+    }
+    // The tail is rewritten and re-hashed, and the head row made to look like a database just
+    // upgraded to signed heads (no signature): no checkpoint covers the forged last entry.
+    let mut c = SqliteConnectOptions::new().filename(dir.path().join("s.db")).connect().await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut c).await.unwrap();
+    let r = sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_one(&mut c).await.unwrap();
+    let mut e = crate::audit::entry_from_row(&r).unwrap();
+    e.details = r#"{"text":"réécrit"}"#.into();
+    e.hash = e.compute_hash();
+    sqlx::query("UPDATE audit_log SET details = ?, hash = ? WHERE seq = ?")
+        .bind(&e.details)
+        .bind(&e.hash)
+        .bind(e.seq)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET hash = ?, public_key = NULL, signature = NULL")
+        .bind(&e.hash)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let pins = [KeyPin::Key(SigningKey::from_bytes(&KEY).verifying_key())];
+    for since_last in [true, false] {
+        let err = store.verify_audit_trusted(&pins, since_last).await.unwrap_err();
+        assert!(err.to_string().contains("not signed"), "{err}");
+    }
+    // Neither an append nor a checkpoint signs over it.
+    assert!(store.checkpoint_now(t("2026-11-23T10:00:00Z")).await.is_err());
+    assert!(store.add_log_entry(&id, LogKind::Information, "x", &ops, t("2026-11-23T10:00:00Z")).await.is_err());
+    assert!(store.writes_stopped().is_some());
 }

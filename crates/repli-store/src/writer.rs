@@ -118,20 +118,35 @@ impl WriteTx {
     /// Commits, then bumps the generation (after, so a read that saw the old generation cannot
     /// be taken for one that saw this commit).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut conn) = self.conn.take() else {
+        // The connection stays in `self` until SQLite answered: if this future is dropped while
+        // COMMIT is in flight, `Drop` closes the connection rather than return it to the pool
+        // inside a transaction.
+        let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        match sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        match sqlx::raw_sql("COMMIT").execute(&mut **conn).await {
             Ok(_) => {
+                // Committed: the connection goes back to the pool as it is.
+                self.conn.take();
                 self.health.committed();
                 Ok(())
             }
             Err(e) => {
-                conn.close_on_drop();
                 self.health.failed(&e);
                 Err(e)
             }
         }
+    }
+
+    /// Ends the transaction without writing (a read under the write lock, a probe); the
+    /// connection is closed if SQLite does not answer the ROLLBACK.
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        sqlx::raw_sql("ROLLBACK").execute(&mut **conn).await?;
+        self.conn.take();
+        Ok(())
     }
 }
 

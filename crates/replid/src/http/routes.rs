@@ -42,6 +42,7 @@ fn table() -> Vec<Route> {
         web::notifications::routes(),
         web::request::routes(),
         web::retex::routes(),
+        web::dns::routes(),
         web::sheets::routes(),
         web::sla::routes(),
         web::tasks::routes(),

@@ -48,6 +48,8 @@ struct CrisisPageModel {
     /// The crisis's outbox, newest first (the DGS: what was sent to them).
     outbox: Vec<Sent>,
     can_retex: bool,
+    /// The DNS check's page (ops), once a backup domain exists.
+    dns_check: Option<String>,
     lend: LendSection,
     kit: Kit,
     delai: SlaClock,
@@ -499,6 +501,9 @@ pub async fn crisis(
         log,
         outbox,
         can_retex: can.read_retex,
+        // Once activated a crisis may have a zone: the page says when there is nothing to check.
+        dns_check: (is_ops && !matches!(view.state, CrisisState::Requested | CrisisState::Rejected))
+            .then(|| format!("/crises/{crisis_id}/dns")),
         lend,
         kit: kit_links(&outputs, is_ops),
         delai,
@@ -1142,6 +1147,7 @@ mod tests {
             can_deliver: full,
             can_handback: full,
             can_scan: full,
+            dns_check: full.then(|| "/crises/13005-2026-001/dns".to_owned()),
             can_reject: full,
             can_cancel: full,
             can_log: full,

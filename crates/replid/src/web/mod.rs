@@ -7,6 +7,7 @@
 pub(crate) mod accounts;
 pub(crate) mod confirm;
 pub(crate) mod crisis;
+pub(crate) mod dns;
 pub(crate) mod exercises;
 pub mod flash;
 pub(crate) mod home;
@@ -62,6 +63,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("demande-enregistree", include_str!("../../web/demande-enregistree.hbs"))?;
     h.register_template_string("confirmer", include_str!("../../web/confirmer.hbs"))?;
     h.register_template_string("fiches", include_str!("../../web/fiches.hbs"))?;
+    h.register_template_string("zone-dns", include_str!("../../web/zone-dns.hbs"))?;
     h.register_template_string("taches", include_str!("../../web/taches.hbs"))?;
     h.register_template_string("m365", include_str!("../../web/m365.hbs"))?;
     h.register_template_string("exercices", include_str!("../../web/exercices.hbs"))?;
