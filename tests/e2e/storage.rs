@@ -204,9 +204,22 @@ async fn replid_started_on_a_broken_chain_refuses_writes_until_an_operator_accep
     }
     daemon.shutdown().await.unwrap();
 
-    // The operator decides, with a reason: recorded in the log, and writes go on.
+    // A decision about another entry accepts nothing: writes stay stopped.
+    let mut wrong = config.clone();
+    wrong.audit.accept_break = Some(repli_app::config::AcceptBreak {
+        seq: last - 1,
+        reason: "incident ancien déjà examiné".into(),
+        operator: "exploitant".into(),
+    });
+    let clock = Arc::new(replid::clock::ManualClock::new(repli_tests::MONDAY_8AM.parse().unwrap()));
+    let daemon = replid::Daemon::start(&wrong, clock).await.unwrap();
+    assert_eq!(reqwest::get(format!("{}/readyz", daemon.url())).await.unwrap().status(), 503);
+    daemon.shutdown().await.unwrap();
+
+    // The operator decides about this break, with a reason: recorded in the log, writes go on.
     let app = TestApp::spawn_in(dir, |c| {
         c.audit.accept_break = Some(repli_app::config::AcceptBreak {
+            seq: last,
             reason: "incident 2026-12 examiné, base conservée".into(),
             operator: "exploitant".into(),
         });

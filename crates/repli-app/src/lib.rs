@@ -260,6 +260,8 @@ impl Services {
         if !purged.is_empty() {
             tracing::info!(count = purged.len(), "contact details erased (RGPD retention)");
         }
+        // A purge whose WAL could not be truncated (a reader was active) is finished here.
+        self.store.truncate_wal_if_pending().await?;
         // The documents of erased crises (dossier, credential list, loan forms) name people:
         // their folder goes too. Checked every round, so a failed removal is retried.
         for id in self.store.purged_crises().await? {
@@ -341,6 +343,15 @@ pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<
     match store.verify_audit_trusted(&pins, true).await {
         Ok(s) => tracing::info!(entries = s.entries, last_seq = s.last_seq, "audit chain verified at start"),
         Err(repli_store::StoreError::Chain(e)) => match &config.audit.accept_break {
+            Some(decision) if decision.seq != e.seq() => {
+                tracing::error!(error = %e, accepted = decision.seq, "--accept-audit-break names another entry: writes stay stopped");
+                store.stop_writes(format!(
+                    "the audit chain does not verify: {e} (the accepted break was at entry {}, this one is at entry {})",
+                    decision.seq,
+                    e.seq()
+                ));
+                return Ok(store);
+            }
             Some(decision) => {
                 let operator = local::local_actor(&decision.operator);
                 let seq = store.accept_chain_break(&e.to_string(), &decision.reason, By::User(&operator), now).await?;
@@ -352,7 +363,8 @@ pub(crate) async fn open_store(config: &Config, now: jiff::Timestamp) -> Result<
                     error = %e,
                     "the audit chain does not verify: replid serves reads and refuses every write. \
                      Investigate (repli audit verify --db), restore a snapshot, or restart with \
-                     --accept-audit-break REASON to go on from here (recorded in the log)"
+                     --accept-audit-break SEQ:REASON (SEQ: the entry named here) to go on from here \
+                     (recorded in the log)"
                 );
                 store.stop_writes(format!("the audit chain does not verify: {e}"));
                 return Ok(store);

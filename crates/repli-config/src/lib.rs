@@ -462,6 +462,9 @@ pub struct AuditConfig {
 /// An operator's decision to start over an audit chain that does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AcceptBreak {
+    /// The entry the verification failed at, as replid logged it: the decision covers that
+    /// failure only (a flag left in a unit file does not accept the next one).
+    pub seq: i64,
     pub reason: String,
     /// The local account that took it.
     pub operator: String,

@@ -512,14 +512,9 @@ impl Store {
             // `secure_delete` overwrote the old values in the database's pages; the WAL still
             // holds the pages as they were before the purge until it is checkpointed and
             // truncated. A reader holding an old snapshot delays the truncation: it is retried
-            // at the next purge, and says so.
-            let (busy, _, _): (i64, i64, i64) =
-                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *self.write.acquire().await?).await?;
-            if busy != 0 {
-                tracing::warn!(
-                    "WAL not truncated after the purge (a reader was active): erased values may remain in it until the next checkpoint"
-                );
-            }
+            // at every maintenance round until it succeeds.
+            self.wal_truncate_pending.store(true, std::sync::atomic::Ordering::Release);
+            self.truncate_wal_if_pending().await?;
         }
         Ok(purged)
     }

@@ -230,6 +230,9 @@ pub struct Store {
     read_cache: read::Cache,
     path: PathBuf,
     checkpointing: Option<std::sync::Arc<Checkpointing>>,
+    /// A purge's WAL truncation could not finish (a reader held an old snapshot): retried at
+    /// each maintenance round ([`Store::truncate_wal_if_pending`]).
+    wal_truncate_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn migrator() -> Migrator {
@@ -396,6 +399,7 @@ impl Store {
             read_cache: read::Cache::default(),
             path: path.to_owned(),
             checkpointing: checkpointing.map(std::sync::Arc::new),
+            wal_truncate_pending: std::sync::Arc::default(),
         })
     }
 
@@ -420,6 +424,7 @@ impl Store {
             read_cache: read::Cache::default(),
             path: path.to_owned(),
             checkpointing: None,
+            wal_truncate_pending: std::sync::Arc::default(),
         })
     }
 
@@ -465,6 +470,26 @@ impl Store {
     /// Why writes are stopped, if they are.
     pub fn writes_stopped(&self) -> Option<String> {
         self.write.frozen()
+    }
+
+    /// Checkpoints and truncates the WAL when a purge left it holding erased values; returns
+    /// whether it is clean now. Called after a purge and at every maintenance round.
+    pub async fn truncate_wal_if_pending(&self) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.wal_truncate_pending.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let (busy, _, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *self.write.acquire().await?).await?;
+        if busy == 0 {
+            self.wal_truncate_pending.store(false, Ordering::Release);
+            Ok(true)
+        } else {
+            tracing::warn!(
+                "WAL not truncated after a purge (a reader was active): retried at the next maintenance round"
+            );
+            Ok(false)
+        }
     }
 
     /// The fault of the last write that failed, while no commit succeeded since.

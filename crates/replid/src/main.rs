@@ -37,10 +37,11 @@ enum LogFormat {
 enum Command {
     /// Serve the API (the default).
     Run {
-        /// Start even though the audit chain does not verify, going on from where it stands.
-        /// The decision, this reason and the local account are recorded in the log; without it
-        /// replid serves reads and refuses every write (`/readyz` says why).
-        #[arg(long, value_name = "REASON")]
+        /// Start even though the audit chain does not verify at entry SEQ (as the log line says),
+        /// going on from where it stands. The decision, this reason and the local account are
+        /// recorded in the log; another failure is not accepted. Without it replid serves reads
+        /// and refuses every write (`/readyz` says why).
+        #[arg(long, value_name = "SEQ:REASON")]
         accept_audit_break: Option<String>,
     },
     /// First start: create the database, the audit signing key and the first admin, whose
@@ -177,12 +178,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Run { accept_audit_break } => {
             let mut c = load()?;
-            if let Some(reason) = accept_audit_break {
-                let reason = reason.trim().to_owned();
+            if let Some(decision) = accept_audit_break {
+                let (seq, reason) = decision
+                    .split_once(':')
+                    .and_then(|(seq, reason)| Some((seq.trim().parse::<i64>().ok()?, reason.trim().to_owned())))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--accept-audit-break takes SEQ:REASON, SEQ the entry the log names")
+                    })?;
                 if reason.chars().count() < 10 || reason.chars().count() > 500 {
                     anyhow::bail!("--accept-audit-break needs a reason of 10 to 500 characters (it goes in the log)");
                 }
-                c.audit.accept_break = Some(repli_app::config::AcceptBreak { reason, operator: local_user() });
+                c.audit.accept_break = Some(repli_app::config::AcceptBreak { seq, reason, operator: local_user() });
             }
             let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
             eprintln!("replid listening on {}", daemon.url());
