@@ -107,6 +107,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/crises/{id}/etapes/{step}/ignorer", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/etapes/{step}/ignorer", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/etapes/{step}/relancer", [R, R, R, R, R, R]),
+    ("GET", "/crises/{id}/dns", [R, R, R, R, R, R]),
     ("GET", "/crises/{id}/fiches-identifiants", [R, R, R, R, R, R]),
     ("POST", "/crises/{id}/fiches-identifiants", [R, R, R, R, R, R]),
     ("GET", "/crises/{id}/fiches-identifiants/reinitialiser", [R, R, R, R, R, R]),
