@@ -238,3 +238,39 @@ async fn replid_started_on_a_broken_chain_refuses_writes_until_an_operator_accep
     assert!(!v.verified && v.first_bad_seq == Some(last), "{v:?}");
     app.daemon.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_audit_key_changes_by_an_entry_the_previous_key_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let app = TestApp::spawn_in(dir, |_| {}).await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    let TestApp { daemon, dir, .. } = app;
+    daemon.shutdown().await.unwrap();
+    let key_file = path.join("repli.db.audit-key");
+    let previous = repli_app::audit_key::load(&key_file).unwrap().verifying_key();
+    let pin = repli_core::audit::fingerprint(&previous);
+    let mut config = repli_app::config::Config::default();
+    config.database.path = path.join("repli.db");
+    let operator = repli_app::local::local_actor("exploitant");
+    let now = repli_tests::MONDAY_8AM.parse().unwrap();
+    // Refused while the current key is not pinned: verifiers would lose what it signed.
+    let e = repli_app::local::change_audit_key(&config, &operator, now).await.unwrap_err();
+    assert!(e.to_string().contains(&pin), "{e}");
+    config.audit.trusted_keys = vec![pin.clone()];
+    let k = repli_app::local::change_audit_key(&config, &operator, now).await.unwrap();
+    assert_eq!(k.previous, pin);
+    assert!(k.retired.is_file());
+    // replid restarts with the new key file and the previous key still the one pinned.
+    let app = TestApp::spawn_in(dir, |c| c.audit.trusted_keys = vec![pin.clone()]).await;
+    assert_eq!(reqwest::get(app.url("/readyz")).await.unwrap().status(), 200);
+    app.ops.add_log(c.id.as_str(), "information", "après le changement de clé").await.unwrap();
+    let v = app.auditor.audit_verify().await.unwrap();
+    assert!(v.verified, "{v:?}");
+    let head = v.head.unwrap();
+    let new = repli_app::audit_key::load(&key_file).unwrap().verifying_key();
+    let new_key = repli_core::audit::parse_public_key(&head.public_key).unwrap();
+    assert_eq!(new_key, new, "the head is signed by the new key");
+    assert_ne!(new, previous);
+    app.daemon.shutdown().await.unwrap();
+}

@@ -26,6 +26,13 @@ pub enum LocalError {
     App(#[from] AppError),
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// A key change on a host whose verifiers would then trust only the new key.
+    #[error(
+        "pin the current audit key first: add \"{0}\" to audit.trusted_keys (and give it to the auditors), then change the key; otherwise what the current key signed could no longer be verified"
+    )]
+    PinFirst(String),
+    #[error("audit key files: {0}")]
+    KeyFile(String),
 }
 
 impl From<repli_store::StoreError> for LocalError {
@@ -114,4 +121,41 @@ pub async fn add_user(
 /// ([`crate::backup::snapshot_offline`]): safe beside a running daemon.
 pub async fn backup(config: &Config, dest: &Path, now: Timestamp) -> Result<Manifest, LocalError> {
     Ok(crate::backup::snapshot_offline(config, dest, now).await?)
+}
+
+/// What a key change did.
+#[derive(Debug)]
+pub struct KeyChanged {
+    /// The entry recording the hand-over.
+    pub seq: i64,
+    pub previous: String,
+    pub new: String,
+    /// Where the previous key file was kept.
+    pub retired: std::path::PathBuf,
+}
+
+/// Changes the audit signing key, replid stopped: the current key signs the hand-over to a new
+/// random key in one entry (`service.audit_key_changed`), the new key signs the head from there,
+/// the new key file takes the configured path and the previous one is kept beside it
+/// (`<key>.retired-<seq>`, 0600). Refused unless `audit.trusted_keys` pins the current key: the
+/// verifiers' trust follows the hand-over from a pinned key, never the other way.
+pub async fn change_audit_key(config: &Config, by: &Actor, now: Timestamp) -> Result<KeyChanged, LocalError> {
+    use repli_core::audit::fingerprint;
+    let path = config.audit_key_path();
+    let current = crate::audit_key::load(&path).map_err(|e| LocalError::KeyFile(e.to_string()))?;
+    let current_public = current.verifying_key();
+    if !config.trusted_audit_keys().iter().any(|p| p.accepts(&current_public)) {
+        return Err(LocalError::PinFirst(fingerprint(&current_public)));
+    }
+    let mut fresh = path.clone().into_os_string();
+    fresh.push(".new");
+    let fresh = std::path::PathBuf::from(fresh);
+    let new = crate::audit_key::load_or_create(&fresh).map_err(|e| LocalError::KeyFile(e.to_string()))?;
+    let seq = with_store(config, now, async |store| Ok(store.rotate_key(&new, By::User(by), now).await?)).await?;
+    let mut retired = path.clone().into_os_string();
+    retired.push(format!(".retired-{seq}"));
+    let retired = std::path::PathBuf::from(retired);
+    std::fs::rename(&path, &retired).map_err(|e| LocalError::KeyFile(format!("{}: {e}", path.display())))?;
+    std::fs::rename(&fresh, &path).map_err(|e| LocalError::KeyFile(format!("{}: {e}", fresh.display())))?;
+    Ok(KeyChanged { seq, previous: fingerprint(&current_public), new: fingerprint(&new.verifying_key()), retired })
 }

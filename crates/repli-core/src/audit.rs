@@ -21,6 +21,54 @@ pub use action::{ActionFilter, AuditAction, UnknownAuditAction};
 pub const ENCODING_V1: &[u8] = b"repli-audit-v1";
 /// Version tag of the checkpoint message; part of every signed byte string.
 pub const CHECKPOINT_V1: &[u8] = b"repli-checkpoint-v1";
+/// Domain tag of a key change's signature.
+pub const KEY_CHANGE_V1: &[u8] = b"repli-key-change-v1";
+
+/// The details of a `service.audit_key_changed` entry: the previous key hands over to the new
+/// one, signing `field("repli-key-change-v1") ‖ seq ‖ field(prev_hash) ‖ field(new_key)`. A
+/// verifier that trusts the previous key trusts the new one from that entry on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// Hex public keys.
+    pub previous_key: String,
+    pub new_key: String,
+    /// Hex Ed25519 signature by the previous key.
+    pub signature: String,
+}
+
+impl KeyChange {
+    pub fn message(seq: i64, prev_hash: &str, new_key: &str) -> Vec<u8> {
+        let mut b = Vec::with_capacity(160);
+        let mut out = |bytes: &[u8]| b.extend_from_slice(bytes);
+        field(&mut out, KEY_CHANGE_V1);
+        out(&seq.to_be_bytes());
+        field(&mut out, prev_hash.as_bytes());
+        field(&mut out, new_key.as_bytes());
+        b
+    }
+
+    /// The hand-over from `previous` to `new` for the entry at `seq` after `prev_hash`.
+    pub fn sign(previous: &SigningKey, new: &VerifyingKey, seq: i64, prev_hash: &str) -> Self {
+        let new_key = hex::encode(new.to_bytes());
+        let sig = previous.sign(&Self::message(seq, prev_hash, &new_key));
+        Self {
+            previous_key: hex::encode(previous.verifying_key().to_bytes()),
+            new_key,
+            signature: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// The new key, when the hand-over is signed by a key `trusted` accepts.
+    fn verified_new_key(&self, seq: i64, prev_hash: &str, trusted: &[KeyPin]) -> Option<VerifyingKey> {
+        let previous = parse_public_key(&self.previous_key)?;
+        if !trusted.iter().any(|p| p.accepts(&previous)) {
+            return None;
+        }
+        let sig = <[u8; 64]>::try_from(hex::decode(&self.signature).ok()?.as_slice()).ok()?;
+        previous.verify_strict(&Self::message(seq, prev_hash, &self.new_key), &Signature::from_bytes(&sig)).ok()?;
+        parse_public_key(&self.new_key)
+    }
+}
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// How far from its position a moved entry is looked for when diagnosing a broken chain.
@@ -317,6 +365,9 @@ pub enum ChainError {
     /// A checkpoint or head signed by a key the verifier does not trust.
     #[error("checkpoint at entry {seq} is signed by key {fingerprint}, which is not a trusted key")]
     UntrustedKey { seq: i64, fingerprint: String },
+    /// A key change not signed by a trusted key.
+    #[error("entry {seq} changes the audit key without a valid signature by a trusted key")]
+    BadKeyChange { seq: i64 },
     /// The signed head does not match the chain's last entry.
     #[error("the signed head says entry {seq} has hash {signed}; {found}")]
     HeadMismatch { seq: i64, signed: String, found: String },
@@ -333,6 +384,7 @@ impl ChainError {
             Self::Tampered { seq, .. }
             | Self::BadCheckpoint { seq }
             | Self::UntrustedKey { seq, .. }
+            | Self::BadKeyChange { seq }
             | Self::HeadMismatch { seq, .. } => *seq,
         }
     }
@@ -341,7 +393,7 @@ impl ChainError {
         match self {
             Self::Tampered { kind, .. } => Some(*kind),
             Self::BadCheckpoint { .. } | Self::UntrustedKey { .. } => None,
-            Self::HeadMismatch { .. } => Some(Tamper::Modified),
+            Self::HeadMismatch { .. } | Self::BadKeyChange { .. } => Some(Tamper::Modified),
         }
     }
 }
@@ -367,11 +419,20 @@ pub struct ChainVerifier {
     /// Verification resumed at this trusted checkpoint: its entry is checked for its own hash
     /// and the checkpoint's, not for its link to the entry before.
     resumed: Option<Checkpoint>,
+    /// With pinned keys ([`ChainVerifier::with_trusted`]): the keys trusted so far, checkpoints
+    /// checked as the walk reaches them.
+    trusted: Option<Vec<KeyPin>>,
 }
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self { prev_hash: GENESIS_HASH.to_owned(), expected: 1, checkpoints: BTreeMap::new(), resumed: None }
+        Self {
+            prev_hash: GENESIS_HASH.to_owned(),
+            expected: 1,
+            checkpoints: BTreeMap::new(),
+            resumed: None,
+            trusted: None,
+        }
     }
 }
 
@@ -405,13 +466,21 @@ impl ChainVerifier {
     /// A verifier that checks `checkpoints` against the keys the verifier pinned: each must be
     /// signed by a key some pin accepts, with a valid signature. The key a checkpoint names is
     /// only a candidate, never trusted for being there.
+    ///
+    /// Each checkpoint's signature is checked when the walk reaches its entry, against the keys
+    /// trusted at that point: the pins, and each key a `service.audit_key_changed` entry hands
+    /// over to, signed by a key already trusted.
     pub fn with_trusted(checkpoints: Vec<Checkpoint>, pins: &[KeyPin]) -> Result<Self, ChainError> {
-        let mut map = BTreeMap::new();
-        for c in checkpoints {
-            trusted_signature(&c, pins)?;
-            map.insert(c.seq, c);
+        if pins.is_empty() {
+            return Err(ChainError::UntrustedKey { seq: 0, fingerprint: "none: no key is pinned".into() });
         }
-        Ok(Self { checkpoints: map, ..Self::default() })
+        let map = checkpoints.into_iter().map(|c| (c.seq, c)).collect();
+        Ok(Self { checkpoints: map, trusted: Some(pins.to_vec()), ..Self::default() })
+    }
+
+    /// The keys trusted at this point of the walk (pins and keys handed over to).
+    pub fn trusted(&self) -> &[KeyPin] {
+        self.trusted.as_deref().unwrap_or(&[])
     }
 
     /// A verifier that starts after a checkpoint already checked (the entry at `c.seq` must be
@@ -483,6 +552,20 @@ impl ChainVerifier {
                 Tamper::Modified,
                 format!("entry {} was altered and re-hashed: entry {n} no longer links to it", n - 1),
             ));
+        }
+        if let Some(trusted) = self.trusted.as_mut() {
+            if e.action == AuditAction::ServiceAuditKeyChanged.as_str() {
+                let handed = serde_json::from_str::<KeyChange>(&e.details)
+                    .ok()
+                    .and_then(|k| k.verified_new_key(e.seq, &e.prev_hash, trusted));
+                match handed {
+                    Some(k) => trusted.push(KeyPin::Key(k)),
+                    None => return Err(ChainError::BadKeyChange { seq: n }),
+                }
+            }
+            if let Some(c) = self.checkpoints.get(&n) {
+                trusted_signature(c, trusted)?;
+            }
         }
         if let Some(c) = self.checkpoints.get(&n)
             && c.hash != e.hash
@@ -561,10 +644,15 @@ impl AuditBundle {
         if pins.is_empty() {
             return verify_entries(ChainVerifier::default(), &self.entries);
         }
-        let s = verify_entries(ChainVerifier::with_trusted(self.checkpoints.clone(), pins)?, &self.entries)?;
+        let mut v = ChainVerifier::with_trusted(self.checkpoints.clone(), pins)?;
+        for (i, e) in self.entries.iter().enumerate() {
+            v.push(e, self.entries.get(i + 1))?;
+        }
+        let trusted = v.trusted().to_vec();
+        let s = v.finish()?;
         match &self.head {
             Some(h) => {
-                trusted_signature(h, pins)?;
+                trusted_signature(h, &trusted)?;
                 if (h.seq, h.hash.as_str()) != (s.last_seq, s.last_hash.as_str()) {
                     return Err(ChainError::HeadMismatch {
                         seq: h.seq,

@@ -186,6 +186,45 @@ impl Store {
         Ok(seq)
     }
 
+    /// Hands the audit over to `new`: one entry, `service.audit_key_changed`, whose details the
+    /// current key signs ([`repli_core::audit::KeyChange`]); the head and a checkpoint at that
+    /// entry are signed by `new`. Afterwards this store must be closed: replid restarts with the
+    /// new key file. Returns the entry's sequence number.
+    pub async fn rotate_key(
+        &self,
+        new: &ed25519_dalek::SigningKey,
+        by: By<'_>,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let Some(c) = &self.checkpointing else {
+            return Err(StoreError::WritesStopped("no audit key to hand over from".into()));
+        };
+        let mut tx = self.write.begin().await?;
+        let mut head = self.load_head(&mut tx).await?;
+        let seq = head.seq + 1;
+        let change = repli_core::audit::KeyChange::sign(&c.key, &new.verifying_key(), seq, &head.hash);
+        let details =
+            serde_json::to_value(&change).map_err(|source| StoreError::Encode { what: "key change", source })?;
+        let e = NewEntry {
+            by,
+            commune: None,
+            crisis: None,
+            action: AuditAction::ServiceAuditKeyChanged,
+            target: "audit_key",
+            details,
+        };
+        let seq = self.append_at(&mut tx, &mut head, e, now).await?;
+        let at = time::to_db(now);
+        upsert_head(&mut tx, &Checkpoint::sign(new, seq, &head.hash, &at)).await?;
+        // A checkpoint at the hand-over (unless one fell due there, signed by the previous key,
+        // which the verifier trusts at that entry too): the next start verifies from here.
+        if head.last_checkpoint != seq {
+            insert_checkpoint(&mut tx, &Checkpoint::sign(new, seq, &head.hash, &at)).await?;
+        }
+        tx.commit().await?;
+        Ok(seq)
+    }
+
     /// The signed head of the chain (`None` on an empty log, or one upgraded and not yet
     /// appended to).
     pub async fn signed_head(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -239,6 +278,8 @@ impl Store {
                 _ => break,
             }
         }
+        // The keys trusted at the end of the walk: the pins, and any key they handed over to.
+        let trusted = v.trusted().to_vec();
         let summary = v.finish()?;
         // The signed head: the chain's last entry, signed by a trusted key.
         let row = head_row(&mut snap).await?;
@@ -253,7 +294,7 @@ impl Store {
                     public_key: public_key.clone(),
                     signature: signature.clone(),
                 };
-                trusted_signature(&c, pins)?;
+                trusted_signature(&c, &trusted)?;
                 parse_public_key(public_key)
             }
             _ => None,

@@ -266,3 +266,42 @@ async fn an_unsigned_head_over_a_rewritten_tail_is_refused() {
     assert!(store.add_log_entry(&id, LogKind::Information, "x", &ops, t("2026-11-23T10:00:00Z")).await.is_err());
     assert!(store.writes_stopped().is_some());
 }
+
+#[tokio::test]
+async fn a_key_change_is_an_entry_signed_by_the_previous_key() {
+    let (dir, store, ops, id) = store_with_crisis().await;
+    store.add_log_entry(&id, LogKind::Information, "avant", &ops, t("2026-11-23T09:00:00Z")).await.unwrap();
+    let new = SigningKey::from_bytes(&[5; 32]);
+    let seq = store.rotate_key(&new, crate::By::System, t("2026-11-23T09:30:00Z")).await.unwrap();
+    let path = dir.path().join("s.db");
+    store.close().await;
+    // replid restarts with the new key: it appends and signs on.
+    let after = Store::open_with(&path, Some(Checkpointing::new(new.clone(), 50))).await.unwrap();
+    after.add_log_entry(&id, LogKind::Information, "après", &ops, t("2026-11-23T10:00:00Z")).await.unwrap();
+    let old = SigningKey::from_bytes(&KEY).verifying_key();
+    // An auditor who pinned only the previous key follows the hand-over, whole or from start.
+    for since_last in [false, true] {
+        after.verify_audit_trusted(&[KeyPin::Key(old)], since_last).await.unwrap();
+    }
+    assert_eq!(after.signed_head().await.unwrap().unwrap().public_key, hex::encode(new.verifying_key().to_bytes()));
+    // Pinning only the new key does not vouch for what the previous one signed before.
+    assert!(after.verify_audit_trusted(&[KeyPin::Key(new.verifying_key())], false).await.is_err());
+    after.close().await;
+    // A hand-over forged by someone without the previous key (signed by the new key itself)
+    // hands over nothing.
+    let mut c = SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut c).await.unwrap();
+    let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?").bind(seq).fetch_one(&mut c).await.unwrap();
+    let e = crate::audit::entry_from_row(&r).unwrap();
+    let forged = repli_core::audit::KeyChange::sign(&new, &new.verifying_key(), seq, &e.prev_hash);
+    sqlx::query("UPDATE audit_log SET details = ? WHERE seq = ?")
+        .bind(serde_json::to_string(&forged).unwrap())
+        .bind(seq)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let read = Store::open_read_only(&path).await.unwrap();
+    let err = read.verify_audit_trusted(&[KeyPin::Key(old)], false).await.unwrap_err();
+    assert!(err.to_string().contains("changes the audit key") || err.to_string().contains("content"), "{err}");
+}

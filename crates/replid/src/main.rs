@@ -82,6 +82,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Change the audit signing key (replid stopped): the current key signs the hand-over to a
+    /// new one in the log; `audit.trusted_keys` must pin the current key first.
+    ChangeAuditKey,
     /// Play a whole crisis on a fresh in-process replid (simulation): the README's main job.
     Demo(replid::demo::DemoArgs),
 }
@@ -250,6 +253,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 m.audit_last_hash,
                 if check { "" } else { "; restored" }
             );
+        }
+        Command::ChangeAuditKey => {
+            let c = load()?;
+            let k = repli_app::local::change_audit_key(&c, &local_actor(), SystemClock.now())
+                .await
+                .context("the audit key was not changed")?;
+            eprintln!(
+                "audit key changed at entry {}: {} hands over to {}; the previous key file is kept at {}",
+                k.seq,
+                k.previous,
+                k.new,
+                k.retired.display()
+            );
+            eprintln!("give the new fingerprint to the auditors, and add it to audit.trusted_keys");
         }
         Command::User(UserCommand::Add { role, name, commune, expires_days }) => {
             let c = load()?;

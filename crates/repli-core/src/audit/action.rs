@@ -127,6 +127,9 @@ audit_actions! {
     /// replid was started over an audit chain that did not verify, by an operator's explicit
     /// decision (the break stays visible to every full verification).
     ServiceAuditBreakAccepted => "service.audit_break_accepted",
+    /// The audit signing key was changed: the previous key signs the hand-over
+    /// ([`crate::audit::KeyChange`]).
+    ServiceAuditKeyChanged => "service.audit_key_changed",
 }
 
 impl AuditAction {
@@ -261,7 +264,8 @@ impl AuditAction {
             | Self::SessionClose
             | Self::ServiceBackup
             | Self::ServiceRestore
-            | Self::ServiceAuditBreakAccepted => return None,
+            | Self::ServiceAuditBreakAccepted
+            | Self::ServiceAuditKeyChanged => return None,
         })
     }
 }
@@ -445,7 +449,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 62);
+        assert_eq!(AuditAction::ALL.len(), 63);
     }
 
     #[test]
