@@ -74,15 +74,6 @@ pub struct CrashFigures {
     pub workdir: Option<PathBuf>,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("no current executable")?;
-    let path = exe.with_file_name(name);
-    if !path.is_file() {
-        bail!("{} not found next to repli: build it (cargo build --bins)", path.display());
-    }
-    Ok(path)
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -132,7 +123,7 @@ fn user(h: &Harness, role: &str, name: &str) -> anyhow::Result<String> {
 
 async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::Result<(Child, String)> {
     let log = std::fs::File::create(dir.join("graph-sim.log"))?;
-    let mut child = Command::new(sibling("repli-graph-sim")?)
+    let mut child = Command::new(crate::replid_proc::sibling("repli-graph-sim")?)
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -247,7 +238,7 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
         ),
     )?;
     let h = Harness {
-        replid: sibling("replid")?,
+        replid: crate::replid_proc::sibling("replid")?,
         config,
         dir: dir.clone(),
         url: format!("http://127.0.0.1:{port}"),

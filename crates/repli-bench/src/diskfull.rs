@@ -5,15 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use repli_proto::{Client, ClientError};
 use serde::Serialize;
-use tokio::process::Command;
 
 #[derive(Debug, Args)]
 pub struct DiskFullBench {
@@ -104,53 +102,12 @@ pub async fn disk_full(a: &DiskFullBench) -> anyhow::Result<DiskFullFigures> {
         bail!("cannot mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let _mounted = Tmpfs(mnt.clone());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config = tmp.path().join("replid.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\npath = \"{}\"\nmin_free_mb = 1\n",
-            mnt.join("repli.db").display()
-        ),
-    )?;
-    let replid = crate::snapshots::sibling("replid")?;
-    let cfg = config.to_string_lossy().into_owned();
-    let out = std::process::Command::new(&replid)
-        .args(["--config", &cfg, "user", "add", "--role", "ops", "--name", "Banc disque plein"])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "replid user add: {}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = std::process::Command::new(&replid)
-        .args(["--config", &cfg, "user", "add", "--role", "auditor", "--name", "Banc disque plein (audit)"])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "replid user add: {}", String::from_utf8_lossy(&out.stderr));
-    let auditor_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let log = std::fs::File::create(tmp.path().join("replid.log"))?;
-    let _daemon = Command::new(&replid)
-        .args(["--config", &cfg, "run"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start replid")?;
-    let url = format!("http://127.0.0.1:{port}");
+    let replid = crate::replid_proc::configure(tmp.path(), &mnt.join("repli.db"), "min_free_mb = 1\n")?;
+    let token = replid.user("ops", "Banc disque plein")?;
+    let auditor_token = replid.user("auditor", "Banc disque plein (audit)")?;
+    let (url, _daemon) = replid.run(&tmp.path().join("replid.log")).await?;
     let ops = Client::new(&url, Some(token))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ops.health().await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "replid did not answer within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let request = repli_proto::api::CrisisRequest {
-        commune: repli_core::InseeCode::parse("13005")?,
-        contact: repli_proto::api::Contact { name: "Banc".into(), phone: "06 00 00 00 01".into(), email: None },
-        agents: 5,
-        delivery_address: None,
-        notes: None,
-        needs: None,
-        aware_at: None,
-        personal_data: None,
-    };
+    let request = crate::replid_proc::request()?;
     let crisis = ops.request_crisis(&request, None).await?.id;
     // A filler leaves a few MiB: the writers fill those, and removing it gives space back.
     let filler = mnt.join("filler");

@@ -4,12 +4,10 @@
 //! whole. `repli-bench tamper`: the snapshot tamper suite (`repli_app::backup::tamper`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::Args;
 use repli_app::backup::tamper::{Variant, suite};
 use repli_proto::{Client, ClientError};
@@ -56,15 +54,6 @@ pub struct BackupLoadFigures {
     pub seconds: f64,
 }
 
-pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("no current executable")?;
-    let path = exe.with_file_name(name);
-    if !path.is_file() {
-        bail!("{} not found next to repli-bench: build it (cargo build --bins)", path.display());
-    }
-    Ok(path)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -88,49 +77,12 @@ pub async fn backup_load(a: &BackupLoadBench) -> anyhow::Result<BackupLoadFigure
     let started = Instant::now();
     let tmp = tempfile::Builder::new().prefix("repli-backup-load-").tempdir()?;
     let dir = tmp.path().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config = dir.join("replid.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\npath = \"{}\"\n",
-            dir.join("data").join("repli.db").display()
-        ),
-    )?;
     std::fs::create_dir_all(dir.join("data"))?;
-    let replid = sibling("replid")?;
-    let cfg = config.to_string_lossy().into_owned();
-    let out = std::process::Command::new(&replid)
-        .args(["--config", &cfg, "user", "add", "--role", "ops", "--name", "Banc de sauvegarde"])
-        .output()?;
-    anyhow::ensure!(out.status.success(), "replid user add: {}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let log = std::fs::File::create(dir.join("replid.log"))?;
-    let _daemon = Command::new(&replid)
-        .args(["--config", &cfg, "run"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start replid")?;
-    let url = format!("http://127.0.0.1:{port}");
+    let replid = crate::replid_proc::configure(&dir, &dir.join("data").join("repli.db"), "")?;
+    let token = replid.user("ops", "Banc de sauvegarde")?;
+    let (url, _daemon) = replid.run(&dir.join("replid.log")).await?;
     let ops = Client::new(&url, Some(token))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ops.health().await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "replid did not answer within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let request = repli_proto::api::CrisisRequest {
-        commune: repli_core::InseeCode::parse("13005")?,
-        contact: repli_proto::api::Contact { name: "Banc".into(), phone: "06 00 00 00 01".into(), email: None },
-        agents: 5,
-        delivery_address: None,
-        notes: None,
-        needs: None,
-        aware_at: None,
-        personal_data: None,
-    };
+    let request = crate::replid_proc::request()?;
     let crisis = ops.request_crisis(&request, None).await?.id;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -179,7 +131,7 @@ pub async fn backup_load(a: &BackupLoadBench) -> anyhow::Result<BackupLoadFigure
     for i in 0..a.backups {
         let dest = dir.join("snapshots").join(format!("snap-{i:03}"));
         let s = Instant::now();
-        let out = Command::new(&replid).args(["--config", &cfg, "backup"]).arg(&dest).output().await?;
+        let out = Command::new(&replid.bin).args(["--config", &replid.cfg, "backup"]).arg(&dest).output().await?;
         durations.push(s.elapsed().as_secs_f64());
         if out.status.success() {
             taken.push(dest);
@@ -205,7 +157,8 @@ pub async fn backup_load(a: &BackupLoadBench) -> anyhow::Result<BackupLoadFigure
     let writes_stored = written.iter().filter(|e| e.text.starts_with("écriture ")).count() as u64;
     let mut verified = 0u32;
     for snap in &taken {
-        let out = Command::new(&replid).args(["--config", &cfg, "restore", "--check"]).arg(snap).output().await?;
+        let out =
+            Command::new(&replid.bin).args(["--config", &replid.cfg, "restore", "--check"]).arg(snap).output().await?;
         if out.status.success() {
             verified += 1;
         } else if first_error.is_none() {

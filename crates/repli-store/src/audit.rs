@@ -229,9 +229,7 @@ impl Store {
     /// appended to).
     pub async fn signed_head(&self) -> Result<Option<Checkpoint>, StoreError> {
         let mut conn = self.read.acquire().await?;
-        Ok(head_row(&mut conn).await?.and_then(|(seq, hash, at, public_key, signature)| {
-            Some(Checkpoint { seq, hash, at, public_key: public_key?, signature: signature? })
-        }))
+        Ok(head_row(&mut conn).await?.as_ref().and_then(head_checkpoint))
     }
 
     /// Verifies the chain against the keys the operator pinned: every checkpoint and the signed
@@ -256,7 +254,7 @@ impl Store {
         } else {
             None
         };
-        let (mut v, mut after) = match resume {
+        let (mut v, after) = match resume {
             Some(i) => {
                 let mut later = checkpoints;
                 let rest = later.split_off(i + 1);
@@ -266,18 +264,7 @@ impl Store {
             }
             None => (ChainVerifier::with_trusted(checkpoints, pins)?, 0),
         };
-        loop {
-            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&mut *snap).await?;
-            let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-            let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
-            for i in 0..take {
-                v.push(&page[i], page.get(i + 1))?;
-            }
-            match page.get(take.saturating_sub(1)) {
-                Some(last) if page.len() > take => after = last.seq,
-                _ => break,
-            }
-        }
+        walk(&mut snap, &mut v, after).await?;
         // The keys trusted at the end of the walk: the pins, and any key they handed over to.
         let trusted = v.trusted().to_vec();
         let summary = v.finish()?;
@@ -285,19 +272,12 @@ impl Store {
         let row = head_row(&mut snap).await?;
         snap.rollback().await?;
         let last = (summary.last_seq > 0).then(|| (summary.last_seq, summary.last_hash.clone()));
-        let key = match row.as_ref() {
-            Some((seq, hash, at, Some(public_key), Some(signature))) => {
-                let c = Checkpoint {
-                    seq: *seq,
-                    hash: hash.clone(),
-                    at: at.clone(),
-                    public_key: public_key.clone(),
-                    signature: signature.clone(),
-                };
+        let key = match row.as_ref().and_then(head_checkpoint) {
+            Some(c) => {
                 trusted_signature(&c, &trusted)?;
-                parse_public_key(public_key)
+                parse_public_key(&c.public_key)
             }
-            _ => None,
+            None => None,
         };
         // An unsigned head (a database upgraded to signed heads) is accepted only when a trusted
         // checkpoint covers the last entry: otherwise a tail rewritten behind replid, its head
@@ -467,20 +447,7 @@ impl Store {
             Some(k) => ChainVerifier::with_checkpoints(checkpoints, &k)?,
             None => ChainVerifier::default(),
         };
-        let mut after = 0i64;
-        // Each page is read with one extra row, the lookahead for the last entry of the page.
-        loop {
-            let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&self.read).await?;
-            let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
-            let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
-            for i in 0..take {
-                v.push(&page[i], page.get(i + 1))?;
-            }
-            match page.get(take.saturating_sub(1)) {
-                Some(last) if page.len() > take => after = last.seq,
-                _ => break,
-            }
-        }
+        walk(&mut *self.read.acquire().await?, &mut v, 0).await?;
         Ok(v.finish()?)
     }
 
@@ -619,6 +586,23 @@ impl ChainHead {
     }
 }
 
+/// Pushes every entry after `after` through `v`, page by page; each page is read with one
+/// extra row, the lookahead for the last entry of the page.
+async fn walk(conn: &mut SqliteConnection, v: &mut ChainVerifier, mut after: i64) -> Result<(), StoreError> {
+    loop {
+        let rows = sqlx::query(SELECT_ENTRIES).bind(after).bind(VERIFY_PAGE + 1).fetch_all(&mut *conn).await?;
+        let page = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+        let take = page.len().min(usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX));
+        for i in 0..take {
+            v.push(&page[i], page.get(i + 1))?;
+        }
+        match page.get(take.saturating_sub(1)) {
+            Some(last) if page.len() > take => after = last.seq,
+            _ => return Ok(()),
+        }
+    }
+}
+
 async fn upsert_head(conn: &mut SqliteConnection, c: &Checkpoint) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_head (id, seq, hash, at, public_key, signature) VALUES (1, ?, ?, ?, ?, ?) \
@@ -638,6 +622,18 @@ async fn upsert_head(conn: &mut SqliteConnection, c: &Checkpoint) -> Result<(), 
 /// The head row: `(seq, hash, at, public_key, signature)`; the last two are NULL on a database
 /// upgraded and not yet appended to.
 type HeadRow = (i64, String, String, Option<String>, Option<String>);
+
+/// The head row as a signed statement, when it is signed.
+fn head_checkpoint(row: &HeadRow) -> Option<Checkpoint> {
+    let (seq, hash, at, public_key, signature) = row;
+    Some(Checkpoint {
+        seq: *seq,
+        hash: hash.clone(),
+        at: at.clone(),
+        public_key: public_key.clone()?,
+        signature: signature.clone()?,
+    })
+}
 
 async fn head_row(conn: &mut SqliteConnection) -> Result<Option<HeadRow>, StoreError> {
     Ok(sqlx::query_as("SELECT seq, hash, at, public_key, signature FROM audit_head WHERE id = 1")
@@ -663,7 +659,7 @@ fn head_matches(
         (Some((seq, hash, ..)), None) => {
             Err(ChainError::HeadMismatch { seq: *seq, signed: hash.clone(), found: "the log is empty".into() })
         }
-        (Some((seq, hash, at, public_key, signature)), Some((last_seq, last_hash))) => {
+        (Some(head @ (seq, hash, ..)), Some((last_seq, last_hash))) => {
             if (seq, hash) != (last_seq, last_hash) {
                 return Err(ChainError::HeadMismatch {
                     seq: *seq,
@@ -673,7 +669,7 @@ fn head_matches(
             }
             // Unsigned: a database upgraded to signed heads, not appended to since. Accepted
             // only when a signed checkpoint covers that same last entry.
-            let (Some(public_key), Some(signature)) = (public_key, signature) else {
+            let Some(c) = head_checkpoint(head) else {
                 return if unsigned_covered {
                     Ok(())
                 } else {
@@ -683,13 +679,6 @@ fn head_matches(
                         found: "the head is not signed, and no checkpoint covers the last entry".into(),
                     })
                 };
-            };
-            let c = Checkpoint {
-                seq: *seq,
-                hash: hash.clone(),
-                at: at.clone(),
-                public_key: public_key.clone(),
-                signature: signature.clone(),
             };
             if key.is_some_and(|k| c.verify(k)) {
                 Ok(())

@@ -116,24 +116,20 @@ async fn a_failed_commit_is_a_known_fault_until_a_probe_write_commits() {
     store.add_log_entry(&id, LogKind::Information, "ok", &ops, t("2026-11-23T09:02:00Z")).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_tail_rewritten_behind_the_store_stops_writes() {
-    let (dir, store, ops, id) = store_with_crisis().await;
+/// Three notes on the crisis, then the last audit entry rewritten and re-hashed on the file,
+/// as someone with the file but not the key would; returns that connection and the new hash.
+async fn notes_then_rewrite_the_last(
+    dir: &tempfile::TempDir,
+    store: &Store,
+    ops: &repli_core::Actor,
+    id: &CrisisId,
+) -> (sqlx::SqliteConnection, String) {
     for i in 0..3 {
-        store
-            .add_log_entry(&id, LogKind::Information, &format!("n{i}"), &ops, t("2026-11-23T09:00:00Z"))
-            .await
-            .unwrap();
+        store.add_log_entry(id, LogKind::Information, &format!("n{i}"), ops, t("2026-11-23T09:00:00Z")).await.unwrap();
     }
-    // Someone with the file but not the key rewrites the last entry and re-hashes it: the
-    // chain's links hold, but the signed head no longer matches.
     let mut c = SqliteConnectOptions::new().filename(dir.path().join("s.db")).connect().await.unwrap();
     sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut c).await.unwrap();
-    let last: (i64, String) = sqlx::query_as("SELECT seq, prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
-    let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?").bind(last.0).fetch_one(&mut c).await.unwrap();
+    let r = sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_one(&mut c).await.unwrap();
     let mut e = crate::audit::entry_from_row(&r).unwrap();
     e.details = r#"{"text":"réécrit"}"#.into();
     e.hash = e.compute_hash();
@@ -144,6 +140,14 @@ async fn a_tail_rewritten_behind_the_store_stops_writes() {
         .execute(&mut c)
         .await
         .unwrap();
+    (c, e.hash)
+}
+
+#[tokio::test]
+async fn a_tail_rewritten_behind_the_store_stops_writes() {
+    let (dir, store, ops, id) = store_with_crisis().await;
+    // The chain's links hold after the rewrite, but the signed head no longer matches.
+    let (c, _) = notes_then_rewrite_the_last(&dir, &store, &ops, &id).await;
     c.close().await.unwrap();
     // The next write is refused, and every write after it, until an operator decides.
     let err = store.add_log_entry(&id, LogKind::Information, "x", &ops, t("2026-11-23T10:00:00Z")).await.unwrap_err();
@@ -229,29 +233,11 @@ async fn a_log_re_signed_with_another_key_passes_only_for_whoever_pins_that_key(
 #[tokio::test]
 async fn an_unsigned_head_over_a_rewritten_tail_is_refused() {
     let (dir, store, ops, id) = store_with_crisis().await;
-    for i in 0..3 {
-        store
-            .add_log_entry(&id, LogKind::Information, &format!("n{i}"), &ops, t("2026-11-23T09:00:00Z"))
-            .await
-            .unwrap();
-    }
     // The tail is rewritten and re-hashed, and the head row made to look like a database just
     // upgraded to signed heads (no signature): no checkpoint covers the forged last entry.
-    let mut c = SqliteConnectOptions::new().filename(dir.path().join("s.db")).connect().await.unwrap();
-    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&mut c).await.unwrap();
-    let r = sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_one(&mut c).await.unwrap();
-    let mut e = crate::audit::entry_from_row(&r).unwrap();
-    e.details = r#"{"text":"réécrit"}"#.into();
-    e.hash = e.compute_hash();
-    sqlx::query("UPDATE audit_log SET details = ?, hash = ? WHERE seq = ?")
-        .bind(&e.details)
-        .bind(&e.hash)
-        .bind(e.seq)
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let (mut c, hash) = notes_then_rewrite_the_last(&dir, &store, &ops, &id).await;
     sqlx::query("UPDATE audit_head SET hash = ?, public_key = NULL, signature = NULL")
-        .bind(&e.hash)
+        .bind(&hash)
         .execute(&mut c)
         .await
         .unwrap();
