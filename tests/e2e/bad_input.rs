@@ -352,7 +352,7 @@ async fn failing_commands_end_with_one_line_and_no_backtrace() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absente.key");
     let missing = missing.to_str().unwrap();
-    let cases: [(&std::path::Path, Vec<&str>); 5] = [
+    let cases: [(&std::path::Path, Vec<&str>); 8] = [
         (
             &replid,
             vec![
@@ -369,6 +369,10 @@ async fn failing_commands_end_with_one_line_and_no_backtrace() {
         ),
         (&replid, vec!["demo", "--dir", "/proc/repli-nope/demo"]),
         (&replid, vec!["--config", missing, "config", "check"]),
+        // An operator's decision over a broken audit chain names its entry and gives a reason.
+        (&replid, vec!["run", "--accept-audit-break", "pas de numéro"]),
+        (&replid, vec!["run", "--accept-audit-break", "12:court"]),
+        (&replid, vec!["run", "--accept-audit-break", "0:<script>alert(1)</script>"]),
         (&repli, vec!["--server", "http://127.0.0.1:9", "--token", "rpl_x", "dns", "check", "13005-2026-001"]),
         (&repli, vec!["--server", "http://127.0.0.1:9", "--token", "rpl_x", "crisis", "list"]),
     ];

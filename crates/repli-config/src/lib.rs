@@ -1119,6 +1119,30 @@ mod tests {
     }
 
     #[test]
+    fn pinned_audit_keys_and_the_free_space_minimum_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replid.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, format!("version = 1\n{text}")).unwrap();
+            Config::load(Some(&path), env(&[]))
+        };
+        let fp = format!("SHA256:{}", "ab".repeat(16));
+        let c = load(&format!("[audit]\ntrusted_keys = [\"{fp}\", \"{}\"]\n", "11".repeat(32))).unwrap();
+        assert_eq!(c.trusted_audit_keys().len(), 2);
+        for bad in ["SHA256:zz", "<script>", "", &"0".repeat(63)] {
+            let e = load(&format!("[audit]\ntrusted_keys = [{bad:?}]\n")).unwrap_err().to_string();
+            assert!(e.contains("audit.trusted_keys"), "{bad:?}: {e}");
+        }
+        let many = vec![format!("{fp:?}"); 17].join(", ");
+        assert!(load(&format!("[audit]\ntrusted_keys = [{many}]\n")).unwrap_err().to_string().contains("at most 16"));
+        assert_eq!(load("[database]\nmin_free_mb = 10\n").unwrap().database.min_free_mb, 10);
+        assert!(load("[database]\nmin_free_mb = 99999999\n").unwrap_err().to_string().contains("min_free_mb"));
+        assert!(load("[database]\nmin_free_mb = -1\n").is_err());
+        // The operator's decision over a broken chain never comes from the file.
+        assert!(load("[audit]\naccept_break = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn placeholder_contacts_are_named_until_set() {
         let mut d = DocumentsConfig::default();
         assert_eq!(d.placeholders().len(), 3);

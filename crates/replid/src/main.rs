@@ -185,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 let (seq, reason) = decision
                     .split_once(':')
                     .and_then(|(seq, reason)| Some((seq.trim().parse::<i64>().ok()?, reason.trim().to_owned())))
+                    .filter(|(seq, _)| *seq >= 1)
                     .ok_or_else(|| {
                         anyhow::anyhow!("--accept-audit-break takes SEQ:REASON, SEQ the entry the log names")
                     })?;
