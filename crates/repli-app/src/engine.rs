@@ -146,6 +146,7 @@ async fn setup_for(config: &Config, exercises: bool) -> Result<M365Setup, SetupE
     graph.sku_part_numbers = m.sku_part_numbers.clone();
     // A standing organiser named by ops organises every kit's visio (docs/M365.md).
     graph.meeting_organizer = organizer.clone();
+    graph.admin_unit = m.admin_unit.clone();
     graph.budget = std::time::Duration::from_secs(u64::from(m.budget_seconds));
     let provider: Arc<dyn M365> = Arc::new(GraphProvider::new(graph)?);
     let dns: Arc<dyn DnsPublisher> = match (m.dns, &simulator, &m.dns_url) {

@@ -215,7 +215,8 @@ pub struct M365Config {
     /// Object id of an account the Teams application access policy covers: the preflight's
     /// canary meeting is made in its name.
     pub preflight_organizer: Option<String>,
-    /// The administrative unit the User Administrator role is scoped to, if it is.
+    /// The administrative unit (object id) the User Administrator role is scoped to, if it is:
+    /// the preflight checks the assignment there, a refused reset names it.
     pub admin_unit: Option<String>,
     /// Agents of the largest kit the tenant must be able to license at once (preflight).
     pub largest_kit: u32,

@@ -30,8 +30,9 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The application permissions Repli needs on a tenant, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 7] = [
+pub const LEAST_PRIVILEGE: [&str; 8] = [
     "Application.Read.All",
+    "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
     "User.DeleteRestore.All",
@@ -58,6 +59,9 @@ pub enum Grant {
     Permission(String),
     /// A directory role assigned to the app (with the permission it goes with).
     Role(String),
+    /// A directory role assigned to the app on an administrative unit (`m365.admin_unit`): it
+    /// covers the unit's members only, so the account must be one.
+    UnitRole { role: String, unit: String },
     /// A Teams application access policy granted for the meeting organiser.
     MeetingPolicy,
     /// A licence that includes Teams for the Team's owner (Graph refuses the Team otherwise).
@@ -74,6 +78,9 @@ impl Grant {
             Grant::Role(r) => format!(
                 "le rôle d'annuaire « {r} » (Entra ID › Rôles et administrateurs, de préférence sur une unité administrative qui ne contient que les comptes des kits)"
             ),
+            Grant::UnitRole { role, unit } => format!(
+                "le rôle d'annuaire « {role} » sur l'unité administrative {unit}, qui doit contenir les comptes du kit (Entra ID › Unités administratives : règle d'appartenance dynamique sur le domaine des kits, dont le traitement peut prendre quelques minutes après la création d'un compte)"
+            ),
             Grant::MeetingPolicy => MEETING_POLICY_FR.into(),
             Grant::TeamsLicence => "une licence incluant Teams pour le propriétaire de l'espace collaboratif (centre d'administration Microsoft 365 › Facturation › Licences ; la licence Teams configurée dans [m365] sku_part_numbers)".into(),
         }
@@ -85,6 +92,9 @@ impl std::fmt::Display for Grant {
         match self {
             Grant::Permission(p) => write!(f, "application permission {p}"),
             Grant::Role(r) => write!(f, "directory role {r}"),
+            Grant::UnitRole { role, unit } => {
+                write!(f, "directory role {role} on administrative unit {unit}, the account among its members")
+            }
             Grant::MeetingPolicy => f.write_str("a Teams application access policy"),
             Grant::TeamsLicence => f.write_str("a licence including Teams for the Team's owner"),
         }

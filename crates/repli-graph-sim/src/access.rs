@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The application permissions Repli needs, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 7] = [
+pub const LEAST_PRIVILEGE: [&str; 8] = [
     "Application.Read.All",
+    "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
     "User.DeleteRestore.All",
@@ -50,6 +51,8 @@ pub const KNOWN_PERMISSIONS: &[&str] = &[
     "OnlineMeetings.ReadWrite.All",
     "Organization.Read.All",
     "Organization.ReadWrite.All",
+    "RoleManagement.Read.Directory",
+    "RoleManagement.ReadWrite.Directory",
     "Sites.Read.All",
     "Sites.ReadWrite.All",
     "Team.ReadBasic.All",
@@ -82,6 +85,36 @@ pub struct Grants {
     pub app_roles: Vec<String>,
     /// Directory roles assigned to the app's service principal, tenant-wide (`wids`).
     pub directory_roles: Vec<String>,
+    /// Directory roles assigned to the app on an administrative unit: they apply to the unit's
+    /// members only and are not in the token's `wids` (admin-units-assign-roles).
+    pub unit_roles: Vec<UnitRole>,
+}
+
+/// A directory role scoped to an administrative unit (`directoryScopeId`
+/// `/administrativeUnits/{unit}` of a unifiedRoleAssignment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitRole {
+    pub role: String,
+    /// The administrative unit's object id.
+    pub unit: String,
+}
+
+/// An administrative unit with dynamic membership whose rule is
+/// `user.userPrincipalName -endsWith "<upn_suffix>"` (admin-units-members-dynamic): every user
+/// whose UPN ends so is a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUnit {
+    pub id: String,
+    pub upn_suffix: String,
+}
+
+impl AdminUnit {
+    /// Whether the user `upn` is a member.
+    pub fn contains(&self, upn: &str) -> bool {
+        upn.to_ascii_lowercase().ends_with(&self.upn_suffix.to_ascii_lowercase())
+    }
 }
 
 /// A Teams application access policy granted to the app (New-CsApplicationAccessPolicy, then
@@ -113,6 +146,7 @@ impl Default for Grants {
         Grants {
             app_roles: LEAST_PRIVILEGE.iter().map(|s| (*s).to_string()).collect(),
             directory_roles: vec![USER_ADMINISTRATOR.to_string()],
+            unit_roles: Vec::new(),
         }
     }
 }
@@ -195,11 +229,19 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         // serviceprincipal-list (`$filter=appId eq '…'`): who the app is, and Microsoft Graph's
         // app roles (permission names by id).
         ("GET", ["servicePrincipals"]) => any(SP_READ),
-        // serviceprincipal-list-approleassignments, serviceprincipal-list-memberof: what the app
-        // was granted (application permissions; directory roles it is a member of).
-        ("GET", ["servicePrincipals", _, "appRoleAssignments" | "memberOf"]) => {
+        // serviceprincipal-list-approleassignments: what the app was granted (application
+        // permissions).
+        ("GET", ["servicePrincipals", _, "appRoleAssignments"]) => {
             any(&["Application.Read.All", "Directory.Read.All", "Application.ReadWrite.All", "Directory.ReadWrite.All"])
         }
+        // rbacapplication-list-roleassignments (directory provider): its directory roles, whatever
+        // their scope (tenant or administrative unit).
+        ("GET", ["roleManagement", "directory", "roleAssignments"]) => any(&[
+            "RoleManagement.Read.Directory",
+            "Directory.Read.All",
+            "RoleManagement.ReadWrite.Directory",
+            "Directory.ReadWrite.All",
+        ]),
         // group-list, group-get, group-list-members
         ("GET", ["groups"] | ["groups", _] | ["groups", _, "members"]) => any(GROUP_READ),
         // group-post-groups
@@ -245,11 +287,15 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
     }
 }
 
-/// Whether `grants` satisfy `need`.
-pub fn allows(grants: &Grants, need: &Need) -> bool {
+/// Whether `grants` satisfy `need`, on a target that is a member of the administrative units
+/// for which `in_unit` answers true (a role scoped to a unit covers its members only).
+pub fn allows(grants: &Grants, need: &Need, in_unit: impl Fn(&str) -> bool) -> bool {
     let has = |p: &str| grants.app_roles.iter().any(|r| r.eq_ignore_ascii_case(p));
     need.any.iter().any(|p| has(p))
-        && need.role.is_none_or(|role| grants.directory_roles.iter().any(|r| r.eq_ignore_ascii_case(role)))
+        && need.role.is_none_or(|role| {
+            grants.directory_roles.iter().any(|r| r.eq_ignore_ascii_case(role))
+                || grants.unit_roles.iter().any(|u| u.role.eq_ignore_ascii_case(role) && in_unit(&u.unit))
+        })
 }
 
 #[cfg(test)]
@@ -273,16 +319,23 @@ mod tests {
             ("GET", "subscribedSkus", false),
             ("GET", "servicePrincipals", false),
             ("GET", "servicePrincipals/x/appRoleAssignments", false),
-            ("GET", "servicePrincipals/x/memberOf", false),
+            ("GET", "roleManagement/directory/roleAssignments", false),
         ] {
             let segments: Vec<&str> = path.split('/').collect();
             let n = need(m, &segments, pw).unwrap_or_else(|| panic!("no rule for {m} {path}"));
-            assert!(allows(&g, &n), "{m} {path}");
+            assert!(allows(&g, &n, |_| false), "{m} {path}");
         }
         let drive = need("GET", &["groups", "x", "drive"], false).unwrap();
-        assert!(!allows(&g, &drive), "the drive must stay out of reach");
+        assert!(!allows(&g, &drive, |_| false), "the drive must stay out of reach");
         let no_role = Grants { directory_roles: vec![], ..Grants::default() };
-        assert!(!allows(&no_role, &need("PATCH", &["users", "x"], true).unwrap()));
-        assert!(allows(&no_role, &need("PATCH", &["users", "x"], false).unwrap()));
+        let reset = need("PATCH", &["users", "x"], true).unwrap();
+        assert!(!allows(&no_role, &reset, |_| true));
+        assert!(allows(&no_role, &need("PATCH", &["users", "x"], false).unwrap(), |_| false));
+        // A role on an administrative unit covers that unit's members, and only them.
+        let scoped =
+            Grants { unit_roles: vec![UnitRole { role: USER_ADMINISTRATOR.into(), unit: "au-1".into() }], ..no_role };
+        assert!(allows(&scoped, &reset, |unit| unit == "au-1"));
+        assert!(!allows(&scoped, &reset, |unit| unit == "au-2"));
+        assert!(!allows(&scoped, &reset, |_| false));
     }
 }

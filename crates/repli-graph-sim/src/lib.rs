@@ -12,7 +12,9 @@ mod schema;
 mod tenant;
 mod token;
 
-pub use access::{Grants, LEAST_PRIVILEGE, PolicyGrant, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE};
+pub use access::{
+    AdminUnit, Grants, LEAST_PRIVILEGE, PolicyGrant, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE, UnitRole,
+};
 pub use tenant::{Counts, DnsRecord};
 
 /// The application permissions the simulator's rule for `method` `path` (relative to `/v1.0`,
@@ -101,6 +103,9 @@ pub struct SimConfig {
     pub skus: Vec<String>,
     /// What the app was granted (default: exactly the least-privilege set).
     pub grants: Grants,
+    /// Administrative units with dynamic membership (default: none), for roles granted on a
+    /// unit (`Grants::unit_roles`).
+    pub admin_units: Vec<AdminUnit>,
     /// How long after a group's creation `PUT /groups/{id}/team` answers 404 (team-put-teams:
     /// up to 15 minutes of replication).
     pub team_not_found_for: Duration,
@@ -137,6 +142,7 @@ impl Default for SimConfig {
             licences: 500,
             skus: vec![SUITE_SKU.into(), TEAMS_SKU.into()],
             grants: Grants::default(),
+            admin_units: Vec::new(),
             team_not_found_for: Duration::ZERO,
             meeting_policies: Vec::new(),
             policy_delay: Duration::from_secs(30 * 60),
@@ -170,6 +176,7 @@ struct Shared {
     tokens: Mutex<HashMap<String, (Instant, Grants)>>,
     /// What the app is granted now (a new token is needed to see a change, as with Entra ID).
     grants: Mutex<Grants>,
+    admin_units: Vec<AdminUnit>,
     /// Teams application access policies and when each takes effect.
     policies: Mutex<Vec<(PolicyGrant, Instant)>>,
     policy_delay: Duration,
@@ -241,6 +248,7 @@ impl Simulator {
             tokens: Mutex::new(HashMap::new()),
             app_ids: Mutex::new(std::collections::BTreeSet::new()),
             grants: Mutex::new(config.grants.clone()),
+            admin_units: config.admin_units.clone(),
             policies: Mutex::new(config.meeting_policies.iter().map(|p| (p.clone(), Instant::now())).collect()),
             policy_delay: config.policy_delay,
             opaque_tokens: config.opaque_tokens,
@@ -535,8 +543,19 @@ impl Shared {
     fn permitted(&self, grants: &Grants, req: &Req) -> Result<(), Reply> {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let password = req.body.as_ref().is_some_and(|b| b.get("passwordProfile").is_some());
+        // A role scoped to an administrative unit covers the unit's members: the target user's
+        // UPN against each unit's dynamic rule.
+        let in_unit = |unit: &str| {
+            let Some(target) = segments.get(1).filter(|_| segments.first() == Some(&"users")) else {
+                return false;
+            };
+            let Some(upn) = lock(&self.tenant).user_upn(target, self.now()) else {
+                return false;
+            };
+            self.admin_units.iter().any(|u| u.id.eq_ignore_ascii_case(unit) && u.contains(&upn))
+        };
         if let Some(need) = access::need(&req.method, &segments, password)
-            && !access::allows(grants, &need)
+            && !access::allows(grants, &need, in_unit)
         {
             return Err(error(
                 403,
@@ -579,7 +598,7 @@ impl Shared {
 
     /// What Graph says about the app itself, read live (not from the token):
     /// serviceprincipal-list with `$filter=appId eq '…'`, serviceprincipal-list-approleassignments
-    /// and serviceprincipal-list-memberof. Microsoft Graph's own service principal
+    /// and rbacapplication-list-roleassignments. Microsoft Graph's own service principal
     /// (`00000003-0000-0000-c000-000000000000`) lists its app roles (permission names by id).
     fn app_directory(&self, req: &Req) -> Option<Reply> {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
@@ -609,7 +628,7 @@ impl Shared {
                     body: Some(json!({"@odata.context": context("servicePrincipals"), "value": items})),
                 })
             }
-            ("GET", ["servicePrincipals", id, what @ ("appRoleAssignments" | "memberOf")]) => {
+            ("GET", ["servicePrincipals", id, "appRoleAssignments"]) => {
                 let ours = lock(&self.app_ids).iter().any(|a| access::sp_id(a) == *id);
                 if !ours {
                     return Some(error(
@@ -620,30 +639,63 @@ impl Shared {
                         ),
                     ));
                 }
+                let items: Vec<Value> = lock(&self.grants)
+                    .app_roles
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "id": access::role_id(&format!("assignment-{r}")), "appRoleId": access::role_id(r),
+                            "principalId": id, "principalType": "ServicePrincipal", "principalDisplayName": "Repli",
+                            "resourceId": access::GRAPH_SP_ID, "resourceDisplayName": "Microsoft Graph",
+                        })
+                    })
+                    .collect();
+                Some(Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Some(
+                        json!({"@odata.context": context("servicePrincipals('id')/appRoleAssignments"), "value": items}),
+                    ),
+                })
+            }
+            // rbacapplication-list-roleassignments, `$filter=principalId eq '…'`: a built-in
+            // role's `roleDefinitionId` is its template id; `directoryScopeId` is `/` for the
+            // tenant, `/administrativeUnits/{id}` for a unit.
+            ("GET", ["roleManagement", "directory", "roleAssignments"]) => {
+                let filter = req.query.get("$filter").map(String::as_str).unwrap_or_default();
+                let Some(principal) = tenant::parse_eq(filter, "principalId") else {
+                    return Some(error(400, "Request_UnsupportedQuery", "Unsupported Query."));
+                };
+                let ours = lock(&self.app_ids).iter().any(|a| access::sp_id(a).eq_ignore_ascii_case(&principal));
                 let grants = lock(&self.grants).clone();
-                let items: Vec<Value> = if *what == "appRoleAssignments" {
-                    grants
-                        .app_roles
-                        .iter()
-                        .map(|r| {
+                let definition = |r: &str| {
+                    if r.eq_ignore_ascii_case(USER_ADMINISTRATOR) {
+                        USER_ADMINISTRATOR_TEMPLATE.to_string()
+                    } else {
+                        access::role_id(r)
+                    }
+                };
+                let scoped = grants.directory_roles.iter().map(|r| (r.clone(), "/".to_string())).chain(
+                    grants.unit_roles.iter().map(|u| (u.role.clone(), format!("/administrativeUnits/{}", u.unit))),
+                );
+                let items: Vec<Value> = if ours {
+                    scoped
+                        .map(|(r, scope)| {
                             json!({
-                                "id": access::role_id(&format!("assignment-{r}")), "appRoleId": access::role_id(r),
-                                "principalId": id, "principalType": "ServicePrincipal", "principalDisplayName": "Repli",
-                                "resourceId": access::GRAPH_SP_ID, "resourceDisplayName": "Microsoft Graph",
+                                "id": access::role_id(&format!("role-assignment-{r}-{scope}")),
+                                "principalId": principal, "roleDefinitionId": definition(&r), "directoryScopeId": scope,
                             })
                         })
                         .collect()
                 } else {
-                    grants.directory_roles.iter().map(|r| json!({
-                        "@odata.type": "#microsoft.graph.directoryRole", "id": access::role_id(&format!("role-{r}")),
-                        "displayName": r,
-                        "roleTemplateId": if r.eq_ignore_ascii_case(USER_ADMINISTRATOR) { USER_ADMINISTRATOR_TEMPLATE.to_string() } else { access::role_id(r) },
-                    })).collect()
+                    Vec::new()
                 };
                 Some(Reply {
                     status: 200,
                     headers: Vec::new(),
-                    body: Some(json!({"@odata.context": context(what), "value": items})),
+                    body: Some(
+                        json!({"@odata.context": context("roleManagement/directory/roleAssignments"), "value": items}),
+                    ),
                 })
             }
             _ => None,

@@ -247,6 +247,11 @@ impl Tenant {
         guid(&mut self.rng)
     }
 
+    /// The user principal name of the user `key` (an object id or a UPN), when visible.
+    pub fn user_upn(&self, key: &str, now: Instant) -> Option<String> {
+        self.user_index(key, now).map(|i| self.users[i].upn.clone())
+    }
+
     fn user_index(&self, key: &str, now: Instant) -> Option<usize> {
         let key = lower(key);
         self.users.iter().position(|u| (lower(&u.id) == key || lower(&u.upn) == key) && self.visible(u.created, now))

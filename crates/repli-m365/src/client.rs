@@ -80,6 +80,9 @@ pub struct GraphConfig {
     pub team_lag_budget: Duration,
     /// Time between two such attempts (Microsoft: 10 seconds).
     pub team_retry_interval: Duration,
+    /// The administrative unit the app's User Administrator role is scoped to
+    /// (`m365.admin_unit`): a refused password reset then names it.
+    pub admin_unit: Option<String>,
 }
 
 impl GraphConfig {
@@ -104,6 +107,7 @@ impl GraphConfig {
             max_backoff: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
             meeting_organizer: None,
+            admin_unit: None,
             team_lag_budget: Duration::from_secs(15 * 60),
             team_retry_interval: Duration::from_secs(10),
         }
@@ -181,6 +185,7 @@ fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
     match op.split('.').next().unwrap_or_default() {
         _ if op == "accounts.password" => Grant::Role(repli_core::m365::USER_ADMINISTRATOR.0.to_string()),
         _ if op == "accounts.purge" => permission("User.DeleteRestore.All"),
+        _ if op == "app.roleAssignments" => permission("RoleManagement.Read.Directory"),
         _ if op.starts_with("app.") => permission("Application.Read.All"),
         // A meeting refused for anything but the app's permissions is the access policy: the
         // permission check of the same preflight says whether OnlineMeetings.ReadWrite.All is

@@ -4,7 +4,7 @@
 use crate::client::{Graph, GraphConfig, Item, OWNER_UNLICENSED, Opts, Reply};
 use crate::wire::{self, DnsRecordData, DomainDnsRecord};
 use crate::{
-    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
+    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, Grant, IsolationCheck,
     IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
     TeamSpec, WindDown, generate_password,
 };
@@ -764,8 +764,16 @@ impl M365 for GraphProvider {
                     ),
                 })
                 .collect();
-            let results = self.graph.run_items("accounts.password", units, retry_404()).await?;
-            partial_failure("accounts.password", failed_items(&results, None))?;
+            // A role scoped to an administrative unit covers its members only: a refusal then
+            // says which unit the account must be in.
+            let scoped = |e: Error| match (e, &self.graph.config.admin_unit) {
+                (Error::Forbidden { op, code, message, missing: Grant::Role(role) }, Some(unit)) => {
+                    Error::Forbidden { op, code, message, missing: Grant::UnitRole { role, unit: unit.clone() } }
+                }
+                (e, _) => e,
+            };
+            let results = self.graph.run_items("accounts.password", units, retry_404()).await.map_err(scoped)?;
+            partial_failure("accounts.password", failed_items(&results, None)).map_err(scoped)?;
             Ok(passwords)
         })
     }

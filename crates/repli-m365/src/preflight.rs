@@ -20,8 +20,9 @@ const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 struct AppGrants {
     /// Application permissions of Microsoft Graph with admin consent, by name.
     permissions: Vec<String>,
-    /// Tenant-wide directory roles, by template id.
-    role_templates: Vec<String>,
+    /// Directory roles, by template id, with their scope (`/`: the tenant;
+    /// `/administrativeUnits/{id}`: a unit).
+    roles: Vec<(String, String)>,
 }
 
 /// Business plans are sold for at most 300 seats.
@@ -75,7 +76,7 @@ impl GraphProvider {
         match self.app_grants().await {
             Ok(grants) => {
                 checks.push(permissions_check(&grants.permissions));
-                checks.push(role_check(&grants.role_templates, spec.admin_unit.as_deref()));
+                checks.push(role_check(&grants.roles, spec.admin_unit.as_deref()));
             }
             Err(e) => {
                 let (detail, fix) = refused(&e);
@@ -84,14 +85,14 @@ impl GraphProvider {
                     "Permissions de l'application",
                     CheckStatus::Fail,
                     format!("impossible de lire les permissions accordées : {detail}"),
-                    fix,
+                    fix.clone(),
                 ));
                 checks.push(check(
                     "directory_role",
                     "Rôle d'annuaire (réinitialisation des mots de passe)",
                     CheckStatus::Fail,
                     "non vérifiable : les rôles de l'application n'ont pas pu être lus".into(),
-                    Some(format!("Accorder {}.", Grant::Permission("Application.Read.All".into()).fr())),
+                    fix,
                 ));
             }
         }
@@ -104,8 +105,10 @@ impl GraphProvider {
     /// The app's grants as Graph holds them: its service principal
     /// (serviceprincipal-list, `$filter=appId eq '…'`), its app role assignments named through
     /// Microsoft Graph's own service principal (serviceprincipal-list-approleassignments), and
-    /// the directory roles it is a member of (serviceprincipal-list-memberof). Least-privileged
-    /// application permission of all three: Application.Read.All.
+    /// (least-privileged application permission of these three: Application.Read.All), and its
+    /// directory roles at every scope, tenant or administrative unit
+    /// (rbacapplication-list-roleassignments, `$filter=principalId eq '…'`:
+    /// RoleManagement.Read.Directory; `memberOf` shows tenant-wide roles only).
     async fn app_grants(&self) -> Result<AppGrants, Error> {
         let graph = self.graph();
         let principal = |op: &'static str, app_id: String| async move {
@@ -124,18 +127,18 @@ impl GraphProvider {
             principal("app.graphServicePrincipal", GRAPH_APP_ID.to_string()),
         )?;
         let assignments_url = format!("/servicePrincipals/{}/appRoleAssignments", app.id);
-        let member_of_url = format!("/servicePrincipals/{}/memberOf", app.id);
-        let (assignments, member_of) = tokio::try_join!(
+        let roles_url = format!("/roleManagement/directory/roleAssignments?$filter=principalId eq '{}'", app.id);
+        let (assignments, roles) = tokio::try_join!(
             graph.list_all::<wire::AppRoleAssignment>(
                 "app.appRoleAssignments",
                 "GET /servicePrincipals/{id}/appRoleAssignments",
                 &assignments_url,
                 false,
             ),
-            graph.list_all::<wire::MemberOf>(
-                "app.memberOf",
-                "GET /servicePrincipals/{id}/memberOf",
-                &member_of_url,
+            graph.list_all::<wire::RoleAssignment>(
+                "app.roleAssignments",
+                "GET /roleManagement/directory/roleAssignments?$filter=principalId eq '…'",
+                &roles_url,
                 false,
             ),
         )?;
@@ -146,14 +149,11 @@ impl GraphProvider {
                 microsoft_graph.app_roles.iter().find(|r| r.id.eq_ignore_ascii_case(&a.app_role_id))?.value.clone()
             })
             .collect();
-        let role_templates = member_of
+        let roles = roles
             .into_iter()
-            .filter(|m| {
-                m.odata_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.directoryRole"))
-            })
-            .filter_map(|m| m.role_template_id.or(m.display_name))
+            .map(|r| (r.role_definition_id, r.directory_scope_id.unwrap_or_else(|| "/".to_string())))
             .collect();
-        Ok(AppGrants { permissions, role_templates })
+        Ok(AppGrants { permissions, roles })
     }
 
     fn credential_check(&self, spec: &PreflightSpec) -> PreflightCheck {
@@ -462,35 +462,69 @@ fn permissions_check(roles: &[String]) -> PreflightCheck {
     check("permissions", title, CheckStatus::Ok, format!("exactement les {} nécessaires", LEAST_PRIVILEGE.len()), None)
 }
 
-fn role_check(wids: &[String], admin_unit: Option<&str>) -> PreflightCheck {
+fn role_check(roles: &[(String, String)], admin_unit: Option<&str>) -> PreflightCheck {
     let title = "Rôle d'annuaire (réinitialisation des mots de passe)";
     let (role, template) = USER_ADMINISTRATOR;
-    let tenant_wide = wids.iter().any(|w| w.eq_ignore_ascii_case(template) || w.eq_ignore_ascii_case(role));
-    match (tenant_wide, admin_unit) {
-        (_, Some(unit)) => check(
+    let scopes: Vec<&str> = roles
+        .iter()
+        .filter(|(definition, _)| definition.eq_ignore_ascii_case(template))
+        .map(|(_, scope)| scope.as_str())
+        .collect();
+    let tenant_wide = scopes.contains(&"/");
+    let unit_of = |scope: &str| scope.strip_prefix("/administrativeUnits/").map(str::to_string);
+    let units: Vec<String> = scopes.iter().filter_map(|s| unit_of(s)).collect();
+    match admin_unit {
+        Some(unit) if units.iter().any(|u| u.eq_ignore_ascii_case(unit)) => check(
             "directory_role",
             title,
             if tenant_wide { CheckStatus::Warn } else { CheckStatus::Ok },
             if tenant_wide {
-                format!("« {role} » attribué à tout le locataire, alors qu'une unité administrative ({unit}) est déclarée")
+                format!("« {role} » attribué sur l'unité administrative {unit} et aussi sur tout le locataire")
             } else {
-                format!("« {role} » déclaré sur l'unité administrative {unit} (non vérifié : une attribution restreinte à une unité n'apparaît pas parmi les rôles du locataire)")
+                format!("« {role} » attribué sur l'unité administrative {unit} (lu dans Microsoft 365)")
             },
             tenant_wide.then(|| "Retirer l'attribution sur tout le locataire : celle de l'unité administrative suffit.".to_string()),
         ),
-        (true, None) => check(
+        Some(unit) if tenant_wide => check(
+            "directory_role",
+            title,
+            CheckStatus::Warn,
+            format!("« {role} » attribué sur tout le locataire, pas sur l'unité administrative déclarée {unit}"),
+            Some(format!(
+                "Attribuer « {role} » à l'application sur l'unité administrative {unit} (Entra ID › Unités administratives › {unit} › Rôles et administrateurs), puis retirer l'attribution sur tout le locataire."
+            )),
+        ),
+        Some(unit) => check(
+            "directory_role",
+            title,
+            CheckStatus::Fail,
+            format!("« {role} » absent de l'unité administrative déclarée {unit} : les fiches d'identifiants ne pourraient pas être émises"),
+            Some(format!("Accorder {}.", Grant::UnitRole { role: role.to_string(), unit: unit.to_string() }.fr())),
+        ),
+        None if tenant_wide => check(
             "directory_role",
             title,
             CheckStatus::Warn,
             format!("« {role} » attribué à tout le locataire"),
             Some("Le restreindre à une unité administrative qui ne contient que les comptes des kits (règle dynamique sur le domaine des kits), puis déclarer m365.admin_unit.".into()),
         ),
-        (false, None) => check(
-            "directory_role",
-            title,
-            CheckStatus::Fail,
-            format!("« {role} » absent : les fiches d'identifiants ne pourraient pas être émises"),
-            Some(format!("Accorder {}.", Grant::Role(role.to_string()).fr())),
-        ),
+        None => match units.first() {
+            // Scoped to a unit nobody declared: the resets work only for its members, and Repli
+            // cannot say which unit to expect.
+            Some(unit) => check(
+                "directory_role",
+                title,
+                CheckStatus::Fail,
+                format!("« {role} » attribué sur l'unité administrative {unit} seulement, qui n'est pas déclarée"),
+                Some(format!("Déclarer m365.admin_unit = \"{unit}\" si cette unité contient les comptes des kits.")),
+            ),
+            None => check(
+                "directory_role",
+                title,
+                CheckStatus::Fail,
+                format!("« {role} » absent : les fiches d'identifiants ne pourraient pas être émises"),
+                Some(format!("Accorder {}.", Grant::Role(role.to_string()).fr())),
+            ),
+        },
     }
 }

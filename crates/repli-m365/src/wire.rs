@@ -222,15 +222,14 @@ pub(crate) struct AppRoleAssignment {
     pub resource_id: Option<String>,
 }
 
-/// `GET /servicePrincipals/{id}/memberOf`: groups and directory roles; a directory role has
-/// its `roleTemplateId`.
+/// `GET /roleManagement/directory/roleAssignments`: a directory role given to a principal at a
+/// scope (`unifiedRoleAssignment`). A built-in role's `roleDefinitionId` is its template id;
+/// `directoryScopeId` is `/` for the whole tenant, `/administrativeUnits/{id}` for a unit.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct MemberOf {
-    #[serde(rename = "@odata.type")]
-    pub odata_type: Option<String>,
-    pub display_name: Option<String>,
-    pub role_template_id: Option<String>,
+pub(crate) struct RoleAssignment {
+    pub role_definition_id: String,
+    pub directory_scope_id: Option<String>,
 }
 
 /// A Microsoft 365 group: `POST /groups`, `GET /groups?$filter=mailNickname eq '…'`.

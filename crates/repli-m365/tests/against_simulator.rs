@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use repli_graph_sim::{Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator};
+use repli_graph_sim::{AdminUnit, Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator, UnitRole};
 use repli_m365::{
     AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365,
     PreflightReport, PreflightSpec, Secret, provision,
@@ -504,6 +504,59 @@ async fn password_resets_need_the_user_administrator_role() {
     let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(2)).await.unwrap();
     let err = m365.reset_passwords(&[kit.accounts[0].upn.clone()]).await.unwrap_err();
     assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(r), .. } if r == "User Administrator"), "{err}");
+}
+
+/// admin-units-assign-roles: a User Administrator role assigned on an administrative unit
+/// covers the unit's members only and is not a tenant-wide role. The preflight reads it with its
+/// scope (rbacapplication-list-roleassignments) and checks it against `m365.admin_unit`; a
+/// reset outside the unit is refused naming the unit.
+#[tokio::test]
+async fn a_role_scoped_to_an_administrative_unit_is_read_checked_and_named() {
+    let unit = "0b1e7c52-au-kits";
+    let scoped = Grants {
+        directory_roles: vec![],
+        unit_roles: vec![UnitRole { role: "User Administrator".into(), unit: unit.into() }],
+        ..Grants::default()
+    };
+    let tenant = sim(SimConfig {
+        grants: scoped,
+        // The unit's dynamic rule: the kits' root domain (aubagne.secours-amp.fr is inside).
+        admin_units: vec![AdminUnit { id: unit.into(), upn_suffix: ".secours-amp.fr".into() }],
+        ..configured()
+    })
+    .await;
+    tenant.seed_verified_domain("secours-amp.fr");
+    let organizer = tenant.seed_user("organisateur");
+    let m365 = provider(&tenant, |c| c.admin_unit = Some(unit.into()));
+    let role = |admin_unit: Option<&str>| {
+        let spec =
+            PreflightSpec { admin_unit: admin_unit.map(str::to_string), ..preflight_spec(Some(organizer.clone())) };
+        let m365 = &m365;
+        async move { status_of(&m365.preflight(&spec).await, "directory_role") }
+    };
+    // Declared and assigned there: checked, not taken on trust.
+    let (status, text) = role(Some(unit)).await;
+    assert_eq!(status, CheckStatus::Ok, "{text}");
+    assert!(text.contains(unit), "{text}");
+    // Another unit declared: the role is not there.
+    let (status, text) = role(Some("another-unit")).await;
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("another-unit"), "{text}");
+    // Nothing declared: the unit to declare is named.
+    let (status, text) = role(None).await;
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains(&format!("m365.admin_unit = \"{unit}\"")), "{text}");
+
+    // The unit's members get their reset; an account outside it is refused, naming the unit.
+    let dns = HttpDnsPublisher::new(tenant.base_url());
+    let inside = provision(&m365, &dns, &spec(2)).await.unwrap();
+    m365.reset_passwords(&[inside.accounts[0].upn.clone()]).await.unwrap();
+    let outside_spec = KitSpec { crisis_id: "13022-2026-001".into(), domain: "secours-cassis.fr".into(), ..spec(1) };
+    let outside = provision(&m365, &dns, &outside_spec).await.unwrap();
+    let err = m365.reset_passwords(&[outside.accounts[0].upn.clone()]).await.unwrap_err();
+    assert!(matches!(&err, Error::Forbidden { missing: Grant::UnitRole { unit: u, .. }, .. } if u == unit), "{err}");
+    let Error::Forbidden { missing, .. } = &err else { unreachable!() };
+    assert!(missing.fr().contains("unité administrative"), "{}", missing.fr());
 }
 
 /// team-put-teams: 201 Created with the team, and 404 for up to 15 minutes after the group's
@@ -1131,7 +1184,7 @@ async fn opaque_tokens_do_not_hide_the_grants() {
     assert!(text.contains("Directory.ReadWrite.All"), "{text}");
 }
 
-const LEAST: [&str; 7] = repli_core::m365::LEAST_PRIVILEGE;
+const LEAST: [&str; 8] = repli_core::m365::LEAST_PRIVILEGE;
 
 /// domain-verify "only applies to an unverified domain": Graph answers 400 on a verified one.
 /// The client reads `isVerified` first; a record not seen yet is retried later, the rest is not.
@@ -1208,7 +1261,8 @@ fn call_of(method: &str, path: &str) -> Option<String> {
         "operations",
         "servicePrincipals",
         "appRoleAssignments",
-        "memberOf",
+        "roleManagement",
+        "roleAssignments",
     ];
     let path = path.split('?').next()?.trim_start_matches("/v1.0");
     if !path.starts_with('/') || path == "/$batch" || path.contains("oauth2") {
