@@ -369,7 +369,7 @@ impl Named {
     pub fn rfc2136(&self) -> repli_m365::Rfc2136Config {
         use base64::Engine as _;
         repli_m365::Rfc2136Config {
-            primary: self.addr,
+            primary: Some(self.addr),
             zone: self.zone.clone(),
             key_name: self.key_name.clone(),
             key: base64::engine::general_purpose::STANDARD.decode(&self.secret).unwrap(),

@@ -165,7 +165,7 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
     // A server that does not answer: a transient error naming it (the step retries, then hands
     // the fragment to a person).
     let mut down = named.rfc2136();
-    down.primary = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    down.primary = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     let e = Rfc2136Dns::new(down).unwrap().publish(CRISIS, &kit_records()).await.unwrap_err();
     assert!(e.is_transient() && e.to_string().contains("injoignable"), "{e}");
 
@@ -742,6 +742,41 @@ async fn the_preflight_ends_in_its_own_time_when_a_server_never_answers() {
     let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
     assert!(served(&dns, &named, &format!("_repli-preflight.{ZONE}"), RecordType::TXT).await.is_empty());
     drop(silent);
+}
+
+/// No `[dns] primary`: the zone's SOA names it (MNAME `ns1`, whose glue is 127.0.0.1, at the
+/// configured server's port); updates, the check and the preflight work on what was found.
+/// A server that does not serve the zone gives a one-line reason naming the setting to add.
+#[tokio::test]
+async fn without_a_configured_primary_the_zone_soa_names_it() {
+    let Some(named) = Named::start("soa-primary", ZONE) else { return };
+    let found = Rfc2136Dns::new(repli_m365::Rfc2136Config { primary: None, ..named.rfc2136() }).unwrap();
+    assert_eq!(found.primary().await.unwrap(), named.addr);
+    assert!(found.publish(CRISIS, &kit_records()[..1]).await.unwrap());
+    assert_eq!(served(&found, &named, CRISIS, RecordType::TXT).await, BTreeSet::from(["MS=ms12345678".to_owned()]));
+    assert!(found.remove(CRISIS, &[]).await.unwrap());
+
+    // Asked of a server that answers without authority for the zone: not found, and said so.
+    let other = Named::start("soa-other", "autre-zone.test").expect("named started once already");
+    let lost =
+        Rfc2136Dns::new(repli_m365::Rfc2136Config { primary: None, servers: vec![other.addr], ..named.rfc2136() })
+            .unwrap();
+    let err = lost.publish(CRISIS, &kit_records()[..1]).await.unwrap_err().to_string();
+    assert!(err.contains("introuvable") && err.contains("[dns] primary"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert!(served(&found, &named, CRISIS, RecordType::TXT).await.is_empty(), "nothing published");
+
+    // replid started without a primary: its preflight's canary goes through the found one.
+    let key_file = named.dir.path().join("k.key");
+    std::fs::write(&key_file, format!("{}\n", named.secret)).unwrap();
+    let app = TestApp::spawn_with(|c| {
+        use_named(c, &named, key_file);
+        c.dns.primary = None;
+    })
+    .await;
+    let pre = app.ops.m365_preflight().await.unwrap();
+    let check = pre.report.checks.iter().find(|c| c.key == "dns").expect("a DNS check");
+    assert_eq!(check.status, repli_core::m365::CheckStatus::Ok, "{check:?}");
 }
 
 /// `replid demo --dns-primary …`: a whole crisis whose zone goes through a local `named`, and

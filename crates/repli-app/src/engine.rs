@@ -81,9 +81,8 @@ pub fn rfc2136(config: &Config) -> Result<Rfc2136Dns, SetupError> {
     let key = tsig_secret(&text).ok_or_else(|| {
         SetupError::TsigKey("neither a base64 secret nor a BIND key block with `secret \"…\";`".into())
     })?;
-    let primary = d.primary.ok_or_else(|| SetupError::TsigKey("dns.primary is not set".into()))?;
     Ok(Rfc2136Dns::new(Rfc2136Config {
-        primary,
+        primary: d.primary,
         zone: d.zone.clone(),
         key_name: d.key_name.clone(),
         key,

@@ -147,7 +147,8 @@ pub enum DnsMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
-    /// The zone's primary server, `address:port`, where updates go.
+    /// The zone's primary server, `address:port`, where updates go; unset: the primary the
+    /// zone's SOA names (asked of `servers`, or else of the system's resolvers).
     pub primary: Option<SocketAddr>,
     /// The zone the crisis domains live in (the root of `m365.domain_pattern` or above it).
     pub zone: String,
@@ -1054,8 +1055,8 @@ impl Config {
             return Err("dns.dmarc_rua must be one e-mail address".into());
         }
         if m.dns == DnsMode::Rfc2136 {
-            if d.primary.is_none() || d.zone.trim().is_empty() || d.key_name.trim().is_empty() {
-                return Err("m365.dns = \"rfc2136\" needs dns.primary, dns.zone and dns.key_name (and the key in dns.key_file or REPLI_DNS_TSIG_SECRET)".into());
+            if d.zone.trim().is_empty() || d.key_name.trim().is_empty() {
+                return Err("m365.dns = \"rfc2136\" needs dns.zone and dns.key_name (and the key in dns.key_file or REPLI_DNS_TSIG_SECRET; dns.primary, or the zone's SOA found through dns.servers or the system's resolvers)".into());
             }
             let zone = d.zone.trim_end_matches('.').to_ascii_lowercase();
             let root = repli_core::m365::root_domain(&m.domain_pattern).unwrap_or_default();
@@ -1233,7 +1234,7 @@ mod tests {
         refused(&[("REPLI_M365__CLIENT_CERTIFICATE_FILE", "/etc/repli/graph.crt")], "go together");
         refused(&[("REPLI_ENGINE__LEASE_SECONDS", "1")], "lease_seconds");
         // RFC 2136: the server, zone and key are required; the kits' domains must be inside the zone.
-        refused(&[("REPLI_M365__DNS", "rfc2136")], "dns.primary");
+        refused(&[("REPLI_M365__DNS", "rfc2136")], "dns.zone");
         let rfc = [
             ("REPLI_M365__DNS", "rfc2136"),
             ("REPLI_DNS__PRIMARY", "192.0.2.53:53"),

@@ -27,8 +27,9 @@ use crate::{BoxFut, DnsPublisher, DnsRecord, Error, Result};
 /// How to reach and sign for the zone.
 #[derive(Clone)]
 pub struct Rfc2136Config {
-    /// The zone's primary server (`address:port`), where updates go.
-    pub primary: SocketAddr,
+    /// The zone's primary server (`address:port`), where updates go; `None`: the SOA's primary
+    /// name (MNAME), asked of the configured servers or else of the system's resolvers.
+    pub primary: Option<SocketAddr>,
     /// The zone the crisis domains live in (`secours-amp.fr`).
     pub zone: String,
     /// The TSIG key's name, as the servers know it.
@@ -67,6 +68,8 @@ pub struct Rfc2136Dns {
     signer: TSignerDebug,
     /// Added to the clock that signs updates: only tests move it (a BADTIME).
     clock_skew: i64,
+    /// The primary found from the zone's SOA, once found (when none is configured).
+    found_primary: tokio::sync::OnceCell<SocketAddr>,
 }
 
 /// `TSigner` holds the key: not printed.
@@ -106,7 +109,13 @@ impl Rfc2136Dns {
         let signer = TSigner::new(config.key.clone(), algorithm, fqdn(&config.key_name)?, 300)
             .map_err(|e| Error::Invalid(format!("clé TSIG : {e}")))?;
         let zone = fqdn(&config.zone)?;
-        Ok(Rfc2136Dns { config, zone, signer: TSignerDebug(signer), clock_skew: 0 })
+        Ok(Rfc2136Dns {
+            config,
+            zone,
+            signer: TSignerDebug(signer),
+            clock_skew: 0,
+            found_primary: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// Signs with a clock `seconds` off the real one: what a server whose clock drifted sees
@@ -126,20 +135,90 @@ impl Rfc2136Dns {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, zone = %self.config.zone, "NS records not found: checking the primary only");
-                vec![self.config.primary]
+                self.primary().await.map(|p| vec![p]).unwrap_or_default()
             }
         }
+    }
+
+    /// Where updates go: the configured primary, or the one the zone's SOA names (found once).
+    pub async fn primary(&self) -> Result<SocketAddr> {
+        if let Some(p) = self.config.primary {
+            return Ok(p);
+        }
+        self.found_primary.get_or_try_init(|| self.find_primary()).await.copied()
+    }
+
+    /// The zone's primary from its SOA record (RFC 1035: MNAME, "the name server that was the
+    /// original or primary source of data for this zone"), asked without recursion of the
+    /// configured servers, or else with recursion of the system's resolvers
+    /// (`/etc/resolv.conf`). Its address comes from the same server (glue) or the system
+    /// resolver; its port is that of a configured server at the same address, else 53.
+    async fn find_primary(&self) -> Result<SocketAddr> {
+        let zone = &self.config.zone;
+        let (sources, recursive) = if self.config.servers.is_empty() {
+            (system_resolvers(), true)
+        } else {
+            (self.config.servers.clone(), false)
+        };
+        if sources.is_empty() {
+            return Err(Error::Dns(format!(
+                "primaire de la zone {zone} introuvable : ni [dns] primary, ni [dns] servers, ni résolveur système (/etc/resolv.conf)"
+            )));
+        }
+        let mut why = Vec::new();
+        for source in sources {
+            let found = async {
+                let soa = self.ask(source, zone, RecordType::SOA, recursive).await?;
+                let mname = soa
+                    .answers
+                    .iter()
+                    .find_map(|r| if let RData::SOA(soa) = &r.data { Some(soa.mname.to_string()) } else { None })
+                    .ok_or_else(|| Error::Dns(format!("{source} ne donne pas le SOA de la zone {zone}")))?;
+                let mut ips: Vec<std::net::IpAddr> = Vec::new();
+                for kind in [RecordType::A, RecordType::AAAA] {
+                    if let Ok(m) = self.ask(source, &mname, kind, recursive).await {
+                        ips.extend(m.answers.iter().filter_map(|r| match &r.data {
+                            RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+                            RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
+                            _ => None,
+                        }));
+                    }
+                }
+                if ips.is_empty()
+                    && let Ok(found) = tokio::net::lookup_host((mname.trim_end_matches('.'), 53)).await
+                {
+                    ips.extend(found.map(|a| a.ip()));
+                }
+                let ip = ips
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::Dns(format!("primaire {mname} de la zone {zone} : aucune adresse")))?;
+                let port = self.config.servers.iter().find(|s| s.ip() == ip).map_or(53, SocketAddr::port);
+                tracing::info!(zone = %zone, primary = %mname, address = %ip, port, "primary found from the zone's SOA");
+                Ok::<SocketAddr, Error>(SocketAddr::new(ip, port))
+            }
+            .await;
+            match found {
+                Ok(primary) => return Ok(primary),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Err(Error::Dns(format!(
+            "primaire de la zone {zone} introuvable par son SOA ({}) : déclarer [dns] primary",
+            why.join(" ; ")
+        )))
     }
 
     /// The primary, and the zone's NS records as addresses (port 53): the glue the zone holds,
     /// else the system resolver's answer.
     pub async fn authoritative_servers(&self) -> Result<Vec<SocketAddr>> {
-        let mut out = vec![self.config.primary];
-        let names = self.served(self.config.primary, &self.config.zone, RecordType::NS).await?;
+        let primary = self.primary().await?;
+        let mut out = vec![primary];
+        let names = self.served(primary, &self.config.zone, RecordType::NS).await?;
         for ns in names {
             let mut addrs: Vec<SocketAddr> = Vec::new();
             for kind in [RecordType::A, RecordType::AAAA] {
-                for ip in self.served(self.config.primary, &ns, kind).await.unwrap_or_default() {
+                for ip in self.served(primary, &ns, kind).await.unwrap_or_default() {
                     if let Ok(ip) = ip.parse::<std::net::IpAddr>() {
                         addrs.push(SocketAddr::new(ip, 53));
                     }
@@ -197,11 +276,11 @@ impl Rfc2136Dns {
             .finalize(&self.signer.0, now)
             .map_err(|e| Error::DnsTsig(format!("signature TSIG impossible : {e}")))?;
         let bytes = message.to_vec().map_err(|e| Error::Invalid(format!("mise à jour DNS : {e}")))?;
-        let answer = tcp_exchange(self.config.primary, &bytes).await?;
-        let parsed = Message::from_bytes(&answer)
-            .map_err(|e| Error::Dns(format!("réponse illisible de {} : {e}", self.config.primary)))?;
+        let primary = self.primary().await?;
+        let answer = tcp_exchange(primary, &bytes).await?;
+        let parsed =
+            Message::from_bytes(&answer).map_err(|e| Error::Dns(format!("réponse illisible de {primary} : {e}")))?;
         let code = parsed.metadata.response_code;
-        let primary = self.config.primary;
         let zone = &self.config.zone;
         // The TSIG error the server put in its answer's TSIG record (RFC 8945 §5.3.2).
         if let Some(tsig) = parsed.signature().and_then(|r| r.data.error) {
@@ -278,8 +357,13 @@ impl Rfc2136Dns {
     /// One query without recursion; the answer must come with authority (AA) and a code
     /// that means "here is the zone's data" (NOERROR, NXDOMAIN).
     async fn query(&self, server: SocketAddr, name: &str, kind: RecordType) -> Result<Message> {
+        self.ask(server, name, kind, false).await
+    }
+
+    /// One query; with `recursive`, of a resolver (recursion desired, authority not required).
+    async fn ask(&self, server: SocketAddr, name: &str, kind: RecordType, recursive: bool) -> Result<Message> {
         let mut q = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-        q.metadata.recursion_desired = false;
+        q.metadata.recursion_desired = recursive;
         q.add_query(Query::query(fqdn(name)?, kind));
         let bytes = q.to_vec().map_err(|e| Error::Invalid(format!("requête DNS : {e}")))?;
         let answer = udp_exchange(server, &bytes).await?;
@@ -299,7 +383,7 @@ impl Rfc2136Dns {
         if code != ResponseCode::NoError && code != ResponseCode::NXDomain {
             return Err(Error::Dns(format!("{server} répond {code} pour {name} {kind}")));
         }
-        if !m.metadata.authoritative {
+        if !recursive && !m.metadata.authoritative {
             return Err(Error::Dns(format!(
                 "{server} ne fait pas autorité pour la zone {} (réponse sans AA)",
                 self.config.zone
@@ -471,6 +555,19 @@ fn expected_form(r: &DnsRecord) -> Result<String> {
     zone_form(&to_record(r)?.data).ok_or_else(|| Error::Invalid(format!("type {}", r.kind)))
 }
 
+/// The system's resolvers: each `nameserver` line of `/etc/resolv.conf`, port 53.
+fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf").map(|text| parse_resolv_conf(&text)).unwrap_or_default()
+}
+
+fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.split_whitespace().next()?.split('%').next()?.parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
 async fn tcp_exchange(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
     let unreachable = |e: std::io::Error| Error::Dns(format!("serveur DNS {server} injoignable : {e}"));
     let exchange = async {
@@ -622,7 +719,7 @@ mod tests {
 
     fn config() -> Rfc2136Config {
         Rfc2136Config {
-            primary: "127.0.0.1:53".parse().unwrap(),
+            primary: Some("127.0.0.1:53".parse().unwrap()),
             zone: "secours-amp.test".into(),
             key_name: "repli".into(),
             key: b"a-secret-that-must-never-be-printed".to_vec(),
@@ -630,6 +727,14 @@ mod tests {
             servers: Vec::new(),
             propagation_timeout: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn the_system_resolvers_are_read_from_resolv_conf() {
+        let text = "# comment\nsearch exemple.fr\nnameserver 192.0.2.1\nnameserver  2001:db8::1\nnameserver fe80::1%eth0\nnameserver pas-une-adresse\noptions edns0\n";
+        let found: Vec<String> = parse_resolv_conf(text).iter().map(ToString::to_string).collect();
+        assert_eq!(found, ["192.0.2.1:53", "[2001:db8::1]:53", "[fe80::1]:53"]);
+        assert!(parse_resolv_conf("").is_empty());
     }
 
     #[test]
