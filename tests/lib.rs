@@ -291,6 +291,7 @@ pub struct Named {
 }
 
 pub const NAMED: &str = "/usr/sbin/named";
+pub const KNOTD: &str = "/usr/sbin/knotd";
 
 impl Named {
     /// Starts `named` with the least-privilege policy of docs/DNS.md (the key may write only
@@ -358,6 +359,77 @@ impl Named {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Some(named)
+    }
+
+    /// Starts Knot DNS (`knotd`) as the zone's primary, with the ACL docs/DNS.md gives for Knot
+    /// (the key may write only TXT, MX, CNAME and SRV strictly below the apex, never at `www`
+    /// or `ns1`), or None when Knot is not installed and `REPLI_KNOT_TESTS` is not `required`
+    /// (`.ci/run` installs it and sets it).
+    pub fn knot(test: &str, zone: &str) -> Option<Named> {
+        let required = std::env::var("REPLI_KNOT_TESTS").is_ok_and(|v| v == "required");
+        if !std::path::Path::new(KNOTD).exists() {
+            let why = format!("{KNOTD} not installed (apt-get install knot)");
+            assert!(!required, "Knot test {test}: REPLI_KNOT_TESTS=required but {why}");
+            eprintln!("Knot test {test} SKIPPED: {why}; set REPLI_KNOT_TESTS=required to make this a failure");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).unwrap();
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::STANDARD.encode(key);
+        let key_name = "repli-test".to_owned();
+        let (addr, _hold) = loop {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = tcp.local_addr().unwrap();
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                break (addr, tcp);
+            }
+        };
+        drop(_hold);
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("zone.db"),
+            format!(
+                "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+                 @ IN TXT \"apex: hors de la politique\"\nwww IN TXT \"ne pas toucher\"\n"
+            ),
+        )
+        .unwrap();
+        // The ACL block is docs/DNS.md's, with this test's zone and key.
+        std::fs::write(
+            dir.path().join("knot.conf"),
+            format!(
+                "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n\
+                 log:\n  - target: stderr\n    any: info\n\
+                 database:\n  storage: \"{d}/db\"\n\
+                 control:\n  listen: \"{d}/knot.sock\"\n\
+                 key:\n  - id: {key_name}\n    algorithm: hmac-sha256\n    secret: {secret}\n\
+                 acl:\n  - id: repli-protected\n    key: {key_name}\n    action: update\n    deny: on\n    \
+                 update-owner: name\n    update-owner-match: sub-or-equal\n    update-owner-name: [www.{zone}., ns1.{zone}.]\n  \
+                 - id: repli-update\n    key: {key_name}\n    action: update\n    update-type: [TXT, MX, CNAME, SRV]\n    \
+                 update-owner: name\n    update-owner-match: sub\n    update-owner-name: [{zone}.]\n\
+                 zone:\n  - domain: {zone}\n    storage: \"{d}\"\n    file: zone.db\n    zonefile-sync: -1\n    \
+                 acl: [repli-protected, repli-update]\n",
+                port = addr.port()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        let child = std::process::Command::new(KNOTD)
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("named.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let knot = Named { addr, zone: zone.to_owned(), key_name, secret, child, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !knot.log().contains("loaded, serial") {
+            assert!(std::time::Instant::now() < deadline, "knotd did not load the zone: {}", knot.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(knot)
     }
 
     /// `named`'s own log (started with `-g`).

@@ -215,9 +215,29 @@ async fn what_the_server_refuses_is_named_and_not_retried_forever() {
 /// (publish, replace, remove, canary) passes under it (the other tests run under it too).
 #[tokio::test]
 async fn the_key_can_change_only_the_names_and_types_repli_owns() {
-    use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::rdata::{A, NS};
     let Some(named) = Named::start("policy", ZONE) else { return };
+    // BIND refuses outside its update-policy with REFUSED.
+    the_policy_holds(&named, hickory_proto::op::ResponseCode::Refused, "REFUSED").await;
+}
+
+/// The same under Knot DNS with the ACL docs/DNS.md gives for it: Knot refuses outside its ACL
+/// with NOTAUTH under a valid signature, which Repli reports as a policy refusal, not a key
+/// problem.
+#[tokio::test]
+async fn the_knot_acl_lets_the_key_change_only_the_names_and_types_repli_owns() {
+    let Some(knot) = Named::knot("knot-policy", ZONE) else { return };
+    the_policy_holds(&knot, hickory_proto::op::ResponseCode::NotAuth, "NOTAUTH").await;
+    // Knot answers a key it does not know with the same NOTAUTH + BADKEY as an ACL denial;
+    // that one is still a key problem.
+    let stranger =
+        Rfc2136Dns::new(repli_m365::Rfc2136Config { key_name: "inconnue".into(), ..knot.rfc2136() }).unwrap();
+    let e = stranger.canary(&format!("_repli-preflight.{ZONE}"), "x").await.unwrap_err();
+    assert!(matches!(&e, Error::DnsTsig(m) if m.contains("BADKEY")), "{e}");
+}
+
+async fn the_policy_holds(server: &Named, refusal: hickory_proto::op::ResponseCode, word: &str) {
+    use hickory_proto::rr::rdata::{A, NS};
+    let named = server;
     let name = |n: &str| Name::from_ascii(format!("{n}.")).unwrap();
     let add = |n: &str, data: RData| Record::from_rdata(name(n), 300, data);
     let txt = |t: &str| RData::TXT(TXT::new(vec![t.to_owned()]));
@@ -234,16 +254,20 @@ async fn the_key_can_change_only_the_names_and_types_repli_owns() {
         }),
     ];
     for (what, update) in refused {
-        assert_eq!(person_updates(&named, vec![update]).await, ResponseCode::Refused, "{what}");
+        assert_eq!(person_updates(named, vec![update]).await, refusal, "{what}");
     }
     let dns = Rfc2136Dns::new(named.rfc2136()).unwrap();
     assert_eq!(
-        served(&dns, &named, &format!("www.{ZONE}"), RecordType::TXT).await,
+        served(&dns, named, &format!("www.{ZONE}"), RecordType::TXT).await,
         BTreeSet::from(["ne pas toucher".to_owned()])
+    );
+    assert_eq!(
+        served(&dns, named, &format!("ns1.{ZONE}"), RecordType::A).await,
+        BTreeSet::from(["127.0.0.1".to_owned()])
     );
     // Through the adapter, the refusal is a policy refusal, not a key problem.
     let e = dns.canary(&format!("www.{ZONE}"), "x").await.unwrap_err();
-    assert!(matches!(&e, Error::DnsRefused(m) if m.contains("REFUSED")), "{e}");
+    assert!(matches!(&e, Error::DnsRefused(m) if m.contains(word)), "{e}");
 
     // What Repli does passes: every record type it publishes, replaced, then removed.
     assert!(dns.publish(CRISIS, &kit_records()).await.unwrap());
@@ -252,7 +276,7 @@ async fn the_key_can_change_only_the_names_and_types_repli_owns() {
     assert!(dns.remove(CRISIS, &kit_records()).await.unwrap());
     for r in kit_records() {
         let kind = RecordType::from_str(&r.kind).unwrap();
-        assert!(served(&dns, &named, &r.name, kind).await.is_empty(), "{} {} left", r.name, r.kind);
+        assert!(served(&dns, named, &r.name, kind).await.is_empty(), "{} {} left", r.name, r.kind);
     }
 }
 

@@ -284,6 +284,14 @@ impl Rfc2136Dns {
         let zone = &self.config.zone;
         // The TSIG error the server put in its answer's TSIG record (RFC 8945 §5.3.2).
         if let Some(tsig) = parsed.signature().and_then(|r| r.data.error) {
+            // Knot answers an update its ACL denies with NOTAUTH and BADKEY, as it would a key
+            // it does not know: a harmless update signed with the key tells the two apart.
+            if tsig == TsigError::BadKey && code == ResponseCode::NotAuth && self.key_known(primary).await {
+                return Err(Error::DnsRefused(format!(
+                    "mise à jour de la zone {zone} refusée par {primary} — politique — NOTAUTH : la clé « {} » est reconnue (une mise à jour sans effet passe) mais l'ACL ne lui accorde pas ce nom ou ce type",
+                    self.config.key_name
+                )));
+            }
             let why = match tsig {
                 TsigError::BadKey => format!(
                     "BADKEY : {primary} ne connaît pas la clé « {} » avec l'algorithme {} (nom ou algorithme de [dns] key_name/algorithm)",
@@ -343,6 +351,26 @@ impl Rfc2136Dns {
             ))),
             other => Err(Error::DnsRefused(format!("mise à jour de la zone {zone} refusée par {primary} : {other}"))),
         }
+    }
+
+    /// Whether `server` knows the key: an update that every policy of docs/DNS.md grants and
+    /// that changes nothing (the deletion of a TXT set at `_repli-probe.<zone>`, which Repli
+    /// never publishes) gets NOERROR signed with the key; an unknown key gets BADKEY. (A
+    /// signed query would not do: Knot answers BADKEY to a key its ACLs give no query right.)
+    async fn key_known(&self, server: SocketAddr) -> bool {
+        let known = async {
+            let probe = Name::from_str("_repli-probe").ok()?.append_domain(&self.zone).ok()?;
+            let mut message = self.update_message();
+            message.add_update(delete_rrset(probe, RecordType::TXT));
+            #[allow(clippy::disallowed_methods)] // TSIG's time is the wall clock
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            let mut verifier = message.finalize(&self.signer.0, now.saturating_add_signed(self.clock_skew)).ok()?;
+            let answer = tcp_exchange(server, &message.to_vec().ok()?).await.ok()?;
+            let parsed = Message::from_bytes(&answer).ok()?;
+            let signed = verifier.as_mut().is_some_and(|v| v.verify(&answer).is_ok());
+            Some(signed && parsed.metadata.response_code == ResponseCode::NoError)
+        };
+        known.await.unwrap_or(false)
     }
 
     /// The zone's SOA serial as `server` serves it, with authority (an error otherwise).
@@ -473,17 +501,15 @@ fn rand_id() -> u16 {
     u16::from_be_bytes(b)
 }
 
+/// The record types Repli publishes, and so the only ones it removes.
+const PUBLISHED_TYPES: [RecordType; 4] = [RecordType::TXT, RecordType::MX, RecordType::CNAME, RecordType::SRV];
+
 fn delete_rrset(name: Name, kind: RecordType) -> Record {
     let mut r = Record::update0(name, 0, kind);
     r.dns_class = DNSClass::ANY;
     r
 }
 
-fn delete_all(name: Name) -> Record {
-    let mut r = Record::update0(name, 0, RecordType::ANY);
-    r.dns_class = DNSClass::ANY;
-    r
-}
 
 fn record_type(kind: &str) -> Result<RecordType> {
     match kind.to_ascii_uppercase().as_str() {
@@ -695,15 +721,19 @@ impl DnsPublisher for Rfc2136Dns {
                     names.insert(r.name.trim_end_matches('.').to_ascii_lowercase());
                 }
             }
+            // Only the types Repli publishes, set by set: the key needs no right to delete
+            // anything else (a Knot ACL with `update-type` refuses a delete-all, type ANY).
             let mut m = self.update_message();
             for name in &names {
-                m.add_update(delete_all(fqdn(name)?));
+                for kind in PUBLISHED_TYPES {
+                    m.add_update(delete_rrset(fqdn(name)?, kind));
+                }
             }
             self.update(m).await?;
             // Gone from every server: nothing of the kinds Repli publishes at any of these names.
             let mut expected = BTreeMap::new();
             for name in names {
-                for kind in [RecordType::TXT, RecordType::MX, RecordType::CNAME, RecordType::SRV] {
+                for kind in PUBLISHED_TYPES {
                     expected.insert((name.clone(), kind), BTreeSet::new());
                 }
             }
