@@ -30,11 +30,12 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The application permissions Repli needs on a tenant, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 8] = [
+pub const LEAST_PRIVILEGE: [&str; 9] = [
     "Application.Read.All",
     "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
+    "User.RevokeSessions.All",
     "User.DeleteRestore.All",
     "Group.ReadWrite.All",
     "Organization.Read.All",

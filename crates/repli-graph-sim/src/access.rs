@@ -6,11 +6,12 @@
 use serde::{Deserialize, Serialize};
 
 /// The application permissions Repli needs, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 8] = [
+pub const LEAST_PRIVILEGE: [&str; 9] = [
     "Application.Read.All",
     "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
     "User.ReadWrite.All",
+    "User.RevokeSessions.All",
     "User.DeleteRestore.All",
     "Group.ReadWrite.All",
     "Organization.Read.All",
@@ -62,6 +63,7 @@ pub const KNOWN_PERMISSIONS: &[&str] = &[
     "User.DeleteRestore.All",
     "User.Read.All",
     "User.ReadWrite.All",
+    "User.RevokeSessions.All",
 ];
 
 /// A stable GUID-shaped id for `name` (the simulator's app role and object ids; a client must
@@ -209,9 +211,11 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
             Some(Need { any: &["User.ReadWrite.All"], role: Some(USER_ADMINISTRATOR) })
         }
         // user-post-users, user-update, user-revokesigninsessions
-        ("POST", ["users"]) | ("PATCH", ["users", _]) | ("POST", ["users", _, "revokeSignInSessions"]) => {
-            any(USER_WRITE)
-        }
+        ("POST", ["users"]) | ("PATCH", ["users", _]) => any(USER_WRITE),
+        // user-revokesigninsessions: application, User.RevokeSessions.All, nothing higher listed
+        // (an older version of the page named Directory.ReadWrite.All); User.ReadWrite.All is not
+        // on the page, so it is not taken as enough.
+        ("POST", ["users", _, "revokeSignInSessions"]) => any(&["User.RevokeSessions.All", "Directory.ReadWrite.All"]),
         // user-assignlicense
         ("POST", ["users", _, "assignLicense"]) => {
             any(&["LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"])
@@ -311,6 +315,7 @@ mod tests {
             ("GET", "domains/x/domainNameReferences", false),
             ("PATCH", "users/x", true),
             ("POST", "users/x/assignLicense", false),
+            ("POST", "users/x/revokeSignInSessions", false),
             ("DELETE", "directory/deletedItems/x", false),
             ("PUT", "groups/x/team", false),
             ("POST", "teams/x/channels", false),
@@ -327,6 +332,10 @@ mod tests {
         }
         let drive = need("GET", &["groups", "x", "drive"], false).unwrap();
         assert!(!allows(&g, &drive, |_| false), "the drive must stay out of reach");
+        // user-revokesigninsessions names User.RevokeSessions.All; User.ReadWrite.All is not on it.
+        let revoke = need("POST", &["users", "x", "revokeSignInSessions"], false).unwrap();
+        let no_revoke = Grants { app_roles: vec!["User.ReadWrite.All".into()], ..Grants::default() };
+        assert!(!allows(&no_revoke, &revoke, |_| false));
         let no_role = Grants { directory_roles: vec![], ..Grants::default() };
         let reset = need("PATCH", &["users", "x"], true).unwrap();
         assert!(!allows(&no_role, &reset, |_| true));

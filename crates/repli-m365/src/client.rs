@@ -185,6 +185,7 @@ fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
     match op.split('.').next().unwrap_or_default() {
         _ if op == "accounts.password" => Grant::Role(repli_core::m365::USER_ADMINISTRATOR.0.to_string()),
         _ if op == "accounts.purge" => permission("User.DeleteRestore.All"),
+        _ if op == "accounts.revoke" => permission("User.RevokeSessions.All"),
         _ if op == "app.roleAssignments" => permission("RoleManagement.Read.Directory"),
         _ if op.starts_with("app.") => permission("Application.Read.All"),
         // A meeting refused for anything but the app's permissions is the access policy: the

@@ -510,7 +510,6 @@ fn delete_rrset(name: Name, kind: RecordType) -> Record {
     r
 }
 
-
 fn record_type(kind: &str) -> Result<RecordType> {
     match kind.to_ascii_uppercase().as_str() {
         "TXT" => Ok(RecordType::TXT),

@@ -1184,7 +1184,7 @@ async fn opaque_tokens_do_not_hide_the_grants() {
     assert!(text.contains("Directory.ReadWrite.All"), "{text}");
 }
 
-const LEAST: [&str; 8] = repli_core::m365::LEAST_PRIVILEGE;
+const LEAST: [&str; 9] = repli_core::m365::LEAST_PRIVILEGE;
 
 /// domain-verify "only applies to an unverified domain": Graph answers 400 on a verified one.
 /// The client reads `isVerified` first; a record not seen yet is retried later, the rest is not.
