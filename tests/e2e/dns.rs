@@ -220,9 +220,9 @@ async fn the_key_can_change_only_the_names_and_types_repli_owns() {
     the_policy_holds(&named, hickory_proto::op::ResponseCode::Refused, "REFUSED").await;
 }
 
-/// The same under Knot DNS with the ACL docs/DNS.md gives for it: Knot refuses outside its ACL
-/// with NOTAUTH under a valid signature, which Repli reports as a policy refusal, not a key
-/// problem.
+/// The same under Knot DNS with the ACL docs/DNS.md gives for it: Knot 3.2 refuses outside its
+/// ACL with NOTAUTH and a TSIG error BADKEY (as for an unknown key), which Repli, once a
+/// harmless signed update proved the key known, reports as a policy refusal.
 #[tokio::test]
 async fn the_knot_acl_lets_the_key_change_only_the_names_and_types_repli_owns() {
     let Some(knot) = Named::knot("knot-policy", ZONE) else { return };
@@ -789,6 +789,18 @@ async fn without_a_configured_primary_the_zone_soa_names_it() {
     assert!(err.contains("introuvable") && err.contains("[dns] primary"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
     assert!(served(&found, &named, CRISIS, RecordType::TXT).await.is_empty(), "nothing published");
+    // The check looks at that server and says it does not serve the zone: never "all agree".
+    let surveys = lost.observe(&[CRISIS.to_owned()]).await.unwrap();
+    assert_eq!(surveys.len(), 1, "{surveys:?}");
+    assert!(surveys[0].serial.as_ref().is_err_and(|e| e.contains("REFUSED")), "{surveys:?}");
+    // No server and no primary configured, and no resolver knows the zone (`.test` is reserved):
+    // one failing survey naming the primary that could not be found, not an empty "all agree".
+    let nowhere =
+        Rfc2136Dns::new(repli_m365::Rfc2136Config { primary: None, servers: Vec::new(), ..named.rfc2136() }).unwrap();
+    let surveys = nowhere.observe(&[CRISIS.to_owned()]).await.unwrap();
+    assert_eq!(surveys.len(), 1, "{surveys:?}");
+    assert_eq!(surveys[0].server, format!("primaire de la zone {ZONE}"));
+    assert!(surveys[0].serial.as_ref().is_err_and(|e| e.contains("introuvable")), "{surveys:?}");
 
     // replid started without a primary: its preflight's canary goes through the found one.
     let key_file = named.dir.path().join("k.key");

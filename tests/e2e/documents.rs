@@ -119,6 +119,28 @@ async fn a_failed_password_reset_does_not_use_up_the_credential_sheets() {
     let sheet = app.ops.issue_sheets(c.id.as_str()).await;
     assert_eq!(sheet.status_code(), 500);
     faults(serde_json::json!({})).await;
+    // The app lost its User Administrator role: refused naming it, in French, nothing recorded.
+    let grants = |body: serde_json::Value| {
+        let sim = sim.clone();
+        async move { reqwest::Client::new().post(format!("{sim}/_sim/grants")).json(&body).send().await.unwrap() }
+    };
+    let all = repli_core::m365::LEAST_PRIVILEGE;
+    assert!(grants(serde_json::json!({ "app_roles": all, "directory_roles": [] })).await.status().is_success());
+    // An hour later the token issued with the role has expired: the next one comes without it.
+    let advance =
+        reqwest::Client::new().post(format!("{sim}/_sim/advance")).json(&serde_json::json!({"seconds": 3600}));
+    assert!(advance.send().await.unwrap().status().is_success());
+    let refused = app.ops.issue_sheets(c.id.as_str()).await.unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(502), "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("m365_refused") || text.contains("User Administrator"), "{text}");
+    assert!(text.contains("User Administrator"), "the role to grant is named: {text}");
+    assert!(
+        grants(serde_json::json!({ "app_roles": all, "directory_roles": ["User Administrator"] }))
+            .await
+            .status()
+            .is_success()
+    );
     let html = app.ops.issue_sheets(c.id.as_str()).await.unwrap();
     assert!(html.contains("Mot de passe initial"));
     assert_eq!(app.ops.issue_sheets(c.id.as_str()).await.status_code(), 409);

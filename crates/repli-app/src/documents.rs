@@ -278,8 +278,17 @@ async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Re
     }
     // One-time passwords, set now (change forced at first sign-in), shown once, never stored.
     let upns: Vec<String> = kit.accounts.iter().map(|acc| acc.login.clone()).collect();
-    let passwords =
-        st.target(&r).0.reset_passwords(&upns).await.map_err(|e| AppError::Internal(format!("passwords: {e}")))?;
+    let passwords = st.target(&r).0.reset_passwords(&upns).await.map_err(|e| match e {
+        // What to grant, for ops (a role on the tenant or on the administrative unit).
+        repli_core::m365::Error::Forbidden { missing, .. } => AppError::problem(
+            ProblemCode::M365Refused,
+            format!(
+                "Microsoft 365 refuse de réinitialiser les mots de passe : il manque {}. Aucune fiche n'a été délivrée ; réessayer une fois le droit accordé.",
+                missing.fr()
+            ),
+        ),
+        other => AppError::Internal(format!("passwords: {other}")),
+    })?;
     let crisis = r.id.clone();
     let (_, docs) = pack(st, r, &kit, Some(&passwords)).await?;
     let sheet = docs

@@ -1044,6 +1044,22 @@ impl Config {
         {
             return Err(format!("m365.secret_expires_on must be a date YYYY-MM-DD, got {d:?}"));
         }
+        // Object ids, as Entra ID shows them (a display name or a `/administrativeUnits/…` path
+        // would never match what Graph answers, and the preflight's advice would mislead).
+        let object_id = |v: &str| {
+            let groups: Vec<&str> = v.split('-').collect();
+            groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+                && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        for (key, value) in [("m365.admin_unit", &m.admin_unit), ("m365.preflight_organizer", &m.preflight_organizer)] {
+            if let Some(v) = value
+                && !object_id(v)
+            {
+                return Err(format!(
+                    "{key} must be an object id (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, Entra ID › its overview page), got {v:?}"
+                ));
+            }
+        }
         if !(5..=86_400).contains(&m.budget_seconds) || m.channels.len() > 20 {
             return Err("m365.budget_seconds must be 5 to 86400, and at most 20 channels".into());
         }
@@ -1231,6 +1247,15 @@ mod tests {
         refused(&[("REPLI_M365__SECRET_EXPIRES_ON", "demain")], "secret_expires_on");
         refused(&[("REPLI_M365__SECRET_EXPIRES_ON", "2027-02-30")], "secret_expires_on");
         refused(&[("REPLI_M365__LARGEST_KIT", "0")], "largest_kit");
+        refused(&[("REPLI_M365__ADMIN_UNIT", "Kits de repli")], "m365.admin_unit must be an object id");
+        refused(
+            &[("REPLI_M365__ADMIN_UNIT", "/administrativeUnits/0b1e7c52-1111-2222-3333-444455556666")],
+            "admin_unit",
+        );
+        refused(&[("REPLI_M365__ADMIN_UNIT", "")], "admin_unit");
+        refused(&[("REPLI_M365__PREFLIGHT_ORGANIZER", "orga@secours-amp.fr")], "preflight_organizer");
+        let unit = [("REPLI_M365__ADMIN_UNIT", "0b1e7c52-1111-2222-3333-444455556666")];
+        assert!(Config::load(None, env(&unit)).unwrap().m365.admin_unit.is_some());
         refused(&[("REPLI_M365__CLIENT_CERTIFICATE_FILE", "/etc/repli/graph.crt")], "go together");
         refused(&[("REPLI_ENGINE__LEASE_SECONDS", "1")], "lease_seconds");
         // RFC 2136: the server, zone and key are required; the kits' domains must be inside the zone.

@@ -213,9 +213,9 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         // user-post-users, user-update, user-revokesigninsessions
         ("POST", ["users"]) | ("PATCH", ["users", _]) => any(USER_WRITE),
         // user-revokesigninsessions: application, User.RevokeSessions.All, nothing higher listed
-        // (an older version of the page named Directory.ReadWrite.All); User.ReadWrite.All is not
-        // on the page, so it is not taken as enough.
-        ("POST", ["users", _, "revokeSignInSessions"]) => any(&["User.RevokeSessions.All", "Directory.ReadWrite.All"]),
+        // (an older version named Directory.ReadWrite.All; User.ReadWrite.All was never on it).
+        // The current page is the stricter reading: nothing else is taken as enough.
+        ("POST", ["users", _, "revokeSignInSessions"]) => any(&["User.RevokeSessions.All"]),
         // user-assignlicense
         ("POST", ["users", _, "assignLicense"]) => {
             any(&["LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"])

@@ -25,6 +25,13 @@ pub fn permissions_for(method: &str, path: &str) -> Option<Vec<&'static str>> {
     access::need(method, &segments, false).map(|n| n.any.to_vec())
 }
 
+/// `POST /_sim/advance`: how far the tenant's clock moves ahead.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    seconds: u64,
+}
+
 /// `POST /_sim/licences`: leave exactly `free` units of each SKU unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,7 +460,8 @@ impl Shared {
             return Err(error(401, "InvalidAuthenticationToken", "Access token is empty."));
         };
         match lock(&self.tokens).get(token) {
-            Some((expiry, grants)) if Instant::now() < *expiry => Ok(grants.clone()),
+            // The tenant's clock: moved ahead (`advance`), an hour-old token has expired.
+            Some((expiry, grants)) if self.now() < *expiry => Ok(grants.clone()),
             Some(_) => Err(error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")),
             None => Err(error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")),
         }
@@ -528,7 +536,7 @@ impl Shared {
         } else {
             token::mint(&grants, &self.base_url, tenant_id, client_id, self.token_ttl, &nonce)
         };
-        lock(&self.tokens).insert(token.clone(), (Instant::now() + self.token_ttl, grants));
+        lock(&self.tokens).insert(token.clone(), (self.now() + self.token_ttl, grants));
         Reply {
             status: 200,
             headers: Vec::new(),
@@ -907,6 +915,14 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         ("POST", "/licences") => match serde_json::from_slice::<FreeLicences>(body) {
             Ok(l) => {
                 lock(&shared.tenant).set_free_licences(l.free);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        // `POST /_sim/advance {"seconds": N}`: the tenant's clock moves ahead, as `advance` does.
+        ("POST", "/advance") => match serde_json::from_slice::<Advance>(body) {
+            Ok(a) => {
+                *lock(&shared.offset) += Duration::from_secs(a.seconds);
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

@@ -16,13 +16,14 @@ const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
 /// What Graph says the app holds now (not what a token says: tokens are opaque to clients and
 /// carry what was granted when they were issued).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct AppGrants {
     /// Application permissions of Microsoft Graph with admin consent, by name.
     permissions: Vec<String>,
     /// Directory roles, by template id, with their scope (`/`: the tenant;
-    /// `/administrativeUnits/{id}`: a unit).
-    roles: Vec<(String, String)>,
+    /// `/administrativeUnits/{id}`: a unit); read apart, so that a refusal here (no
+    /// RoleManagement.Read.Directory) still lets the permissions be checked and named.
+    roles: Result<Vec<(String, String)>, Error>,
 }
 
 /// Business plans are sold for at most 300 seats.
@@ -76,7 +77,19 @@ impl GraphProvider {
         match self.app_grants().await {
             Ok(grants) => {
                 checks.push(permissions_check(&grants.permissions));
-                checks.push(role_check(&grants.roles, spec.admin_unit.as_deref()));
+                checks.push(match &grants.roles {
+                    Ok(roles) => role_check(roles, spec.admin_unit.as_deref()),
+                    Err(e) => {
+                        let (detail, fix) = refused(e);
+                        check(
+                            "directory_role",
+                            "Rôle d'annuaire (réinitialisation des mots de passe)",
+                            CheckStatus::Fail,
+                            format!("non vérifiable : les rôles de l'application n'ont pas pu être lus ({detail})"),
+                            fix,
+                        )
+                    }
+                });
             }
             Err(e) => {
                 let (detail, fix) = refused(&e);
@@ -128,7 +141,7 @@ impl GraphProvider {
         )?;
         let assignments_url = format!("/servicePrincipals/{}/appRoleAssignments", app.id);
         let roles_url = format!("/roleManagement/directory/roleAssignments?$filter=principalId eq '{}'", app.id);
-        let (assignments, roles) = tokio::try_join!(
+        let (assignments, roles) = tokio::join!(
             graph.list_all::<wire::AppRoleAssignment>(
                 "app.appRoleAssignments",
                 "GET /servicePrincipals/{id}/appRoleAssignments",
@@ -141,7 +154,8 @@ impl GraphProvider {
                 &roles_url,
                 false,
             ),
-        )?;
+        );
+        let assignments = assignments?;
         let permissions = assignments
             .iter()
             .filter(|a| a.resource_id.as_deref().is_none_or(|r| r.eq_ignore_ascii_case(&microsoft_graph.id)))
@@ -149,10 +163,12 @@ impl GraphProvider {
                 microsoft_graph.app_roles.iter().find(|r| r.id.eq_ignore_ascii_case(&a.app_role_id))?.value.clone()
             })
             .collect();
-        let roles = roles
-            .into_iter()
-            .map(|r| (r.role_definition_id, r.directory_scope_id.unwrap_or_else(|| "/".to_string())))
-            .collect();
+        let roles = roles.map(|roles| {
+            roles
+                .into_iter()
+                .map(|r| (r.role_definition_id, r.directory_scope_id.unwrap_or_else(|| "/".to_string())))
+                .collect()
+        });
         Ok(AppGrants { permissions, roles })
     }
 

@@ -126,16 +126,18 @@ impl Rfc2136Dns {
     }
 
     /// The servers whose answers count: the configured ones, or the zone's authoritative
-    /// servers found from its NS records (the primary alone if they cannot be found).
-    async fn servers(&self) -> Vec<SocketAddr> {
+    /// servers found from its NS records (the primary alone if they cannot be found); an
+    /// error when not even the primary can be found (nothing to look at is not "all agree").
+    async fn servers(&self) -> Result<Vec<SocketAddr>> {
         if !self.config.servers.is_empty() {
-            return self.config.servers.clone();
+            return Ok(self.config.servers.clone());
         }
+        let primary = self.primary().await?;
         match self.authoritative_servers().await {
-            Ok(found) => found,
+            Ok(found) => Ok(found),
             Err(e) => {
                 tracing::warn!(error = %e, zone = %self.config.zone, "NS records not found: checking the primary only");
-                self.primary().await.map(|p| vec![p]).unwrap_or_default()
+                Ok(vec![primary])
             }
         }
     }
@@ -185,7 +187,9 @@ impl Rfc2136Dns {
                     }
                 }
                 if ips.is_empty()
-                    && let Ok(found) = tokio::net::lookup_host((mname.trim_end_matches('.'), 53)).await
+                    && let Ok(Ok(found)) =
+                        tokio::time::timeout(EXCHANGE_TIMEOUT, tokio::net::lookup_host((mname.trim_end_matches('.'), 53)))
+                            .await
                 {
                     ips.extend(found.map(|a| a.ip()));
                 }
@@ -226,7 +230,9 @@ impl Rfc2136Dns {
             }
             if addrs.is_empty() {
                 let host = ns.trim_end_matches('.').to_owned();
-                if let Ok(found) = tokio::net::lookup_host((host.as_str(), 53)).await {
+                if let Ok(Ok(found)) =
+                    tokio::time::timeout(EXCHANGE_TIMEOUT, tokio::net::lookup_host((host.as_str(), 53))).await
+                {
                     addrs.extend(found);
                 }
             }
@@ -265,9 +271,10 @@ impl Rfc2136Dns {
 
     /// Sends a signed update to the primary and checks its signed answer. A refusal says
     /// which of three it is: the key (TSIG BADKEY/BADSIG/BADTIME, or an answer not signed by
-    /// it), the server's policy (REFUSED, or NOTAUTH under a valid signature: the key is known
-    /// but not granted this name or type, or the server is not authoritative for the zone),
-    /// or the server itself (unreachable, SERVFAIL: transient).
+    /// it), the server's policy (REFUSED; NOTAUTH under a valid signature: the key is known but
+    /// not granted this name or type, or the server is not authoritative for the zone; NOTAUTH
+    /// with BADKEY from a server that proves to know the key: a Knot ACL), or the server itself
+    /// (unreachable, SERVFAIL: transient).
     async fn update(&self, mut message: Message) -> Result<()> {
         #[allow(clippy::disallowed_methods)] // the server checks TSIG's time against its wall clock
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -325,10 +332,18 @@ impl Rfc2136Dns {
                 "la réponse de {primary} n'est pas signée par la clé TSIG attendue : {e}"
             )));
         }
+        // A primary deduced from the SOA may be a secondary that refuses updates: say so.
+        let found = if self.config.primary.is_none() {
+            format!(
+                " (primaire {primary} déduit du SOA de la zone : si ce n'est pas le maître, déclarer [dns] primary)"
+            )
+        } else {
+            String::new()
+        };
         match code {
             ResponseCode::NoError => Ok(()),
             ResponseCode::Refused => Err(Error::DnsRefused(format!(
-                "mise à jour de la zone {zone} refusée par {primary} — politique — REFUSED : la clé est reconnue mais la politique de mise à jour (update-policy, ACL) ne lui accorde pas ce nom ou ce type"
+                "mise à jour de la zone {zone} refusée par {primary} — politique — REFUSED : la clé est reconnue mais la politique de mise à jour (update-policy, ACL) ne lui accorde pas ce nom ou ce type{found}"
             ))),
             ResponseCode::NotAuth => {
                 // A valid signature: the key is fine. Either the server does not serve the
@@ -341,7 +356,9 @@ impl Rfc2136Dns {
                         "{primary} fait autorité pour {zone} mais refuse cette mise à jour à la clé (ACL ou update-policy : nom ou type non accordé)"
                     ),
                 };
-                Err(Error::DnsRefused(format!("mise à jour de la zone {zone} refusée — politique — NOTAUTH : {why}")))
+                Err(Error::DnsRefused(format!(
+                    "mise à jour de la zone {zone} refusée — politique — NOTAUTH : {why}{found}"
+                )))
             }
             ResponseCode::NotZone => Err(Error::DnsRefused(format!(
                 "mise à jour de la zone {zone} refusée par {primary} — NOTZONE : un nom est hors de la zone"
@@ -435,7 +452,7 @@ impl Rfc2136Dns {
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Found once (NS records, addresses), not at every look.
-        let servers = self.servers().await;
+        let servers = self.servers().await?;
         loop {
             let mut lagging = None;
             'servers: for &server in &servers {
@@ -669,8 +686,19 @@ impl DnsPublisher for Rfc2136Dns {
                     keys.insert((name.clone(), record_type(kind)?));
                 }
             }
+            let servers = match self.servers().await {
+                Ok(servers) => servers,
+                // No server to ask is a check that cannot pass, said as such.
+                Err(e) => {
+                    return Ok(vec![ServerSurvey {
+                        server: format!("primaire de la zone {}", self.config.zone),
+                        serial: Err(e.to_string()),
+                        records: Vec::new(),
+                    }]);
+                }
+            };
             let mut out = Vec::new();
-            for server in self.servers().await {
+            for server in servers {
                 let serial = match self.soa_serial(server).await {
                     Ok(serial) => serial,
                     Err(e) => {

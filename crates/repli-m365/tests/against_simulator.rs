@@ -506,6 +506,34 @@ async fn password_resets_need_the_user_administrator_role() {
     assert!(matches!(&err, Error::Forbidden { missing: Grant::Role(r), .. } if r == "User Administrator"), "{err}");
 }
 
+/// A tenant that granted neither RoleManagement.Read.Directory nor User.RevokeSessions.All (an
+/// upgrade from an older Repli): the permissions check names both, the role check says why it
+/// cannot tell, and a wind-down refused for want of the second names it.
+#[tokio::test]
+async fn a_refused_role_listing_does_not_hide_the_missing_permissions() {
+    let mut grants = without_permission("RoleManagement.Read.Directory");
+    grants.app_roles.retain(|r| r != "User.RevokeSessions.All");
+    let tenant = sim_granting(grants).await;
+    tenant.seed_verified_domain("secours-amp.fr");
+    let organizer = tenant.seed_user("organisateur");
+    let m365 = provider(&tenant, |_| {});
+    let report = m365.preflight(&preflight_spec(Some(organizer))).await;
+    let (status, text) = status_of(&report, "permissions");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("RoleManagement.Read.Directory") && text.contains("User.RevokeSessions.All"), "{text}");
+    let (status, text) = status_of(&report, "directory_role");
+    assert_eq!(status, CheckStatus::Fail, "{text}");
+    assert!(text.contains("non vérifiable") && text.contains("RoleManagement.Read.Directory"), "{text}");
+
+    let kit_spec = spec(2);
+    provision(&m365, &HttpDnsPublisher::new(tenant.base_url()), &kit_spec).await.unwrap();
+    let err = m365.wind_down_accounts(&kit_spec.domain).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "User.RevokeSessions.All"),
+        "{err}"
+    );
+}
+
 /// admin-units-assign-roles: a User Administrator role assigned on an administrative unit
 /// covers the unit's members only and is not a tenant-wide role. The preflight reads it with its
 /// scope (rbacapplication-list-roleassignments) and checks it against `m365.admin_unit`; a

@@ -57,10 +57,13 @@ pub enum ProblemCode {
     StorageUnavailable,
     /// The audit chain did not verify at start: replid serves reads, refuses writes (503).
     AuditChainBroken,
+    /// Microsoft 365 refused the call for want of a grant (permission, role, policy): the detail
+    /// names what to grant (502).
+    M365Refused,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 44] = [
+    pub const ALL: [ProblemCode; 45] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -105,6 +108,7 @@ impl ProblemCode {
         Self::StorageFull,
         Self::StorageUnavailable,
         Self::AuditChainBroken,
+        Self::M365Refused,
     ];
 
     /// The stable string (`convention_missing`).
@@ -154,6 +158,7 @@ impl ProblemCode {
             Self::StorageFull => "storage_full",
             Self::StorageUnavailable => "storage_unavailable",
             Self::AuditChainBroken => "audit_chain_broken",
+            Self::M365Refused => "m365_refused",
         }
     }
 
@@ -202,6 +207,7 @@ impl ProblemCode {
             | Self::IdempotencyKeyReused
             | Self::ImportRefused => 422,
             Self::Internal => 500,
+            Self::M365Refused => 502,
             Self::StorageUnavailable | Self::AuditChainBroken => 503,
             Self::StorageFull => 507,
         }
@@ -221,6 +227,7 @@ impl ProblemCode {
             431 => "Request Header Fields Too Large",
             415 => "Unsupported Media Type",
             422 => "Unprocessable Entity",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
             507 => "Insufficient Storage",
             _ => "Internal Server Error",

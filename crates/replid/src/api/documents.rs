@@ -104,7 +104,7 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Requires(P::OperateCrisis),
             routing::post(issue_sheets),
             Doc::answering("Issue the credential sheets of the accounts without one (an HTML download)", Answer::Html)
-                .problems(&[C::NoAccountsYet, C::CredentialSheetsIssued]),
+                .problems(&[C::NoAccountsYet, C::CredentialSheetsIssued, C::M365Refused]),
         ),
         (
             Method::POST,
@@ -113,7 +113,7 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(reissue_sheets),
             Doc::answering("Set every password again, with a reason (an HTML download)", Answer::Html)
                 .body::<ReissueRequest>()
-                .problems(&[C::NoAccountsYet, C::ReasonRequired]),
+                .problems(&[C::NoAccountsYet, C::ReasonRequired, C::M365Refused]),
         ),
     ]
 }
