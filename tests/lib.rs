@@ -50,6 +50,10 @@ impl TestApp {
         config.database.path = dir.path().join("repli.db");
         // Checkpoint often, so every test exercises signing.
         config.audit.checkpoint_every = 5;
+        // Web sign-ins with the password alone, so that the many tests about pages sign in in
+        // one step (and twice within 30 s of the fixed clock); the second factor's own tests
+        // (`second_factor.rs`, the browser's) set it back to the default, `required`.
+        config.accounts.second_factor = replid::config::SecondFactor::Off;
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
         let daemon = Daemon::start(&config, clock.clone()).await.unwrap();

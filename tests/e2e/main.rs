@@ -22,6 +22,7 @@ mod lifecycle;
 mod metrics;
 mod notify;
 mod privacy;
+mod second_factor;
 mod sla;
 mod storage;
 mod tls;
