@@ -21,6 +21,7 @@ mod inventory;
 mod lifecycle;
 mod metrics;
 mod notify;
+mod packaging;
 mod privacy;
 mod second_factor;
 mod sla;

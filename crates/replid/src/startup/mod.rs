@@ -4,5 +4,6 @@
 
 pub mod daemon;
 pub mod logging;
+pub mod notify;
 pub mod refusals;
 pub mod tls;
