@@ -134,10 +134,10 @@ impl<S> Guarded<S> {
             };
             let room = PREFIX.saturating_sub(self.line.len());
             self.line.extend_from_slice(&part[..part.len().min(room)]);
-            for &b in part {
-                self.tail.copy_within(1.., 0);
-                self.tail[9] = b;
-            }
+            // Only the line's last 10 bytes matter: shift in at most that many.
+            let last = &part[part.len().saturating_sub(10)..];
+            self.tail.copy_within(last.len().., 0);
+            self.tail[10 - last.len()..].copy_from_slice(last);
             match ended {
                 Some(i) => {
                     if self.tail.ends_with(b" HTTP/1.1\r") || self.tail.ends_with(b" HTTP/1.0\r") {
@@ -157,8 +157,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        let fresh = buf.filled()[before..].to_vec();
-        self.observe(&fresh);
+        self.observe(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
     }
 }
@@ -254,5 +253,10 @@ mod tests {
         assert!(g.api);
         g.observe(b"body text without the ending\r\n");
         assert!(g.api);
+        // A request line split across reads, its ending in pieces shorter than the tail.
+        for piece in [&b"GET /crises/x?"[..], b"aaaa", b" HTT", b"P/1", b".1\r", b"\n"] {
+            g.observe(piece);
+        }
+        assert!(!g.api);
     }
 }
