@@ -282,3 +282,47 @@ mod tests {
         assert_eq!(actions.iter().filter(|x| *x == "session.open").count(), 3);
     }
 }
+
+/// An upgrade: a database made by the version before the second factor (migrations up to 13)
+/// opens with this one, which migrates it at open; its accounts are kept and gain the tables.
+#[cfg(test)]
+mod upgrade_tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_of_the_previous_version_is_migrated_at_open_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let opts = SqliteConnectOptions::from_str("sqlite:").unwrap().filename(&path).create_if_missing(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        let all = crate::migrator();
+        let old: Vec<_> = all.iter().filter(|m| m.version <= 13).cloned().collect();
+        sqlx::migrate::Migrator::with_migrations(old).run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, name, role, created_at) VALUES (7, 'Claire Ops', 'ops', '2026-11-02T08:00:00Z')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let missing: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE name = 'second_factors'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        assert!(missing.is_none());
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        let users = store.users(time::from_db("t", "2026-11-02T09:00:00Z").unwrap()).await.unwrap();
+        assert_eq!(users.iter().map(|u| (u.id, u.second_factor)).collect::<Vec<_>>(), vec![(7, false)]);
+        assert!(store.second_factor(7).await.unwrap().is_none());
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&store.read)
+            .await
+            .unwrap();
+        assert_eq!(versions.last(), Some(&16));
+    }
+}
