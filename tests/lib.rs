@@ -50,6 +50,10 @@ impl TestApp {
         config.database.path = dir.path().join("repli.db");
         // Checkpoint often, so every test exercises signing.
         config.audit.checkpoint_every = 5;
+        // Web sign-ins with the password alone, so that the many tests about pages sign in in
+        // one step (and twice within 30 s of the fixed clock); the second factor's own tests
+        // (`second_factor.rs`, the browser's) set it back to the default, `required`.
+        config.accounts.second_factor = replid::config::SecondFactor::Off;
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(MONDAY_8AM.parse().unwrap()));
         let daemon = Daemon::start(&config, clock.clone()).await.unwrap();
@@ -759,6 +763,24 @@ pub fn french_faults(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// One request written as raw bytes on `stream` (plain or TLS), for what an HTTP library
+/// refuses to send (a target over 64 KiB): the status, the head (lower-case), the body.
+pub async fn raw_http<S>(mut stream: S, method_and_target: &str, extra_headers: &str) -> (u16, String, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!("{method_and_target} HTTP/1.1\r\nhost: localhost\r\n{extra_headers}connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    // A server may close before reading everything sent: what it answered is still read.
+    let _ = stream.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 #[cfg(test)]

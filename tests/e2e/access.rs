@@ -93,7 +93,14 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/comptes", [R, R, R, R, R, R]),
     ("POST", "/comptes/{uid}/lien", [R, R, R, R, R, R]),
     ("POST", "/comptes/{uid}/revocation", [R, R, R, R, R, R]),
+    ("POST", "/comptes/{uid}/double-authentification", [R, R, R, R, R, R]),
     ("POST", "/connexion", [A, A, A, A, A, A]),
+    // Without a sign-in's ticket (a password just accepted), the pages send back to the
+    // sign-in; the forms are public like the sign-in's (the ticket is checked inside).
+    ("GET", "/connexion/code", [R, R, R, R, R, R]),
+    ("POST", "/connexion/code", [A, A, A, A, A, A]),
+    ("GET", "/connexion/enrolement", [R, R, R, R, R, R]),
+    ("POST", "/connexion/enrolement", [A, A, A, A, A, A]),
     ("GET", "/", [R, R, R, R, R, R]),
     ("POST", "/deconnexion", [R, R, R, R, R, R]),
     ("GET", "/demande", [R, R, R, R, R, R]),
@@ -199,6 +206,7 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/api/v1/users", [U, A, D, D, D, D]),
     ("POST", "/api/v1/users/{uid}/tokens", [U, A, D, D, D, D]),
     ("DELETE", "/api/v1/users/{uid}/tokens", [U, A, D, D, D, D]),
+    ("DELETE", "/api/v1/users/{uid}/second-factor", [U, A, D, D, D, D]),
     ("PUT", "/api/v1/users/{uid}/password", [U, A, D, D, D, D]),
 ];
 

@@ -202,7 +202,7 @@ async fn replid_never_makes_a_new_key_for_an_existing_database() {
     let clock = std::sync::Arc::new(replid::clock::ManualClock::new("2026-11-23T08:00:00Z".parse().unwrap()));
     let started = replid::Daemon::start(&config, clock).await;
     let e = started.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(e.contains("no audit signing key"), "{e}");
+    assert!(e.contains("audit signing key") && e.contains("no key file"), "{e}");
     assert!(!key.exists(), "no key was made");
 }
 

@@ -292,6 +292,49 @@ async fn oversized_addresses_and_headers_are_answered_readably() {
     assert_eq!(http.get(app.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
 }
 
+/// Beyond hyper's own limits (a 64 KiB target, a 400 KiB head) hyper answers before any of
+/// Repli's code: those bare answers are replaced by the same problem document or French page,
+/// with the security headers, and the daemon keeps serving. (HTTP libraries refuse to send a
+/// target that long: these requests are raw bytes.)
+#[tokio::test]
+async fn addresses_and_heads_beyond_hypers_limits_get_the_same_answers() {
+    use repli_tests::raw_http;
+    let app = TestApp::spawn().await;
+    let addr = app.daemon.addr();
+    let conn = || async move { tokio::net::TcpStream::connect(addr).await.unwrap() };
+    let huge = "a".repeat(70_000);
+    let (status, head, body) = raw_http(conn().await, &format!("GET /api/v1/crises?commune={huge}"), "").await;
+    assert_eq!(status, 414, "{head}");
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    // Plain HTTP (tests, loopback): no HSTS, which only means something over TLS.
+    assert!(!head.contains("strict-transport-security"), "{head}");
+    let problem: repli_proto::api::Problem = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem.code, "uri_too_long");
+    let (status, head, body) = raw_http(conn().await, &format!("GET /crises/{huge}"), "").await;
+    assert_eq!(status, 414);
+    assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("Adresse trop longue"), "{body}");
+    let (_, _, body) = raw_http(conn().await, &format!("GET /healthz?{huge}"), "").await;
+    assert!(body.contains("uri_too_long"), "{body}");
+    // A head over hyper's buffer: 431, readable, as an API call and as a page.
+    let enormous = "c".repeat(500_000);
+    let (status, _, body) = raw_http(conn().await, "GET /api/v1/me", &format!("x-big: {enormous}\r\n")).await;
+    assert_eq!(status, 431);
+    assert!(body.contains("headers_too_large"), "{body}");
+    let (status, _, body) = raw_http(conn().await, "GET /", &format!("cookie: x={enormous}\r\n")).await;
+    assert_eq!(status, 431);
+    assert!(body.contains("cookies"), "{body}");
+    // Several at once, then ordinary requests: nothing is stuck, and the usual 414 is unchanged.
+    let calls = (0..8).map(|_| async { raw_http(conn().await, &format!("GET /api/v1/crises?c={huge}"), "").await.0 });
+    assert!(futures_util::future::join_all(calls).await.iter().all(|s| *s == 414));
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(app.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
+    let r = http.get(app.url(&format!("/api/v1/crises?c={}", "a".repeat(10_000)))).send().await.unwrap();
+    assert_eq!(r.json::<repli_proto::api::Problem>().await.unwrap().code, "uri_too_long");
+}
+
 /// Files given on the command line are read up to a limit: `/dev/zero` (which reports a length
 /// of 0 and never ends) is refused at once with a French message, for each command that reads
 /// one, and for replid's configuration.

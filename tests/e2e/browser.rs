@@ -726,3 +726,52 @@ async fn every_page_fits_a_390_pixel_phone() {
     })
     .await;
 }
+
+/// The code an authenticator app holding the base32 `key` shows at `now`.
+fn totp_code(key: &str, now: jiff::Timestamp) -> String {
+    let secret = totp_rs::Secret::try_from_base32(key.replace(' ', "")).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    totp.generate(u64::try_from(now.as_second()).unwrap()).to_string()
+}
+
+/// An admin's first sign-in enrols the second factor in Chromium (the QR page fits a phone; the
+/// code is computed from the key the page shows, as an app would), sees the recovery codes,
+/// reaches the home page; signed out, they sign in again with the next code.
+#[tokio::test]
+async fn second_factor_enrolment_and_sign_in_in_a_browser() {
+    let app = TestApp::spawn_with(|c| c.accounts.second_factor = replid::config::SecondFactor::Required).await;
+    web_user(&app, Role::Admin, None, "admin.totp").await;
+    run("second_factor_enrolment_and_sign_in", |d| async move {
+        d.goto(app.url("/connexion")).await.unwrap();
+        d.find(By::Id("login")).await.unwrap().send_keys("admin.totp").await.unwrap();
+        d.find(By::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        click_nav(&d, "form button[type=submit]").await;
+        assert!(d.current_url().await.unwrap().path().ends_with("/connexion/enrolement"));
+        assert_eq!(text_of(&d, "h1").await, "Activer la double authentification");
+        let qr = d.find(By::Css(".qr svg")).await.unwrap();
+        assert!(qr.rect().await.unwrap().width >= 100.0, "the QR code is drawn");
+        snap(&d, "enrolement").await;
+        assert_fits_a_phone(&d, "/connexion/enrolement").await;
+        let key = text_of(&d, "#cle-totp").await;
+        let code = totp_code(&key, app.now());
+        d.find(By::Id("code")).await.unwrap().send_keys(&code).await.unwrap();
+        click_nav(&d, "form button[type=submit]").await;
+        assert_eq!(text_of(&d, "h1").await, "Vos codes de secours");
+        assert_eq!(d.find_all(By::Css(".codes-secours li")).await.unwrap().len(), 10);
+        assert_fits_a_phone(&d, "codes de secours").await;
+        click_nav(&d, "a.bouton").await;
+        assert!(text_of(&d, "h1").await.starts_with("Bonjour"));
+        sign_out(&d).await;
+        // Next sign-in: the password, then the next code.
+        app.clock.advance(jiff::SignedDuration::from_secs(30));
+        d.find(By::Id("login")).await.unwrap().send_keys("admin.totp").await.unwrap();
+        d.find(By::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        click_nav(&d, "form button[type=submit]").await;
+        assert_eq!(text_of(&d, "h1").await, "Code de vérification");
+        assert_fits_a_phone(&d, "/connexion/code").await;
+        d.find(By::Id("code")).await.unwrap().send_keys(&totp_code(&key, app.now())).await.unwrap();
+        click_nav(&d, "form button[type=submit]").await;
+        assert!(text_of(&d, "h1").await.starts_with("Bonjour"));
+    })
+    .await;
+}

@@ -7,6 +7,7 @@ use repli_proto::Client;
 use replid::Daemon;
 use replid::clock::ManualClock;
 use replid::config::{Config, TlsConfig};
+use rustls_pki_types::pem::PemObject;
 
 #[tokio::test]
 async fn replid_serves_https_with_a_configured_certificate() {
@@ -56,6 +57,40 @@ async fn replid_serves_https_with_a_configured_certificate() {
         .unwrap();
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("Secure"), "{set_cookie}");
+    // Over TLS: HSTS and the usual headers, on pages, the API and refusals alike.
+    let https =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
+    let long = "a".repeat(10_000);
+    for path in ["/connexion", "/api/v1/me", "/healthz", "/nulle-part", &format!("/api/v1/crises?c={long}")] {
+        let r = https.get(format!("{}{path}", daemon.url())).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["strict-transport-security"], replid::HSTS, "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin", "{path}");
+        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{path}");
+        assert!(h.contains_key("content-security-policy"), "{path}");
+    }
+    // hyper's own refusal (a target over 64 KiB, sent raw through rustls) is replaced too.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let tls_cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(daemon.addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls_cfg)).connect(name, tcp).await.unwrap();
+    let huge = "a".repeat(70_000);
+    let (status, head, body) = repli_tests::raw_http(stream, &format!("GET /api/v1/crises?c={huge}"), "").await;
+    assert_eq!(status, 414, "{head}");
+    assert!(head.contains(&format!("strict-transport-security: {}", replid::HSTS.to_ascii_lowercase())), "{head}");
+    assert!(body.contains("uri_too_long"), "{body}");
     daemon.shutdown().await.unwrap();
 
     // A missing or bad certificate stops the start, with the file named.

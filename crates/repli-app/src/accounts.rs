@@ -135,6 +135,7 @@ fn view(u: UserSummary) -> UserView {
         has_password: u.has_password,
         active_tokens: u.active_tokens,
         created_at: Some(u.created_at),
+        second_factor: u.second_factor,
     }
 }
 
@@ -446,15 +447,35 @@ pub enum SignInRefusal {
     Wrong,
 }
 
+/// Where a sign-in stands once the password was right.
+#[derive(Debug, Clone)]
+pub enum SignedIn {
+    /// Signed in (no second factor for this account).
+    Session(OpenedSession),
+    /// A TOTP or recovery code is asked for next, under this ticket ([`prove_second_factor`]).
+    Code { ticket: String },
+    /// The account enrols its second factor first, under this ticket ([`enrolment`]).
+    Enrol { ticket: String },
+}
+
+/// Whether accounts of `role` need a second factor on the web: ops, admin and auditor ones
+/// unless `accounts.second_factor = "off"`. A DGS never does; API tokens never do.
+pub fn second_factor_required(s: &Services, role: Role) -> bool {
+    s.config.accounts.second_factor == repli_config::SecondFactor::Required
+        && matches!(role, Role::Ops | Role::Admin | Role::Auditor)
+}
+
 /// Signs in with a login and password from `addr`: throttled per login and per address, the
 /// password checked with a bounded number of argon2 verifications at once (a burst waits; it
 /// does not grow memory without bound), an unknown login taking as long as a wrong password.
+/// An account with a second factor gets a ticket instead of a session; its attempt stays
+/// counted by the throttle until the second factor is proven.
 pub async fn sign_in(
     s: &Services,
     login: &str,
     password: &str,
     addr: &str,
-) -> Result<Result<OpenedSession, SignInRefusal>, AppError> {
+) -> Result<Result<SignedIn, SignInRefusal>, AppError> {
     let login: String = login.trim().chars().take(LOGIN_MAX).collect();
     let now = s.clock.now();
     if !s.throttle.reserve(&login, addr, now) {
@@ -475,11 +496,199 @@ pub async fn sign_in(
         s.telemetry.sign_in_failed(crate::metrics::SignInFailure::Password);
         return Ok(Err(SignInRefusal::Wrong));
     };
+    let role = s.store.users(now).await?.into_iter().find(|u| u.id == user_id).map(|u| u.role);
+    if role.is_some_and(|r| second_factor_required(s, r)) {
+        // The password alone opens nothing: the attempt stays reserved until the code.
+        let enrolling = match s.store.second_factor(user_id).await? {
+            Some(_) => None,
+            None => Some(crate::second_factor::new_secret()?),
+        };
+        let enrol = enrolling.is_some();
+        let pending = crate::second_factor::Pending { user_id, login: login.clone(), created: now, enrolling };
+        let ticket = s.tickets.open(pending)?;
+        tracing::info!(login = %login, enrol, "password accepted, second factor next");
+        return Ok(Ok(if enrol { SignedIn::Enrol { ticket } } else { SignedIn::Code { ticket } }));
+    }
     s.throttle.succeeded(&login, addr, now);
     let (sid, csrf) = (random_hex()?, random_hex()?);
     let expires_at = now.checked_add(SignedDuration::from_hours(SESSION_HOURS)).unwrap_or(now);
     s.store.create_session(user_id, &token_hash(&sid), &csrf, expires_at, now).await?;
-    Ok(Ok(OpenedSession { sid, csrf, expires_at }))
+    Ok(Ok(SignedIn::Session(OpenedSession { sid, csrf, expires_at })))
+}
+
+/// Why a second factor was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorRefusal {
+    /// Too many failures for this login or from this address in the window.
+    Throttled,
+    /// The ticket is unknown or older than five minutes: type the password again.
+    Expired,
+    /// Not the code of this moment, nor an unused recovery code.
+    Wrong,
+    /// The code was already used (wait for the next one).
+    Replayed,
+    /// The stored secret does not open with this host's key (the key file was replaced): an
+    /// admin resets the second factor.
+    Unreadable,
+}
+
+/// What an account enrolling its second factor is shown.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub login: String,
+    /// The otpauth:// address, as an inline SVG QR code.
+    pub qr_svg: String,
+    /// The secret in base32, for apps that cannot scan.
+    pub secret: String,
+}
+
+/// The enrolment a ticket waits for; None when the ticket is unknown, expired, or is not an
+/// enrolment.
+pub fn enrolment(s: &Services, ticket: &str) -> Result<Option<Enrolment>, AppError> {
+    let Some(p) = s.tickets.get(ticket, s.clock.now()) else { return Ok(None) };
+    let Some(secret) = &p.enrolling else { return Ok(None) };
+    let url = crate::second_factor::otpauth_url(secret, &p.login)?;
+    let qr_svg = repli_docs::qr_svg(&url)
+        .ok_or_else(|| AppError::Internal("cannot draw the QR code".into()))?
+        .replacen("Code QR du lien", "Code QR à scanner avec votre application d'authentification", 1);
+    Ok(Some(Enrolment { login: p.login.clone(), qr_svg, secret: crate::second_factor::secret_for_typing(secret) }))
+}
+
+/// The login of a ticket waiting for a code (not an enrolment); None when unknown or expired.
+pub fn code_ticket_login(s: &Services, ticket: &str) -> Option<String> {
+    s.tickets.get(ticket, s.clock.now()).filter(|p| p.enrolling.is_none()).map(|p| p.login)
+}
+
+fn refused_factor(s: &Services, login: &str, addr: &str, why: SecondFactorRefusal) -> SecondFactorRefusal {
+    tracing::info!(login = %login, addr = %addr, reason = ?why, "second factor refused");
+    s.telemetry.sign_in_failed(crate::metrics::SignInFailure::SecondFactor);
+    why
+}
+
+fn new_session(now: Timestamp) -> Result<OpenedSession, AppError> {
+    let (sid, csrf) = (random_hex()?, random_hex()?);
+    let expires_at = now.checked_add(SignedDuration::from_hours(SESSION_HOURS)).unwrap_or(now);
+    Ok(OpenedSession { sid, csrf, expires_at })
+}
+
+/// Completes an enrolment: the first code from the authenticator proves it holds the secret;
+/// the secret is sealed and stored with ten recovery codes (returned, to show once), and the
+/// session opens — one audited transaction. Throttled like a password.
+pub async fn confirm_enrolment(
+    s: &Services,
+    ticket: &str,
+    code: &str,
+    addr: &str,
+) -> Result<Result<(OpenedSession, Vec<String>), SecondFactorRefusal>, AppError> {
+    let now = s.clock.now();
+    let Some(p) = s.tickets.get(ticket, now) else { return Ok(Err(SecondFactorRefusal::Expired)) };
+    let Some(secret) = p.enrolling.clone() else { return Ok(Err(SecondFactorRefusal::Expired)) };
+    if !s.throttle.reserve(&p.login, addr, now) {
+        return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Throttled)));
+    }
+    let totp = crate::second_factor::totp(&secret, &p.login)?;
+    let Some(step) = crate::second_factor::check(&totp, code, now) else {
+        return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Wrong)));
+    };
+    let sealed = s.seal_key.seal(p.user_id, &secret)?;
+    let codes = crate::second_factor::recovery_codes()?;
+    let hashes: Vec<String> = codes
+        .iter()
+        .filter_map(|c| crate::second_factor::normalize_recovery(c))
+        .map(|n| crate::second_factor::recovery_hash(&n))
+        .collect();
+    let opened = new_session(now)?;
+    let sid_hash = token_hash(&opened.sid);
+    let session = repli_store::NewSession {
+        user_id: p.user_id,
+        id_sha256: &sid_hash,
+        csrf: &opened.csrf,
+        expires_at: opened.expires_at,
+    };
+    if !s.store.enrol_second_factor(&session, &sealed, step, &hashes, now).await? {
+        // Enrolled meanwhile (another tab): sign in with a code.
+        s.tickets.close(ticket);
+        return Ok(Err(SecondFactorRefusal::Expired));
+    }
+    s.tickets.close(ticket);
+    s.throttle.succeeded(&p.login, addr, now);
+    tracing::info!(user = p.user_id, "second factor enrolled");
+    Ok(Ok((opened, codes)))
+}
+
+/// Proves the second factor of a ticket with a TOTP code or a recovery code, and opens the
+/// session. A code is accepted once; a recovery code is spent. Throttled like a password.
+pub async fn prove_second_factor(
+    s: &Services,
+    ticket: &str,
+    code: &str,
+    addr: &str,
+) -> Result<Result<OpenedSession, SecondFactorRefusal>, AppError> {
+    let now = s.clock.now();
+    let Some(p) = s.tickets.get(ticket, now).filter(|p| p.enrolling.is_none()) else {
+        return Ok(Err(SecondFactorRefusal::Expired));
+    };
+    if !s.throttle.reserve(&p.login, addr, now) {
+        return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Throttled)));
+    }
+    let Some(record) = s.store.second_factor(p.user_id).await? else {
+        // Reset by an admin meanwhile: start again (and enrol).
+        s.tickets.close(ticket);
+        return Ok(Err(SecondFactorRefusal::Expired));
+    };
+    let proof = match crate::second_factor::normalize_recovery(code) {
+        Some(n) => repli_store::SecondFactorProof::Recovery { code_sha256: crate::second_factor::recovery_hash(&n) },
+        None => {
+            let Some(secret) = s.seal_key.open(p.user_id, &record.sealed) else {
+                tracing::error!(user = p.user_id, "a TOTP secret does not open with this host's key");
+                return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Unreadable)));
+            };
+            let totp = crate::second_factor::totp(&secret, &p.login)?;
+            match crate::second_factor::check(&totp, code, now) {
+                Some(step) if step <= record.last_step => {
+                    return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Replayed)));
+                }
+                Some(step) => repli_store::SecondFactorProof::Totp { step },
+                None => return Ok(Err(refused_factor(s, &p.login, addr, SecondFactorRefusal::Wrong))),
+            }
+        }
+    };
+    let opened = new_session(now)?;
+    let sid_hash = token_hash(&opened.sid);
+    let session = repli_store::NewSession {
+        user_id: p.user_id,
+        id_sha256: &sid_hash,
+        csrf: &opened.csrf,
+        expires_at: opened.expires_at,
+    };
+    if !s.store.open_session_with(&session, &proof, now).await? {
+        // Two sign-ins raced with one code, or a recovery code already spent.
+        let why = match proof {
+            repli_store::SecondFactorProof::Totp { .. } => SecondFactorRefusal::Replayed,
+            repli_store::SecondFactorProof::Recovery { .. } => SecondFactorRefusal::Wrong,
+        };
+        return Ok(Err(refused_factor(s, &p.login, addr, why)));
+    }
+    s.tickets.close(ticket);
+    s.throttle.succeeded(&p.login, addr, now);
+    Ok(Ok(opened))
+}
+
+/// Removes a user's second factor (a lost phone, an unreadable secret): they enrol again at
+/// their next sign-in; their sessions are closed. Audited. False when they had none.
+pub async fn reset_second_factor(s: &Services, a: &Actor, id: i64) -> Result<bool, AppError> {
+    let done = match s.store.reset_second_factor(id, By::User(a), s.clock.now()).await {
+        Err(StoreError::UnknownUser(_)) => return Err(unknown_user()),
+        other => other?,
+    };
+    s.auth_cache.clear();
+    tracing::info!(user = id, done, "second factor reset");
+    Ok(done)
+}
+
+/// How many unused recovery codes a user holds.
+pub async fn recovery_codes_left(s: &Services, id: i64) -> Result<i64, AppError> {
+    Ok(s.store.recovery_codes_left(id).await?)
 }
 
 /// Ends the web session whose cookie value is `sid` (audited as `a`).

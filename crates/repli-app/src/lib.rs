@@ -24,6 +24,7 @@ pub mod notify;
 pub mod offline;
 pub mod preflight;
 pub mod retex;
+pub mod second_factor;
 pub mod steps;
 pub mod views;
 
@@ -108,6 +109,10 @@ pub struct Services {
     pub(crate) auth_cache: Arc<accounts::AuthCache>,
     /// Sign-in attempts and concurrent password checks ([`accounts::sign_in`]).
     pub(crate) throttle: Arc<accounts::Throttle>,
+    /// Sign-ins waiting for their second factor ([`second_factor::Tickets`]).
+    pub(crate) tickets: Arc<second_factor::Tickets>,
+    /// The key sealing TOTP secrets (`accounts.totp_key_file`).
+    pub(crate) seal_key: Arc<second_factor::SealKey>,
 }
 
 impl Services {
@@ -288,8 +293,10 @@ pub enum StartError {
     Calendar(#[from] repli_core::CalendarError),
     #[error(transparent)]
     Store(#[from] repli_store::StoreError),
-    #[error(transparent)]
+    #[error("audit signing key: {0}")]
     AuditKey(#[from] audit_key::KeyError),
+    #[error("TOTP sealing key: {0}")]
+    TotpKey(audit_key::KeyError),
     #[error("document templates:\n{0}")]
     DocumentTemplates(String),
     #[error(transparent)]
@@ -459,6 +466,10 @@ impl App {
             telemetry: Arc::default(),
             auth_cache: Arc::default(),
             throttle: Arc::default(),
+            tickets: Arc::default(),
+            seal_key: Arc::new(
+                second_factor::SealKey::load_or_create(&config.totp_key_path()).map_err(StartError::TotpKey)?,
+            ),
             wake: wake.clone(),
         };
         let host = Arc::new(engine::DaemonHost::new(services.clone()));

@@ -62,10 +62,12 @@ pub enum SignInFailure {
     Token,
     /// A session cookie that is malformed, unknown or expired.
     Session,
+    /// A wrong, replayed or unreadable second factor (TOTP or recovery code).
+    SecondFactor,
 }
 
 impl SignInFailure {
-    const ALL: [SignInFailure; 4] = [Self::Password, Self::Throttled, Self::Token, Self::Session];
+    const ALL: [SignInFailure; 5] = [Self::Password, Self::Throttled, Self::Token, Self::Session, Self::SecondFactor];
 
     fn label(self) -> &'static str {
         match self {
@@ -73,6 +75,7 @@ impl SignInFailure {
             Self::Throttled => "throttled",
             Self::Token => "token",
             Self::Session => "session",
+            Self::SecondFactor => "second_factor",
         }
     }
 }
@@ -80,7 +83,7 @@ impl SignInFailure {
 /// What the process counts in memory.
 #[derive(Debug, Default)]
 pub struct Telemetry {
-    sign_in_failures: [AtomicU64; 4],
+    sign_in_failures: [AtomicU64; 5],
     /// Scheduled snapshots taken, and failed ([`crate::backup::scheduled`]).
     backups: [AtomicU64; 2],
     /// When the last scheduled snapshot was taken (Unix seconds; 0: none yet).

@@ -96,6 +96,30 @@ pub struct Config {
     pub exercise: ExerciseConfig,
     #[serde(default)]
     pub backup: BackupConfig,
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+}
+
+/// Whether web sign-ins of ops, admin and auditor accounts need a second factor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondFactor {
+    /// A TOTP code (RFC 6238) after the password; the account enrols at its first sign-in.
+    #[default]
+    Required,
+    /// The password alone. Only for the test kit and a throw-away demo on loopback: docs say so.
+    Off,
+}
+
+/// Web accounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// `required` (default) or `off`. A DGS never uses TOTP (its sign-in does not change).
+    pub second_factor: SecondFactor,
+    /// The key sealing TOTP secrets in the database (ChaCha20-Poly1305; created, mode 0600,
+    /// if missing). Unset: next to the database, as `<database>.totp-key`.
+    pub totp_key_file: Option<PathBuf>,
 }
 
 /// Where exercises (drills) provision Microsoft 365: never the real tenant.
@@ -490,6 +514,15 @@ impl Config {
         self.audit.trusted_keys.iter().filter_map(|k| repli_core::audit::KeyPin::parse(k).ok()).collect()
     }
 
+    /// Where the key sealing TOTP secrets lives.
+    pub fn totp_key_path(&self) -> PathBuf {
+        self.accounts.totp_key_file.clone().unwrap_or_else(|| {
+            let mut name = self.database.path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+            name.push(".totp-key");
+            self.database.path.with_file_name(name)
+        })
+    }
+
     /// Where the audit signing key lives.
     pub fn audit_key_path(&self) -> PathBuf {
         self.audit.key_file.clone().unwrap_or_else(|| {
@@ -850,6 +883,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             exercise: ExerciseConfig::default(),
             backup: BackupConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }

@@ -872,6 +872,9 @@ pub struct UserView {
     pub has_password: bool,
     pub active_tokens: i64,
     pub created_at: Option<Timestamp>,
+    /// A TOTP second factor is enrolled (web sign-in of ops, admin and auditor accounts).
+    #[serde(default)]
+    pub second_factor: bool,
 }
 
 /// `POST /api/v1/users` answer: the user and their first token, shown once.

@@ -15,6 +15,7 @@ mod inventory;
 mod ports;
 mod read;
 mod reference;
+mod second_factor;
 mod sheets;
 mod sla;
 mod tallies;
@@ -44,6 +45,7 @@ pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Preempt
 pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
+pub use second_factor::{NewSession, SecondFactorProof, SecondFactorRecord};
 pub use sheets::SheetsIssue;
 pub use sla::{NewNotification, Notification};
 pub use tallies::{NotificationTally, StepTally, Tallies};
@@ -253,6 +255,7 @@ fn migrator() -> Migrator {
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
         m(12, "storage truth", include_str!("../migrations/0012_storage_truth.sql")),
         m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
+        m(16, "second factor", include_str!("../migrations/0016_second_factor.sql")),
     ])
 }
 

@@ -28,6 +28,8 @@ pub struct UserSummary {
     pub has_password: bool,
     pub active_tokens: i64,
     pub created_at: Timestamp,
+    /// A TOTP second factor is enrolled.
+    pub second_factor: bool,
 }
 
 /// A web session, found by the SHA-256 of its id.
@@ -130,7 +132,7 @@ fn parse_commune(commune: Option<String>) -> Result<Option<InseeCode>, StoreErro
         .transpose()
 }
 
-async fn user_exists(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<(), StoreError> {
+pub(crate) async fn user_exists(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<(), StoreError> {
     let known: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
     known.map(|_| ()).ok_or(StoreError::UnknownUser(id))
@@ -159,21 +161,27 @@ async fn actor_in(conn: &mut sqlx::SqliteConnection, user_id: i64, auth: AuthMet
     Ok(Actor { user_id, name, role: parse_role(role)?, commune: parse_commune(commune)?, auth })
 }
 
+/// The user as the actor of what they do after signing in on the web.
+pub(crate) async fn actor_of(conn: &mut sqlx::SqliteConnection, user_id: i64) -> Result<Actor, StoreError> {
+    actor_in(conn, user_id, AuthMethod::Password).await
+}
+
 /// Accounts: listing, tokens, passwords, web sessions. Every change is audited.
 impl Store {
     /// Every user, with how many usable tokens they hold.
     pub async fn users(&self, now: Timestamp) -> Result<Vec<UserSummary>, StoreError> {
-        type Row = (i64, String, String, Option<String>, Option<String>, bool, i64, String);
+        type Row = (i64, String, String, Option<String>, Option<String>, bool, i64, String, bool);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT u.id, u.name, u.role, u.commune, u.login, u.password_phc IS NOT NULL, \
              (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL \
-              AND (t.expires_at IS NULL OR t.expires_at > ?1)), u.created_at FROM users u ORDER BY u.id",
+              AND (t.expires_at IS NULL OR t.expires_at > ?1)), u.created_at, \
+             EXISTS (SELECT 1 FROM second_factors f WHERE f.user_id = u.id) FROM users u ORDER BY u.id",
         )
         .bind(time::to_db(now))
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
-            .map(|(id, name, role, commune, login, has_password, active_tokens, created)| {
+            .map(|(id, name, role, commune, login, has_password, active_tokens, created, second_factor)| {
                 Ok(UserSummary {
                     id,
                     name,
@@ -183,6 +191,7 @@ impl Store {
                     has_password,
                     active_tokens,
                     created_at: time::from_db("users.created_at", &created)?,
+                    second_factor,
                 })
             })
             .collect()
@@ -396,17 +405,38 @@ impl Store {
         now: Timestamp,
     ) -> Result<Actor, StoreError> {
         let mut tx = self.write.begin().await?;
-        let actor = actor_in(&mut tx, user_id, AuthMethod::Password).await?;
+        let actor = self.open_session_in(&mut tx, user_id, id_sha256, csrf, expires_at, None, now).await?;
+        tx.commit().await?;
+        Ok(actor)
+    }
+
+    /// Inserts a session and its audit entry inside `conn`'s transaction; `second_factor`
+    /// names the proof given after the password (`totp`, `recovery_code`), if any.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_session_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        user_id: i64,
+        id_sha256: &str,
+        csrf: &str,
+        expires_at: Timestamp,
+        second_factor: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Actor, StoreError> {
+        let actor = actor_in(conn, user_id, AuthMethod::Password).await?;
         sqlx::query("INSERT INTO sessions (id_sha256, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(id_sha256)
             .bind(user_id)
             .bind(csrf)
             .bind(time::to_db(now))
             .bind(time::to_db(expires_at))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         let target = format!("user:{user_id}");
-        let details = json!({ "expires_at": time::to_db(expires_at) });
+        let details = match second_factor {
+            Some(f) => json!({ "expires_at": time::to_db(expires_at), "second_factor": f }),
+            None => json!({ "expires_at": time::to_db(expires_at) }),
+        };
         let e = NewEntry {
             by: By::User(&actor),
             commune: None,
@@ -415,8 +445,7 @@ impl Store {
             target: &target,
             details,
         };
-        self.append(&mut tx, e, now).await?;
-        tx.commit().await?;
+        self.append(conn, e, now).await?;
         Ok(actor)
     }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Request, header};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -31,6 +31,14 @@ use tower_http::trace::TraceLayer;
 /// elsewhere, no framing.
 pub const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Strict-Transport-Security when replid serves TLS: a year, subdomains included (a browser
+/// that once reached Repli over HTTPS never falls back to plain HTTP for it).
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// Features no page uses, refused to any content (camera, microphone, location, payment…).
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=()";
 
 /// What every request handler shares, behind one `Arc` (a request clones it a few times).
 #[derive(Clone)]
@@ -91,15 +99,37 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", request_id = %id, method = %req.method(), path = %logged_path(req.uri().path()), user = tracing::field::Empty)
         })
         .on_response(access_log);
-    routes::routes(&state)
+    let tls = state.secure_cookies;
+    let router = routes::routes(&state)
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::request_limits))
         .with_state(state)
-        .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(repli_proto::MAX_BODY_BYTES));
+    let router = if tls {
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        router
+    };
+    router
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
         .layer(trace)
         .layer(axum::middleware::from_fn(request_id::layer))
 }

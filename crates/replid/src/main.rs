@@ -54,6 +54,14 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Health probe for systemd, containers and monitoring: GET /readyz of the configured
+    /// server (or --url); exit status 0 when ready, 1 with the reason otherwise.
+    Probe {
+        /// The server's base address (default: from `server.listen`, https with the configured
+        /// certificate when `[server.tls]` is set).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Local user administration on the daemon's host (writes the database directly).
     #[command(subcommand)]
     User(UserCommand),
@@ -194,10 +202,24 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
                 c.audit.accept_break = Some(repli_app::config::AcceptBreak { seq, reason, operator: local_user() });
             }
-            let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), shutdown_signal()).await?;
+            let stopping = async {
+                shutdown_signal().await;
+                let _ = replid::startup::notify::notify("STOPPING=1");
+            };
+            let daemon = Daemon::start_with_shutdown(&c, Arc::new(SystemClock), stopping).await?;
             eprintln!("replid listening on {}", daemon.url());
+            // Under systemd (Type=notify) the unit is started only now: serving, chain verified.
+            match replid::startup::notify::notify("READY=1") {
+                Ok(true) => tracing::info!("systemd told: ready"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot tell systemd that replid is ready"),
+            }
             daemon.wait().await?;
             tracing::info!("replid stopped");
+        }
+        Command::Probe { url } => {
+            let c = load()?;
+            return probe(&c, url.as_deref()).await;
         }
         Command::Init { admin_name } => {
             let c = load()?;
@@ -284,6 +306,51 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// GET /readyz of the configured server: 0 when it answers 200, 1 otherwise (the reason on
+/// stderr). Loopback addresses and a wildcard listen address are probed on 127.0.0.1.
+async fn probe(c: &Config, url: Option<&str>) -> anyhow::Result<std::process::ExitCode> {
+    let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5));
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let port = c.server.listen.port();
+            let ip = c.server.listen.ip();
+            let ip = if ip.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { ip };
+            let addr = std::net::SocketAddr::new(ip, port);
+            match &c.server.tls {
+                Some(t) => {
+                    let pem = std::fs::read(&t.cert_file)
+                        .with_context(|| format!("cannot read {}", t.cert_file.display()))?;
+                    for cert in reqwest::Certificate::from_pem_bundle(&pem).context("invalid certificate")? {
+                        http = http.add_root_certificate(cert);
+                    }
+                    // Certificates name hosts: `localhost` reaches the loopback address.
+                    format!("https://localhost:{port}")
+                }
+                None => format!("http://{addr}"),
+            }
+        }
+    };
+    let http = http.build().context("HTTP client")?;
+    let answer = http.get(format!("{base}/readyz")).send().await;
+    match answer {
+        Ok(r) if r.status().is_success() => {
+            println!("ready");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body: String = r.text().await.unwrap_or_default().chars().take(500).collect();
+            eprintln!("not ready: HTTP {status}: {}", repli_core::text::one_line(&body));
+            Ok(std::process::ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("not ready: {}", repli_core::text::one_line(&format!("{e:#}")));
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Someone acting on the daemon's host, with file access to its database: the local account

@@ -122,6 +122,14 @@ audit_actions! {
     TokenRevoke => "token.revoke",
     SessionOpen => "session.open",
     SessionClose => "session.close",
+    /// An account enrolled its TOTP second factor (its recovery codes were issued).
+    SecondFactorEnrol => "second_factor.enrol",
+    /// A recovery code replaced the TOTP code at a sign-in (the authenticator was lost); the
+    /// code is spent.
+    SecondFactorRecoveryUsed => "second_factor.recovery_used",
+    /// An admin removed an account's second factor (lost device): the account enrols again at
+    /// its next sign-in; its sessions are closed.
+    SecondFactorReset => "second_factor.reset",
     ServiceBackup => "service.backup",
     ServiceRestore => "service.restore",
     /// replid was started over an audit chain that did not verify, by an operator's explicit
@@ -262,6 +270,9 @@ impl AuditAction {
             | Self::TokenRevoke
             | Self::SessionOpen
             | Self::SessionClose
+            | Self::SecondFactorEnrol
+            | Self::SecondFactorRecoveryUsed
+            | Self::SecondFactorReset
             | Self::ServiceBackup
             | Self::ServiceRestore
             | Self::ServiceAuditBreakAccepted
@@ -449,7 +460,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 63);
+        assert_eq!(AuditAction::ALL.len(), 66);
     }
 
     #[test]

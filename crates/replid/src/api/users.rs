@@ -50,6 +50,19 @@ pub async fn set_password(
     Ok(Json(accounts::set_password(&st, a, id, &req.login, &req.password).await?))
 }
 
+/// Removes a user's second factor (a lost phone): they enrol again at their next web sign-in,
+/// their sessions are closed. Answers the user (without a second factor), whether one was
+/// removed or there was none.
+pub async fn reset_second_factor(
+    State(st): State<AppState>,
+    Authed(ref a): Authed,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<UserView>, ApiError> {
+    accounts::reset_second_factor(&st, a, id).await?;
+    let user = accounts::list(&st).await?.into_iter().find(|u| u.id == id);
+    Ok(Json(user.ok_or(repli_app::AppError::problem(repli_proto::ProblemCode::UnknownUser, "Utilisateur inconnu."))?))
+}
+
 /// This area's routes, each with its access rule and its documentation (`http::routes`
 /// gathers every area's into the one table).
 pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
@@ -87,6 +100,14 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Requires(P::ManageUsers),
             routing::delete(revoke_tokens),
             Doc::api::<RevokeView>("Revoke every token and web session of a user").problems(&[C::UnknownUser]),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/users/{uid}/second-factor",
+            Requires(P::ManageUsers),
+            routing::delete(reset_second_factor),
+            Doc::api::<UserView>("Reset a user's second factor (TOTP and recovery codes); their sessions close")
+                .problems(&[C::UnknownUser]),
         ),
         (
             Method::PUT,

@@ -180,7 +180,12 @@ pub async fn request_limits(State(st): State<AppState>, req: Request, next: Next
 
 /// Under `/api`, a problem document; elsewhere (a person's browser), a French page.
 fn for_api(uri: &Uri) -> bool {
-    uri.path().starts_with("/api/") || matches!(uri.path(), "/api" | "/healthz" | "/readyz" | "/metrics")
+    is_api_path(uri.path())
+}
+
+/// Whether a path is the API's (and the probes'), answered with problem documents.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics")
 }
 
 async fn not_found(State(st): State<AppState>, uri: Uri) -> Response {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::startup::tls;
+use crate::startup::{refusals, tls};
 use crate::{AppState, WebApp, web};
 
 /// Clears the engine's running flag when its task ends, by return or by panic.
@@ -113,6 +113,7 @@ impl Daemon {
                 .await
         });
         let router = crate::app(state.clone());
+        let answers = Arc::new(refusals::Answers::render(&router).await);
         let maintenance = tokio::spawn(maintenance_timer(
             state.app.services().clone(),
             std::time::Duration::from_secs(60 * u64::from(config.audit.checkpoint_minutes)),
@@ -125,9 +126,13 @@ impl Daemon {
             let served = match tls {
                 Some(cfg) => {
                     let listener = tls::TlsListener::new(listener, cfg).map_err(DaemonError::Serve)?;
+                    let listener = refusals::GuardedListener::new(listener, answers);
                     axum::serve(listener, service).with_graceful_shutdown(signal).await
                 }
-                None => axum::serve(listener, service).with_graceful_shutdown(signal).await,
+                None => {
+                    let listener = refusals::GuardedListener::new(listener, answers);
+                    axum::serve(listener, service).with_graceful_shutdown(signal).await
+                }
             };
             maintenance.abort();
             preflight.abort();

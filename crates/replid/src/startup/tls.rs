@@ -18,6 +18,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 
+use crate::startup::refusals::GuardedListener;
+
 /// How long a client has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -127,6 +129,12 @@ impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
 
 impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl<L: Listener<Addr = SocketAddr>> Connected<IncomingStream<'_, GuardedListener<L>>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, GuardedListener<L>>) -> Self {
         Self(*stream.remote_addr())
     }
 }

@@ -31,6 +31,8 @@ struct UserLine {
     has_password: bool,
     /// Active API tokens and sessions.
     tokens: i64,
+    /// A TOTP second factor is enrolled (the reset button shows).
+    second_factor: bool,
     /// The signed-in admin's own account (no revocation button).
     me: bool,
     /// The login the password link's field suggests.
@@ -123,6 +125,7 @@ async fn accounts_page(
             login: u.login.clone(),
             has_password: u.has_password,
             tokens: u.active_tokens,
+            second_factor: u.second_factor,
             me: u.id == a.user_id,
             suggested: u.login.clone().unwrap_or_else(|| accounts::suggested_login(&u.name)),
         })
@@ -313,6 +316,29 @@ pub async fn revoke(
     }
 }
 
+/// Removes an account's second factor (a lost phone), once the box saying so is ticked: the
+/// person enrols again at their next sign-in.
+pub async fn reset_second_factor(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Path(uid): Path<String>,
+    CsrfForm(form): CsrfForm<RevokeForm>,
+) -> Response {
+    let Ok(uid) = uid.parse::<i64>() else { return unknown_user(&st) };
+    if form.confirme != "oui" {
+        return back(Flash::error(
+            "Cochez la case : la réinitialisation oblige la personne à réactiver sa double authentification.",
+        ));
+    }
+    match accounts::reset_second_factor(&st, &a, uid).await {
+        Ok(true) => back(Flash::ok(
+            "Double authentification réinitialisée : la personne la réactivera à sa prochaine connexion.",
+        )),
+        Ok(false) => back(Flash::error("Ce compte n'a pas de double authentification active.")),
+        Err(e) => back(Flash::error(e.to_problem().detail)),
+    }
+}
+
 fn back(message: Flash) -> Response {
     crate::web::redirect_with("/comptes", message)
 }
@@ -442,6 +468,13 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Page(P::ManageUsers),
             routing::post(link),
             Doc::page("Create a one-time link for the person to choose their web password"),
+        ),
+        (
+            Method::POST,
+            "/comptes/{uid}/double-authentification",
+            Page(P::ManageUsers),
+            routing::post(reset_second_factor),
+            Doc::form("Reset an account's second factor (lost phone; a ticked confirmation)"),
         ),
         (
             Method::POST,

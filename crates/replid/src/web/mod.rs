@@ -41,6 +41,8 @@ use crate::AppState;
 pub use crate::http::auth::SESSION_COOKIE;
 /// Double-submit cookie protecting the sign-in form itself.
 pub(crate) const LOGIN_CSRF_COOKIE: &str = "repli_login_csrf";
+/// The cookie holding a sign-in's ticket between the password and the second factor.
+pub(crate) const SECOND_FACTOR_COOKIE: &str = "repli_2fa";
 
 /// The page templates.
 pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
@@ -48,6 +50,9 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.set_strict_mode(true);
     h.register_template_string("layout", include_str!("../../web/layout.hbs"))?;
     h.register_template_string("connexion", include_str!("../../web/connexion.hbs"))?;
+    h.register_template_string("connexion-code", include_str!("../../web/connexion-code.hbs"))?;
+    h.register_template_string("connexion-enrolement", include_str!("../../web/connexion-enrolement.hbs"))?;
+    h.register_template_string("codes-secours", include_str!("../../web/codes-secours.hbs"))?;
     h.register_template_string("accueil", include_str!("../../web/accueil.hbs"))?;
     h.register_template_string("erreur", include_str!("../../web/erreur.hbs"))?;
     h.register_template_string("demande", include_str!("../../web/demande.hbs"))?;
