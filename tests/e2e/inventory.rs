@@ -399,3 +399,122 @@ async fn write_offs_and_wipes_need_their_reasons_and_records() {
     assert_eq!(e.problem().unwrap().errors.len(), 3, "every missing field named");
     assert_eq!(app.ops.item("FICTIF-B1").await.unwrap().item.state, ItemState::Returned, "nothing changed");
 }
+
+/// Stock truth (#34, point 5): every kind back from a loan returns to stock by its own path (a
+/// certified wipe for laptops and phones, a check for routers, SIMs and printers); a written-off
+/// item carries its write-off date and reason, never a return date; the dossier keeps its
+/// equipment table after the hand-back opens.
+#[tokio::test]
+async fn every_kind_returns_to_stock_by_its_path_and_a_write_off_is_never_a_return() {
+    use repli_proto::api::CheckRequest;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    r.needs = needs(1, 1, 1, 1);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let agents = app
+        .dgs
+        .set_agents(
+            id,
+            &AgentsRequest { agents: vec![AgentInput { name: "Luc Durand".into(), service: "Accueil".into() }] },
+        )
+        .await
+        .unwrap();
+    app.activate(&c.id).await;
+    let held: Vec<_> =
+        app.ops.inventory_items().await.unwrap().into_iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    assert_eq!(held.len(), 6, "a laptop, a router, a phone, a printer and two SIM cards: {held:#?}");
+    let of = |k: ItemKind| held.iter().filter(|i| i.item.kind == k).map(|i| i.item.serial.clone()).collect::<Vec<_>>();
+    let (laptop, router, phone, printer, sims) = (
+        of(ItemKind::Laptop)[0].clone(),
+        of(ItemKind::Router)[0].clone(),
+        of(ItemKind::Phone)[0].clone(),
+        of(ItemKind::Printer)[0].clone(),
+        of(ItemKind::Sim),
+    );
+    for s in [&laptop, &phone] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+    }
+    for s in [&router, &printer, &sims[0], &sims[1]] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: None }).await.unwrap();
+    }
+    app.make_ready(&c.id).await;
+    app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("retour à la normale")).await.unwrap();
+
+    // The dossier keeps what was asked for and given once the hand-back has opened.
+    let dossier = app.ops.document(id, "01-dossier-de-mise-a-disposition.html").await.unwrap();
+    for kind in ["ordinateur portable", "routeur 4G/5G", "téléphone mobile", "carte SIM", "imprimante"] {
+        let row = dossier.lines().find(|l| l.starts_with(&format!("<tr><td>{kind}</td>")));
+        let want = if kind == "carte SIM" { 2 } else { 1 };
+        assert_eq!(
+            row,
+            Some(format!("<tr><td>{kind}</td><td>{want}</td><td>{want}</td></tr>").as_str()),
+            "{kind}: {dossier}"
+        );
+    }
+    assert_eq!(app.ops.crisis(id).await.unwrap().needs.len(), 5, "the crisis page keeps them too");
+
+    for (s, condition) in [(&laptop, "ok"), (&router, "ok"), (&printer, "ok"), (&sims[0], "ok"), (&sims[1], "damaged")]
+    {
+        app.ops
+            .check_in(id, &CheckinRequest { serial: s.clone(), condition: condition.into(), note: None })
+            .await
+            .unwrap();
+    }
+    let reason = "volé dans le véhicule, plainte déposée <b>n° 42</b>";
+    app.ops.write_off(id, &WriteOffRequest { serial: phone.clone(), reason: reason.into() }).await.unwrap();
+
+    // A laptop is not « checked » back into stock: it needs its certified wipe.
+    let check = |note: &str| CheckRequest { note: note.into() };
+    let e = app.ops.check_item(&laptop, &check("vu")).await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 409);
+    assert!(e.problem().unwrap().detail.contains("effacement certifié"), "{e:?}");
+    assert_eq!(app.ops.item(&laptop).await.unwrap().item.state, ItemState::Returned, "nothing changed");
+    // Bad input changes nothing.
+    assert_eq!(app.ops.check_item(&router, &check("   ")).await.status_code(), 422);
+    assert_eq!(app.ops.check_item("FICTIF-INCONNU-1", &check("vu")).await.status_code(), 404);
+    assert_eq!(app.dgs.check_item(&router, &check("vu")).await.status_code(), 403);
+    assert_eq!(app.ops.item(&router).await.unwrap().item.state, ItemState::Returned);
+    // Routers, SIMs and printers go back to stock by their check; a damaged one to maintenance.
+    for s in [&router, &printer, &sims[0]] {
+        let d = app.ops.check_item(s, &check("réinitialisé, complet")).await.unwrap();
+        assert_eq!((d.item.state, d.item.crisis.as_deref()), (ItemState::Available, None), "{s}");
+        assert_eq!(d.history.last().unwrap().note.as_deref(), Some("réinitialisé, complet"));
+    }
+    let d = app.ops.check_item(&sims[1], &check("puce rayée")).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Maintenance);
+    assert_eq!(app.ops.check_item(&router, &check("encore")).await.status_code(), 409, "already back");
+    // The laptop goes back by its wipe.
+    let w = WipeRequest {
+        method: "NIST 800-88 purge".into(),
+        operator: "Atelier DSI".into(),
+        certificate: "CERT-1".into(),
+    };
+    assert_eq!(app.ops.wipe(&laptop, &w).await.unwrap().item.state, ItemState::Available);
+
+    // The written-off phone: its date and reason, never a return.
+    let loans = app.ops.loans(id).await.unwrap();
+    let lost = loans.iter().find(|l| l.serial == phone).unwrap();
+    assert_eq!((lost.returned_at, lost.write_off_reason.as_deref()), (None, Some(reason)));
+    assert!(lost.written_off_at.is_some() && !lost.is_open());
+    assert!(loans.iter().filter(|l| l.serial != phone).all(|l| l.returned_at.is_some() && l.written_off_at.is_none()));
+    let pv = app.ops.document(id, "06-proces-verbal-de-restitution.html").await.unwrap();
+    let tag = &app.ops.item(&phone).await.unwrap().item.item.asset_tag;
+    let row = pv.lines().find(|l| l.contains(&format!("<td>{tag}</td>"))).unwrap();
+    assert!(row.contains("passé en perte le") && row.contains("volé dans le véhicule"), "{row}");
+    assert!(row.contains("&lt;b&gt;n° 42&lt;/b&gt;"), "escaped: {row}");
+    let dossier = app.ops.document(id, "01-dossier-de-mise-a-disposition.html").await.unwrap();
+    let row = dossier.lines().find(|l| l.contains(&format!("<td>{tag}</td>"))).unwrap();
+    assert!(row.contains("passé en perte le") && !row.contains("rendu le"), "{row}");
+
+    let status = app.auditor.inventory_status().await.unwrap();
+    let line = |k| status.iter().find(|l| l.kind == k).unwrap().clone();
+    assert_eq!(line(ItemKind::Router).wiping, 0, "no router stuck « restitué »");
+    assert_eq!(line(ItemKind::Printer).wiping, 0);
+    assert_eq!(line(ItemKind::Sim).wiping, 0);
+    let v = app.auditor.audit_verify().await.unwrap();
+    assert!(v.verified, "{v:?}");
+}

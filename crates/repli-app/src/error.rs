@@ -193,6 +193,13 @@ fn store_problem(e: &StoreError) -> Problem {
             };
             problem(ProblemCode::ItemConflict, format!("l'équipement {serial} {how} pour la crise {id}."))
         }
+        StoreError::WipeRequired { serial, kind } => problem(
+            ProblemCode::ItemConflict,
+            format!(
+                "l'équipement {serial} est un {} : il revient en stock par un effacement certifié, pas par une simple vérification.",
+                kind.label_fr()
+            ),
+        ),
         StoreError::ItemMoveRefused { to } => problem(
             ProblemCode::ItemConflict,
             format!("passage à l'état « {} » impossible par cette voie.", to.label_fr()),

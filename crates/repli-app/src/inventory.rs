@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use repli_core::inventory::{identifier, parse_items};
 use repli_core::{Actor, FieldError, ItemKind, ItemState, text};
 use repli_proto::api::{
-    AgentView, AgentsRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail, ItemEventView, ItemView,
-    LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
+    AgentView, AgentsRequest, CheckRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail,
+    ItemEventView, ItemView, LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
 };
 use repli_store::{By, Condition, CrisisRecord, ItemRecord, Need, StoreError, Wipe};
 
@@ -185,6 +185,17 @@ pub async fn wipe(st: &Services, a: &Actor, serial: &str, req: &WipeRequest) -> 
     item(st, serial).await
 }
 
+/// A returned router, SIM or printer checked and put back in stock (or in maintenance when it
+/// came back damaged); a laptop or a phone is refused: it returns through its wipe.
+pub async fn check(st: &Services, a: &Actor, serial: &str, req: &CheckRequest) -> Result<ItemDetail, AppError> {
+    let note =
+        text::free_text("note", &req.note, text::SHORT_TEXT_MAX, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let s = scanned(st, "serial", serial).await?;
+    st.store.check_returned(&s, &note, a, st.clock.now()).await.map_err(item_error)?;
+    fill_waiting(st, st.clock.now()).await?;
+    item(st, &s).await
+}
+
 /// Maintenance, retirement, or back to service.
 pub async fn service(st: &Services, a: &Actor, serial: &str, req: &ServiceRequest) -> Result<ItemDetail, AppError> {
     let reason = text::free_text("reason", &req.reason, text::SHORT_TEXT_MAX, true)
@@ -296,20 +307,32 @@ pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Lo
     let list = st.store.loans(id).await?;
     Ok(list
         .into_iter()
-        .map(|l| LoanView {
-            overdue: l.returned_at.is_none() && l.due_back < now,
-            serial: l.serial,
-            asset_tag: l.asset_tag,
-            kind: l.kind,
-            model: l.model,
-            imei: l.imei,
-            iccid: l.iccid,
-            msisdn: l.msisdn,
-            agent: l.agent.map(agent_view),
-            lent_at: l.lent_at,
-            due_back: l.due_back,
-            returned_at: l.returned_at,
-            condition: l.condition,
+        .map(|l| {
+            // A loan ends returned (ok, damaged) or written off (missing): the store keeps the
+            // moment in `returned_at` and the reason in `note`; people see a write-off as one.
+            let written_off = l.condition.as_deref() == Some(Condition::Missing.as_str());
+            let (returned_at, written_off_at) = if written_off { (None, l.returned_at) } else { (l.returned_at, None) };
+            LoanView {
+                overdue: l.returned_at.is_none() && l.due_back < now,
+                written_off_at,
+                write_off_reason: if written_off {
+                    Some(l.note.clone().unwrap_or_else(|| "déclaré manquant au retour".to_owned()))
+                } else {
+                    None
+                },
+                serial: l.serial,
+                asset_tag: l.asset_tag,
+                kind: l.kind,
+                model: l.model,
+                imei: l.imei,
+                iccid: l.iccid,
+                msisdn: l.msisdn,
+                agent: l.agent.map(agent_view),
+                lent_at: l.lent_at,
+                due_back: l.due_back,
+                returned_at,
+                condition: l.condition,
+            }
         })
         .collect())
 }

@@ -215,9 +215,12 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
                 "msisdn": l.msisdn.as_deref().map(fr::phone),
                 "agent": l.agent.as_ref().map_or_else(|| "la commune".to_owned(), |a| format!("{} ({})", a.name, a.service)),
                 "due_back": when(Some(l.due_back)),
+                "returned": l.returned_at.is_some(),
                 "returned_at": when(l.returned_at),
+                // A written-off item was never returned: its date and reason, never « rendu le ».
+                "written_off": l.written_off_at.map(|t| fr::datetime(t, &p.time_zone)),
                 "condition": condition_fr(l.condition.as_deref()),
-                "note": serde_json::Value::Null,
+                "note": l.write_off_reason,
                 "wipe": p.wipes.get(&l.serial).cloned().unwrap_or_else(|| "—".to_owned()),
             })
         })
@@ -226,7 +229,16 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
         .loans
         .iter()
         .filter(|l| l.condition.as_deref() != Some("ok"))
-        .map(|l| format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())))
+        .map(|l| match (l.written_off_at, &l.write_off_reason) {
+            (Some(t), reason) => format!(
+                "{} ({}) : passé en perte le {} — {}",
+                l.asset_tag,
+                l.kind.label_fr(),
+                fr::datetime(t, &p.time_zone),
+                reason.as_deref().unwrap_or("sans motif")
+            ),
+            (None, _) => format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())),
+        })
         .collect();
     let routers: Vec<serde_json::Value> = p
         .loans

@@ -223,9 +223,24 @@ pub struct LoanView {
     pub agent: Option<AgentView>,
     pub lent_at: Timestamp,
     pub due_back: Timestamp,
+    /// When the item came back (never set for an item written off).
     pub returned_at: Option<Timestamp>,
+    /// `ok` or `damaged` once returned, `missing` once written off.
     pub condition: Option<String>,
+    /// When the item was written off (lost, stolen, destroyed, or declared missing at check-in).
+    #[serde(default)]
+    pub written_off_at: Option<Timestamp>,
+    /// Why it was written off.
+    #[serde(default)]
+    pub write_off_reason: Option<String>,
     pub overdue: bool,
+}
+
+impl LoanView {
+    /// Still with the commune: neither returned nor written off.
+    pub fn is_open(&self) -> bool {
+        self.returned_at.is_none() && self.written_off_at.is_none()
+    }
 }
 
 /// `POST /api/v1/crises/{id}/credential-sheets/reissue`: why the passwords are set again.
@@ -272,6 +287,17 @@ pub struct ServiceRequest {
     pub to: ItemState,
     #[schema(schema_with = repli_core::schema::short_text_required)]
     pub reason: String,
+}
+
+/// `POST /api/v1/inventory/items/{serial}/check`: a returned router, SIM or printer checked
+/// and put back in stock (laptops and phones return through a wipe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "Réinitialisé, APN vérifié, chargeur présent"}))]
+pub struct CheckRequest {
+    /// What was checked.
+    #[schema(schema_with = repli_core::schema::short_text_required)]
+    pub note: String,
 }
 
 /// `POST /api/v1/inventory/items/{serial}/wipe`.

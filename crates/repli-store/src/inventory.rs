@@ -212,6 +212,17 @@ async fn move_item(
     Ok(state)
 }
 
+/// Where a returned item goes once wiped or checked: an item that came back damaged is repaired
+/// before anyone gets it again.
+async fn after_return(conn: &mut SqliteConnection, serial: &str) -> Result<ItemState, StoreError> {
+    let last: Option<Option<String>> =
+        sqlx::query_scalar("SELECT condition FROM loans WHERE serial = ? ORDER BY lent_at DESC, id DESC LIMIT 1")
+            .bind(serial)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available })
+}
+
 /// The crisis an item is held for (`None`: free); an unknown serial is an error.
 async fn held_for(conn: &mut SqliteConnection, serial: &str) -> Result<Option<String>, StoreError> {
     let held: Option<Option<String>> = sqlx::query_scalar("SELECT crisis_id FROM items WHERE serial = ?")
@@ -598,13 +609,28 @@ impl Store {
             .collect()
     }
 
-    /// Gives items back to the pool when a crisis is cancelled (only those not lent).
+    /// Gives items back to the pool when a crisis is cancelled or its hand-back opens (only
+    /// those not lent). A cancelled crisis wants nothing any more; at the hand-back, what it
+    /// asked for stays and what it got is fixed (the items it holds and those its loans took),
+    /// so the dossier and the crisis page keep their equipment table.
     pub(crate) async fn release_in(
         conn: &mut SqliteConnection,
         id: &str,
+        handback: bool,
         actor: &str,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        if handback {
+            sqlx::query(
+                "UPDATE crisis_needs SET counted = (SELECT COUNT(*) FROM items i WHERE i.kind = crisis_needs.kind \
+                 AND ((i.crisis_id = crisis_needs.crisis_id AND i.state IN ('reserved', 'prepared', 'lent')) \
+                 OR EXISTS (SELECT 1 FROM loans l WHERE l.serial = i.serial AND l.crisis_id = crisis_needs.crisis_id))) \
+                 WHERE crisis_id = ? AND counted IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
         let serials: Vec<String> =
             sqlx::query_scalar("SELECT serial FROM items WHERE crisis_id = ? AND state IN ('reserved', 'prepared')")
                 .bind(id)
@@ -623,10 +649,12 @@ impl Store {
             )
             .await?;
         }
-        sqlx::query("UPDATE crisis_needs SET wanted = 0, counted = NULL WHERE crisis_id = ?")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        if !handback {
+            sqlx::query("UPDATE crisis_needs SET wanted = 0, counted = NULL WHERE crisis_id = ?")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(serials.len() as u64)
     }
 
@@ -654,16 +682,15 @@ impl Store {
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
-        let unwiped: Vec<String> = sqlx::query_scalar(
+        let sql = format!(
             "SELECT i.asset_tag FROM loans l JOIN items i ON i.serial = l.serial \
              WHERE l.crisis_id = ? AND l.returned_at IS NOT NULL AND l.condition IN ('ok', 'damaged') \
-             AND i.kind IN ('laptop', 'phone') \
+             AND i.kind IN {} \
              AND NOT EXISTS (SELECT 1 FROM wipes w WHERE w.serial = l.serial AND w.crisis_id = l.crisis_id AND w.at >= l.returned_at) \
              ORDER BY i.asset_tag",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
+            ItemKind::WIPED_SQL
+        );
+        let unwiped: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&mut *conn).await?;
         Ok((out, unwiped))
     }
 
@@ -861,14 +888,7 @@ impl Store {
     pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<ItemState, StoreError> {
         let mut tx = self.write.begin().await?;
         let crisis = held_for(&mut tx, serial).await?;
-        // An item that came back damaged is wiped, then repaired before anyone gets it again.
-        let last: Option<Option<String>> =
-            sqlx::query_scalar("SELECT condition FROM loans WHERE serial = ? ORDER BY lent_at DESC LIMIT 1")
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let to =
-            if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available };
+        let to = after_return(&mut tx, serial).await?;
         move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
         sqlx::query(
             "INSERT INTO wipes (serial, crisis_id, at, method, operator, certificate) VALUES (?, ?, ?, ?, ?, ?)",
@@ -888,6 +908,39 @@ impl Store {
             action: AuditAction::InventoryWipe,
             target: serial,
             details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
+        };
+        self.append(&mut tx, e, now).await?;
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    /// Puts a returned item that needs no wipe (router, SIM, printer) back in stock after its
+    /// check, or in maintenance when it came back damaged; returns where it went. A laptop or
+    /// a phone is refused: it returns through its certified wipe ([`Store::wipe`]).
+    pub async fn check_returned(
+        &self,
+        serial: &str,
+        note: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let crisis = held_for(&mut tx, serial).await?;
+        let kind: String =
+            sqlx::query_scalar("SELECT kind FROM items WHERE serial = ?").bind(serial).fetch_one(&mut *tx).await?;
+        let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
+        if kind.needs_wipe() {
+            return Err(StoreError::WipeRequired { serial: serial.to_owned(), kind });
+        }
+        let to = after_return(&mut tx, serial).await?;
+        move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(note), now).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventoryCheck,
+            target: serial,
+            details: json!({ "note": note, "to": to.as_str() }),
         };
         self.append(&mut tx, e, now).await?;
         tx.commit().await?;

@@ -168,6 +168,9 @@ pub enum StoreError {
     /// The item is not held for that crisis the way the operation needs.
     #[error("item {serial} is not {holding} for crisis {id}")]
     ItemNotHeldFor { serial: String, id: CrisisId, holding: Holding },
+    /// A laptop or phone returns to stock through a certified wipe, not a check.
+    #[error("item {serial} is a {kind}: it returns to stock through a certified wipe")]
+    WipeRequired { serial: String, kind: ItemKind },
     /// This way of changing an item's state does not lead to `to`.
     #[error("an item cannot be moved to {to} this way")]
     ItemMoveRefused { to: ItemState },

@@ -89,6 +89,8 @@ audit_actions! {
     InventoryCheckIn => "inventory.check_in",
     InventoryWriteOff => "inventory.write_off",
     InventoryWipe => "inventory.wipe",
+    /// A returned item that needs no wipe (router, SIM, printer) checked and put back in stock.
+    InventoryCheck => "inventory.check",
     InventoryService => "inventory.service",
     SlaSuspend => "sla.suspend",
     SlaResume => "sla.resume",
@@ -216,6 +218,7 @@ impl AuditAction {
             Self::InventoryCheckIn => "Équipement rendu",
             Self::InventoryWriteOff => "Équipement passé en perte",
             Self::InventoryWipe => "Effacement certifié",
+            Self::InventoryCheck => "Équipement vérifié et remis en stock",
             Self::SlaSuspend => "Délai suspendu",
             Self::SlaResume => "Délai repris",
             Self::LegalFacts => "Faits notés pour les échéances légales",
@@ -449,7 +452,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 63);
+        assert_eq!(AuditAction::ALL.len(), 64);
     }
 
     #[test]

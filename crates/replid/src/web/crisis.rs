@@ -154,6 +154,8 @@ struct Loan {
     agent: Option<String>,
     due: String,
     returned: Option<String>,
+    /// « le … : motif » once written off (never shown as a return).
+    written_off: Option<String>,
     overdue: bool,
     /// The write-off confirmation page, for an item still out (ops).
     write_off: Option<String>,
@@ -398,8 +400,11 @@ pub async fn crisis(
             agent: l.agent.as_ref().map(|a| a.name.clone()),
             due: when(&st, Some(l.due_back)),
             returned: l.returned_at.map(|t| when(&st, Some(t))),
+            written_off: l
+                .written_off_at
+                .map(|t| format!("{} : {}", when(&st, Some(t)), l.write_off_reason.as_deref().unwrap_or_default())),
             overdue: l.overdue,
-            write_off: (is_ops && l.returned_at.is_none()).then(|| {
+            write_off: (is_ops && l.is_open()).then(|| {
                 format!(
                     "/crises/{crisis_id}/pertes/{}",
                     form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>()
@@ -1183,6 +1188,7 @@ mod tests {
                     agent: some("Anne Martin"),
                     due: "demain".into(),
                     returned: None,
+                    written_off: some("hier : volé"),
                     overdue: true,
                     write_off: some("/crises/2026-0042/pertes/S1"),
                 })

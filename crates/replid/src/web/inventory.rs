@@ -6,7 +6,7 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::inventory;
-use repli_core::{Actor, ItemState, Permission};
+use repli_core::{Actor, ItemKind, ItemState, Permission};
 use repli_proto::api::{ImportFile, ImportRequest, ItemView, ServiceRequest, WipeRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -103,8 +103,10 @@ struct Event {
 /// The forms the item's page shows: what ops may do from its state.
 #[derive(Debug, Default, Serialize)]
 struct Can {
-    /// Record a wipe (and its certificate).
+    /// Record a wipe (and its certificate): laptops and phones.
     wipe: bool,
+    /// Record the check that puts a returned router, SIM or printer back in stock.
+    check: bool,
     start_wipe: bool,
     maintenance: bool,
     /// Back to service from maintenance.
@@ -114,13 +116,14 @@ struct Can {
 
 impl Can {
     /// As the pool's moves allow them from `state` (none for who may not manage the pool).
-    fn of(ops: bool, state: ItemState) -> Self {
+    fn of(ops: bool, kind: ItemKind, state: ItemState) -> Self {
         if !ops {
             return Can::default();
         }
         Can {
-            wipe: state.may_record_wipe(),
-            start_wipe: state.may_service_to(ItemState::Wiping),
+            wipe: kind.needs_wipe() && state.may_record_wipe(),
+            check: !kind.needs_wipe() && state.may_record_wipe(),
+            start_wipe: kind.needs_wipe() && state.may_service_to(ItemState::Wiping),
             maintenance: state.may_service_to(ItemState::Maintenance),
             back: state.may_service_to(ItemState::Available),
             retire: state.may_service_to(ItemState::Retired),
@@ -157,8 +160,8 @@ pub async fn item(
             note: h.note,
         })
         .collect();
-    let body =
-        ItemPage { can: Can::of(a.may(Permission::ManageInventory), found.state), i: ItemLine::of(&found), history };
+    let can = Can::of(a.may(Permission::ManageInventory), found.item.kind, found.state);
+    let body = ItemPage { can, i: ItemLine::of(&found), history };
     let layout = Layout::signed_in(&a, &csrf, format!("Équipement {}", found.item.asset_tag)).flashes(&flashes);
     page(&st, StatusCode::OK, "equipement", &layout, &body)
 }
@@ -192,6 +195,34 @@ pub async fn wipe(
             ),
         ),
         Ok(_) => item_back(&serial, Flash::ok("Effacement enregistré : l'équipement est de nouveau disponible.")),
+        Err(e) => item_back(&serial, Flash::error(e.to_problem().detail)),
+    }
+}
+
+/// The check form of a returned router, SIM or printer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CheckForm {
+    /// What was checked.
+    controle: String,
+}
+
+/// A returned router, SIM or printer checked and put back in stock.
+pub async fn check(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Path(serial): Path<String>,
+    CsrfForm(form): CsrfForm<CheckForm>,
+) -> Response {
+    let req = repli_proto::api::CheckRequest { note: form.controle.trim().to_owned() };
+    match inventory::check(&st, &a, &serial, &req).await {
+        Ok(d) if d.item.state == ItemState::Maintenance => item_back(
+            &serial,
+            Flash::ok(
+                "Vérification enregistrée. Rendu endommagé, l'équipement part en maintenance avant tout nouveau prêt.",
+            ),
+        ),
+        Ok(_) => item_back(&serial, Flash::ok("Vérification enregistrée : l'équipement est de nouveau disponible.")),
         Err(e) => item_back(&serial, Flash::error(e.to_problem().detail)),
     }
 }
@@ -390,6 +421,13 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
         (
             Method::POST,
+            "/inventaire/{serial}/verification",
+            Page(P::ManageInventory),
+            routing::post(check),
+            Doc::form("Record the check that puts a returned router, SIM or printer back in stock"),
+        ),
+        (
+            Method::POST,
             "/inventaire/{serial}/service",
             Page(P::ManageInventory),
             routing::post(service),
@@ -426,6 +464,10 @@ mod tests {
 
     /// The item page's model through the real strict template, as `view::page` renders it.
     fn rendered(state: ItemState, ops: bool) -> String {
+        rendered_kind(ItemKind::Laptop, state, ops)
+    }
+
+    fn rendered_kind(kind: ItemKind, state: ItemState, ops: bool) -> String {
         let a = Actor {
             user_id: 1,
             name: "Opé".into(),
@@ -437,12 +479,12 @@ mod tests {
             i: ItemLine {
                 tag: "PC-1".into(),
                 serial: "S1".into(),
-                kind: "ordinateur portable",
+                kind: kind.label_fr(),
                 model: "X".into(),
                 state: state.label_fr(),
                 crisis: None,
             },
-            can: Can::of(a.may(Permission::ManageInventory), state),
+            can: Can::of(a.may(Permission::ManageInventory), kind, state),
             history: vec![Event {
                 at: "hier".into(),
                 who: "Opé".into(),
@@ -468,6 +510,19 @@ mod tests {
         assert!(!lent.contains("name=\"vers\"") && !lent.contains("Enregistrer l'effacement"), "out with a commune");
         let available = rendered(ItemState::Available, false);
         assert!(!available.contains("name=\"vers\""), "an auditor sees no form");
+    }
+
+    #[test]
+    fn a_returned_item_is_offered_its_kind_s_return_path() {
+        let laptop = rendered_kind(ItemKind::Laptop, ItemState::Returned, true);
+        assert!(laptop.contains("Enregistrer l'effacement") && !laptop.contains("Remettre en stock"), "{laptop}");
+        for kind in [ItemKind::Router, ItemKind::Sim, ItemKind::Printer] {
+            let page = rendered_kind(kind, ItemState::Returned, true);
+            assert!(page.contains("/verification") && page.contains("Remettre en stock"), "{kind}: {page}");
+            assert!(!page.contains("Enregistrer l'effacement"), "{kind}: {page}");
+        }
+        assert!(!rendered_kind(ItemKind::Router, ItemState::Returned, false).contains("/verification"));
+        assert!(!rendered_kind(ItemKind::Router, ItemState::Lent, true).contains("/verification"));
     }
 
     #[test]
