@@ -129,6 +129,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/inventaire/{serial}/verification", [R, R, R, R, R, R]),
     ("POST", "/inventaire/import", [R, R, R, R, R, R]),
     ("GET", "/inventaire/export", [R, R, R, R, R, R]),
+    ("GET", "/inventaire/equipements/export", [R, R, R, R, R, R]),
+    ("GET", "/inventaire/prets/export", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/service", [R, R, R, R, R, R]),
     ("GET", "/notifications", [R, R, R, R, R, R]),
     ("POST", "/notifications/{nid}/renvoyer", [R, R, R, R, R, R]),

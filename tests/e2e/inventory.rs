@@ -518,3 +518,138 @@ async fn every_kind_returns_to_stock_by_its_path_and_a_write_off_is_never_a_retu
     let v = app.auditor.audit_verify().await.unwrap();
     assert!(v.verified, "{v:?}");
 }
+
+/// The inventory page (#34, point 1): search by serial, tag or model, filters by kind, state,
+/// crisis or commune and holder, sorting and pages, done by the store; CSV exports of the list
+/// and of every loan whose cells never start a formula; bad filters named, never echoed.
+#[tokio::test]
+async fn the_inventory_page_searches_filters_sorts_pages_and_exports_safely() {
+    use crate::web::{encode, http, session_of};
+    use reqwest::header::COOKIE;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let hostile = "asset_tag,serial,kind,model\nAMP-ZZZ-1,FICTIF-HOSTILE-1,printer,=HYPERLINK(\"http://x\") <script>alert(1)</script>\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "h.csv".into(), csv: hostile.into() }] })
+        .await
+        .unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    r.needs = needs(1, 0, 0, 0);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let agents = app
+        .dgs
+        .set_agents(
+            id,
+            &AgentsRequest { agents: vec![AgentInput { name: "=Luc Durand".into(), service: "+Accueil".into() }] },
+        )
+        .await
+        .unwrap();
+    app.activate(&c.id).await;
+    let laptop =
+        app.ops.inventory_items().await.unwrap().into_iter().find(|i| i.crisis.as_deref() == Some(id)).unwrap();
+    app.ops.lend(id, &LendRequest { serial: laptop.item.serial.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.inventaire").await;
+    let get = |query: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = app.url(&format!("/inventaire?{}", encode(&pairs)));
+        let ops = ops.clone();
+        async move {
+            let r = http().get(url).header(COOKIE, ops).send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let found = |html: &str| -> (String, Vec<String>) {
+        let status =
+            html.split("id=\"resultat\" role=\"status\">").nth(1).unwrap().split("</p>").next().unwrap().to_owned();
+        let tags = html
+            .split("<td data-th=\"Étiquette\"><a href=\"/inventaire/")
+            .skip(1)
+            .map(|s| s.split('>').nth(1).unwrap().split('<').next().unwrap().to_owned())
+            .collect();
+        (status, tags)
+    };
+    // Everything, by asset tag, 50 to a page.
+    let (status, tags) = found(&get(vec![]).await);
+    assert_eq!(status, "271 équipement(s) trouvé(s) — page 1 sur 6.");
+    assert_eq!(tags.len(), 50);
+    assert!(tags.windows(2).all(|w| w[0] < w[1]), "{tags:?}");
+    let (status, last) = found(&get(vec![("page", "6".into())]).await);
+    assert_eq!((status.as_str(), last.len()), ("271 équipement(s) trouvé(s) — page 6 sur 6.", 21));
+    // Search by part of a serial, of an asset tag, of a model, any case.
+    let (status, tags) = found(&get(vec![("q", "hostile".into())]).await);
+    assert_eq!(
+        (status.as_str(), tags.as_slice()),
+        ("1 équipement(s) trouvé(s) — page 1 sur 1.", &["AMP-ZZZ-1".to_owned()][..])
+    );
+    let (_, tags) = found(&get(vec![("q", laptop.item.asset_tag.to_lowercase())]).await);
+    assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag));
+    let (_, tags) = found(&get(vec![("q", "hyperlink".into())]).await);
+    assert_eq!(tags, ["AMP-ZZZ-1"]);
+    // LIKE's wildcards are taken literally.
+    let (status, _) = found(&get(vec![("q", "%".into())]).await);
+    assert!(status.starts_with("0 équipement(s)"), "{status}");
+    // Filters: kind and state, crisis or commune, holder.
+    let (status, _) = found(&get(vec![("type", "laptop".into()), ("etat", "available".into())]).await);
+    assert!(status.starts_with("119 équipement(s)"), "{status}");
+    for crise in [id.to_owned(), "13005".into(), "aubag".into()] {
+        let html = get(vec![("crise", crise.clone())]).await;
+        let (status, tags) = found(&html);
+        assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag), "{crise}: {status}");
+        assert!(html.contains("Luc Durand</td>"), "the holder is shown");
+    }
+    let (_, tags) = found(&get(vec![("detenteur", "luc".into())]).await);
+    assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag));
+    // Sorting: by kind descending puts the SIM cards first… then by tag.
+    let (_, tags) = found(&get(vec![("tri", "type".into()), ("ordre", "desc".into())]).await);
+    assert!(tags[0].contains("SIM"), "{tags:?}");
+    // The hostile model is shown escaped.
+    let html = get(vec![("q", "AMP-ZZZ".into())]).await;
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>alert(1)"));
+    // Bad filters: a fixed message each, the rest still served, nothing echoed.
+    let html = get(vec![
+        ("type", "tablette".into()),
+        ("etat", "vole".into()),
+        ("tri", "prix".into()),
+        ("page", "-3".into()),
+        ("q", "x".repeat(101)),
+    ])
+    .await;
+    for m in ["Type inconnu", "État inconnu", "Tri inconnu", "Numéro de page invalide", "Recherche refusée"] {
+        assert!(html.contains(m), "{m}");
+    }
+    assert!(!html.contains("tablette") && !html.contains("xxxxxxxxxx"));
+    assert!(found(&html).0.starts_with("271 "), "the page still lists everything");
+
+    // Exports: the list's matches, every loan; no cell starts a formula.
+    let csv = |path: String| {
+        let ops = ops.clone();
+        let url = app.url(&path);
+        async move { http().get(url).header(COOKIE, ops).send().await.unwrap().text().await.unwrap() }
+    };
+    let items = csv(format!("/inventaire/equipements/export?{}", encode(&[("q", "AMP-ZZZ")]))).await;
+    let mut rd = ::csv::Reader::from_reader(items.as_bytes());
+    let rows: Vec<::csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{items}");
+    assert_eq!(&rows[0][3], "'=HYPERLINK(\"http://x\") <script>alert(1)</script>");
+    let all = csv("/inventaire/equipements/export".into()).await;
+    assert_eq!(all.lines().count(), 272, "a header and every item, not a page");
+    let loans = csv("/inventaire/prets/export".into()).await;
+    let mut rd = ::csv::Reader::from_reader(loans.as_bytes());
+    let rows: Vec<::csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{loans}");
+    assert_eq!((&rows[0][0], &rows[0][6], &rows[0][7]), (id, "'=Luc Durand", "'+Accueil"));
+    for row in rows
+        .iter()
+        .chain(::csv::Reader::from_reader(all.as_bytes()).records().map(Result::unwrap).collect::<Vec<_>>().iter())
+    {
+        assert!(row.iter().all(|c| !c.starts_with(['=', '+', '-', '@'])), "{row:?}");
+    }
+    // The DGS has no inventory page.
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.inventaire").await;
+    let r = http().get(app.url("/inventaire/prets/export")).header(COOKIE, dgs).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+}

@@ -8,7 +8,7 @@ use repli_proto::api::{
     AgentView, AgentsRequest, CheckRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail,
     ItemEventView, ItemView, LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
 };
-use repli_store::{By, Condition, CrisisRecord, ItemRecord, Need, StoreError, Wipe};
+use repli_store::{By, Condition, CrisisRecord, ItemList, ItemQuery, ItemRecord, Need, StoreError, Wipe};
 
 use crate::crises::visible_crisis;
 use crate::{AppError, Services};
@@ -81,7 +81,8 @@ pub async fn preview(st: &Services, req: &ImportRequest) -> Result<ImportPreview
     Ok(ImportPreview { by_kind, total: items.len() })
 }
 
-/// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool).
+/// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool),
+/// every cell formula-safe (`text::csv_cell`).
 pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     let items = st.store.items(None).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -90,12 +91,12 @@ pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     w.write_record(header).map_err(fail)?;
     for r in &items {
         let i = &r.item;
-        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let o = |v: &Option<String>| text::csv_cell(v.as_deref().unwrap_or_default()).into_owned();
         w.write_record([
-            i.asset_tag.clone(),
-            i.serial.clone(),
+            text::csv_cell(&i.asset_tag).into_owned(),
+            text::csv_cell(&i.serial).into_owned(),
             i.kind.as_str().to_owned(),
-            i.model.clone(),
+            text::csv_cell(&i.model).into_owned(),
             o(&i.imei),
             o(&i.iccid),
             o(&i.msisdn),
@@ -104,6 +105,126 @@ pub async fn export_csv(st: &Services) -> Result<String, AppError> {
         ])
         .map_err(fail)?;
     }
+    let bytes = w.into_inner().map_err(|e| AppError::Internal(format!("CSV export: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("CSV export: {e}")))
+}
+
+/// Longest search or filter text of the inventory list.
+pub const LIST_TEXT_MAX: usize = 100;
+/// Rows of a page of the inventory list.
+pub const LIST_PAGE: u32 = 50;
+
+/// A list filter's text: trimmed, empty as none, refused when too long or holding control
+/// characters (a fixed message that never repeats it).
+pub fn list_text(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.chars().count() > LIST_TEXT_MAX || v.chars().any(char::is_control) {
+        return Err(FieldError::new(field, format!("{LIST_TEXT_MAX} caractères au plus, sans caractère de contrôle")));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// A page of the pool, searched, filtered and sorted in the store.
+pub async fn list(st: &Services, q: &ItemQuery) -> Result<ItemList, AppError> {
+    Ok(st.store.item_list(q).await?)
+}
+
+/// The items a list's filters match (every page) as CSV: where each is and who holds it,
+/// every cell formula-safe.
+pub async fn export_list_csv(st: &Services, q: &ItemQuery) -> Result<String, AppError> {
+    let all = st.store.item_list(&ItemQuery { offset: 0, limit: None, ..q.clone() }).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| AppError::Internal(format!("CSV export: {e}"));
+    w.write_record([
+        "asset_tag",
+        "serial",
+        "kind",
+        "model",
+        "imei",
+        "iccid",
+        "msisdn",
+        "state",
+        "crisis",
+        "commune",
+        "holder",
+        "updated_at",
+    ])
+    .map_err(fail)?;
+    let cell = |v: Option<&str>| text::csv_cell(v.unwrap_or_default()).into_owned();
+    for l in &all.items {
+        let (r, i) = (&l.record, &l.record.item);
+        w.write_record([
+            cell(Some(&i.asset_tag)),
+            cell(Some(&i.serial)),
+            i.kind.as_str().to_owned(),
+            cell(Some(&i.model)),
+            cell(i.imei.as_deref()),
+            cell(i.iccid.as_deref()),
+            cell(i.msisdn.as_deref()),
+            r.state.as_str().to_owned(),
+            cell(r.crisis.as_deref()),
+            cell(l.commune.as_deref()),
+            cell(l.holder.as_deref()),
+            r.updated_at.to_string(),
+        ])
+        .map_err(fail)?;
+    }
+    csv_text(w)
+}
+
+/// Every loan of every crisis as CSV (a write-off with its date and reason, never a return
+/// date), every cell formula-safe.
+pub async fn export_loans_csv(st: &Services) -> Result<String, AppError> {
+    let loans = st.store.loans_all().await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| AppError::Internal(format!("CSV export: {e}"));
+    w.write_record([
+        "crisis",
+        "commune",
+        "asset_tag",
+        "serial",
+        "kind",
+        "model",
+        "agent",
+        "service",
+        "lent_at",
+        "due_back",
+        "returned_at",
+        "condition",
+        "written_off_at",
+        "write_off_reason",
+    ])
+    .map_err(fail)?;
+    let cell = |v: Option<&str>| text::csv_cell(v.unwrap_or_default()).into_owned();
+    let at = |t: Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    for x in &loans {
+        let l = &x.loan;
+        let end = LoanEnd::of(l);
+        w.write_record([
+            cell(Some(&l.crisis)),
+            cell(Some(&x.commune)),
+            cell(Some(&l.asset_tag)),
+            cell(Some(&l.serial)),
+            l.kind.as_str().to_owned(),
+            cell(Some(&l.model)),
+            cell(l.agent.as_ref().map(|a| a.name.as_str())),
+            cell(l.agent.as_ref().map(|a| a.service.as_str())),
+            l.lent_at.to_string(),
+            l.due_back.to_string(),
+            at(end.returned_at),
+            cell(l.condition.as_deref()),
+            at(end.written_off_at),
+            cell(end.write_off_reason.as_deref()),
+        ])
+        .map_err(fail)?;
+    }
+    csv_text(w)
+}
+
+fn csv_text(w: csv::Writer<Vec<u8>>) -> Result<String, AppError> {
     let bytes = w.into_inner().map_err(|e| AppError::Internal(format!("CSV export: {e}")))?;
     String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("CSV export: {e}")))
 }
@@ -132,6 +253,11 @@ fn parsed_files(req: &ImportRequest) -> Result<Vec<(String, u64, repli_core::inv
         return Err(AppError::Validation(errors));
     }
     Ok(items)
+}
+
+/// How many items of each kind are in each state (the kinds and states that have some).
+pub async fn counts(st: &Services) -> Result<Vec<(ItemKind, ItemState, i64)>, AppError> {
+    Ok(st.store.inventory_counts().await?)
 }
 
 /// The pool by kind and state.
@@ -308,18 +434,11 @@ pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Lo
     Ok(list
         .into_iter()
         .map(|l| {
-            // A loan ends returned (ok, damaged) or written off (missing): the store keeps the
-            // moment in `returned_at` and the reason in `note`; people see a write-off as one.
-            let written_off = l.condition.as_deref() == Some(Condition::Missing.as_str());
-            let (returned_at, written_off_at) = if written_off { (None, l.returned_at) } else { (l.returned_at, None) };
+            let end = LoanEnd::of(&l);
             LoanView {
                 overdue: l.returned_at.is_none() && l.due_back < now,
-                written_off_at,
-                write_off_reason: if written_off {
-                    Some(l.note.clone().unwrap_or_else(|| "déclaré manquant au retour".to_owned()))
-                } else {
-                    None
-                },
+                written_off_at: end.written_off_at,
+                write_off_reason: end.write_off_reason,
                 serial: l.serial,
                 asset_tag: l.asset_tag,
                 kind: l.kind,
@@ -330,11 +449,34 @@ pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<Lo
                 agent: l.agent.map(agent_view),
                 lent_at: l.lent_at,
                 due_back: l.due_back,
-                returned_at,
+                returned_at: end.returned_at,
                 condition: l.condition,
             }
         })
         .collect())
+}
+
+/// How a loan ended, as people read it: returned (ok, damaged) or written off (missing). The
+/// store keeps either moment in `returned_at` and a write-off's reason in `note`; a write-off
+/// is never shown as a return.
+struct LoanEnd {
+    returned_at: Option<Timestamp>,
+    written_off_at: Option<Timestamp>,
+    write_off_reason: Option<String>,
+}
+
+impl LoanEnd {
+    fn of(l: &repli_store::Loan) -> Self {
+        if l.condition.as_deref() == Some(Condition::Missing.as_str()) {
+            LoanEnd {
+                returned_at: None,
+                written_off_at: l.returned_at,
+                write_off_reason: Some(l.note.clone().unwrap_or_else(|| "déclaré manquant au retour".to_owned())),
+            }
+        } else {
+            LoanEnd { returned_at: l.returned_at, written_off_at: None, write_off_reason: None }
+        }
+    }
 }
 
 fn serial(field: &str, s: &str) -> Result<String, AppError> {

@@ -56,6 +56,8 @@ pub struct Agent {
 /// One loan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
+    /// The crisis it was lent to.
+    pub crisis: String,
     pub serial: String,
     pub asset_tag: String,
     pub kind: ItemKind,
@@ -127,7 +129,7 @@ async fn insert_agents_in(
     .await?)
 }
 
-type ItemRow = (
+pub(crate) type ItemRow = (
     String,
     String,
     String,
@@ -144,8 +146,11 @@ type ItemRow = (
 
 const ITEM_COLUMNS: &str =
     "serial, asset_tag, kind, model, imei, iccid, msisdn, apn, location, state, crisis_id, updated_at";
+/// [`ITEM_COLUMNS`] of the table aliased `i`.
+pub(crate) const ITEM_COLUMNS_OF_I: &str = "i.serial, i.asset_tag, i.kind, i.model, i.imei, i.iccid, i.msisdn, i.apn, \
+     i.location, i.state, i.crisis_id, i.updated_at";
 
-fn item_from(r: ItemRow) -> Result<ItemRecord, StoreError> {
+pub(crate) fn item_from(r: ItemRow) -> Result<ItemRecord, StoreError> {
     let kind = r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?;
     let state = r.9.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: r.9.clone() })?;
     Ok(ItemRecord {
@@ -1041,56 +1046,59 @@ impl Store {
 
     /// The loans of a crisis, with their agents.
     pub async fn loans(&self, id: &CrisisId) -> Result<Vec<Loan>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, l.lent_at, l.due_back, l.returned_at, \
-             l.condition, l.note, i.imei, i.iccid, i.msisdn FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id \
-             WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Loan {
-                    serial: r.0,
-                    asset_tag: r.1,
-                    kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
-                    model: r.3,
-                    agent: match (r.4, r.5) {
-                        // `agents.service` is NOT NULL DEFAULT '': an Option only through the
-                        // LEFT JOIN, so it is there whenever the agent is.
-                        (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
-                        _ => None,
-                    },
-                    lent_at: time::from_db("loans.lent_at", &r.7)?,
-                    due_back: time::from_db("loans.due_back", &r.8)?,
-                    returned_at: opt_from_db("loans.returned_at", r.9)?,
-                    condition: r.10,
-                    note: r.11,
-                    imei: r.12,
-                    iccid: r.13,
-                    msisdn: r.14,
-                })
-            })
-            .collect()
+        let sql = format!("{LOAN_SELECT} WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag");
+        let rows: Vec<LoanRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_all(&self.read).await?;
+        rows.into_iter().map(loan_from).collect()
     }
+}
+
+pub(crate) type LoanRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// A loan with its item and agent, as [`loan_from`] reads it.
+pub(crate) const LOAN_SELECT: &str = "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, \
+     l.lent_at, l.due_back, l.returned_at, l.condition, l.note, i.imei, i.iccid, i.msisdn, l.crisis_id \
+     FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id";
+
+pub(crate) fn loan_from(r: LoanRow) -> Result<Loan, StoreError> {
+    Ok(Loan {
+        serial: r.0,
+        asset_tag: r.1,
+        kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
+        model: r.3,
+        agent: match (r.4, r.5) {
+            // `agents.service` is NOT NULL DEFAULT '': an Option only through the
+            // LEFT JOIN, so it is there whenever the agent is.
+            (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
+            _ => None,
+        },
+        lent_at: time::from_db("loans.lent_at", &r.7)?,
+        due_back: time::from_db("loans.due_back", &r.8)?,
+        returned_at: opt_from_db("loans.returned_at", r.9)?,
+        condition: r.10,
+        note: r.11,
+        imei: r.12,
+        iccid: r.13,
+        msisdn: r.14,
+        crisis: r.15,
+    })
 }
 
 /// One loan inside [`Store::lend_all`]'s transaction.

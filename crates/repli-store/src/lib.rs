@@ -12,6 +12,7 @@ mod exercises;
 #[cfg(feature = "forge")]
 pub mod forge;
 mod inventory;
+mod item_search;
 mod ports;
 mod read;
 mod reference;
@@ -41,6 +42,7 @@ pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
 pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
+pub use item_search::{ItemList, ItemListed, ItemQuery, ItemSort, LoanListed};
 pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};

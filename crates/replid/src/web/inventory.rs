@@ -2,10 +2,11 @@
 //! retirement, the pool's import (with its preview) and export.
 
 use axum::Extension;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use repli_app::inventory;
+use repli_app::records::{ItemListed, ItemQuery, ItemSort};
 use repli_core::{Actor, ItemKind, ItemState, Permission};
 use repli_proto::api::{ImportFile, ImportRequest, ItemView, ServiceRequest, WipeRequest};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,139 @@ struct KindSummary {
     states: String,
 }
 
+/// The list's filters as the page reads them from its query, each checked for its shape. Free
+/// text (search, crisis or commune, holder) is shown again in its field, or put in a link, only
+/// when it matched items: a link can carry any words, and an official page must not show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+struct ListFilters {
+    q: String,
+    #[serde(rename = "type")]
+    kind: String,
+    etat: String,
+    crise: String,
+    detenteur: String,
+    tri: String,
+    ordre: String,
+}
+
+impl ListFilters {
+    /// The filters as query pairs (the empty ones left out), for the sort, page and export links.
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("q", self.q.as_str()),
+            ("type", &self.kind),
+            ("etat", &self.etat),
+            ("crise", &self.crise),
+            ("detenteur", &self.detenteur),
+            ("tri", &self.tri),
+            ("ordre", &self.ordre),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+    }
+
+    fn query(&self, extra: &[(&str, &str)]) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        ser.extend_pairs(self.pairs());
+        ser.extend_pairs(extra);
+        ser.finish()
+    }
+}
+
+/// The sort keys of the page's links, in French, and the column each sorts.
+const SORTS: [(&str, ItemSort); 7] = [
+    ("etiquette", ItemSort::Tag),
+    ("serie", ItemSort::Serial),
+    ("type", ItemSort::Kind),
+    ("modele", ItemSort::Model),
+    ("etat", ItemSort::State),
+    ("crise", ItemSort::Crisis),
+    ("maj", ItemSort::Updated),
+];
+
+/// The page's query read into the store's, the filters to show again, and why any was refused
+/// (a fixed message, never the refused text). The page number is from 1.
+fn list_query(q: &BTreeMap<String, String>) -> (ListFilters, ItemQuery, u32, Vec<&'static str>) {
+    let get = |k: &str| q.get(k).map(|v| v.trim()).unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut shown = ListFilters::default();
+    let mut query = ItemQuery { limit: Some(inventory::LIST_PAGE), ..Default::default() };
+    let mut text = |k: &str, refused: &'static str| match inventory::list_text(k, get(k)) {
+        Ok(v) => v,
+        Err(_) => {
+            errors.push(refused);
+            None
+        }
+    };
+    query.text = text("q", "Recherche refusée : 100 caractères au plus.");
+    query.crisis = text("crise", "Filtre « crise ou commune » refusé : 100 caractères au plus.");
+    query.holder = text("detenteur", "Filtre « détenteur » refusé : 100 caractères au plus.");
+    shown.q = query.text.clone().unwrap_or_default();
+    shown.crise = query.crisis.clone().unwrap_or_default();
+    shown.detenteur = query.holder.clone().unwrap_or_default();
+    if !get("type").is_empty() {
+        match ItemKind::ALL.into_iter().find(|k| k.as_str() == get("type")) {
+            Some(k) => {
+                query.kind = Some(k);
+                shown.kind = k.as_str().to_owned();
+            }
+            None => errors.push("Type inconnu : filtre ignoré."),
+        }
+    }
+    if !get("etat").is_empty() {
+        match ItemState::ALL.into_iter().find(|s| s.as_str() == get("etat")) {
+            Some(s) => {
+                query.state = Some(s);
+                shown.etat = s.as_str().to_owned();
+            }
+            None => errors.push("État inconnu : filtre ignoré."),
+        }
+    }
+    if !get("tri").is_empty() {
+        match SORTS.iter().find(|(k, _)| *k == get("tri")) {
+            Some((k, s)) => {
+                query.sort = *s;
+                shown.tri = (*k).to_owned();
+            }
+            None => errors.push("Tri inconnu : par étiquette."),
+        }
+    }
+    if get("ordre") == "desc" {
+        query.descending = true;
+        shown.ordre = "desc".to_owned();
+    }
+    let page = match get("page") {
+        "" => 1,
+        p => match p.parse::<u32>() {
+            Ok(n) if (1..=100_000).contains(&n) => n,
+            _ => {
+                errors.push("Numéro de page invalide : première page.");
+                1
+            }
+        },
+    };
+    query.offset = (page - 1) * inventory::LIST_PAGE;
+    (shown, query, page, errors)
+}
+
+/// A choice of a select, with whether it is the one in force.
+#[derive(Debug, Serialize)]
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+/// A column head: the link that sorts by it (the other way when it is the sort in force).
+#[derive(Debug, Serialize)]
+struct SortLink {
+    label: &'static str,
+    href: String,
+    /// `ascending`, `descending` or `none` (the head's `aria-sort`).
+    aria: &'static str,
+}
+
 /// An item, in the pool's table and on its own page.
 #[derive(Debug, Serialize)]
 struct ItemLine {
@@ -34,6 +168,10 @@ struct ItemLine {
     model: String,
     state: &'static str,
     crisis: Option<String>,
+    /// The commune of the crisis holding it (the list).
+    commune: Option<String>,
+    /// The agent holding it on an open loan (the list).
+    holder: Option<String>,
 }
 
 impl ItemLine {
@@ -45,6 +183,22 @@ impl ItemLine {
             model: i.item.model.clone(),
             state: i.state.label_fr(),
             crisis: i.crisis.clone(),
+            commune: None,
+            holder: None,
+        }
+    }
+
+    fn listed(l: &ItemListed) -> Self {
+        let (r, i) = (&l.record, &l.record.item);
+        ItemLine {
+            tag: i.asset_tag.clone(),
+            serial: i.serial.clone(),
+            kind: i.kind.label_fr(),
+            model: i.model.clone(),
+            state: r.state.label_fr(),
+            crisis: r.crisis.clone(),
+            commune: l.commune.clone(),
+            holder: l.holder.clone(),
         }
     }
 }
@@ -53,9 +207,22 @@ impl ItemLine {
 struct InventoryPage {
     /// Shows the import form.
     can_import: bool,
-    total: usize,
+    /// Every item of the pool.
+    total: i64,
     summary: Vec<KindSummary>,
-    /// The first 500.
+    /// Why a filter was refused, a fixed line each.
+    filter_errors: Vec<&'static str>,
+    f: ListFilters,
+    kinds: Vec<Choice>,
+    states: Vec<Choice>,
+    heads: Vec<SortLink>,
+    /// Items the filters match, on every page.
+    matched: i64,
+    page: u32,
+    pages: u32,
+    previous: Option<String>,
+    next: Option<String>,
+    export_items: String,
     items: Vec<ItemLine>,
 }
 
@@ -63,30 +230,104 @@ pub async fn inventory(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
     flashes: Flashes,
 ) -> Response {
-    let items = match inventory::items(&st).await {
-        Ok(i) => i,
+    let (mut shown, query, page_no, filter_errors) = list_query(&q);
+    let (list, counts) = match tokio::try_join!(inventory::list(&st, &query), inventory::counts(&st)) {
+        Ok(x) => x,
         Err(e) => return api_error_page(&st, &e),
     };
-    let mut counts: BTreeMap<&'static str, BTreeMap<&'static str, usize>> = BTreeMap::new();
-    for i in &items {
-        *counts.entry(i.item.kind.label_fr()).or_default().entry(i.state.label_fr()).or_default() += 1;
+    if list.total == 0 {
+        // Words that matched nothing are not shown again (they could be anyone's).
+        shown.q.clear();
+        shown.crise.clear();
+        shown.detenteur.clear();
     }
-    let summary = counts
-        .iter()
-        .map(|(kind, states)| KindSummary {
-            kind,
-            states: states.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "),
-        })
-        .collect();
+    let mut by_kind: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (kind, state, n) in &counts {
+        by_kind.entry(kind.label_fr()).or_default().push(format!("{n} {}", state.label_fr()));
+    }
+    let summary = by_kind.into_iter().map(|(kind, states)| KindSummary { kind, states: states.join(", ") }).collect();
+    let per = i64::from(inventory::LIST_PAGE);
+    let pages = u32::try_from((list.total.max(1) + per - 1) / per).unwrap_or(u32::MAX);
+    let link = |p: u32| format!("/inventaire?{}", shown.query(&[("page", &p.to_string())]));
+    let heads =
+        [("Étiquette", "etiquette"), ("Type", "type"), ("Modèle", "modele"), ("État", "etat"), ("Crise", "crise")]
+            .into_iter()
+            .map(|(label, key)| {
+                let current = shown.tri == key || (shown.tri.is_empty() && key == "etiquette");
+                let descending = current && shown.ordre == "desc";
+                let mut f = shown.clone();
+                f.tri = key.to_owned();
+                f.ordre = if current && !descending { "desc".to_owned() } else { String::new() };
+                SortLink {
+                    label,
+                    href: format!("/inventaire?{}", f.query(&[])),
+                    aria: match (current, descending) {
+                        (false, _) => "none",
+                        (true, false) => "ascending",
+                        (true, true) => "descending",
+                    },
+                }
+            })
+            .collect();
     let body = InventoryPage {
         can_import: a.may(Permission::ManageInventory),
-        total: items.len(),
+        total: counts.iter().map(|c| c.2).sum(),
         summary,
-        items: items.iter().take(500).map(ItemLine::of).collect(),
+        filter_errors,
+        kinds: ItemKind::ALL
+            .into_iter()
+            .map(|k| Choice { value: k.as_str(), label: k.label_fr(), selected: shown.kind == k.as_str() })
+            .collect(),
+        states: ItemState::ALL
+            .into_iter()
+            .map(|s| Choice { value: s.as_str(), label: s.label_fr(), selected: shown.etat == s.as_str() })
+            .collect(),
+        heads,
+        matched: list.total,
+        page: page_no,
+        pages,
+        previous: (page_no > 1).then(|| link(page_no - 1)),
+        next: (page_no < pages).then(|| link(page_no + 1)),
+        export_items: format!("/inventaire/equipements/export?{}", shown.query(&[])),
+        items: list.items.iter().map(ItemLine::listed).collect(),
+        f: shown,
     };
     page(&st, StatusCode::OK, "inventaire", &Layout::signed_in(&a, &csrf, "Inventaire").flashes(&flashes), &body)
+}
+
+/// The items the list's filters match (every page) as CSV, formula-safe.
+pub async fn export_items(
+    State(st): State<AppState>,
+    Authed(_): Authed,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (_, query, _, _) = list_query(&q);
+    match inventory::export_list_csv(&st, &query).await {
+        Ok(csv) => csv_download(csv, "equipements-repli.csv"),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+/// Every loan of every crisis as CSV, formula-safe.
+pub async fn export_loans(State(st): State<AppState>, Authed(_): Authed) -> Response {
+    match inventory::export_loans_csv(&st).await {
+        Ok(csv) => csv_download(csv, "prets-repli.csv"),
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+fn csv_download(csv: String, file: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
+        csv,
+    )
+        .into_response()
 }
 
 /// A move in an item's history.
@@ -385,14 +626,7 @@ fn import_page(
 /// The pool as CSV, in the import's columns.
 pub async fn export_pool(State(st): State<AppState>, Authed(_): Authed) -> Response {
     match inventory::export_csv(&st).await {
-        Ok(csv) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"parc-repli.csv\""),
-            ],
-            csv,
-        )
-            .into_response(),
+        Ok(csv) => csv_download(csv, "parc-repli.csv"),
         Err(e) => api_error_page(&st, &e),
     }
 }
@@ -433,7 +667,13 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             routing::post(service),
             Doc::form("Maintenance, back to service, start of a wipe, retirement"),
         ),
-        (Method::GET, "/inventaire", Page(P::ReadInventory), routing::get(inventory), Doc::page("The equipment pool")),
+        (
+            Method::GET,
+            "/inventaire",
+            Page(P::ReadInventory),
+            routing::get(inventory),
+            Doc::page("The equipment pool: search, filters, sort and pages"),
+        ),
         (
             Method::POST,
             "/inventaire/import",
@@ -447,6 +687,20 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Page(P::ReadInventory),
             routing::get(export_pool),
             Doc::answering("The pool as CSV, in the import's columns (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/inventaire/equipements/export",
+            Page(P::ReadInventory),
+            routing::get(export_items),
+            Doc::answering("The items the inventory list's filters match, as CSV (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/inventaire/prets/export",
+            Page(P::ReadInventory),
+            routing::get(export_loans),
+            Doc::answering("Every loan of every crisis, as CSV (a download)", Answer::Html),
         ),
         (
             Method::GET,
@@ -483,6 +737,8 @@ mod tests {
                 model: "X".into(),
                 state: state.label_fr(),
                 crisis: None,
+                commune: None,
+                holder: None,
             },
             can: Can::of(a.may(Permission::ManageInventory), kind, state),
             history: vec![Event {
