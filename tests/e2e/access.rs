@@ -127,6 +127,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/crises/{id}/echeances/{kind}/faite", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/effacement", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/verification", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/lot", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/lot/fichier", [R, R, R, R, R, R]),
     ("POST", "/inventaire/import", [R, R, R, R, R, R]),
     ("GET", "/inventaire/export", [R, R, R, R, R, R]),
     ("GET", "/inventaire/equipements/export", [R, R, R, R, R, R]),

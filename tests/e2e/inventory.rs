@@ -653,3 +653,150 @@ async fn the_inventory_page_searches_filters_sorts_pages_and_exports_safely() {
     let r = http().get(app.url("/inventaire/prets/export")).header(COOKIE, dgs).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
 }
+
+/// Bulk steps (#34, point 2): the items ticked are taken back, checked or wiped in one step,
+/// each audited; one that cannot refuses the whole step, named with why, and nothing changes. A
+/// scanner's file is read against the pool first: unknown, duplicate and other-crisis lines are
+/// named before anything changes.
+#[tokio::test]
+async fn bulk_steps_are_all_or_nothing_and_a_scanner_file_is_previewed_first() {
+    use crate::web::{follow, message, post_form, post_multipart, session_of};
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for (insee, routers) in [("13005", 2), ("13001", 1)] {
+        let mut r = request(insee);
+        r.needs = needs(0, routers, 0, 1);
+        let c = app.ops.request_crisis(&r, None).await.unwrap();
+        app.activate(&c.id).await;
+        let mine: Vec<_> = app
+            .ops
+            .inventory_items()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.crisis.as_deref() == Some(c.id.as_str()))
+            .collect();
+        for i in &mine {
+            app.ops.lend(c.id.as_str(), &LendRequest { serial: i.item.serial.clone(), agent_id: None }).await.unwrap();
+        }
+        held.push(mine);
+        ids.push(c.id.to_string());
+    }
+    let (a, b) = (&held[0], &held[1]);
+    assert_eq!(a.len(), 5, "2 routers, 2 SIM cards, a printer");
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.lot").await;
+    let state = |s: String| {
+        let ops = app.ops.clone();
+        async move { ops.item(&s).await.unwrap().item.state }
+    };
+    let ticks = |items: &[&repli_proto::api::ItemView]| -> Vec<(String, &'static str)> {
+        items.iter().map(|i| (format!("lot-{}", i.item.serial), "oui")).collect()
+    };
+    let post = |action: &str, extra: Vec<(String, &'static str)>, fields: &[(&str, &str)]| {
+        let mut all: Vec<(String, String)> = vec![("csrf".into(), csrf.clone()), ("action".into(), action.into())];
+        all.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all.extend(extra.into_iter().map(|(k, v)| (k, v.to_owned())));
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        post_form(&app, &ops, "/inventaire/lot", &pairs)
+    };
+
+    // A's items and one of B's, for A: the whole step is refused, B's router named.
+    let mut mixed: Vec<&repli_proto::api::ItemView> = a.iter().collect();
+    mixed.push(&b[0]);
+    let r = post("retour", ticks(&mixed), &[("crise", ids[0].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    let err = message(&html, "message-erreur").unwrap();
+    assert!(err.contains("Rien n&#x27;a été fait") && err.contains(&b[0].item.serial), "{err}");
+    assert!(!err.contains(&a[0].item.serial), "only the refused item is named: {err}");
+    for i in a.iter().chain(b.iter()) {
+        assert_eq!(state(i.item.serial.clone()).await, ItemState::Lent, "nothing changed");
+    }
+    // A's five items taken back in one step, each audited.
+    let before = app.auditor.audit_verify().await.unwrap();
+    let r = post("retour", ticks(&a.iter().collect::<Vec<_>>()), &[("crise", ids[0].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(message(&html, "message").as_deref(), Some("5 équipement(s) : retour enregistré."), "{html}");
+    let after = app.auditor.audit_verify().await.unwrap();
+    assert!(after.verified);
+    assert!(after.entries >= before.entries + 5, "an entry per item: {before:?} → {after:?}");
+    assert!(app.ops.loans(&ids[0]).await.unwrap().iter().all(|l| l.returned_at.is_some()));
+    // A check refused for a router still in stock names it; nothing changes.
+    let spare = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.state == ItemState::Available && i.item.kind == ItemKind::Router)
+        .unwrap();
+    let mut with_spare: Vec<&repli_proto::api::ItemView> = a.iter().collect();
+    with_spare.push(&spare);
+    let r = post("verification", ticks(&with_spare), &[("controle", "réinitialisés")]).await.unwrap();
+    let err = message(&follow(&app, &ops, r).await, "message-erreur").unwrap();
+    assert!(err.contains(&spare.item.serial) && err.contains("disponible"), "{err}");
+    assert_eq!(state(a[0].item.serial.clone()).await, ItemState::Returned);
+    // Without what was checked: refused.
+    let r = post("verification", ticks(&a.iter().collect::<Vec<_>>()), &[("controle", " ")]).await.unwrap();
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").is_some());
+    let r = post("verification", ticks(&a.iter().collect::<Vec<_>>()), &[("controle", "réinitialisés, complets")])
+        .await
+        .unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(message(&html, "message").as_deref(), Some("5 équipement(s) : vérification enregistrée."), "{html}");
+    for i in a {
+        // Back in stock, where the waiting list may take it at once (crisis A, still being
+        // prepared here, lacks what it lent).
+        let d = app.ops.item(&i.item.serial).await.unwrap();
+        assert!(matches!(d.item.state, ItemState::Available | ItemState::Reserved), "{d:?}");
+        assert!(d.history.iter().any(|e| e.to == "available" && e.note.as_deref() == Some("réinitialisés, complets")));
+    }
+    // Nothing ticked, an unknown action: a message, nothing done.
+    let r = post("retour", vec![], &[]).await.unwrap();
+    assert_eq!(
+        message(&follow(&app, &ops, r).await, "message-erreur").as_deref(),
+        Some("Cochez au moins un équipement.")
+    );
+    let r = post("broyage", ticks(&[&b[0]]), &[]).await.unwrap();
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").unwrap().contains("Choisissez"));
+
+    // A scanner's file for B: a duplicate, an unknown code, another crisis's item, a hostile
+    // code — each named, nothing changed.
+    let file = format!("serial\n{}\n{}\n<b>INCONNU</b>\n{}\n", b[0].item.serial, b[0].item.asset_tag, a[0].item.serial);
+    let upload = |file: String| {
+        post_multipart(
+            &app,
+            &ops,
+            "/inventaire/lot/fichier",
+            &[("csrf", csrf.as_str()), ("action", "retour"), ("crise", ids[1].as_str())],
+            Some(("fichier", "douchette.txt", Box::leak(file.into_boxed_str()))),
+        )
+    };
+    let r = upload(file).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("3 ligne(s) inutilisable(s)"), "{html}");
+    assert!(html.contains("en double : déjà ligne 2"), "{html}");
+    assert!(html.contains("inconnu : ni ce numéro de série"), "{html}");
+    assert!(html.contains("détenu pour une autre crise") || html.contains("détenu pour aucune crise"), "{html}");
+    assert!(html.contains("&lt;b&gt;INCONNU&lt;/b&gt;") && !html.contains("<b>INCONNU"), "escaped");
+    assert!(!html.contains("action=\"/inventaire/lot\""), "no confirmation while a line is refused");
+    assert_eq!(state(b[0].item.serial.clone()).await, ItemState::Lent, "nothing changed");
+    // A clean file: every line named, then one confirmation for all of them.
+    let clean = b.iter().map(|i| i.item.asset_tag.clone()).collect::<Vec<_>>().join("\n");
+    let r = upload(clean).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!("Confirmer pour ces {} équipement(s)", b.len())), "{html}");
+    for i in b {
+        assert!(html.contains(&format!("name=\"lot-{}\" value=\"oui\"", i.item.serial)), "{html}");
+    }
+    let r = post("retour", ticks(&b.iter().collect::<Vec<_>>()), &[("crise", ids[1].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert!(message(&html, "message").unwrap().contains("retour enregistré"), "{html}");
+    // An empty file, a file of blank lines: refused with a French message.
+    let r = upload("\n\n".into()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("aucun numéro de série"));
+}

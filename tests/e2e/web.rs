@@ -923,7 +923,7 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
 }
 
 /// Posts a multipart form: text fields, then one file.
-fn post_multipart(
+pub(crate) fn post_multipart(
     app: &TestApp,
     cookie: &str,
     path: &str,

@@ -193,6 +193,18 @@ fn store_problem(e: &StoreError) -> Problem {
             };
             problem(ProblemCode::ItemConflict, format!("l'équipement {serial} {how} pour la crise {id}."))
         }
+        StoreError::Refused(refusals) => {
+            let mut p = problem(
+                ProblemCode::ItemConflict,
+                format!(
+                    "Rien n'a été fait : {} équipement(s) ne le permettent pas ({}).",
+                    refusals.len(),
+                    refusals.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            p.errors = refusals.iter().map(|(s, e)| FieldError::new(s, store_problem(e).detail)).collect();
+            p
+        }
         StoreError::WipeRequired { serial, kind } => problem(
             ProblemCode::ItemConflict,
             format!(

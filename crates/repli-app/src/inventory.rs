@@ -706,3 +706,184 @@ pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreE
     }
     Ok(served)
 }
+
+/// Most items one bulk step or one scanner file handles.
+pub const MAX_BULK: usize = 500;
+
+/// What one step does to several items at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Returned laptops and phones wiped, under one method, operator and certificate (a
+    /// wiping station's batch report).
+    Wipe { method: String, operator: String, certificate: String },
+    /// Returned routers, SIMs and printers checked, with what was checked.
+    Check { note: String },
+    /// Lent items taken back in good condition, each by the crisis holding it.
+    Return,
+}
+
+impl BulkAction {
+    /// In French, for the confirmation (« effacés »).
+    pub fn done_fr(&self) -> &'static str {
+        match self {
+            Self::Wipe { .. } => "effacement enregistré",
+            Self::Check { .. } => "vérification enregistrée",
+            Self::Return => "retour enregistré",
+        }
+    }
+}
+
+/// Wipes, checks or takes back several items in one step, all or nothing: every code (serial
+/// or asset tag) read first — unknown, twice, or not for `crisis` when one is given —, then
+/// every item the pool's rules refuse is named with why, and nothing changes; else each item
+/// is moved and audited as if done alone. Returns each serial and where it went.
+pub async fn bulk(
+    st: &Services,
+    a: &Actor,
+    codes: &[String],
+    action: &BulkAction,
+    crisis: Option<&str>,
+) -> Result<Vec<(String, ItemState)>, AppError> {
+    if codes.is_empty() || codes.len() > MAX_BULK {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "equipements",
+            format!("de 1 à {MAX_BULK} équipements à la fois"),
+        )]));
+    }
+    let op = match action {
+        BulkAction::Wipe { method, operator, certificate } => {
+            let mut errors = Vec::new();
+            let mut keep = |r: Result<String, FieldError>| r.map_err(|e| errors.push(e)).ok();
+            let (m, o, c) = (
+                keep(text::name("methode", method)),
+                keep(text::name("operateur", operator)),
+                keep(text::name("certificat", certificate)),
+            );
+            let (Some(method), Some(operator), Some(certificate)) = (m, o, c) else {
+                return Err(AppError::Validation(errors));
+            };
+            repli_store::BulkOp::Wipe(Wipe { method, operator, certificate })
+        }
+        BulkAction::Check { note } => repli_store::BulkOp::Check(
+            text::free_text("controle", note, text::SHORT_TEXT_MAX, true).map_err(|e| AppError::Validation(vec![e]))?,
+        ),
+        BulkAction::Return => repli_store::BulkOp::Return,
+    };
+    let crisis = match crisis {
+        Some(id) => Some(visible_crisis(st, a, id).await?.id),
+        None => None,
+    };
+    let mut errors = Vec::new();
+    let mut serials: Vec<String> = Vec::with_capacity(codes.len());
+    for code in codes {
+        let shown: String = code.trim().chars().take(40).collect();
+        match serial(&shown, code.trim()) {
+            Ok(c) => match st.store.item_serial(&c).await? {
+                Some(s) if serials.contains(&s) => errors.push(FieldError::new(&shown, "figure deux fois")),
+                Some(s) => serials.push(s),
+                None => errors
+                    .push(FieldError::new(&shown, "équipement inconnu (ni ce numéro de série ni cette étiquette)")),
+            },
+            Err(_) => errors.push(FieldError::new(&shown, "numéro de série ou étiquette illisible")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let done = st.store.bulk(&serials, &op, crisis.as_ref(), a, st.clock.now()).await?;
+    match action {
+        BulkAction::Return => st.wake_engine(),
+        _ => {
+            fill_waiting(st, st.clock.now()).await?;
+        }
+    }
+    Ok(done)
+}
+
+/// What a line of a scanner's file names, before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// An item of the pool, with where it is.
+    Item(Box<ItemRecord>),
+    Unknown,
+    /// The same item as an earlier line (its number).
+    Duplicate(u64),
+    /// Held for another crisis than the one the file is for.
+    OtherCrisis(Box<ItemRecord>),
+}
+
+/// One line of a scanner's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanLine {
+    /// From 1, in the file.
+    pub line: u64,
+    pub code: String,
+    pub outcome: ScanOutcome,
+}
+
+/// Most bytes of a scanner's file.
+pub const MAX_SCAN_FILE: usize = 256 * 1024;
+
+/// Reads a scanner's file (one serial or asset tag per line, or a CSV whose first column holds
+/// them, a header line allowed) against the pool, changing nothing: each line's item, or why it
+/// cannot be used (unknown, a duplicate, held for another crisis than `crisis`).
+pub async fn scan_file(st: &Services, a: &Actor, text: &str, crisis: Option<&str>) -> Result<Vec<ScanLine>, AppError> {
+    if text.len() > MAX_SCAN_FILE {
+        return Err(AppError::Validation(vec![FieldError::new("fichier", "256 Kio au plus")]));
+    }
+    let crisis = match crisis {
+        Some(id) => Some(visible_crisis(st, a, id).await?.id),
+        None => None,
+    };
+    let mut out: Vec<ScanLine> = Vec::new();
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    for (n, raw) in text.lines().enumerate() {
+        let line = n as u64 + 1;
+        let first = raw.split([',', ';', '\t']).next().unwrap_or_default().trim().trim_matches('"').trim();
+        if first.is_empty()
+            || (line == 1
+                && ["serial", "serie", "numero", "numéro", "asset_tag", "etiquette", "étiquette", "code"]
+                    .contains(&first.to_lowercase().as_str()))
+        {
+            continue;
+        }
+        if out.len() >= MAX_BULK {
+            return Err(AppError::Validation(vec![FieldError::new(
+                "fichier",
+                format!("{MAX_BULK} lignes au plus par fichier"),
+            )]));
+        }
+        let code: String = first.chars().filter(|c| !c.is_control()).take(60).collect();
+        let found = match identifier("code", &code) {
+            Ok(c) => st.store.item_serial(&c).await?,
+            Err(_) => None,
+        };
+        let outcome = match found {
+            None => ScanOutcome::Unknown,
+            Some(s) => match seen.get(&s) {
+                Some(first) => ScanOutcome::Duplicate(*first),
+                None => {
+                    seen.insert(s.clone(), line);
+                    match st.store.item(&s).await? {
+                        None => ScanOutcome::Unknown,
+                        Some((rec, _)) => {
+                            if crisis.as_ref().is_some_and(|id| rec.crisis.as_deref() != Some(id.as_str())) {
+                                ScanOutcome::OtherCrisis(Box::new(rec))
+                            } else {
+                                ScanOutcome::Item(Box::new(rec))
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        out.push(ScanLine { line, code, outcome });
+    }
+    if out.is_empty() {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "fichier",
+            "aucun numéro de série ni étiquette dans ce fichier",
+        )]));
+    }
+    Ok(out)
+}

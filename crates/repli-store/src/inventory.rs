@@ -75,6 +75,18 @@ pub struct Loan {
 
 pub use repli_core::inventory::Condition;
 
+/// What one step does to many items ([`Store::bulk`]).
+#[derive(Debug, Clone)]
+pub enum BulkOp {
+    /// Each returned laptop or phone wiped, under one method, operator and certificate (a
+    /// wiping station's batch report).
+    Wipe(Wipe),
+    /// Each returned router, SIM or printer checked, with what was checked.
+    Check(String),
+    /// Each lent item taken back in good condition by the crisis holding it.
+    Return,
+}
+
 /// A wipe record, required before a returned device can be lent again.
 #[derive(Debug, Clone)]
 pub struct Wipe {
@@ -854,7 +866,24 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let held_by = held_for(&mut tx, serial).await?;
+        self.check_in_in(&mut tx, id, serial, condition, note, actor, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one fact of the check-in each
+    async fn check_in_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &CrisisId,
+        serial: &str,
+        condition: Condition,
+        note: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let held_by = held_for(tx, serial).await?;
         if held_by.as_deref() != Some(id.as_str()) {
             return Err(StoreError::ItemNotHeldFor {
                 serial: serial.to_owned(),
@@ -863,7 +892,7 @@ impl Store {
             });
         }
         let to = if condition == Condition::Missing { ItemState::Lost } else { ItemState::Returned };
-        move_item(&mut tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
+        move_item(tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
         sqlx::query(
             "UPDATE loans SET returned_at = ?, condition = ?, note = ? WHERE serial = ? AND returned_at IS NULL",
         )
@@ -873,7 +902,7 @@ impl Store {
         .bind(serial)
         .execute(&mut *tx)
         .await?;
-        let commune = commune_of(&mut tx, id).await?;
+        let commune = commune_of(tx, id).await?;
         let e = NewEntry::crisis(
             actor,
             &commune,
@@ -882,19 +911,30 @@ impl Store {
             serial,
             json!({ "condition": condition.as_str(), "note": note }),
         );
-        self.append(&mut tx, e, now).await?;
-        Store::rearm_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(())
+        self.append(tx, e, now).await?;
+        Ok(to)
     }
 
     /// Records the wipe of a returned device and puts it back in the pool, or in maintenance
     /// when it came back damaged; returns where it went.
     pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<ItemState, StoreError> {
         let mut tx = self.write.begin().await?;
-        let crisis = held_for(&mut tx, serial).await?;
-        let to = after_return(&mut tx, serial).await?;
-        move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
+        let to = self.wipe_in(&mut tx, serial, w, actor, now).await?;
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    async fn wipe_in(
+        &self,
+        tx: &mut SqliteConnection,
+        serial: &str,
+        w: &Wipe,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let crisis = held_for(tx, serial).await?;
+        let to = after_return(tx, serial).await?;
+        move_item(tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
         sqlx::query(
             "INSERT INTO wipes (serial, crisis_id, at, method, operator, certificate) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -914,8 +954,7 @@ impl Store {
             target: serial,
             details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
         };
-        self.append(&mut tx, e, now).await?;
-        tx.commit().await?;
+        self.append(tx, e, now).await?;
         Ok(to)
     }
 
@@ -930,15 +969,28 @@ impl Store {
         now: Timestamp,
     ) -> Result<ItemState, StoreError> {
         let mut tx = self.write.begin().await?;
-        let crisis = held_for(&mut tx, serial).await?;
+        let to = self.check_returned_in(&mut tx, serial, note, actor, now).await?;
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    async fn check_returned_in(
+        &self,
+        tx: &mut SqliteConnection,
+        serial: &str,
+        note: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let crisis = held_for(tx, serial).await?;
         let kind: String =
             sqlx::query_scalar("SELECT kind FROM items WHERE serial = ?").bind(serial).fetch_one(&mut *tx).await?;
         let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
         if kind.needs_wipe() {
             return Err(StoreError::WipeRequired { serial: serial.to_owned(), kind });
         }
-        let to = after_return(&mut tx, serial).await?;
-        move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(note), now).await?;
+        let to = after_return(tx, serial).await?;
+        move_item(tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(note), now).await?;
         let e = NewEntry {
             by: By::User(actor),
             commune: None,
@@ -947,9 +999,74 @@ impl Store {
             target: serial,
             details: json!({ "note": note, "to": to.as_str() }),
         };
-        self.append(&mut tx, e, now).await?;
-        tx.commit().await?;
+        self.append(tx, e, now).await?;
         Ok(to)
+    }
+
+    /// One step for many items, all or nothing: each item wiped, checked or taken back (by the
+    /// crisis holding it, in good condition), each audited as if done alone. `crisis`, when
+    /// given, is the only crisis the items may be held for. Every item that cannot is named
+    /// (`StoreError::Refused`, with why) and nothing changes.
+    pub async fn bulk(
+        &self,
+        serials: &[String],
+        op: &BulkOp,
+        crisis: Option<&CrisisId>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<(String, ItemState)>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut refused = Vec::new();
+        let mut done = Vec::new();
+        let mut rearm = std::collections::BTreeSet::new();
+        for serial in serials {
+            let outcome = async {
+                let held = held_for(&mut tx, serial).await?;
+                if let Some(id) = crisis
+                    && held.as_deref() != Some(id.as_str())
+                {
+                    return Err(StoreError::ItemNotHeldFor {
+                        serial: serial.clone(),
+                        id: id.clone(),
+                        holding: Holding::Held,
+                    });
+                }
+                match op {
+                    BulkOp::Wipe(w) => self.wipe_in(&mut tx, serial, w, actor, now).await,
+                    BulkOp::Check(note) => self.check_returned_in(&mut tx, serial, note, actor, now).await,
+                    BulkOp::Return => {
+                        let Some(id) = held.as_deref().and_then(|h| CrisisId::parse(h).ok()) else {
+                            let state: String = sqlx::query_scalar("SELECT state FROM items WHERE serial = ?")
+                                .bind(serial)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            let state = state
+                                .parse()
+                                .map_err(|_| StoreError::Corrupt { column: "items.state", value: state })?;
+                            return Err(StoreError::ItemInState { serial: serial.clone(), state });
+                        };
+                        let to = self.check_in_in(&mut tx, &id, serial, Condition::Ok, None, actor, now).await?;
+                        rearm.insert(id);
+                        Ok(to)
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(to) => done.push((serial.clone(), to)),
+                Err(e) if e.is_refusal() => refused.push((serial.clone(), e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if !refused.is_empty() {
+            // Dropped uncommitted: nothing of the step is kept.
+            return Err(StoreError::Refused(refused));
+        }
+        for id in &rearm {
+            Store::rearm_in(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Writes off an item a crisis holds (lost, destroyed), with a reason.

@@ -41,7 +41,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
-pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
+pub use inventory::{Agent, BulkOp, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
 pub use item_search::{ItemList, ItemListed, ItemQuery, ItemSort, LoanListed};
 pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
@@ -107,6 +107,21 @@ impl StorageFault {
     pub const ALL: [StorageFault; 6] = [Self::Full, Self::Io, Self::ReadOnly, Self::Busy, Self::Memory, Self::Other];
 }
 
+impl StoreError {
+    /// A refusal of one item by the pool's rules (a bulk step names it and goes on checking
+    /// the others), not a fault of the database.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownItem(_)
+                | Self::ItemInState { .. }
+                | Self::ItemNotHeldFor { .. }
+                | Self::WipeRequired { .. }
+                | Self::ItemMoveRefused { .. }
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match StorageFault::of(&e) {
@@ -170,6 +185,9 @@ pub enum StoreError {
     /// The item is not held for that crisis the way the operation needs.
     #[error("item {serial} is not {holding} for crisis {id}")]
     ItemNotHeldFor { serial: String, id: CrisisId, holding: Holding },
+    /// A step on many items refused: each item that could not, with why; nothing changed.
+    #[error("refused for {} item(s)", .0.len())]
+    Refused(Vec<(String, StoreError)>),
     /// A laptop or phone returns to stock through a certified wipe, not a check.
     #[error("item {serial} is a {kind}: it returns to stock through a certified wipe")]
     WipeRequired { serial: String, kind: ItemKind },

@@ -517,33 +517,9 @@ pub async fn import_pool(
     State(st): State<AppState>,
     Authed(a): Authed,
     Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Response {
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut unreadable = None;
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(f)) => {
-                let name = f.name().unwrap_or("").to_owned();
-                let file = f.file_name().map(str::to_owned);
-                match f.text().await {
-                    Ok(t) => {
-                        if let Some(file) = file.filter(|n| !n.is_empty()) {
-                            fields.insert("source".into(), file);
-                        }
-                        fields.insert(name, t);
-                    }
-                    Err(_) => unreadable = Some("Fichier illisible : un CSV en UTF-8 est attendu."),
-                }
-            }
-            Ok(None) => break,
-            // Over the body limit (1 Mio) or a broken form.
-            Err(_) => {
-                unreadable = Some("Fichier trop gros ou formulaire illisible (1 Mio au plus, un CSV en UTF-8).");
-                break;
-            }
-        }
-    }
+    let (fields, unreadable) = multipart_fields(multipart).await;
     if let Some(msg) = unreadable {
         return import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &[msg.to_owned()], None);
     }
@@ -570,6 +546,231 @@ pub async fn import_pool(
         Ok(p) => import_page(&st, &a, &csrf, StatusCode::OK, Some(&p), &[], Some((&source, &csv))),
         Err(e) => import_page(&st, &a, &csrf, StatusCode::UNPROCESSABLE_ENTITY, None, &problem_lines(&e), None),
     }
+}
+
+/// A multipart form's fields as text (a file's name as `source`), or why it could not be read.
+async fn multipart_fields(mut multipart: Multipart) -> (BTreeMap<String, String>, Option<&'static str>) {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut unreadable = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(f)) => {
+                let name = f.name().unwrap_or("").to_owned();
+                let file = f.file_name().map(str::to_owned);
+                match f.text().await {
+                    Ok(t) => {
+                        if let Some(file) = file.filter(|n| !n.is_empty()) {
+                            fields.insert("source".into(), file);
+                        }
+                        fields.insert(name, t);
+                    }
+                    Err(_) => unreadable = Some("Fichier illisible : un CSV en UTF-8 est attendu."),
+                }
+            }
+            Ok(None) => break,
+            // Over the body limit (1 Mio) or a broken form.
+            Err(_) => {
+                unreadable = Some("Fichier trop gros ou formulaire illisible (1 Mio au plus, un CSV en UTF-8).");
+                break;
+            }
+        }
+    }
+    (fields, unreadable)
+}
+
+/// The bulk form: the items ticked (`lot-SERIAL` = `oui`), what to do, and its fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct BulkForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    crise: String,
+    #[serde(default)]
+    methode: String,
+    #[serde(default)]
+    operateur: String,
+    #[serde(default)]
+    certificat: String,
+    #[serde(default)]
+    controle: String,
+    /// Every other field: the `lot-SERIAL` ticks (and the token, ignored).
+    #[serde(flatten)]
+    ticks: BTreeMap<String, String>,
+}
+
+impl BulkForm {
+    fn action(&self) -> Option<inventory::BulkAction> {
+        Some(match self.action.as_str() {
+            "effacement" => inventory::BulkAction::Wipe {
+                method: self.methode.trim().to_owned(),
+                operator: self.operateur.trim().to_owned(),
+                certificate: self.certificat.trim().to_owned(),
+            },
+            "verification" => inventory::BulkAction::Check { note: self.controle.trim().to_owned() },
+            "retour" => inventory::BulkAction::Return,
+            _ => return None,
+        })
+    }
+
+    fn codes(&self) -> Vec<String> {
+        self.ticks
+            .iter()
+            .filter(|(k, v)| k.starts_with("lot-") && v.as_str() == "oui")
+            .filter_map(|(k, _)| k.strip_prefix("lot-").map(str::to_owned))
+            .collect()
+    }
+}
+
+/// One step for the items ticked: wiped, checked or taken back, all or nothing; a refusal
+/// names every item that cannot, and nothing changes.
+pub async fn bulk(State(st): State<AppState>, Authed(a): Authed, CsrfForm(form): CsrfForm<BulkForm>) -> Response {
+    let Some(action) = form.action() else {
+        return redirect_with(
+            "/inventaire",
+            Flash::error("Choisissez ce qu'il faut faire : effacement, vérification ou retour."),
+        );
+    };
+    let codes = form.codes();
+    if codes.is_empty() {
+        return redirect_with("/inventaire", Flash::error("Cochez au moins un équipement."));
+    }
+    let crisis = Some(form.crise.trim()).filter(|c| !c.is_empty());
+    match inventory::bulk(&st, &a, &codes, &action, crisis).await {
+        Ok(done) => {
+            redirect_with("/inventaire", Flash::ok(format!("{} équipement(s) : {}.", done.len(), action.done_fr())))
+        }
+        Err(e) => {
+            let p = e.to_problem();
+            let lines: Vec<String> = p.errors.iter().map(|f| format!("{} : {}", f.field, f.message)).collect();
+            let msg = if lines.is_empty() {
+                p.detail
+            } else if p.status == 422 {
+                format!("Rien n'a été fait. {}", lines.join(" ; "))
+            } else {
+                format!("{} {}", p.detail, lines.join(" ; "))
+            };
+            redirect_with("/inventaire", Flash::error(msg))
+        }
+    }
+}
+
+/// A line of the scanner file's preview.
+#[derive(Debug, Serialize)]
+struct ScanRow {
+    line: u64,
+    code: String,
+    /// The item's label, when the line names one.
+    tag: Option<String>,
+    serial: Option<String>,
+    /// In French: where the item is, or why the line cannot be used.
+    what: String,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ScanPage {
+    errors: Vec<String>,
+    rows: Vec<ScanRow>,
+    /// Lines that cannot be used.
+    refused: usize,
+    /// The serials of the lines that can, for the confirmation's hidden ticks.
+    serials: Vec<String>,
+    count: usize,
+    action: String,
+    crise: String,
+    /// Which fields the confirmation asks for.
+    wipe: bool,
+    check: bool,
+}
+
+/// A scanner's file (serials or asset tags, one per line or a CSV's first column) read against
+/// the pool: each line says what it names, or why it cannot be used (unknown, a duplicate,
+/// another crisis), before anything changes; when every line is usable, the page asks to
+/// confirm the step for all of them.
+pub async fn scan_upload(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    multipart: Multipart,
+) -> Response {
+    let (fields, unreadable) = multipart_fields(multipart).await;
+    let empty = |errors: Vec<String>| ScanPage {
+        errors,
+        rows: Vec::new(),
+        refused: 0,
+        serials: Vec::new(),
+        count: 0,
+        action: String::new(),
+        crise: String::new(),
+        wipe: false,
+        check: false,
+    };
+    let layout = Layout::signed_in(&a, &csrf, "Traiter un lot d'équipements");
+    if let Some(msg) = unreadable {
+        return page(&st, StatusCode::UNPROCESSABLE_ENTITY, "inventaire-lot", &layout, &empty(vec![msg.to_owned()]));
+    }
+    if let Err(page) = check_csrf(&st, &csrf, &fields) {
+        return *page;
+    }
+    let action = fields.get("action").map(|s| s.trim()).unwrap_or_default();
+    if !matches!(action, "effacement" | "verification" | "retour") {
+        let msg = "Choisissez ce qu'il faut faire : effacement, vérification ou retour.".to_owned();
+        return page(&st, StatusCode::UNPROCESSABLE_ENTITY, "inventaire-lot", &layout, &empty(vec![msg]));
+    }
+    let crise = fields.get("crise").map(|s| s.trim()).unwrap_or_default().to_owned();
+    let text = fields.get("fichier").map(String::as_str).unwrap_or_default();
+    let lines = match inventory::scan_file(&st, &a, text, Some(crise.as_str()).filter(|c| !c.is_empty())).await {
+        Ok(l) => l,
+        Err(e) => {
+            return page(&st, StatusCode::UNPROCESSABLE_ENTITY, "inventaire-lot", &layout, &empty(problem_lines(&e)));
+        }
+    };
+    let rows: Vec<ScanRow> = lines
+        .iter()
+        .map(|l| {
+            let (rec, what, ok) = match &l.outcome {
+                inventory::ScanOutcome::Item(r) => {
+                    let at = r.crisis.as_deref().map(|c| format!(", crise {c}")).unwrap_or_default();
+                    (Some(r), format!("{} {}, {}{at}", r.item.kind.label_fr(), r.item.model, r.state.label_fr()), true)
+                }
+                inventory::ScanOutcome::Unknown => {
+                    (None, "inconnu : ni ce numéro de série ni cette étiquette".into(), false)
+                }
+                inventory::ScanOutcome::Duplicate(first) => (None, format!("en double : déjà ligne {first}"), false),
+                inventory::ScanOutcome::OtherCrisis(r) => (
+                    Some(r),
+                    match r.crisis.as_deref() {
+                        Some(c) => format!("détenu pour une autre crise ({c})"),
+                        None => format!("détenu pour aucune crise ({})", r.state.label_fr()),
+                    },
+                    false,
+                ),
+            };
+            ScanRow {
+                line: l.line,
+                code: l.code.clone(),
+                tag: rec.map(|r| r.item.asset_tag.clone()),
+                serial: rec.map(|r| r.item.serial.clone()),
+                what,
+                ok,
+            }
+        })
+        .collect();
+    let refused = rows.iter().filter(|r| !r.ok).count();
+    let serials = if refused == 0 { rows.iter().filter_map(|r| r.serial.clone()).collect() } else { Vec::new() };
+    let status = if refused == 0 { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let body = ScanPage {
+        errors: Vec::new(),
+        refused,
+        count: serials.len(),
+        serials,
+        wipe: action == "effacement",
+        check: action == "verification",
+        action: action.to_owned(),
+        crise,
+        rows,
+    };
+    page(&st, status, "inventaire-lot", &layout, &body)
 }
 
 /// Every refusal of an error, one line each (`pool.csv:12: …`).
@@ -652,6 +853,22 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Page(P::ManageInventory),
             routing::post(wipe),
             Doc::form("Record an item's wipe and its certificate"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/lot",
+            Page(P::ManageInventory),
+            routing::post(bulk),
+            Doc::form("Wipe, check or take back the items ticked, in one step, all or nothing"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/lot/fichier",
+            Page(P::ManageInventory),
+            routing::post(scan_upload),
+            Doc::page(
+                "Read a scanner's file of serials against the pool (unknown, duplicate, other crisis) before a bulk step",
+            ),
         ),
         (
             Method::POST,
