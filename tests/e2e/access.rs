@@ -128,6 +128,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/inventaire/{serial}/effacement", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/verification", [R, R, R, R, R, R]),
     ("POST", "/inventaire/lot", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/{serial}/fiche", [R, R, R, R, R, R]),
+    ("POST", "/inventaire/{serial}/sim", [R, R, R, R, R, R]),
     ("POST", "/inventaire/lot/fichier", [R, R, R, R, R, R]),
     ("POST", "/inventaire/import", [R, R, R, R, R, R]),
     ("GET", "/inventaire/export", [R, R, R, R, R, R]),

@@ -800,3 +800,109 @@ async fn bulk_steps_are_all_or_nothing_and_a_scanner_file_is_previewed_first() {
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("aucun numéro de série"));
 }
+
+/// Item sheets and SIM links (#34, point 3): ops edit an item's tag, model, notes and condition
+/// (audited, kept in its history, hostile text escaped); a SIM sits in one phone or router, is
+/// named on the loan receipt, and a device back without it is flagged.
+#[tokio::test]
+async fn items_are_edited_and_sims_follow_their_device() {
+    use crate::web::{follow, message, post_form, session_of};
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut r = request("13005");
+    r.needs = needs(0, 1, 0, 0);
+    let c = app.ops.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    app.activate(&c.id).await;
+    let items = app.ops.inventory_items().await.unwrap();
+    let mine: Vec<_> = items.iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    let router = mine.iter().find(|i| i.item.kind == ItemKind::Router).unwrap().item.clone();
+    let sim = mine.iter().find(|i| i.item.kind == ItemKind::Sim).unwrap().item.clone();
+    let free = |k: ItemKind| items.iter().find(|i| i.item.kind == k && i.crisis.is_none()).unwrap().item.clone();
+    let (phone, laptop, other_sim) = (free(ItemKind::Phone), free(ItemKind::Laptop), free(ItemKind::Sim));
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.fiche").await;
+    let post = |serial: &str, what: &str, fields: Vec<(&'static str, String)>| {
+        let mut all = vec![("csrf", csrf.clone())];
+        all.extend(fields);
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(&app, &ops, &format!("/inventaire/{serial}/{what}"), &pairs)
+    };
+    let said = |html: String| (message(&html, "message"), message(&html, "message-erreur"));
+
+    // The sheet: every field checked, all or nothing.
+    let hostile = "<script>alert(1)</script> Dell";
+    let edit = |tag: &str, model: &str, notes: &str, etat: &str| {
+        vec![
+            ("etiquette", tag.to_owned()),
+            ("modele", model.to_owned()),
+            ("notes", notes.to_owned()),
+            ("etat", etat.to_owned()),
+        ]
+    };
+    let taken = &phone.asset_tag;
+    let r = post(&laptop.serial, "fiche", edit(taken, hostile, "", "ok")).await.unwrap();
+    let (_, err) = said(follow(&app, &ops, r).await);
+    assert!(err.unwrap().contains("déjà celle de l"), "a tag taken");
+    let r = post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "", "cassé")).await.unwrap();
+    assert!(said(follow(&app, &ops, r).await).1.unwrap().contains("etat"), "an unknown condition");
+    assert_eq!(app.ops.item(&laptop.serial).await.unwrap().item.item.model, laptop.model, "nothing changed");
+    let r =
+        post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "rayure <b>capot</b>", "damaged")).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(said(html.clone()).0.as_deref(), Some("Fiche enregistrée."), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Dell") && !html.contains("<script>alert(1)"));
+    assert!(
+        html.contains("rayure &lt;b&gt;capot&lt;/b&gt;")
+            && html.contains("fiche modifiée : asset_tag, model, notes, condition")
+    );
+    let d = app.ops.item("AMP-LAP-NEUF").await.unwrap();
+    assert_eq!(
+        (d.item.item.model.as_str(), d.notes.as_str(), d.condition.as_str()),
+        (hostile, "rayure <b>capot</b>", "damaged")
+    );
+    let r =
+        post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "rayure <b>capot</b>", "damaged")).await.unwrap();
+    assert_eq!(said(follow(&app, &ops, r).await).0.as_deref(), Some("Rien n&#x27;a changé."));
+
+    // SIM links: a SIM in one device at most; only phones and routers hold one.
+    let r = post(&router.serial, "sim", vec![("sim", sim.asset_tag.clone())]).await.unwrap();
+    assert_eq!(said(follow(&app, &ops, r).await).0.as_deref(), Some("Carte SIM associée."));
+    let r = post(&phone.serial, "sim", vec![("sim", sim.serial.clone())]).await.unwrap();
+    let err = said(follow(&app, &ops, r).await).1.unwrap();
+    assert!(err.contains("déjà dans l") && err.contains(&router.serial), "{err}");
+    for (device, s, why) in [
+        (&laptop.serial, &other_sim.serial, "seuls un téléphone ou un routeur"),
+        (&phone.serial, &laptop.serial, "pas une carte SIM"),
+        (&phone.serial, &"SIM-INCONNUE".to_owned(), "carte SIM inconnue"),
+    ] {
+        let r = post(device, "sim", vec![("sim", s.clone())]).await.unwrap();
+        let err = said(follow(&app, &ops, r).await).1.unwrap();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert_eq!(app.ops.item(&phone.serial).await.unwrap().sim, None, "nothing linked");
+    assert_eq!(app.ops.item(&sim.serial).await.unwrap().in_device.as_deref(), Some(router.asset_tag.as_str()));
+
+    // The receipt names the SIM in its router; the router back without it is flagged.
+    for s in [&router.serial, &sim.serial] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: None }).await.unwrap();
+    }
+    let receipt = app.ops.document(id, "05-bon-de-pret.html").await.unwrap();
+    let row = receipt.lines().find(|l| l.contains(&format!("<td>{}</td>", router.asset_tag))).unwrap();
+    assert!(row.contains(&format!("avec la carte SIM {}", sim.asset_tag)), "{row}");
+    let loans = app
+        .ops
+        .check_in(id, &CheckinRequest { serial: router.serial.clone(), condition: "ok".into(), note: None })
+        .await
+        .unwrap();
+    let back = loans.iter().find(|l| l.serial == router.serial).unwrap();
+    assert_eq!(back.sim_not_returned.as_deref(), Some(sim.asset_tag.as_str()));
+    let pv = app.ops.document(id, "06-proces-verbal-de-restitution.html").await.unwrap();
+    assert!(pv.contains(&format!("rendu sans sa carte SIM {}", sim.asset_tag)), "{pv}");
+    let loans = app
+        .ops
+        .check_in(id, &CheckinRequest { serial: sim.serial.clone(), condition: "ok".into(), note: None })
+        .await
+        .unwrap();
+    assert!(loans.iter().all(|l| l.sim_not_returned.is_none()), "the SIM came back too");
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}

@@ -193,6 +193,25 @@ fn store_problem(e: &StoreError) -> Problem {
             };
             problem(ProblemCode::ItemConflict, format!("l'équipement {serial} {how} pour la crise {id}."))
         }
+        StoreError::TagTaken { tag, serial } => problem(
+            ProblemCode::ItemConflict,
+            format!("l'étiquette {tag} est déjà celle de l'équipement {serial} : rien n'a été modifié."),
+        ),
+        StoreError::SimLink(r) => problem(
+            ProblemCode::ItemConflict,
+            match r {
+                repli_store::SimLinkRefusal::NotADevice { serial, kind } => format!(
+                    "l'équipement {serial} est un(e) {} : seuls un téléphone ou un routeur reçoivent une carte SIM.",
+                    kind.label_fr()
+                ),
+                repli_store::SimLinkRefusal::NotASim { serial, kind } => {
+                    format!("l'équipement {serial} est un(e) {}, pas une carte SIM.", kind.label_fr())
+                }
+                repli_store::SimLinkRefusal::AlreadyIn { sim, device } => {
+                    format!("la carte SIM {sim} est déjà dans l'équipement {device} : retirez-la d'abord de celui-ci.")
+                }
+            },
+        ),
         StoreError::Refused(refusals) => {
             let mut p = problem(
                 ProblemCode::ItemConflict,

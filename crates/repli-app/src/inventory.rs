@@ -289,11 +289,71 @@ pub async fn items(st: &Services) -> Result<Vec<ItemView>, AppError> {
 pub async fn item(st: &Services, serial: &str) -> Result<ItemDetail, AppError> {
     let (rec, events) =
         st.store.item(serial).await?.ok_or_else(|| item_error(StoreError::UnknownItem(serial.to_owned())))?;
+    let extras = st.store.item_extras(&rec.item.serial).await?;
     let history = events
         .into_iter()
         .map(|e| ItemEventView { at: e.at, actor: e.actor, crisis: e.crisis, from: e.from, to: e.to, note: e.note })
         .collect();
-    Ok(ItemDetail { item: item_view(rec), history })
+    Ok(ItemDetail {
+        item: item_view(rec),
+        history,
+        notes: extras.notes,
+        condition: extras.condition,
+        sim: extras.sim.map(|s| s.1),
+        in_device: extras.in_device.map(|d| d.1),
+    })
+}
+
+/// What ops change of an item, as typed (the item's page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemEditForm {
+    pub asset_tag: String,
+    pub model: String,
+    pub notes: String,
+    /// `ok` or `damaged`.
+    pub condition: String,
+}
+
+/// Edits an item's asset tag, model, notes or condition, every field checked (all refusals at
+/// once); audited with each change. Returns whether anything changed.
+pub async fn edit(st: &Services, a: &Actor, serial: &str, f: &ItemEditForm) -> Result<bool, AppError> {
+    let mut errors = Vec::new();
+    let mut keep = |r: Result<String, FieldError>| r.map_err(|e| errors.push(e)).ok();
+    let tag = keep(identifier("etiquette", f.asset_tag.trim()));
+    let model = keep(text::name("modele", &f.model));
+    let notes = keep(text::free_text("notes", &f.notes, text::SHORT_TEXT_MAX, false));
+    let condition = match f.condition.as_str() {
+        "ok" => Some(Condition::Ok),
+        "damaged" => Some(Condition::Damaged),
+        _ => {
+            errors.push(FieldError::new("etat", "bon état ou endommagé"));
+            None
+        }
+    };
+    let (Some(asset_tag), Some(model), Some(notes), Some(condition)) = (tag, model, notes, condition) else {
+        return Err(AppError::Validation(errors));
+    };
+    let s = scanned(st, "serial", serial).await?;
+    let edit = repli_store::ItemEdit { asset_tag, model, notes, condition };
+    st.store.edit_item(&s, &edit, a, st.clock.now()).await.map_err(item_error)
+}
+
+/// Puts a SIM card (serial or asset tag) in a phone or router, or takes it out (`None`).
+pub async fn link_sim(st: &Services, a: &Actor, device: &str, sim: Option<&str>) -> Result<(), AppError> {
+    let d = scanned(st, "serial", device).await?;
+    let s = match sim.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(code) => match st.store.item_serial(&serial("sim", code)?).await? {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::Validation(vec![FieldError::new(
+                    "sim",
+                    "carte SIM inconnue (ni ce numéro de série ni cette étiquette)",
+                )]));
+            }
+        },
+        None => None,
+    };
+    st.store.link_sim(&d, s.as_deref(), a, st.clock.now()).await.map_err(item_error)
 }
 
 /// Records a wipe with its certificate.
@@ -431,11 +491,23 @@ pub async fn loans(st: &Services, a: &Actor, id: &str) -> Result<Vec<LoanView>, 
 pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<LoanView>, AppError> {
     let now = st.clock.now();
     let list = st.store.loans(id).await?;
+    let sims = st.store.sim_links().await?;
+    // SIMs of this crisis still out, by serial.
+    let out: std::collections::HashSet<String> =
+        list.iter().filter(|l| l.returned_at.is_none()).map(|l| l.serial.clone()).collect();
     Ok(list
         .into_iter()
         .map(|l| {
             let end = LoanEnd::of(&l);
+            let sim = sims.get(&l.serial);
             LoanView {
+                sim: sim.map(|(_, tag, iccid)| match iccid {
+                    Some(i) => format!("{tag} (ICCID {i})"),
+                    None => tag.clone(),
+                }),
+                sim_not_returned: sim
+                    .filter(|(s, _, _)| l.returned_at.is_some() && out.contains(s))
+                    .map(|(_, tag, _)| tag.clone()),
                 overdue: l.returned_at.is_none() && l.due_back < now,
                 written_off_at: end.written_off_at,
                 write_off_reason: end.write_off_reason,

@@ -221,6 +221,7 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
                 "written_off": l.written_off_at.map(|t| fr::datetime(t, &p.time_zone)),
                 "condition": condition_fr(l.condition.as_deref()),
                 "note": l.write_off_reason,
+                "sim": l.sim,
                 "wipe": p.wipes.get(&l.serial).cloned().unwrap_or_else(|| "—".to_owned()),
             })
         })
@@ -239,6 +240,11 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
             ),
             (None, _) => format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())),
         })
+        .chain(p.loans.iter().filter_map(|l| {
+            l.sim_not_returned
+                .as_ref()
+                .map(|sim| format!("{} ({}) : rendu sans sa carte SIM {sim}", l.asset_tag, l.kind.label_fr()))
+        }))
         .collect();
     let routers: Vec<serde_json::Value> = p
         .loans

@@ -93,6 +93,8 @@ pub fn loans() -> Vec<LoanView> {
             condition: Some("damaged".into()),
             written_off_at: None,
             write_off_reason: None,
+            sim: None,
+            sim_not_returned: None,
             overdue: false,
         },
         LoanView {
@@ -110,6 +112,8 @@ pub fn loans() -> Vec<LoanView> {
             condition: Some("ok".into()),
             written_off_at: None,
             write_off_reason: None,
+            sim: Some("AMP-SIM-001 (ICCID 89331503190000000013)".into()),
+            sim_not_returned: Some("AMP-SIM-001".into()),
             overdue: false,
         },
         // Written off: never returned, its date and a hostile reason.
@@ -128,6 +132,8 @@ pub fn loans() -> Vec<LoanView> {
             condition: Some("missing".into()),
             written_off_at: Some(t("2026-12-08T15:30:00Z")),
             write_off_reason: Some(format!("volé, plainte déposée {HOSTILE}")),
+            sim: None,
+            sim_not_returned: None,
             overdue: false,
         },
     ]

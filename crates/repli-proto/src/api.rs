@@ -170,6 +170,18 @@ pub struct ItemEventView {
 pub struct ItemDetail {
     pub item: ItemView,
     pub history: Vec<ItemEventView>,
+    /// Ops' notes.
+    #[serde(default)]
+    pub notes: String,
+    /// Physical condition: `ok` or `damaged`.
+    #[serde(default)]
+    pub condition: String,
+    /// The asset tag of the SIM card this phone or router holds.
+    #[serde(default)]
+    pub sim: Option<String>,
+    /// The asset tag of the phone or router this SIM card sits in.
+    #[serde(default)]
+    pub in_device: Option<String>,
 }
 
 /// `PUT /api/v1/crises/{id}/agents`.
@@ -233,6 +245,12 @@ pub struct LoanView {
     /// Why it was written off.
     #[serde(default)]
     pub write_off_reason: Option<String>,
+    /// The SIM card this phone or router holds (asset tag and ICCID), on the receipt.
+    #[serde(default)]
+    pub sim: Option<String>,
+    /// This device came back while the SIM it holds (asset tag) is still out.
+    #[serde(default)]
+    pub sim_not_returned: Option<String>,
     pub overdue: bool,
 }
 

@@ -75,6 +75,48 @@ pub struct Loan {
 
 pub use repli_core::inventory::Condition;
 
+/// What ops may change of an item (its serial, kind and identifiers never change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemEdit {
+    pub asset_tag: String,
+    pub model: String,
+    pub notes: String,
+    /// `Ok` or `Damaged` (its physical condition).
+    pub condition: Condition,
+}
+
+/// What an item's page shows beside its record: notes, condition, and its SIM links.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ItemExtras {
+    pub notes: String,
+    pub condition: String,
+    /// The SIM card this phone or router holds: (serial, asset tag).
+    pub sim: Option<(String, String)>,
+    /// The phone or router this SIM card sits in: (serial, asset tag).
+    pub in_device: Option<(String, String)>,
+}
+
+/// Why a SIM link was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimLinkRefusal {
+    /// Only a phone or a router holds a SIM.
+    NotADevice { serial: String, kind: ItemKind },
+    /// The item to put in is not a SIM card.
+    NotASim { serial: String, kind: ItemKind },
+    /// The SIM already sits in another device.
+    AlreadyIn { sim: String, device: String },
+}
+
+impl std::fmt::Display for SimLinkRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotADevice { serial, kind } => write!(f, "{serial} is a {kind}, not a phone or router"),
+            Self::NotASim { serial, kind } => write!(f, "{serial} is a {kind}, not a SIM card"),
+            Self::AlreadyIn { sim, device } => write!(f, "SIM {sim} is already in {device}"),
+        }
+    }
+}
+
 /// What one step does to many items ([`Store::bulk`]).
 #[derive(Debug, Clone)]
 pub enum BulkOp {
@@ -902,6 +944,14 @@ impl Store {
         .bind(serial)
         .execute(&mut *tx)
         .await?;
+        // A phone or router back without the SIM it holds: the SIM's loan is still open.
+        let sim_out: Option<String> = sqlx::query_scalar(
+            "SELECT s.asset_tag FROM items d JOIN items s ON s.serial = d.sim \
+             JOIN loans l ON l.serial = s.serial AND l.returned_at IS NULL WHERE d.serial = ?",
+        )
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
         let commune = commune_of(tx, id).await?;
         let e = NewEntry::crisis(
             actor,
@@ -909,7 +959,7 @@ impl Store {
             id.as_str(),
             AuditAction::InventoryCheckIn,
             serial,
-            json!({ "condition": condition.as_str(), "note": note }),
+            json!({ "condition": condition.as_str(), "note": note, "sim_not_returned": sim_out }),
         );
         self.append(tx, e, now).await?;
         Ok(to)
@@ -1001,6 +1051,175 @@ impl Store {
         };
         self.append(tx, e, now).await?;
         Ok(to)
+    }
+
+    /// Notes, condition and SIM links of an item.
+    pub async fn item_extras(&self, serial: &str) -> Result<ItemExtras, StoreError> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT i.notes, i.condition, i.sim, s.asset_tag FROM items i LEFT JOIN items s ON s.serial = i.sim \
+             WHERE i.serial = ?",
+        )
+        .bind(serial)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some((notes, condition, sim, sim_tag)) = row else {
+            return Err(StoreError::UnknownItem(serial.to_owned()));
+        };
+        let in_device: Option<(String, String)> = sqlx::query_as("SELECT serial, asset_tag FROM items WHERE sim = ?")
+            .bind(serial)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(ItemExtras { notes, condition, sim: sim.zip(sim_tag), in_device })
+    }
+
+    /// Ops edit an item's asset tag, model, notes or condition; audited with each change
+    /// (before → after) and kept in its history. Nothing changed: nothing written.
+    pub async fn edit_item(
+        &self,
+        serial: &str,
+        e: &ItemEdit,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, String, String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT asset_tag, model, notes, condition, state, crisis_id FROM items WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (tag, model, notes, condition, state, crisis) =
+            row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let mut changes = serde_json::Map::new();
+        for (field, before, after) in [
+            ("asset_tag", &tag, &e.asset_tag),
+            ("model", &model, &e.model),
+            ("notes", &notes, &e.notes),
+            ("condition", &condition, &e.condition.as_str().to_owned()),
+        ] {
+            if before != after {
+                changes.insert(field.to_owned(), json!({ "from": before, "to": after }));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        if e.asset_tag != tag {
+            let taken: Option<String> =
+                sqlx::query_scalar("SELECT serial FROM items WHERE asset_tag = ? AND serial <> ?")
+                    .bind(&e.asset_tag)
+                    .bind(serial)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(other) = taken {
+                return Err(StoreError::TagTaken { tag: e.asset_tag.clone(), serial: other });
+            }
+        }
+        sqlx::query(
+            "UPDATE items SET asset_tag = ?, model = ?, notes = ?, condition = ?, updated_at = ? WHERE serial = ?",
+        )
+        .bind(&e.asset_tag)
+        .bind(&e.model)
+        .bind(&e.notes)
+        .bind(e.condition.as_str())
+        .bind(time::to_db(now))
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
+        sqlx::query("INSERT INTO item_events (serial, at, actor, crisis_id, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(serial)
+            .bind(time::to_db(now))
+            .bind(&actor.name)
+            .bind(&crisis)
+            .bind(&state)
+            .bind(&state)
+            .bind(format!("fiche modifiée : {}", fields.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+        let entry = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventoryEdit,
+            target: serial,
+            details: serde_json::Value::Object(changes),
+        };
+        self.append(&mut tx, entry, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts a SIM card in a phone or router (or takes it out, `sim` none), audited. A SIM sits
+    /// in one device at most: one already in another device is refused.
+    pub async fn link_sim(
+        &self,
+        device: &str,
+        sim: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let kind_of = async |conn: &mut SqliteConnection, serial: &str| -> Result<ItemKind, StoreError> {
+            let k: Option<String> = sqlx::query_scalar("SELECT kind FROM items WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let k = k.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+            k.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: k })
+        };
+        let kind = kind_of(&mut tx, device).await?;
+        if !matches!(kind, ItemKind::Phone | ItemKind::Router) {
+            return Err(StoreError::SimLink(SimLinkRefusal::NotADevice { serial: device.to_owned(), kind }));
+        }
+        if let Some(s) = sim {
+            let k = kind_of(&mut tx, s).await?;
+            if k != ItemKind::Sim {
+                return Err(StoreError::SimLink(SimLinkRefusal::NotASim { serial: s.to_owned(), kind: k }));
+            }
+            let other: Option<String> = sqlx::query_scalar("SELECT serial FROM items WHERE sim = ? AND serial <> ?")
+                .bind(s)
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(d) = other {
+                return Err(StoreError::SimLink(SimLinkRefusal::AlreadyIn { sim: s.to_owned(), device: d }));
+            }
+        }
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT sim FROM items WHERE serial = ?").bind(device).fetch_one(&mut *tx).await?;
+        if previous.as_deref() == sim {
+            return Ok(());
+        }
+        sqlx::query("UPDATE items SET sim = ?, updated_at = ? WHERE serial = ?")
+            .bind(sim)
+            .bind(time::to_db(now))
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        let crisis = held_for(&mut tx, device).await?;
+        let entry = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventorySimLink,
+            target: device,
+            details: json!({ "sim": sim, "previous": previous }),
+        };
+        self.append(&mut tx, entry, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every SIM link: device serial → (SIM serial, SIM asset tag, ICCID).
+    pub async fn sim_links(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String, Option<String>)>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT d.serial, s.serial, s.asset_tag, s.iccid FROM items d JOIN items s ON s.serial = d.sim",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(d, s, t, i)| (d, (s, t, i))).collect())
     }
 
     /// One step for many items, all or nothing: each item wiped, checked or taken back (by the

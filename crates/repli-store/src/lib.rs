@@ -41,7 +41,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
-pub use inventory::{Agent, BulkOp, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
+pub use inventory::{
+    Agent, BulkOp, Condition, ItemEdit, ItemEvent, ItemExtras, ItemRecord, Loan, Need, Preempted, SimLinkRefusal, Wipe,
+};
 pub use item_search::{ItemList, ItemListed, ItemQuery, ItemSort, LoanListed};
 pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
@@ -118,6 +120,8 @@ impl StoreError {
                 | Self::ItemNotHeldFor { .. }
                 | Self::WipeRequired { .. }
                 | Self::ItemMoveRefused { .. }
+                | Self::TagTaken { .. }
+                | Self::SimLink(_)
         )
     }
 }
@@ -185,6 +189,12 @@ pub enum StoreError {
     /// The item is not held for that crisis the way the operation needs.
     #[error("item {serial} is not {holding} for crisis {id}")]
     ItemNotHeldFor { serial: String, id: CrisisId, holding: Holding },
+    /// An asset tag already on another item.
+    #[error("asset tag {tag} is already item {serial}'s")]
+    TagTaken { tag: String, serial: String },
+    /// A SIM link refused: not a SIM, not a phone or router, or the SIM is in another device.
+    #[error("SIM link refused: {0}")]
+    SimLink(SimLinkRefusal),
     /// A step on many items refused: each item that could not, with why; nothing changed.
     #[error("refused for {} item(s)", .0.len())]
     Refused(Vec<(String, StoreError)>),
@@ -276,6 +286,7 @@ fn migrator() -> Migrator {
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
         m(12, "storage truth", include_str!("../migrations/0012_storage_truth.sql")),
         m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
+        m(14, "item notes and sims", include_str!("../migrations/0014_item_notes_and_sims.sql")),
     ])
 }
 

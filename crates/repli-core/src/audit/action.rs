@@ -91,6 +91,10 @@ audit_actions! {
     InventoryWipe => "inventory.wipe",
     /// A returned item that needs no wipe (router, SIM, printer) checked and put back in stock.
     InventoryCheck => "inventory.check",
+    /// An item's asset tag, model, notes or condition changed (each change, before → after).
+    InventoryEdit => "inventory.edit",
+    /// A SIM card put in (or taken out of) a phone or router.
+    InventorySimLink => "inventory.sim_link",
     InventoryService => "inventory.service",
     SlaSuspend => "sla.suspend",
     SlaResume => "sla.resume",
@@ -219,6 +223,8 @@ impl AuditAction {
             Self::InventoryWriteOff => "Équipement passé en perte",
             Self::InventoryWipe => "Effacement certifié",
             Self::InventoryCheck => "Équipement vérifié et remis en stock",
+            Self::InventoryEdit => "Fiche d'équipement modifiée",
+            Self::InventorySimLink => "Carte SIM associée",
             Self::SlaSuspend => "Délai suspendu",
             Self::SlaResume => "Délai repris",
             Self::LegalFacts => "Faits notés pour les échéances légales",
@@ -452,7 +458,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 64);
+        assert_eq!(AuditAction::ALL.len(), 66);
     }
 
     #[test]

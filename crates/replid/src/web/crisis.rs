@@ -834,7 +834,11 @@ pub async fn check_in(
                 ),
                 None => serial.clone(),
             };
-            let msg = format!("Retour enregistré : {what}. Encore {open} équipement(s) prêté(s).");
+            let sim = this
+                .and_then(|l| l.sim_not_returned.as_deref())
+                .map(|t| format!(" ATTENTION : rendu sans sa carte SIM {t}, toujours prêtée."))
+                .unwrap_or_default();
+            let msg = format!("Retour enregistré : {what}. Encore {open} équipement(s) prêté(s).{sim}");
             crate::web::flash::redirect(&page, Flash::ok(msg).beside(Section::Retour))
         }
         Err(e) => {

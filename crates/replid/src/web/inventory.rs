@@ -377,6 +377,16 @@ struct ItemPage {
     i: ItemLine,
     can: Can,
     history: Vec<Event>,
+    /// The sheet ops may edit.
+    notes: String,
+    damaged: bool,
+    /// The SIM card this phone or router holds; the device this SIM sits in.
+    sim: Option<String>,
+    in_device: Option<String>,
+    /// Shows the SIM form (a phone or router, for ops).
+    holds_sim: bool,
+    /// Shows the edit form (ops).
+    can_edit: bool,
 }
 
 pub async fn item(
@@ -386,10 +396,11 @@ pub async fn item(
     Path(serial): Path<String>,
     flashes: Flashes,
 ) -> Response {
-    let repli_proto::api::ItemDetail { item: found, history } = match inventory::item(&st, &serial).await {
-        Ok(i) => i,
-        Err(e) => return api_error_page(&st, &e),
-    };
+    let repli_proto::api::ItemDetail { item: found, history, notes, condition, sim, in_device } =
+        match inventory::item(&st, &serial).await {
+            Ok(i) => i,
+            Err(e) => return api_error_page(&st, &e),
+        };
     let history = history
         .into_iter()
         .map(|h| Event {
@@ -401,8 +412,19 @@ pub async fn item(
             note: h.note,
         })
         .collect();
-    let can = Can::of(a.may(Permission::ManageInventory), found.item.kind, found.state);
-    let body = ItemPage { can, i: ItemLine::of(&found), history };
+    let ops = a.may(Permission::ManageInventory);
+    let can = Can::of(ops, found.item.kind, found.state);
+    let body = ItemPage {
+        can,
+        i: ItemLine::of(&found),
+        history,
+        notes,
+        damaged: condition == "damaged",
+        sim,
+        in_device,
+        holds_sim: ops && matches!(found.item.kind, ItemKind::Phone | ItemKind::Router),
+        can_edit: ops,
+    };
     let layout = Layout::signed_in(&a, &csrf, format!("Équipement {}", found.item.asset_tag)).flashes(&flashes);
     page(&st, StatusCode::OK, "equipement", &layout, &body)
 }
@@ -437,6 +459,68 @@ pub async fn wipe(
         ),
         Ok(_) => item_back(&serial, Flash::ok("Effacement enregistré : l'équipement est de nouveau disponible.")),
         Err(e) => item_back(&serial, Flash::error(e.to_problem().detail)),
+    }
+}
+
+/// The item's sheet: asset tag, model, notes, condition.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EditForm {
+    etiquette: String,
+    modele: String,
+    notes: String,
+    etat: String,
+}
+
+/// An item's sheet edited (audited with each change).
+pub async fn edit(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Path(serial): Path<String>,
+    CsrfForm(form): CsrfForm<EditForm>,
+) -> Response {
+    let f = inventory::ItemEditForm {
+        asset_tag: form.etiquette,
+        model: form.modele,
+        notes: form.notes,
+        condition: form.etat,
+    };
+    match inventory::edit(&st, &a, &serial, &f).await {
+        Ok(true) => item_back(&serial, Flash::ok("Fiche enregistrée.")),
+        Ok(false) => item_back(&serial, Flash::ok("Rien n'a changé.")),
+        Err(e) => {
+            let p = e.to_problem();
+            let lines: Vec<String> = p.errors.iter().map(|f| format!("{} : {}", f.field, f.message)).collect();
+            let msg =
+                if lines.is_empty() { p.detail } else { format!("Rien n'a été modifié. {}", lines.join(" ; ")) };
+            item_back(&serial, Flash::error(msg))
+        }
+    }
+}
+
+/// The SIM form of a phone or router: the SIM's serial or label, empty to take it out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SimForm {
+    sim: String,
+}
+
+/// A SIM card put in, or taken out of, a phone or router.
+pub async fn sim(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Path(serial): Path<String>,
+    CsrfForm(form): CsrfForm<SimForm>,
+) -> Response {
+    let sim = Some(form.sim.trim()).filter(|s| !s.is_empty());
+    match inventory::link_sim(&st, &a, &serial, sim).await {
+        Ok(()) if sim.is_some() => item_back(&serial, Flash::ok("Carte SIM associée.")),
+        Ok(()) => item_back(&serial, Flash::ok("Carte SIM retirée.")),
+        Err(e) => {
+            let p = e.to_problem();
+            let msg = p.errors.first().map_or(p.detail.clone(), |f| f.message.clone());
+            item_back(&serial, Flash::error(msg))
+        }
     }
 }
 
@@ -856,6 +940,20 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
         ),
         (
             Method::POST,
+            "/inventaire/{serial}/fiche",
+            Page(P::ManageInventory),
+            routing::post(edit),
+            Doc::form("Edit an item's asset tag, model, notes and condition"),
+        ),
+        (
+            Method::POST,
+            "/inventaire/{serial}/sim",
+            Page(P::ManageInventory),
+            routing::post(sim),
+            Doc::form("Put a SIM card in a phone or router, or take it out"),
+        ),
+        (
+            Method::POST,
             "/inventaire/lot",
             Page(P::ManageInventory),
             routing::post(bulk),
@@ -958,6 +1056,12 @@ mod tests {
                 holder: None,
             },
             can: Can::of(a.may(Permission::ManageInventory), kind, state),
+            notes: "<script>x</script>".into(),
+            damaged: false,
+            sim: None,
+            in_device: None,
+            holds_sim: kind == ItemKind::Router,
+            can_edit: ops,
             history: vec![Event {
                 at: "hier".into(),
                 who: "Opé".into(),
