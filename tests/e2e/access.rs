@@ -133,6 +133,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("POST", "/inventaire/lot/fichier", [R, R, R, R, R, R]),
     ("POST", "/inventaire/import", [R, R, R, R, R, R]),
     ("GET", "/inventaire/export", [R, R, R, R, R, R]),
+    ("GET", "/inventaire/etiquettes", [R, R, R, R, R, R]),
+    ("GET", "/inventaire/{serial}/etiquette", [R, R, R, R, R, R]),
     ("GET", "/inventaire/equipements/export", [R, R, R, R, R, R]),
     ("GET", "/inventaire/prets/export", [R, R, R, R, R, R]),
     ("POST", "/inventaire/{serial}/service", [R, R, R, R, R, R]),

@@ -906,3 +906,58 @@ async fn items_are_edited_and_sims_follow_their_device() {
     assert!(loans.iter().all(|l| l.sim_not_returned.is_none()), "the SIM came back too");
     assert!(app.auditor.audit_verify().await.unwrap().verified);
 }
+
+/// Labels (#34, point 4): A4 sheets of 24 labels for a search's items, or one item's label;
+/// each carries the asset tag, the kind and a QR code of the asset tag (what the scan field
+/// accepts), inline SVG with no item text inside.
+#[tokio::test]
+async fn labels_print_the_asset_tag_kind_and_a_qr_code_the_scan_accepts() {
+    use crate::web::{encode, http, session_of};
+    use reqwest::header::COOKIE;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    // Asset tags are identifiers (letters, digits, - _ . /): nothing to escape in a label.
+    let hostile = "asset_tag,serial,kind,model\nAMP-PRN-X/1,FICTIF-HOSTILE-2,printer,<b>Imprimante</b>\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "h.csv".into(), csv: hostile.into() }] })
+        .await
+        .unwrap();
+    let (auditor, _) = session_of(&app, Role::Auditor, None, "audit.etiquettes").await;
+    let get = |path: String| {
+        let c = auditor.clone();
+        let url = app.url(&path);
+        async move {
+            let r = http().get(url).header(COOKIE, c).send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    // Every laptop: 120 labels on 5 sheets of 24.
+    let html = get(format!("/inventaire/etiquettes?{}", encode(&[("type", "laptop")]))).await;
+    assert_eq!(html.matches("class=\"planche\"").count(), 5);
+    assert_eq!(html.matches("class=\"etiquette\"").count(), 120);
+    assert_eq!(html.matches("<svg role=\"img\" aria-label=\"Code QR de l").count(), 120);
+    let items = app.ops.inventory_items().await.unwrap();
+    let laptop = items.iter().find(|i| i.item.kind == ItemKind::Laptop).unwrap();
+    let qr = repli_docs::qr_svg_named(&laptop.item.asset_tag, "Code QR de l'étiquette").unwrap();
+    assert!(html.contains(&qr), "the QR code encodes the asset tag");
+    assert!(html.contains(&format!("<strong>{}</strong><br>ordinateur portable", laptop.item.asset_tag)));
+    // One item's label, from its page.
+    let page = get("/inventaire/FICTIF-HOSTILE-2".into()).await;
+    assert!(page.contains("href=\"/inventaire/FICTIF-HOSTILE-2/etiquette\""));
+    let one = get("/inventaire/FICTIF-HOSTILE-2/etiquette".into()).await;
+    assert_eq!(one.matches("class=\"etiquette\"").count(), 1);
+    assert!(
+        one.contains("<strong>AMP-PRN-X&#x2F;1</strong><br>imprimante")
+            || one.contains("<strong>AMP-PRN-X/1</strong><br>imprimante"),
+        "{one}"
+    );
+    assert!(!one.contains("<b>Imprimante"), "no model, no markup");
+    // What the label's QR code holds is accepted where items are scanned: the asset tag.
+    let d = app.ops.item(&laptop.item.asset_tag).await.unwrap();
+    assert_eq!(d.item.item.serial, laptop.item.serial);
+    // An unknown item has no label.
+    let r =
+        http().get(app.url("/inventaire/INCONNU-1/etiquette")).header(COOKIE, auditor.clone()).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+}

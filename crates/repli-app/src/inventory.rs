@@ -959,3 +959,37 @@ pub async fn scan_file(st: &Services, a: &Actor, text: &str, crisis: Option<&str
     }
     Ok(out)
 }
+
+/// Most labels printed at once (ten A4 sheets of 24).
+pub const MAX_LABELS: u32 = 240;
+
+/// An item's label: its asset tag, kind, and a QR code of the asset tag (what the hand-back's
+/// scan field and the bulk file accept), as inline SVG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub asset_tag: String,
+    pub serial: String,
+    pub kind: ItemKind,
+    pub qr_svg: String,
+}
+
+fn label_of(r: &ItemRecord) -> Option<Label> {
+    Some(Label {
+        asset_tag: r.item.asset_tag.clone(),
+        serial: r.item.serial.clone(),
+        kind: r.item.kind,
+        qr_svg: repli_docs::qr_svg_named(&r.item.asset_tag, "Code QR de l'étiquette")?,
+    })
+}
+
+/// The labels of the items a list's filters match, in its order, at most [`MAX_LABELS`].
+pub async fn labels(st: &Services, q: &ItemQuery) -> Result<Vec<Label>, AppError> {
+    let list = st.store.item_list(&ItemQuery { offset: 0, limit: Some(MAX_LABELS), ..q.clone() }).await?;
+    Ok(list.items.iter().filter_map(|l| label_of(&l.record)).collect())
+}
+
+/// One item's label (serial or asset tag).
+pub async fn label(st: &Services, code: &str) -> Result<Label, AppError> {
+    let (rec, _) = st.store.item(code).await?.ok_or_else(|| item_error(StoreError::UnknownItem(code.to_owned())))?;
+    label_of(&rec).ok_or_else(|| AppError::Internal(format!("QR code of {}", rec.item.asset_tag)))
+}

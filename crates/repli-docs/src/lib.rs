@@ -95,6 +95,13 @@ pub struct M365 {
 /// A link as an inline SVG QR code (black modules on white, no text inside: the SVG carries
 /// no markup from the link). None for an empty or oversized link.
 pub fn qr_svg(link: &str) -> Option<String> {
+    qr_svg_named(link, "Code QR du lien")
+}
+
+/// Any text as an inline SVG QR code named `label` for screen readers (an equipment label's
+/// asset tag: what a scanner then types). None for an empty or oversized text.
+pub fn qr_svg_named(text: &str, label: &str) -> Option<String> {
+    let link = text;
     if link.is_empty() {
         return None;
     }
@@ -108,7 +115,8 @@ pub fn qr_svg(link: &str) -> Option<String> {
         .build();
     // Inline in HTML: no XML declaration; named for screen readers (the link is printed beside).
     let start = svg.find("<svg")?;
-    Some(svg[start..].replacen("<svg ", "<svg role=\"img\" aria-label=\"Code QR du lien\" ", 1))
+    let label: String = label.chars().filter(|c| c.is_alphanumeric() || " '-".contains(*c)).collect();
+    Some(svg[start..].replacen("<svg ", &format!("<svg role=\"img\" aria-label=\"{label}\" "), 1))
 }
 
 /// What a pack is made from: the crisis as the API shows it, and what provisioning produced.

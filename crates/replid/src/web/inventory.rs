@@ -223,6 +223,8 @@ struct InventoryPage {
     previous: Option<String>,
     next: Option<String>,
     export_items: String,
+    /// The labels of this search's items.
+    labels: String,
     items: Vec<ItemLine>,
 }
 
@@ -292,10 +294,74 @@ pub async fn inventory(
         previous: (page_no > 1).then(|| link(page_no - 1)),
         next: (page_no < pages).then(|| link(page_no + 1)),
         export_items: format!("/inventaire/equipements/export?{}", shown.query(&[])),
+        labels: format!("/inventaire/etiquettes?{}", shown.query(&[])),
         items: list.items.iter().map(ItemLine::listed).collect(),
         f: shown,
     };
     page(&st, StatusCode::OK, "inventaire", &Layout::signed_in(&a, &csrf, "Inventaire").flashes(&flashes), &body)
+}
+
+/// A label as the sheet shows it.
+#[derive(Debug, Serialize)]
+struct LabelView {
+    tag: String,
+    kind: &'static str,
+    /// Inline SVG made by the QR encoder from the asset tag (no text of the item inside).
+    qr: String,
+}
+
+/// A sheet of labels: A4, 3 × 8 labels of 70 × 37 mm, 24 per sheet.
+#[derive(Debug, Serialize)]
+struct LabelsPage {
+    sheets: Vec<Vec<LabelView>>,
+    count: usize,
+    /// Set when more items matched than a print run holds.
+    capped: bool,
+}
+
+const LABELS_PER_SHEET: usize = 24;
+
+fn labels_page(st: &AppState, a: &Actor, csrf: &str, labels: Vec<inventory::Label>, capped: bool) -> Response {
+    let count = labels.len();
+    let views: Vec<LabelView> =
+        labels.into_iter().map(|l| LabelView { tag: l.asset_tag, kind: l.kind.label_fr(), qr: l.qr_svg }).collect();
+    let mut sheets = Vec::new();
+    let mut it = views.into_iter().peekable();
+    while it.peek().is_some() {
+        sheets.push(it.by_ref().take(LABELS_PER_SHEET).collect());
+    }
+    let body = LabelsPage { sheets, count, capped };
+    page(st, StatusCode::OK, "etiquettes", &Layout::signed_in(a, csrf, "Étiquettes à imprimer"), &body)
+}
+
+/// The labels of the items the list's filters match, on A4 sheets.
+pub async fn labels(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (_, query, _, _) = list_query(&q);
+    match inventory::labels(&st, &query).await {
+        Ok(l) => {
+            let capped = l.len() >= inventory::MAX_LABELS as usize;
+            labels_page(&st, &a, &csrf, l, capped)
+        }
+        Err(e) => api_error_page(&st, &e),
+    }
+}
+
+/// One item's label.
+pub async fn label(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    Extension(SessionCsrf(csrf)): Extension<SessionCsrf>,
+    Path(serial): Path<String>,
+) -> Response {
+    match inventory::label(&st, &serial).await {
+        Ok(l) => labels_page(&st, &a, &csrf, vec![l], false),
+        Err(e) => api_error_page(&st, &e),
+    }
 }
 
 /// The items the list's filters match (every page) as CSV, formula-safe.
@@ -1002,6 +1068,20 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Page(P::ReadInventory),
             routing::get(export_pool),
             Doc::answering("The pool as CSV, in the import's columns (a download)", Answer::Html),
+        ),
+        (
+            Method::GET,
+            "/inventaire/etiquettes",
+            Page(P::ReadInventory),
+            routing::get(labels),
+            Doc::page("Printable labels (A4, 3 × 8) of the items the inventory list's filters match"),
+        ),
+        (
+            Method::GET,
+            "/inventaire/{serial}/etiquette",
+            Page(P::ReadInventory),
+            routing::get(label),
+            Doc::page("An item's printable label"),
         ),
         (
             Method::GET,
