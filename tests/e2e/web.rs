@@ -678,7 +678,11 @@ async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
     for (code, etat) in &cases {
         let r = post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", code), ("etat", etat)]).await.unwrap();
         let html = follow(&app, &ops, r).await;
-        assert!(message(&html, "message").is_some_and(|m| m.starts_with("Retour enregistré")), "{code:?}: {html}");
+        // Beside the scan field, where the next scan is typed.
+        assert!(
+            message(&html, "retour-resultat").is_some_and(|m| m.starts_with("Retour enregistré")),
+            "{code:?}: {html}"
+        );
     }
     let r =
         post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", "AMP-INCONNU-9"), ("etat", "ok")]).await.unwrap();

@@ -82,7 +82,7 @@ pub async fn preview(st: &Services, req: &ImportRequest) -> Result<ImportPreview
 }
 
 /// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool),
-/// every cell formula-safe (`text::csv_cell`).
+/// its free-text cells formula-safe (`text::csv_cell`).
 pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     let items = st.store.items(None).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -91,17 +91,19 @@ pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     w.write_record(header).map_err(fail)?;
     for r in &items {
         let i = &r.item;
-        let o = |v: &Option<String>| text::csv_cell(v.as_deref().unwrap_or_default()).into_owned();
+        // Free text (model, location) could hold a formula; the other columns are checked
+        // identifiers, digits and phone numbers, written as they are so the file imports back.
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
         w.write_record([
-            text::csv_cell(&i.asset_tag).into_owned(),
-            text::csv_cell(&i.serial).into_owned(),
+            i.asset_tag.clone(),
+            i.serial.clone(),
             i.kind.as_str().to_owned(),
             text::csv_cell(&i.model).into_owned(),
             o(&i.imei),
             o(&i.iccid),
             o(&i.msisdn),
             o(&i.apn),
-            o(&i.location),
+            text::csv_cell(i.location.as_deref().unwrap_or_default()).into_owned(),
         ])
         .map_err(fail)?;
     }
