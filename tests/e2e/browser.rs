@@ -469,7 +469,7 @@ async fn a_whole_crisis_in_the_browser_without_the_cli() {
             click_nav(&d, "button.danger").await;
         }
         let after = app.ops.loans(&id).await.unwrap();
-        assert!(after.iter().all(|l| l.returned_at.is_some()), "{after:#?}");
+        assert!(after.iter().all(|l| !l.is_open()), "{after:#?}");
         assert!(after.iter().any(|l| l.condition.as_deref() == Some("damaged")));
 
         // Wipes, on each returned laptop or phone's page.
@@ -772,6 +772,89 @@ async fn second_factor_enrolment_and_sign_in_in_a_browser() {
         d.find(By::Id("code")).await.unwrap().send_keys(&totp_code(&key, app.now())).await.unwrap();
         click_nav(&d, "form button[type=submit]").await;
         assert!(text_of(&d, "h1").await.starts_with("Bonjour"));
+    })
+    .await;
+}
+
+/// The id of the element that has the keyboard's focus.
+async fn focused(d: &WebDriver) -> String {
+    d.active_element().await.unwrap().attr("id").await.unwrap().unwrap_or_default()
+}
+
+/// A USB scanner is a keyboard: it types the code and Enter into whatever has the focus. At the
+/// hand-back, ops scan everything back without touching the mouse: the scan field has the focus
+/// when the page opens, after a refusal as after a return, and each scan says what it did
+/// beside the field (#34, point 6).
+#[tokio::test]
+async fn a_usb_scanner_takes_the_kit_back_without_the_mouse() {
+    use repli_proto::api::{ImportFile, ImportRequest, KitNeeds, LendRequest};
+    let app = TestApp::spawn().await;
+    let pool = include_str!("../../inventory/pool.csv");
+    let files = vec![ImportFile { source: "pool.csv".into(), csv: pool.into() }];
+    app.ops.import_inventory(&ImportRequest { files }).await.unwrap();
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for insee in ["13005", "13001"] {
+        let mut r = repli_tests::request(insee);
+        r.needs = Some(KitNeeds { laptop: 0, router: 2, phone: 0, printer: 1 });
+        let c = app.ops.request_crisis(&r, None).await.unwrap();
+        app.make_ready(&c.id).await;
+        let mine: Vec<_> = app
+            .ops
+            .inventory_items()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.crisis.as_deref() == Some(c.id.as_str()))
+            .collect();
+        for i in &mine {
+            app.ops.lend(c.id.as_str(), &LendRequest { serial: i.item.serial.clone(), agent_id: None }).await.unwrap();
+        }
+        held.push(mine);
+        ids.push(c.id.clone());
+    }
+    let id = ids[0].to_string();
+    app.ops.act(&ids[0], repli_core::CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&ids[0], repli_core::CrisisAction::StartHandback, Some("SI rétabli")).await.unwrap();
+    web_user(&app, Role::Ops, None, "ops.douchette").await;
+    let (mine, other) = (held[0].clone(), held[1].clone());
+    run("usb_scanner", |d| async move {
+        sign_in(&d, &app, "ops.douchette").await;
+        d.goto(app.url(&format!("/crises/{id}"))).await.unwrap();
+        assert_eq!(focused(&d).await, "serial", "the scan field has the focus when the page opens");
+        // What the scanner types: the code, then Enter, into the focused element.
+        let scanner = |code: String| {
+            let d = d.clone();
+            async move {
+                let before = d.find(By::Tag("html")).await.unwrap();
+                d.active_element().await.unwrap().send_keys(format!("{code}\u{E007}")).await.unwrap();
+                wait_replaced(&before, "the scan").await;
+            }
+        };
+        // Refusals: an unknown code, another crisis's item, a hostile code. The field keeps the
+        // focus and the refusal names the code.
+        for code in ["INCONNU-999".to_owned(), other[0].item.asset_tag.clone(), "<b>x</b>".to_owned()] {
+            scanner(code.clone()).await;
+            let err = text_of(&d, "#retour-erreur").await;
+            assert!(err.contains(&code) && err.contains("refusé"), "{code}: {err}");
+            assert_eq!(focused(&d).await, "serial", "after the refusal of {code}");
+            assert!(d.find(By::Css("#retour-erreur b")).await.is_err(), "shown as text");
+        }
+        assert!(app.ops.loans(&id).await.unwrap().iter().all(|l| l.is_open()), "nothing taken back");
+        // Each item back, in lower case as typed from its label: it says which and how many
+        // are still out, and the field is ready for the next.
+        for (n, i) in mine.iter().enumerate() {
+            scanner(i.item.asset_tag.to_lowercase()).await;
+            let done = text_of(&d, "#retour-resultat").await;
+            assert!(done.contains(&i.item.asset_tag), "{done}");
+            assert!(done.contains(&format!("Encore {} équipement(s) prêté(s)", mine.len() - n - 1)), "{done}");
+            assert_eq!(focused(&d).await, "serial", "after the return of {}", i.item.asset_tag);
+        }
+        // The same item again: refused, the focus stays.
+        scanner(mine[0].item.asset_tag.clone()).await;
+        assert!(text_of(&d, "#retour-erreur").await.contains("refusé"));
+        assert_eq!(focused(&d).await, "serial");
+        assert!(app.ops.loans(&id).await.unwrap().iter().all(|l| l.returned_at.is_some()));
     })
     .await;
 }

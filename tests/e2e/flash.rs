@@ -14,9 +14,27 @@ const MARKER: &str = "zqpiege";
 const ATTACK: &str = "zqpiege Votre accès expire : appelez le 06 66 66 66 66 <b>URGENT</b> \u{e9}";
 
 /// Every query parameter a page reads or once read.
-const PARAMS: [&str; 14] = [
-    "ok", "erreur", "champ", "crise", "commune", "acteur", "action", "du", "au", "apres", "format", "q", "message",
+const PARAMS: [&str; 20] = [
+    "ok",
+    "erreur",
+    "champ",
+    "crise",
+    "commune",
+    "acteur",
+    "action",
+    "du",
+    "au",
+    "apres",
+    "format",
+    "q",
+    "message",
     "next",
+    "type",
+    "etat",
+    "detenteur",
+    "tri",
+    "ordre",
+    "page",
 ];
 
 /// Every GET route of the table with its placeholders filled for a real crisis, item, step.

@@ -399,3 +399,565 @@ async fn write_offs_and_wipes_need_their_reasons_and_records() {
     assert_eq!(e.problem().unwrap().errors.len(), 3, "every missing field named");
     assert_eq!(app.ops.item("FICTIF-B1").await.unwrap().item.state, ItemState::Returned, "nothing changed");
 }
+
+/// Stock truth (#34, point 5): every kind back from a loan returns to stock by its own path (a
+/// certified wipe for laptops and phones, a check for routers, SIMs and printers); a written-off
+/// item carries its write-off date and reason, never a return date; the dossier keeps its
+/// equipment table after the hand-back opens.
+#[tokio::test]
+async fn every_kind_returns_to_stock_by_its_path_and_a_write_off_is_never_a_return() {
+    use repli_proto::api::CheckRequest;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    r.needs = needs(1, 1, 1, 1);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let agents = app
+        .dgs
+        .set_agents(
+            id,
+            &AgentsRequest { agents: vec![AgentInput { name: "Luc Durand".into(), service: "Accueil".into() }] },
+        )
+        .await
+        .unwrap();
+    app.activate(&c.id).await;
+    let held: Vec<_> =
+        app.ops.inventory_items().await.unwrap().into_iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    assert_eq!(held.len(), 6, "a laptop, a router, a phone, a printer and two SIM cards: {held:#?}");
+    let of = |k: ItemKind| held.iter().filter(|i| i.item.kind == k).map(|i| i.item.serial.clone()).collect::<Vec<_>>();
+    let (laptop, router, phone, printer, sims) = (
+        of(ItemKind::Laptop)[0].clone(),
+        of(ItemKind::Router)[0].clone(),
+        of(ItemKind::Phone)[0].clone(),
+        of(ItemKind::Printer)[0].clone(),
+        of(ItemKind::Sim),
+    );
+    for s in [&laptop, &phone] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+    }
+    for s in [&router, &printer, &sims[0], &sims[1]] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: None }).await.unwrap();
+    }
+    app.make_ready(&c.id).await;
+    app.ops.act(&c.id, CrisisAction::Deliver, None).await.unwrap();
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("retour à la normale")).await.unwrap();
+
+    // The dossier keeps what was asked for and given once the hand-back has opened.
+    let dossier = app.ops.document(id, "01-dossier-de-mise-a-disposition.html").await.unwrap();
+    for kind in ["ordinateur portable", "routeur 4G/5G", "téléphone mobile", "carte SIM", "imprimante"] {
+        let row = dossier.lines().find(|l| l.starts_with(&format!("<tr><td>{kind}</td>")));
+        let want = if kind == "carte SIM" { 2 } else { 1 };
+        assert_eq!(
+            row,
+            Some(format!("<tr><td>{kind}</td><td>{want}</td><td>{want}</td></tr>").as_str()),
+            "{kind}: {dossier}"
+        );
+    }
+    assert_eq!(app.ops.crisis(id).await.unwrap().needs.len(), 5, "the crisis page keeps them too");
+
+    for (s, condition) in [(&laptop, "ok"), (&router, "ok"), (&printer, "ok"), (&sims[0], "ok"), (&sims[1], "damaged")]
+    {
+        app.ops
+            .check_in(id, &CheckinRequest { serial: s.clone(), condition: condition.into(), note: None })
+            .await
+            .unwrap();
+    }
+    let reason = "volé dans le véhicule, plainte déposée <b>n° 42</b>";
+    app.ops.write_off(id, &WriteOffRequest { serial: phone.clone(), reason: reason.into() }).await.unwrap();
+
+    // A laptop is not « checked » back into stock: it needs its certified wipe.
+    let check = |note: &str| CheckRequest { note: note.into() };
+    let e = app.ops.check_item(&laptop, &check("vu")).await.unwrap_err();
+    assert_eq!(e.status().unwrap().as_u16(), 409);
+    assert!(e.problem().unwrap().detail.contains("effacement certifié"), "{e:?}");
+    assert_eq!(app.ops.item(&laptop).await.unwrap().item.state, ItemState::Returned, "nothing changed");
+    // Bad input changes nothing.
+    assert_eq!(app.ops.check_item(&router, &check("   ")).await.status_code(), 422);
+    assert_eq!(app.ops.check_item("FICTIF-INCONNU-1", &check("vu")).await.status_code(), 404);
+    assert_eq!(app.dgs.check_item(&router, &check("vu")).await.status_code(), 403);
+    assert_eq!(app.ops.item(&router).await.unwrap().item.state, ItemState::Returned);
+    // Routers, SIMs and printers go back to stock by their check; a damaged one to maintenance.
+    for s in [&router, &printer, &sims[0]] {
+        let d = app.ops.check_item(s, &check("réinitialisé, complet")).await.unwrap();
+        assert_eq!((d.item.state, d.item.crisis.as_deref()), (ItemState::Available, None), "{s}");
+        assert_eq!(d.history.last().unwrap().note.as_deref(), Some("réinitialisé, complet"));
+    }
+    let d = app.ops.check_item(&sims[1], &check("puce rayée")).await.unwrap();
+    assert_eq!(d.item.state, ItemState::Maintenance);
+    assert_eq!(app.ops.check_item(&router, &check("encore")).await.status_code(), 409, "already back");
+    // The laptop goes back by its wipe.
+    let w = WipeRequest {
+        method: "NIST 800-88 purge".into(),
+        operator: "Atelier DSI".into(),
+        certificate: "CERT-1".into(),
+    };
+    assert_eq!(app.ops.wipe(&laptop, &w).await.unwrap().item.state, ItemState::Available);
+
+    // The written-off phone: its date and reason, never a return.
+    let loans = app.ops.loans(id).await.unwrap();
+    let lost = loans.iter().find(|l| l.serial == phone).unwrap();
+    assert_eq!((lost.returned_at, lost.write_off_reason.as_deref()), (None, Some(reason)));
+    assert!(lost.written_off_at.is_some() && !lost.is_open());
+    assert!(loans.iter().filter(|l| l.serial != phone).all(|l| l.returned_at.is_some() && l.written_off_at.is_none()));
+    let pv = app.ops.document(id, "06-proces-verbal-de-restitution.html").await.unwrap();
+    let tag = &app.ops.item(&phone).await.unwrap().item.item.asset_tag;
+    let row = pv.lines().find(|l| l.contains(&format!("<td>{tag}</td>"))).unwrap();
+    assert!(row.contains("passé en perte le") && row.contains("volé dans le véhicule"), "{row}");
+    assert!(row.contains("&lt;b&gt;n° 42&lt;/b&gt;"), "escaped: {row}");
+    let dossier = app.ops.document(id, "01-dossier-de-mise-a-disposition.html").await.unwrap();
+    let row = dossier.lines().find(|l| l.contains(&format!("<td>{tag}</td>"))).unwrap();
+    assert!(row.contains("passé en perte le") && !row.contains("rendu le"), "{row}");
+
+    let status = app.auditor.inventory_status().await.unwrap();
+    let line = |k| status.iter().find(|l| l.kind == k).unwrap().clone();
+    assert_eq!(line(ItemKind::Router).wiping, 0, "no router stuck « restitué »");
+    assert_eq!(line(ItemKind::Printer).wiping, 0);
+    assert_eq!(line(ItemKind::Sim).wiping, 0);
+    let v = app.auditor.audit_verify().await.unwrap();
+    assert!(v.verified, "{v:?}");
+}
+
+/// The inventory page (#34, point 1): search by serial, tag or model, filters by kind, state,
+/// crisis or commune and holder, sorting and pages, done by the store; CSV exports of the list
+/// and of every loan whose cells never start a formula; bad filters named, never echoed.
+#[tokio::test]
+async fn the_inventory_page_searches_filters_sorts_pages_and_exports_safely() {
+    use crate::web::{encode, http, session_of};
+    use reqwest::header::COOKIE;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let hostile = "asset_tag,serial,kind,model\nAMP-ZZZ-1,FICTIF-HOSTILE-1,printer,=HYPERLINK(\"http://x\") <script>alert(1)</script>\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "h.csv".into(), csv: hostile.into() }] })
+        .await
+        .unwrap();
+    let mut r = request("13005");
+    r.agents = 1;
+    r.needs = needs(1, 0, 0, 0);
+    let c = app.dgs.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    let agents = app
+        .dgs
+        .set_agents(
+            id,
+            &AgentsRequest { agents: vec![AgentInput { name: "=Luc Durand".into(), service: "+Accueil".into() }] },
+        )
+        .await
+        .unwrap();
+    app.activate(&c.id).await;
+    let laptop =
+        app.ops.inventory_items().await.unwrap().into_iter().find(|i| i.crisis.as_deref() == Some(id)).unwrap();
+    app.ops.lend(id, &LendRequest { serial: laptop.item.serial.clone(), agent_id: Some(agents[0].id) }).await.unwrap();
+
+    let (ops, _) = session_of(&app, Role::Ops, None, "ops.inventaire").await;
+    let get = |query: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = app.url(&format!("/inventaire?{}", encode(&pairs)));
+        let ops = ops.clone();
+        async move {
+            let r = http().get(url).header(COOKIE, ops).send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let found = |html: &str| -> (String, Vec<String>) {
+        let status =
+            html.split("id=\"resultat\" role=\"status\">").nth(1).unwrap().split("</p>").next().unwrap().to_owned();
+        let tags = html
+            .split("<td data-th=\"Étiquette\"><a href=\"/inventaire/")
+            .skip(1)
+            .map(|s| s.split('>').nth(1).unwrap().split('<').next().unwrap().to_owned())
+            .collect();
+        (status, tags)
+    };
+    // Everything, by asset tag, 50 to a page.
+    let (status, tags) = found(&get(vec![]).await);
+    assert_eq!(status, "271 équipement(s) trouvé(s) — page 1 sur 6.");
+    assert_eq!(tags.len(), 50);
+    assert!(tags.windows(2).all(|w| w[0] < w[1]), "{tags:?}");
+    let (status, last) = found(&get(vec![("page", "6".into())]).await);
+    assert_eq!((status.as_str(), last.len()), ("271 équipement(s) trouvé(s) — page 6 sur 6.", 21));
+    // Search by part of a serial, of an asset tag, of a model, any case.
+    let (status, tags) = found(&get(vec![("q", "hostile".into())]).await);
+    assert_eq!(
+        (status.as_str(), tags.as_slice()),
+        ("1 équipement(s) trouvé(s) — page 1 sur 1.", &["AMP-ZZZ-1".to_owned()][..])
+    );
+    let (_, tags) = found(&get(vec![("q", laptop.item.asset_tag.to_lowercase())]).await);
+    assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag));
+    let (_, tags) = found(&get(vec![("q", "hyperlink".into())]).await);
+    assert_eq!(tags, ["AMP-ZZZ-1"]);
+    // LIKE's wildcards are taken literally.
+    let (status, _) = found(&get(vec![("q", "%".into())]).await);
+    assert!(status.starts_with("0 équipement(s)"), "{status}");
+    // Filters: kind and state, crisis or commune, holder.
+    let (status, _) = found(&get(vec![("type", "laptop".into()), ("etat", "available".into())]).await);
+    assert!(status.starts_with("119 équipement(s)"), "{status}");
+    for crise in [id.to_owned(), "13005".into(), "aubag".into()] {
+        let html = get(vec![("crise", crise.clone())]).await;
+        let (status, tags) = found(&html);
+        assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag), "{crise}: {status}");
+        assert!(html.contains("Luc Durand</td>"), "the holder is shown");
+    }
+    let (_, tags) = found(&get(vec![("detenteur", "luc".into())]).await);
+    assert_eq!(tags, std::slice::from_ref(&laptop.item.asset_tag));
+    // Sorting: by kind descending puts the SIM cards first… then by tag.
+    let (_, tags) = found(&get(vec![("tri", "type".into()), ("ordre", "desc".into())]).await);
+    assert!(tags[0].contains("SIM"), "{tags:?}");
+    // The hostile model is shown escaped.
+    let html = get(vec![("q", "AMP-ZZZ".into())]).await;
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>alert(1)"));
+    // Bad filters: a fixed message each, the rest still served, nothing echoed.
+    let html = get(vec![
+        ("type", "tablette".into()),
+        ("etat", "vole".into()),
+        ("tri", "prix".into()),
+        ("page", "-3".into()),
+        ("q", "x".repeat(101)),
+    ])
+    .await;
+    for m in ["Type inconnu", "État inconnu", "Tri inconnu", "Numéro de page invalide", "Recherche refusée"] {
+        assert!(html.contains(m), "{m}");
+    }
+    assert!(!html.contains("tablette") && !html.contains("xxxxxxxxxx"));
+    assert!(found(&html).0.starts_with("271 "), "the page still lists everything");
+
+    // Exports: the list's matches, every loan; no cell starts a formula.
+    let csv = |path: String| {
+        let ops = ops.clone();
+        let url = app.url(&path);
+        async move { http().get(url).header(COOKIE, ops).send().await.unwrap().text().await.unwrap() }
+    };
+    let items = csv(format!("/inventaire/equipements/export?{}", encode(&[("q", "AMP-ZZZ")]))).await;
+    let mut rd = ::csv::Reader::from_reader(items.as_bytes());
+    let rows: Vec<::csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{items}");
+    assert_eq!(&rows[0][3], "'=HYPERLINK(\"http://x\") <script>alert(1)</script>");
+    let all = csv("/inventaire/equipements/export".into()).await;
+    assert_eq!(all.lines().count(), 272, "a header and every item, not a page");
+    let loans = csv("/inventaire/prets/export".into()).await;
+    let mut rd = ::csv::Reader::from_reader(loans.as_bytes());
+    let rows: Vec<::csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{loans}");
+    assert_eq!((&rows[0][0], &rows[0][6], &rows[0][7]), (id, "'=Luc Durand", "'+Accueil"));
+    for row in rows
+        .iter()
+        .chain(::csv::Reader::from_reader(all.as_bytes()).records().map(Result::unwrap).collect::<Vec<_>>().iter())
+    {
+        assert!(row.iter().all(|c| !c.starts_with(['=', '+', '-', '@'])), "{row:?}");
+    }
+    // The DGS has no inventory page.
+    let (dgs, _) = session_of(&app, Role::Dgs, Some("13005"), "dgs.inventaire").await;
+    let r = http().get(app.url("/inventaire/prets/export")).header(COOKIE, dgs).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+}
+
+/// Bulk steps (#34, point 2): the items ticked are taken back, checked or wiped in one step,
+/// each audited; one that cannot refuses the whole step, named with why, and nothing changes. A
+/// scanner's file is read against the pool first: unknown, duplicate and other-crisis lines are
+/// named before anything changes.
+#[tokio::test]
+async fn bulk_steps_are_all_or_nothing_and_a_scanner_file_is_previewed_first() {
+    use crate::web::{follow, message, post_form, post_multipart, session_of};
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for (insee, routers) in [("13005", 2), ("13001", 1)] {
+        let mut r = request(insee);
+        r.needs = needs(0, routers, 0, 1);
+        let c = app.ops.request_crisis(&r, None).await.unwrap();
+        app.activate(&c.id).await;
+        let mine: Vec<_> = app
+            .ops
+            .inventory_items()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.crisis.as_deref() == Some(c.id.as_str()))
+            .collect();
+        for i in &mine {
+            app.ops.lend(c.id.as_str(), &LendRequest { serial: i.item.serial.clone(), agent_id: None }).await.unwrap();
+        }
+        held.push(mine);
+        ids.push(c.id.to_string());
+    }
+    let (a, b) = (&held[0], &held[1]);
+    assert_eq!(a.len(), 5, "2 routers, 2 SIM cards, a printer");
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.lot").await;
+    let state = |s: String| {
+        let ops = app.ops.clone();
+        async move { ops.item(&s).await.unwrap().item.state }
+    };
+    let ticks = |items: &[&repli_proto::api::ItemView]| -> Vec<(String, &'static str)> {
+        items.iter().map(|i| (format!("lot-{}", i.item.serial), "oui")).collect()
+    };
+    let post = |action: &str, extra: Vec<(String, &'static str)>, fields: &[(&str, &str)]| {
+        let mut all: Vec<(String, String)> = vec![("csrf".into(), csrf.clone()), ("action".into(), action.into())];
+        all.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all.extend(extra.into_iter().map(|(k, v)| (k, v.to_owned())));
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        post_form(&app, &ops, "/inventaire/lot", &pairs)
+    };
+
+    // A's items and one of B's, for A: the whole step is refused, B's router named.
+    let mut mixed: Vec<&repli_proto::api::ItemView> = a.iter().collect();
+    mixed.push(&b[0]);
+    let r = post("retour", ticks(&mixed), &[("crise", ids[0].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    let err = message(&html, "message-erreur").unwrap();
+    assert!(err.contains("Rien n&#x27;a été fait") && err.contains(&b[0].item.serial), "{err}");
+    assert!(!err.contains(&a[0].item.serial), "only the refused item is named: {err}");
+    for i in a.iter().chain(b.iter()) {
+        assert_eq!(state(i.item.serial.clone()).await, ItemState::Lent, "nothing changed");
+    }
+    // A's five items taken back in one step, each audited.
+    let before = app.auditor.audit_verify().await.unwrap();
+    let r = post("retour", ticks(&a.iter().collect::<Vec<_>>()), &[("crise", ids[0].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(message(&html, "message").as_deref(), Some("5 équipement(s) : retour enregistré."), "{html}");
+    let after = app.auditor.audit_verify().await.unwrap();
+    assert!(after.verified);
+    assert!(after.entries >= before.entries + 5, "an entry per item: {before:?} → {after:?}");
+    assert!(app.ops.loans(&ids[0]).await.unwrap().iter().all(|l| l.returned_at.is_some()));
+    // A check refused for a router still in stock names it; nothing changes.
+    let spare = app
+        .ops
+        .inventory_items()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.state == ItemState::Available && i.item.kind == ItemKind::Router)
+        .unwrap();
+    let mut with_spare: Vec<&repli_proto::api::ItemView> = a.iter().collect();
+    with_spare.push(&spare);
+    let r = post("verification", ticks(&with_spare), &[("controle", "réinitialisés")]).await.unwrap();
+    let err = message(&follow(&app, &ops, r).await, "message-erreur").unwrap();
+    assert!(err.contains(&spare.item.serial) && err.contains("disponible"), "{err}");
+    assert_eq!(state(a[0].item.serial.clone()).await, ItemState::Returned);
+    // Without what was checked: refused.
+    let r = post("verification", ticks(&a.iter().collect::<Vec<_>>()), &[("controle", " ")]).await.unwrap();
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").is_some());
+    let r = post("verification", ticks(&a.iter().collect::<Vec<_>>()), &[("controle", "réinitialisés, complets")])
+        .await
+        .unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(message(&html, "message").as_deref(), Some("5 équipement(s) : vérification enregistrée."), "{html}");
+    for i in a {
+        // Back in stock, where the waiting list may take it at once (crisis A, still being
+        // prepared here, lacks what it lent).
+        let d = app.ops.item(&i.item.serial).await.unwrap();
+        assert!(matches!(d.item.state, ItemState::Available | ItemState::Reserved), "{d:?}");
+        assert!(d.history.iter().any(|e| e.to == "available" && e.note.as_deref() == Some("réinitialisés, complets")));
+    }
+    // Nothing ticked, an unknown action: a message, nothing done.
+    let r = post("retour", vec![], &[]).await.unwrap();
+    assert_eq!(
+        message(&follow(&app, &ops, r).await, "message-erreur").as_deref(),
+        Some("Cochez au moins un équipement.")
+    );
+    let r = post("broyage", ticks(&[&b[0]]), &[]).await.unwrap();
+    assert!(message(&follow(&app, &ops, r).await, "message-erreur").unwrap().contains("Choisissez"));
+
+    // A scanner's file for B: a duplicate, an unknown code, another crisis's item, a hostile
+    // code — each named, nothing changed.
+    let file = format!("serial\n{}\n{}\n<b>INCONNU</b>\n{}\n", b[0].item.serial, b[0].item.asset_tag, a[0].item.serial);
+    let upload = |file: String| {
+        post_multipart(
+            &app,
+            &ops,
+            "/inventaire/lot/fichier",
+            &[("csrf", csrf.as_str()), ("action", "retour"), ("crise", ids[1].as_str())],
+            Some(("fichier", "douchette.txt", Box::leak(file.into_boxed_str()))),
+        )
+    };
+    let r = upload(file).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("3 ligne(s) inutilisable(s)"), "{html}");
+    assert!(html.contains("en double : déjà ligne 2"), "{html}");
+    assert!(html.contains("inconnu : ni ce numéro de série"), "{html}");
+    assert!(html.contains("détenu pour une autre crise") || html.contains("détenu pour aucune crise"), "{html}");
+    assert!(html.contains("&lt;b&gt;INCONNU&lt;/b&gt;") && !html.contains("<b>INCONNU"), "escaped");
+    assert!(!html.contains("action=\"/inventaire/lot\""), "no confirmation while a line is refused");
+    assert_eq!(state(b[0].item.serial.clone()).await, ItemState::Lent, "nothing changed");
+    // A clean file: every line named, then one confirmation for all of them.
+    let clean = b.iter().map(|i| i.item.asset_tag.clone()).collect::<Vec<_>>().join("\n");
+    let r = upload(clean).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!("Confirmer pour ces {} équipement(s)", b.len())), "{html}");
+    for i in b {
+        assert!(html.contains(&format!("name=\"lot-{}\" value=\"oui\"", i.item.serial)), "{html}");
+    }
+    let r = post("retour", ticks(&b.iter().collect::<Vec<_>>()), &[("crise", ids[1].as_str())]).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert!(message(&html, "message").unwrap().contains("retour enregistré"), "{html}");
+    // An empty file, a file of blank lines: refused with a French message.
+    let r = upload("\n\n".into()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("aucun numéro de série"));
+}
+
+/// Item sheets and SIM links (#34, point 3): ops edit an item's tag, model, notes and condition
+/// (audited, kept in its history, hostile text escaped); a SIM sits in one phone or router, is
+/// named on the loan receipt, and a device back without it is flagged.
+#[tokio::test]
+async fn items_are_edited_and_sims_follow_their_device() {
+    use crate::web::{follow, message, post_form, session_of};
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    let mut r = request("13005");
+    r.needs = needs(0, 1, 0, 0);
+    let c = app.ops.request_crisis(&r, None).await.unwrap();
+    let id = c.id.as_str();
+    app.activate(&c.id).await;
+    let items = app.ops.inventory_items().await.unwrap();
+    let mine: Vec<_> = items.iter().filter(|i| i.crisis.as_deref() == Some(id)).collect();
+    let router = mine.iter().find(|i| i.item.kind == ItemKind::Router).unwrap().item.clone();
+    let sim = mine.iter().find(|i| i.item.kind == ItemKind::Sim).unwrap().item.clone();
+    let free = |k: ItemKind| items.iter().find(|i| i.item.kind == k && i.crisis.is_none()).unwrap().item.clone();
+    let (phone, laptop, other_sim) = (free(ItemKind::Phone), free(ItemKind::Laptop), free(ItemKind::Sim));
+    let (ops, csrf) = session_of(&app, Role::Ops, None, "ops.fiche").await;
+    let post = |serial: &str, what: &str, fields: Vec<(&'static str, String)>| {
+        let mut all = vec![("csrf", csrf.clone())];
+        all.extend(fields);
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(&app, &ops, &format!("/inventaire/{serial}/{what}"), &pairs)
+    };
+    let said = |html: String| (message(&html, "message"), message(&html, "message-erreur"));
+
+    // The sheet: every field checked, all or nothing.
+    let hostile = "<script>alert(1)</script> Dell";
+    let edit = |tag: &str, model: &str, notes: &str, etat: &str| {
+        vec![
+            ("etiquette", tag.to_owned()),
+            ("modele", model.to_owned()),
+            ("notes", notes.to_owned()),
+            ("etat", etat.to_owned()),
+        ]
+    };
+    let taken = &phone.asset_tag;
+    let r = post(&laptop.serial, "fiche", edit(taken, hostile, "", "ok")).await.unwrap();
+    let (_, err) = said(follow(&app, &ops, r).await);
+    assert!(err.unwrap().contains("déjà celle de l"), "a tag taken");
+    let r = post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "", "cassé")).await.unwrap();
+    assert!(said(follow(&app, &ops, r).await).1.unwrap().contains("etat"), "an unknown condition");
+    assert_eq!(app.ops.item(&laptop.serial).await.unwrap().item.item.model, laptop.model, "nothing changed");
+    let r =
+        post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "rayure <b>capot</b>", "damaged")).await.unwrap();
+    let html = follow(&app, &ops, r).await;
+    assert_eq!(said(html.clone()).0.as_deref(), Some("Fiche enregistrée."), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Dell") && !html.contains("<script>alert(1)"));
+    assert!(
+        html.contains("rayure &lt;b&gt;capot&lt;/b&gt;")
+            && html.contains("fiche modifiée : asset_tag, model, notes, condition")
+    );
+    let d = app.ops.item("AMP-LAP-NEUF").await.unwrap();
+    assert_eq!(
+        (d.item.item.model.as_str(), d.notes.as_str(), d.condition.as_str()),
+        (hostile, "rayure <b>capot</b>", "damaged")
+    );
+    let r =
+        post(&laptop.serial, "fiche", edit("AMP-LAP-NEUF", hostile, "rayure <b>capot</b>", "damaged")).await.unwrap();
+    assert_eq!(said(follow(&app, &ops, r).await).0.as_deref(), Some("Rien n&#x27;a changé."));
+
+    // SIM links: a SIM in one device at most; only phones and routers hold one.
+    let r = post(&router.serial, "sim", vec![("sim", sim.asset_tag.clone())]).await.unwrap();
+    assert_eq!(said(follow(&app, &ops, r).await).0.as_deref(), Some("Carte SIM associée."));
+    let r = post(&phone.serial, "sim", vec![("sim", sim.serial.clone())]).await.unwrap();
+    let err = said(follow(&app, &ops, r).await).1.unwrap();
+    assert!(err.contains("déjà dans l") && err.contains(&router.serial), "{err}");
+    for (device, s, why) in [
+        (&laptop.serial, &other_sim.serial, "seuls un téléphone ou un routeur"),
+        (&phone.serial, &laptop.serial, "pas une carte SIM"),
+        (&phone.serial, &"SIM-INCONNUE".to_owned(), "carte SIM inconnue"),
+    ] {
+        let r = post(device, "sim", vec![("sim", s.clone())]).await.unwrap();
+        let err = said(follow(&app, &ops, r).await).1.unwrap();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert_eq!(app.ops.item(&phone.serial).await.unwrap().sim, None, "nothing linked");
+    assert_eq!(app.ops.item(&sim.serial).await.unwrap().in_device.as_deref(), Some(router.asset_tag.as_str()));
+
+    // The receipt names the SIM in its router; the router back without it is flagged.
+    for s in [&router.serial, &sim.serial] {
+        app.ops.lend(id, &LendRequest { serial: s.clone(), agent_id: None }).await.unwrap();
+    }
+    let receipt = app.ops.document(id, "05-bon-de-pret.html").await.unwrap();
+    let row = receipt.lines().find(|l| l.contains(&format!("<td>{}</td>", router.asset_tag))).unwrap();
+    assert!(row.contains(&format!("avec la carte SIM {}", sim.asset_tag)), "{row}");
+    let loans = app
+        .ops
+        .check_in(id, &CheckinRequest { serial: router.serial.clone(), condition: "ok".into(), note: None })
+        .await
+        .unwrap();
+    let back = loans.iter().find(|l| l.serial == router.serial).unwrap();
+    assert_eq!(back.sim_not_returned.as_deref(), Some(sim.asset_tag.as_str()));
+    let pv = app.ops.document(id, "06-proces-verbal-de-restitution.html").await.unwrap();
+    assert!(pv.contains(&format!("rendu sans sa carte SIM {}", sim.asset_tag)), "{pv}");
+    let loans = app
+        .ops
+        .check_in(id, &CheckinRequest { serial: sim.serial.clone(), condition: "ok".into(), note: None })
+        .await
+        .unwrap();
+    assert!(loans.iter().all(|l| l.sim_not_returned.is_none()), "the SIM came back too");
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}
+
+/// Labels (#34, point 4): A4 sheets of 24 labels for a search's items, or one item's label;
+/// each carries the asset tag, the kind and a QR code of the asset tag (what the scan field
+/// accepts), inline SVG with no item text inside.
+#[tokio::test]
+async fn labels_print_the_asset_tag_kind_and_a_qr_code_the_scan_accepts() {
+    use crate::web::{encode, http, session_of};
+    use reqwest::header::COOKIE;
+    let app = TestApp::spawn().await;
+    app.ops.import_inventory(&pool()).await.unwrap();
+    // Asset tags are identifiers (letters, digits, - _ . /): nothing to escape in a label.
+    let hostile = "asset_tag,serial,kind,model\nAMP-PRN-X/1,FICTIF-HOSTILE-2,printer,<b>Imprimante</b>\n";
+    app.ops
+        .import_inventory(&ImportRequest { files: vec![ImportFile { source: "h.csv".into(), csv: hostile.into() }] })
+        .await
+        .unwrap();
+    let (auditor, _) = session_of(&app, Role::Auditor, None, "audit.etiquettes").await;
+    let get = |path: String| {
+        let c = auditor.clone();
+        let url = app.url(&path);
+        async move {
+            let r = http().get(url).header(COOKIE, c).send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    // Every laptop: 120 labels on 5 sheets of 24.
+    let html = get(format!("/inventaire/etiquettes?{}", encode(&[("type", "laptop")]))).await;
+    assert_eq!(html.matches("class=\"planche\"").count(), 5);
+    assert_eq!(html.matches("class=\"etiquette-materiel\"").count(), 120);
+    assert_eq!(html.matches("<svg role=\"img\" aria-label=\"Code QR de l").count(), 120);
+    let items = app.ops.inventory_items().await.unwrap();
+    let laptop = items.iter().find(|i| i.item.kind == ItemKind::Laptop).unwrap();
+    let qr = repli_docs::qr_svg_named(&laptop.item.asset_tag, "Code QR de l'étiquette").unwrap();
+    assert!(html.contains(&qr), "the QR code encodes the asset tag");
+    assert!(html.contains(&format!("<strong>{}</strong><br>ordinateur portable", laptop.item.asset_tag)));
+    // One item's label, from its page.
+    let page = get("/inventaire/FICTIF-HOSTILE-2".into()).await;
+    assert!(page.contains("href=\"/inventaire/FICTIF-HOSTILE-2/etiquette\""));
+    let one = get("/inventaire/FICTIF-HOSTILE-2/etiquette".into()).await;
+    assert_eq!(one.matches("class=\"etiquette-materiel\"").count(), 1);
+    assert!(
+        one.contains("<strong>AMP-PRN-X&#x2F;1</strong><br>imprimante")
+            || one.contains("<strong>AMP-PRN-X/1</strong><br>imprimante"),
+        "{one}"
+    );
+    assert!(!one.contains("<b>Imprimante"), "no model, no markup");
+    // What the label's QR code holds is accepted where items are scanned: the asset tag.
+    let d = app.ops.item(&laptop.item.asset_tag).await.unwrap();
+    assert_eq!(d.item.item.serial, laptop.item.serial);
+    // An unknown item has no label.
+    let r =
+        http().get(app.url("/inventaire/INCONNU-1/etiquette")).header(COOKIE, auditor.clone()).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+}

@@ -678,7 +678,11 @@ async fn the_hand_back_scan_takes_labels_in_any_case_and_a_condition() {
     for (code, etat) in &cases {
         let r = post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", code), ("etat", etat)]).await.unwrap();
         let html = follow(&app, &ops, r).await;
-        assert!(message(&html, "message").is_some_and(|m| m.starts_with("Retour enregistré")), "{code:?}: {html}");
+        // Beside the scan field, where the next scan is typed.
+        assert!(
+            message(&html, "retour-resultat").is_some_and(|m| m.starts_with("Retour enregistré")),
+            "{code:?}: {html}"
+        );
     }
     let r =
         post_form(&app, &ops, &page, &[("csrf", &csrf), ("serial", "AMP-INCONNU-9"), ("etat", "ok")]).await.unwrap();
@@ -923,7 +927,7 @@ async fn the_ops_forms_refuse_bad_input_and_change_nothing() {
 }
 
 /// Posts a multipart form: text fields, then one file.
-fn post_multipart(
+pub(crate) fn post_multipart(
     app: &TestApp,
     cookie: &str,
     path: &str,

@@ -193,6 +193,44 @@ fn store_problem(e: &StoreError) -> Problem {
             };
             problem(ProblemCode::ItemConflict, format!("l'équipement {serial} {how} pour la crise {id}."))
         }
+        StoreError::TagTaken { tag, serial } => problem(
+            ProblemCode::ItemConflict,
+            format!("l'étiquette {tag} est déjà celle de l'équipement {serial} : rien n'a été modifié."),
+        ),
+        StoreError::SimLink(r) => problem(
+            ProblemCode::ItemConflict,
+            match r {
+                repli_store::SimLinkRefusal::NotADevice { serial, kind } => format!(
+                    "l'équipement {serial} est un(e) {} : seuls un téléphone ou un routeur reçoivent une carte SIM.",
+                    kind.label_fr()
+                ),
+                repli_store::SimLinkRefusal::NotASim { serial, kind } => {
+                    format!("l'équipement {serial} est un(e) {}, pas une carte SIM.", kind.label_fr())
+                }
+                repli_store::SimLinkRefusal::AlreadyIn { sim, device } => {
+                    format!("la carte SIM {sim} est déjà dans l'équipement {device} : retirez-la d'abord de celui-ci.")
+                }
+            },
+        ),
+        StoreError::Refused(refusals) => {
+            let mut p = problem(
+                ProblemCode::ItemConflict,
+                format!(
+                    "Rien n'a été fait : {} équipement(s) ne le permettent pas ({}).",
+                    refusals.len(),
+                    refusals.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            p.errors = refusals.iter().map(|(s, e)| FieldError::new(s, store_problem(e).detail)).collect();
+            p
+        }
+        StoreError::WipeRequired { serial, kind } => problem(
+            ProblemCode::ItemConflict,
+            format!(
+                "l'équipement {serial} est un {} : il revient en stock par un effacement certifié, pas par une simple vérification.",
+                kind.label_fr()
+            ),
+        ),
         StoreError::ItemMoveRefused { to } => problem(
             ProblemCode::ItemConflict,
             format!("passage à l'état « {} » impossible par cette voie.", to.label_fr()),

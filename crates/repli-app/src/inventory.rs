@@ -5,10 +5,10 @@ use jiff::Timestamp;
 use repli_core::inventory::{identifier, parse_items};
 use repli_core::{Actor, FieldError, ItemKind, ItemState, text};
 use repli_proto::api::{
-    AgentView, AgentsRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail, ItemEventView, ItemView,
-    LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
+    AgentView, AgentsRequest, CheckRequest, CheckinRequest, ImportRequest, InventoryStatusLine, ItemDetail,
+    ItemEventView, ItemView, LendRequest, LoanView, NeedView, ServiceRequest, WipeRequest, WriteOffRequest,
 };
-use repli_store::{By, Condition, CrisisRecord, ItemRecord, Need, StoreError, Wipe};
+use repli_store::{By, Condition, CrisisRecord, ItemList, ItemQuery, ItemRecord, Need, StoreError, Wipe};
 
 use crate::crises::visible_crisis;
 use crate::{AppError, Services};
@@ -81,7 +81,8 @@ pub async fn preview(st: &Services, req: &ImportRequest) -> Result<ImportPreview
     Ok(ImportPreview { by_kind, total: items.len() })
 }
 
-/// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool).
+/// The pool as CSV, in Repli's import columns (a file that imports back into an empty pool),
+/// its free-text cells formula-safe (`text::csv_cell`).
 pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     let items = st.store.items(None).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -90,20 +91,142 @@ pub async fn export_csv(st: &Services) -> Result<String, AppError> {
     w.write_record(header).map_err(fail)?;
     for r in &items {
         let i = &r.item;
+        // Free text (model, location) could hold a formula; the other columns are checked
+        // identifiers, digits and phone numbers, written as they are so the file imports back.
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         w.write_record([
             i.asset_tag.clone(),
             i.serial.clone(),
             i.kind.as_str().to_owned(),
-            i.model.clone(),
+            text::csv_cell(&i.model).into_owned(),
             o(&i.imei),
             o(&i.iccid),
             o(&i.msisdn),
             o(&i.apn),
-            o(&i.location),
+            text::csv_cell(i.location.as_deref().unwrap_or_default()).into_owned(),
         ])
         .map_err(fail)?;
     }
+    let bytes = w.into_inner().map_err(|e| AppError::Internal(format!("CSV export: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("CSV export: {e}")))
+}
+
+/// Longest search or filter text of the inventory list.
+pub const LIST_TEXT_MAX: usize = 100;
+/// Rows of a page of the inventory list.
+pub const LIST_PAGE: u32 = 50;
+
+/// A list filter's text: trimmed, empty as none, refused when too long or holding control
+/// characters (a fixed message that never repeats it).
+pub fn list_text(field: &str, v: &str) -> Result<Option<String>, FieldError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.chars().count() > LIST_TEXT_MAX || v.chars().any(char::is_control) {
+        return Err(FieldError::new(field, format!("{LIST_TEXT_MAX} caractères au plus, sans caractère de contrôle")));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// A page of the pool, searched, filtered and sorted in the store.
+pub async fn list(st: &Services, q: &ItemQuery) -> Result<ItemList, AppError> {
+    Ok(st.store.item_list(q).await?)
+}
+
+/// The items a list's filters match (every page) as CSV: where each is and who holds it,
+/// every cell formula-safe.
+pub async fn export_list_csv(st: &Services, q: &ItemQuery) -> Result<String, AppError> {
+    let all = st.store.item_list(&ItemQuery { offset: 0, limit: None, ..q.clone() }).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| AppError::Internal(format!("CSV export: {e}"));
+    w.write_record([
+        "asset_tag",
+        "serial",
+        "kind",
+        "model",
+        "imei",
+        "iccid",
+        "msisdn",
+        "state",
+        "crisis",
+        "commune",
+        "holder",
+        "updated_at",
+    ])
+    .map_err(fail)?;
+    let cell = |v: Option<&str>| text::csv_cell(v.unwrap_or_default()).into_owned();
+    for l in &all.items {
+        let (r, i) = (&l.record, &l.record.item);
+        w.write_record([
+            cell(Some(&i.asset_tag)),
+            cell(Some(&i.serial)),
+            i.kind.as_str().to_owned(),
+            cell(Some(&i.model)),
+            cell(i.imei.as_deref()),
+            cell(i.iccid.as_deref()),
+            cell(i.msisdn.as_deref()),
+            r.state.as_str().to_owned(),
+            cell(r.crisis.as_deref()),
+            cell(l.commune.as_deref()),
+            cell(l.holder.as_deref()),
+            r.updated_at.to_string(),
+        ])
+        .map_err(fail)?;
+    }
+    csv_text(w)
+}
+
+/// Every loan of every crisis as CSV (a write-off with its date and reason, never a return
+/// date), every cell formula-safe.
+pub async fn export_loans_csv(st: &Services) -> Result<String, AppError> {
+    let loans = st.store.loans_all().await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| AppError::Internal(format!("CSV export: {e}"));
+    w.write_record([
+        "crisis",
+        "commune",
+        "asset_tag",
+        "serial",
+        "kind",
+        "model",
+        "agent",
+        "service",
+        "lent_at",
+        "due_back",
+        "returned_at",
+        "condition",
+        "written_off_at",
+        "write_off_reason",
+    ])
+    .map_err(fail)?;
+    let cell = |v: Option<&str>| text::csv_cell(v.unwrap_or_default()).into_owned();
+    let at = |t: Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    for x in &loans {
+        let l = &x.loan;
+        let end = LoanEnd::of(l);
+        w.write_record([
+            cell(Some(&l.crisis)),
+            cell(Some(&x.commune)),
+            cell(Some(&l.asset_tag)),
+            cell(Some(&l.serial)),
+            l.kind.as_str().to_owned(),
+            cell(Some(&l.model)),
+            cell(l.agent.as_ref().map(|a| a.name.as_str())),
+            cell(l.agent.as_ref().map(|a| a.service.as_str())),
+            l.lent_at.to_string(),
+            l.due_back.to_string(),
+            at(end.returned_at),
+            cell(l.condition.as_deref()),
+            at(end.written_off_at),
+            cell(end.write_off_reason.as_deref()),
+        ])
+        .map_err(fail)?;
+    }
+    csv_text(w)
+}
+
+fn csv_text(w: csv::Writer<Vec<u8>>) -> Result<String, AppError> {
     let bytes = w.into_inner().map_err(|e| AppError::Internal(format!("CSV export: {e}")))?;
     String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("CSV export: {e}")))
 }
@@ -132,6 +255,11 @@ fn parsed_files(req: &ImportRequest) -> Result<Vec<(String, u64, repli_core::inv
         return Err(AppError::Validation(errors));
     }
     Ok(items)
+}
+
+/// How many items of each kind are in each state (the kinds and states that have some).
+pub async fn counts(st: &Services) -> Result<Vec<(ItemKind, ItemState, i64)>, AppError> {
+    Ok(st.store.inventory_counts().await?)
 }
 
 /// The pool by kind and state.
@@ -163,11 +291,71 @@ pub async fn items(st: &Services) -> Result<Vec<ItemView>, AppError> {
 pub async fn item(st: &Services, serial: &str) -> Result<ItemDetail, AppError> {
     let (rec, events) =
         st.store.item(serial).await?.ok_or_else(|| item_error(StoreError::UnknownItem(serial.to_owned())))?;
+    let extras = st.store.item_extras(&rec.item.serial).await?;
     let history = events
         .into_iter()
         .map(|e| ItemEventView { at: e.at, actor: e.actor, crisis: e.crisis, from: e.from, to: e.to, note: e.note })
         .collect();
-    Ok(ItemDetail { item: item_view(rec), history })
+    Ok(ItemDetail {
+        item: item_view(rec),
+        history,
+        notes: extras.notes,
+        condition: extras.condition,
+        sim: extras.sim.map(|s| s.1),
+        in_device: extras.in_device.map(|d| d.1),
+    })
+}
+
+/// What ops change of an item, as typed (the item's page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemEditForm {
+    pub asset_tag: String,
+    pub model: String,
+    pub notes: String,
+    /// `ok` or `damaged`.
+    pub condition: String,
+}
+
+/// Edits an item's asset tag, model, notes or condition, every field checked (all refusals at
+/// once); audited with each change. Returns whether anything changed.
+pub async fn edit(st: &Services, a: &Actor, serial: &str, f: &ItemEditForm) -> Result<bool, AppError> {
+    let mut errors = Vec::new();
+    let mut keep = |r: Result<String, FieldError>| r.map_err(|e| errors.push(e)).ok();
+    let tag = keep(identifier("etiquette", f.asset_tag.trim()));
+    let model = keep(text::name("modele", &f.model));
+    let notes = keep(text::free_text("notes", &f.notes, text::SHORT_TEXT_MAX, false));
+    let condition = match f.condition.as_str() {
+        "ok" => Some(Condition::Ok),
+        "damaged" => Some(Condition::Damaged),
+        _ => {
+            errors.push(FieldError::new("etat", "bon état ou endommagé"));
+            None
+        }
+    };
+    let (Some(asset_tag), Some(model), Some(notes), Some(condition)) = (tag, model, notes, condition) else {
+        return Err(AppError::Validation(errors));
+    };
+    let s = scanned(st, "serial", serial).await?;
+    let edit = repli_store::ItemEdit { asset_tag, model, notes, condition };
+    st.store.edit_item(&s, &edit, a, st.clock.now()).await.map_err(item_error)
+}
+
+/// Puts a SIM card (serial or asset tag) in a phone or router, or takes it out (`None`).
+pub async fn link_sim(st: &Services, a: &Actor, device: &str, sim: Option<&str>) -> Result<(), AppError> {
+    let d = scanned(st, "serial", device).await?;
+    let s = match sim.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(code) => match st.store.item_serial(&serial("sim", code)?).await? {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::Validation(vec![FieldError::new(
+                    "sim",
+                    "carte SIM inconnue (ni ce numéro de série ni cette étiquette)",
+                )]));
+            }
+        },
+        None => None,
+    };
+    st.store.link_sim(&d, s.as_deref(), a, st.clock.now()).await.map_err(item_error)
 }
 
 /// Records a wipe with its certificate.
@@ -183,6 +371,17 @@ pub async fn wipe(st: &Services, a: &Actor, serial: &str, req: &WipeRequest) -> 
     st.store.wipe(serial, &Wipe { method, operator, certificate }, a, st.clock.now()).await.map_err(item_error)?;
     fill_waiting(st, st.clock.now()).await?;
     item(st, serial).await
+}
+
+/// A returned router, SIM or printer checked and put back in stock (or in maintenance when it
+/// came back damaged); a laptop or a phone is refused: it returns through its wipe.
+pub async fn check(st: &Services, a: &Actor, serial: &str, req: &CheckRequest) -> Result<ItemDetail, AppError> {
+    let note =
+        text::free_text("note", &req.note, text::SHORT_TEXT_MAX, true).map_err(|e| AppError::Validation(vec![e]))?;
+    let s = scanned(st, "serial", serial).await?;
+    st.store.check_returned(&s, &note, a, st.clock.now()).await.map_err(item_error)?;
+    fill_waiting(st, st.clock.now()).await?;
+    item(st, &s).await
 }
 
 /// Maintenance, retirement, or back to service.
@@ -294,24 +493,64 @@ pub async fn loans(st: &Services, a: &Actor, id: &str) -> Result<Vec<LoanView>, 
 pub async fn loans_of(st: &Services, id: &repli_core::CrisisId) -> Result<Vec<LoanView>, AppError> {
     let now = st.clock.now();
     let list = st.store.loans(id).await?;
+    let sims = st.store.sim_links().await?;
+    // SIMs of this crisis still out, by serial.
+    let out: std::collections::HashSet<String> =
+        list.iter().filter(|l| l.returned_at.is_none()).map(|l| l.serial.clone()).collect();
     Ok(list
         .into_iter()
-        .map(|l| LoanView {
-            overdue: l.returned_at.is_none() && l.due_back < now,
-            serial: l.serial,
-            asset_tag: l.asset_tag,
-            kind: l.kind,
-            model: l.model,
-            imei: l.imei,
-            iccid: l.iccid,
-            msisdn: l.msisdn,
-            agent: l.agent.map(agent_view),
-            lent_at: l.lent_at,
-            due_back: l.due_back,
-            returned_at: l.returned_at,
-            condition: l.condition,
+        .map(|l| {
+            let end = LoanEnd::of(&l);
+            let sim = sims.get(&l.serial);
+            LoanView {
+                sim: sim.map(|(_, tag, iccid)| match iccid {
+                    Some(i) => format!("{tag} (ICCID {i})"),
+                    None => tag.clone(),
+                }),
+                sim_not_returned: sim
+                    .filter(|(s, _, _)| l.returned_at.is_some() && out.contains(s))
+                    .map(|(_, tag, _)| tag.clone()),
+                overdue: l.returned_at.is_none() && l.due_back < now,
+                written_off_at: end.written_off_at,
+                write_off_reason: end.write_off_reason,
+                serial: l.serial,
+                asset_tag: l.asset_tag,
+                kind: l.kind,
+                model: l.model,
+                imei: l.imei,
+                iccid: l.iccid,
+                msisdn: l.msisdn,
+                agent: l.agent.map(agent_view),
+                lent_at: l.lent_at,
+                due_back: l.due_back,
+                returned_at: end.returned_at,
+                condition: l.condition,
+            }
         })
         .collect())
+}
+
+/// How a loan ended, as people read it: returned (ok, damaged) or written off (missing). The
+/// store keeps either moment in `returned_at` and a write-off's reason in `note`; a write-off
+/// is never shown as a return.
+struct LoanEnd {
+    returned_at: Option<Timestamp>,
+    written_off_at: Option<Timestamp>,
+    write_off_reason: Option<String>,
+}
+
+impl LoanEnd {
+    fn of(l: &repli_store::Loan) -> Self {
+        if l.condition.as_deref() == Some(Condition::Missing.as_str()) {
+            LoanEnd {
+                returned_at: None,
+                written_off_at: l.returned_at,
+                write_off_reason: Some(l.note.clone().unwrap_or_else(|| "déclaré manquant au retour".to_owned())),
+            }
+        } else {
+            LoanEnd { returned_at: l.returned_at, written_off_at: None, write_off_reason: None }
+        }
+    }
 }
 
 fn serial(field: &str, s: &str) -> Result<String, AppError> {
@@ -540,4 +779,219 @@ pub async fn fill_waiting(st: &Services, now: Timestamp) -> Result<usize, StoreE
         served += 1;
     }
     Ok(served)
+}
+
+/// Most items one bulk step or one scanner file handles.
+pub const MAX_BULK: usize = 500;
+
+/// What one step does to several items at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Returned laptops and phones wiped, under one method, operator and certificate (a
+    /// wiping station's batch report).
+    Wipe { method: String, operator: String, certificate: String },
+    /// Returned routers, SIMs and printers checked, with what was checked.
+    Check { note: String },
+    /// Lent items taken back in good condition, each by the crisis holding it.
+    Return,
+}
+
+impl BulkAction {
+    /// In French, for the confirmation (« effacés »).
+    pub fn done_fr(&self) -> &'static str {
+        match self {
+            Self::Wipe { .. } => "effacement enregistré",
+            Self::Check { .. } => "vérification enregistrée",
+            Self::Return => "retour enregistré",
+        }
+    }
+}
+
+/// Wipes, checks or takes back several items in one step, all or nothing: every code (serial
+/// or asset tag) read first — unknown, twice, or not for `crisis` when one is given —, then
+/// every item the pool's rules refuse is named with why, and nothing changes; else each item
+/// is moved and audited as if done alone. Returns each serial and where it went.
+pub async fn bulk(
+    st: &Services,
+    a: &Actor,
+    codes: &[String],
+    action: &BulkAction,
+    crisis: Option<&str>,
+) -> Result<Vec<(String, ItemState)>, AppError> {
+    if codes.is_empty() || codes.len() > MAX_BULK {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "equipements",
+            format!("de 1 à {MAX_BULK} équipements à la fois"),
+        )]));
+    }
+    let op = match action {
+        BulkAction::Wipe { method, operator, certificate } => {
+            let mut errors = Vec::new();
+            let mut keep = |r: Result<String, FieldError>| r.map_err(|e| errors.push(e)).ok();
+            let (m, o, c) = (
+                keep(text::name("methode", method)),
+                keep(text::name("operateur", operator)),
+                keep(text::name("certificat", certificate)),
+            );
+            let (Some(method), Some(operator), Some(certificate)) = (m, o, c) else {
+                return Err(AppError::Validation(errors));
+            };
+            repli_store::BulkOp::Wipe(Wipe { method, operator, certificate })
+        }
+        BulkAction::Check { note } => repli_store::BulkOp::Check(
+            text::free_text("controle", note, text::SHORT_TEXT_MAX, true).map_err(|e| AppError::Validation(vec![e]))?,
+        ),
+        BulkAction::Return => repli_store::BulkOp::Return,
+    };
+    let crisis = match crisis {
+        Some(id) => Some(visible_crisis(st, a, id).await?.id),
+        None => None,
+    };
+    let mut errors = Vec::new();
+    let mut serials: Vec<String> = Vec::with_capacity(codes.len());
+    for code in codes {
+        let shown: String = code.trim().chars().take(40).collect();
+        match serial(&shown, code.trim()) {
+            Ok(c) => match st.store.item_serial(&c).await? {
+                Some(s) if serials.contains(&s) => errors.push(FieldError::new(&shown, "figure deux fois")),
+                Some(s) => serials.push(s),
+                None => errors
+                    .push(FieldError::new(&shown, "équipement inconnu (ni ce numéro de série ni cette étiquette)")),
+            },
+            Err(_) => errors.push(FieldError::new(&shown, "numéro de série ou étiquette illisible")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let done = st.store.bulk(&serials, &op, crisis.as_ref(), a, st.clock.now()).await?;
+    match action {
+        BulkAction::Return => st.wake_engine(),
+        _ => {
+            fill_waiting(st, st.clock.now()).await?;
+        }
+    }
+    Ok(done)
+}
+
+/// What a line of a scanner's file names, before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// An item of the pool, with where it is.
+    Item(Box<ItemRecord>),
+    Unknown,
+    /// The same item as an earlier line (its number).
+    Duplicate(u64),
+    /// Held for another crisis than the one the file is for.
+    OtherCrisis(Box<ItemRecord>),
+}
+
+/// One line of a scanner's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanLine {
+    /// From 1, in the file.
+    pub line: u64,
+    pub code: String,
+    pub outcome: ScanOutcome,
+}
+
+/// Most bytes of a scanner's file.
+pub const MAX_SCAN_FILE: usize = 256 * 1024;
+
+/// Reads a scanner's file (one serial or asset tag per line, or a CSV whose first column holds
+/// them, a header line allowed) against the pool, changing nothing: each line's item, or why it
+/// cannot be used (unknown, a duplicate, held for another crisis than `crisis`).
+pub async fn scan_file(st: &Services, a: &Actor, text: &str, crisis: Option<&str>) -> Result<Vec<ScanLine>, AppError> {
+    if text.len() > MAX_SCAN_FILE {
+        return Err(AppError::Validation(vec![FieldError::new("fichier", "256 Kio au plus")]));
+    }
+    let crisis = match crisis {
+        Some(id) => Some(visible_crisis(st, a, id).await?.id),
+        None => None,
+    };
+    let mut out: Vec<ScanLine> = Vec::new();
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    for (n, raw) in text.lines().enumerate() {
+        let line = n as u64 + 1;
+        let first = raw.split([',', ';', '\t']).next().unwrap_or_default().trim().trim_matches('"').trim();
+        if first.is_empty()
+            || (line == 1
+                && ["serial", "serie", "numero", "numéro", "asset_tag", "etiquette", "étiquette", "code"]
+                    .contains(&first.to_lowercase().as_str()))
+        {
+            continue;
+        }
+        if out.len() >= MAX_BULK {
+            return Err(AppError::Validation(vec![FieldError::new(
+                "fichier",
+                format!("{MAX_BULK} lignes au plus par fichier"),
+            )]));
+        }
+        let code: String = first.chars().filter(|c| !c.is_control()).take(60).collect();
+        let found = match identifier("code", &code) {
+            Ok(c) => st.store.item_serial(&c).await?,
+            Err(_) => None,
+        };
+        let outcome = match found {
+            None => ScanOutcome::Unknown,
+            Some(s) => match seen.get(&s) {
+                Some(first) => ScanOutcome::Duplicate(*first),
+                None => {
+                    seen.insert(s.clone(), line);
+                    match st.store.item(&s).await? {
+                        None => ScanOutcome::Unknown,
+                        Some((rec, _)) => {
+                            if crisis.as_ref().is_some_and(|id| rec.crisis.as_deref() != Some(id.as_str())) {
+                                ScanOutcome::OtherCrisis(Box::new(rec))
+                            } else {
+                                ScanOutcome::Item(Box::new(rec))
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        out.push(ScanLine { line, code, outcome });
+    }
+    if out.is_empty() {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "fichier",
+            "aucun numéro de série ni étiquette dans ce fichier",
+        )]));
+    }
+    Ok(out)
+}
+
+/// Most labels printed at once (ten A4 sheets of 24).
+pub const MAX_LABELS: u32 = 240;
+
+/// An item's label: its asset tag, kind, and a QR code of the asset tag (what the hand-back's
+/// scan field and the bulk file accept), as inline SVG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub asset_tag: String,
+    pub serial: String,
+    pub kind: ItemKind,
+    pub qr_svg: String,
+}
+
+fn label_of(r: &ItemRecord) -> Option<Label> {
+    Some(Label {
+        asset_tag: r.item.asset_tag.clone(),
+        serial: r.item.serial.clone(),
+        kind: r.item.kind,
+        qr_svg: repli_docs::qr_svg_named(&r.item.asset_tag, "Code QR de l'étiquette")?,
+    })
+}
+
+/// The labels of the items a list's filters match, in its order, at most [`MAX_LABELS`].
+pub async fn labels(st: &Services, q: &ItemQuery) -> Result<Vec<Label>, AppError> {
+    let list = st.store.item_list(&ItemQuery { offset: 0, limit: Some(MAX_LABELS), ..q.clone() }).await?;
+    Ok(list.items.iter().filter_map(|l| label_of(&l.record)).collect())
+}
+
+/// One item's label (serial or asset tag).
+pub async fn label(st: &Services, code: &str) -> Result<Label, AppError> {
+    let (rec, _) = st.store.item(code).await?.ok_or_else(|| item_error(StoreError::UnknownItem(code.to_owned())))?;
+    label_of(&rec).ok_or_else(|| AppError::Internal(format!("QR code of {}", rec.item.asset_tag)))
 }

@@ -40,7 +40,8 @@ pub mod records {
     /// An audit entry to append (the benchmark's synthetic workload, `offline::audit_workload`).
     pub use repli_store::Record as AuditRecord;
     pub use repli_store::{
-        AuditFilter, CommuneRecord, CrisisFilter, CrisisRecord, ItemEvent, ItemRecord, LogEntry, UserRecord,
+        AuditFilter, CommuneRecord, CrisisFilter, CrisisRecord, ItemEvent, ItemList, ItemListed, ItemQuery, ItemRecord,
+        ItemSort, LogEntry, UserRecord,
     };
 }
 

@@ -157,7 +157,10 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Starts a replid with `crises` crises (the first one activated and provisioned to ready).
-async fn seed(dir: &std::path::Path, crises: usize) -> anyhow::Result<(replid::Daemon, String, String, Actor)> {
+pub(crate) async fn seed(
+    dir: &std::path::Path,
+    crises: usize,
+) -> anyhow::Result<(replid::Daemon, String, String, Actor)> {
     let mut config = replid::config::Config::default();
     config.database.path = dir.join("repli.db");
     config.server.listen = "127.0.0.1:0".parse()?;

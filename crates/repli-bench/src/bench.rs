@@ -37,6 +37,9 @@ pub enum BenchCmd {
     /// replid on a small tmpfs filled by writing clients: acknowledged against stored, how
     /// refusals were answered, `/readyz` while full, recovery without restart (needs root).
     DiskFull(crate::diskfull::DiskFullBench),
+    /// The inventory page's list over a large pool (5,000 items by default): each search,
+    /// filter, sort and page the page offers, p50/p99 of the statements it runs.
+    Inventory(crate::inventory::InventoryBench),
 }
 
 /// The simulated tenant and kit size both provisioning benchmarks take.
@@ -363,6 +366,21 @@ async fn audit(a: &AuditBench) -> anyhow::Result<AuditFigures> {
 
 pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCmd::Inventory(a) => {
+            let f = crate::inventory::run(a).await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!("inventory list bench: {} items, {} runs per query (statements only)", f.items, f.runs);
+                for q in &f.queries {
+                    println!(
+                        "  {:<24} {:>5} matched   p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
+                        q.name, q.matched, q.p50_ms, q.p99_ms, q.max_ms
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCmd::Api(a) => {
             let f = crate::api::run(a).await?;
             if a.json {

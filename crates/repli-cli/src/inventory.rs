@@ -222,6 +222,8 @@ pub async fn loan(c: &Client, cmd: &LoanCmd) -> anyhow::Result<ExitCode> {
                     "due_back",
                     "returned_at",
                     "condition",
+                    "written_off_at",
+                    "write_off_reason",
                 ])?;
                 for l in &loans {
                     let (name, service) = l.agent.as_ref().map_or(("", ""), |a| (a.name.as_str(), a.service.as_str()));
@@ -236,6 +238,8 @@ pub async fn loan(c: &Client, cmd: &LoanCmd) -> anyhow::Result<ExitCode> {
                         l.due_back.to_string(),
                         l.returned_at.map(|t| t.to_string()).unwrap_or_default(),
                         l.condition.clone().unwrap_or_default(),
+                        l.written_off_at.map(|t| t.to_string()).unwrap_or_default(),
+                        csv_cell(l.write_off_reason.as_deref().unwrap_or_default()).into_owned(),
                     ])?;
                 }
                 w.flush()?;
@@ -304,7 +308,7 @@ pub async fn checkin(c: &Client, a: &CheckinArgs) -> anyhow::Result<ExitCode> {
     let text = crate::read_file(scan)?;
     let scanned: BTreeSet<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let loans = c.loans(&a.crisis).await?;
-    let out: Vec<&LoanView> = loans.iter().filter(|l| l.returned_at.is_none()).collect();
+    let out: Vec<&LoanView> = loans.iter().filter(|l| l.is_open()).collect();
     let mut summary = ScanSummary { expected: out.len(), ..Default::default() };
     for s in &scanned {
         match out.iter().find(|l| &l.serial == s || &l.asset_tag == s) {

@@ -251,7 +251,14 @@ pub fn loans(list: &[LoanView]) {
             l.agent.as_ref().map_or_else(|| "commune".to_owned(), |a| format!("{} ({})", a.name, a.service)),
             when(l.lent_at),
             format!("{}{}", when(l.due_back), if l.overdue { " — EN RETARD" } else { "" }),
-            opt_when(l.returned_at),
+            match (l.returned_at, l.written_off_at) {
+                (_, Some(t)) => format!(
+                    "non — passé en perte le {} : {}",
+                    when(t),
+                    l.write_off_reason.as_deref().unwrap_or_default()
+                ),
+                (r, None) => opt_when(r),
+            },
             l.condition.clone().unwrap_or_default(),
         ]);
     }

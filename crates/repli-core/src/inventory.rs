@@ -130,6 +130,16 @@ impl ItemKind {
     pub fn is_personal(self) -> bool {
         matches!(self, Self::Laptop | Self::Phone)
     }
+
+    /// Holds an agent's data: back from a loan, it returns to stock through a certified wipe.
+    /// The other kinds (router, SIM, printer) return through a check (`inventory.check`); they
+    /// may be wiped too, a wipe being more than a check.
+    pub fn needs_wipe(self) -> bool {
+        matches!(self, Self::Laptop | Self::Phone)
+    }
+
+    /// The kinds that return through a wipe, as SQL's `IN (…)` list (the reception gate's).
+    pub const WIPED_SQL: &'static str = "('laptop', 'phone')";
 }
 
 impl fmt::Display for ItemKind {
@@ -492,6 +502,15 @@ mod tests {
         assert_eq!(e.errors, ["pool.csv:3: guillemet ouvert jamais fermé"]);
     }
     use super::*;
+
+    #[test]
+    fn the_sql_list_of_wiped_kinds_is_the_rule() {
+        let listed: Vec<ItemKind> =
+            ItemKind::ALL.into_iter().filter(|k| ItemKind::WIPED_SQL.contains(&format!("'{}'", k.as_str()))).collect();
+        let wiped: Vec<ItemKind> = ItemKind::ALL.into_iter().filter(|k| k.needs_wipe()).collect();
+        assert_eq!(listed, wiped);
+        assert_eq!(wiped, [ItemKind::Laptop, ItemKind::Phone], "the kinds that hold an agent's data");
+    }
 
     #[test]
     fn ops_moves_start_from_the_states_the_pool_allows() {

@@ -95,6 +95,13 @@ pub struct M365 {
 /// A link as an inline SVG QR code (black modules on white, no text inside: the SVG carries
 /// no markup from the link). None for an empty or oversized link.
 pub fn qr_svg(link: &str) -> Option<String> {
+    qr_svg_named(link, "Code QR du lien")
+}
+
+/// Any text as an inline SVG QR code named `label` for screen readers (an equipment label's
+/// asset tag: what a scanner then types). None for an empty or oversized text.
+pub fn qr_svg_named(text: &str, label: &str) -> Option<String> {
+    let link = text;
     if link.is_empty() {
         return None;
     }
@@ -108,7 +115,8 @@ pub fn qr_svg(link: &str) -> Option<String> {
         .build();
     // Inline in HTML: no XML declaration; named for screen readers (the link is printed beside).
     let start = svg.find("<svg")?;
-    Some(svg[start..].replacen("<svg ", "<svg role=\"img\" aria-label=\"Code QR du lien\" ", 1))
+    let label: String = label.chars().filter(|c| c.is_alphanumeric() || " '-".contains(*c)).collect();
+    Some(svg[start..].replacen("<svg ", &format!("<svg role=\"img\" aria-label=\"{label}\" "), 1))
 }
 
 /// What a pack is made from: the crisis as the API shows it, and what provisioning produced.
@@ -215,9 +223,13 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
                 "msisdn": l.msisdn.as_deref().map(fr::phone),
                 "agent": l.agent.as_ref().map_or_else(|| "la commune".to_owned(), |a| format!("{} ({})", a.name, a.service)),
                 "due_back": when(Some(l.due_back)),
+                "returned": l.returned_at.is_some(),
                 "returned_at": when(l.returned_at),
+                // A written-off item was never returned: its date and reason, never « rendu le ».
+                "written_off": l.written_off_at.map(|t| fr::datetime(t, &p.time_zone)),
                 "condition": condition_fr(l.condition.as_deref()),
-                "note": serde_json::Value::Null,
+                "note": l.write_off_reason,
+                "sim": l.sim,
                 "wipe": p.wipes.get(&l.serial).cloned().unwrap_or_else(|| "—".to_owned()),
             })
         })
@@ -226,7 +238,21 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
         .loans
         .iter()
         .filter(|l| l.condition.as_deref() != Some("ok"))
-        .map(|l| format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())))
+        .map(|l| match (l.written_off_at, &l.write_off_reason) {
+            (Some(t), reason) => format!(
+                "{} ({}) : passé en perte le {} — {}",
+                l.asset_tag,
+                l.kind.label_fr(),
+                fr::datetime(t, &p.time_zone),
+                reason.as_deref().unwrap_or("sans motif")
+            ),
+            (None, _) => format!("{} ({}) : {}", l.asset_tag, l.kind.label_fr(), condition_fr(l.condition.as_deref())),
+        })
+        .chain(p.loans.iter().filter_map(|l| {
+            l.sim_not_returned
+                .as_ref()
+                .map(|sim| format!("{} ({}) : rendu sans sa carte SIM {sim}", l.asset_tag, l.kind.label_fr()))
+        }))
         .collect();
     let routers: Vec<serde_json::Value> = p
         .loans

@@ -199,3 +199,24 @@ fn every_document_of_an_exercise_carries_its_banner_and_watermark() {
         .unwrap();
     assert!(docs.iter().all(|(_, b)| !b.contains("EXERCICE") && !b.contains("filigrane\"")));
 }
+
+#[test]
+fn a_written_off_item_shows_its_date_and_reason_never_a_return() {
+    let docs: BTreeMap<String, String> = render_sample().into_iter().collect();
+    for file in [
+        "01-dossier-de-mise-a-disposition.html",
+        "01-dossier-de-mise-a-disposition.md",
+        "06-proces-verbal-de-restitution.html",
+    ] {
+        let d = &docs[file];
+        let line = d.lines().find(|l| l.contains("AMP-PHN-001")).unwrap_or_else(|| panic!("{file}: {d}"));
+        assert!(line.contains("passé en perte le mardi 8 décembre 2026"), "{file}: {line}");
+        assert!(line.contains("volé, plainte déposée"), "{file}: the reason: {line}");
+        assert!(!line.contains("rendu le"), "{file}: a write-off is not a return: {line}");
+        // The returned laptop keeps its return date.
+        let laptop = d.lines().find(|l| l.contains("AMP-LAP-0001")).unwrap_or_else(|| panic!("{file}: {d}"));
+        assert!(laptop.contains("10 décembre 2026"), "{file}: {laptop}");
+    }
+    let pv = &docs["06-proces-verbal-de-restitution.html"];
+    assert!(pv.contains("AMP-PHN-001 (téléphone mobile) : passé en perte le"), "the discrepancy names it: {pv}");
+}

@@ -170,6 +170,18 @@ pub struct ItemEventView {
 pub struct ItemDetail {
     pub item: ItemView,
     pub history: Vec<ItemEventView>,
+    /// Ops' notes.
+    #[serde(default)]
+    pub notes: String,
+    /// Physical condition: `ok` or `damaged`.
+    #[serde(default)]
+    pub condition: String,
+    /// The asset tag of the SIM card this phone or router holds.
+    #[serde(default)]
+    pub sim: Option<String>,
+    /// The asset tag of the phone or router this SIM card sits in.
+    #[serde(default)]
+    pub in_device: Option<String>,
 }
 
 /// `PUT /api/v1/crises/{id}/agents`.
@@ -223,9 +235,30 @@ pub struct LoanView {
     pub agent: Option<AgentView>,
     pub lent_at: Timestamp,
     pub due_back: Timestamp,
+    /// When the item came back (never set for an item written off).
     pub returned_at: Option<Timestamp>,
+    /// `ok` or `damaged` once returned, `missing` once written off.
     pub condition: Option<String>,
+    /// When the item was written off (lost, stolen, destroyed, or declared missing at check-in).
+    #[serde(default)]
+    pub written_off_at: Option<Timestamp>,
+    /// Why it was written off.
+    #[serde(default)]
+    pub write_off_reason: Option<String>,
+    /// The SIM card this phone or router holds (asset tag and ICCID), on the receipt.
+    #[serde(default)]
+    pub sim: Option<String>,
+    /// This device came back while the SIM it holds (asset tag) is still out.
+    #[serde(default)]
+    pub sim_not_returned: Option<String>,
     pub overdue: bool,
+}
+
+impl LoanView {
+    /// Still with the commune: neither returned nor written off.
+    pub fn is_open(&self) -> bool {
+        self.returned_at.is_none() && self.written_off_at.is_none()
+    }
 }
 
 /// `POST /api/v1/crises/{id}/credential-sheets/reissue`: why the passwords are set again.
@@ -272,6 +305,17 @@ pub struct ServiceRequest {
     pub to: ItemState,
     #[schema(schema_with = repli_core::schema::short_text_required)]
     pub reason: String,
+}
+
+/// `POST /api/v1/inventory/items/{serial}/check`: a returned router, SIM or printer checked
+/// and put back in stock (laptops and phones return through a wipe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "Réinitialisé, APN vérifié, chargeur présent"}))]
+pub struct CheckRequest {
+    /// What was checked.
+    #[schema(schema_with = repli_core::schema::short_text_required)]
+    pub note: String,
 }
 
 /// `POST /api/v1/inventory/items/{serial}/wipe`.

@@ -455,6 +455,11 @@ impl Client {
         self.post(&format!("{API_PREFIX}/inventory/items/{}/wipe", urlencode(serial)), req).await
     }
 
+    /// Records the check that puts a returned router, SIM or printer back in stock.
+    pub async fn check_item(&self, serial: &str, req: &crate::api::CheckRequest) -> Result<ItemDetail, ClientError> {
+        self.post(&format!("{API_PREFIX}/inventory/items/{}/check", urlencode(serial)), req).await
+    }
+
     pub async fn service_item(
         &self,
         serial: &str,

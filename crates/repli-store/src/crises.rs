@@ -390,7 +390,8 @@ impl Store {
         }
         if matches!(action, CrisisAction::Cancel | CrisisAction::StartHandback) {
             // Equipment reserved but never handed over goes straight back to the pool.
-            Store::release_in(&mut tx, id.as_str(), &crate::inventory::actor_name(by), now).await?;
+            let handback = action == CrisisAction::StartHandback;
+            Store::release_in(&mut tx, id.as_str(), handback, &crate::inventory::actor_name(by), now).await?;
         }
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let done = sqlx::query(update_sql(action))

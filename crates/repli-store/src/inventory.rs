@@ -56,6 +56,8 @@ pub struct Agent {
 /// One loan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
+    /// The crisis it was lent to.
+    pub crisis: String,
     pub serial: String,
     pub asset_tag: String,
     pub kind: ItemKind,
@@ -72,6 +74,60 @@ pub struct Loan {
 }
 
 pub use repli_core::inventory::Condition;
+
+/// What ops may change of an item (its serial, kind and identifiers never change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemEdit {
+    pub asset_tag: String,
+    pub model: String,
+    pub notes: String,
+    /// `Ok` or `Damaged` (its physical condition).
+    pub condition: Condition,
+}
+
+/// What an item's page shows beside its record: notes, condition, and its SIM links.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ItemExtras {
+    pub notes: String,
+    pub condition: String,
+    /// The SIM card this phone or router holds: (serial, asset tag).
+    pub sim: Option<(String, String)>,
+    /// The phone or router this SIM card sits in: (serial, asset tag).
+    pub in_device: Option<(String, String)>,
+}
+
+/// Why a SIM link was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimLinkRefusal {
+    /// Only a phone or a router holds a SIM.
+    NotADevice { serial: String, kind: ItemKind },
+    /// The item to put in is not a SIM card.
+    NotASim { serial: String, kind: ItemKind },
+    /// The SIM already sits in another device.
+    AlreadyIn { sim: String, device: String },
+}
+
+impl std::fmt::Display for SimLinkRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotADevice { serial, kind } => write!(f, "{serial} is a {kind}, not a phone or router"),
+            Self::NotASim { serial, kind } => write!(f, "{serial} is a {kind}, not a SIM card"),
+            Self::AlreadyIn { sim, device } => write!(f, "SIM {sim} is already in {device}"),
+        }
+    }
+}
+
+/// What one step does to many items ([`Store::bulk`]).
+#[derive(Debug, Clone)]
+pub enum BulkOp {
+    /// Each returned laptop or phone wiped, under one method, operator and certificate (a
+    /// wiping station's batch report).
+    Wipe(Wipe),
+    /// Each returned router, SIM or printer checked, with what was checked.
+    Check(String),
+    /// Each lent item taken back in good condition by the crisis holding it.
+    Return,
+}
 
 /// A wipe record, required before a returned device can be lent again.
 #[derive(Debug, Clone)]
@@ -127,7 +183,7 @@ async fn insert_agents_in(
     .await?)
 }
 
-type ItemRow = (
+pub(crate) type ItemRow = (
     String,
     String,
     String,
@@ -144,8 +200,11 @@ type ItemRow = (
 
 const ITEM_COLUMNS: &str =
     "serial, asset_tag, kind, model, imei, iccid, msisdn, apn, location, state, crisis_id, updated_at";
+/// [`ITEM_COLUMNS`] of the table aliased `i`.
+pub(crate) const ITEM_COLUMNS_OF_I: &str = "i.serial, i.asset_tag, i.kind, i.model, i.imei, i.iccid, i.msisdn, i.apn, \
+     i.location, i.state, i.crisis_id, i.updated_at";
 
-fn item_from(r: ItemRow) -> Result<ItemRecord, StoreError> {
+pub(crate) fn item_from(r: ItemRow) -> Result<ItemRecord, StoreError> {
     let kind = r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?;
     let state = r.9.parse().map_err(|_| StoreError::Corrupt { column: "items.state", value: r.9.clone() })?;
     Ok(ItemRecord {
@@ -210,6 +269,17 @@ async fn move_item(
         .execute(&mut *conn)
         .await?;
     Ok(state)
+}
+
+/// Where a returned item goes once wiped or checked: an item that came back damaged is repaired
+/// before anyone gets it again.
+async fn after_return(conn: &mut SqliteConnection, serial: &str) -> Result<ItemState, StoreError> {
+    let last: Option<Option<String>> =
+        sqlx::query_scalar("SELECT condition FROM loans WHERE serial = ? ORDER BY lent_at DESC, id DESC LIMIT 1")
+            .bind(serial)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available })
 }
 
 /// The crisis an item is held for (`None`: free); an unknown serial is an error.
@@ -598,13 +668,28 @@ impl Store {
             .collect()
     }
 
-    /// Gives items back to the pool when a crisis is cancelled (only those not lent).
+    /// Gives items back to the pool when a crisis is cancelled or its hand-back opens (only
+    /// those not lent). A cancelled crisis wants nothing any more; at the hand-back, what it
+    /// asked for stays and what it got is fixed (the items it holds and those its loans took),
+    /// so the dossier and the crisis page keep their equipment table.
     pub(crate) async fn release_in(
         conn: &mut SqliteConnection,
         id: &str,
+        handback: bool,
         actor: &str,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        if handback {
+            sqlx::query(
+                "UPDATE crisis_needs SET counted = (SELECT COUNT(*) FROM items i WHERE i.kind = crisis_needs.kind \
+                 AND ((i.crisis_id = crisis_needs.crisis_id AND i.state IN ('reserved', 'prepared', 'lent')) \
+                 OR EXISTS (SELECT 1 FROM loans l WHERE l.serial = i.serial AND l.crisis_id = crisis_needs.crisis_id))) \
+                 WHERE crisis_id = ? AND counted IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
         let serials: Vec<String> =
             sqlx::query_scalar("SELECT serial FROM items WHERE crisis_id = ? AND state IN ('reserved', 'prepared')")
                 .bind(id)
@@ -623,10 +708,12 @@ impl Store {
             )
             .await?;
         }
-        sqlx::query("UPDATE crisis_needs SET wanted = 0, counted = NULL WHERE crisis_id = ?")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        if !handback {
+            sqlx::query("UPDATE crisis_needs SET wanted = 0, counted = NULL WHERE crisis_id = ?")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(serials.len() as u64)
     }
 
@@ -654,16 +741,15 @@ impl Store {
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
-        let unwiped: Vec<String> = sqlx::query_scalar(
+        let sql = format!(
             "SELECT i.asset_tag FROM loans l JOIN items i ON i.serial = l.serial \
              WHERE l.crisis_id = ? AND l.returned_at IS NOT NULL AND l.condition IN ('ok', 'damaged') \
-             AND i.kind IN ('laptop', 'phone') \
+             AND i.kind IN {} \
              AND NOT EXISTS (SELECT 1 FROM wipes w WHERE w.serial = l.serial AND w.crisis_id = l.crisis_id AND w.at >= l.returned_at) \
              ORDER BY i.asset_tag",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
+            ItemKind::WIPED_SQL
+        );
+        let unwiped: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&mut *conn).await?;
         Ok((out, unwiped))
     }
 
@@ -822,7 +908,24 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
-        let held_by = held_for(&mut tx, serial).await?;
+        self.check_in_in(&mut tx, id, serial, condition, note, actor, now).await?;
+        Store::rearm_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one fact of the check-in each
+    async fn check_in_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &CrisisId,
+        serial: &str,
+        condition: Condition,
+        note: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let held_by = held_for(tx, serial).await?;
         if held_by.as_deref() != Some(id.as_str()) {
             return Err(StoreError::ItemNotHeldFor {
                 serial: serial.to_owned(),
@@ -831,7 +934,7 @@ impl Store {
             });
         }
         let to = if condition == Condition::Missing { ItemState::Lost } else { ItemState::Returned };
-        move_item(&mut tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
+        move_item(tx, serial, &[ItemState::Lent], to, Some(id.as_str()), &actor.name, note, now).await?;
         sqlx::query(
             "UPDATE loans SET returned_at = ?, condition = ?, note = ? WHERE serial = ? AND returned_at IS NULL",
         )
@@ -841,35 +944,47 @@ impl Store {
         .bind(serial)
         .execute(&mut *tx)
         .await?;
-        let commune = commune_of(&mut tx, id).await?;
+        // A phone or router back without the SIM it holds: the SIM's loan is still open.
+        let sim_out: Option<String> = sqlx::query_scalar(
+            "SELECT s.asset_tag FROM items d JOIN items s ON s.serial = d.sim \
+             JOIN loans l ON l.serial = s.serial AND l.returned_at IS NULL WHERE d.serial = ?",
+        )
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let commune = commune_of(tx, id).await?;
         let e = NewEntry::crisis(
             actor,
             &commune,
             id.as_str(),
             AuditAction::InventoryCheckIn,
             serial,
-            json!({ "condition": condition.as_str(), "note": note }),
+            json!({ "condition": condition.as_str(), "note": note, "sim_not_returned": sim_out }),
         );
-        self.append(&mut tx, e, now).await?;
-        Store::rearm_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(())
+        self.append(tx, e, now).await?;
+        Ok(to)
     }
 
     /// Records the wipe of a returned device and puts it back in the pool, or in maintenance
     /// when it came back damaged; returns where it went.
     pub async fn wipe(&self, serial: &str, w: &Wipe, actor: &Actor, now: Timestamp) -> Result<ItemState, StoreError> {
         let mut tx = self.write.begin().await?;
-        let crisis = held_for(&mut tx, serial).await?;
-        // An item that came back damaged is wiped, then repaired before anyone gets it again.
-        let last: Option<Option<String>> =
-            sqlx::query_scalar("SELECT condition FROM loans WHERE serial = ? ORDER BY lent_at DESC LIMIT 1")
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let to =
-            if last.flatten().as_deref() == Some("damaged") { ItemState::Maintenance } else { ItemState::Available };
-        move_item(&mut tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
+        let to = self.wipe_in(&mut tx, serial, w, actor, now).await?;
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    async fn wipe_in(
+        &self,
+        tx: &mut SqliteConnection,
+        serial: &str,
+        w: &Wipe,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let crisis = held_for(tx, serial).await?;
+        let to = after_return(tx, serial).await?;
+        move_item(tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(&w.certificate), now).await?;
         sqlx::query(
             "INSERT INTO wipes (serial, crisis_id, at, method, operator, certificate) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -889,9 +1004,288 @@ impl Store {
             target: serial,
             details: json!({ "method": w.method, "operator": w.operator, "certificate": w.certificate }),
         };
-        self.append(&mut tx, e, now).await?;
+        self.append(tx, e, now).await?;
+        Ok(to)
+    }
+
+    /// Puts a returned item that needs no wipe (router, SIM, printer) back in stock after its
+    /// check, or in maintenance when it came back damaged; returns where it went. A laptop or
+    /// a phone is refused: it returns through its certified wipe ([`Store::wipe`]).
+    pub async fn check_returned(
+        &self,
+        serial: &str,
+        note: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let to = self.check_returned_in(&mut tx, serial, note, actor, now).await?;
         tx.commit().await?;
         Ok(to)
+    }
+
+    async fn check_returned_in(
+        &self,
+        tx: &mut SqliteConnection,
+        serial: &str,
+        note: &str,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ItemState, StoreError> {
+        let crisis = held_for(tx, serial).await?;
+        let kind: String =
+            sqlx::query_scalar("SELECT kind FROM items WHERE serial = ?").bind(serial).fetch_one(&mut *tx).await?;
+        let kind: ItemKind = kind.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: kind })?;
+        if kind.needs_wipe() {
+            return Err(StoreError::WipeRequired { serial: serial.to_owned(), kind });
+        }
+        let to = after_return(tx, serial).await?;
+        move_item(tx, serial, &ItemState::WIPE_SOURCES, to, None, &actor.name, Some(note), now).await?;
+        let e = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventoryCheck,
+            target: serial,
+            details: json!({ "note": note, "to": to.as_str() }),
+        };
+        self.append(tx, e, now).await?;
+        Ok(to)
+    }
+
+    /// Notes, condition and SIM links of an item.
+    pub async fn item_extras(&self, serial: &str) -> Result<ItemExtras, StoreError> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT i.notes, i.condition, i.sim, s.asset_tag FROM items i LEFT JOIN items s ON s.serial = i.sim \
+             WHERE i.serial = ?",
+        )
+        .bind(serial)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some((notes, condition, sim, sim_tag)) = row else {
+            return Err(StoreError::UnknownItem(serial.to_owned()));
+        };
+        let in_device: Option<(String, String)> = sqlx::query_as("SELECT serial, asset_tag FROM items WHERE sim = ?")
+            .bind(serial)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(ItemExtras { notes, condition, sim: sim.zip(sim_tag), in_device })
+    }
+
+    /// Ops edit an item's asset tag, model, notes or condition; audited with each change
+    /// (before → after) and kept in its history. Nothing changed: nothing written.
+    pub async fn edit_item(
+        &self,
+        serial: &str,
+        e: &ItemEdit,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row: Option<(String, String, String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT asset_tag, model, notes, condition, state, crisis_id FROM items WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (tag, model, notes, condition, state, crisis) =
+            row.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+        let mut changes = serde_json::Map::new();
+        for (field, before, after) in [
+            ("asset_tag", &tag, &e.asset_tag),
+            ("model", &model, &e.model),
+            ("notes", &notes, &e.notes),
+            ("condition", &condition, &e.condition.as_str().to_owned()),
+        ] {
+            if before != after {
+                changes.insert(field.to_owned(), json!({ "from": before, "to": after }));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        if e.asset_tag != tag {
+            let taken: Option<String> =
+                sqlx::query_scalar("SELECT serial FROM items WHERE asset_tag = ? AND serial <> ?")
+                    .bind(&e.asset_tag)
+                    .bind(serial)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(other) = taken {
+                return Err(StoreError::TagTaken { tag: e.asset_tag.clone(), serial: other });
+            }
+        }
+        sqlx::query(
+            "UPDATE items SET asset_tag = ?, model = ?, notes = ?, condition = ?, updated_at = ? WHERE serial = ?",
+        )
+        .bind(&e.asset_tag)
+        .bind(&e.model)
+        .bind(&e.notes)
+        .bind(e.condition.as_str())
+        .bind(time::to_db(now))
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
+        sqlx::query("INSERT INTO item_events (serial, at, actor, crisis_id, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(serial)
+            .bind(time::to_db(now))
+            .bind(&actor.name)
+            .bind(&crisis)
+            .bind(&state)
+            .bind(&state)
+            .bind(format!("fiche modifiée : {}", fields.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+        let entry = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventoryEdit,
+            target: serial,
+            details: serde_json::Value::Object(changes),
+        };
+        self.append(&mut tx, entry, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts a SIM card in a phone or router (or takes it out, `sim` none), audited. A SIM sits
+    /// in one device at most: one already in another device is refused.
+    pub async fn link_sim(
+        &self,
+        device: &str,
+        sim: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let kind_of = async |conn: &mut SqliteConnection, serial: &str| -> Result<ItemKind, StoreError> {
+            let k: Option<String> = sqlx::query_scalar("SELECT kind FROM items WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let k = k.ok_or_else(|| StoreError::UnknownItem(serial.to_owned()))?;
+            k.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: k })
+        };
+        let kind = kind_of(&mut tx, device).await?;
+        if !matches!(kind, ItemKind::Phone | ItemKind::Router) {
+            return Err(StoreError::SimLink(SimLinkRefusal::NotADevice { serial: device.to_owned(), kind }));
+        }
+        if let Some(s) = sim {
+            let k = kind_of(&mut tx, s).await?;
+            if k != ItemKind::Sim {
+                return Err(StoreError::SimLink(SimLinkRefusal::NotASim { serial: s.to_owned(), kind: k }));
+            }
+            let other: Option<String> = sqlx::query_scalar("SELECT serial FROM items WHERE sim = ? AND serial <> ?")
+                .bind(s)
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(d) = other {
+                return Err(StoreError::SimLink(SimLinkRefusal::AlreadyIn { sim: s.to_owned(), device: d }));
+            }
+        }
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT sim FROM items WHERE serial = ?").bind(device).fetch_one(&mut *tx).await?;
+        if previous.as_deref() == sim {
+            return Ok(());
+        }
+        sqlx::query("UPDATE items SET sim = ?, updated_at = ? WHERE serial = ?")
+            .bind(sim)
+            .bind(time::to_db(now))
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        let crisis = held_for(&mut tx, device).await?;
+        let entry = NewEntry {
+            by: By::User(actor),
+            commune: None,
+            crisis: crisis.as_deref(),
+            action: AuditAction::InventorySimLink,
+            target: device,
+            details: json!({ "sim": sim, "previous": previous }),
+        };
+        self.append(&mut tx, entry, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every SIM link: device serial → (SIM serial, SIM asset tag, ICCID).
+    pub async fn sim_links(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String, Option<String>)>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT d.serial, s.serial, s.asset_tag, s.iccid FROM items d JOIN items s ON s.serial = d.sim",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(d, s, t, i)| (d, (s, t, i))).collect())
+    }
+
+    /// One step for many items, all or nothing: each item wiped, checked or taken back (by the
+    /// crisis holding it, in good condition), each audited as if done alone. `crisis`, when
+    /// given, is the only crisis the items may be held for. Every item that cannot is named
+    /// (`StoreError::Refused`, with why) and nothing changes.
+    pub async fn bulk(
+        &self,
+        serials: &[String],
+        op: &BulkOp,
+        crisis: Option<&CrisisId>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<(String, ItemState)>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut refused = Vec::new();
+        let mut done = Vec::new();
+        let mut rearm = std::collections::BTreeSet::new();
+        for serial in serials {
+            let outcome = async {
+                let held = held_for(&mut tx, serial).await?;
+                if let Some(id) = crisis
+                    && held.as_deref() != Some(id.as_str())
+                {
+                    return Err(StoreError::ItemNotHeldFor {
+                        serial: serial.clone(),
+                        id: id.clone(),
+                        holding: Holding::Held,
+                    });
+                }
+                match op {
+                    BulkOp::Wipe(w) => self.wipe_in(&mut tx, serial, w, actor, now).await,
+                    BulkOp::Check(note) => self.check_returned_in(&mut tx, serial, note, actor, now).await,
+                    BulkOp::Return => {
+                        let Some(id) = held.as_deref().and_then(|h| CrisisId::parse(h).ok()) else {
+                            let state: String = sqlx::query_scalar("SELECT state FROM items WHERE serial = ?")
+                                .bind(serial)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            let state = state
+                                .parse()
+                                .map_err(|_| StoreError::Corrupt { column: "items.state", value: state })?;
+                            return Err(StoreError::ItemInState { serial: serial.clone(), state });
+                        };
+                        let to = self.check_in_in(&mut tx, &id, serial, Condition::Ok, None, actor, now).await?;
+                        rearm.insert(id);
+                        Ok(to)
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(to) => done.push((serial.clone(), to)),
+                Err(e) if e.is_refusal() => refused.push((serial.clone(), e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if !refused.is_empty() {
+            // Dropped uncommitted: nothing of the step is kept.
+            return Err(StoreError::Refused(refused));
+        }
+        for id in &rearm {
+            Store::rearm_in(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Writes off an item a crisis holds (lost, destroyed), with a reason.
@@ -988,56 +1382,59 @@ impl Store {
 
     /// The loans of a crisis, with their agents.
     pub async fn loans(&self, id: &CrisisId) -> Result<Vec<Loan>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, l.lent_at, l.due_back, l.returned_at, \
-             l.condition, l.note, i.imei, i.iccid, i.msisdn FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id \
-             WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Loan {
-                    serial: r.0,
-                    asset_tag: r.1,
-                    kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
-                    model: r.3,
-                    agent: match (r.4, r.5) {
-                        // `agents.service` is NOT NULL DEFAULT '': an Option only through the
-                        // LEFT JOIN, so it is there whenever the agent is.
-                        (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
-                        _ => None,
-                    },
-                    lent_at: time::from_db("loans.lent_at", &r.7)?,
-                    due_back: time::from_db("loans.due_back", &r.8)?,
-                    returned_at: opt_from_db("loans.returned_at", r.9)?,
-                    condition: r.10,
-                    note: r.11,
-                    imei: r.12,
-                    iccid: r.13,
-                    msisdn: r.14,
-                })
-            })
-            .collect()
+        let sql = format!("{LOAN_SELECT} WHERE l.crisis_id = ? ORDER BY i.kind, i.asset_tag");
+        let rows: Vec<LoanRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_all(&self.read).await?;
+        rows.into_iter().map(loan_from).collect()
     }
+}
+
+pub(crate) type LoanRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// A loan with its item and agent, as [`loan_from`] reads it.
+pub(crate) const LOAN_SELECT: &str = "SELECT l.serial, i.asset_tag, i.kind, i.model, a.id, a.name, a.service, \
+     l.lent_at, l.due_back, l.returned_at, l.condition, l.note, i.imei, i.iccid, i.msisdn, l.crisis_id \
+     FROM loans l JOIN items i ON i.serial = l.serial LEFT JOIN agents a ON a.id = l.agent_id";
+
+pub(crate) fn loan_from(r: LoanRow) -> Result<Loan, StoreError> {
+    Ok(Loan {
+        serial: r.0,
+        asset_tag: r.1,
+        kind: r.2.parse().map_err(|_| StoreError::Corrupt { column: "items.kind", value: r.2.clone() })?,
+        model: r.3,
+        agent: match (r.4, r.5) {
+            // `agents.service` is NOT NULL DEFAULT '': an Option only through the
+            // LEFT JOIN, so it is there whenever the agent is.
+            (Some(id), Some(name)) => Some(Agent { id, name, service: r.6.unwrap_or_default() }),
+            _ => None,
+        },
+        lent_at: time::from_db("loans.lent_at", &r.7)?,
+        due_back: time::from_db("loans.due_back", &r.8)?,
+        returned_at: opt_from_db("loans.returned_at", r.9)?,
+        condition: r.10,
+        note: r.11,
+        imei: r.12,
+        iccid: r.13,
+        msisdn: r.14,
+        crisis: r.15,
+    })
 }
 
 /// One loan inside [`Store::lend_all`]'s transaction.

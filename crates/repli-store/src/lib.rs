@@ -12,6 +12,7 @@ mod exercises;
 #[cfg(feature = "forge")]
 pub mod forge;
 mod inventory;
+mod item_search;
 mod ports;
 mod read;
 mod reference;
@@ -41,7 +42,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use audit::{AuditFilter, LogEntry, Record};
 pub use crises::{CrisisFilter, CrisisRecord, NewCrisis, SuspensionRecord};
 pub use exercises::{ExerciseRecord, InjectRecord, NewExercise, NewInject};
-pub use inventory::{Agent, Condition, ItemEvent, ItemRecord, Loan, Need, Preempted, Wipe};
+pub use inventory::{
+    Agent, BulkOp, Condition, ItemEdit, ItemEvent, ItemExtras, ItemRecord, Loan, Need, Preempted, SimLinkRefusal, Wipe,
+};
+pub use item_search::{ItemList, ItemListed, ItemQuery, ItemSort, LoanListed};
 pub use read::{CrisisFacts, CrisisList, CrisisRead, HISTORY_ENTRIES, HISTORY_PAGE_MAX, HistoryRow, StepEstimate};
 pub use reference::{CommuneRecord, ReferenceSync};
 pub use repli_core::run::{By, NewStep, RunRecord, RunState, StepFinish, StepRecord};
@@ -107,6 +111,23 @@ impl StorageFault {
     pub const ALL: [StorageFault; 6] = [Self::Full, Self::Io, Self::ReadOnly, Self::Busy, Self::Memory, Self::Other];
 }
 
+impl StoreError {
+    /// A refusal of one item by the pool's rules (a bulk step names it and goes on checking
+    /// the others), not a fault of the database.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownItem(_)
+                | Self::ItemInState { .. }
+                | Self::ItemNotHeldFor { .. }
+                | Self::WipeRequired { .. }
+                | Self::ItemMoveRefused { .. }
+                | Self::TagTaken { .. }
+                | Self::SimLink(_)
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match StorageFault::of(&e) {
@@ -170,6 +191,18 @@ pub enum StoreError {
     /// The item is not held for that crisis the way the operation needs.
     #[error("item {serial} is not {holding} for crisis {id}")]
     ItemNotHeldFor { serial: String, id: CrisisId, holding: Holding },
+    /// An asset tag already on another item.
+    #[error("asset tag {tag} is already item {serial}'s")]
+    TagTaken { tag: String, serial: String },
+    /// A SIM link refused: not a SIM, not a phone or router, or the SIM is in another device.
+    #[error("SIM link refused: {0}")]
+    SimLink(SimLinkRefusal),
+    /// A step on many items refused: each item that could not, with why; nothing changed.
+    #[error("refused for {} item(s)", .0.len())]
+    Refused(Vec<(String, StoreError)>),
+    /// A laptop or phone returns to stock through a certified wipe, not a check.
+    #[error("item {serial} is a {kind}: it returns to stock through a certified wipe")]
+    WipeRequired { serial: String, kind: ItemKind },
     /// This way of changing an item's state does not lead to `to`.
     #[error("an item cannot be moved to {to} this way")]
     ItemMoveRefused { to: ItemState },
@@ -255,6 +288,7 @@ fn migrator() -> Migrator {
         m(11, "exercises", include_str!("../migrations/0011_exercises.sql")),
         m(12, "storage truth", include_str!("../migrations/0012_storage_truth.sql")),
         m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
+        m(14, "item notes and sims", include_str!("../migrations/0014_item_notes_and_sims.sql")),
         m(16, "second factor", include_str!("../migrations/0016_second_factor.sql")),
     ])
 }

@@ -89,6 +89,12 @@ audit_actions! {
     InventoryCheckIn => "inventory.check_in",
     InventoryWriteOff => "inventory.write_off",
     InventoryWipe => "inventory.wipe",
+    /// A returned item that needs no wipe (router, SIM, printer) checked and put back in stock.
+    InventoryCheck => "inventory.check",
+    /// An item's asset tag, model, notes or condition changed (each change, before → after).
+    InventoryEdit => "inventory.edit",
+    /// A SIM card put in (or taken out of) a phone or router.
+    InventorySimLink => "inventory.sim_link",
     InventoryService => "inventory.service",
     SlaSuspend => "sla.suspend",
     SlaResume => "sla.resume",
@@ -224,6 +230,9 @@ impl AuditAction {
             Self::InventoryCheckIn => "Équipement rendu",
             Self::InventoryWriteOff => "Équipement passé en perte",
             Self::InventoryWipe => "Effacement certifié",
+            Self::InventoryCheck => "Équipement vérifié et remis en stock",
+            Self::InventoryEdit => "Fiche d'équipement modifiée",
+            Self::InventorySimLink => "Carte SIM associée",
             Self::SlaSuspend => "Délai suspendu",
             Self::SlaResume => "Délai repris",
             Self::LegalFacts => "Faits notés pour les échéances légales",
@@ -460,7 +469,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 66);
+        assert_eq!(AuditAction::ALL.len(), 69);
     }
 
     #[test]

@@ -47,6 +47,15 @@ pub async fn wipe(
     Ok(Json(inventory::wipe(&st, &a, &serial, &req).await?))
 }
 
+pub async fn check(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(serial): ApiPath<String>,
+    ApiJson(req): ApiJson<repli_proto::api::CheckRequest>,
+) -> Result<Json<ItemDetail>, ApiError> {
+    Ok(Json(inventory::check(&st, &a, &serial, &req).await?))
+}
+
 pub async fn service(
     State(st): State<AppState>,
     Authed(a): Authed,
@@ -179,6 +188,17 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Doc::api::<ItemDetail>("Record a wipe and its certificate")
                 .body::<WipeRequest>()
                 .problems(&[C::UnknownItem, C::ItemConflict]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inventory/items/{serial}/check",
+            Requires(P::ManageInventory),
+            routing::post(check),
+            Doc::api::<ItemDetail>(
+                "Record the check that puts a returned router, SIM or printer back in stock (laptops and phones: a wipe)",
+            )
+            .body::<repli_proto::api::CheckRequest>()
+            .problems(&[C::UnknownItem, C::ItemConflict]),
         ),
         (
             Method::POST,

@@ -185,7 +185,7 @@ async fn write_off_target(
 ) -> Result<(repli_app::records::CrisisRecord, Target), AppError> {
     let r = visible_crisis(st, a, id).await?;
     let loans = inventory::loans_of(st, &r.id).await?;
-    let l = loans.iter().find(|l| l.serial == serial && l.returned_at.is_none()).ok_or_else(|| {
+    let l = loans.iter().find(|l| l.serial == serial && l.is_open()).ok_or_else(|| {
         AppError::problem(
             repli_proto::ProblemCode::ItemConflict,
             "Cet équipement n'est pas en prêt pour cette crise : rien à passer en perte.",

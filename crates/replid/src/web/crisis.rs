@@ -55,6 +55,8 @@ struct CrisisPageModel {
     delai: SlaClock,
     legal_form: LegalSection,
     errors: FieldErrors,
+    /// What the last scan at the hand-back did, beside the scan field.
+    scan_done: Option<String>,
     /// Steps are running: the page offers a refresh link (never an automatic refresh).
     live: bool,
     read_at: String,
@@ -154,6 +156,8 @@ struct Loan {
     agent: Option<String>,
     due: String,
     returned: Option<String>,
+    /// « le … : motif » once written off (never shown as a return).
+    written_off: Option<String>,
     overdue: bool,
     /// The write-off confirmation page, for an item still out (ops).
     write_off: Option<String>,
@@ -398,8 +402,11 @@ pub async fn crisis(
             agent: l.agent.as_ref().map(|a| a.name.clone()),
             due: when(&st, Some(l.due_back)),
             returned: l.returned_at.map(|t| when(&st, Some(t))),
+            written_off: l
+                .written_off_at
+                .map(|t| format!("{} : {}", when(&st, Some(t)), l.write_off_reason.as_deref().unwrap_or_default())),
             overdue: l.overdue,
-            write_off: (is_ops && l.returned_at.is_none()).then(|| {
+            write_off: (is_ops && l.is_open()).then(|| {
                 format!(
                     "/crises/{crisis_id}/pertes/{}",
                     form_urlencoded::byte_serialize(l.serial.as_bytes()).collect::<String>()
@@ -509,6 +516,7 @@ pub async fn crisis(
         delai,
         legal_form,
         errors,
+        scan_done: flashes.done_beside(Section::Retour),
         // No automatic refresh: it would wipe what someone is typing in the page's forms. The
         // page says when it was read and offers a refresh link while steps are running.
         live: matches!(view.state, CrisisState::Activated | CrisisState::Provisioning | CrisisState::Handback),
@@ -792,7 +800,10 @@ pub async fn check_in(
     }
     let serial = form.serial.trim().to_string();
     if serial.is_empty() || serial.len() > 100 || serial.chars().any(char::is_control) {
-        return crate::web::back_field(&id, Section::Retour, "Numéro de série illisible : scannez à nouveau.");
+        return crate::web::flash::redirect(
+            &format!("/crises/{id}"),
+            Flash::error("Numéro de série illisible : scannez à nouveau.").beside(Section::Retour),
+        );
     }
     let condition = match form.etat.as_str() {
         "damaged" => "damaged",
@@ -800,9 +811,40 @@ pub async fn check_in(
         _ => "ok",
     };
     let req = repli_proto::api::CheckinRequest { serial: serial.clone(), condition: condition.into(), note: None };
+    // Back to the page without a fragment, the message beside the scan field: a page opened on
+    // a fragment skips `autofocus`, and a scanner (a keyboard) must find the field focused
+    // again after a refusal as after a return.
+    let page = format!("/crises/{id}");
     match repli_app::inventory::check_in(&st, &a, &id, &req).await {
-        Ok(_) => back(&id, Flash::ok(format!("Retour enregistré : {serial}."))),
-        Err(e) => crate::web::back_field(&id, Section::Retour, &e.to_problem().detail),
+        Ok(loans) => {
+            let code = serial.to_lowercase();
+            let this = loans.iter().find(|l| l.serial.to_lowercase() == code || l.asset_tag.to_lowercase() == code);
+            let open = loans.iter().filter(|l| l.is_open()).count();
+            let what = match this {
+                Some(l) => format!(
+                    "{} ({}{}) {}",
+                    l.asset_tag,
+                    l.kind.label_fr(),
+                    l.agent.as_ref().map(|g| format!(", {}", g.name)).unwrap_or_default(),
+                    match condition {
+                        "damaged" => "endommagé",
+                        "missing" => "déclaré manquant",
+                        _ => "en bon état",
+                    }
+                ),
+                None => serial.clone(),
+            };
+            let sim = this
+                .and_then(|l| l.sim_not_returned.as_deref())
+                .map(|t| format!(" ATTENTION : rendu sans sa carte SIM {t}, toujours prêtée."))
+                .unwrap_or_default();
+            let msg = format!("Retour enregistré : {what}. Encore {open} équipement(s) prêté(s).{sim}");
+            crate::web::flash::redirect(&page, Flash::ok(msg).beside(Section::Retour))
+        }
+        Err(e) => {
+            let msg = format!("{serial} refusé : {}", e.to_problem().detail);
+            crate::web::flash::redirect(&page, Flash::error(msg).beside(Section::Retour))
+        }
     }
 }
 
@@ -1183,6 +1225,7 @@ mod tests {
                     agent: some("Anne Martin"),
                     due: "demain".into(),
                     returned: None,
+                    written_off: some("hier : volé"),
                     overdue: true,
                     write_off: some("/crises/2026-0042/pertes/S1"),
                 })
@@ -1246,6 +1289,7 @@ mod tests {
                 can: full,
                 open: (0..many(1)).map(|_| LegalOpen { kind: "cnil", label: "Notification CNIL".into() }).collect(),
             },
+            scan_done: some("Retour enregistré : AMP-LAP-0001."),
             errors: FieldErrors {
                 prets: some("Erreur prêts"),
                 delai: some("Erreur délai"),

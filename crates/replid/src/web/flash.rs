@@ -216,6 +216,11 @@ impl Flashes {
         self
     }
 
+    /// The last message of success shown beside `section`'s form (what a scan did).
+    pub fn done_beside(&self, section: Section) -> Option<String> {
+        self.0.iter().rev().find(|f| f.level == Level::Done && f.section == Some(section)).map(|f| f.text.clone())
+    }
+
     /// The last error shown beside `section`'s form.
     pub fn beside(&self, section: Section) -> Option<String> {
         self.0.iter().rev().find(|f| f.level == Level::Refused && f.section == Some(section)).map(|f| f.text.clone())

@@ -60,6 +60,8 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     h.register_template_string("notifications", include_str!("../../web/notifications.hbs"))?;
     h.register_template_string("accessibilite", include_str!("../../web/accessibilite.hbs"))?;
     h.register_template_string("inventaire-import", include_str!("../../web/inventaire-import.hbs"))?;
+    h.register_template_string("inventaire-lot", include_str!("../../web/inventaire-lot.hbs"))?;
+    h.register_template_string("etiquettes", include_str!("../../web/etiquettes.hbs"))?;
     h.register_template_string("comptes", include_str!("../../web/comptes.hbs"))?;
     h.register_template_string("retex", include_str!("../../web/retex.hbs"))?;
     h.register_template_string("compte-cree", include_str!("../../web/compte-cree.hbs"))?;
