@@ -602,3 +602,33 @@ pub fn m365_fr(e: &M365Error) -> String {
         e => format!("export des données : {e}"),
     }
 }
+
+/// The crisis's archive for download by a person who may see the crisis (the route requires
+/// [`repli_core::Permission::DownloadHandback`]): its file name and path, once complete.
+pub async fn archive_for(
+    st: &Services,
+    a: &repli_core::Actor,
+    id: &str,
+) -> Result<(String, PathBuf), crate::AppError> {
+    let r = crate::crises::visible_crisis(st, a, id).await?;
+    let zip = archive_zip(&st.config, &r.id);
+    if !zip.is_file() {
+        return Err(crate::AppError::problem(
+            repli_proto::ProblemCode::HandbackArchiveNotReady,
+            "L'archive des données de la commune n'est pas encore prête : elle l'est quand l'étape d'export de la restitution a réussi.",
+        ));
+    }
+    Ok((format!("restitution-{}.zip", r.id), zip))
+}
+
+/// What the hand-back's export step produced, once its archive is complete and packed.
+pub async fn exported(st: &Services, id: &CrisisId) -> Result<Option<Exported>, crate::AppError> {
+    let mut steps = Vec::new();
+    for run in st.store.runs_of(id).await? {
+        if run.playbook == repli_core::run::PlaybookName::Handback {
+            steps.extend(st.store.steps(run.id).await?);
+        }
+    }
+    let out = repli_core::run::Outputs::of(&steps).exported().cloned();
+    Ok(out.filter(|_| archive_zip(&st.config, id).is_file()))
+}

@@ -389,6 +389,15 @@ pub enum HandbackCmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Check a data hand-back archive offline (its zip or folder): the manifest signed by the
+    /// key you hold, every file present with its size and SHA-256, nothing added.
+    VerifyArchive {
+        path: std::path::PathBuf,
+        /// The audit public key you trust (64 hex digits, its `SHA256:…` fingerprint, or a file
+        /// holding either); repeat for several. Required: the archive's own key proves nothing.
+        #[arg(long, required = true)]
+        public_key: Vec<String>,
+    },
 }
 
 /// `CrisisState` for clap.

@@ -47,6 +47,8 @@ pub enum ProblemCode {
     CredentialSheetsIssued,
     HandbackInProgress,
     ReceptionIncomplete,
+    /// The data hand-back's archive is not complete yet (409).
+    HandbackArchiveNotReady,
     UriTooLong,
     HeadersTooLarge,
     NoCheckpoint,
@@ -60,7 +62,7 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 44] = [
+    pub const ALL: [ProblemCode; 45] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -98,6 +100,7 @@ impl ProblemCode {
         Self::CredentialSheetsIssued,
         Self::HandbackInProgress,
         Self::ReceptionIncomplete,
+        Self::HandbackArchiveNotReady,
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::NoCheckpoint,
@@ -147,6 +150,7 @@ impl ProblemCode {
             Self::CredentialSheetsIssued => "credential_sheets_issued",
             Self::HandbackInProgress => "handback_in_progress",
             Self::ReceptionIncomplete => "reception_incomplete",
+            Self::HandbackArchiveNotReady => "handback_archive_not_ready",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::NoCheckpoint => "no_checkpoint",
@@ -190,6 +194,7 @@ impl ProblemCode {
             | Self::CredentialSheetsIssued
             | Self::HandbackInProgress
             | Self::ReceptionIncomplete
+            | Self::HandbackArchiveNotReady
             | Self::NoCheckpoint
             | Self::NotificationConflict => 409,
             Self::PayloadTooLarge => 413,
