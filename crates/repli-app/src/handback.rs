@@ -101,10 +101,6 @@ pub fn archive_zip(config: &repli_config::Config, crisis: &CrisisId) -> PathBuf 
     handback_path(config).join(format!("{}.zip", crisis.as_str()))
 }
 
-fn work_dir(config: &repli_config::Config, crisis: &CrisisId) -> PathBuf {
-    handback_path(config).join(".work").join(crisis.as_str())
-}
-
 /// A temporary file being filled, hashed as it is written.
 struct FileSink {
     file: std::fs::File,
@@ -217,24 +213,37 @@ async fn fetch_one(
     entry
 }
 
+/// An archive written and signed (complete or not).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub manifest: Manifest,
+    /// SHA-256 of `manifest.json`, as the audit log records it.
+    pub manifest_sha256: String,
+    /// The archive's folder.
+    pub archive: PathBuf,
+    /// The zip, when the archive is complete.
+    pub zip: Option<PathBuf>,
+}
+
 /// Exports the kit of `crisis` (accounts of `domain`, the Team of group `nickname`) into its
-/// archive, resuming what an earlier attempt wrote; signs, verifies, audits and packs it.
-/// Complete (every item exported or known gone): the step's output. Otherwise
-/// [`HandbackError::Incomplete`], the signed manifest saying which items and why.
-pub async fn export(
-    s: &Services,
+/// archive under `root` (`<root>/<crisis>/`, its work files in `<root>/.work/<crisis>/`),
+/// resuming what an earlier attempt wrote; signs the manifest with `key`, checks the folder
+/// against it with that key pinned, and packs the zip when complete. Nothing is recorded:
+/// [`export`] audits it.
+pub async fn write_archive(
+    root: &Path,
+    key: &ed25519_dalek::SigningKey,
     crisis: &CrisisId,
     domain: &str,
     nickname: &str,
     m365: &dyn M365,
     options: &ExportOptions,
-) -> Result<(Exported, Manifest), HandbackError> {
-    let record = s.store.crisis(crisis).await?.ok_or_else(|| HandbackError::NoCrisis(crisis.to_string()))?;
-    let key = crate::audit_key::load(&s.config.audit_key_path()).map_err(BackupError::from)?;
-    let archive = archive_dir(&s.config, crisis);
-    let work = work_dir(&s.config, crisis);
+    now: jiff::Timestamp,
+) -> Result<Written, HandbackError> {
+    let archive = root.join(crisis.as_str());
+    let work = root.join(".work").join(crisis.as_str());
     let tmp_dir = work.join("tmp");
-    create_private_dir(&handback_path(&s.config))?;
+    create_private_dir(root)?;
     create_private_dir(&archive)?;
     create_private_dir(&tmp_dir)?;
     let journal_path = work.join(JOURNAL);
@@ -281,7 +290,6 @@ pub async fn export(
         notes.push(format!("Fichier d'une tentative interrompue, retiré de l'archive (élément disparu de Microsoft 365) : {orphan}"));
     }
 
-    let now = s.clock.now();
     let manifest = Manifest {
         format: FORMAT.into(),
         crisis: crisis.to_string(),
@@ -302,23 +310,46 @@ pub async fn export(
     let trust = Trust { pins: vec![KeyPin::Key(key.verifying_key())], signing_key: None };
     verify_dir(&archive, &trust)?;
 
-    let (exported, bytes_out, not_exported) = manifest.tally();
-    let complete = manifest.complete();
-    let zip = archive_zip(&s.config, crisis);
-    if complete {
+    let zip = root.join(format!("{}.zip", crisis.as_str()));
+    let zip = if manifest.complete() {
         pack_zip(&archive, &manifest, &zip)?;
+        Some(zip)
     } else {
         let _ = std::fs::remove_file(&zip);
-    }
+        None
+    };
+    Ok(Written { manifest, manifest_sha256, archive, zip })
+}
+
+/// The `m365.export` step: [`write_archive`] under `<database>.handback` with the audit key,
+/// its manifest's SHA-256 written to the audit log (`handback.exported`, complete or not).
+/// Complete (every item exported or known gone): the step's output. Otherwise
+/// [`HandbackError::Incomplete`], the signed manifest saying which items and why.
+pub async fn export(
+    s: &Services,
+    crisis: &CrisisId,
+    domain: &str,
+    nickname: &str,
+    m365: &dyn M365,
+    options: &ExportOptions,
+) -> Result<(Exported, Manifest), HandbackError> {
+    let record = s.store.crisis(crisis).await?.ok_or_else(|| HandbackError::NoCrisis(crisis.to_string()))?;
+    let key = crate::audit_key::load(&s.config.audit_key_path()).map_err(BackupError::from)?;
+    let root = handback_path(&s.config);
+    let now = s.clock.now();
+    let w = write_archive(&root, &key, crisis, domain, nickname, m365, options, now).await?;
+    let manifest = w.manifest;
+    let (exported, bytes_out, not_exported) = manifest.tally();
+    let complete = manifest.complete();
     s.store
         .record(
             &[Record {
                 commune: Some(record.commune.to_string()),
                 crisis: Some(crisis.to_string()),
                 action: repli_core::AuditAction::HandbackExported,
-                target: relative(&handback_path(&s.config), &archive),
+                target: relative(&root, &w.archive),
                 details: serde_json::json!({
-                    "manifest_sha256": manifest_sha256,
+                    "manifest_sha256": w.manifest_sha256,
                     "items": manifest.entries.len(),
                     "exported": exported,
                     "bytes": bytes_out,
@@ -343,11 +374,11 @@ pub async fn export(
         return Err(HandbackError::Incomplete { items: manifest.entries.len(), not_exported, examples });
     }
     let out = Exported {
-        archive: relative(&handback_path(&s.config), &archive),
+        archive: relative(&root, &w.archive),
         items: manifest.entries.len(),
         exported,
         bytes: bytes_out,
-        manifest_sha256,
+        manifest_sha256: w.manifest_sha256,
     };
     Ok((out, manifest))
 }

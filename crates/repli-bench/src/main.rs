@@ -6,6 +6,7 @@ mod bench;
 mod campaign;
 mod crash;
 mod diskfull;
+mod handback;
 mod replid_proc;
 mod snapshots;
 
