@@ -77,7 +77,13 @@ async fn the_hand_back_exports_a_signed_archive_before_anything_is_deleted() {
     assert!(con.path.ends_with("/Documents/_CON.txt"), "{}", con.path);
     let odd = v.manifest.entries.iter().find(|e| e.original.ends_with("arrêté: 2026/05?.pdf")).unwrap();
     assert!(odd.path.ends_with("arrêté_ 2026_05_.pdf"), "{}", odd.path);
-    let notes: Vec<&str> = v.manifest.entries.iter().filter(|e| e.original.to_lowercase().ends_with("/documents/note.txt")).map(|e| e.path.as_str()).collect();
+    let notes: Vec<&str> = v
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.original.to_lowercase().ends_with("/documents/note.txt"))
+        .map(|e| e.path.as_str())
+        .collect();
     assert_eq!(notes.len(), 52);
     assert!(v.manifest.entries.iter().any(|e| e.size == 0 && e.status == EntryStatus::Exported), "zero-byte file kept");
     assert!(v.manifest.notes.iter().any(|n| n.contains("ChannelMessage.Read.All")));
@@ -149,7 +155,13 @@ async fn the_hand_back_exports_a_signed_archive_before_anything_is_deleted() {
     assert_eq!(part.status(), 206);
     assert_eq!(part.headers()["content-range"], format!("bytes 100-{}/{}", on_disk.len() - 1, on_disk.len()).as_str());
     assert_eq!(part.bytes().await.unwrap().as_ref(), &on_disk[100..]);
-    let past = http.get(&url).bearer_auth(&dgs_token).header("Range", format!("bytes={}-", on_disk.len())).send().await.unwrap();
+    let past = http
+        .get(&url)
+        .bearer_auth(&dgs_token)
+        .header("Range", format!("bytes={}-", on_disk.len()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(past.status(), 416);
     // Auditors check the manifest's hash in the journal; the mail is the commune's.
     let (_, auditor) = app.token(repli_core::Role::Auditor, None).await;
@@ -201,7 +213,9 @@ impl M365 for Flaky {
     ) -> BoxFut<'a, port::Result<Fetched>> {
         let n = self.fetched.fetch_add(1, Ordering::SeqCst);
         if n >= self.fail_after {
-            return Box::pin(async { Err(port::Error::Budget { op: "export.file".into(), attempts: 3, elapsed_ms: 1, last: "503".into() }) });
+            return Box::pin(async {
+                Err(port::Error::Budget { op: "export.file".into(), attempts: 3, elapsed_ms: 1, last: "503".into() })
+            });
         }
         self.inner.fetch_item(item, max, sink)
     }

@@ -213,6 +213,14 @@ async fn fetch_one(
     entry
 }
 
+/// Whose data: the crisis, its backup domain (the accounts), its group's `mailNickname`.
+#[derive(Debug, Clone, Copy)]
+pub struct KitRef<'a> {
+    pub crisis: &'a CrisisId,
+    pub domain: &'a str,
+    pub nickname: &'a str,
+}
+
 /// An archive written and signed (complete or not).
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -233,13 +241,12 @@ pub struct Written {
 pub async fn write_archive(
     root: &Path,
     key: &ed25519_dalek::SigningKey,
-    crisis: &CrisisId,
-    domain: &str,
-    nickname: &str,
+    kit: &KitRef<'_>,
     m365: &dyn M365,
     options: &ExportOptions,
     now: jiff::Timestamp,
 ) -> Result<Written, HandbackError> {
+    let KitRef { crisis, domain, nickname } = *kit;
     let archive = root.join(crisis.as_str());
     let work = root.join(".work").join(crisis.as_str());
     let tmp_dir = work.join("tmp");
@@ -249,7 +256,11 @@ pub async fn write_archive(
     let journal_path = work.join(JOURNAL);
     let done = read_journal(&journal_path, &archive);
     let journal = Mutex::new(
-        std::fs::OpenOptions::new().create(true).append(true).open(&journal_path).map_err(io("cannot open", &journal_path))?,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(io("cannot open", &journal_path))?,
     );
 
     let inventory = m365.export_inventory(domain, nickname).await?;
@@ -257,7 +268,8 @@ pub async fn write_archive(
     let paths = archive_paths(&inventory.items, &taken);
     tracing::info!(items = inventory.items.len(), already = done.len(), "hand-back export");
 
-    let todo: Vec<usize> = (0..inventory.items.len()).filter(|&i| !done.contains_key(&inventory.items[i].graph_id)).collect();
+    let todo: Vec<usize> =
+        (0..inventory.items.len()).filter(|&i| !done.contains_key(&inventory.items[i].graph_id)).collect();
     let (items, paths, archive_ref, tmp_ref, journal_ref) = (&inventory.items, &paths, &archive, &tmp_dir, &journal);
     let fetched: Vec<ManifestEntry> = futures_util::stream::iter(todo)
         .map(move |i| fetch_one(m365, &items[i], &paths[i], archive_ref, tmp_ref, journal_ref, options.max_item_bytes))
@@ -287,7 +299,9 @@ pub async fn write_archive(
             std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
         }
         std::fs::rename(archive.join(orphan), &aside).map_err(io("cannot move", &aside))?;
-        notes.push(format!("Fichier d'une tentative interrompue, retiré de l'archive (élément disparu de Microsoft 365) : {orphan}"));
+        notes.push(format!(
+            "Fichier d'une tentative interrompue, retiré de l'archive (élément disparu de Microsoft 365) : {orphan}"
+        ));
     }
 
     let manifest = Manifest {
@@ -337,7 +351,7 @@ pub async fn export(
     let key = crate::audit_key::load(&s.config.audit_key_path()).map_err(BackupError::from)?;
     let root = handback_path(&s.config);
     let now = s.clock.now();
-    let w = write_archive(&root, &key, crisis, domain, nickname, m365, options, now).await?;
+    let w = write_archive(&root, &key, &KitRef { crisis, domain, nickname }, m365, options, now).await?;
     let manifest = w.manifest;
     let (exported, bytes_out, not_exported) = manifest.tally();
     let complete = manifest.complete();
@@ -496,7 +510,10 @@ fn signed_manifest(bytes: &[u8], sig_text: &str, trust: &Trust, at: &Path) -> Re
     for e in manifest.entries.iter().filter(|e| e.status == EntryStatus::Exported) {
         let p = Path::new(&e.path);
         if e.path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(refused(Check::FileList, format!("the manifest lists {:?}, not a path inside the archive", e.path)));
+            return Err(refused(
+                Check::FileList,
+                format!("the manifest lists {:?}, not a path inside the archive", e.path),
+            ));
         }
         if !seen.insert(e.path.to_lowercase()) {
             return Err(refused(Check::FileList, format!("the manifest lists {:?} twice", e.path)));
@@ -510,13 +527,8 @@ fn signed_manifest(bytes: &[u8], sig_text: &str, trust: &Trust, at: &Path) -> Re
 
 /// The files found are exactly the exported entries, each of its size and SHA-256.
 fn check_files(v: &VerifiedArchive, found: &BTreeMap<String, (u64, String)>) -> Result<(), BackupError> {
-    let exported: BTreeMap<&str, &ManifestEntry> = v
-        .manifest
-        .entries
-        .iter()
-        .filter(|e| e.status == EntryStatus::Exported)
-        .map(|e| (e.path.as_str(), e))
-        .collect();
+    let exported: BTreeMap<&str, &ManifestEntry> =
+        v.manifest.entries.iter().filter(|e| e.status == EntryStatus::Exported).map(|e| (e.path.as_str(), e)).collect();
     if let Some(extra) = found.keys().find(|p| !exported.contains_key(p.as_str())) {
         return Err(refused(Check::FileList, format!("{extra} is not in the manifest (added)")));
     }
@@ -636,11 +648,7 @@ pub fn m365_fr(e: &M365Error) -> String {
 
 /// The crisis's archive for download by a person who may see the crisis (the route requires
 /// [`repli_core::Permission::DownloadHandback`]): its file name and path, once complete.
-pub async fn archive_for(
-    st: &Services,
-    a: &repli_core::Actor,
-    id: &str,
-) -> Result<(String, PathBuf), crate::AppError> {
+pub async fn archive_for(st: &Services, a: &repli_core::Actor, id: &str) -> Result<(String, PathBuf), crate::AppError> {
     let r = crate::crises::visible_crisis(st, a, id).await?;
     let zip = archive_zip(&st.config, &r.id);
     if !zip.is_file() {

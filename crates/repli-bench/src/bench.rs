@@ -497,7 +497,13 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "handback bench (SIMULATION): {} mailboxes × {} messages, {} bytes of files, {} ms latency, throttle {} req/s, {} B/s per download, {} at once",
-                    h.mailboxes, h.messages, h.file_bytes, h.latency_ms, h.throttle_rps, h.download_bytes_per_s, h.concurrency
+                    h.mailboxes,
+                    h.messages,
+                    h.file_bytes,
+                    h.latency_ms,
+                    h.throttle_rps,
+                    h.download_bytes_per_s,
+                    h.concurrency
                 );
                 println!(
                     "  {} items, {} bytes exported ({}), {} Graph requests ({} throttled)",

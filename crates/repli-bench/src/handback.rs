@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use repli_app::handback::{ExportOptions, write_archive};
+use repli_app::handback::{ExportOptions, KitRef, write_archive};
 use repli_core::CrisisId;
 use repli_core::m365::M365 as _;
 use repli_graph_sim::{ContentSpec, Faults, SimConfig, Simulator};
@@ -103,9 +103,7 @@ pub async fn run(b: &HandbackBench) -> anyhow::Result<HandbackFigures> {
     let w = write_archive(
         dir.path(),
         &key,
-        &crisis,
-        "amp-secours.onmicrosoft.com",
-        "aucun-groupe",
+        &KitRef { crisis: &crisis, domain: "amp-secours.onmicrosoft.com", nickname: "aucun-groupe" },
         &m365,
         &options,
         jiff::Timestamp::UNIX_EPOCH,

@@ -129,6 +129,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Handback(HandbackCmd::VerifyArchive { path, public_key }) => {
             return Ok(verify_archive(path, public_key));
         }
+        Command::Handback(HandbackCmd::Archive { id, out }) => {
+            let out = out.clone().unwrap_or_else(|| format!("restitution-{id}.zip").into());
+            let size = client(&cli)?.handback_archive(id, &out).await?;
+            println!(
+                "Archive écrite : {} ({size} octets). Vérifier : repli handback verify-archive {} --public-key CLÉ",
+                out.display(),
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,
         Command::Handback(HandbackCmd::WriteOff { crisis, serial, reason, yes }) => {
             crate::confirm::confirm(repli_core::Destructive::WriteOff, &format!("{serial}, crise {crisis}"), *yes)?;

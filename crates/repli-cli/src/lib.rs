@@ -389,6 +389,14 @@ pub enum HandbackCmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Download the data hand-back's archive (the commune's mail and files, zip) to a file or
+    /// removable media; a partial file is resumed.
+    Archive {
+        id: String,
+        /// Where to write it (default: `restitution-<crisis>.zip` here).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Check a data hand-back archive offline (its zip or folder): the manifest signed by the
     /// key you hold, every file present with its size and SHA-256, nothing added.
     VerifyArchive {

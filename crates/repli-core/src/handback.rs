@@ -125,10 +125,16 @@ const RESERVED: [&str; 22] = [
 /// front, `.` and `..` and the empty name become `_`, and a long name is cut (at a character
 /// boundary, keeping a short extension).
 pub fn safe_component(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| if c.is_control() || matches!(c, '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*') { '_' } else { c })
-        .collect();
+    let mut s: String =
+        name.chars()
+            .map(|c| {
+                if c.is_control() || matches!(c, '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*') {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
     let trimmed = s.trim_end_matches(['.', ' ']).trim_start_matches(' ').to_string();
     s = trimmed;
     if s.is_empty() {

@@ -14,7 +14,7 @@ use repli_core::m365::{
 };
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
-    AccountMade, Accounts, AccountsDeleted, Exported, Assigned, Assignment, Audience, DomainCreated, DomainVerified,
+    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified, Exported,
     GroupDeleted, Licences, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered,
     Reserved, RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord,
     Unpublished, Workspace,

@@ -158,9 +158,9 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         // subscribedsku-list
         ("GET", ["subscribedSkus"]) => any(&[
             "LicenseAssignment.Read.All",
-    "Mail.Read",
-    "Mail.ReadBasic.All",
-    "Mail.ReadWrite",
+            "Mail.Read",
+            "Mail.ReadBasic.All",
+            "Mail.ReadWrite",
             "Organization.Read.All",
             "Directory.Read.All",
             "Organization.ReadWrite.All",

@@ -204,7 +204,11 @@ impl Content {
                 items.push(item(&format!("rapport-{n}.bin"), "/Documents", false, *size));
             }
             if spec.awkward {
-                let deep = format!("/Documents/{}/{}", "Dossier très long ".repeat(6).trim(), "Sous-dossier ".repeat(6).trim());
+                let deep = format!(
+                    "/Documents/{}/{}",
+                    "Dossier très long ".repeat(6).trim(),
+                    "Sous-dossier ".repeat(6).trim()
+                );
                 items.extend([
                     item("arrêté: 2026/05?.pdf", "/Documents", false, 2_048),
                     item("CON.txt", "/Documents", false, 10),
@@ -270,16 +274,22 @@ pub enum Owner {
 
 /// The content routes (relative to `/v1.0`); `None` for any other path. `owner` resolves a
 /// user (id or UPN) or a group id to an existing object.
+/// Where the simulator answers: Graph's base (`…/v1.0`, for next links), its root (download
+/// URLs), and the largest page.
+pub struct Bases<'a> {
+    pub graph: &'a str,
+    pub sim: &'a str,
+    pub max_page: usize,
+}
+
 pub fn route(
     content: &mut Content,
-    method: &str,
-    path: &str,
-    query: &BTreeMap<String, String>,
-    graph_base: &str,
-    sim_base: &str,
-    max_page: usize,
+    req: &crate::tenant::Req,
+    bases: &Bases<'_>,
     owner: impl Fn(&str, &str) -> Option<Owner>,
 ) -> Option<Answer> {
+    let (method, path, query) = (req.method.as_str(), req.path.as_str(), &req.query);
+    let (graph_base, sim_base, max_page) = (bases.graph, bases.sim, bases.max_page);
     if method != "GET" {
         return None;
     }
@@ -352,7 +362,9 @@ pub fn route(
                 return Some(not_found(u));
             };
             let d = content.drive(&key).clone();
-            let mut items = vec![json!({"id": format!("{}-root", d.id), "name": "root", "root": {}, "folder": {"childCount": 1}, "parentReference": {"driveId": d.id}})];
+            let mut items = vec![
+                json!({"id": format!("{}-root", d.id), "name": "root", "root": {}, "folder": {"childCount": 1}, "parentReference": {"driveId": d.id}}),
+            ];
             items.extend(d.items.iter().map(|i| {
                 let mut v = json!({
                     "id": i.id,
@@ -393,7 +405,8 @@ pub fn download(content: &Content, rest: &str, headers: &HeaderMap, bandwidth: O
     }
     let mut parts = rest.trim_matches('/').split('/');
     let (Some(d), Some(i)) = (parts.next(), parts.next()) else { return StatusCode::NOT_FOUND.into_response() };
-    let Some(item) = content.drive_by_id(d).and_then(|drive| drive.items.iter().find(|x| x.id == i && !x.folder)) else {
+    let Some(item) = content.drive_by_id(d).and_then(|drive| drive.items.iter().find(|x| x.id == i && !x.folder))
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let total = item.size;

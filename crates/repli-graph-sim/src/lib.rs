@@ -586,7 +586,8 @@ impl Shared {
             _ => None,
         };
         let mut content = lock(&self.content);
-        content::route(&mut content, &req.method, &req.path, &req.query, &graph_base, &self.base_url, self.max_page, |_, _| {
+        let bases = content::Bases { graph: &graph_base, sim: &self.base_url, max_page: self.max_page };
+        content::route(&mut content, req, &bases, |_, _| {
             owner.as_ref().map(|o| match o {
                 content::Owner::User { id, upn } => content::Owner::User { id: id.clone(), upn: upn.clone() },
                 content::Owner::Group { id } => content::Owner::Group { id: id.clone() },
@@ -856,7 +857,9 @@ async fn serve_any(
                     };
                     match shared.permitted(&grants, &req) {
                         Ok(()) => match shared.content_route(&req) {
-                            Some(content::Answer::Json(status, body)) => Reply { status, headers: Vec::new(), body: Some(body) },
+                            Some(content::Answer::Json(status, body)) => {
+                                Reply { status, headers: Vec::new(), body: Some(body) }
+                            }
                             Some(content::Answer::Raw { content_type, bytes }) => {
                                 shared.record(method.as_str(), &path, &query, &Value::Null, 200, false);
                                 return Response::builder()
@@ -865,11 +868,9 @@ async fn serve_any(
                                     .body(Body::from(bytes))
                                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
                             }
-                            Some(content::Answer::Redirect(location)) => Reply {
-                                status: 302,
-                                headers: vec![("Location".into(), location)],
-                                body: None,
-                            },
+                            Some(content::Answer::Redirect(location)) => {
+                                Reply { status: 302, headers: vec![("Location".into(), location)], body: None }
+                            }
                             None => shared
                                 .app_directory(&req)
                                 .unwrap_or_else(|| lock(&shared.tenant).handle(&req, shared.now())),

@@ -259,7 +259,9 @@ impl Tenant {
             "users" => self
                 .user_index(key, now)
                 .map(|i| crate::content::Owner::User { id: self.users[i].id.clone(), upn: self.users[i].upn.clone() }),
-            "groups" => self.group_index(key, now).map(|i| crate::content::Owner::Group { id: self.groups[i].id.clone() }),
+            "groups" => {
+                self.group_index(key, now).map(|i| crate::content::Owner::Group { id: self.groups[i].id.clone() })
+            }
             _ => None,
         }
     }

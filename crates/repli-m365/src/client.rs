@@ -6,11 +6,11 @@
 use crate::gate::{Answer, Gate, MAX_BATCH, Ticket};
 use crate::wire::{self, Page};
 use crate::{CallStats, Error, Grant, Result, Secret};
-use repli_core::m365::{Fetched, ItemSink};
 use futures_util::StreamExt;
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
+use repli_core::m365::{Fetched, ItemSink};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -913,10 +913,9 @@ impl Graph {
                 self.downloads.get(&url).bearer_auth(token.expose()).send().await
             };
             let throttled = match &sent {
-                Ok(r) if r.status().as_u16() == 429 => Some(self.wait_for(
-                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
-                    attempt,
-                )),
+                Ok(r) if r.status().as_u16() == 429 => {
+                    Some(self.wait_for(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), attempt))
+                }
                 _ => None,
             };
             self.gate.answered(&ticket, Answer { admitted: 1, outer_admitted: false, throttled });
@@ -941,7 +940,7 @@ impl Graph {
                                 code: "noLocation".into(),
                                 message: "a redirect without Location".into(),
                             })?;
-                            match self.from_location(op, &location, max, sink, &mut last_progress).await? {
+                            match self.fetch_location(op, &location, max, sink, &mut last_progress).await? {
                                 FromUrl::Done(done) => return Ok(done),
                                 FromUrl::Renew(why) => (Duration::ZERO, why),
                                 FromUrl::Again(wait, why) => (wait, why),
@@ -982,7 +981,7 @@ impl Graph {
 
     /// The pre-authenticated URL Graph redirected to: https (or a loopback simulator), never
     /// sent the bearer, asked for the bytes after those the sink holds.
-    async fn from_location(
+    async fn fetch_location(
         &self,
         op: &str,
         location: &str,
@@ -993,7 +992,10 @@ impl Graph {
         let url = Url::parse(location).map_err(|e| Error::Endpoint(format!("{op}: download URL: {e}")))?;
         let acceptable = url.scheme() == "https" || (self.loopback && url.scheme() == "http" && is_loopback(&url));
         if !acceptable {
-            return Err(Error::Endpoint(format!("{op}: download URL {} is neither https nor the local simulator", url.origin().ascii_serialization())));
+            return Err(Error::Endpoint(format!(
+                "{op}: download URL {} is neither https nor the local simulator",
+                url.origin().ascii_serialization()
+            )));
         }
         let mut attempt = 0;
         loop {

@@ -46,7 +46,9 @@ impl GraphProvider {
                 let url = format!("/groups/{group}/drive/root/delta");
                 self.list_drive(&url, "equipe", &mut inv).await?;
             }
-            None => inv.notes.push(format!("Aucun espace collaboratif {nickname} : pas de fichiers d'équipe à exporter.")),
+            None => {
+                inv.notes.push(format!("Aucun espace collaboratif {nickname} : pas de fichiers d'équipe à exporter."))
+            }
         }
         inv.notes.push(CHANNEL_NOTE_FR.to_string());
         Ok(inv)

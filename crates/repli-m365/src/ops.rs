@@ -4,10 +4,9 @@
 use crate::client::{Graph, GraphConfig, Item, OWNER_UNLICENSED, Opts, Reply};
 use crate::wire::{self, DnsRecordData, DomainDnsRecord};
 use crate::{
-    ExportInventory, ExportItem, Fetched, ItemSink,
-    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, IsolationCheck,
-    IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
-    TeamSpec, WindDown, generate_password,
+    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, ExportInventory, ExportItem,
+    Fetched, IsolationCheck, IsolationReport, ItemSink, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec,
+    Result, Secret, TeamInfo, TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};

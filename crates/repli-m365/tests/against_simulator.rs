@@ -4,9 +4,8 @@
 
 use repli_graph_sim::{Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator};
 use repli_m365::{
-    ItemSink,
-    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365,
-    PreflightReport, PreflightSpec, Secret, provision,
+    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, ItemSink,
+    KitSpec, M365, PreflightReport, PreflightSpec, Secret, provision,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -1427,8 +1426,5 @@ async fn the_hand_back_needs_mail_read_and_names_it() {
     // A new connection: a token carries the grants of its issue.
     let m365 = provider(&sim, |_| {});
     let e = m365.export_inventory("aubagne.secours-amp.fr", "crise-13005-2026-001").await.unwrap_err();
-    assert!(
-        matches!(&e, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "Mail.Read"),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "Mail.Read"), "{e}");
 }

@@ -18,36 +18,48 @@ pub fn sheet_download(name: &str, html: String) -> Response {
     resp
 }
 
-/// The single byte range a `Range` header asks of a `len`-byte file: `Ok(None)` for the whole
-/// file (no header, or one this does not serve: several ranges, another unit), `Err` when
-/// unsatisfiable (416). `bytes=a-b`, `bytes=a-`, `bytes=-n` (the last n bytes).
-pub fn byte_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else { return Ok(None) };
+/// What a `Range` header asks of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranged {
+    /// No header, or one this does not serve (several ranges, another unit): the whole file.
+    Whole,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// The single byte range a `Range` header asks of a `len`-byte file: `bytes=a-b`, `bytes=a-`,
+/// `bytes=-n` (the last n bytes).
+pub fn byte_range(header: Option<&str>, len: u64) -> Ranged {
+    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else { return Ranged::Whole };
     if spec.contains(',') {
-        return Ok(None);
+        return Ranged::Whole;
     }
-    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let Some((a, b)) = spec.split_once('-') else { return Ranged::Whole };
     let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 || len == 0 {
-            return Err(());
-        }
-        (len.saturating_sub(n), len - 1)
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse().map_err(|_| ())? };
-        if start >= len || end < start {
-            return Err(());
-        }
-        (start, end.min(len - 1))
-    };
-    Ok(Some(range))
+    if a.is_empty() {
+        return match b.parse::<u64>() {
+            Ok(n) if n > 0 && len > 0 => Ranged::Part(len.saturating_sub(n), len - 1),
+            _ => Ranged::Unsatisfiable,
+        };
+    }
+    let Ok(start) = a.parse::<u64>() else { return Ranged::Unsatisfiable };
+    let end = if b.is_empty() { Ok(len.saturating_sub(1)) } else { b.parse::<u64>() };
+    match end {
+        Ok(end) if start < len && end >= start => Ranged::Part(start, end.min(len - 1)),
+        _ => Ranged::Unsatisfiable,
+    }
 }
 
 /// A file downloaded under `name`, streamed from disk (memory does not grow with its size),
 /// resumable: `Range` answers 206 with `Content-Range`, an unsatisfiable one 416.
-pub async fn file_download(path: &std::path::Path, name: &str, content_type: &'static str, range: Option<&str>) -> Response {
+pub async fn file_download(
+    path: &std::path::Path,
+    name: &str,
+    content_type: &'static str,
+    range: Option<&str>,
+) -> Response {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(mut file) = tokio::fs::File::open(path).await else {
         return StatusCode::NOT_FOUND.into_response();
@@ -57,9 +69,9 @@ pub async fn file_download(path: &std::path::Path, name: &str, content_type: &'s
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let (status, start, end) = match byte_range(range, len) {
-        Ok(None) => (StatusCode::OK, 0, len),
-        Ok(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
-        Err(()) => {
+        Ranged::Whole => (StatusCode::OK, 0, len),
+        Ranged::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
+        Ranged::Unsatisfiable => {
             let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 resp.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -106,19 +118,20 @@ pub async fn file_download(path: &std::path::Path, name: &str, content_type: &'s
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{Ranged, byte_range};
 
     #[test]
     fn ranges_are_read_as_rfc_9110_says() {
-        assert_eq!(byte_range(None, 10), Ok(None));
-        assert_eq!(byte_range(Some("bytes=0-4"), 10), Ok(Some((0, 4))));
-        assert_eq!(byte_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
-        assert_eq!(byte_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
-        assert_eq!(byte_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
-        assert_eq!(byte_range(Some("bytes=10-"), 10), Err(()));
-        assert_eq!(byte_range(Some("bytes=5-2"), 10), Err(()));
-        assert_eq!(byte_range(Some("bytes=x-"), 10), Err(()));
-        assert_eq!(byte_range(Some("bytes=0-1,3-4"), 10), Ok(None), "several ranges: the whole file");
-        assert_eq!(byte_range(Some("items=0-1"), 10), Ok(None));
+        assert_eq!(byte_range(None, 10), Ranged::Whole);
+        assert_eq!(byte_range(Some("bytes=0-4"), 10), Ranged::Part(0, 4));
+        assert_eq!(byte_range(Some("bytes=5-"), 10), Ranged::Part(5, 9));
+        assert_eq!(byte_range(Some("bytes=-3"), 10), Ranged::Part(7, 9));
+        assert_eq!(byte_range(Some("bytes=8-100"), 10), Ranged::Part(8, 9));
+        assert_eq!(byte_range(Some("bytes=10-"), 10), Ranged::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=5-2"), 10), Ranged::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=x-"), 10), Ranged::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=-0"), 10), Ranged::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=0-1,3-4"), 10), Ranged::Whole, "several ranges: the whole file");
+        assert_eq!(byte_range(Some("items=0-1"), 10), Ranged::Whole);
     }
 }

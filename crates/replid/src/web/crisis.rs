@@ -315,11 +315,10 @@ pub async fn crisis(
         abilities: can,
         outbox,
         archive,
-    } =
-        match crises::page(&st, &a, &id).await {
-            Ok(p) => p,
-            Err(e) => return api_error_page(&st, &e),
-        };
+    } = match crises::page(&st, &a, &id).await {
+        Ok(p) => p,
+        Err(e) => return api_error_page(&st, &e),
+    };
     let crisis_id = view.id.to_string();
     let is_ops = can.operate;
     let runs = steps
