@@ -168,6 +168,52 @@ async fn the_hand_back_exports_a_signed_archive_before_anything_is_deleted() {
     assert_eq!(http.get(&url).bearer_auth(&auditor).send().await.unwrap().status(), 403);
     let (_, other) = app.token(repli_core::Role::Dgs, Some("13001")).await;
     assert_eq!(http.get(&url).bearer_auth(&other).send().await.unwrap().status(), 404);
+
+    // The CLI: the DGS downloads it (a partial file is resumed), then checks it offline with
+    // the key they hold; a changed copy is refused (exit 1).
+    let out_zip = work.path().join("restitution.zip");
+    std::fs::write(&out_zip, &on_disk[..1000]).unwrap();
+    // The daemon runs on this test's runtime: the CLI is awaited, never waited for.
+    let repli = |args: Vec<String>| {
+        tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+            .env("REPLI_SERVER", app.daemon.url())
+            .env("REPLI_TOKEN", &dgs_token)
+            .args(args)
+            .output()
+    };
+    let got = repli(vec![
+        "handback".into(),
+        "archive".into(),
+        c.id.to_string(),
+        "--out".into(),
+        out_zip.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(std::fs::read(&out_zip).unwrap(), on_disk);
+    let key = match &pins[0] {
+        KeyPin::Key(k) => hex::encode(k.to_bytes()),
+        other => panic!("{other:?}"),
+    };
+    let verify = |p: &Path| {
+        repli(vec![
+            "handback".into(),
+            "verify-archive".into(),
+            p.display().to_string(),
+            "--public-key".into(),
+            key.clone(),
+        ])
+    };
+    let ok = verify(&out_zip).await.unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && text.contains("Archive vérifiée") && text.contains("434 élément(s) exporté(s)"),
+        "{text}"
+    );
+    let refused = verify(&changed).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("REFUSÉE"));
 }
 
 /// Delegates to the daemon's Microsoft 365, counting fetches, failing those after `fail_after`.
