@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use futures_util::StreamExt;
@@ -158,7 +158,7 @@ async fn fetch_one(
     path: &str,
     archive: &Path,
     tmp_dir: &Path,
-    journal: &Mutex<std::fs::File>,
+    journal: &Arc<Mutex<std::fs::File>>,
     max: u64,
 ) -> ManifestEntry {
     let mut entry = ManifestEntry {
@@ -178,13 +178,20 @@ async fn fetch_one(
         let fetched = m365.fetch_item(item, max, &mut sink).await.map_err(std::io::Error::other)?;
         match fetched {
             Fetched::Complete { bytes } => {
-                sink.file.sync_all()?;
                 let sha = hex::encode(sink.hasher.finalize());
                 let dest = archive.join(path);
-                let parent = dest.parent().unwrap_or(archive);
-                std::fs::create_dir_all(parent)?;
-                std::fs::rename(&tmp, &dest)?;
-                std::fs::File::open(parent)?.sync_all()?;
+                let parent = dest.parent().unwrap_or(archive).to_owned();
+                let (file, tmp) = (sink.file, tmp.clone());
+                // The syncs wait for the disk: off the runtime's threads, so other items'
+                // transfers go on meanwhile.
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    file.sync_all()?;
+                    std::fs::create_dir_all(&parent)?;
+                    std::fs::rename(&tmp, &dest)?;
+                    std::fs::File::open(&parent)?.sync_all()
+                })
+                .await
+                .map_err(std::io::Error::other)??;
                 Ok((EntryStatus::Exported, bytes, Some(sha)))
             }
             Fetched::Gone => Ok((EntryStatus::Gone, entry.size, None)),
@@ -197,8 +204,13 @@ async fn fetch_one(
             entry.status = status;
             entry.size = size;
             entry.sha256 = sha;
+            let line = entry.clone();
+            let journal = Arc::clone(journal);
             if entry.status == EntryStatus::Exported
-                && let Err(e) = journal_append(journal, &entry)
+                && let Err(e) = tokio::task::spawn_blocking(move || journal_append(&journal, &line))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
             {
                 // The file is there but not journaled: a resumed export fetches it again.
                 tracing::warn!(error = %e, "hand-back journal not written");
@@ -255,13 +267,13 @@ pub async fn write_archive(
     create_private_dir(&tmp_dir)?;
     let journal_path = work.join(JOURNAL);
     let done = read_journal(&journal_path, &archive);
-    let journal = Mutex::new(
+    let journal = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&journal_path)
             .map_err(io("cannot open", &journal_path))?,
-    );
+    ));
 
     let inventory = m365.export_inventory(domain, nickname).await?;
     let taken: BTreeMap<String, String> = done.iter().map(|(id, e)| (id.clone(), e.path.clone())).collect();

@@ -19,6 +19,9 @@ use repli_core::m365::{Error, ExportInventory, ExportItem, ExportKind, Fetched, 
 /// What the archive cannot hold by itself, in French for the DGS and the PV.
 pub const CHANNEL_NOTE_FR: &str = "Les conversations des canaux de l'équipe ne sont pas exportées automatiquement : leur lecture par une application (ChannelMessage.Read.All) est une API protégée que Microsoft doit approuver. Elles sont exportées à la main (étape « Récupération des conversations »), ou conservées dans l'équipe jusqu'à la décision de conservation.";
 
+/// Accounts listed at once.
+const LIST_CONCURRENCY: usize = 8;
+
 /// Where Graph puts a drive item: `/drive/root:/A/B` (or `/drives/{id}/root:/A/B`) → `[A, B]`.
 fn drive_folders(path: Option<&str>) -> Vec<String> {
     let Some(path) = path else { return Vec::new() };
@@ -28,18 +31,34 @@ fn drive_folders(path: Option<&str>) -> Vec<String> {
 
 impl GraphProvider {
     pub(crate) async fn export_list(&self, domain: &str, nickname: &str) -> Result<ExportInventory> {
-        let mut inv = ExportInventory::default();
-        for user in self.users_of(domain).await? {
-            let upn = user.user_principal_name.clone().unwrap_or_else(|| user.id.clone());
-            self.list_mailbox(&user.id, &upn, &mut inv).await?;
-            let url = format!("/users/{}/drive/root/delta", user.id);
-            match self.list_drive(&url, &upn, &mut inv).await {
-                // An account that never opened OneDrive has none (404): nothing to export.
-                Err(Error::Graph { status: 404, .. }) => {
-                    inv.notes.push(format!("{upn} : pas d'espace OneDrive (jamais ouvert), aucun fichier à exporter."));
+        use futures_util::StreamExt;
+        let users = self.users_of(domain).await?;
+        // Each account listed on its own (the tenant's gate paces them together), in the
+        // accounts' order whatever finishes first.
+        let listed: Vec<Result<ExportInventory>> = futures_util::stream::iter(users)
+            .map(|user| async move {
+                let mut inv = ExportInventory::default();
+                let upn = user.user_principal_name.clone().unwrap_or_else(|| user.id.clone());
+                self.list_mailbox(&user.id, &upn, &mut inv).await?;
+                let url = format!("/users/{}/drive/root/delta", user.id);
+                match self.list_drive(&url, &upn, &mut inv).await {
+                    // An account that never opened OneDrive has none (404): nothing to export.
+                    Err(Error::Graph { status: 404, .. }) => {
+                        inv.notes
+                            .push(format!("{upn} : pas d'espace OneDrive (jamais ouvert), aucun fichier à exporter."));
+                    }
+                    other => other?,
                 }
-                other => other?,
-            }
+                Ok(inv)
+            })
+            .buffered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut inv = ExportInventory::default();
+        for one in listed {
+            let one = one?;
+            inv.items.extend(one.items);
+            inv.notes.extend(one.notes);
         }
         match self.find_group_id(nickname).await? {
             Some(group) => {
