@@ -202,6 +202,8 @@ const MATRIX: &[(&str, &str, [Outcome; 6])] = &[
     ("GET", "/api/v1/crises/{id}/loans", [U, D, A, A, H, A]),
     ("GET", "/api/v1/crises/{id}/documents", [U, D, A, A, H, A]),
     ("GET", "/api/v1/crises/{id}/documents.zip", [U, D, A, A, H, A]),
+    // The commune's own mail and files: its DGS and ops (409 here: no archive yet), not auditors.
+    ("GET", "/api/v1/crises/{id}/handback.zip", [U, D, A, A, H, D]),
     ("GET", "/api/v1/crises/{id}/documents/{file}", [U, D, A, A, H, A]),
     ("POST", "/api/v1/crises/{id}/credential-sheets", [U, D, A, D, D, D]),
     ("POST", "/api/v1/crises/{id}/credential-sheets/reissue", [U, D, A, D, D, D]),

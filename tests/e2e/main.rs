@@ -17,6 +17,7 @@ mod documents;
 mod engine;
 mod exercise;
 mod flash;
+mod handback;
 mod inventory;
 mod lifecycle;
 mod metrics;

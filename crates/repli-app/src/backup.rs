@@ -160,11 +160,11 @@ impl BackupError {
     }
 }
 
-fn refused(check: Check, detail: impl Into<String>) -> BackupError {
+pub(crate) fn refused(check: Check, detail: impl Into<String>) -> BackupError {
     BackupError::Refused { check, detail: detail.into() }
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
+pub(crate) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
     move |source| BackupError::Io { what, path: path.to_owned(), source }
 }
 
@@ -387,12 +387,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<(), BackupE
     Ok(())
 }
 
-fn relative(root: &Path, path: &Path) -> String {
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
 }
 
-fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
+pub(crate) fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
     let mut f = std::fs::File::open(path).map_err(io("cannot read", path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -430,7 +430,7 @@ pub struct Trust {
 
 impl Trust {
     /// The key that must have signed a snapshot whose manifest names `claimed` (hex).
-    fn resolve(&self, claimed: &str) -> Result<VerifyingKey, BackupError> {
+    pub(crate) fn resolve(&self, claimed: &str) -> Result<VerifyingKey, BackupError> {
         let claimed = parse_public_key(claimed);
         if self.pins.is_empty() {
             return self.signing_key.ok_or_else(|| {
@@ -480,7 +480,7 @@ pub struct Verified {
     pub key: VerifyingKey,
 }
 
-fn read_capped(path: &Path, max: u64, snapshot: &Path) -> Result<Vec<u8>, BackupError> {
+pub(crate) fn read_capped(path: &Path, max: u64, snapshot: &Path) -> Result<Vec<u8>, BackupError> {
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| BackupError::NotASnapshot(snapshot.to_owned(), format!("{}: {e}", relative(snapshot, path))))?;
     if !meta.is_file() || meta.len() > max {
@@ -826,7 +826,7 @@ fn switch(
 // ---------------------------------------------------------------------------------------------
 // Files
 
-fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
     std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
     #[cfg(unix)]
     {
@@ -837,7 +837,7 @@ fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
 }
 
 /// Owner-only: the database holds contact details.
-fn restrict(path: &Path) -> Result<(), BackupError> {
+pub(crate) fn restrict(path: &Path) -> Result<(), BackupError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -846,11 +846,11 @@ fn restrict(path: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-fn sync_file(path: &Path) -> Result<(), BackupError> {
+pub(crate) fn sync_file(path: &Path) -> Result<(), BackupError> {
     std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io("cannot sync", path))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io("cannot sync", dir))
 }
 

@@ -216,6 +216,8 @@ pub struct CrisisPage {
     /// Its outbox: ops and auditors see every message and recipient, the DGS what was sent to
     /// them.
     pub outbox: Vec<NotificationView>,
+    /// The data hand-back's archive, once complete, for those who may download it.
+    pub archive: Option<repli_core::run::Exported>,
 }
 
 /// The crisis page of `id` for `a`.
@@ -240,7 +242,12 @@ pub async fn page(st: &Services, a: &Actor, id: &str) -> Result<CrisisPage, AppE
         .filter(|n| a.role != Role::Dgs || n.audience == "dgs")
         .map(notification_view)
         .collect();
-    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities, outbox })
+    let archive = if repli_core::Permission::DownloadHandback.allowed(a.role) {
+        crate::handback::exported(st, &crisis_id).await?
+    } else {
+        None
+    };
+    Ok(CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities, outbox, archive })
 }
 
 /// Reads one crisis the actor may see (one statement besides authentication).

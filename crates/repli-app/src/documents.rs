@@ -44,7 +44,9 @@ async fn pack(
         csirt_phone: d.csirt_phone.clone(),
     };
     let chronology = chronology(st, &crisis_id).await?;
+    let data = data_handback(st, &crisis_id).await?;
     let input = PackInput {
+        data,
         chronology: &chronology,
         convention,
         loans: &loans,
@@ -303,6 +305,33 @@ async fn sheets(st: &Services, a: &Actor, id: &str, reissue: Option<&str>) -> Re
     st.store.record_sheets(&crisis, &upns, issue, a, st.clock.now()).await?;
     tracing::info!(crisis = %crisis, accounts = upns.len(), reissue = reissue.is_some(), "credential sheets issued");
     Ok((format!("fiches-identifiants-{crisis}.html"), sheet))
+}
+
+/// The data hand-back as the PV states it: the export step's archive, or ops' waiver (the
+/// step skipped, with its reason).
+async fn data_handback(st: &Services, id: &repli_core::CrisisId) -> Result<Option<repli_docs::DataHandback>, AppError> {
+    for run in st.store.runs_of(id).await?.into_iter().rev() {
+        if run.playbook != repli_core::run::PlaybookName::Handback {
+            continue;
+        }
+        let steps = st.store.steps(run.id).await?;
+        let Some(export) = steps.iter().find(|s| s.kind == repli_core::StepKind::M365Export) else { continue };
+        return Ok(match (export.state, &export.output) {
+            (repli_core::StepState::Skipped, _) => {
+                Some(repli_docs::DataHandback::Waived { reason: export.note.clone().unwrap_or_default() })
+            }
+            (repli_core::StepState::Succeeded, Some(repli_core::run::StepOutput::Exported(x))) => {
+                Some(repli_docs::DataHandback::Archived {
+                    items: x.items,
+                    exported: x.exported,
+                    bytes: x.bytes,
+                    manifest_sha256: x.manifest_sha256.clone(),
+                })
+            }
+            _ => None,
+        });
+    }
+    Ok(None)
 }
 
 /// The pack as a zip (never the credential sheets): its file name and bytes.

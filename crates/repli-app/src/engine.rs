@@ -252,6 +252,23 @@ impl Host for DaemonHost {
         Box::pin(async move { context_of(&self.services, crisis).await })
     }
 
+    fn export_handback<'a>(
+        &'a self,
+        crisis: &'a CrisisId,
+        domain: &'a str,
+        nickname: &'a str,
+        m365: &'a dyn repli_core::m365::M365,
+    ) -> BoxFut<'a, Result<repli_core::run::Exported, String>> {
+        Box::pin(async move {
+            let options = crate::handback::ExportOptions::default();
+            match crate::handback::export(&self.services, crisis, domain, nickname, m365, &options).await {
+                Ok((exported, _)) => Ok(exported),
+                Err(crate::handback::HandbackError::M365(e)) => Err(crate::handback::m365_fr(&e)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
     fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>> {
         Box::pin(async move { crate::documents::archive(&self.services, crisis).await })
     }

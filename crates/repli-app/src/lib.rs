@@ -17,6 +17,7 @@ pub mod documents;
 pub mod engine;
 mod error;
 pub mod exercises;
+pub mod handback;
 pub mod inventory;
 pub mod local;
 pub mod metrics;

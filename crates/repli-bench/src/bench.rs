@@ -40,6 +40,9 @@ pub enum BenchCmd {
     /// The inventory page's list over a large pool (5,000 items by default): each search,
     /// filter, sort and page the page offers, p50/p99 of the statements it runs.
     Inventory(crate::inventory::InventoryBench),
+    /// The data hand-back's export: mailboxes of many messages and large files against the
+    /// simulator at a latency and a throttle; time against the lower bound, peak RSS.
+    Handback(crate::handback::HandbackBench),
 }
 
 /// The simulated tenant and kit size both provisioning benchmarks take.
@@ -505,6 +508,36 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
             Ok(if f.accepted == 0 { ExitCode::SUCCESS } else { crate::failure() })
         }
         BenchCmd::Campaign(c) => crate::campaign::run(c).await,
+        BenchCmd::Handback(h) => {
+            let f = crate::handback::run(h).await?;
+            if h.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!(
+                    "handback bench (SIMULATION): {} mailboxes × {} messages, {} bytes of files, {} ms latency, throttle {} req/s, {} B/s per download, {} at once",
+                    h.mailboxes,
+                    h.messages,
+                    h.file_bytes,
+                    h.latency_ms,
+                    h.throttle_rps,
+                    h.download_bytes_per_s,
+                    h.concurrency
+                );
+                println!(
+                    "  {} items, {} bytes exported ({}), {} Graph requests ({} throttled)",
+                    f.items,
+                    f.bytes,
+                    if f.complete { "complete" } else { "INCOMPLETE" },
+                    f.graph_requests,
+                    f.throttled
+                );
+                println!(
+                    "  {:.1} s against a lower bound of {:.1} s: {:.2}×; peak RSS {:.0} MiB",
+                    f.seconds, f.lower_bound_seconds, f.ratio, f.peak_rss_mib
+                );
+            }
+            Ok(if f.complete { ExitCode::SUCCESS } else { crate::failure() })
+        }
         BenchCmd::Provision(p) => {
             let f = provision_bench(p).await?;
             if p.json {

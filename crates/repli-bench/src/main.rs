@@ -7,6 +7,7 @@ mod campaign;
 mod crash;
 mod diskfull;
 mod inventory;
+mod handback;
 mod replid_proc;
 mod snapshots;
 

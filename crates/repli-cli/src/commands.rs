@@ -64,6 +64,44 @@ async fn act(
     show_crisis(&view, out)
 }
 
+/// `repli handback verify-archive`: offline, in French (the DGS may run it on what they
+/// received); exit status 1 when the archive is refused.
+fn verify_archive(path: &std::path::Path, keys: &[String]) -> ExitCode {
+    let pins: Result<Vec<_>, String> = keys.iter().map(|k| repli_app::backup::parse_key_arg(k)).collect();
+    let pins = match pins {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--public-key : {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match repli_app::handback::verify_archive(path, &repli_app::handback::trust_of(&pins)) {
+        Ok(v) => {
+            let (exported, bytes, other) = v.manifest.tally();
+            println!(
+                "Archive vérifiée ({}) : crise {}, {exported} élément(s) exporté(s), {bytes} octets, signée par la clé {}.",
+                path.display(),
+                v.manifest.crisis,
+                repli_core::audit::fingerprint(&v.key)
+            );
+            if other > 0 {
+                println!("{other} élément(s) non exporté(s), listés dans le manifeste :");
+                for e in v.manifest.entries.iter().filter(|e| e.status != repli_core::handback::EntryStatus::Exported) {
+                    println!("  {} : {}", e.original, e.status.fr());
+                }
+            }
+            for n in &v.manifest.notes {
+                println!("Note : {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("Archive REFUSÉE ({}) : {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
@@ -88,6 +126,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crisis(CrisisCmd::Watch { id }) => return crate::engine::watch(&client(&cli)?, id).await,
         Command::Inventory(cmd) => return crate::inventory::inventory(&client(&cli)?, cmd).await,
         Command::Loan(cmd) => return crate::inventory::loan(&client(&cli)?, cmd).await,
+        Command::Handback(HandbackCmd::VerifyArchive { path, public_key }) => {
+            return Ok(verify_archive(path, public_key));
+        }
+        Command::Handback(HandbackCmd::Archive { id, out }) => {
+            let out = out.clone().unwrap_or_else(|| format!("restitution-{id}.zip").into());
+            let size = client(&cli)?.handback_archive(id, &out).await?;
+            println!(
+                "Archive écrite : {} ({size} octets). Vérifier : repli handback verify-archive {} --public-key CLÉ",
+                out.display(),
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Handback(HandbackCmd::Checkin(a)) => return crate::inventory::checkin(&client(&cli)?, a).await,
         Command::Handback(HandbackCmd::WriteOff { crisis, serial, reason, yes }) => {
             crate::confirm::confirm(repli_core::Destructive::WriteOff, &format!("{serial}, crise {crisis}"), *yes)?;

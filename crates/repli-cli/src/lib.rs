@@ -389,6 +389,23 @@ pub enum HandbackCmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Download the data hand-back's archive (the commune's mail and files, zip) to a file or
+    /// removable media; a partial file is resumed.
+    Archive {
+        id: String,
+        /// Where to write it (default: `restitution-<crisis>.zip` here).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Check a data hand-back archive offline (its zip or folder): the manifest signed by the
+    /// key you hold, every file present with its size and SHA-256, nothing added.
+    VerifyArchive {
+        path: std::path::PathBuf,
+        /// The audit public key you trust (64 hex digits, its `SHA256:…` fingerprint, or a file
+        /// holding either); repeat for several. Required: the archive's own key proves nothing.
+        #[arg(long, required = true)]
+        public_key: Vec<String>,
+    },
 }
 
 /// `CrisisState` for clap.

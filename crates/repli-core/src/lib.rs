@@ -22,6 +22,7 @@ pub mod crisis_log;
 pub mod destructive;
 pub mod exercise;
 pub mod fr;
+pub mod handback;
 pub mod insee;
 pub mod inventory;
 pub mod legal;

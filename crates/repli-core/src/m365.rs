@@ -30,7 +30,10 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The application permissions Repli needs on a tenant, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 9] = [
+/// The last two (Mail.Read, Files.Read.All) read what the kit's agents wrote, for the data hand-back: each message's MIME
+/// (message-get with `$value`: Mail.Read; Mail.ReadBasic.All leaves the body out) and the
+/// accounts' and the Team's files (driveitem-delta, driveitem-get-content: Files.Read.All).
+pub const LEAST_PRIVILEGE: [&str; 11] = [
     "Application.Read.All",
     "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
@@ -40,6 +43,8 @@ pub const LEAST_PRIVILEGE: [&str; 9] = [
     "Group.ReadWrite.All",
     "Organization.Read.All",
     "OnlineMeetings.ReadWrite.All",
+    "Mail.Read",
+    "Files.Read.All",
 ];
 
 /// The directory role password resets need app-only, and its template id (a token's `wids`).
@@ -314,6 +319,64 @@ pub struct IsolationReport {
     pub checks: Vec<IsolationCheck>,
 }
 
+/// What the data hand-back exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// A message, as MIME (`.eml`) from `/users/{id}/messages/{id}/$value`.
+    Message,
+    /// A file of an account's OneDrive or of the Team's drive, by the download redirect.
+    File,
+}
+
+/// One item a kit mailbox or drive holds, as listed before the export fetches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportItem {
+    pub kind: ExportKind,
+    /// Whose: the account's UPN, or `equipe` for the Team's drive.
+    pub owner: String,
+    /// The folders above it, from the top, as Graph names them.
+    pub folder: Vec<String>,
+    /// The file's name, or the message's subject.
+    pub name: String,
+    pub graph_id: String,
+    /// Relative to the Graph base: `/users/{id}/messages/{id}/$value`,
+    /// `/drives/{drive}/items/{id}/content`.
+    pub content_url: String,
+    /// The size Graph announces (files; messages have none before they are fetched).
+    pub size: Option<u64>,
+    pub last_modified: String,
+}
+
+/// Everything the kit holds, listed: the items, and what could not be listed (in French).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportInventory {
+    pub items: Vec<ExportItem>,
+    pub notes: Vec<String>,
+}
+
+/// How fetching one item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Every byte written to the sink.
+    Complete { bytes: u64 },
+    /// Graph answered 404: the item was deleted since it was listed.
+    Gone,
+    /// Larger than the limit: nothing (more) written.
+    TooLarge { size: u64 },
+}
+
+/// Where a fetched item's bytes go (the export's temporary file). A fetch cut mid-way either
+/// resumes (a download URL takes ranges: bytes already written are kept) or starts again
+/// after [`ItemSink::restart`].
+pub trait ItemSink: Send {
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Forgets what was written (the source cannot resume).
+    fn restart(&mut self) -> std::io::Result<()>;
+}
+
 /// Microsoft 365 operations the engine needs, each idempotent.
 pub trait M365: Send + Sync {
     /// Creates the domain unless it exists; returns its verification records.
@@ -356,6 +419,21 @@ pub trait M365: Send + Sync {
     fn preflight<'a>(&'a self, spec: &'a PreflightSpec) -> BoxFut<'a, PreflightReport>;
     /// Counters of what the provider sent.
     fn stats(&self) -> CallStats;
+    /// Lists what the kit holds for the hand-back: every message of every folder of the
+    /// accounts of `domain`, their OneDrive files, and the files of the Team whose group has
+    /// `nickname`. Read-only.
+    fn export_inventory<'a>(&'a self, _domain: &'a str, _nickname: &'a str) -> BoxFut<'a, Result<ExportInventory>> {
+        Box::pin(async { Err(Error::Invalid("this Microsoft 365 provider cannot export".into())) })
+    }
+    /// Streams one item into `sink`; refuses (without fetching more) past `max_bytes`.
+    fn fetch_item<'a>(
+        &'a self,
+        _item: &'a ExportItem,
+        _max_bytes: u64,
+        _sink: &'a mut dyn ItemSink,
+    ) -> BoxFut<'a, Result<Fetched>> {
+        Box::pin(async { Err(Error::Invalid("this Microsoft 365 provider cannot export".into())) })
+    }
 }
 
 /// What a preflight checks the tenant against.

@@ -38,6 +38,9 @@ pub enum StepKind {
     M365DeleteAccounts,
     #[serde(rename = "m365.remove_domain")]
     M365RemoveDomain,
+    /// The data hand-back: every kit mailbox and drive exported to a signed archive.
+    #[serde(rename = "m365.export")]
+    M365Export,
     #[serde(rename = "inventory.reserve")]
     InventoryReserve,
     #[serde(rename = "inventory.assign")]
@@ -59,7 +62,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 22] = [
+    pub const ALL: [StepKind; 23] = [
         Self::M365Domain,
         Self::DnsPublish,
         Self::DnsRemove,
@@ -74,6 +77,7 @@ impl StepKind {
         Self::M365DeleteGroup,
         Self::M365DeleteAccounts,
         Self::M365RemoveDomain,
+        Self::M365Export,
         Self::InventoryReserve,
         Self::InventoryAssign,
         Self::DocsRender,
@@ -100,6 +104,7 @@ impl StepKind {
             Self::M365DeleteGroup => "m365.delete_group",
             Self::M365DeleteAccounts => "m365.delete_accounts",
             Self::M365RemoveDomain => "m365.remove_domain",
+            Self::M365Export => "m365.export",
             Self::InventoryReserve => "inventory.reserve",
             Self::InventoryAssign => "inventory.assign",
             Self::DocsRender => "docs.render",
@@ -145,9 +150,11 @@ impl StepKind {
             Self::M365Accounts | Self::M365Licences | Self::M365Team | Self::M365Meeting | Self::M365Isolation => {
                 "Microsoft 365"
             }
-            Self::M365WindDown | Self::M365DeleteGroup | Self::M365DeleteAccounts | Self::M365RemoveDomain => {
-                "Microsoft 365"
-            }
+            Self::M365WindDown
+            | Self::M365DeleteGroup
+            | Self::M365DeleteAccounts
+            | Self::M365RemoveDomain
+            | Self::M365Export => "Microsoft 365",
             Self::DnsRemove => "Domaine de secours",
             Self::InventoryReserve | Self::InventoryAssign | Self::InventoryReception => "Équipements",
             Self::DocsRender | Self::Notify => "Documents et messages",

@@ -85,6 +85,9 @@ pub enum Permission {
     RunExercises,
     /// Read the exercises and their injects.
     ReadExercises,
+    /// Download the data hand-back's archive: the commune's own mail and files (a DGS: their
+    /// own). Auditors check its manifest's hash in the audit log, not the mail itself.
+    DownloadHandback,
 }
 
 impl Permission {
@@ -107,6 +110,7 @@ impl Permission {
             Self::ReadMetrics => "read_metrics",
             Self::RunExercises => "run_exercises",
             Self::ReadExercises => "read_exercises",
+            Self::DownloadHandback => "download_handback",
         }
     }
 
@@ -131,6 +135,7 @@ impl Permission {
             // Drills are run by ops; auditors review them like any crisis.
             P::RunExercises => role == R::Ops,
             P::ReadExercises => matches!(role, R::Ops | R::Auditor),
+            P::DownloadHandback => matches!(role, R::Ops | R::Dgs),
         }
     }
 }

@@ -348,6 +348,20 @@ pub struct AccountsDeleted {
     pub deleted: usize,
 }
 
+/// `m365.export`: the data hand-back's archive, complete (every item exported or known gone)
+/// and verified against its signed manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exported {
+    /// The archive's folder, relative to the data directory (`handback/<crisis>`).
+    pub archive: String,
+    /// Items listed, and of them exported (the rest are gone: deleted in between).
+    pub items: usize,
+    pub exported: usize,
+    pub bytes: u64,
+    /// SHA-256 of the signed `manifest.json`, as the audit log records it.
+    pub manifest_sha256: String,
+}
+
 /// `docs.render`: the files written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rendered {
@@ -414,6 +428,7 @@ pub enum StepOutput {
     GroupDeleted(GroupDeleted),
     AccountsDeleted(AccountsDeleted),
     DomainRemoved(DomainRemoval),
+    Exported(Exported),
     Rendered(Rendered),
     Notified(Notified),
     State(StateReached),
@@ -457,6 +472,7 @@ impl StepOutput {
             Self::GroupDeleted(o) => v(o),
             Self::AccountsDeleted(o) => v(o),
             Self::DomainRemoved(o) => v(o),
+            Self::Exported(o) => v(o),
             Self::Rendered(o) => v(o),
             Self::Notified(o) => v(o),
             Self::State(o) => v(o),
@@ -489,6 +505,7 @@ impl StepOutput {
             StepKind::M365DeleteGroup => Self::GroupDeleted(d(kind, value)?),
             StepKind::M365DeleteAccounts => Self::AccountsDeleted(d(kind, value)?),
             StepKind::M365RemoveDomain => Self::DomainRemoved(d(kind, value)?),
+            StepKind::M365Export => Self::Exported(d(kind, value)?),
             StepKind::DocsRender => Self::Rendered(d(kind, value)?),
             StepKind::Notify => Self::Notified(d(kind, value)?),
             StepKind::CrisisReady | StepKind::CrisisClose => Self::State(d(kind, value)?),
@@ -537,6 +554,7 @@ impl Outputs {
         wind_down: WindDown => WindDown,
         assigned: Assigned => Assigned,
         isolation: Isolation => IsolationReport,
+        exported: Exported => Exported,
     }
 
     /// The last zone a `dns.publish` step published.

@@ -123,6 +123,8 @@ pub fn qr_svg_named(text: &str, label: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct PackInput<'a> {
     pub crisis: &'a CrisisView,
+    /// The data hand-back, once archived or waived (the PV states it).
+    pub data: Option<DataHandback>,
     /// What happened, oldest first, for the closure report.
     pub chronology: &'a [Moment],
     pub convention: Option<String>,
@@ -151,6 +153,7 @@ impl<'a> PackInput<'a> {
     ) -> Self {
         Self {
             crisis,
+            data: None,
             chronology: &[],
             convention: None,
             loans: &[],
@@ -165,6 +168,15 @@ impl<'a> PackInput<'a> {
             time_zone: default_time_zone(),
         }
     }
+}
+
+/// What became of the commune's mail and files, as the PV states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataHandback {
+    /// The archive is complete and verified: its manifest's SHA-256 is in the audit log.
+    Archived { items: usize, exported: usize, bytes: u64, manifest_sha256: String },
+    /// Ops waived the export (the step skipped), with their reason.
+    Waived { reason: String },
 }
 
 /// The default calendar's time zone (Europe/Paris); replid passes its configured one.
@@ -301,6 +313,17 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
             "items_written_off": p.loans.iter().filter(|l| l.condition.as_deref() == Some("missing")).count(),
             "accounts_created": p.accounts.len(),
             "accounts_disabled": p.accounts_disabled,
+        },
+        "data": match &p.data {
+            Some(DataHandback::Archived { items, exported, bytes, manifest_sha256 }) => serde_json::json!({
+                "archived": true,
+                "items": items,
+                "exported": exported,
+                "size": format!("{:.1} Mo", *bytes as f64 / 1_000_000.0).replace('.', ","),
+                "manifest_sha256": manifest_sha256,
+            }),
+            Some(DataHandback::Waived { reason }) => serde_json::json!({ "waived": reason }),
+            None => serde_json::Value::Null,
         },
         "chronology": days(p.chronology, &p.time_zone),
         "main_courante": p.log.iter().map(|e| serde_json::json!({ "at": when(Some(e.at)), "kind": e.type_label, "author": e.author, "text": e.text })).collect::<Vec<_>>(),

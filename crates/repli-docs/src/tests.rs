@@ -32,6 +32,7 @@ fn render_sample() -> Vec<(String, String)> {
     ];
     let input = PackInput {
         crisis: &c,
+        data: Some(crate::DataHandback::Waived { reason: format!("la commune renonce — {HOSTILE}") }),
         chronology: &chronology,
         convention: Some("14 décembre 2023 (DCM-2023-187)".into()),
         loans: &l,

@@ -14,7 +14,7 @@ use repli_core::m365::{
 };
 use repli_core::playbook::{Playbook, StepKind};
 use repli_core::run::{
-    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified,
+    AccountMade, Accounts, AccountsDeleted, Assigned, Assignment, Audience, DomainCreated, DomainVerified, Exported,
     GroupDeleted, Licences, ManualTask, NewStep, Notified, Outputs, PlaybookName, PortError, Published, Rendered,
     Reserved, RunRecord, RunState, RunStore, ServiceRecords, StateReached, StepFinish, StepOutput, StepRecord,
     Unpublished, Workspace,
@@ -35,6 +35,15 @@ pub trait Host: Send + Sync {
     fn wall(&self) -> Timestamp;
     /// The crisis as templates see it.
     fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>>;
+    /// Exports the kit's mail and files (accounts of `domain`, the Team of group `nickname`)
+    /// through `m365` into the crisis's signed archive; `Err` when it is not complete.
+    fn export_handback<'a>(
+        &'a self,
+        crisis: &'a CrisisId,
+        domain: &'a str,
+        nickname: &'a str,
+        m365: &'a dyn M365,
+    ) -> BoxFut<'a, Result<Exported, String>>;
     /// Renders the crisis's documents; returns their names.
     fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>>;
     /// Queues a message to `audience` and sends it.
@@ -695,6 +704,17 @@ impl Engine {
             StepKind::M365RemoveDomain => {
                 let force = param("force")?.is_some_and(|f| f.trim() == "true");
                 done(StepOutput::DomainRemoved(m365.remove_domain(&ctx.domain, force).await?))
+            }
+            StepKind::M365Export => {
+                // Before anything is deleted: the playbook's deletions need this step, which
+                // succeeds only on a complete archive checked against its signed manifest (or
+                // is skipped by ops with a reason: the audited waiver).
+                let exported = self
+                    .host
+                    .export_handback(&run.crisis_id, &ctx.domain, &nickname, m365.as_ref())
+                    .await
+                    .map_err(StepError::transient)?;
+                done(StepOutput::Exported(exported))
             }
             StepKind::DocsRender => {
                 let files = self.host.render_documents(&run.crisis_id).await.map_err(StepError::transient)?;

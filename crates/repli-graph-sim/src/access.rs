@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The application permissions Repli needs, no more (docs/M365.md explains each).
-pub const LEAST_PRIVILEGE: [&str; 9] = [
+pub const LEAST_PRIVILEGE: [&str; 11] = [
     "Application.Read.All",
     "RoleManagement.Read.Directory",
     "Domain.ReadWrite.All",
@@ -16,6 +16,8 @@ pub const LEAST_PRIVILEGE: [&str; 9] = [
     "Group.ReadWrite.All",
     "Organization.Read.All",
     "OnlineMeetings.ReadWrite.All",
+    "Mail.Read",
+    "Files.Read.All",
 ];
 
 /// The directory role an app needs to reset passwords app-only (user-update, passwordProfile).
@@ -48,6 +50,9 @@ pub const KNOWN_PERMISSIONS: &[&str] = &[
     "GroupMember.Read.All",
     "GroupMember.ReadWrite.All",
     "LicenseAssignment.Read.All",
+    "Mail.Read",
+    "Mail.ReadBasic.All",
+    "Mail.ReadWrite",
     "LicenseAssignment.ReadWrite.All",
     "OnlineMeetings.ReadWrite.All",
     "Organization.Read.All",
@@ -189,6 +194,9 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         // subscribedsku-list
         ("GET", ["subscribedSkus"]) => any(&[
             "LicenseAssignment.Read.All",
+            "Mail.Read",
+            "Mail.ReadBasic.All",
+            "Mail.ReadWrite",
             "Organization.Read.All",
             "Directory.Read.All",
             "Organization.ReadWrite.All",
@@ -269,8 +277,13 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
             "Directory.Read.All",
             "Directory.ReadWrite.All",
         ]),
-        // drive-get (a group's drive): Files.Read.All or Sites.Read.All and above.
-        ("GET", ["groups", _, "drive"]) => {
+        // user-list-mailfolders, mailfolder-list-childfolders, user-list-messages: the
+        // messages' headers (Mail.ReadBasic.All is enough to list them).
+        ("GET", ["users", _, "mailFolders", ..]) => any(&["Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite"]),
+        // message-get with $value (outlook-get-mime-message): the body, so not ReadBasic.
+        ("GET", ["users", _, "messages", _, "$value"]) => any(&["Mail.Read", "Mail.ReadWrite"]),
+        // drive-get, driveitem-delta, driveitem-get-content (an account's or a group's drive)
+        ("GET", ["users", _, "drive", ..] | ["groups", _, "drive", ..] | ["drives", ..]) => {
             any(&["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"])
         }
         // channel-list
@@ -325,17 +338,26 @@ mod tests {
             ("GET", "servicePrincipals", false),
             ("GET", "servicePrincipals/x/appRoleAssignments", false),
             ("GET", "roleManagement/directory/roleAssignments", false),
+            ("GET", "users/x/mailFolders", false),
+            ("GET", "users/x/mailFolders/f/childFolders", false),
+            ("GET", "users/x/mailFolders/f/messages", false),
+            ("GET", "users/x/messages/m/$value", false),
+            ("GET", "users/x/drive/root/delta", false),
+            ("GET", "groups/x/drive/root/delta", false),
+            ("GET", "drives/d/items/i/content", false),
         ] {
             let segments: Vec<&str> = path.split('/').collect();
             let n = need(m, &segments, pw).unwrap_or_else(|| panic!("no rule for {m} {path}"));
             assert!(allows(&g, &n, |_| false), "{m} {path}");
         }
-        let drive = need("GET", &["groups", "x", "drive"], false).unwrap();
-        assert!(!allows(&g, &drive, |_| false), "the drive must stay out of reach");
         // user-revokesigninsessions names User.RevokeSessions.All; User.ReadWrite.All is not on it.
         let revoke = need("POST", &["users", "x", "revokeSignInSessions"], false).unwrap();
         let no_revoke = Grants { app_roles: vec!["User.ReadWrite.All".into()], ..Grants::default() };
         assert!(!allows(&no_revoke, &revoke, |_| false));
+        // Mail.ReadBasic.All lists messages but does not read their MIME.
+        let basic = Grants { app_roles: vec!["Mail.ReadBasic.All".into()], ..Grants::default() };
+        assert!(allows(&basic, &need("GET", &["users", "x", "mailFolders"], false).unwrap(), |_| false));
+        assert!(!allows(&basic, &need("GET", &["users", "x", "messages", "m", "$value"], false).unwrap(), |_| false));
         let no_role = Grants { directory_roles: vec![], ..Grants::default() };
         let reset = need("PATCH", &["users", "x"], true).unwrap();
         assert!(!allows(&no_role, &reset, |_| true));

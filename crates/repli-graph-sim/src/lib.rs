@@ -8,6 +8,7 @@
 //! (`/{tenant}/oauth2/v2.0/token`) and its own control surface under `/_sim/`.
 
 mod access;
+mod content;
 mod schema;
 mod tenant;
 mod token;
@@ -15,6 +16,7 @@ mod token;
 pub use access::{
     AdminUnit, Grants, LEAST_PRIVILEGE, PolicyGrant, USER_ADMINISTRATOR, USER_ADMINISTRATOR_TEMPLATE, UnitRole,
 };
+pub use content::{ContentSpec, file_bytes};
 pub use tenant::{Counts, DnsRecord};
 
 /// The application permissions the simulator's rule for `method` `path` (relative to `/v1.0`,
@@ -93,6 +95,8 @@ pub struct Faults {
     /// Probability that a `$batch` as a whole answers 424 Failed Dependency (json-batching: the
     /// outer answer can be 424 as well as 429 or 5xx); nothing of it is applied.
     pub batch_424_rate: f64,
+    /// Bytes per second a download URL sends (none: as fast as it can).
+    pub download_bytes_per_s: Option<u64>,
 }
 
 /// Everything the simulator is started with.
@@ -138,6 +142,8 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Largest page size served (Graph: 999); small values exercise paging.
     pub max_page: usize,
+    /// What each mailbox and drive holds when first read (`POST /_sim/content` changes it).
+    pub content: ContentSpec,
 }
 
 impl Default for SimConfig {
@@ -161,6 +167,7 @@ impl Default for SimConfig {
             client_secret: None,
             token_ttl: Duration::from_secs(3599),
             max_page: 999,
+            content: ContentSpec::default(),
         }
     }
 }
@@ -196,6 +203,9 @@ struct Shared {
     base_url: String,
     token_ttl: Duration,
     requests: Mutex<u64>,
+    /// Mailboxes and drives (content.rs).
+    content: Mutex<content::Content>,
+    max_page: usize,
 }
 
 /// A running simulator; dropping it stops the server.
@@ -266,6 +276,8 @@ impl Simulator {
             base_url: base_url.clone(),
             token_ttl: config.token_ttl,
             requests: Mutex::new(0),
+            content: Mutex::new(content::Content::new(config.content.clone())),
+            max_page: config.max_page,
         });
         let app = Router::new().fallback(serve_any).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -590,6 +602,26 @@ impl Shared {
     }
 
     /// The tenant's clock: the real one, moved ahead by [`Simulator::advance`].
+    /// The mailbox and drive routes (content.rs), `None` for any other request.
+    fn content_route(&self, req: &Req) -> Option<content::Answer> {
+        let now = self.now();
+        let graph_base = format!("{}/v1.0", self.base_url);
+        // The tenant answers who owns what first: never both locks at once.
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let owner = match segments.as_slice() {
+            [set @ ("users" | "groups"), key, ..] => lock(&self.tenant).owner(set, key, now),
+            _ => None,
+        };
+        let mut content = lock(&self.content);
+        let bases = content::Bases { graph: &graph_base, sim: &self.base_url, max_page: self.max_page };
+        content::route(&mut content, req, &bases, |_, _| {
+            owner.as_ref().map(|o| match o {
+                content::Owner::User { id, upn } => content::Owner::User { id: id.clone(), upn: upn.clone() },
+                content::Owner::Group { id } => content::Owner::Group { id: id.clone() },
+            })
+        })
+    }
+
     fn now(&self) -> Instant {
         Instant::now() + *lock(&self.offset)
     }
@@ -814,6 +846,16 @@ async fn serve_any(
 ) -> Response {
     let path = uri.path().to_string();
     let query = parse_query(uri.query());
+    if let Some(rest) = path.strip_prefix("/_sim/download/") {
+        // A pre-authenticated URL: not Graph, so not under Graph's throttle; the latency and
+        // bandwidth knobs still apply.
+        let faults = lock(&shared.faults).clone();
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        shared.record(method.as_str(), &path, &query, &Value::Null, 0, false);
+        return content::download(&lock(&shared.content), rest, &headers, faults.download_bytes_per_s);
+    }
     if let Some(rest) = path.strip_prefix("/_sim") {
         return control(&shared, &method, rest, &body);
     }
@@ -874,9 +916,25 @@ async fn serve_any(
                         body: if json_body.is_null() { None } else { Some(json_body.clone()) },
                     };
                     match shared.permitted(&grants, &req) {
-                        Ok(()) => shared
-                            .app_directory(&req)
-                            .unwrap_or_else(|| lock(&shared.tenant).handle(&req, shared.now())),
+                        Ok(()) => match shared.content_route(&req) {
+                            Some(content::Answer::Json(status, body)) => {
+                                Reply { status, headers: Vec::new(), body: Some(body) }
+                            }
+                            Some(content::Answer::Raw { content_type, bytes }) => {
+                                shared.record(method.as_str(), &path, &query, &Value::Null, 200, false);
+                                return Response::builder()
+                                    .status(200)
+                                    .header(header::CONTENT_TYPE, content_type)
+                                    .body(Body::from(bytes))
+                                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                            }
+                            Some(content::Answer::Redirect(location)) => {
+                                Reply { status: 302, headers: vec![("Location".into(), location)], body: None }
+                            }
+                            None => shared
+                                .app_directory(&req)
+                                .unwrap_or_else(|| lock(&shared.tenant).handle(&req, shared.now())),
+                        },
                         Err(denied) => denied,
                     }
                 }
@@ -923,6 +981,13 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
         ("POST", "/advance") => match serde_json::from_slice::<Advance>(body) {
             Ok(a) => {
                 *lock(&shared.offset) += Duration::from_secs(a.seconds);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        ("POST", "/content") => match serde_json::from_slice::<ContentSpec>(body) {
+            Ok(c) => {
+                lock(&shared.content).spec = c;
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

@@ -61,6 +61,9 @@ struct Args {
     record: Option<PathBuf>,
     #[arg(long, default_value_t = 0x5EC0_0125)]
     seed: u64,
+    /// Bytes per second each download URL (a drive item's content) sends; 0: unlimited.
+    #[arg(long, default_value_t = 0)]
+    download_bytes_per_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             fail_rate: rate("fail-rate", args.fail_rate)?,
             reset_rate: rate("reset-rate", args.reset_rate)?,
             batch_424_rate: rate("batch-424-rate", args.batch_424_rate)?,
+            download_bytes_per_s: Some(args.download_bytes_per_s).filter(|b| *b > 0),
         },
         meeting_policies: match args.meeting_policy {
             Policy::None => Vec::new(),

@@ -257,6 +257,20 @@ impl Tenant {
         self.users.iter().position(|u| (lower(&u.id) == key || lower(&u.upn) == key) && self.visible(u.created, now))
     }
 
+    /// The user (`users`, by id or UPN) or group (`groups`, by id) a content path names, if it
+    /// exists and is visible.
+    pub fn owner(&self, set: &str, key: &str, now: Instant) -> Option<crate::content::Owner> {
+        match set {
+            "users" => self
+                .user_index(key, now)
+                .map(|i| crate::content::Owner::User { id: self.users[i].id.clone(), upn: self.users[i].upn.clone() }),
+            "groups" => {
+                self.group_index(key, now).map(|i| crate::content::Owner::Group { id: self.groups[i].id.clone() })
+            }
+            _ => None,
+        }
+    }
+
     fn group_index(&self, id: &str, now: Instant) -> Option<usize> {
         self.groups.iter().position(|g| g.id == id && self.visible(g.created, now))
     }

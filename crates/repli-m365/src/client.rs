@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use graph_http::api_impl::RequestHandler;
 use graph_rs_sdk::http::{BodyRead, Method};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
+use repli_core::m365::{Fetched, ItemSink};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -188,6 +189,10 @@ fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
         _ if op == "accounts.revoke" => permission("User.RevokeSessions.All"),
         _ if op == "app.roleAssignments" => permission("RoleManagement.Read.Directory"),
         _ if op.starts_with("app.") => permission("Application.Read.All"),
+        // The hand-back's reads: listing mail needs less than reading it, but one grant,
+        // Mail.Read, covers both (message-get with $value).
+        _ if op == "export.mail" || op == "export.message" => permission("Mail.Read"),
+        _ if op == "export.files" || op == "export.file" => permission("Files.Read.All"),
         // A meeting refused for anything but the app's permissions is the access policy: the
         // permission check of the same preflight says whether OnlineMeetings.ReadWrite.All is
         // granted, so the two never contradict each other.
@@ -226,6 +231,9 @@ pub(crate) struct Opts {
 
 struct Session {
     client: GraphClient,
+    /// The bearer of raw downloads (`$value`, `/content`), which graph-rs-sdk cannot stream
+    /// to a sink nor stop before a redirect. Sent only to the configured Graph base.
+    token: Secret,
     renew_at: Instant,
 }
 
@@ -234,6 +242,9 @@ pub(crate) struct Graph {
     pub config: GraphConfig,
     loopback: bool,
     http: reqwest::Client,
+    /// Downloads: redirects not followed (the pre-authenticated URL is fetched without the
+    /// bearer), no overall timeout (a large file takes its time), a read timeout instead.
+    downloads: reqwest::Client,
     session: tokio::sync::Mutex<Option<Session>>,
     /// The tenant's throttle gate, shared by every operation of every crisis.
     gate: Gate,
@@ -328,11 +339,19 @@ impl Graph {
             .https_only(!loopback)
             .build()
             .map_err(|e| Error::Endpoint(e.to_string()))?;
+        let downloads = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.request_timeout)
+            .read_timeout(config.request_timeout)
+            .https_only(!loopback)
+            .build()
+            .map_err(|e| Error::Endpoint(e.to_string()))?;
         let concurrency = config.concurrency.max(1);
         Ok(Graph {
             config,
             loopback,
             http,
+            downloads,
             session: tokio::sync::Mutex::new(None),
             gate: Gate::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -408,7 +427,7 @@ impl Graph {
             client.use_endpoint(&url);
         }
         let renew_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300)).max(lifetime / 2);
-        *session = Some(Session { client: client.clone(), renew_at });
+        *session = Some(Session { client: client.clone(), token, renew_at });
         Ok(client)
     }
 
@@ -856,6 +875,221 @@ type Flying<'a> =
 enum Flight {
     Answered { ticket: Ticket, batch: Vec<(Item, u32)>, answer: Result<(bool, BTreeMap<String, Reply>)> },
     Later(Vec<(Item, u32)>),
+}
+
+/// How one attempt at the pre-authenticated URL ended.
+enum FromUrl {
+    Done(Fetched),
+    /// The URL refused (expired, say): ask Graph for a new one.
+    Renew(String),
+    /// Cut or failed: try again after `wait` (bytes already in the sink are kept).
+    Again(Duration, String),
+}
+
+impl Graph {
+    /// The bearer for a raw download (a fresh one if the cached token is due).
+    async fn bearer(&self) -> Result<Secret> {
+        self.client().await?;
+        let session = self.session.lock().await;
+        session.as_ref().map(|s| s.token.clone()).ok_or_else(|| Error::Auth("no access token".into()))
+    }
+
+    /// Streams the content at `relative` (a message's `$value`, a drive item's `/content`)
+    /// into `sink`, through the tenant's gate and retry rules: 429 waits for `Retry-After`,
+    /// 5xx and cut transfers back off, 404 is [`Fetched::Gone`]. A `/content` answers 302 to a
+    /// pre-authenticated URL, fetched without the bearer (driveitem-get-content) and resumed
+    /// with `Range` where the last attempt stopped. The time budget counts from the last byte
+    /// received, so a large file is never cut for being large.
+    pub async fn download(&self, op: &str, relative: &str, max: u64, sink: &mut dyn ItemSink) -> Result<Fetched> {
+        let mut last_progress = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut renewed = false;
+        let url = format!("{}{}", self.config.graph_url, relative);
+        loop {
+            attempt += 1;
+            let ticket = self.gate.admit(1, false).await;
+            let token = self.bearer().await?;
+            let sent = {
+                let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;
+                self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
+                self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
+                if attempt == 1 {
+                    self.counters.distinct_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                self.downloads.get(&url).bearer_auth(token.expose()).send().await
+            };
+            let throttled = match &sent {
+                Ok(r) if r.status().as_u16() == 429 => {
+                    Some(self.wait_for(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), attempt))
+                }
+                _ => None,
+            };
+            self.gate.answered(&ticket, Answer { admitted: 1, outer_admitted: false, throttled });
+            let (wait, last) = match sent {
+                Err(e) => (self.backoff(attempt), format!("transport: {e}")),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    match status {
+                        200 => {
+                            // `$value`: the whole body each time (no ranges on it).
+                            sink.restart().map_err(|e| sink_error(op, &e))?;
+                            match self.stream_into(op, resp, max, sink, &mut last_progress).await? {
+                                Ok(done) => return Ok(done),
+                                Err(why) => (self.backoff(attempt), why),
+                            }
+                        }
+                        301 | 302 | 303 | 307 | 308 => {
+                            let location = header("location").ok_or_else(|| Error::Graph {
+                                op: op.into(),
+                                status,
+                                code: "noLocation".into(),
+                                message: "a redirect without Location".into(),
+                            })?;
+                            match self.fetch_location(op, &location, max, sink, &mut last_progress).await? {
+                                FromUrl::Done(done) => return Ok(done),
+                                FromUrl::Renew(why) => (Duration::ZERO, why),
+                                FromUrl::Again(wait, why) => (wait, why),
+                            }
+                        }
+                        404 => return Ok(Fetched::Gone),
+                        429 => {
+                            self.note_throttled();
+                            (Duration::ZERO, "429".into())
+                        }
+                        500..=599 => (self.wait_for(header("retry-after").as_deref(), attempt), format!("{status}")),
+                        401 if !renewed => {
+                            renewed = true;
+                            self.drop_token();
+                            (Duration::ZERO, "401: token renewed".into())
+                        }
+                        _ => {
+                            let body = resp.bytes().await.unwrap_or_default();
+                            let body = serde_json::from_slice(&body)
+                                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&body).into_owned()));
+                            return Err(Reply { status, location: None, retry_after: None, body }.into_error(op));
+                        }
+                    }
+                }
+            };
+            if last_progress.elapsed() + wait > self.config.budget {
+                return Err(Error::Budget {
+                    op: op.to_string(),
+                    attempts: attempt,
+                    elapsed_ms: last_progress.elapsed().as_millis() as u64,
+                    last,
+                });
+            }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The pre-authenticated URL Graph redirected to: https (or a loopback simulator), never
+    /// sent the bearer, asked for the bytes after those the sink holds.
+    async fn fetch_location(
+        &self,
+        op: &str,
+        location: &str,
+        max: u64,
+        sink: &mut dyn ItemSink,
+        last_progress: &mut Instant,
+    ) -> Result<FromUrl> {
+        let url = Url::parse(location).map_err(|e| Error::Endpoint(format!("{op}: download URL: {e}")))?;
+        let acceptable = url.scheme() == "https" || (self.loopback && url.scheme() == "http" && is_loopback(&url));
+        if !acceptable {
+            return Err(Error::Endpoint(format!(
+                "{op}: download URL {} is neither https nor the local simulator",
+                url.origin().ascii_serialization()
+            )));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let from = sink.written();
+            let mut request = self.downloads.get(url.clone());
+            if from > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+            }
+            self.counters.http_calls.fetch_add(1, Ordering::Relaxed);
+            let (wait, why) = match request.send().await {
+                Err(e) => (self.backoff(attempt), format!("transport: {e}")),
+                Ok(resp) => match resp.status().as_u16() {
+                    200 | 206 => {
+                        let partial = resp.status().as_u16() == 206;
+                        let starts_at = resp
+                            .headers()
+                            .get(reqwest::header::CONTENT_RANGE)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("bytes "))
+                            .and_then(|v| v.split('-').next())
+                            .and_then(|v| v.parse::<u64>().ok());
+                        if !partial || starts_at != Some(from) {
+                            // The server sent the whole file (or another range): start over.
+                            sink.restart().map_err(|e| sink_error(op, &e))?;
+                        }
+                        match self.stream_into(op, resp, max, sink, last_progress).await? {
+                            Ok(done) => return Ok(FromUrl::Done(done)),
+                            Err(why) => (self.backoff(attempt), why),
+                        }
+                    }
+                    404 => return Ok(FromUrl::Done(Fetched::Gone)),
+                    416 => {
+                        sink.restart().map_err(|e| sink_error(op, &e))?;
+                        (Duration::ZERO, "416: range refused, starting over".into())
+                    }
+                    s @ (429 | 500..=599) => (self.backoff(attempt), format!("{s} from the download URL")),
+                    s => return Ok(FromUrl::Renew(format!("{s} from the download URL"))),
+                },
+            };
+            if attempt >= 5 {
+                return Ok(FromUrl::Again(wait, why));
+            }
+            if last_progress.elapsed() + wait > self.config.budget {
+                return Ok(FromUrl::Again(wait, why));
+            }
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Streams a response's body into the sink. `Ok(Err(why))`: cut, worth resuming;
+    /// too large is known from the announced length before reading, or as bytes arrive.
+    async fn stream_into(
+        &self,
+        op: &str,
+        mut resp: reqwest::Response,
+        max: u64,
+        sink: &mut dyn ItemSink,
+        last_progress: &mut Instant,
+    ) -> Result<std::result::Result<Fetched, String>> {
+        if let Some(len) = resp.content_length()
+            && sink.written() + len > max
+        {
+            sink.restart().map_err(|e| sink_error(op, &e))?;
+            return Ok(Ok(Fetched::TooLarge { size: sink.written() + len }));
+        }
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if sink.written() + chunk.len() as u64 > max {
+                        let size = sink.written() + chunk.len() as u64;
+                        sink.restart().map_err(|e| sink_error(op, &e))?;
+                        return Ok(Ok(Fetched::TooLarge { size }));
+                    }
+                    sink.write(&chunk).map_err(|e| sink_error(op, &e))?;
+                    *last_progress = Instant::now();
+                }
+                Ok(None) => return Ok(Ok(Fetched::Complete { bytes: sink.written() })),
+                Err(e) => return Ok(Err(format!("transfer cut after {} bytes: {e}", sink.written()))),
+            }
+        }
+    }
+}
+
+/// The sink (the archive's disk) failed: not Graph's fault, not retried here.
+fn sink_error(op: &str, e: &std::io::Error) -> Error {
+    Error::Invalid(format!("{op}: cannot write the archive: {e}"))
 }
 
 #[cfg(test)]

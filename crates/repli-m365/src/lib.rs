@@ -10,6 +10,7 @@
 mod cert;
 mod client;
 mod dns;
+mod export;
 mod gate;
 mod ops;
 mod password;
@@ -21,6 +22,7 @@ mod wire;
 pub use cert::ClientCertificate;
 pub use client::{Credential, DEFAULT_CONCURRENCY, DEFAULT_SKUS, GraphConfig};
 pub use dns::HttpDnsPublisher;
+pub use export::CHANNEL_NOTE_FR;
 pub use ops::GraphProvider;
 pub use password::generate_password;
 pub use provision::{Kit, KitSpec, critical_path_calls, provision};
@@ -28,6 +30,7 @@ pub use rfc2136::{Rfc2136Config, Rfc2136Dns};
 
 pub use repli_core::m365::{
     Account, AgentSpec, BoxFut, CallStats, CheckStatus, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error,
-    Grant, IsolationCheck, IsolationReport, M365, ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport,
-    PreflightSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, backup_domain, zone_fragment,
+    ExportInventory, ExportItem, ExportKind, Fetched, Grant, IsolationCheck, IsolationReport, ItemSink, M365,
+    ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
+    TeamSpec, WindDown, backup_domain, zone_fragment,
 };

@@ -4,9 +4,9 @@
 use crate::client::{Graph, GraphConfig, Item, OWNER_UNLICENSED, Opts, Reply};
 use crate::wire::{self, DnsRecordData, DomainDnsRecord};
 use crate::{
-    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, Grant, IsolationCheck,
-    IsolationReport, M365, MeetingInfo, MeetingSpec, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
-    TeamSpec, WindDown, generate_password,
+    Account, AgentSpec, BoxFut, CallStats, DnsRecord, DomainRemoval, DomainState, Error, ExportInventory, ExportItem,
+    Fetched, Grant, IsolationCheck, IsolationReport, ItemSink, M365, MeetingInfo, MeetingSpec, PreflightReport,
+    PreflightSpec, Result, Secret, TeamInfo, TeamSpec, WindDown, generate_password,
 };
 use graph_rs_sdk::ODataQuery;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -220,7 +220,7 @@ impl GraphProvider {
         Ok(count)
     }
 
-    async fn users_of(&self, domain: &str) -> Result<Vec<wire::User>> {
+    pub(crate) async fn users_of(&self, domain: &str) -> Result<Vec<wire::User>> {
         let url = format!(
             "/users?$filter=endswith(userPrincipalName,'@{}')&$count=true&$top=999&$select=id,userPrincipalName,displayName,assignedLicenses,accountEnabled,userType,onPremisesSyncEnabled,usageLocation",
             quote(domain)
@@ -228,7 +228,7 @@ impl GraphProvider {
         self.graph.list_all("users.list", "GET /users?$filter=endswith(userPrincipalName,…)", &url, true).await
     }
 
-    async fn find_group(&self, nickname: &str) -> Result<Option<wire::Group>> {
+    pub(crate) async fn find_group(&self, nickname: &str) -> Result<Option<wire::Group>> {
         let filter = format!("mailNickname eq '{}'", quote(nickname));
         let reply = self
             .graph
@@ -383,6 +383,19 @@ impl GraphProvider {
 impl M365 for GraphProvider {
     fn stats(&self) -> CallStats {
         self.graph.stats()
+    }
+
+    fn export_inventory<'a>(&'a self, domain: &'a str, nickname: &'a str) -> BoxFut<'a, Result<ExportInventory>> {
+        Box::pin(self.export_list(domain, nickname).instrument(tracing::info_span!("m365.export.list", domain)))
+    }
+
+    fn fetch_item<'a>(
+        &'a self,
+        item: &'a ExportItem,
+        max_bytes: u64,
+        sink: &'a mut dyn ItemSink,
+    ) -> BoxFut<'a, Result<Fetched>> {
+        Box::pin(self.export_fetch(item, max_bytes, sink))
     }
 
     fn preflight<'a>(&'a self, spec: &'a PreflightSpec) -> BoxFut<'a, PreflightReport> {

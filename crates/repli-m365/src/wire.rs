@@ -280,6 +280,46 @@ pub(crate) struct OnlineMeeting {
     pub join_web_url: Option<String>,
 }
 
+/// A mail folder: user-list-mailfolders, mailfolder-list-childfolders.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MailFolder {
+    pub id: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub child_folder_count: Option<u32>,
+}
+
+/// A message's headers as the export lists them (`$select=id,subject,lastModifiedDateTime`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageHead {
+    pub id: String,
+    pub subject: Option<String>,
+    pub last_modified_date_time: Option<String>,
+}
+
+/// A driveItem from driveitem-delta: a file has the `file` facet, a deleted item `deleted`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DriveItem {
+    pub id: String,
+    pub name: Option<String>,
+    pub size: Option<u64>,
+    pub last_modified_date_time: Option<String>,
+    pub parent_reference: Option<ItemReference>,
+    pub file: Option<Value>,
+    pub deleted: Option<Value>,
+}
+
+/// driveItem's `parentReference`: its drive, and its folder as `/drive/root:/A/B`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ItemReference {
+    pub drive_id: Option<String>,
+    pub path: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

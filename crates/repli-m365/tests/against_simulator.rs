@@ -4,8 +4,8 @@
 
 use repli_graph_sim::{AdminUnit, Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator, UnitRole};
 use repli_m365::{
-    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, KitSpec, M365,
-    PreflightReport, PreflightSpec, Secret, provision,
+    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, ItemSink,
+    KitSpec, M365, PreflightReport, PreflightSpec, Secret, provision,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -488,9 +488,13 @@ async fn a_missing_permission_is_refused_and_named() {
         matches!(&err, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "User.ReadWrite.All"),
         "{err}"
     );
-    // The least-privilege set never reaches a group's drive (every file of the tenant).
+    // The hand-back reads drives (Files.Read.All): a group's drive is permitted (404: no such
+    // group), and refused without that permission.
     let least = sim_granting(Grants::default()).await;
     let (status, _) = raw(&least, reqwest::Method::GET, "/groups/any/drive", Value::Null).await;
+    assert_eq!(status, 404);
+    let no_files = sim_granting(without_permission("Files.Read.All")).await;
+    let (status, _) = raw(&no_files, reqwest::Method::GET, "/groups/any/drive", Value::Null).await;
     assert_eq!(status, 403);
     assert_eq!(repli_graph_sim::LEAST_PRIVILEGE, repli_core::m365::LEAST_PRIVILEGE);
 }
@@ -1212,7 +1216,7 @@ async fn opaque_tokens_do_not_hide_the_grants() {
     assert!(text.contains("Directory.ReadWrite.All"), "{text}");
 }
 
-const LEAST: [&str; 9] = repli_core::m365::LEAST_PRIVILEGE;
+const LEAST: [&str; 11] = repli_core::m365::LEAST_PRIVILEGE;
 
 /// domain-verify "only applies to an unverified domain": Graph answers 400 on a verified one.
 /// The client reads `isVerified` first; a record not seen yet is retried later, the rest is not.
@@ -1291,9 +1295,20 @@ fn call_of(method: &str, path: &str) -> Option<String> {
         "appRoleAssignments",
         "roleManagement",
         "roleAssignments",
+        "mailFolders",
+        "childFolders",
+        "messages",
+        "$value",
+        "drive",
+        "root",
+        "delta",
+        "drives",
+        "items",
+        "content",
     ];
     let path = path.split('?').next()?.trim_start_matches("/v1.0");
-    if !path.starts_with('/') || path == "/$batch" || path.contains("oauth2") {
+    // `/_sim/download/…`: the pre-authenticated URL a `/content` redirects to, not Graph.
+    if !path.starts_with('/') || path == "/$batch" || path.contains("oauth2") || path.starts_with("/_sim/") {
         return None;
     }
     let segments: Vec<&str> =
@@ -1345,6 +1360,11 @@ async fn the_permission_table_is_the_calls_the_client_makes() {
     let report = m365.preflight(&preflight_spec(None)).await;
     assert!(report.ok, "{report:#?}");
     m365.reset_passwords(&[kit.accounts[0].upn.clone()]).await.unwrap();
+    // The data hand-back's reads: every item listed, each fetched.
+    let inv = m365.export_inventory(&kit_spec.domain, &kit_spec.nickname()).await.unwrap();
+    for item in inv.items.iter().take(40).chain(inv.items.iter().rev().take(3)) {
+        m365.fetch_item(item, u64::MAX, &mut MemSink::default()).await.unwrap();
+    }
     // The hand-back's calls (asserted in `hand_back`; here the root domain stays).
     let external_id = format!("repli-{}", kit_spec.crisis_id);
     assert_eq!(m365.remove_meetings(&kit_spec.domain, &external_id).await.unwrap(), 1);
@@ -1387,4 +1407,106 @@ async fn the_permission_table_is_the_calls_the_client_makes() {
     }
     let granted: std::collections::BTreeSet<&str> = table.iter().map(|(_, _, g, _)| g.as_str()).collect();
     assert_eq!(granted, LEAST.iter().copied().collect(), "the granted column is the set the preflight checks");
+}
+
+/// The export's sink in memory, counting what each fetch wrote.
+#[derive(Default)]
+struct MemSink {
+    bytes: Vec<u8>,
+    written_now: u64,
+    restarts: u32,
+}
+
+impl ItemSink for MemSink {
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.bytes.extend_from_slice(chunk);
+        self.written_now += chunk.len() as u64;
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn restart(&mut self) -> std::io::Result<()> {
+        if !self.bytes.is_empty() {
+            self.restarts += 1;
+        }
+        self.bytes.clear();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_hand_back_lists_every_message_and_file_page_by_page_and_streams_them() {
+    use repli_m365::{ExportKind, Fetched};
+    let content = repli_graph_sim::ContentSpec {
+        messages: 7,
+        message_bytes: 3_000,
+        files: vec![0, 5_000, 3_000_000],
+        awkward: true,
+        vanishing: 1,
+    };
+    let sim = sim(SimConfig { max_page: 2, content, ..configured() }).await;
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    provision(&m365, &dns, &spec(2)).await.unwrap();
+    sim.set_faults(Faults { throttle_rps: Some(40), ..Faults::default() });
+    let inv = m365.export_inventory("aubagne.secours-amp.fr", "crise-13005-2026-001").await.unwrap();
+    let messages = inv.items.iter().filter(|i| i.kind == ExportKind::Message).count();
+    let files = inv.items.iter().filter(|i| i.kind == ExportKind::File).count();
+    // 7 messages and the 2 awkward ones per mailbox; 3 files and 7 awkward ones per drive
+    // (2 accounts and the Team), every page followed (pages of 2).
+    assert_eq!(messages, 2 * 9, "{:#?}", inv.items);
+    assert_eq!(files, 3 * 10);
+    assert!(inv.items.iter().any(|i| i.owner == "equipe"));
+    assert!(inv.items.iter().any(|i| i.folder == ["Boîte de réception", "Préfecture"]), "child folders are listed");
+    assert!(inv.notes.iter().any(|n| n.contains("ChannelMessage.Read.All")));
+    let mut gone = 0;
+    let mut too_large = 0;
+    for item in &inv.items {
+        let mut sink = MemSink::default();
+        match m365.fetch_item(item, 1_000_000, &mut sink).await.unwrap() {
+            Fetched::Complete { bytes } => {
+                assert_eq!(bytes, sink.written());
+                if item.kind == ExportKind::Message {
+                    assert!(sink.bytes.starts_with(b"From: "), "MIME of {}", item.name);
+                } else {
+                    assert_eq!(Some(bytes), item.size, "{}", item.name);
+                }
+            }
+            Fetched::Gone => gone += 1,
+            Fetched::TooLarge { size } => {
+                assert_eq!(size, 3_000_000);
+                assert!(sink.bytes.is_empty());
+                too_large += 1;
+            }
+        }
+    }
+    assert_eq!(gone, 2, "one vanishing message per mailbox");
+    assert_eq!(too_large, 3, "the 3 MB file of each drive");
+    assert!(m365.stats().throttled > 0, "the throttle was met and waited out");
+
+    // A download cut after 1,000 bytes resumes with a range: only the rest is sent again, and
+    // the pre-authenticated URL never sees the bearer (the simulator refuses it with 401).
+    let big = inv.items.iter().find(|i| i.size == Some(5_000)).unwrap();
+    let mut whole = MemSink::default();
+    m365.fetch_item(big, u64::MAX, &mut whole).await.unwrap();
+    let mut resumed = MemSink { bytes: whole.bytes[..1_000].to_vec(), ..MemSink::default() };
+    assert_eq!(m365.fetch_item(big, u64::MAX, &mut resumed).await.unwrap(), Fetched::Complete { bytes: 5_000 });
+    assert_eq!(resumed.bytes, whole.bytes);
+    assert_eq!((resumed.written_now, resumed.restarts), (4_000, 0), "only the missing bytes were fetched");
+}
+
+#[tokio::test]
+async fn the_hand_back_needs_mail_read_and_names_it() {
+    let sim = sim(configured()).await;
+    let m365 = provider(&sim, |_| {});
+    let dns = HttpDnsPublisher::new(sim.base_url());
+    provision(&m365, &dns, &spec(1)).await.unwrap();
+    let mut g = Grants::default();
+    g.app_roles.retain(|r| r != "Mail.Read");
+    sim.set_grants(g);
+    // A new connection: a token carries the grants of its issue.
+    let m365 = provider(&sim, |_| {});
+    let e = m365.export_inventory("aubagne.secours-amp.fr", "crise-13005-2026-001").await.unwrap_err();
+    assert!(matches!(&e, Error::Forbidden { missing: Grant::Permission(p), .. } if p == "Mail.Read"), "{e}");
 }

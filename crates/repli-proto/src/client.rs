@@ -42,6 +42,9 @@ pub enum ClientError {
     Decode(String),
     #[error("adresse de serveur invalide « {0} »")]
     Url(String),
+    /// A local file could not be written (a download's destination).
+    #[error("{0}")]
+    Local(String),
 }
 
 /// The root cause of a transport failure, in French when it is a common one.
@@ -260,6 +263,69 @@ impl Client {
     pub async fn document(&self, id: &str, file: &str) -> Result<String, ClientError> {
         let path = format!("{API_PREFIX}/crises/{}/documents/{}", urlencode(id), urlencode(file));
         self.send_text(self.request(Method::GET, &path)?).await
+    }
+
+    /// Downloads the data hand-back's archive (zip) into `out`, streamed to disk; a partial
+    /// file left by an earlier attempt is resumed (`Range`), and a transfer cut halfway is
+    /// resumed up to 5 times. Returns the file's size.
+    pub async fn handback_archive(&self, id: &str, out: &std::path::Path) -> Result<u64, ClientError> {
+        use std::io::Write;
+        let path = format!("{API_PREFIX}/crises/{}/handback.zip", urlencode(id));
+        let local = |e: std::io::Error| ClientError::Local(format!("{} : {e}", out.display()));
+        let mut cuts = 0;
+        loop {
+            let have = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+            let mut rb = self.request(Method::GET, &path)?.timeout(Duration::from_secs(24 * 3600));
+            if have > 0 {
+                rb = rb.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            }
+            let url = self.base.to_string();
+            let mut resp = rb.send().await.map_err(|cause| ClientError::Transport { url: url.clone(), cause })?;
+            let status = resp.status();
+            if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+                // Already whole (or the file on disk is not this archive's start): start over.
+                let total = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes */"))
+                    .and_then(|v| v.parse::<u64>().ok());
+                if total == Some(have) {
+                    return Ok(have);
+                }
+                std::fs::remove_file(out).map_err(local)?;
+                continue;
+            }
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(match serde_json::from_str::<Problem>(&text) {
+                    Ok(problem) => ClientError::Api { status, problem: Box::new(problem) },
+                    Err(_) => ClientError::Http { status, body: text.chars().take(500).collect() },
+                });
+            }
+            // 200: the whole file (the server ignored the range): written from the start.
+            let append = status == StatusCode::PARTIAL_CONTENT;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(append)
+                .truncate(!append)
+                .open(out)
+                .map_err(local)?;
+            let cut = loop {
+                match resp.chunk().await {
+                    Ok(Some(bytes)) => file.write_all(&bytes).map_err(local)?,
+                    Ok(None) => break None,
+                    Err(cause) => break Some(ClientError::Transport { url: url.clone(), cause }),
+                }
+            };
+            file.sync_all().map_err(local)?;
+            match cut {
+                None => return std::fs::metadata(out).map(|m| m.len()).map_err(local),
+                Some(e) if cuts >= 5 => return Err(e),
+                Some(_) => cuts += 1,
+            }
+        }
     }
 
     /// Issues the credential sheets of the accounts that have none yet (one download).

@@ -47,6 +47,8 @@ pub enum ProblemCode {
     CredentialSheetsIssued,
     HandbackInProgress,
     ReceptionIncomplete,
+    /// The data hand-back's archive is not complete yet (409).
+    HandbackArchiveNotReady,
     UriTooLong,
     HeadersTooLarge,
     NoCheckpoint,
@@ -63,7 +65,7 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 45] = [
+    pub const ALL: [ProblemCode; 46] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -101,6 +103,7 @@ impl ProblemCode {
         Self::CredentialSheetsIssued,
         Self::HandbackInProgress,
         Self::ReceptionIncomplete,
+        Self::HandbackArchiveNotReady,
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::NoCheckpoint,
@@ -151,6 +154,7 @@ impl ProblemCode {
             Self::CredentialSheetsIssued => "credential_sheets_issued",
             Self::HandbackInProgress => "handback_in_progress",
             Self::ReceptionIncomplete => "reception_incomplete",
+            Self::HandbackArchiveNotReady => "handback_archive_not_ready",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::NoCheckpoint => "no_checkpoint",
@@ -195,6 +199,7 @@ impl ProblemCode {
             | Self::CredentialSheetsIssued
             | Self::HandbackInProgress
             | Self::ReceptionIncomplete
+            | Self::HandbackArchiveNotReady
             | Self::NoCheckpoint
             | Self::NotificationConflict => 409,
             Self::PayloadTooLarge => 413,

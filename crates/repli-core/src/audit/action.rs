@@ -144,6 +144,9 @@ audit_actions! {
     /// The audit signing key was changed: the previous key signs the hand-over
     /// ([`crate::audit::KeyChange`]).
     ServiceAuditKeyChanged => "service.audit_key_changed",
+    /// The data hand-back's archive written: its signed manifest's SHA-256, and whether every
+    /// item is in it.
+    HandbackExported => "handback.exported",
 }
 
 impl AuditAction {
@@ -252,6 +255,7 @@ impl AuditAction {
             Self::EngineStepSkipped => "Étape ignorée",
             Self::EngineTaskDone => "Tâche confirmée",
             Self::NotifyRetry => "Notification renvoyée",
+            Self::HandbackExported => "Données de la commune exportées (archive signée)",
             Self::LogInformation
             | Self::LogDemande
             | Self::LogAction
@@ -469,7 +473,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 69);
+        assert_eq!(AuditAction::ALL.len(), 70);
     }
 
     #[test]

@@ -65,6 +65,18 @@ pub async fn reissue_sheets(
     Ok(sheet_download(&name, html))
 }
 
+/// The data hand-back's archive (zip), streamed and resumable (`Range`).
+pub async fn handback_archive(
+    State(st): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let (name, path) = repli_app::handback::archive_for(&st, &a, &id).await?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    Ok(crate::http::respond::file_download(&path, &name, "application/zip", range).await)
+}
+
 /// This area's routes, each with its access rule and its documentation (`http::routes`
 /// gathers every area's into the one table).
 pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
@@ -90,6 +102,17 @@ pub(crate) fn routes() -> Vec<crate::http::spec::Route> {
             Requires(P::ReadCrises),
             routing::get(zip),
             Doc::answering("The procedures pack as a zip", Answer::Zip),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/{id}/handback.zip",
+            Requires(P::DownloadHandback),
+            routing::get(handback_archive),
+            Doc::answering(
+                "The data hand-back's archive: the commune's mail and files with their signed manifest (streamed; `Range` answers 206)",
+                Answer::Zip,
+            )
+            .problems(&[C::HandbackArchiveNotReady]),
         ),
         (
             Method::GET,

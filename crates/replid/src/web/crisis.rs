@@ -42,6 +42,8 @@ struct CrisisPageModel {
     agents_gap: Option<AgentsGap>,
     runs: Vec<Run>,
     documents: Vec<Document>,
+    /// The data hand-back's archive (ops and the commune's DGS), once complete.
+    archive: Option<Archive>,
     loans: Vec<Loan>,
     /// The main courante, newest first.
     log: Vec<LogLine>,
@@ -146,6 +148,16 @@ struct Step {
 struct Document {
     file: &'static str,
     url: String,
+}
+
+/// The archive of the commune's mail and files.
+#[derive(Debug, Serialize)]
+struct Archive {
+    url: String,
+    items: usize,
+    exported: usize,
+    size: String,
+    manifest_sha256: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -295,11 +307,22 @@ pub async fn crisis(
     Path(id): Path<String>,
     flashes: Flashes,
 ) -> Response {
-    let crises::CrisisPage { view, convention, steps, loans, log, agents, lendable, outputs, abilities: can, outbox } =
-        match crises::page(&st, &a, &id).await {
-            Ok(p) => p,
-            Err(e) => return api_error_page(&st, &e),
-        };
+    let crises::CrisisPage {
+        view,
+        convention,
+        steps,
+        loans,
+        log,
+        agents,
+        lendable,
+        outputs,
+        abilities: can,
+        outbox,
+        archive,
+    } = match crises::page(&st, &a, &id).await {
+        Ok(p) => p,
+        Err(e) => return api_error_page(&st, &e),
+    };
     let crisis_id = view.id.to_string();
     let is_ops = can.operate;
     let runs = steps
@@ -504,6 +527,13 @@ pub async fn crisis(
         agents_gap,
         runs,
         documents,
+        archive: archive.map(|x| Archive {
+            url: format!("/api/v1/crises/{crisis_id}/handback.zip"),
+            items: x.items,
+            exported: x.exported,
+            size: format!("{:.1} Mo", x.bytes as f64 / 1_000_000.0).replace('.', ","),
+            manifest_sha256: x.manifest_sha256,
+        }),
         loans,
         log,
         outbox,
@@ -1217,6 +1247,13 @@ mod tests {
                 })
                 .collect(),
             documents: vec![Document { file: "01-lisez-moi.html", url: "/api/v1/crises/2026-0042/documents/x".into() }],
+            archive: full.then(|| Archive {
+                url: "/api/v1/crises/2026-0042/handback.zip".into(),
+                items: 3,
+                exported: 2,
+                size: "1,2 Mo".into(),
+                manifest_sha256: "ab".repeat(32),
+            }),
             loans: (0..many(1))
                 .map(|_| Loan {
                     tag: "AMP-LAP-0001".into(),

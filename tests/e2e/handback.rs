@@ -1,0 +1,327 @@
+//! The data hand-back: the kit's mail and files exported to a signed archive before anything
+//! is deleted; verified offline against a pinned key; resumed after an interruption without
+//! fetching anything twice; failures and oversized items listed, never skipped.
+
+use repli_app::backup::Check;
+use repli_app::handback::{self, ExportOptions, HandbackError};
+use repli_core::audit::KeyPin;
+use repli_core::handback::{EntryStatus, MANIFEST, Manifest, SIGNATURE, signed_bytes};
+use repli_core::m365::{self as port, BoxFut, ExportInventory, ExportItem, Fetched, ItemSink, M365};
+use repli_core::{CrisisAction, CrisisId, StepState};
+use repli_tests::{TestApp, request, step_state};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn pinned(app: &TestApp) -> Vec<KeyPin> {
+    let key = repli_app::audit_key::load(&app.daemon.state().config.audit_key_path()).unwrap();
+    vec![KeyPin::Key(key.verifying_key())]
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn refused_check(path: &Path, pins: &[KeyPin]) -> Option<Check> {
+    handback::verify_archive(path, &handback::trust_of(pins)).err().and_then(|e| e.check())
+}
+
+#[tokio::test]
+async fn the_hand_back_exports_a_signed_archive_before_anything_is_deleted() {
+    let app = TestApp::spawn().await;
+    let c = app.dgs.request_crisis(&request("13005"), None).await.unwrap();
+    app.make_ready(&c.id).await;
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
+        .await;
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    let export = run.steps.iter().find(|s| s.step == "export").unwrap();
+    let out = export.output.as_ref().unwrap();
+    // 25 mailboxes of 8 messages; 25 OneDrives and the Team's drive of 9 files each.
+    assert_eq!(out["items"], 25 * 8 + 26 * 9, "{out}");
+    assert_eq!(out["exported"], out["items"]);
+    // The deletions wait for it (and nothing but the wind-down ran before it).
+    for s in run.steps.iter().filter(|s| s.step.starts_with("delete-")) {
+        assert!(s.needs.iter().any(|n| n == "export"), "{} does not wait for the export", s.step);
+    }
+    let winddown = run.steps.iter().find(|s| s.step == "winddown").unwrap();
+    assert!(winddown.needs.iter().any(|n| n == "export"), "Graph cannot read an unlicensed mailbox");
+
+    // The manifest's hash is in the audit log.
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    let entry = log.iter().find(|e| e.action == "handback.exported").expect("handback.exported entry");
+    let sha = out["manifest_sha256"].as_str().unwrap();
+    assert!(entry.details.contains(sha) && entry.details.contains("\"complete\":true"), "{entry:?}");
+
+    let config = &app.daemon.state().config;
+    let dir = handback::archive_dir(config, &c.id);
+    let zip = handback::archive_zip(config, &c.id);
+    let pins = pinned(&app);
+    let v = handback::verify_archive(&dir, &handback::trust_of(&pins)).unwrap();
+    assert!(v.manifest.complete());
+    let z = handback::verify_archive(&zip, &handback::trust_of(&pins)).unwrap();
+    assert_eq!(z.manifest, v.manifest, "the zip holds the same signed manifest");
+    // Awkward names got safe, distinct names, recorded beside the originals; nothing was lost.
+    let by_original = |o: &str| v.manifest.entries.iter().filter(|e| e.original.ends_with(o)).count();
+    assert_eq!(by_original("/Documents/CON.txt"), 26);
+    let con = v.manifest.entries.iter().find(|e| e.original.ends_with("/Documents/CON.txt")).unwrap();
+    assert!(con.path.ends_with("/Documents/_CON.txt"), "{}", con.path);
+    let odd = v.manifest.entries.iter().find(|e| e.original.ends_with("arrêté: 2026/05?.pdf")).unwrap();
+    assert!(odd.path.ends_with("arrêté_ 2026_05_.pdf"), "{}", odd.path);
+    let notes: Vec<&str> = v
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.original.to_lowercase().ends_with("/documents/note.txt"))
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(notes.len(), 52);
+    assert!(v.manifest.entries.iter().any(|e| e.size == 0 && e.status == EntryStatus::Exported), "zero-byte file kept");
+    assert!(v.manifest.notes.iter().any(|n| n.contains("ChannelMessage.Read.All")));
+    let eml = v.manifest.entries.iter().find(|e| e.original.contains("Décision: réquisition?")).unwrap();
+    let bytes = std::fs::read(dir.join(&eml.path)).unwrap();
+    assert!(bytes.windows(8).any(|w| w == b"D\xe9cision"), "the Latin-1 body is kept byte for byte");
+
+    // Tamperings, each on a copy: each refused, naming the check.
+    let work = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let p = work.path().join(name);
+        copy_dir(&dir, &p);
+        p
+    };
+    let changed = copy("changed");
+    let f = changed.join(&eml.path);
+    let mut b = std::fs::read(&f).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&f, b).unwrap();
+    assert_eq!(refused_check(&changed, &pins), Some(Check::FileHash));
+    let added = copy("added");
+    std::fs::write(added.join("messages/ajout.eml"), b"From: x").unwrap();
+    assert_eq!(refused_check(&added, &pins), Some(Check::FileList));
+    let missing = copy("missing");
+    std::fs::remove_file(missing.join(&eml.path)).unwrap();
+    assert_eq!(refused_check(&missing, &pins), Some(Check::FileList));
+    // Re-signed with another key: refused unless that key is the one pinned.
+    let resigned = copy("resigned");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(resigned.join(MANIFEST)).unwrap()).unwrap();
+    m.public_key = hex::encode(other.verifying_key().to_bytes());
+    m.entries.retain(|e| e.path != eml.path);
+    std::fs::remove_file(resigned.join(&eml.path)).unwrap();
+    let bytes = serde_json::to_vec_pretty(&m).unwrap();
+    use ed25519_dalek::Signer;
+    std::fs::write(resigned.join(SIGNATURE), hex::encode(other.sign(&signed_bytes(&bytes)).to_bytes())).unwrap();
+    std::fs::write(resigned.join(MANIFEST), bytes).unwrap();
+    // The pinned key decides: the signature is not its.
+    assert_eq!(refused_check(&resigned, &pins), Some(Check::ManifestSignature));
+    assert!(refused_check(&resigned, &[KeyPin::Key(other.verifying_key())]).is_none(), "its own key accepts it");
+    // The manifest's signature over another manifest.
+    let swapped = copy("swapped");
+    let mut text = std::fs::read_to_string(swapped.join(MANIFEST)).unwrap();
+    text = text.replacen("\"size\": 0", "\"size\": 1", 1);
+    std::fs::write(swapped.join(MANIFEST), text).unwrap();
+    assert_eq!(refused_check(&swapped, &pins), Some(Check::ManifestSignature));
+    // A tampered zip: one byte of a file changed.
+    let bad_zip = work.path().join("bad.zip");
+    let mut zb = std::fs::read(&zip).unwrap();
+    let at = zb.windows(12).position(|w| w == b"Point de sit").unwrap();
+    zb[at] ^= 1;
+    std::fs::write(&bad_zip, zb).unwrap();
+    assert!(handback::verify_archive(&bad_zip, &handback::trust_of(&pins)).is_err());
+
+    // Nothing is trusted without a pinned key.
+    assert_eq!(refused_check(&dir, &[]), Some(Check::TrustedKey));
+
+    // The DGS downloads it, whole or by ranges (a download cut halfway resumes).
+    let (_, dgs_token) = app.token(repli_core::Role::Dgs, Some("13005")).await;
+    let url = app.url(&format!("/api/v1/crises/{}/handback.zip", c.id));
+    let http = reqwest::Client::new();
+    let whole = http.get(&url).bearer_auth(&dgs_token).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let body = whole.bytes().await.unwrap();
+    let on_disk = std::fs::read(&zip).unwrap();
+    assert_eq!(body.as_ref(), on_disk.as_slice());
+    let part = http.get(&url).bearer_auth(&dgs_token).header("Range", "bytes=100-").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 100-{}/{}", on_disk.len() - 1, on_disk.len()).as_str());
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &on_disk[100..]);
+    let past = http
+        .get(&url)
+        .bearer_auth(&dgs_token)
+        .header("Range", format!("bytes={}-", on_disk.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    // Auditors check the manifest's hash in the journal; the mail is the commune's.
+    let (_, auditor) = app.token(repli_core::Role::Auditor, None).await;
+    assert_eq!(http.get(&url).bearer_auth(&auditor).send().await.unwrap().status(), 403);
+    let (_, other) = app.token(repli_core::Role::Dgs, Some("13001")).await;
+    assert_eq!(http.get(&url).bearer_auth(&other).send().await.unwrap().status(), 404);
+
+    // The CLI: the DGS downloads it (a partial file is resumed), then checks it offline with
+    // the key they hold; a changed copy is refused (exit 1).
+    let out_zip = work.path().join("restitution.zip");
+    std::fs::write(&out_zip, &on_disk[..1000]).unwrap();
+    // The daemon runs on this test's runtime: the CLI is awaited, never waited for.
+    let repli = |args: Vec<String>| {
+        tokio::process::Command::new(repli_tests::workspace_bin("repli"))
+            .env("REPLI_SERVER", app.daemon.url())
+            .env("REPLI_TOKEN", &dgs_token)
+            .args(args)
+            .output()
+    };
+    let got = repli(vec![
+        "handback".into(),
+        "archive".into(),
+        c.id.to_string(),
+        "--out".into(),
+        out_zip.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(std::fs::read(&out_zip).unwrap(), on_disk);
+    let key = match &pins[0] {
+        KeyPin::Key(k) => hex::encode(k.to_bytes()),
+        other => panic!("{other:?}"),
+    };
+    let verify = |p: &Path| {
+        repli(vec![
+            "handback".into(),
+            "verify-archive".into(),
+            p.display().to_string(),
+            "--public-key".into(),
+            key.clone(),
+        ])
+    };
+    let ok = verify(&out_zip).await.unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && text.contains("Archive vérifiée") && text.contains("434 élément(s) exporté(s)"),
+        "{text}"
+    );
+    let refused = verify(&changed).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("REFUSÉE"));
+}
+
+/// Delegates to the daemon's Microsoft 365, counting fetches, failing those after `fail_after`.
+struct Flaky {
+    inner: Arc<dyn M365>,
+    fetched: AtomicUsize,
+    fail_after: usize,
+}
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(fn $name<'a>(&'a self, $($arg: $ty),*) -> BoxFut<'a, $ret> { self.inner.$name($($arg),*) })*
+    };
+}
+
+impl M365 for Flaky {
+    delegate! {
+        ensure_domain(name: &'a str) -> port::Result<port::DomainState>;
+        verify_domain(name: &'a str) -> port::Result<()>;
+        enable_services(name: &'a str) -> port::Result<Vec<port::DnsRecord>>;
+        ensure_accounts(domain: &'a str, agents: &'a [port::AgentSpec]) -> port::Result<Vec<port::Account>>;
+        ensure_licences(ids: &'a [String]) -> port::Result<()>;
+        ensure_team(spec: &'a port::TeamSpec) -> port::Result<port::TeamInfo>;
+        ensure_meeting(spec: &'a port::MeetingSpec) -> port::Result<port::MeetingInfo>;
+        reset_passwords(upns: &'a [String]) -> port::Result<Vec<(String, port::Secret)>>;
+        remove_meetings(domain: &'a str, external_id: &'a str) -> port::Result<u32>;
+        wind_down_accounts(domain: &'a str) -> port::Result<port::WindDown>;
+        delete_accounts(domain: &'a str) -> port::Result<usize>;
+        delete_group(nickname: &'a str) -> port::Result<bool>;
+        remove_domain(name: &'a str, force: bool) -> port::Result<port::DomainRemoval>;
+        isolation_report(domain: &'a str, group: &'a str, commune: Option<&'a str>) -> port::Result<port::IsolationReport>;
+        preflight(spec: &'a port::PreflightSpec) -> port::PreflightReport;
+        export_inventory(domain: &'a str, nickname: &'a str) -> port::Result<ExportInventory>;
+    }
+    fn stats(&self) -> port::CallStats {
+        self.inner.stats()
+    }
+    fn fetch_item<'a>(
+        &'a self,
+        item: &'a ExportItem,
+        max: u64,
+        sink: &'a mut dyn ItemSink,
+    ) -> BoxFut<'a, port::Result<Fetched>> {
+        let n = self.fetched.fetch_add(1, Ordering::SeqCst);
+        if n >= self.fail_after {
+            return Box::pin(async {
+                Err(port::Error::Budget { op: "export.file".into(), attempts: 3, elapsed_ms: 1, last: "503".into() })
+            });
+        }
+        self.inner.fetch_item(item, max, sink)
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_export_resumes_fetching_nothing_twice_and_lists_what_it_could_not_fetch() {
+    let app = TestApp::spawn().await;
+    let mut req = request("13005");
+    req.agents = 2;
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let s = app.daemon.state();
+    let steps = app.ops.steps(c.id.as_str()).await.unwrap();
+    let domain_step = steps.runs[0].steps.iter().find(|s| s.step == "domain").unwrap();
+    let domain = domain_step.output.as_ref().unwrap()["domain"].as_str().unwrap().to_string();
+    let id: CrisisId = c.id.clone();
+    let nickname = format!("crise-{}", id.as_str().to_ascii_lowercase());
+    let flaky = |fail_after| Flaky { inner: s.m365.clone(), fetched: AtomicUsize::new(0), fail_after };
+    let options = ExportOptions { concurrency: 1, ..ExportOptions::default() };
+
+    // Cut after 5 items: the archive is signed, lists the failures, and is not complete.
+    let first = flaky(5);
+    let e = handback::export(s, &id, &domain, &nickname, &first, &options).await.unwrap_err();
+    let HandbackError::Incomplete { items, not_exported, .. } = &e else { panic!("{e}") };
+    assert_eq!((*items, *not_exported), (2 * 8 + 3 * 9, 2 * 8 + 3 * 9 - 5), "{e}");
+    assert!(e.to_string().contains("non exporté"), "{e}");
+    let pins = pinned(&app);
+    let v = handback::verify_archive(&handback::archive_dir(&s.config, &id), &handback::trust_of(&pins)).unwrap();
+    assert_eq!(v.manifest.entries.iter().filter(|e| matches!(e.status, EntryStatus::Failed(_))).count(), 38);
+    assert!(!handback::archive_zip(&s.config, &id).exists(), "no zip of an incomplete archive");
+
+    // Resumed: only the 38 missing are fetched.
+    let second = flaky(usize::MAX);
+    let (out, m) = handback::export(s, &id, &domain, &nickname, &second, &options).await.unwrap();
+    assert_eq!(second.fetched.load(Ordering::SeqCst), 38);
+    assert_eq!((out.items, out.exported), (43, 43));
+    assert!(m.complete());
+
+    // As after kill -9: a file gone from the disk and a journal line cut halfway.
+    let dir = handback::archive_dir(&s.config, &id);
+    let lost = &m.entries[3];
+    std::fs::remove_file(dir.join(&lost.path)).unwrap();
+    let journal = handback::handback_path(&s.config).join(".work").join(id.as_str()).join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let cut = text.trim_end().rfind('\n').unwrap() + 20;
+    std::fs::write(&journal, &text[..cut]).unwrap();
+    let third = flaky(usize::MAX);
+    let (_, m3) = handback::export(s, &id, &domain, &nickname, &third, &options).await.unwrap();
+    assert_eq!(third.fetched.load(Ordering::SeqCst), 2, "the lost file and the item of the cut line");
+    assert_eq!(m3.entries.len(), m.entries.len());
+    handback::verify_archive(&handback::archive_zip(&s.config, &id), &handback::trust_of(&pins)).unwrap();
+
+    // Too large: listed with its size, not fetched, the export incomplete.
+    let small = ExportOptions { max_item_bytes: 100_000, concurrency: 2 };
+    std::fs::remove_dir_all(handback::handback_path(&s.config)).unwrap();
+    let e = handback::export(s, &id, &domain, &nickname, &flaky(usize::MAX), &small).await.unwrap_err();
+    assert!(e.to_string().contains("trop volumineux"), "{e}");
+    let v = handback::verify_archive(&handback::archive_dir(&s.config, &id), &handback::trust_of(&pins)).unwrap();
+    let big: Vec<_> = v.manifest.entries.iter().filter(|e| e.status == EntryStatus::TooLarge).collect();
+    assert_eq!(big.len(), 3);
+    assert!(big.iter().all(|e| e.size == 300_000 && e.sha256.is_none()));
+}
