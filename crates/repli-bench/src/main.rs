@@ -6,8 +6,8 @@ mod bench;
 mod campaign;
 mod crash;
 mod diskfull;
-mod inventory;
 mod handback;
+mod inventory;
 mod replid_proc;
 mod snapshots;
 
