@@ -37,7 +37,7 @@ async fn replid_killed_during_cancellations_and_hand_backs_strands_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(out.status.success(), "{v:#}");
+    assert!(out.status.success(), "{v:#}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(v["kills"].as_u64().unwrap() >= 1, "{v:#}");
     for check in [
         "no_crisis_stranded",

@@ -303,7 +303,26 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("not every crisis reached its end in time (see {})", dir.display());
+            // Say where each crisis stands: its state and every step of a run not succeeded.
+            let mut stuck = Vec::new();
+            for id in &crises {
+                let state = ops.crisis(id.as_str()).await.map(|c| format!("{:?}", c.state)).unwrap_or_default();
+                let steps = ops.steps(id.as_str()).await.map(|v| v.runs).unwrap_or_default();
+                let open: Vec<String> = steps
+                    .iter()
+                    .flat_map(|r| {
+                        r.steps
+                            .iter()
+                            .filter(|s| s.state != StepState::Succeeded)
+                            .map(move |s| {
+                                let why = s.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                                format!("{}/{}={:?}{why}", r.playbook.as_str(), s.step, s.state)
+                            })
+                    })
+                    .collect();
+                stuck.push(format!("{id} {state} [{}]", open.join(" ")));
+            }
+            bail!("not every crisis reached its end in time (see {}): {}", dir.display(), stuck.join("; "));
         }
         if kills < a.rounds {
             // Let it work for a random while, ops confirming tasks meanwhile, then SIGKILL.
