@@ -311,13 +311,10 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
                 let open: Vec<String> = steps
                     .iter()
                     .flat_map(|r| {
-                        r.steps
-                            .iter()
-                            .filter(|s| s.state != StepState::Succeeded)
-                            .map(move |s| {
-                                let why = s.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
-                                format!("{}/{}={:?}{why}", r.playbook.as_str(), s.step, s.state)
-                            })
+                        r.steps.iter().filter(|s| s.state != StepState::Succeeded).map(move |s| {
+                            let why = s.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+                            format!("{}/{}={:?}{why}", r.playbook.as_str(), s.step, s.state)
+                        })
                     })
                     .collect();
                 stuck.push(format!("{id} {state} [{}]", open.join(" ")));
