@@ -294,6 +294,37 @@ pub struct Named {
     pub dir: tempfile::TempDir,
 }
 
+/// A new TSIG key for a test server: its base64 secret and its name.
+fn test_key() -> (String, String) {
+    use base64::Engine as _;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).unwrap();
+    (base64::engine::general_purpose::STANDARD.encode(key), "repli-test".to_owned())
+}
+
+/// The test zone: SOA and NS `ns1` (127.0.0.1), an apex TXT and `www`, both outside the policy.
+fn write_zone(dir: &std::path::Path, zone: &str) {
+    std::fs::write(
+        dir.join("zone.db"),
+        format!(
+            "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+                 @ IN TXT \"apex: hors de la politique\"\nwww IN TXT \"ne pas toucher\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A loopback port free for both UDP and TCP.
+fn free_dns_port() -> std::net::SocketAddr {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
+
 pub const NAMED: &str = "/usr/sbin/named";
 pub const KNOTD: &str = "/usr/sbin/knotd";
 
@@ -311,29 +342,10 @@ impl Named {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).unwrap();
-        use base64::Engine as _;
-        let secret = base64::engine::general_purpose::STANDARD.encode(key);
-        let key_name = "repli-test".to_owned();
-        // A free port for both UDP and TCP.
-        let (addr, _hold) = loop {
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = tcp.local_addr().unwrap();
-            if std::net::UdpSocket::bind(addr).is_ok() {
-                break (addr, tcp);
-            }
-        };
-        drop(_hold);
+        let (secret, key_name) = test_key();
+        let addr = free_dns_port();
         let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("zone.db"),
-            format!(
-                "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
-                 @ IN TXT \"apex: hors de la politique\"\nwww IN TXT \"ne pas toucher\"\n"
-            ),
-        )
-        .unwrap();
+        write_zone(dir.path(), zone);
         std::fs::write(
             dir.path().join("named.conf"),
             format!(
@@ -378,28 +390,10 @@ impl Named {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).unwrap();
-        use base64::Engine as _;
-        let secret = base64::engine::general_purpose::STANDARD.encode(key);
-        let key_name = "repli-test".to_owned();
-        let (addr, _hold) = loop {
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = tcp.local_addr().unwrap();
-            if std::net::UdpSocket::bind(addr).is_ok() {
-                break (addr, tcp);
-            }
-        };
-        drop(_hold);
+        let (secret, key_name) = test_key();
+        let addr = free_dns_port();
         let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("zone.db"),
-            format!(
-                "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
-                 @ IN TXT \"apex: hors de la politique\"\nwww IN TXT \"ne pas toucher\"\n"
-            ),
-        )
-        .unwrap();
+        write_zone(dir.path(), zone);
         // The ACL block is docs/DNS.md's, with this test's zone and key.
         std::fs::write(
             dir.path().join("knot.conf"),

@@ -546,7 +546,7 @@ fn signed_manifest(snapshot: &Path, trust: &Trust) -> Result<Verified, BackupErr
 /// The files under `root` are exactly the manifest's: none missing, none added.
 fn check_file_list(root: &Path, m: &Manifest) -> Result<(), BackupError> {
     let mut found = Vec::new();
-    list_names(root, root, &mut found)?;
+    list_names(root, root, &mut found, &|rel: &str| rel == MANIFEST || rel == SIGNATURE, MAX_FILES)?;
     let listed: BTreeMap<&str, ()> = m.files.iter().map(|f| (f.path.as_str(), ())).collect();
     if let Some(extra) = found.iter().find(|p| !listed.contains_key(p.as_str())) {
         return Err(refused(Check::FileList, format!("{extra} is not in the manifest (added)")));
@@ -558,25 +558,33 @@ fn check_file_list(root: &Path, m: &Manifest) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// The names of every entry under `root` (not hashed), refusing anything but files and folders.
-fn list_names(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), BackupError> {
+/// The names of every regular file under `root` (not hashed), relative and `/`-separated, but
+/// those `skip` names at the top; anything else (a link, a socket) is refused, and so are more
+/// than `max` files.
+pub(crate) fn list_names(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<String>,
+    skip: &dyn Fn(&str) -> bool,
+    max: usize,
+) -> Result<(), BackupError> {
     for entry in std::fs::read_dir(dir).map_err(io("cannot read", dir))? {
         let entry = entry.map_err(io("cannot read", dir))?;
         let path = entry.path();
         let rel = relative(root, &path);
-        if dir == root && (rel == MANIFEST || rel == SIGNATURE) {
+        if dir == root && skip(&rel) {
             continue;
         }
         let kind = entry.file_type().map_err(io("cannot read", &path))?;
         if kind.is_dir() {
-            list_names(root, &path, out)?;
+            list_names(root, &path, out, skip, max)?;
         } else if kind.is_file() {
             out.push(rel);
         } else {
             return Err(refused(Check::FileList, format!("{rel} is not a regular file (added)")));
         }
-        if out.len() > MAX_FILES {
-            return Err(refused(Check::FileList, format!("more than {MAX_FILES} files")));
+        if out.len() > max {
+            return Err(refused(Check::FileList, format!("more than {max} files")));
         }
     }
     Ok(())

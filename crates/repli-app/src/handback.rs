@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Services;
 use crate::backup::{
-    BackupError, Check, Trust, create_private_dir, hash_file, io, read_capped, refused, relative, sync_dir,
+    BackupError, Check, Trust, create_private_dir, hash_file, io, list_names, read_capped, refused, relative, sync_dir,
 };
 
 const JOURNAL: &str = "journal.jsonl";
@@ -456,29 +456,11 @@ fn pack_zip(archive: &Path, manifest: &Manifest, dest: &Path) -> Result<(), Back
     Ok(())
 }
 
-/// Every regular file under `dir` but the manifest and its signature, relative and
-/// `/`-separated; anything else (a link, a socket) is refused.
+/// Every regular file under `dir` but the manifest, its signature and a write in progress
+/// (`backup::list_names`).
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), BackupError> {
-    for entry in std::fs::read_dir(dir).map_err(io("cannot read", dir))? {
-        let entry = entry.map_err(io("cannot read", dir))?;
-        let path = entry.path();
-        let rel = relative(root, &path);
-        if dir == root && (rel == MANIFEST || rel == SIGNATURE || rel.ends_with(".tmp-write")) {
-            continue;
-        }
-        let kind = entry.file_type().map_err(io("cannot read", &path))?;
-        if kind.is_dir() {
-            list_files(root, &path, out)?;
-        } else if kind.is_file() {
-            out.push(rel);
-        } else {
-            return Err(refused(Check::FileList, format!("{rel} is not a regular file (added)")));
-        }
-        if out.len() > MAX_ENTRIES {
-            return Err(refused(Check::FileList, format!("more than {MAX_ENTRIES} files")));
-        }
-    }
-    Ok(())
+    let skip = |rel: &str| rel == MANIFEST || rel == SIGNATURE || rel.ends_with(".tmp-write");
+    list_names(root, dir, out, &skip, MAX_ENTRIES)
 }
 
 /// An archive that passed every check.
