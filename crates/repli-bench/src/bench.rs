@@ -62,7 +62,7 @@ pub struct TenantArgs {
 impl TenantArgs {
     /// One kit's critical path at this latency (the lower bound without throttling).
     pub fn critical_path_seconds(&self) -> f64 {
-        f64::from(repli_m365::critical_path_calls()) * self.latency_ms as f64 / 1000.0
+        f64::from(repli_m365::critical_path_calls(self.agents)) * self.latency_ms as f64 / 1000.0
     }
 }
 
@@ -227,7 +227,7 @@ async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures>
     anyhow::ensure!((1..=5000).contains(&p.tenant.agents), "--agents must be between 1 and 5000");
     let repli = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY).await?;
     let baseline = if p.no_baseline { None } else { Some(provision_once(p, false, 1).await?) };
-    let critical = repli_m365::critical_path_calls();
+    let critical = repli_m365::critical_path_calls(p.tenant.agents);
     let by_latency = p.tenant.critical_path_seconds();
     // Requests that had to be served once each (retries are the client's cost, not the bound's).
     let needed = repli.distinct_requests as f64;

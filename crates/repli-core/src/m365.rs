@@ -381,8 +381,10 @@ pub trait ItemSink: Send {
 pub trait M365: Send + Sync {
     /// Creates the domain unless it exists; returns its verification records.
     fn ensure_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<DomainState>>;
-    /// Asks Graph to verify the domain (its TXT record must be published).
-    fn verify_domain<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<()>>;
+    /// Asks Graph to verify the domain (its TXT record must be published). `seen`: the domain
+    /// as this same run's [`M365::ensure_domain`] has just answered it, so it is not read
+    /// again; `None` (a step retried perhaps hours later) reads `isVerified` first.
+    fn verify_domain<'a>(&'a self, name: &'a str, seen: Option<&'a DomainState>) -> BoxFut<'a, Result<()>>;
     /// Enables Email and Teams on the verified domain; returns the records to publish.
     fn enable_services<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<DnsRecord>>>;
     /// One account per agent on the domain (created unless it exists), once every SKU has a

@@ -573,7 +573,7 @@ impl Engine {
             StepKind::M365Verify => {
                 // Only "not seen yet" (propagation, replication, throttling) is retried; any
                 // other refusal fails the step with Graph's words.
-                m365.verify_domain(&ctx.domain).await.map_err(|e| {
+                m365.verify_domain(&ctx.domain, None).await.map_err(|e| {
                     if e.is_transient() {
                         StepError::transient(format!(
                             "vérification du domaine {} : {e} (la propagation DNS peut prendre du temps)",

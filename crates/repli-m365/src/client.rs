@@ -550,7 +550,16 @@ impl Graph {
                 if attempt == 1 {
                     self.counters.distinct_requests.fetch_add(fresh, Ordering::Relaxed);
                 }
-                Self::exchange(make(&client)).await
+                let sent = Instant::now();
+                let outcome = Self::exchange(make(&client)).await;
+                tracing::trace!(
+                    op,
+                    requests = graph_requests,
+                    status = outcome.as_ref().map_or(0, |r| r.status),
+                    ms = sent.elapsed().as_millis() as u64,
+                    "graph exchange"
+                );
+                outcome
             };
             if let Some(ticket) = &ticket {
                 let throttled = match &outcome {

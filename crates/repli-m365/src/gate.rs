@@ -18,7 +18,12 @@
 //!   on it, so a loosened limit is found again without overrunning a steady one;
 //! - serves its waiters first come, first served, one batch at a time: a 200-agent kit and a
 //!   20-agent kit activated together take turns, the small one is not queued behind the whole
-//!   of the large one.
+//!   of the large one;
+//! - lets a lone request (one call, or a batch of one) go ahead of the batches, and holds back
+//!   from them the room the lone requests waiting need: those are the steps of some kit's
+//!   chain (group, Team, channels, isolation), each waiting on the one before, while a wave of
+//!   licences has nothing waiting on it but the meeting. Behind a wave, the chain would lose a
+//!   whole window at each of its steps.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -75,6 +80,8 @@ struct State {
     /// The last 429, or the last growth of the limit.
     last_change: Option<Instant>,
     next_id: u64,
+    /// Lone requests waiting for room: held back from the batches.
+    lone_waiting: usize,
 }
 
 /// Why a request cannot go now.
@@ -139,7 +146,8 @@ impl State {
                     self.limit = Some(limit);
                     self.last_change = Some(now);
                 }
-                let room = limit.saturating_sub(used + own);
+                let held = if batch && want > 1 { self.lone_waiting } else { 0 };
+                let room = limit.saturating_sub(used + own + held);
                 if room == 0 && used > 0 {
                     let next = self.log.iter().find(|s| s.at + WINDOW > now).map_or(now, |s| s.at + WINDOW);
                     return Err(Wake::At(next));
@@ -204,6 +212,26 @@ impl State {
     }
 }
 
+/// A lone request waiting at the gate, counted while it waits.
+struct LoneWaiting<'a>(&'a std::sync::Mutex<State>);
+
+impl<'a> LoneWaiting<'a> {
+    fn new(state: &'a std::sync::Mutex<State>) -> Self {
+        if let Ok(mut s) = state.lock() {
+            s.lone_waiting += 1;
+        }
+        Self(state)
+    }
+}
+
+impl Drop for LoneWaiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.lone_waiting = s.lone_waiting.saturating_sub(1);
+        }
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
@@ -227,7 +255,10 @@ impl Gate {
     /// Waits for leave to send up to `want` items (`batch`: as one `$batch`; otherwise one
     /// request). The ticket may carry fewer items than asked: as many as the window has room for.
     pub async fn admit(&self, want: usize, batch: bool) -> Ticket {
-        let _turn = self.turn.lock().await;
+        let lone = want <= 1;
+        // Batches take turns; a lone request does not queue behind them (see the module doc).
+        let _turn = if lone { None } else { Some(self.turn.lock().await) };
+        let _waiting = lone.then(|| LoneWaiting::new(&self.state));
         loop {
             let notified = self.answers.notified();
             tokio::pin!(notified);
@@ -367,6 +398,55 @@ mod tests {
         let t = s.grant(at, 20, true).unwrap();
         s.answered(&t, answer(5, true), at);
         assert_eq!(s.limit, Some(6), "the batch and the five items Graph admitted in its window");
+    }
+
+    #[test]
+    fn lone_requests_waiting_hold_room_back_from_the_batches() {
+        let t0 = Instant::now();
+        let mut s = State { limit: Some(30), last_change: Some(t0), ..State::default() };
+        let first = s.grant(t0, 20, true).unwrap();
+        assert_eq!(first.items, 20);
+        // Two steps of a chain wait: a batch leaves them their room.
+        s.lone_waiting = 2;
+        assert_eq!(s.grant(t0, 20, true).unwrap().items, 30 - 21 - 1 - 2, "the batch takes what the lone ones leave");
+        assert!(s.grant(t0, 1, false).is_ok());
+        assert!(s.grant(t0, 1, false).is_ok());
+        // A lone request is not held back by the others waiting.
+        let mut s2 = State { limit: Some(3), last_change: Some(t0), lone_waiting: 3, ..State::default() };
+        assert!(s2.grant(t0, 1, false).is_ok());
+        assert_eq!(s2.grant(t0, 20, true).unwrap_err(), Wake::At(t0 + WINDOW), "no room left for a batch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_goes_ahead_of_the_queued_batches() {
+        let gate = std::sync::Arc::new(Gate::default());
+        {
+            let mut s = gate.state.lock().unwrap();
+            s.limit = Some(22);
+            s.last_change = Some(Instant::now());
+        }
+        let _full = gate.admit(20, true).await;
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batch = {
+            let (g, o) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let t = g.admit(20, true).await;
+                o.lock().unwrap().push(("batch", t.items));
+            })
+        };
+        tokio::task::yield_now().await;
+        let lone = {
+            let (g, o) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let t = g.admit(1, false).await;
+                o.lock().unwrap().push(("lone", t.items));
+            })
+        };
+        lone.await.unwrap();
+        batch.await.unwrap();
+        let order = order.lock().unwrap();
+        assert_eq!(order[0], ("lone", 1), "{order:?}");
+        assert_eq!(gate.state.lock().unwrap().lone_waiting, 0, "no lone request counted once served");
     }
 
     #[tokio::test(start_paused = true)]

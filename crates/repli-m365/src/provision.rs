@@ -67,18 +67,24 @@ impl KitSpec {
 /// as documented, no operation to poll); Team ∥ channel creates; isolation checks (domain ∥
 /// accounts ∥ members). Licences (SKUs, a wave of assignments: Graph runs a batch fully
 /// parallel or fully sequential, never create→licence pairs) and then the meeting (its
-/// organiser needs Teams) run alongside the Team, one round trip shorter. The same for any
-/// number of agents: batches go in one wave up to `DEFAULT_CONCURRENCY` × 20 requests.
-pub fn critical_path_calls() -> u32 {
-    1 + 2 + 1 + 2 + 1 + 1 + 1 + 1
+/// organiser needs Teams) run alongside the Team, one round trip shorter. Batches go in one
+/// wave up to `DEFAULT_CONCURRENCY` × 20 requests; the isolation's listings of the accounts and
+/// of the group's members are read a page after the other, at most [`MAX_PAGE`] per page
+/// (Graph's rule for directory objects), so beyond 999 agents each further page is a round trip.
+pub fn critical_path_calls(agents: usize) -> u32 {
+    let pages = u32::try_from(agents.div_ceil(MAX_PAGE).max(1)).unwrap_or(u32::MAX);
+    (1 + 2 + 1 + 2 + 1 + 1 + 1 + 1) + (pages - 1)
 }
+
+/// The largest page Graph serves of a directory listing (`$top` from 1 to 999).
+pub const MAX_PAGE: usize = 999;
 
 /// Provisions the whole kit.
 pub async fn provision(m365: &dyn M365, dns: &dyn DnsPublisher, spec: &KitSpec) -> Result<Kit> {
     let domain = m365.ensure_domain(&spec.domain).await?;
     let comment = format!("Repli — zone de secours de {} (crise {})", spec.commune, spec.crisis_id);
     let mut published = dns.publish(&spec.domain, &domain.verification).await?;
-    m365.verify_domain(&spec.domain).await?;
+    m365.verify_domain(&spec.domain, Some(&domain)).await?;
     let services = async {
         let services = m365.enable_services(&spec.domain).await?;
         let mut records = domain.verification.clone();
@@ -101,7 +107,9 @@ pub async fn provision(m365: &dyn M365, dns: &dyn DnsPublisher, spec: &KitSpec) 
         let isolation = m365.isolation_report(&spec.domain, &team.group_id, None).await?;
         Ok((team, isolation))
     };
-    let (meeting, (team, isolation)) = tokio::try_join!(licensed_then_meeting, team_then_isolation)?;
+    // The Team's chain is polled first: its requests reach the throttle gate before the
+    // licence wave's, which nothing but the meeting waits on.
+    let ((team, isolation), meeting) = tokio::try_join!(team_then_isolation, licensed_then_meeting)?;
     let accounts = accounts.into_iter().map(|a| Account { licensed: true, ..a }).collect();
     let domain = DomainState { verified: true, ..domain };
     Ok(Kit {

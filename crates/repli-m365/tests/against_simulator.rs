@@ -156,11 +156,39 @@ async fn listings_follow_next_links() {
     let sim = sim(SimConfig { max_page: 7, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
     let dns = HttpDnsPublisher::new(sim.base_url());
-    provision(&m365, &dns, &spec(30)).await.unwrap();
+    let kit = provision(&m365, &dns, &spec(30)).await.unwrap();
+    // The isolation read every member and every account, page after page.
+    let details: Vec<&str> = kit.isolation.checks.iter().map(|c| c.detail.as_str()).collect();
+    assert!(details.iter().any(|d| d.starts_with("30 membre(s)")), "{details:?}");
+    assert!(details.iter().any(|d| d.starts_with("30 compte(s)")), "{details:?}");
     // The second run must find all 30 accounts across five pages, or it would try to create.
     let again = provision(&m365, &dns, &spec(30)).await.unwrap();
     assert!(again.accounts.iter().all(|a| !a.created));
     assert_one_kit(&sim.state(), 30);
+}
+
+/// group-list-members: more than 100 members come a page at a time (`@odata.nextLink`), and
+/// `$select` returns only the properties it names, as Graph answers.
+#[tokio::test]
+async fn group_members_come_in_pages_with_the_selected_properties() {
+    let sim = sim(configured()).await;
+    let m365 = provider(&sim, |_| {});
+    let kit = provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
+    let path = format!("/groups/{}/members?$select=id,userType", kit.team.group_id);
+    let (status, body) = raw(&sim, reqwest::Method::GET, &path, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["value"].as_array().unwrap();
+    assert_eq!(first.len(), 100, "Graph's default page size");
+    assert!(first[0].get("id").is_some() && first[0].get("userType").is_some(), "{}", first[0]);
+    assert!(first[0].get("userPrincipalName").is_none() && first[0].get("displayName").is_none(), "{}", first[0]);
+    let next =
+        body["@odata.nextLink"].as_str().expect("a next page").strip_prefix(&sim.graph_url()).unwrap().to_string();
+    let (_, rest) = raw(&sim, reqwest::Method::GET, &next, Value::Null).await;
+    assert_eq!(rest["value"].as_array().unwrap().len(), 20);
+    assert!(rest.get("@odata.nextLink").is_none());
+    let (status, _) = raw(&sim, reqwest::Method::GET, &format!("{path}&$top=1000"), Value::Null).await;
+    assert_eq!(status, 400, "$top beyond 999 is refused");
+    assert!(kit.isolation.checks.iter().any(|c| c.detail.starts_with("120 membre(s)")), "{:?}", kit.isolation);
 }
 
 #[tokio::test]
@@ -704,10 +732,10 @@ async fn subdomains_of_a_verified_root_are_verified_at_once() {
     let m365 = provider(&sim, |_| {});
     let d = m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
     assert!(d.verified);
-    m365.verify_domain("aubagne.secours-amp.fr").await.unwrap();
+    m365.verify_domain("aubagne.secours-amp.fr", None).await.unwrap();
     let other = m365.ensure_domain("aubagne.ailleurs.fr").await.unwrap();
     assert!(!other.verified);
-    assert!(m365.verify_domain("aubagne.ailleurs.fr").await.is_err(), "no TXT published, no verification");
+    assert!(m365.verify_domain("aubagne.ailleurs.fr", None).await.is_err(), "no TXT published, no verification");
 }
 
 /// user-delete: a deleted user waits in deleted items and still holds its domain, which
@@ -1230,14 +1258,29 @@ async fn verifying_a_domain_follows_the_documented_answers() {
         raw(&tenant, reqwest::Method::POST, "/domains/aubagne.secours-amp.fr/verify", Value::Null).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("only applies to an unverified domain"), "{body}");
-    m365.verify_domain("aubagne.secours-amp.fr").await.unwrap();
+    m365.verify_domain("aubagne.secours-amp.fr", None).await.unwrap();
+    // What this run's create or read has just answered is not read again: verified, nothing
+    // is sent; said unverified but verified since (a stale view), the 400 counts as done.
+    let seen = m365.ensure_domain("aubagne.secours-amp.fr").await.unwrap();
+    assert!(seen.verified, "a subdomain of a verified root is verified from its creation");
+    let before = m365.stats().http_calls;
+    m365.verify_domain("aubagne.secours-amp.fr", Some(&seen)).await.unwrap();
+    assert_eq!(m365.stats().http_calls, before, "known verified: nothing sent");
+    let stale = repli_m365::DomainState { verified: false, ..seen.clone() };
+    m365.verify_domain("aubagne.secours-amp.fr", Some(&stale)).await.unwrap();
+    assert_eq!(m365.stats().http_calls, before + 1, "the verify only, answered 400 and taken as done");
+    // Another domain's state is not taken for this one's.
+    m365.verify_domain("aubagne.secours-amp.fr", Some(&repli_m365::DomainState { name: "x.fr".into(), ..stale }))
+        .await
+        .unwrap();
+    assert_eq!(m365.stats().http_calls, before + 2, "read first, found verified, no verify sent");
     // Not published yet: "not yet visible", transient.
     m365.ensure_domain("aubagne.ailleurs.fr").await.unwrap();
-    let err = m365.verify_domain("aubagne.ailleurs.fr").await.unwrap_err();
+    let err = m365.verify_domain("aubagne.ailleurs.fr", None).await.unwrap_err();
     assert!(matches!(&err, Error::NotYetVisible { .. }) && err.is_transient(), "{err}");
     // Refused for good (no permission): permanent, named.
     let denied = sim_granting(without_permission("Domain.ReadWrite.All")).await;
-    let err = provider(&denied, |_| {}).verify_domain("x.secours-amp.fr").await.unwrap_err();
+    let err = provider(&denied, |_| {}).verify_domain("x.secours-amp.fr", None).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     // The switch: the old lenient answer.
     let lenient = sim(SimConfig { lenient_verify: true, ..configured() }).await;
