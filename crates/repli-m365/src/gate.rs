@@ -15,7 +15,11 @@
 //!   longer than Graph's second, for the spread of the network —, as soon as the window allows,
 //!   instead of in rounds;
 //! - grows the limit by a quarter only after [`GROWTH_QUIET`] without a 429 while work waited
-//!   on it, so a loosened limit is found again without overrunning a steady one;
+//!   on it, so a loosened limit is found again without overrunning a steady one; a growth that
+//!   Graph refuses at once (a 429 within [`GROWTH_PROVEN`]) doubles the quiet before the next
+//!   one, up to [`GROWTH_QUIET_MAX`], and one that holds brings it back: each refused growth
+//!   costs a whole `Retry-After`, and an hour-long export against a steady limit would
+//!   otherwise pay one every ten seconds;
 //! - serves its waiters first come, first served, one batch at a time: a 200-agent kit and a
 //!   20-agent kit activated together take turns, the small one is not queued behind the whole
 //!   of the large one;
@@ -43,6 +47,12 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(1025);
 
 /// Without a 429 for this long, and with work waiting, the limit grows by a quarter.
 pub(crate) const GROWTH_QUIET: Duration = Duration::from_secs(10);
+
+/// The longest quiet before growing, after growths Graph refused one after the other.
+pub(crate) const GROWTH_QUIET_MAX: Duration = Duration::from_secs(160);
+
+/// A growth is proven once Graph admitted this long of it without a 429.
+pub(crate) const GROWTH_PROVEN: Duration = Duration::from_millis(3 * 1025);
 
 /// What the gate has let through: one request (or `$batch`) and what Graph counts for it.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +92,10 @@ struct State {
     next_id: u64,
     /// Lone requests waiting for room: held back from the batches.
     lone_waiting: usize,
+    /// The quiet before the next growth (None: [`GROWTH_QUIET`]).
+    growth_quiet: Option<Duration>,
+    /// The last growth, while not yet proven.
+    grown_at: Option<Instant>,
 }
 
 /// Why a request cannot go now.
@@ -140,11 +154,18 @@ impl State {
             Some(limit) => {
                 let used = self.used(now);
                 let mut limit = limit;
-                if used + own >= limit && self.last_change.is_none_or(|t| now.duration_since(t) >= GROWTH_QUIET) {
+                if self.grown_at.is_some_and(|t| now.duration_since(t) >= GROWTH_PROVEN) {
+                    // The last growth held: the tenant admits it.
+                    self.grown_at = None;
+                    self.growth_quiet = None;
+                }
+                let quiet = self.growth_quiet.unwrap_or(GROWTH_QUIET);
+                if used + own >= limit && self.last_change.is_none_or(|t| now.duration_since(t) >= quiet) {
                     // Work waits on the limit and Graph has not throttled for a while.
                     limit += limit.div_ceil(4);
                     self.limit = Some(limit);
                     self.last_change = Some(now);
+                    self.grown_at = Some(now);
                 }
                 let held = if batch && want > 1 { self.lone_waiting } else { 0 };
                 let room = limit.saturating_sub(used + own + held);
@@ -176,6 +197,11 @@ impl State {
         }
         match answer.throttled {
             Some(wait) => {
+                if self.grown_at.take().is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN) {
+                    // Refused at once: the limit is steady; probe it less often.
+                    let quiet = self.growth_quiet.unwrap_or(GROWTH_QUIET);
+                    self.growth_quiet = Some((quiet * 2).min(GROWTH_QUIET_MAX));
+                }
                 self.closed_until = Some(self.closed_until.map_or(now + wait, |t| t.max(now + wait)));
                 self.last_change = Some(now);
                 self.open = false;
@@ -398,6 +424,51 @@ mod tests {
         let t = s.grant(at, 20, true).unwrap();
         s.answered(&t, answer(5, true), at);
         assert_eq!(s.limit, Some(6), "the batch and the five items Graph admitted in its window");
+    }
+
+    #[test]
+    fn a_refused_growth_doubles_the_quiet_before_the_next_and_a_held_one_resets_it() {
+        let t0 = Instant::now();
+        let mut s = State { limit: Some(40), last_change: Some(t0), ..State::default() };
+        // Demand at the limit, every window; Graph refuses any growth (a steady limit of 40).
+        let mut at = t0;
+        let mut growths = Vec::new();
+        while at.duration_since(t0) < Duration::from_secs(120) {
+            let mut sent = Vec::new();
+            while let Ok(t) = s.grant(at, 20, true) {
+                sent.push(t);
+            }
+            if s.grown_at == Some(at) {
+                growths.push(at.duration_since(t0).as_secs());
+            }
+            // Graph admits 40 per window, a batch's items one by one after the batch itself.
+            let mut room = 40usize;
+            for t in &sent {
+                let outer = room > 0;
+                room = room.saturating_sub(1);
+                let admitted = if outer { t.items.min(room) } else { 0 };
+                room -= admitted;
+                let throttled = (admitted < t.items).then_some(Duration::from_secs(1));
+                s.answered(t, Answer { admitted, outer_admitted: outer, throttled }, at + Duration::from_millis(100));
+            }
+            at = s.closed_until.filter(|c| *c > at).unwrap_or(at + WINDOW).max(at + WINDOW);
+        }
+        assert!(growths.len() >= 3, "{growths:?}");
+        let gaps: Vec<u64> = growths.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "each refused growth waits longer: {gaps:?}");
+        assert!(gaps.last().is_some_and(|g| *g >= 35), "{gaps:?}");
+        assert!(growths.len() <= 5, "five growths or fewer in two minutes, not twelve: {growths:?}");
+        // A growth that holds (Graph loosened) brings the quiet back to its start.
+        let quiet = s.growth_quiet.expect("lengthened");
+        assert!(quiet > GROWTH_QUIET);
+        s.closed_until = None;
+        s.last_change = Some(at - quiet);
+        s.log.clear();
+        while s.grant(at, 20, true).is_ok() {}
+        assert!(s.grown_at.is_some(), "grew");
+        let later = at + GROWTH_PROVEN;
+        let _ = s.grant(later, 1, false);
+        assert_eq!(s.growth_quiet, None, "proven: back to {GROWTH_QUIET:?}");
     }
 
     #[test]
