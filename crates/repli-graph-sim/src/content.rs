@@ -228,6 +228,25 @@ impl Content {
         self.drives.values().find(|d| d.id == drive_id)
     }
 
+    /// Every item of the mailboxes and drives filled so far: `{"spec", "messages": [{"id",
+    /// "vanished"}], "files": [{"id", "size"}]}` (folders left out).
+    pub fn listing(&self) -> Value {
+        let messages: Vec<Value> = self
+            .mailboxes
+            .values()
+            .flat_map(|mb| &mb.messages)
+            .map(|m| json!({"id": m.id, "vanished": m.vanished}))
+            .collect();
+        let files: Vec<Value> = self
+            .drives
+            .values()
+            .flat_map(|d| &d.items)
+            .filter(|i| !i.folder)
+            .map(|i| json!({"id": i.id, "size": i.size}))
+            .collect();
+        json!({"spec": self.spec, "messages": messages, "files": files})
+    }
+
     pub fn new(spec: ContentSpec) -> Self {
         Content { spec, ..Default::default() }
     }

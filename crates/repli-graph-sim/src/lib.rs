@@ -985,6 +985,11 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         },
+        // `GET /_sim/content`: every item of the mailboxes and drives read so far, for a test
+        // to compare with what an export wrote.
+        ("GET", "/content") => {
+            reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.content).listing()) })
+        }
         ("POST", "/content") => match serde_json::from_slice::<ContentSpec>(body) {
             Ok(c) => {
                 lock(&shared.content).spec = c;
