@@ -325,3 +325,138 @@ async fn an_interrupted_export_resumes_fetching_nothing_twice_and_lists_what_it_
     assert_eq!(big.len(), 3);
     assert!(big.iter().all(|e| e.size == 300_000 && e.sha256.is_none()));
 }
+
+/// Sets what the embedded simulator's tenant granted the app, and lets the token issued
+/// before expire (grants are fixed in a token at issue).
+async fn grant(app: &TestApp, app_roles: &[&str]) {
+    let sim = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({ "app_roles": app_roles, "directory_roles": ["User Administrator"] });
+    assert!(http.post(format!("{sim}/_sim/grants")).json(&body).send().await.unwrap().status().is_success());
+    let hour = serde_json::json!({ "seconds": 3600 });
+    assert!(http.post(format!("{sim}/_sim/advance")).json(&hour).send().await.unwrap().status().is_success());
+}
+
+/// The export cannot run (the tenant withdrew Mail.Read): ops waive it with a reason, as ops
+/// do, through the API. The deletions then run; the audit log holds the waiver with its reason
+/// and who gave it; the PV states it in French, the reason escaped. Bad input changes nothing:
+/// an empty, oversized reason; a DGS or an auditor (403); a waiver of a finished export (409).
+#[tokio::test]
+async fn a_waived_export_lets_the_deletions_run_audited_and_stated_in_the_pv() {
+    use repli_tests::StatusCode;
+    let app = TestApp::spawn().await;
+    let mut req = request("13005");
+    req.agents = 2;
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let without_mail: Vec<&str> =
+        repli_core::m365::LEAST_PRIVILEGE.iter().copied().filter(|p| !p.starts_with("Mail.")).collect();
+    grant(&app, &without_mail).await;
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let id = c.id.as_str();
+    let export_of = |v: &repli_proto::api::StepsView| {
+        v.runs
+            .iter()
+            .find(|r| r.playbook.as_str() == "handback")
+            .and_then(|r| r.steps.iter().find(|s| s.step == "export"))
+            .cloned()
+    };
+    let v = app
+        .wait_steps(&c.id, "the export's refusal", |v| {
+            export_of(v).is_some_and(|s| s.last_error.is_some() && s.state != StepState::Running)
+        })
+        .await;
+    let export = export_of(&v).unwrap();
+    assert!(export.last_error.as_deref().unwrap().contains("Mail.Read"), "{export:?}");
+    // Nothing deleted while it has not run.
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    for s in run.steps.iter().filter(|s| s.step.starts_with("delete-") || s.step == "winddown") {
+        assert_eq!(s.state, StepState::Pending, "{} ran before the export", s.step);
+    }
+
+    // Refused, nothing changed: no reason, a reason too long, a DGS, an auditor.
+    let skip = |client: &repli_proto::Client, reason: String| {
+        let client = client.clone();
+        async move { client.step_action(id, "export", "skip", &reason).await }
+    };
+    assert_eq!(skip(&app.ops, String::new()).await.status_code(), 422);
+    assert_eq!(skip(&app.ops, "   ".into()).await.status_code(), 422);
+    assert_eq!(skip(&app.ops, "x".repeat(repli_core::text::NOTE_MAX + 1)).await.status_code(), 422);
+    assert_eq!(skip(&app.dgs, "la commune renonce".into()).await.status_code(), 403);
+    assert_eq!(skip(&app.auditor, "vu".into()).await.status_code(), 403);
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert!(!log.iter().any(|e| e.action == "engine.step.skipped"), "a refused waiver is not recorded");
+    assert_ne!(export_of(&app.ops.steps(id).await.unwrap()).unwrap().state, StepState::Skipped);
+
+    // Ops waive it; the reason is hostile text, kept as written.
+    let reason = "La commune a sa copie <script>alert(1)</script> & \"PST\" remis le 3/12";
+    let skipped = app.ops.step_action(id, "export", "skip", reason).await.unwrap();
+    assert_eq!(skipped.state, StepState::Skipped);
+    assert_eq!(skipped.note.as_deref(), Some(reason));
+    // A second waiver: the step is no longer waiting; refused, nothing changed.
+    assert_eq!(skip(&app.ops, "encore".into()).await.status_code(), 409);
+
+    // The deletions run: the kit's accounts are gone from the tenant.
+    assert_eq!(app.hand_back(&c.id).await.state, repli_core::CrisisState::Closed);
+    let v = app.ops.steps(id).await.unwrap();
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    for s in ["winddown", "delete-group", "delete-accounts", "remove-domain"] {
+        assert_eq!(run.steps.iter().find(|x| x.step == s).unwrap().state, StepState::Succeeded, "{s}");
+    }
+    let sim = app.daemon.state().m365_zone_api().unwrap();
+    let state: serde_json::Value = reqwest::get(format!("{sim}/_sim/state")).await.unwrap().json().await.unwrap();
+    assert_eq!(state["counts"]["users"], 0, "{}", state["counts"]);
+    assert_eq!(state["counts"]["groups"], 0, "{}", state["counts"]);
+
+    // Audited once, with the reason and who waived it; no archive recorded.
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    let waivers: Vec<_> = log.iter().filter(|e| e.action == "engine.step.skipped").collect();
+    assert_eq!(waivers.len(), 1, "{waivers:?}");
+    let w = waivers[0];
+    let details: serde_json::Value = serde_json::from_str(&w.details).unwrap();
+    assert_eq!(details["reason"], reason);
+    assert_eq!((w.actor_role.as_str(), w.crisis.as_deref()), ("ops", Some(id)));
+    assert!(w.target.contains("export"), "{w:?}");
+    assert!(!log.iter().any(|e| e.action == "handback.exported" && e.details.contains("\"complete\":true")));
+    // The DGS cannot download an archive there is not.
+    let (_, dgs_token) = app.token(repli_core::Role::Dgs, Some("13005")).await;
+    let url = app.url(&format!("/api/v1/crises/{id}/handback.zip"));
+    let got = reqwest::Client::new().get(&url).bearer_auth(&dgs_token).send().await.unwrap();
+    assert_eq!(got.status(), 409, "{:?}", got.text().await);
+
+    // The PV says it in French, with the reason escaped.
+    let pv = app.ops.document(id, "06-proces-verbal-de-restitution.html").await.unwrap();
+    assert!(pv.contains("Dérogation de l'exploitation"), "{pv}");
+    assert!(pv.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;PST&quot;"), "{pv}");
+    assert!(!pv.contains("<script>alert"), "{pv}");
+}
+
+/// A waiver after the export completed: refused (409), the export and its archive unchanged.
+#[tokio::test]
+async fn a_waiver_after_the_export_completed_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let mut req = request("13005");
+    req.agents = 1;
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let done = app
+        .wait_steps(&c.id, "the export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
+        .await;
+    let refused = app.ops.step_action(c.id.as_str(), "export", "skip", "trop tard").await.unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(409), "{refused}");
+    assert!(refused.to_string().contains("ne peut pas être ignorée"), "{refused}");
+    let after = app.ops.steps(c.id.as_str()).await.unwrap();
+    let export = |v: &repli_proto::api::StepsView| {
+        let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+        run.steps.iter().find(|s| s.step == "export").cloned().unwrap()
+    };
+    assert_eq!(export(&after).state, StepState::Succeeded);
+    assert_eq!(export(&after).output, export(&done).output);
+    assert!(export(&after).note.is_none());
+    let log = app.auditor.audit_entries_all(&Default::default()).await.unwrap();
+    assert!(!log.iter().any(|e| e.action == "engine.step.skipped"));
+    let pins = pinned(&app);
+    handback::verify_archive(&handback::archive_zip(&app.daemon.state().config, &c.id), &handback::trust_of(&pins))
+        .unwrap();
+}
