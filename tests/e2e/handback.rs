@@ -368,6 +368,8 @@ async fn a_waived_export_lets_the_deletions_run_audited_and_stated_in_the_pv() {
         .await;
     let export = export_of(&v).unwrap();
     assert!(export.last_error.as_deref().unwrap().contains("Mail.Read"), "{export:?}");
+    // A refusal is not retried: failed at its first attempt.
+    assert_eq!((export.state, export.attempts), (StepState::Failed, 1), "{export:?}");
     // Nothing deleted while it has not run.
     let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
     for s in run.steps.iter().filter(|s| s.step.starts_with("delete-") || s.step == "winddown") {
@@ -459,4 +461,122 @@ async fn a_waiver_after_the_export_completed_is_refused_and_changes_nothing() {
     let pins = pinned(&app);
     handback::verify_archive(&handback::archive_zip(&app.daemon.state().config, &c.id), &handback::trust_of(&pins))
         .unwrap();
+}
+
+/// Sets the embedded simulator's faults (`Faults` as JSON; `{}` clears them).
+async fn faults(app: &TestApp, body: serde_json::Value) {
+    let sim = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let r = reqwest::Client::new().post(format!("{sim}/_sim/faults")).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "{body}");
+}
+
+/// A ready kit of one agent for `insee`, then its hand-back started with `body` as the
+/// simulator's faults; returns once the export step succeeded or failed.
+async fn export_under(app: &TestApp, insee: &str, body: serde_json::Value) -> (CrisisId, repli_proto::api::StepView) {
+    let mut req = request(insee);
+    req.agents = 1;
+    let c = app.ops.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    faults(app, body).await;
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the export's outcome", |v| {
+            matches!(step_state(v, "handback", "export"), Some(StepState::Succeeded | StepState::Failed))
+        })
+        .await;
+    faults(app, serde_json::json!({})).await;
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    (c.id.clone(), run.steps.iter().find(|s| s.step == "export").cloned().unwrap())
+}
+
+/// Graph's transient answers (429, 503, 504, 424, the network) are retried, here a third to a
+/// half of them: the export completes all the same.
+#[tokio::test]
+async fn transient_graph_errors_during_the_export_are_retried_until_it_completes() {
+    let app = TestApp::spawn().await;
+    // 424 on half the MIME fetches ($value: the streamed download path).
+    let (_, export) = export_under(
+        &app,
+        "13005",
+        serde_json::json!({ "fail_rate": 0.5, "fail_status": 424, "fail_path": "/$value" }),
+    )
+    .await;
+    assert_eq!(export.state, StepState::Succeeded, "{export:?}");
+    // 504 on a third of every Graph request (listings, fetches).
+    let (_, export) = export_under(&app, "13001", serde_json::json!({ "fail_rate": 0.3, "fail_status": 504 })).await;
+    assert_eq!(export.state, StepState::Succeeded, "{export:?}");
+    // Connections dropped and 503s.
+    let (_, export) = export_under(&app, "13007", serde_json::json!({ "fail_rate": 0.2, "reset_rate": 0.2 })).await;
+    assert_eq!(export.state, StepState::Succeeded, "{export:?}");
+}
+
+/// What retrying cannot cure fails the step at its first attempt, saying why, instead of
+/// being retried until its attempts run out: a refused permission (named), an invalid request,
+/// a mailbox Graph does not find (named). The manifest is signed all the same; once the cause
+/// is fixed, ops retry the step and it completes, without a restart.
+#[tokio::test]
+async fn export_errors_retrying_cannot_cure_fail_the_step_at_once_saying_why() {
+    let app = TestApp::spawn().await;
+    let pins = pinned(&app);
+    let config = &app.daemon.state().config;
+
+    // 400 on every MIME fetch: the items are listed as failed, the step fails once.
+    let (id, export) = export_under(
+        &app,
+        "13005",
+        serde_json::json!({ "fail_rate": 1.0, "fail_status": 400, "fail_path": "/$value" }),
+    )
+    .await;
+    assert_eq!((export.state, export.attempts), (StepState::Failed, 1), "{export:?}");
+    let error = export.last_error.unwrap();
+    assert!(error.contains("export incomplet") && error.contains("400"), "{error}");
+    let v = handback::verify_archive(&handback::archive_dir(config, &id), &handback::trust_of(&pins)).unwrap();
+    let failed = v.manifest.entries.iter().filter(|e| matches!(&e.status, EntryStatus::Failed(w) if w.contains("400")));
+    assert_eq!(failed.count(), 8, "every message of the one mailbox");
+    // Fixed: ops retry, the export resumes and completes.
+    app.ops.step_action(id.as_str(), "export", "retry", "incident Microsoft clos").await.unwrap();
+    app.wait_steps(&id, "the retried export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
+        .await;
+
+    // 404 on the mailbox itself: not replication lag at hand-back; the account is named.
+    let (id, export) = export_under(
+        &app,
+        "13001",
+        serde_json::json!({ "fail_rate": 1.0, "fail_status": 404, "fail_path": "/mailFolders" }),
+    )
+    .await;
+    assert_eq!((export.state, export.attempts), (StepState::Failed, 1), "{export:?}");
+    let error = export.last_error.unwrap();
+    assert!(error.contains("404") && error.contains("mailbox of agent") && error.contains("licence"), "{error}");
+    app.ops.step_action(id.as_str(), "export", "retry", "licence rétablie").await.unwrap();
+    app.wait_steps(&id, "the retried export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
+        .await;
+
+    // Mail.Read withdrawn (Mail.ReadBasic.All left: messages listed, not read): the step fails
+    // once, naming the permission to grant.
+    let mut basic: Vec<&str> =
+        repli_core::m365::LEAST_PRIVILEGE.iter().copied().filter(|p| *p != "Mail.Read").collect();
+    basic.push("Mail.ReadBasic.All");
+    let mut req = request("13007");
+    req.agents = 1;
+    let c = app.ops.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    grant(&app, &basic).await;
+    app.ops.act(&c.id, CrisisAction::StartHandback, Some("fin de crise")).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the export's refusal", |v| step_state(v, "handback", "export") == Some(StepState::Failed))
+        .await;
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    let export = run.steps.iter().find(|s| s.step == "export").unwrap();
+    assert_eq!(export.attempts, 1, "{export:?}");
+    let error = export.last_error.clone().unwrap();
+    assert!(error.contains("403") && error.contains("Mail.Read") && error.contains("consentement"), "{error}");
+    assert!(run.steps.iter().filter(|s| s.step.starts_with("delete-")).all(|s| s.state == StepState::Pending));
+    // Granted again: retried by ops, it completes.
+    let all: Vec<&str> = repli_core::m365::LEAST_PRIVILEGE.to_vec();
+    grant(&app, &all).await;
+    app.ops.step_action(c.id.as_str(), "export", "retry", "Mail.Read accordée").await.unwrap();
+    app.wait_steps(&c.id, "the retried export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
+        .await;
+    handback::verify_archive(&handback::archive_zip(config, &c.id), &handback::trust_of(&pins)).unwrap();
 }

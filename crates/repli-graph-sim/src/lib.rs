@@ -89,6 +89,12 @@ pub struct Faults {
     pub retry_after_format: RetryAfterFormat,
     /// Probability of a 503 (no Retry-After) on a top-level request.
     pub fail_rate: f64,
+    /// The status `fail_rate`'s failures answer instead of 503, with Graph's code for it (400
+    /// `BadRequest`, 404 `ErrorItemNotFound`, 424 `FailedDependency`, 504 `GatewayTimeout`…).
+    pub fail_status: Option<u16>,
+    /// Only requests whose path contains this fail (`/mailFolders`, `/$value`, `/drive/`);
+    /// every request otherwise.
+    pub fail_path: Option<String>,
     /// Probability that the connection is dropped: half of the time before the request is
     /// applied, half of the time after (the client cannot tell which).
     pub reset_rate: f64,
@@ -891,8 +897,9 @@ async fn serve_any(
     };
     let reply = if let Err(left) = shared.admit() {
         shared.throttled(left)
-    } else if lock(&shared.rng).f64() < faults.fail_rate {
-        error(503, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
+    } else if faults.fail_path.as_deref().is_none_or(|p| path.contains(p)) && lock(&shared.rng).f64() < faults.fail_rate
+    {
+        injected_failure(faults.fail_status)
     } else if is_token {
         shared.issue_token(path.trim_end_matches("/oauth2/v2.0/token"), &body)
     } else if let Some(graph_path) = path.strip_prefix("/v1.0") {
@@ -949,6 +956,17 @@ async fn serve_any(
         return dropped_connection();
     }
     reply_response(reply)
+}
+
+/// A failure `Faults::fail_rate` injects: Graph's status and code for it.
+fn injected_failure(status: Option<u16>) -> Reply {
+    match status.unwrap_or(503) {
+        400 => error(400, "BadRequest", "Invalid request."),
+        404 => error(404, "ErrorItemNotFound", "The specified object was not found in the store."),
+        424 => error(424, "FailedDependency", "The request failed because a dependency failed."),
+        504 => error(504, "GatewayTimeout", "The gateway did not receive a response in time."),
+        s => error(s, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
+    }
 }
 
 fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {

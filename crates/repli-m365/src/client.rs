@@ -957,7 +957,10 @@ impl Graph {
                             self.note_throttled();
                             (Duration::ZERO, "429".into())
                         }
-                        500..=599 => (self.wait_for(header("retry-after").as_deref(), attempt), format!("{status}")),
+                        // 424: a dependency failed (as for any call, retried).
+                        424 | 500..=599 => {
+                            (self.wait_for(header("retry-after").as_deref(), attempt), format!("{status}"))
+                        }
                         401 if !renewed => {
                             renewed = true;
                             self.drop_token();
@@ -967,7 +970,15 @@ impl Graph {
                             let body = resp.bytes().await.unwrap_or_default();
                             let body = serde_json::from_slice(&body)
                                 .unwrap_or_else(|_| json!(String::from_utf8_lossy(&body).into_owned()));
-                            return Err(Reply { status, location: None, retry_after: None, body }.into_error(op));
+                            let reply = Reply { status, location: None, retry_after: None, body };
+                            // As for any call: a token issued before an administrator's grant
+                            // does not carry it; once, a new token.
+                            if !reply.denied() || renewed {
+                                return Err(reply.into_error(op));
+                            }
+                            renewed = true;
+                            self.drop_token();
+                            (Duration::ZERO, "403: token renewed".into())
                         }
                     }
                 }

@@ -29,6 +29,17 @@ fn drive_folders(path: Option<&str>) -> Vec<String> {
     rest.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
+/// A 404 names whose mailbox or drive Graph does not find (a licence removed disables a
+/// mailbox; an account deleted behind the kit's back): the step's error says which.
+fn whose(e: Error, what: &str) -> Error {
+    match e {
+        Error::Graph { op, status: 404, code, message } => {
+            Error::Graph { op, status: 404, code, message: format!("{what}: {message}") }
+        }
+        e => e,
+    }
+}
+
 impl GraphProvider {
     pub(crate) async fn export_list(&self, domain: &str, nickname: &str) -> Result<ExportInventory> {
         use futures_util::StreamExt;
@@ -39,7 +50,9 @@ impl GraphProvider {
             .map(|user| async move {
                 let mut inv = ExportInventory::default();
                 let upn = user.user_principal_name.clone().unwrap_or_else(|| user.id.clone());
-                self.list_mailbox(&user.id, &upn, &mut inv).await?;
+                self.list_mailbox(&user.id, &upn, &mut inv)
+                    .await
+                    .map_err(|e| whose(e, &format!("mailbox of {upn}")))?;
                 let url = format!("/users/{}/drive/root/delta", user.id);
                 match self.list_drive(&url, &upn, &mut inv).await {
                     // An account that never opened OneDrive has none (404): nothing to export.
@@ -63,7 +76,7 @@ impl GraphProvider {
         match self.find_group_id(nickname).await? {
             Some(group) => {
                 let url = format!("/groups/{group}/drive/root/delta");
-                self.list_drive(&url, "equipe", &mut inv).await?;
+                self.list_drive(&url, "equipe", &mut inv).await.map_err(|e| whose(e, "drive of the Team"))?;
             }
             None => {
                 inv.notes.push(format!("Aucun espace collaboratif {nickname} : pas de fichiers d'équipe à exporter."))
