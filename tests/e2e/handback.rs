@@ -86,7 +86,7 @@ async fn the_hand_back_exports_a_signed_archive_before_anything_is_deleted() {
         .collect();
     assert_eq!(notes.len(), 52);
     assert!(v.manifest.entries.iter().any(|e| e.size == 0 && e.status == EntryStatus::Exported), "zero-byte file kept");
-    assert!(v.manifest.notes.iter().any(|n| n.contains("ChannelMessage.Read.All")));
+    assert!(v.manifest.notes.iter().any(|n| n.contains("API protégée")));
     let eml = v.manifest.entries.iter().find(|e| e.original.contains("Décision: réquisition?")).unwrap();
     let bytes = std::fs::read(dir.join(&eml.path)).unwrap();
     assert!(bytes.windows(8).any(|w| w == b"D\xe9cision"), "the Latin-1 body is kept byte for byte");
@@ -579,4 +579,77 @@ async fn export_errors_retrying_cannot_cure_fail_the_step_at_once_saying_why() {
     app.wait_steps(&c.id, "the retried export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
         .await;
     handback::verify_archive(&handback::archive_zip(config, &c.id), &handback::trust_of(&pins)).unwrap();
+}
+
+/// Where Microsoft approved the app for Teams' protected APIs (the permission is held with
+/// Group.ReadWrite.All): each channel's messages with their replies, every page read (60 messages: two
+/// pages of at most 50), are in the signed archive as JSON and as a page where every value is
+/// escaped; the PV says so. Without it (the default), the manual step remains and the PV says
+/// that instead.
+#[tokio::test]
+async fn channel_messages_are_archived_where_the_tenant_grants_them_and_left_to_the_manual_step_otherwise() {
+    let app = TestApp::spawn().await;
+    let sim = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let spec = serde_json::json!({ "messages": 2, "files": [10], "channel_messages": 60, "channel_replies": 2 });
+    let r = reqwest::Client::new().post(format!("{sim}/_sim/content")).json(&spec).send().await.unwrap();
+    assert!(r.status().is_success());
+    let config = &app.daemon.state().config;
+    let pins = pinned(&app);
+
+    // Not granted: no channel in the archive, the note and the PV say it is a manual step.
+    let mut req = request("13005");
+    req.agents = 1;
+    let c = app.ops.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    assert_eq!(app.hand_back(&c.id).await.state, repli_core::CrisisState::Closed);
+    let v = handback::verify_archive(&handback::archive_zip(config, &c.id), &handback::trust_of(&pins)).unwrap();
+    assert!(!v.manifest.entries.iter().any(|e| e.path.starts_with("canaux/")), "{:?}", v.manifest.entries);
+    assert!(v.manifest.notes.iter().any(|n| n.contains("API protégée")), "{:?}", v.manifest.notes);
+    let steps = app.ops.steps(c.id.as_str()).await.unwrap();
+    let export = steps.runs.iter().flat_map(|r| &r.steps).find(|s| s.step == "export").unwrap();
+    assert_eq!(export.output.as_ref().unwrap()["channels"], 0);
+    let pv = app.ops.document(c.id.as_str(), "06-proces-verbal-de-restitution.html").await.unwrap();
+    assert!(pv.contains("ne sont pas dans l'archive"), "{pv}");
+
+    // Granted (and approved by Microsoft): every channel archived, the export complete.
+    let mut req = request("13001");
+    req.agents = 1;
+    let c = app.ops.request_crisis(&req, None).await.unwrap();
+    app.make_ready(&c.id).await;
+    let approved = serde_json::json!({
+        "app_roles": repli_core::m365::LEAST_PRIVILEGE,
+        "directory_roles": ["User Administrator"],
+        "teams_protected_apis": true,
+    });
+    let r = reqwest::Client::new().post(format!("{sim}/_sim/grants")).json(&approved).send().await.unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(app.hand_back(&c.id).await.state, repli_core::CrisisState::Closed);
+    let steps = app.ops.steps(c.id.as_str()).await.unwrap();
+    let export = steps.runs.iter().flat_map(|r| &r.steps).find(|s| s.step == "export").unwrap();
+    let channels = export.output.as_ref().unwrap()["channels"].as_u64().unwrap();
+    assert!(channels >= 1, "{:?}", export.output);
+    let dir = handback::archive_dir(config, &c.id);
+    let v = handback::verify_archive(&handback::archive_zip(config, &c.id), &handback::trust_of(&pins)).unwrap();
+    let of = |kind| v.manifest.entries.iter().filter(move |e| e.kind == kind && e.status == EntryStatus::Exported);
+    assert_eq!(of(port::ExportKind::ChannelMessages).count() as u64, channels);
+    assert_eq!(of(port::ExportKind::ChannelPage).count() as u64, channels);
+    assert!(!v.manifest.notes.iter().any(|n| n.contains("ne sont pas exportées")), "{:?}", v.manifest.notes);
+    for e in of(port::ExportKind::ChannelMessages) {
+        assert!(e.path.starts_with("canaux/equipe/") && e.path.ends_with(".json"), "{}", e.path);
+        let c: repli_core::handback::ChannelExport =
+            serde_json::from_slice(&std::fs::read(dir.join(&e.path)).unwrap()).unwrap();
+        assert_eq!(c.posts.len(), 60, "every page read");
+        assert!(c.posts.iter().all(|p| p.replies.len() == 2), "{:?}", c.posts[0]);
+        let ids: std::collections::BTreeSet<&str> = c.posts.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids.len(), 60, "no message twice");
+        assert!(c.posts[0].content.contains("<script>"), "kept as written in the JSON");
+    }
+    for e in of(port::ExportKind::ChannelPage) {
+        let html = std::fs::read_to_string(dir.join(&e.path)).unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(&#39;canal&#39;)&lt;/script&gt; &amp; &quot;ordre du jour&quot;"));
+        assert!(html.contains("Réponse 1 au message 59."), "the last page's replies are there");
+    }
+    let pv = app.ops.document(c.id.as_str(), "06-proces-verbal-de-restitution.html").await.unwrap();
+    assert!(pv.contains(&format!("Les conversations des {channels} canal(aux)")), "{pv}");
 }

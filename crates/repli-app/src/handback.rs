@@ -471,7 +471,9 @@ pub async fn export(
         if let Some(refused) = refusal {
             return Err(HandbackError::M365(refused));
         }
-        let transient = permanent_failures == 0;
+        // Too large stays too large: no later attempt fetches it.
+        let too_large = manifest.entries.iter().any(|e| e.status == EntryStatus::TooLarge);
+        let transient = permanent_failures == 0 && !too_large;
         return Err(HandbackError::Incomplete { items: manifest.entries.len(), not_exported, examples, transient });
     }
     let out = Exported {
@@ -480,6 +482,11 @@ pub async fn export(
         exported,
         bytes: bytes_out,
         manifest_sha256,
+        channels: manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == repli_core::m365::ExportKind::ChannelMessages && e.status == EntryStatus::Exported)
+            .count(),
     };
     Ok((out, manifest))
 }

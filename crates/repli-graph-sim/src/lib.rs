@@ -589,6 +589,19 @@ impl Shared {
                 "Insufficient privileges to complete the operation.",
             ));
         }
+        // Teams' protected APIs (teams-protected-apis): channel messages app-only need
+        // Microsoft's approval of the app besides the permission. The wording is the
+        // simulator's own.
+        // The approval is the app's, as the tenant holds it now: not in a token.
+        if let ["teams", _, "channels", _, "messages", ..] = segments.as_slice()
+            && !lock(&self.grants).teams_protected_apis
+        {
+            return Err(error(
+                403,
+                "Forbidden",
+                "Invoked API requires Protected API access in application-only context (teams-protected-apis).",
+            ));
+        }
         // onlinemeeting-createorget, onlinemeeting-delete: app-only, the organiser must be
         // covered by an application access policy granted to the app, per user or -Global;
         // changes take up to 30 minutes (cloud-communication-online-meeting-application-access-policy,
@@ -616,6 +629,8 @@ impl Shared {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let owner = match segments.as_slice() {
             [set @ ("users" | "groups"), key, ..] => lock(&self.tenant).owner(set, key, now),
+            // A Team has its group's id.
+            ["teams", key, "channels", _, "messages", ..] => lock(&self.tenant).owner("groups", key, now),
             _ => None,
         };
         let mut content = lock(&self.content);

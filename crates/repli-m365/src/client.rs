@@ -193,6 +193,8 @@ fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
         // Mail.Read, covers both (message-get with $value).
         _ if op == "export.mail" || op == "export.message" => permission("Mail.Read"),
         _ if op == "export.files" || op == "export.file" => permission("Files.Read.All"),
+        // channel-list-messages, chatmessage-list-replies: a protected API Microsoft approves.
+        _ if op == "export.channel" => permission("ChannelMessage.Read.All"),
         // A meeting refused for anything but the app's permissions is the access policy: the
         // permission check of the same preflight says whether OnlineMeetings.ReadWrite.All is
         // granted, so the two never contradict each other.
@@ -630,6 +632,13 @@ impl Graph {
 
     /// Every item of a listing, following `@odata.nextLink` with the same retries; `call` names
     /// the listing in a decoding error (`GET /subscribedSkus`).
+    /// The first page of a listing, nothing more (a probe of what the app may read).
+    pub async fn list_page<T: DeserializeOwned>(&self, op: &str, url: &str) -> Result<Vec<T>> {
+        let reply = self.call(op, Opts::default(), |c| Self::custom(c, Method::GET, url, None)).await?;
+        let page: Page<T> = wire::decode(op, url, reply.body)?;
+        Ok(page.value)
+    }
+
     pub async fn list_all<T: DeserializeOwned>(
         &self,
         op: &str,
@@ -1099,7 +1108,7 @@ impl Graph {
 }
 
 /// The sink (the archive's disk) failed: not Graph's fault, not retried here.
-fn sink_error(op: &str, e: &std::io::Error) -> Error {
+pub(crate) fn sink_error(op: &str, e: &std::io::Error) -> Error {
     Error::Invalid(format!("{op}: cannot write the archive: {e}"))
 }
 
