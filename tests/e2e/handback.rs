@@ -653,3 +653,36 @@ async fn channel_messages_are_archived_where_the_tenant_grants_them_and_left_to_
     let pv = app.ops.document(c.id.as_str(), "06-proces-verbal-de-restitution.html").await.unwrap();
     assert!(pv.contains(&format!("Les conversations des {channels} canal(aux)")), "{pv}");
 }
+
+/// A kit called off after its group was made but before its Team (the Team step refused):
+/// the export finds no Team, says so in the manifest, and completes (found by the crash
+/// harness: the channel listing's 404 had failed the export).
+#[tokio::test]
+async fn a_kit_called_off_before_its_team_exists_exports_without_one() {
+    let app = TestApp::spawn().await;
+    let mut req = request("13005");
+    req.agents = 1;
+    let c = app.dgs.request_crisis(&req, None).await.unwrap();
+    faults(&app, serde_json::json!({ "fail_rate": 1.0, "fail_status": 400, "fail_path": "/team" })).await;
+    app.activate(&c.id).await;
+    let agents = vec![repli_proto::api::AgentInput { name: "Agent Unique".into(), service: "Accueil".into() }];
+    app.ops.add_agents(c.id.as_str(), &repli_proto::api::AgentsRequest { agents }).await.unwrap();
+    app.wait_steps(&c.id, "the Team step's refusal", |v| {
+        step_state(v, "activation", "team") == Some(StepState::Failed)
+    })
+    .await;
+    faults(&app, serde_json::json!({})).await;
+    app.ops.act(&c.id, CrisisAction::Cancel, Some("fausse alerte")).await.unwrap();
+    let v = app
+        .wait_steps(&c.id, "the export", |v| {
+            matches!(step_state(v, "handback", "export"), Some(StepState::Succeeded | StepState::Failed))
+        })
+        .await;
+    let run = v.runs.iter().find(|r| r.playbook.as_str() == "handback").unwrap();
+    let export = run.steps.iter().find(|s| s.step == "export").unwrap();
+    assert_eq!(export.state, StepState::Succeeded, "{export:?}");
+    let config = &app.daemon.state().config;
+    let v =
+        handback::verify_archive(&handback::archive_zip(config, &c.id), &handback::trust_of(&pinned(&app))).unwrap();
+    assert!(v.manifest.notes.iter().any(|n| n.contains("pas d'équipe Teams")), "{:?}", v.manifest.notes);
+}

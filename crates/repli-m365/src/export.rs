@@ -43,6 +43,9 @@ fn channel_post(m: wire::ChatMessage) -> ChannelPost {
 /// What the archive cannot hold by itself, in French for the DGS and the PV.
 pub const CHANNEL_NOTE_FR: &str = "Les conversations des canaux de l'équipe ne sont pas exportées automatiquement : Microsoft n'en permet pas la lecture à l'application (une API protégée de Teams, dont Microsoft doit approuver l'accès pour l'application). Elles sont exportées à la main (étape « Remettre à la commune l'archive »), ou conservées dans l'équipe jusqu'à la décision de conservation.";
 
+/// A group without its Team (called off before the Team step).
+const NO_TEAM_FR: &str = "L'espace collaboratif n'a pas d'équipe Teams (kit arrêté avant sa création) : aucune conversation de canal à exporter.";
+
 /// Channel messages (and replies) per page: the most channel-list-messages allows.
 const CHANNEL_PAGE: usize = 50;
 
@@ -117,10 +120,23 @@ impl GraphProvider {
     /// The Team's channels, two items each (JSON and page) when the app may read their
     /// messages; otherwise the manual step's note.
     async fn list_channels(&self, team: &str, inv: &mut ExportInventory) -> Result<()> {
-        let channels: Vec<wire::ChannelRef> = self
+        let listed = self
             .graph()
-            .list_all("export.channels", "GET /teams/{id}/channels", &format!("/teams/{team}/channels"), false)
-            .await?;
+            .list_all::<wire::ChannelRef>(
+                "export.channels",
+                "GET /teams/{id}/channels",
+                &format!("/teams/{team}/channels"),
+                false,
+            )
+            .await;
+        let channels = match listed {
+            // A group whose Team was never made (a kit called off during its provisioning).
+            Err(Error::Graph { status: 404, .. }) => {
+                inv.notes.push(NO_TEAM_FR.to_string());
+                return Ok(());
+            }
+            other => other?,
+        };
         let Some(first) = channels.first() else { return Ok(()) };
         // One message asked: a 403 says the app may not read them (not granted, or the
         // protected API not approved by Microsoft).
