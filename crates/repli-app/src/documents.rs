@@ -326,6 +326,7 @@ async fn data_handback(st: &Services, id: &repli_core::CrisisId) -> Result<Optio
                     exported: x.exported,
                     bytes: x.bytes,
                     manifest_sha256: x.manifest_sha256.clone(),
+                    channels: x.channels,
                 })
             }
             _ => None,

@@ -258,13 +258,20 @@ impl Host for DaemonHost {
         domain: &'a str,
         nickname: &'a str,
         m365: &'a dyn repli_core::m365::M365,
-    ) -> BoxFut<'a, Result<repli_core::run::Exported, String>> {
+    ) -> BoxFut<'a, Result<repli_core::run::Exported, repli_engine::ExportFailed>> {
         Box::pin(async move {
             let options = crate::handback::ExportOptions::default();
             match crate::handback::export(&self.services, crisis, domain, nickname, m365, &options).await {
                 Ok((exported, _)) => Ok(exported),
-                Err(crate::handback::HandbackError::M365(e)) => Err(crate::handback::m365_fr(&e)),
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    let transient = e.is_transient();
+                    let message = match &e {
+                        crate::handback::HandbackError::M365(m) => crate::handback::m365_fr(m),
+                        e => e.to_string(),
+                    };
+                    tracing::warn!(crisis = %crisis, transient, error = %message, "hand-back export not complete");
+                    Err(repli_engine::ExportFailed { message, transient })
+                }
             }
         })
     }

@@ -78,9 +78,54 @@ pub enum HandbackError {
     #[error(
         "export incomplet : {not_exported} élément(s) non exporté(s) sur {items} (par exemple : {examples}). Le manifeste signé les liste ; corriger la cause puis relancer l'étape, ou la passer avec un motif (dérogation de l'exploitation)."
     )]
-    Incomplete { items: usize, not_exported: usize, examples: String },
+    Incomplete {
+        items: usize,
+        not_exported: usize,
+        examples: String,
+        /// Every failure may pass on its own (throttling, an outage): the step runs again later.
+        transient: bool,
+    },
     #[error("crise {0} introuvable")]
     NoCrisis(String),
+}
+
+impl HandbackError {
+    /// Whether running the export again later may succeed. Throttling and outages (429, 503,
+    /// 504, 424, the network: retried within the client's budget first), the disk and the
+    /// database: yes. A refusal (403: a permission to grant), an invalid request (400), a
+    /// mailbox or drive gone (404): no — the step fails and says why, until ops fix the cause
+    /// and retry it, or waive it with a reason.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HandbackError::M365(e) => export_transient(e),
+            HandbackError::Archive(_) | HandbackError::Store(_) => true,
+            HandbackError::Incomplete { transient, .. } => *transient,
+            HandbackError::NoCrisis(_) => false,
+        }
+    }
+}
+
+/// Whether Graph's error `e` during the export may pass on its own. As for any call
+/// (`M365Error::is_transient`), but a 404 is not replication lag here — the export reads
+/// objects that exist for days: the mailbox or drive is gone or disabled (a licence removed) —
+/// and a 424 (a dependency failed) is.
+pub fn export_transient(e: &M365Error) -> bool {
+    match e {
+        M365Error::Graph { status: 404, .. } => false,
+        M365Error::Graph { status: 424, .. } => true,
+        e => e.is_transient(),
+    }
+}
+
+/// Why an item was not fetched, for the step's outcome (its manifest entry says it too).
+#[derive(Debug)]
+enum ItemFault {
+    /// May pass on its own: a later attempt fetches it.
+    Transient,
+    /// Retrying cannot help (an invalid request, a download URL refused).
+    Permanent,
+    /// Graph refused the app (403): a permission to grant.
+    Refused(M365Error),
 }
 
 /// `<database>.handback`: every crisis's archive.
@@ -151,7 +196,7 @@ fn journal_append(journal: &Mutex<std::fs::File>, e: &ManifestEntry) -> std::io:
 }
 
 /// Fetches one item into the archive: temporary file, synced, hashed, renamed, folder synced,
-/// then the journal line. Never fails: what went wrong is the entry's status.
+/// then the journal line. Never fails: what went wrong is the entry's status, and its fault.
 async fn fetch_one(
     m365: &dyn M365,
     item: &ExportItem,
@@ -160,7 +205,11 @@ async fn fetch_one(
     tmp_dir: &Path,
     journal: &Arc<Mutex<std::fs::File>>,
     max: u64,
-) -> ManifestEntry {
+) -> (ManifestEntry, Option<ItemFault>) {
+    enum Failure {
+        M365(M365Error),
+        Io(std::io::Error),
+    }
     let mut entry = ManifestEntry {
         path: path.to_string(),
         original: original_path(item),
@@ -172,10 +221,11 @@ async fn fetch_one(
         status: EntryStatus::Exported,
     };
     let tmp = tmp_dir.join(format!("{}.part", hex::encode(&Sha256::digest(item.graph_id.as_bytes())[..12])));
-    let result: std::io::Result<(EntryStatus, u64, Option<String>)> = async {
-        let file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+    let result: Result<(EntryStatus, u64, Option<String>), Failure> = async {
+        let file =
+            std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp).map_err(Failure::Io)?;
         let mut sink = FileSink { file, hasher: Sha256::new(), written: 0 };
-        let fetched = m365.fetch_item(item, max, &mut sink).await.map_err(std::io::Error::other)?;
+        let fetched = m365.fetch_item(item, max, &mut sink).await.map_err(Failure::M365)?;
         match fetched {
             Fetched::Complete { bytes } => {
                 let sha = hex::encode(sink.hasher.finalize());
@@ -191,7 +241,9 @@ async fn fetch_one(
                     std::fs::File::open(&parent)?.sync_all()
                 })
                 .await
-                .map_err(std::io::Error::other)??;
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(Failure::Io)?;
                 Ok((EntryStatus::Exported, bytes, Some(sha)))
             }
             Fetched::Gone => Ok((EntryStatus::Gone, entry.size, None)),
@@ -199,6 +251,7 @@ async fn fetch_one(
         }
     }
     .await;
+    let mut fault = None;
     match result {
         Ok((status, size, sha)) => {
             entry.status = status;
@@ -216,13 +269,20 @@ async fn fetch_one(
                 tracing::warn!(error = %e, "hand-back journal not written");
             }
         }
-        Err(e) => {
-            entry.status = EntryStatus::Failed(e.to_string());
+        Err(failure) => {
+            let (text, f) = match failure {
+                Failure::Io(e) => (e.to_string(), ItemFault::Transient),
+                Failure::M365(e @ M365Error::Forbidden { .. }) => (e.to_string(), ItemFault::Refused(e)),
+                Failure::M365(e) if export_transient(&e) => (e.to_string(), ItemFault::Transient),
+                Failure::M365(e) => (e.to_string(), ItemFault::Permanent),
+            };
+            entry.status = EntryStatus::Failed(text);
             entry.sha256 = None;
+            fault = Some(f);
         }
     }
     let _ = std::fs::remove_file(&tmp);
-    entry
+    (entry, fault)
 }
 
 /// Whose data: the crisis, its backup domain (the accounts), its group's `mailNickname`.
@@ -234,7 +294,7 @@ pub struct KitRef<'a> {
 }
 
 /// An archive written and signed (complete or not).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Written {
     pub manifest: Manifest,
     /// SHA-256 of `manifest.json`, as the audit log records it.
@@ -243,6 +303,10 @@ pub struct Written {
     pub archive: PathBuf,
     /// The zip, when the archive is complete.
     pub zip: Option<PathBuf>,
+    /// Graph's first refusal (403) of an item, if any: a permission to grant.
+    pub refusal: Option<M365Error>,
+    /// Items whose failure retrying cannot cure (400, a download URL refused).
+    pub permanent_failures: usize,
 }
 
 /// Exports the kit of `crisis` (accounts of `domain`, the Team of group `nickname`) into its
@@ -283,7 +347,7 @@ pub async fn write_archive(
     let todo: Vec<usize> =
         (0..inventory.items.len()).filter(|&i| !done.contains_key(&inventory.items[i].graph_id)).collect();
     let (items, paths, archive_ref, tmp_ref, journal_ref) = (&inventory.items, &paths, &archive, &tmp_dir, &journal);
-    let fetched: Vec<ManifestEntry> = futures_util::stream::iter(todo)
+    let fetched: Vec<(ManifestEntry, Option<ItemFault>)> = futures_util::stream::iter(todo)
         .map(move |i| fetch_one(m365, &items[i], &paths[i], archive_ref, tmp_ref, journal_ref, options.max_item_bytes))
         .buffer_unordered(options.concurrency.max(1))
         .collect()
@@ -292,7 +356,13 @@ pub async fn write_archive(
     // Every item once: those of this attempt, those of earlier ones (even if Graph no longer
     // lists them: the file was exported, it stays).
     let mut entries: BTreeMap<String, ManifestEntry> = done;
-    for e in fetched {
+    let (mut refusal, mut permanent_failures) = (None, 0);
+    for (e, fault) in fetched {
+        match fault {
+            Some(ItemFault::Refused(r)) => refusal = refusal.or(Some(r)),
+            Some(ItemFault::Permanent) => permanent_failures += 1,
+            Some(ItemFault::Transient) | None => {}
+        }
         entries.insert(e.graph_id.clone(), e);
     }
     let mut entries: Vec<ManifestEntry> = entries.into_values().collect();
@@ -344,13 +414,14 @@ pub async fn write_archive(
         let _ = std::fs::remove_file(&zip);
         None
     };
-    Ok(Written { manifest, manifest_sha256, archive, zip })
+    Ok(Written { manifest, manifest_sha256, archive, zip, refusal, permanent_failures })
 }
 
 /// The `m365.export` step: [`write_archive`] under `<database>.handback` with the audit key,
 /// its manifest's SHA-256 written to the audit log (`handback.exported`, complete or not).
-/// Complete (every item exported or known gone): the step's output. Otherwise
-/// [`HandbackError::Incomplete`], the signed manifest saying which items and why.
+/// Complete (every item exported or known gone): the step's output. Otherwise, once the signed
+/// manifest says which items and why: Graph's refusal of an item (403: a permission to grant),
+/// or [`HandbackError::Incomplete`], transient unless a failure cannot pass on its own.
 pub async fn export(
     s: &Services,
     crisis: &CrisisId,
@@ -364,7 +435,7 @@ pub async fn export(
     let root = handback_path(&s.config);
     let now = s.clock.now();
     let w = write_archive(&root, &key, &KitRef { crisis, domain, nickname }, m365, options, now).await?;
-    let manifest = w.manifest;
+    let Written { manifest, manifest_sha256, archive, zip: _, refusal, permanent_failures } = w;
     let (exported, bytes_out, not_exported) = manifest.tally();
     let complete = manifest.complete();
     s.store
@@ -373,9 +444,9 @@ pub async fn export(
                 commune: Some(record.commune.to_string()),
                 crisis: Some(crisis.to_string()),
                 action: repli_core::AuditAction::HandbackExported,
-                target: relative(&root, &w.archive),
+                target: relative(&root, &archive),
                 details: serde_json::json!({
-                    "manifest_sha256": w.manifest_sha256,
+                    "manifest_sha256": manifest_sha256,
                     "items": manifest.entries.len(),
                     "exported": exported,
                     "bytes": bytes_out,
@@ -397,14 +468,25 @@ pub async fn export(
             .map(|e| format!("{} ({})", e.original, e.status.fr()))
             .collect::<Vec<_>>()
             .join(" ; ");
-        return Err(HandbackError::Incomplete { items: manifest.entries.len(), not_exported, examples });
+        if let Some(refused) = refusal {
+            return Err(HandbackError::M365(refused));
+        }
+        // Too large stays too large: no later attempt fetches it.
+        let too_large = manifest.entries.iter().any(|e| e.status == EntryStatus::TooLarge);
+        let transient = permanent_failures == 0 && !too_large;
+        return Err(HandbackError::Incomplete { items: manifest.entries.len(), not_exported, examples, transient });
     }
     let out = Exported {
-        archive: relative(&root, &w.archive),
+        archive: relative(&root, &archive),
         items: manifest.entries.len(),
         exported,
         bytes: bytes_out,
-        manifest_sha256: w.manifest_sha256,
+        manifest_sha256,
+        channels: manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == repli_core::m365::ExportKind::ChannelMessages && e.status == EntryStatus::Exported)
+            .count(),
     };
     Ok((out, manifest))
 }
@@ -635,6 +717,10 @@ pub fn m365_fr(e: &M365Error) -> String {
         M365Error::Forbidden { op, code, missing, .. } => format!(
             "Microsoft 365 refuse « {op} » (403 {code}) : il manque à l'application {}. Un administrateur du locataire doit l'accorder, puis relancer l'étape (repli m365 preflight pour tout vérifier).",
             missing.fr()
+        ),
+        // A mailbox or drive gone (export_transient: not replication lag at hand-back).
+        M365Error::Graph { op, status: 404, code, message } => format!(
+            "Microsoft 365 ne trouve pas ce qu'il faut exporter (« {op} », 404 {code}) : {message}. Le compte ou l'espace a été supprimé, ou sa boîte aux lettres désactivée (licence retirée ?). Rétablir la licence ou restaurer le compte puis relancer l'étape, ou la passer avec un motif (dérogation de l'exploitation)."
         ),
         e => format!("export des données : {e}"),
     }

@@ -414,8 +414,11 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
         }
         BenchCmd::Crash(c) => {
             let f = crate::crash::run(c).await?;
-            let ok =
-                f.all_steps_succeeded && f.exactly_expected_objects && f.no_item_allocated_twice && f.audit_verified;
+            let ok = f.all_steps_succeeded
+                && f.exactly_expected_objects
+                && f.no_item_allocated_twice != Some(false)
+                && f.audit_verified
+                && f.problems.is_empty();
             if c.json {
                 println!("{}", serde_json::to_string(&f)?);
             } else {
@@ -428,7 +431,19 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 println!("  steps reclaimed after a dead daemon's lease: {}", f.reclaimed_steps);
                 println!("  every step succeeded:            {}", f.all_steps_succeeded);
                 println!("  exactly the expected M365 objects: {}", f.exactly_expected_objects);
-                println!("  no item allocated twice:         {}", f.no_item_allocated_twice);
+                if let Some(once) = f.no_item_allocated_twice {
+                    println!("  no item allocated twice:         {once}");
+                }
+                if let Some(e) = &f.export {
+                    println!(
+                        "  export: {} kill(s) mid-export (journal at each: {:?}), {} item(s), {} in the manifest",
+                        e.kills_during_export, e.journal_at_kills, e.items, e.manifest_entries
+                    );
+                    println!("  archive verifies (pinned key):   {}", e.archive_verified);
+                    println!("  every item exactly once:         {}", e.items_exactly_once);
+                    println!("  fetched again:                   {} (at most {})", e.refetched, e.refetch_bound);
+                    println!("  deletions ran:                   {}", e.deletions_ran);
+                }
                 println!("  audit log verifies:              {} ({} entries)", f.audit_verified, f.audit_entries);
                 for p in &f.problems {
                     println!("  PROBLEM: {p}");

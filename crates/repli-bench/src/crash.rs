@@ -5,7 +5,8 @@
 //! allocated twice, and that the audit log verifies. With `--mixed`, every commune is in flight
 //! at once, some called off during provisioning and some handed back, and it also checks that
 //! no crisis is left without the run its state calls for and that no cancelled or closed kit
-//! keeps an enabled account. The test suite runs both with 10 rounds.
+//! keeps an enabled account. With `--export` (`crash_export.rs`), every kill lands during a
+//! hand-back's export. The test suite runs the first two with 10 rounds, the third with 3.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,7 +24,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 /// The sample pool shipped in `inventory/pool.csv` (fictitious).
-const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
+pub(crate) const SAMPLE_POOL: &str = include_str!("../../../inventory/pool.csv");
 /// Communes activated one after the other (all have signed the convention).
 const COMMUNES: [&str; 6] = ["13005", "13001", "13007", "13041", "84089", "13002"];
 
@@ -49,6 +50,11 @@ pub struct CrashBench {
     /// or handed back once ready; kills land on activations, cancellations and hand-backs.
     #[arg(long)]
     pub mixed: bool,
+    /// One crisis handed back, every kill landing during its export (after this attempt
+    /// wrote at least one item): the export resumes, its archive verifies against the pinned
+    /// audit key with every item exactly once, then the deletions run.
+    #[arg(long, conflicts_with = "mixed")]
+    pub export: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -63,13 +69,17 @@ pub struct CrashFigures {
     pub seconds: f64,
     pub all_steps_succeeded: bool,
     pub exactly_expected_objects: bool,
-    pub no_item_allocated_twice: bool,
+    /// Not checked by `--export` (none).
+    pub no_item_allocated_twice: Option<bool>,
     pub audit_verified: bool,
     pub audit_entries: u64,
     /// `--mixed`: no crisis left in a state that calls for a run it does not have.
     pub no_crisis_stranded: Option<bool>,
     /// `--mixed`: no enabled account left in a cancelled or closed kit's domain.
     pub cancelled_kits_wound_down: Option<bool>,
+    /// `--export`: the hand-back's export under SIGKILL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::crash_export::ExportFigures>,
     pub problems: Vec<String>,
     pub workdir: Option<PathBuf>,
 }
@@ -78,17 +88,17 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-struct Harness {
-    replid: PathBuf,
-    config: PathBuf,
-    dir: PathBuf,
-    url: String,
-    sim_url: String,
-    secret: String,
+pub(crate) struct Harness {
+    pub(crate) replid: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) url: String,
+    pub(crate) sim_url: String,
+    pub(crate) secret: String,
 }
 
 impl Harness {
-    async fn start_replid(&self, round: u32) -> anyhow::Result<Child> {
+    pub(crate) async fn start_replid(&self, round: u32) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.dir.join(format!("replid-{round:03}.log")))?;
         let child = Command::new(&self.replid)
             .args(["--config", &self.config.to_string_lossy(), "run"])
@@ -112,7 +122,7 @@ impl Harness {
 }
 
 /// A user created on the daemon's host; returns their API token.
-fn user(h: &Harness, role: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) fn user(h: &Harness, role: &str, name: &str) -> anyhow::Result<String> {
     let out = std::process::Command::new(&h.replid)
         .args(["--config", &h.config.to_string_lossy(), "user", "add", "--role", role, "--name", name])
         .env("REPLI_GRAPH_CLIENT_SECRET", &h.secret)
@@ -121,7 +131,12 @@ fn user(h: &Harness, role: &str, name: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::Result<(Child, String)> {
+pub(crate) async fn start_simulator(
+    dir: &Path,
+    latency_ms: u64,
+    secret: &str,
+    extra: &[String],
+) -> anyhow::Result<(Child, String)> {
     let log = std::fs::File::create(dir.join("graph-sim.log"))?;
     let mut child = Command::new(crate::replid_proc::sibling("repli-graph-sim")?)
         .args([
@@ -139,6 +154,7 @@ async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::R
             "global",
         ])
         .args(["--record", &dir.join("graph-requests.jsonl").to_string_lossy()])
+        .args(extra)
         .env("REPLI_SIM_CLIENT_SECRET", secret)
         .stdout(Stdio::piped())
         .stderr(log)
@@ -154,7 +170,7 @@ async fn start_simulator(dir: &Path, latency_ms: u64, secret: &str) -> anyhow::R
     Ok((child, url.trim().to_string()))
 }
 
-fn request(insee: &str, agents: u32) -> anyhow::Result<CrisisRequest> {
+pub(crate) fn request(insee: &str, agents: u32) -> anyhow::Result<CrisisRequest> {
     Ok(CrisisRequest {
         commune: InseeCode::parse(insee)?,
         contact: Contact { name: "Contact de test".into(), phone: "06 00 00 00 01".into(), email: None },
@@ -168,7 +184,7 @@ fn request(insee: &str, agents: u32) -> anyhow::Result<CrisisRequest> {
 }
 
 /// Confirms every manual task of the harness's crises (ops at work).
-async fn confirm_tasks(ops: &Client) {
+pub(crate) async fn confirm_tasks(ops: &Client) {
     if let Ok(tasks) = ops.tasks().await {
         for t in tasks {
             let _ = ops.task_done(t.crisis.as_str(), &t.step, Some("banc de reprise")).await;
@@ -218,14 +234,8 @@ async fn drive(ops: &Client, crises: &mut [Driven]) -> bool {
     all
 }
 
-pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
-    anyhow::ensure!((1..=10_000).contains(&a.rounds), "--rounds must be between 1 and 10000");
-    anyhow::ensure!((1..=200).contains(&a.agents), "--agents must be between 1 and 200");
-    let started = Instant::now();
-    let tmp = tempfile::Builder::new().prefix("repli-crash-").tempdir()?;
-    let dir = tmp.path().to_owned();
-    let secret = "harness-secret".to_string();
-    let (_sim, sim_url) = start_simulator(&dir, a.latency_ms, &secret).await?;
+/// replid's configuration in `dir` against the simulator at `sim_url`.
+pub(crate) fn harness(dir: &Path, sim_url: String, secret: String) -> anyhow::Result<Harness> {
     let port = free_port()?;
     let config = dir.join("replid.toml");
     std::fs::write(
@@ -237,14 +247,28 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
             db = dir.join("repli.db").display()
         ),
     )?;
-    let h = Harness {
+    Ok(Harness {
         replid: crate::replid_proc::sibling("replid")?,
         config,
-        dir: dir.clone(),
+        dir: dir.to_owned(),
         url: format!("http://127.0.0.1:{port}"),
         sim_url,
         secret,
-    };
+    })
+}
+
+pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
+    anyhow::ensure!((1..=10_000).contains(&a.rounds), "--rounds must be between 1 and 10000");
+    anyhow::ensure!((1..=200).contains(&a.agents), "--agents must be between 1 and 200");
+    if a.export {
+        return crate::crash_export::run(a).await;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new().prefix("repli-crash-").tempdir()?;
+    let dir = tmp.path().to_owned();
+    let secret = "harness-secret".to_string();
+    let (_sim, sim_url) = start_simulator(&dir, a.latency_ms, &secret, &[]).await?;
+    let h = harness(&dir, sim_url, secret)?;
     let token = user(&h, "ops", "Banc de reprise")?;
     let mut child = h.start_replid(0).await?;
     let ops = Client::new(&h.url, Some(token))?;
@@ -451,11 +475,12 @@ pub async fn run(a: &CrashBench) -> anyhow::Result<CrashFigures> {
         seconds: started.elapsed().as_secs_f64(),
         all_steps_succeeded: all_steps,
         exactly_expected_objects: objects_ok,
-        no_item_allocated_twice: allocation_ok,
+        no_item_allocated_twice: Some(allocation_ok),
         audit_verified,
         audit_entries,
         no_crisis_stranded: a.mixed.then_some(stranded.is_empty()),
         cancelled_kits_wound_down: a.mixed.then_some(wound_down),
+        export: None,
         problems,
         workdir,
     })

@@ -78,6 +78,8 @@ pub async fn run(b: &HandbackBench) -> anyhow::Result<HandbackFigures> {
         files: if per_file > 0 { vec![per_file] } else { Vec::new() },
         awkward: false,
         vanishing: 0,
+        channel_messages: 0,
+        channel_replies: 0,
     };
     let sim = Simulator::start("127.0.0.1:0", SimConfig { content, ..SimConfig::default() }).await?;
     // The accounts: made by hand on the initial domain (the provisioning has its own bench).

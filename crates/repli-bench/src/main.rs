@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod campaign;
 mod crash;
+mod crash_export;
 mod diskfull;
 mod handback;
 mod inventory;

@@ -24,6 +24,88 @@ pub const MAX_PATH_CHARS: usize = 180;
 /// Longest component (file or folder name), in characters.
 pub const MAX_COMPONENT_CHARS: usize = 80;
 
+/// One message of a Team channel, with its replies, as the export writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPost {
+    pub id: String,
+    /// `createdDateTime`, as Graph gives it.
+    pub created: String,
+    /// Who wrote it (`from.user.displayName`, or the application's), empty for a system event.
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `text` or `html`, as Graph gives the body.
+    pub content_type: String,
+    pub content: String,
+    /// Set when the message was deleted (its content is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<ChannelPost>,
+}
+
+/// A Team channel's whole conversation: the archive's `canaux/equipe/<channel>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelExport {
+    pub team_id: String,
+    pub channel_id: String,
+    pub channel: String,
+    pub posts: Vec<ChannelPost>,
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The conversation as a page to read (French), every value escaped: a message's HTML body is
+/// shown as its source text, never interpreted (it came from whoever wrote in the channel).
+pub fn channel_html(c: &ChannelExport) -> String {
+    fn post(p: &ChannelPost, out: &mut String, depth: usize) {
+        let class = if depth == 0 { "message" } else { "reponse" };
+        out.push_str(&format!(
+            "<article class=\"{class}\"><p><strong>{}</strong> — {}</p>",
+            escape_html(if p.from.is_empty() { "(événement)" } else { &p.from }),
+            escape_html(&p.created)
+        ));
+        if let Some(subject) = p.subject.as_deref().filter(|s| !s.is_empty()) {
+            out.push_str(&format!("<p><em>{}</em></p>", escape_html(subject)));
+        }
+        if p.deleted.is_some() {
+            out.push_str("<p><em>Message supprimé.</em></p>");
+        } else {
+            out.push_str(&format!("<pre>{}</pre>", escape_html(&p.content)));
+        }
+        for r in &p.replies {
+            post(r, out, depth + 1);
+        }
+        out.push_str("</article>\n");
+    }
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><title>Canal {}</title>\
+         <style>body{{font-family:sans-serif;max-width:50em;margin:auto}}article.reponse{{margin-left:2em}}pre{{white-space:pre-wrap}}</style></head><body>\n\
+         <h1>Canal « {} »</h1>\n<p>{} message(s), avec leurs réponses. Le fichier JSON voisin contient les mêmes messages ; le corps d'un message mis en forme est montré tel qu'enregistré par Microsoft 365.</p>\n",
+        escape_html(&c.channel),
+        escape_html(&c.channel),
+        c.posts.len()
+    );
+    for p in &c.posts {
+        post(p, &mut out, 0);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
 /// What became of one item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "detail")]
@@ -178,6 +260,7 @@ fn wanted_path(item: &ExportItem) -> String {
             ("messages", format!("{}-{}.eml", safe_component(&subject), short_hash(&item.graph_id)))
         }
         ExportKind::File => ("fichiers", safe_component(&item.name)),
+        ExportKind::ChannelMessages | ExportKind::ChannelPage => ("canaux", safe_component(&item.name)),
     };
     let owner = safe_component(&item.owner);
     let mut parts = vec![root.to_string(), owner.clone()];

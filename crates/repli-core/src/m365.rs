@@ -327,6 +327,11 @@ pub enum ExportKind {
     Message,
     /// A file of an account's OneDrive or of the Team's drive, by the download redirect.
     File,
+    /// A Team channel's messages with their replies, as JSON (`handback::ChannelExport`), when
+    /// the tenant lets the app read them (channel-list-messages, chatmessage-list-replies).
+    ChannelMessages,
+    /// The same conversation as a page to read (`handback::channel_html`).
+    ChannelPage,
 }
 
 /// One item a kit mailbox or drive holds, as listed before the export fetches it.

@@ -360,6 +360,10 @@ pub struct Exported {
     pub bytes: u64,
     /// SHA-256 of the signed `manifest.json`, as the audit log records it.
     pub manifest_sha256: String,
+    /// Team channels whose conversation is in the archive (0: not readable by the app, a manual
+    /// step of the hand-back instead).
+    #[serde(default)]
+    pub channels: usize,
 }
 
 /// `docs.render`: the files written.

@@ -174,7 +174,8 @@ impl<'a> PackInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataHandback {
     /// The archive is complete and verified: its manifest's SHA-256 is in the audit log.
-    Archived { items: usize, exported: usize, bytes: u64, manifest_sha256: String },
+    /// `channels`: Team channels whose conversation the archive holds (0: the manual step).
+    Archived { items: usize, exported: usize, bytes: u64, manifest_sha256: String, channels: usize },
     /// Ops waived the export (the step skipped), with their reason.
     Waived { reason: String },
 }
@@ -315,8 +316,9 @@ pub fn context(p: &PackInput<'_>) -> serde_json::Value {
             "accounts_disabled": p.accounts_disabled,
         },
         "data": match &p.data {
-            Some(DataHandback::Archived { items, exported, bytes, manifest_sha256 }) => serde_json::json!({
+            Some(DataHandback::Archived { items, exported, bytes, manifest_sha256, channels }) => serde_json::json!({
                 "archived": true,
+                "channels": channels,
                 "items": items,
                 "exported": exported,
                 "size": format!("{:.1} Mo", *bytes as f64 / 1_000_000.0).replace('.', ","),

@@ -27,6 +27,16 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
+/// Why the hand-back's export did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFailed {
+    /// For ops, as the step's last error.
+    pub message: String,
+    /// A later attempt may complete it (throttling, an outage); otherwise the step fails until
+    /// ops retry it or waive it (a refusal, an invalid request, a mailbox gone).
+    pub transient: bool,
+}
+
 /// What the engine needs from the daemon around it.
 pub trait Host: Send + Sync {
     /// The business clock (audit timestamps, records).
@@ -36,14 +46,15 @@ pub trait Host: Send + Sync {
     /// The crisis as templates see it.
     fn context<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Context, String>>;
     /// Exports the kit's mail and files (accounts of `domain`, the Team of group `nickname`)
-    /// through `m365` into the crisis's signed archive; `Err` when it is not complete.
+    /// through `m365` into the crisis's signed archive; `Err` when it is not complete, saying
+    /// whether a later attempt may complete it.
     fn export_handback<'a>(
         &'a self,
         crisis: &'a CrisisId,
         domain: &'a str,
         nickname: &'a str,
         m365: &'a dyn M365,
-    ) -> BoxFut<'a, Result<Exported, String>>;
+    ) -> BoxFut<'a, Result<Exported, ExportFailed>>;
     /// Renders the crisis's documents; returns their names.
     fn render_documents<'a>(&'a self, crisis: &'a CrisisId) -> BoxFut<'a, Result<Vec<String>, String>>;
     /// Queues a message to `audience` and sends it.
@@ -713,7 +724,7 @@ impl Engine {
                     .host
                     .export_handback(&run.crisis_id, &ctx.domain, &nickname, m365.as_ref())
                     .await
-                    .map_err(StepError::transient)?;
+                    .map_err(|e| StepError { message: e.message, permanent: !e.transient })?;
                 done(StepOutput::Exported(exported))
             }
             StepKind::DocsRender => {

@@ -36,6 +36,8 @@ pub const KNOWN_PERMISSIONS: &[&str] = &[
     "Application.ReadWrite.All",
     "Channel.Create",
     "Channel.ReadBasic.All",
+    "ChannelMessage.Read.All",
+    "ChannelMessage.Read.Group",
     "ChannelSettings.Read.All",
     "ChannelSettings.ReadWrite.All",
     "Directory.Read.All",
@@ -95,6 +97,10 @@ pub struct Grants {
     /// Directory roles assigned to the app on an administrative unit: they apply to the unit's
     /// members only and are not in the token's `wids` (admin-units-assign-roles).
     pub unit_roles: Vec<UnitRole>,
+    /// Microsoft approved the app for Teams' protected APIs (teams-protected-apis: a request
+    /// form, reviewed by Microsoft): channel messages answer only then. Not in a token, never
+    /// on a new tenant.
+    pub teams_protected_apis: bool,
 }
 
 /// A directory role scoped to an administrative unit (`directoryScopeId`
@@ -154,6 +160,7 @@ impl Default for Grants {
             app_roles: LEAST_PRIVILEGE.iter().map(|s| (*s).to_string()).collect(),
             directory_roles: vec![USER_ADMINISTRATOR.to_string()],
             unit_roles: Vec::new(),
+            teams_protected_apis: false,
         }
     }
 }
@@ -285,6 +292,14 @@ pub fn need(method: &str, segments: &[&str], password: bool) -> Option<Need> {
         // drive-get, driveitem-delta, driveitem-get-content (an account's or a group's drive)
         ("GET", ["users", _, "drive", ..] | ["groups", _, "drive", ..] | ["drives", ..]) => {
             any(&["Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Sites.ReadWrite.All"])
+        }
+        // channel-list-messages, chatmessage-list-replies (application: ChannelMessage.Read.Group,
+        // resource-specific consent; then ChannelMessage.Read.All, Group.Read.All,
+        // Group.ReadWrite.All). They are also protected APIs (teams-protected-apis): without
+        // Microsoft's approval (`Grants::teams_protected_apis`) they answer 403 whatever the
+        // permissions (`Shared::permitted`).
+        ("GET", ["teams", _, "channels", _, "messages", ..]) => {
+            any(&["ChannelMessage.Read.Group", "ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All"])
         }
         // channel-list
         ("GET", ["teams", _, "channels"]) => any(&[

@@ -38,11 +38,23 @@ pub struct ContentSpec {
     pub awkward: bool,
     /// Messages per mailbox listed but answering 404 when fetched (deleted in between).
     pub vanishing: u32,
+    /// Messages per Team channel (channel-list-messages), each with `channel_replies` replies
+    /// (chatmessage-list-replies); with `awkward`, the first one's body is hostile HTML.
+    pub channel_messages: u32,
+    pub channel_replies: u32,
 }
 
 impl Default for ContentSpec {
     fn default() -> Self {
-        ContentSpec { messages: 6, message_bytes: 2_000, files: vec![1_024, 300_000], awkward: true, vanishing: 0 }
+        ContentSpec {
+            messages: 6,
+            message_bytes: 2_000,
+            files: vec![1_024, 300_000],
+            awkward: true,
+            vanishing: 0,
+            channel_messages: 3,
+            channel_replies: 2,
+        }
     }
 }
 
@@ -86,10 +98,25 @@ struct Drive {
     items: Vec<DriveItem>,
 }
 
+/// A channel message or reply.
+#[derive(Debug, Clone)]
+struct Post {
+    id: String,
+    created: String,
+    from: String,
+    html: bool,
+    content: String,
+}
+
+/// A channel's messages, each with its replies.
+type Thread = Vec<(Post, Vec<Post>)>;
+
 /// Every mailbox and drive read so far.
 #[derive(Debug, Default)]
 pub struct Content {
     pub spec: ContentSpec,
+    /// By (team, channel): each message with its replies.
+    channels: BTreeMap<(String, String), Thread>,
     mailboxes: BTreeMap<String, Mailbox>,
     /// By owner (user or group id).
     drives: BTreeMap<String, Drive>,
@@ -224,13 +251,79 @@ impl Content {
         })
     }
 
+    fn channel(&mut self, team: &str, channel: &str) -> &Thread {
+        let spec = self.spec.clone();
+        self.channels.entry((team.to_string(), channel.to_string())).or_insert_with(|| {
+            let base = h64(&format!("{team}/{channel}"));
+            let post = |id: String, n: u32, text: String, html: bool| Post {
+                id,
+                created: format!("2026-05-04T{:02}:{:02}:00Z", 8 + n / 60 % 10, n % 60),
+                from: format!("Agent {:03}", n % 7 + 1),
+                html,
+                content: text,
+            };
+            (0..spec.channel_messages)
+                .map(|n| {
+                    let (text, html) = if spec.awkward && n == 0 {
+                        ("<p>Réunion à 18 h <script>alert('canal')</script> & \"ordre du jour\"</p>".to_string(), true)
+                    } else {
+                        (format!("Point de situation du canal, message {n}."), false)
+                    };
+                    let head = post(format!("{base}{n:04}"), n, text, html);
+                    let replies = (0..spec.channel_replies)
+                        .map(|r| {
+                            post(
+                                format!("{base}{n:04}{r:03}"),
+                                n + r + 1,
+                                format!("Réponse {r} au message {n}."),
+                                false,
+                            )
+                        })
+                        .collect();
+                    (head, replies)
+                })
+                .collect()
+        })
+    }
+
     fn drive_by_id(&self, drive_id: &str) -> Option<&Drive> {
         self.drives.values().find(|d| d.id == drive_id)
+    }
+
+    /// Every item of the mailboxes and drives filled so far: `{"spec", "messages": [{"id",
+    /// "vanished"}], "files": [{"id", "size"}]}` (folders left out).
+    pub fn listing(&self) -> Value {
+        let messages: Vec<Value> = self
+            .mailboxes
+            .values()
+            .flat_map(|mb| &mb.messages)
+            .map(|m| json!({"id": m.id, "vanished": m.vanished}))
+            .collect();
+        let files: Vec<Value> = self
+            .drives
+            .values()
+            .flat_map(|d| &d.items)
+            .filter(|i| !i.folder)
+            .map(|i| json!({"id": i.id, "size": i.size}))
+            .collect();
+        json!({"spec": self.spec, "messages": messages, "files": files})
     }
 
     pub fn new(spec: ContentSpec) -> Self {
         Content { spec, ..Default::default() }
     }
+}
+
+fn post_json(p: &Post) -> Value {
+    json!({
+        "id": p.id,
+        "messageType": "message",
+        "createdDateTime": p.created,
+        "deletedDateTime": null,
+        "subject": null,
+        "from": {"user": {"displayName": p.from}},
+        "body": {"contentType": if p.html { "html" } else { "text" }, "content": p.content},
+    })
 }
 
 /// One answer of the content routes.
@@ -381,6 +474,24 @@ pub fn route(
                 v
             }));
             page(graph_base, path, query, items, max_page)
+        }
+        ["teams", t, "channels", c, "messages"] => {
+            if owner("groups", t).is_none() {
+                return Some(not_found(t));
+            }
+            let items = content.channel(t, c).iter().map(|(p, _)| post_json(p)).collect();
+            // channel-list-messages: "up to 50 channel messages per page".
+            page(graph_base, path, query, items, max_page.min(50))
+        }
+        ["teams", t, "channels", c, "messages", m, "replies"] => {
+            if owner("groups", t).is_none() {
+                return Some(not_found(t));
+            }
+            let Some((_, replies)) = content.channel(t, c).iter().find(|(p, _)| p.id == *m) else {
+                return Some(not_found(m));
+            };
+            let items = replies.iter().map(post_json).collect();
+            page(graph_base, path, query, items, max_page.min(50))
         }
         ["drives", d, "items", i, "content"] => match content.drive_by_id(d) {
             Some(drive) if drive.items.iter().any(|x| x.id == *i && !x.folder) => {

@@ -89,6 +89,12 @@ pub struct Faults {
     pub retry_after_format: RetryAfterFormat,
     /// Probability of a 503 (no Retry-After) on a top-level request.
     pub fail_rate: f64,
+    /// The status `fail_rate`'s failures answer instead of 503, with Graph's code for it (400
+    /// `BadRequest`, 404 `ErrorItemNotFound`, 424 `FailedDependency`, 504 `GatewayTimeout`…).
+    pub fail_status: Option<u16>,
+    /// Only requests whose path contains this fail (`/mailFolders`, `/$value`, `/drive/`);
+    /// every request otherwise.
+    pub fail_path: Option<String>,
     /// Probability that the connection is dropped: half of the time before the request is
     /// applied, half of the time after (the client cannot tell which).
     pub reset_rate: f64,
@@ -583,6 +589,19 @@ impl Shared {
                 "Insufficient privileges to complete the operation.",
             ));
         }
+        // Teams' protected APIs (teams-protected-apis): channel messages app-only need
+        // Microsoft's approval of the app besides the permission. The wording is the
+        // simulator's own.
+        // The approval is the app's, as the tenant holds it now: not in a token.
+        if let ["teams", _, "channels", _, "messages", ..] = segments.as_slice()
+            && !lock(&self.grants).teams_protected_apis
+        {
+            return Err(error(
+                403,
+                "Forbidden",
+                "Invoked API requires Protected API access in application-only context (teams-protected-apis).",
+            ));
+        }
         // onlinemeeting-createorget, onlinemeeting-delete: app-only, the organiser must be
         // covered by an application access policy granted to the app, per user or -Global;
         // changes take up to 30 minutes (cloud-communication-online-meeting-application-access-policy,
@@ -610,6 +629,8 @@ impl Shared {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let owner = match segments.as_slice() {
             [set @ ("users" | "groups"), key, ..] => lock(&self.tenant).owner(set, key, now),
+            // A Team has its group's id.
+            ["teams", key, "channels", _, "messages", ..] => lock(&self.tenant).owner("groups", key, now),
             _ => None,
         };
         let mut content = lock(&self.content);
@@ -891,8 +912,9 @@ async fn serve_any(
     };
     let reply = if let Err(left) = shared.admit() {
         shared.throttled(left)
-    } else if lock(&shared.rng).f64() < faults.fail_rate {
-        error(503, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later.")
+    } else if faults.fail_path.as_deref().is_none_or(|p| path.contains(p)) && lock(&shared.rng).f64() < faults.fail_rate
+    {
+        injected_failure(faults.fail_status)
     } else if is_token {
         shared.issue_token(path.trim_end_matches("/oauth2/v2.0/token"), &body)
     } else if let Some(graph_path) = path.strip_prefix("/v1.0") {
@@ -951,6 +973,17 @@ async fn serve_any(
     reply_response(reply)
 }
 
+/// A failure `Faults::fail_rate` injects: Graph's status and code for it.
+fn injected_failure(status: Option<u16>) -> Reply {
+    match status.unwrap_or(503) {
+        400 => error(400, "BadRequest", "Invalid request."),
+        404 => error(404, "ErrorItemNotFound", "The specified object was not found in the store."),
+        424 => error(424, "FailedDependency", "The request failed because a dependency failed."),
+        504 => error(504, "GatewayTimeout", "The gateway did not receive a response in time."),
+        s => error(s, "serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
+    }
+}
+
 fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
     match (method.as_str(), rest) {
         ("GET", "/state") => {
@@ -985,6 +1018,11 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &Bytes) -> Respon
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         },
+        // `GET /_sim/content`: every item of the mailboxes and drives read so far, for a test
+        // to compare with what an export wrote.
+        ("GET", "/content") => {
+            reply_response(Reply { status: 200, headers: Vec::new(), body: Some(lock(&shared.content).listing()) })
+        }
         ("POST", "/content") => match serde_json::from_slice::<ContentSpec>(body) {
             Ok(c) => {
                 lock(&shared.content).spec = c;

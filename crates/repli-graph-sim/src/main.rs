@@ -108,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             reset_rate: rate("reset-rate", args.reset_rate)?,
             batch_424_rate: rate("batch-424-rate", args.batch_424_rate)?,
             download_bytes_per_s: Some(args.download_bytes_per_s).filter(|b| *b > 0),
+            ..Faults::default()
         },
         meeting_policies: match args.meeting_policy {
             Policy::None => Vec::new(),

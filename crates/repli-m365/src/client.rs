@@ -193,6 +193,8 @@ fn missing_grant(op: &str, code: &str, message: &str) -> Grant {
         // Mail.Read, covers both (message-get with $value).
         _ if op == "export.mail" || op == "export.message" => permission("Mail.Read"),
         _ if op == "export.files" || op == "export.file" => permission("Files.Read.All"),
+        // channel-list-messages, chatmessage-list-replies: a protected API Microsoft approves.
+        _ if op == "export.channel" => permission("ChannelMessage.Read.All"),
         // A meeting refused for anything but the app's permissions is the access policy: the
         // permission check of the same preflight says whether OnlineMeetings.ReadWrite.All is
         // granted, so the two never contradict each other.
@@ -639,6 +641,13 @@ impl Graph {
 
     /// Every item of a listing, following `@odata.nextLink` with the same retries; `call` names
     /// the listing in a decoding error (`GET /subscribedSkus`).
+    /// The first page of a listing, nothing more (a probe of what the app may read).
+    pub async fn list_page<T: DeserializeOwned>(&self, op: &str, url: &str) -> Result<Vec<T>> {
+        let reply = self.call(op, Opts::default(), |c| Self::custom(c, Method::GET, url, None)).await?;
+        let page: Page<T> = wire::decode(op, url, reply.body)?;
+        Ok(page.value)
+    }
+
     pub async fn list_all<T: DeserializeOwned>(
         &self,
         op: &str,
@@ -966,7 +975,10 @@ impl Graph {
                             self.note_throttled();
                             (Duration::ZERO, "429".into())
                         }
-                        500..=599 => (self.wait_for(header("retry-after").as_deref(), attempt), format!("{status}")),
+                        // 424: a dependency failed (as for any call, retried).
+                        424 | 500..=599 => {
+                            (self.wait_for(header("retry-after").as_deref(), attempt), format!("{status}"))
+                        }
                         401 if !renewed => {
                             renewed = true;
                             self.drop_token();
@@ -976,7 +988,15 @@ impl Graph {
                             let body = resp.bytes().await.unwrap_or_default();
                             let body = serde_json::from_slice(&body)
                                 .unwrap_or_else(|_| json!(String::from_utf8_lossy(&body).into_owned()));
-                            return Err(Reply { status, location: None, retry_after: None, body }.into_error(op));
+                            let reply = Reply { status, location: None, retry_after: None, body };
+                            // As for any call: a token issued before an administrator's grant
+                            // does not carry it; once, a new token.
+                            if !reply.denied() || renewed {
+                                return Err(reply.into_error(op));
+                            }
+                            renewed = true;
+                            self.drop_token();
+                            (Duration::ZERO, "403: token renewed".into())
                         }
                     }
                 }
@@ -1097,7 +1117,7 @@ impl Graph {
 }
 
 /// The sink (the archive's disk) failed: not Graph's fault, not retried here.
-fn sink_error(op: &str, e: &std::io::Error) -> Error {
+pub(crate) fn sink_error(op: &str, e: &std::io::Error) -> Error {
     Error::Invalid(format!("{op}: cannot write the archive: {e}"))
 }
 

@@ -77,6 +77,7 @@ impl GraphProvider {
         match self.app_grants().await {
             Ok(grants) => {
                 checks.push(permissions_check(&grants.permissions));
+                checks.push(channel_messages_check(&grants.permissions));
                 checks.push(match &grants.roles {
                     Ok(roles) => role_check(roles, spec.admin_unit.as_deref()),
                     Err(e) => {
@@ -476,6 +477,24 @@ fn permissions_check(roles: &[String]) -> PreflightCheck {
         );
     }
     check("permissions", title, CheckStatus::Ok, format!("exactement les {} nécessaires", LEAST_PRIVILEGE.len()), None)
+}
+
+/// The optional capability: the Team's channel messages in the hand-back's archive. Never a
+/// failure: without it they are a manual step of the hand-back. The permission is there with
+/// Group.ReadWrite.All (channel-list-messages lists it for applications); what decides is
+/// Microsoft's approval of the app for Teams' protected APIs, which no grant shows and only a
+/// call to a Team's channel proves: the export makes it, and says which way it went.
+fn channel_messages_check(roles: &[String]) -> PreflightCheck {
+    let title = "Conversations des canaux à la restitution (facultatif)";
+    let permitted = ["Group.ReadWrite.All", "Group.Read.All", "ChannelMessage.Read.All"]
+        .iter()
+        .any(|p| roles.iter().any(|r| r.eq_ignore_ascii_case(p)));
+    let detail = if permitted {
+        "Permission présente (Group.ReadWrite.All suffit). Elles sont archivées si Microsoft a approuvé l'accès de l'application aux API protégées de Teams (formulaire de demande, https://aka.ms/teamsgraph/requestaccess) ; sinon l'export le constate, le note au manifeste et au procès-verbal, et elles restent une étape manuelle."
+    } else {
+        "Aucune permission ne permet de les lire (Group.ReadWrite.All manque) : elles restent une étape manuelle de la restitution."
+    };
+    check("channel_messages", title, CheckStatus::Ok, detail.to_string(), None)
 }
 
 fn role_check(roles: &[(String, String)], admin_unit: Option<&str>) -> PreflightCheck {

@@ -272,6 +272,47 @@ pub(crate) struct Channel {
     pub display_name: String,
 }
 
+/// A channel with its id, as the export lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChannelRef {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// Who wrote a chatMessage: a user or an application (none for a system event).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChatFrom {
+    pub user: Option<Identity>,
+    pub application: Option<Identity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Identity {
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ItemBody {
+    pub content_type: Option<String>,
+    pub content: Option<String>,
+}
+
+/// A channel message or reply: channel-list-messages, chatmessage-list-replies.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChatMessage {
+    pub id: String,
+    pub created_date_time: Option<String>,
+    pub deleted_date_time: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<ChatFrom>,
+    pub body: Option<ItemBody>,
+}
+
 /// An online meeting: `POST /users/{id}/onlineMeetings/createOrGet`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

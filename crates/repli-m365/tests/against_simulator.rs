@@ -1242,6 +1242,11 @@ async fn opaque_tokens_do_not_hide_the_grants() {
     let (status, text) = status_of(&provider(&wide, |_| {}).preflight(&preflight_spec(None)).await, "permissions");
     assert_eq!(status, CheckStatus::Warn, "{text}");
     assert!(text.contains("Directory.ReadWrite.All"), "{text}");
+    // Channel messages are an optional capability, said, never a failure: the permission is
+    // held; Microsoft's approval of the protected API is what the export finds out.
+    let (status, text) = status_of(&m365.preflight(&preflight_spec(None)).await, "channel_messages");
+    assert_eq!(status, CheckStatus::Ok, "{text}");
+    assert!(text.contains("Group.ReadWrite.All suffit") && text.contains("API protégées"), "{text}");
 }
 
 const LEAST: [&str; 11] = repli_core::m365::LEAST_PRIVILEGE;
@@ -1487,6 +1492,8 @@ async fn the_hand_back_lists_every_message_and_file_page_by_page_and_streams_the
         files: vec![0, 5_000, 3_000_000],
         awkward: true,
         vanishing: 1,
+        channel_messages: 3,
+        channel_replies: 2,
     };
     let sim = sim(SimConfig { max_page: 2, content, ..configured() }).await;
     let m365 = provider(&sim, |_| {});
@@ -1502,7 +1509,9 @@ async fn the_hand_back_lists_every_message_and_file_page_by_page_and_streams_the
     assert_eq!(files, 3 * 10);
     assert!(inv.items.iter().any(|i| i.owner == "equipe"));
     assert!(inv.items.iter().any(|i| i.folder == ["Boîte de réception", "Préfecture"]), "child folders are listed");
-    assert!(inv.notes.iter().any(|n| n.contains("ChannelMessage.Read.All")));
+    // Channel messages: a protected API Microsoft has not approved for the app here.
+    assert!(inv.notes.iter().any(|n| n.contains("API protégée")), "{:?}", inv.notes);
+    assert!(!inv.items.iter().any(|i| matches!(i.kind, ExportKind::ChannelMessages | ExportKind::ChannelPage)));
     let mut gone = 0;
     let mut too_large = 0;
     for item in &inv.items {
@@ -1525,6 +1534,23 @@ async fn the_hand_back_lists_every_message_and_file_page_by_page_and_streams_the
         }
     }
     assert_eq!(gone, 2, "one vanishing message per mailbox");
+
+    // Approved: each channel's messages with their replies, every page (of 2 here), once.
+    sim.set_grants(Grants { teams_protected_apis: true, ..Grants::default() });
+    let approved = m365.export_inventory("aubagne.secours-amp.fr", "crise-13005-2026-001").await.unwrap();
+    let channels: Vec<&repli_m365::ExportItem> =
+        approved.items.iter().filter(|i| i.kind == ExportKind::ChannelMessages).collect();
+    assert!(!channels.is_empty());
+    assert_eq!(approved.items.iter().filter(|i| i.kind == ExportKind::ChannelPage).count(), channels.len());
+    assert!(!approved.notes.iter().any(|n| n.contains("API protégée")), "{:?}", approved.notes);
+    for item in channels {
+        let mut sink = MemSink::default();
+        assert!(matches!(m365.fetch_item(item, u64::MAX, &mut sink).await.unwrap(), Fetched::Complete { .. }));
+        let c: repli_core::handback::ChannelExport = serde_json::from_slice(&sink.bytes).unwrap();
+        assert_eq!(c.posts.len(), 3, "{}", item.name);
+        assert!(c.posts.iter().all(|p| p.replies.len() == 2 && !p.from.is_empty()));
+        assert_eq!(c.posts.iter().map(|p| &p.id).collect::<std::collections::BTreeSet<_>>().len(), 3);
+    }
     assert_eq!(too_large, 3, "the 3 MB file of each drive");
     assert!(m365.stats().throttled > 0, "the throttle was met and waited out");
 
