@@ -232,7 +232,7 @@ macro_rules! delegate {
 impl M365 for Flaky {
     delegate! {
         ensure_domain(name: &'a str) -> port::Result<port::DomainState>;
-        verify_domain(name: &'a str) -> port::Result<()>;
+        verify_domain(name: &'a str, seen: Option<&'a port::DomainState>) -> port::Result<()>;
         enable_services(name: &'a str) -> port::Result<Vec<port::DnsRecord>>;
         ensure_accounts(domain: &'a str, agents: &'a [port::AgentSpec]) -> port::Result<Vec<port::Account>>;
         ensure_licences(ids: &'a [String]) -> port::Result<()>;
