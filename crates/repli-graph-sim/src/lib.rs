@@ -910,7 +910,10 @@ async fn serve_any(
             }
         }
     };
-    let reply = if let Err(left) = shared.admit() {
+    // The token comes from the Microsoft identity platform (login.microsoftonline.com), not
+    // from Graph: Graph's throttling (throttling, throttling-limits) counts Graph's requests.
+    let admitted = if is_token { Ok(()) } else { shared.admit() };
+    let reply = if let Err(left) = admitted {
         shared.throttled(left)
     } else if faults.fail_path.as_deref().is_none_or(|p| path.contains(p)) && lock(&shared.rng).f64() < faults.fail_rate
     {
