@@ -547,7 +547,10 @@ async fn export_errors_retrying_cannot_cure_fail_the_step_at_once_saying_why() {
     .await;
     assert_eq!((export.state, export.attempts), (StepState::Failed, 1), "{export:?}");
     let error = export.last_error.unwrap();
-    assert!(error.contains("404") && error.contains("mailbox of agent") && error.contains("licence"), "{error}");
+    assert!(
+        error.contains("404") && error.contains("boîte aux lettres de agent") && error.contains("licence"),
+        "{error}"
+    );
     app.ops.step_action(id.as_str(), "export", "retry", "licence rétablie").await.unwrap();
     app.wait_steps(&id, "the retried export", |v| step_state(v, "handback", "export") == Some(StepState::Succeeded))
         .await;
@@ -651,7 +654,10 @@ async fn channel_messages_are_archived_where_the_tenant_grants_them_and_left_to_
         assert!(html.contains("Réponse 1 au message 59."), "the last page's replies are there");
     }
     let pv = app.ops.document(c.id.as_str(), "06-proces-verbal-de-restitution.html").await.unwrap();
-    assert!(pv.contains(&format!("Les conversations des {channels} canal(aux)")), "{pv}");
+    assert!(
+        pv.contains(&format!("Les conversations des canaux de l'espace collaboratif ({channels}) sont dans l'archive")),
+        "{pv}"
+    );
 }
 
 /// A kit called off after its group was made but before its Team (the Team step refused):

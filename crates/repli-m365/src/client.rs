@@ -307,6 +307,13 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Whether operation `op` is one of a bulk stream of single requests (the hand-back's export:
+/// its listings and downloads), which take their turn at the gate instead of going ahead of
+/// the batches as a kit's chain of steps does (gate.rs).
+fn bulk(op: &str) -> bool {
+    op.starts_with("export.")
+}
+
 /// The wall clock, only to read `Retry-After` HTTP-dates (the server's clock is a wall clock).
 #[allow(clippy::disallowed_methods)]
 fn wall_now() -> SystemTime {
@@ -543,7 +550,7 @@ impl Graph {
         loop {
             attempt += 1;
             // A batch went through the gate with its items (run_items); one request goes alone.
-            let ticket = if opts.throttle_to_caller { None } else { Some(self.gate.admit(1, false).await) };
+            let ticket = if opts.throttle_to_caller { None } else { Some(self.gate.admit(1, false, bulk(op)).await) };
             let client = self.client().await?;
             let outcome = {
                 let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;
@@ -639,8 +646,6 @@ impl Graph {
         handler
     }
 
-    /// Every item of a listing, following `@odata.nextLink` with the same retries; `call` names
-    /// the listing in a decoding error (`GET /subscribedSkus`).
     /// The first page of a listing, nothing more (a probe of what the app may read).
     pub async fn list_page<T: DeserializeOwned>(&self, op: &str, url: &str) -> Result<Vec<T>> {
         let reply = self.call(op, Opts::default(), |c| Self::custom(c, Method::GET, url, None)).await?;
@@ -648,6 +653,8 @@ impl Graph {
         Ok(page.value)
     }
 
+    /// Every item of a listing, following `@odata.nextLink` with the same retries; `call` names
+    /// the listing in a decoding error (`GET /subscribedSkus`).
     pub async fn list_all<T: DeserializeOwned>(
         &self,
         op: &str,
@@ -712,7 +719,7 @@ impl Graph {
         let mut admitting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Ticket> + Send + '_>>> = None;
         loop {
             if admitting.is_none() && !pending.is_empty() {
-                admitting = Some(Box::pin(self.gate.admit(pending.len().min(MAX_BATCH), true)));
+                admitting = Some(Box::pin(self.gate.admit(pending.len().min(MAX_BATCH), true, bulk(op))));
             }
             let Some(admit) = admitting.as_mut() else {
                 match flying.next().await {
@@ -925,7 +932,7 @@ impl Graph {
         let url = format!("{}{}", self.config.graph_url, relative);
         loop {
             attempt += 1;
-            let ticket = self.gate.admit(1, false).await;
+            let ticket = self.gate.admit(1, false, true).await;
             let token = self.bearer().await?;
             let sent = {
                 let _permit = self.permits.acquire().await.map_err(|e| Error::Endpoint(e.to_string()))?;

@@ -84,7 +84,7 @@ impl GraphProvider {
                 let upn = user.user_principal_name.clone().unwrap_or_else(|| user.id.clone());
                 self.list_mailbox(&user.id, &upn, &mut inv)
                     .await
-                    .map_err(|e| whose(e, &format!("mailbox of {upn}")))?;
+                    .map_err(|e| whose(e, &format!("boîte aux lettres de {upn}")))?;
                 let url = format!("/users/{}/drive/root/delta", user.id);
                 match self.list_drive(&url, &upn, &mut inv).await {
                     // An account that never opened OneDrive has none (404): nothing to export.
@@ -108,12 +108,14 @@ impl GraphProvider {
         match self.find_group_id(nickname).await? {
             Some(group) => {
                 let url = format!("/groups/{group}/drive/root/delta");
-                self.list_drive(&url, "equipe", &mut inv).await.map_err(|e| whose(e, "drive of the Team"))?;
+                self.list_drive(&url, "equipe", &mut inv)
+                    .await
+                    .map_err(|e| whose(e, "espace de fichiers de l'équipe"))?;
                 self.list_channels(&group, &mut inv).await?;
             }
             None => {
                 inv.notes.push(format!("Aucun espace collaboratif {nickname} : pas de fichiers d'équipe à exporter."));
-                inv.notes.push(CHANNEL_NOTE_FR.to_string());
+                inv.notes.push(NO_TEAM_FR.to_string());
             }
         }
         Ok(inv)
@@ -169,7 +171,7 @@ impl GraphProvider {
             }
         }
         inv.notes.push(format!(
-            "Conversations des canaux de l'équipe exportées : {} canal(aux), chacun en JSON et en page lisible (dossier « canaux »).",
+            "Conversations des canaux de l'équipe exportées (nombre de canaux : {}), chacun en JSON et en page lisible (dossier « canaux »).",
             channels.len()
         ));
         Ok(())

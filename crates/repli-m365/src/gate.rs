@@ -1,5 +1,6 @@
 //! The tenant's throttle gate: one per Graph connection, so every operation of every crisis
-//! provisioned against the same tenant draws on what Graph admits, and none is starved.
+//! provisioned against the same tenant draws on what Graph admits, and none waits for the whole
+//! of another.
 //!
 //! Graph throttles per app and tenant and answers 429 with a `Retry-After` (Microsoft Graph
 //! throttling guidance: honour the wait, then reduce the rate). `Retry-After` comes in whole
@@ -20,14 +21,16 @@
 //!   one, up to [`GROWTH_QUIET_MAX`], and one that holds brings it back: each refused growth
 //!   costs a whole `Retry-After`, and an hour-long export against a steady limit would
 //!   otherwise pay one every ten seconds;
-//! - serves its waiters first come, first served, one batch at a time: a 200-agent kit and a
+//! - serves batches first come, first served, one at a time: a 200-agent kit and a
 //!   20-agent kit activated together take turns, the small one is not queued behind the whole
 //!   of the large one;
-//! - lets a lone request (one call, or a batch of one) go ahead of the batches, and holds back
-//!   from them the room the lone requests waiting need: those are the steps of some kit's
-//!   chain (group, Team, channels, isolation), each waiting on the one before, while a wave of
-//!   licences has nothing waiting on it but the meeting. Behind a wave, the chain would lose a
-//!   whole window at each of its steps.
+//! - lets a lone request (one call, or a batch of one) that is not part of a bulk stream go
+//!   ahead of the batches, and holds back from them the room the lone requests waiting need, up
+//!   to a quarter of the limit: those are the steps of some kit's chain (group, Team, channels,
+//!   isolation), each waiting on the one before, while a wave of licences has nothing waiting
+//!   on it but the meeting. Behind a wave, the chain would lose a whole window at each of its
+//!   steps. A bulk stream of single requests (an export's listings and downloads) takes its
+//!   turn with the batches instead, or it would starve every other crisis's waves.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -167,7 +170,7 @@ impl State {
                     self.last_change = Some(now);
                     self.grown_at = Some(now);
                 }
-                let held = if batch && want > 1 { self.lone_waiting } else { 0 };
+                let held = if batch && want > 1 { self.lone_waiting.min(limit / 4) } else { 0 };
                 let room = limit.saturating_sub(used + own + held);
                 if room == 0 && used > 0 {
                     let next = self.log.iter().find(|s| s.at + WINDOW > now).map_or(now, |s| s.at + WINDOW);
@@ -197,7 +200,10 @@ impl State {
         }
         match answer.throttled {
             Some(wait) => {
-                if self.grown_at.take().is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN) {
+                // Only a request sent after the growth tells that Graph refused it.
+                if self.grown_at.is_some_and(|t| ticket.at >= t)
+                    && self.grown_at.take().is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN)
+                {
                     // Refused at once: the limit is steady; probe it less often.
                     let quiet = self.growth_quiet.unwrap_or(GROWTH_QUIET);
                     self.growth_quiet = Some((quiet * 2).min(GROWTH_QUIET_MAX));
@@ -280,8 +286,10 @@ impl Gate {
 
     /// Waits for leave to send up to `want` items (`batch`: as one `$batch`; otherwise one
     /// request). The ticket may carry fewer items than asked: as many as the window has room for.
-    pub async fn admit(&self, want: usize, batch: bool) -> Ticket {
-        let lone = want <= 1;
+    /// `bulk`: one of a long stream of single requests (an export), which takes its turn with
+    /// the batches instead of going ahead of them.
+    pub async fn admit(&self, want: usize, batch: bool, bulk: bool) -> Ticket {
+        let lone = want <= 1 && !bulk;
         // Batches take turns; a lone request does not queue behind them (see the module doc).
         let _turn = if lone { None } else { Some(self.turn.lock().await) };
         let _waiting = lone.then(|| LoneWaiting::new(&self.state));
@@ -482,10 +490,14 @@ mod tests {
         assert_eq!(s.grant(t0, 20, true).unwrap().items, 30 - 21 - 1 - 2, "the batch takes what the lone ones leave");
         assert!(s.grant(t0, 1, false).is_ok());
         assert!(s.grant(t0, 1, false).is_ok());
+        // However many wait, a batch keeps three quarters of the limit.
+        let mut s3 = State { limit: Some(40), last_change: Some(t0), lone_waiting: 100, ..State::default() };
+        assert_eq!(s3.grant(t0, 20, true).unwrap().items, 20);
+        assert_eq!(s3.grant(t0, 20, true).unwrap().items, 40 - 21 - 1 - 10);
         // A lone request is not held back by the others waiting.
-        let mut s2 = State { limit: Some(3), last_change: Some(t0), lone_waiting: 3, ..State::default() };
+        let mut s2 = State { limit: Some(8), last_change: Some(t0), lone_waiting: 2, ..State::default() };
         assert!(s2.grant(t0, 1, false).is_ok());
-        assert_eq!(s2.grant(t0, 20, true).unwrap_err(), Wake::At(t0 + WINDOW), "no room left for a batch");
+        assert_eq!(s2.grant(t0, 20, true).unwrap().items, 8 - 1 - 1 - 2, "the batch leaves the two waiting their room");
     }
 
     #[tokio::test(start_paused = true)]
@@ -496,12 +508,12 @@ mod tests {
             s.limit = Some(22);
             s.last_change = Some(Instant::now());
         }
-        let _full = gate.admit(20, true).await;
+        let _full = gate.admit(20, true, false).await;
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let batch = {
             let (g, o) = (gate.clone(), order.clone());
             tokio::spawn(async move {
-                let t = g.admit(20, true).await;
+                let t = g.admit(20, true, false).await;
                 o.lock().unwrap().push(("batch", t.items));
             })
         };
@@ -509,7 +521,7 @@ mod tests {
         let lone = {
             let (g, o) = (gate.clone(), order.clone());
             tokio::spawn(async move {
-                let t = g.admit(1, false).await;
+                let t = g.admit(1, false, false).await;
                 o.lock().unwrap().push(("lone", t.items));
             })
         };
@@ -518,6 +530,43 @@ mod tests {
         let order = order.lock().unwrap();
         assert_eq!(order[0], ("lone", 1), "{order:?}");
         assert_eq!(gate.state.lock().unwrap().lone_waiting, 0, "no lone request counted once served");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bulk_stream_of_single_requests_takes_its_turn_with_the_batches() {
+        let gate = std::sync::Arc::new(Gate::default());
+        {
+            let mut s = gate.state.lock().unwrap();
+            s.limit = Some(22);
+            s.last_change = Some(Instant::now());
+        }
+        let _full = gate.admit(20, true, false).await;
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batch = {
+            let (g, o) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let t = g.admit(20, true, false).await;
+                o.lock().unwrap().push(("batch", t.items));
+            })
+        };
+        tokio::task::yield_now().await;
+        // An export's downloads, many at once: in line behind the batch, holding nothing back.
+        let downloads: Vec<_> = (0..5)
+            .map(|_| {
+                let (g, o) = (gate.clone(), order.clone());
+                tokio::spawn(async move {
+                    let t = g.admit(1, false, true).await;
+                    o.lock().unwrap().push(("download", t.items));
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(gate.state.lock().unwrap().lone_waiting, 0, "bulk requests do not hold room back");
+        batch.await.unwrap();
+        for d in downloads {
+            d.await.unwrap();
+        }
+        assert_eq!(order.lock().unwrap()[0].0, "batch", "{:?}", order.lock().unwrap());
     }
 
     #[tokio::test(start_paused = true)]
@@ -530,13 +579,13 @@ mod tests {
         }
         // A large kit asks first and fills the window; a small one asks next; the large one
         // asks again: the small one goes first.
-        let first = gate.admit(20, true).await;
+        let first = gate.admit(20, true, false).await;
         assert_eq!(first.items, 20);
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let small = {
             let (g, o) = (gate.clone(), order.clone());
             tokio::spawn(async move {
-                let t = g.admit(5, true).await;
+                let t = g.admit(5, true, false).await;
                 o.lock().unwrap().push(("small", t.items));
             })
         };
@@ -544,7 +593,7 @@ mod tests {
         let large = {
             let (g, o) = (gate.clone(), order.clone());
             tokio::spawn(async move {
-                let t = g.admit(20, true).await;
+                let t = g.admit(20, true, false).await;
                 o.lock().unwrap().push(("large", t.items));
             })
         };
