@@ -390,3 +390,46 @@ async fn a_restart_repairs_a_crisis_left_without_its_run() {
     assert_eq!(ops.crisis(a.id.as_str()).await.unwrap().state, CrisisState::Provisioning);
     daemon.shutdown().await.unwrap();
 }
+
+/// What the tenant's Graph throttle taught the client is kept in the database, audited once,
+/// and recalled by the next daemon: the first kit after a restart does not pay a 429 to learn
+/// it again.
+#[tokio::test]
+async fn the_tenants_graph_pace_is_kept_across_a_restart() {
+    let app = TestApp::spawn().await;
+    let sim = app.daemon.state().m365_zone_api().expect("embedded simulator");
+    let set = reqwest::Client::new()
+        .post(format!("{sim}/_sim/faults"))
+        .json(&serde_json::json!({ "throttle_rps": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+    let m365 = app.daemon.state().m365.clone();
+    assert!(m365.pace().is_unknown(), "nothing learnt yet: {:?}", m365.pace());
+    // Nothing learnt: nothing kept.
+    app.daemon.state().maintenance().await.unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("rythme{i}.secours-amp.fr")).collect();
+    let created = futures_util::future::join_all(names.iter().map(|n| m365.ensure_domain(n))).await;
+    assert!(created.iter().all(Result::is_ok), "every call succeeds after its Retry-After: {created:?}");
+    let learnt = m365.pace().limit_per_second.expect("a 429 taught a limit");
+    assert!((1..=3).contains(&learnt), "Graph admitted 3 a second, the client learnt {learnt}");
+
+    app.daemon.state().maintenance().await.unwrap();
+    app.daemon.state().maintenance().await.unwrap();
+    let q = repli_proto::api::AuditQuery { action: Some("service.graph_pace".into()), ..Default::default() };
+    let kept = app.auditor.audit_entries_all(&q).await.unwrap();
+    assert_eq!(kept.len(), 1, "kept once, not at every round: {kept:#?}");
+    let details: serde_json::Value = serde_json::from_str(&kept[0].details).unwrap();
+    assert_eq!(details["limit_per_second"], serde_json::json!(learnt), "{details}");
+    assert_eq!(kept[0].actor_role, "system");
+
+    let TestApp { daemon, dir, .. } = app;
+    daemon.shutdown().await.unwrap();
+    let app = TestApp::spawn_in(dir, |_| {}).await;
+    let recalled = app.daemon.state().m365.pace();
+    assert_eq!(recalled.limit_per_second, Some(learnt), "recalled before any 429");
+    let graph = app.ops.campaign().await.unwrap().graph;
+    assert_eq!(graph.limit_per_second, Some(u64::from(learnt)), "ops see the pace the daemon starts from");
+    assert!(app.auditor.audit_verify().await.unwrap().verified);
+}

@@ -158,6 +158,15 @@ async fn setup_for(config: &Config, exercises: bool) -> Result<M365Setup, SetupE
     Ok(M365Setup { provider, dns, simulator, organizer })
 }
 
+/// The tenant whose Graph pace is kept (`graph_pace`): the configured tenant id, or the
+/// embedded simulator's.
+pub fn pace_tenant(config: &Config) -> String {
+    match config.m365.mode {
+        M365Mode::Simulator => "simulation".to_owned(),
+        M365Mode::Graph => config.m365.tenant_id.clone(),
+    }
+}
+
 /// Where exercises provision: their own embedded simulator (with its zone API), or the exercise
 /// tenant of `[exercise.m365]`. Never the real tenant, never the real zone.
 pub async fn exercise_setup(config: &Config) -> Result<M365Setup, SetupError> {

@@ -103,6 +103,8 @@ pub struct Services {
     pub preflight_organizer: Option<String>,
     /// Credential sheets are issued one at a time ([`documents`]).
     pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
+    /// The tenant's Graph pace as last kept in the database ([`Services::keep_graph_pace`]).
+    graph_pace: Arc<std::sync::Mutex<Option<repli_core::m365::GraphPace>>>,
     /// Wakes the engine's scheduler (after a change that may unblock a step).
     wake: Arc<Notify>,
     /// What the process counts for `/metrics` ([`metrics`]).
@@ -196,12 +198,34 @@ impl Services {
     /// Signs the entries since the last checkpoint (a clean stop leaves no unsigned tail) and
     /// closes the database: the last thing a stopping daemon does.
     pub async fn close(&self) {
+        if let Err(e) = self.keep_graph_pace().await {
+            tracing::warn!(error = %e, "cannot keep the tenant's Graph pace at shutdown");
+        }
         match self.store.checkpoint_now(self.clock.now()).await {
             Ok(Some(seq)) => tracing::info!(seq, "audit checkpoint signed at shutdown"),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "audit checkpoint at shutdown failed"),
         }
         self.store.close().await;
+    }
+
+    /// Keeps what the Graph client learnt of the tenant's throttle since it was last kept (a
+    /// 429's lesson, or a tenant that never throttled), audited, so a restarted daemon starts
+    /// from it instead of learning it again while a kit waits. Nothing learnt: nothing written.
+    pub async fn keep_graph_pace(&self) -> Result<(), repli_store::StoreError> {
+        let pace = self.m365.pace();
+        let kept = self.graph_pace.lock().map(|k| *k).unwrap_or(None);
+        if pace.is_unknown() || kept == Some(pace) {
+            return Ok(());
+        }
+        let tenant = engine::pace_tenant(&self.config);
+        if self.store.keep_graph_pace(&tenant, pace, self.clock.now()).await? {
+            tracing::info!(tenant, limit_per_second = ?pace.limit_per_second, open = pace.open, "tenant's Graph pace kept");
+        }
+        if let Ok(mut k) = self.graph_pace.lock() {
+            *k = Some(pace);
+        }
+        Ok(())
     }
 
     /// Asks the engine to look for work now.
@@ -253,6 +277,7 @@ impl Services {
     /// legal reminders, and delivers due notifications.
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
+        self.keep_graph_pace().await?;
         let checkpoint = self.store.checkpoint_now(now).await?;
         let injects = exercises::deliver_injects(self, now).await?;
         if injects > 0 {
@@ -441,6 +466,13 @@ impl App {
             );
         }
         let m365 = engine::m365_setup(config).await?;
+        // What an earlier run learnt of the tenant's throttle: the first kit after a restart
+        // does not pay a 429 to learn it again.
+        let pace = store.graph_pace(&engine::pace_tenant(config)).await?;
+        if let Some(p) = pace {
+            tracing::info!(limit_per_second = ?p.limit_per_second, open = p.open, "tenant's Graph pace recalled");
+            m365.provider.recall_pace(p);
+        }
         let exercise = engine::exercise_setup(config).await?;
         let wake = Arc::new(Notify::new());
         let services = Services {
@@ -465,6 +497,7 @@ impl App {
             preflight: Arc::new(std::sync::RwLock::new(None)),
             preflight_organizer: m365.organizer.clone(),
             credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
+            graph_pace: Arc::new(std::sync::Mutex::new(pace)),
             telemetry: Arc::default(),
             auth_cache: Arc::default(),
             throttle: Arc::default(),

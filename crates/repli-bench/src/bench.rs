@@ -45,6 +45,24 @@ pub enum BenchCmd {
     Handback(crate::handback::HandbackBench),
 }
 
+/// How the simulator states a 429's `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetryAfter {
+    Decimal,
+    Seconds,
+    HttpDate,
+}
+
+impl From<RetryAfter> for repli_graph_sim::RetryAfterFormat {
+    fn from(r: RetryAfter) -> Self {
+        match r {
+            RetryAfter::Decimal => Self::Decimal,
+            RetryAfter::Seconds => Self::Seconds,
+            RetryAfter::HttpDate => Self::HttpDate,
+        }
+    }
+}
+
 /// The simulated tenant and kit size both provisioning benchmarks take.
 #[derive(Debug, Args)]
 pub struct TenantArgs {
@@ -76,9 +94,10 @@ pub struct ProvisionBench {
     /// Then hand the kit back (wind-down, group, accounts, domain) and check nothing is left.
     #[arg(long)]
     pub handback: bool,
-    /// How throttled answers state their `Retry-After`: `seconds` or `http-date`.
-    #[arg(long, default_value = "seconds", value_parser = ["seconds", "http-date"])]
-    pub retry_after: String,
+    /// How throttled answers state their `Retry-After`: `decimal` (the time left, as Graph's
+    /// documented sample answer), `seconds` (whole, rounded up) or `http-date`.
+    #[arg(long, value_enum, default_value = "decimal")]
+    pub retry_after: RetryAfter,
     #[arg(long)]
     pub json: bool,
 }
@@ -107,9 +126,17 @@ struct ProvisionFigures {
     critical_path_calls: u32,
     /// max(critical path × latency, requests ÷ throttle rate).
     lower_bound_seconds: f64,
+    /// The first kit on a tenant the client knows nothing of: it learns the pace (a 429 when
+    /// throttled; three batches held until answered when not).
     repli: ProvisionRun,
     /// repli wall time ÷ lower bound (target ≤ 1.25).
     ratio_to_bound: f64,
+    /// What the first run learnt of the tenant's pace.
+    pace: repli_m365::GraphPace,
+    /// The same kit on a fresh tenant by a client that starts from that pace (replid keeps it
+    /// per tenant across restarts: every kit but the first a tenant ever sees).
+    known: ProvisionRun,
+    known_ratio_to_bound: f64,
     baseline: Option<ProvisionRun>,
     /// baseline wall time ÷ repli wall time (target ≥ 10).
     speedup: Option<f64>,
@@ -120,23 +147,14 @@ struct ProvisionFigures {
 pub(crate) async fn simulated_tenant(
     latency_ms: u64,
     throttle_rps: Option<u32>,
-    http_date: bool,
+    retry_after: RetryAfter,
     licences: usize,
     batch: bool,
     concurrency: usize,
 ) -> anyhow::Result<(repli_graph_sim::Simulator, repli_m365::GraphProvider)> {
     use repli_graph_sim::{Faults, SimConfig, Simulator};
     let config = SimConfig {
-        faults: Faults {
-            latency_ms,
-            throttle_rps,
-            retry_after_format: if http_date {
-                repli_graph_sim::RetryAfterFormat::HttpDate
-            } else {
-                repli_graph_sim::RetryAfterFormat::Seconds
-            },
-            ..Faults::default()
-        },
+        faults: Faults { latency_ms, throttle_rps, retry_after_format: retry_after.into(), ..Faults::default() },
         team_delay: std::time::Duration::ZERO,
         meeting_policies: vec![repli_graph_sim::PolicyGrant::Global],
         licences: u32::try_from(licences).unwrap_or(u32::MAX).saturating_add(10),
@@ -171,11 +189,18 @@ pub(crate) fn kit_spec(crisis_id: &str, commune: &str, domain: &str, agents: usi
     }
 }
 
-async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> anyhow::Result<ProvisionRun> {
+/// One kit on a fresh simulated tenant. `recall`: the client starts from this pace, as replid
+/// does from the one it kept (`graph_pace`); the pace the run ends with is returned.
+async fn provision_once(
+    p: &ProvisionBench,
+    batch: bool,
+    concurrency: usize,
+    recall: Option<repli_m365::GraphPace>,
+) -> anyhow::Result<(ProvisionRun, repli_m365::GraphPace)> {
     let (sim, m365) = simulated_tenant(
         p.tenant.latency_ms,
         p.tenant.throttle_rps,
-        p.retry_after == "http-date",
+        p.retry_after,
         p.tenant.agents,
         batch,
         concurrency,
@@ -183,8 +208,12 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
     .await?;
     let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
     let spec = kit_spec("13005-2026-001", "Aubagne", "aubagne.secours-amp.fr", p.tenant.agents);
+    if let Some(pace) = recall {
+        repli_m365::M365::recall_pace(&m365, pace);
+    }
     let t = Instant::now();
     repli_m365::provision(&m365, &dns, &spec).await?;
+    let pace = repli_m365::M365::pace(&m365);
     let seconds = t.elapsed().as_secs_f64();
     let n = sim.counts();
     anyhow::ensure!(n.users == p.tenant.agents && n.groups == 1 && n.teams == 1, "incomplete provisioning: {n:?}");
@@ -210,7 +239,7 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
     let handback_requests = handback_seconds
         .map(|_| (after.graph_requests - s.graph_requests, after.distinct_requests - s.distinct_requests));
     sim.stop().await;
-    Ok(ProvisionRun {
+    let run = ProvisionRun {
         seconds,
         http_calls: s.http_calls,
         graph_requests: s.graph_requests,
@@ -220,13 +249,17 @@ async fn provision_once(p: &ProvisionBench, batch: bool, concurrency: usize) -> 
         throttled: s.throttled,
         handback_seconds,
         handback_requests,
-    })
+    };
+    Ok((run, pace))
 }
 
 async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures> {
     anyhow::ensure!((1..=5000).contains(&p.tenant.agents), "--agents must be between 1 and 5000");
-    let repli = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY).await?;
-    let baseline = if p.no_baseline { None } else { Some(provision_once(p, false, 1).await?) };
+    let (repli, pace) = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY, None).await?;
+    // The same kit on a fresh tenant by a client that starts from what the first run learnt, as
+    // replid does after a restart: the tenant's pace is kept in its database.
+    let (known, _) = provision_once(p, true, repli_m365::DEFAULT_CONCURRENCY, Some(pace)).await?;
+    let baseline = if p.no_baseline { None } else { Some(provision_once(p, false, 1, None).await?.0) };
     let critical = repli_m365::critical_path_calls(p.tenant.agents);
     let by_latency = p.tenant.critical_path_seconds();
     // Requests that had to be served once each (retries are the client's cost, not the bound's).
@@ -240,8 +273,11 @@ async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures>
         critical_path_calls: critical,
         lower_bound_seconds: bound,
         ratio_to_bound: if bound > 0.0 { repli.seconds / bound } else { 0.0 },
+        known_ratio_to_bound: if bound > 0.0 { known.seconds / bound } else { 0.0 },
         speedup: baseline.as_ref().map(|b| b.seconds / repli.seconds),
+        pace,
         repli,
+        known,
         baseline,
     })
 }
@@ -577,6 +613,7 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                     )
                 };
                 line("repli", &f.repli);
+                line("pace kept", &f.known);
                 if let (Some(h), Some((sent, distinct))) = (f.repli.handback_seconds, f.repli.handback_requests) {
                     println!(
                         "  hand-back  {h:>8.2} s  {sent:>5} Graph requests for {distinct} distinct ({:.2} each); nothing left",
@@ -593,6 +630,15 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                     f.latency_ms,
                     if f.throttle_rps.is_some() { ", or requests ÷ rate if larger" } else { "" },
                     f.ratio_to_bound
+                );
+                println!(
+                    "  with the pace kept from the first run ({}): ratio {:.2} (target ≤ 1.25)",
+                    match (f.pace.limit_per_second, f.pace.open) {
+                        (Some(l), _) => format!("{l} requests a second"),
+                        (None, true) => "never throttled, waves whole".to_string(),
+                        (None, false) => "nothing learnt".to_string(),
+                    },
+                    f.known_ratio_to_bound
                 );
                 if let Some(s) = f.speedup {
                     println!("  speed-up over the sequential baseline: {s:.1}× (target ≥ 10)");

@@ -61,7 +61,7 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
     let (sim, m365) = simulated_tenant(
         c.tenant.latency_ms,
         c.tenant.throttle_rps,
-        false,
+        crate::bench::RetryAfter::Decimal,
         c.communes * c.tenant.agents,
         true,
         c.concurrency.max(1),

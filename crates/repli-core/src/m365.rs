@@ -426,6 +426,13 @@ pub trait M365: Send + Sync {
     fn preflight<'a>(&'a self, spec: &'a PreflightSpec) -> BoxFut<'a, PreflightReport>;
     /// Counters of what the provider sent.
     fn stats(&self) -> CallStats;
+    /// What the provider's throttle gate knows of the tenant's pace, to be kept across
+    /// restarts ([`M365::recall_pace`]).
+    fn pace(&self) -> GraphPace {
+        GraphPace::default()
+    }
+    /// Starts from a pace kept from an earlier run, unless this run already learnt one.
+    fn recall_pace(&self, _pace: GraphPace) {}
     /// Lists what the kit holds for the hand-back: every message of every folder of the
     /// accounts of `domain`, their OneDrive files, and the files of the Team whose group has
     /// `nickname`. Read-only.
@@ -551,6 +558,25 @@ pub struct CallStats {
     pub limit_per_second: Option<u64>,
     /// Requests sent in the last second, every crisis together.
     pub sent_last_second: u64,
+}
+
+/// What a tenant's throttle taught the Graph client: kept by replid per tenant, so a restarted
+/// daemon does not learn it again from a 429 at its next activation (each lesson costs a whole
+/// `Retry-After` while the kit waits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphPace {
+    /// Requests Graph admitted per second when it last throttled (None: never throttled).
+    pub limit_per_second: Option<u32>,
+    /// Never throttled, and a full probe (three batches at once) came back unthrottled: waves go
+    /// out whole from the first.
+    pub open: bool,
+}
+
+impl GraphPace {
+    /// Nothing learnt.
+    pub fn is_unknown(&self) -> bool {
+        self.limit_per_second.is_none() && !self.open
+    }
 }
 
 /// The records as a BIND zone fragment (`$ORIGIN` + one line per record).

@@ -70,11 +70,14 @@ pub const TEAMS_SKU: &str = "Microsoft_Teams_EEA_New";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RetryAfterFormat {
-    #[default]
+    /// Whole seconds, rounded up (`1`), as some back ends send them.
     Seconds,
+    /// An HTTP-date, whole seconds (RFC 9110 § 10.2.3).
     HttpDate,
-    /// Seconds with a fraction (`2.128`): Graph sends them too (throttling guidance; seen from
-    /// Exchange and Teams back ends).
+    /// Seconds with a fraction (`2.128`): the time left until Graph admits again. The default:
+    /// it is what Microsoft's throttling guidance shows as Graph's answer ("Sample response",
+    /// https://learn.microsoft.com/graph/throttling).
+    #[default]
     Decimal,
 }
 

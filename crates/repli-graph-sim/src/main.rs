@@ -18,7 +18,8 @@ struct Args {
     /// Requests admitted per second (inner batch requests count); 429 beyond.
     #[arg(long)]
     throttle_rps: Option<u32>,
-    #[arg(long, value_enum, default_value = "seconds")]
+    /// How a 429 states its `Retry-After` (decimal, as Graph's documented sample answer).
+    #[arg(long, value_enum, default_value = "decimal")]
     retry_after_format: Format,
     /// Probability of a 503 per request (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]

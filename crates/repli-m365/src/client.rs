@@ -393,6 +393,16 @@ impl Graph {
         }
     }
 
+    /// What the throttle gate knows of the tenant ([`crate::GraphPace`]).
+    pub fn pace(&self) -> crate::GraphPace {
+        self.gate.pace()
+    }
+
+    /// Starts the throttle gate from a pace kept from an earlier run.
+    pub fn recall_pace(&self, pace: crate::GraphPace) {
+        self.gate.recall(pace);
+    }
+
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let base = Duration::from_millis(200).saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
         let cap = base.min(self.config.max_backoff);

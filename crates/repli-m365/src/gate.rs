@@ -34,6 +34,8 @@
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use repli_core::m365::GraphPace;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -131,6 +133,30 @@ pub(crate) struct Answer {
 }
 
 impl State {
+    /// What this gate knows of the tenant, as replid keeps it.
+    fn pace(&self) -> GraphPace {
+        GraphPace {
+            limit_per_second: self.limit.and_then(|l| u32::try_from(l).ok()),
+            open: self.limit.is_none() && self.open,
+        }
+    }
+
+    /// Starts from a pace kept from an earlier run, unless this gate has learnt one itself. A
+    /// recalled limit is treated as just learnt: it grows only after [`GROWTH_QUIET`], so the
+    /// first wave of the next kit fills the window without overrunning it.
+    fn recall(&mut self, pace: GraphPace, now: Instant) {
+        if self.limit.is_some() || self.open || self.episode.is_some() {
+            return;
+        }
+        match pace.limit_per_second {
+            Some(l) => {
+                self.limit = Some((l as usize).max(1));
+                self.last_change = Some(now);
+            }
+            None => self.open = pace.open,
+        }
+    }
+
     fn purge(&mut self, now: Instant) {
         while self.log.front().is_some_and(|s| s.at + WINDOW <= now && (s.answered || s.at + 4 * WINDOW <= now)) {
             self.log.pop_front();
@@ -279,6 +305,18 @@ impl Gate {
         self.state.lock().ok().and_then(|s| s.limit)
     }
 
+    /// What the gate knows of the tenant's pace ([`GraphPace`]).
+    pub fn pace(&self) -> GraphPace {
+        self.state.lock().map(|s| s.pace()).unwrap_or_default()
+    }
+
+    /// Starts from a pace kept from an earlier run (nothing changes once this gate learnt one).
+    pub fn recall(&self, pace: GraphPace) {
+        if let Ok(mut s) = self.state.lock() {
+            s.recall(pace, Instant::now());
+        }
+    }
+
     /// Requests sent in the current window, as Graph counts them.
     pub fn sent_in_window(&self) -> usize {
         self.state.lock().map(|s| s.used(Instant::now())).unwrap_or(0)
@@ -363,6 +401,43 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(s.grant(t0, 20, true).unwrap().items, 20);
         }
+    }
+
+    #[test]
+    fn a_kept_pace_paces_the_first_wave_and_never_overrides_a_lesson() {
+        let t0 = Instant::now();
+        let mut s = State::default();
+        s.recall(GraphPace { limit_per_second: Some(40), open: false }, t0);
+        assert_eq!(s.pace(), GraphPace { limit_per_second: Some(40), open: false });
+        // The first wave fills the window, no more, and no probe holds it back.
+        let mut sent = 0;
+        while let Ok(t) = s.grant(t0, 20, true) {
+            sent += t.items + 1;
+        }
+        assert_eq!(sent, 40);
+        // Not grown at once: a recalled limit is as fresh as a learnt one.
+        let t1 = t0 + WINDOW;
+        let mut sent = 0;
+        while let Ok(t) = s.grant(t1, 20, true) {
+            sent += t.items + 1;
+        }
+        assert_eq!(sent, 40);
+        // A gate that has learnt for itself keeps its own lesson.
+        s.recall(GraphPace { limit_per_second: Some(400), open: false }, t1);
+        assert_eq!(s.limit, Some(40));
+
+        let mut open = State::default();
+        open.recall(GraphPace { limit_per_second: None, open: true }, t0);
+        for _ in 0..10 {
+            assert_eq!(open.grant(t0, 20, true).unwrap().items, 20, "a tenant that never throttled: no probe");
+        }
+        assert_eq!(open.pace(), GraphPace { limit_per_second: None, open: true });
+        let mut fresh = State::default();
+        fresh.recall(GraphPace::default(), t0);
+        assert!(fresh.pace().is_unknown());
+        assert!(fresh.grant(t0, 20, true).is_ok() && fresh.grant(t0, 20, true).is_ok());
+        assert!(fresh.grant(t0, 20, true).is_ok());
+        assert_eq!(fresh.grant(t0, 20, true).unwrap_err(), Wake::Answer, "nothing recalled: the probe holds");
     }
 
     #[test]

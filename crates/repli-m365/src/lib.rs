@@ -30,7 +30,7 @@ pub use rfc2136::{Rfc2136Config, Rfc2136Dns};
 
 pub use repli_core::m365::{
     Account, AgentSpec, BoxFut, CallStats, CheckStatus, DnsPublisher, DnsRecord, DomainRemoval, DomainState, Error,
-    ExportInventory, ExportItem, ExportKind, Fetched, Grant, IsolationCheck, IsolationReport, ItemSink, M365,
-    ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport, PreflightSpec, Result, Secret, TeamInfo,
-    TeamSpec, WindDown, backup_domain, zone_fragment,
+    ExportInventory, ExportItem, ExportKind, Fetched, Grant, GraphPace, IsolationCheck, IsolationReport, ItemSink,
+    M365, ManualDns, MeetingInfo, MeetingSpec, PreflightCheck, PreflightReport, PreflightSpec, Result, Secret,
+    TeamInfo, TeamSpec, WindDown, backup_domain, zone_fragment,
 };

@@ -385,6 +385,14 @@ impl M365 for GraphProvider {
         self.graph.stats()
     }
 
+    fn pace(&self) -> crate::GraphPace {
+        self.graph.pace()
+    }
+
+    fn recall_pace(&self, pace: crate::GraphPace) {
+        self.graph.recall_pace(pace);
+    }
+
     fn export_inventory<'a>(&'a self, domain: &'a str, nickname: &'a str) -> BoxFut<'a, Result<ExportInventory>> {
         Box::pin(self.export_list(domain, nickname).instrument(tracing::info_span!("m365.export.list", domain)))
     }

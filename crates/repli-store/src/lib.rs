@@ -11,6 +11,7 @@ mod engine;
 mod exercises;
 #[cfg(feature = "forge")]
 pub mod forge;
+mod graph_pace;
 mod inventory;
 mod item_search;
 mod ports;
@@ -290,6 +291,7 @@ fn migrator() -> Migrator {
         m(13, "notification outbox", include_str!("../migrations/0013_notification_outbox.sql")),
         m(14, "item notes and sims", include_str!("../migrations/0014_item_notes_and_sims.sql")),
         m(16, "second factor", include_str!("../migrations/0016_second_factor.sql")),
+        m(17, "graph pace", include_str!("../migrations/0017_graph_pace.sql")),
     ])
 }
 

@@ -323,6 +323,6 @@ mod upgrade_tests {
             .fetch_all(&store.read)
             .await
             .unwrap();
-        assert_eq!(versions.last(), Some(&16));
+        assert_eq!(versions.last(), all.iter().last().map(|m| &m.version), "every migration applied");
     }
 }

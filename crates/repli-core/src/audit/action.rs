@@ -144,6 +144,9 @@ audit_actions! {
     /// The audit signing key was changed: the previous key signs the hand-over
     /// ([`crate::audit::KeyChange`]).
     ServiceAuditKeyChanged => "service.audit_key_changed",
+    /// The tenant's Graph throttle taught replid a new pace (requests Graph admits a second, or
+    /// none seen), kept so a restarted daemon does not learn it again from a 429.
+    ServiceGraphPace => "service.graph_pace",
     /// The data hand-back's archive written: its signed manifest's SHA-256, and whether every
     /// item is in it.
     HandbackExported => "handback.exported",
@@ -289,7 +292,8 @@ impl AuditAction {
             | Self::ServiceBackup
             | Self::ServiceRestore
             | Self::ServiceAuditBreakAccepted
-            | Self::ServiceAuditKeyChanged => return None,
+            | Self::ServiceAuditKeyChanged
+            | Self::ServiceGraphPace => return None,
         })
     }
 }
@@ -473,7 +477,7 @@ mod tests {
         ] {
             assert_eq!(a.as_str(), s);
         }
-        assert_eq!(AuditAction::ALL.len(), 70);
+        assert_eq!(AuditAction::ALL.len(), 71);
     }
 
     #[test]
