@@ -103,8 +103,6 @@ pub struct Services {
     pub preflight_organizer: Option<String>,
     /// Credential sheets are issued one at a time ([`documents`]).
     pub credential_sheets: Arc<tokio::sync::Mutex<()>>,
-    /// The tenant's Graph pace as last kept in the database ([`Services::keep_graph_pace`]).
-    graph_pace: Arc<std::sync::Mutex<Option<repli_core::m365::GraphPace>>>,
     /// Wakes the engine's scheduler (after a change that may unblock a step).
     wake: Arc<Notify>,
     /// What the process counts for `/metrics` ([`metrics`]).
@@ -214,16 +212,12 @@ impl Services {
     /// from it instead of learning it again while a kit waits. Nothing learnt: nothing written.
     pub async fn keep_graph_pace(&self) -> Result<(), repli_store::StoreError> {
         let pace = self.m365.pace();
-        let kept = self.graph_pace.lock().map(|k| *k).unwrap_or(None);
-        if pace.is_unknown() || kept == Some(pace) {
+        if pace.is_unknown() {
             return Ok(());
         }
         let tenant = engine::pace_tenant(&self.config);
         if self.store.keep_graph_pace(&tenant, pace, self.clock.now()).await? {
             tracing::info!(tenant, limit_per_second = ?pace.limit_per_second, open = pace.open, "tenant's Graph pace kept");
-        }
-        if let Ok(mut k) = self.graph_pace.lock() {
-            *k = Some(pace);
         }
         Ok(())
     }
@@ -468,8 +462,7 @@ impl App {
         let m365 = engine::m365_setup(config).await?;
         // What an earlier run learnt of the tenant's throttle: the first kit after a restart
         // does not pay a 429 to learn it again.
-        let pace = store.graph_pace(&engine::pace_tenant(config)).await?;
-        if let Some(p) = pace {
+        if let Some(p) = store.graph_pace(&engine::pace_tenant(config)).await? {
             tracing::info!(limit_per_second = ?p.limit_per_second, open = p.open, "tenant's Graph pace recalled");
             m365.provider.recall_pace(p);
         }
@@ -497,7 +490,6 @@ impl App {
             preflight: Arc::new(std::sync::RwLock::new(None)),
             preflight_organizer: m365.organizer.clone(),
             credential_sheets: Arc::new(tokio::sync::Mutex::new(())),
-            graph_pace: Arc::new(std::sync::Mutex::new(pace)),
             telemetry: Arc::default(),
             auth_cache: Arc::default(),
             throttle: Arc::default(),

@@ -575,31 +575,42 @@ mod tests {
         assert_eq!(s2.grant(t0, 20, true).unwrap().items, 8 - 1 - 1 - 2, "the batch leaves the two waiting their room");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_lone_request_goes_ahead_of_the_queued_batches() {
+    type Order = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, usize)>>>;
+
+    /// A gate that has learnt `limit` (as after a 429), and the order its waiters get through.
+    fn gate_with_limit(limit: usize) -> (std::sync::Arc<Gate>, Order) {
         let gate = std::sync::Arc::new(Gate::default());
         {
             let mut s = gate.state.lock().unwrap();
-            s.limit = Some(22);
+            s.limit = Some(limit);
             s.last_change = Some(Instant::now());
         }
+        (gate, Order::default())
+    }
+
+    /// A waiter asking the gate for `want` items, recorded as `name` once let through.
+    fn waiter(
+        gate: &std::sync::Arc<Gate>,
+        order: &Order,
+        name: &'static str,
+        want: usize,
+        batch: bool,
+        bulk: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        let (g, o) = (gate.clone(), order.clone());
+        tokio::spawn(async move {
+            let t = g.admit(want, batch, bulk).await;
+            o.lock().unwrap().push((name, t.items));
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_goes_ahead_of_the_queued_batches() {
+        let (gate, order) = gate_with_limit(22);
         let _full = gate.admit(20, true, false).await;
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let batch = {
-            let (g, o) = (gate.clone(), order.clone());
-            tokio::spawn(async move {
-                let t = g.admit(20, true, false).await;
-                o.lock().unwrap().push(("batch", t.items));
-            })
-        };
+        let batch = waiter(&gate, &order, "batch", 20, true, false);
         tokio::task::yield_now().await;
-        let lone = {
-            let (g, o) = (gate.clone(), order.clone());
-            tokio::spawn(async move {
-                let t = g.admit(1, false, false).await;
-                o.lock().unwrap().push(("lone", t.items));
-            })
-        };
+        let lone = waiter(&gate, &order, "lone", 1, false, false);
         lone.await.unwrap();
         batch.await.unwrap();
         let order = order.lock().unwrap();
@@ -609,32 +620,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_bulk_stream_of_single_requests_takes_its_turn_with_the_batches() {
-        let gate = std::sync::Arc::new(Gate::default());
-        {
-            let mut s = gate.state.lock().unwrap();
-            s.limit = Some(22);
-            s.last_change = Some(Instant::now());
-        }
+        let (gate, order) = gate_with_limit(22);
         let _full = gate.admit(20, true, false).await;
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let batch = {
-            let (g, o) = (gate.clone(), order.clone());
-            tokio::spawn(async move {
-                let t = g.admit(20, true, false).await;
-                o.lock().unwrap().push(("batch", t.items));
-            })
-        };
+        let batch = waiter(&gate, &order, "batch", 20, true, false);
         tokio::task::yield_now().await;
         // An export's downloads, many at once: in line behind the batch, holding nothing back.
-        let downloads: Vec<_> = (0..5)
-            .map(|_| {
-                let (g, o) = (gate.clone(), order.clone());
-                tokio::spawn(async move {
-                    let t = g.admit(1, false, true).await;
-                    o.lock().unwrap().push(("download", t.items));
-                })
-            })
-            .collect();
+        let downloads: Vec<_> = (0..5).map(|_| waiter(&gate, &order, "download", 1, false, true)).collect();
         tokio::task::yield_now().await;
         assert_eq!(gate.state.lock().unwrap().lone_waiting, 0, "bulk requests do not hold room back");
         batch.await.unwrap();
@@ -646,32 +637,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiters_are_served_in_turn() {
-        let gate = std::sync::Arc::new(Gate::default());
-        {
-            let mut s = gate.state.lock().unwrap();
-            s.limit = Some(21);
-            s.last_change = Some(Instant::now());
-        }
+        let (gate, order) = gate_with_limit(21);
         // A large kit asks first and fills the window; a small one asks next; the large one
         // asks again: the small one goes first.
         let first = gate.admit(20, true, false).await;
         assert_eq!(first.items, 20);
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let small = {
-            let (g, o) = (gate.clone(), order.clone());
-            tokio::spawn(async move {
-                let t = g.admit(5, true, false).await;
-                o.lock().unwrap().push(("small", t.items));
-            })
-        };
+        let small = waiter(&gate, &order, "small", 5, true, false);
         tokio::task::yield_now().await;
-        let large = {
-            let (g, o) = (gate.clone(), order.clone());
-            tokio::spawn(async move {
-                let t = g.admit(20, true, false).await;
-                o.lock().unwrap().push(("large", t.items));
-            })
-        };
+        let large = waiter(&gate, &order, "large", 20, true, false);
         small.await.unwrap();
         large.await.unwrap();
         assert_eq!(order.lock().unwrap()[0], ("small", 5));
