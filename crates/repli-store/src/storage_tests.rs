@@ -291,3 +291,47 @@ async fn a_key_change_is_an_entry_signed_by_the_previous_key() {
     let err = read.verify_audit_trusted(&[KeyPin::Key(old)], false).await.unwrap_err();
     assert!(err.to_string().contains("changes the audit key") || err.to_string().contains("content"), "{err}");
 }
+
+/// A tenant's Graph pace refused by a full disk is an error, leaves nothing half kept (row
+/// without its audit entry, or the reverse), and is kept at the next attempt once space is back.
+#[tokio::test]
+async fn a_graph_pace_refused_by_a_full_disk_is_kept_at_the_next_attempt() {
+    use repli_core::m365::GraphPace;
+    let (_dir, store, _ops, _id) = store_with_crisis().await;
+    let pace = GraphPace { limit_per_second: Some(40), open: false };
+    let now = t("2026-11-23T09:00:00Z");
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    fill(&store).await;
+    for i in 0..40 {
+        // Tenant ids long enough to need new pages.
+        let tenant = format!("{i}-{}", "x".repeat(3000));
+        match store.keep_graph_pace(&tenant, pace, now).await {
+            Ok(changed) => {
+                assert!(changed);
+                kept.push(tenant);
+            }
+            Err(StoreError::Storage { fault: StorageFault::Full, .. }) => {
+                refused.push(tenant);
+                if refused.len() < 3 {
+                    fill(&store).await;
+                }
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(!refused.is_empty(), "the injected full disk refused nothing");
+    for tenant in &kept {
+        assert_eq!(store.graph_pace(tenant).await.unwrap(), Some(pace));
+    }
+    for tenant in &refused {
+        assert_eq!(store.graph_pace(tenant).await.unwrap(), None, "nothing half kept");
+    }
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'service.graph_pace'")
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+    assert_eq!(entries as usize, kept.len(), "one audit entry per pace kept, none for a refused one");
+    // Space is back: the next attempt keeps it.
+    assert!(store.keep_graph_pace(&refused[0], pace, now).await.unwrap());
+    assert_eq!(store.graph_pace(&refused[0]).await.unwrap(), Some(pace));
+}
