@@ -216,6 +216,9 @@ impl Services {
             return Ok(());
         }
         let tenant = engine::pace_tenant(&self.config);
+        if self.store.graph_pace(&tenant).await?.is_some_and(|kept| !pace.differs_from(&kept)) {
+            return Ok(());
+        }
         if self.store.keep_graph_pace(&tenant, pace, self.clock.now()).await? {
             tracing::info!(tenant, limit_per_second = ?pace.limit_per_second, open = pace.open, "tenant's Graph pace kept");
         }
@@ -271,7 +274,10 @@ impl Services {
     /// legal reminders, and delivers due notifications.
     pub async fn maintenance(&self) -> Result<Maintenance, repli_store::StoreError> {
         let now = self.clock.now();
-        self.keep_graph_pace().await?;
+        // Keeping the pace is an optimisation: its failure does not stop the round.
+        if let Err(e) = self.keep_graph_pace().await {
+            tracing::warn!(error = %e, "cannot keep the tenant's Graph pace");
+        }
         let checkpoint = self.store.checkpoint_now(now).await?;
         let injects = exercises::deliver_injects(self, now).await?;
         if injects > 0 {

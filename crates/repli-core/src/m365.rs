@@ -577,6 +577,17 @@ impl GraphPace {
     pub fn is_unknown(&self) -> bool {
         self.limit_per_second.is_none() && !self.open
     }
+
+    /// Whether this pace tells something `kept` does not: a limit found or lost, or one that
+    /// moved by more than a tenth. A limit learnt from one 429 to the next wanders by a request
+    /// or two; each would otherwise be written and audited.
+    pub fn differs_from(&self, kept: &GraphPace) -> bool {
+        match (self.limit_per_second, kept.limit_per_second) {
+            (Some(now), Some(before)) => u64::from(now.abs_diff(before)) * 10 > u64::from(before),
+            (None, None) => self.open != kept.open,
+            _ => true,
+        }
+    }
 }
 
 /// The records as a BIND zone fragment (`$ORIGIN` + one line per record).
@@ -707,6 +718,19 @@ pub fn dmarc_record(domain: &str, policy: &str, rua: Option<&str>) -> DnsRecord 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pace_is_worth_keeping_when_it_moved_by_more_than_a_tenth() {
+        let limit = |l| GraphPace { limit_per_second: Some(l), open: false };
+        let open = GraphPace { limit_per_second: None, open: true };
+        assert!(!limit(40).differs_from(&limit(40)));
+        assert!(!limit(39).differs_from(&limit(40)) && !limit(44).differs_from(&limit(40)), "a wander");
+        assert!(limit(45).differs_from(&limit(40)) && limit(35).differs_from(&limit(40)));
+        assert!(limit(1).differs_from(&limit(2)) && limit(u32::MAX).differs_from(&limit(1)));
+        assert!(open.differs_from(&limit(40)) && limit(40).differs_from(&open));
+        assert!(!open.differs_from(&open));
+        assert!(open.differs_from(&GraphPace::default()));
+    }
 
     #[test]
     fn roots_of_patterns() {

@@ -16,7 +16,7 @@
 //!   longer than Graph's second, for the spread of the network —, as soon as the window allows,
 //!   instead of in rounds;
 //! - grows the limit by a quarter only after [`GROWTH_QUIET`] without a 429 while work waited
-//!   on it, so a loosened limit is found again without overrunning a steady one; a growth that
+//!   on it (demand resuming after [`IDLE`] starts that clock again), so a loosened limit is found again without overrunning a steady one; a growth that
 //!   Graph refuses at once (a 429 within [`GROWTH_PROVEN`]) doubles the quiet before the next
 //!   one, up to [`GROWTH_QUIET_MAX`], and one that holds brings it back: each refused growth
 //!   costs a whole `Retry-After`, and an hour-long export against a steady limit would
@@ -49,6 +49,11 @@ pub(crate) const PROBE_ITEMS: usize = 3 * MAX_BATCH;
 /// The window the gate counts in: Graph's second, plus a margin for the spread of arrival
 /// times (a request sent within one window of ours must arrive within one of Graph's).
 pub(crate) const WINDOW: Duration = Duration::from_millis(1025);
+
+/// A gate that gave no leave for this long is idle: demand that resumes (the next kit, hours
+/// later, or the first after a restart that recalled a kept limit) has not yet proven
+/// anything, and the limit grows only after [`GROWTH_QUIET`] of it.
+pub(crate) const IDLE: Duration = Duration::from_millis(2 * 1025);
 
 /// Without a 429 for this long, and with work waiting, the limit grows by a quarter.
 pub(crate) const GROWTH_QUIET: Duration = Duration::from_secs(10);
@@ -92,8 +97,11 @@ struct State {
     log: VecDeque<Sent>,
     closed_until: Option<Instant>,
     episode: Option<Episode>,
-    /// The last 429, or the last growth of the limit.
+    /// The last 429, the last growth of the limit, or the end of an idle spell: the growth
+    /// clock.
     last_change: Option<Instant>,
+    /// The last leave given: after [`IDLE`] without one, the growth clock starts again.
+    last_sent: Option<Instant>,
     next_id: u64,
     /// Lone requests waiting for room: held back from the batches.
     lone_waiting: usize,
@@ -133,8 +141,15 @@ pub(crate) struct Answer {
 }
 
 impl State {
-    /// What this gate knows of the tenant, as replid keeps it.
-    fn pace(&self) -> GraphPace {
+    /// What this gate has settled on, as replid keeps it: nothing while a growth is not yet
+    /// proven or a 429 is still being learnt from (its limit may be higher than what Graph
+    /// admits).
+    fn pace(&self, now: Instant) -> GraphPace {
+        let unsettled = self.episode.is_some_and(|e| now <= e.until + 2 * WINDOW)
+            || self.grown_at.is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN);
+        if unsettled {
+            return GraphPace::default();
+        }
         GraphPace {
             limit_per_second: self.limit.and_then(|l| u32::try_from(l).ok()),
             open: self.limit.is_none() && self.open,
@@ -142,17 +157,14 @@ impl State {
     }
 
     /// Starts from a pace kept from an earlier run, unless this gate has learnt one itself. A
-    /// recalled limit is treated as just learnt: it grows only after [`GROWTH_QUIET`], so the
-    /// first wave of the next kit fills the window without overrunning it.
-    fn recall(&mut self, pace: GraphPace, now: Instant) {
+    /// recalled limit grows only after [`GROWTH_QUIET`] of demand (the gate starts idle), so
+    /// the first wave of the next kit fills the window without overrunning it.
+    fn recall(&mut self, pace: GraphPace) {
         if self.limit.is_some() || self.open || self.episode.is_some() {
             return;
         }
         match pace.limit_per_second {
-            Some(l) => {
-                self.limit = Some((l as usize).max(1));
-                self.last_change = Some(now);
-            }
+            Some(l) => self.limit = Some((l as usize).max(1)),
             None => self.open = pace.open,
         }
     }
@@ -181,6 +193,9 @@ impl State {
                 left => want.min(left),
             },
             Some(limit) => {
+                if self.last_sent.is_none_or(|t| now.duration_since(t) > IDLE) {
+                    self.last_change = Some(now);
+                }
                 let used = self.used(now);
                 let mut limit = limit;
                 if self.grown_at.is_some_and(|t| now.duration_since(t) >= GROWTH_PROVEN) {
@@ -208,6 +223,7 @@ impl State {
         };
         let id = self.next_id;
         self.next_id += 1;
+        self.last_sent = Some(now);
         self.log.push_back(Sent { id, at: now, units: items + own, answered: false });
         if batch {
             self.unanswered += items;
@@ -307,13 +323,13 @@ impl Gate {
 
     /// What the gate knows of the tenant's pace ([`GraphPace`]).
     pub fn pace(&self) -> GraphPace {
-        self.state.lock().map(|s| s.pace()).unwrap_or_default()
+        self.state.lock().map(|s| s.pace(Instant::now())).unwrap_or_default()
     }
 
     /// Starts from a pace kept from an earlier run (nothing changes once this gate learnt one).
     pub fn recall(&self, pace: GraphPace) {
         if let Ok(mut s) = self.state.lock() {
-            s.recall(pace, Instant::now());
+            s.recall(pace);
         }
     }
 
@@ -407,8 +423,8 @@ mod tests {
     fn a_kept_pace_paces_the_first_wave_and_never_overrides_a_lesson() {
         let t0 = Instant::now();
         let mut s = State::default();
-        s.recall(GraphPace { limit_per_second: Some(40), open: false }, t0);
-        assert_eq!(s.pace(), GraphPace { limit_per_second: Some(40), open: false });
+        s.recall(GraphPace { limit_per_second: Some(40), open: false });
+        assert_eq!(s.pace(t0), GraphPace { limit_per_second: Some(40), open: false });
         // The first wave fills the window, no more, and no probe holds it back.
         let mut sent = 0;
         while let Ok(t) = s.grant(t0, 20, true) {
@@ -423,18 +439,18 @@ mod tests {
         }
         assert_eq!(sent, 40);
         // A gate that has learnt for itself keeps its own lesson.
-        s.recall(GraphPace { limit_per_second: Some(400), open: false }, t1);
+        s.recall(GraphPace { limit_per_second: Some(400), open: false });
         assert_eq!(s.limit, Some(40));
 
         let mut open = State::default();
-        open.recall(GraphPace { limit_per_second: None, open: true }, t0);
+        open.recall(GraphPace { limit_per_second: None, open: true });
         for _ in 0..10 {
             assert_eq!(open.grant(t0, 20, true).unwrap().items, 20, "a tenant that never throttled: no probe");
         }
-        assert_eq!(open.pace(), GraphPace { limit_per_second: None, open: true });
+        assert_eq!(open.pace(t0), GraphPace { limit_per_second: None, open: true });
         let mut fresh = State::default();
-        fresh.recall(GraphPace::default(), t0);
-        assert!(fresh.pace().is_unknown());
+        fresh.recall(GraphPace::default());
+        assert!(fresh.pace(t0).is_unknown());
         assert!(fresh.grant(t0, 20, true).is_ok() && fresh.grant(t0, 20, true).is_ok());
         assert!(fresh.grant(t0, 20, true).is_ok());
         assert_eq!(fresh.grant(t0, 20, true).unwrap_err(), Wake::Answer, "nothing recalled: the probe holds");
@@ -507,6 +523,42 @@ mod tests {
         let t = s.grant(at, 20, true).unwrap();
         s.answered(&t, answer(5, true), at);
         assert_eq!(s.limit, Some(6), "the batch and the five items Graph admitted in its window");
+    }
+
+    #[test]
+    fn demand_after_an_idle_spell_waits_its_quiet_before_growing_and_an_unproven_growth_is_not_kept() {
+        let t0 = Instant::now();
+        let mut s = State::default();
+        s.recall(GraphPace { limit_per_second: Some(40), open: false });
+        // The first kit comes a minute after the restart: its waves fill the window, no more,
+        // until it has kept the gate busy for the quiet.
+        let start = t0 + Duration::from_secs(60);
+        let mut at = start;
+        let grew = loop {
+            let mut sent = 0;
+            while let Ok(t) = s.grant(at, 20, true) {
+                sent += t.items + 1;
+            }
+            if sent > 40 {
+                break at;
+            }
+            assert!(at.duration_since(start) < 2 * GROWTH_QUIET, "the limit never grew under sustained demand");
+            at += WINDOW;
+        };
+        assert!(grew.duration_since(start) >= GROWTH_QUIET, "not at the first wave");
+        assert_eq!(s.limit, Some(50));
+        // The growth is not proven yet: nothing to keep, not 50.
+        assert!(s.pace(grew).is_unknown(), "{:?}", s.pace(grew));
+        at = grew + GROWTH_PROVEN;
+        assert!(s.grant(at, 1, false).is_ok());
+        assert_eq!(s.pace(at).limit_per_second, Some(50), "held: kept");
+        // An hour of silence, then demand again: the clock starts over.
+        let later = at + Duration::from_secs(3600);
+        let mut sent = 0;
+        while let Ok(t) = s.grant(later, 20, true) {
+            sent += t.items + 1;
+        }
+        assert_eq!(sent, 50, "no growth at the first wave after an idle spell");
     }
 
     #[test]

@@ -24,13 +24,10 @@ impl Store {
         .transpose()
     }
 
-    /// Keeps `pace` for `tenant`, audited; nothing is written when it is the one kept already
-    /// (checked on a reader first, so an unchanged pace never takes the writer). Returns
-    /// whether it changed.
+    /// Keeps `pace` for `tenant`, audited; nothing is written when it is the one kept already.
+    /// Returns whether it changed. (Callers read [`Store::graph_pace`] first to decide whether
+    /// the change is worth keeping, so an unchanged pace never takes the writer.)
     pub async fn keep_graph_pace(&self, tenant: &str, pace: GraphPace, now: Timestamp) -> Result<bool, StoreError> {
-        if self.graph_pace(tenant).await? == Some(pace) {
-            return Ok(false);
-        }
         let mut tx = self.write.begin().await?;
         let kept: Option<(Option<i64>, bool)> =
             sqlx::query_as("SELECT limit_per_second, open FROM graph_pace WHERE tenant = ?")
