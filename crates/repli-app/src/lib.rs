@@ -220,7 +220,7 @@ impl Services {
             return Ok(());
         }
         if self.store.keep_graph_pace(&tenant, pace, self.clock.now()).await? {
-            tracing::info!(tenant, limit_per_second = ?pace.limit_per_second, open = pace.open, "tenant's Graph pace kept");
+            tracing::info!(tenant, limit_per_second = ?pace.limit_per_second, open = pace.open, batch_counted = pace.batch_counted, "tenant's Graph pace kept");
         }
         Ok(())
     }
@@ -469,7 +469,7 @@ impl App {
         // What an earlier run learnt of the tenant's throttle: the first kit after a restart
         // does not pay a 429 to learn it again.
         if let Some(p) = store.graph_pace(&engine::pace_tenant(config)).await? {
-            tracing::info!(limit_per_second = ?p.limit_per_second, open = p.open, "tenant's Graph pace recalled");
+            tracing::info!(limit_per_second = ?p.limit_per_second, open = p.open, batch_counted = p.batch_counted, "tenant's Graph pace recalled");
             m365.provider.recall_pace(p);
         }
         let exercise = engine::exercise_setup(config).await?;

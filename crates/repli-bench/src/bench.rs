@@ -72,12 +72,25 @@ pub struct TenantArgs {
     /// Simulated Graph round-trip latency.
     #[arg(long, default_value_t = 100)]
     pub latency_ms: u64,
-    /// Simulated throttling: requests per second (inner batch requests count).
+    /// Simulated throttling: requests per second (each request of a `$batch` counts).
     #[arg(long)]
     pub throttle_rps: Option<u32>,
+    /// Count each `$batch` itself against the throttle too, as Microsoft does not document
+    /// (the client must then learn the lower limit from the 429s).
+    #[arg(long)]
+    pub batch_envelope_counts: bool,
 }
 
 impl TenantArgs {
+    /// The throttle as the bench's header states it.
+    pub fn throttle_label(&self) -> String {
+        match (self.throttle_rps, self.batch_envelope_counts) {
+            (None, _) => "off".to_string(),
+            (Some(r), false) => format!("{r} req/s"),
+            (Some(r), true) => format!("{r} req/s, each $batch counted too"),
+        }
+    }
+
     /// One kit's critical path at this latency (the lower bound without throttling).
     pub fn critical_path_seconds(&self) -> f64 {
         f64::from(repli_m365::critical_path_calls(self.agents)) * self.latency_ms as f64 / 1000.0
@@ -123,6 +136,7 @@ struct ProvisionFigures {
     agents: usize,
     latency_ms: u64,
     throttle_rps: Option<u32>,
+    batch_envelope_counts: bool,
     critical_path_calls: u32,
     /// max(critical path × latency, requests ÷ throttle rate).
     lower_bound_seconds: f64,
@@ -142,11 +156,10 @@ struct ProvisionFigures {
     speedup: Option<f64>,
 }
 
-/// A fresh simulated tenant with `latency_ms`, throttled at `throttle_rps` if set, licences
-/// for `licences` accounts, and a Graph client on it (batched or not, `concurrency` in flight).
+/// A fresh simulated tenant at `tenant`'s latency and throttle, licences for `licences`
+/// accounts, and a Graph client on it (batched or not, `concurrency` in flight).
 pub(crate) async fn simulated_tenant(
-    latency_ms: u64,
-    throttle_rps: Option<u32>,
+    tenant: &TenantArgs,
     retry_after: RetryAfter,
     licences: usize,
     batch: bool,
@@ -154,7 +167,13 @@ pub(crate) async fn simulated_tenant(
 ) -> anyhow::Result<(repli_graph_sim::Simulator, repli_m365::GraphProvider)> {
     use repli_graph_sim::{Faults, SimConfig, Simulator};
     let config = SimConfig {
-        faults: Faults { latency_ms, throttle_rps, retry_after_format: retry_after.into(), ..Faults::default() },
+        faults: Faults {
+            latency_ms: tenant.latency_ms,
+            throttle_rps: tenant.throttle_rps,
+            batch_envelope_counts: tenant.batch_envelope_counts,
+            retry_after_format: retry_after.into(),
+            ..Faults::default()
+        },
         team_delay: std::time::Duration::ZERO,
         meeting_policies: vec![repli_graph_sim::PolicyGrant::Global],
         licences: u32::try_from(licences).unwrap_or(u32::MAX).saturating_add(10),
@@ -197,15 +216,7 @@ async fn provision_once(
     concurrency: usize,
     recall: Option<repli_m365::GraphPace>,
 ) -> anyhow::Result<(ProvisionRun, repli_m365::GraphPace)> {
-    let (sim, m365) = simulated_tenant(
-        p.tenant.latency_ms,
-        p.tenant.throttle_rps,
-        p.retry_after,
-        p.tenant.agents,
-        batch,
-        concurrency,
-    )
-    .await?;
+    let (sim, m365) = simulated_tenant(&p.tenant, p.retry_after, p.tenant.agents, batch, concurrency).await?;
     let dns = repli_m365::HttpDnsPublisher::new(sim.base_url());
     let spec = kit_spec("13005-2026-001", "Aubagne", "aubagne.secours-amp.fr", p.tenant.agents);
     if let Some(pace) = recall {
@@ -272,6 +283,7 @@ async fn provision_bench(p: &ProvisionBench) -> anyhow::Result<ProvisionFigures>
         agents: p.tenant.agents,
         latency_ms: p.tenant.latency_ms,
         throttle_rps: p.tenant.throttle_rps,
+        batch_envelope_counts: p.tenant.batch_envelope_counts,
         critical_path_calls: critical,
         lower_bound_seconds: bound,
         ratio_to_bound: ratio(repli.seconds),
@@ -600,7 +612,7 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                     "provision bench (SIMULATION): {} agents, {} ms latency, throttle {}",
                     f.agents,
                     f.latency_ms,
-                    f.throttle_rps.map_or("off".to_string(), |r| format!("{r} req/s"))
+                    p.tenant.throttle_label()
                 );
                 let line = |name: &str, r: &ProvisionRun| {
                     println!(
@@ -636,6 +648,7 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
                 println!(
                     "  with the pace kept from the first run ({}): ratio {:.2} (target ≤ 1.25)",
                     match (f.pace.limit_per_second, f.pace.open) {
+                        (Some(l), _) if f.pace.batch_counted => format!("{l} requests a second, each $batch one"),
                         (Some(l), _) => format!("{l} requests a second"),
                         (None, true) => "never throttled, waves whole".to_string(),
                         (None, false) => "nothing learnt".to_string(),

@@ -37,6 +37,7 @@ struct CampaignFigures {
     agents: usize,
     latency_ms: u64,
     throttle_rps: Option<u32>,
+    batch_envelope_counts: bool,
     kits: Vec<KitReady>,
     first_ready_seconds: f64,
     last_ready_seconds: f64,
@@ -59,8 +60,7 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
     anyhow::ensure!((1..=92).contains(&c.communes), "--communes must be between 1 and 92");
     anyhow::ensure!((1..=500).contains(&c.tenant.agents), "--agents must be between 1 and 500");
     let (sim, m365) = simulated_tenant(
-        c.tenant.latency_ms,
-        c.tenant.throttle_rps,
+        &c.tenant,
         crate::bench::RetryAfter::Decimal,
         c.communes * c.tenant.agents,
         true,
@@ -108,6 +108,7 @@ async fn campaign(c: &CampaignBench) -> anyhow::Result<CampaignFigures> {
         agents: c.tenant.agents,
         latency_ms: c.tenant.latency_ms,
         throttle_rps: c.tenant.throttle_rps,
+        batch_envelope_counts: c.tenant.batch_envelope_counts,
         first_ready_seconds: first,
         last_ready_seconds: last,
         spread: if first > 0.0 { last / first } else { 0.0 },
@@ -134,7 +135,7 @@ pub async fn run(c: &CampaignBench) -> anyhow::Result<ExitCode> {
         f.communes,
         f.agents,
         f.latency_ms,
-        f.throttle_rps.map_or("off".to_string(), |r| format!("{r} req/s"))
+        c.tenant.throttle_label()
     );
     let mut kits: Vec<&KitReady> = f.kits.iter().collect();
     kits.sort_by(|a, b| a.ready_seconds.total_cmp(&b.ready_seconds));

@@ -570,6 +570,11 @@ pub struct GraphPace {
     /// Never throttled, and a full probe (three batches at once) came back unthrottled: waves go
     /// out whole from the first.
     pub open: bool,
+    /// The tenant refused a `$batch` whole with a 429: it counts each batch against its limit
+    /// besides the batch's requests (Microsoft documents only the requests as counted), and
+    /// `limit_per_second` counts them so.
+    #[serde(default)]
+    pub batch_counted: bool,
 }
 
 impl GraphPace {
@@ -579,9 +584,12 @@ impl GraphPace {
     }
 
     /// Whether this pace tells something `kept` does not: a limit found or lost, or one that
-    /// moved by more than a tenth. A limit learnt from one 429 to the next wanders by a request
-    /// or two; each would otherwise be written and audited.
+    /// moved by more than a tenth, or batches found counted. A limit learnt from one 429 to the
+    /// next wanders by a request or two; each would otherwise be written and audited.
     pub fn differs_from(&self, kept: &GraphPace) -> bool {
+        if self.batch_counted != kept.batch_counted {
+            return true;
+        }
         match (self.limit_per_second, kept.limit_per_second) {
             (Some(now), Some(before)) => u64::from(now.abs_diff(before)) * 10 > u64::from(before),
             (None, None) => self.open != kept.open,
@@ -721,8 +729,8 @@ mod tests {
 
     #[test]
     fn a_pace_is_worth_keeping_when_it_moved_by_more_than_a_tenth() {
-        let limit = |l| GraphPace { limit_per_second: Some(l), open: false };
-        let open = GraphPace { limit_per_second: None, open: true };
+        let limit = |l| GraphPace { limit_per_second: Some(l), ..GraphPace::default() };
+        let open = GraphPace { limit_per_second: None, open: true, batch_counted: false };
         assert!(!limit(40).differs_from(&limit(40)));
         assert!(!limit(39).differs_from(&limit(40)) && !limit(44).differs_from(&limit(40)), "a wander");
         assert!(limit(45).differs_from(&limit(40)) && limit(35).differs_from(&limit(40)));
@@ -730,6 +738,8 @@ mod tests {
         assert!(open.differs_from(&limit(40)) && limit(40).differs_from(&open));
         assert!(!open.differs_from(&open));
         assert!(open.differs_from(&GraphPace::default()));
+        let counted = GraphPace { batch_counted: true, ..limit(40) };
+        assert!(counted.differs_from(&limit(40)) && limit(40).differs_from(&counted), "batches found counted");
     }
 
     #[test]

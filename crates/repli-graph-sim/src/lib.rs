@@ -87,8 +87,15 @@ pub enum RetryAfterFormat {
 pub struct Faults {
     /// Added to every HTTP request (once per `$batch`, as for Graph's round trip).
     pub latency_ms: u64,
-    /// Requests admitted per one-second window (inner batch requests count); 429 beyond.
+    /// Requests admitted per one-second window (each request of a `$batch` counts); 429 beyond.
     pub throttle_rps: Option<u32>,
+    /// Whether a `$batch` request counts against `throttle_rps` itself, besides its requests.
+    /// Off by default, as Microsoft documents it: "requests in a batch are evaluated
+    /// individually against throttling limits" (throttling.md, "Throttling and batching"), and
+    /// the limits are those of the services a request reaches (Outlook, identity and access…:
+    /// "Service-specific limits"), which the envelope reaches none of. Nothing there counts it
+    /// against a tenant's limit. On, for a client that must cope with a tenant that does.
+    pub batch_envelope_counts: bool,
     pub retry_after_format: RetryAfterFormat,
     /// Probability of a 503 (no Retry-After) on a top-level request.
     pub fail_rate: f64,
@@ -915,7 +922,11 @@ async fn serve_any(
     };
     // The token comes from the Microsoft identity platform (login.microsoftonline.com), not
     // from Graph: Graph's throttling (throttling, throttling-limits) counts Graph's requests.
-    let admitted = if is_token { Ok(()) } else { shared.admit() };
+    // A `$batch` is not counted itself unless asked: its requests are, one by one
+    // ([`Faults::batch_envelope_counts`]).
+    let envelope = path == "/v1.0/$batch" && method == Method::POST;
+    let counted = !is_token && (!envelope || faults.batch_envelope_counts);
+    let admitted = if counted { shared.admit() } else { Ok(()) };
     let reply = if let Err(left) = admitted {
         shared.throttled(left)
     } else if faults.fail_path.as_deref().is_none_or(|p| path.contains(p)) && lock(&shared.rng).f64() < faults.fail_rate

@@ -15,9 +15,13 @@ struct Args {
     /// Latency added to every HTTP request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Requests admitted per second (inner batch requests count); 429 beyond.
+    /// Requests admitted per second (each request of a `$batch` counts); 429 beyond.
     #[arg(long)]
     throttle_rps: Option<u32>,
+    /// Count a `$batch` request itself against `--throttle-rps` too (Microsoft documents only
+    /// its requests as counted).
+    #[arg(long)]
+    batch_envelope_counts: bool,
     /// How a 429 states its `Retry-After` (decimal, as Graph's documented sample answer).
     #[arg(long, value_enum, default_value = "decimal")]
     retry_after_format: Format,
@@ -100,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         faults: Faults {
             latency_ms: args.latency_ms,
             throttle_rps: args.throttle_rps.filter(|r| *r > 0),
+            batch_envelope_counts: args.batch_envelope_counts,
             retry_after_format: match args.retry_after_format {
                 Format::Seconds => RetryAfterFormat::Seconds,
                 Format::HttpDate => RetryAfterFormat::HttpDate,

@@ -10,8 +10,14 @@
 //!   once, until that many came back unthrottled (then it is open: no limit until a 429), so a
 //!   tenant throttled at a low rate answers 429 to a few dozen items, not to a wave of 200;
 //! - on a 429, stays closed for the `Retry-After` Graph asked, and learns what Graph admitted in
-//!   that window: the requests sent in the window up to the moment the 429 arrived, as Graph
-//!   counts them (a `$batch` is its items plus itself), less those Graph throttled;
+//!   that window: the requests sent in the window up to the moment the 429 arrived, less those
+//!   Graph throttled. A `$batch` counts as its items, not as one more: Graph evaluates "requests
+//!   in a batch … individually against throttling limits" (throttling.md, "Throttling and
+//!   batching"), and its limits are those of the services the requests reach ("Service-specific
+//!   limits"), which the envelope reaches none of. A tenant that counts it anyway shows it by
+//!   refusing a `$batch` whole with a 429 (its items then never reached a limit): from then on
+//!   the gate counts each `$batch` as one more, so that it does not learn a limit of items
+//!   that every smaller batch would overrun;
 //! - from then on sends no more than that within any [`WINDOW`] of its own clock — a little
 //!   longer than Graph's second, for the spread of the network —, as soon as the window allows,
 //!   instead of in rounds;
@@ -69,10 +75,11 @@ pub(crate) const GROWTH_PROVEN: Duration = Duration::from_millis(3 * 1025);
 struct Sent {
     id: u64,
     at: Instant,
-    /// Requests as Graph counts them: 1, or a batch's items plus the batch. Once answered,
-    /// only those Graph admitted.
+    /// Requests as Graph counts them: 1, or a batch's items (plus the batch, on a tenant that
+    /// counts it). Once answered, only those Graph admitted.
     units: usize,
     answered: bool,
+    batch: bool,
 }
 
 /// A 429 being learnt from: the requests sent up to `until` (when the first 429 arrived) in
@@ -109,6 +116,9 @@ struct State {
     growth_quiet: Option<Duration>,
     /// The last growth, while not yet proven.
     grown_at: Option<Instant>,
+    /// Graph refused a `$batch` whole with a 429: this tenant counts the batch itself against
+    /// its limit, besides its items (not documented: see the module doc).
+    batch_counted: bool,
 }
 
 /// Why a request cannot go now.
@@ -134,7 +144,8 @@ pub(crate) struct Ticket {
 pub(crate) struct Answer {
     /// Items Graph served (any status but 429).
     pub admitted: usize,
-    /// The `$batch` request itself was served (its items then have their own answers).
+    /// The `$batch` request itself was served (its items then have their own answers); false
+    /// when it was refused whole with a 429.
     pub outer_admitted: bool,
     /// The `Retry-After` of a 429 (None: nothing throttled).
     pub throttled: Option<Duration>,
@@ -153,6 +164,7 @@ impl State {
         GraphPace {
             limit_per_second: self.limit.and_then(|l| u32::try_from(l).ok()),
             open: self.limit.is_none() && self.open,
+            batch_counted: self.batch_counted,
         }
     }
 
@@ -167,6 +179,7 @@ impl State {
             Some(l) => self.limit = Some((l as usize).max(1)),
             None => self.open = pace.open,
         }
+        self.batch_counted |= pace.batch_counted;
     }
 
     fn purge(&mut self, now: Instant) {
@@ -185,7 +198,7 @@ impl State {
         }
         self.purge(now);
         let want = want.max(1);
-        let own = usize::from(batch);
+        let own = usize::from(batch && self.batch_counted);
         let items = match self.limit {
             None if self.open || !batch => want,
             None => match PROBE_ITEMS.saturating_sub(self.unanswered) {
@@ -224,7 +237,7 @@ impl State {
         let id = self.next_id;
         self.next_id += 1;
         self.last_sent = Some(now);
-        self.log.push_back(Sent { id, at: now, units: items + own, answered: false });
+        self.log.push_back(Sent { id, at: now, units: items + own, answered: false, batch });
         if batch {
             self.unanswered += items;
         }
@@ -235,9 +248,18 @@ impl State {
         if ticket.batch {
             self.unanswered = self.unanswered.saturating_sub(ticket.items);
         }
-        let counted = answer.admitted + usize::from(ticket.batch && answer.outer_admitted);
+        if ticket.batch && !answer.outer_admitted && !self.batch_counted {
+            // The batch itself was throttled: it counts. The batches Graph served in the
+            // window counted one more than their items.
+            self.batch_counted = true;
+            for s in self.log.iter_mut().filter(|s| s.batch && s.answered && s.units > 0) {
+                s.units += 1;
+            }
+            tracing::debug!("graph throttled a $batch whole: each batch counts against the limit");
+        }
+        let own = usize::from(ticket.batch && self.batch_counted && answer.outer_admitted);
         if let Some(s) = self.log.iter_mut().find(|s| s.id == ticket.id) {
-            s.units = if ticket.batch { counted } else { usize::from(answer.throttled.is_none()) };
+            s.units = if ticket.batch { answer.admitted + own } else { usize::from(answer.throttled.is_none()) };
             s.answered = true;
         }
         match answer.throttled {
@@ -423,31 +445,31 @@ mod tests {
     fn a_kept_pace_paces_the_first_wave_and_never_overrides_a_lesson() {
         let t0 = Instant::now();
         let mut s = State::default();
-        s.recall(GraphPace { limit_per_second: Some(40), open: false });
-        assert_eq!(s.pace(t0), GraphPace { limit_per_second: Some(40), open: false });
+        s.recall(GraphPace { limit_per_second: Some(40), ..GraphPace::default() });
+        assert_eq!(s.pace(t0), GraphPace { limit_per_second: Some(40), ..GraphPace::default() });
         // The first wave fills the window, no more, and no probe holds it back.
         let mut sent = 0;
         while let Ok(t) = s.grant(t0, 20, true) {
-            sent += t.items + 1;
+            sent += t.items;
         }
         assert_eq!(sent, 40);
         // Not grown at once: a recalled limit is as fresh as a learnt one.
         let t1 = t0 + WINDOW;
         let mut sent = 0;
         while let Ok(t) = s.grant(t1, 20, true) {
-            sent += t.items + 1;
+            sent += t.items;
         }
         assert_eq!(sent, 40);
         // A gate that has learnt for itself keeps its own lesson.
-        s.recall(GraphPace { limit_per_second: Some(400), open: false });
+        s.recall(GraphPace { limit_per_second: Some(400), ..GraphPace::default() });
         assert_eq!(s.limit, Some(40));
 
         let mut open = State::default();
-        open.recall(GraphPace { limit_per_second: None, open: true });
+        open.recall(GraphPace { open: true, ..GraphPace::default() });
         for _ in 0..10 {
             assert_eq!(open.grant(t0, 20, true).unwrap().items, 20, "a tenant that never throttled: no probe");
         }
-        assert_eq!(open.pace(t0), GraphPace { limit_per_second: None, open: true });
+        assert_eq!(open.pace(t0), GraphPace { open: true, ..GraphPace::default() });
         let mut fresh = State::default();
         fresh.recall(GraphPace::default());
         assert!(fresh.pace(t0).is_unknown());
@@ -462,29 +484,29 @@ mod tests {
         let mut s = State { open: true, ..State::default() };
         let head = s.grant(t0, 1, false).unwrap();
         s.answered(&head, answer(0, false), t0);
-        // Five batches at once; Graph admits 40 requests in its window: the first batch and
-        // its 20 items, the second batch and 18 of its items; the others are refused whole.
+        // Five batches at once; Graph admits 40 requests in its window: the head, the first
+        // batch's 20 items and 19 of the second's; the others are refused whole.
         let burst: Vec<Ticket> = (0..5).map(|_| s.grant(t0, 20, true).unwrap()).collect();
         let late = t0 + Duration::from_millis(100);
         // Answers arrive in any order; the limit settles once all are in.
         s.answered(
             &burst[3],
-            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            Answer { admitted: 0, outer_admitted: true, throttled: Some(Duration::from_secs(1)) },
             late,
         );
-        s.answered(&burst[1], answer(18, true), late);
+        s.answered(&burst[1], answer(19, true), late);
         s.answered(&burst[0], answer(20, false), late);
         s.answered(
             &burst[4],
-            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            Answer { admitted: 0, outer_admitted: true, throttled: Some(Duration::from_secs(1)) },
             late,
         );
         s.answered(
             &burst[2],
-            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            Answer { admitted: 0, outer_admitted: true, throttled: Some(Duration::from_secs(1)) },
             late,
         );
-        assert_eq!(s.limit, Some(1 + 21 + 19), "the head request and what the window admitted");
+        assert_eq!(s.limit, Some(1 + 20 + 19), "the head request and what the window admitted");
         assert!(s.episode.is_none(), "every answer of the window is in");
         assert_eq!(
             s.grant(late, 20, true).unwrap_err(),
@@ -495,12 +517,53 @@ mod tests {
         let t1 = late + Duration::from_secs(1);
         let mut sent = 0;
         while let Ok(t) = s.grant(t1, 20, true) {
-            sent += t.items + 1;
+            sent += t.items;
         }
-        assert_eq!(sent, 41);
+        assert_eq!(sent, 40);
         let Err(Wake::At(next)) = s.grant(t1, 20, true) else { panic!("the window is full") };
         assert_eq!(next, t1 + WINDOW);
         assert!(s.grant(next, 20, true).is_ok());
+    }
+
+    #[test]
+    fn a_batch_refused_whole_teaches_that_the_tenant_counts_each_batch() {
+        // Documented: a batch's requests count, the batch does not. A tenant counting it too
+        // (40 a window) shows it by refusing the third batch whole; answers in any order.
+        for c_first in [false, true] {
+            let t0 = Instant::now();
+            let mut s = State { open: true, ..State::default() };
+            let burst: Vec<Ticket> = (0..3).map(|_| s.grant(t0, 20, true).unwrap()).collect();
+            let late = t0 + Duration::from_millis(100);
+            let refused = Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) };
+            if c_first {
+                s.answered(&burst[2], refused, late);
+            }
+            s.answered(&burst[0], answer(20, false), late);
+            s.answered(&burst[1], answer(18, true), late);
+            if !c_first {
+                s.answered(&burst[2], refused, late);
+            }
+            assert!(s.batch_counted);
+            assert_eq!(s.limit, Some(21 + 19), "each served batch and its admitted items ({c_first})");
+            // From then on a batch is its items and itself: 21 and 19 fill the window.
+            let t1 = late + Duration::from_secs(1);
+            let sizes: Vec<usize> = std::iter::from_fn(|| s.grant(t1, 20, true).ok().map(|t| t.items)).collect();
+            assert_eq!(sizes, [20, 18], "{c_first}");
+            // Kept, and recalled by a restarted gate: its first wave is paced so.
+            let kept = s.pace(t1);
+            assert_eq!(kept, GraphPace { limit_per_second: Some(40), open: false, batch_counted: true });
+            let mut restarted = State::default();
+            restarted.recall(kept);
+            let sizes: Vec<usize> =
+                std::iter::from_fn(|| restarted.grant(t1, 20, true).ok().map(|t| t.items)).collect();
+            assert_eq!(sizes, [20, 18], "{c_first}");
+        }
+        // A tenant that does not count it never refuses a batch whole: items only.
+        let t0 = Instant::now();
+        let mut s = State { limit: Some(40), ..State::default() };
+        let sizes: Vec<usize> = std::iter::from_fn(|| s.grant(t0, 20, true).ok().map(|t| t.items)).collect();
+        assert_eq!(sizes, [20, 20]);
+        assert!(!s.batch_counted);
     }
 
     #[test]
@@ -522,14 +585,14 @@ mod tests {
         // A 429 brings it back to what Graph admitted.
         let t = s.grant(at, 20, true).unwrap();
         s.answered(&t, answer(5, true), at);
-        assert_eq!(s.limit, Some(6), "the batch and the five items Graph admitted in its window");
+        assert_eq!(s.limit, Some(5), "the five items Graph admitted in its window");
     }
 
     #[test]
     fn demand_after_an_idle_spell_waits_its_quiet_before_growing_and_an_unproven_growth_is_not_kept() {
         let t0 = Instant::now();
         let mut s = State::default();
-        s.recall(GraphPace { limit_per_second: Some(40), open: false });
+        s.recall(GraphPace { limit_per_second: Some(40), ..GraphPace::default() });
         // The first kit comes a minute after the restart: its waves fill the window, no more,
         // until it has kept the gate busy for the quiet.
         let start = t0 + Duration::from_secs(60);
@@ -537,7 +600,7 @@ mod tests {
         let grew = loop {
             let mut sent = 0;
             while let Ok(t) = s.grant(at, 20, true) {
-                sent += t.items + 1;
+                sent += t.items;
             }
             if sent > 40 {
                 break at;
@@ -556,7 +619,7 @@ mod tests {
         let later = at + Duration::from_secs(3600);
         let mut sent = 0;
         while let Ok(t) = s.grant(later, 20, true) {
-            sent += t.items + 1;
+            sent += t.items;
         }
         assert_eq!(sent, 50, "no growth at the first wave after an idle spell");
     }
@@ -576,15 +639,13 @@ mod tests {
             if s.grown_at == Some(at) {
                 growths.push(at.duration_since(t0).as_secs());
             }
-            // Graph admits 40 per window, a batch's items one by one after the batch itself.
+            // Graph admits 40 per window, a batch's items one by one.
             let mut room = 40usize;
             for t in &sent {
-                let outer = room > 0;
-                room = room.saturating_sub(1);
-                let admitted = if outer { t.items.min(room) } else { 0 };
+                let admitted = t.items.min(room);
                 room -= admitted;
                 let throttled = (admitted < t.items).then_some(Duration::from_secs(1));
-                s.answered(t, Answer { admitted, outer_admitted: outer, throttled }, at + Duration::from_millis(100));
+                s.answered(t, Answer { admitted, outer_admitted: true, throttled }, at + Duration::from_millis(100));
             }
             at = s.closed_until.filter(|c| *c > at).unwrap_or(at + WINDOW).max(at + WINDOW);
         }
@@ -614,20 +675,20 @@ mod tests {
         assert_eq!(first.items, 20);
         // Two steps of a chain wait: a batch leaves them their room.
         s.lone_waiting = 2;
-        assert_eq!(s.grant(t0, 20, true).unwrap().items, 30 - 21 - 1 - 2, "the batch takes what the lone ones leave");
+        assert_eq!(s.grant(t0, 20, true).unwrap().items, 30 - 20 - 2, "the batch takes what the lone ones leave");
         assert!(s.grant(t0, 1, false).is_ok());
         assert!(s.grant(t0, 1, false).is_ok());
         // However many wait, a batch keeps three quarters of the limit.
         let mut s3 = State { limit: Some(40), last_change: Some(t0), lone_waiting: 100, ..State::default() };
         assert_eq!(s3.grant(t0, 20, true).unwrap().items, 20);
-        assert_eq!(s3.grant(t0, 20, true).unwrap().items, 40 - 21 - 1 - 10);
+        assert_eq!(s3.grant(t0, 20, true).unwrap().items, 40 - 20 - 10);
         // A lone request is not held back by the others waiting.
         let mut s2 = State { limit: Some(8), last_change: Some(t0), lone_waiting: 2, ..State::default() };
         assert!(s2.grant(t0, 1, false).is_ok());
-        assert_eq!(s2.grant(t0, 20, true).unwrap().items, 8 - 1 - 1 - 2, "the batch leaves the two waiting their room");
+        assert_eq!(s2.grant(t0, 20, true).unwrap().items, 8 - 1 - 2, "the batch leaves the two waiting their room");
     }
 
-    type Order = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, usize)>>>;
+    type Order = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, usize, Instant)>>>;
 
     /// A gate that has learnt `limit` (as after a 429), and the order its waiters get through.
     fn gate_with_limit(limit: usize) -> (std::sync::Arc<Gate>, Order) {
@@ -652,27 +713,35 @@ mod tests {
         let (g, o) = (gate.clone(), order.clone());
         tokio::spawn(async move {
             let t = g.admit(want, batch, bulk).await;
-            o.lock().unwrap().push((name, t.items));
+            o.lock().unwrap().push((name, t.items, t.at));
         })
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_request_goes_ahead_of_the_queued_batches() {
-        let (gate, order) = gate_with_limit(22);
-        let _full = gate.admit(20, true, false).await;
-        let batch = waiter(&gate, &order, "batch", 20, true, false);
+        let (gate, order) = gate_with_limit(20);
+        let full = gate.admit(20, true, false).await;
+        // Two batches wait for the next window; then a step of a chain arrives.
+        let first = waiter(&gate, &order, "first", 20, true, false);
+        tokio::task::yield_now().await;
+        let second = waiter(&gate, &order, "second", 20, true, false);
         tokio::task::yield_now().await;
         let lone = waiter(&gate, &order, "lone", 1, false, false);
-        lone.await.unwrap();
-        batch.await.unwrap();
+        for w in [lone, first, second] {
+            w.await.unwrap();
+        }
         let order = order.lock().unwrap();
-        assert_eq!(order[0], ("lone", 1), "{order:?}");
+        let at = |name: &str| order.iter().find(|o| o.0 == name).unwrap_or_else(|| panic!("{order:?}"));
+        let next = full.at + WINDOW;
+        assert_eq!(at("lone").2, next, "the lone request goes in the next window: {order:?}");
+        assert_eq!((at("first").1, at("first").2), (19, next), "the batch leaves it its room: {order:?}");
+        assert_eq!(at("second").2, next + WINDOW, "the other batch waits its window: {order:?}");
         assert_eq!(gate.state.lock().unwrap().lone_waiting, 0, "no lone request counted once served");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_bulk_stream_of_single_requests_takes_its_turn_with_the_batches() {
-        let (gate, order) = gate_with_limit(22);
+        let (gate, order) = gate_with_limit(20);
         let _full = gate.admit(20, true, false).await;
         let batch = waiter(&gate, &order, "batch", 20, true, false);
         tokio::task::yield_now().await;
@@ -684,12 +753,13 @@ mod tests {
         for d in downloads {
             d.await.unwrap();
         }
-        assert_eq!(order.lock().unwrap()[0].0, "batch", "{:?}", order.lock().unwrap());
+        let order = order.lock().unwrap();
+        assert_eq!((order[0].0, order[0].1), ("batch", 20), "{order:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn waiters_are_served_in_turn() {
-        let (gate, order) = gate_with_limit(21);
+        let (gate, order) = gate_with_limit(20);
         // A large kit asks first and fills the window; a small one asks next; the large one
         // asks again: the small one goes first.
         let first = gate.admit(20, true, false).await;
@@ -699,7 +769,9 @@ mod tests {
         let large = waiter(&gate, &order, "large", 20, true, false);
         small.await.unwrap();
         large.await.unwrap();
-        assert_eq!(order.lock().unwrap()[0], ("small", 5));
-        assert_eq!(gate.limit(), Some(21));
+        let order = order.lock().unwrap();
+        assert_eq!((order[0].0, order[0].1), ("small", 5), "{order:?}");
+        assert_eq!((order[1].0, order[1].1), ("large", 15), "{order:?}");
+        assert_eq!(gate.limit(), Some(20));
     }
 }

@@ -114,6 +114,21 @@ async fn throttled_provisioning_resends_little() {
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
 }
 
+/// A tenant that counts each `$batch` against its limit besides the batch's requests (Microsoft
+/// documents only the requests as counted): the gate, which counts the requests, learns the
+/// lower limit from the 429s and the kit is made once, with few resends.
+#[tokio::test]
+async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
+    let faults = Faults { throttle_rps: Some(40), batch_envelope_counts: true, ..Faults::default() };
+    let sim = sim(SimConfig { faults, ..configured() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
+    assert_one_kit(&sim.state(), 120);
+    let stats = m365.stats();
+    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
+}
+
 #[tokio::test]
 async fn outages_and_dropped_connections_are_retried_without_duplicates() {
     let faults = Faults { fail_rate: 0.15, reset_rate: 0.15, ..Faults::default() };
@@ -314,6 +329,25 @@ async fn raw(sim: &Simulator, method: reqwest::Method, path: &str, body: Value) 
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Throttling and batching (throttling.md): the requests of a `$batch` are evaluated one by one
+/// against the tenant's limits; the batch itself is not, unless the simulator is told to.
+#[tokio::test]
+async fn a_batch_counts_its_requests_against_the_limit_and_not_itself_unless_asked() {
+    for (envelope_counts, admitted) in [(false, 20), (true, 19)] {
+        let faults = Faults { throttle_rps: Some(20), batch_envelope_counts: envelope_counts, ..Faults::default() };
+        let sim = sim(SimConfig { faults, ..configured() }).await;
+        let requests: Vec<Value> =
+            (0..20).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/subscribedSkus"})).collect();
+        let (status, body) = raw(&sim, reqwest::Method::POST, "/$batch", json!({"requests": requests})).await;
+        assert_eq!(status, 200, "{body}");
+        let statuses: Vec<u64> =
+            body["responses"].as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        assert_eq!(ok, admitted, "envelope counted: {envelope_counts}: {statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    }
 }
 
 #[tokio::test]

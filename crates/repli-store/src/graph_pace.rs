@@ -12,14 +12,15 @@ use crate::{By, Store, StoreError, time};
 impl Store {
     /// The pace kept for `tenant`, if any.
     pub async fn graph_pace(&self, tenant: &str) -> Result<Option<GraphPace>, StoreError> {
-        let row = sqlx::query("SELECT limit_per_second, open FROM graph_pace WHERE tenant = ?")
+        let row = sqlx::query("SELECT limit_per_second, open, batch_counted FROM graph_pace WHERE tenant = ?")
             .bind(tenant)
             .fetch_optional(&self.read)
             .await?;
         row.map(|r| {
             let limit: Option<i64> = r.try_get("limit_per_second")?;
             let open: bool = r.try_get("open")?;
-            Ok(GraphPace { limit_per_second: limit.and_then(|l| u32::try_from(l).ok()), open })
+            let batch_counted: bool = r.try_get("batch_counted")?;
+            Ok(GraphPace { limit_per_second: limit.and_then(|l| u32::try_from(l).ok()), open, batch_counted })
         })
         .transpose()
     }
@@ -29,22 +30,24 @@ impl Store {
     /// the change is worth keeping, so an unchanged pace never takes the writer.)
     pub async fn keep_graph_pace(&self, tenant: &str, pace: GraphPace, now: Timestamp) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
-        let kept: Option<(Option<i64>, bool)> =
-            sqlx::query_as("SELECT limit_per_second, open FROM graph_pace WHERE tenant = ?")
+        let kept: Option<(Option<i64>, bool, bool)> =
+            sqlx::query_as("SELECT limit_per_second, open, batch_counted FROM graph_pace WHERE tenant = ?")
                 .bind(tenant)
                 .fetch_optional(&mut *tx)
                 .await?;
         let limit = pace.limit_per_second.map(i64::from);
-        if kept == Some((limit, pace.open)) {
+        if kept == Some((limit, pace.open, pace.batch_counted)) {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO graph_pace (tenant, limit_per_second, open, learnt_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (tenant) DO UPDATE SET limit_per_second = ?2, open = ?3, learnt_at = ?4",
+            "INSERT INTO graph_pace (tenant, limit_per_second, open, batch_counted, learnt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant) DO UPDATE SET limit_per_second = ?2, \
+             open = ?3, batch_counted = ?4, learnt_at = ?5",
         )
         .bind(tenant)
         .bind(limit)
         .bind(pace.open)
+        .bind(pace.batch_counted)
         .bind(time::to_db(now))
         .execute(&mut *tx)
         .await?;
@@ -58,7 +61,8 @@ impl Store {
             details: json!({
                 "limit_per_second": pace.limit_per_second,
                 "open": pace.open,
-                "before": kept.map(|(l, o)| json!({ "limit_per_second": l, "open": o })),
+                "batch_counted": pace.batch_counted,
+                "before": kept.map(|(l, o, b)| json!({ "limit_per_second": l, "open": o, "batch_counted": b })),
             }),
         };
         self.append(&mut tx, e, now).await?;
@@ -77,22 +81,30 @@ mod tests {
         let store = Store::open(&dir.path().join("repli.db")).await.unwrap();
         let now = time::from_db("t", "2026-12-07T10:00:00Z").unwrap();
         assert_eq!(store.graph_pace("tenant-a").await.unwrap(), None);
-        let forty = GraphPace { limit_per_second: Some(40), open: false };
+        let forty = GraphPace { limit_per_second: Some(40), ..GraphPace::default() };
         assert!(store.keep_graph_pace("tenant-a", forty, now).await.unwrap());
         assert!(!store.keep_graph_pace("tenant-a", forty, now).await.unwrap(), "unchanged: nothing written");
-        let open = GraphPace { limit_per_second: None, open: true };
+        let open = GraphPace { open: true, ..GraphPace::default() };
         assert!(store.keep_graph_pace("tenant-b", open, now).await.unwrap());
         assert_eq!(store.graph_pace("tenant-a").await.unwrap(), Some(forty));
         assert_eq!(store.graph_pace("tenant-b").await.unwrap(), Some(open));
-        let thirty = GraphPace { limit_per_second: Some(30), open: false };
+        let thirty = GraphPace { limit_per_second: Some(30), ..GraphPace::default() };
         assert!(store.keep_graph_pace("tenant-a", thirty, now).await.unwrap());
         assert_eq!(store.graph_pace("tenant-a").await.unwrap(), Some(thirty));
+        let counted = GraphPace { batch_counted: true, ..thirty };
+        assert!(store.keep_graph_pace("tenant-a", counted, now).await.unwrap(), "batches found counted");
+        assert_eq!(store.graph_pace("tenant-a").await.unwrap(), Some(counted));
         let actions: Vec<String> =
             sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'service.graph_pace' ORDER BY seq")
                 .fetch_all(&store.read)
                 .await
                 .unwrap();
-        assert_eq!(actions.len(), 3, "{actions:?}");
-        assert!(actions[2].contains("\"before\":{\"limit_per_second\":40"), "{}", actions[2]);
+        assert_eq!(actions.len(), 4, "{actions:?}");
+        let details: Vec<serde_json::Value> = actions.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+        assert_eq!(details[2]["before"]["limit_per_second"], 40, "{}", actions[2]);
+        assert_eq!(
+            (details[3]["batch_counted"].as_bool(), details[3]["before"]["batch_counted"].as_bool()),
+            (Some(true), Some(false))
+        );
     }
 }

@@ -292,6 +292,7 @@ fn migrator() -> Migrator {
         m(14, "item notes and sims", include_str!("../migrations/0014_item_notes_and_sims.sql")),
         m(16, "second factor", include_str!("../migrations/0016_second_factor.sql")),
         m(17, "graph pace", include_str!("../migrations/0017_graph_pace.sql")),
+        m(18, "graph pace batch counted", include_str!("../migrations/0018_graph_pace_batch_counted.sql")),
     ])
 }
 

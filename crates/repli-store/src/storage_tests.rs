@@ -298,7 +298,7 @@ async fn a_key_change_is_an_entry_signed_by_the_previous_key() {
 async fn a_graph_pace_refused_by_a_full_disk_is_kept_at_the_next_attempt() {
     use repli_core::m365::GraphPace;
     let (_dir, store, _ops, _id) = store_with_crisis().await;
-    let pace = GraphPace { limit_per_second: Some(40), open: false };
+    let pace = GraphPace { limit_per_second: Some(40), ..GraphPace::default() };
     let now = t("2026-11-23T09:00:00Z");
     let (mut kept, mut refused) = (Vec::new(), Vec::new());
     fill(&store).await;
