@@ -688,3 +688,34 @@ pub async fn run(cmd: &BenchCmd) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The harness at a small scale (CI), on a throttled tenant that counts each `$batch` and on
+    /// one that counts only its requests: the kit made, handed back with nothing left, then made
+    /// again by a client starting from the pace the first run learnt.
+    #[tokio::test]
+    async fn a_small_provision_bench_provisions_hands_back_and_keeps_the_pace() {
+        let run = |batch_envelope_counts: bool| async move {
+            let p = ProvisionBench {
+                tenant: TenantArgs { agents: 15, latency_ms: 5, throttle_rps: Some(20), batch_envelope_counts },
+                no_baseline: true,
+                handback: true,
+                retry_after: RetryAfter::Decimal,
+                json: true,
+            };
+            let f = provision_bench(&p).await.unwrap();
+            assert!(f.repli.throttled > 0, "never throttled: the run proves nothing: {:?}", f.repli);
+            assert!(f.repli.handback_seconds.is_some() && f.known.handback_seconds.is_none(), "{f:?}");
+            assert!(f.pace.limit_per_second.is_some(), "a limit learnt from the 429s: {:?}", f.pace);
+            if !batch_envelope_counts {
+                assert!(!f.pace.batch_counted, "Graph never refused a batch whole: {:?}", f.pace);
+            }
+            assert_eq!(f.known.distinct_requests, f.repli.distinct_requests);
+            assert!(f.lower_bound_seconds > 0.0 && f.ratio_to_bound > 0.0 && f.known_ratio_to_bound > 0.0, "{f:?}");
+        };
+        tokio::join!(run(false), run(true));
+    }
+}

@@ -3,9 +3,9 @@
 //! of another.
 //!
 //! Graph throttles per app and tenant and answers 429 with a `Retry-After` (Microsoft Graph
-//! throttling guidance: honour the wait, then reduce the rate). `Retry-After` comes in whole
-//! seconds, so a client that sends in rounds and waits the full `Retry-After` after each
-//! idles for most of every second. The gate instead:
+//! throttling guidance: honour the wait, then reduce the rate). A client that sends in rounds
+//! and waits the full `Retry-After` after each (often whole seconds, or an HTTP-date) idles for
+//! most of every second. The gate instead:
 //! - before anything is known, lets at most [`PROBE_ITEMS`] batched items go unanswered at
 //!   once, until that many came back unthrottled (then it is open: no limit until a 429), so a
 //!   tenant throttled at a low rate answers 429 to a few dozen items, not to a wave of 200;
@@ -159,7 +159,8 @@ impl State {
         let unsettled = self.episode.is_some_and(|e| now <= e.until + 2 * WINDOW)
             || self.grown_at.is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN);
         if unsettled {
-            return GraphPace::default();
+            // A `$batch` refused whole is a fact, whatever the limit turns out to be.
+            return GraphPace { batch_counted: self.batch_counted, ..GraphPace::default() };
         }
         GraphPace {
             limit_per_second: self.limit.and_then(|l| u32::try_from(l).ok()),

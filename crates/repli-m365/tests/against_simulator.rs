@@ -112,6 +112,7 @@ async fn throttled_provisioning_resends_little() {
     let stats = m365.stats();
     let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
+    assert!(!m365.pace().batch_counted, "a tenant that counts requests only: {:?}", m365.pace());
 }
 
 /// A tenant that counts each `$batch` against its limit besides the batch's requests (Microsoft
@@ -127,6 +128,7 @@ async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
     let stats = m365.stats();
     let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
+    assert!(m365.pace().batch_counted, "learnt, and kept with the pace: {:?}", m365.pace());
 }
 
 #[tokio::test]
