@@ -80,6 +80,8 @@ struct Sent {
     units: usize,
     answered: bool,
     batch: bool,
+    /// Answered, and Graph served the `$batch` itself (not refused whole with a 429).
+    outer_admitted: bool,
 }
 
 /// A 429 being learnt from: the requests sent up to `until` (when the first 429 arrived) in
@@ -152,9 +154,9 @@ pub(crate) struct Answer {
 }
 
 impl State {
-    /// What this gate has settled on, as replid keeps it: nothing while a growth is not yet
+    /// What this gate has settled on, as replid keeps it: no limit while a growth is not yet
     /// proven or a 429 is still being learnt from (its limit may be higher than what Graph
-    /// admits).
+    /// admits), only whether batches count.
     fn pace(&self, now: Instant) -> GraphPace {
         let unsettled = self.episode.is_some_and(|e| now <= e.until + 2 * WINDOW)
             || self.grown_at.is_some_and(|t| now.duration_since(t) < GROWTH_PROVEN);
@@ -238,7 +240,7 @@ impl State {
         let id = self.next_id;
         self.next_id += 1;
         self.last_sent = Some(now);
-        self.log.push_back(Sent { id, at: now, units: items + own, answered: false, batch });
+        self.log.push_back(Sent { id, at: now, units: items + own, answered: false, batch, outer_admitted: false });
         if batch {
             self.unanswered += items;
         }
@@ -251,10 +253,14 @@ impl State {
         }
         if ticket.batch && !answer.outer_admitted && !self.batch_counted {
             // The batch itself was throttled: it counts. The batches Graph served in the
-            // window counted one more than their items.
+            // window counted one more than their items, and the limit this 429 corrects was
+            // one of items: what the window admitted decides alone.
             self.batch_counted = true;
-            for s in self.log.iter_mut().filter(|s| s.batch && s.answered && s.units > 0) {
+            for s in self.log.iter_mut().filter(|s| s.batch && s.outer_admitted) {
                 s.units += 1;
+            }
+            if let Some(e) = self.episode.as_mut() {
+                e.before = None;
             }
             tracing::debug!("graph throttled a $batch whole: each batch counts against the limit");
         }
@@ -262,6 +268,7 @@ impl State {
         if let Some(s) = self.log.iter_mut().find(|s| s.id == ticket.id) {
             s.units = if ticket.batch { answer.admitted + own } else { usize::from(answer.throttled.is_none()) };
             s.answered = true;
+            s.outer_admitted = ticket.batch && answer.outer_admitted;
         }
         match answer.throttled {
             Some(wait) => {
@@ -486,7 +493,7 @@ mod tests {
         let head = s.grant(t0, 1, false).unwrap();
         s.answered(&head, answer(0, false), t0);
         // Five batches at once; Graph admits 40 requests in its window: the head, the first
-        // batch's 20 items and 19 of the second's; the others are refused whole.
+        // batch's 20 items and 19 of the second's; every item of the others is throttled.
         let burst: Vec<Ticket> = (0..5).map(|_| s.grant(t0, 20, true).unwrap()).collect();
         let late = t0 + Duration::from_millis(100);
         // Answers arrive in any order; the limit settles once all are in.
@@ -559,12 +566,36 @@ mod tests {
                 std::iter::from_fn(|| restarted.grant(t1, 20, true).ok().map(|t| t.items)).collect();
             assert_eq!(sizes, [20, 18], "{c_first}");
         }
-        // A tenant that does not count it never refuses a batch whole: items only.
+        // A tenant that does not count it never refuses a batch whole, even when it throttles
+        // every item of one: items only.
         let t0 = Instant::now();
         let mut s = State { limit: Some(40), ..State::default() };
-        let sizes: Vec<usize> = std::iter::from_fn(|| s.grant(t0, 20, true).ok().map(|t| t.items)).collect();
-        assert_eq!(sizes, [20, 20]);
+        let sent: Vec<Ticket> = std::iter::from_fn(|| s.grant(t0, 20, true).ok()).collect();
+        assert_eq!(sent.iter().map(|t| t.items).collect::<Vec<_>>(), [20, 20]);
+        s.answered(&sent[0], answer(20, false), t0 + Duration::from_millis(100));
+        s.answered(&sent[1], answer(0, true), t0 + Duration::from_millis(100));
         assert!(!s.batch_counted);
+        assert_eq!(s.limit, Some(20), "the items Graph admitted");
+    }
+
+    #[test]
+    fn a_batch_served_with_every_item_throttled_still_counted_once_batches_are_found_to() {
+        // 11 a window, each batch counted: the first batch and its 9 items take 10; the second
+        // is served (its envelope the 11th) with every item throttled; the third is refused
+        // whole. Answered in that order, before the gate knows batches count.
+        let t0 = Instant::now();
+        let mut s = State { open: true, ..State::default() };
+        let sent: Vec<Ticket> = (0..3).map(|_| s.grant(t0, 9, true).unwrap()).collect();
+        let late = t0 + Duration::from_millis(100);
+        s.answered(&sent[0], answer(9, false), late);
+        s.answered(&sent[1], answer(0, true), late);
+        s.answered(
+            &sent[2],
+            Answer { admitted: 0, outer_admitted: false, throttled: Some(Duration::from_secs(1)) },
+            late,
+        );
+        assert!(s.batch_counted);
+        assert_eq!(s.limit, Some(9 + 1 + 1), "each batch Graph served, and the items it admitted");
     }
 
     #[test]

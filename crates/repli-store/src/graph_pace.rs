@@ -75,6 +75,34 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A database of the version before `batch_counted` (migration 17): its kept limits were
+    /// learnt counting every `$batch` as one more request, and are dropped at the upgrade;
+    /// "never throttled" is kept.
+    #[tokio::test]
+    async fn limits_kept_before_batches_were_told_apart_are_dropped_at_the_upgrade() {
+        use std::str::FromStr;
+
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let opts = SqliteConnectOptions::from_str("sqlite:").unwrap().filename(&path).create_if_missing(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        let old: Vec<_> = crate::migrator().iter().filter(|m| m.version <= 17).cloned().collect();
+        sqlx::migrate::Migrator::with_migrations(old).run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO graph_pace (tenant, limit_per_second, open, learnt_at) VALUES \
+             ('throttled', 40, 0, '2026-12-07T10:00:00Z'), ('never', NULL, 1, '2026-12-07T10:00:00Z')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.graph_pace("throttled").await.unwrap(), None, "learnt in units no longer told apart");
+        assert_eq!(store.graph_pace("never").await.unwrap(), Some(GraphPace { open: true, ..GraphPace::default() }));
+    }
+
     #[tokio::test]
     async fn a_pace_is_kept_per_tenant_audited_once_per_change() {
         let dir = tempfile::tempdir().unwrap();
