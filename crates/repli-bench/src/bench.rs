@@ -75,8 +75,8 @@ pub struct TenantArgs {
     /// Simulated throttling: requests per second (each request of a `$batch` counts).
     #[arg(long)]
     pub throttle_rps: Option<u32>,
-    /// Count each `$batch` itself against the throttle too, as Microsoft does not document
-    /// (the client must then learn the lower limit from the 429s).
+    /// Count each `$batch` itself against the throttle too (Microsoft's pages speak only of
+    /// its requests; the client then learns from a batch refused whole that batches count).
     #[arg(long)]
     pub batch_envelope_counts: bool,
 }

@@ -571,7 +571,7 @@ pub struct GraphPace {
     /// out whole from the first.
     pub open: bool,
     /// The tenant refused a `$batch` whole with a 429: it counts each batch against its limit
-    /// besides the batch's requests (Microsoft documents only the requests as counted), and
+    /// besides the batch's requests (Microsoft's pages speak only of the requests), and
     /// `limit_per_second` counts them so.
     #[serde(default)]
     pub batch_counted: bool,

@@ -18,8 +18,8 @@ struct Args {
     /// Requests admitted per second (each request of a `$batch` counts); 429 beyond.
     #[arg(long)]
     throttle_rps: Option<u32>,
-    /// Count a `$batch` request itself against `--throttle-rps` too (Microsoft documents only
-    /// its requests as counted).
+    /// Count a `$batch` request itself against `--throttle-rps` too (Microsoft's pages speak
+    /// only of its requests).
     #[arg(long)]
     batch_envelope_counts: bool,
     /// How a 429 states its `Retry-After` (decimal, as Graph's documented sample answer).
@@ -34,6 +34,10 @@ struct Args {
     /// Probability that a `$batch` as a whole answers 424 Failed Dependency (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
     batch_424_rate: f64,
+    /// Answer a `$batch` with a throttled request 424 as a whole (throttling.md's wording),
+    /// each request's answer in its body; 200 otherwise (json-batching.md).
+    #[arg(long)]
+    throttled_batch_424: bool,
     /// Teams application access policy in force from the start: `none` (a new tenant), or
     /// `global` (Grant-CsApplicationAccessPolicy -Global).
     #[arg(long, value_enum, default_value = "none")]
@@ -113,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             fail_rate: rate("fail-rate", args.fail_rate)?,
             reset_rate: rate("reset-rate", args.reset_rate)?,
             batch_424_rate: rate("batch-424-rate", args.batch_424_rate)?,
+            throttled_batch_424: args.throttled_batch_424,
             download_bytes_per_s: Some(args.download_bytes_per_s).filter(|b| *b > 0),
             ..Faults::default()
         },

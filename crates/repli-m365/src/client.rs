@@ -137,6 +137,13 @@ impl Reply {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+    /// A `$batch` answered 424 as a whole with each request's answer in its body: Graph's
+    /// throttling guidance says a batch with a throttled request "fails with a status code of
+    /// 424" ("Throttling and batching"), where JSON batching answers 200 to any batch it could
+    /// parse. Either way the answers are the requests' own.
+    fn batch_answered_424(&self) -> bool {
+        self.status == 424 && self.body.get("responses").is_some_and(Value::is_array)
+    }
     /// Graph's error code and message; a body that is not Graph's error shape (a proxy's page,
     /// an empty body) gives `unknown` and the body's text.
     fn code_message(&self) -> (String, String) {
@@ -590,6 +597,7 @@ impl Graph {
             let (wait, last) = match outcome {
                 Ok(reply) if reply.ok() => return Ok(reply),
                 Ok(reply) if reply.status == 429 && opts.throttle_to_caller => return Ok(reply),
+                Ok(reply) if reply.batch_answered_424() && opts.throttle_to_caller => return Ok(reply),
                 Ok(reply) if reply.status == 429 => {
                     self.note_throttled();
                     // The gate stays closed for the wait; this request waits at the gate.
@@ -879,7 +887,7 @@ impl Graph {
             // The whole batch was throttled: every item is, with the same wait.
             return Ok((false, items.iter().map(|i| (i.id.clone(), reply.clone())).collect()));
         }
-        if !reply.ok() {
+        if !reply.ok() && !reply.batch_answered_424() {
             return Err(reply.into_error(op));
         }
         let answer: wire::BatchResponse = wire::decode(op, "POST /$batch", reply.body)?;

@@ -116,7 +116,7 @@ async fn throttled_provisioning_resends_little() {
 }
 
 /// A tenant that counts each `$batch` against its limit besides the batch's requests (Microsoft
-/// documents only the requests as counted): the gate, which counts the requests, learns the
+/// speaks only of the requests): the gate, which counts the requests, learns the
 /// lower limit from the 429s and the kit is made once, with few resends.
 #[tokio::test]
 async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
@@ -129,6 +129,22 @@ async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
     let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
     assert!(m365.pace().batch_counted, "learnt, and kept with the pace: {:?}", m365.pace());
+}
+
+/// Throttling and batching (throttling.md): "the batch itself fails with a status code of 424"
+/// when a request in it was throttled. The answers in its body are still each request's: the
+/// throttled ones are resent after their wait and teach the gate, the others are kept.
+#[tokio::test]
+async fn a_batch_answered_424_because_a_request_was_throttled_is_read_request_by_request() {
+    let faults = Faults { throttle_rps: Some(25), throttled_batch_424: true, ..Faults::default() };
+    let sim = sim(SimConfig { faults, ..configured() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(40)).await.unwrap();
+    assert_one_kit(&sim.state(), 40);
+    let stats = m365.stats();
+    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    assert!(stats.throttled > 0, "the throttled requests reached the gate: {stats:?}");
+    assert!(per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
 }
 
 #[tokio::test]
