@@ -429,6 +429,16 @@ mod tests {
         Answer { admitted, outer_admitted: true, throttled: throttled.then_some(Duration::from_secs(1)) }
     }
 
+    /// Batches of 20 asked at `at` until the gate says no: the leave each was given.
+    fn wave(s: &mut State, at: Instant) -> Vec<Ticket> {
+        std::iter::from_fn(|| s.grant(at, 20, true).ok()).collect()
+    }
+
+    /// The items a wave at `at` was let through.
+    fn items(s: &mut State, at: Instant) -> Vec<usize> {
+        wave(s, at).iter().map(|t| t.items).collect()
+    }
+
     #[test]
     fn a_large_first_wave_is_probed_then_goes_out_whole() {
         let t0 = Instant::now();
@@ -456,17 +466,11 @@ mod tests {
         s.recall(GraphPace { limit_per_second: Some(40), ..GraphPace::default() });
         assert_eq!(s.pace(t0), GraphPace { limit_per_second: Some(40), ..GraphPace::default() });
         // The first wave fills the window, no more, and no probe holds it back.
-        let mut sent = 0;
-        while let Ok(t) = s.grant(t0, 20, true) {
-            sent += t.items;
-        }
+        let sent: usize = items(&mut s, t0).iter().sum();
         assert_eq!(sent, 40);
         // Not grown at once: a recalled limit is as fresh as a learnt one.
         let t1 = t0 + WINDOW;
-        let mut sent = 0;
-        while let Ok(t) = s.grant(t1, 20, true) {
-            sent += t.items;
-        }
+        let sent: usize = items(&mut s, t1).iter().sum();
         assert_eq!(sent, 40);
         // A gate that has learnt for itself keeps its own lesson.
         s.recall(GraphPace { limit_per_second: Some(400), ..GraphPace::default() });
@@ -523,10 +527,7 @@ mod tests {
         );
         // From the end of the wait: no more than the limit per window, as soon as it has room.
         let t1 = late + Duration::from_secs(1);
-        let mut sent = 0;
-        while let Ok(t) = s.grant(t1, 20, true) {
-            sent += t.items;
-        }
+        let sent: usize = items(&mut s, t1).iter().sum();
         assert_eq!(sent, 40);
         let Err(Wake::At(next)) = s.grant(t1, 20, true) else { panic!("the window is full") };
         assert_eq!(next, t1 + WINDOW);
@@ -555,22 +556,19 @@ mod tests {
             assert_eq!(s.limit, Some(21 + 19), "each served batch and its admitted items ({c_first})");
             // From then on a batch is its items and itself: 21 and 19 fill the window.
             let t1 = late + Duration::from_secs(1);
-            let sizes: Vec<usize> = std::iter::from_fn(|| s.grant(t1, 20, true).ok().map(|t| t.items)).collect();
-            assert_eq!(sizes, [20, 18], "{c_first}");
+            assert_eq!(items(&mut s, t1), [20, 18], "{c_first}");
             // Kept, and recalled by a restarted gate: its first wave is paced so.
             let kept = s.pace(t1);
             assert_eq!(kept, GraphPace { limit_per_second: Some(40), open: false, batch_counted: true });
             let mut restarted = State::default();
             restarted.recall(kept);
-            let sizes: Vec<usize> =
-                std::iter::from_fn(|| restarted.grant(t1, 20, true).ok().map(|t| t.items)).collect();
-            assert_eq!(sizes, [20, 18], "{c_first}");
+            assert_eq!(items(&mut restarted, t1), [20, 18], "{c_first}");
         }
         // A tenant that does not count it never refuses a batch whole, even when it throttles
         // every item of one: items only.
         let t0 = Instant::now();
         let mut s = State { limit: Some(40), ..State::default() };
-        let sent: Vec<Ticket> = std::iter::from_fn(|| s.grant(t0, 20, true).ok()).collect();
+        let sent = wave(&mut s, t0);
         assert_eq!(sent.iter().map(|t| t.items).collect::<Vec<_>>(), [20, 20]);
         s.answered(&sent[0], answer(20, false), t0 + Duration::from_millis(100));
         s.answered(&sent[1], answer(0, true), t0 + Duration::from_millis(100));
@@ -630,10 +628,7 @@ mod tests {
         let start = t0 + Duration::from_secs(60);
         let mut at = start;
         let grew = loop {
-            let mut sent = 0;
-            while let Ok(t) = s.grant(at, 20, true) {
-                sent += t.items;
-            }
+            let sent: usize = items(&mut s, at).iter().sum();
             if sent > 40 {
                 break at;
             }
@@ -649,10 +644,7 @@ mod tests {
         assert_eq!(s.pace(at).limit_per_second, Some(50), "held: kept");
         // An hour of silence, then demand again: the clock starts over.
         let later = at + Duration::from_secs(3600);
-        let mut sent = 0;
-        while let Ok(t) = s.grant(later, 20, true) {
-            sent += t.items;
-        }
+        let sent: usize = items(&mut s, later).iter().sum();
         assert_eq!(sent, 50, "no growth at the first wave after an idle spell");
     }
 
@@ -664,10 +656,7 @@ mod tests {
         let mut at = t0;
         let mut growths = Vec::new();
         while at.duration_since(t0) < Duration::from_secs(120) {
-            let mut sent = Vec::new();
-            while let Ok(t) = s.grant(at, 20, true) {
-                sent.push(t);
-            }
+            let sent = wave(&mut s, at);
             if s.grown_at == Some(at) {
                 growths.push(at.duration_since(t0).as_secs());
             }

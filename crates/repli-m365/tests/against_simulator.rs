@@ -4,8 +4,8 @@
 
 use repli_graph_sim::{AdminUnit, Faults, Grants, PolicyGrant, RetryAfterFormat, SimConfig, Simulator, UnitRole};
 use repli_m365::{
-    AgentSpec, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher, ItemSink,
-    KitSpec, M365, PreflightReport, PreflightSpec, Secret, provision,
+    AgentSpec, CallStats, CheckStatus, DomainRemoval, Error, Grant, GraphConfig, GraphProvider, HttpDnsPublisher,
+    ItemSink, KitSpec, M365, PreflightReport, PreflightSpec, Secret, provision,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -100,17 +100,24 @@ async fn throttling_with_retry_after_in_seconds_and_as_http_date() {
     }
 }
 
+/// A kit of `agents` provisioned once on a tenant with `faults`: the client (for its pace),
+/// its counts, and the Graph requests it sent per distinct one.
+async fn provisioned_under(faults: Faults, agents: usize) -> (GraphProvider, CallStats, f64) {
+    let sim = sim(SimConfig { faults, ..configured() }).await;
+    let m365 = provider(&sim, |_| {});
+    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(agents)).await.unwrap();
+    assert_one_kit(&sim.state(), agents);
+    let stats = m365.stats();
+    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    (m365, stats, per_request)
+}
+
 /// Under throttling, requests are paced after the first 429s and a throttled batch's items
 /// are resent, never the whole batch again: well under two sends per distinct request.
 #[tokio::test]
 async fn throttled_provisioning_resends_little() {
-    let faults = Faults { throttle_rps: Some(40), ..Faults::default() };
-    let sim = sim(SimConfig { faults, ..configured() }).await;
-    let m365 = provider(&sim, |_| {});
-    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
-    assert_one_kit(&sim.state(), 120);
-    let stats = m365.stats();
-    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    let (m365, stats, per_request) =
+        provisioned_under(Faults { throttle_rps: Some(40), ..Faults::default() }, 120).await;
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
     assert!(!m365.pace().batch_counted, "a tenant that counts requests only: {:?}", m365.pace());
 }
@@ -121,12 +128,7 @@ async fn throttled_provisioning_resends_little() {
 #[tokio::test]
 async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
     let faults = Faults { throttle_rps: Some(40), batch_envelope_counts: true, ..Faults::default() };
-    let sim = sim(SimConfig { faults, ..configured() }).await;
-    let m365 = provider(&sim, |_| {});
-    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(120)).await.unwrap();
-    assert_one_kit(&sim.state(), 120);
-    let stats = m365.stats();
-    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    let (m365, stats, per_request) = provisioned_under(faults, 120).await;
     assert!(stats.throttled > 0 && per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
     assert!(m365.pace().batch_counted, "learnt, and kept with the pace: {:?}", m365.pace());
 }
@@ -137,12 +139,7 @@ async fn a_tenant_counting_the_batch_itself_is_learnt_from_its_429s() {
 #[tokio::test]
 async fn a_batch_answered_424_because_a_request_was_throttled_is_read_request_by_request() {
     let faults = Faults { throttle_rps: Some(25), throttled_batch_424: true, ..Faults::default() };
-    let sim = sim(SimConfig { faults, ..configured() }).await;
-    let m365 = provider(&sim, |_| {});
-    provision(&m365, &HttpDnsPublisher::new(sim.base_url()), &spec(40)).await.unwrap();
-    assert_one_kit(&sim.state(), 40);
-    let stats = m365.stats();
-    let per_request = stats.graph_requests as f64 / stats.distinct_requests as f64;
+    let (_m365, stats, per_request) = provisioned_under(faults, 40).await;
     assert!(stats.throttled > 0, "the throttled requests reached the gate: {stats:?}");
     assert!(per_request < 1.8, "{per_request:.2} sends per distinct request: {stats:?}");
 }

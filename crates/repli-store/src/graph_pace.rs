@@ -80,15 +80,9 @@ mod tests {
     /// "never throttled" is kept.
     #[tokio::test]
     async fn limits_kept_before_batches_were_told_apart_are_dropped_at_the_upgrade() {
-        use std::str::FromStr;
-
-        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let opts = SqliteConnectOptions::from_str("sqlite:").unwrap().filename(&path).create_if_missing(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
-        let old: Vec<_> = crate::migrator().iter().filter(|m| m.version <= 17).cloned().collect();
-        sqlx::migrate::Migrator::with_migrations(old).run(&pool).await.unwrap();
+        let pool = crate::database_as_of(&path, 17).await;
         sqlx::query(
             "INSERT INTO graph_pace (tenant, limit_per_second, open, learnt_at) VALUES \
              ('throttled', 40, 0, '2026-12-07T10:00:00Z'), ('never', NULL, 1, '2026-12-07T10:00:00Z')",

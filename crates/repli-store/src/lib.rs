@@ -296,6 +296,21 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// A database at `path` as a version that stopped at migration `last` made it (an upgrade
+/// test fills it, closes the pool, then opens it with [`Store::open`]).
+#[cfg(test)]
+async fn database_as_of(path: &std::path::Path, last: i64) -> sqlx::SqlitePool {
+    use std::str::FromStr;
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite:")
+        .expect("an in-memory URL parses")
+        .filename(path)
+        .create_if_missing(true);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.expect("opened");
+    let old: Vec<_> = migrator().iter().filter(|m| m.version <= last).cloned().collect();
+    Migrator::with_migrations(old).run(&pool).await.expect("migrated");
+    pool
+}
+
 /// Why an agents list can no longer be replaced (only completed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentsLock {

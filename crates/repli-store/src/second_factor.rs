@@ -287,21 +287,14 @@ mod tests {
 /// opens with this one, which migrates it at open; its accounts are kept and gain the tables.
 #[cfg(test)]
 mod upgrade_tests {
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
     use super::*;
 
     #[tokio::test]
     async fn a_database_of_the_previous_version_is_migrated_at_open_and_keeps_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let opts = SqliteConnectOptions::from_str("sqlite:").unwrap().filename(&path).create_if_missing(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        let pool = crate::database_as_of(&path, 13).await;
         let all = crate::migrator();
-        let old: Vec<_> = all.iter().filter(|m| m.version <= 13).cloned().collect();
-        sqlx::migrate::Migrator::with_migrations(old).run(&pool).await.unwrap();
         sqlx::query(
             "INSERT INTO users (id, name, role, created_at) VALUES (7, 'Claire Ops', 'ops', '2026-11-02T08:00:00Z')",
         )
